@@ -1,0 +1,55 @@
+"""Shared test configuration.
+
+Tests marked ``root`` need root, network namespaces and the Debian packages that
+scripts/setup.sh installs. Outside CI they are skipped when those are missing; in CI
+(``CI=true``) a missing prerequisite is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+ROOT_TOOLS = ("ip", "wireguard-go", "wg", "babeld", "ping")
+
+
+def root_prerequisites_missing() -> str:
+    """Say what is missing for the root tests, or return an empty string."""
+    if os.geteuid() != 0:
+        return "not running as root"
+    missing = [tool for tool in ROOT_TOOLS if shutil.which(tool) is None]
+    if missing:
+        return "missing tools: " + ", ".join(missing)
+    if not os.path.exists("/dev/net/tun"):
+        return "no /dev/net/tun"
+    return ""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    missing = root_prerequisites_missing()
+    if not missing:
+        return
+    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    for item in items:
+        if "root" not in item.keywords:
+            continue
+        if in_ci:
+            item.add_marker(
+                pytest.mark.usefixtures("_fail_missing_root_prerequisites")
+            )
+        else:
+            item.add_marker(pytest.mark.skip(reason=f"root test: {missing}"))
+
+
+@pytest.fixture
+def _fail_missing_root_prerequisites() -> None:
+    pytest.fail(f"CI needs this root test to run, but: {root_prerequisites_missing()}")
