@@ -1,0 +1,6 @@
+"""WireGuard: values, the UAPI codec, the reconciler (pure) and the backends (shells).
+
+Pure: :mod:`~meshd.wg.model`, :mod:`~meshd.wg.addresses`, :mod:`~meshd.wg.uapi_codec`,
+:mod:`~meshd.wg.reconcile`. Shells: :mod:`~meshd.wg.uapi`, :mod:`~meshd.wg.netlink` and the
+``backend_*`` modules. See docs/wireguard.md.
+"""
