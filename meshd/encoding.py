@@ -1,0 +1,100 @@
+"""Canonical msgpack: the one encoding of every signed record.
+
+A record is signed over the exact bytes that are sent, so there must be exactly one encoding of
+each value. meshd records use only msgpack arrays, unsigned integers, byte strings and UTF-8
+strings (never maps, floats or extension types), and always the shortest form msgpack offers.
+:func:`unpack_canonical_untrusted` decodes and then re-encodes: any input that is not exactly
+the canonical encoding of what it decodes to is rejected.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import msgpack
+
+from meshd.errors import DecodeError
+
+MAX_NESTING = 8
+
+
+def pack(value: Any) -> bytes:
+    """Encode ``value`` canonically (the shortest msgpack form; bytes as bin, str as str)."""
+    data: bytes = msgpack.packb(value, use_bin_type=True)
+    return data
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise DecodeError(f"msgpack extension type {code} is not allowed")
+
+
+def unpack_canonical_untrusted(data: bytes, *, max_size: int, what: str) -> Any:
+    """Decode ``data``, which must be one canonical msgpack value of at most ``max_size`` bytes.
+
+    Raises DecodeError for anything else: oversized, truncated, trailing bytes, maps, floats,
+    extension types, or any encoding that is not the shortest form.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError(f"{what}: expected bytes")
+    data = bytes(data)
+    if len(data) > max_size:
+        raise DecodeError(f"{what}: {len(data)} bytes is over the limit of {max_size}")
+    if not data:
+        raise DecodeError(f"{what}: empty")
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_bin_len=max_size,
+            max_str_len=max_size,
+            max_array_len=max_size,
+            max_map_len=0,
+            max_ext_len=0,
+            ext_hook=_refuse_ext,
+        )
+    except DecodeError:
+        raise
+    except (ValueError, TypeError, OverflowError, RecursionError, msgpack.UnpackException) as exc:
+        raise DecodeError(f"{what}: not valid msgpack ({type(exc).__name__})") from None
+    _check_types(value, what, 0)
+    if pack(value) != data:
+        raise DecodeError(f"{what}: not in canonical encoding")
+    return value
+
+
+def _check_types(value: Any, what: str, depth: int) -> None:
+    if depth > MAX_NESTING:
+        raise DecodeError(f"{what}: nested too deeply")
+    if isinstance(value, list):
+        for item in value:
+            _check_types(item, what, depth + 1)
+    elif isinstance(value, bool) or not isinstance(value, int | bytes | str):
+        raise DecodeError(f"{what}: value of type {type(value).__name__} is not allowed")
+    elif isinstance(value, int) and value < 0:
+        raise DecodeError(f"{what}: negative integers are not allowed")
+
+
+def b64url(data: bytes) -> str:
+    """URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode_untrusted(text: str, *, what: str) -> bytes:
+    """Inverse of :func:`b64url`; refuses anything that :func:`b64url` would not produce."""
+    if not text or any(c not in _B64URL_ALPHABET for c in text) or len(text) % 4 == 1:
+        raise DecodeError(f"{what}: not URL-safe base64")
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64url(raw) != text:
+        raise DecodeError(f"{what}: not in canonical base64")
+    return raw
+
+
+_B64URL_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def b32(data: bytes) -> str:
+    """Lower-case base32 without padding: the text form of fingerprints."""
+    return base64.b32encode(data).rstrip(b"=").decode("ascii").lower()

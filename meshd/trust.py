@@ -1,0 +1,232 @@
+"""Signature and issuer-chain checks against one trust root (pure; no clock, no I/O).
+
+The chain is bounded: ``root -> [admin] -> invite -> member`` for members who joined with an
+invite (their admission is countersigned by a sponsoring member), and ``root -> [admin] ->
+member`` for members certified directly (the founder). Only the root certifies admins, so a
+chain is at most one admin deep. Each link must have been valid when the next one was made.
+
+Whether a key has been revoked, and whether something is valid *now*, depends on the
+membership state and the time; meshd.membership decides that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from meshd.addressing import Prefix, overlay_prefix, prefix_within
+from meshd.errors import VerifyError
+from meshd.keys import SigningKey, fingerprint_bytes, verify
+from meshd.records import (
+    CONTEXTS,
+    Admission,
+    Announcement,
+    Cap,
+    Certificate,
+    Enrollment,
+    Invite,
+    Network,
+    Record,
+    Revocation,
+    Role,
+    kind_of,
+    record_id,
+    signed_body,
+)
+
+MAX_CACHE = 65536
+
+
+def check_signature(record: Record) -> None:
+    """Raise VerifyError unless the record's signature is its signer's over its body."""
+    verify(record.signer, CONTEXTS[kind_of(record)], signed_body(record), record.signature)
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """A verified network definition: the root key and what derives from it."""
+
+    network: Network
+    network_id: bytes
+
+    @classmethod
+    def from_network(cls, network: Network) -> Anchor:
+        check_signature(network)
+        return cls(network, fingerprint_bytes(network.root_key))
+
+    @property
+    def root_key(self) -> bytes:
+        return self.network.root_key
+
+    @property
+    def overlay(self) -> Prefix:
+        return overlay_prefix(self.network.root_key)
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """What a verified membership credential says, whatever its form."""
+
+    node_key: bytes
+    wg_key: bytes
+    name: str
+    admitted_at: int
+    not_after: int
+    prefixes: tuple[Prefix, ...]
+    # Keys whose revocation excludes this member: its own, its invite's, its admin's.
+    depends_on: frozenset[bytes]
+    # For members who came with an invite: the invite key and its use limit.
+    invite: bytes | None
+    max_uses: int
+    record_id: bytes
+
+
+class Verifier:
+    """Checks records against one trust root, remembering the certificates it has checked."""
+
+    def __init__(self, anchor: Anchor) -> None:
+        self.anchor = anchor
+        self._good_certs: dict[bytes, None] = {}
+
+    def _network(self, network_id: bytes) -> None:
+        if network_id != self.anchor.network_id:
+            raise VerifyError("wrong-network", "the record belongs to another network")
+
+    def certificate(self, cert: Certificate) -> None:
+        """Check a certificate's signature, network, and issuer chain up to the root."""
+        cid = record_id(cert.raw)
+        if cid in self._good_certs:
+            return
+        self._network(cert.network_id)
+        if cert.not_after < cert.not_before:
+            raise VerifyError("bad-validity", "the certificate ends before it starts")
+        if cert.role is Role.ADMIN:
+            if cert.issuer != self.anchor.root_key or cert.chain:
+                raise VerifyError("chain-too-deep", "only the root may certify an admin")
+        elif cert.issuer == self.anchor.root_key:
+            if cert.chain:
+                raise VerifyError("bad-chain", "a certificate from the root carries no chain")
+        else:
+            self._issued_by_admin(cert, cert.chain, Cap.INVITE, cert.not_before)
+            admin = cert.chain[0]
+            for prefix in cert.prefixes:
+                if not any(prefix_within(prefix, allowed) for allowed in admin.prefixes):
+                    raise VerifyError(
+                        "prefix-not-allowed", f"the admin may not grant the prefix {prefix}"
+                    )
+        if cert.role is not Role.ADMIN and cert.caps:
+            raise VerifyError("bad-caps", "only admin certificates carry capabilities")
+        if cert.role is Role.MEMBER and len(cert.wg_key) != 32:
+            raise VerifyError("bad-certificate", "a member certificate names a WireGuard key")
+        check_signature(cert)
+        if len(self._good_certs) >= MAX_CACHE:
+            self._good_certs.clear()
+        self._good_certs[cid] = None
+
+    def _issued_by_admin(
+        self, record: Record, chain: tuple[Certificate, ...], cap: Cap, at: int
+    ) -> None:
+        """Check that ``record`` was issued by the admin in ``chain`` holding ``cap`` at ``at``."""
+        if len(chain) != 1:
+            raise VerifyError("bad-chain", "the issuer is not the root and shows no admin chain")
+        admin = chain[0]
+        if admin.role is not Role.ADMIN or admin.subject != record.signer:
+            raise VerifyError("bad-chain", "the chain does not certify the issuer as an admin")
+        self.certificate(admin)
+        if cap not in admin.caps:
+            raise VerifyError(
+                "missing-capability",
+                f"the admin lacks the {(cap.name or str(int(cap))).lower()} capability",
+            )
+        if not admin.not_before <= at <= admin.not_after:
+            raise VerifyError("issuer-expired", "the admin was not valid when it signed")
+
+    def member_certificate(self, cert: Certificate) -> Credential:
+        if cert.role is not Role.MEMBER:
+            raise VerifyError("bad-role", "a member credential must be a member certificate")
+        self.certificate(cert)
+        depends = {cert.subject} | {c.subject for c in cert.chain}
+        return Credential(
+            cert.subject,
+            cert.wg_key,
+            cert.name,
+            cert.not_before,
+            cert.not_after,
+            cert.prefixes,
+            frozenset(depends),
+            None,
+            0,
+            record_id(cert.raw),
+        )
+
+    def enrollment(self, enrollment: Enrollment) -> None:
+        invite = enrollment.invite
+        self._network(enrollment.network_id)
+        if invite.role is not Role.INVITE:
+            raise VerifyError("bad-role", "an enrollment must be signed under an invite")
+        self.certificate(invite)
+        check_signature(enrollment)
+
+    def admission(self, admission: Admission) -> Credential:
+        """Check an admission, its enrollment and the invite's chain. Not the sponsor's status."""
+        self._network(admission.network_id)
+        enrollment = admission.enrollment
+        invite = enrollment.invite
+        self.enrollment(enrollment)
+        if not invite.not_before <= admission.admitted_at <= invite.not_after:
+            raise VerifyError(
+                "invite-expired", "the admission was not made while the invite was valid"
+            )
+        check_signature(admission)
+        depends = {enrollment.node_key, invite.subject} | {c.subject for c in invite.chain}
+        not_after = admission.admitted_at + invite.member_ttl
+        return Credential(
+            enrollment.node_key,
+            enrollment.wg_key,
+            enrollment.name,
+            admission.admitted_at,
+            not_after,
+            invite.prefixes,
+            frozenset(depends),
+            invite.subject,
+            invite.max_uses,
+            record_id(admission.raw),
+        )
+
+    def announcement(self, announcement: Announcement) -> None:
+        self._network(announcement.network_id)
+        check_signature(announcement)
+
+    def revocation(self, revocation: Revocation) -> None:
+        self._network(revocation.network_id)
+        if revocation.issuer != self.anchor.root_key:
+            self._issued_by_admin(revocation, revocation.chain, Cap.REVOKE, revocation.issued_at)
+        elif revocation.chain:
+            raise VerifyError("bad-chain", "a revocation from the root carries no chain")
+        if revocation.target == self.anchor.root_key:
+            raise VerifyError("bad-target", "the root key cannot be revoked")
+        check_signature(revocation)
+
+    def invite(self, invite: Invite) -> None:
+        """Check an invite token's payload: chain, signature, and that the secret fits."""
+        if invite.network.raw != self.anchor.network.raw:
+            raise VerifyError("wrong-network", "the invite is for another network")
+        cert = invite.certificate
+        if cert.role is not Role.INVITE:
+            raise VerifyError("bad-role", "the token does not hold an invite certificate")
+        self.certificate(cert)
+        check_signature(invite)
+        if SigningKey(invite.secret).public != cert.subject:
+            raise VerifyError("bad-secret", "the invite secret does not match its certificate")
+
+
+def check_announced_prefixes(
+    announcement: Announcement, allowed: tuple[Prefix, ...], own: Prefix
+) -> None:
+    """Raise unless every announced prefix is the member's own /128 or inside its grants."""
+    for prefix in announcement.prefixes:
+        if prefix == own:
+            continue
+        if not any(prefix_within(prefix, grant) for grant in allowed):
+            raise VerifyError(
+                "prefix-not-allowed", f"{prefix} is outside what the member's certificate allows"
+            )

@@ -1,0 +1,137 @@
+"""Builders for trust-layer tests: a network with a root, members, invites and revocations."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from meshd.invites import Issuer, create_invite, enroll
+from meshd.keys import SigningKey, WireGuardKey
+from meshd.membership import Membership
+from meshd.records import (
+    ALL_CAPS,
+    Admission,
+    Announcement,
+    Cap,
+    Certificate,
+    Invite,
+    Role,
+    make_announcement,
+    make_certificate,
+    make_network,
+    make_revocation,
+)
+from meshd.trust import Anchor
+
+T0 = 1_800_000_000
+DAY = 86400
+
+
+@dataclass
+class Node:
+    key: SigningKey
+    wg: WireGuardKey
+    name: str
+    credential: Certificate | Admission
+    seq: int = 0
+
+    def announce(self, net: Net, at: int, **kw: object) -> Announcement:
+        self.seq += 1
+        return make_announcement(
+            self.key, network_id=net.anchor.network_id, seq=self.seq, issued_at=at, **kw
+        )  # type: ignore[arg-type]
+
+
+@dataclass
+class Net:
+    root: SigningKey = field(default_factory=SigningKey.generate)
+    name: str = "testnet"
+
+    def __post_init__(self) -> None:
+        self.network = make_network(self.root, self.name, T0)
+        self.anchor = Anchor.from_network(self.network)
+        self.issuer = Issuer(self.root)
+
+    def state(self, **kw: int) -> Membership:
+        return Membership(self.anchor, **kw)  # type: ignore[arg-type]
+
+    def admin(
+        self,
+        caps: Cap = ALL_CAPS,
+        *,
+        not_after: int = T0 + 365 * DAY,
+        prefixes: tuple[object, ...] = (),
+    ) -> Issuer:
+        key = SigningKey.generate()
+        cert = make_certificate(
+            self.root,
+            network_id=self.anchor.network_id,
+            subject=key.public,
+            role=Role.ADMIN,
+            serial=os.urandom(16),
+            not_before=T0,
+            not_after=not_after,
+            caps=caps,
+            name="admin",
+            prefixes=prefixes or (self.anchor.overlay,),
+        )  # type: ignore[arg-type]
+        return Issuer(key, cert)
+
+    def founder(self, name: str = "founder", issuer: Issuer | None = None) -> Node:
+        issuer = issuer or self.issuer
+        key, wg = SigningKey.generate(), WireGuardKey.generate()
+        cert = make_certificate(
+            issuer.key,
+            network_id=self.anchor.network_id,
+            subject=key.public,
+            role=Role.MEMBER,
+            serial=os.urandom(16),
+            not_before=T0,
+            not_after=T0 + 365 * DAY,
+            name=name,
+            wg_key=wg.public,
+            chain=issuer.chain,
+        )
+        return Node(key, wg, name, cert)
+
+    def invite(
+        self,
+        *,
+        uses: int = 1,
+        lifetime: int = DAY,
+        at: int = T0,
+        issuer: Issuer | None = None,
+        **kw: object,
+    ) -> Invite:
+        return create_invite(
+            issuer or self.issuer, self.anchor, now=at, lifetime=lifetime, uses=uses, **kw
+        )  # type: ignore[arg-type]
+
+    def join(
+        self, state: Membership, sponsor: Node, invite: Invite, name: str, at: int = T0 + 10
+    ) -> Node:
+        key, wg = SigningKey.generate(), WireGuardKey.generate()
+        enrollment = enroll(invite, node_key=key.public, wg_key=wg.public, name=name, now=at)
+        admission = state.sponsor(sponsor.key, enrollment, at)
+        return Node(key, wg, name, admission)
+
+    def revoke(
+        self,
+        target: bytes,
+        role: Role = Role.MEMBER,
+        *,
+        at: int = T0 + 20,
+        issuer: Issuer | None = None,
+        reason: str = "test",
+    ):  # type: ignore[no-untyped-def]
+        issuer = issuer or self.issuer
+        return make_revocation(
+            issuer.key,
+            network_id=self.anchor.network_id,
+            target=target,
+            target_role=role,
+            issued_at=at,
+            expires_at=at + 400 * DAY,
+            reason=reason,
+            chain=issuer.chain,
+        )
