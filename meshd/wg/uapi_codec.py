@@ -119,6 +119,130 @@ def _peer_lines(op: UpdatePeer | RemovePeer, dialect: Dialect) -> list[str]:
     return lines
 
 
+def parse_set_request_untrusted(data: bytes) -> list[Operation]:
+    """Parse a ``set=1`` request back into operations (what a device does with it).
+
+    Used by in-process fake devices and to check the encoder; ``preshared_key`` and
+    ``protocol_version`` are accepted and dropped.
+    """
+    if not data.startswith(b"set=1\n"):
+        raise UapiDecodeError("UAPI request does not start with set=1")
+    body = data[len(b"set=1\n") :]
+    if body == b"\n":
+        return []
+    if not body.endswith(b"\n\n"):
+        raise UapiDecodeError("UAPI request is truncated (no empty line at the end)")
+    pairs, _ = split_reply_untrusted(body[:-1] + b"errno=0\n\n")
+    ops: list[Operation] = []
+    peer: _RequestPeer | None = None
+    for key, value in pairs:
+        if key == "public_key":
+            if peer is not None:
+                ops.append(peer.operation())
+            peer = _RequestPeer(_hex_key(key, value))
+        elif peer is None:
+            ops.append(_device_operation(key, value))
+        else:
+            peer.add(key, value)
+    if peer is not None:
+        ops.append(peer.operation())
+    return ops
+
+
+def _device_operation(key: str, value: str) -> Operation:
+    if key == "private_key":
+        return SetPrivateKey(_hex_key(key, value))
+    if key == "listen_port":
+        return SetListenPort(_uint(key, value, 65535))
+    if key == "fwmark":
+        return SetFwmark(_uint(key, value, 2**32 - 1))
+    if key == "replace_peers" and value == "true":
+        return ReplacePeers()
+    raise UapiDecodeError(f"UAPI request has unknown device line {key}={value[:32]}")
+
+
+@dataclass(slots=True)
+class _RequestPeer:
+    public_key: bytes
+    flags: set[str] = field(default_factory=set)
+    endpoint: str | None = None
+    keepalive: int | None = None
+    allowed_ips: list[IPNetwork] = field(default_factory=list)
+
+    def add(self, key: str, value: str) -> None:
+        if key in ("remove", "update_only", "replace_allowed_ips"):
+            if value != "true":
+                raise UapiDecodeError(f"UAPI request has {key}={value[:16]}")
+            self.flags.add(key)
+        elif key == "endpoint":
+            self.endpoint = _endpoint(value)
+        elif key == "persistent_keepalive_interval":
+            self.keepalive = _uint(key, value, 65535)
+        elif key == "allowed_ip":
+            self.allowed_ips.append(_network(value))
+        elif key == "preshared_key":
+            _hex_key(key, value)
+        elif key != "protocol_version":
+            raise UapiDecodeError(f"UAPI request has unknown peer line {key}=")
+
+    def operation(self) -> UpdatePeer | RemovePeer:
+        if "remove" in self.flags:
+            return RemovePeer(self.public_key)
+        return UpdatePeer(
+            self.public_key,
+            update_only="update_only" in self.flags,
+            endpoint=self.endpoint,
+            persistent_keepalive=self.keepalive,
+            replace_allowed_ips="replace_allowed_ips" in self.flags,
+            allowed_ips=tuple(self.allowed_ips),
+        )
+
+
+def encode_get_reply(
+    state: DeviceState, dialect: Dialect = Dialect.WIREGUARD_GO, *, now: float = 0.0
+) -> bytes:
+    """A ``get`` reply describing ``state``, as the given implementation writes it.
+
+    The device key is written only for boringtun (``own_public_key``): a state holds no
+    private key. ``now`` turns handshake times into boringtun's ages.
+    """
+    lines: list[str] = []
+    if dialect is Dialect.BORINGTUN and state.public_key is not None:
+        lines.append(f"own_public_key={key_to_hex(state.public_key)}")
+    if state.listen_port:
+        lines.append(f"listen_port={state.listen_port}")
+    if state.fwmark:
+        lines.append(f"fwmark={state.fwmark}")
+    for peer in state.peers:
+        config = peer.config
+        lines.append(f"public_key={key_to_hex(config.public_key)}")
+        if dialect is Dialect.WIREGUARD_GO:
+            lines.append(f"preshared_key={'0' * 64}")
+            lines.append("protocol_version=1")
+        if config.endpoint is not None:
+            lines.append(f"endpoint={config.endpoint}")
+        handshake = peer.last_handshake
+        if dialect is Dialect.BORINGTUN and handshake is not None:
+            handshake = max(0.0, now - handshake)
+        if handshake is not None or dialect is Dialect.WIREGUARD_GO:
+            nsec = round((handshake or 0.0) * _NSEC_PER_SEC)
+            lines.append(f"last_handshake_time_sec={nsec // _NSEC_PER_SEC}")
+            lines.append(f"last_handshake_time_nsec={nsec % _NSEC_PER_SEC}")
+        lines.append(f"tx_bytes={peer.tx_bytes}")
+        lines.append(f"rx_bytes={peer.rx_bytes}")
+        if config.persistent_keepalive or dialect is Dialect.WIREGUARD_GO:
+            lines.append(f"persistent_keepalive_interval={config.persistent_keepalive or 0}")
+        lines.extend(f"allowed_ip={net}" for net in config.allowed_ips)
+    lines.append("errno=0")
+    return ("\n".join(lines) + "\n\n").encode("ascii")
+
+
+def encode_errno_reply(errno: int, dialect: Dialect = Dialect.WIREGUARD_GO) -> bytes:
+    """``errno=N`` with the sign the implementation uses (negative for wireguard-go)."""
+    sign = "-" if errno and dialect is Dialect.WIREGUARD_GO else ""
+    return f"errno={sign}{abs(errno)}\n\n".encode("ascii")
+
+
 # -- replies -------------------------------------------------------------------------------
 
 
@@ -223,15 +347,9 @@ def parse_get_reply_untrusted(
 
 def _peer_field(peer: _PeerBuilder, key: str, value: str) -> None:
     if key == "endpoint":
-        try:
-            peer.endpoint = canonical_endpoint(value)
-        except ValueError:
-            raise UapiDecodeError(f"UAPI endpoint {value[:64]!r} is malformed") from None
+        peer.endpoint = _endpoint(value)
     elif key == "allowed_ip":
-        try:
-            peer.allowed_ips.append(ipaddress.ip_network(value, strict=False))
-        except ValueError:
-            raise UapiDecodeError(f"UAPI allowed_ip {value[:64]!r} is malformed") from None
+        peer.allowed_ips.append(_network(value))
     elif key == "persistent_keepalive_interval":
         peer.keepalive = _uint(key, value, 65535) or None
     elif key == "last_handshake_time_sec":
@@ -269,6 +387,20 @@ def _finish_peer(peer: _PeerBuilder, dialect: Dialect, now: float | None) -> Pee
         persistent_keepalive=peer.keepalive,
     )
     return PeerStatus(config, last_handshake, peer.rx_bytes, peer.tx_bytes)
+
+
+def _endpoint(value: str) -> str:
+    try:
+        return canonical_endpoint(value)
+    except ValueError:
+        raise UapiDecodeError(f"UAPI endpoint {value[:64]!r} is malformed") from None
+
+
+def _network(value: str) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise UapiDecodeError(f"UAPI allowed_ip {value[:64]!r} is malformed") from None
 
 
 def _hex_key(key: str, value: str) -> bytes:

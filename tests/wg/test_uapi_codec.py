@@ -12,19 +12,26 @@ from hypothesis import strategies as st
 from meshd.errors import BackendError
 from meshd.wg.errors import UapiDecodeError, UapiErrnoError, UapiError
 from meshd.wg.model import (
+    DeviceState,
     Operation,
+    PeerConfig,
+    PeerStatus,
     RemovePeer,
     ReplacePeers,
+    SetFwmark,
     SetListenPort,
     SetPrivateKey,
     UpdatePeer,
 )
 from meshd.wg.uapi_codec import (
     Dialect,
+    encode_errno_reply,
+    encode_get_reply,
     encode_get_request,
     encode_set_request,
     parse_errno_untrusted,
     parse_get_reply_untrusted,
+    parse_set_request_untrusted,
 )
 
 PEER_A = bytes.fromhex("a9d4afe536f318714f3ee09e3d6081390ebfd63460d2b8ad1c9da304c9f0bf5a")
@@ -211,3 +218,55 @@ def test_encode_requests() -> None:
 def test_device_operation_after_peer_is_refused() -> None:
     with pytest.raises(ValueError, match="before the peer operations"):
         encode_set_request([RemovePeer(PEER_A), SetListenPort(1)])
+
+
+keys = st.binary(min_size=32, max_size=32)
+networks = st.sampled_from(
+    [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "192.0.2.1/32", "::/0", "fd00:1::/64")]
+)
+endpoints = st.none() | st.sampled_from(["192.0.2.1:1", "[2001:db8::1]:51820", "[::1]:9"])
+update_peers = st.builds(
+    UpdatePeer,
+    keys,
+    update_only=st.booleans(),
+    endpoint=endpoints,
+    persistent_keepalive=st.none() | st.integers(0, 65535),
+    replace_allowed_ips=st.booleans(),
+    allowed_ips=st.lists(networks).map(tuple),
+)
+device_ops = st.lists(
+    st.builds(SetPrivateKey, keys)
+    | st.builds(SetListenPort, st.integers(0, 65535))
+    | st.builds(SetFwmark, st.integers(0, 2**32 - 1))
+    | st.just(ReplacePeers())
+)
+
+
+@given(device_ops, st.lists(update_peers | st.builds(RemovePeer, keys)))
+def test_set_request_round_trip(device: list[Operation], peers: list[Operation]) -> None:
+    ops = device + peers
+    assert parse_set_request_untrusted(encode_set_request(ops)) == ops
+
+
+@given(
+    st.lists(
+        st.builds(
+            PeerStatus,
+            st.builds(PeerConfig, keys, endpoints, st.lists(networks).map(tuple)),
+            st.none() | st.integers(1, 10**9).map(float),
+            st.integers(0, 2**64 - 1),
+            st.integers(0, 2**64 - 1),
+        ),
+        unique_by=lambda p: p.public_key,
+    ),
+    st.none() | st.integers(1, 65535),
+    st.sampled_from(Dialect),
+)
+def test_get_reply_round_trip(peers: list[PeerStatus], port: int | None, dialect: Dialect) -> None:
+    state = DeviceState(listen_port=port, peers=tuple(peers))
+    now = 2e9
+    reply = encode_get_reply(state, dialect, now=now)
+    assert parse_get_reply_untrusted(reply, dialect=dialect, now=now) == state
+    assert encode_errno_reply(22, dialect) == (
+        b"errno=-22\n\n" if dialect is Dialect.WIREGUARD_GO else b"errno=22\n\n"
+    )
