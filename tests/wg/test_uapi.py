@@ -1,0 +1,166 @@
+"""The UAPI client against a fake device: a trio unix-socket server in the test."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+
+from meshd.wg.errors import UapiConnectionError, UapiDecodeError, UapiErrnoError, UapiError
+from meshd.wg.model import DeviceState, PeerConfig, UpdatePeer
+from meshd.wg.reconcile import apply_operations, plan
+from meshd.wg.uapi import UapiClient
+from meshd.wg.uapi_codec import (
+    Dialect,
+    encode_errno_reply,
+    encode_get_reply,
+    parse_set_request_untrusted,
+)
+
+Handler = Callable[[bytes], Awaitable[bytes | None]]
+KEYS = [bytes([n]) * 32 for n in range(1, 4)]
+
+
+async def _serve_one(handler: Handler, stream: trio.SocketStream) -> None:
+    async with stream:
+        request = b""
+        while b"\n\n" not in request:
+            chunk = await stream.receive_some(65536)
+            if not chunk:
+                return
+            request += chunk
+        reply = await handler(request)
+        if reply is not None:
+            await stream.send_all(reply)
+
+
+def run_against(path: Path, handler: Handler, client_side: Callable[[], Awaitable[None]]) -> None:
+    async def main() -> None:
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        await sock.bind(str(path))
+        sock.listen()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                trio.serve_listeners, partial(_serve_one, handler), [trio.SocketListener(sock)]
+            )
+            await client_side()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+class FakeDevice:
+    """Applies set requests with WireGuard's semantics; can fail one request half way."""
+
+    def __init__(self, fail_at_op: int | None = None) -> None:
+        self.state = DeviceState()
+        self.fail_at_op = fail_at_op
+        self.sets = 0
+
+    async def __call__(self, request: bytes) -> bytes:
+        if request == b"get=1\n\n":
+            return encode_get_reply(self.state)
+        self.sets += 1
+        for index, op in enumerate(parse_set_request_untrusted(request)):
+            if index == self.fail_at_op and isinstance(op, UpdatePeer):
+                # Like wireguard-go with a bad allowed_ip: the peer exists, the rest is lost.
+                self.fail_at_op = None
+                partial_op = replace(op, replace_allowed_ips=False, allowed_ips=())
+                self.state = apply_operations(self.state, [partial_op])
+                return encode_errno_reply(22)
+            self.state = apply_operations(self.state, [op])
+        return encode_errno_reply(0)
+
+
+def test_failed_set_then_reread_converges(tmp_path: Path) -> None:
+    path = tmp_path / "wg0.sock"
+    device = FakeDevice(fail_at_op=1)
+    desired = {
+        key: PeerConfig(key, f"192.0.2.{n}:51820", (ipaddress.ip_network(f"10.{n}.0.0/16"),))
+        for n, key in enumerate(KEYS, start=1)
+    }
+
+    async def client_side() -> None:
+        client = UapiClient(str(path))
+        previous: dict[bytes, PeerConfig] | None = None
+        errnos = []
+        for _ in range(3):
+            try:
+                await client.set(plan(desired, await client.get(), previous))
+            except UapiErrnoError as exc:
+                errnos.append(exc.errno)
+                continue  # re-read and plan again
+            previous = desired
+        assert errnos == [22]
+        final = await client.get()
+        assert final.peer_configs() == desired
+        assert plan(desired, final, previous) == []
+
+    run_against(path, device, client_side)
+    assert device.sets == 2  # the failed one and the one that finished the job
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        (b"errno=-22\n\n", UapiErrnoError),  # wireguard-go
+        (b"errno=22\n\n", UapiErrnoError),  # boringtun
+        (b"listen_port=1\n", UapiDecodeError),  # truncated, then closed
+        (b"\x00\xffgarbage\n\n", UapiDecodeError),
+        (b"listen_port=1\nerrno=0\n\n", UapiDecodeError),  # a set reply with content
+        (None, UapiConnectionError),  # closed with no reply (unknown operation)
+    ],
+)
+def test_set_error_replies(tmp_path: Path, reply: bytes | None, error: type[UapiError]) -> None:
+    async def handler(request: bytes) -> bytes | None:
+        return reply
+
+    async def client_side() -> None:
+        with pytest.raises(error) as info:
+            await UapiClient(str(tmp_path / "s")).set([UpdatePeer(KEYS[0])])
+        if isinstance(info.value, UapiErrnoError):
+            assert info.value.errno == 22
+
+    run_against(tmp_path / "s", handler, client_side)
+
+
+def test_boringtun_reply(tmp_path: Path) -> None:
+    async def handler(request: bytes) -> bytes:
+        assert request == b"get=1\n\n"
+        return (
+            b"own_public_key=" + KEYS[2].hex().encode() + b"\nlisten_port=51820\n"
+            b"public_key=" + KEYS[0].hex().encode() + b"\nendpoint=[::1]:7\n"
+            b"allowed_ip=fd00::/64\nlast_handshake_time_sec=5\nlast_handshake_time_nsec=0\n"
+            b"rx_bytes=1\ntx_bytes=2\nerrno=0\n\n"
+        )
+
+    async def client_side() -> None:
+        client = UapiClient(str(tmp_path / "b"), dialect=Dialect.BORINGTUN, clock=lambda: 100.0)
+        state = await client.get()
+        assert state.public_key == KEYS[2]
+        (peer,) = state.peers
+        assert peer.last_handshake == 95.0
+        assert peer.config.endpoint == "[::1]:7"
+
+    run_against(tmp_path / "b", handler, client_side)
+
+
+def test_timeout_and_missing_socket(tmp_path: Path) -> None:
+    async def silent(request: bytes) -> None:
+        await trio.sleep_forever()
+
+    async def client_side() -> None:
+        client = UapiClient(str(tmp_path / "t"), timeout=0.05)
+        with pytest.raises(UapiConnectionError, match="no reply within"):
+            await client.get()
+        with pytest.raises(UapiConnectionError, match="cannot connect") as info:
+            await UapiClient(str(tmp_path / "absent")).get()
+        assert "interface up" in info.value.one_line()
+
+    run_against(tmp_path / "t", silent, client_side)
