@@ -1,0 +1,278 @@
+"""The libp2p transport on loopback: gossip, validation, streams, security, restart, shutdown."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import pytest
+import trio
+from libp2p import new_host
+from libp2p.abc import ISecureTransport
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.exceptions import BaseLibp2pError
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
+from libp2p.security.secio.transport import ID as SECIO_PROTOCOL_ID
+from libp2p.security.secio.transport import Transport as SecioTransport
+from multiaddr import Multiaddr
+
+from meshd.errors import DecodeError
+from meshd.gossip.host import (
+    FramedStream,
+    GossipHost,
+    GossipMessage,
+    PeerConnected,
+    PeerDisconnected,
+    TransportError,
+    peer_id_of,
+    public_key_of,
+)
+from tests.gossip.support import accept_all, config, link, run_trio, running_hosts, wait_until
+
+ECHO = "/meshd/test/echo/1"
+
+
+async def _receive(host: GossipHost) -> GossipMessage:
+    with trio.fail_after(3.0):
+        return await host.messages.receive()
+
+
+def _assert_nothing_pending(host: GossipHost) -> None:
+    with pytest.raises(trio.WouldBlock):
+        host.messages.receive_nowait()
+
+
+def test_publish_reaches_all_and_rejected_message_is_not_forwarded() -> None:
+    seen_by_relay: list[bytes] = []
+
+    def relay_validator(data: bytes, author: str) -> bool:
+        seen_by_relay.append(data)
+        return not data.startswith(b"bad")
+
+    async def body() -> None:
+        # a - b - c in a line: c can only hear a through b's forwarding.
+        async with running_hosts(
+            config(), config(), config(), validators=[accept_all, relay_validator, accept_all]
+        ) as (a, b, c):
+            await link(b, a)
+            await link(c, b)
+            assert a.peer_id not in c.connected_peers()
+
+            started = time.perf_counter()
+            await a.publish(b"hello")
+            got_b = await _receive(b)
+            got_c = await _receive(c)
+            elapsed = time.perf_counter() - started
+            assert got_b == GossipMessage(b"hello", a.peer_id)
+            assert got_c == GossipMessage(b"hello", a.peer_id)
+            print(f"publish -> delivered 2 hops away: {elapsed * 1000:.1f} ms")
+
+            await a.publish(b"bad news")
+            await a.publish(b"good news")
+            assert (await _receive(b)).data == b"good news"
+            assert (await _receive(c)).data == b"good news"
+            await trio.sleep(0.3)
+            _assert_nothing_pending(b)
+            _assert_nothing_pending(c)
+            assert b"bad news" in seen_by_relay
+            assert b.rejected_messages == 1
+            _assert_nothing_pending(a)  # our own messages are not delivered back
+
+    run_trio(body)
+
+
+def test_oversized_messages_are_refused_before_the_validator() -> None:
+    validated: list[bytes] = []
+
+    def recording(data: bytes, author: str) -> bool:
+        validated.append(data)
+        return True
+
+    async def body() -> None:
+        async with running_hosts(
+            config(max_message_size=4096),
+            config(max_message_size=1024),
+            validators=[accept_all, recording],
+        ) as (big, small):
+            await link(small, big)
+            with pytest.raises(ValueError, match="max_message_size"):
+                await small.publish(b"x" * 1025)
+            await big.publish(b"y" * 2000)  # within big's limit, above small's
+            await big.publish(b"fits")
+            assert (await _receive(small)).data == b"fits"
+            await trio.sleep(0.2)
+            _assert_nothing_pending(small)
+            assert validated == [b"fits"]
+            assert small.rejected_messages == 1
+
+    run_trio(body)
+
+
+def test_stream_request_response_and_oversize_frame() -> None:
+    failures: list[Exception] = []
+
+    async def echo(stream: FramedStream) -> None:
+        try:
+            while True:
+                request = await stream.receive_frame()
+                await stream.send_frame(request[::-1])
+        except DecodeError as exc:
+            failures.append(exc)
+            raise
+
+    async def body() -> None:
+        async with running_hosts(config(max_frame_size=64 * 1024), config(max_frame_size=1024)) as (
+            client,
+            server,
+        ):
+            server.set_stream_handler(ECHO, echo)
+            await client.connect(server.listen_addrs()[0])
+
+            stream = await client.open_stream(server.peer_id, ECHO)
+            assert stream.remote_peer_id == server.peer_id
+            for request in (b"ping", b"", b"z" * 1024):
+                await stream.send_frame(request)
+                assert await stream.receive_frame() == request[::-1]
+            await stream.close()
+
+            stream = await client.open_stream(server.peer_id, ECHO)
+            await stream.send_frame(b"o" * 1025)  # the server's limit is 1024
+            with pytest.raises(TransportError):
+                await stream.receive_frame()
+            assert len(failures) == 1
+            assert "exceeds" in str(failures[0])
+
+            stream = await client.open_stream(server.peer_id, ECHO)
+            with pytest.raises(ValueError, match="exceeds"):
+                await stream.send_frame(b"o" * (64 * 1024 + 1))
+            await stream.close()
+
+    run_trio(body)
+
+
+@pytest.mark.parametrize("weak", ["plaintext", "secio"])
+def test_peer_without_noise_cannot_connect(weak: str) -> None:
+    async def body() -> None:
+        async with running_hosts(config()) as (ours,):
+            key_pair = create_new_key_pair()
+            sec_opt: dict[TProtocol, ISecureTransport] = (
+                {PLAINTEXT_PROTOCOL_ID: InsecureTransport(key_pair)}
+                if weak == "plaintext"
+                else {TProtocol(SECIO_PROTOCOL_ID): SecioTransport(key_pair)}
+            )
+            listen = [Multiaddr("/ip4/127.0.0.1/tcp/0")]
+            other = new_host(key_pair=key_pair, sec_opt=sec_opt, listen_addrs=listen)
+            async with other.run(listen_addrs=listen):
+                try:
+                    with pytest.raises(BaseLibp2pError):
+                        await other.connect(info_from_p2p_addr(Multiaddr(ours.listen_addrs()[0])))
+                    weak_addr = str(other.get_addrs()[0])
+                    with pytest.raises(TransportError):
+                        await ours.connect(weak_addr)
+                finally:
+                    await other.close()
+            assert ours.connected_peers() == []
+
+    run_trio(body)
+
+
+def test_restarted_host_is_heard_again() -> None:
+    seed = os.urandom(32)
+
+    async def body() -> None:
+        async with running_hosts(config()) as (listener,):
+            async with running_hosts(config(seed)) as (first,):
+                await link(first, listener)
+                for n in range(3):
+                    await first.publish(b"before %d" % n)
+                    assert (await _receive(listener)).data == b"before %d" % n
+            await wait_until(lambda: first.peer_id not in listener.connected_peers())
+
+            async with running_hosts(config(seed)) as (second,):
+                assert second.peer_id == first.peer_id
+                await link(second, listener)
+                await second.publish(b"after restart")
+                got = await _receive(listener)
+                assert got == GossipMessage(b"after restart", second.peer_id)
+
+    run_trio(body)
+
+
+def _task_count() -> int:
+    def count(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(count(t) for n in task.child_nurseries for t in n.child_tasks)
+
+    return count(trio.lowlevel.current_root_task())
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_shutdown_is_prompt_and_leaves_nothing_behind() -> None:
+    async def body() -> None:
+        tasks_before, fds_before = _task_count(), _open_fds()
+        async with running_hosts(config(), config()) as (a, b):
+            events = b.events
+            await link(a, b)
+            port = int(a.listen_addrs()[0].split("/tcp/")[1].split("/")[0])
+            for n in range(40):
+                await a.publish(b"backlog %d" % n)
+            assert await events.receive() == PeerConnected(a.peer_id)
+            started = time.perf_counter()
+        took = time.perf_counter() - started
+        print(f"shutdown of two connected hosts: {took * 1000:.0f} ms")
+        assert took < a.config.shutdown_timeout
+        assert not a.shutdown_timed_out
+        assert not b.shutdown_timed_out
+        with (
+            pytest.raises(ConnectionRefusedError),
+            socket.create_connection(("127.0.0.1", port), 1),
+        ):
+            pass
+        await trio.sleep(0.2)  # let trio reap the tasks cancelled last
+        assert _task_count() == tasks_before
+        assert _open_fds() == fds_before
+
+    run_trio(body)
+
+
+def test_peer_events_and_disconnect() -> None:
+    async def body() -> None:
+        async with running_hosts(config(), config()) as (a, b):
+            await link(a, b)
+            assert await a.events.receive() == PeerConnected(b.peer_id)
+            await a.disconnect(b.peer_id)
+            with trio.fail_after(3):
+                assert await a.events.receive() == PeerDisconnected(b.peer_id)
+            await wait_until(lambda: a.peer_id not in b.connected_peers())
+            assert a.connected_peers() == []
+
+    run_trio(body)
+
+
+def test_public_key_round_trips_through_the_peer_id() -> None:
+    key = create_new_key_pair(b"k" * 32).public_key.to_bytes()
+    peer = peer_id_of(key)
+    assert public_key_of(peer) == key
+    assert GossipHost.public_key_of(peer) == key
+    with pytest.raises(DecodeError):
+        public_key_of("not-base58-0OIl")
+    with pytest.raises(DecodeError):
+        public_key_of("QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N")  # sha256 multihash
+
+
+def test_connect_reports_each_address() -> None:
+    async def body() -> None:
+        async with running_hosts(config(), config()) as (a, b):
+            bogus = "/ip4/127.0.0.1/tcp/1/p2p/" + peer_id_of(bytes(32))
+            started = time.perf_counter()
+            results = await a.connect_any([b.listen_addrs()[0], bogus, "nonsense"])
+            print(f"connect_any of 3 addresses: {(time.perf_counter() - started) * 1000:.0f} ms")
+            assert [r.ok for r in results] == [True, False, False]
+            assert results[0].peer_id == b.peer_id
+
+    run_trio(body)
