@@ -156,6 +156,7 @@ class Membership:
         self._pending: dict[bytes, dict[bytes, bytes]] = {}
         self._pending_count = 0
         self._status: dict[bytes, MemberState] = {}
+        self._issuing: dict[bytes, Certificate] = {}
 
     # --- merging ------------------------------------------------------------------------
 
@@ -203,6 +204,8 @@ class Membership:
         self._not_future(cert.not_before, now, "certificate")
         if credential.not_after < now:
             raise VerifyError("expired", "the member certificate has expired")
+        for admin in cert.chain:
+            self._issuing.setdefault(record_id(admin.raw), admin)
         self._add_credential(credential, rid, Kind.CERTIFICATE, cert.raw, now, change)
 
     def _merge_admission(self, admission: Admission, rid: bytes, now: int, change: _Change) -> bool:
@@ -218,6 +221,9 @@ class Membership:
             raise VerifyError(
                 "sponsor-not-member", "the sponsor was not a member when it countersigned"
             )
+        invite = admission.enrollment.invite
+        for cert in (invite, *invite.chain):
+            self._issuing.setdefault(record_id(cert.raw), cert)
         self._add_credential(credential, rid, Kind.ADMISSION, admission.raw, now, change)
         return False
 
@@ -430,6 +436,10 @@ class Membership:
 
     def revocations(self) -> list[Revocation]:
         return [r for rs in self._revocations.values() for r in rs]
+
+    def issuing_certificates(self) -> list[Certificate]:
+        """The invite and admin certificates that members' credentials were issued under."""
+        return list(self._issuing.values())
 
     def invite_uses(self, invite_key: bytes) -> int:
         return len(self._by_invite.get(invite_key, ()))

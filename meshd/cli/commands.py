@@ -1,0 +1,376 @@
+"""Commands of the trust layer: init, invite, revoke, inspect, admin."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from meshd.addressing import overlay_address
+from meshd.cli import Json, StateDir, app
+from meshd.cli.inspect import inspect_target
+from meshd.cli.output import b64, emit_fields, emit_json, note, when
+from meshd.cli.parse import duration, prefix
+from meshd.errors import UsageError
+from meshd.invites import create_invite, encode_token
+from meshd.keyfiles import write_secret
+from meshd.keys import SigningKey, fingerprint
+from meshd.membership import Member, Membership
+from meshd.records import (
+    ALL_CAPS,
+    U64,
+    Cap,
+    Certificate,
+    Kind,
+    Role,
+    decode_untrusted,
+    make_certificate,
+    make_revocation,
+    record_id,
+)
+from meshd.statedir import NodeDir, init_network, make_dir, now, resolve
+
+RootKey = Annotated[
+    Path | None,
+    typer.Option("--root-key", help="The root key file, when it is not kept in the state dir."),
+]
+
+
+@app.command()
+def init(
+    network: Annotated[str, typer.Option("--network", help="The network's name.")],
+    name: Annotated[
+        str | None, typer.Option("--name", help="This node's name [default: host name].")
+    ] = None,
+    root_key: Annotated[
+        Path | None,
+        typer.Option("--root-key", help="Keep the root key at PATH (e.g. offline media)."),
+    ] = None,
+    state_dir: StateDir = None,
+    json: Json = False,
+) -> None:
+    """Create a network: its trust root, and this node as its founding member."""
+    _check_name(network, "--network")
+    node_name = name or socket.gethostname().split(".")[0] or "founder"
+    _check_name(node_name, "--name")
+    node = init_network(
+        resolve(state_dir),
+        network_name=network,
+        node_name=node_name,
+        root_key_path=root_key,
+        at=now(),
+    )
+    try:
+        info = {
+            "network": network,
+            "network_id": fingerprint(node.anchor.root_key),
+            "overlay_prefix": str(node.anchor.overlay),
+            "root_key": b64(node.anchor.root_key),
+            "root_key_file": str(root_key or node.paths.root_key),
+            "node_id": fingerprint(node.node_key.public),
+            "name": node_name,
+            "overlay_ip": str(overlay_address(node.anchor.root_key, node.node_key.public)),
+            "wg_public_key": b64(node.wg_key.public),
+            "state_dir": str(node.paths.root),
+        }
+    finally:
+        node.close()
+    if json:
+        emit_json(info)
+    else:
+        emit_fields(info)
+        note("next: `meshd invite` to admit another machine, `meshd up` to run this node")
+
+
+def _check_name(value: str, option: str) -> None:
+    if not value or len(value.encode()) > 64 or not value.isprintable() or value != value.strip():
+        raise UsageError(
+            f"{option} {value!r} is not a usable name",
+            hint="use up to 64 printable characters, no leading or trailing spaces",
+        )
+
+
+@app.command()
+def invite(
+    name: Annotated[str, typer.Option("--name", help="Name the invited member will get.")] = "",
+    expires: Annotated[str, typer.Option("--expires", help="How long it can be used.")] = "24h",
+    uses: Annotated[
+        int, typer.Option("--uses", min=1, max=1_000_000, help="How many members it admits.")
+    ] = 1,
+    prefixes: Annotated[
+        list[str] | None,
+        typer.Option("--prefix", help="A prefix its members may announce (repeatable)."),
+    ] = None,
+    member_ttl: Annotated[
+        str, typer.Option("--member-ttl", help="How long the membership lasts.")
+    ] = "365d",
+    bootstrap: Annotated[
+        list[str] | None,
+        typer.Option("--bootstrap", help="A multiaddr the joiner dials (repeatable)."),
+    ] = None,
+    root_key: RootKey = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Print a one-line invite token (a secret: hand it over privately)."""
+    if name:
+        _check_name(name, "--name")
+    lifetime = duration(expires, option="--expires")
+    ttl = duration(member_ttl, option="--member-ttl")
+    grants = [prefix(p) for p in prefixes or []]
+    node = NodeDir.open(resolve(state_dir))
+    try:
+        issuer = node.issuer(root_key)
+        addrs = list(bootstrap or []) or _bootstrap_addrs(node)
+        at = now()
+        inv = create_invite(
+            issuer,
+            node.anchor,
+            now=at,
+            lifetime=lifetime,
+            uses=uses,
+            name=name,
+            prefixes=grants,
+            member_ttl=ttl,
+            bootstrap=addrs,
+        )
+        node.store.add_issued(
+            record_id(inv.certificate.raw), Kind.CERTIFICATE, inv.certificate.raw, at
+        )
+    finally:
+        node.close()
+    note(
+        f"invite {fingerprint(inv.certificate.subject)}: {uses} use(s), "
+        f"valid until {when(inv.certificate.not_after)}"
+        + ("" if addrs else "; it names no bootstrap address, so joiners need --bootstrap")
+    )
+    print(encode_token(inv))
+
+
+def _bootstrap_addrs(node: NodeDir) -> list[str]:
+    """Addresses joiners can dial: what the running daemon listens on, or what it last used."""
+    stored = node.store.get_meta("listen_addrs")
+    if stored:
+        return [a for a in stored.decode().split("\n") if a]
+    return []
+
+
+@app.command()
+def revoke(
+    node_ref: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="NODE", help="A member's name, node id (or a prefix of it) or WireGuard key."
+        ),
+    ] = None,
+    invite_id: Annotated[
+        str | None,
+        typer.Option(
+            "--invite", help="Revoke an invite (and everyone admitted with it) by its id."
+        ),
+    ] = None,
+    admin_id: Annotated[
+        str | None,
+        typer.Option(
+            "--admin", help="Revoke an admin key (and everything issued through it) by its id."
+        ),
+    ] = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why, for the record.")] = "",
+    root_key: RootKey = None,
+    state_dir: StateDir = None,
+    json: Json = False,
+) -> None:
+    """Exclude a member, an invite or an admin key from the network, for good."""
+    if sum(x is not None for x in (node_ref, invite_id, admin_id)) != 1:
+        raise UsageError(
+            "name exactly one thing to revoke", hint="give a NODE, or --invite ID, or --admin ID"
+        )
+    if len(reason.encode()) > 256 or not reason.isprintable():
+        raise UsageError("--reason must be printable and at most 256 bytes")
+    at = now()
+    node = NodeDir.open(resolve(state_dir))
+    try:
+        issuer = node.issuer(root_key)
+        issuer.require(Cap.REVOKE)
+        state = node.membership(at)
+        target, role, expires_at, label = _revocation_target(
+            node, state, at, node_ref, invite_id, admin_id
+        )
+        revocation = make_revocation(
+            issuer.key,
+            network_id=node.anchor.network_id,
+            target=target,
+            target_role=role,
+            issued_at=at,
+            expires_at=expires_at,
+            reason=reason,
+            chain=issuer.chain,
+        )
+        outcome = state.ingest(revocation, at)
+        node.store.apply([outcome])  # durable before anything else happens
+    finally:
+        node.close()
+    excluded = [e.member.name or e.member.node_id for e in outcome.events]
+    info = {
+        "revocation_id": record_id(revocation.raw).hex(),
+        "target": label,
+        "target_role": role.name.lower(),
+        "target_id": fingerprint(target),
+        "reason": reason,
+        "excluded": excluded,
+        "new": outcome.new,
+    }
+    if json:
+        emit_json(info)
+    else:
+        print(f"revoked {label}" + (f"; excluded: {', '.join(excluded)}" if excluded else ""))
+        note("stored; a running daemon floods it to every member")
+
+
+def _revocation_target(
+    node: NodeDir,
+    state: Membership,
+    at: int,
+    node_ref: str | None,
+    invite_id: str | None,
+    admin_id: str | None,
+) -> tuple[bytes, Role, int, str]:
+    if node_ref is not None:
+        member = resolve_member(state.members(at), node_ref)
+        if member.node_key == node.node_key.public:
+            raise UsageError(
+                "this node cannot revoke itself",
+                hint="revoke it from another node that holds the root or an admin key",
+            )
+        return member.node_key, Role.MEMBER, member.not_after, f"{member.name} ({member.node_id})"
+    certs = _known_certificates(node, state)
+    wanted = Role.INVITE if invite_id is not None else Role.ADMIN
+    ref = (invite_id or admin_id or "").lower()
+    matches = {
+        c.subject: c for c in certs if c.role is wanted and fingerprint(c.subject).startswith(ref)
+    }
+    kind = wanted.name.lower()
+    if not ref or not matches:
+        raise UsageError(
+            f"no {kind} known here has the id {ref!r}",
+            hint=f"use the id `meshd inspect` shows for the {kind}",
+        )
+    if len(matches) > 1:
+        raise UsageError(f"{ref!r} matches {len(matches)} {kind}s", hint="give more of the id")
+    cert = next(iter(matches.values()))
+    expires = cert.not_after + cert.member_ttl if wanted is Role.INVITE else U64
+    return cert.subject, wanted, min(expires, U64), f"{kind} {fingerprint(cert.subject)}"
+
+
+def _known_certificates(node: NodeDir, state: Membership) -> list[Certificate]:
+    """Invite and admin certificates issued here or seen in members' credentials."""
+    issued = [decode_untrusted(raw, Certificate) for raw in node.store.issued(Kind.CERTIFICATE)]
+    return issued + state.issuing_certificates()
+
+
+def resolve_member(members: list[Member], ref: str) -> Member:
+    """Find one member by name, node id prefix or WireGuard key; ambiguity is an error."""
+    by_name = [m for m in members if m.name == ref]
+    by_key = [m for m in members if b64(m.wg_key) == ref]
+    by_id = [m for m in members if len(ref) >= 4 and m.node_id.startswith(ref.lower())]
+    found = {m.node_key: m for m in (by_name or by_key or by_id)}
+    if not found:
+        raise UsageError(
+            f"no member matches {ref!r}",
+            hint="give a name, a node id (or its first characters) or a WireGuard key",
+        )
+    if len(found) > 1:
+        names = ", ".join(f"{m.name} ({m.node_id[:10]})" for m in found.values())
+        raise UsageError(
+            f"{ref!r} matches {len(found)} members: {names}", hint="give more of the node id"
+        )
+    return next(iter(found.values()))
+
+
+@app.command()
+def inspect(
+    target: Annotated[
+        str, typer.Argument(metavar="TOKEN|FILE", help="An invite token, or a key or record file.")
+    ],
+    state_dir: StateDir = None,
+    json: Json = False,
+) -> None:
+    """Decode, verify and explain an invite token, a key file or a record file."""
+    info = inspect_target(target, resolve(state_dir), now())
+    if json:
+        emit_json(info)
+    else:
+        emit_fields(info)
+
+
+admin_app = typer.Typer(help="Delegate admin keys.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+
+
+@admin_app.command("create")
+def admin_create(
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="State dir (or folder) to write admin.key and admin.cert into."),
+    ],
+    name: Annotated[str, typer.Option("--name", help="Who holds it.")] = "admin",
+    caps: Annotated[
+        str, typer.Option("--caps", help="Comma-separated: invite, revoke.")
+    ] = "invite,revoke",
+    expires: Annotated[str, typer.Option("--expires", help="How long it is valid.")] = "365d",
+    prefixes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--prefix", help="Prefixes it may grant [default: the network's overlay /48]."
+        ),
+    ] = None,
+    root_key: RootKey = None,
+    state_dir: StateDir = None,
+    json: Json = False,
+) -> None:
+    """Certify a new admin key with the root key, for another person or machine."""
+    wanted = Cap.NONE
+    for item in (c.strip().lower() for c in caps.split(",") if c.strip()):
+        if item not in ("invite", "revoke"):
+            raise UsageError(f"unknown capability {item!r}", hint="use invite, revoke or both")
+        wanted |= Cap.INVITE if item == "invite" else Cap.REVOKE
+    lifetime = duration(expires, option="--expires")
+    node = NodeDir.open(resolve(state_dir))
+    try:
+        issuer = node.issuer(root_key)
+        if issuer.certificate is not None:
+            raise UsageError(
+                "only the root key can certify admins",
+                hint="run this where the root key is, or pass --root-key",
+            )
+        grants = [prefix(p) for p in prefixes or []] or [node.anchor.overlay]
+        key = SigningKey.generate()
+        at = now()
+        cert = make_certificate(
+            issuer.key,
+            network_id=node.anchor.network_id,
+            subject=key.public,
+            role=Role.ADMIN,
+            serial=os.urandom(16),
+            not_before=at,
+            not_after=at + lifetime,
+            caps=wanted & ALL_CAPS,
+            name=name,
+            prefixes=grants,
+        )
+        make_dir(out)
+        write_secret(out / "admin.key", key.seed)
+        (out / "admin.cert").write_bytes(cert.raw)
+        node.store.add_issued(record_id(cert.raw), Kind.CERTIFICATE, cert.raw, at)
+    finally:
+        node.close()
+    info: dict[str, Any] = {
+        "admin_id": fingerprint(key.public),
+        "name": name,
+        "caps": [c for c in ("invite", "revoke") if c in caps],
+        "valid_until": when(at + lifetime),
+        "written_to": str(out),
+    }
+    emit_json(info) if json else emit_fields(info)

@@ -1,0 +1,37 @@
+"""Parsing of command-line values (pure): durations and prefixes."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from meshd.addressing import Prefix
+from meshd.errors import UsageError
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(\d+)([smhdw])")
+
+
+def duration(text: str, *, option: str) -> int:
+    """Parse ``90s``, ``30m``, ``24h``, ``7d``, ``2w`` or combinations such as ``1d12h``."""
+    value = text.strip().lower()
+    parts = _DURATION.findall(value)
+    if not value or "".join(n + u for n, u in parts) != value:
+        raise UsageError(
+            f"{option} {text!r} is not a duration", hint="write it like 30m, 24h or 7d"
+        )
+    seconds = sum(int(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise UsageError(f"{option} must be longer than zero")
+    if seconds > 100 * 365 * 86400:
+        raise UsageError(f"{option} {text!r} is longer than a hundred years")
+    return seconds
+
+
+def prefix(text: str) -> Prefix:
+    try:
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError as exc:
+        raise UsageError(
+            f"{text!r} is not a prefix ({exc})", hint="write it like fd00:1::/64 or 10.1.0.0/24"
+        ) from None

@@ -1,0 +1,74 @@
+"""Secret key files: written 0600 atomically, refused when others can read them.
+
+A key file holds one 32-byte key as standard base64 and a newline, the format ``wg genkey``
+writes, so WireGuard's own tools read meshd's WireGuard key as it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import stat
+from pathlib import Path
+
+from meshd.errors import KeyFileError
+
+KEY_LEN = 32
+
+
+def write_secret(path: Path, secret: bytes) -> None:
+    """Write a secret key file with mode 0600; never replaces an existing key."""
+    if len(secret) != KEY_LEN:
+        raise ValueError("a key is 32 bytes")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, base64.b64encode(secret) + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)  # fails if the key exists: a key is never silently replaced
+    except FileExistsError:
+        raise KeyFileError(
+            f"{path} already exists", hint="move it away first if you mean to replace it"
+        ) from None
+    finally:
+        tmp.unlink()
+
+
+def read_secret(path: Path) -> bytes:
+    """Read a secret key file, refusing one that is group- or world-accessible."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise KeyFileError(f"the key file {path} does not exist") from None
+    except OSError as exc:
+        raise KeyFileError(f"cannot open the key file {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise KeyFileError(f"{path} is not a regular file")
+        if info.st_mode & 0o077:
+            raise KeyFileError(
+                f"the key file {path} is readable by others "
+                f"(mode {stat.S_IMODE(info.st_mode):04o})",
+                hint=f"run: chmod 600 {path}",
+            )
+        data = os.read(fd, 256)
+    finally:
+        os.close(fd)
+    return decode_secret(data, path)
+
+
+def decode_secret(data: bytes, path: Path) -> bytes:
+    try:
+        secret = base64.b64decode(data.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise KeyFileError(f"the key file {path} does not hold a base64 key") from None
+    if len(secret) != KEY_LEN:
+        raise KeyFileError(f"the key file {path} does not hold a 32-byte key")
+    return secret

@@ -1,0 +1,214 @@
+"""The state dir: where a node keeps its keys, its store and its control socket.
+
+Layout (default /var/lib/meshd, or ``--state-dir``, or MESHD_STATE_DIR):
+
+    node.key     Ed25519 node identity (also the libp2p identity)       0600
+    wg.key       WireGuard private key                                  0600
+    root.key     the trust root, when it is kept here (``meshd init``)  0600
+    admin.key    a delegated admin key, when this node holds one        0600
+    admin.cert   that admin key's certificate
+    meshd.db     the SQLite store (WAL)
+    meshd.sock   the daemon's control socket                            0660
+
+The directory itself is created 0700.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from meshd.errors import DecodeError, KeyFileError, UsageError, VerifyError
+from meshd.invites import Issuer
+from meshd.keyfiles import read_secret, write_secret
+from meshd.keys import SigningKey, WireGuardKey, clamp_x25519
+from meshd.membership import Membership
+from meshd.records import Certificate, Role, decode_untrusted, make_certificate, make_network
+from meshd.store import Store
+from meshd.trust import Anchor, Verifier
+
+DEFAULT_STATE_DIR = Path("/var/lib/meshd")
+STATE_DIR_ENV = "MESHD_STATE_DIR"
+FOUNDER_TTL = 10 * 365 * 24 * 3600
+
+
+def resolve(state_dir: Path | None) -> Path:
+    if state_dir is not None:
+        return state_dir
+    env = os.environ.get(STATE_DIR_ENV)
+    return Path(env) if env else DEFAULT_STATE_DIR
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    root: Path
+
+    @property
+    def node_key(self) -> Path:
+        return self.root / "node.key"
+
+    @property
+    def wg_key(self) -> Path:
+        return self.root / "wg.key"
+
+    @property
+    def root_key(self) -> Path:
+        return self.root / "root.key"
+
+    @property
+    def admin_key(self) -> Path:
+        return self.root / "admin.key"
+
+    @property
+    def admin_cert(self) -> Path:
+        return self.root / "admin.cert"
+
+    @property
+    def db(self) -> Path:
+        return self.root / "meshd.db"
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "meshd.sock"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def make_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+
+
+def create_identity(paths: Paths) -> tuple[SigningKey, WireGuardKey]:
+    """Generate this node's keys; refuses to overwrite existing ones."""
+    if paths.node_key.exists():
+        raise UsageError(
+            f"{paths.root} already holds a node identity",
+            hint="use another --state-dir, or remove that one if you mean to start over",
+        )
+    make_dir(paths.root)
+    node, wg = SigningKey.generate(), WireGuardKey.generate()
+    write_secret(paths.node_key, node.seed)
+    write_secret(paths.wg_key, wg.secret)
+    return node, wg
+
+
+@dataclass(slots=True)
+class NodeDir:
+    """An opened, initialised state dir."""
+
+    paths: Paths
+    store: Store
+    anchor: Anchor
+    node_key: SigningKey
+    wg_key: WireGuardKey
+
+    @classmethod
+    def open(cls, state_dir: Path) -> NodeDir:
+        paths = Paths(state_dir)
+        if not paths.db.exists():
+            raise UsageError(
+                f"{state_dir} holds no meshd node",
+                hint="create a network with `meshd init --network NAME` or join one with "
+                "`meshd join --invite TOKEN` (or pass --state-dir)",
+            )
+        node_key = SigningKey(read_secret(paths.node_key))
+        wg_secret = read_secret(paths.wg_key)
+        if clamp_x25519(wg_secret) != wg_secret:
+            raise KeyFileError(f"the WireGuard key in {paths.wg_key} is not clamped")
+        store = Store(paths.db)
+        network = store.network()
+        if network is None:
+            store.close()
+            raise UsageError(
+                f"{state_dir} has a store but no network",
+                hint="run `meshd init` or `meshd join` for this state dir",
+            )
+        try:
+            anchor = Anchor.from_network(network)
+        except VerifyError:
+            store.close()
+            raise UsageError(f"the network record in {paths.db} does not verify") from None
+        return cls(paths, store, anchor, node_key, WireGuardKey(wg_secret))
+
+    def close(self) -> None:
+        self.store.close()
+
+    @property
+    def name(self) -> str:
+        return (self.store.get_meta("name") or b"").decode()
+
+    def membership(self, at: int | None = None, **options: int) -> Membership:
+        state = Membership(self.anchor, **options)
+        self.store.load_into(state, now() if at is None else at)
+        return state
+
+    def issuer(self, root_key: Path | None = None) -> Issuer:
+        """The key this node signs invites and revocations with: the root, else an admin key."""
+        if root_key is not None or self.paths.root_key.exists():
+            key = SigningKey(read_secret(root_key or self.paths.root_key))
+            if key.public != self.anchor.root_key:
+                raise KeyFileError(
+                    f"{root_key or self.paths.root_key} is not this network's root key"
+                )
+            return Issuer(key)
+        if self.paths.admin_key.exists():
+            key = SigningKey(read_secret(self.paths.admin_key))
+            try:
+                cert = decode_untrusted(self.paths.admin_cert.read_bytes(), Certificate)
+                Verifier(self.anchor).certificate(cert)
+            except (OSError, DecodeError, VerifyError) as exc:
+                raise KeyFileError(
+                    f"the admin certificate in {self.paths.admin_cert} is unusable: {exc}"
+                ) from None
+            if cert.subject != key.public or cert.role is not Role.ADMIN:
+                raise KeyFileError(f"{self.paths.admin_cert} does not certify admin.key")
+            return Issuer(key, cert)
+        raise UsageError(
+            "this node holds neither the root key nor an admin key",
+            hint="pass --root-key PATH, or run this on a node that holds one",
+        )
+
+
+def init_network(
+    state_dir: Path, *, network_name: str, node_name: str, root_key_path: Path | None, at: int
+) -> NodeDir:
+    """Create a network: root key, network record, this node's keys and founder certificate."""
+    paths = Paths(state_dir)
+    if paths.db.exists():
+        raise UsageError(
+            f"{state_dir} already holds a meshd node",
+            hint="use another --state-dir, or remove that one if you mean to start over",
+        )
+    root_path = root_key_path or paths.root_key
+    if root_path.exists():
+        root = SigningKey(read_secret(root_path))
+    else:
+        root = SigningKey.generate()
+        if root_key_path is None:
+            make_dir(paths.root)
+        write_secret(root_path, root.seed)
+    node, wg = create_identity(paths)
+    network = make_network(root, network_name, at)
+    anchor = Anchor.from_network(network)
+    founder = make_certificate(
+        root,
+        network_id=anchor.network_id,
+        subject=node.public,
+        role=Role.MEMBER,
+        serial=os.urandom(16),
+        not_before=at,
+        not_after=at + FOUNDER_TTL,
+        name=node_name,
+        wg_key=wg.public,
+    )
+    store = Store(paths.db)
+    store.set_meta("network", network.raw)
+    store.set_meta("name", node_name.encode())
+    state = Membership(anchor)
+    store.apply([state.ingest(founder, at)])
+    return NodeDir(paths, store, anchor, node, wg)

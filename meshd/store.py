@@ -1,0 +1,182 @@
+"""The on-disk store: SQLite (WAL) in the state dir.
+
+It holds the network definition, the membership record set, the invites this node issued and
+the node's own settings. Nothing read back is trusted: on load every record goes through the
+membership core's verification again, and rows that fail are counted and deleted.
+
+Durability: the database runs in WAL mode with ``synchronous=FULL``, so a committed
+transaction is on disk before ``commit`` returns. A revocation is committed before anything
+acts on it or forwards it; a kill -9 at any instant leaves the last committed state, which
+SQLite's journal recovers on the next open.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from meshd.errors import DecodeError, StoreError, VerifyError
+from meshd.membership import Membership, Outcome, Stored
+from meshd.records import Kind, Network, decode_untrusted
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    rid BLOB PRIMARY KEY, kind INTEGER NOT NULL, raw BLOB NOT NULL, node BLOB
+);
+CREATE UNIQUE INDEX IF NOT EXISTS records_announcement ON records(node) WHERE node IS NOT NULL;
+CREATE TABLE IF NOT EXISTS issued (
+    rid BLOB PRIMARY KEY, kind INTEGER NOT NULL, raw BLOB NOT NULL, created_at INTEGER NOT NULL
+);
+"""
+# Records are loaded in this order so that most have what they depend on already.
+LOAD_ORDER = (Kind.CERTIFICATE, Kind.ADMISSION, Kind.REVOCATION, Kind.ANNOUNCEMENT)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    loaded: int
+    rejected: int
+    pending: int
+
+
+class Store:
+    """One node's SQLite database. Not shared across threads; one writer at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            if not path.exists():
+                path.touch(mode=0o600)
+            self._db = sqlite3.connect(path, isolation_level=None, timeout=10)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(SCHEMA)
+            version = self.get_meta("schema")
+            if version is None:
+                self.set_meta("schema", str(SCHEMA_VERSION).encode())
+            elif version != str(SCHEMA_VERSION).encode():
+                raise StoreError(
+                    f"the store {path} has schema {version!r}, this meshd reads {SCHEMA_VERSION}",
+                    hint="use the meshd version that wrote it",
+                )
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"cannot open the store {path}: {exc}",
+                hint="check the state dir's permissions, or move the damaged file away",
+            ) from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot write the store {self.path}: {exc}") from None
+
+    # --- meta -----------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> bytes | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def set_meta(self, key: str, value: bytes) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def network(self) -> Network | None:
+        raw = self.get_meta("network")
+        if raw is None:
+            return None
+        try:
+            return decode_untrusted(raw, Network)
+        except DecodeError as exc:
+            raise StoreError(f"the network record in {self.path} is damaged: {exc}") from None
+
+    # --- the record set -------------------------------------------------------------------
+
+    def apply(self, outcomes: Sequence[Outcome]) -> None:
+        """Persist what merging did, in one transaction (committed before this returns)."""
+        stored: list[Stored] = [s for o in outcomes for s in o.stored]
+        dropped: list[bytes] = [d for o in outcomes for d in o.dropped]
+        if not stored and not dropped:
+            return
+        with self.transaction() as db:
+            if dropped:
+                db.executemany("DELETE FROM records WHERE rid = ?", [(d,) for d in dropped])
+            if stored:
+                db.executemany(
+                    "INSERT OR REPLACE INTO records(rid, kind, raw, node) VALUES (?, ?, ?, ?)",
+                    [(s.rid, int(s.kind), s.raw, s.node_key) for s in stored],
+                )
+
+    def rows(self, kinds: Iterable[Kind] = LOAD_ORDER) -> Iterator[tuple[bytes, bytes]]:
+        for kind in kinds:
+            yield from (
+                (bytes(rid), bytes(raw))
+                for rid, raw in self._db.execute(
+                    "SELECT rid, raw FROM records WHERE kind = ? ORDER BY rid", (int(kind),)
+                )
+            )
+
+    def count(self) -> int:
+        row = self._db.execute("SELECT COUNT(*) FROM records").fetchone()
+        return int(row[0])
+
+    def load_into(self, state: Membership, now: int) -> LoadReport:
+        """Verify and merge every stored record; delete rows that no longer verify."""
+        loaded = rejected = 0
+        bad: list[bytes] = []
+        outcomes: list[Outcome] = []
+        for rid, raw in self.rows():
+            try:
+                outcome = state.ingest_untrusted(raw, now)
+            except (DecodeError, VerifyError) as exc:
+                log.warning("store: dropping a stored record that no longer verifies: %s", exc)
+                bad.append(rid)
+                rejected += 1
+                continue
+            outcomes.append(outcome)
+            loaded += 1
+        # Rows stored under an id that is not the hash of their bytes, or that merging dropped,
+        # go; whatever merging kept is written back under its true id.
+        keep = set(state.record_ids())
+        stale = [rid for rid, _ in self.rows() if rid not in keep and rid not in bad]
+        if bad or stale:
+            with self.transaction() as db:
+                db.executemany("DELETE FROM records WHERE rid = ?", [(r,) for r in bad + stale])
+            self.apply(outcomes)
+        return LoadReport(loaded, rejected + len(stale), state.pending_count)
+
+    # --- what this node issued ------------------------------------------------------------
+
+    def add_issued(self, rid: bytes, kind: Kind, raw: bytes, created_at: int) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO issued(rid, kind, raw, created_at) VALUES (?, ?, ?, ?)",
+                (rid, int(kind), raw, created_at),
+            )
+
+    def issued(self, kind: Kind) -> list[bytes]:
+        return [
+            bytes(raw)
+            for (raw,) in self._db.execute(
+                "SELECT raw FROM issued WHERE kind = ? ORDER BY created_at", (int(kind),)
+            )
+        ]
