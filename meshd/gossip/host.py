@@ -42,6 +42,7 @@ from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.exceptions import BaseLibp2pError
+from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.config import ConnectionConfig
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
@@ -520,7 +521,6 @@ class GossipHost:
             muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
             listen_addrs=[_parse_multiaddr(a) for a in config.listen_addrs],
             transports=[TCP()],
-            # No auto-connector: a peer we disconnect (a revoked member) stays disconnected.
             connection_config=ConnectionConfig(
                 min_connections=0, low_watermark=0, dial_timeout=config.dial_timeout
             ),
@@ -564,6 +564,7 @@ class GossipHost:
                     background_trio_service(gossipsub),
                 ):
                     await pubsub.wait_until_ready()
+                    await self._stop_auto_connector(host)
                     subscription = await pubsub.subscribe(config.topic)
                     try:
                         async with trio.open_nursery() as nursery:
@@ -602,6 +603,15 @@ class GossipHost:
             self._messages_send.close()
             self._events_send.close()
             bridge.detach()
+
+    async def _stop_auto_connector(self, host: IHost) -> None:
+        # py-libp2p's auto-connector dials peers from the peerstore (which fills from the
+        # signed records riding on every gossip RPC) until it holds ~100 connections, and
+        # watermarks cannot turn it off. Which peers we connect to is the membership
+        # layer's decision: a member we disconnect, revoked say, must stay disconnected.
+        connector = getattr(host.get_network(), "auto_connector", None)
+        if isinstance(connector, AutoConnector):
+            await connector.stop()
 
     async def _close_host(self, host: IHost) -> None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -21,6 +22,7 @@ from multiaddr import Multiaddr
 
 from meshd.errors import DecodeError
 from meshd.gossip.host import (
+    FORWARDED_LOGGER,
     FramedStream,
     GossipHost,
     GossipMessage,
@@ -274,5 +276,74 @@ def test_connect_reports_each_address() -> None:
             print(f"connect_any of 3 addresses: {(time.perf_counter() - started) * 1000:.0f} ms")
             assert [r.ok for r in results] == [True, False, False]
             assert results[0].peer_id == b.peer_id
+
+    run_trio(body)
+
+
+def test_a_burst_of_publishes_is_paced_not_dropped() -> None:
+    count = 60  # well past the 32 slots of libp2p's per-peer and subscription queues
+
+    async def body() -> None:
+        async with running_hosts(config(), config(), config()) as (a, b, c):
+            await link(b, a)
+            await link(c, b)
+            started = time.perf_counter()
+            for n in range(count):
+                await a.publish(b"burst %d" % n)
+            for host in (b, c):
+                got = [(await _receive(host)).data for _ in range(count)]
+                assert sorted(got) == sorted(b"burst %d" % n for n in range(count))
+            elapsed = time.perf_counter() - started
+            print(f"{count} publishes delivered 1 and 2 hops away in {elapsed * 1000:.0f} ms")
+            assert b.dropped_messages == c.dropped_messages == 0
+
+    run_trio(body)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_libp2p_warnings_reach_our_logger() -> None:
+    source = logging.getLogger("libp2p.pubsub.pubsub")
+
+    async def body() -> None:
+        async with running_hosts(config()):
+            source.warning("queue trouble %d", 7)
+            source.info("chatter")
+        source.warning("after shutdown")
+
+    collect = _Collect()
+    target = logging.getLogger(FORWARDED_LOGGER)
+    target.addHandler(collect)
+    try:
+        run_trio(body)
+    finally:
+        target.removeHandler(collect)
+    messages = [(r.name, r.levelno, r.getMessage()) for r in collect.records]
+    assert ("libp2p.pubsub.pubsub", logging.WARNING, "queue trouble 7") in messages
+    assert not [m for m in messages if m[2] in ("chatter", "after shutdown")]
+
+
+def test_a_validator_that_raises_rejects_the_message() -> None:
+    def broken(data: bytes, author: str) -> bool:
+        if data == b"boom":
+            raise KeyError(data)
+        return True
+
+    async def body() -> None:
+        async with running_hosts(config(), config(), validators=[accept_all, broken]) as (a, b):
+            await link(a, b)
+            await a.publish(b"boom")
+            await a.publish(b"fine")
+            assert (await _receive(b)).data == b"fine"
+            assert b.rejected_messages == 1
+            with pytest.raises(TransportError, match="validator"):
+                await b.publish(b"boom")
 
     run_trio(body)
