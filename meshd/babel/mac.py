@@ -50,15 +50,34 @@ class MacKey:
             raise ValueError(f"BLAKE2s key {self.key_id!r} is longer than {BLAKE2S_MAX_KEY}")
 
 
-def pseudo_header(src: IPAddress, src_port: int, dst: IPAddress, dst_port: int) -> bytes:
-    """The RFC 8967 pseudo-header that precedes the packet in the MAC input."""
-    if src.version != dst.version:
-        raise ValueError(f"source {src} and destination {dst} are of different families")
-    return src.packed + _PORT.pack(src_port) + dst.packed + _PORT.pack(dst_port)
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """The UDP endpoints of a packet: what the RFC 8967 pseudo-header holds."""
+
+    src: IPAddress
+    src_port: int
+    dst: IPAddress
+    dst_port: int
+
+    def __post_init__(self) -> None:
+        if self.src.version != self.dst.version:
+            raise ValueError(f"source {self.src} and destination {self.dst} differ in family")
+        for port in (self.src_port, self.dst_port):
+            if not 0 <= port <= 0xFFFF:
+                raise ValueError(f"port {port} out of range")
+
+    def pseudo_header(self) -> bytes:
+        """The bytes that precede the packet in the MAC input."""
+        return (
+            self.src.packed
+            + _PORT.pack(self.src_port)
+            + self.dst.packed
+            + _PORT.pack(self.dst_port)
+        )
 
 
 def compute_mac(key: MacKey, covered: bytes, pseudo: bytes) -> bytes:
-    """The MAC of ``pseudo`` (see :func:`pseudo_header`) then ``covered`` (header and body)."""
+    """The MAC of ``pseudo`` (:meth:`Endpoints.pseudo_header`) then ``covered``."""
     if key.algorithm is MacAlgorithm.HMAC_SHA256:
         return hmac.digest(key.secret, pseudo + covered, "sha256")
     return hashlib.blake2s(pseudo + covered, digest_size=16, key=key.secret).digest()
@@ -69,17 +88,9 @@ def covered_bytes(packet: Packet) -> bytes:
     return encode_packet(Packet(packet.tlvs))
 
 
-def sign_packet(
-    packet: Packet,
-    keys: Sequence[MacKey],
-    *,
-    src: IPAddress,
-    src_port: int,
-    dst: IPAddress,
-    dst_port: int,
-) -> Packet:
+def sign_packet(packet: Packet, keys: Sequence[MacKey], ends: Endpoints) -> Packet:
     """The packet with one MAC per key appended to its trailer."""
-    pseudo = pseudo_header(src, src_port, dst, dst_port)
+    pseudo = ends.pseudo_header()
     covered = covered_bytes(packet)
     macs = tuple(Mac(compute_mac(key, covered, pseudo)) for key in keys)
     return Packet(packet.tlvs, packet.trailer + macs)
@@ -97,29 +108,13 @@ def _check(covered: bytes, macs: Sequence[bytes], keys: Sequence[MacKey], pseudo
     raise VerifyError("bad-mac", f"none of the {len(macs)} MACs matches any of {len(keys)} keys")
 
 
-def verify_packet(
-    packet: Packet,
-    keys: Sequence[MacKey],
-    *,
-    src: IPAddress,
-    src_port: int,
-    dst: IPAddress,
-    dst_port: int,
-) -> None:
+def verify_packet(packet: Packet, keys: Sequence[MacKey], ends: Endpoints) -> None:
     """Return if a MAC in the trailer matches a key; raise VerifyError("bad-mac") if not."""
-    pseudo = pseudo_header(src, src_port, dst, dst_port)
+    pseudo = ends.pseudo_header()
     _check(covered_bytes(packet), packet.macs, keys, pseudo)
 
 
-def decode_verified_untrusted(
-    data: bytes,
-    keys: Sequence[MacKey],
-    *,
-    src: IPAddress,
-    src_port: int,
-    dst: IPAddress,
-    dst_port: int,
-) -> Packet:
+def decode_verified_untrusted(data: bytes, keys: Sequence[MacKey], ends: Endpoints) -> Packet:
     """Decode a datagram and verify its MACs over the bytes as received.
 
     Raises DecodeError if it does not parse, VerifyError("bad-mac") if no MAC matches.
@@ -127,5 +122,5 @@ def decode_verified_untrusted(
     packet = decode_packet_untrusted(data)
     (_, _, body_length) = HEADER.unpack_from(data)
     covered = data[: HEADER.size + body_length]
-    _check(covered, packet.macs, keys, pseudo_header(src, src_port, dst, dst_port))
+    _check(covered, packet.macs, keys, ends.pseudo_header())
     return packet
