@@ -347,3 +347,16 @@ def test_a_validator_that_raises_rejects_the_message() -> None:
                 await b.publish(b"boom")
 
     run_trio(body)
+
+
+def test_an_error_in_the_body_propagates_unwrapped() -> None:
+    async def fail() -> None:
+        async with running_hosts(config(), config()) as (a, b):
+            await link(a, b)
+            raise LookupError("from the body")
+
+    async def body() -> None:
+        with pytest.raises(LookupError, match="from the body"):
+            await fail()
+
+    run_trio(body)
