@@ -764,6 +764,8 @@ class GossipHost:
                 await host.disconnect(_parse_peer_id(peer_id))
             except _LIBP2P_ERRORS as exc:
                 raise TransportError(f"disconnecting {peer_id} failed: {exc}") from exc
+            return
+        raise TransportError(f"disconnecting {peer_id} timed out")
 
     # -- streams ----------------------------------------------------------------------------
 
