@@ -11,7 +11,7 @@ into :class:`meshd.errors.DecodeError`. Type numbers:
 - TLVs: RFC 8966 (0-10), RFC 8967 (16 MAC, 17 PC, 18 Challenge Request, 19 Challenge Reply).
 - Sub-TLVs: Pad1 0, PadN 1, Diversity 2, Timestamp 3 (RFC 9616), Source Prefix 128
   (RFC 9079). A sub-TLV type with bit 0x80 set is mandatory: a TLV carrying one that is not
-  understood is ignored as a whole (:attr:`Tlv.has_unknown_mandatory`).
+  understood is ignored as a whole (each TLV's ``has_unknown_mandatory``).
 """
 
 from __future__ import annotations
