@@ -29,38 +29,33 @@ def _refuse_ext(code: int, data: bytes) -> Any:
     raise DecodeError(f"msgpack extension type {code} is not allowed")
 
 
-def unpack_canonical_untrusted(data: bytes, *, max_size: int, what: str) -> Any:
+def unpack_canonical_untrusted(
+    data: bytes, *, max_size: int, what: str, check_types: bool = True
+) -> Any:
     """Decode ``data``, which must be one canonical msgpack value of at most ``max_size`` bytes.
 
     Raises DecodeError for anything else: oversized, truncated, trailing bytes, maps, floats,
-    extension types, or any encoding that is not the shortest form.
+    extension types, or any encoding that is not the shortest form. A caller that checks the
+    type of every field itself (as the record decoders do) may pass ``check_types=False``.
     """
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise DecodeError(f"{what}: expected bytes")
-    data = bytes(data)
+    if type(data) is not bytes:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise DecodeError(f"{what}: expected bytes")
+        data = bytes(data)
     if len(data) > max_size:
         raise DecodeError(f"{what}: {len(data)} bytes is over the limit of {max_size}")
     if not data:
         raise DecodeError(f"{what}: empty")
     try:
-        value = msgpack.unpackb(
-            data,
-            raw=False,
-            use_list=True,
-            strict_map_key=True,
-            max_bin_len=max_size,
-            max_str_len=max_size,
-            max_array_len=max_size,
-            max_map_len=0,
-            max_ext_len=0,
-            ext_hook=_refuse_ext,
-        )
+        # msgpack bounds every length by the input's size; maps are refused below.
+        value = msgpack.unpackb(data, raw=False, ext_hook=_refuse_ext)
     except DecodeError:
         raise
     except (ValueError, TypeError, OverflowError, RecursionError, msgpack.UnpackException) as exc:
         raise DecodeError(f"{what}: not valid msgpack ({type(exc).__name__})") from None
-    _check_types(value, what, 0)
-    if pack(value) != data:
+    if check_types:
+        _check_types(value, what, 0)
+    if msgpack.packb(value, use_bin_type=True) != data:
         raise DecodeError(f"{what}: not in canonical encoding")
     return value
 

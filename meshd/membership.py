@@ -114,7 +114,9 @@ class Outcome:
     new: bool  # the record joined the set (gossip forwards only new records)
     pending: bool = False  # it waits for a record it depends on
     stored: tuple[Stored, ...] = ()  # records added to the set (this one, adopted ones)
-    dropped: tuple[bytes, ...] = ()  # record ids removed from the set
+    # Record ids removed from the set, except announcements replaced by a newer one from the same
+    # member (the newer one is in ``stored`` and replaces it by node).
+    dropped: tuple[bytes, ...] = ()
     events: tuple[Event, ...] = ()
 
 
@@ -152,6 +154,8 @@ class Membership:
         self._revocations: dict[bytes, list[Revocation]] = {}
         self._revocation_ids: dict[bytes, None] = {}
         self._announcements: dict[bytes, Announcement] = {}
+        self._announcement_ids: dict[bytes, bytes] = {}
+        self._identity: dict[bytes, tuple[str, ipaddress.IPv6Address]] = {}
         self._last_seen: dict[bytes, int] = {}
         self._pending: dict[bytes, dict[bytes, bytes]] = {}
         self._pending_count = 0
@@ -169,6 +173,10 @@ class Membership:
         rid = record_id(record.raw)
         if rid in self._records:
             return Outcome(record, new=False)
+        if type(record) is Announcement:
+            fast = self._refresh(record, rid, now)
+            if fast is not None:
+                return fast
         change = _Change()
         pending = self._merge(record, rid, now, change)
         events = self._reevaluate(change.touched, now, change.announced)
@@ -254,10 +262,45 @@ class Membership:
             except VerifyError:
                 continue
 
+    def _refresh(self, ann: Announcement, rid: bytes, now: int) -> Outcome | None:
+        """The common case on the hot path: a newer announcement from an admitted member.
+
+        Same rules as _merge_announcement, fewer steps; returns None for anything else.
+        """
+        node = ann.node_key
+        current = self._announcements.get(node)
+        if (
+            current is None
+            or ann.prefixes
+            or self._status.get(node) is not MemberState.ADMITTED
+            or (current.seq, self._announcement_ids[node]) >= (ann.seq, rid)
+        ):
+            return None
+        self.verifier.announcement(ann)
+        self._not_future(ann.issued_at, now, "announcement")
+        credential = self._standing_credential(node)
+        if credential is None or credential.not_after < now:
+            return None
+        old = self._announcement_ids[node]
+        del self._records[old]
+        self._fold(old)
+        self._bucket_count[old[0]] -= 1
+        self._records[rid] = ann.raw
+        self._fold(rid)
+        self._bucket_count[rid[0]] += 1
+        self._announcements[node] = ann
+        self._announcement_ids[node] = rid
+        if now > self._last_seen.get(node, now):
+            self._last_seen[node] = now
+        event = Updated(self._member(node, MemberState.ADMITTED, "", credential))
+        return Outcome(
+            ann, True, False, (Stored(rid, Kind.ANNOUNCEMENT, ann.raw, node),), (), (event,)
+        )
+
     def _merge_announcement(self, ann: Announcement, rid: bytes, now: int, change: _Change) -> bool:
         node = ann.node_key
         current = self._announcements.get(node)
-        if current is not None and (current.seq, record_id(current.raw)) >= (ann.seq, rid):
+        if current is not None and (current.seq, self._announcement_ids[node]) >= (ann.seq, rid):
             raise VerifyError(
                 "stale-announcement", "a newer announcement from this member is already known"
             )
@@ -269,11 +312,14 @@ class Membership:
                 raise VerifyError("revoked", "the member is revoked")
             self._park(node, rid, ann.raw)
             return True
-        own = host_prefix(overlay_address(self.anchor.root_key, node))
-        check_announced_prefixes(ann, credential.prefixes, own)
+        if ann.prefixes:
+            own = host_prefix(self._identity_of(node)[1])
+            check_announced_prefixes(ann, credential.prefixes, own)
         if current is not None:
-            self._remove(record_id(current.raw), change)
+            # The store replaces a member's announcement by node; no separate delete is needed.
+            self._remove(self._announcement_ids[node], change, superseded=True)
         self._announcements[node] = ann
+        self._announcement_ids[node] = rid
         self._last_seen[node] = max(now, self._last_seen.get(node, now))
         self._add(rid, Kind.ANNOUNCEMENT, ann.raw, node, change)
         change.touched.add(node)
@@ -291,9 +337,8 @@ class Membership:
         affected = self._dependents.get(rev.target, set())
         change.touched.update(affected)
         for node in affected:
-            ann = self._announcements.pop(node, None)
-            if ann is not None:
-                self._remove(record_id(ann.raw), change)
+            if self._announcements.pop(node, None) is not None:
+                self._remove(self._announcement_ids.pop(node), change)
         # Anything waiting on a revoked key is dropped.
         self._drop_pending(rev.target)
 
@@ -305,14 +350,16 @@ class Membership:
         self._bucket_count[rid[0]] += 1
         change.stored.append(Stored(rid, kind, raw, node))
 
-    def _remove(self, rid: bytes, change: _Change) -> None:
+    def _remove(self, rid: bytes, change: _Change, *, superseded: bool = False) -> None:
         if self._records.pop(rid, None) is not None:
             self._fold(rid)
             self._bucket_count[rid[0]] -= 1
-            change.dropped.append(rid)
+            if not superseded:
+                change.dropped.append(rid)
 
     def _fold(self, rid: bytes) -> None:
-        self._bucket_acc[rid[0]] ^= int.from_bytes(hashlib.sha256(rid).digest()[:16], "big")
+        # Record ids are already SHA-256 output: XOR-ing them is an order-free set hash.
+        self._bucket_acc[rid[0]] ^= int.from_bytes(rid, "big")
 
     def _park(self, waiting_for: bytes, rid: bytes, raw: bytes) -> None:
         if self._pending_count >= self.max_pending:
@@ -342,10 +389,9 @@ class Membership:
         return position < limit
 
     def _revoked_by(self, credential: Credential) -> bytes | None:
-        for key in credential.depends_on:
-            if key in self._revocations:
-                return key
-        return None
+        if credential.depends_on.isdisjoint(self._revocations):
+            return None
+        return min(credential.depends_on & self._revocations.keys())
 
     def _standing_credential(self, node: bytes) -> Credential | None:
         for _, rid, credential in self._credentials.get(node, ()):
@@ -378,21 +424,35 @@ class Membership:
         return "issuer-revoked"
 
     def _view(self, node: bytes, now: int) -> Member:
-        state, reason, credential = self._judge(node, now)
+        return self._member(node, *self._judge(node, now))
+
+    def _member(
+        self, node: bytes, state: MemberState, reason: str, credential: Credential
+    ) -> Member:
         ann = self._announcements.get(node)
+        node_id, overlay = self._identity_of(node)
+        # Positional: this runs once per announcement on the ingest hot path.
         return Member(
-            node_key=node,
-            node_id=fingerprint(node),
-            name=credential.name,
-            wg_key=credential.wg_key,
-            overlay=overlay_address(self.anchor.root_key, node),
-            state=state,
-            reason=reason,
-            admitted_at=credential.admitted_at,
-            not_after=credential.not_after,
-            announcement=ann,
-            last_seen=self._last_seen.get(node),
+            node,
+            node_id,
+            credential.name,
+            credential.wg_key,
+            overlay,
+            state,
+            reason,
+            credential.admitted_at,
+            credential.not_after,
+            ann,
+            self._last_seen.get(node),
         )
+
+    def _identity_of(self, node: bytes) -> tuple[str, ipaddress.IPv6Address]:
+        """A member's node id and overlay address, derived once."""
+        identity = self._identity.get(node)
+        if identity is None:
+            identity = (fingerprint(node), overlay_address(self.anchor.root_key, node))
+            self._identity[node] = identity
+        return identity
 
     def _reevaluate(
         self, nodes: Iterable[bytes], now: int, announced: set[bytes] | None = None

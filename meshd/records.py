@@ -220,19 +220,35 @@ def kind_of(record: Record) -> Kind:
     return KIND_OF[type(record)]
 
 
-def signed_body(record: Record) -> bytes:
-    """The bytes a record's signature covers, after the context string.
+def split_envelope_untrusted(data: bytes) -> tuple[bytes, bytes]:
+    """Split a record's canonical ``[body, signature]`` encoding without a general decoder.
 
-    A record is the canonical encoding of ``[body, signature]``: a one-byte array header, a bin
-    header (2 bytes up to 255 body bytes, 3 beyond), the body, then 2 + 64 signature bytes.
+    The envelope has exactly one canonical form: the fixarray header 0x92, the body as msgpack
+    bin 8 (up to 255 bytes) or bin 16 (256 bytes and more), then the 64-byte signature as bin 8.
+    Anything else is refused.
     """
-    raw = record.raw
-    length = len(raw) - 69
-    start = 3
-    if length > 255:
-        length -= 1
-        start = 4
-    return raw[start : start + length]
+    size = len(data)
+    if size > MAX_RECORD:
+        raise DecodeError(f"record: {size} bytes is over the limit of {MAX_RECORD}")
+    if size < 3 + 2 + SIG_LEN or data[0] != 0x92:
+        raise DecodeError("record: not a [body, signature] pair")
+    if data[1] == 0xC4:
+        start, length = 3, data[2]
+    elif data[1] == 0xC5:
+        start, length = 4, int.from_bytes(data[2:4], "big")
+        if length < 256:
+            raise DecodeError("record: not in canonical encoding")
+    else:
+        raise DecodeError("record: the body must be bytes")
+    end = start + length
+    if end + 2 + SIG_LEN != size or data[end] != 0xC4 or data[end + 1] != SIG_LEN:
+        raise DecodeError("record: truncated, or the signature is not 64 bytes")
+    return bytes(data[start:end]), bytes(data[end + 2 :])
+
+
+def signed_body(record: Record) -> bytes:
+    """The bytes a record's signature covers, after the context string."""
+    return split_envelope_untrusted(record.raw)[0]
 
 
 # --- decoding -----------------------------------------------------------------------------
@@ -243,12 +259,16 @@ T = TypeVar("T")
 class _Fields:
     """A cursor over the fields of a decoded body; every accessor checks type and bounds."""
 
-    __slots__ = ("_items", "_pos", "_what")
+    __slots__ = ("_items", "_kind", "_pos")
 
-    def __init__(self, items: list[Any], what: str) -> None:
+    def __init__(self, items: list[Any], kind: Kind) -> None:
         self._items = items
         self._pos = 0
-        self._what = what
+        self._kind = kind
+
+    @property
+    def _what(self) -> str:
+        return f"record ({self._kind.name.lower()})"
 
     def _next(self) -> Any:
         if self._pos >= len(self._items):
@@ -263,7 +283,7 @@ class _Fields:
 
     def uint(self, name: str, maximum: int = U64) -> int:
         value = self._next()
-        if not isinstance(value, int) or value > maximum:
+        if type(value) is not int or not 0 <= value <= maximum:
             raise DecodeError(f"{self._what}: {name} must be an integer up to {maximum}")
         return value
 
@@ -302,7 +322,7 @@ def _prefix_untrusted(value: Any) -> Prefix:
     address, length = value
     if not isinstance(address, bytes) or len(address) not in (4, 16):
         raise DecodeError("prefix: address must be 4 or 16 bytes")
-    if not isinstance(length, int) or length > len(address) * 8:
+    if type(length) is not int or not 0 <= length <= len(address) * 8:
         raise DecodeError("prefix: length out of range")
     try:
         if len(address) == 4:
@@ -321,34 +341,39 @@ def _text_item(maximum: int) -> Callable[[Any], str]:
     return item
 
 
-def _envelope_untrusted(data: bytes, what: str) -> tuple[Kind, _Fields, bytes]:
-    outer = unpack_canonical_untrusted(data, max_size=MAX_RECORD, what=what)
-    if not (isinstance(outer, list) and len(outer) == 2):
-        raise DecodeError(f"{what}: must be [body, signature]")
-    body, signature = outer
-    if not isinstance(body, bytes) or not isinstance(signature, bytes):
-        raise DecodeError(f"{what}: body and signature must be bytes")
-    if len(signature) != SIG_LEN:
-        raise DecodeError(f"{what}: signature must be {SIG_LEN} bytes")
-    items = unpack_canonical_untrusted(body, max_size=MAX_RECORD, what=what)
-    if not isinstance(items, list) or len(items) < 2:
-        raise DecodeError(f"{what}: body must be [kind, version, ...]")
+_KINDS = {int(kind): kind for kind in Kind}
+
+
+_ENDPOINT_ITEM = _text_item(MAX_ENDPOINT_LEN)
+_ADDR_ITEM = _text_item(MAX_ADDR_LEN)
+
+
+def _envelope_untrusted(data: bytes) -> tuple[Kind, list[Any], bytes]:
+    body, signature = split_envelope_untrusted(data)
+    # Every field's type is checked by _Fields and the item parsers below.
+    items = unpack_canonical_untrusted(body, max_size=MAX_RECORD, what="record", check_types=False)
+    if type(items) is not list or len(items) < 2:
+        raise DecodeError("record: body must be [kind, version, ...]")
     kind_value, version = items[0], items[1]
-    if not isinstance(kind_value, int) or kind_value not in Kind._value2member_map_:
-        raise DecodeError(f"{what}: unknown record kind {kind_value!r}")
-    if version != VERSION:
-        raise DecodeError(f"{what}: unsupported version {version!r} (this meshd speaks {VERSION})")
-    kind = Kind(kind_value)
-    return kind, _Fields(items[2:], f"{what} ({kind.name.lower()})"), signature
+    kind = _KINDS.get(kind_value) if type(kind_value) is int else None
+    if kind is None:
+        raise DecodeError(f"record: unknown record kind {kind_value!r}")
+    if type(version) is not int or version != VERSION:
+        raise DecodeError(f"record: unsupported version {version!r} (this meshd speaks {VERSION})")
+    return kind, items, signature
 
 
 def decode_record_untrusted(data: bytes, *, depth: int = 0) -> Record:
     """Parse any record. Raises DecodeError, never anything else; checks no signature."""
     if depth > 3:
         raise DecodeError("record: nested too deeply")
-    kind, f, sig = _envelope_untrusted(data, "record")
-    decoder = _DECODERS[kind]
-    return decoder(f, sig, bytes(data), depth)
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError("record: expected bytes")
+    data = bytes(data)
+    kind, items, sig = _envelope_untrusted(data)
+    if kind is Kind.ANNOUNCEMENT:
+        return _announcement_fast(items, sig, data)
+    return _DECODERS[kind](_Fields(items[2:], kind), sig, data, depth)
 
 
 def decode_untrusted(data: bytes, expected: type[T], *, depth: int = 0) -> T:
@@ -439,6 +464,43 @@ def _announcement(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Announcemen
     prefixes = f.array("prefixes", MAX_PREFIXES, _prefix_untrusted)
     f.end()
     return Announcement(network_id, node_key, seq, issued_at, endpoints, addrs, prefixes, sig, raw)
+
+
+def _announcement_fast(items: list[Any], sig: bytes, raw: bytes) -> Announcement:
+    """The hot path of ingest: the same checks as _announcement, without the cursor."""
+    if len(items) != 9:
+        return _announcement(_Fields(items[2:], Kind.ANNOUNCEMENT), sig, raw, 0)
+    _, _, network_id, node_key, seq, issued_at, endpoints, addrs, prefixes = items
+    if (
+        type(network_id) is not bytes
+        or len(network_id) != FINGERPRINT_LEN
+        or type(node_key) is not bytes
+        or len(node_key) != KEY_LEN
+        or type(seq) is not int
+        or not 0 <= seq <= U64
+        or type(issued_at) is not int
+        or not 0 <= issued_at <= U64
+        or type(endpoints) is not list
+        or type(addrs) is not list
+        or type(prefixes) is not list
+    ):
+        # Let the general decoder name the offending field.
+        return _announcement(_Fields(items[2:], Kind.ANNOUNCEMENT), sig, raw, 0)
+    if len(endpoints) > MAX_ENDPOINTS or len(addrs) > MAX_ENDPOINTS:
+        raise DecodeError("announcement: too many endpoints or addresses")
+    if len(prefixes) > MAX_PREFIXES:
+        raise DecodeError("announcement: too many prefixes")
+    return Announcement(
+        network_id,
+        node_key,
+        seq,
+        issued_at,
+        tuple(map(_ENDPOINT_ITEM, endpoints)) if endpoints else (),
+        tuple(map(_ADDR_ITEM, addrs)) if addrs else (),
+        tuple(map(_prefix_untrusted, prefixes)) if prefixes else (),
+        sig,
+        raw,
+    )
 
 
 def _revocation(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Revocation:

@@ -4,8 +4,11 @@ It holds the network definition, the membership record set, the invites this nod
 the node's own settings. Nothing read back is trusted: on load every record goes through the
 membership core's verification again, and rows that fail are counted and deleted.
 
-Durability: the database runs in WAL mode with ``synchronous=FULL``, so a committed
-transaction is on disk before ``commit`` returns. A revocation is committed before anything
+Durability: the database runs in WAL mode with ``synchronous=FULL`` for every transaction
+that holds a credential or a revocation, so those are on disk before ``commit`` returns.
+Transactions of announcements alone (soft state that members refresh) use ``NORMAL``: they
+survive a crash of the process, not necessarily of the machine.
+A revocation is committed before anything
 acts on it or forwards it; a kill -9 at any instant leaves the last committed state, which
 SQLite's journal recovers on the next open.
 """
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshd.errors import DecodeError, StoreError, VerifyError
-from meshd.membership import Membership, Outcome, Stored
+from meshd.membership import Membership, Outcome
 from meshd.records import Kind, Network, decode_untrusted
 
 log = logging.getLogger(__name__)
@@ -29,9 +32,12 @@ SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
-    rid BLOB PRIMARY KEY, kind INTEGER NOT NULL, raw BLOB NOT NULL, node BLOB
-);
-CREATE UNIQUE INDEX IF NOT EXISTS records_announcement ON records(node) WHERE node IS NOT NULL;
+    rid BLOB PRIMARY KEY, kind INTEGER NOT NULL, raw BLOB NOT NULL
+) WITHOUT ROWID;
+-- One current announcement per member: a newer one replaces the row in one statement.
+CREATE TABLE IF NOT EXISTS announcements (
+    node BLOB PRIMARY KEY, rid BLOB NOT NULL, raw BLOB NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS issued (
     rid BLOB PRIMARY KEY, kind INTEGER NOT NULL, raw BLOB NOT NULL, created_at INTEGER NOT NULL
 );
@@ -58,6 +64,7 @@ class Store:
             self._db = sqlite3.connect(path, isolation_level=None, timeout=10)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._hard = True
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
             version = self.get_meta("schema")
@@ -113,30 +120,53 @@ class Store:
 
     def apply(self, outcomes: Sequence[Outcome]) -> None:
         """Persist what merging did, in one transaction (committed before this returns)."""
-        stored: list[Stored] = [s for o in outcomes for s in o.stored]
-        dropped: list[bytes] = [d for o in outcomes for d in o.dropped]
-        if not stored and not dropped:
+        records: list[tuple[bytes, int, bytes]] = []
+        announcements: dict[bytes, tuple[bytes, bytes, bytes]] = {}
+        dropped: list[tuple[bytes]] = []
+        for outcome in outcomes:
+            dropped.extend((rid,) for rid in outcome.dropped)
+            for s in outcome.stored:
+                if s.node_key is not None:
+                    announcements[s.node_key] = (s.node_key, s.rid, s.raw)  # the last one wins
+                else:
+                    records.append((s.rid, int(s.kind), s.raw))
+        if not records and not announcements and not dropped:
             return
+        # Credentials and revocations are synced to disk before this returns. Announcements
+        # alone are soft state, refreshed by their members all the time: their batches are
+        # safe against a crash of meshd (kill -9) but skip the fsync.
+        hard = bool(records or dropped)
+        if hard != self._hard:
+            self._db.execute(f"PRAGMA synchronous={'FULL' if hard else 'NORMAL'}")
+            self._hard = hard
         with self.transaction() as db:
             if dropped:
-                db.executemany("DELETE FROM records WHERE rid = ?", [(d,) for d in dropped])
-            if stored:
+                db.executemany("DELETE FROM records WHERE rid = ?", dropped)
+                db.executemany("DELETE FROM announcements WHERE rid = ?", dropped)
+            if records:
                 db.executemany(
-                    "INSERT OR REPLACE INTO records(rid, kind, raw, node) VALUES (?, ?, ?, ?)",
-                    [(s.rid, int(s.kind), s.raw, s.node_key) for s in stored],
+                    "INSERT OR REPLACE INTO records(rid, kind, raw) VALUES (?, ?, ?)", records
+                )
+            if announcements:
+                db.executemany(
+                    "INSERT OR REPLACE INTO announcements(node, rid, raw) VALUES (?, ?, ?)",
+                    announcements.values(),
                 )
 
     def rows(self, kinds: Iterable[Kind] = LOAD_ORDER) -> Iterator[tuple[bytes, bytes]]:
         for kind in kinds:
-            yield from (
-                (bytes(rid), bytes(raw))
-                for rid, raw in self._db.execute(
-                    "SELECT rid, raw FROM records WHERE kind = ? ORDER BY rid", (int(kind),)
-                )
-            )
+            if kind is Kind.ANNOUNCEMENT:
+                query = "SELECT rid, raw FROM announcements ORDER BY rid"
+                cursor = self._db.execute(query)
+            else:
+                query = "SELECT rid, raw FROM records WHERE kind = ? ORDER BY rid"
+                cursor = self._db.execute(query, (int(kind),))
+            yield from ((bytes(rid), bytes(raw)) for rid, raw in cursor)
 
     def count(self) -> int:
-        row = self._db.execute("SELECT COUNT(*) FROM records").fetchone()
+        row = self._db.execute(
+            "SELECT (SELECT COUNT(*) FROM records) + (SELECT COUNT(*) FROM announcements)"
+        ).fetchone()
         return int(row[0])
 
     def load_into(self, state: Membership, now: int) -> LoadReport:
@@ -160,7 +190,9 @@ class Store:
         stale = [rid for rid, _ in self.rows() if rid not in keep and rid not in bad]
         if bad or stale:
             with self.transaction() as db:
-                db.executemany("DELETE FROM records WHERE rid = ?", [(r,) for r in bad + stale])
+                gone = [(r,) for r in bad + stale]
+                db.executemany("DELETE FROM records WHERE rid = ?", gone)
+                db.executemany("DELETE FROM announcements WHERE rid = ?", gone)
             self.apply(outcomes)
         return LoadReport(loaded, rejected + len(stale), state.pending_count)
 

@@ -24,6 +24,7 @@ from meshd.records import (
     Certificate,
     Enrollment,
     Invite,
+    Kind,
     Network,
     Record,
     Revocation,
@@ -31,9 +32,11 @@ from meshd.records import (
     kind_of,
     record_id,
     signed_body,
+    split_envelope_untrusted,
 )
 
 MAX_CACHE = 65536
+_ANNOUNCEMENT_CONTEXT = CONTEXTS[Kind.ANNOUNCEMENT]
 
 
 def check_signature(record: Record) -> None:
@@ -193,8 +196,10 @@ class Verifier:
         )
 
     def announcement(self, announcement: Announcement) -> None:
-        self._network(announcement.network_id)
-        check_signature(announcement)
+        if announcement.network_id != self.anchor.network_id:
+            self._network(announcement.network_id)
+        body = split_envelope_untrusted(announcement.raw)[0]
+        verify(announcement.node_key, _ANNOUNCEMENT_CONTEXT, body, announcement.signature)
 
     def revocation(self, revocation: Revocation) -> None:
         self._network(revocation.network_id)
