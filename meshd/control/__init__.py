@@ -1,0 +1,5 @@
+"""The control socket: how the CLI talks to a running daemon.
+
+``protocol`` is the pure codec, ``client`` the blocking stdlib client the CLI uses (it must
+stay cheap to import), ``server`` the trio server the daemon runs.
+"""

@@ -1,0 +1,84 @@
+"""The CLI's side of the control socket: blocking, stdlib only, cheap to import.
+
+``meshd peers`` and ``meshd status`` must answer at once, so this module imports nothing but
+the standard library's ``socket`` and meshd's pure codec: no trio, no libp2p.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+from meshd.control.protocol import (
+    MAX_RESPONSE,
+    Request,
+    decode_response_untrusted,
+    encode_request,
+)
+from meshd.errors import ControlError, DaemonNotRunning, DecodeError
+
+_CHUNK = 64 * 1024
+
+
+def _not_running(socket_path: Path) -> DaemonNotRunning:
+    return DaemonNotRunning(
+        f"no meshd daemon is running for {socket_path.parent}",
+        hint="start it with `meshd up` (or pass the --state-dir it runs with)",
+    )
+
+
+def request(socket_path: Path, cmd: str, args: dict[str, Any], timeout: float = 5.0) -> Any:
+    """Send one command to the daemon and return its result.
+
+    Raises DaemonNotRunning when nothing listens on ``socket_path``, ControlError when the
+    exchange fails, and the daemon's own error (a MeshdError, with its message and hint)
+    when the daemon refuses the command.
+    """
+    payload = encode_request(Request(cmd, args))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(socket_path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise _not_running(socket_path) from None
+        except PermissionError:
+            raise ControlError(
+                f"no permission to use {socket_path}",
+                hint="run as root or as a member of the group that owns the state dir",
+            ) from None
+        except OSError as exc:
+            raise ControlError(f"cannot reach the daemon at {socket_path}: {exc}") from None
+        try:
+            sock.sendall(payload)
+            data = _read_line(sock)
+        except TimeoutError:
+            raise ControlError(
+                f"the daemon did not answer {cmd!r} within {timeout:g} s",
+                hint="it may be overloaded or stuck; see its log",
+            ) from None
+        except OSError as exc:
+            raise ControlError(f"the control connection failed: {exc}") from None
+    try:
+        response = decode_response_untrusted(data)
+    except DecodeError as exc:
+        raise ControlError(f"the daemon's answer is unusable: {exc}") from None
+    if response.failure is not None:
+        raise response.failure.to_exception()
+    return response.result
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    buffer = bytearray()
+    while True:
+        chunk = sock.recv(_CHUNK)
+        if not chunk:
+            break
+        buffer += chunk
+        if buffer.endswith(b"\n"):
+            break
+        if len(buffer) > MAX_RESPONSE:
+            raise ControlError(f"the daemon's answer is over {MAX_RESPONSE} bytes")
+    if not buffer:
+        raise ControlError("the daemon closed the connection without answering")
+    return bytes(buffer)

@@ -1,0 +1,190 @@
+"""The control protocol (pure): one JSON request and one JSON response per connection.
+
+Over the unix socket ``<state-dir>/meshd.sock`` a client sends one line::
+
+    {"v": 1, "cmd": "peers", "args": {}}
+
+and the daemon answers with one line, then closes the connection::
+
+    {"v": 1, "ok": true, "result": ...}
+    {"v": 1, "ok": false, "error": {"type": "UsageError", "message": "...", "hint": "..."}}
+
+Lines end with ``\\n`` and are UTF-8 JSON objects. A request is at most
+:data:`MAX_REQUEST` bytes, a response at most :data:`MAX_RESPONSE`. The ``*_untrusted``
+decoders raise :class:`ControlError` (or its parent's :class:`DecodeError` sibling) and nothing
+else, whatever the bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from meshd.errors import ControlError, DecodeError, MeshdError, VerifyError
+
+VERSION: Final = 1
+MAX_REQUEST: Final = 64 * 1024
+MAX_RESPONSE: Final = 64 * 1024 * 1024
+MAX_NESTING: Final = 16
+_COMMAND: Final = re.compile(r"[a-z][a-z0-9-]{0,31}")
+_MAX_TEXT: Final = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One command for the daemon, with its JSON arguments."""
+
+    cmd: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not _COMMAND.fullmatch(self.cmd):
+            raise ControlError(f"not a control command name: {self.cmd[:40]!r}")
+        if not isinstance(self.args, dict):
+            raise ControlError("control arguments must be a JSON object")
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """An error the daemon reports: the exception's class name, message and hint."""
+
+    type: str
+    message: str
+    hint: str = ""
+    reason: str = ""
+
+    @classmethod
+    def of(cls, exc: MeshdError) -> Failure:
+        reason = exc.reason if isinstance(exc, VerifyError) else ""
+        return cls(type(exc).__name__, str(exc), exc.hint, reason)
+
+    def to_exception(self) -> MeshdError:
+        """The daemon's error as a local exception of the same class where we know it."""
+        if self.type == "VerifyError":
+            return VerifyError(self.reason or "refused", self.message, hint=self.hint)
+        cls = _known_errors().get(self.type, MeshdError)
+        return cls(self.message, hint=self.hint)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """The daemon's answer: a JSON result, or a failure."""
+
+    result: Any = None
+    failure: Failure | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+def _known_errors() -> dict[str, type[MeshdError]]:
+    found: dict[str, type[MeshdError]] = {}
+    pending: list[type[MeshdError]] = [MeshdError]
+    while pending:
+        cls = pending.pop()
+        found[cls.__name__] = cls
+        pending.extend(cls.__subclasses__())
+    found.pop("VerifyError", None)
+    return found
+
+
+# --- encoding ---------------------------------------------------------------------------
+
+
+def _line(value: dict[str, Any], limit: int, what: str) -> bytes:
+    data = json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode()
+    if len(data) + 1 > limit:
+        raise ControlError(f"the {what} is {len(data)} bytes, over the limit of {limit}")
+    return data + b"\n"
+
+
+def encode_request(request: Request) -> bytes:
+    return _line({"v": VERSION, "cmd": request.cmd, "args": request.args}, MAX_REQUEST, "request")
+
+
+def encode_response(response: Response) -> bytes:
+    if response.failure is None:
+        value = {"v": VERSION, "ok": True, "result": response.result}
+        return _line(value, MAX_RESPONSE, "response")
+    f = response.failure
+    error = {"type": f.type, "message": f.message, "hint": f.hint}
+    if f.reason:
+        error["reason"] = f.reason
+    return _line({"v": VERSION, "ok": False, "error": error}, MAX_RESPONSE, "response")
+
+
+# --- decoding -----------------------------------------------------------------------------
+
+
+def _object_untrusted(data: bytes, limit: int, what: str) -> dict[str, Any]:
+    if not isinstance(data, bytes | bytearray):
+        raise DecodeError(f"control {what}: expected bytes")
+    if len(data) > limit:
+        raise DecodeError(f"control {what}: {len(data)} bytes is over the limit of {limit}")
+    body = bytes(data)
+    if body.endswith(b"\n"):
+        body = body[:-1]
+    if b"\n" in body:
+        raise DecodeError(f"control {what}: more than one line")
+    try:
+        text = body.decode("utf-8")
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise DecodeError(f"control {what}: not JSON ({type(exc).__name__})") from None
+    _check_depth(value, 0, what)
+    if not isinstance(value, dict):
+        raise DecodeError(f"control {what}: not a JSON object")
+    if value.get("v") != VERSION or isinstance(value.get("v"), bool):
+        raise ControlError(
+            f"control {what}: protocol version {str(value.get('v'))[:20]!r} is not {VERSION}",
+            hint="the CLI and the daemon must be the same meshd version; restart the daemon",
+        )
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _check_depth(value: Any, depth: int, what: str) -> None:
+    if depth > MAX_NESTING:
+        raise DecodeError(f"control {what}: nested too deeply")
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_depth(item, depth + 1, what)
+    elif isinstance(value, list):
+        for item in value:
+            _check_depth(item, depth + 1, what)
+
+
+def decode_request_untrusted(data: bytes) -> Request:
+    """Parse one request line. Raises DecodeError or ControlError only."""
+    value = _object_untrusted(data, MAX_REQUEST, "request")
+    if set(value) != {"v", "cmd", "args"}:
+        raise DecodeError("control request: expected exactly the keys v, cmd, args")
+    cmd, args = value["cmd"], value["args"]
+    if not isinstance(cmd, str) or not isinstance(args, dict):
+        raise DecodeError("control request: cmd must be a string and args an object")
+    return Request(cmd, args)
+
+
+def decode_response_untrusted(data: bytes) -> Response:
+    """Parse one response line. Raises DecodeError or ControlError only."""
+    value = _object_untrusted(data, MAX_RESPONSE, "response")
+    ok = value.get("ok")
+    if ok is True and set(value) == {"v", "ok", "result"}:
+        return Response(result=value["result"])
+    if ok is False and set(value) == {"v", "ok", "error"}:
+        error = value["error"]
+        if not isinstance(error, dict):
+            raise DecodeError("control response: error must be an object")
+        texts = [error.get(k, "") for k in ("type", "message", "hint", "reason")]
+        if not all(isinstance(t, str) and len(t) <= _MAX_TEXT for t in texts):
+            raise DecodeError("control response: error fields must be short strings")
+        if not texts[0] or not texts[1]:
+            raise DecodeError("control response: an error needs a type and a message")
+        return Response(failure=Failure(*texts))
+    raise DecodeError("control response: expected ok with result, or not ok with error")
