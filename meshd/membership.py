@@ -48,6 +48,7 @@ from meshd.records import (
 from meshd.trust import Anchor, Credential, Verifier, check_announced_prefixes
 
 BUCKETS = 256
+MAX_SPONSOR_DEPTH = 256  # an admission further than this from a certificate does not stand
 
 
 class MemberState(StrEnum):
@@ -126,6 +127,7 @@ class _Change:
     dropped: list[bytes] = field(default_factory=list)
     touched: set[bytes] = field(default_factory=set)
     announced: set[bytes] = field(default_factory=set)
+    judgements_changed: bool = False
 
 
 class Membership:
@@ -157,10 +159,17 @@ class Membership:
         self._announcement_ids: dict[bytes, bytes] = {}
         self._identity: dict[bytes, tuple[str, ipaddress.IPv6Address]] = {}
         self._last_seen: dict[bytes, int] = {}
-        self._pending: dict[bytes, dict[bytes, bytes]] = {}
+        # Records waiting for a member's first credential, by that member's key: its own
+        # announcements, and admissions it countersigned.
+        self._pending: dict[bytes, dict[bytes, tuple[bytes, bool]]] = {}
         self._pending_count = 0
         self._status: dict[bytes, MemberState] = {}
         self._issuing: dict[bytes, Certificate] = {}
+        self._sponsored: dict[bytes, set[bytes]] = {}
+        # Judgements that depend only on the record set; cleared whenever a credential or a
+        # revocation joins it (announcements, the hot path, leave them intact).
+        self._chain_cache: dict[bytes, bool] = {}
+        self._standing_cache: dict[bytes, Credential | None] = {}
 
     # --- merging ------------------------------------------------------------------------
 
@@ -179,6 +188,8 @@ class Membership:
                 return fast
         change = _Change()
         pending = self._merge(record, rid, now, change)
+        if change.judgements_changed:
+            self._settle(change)
         events = self._reevaluate(change.touched, now, change.announced)
         return Outcome(
             record,
@@ -221,14 +232,12 @@ class Membership:
         self._not_future(admission.admitted_at, now, "admission")
         if credential.not_after < now:
             raise VerifyError("expired", "the membership has expired")
-        sponsor = self._credentials.get(admission.sponsor)
-        if sponsor is None:
-            self._park(admission.sponsor, rid, admission.raw)
+        if admission.sponsor not in self._credentials:
+            self._park(admission.sponsor, rid, admission.raw, own=False)
             return True
-        if not any(c.admitted_at <= admission.admitted_at for _, _, c in sponsor):
-            raise VerifyError(
-                "sponsor-not-member", "the sponsor was not a member when it countersigned"
-            )
+        # Whether the sponsor stood when it countersigned is judged from the whole set (see
+        # _chain_ok), so the outcome does not depend on the order records arrive in.
+        self._sponsored.setdefault(admission.sponsor, set()).add(credential.node_key)
         invite = admission.enrollment.invite
         for cert in (invite, *invite.chain):
             self._issuing.setdefault(record_id(cert.raw), cert)
@@ -254,6 +263,7 @@ class Membership:
         self._last_seen.setdefault(node, now)
         self._add(rid, kind, raw, None, change)
         change.touched.add(node)
+        self._judgements_changed(change)
         # Records that waited for this member can now be merged.
         for pending_rid, pending_raw in self._unpark(node):
             record = decode_record_untrusted(pending_raw)
@@ -310,7 +320,7 @@ class Membership:
         if credential is None:
             if node in self._credentials:
                 raise VerifyError("revoked", "the member is revoked")
-            self._park(node, rid, ann.raw)
+            self._park(node, rid, ann.raw, own=True)
             return True
         if ann.prefixes:
             own = host_prefix(self._identity_of(node)[1])
@@ -334,13 +344,9 @@ class Membership:
         self._revocations.setdefault(rev.target, []).append(rev)
         self._revocation_ids[rid] = None
         self._add(rid, Kind.REVOCATION, rev.raw, None, change)
-        affected = self._dependents.get(rev.target, set())
-        change.touched.update(affected)
-        for node in affected:
-            if self._announcements.pop(node, None) is not None:
-                self._remove(self._announcement_ids.pop(node), change)
-        # Anything waiting on a revoked key is dropped.
-        self._drop_pending(rev.target)
+        change.touched.update(self._dependents.get(rev.target, ()))
+        self._drop_own_pending(rev.target)
+        self._judgements_changed(change)
 
     # --- the record set -----------------------------------------------------------------
 
@@ -361,24 +367,58 @@ class Membership:
         # Record ids are already SHA-256 output: XOR-ing them is an order-free set hash.
         self._bucket_acc[rid[0]] ^= int.from_bytes(rid, "big")
 
-    def _park(self, waiting_for: bytes, rid: bytes, raw: bytes) -> None:
+    def _park(self, waiting_for: bytes, rid: bytes, raw: bytes, *, own: bool) -> None:
+        """Keep a record until ``waiting_for`` is known; ``own``: it is that member's own."""
         if self._pending_count >= self.max_pending:
             raise VerifyError("pending-full", "too many records wait for unknown members")
         bucket = self._pending.setdefault(waiting_for, {})
         if rid not in bucket:
-            bucket[rid] = raw
+            bucket[rid] = (raw, own)
             self._pending_count += 1
 
     def _unpark(self, key: bytes) -> Iterator[tuple[bytes, bytes]]:
         bucket = self._pending.pop(key, {})
         self._pending_count -= len(bucket)
-        return iter(sorted(bucket.items()))
+        return iter(sorted((rid, raw) for rid, (raw, _) in bucket.items()))
 
-    def _drop_pending(self, key: bytes) -> None:
-        bucket = self._pending.pop(key, {})
-        self._pending_count -= len(bucket)
+    def _drop_own_pending(self, key: bytes) -> None:
+        """A revoked key's own announcements can never be merged: forget them. Admissions it
+        countersigned wait on, since those made before its revocation still stand."""
+        bucket = self._pending.get(key)
+        if not bucket:
+            return
+        for rid in [rid for rid, (_, own) in bucket.items() if own]:
+            del bucket[rid]
+            self._pending_count -= 1
+        if not bucket:
+            del self._pending[key]
 
     # --- judging ------------------------------------------------------------------------
+
+    def _judgements_changed(self, change: _Change) -> None:
+        self._chain_cache.clear()
+        self._standing_cache.clear()
+        change.judgements_changed = True
+
+    def _settle(self, change: _Change) -> None:
+        """After a credential or revocation joined the set: re-judge what it can affect.
+
+        Standing can change for the members touched directly and, through sponsorship, for
+        every member they (transitively) countersigned. Members that no longer stand lose their
+        announcement, so the set is the same whatever order the records came in.
+        """
+        queue = list(change.touched)
+        seen = set(queue)
+        while queue:
+            for sponsored in self._sponsored.get(queue.pop(), ()):
+                if sponsored not in seen:
+                    seen.add(sponsored)
+                    queue.append(sponsored)
+        change.touched = seen
+        for node in seen:
+            if node in self._announcements and self._standing_credential(node) is None:
+                del self._announcements[node]
+                self._remove(self._announcement_ids.pop(node), change)
 
     def _within_uses(self, credential: Credential, rid: bytes) -> bool:
         if credential.invite is None:
@@ -393,30 +433,88 @@ class Membership:
             return None
         return min(credential.depends_on & self._revocations.keys())
 
+    def _revoked_at(self, credential: Credential, at: int) -> bool:
+        """Whether a revocation issued at or before ``at`` excludes this credential."""
+        for key in credential.depends_on:
+            for revocation in self._revocations.get(key, ()):
+                if revocation.issued_at <= at:
+                    return True
+        return False
+
+    def _chain_ok(self, rid: bytes, credential: Credential, depth: int = 0) -> bool:
+        """Within its invite's uses, and countersigned by a member who then stood.
+
+        A sponsor stood at time t when it held a credential admitted no later than t, itself
+        within its uses and countersigned by a member who stood then, and no revocation issued
+        at or before t excluded it. A sponsor revoked later does not take the members it
+        admitted before with it.
+        """
+        cached = self._chain_cache.get(rid)
+        if cached is not None:
+            return cached
+        self._chain_cache[rid] = False  # breaks cycles; replaced below
+        ok = self._within_uses(credential, rid)
+        if ok and credential.sponsor is not None:
+            ok = False
+            if depth < MAX_SPONSOR_DEPTH:
+                for admitted_at, sponsor_rid, sponsor in self._credentials.get(
+                    credential.sponsor, ()
+                ):
+                    if admitted_at > credential.admitted_at:
+                        break
+                    if (
+                        sponsor_rid != rid
+                        and self._chain_ok(sponsor_rid, sponsor, depth + 1)
+                        and not self._revoked_at(sponsor, credential.admitted_at)
+                    ):
+                        ok = True
+                        break
+        self._chain_cache[rid] = ok
+        return ok
+
+    def _exclusion(self, node: bytes, rid: bytes, credential: Credential) -> str:
+        """Why a credential does not stand, or "" when it does."""
+        if not self._within_uses(credential, rid):
+            return "invite-used-up"
+        revoked_key = self._revoked_by(credential)
+        if revoked_key is not None:
+            return self._revocation_reason(node, revoked_key)
+        if not self._chain_ok(rid, credential):
+            return "sponsor-not-member"
+        return ""
+
     def _standing_credential(self, node: bytes) -> Credential | None:
+        """The member's earliest credential that stands, if any."""
+        if node in self._standing_cache:
+            return self._standing_cache[node]
+        found = None
         for _, rid, credential in self._credentials.get(node, ()):
-            if self._within_uses(credential, rid) and self._revoked_by(credential) is None:
-                return credential
-        return None
+            if self._revoked_by(credential) is None and self._chain_ok(rid, credential):
+                found = credential
+                break
+        self._standing_cache[node] = found
+        return found
 
     def _judge(self, node: bytes, now: int) -> tuple[MemberState, str, Credential]:
         entries = self._credentials[node]
-        excluded_reason = "invite-used-up"
+        reason = ""
+        expired: Credential | None = None
         for _, rid, credential in entries:
-            if not self._within_uses(credential, rid):
-                continue
-            revoked_key = self._revoked_by(credential)
-            if revoked_key is not None:
-                excluded_reason = self._revocation_reason(node, revoked_key)
+            excluded = self._exclusion(node, rid, credential)
+            if excluded:
+                reason = reason or excluded
                 continue
             if credential.not_after < now:
-                return MemberState.EXPIRED, "credential-expired", credential
+                expired = expired or credential
+                continue
             if self.announce_ttl is not None:
                 last = self._last_seen.get(node, credential.admitted_at)
                 if last + self.announce_ttl < now:
                     return MemberState.EXPIRED, "silent", credential
             return MemberState.ADMITTED, "", credential
-        return MemberState.REVOKED, excluded_reason, entries[0][2]
+        if expired is not None:
+            return MemberState.EXPIRED, "credential-expired", expired
+        return MemberState.REVOKED, reason, entries[0][2]
 
     def _revocation_reason(self, node: bytes, key: bytes) -> str:
         if key == node:

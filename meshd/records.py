@@ -303,8 +303,9 @@ class _Fields:
             raise DecodeError(f"{self._what}: {name} must be text")
         if len(value.encode()) > maximum:
             raise DecodeError(f"{self._what}: {name} is over {maximum} bytes")
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-            raise DecodeError(f"{self._what}: {name} holds control characters")
+        if not value.isprintable():
+            # Also refuses C1 controls and bidi overrides, which would mislead a terminal.
+            raise DecodeError(f"{self._what}: {name} holds unprintable characters")
         return value
 
     def array(self, name: str, maximum: int, item: Callable[[Any], T]) -> tuple[T, ...]:

@@ -81,6 +81,8 @@ class Credential:
     invite: bytes | None
     max_uses: int
     record_id: bytes
+    # For admissions: the member that countersigned it (None for certificates).
+    sponsor: bytes | None = None
 
 
 class Verifier:
@@ -166,6 +168,8 @@ class Verifier:
         self._network(enrollment.network_id)
         if invite.role is not Role.INVITE:
             raise VerifyError("bad-role", "an enrollment must be signed under an invite")
+        if enrollment.node_key == self.anchor.root_key:
+            raise VerifyError("bad-target", "the root key cannot be enrolled as a member")
         self.certificate(invite)
         check_signature(enrollment)
 
@@ -193,6 +197,7 @@ class Verifier:
             invite.subject,
             invite.max_uses,
             record_id(admission.raw),
+            admission.sponsor,
         )
 
     def announcement(self, announcement: Announcement) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
+from meshd.addressing import Prefix
 from meshd.invites import Issuer, create_invite, enroll
 from meshd.keys import SigningKey, WireGuardKey
 from meshd.membership import Membership
@@ -15,6 +17,7 @@ from meshd.records import (
     Cap,
     Certificate,
     Invite,
+    Revocation,
     Role,
     make_announcement,
     make_certificate,
@@ -35,11 +38,11 @@ class Node:
     credential: Certificate | Admission
     seq: int = 0
 
-    def announce(self, net: Net, at: int, **kw: object) -> Announcement:
+    def announce(self, net: Net, at: int, **kw: Any) -> Announcement:
         self.seq += 1
         return make_announcement(
             self.key, network_id=net.anchor.network_id, seq=self.seq, issued_at=at, **kw
-        )  # type: ignore[arg-type]
+        )
 
 
 @dataclass
@@ -52,15 +55,15 @@ class Net:
         self.anchor = Anchor.from_network(self.network)
         self.issuer = Issuer(self.root)
 
-    def state(self, **kw: int) -> Membership:
-        return Membership(self.anchor, **kw)  # type: ignore[arg-type]
+    def state(self, **kw: Any) -> Membership:
+        return Membership(self.anchor, **kw)
 
     def admin(
         self,
         caps: Cap = ALL_CAPS,
         *,
         not_after: int = T0 + 365 * DAY,
-        prefixes: tuple[object, ...] = (),
+        prefixes: tuple[Prefix, ...] = (),
     ) -> Issuer:
         key = SigningKey.generate()
         cert = make_certificate(
@@ -74,7 +77,7 @@ class Net:
             caps=caps,
             name="admin",
             prefixes=prefixes or (self.anchor.overlay,),
-        )  # type: ignore[arg-type]
+        )
         return Issuer(key, cert)
 
     def founder(self, name: str = "founder", issuer: Issuer | None = None) -> Node:
@@ -101,11 +104,11 @@ class Net:
         lifetime: int = DAY,
         at: int = T0,
         issuer: Issuer | None = None,
-        **kw: object,
+        **kw: Any,
     ) -> Invite:
         return create_invite(
             issuer or self.issuer, self.anchor, now=at, lifetime=lifetime, uses=uses, **kw
-        )  # type: ignore[arg-type]
+        )
 
     def join(
         self, state: Membership, sponsor: Node, invite: Invite, name: str, at: int = T0 + 10
@@ -123,7 +126,7 @@ class Net:
         at: int = T0 + 20,
         issuer: Issuer | None = None,
         reason: str = "test",
-    ):  # type: ignore[no-untyped-def]
+    ) -> Revocation:
         issuer = issuer or self.issuer
         return make_revocation(
             issuer.key,

@@ -452,14 +452,9 @@ def test_digest_follows_the_set_not_the_history() -> None:
     assert state.digest() not in (before, with_first)
 
 
-# --- known defects ------------------------------------------------------------------------
+# --- ordering and renewal ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Membership._judge returns EXPIRED for the first standing credential past its end, "
-    "even when a later credential of the same member (a renewal) is valid",
-)
 def test_renewed_certificate_keeps_the_member_admitted() -> None:
     net, founder, state = network()
     renewal = make_certificate(
@@ -477,11 +472,6 @@ def test_renewed_certificate_keeps_the_member_admitted() -> None:
     assert state_of(state, founder, T0 + 400 * DAY) == (MemberState.ADMITTED, "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Membership._add_credential does not drop the announcement of a member displaced "
-    "by an earlier admission under the same invite, so the set depends on arrival order",
-)
 def test_displaced_member_loses_its_announcement() -> None:
     net, founder, state = network()
     other = net.founder("other")
@@ -499,11 +489,6 @@ def test_displaced_member_loses_its_announcement() -> None:
     assert state.record(record_id(ann.raw)) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Membership._merge_revocation drops pending admissions that wait for the revoked "
-    "key as their sponsor; had the sponsor's credential come first they would be in the set",
-)
 def test_sponsor_revocation_does_not_depend_on_arrival_order() -> None:
     net = Net()
     founder = net.founder()
@@ -524,11 +509,6 @@ def test_sponsor_revocation_does_not_depend_on_arrival_order() -> None:
     assert states[0].record_ids() == states[1].record_ids()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Membership._merge_admission refuses (instead of parking) an admission dated "
-    "before the sponsor's known credentials; an earlier credential arriving later would admit it",
-)
 def test_sponsor_check_does_not_depend_on_arrival_order() -> None:
     net = Net()
     key, wg = SigningKey.generate(), WireGuardKey.generate()
