@@ -128,6 +128,7 @@ class _Change:
     touched: set[bytes] = field(default_factory=set)
     announced: set[bytes] = field(default_factory=set)
     judgements_changed: bool = False
+    signature_checked: bool = False  # the top record's signature was checked by the caller
 
 
 class Membership:
@@ -177,16 +178,21 @@ class Membership:
         """Decode, verify and merge one record. Raises DecodeError or VerifyError only."""
         return self.ingest(decode_record_untrusted(data), now)
 
-    def ingest(self, record: Record, now: int) -> Outcome:
-        """Verify and merge one decoded record."""
+    def ingest(self, record: Record, now: int, *, signature_checked: bool = False) -> Outcome:
+        """Verify and merge one decoded record.
+
+        ``signature_checked``: the caller has already checked this announcement's signature
+        with trust.check_announcement_signatures (e.g. in a worker thread). Every other check
+        still runs, and other kinds of record are always verified in full.
+        """
         rid = record_id(record.raw)
         if rid in self._records:
             return Outcome(record, new=False)
         if type(record) is Announcement:
-            fast = self._refresh(record, rid, now)
+            fast = self._refresh(record, rid, now, signature_checked)
             if fast is not None:
                 return fast
-        change = _Change()
+        change = _Change(signature_checked=signature_checked and type(record) is Announcement)
         pending = self._merge(record, rid, now, change)
         if change.judgements_changed:
             self._settle(change)
@@ -272,7 +278,9 @@ class Membership:
             except VerifyError:
                 continue
 
-    def _refresh(self, ann: Announcement, rid: bytes, now: int) -> Outcome | None:
+    def _refresh(
+        self, ann: Announcement, rid: bytes, now: int, signature_checked: bool
+    ) -> Outcome | None:
         """The common case on the hot path: a newer announcement from an admitted member.
 
         Same rules as _merge_announcement, fewer steps; returns None for anything else.
@@ -286,18 +294,20 @@ class Membership:
             or (current.seq, self._announcement_ids[node]) >= (ann.seq, rid)
         ):
             return None
-        self.verifier.announcement(ann)
-        self._not_future(ann.issued_at, now, "announcement")
+        self.verifier.announcement(ann, signature_checked=signature_checked)
+        if ann.issued_at > now + self.clock_skew:
+            raise VerifyError("not-yet-valid", "the announcement is dated in the future")
         credential = self._standing_credential(node)
         if credential is None or credential.not_after < now:
             return None
         old = self._announcement_ids[node]
-        del self._records[old]
-        self._fold(old)
-        self._bucket_count[old[0]] -= 1
-        self._records[rid] = ann.raw
-        self._fold(rid)
-        self._bucket_count[rid[0]] += 1
+        records, acc, count = self._records, self._bucket_acc, self._bucket_count
+        del records[old]
+        acc[old[0]] ^= int.from_bytes(old, "big")
+        count[old[0]] -= 1
+        records[rid] = ann.raw
+        acc[rid[0]] ^= int.from_bytes(rid, "big")
+        count[rid[0]] += 1
         self._announcements[node] = ann
         self._announcement_ids[node] = rid
         if now > self._last_seen.get(node, now):
@@ -314,7 +324,8 @@ class Membership:
             raise VerifyError(
                 "stale-announcement", "a newer announcement from this member is already known"
             )
-        self.verifier.announcement(ann)
+        self.verifier.announcement(ann, signature_checked=change.signature_checked)
+        change.signature_checked = False  # it covered this announcement, nothing adopted later
         self._not_future(ann.issued_at, now, "announcement")
         credential = self._standing_credential(node)
         if credential is None:

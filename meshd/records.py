@@ -368,9 +368,10 @@ def decode_record_untrusted(data: bytes, *, depth: int = 0) -> Record:
     """Parse any record. Raises DecodeError, never anything else; checks no signature."""
     if depth > 3:
         raise DecodeError("record: nested too deeply")
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise DecodeError("record: expected bytes")
-    data = bytes(data)
+    if type(data) is not bytes:
+        if not isinstance(data, bytearray | memoryview):
+            raise DecodeError("record: expected bytes")
+        data = bytes(data)
     kind, items, sig = _envelope_untrusted(data)
     if kind is Kind.ANNOUNCEMENT:
         return _announcement_fast(items, sig, data)

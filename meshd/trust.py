@@ -11,6 +11,7 @@ membership state and the time; meshd.membership decides that.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from meshd.addressing import Prefix, overlay_prefix, prefix_within
@@ -32,7 +33,6 @@ from meshd.records import (
     kind_of,
     record_id,
     signed_body,
-    split_envelope_untrusted,
 )
 
 MAX_CACHE = 65536
@@ -200,11 +200,13 @@ class Verifier:
             admission.sponsor,
         )
 
-    def announcement(self, announcement: Announcement) -> None:
+    def announcement(self, announcement: Announcement, *, signature_checked: bool = False) -> None:
+        """Check an announcement's network and signature (unless the caller already checked it
+        with :func:`check_announcement_signatures`)."""
         if announcement.network_id != self.anchor.network_id:
             self._network(announcement.network_id)
-        body = split_envelope_untrusted(announcement.raw)[0]
-        verify(announcement.node_key, _ANNOUNCEMENT_CONTEXT, body, announcement.signature)
+        if not signature_checked:
+            check_announcement_signature(announcement)
 
     def revocation(self, revocation: Revocation) -> None:
         self._network(revocation.network_id)
@@ -227,6 +229,35 @@ class Verifier:
         check_signature(invite)
         if SigningKey(invite.secret).public != cert.subject:
             raise VerifyError("bad-secret", "the invite secret does not match its certificate")
+
+
+def check_announcement_signature(announcement: Announcement) -> None:
+    """Raise VerifyError unless the announcement is signed by the member it names."""
+    # A decoded record's envelope is already known to be canonical: its body is the bytes
+    # between the bin header (2 bytes, or 3 for bodies over 255) and the signature.
+    raw = announcement.raw
+    body = raw[3:-66] if raw[1] == 0xC4 else raw[4:-66]
+    verify(announcement.node_key, _ANNOUNCEMENT_CONTEXT, body, announcement.signature)
+
+
+def check_announcement_signatures(
+    announcements: Sequence[Announcement],
+) -> list[VerifyError | None]:
+    """Check a batch of announcement signatures; one result per announcement.
+
+    Pure and free of shared state, so a shell may run it in a worker thread (libsodium releases
+    the GIL) while the membership core merges the previous batch, then pass
+    ``signature_checked=True`` to :meth:`Membership.ingest` for those that passed.
+    """
+    results: list[VerifyError | None] = []
+    for announcement in announcements:
+        try:
+            check_announcement_signature(announcement)
+        except VerifyError as exc:
+            results.append(exc)
+        else:
+            results.append(None)
+    return results
 
 
 def check_announced_prefixes(
