@@ -1,0 +1,198 @@
+"""Commands that run the daemon (up, join) or ask it (peers, status).
+
+``peers`` and ``status`` must answer at once: this module imports only light modules at the
+top; trio, libp2p and the daemon are imported inside ``up`` and ``join``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from meshd.cli import Json, StateDir, app
+from meshd.cli.output import emit_fields, emit_json, emit_table, note, when
+from meshd.cli.parse import duration
+from meshd.control.client import request
+from meshd.statedir import Paths, resolve
+
+if TYPE_CHECKING:
+    from meshd.daemon.config import DaemonConfig
+
+Listen = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--listen",
+        help="A multiaddr to listen on (repeatable) [default: /ip4/0.0.0.0/tcp/7100].",
+        show_default=False,
+    ),
+]
+WgBackend = Annotated[
+    str,
+    typer.Option("--wg-backend", help="WireGuard backend: none, auto, kernel or userspace."),
+]
+AnnounceInterval = Annotated[
+    str, typer.Option("--announce-interval", help="How often to announce this node.")
+]
+AnnounceTtl = Annotated[
+    str, typer.Option("--announce-ttl", help="Silence after which a member counts as expired.")
+]
+Degree = Annotated[
+    int, typer.Option("--degree", min=1, max=64, help="How many members to stay connected to.")
+]
+
+
+def _configure_logging() -> None:
+    import logging
+    import os
+
+    logging.basicConfig(
+        level=os.environ.get("MESHD_LOG", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+
+
+def _config(
+    state_dir: Path | None,
+    listen: list[str] | None,
+    wg_backend: str,
+    announce_interval: str,
+    announce_ttl: str,
+    degree: int,
+) -> DaemonConfig:
+    from meshd.daemon.config import DEFAULT_LISTEN, DaemonConfig
+
+    return DaemonConfig(
+        state_dir=resolve(state_dir),
+        listen=tuple(listen or DEFAULT_LISTEN),
+        wg_backend=wg_backend,
+        announce_interval=duration(announce_interval, option="--announce-interval"),
+        announce_ttl=duration(announce_ttl, option="--announce-ttl"),
+        degree=degree,
+    )
+
+
+@app.command()
+def up(
+    listen: Listen = None,
+    state_dir: StateDir = None,
+    wg_backend: WgBackend = "none",
+    announce_interval: AnnounceInterval = "30s",
+    announce_ttl: AnnounceTtl = "2m",
+    degree: Degree = 6,
+) -> None:
+    """Run this node's daemon in the foreground (Ctrl-C or SIGTERM stops it)."""
+    config = _config(state_dir, listen, wg_backend, announce_interval, announce_ttl, degree)
+    _configure_logging()
+    import trio
+
+    from meshd.daemon.service import mesh_sink_for, run_until_signalled
+    from meshd.statedir import NodeDir
+
+    mesh_sink_for(config.wg_backend)  # refuse an unwired backend before opening anything
+    node = NodeDir.open(config.state_dir)
+    try:
+        trio.run(run_until_signalled, config, node)
+    finally:
+        node.close()
+
+
+@app.command()
+def join(
+    invite: Annotated[str, typer.Option("--invite", help="The invite token (a secret).")],
+    name: Annotated[
+        str, typer.Option("--name", help="This node's name [default: the invite's].")
+    ] = "",
+    listen: Listen = None,
+    state_dir: StateDir = None,
+    wg_backend: WgBackend = "none",
+    no_up: Annotated[
+        bool, typer.Option("--no-up", help="Exit once admitted instead of running the daemon.")
+    ] = False,
+    announce_interval: AnnounceInterval = "30s",
+    announce_ttl: AnnounceTtl = "2m",
+    degree: Degree = 6,
+) -> None:
+    """Join a network with an invite token, then run the daemon (unless --no-up)."""
+    config = _config(state_dir, listen, wg_backend, announce_interval, announce_ttl, degree)
+    _configure_quiet_logging()
+    import trio
+
+    from meshd.daemon.join import join as join_network
+    from meshd.daemon.service import mesh_sink_for, run_until_signalled
+
+    if not no_up:
+        mesh_sink_for(config.wg_backend)
+
+    async def main() -> None:
+        node = await join_network(invite, name=name, config=config, progress=note)
+        try:
+            if not no_up:
+                _configure_logging()
+                await run_until_signalled(config, node)
+        finally:
+            node.close()
+
+    trio.run(main)
+
+
+def _configure_quiet_logging() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="meshd: %(message)s")
+
+
+def _ask(state_dir: Path | None, cmd: str, args: dict[str, Any] | None = None) -> Any:
+    return request(Paths(resolve(state_dir)).socket, cmd, args or {})
+
+
+@app.command()
+def peers(state_dir: StateDir = None, json: Json = False) -> None:
+    """List the members this node knows, with their state and addresses."""
+    rows = _ask(state_dir, "peers")
+    if json:
+        emit_json(rows)
+        return
+    emit_table(
+        ["name", "node_id", "state", "overlay_ip", "endpoints", "last_seen", "conn"],
+        [
+            [
+                r["name"] or "-",
+                r["node_id"][:12],
+                r["state"] + (f" ({r['reason']})" if r.get("reason") else ""),
+                r["overlay_ip"],
+                ",".join(r["endpoints"]) or "-",
+                when(r["last_seen"]),
+                "yes" if r.get("connected") else "-",
+            ]
+            for r in rows
+        ],
+    )
+
+
+@app.command()
+def status(state_dir: StateDir = None, json: Json = False) -> None:
+    """Show this node's identity, network, listen addresses and membership summary."""
+    info = _ask(state_dir, "status")
+    if json:
+        emit_json(info)
+        return
+    shown = {
+        k: info.get(k)
+        for k in (
+            "name",
+            "node_id",
+            "network",
+            "network_id",
+            "listen_addrs",
+            "members",
+            "expired",
+            "revoked",
+            "records",
+            "connected",
+            "digest",
+        )
+    }
+    emit_fields(shown)

@@ -1,0 +1,55 @@
+"""What a daemon runs with (``meshd up`` and ``meshd join`` options)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from meshd.errors import UsageError
+
+DEFAULT_LISTEN: Final = ("/ip4/0.0.0.0/tcp/7100",)
+WG_BACKENDS: Final = ("none", "auto", "kernel", "userspace")
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    """Options of one daemon run; times are in seconds."""
+
+    state_dir: Path
+    listen: tuple[str, ...] = DEFAULT_LISTEN
+    wg_backend: str = "none"
+    announce_interval: float = 30.0
+    announce_ttl: int = 120
+    degree: int = 6
+    sync_interval: float = 10.0
+    tick_interval: float = 1.0
+    connect_interval: float = 1.0
+    store_poll_interval: float = 0.2
+    non_member_grace: float = 10.0
+    enrollment_grace: float = 30.0
+    max_backoff: float = 60.0
+    shutdown_timeout: float = 5.0
+    stream_timeout: float = 10.0
+    dial_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.wg_backend not in WG_BACKENDS:
+            raise UsageError(
+                f"unknown WireGuard backend {self.wg_backend!r}",
+                hint="use one of " + ", ".join(WG_BACKENDS),
+            )
+        if not self.listen:
+            raise UsageError("give at least one --listen address")
+        if self.degree < 1:
+            raise UsageError("--degree must be at least 1")
+        if self.announce_ttl <= self.announce_interval:
+            raise UsageError(
+                "--announce-ttl must be longer than --announce-interval",
+                hint="members would expire between two of their announcements",
+            )
+
+
+def topic_of(network_id: str) -> str:
+    """The gossip topic of a network, by its id (the root key's fingerprint)."""
+    return f"/meshd/{network_id}/1"

@@ -1,0 +1,167 @@
+"""Joining a network with an invite token: keys, enrollment, admission, first sync.
+
+The state dir gets its keys first (kept if a join fails, so a retry is the same node) and
+its store only once this node is admitted: a failed join leaves no half-made node behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import trio
+
+from meshd.daemon.config import DaemonConfig, topic_of
+from meshd.daemon.streams import converse, request_admission
+from meshd.errors import DecodeError, MeshdError, UsageError, VerifyError
+from meshd.gossip import enroll as enroll_protocol
+from meshd.gossip import sync as sync_protocol
+from meshd.gossip.host import GossipHost, HostConfig
+from meshd.gossip.sync import ingest_batch, net_change
+from meshd.invites import anchor_of, decode_token_untrusted, enroll
+from meshd.keyfiles import read_secret
+from meshd.keys import SigningKey, WireGuardKey, fingerprint
+from meshd.membership import Membership, MemberState, Outcome
+from meshd.records import Admission
+from meshd.statedir import NodeDir, Paths, create_identity, now
+from meshd.store import Store
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+class JoinError(MeshdError):
+    """Joining failed: no bootstrap reachable, or the sponsor's decision is not standing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    name: str
+    node_id: str
+    overlay_ip: str
+    sponsor: str
+    records: int
+
+
+def _identity(paths: Paths) -> tuple[SigningKey, WireGuardKey]:
+    """This node's keys: those a failed join left behind, or new ones."""
+    if paths.node_key.exists() and paths.wg_key.exists():
+        return SigningKey(read_secret(paths.node_key)), WireGuardKey(read_secret(paths.wg_key))
+    return create_identity(paths)
+
+
+def _reject_all(data: bytes, author: str) -> bool:
+    return False
+
+
+async def join(
+    token: str,
+    *,
+    name: str,
+    config: DaemonConfig,
+    progress: Progress,
+) -> NodeDir:
+    """Redeem ``token`` and return the new node's opened state dir."""
+    paths = Paths(config.state_dir)
+    if paths.db.exists():
+        raise UsageError(
+            f"{paths.root} already holds a meshd node",
+            hint="run `meshd up` for it, or join with another --state-dir",
+        )
+    try:
+        invite = decode_token_untrusted(token)
+        anchor = anchor_of(invite)
+    except (DecodeError, VerifyError) as exc:
+        raise UsageError(f"the invite token is unusable: {exc}") from None
+    if not invite.bootstrap:
+        raise UsageError(
+            "the invite names no bootstrap address",
+            hint="ask for a token made while the inviting daemon runs (or with --bootstrap)",
+        )
+    name = name or invite.certificate.name
+    if not name:
+        raise UsageError("the invite names no member; give --name")
+    node_key, wg_key = _identity(paths)
+    enrollment = enroll(
+        invite, node_key=node_key.public, wg_key=wg_key.public, name=name, now=now()
+    )
+    state = Membership(anchor, announce_ttl=config.announce_ttl)
+    outcomes: list[Outcome] = []
+    # The joining host only dials out; the daemon that follows listens where it is told.
+    cfg = HostConfig(
+        identity_seed=node_key.seed,
+        listen_addrs=("/ip4/127.0.0.1/tcp/0",),
+        topic=topic_of(fingerprint(anchor.root_key)),
+        stream_timeout=config.stream_timeout,
+        dial_timeout=config.dial_timeout,
+        shutdown_timeout=config.shutdown_timeout,
+    )
+    addrs = list(invite.bootstrap)
+    progress(f"contacting {len(addrs)} bootstrap address(es)")
+    async with GossipHost(cfg, _reject_all) as host:
+        results = await host.connect_any(addrs)
+        reachable = [r for r in results if r.ok and r.peer_id]
+        if not reachable:
+            tried = "; ".join(f"{r.addr} ({r.error})" for r in results)
+            raise JoinError(
+                f"no bootstrap address is reachable; tried: {tried}",
+                hint="check that a member's daemon runs there, or ask for a fresh token",
+            )
+        admission: Admission | None = None
+        sponsor_peer = ""
+        last_error: MeshdError | None = None
+        for result in reachable:
+            assert result.peer_id is not None
+            progress(f"contacting {result.peer_id[:16]}... at {result.addr}")
+            try:
+                stream = await host.open_stream(result.peer_id, enroll_protocol.PROTOCOL_ID)
+                try:
+                    admission = await request_admission(stream, enrollment)
+                finally:
+                    await stream.close()
+            except VerifyError:
+                raise  # the sponsor decided: expired, used up, revoked, wrong network...
+            except MeshdError as exc:
+                last_error = exc
+                continue
+            sponsor_peer = result.peer_id
+            break
+        if admission is None:
+            raise JoinError(f"no bootstrap node answered the enrollment: {last_error}")
+        progress(f"enrolled by {fingerprint(admission.sponsor)[:10]}; fetching the membership")
+        stream = await host.open_stream(sponsor_peer, sync_protocol.PROTOCOL_ID)
+
+        def ingest(raws: Iterable[bytes]) -> int:
+            batch = ingest_batch(state, raws, now())
+            outcomes.extend(batch.outcomes)
+            return batch.new
+
+        with trio.fail_after(config.stream_timeout * 6):
+            await converse(stream, sync_protocol.SyncSession(state), ingest, initiator=True)
+        await stream.close()
+    with contextlib.suppress(VerifyError):  # usually the sync brought it already
+        outcomes.append(state.ingest(admission, now()))
+    me = state.member(node_key.public, now())
+    if me is None or me.state is not MemberState.ADMITTED:
+        reason = "not admitted" if me is None else me.reason
+        if reason == "invite-used-up":
+            raise VerifyError(
+                "invite-used-up",
+                "the invite has been used up (another admission under it came first)",
+                hint="ask for a new invite",
+            )
+        raise JoinError(f"the admission does not stand here: {reason}")
+    store = Store(paths.db)
+    try:
+        store.set_meta("network", anchor.network.raw)
+        store.set_meta("name", name.encode())
+        change = net_change(state, outcomes)
+        if change is not None:
+            store.apply([change])
+    finally:
+        store.close()
+    progress(f"admitted as {name} ({me.node_id}), overlay {me.overlay}")
+    return NodeDir.open(paths.root)

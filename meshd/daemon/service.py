@@ -1,0 +1,478 @@
+"""The daemon: one trio nursery around a gossip host, the membership owner and the control socket.
+
+Tasks (each a loop; none shares mutable state except through :class:`NodeState`, whose
+methods never await):
+
+* gossip: the host's validator is :meth:`NodeState.validate` (merge, store, then forward);
+  delivered messages are drained;
+* anti-entropy: a sync with every member that connects, then one random member every
+  ``sync_interval``, again at once while a sync brings something new;
+* enrollment: ``/meshd/enroll/1.0.0`` countersigns invites for peers that present them;
+* announcements at start, when our addresses change and every ``announce_interval``;
+* a one-second tick that expires silent members;
+* connections: keep ``degree`` members connected, dialled from their announced addresses with
+  backoff; drop revoked members at once and non-members after a grace period;
+* the store poll, which picks up revocations ``meshd revoke`` wrote while we run;
+* the control socket.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import logging
+import random
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from meshd.control.server import serve as serve_control
+from meshd.daemon.config import DaemonConfig, topic_of
+from meshd.daemon.state import NodeState
+from meshd.daemon.streams import converse, read_enrollment
+from meshd.errors import DecodeError, MeshdError, UsageError, VerifyError
+from meshd.gossip import enroll
+from meshd.gossip import sync as sync_protocol
+from meshd.gossip.host import (
+    FramedStream,
+    GossipHost,
+    HostConfig,
+    PeerConnected,
+    TransportError,
+    peer_id_of,
+    public_key_of,
+)
+from meshd.keys import fingerprint
+from meshd.membership import Event, MemberState, Revoked
+from meshd.records import make_announcement, record_id
+from meshd.statedir import NodeDir
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+log = logging.getLogger(__name__)
+
+MAX_RESYNC = 4  # syncs in a row with one peer while each brings something new
+
+
+def mesh_sink_for(backend: str) -> Any:
+    """The seam to the WireGuard layer: a function that takes membership events.
+
+    ``none`` keeps membership only. The backends exist in meshd.wg; driving them from these
+    events (and from the peers' announced endpoints) is the WireGuard layer's job.
+    """
+    if backend != "none":
+        raise UsageError(
+            f"the {backend} WireGuard backend is not wired into the daemon yet",
+            hint="run with --wg-backend none (membership and discovery only)",
+        )
+
+    def ignore(events: Sequence[Event]) -> None:
+        return None
+
+    return ignore
+
+
+@dataclass(slots=True)
+class _Dial:
+    failures: int = 0
+    next_try: float = 0.0
+
+
+class Daemon:
+    """The running node. Build it with :func:`run`."""
+
+    def __init__(self, config: DaemonConfig, state: NodeState, host: GossipHost) -> None:
+        self.config = config
+        self.state = state
+        self.host = host
+        self.random = random.Random()  # noqa: S311 (peer choice, not secrets)
+        self.started = time.monotonic()
+        self._first_seen: dict[str, float] = {}
+        self._enrolling: dict[str, float] = {}
+        self._dials: dict[bytes, _Dial] = {}
+        self._dialling: set[bytes] = set()
+        self._syncing: set[str] = set()
+        self._announced_addrs: tuple[str, ...] = ()
+        self._events_send, self._events_receive = trio.open_memory_channel[Event](4096)
+        self._sync_send, self._sync_receive = trio.open_memory_channel[str](256)
+        self.syncs = 0
+        self._nursery: trio.Nursery | None = None
+        state.add_sink(self._on_events)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        host = self.host
+        host.set_stream_handler(sync_protocol.PROTOCOL_ID, self._serve_sync)
+        host.set_stream_handler(enroll.PROTOCOL_ID, self._serve_enroll)
+        self._remember_listen_addrs()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await nursery.start(serve_control, self.state.node.paths.socket, self._control)
+            nursery.start_soon(self._drain_messages)
+            nursery.start_soon(self._peer_events)
+            nursery.start_soon(self._membership_events)
+            nursery.start_soon(self._sync_worker)
+            nursery.start_soon(self._every, self.config.tick_interval, self._tick)
+            nursery.start_soon(self._every, self.config.store_poll_interval, self._poll_store)
+            nursery.start_soon(self._every, self.config.announce_interval, self._announce)
+            nursery.start_soon(self._every, self.config.connect_interval, self._connections)
+            nursery.start_soon(self._every, self.config.sync_interval, self._periodic_sync)
+            log.info(
+                "meshd up: node %s (%s) in network %s, listening on %s",
+                self.state.node.name,
+                fingerprint(self.state.key),
+                self.state.node.anchor.network.name,
+                ", ".join(host.listen_addrs()),
+            )
+            task_status.started()
+
+    async def _every(self, interval: float, action: Any) -> None:
+        while True:
+            try:
+                await action()
+            except MeshdError as exc:
+                log.warning("%s: %s", getattr(action, "__name__", "task"), exc)
+            await trio.sleep(interval)
+
+    def _remember_listen_addrs(self) -> None:
+        addrs = self.host.listen_addrs()
+        self.state.node.store.set_meta("listen_addrs", "\n".join(addrs).encode())
+
+    # --- gossip --------------------------------------------------------------------------------
+
+    async def _drain_messages(self) -> None:
+        # Records were merged and stored by the validator; what is delivered is only drained.
+        async for _ in self.host.messages:
+            pass
+
+    async def flood(self, raw: bytes) -> None:
+        self.state.mark_outgoing(raw)
+        try:
+            await self.host.publish(raw)
+        except (TransportError, ValueError) as exc:
+            log.warning("could not publish record %s: %s", record_id(raw).hex()[:12], exc)
+        finally:
+            self.state.unmark_outgoing(raw)
+
+    async def _announce(self) -> None:
+        state = self.state
+        addrs = tuple(self.host.listen_addrs())
+        now = state.clock()
+        announcement = make_announcement(
+            state.node.node_key,
+            network_id=state.node.anchor.network_id,
+            seq=time.time_ns(),
+            issued_at=now,
+            addrs=addrs,
+        )
+        try:
+            outcome = state.add_local(announcement)
+        except VerifyError as exc:
+            log.warning("not announcing: %s", exc)
+            return
+        if addrs != self._announced_addrs:
+            self._announced_addrs = addrs
+            self._remember_listen_addrs()
+        if outcome.new:
+            await self.flood(announcement.raw)
+
+    async def _tick(self) -> None:
+        self.state.tick()
+
+    async def _poll_store(self) -> None:
+        for raw in self.state.adopt_stored_revocations():
+            log.info("flooding revocation %s from the store", record_id(raw).hex()[:12])
+            await self.flood(raw)
+
+    # --- membership events -------------------------------------------------------------------
+
+    def _on_events(self, events: Sequence[Event]) -> None:
+        for event in events:
+            try:
+                self._events_send.send_nowait(event)
+            except trio.WouldBlock:
+                log.warning("membership event queue full; dropped %s", type(event).__name__)
+        self.mesh_sink(events)
+
+    def mesh_sink(self, events: Sequence[Event]) -> None:
+        """Replaced by the WireGuard layer's sink (see :func:`mesh_sink_for`)."""
+
+    async def _membership_events(self) -> None:
+        async for event in self._events_receive:
+            member = event.member
+            log.info("member %s (%s) is %s", member.name, member.node_id[:10], type(event).__name__)
+            if isinstance(event, Revoked) and member.node_key != self.state.key:
+                await self._disconnect(peer_id_of(member.node_key), "revoked")
+
+    # --- connections ---------------------------------------------------------------------------
+
+    async def _disconnect(self, peer: str, why: str) -> None:
+        if peer not in self.host.connected_peers():
+            return
+        log.info("disconnecting %s: %s", peer, why)
+        try:
+            await self.host.disconnect(peer)
+        except MeshdError as exc:
+            log.debug("disconnect %s: %s", peer, exc)
+
+    async def _peer_events(self) -> None:
+        async for event in self.host.events:
+            if not isinstance(event, PeerConnected):
+                self._first_seen.pop(event.peer_id, None)
+                continue
+            peer = event.peer_id
+            self._first_seen.setdefault(peer, time.monotonic())
+            key = _key_of(peer)
+            if key is None or self.state.is_revoked(key):
+                await self._disconnect(peer, "revoked" if key else "not an Ed25519 peer")
+            elif self.state.is_member(key):
+                self._request_sync(peer)
+
+    async def _connections(self) -> None:
+        now = time.monotonic()
+        connected = self.host.connected_peers()
+        member_peers = 0
+        for peer in connected:
+            key = _key_of(peer)
+            if key is None or self.state.is_revoked(key):
+                await self._disconnect(peer, "revoked")
+                continue
+            if self.state.is_member(key):
+                member_peers += 1
+                self._dials.pop(key, None)
+                continue
+            seen = self._first_seen.setdefault(peer, now)
+            enrolling = self._enrolling.get(peer)
+            if enrolling is not None and now - enrolling < self.config.enrollment_grace:
+                continue
+            if now - seen > self.config.non_member_grace:
+                await self._disconnect(peer, "not a member")
+        wanted = self.config.degree - member_peers - len(self._dialling)
+        if wanted > 0:
+            self._dial_some(wanted, set(connected), now)
+
+    def _dial_some(self, wanted: int, connected: set[str], now: float) -> None:
+        candidates = []
+        for member in self.state.members():
+            key = member.node_key
+            if key == self.state.key or member.state is not MemberState.ADMITTED:
+                continue
+            if member.announcement is None or not member.announcement.addrs:
+                continue
+            if key in self._dialling or peer_id_of(key) in connected:
+                continue
+            if self._dials.get(key, _Dial()).next_try > now:
+                continue
+            candidates.append((key, member.announcement.addrs))
+        for key, addrs in self.random.sample(candidates, min(wanted, len(candidates))):
+            self._dialling.add(key)
+            self._nursery_soon(self._dial, key, addrs)
+
+    def _nursery_soon(self, fn: Any, *args: Any) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(fn, *args)
+
+    async def _dial(self, key: bytes, addrs: Sequence[str]) -> None:
+        try:
+            expected = peer_id_of(key)
+            usable = [a for a in addrs if a.endswith("/p2p/" + expected)]
+            results = await self.host.connect_any(usable) if usable else []
+            if any(r.ok for r in results):
+                self._dials.pop(key, None)
+                return
+            dial = self._dials.setdefault(key, _Dial())
+            dial.failures += 1
+            delay = min(self.config.max_backoff, 2.0 ** min(dial.failures, 16))
+            dial.next_try = time.monotonic() + delay * (0.5 + self.random.random())
+            log.debug("could not reach %s; next try in %.0f s", expected, delay)
+        finally:
+            self._dialling.discard(key)
+
+    # --- anti-entropy ----------------------------------------------------------------------
+
+    def _request_sync(self, peer: str) -> None:
+        with contextlib.suppress(trio.WouldBlock):
+            self._sync_send.send_nowait(peer)
+
+    async def _periodic_sync(self) -> None:
+        members = [
+            p for p in self.host.connected_peers() if (k := _key_of(p)) and self.state.is_member(k)
+        ]
+        if members:
+            self._request_sync(self.random.choice(members))
+
+    async def _sync_worker(self) -> None:
+        async with trio.open_nursery() as nursery:
+            async for peer in self._sync_receive:
+                if peer not in self._syncing:
+                    self._syncing.add(peer)
+                    nursery.start_soon(self._sync_with, peer)
+
+    async def _sync_with(self, peer: str) -> None:
+        try:
+            for _ in range(MAX_RESYNC):
+                result = await self.sync_once(peer)
+                if result is None or result.new == 0:
+                    break
+        finally:
+            self._syncing.discard(peer)
+
+    async def sync_once(self, peer: str) -> Any:
+        """One sync conversation with ``peer``, as initiator; None if it failed."""
+        try:
+            stream = await self.host.open_stream(peer, sync_protocol.PROTOCOL_ID)
+        except MeshdError as exc:
+            log.debug("sync with %s: %s", peer, exc)
+            return None
+        try:
+            session = sync_protocol.SyncSession(self.state.membership)
+            result = await converse(stream, session, self._ingest, initiator=True)
+        except (MeshdError, ValueError) as exc:
+            log.info("sync with %s failed: %s", peer, exc)
+            await stream.reset()
+            return None
+        await stream.close()
+        self.syncs += 1
+        if result.records_received or result.records_sent:
+            log.info(
+                "synced with %s: %d records in (%d new), %d out, %d bytes",
+                peer,
+                result.records_received,
+                result.new,
+                result.records_sent,
+                result.bytes_sent + result.bytes_received,
+            )
+        return result
+
+    def _ingest(self, raws: Any) -> int:
+        return self.state.ingest_batch(raws).new
+
+    async def _serve_sync(self, stream: FramedStream) -> None:
+        key = _key_of(stream.remote_peer_id)
+        if key is None or not self.state.is_member(key):
+            log.info("refused sync from non-member %s", stream.remote_peer_id)
+            await stream.reset()
+            return
+        session = sync_protocol.SyncSession(self.state.membership)
+        await converse(stream, session, self._ingest, initiator=False)
+
+    # --- enrollment ----------------------------------------------------------------------------
+
+    async def _serve_enroll(self, stream: FramedStream) -> None:
+        peer = stream.remote_peer_id
+        self._enrolling[peer] = time.monotonic()
+        key = _key_of(peer)
+        try:
+            enrollment = await read_enrollment(stream)
+            if key is None:
+                raise VerifyError("wrong-peer", "the peer id does not name an Ed25519 key")
+            admission = self.state.sponsor(enrollment, key)
+        except (DecodeError, VerifyError) as exc:
+            error = exc if isinstance(exc, VerifyError) else VerifyError("malformed", str(exc))
+            log.info("refused enrollment from %s: %s", peer, error.reason)
+            await stream.send_frame(enroll.encode_refusal(error))
+            return
+        log.info(
+            "admitted %s (%s)",
+            admission.enrollment.name,
+            fingerprint(admission.enrollment.node_key)[:10],
+        )
+        await stream.send_frame(enroll.encode_reply(admission))
+        await self.flood(admission.raw)
+
+    # --- control -------------------------------------------------------------------------------
+
+    async def _control(self, cmd: str, args: dict[str, Any]) -> Any:
+        if cmd == "status":
+            view = self.state.status_view()
+            view["listen_addrs"] = self.host.listen_addrs()
+            view["peer_id"] = self.host.peer_id
+            view["connected"] = len(self.host.connected_peers())
+            view["syncs"] = self.syncs
+            view["uptime"] = round(time.monotonic() - self.started, 1)
+            return view
+        if cmd == "peers":
+            connected = {k for p in self.host.connected_peers() if (k := _key_of(p))}
+            return self.state.peers_view(connected)
+        if cmd == "invite-bootstrap":
+            return self.host.listen_addrs()
+        if cmd == "publish":
+            return await self._publish(args)
+        if cmd == "sync":
+            for peer in self.host.connected_peers():
+                self._request_sync(peer)
+            return {"requested": len(self.host.connected_peers())}
+        raise UsageError(f"the daemon knows no command {cmd!r}", hint="update the CLI")
+
+    async def _publish(self, args: dict[str, Any]) -> Any:
+        text = args.get("record")
+        if not isinstance(text, str):
+            raise UsageError("publish needs args.record: a record in base64")
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise UsageError("publish: args.record is not base64") from None
+        outcome = self.state.add_local_untrusted(raw)
+        if outcome.new:
+            await self.flood(raw)
+        return {"new": outcome.new, "record_id": record_id(raw).hex()}
+
+
+def _key_of(peer: str) -> bytes | None:
+    try:
+        return public_key_of(peer)
+    except DecodeError:
+        return None
+
+
+def host_config(config: DaemonConfig, node: NodeDir, listen: Sequence[str]) -> HostConfig:
+    return HostConfig(
+        identity_seed=node.node_key.seed,
+        listen_addrs=tuple(listen),
+        topic=topic_of(fingerprint(node.anchor.root_key)),
+        degree=config.degree,
+        degree_low=max(1, min(4, config.degree - 2)),
+        degree_high=max(config.degree * 2, 2),
+        stream_timeout=config.stream_timeout,
+        dial_timeout=config.dial_timeout,
+        shutdown_timeout=config.shutdown_timeout,
+    )
+
+
+async def run(
+    config: DaemonConfig,
+    node: NodeDir,
+    *,
+    task_status: TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a daemon for an opened state dir until cancelled."""
+    sink = mesh_sink_for(config.wg_backend)
+    state = NodeState(node, announce_ttl=config.announce_ttl)
+    async with GossipHost(host_config(config, node, config.listen), state.validate) as host:
+        daemon = Daemon(config, state, host)
+        daemon.mesh_sink = sink  # type: ignore[method-assign]
+        async with trio.open_nursery() as nursery:
+            await nursery.start(daemon.run)
+            task_status.started(daemon)
+
+
+async def run_until_signalled(config: DaemonConfig, node: NodeDir) -> None:
+    """Run in the foreground; SIGINT or SIGTERM shuts down within the configured deadline."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run, config, node)
+
+            async def wait_for_signal() -> None:
+                async for signum in signals:
+                    log.info("%s: shutting down", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(wait_for_signal)

@@ -1,0 +1,259 @@
+"""The daemon's membership owner: the CRDT, its store, and who may talk to us.
+
+Everything here is synchronous. trio runs one task at a time and none of these methods
+awaits, so each call sees and leaves a whole state: the gossip validator (which libp2p calls
+synchronously), the sync and enrollment handlers and the timers all go through this one
+object and never interleave inside it. Whatever changes the record set is written to the
+store before the call returns, so a record is durable before we forward or act on it.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from meshd.errors import DecodeError, VerifyError
+from meshd.gossip import enroll
+from meshd.gossip.sync import Batch, ingest_batch, net_change
+from meshd.keys import fingerprint
+from meshd.membership import Event, Member, Membership, MemberState, Outcome
+from meshd.records import Admission, Enrollment, Kind, Record, record_id
+from meshd.statedir import NodeDir
+from meshd.wg.addresses import link_local_from_wg_key
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[Sequence[Event]], None]
+"""Receives membership events (Admitted, Updated, Expired, Revoked) as they happen."""
+
+RATE_PER_SECOND: Final = 20.0
+RATE_BURST: Final = 100.0
+MAX_TRACKED_PEERS: Final = 4096
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    at: float
+
+
+@dataclass(slots=True)
+class RateLimiter:
+    """A token bucket per peer: ``rate`` messages per second, bursts of ``burst``."""
+
+    rate: float = RATE_PER_SECOND
+    burst: float = RATE_BURST
+    _buckets: dict[str, _Bucket] = field(default_factory=dict)
+
+    def allow(self, peer: str, now: float) -> bool:
+        bucket = self._buckets.get(peer)
+        if bucket is None:
+            if len(self._buckets) >= MAX_TRACKED_PEERS:
+                self._buckets.clear()
+            bucket = self._buckets[peer] = _Bucket(self.burst, now)
+        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
+        bucket.at = now
+        if bucket.tokens < 1.0:
+            return False
+        bucket.tokens -= 1.0
+        return True
+
+
+def wall_clock() -> int:
+    return int(time.time())
+
+
+class NodeState:
+    """One node's membership, persisted, with the per-peer accounting of what it received."""
+
+    def __init__(
+        self,
+        node: NodeDir,
+        *,
+        announce_ttl: int | None,
+        clock: Callable[[], int] = wall_clock,
+    ) -> None:
+        self.node = node
+        self.clock = clock
+        self.membership = Membership(node.anchor, announce_ttl=announce_ttl)
+        report = node.store.load_into(self.membership, clock())
+        log.info(
+            "loaded %d records (%d refused, %d pending) from %s",
+            report.loaded,
+            report.rejected,
+            report.pending,
+            node.paths.db,
+        )
+        self.membership.tick(clock())
+        self.rejects: Counter[str] = Counter()  # by peer id
+        self.reject_reasons: Counter[str] = Counter()
+        self.accepted = 0
+        self._limiter = RateLimiter()
+        self._outgoing: set[bytes] = set()
+        self._sinks: list[EventSink] = []
+
+    @property
+    def key(self) -> bytes:
+        return self.node.node_key.public
+
+    def add_sink(self, sink: EventSink) -> None:
+        self._sinks.append(sink)
+
+    def _emit(self, events: Sequence[Event]) -> None:
+        if events:
+            for sink in self._sinks:
+                sink(events)
+
+    def _persist(self, outcomes: Sequence[Outcome]) -> None:
+        change = net_change(self.membership, outcomes)
+        if change is not None:
+            self.node.store.apply([change])
+            self._emit(change.events)
+
+    # --- what arrives ------------------------------------------------------------------------
+
+    def validate(self, data: bytes, author: str) -> bool:
+        """The gossip validator: accept (and forward) only new, valid records, once stored."""
+        if data in self._outgoing:
+            return True  # our own publish, already merged and stored
+        if not self._limiter.allow(author, time.monotonic()):
+            self._reject(author, "rate-limited")
+            return False
+        try:
+            outcome = self.membership.ingest_untrusted(data, self.clock())
+        except (DecodeError, VerifyError) as exc:
+            self._reject(author, exc.reason if isinstance(exc, VerifyError) else "decode")
+            return False
+        if outcome.stored or outcome.dropped:
+            self._persist([outcome])
+        if not outcome.new:
+            return False  # known already, or waiting for its credential: not forwarded
+        self.accepted += 1
+        return True
+
+    def _reject(self, peer: str, reason: str) -> None:
+        if len(self.rejects) >= MAX_TRACKED_PEERS:
+            self.rejects.clear()
+        self.rejects[peer] += 1
+        self.reject_reasons[reason] += 1
+
+    def ingest_batch(self, raws: Iterable[bytes]) -> Batch:
+        """Merge what a sync brought, and store it in one transaction."""
+        batch = ingest_batch(self.membership, raws, self.clock())
+        self._persist(batch.outcomes)
+        for reason in batch.rejected:
+            self.reject_reasons[reason] += 1
+        return batch
+
+    def add_local(self, record: Record) -> Outcome:
+        """Merge a record made or handed in here (ours, or from the CLI) and store it."""
+        outcome = self.membership.ingest(record, self.clock())
+        self._persist([outcome])
+        return outcome
+
+    def add_local_untrusted(self, raw: bytes) -> Outcome:
+        outcome = self.membership.ingest_untrusted(raw, self.clock())
+        self._persist([outcome])
+        return outcome
+
+    def sponsor(self, enrollment: Enrollment, remote_key: bytes) -> Admission:
+        """Admit an enrolling peer on our clock; the admission is stored when this returns."""
+        admission = enroll.sponsor(
+            self.membership, self.node.node_key, enrollment, remote_key, self.clock()
+        )
+        self.add_local(admission)
+        return admission
+
+    def tick(self) -> None:
+        self._emit(self.membership.tick(self.clock()))
+
+    def adopt_stored_revocations(self) -> list[bytes]:
+        """Merge revocations another process (``meshd revoke``) wrote to the store."""
+        adopted = []
+        for rid, raw in self.node.store.rows([Kind.REVOCATION]):
+            if self.membership.record(rid) is not None:
+                continue
+            try:
+                outcome = self.add_local_untrusted(raw)
+            except (DecodeError, VerifyError) as exc:
+                log.warning("a stored revocation does not verify: %s", exc)
+                continue
+            if outcome.new:
+                adopted.append(raw)
+        return adopted
+
+    def mark_outgoing(self, raw: bytes) -> None:
+        self._outgoing.add(raw)
+
+    def unmark_outgoing(self, raw: bytes) -> None:
+        self._outgoing.discard(raw)
+
+    # --- who is who ----------------------------------------------------------------------
+
+    def member(self, key: bytes) -> Member | None:
+        return self.membership.member(key, self.clock())
+
+    def is_member(self, key: bytes) -> bool:
+        """Admitted, or expired but not excluded: someone we sync with and keep connected."""
+        member = self.member(key)
+        return member is not None and member.state is not MemberState.REVOKED
+
+    def is_revoked(self, key: bytes) -> bool:
+        member = self.member(key)
+        return member is not None and member.state is MemberState.REVOKED
+
+    def members(self) -> list[Member]:
+        return self.membership.members(self.clock())
+
+    # --- views for the control socket ---------------------------------------------------------
+
+    def peers_view(self, connected: set[bytes]) -> list[dict[str, Any]]:
+        rows = []
+        for m in self.members():
+            ann = m.announcement
+            rows.append(
+                {
+                    "name": m.name,
+                    "node_id": m.node_id,
+                    "state": "self" if m.node_key == self.key else m.state.value,
+                    "reason": m.reason,
+                    "overlay_ip": str(m.overlay),
+                    "link_local": str(link_local_from_wg_key(m.wg_key)),
+                    "wg_public_key": base64.b64encode(m.wg_key).decode("ascii"),
+                    "endpoints": list(ann.endpoints) if ann else [],
+                    "addrs": list(ann.addrs) if ann else [],
+                    "last_seen": m.last_seen,
+                    "admitted_at": m.admitted_at,
+                    "not_after": m.not_after,
+                    "connected": m.node_key in connected,
+                }
+            )
+        return rows
+
+    def status_view(self) -> dict[str, Any]:
+        members = self.members()
+        states = Counter(m.state for m in members)
+        anchor = self.node.anchor
+        return {
+            "node_id": fingerprint(self.key),
+            "name": self.node.name,
+            "network": anchor.network.name,
+            "network_id": fingerprint(anchor.root_key),
+            "members": states[MemberState.ADMITTED],
+            "expired": states[MemberState.EXPIRED],
+            "revoked": states[MemberState.REVOKED],
+            "records": len(self.membership),
+            "pending": self.membership.pending_count,
+            "digest": self.membership.digest().hex(),
+            "accepted": self.accepted,
+            "rejected": dict(self.reject_reasons),
+        }
+
+
+def record_ref(raw: bytes) -> str:
+    return record_id(raw).hex()
