@@ -120,22 +120,37 @@ class Store:
 
     def apply(self, outcomes: Sequence[Outcome]) -> None:
         """Persist what merging did, in one transaction (committed before this returns)."""
-        records: list[tuple[bytes, int, bytes]] = []
+        # The net effect of the outcomes, in order: a record stored and then dropped within
+        # the batch is never written.
+        records: dict[bytes, tuple[bytes, int, bytes]] = {}
         announcements: dict[bytes, tuple[bytes, bytes, bytes]] = {}
+        announcement_of: dict[bytes, bytes] = {}
         dropped: list[tuple[bytes]] = []
+        dropped_nodes: list[tuple[bytes]] = []
         for outcome in outcomes:
-            dropped.extend((rid,) for rid in outcome.dropped)
             for s in outcome.stored:
                 if s.node_key is not None:
                     announcements[s.node_key] = (s.node_key, s.rid, s.raw)  # the last one wins
+                    announcement_of[s.rid] = s.node_key
                 else:
-                    records.append((s.rid, int(s.kind), s.raw))
-        if not records and not announcements and not dropped:
+                    records[s.rid] = (s.rid, int(s.kind), s.raw)
+            for rid in outcome.dropped:
+                if records.pop(rid, None) is not None:
+                    continue
+                node = announcement_of.pop(rid, None)
+                if node is not None:
+                    # Its row on disk, if any, holds an older announcement of the same member.
+                    if announcements.get(node, (b"", b""))[1] == rid:
+                        del announcements[node]
+                    dropped_nodes.append((node,))
+                else:
+                    dropped.append((rid,))
+        if not records and not announcements and not dropped and not dropped_nodes:
             return
         # Credentials and revocations are synced to disk before this returns. Announcements
         # alone are soft state, refreshed by their members all the time: their batches are
         # safe against a crash of meshd (kill -9) but skip the fsync.
-        hard = bool(records or dropped)
+        hard = bool(records or dropped or dropped_nodes)
         if hard != self._hard:
             self._db.execute(f"PRAGMA synchronous={'FULL' if hard else 'NORMAL'}")
             self._hard = hard
@@ -143,9 +158,12 @@ class Store:
             if dropped:
                 db.executemany("DELETE FROM records WHERE rid = ?", dropped)
                 db.executemany("DELETE FROM announcements WHERE rid = ?", dropped)
+            if dropped_nodes:
+                db.executemany("DELETE FROM announcements WHERE node = ?", dropped_nodes)
             if records:
                 db.executemany(
-                    "INSERT OR REPLACE INTO records(rid, kind, raw) VALUES (?, ?, ?)", records
+                    "INSERT OR REPLACE INTO records(rid, kind, raw) VALUES (?, ?, ?)",
+                    records.values(),
                 )
             if announcements:
                 db.executemany(
@@ -183,7 +201,7 @@ class Store:
                 rejected += 1
                 continue
             outcomes.append(outcome)
-            loaded += 1
+            loaded += outcome.new
         # Rows stored under an id that is not the hash of their bytes, or that merging dropped,
         # go; whatever merging kept is written back under its true id.
         keep = set(state.record_ids())

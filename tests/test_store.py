@@ -1,0 +1,188 @@
+"""The SQLite store: round trips, re-verification on load, durability under kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from meshd.errors import StoreError
+from meshd.membership import Membership
+from meshd.records import Kind
+from meshd.store import Store
+from tests.factory import DAY, T0, Net
+
+NOW = T0 + 100
+
+
+def populated(tmp_path: Path) -> tuple[Net, Membership, Store]:
+    net = Net()
+    state = net.state()
+    store = Store(tmp_path / "meshd.db")
+    store.set_meta("network", net.network.raw)
+    founder = net.founder()
+    outcomes = [state.ingest(founder.credential, NOW)]
+    for i in range(3):
+        node = net.join(state, founder, net.invite(), f"m{i}", at=T0 + 10 + i)
+        outcomes.append(state.ingest(node.credential, NOW))
+        outcomes.append(state.ingest(node.announce(net, NOW), NOW))
+        outcomes.append(state.ingest(node.announce(net, NOW + 1), NOW + 1))
+    outcomes.append(state.ingest(net.revoke(node.key.public, at=T0 + 50), NOW))
+    store.apply(outcomes)
+    return net, state, store
+
+
+def test_reload_gives_the_same_state(tmp_path: Path) -> None:
+    net, state, store = populated(tmp_path)
+    assert store.count() == len(state)
+    reloaded = net.state()
+    report = store.load_into(reloaded, NOW + 2)
+    assert report.rejected == 0
+    assert report.loaded == len(state)
+    assert reloaded.digest() == state.digest()
+    assert [(m.name, m.state) for m in reloaded.members(NOW)] == [
+        (m.name, m.state) for m in state.members(NOW)
+    ]
+    assert store.network() == net.network
+
+
+def test_damaged_rows_are_dropped_on_load(tmp_path: Path) -> None:
+    net, _, store = populated(tmp_path)
+    db = sqlite3.connect(tmp_path / "meshd.db")
+    rid, raw = db.execute("SELECT rid, raw FROM announcements LIMIT 1").fetchone()
+    flipped = bytearray(raw)
+    flipped[-1] ^= 1
+    db.execute("UPDATE announcements SET raw = ? WHERE rid = ?", (bytes(flipped), rid))
+    # A valid record filed under the wrong id is rewritten under its own.
+    rid2, raw2 = db.execute(
+        "SELECT rid, raw FROM records WHERE kind = ?", (int(Kind.REVOCATION),)
+    ).fetchone()
+    db.execute("UPDATE records SET rid = ? WHERE rid = ?", (b"x" * 16, rid2))
+    db.commit()
+    db.close()
+    reloaded = net.state()
+    report = store.load_into(reloaded, NOW + 2)
+    assert report.rejected == 2
+    assert reloaded.record(rid) is None
+    assert reloaded.record(rid2) == raw2
+    again = net.state()
+    assert store.load_into(again, NOW + 2).rejected == 0
+    assert again.digest() == reloaded.digest()
+
+
+def test_unreadable_database_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "meshd.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError) as info:
+        Store(path)
+    assert "cannot open the store" in str(info.value)
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    store = Store(tmp_path / "meshd.db")
+    store.set_meta("schema", b"99")
+    store.close()
+    with pytest.raises(StoreError) as info:
+        Store(tmp_path / "meshd.db")
+    assert "schema" in str(info.value)
+
+
+def test_database_file_is_private(tmp_path: Path) -> None:
+    Store(tmp_path / "meshd.db").close()
+    assert (tmp_path / "meshd.db").stat().st_mode & 0o077 == 0
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from tests.factory import Net, T0
+    from meshd.keys import SigningKey
+    from meshd.records import Role, make_network
+    from meshd.store import Store
+
+    path = Path(sys.argv[1])
+    net = Net(root=SigningKey(bytes(range(32))))
+    store = Store(path)
+    store.set_meta("network", net.network.raw)
+    state = net.state()
+    founder = net.founder()
+    store.apply([state.ingest(founder.credential, T0 + 1)])
+    i = 0
+    while True:
+        target = SigningKey.generate().public
+        revocation = net.revoke(target, Role.MEMBER, at=T0 + 2)
+        store.apply([state.ingest(revocation, T0 + 3)])
+        # Only now is it durable: report it.
+        sys.stdout.write(revocation.raw.hex() + "\\n")
+        sys.stdout.flush()
+        ann = founder.announce(net, T0 + 3)
+        store.apply([state.ingest(ann, T0 + 3)])
+        i += 1
+    """
+)
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.3, 0.45, 0.6, 0.75])
+def test_kill_9_loses_no_acknowledged_revocation(tmp_path: Path, delay: float) -> None:
+    path = tmp_path / "meshd.db"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)],
+        stdout=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        time.sleep(0.5 + delay)  # start-up, then kill at a different point each time
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate(timeout=10)
+    acknowledged = [bytes.fromhex(line) for line in out.decode().split()]
+    assert acknowledged, "the writer never got going"
+    net = Net(root=__import__("meshd.keys", fromlist=["SigningKey"]).SigningKey(bytes(range(32))))
+    store = Store(path)  # opens after any crash
+    state = net.state()
+    report = store.load_into(state, T0 + 4)
+    assert report.rejected == 0
+    stored = {state.record(rid) for rid in state.record_ids()}
+    missing = [raw for raw in acknowledged if raw not in stored]
+    assert not missing, f"{len(missing)} acknowledged revocations lost"
+
+
+def test_expired_records_are_pruned_on_load(tmp_path: Path) -> None:
+    net, _, store = populated(tmp_path)
+    later = net.state()
+    report = store.load_into(later, T0 + 500 * DAY)
+    assert report.loaded == 0
+    assert store.count() == 0
+
+
+def test_batch_effects_apply_in_order(tmp_path: Path) -> None:
+    """An announcement stored in an earlier batch, superseded and then dropped in a later
+    one, leaves no row behind."""
+    net = Net()
+    state = net.state()
+    store = Store(tmp_path / "meshd.db")
+    founder = net.founder()
+    store.apply([state.ingest(founder.credential, NOW)])
+    node = net.join(state, founder, net.invite(), "m", at=T0 + 10)
+    store.apply([state.ingest(node.credential, NOW)])
+    store.apply([state.ingest(node.announce(net, NOW), NOW)])
+    store.apply(
+        [
+            state.ingest(node.announce(net, NOW + 1), NOW + 1),
+            state.ingest(net.revoke(node.key.public, at=T0 + 50), NOW + 1),
+        ]
+    )
+    assert store.count() == len(state) == 3
+    reloaded = net.state()
+    assert store.load_into(reloaded, NOW + 2).rejected == 0
+    assert reloaded.digest() == state.digest()
