@@ -1,0 +1,544 @@
+"""The lab: N hosts, each in its own network namespace, joined through one router namespace.
+
+::
+
+    with Lab(3) as lab:
+        lab.exec("h1", ["ping", "-c1", str(lab.address_of("h2", 6))])
+        wg = lab.spawn("h2", ["wireguard-go", lab.wg_ifname("h2")],
+                       env={"WG_PROCESS_FOREGROUND": "1"})
+        lab.cut("h3"); ...; lab.heal("h3")
+        lab.block_udp("h1", "h2")
+
+Building reserves a run id (by creating the lab's temporary directory, which fails if it
+exists), then makes the router, then each host. ``close()`` undoes all of it and can be
+called at any point, any number of times: after a build that failed half way too. It never
+raises; what it cannot remove it logs. See docs/lab.md.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Literal
+
+from meshd.lab import naming
+from meshd.lab.commands import (
+    LabError,
+    attempt,
+    in_netns,
+    ip,
+    ip_batch,
+    list_links,
+    list_netns,
+    netns_pids,
+    sysctl,
+)
+from meshd.lab.filters import Address, Pairs, UdpFilter, choose_filter
+
+log = logging.getLogger("meshd.lab")
+
+STOP_TIMEOUT = 5.0
+EXEC_TIMEOUT = 30.0
+WG_SOCKET_DIR = "/var/run/wireguard"
+MANIFEST = "lab.json"
+
+Stream = int | IO[Any] | None
+Family = Literal[4, 6]
+
+#: Set in every namespace before its interfaces exist: addresses are usable at once (no
+#: duplicate address detection to wait for) and survive ``ip link set down``.
+NETNS_SYSCTLS = {
+    "net.ipv6.conf.all.accept_dad": "0",
+    "net.ipv6.conf.default.accept_dad": "0",
+    "net.ipv6.conf.all.keep_addr_on_down": "1",
+    "net.ipv6.conf.default.keep_addr_on_down": "1",
+}
+ROUTER_SYSCTLS = {
+    **NETNS_SYSCTLS,
+    "net.ipv4.ip_forward": "1",
+    "net.ipv6.conf.all.forwarding": "1",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """One lab host: its namespace, its uplink to the router and its addresses."""
+
+    name: str
+    index: int
+    netns: str
+    ifname: str
+    router_ifname: str
+    wg_ifname: str
+    ipv4: ipaddress.IPv4Interface
+    ipv6: ipaddress.IPv6Interface
+    gateway4: ipaddress.IPv4Address
+    gateway6: ipaddress.IPv6Address
+
+
+def lab_dir(run_id: str) -> Path:
+    """The temporary directory of a run: ``$TMPDIR/meshdlab-RUNID``."""
+    return Path(tempfile.gettempdir()) / f"{naming.NETNS_PREFIX}{run_id}"
+
+
+class Lab:
+    """A lab of ``hosts`` hosts behind one router. Build it with ``with`` or ``build()``."""
+
+    def __init__(
+        self,
+        hosts: int = 3,
+        *,
+        udp_filter: str = "auto",
+        stop_timeout: float = STOP_TIMEOUT,
+    ) -> None:
+        if not 1 <= hosts <= naming.MAX_HOSTS:
+            raise ValueError(f"a lab has 1 to {naming.MAX_HOSTS} hosts, not {hosts}")
+        self._size = hosts
+        self._filter_name = udp_filter
+        self.stop_timeout = stop_timeout
+        self.run_id = ""
+        self.hosts: tuple[Host, ...] = ()
+        self._filter: UdpFilter | None = None
+        self._blocked: set[frozenset[str]] = set()
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._wg_names: set[str] = set()
+        self._log_count = 0
+        self._state: Literal["new", "built", "closed"] = "new"
+
+    # -- building -----------------------------------------------------------------------
+
+    def build(self) -> Lab:
+        """Make the namespaces, links, addresses and routes; on failure tear down and raise."""
+        if self._state != "new":
+            raise LabError("a lab is built once")
+        self._state = "built"
+        atexit.register(self.close)
+        try:
+            self._reserve()
+            self._add_router()
+            for host in self.hosts:
+                self._add_host(host)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __enter__(self) -> Lab:
+        return self.build()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _reserve(self) -> None:
+        """Pick a run id nobody uses; creating its directory is what claims it."""
+        taken = {naming.run_id_of_netns(name) for name in list_netns()}
+        for _ in range(100):
+            run_id = naming.new_run_id()
+            if run_id in taken:
+                continue
+            try:
+                lab_dir(run_id).mkdir(mode=0o700)
+            except FileExistsError:
+                continue
+            break
+        else:
+            raise LabError("no free lab run id found; run `python -m meshd.lab down --all`")
+        self.run_id = run_id
+        self.hosts = tuple(self._describe(i) for i in range(1, self._size + 1))
+        manifest = {
+            "run_id": run_id,
+            "pid": os.getpid(),
+            "created": time.time(),
+            "hosts": [host.name for host in self.hosts],
+        }
+        (self.dir / MANIFEST).write_text(json.dumps(manifest) + "\n")
+        log.info("lab %s: %d hosts in %s*", run_id, self._size, self.netns_prefix)
+
+    def _describe(self, index: int) -> Host:
+        subnet = naming.subnet(index)
+        return Host(
+            name=naming.host_name(index),
+            index=index,
+            netns=naming.host_netns(self.run_id, index),
+            ifname=naming.host_ifname(self.run_id, index),
+            router_ifname=naming.router_ifname(self.run_id, index),
+            wg_ifname=naming.wg_ifname(self.run_id, index),
+            ipv4=subnet.host4,
+            ipv6=subnet.host6,
+            gateway4=subnet.router4.ip,
+            gateway6=subnet.router6.ip,
+        )
+
+    def _add_router(self) -> None:
+        ip("netns", "add", self.router_netns)
+        sysctl(self.router_netns, ROUTER_SYSCTLS)
+        ip("link", "set", "lo", "up", netns=self.router_netns)
+        self._filter = choose_filter(self._filter_name, self.router_netns)
+        self._filter.setup()
+
+    def _add_host(self, host: Host) -> None:
+        ip("netns", "add", host.netns)
+        sysctl(host.netns, NETNS_SYSCTLS)
+        ip("link", "add", host.ifname, "netns", host.netns, "type", "veth",
+           "peer", "name", host.router_ifname, "netns", self.router_netns)  # fmt: skip
+        subnet = naming.subnet(host.index)
+        ip_batch(
+            [
+                f"address add {subnet.router4} dev {host.router_ifname}",
+                f"address add {subnet.router6} dev {host.router_ifname} nodad",
+                f"link set {host.router_ifname} up",
+            ],
+            netns=self.router_netns,
+        )
+        ip_batch(
+            [
+                "link set lo up",
+                f"address add {host.ipv4} dev {host.ifname}",
+                f"address add {host.ipv6} dev {host.ifname} nodad",
+                f"link set {host.ifname} up",
+                f"route add default via {host.gateway4} dev {host.ifname}",
+                f"route add ::/0 via {host.gateway6} dev {host.ifname}",
+            ],
+            netns=host.netns,
+        )
+
+    # -- names --------------------------------------------------------------------------
+
+    @property
+    def netns_prefix(self) -> str:
+        return naming.netns_prefix(self.run_id)
+
+    @property
+    def router_netns(self) -> str:
+        return naming.router_netns(self.run_id)
+
+    @property
+    def dir(self) -> Path:
+        """The lab's temporary directory (removed by ``close()``)."""
+        return lab_dir(self.run_id)
+
+    def host(self, host: str | Host) -> Host:
+        """A host by name (``h1``...) or the host itself."""
+        if isinstance(host, Host):
+            return host
+        for candidate in self.hosts:
+            if candidate.name == host:
+                return candidate
+        raise LabError(f"no host {host!r} in lab {self.run_id or '(not built)'}")
+
+    def address_of(self, host: str | Host, family: Family = 4) -> Address:
+        """A host's underlay address in the given family."""
+        h = self.host(host)
+        if family == 4:
+            return h.ipv4.ip
+        if family == 6:
+            return h.ipv6.ip
+        raise ValueError(f"family is 4 or 6, not {family!r}")
+
+    def wg_ifname(self, host: str | Host) -> str:
+        """The WireGuard interface name for a host, unique on the machine.
+
+        ``close()`` removes the wireguard-go socket of every name handed out here.
+        """
+        name = self.host(host).wg_ifname
+        self._wg_names.add(name)
+        return name
+
+    def state_dir(self, host: str | Host) -> Path:
+        """A private directory for a host (e.g. meshd's state dir), inside the lab's."""
+        path = self.dir / "hosts" / self.host(host).name
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return path
+
+    # -- processes ----------------------------------------------------------------------
+
+    def _check_built(self) -> None:
+        if self._state != "built":
+            raise LabError(f"lab {self.run_id or '(not built)'} is {self._state}")
+
+    def exec(
+        self,
+        host: str | Host,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        timeout: float | None = EXEC_TIMEOUT,
+        input: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command to completion inside a host's namespace and capture its output.
+
+        ``env`` adds variables to the inherited environment. With ``check``, a non-zero exit
+        raises ``subprocess.CalledProcessError``; past ``timeout`` the command is killed and
+        ``subprocess.TimeoutExpired`` is raised.
+        """
+        self._check_built()
+        return subprocess.run(
+            in_netns(self.host(host).netns, argv),
+            check=check,
+            timeout=timeout,
+            input=input,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env} if env else None,
+        )
+
+    def spawn(
+        self,
+        host: str | Host,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        stdin: Stream = subprocess.DEVNULL,
+        stdout: Stream = None,
+        stderr: Stream = subprocess.STDOUT,
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Start a long-running process inside a host's namespace; ``close()`` stops it.
+
+        ``env`` adds variables to the inherited environment. Without ``stdout``, output goes
+        to a log file in ``self.dir / "logs"`` (named in the debug log). The process gets its
+        own session, so a terminal's Ctrl-C reaches only the lab's owner, which stops it.
+        """
+        self._check_built()
+        h = self.host(host)
+        log_file: IO[bytes] | None = None
+        if stdout is None:
+            self._log_count += 1
+            logs = self.dir / "logs"
+            logs.mkdir(exist_ok=True)
+            program = Path(argv[0]).name
+            log_file = open(logs / f"{h.name}-{self._log_count}-{program}.log", "wb")  # noqa: SIM115
+            stdout = log_file
+        try:
+            process = subprocess.Popen(
+                in_netns(h.netns, argv),
+                env={**os.environ, **env} if env else None,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        finally:
+            if log_file is not None:
+                log_file.close()
+        self._processes.append(process)
+        log.debug("lab %s: %s started %s as %d", self.run_id, h.name, list(argv), process.pid)
+        return process
+
+    @property
+    def pids(self) -> list[int]:
+        """The PIDs of the processes started with ``spawn`` that have not been reaped."""
+        return [p.pid for p in self._processes if p.poll() is None]
+
+    def stop(self, process: subprocess.Popen[bytes], timeout: float | None = None) -> int:
+        """Stop one spawned process (SIGTERM, then SIGKILL after ``timeout``); its status."""
+        _stop_children([process], self.stop_timeout if timeout is None else timeout)
+        return process.returncode
+
+    # -- faults -------------------------------------------------------------------------
+
+    def cut(self, host: str | Host) -> None:
+        """Cut a host off: take the router's end of its link down.
+
+        The host's uplink loses its carrier; packets to and from it are lost, and the router
+        answers other hosts with ICMP unreachable. Addresses stay (``keep_addr_on_down``).
+        """
+        self._check_built()
+        ip("link", "set", self.host(host).router_ifname, "down", netns=self.router_netns)
+
+    def heal(self, host: str | Host) -> None:
+        """Undo ``cut``: bring the router's end of the host's link back up."""
+        self._check_built()
+        ip("link", "set", self.host(host).router_ifname, "up", netns=self.router_netns)
+
+    def _pairs(self, a: str | Host, b: str | Host) -> tuple[frozenset[str], Pairs]:
+        ha, hb = self.host(a), self.host(b)
+        if ha == hb:
+            raise LabError(f"cannot block {ha.name} from itself")
+        pairs: Pairs = []
+        for x, y in ((ha, hb), (hb, ha)):
+            pairs += [(x.ipv4.ip, y.ipv4.ip), (x.ipv6.ip, y.ipv6.ip)]
+        return frozenset((ha.name, hb.name)), pairs
+
+    @property
+    def udp_filter(self) -> str:
+        """The way UDP is blocked in this lab (``nft``, ``iptables`` or ``iprule``)."""
+        self._check_built()
+        assert self._filter is not None
+        return self._filter.name
+
+    def block_udp(self, a: str | Host, b: str | Host) -> None:
+        """Drop UDP between two hosts, both ways and both families (idempotent)."""
+        self._check_built()
+        key, pairs = self._pairs(a, b)
+        if key in self._blocked:
+            return
+        assert self._filter is not None
+        self._filter.block(pairs)
+        self._blocked.add(key)
+
+    def unblock_udp(self, a: str | Host, b: str | Host) -> None:
+        """Let UDP between two hosts through again (idempotent)."""
+        self._check_built()
+        key, pairs = self._pairs(a, b)
+        if key not in self._blocked:
+            return
+        assert self._filter is not None
+        self._filter.unblock(pairs)
+        self._blocked.discard(key)
+
+    # -- teardown -----------------------------------------------------------------------
+
+    def detach(self) -> None:
+        """Leave the lab running and forget it: neither ``close()`` nor atexit removes it.
+
+        For ``python -m meshd.lab up --keep``; ``destroy_run(run_id)`` removes it later.
+        Spawned processes are left running too.
+        """
+        self._state = "closed"
+        atexit.unregister(self.close)
+
+    def close(self) -> list[str]:
+        """Remove everything the lab made; never raises. Returns what could not be removed.
+
+        In order: the spawned processes (SIGTERM, SIGKILL after ``stop_timeout``), any
+        process still inside a lab namespace, the namespaces (and with them the veths and
+        the rules), leftover interfaces, wireguard-go sockets, the temporary directory.
+        """
+        if self._state == "closed":
+            return []
+        self._state = "closed"
+        atexit.unregister(self.close)
+        try:
+            _stop_children(self._processes, self.stop_timeout)
+        except Exception:  # teardown goes on whatever happens
+            log.exception("lab %s: stopping processes failed", self.run_id)
+        if not self.run_id:
+            return []
+        return destroy_run(self.run_id, extra_wg_names=self._wg_names)
+
+
+def _stop_children(processes: Sequence[subprocess.Popen[bytes]], timeout: float) -> None:
+    """SIGTERM every live process, wait up to ``timeout`` in all, SIGKILL the rest, reap."""
+    live = [p for p in processes if p.poll() is None]
+    for p in live:
+        p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for p in live:
+        try:
+            p.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("lab: pid %d ignored SIGTERM for %.1f s, killing it", p.pid, timeout)
+            p.kill()
+            p.wait()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stop_strays(run_id: str, namespaces: Sequence[str], timeout: float) -> list[str]:
+    """Stop processes left inside this run's namespaces (e.g. ones that daemonised)."""
+    strays: list[int] = []
+    for netns in namespaces:
+        try:
+            found = netns_pids(netns)
+        except LabError as exc:
+            log.warning("lab %s: %s", run_id, exc)
+            continue
+        for pid in found:
+            log.warning("lab %s: stopping pid %d left in %s", run_id, pid, netns)
+        strays += found
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in strays:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while strays and time.monotonic() < deadline:
+            strays = [pid for pid in strays if _pid_alive(pid)]
+            if strays:
+                time.sleep(0.02)
+    return [f"process {pid}" for pid in strays]
+
+
+def destroy_run(run_id: str, *, extra_wg_names: Sequence[str] | set[str] = ()) -> list[str]:
+    """Remove every trace of a lab run, found by its run id; never raises.
+
+    Works from any process (``python -m meshd.lab down RUNID``): the run id names all of it.
+    Returns (and logs) what could not be removed.
+    """
+    naming.check_run_id(run_id)
+    left: list[str] = []
+    try:
+        prefix = naming.netns_prefix(run_id)
+        namespaces = [name for name in list_netns() if name.startswith(prefix)]
+        left += _stop_strays(run_id, namespaces, 2.0)
+        for netns in namespaces:
+            if not attempt(["ip", "netns", "del", netns]):
+                left.append(f"namespace {netns}")
+        for ifname in list_links():
+            if naming.owns_ifname(run_id, ifname) and not attempt(["ip", "link", "del", ifname]):
+                left.append(f"interface {ifname}")
+    except Exception as exc:  # teardown goes on whatever happens
+        log.exception("lab %s: cleanup of namespaces failed", run_id)
+        left.append(f"namespaces of {run_id} ({exc})")
+    left += _remove_sockets(run_id, extra_wg_names)
+    directory = lab_dir(run_id)
+    try:
+        shutil.rmtree(directory)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("lab %s: cannot remove %s: %s", run_id, directory, exc)
+        left.append(f"directory {directory}")
+    if left:
+        log.warning("lab %s: could not remove: %s", run_id, ", ".join(left))
+    return left
+
+
+def _remove_sockets(run_id: str, names: Sequence[str] | set[str]) -> list[str]:
+    """Remove wireguard-go sockets of this run (a killed wireguard-go leaves its socket)."""
+    left = []
+    socket_dir = Path(WG_SOCKET_DIR)
+    try:
+        found = {p.name for p in socket_dir.iterdir() if naming.owns_ifname(run_id, p.name)}
+    except FileNotFoundError:
+        found = set()
+    except OSError as exc:
+        log.warning("lab %s: cannot list %s: %s", run_id, socket_dir, exc)
+        found = set()
+    for name in sorted(found | {f"{n}.sock" for n in names}):
+        try:
+            (socket_dir / name).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("lab %s: cannot remove %s: %s", run_id, socket_dir / name, exc)
+            left.append(f"socket {socket_dir / name}")
+    return left
