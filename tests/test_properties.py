@@ -8,9 +8,10 @@ with an invite), announcements with several sequence numbers, and revocations of
 invite and the admin. Everything in the pool is valid at ``NOW``, so no record is refused in one
 order and taken in another because of time.
 
-The pool leaves out the combinations that tests/test_membership.py shows to depend on arrival
-order (a displaced member's announcement, the revocation of a sponsor whose admission may still
-be pending, a sponsor with two credentials); those are marked there as known defects.
+It also holds the combinations that are hardest to make order-free: announcements from both
+members of the single-use invite (one is displaced whenever the earlier admission arrives), the
+revocation of a sponsor between two admissions it countersigned (one made before, one after),
+and a member with two certificates (a renewal).
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ from meshd.records import (
     Record,
     Role,
     decode_record_untrusted,
+    make_certificate,
 )
 from meshd.trust import Verifier
-from tests.factory import T0, Net, Node
+from tests.factory import DAY, T0, Net, Node
 
 NOW = T0 + 1000
 # Refusals that depend neither on order nor on time: a superseded announcement, or one from an
@@ -87,11 +89,27 @@ def pool() -> Pool:
 
     members = (founder, second, delegated, left, right, first, guest, third, late)
     records: list[Record] = [node.credential for node in members]
-    # Announcements; the two members of the single-use invite stay silent (see the docstring).
+    # The founder's certificate, renewed.
+    records.append(
+        make_certificate(
+            net.root,
+            network_id=net.anchor.network_id,
+            subject=founder.key.public,
+            role=Role.MEMBER,
+            serial=bytes(16),
+            not_before=T0 + 5,
+            not_after=T0 + 400 * DAY,
+            name="founder",
+            wg_key=founder.wg.public,
+        )
+    )
     for node, count in ((founder, 3), (second, 2), (first, 2), (third, 1), (guest, 1)):
         records += [node.announce(net, NOW) for _ in range(count)]
     records += [delegated.announce(net, NOW), late.announce(net, NOW)]
+    records += [left.announce(net, NOW), right.announce(net, NOW)]
     records += [
+        # ``second`` countersigned ``right`` before this and ``late`` after it.
+        net.revoke(second.key.public, at=T0 + 25),
         net.revoke(guest.key.public),
         net.revoke(third.key.public, issuer=admin),
         net.revoke(doomed.certificate.subject, Role.INVITE),
