@@ -30,9 +30,12 @@ from meshd.lab.lab import Lab, destroy_run
 from meshd.lab.runs import list_runs
 
 
-def _raise_exit(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM unwinds like Ctrl-C, so ``with Lab`` and atexit tear the lab down."""
-    raise SystemExit(128 + signum)
+class Terminated(Exception):
+    """SIGTERM arrived: unwind like Ctrl-C, so ``with Lab`` (and atexit) tear the lab down."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
 
 
 def describe(lab: Lab) -> dict[str, object]:
@@ -58,7 +61,7 @@ def describe(lab: Lab) -> dict[str, object]:
 
 def print_lab(lab: Lab, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(describe(lab), indent=2))
+        print(json.dumps(describe(lab), indent=2), flush=True)
         return
     print(f"lab {lab.run_id}: router {lab.router_netns}, UDP filter {lab.udp_filter}")
     for h in lab.hosts:
@@ -68,7 +71,7 @@ def print_lab(lab: Lab, as_json: bool) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    signal.signal(signal.SIGTERM, _raise_exit)
+    signal.signal(signal.SIGTERM, _raise_terminated)
     started = time.monotonic()
     lab = Lab(args.hosts, udp_filter=args.udp_filter)
     with lab:
@@ -81,7 +84,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"kept; remove it with: python -m meshd.lab down {lab.run_id}", file=sys.stderr)
             return 0
         print("press Ctrl-C (or send SIGTERM) to tear it down", file=sys.stderr)
-        with contextlib.suppress(KeyboardInterrupt):
+        with contextlib.suppress(KeyboardInterrupt, Terminated):
             threading.Event().wait()
         started = time.monotonic()
     print(f"torn down in {(time.monotonic() - started) * 1000:.0f} ms", file=sys.stderr)
@@ -161,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.func(args)
     except KeyboardInterrupt:
         return 130
+    except Terminated:
+        return 128 + signal.SIGTERM
     except (LabError, ValueError) as exc:
         text = exc.one_line() if isinstance(exc, LabError) else str(exc)
         print(f"meshd.lab: {text}", file=sys.stderr)

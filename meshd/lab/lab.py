@@ -439,7 +439,10 @@ class Lab:
 
 
 def _stop_children(processes: Sequence[subprocess.Popen[bytes]], timeout: float) -> None:
-    """SIGTERM every live process, wait up to ``timeout`` in all, SIGKILL the rest, reap."""
+    """SIGTERM every live process, wait up to ``timeout`` in all, SIGKILL the rest, reap.
+
+    Then close the pipes of every process given.
+    """
     live = [p for p in processes if p.poll() is None]
     for p in live:
         p.send_signal(signal.SIGTERM)
@@ -451,6 +454,11 @@ def _stop_children(processes: Sequence[subprocess.Popen[bytes]], timeout: float)
             log.warning("lab: pid %d ignored SIGTERM for %.1f s, killing it", p.pid, timeout)
             p.kill()
             p.wait()
+    for p in processes:
+        # Pipes opened by spawn(stdout=PIPE...) die with the process they served.
+        for stream in (p.stdin, p.stdout, p.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def _pid_alive(pid: int) -> bool:
