@@ -1,0 +1,201 @@
+"""Babel neighbours: Hello histories, link cost and round-trip time (RFC 8966 3.4, A.1, A.2).
+
+A neighbour is an address on one of our interfaces. What we know about it:
+
+- two Hello histories (RFC 8966 3.4.1 and A.1), one for its multicast Hellos and one for the
+  unicast Hellos it sends us, 16 bits each, most recent Hello in bit 0. Missed Hellos are
+  counted by a timer: 1.5 advertised intervals after the last Hello, then one interval each;
+- the *txcost*, the cost it reports in its IHUs for hearing us, forgotten after 3.5 IHU
+  intervals without an IHU;
+- with RFC 9616 timestamps, a smoothed round-trip time.
+
+The *rxcost* we report is ``nominal`` when at least ``k`` of the last ``j`` Hellos of either
+history arrived (RFC 8966 A.2.1, 2-out-of-3 by default), infinity otherwise. The cost of the
+link is the txcost when both are finite (A.2.1), plus an RTT penalty that grows linearly
+from 0 at ``rtt_min`` to ``max_rtt_penalty`` at ``rtt_max`` (as babeld does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
+from typing import Final
+
+from meshd.babel.sources import seqno_diff, seqno_plus
+from meshd.babel.tlv import INFINITY
+
+IPAddress = IPv4Address | IPv6Address
+
+TIMESTAMP_MODULUS: Final = 1 << 32
+_MAX_RTT: Final = 10.0
+"""Round-trip samples above this many seconds are taken for clock trouble and dropped."""
+
+
+def timestamp(now: float) -> int:
+    """An RFC 9616 timestamp: ``now`` in microseconds modulo 2^32."""
+    return int(now * 1_000_000) % TIMESTAMP_MODULUS
+
+
+@dataclass(frozen=True, slots=True)
+class LinkParams:
+    """How one interface turns Hellos, IHUs and RTT into a cost."""
+
+    rxcost: int = 96
+    """The nominal rxcost announced while enough Hellos arrive."""
+    k: int = 2
+    j: int = 3
+    rtt_min: float = 0.010
+    rtt_max: float = 0.120
+    max_rtt_penalty: int = 0
+    rtt_smoothing: float = 0.8
+    """Weight of the old estimate in the exponential average of RTT samples."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.rxcost < INFINITY:
+            raise ValueError(f"nominal rxcost {self.rxcost} outside 1..65534")
+        if not 1 <= self.k <= self.j <= 16:
+            raise ValueError(f"{self.k}-out-of-{self.j} needs 1 <= k <= j <= 16")
+        if not 0 <= self.rtt_min < self.rtt_max:
+            raise ValueError("rtt_min must be below rtt_max")
+        if not 0 <= self.max_rtt_penalty < INFINITY:
+            raise ValueError(f"RTT penalty {self.max_rtt_penalty} outside 0..65534")
+        if not 0 <= self.rtt_smoothing < 1:
+            raise ValueError("rtt_smoothing must lie in [0, 1)")
+
+    def rtt_penalty(self, rtt: float | None) -> int:
+        """The cost added for a smoothed RTT (none without a measurement)."""
+        if rtt is None or self.max_rtt_penalty == 0 or rtt <= self.rtt_min:
+            return 0
+        if rtt >= self.rtt_max:
+            return self.max_rtt_penalty
+        share = (rtt - self.rtt_min) / (self.rtt_max - self.rtt_min)
+        return round(self.max_rtt_penalty * share)
+
+
+@dataclass(slots=True)
+class HelloHistory:
+    """The last 16 Hellos of one sequence (bit 0: the most recent), RFC 8966 A.1."""
+
+    bits: int = 0
+    expected: int | None = None
+    interval: float = 0.0
+    deadline: float | None = None
+
+    def receive(self, seqno: int, interval: float, now: float) -> None:
+        """Record a Hello with ``seqno`` promising the next one within ``interval`` seconds."""
+        if self.expected is not None:
+            diff = seqno_diff(seqno, self.expected)
+            if abs(diff) > 16:
+                self.bits = 0  # the sender rebooted or we missed too much to tell
+            elif diff < 0:
+                self.bits >>= -diff  # it slowed down: undo the misses we counted
+            else:
+                self.bits = (self.bits << diff) & 0xFFFF  # Hellos lost in between
+        self.bits = ((self.bits << 1) | 1) & 0xFFFF
+        self.expected = seqno_plus(seqno)
+        self.interval = interval
+        self.deadline = now + 1.5 * interval if interval > 0 else None
+
+    def tick(self, now: float) -> bool:
+        """Count the Hellos missed by ``now``; True if any was."""
+        missed = False
+        while self.deadline is not None and self.deadline <= now and self.expected is not None:
+            self.bits = (self.bits << 1) & 0xFFFF
+            self.expected = seqno_plus(self.expected)
+            self.deadline += self.interval
+            missed = True
+            if self.bits == 0:
+                self.deadline = None
+        return missed
+
+    def received(self, j: int) -> int:
+        """How many of the last ``j`` Hellos arrived."""
+        return (self.bits & ((1 << j) - 1)).bit_count()
+
+
+@dataclass(slots=True)
+class Neighbour:
+    """What we know about one neighbour (an address on one interface)."""
+
+    interface: str
+    address: IPAddress
+    multicast: HelloHistory = field(default_factory=HelloHistory)
+    unicast: HelloHistory = field(default_factory=HelloHistory)
+    txcost: int = INFINITY
+    ihu_deadline: float | None = None
+    hello_seqno: int = 0
+    """Our unicast Hello seqno towards this neighbour."""
+    hello_origin: int | None = None
+    """Transmit timestamp of its last timestamped Hello, echoed in our IHUs."""
+    hello_receive: int | None = None
+    """Our timestamp when that Hello arrived."""
+    hello_received_at: float = 0.0
+    rtt: float | None = None
+    cost: int = INFINITY
+    """The cost as last computed by :meth:`update_cost`."""
+
+    def reach(self) -> int:
+        """The 16-bit reachability (both histories or-ed), as babeld shows it."""
+        return self.multicast.bits | self.unicast.bits
+
+    def rxcost(self, params: LinkParams) -> int:
+        """The rxcost we report in IHUs: nominal if k of the last j Hellos came."""
+        best = max(self.multicast.received(params.j), self.unicast.received(params.j))
+        return params.rxcost if best >= params.k else INFINITY
+
+    def compute_cost(self, params: LinkParams) -> int:
+        """The link cost: txcost plus RTT penalty if both directions work (A.2.1)."""
+        if self.txcost >= INFINITY or self.rxcost(params) >= INFINITY:
+            return INFINITY
+        return min(self.txcost + params.rtt_penalty(self.rtt), INFINITY - 1)
+
+    def update_cost(self, params: LinkParams) -> bool:
+        """Recompute :attr:`cost`; True if it changed."""
+        cost = self.compute_cost(params)
+        changed = cost != self.cost
+        self.cost = cost
+        return changed
+
+    def deadline(self) -> float | None:
+        """When :meth:`tick` has something to do next."""
+        times = [
+            t
+            for t in (self.multicast.deadline, self.unicast.deadline, self.ihu_deadline)
+            if t is not None
+        ]
+        return min(times) if times else None
+
+    def tick(self, now: float) -> None:
+        """Count missed Hellos and forget a txcost no IHU has refreshed."""
+        self.multicast.tick(now)
+        self.unicast.tick(now)
+        if self.ihu_deadline is not None and self.ihu_deadline <= now:
+            self.txcost = INFINITY
+            self.ihu_deadline = None
+
+    def receive_ihu(self, rxcost: int, interval: float, now: float) -> None:
+        """Take the cost it reports for hearing us; it holds for 3.5 IHU intervals."""
+        self.txcost = rxcost
+        self.ihu_deadline = now + 3.5 * interval if interval > 0 else None
+
+    def receive_hello_timestamp(self, transmit: int, now: float) -> None:
+        """Remember a Hello's transmit timestamp and when it came, to echo in an IHU."""
+        self.hello_origin = transmit
+        self.hello_receive = timestamp(now)
+        self.hello_received_at = now
+
+    def rtt_sample(
+        self, origin: int, receive: int, transmit: int, now: float, params: LinkParams
+    ) -> None:
+        """RFC 9616 3.1: an IHU echoing our Hello sent at ``origin`` and received at
+        ``receive``, in a packet whose Hello was sent at ``transmit``, arrives ``now``."""
+        held = (transmit - receive) % TIMESTAMP_MODULUS
+        total = (timestamp(now) - origin) % TIMESTAMP_MODULUS
+        sample = ((total - held) % TIMESTAMP_MODULUS) / 1_000_000
+        if sample > _MAX_RTT:
+            return  # negative or absurd: the clocks or the timestamps are wrong
+        if self.rtt is None:
+            self.rtt = sample
+        else:
+            weight = params.rtt_smoothing
+            self.rtt = weight * self.rtt + (1 - weight) * sample
