@@ -167,6 +167,7 @@ class Membership:
         self._status: dict[bytes, MemberState] = {}
         self._issuing: dict[bytes, Certificate] = {}
         self._sponsored: dict[bytes, set[bytes]] = {}
+        self._admission_slots: dict[tuple[bytes, bytes], tuple[int, bytes]] = {}
         # Judgements that depend only on the record set; cleared whenever a credential or a
         # revocation joins it (announcements, the hot path, leave them intact).
         self._chain_cache: dict[bytes, bool] = {}
@@ -241,6 +242,18 @@ class Membership:
         if admission.sponsor not in self._credentials:
             self._park(admission.sponsor, rid, admission.raw, own=False)
             return True
+        # One admission per member and invite is kept: the earliest by (time, id). Copies of
+        # an enrollment countersigned again (by anyone who has seen it) cannot take more of an
+        # invite's uses or grow the set; the earliest wins wherever they meet.
+        slot = (credential.node_key, admission.enrollment.invite.subject)
+        kept = self._admission_slots.get(slot)
+        if kept is not None:
+            if kept <= (admission.admitted_at, rid):
+                raise VerifyError(
+                    "superseded-admission", "an earlier admission of this member is already known"
+                )
+            self._drop_credential(credential.node_key, kept[1], change)
+        self._admission_slots[slot] = (admission.admitted_at, rid)
         # Whether the sponsor stood when it countersigned is judged from the whole set (see
         # _chain_ok), so the outcome does not depend on the order records arrive in.
         self._sponsored.setdefault(admission.sponsor, set()).add(credential.node_key)
@@ -277,6 +290,19 @@ class Membership:
                 self._merge(record, pending_rid, now, change)
             except VerifyError:
                 continue
+
+    def _drop_credential(self, node: bytes, rid: bytes, change: _Change) -> None:
+        """Take a superseded admission out of the set and of the indexes."""
+        entries = self._credentials[node]
+        dropped = next(c for _, r, c in entries if r == rid)
+        entries[:] = [e for e in entries if e[1] != rid]
+        if dropped.invite is not None:
+            ranked = self._by_invite[dropped.invite]
+            ranked[:] = [e for e in ranked if e[1] != rid]
+            change.touched.update(n for _, _, n in ranked)
+        self._remove(rid, change)
+        change.touched.add(node)
+        self._judgements_changed(change)
 
     def _refresh(
         self, ann: Announcement, rid: bytes, now: int, signature_checked: bool
@@ -599,6 +625,10 @@ class Membership:
         if node_key not in self._credentials:
             return None
         return self._view(node_key, now)
+
+    def credentials_end(self, node_key: bytes) -> int:
+        """When the last of a member's known credentials ends (0 when none is known)."""
+        return max((c.not_after for _, _, c in self._credentials.get(node_key, ())), default=0)
 
     def is_revoked(self, key: bytes) -> bool:
         return key in self._revocations

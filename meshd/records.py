@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 from typing import Any, TypeVar
 
@@ -192,7 +192,7 @@ class Invite:
 
     network: Network
     certificate: Certificate
-    secret: bytes
+    secret: bytes = field(repr=False)
     bootstrap: tuple[str, ...]
     signature: bytes
     raw: bytes

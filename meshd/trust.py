@@ -113,6 +113,11 @@ class Verifier:
         else:
             self._issued_by_admin(cert, cert.chain, Cap.INVITE, cert.not_before)
             admin = cert.chain[0]
+            if cert.not_after > admin.not_after:
+                raise VerifyError(
+                    "outlives-issuer",
+                    "the certificate is valid longer than the admin that issued it",
+                )
             for prefix in cert.prefixes:
                 if not any(prefix_within(prefix, allowed) for allowed in admin.prefixes):
                     raise VerifyError(
@@ -189,7 +194,8 @@ class Verifier:
         return Credential(
             enrollment.node_key,
             enrollment.wg_key,
-            enrollment.name,
+            # An invite made for a named member names the member; otherwise the joiner does.
+            invite.name or enrollment.name,
             admission.admitted_at,
             not_after,
             invite.prefixes,

@@ -832,6 +832,21 @@ def _sponsor_too_early(w: World) -> object:
     return w.ingest(make_admission(late.key, enrollment=enrollment, admitted_at=T0 + 40))
 
 
+@case("admin-issued-invite-outliving-the-admin", verify("outlives-issuer"))
+def _invite_outlives_admin(w: World) -> object:
+    admin = w.net.admin(not_after=T0 + DAY)
+    invite = w.net.invite(issuer=admin, lifetime=2 * DAY)
+    Verifier(w.net.anchor).certificate(invite.certificate)
+    return invite
+
+
+@case("enrollment-countersigned-again-later", verify("superseded-admission"))
+def _countersigned_again(w: World) -> object:
+    enrollment = w.enrollment(w.net.invite())
+    w.ingest(make_admission(w.founder.key, enrollment=enrollment, admitted_at=NOW - 5))
+    return w.ingest(make_admission(w.founder.key, enrollment=enrollment, admitted_at=NOW))
+
+
 @case("revoked-sponsor-admits-after-its-revocation", Excluded("sponsor-not-member"))
 def _revoked_sponsor(w: World) -> object:
     w.ingest(w.net.revoke(w.founder.key.public))

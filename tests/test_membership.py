@@ -541,3 +541,71 @@ def test_sponsor_check_does_not_depend_on_arrival_order() -> None:
                 state.ingest(record, NOW)
         results.append(state.record_ids())
     assert results[0] == results[1]
+
+
+# --- one admission per member and invite ---------------------------------------------------
+
+
+def test_copies_of_an_enrollment_keep_only_the_earliest_admission() -> None:
+    """Anyone who has seen an enrollment can countersign it again; only the earliest admission
+    of a member under an invite is kept, whatever the order, and it uses one slot."""
+    net, founder, _ = network()
+    other = net.founder("other")
+    invite, enrollment = enrollment_for(net)
+    copies = [
+        make_admission(founder.key, enrollment=enrollment, admitted_at=T0 + 30),
+        make_admission(other.key, enrollment=enrollment, admitted_at=T0 + 20),
+        make_admission(founder.key, enrollment=enrollment, admitted_at=T0 + 40),
+    ]
+    results = []
+    for order in ([0, 1, 2], [2, 1, 0], [1, 0, 2], [0, 2, 1]):
+        state = net.state()
+        state.ingest(founder.credential, NOW)
+        state.ingest(other.credential, NOW)
+        for i in order:
+            with contextlib.suppress(VerifyError):
+                state.ingest(copies[i], NOW)
+        assert state.invite_uses(invite.certificate.subject) == 1
+        results.append(state.record_ids())
+    assert all(r == results[0] for r in results)
+    assert record_id(copies[1].raw) in results[0]
+    state = net.state()
+    state.ingest(founder.credential, NOW)
+    state.ingest(other.credential, NOW)
+    state.ingest(copies[1], NOW)
+    with pytest.raises(VerifyError) as info:
+        state.ingest(copies[0], NOW)
+    assert info.value.reason == "superseded-admission"
+
+
+def test_named_invite_names_the_member() -> None:
+    net, founder, state = network()
+    node = net.join(state, founder, net.invite(name="bob"), "whatever-the-joiner-says")
+    state.ingest(node.credential, NOW)
+    member = state.member(node.key.public, NOW)
+    assert member is not None
+    assert member.name == "bob"
+
+
+def test_invite_repr_hides_its_secret() -> None:
+    invite = Net().invite()
+    assert invite.secret.hex() not in repr(invite)
+    assert repr(invite.secret) not in repr(invite)
+
+
+def test_credentials_end_covers_renewals() -> None:
+    net, founder, state = network()
+    renewal = make_certificate(
+        net.root,
+        network_id=net.anchor.network_id,
+        subject=founder.key.public,
+        role=Role.MEMBER,
+        serial=os.urandom(16),
+        not_before=T0 + 50,
+        not_after=T0 + 900 * DAY,
+        name="founder",
+        wg_key=founder.wg.public,
+    )
+    state.ingest(renewal, NOW)
+    assert state.credentials_end(founder.key.public) == T0 + 900 * DAY
+    assert state.credentials_end(b"\x00" * 32) == 0

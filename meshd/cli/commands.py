@@ -244,7 +244,9 @@ def _revocation_target(
                 "this node cannot revoke itself",
                 hint="revoke it from another node that holds the root or an admin key",
             )
-        return member.node_key, Role.MEMBER, member.not_after, f"{member.name} ({member.node_id})"
+        # Kept until the last of the member's credentials ends, renewals included.
+        expires = state.credentials_end(member.node_key)
+        return member.node_key, Role.MEMBER, expires, f"{member.name} ({member.node_id})"
     certs = _known_certificates(node, state)
     wanted = Role.INVITE if invite_id is not None else Role.ADMIN
     ref = (invite_id or admin_id or "").lower()
