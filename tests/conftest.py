@@ -19,7 +19,7 @@ settings.register_profile(
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
-ROOT_TOOLS = ("ip", "wireguard-go", "wg", "babeld", "ping")
+ROOT_TOOLS = ("ip", "wireguard-go", "wg", "babeld", "ping", "nft")
 
 
 def root_prerequisites_missing() -> str:
