@@ -58,6 +58,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_RESYNC = 4  # syncs in a row with one peer while each brings something new
+EXCLUSION_NOTICE = 2.0  # seconds to sync with a member we just excluded, so it learns it
+REVOKED_GRACE = 1.0  # seconds a revoked member that dials in is kept, to hear why it is refused
 
 
 def mesh_sink_for(backend: str) -> Any:
@@ -94,6 +96,7 @@ class Daemon:
         self.random = random.Random()  # noqa: S311 (peer choice, not secrets)
         self.started = time.monotonic()
         self._first_seen: dict[str, float] = {}
+        self._refused: set[str] = set()
         self._enrolling: dict[str, float] = {}
         self._dials: dict[bytes, _Dial] = {}
         self._dialling: set[bytes] = set()
@@ -209,7 +212,15 @@ class Daemon:
             member = event.member
             log.info("member %s (%s) is %s", member.name, member.node_id[:10], type(event).__name__)
             if isinstance(event, Revoked) and member.node_key != self.state.key:
-                await self._disconnect(peer_id_of(member.node_key), "revoked")
+                self._nursery_soon(self._tell_and_disconnect, peer_id_of(member.node_key))
+
+    async def _tell_and_disconnect(self, peer: str) -> None:
+        """Drop a member that was just excluded, after one short sync so it learns why."""
+        if peer in self.host.connected_peers():
+            with trio.move_on_after(EXCLUSION_NOTICE):
+                await self.sync_once(peer)
+        self._refused.add(peer)
+        await self._disconnect(peer, "revoked")
 
     # --- connections ---------------------------------------------------------------------------
 
@@ -226,14 +237,19 @@ class Daemon:
         async for event in self.host.events:
             if not isinstance(event, PeerConnected):
                 self._first_seen.pop(event.peer_id, None)
+                self._refused.discard(event.peer_id)
                 continue
             peer = event.peer_id
             self._first_seen.setdefault(peer, time.monotonic())
             key = _key_of(peer)
-            if key is None or self.state.is_revoked(key):
-                await self._disconnect(peer, "revoked" if key else "not an Ed25519 peer")
-            elif self.state.is_member(key):
+            if key is None:
+                await self._disconnect(peer, "not an Ed25519 peer")
+            elif not self.state.is_revoked(key):
+                # Unknown peers too: it may be a member whose admission we have not heard of
+                # (two sides of a healed partition); if not, it is dropped after the grace.
                 self._request_sync(peer)
+            # A revoked member that dials us goes at the next connection pass, within
+            # REVOKED_GRACE: long enough to tell it why if it tries to enroll again.
 
     async def _connections(self) -> None:
         now = time.monotonic()
@@ -241,14 +257,15 @@ class Daemon:
         member_peers = 0
         for peer in connected:
             key = _key_of(peer)
+            seen = self._first_seen.setdefault(peer, now)
             if key is None or self.state.is_revoked(key):
-                await self._disconnect(peer, "revoked")
+                if now - seen >= REVOKED_GRACE or peer in self._refused:
+                    await self._disconnect(peer, "revoked")
                 continue
             if self.state.is_member(key):
                 member_peers += 1
                 self._dials.pop(key, None)
                 continue
-            seen = self._first_seen.setdefault(peer, now)
             enrolling = self._enrolling.get(peer)
             if enrolling is not None and now - enrolling < self.config.enrollment_grace:
                 continue
@@ -356,8 +373,8 @@ class Daemon:
 
     async def _serve_sync(self, stream: FramedStream) -> None:
         key = _key_of(stream.remote_peer_id)
-        if key is None or not self.state.is_member(key):
-            log.info("refused sync from non-member %s", stream.remote_peer_id)
+        if key is None or self.state.is_revoked(key):
+            log.info("refused sync from revoked %s", stream.remote_peer_id)
             await stream.reset()
             return
         session = sync_protocol.SyncSession(self.state.membership)
@@ -378,6 +395,8 @@ class Daemon:
             error = exc if isinstance(exc, VerifyError) else VerifyError("malformed", str(exc))
             log.info("refused enrollment from %s: %s", peer, error.reason)
             await stream.send_frame(enroll.encode_refusal(error))
+            if error.reason == "revoked":
+                self._refused.add(peer)
             return
         log.info(
             "admitted %s (%s)",
@@ -405,6 +424,12 @@ class Daemon:
             return self.host.listen_addrs()
         if cmd == "publish":
             return await self._publish(args)
+        if cmd == "connect":
+            addrs = args.get("addrs")
+            if not isinstance(addrs, list) or not all(isinstance(a, str) for a in addrs):
+                raise UsageError("connect needs args.addrs: a list of multiaddrs")
+            results = await self.host.connect_any(addrs[:16])
+            return [{"addr": r.addr, "peer_id": r.peer_id, "error": r.error} for r in results]
         if cmd == "sync":
             for peer in self.host.connected_peers():
                 self._request_sync(peer)

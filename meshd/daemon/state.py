@@ -220,7 +220,7 @@ class NodeState:
                 {
                     "name": m.name,
                     "node_id": m.node_id,
-                    "state": "self" if m.node_key == self.key else m.state.value,
+                    "state": _state_label(m, self.key),
                     "reason": m.reason,
                     "overlay_ip": str(m.overlay),
                     "link_local": str(link_local_from_wg_key(m.wg_key)),
@@ -253,6 +253,13 @@ class NodeState:
             "accepted": self.accepted,
             "rejected": dict(self.reject_reasons),
         }
+
+
+def _state_label(member: Member, own_key: bytes) -> str:
+    """``self`` for this node while it stands; its true state once it does not."""
+    if member.node_key == own_key and member.state is MemberState.ADMITTED:
+        return "self"
+    return member.state.value
 
 
 def record_ref(raw: bytes) -> str:

@@ -1,0 +1,210 @@
+"""Daemons as separate processes on loopback: join, revoke, restart, kill -9, invite races."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from meshd.invites import decode_token_untrusted, encode_token
+from meshd.keys import SigningKey
+from meshd.records import make_invite
+from meshd.statedir import NodeDir
+from tests.daemon.support import Daemon, daemons, meshd, wait_for
+
+OTHERS = ("node1", "node2", "node3", "node4")
+
+
+def _all_admitted(nodes: list[Daemon], names: list[str]) -> bool:
+    for node in nodes:
+        states = node.states()
+        if any(states.get(n) != "admitted" for n in names if n != node.name):
+            return False
+    return True
+
+
+def _same_digest(nodes: list[Daemon]) -> bool:
+    return len({n.ask("status")["digest"] for n in nodes}) == 1
+
+
+def test_five_daemons_join_revoke_and_restart(tmp_path: Path) -> None:
+    with daemons(tmp_path, "founder", *OTHERS, "node5") as nodes:
+        founder, n1, n2, n3, n4, n5 = nodes
+        founder.init()
+        founder.up()
+        tokens = [founder.invite("--name", n.name) for n in (n1, n2, n3, n4)]
+        for node, token in zip((n1, n2, n3, n4), tokens, strict=True):
+            node.join(token)
+        live = nodes[:5]
+        names = [n.name for n in live]
+        took = wait_for(lambda: _all_admitted(live, names), 30, "everyone admitted everywhere")
+        print(f"all 5 admitted everywhere {took:.2f} s after the last join answered")
+        wait_for(lambda: _same_digest(live), 15, "equal digests")
+
+        # A revocation issued at the founder reaches every other daemon.
+        result = meshd("revoke", "node4", "--reason", "test", "--state-dir", str(founder.state_dir))
+        assert result.returncode == 0, result.stderr
+        took = wait_for(
+            lambda: all(n.states()["node4"] == "revoked" for n in (n1, n2, n3)), 10, "revocation"
+        )
+        print(f"revocation applied on all others {took:.2f} s after `meshd revoke` returned")
+        assert took < 5
+        # The revoked member is disconnected everywhere and stays so.
+        wait_for(
+            lambda: not any(n.peers()["node4"]["connected"] for n in (founder, n1, n2, n3)),
+            10,
+            "node4 disconnected",
+        )
+
+        # It cannot rejoin with its invite ...
+        again = meshd(
+            "join", "--invite", tokens[3], "--no-up", "--wg-backend", "none",
+            "--state-dir", str(tmp_path / "again"),
+        )  # fmt: skip
+        assert again.returncode == 1
+        # Progress lines, then the failure in one line.
+        assert again.stderr.strip().splitlines()[-1] == (
+            "meshd: the invite has been used up; ask for a new invite"
+        )
+        # ... nor with its keys under a new invite.
+        reuse = tmp_path / "reuse"
+        reuse.mkdir(mode=0o700)
+        for key in ("node.key", "wg.key"):
+            shutil.copy2(n4.state_dir / key, reuse / key)
+        fresh = founder.invite("--name", "node4")
+        again = meshd(
+            "join", "--invite", fresh, "--no-up", "--wg-backend", "none",
+            "--state-dir", str(reuse),
+        )  # fmt: skip
+        assert again.returncode == 1
+        assert "revoked" in again.stderr.splitlines()[-1]
+        n4.stop()
+
+        # A member that is down while a revocation and an admission happen learns both when
+        # it comes back.
+        n3.stop()
+        assert meshd("revoke", "node2", "--state-dir", str(founder.state_dir)).returncode == 0
+        n5.join(founder.invite("--name", "node5"))
+        wait_for(lambda: n1.states().get("node5") == "admitted", 15, "node5 admitted")
+        n3.up()
+        took = wait_for(
+            lambda: (
+                n3.states().get("node2") == "revoked" and n3.states().get("node5") == "admitted"
+            ),
+            20,
+            "the restarted member to catch up",
+        )
+        print(f"restarted member caught up in {took:.2f} s")
+
+        # kill -9 loses nothing: what the daemon reported is what its store holds.
+        wait_for(lambda: _same_digest([founder, n1, n3, n5]), 20, "quiet, equal digests")
+        before = n1.ask("status")["digest"]
+        n1.kill9()
+        node = NodeDir.open(n1.state_dir)
+        try:
+            assert node.membership().digest().hex() == before
+        finally:
+            node.close()
+        n1.up()
+        assert n1.ask("status")["digest"] in (before, n1.ask("status")["digest"])
+        wait_for(lambda: _same_digest([founder, n1, n3, n5]), 20, "convergence after restart")
+
+        # SIGTERM shuts down cleanly and promptly.
+        for node in (founder, n1, n3, n5):
+            assert node.stop() < 8
+            assert not (node.state_dir / "meshd.sock").exists()
+
+
+def test_single_use_invite_redeemed_at_two_partitioned_sponsors(tmp_path: Path) -> None:
+    with daemons(tmp_path, "founder", "s1", "s2", "j1", "j2") as nodes:
+        founder, s1, s2, j1, j2 = nodes
+        founder.init()
+        founder.up()
+        for sponsor in (s1, s2):
+            sponsor.enroll(founder.invite("--name", sponsor.name))
+        # One single-use invite, handed out twice with different bootstrap addresses.
+        token = founder.invite("--uses", "1")
+        founder.stop()
+        s1.up()
+        s2.up()
+        assert s1.states().get("s2") in (None, "admitted")
+        assert not s1.peers()["founder"]["connected"]
+        invite = decode_token_untrusted(token)
+        key = SigningKey(invite.secret)
+        addr = {s: f"{s.listen}/p2p/{s.ask('status')['peer_id']}" for s in (s1, s2)}
+        tokens = {
+            s: encode_token(
+                make_invite(
+                    key, network=invite.network, certificate=invite.certificate, bootstrap=[a]
+                )
+            )
+            for s, a in addr.items()
+        }
+        j1.join(tokens[s1])
+        j2.join(tokens[s2])
+        assert s1.states()["j1"] == "admitted"
+        assert s2.states()["j2"] == "admitted"
+        assert "j2" not in s1.states()
+        # The partition heals: s1 dials s2.
+        assert s1.ask("connect", {"addrs": [addr[s2]]})[0]["error"] is None
+        everyone = [s1, s2, j1, j2]
+
+        def decided() -> bool:
+            admitted = {"self": "admitted"}
+            views = {
+                tuple(admitted.get(s, s) for s in (n.states().get("j1"), n.states().get("j2")))
+                for n in everyone
+            }
+            return len(views) == 1 and set(views.pop()) == {"admitted", "revoked"}
+
+        took = wait_for(
+            decided,
+            20,
+            "one decision everywhere",
+            lambda: [(n.name, n.states(), n.ask("status")["digest"]) for n in everyone],
+        )
+        print(f"the invite race was decided everywhere in {took:.2f} s")
+        states = s1.states()
+        winner = "j1" if states["j1"] == "admitted" else "j2"
+        loser = "j2" if winner == "j1" else "j1"
+        assert s1.peers()[loser]["reason"] == "invite-used-up"
+        assert states[winner] == "admitted"
+        wait_for(lambda: _same_digest([s1, s2]), 15, "equal digests")
+
+
+def test_join_failures_say_which(tmp_path: Path) -> None:
+    with daemons(tmp_path, "founder") as (founder,):
+        founder.init()
+        token = founder.invite("--name", "x")
+        # Nobody listens at the bootstrap address.
+        peer = "12D3KooWHwyUKko53tSAuiTN9K8NFR6MqVxENqwQzGWbmQSsD9R6"
+        dead = f"/ip4/127.0.0.1/tcp/{founder.port}/p2p/{peer}"
+        fresh = founder.invite("--name", "x", "--bootstrap", dead)
+        result = meshd("join", "--invite", fresh, "--no-up", "--state-dir", str(tmp_path / "j"))
+        assert result.returncode == 1
+        last = result.stderr.strip().splitlines()[-1]
+        assert "no bootstrap address is reachable" in last
+        assert dead in last
+        assert token.startswith("meshd1")
+        # A token naming no address at all.
+        result = meshd("join", "--invite", token, "--no-up", "--state-dir", str(tmp_path / "k"))
+        assert result.returncode == 1
+        assert "bootstrap" in result.stderr
+        # Garbage.
+        result = meshd(
+            "join", "--invite", "meshd1AAAA", "--no-up", "--state-dir", str(tmp_path / "l")
+        )
+        assert result.returncode == 1
+        assert len(result.stderr.strip().splitlines()) == 1
+        # An invite that expired before it was redeemed.
+        founder.up()
+        expired = founder.invite("--name", "late", "--expires", "1s")
+        time.sleep(1.5)
+        result = meshd("join", "--invite", expired, "--no-up", "--state-dir", str(tmp_path / "m"))
+        assert result.returncode == 1
+        assert "the invite has expired" in result.stderr.strip().splitlines()[-1]
+        founder.stop()
+        # And a daemon that is not running is said so.
+        result = meshd("peers", "--state-dir", str(founder.state_dir))
+        assert result.returncode == 1
+        assert "no meshd daemon is running" in result.stderr
