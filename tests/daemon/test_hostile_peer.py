@@ -1,0 +1,107 @@
+"""A raw libp2p peer, valid at the libp2p level but not a member, publishing bad records."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import trio
+
+from meshd.gossip.host import GossipHost, HostConfig
+from meshd.keys import SigningKey
+from meshd.records import (
+    Announcement,
+    Kind,
+    Role,
+    decode_untrusted,
+    make_announcement,
+    make_revocation,
+)
+from meshd.statedir import now
+from meshd.store import Store
+from tests.daemon.support import daemons, wait_for
+
+
+def _accept_all(data: bytes, author: str) -> bool:
+    return True
+
+
+def test_forged_replayed_and_oversized_records_go_nowhere(tmp_path: Path) -> None:
+    with daemons(tmp_path, "founder", "node1", "node2") as (founder, n1, n2):
+        founder.init()
+        founder.up()
+        n1.join(founder.invite("--name", "node1"))
+        wait_for(lambda: founder.states().get("node1") == "admitted", 10, "node1 admitted")
+        wait_for(lambda: n1.ask("status")["digest"] == founder.ask("status")["digest"], 10, "quiet")
+        status = founder.ask("status")
+        before = {d.name: d.ask("status")["digest"] for d in (founder, n1)}
+        store = Store(founder.state_dir / "meshd.db")
+        try:
+            genuine = next(raw for _, raw in store.rows([Kind.ANNOUNCEMENT]))
+        finally:
+            store.close()
+        stranger = SigningKey.generate()
+        forged_signature = genuine[:-1] + bytes([genuine[-1] ^ 1])
+
+        ann = decode_untrusted(genuine, Announcement)
+        strangers_announcement = make_announcement(
+            stranger, network_id=ann.network_id, seq=1, issued_at=now()
+        ).raw
+        forged_revocation = make_revocation(
+            stranger,
+            network_id=ann.network_id,
+            target=ann.node_key,
+            target_role=Role.MEMBER,
+            issued_at=now(),
+            expires_at=now() + 3600,
+        ).raw
+        attacks = [
+            forged_signature,
+            genuine,  # a replay of what everyone has
+            strangers_announcement,
+            forged_revocation,
+            os.urandom(100_000),  # oversized, and garbage
+            b"\x92" + os.urandom(300),
+        ]
+        received: list[bytes] = []
+
+        async def attack() -> None:
+            config = HostConfig(
+                identity_seed=os.urandom(32),
+                listen_addrs=("/ip4/127.0.0.1/tcp/0",),
+                topic=f"/meshd/{status['network_id']}/1",
+                max_message_size=256 * 1024,
+                shutdown_timeout=3.0,
+            )
+            async with GossipHost(config, _accept_all) as raw:
+                result = await raw.connect_any(status["listen_addrs"])
+                assert result[0].ok, result
+                with trio.fail_after(10):
+                    while result[0].peer_id not in raw.gossip_peers():  # noqa: ASYNC110
+                        await trio.sleep(0.05)
+                for data in attacks:
+                    await raw.publish(data)
+                await trio.sleep(1.0)
+                while True:
+                    try:
+                        received.append(raw.messages.receive_nowait().data)
+                    except trio.WouldBlock:
+                        break
+
+        trio.run(attack)
+        # Nothing stored, nothing forwarded: the digests did not move.
+        after = founder.ask("status")
+        assert after["digest"] == before["founder"]
+        assert n1.ask("status")["digest"] == before["node1"]
+        rejected = after["rejected"]
+        # The forged copy is refused as stale or as badly signed, whichever check comes first;
+        # the replay is merely known (not counted); the oversized one never reaches us.
+        assert rejected.get("bad-chain", 0) >= 1, rejected
+        assert rejected.get("decode", 0) >= 1, rejected
+        assert sum(rejected.values()) >= 3, rejected
+        # Honest gossip goes on: a new member is seen by the others.
+        n2.join(founder.invite("--name", "node2"))
+        wait_for(lambda: n1.states().get("node2") == "admitted", 10, "node2 seen by node1")
+        # The stranger was dropped (or is about to be) and never became a peer entry.
+        assert "" not in n1.states()
+        assert all(m not in received for m in attacks[2:])
