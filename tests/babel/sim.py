@@ -268,11 +268,22 @@ class Sim:
                         break
                     if nxt in seen:
                         path = " -> ".join(map(str, [*seen, nxt]))
-                        raise RoutingLoop(
-                            f"loop towards {destination} at t={self.now:.3f}: {path}"
-                        )
+                        raise RoutingLoop(f"loop towards {destination} at t={self.now:.3f}: {path}")
                     seen.append(nxt)
                     here = nxt
+
+    def connected(self) -> bool:
+        """Every router reaches every reachable prefix by following next hops (whatever the
+        metrics, which RTT measurements make irregular)."""
+        for i in range(self.n):
+            hops = self.distances(i)
+            for j in range(self.n):
+                here, steps = i, 0
+                while here != j and here is not None and steps <= self.n:
+                    here, steps = self.next_hop(here, j), steps + 1  # type: ignore[assignment]
+                if (here == j) != (j in hops):
+                    return False
+        return True
 
     def converged(self, cost: int = 96) -> bool:
         """Every router reaches every reachable prefix with a shortest-path metric."""
