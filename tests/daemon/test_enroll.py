@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import functools
-
 import contextlib
+import functools
 
 import pytest
 from hypothesis import given
