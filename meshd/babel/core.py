@@ -493,6 +493,9 @@ class BabelCore:
         while self._resends and self._resends[0][0] <= now:
             _, _, key = heapq.heappop(self._resends)
             self._announce(key, now, urgent=False)
+        greet, self._greet = self._greet, []
+        for neighbour in greet:
+            self._greet_neighbour(neighbour, now, hello=True)
         for iface in self._interfaces.values():
             if iface.next_hello <= now:
                 self._send_hellos(iface, now)
@@ -507,9 +510,6 @@ class BabelCore:
                 self._full_update(iface, None, now)
                 jitter = 0.75 + 0.25 * self.config.random()
                 iface.next_update = now + iface.config.update_interval * jitter
-        greet, self._greet = self._greet, []
-        for neighbour in greet:
-            self._greet_neighbour(neighbour, now, hello=True)
         if now >= self._next_gc:
             self._sources.expire(now)
             self._forwarded = {k: t for k, t in self._forwarded.items() if t > now}
@@ -687,7 +687,7 @@ class BabelCore:
         iface = self._interfaces.get(nid.interface)
         if iface is None or nid.address not in iface.neighbours:
             return
-        if hello and not iface.config.multicast:
+        if hello and iface.started and not iface.config.multicast:
             self._send_unicast_hello(iface, iface.neighbours[nid.address], now)
         self._queue_tlv(nid.interface, nid.address, route_request(None), now)
         self._full_update(iface, nid.address, now)
@@ -747,7 +747,11 @@ class BabelCore:
         """Send a triggered update for a change of the selected route, if it matters."""
         if before[2] != after[2]:
             self._announce(key, now, urgent=True)  # new originator: resent, as babeld does
-        elif before[3] != after[3] or abs(before[4] - after[4]) >= self.config.triggered_threshold:
+        elif (
+            before[0] != after[0]  # split horizon: the old next hop has not heard of it
+            or before[3] != after[3]
+            or abs(before[4] - after[4]) >= self.config.triggered_threshold
+        ):
             self._announce(key, now, urgent=False)
 
     def _mark_lost(self, key: RouteKey, now: float) -> None:

@@ -136,7 +136,7 @@ def topologies(draw: st.DrawFn) -> tuple[int, list[tuple[int, int]]]:
 
 
 @settings(
-    max_examples=20,
+    max_examples=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     derandomize=True,
