@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,7 +16,8 @@ from meshd.cli import Json, StateDir, app
 from meshd.cli.inspect import inspect_target
 from meshd.cli.output import b64, emit_fields, emit_json, note, when
 from meshd.cli.parse import duration, prefix
-from meshd.errors import UsageError
+from meshd.control.client import request
+from meshd.errors import DaemonNotRunning, UsageError
 from meshd.invites import create_invite, encode_token
 from meshd.keyfiles import write_secret
 from meshd.keys import SigningKey, fingerprint
@@ -151,6 +154,12 @@ def invite(
 
 def _bootstrap_addrs(node: NodeDir) -> list[str]:
     """Addresses joiners can dial: what the running daemon listens on, or what it last used."""
+    try:
+        live = request(node.paths.socket, "invite-bootstrap", {})
+    except DaemonNotRunning:
+        live = None
+    if isinstance(live, list) and all(isinstance(a, str) for a in live):
+        return [a for a in live if "/0.0.0.0/" not in a and "/::/" not in a]
     stored = node.store.get_meta("listen_addrs")
     if stored:
         return [a for a in stored.decode().split("\n") if a]
@@ -194,9 +203,16 @@ def revoke(
     try:
         issuer = node.issuer(root_key)
         issuer.require(Cap.REVOKE)
-        state = node.membership(at)
+        rows = _daemon_peers(node)
+        state = None
+        if rows is not None and node_ref is not None:
+            # A daemon runs: it knows the members; no need to load and verify the store here.
+            candidates = [_candidate_from_row(r) for r in rows]
+        else:
+            state = node.membership(at)
+            candidates = [_candidate_from_member(m, state) for m in state.members(at)]
         target, role, expires_at, label = _revocation_target(
-            node, state, at, node_ref, invite_id, admin_id
+            node, state, candidates, node_ref, invite_id, admin_id, at
         )
         revocation = make_revocation(
             issuer.key,
@@ -208,11 +224,23 @@ def revoke(
             reason=reason,
             chain=issuer.chain,
         )
-        outcome = state.ingest(revocation, at)
-        node.store.apply([outcome])  # durable before anything else happens
+        if rows is not None:
+            # The daemon verifies it, makes it durable, then floods it at once.
+            answer = request(
+                node.paths.socket, "publish", {"record": b64(revocation.raw)}, timeout=10.0
+            )
+            new = bool(answer.get("new"))
+            excluded = _excluded_after(node, rows) if new else []
+            where = "stored and flooded by the running daemon"
+        else:
+            assert state is not None
+            outcome = state.ingest(revocation, at)
+            node.store.apply([outcome])  # durable before anything else happens
+            new = outcome.new
+            excluded = [e.member.name or e.member.node_id for e in outcome.events]
+            where = "stored; the daemon floods it to every member when it runs (`meshd up`)"
     finally:
         node.close()
-    excluded = [e.member.name or e.member.node_id for e in outcome.events]
     info = {
         "revocation_id": record_id(revocation.raw).hex(),
         "target": label,
@@ -220,33 +248,91 @@ def revoke(
         "target_id": fingerprint(target),
         "reason": reason,
         "excluded": excluded,
-        "new": outcome.new,
+        "new": new,
     }
     if json:
         emit_json(info)
     else:
         print(f"revoked {label}" + (f"; excluded: {', '.join(excluded)}" if excluded else ""))
-        note("stored; a running daemon floods it to every member")
+        note(where)
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """A member as `revoke NODE` matches it, from the store or from the daemon."""
+
+    node_key: bytes
+    node_id: str
+    name: str
+    wg_key: str  # base64, as `wg` prints it
+    credentials_end: int
+
+
+def _candidate_from_member(member: Member, state: Membership) -> _Candidate:
+    return _Candidate(
+        member.node_key,
+        member.node_id,
+        member.name,
+        b64(member.wg_key),
+        state.credentials_end(member.node_key),
+    )
+
+
+def _candidate_from_row(row: dict[str, Any]) -> _Candidate:
+    return _Candidate(
+        base64.b64decode(row["node_key"]),
+        row["node_id"],
+        row["name"],
+        row["wg_public_key"],
+        int(row["credentials_end"]),
+    )
+
+
+def _daemon_peers(node: NodeDir) -> list[dict[str, Any]] | None:
+    """The running daemon's member list, or None when no daemon runs for this state dir."""
+    try:
+        rows = request(node.paths.socket, "peers", {})
+    except DaemonNotRunning:
+        return None
+    if not isinstance(rows, list):
+        raise UsageError("the daemon's member list is unusable", hint="update meshd")
+    return rows
+
+
+def _excluded_after(node: NodeDir, before: list[dict[str, Any]]) -> list[str]:
+    """Members the daemon held as admitted before and as revoked now."""
+    was = {r["node_id"] for r in before if r["state"] in ("admitted", "expired")}
+    after = request(node.paths.socket, "peers", {})
+    return [
+        r["name"] or r["node_id"] for r in after if r["node_id"] in was and r["state"] == "revoked"
+    ]
 
 
 def _revocation_target(
     node: NodeDir,
-    state: Membership,
-    at: int,
+    state: Membership | None,
+    candidates: list[_Candidate],
     node_ref: str | None,
     invite_id: str | None,
     admin_id: str | None,
+    at: int,
 ) -> tuple[bytes, Role, int, str]:
     if node_ref is not None:
-        member = resolve_member(state.members(at), node_ref)
+        member = resolve_member(candidates, node_ref)
         if member.node_key == node.node_key.public:
             raise UsageError(
                 "this node cannot revoke itself",
                 hint="revoke it from another node that holds the root or an admin key",
             )
         # Kept until the last of the member's credentials ends, renewals included.
-        expires = state.credentials_end(member.node_key)
-        return member.node_key, Role.MEMBER, expires, f"{member.name} ({member.node_id})"
+        return (
+            member.node_key,
+            Role.MEMBER,
+            member.credentials_end,
+            f"{member.name} ({member.node_id})",
+        )
+    if state is None:
+        state = node.membership(at)
     certs = _known_certificates(node, state)
     wanted = Role.INVITE if invite_id is not None else Role.ADMIN
     ref = (invite_id or admin_id or "").lower()
@@ -272,10 +358,10 @@ def _known_certificates(node: NodeDir, state: Membership) -> list[Certificate]:
     return issued + state.issuing_certificates()
 
 
-def resolve_member(members: list[Member], ref: str) -> Member:
+def resolve_member(members: list[_Candidate], ref: str) -> _Candidate:
     """Find one member by name, node id prefix or WireGuard key; ambiguity is an error."""
     by_name = [m for m in members if m.name == ref]
-    by_key = [m for m in members if b64(m.wg_key) == ref]
+    by_key = [m for m in members if m.wg_key == ref]
     by_id = [m for m in members if len(ref) >= 4 and m.node_id.startswith(ref.lower())]
     found = {m.node_key: m for m in (by_name or by_key or by_id)}
     if not found:

@@ -220,6 +220,7 @@ class NodeState:
                 {
                     "name": m.name,
                     "node_id": m.node_id,
+                    "node_key": base64.b64encode(m.node_key).decode("ascii"),
                     "state": _state_label(m, self.key),
                     "reason": m.reason,
                     "overlay_ip": str(m.overlay),
@@ -230,6 +231,7 @@ class NodeState:
                     "last_seen": m.last_seen,
                     "admitted_at": m.admitted_at,
                     "not_after": m.not_after,
+                    "credentials_end": self.membership.credentials_end(m.node_key),
                     "connected": m.node_key in connected,
                 }
             )
