@@ -1,0 +1,154 @@
+"""Building and signing records (for this node's own records, and for tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from meshd.addressing import Prefix
+from meshd.encoding import pack
+from meshd.keys import SigningKey
+from meshd.records.decode import decode_untrusted
+from meshd.records.types import (
+    CONTEXTS,
+    VERSION,
+    Admission,
+    Announcement,
+    Cap,
+    Certificate,
+    Enrollment,
+    Invite,
+    Kind,
+    Network,
+    Revocation,
+    Role,
+)
+
+
+def encode_prefix(prefix: Prefix) -> list[Any]:
+    return [prefix.network_address.packed, prefix.prefixlen]
+
+
+def _seal(kind: Kind, fields: Sequence[Any], key: SigningKey) -> bytes:
+    body = pack([int(kind), VERSION, *fields])
+    return pack([body, key.sign(CONTEXTS[kind], body)])
+
+
+def seal_unsigned(kind: Kind, fields: Sequence[Any], signature: bytes) -> bytes:
+    """Encode a record with a given signature (tests use it to build hostile records)."""
+    return pack([pack([int(kind), VERSION, *fields]), signature])
+
+
+def make_network(root: SigningKey, name: str, created_at: int) -> Network:
+    return decode_untrusted(_seal(Kind.NETWORK, [root.public, name, created_at], root), Network)
+
+
+def make_certificate(
+    issuer: SigningKey,
+    *,
+    network_id: bytes,
+    subject: bytes,
+    role: Role,
+    serial: bytes,
+    not_before: int,
+    not_after: int,
+    caps: Cap = Cap.NONE,
+    name: str = "",
+    prefixes: Sequence[Prefix] = (),
+    max_uses: int = 0,
+    member_ttl: int = 0,
+    wg_key: bytes = b"",
+    chain: Sequence[Certificate] = (),
+) -> Certificate:
+    fields = [
+        network_id,
+        issuer.public,
+        subject,
+        int(role),
+        serial,
+        not_before,
+        not_after,
+        int(caps),
+        name,
+        [encode_prefix(p) for p in prefixes],
+        max_uses,
+        member_ttl,
+        wg_key,
+        [c.raw for c in chain],
+    ]
+    return decode_untrusted(_seal(Kind.CERTIFICATE, fields, issuer), Certificate)
+
+
+def make_enrollment(
+    invite_key: SigningKey,
+    *,
+    invite: Certificate,
+    node_key: bytes,
+    wg_key: bytes,
+    name: str,
+    created_at: int,
+) -> Enrollment:
+    fields = [invite.network_id, invite.raw, node_key, wg_key, name, created_at]
+    return decode_untrusted(_seal(Kind.ENROLLMENT, fields, invite_key), Enrollment)
+
+
+def make_admission(sponsor: SigningKey, *, enrollment: Enrollment, admitted_at: int) -> Admission:
+    fields = [enrollment.network_id, sponsor.public, admitted_at, enrollment.raw]
+    return decode_untrusted(_seal(Kind.ADMISSION, fields, sponsor), Admission)
+
+
+def make_announcement(
+    node: SigningKey,
+    *,
+    network_id: bytes,
+    seq: int,
+    issued_at: int,
+    endpoints: Sequence[str] = (),
+    addrs: Sequence[str] = (),
+    prefixes: Sequence[Prefix] = (),
+) -> Announcement:
+    fields = [
+        network_id,
+        node.public,
+        seq,
+        issued_at,
+        list(endpoints),
+        list(addrs),
+        [encode_prefix(p) for p in prefixes],
+    ]
+    return decode_untrusted(_seal(Kind.ANNOUNCEMENT, fields, node), Announcement)
+
+
+def make_revocation(
+    issuer: SigningKey,
+    *,
+    network_id: bytes,
+    target: bytes,
+    target_role: Role,
+    issued_at: int,
+    expires_at: int,
+    reason: str = "",
+    chain: Sequence[Certificate] = (),
+) -> Revocation:
+    fields = [
+        network_id,
+        issuer.public,
+        target,
+        int(target_role),
+        issued_at,
+        expires_at,
+        reason,
+        [c.raw for c in chain],
+    ]
+    return decode_untrusted(_seal(Kind.REVOCATION, fields, issuer), Revocation)
+
+
+def make_invite(
+    invite_key: SigningKey,
+    *,
+    network: Network,
+    certificate: Certificate,
+    bootstrap: Sequence[str],
+) -> Invite:
+    fields = [network.raw, certificate.raw, invite_key.seed, list(bootstrap)]
+    return decode_untrusted(_seal(Kind.INVITE, fields, invite_key), Invite)

@@ -1,0 +1,243 @@
+"""Record types: kinds, roles, capabilities, limits, and the frozen wire dataclasses.
+
+Every record travels as ``[body, signature]`` where ``body`` is the canonical msgpack array
+``[kind, version, field...]`` and ``signature`` is Ed25519 over ``context(kind) || body``.
+docs/wire-format.md describes every field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import IntEnum, IntFlag
+from typing import Any
+
+from meshd.addressing import Prefix
+from meshd.errors import DecodeError
+from meshd.keys import SIG_LEN
+
+VERSION = 1
+MAX_RECORD = 8192
+MAX_NAME = 64
+MAX_REASON = 256
+MAX_PREFIXES = 32
+MAX_ENDPOINTS = 16
+MAX_ENDPOINT_LEN = 64
+MAX_ADDR_LEN = 256
+MAX_CHAIN = 1  # an admin certificate is the only link between the root and an issued record
+U64 = 2**64 - 1
+
+
+class Kind(IntEnum):
+    NETWORK = 1
+    CERTIFICATE = 2
+    ENROLLMENT = 3
+    ADMISSION = 4
+    ANNOUNCEMENT = 5
+    REVOCATION = 6
+    INVITE = 7
+
+
+CONTEXTS: dict[Kind, bytes] = {kind: f"meshd/v1/{kind.name.lower()}\x00".encode() for kind in Kind}
+
+
+class Role(IntEnum):
+    ADMIN = 1
+    INVITE = 2
+    MEMBER = 3
+
+
+class Cap(IntFlag):
+    NONE = 0
+    INVITE = 1
+    REVOKE = 2
+
+
+ALL_CAPS = Cap.INVITE | Cap.REVOKE
+
+
+def record_id(raw: bytes) -> bytes:
+    """A record's identity: the first 16 bytes of SHA-256 over its encoded bytes."""
+    return hashlib.sha256(raw).digest()[:16]
+
+
+# --- the records --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    """The network's definition, signed by its root key: the anchor every member holds."""
+
+    root_key: bytes
+    name: str
+    created_at: int
+    signature: bytes
+    raw: bytes
+
+    @property
+    def signer(self) -> bytes:
+        return self.root_key
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    """A key certified by the root or an admin: an admin, an invite, or a member."""
+
+    network_id: bytes
+    issuer: bytes
+    subject: bytes
+    role: Role
+    serial: bytes
+    not_before: int
+    not_after: int
+    caps: Cap
+    name: str
+    prefixes: tuple[Prefix, ...]
+    max_uses: int
+    member_ttl: int
+    wg_key: bytes
+    chain: tuple[Certificate, ...]
+    signature: bytes
+    raw: bytes
+
+    @property
+    def signer(self) -> bytes:
+        return self.issuer
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    """A joiner's request, signed with the invite's secret key."""
+
+    network_id: bytes
+    invite: Certificate
+    node_key: bytes
+    wg_key: bytes
+    name: str
+    created_at: int
+    signature: bytes
+    raw: bytes
+
+    @property
+    def signer(self) -> bytes:
+        return self.invite.subject
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A member's countersignature of an enrollment, with the time on the sponsor's clock."""
+
+    network_id: bytes
+    sponsor: bytes
+    admitted_at: int
+    enrollment: Enrollment
+    signature: bytes
+    raw: bytes
+
+    @property
+    def signer(self) -> bytes:
+        return self.sponsor
+
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """A member's signed statement of where it is: endpoints, libp2p addresses, prefixes."""
+
+    network_id: bytes
+    node_key: bytes
+    seq: int
+    issued_at: int
+    endpoints: tuple[str, ...]
+    addrs: tuple[str, ...]
+    prefixes: tuple[Prefix, ...]
+    signature: bytes
+    raw: bytes
+
+    @property
+    def signer(self) -> bytes:
+        return self.node_key
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """The permanent exclusion of a member, invite or admin key, signed by root or an admin."""
+
+    network_id: bytes
+    issuer: bytes
+    target: bytes
+    target_role: Role
+    issued_at: int
+    expires_at: int
+    reason: str
+    chain: tuple[Certificate, ...]
+    signature: bytes
+    raw: bytes
+
+    @property
+    def signer(self) -> bytes:
+        return self.issuer
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    """The payload of an invite token: everything a joiner needs, signed by the invite key."""
+
+    network: Network
+    certificate: Certificate
+    secret: bytes = field(repr=False)
+    bootstrap: tuple[str, ...]
+    signature: bytes
+    raw: bytes
+
+    @property
+    def signer(self) -> bytes:
+        return self.certificate.subject
+
+
+Record = Network | Certificate | Enrollment | Admission | Announcement | Revocation | Invite
+SignedRecord = Record
+
+KIND_OF: dict[type[Any], Kind] = {
+    Network: Kind.NETWORK,
+    Certificate: Kind.CERTIFICATE,
+    Enrollment: Kind.ENROLLMENT,
+    Admission: Kind.ADMISSION,
+    Announcement: Kind.ANNOUNCEMENT,
+    Revocation: Kind.REVOCATION,
+    Invite: Kind.INVITE,
+}
+
+
+def kind_of(record: Record) -> Kind:
+    return KIND_OF[type(record)]
+
+
+def split_envelope_untrusted(data: bytes) -> tuple[bytes, bytes]:
+    """Split a record's canonical ``[body, signature]`` encoding without a general decoder.
+
+    The envelope has exactly one canonical form: the fixarray header 0x92, the body as msgpack
+    bin 8 (up to 255 bytes) or bin 16 (256 bytes and more), then the 64-byte signature as bin 8.
+    Anything else is refused.
+    """
+    size = len(data)
+    if size > MAX_RECORD:
+        raise DecodeError(f"record: {size} bytes is over the limit of {MAX_RECORD}")
+    if size < 3 + 2 + SIG_LEN or data[0] != 0x92:
+        raise DecodeError("record: not a [body, signature] pair")
+    if data[1] == 0xC4:
+        start, length = 3, data[2]
+    elif data[1] == 0xC5:
+        start, length = 4, int.from_bytes(data[2:4], "big")
+        if length < 256:
+            raise DecodeError("record: not in canonical encoding")
+    else:
+        raise DecodeError("record: the body must be bytes")
+    end = start + length
+    if end + 2 + SIG_LEN != size or data[end] != 0xC4 or data[end + 1] != SIG_LEN:
+        raise DecodeError("record: truncated, or the signature is not 64 bytes")
+    return bytes(data[start:end]), bytes(data[end + 2 :])
+
+
+def signed_body(record: Record) -> bytes:
+    """The bytes a record's signature covers, after the context string."""
+    return split_envelope_untrusted(record.raw)[0]
