@@ -1,38 +1,31 @@
-"""The membership state core: a CRDT of signed records (pure: no I/O, time is an argument).
+"""The membership CRDT of one network, seen from one node: merging, the record set, events.
 
-The state is a set of verified records: member credentials (certificates and admissions),
-revocations, and the latest announcement of each member in good standing. Merging is
-commutative, associative and idempotent: any order or repetition of the same records gives the
-same set, the same member states and the same digest.
-
-- Revocations only grow, and cascade: revoking an invite or admin key excludes every member
-  whose credential depends on it. A revoked member's announcement is dropped from the set.
-- Announcements are last-writer-wins by the member's sequence number (ties by record id): an
-  older or replayed announcement never overwrites a newer one.
-- An invite for N uses admits at most N members network-wide. All admissions under it are kept;
-  they are ranked by (sponsor's timestamp, record id) and only the first N stand. Every node
-  holding the same records ranks them the same way.
-- Records that name something not yet known (an announcement from a member whose credential has
-  not arrived, an admission whose sponsor is unknown) wait in a bounded pending pool, outside the
-  set, and are merged when what they wait for arrives.
-
-Member states seen from here (``admitted``, ``expired``, ``revoked``) also depend on the time:
-a credential past its end, or a member whose announcements stopped for longer than the TTL, is
-``expired``; it returns when it refreshes.
+Judging who stands is in meshd.membership.standing; what this module emits is in
+meshd.membership.views.
 """
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from meshd.addressing import host_prefix, overlay_address
 from meshd.errors import VerifyError
 from meshd.keys import SigningKey, fingerprint
+from meshd.membership.standing import Standing
+from meshd.membership.views import (
+    Admitted,
+    Event,
+    Expired,
+    Member,
+    MemberState,
+    Outcome,
+    Revoked,
+    Stored,
+    Updated,
+)
 from meshd.records import (
     Admission,
     Announcement,
@@ -48,77 +41,6 @@ from meshd.records import (
 from meshd.trust import Anchor, Credential, Verifier, check_announced_prefixes
 
 BUCKETS = 256
-MAX_SPONSOR_DEPTH = 256  # an admission further than this from a certificate does not stand
-
-
-class MemberState(StrEnum):
-    ADMITTED = "admitted"
-    EXPIRED = "expired"
-    REVOKED = "revoked"
-
-
-@dataclass(frozen=True, slots=True)
-class Member:
-    """What this node knows of one member, at one instant."""
-
-    node_key: bytes
-    node_id: str
-    name: str
-    wg_key: bytes
-    overlay: ipaddress.IPv6Address
-    state: MemberState
-    reason: str
-    admitted_at: int
-    not_after: int
-    announcement: Announcement | None
-    last_seen: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Admitted:
-    member: Member
-
-
-@dataclass(frozen=True, slots=True)
-class Updated:
-    member: Member
-
-
-@dataclass(frozen=True, slots=True)
-class Expired:
-    member: Member
-
-
-@dataclass(frozen=True, slots=True)
-class Revoked:
-    member: Member
-
-
-Event = Admitted | Updated | Expired | Revoked
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """A record that joined the set; the store persists it."""
-
-    rid: bytes
-    kind: Kind
-    raw: bytes
-    node_key: bytes | None  # the member an announcement belongs to
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What merging one record did."""
-
-    record: Record
-    new: bool  # the record joined the set (gossip forwards only new records)
-    pending: bool = False  # it waits for a record it depends on
-    stored: tuple[Stored, ...] = ()  # records added to the set (this one, adopted ones)
-    # Record ids removed from the set, except announcements replaced by a newer one from the same
-    # member (the newer one is in ``stored`` and replaces it by node).
-    dropped: tuple[bytes, ...] = ()
-    events: tuple[Event, ...] = ()
 
 
 @dataclass(slots=True)
@@ -150,12 +72,7 @@ class Membership:
         self._records: dict[bytes, bytes] = {}
         self._bucket_acc = [0] * BUCKETS
         self._bucket_count = [0] * BUCKETS
-        self._credentials: dict[bytes, list[tuple[int, bytes, Credential]]] = {}
-        self._by_invite: dict[bytes, list[tuple[int, bytes, bytes]]] = {}
-        self._invite_uses: dict[bytes, int] = {}
-        self._dependents: dict[bytes, set[bytes]] = {}
-        self._revocations: dict[bytes, list[Revocation]] = {}
-        self._revocation_ids: dict[bytes, None] = {}
+        self._standing = Standing()
         self._announcements: dict[bytes, Announcement] = {}
         self._announcement_ids: dict[bytes, bytes] = {}
         self._identity: dict[bytes, tuple[str, ipaddress.IPv6Address]] = {}
@@ -166,12 +83,7 @@ class Membership:
         self._pending_count = 0
         self._status: dict[bytes, MemberState] = {}
         self._issuing: dict[bytes, Certificate] = {}
-        self._sponsored: dict[bytes, set[bytes]] = {}
         self._admission_slots: dict[tuple[bytes, bytes], tuple[int, bytes]] = {}
-        # Judgements that depend only on the record set; cleared whenever a credential or a
-        # revocation joins it (announcements, the hot path, leave them intact).
-        self._chain_cache: dict[bytes, bool] = {}
-        self._standing_cache: dict[bytes, Credential | None] = {}
 
     # --- merging ------------------------------------------------------------------------
 
@@ -239,7 +151,7 @@ class Membership:
         self._not_future(admission.admitted_at, now, "admission")
         if credential.not_after < now:
             raise VerifyError("expired", "the membership has expired")
-        if admission.sponsor not in self._credentials:
+        if not self._standing.knows(admission.sponsor):
             self._park(admission.sponsor, rid, admission.raw, own=False)
             return True
         # One admission per member and invite is kept: the earliest by (time, id). Copies of
@@ -252,11 +164,12 @@ class Membership:
                 raise VerifyError(
                     "superseded-admission", "an earlier admission of this member is already known"
                 )
-            self._drop_credential(credential.node_key, kept[1], change)
+            change.touched |= self._standing.drop_credential(credential.node_key, kept[1])
+            self._remove(kept[1], change)
+            self._judgements_changed(change)
         self._admission_slots[slot] = (admission.admitted_at, rid)
         # Whether the sponsor stood when it countersigned is judged from the whole set (see
-        # _chain_ok), so the outcome does not depend on the order records arrive in.
-        self._sponsored.setdefault(admission.sponsor, set()).add(credential.node_key)
+        # meshd.membership.standing), so the outcome does not depend on arrival order.
         invite = admission.enrollment.invite
         for cert in (invite, *invite.chain):
             self._issuing.setdefault(record_id(cert.raw), cert)
@@ -267,21 +180,9 @@ class Membership:
         self, credential: Credential, rid: bytes, kind: Kind, raw: bytes, now: int, change: _Change
     ) -> None:
         node = credential.node_key
-        entries = self._credentials.setdefault(node, [])
-        bisect.insort(entries, (credential.admitted_at, rid, credential))
-        for key in credential.depends_on:
-            self._dependents.setdefault(key, set()).add(node)
-        if credential.invite is not None:
-            ranked = self._by_invite.setdefault(credential.invite, [])
-            bisect.insort(ranked, (credential.admitted_at, rid, node))
-            uses = self._invite_uses.get(credential.invite)
-            self._invite_uses[credential.invite] = (
-                credential.max_uses if uses is None else min(uses, credential.max_uses)
-            )
-            change.touched.update(n for _, _, n in ranked)
+        change.touched |= self._standing.add_credential(credential, rid)
         self._last_seen.setdefault(node, now)
         self._add(rid, kind, raw, None, change)
-        change.touched.add(node)
         self._judgements_changed(change)
         # Records that waited for this member can now be merged.
         for pending_rid, pending_raw in self._unpark(node):
@@ -290,19 +191,6 @@ class Membership:
                 self._merge(record, pending_rid, now, change)
             except VerifyError:
                 continue
-
-    def _drop_credential(self, node: bytes, rid: bytes, change: _Change) -> None:
-        """Take a superseded admission out of the set and of the indexes."""
-        entries = self._credentials[node]
-        dropped = next(c for _, r, c in entries if r == rid)
-        entries[:] = [e for e in entries if e[1] != rid]
-        if dropped.invite is not None:
-            ranked = self._by_invite[dropped.invite]
-            ranked[:] = [e for e in ranked if e[1] != rid]
-            change.touched.update(n for _, _, n in ranked)
-        self._remove(rid, change)
-        change.touched.add(node)
-        self._judgements_changed(change)
 
     def _refresh(
         self, ann: Announcement, rid: bytes, now: int, signature_checked: bool
@@ -323,7 +211,7 @@ class Membership:
         self.verifier.announcement(ann, signature_checked=signature_checked)
         if ann.issued_at > now + self.clock_skew:
             raise VerifyError("not-yet-valid", "the announcement is dated in the future")
-        credential = self._standing_credential(node)
+        credential = self._standing.standing(node)
         if credential is None or credential.not_after < now:
             return None
         old = self._announcement_ids[node]
@@ -353,9 +241,9 @@ class Membership:
         self.verifier.announcement(ann, signature_checked=change.signature_checked)
         change.signature_checked = False  # it covered this announcement, nothing adopted later
         self._not_future(ann.issued_at, now, "announcement")
-        credential = self._standing_credential(node)
+        credential = self._standing.standing(node)
         if credential is None:
-            if node in self._credentials:
+            if self._standing.knows(node):
                 raise VerifyError("revoked", "the member is revoked")
             self._park(node, rid, ann.raw, own=True)
             return True
@@ -378,10 +266,8 @@ class Membership:
         self._not_future(rev.issued_at, now, "revocation")
         if rev.expires_at < now:
             raise VerifyError("expired", "the revocation has expired and may be pruned")
-        self._revocations.setdefault(rev.target, []).append(rev)
-        self._revocation_ids[rid] = None
+        change.touched |= self._standing.add_revocation(rev)
         self._add(rid, Kind.REVOCATION, rev.raw, None, change)
-        change.touched.update(self._dependents.get(rev.target, ()))
         self._drop_own_pending(rev.target)
         self._judgements_changed(change)
 
@@ -433,8 +319,7 @@ class Membership:
     # --- judging ------------------------------------------------------------------------
 
     def _judgements_changed(self, change: _Change) -> None:
-        self._chain_cache.clear()
-        self._standing_cache.clear()
+        self._standing.invalidate()
         change.judgements_changed = True
 
     def _settle(self, change: _Change) -> None:
@@ -444,119 +329,14 @@ class Membership:
         every member they (transitively) countersigned. Members that no longer stand lose their
         announcement, so the set is the same whatever order the records came in.
         """
-        queue = list(change.touched)
-        seen = set(queue)
-        while queue:
-            for sponsored in self._sponsored.get(queue.pop(), ()):
-                if sponsored not in seen:
-                    seen.add(sponsored)
-                    queue.append(sponsored)
-        change.touched = seen
-        for node in seen:
-            if node in self._announcements and self._standing_credential(node) is None:
+        change.touched = self._standing.with_sponsored(change.touched)
+        for node in change.touched:
+            if node in self._announcements and self._standing.standing(node) is None:
                 del self._announcements[node]
                 self._remove(self._announcement_ids.pop(node), change)
 
-    def _within_uses(self, credential: Credential, rid: bytes) -> bool:
-        if credential.invite is None:
-            return True
-        ranked = self._by_invite[credential.invite]
-        limit = self._invite_uses[credential.invite]
-        position = bisect.bisect_left(ranked, (credential.admitted_at, rid, b""))
-        return position < limit
-
-    def _revoked_by(self, credential: Credential) -> bytes | None:
-        if credential.depends_on.isdisjoint(self._revocations):
-            return None
-        return min(credential.depends_on & self._revocations.keys())
-
-    def _revoked_at(self, credential: Credential, at: int) -> bool:
-        """Whether a revocation issued at or before ``at`` excludes this credential."""
-        for key in credential.depends_on:
-            for revocation in self._revocations.get(key, ()):
-                if revocation.issued_at <= at:
-                    return True
-        return False
-
-    def _chain_ok(self, rid: bytes, credential: Credential, depth: int = 0) -> bool:
-        """Within its invite's uses, and countersigned by a member who then stood.
-
-        A sponsor stood at time t when it held a credential admitted no later than t, itself
-        within its uses and countersigned by a member who stood then, and no revocation issued
-        at or before t excluded it. A sponsor revoked later does not take the members it
-        admitted before with it.
-        """
-        cached = self._chain_cache.get(rid)
-        if cached is not None:
-            return cached
-        self._chain_cache[rid] = False  # breaks cycles; replaced below
-        ok = self._within_uses(credential, rid)
-        if ok and credential.sponsor is not None:
-            ok = False
-            if depth < MAX_SPONSOR_DEPTH:
-                for admitted_at, sponsor_rid, sponsor in self._credentials.get(
-                    credential.sponsor, ()
-                ):
-                    if admitted_at > credential.admitted_at:
-                        break
-                    if (
-                        sponsor_rid != rid
-                        and self._chain_ok(sponsor_rid, sponsor, depth + 1)
-                        and not self._revoked_at(sponsor, credential.admitted_at)
-                    ):
-                        ok = True
-                        break
-        self._chain_cache[rid] = ok
-        return ok
-
-    def _exclusion(self, node: bytes, rid: bytes, credential: Credential) -> str:
-        """Why a credential does not stand, or "" when it does."""
-        if not self._within_uses(credential, rid):
-            return "invite-used-up"
-        revoked_key = self._revoked_by(credential)
-        if revoked_key is not None:
-            return self._revocation_reason(node, revoked_key)
-        if not self._chain_ok(rid, credential):
-            return "sponsor-not-member"
-        return ""
-
-    def _standing_credential(self, node: bytes) -> Credential | None:
-        """The member's earliest credential that stands, if any."""
-        if node in self._standing_cache:
-            return self._standing_cache[node]
-        found = None
-        for _, rid, credential in self._credentials.get(node, ()):
-            if self._revoked_by(credential) is None and self._chain_ok(rid, credential):
-                found = credential
-                break
-        self._standing_cache[node] = found
-        return found
-
     def _judge(self, node: bytes, now: int) -> tuple[MemberState, str, Credential]:
-        entries = self._credentials[node]
-        reason = ""
-        expired: Credential | None = None
-        for _, rid, credential in entries:
-            excluded = self._exclusion(node, rid, credential)
-            if excluded:
-                reason = reason or excluded
-                continue
-            if credential.not_after < now:
-                expired = expired or credential
-                continue
-            if self.announce_ttl is not None:
-                last = self._last_seen.get(node, credential.admitted_at)
-                if last + self.announce_ttl < now:
-                    return MemberState.EXPIRED, "silent", credential
-            return MemberState.ADMITTED, "", credential
-        if expired is not None:
-            return MemberState.EXPIRED, "credential-expired", expired
-        return MemberState.REVOKED, reason, entries[0][2]
-
-    def _revocation_reason(self, node: bytes, key: bytes) -> str:
-        if key == node:
-            return "revoked"
-        return "issuer-revoked"
+        return self._standing.judge(node, now, self._last_seen.get(node), self.announce_ttl)
 
     def _view(self, node: bytes, now: int) -> Member:
         return self._member(node, *self._judge(node, now))
@@ -594,7 +374,7 @@ class Membership:
     ) -> tuple[Event, ...]:
         events: list[Event] = []
         for node in sorted(nodes):
-            if node not in self._credentials:
+            if not self._standing.knows(node):
                 continue
             member = self._view(node, now)
             before = self._status.get(node)
@@ -612,36 +392,36 @@ class Membership:
 
     def tick(self, now: int) -> tuple[Event, ...]:
         """Re-judge every member at ``now``: emits Expired, and Admitted for returns."""
-        return self._reevaluate(self._credentials, now)
+        return self._reevaluate(list(self._standing.nodes()), now)
 
     # --- queries ------------------------------------------------------------------------
 
     def members(self, now: int) -> list[Member]:
         """Every member this node has a credential for, sorted by name then node id."""
-        views = [self._view(node, now) for node in self._credentials]
+        views = [self._view(node, now) for node in self._standing.nodes()]
         return sorted(views, key=lambda m: (m.name, m.node_id))
 
     def member(self, node_key: bytes, now: int) -> Member | None:
-        if node_key not in self._credentials:
+        if not self._standing.knows(node_key):
             return None
         return self._view(node_key, now)
 
     def credentials_end(self, node_key: bytes) -> int:
         """When the last of a member's known credentials ends (0 when none is known)."""
-        return max((c.not_after for _, _, c in self._credentials.get(node_key, ())), default=0)
+        return self._standing.credentials_end(node_key)
 
     def is_revoked(self, key: bytes) -> bool:
-        return key in self._revocations
+        return self._standing.is_revoked(key)
 
     def revocations(self) -> list[Revocation]:
-        return [r for rs in self._revocations.values() for r in rs]
+        return self._standing.revocations()
 
     def issuing_certificates(self) -> list[Certificate]:
         """The invite and admin certificates that members' credentials were issued under."""
         return list(self._issuing.values())
 
     def invite_uses(self, invite_key: bytes) -> int:
-        return len(self._by_invite.get(invite_key, ()))
+        return self._standing.invite_uses(invite_key)
 
     def digest(self) -> bytes:
         """A digest of the record set: equal sets give equal digests."""
@@ -685,11 +465,11 @@ class Membership:
                 "invite-expired", "the invite has expired", hint="ask for a new invite"
             )
         for key in (invite.subject, *(c.subject for c in invite.chain)):
-            if key in self._revocations:
+            if self._standing.is_revoked(key):
                 raise VerifyError(
                     "invite-revoked", "the invite has been revoked", hint="ask for a new invite"
                 )
-        if enrollment.node_key in self._revocations:
+        if self._standing.is_revoked(enrollment.node_key):
             raise VerifyError(
                 "revoked",
                 "this node key has been revoked",
@@ -702,10 +482,9 @@ class Membership:
 
     def sponsor(self, sponsor_key: SigningKey, enrollment: Enrollment, now: int) -> Admission:
         """Countersign an enrollment with this node's key and clock, if the rules allow it."""
-        if self._standing_credential(sponsor_key.public) is None:
+        if self._standing.standing(sponsor_key.public) is None:
             raise VerifyError("sponsor-not-member", "this node is not an admitted member")
-        standing = self._standing_credential(enrollment.node_key)
-        if standing is not None:
+        if self._standing.standing(enrollment.node_key) is not None:
             raise VerifyError("already-member", "this node key is already a member")
         self.check_enrollment(enrollment, now)
         return make_admission(sponsor_key, enrollment=enrollment, admitted_at=now)

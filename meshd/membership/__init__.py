@@ -1,0 +1,55 @@
+"""The membership state core: a CRDT of signed records (pure: no I/O, time is an argument).
+
+The state is a set of verified records: member credentials (certificates and admissions),
+revocations, and the latest announcement of each member in good standing. Merging is
+commutative, associative and idempotent: any order or repetition of the same records gives the
+same set, the same member states and the same digest.
+
+- Revocations only grow, and cascade: revoking an invite or admin key excludes every member
+  whose credential depends on it. A revoked member's announcement is dropped from the set.
+- Announcements are last-writer-wins by the member's sequence number (ties by record id): an
+  older or replayed announcement never overwrites a newer one.
+- An invite for N uses admits at most N members network-wide. All admissions under it are kept;
+  they are ranked by (sponsor's timestamp, record id) and only the first N stand. Every node
+  holding the same records ranks them the same way.
+- Records that name something not yet known (an announcement from a member whose credential has
+  not arrived, an admission whose sponsor is unknown) wait in a bounded pending pool, outside the
+  set, and are merged when what they wait for arrives.
+
+Member states seen from here (``admitted``, ``expired``, ``revoked``) also depend on the time:
+a credential past its end, or a member whose announcements stopped for longer than the TTL, is
+``expired``; it returns when it refreshes.
+
+- ``state``: Membership: merging, the record set and its digest, the pending pool, events;
+- ``standing``: who stands, judged from the set alone;
+- ``views``: member views, events and merge outcomes.
+"""
+
+from meshd.membership.standing import MAX_SPONSOR_DEPTH
+from meshd.membership.state import BUCKETS, Membership
+from meshd.membership.views import (
+    Admitted,
+    Event,
+    Expired,
+    Member,
+    MemberState,
+    Outcome,
+    Revoked,
+    Stored,
+    Updated,
+)
+
+__all__ = [
+    "BUCKETS",
+    "MAX_SPONSOR_DEPTH",
+    "Admitted",
+    "Event",
+    "Expired",
+    "Member",
+    "MemberState",
+    "Membership",
+    "Outcome",
+    "Revoked",
+    "Stored",
+    "Updated",
+]

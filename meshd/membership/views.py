@@ -1,0 +1,79 @@
+"""What the membership core tells the rest of meshd: member views, events, merge outcomes."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from enum import StrEnum
+
+from meshd.records import Announcement, Kind, Record
+
+
+class MemberState(StrEnum):
+    ADMITTED = "admitted"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """What this node knows of one member, at one instant."""
+
+    node_key: bytes
+    node_id: str
+    name: str
+    wg_key: bytes
+    overlay: ipaddress.IPv6Address
+    state: MemberState
+    reason: str
+    admitted_at: int
+    not_after: int
+    announcement: Announcement | None
+    last_seen: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    member: Member
+
+
+@dataclass(frozen=True, slots=True)
+class Updated:
+    member: Member
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    member: Member
+
+
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    member: Member
+
+
+Event = Admitted | Updated | Expired | Revoked
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A record that joined the set; the store persists it."""
+
+    rid: bytes
+    kind: Kind
+    raw: bytes
+    node_key: bytes | None  # the member an announcement belongs to
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What merging one record did."""
+
+    record: Record
+    new: bool  # the record joined the set (gossip forwards only new records)
+    pending: bool = False  # it waits for a record it depends on
+    stored: tuple[Stored, ...] = ()  # records added to the set (this one, adopted ones)
+    # Record ids removed from the set, except announcements replaced by a newer one from the same
+    # member (the newer one is in ``stored`` and replaces it by node).
+    dropped: tuple[bytes, ...] = ()
+    events: tuple[Event, ...] = ()
