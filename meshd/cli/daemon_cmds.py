@@ -30,7 +30,26 @@ Listen = Annotated[
 ]
 WgBackend = Annotated[
     str,
-    typer.Option("--wg-backend", help="WireGuard backend: none, auto, kernel or userspace."),
+    typer.Option(
+        "--wg-backend",
+        help="WireGuard backend: auto (the kernel module, else wireguard-go), kernel, "
+        "userspace (wireguard-go) or none (membership only).",
+    ),
+]
+Interface = Annotated[
+    str, typer.Option("--interface", help="The WireGuard interface to create and own.")
+]
+ListenPort = Annotated[
+    int, typer.Option("--listen-port", min=1, max=65535, help="WireGuard's UDP port.")
+]
+Endpoint = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--endpoint",
+        help="HOST:PORT where members reach our WireGuard (repeatable) "
+        "[default: every underlay address, with --listen-port].",
+        show_default=False,
+    ),
 ]
 AnnounceInterval = Annotated[
     str, typer.Option("--announce-interval", help="How often to announce this node.")
@@ -61,13 +80,18 @@ def _config(
     announce_interval: str,
     announce_ttl: str,
     degree: int,
+    wireguard: tuple[str, int, list[str] | None],
 ) -> DaemonConfig:
     from meshd.daemon.config import DEFAULT_LISTEN, DaemonConfig
 
+    interface, listen_port, endpoints = wireguard
     return DaemonConfig(
         state_dir=resolve(state_dir),
         listen=tuple(listen or DEFAULT_LISTEN),
         wg_backend=wg_backend,
+        interface=interface,
+        listen_port=listen_port,
+        endpoints=tuple(endpoints or ()),
         announce_interval=duration(announce_interval, option="--announce-interval"),
         announce_ttl=duration(announce_ttl, option="--announce-ttl"),
         degree=degree,
@@ -78,20 +102,30 @@ def _config(
 def up(
     listen: Listen = None,
     state_dir: StateDir = None,
-    wg_backend: WgBackend = "none",
+    wg_backend: WgBackend = "auto",
+    interface: Interface = "meshd0",
+    listen_port: ListenPort = 51820,
+    endpoint: Endpoint = None,
     announce_interval: AnnounceInterval = "30s",
     announce_ttl: AnnounceTtl = "2m",
     degree: Degree = 6,
 ) -> None:
     """Run this node's daemon in the foreground (Ctrl-C or SIGTERM stops it)."""
-    config = _config(state_dir, listen, wg_backend, announce_interval, announce_ttl, degree)
+    config = _config(
+        state_dir,
+        listen,
+        wg_backend,
+        announce_interval,
+        announce_ttl,
+        degree,
+        (interface, listen_port, endpoint),
+    )
     _configure_logging()
     import trio
 
-    from meshd.daemon.service import mesh_sink_for, run_until_signalled
+    from meshd.daemon.launch import run_until_signalled
     from meshd.statedir import NodeDir
 
-    mesh_sink_for(config.wg_backend)  # refuse an unwired backend before opening anything
     node = NodeDir.open(config.state_dir)
     try:
         trio.run(run_until_signalled, config, node)
@@ -107,7 +141,10 @@ def join(
     ] = "",
     listen: Listen = None,
     state_dir: StateDir = None,
-    wg_backend: WgBackend = "none",
+    wg_backend: WgBackend = "auto",
+    interface: Interface = "meshd0",
+    listen_port: ListenPort = 51820,
+    endpoint: Endpoint = None,
     no_up: Annotated[
         bool, typer.Option("--no-up", help="Exit once admitted instead of running the daemon.")
     ] = False,
@@ -116,15 +153,20 @@ def join(
     degree: Degree = 6,
 ) -> None:
     """Join a network with an invite token, then run the daemon (unless --no-up)."""
-    config = _config(state_dir, listen, wg_backend, announce_interval, announce_ttl, degree)
+    config = _config(
+        state_dir,
+        listen,
+        wg_backend,
+        announce_interval,
+        announce_ttl,
+        degree,
+        (interface, listen_port, endpoint),
+    )
     _configure_quiet_logging()
     import trio
 
     from meshd.daemon.join import join as join_network
-    from meshd.daemon.service import mesh_sink_for, run_until_signalled
-
-    if not no_up:
-        mesh_sink_for(config.wg_backend)
+    from meshd.daemon.launch import run_until_signalled
 
     async def main() -> None:
         node = await join_network(invite, name=name, config=config, progress=note)

@@ -7,9 +7,13 @@ from pathlib import Path
 from typing import Final
 
 from meshd.errors import UsageError
+from meshd.wg.backend import MAX_IFNAME
+from meshd.wg.model import parse_endpoint
 
 DEFAULT_LISTEN: Final = ("/ip4/0.0.0.0/tcp/7100",)
 WG_BACKENDS: Final = ("none", "auto", "kernel", "userspace")
+DEFAULT_INTERFACE: Final = "meshd0"
+DEFAULT_LISTEN_PORT: Final = 51820
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +23,11 @@ class DaemonConfig:
     state_dir: Path
     listen: tuple[str, ...] = DEFAULT_LISTEN
     wg_backend: str = "none"
+    interface: str = DEFAULT_INTERFACE
+    listen_port: int = DEFAULT_LISTEN_PORT
+    endpoints: tuple[str, ...] = ()  # announced WireGuard endpoints; () = the underlay's
+    reconcile_interval: float = 5.0
+    keepalive: int = 25
     announce_interval: float = 30.0
     announce_ttl: int = 120
     degree: int = 6
@@ -39,6 +48,23 @@ class DaemonConfig:
                 f"unknown WireGuard backend {self.wg_backend!r}",
                 hint="use one of " + ", ".join(WG_BACKENDS),
             )
+        if not 0 < len(self.interface) <= MAX_IFNAME or not all(
+            c.isalnum() or c in "-_." for c in self.interface
+        ):
+            raise UsageError(
+                f"--interface {self.interface!r} is not a usable interface name",
+                hint=f"use 1 to {MAX_IFNAME} of [A-Za-z0-9._-]",
+            )
+        if not 0 < self.listen_port < 65536:
+            raise UsageError(f"--listen-port {self.listen_port} is out of range (1-65535)")
+        for endpoint in self.endpoints:
+            try:
+                parse_endpoint(endpoint)
+            except ValueError as exc:
+                raise UsageError(
+                    f"--endpoint {endpoint!r}: {exc}",
+                    hint="write HOST:PORT with an IP address, [ADDRESS]:PORT for IPv6",
+                ) from None
         if not self.listen:
             raise UsageError("give at least one --listen address")
         if self.degree < 1:

@@ -23,7 +23,6 @@ import binascii
 import contextlib
 import logging
 import random
-import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from meshd.control.server import serve as serve_control
 from meshd.daemon.config import DaemonConfig, topic_of
 from meshd.daemon.state import NodeState
 from meshd.daemon.streams import converse, read_enrollment
+from meshd.daemon.wireguard import WireGuardMesh, local_addresses
 from meshd.errors import DecodeError, MeshdError, UsageError, VerifyError
 from meshd.gossip import enroll
 from meshd.gossip import sync as sync_protocol
@@ -49,8 +49,16 @@ from meshd.gossip.host import (
 )
 from meshd.keys import fingerprint
 from meshd.membership import Event, MemberState, Revoked
+from meshd.mesh.underlay import (
+    default_endpoints,
+    endpoint_hosts,
+    expand_listen_addrs,
+    underlay_of,
+    usable_addresses,
+)
 from meshd.records import make_announcement, record_id
 from meshd.statedir import NodeDir
+from meshd.wg.model import IPAddress
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -62,24 +70,6 @@ EXCLUSION_NOTICE = 2.0  # seconds to sync with a member we just excluded, so it 
 REVOKED_GRACE = 1.0  # seconds a revoked member that dials in is kept, to hear why it is refused
 
 
-def mesh_sink_for(backend: str) -> Any:
-    """The seam to the WireGuard layer: a function that takes membership events.
-
-    ``none`` keeps membership only. The backends exist in meshd.wg; driving them from these
-    events (and from the peers' announced endpoints) is the WireGuard layer's job.
-    """
-    if backend != "none":
-        raise UsageError(
-            f"the {backend} WireGuard backend is not wired into the daemon yet",
-            hint="run with --wg-backend none (membership and discovery only)",
-        )
-
-    def ignore(events: Sequence[Event]) -> None:
-        return None
-
-    return ignore
-
-
 @dataclass(slots=True)
 class _Dial:
     failures: int = 0
@@ -89,10 +79,13 @@ class _Dial:
 class Daemon:
     """The running node. Build it with :func:`run`."""
 
-    def __init__(self, config: DaemonConfig, state: NodeState, host: GossipHost) -> None:
+    def __init__(
+        self, config: DaemonConfig, state: NodeState, host: GossipHost, mesh: WireGuardMesh
+    ) -> None:
         self.config = config
         self.state = state
         self.host = host
+        self.mesh = mesh
         self.random = random.Random()  # noqa: S311 (peer choice, not secrets)
         self.started = time.monotonic()
         self._first_seen: dict[str, float] = {}
@@ -101,7 +94,9 @@ class Daemon:
         self._dials: dict[bytes, _Dial] = {}
         self._dialling: set[bytes] = set()
         self._syncing: set[str] = set()
-        self._announced_addrs: tuple[str, ...] = ()
+        self._announced: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+        self._hosts: list[IPAddress] = []
+        self._endpoints: tuple[str, ...] = config.endpoints
         self._events_send, self._events_receive = trio.open_memory_channel[Event](4096)
         self._sync_send, self._sync_receive = trio.open_memory_channel[str](256)
         self.syncs = 0
@@ -114,6 +109,7 @@ class Daemon:
         host = self.host
         host.set_stream_handler(sync_protocol.PROTOCOL_ID, self._serve_sync)
         host.set_stream_handler(enroll.PROTOCOL_ID, self._serve_enroll)
+        await self._refresh_underlay()
         self._remember_listen_addrs()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
@@ -132,7 +128,7 @@ class Daemon:
                 self.state.node.name,
                 fingerprint(self.state.key),
                 self.state.node.anchor.network.name,
-                ", ".join(host.listen_addrs()),
+                ", ".join(self.listen_addrs()),
             )
             task_status.started()
 
@@ -144,9 +140,26 @@ class Daemon:
                 log.warning("%s: %s", getattr(action, "__name__", "task"), exc)
             await trio.sleep(interval)
 
+    def listen_addrs(self) -> list[str]:
+        """Where others can dial us: the host's listen addresses, wildcards made concrete."""
+        return expand_listen_addrs(self.host.listen_addrs(), self._hosts)
+
     def _remember_listen_addrs(self) -> None:
-        addrs = self.host.listen_addrs()
+        addrs = self.listen_addrs()
         self.state.node.store.set_meta("listen_addrs", "\n".join(addrs).encode())
+
+    async def _refresh_underlay(self) -> None:
+        """Read our interface addresses: the endpoints and hosts we announce, what we reach."""
+        config = self.config
+        exclude = [config.interface, "lo"]
+        local = await local_addresses()
+        self.mesh.set_underlay(underlay_of(local, exclude=exclude))
+        if config.endpoints:
+            self._hosts = endpoint_hosts(config.endpoints)
+        else:
+            self._hosts = [a.address for a in usable_addresses(local, exclude=exclude)]
+            if self.mesh.kind != "none":
+                self._endpoints = default_endpoints(local, config.listen_port, exclude=exclude)
 
     # --- gossip --------------------------------------------------------------------------------
 
@@ -166,13 +179,16 @@ class Daemon:
 
     async def _announce(self) -> None:
         state = self.state
-        addrs = tuple(self.host.listen_addrs())
+        await self._refresh_underlay()
+        addrs = tuple(self.listen_addrs())
+        endpoints = self._endpoints
         now = state.clock()
         announcement = make_announcement(
             state.node.node_key,
             network_id=state.node.anchor.network_id,
             seq=time.time_ns(),
             issued_at=now,
+            endpoints=endpoints,
             addrs=addrs,
         )
         try:
@@ -180,8 +196,8 @@ class Daemon:
         except VerifyError as exc:
             log.warning("not announcing: %s", exc)
             return
-        if addrs != self._announced_addrs:
-            self._announced_addrs = addrs
+        if (endpoints, addrs) != self._announced:
+            self._announced = (endpoints, addrs)
             self._remember_listen_addrs()
         if outcome.new:
             await self.flood(announcement.raw)
@@ -202,10 +218,6 @@ class Daemon:
                 self._events_send.send_nowait(event)
             except trio.WouldBlock:
                 log.warning("membership event queue full; dropped %s", type(event).__name__)
-        self.mesh_sink(events)
-
-    def mesh_sink(self, events: Sequence[Event]) -> None:
-        """Replaced by the WireGuard layer's sink (see :func:`mesh_sink_for`)."""
 
     async def _membership_events(self) -> None:
         async for event in self._events_receive:
@@ -411,7 +423,9 @@ class Daemon:
     async def _control(self, cmd: str, args: dict[str, Any]) -> Any:
         if cmd == "status":
             view = self.state.status_view()
-            view["listen_addrs"] = self.host.listen_addrs()
+            view["listen_addrs"] = self.listen_addrs()
+            view["endpoints"] = list(self._endpoints)
+            view["wireguard"] = await self.mesh.status_view()
             view["peer_id"] = self.host.peer_id
             view["connected"] = len(self.host.connected_peers())
             view["syncs"] = self.syncs
@@ -419,9 +433,9 @@ class Daemon:
             return view
         if cmd == "peers":
             connected = {k for p in self.host.connected_peers() if (k := _key_of(p))}
-            return self.state.peers_view(connected)
+            return self.state.peers_view(connected, await self.mesh.peer_stats())
         if cmd == "invite-bootstrap":
-            return self.host.listen_addrs()
+            return self.listen_addrs()
         if cmd == "publish":
             return await self._publish(args)
         if cmd == "connect":
@@ -471,33 +485,16 @@ def host_config(config: DaemonConfig, node: NodeDir, listen: Sequence[str]) -> H
     )
 
 
-async def run(
+async def serve(
     config: DaemonConfig,
-    node: NodeDir,
+    state: NodeState,
+    mesh: WireGuardMesh,
     *,
     task_status: TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run a daemon for an opened state dir until cancelled."""
-    sink = mesh_sink_for(config.wg_backend)
-    state = NodeState(node, announce_ttl=config.announce_ttl)
-    async with GossipHost(host_config(config, node, config.listen), state.validate) as host:
-        daemon = Daemon(config, state, host)
-        daemon.mesh_sink = sink  # type: ignore[method-assign]
+    """Run the gossip side of a node whose state and WireGuard are open, until cancelled."""
+    async with GossipHost(host_config(config, state.node, config.listen), state.validate) as host:
+        daemon = Daemon(config, state, host, mesh)
         async with trio.open_nursery() as nursery:
             await nursery.start(daemon.run)
             task_status.started(daemon)
-
-
-async def run_until_signalled(config: DaemonConfig, node: NodeDir) -> None:
-    """Run in the foreground; SIGINT or SIGTERM shuts down within the configured deadline."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(run, config, node)
-
-            async def wait_for_signal() -> None:
-                async for signum in signals:
-                    log.info("%s: shutting down", signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel()
-                    return
-
-            nursery.start_soon(wait_for_signal)

@@ -13,7 +13,7 @@ import base64
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -25,6 +25,7 @@ from meshd.membership import Event, Member, Membership, MemberState, Outcome
 from meshd.records import Admission, Enrollment, Kind, Record, record_id
 from meshd.statedir import NodeDir
 from meshd.wg.addresses import link_local_from_wg_key
+from meshd.wg.model import PeerStatus
 
 log = logging.getLogger(__name__)
 
@@ -212,10 +213,17 @@ class NodeState:
 
     # --- views for the control socket ---------------------------------------------------------
 
-    def peers_view(self, connected: set[bytes]) -> list[dict[str, Any]]:
+    def peers_view(
+        self, connected: set[bytes], wireguard: Mapping[bytes, PeerStatus] | None = None
+    ) -> list[dict[str, Any]]:
+        """One row per member; ``wireguard`` (the device's peers by key) fills the
+        ``wg_peer``, ``wg_endpoint``, ``last_handshake``, ``rx_bytes`` and ``tx_bytes``
+        columns."""
         rows = []
+        device = wireguard or {}
         for m in self.members():
             ann = m.announcement
+            peer = device.get(m.wg_key) if m.node_key != self.key else None
             rows.append(
                 {
                     "name": m.name,
@@ -233,6 +241,11 @@ class NodeState:
                     "not_after": m.not_after,
                     "credentials_end": self.membership.credentials_end(m.node_key),
                     "connected": m.node_key in connected,
+                    "wg_peer": peer is not None,
+                    "wg_endpoint": peer.config.endpoint if peer is not None else None,
+                    "last_handshake": peer.last_handshake if peer is not None else None,
+                    "rx_bytes": peer.rx_bytes if peer is not None else None,
+                    "tx_bytes": peer.tx_bytes if peer is not None else None,
                 }
             )
         return rows

@@ -22,6 +22,7 @@ from meshd.errors import BackendError
 from meshd.wg.model import IPNetwork
 
 T = TypeVar("T")
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 IFA_F_NODAD = 0x02
 RT_SCOPE_LINK = 253
@@ -115,6 +116,24 @@ class Netlink:
             ipr.link("set", index=index, state="up")
 
         await self._run(f"configuring {ifname}", prepare)
+
+    async def addresses(self) -> list[tuple[str, IPInterface]]:
+        """Every address of every interface: (interface name, address with its prefix)."""
+
+        def read(ipr: Any) -> list[tuple[str, IPInterface]]:
+            names = {
+                int(link["index"]): str(link.get_attr("IFLA_IFNAME")) for link in ipr.get_links()
+            }
+            found: list[tuple[str, IPInterface]] = []
+            for msg in ipr.get_addr():
+                address = msg.get_attr("IFA_ADDRESS")
+                if address is None:
+                    continue
+                interface = ipaddress.ip_interface(f"{address}/{msg['prefixlen']}")
+                found.append((names.get(int(msg["index"]), ""), interface))
+            return found
+
+        return await self._run("reading addresses", read)
 
     async def replace_routes(self, ifname: str, prefixes: Iterable[IPNetwork]) -> None:
         nets = list(prefixes)

@@ -1,0 +1,74 @@
+"""Starting a node in the order that gets its tunnels up first.
+
+1. load the membership from the store (:class:`~meshd.daemon.state.NodeState`);
+2. open WireGuard (:func:`~meshd.daemon.wireguard.open_mesh`) and reconcile once from the
+   stored membership: every member we knew is a peer again, and the new peers' first packets
+   are already on their way;
+3. only then load and start the gossip side (:mod:`meshd.daemon.service`), whose import
+   alone (libp2p) takes about a second. It is imported in a worker thread, so the reconcile
+   loop keeps running meanwhile.
+
+Shutdown runs the other way: the gossip host closes, then the interface is removed and
+``wireguard-go`` stopped.
+
+This module imports neither libp2p nor the gossip host.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from meshd.daemon.config import DaemonConfig
+from meshd.daemon.state import NodeState
+from meshd.daemon.wireguard import current_underlay, open_mesh
+from meshd.statedir import NodeDir
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+log = logging.getLogger(__name__)
+
+
+def _load_service() -> Any:
+    from meshd.daemon.service import serve
+
+    return serve
+
+
+async def run(
+    config: DaemonConfig,
+    node: NodeDir,
+    *,
+    task_status: TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a node for an opened state dir until cancelled; reports the Daemon when started."""
+    state = NodeState(node, announce_ttl=config.announce_ttl)
+    async with open_mesh(config, node) as mesh:
+        mesh.set_underlay(await current_underlay([config.interface, "lo"]))
+        mesh.attach(state.members)
+        state.add_sink(mesh.notify)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mesh.run)
+            log.info("WireGuard %s: programmed from the store", mesh.ifname)
+            serve = await trio.to_thread.run_sync(_load_service)
+            daemon = await nursery.start(serve, config, state, mesh)
+            task_status.started(daemon)
+
+
+async def run_until_signalled(config: DaemonConfig, node: NodeDir) -> None:
+    """Run in the foreground; SIGINT or SIGTERM shuts down within the configured deadline."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def wait_for_signal() -> None:
+                async for signum in signals:
+                    log.info("%s: shutting down", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(wait_for_signal)
+            await nursery.start(run, config, node)

@@ -1,0 +1,303 @@
+"""The WireGuard shell of the daemon: one backend, one interface, one reconcile loop.
+
+:func:`open_mesh` opens the backend (for ``userspace``, a ``wireguard-go`` child), which
+configures the interface: key, port, ``addrgenmode none``, the key-derived link-local
+address, the overlay /128, link up. It then routes the network's overlay /48 through the
+interface. :class:`WireGuardMesh` owns the backend from then on:
+
+* each round reads the device, computes the desired peers from the membership
+  (:func:`meshd.mesh.desired.desired_peers`), plans (:func:`meshd.wg.reconcile.plan`) and
+  applies the plan; the next round reads the device again, so a ``set`` that failed half way
+  is planned over from what the device really holds;
+* a round runs at once on every membership event (:meth:`WireGuardMesh.notify` is a
+  membership sink: a revoked member is removed the moment the revocation is accepted), after
+  an error within ``RETRY_AFTER_ERROR``, and every ``interval`` seconds otherwise;
+* ``previous`` (the desired state of the last successful round) is what lets the reconciler
+  leave an endpoint WireGuard learnt by roaming alone;
+* peers that were just created, or given a new endpoint, get one small UDP datagram to their
+  overlay address (the discard port): it makes WireGuard start a handshake now rather than
+  at the first real packet.
+
+The first round runs from the store, before the gossip host exists: a restarted member has
+its tunnels back before it has reconnected to anyone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import socket
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from meshd.addressing import overlay_address
+from meshd.errors import BackendError
+from meshd.membership import Event, Member, Revoked
+from meshd.mesh.desired import DesiredMesh, Underlay, desired_peers
+from meshd.mesh.underlay import LocalAddress, underlay_of
+from meshd.wg.backend import Backend, InterfaceConfig
+from meshd.wg.backend_select import select_backend
+from meshd.wg.model import DeviceState, PeerConfig, PeerStatus, UpdatePeer, key_to_base64
+from meshd.wg.netlink import Netlink
+from meshd.wg.reconcile import plan
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+    from meshd.daemon.config import DaemonConfig
+    from meshd.statedir import NodeDir
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_ERROR = 0.5  # seconds before a round that follows a failed one
+DISCARD_PORT = 9  # RFC 863; the datagram only has to leave through WireGuard
+
+Members = Callable[[], Sequence[Member]]
+
+
+class WireGuardMesh:
+    """Keeps one WireGuard interface's peers equal to the admitted members."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        kind: str,
+        own_node_key: bytes,
+        own_wg_key: bytes,
+        overlay: ipaddress.IPv6Address,
+        overlay_prefix: ipaddress.IPv6Network,
+        listen_port: int,
+        interval: float = 5.0,
+        keepalive: int | None = 25,
+        poke: bool = True,
+    ) -> None:
+        self.backend = backend
+        self.kind = kind
+        self.own_node_key = own_node_key
+        self.own_wg_key = own_wg_key
+        self.overlay = overlay
+        self.overlay_prefix = overlay_prefix
+        self.listen_port = listen_port
+        self.interval = interval
+        self.keepalive = keepalive
+        self.underlay = Underlay()
+        self.rounds = 0
+        self.errors = 0
+        self.last_error = ""
+        self.last_round_ops = 0
+        self._poke = poke
+        self._members: Members = list
+        self._previous: dict[bytes, PeerConfig] = {}
+        self._desired = DesiredMesh()
+        self._reported: set[tuple[bytes, bytes]] = set()
+        self._kick_send, self._kick_receive = trio.open_memory_channel[None](1)
+
+    @property
+    def ifname(self) -> str:
+        return self.backend.ifname
+
+    def attach(self, members: Members) -> None:
+        """Take the membership from ``members`` (called each round)."""
+        self._members = members
+        self.kick()
+
+    def set_underlay(self, underlay: Underlay) -> None:
+        if underlay != self.underlay:
+            self.underlay = underlay
+            self.kick()
+
+    def kick(self) -> None:
+        """Ask for a round now (coalesced: many kicks before it runs make one round)."""
+        with contextlib.suppress(trio.WouldBlock):
+            self._kick_send.send_nowait(None)
+
+    def notify(self, events: Sequence[Event]) -> None:
+        """A membership sink: any event may change the peers, a revocation must at once."""
+        if any(isinstance(e, Revoked) for e in events):
+            log.debug("revocation accepted: reconciling WireGuard now")
+        self.kick()
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Reconcile once (from whatever membership is attached), report started, then loop."""
+        ok = await self.reconcile()
+        task_status.started()
+        while True:
+            with trio.move_on_after(self.interval if ok else RETRY_AFTER_ERROR):
+                await self._kick_receive.receive()
+            ok = await self.reconcile()
+
+    async def reconcile(self) -> bool:
+        """One round: read, plan, apply. False (and logged) if the backend failed."""
+        desired = desired_peers(
+            self._members(),
+            own_node_key=self.own_node_key,
+            own_wg_key=self.own_wg_key,
+            underlay=self.underlay,
+            keepalive=self.keepalive,
+        )
+        self._report(desired)
+        try:
+            actual = await self.backend.get()
+            ops = plan(desired.peers, actual, self._previous)
+            if ops:
+                await self.backend.set(ops)
+        except BackendError as exc:
+            self.errors += 1
+            self.last_error = str(exc)
+            log.warning("WireGuard %s: %s (reading the device again)", self.ifname, exc)
+            return False
+        self.rounds += 1
+        self.last_round_ops = len(ops)
+        self._previous = dict(desired.peers)
+        self._desired = desired
+        if ops:
+            log.info(
+                "WireGuard %s: %s",
+                self.ifname,
+                "; ".join(repr(op) for op in ops),
+            )
+            await self._poke_peers(
+                [op for op in ops if isinstance(op, UpdatePeer) and op.endpoint is not None]
+            )
+        return True
+
+    def _report(self, desired: DesiredMesh) -> None:
+        for shadowed in desired.shadowed:
+            pair = (shadowed.member.node_key, shadowed.holder)
+            if pair not in self._reported:
+                self._reported.add(pair)
+                whose = "this node" if shadowed.holder == self.own_node_key else "another member"
+                log.warning(
+                    "member %s (%s) announces the WireGuard key %s that %s holds; "
+                    "it is not programmed",
+                    shadowed.member.name,
+                    shadowed.member.node_id[:10],
+                    key_to_base64(shadowed.member.wg_key)[:8],
+                    whose,
+                )
+
+    async def _poke_peers(self, updates: Sequence[UpdatePeer]) -> None:
+        """Send one datagram to each peer's overlay address, so that WireGuard shakes hands."""
+        if not self._poke or not updates:
+            return
+        targets = [t for op in updates if (t := self._overlay_of(op.public_key)) is not None]
+        if not targets:
+            return
+        with trio.socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            for target in targets:
+                with contextlib.suppress(OSError):
+                    await sock.sendto(b"", (str(target), DISCARD_PORT))
+
+    def _overlay_of(self, wg_key: bytes) -> ipaddress.IPv6Address | None:
+        config = self._desired.peers.get(wg_key)
+        if config is None:
+            return None
+        for net in config.allowed_ips:
+            if (
+                isinstance(net, ipaddress.IPv6Network)
+                and net.prefixlen == 128
+                and net.network_address in self.overlay_prefix
+            ):
+                return net.network_address
+        return None
+
+    # --- views ---------------------------------------------------------------------------------
+
+    async def device(self) -> DeviceState | None:
+        """What the device holds now, or None if it cannot be read."""
+        try:
+            return await self.backend.get()
+        except BackendError as exc:
+            log.debug("WireGuard %s: %s", self.ifname, exc)
+            return None
+
+    async def peer_stats(self) -> dict[bytes, PeerStatus]:
+        state = await self.device()
+        return state.peers_by_key() if state is not None else {}
+
+    async def status_view(self) -> dict[str, Any]:
+        state = await self.device()
+        return {
+            "interface": self.ifname,
+            "backend": self.kind,
+            "public_key": key_to_base64(self.own_wg_key),
+            "listen_port": state.listen_port if state is not None else None,
+            "overlay_ip": str(self.overlay),
+            "overlay_prefix": str(self.overlay_prefix),
+            "peers": len(state.peers) if state is not None else None,
+            "desired_peers": len(self._desired.peers),
+            "shadowed": len(self._desired.shadowed),
+            "rounds": self.rounds,
+            "errors": self.errors,
+            "last_error": self.last_error,
+        }
+
+
+def backend_kind(name: str) -> str:
+    """The backend ``name`` resolves to on this machine (``auto`` becomes a real one)."""
+    if name != "auto":
+        return name
+    from meshd.wg.backend_kernel import kernel_module_available
+
+    return "kernel" if kernel_module_available() else "userspace"
+
+
+@asynccontextmanager
+async def open_mesh(config: DaemonConfig, node: NodeDir) -> AsyncIterator[WireGuardMesh]:
+    """Open the backend and configure the interface; close both on the way out."""
+    opener = select_backend(config.wg_backend)
+    kind = backend_kind(config.wg_backend)
+    overlay = overlay_address(node.anchor.root_key, node.node_key.public)
+    prefix = node.anchor.overlay
+    assert isinstance(prefix, ipaddress.IPv6Network)
+    interface = InterfaceConfig(
+        ifname=config.interface,
+        private_key=node.wg_key.secret,
+        listen_port=config.listen_port,
+        overlay_address=overlay,
+    )
+    async with opener(interface) as backend:
+        if kind != "none":
+            await backend.replace_routes([prefix])
+        log.info(
+            "WireGuard %s (%s): key %s, port %d, overlay %s",
+            interface.ifname,
+            kind,
+            key_to_base64(interface.public_key),
+            config.listen_port,
+            overlay,
+        )
+        yield WireGuardMesh(
+            backend,
+            kind=kind,
+            own_node_key=node.node_key.public,
+            own_wg_key=node.wg_key.public,
+            overlay=overlay,
+            overlay_prefix=prefix,
+            listen_port=config.listen_port,
+            interval=config.reconcile_interval,
+            keepalive=config.keepalive or None,
+            poke=kind != "none",
+        )
+        log.info("WireGuard %s: closing", interface.ifname)
+
+
+async def local_addresses() -> list[LocalAddress]:
+    """This namespace's interface addresses (empty if netlink cannot be read)."""
+    try:
+        found = await Netlink().addresses()
+    except BackendError as exc:
+        log.warning("cannot read the interface addresses: %s", exc)
+        return []
+    return [LocalAddress(ifname, interface) for ifname, interface in found]
+
+
+async def current_underlay(exclude: Sequence[str]) -> Underlay:
+    return underlay_of(await local_addresses(), exclude=exclude)

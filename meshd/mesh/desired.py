@@ -1,0 +1,166 @@
+"""Desired WireGuard peers from the membership: a pure function of member views.
+
+Rules (docs/mesh.md):
+
+* a peer for every member that is ``admitted`` (not revoked, not expired), except this node;
+* its public key is the member's WireGuard key; its allowed-ips are the key-derived
+  link-local /128 and the member's overlay /128, plus any extra prefixes the caller routes
+  through it (Babel, later); a prefix never goes to two peers;
+* its endpoint is chosen from the member's announced endpoints by :func:`choose_endpoint`,
+  a function of the announced *set* and of what this node can reach, so it only changes when
+  the announcement (or our underlay) does; without a usable one the peer has no endpoint and
+  waits for the member to reach us;
+* two members announcing one WireGuard key: the earliest admitted (ties by node key) is
+  programmed, the others are reported as shadowed and left out; a member holding this node's
+  own WireGuard key is never programmed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from meshd.membership import Member, MemberState
+from meshd.wg.addresses import link_local_from_wg_key
+from meshd.wg.model import IPAddress, IPNetwork, PeerConfig, format_endpoint, parse_endpoint
+
+#: Seconds between keepalives: keeps NAT mappings open and, set on a new peer, makes
+#: WireGuard send a first packet (hence a handshake) at once.
+DEFAULT_KEEPALIVE = 25
+
+
+@dataclass(frozen=True, slots=True)
+class Underlay:
+    """What this node can reach: address families it has a usable address in, and the
+    networks it is directly attached to (an endpoint inside one is preferred)."""
+
+    families: frozenset[int] = frozenset({4, 6})
+    networks: tuple[IPNetwork, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Shadowed:
+    """A member left out because another one holds the same WireGuard key."""
+
+    member: Member
+    holder: bytes  # node key of the member programmed with that key (or this node's own)
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredMesh:
+    """The peers to program, keyed by WireGuard key, and what was left out and why."""
+
+    peers: Mapping[bytes, PeerConfig] = field(default_factory=dict)
+    members: Mapping[bytes, bytes] = field(default_factory=dict)  # WireGuard key -> node key
+    shadowed: tuple[Shadowed, ...] = ()
+    refused_prefixes: tuple[tuple[bytes, IPNetwork], ...] = ()  # (WireGuard key, prefix)
+
+
+def _usable(address: IPAddress) -> bool:
+    # A link-local endpoint names no interface (the UAPI takes no scope), multicast and
+    # unspecified addresses name no host.
+    return not (address.is_unspecified or address.is_multicast or address.is_link_local)
+
+
+def choose_endpoint(announced: Iterable[str], underlay: Underlay) -> str | None:
+    """The endpoint to configure for a peer, or None if none of ``announced`` is usable.
+
+    Candidates that do not parse or name no host are skipped. The rest are ranked: a family
+    we can reach first, then one on a network we are attached to, then not loopback, then
+    IPv4 before IPv6, then by address and port. The order of ``announced`` does not matter.
+    """
+    ranked: list[tuple[tuple[bool, bool, bool, int, int, int], str]] = []
+    for text in announced:
+        try:
+            address, port = parse_endpoint(text)
+        except ValueError:
+            continue
+        if not _usable(address):
+            continue
+        on_link = any(address in net for net in underlay.networks if net.version == address.version)
+        rank = (
+            address.version not in underlay.families,
+            not on_link,
+            address.is_loopback,
+            address.version,
+            int(address),
+            port,
+        )
+        ranked.append((rank, format_endpoint(address, port)))
+    return min(ranked)[1] if ranked else None
+
+
+def base_allowed_ips(member: Member) -> tuple[ipaddress.IPv6Network, ipaddress.IPv6Network]:
+    """A member's own addresses: its key-derived link-local and its overlay address."""
+    return (
+        ipaddress.IPv6Network((link_local_from_wg_key(member.wg_key), 128)),
+        ipaddress.IPv6Network((member.overlay, 128)),
+    )
+
+
+def desired_peers(
+    members: Iterable[Member],
+    *,
+    own_node_key: bytes,
+    own_wg_key: bytes,
+    underlay: Underlay = Underlay(),
+    keepalive: int | None = DEFAULT_KEEPALIVE,
+    extra_prefixes: Mapping[bytes, Sequence[IPNetwork]] | None = None,
+) -> DesiredMesh:
+    """The WireGuard peers this node should have.
+
+    ``extra_prefixes`` maps a peer's WireGuard key to further prefixes routed through it
+    (Babel's choices). A prefix already given to another peer, whether as one of its own
+    addresses or an extra one given first (peers in key order), is refused and reported.
+    """
+    standing: dict[bytes, list[Member]] = {}
+    for member in members:
+        if member.state is MemberState.ADMITTED and member.node_key != own_node_key:
+            standing.setdefault(member.wg_key, []).append(member)
+    shadowed: list[Shadowed] = []
+    chosen: dict[bytes, Member] = {}
+    for wg_key, holders in standing.items():
+        holders.sort(key=lambda m: (m.admitted_at, m.node_key))
+        if wg_key == own_wg_key:
+            shadowed.extend(Shadowed(m, own_node_key) for m in holders)
+            continue
+        chosen[wg_key] = holders[0]
+        shadowed.extend(Shadowed(m, holders[0].node_key) for m in holders[1:])
+
+    owner: dict[IPNetwork, bytes] = {}
+    allowed: dict[bytes, list[IPNetwork]] = {}
+    for wg_key in sorted(chosen):
+        own: list[IPNetwork] = list(base_allowed_ips(chosen[wg_key]))
+        allowed[wg_key] = own
+        for base in own:
+            owner.setdefault(base, wg_key)
+    refused: list[tuple[bytes, IPNetwork]] = []
+    extras = extra_prefixes or {}
+    for wg_key in sorted(extras):
+        if wg_key not in chosen:
+            continue
+        for net in extras[wg_key]:
+            holder = owner.setdefault(net, wg_key)
+            if holder != wg_key:
+                refused.append((wg_key, net))
+            elif net not in allowed[wg_key]:
+                allowed[wg_key].append(net)
+
+    peers: dict[bytes, PeerConfig] = {}
+    for wg_key in sorted(chosen):
+        member = chosen[wg_key]
+        announced = member.announcement.endpoints if member.announcement is not None else ()
+        peers[wg_key] = PeerConfig(
+            wg_key,
+            endpoint=choose_endpoint(announced, underlay),
+            allowed_ips=tuple(allowed[wg_key]),
+            persistent_keepalive=keepalive,
+        )
+    shadowed.sort(key=lambda s: (s.member.wg_key, s.member.node_key))
+    return DesiredMesh(
+        peers=peers,
+        members={k: m.node_key for k, m in sorted(chosen.items())},
+        shadowed=tuple(shadowed),
+        refused_prefixes=tuple(refused),
+    )
