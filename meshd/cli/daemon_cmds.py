@@ -6,13 +6,14 @@ top; trio, libp2p and the daemon are imported inside ``up`` and ``join``.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from meshd.cli import Json, StateDir, app
-from meshd.cli.output import emit_fields, emit_json, emit_table, note, when
+from meshd.cli.output import emit_fields, emit_json, emit_table, note
 from meshd.cli.parse import duration
 from meshd.control.client import request
 from meshd.statedir import Paths, resolve
@@ -198,20 +199,48 @@ def peers(state_dir: StateDir = None, json: Json = False) -> None:
         emit_json(rows)
         return
     emit_table(
-        ["name", "node_id", "state", "overlay_ip", "endpoints", "last_seen", "conn"],
+        ["name", "node_id", "state", "overlay_ip", "endpoint", "handshake", "rx/tx", "conn"],
         [
             [
                 r["name"] or "-",
                 r["node_id"][:12],
                 r["state"] + (f" ({r['reason']})" if r.get("reason") else ""),
                 r["overlay_ip"],
-                ",".join(r["endpoints"]) or "-",
-                when(r["last_seen"]),
+                r.get("wg_endpoint") or ",".join(r["endpoints"]) or "-",
+                _handshake(r),
+                _traffic(r),
                 "yes" if r.get("connected") else "-",
             ]
             for r in rows
         ],
     )
+
+
+def _handshake(row: dict[str, Any]) -> str:
+    """How long ago the last WireGuard handshake was; ``-`` when not a WireGuard peer."""
+    if not row.get("wg_peer"):
+        return "-"
+    at = row.get("last_handshake")
+    if not at:
+        return "never"
+    return f"{max(0, int(time.time() - at))}s ago"
+
+
+def _traffic(row: dict[str, Any]) -> str:
+    if not row.get("wg_peer"):
+        return "-"
+    return f"{_bytes(row.get('rx_bytes') or 0)}/{_bytes(row.get('tx_bytes') or 0)}"
+
+
+def _bytes(count: int) -> str:
+    if count < 1024:
+        return f"{count}B"
+    size = count / 1024
+    for unit in ("K", "M"):
+        if size < 1024:
+            return f"{size:.1f}{unit}"
+        size /= 1024
+    return f"{size:.1f}G"
 
 
 @app.command()
@@ -229,6 +258,7 @@ def status(state_dir: StateDir = None, json: Json = False) -> None:
             "network",
             "network_id",
             "listen_addrs",
+            "endpoints",
             "members",
             "expired",
             "revoked",
@@ -237,4 +267,9 @@ def status(state_dir: StateDir = None, json: Json = False) -> None:
             "digest",
         )
     }
+    wireguard = info.get("wireguard") or {}
+    for key in ("interface", "backend", "public_key", "listen_port", "overlay_ip", "peers"):
+        shown[f"wg_{key}" if key not in ("interface",) else key] = wireguard.get(key)
+    if wireguard.get("last_error"):
+        shown["wg_last_error"] = wireguard["last_error"]
     emit_fields(shown)

@@ -38,6 +38,7 @@ from meshd.addressing import overlay_address
 from meshd.errors import BackendError
 from meshd.membership import Event, Member, Revoked
 from meshd.mesh.desired import DesiredMesh, Underlay, desired_peers
+from meshd.mesh.handshake import recreate_unanswered
 from meshd.mesh.underlay import LocalAddress, underlay_of
 from meshd.wg.backend import Backend, InterfaceConfig
 from meshd.wg.backend_select import select_backend
@@ -145,7 +146,9 @@ class WireGuardMesh:
         self._report(desired)
         try:
             actual = await self.backend.get()
-            ops = plan(desired.peers, actual, self._previous)
+            ops = recreate_unanswered(
+                plan(desired.peers, actual, self._previous), desired.peers, actual
+            )
             if ops:
                 await self.backend.set(ops)
         except BackendError as exc:
