@@ -130,6 +130,9 @@ class CoreConfig:
     """A change of metric this large (same originator and seqno) triggers an update."""
     source_gc: float = 180.0
     accept: AcceptHook = accept_all
+    accept_on: frozenset[str] | None = None
+    """Interfaces whose Updates go through ``accept`` (None: all of them). On a gateway
+    only the mesh is checked; routes from a site's Babel routers are taken as they come."""
     redistribute: RedistributeHook = redistribute_all
     random: Callable[[], float] = no_jitter
     """Uniform in [0, 1): e.g. ``random.Random().random``."""
@@ -369,7 +372,7 @@ class BabelCore:
         """Ask the acceptance hook again about every route (a member was revoked)."""
         self._now = now
         for entry in list(self._table.all_entries()):
-            if not self.config.accept(entry.router_id, entry.prefix, entry.source):
+            if not self._accepts(entry.neighbour.interface, entry.router_id, entry.key):
                 before = self._selection(entry.key)
                 self._table.remove(entry.key, entry.neighbour)
                 self._reselect(entry.key, before, now)
@@ -597,7 +600,7 @@ class BabelCore:
         if route.retraction or route.router_id is None or route.next_hop is None:
             self._retract(key, nid, now)
             return
-        if not self.config.accept(route.router_id, route.prefix, route.source):
+        if not self._accepts(iface.config.name, route.router_id, key):
             self._retract(key, nid, now)
             return
         interval = route.interval / 100 or iface.config.update_interval
@@ -641,6 +644,12 @@ class BabelCore:
         before = self._selection(key)
         if self._table.remove(key, nid) is not None:
             self._reselect(key, before, now)
+
+    def _accepts(self, interface: str, router_id: bytes, key: RouteKey) -> bool:
+        checked = self.config.accept_on
+        if checked is not None and interface not in checked:
+            return True
+        return self.config.accept(router_id, key[0], key[1])
 
     # --- neighbours -------------------------------------------------------------------------
 

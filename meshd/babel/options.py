@@ -1,0 +1,122 @@
+"""How a daemon runs Babel (``meshd up --babel-*``), and who may announce what on the mesh.
+
+Pure: option parsing and the route-origin rule, no I/O. The router-id of a member is
+defined here and only here (:func:`router_id_of`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from meshd.babel.mac import MacAlgorithm, MacKey
+from meshd.babel.sources import IPNetwork
+from meshd.errors import UsageError
+
+DEFAULT_HELLO_INTERVAL = 4.0
+"""Seconds, as babeld's default."""
+
+
+def router_id_of(node_key: bytes) -> bytes:
+    """A member's Babel router-id: the first 8 bytes of SHA-256 over its node key."""
+    return hashlib.sha256(node_key).digest()[:8]
+
+
+@dataclass(frozen=True, slots=True)
+class BabelConfig:
+    """Babel settings of one daemon; empty ``interfaces`` and no mesh: Babel is off."""
+
+    interfaces: tuple[str, ...] = ()
+    """Ordinary (multicast) Babel interfaces, ``--babel-interface``."""
+    hello_interval: float = DEFAULT_HELLO_INTERVAL
+    originate: tuple[IPNetwork, ...] = ()
+    """Prefixes we announce besides our overlay /128, ``--babel-originate``."""
+    keys: tuple[MacKey, ...] = ()
+    """RFC 8967 keys for the ordinary interfaces, ``--babel-key``."""
+
+    def __post_init__(self) -> None:
+        if not 0.05 <= self.hello_interval <= 655.35:
+            raise UsageError(
+                f"--babel-hello-interval {self.hello_interval} s is out of range",
+                hint="use 0.05 s to 655 s",
+            )
+        if len(set(self.interfaces)) != len(self.interfaces):
+            raise UsageError("a --babel-interface is given twice")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.interfaces)
+
+
+def parse_prefix(text: str, *, option: str = "--babel-originate") -> IPNetwork:
+    try:
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError as exc:
+        raise UsageError(
+            f"{option} {text!r}: {exc}", hint="write a prefix such as 10.1.0.0/24"
+        ) from None
+
+
+def parse_key(text: str) -> MacKey:
+    """``ID:ALGORITHM:HEXKEY``, e.g. ``k1:hmac-sha256:0011...`` (babeld's names)."""
+    hint = "write ID:ALGORITHM:HEX with ALGORITHM hmac-sha256 or blake2s128"
+    parts = text.split(":")
+    if len(parts) != 3 or not parts[0]:
+        raise UsageError("--babel-key is not ID:ALGORITHM:HEXKEY", hint=hint)
+    key_id, algorithm, secret = parts
+    try:
+        return MacKey(key_id, MacAlgorithm(algorithm), bytes.fromhex(secret))
+    except ValueError as exc:
+        raise UsageError(f"--babel-key {key_id!r}: {exc}", hint=hint) from None
+
+
+def babel_config(
+    interfaces: Sequence[str] = (),
+    hello_interval: float = DEFAULT_HELLO_INTERVAL,
+    originate: Sequence[str] = (),
+    keys: Sequence[str] = (),
+) -> BabelConfig:
+    """A :class:`BabelConfig` from command-line strings; UsageError on a bad one."""
+    return BabelConfig(
+        interfaces=tuple(interfaces),
+        hello_interval=hello_interval,
+        originate=tuple(parse_prefix(p) for p in originate),
+        keys=tuple(parse_key(k) for k in keys),
+    )
+
+
+class MemberOrigins:
+    """Route origin validation on the mesh: which router-id may announce which prefix.
+
+    ``allowed`` maps a member's node key to the prefixes it may originate (its overlay
+    /128 and what its certificate grants). Built again whenever the membership changes;
+    :meth:`accept` is the core's acceptance hook.
+    """
+
+    def __init__(self, allowed: Mapping[bytes, Iterable[IPNetwork]]) -> None:
+        self._by_router_id = {
+            router_id_of(node_key): tuple(prefixes) for node_key, prefixes in allowed.items()
+        }
+
+    def accept(self, router_id: bytes, prefix: IPNetwork, source: IPNetwork | None) -> bool:
+        grants = self._by_router_id.get(router_id)
+        if grants is None:
+            return False
+        return any(
+            prefix.version == grant.version and prefix.subnet_of(grant)  # type: ignore[arg-type]
+            for grant in grants
+        )
+
+
+def may_originate(
+    prefix: IPNetwork, grants: Iterable[IPNetwork], is_own: Callable[[IPNetwork], bool]
+) -> bool:
+    """Whether this node may announce ``prefix`` on the mesh: its own /128 or a grant's."""
+    if is_own(prefix):
+        return True
+    return any(
+        prefix.version == g.version and prefix.subnet_of(g)  # type: ignore[arg-type]
+        for g in grants
+    )
