@@ -1,0 +1,275 @@
+"""The daemon's Babel service: one core, its shell, and what the membership tells it.
+
+:class:`BabelService` builds a :class:`~meshd.babel.core.BabelCore` whose router-id is
+derived from the node key (:func:`meshd.babel.options.router_id_of`), and runs a
+:class:`~meshd.babel.shell.BabelShell` in the daemon's nursery:
+
+* every ``--babel-interface`` is an ordinary Babel link (``wired``, multicast), with RFC 8967
+  MACs when ``--babel-key`` is given; routes learnt there go into the kernel ``via`` their
+  next hop;
+* we originate our overlay /128 and every ``--babel-originate`` prefix;
+* on the WireGuard interface (when the mesh takes extra allowed-ips, see :class:`MeshSeam`)
+  Babel is ``unicast-peers``: the neighbours are the admitted members' key-derived
+  link-local addresses, an Update is accepted only from a member whose grants cover the
+  prefix (:class:`~meshd.babel.options.MemberOrigins`), and every selected route's prefix is
+  given to the next hop's WireGuard peer and routed at the device;
+* :meth:`BabelService.notify` is a membership sink: neighbours follow the admitted members
+  and a revocation withdraws the member's routes at once (``revalidate``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import trio
+
+from meshd.babel.auth import LinkAuth
+from meshd.babel.core import BabelCore, CoreConfig
+from meshd.babel.options import BabelConfig, MemberOrigins, router_id_of
+from meshd.babel.routes import Event as BabelEvent
+from meshd.babel.shell import BabelShell, KernelRoutes, Port, UdpPort, interface_addresses
+from meshd.babel.sources import IPNetwork
+from meshd.membership import Event, Member, MemberState, Revoked
+from meshd.wg.addresses import link_local_from_wg_key
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+log = logging.getLogger(__name__)
+
+Members = Callable[[], Sequence[Member]]
+
+
+class MeshSeam(Protocol):
+    """What Babel needs of the WireGuard side to run on the mesh interface."""
+
+    @property
+    def ifname(self) -> str: ...
+
+    def set_extra_prefixes(self, extra: Mapping[bytes, Sequence[IPNetwork]]) -> None:
+        """Route these prefixes through these peers (by WireGuard key) from now on."""
+        ...
+
+
+class BabelService:
+    """Babel for one daemon; build it, then ``await nursery.start(service.run)``."""
+
+    def __init__(
+        self,
+        config: BabelConfig,
+        *,
+        node_key: bytes,
+        overlay: ipaddress.IPv6Address,
+        own_wg_key: bytes | None = None,
+        members: Members = list,
+        mesh: MeshSeam | None = None,
+    ) -> None:
+        self.config = config
+        self.node_key = node_key
+        self.overlay = overlay
+        self.own_wg_key = own_wg_key
+        self.mesh = mesh if own_wg_key is not None else None
+        self._members = members
+        self._origins = MemberOrigins({})
+        self._shell: BabelShell | None = None
+        self._peer_of_link_local: dict[ipaddress.IPv6Address, Member] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        config = self.config
+        mesh_if = self.mesh.ifname if self.mesh is not None else None
+        core = BabelCore(
+            router_id_of(self.node_key),
+            CoreConfig(
+                accept=self._accept,
+                accept_on=frozenset([mesh_if]) if mesh_if is not None else frozenset(),
+                random=random.Random().random,  # noqa: S311 (jitter, not secrets)
+            ),
+        )
+        ports: list[Port] = []
+        auth: dict[str, LinkAuth] = {}
+        try:
+            for name in config.interfaces:
+                addresses = await interface_addresses(name)
+                core.add_interface(
+                    name,
+                    kind="wired",
+                    hello_interval=config.hello_interval,
+                    link_local=addresses.link_local,
+                    ipv4=addresses.ipv4,
+                )
+                ports.append(await UdpPort.open(name, addresses, multicast=True))
+                if config.keys:
+                    auth[name] = LinkAuth(config.keys)
+                log.info(
+                    "Babel on %s (link-local %s, IPv4 %s%s)",
+                    name,
+                    addresses.link_local,
+                    addresses.ipv4,
+                    ", MAC" if config.keys else "",
+                )
+            if mesh_if is not None:
+                assert self.own_wg_key is not None
+                addresses = await interface_addresses(mesh_if)
+                local = link_local_from_wg_key(self.own_wg_key)
+                core.add_interface(
+                    mesh_if,
+                    kind="unicast-peers",
+                    hello_interval=config.hello_interval,
+                    link_local=local,
+                )
+                ports.append(
+                    await UdpPort.open(
+                        mesh_if,
+                        type(addresses)(addresses.index, local, None),
+                        multicast=False,
+                    )
+                )
+        except BaseException:
+            for port in ports:
+                port.close()
+            raise
+        for prefix in (ipaddress.IPv6Network((self.overlay, 128)), *config.originate):
+            core.originate(prefix)
+        shell = BabelShell(
+            core,
+            ports,
+            routes=KernelRoutes(),
+            auth=auth,
+            device_routes=[mesh_if] if mesh_if is not None else [],
+        )
+        self._shell = shell
+        shell.add_listener(self._on_route_event)
+        self._sync_members()
+        await shell.run(task_status=task_status)
+
+    # --- membership ------------------------------------------------------------------------------
+
+    def notify(self, events: Sequence[Event]) -> None:
+        """A membership sink: follow the members; a revocation takes effect at once."""
+        self._sync_members(revalidate=any(isinstance(e, Revoked) for e in events))
+
+    def _sync_members(self, *, revalidate: bool = True) -> None:
+        members = [m for m in self._members() if m.state is MemberState.ADMITTED]
+        allowed: dict[bytes, list[IPNetwork]] = {}
+        peers: dict[ipaddress.IPv6Address, Member] = {}
+        for member in members:
+            grants: list[IPNetwork] = [ipaddress.IPv6Network((member.overlay, 128))]
+            if member.announcement is not None:
+                grants.extend(member.announcement.prefixes)
+            allowed[member.node_key] = grants
+            if member.node_key != self.node_key:
+                peers[link_local_from_wg_key(member.wg_key)] = member
+        self._origins = MemberOrigins(allowed)
+        self._peer_of_link_local = peers
+        shell = self._shell
+        if shell is None:
+            return
+        mesh = self.mesh
+        wanted = set(peers)
+
+        def apply(core: BabelCore, now: float) -> None:
+            if mesh is not None:
+                present = {n.neighbour.address for n in core.neighbours()}
+                for address in present - wanted:
+                    core.remove_neighbour(mesh.ifname, address, now)
+                for address in wanted - present:
+                    core.add_neighbour(mesh.ifname, address)
+            if revalidate:
+                core.revalidate(now)
+
+        shell.submit(apply)
+
+    def _accept(self, router_id: bytes, prefix: IPNetwork, source: IPNetwork | None) -> bool:
+        return self._origins.accept(router_id, prefix, source)
+
+    def _on_route_event(self, event: BabelEvent) -> None:
+        if self.mesh is None or self._shell is None:
+            return
+        extra: dict[bytes, list[IPNetwork]] = {}
+        for view in self._shell.core.routes():
+            if not view.selected or view.neighbour is None or view.source is not None:
+                continue
+            if view.neighbour.interface != self.mesh.ifname:
+                continue
+            member = self._peer_of_link_local.get(view.neighbour.address)  # type: ignore[arg-type]
+            if member is not None:
+                extra.setdefault(member.wg_key, []).append(view.prefix)
+        self.mesh.set_extra_prefixes(extra)
+
+    # --- views -------------------------------------------------------------------------------
+
+    def routes_view(self) -> dict[str, Any]:
+        """What ``meshd routes`` shows: routes, neighbours and counters."""
+        shell = self._shell
+        if shell is None:
+            return {"router_id": router_id_of(self.node_key).hex(), "routes": [], "neighbours": []}
+        core = shell.core
+        rtts = {n.neighbour: n.rtt for n in core.neighbours()}
+        rows = []
+        for view in core.routes():
+            rtt = rtts.get(view.neighbour) if view.neighbour is not None else None
+            rows.append(
+                {
+                    "prefix": str(view.prefix),
+                    "source": str(view.source) if view.source is not None else None,
+                    "next_hop": str(view.next_hop) if view.next_hop is not None else None,
+                    "interface": view.neighbour.interface if view.neighbour else None,
+                    "metric": view.metric,
+                    "refmetric": view.refmetric,
+                    "seqno": view.seqno,
+                    "router_id": view.router_id.hex(),
+                    "origin": self._origin_name(view.router_id),
+                    "selected": view.selected,
+                    "feasible": view.feasible,
+                    "installed": view.neighbour is None
+                    or (view.selected and shell.installed(view.prefix, view.source)),
+                    "rtt_ms": round(rtt * 1000, 1) if rtt is not None else None,
+                }
+            )
+        neighbours = [
+            {
+                "interface": n.neighbour.interface,
+                "address": str(n.neighbour.address),
+                "reach": f"{n.reach:04x}",
+                "rxcost": n.rxcost,
+                "txcost": n.txcost,
+                "cost": n.cost,
+                "rtt_ms": round(n.rtt * 1000, 1) if n.rtt is not None else None,
+            }
+            for n in core.neighbours()
+        ]
+        return {
+            "router_id": core.router_id.hex(),
+            "seqno": core.seqno,
+            "interfaces": [i.name for i in core.interfaces()],
+            "routes": rows,
+            "neighbours": neighbours,
+            "counters": shell.counters.as_dict(),
+        }
+
+    def peer_route(self, member: Member) -> dict[str, Any]:
+        """``route`` (``direct`` or ``via NAME``) and ``metric`` of a member, for ``peers``."""
+        shell = self._shell
+        if shell is None or self.mesh is None or member.node_key == self.node_key:
+            return {}
+        view = shell.core.route(ipaddress.IPv6Network((member.overlay, 128)))
+        if view is None or view.neighbour is None:
+            return {"route": None, "metric": None}
+        hop = self._peer_of_link_local.get(view.neighbour.address)  # type: ignore[arg-type]
+        if hop is not None and hop.node_key == member.node_key:
+            route = "direct"
+        else:
+            route = f"via {hop.name if hop is not None else view.neighbour.address}"
+        return {"route": route, "metric": view.metric}
+
+    def _origin_name(self, router_id: bytes) -> str | None:
+        for member in self._members():
+            if router_id_of(member.node_key) == router_id:
+                return member.name
+        return None

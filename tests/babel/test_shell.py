@@ -1,0 +1,263 @@
+"""The Babel shell over real UDP on loopback: packets, timers, MACs, bad packets, routes."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from ipaddress import IPv4Address, IPv6Address, IPv6Network, ip_network
+
+import pytest
+import trio
+
+from meshd.babel.auth import LinkAuth
+from meshd.babel.core import BabelCore, CoreConfig
+from meshd.babel.mac import Endpoints, MacAlgorithm, MacKey
+from meshd.babel.prefix import IPAddress
+from meshd.babel.shell import BabelShell, Datagram, KernelRoute, _gateway, _route_spec
+from meshd.babel.tlv import Packet
+
+LOOPBACK = IPv6Address("::1")
+HELLO = 0.05
+PREFIX = IPv6Network("fd00:1::/64")
+
+
+class LoopbackPort:
+    """A port whose every destination is one other socket on ::1 (the link's far end)."""
+
+    def __init__(self, name: str, sock: trio.socket.SocketType, port: int) -> None:
+        self.name = name
+        self.port = port
+        self.peer_port = 0
+        self._sock = sock
+
+    @classmethod
+    async def open(cls, name: str) -> LoopbackPort:
+        sock = trio.socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        await sock.bind(("::1", 0))
+        return cls(name, sock, sock.getsockname()[1])
+
+    def endpoints_to(self, destination: IPAddress) -> Endpoints:
+        return Endpoints(LOOPBACK, self.port, LOOPBACK, self.peer_port)
+
+    async def send(self, payload: bytes, destination: IPAddress) -> None:
+        await self._sock.sendto(payload, ("::1", self.peer_port))
+
+    async def receive(self) -> Datagram:
+        data, address = await self._sock.recvfrom(0xFFFF)
+        return Datagram(self.name, data, Endpoints(LOOPBACK, address[1], LOOPBACK, self.port))
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class RecordedRoutes:
+    """A route sink that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.table: dict[tuple[object, object], KernelRoute] = {}
+        self.calls = 0
+
+    async def install(self, route: KernelRoute) -> None:
+        self.calls += 1
+        self.table[(route.prefix, route.source)] = route
+
+    async def remove(self, route: KernelRoute) -> None:
+        self.calls += 1
+        self.table.pop((route.prefix, route.source), None)
+
+
+def make_core(n: int) -> BabelCore:
+    core = BabelCore(bytes([0, 0, 0, 0, 0, 0, 0, n]), CoreConfig())
+    core.add_interface("lo-test", kind="wired", hello_interval=HELLO)
+    return core
+
+
+@asynccontextmanager
+async def link(
+    *,
+    keys: tuple[Sequence[MacKey], Sequence[MacKey]] = ((), ()),
+) -> AsyncIterator[tuple[BabelShell, BabelShell, RecordedRoutes, RecordedRoutes]]:
+    """Two shells joined by a loopback link, running until the block ends."""
+    port_a, port_b = await LoopbackPort.open("lo-test"), await LoopbackPort.open("lo-test")
+    port_a.peer_port, port_b.peer_port = port_b.port, port_a.port
+    routes_a, routes_b = RecordedRoutes(), RecordedRoutes()
+    shells = []
+    for n, port, routes, key_set in (
+        (1, port_a, routes_a, keys[0]),
+        (2, port_b, routes_b, keys[1]),
+    ):
+        auth = {"lo-test": LinkAuth(key_set)} if key_set else {}
+        shells.append(BabelShell(make_core(n), [port], routes=routes, auth=auth))
+    async with trio.open_nursery() as nursery:
+        for shell in shells:
+            await nursery.start(shell.run)
+        yield shells[0], shells[1], routes_a, routes_b
+        nursery.cancel_scope.cancel()
+
+
+async def wait_for(condition: Callable[[], bool], limit: float = 3.0) -> bool:
+    with trio.move_on_after(limit):
+        while not condition():  # noqa: ASYNC110 (polling the shells' state is the point)
+            await trio.sleep(0.01)
+        return True
+    return False
+
+
+def test_routes_flow_over_the_link_and_are_installed_then_removed() -> None:
+    trio.run(_test_routes_flow_over_the_link_and_are_installed_then_removed)
+
+
+async def _test_routes_flow_over_the_link_and_are_installed_then_removed() -> None:
+    async with link() as (a, b, _, routes_b):
+        a.submit(lambda core, now: core.originate(PREFIX))
+        assert await wait_for(lambda: (PREFIX, None) in routes_b.table)
+        route = routes_b.table[(PREFIX, None)]
+        assert route.next_hop == LOOPBACK
+        assert route.interface == "lo-test"
+        assert b.installed(PREFIX, None)
+        a.submit(lambda core, now: core.withdraw(PREFIX))
+        assert await wait_for(lambda: (PREFIX, None) not in routes_b.table)
+
+
+def test_routes_are_removed_from_the_kernel_when_the_shell_stops() -> None:
+    trio.run(_test_routes_are_removed_from_the_kernel_when_the_shell_stops)
+
+
+async def _test_routes_are_removed_from_the_kernel_when_the_shell_stops() -> None:
+    async with link() as (a, _, _, routes_b):
+        a.submit(lambda core, now: core.originate(PREFIX))
+        assert await wait_for(lambda: bool(routes_b.table))
+    assert routes_b.table == {}
+
+
+def test_malformed_datagrams_are_counted_and_survived() -> None:
+    trio.run(_test_malformed_datagrams_are_counted_and_survived)
+
+
+async def _test_malformed_datagrams_are_counted_and_survived() -> None:
+    async with link() as (a, b, _, routes_b):
+        port_b = next(iter(b.ports.values()))
+        assert isinstance(port_b, LoopbackPort)
+        with trio.socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as junk:
+            for payload in (b"", b"\x2a", b"\x2a\x02\xff\xff", b"\x00" * 40):
+                await junk.sendto(payload, ("::1", port_b.port))
+        a.submit(lambda core, now: core.originate(PREFIX))
+        assert await wait_for(lambda: (PREFIX, None) in routes_b.table)
+        assert b.counters.decode_errors == 4
+
+
+KEY = MacKey("k1", MacAlgorithm.HMAC_SHA256, bytes(range(32)))
+OTHER = MacKey("k2", MacAlgorithm.BLAKE2S_128, b"another secret")
+
+
+def test_with_the_same_key_routes_flow() -> None:
+    trio.run(_test_with_the_same_key_routes_flow)
+
+
+async def _test_with_the_same_key_routes_flow() -> None:
+    async with link(keys=([KEY], [KEY])) as link_:
+        a, b, _, routes_b = link_
+        a.submit(lambda core, now: core.originate(PREFIX))
+        assert await wait_for(lambda: (PREFIX, None) in routes_b.table)
+        assert b.counters.bad_mac == 0
+
+
+def test_with_mismatched_keys_nothing_is_accepted() -> None:
+    trio.run(_test_with_mismatched_keys_nothing_is_accepted)
+
+
+async def _test_with_mismatched_keys_nothing_is_accepted() -> None:
+    async with link(keys=([KEY], [OTHER])) as link_:
+        a, b, routes_a, routes_b = link_
+        a.submit(lambda core, now: core.originate(PREFIX))
+        b.submit(lambda core, now: core.originate(IPv6Network("fd00:2::/64")))
+        await trio.sleep(10 * HELLO)
+        assert routes_a.table == {}
+        assert routes_b.table == {}
+        assert a.counters.bad_mac > 0
+        assert b.counters.bad_mac > 0
+        assert b.core.neighbours() == []
+
+
+def test_unauthenticated_packets_are_refused_on_a_keyed_link() -> None:
+    trio.run(_test_unauthenticated_packets_are_refused_on_a_keyed_link)
+
+
+async def _test_unauthenticated_packets_are_refused_on_a_keyed_link() -> None:
+    async with link(keys=((), [KEY])) as link_:
+        a, b, _, routes_b = link_
+        a.submit(lambda core, now: core.originate(PREFIX))
+        await trio.sleep(10 * HELLO)
+        assert routes_b.table == {}
+        assert b.counters.bad_mac > 0
+
+
+# --- RFC 8967 counters and challenges, without sockets -------------------------------------
+
+ENDS = Endpoints(IPv6Address("fe80::1"), 6696, IPv6Address("ff02::1:6"), 6696)
+BACK = Endpoints(IPv6Address("fe80::2"), 6696, IPv6Address("fe80::1"), 6696)
+
+
+def nonces() -> Callable[[], bytes]:
+    counter = iter(range(1, 1000))
+    return lambda: next(counter).to_bytes(16, "big")
+
+
+def test_an_unknown_index_is_challenged_and_the_reply_admits_it() -> None:
+    sender = LinkAuth([KEY], nonce=nonces(), index=b"AAAA")
+    receiver = LinkAuth([KEY], nonce=nonces(), index=b"BBBB")
+    first = receiver.open_untrusted(sender.seal(b"\x2a\x02\x00\x00", ENDS), ENDS, 0.0)
+    assert first.packet is None
+    assert first.dropped == "unknown-index"
+    (challenge,) = first.reply
+    # The sender answers with a reply, in a packet with its counter.
+    answer = sender.open_untrusted(receiver.seal(Packet(first.reply), BACK), BACK, 0.1)
+    assert answer.packet is None  # the receiver's index is unknown to the sender, too
+    reply = sender.seal(Packet(answer.reply[:1]), ENDS)
+    accepted = receiver.open_untrusted(reply, ENDS, 0.2)
+    assert accepted.packet is not None
+    assert challenge is not None
+    later = receiver.open_untrusted(sender.seal(b"\x2a\x02\x00\x00", ENDS), ENDS, 0.3)
+    assert later.packet is not None
+
+
+def test_a_replayed_packet_is_dropped() -> None:
+    sender = LinkAuth([KEY], nonce=nonces(), index=b"AAAA")
+    receiver = LinkAuth([KEY], nonce=nonces(), index=b"BBBB")
+    challenge = receiver.open_untrusted(sender.seal(b"\x2a\x02\x00\x00", ENDS), ENDS, 0.0)
+    request = sender.open_untrusted(receiver.seal(Packet(challenge.reply), BACK), BACK, 0.0)
+    good = sender.seal(Packet(request.reply[:1]), ENDS)
+    assert receiver.open_untrusted(good, ENDS, 0.1).packet is not None
+    again = receiver.open_untrusted(good, ENDS, 0.2)
+    assert again.packet is None
+    assert again.dropped == "replay"
+
+
+# --- kernel route specifications ------------------------------------------------------------
+
+
+def test_route_specs_for_the_kernel() -> None:
+    v6 = KernelRoute(
+        ip_network("fd00:99::/64"), ip_network("fd00:aa::/48"), "e0", IPv6Address("fe80::2")
+    )
+    assert _route_spec(v6) == {
+        "dst": "fd00:99::/64",
+        "src": "fd00:aa::/48",
+        "family": socket.AF_INET6,
+        "proto": 42,
+    }
+    assert _gateway(v6) == {"gateway": "fe80::2"}
+    via_v6 = KernelRoute(ip_network("10.0.0.0/24"), None, "e0", IPv6Address("fe80::2"))
+    assert _gateway(via_v6) == {"via": {"family": socket.AF_INET6, "addr": "fe80::2"}}
+    v4 = KernelRoute(ip_network("10.0.0.0/24"), None, "e0", IPv4Address("10.1.0.2"))
+    assert _gateway(v4) == {"gateway": "10.1.0.2"}
+    device = KernelRoute(ip_network("fd00::/64"), None, "wg0", None)
+    assert _gateway(device) == {}
+
+
+@pytest.mark.parametrize("text", ["k:hmac-sha256:00ff", "k:blake2s128:" + "11" * 32])
+def test_keys_parse(text: str) -> None:
+    from meshd.babel.options import parse_key
+
+    assert parse_key(text).key_id == "k"
