@@ -56,7 +56,7 @@ def _root(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run a command; any meshd error becomes one line and exit status 1."""
-    from meshd.cli import commands, daemon_cmds, demo_cmds  # noqa: F401  (registers the commands)
+    from meshd.cli import commands, daemon_cmds, demo_cmds, routes_cmds  # noqa: F401  (registers the commands)
 
     try:
         app(args=argv, prog_name="meshd", standalone_mode=False)

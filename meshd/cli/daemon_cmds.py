@@ -19,6 +19,7 @@ from meshd.control.client import request
 from meshd.statedir import Paths, resolve
 
 if TYPE_CHECKING:
+    from meshd.babel.options import BabelConfig
     from meshd.daemon.config import DaemonConfig
 
 Listen = Annotated[
@@ -61,6 +62,35 @@ AnnounceTtl = Annotated[
 Degree = Annotated[
     int, typer.Option("--degree", min=1, max=64, help="How many members to stay connected to.")
 ]
+BabelInterface = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--babel-interface",
+        help="Speak ordinary (multicast) Babel with the routers on this interface (repeatable).",
+        show_default=False,
+    ),
+]
+BabelHello = Annotated[
+    float,
+    typer.Option("--babel-hello-interval", min=0.05, max=655, help="Babel Hello interval, s."),
+]
+BabelOriginate = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--babel-originate",
+        help="Announce this prefix over Babel besides our overlay /128 (repeatable).",
+        show_default=False,
+    ),
+]
+BabelKey = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--babel-key",
+        help="RFC 8967 key ID:ALGORITHM:HEX (hmac-sha256 or blake2s128) for the "
+        "--babel-interface links (repeatable).",
+        show_default=False,
+    ),
+]
 
 
 def _configure_logging() -> None:
@@ -82,7 +112,9 @@ def _config(
     announce_ttl: str,
     degree: int,
     wireguard: tuple[str, int, list[str] | None],
+    babel: BabelConfig | None = None,
 ) -> DaemonConfig:
+    from meshd.babel.options import BabelConfig
     from meshd.daemon.config import DEFAULT_LISTEN, DaemonConfig
 
     interface, listen_port, endpoints = wireguard
@@ -96,6 +128,7 @@ def _config(
         announce_interval=duration(announce_interval, option="--announce-interval"),
         announce_ttl=duration(announce_ttl, option="--announce-ttl"),
         degree=degree,
+        babel=babel or BabelConfig(),
     )
 
 
@@ -110,8 +143,14 @@ def up(
     announce_interval: AnnounceInterval = "30s",
     announce_ttl: AnnounceTtl = "2m",
     degree: Degree = 6,
+    babel_interface: BabelInterface = None,
+    babel_hello_interval: BabelHello = 4.0,
+    babel_originate: BabelOriginate = None,
+    babel_key: BabelKey = None,
 ) -> None:
     """Run this node's daemon in the foreground (Ctrl-C or SIGTERM stops it)."""
+    from meshd.babel.options import babel_config
+
     config = _config(
         state_dir,
         listen,
@@ -120,6 +159,9 @@ def up(
         announce_ttl,
         degree,
         (interface, listen_port, endpoint),
+        babel_config(
+            babel_interface or (), babel_hello_interval, babel_originate or (), babel_key or ()
+        ),
     )
     _configure_logging()
     import trio

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from meshd.babel.options import BabelConfig
 from meshd.errors import UsageError
 from meshd.wg.backend import MAX_IFNAME
 from meshd.wg.model import parse_endpoint
@@ -41,6 +42,7 @@ class DaemonConfig:
     shutdown_timeout: float = 5.0
     stream_timeout: float = 10.0
     dial_timeout: float = 5.0
+    babel: BabelConfig = field(default_factory=BabelConfig)
 
     def __post_init__(self) -> None:
         if self.wg_backend not in WG_BACKENDS:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from meshd.control.server import serve as serve_control
+from meshd.daemon.babel import BabelService
 from meshd.daemon.config import DaemonConfig, topic_of
 from meshd.daemon.state import NodeState
 from meshd.daemon.streams import converse, read_enrollment
@@ -102,6 +103,9 @@ class Daemon:
         self.syncs = 0
         self._nursery: trio.Nursery | None = None
         state.add_sink(self._on_events)
+        self.babel = _babel_service(config, state, mesh)
+        if self.babel is not None:
+            state.add_sink(self.babel.notify)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -123,6 +127,8 @@ class Daemon:
             nursery.start_soon(self._every, self.config.announce_interval, self._announce)
             nursery.start_soon(self._every, self.config.connect_interval, self._connections)
             nursery.start_soon(self._every, self.config.sync_interval, self._periodic_sync)
+            if self.babel is not None:
+                await nursery.start(self.babel.run)
             log.info(
                 "meshd up: node %s (%s) in network %s, listening on %s",
                 self.state.node.name,
@@ -433,7 +439,15 @@ class Daemon:
             return view
         if cmd == "peers":
             connected = {k for p in self.host.connected_peers() if (k := _key_of(p))}
-            return self.state.peers_view(connected, await self.mesh.peer_stats())
+            rows = self.state.peers_view(connected, await self.mesh.peer_stats())
+            if self.babel is not None:
+                for member, row in zip(self.state.members(), rows, strict=True):
+                    row.update(self.babel.peer_route(member))
+            return rows
+        if cmd == "routes":
+            if self.babel is None:
+                raise UsageError("Babel is not running", hint="start with --babel-interface")
+            return self.babel.routes_view()
         if cmd == "invite-bootstrap":
             return self.listen_addrs()
         if cmd == "publish":
@@ -462,6 +476,24 @@ class Daemon:
         if outcome.new:
             await self.flood(raw)
         return {"new": outcome.new, "record_id": record_id(raw).hex()}
+
+
+def _babel_service(
+    config: DaemonConfig, state: NodeState, mesh: WireGuardMesh
+) -> BabelService | None:
+    """The Babel service when ``--babel-*`` asks for it; on the mesh when WireGuard runs
+    and takes extra allowed-ips from Babel."""
+    on_mesh = mesh.kind != "none" and hasattr(mesh, "set_extra_prefixes")
+    if not (config.babel.enabled or on_mesh):
+        return None
+    return BabelService(
+        config.babel,
+        node_key=state.key,
+        overlay=mesh.overlay,
+        own_wg_key=mesh.own_wg_key if on_mesh else None,
+        members=state.members,
+        mesh=mesh if on_mesh else None,  # type: ignore[arg-type]
+    )
 
 
 def _key_of(peer: str) -> bytes | None:
