@@ -19,6 +19,10 @@ DEFAULT_HELLO_INTERVAL = 4.0
 """Seconds, as babeld's default."""
 
 
+Origin = tuple[IPNetwork, IPNetwork | None]
+"""A prefix we announce, with its RFC 9079 source prefix (None: an ordinary route)."""
+
+
 def router_id_of(node_key: bytes) -> bytes:
     """A member's Babel router-id: the first 8 bytes of SHA-256 over its node key."""
     return hashlib.sha256(node_key).digest()[:8]
@@ -31,7 +35,7 @@ class BabelConfig:
     interfaces: tuple[str, ...] = ()
     """Ordinary (multicast) Babel interfaces, ``--babel-interface``."""
     hello_interval: float = DEFAULT_HELLO_INTERVAL
-    originate: tuple[IPNetwork, ...] = ()
+    originate: tuple[Origin, ...] = ()
     """Prefixes we announce besides our overlay /128, ``--babel-originate``."""
     keys: tuple[MacKey, ...] = ()
     """RFC 8967 keys for the ordinary interfaces, ``--babel-key``."""
@@ -59,6 +63,21 @@ def parse_prefix(text: str, *, option: str = "--babel-originate") -> IPNetwork:
         ) from None
 
 
+def parse_origin(text: str) -> Origin:
+    """``PREFIX`` or ``PREFIX from SOURCE`` (a source-specific route, RFC 9079)."""
+    prefix_text, _, source_text = text.partition(" from ")
+    prefix = parse_prefix(prefix_text.strip())
+    if not source_text.strip():
+        return prefix, None
+    source = parse_prefix(source_text.strip())
+    if source.version != prefix.version or source.prefixlen == 0:
+        raise UsageError(
+            f"--babel-originate {text!r}: the source must be a non-default prefix of the "
+            "same family"
+        )
+    return prefix, source
+
+
 def parse_key(text: str) -> MacKey:
     """``ID:ALGORITHM:HEXKEY``, e.g. ``k1:hmac-sha256:0011...`` (babeld's names)."""
     hint = "write ID:ALGORITHM:HEX with ALGORITHM hmac-sha256 or blake2s128"
@@ -82,7 +101,7 @@ def babel_config(
     return BabelConfig(
         interfaces=tuple(interfaces),
         hello_interval=hello_interval,
-        originate=tuple(parse_prefix(p) for p in originate),
+        originate=tuple(parse_origin(p) for p in originate),
         keys=tuple(parse_key(k) for k in keys),
     )
 

@@ -134,8 +134,9 @@ class BabelService:
             for port in ports:
                 port.close()
             raise
-        for prefix in (ipaddress.IPv6Network((self.overlay, 128)), *config.originate):
-            core.originate(prefix)
+        core.originate(ipaddress.IPv6Network((self.overlay, 128)))
+        for prefix, source in config.originate:
+            core.originate(prefix, source)
         shell = BabelShell(
             core,
             ports,
