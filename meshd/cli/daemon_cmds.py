@@ -78,7 +78,8 @@ BabelOriginate = Annotated[
     list[str] | None,
     typer.Option(
         "--babel-originate",
-        help="Announce this prefix over Babel besides our overlay /128 (repeatable).",
+        help="Announce PREFIX (or 'PREFIX from SOURCE') over Babel besides our overlay "
+        "/128 (repeatable).",
         show_default=False,
     ),
 ]
