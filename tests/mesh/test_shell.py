@@ -1,0 +1,136 @@
+"""The WireGuard shell's loop on the in-memory backend, on a fake clock.
+
+A revocation empties the peer at once (no clock time passes), roamed endpoints are left
+alone, and a ``set`` that fails half way is read again and converged within the retry delay.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import replace
+
+import trio
+import trio.testing
+
+from meshd.daemon.wireguard import RETRY_AFTER_ERROR, WireGuardMesh
+from meshd.errors import BackendError
+from meshd.membership import Member, MemberState, Revoked, Updated
+from meshd.wg.backend import InterfaceConfig
+from meshd.wg.backend_none import NullBackend
+from meshd.wg.model import Operation, UpdatePeer, clamp_private_key
+from meshd.wg.reconcile import apply_operations
+from tests.mesh.support import OVERLAY, key, member
+
+INTERVAL = 5.0
+
+
+class FlakyBackend(NullBackend):
+    """Applies only the first operation of the next ``fail`` sets, then raises."""
+
+    fail = 0
+
+    async def set(self, operations: Sequence[Operation]) -> None:
+        if self.fail:
+            self.fail -= 1
+            self.state = apply_operations(self.state, operations[:1])
+            raise BackendError("device refused the rest")
+        await super().set(operations)
+
+
+def make_mesh(members: list[Member]) -> tuple[WireGuardMesh, FlakyBackend]:
+    config = InterfaceConfig("mtest0", clamp_private_key(key("me", "wg-private")))
+    backend = FlakyBackend(config)
+    mesh = WireGuardMesh(
+        backend,
+        kind="none",
+        own_node_key=key("me"),
+        own_wg_key=config.public_key,
+        overlay=OVERLAY.network_address + 1,
+        overlay_prefix=OVERLAY,
+        listen_port=51820,
+        interval=INTERVAL,
+        poke=False,
+    )
+    mesh.attach(lambda: members)
+    return mesh, backend
+
+
+def run(test: object) -> None:
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    trio.run(test, clock=clock)  # type: ignore[arg-type]
+
+
+def test_events_reconcile_at_once_and_revocation_removes_the_peer() -> None:
+    async def main() -> None:
+        members = [member("a"), member("b")]
+        mesh, backend = make_mesh(members)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mesh.run)
+            assert {p.public_key for p in backend.state.peers} == {m.wg_key for m in members}
+            start = trio.current_time()
+            members[1] = replace(members[1], state=MemberState.REVOKED)
+            mesh.notify([Revoked(members[1])])
+            await trio.testing.wait_all_tasks_blocked()
+            assert {p.public_key for p in backend.state.peers} == {members[0].wg_key}
+            assert trio.current_time() == start  # not the periodic round: at once
+            nursery.cancel_scope.cancel()
+
+    run(main)
+
+
+def test_roamed_endpoints_are_left_alone_until_the_announcement_changes() -> None:
+    async def main() -> None:
+        members = [member("a", endpoints=("192.0.2.1:51820",))]
+        mesh, backend = make_mesh(members)
+        wg = members[0].wg_key
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mesh.run)
+            # The peer roams: WireGuard now sends to where its packets came from.
+            backend.state = apply_operations(
+                backend.state, [UpdatePeer(wg, endpoint="198.51.100.9:4000")]
+            )
+            mesh.kick()
+            await trio.sleep(INTERVAL * 2)
+            assert backend.state.peer_configs()[wg].endpoint == "198.51.100.9:4000"
+            members[0] = member("a", endpoints=("192.0.2.7:51820",))
+            mesh.notify([Updated(members[0])])
+            await trio.testing.wait_all_tasks_blocked()
+            assert backend.state.peer_configs()[wg].endpoint == "192.0.2.7:51820"
+            nursery.cancel_scope.cancel()
+
+    run(main)
+
+
+def test_a_set_that_fails_half_way_is_read_again_and_converges() -> None:
+    async def main() -> None:
+        members = [member(n) for n in "abcd"]
+        mesh, backend = make_mesh(members)
+        backend.fail = 1
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mesh.run)
+            assert len(backend.state.peers) == 1  # one peer made it before the error
+            assert mesh.errors == 1
+            await trio.sleep(RETRY_AFTER_ERROR + 0.01)
+            assert {p.public_key for p in backend.state.peers} == {m.wg_key for m in members}
+            for peer in backend.state.peers:
+                assert ipaddress.ip_network(f"{members[0].overlay}/128") in [
+                    n for p in backend.state.peers for n in p.config.allowed_ips
+                ]
+                assert peer.config.persistent_keepalive == 25
+            nursery.cancel_scope.cancel()
+
+    run(main)
+
+
+def test_status_view_names_the_interface() -> None:
+    async def main() -> None:
+        mesh, _ = make_mesh([member("a")])
+        await mesh.reconcile()
+        view = await mesh.status_view()
+        assert view["interface"] == "mtest0"
+        assert view["peers"] == 1
+        assert view["desired_peers"] == 1
+        assert view["rounds"] == 1
+
+    run(main)
