@@ -1064,24 +1064,48 @@ def _pack(tlvs: list[Tlv], routes: list[Route], config: InterfaceConfig) -> Iter
         key=lambda r: (r.prefix.version, r.prefix.network_address.packed, r.prefix.prefixlen),
     )
     via_ipv6 = config.ipv4 is None
+    guess = 32
     while remaining:
-        count = len(remaining)
-        while True:
-            chunk = build_updates(remaining[:count], ipv4_via_ipv6=via_ipv6)
-            length = _size(chunk)
-            if size + length <= budget or (count == 1 and not body):
-                break
-            if count == 1:
+        count, chunk, length = _fit(remaining, budget - size, guess, via_ipv6=via_ipv6)
+        if count == 0:
+            if body:
                 yield encode_packet(Packet(tuple(body)))
                 body, size = [], 0
-                count = len(remaining)
                 continue
-            count = max(1, count // 2)
+            count, chunk = 1, build_updates(remaining[:1], ipv4_via_ipv6=via_ipv6)
+            length = _size(chunk)  # alone and still too big: sent anyway, the MTU decides
         body.extend(chunk)
         size += length
         remaining = remaining[count:]
+        guess = count
         if remaining:
             yield encode_packet(Packet(tuple(body)))
             body, size = [], 0
     if body:
         yield encode_packet(Packet(tuple(body)))
+
+
+def _fit(
+    routes: list[Route], budget: int, guess: int, *, via_ipv6: bool
+) -> tuple[int, list[Tlv], int]:
+    """How many routes from the head of ``routes`` fit in ``budget`` bytes of Updates.
+
+    Returns the count, their TLVs and their size (0, [], 0 if not even one fits). Prefix
+    compression makes sizes not quite additive, so counts are tried: doubling from
+    ``guess`` (what fitted the previous packet) until one does not fit, then bisecting.
+    Each try costs one ``build_updates`` of at most a packet's worth of routes.
+    """
+    fits, best, best_size = 0, [], 0
+    too_many = len(routes) + 1
+    count = max(1, min(guess, len(routes)))
+    while True:
+        chunk = build_updates(routes[:count], ipv4_via_ipv6=via_ipv6)
+        length = _size(chunk)
+        if length <= budget:
+            fits, best, best_size = count, chunk, length
+        else:
+            too_many = count
+        if too_many - fits <= 1:
+            return fits, best, best_size
+        growing = too_many > len(routes)
+        count = min(2 * count, len(routes)) if growing else (fits + too_many) // 2
