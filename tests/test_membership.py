@@ -609,3 +609,19 @@ def test_credentials_end_covers_renewals() -> None:
     state.ingest(renewal, NOW)
     assert state.credentials_end(founder.key.public) == T0 + 900 * DAY
     assert state.credentials_end(b"\x00" * 32) == 0
+
+
+def test_grants_are_the_own_address_and_the_invites_prefixes() -> None:
+    net, founder, state = network()
+    node = net.join(
+        state, founder, net.invite(prefixes=[ipaddress.ip_network("10.20.0.0/24")]), "site"
+    )
+    state.ingest(node.credential, NOW)
+    member = state.member(node.key.public, NOW)
+    assert member is not None
+    assert state.grants(node.key.public) == (
+        ipaddress.ip_network(f"{member.overlay}/128"),
+        ipaddress.ip_network("10.20.0.0/24"),
+    )
+    state.ingest(net.revoke(node.key.public), NOW)
+    assert state.grants(node.key.public) == ()

@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from meshd.addressing import host_prefix, overlay_address
+from meshd.addressing import Prefix, host_prefix, overlay_address
 from meshd.errors import VerifyError
 from meshd.keys import SigningKey, fingerprint
 from meshd.membership.standing import Standing
@@ -405,6 +405,14 @@ class Membership:
         if not self._standing.knows(node_key):
             return None
         return self._view(node_key, now)
+
+    def grants(self, node_key: bytes) -> tuple[Prefix, ...]:
+        """The prefixes a member may announce or route: its own overlay /128 and what its
+        standing credential grants. Empty when it does not stand."""
+        credential = self._standing.standing(node_key)
+        if credential is None:
+            return ()
+        return (host_prefix(self._identity_of(node_key)[1]), *credential.prefixes)
 
     def credentials_end(self, node_key: bytes) -> int:
         """When the last of a member's known credentials ends (0 when none is known)."""
