@@ -110,38 +110,68 @@ async def join(
                 f"no bootstrap address is reachable; tried: {tried}",
                 hint="check that a member's daemon runs there, or ask for a fresh token",
             )
-        admission: Admission | None = None
-        sponsor_peer = ""
-        last_error: MeshdError | None = None
-        for result in reachable:
-            assert result.peer_id is not None
-            progress(f"contacting {result.peer_id[:16]}... at {result.addr}")
-            try:
-                stream = await host.open_stream(result.peer_id, enroll_protocol.PROTOCOL_ID)
-                try:
-                    admission = await request_admission(stream, enrollment)
-                finally:
-                    await stream.close()
-            except VerifyError:
-                raise  # the sponsor decided: expired, used up, revoked, wrong network...
-            except MeshdError as exc:
-                last_error = exc
-                continue
-            sponsor_peer = result.peer_id
-            break
-        if admission is None:
-            raise JoinError(f"no bootstrap node answered the enrollment: {last_error}")
-        progress(f"enrolled by {fingerprint(admission.sponsor)[:10]}; fetching the membership")
-        stream = await host.open_stream(sponsor_peer, sync_protocol.PROTOCOL_ID)
 
         def ingest(raws: Iterable[bytes]) -> int:
             batch = ingest_batch(state, raws, now())
             outcomes.extend(batch.outcomes)
             return batch.new
 
-        with trio.fail_after(config.stream_timeout * 6):
-            await converse(stream, sync_protocol.SyncSession(state), ingest, initiator=True)
-        await stream.close()
+        async def fetch(peer: str) -> bool:
+            """One sync with ``peer``: the membership as it knows it. False if it failed."""
+            try:
+                stream = await host.open_stream(peer, sync_protocol.PROTOCOL_ID)
+                with trio.fail_after(config.stream_timeout * 6):
+                    await converse(stream, sync_protocol.SyncSession(state), ingest, initiator=True)
+                await stream.close()
+            except (MeshdError, ValueError, trio.TooSlowError) as exc:
+                log.debug("sync with %s: %s", peer, exc)
+                return False
+            return True
+
+        # Members serve sync to peers they do not know yet, so the membership is fetched while
+        # the enrollment is decided (each costs a few round trips); if that sync fails, the
+        # sponsor is asked again afterwards. Our own admission is merged in below either way.
+        fetched = False
+
+        async def prefetch(peer: str) -> None:
+            nonlocal fetched
+            fetched = await fetch(peer)
+
+        admission: Admission | None = None
+        sponsor_peer = ""
+        last_error: MeshdError | None = None
+        refusal: VerifyError | None = None
+        async with trio.open_nursery() as nursery:
+            assert reachable[0].peer_id is not None
+            nursery.start_soon(prefetch, reachable[0].peer_id)
+            for result in reachable:
+                assert result.peer_id is not None
+                progress(f"contacting {result.peer_id[:16]}... at {result.addr}")
+                try:
+                    stream = await host.open_stream(result.peer_id, enroll_protocol.PROTOCOL_ID)
+                    try:
+                        admission = await request_admission(stream, enrollment)
+                    finally:
+                        await stream.close()
+                except VerifyError as exc:
+                    # The sponsor decided: expired, used up, revoked, wrong network... Raised
+                    # below, outside the nursery, as itself.
+                    refusal = exc
+                    break
+                except MeshdError as exc:
+                    last_error = exc
+                    continue
+                sponsor_peer = result.peer_id
+                break
+            if admission is None:
+                nursery.cancel_scope.cancel()
+        if refusal is not None:
+            raise refusal
+        if admission is None:
+            raise JoinError(f"no bootstrap node answered the enrollment: {last_error}")
+        progress(f"enrolled by {fingerprint(admission.sponsor)[:10]}; fetching the membership")
+        if not fetched and not await fetch(sponsor_peer):
+            raise JoinError("the sponsor admitted us but the membership could not be fetched")
     with contextlib.suppress(VerifyError):  # usually the sync brought it already
         outcomes.append(state.ingest(admission, now()))
     me = state.member(node_key.public, now())
