@@ -85,6 +85,7 @@ class LabNode:
     host: str
     state_dir: Path
     ifname: str
+    name: str = ""  # the member's name; the host's by default
     process: subprocess.Popen[bytes] | None = None
     extra: tuple[str, ...] = ()
     identity: dict[str, Any] = field(default_factory=dict)  # own row, kept once known
@@ -122,8 +123,15 @@ class LabMesh:
         found = self.nodes.get(host)
         if found is None:
             state_dir = self.lab.state_dir(host) / "meshd"
-            found = self.nodes[host] = LabNode(host, state_dir, self.lab.wg_ifname(host))
+            found = self.nodes[host] = LabNode(host, state_dir, self.lab.wg_ifname(host), host)
         return found
+
+    def fresh(self, host: str, name: str) -> LabNode:
+        """Start over on ``host``: a new, empty state dir for a member called ``name``."""
+        self.stop(host)
+        state_dir = self.lab.state_dir(host) / name
+        node = self.nodes[host] = LabNode(host, state_dir, self.lab.wg_ifname(host), name)
+        return node
 
     def run(self, host: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run one meshd command to completion in ``host``'s namespace."""
@@ -168,7 +176,8 @@ class LabMesh:
         return done.stdout.strip().splitlines()[-1]
 
     def join(self, host: str, token: str, *, wait: bool = True) -> subprocess.Popen[bytes]:
-        args = ["join", "--invite", token, "--name", host, *self._daemon_args(host)]
+        name = self.node(host).name
+        args = ["join", "--invite", token, "--name", name, *self._daemon_args(host)]
         process = self._spawn(host, args)
         if wait:
             self.wait_ready(host)
