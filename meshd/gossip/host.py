@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -47,9 +48,12 @@ from libp2p.network.config import ConnectionConfig
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.pubsub import gossipsub as libp2p_gossipsub
+from libp2p.pubsub import pubsub as libp2p_pubsub
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.utils import maybe_consume_signed_record
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
@@ -94,6 +98,11 @@ _ED25519_KEY_SIZE: Final = 32
 # and forwarded messages that share the queue.
 _QUEUE_HEADROOM: Final = 16
 _QUEUE_POLL: Final = 0.005
+# A signed peer record rides on every gossip RPC and libp2p verifies it twice per RPC (pubsub,
+# then gossipsub). A record byte-identical to the last one a peer sent was verified already;
+# it is verified again (and its peerstore TTL refreshed) after this many seconds.
+_SIGNED_RECORD_RECHECK: Final = 600.0
+_MAX_VERIFIED_PEERS: Final = 4096
 
 Validator = Callable[[bytes, str], bool]
 """``validator(payload, author_peer_id) -> accept``; synchronous, must not block."""
@@ -267,6 +276,36 @@ class _Libp2pLogBridge(logging.Handler):
         self.users -= 1
         if self.users <= 0:
             logging.getLogger(LIBP2P_LOGGER).removeHandler(self)
+
+
+_verified_records: weakref.WeakKeyDictionary[IHost, dict[bytes, tuple[bytes, float]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _consume_signed_record_once(msg: rpc_pb2.RPC, host: IHost, peer_id: ID) -> bool:
+    """libp2p's ``maybe_consume_signed_record``, skipped for a record this host has just
+    verified from the same peer, byte for byte."""
+    if not msg.HasField("senderRecord"):
+        return True
+    record = msg.senderRecord
+    seen = _verified_records.setdefault(host, {})
+    peer = peer_id.to_bytes()
+    now = time.monotonic()
+    last = seen.get(peer)
+    if last is not None and last[0] == record and last[1] > now:
+        return True
+    if not maybe_consume_signed_record(msg, host, peer_id):
+        return False
+    if len(seen) >= _MAX_VERIFIED_PEERS:
+        seen.clear()
+    seen[peer] = (bytes(record), now + _SIGNED_RECORD_RECHECK)
+    return True
+
+
+# Both modules imported the function by name: replace it where it is looked up.
+libp2p_pubsub.maybe_consume_signed_record = _consume_signed_record_once  # type: ignore[attr-defined]
+libp2p_gossipsub.maybe_consume_signed_record = _consume_signed_record_once  # type: ignore[attr-defined]
 
 
 class _PeerNotifee(INotifee):
@@ -532,7 +571,17 @@ class GossipHost:
             degree_high=config.degree_high,
             heartbeat_interval=config.heartbeat_interval,
             spam_protection_enabled=False,
+            # The gossipsub 2.0 extras of py-libp2p cost CPU on every heartbeat and churn
+            # the mesh: adaptive degrees; IP diversity, meaningless when every member may sit
+            # behind one address (loopback, NAT); and peer scoring, which swaps the worst
+            # mesh peer for a better one each heartbeat and marks a forwarder down whenever
+            # our validator refuses a record it already had from sync. Each swap is a PRUNE
+            # and a GRAFT, refused as a "GRAFT flood" when it comes back within 10 s. The
+            # membership layer validates, rate-limits and drops peers itself.
+            adaptive_gossip_enabled=False,
+            eclipse_protection_enabled=False,
         )
+        gossipsub.scorer = None
         pubsub = Pubsub(
             host,
             gossipsub,
