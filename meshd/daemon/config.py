@@ -35,7 +35,7 @@ class DaemonConfig:
     sync_interval: float = 10.0
     tick_interval: float = 1.0
     connect_interval: float = 1.0
-    store_poll_interval: float = 0.2
+    store_poll_interval: float = 2.0  # `meshd revoke` publishes through the control socket
     non_member_grace: float = 10.0
     enrollment_grace: float = 30.0
     max_backoff: float = 60.0

@@ -52,8 +52,11 @@ async def run(
         mesh.attach(state.members)
         state.add_sink(mesh.notify)
         async with trio.open_nursery() as nursery:
-            await nursery.start(mesh.run)
-            log.info("WireGuard %s: programmed from the store", mesh.ifname)
+            if mesh.kind != "none":
+                # With no backend there is nothing to program: no reconcile loop, which
+                # would recompute the desired peers on every membership event.
+                await nursery.start(mesh.run)
+                log.info("WireGuard %s: programmed from the store", mesh.ifname)
             serve = await trio.to_thread.run_sync(_load_service)
             daemon = await nursery.start(serve, config, state, mesh)
             task_status.started(daemon)
