@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff"; ruff check meshd tests benchmarks scripts
+ruff format --check --quiet meshd tests benchmarks scripts
 echo "== mypy"; mypy
 echo "== pytest"
 rc=0; pytest -p no:cacheprovider "$@" || rc=$?

@@ -43,9 +43,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "root" not in item.keywords:
             continue
         if in_ci:
-            item.add_marker(
-                pytest.mark.usefixtures("_fail_missing_root_prerequisites")
-            )
+            item.add_marker(pytest.mark.usefixtures("_fail_missing_root_prerequisites"))
         else:
             item.add_marker(pytest.mark.skip(reason=f"root test: {missing}"))
 

@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> None:
         # A bug, not a user error: still one line, unless asked for the whole story.
         if os.environ.get("MESHD_DEBUG"):
             raise
-        print(f"meshd: internal error ({type(exc).__name__}: {exc}); "
-              "rerun with MESHD_DEBUG=1 for details and report it", file=sys.stderr)
+        print(
+            f"meshd: internal error ({type(exc).__name__}: {exc}); "
+            "rerun with MESHD_DEBUG=1 for details and report it",
+            file=sys.stderr,
+        )
         sys.exit(70)

@@ -39,8 +39,10 @@ def inspect_target(target: str, state_dir: Path, at: int) -> dict[str, Any]:
         with path.open("rb") as handle:
             data = handle.read(MAX_FILE + 1)
     except FileNotFoundError:
-        raise UsageError(f"{target!r} is neither an invite token nor a file",
-                         hint="pass a token as printed by `meshd invite`, or a file path") from None
+        raise UsageError(
+            f"{target!r} is neither an invite token nor a file",
+            hint="pass a token as printed by `meshd invite`, or a file path",
+        ) from None
     except OSError as exc:
         raise UsageError(f"cannot read {target!r}: {exc.strerror}") from None
     if len(data) > MAX_FILE:
