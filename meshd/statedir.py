@@ -24,54 +24,13 @@ from meshd.errors import DecodeError, KeyFileError, UsageError, VerifyError
 from meshd.invites import Issuer
 from meshd.keyfiles import read_secret, write_secret
 from meshd.keys import SigningKey, WireGuardKey, clamp_x25519
+from meshd.layout import Paths
 from meshd.membership import Membership
 from meshd.records import Certificate, Role, decode_untrusted, make_certificate, make_network
 from meshd.store import Store
 from meshd.trust import Anchor, Verifier
 
-DEFAULT_STATE_DIR = Path("/var/lib/meshd")
-STATE_DIR_ENV = "MESHD_STATE_DIR"
 FOUNDER_TTL = 10 * 365 * 24 * 3600
-
-
-def resolve(state_dir: Path | None) -> Path:
-    if state_dir is not None:
-        return state_dir
-    env = os.environ.get(STATE_DIR_ENV)
-    return Path(env) if env else DEFAULT_STATE_DIR
-
-
-@dataclass(frozen=True, slots=True)
-class Paths:
-    root: Path
-
-    @property
-    def node_key(self) -> Path:
-        return self.root / "node.key"
-
-    @property
-    def wg_key(self) -> Path:
-        return self.root / "wg.key"
-
-    @property
-    def root_key(self) -> Path:
-        return self.root / "root.key"
-
-    @property
-    def admin_key(self) -> Path:
-        return self.root / "admin.key"
-
-    @property
-    def admin_cert(self) -> Path:
-        return self.root / "admin.cert"
-
-    @property
-    def db(self) -> Path:
-        return self.root / "meshd.db"
-
-    @property
-    def socket(self) -> Path:
-        return self.root / "meshd.sock"
 
 
 def now() -> int:

@@ -3,38 +3,26 @@
 from __future__ import annotations
 
 import base64
-import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from meshd.addressing import overlay_address
 from meshd.cli import Json, StateDir, app
-from meshd.cli.inspect import inspect_target
 from meshd.cli.output import b64, emit_fields, emit_json, note, when
 from meshd.cli.parse import duration, prefix
 from meshd.control.client import request
 from meshd.errors import DaemonNotRunning, UsageError
-from meshd.invites import create_invite, encode_token
-from meshd.keyfiles import write_secret
-from meshd.keys import SigningKey, fingerprint
-from meshd.membership import Member, Membership
-from meshd.records import (
-    ALL_CAPS,
-    U64,
-    Cap,
-    Certificate,
-    Kind,
-    Role,
-    decode_untrusted,
-    make_certificate,
-    make_revocation,
-    record_id,
-)
-from meshd.statedir import NodeDir, init_network, make_dir, now, resolve
+from meshd.layout import resolve
+
+# The trust layer (keys, records, the store) is imported inside the commands that use it, so
+# that commands which only ask the daemon start instantly.
+if TYPE_CHECKING:
+    from meshd.membership import Member, Membership
+    from meshd.records import Certificate, Role
+    from meshd.statedir import NodeDir
 
 RootKey = Annotated[
     Path | None,
@@ -56,6 +44,10 @@ def init(
     json: Json = False,
 ) -> None:
     """Create a network: its trust root, and this node as its founding member."""
+    from meshd.addressing import overlay_address
+    from meshd.keys import fingerprint
+    from meshd.statedir import init_network, now
+
     _check_name(network, "--network")
     node_name = name or socket.gethostname().split(".")[0] or "founder"
     _check_name(node_name, "--name")
@@ -118,6 +110,11 @@ def invite(
     state_dir: StateDir = None,
 ) -> None:
     """Print a one-line invite token (a secret: hand it over privately)."""
+    from meshd.invites import create_invite, encode_token
+    from meshd.keys import fingerprint
+    from meshd.records import Kind, record_id
+    from meshd.statedir import NodeDir, now
+
     if name:
         _check_name(name, "--name")
     lifetime = duration(expires, option="--expires")
@@ -192,6 +189,10 @@ def revoke(
     json: Json = False,
 ) -> None:
     """Exclude a member, an invite or an admin key from the network, for good."""
+    from meshd.keys import fingerprint
+    from meshd.records import Cap, make_revocation, record_id
+    from meshd.statedir import NodeDir, now
+
     if sum(x is not None for x in (node_ref, invite_id, admin_id)) != 1:
         raise UsageError(
             "name exactly one thing to revoke", hint="give a NODE, or --invite ID, or --admin ID"
@@ -317,6 +318,9 @@ def _revocation_target(
     admin_id: str | None,
     at: int,
 ) -> tuple[bytes, Role, int, str]:
+    from meshd.keys import fingerprint
+    from meshd.records import U64, Role
+
     if node_ref is not None:
         member = resolve_member(candidates, node_ref)
         if member.node_key == node.node_key.public:
@@ -354,6 +358,8 @@ def _revocation_target(
 
 def _known_certificates(node: NodeDir, state: Membership) -> list[Certificate]:
     """Invite and admin certificates issued here or seen in members' credentials."""
+    from meshd.records import Certificate, Kind, decode_untrusted
+
     issued = [decode_untrusted(raw, Certificate) for raw in node.store.issued(Kind.CERTIFICATE)]
     return issued + state.issuing_certificates()
 
@@ -386,6 +392,9 @@ def inspect(
     json: Json = False,
 ) -> None:
     """Decode, verify and explain an invite token, a key file or a record file."""
+    from meshd.cli.inspect import inspect_target
+    from meshd.statedir import now
+
     info = inspect_target(target, resolve(state_dir), now())
     if json:
         emit_json(info)
@@ -419,6 +428,13 @@ def admin_create(
     json: Json = False,
 ) -> None:
     """Certify a new admin key with the root key, for another person or machine."""
+    import os
+
+    from meshd.keyfiles import write_secret
+    from meshd.keys import SigningKey, fingerprint
+    from meshd.records import ALL_CAPS, Cap, Kind, Role, make_certificate, record_id
+    from meshd.statedir import NodeDir, make_dir, now
+
     wanted = Cap.NONE
     for item in (c.strip().lower() for c in caps.split(",") if c.strip()):
         if item not in ("invite", "revoke"):

@@ -16,7 +16,7 @@ from meshd.cli import Json, StateDir, app
 from meshd.cli.output import emit_fields, emit_json, emit_table, note
 from meshd.cli.parse import duration
 from meshd.control.client import request
-from meshd.statedir import Paths, resolve
+from meshd.layout import Paths, resolve
 
 if TYPE_CHECKING:
     from meshd.babel.options import BabelConfig

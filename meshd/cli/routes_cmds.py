@@ -11,7 +11,7 @@ from typing import Any
 from meshd.cli import Json, StateDir, app
 from meshd.cli.output import emit_json, emit_table
 from meshd.control.client import request
-from meshd.statedir import Paths, resolve
+from meshd.layout import Paths, resolve
 
 
 @app.command()

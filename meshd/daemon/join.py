@@ -23,9 +23,10 @@ from meshd.gossip.sync import ingest_batch, net_change
 from meshd.invites import anchor_of, decode_token_untrusted, enroll
 from meshd.keyfiles import read_secret
 from meshd.keys import SigningKey, WireGuardKey, fingerprint
+from meshd.layout import Paths
 from meshd.membership import Membership, MemberState, Outcome
 from meshd.records import Admission
-from meshd.statedir import NodeDir, Paths, create_identity, now
+from meshd.statedir import NodeDir, create_identity, now
 from meshd.store import Store
 
 log = logging.getLogger(__name__)
