@@ -301,12 +301,19 @@ def test_version_and_help_in_a_real_process() -> None:
         assert verb in done.stdout
 
 
-def test_cli_start_imports_nothing_heavy() -> None:
-    """Commands that only ask the daemon must stay instant: no libp2p, trio or pyroute2."""
+@pytest.mark.parametrize("command", ["peers", "status", "routes"])
+def test_commands_that_ask_the_daemon_import_nothing_heavy(tmp_path: Path, command: str) -> None:
+    """They must feel instant: no libp2p, trio, pyroute2, nor the trust layer's store."""
     code = (
-        "import sys; from meshd.cli import main, app; import meshd.cli.commands;"
-        "heavy = [m for m in ('libp2p', 'trio', 'pyroute2', 'multiaddr') if m in sys.modules];"
-        "print(','.join(heavy))"
+        "import sys\n"
+        "from meshd.cli import main\n"
+        "try:\n"
+        f"    main([{command!r}, '--state-dir', {str(tmp_path)!r}])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('libp2p', 'trio', 'pyroute2', 'multiaddr', 'sqlite3', 'nacl', 'meshd.store')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "daemon is running" in done.stderr, done.stderr
     assert done.stdout.strip() == ""
