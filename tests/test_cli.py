@@ -317,3 +317,24 @@ def test_commands_that_ask_the_daemon_import_nothing_heavy(tmp_path: Path, comma
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "daemon is running" in done.stderr, done.stderr
     assert done.stdout.strip() == ""
+
+
+def test_secret_arguments_from_stdin_or_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from meshd.cli.parse import read_secret_argument
+    from meshd.errors import UsageError
+
+    assert read_secret_argument(" meshd1abc ", "--invite") == "meshd1abc"
+    monkeypatch.setattr("sys.stdin", io.StringIO("meshd1fromstdin\n"))
+    assert read_secret_argument("-", "--invite") == "meshd1fromstdin"
+    token = tmp_path / "token"
+    token.write_text("meshd1fromfile\n")
+    assert read_secret_argument(f"@{token}", "--invite") == "meshd1fromfile"
+    with pytest.raises(UsageError):
+        read_secret_argument(f"@{tmp_path / 'absent'}", "--invite")
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    with pytest.raises(UsageError):
+        read_secret_argument("-", "--invite")

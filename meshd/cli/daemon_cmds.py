@@ -14,7 +14,7 @@ import typer
 
 from meshd.cli import Json, StateDir, app
 from meshd.cli.output import emit_fields, emit_json, emit_table, note
-from meshd.cli.parse import duration
+from meshd.cli.parse import duration, read_secret_argument
 from meshd.control.client import request
 from meshd.layout import Paths, resolve
 
@@ -179,7 +179,14 @@ def up(
 
 @app.command()
 def join(
-    invite: Annotated[str, typer.Option("--invite", help="The invite token (a secret).")],
+    invite: Annotated[
+        str,
+        typer.Option(
+            "--invite",
+            help="The invite token (a secret); '-' reads it from stdin, '@FILE' from a file, "
+            "so that it stays out of the process list.",
+        ),
+    ],
     name: Annotated[
         str, typer.Option("--name", help="This node's name [default: the invite's].")
     ] = "",
@@ -197,6 +204,7 @@ def join(
     degree: Degree = 6,
 ) -> None:
     """Join a network with an invite token, then run the daemon (unless --no-up)."""
+    invite = read_secret_argument(invite, "--invite")
     config = _config(
         state_dir,
         listen,

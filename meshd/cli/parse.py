@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import sys
+from pathlib import Path
 
 from meshd.addressing import Prefix
 from meshd.errors import UsageError
@@ -35,3 +37,20 @@ def prefix(text: str) -> Prefix:
         raise UsageError(
             f"{text!r} is not a prefix ({exc})", hint="write it like fd00:1::/64 or 10.1.0.0/24"
         ) from None
+
+
+def read_secret_argument(value: str, option: str) -> str:
+    """A secret given as itself, as ``-`` (read stdin) or as ``@FILE`` (read that file)."""
+    if value == "-":
+        text = sys.stdin.readline()
+    elif value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise UsageError(f"cannot read {option} from {value[1:]}: {exc.strerror}") from None
+    else:
+        return value.strip()
+    text = text.strip()
+    if not text:
+        raise UsageError(f"{option}: nothing to read", hint="give the token, '-' or '@FILE'")
+    return text
