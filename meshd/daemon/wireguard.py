@@ -28,7 +28,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,14 @@ from meshd.mesh.handshake import recreate_unanswered
 from meshd.mesh.underlay import LocalAddress, underlay_of
 from meshd.wg.backend import Backend, InterfaceConfig
 from meshd.wg.backend_select import select_backend
-from meshd.wg.model import DeviceState, PeerConfig, PeerStatus, UpdatePeer, key_to_base64
+from meshd.wg.model import (
+    DeviceState,
+    IPNetwork,
+    PeerConfig,
+    PeerStatus,
+    UpdatePeer,
+    key_to_base64,
+)
 from meshd.wg.netlink import Netlink
 from meshd.wg.reconcile import plan
 
@@ -93,6 +100,7 @@ class WireGuardMesh:
         self.last_round_ops = 0
         self._poke = poke
         self._members: Members = list
+        self._extra: dict[bytes, tuple[IPNetwork, ...]] = {}
         self._previous: dict[bytes, PeerConfig] = {}
         self._desired = DesiredMesh()
         self._reported: set[tuple[bytes, bytes]] = set()
@@ -112,6 +120,14 @@ class WireGuardMesh:
             self.underlay = underlay
             self.kick()
 
+    def set_extra_prefixes(self, extra: Mapping[bytes, Sequence[IPNetwork]]) -> None:
+        """Route these prefixes through these peers (by WireGuard key) from now on: Babel's
+        selected routes. A round runs at once if the mapping changed."""
+        mapping = {key: tuple(nets) for key, nets in extra.items() if nets}
+        if mapping != self._extra:
+            self._extra = mapping
+            self.kick()
+
     def kick(self) -> None:
         """Ask for a round now (coalesced: many kicks before it runs make one round)."""
         with contextlib.suppress(trio.WouldBlock):
@@ -127,6 +143,8 @@ class WireGuardMesh:
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Reconcile once (from whatever membership is attached), report started, then loop."""
+        with contextlib.suppress(trio.WouldBlock):
+            self._kick_receive.receive_nowait()  # kicks so far: the first round covers them
         ok = await self.reconcile()
         task_status.started()
         while True:
@@ -142,6 +160,7 @@ class WireGuardMesh:
             own_wg_key=self.own_wg_key,
             underlay=self.underlay,
             keepalive=self.keepalive,
+            extra_prefixes=self._extra,
         )
         self._report(desired)
         try:

@@ -5,7 +5,9 @@ Rules (docs/mesh.md):
 * a peer for every member that is ``admitted`` (not revoked, not expired), except this node;
 * its public key is the member's WireGuard key; its allowed-ips are the key-derived
   link-local /128 and the member's overlay /128, plus any extra prefixes the caller routes
-  through it (Babel, later); a prefix never goes to two peers;
+  through it (Babel's choices); a prefix never goes to two peers. A link-local /128 always
+  stays on its own peer; an overlay /128 moves to another peer when an extra prefix says so
+  (Babel routes the member through a relay), and is on its own peer otherwise;
 * its endpoint is chosen from the member's announced endpoints by :func:`choose_endpoint`,
   a function of the announced *set* and of what this node can reach, so it only changes when
   the announcement (or our underlay) does; without a usable one the peer has no endpoint and
@@ -111,8 +113,10 @@ def desired_peers(
     """The WireGuard peers this node should have.
 
     ``extra_prefixes`` maps a peer's WireGuard key to further prefixes routed through it
-    (Babel's choices). A prefix already given to another peer, whether as one of its own
-    addresses or an extra one given first (peers in key order), is refused and reported.
+    (Babel's choices). Members' link-local /128s are claimed first, then the extra
+    prefixes (peers in key order), then each overlay /128 for its own peer if no extra
+    prefix moved it to another. An extra prefix already held (a link-local /128, or an
+    extra one given first) is refused and reported.
     """
     standing: dict[bytes, list[Member]] = {}
     for member in members:
@@ -130,11 +134,12 @@ def desired_peers(
 
     owner: dict[IPNetwork, bytes] = {}
     allowed: dict[bytes, list[IPNetwork]] = {}
+    overlays: dict[bytes, IPNetwork] = {}
     for wg_key in sorted(chosen):
-        own: list[IPNetwork] = list(base_allowed_ips(chosen[wg_key]))
-        allowed[wg_key] = own
-        for base in own:
-            owner.setdefault(base, wg_key)
+        link_local, overlay = base_allowed_ips(chosen[wg_key])
+        allowed[wg_key] = [link_local]
+        owner.setdefault(link_local, wg_key)
+        overlays[wg_key] = overlay
     refused: list[tuple[bytes, IPNetwork]] = []
     extras = extra_prefixes or {}
     for wg_key in sorted(extras):
@@ -146,6 +151,10 @@ def desired_peers(
                 refused.append((wg_key, net))
             elif net not in allowed[wg_key]:
                 allowed[wg_key].append(net)
+    for wg_key, address in overlays.items():
+        # Unless routed through a relay, a member's overlay address is on its own peer.
+        if owner.setdefault(address, wg_key) == wg_key and address not in allowed[wg_key]:
+            allowed[wg_key].insert(1, address)
 
     peers: dict[bytes, PeerConfig] = {}
     for wg_key in sorted(chosen):

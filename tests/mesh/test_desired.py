@@ -81,19 +81,40 @@ def test_a_member_with_our_own_wireguard_key_is_never_programmed() -> None:
 def test_extra_prefixes_are_added_and_never_given_twice() -> None:
     a, b = member("a"), member("b")
     net = ipaddress.ip_network("10.9.0.0/16")
-    b_overlay = ipaddress.ip_network(f"{b.overlay}/128")
+    b_link_local = ipaddress.ip_network(f"{link_local_from_wg_key(b.wg_key)}/128")
     result = desired_peers(
         [a, b],
         own_node_key=ME,
         own_wg_key=MY_WG,
-        extra_prefixes={a.wg_key: [net, b_overlay], b.wg_key: [net]},
+        extra_prefixes={a.wg_key: [net, b_link_local], b.wg_key: [net]},
     )
     first, second = sorted([a.wg_key, b.wg_key])
     assert net in result.peers[first].allowed_ips
     assert net not in result.peers[second].allowed_ips
-    assert b_overlay not in result.peers[a.wg_key].allowed_ips
-    assert set(result.refused_prefixes) == {(second, net), (a.wg_key, b_overlay)}
+    assert b_link_local not in result.peers[a.wg_key].allowed_ips
+    assert b_link_local in result.peers[b.wg_key].allowed_ips
+    assert set(result.refused_prefixes) == {(second, net), (a.wg_key, b_link_local)}
     check_disjoint(result.peers)
+
+
+def test_an_overlay_address_moves_to_the_relay_and_back() -> None:
+    a, b = member("a"), member("b")
+    b_overlay = ipaddress.ip_network(f"{b.overlay}/128")
+    relayed = desired_peers(
+        [a, b], own_node_key=ME, own_wg_key=MY_WG, extra_prefixes={a.wg_key: [b_overlay]}
+    )
+    assert b_overlay in relayed.peers[a.wg_key].allowed_ips
+    assert relayed.peers[b.wg_key].allowed_ips == (
+        ipaddress.ip_network(f"{link_local_from_wg_key(b.wg_key)}/128"),
+    )
+    assert not relayed.refused_prefixes
+    check_disjoint(relayed.peers)
+    # Babel's direct route: the same as no extra prefix at all.
+    direct = desired_peers(
+        [a, b], own_node_key=ME, own_wg_key=MY_WG, extra_prefixes={b.wg_key: [b_overlay]}
+    )
+    assert direct.peers == desired_peers([a, b], own_node_key=ME, own_wg_key=MY_WG).peers
+    assert set(direct.peers[b.wg_key].allowed_ips) == set(base_allowed_ips(b))
 
 
 def test_endpoint_choice_rules() -> None:
