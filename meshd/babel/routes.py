@@ -8,7 +8,9 @@ plus the cost of the link to the neighbour, capped at infinity.
 Selection (:func:`choose`) considers only entries with a finite metric that are feasible
 against our source table. Among those it takes the smallest metric, but keeps the current
 route unless another one is better by more than ``hysteresis``: small fluctuations of
-RTT-based costs then do not make routes flap.
+RTT-based costs then do not make routes flap. An exact tie goes to the lowest neighbour
+(interface, then address), even over the selected route, so that the choice does not depend
+on which announcement came first.
 """
 
 from __future__ import annotations
@@ -156,8 +158,10 @@ def choose(
         return None
     best = min(candidates, key=_order)
     keep = current is not None and any(entry is current for entry in candidates)
-    if keep and current is not None and current.metric <= best.metric + hysteresis:
+    if keep and current is not None and best.metric < current.metric <= best.metric + hysteresis:
         return current
+    # An exact tie goes to the lowest neighbour, whatever was selected: two members then
+    # pick the same relay for each other, which WireGuard's receive filter needs.
     return best
 
 

@@ -200,7 +200,7 @@ def test_without_the_feasibility_condition_the_same_faults_loop(
     """The detector is not vacuous: accept every update as feasible and loops appear."""
     monkeypatch.setattr(SourceTable, "feasible", lambda self, *args: True)
     loops = 0
-    for seed in range(10, 14):
+    for seed in range(10, 22):
         sim = checked(
             Sim(
                 5,
