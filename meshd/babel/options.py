@@ -121,12 +121,15 @@ class MemberOrigins:
 
     def accept(self, router_id: bytes, prefix: IPNetwork, source: IPNetwork | None) -> bool:
         grants = self._by_router_id.get(router_id)
-        if grants is None:
-            return False
-        return any(
-            prefix.version == grant.version and prefix.subnet_of(grant)  # type: ignore[arg-type]
-            for grant in grants
-        )
+        return grants is not None and covered(prefix, grants)
+
+
+def covered(prefix: IPNetwork, grants: Iterable[IPNetwork]) -> bool:
+    """Whether ``prefix`` is one of ``grants`` or lies inside one."""
+    return any(
+        prefix.version == g.version and prefix.subnet_of(g)  # type: ignore[arg-type]
+        for g in grants
+    )
 
 
 def may_originate(

@@ -167,11 +167,13 @@ def up(
     _configure_logging()
     import trio
 
+    from meshd.daemon.babel import refuse_ungranted_origins
     from meshd.daemon.launch import run_until_signalled
     from meshd.statedir import NodeDir
 
     node = NodeDir.open(config.state_dir)
     try:
+        refuse_ungranted_origins(config, node)
         trio.run(run_until_signalled, config, node)
     finally:
         node.close()
@@ -202,8 +204,11 @@ def join(
     announce_interval: AnnounceInterval = "30s",
     announce_ttl: AnnounceTtl = "2m",
     degree: Degree = 6,
+    babel_hello_interval: BabelHello = 4.0,
 ) -> None:
     """Join a network with an invite token, then run the daemon (unless --no-up)."""
+    from meshd.babel.options import babel_config
+
     invite = read_secret_argument(invite, "--invite")
     config = _config(
         state_dir,
@@ -213,6 +218,7 @@ def join(
         announce_ttl,
         degree,
         (interface, listen_port, endpoint),
+        babel_config(hello_interval=babel_hello_interval),
     )
     _configure_quiet_logging()
     import trio

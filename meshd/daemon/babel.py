@@ -29,19 +29,30 @@ import trio
 
 from meshd.babel.auth import LinkAuth
 from meshd.babel.core import BabelCore, CoreConfig
-from meshd.babel.options import BabelConfig, MemberOrigins, router_id_of
+from meshd.babel.options import BabelConfig, MemberOrigins, covered, router_id_of
 from meshd.babel.routes import Event as BabelEvent
 from meshd.babel.shell import BabelShell, KernelRoutes, Port, UdpPort, interface_addresses
 from meshd.babel.sources import IPNetwork
+from meshd.errors import UsageError
 from meshd.membership import Event, Member, MemberState, Revoked
 from meshd.wg.addresses import link_local_from_wg_key
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
+    from meshd.daemon.config import DaemonConfig
+    from meshd.statedir import NodeDir
+
 log = logging.getLogger(__name__)
 
 Members = Callable[[], Sequence[Member]]
+Grants = Callable[[bytes], Sequence[IPNetwork]]
+"""``Membership.grants``: the prefixes a member may announce (empty if it does not stand)."""
+
+FORWARDING = (
+    "/proc/sys/net/ipv6/conf/all/forwarding",
+    "/proc/sys/net/ipv4/conf/all/forwarding",
+)
 
 
 class MeshSeam(Protocol):
@@ -66,6 +77,7 @@ class BabelService:
         overlay: ipaddress.IPv6Address,
         own_wg_key: bytes | None = None,
         members: Members = list,
+        grants: Grants | None = None,
         mesh: MeshSeam | None = None,
     ) -> None:
         self.config = config
@@ -74,6 +86,7 @@ class BabelService:
         self.own_wg_key = own_wg_key
         self.mesh = mesh if own_wg_key is not None else None
         self._members = members
+        self._grants = grants
         self._origins = MemberOrigins({})
         self._shell: BabelShell | None = None
         self._peer_of_link_local: dict[ipaddress.IPv6Address, Member] = {}
@@ -135,7 +148,13 @@ class BabelService:
                 port.close()
             raise
         core.originate(ipaddress.IPv6Network((self.overlay, 128)))
+        own = self._grants(self.node_key) if self._grants is not None else None
         for prefix, source in config.originate:
+            if self.mesh is not None and own is not None and not covered(prefix, own):
+                log.error(
+                    "Babel: not announcing %s: this member's certificate does not allow it", prefix
+                )
+                continue
             core.originate(prefix, source)
         shell = BabelShell(
             core,
@@ -147,7 +166,11 @@ class BabelService:
         self._shell = shell
         shell.add_listener(self._on_route_event)
         self._sync_members()
-        await shell.run(task_status=task_status)
+        saved = _enable_forwarding() if self.mesh is not None else {}
+        try:
+            await shell.run(task_status=task_status)
+        finally:
+            _restore(saved)
 
     # --- membership ------------------------------------------------------------------------------
 
@@ -160,10 +183,7 @@ class BabelService:
         allowed: dict[bytes, list[IPNetwork]] = {}
         peers: dict[ipaddress.IPv6Address, Member] = {}
         for member in members:
-            grants: list[IPNetwork] = [ipaddress.IPv6Network((member.overlay, 128))]
-            if member.announcement is not None:
-                grants.extend(member.announcement.prefixes)
-            allowed[member.node_key] = grants
+            allowed[member.node_key] = self._grants_of(member)
             if member.node_key != self.node_key:
                 peers[link_local_from_wg_key(member.wg_key)] = member
         self._origins = MemberOrigins(allowed)
@@ -176,7 +196,11 @@ class BabelService:
 
         def apply(core: BabelCore, now: float) -> None:
             if mesh is not None:
-                present = {n.neighbour.address for n in core.neighbours()}
+                present = {
+                    n.neighbour.address
+                    for n in core.neighbours()
+                    if n.neighbour.interface == mesh.ifname
+                }
                 for address in present - wanted:
                     core.remove_neighbour(mesh.ifname, address, now)
                 for address in wanted - present:
@@ -185,6 +209,11 @@ class BabelService:
                 core.revalidate(now)
 
         shell.submit(apply)
+
+    def _grants_of(self, member: Member) -> list[IPNetwork]:
+        if self._grants is not None:
+            return list(self._grants(member.node_key))
+        return [ipaddress.IPv6Network((member.overlay, 128))]
 
     def _accept(self, router_id: bytes, prefix: IPNetwork, source: IPNetwork | None) -> bool:
         return self._origins.accept(router_id, prefix, source)
@@ -274,3 +303,57 @@ class BabelService:
             if router_id_of(member.node_key) == router_id:
                 return member.name
         return None
+
+
+def ungranted_origins(config: DaemonConfig, node: NodeDir) -> list[IPNetwork]:
+    """The ``--babel-originate`` prefixes this member's certificate does not allow, when
+    Babel will run on the mesh (a WireGuard backend other than ``none``); else none."""
+    from meshd.daemon.state import NodeState
+    from meshd.daemon.wireguard import backend_kind
+
+    if not config.babel.originate or backend_kind(config.wg_backend) == "none":
+        return []
+    state = NodeState(node, announce_ttl=config.announce_ttl)
+    grants = state.membership.grants(node.node_key.public)
+    return [prefix for prefix, _ in config.babel.originate if not covered(prefix, grants)]
+
+
+def refuse_ungranted_origins(config: DaemonConfig, node: NodeDir) -> None:
+    """UsageError (one line) if a ``--babel-originate`` prefix is not ours to announce."""
+    refused = ungranted_origins(config, node)
+    if refused:
+        raise UsageError(
+            "--babel-originate "
+            + ", ".join(str(p) for p in refused)
+            + ": this member's certificate does not allow "
+            + ("it" if len(refused) == 1 else "them"),
+            hint="ask an admin for a certificate that grants the prefix",
+        )
+
+
+def _enable_forwarding() -> dict[str, str]:
+    """Turn IP forwarding on, as babeld does: a member relays between two others. Returns
+    the values it replaced, for :func:`_restore`."""
+    saved: dict[str, str] = {}
+    for path in FORWARDING:
+        try:
+            with open(path) as f:
+                old = f.read().strip()
+            if old != "1":
+                with open(path, "w") as f:
+                    f.write("1\n")
+                saved[path] = old
+        except OSError as exc:
+            log.warning("Babel: cannot turn forwarding on (%s): relaying will not work", exc)
+    if saved:
+        log.info("Babel: IP forwarding on (%s)", ", ".join(saved))
+    return saved
+
+
+def _restore(saved: Mapping[str, str]) -> None:
+    for path, value in saved.items():
+        try:
+            with open(path, "w") as f:
+                f.write(value + "\n")
+        except OSError as exc:
+            log.warning("Babel: cannot restore %s: %s", path, exc)

@@ -492,7 +492,8 @@ def _babel_service(
         overlay=mesh.overlay,
         own_wg_key=mesh.own_wg_key if on_mesh else None,
         members=state.members,
-        mesh=mesh if on_mesh else None,  # type: ignore[arg-type]
+        grants=state.membership.grants,
+        mesh=mesh if on_mesh else None,
     )
 
 
