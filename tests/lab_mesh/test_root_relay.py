@@ -1,0 +1,128 @@
+"""Babel over the WireGuard mesh in the lab: two members that cannot reach each other directly
+talk through a third one, and move to another when that relay is cut off or revoked.
+
+Five members with Hello 0.5 s. UDP between h1 and h2 is dropped in the lab's router, so
+their WireGuard peers never shake hands. Relayed traffic must pass WireGuard's receive
+filter at both ends, so both must choose the same relay: at h1 the relay's peer holds h2's
+overlay /128, at h2 the same relay's peer holds h1's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from meshd.demo import LabMesh, all_pairs, wait_for
+from meshd.lab import Lab
+
+pytestmark = pytest.mark.root
+
+HOSTS = ["h1", "h2", "h3", "h4", "h5"]
+HELLO = "0.5"
+
+
+@pytest.fixture(scope="module")
+def mesh() -> Iterator[LabMesh]:
+    with Lab(len(HOSTS)) as lab:
+        mesh = LabMesh(lab, network="relaymesh")
+        for host in HOSTS:
+            mesh.node(host).extra = ("--babel-hello-interval", HELLO)
+        try:
+            mesh.init("h1")
+            mesh.up("h1")
+            for host in HOSTS[1:]:
+                mesh.join(host, mesh.invite("h1", host), wait=False)
+            for host in HOSTS[1:]:
+                mesh.wait_ready(host)
+            wait_for(lambda: mesh.wg_matches_membership(HOSTS, HOSTS), 30, "a full mesh")
+            yield mesh
+        finally:
+            mesh.close()
+        assert not mesh.running()
+
+
+def holder(mesh: LabMesh, host: str, target: str) -> str | None:
+    """The member whose WireGuard peer at ``host`` holds ``target``'s overlay /128."""
+    overlay = f"{mesh.overlay_ip(target)}/128"
+    for key, peer in mesh.wg_peers(host).items():
+        if overlay in peer.allowed_ips:
+            return next((h for h in HOSTS if mesh.node(h).me()["wg_public_key"] == key), key)
+    return None
+
+
+def relayed(mesh: LabMesh, avoid: set[str]) -> str | None:
+    """The relay h1 and h2 both use for each other, if it is not in ``avoid`` and they talk."""
+    there, back = holder(mesh, "h1", "h2"), holder(mesh, "h2", "h1")
+    if there is None or there != back or there in {"h1", "h2", *avoid}:
+        return None
+    if not all(mesh.ping_pairs([("h1", "h2"), ("h2", "h1")]).values()):
+        return None
+    return there
+
+
+def route_row(mesh: LabMesh, host: str, target: str) -> dict[str, object]:
+    rows = json.loads(mesh.run(host, "peers", "--json").stdout)
+    return next(r for r in rows if r["name"] == target)
+
+
+def test_direct_routes_keep_overlay_addresses_on_their_own_peers(mesh: LabMesh) -> None:
+    def settled() -> bool:
+        return all(holder(mesh, a, b) == b for a, b in all_pairs(HOSTS))
+
+    wait_for(settled, 15, "every overlay /128 on its own peer")
+    row = route_row(mesh, "h1", "h2")
+    assert row["route"] == "direct"
+    assert row["metric"] == 96
+    wait_for(lambda: all(mesh.ping_pairs(all_pairs(HOSTS)).values()), 15, "every pair to talk")
+
+
+def test_blocked_pair_goes_through_a_relay_that_moves_when_cut_or_revoked(
+    mesh: LabMesh,
+) -> None:
+    lab = mesh.lab
+    lab.block_udp("h1", "h2")
+    found: list[str] = []
+
+    def relay_found(avoid: set[str]) -> bool:
+        relay = relayed(mesh, avoid)
+        if relay is not None:
+            found.append(relay)
+        return relay is not None
+
+    took = wait_for(lambda: relay_found(set()), 30, "h1 and h2 to talk through a relay")
+    first = found[-1]
+    print(f"h1 <-> h2 through {first} after {took:.1f} s")
+    assert route_row(mesh, "h1", "h2")["route"] == f"via {first}"
+    # The blocked pair's own peers keep their link-local /128 (Babel's Hellos go there).
+    assert holder(mesh, "h1", "h2") == first
+    h2_peer = mesh.wg_peers("h1")[mesh.node("h2").me()["wg_public_key"]]
+    assert len(h2_peer.allowed_ips) == 1
+    assert h2_peer.allowed_ips[0].startswith("fe80:")
+
+    lab.cut(first)
+    try:
+        took = wait_for(lambda: relay_found({first}), 30, "a relay other than the cut one")
+        second = found[-1]
+        print(f"{first} cut: through {second} after {took:.1f} s")
+        mesh.run("h1", "revoke", second, "--reason", "test")
+        took = wait_for(
+            lambda: relay_found({first, second}), 30, "a relay other than the revoked one"
+        )
+        third = found[-1]
+        print(f"{second} revoked: through {third} after {took:.1f} s")
+    finally:
+        lab.heal(first)
+    rest = [h for h in HOSTS if h != second]
+    for host in rest:
+        if host not in ("h1", "h2"):
+            assert holder(mesh, host, "h1") == "h1"
+
+    lab.unblock_udp("h1", "h2")
+    wait_for(
+        lambda: holder(mesh, "h1", "h2") == "h2" and holder(mesh, "h2", "h1") == "h1",
+        30,
+        "the direct path back",
+    )
+    assert all(mesh.ping_pairs([("h1", "h2"), ("h2", "h1")]).values())
