@@ -29,6 +29,73 @@ def router_id_of(node_key: bytes) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
+class RedistributeRule:
+    """``PREFIX [ge N] [le N] allow|deny``: routes inside ``prefix`` whose length is within
+    ``ge..le`` (by default the prefix's own length to the family's maximum)."""
+
+    prefix: IPNetwork
+    ge: int
+    le: int
+    allow: bool
+
+    def matches(self, route: IPNetwork) -> bool:
+        return (
+            route.version == self.prefix.version
+            and route.subnet_of(self.prefix)  # type: ignore[arg-type]
+            and self.ge <= route.prefixlen <= self.le
+        )
+
+
+def redistribute_allows(rules: Sequence[RedistributeRule], route: IPNetwork) -> bool:
+    """No rules: everything passes. Otherwise the first rule that matches decides, and a
+    route no rule matches is denied."""
+    if not rules:
+        return True
+    return next((rule.allow for rule in rules if rule.matches(route)), False)
+
+
+def crosses_allowed(
+    rules: Sequence[RedistributeRule],
+    *,
+    mesh: str | None,
+    learned_on: str | None,
+    announced_on: str,
+    route: IPNetwork,
+) -> bool:
+    """Whether a route may be announced on ``announced_on``: routes going from the mesh to an
+    ordinary interface, or from an ordinary interface to the mesh, pass the filter; our own
+    prefixes (``learned_on`` None) and routes staying on one side are not filtered."""
+    if mesh is None or learned_on is None:
+        return True
+    if (learned_on == mesh) == (announced_on == mesh):
+        return True
+    return redistribute_allows(rules, route)
+
+
+def parse_redistribute(text: str) -> RedistributeRule:
+    """``PREFIX [ge N] [le N] allow|deny``, e.g. ``'10.0.0.0/8 le 24 allow'``."""
+    hint = "write PREFIX [ge N] [le N] allow|deny, e.g. '10.1.0.0/16 le 24 allow'"
+    words = text.split()
+    if len(words) < 2 or words[-1] not in ("allow", "deny") or len(words) % 2:
+        raise UsageError(f"--babel-redistribute {text!r} is not a rule", hint=hint)
+    prefix = parse_prefix(words[0], option="--babel-redistribute")
+    bound = {"ge": prefix.prefixlen, "le": prefix.max_prefixlen}
+    seen: set[str] = set()
+    for name, value in zip(words[1:-1:2], words[2:-1:2], strict=True):
+        if name not in bound or name in seen or not value.isdigit():
+            raise UsageError(f"--babel-redistribute {text!r}: bad {name!r}", hint=hint)
+        seen.add(name)
+        bound[name] = int(value)
+    if not prefix.prefixlen <= bound["ge"] <= bound["le"] <= prefix.max_prefixlen:
+        raise UsageError(
+            f"--babel-redistribute {text!r}: need {prefix.prefixlen} <= ge <= le <= "
+            f"{prefix.max_prefixlen}",
+            hint=hint,
+        )
+    return RedistributeRule(prefix, bound["ge"], bound["le"], words[-1] == "allow")
+
+
+@dataclass(frozen=True, slots=True)
 class BabelConfig:
     """Babel settings of one daemon; empty ``interfaces`` and no mesh: Babel is off."""
 
@@ -39,6 +106,8 @@ class BabelConfig:
     """Prefixes we announce besides our overlay /128, ``--babel-originate``."""
     keys: tuple[MacKey, ...] = ()
     """RFC 8967 keys for the ordinary interfaces, ``--babel-key``."""
+    redistribute: tuple[RedistributeRule, ...] = ()
+    """The filter between the mesh and the ordinary interfaces, ``--babel-redistribute``."""
 
     def __post_init__(self) -> None:
         if not 0.05 <= self.hello_interval <= 655.35:
@@ -96,6 +165,7 @@ def babel_config(
     hello_interval: float = DEFAULT_HELLO_INTERVAL,
     originate: Sequence[str] = (),
     keys: Sequence[str] = (),
+    redistribute: Sequence[str] = (),
 ) -> BabelConfig:
     """A :class:`BabelConfig` from command-line strings; UsageError on a bad one."""
     return BabelConfig(
@@ -103,6 +173,7 @@ def babel_config(
         hello_interval=hello_interval,
         originate=tuple(parse_origin(p) for p in originate),
         keys=tuple(parse_key(k) for k in keys),
+        redistribute=tuple(parse_redistribute(r) for r in redistribute),
     )
 
 

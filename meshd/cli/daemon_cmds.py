@@ -93,6 +93,16 @@ BabelKey = Annotated[
     ),
 ]
 
+BabelRedistribute = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--babel-redistribute",
+        help="Filter routes between the mesh and the --babel-interface links, both ways: "
+        "'PREFIX [ge N] [le N] allow|deny' (repeatable; first match wins, no match denies).",
+        show_default=False,
+    ),
+]
+
 
 def _configure_logging() -> None:
     import logging
@@ -148,6 +158,7 @@ def up(
     babel_hello_interval: BabelHello = 4.0,
     babel_originate: BabelOriginate = None,
     babel_key: BabelKey = None,
+    babel_redistribute: BabelRedistribute = None,
 ) -> None:
     """Run this node's daemon in the foreground (Ctrl-C or SIGTERM stops it)."""
     from meshd.babel.options import babel_config
@@ -161,7 +172,11 @@ def up(
         degree,
         (interface, listen_port, endpoint),
         babel_config(
-            babel_interface or (), babel_hello_interval, babel_originate or (), babel_key or ()
+            babel_interface or (),
+            babel_hello_interval,
+            babel_originate or (),
+            babel_key or (),
+            babel_redistribute or (),
         ),
     )
     _configure_logging()

@@ -29,7 +29,13 @@ import trio
 
 from meshd.babel.auth import LinkAuth
 from meshd.babel.core import BabelCore, CoreConfig
-from meshd.babel.options import BabelConfig, MemberOrigins, covered, router_id_of
+from meshd.babel.options import (
+    BabelConfig,
+    MemberOrigins,
+    covered,
+    crosses_allowed,
+    router_id_of,
+)
 from meshd.babel.routes import Event as BabelEvent
 from meshd.babel.shell import BabelShell, KernelRoutes, Port, UdpPort, interface_addresses
 from meshd.babel.sources import IPNetwork
@@ -101,6 +107,7 @@ class BabelService:
             CoreConfig(
                 accept=self._accept,
                 accept_on=frozenset([mesh_if]) if mesh_if is not None else frozenset(),
+                redistribute=self._redistribute,
                 random=random.Random().random,  # noqa: S311 (jitter, not secrets)
             ),
         )
@@ -214,6 +221,19 @@ class BabelService:
         if self._grants is not None:
             return list(self._grants(member.node_key))
         return [ipaddress.IPv6Network((member.overlay, 128))]
+
+    def _redistribute(self, interface: str, prefix: IPNetwork, source: IPNetwork | None) -> bool:
+        shell = self._shell
+        if shell is None or self.mesh is None or not self.config.redistribute:
+            return True
+        view = shell.core.route(prefix, source)
+        return crosses_allowed(
+            self.config.redistribute,
+            mesh=self.mesh.ifname,
+            learned_on=view.neighbour.interface if view and view.neighbour else None,
+            announced_on=interface,
+            route=prefix,
+        )
 
     def _accept(self, router_id: bytes, prefix: IPNetwork, source: IPNetwork | None) -> bool:
         return self._origins.accept(router_id, prefix, source)
