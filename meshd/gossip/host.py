@@ -50,7 +50,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.pubsub import gossipsub as libp2p_gossipsub
 from libp2p.pubsub import pubsub as libp2p_pubsub
-from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.utils import maybe_consume_signed_record
@@ -565,7 +565,10 @@ class GossipHost:
             ),
         )
         gossipsub = GossipSub(
-            protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11],
+            # meshsub 1.1 only: 1.2 adds IDONTWANT, which py-libp2p sends to every mesh peer
+            # for every message it forwards, whatever its size. Our records are a few hundred
+            # bytes: that doubled the RPCs per message and saved no bandwidth.
+            protocols=[PROTOCOL_ID_V11],
             degree=config.degree,
             degree_low=config.degree_low,
             degree_high=config.degree_high,
