@@ -13,6 +13,10 @@ derived from the node key (:func:`meshd.babel.options.router_id_of`), and runs a
   link-local addresses, an Update is accepted only from a member whose grants cover the
   prefix (:class:`~meshd.babel.options.MemberOrigins`), and every selected route's prefix is
   given to the next hop's WireGuard peer and routed at the device;
+* as a gateway (``--babel-interface`` beside the mesh), the site routes that pass the
+  ``--babel-redistribute`` filter and lie within our own grants are originated on the mesh
+  under our router-id (:mod:`meshd.babel.gateway`), and their kernel routes toward the site
+  are kept while we do (:class:`SiteRoutes`);
 * :meth:`BabelService.notify` is a membership sink: neighbours follow the admitted members
   and a revocation withdraws the member's routes at once (``revalidate``).
 """
@@ -22,13 +26,14 @@ from __future__ import annotations
 import ipaddress
 import logging
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
 from meshd.babel.auth import LinkAuth
 from meshd.babel.core import BabelCore, CoreConfig
+from meshd.babel.gateway import plan, site_origins
 from meshd.babel.options import (
     BabelConfig,
     MemberOrigins,
@@ -37,9 +42,17 @@ from meshd.babel.options import (
     router_id_of,
 )
 from meshd.babel.routes import Event as BabelEvent
-from meshd.babel.shell import BabelShell, KernelRoutes, Port, UdpPort, interface_addresses
-from meshd.babel.sources import IPNetwork
-from meshd.errors import UsageError
+from meshd.babel.shell import (
+    BabelShell,
+    KernelRoute,
+    KernelRoutes,
+    Port,
+    RouteSink,
+    UdpPort,
+    interface_addresses,
+)
+from meshd.babel.sources import IPNetwork, RouteKey
+from meshd.errors import BackendError, UsageError
 from meshd.membership import Event, Member, MemberState, Revoked
 from meshd.wg.addresses import link_local_from_wg_key
 
@@ -96,6 +109,9 @@ class BabelService:
         self._origins = MemberOrigins({})
         self._shell: BabelShell | None = None
         self._peer_of_link_local: dict[ipaddress.IPv6Address, Member] = {}
+        self._own: set[RouteKey] = set()
+        self._site: dict[RouteKey, int] = {}
+        self._routes = SiteRoutes(KernelRoutes())
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -155,6 +171,7 @@ class BabelService:
                 port.close()
             raise
         core.originate(ipaddress.IPv6Network((self.overlay, 128)))
+        self._own = {(ipaddress.IPv6Network((self.overlay, 128)), None)}
         own = self._grants(self.node_key) if self._grants is not None else None
         for prefix, source in config.originate:
             if self.mesh is not None and own is not None and not covered(prefix, own):
@@ -163,10 +180,11 @@ class BabelService:
                 )
                 continue
             core.originate(prefix, source)
+            self._own.add((prefix, source))
         shell = BabelShell(
             core,
             ports,
-            routes=KernelRoutes(),
+            routes=self._routes,
             auth=auth,
             device_routes=[mesh_if] if mesh_if is not None else [],
         )
@@ -175,9 +193,59 @@ class BabelService:
         self._sync_members()
         saved = _enable_forwarding() if self.mesh is not None else {}
         try:
-            await shell.run(task_status=task_status)
+            if self.mesh is None or not config.interfaces:
+                await shell.run(task_status=task_status)
+                return
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._gateway_loop, shell)
+                await shell.run(task_status=task_status)
+                nursery.cancel_scope.cancel()
         finally:
             _restore(saved)
+
+    # --- the gateway -----------------------------------------------------------------------
+
+    async def _gateway_loop(self, shell: BabelShell) -> None:
+        """Originate on the mesh the site routes we may, at most a second after they change
+        (a learnt route behind one of ours raises no event), and keep their kernel routes."""
+        period = min(1.0, self.config.hello_interval)
+        try:
+            while True:
+                shell.submit(self._reoriginate)
+                await trio.sleep(period)
+                await self._routes.sync(shell.core)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._routes.release_all()
+
+    def _reoriginate(self, core: BabelCore, now: float) -> None:
+        assert self.mesh is not None
+        grants = self._grants(self.node_key) if self._grants is not None else ()
+        wanted = site_origins(
+            core.routes(),
+            mesh=self.mesh.ifname,
+            router_id=core.router_id,
+            rules=self.config.redistribute,
+            grants=grants,
+            exclude=self._own,
+        )
+        # Held before the core stops selecting the learnt route, so the shell leaves it.
+        self._routes.hold(
+            {
+                key: KernelRoute(*key, route.interface, route.next_hop)
+                for key, route in wanted.items()
+            }
+        )
+        changes = plan(self._site, wanted)
+        for key in changes.withdraw:
+            log.info("Babel: no longer originating site route %s on the mesh", key[0])
+            core.withdraw(*key)
+            del self._site[key]
+        for key, metric in changes.originate.items():
+            if key not in self._site:
+                log.info("Babel: originating site route %s on the mesh (metric %d)", key[0], metric)
+            core.originate(*key, metric=metric)
+            self._site[key] = metric
 
     # --- membership ------------------------------------------------------------------------------
 
@@ -224,6 +292,8 @@ class BabelService:
 
     def _redistribute(self, interface: str, prefix: IPNetwork, source: IPNetwork | None) -> bool:
         shell = self._shell
+        if self.mesh is not None and (prefix, source) in self._site:
+            return interface == self.mesh.ifname  # the site has it from its own router
         if shell is None or self.mesh is None or not self.config.redistribute:
             return True
         view = shell.core.route(prefix, source)
@@ -323,6 +393,58 @@ class BabelService:
             if router_id_of(member.node_key) == router_id:
                 return member.name
         return None
+
+
+class SiteRoutes:
+    """The shell's route sink, keeping the kernel routes toward the site for the site
+    routes we originate on the mesh: our own origination takes precedence in the core, which
+    would otherwise take the learnt route out of the kernel."""
+
+    def __init__(self, inner: RouteSink) -> None:
+        self.inner = inner
+        self._held: dict[RouteKey, KernelRoute] = {}
+        self._installed: dict[RouteKey, KernelRoute] = {}
+
+    def hold(self, routes: Mapping[RouteKey, KernelRoute]) -> None:
+        self._held = dict(routes)
+
+    async def install(self, route: KernelRoute) -> None:
+        await self.inner.install(route)
+
+    async def remove(self, route: KernelRoute) -> None:
+        if (route.prefix, route.source) not in self._held:
+            await self.inner.remove(route)
+
+    async def sync(self, core: BabelCore) -> None:
+        """Install what is held; remove what no longer is, unless the core selects a learnt
+        route for it again (then the shell owns it)."""
+        for key, route in list(self._installed.items()):
+            if key in self._held:
+                continue
+            del self._installed[key]
+            view = core.route(*key)
+            if view is None or view.neighbour is None:
+                await self._quietly(self.inner.remove, route)
+        for key, route in list(self._held.items()):
+            if self._installed.get(key) != route and await self._quietly(self.inner.install, route):
+                self._installed[key] = route
+
+    async def release_all(self) -> None:
+        self._held = {}
+        for route in self._installed.values():
+            await self._quietly(self.inner.remove, route)
+        self._installed = {}
+
+    @staticmethod
+    async def _quietly(
+        action: Callable[[KernelRoute], Awaitable[None]], route: KernelRoute
+    ) -> bool:
+        try:
+            await action(route)
+        except BackendError as exc:
+            log.warning("Babel: site route %s: %s", route.prefix, exc)
+            return False
+        return True
 
 
 def ungranted_origins(config: DaemonConfig, node: NodeDir) -> list[IPNetwork]:
