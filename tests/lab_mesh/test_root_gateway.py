@@ -1,0 +1,166 @@
+"""A member as the gateway between the mesh and a site's Babel network (root).
+
+Two lab members with Hello 0.5 s; h2's certificate grants 10.55.0.0/24 and fd55::/64, and
+h2 speaks Babel on a veth to babeld 1.12 in a third namespace, which redistributes those
+two prefixes and 10.66.0.0/24. h2 originates the granted ones on the mesh under its own
+router-id, so h1 accepts them and routes them through h2's WireGuard peer; 10.66.0.0/24
+stays off the mesh; a prefix babeld retracts is withdrawn.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from meshd.demo import LabMesh
+from meshd.demo import wait_for as wait_until
+from meshd.lab import Lab
+from tests.babel_interop.netns import Babeld, _stop, sh, wait_for
+
+pytestmark = pytest.mark.root
+
+HELLO = "0.5"
+VETH = "gv0"
+SITE = ("10.55.0.0/24", "fd55::/64", "10.66.0.0/24")
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    mesh: LabMesh
+    site_ns: str
+    h1_ns: str
+    h2_ns: str
+
+
+@contextmanager
+def site_router(lab: Lab, workdir: Path) -> Iterator[tuple[str, Babeld]]:
+    """babeld in a namespace of its own, on a veth to h2, announcing ``SITE``."""
+    ns = f"gw{os.getpid() % 100000}b"
+    gateway_ns = lab.host("h2").netns
+    process: subprocess.Popen[bytes] | None = None
+    log = (workdir / "babeld.log").open("wb")
+    try:
+        sh("ip", "netns", "add", ns)
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "link", "add", VETH, "netns", gateway_ns, "type", "veth",
+           "peer", "name", VETH, "netns", ns)  # fmt: skip
+        for side in (gateway_ns, ns):
+            sh("ip", "netns", "exec", side, "sysctl", "-qw", f"net.ipv6.conf.{VETH}.accept_dad=0")
+            sh("ip", "-n", side, "link", "set", VETH, "up")
+        for prefix in SITE:
+            sh("ip", "-n", ns, "route", "add", prefix, "dev", "lo", "proto", "static")
+        control = workdir / "babeld.sock"
+        conf = workdir / "babeld.conf"
+        conf.write_text(
+            "\n".join(
+                [
+                    f"local-path-readwrite {control}",
+                    f"state-file {workdir / 'babeld.state'}",
+                    f"pid-file {workdir / 'babeld.pid'}",
+                    "default type wired",
+                    f"default hello-interval {HELLO}",
+                    f"interface {VETH}",
+                    *(f"redistribute ip {prefix} allow" for prefix in SITE),
+                    "redistribute local deny",
+                ]
+            )
+            + "\n"
+        )
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", ns, "babeld", "-c", str(conf)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        assert wait_for(control.exists, 5.0), "babeld did not open its control socket"
+        yield ns, Babeld(process, control)
+    finally:
+        if process is not None:
+            _stop(process)
+        log.close()
+        sh("ip", "netns", "del", ns, check=False)
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    workdir = tmp_path_factory.mktemp("gateway")
+    with Lab(2) as lab, site_router(lab, workdir) as (site_ns, _router):
+        mesh = LabMesh(lab, network="gatewaymesh")
+        mesh.node("h1").extra = ("--babel-hello-interval", HELLO)
+        mesh.node("h2").extra = ("--babel-hello-interval", HELLO)
+        try:
+            mesh.init("h1")
+            mesh.up("h1")
+            done = mesh.run(
+                "h1", "invite", "--name", "h2", "--expires", "1h",
+                *(arg for prefix in SITE[:2] for arg in ("--prefix", prefix)),
+            )  # fmt: skip
+            mesh.join("h2", done.stdout.strip().splitlines()[-1])
+            # ``join`` has no --babel-interface: the gateway comes back up with it.
+            mesh.stop("h2")
+            mesh.node("h2").extra += ("--babel-interface", VETH)
+            mesh.up("h2")
+            yield Gateway(mesh, site_ns, lab.host("h1").netns, lab.host("h2").netns)
+        finally:
+            mesh.close()
+        assert not mesh.running()
+
+
+def kernel(ns: str) -> str:
+    return sh("ip", "-n", ns, "-4", "route", "show", "proto", "babel") + sh(
+        "ip", "-n", ns, "-6", "route", "show", "proto", "babel"
+    )
+
+
+def has_route(ns: str, prefix: str, device: str) -> bool:
+    return any(
+        line.startswith(f"{prefix} ") and f"dev {device}" in line
+        for line in kernel(ns).splitlines()
+    )
+
+
+def test_granted_site_prefixes_reach_the_mesh_through_the_gateway(gateway: Gateway) -> None:
+    mesh = gateway.mesh
+    wg = mesh.node("h1").ifname
+    took = wait_until(
+        lambda: (
+            has_route(gateway.h1_ns, "10.55.0.0/24", wg)
+            and has_route(gateway.h1_ns, "fd55::/64", wg)
+        ),
+        30,
+        "h1 to route the site prefixes into the mesh",
+    )
+    print(f"site prefixes at h1 after {took:.1f} s")
+    rows = json.loads(mesh.run("h1", "routes", "--json").stdout)["routes"]
+    site = {r["prefix"]: r for r in rows if r["prefix"] in SITE and r["selected"]}
+    assert set(site) == set(SITE[:2])
+    for row in site.values():
+        assert row["origin"] == "h2"  # the gateway's router-id, not babeld's
+        assert row["metric"] >= 2 * 96  # the site hop's metric is carried over
+    # h2's WireGuard peer at h1 holds the prefixes; h2 keeps its routes toward the site.
+    peer = mesh.wg_peers("h1")[mesh.node("h2").me()["wg_public_key"]]
+    assert {"10.55.0.0/24", "fd55::/64"} <= set(peer.allowed_ips)
+    assert has_route(gateway.h2_ns, "10.55.0.0/24", VETH)
+    assert has_route(gateway.h2_ns, "fd55::/64", VETH)
+    # Learnt by the gateway, outside its grants: not on the mesh.
+    assert has_route(gateway.h2_ns, "10.66.0.0/24", VETH)
+    assert not any(r["prefix"] == "10.66.0.0/24" for r in rows)
+    assert "10.66.0.0/24" not in kernel(gateway.h1_ns)
+
+
+def test_a_retracted_site_prefix_is_withdrawn_from_the_mesh(gateway: Gateway) -> None:
+    wg = gateway.mesh.node("h1").ifname
+    wait_until(lambda: has_route(gateway.h1_ns, "fd55::/64", wg), 30, "fd55::/64 at h1")
+    sh("ip", "-n", gateway.site_ns, "route", "del", "fd55::/64", "dev", "lo", "proto", "static")
+    took = wait_until(
+        lambda: not has_route(gateway.h1_ns, "fd55::/64", wg), 30, "fd55::/64 gone from h1"
+    )
+    print(f"fd55::/64 withdrawn at h1 after {took:.1f} s")
+    wait_until(lambda: not has_route(gateway.h2_ns, "fd55::/64", VETH), 5, "h2 to let go")
+    assert has_route(gateway.h1_ns, "10.55.0.0/24", wg)
