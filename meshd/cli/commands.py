@@ -231,7 +231,7 @@ def revoke(
                 node.paths.socket, "publish", {"record": b64(revocation.raw)}, timeout=10.0
             )
             new = bool(answer.get("new"))
-            excluded = _excluded_after(node, rows) if new else []
+            excluded = [str(name) for name in answer.get("excluded", [])]
             where = "stored and flooded by the running daemon"
         else:
             assert state is not None
@@ -298,15 +298,6 @@ def _daemon_peers(node: NodeDir) -> list[dict[str, Any]] | None:
     if not isinstance(rows, list):
         raise UsageError("the daemon's member list is unusable", hint="update meshd")
     return rows
-
-
-def _excluded_after(node: NodeDir, before: list[dict[str, Any]]) -> list[str]:
-    """Members the daemon held as admitted before and as revoked now."""
-    was = {r["node_id"] for r in before if r["state"] in ("admitted", "expired")}
-    after = request(node.paths.socket, "peers", {})
-    return [
-        r["name"] or r["node_id"] for r in after if r["node_id"] in was and r["state"] == "revoked"
-    ]
 
 
 def _revocation_target(

@@ -475,7 +475,10 @@ class Daemon:
         outcome = self.state.add_local_untrusted(raw)
         if outcome.new:
             await self.flood(raw)
-        return {"new": outcome.new, "record_id": record_id(raw).hex()}
+        excluded = [
+            e.member.name or e.member.node_id for e in outcome.events if isinstance(e, Revoked)
+        ]
+        return {"new": outcome.new, "record_id": record_id(raw).hex(), "excluded": excluded}
 
 
 def _babel_service(
