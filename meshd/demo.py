@@ -183,6 +183,20 @@ class LabMesh:
             self.wait_ready(host)
         return process
 
+    def join_all(self, founder: str, others: Sequence[str], timeout: float = 30.0) -> float:
+        """Invite and join ``others`` at once; wait until every WireGuard peer list holds every
+        member. Returns how long that agreement took after the last join answered."""
+        for host in others:
+            self.join(host, self.invite(founder, host), wait=False)
+        for host in others:
+            self.wait_ready(host)
+        names = [founder, *others]
+        return wait_for(
+            lambda: self.wg_matches_membership(names, names),
+            timeout,
+            "every WireGuard peer list to hold every other member",
+        )
+
     def wait_ready(self, host: str, timeout: float = 30.0) -> float:
         node = self.node(host)
 
@@ -234,6 +248,18 @@ class LabMesh:
             expect = {keys[m] for m in wanted if m != host}
             if set(self.wg_peers(host)) != expect or self.admitted_keys(host) != expect:
                 return False
+        return True
+
+    def routes_direct(self, hosts: Iterable[str]) -> bool:
+        """Babel on each host routes every other admitted member directly, not via a relay.
+
+        Until then a member's overlay address may sit on a relay's peer at one end and on its
+        own peer at the other, and traffic between the two can be lost for a few Hellos.
+        """
+        for host in hosts:
+            for row in self.node(host).peers():
+                if row["state"] == "admitted" and row.get("route") != "direct":
+                    return False
         return True
 
     def overlay_ip(self, host: str) -> str:
@@ -304,17 +330,13 @@ def run_demo(hosts: int = 5, revoke: str | None = None) -> int:
             mesh.up(founder)
             _say(f"   founder up in {_took(start)}")
             start = _step(f"inviting {', '.join(others)}; each runs `meshd join --invite TOKEN`")
-            for host in others:
-                mesh.join(host, mesh.invite(founder, host), wait=False)
-            for host in others:
-                mesh.wait_ready(host)
-            took = wait_for(
-                lambda: mesh.wg_matches_membership(names, names),
-                30,
-                "every WireGuard peer list to hold every other member",
-            )
+            took = mesh.join_all(founder, others)
             _say(f"   {len(names)} members, each a WireGuard peer of every other: {_took(start)}")
             _say(f"   (membership and WireGuard agreed {took:.2f} s after the last join answered)")
+
+            start = _step("Babel on the mesh: waiting for a direct route between every pair")
+            wait_for(lambda: mesh.routes_direct(names), 60, "direct routes between all members")
+            _say(f"   every member routes every other directly: {_took(start)}")
 
             _step(f"meshd peers, as {founder} sees it")
             _say(mesh.run(founder, "peers").stdout.rstrip())

@@ -27,11 +27,7 @@ def mesh() -> Iterator[LabMesh]:
         try:
             mesh.init("h1")
             mesh.up("h1")
-            for host in HOSTS[1:]:
-                mesh.join(host, mesh.invite("h1", host), wait=False)
-            for host in HOSTS[1:]:
-                mesh.wait_ready(host)
-            wait_for(lambda: mesh.wg_matches_membership(HOSTS, HOSTS), 30, "a full mesh")
+            mesh.join_all("h1", HOSTS[1:])
             yield mesh
         finally:
             mesh.close()
