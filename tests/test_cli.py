@@ -338,3 +338,16 @@ def test_secret_arguments_from_stdin_or_file(
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     with pytest.raises(UsageError):
         read_secret_argument("-", "--invite")
+
+
+def test_a_command_exit_status_reaches_the_shell() -> None:
+    code = (
+        "import typer\n"
+        "from meshd.cli import app, main\n"
+        "@app.command(hidden=True)\n"
+        "def failing() -> None:\n"
+        "    raise typer.Exit(3)\n"
+        "main(['failing'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=False)
+    assert done.returncode == 3

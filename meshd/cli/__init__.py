@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     from meshd.cli import commands, daemon_cmds, demo_cmds, routes_cmds  # noqa: F401  (registers the commands)
 
     try:
-        app(args=argv, prog_name="meshd", standalone_mode=False)
+        # Without standalone mode, an Exit raised by a command comes back as its status.
+        status = app(args=argv, prog_name="meshd", standalone_mode=False)
     except MeshdError as exc:
         print(f"meshd: {exc.one_line()}", file=sys.stderr)
         sys.exit(1)
@@ -88,3 +89,5 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         sys.exit(70)
+    if isinstance(status, int) and status:
+        sys.exit(status)
