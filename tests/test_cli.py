@@ -343,7 +343,8 @@ def test_secret_arguments_from_stdin_or_file(
 def test_a_command_exit_status_reaches_the_shell() -> None:
     code = (
         "import typer\n"
-        "from meshd.cli import app, main\n"
+        "from meshd.cli import main\n"
+        "from meshd.cli.app import app\n"
         "@app.command(hidden=True)\n"
         "def failing() -> None:\n"
         "    raise typer.Exit(3)\n"

@@ -1,79 +1,32 @@
 """The meshd command line.
 
-Commands that only ask a running daemon (peers, status, revoke with a daemon up) must stay
-instant: this package imports nothing heavy at module level; the daemon and libp2p are imported
-inside the commands that run them.
+Commands that only ask a running daemon (peers, status, routes; revoke, which signs here and
+hands the revocation to the daemon) must feel instant. :func:`main` first offers the command
+line to the quick path (meshd.cli.quick), which runs those commands without importing typer;
+anything it does not fully understand goes to the typer app (meshd.cli.app), the reference
+for help, argument errors and exit statuses. Nothing heavy is imported at module level here:
+the daemon and libp2p are imported inside the commands that run them.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
-from typing import Annotated
 
-import typer
-
-from meshd import __version__
 from meshd.errors import MeshdError
 
-app = typer.Typer(
-    name="meshd",
-    help="Decentralised membership and peer discovery for WireGuard mesh networks.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    add_completion=False,
-)
 
-StateDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--state-dir",
-        envvar="MESHD_STATE_DIR",
-        help="Where this node keeps its keys and store [default: /var/lib/meshd].",
-        show_default=False,
-    ),
-]
-Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+def main(argv: list[str] | None = None, *, quick: bool = True) -> None:
+    """Entry point: run a command; any meshd error becomes one line and exit status 1.
 
-
-def _version(value: bool) -> None:
-    if value:
-        print(f"meshd {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
-    ] = False,
-) -> None:
-    """Decentralised membership and peer discovery for WireGuard mesh networks."""
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: run a command; any meshd error becomes one line and exit status 1."""
-    from meshd.cli import commands, daemon_cmds, demo_cmds, routes_cmds  # noqa: F401  (registers the commands)
-
+    ``quick=False`` always takes the typer app (the tests and benchmarks compare both ways).
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        # Without standalone mode, an Exit raised by a command comes back as its status.
-        status = app(args=argv, prog_name="meshd", standalone_mode=False)
+        status = _run(args, quick)
     except MeshdError as exc:
         print(f"meshd: {exc.one_line()}", file=sys.stderr)
         sys.exit(1)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        print("meshd: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except typer.TyperException as exc:
-        # Bad arguments: one line, and where to read how to call the command.
-        message = " ".join(exc.format_message().split())
-        print(f"meshd: {message}; see `meshd --help`", file=sys.stderr)
-        sys.exit(2)
     except KeyboardInterrupt:
         print("meshd: interrupted", file=sys.stderr)
         sys.exit(130)
@@ -89,5 +42,18 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         sys.exit(70)
-    if isinstance(status, int) and status:
+    if status:
         sys.exit(status)
+
+
+def _run(args: list[str], quick: bool) -> int:
+    if quick:
+        from meshd.cli.quick import recognise
+
+        command = recognise(args)
+        if command is not None:
+            command()
+            return 0
+    from meshd.cli.app import run_app
+
+    return run_app(args)

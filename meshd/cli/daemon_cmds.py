@@ -1,22 +1,21 @@
 """Commands that run the daemon (up, join) or ask it (peers, status).
 
-``peers`` and ``status`` must answer at once: this module imports only light modules at the
-top; trio, libp2p and the daemon are imported inside ``up`` and ``join``.
+trio, libp2p and the daemon are imported inside ``up`` and ``join``. What ``peers`` and
+``status`` do is in meshd.cli.asking, which the quick path runs without this module.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from meshd.cli import Json, StateDir, app
-from meshd.cli.output import emit_fields, emit_json, emit_table, note
+from meshd.cli import asking
+from meshd.cli.app import Json, StateDir, app
+from meshd.cli.output import note
 from meshd.cli.parse import duration, read_secret_argument
-from meshd.control.client import request
-from meshd.layout import Paths, resolve
+from meshd.layout import resolve
 
 if TYPE_CHECKING:
     from meshd.babel.options import BabelConfig
@@ -259,89 +258,13 @@ def _configure_quiet_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="meshd: %(message)s")
 
 
-def _ask(state_dir: Path | None, cmd: str, args: dict[str, Any] | None = None) -> Any:
-    return request(Paths(resolve(state_dir)).socket, cmd, args or {})
-
-
 @app.command()
 def peers(state_dir: StateDir = None, json: Json = False) -> None:
     """List the members this node knows, with their state and addresses."""
-    rows = _ask(state_dir, "peers")
-    if json:
-        emit_json(rows)
-        return
-    emit_table(
-        ["name", "node_id", "state", "overlay_ip", "endpoint", "handshake", "rx/tx", "conn"],
-        [
-            [
-                r["name"] or "-",
-                r["node_id"][:12],
-                r["state"] + (f" ({r['reason']})" if r.get("reason") else ""),
-                r["overlay_ip"],
-                r.get("wg_endpoint") or ",".join(r["endpoints"]) or "-",
-                _handshake(r),
-                _traffic(r),
-                "yes" if r.get("connected") else "-",
-            ]
-            for r in rows
-        ],
-    )
-
-
-def _handshake(row: dict[str, Any]) -> str:
-    """How long ago the last WireGuard handshake was; ``-`` when not a WireGuard peer."""
-    if not row.get("wg_peer"):
-        return "-"
-    at = row.get("last_handshake")
-    if not at:
-        return "never"
-    return f"{max(0, int(time.time() - at))}s ago"
-
-
-def _traffic(row: dict[str, Any]) -> str:
-    if not row.get("wg_peer"):
-        return "-"
-    return f"{_bytes(row.get('rx_bytes') or 0)}/{_bytes(row.get('tx_bytes') or 0)}"
-
-
-def _bytes(count: int) -> str:
-    if count < 1024:
-        return f"{count}B"
-    size = count / 1024
-    for unit in ("K", "M"):
-        if size < 1024:
-            return f"{size:.1f}{unit}"
-        size /= 1024
-    return f"{size:.1f}G"
+    asking.peers(state_dir, json)
 
 
 @app.command()
 def status(state_dir: StateDir = None, json: Json = False) -> None:
     """Show this node's identity, network, listen addresses and membership summary."""
-    info = _ask(state_dir, "status")
-    if json:
-        emit_json(info)
-        return
-    shown = {
-        k: info.get(k)
-        for k in (
-            "name",
-            "node_id",
-            "network",
-            "network_id",
-            "listen_addrs",
-            "endpoints",
-            "members",
-            "expired",
-            "revoked",
-            "records",
-            "connected",
-            "digest",
-        )
-    }
-    wireguard = info.get("wireguard") or {}
-    for key in ("interface", "backend", "public_key", "listen_port", "overlay_ip", "peers"):
-        shown[f"wg_{key}" if key not in ("interface",) else key] = wireguard.get(key)
-    if wireguard.get("last_error"):
-        shown["wg_last_error"] = wireguard["last_error"]
-    emit_fields(shown)
+    asking.status(state_dir, json)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from meshd.cli import app
+from meshd.cli.app import app
 
 
 @app.command()

@@ -1,0 +1,82 @@
+"""The typer app: every command's definition, help text and argument errors.
+
+This is the reference for how meshd is called. meshd.cli.main runs it for anything the quick
+path (meshd.cli.quick) does not fully understand; importing it costs about 0.1 s (typer, its
+vendored click and pydantic), which is why the commands that only ask the daemon avoid it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from meshd import __version__
+
+app = typer.Typer(
+    name="meshd",
+    help="Decentralised membership and peer discovery for WireGuard mesh networks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    add_completion=False,
+)
+
+StateDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        envvar="MESHD_STATE_DIR",
+        help="Where this node keeps its keys and store [default: /var/lib/meshd].",
+        show_default=False,
+    ),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"meshd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Decentralised membership and peer discovery for WireGuard mesh networks."""
+
+
+def load_commands() -> typer.Typer:
+    """The app with every command registered."""
+    from meshd.cli import commands, daemon_cmds, demo_cmds, routes_cmds  # noqa: F401  (registers the commands)
+
+    return app
+
+
+def run_app(args: list[str]) -> int:
+    """Run one command through typer; return its exit status.
+
+    Typer's own outcomes (an exit, an abort, bad arguments) are handled here; a MeshdError
+    or any other exception a command raises goes up to meshd.cli.main.
+    """
+    load_commands()
+    try:
+        # Without standalone mode, an Exit raised by a command comes back as its status.
+        status = app(args=args, prog_name="meshd", standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        print("meshd: interrupted", file=sys.stderr)
+        return 130
+    except typer.TyperException as exc:
+        # Bad arguments: one line, and where to read how to call the command.
+        message = " ".join(exc.format_message().split())
+        print(f"meshd: {message}; see `meshd --help`", file=sys.stderr)
+        return 2
+    return status if isinstance(status, int) else 0

@@ -1,0 +1,113 @@
+"""The quick path: commands that only ask the daemon, run without importing typer.
+
+Typer (with its vendored click and pydantic) takes about 0.1 s to import, several times what
+``meshd peers`` needs to ask the daemon and print the answer. :func:`recognise` reads the
+command line of the few commands listed in :data:`COMMANDS`, and only when it understands
+every word of it; it returns None for anything else (``--help``, an unknown option, a typo,
+``--``, a missing value), and meshd.cli.main then runs the typer app, whose help, errors and
+exit statuses are the reference. A command runs the same function either way (meshd.cli.asking,
+meshd.cli.revoking), so the output cannot differ.
+
+The table repeats each command's option names; tests/test_cli_fast.py checks it against the
+typer app's own definitions, so that the two cannot drift apart unnoticed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from meshd.cli import asking, revoking
+
+
+class _NotUnderstood(Exception):
+    """A word the quick path does not take on: let typer handle the whole line."""
+
+
+def _text(value: str) -> str:
+    return value
+
+
+def _path(value: str) -> Path:
+    # Typer refuses an existing path it cannot read; leave that error to it.
+    if os.path.exists(value) and not os.access(value, os.R_OK):
+        raise _NotUnderstood(value)
+    return Path(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Quick:
+    """A command the quick path runs: its function and the words of its command line."""
+
+    action: Callable[..., None]
+    flags: Mapping[str, str] = field(default_factory=dict)
+    """``--json`` -> the parameter it sets to True."""
+    options: Mapping[str, tuple[str, Callable[[str], Any]]] = field(default_factory=dict)
+    """``--state-dir`` -> (the parameter, how its value is converted)."""
+    arguments: tuple[str, ...] = ()
+    """The optional positional parameters, in order."""
+
+
+_JSON = {"--json": "json"}
+_STATE_DIR = {"--state-dir": ("state_dir", _path)}
+
+COMMANDS: Mapping[str, Quick] = {
+    "peers": Quick(asking.peers, _JSON, _STATE_DIR),
+    "status": Quick(asking.status, _JSON, _STATE_DIR),
+    "routes": Quick(asking.routes, _JSON, _STATE_DIR),
+    "revoke": Quick(
+        revoking.revoke,
+        _JSON,
+        {
+            "--invite": ("invite_id", _text),
+            "--admin": ("admin_id", _text),
+            "--reason": ("reason", _text),
+            "--root-key": ("root_key", _path),
+            **_STATE_DIR,
+        },
+        arguments=("node_ref",),
+    ),
+}
+
+
+def recognise(args: Sequence[str]) -> Callable[[], None] | None:
+    """The command ``args`` asks for, ready to run; None unless every word is understood."""
+    if not args or args[0] not in COMMANDS:
+        return None
+    quick = COMMANDS[args[0]]
+    try:
+        values, positional = _parse(quick, list(args[1:]))
+    except _NotUnderstood:
+        return None
+    if len(positional) > len(quick.arguments):
+        return None
+    values.update(zip(quick.arguments, positional, strict=False))
+    return partial(quick.action, **values)
+
+
+def _parse(quick: Quick, words: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """Options (``--opt VALUE``, ``--opt=VALUE``, flags; the last one given wins) and the rest."""
+    values: dict[str, Any] = {}
+    positional: list[str] = []
+    while words:
+        word = words.pop(0)
+        if not word.startswith("-"):
+            positional.append(word)
+            continue
+        name, eq, inline = word.partition("=")
+        if name in quick.flags and not eq:
+            values[quick.flags[name]] = True
+        elif name in quick.options:
+            value = inline if eq else words.pop(0) if words else ""
+            # An empty value, or one that looks like an option, is typer's to judge.
+            if not value or value.startswith("-"):
+                raise _NotUnderstood(word)
+            parameter, convert = quick.options[name]
+            values[parameter] = convert(value)
+        else:
+            raise _NotUnderstood(word)
+    return values, positional

@@ -1,0 +1,218 @@
+"""What ``meshd revoke`` does: sign a revocation here, then hand it to the running daemon.
+
+It runs both through the typer app and through the quick path (meshd.cli.quick). When a
+daemon runs, the member list comes from it and the store's records are not loaded; the trust
+layer (keys, records, the state dir) is imported inside :func:`revoke`, never at the top.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from meshd.cli.output import b64, emit_json, note
+from meshd.control.client import request
+from meshd.errors import DaemonNotRunning, UsageError
+from meshd.layout import resolve
+
+if TYPE_CHECKING:
+    from meshd.membership import Member, Membership
+    from meshd.records import Certificate, Role
+    from meshd.statedir import NodeDir
+
+
+def revoke(
+    node_ref: str | None = None,
+    invite_id: str | None = None,
+    admin_id: str | None = None,
+    reason: str = "",
+    root_key: Path | None = None,
+    state_dir: Path | None = None,
+    json: bool = False,
+) -> None:
+    """Exclude a member, an invite or an admin key from the network, for good."""
+    from meshd.keys import fingerprint
+    from meshd.records import Cap, make_revocation, record_id
+    from meshd.statedir import NodeDir, now
+
+    if sum(x is not None for x in (node_ref, invite_id, admin_id)) != 1:
+        raise UsageError(
+            "name exactly one thing to revoke", hint="give a NODE, or --invite ID, or --admin ID"
+        )
+    if len(reason.encode()) > 256 or not reason.isprintable():
+        raise UsageError("--reason must be printable and at most 256 bytes")
+    at = now()
+    node = NodeDir.open(resolve(state_dir))
+    try:
+        issuer = node.issuer(root_key)
+        issuer.require(Cap.REVOKE)
+        rows = _daemon_peers(node)
+        state = None
+        if rows is not None and node_ref is not None:
+            # A daemon runs: it knows the members; no need to load and verify the store here.
+            candidates = [_candidate_from_row(r) for r in rows]
+        else:
+            state = node.membership(at)
+            candidates = [_candidate_from_member(m, state) for m in state.members(at)]
+        target, role, expires_at, label = _revocation_target(
+            node, state, candidates, node_ref, invite_id, admin_id, at
+        )
+        revocation = make_revocation(
+            issuer.key,
+            network_id=node.anchor.network_id,
+            target=target,
+            target_role=role,
+            issued_at=at,
+            expires_at=expires_at,
+            reason=reason,
+            chain=issuer.chain,
+        )
+        if rows is not None:
+            # The daemon verifies it, makes it durable, then floods it at once.
+            answer = request(
+                node.paths.socket, "publish", {"record": b64(revocation.raw)}, timeout=10.0
+            )
+            new = bool(answer.get("new"))
+            excluded = [str(name) for name in answer.get("excluded", [])]
+            where = "stored and flooded by the running daemon"
+        else:
+            assert state is not None
+            outcome = state.ingest(revocation, at)
+            node.store.apply([outcome])  # durable before anything else happens
+            new = outcome.new
+            excluded = [e.member.name or e.member.node_id for e in outcome.events]
+            where = "stored; the daemon floods it to every member when it runs (`meshd up`)"
+    finally:
+        node.close()
+    info = {
+        "revocation_id": record_id(revocation.raw).hex(),
+        "target": label,
+        "target_role": role.name.lower(),
+        "target_id": fingerprint(target),
+        "reason": reason,
+        "excluded": excluded,
+        "new": new,
+    }
+    if json:
+        emit_json(info)
+    else:
+        print(f"revoked {label}" + (f"; excluded: {', '.join(excluded)}" if excluded else ""))
+        note(where)
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """A member as `revoke NODE` matches it, from the store or from the daemon."""
+
+    node_key: bytes
+    node_id: str
+    name: str
+    wg_key: str  # base64, as `wg` prints it
+    credentials_end: int
+
+
+def _candidate_from_member(member: Member, state: Membership) -> _Candidate:
+    return _Candidate(
+        member.node_key,
+        member.node_id,
+        member.name,
+        b64(member.wg_key),
+        state.credentials_end(member.node_key),
+    )
+
+
+def _candidate_from_row(row: dict[str, Any]) -> _Candidate:
+    return _Candidate(
+        base64.b64decode(row["node_key"]),
+        row["node_id"],
+        row["name"],
+        row["wg_public_key"],
+        int(row["credentials_end"]),
+    )
+
+
+def _daemon_peers(node: NodeDir) -> list[dict[str, Any]] | None:
+    """The running daemon's member list, or None when no daemon runs for this state dir."""
+    try:
+        rows = request(node.paths.socket, "peers", {})
+    except DaemonNotRunning:
+        return None
+    if not isinstance(rows, list):
+        raise UsageError("the daemon's member list is unusable", hint="update meshd")
+    return rows
+
+
+def _revocation_target(
+    node: NodeDir,
+    state: Membership | None,
+    candidates: list[_Candidate],
+    node_ref: str | None,
+    invite_id: str | None,
+    admin_id: str | None,
+    at: int,
+) -> tuple[bytes, Role, int, str]:
+    from meshd.keys import fingerprint
+    from meshd.records import U64, Role
+
+    if node_ref is not None:
+        member = resolve_member(candidates, node_ref)
+        if member.node_key == node.node_key.public:
+            raise UsageError(
+                "this node cannot revoke itself",
+                hint="revoke it from another node that holds the root or an admin key",
+            )
+        # Kept until the last of the member's credentials ends, renewals included.
+        return (
+            member.node_key,
+            Role.MEMBER,
+            member.credentials_end,
+            f"{member.name} ({member.node_id})",
+        )
+    if state is None:
+        state = node.membership(at)
+    certs = _known_certificates(node, state)
+    wanted = Role.INVITE if invite_id is not None else Role.ADMIN
+    ref = (invite_id or admin_id or "").lower()
+    matches = {
+        c.subject: c for c in certs if c.role is wanted and fingerprint(c.subject).startswith(ref)
+    }
+    kind = wanted.name.lower()
+    if not ref or not matches:
+        raise UsageError(
+            f"no {kind} known here has the id {ref!r}",
+            hint=f"use the id `meshd inspect` shows for the {kind}",
+        )
+    if len(matches) > 1:
+        raise UsageError(f"{ref!r} matches {len(matches)} {kind}s", hint="give more of the id")
+    cert = next(iter(matches.values()))
+    expires = cert.not_after + cert.member_ttl if wanted is Role.INVITE else U64
+    return cert.subject, wanted, min(expires, U64), f"{kind} {fingerprint(cert.subject)}"
+
+
+def _known_certificates(node: NodeDir, state: Membership) -> list[Certificate]:
+    """Invite and admin certificates issued here or seen in members' credentials."""
+    from meshd.records import Certificate, Kind, decode_untrusted
+
+    issued = [decode_untrusted(raw, Certificate) for raw in node.store.issued(Kind.CERTIFICATE)]
+    return issued + state.issuing_certificates()
+
+
+def resolve_member(members: list[_Candidate], ref: str) -> _Candidate:
+    """Find one member by name, node id prefix or WireGuard key; ambiguity is an error."""
+    by_name = [m for m in members if m.name == ref]
+    by_key = [m for m in members if m.wg_key == ref]
+    by_id = [m for m in members if len(ref) >= 4 and m.node_id.startswith(ref.lower())]
+    found = {m.node_key: m for m in (by_name or by_key or by_id)}
+    if not found:
+        raise UsageError(
+            f"no member matches {ref!r}",
+            hint="give a name, a node id (or its first characters) or a WireGuard key",
+        )
+    if len(found) > 1:
+        names = ", ".join(f"{m.name} ({m.node_id[:10]})" for m in found.values())
+        raise UsageError(
+            f"{ref!r} matches {len(found)} members: {names}", hint="give more of the node id"
+        )
+    return next(iter(found.values()))
