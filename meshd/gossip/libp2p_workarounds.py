@@ -1,0 +1,292 @@
+"""Workarounds for py-libp2p 0.8.1: the settings, patches and containment meshd relies on.
+
+Written and measured against **py-libp2p 0.8.1** (:data:`LIBP2P_VERSION`, pinned in
+pyproject.toml). Most of it reaches into libp2p internals (private attributes, module
+globals, a method replaced on a class), so it is tied to that version's source.
+docs/gossip.md, "py-libp2p 0.8.1 pitfalls", gives the measured reason for each item.
+
+**Importing this module patches py-libp2p for the whole process** (the last section below):
+signed peer records are verified once per change, and Yamux returns receive-window credit at
+half the window. Every other workaround is a function that the host (:mod:`meshd.gossip.host`,
+:mod:`meshd.gossip.stack`) calls.
+
+Re-checking on an upgrade of py-libp2p. For each item, read the named places in the new
+libp2p source: a patch of a function that was renamed or moved patches nothing, silently.
+Then run ``.venv/bin/pytest -q tests/gossip tests/daemon`` and measure the CPU per published
+message (docs/gossip.md, "Figures") with and without each CPU item: a newer libp2p may make
+one unnecessary. Last, change :data:`LIBP2P_VERSION`, the pin and docs/gossip.md. The tests
+named below are in tests/gossip/test_host.py.
+
+- Signed peer records verified once per change (patch; CPU).
+  ``pubsub/utils.py: maybe_consume_signed_record`` and its imports by name in
+  ``pubsub/pubsub.py`` and ``pubsub/gossipsub.py``.
+- Yamux credit at half the window (patch; CPU).
+  ``YamuxStream._auto_tune_and_send_window_update`` and what it uses (``window_lock``,
+  ``_pending_recv_release``, ``target_recv_window``, ``send_window_update``).
+- The router's settings (:func:`gossipsub_router`; CPU, spam protection).
+  ``GossipSub.__init__``'s options and defaults, the meshsub protocol ids, and that
+  ``GossipSub.scorer`` may be ``None``. Tests: the burst test below (spam protection).
+- The publish sequence number (:func:`seed_sequence_number`).
+  ``Pubsub.counter``, ``int(time.time())`` in 0.8.1. Test: test_restarted_host_is_heard_again.
+- Publish pacing (:func:`wait_for_queue_room`). ``Pubsub.peer_queues`` and
+  ``rpc_queue.OutBoundQueueSize`` (32). Test: test_a_burst_of_publishes_is_paced_not_dropped.
+- The auto-connector (:func:`stop_auto_connector`). ``Swarm.auto_connector`` and
+  ``AutoConnector.stop``. No test: a member we disconnect must stay disconnected.
+- Shutdown (:func:`close_host`, :func:`drop_nursery_closed`). ``BasicHost.close`` and
+  ``host.run()``; the "Nursery is closed to new arrivals" race. Tests:
+  test_shutdown_is_prompt_and_leaves_nothing_behind, test_an_error_in_the_body_propagates_unwrapped.
+- The log bridge (:class:`Libp2pLogBridge`). ``utils/logging.py`` sets ``propagate=False``.
+  Test: test_libp2p_warnings_reach_our_logger.
+
+Two more live in :mod:`meshd.gossip.host`, being the host's own behaviour: libp2p's 32-slot
+subscription queue (``pubsub.SUBSCRIPTION_CHANNEL_SIZE``) is drained at once into a larger
+channel (``GossipHost._drain``), and ``connect_any`` dials addresses concurrently, since each
+dial waits out the 250 ms happy-eyeballs delay (``network/swarm.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from typing import Final
+
+import trio
+from libp2p.abc import IHost
+from libp2p.network.auto_connector import AutoConnector
+from libp2p.peer.id import ID
+from libp2p.pubsub import gossipsub as libp2p_gossipsub
+from libp2p.pubsub import pubsub as libp2p_pubsub
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.utils import maybe_consume_signed_record
+from libp2p.stream_muxer.yamux.yamux import YamuxStream
+
+from meshd.gossip.config import HostConfig
+
+__all__ = [
+    "FORWARDED_LOGGER",
+    "LIBP2P_LOGGER",
+    "LIBP2P_VERSION",
+    "Libp2pLogBridge",
+    "close_host",
+    "drop_nursery_closed",
+    "gossipsub_router",
+    "leaves",
+    "seed_sequence_number",
+    "stop_auto_connector",
+    "wait_for_queue_room",
+]
+
+logger = logging.getLogger(__name__)
+
+LIBP2P_VERSION: Final = "0.8.1"
+"""The py-libp2p version these workarounds were written and measured against."""
+
+LIBP2P_LOGGER: Final = "libp2p"
+"""py-libp2p's root logger; it does not propagate to ours."""
+
+FORWARDED_LOGGER: Final = "meshd.gossip.libp2p"
+"""Where libp2p's records of level WARNING and above are re-logged."""
+
+_NURSERY_CLOSED: Final = "Nursery is closed to new arrivals"
+# Per-peer outbound queues in py-libp2p hold 32 RPCs and drop silently when full. A publish
+# waits until every queue is at most this full, which leaves room for the control traffic
+# and forwarded messages that share the queue.
+_QUEUE_HEADROOM: Final = 16
+_QUEUE_POLL: Final = 0.005
+# A signed peer record rides on every gossip RPC and libp2p verifies it twice per RPC (pubsub,
+# then gossipsub). A record byte-identical to the last one a peer sent was verified already;
+# it is verified again (and its peerstore TTL refreshed) after this many seconds.
+_SIGNED_RECORD_RECHECK: Final = 600.0
+_MAX_VERIFIED_PEERS: Final = 4096
+
+
+# -- building the router ---------------------------------------------------------------------
+
+
+def gossipsub_router(config: HostConfig) -> GossipSub:
+    """The gossipsub router: meshsub 1.1 only, no spam protection, no scoring, no extras."""
+    gossipsub = GossipSub(
+        # meshsub 1.1 only: 1.2 adds IDONTWANT, which py-libp2p sends to every mesh peer
+        # for every message it forwards, whatever its size. Our records are a few hundred
+        # bytes: that doubled the RPCs per message and saved no bandwidth.
+        protocols=[PROTOCOL_ID_V11],
+        degree=config.degree,
+        degree_low=config.degree_low,
+        degree_high=config.degree_high,
+        heartbeat_interval=config.heartbeat_interval,
+        # On by default: 10 msg/s per peer per topic, our own publishes included, the excess
+        # dropped with only a log line. Volume is limited by the membership protocol.
+        spam_protection_enabled=False,
+        # The gossipsub 2.0 extras of py-libp2p cost CPU on every heartbeat and churn
+        # the mesh: adaptive degrees; IP diversity, meaningless when every member may sit
+        # behind one address (loopback, NAT); and peer scoring, which swaps the worst
+        # mesh peer for a better one each heartbeat and marks a forwarder down whenever
+        # our validator refuses a record it already had from sync. Each swap is a PRUNE
+        # and a GRAFT, refused as a "GRAFT flood" when it comes back within 10 s. The
+        # membership layer validates, rate-limits and drops peers itself.
+        adaptive_gossip_enabled=False,
+        eclipse_protection_enabled=False,
+    )
+    gossipsub.scorer = None
+    return gossipsub
+
+
+def seed_sequence_number(pubsub: Pubsub) -> None:
+    """Start the publish sequence number at ``time.time_ns()``.
+
+    libp2p seeds the sequence number with int(time.time()) and counts up by one per
+    message: a host restarted within seconds reuses numbers its peers have already seen and
+    its messages are dropped as duplicates (or as equivocation). Nanoseconds move on faster
+    than any host can publish.
+    """
+    pubsub.counter = time.time_ns()
+
+
+# -- running ---------------------------------------------------------------------------------
+
+
+async def wait_for_queue_room(pubsub: Pubsub, wait: float) -> None:
+    """Wait, up to ``wait`` seconds, until every peer's outbound queue has room to spare.
+
+    Past the deadline, log which peers are slow and return anyway: one stuck peer must not
+    stop gossip for everyone, and anti-entropy repairs what it misses.
+    """
+    with trio.move_on_after(wait):
+        # Polling: libp2p's RpcQueue signals pushes but not pops.
+        while any(len(q) > _QUEUE_HEADROOM for q in pubsub.peer_queues.values()):  # noqa: ASYNC110
+            await trio.sleep(_QUEUE_POLL)
+        return
+    slow = [str(p) for p, q in pubsub.peer_queues.items() if len(q) > _QUEUE_HEADROOM]
+    logger.warning("publishing despite a gossip backlog towards %s", ", ".join(slow))
+
+
+async def stop_auto_connector(host: IHost) -> None:
+    """Stop the swarm's auto-connector; call it once the host runs."""
+    # py-libp2p's auto-connector dials peers from the peerstore (which fills from the
+    # signed records riding on every gossip RPC) until it holds ~100 connections, and
+    # watermarks cannot turn it off. Which peers we connect to is the membership
+    # layer's decision: a member we disconnect, revoked say, must stay disconnected.
+    connector = getattr(host.get_network(), "auto_connector", None)
+    if isinstance(connector, AutoConnector):
+        await connector.stop()
+
+
+# -- shutting down ---------------------------------------------------------------------------
+
+
+async def close_host(host: IHost) -> None:
+    """``host.close()`` (connections, then listeners), with libp2p's shutdown race contained.
+
+    Leaving ``host.run()`` closes neither; call this before stopping pubsub and gossipsub.
+    """
+    try:
+        await host.close()
+    except RuntimeError as exc:
+        if _NURSERY_CLOSED not in str(exc):
+            raise
+        logger.debug("contained libp2p shutdown race in host.close(): %s", exc)
+
+
+def drop_nursery_closed(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """Remove libp2p's shutdown-race RuntimeErrors from ``group``; return what is left."""
+    matched, rest = group.split(lambda e: isinstance(e, RuntimeError) and _NURSERY_CLOSED in str(e))
+    if matched is not None:
+        logger.debug("contained libp2p shutdown race: %s", _NURSERY_CLOSED)
+    return rest
+
+
+def leaves(error: BaseException) -> list[BaseException]:
+    """The exceptions in ``error``, with every (nested) exception group flattened."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaves(inner)]
+    return [error]
+
+
+# -- logging ---------------------------------------------------------------------------------
+
+
+class Libp2pLogBridge(logging.Handler):
+    """Re-logs libp2p's WARNING+ records on our logger; shared by every host of a process.
+
+    libp2p sets ``propagate=False`` on its root logger, so without this its warnings would
+    go nowhere. The handler counts its users and removes itself when the last one leaves.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.users = 0
+        self.target = logging.getLogger(FORWARDED_LOGGER)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # The record keeps its libp2p logger name; our logger's handlers and level decide.
+        if self.target.isEnabledFor(record.levelno):
+            self.target.handle(record)
+
+    @classmethod
+    def attach(cls) -> Libp2pLogBridge:
+        source = logging.getLogger(LIBP2P_LOGGER)
+        bridge = next((h for h in source.handlers if isinstance(h, cls)), None)
+        if bridge is None:
+            bridge = cls()
+            source.addHandler(bridge)
+        bridge.users += 1
+        return bridge
+
+    def detach(self) -> None:
+        self.users -= 1
+        if self.users <= 0:
+            logging.getLogger(LIBP2P_LOGGER).removeHandler(self)
+
+
+# -- patches (applied when this module is imported) ------------------------------------------
+
+_verified_records: weakref.WeakKeyDictionary[IHost, dict[bytes, tuple[bytes, float]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _consume_signed_record_once(msg: rpc_pb2.RPC, host: IHost, peer_id: ID) -> bool:
+    """libp2p's ``maybe_consume_signed_record``, skipped for a record this host has just
+    verified from the same peer, byte for byte."""
+    if not msg.HasField("senderRecord"):
+        return True
+    record = msg.senderRecord
+    seen = _verified_records.setdefault(host, {})
+    peer = peer_id.to_bytes()
+    now = time.monotonic()
+    last = seen.get(peer)
+    if last is not None and last[0] == record and last[1] > now:
+        return True
+    if not maybe_consume_signed_record(msg, host, peer_id):
+        return False
+    if len(seen) >= _MAX_VERIFIED_PEERS:
+        seen.clear()
+    seen[peer] = (bytes(record), now + _SIGNED_RECORD_RECHECK)
+    return True
+
+
+async def _release_window_at_half(self: YamuxStream, *, bytes_read: int = 0) -> None:
+    """Give the sender its credit back once half the receive window has been read.
+
+    py-libp2p 0.8.1 sends a WINDOW_UPDATE after every read of a stream with room left, that
+    is one more encrypted frame and socket write for every gossip RPC received (about a
+    quarter of the CPU per message). go-yamux waits for half the window; so does this.
+    The window keeps its initial size (256 KiB), ample on the links we run over.
+    """
+    async with self.window_lock:
+        self._pending_recv_release += bytes_read
+        if self._pending_recv_release < self.target_recv_window // 2:
+            return
+        delta = self._pending_recv_release
+        self._pending_recv_release = 0
+        self.recv_window += delta
+    await self.send_window_update(delta, skip_lock=True)
+
+
+# Both modules imported the function by name: replace it where it is looked up.
+libp2p_pubsub.maybe_consume_signed_record = _consume_signed_record_once  # type: ignore[attr-defined]
+libp2p_gossipsub.maybe_consume_signed_record = _consume_signed_record_once  # type: ignore[attr-defined]
+YamuxStream._auto_tune_and_send_window_update = _release_window_at_half  # type: ignore[method-assign]
