@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshd.errors import DecodeError, StoreError, VerifyError
-from meshd.membership import Membership, Outcome
+from meshd.errors import DecodeError, StoreError
+from meshd.membership import Change, Membership
 from meshd.records import Kind, Network, decode_untrusted
 
 log = logging.getLogger(__name__)
@@ -118,23 +118,24 @@ class Store:
 
     # --- the record set -------------------------------------------------------------------
 
-    def apply(self, outcomes: Sequence[Outcome]) -> None:
-        """Persist what merging did, in one transaction (committed before this returns)."""
-        # The net effect of the outcomes, in order: a record stored and then dropped within
-        # the batch is never written.
+    def apply(self, changes: Sequence[Change]) -> None:
+        """Persist what merging did (outcomes or batches), in one transaction, committed
+        before this returns."""
+        # The net effect of the changes, in order: a record stored and then dropped within
+        # them is never written.
         records: dict[bytes, tuple[bytes, int, bytes]] = {}
         announcements: dict[bytes, tuple[bytes, bytes, bytes]] = {}
         announcement_of: dict[bytes, bytes] = {}
         dropped: list[tuple[bytes]] = []
         dropped_nodes: list[tuple[bytes]] = []
-        for outcome in outcomes:
-            for s in outcome.stored:
-                if s.node_key is not None:
-                    announcements[s.node_key] = (s.node_key, s.rid, s.raw)  # the last one wins
-                    announcement_of[s.rid] = s.node_key
+        for change in changes:
+            for rid, kind, raw, node in change.stored:
+                if node is not None:
+                    announcements[node] = (node, rid, raw)  # the last one wins
+                    announcement_of[rid] = node
                 else:
-                    records[s.rid] = (s.rid, int(s.kind), s.raw)
-            for rid in outcome.dropped:
+                    records[rid] = (rid, int(kind), raw)
+            for rid in change.dropped:
                 if records.pop(rid, None) is not None:
                     continue
                 node = announcement_of.pop(rid, None)
@@ -189,30 +190,23 @@ class Store:
 
     def load_into(self, state: Membership, now: int) -> LoadReport:
         """Verify and merge every stored record; delete rows that no longer verify."""
-        loaded = rejected = 0
-        bad: list[bytes] = []
-        outcomes: list[Outcome] = []
-        for rid, raw in self.rows():
-            try:
-                outcome = state.ingest_untrusted(raw, now)
-            except (DecodeError, VerifyError) as exc:
-                log.warning("store: dropping a stored record that no longer verifies: %s", exc)
-                bad.append(rid)
-                rejected += 1
-                continue
-            outcomes.append(outcome)
-            loaded += outcome.new
-        # Rows stored under an id that is not the hash of their bytes, or that merging dropped,
-        # go; whatever merging kept is written back under its true id.
+        batch = state.ingest_batch((raw for _, raw in self.rows()), now)
+        if batch.rejected:
+            log.warning(
+                "store: dropping %d stored records that no longer verify (%s)",
+                len(batch.rejected),
+                ", ".join(sorted(set(batch.rejected))),
+            )
+        # Rows that merging did not keep (refused, superseded, or stored under an id that is
+        # not the hash of their bytes) go; what it kept is written back under its true id.
         keep = set(state.record_ids())
-        stale = [rid for rid, _ in self.rows() if rid not in keep and rid not in bad]
-        if bad or stale:
+        gone = [(rid,) for rid, _ in self.rows() if rid not in keep]
+        if gone:
             with self.transaction() as db:
-                gone = [(r,) for r in bad + stale]
                 db.executemany("DELETE FROM records WHERE rid = ?", gone)
                 db.executemany("DELETE FROM announcements WHERE rid = ?", gone)
-            self.apply(outcomes)
-        return LoadReport(loaded, rejected + len(stale), state.pending_count)
+            self.apply([batch])
+        return LoadReport(batch.new, len(gone), state.pending_count)
 
     # --- what this node issued ------------------------------------------------------------
 

@@ -107,6 +107,66 @@ def test_announcements_update_and_supersede() -> None:
     assert member.last_seen == NOW + 1
 
 
+def test_a_refresh_that_says_nothing_new_is_no_event() -> None:
+    """Members re-announce all the time to show they are there: only a change of endpoints,
+    addresses or prefixes is an Updated event (what WireGuard and Babel act on)."""
+    net, founder, state = network()
+    state.ingest(founder.announce(net, NOW, endpoints=["192.0.2.1:51820"]), NOW)
+    same = founder.announce(net, NOW + 5, endpoints=["192.0.2.1:51820"])
+    outcome = state.ingest(same, NOW + 5)
+    assert outcome.new
+    assert outcome.events == ()
+    assert [s.rid for s in outcome.stored] == [record_id(same.raw)]
+    member = state.member(founder.key.public, NOW + 5)
+    assert member is not None
+    assert member.announcement == same
+    assert member.last_seen == NOW + 5
+    moved = founder.announce(net, NOW + 6, addrs=["/ip4/192.0.2.9/tcp/4001"])
+    [event] = state.ingest(moved, NOW + 6).events
+    assert isinstance(event, Updated)
+    assert event.member.announcement == moved
+
+
+def test_a_batch_nets_out_what_it_replaced() -> None:
+    """Several announcements of one member in a batch: the store writes only the last, and
+    one Updated event, emitted after the rest, carries it."""
+    net, founder, state = network()
+    state.ingest(founder.announce(net, NOW, endpoints=["192.0.2.1:51820"]), NOW)
+    joiner = net.join(state, founder, net.invite(), "joiner")
+    first = founder.announce(net, NOW + 1, endpoints=["192.0.2.2:51820"])
+    last = founder.announce(net, NOW + 2, endpoints=["192.0.2.3:51820"])
+    stale = first
+    batch = state.ingest_batch([last.raw, first.raw, joiner.credential.raw, b"junk"], NOW + 2)
+    assert batch.new == 2  # the credential and ``last``; ``first`` came after ``last``
+    assert sorted(batch.rejected) == ["decode", "stale-announcement"]
+    assert [s.rid for s in batch.stored] == [
+        record_id(joiner.credential.raw),
+        record_id(last.raw),
+    ]
+    assert [type(e) for e in batch.events] == [Admitted, Updated]
+    assert batch.events[1].member.announcement == last
+    assert state.record(record_id(stale.raw)) is None
+
+
+def test_a_batch_with_signatures_checked_still_checks_everything_else() -> None:
+    net, founder, state = network()
+    state.ingest(founder.announce(net, NOW), NOW)
+    outsider = stranger(net, founder)
+    other_net = Net()
+    batch = state.merge_batch(
+        [
+            founder.announce(net, NOW + 10 * DAY),  # from the future
+            founder.announce(other_net, NOW),  # another network
+            outsider.announce(net, NOW),  # nobody knows it: waits in the pool
+        ],
+        NOW,
+        announcements_checked=True,
+    )
+    assert sorted(batch.rejected) == ["not-yet-valid", "wrong-network"]
+    assert batch.new == 0
+    assert state.pending_count == 1
+
+
 def test_announcement_with_equal_seq_is_decided_by_record_id() -> None:
     net, founder, state = network()
     a = founder.announce(net, NOW, endpoints=["192.0.2.1:1"])

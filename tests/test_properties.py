@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
@@ -38,6 +40,7 @@ from meshd.records import (
     decode_record_untrusted,
     make_certificate,
 )
+from meshd.store import Store
 from meshd.trust import Verifier
 from tests.factory import DAY, T0, Net, Node
 
@@ -198,6 +201,32 @@ def test_ingesting_a_sequence_again_changes_nothing(
         assert outcome.dropped == ()
         assert outcome.events == ()
     assert snapshot(state) == before
+
+
+@given(sequences(), st.data())
+def test_batches_give_the_same_state_and_the_same_store(
+    sequence: tuple[list[int], list[int]], data: st.DataObject
+) -> None:
+    """Merging in batches (as a sync does) ends where one record at a time ends, and what the
+    batches tell the store to write and delete leaves it holding exactly the record set."""
+    subset, order = sequence
+    records = pool().records
+    reference = pool().net.state()
+    ingest_all(reference, [records[i] for i in subset])
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(order) - 1)), max_size=4)))
+    chunks = [order[a:b] for a, b in zip([0, *cuts], [*cuts, len(order)], strict=True)]
+    state = pool().net.state()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "store.db")
+        try:
+            for chunk in chunks:
+                batch = state.ingest_batch([records[i].raw for i in chunk], NOW)
+                assert set(batch.rejected) <= set(EXPECTED_REFUSALS)
+                store.apply([batch])
+            assert snapshot(state) == snapshot(reference)
+            assert sorted(rid for rid, _ in store.rows()) == state.record_ids()
+        finally:
+            store.close()
 
 
 @given(sequences())

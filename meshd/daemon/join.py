@@ -8,23 +8,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import trio
 
 from meshd.daemon.config import DaemonConfig, topic_of
+from meshd.daemon.ingest import check_sync_records
 from meshd.daemon.streams import converse, request_admission
 from meshd.errors import DecodeError, MeshdError, UsageError, VerifyError
 from meshd.gossip import enroll as enroll_protocol
 from meshd.gossip import sync as sync_protocol
 from meshd.gossip.host import GossipHost, HostConfig
-from meshd.gossip.sync import ingest_batch, net_change
 from meshd.invites import anchor_of, decode_token_untrusted, enroll
 from meshd.keyfiles import read_secret
 from meshd.keys import SigningKey, WireGuardKey, fingerprint
 from meshd.layout import Paths
-from meshd.membership import Membership, MemberState, Outcome
+from meshd.membership import Change, Membership, MemberState
 from meshd.records import Admission
 from meshd.statedir import NodeDir, create_identity, now
 from meshd.store import Store
@@ -90,7 +90,7 @@ async def join(
         invite, node_key=node_key.public, wg_key=wg_key.public, name=name, now=now()
     )
     state = Membership(anchor, announce_ttl=config.announce_ttl)
-    outcomes: list[Outcome] = []
+    changes: list[Change] = []
     # The joining host only dials out; the daemon that follows listens where it is told.
     cfg = HostConfig(
         identity_seed=node_key.seed,
@@ -112,9 +112,15 @@ async def join(
                 hint="check that a member's daemon runs there, or ask for a fresh token",
             )
 
-        def ingest(raws: Iterable[bytes]) -> int:
-            batch = ingest_batch(state, raws, now())
-            outcomes.extend(batch.outcomes)
+        async def ingest(raws: Sequence[bytes]) -> int:
+            checked = await check_sync_records(raws)
+            batch = state.merge_batch(
+                checked.records,
+                now(),
+                announcements_checked=checked.announcements_checked,
+                rejected=checked.rejected,
+            )
+            changes.append(batch)
             return batch.new
 
         async def fetch(peer: str) -> bool:
@@ -174,7 +180,7 @@ async def join(
         if not fetched and not await fetch(sponsor_peer):
             raise JoinError("the sponsor admitted us but the membership could not be fetched")
     with contextlib.suppress(VerifyError):  # usually the sync brought it already
-        outcomes.append(state.ingest(admission, now()))
+        changes.append(state.ingest(admission, now()))
     me = state.member(node_key.public, now())
     if me is None or me.state is not MemberState.ADMITTED:
         reason = "not admitted" if me is None else me.reason
@@ -189,9 +195,7 @@ async def join(
     try:
         store.set_meta("network", anchor.network.raw)
         store.set_meta("name", name.encode())
-        change = net_change(state, outcomes)
-        if change is not None:
-            store.apply([change])
+        store.apply(changes)
     finally:
         store.close()
     progress(f"admitted as {name} ({me.node_id}), overlay {me.overlay}")

@@ -33,6 +33,7 @@ import trio
 from meshd.control.server import serve as serve_control
 from meshd.daemon.babel import BabelService
 from meshd.daemon.config import DaemonConfig, topic_of
+from meshd.daemon.ingest import check_sync_records
 from meshd.daemon.state import NodeState
 from meshd.daemon.streams import converse, read_enrollment
 from meshd.daemon.wireguard import WireGuardMesh, local_addresses
@@ -386,8 +387,14 @@ class Daemon:
             )
         return result
 
-    def _ingest(self, raws: Any) -> int:
-        return self.state.ingest_batch(raws).new
+    async def _ingest(self, raws: Sequence[bytes]) -> int:
+        checked = await check_sync_records(raws)
+        batch = self.state.merge_batch(
+            checked.records,
+            announcements_checked=checked.announcements_checked,
+            rejected=checked.rejected,
+        )
+        return batch.new
 
     async def _serve_sync(self, stream: FramedStream) -> None:
         key = _key_of(stream.remote_peer_id)

@@ -19,9 +19,17 @@ from typing import Any, Final
 
 from meshd.errors import DecodeError, VerifyError
 from meshd.gossip import enroll
-from meshd.gossip.sync import Batch, ingest_batch, net_change
+from meshd.gossip.sync import net_change
 from meshd.keys import fingerprint
-from meshd.membership import Event, Member, Membership, MemberState, Outcome
+from meshd.membership import (
+    Batch,
+    Event,
+    Member,
+    Membership,
+    MemberState,
+    Outcome,
+    decode_batch_untrusted,
+)
 from meshd.records import Admission, Enrollment, Kind, Record, record_id
 from meshd.statedir import NodeDir
 from meshd.wg.addresses import link_local_from_wg_key
@@ -145,8 +153,24 @@ class NodeState:
 
     def ingest_batch(self, raws: Iterable[bytes]) -> Batch:
         """Merge what a sync brought, and store it in one transaction."""
-        batch = ingest_batch(self.membership, raws, self.clock())
-        self._persist(batch.outcomes)
+        records, rejected = decode_batch_untrusted(raws)
+        return self.merge_batch(records, rejected=rejected)
+
+    def merge_batch(
+        self,
+        records: Sequence[Record],
+        *,
+        announcements_checked: bool = False,
+        rejected: Sequence[str] = (),
+    ) -> Batch:
+        """Merge decoded records that arrived together, and store them in one transaction.
+        ``announcements_checked``: see :meth:`Membership.merge_batch`."""
+        batch = self.membership.merge_batch(
+            records, self.clock(), announcements_checked=announcements_checked, rejected=rejected
+        )
+        if batch.stored or batch.dropped:
+            self.node.store.apply([batch])
+        self._emit(batch.events)
         for reason in batch.rejected:
             self.reject_reasons[reason] += 1
         return batch

@@ -6,7 +6,7 @@ The protocol logic is pure and lives in :mod:`meshd.gossip.sync` and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from meshd.errors import DecodeError
@@ -15,7 +15,7 @@ from meshd.gossip.host import FramedStream
 from meshd.gossip.sync import SyncSession, decode_message_untrusted, encode_message
 from meshd.records import Admission, Enrollment
 
-Ingest = Callable[[Iterable[bytes]], int]
+Ingest = Callable[[Sequence[bytes]], Awaitable[int]]
 """Merge records a peer pushed; return how many were new."""
 
 
@@ -44,7 +44,7 @@ async def converse(
         messages += 1
         step = session.receive(decode_message_untrusted(data))
         if step.records:
-            new += ingest(step.records)
+            new += await ingest(step.records)
         if step.reply is None:
             break
         reply = encode_message(step.reply)

@@ -39,22 +39,20 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from meshd.encoding import pack, unpack_canonical_untrusted
-from meshd.errors import DecodeError, VerifyError
+from meshd.errors import DecodeError
 from meshd.membership import BUCKETS, Membership, Outcome
-from meshd.records import MAX_RECORD, Admission, Kind, Record, decode_record_untrusted, kind_of
+from meshd.records import MAX_RECORD
 
 __all__ = [
     "MAX_MESSAGE",
     "PROTOCOL_ID",
     "SPLIT_THRESHOLD",
-    "Batch",
     "Message",
     "Range",
     "Step",
     "SyncSession",
     "decode_message_untrusted",
     "encode_message",
-    "ingest_batch",
     "net_change",
 ]
 
@@ -341,56 +339,6 @@ class SyncSession:
 
 
 # --- ingesting what a sync brings -----------------------------------------------------------
-
-_INGEST_ORDER: Final = {
-    Kind.CERTIFICATE: 0,
-    Kind.ADMISSION: 1,
-    Kind.REVOCATION: 2,
-    Kind.ANNOUNCEMENT: 3,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """What ingesting a batch of records did: the merged outcomes and the refusals."""
-
-    outcomes: tuple[Outcome, ...]
-    rejected: tuple[str, ...]  # the reason of each refused record
-
-    @property
-    def new(self) -> int:
-        return sum(1 for o in self.outcomes if o.new)
-
-
-def ingest_batch(state: Membership, raws: Iterable[bytes], now: int) -> Batch:
-    """Verify and merge records that arrived together, in an order that parks the fewest.
-
-    Credentials come before what depends on them (admissions by admission time, so that a
-    sponsor's own admission comes before those it countersigned), then revocations, then
-    announcements. Refused records are counted by reason, never raised.
-    """
-    decoded: list[tuple[tuple[int, int], Record]] = []
-    rejected: list[str] = []
-    for raw in raws:
-        try:
-            record = decode_record_untrusted(raw)
-        except DecodeError:
-            rejected.append("decode")
-            continue
-        order = _INGEST_ORDER.get(kind_of(record), len(_INGEST_ORDER))
-        at = record.admitted_at if isinstance(record, Admission) else 0
-        decoded.append(((order, at), record))
-    decoded.sort(key=lambda item: item[0])
-    outcomes: list[Outcome] = []
-    for _, record in decoded:
-        try:
-            outcome = state.ingest(record, now)
-        except VerifyError as exc:
-            rejected.append(exc.reason)
-            continue
-        if outcome.stored or outcome.dropped or outcome.events:
-            outcomes.append(outcome)
-    return Batch(tuple(outcomes), tuple(rejected))
 
 
 def net_change(state: Membership, outcomes: Sequence[Outcome]) -> Outcome | None:

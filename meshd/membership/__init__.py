@@ -20,15 +20,19 @@ Member states seen from here (``admitted``, ``expired``, ``revoked``) also depen
 a credential past its end, or a member whose announcements stopped for longer than the TTL, is
 ``expired``; it returns when it refreshes.
 
-- ``state``: Membership: merging, the record set and its digest, the pending pool, events;
+- ``state``: Membership: merging (one record, or a batch), the pending pool, events;
+- ``recordset``: the set of verified records and its digests;
 - ``standing``: who stands, judged from the set alone;
 - ``views``: member views, events and merge outcomes.
 """
 
+from meshd.membership.recordset import BUCKETS
 from meshd.membership.standing import MAX_SPONSOR_DEPTH
-from meshd.membership.state import BUCKETS, Membership
+from meshd.membership.state import Membership, decode_batch_untrusted
 from meshd.membership.views import (
     Admitted,
+    Batch,
+    Change,
     Event,
     Expired,
     Member,
@@ -43,6 +47,8 @@ __all__ = [
     "BUCKETS",
     "MAX_SPONSOR_DEPTH",
     "Admitted",
+    "Batch",
+    "Change",
     "Event",
     "Expired",
     "Member",
@@ -52,4 +58,5 @@ __all__ = [
     "Revoked",
     "Stored",
     "Updated",
+    "decode_batch_untrusted",
 ]

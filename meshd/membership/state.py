@@ -6,17 +6,18 @@ meshd.membership.views.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from meshd.addressing import Prefix, host_prefix, overlay_address
-from meshd.errors import VerifyError
+from meshd.errors import DecodeError, VerifyError
 from meshd.keys import SigningKey, fingerprint
+from meshd.membership.recordset import RecordSet
 from meshd.membership.standing import Standing
 from meshd.membership.views import (
     Admitted,
+    Batch,
     Event,
     Expired,
     Member,
@@ -40,7 +41,8 @@ from meshd.records import (
 )
 from meshd.trust import Anchor, Credential, Verifier, check_announced_prefixes
 
-BUCKETS = 256
+# The order in which records that arrived together are merged (announcements last).
+_INGEST_ORDER: dict[type[Record], int] = {Certificate: 0, Admission: 1, Revocation: 2}
 
 
 @dataclass(slots=True)
@@ -69,9 +71,7 @@ class Membership:
         self.announce_ttl = announce_ttl
         self.clock_skew = clock_skew
         self.max_pending = max_pending
-        self._records: dict[bytes, bytes] = {}
-        self._bucket_acc = [0] * BUCKETS
-        self._bucket_count = [0] * BUCKETS
+        self._set = RecordSet()
         self._standing = Standing()
         self._announcements: dict[bytes, Announcement] = {}
         self._announcement_ids: dict[bytes, bytes] = {}
@@ -99,12 +99,12 @@ class Membership:
         still runs, and other kinds of record are always verified in full.
         """
         rid = record_id(record.raw)
-        if rid in self._records:
+        if rid in self._set:
             return Outcome(record, new=False)
         if type(record) is Announcement:
-            fast = self._refresh(record, rid, now, signature_checked)
-            if fast is not None:
-                return fast
+            refreshed = self._refresh(record, rid, now, signature_checked)
+            if refreshed is not None:
+                return self._refreshed_outcome(record, rid, *refreshed)
         change = _Change(signature_checked=signature_checked and type(record) is Announcement)
         pending = self._merge(record, rid, now, change)
         if change.judgements_changed:
@@ -117,6 +117,87 @@ class Membership:
             stored=tuple(change.stored),
             dropped=tuple(change.dropped),
             events=events,
+        )
+
+    def ingest_batch(self, raws: Iterable[bytes], now: int) -> Batch:
+        """Decode, verify and merge records that arrived together (what a sync brings)."""
+        records, rejected = decode_batch_untrusted(raws)
+        return self.merge_batch(records, now, rejected=rejected)
+
+    def merge_batch(
+        self,
+        records: Iterable[Record],
+        now: int,
+        *,
+        announcements_checked: bool = False,
+        rejected: Iterable[str] = (),
+    ) -> Batch:
+        """Verify and merge records that arrived together; refusals are counted, not raised.
+
+        Credentials go first (admissions by admission time, so that a sponsor's own admission
+        comes before those it countersigned), then revocations, then announcements: the order
+        that parks the fewest. ``announcements_checked``: the caller has checked the signature
+        of every announcement in ``records`` (trust.check_announcement_signatures, e.g. in a
+        worker thread); every other check still runs. ``rejected``: reasons of records the
+        caller already refused, carried into the result.
+        """
+        reasons = list(rejected)
+        announcements: list[Announcement] = []
+        others: list[tuple[int, int, Record]] = []
+        for record in records:
+            if type(record) is Announcement:
+                announcements.append(record)
+            else:
+                at = record.admitted_at if type(record) is Admission else 0
+                others.append((_INGEST_ORDER.get(type(record), len(_INGEST_ORDER)), at, record))
+        others.sort(key=lambda item: item[:2])
+        stored: list[Stored] = []
+        dropped: list[bytes] = []
+        events: list[Event] = []
+        new = 0
+        for *_, record in others:
+            try:
+                outcome = self.ingest(record, now)
+            except VerifyError as exc:
+                reasons.append(exc.reason)
+                continue
+            new += outcome.new
+            stored += outcome.stored
+            dropped += outcome.dropped
+            events += outcome.events
+        # Announcements: most refresh a member already known; their Updated events are
+        # gathered and emitted once per member, after everything else.
+        updated: dict[bytes, Credential] = {}
+        for ann in announcements:
+            rid = record_id(ann.raw)
+            if rid in self._set:
+                continue
+            try:
+                refreshed = self._refresh(ann, rid, now, announcements_checked)
+                if refreshed is None:
+                    outcome = self.ingest(ann, now, signature_checked=announcements_checked)
+                    new += outcome.new
+                    stored += outcome.stored
+                    dropped += outcome.dropped
+                    events += outcome.events
+                    continue
+            except VerifyError as exc:
+                reasons.append(exc.reason)
+                continue
+            new += 1
+            stored.append(Stored(rid, Kind.ANNOUNCEMENT, ann.raw, ann.node_key))
+            if refreshed[1]:
+                updated[ann.node_key] = refreshed[0]
+        for node, credential in updated.items():
+            if self._status.get(node) is MemberState.ADMITTED:
+                events.append(Updated(self._member(node, MemberState.ADMITTED, "", credential)))
+        in_set = self._set
+        return Batch(
+            stored=tuple(s for s in stored if s.rid in in_set),
+            dropped=tuple(rid for rid in dict.fromkeys(dropped) if rid not in in_set),
+            events=tuple(events),
+            new=new,
+            rejected=tuple(reasons),
         )
 
     def _merge(self, record: Record, rid: bytes, now: int, change: _Change) -> bool:
@@ -194,19 +275,19 @@ class Membership:
 
     def _refresh(
         self, ann: Announcement, rid: bytes, now: int, signature_checked: bool
-    ) -> Outcome | None:
-        """The common case on the hot path: a newer announcement from an admitted member.
+    ) -> tuple[Credential, bool] | None:
+        """The common case on the hot path: an announcement without prefixes from an admitted
+        member, its first or a newer one.
 
-        Same rules as _merge_announcement, fewer steps; returns None for anything else.
+        Same rules as _merge_announcement, fewer steps. Returns None when it does not apply
+        (the caller takes the general path); else, merged, the member's credential and whether
+        the announcement says anything new (endpoints, addresses, prefixes).
         """
         node = ann.node_key
+        if ann.prefixes or self._status.get(node) is not MemberState.ADMITTED:
+            return None
         current = self._announcements.get(node)
-        if (
-            current is None
-            or ann.prefixes
-            or self._status.get(node) is not MemberState.ADMITTED
-            or (current.seq, self._announcement_ids[node]) >= (ann.seq, rid)
-        ):
+        if current is not None and (current.seq, self._announcement_ids[node]) >= (ann.seq, rid):
             return None
         self.verifier.announcement(ann, signature_checked=signature_checked)
         if ann.issued_at > now + self.clock_skew:
@@ -214,22 +295,26 @@ class Membership:
         credential = self._standing.standing(node)
         if credential is None or credential.not_after < now:
             return None
-        old = self._announcement_ids[node]
-        records, acc, count = self._records, self._bucket_acc, self._bucket_count
-        del records[old]
-        acc[old[0]] ^= int.from_bytes(old, "big")
-        count[old[0]] -= 1
-        records[rid] = ann.raw
-        acc[rid[0]] ^= int.from_bytes(rid, "big")
-        count[rid[0]] += 1
+        if current is None:
+            self._set.add(rid, ann.raw)
+        else:
+            self._set.replace(self._announcement_ids[node], rid, ann.raw)
         self._announcements[node] = ann
         self._announcement_ids[node] = rid
-        if now > self._last_seen.get(node, now):
+        last_seen = self._last_seen.get(node)
+        if last_seen is None or now > last_seen:
             self._last_seen[node] = now
-        event = Updated(self._member(node, MemberState.ADMITTED, "", credential))
-        return Outcome(
-            ann, True, False, (Stored(rid, Kind.ANNOUNCEMENT, ann.raw, node),), (), (event,)
-        )
+        return credential, current is None or _says_more(current, ann)
+
+    def _refreshed_outcome(
+        self, ann: Announcement, rid: bytes, credential: Credential, changed: bool
+    ) -> Outcome:
+        node = ann.node_key
+        events: tuple[Event, ...] = ()
+        if changed:
+            events = (Updated(self._member(node, MemberState.ADMITTED, "", credential)),)
+        stored = (Stored(rid, Kind.ANNOUNCEMENT, ann.raw, node),)
+        return Outcome(ann, True, False, stored, (), events)
 
     def _merge_announcement(self, ann: Announcement, rid: bytes, now: int, change: _Change) -> bool:
         node = ann.node_key
@@ -258,7 +343,8 @@ class Membership:
         self._last_seen[node] = max(now, self._last_seen.get(node, now))
         self._add(rid, Kind.ANNOUNCEMENT, ann.raw, node, change)
         change.touched.add(node)
-        change.announced.add(node)
+        if current is None or _says_more(current, ann):
+            change.announced.add(node)
         return False
 
     def _merge_revocation(self, rev: Revocation, rid: bytes, now: int, change: _Change) -> None:
@@ -274,21 +360,12 @@ class Membership:
     # --- the record set -----------------------------------------------------------------
 
     def _add(self, rid: bytes, kind: Kind, raw: bytes, node: bytes | None, change: _Change) -> None:
-        self._records[rid] = raw
-        self._fold(rid)
-        self._bucket_count[rid[0]] += 1
+        self._set.add(rid, raw)
         change.stored.append(Stored(rid, kind, raw, node))
 
     def _remove(self, rid: bytes, change: _Change, *, superseded: bool = False) -> None:
-        if self._records.pop(rid, None) is not None:
-            self._fold(rid)
-            self._bucket_count[rid[0]] -= 1
-            if not superseded:
-                change.dropped.append(rid)
-
-    def _fold(self, rid: bytes) -> None:
-        # Record ids are already SHA-256 output: XOR-ing them is an order-free set hash.
-        self._bucket_acc[rid[0]] ^= int.from_bytes(rid, "big")
+        if self._set.remove(rid) and not superseded:
+            change.dropped.append(rid)
 
     def _park(self, waiting_for: bytes, rid: bytes, raw: bytes, *, own: bool) -> None:
         """Keep a record until ``waiting_for`` is known; ``own``: it is that member's own."""
@@ -433,28 +510,20 @@ class Membership:
 
     def digest(self) -> bytes:
         """A digest of the record set: equal sets give equal digests."""
-        h = hashlib.sha256(b"meshd digest v1\x00")
-        for acc, count in zip(self._bucket_acc, self._bucket_count, strict=True):
-            h.update(acc.to_bytes(16, "big") + count.to_bytes(4, "big"))
-        return h.digest()[:16]
+        return self._set.digest()
 
     def bucket_digests(self) -> list[bytes]:
         """One digest per bucket of record ids (bucket = first byte of the id)."""
-        return [
-            acc.to_bytes(16, "big") + count.to_bytes(4, "big")
-            for acc, count in zip(self._bucket_acc, self._bucket_count, strict=True)
-        ]
+        return self._set.bucket_digests()
 
     def record_ids(self, bucket: int | None = None) -> list[bytes]:
-        if bucket is None:
-            return sorted(self._records)
-        return sorted(rid for rid in self._records if rid[0] == bucket)
+        return self._set.ids(bucket)
 
     def record(self, rid: bytes) -> bytes | None:
-        return self._records.get(rid)
+        return self._set.get(rid)
 
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self._set)
 
     @property
     def pending_count(self) -> int:
@@ -496,3 +565,24 @@ class Membership:
             raise VerifyError("already-member", "this node key is already a member")
         self.check_enrollment(enrollment, now)
         return make_admission(sponsor_key, enrollment=enrollment, admitted_at=now)
+
+
+def _says_more(current: Announcement, newer: Announcement) -> bool:
+    """Whether ``newer`` tells others anything ``current`` did not (beyond being newer)."""
+    return (
+        newer.endpoints != current.endpoints
+        or newer.addrs != current.addrs
+        or newer.prefixes != current.prefixes
+    )
+
+
+def decode_batch_untrusted(raws: Iterable[bytes]) -> tuple[list[Record], list[str]]:
+    """Decode records that arrived together: those that decode, and a reason per refusal."""
+    records: list[Record] = []
+    rejected: list[str] = []
+    for raw in raws:
+        try:
+            records.append(decode_record_untrusted(raw))
+        except DecodeError:
+            rejected.append("decode")
+    return records, rejected

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple, Protocol
 
 from meshd.records import Announcement, Kind, Record
 
@@ -39,6 +40,9 @@ class Admitted:
 
 @dataclass(frozen=True, slots=True)
 class Updated:
+    """The member announced something new: endpoints, libp2p addresses or prefixes. A refresh
+    that only advances the sequence number (a member saying it is still there) is no event."""
+
     member: Member
 
 
@@ -55,9 +59,9 @@ class Revoked:
 Event = Admitted | Updated | Expired | Revoked
 
 
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """A record that joined the set; the store persists it."""
+class Stored(NamedTuple):
+    """A record that joined the set; the store persists it. (A named tuple rather than a
+    dataclass: one is made per record on the ingest hot path, at a third of the cost.)"""
 
     rid: bytes
     kind: Kind
@@ -77,3 +81,29 @@ class Outcome:
     # member (the newer one is in ``stored`` and replaces it by node).
     dropped: tuple[bytes, ...] = ()
     events: tuple[Event, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What merging records that arrived together did, netted over the batch.
+
+    ``stored`` and ``dropped`` are what the store must write and delete (a member's
+    announcement replaced by a newer one within the batch is neither); ``events`` come in the
+    order things happened, with at most one Updated per member, emitted last.
+    """
+
+    stored: tuple[Stored, ...] = ()
+    dropped: tuple[bytes, ...] = ()
+    events: tuple[Event, ...] = ()
+    new: int = 0  # records that joined the set
+    rejected: tuple[str, ...] = ()  # the reason each refused record was refused
+
+
+class Change(Protocol):
+    """What the store persists: an Outcome or a Batch."""
+
+    @property
+    def stored(self) -> tuple[Stored, ...]: ...
+
+    @property
+    def dropped(self) -> tuple[bytes, ...]: ...

@@ -18,7 +18,6 @@ from meshd.gossip.sync import (
     SyncSession,
     decode_message_untrusted,
     encode_message,
-    ingest_batch,
 )
 from meshd.membership import Membership
 from meshd.records import record_id
@@ -63,7 +62,7 @@ def _state_of(records: list[bytes]) -> Membership:
     state = pool().net.state()
     # Several passes, as a node that received these over time would have merged them.
     for _ in range(2):
-        ingest_batch(state, records, NOW)
+        state.ingest_batch(records, NOW)
     return state
 
 
@@ -77,7 +76,7 @@ def converse(a: Membership, b: Membership, *, split: int = 16) -> tuple[int, int
     while True:
         session, state = sides[turn % 2]
         step = session.receive(decode_message_untrusted(wire))
-        ingest_batch(state, step.records, NOW)
+        state.ingest_batch(step.records, NOW)
         if step.reply is None:
             break
         wire = encode_message(step.reply)
@@ -148,8 +147,8 @@ def big_pair(size: int, differ: int) -> tuple[Net, list[bytes], list[bytes], lis
 def test_cost_follows_the_difference_not_the_state() -> None:
     net, common, only_a, only_b = big_pair(2000, 20)
     a, b = net.state(), net.state()
-    ingest_batch(a, common + only_a, NOW)
-    ingest_batch(b, common + only_b, NOW)
+    a.ingest_batch(common + only_a, NOW)
+    b.ingest_batch(common + only_b, NOW)
     differing = sum(len(r) for r in only_a + only_b)
     full = sum(len(r) for r in common + only_a)
     moved, _ = converse(a, b)
@@ -162,7 +161,7 @@ def test_cost_follows_the_difference_not_the_state() -> None:
 def test_a_new_node_receives_everything_in_bounded_messages() -> None:
     net, common, only_a, _ = big_pair(2000, 20)
     a, fresh = net.state(), net.state()
-    ingest_batch(a, common + only_a, NOW)
+    a.ingest_batch(common + only_a, NOW)
     _moved, messages = converse(fresh, a)
     assert fresh.digest() == a.digest()
     assert messages >= 3
