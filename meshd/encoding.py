@@ -60,6 +60,21 @@ def unpack_canonical_untrusted(
     return value
 
 
+def unpack_body_untrusted(body: bytes) -> Any:
+    """:func:`unpack_canonical_untrusted` for a record body already cut from its envelope
+    (bytes, and bounded by the envelope's own limit), whose decoder checks every field's type.
+    """
+    try:
+        value = msgpack.unpackb(body, raw=False, ext_hook=_refuse_ext)
+    except DecodeError:
+        raise
+    except (ValueError, TypeError, OverflowError, RecursionError, msgpack.UnpackException) as exc:
+        raise DecodeError(f"record: not valid msgpack ({type(exc).__name__})") from None
+    if msgpack.packb(value, use_bin_type=True) != body:
+        raise DecodeError("record: not in canonical encoding")
+    return value
+
+
 def _check_types(value: Any, what: str, depth: int) -> None:
     if depth > MAX_NESTING:
         raise DecodeError(f"{what}: nested too deeply")

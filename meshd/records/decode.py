@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from meshd.addressing import Prefix
-from meshd.encoding import unpack_canonical_untrusted
+from meshd.encoding import unpack_body_untrusted, unpack_canonical_untrusted
 from meshd.errors import DecodeError
 from meshd.keys import FINGERPRINT_LEN, KEY_LEN
 from meshd.records.types import (
@@ -130,6 +130,8 @@ def _text_item(maximum: int) -> Callable[[Any], str]:
 
 
 _KINDS = {int(kind): kind for kind in Kind}
+# An announcement's body starts with a 9-element array header, its kind, then the version.
+_ANNOUNCEMENT_HEAD = bytes([0x99, Kind.ANNOUNCEMENT, VERSION])
 
 
 _ENDPOINT_ITEM = _text_item(MAX_ENDPOINT_LEN)
@@ -138,6 +140,10 @@ _ADDR_ITEM = _text_item(MAX_ADDR_LEN)
 
 def _envelope_untrusted(data: bytes) -> tuple[Kind, list[Any], bytes]:
     body, signature = split_envelope_untrusted(data)
+    return _body_untrusted(body, signature)
+
+
+def _body_untrusted(body: bytes, signature: bytes) -> tuple[Kind, list[Any], bytes]:
     # Every field's type is checked by _Fields and the item parsers below.
     items = unpack_canonical_untrusted(body, max_size=MAX_RECORD, what="record", check_types=False)
     if type(items) is not list or len(items) < 2:
@@ -159,9 +165,11 @@ def decode_record_untrusted(data: bytes, *, depth: int = 0) -> Record:
         if not isinstance(data, bytearray | memoryview):
             raise DecodeError("record: expected bytes")
         data = bytes(data)
-    kind, items, sig = _envelope_untrusted(data)
-    if kind is Kind.ANNOUNCEMENT:
-        return _announcement_fast(items, sig, data)
+    body, sig = split_envelope_untrusted(data)
+    if body[:3] == _ANNOUNCEMENT_HEAD:
+        # The hot path (most records are announcements): nine fields, kind and version known.
+        return _announcement_fast(unpack_body_untrusted(body), sig, data)
+    kind, items, sig = _body_untrusted(body, sig)
     return _DECODERS[kind](_Fields(items[2:], kind), sig, data, depth)
 
 
