@@ -1,6 +1,7 @@
 """The signed-gossip layer's transport: libp2p gossipsub plus framed stream protocols.
 
-``meshd.gossip.framing`` is pure and importable anywhere. ``meshd.gossip.host`` is the only
-module that imports libp2p; import it explicitly where a running host is needed, so that
-protocol cores and tools that only need framing do not pay for loading libp2p.
+``framing``, ``sync``, ``enroll`` and ``config`` are pure and importable anywhere. Only the
+host's modules (``host``, ``stack``, ``peers``, ``streams``, ``libp2p_workarounds``) import
+libp2p; import ``meshd.gossip.host`` explicitly where a running host is needed, so that
+protocol cores and tools that do not need one never pay for loading libp2p.
 """
