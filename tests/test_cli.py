@@ -301,6 +301,19 @@ def test_version_and_help_in_a_real_process() -> None:
         assert verb in done.stdout
 
 
+@pytest.mark.parametrize("args", [[], ["admin"]])
+def test_a_command_group_alone_prints_its_help_as_a_usage_error(args: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "meshd", *args], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith("Usage: meshd")
+    assert "Commands:" in lines
+    assert len(lines) > 5  # the help as --help shows it, not folded into one line
+
+
 @pytest.mark.parametrize("command", ["peers", "status", "routes"])
 def test_commands_that_ask_the_daemon_import_nothing_heavy(tmp_path: Path, command: str) -> None:
     """They must feel instant: no libp2p, trio, pyroute2, nor the trust layer's store."""

@@ -75,6 +75,10 @@ def run_app(args: list[str]) -> int:
         print("meshd: interrupted", file=sys.stderr)
         return 130
     except typer.TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            # `meshd` (or `meshd admin`) alone: the help, as --help prints it, as a usage error.
+            print(exc.format_message(), file=sys.stderr)
+            return 2
         # Bad arguments: one line, and where to read how to call the command.
         message = " ".join(exc.format_message().split())
         print(f"meshd: {message}; see `meshd --help`", file=sys.stderr)
