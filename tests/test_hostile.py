@@ -866,16 +866,6 @@ def _loser_sponsor(w: World) -> object:
     return w.ingest(make_admission(loser.key, enrollment=enrollment, admitted_at=NOW))
 
 
-@case("pending-pool-full", verify("pending-full"))
-def _pending_full(w: World) -> object:
-    w.state = w.net.state(max_pending=2)
-    for _ in range(2):
-        stranger = Node(SigningKey.generate(), WireGuardKey.generate(), "x", w.founder.credential)
-        assert w.ingest(stranger.announce(w.net, NOW)).pending
-    stranger = Node(SigningKey.generate(), WireGuardKey.generate(), "x", w.founder.credential)
-    return w.ingest(stranger.announce(w.net, NOW))
-
-
 # --- announcements ------------------------------------------------------------------------
 
 

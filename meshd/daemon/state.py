@@ -288,6 +288,7 @@ class NodeState:
             "revoked": states[MemberState.REVOKED],
             "records": len(self.membership),
             "pending": self.membership.pending_count,
+            "pending_evicted": self.membership.pending_evicted,
             "digest": self.membership.digest().hex(),
             "accepted": self.accepted,
             "rejected": dict(self.reject_reasons),

@@ -22,6 +22,7 @@ a credential past its end, or a member whose announcements stopped for longer th
 
 - ``state``: Membership: merging (one record, or a batch), the pending pool, events;
 - ``recordset``: the set of verified records and its digests;
+- ``pending``: the bounded pool of records that wait for a credential;
 - ``standing``: who stands, judged from the set alone;
 - ``views``: member views, events and merge outcomes.
 """

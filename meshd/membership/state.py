@@ -7,12 +7,13 @@ meshd.membership.views.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from meshd.addressing import Prefix, host_prefix, overlay_address
 from meshd.errors import DecodeError, VerifyError
 from meshd.keys import SigningKey, fingerprint
+from meshd.membership.pending import PendingPool
 from meshd.membership.recordset import RecordSet
 from meshd.membership.standing import Standing
 from meshd.membership.views import (
@@ -79,8 +80,7 @@ class Membership:
         self._last_seen: dict[bytes, int] = {}
         # Records waiting for a member's first credential, by that member's key: its own
         # announcements, and admissions it countersigned.
-        self._pending: dict[bytes, dict[bytes, tuple[bytes, bool]]] = {}
-        self._pending_count = 0
+        self._pending = PendingPool(max_pending)
         self._status: dict[bytes, MemberState] = {}
         self._issuing: dict[bytes, Certificate] = {}
         self._admission_slots: dict[tuple[bytes, bytes], tuple[int, bytes]] = {}
@@ -233,7 +233,7 @@ class Membership:
         if credential.not_after < now:
             raise VerifyError("expired", "the membership has expired")
         if not self._standing.knows(admission.sponsor):
-            self._park(admission.sponsor, rid, admission.raw, own=False)
+            self._pending.park(admission.sponsor, rid, admission.raw, own=False)
             return True
         # One admission per member and invite is kept: the earliest by (time, id). Copies of
         # an enrollment countersigned again (by anyone who has seen it) cannot take more of an
@@ -266,7 +266,7 @@ class Membership:
         self._add(rid, kind, raw, None, change)
         self._judgements_changed(change)
         # Records that waited for this member can now be merged.
-        for pending_rid, pending_raw in self._unpark(node):
+        for pending_rid, pending_raw in self._pending.take(node):
             record = decode_record_untrusted(pending_raw)
             try:
                 self._merge(record, pending_rid, now, change)
@@ -330,7 +330,7 @@ class Membership:
         if credential is None:
             if self._standing.knows(node):
                 raise VerifyError("revoked", "the member is revoked")
-            self._park(node, rid, ann.raw, own=True)
+            self._pending.park(node, rid, ann.raw, own=True)
             return True
         if ann.prefixes:
             own = host_prefix(self._identity_of(node)[1])
@@ -354,7 +354,7 @@ class Membership:
             raise VerifyError("expired", "the revocation has expired and may be pruned")
         change.touched |= self._standing.add_revocation(rev)
         self._add(rid, Kind.REVOCATION, rev.raw, None, change)
-        self._drop_own_pending(rev.target)
+        self._pending.drop_own(rev.target)
         self._judgements_changed(change)
 
     # --- the record set -----------------------------------------------------------------
@@ -366,32 +366,6 @@ class Membership:
     def _remove(self, rid: bytes, change: _Change, *, superseded: bool = False) -> None:
         if self._set.remove(rid) and not superseded:
             change.dropped.append(rid)
-
-    def _park(self, waiting_for: bytes, rid: bytes, raw: bytes, *, own: bool) -> None:
-        """Keep a record until ``waiting_for`` is known; ``own``: it is that member's own."""
-        if self._pending_count >= self.max_pending:
-            raise VerifyError("pending-full", "too many records wait for unknown members")
-        bucket = self._pending.setdefault(waiting_for, {})
-        if rid not in bucket:
-            bucket[rid] = (raw, own)
-            self._pending_count += 1
-
-    def _unpark(self, key: bytes) -> Iterator[tuple[bytes, bytes]]:
-        bucket = self._pending.pop(key, {})
-        self._pending_count -= len(bucket)
-        return iter(sorted((rid, raw) for rid, (raw, _) in bucket.items()))
-
-    def _drop_own_pending(self, key: bytes) -> None:
-        """A revoked key's own announcements can never be merged: forget them. Admissions it
-        countersigned wait on, since those made before its revocation still stand."""
-        bucket = self._pending.get(key)
-        if not bucket:
-            return
-        for rid in [rid for rid, (_, own) in bucket.items() if own]:
-            del bucket[rid]
-            self._pending_count -= 1
-        if not bucket:
-            del self._pending[key]
 
     # --- judging ------------------------------------------------------------------------
 
@@ -527,7 +501,12 @@ class Membership:
 
     @property
     def pending_count(self) -> int:
-        return self._pending_count
+        return len(self._pending)
+
+    @property
+    def pending_evicted(self) -> int:
+        """Records pushed out of the full pending pool since the start."""
+        return self._pending.evicted
 
     # --- sponsoring ---------------------------------------------------------------------
 
