@@ -1,13 +1,28 @@
-"""Babel (RFC 8966) for meshd: the wire codec and, later, the routing core.
+"""Babel (RFC 8966) for meshd: the wire codec, the routing core and its shell.
 
-Modules:
+The wire codec:
 
 - :mod:`meshd.babel.tlv`: the packet, TLVs and sub-TLVs as frozen dataclasses;
 - :mod:`meshd.babel.prefix`: address encodings (AE 0-4) and prefix compression;
 - :mod:`meshd.babel.subtlv`: the sub-TLV codec;
 - :mod:`meshd.babel.codec`: ``decode_packet_untrusted`` / ``encode_packet``;
 - :mod:`meshd.babel.expand`: the RFC 8966 parser state: TLVs to routes and back;
-- :mod:`meshd.babel.mac`: RFC 8967 MACs.
+- :mod:`meshd.babel.mac`, :mod:`meshd.babel.auth`: RFC 8967 MACs, and their state per link.
 
-All of it is pure: bytes in, values out, no clock and no sockets.
+The routing core, :class:`meshd.babel.core.BabelCore`, and what it is made of:
+
+- :mod:`meshd.babel.config`: ``CoreConfig``, ``InterfaceConfig``, the hooks;
+- :mod:`meshd.babel.interfaces`: one interface, its Hellos and IHUs (3.4);
+- :mod:`meshd.babel.neighbours`: Hello histories, link cost, RTT;
+- :mod:`meshd.babel.sources`: seqnos, the source table and feasibility;
+- :mod:`meshd.babel.routes`: the route table, ``choose`` and the events;
+- :mod:`meshd.babel.selection`: Updates received, hold times, route selection (3.5, 3.6);
+- :mod:`meshd.babel.updates`: full, triggered and urgent updates (3.7);
+- :mod:`meshd.babel.requests`: Seqno Requests and starvation recovery (3.8);
+- :mod:`meshd.babel.outbox`: what waits per destination, packed into datagrams;
+- :mod:`meshd.babel.views`: the snapshots ``meshd routes`` shows.
+
+All of that is pure: bytes and time in, values out, no clock and no sockets. The I/O is in
+:mod:`meshd.babel.shell` (UDP sockets, kernel routes); :mod:`meshd.babel.options` and
+:mod:`meshd.babel.gateway` serve the daemon.
 """

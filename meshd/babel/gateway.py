@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from meshd.babel.core import RouteView
 from meshd.babel.options import RedistributeRule, covered, redistribute_allows
 from meshd.babel.routes import IPAddress
 from meshd.babel.sources import IPNetwork, RouteKey
 from meshd.babel.tlv import INFINITY
+from meshd.babel.views import RouteView
 
 
 @dataclass(frozen=True, slots=True)

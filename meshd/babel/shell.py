@@ -37,7 +37,8 @@ import trio
 from pyroute2 import IPRoute, NetlinkError
 
 from meshd.babel.auth import LinkAuth
-from meshd.babel.core import MULTICAST_GROUP, BabelCore
+from meshd.babel.core import BabelCore
+from meshd.babel.interfaces import MULTICAST_GROUP
 from meshd.babel.mac import Endpoints
 from meshd.babel.prefix import IPAddress
 from meshd.babel.routes import (

@@ -1,0 +1,91 @@
+"""Settings of the Babel core: the speaker's (:class:`CoreConfig`) and one interface's.
+
+:class:`CoreConfig` also carries the core's hooks (route origin validation, redistribution)
+and its random source; every default is such that runs repeat. :class:`InterfaceConfig` is
+what :meth:`meshd.babel.core.BabelCore.add_interface` settles from its arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+from typing import Literal
+
+from meshd.babel.neighbours import LinkParams
+from meshd.babel.sources import IPNetwork
+from meshd.babel.tlv import INFINITY
+
+InterfaceKind = Literal["wired", "tunnel", "unicast-peers"]
+AcceptHook = Callable[[bytes, IPNetwork, IPNetwork | None], bool]
+"""``accept(router_id, prefix, source)``: may this originator announce this route?"""
+RedistributeHook = Callable[[str, IPNetwork, IPNetwork | None], bool]
+"""``redistribute(interface, prefix, source)``: may we announce this route there?"""
+
+
+def accept_all(router_id: bytes, prefix: IPNetwork, source: IPNetwork | None) -> bool:
+    """The default route-acceptance hook: every route is welcome."""
+    return True
+
+
+def redistribute_all(interface: str, prefix: IPNetwork, source: IPNetwork | None) -> bool:
+    """The default redistribution filter: every route goes everywhere."""
+    return True
+
+
+def no_jitter() -> float:
+    """The default random source: always the middle, so runs are reproducible."""
+    return 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    """Settings of a Babel core that do not belong to one interface."""
+
+    hysteresis: int = 48
+    """A better route replaces the selected one only when better by more than this."""
+    hop_count: int = 64
+    """Hop count of the Seqno Requests we originate."""
+    request_timeout: float = 0.5
+    """First resend delay of an unanswered Seqno Request; it doubles at each resend."""
+    request_attempts: int = 4
+    resend_delay: float = 1.0
+    """Urgent updates (retractions, originator switches) are sent again after this."""
+    urgent_jitter: float = 0.02
+    """Triggered messages wait up to this long, so that several share a packet."""
+    triggered_threshold: int = 64
+    """A change of metric this large (same originator and seqno) triggers an update."""
+    source_gc: float = 180.0
+    accept: AcceptHook = accept_all
+    accept_on: frozenset[str] | None = None
+    """Interfaces whose Updates go through ``accept`` (None: all of them). On a gateway
+    only the mesh is checked; routes from a site's Babel routers are taken as they come."""
+    redistribute: RedistributeHook = redistribute_all
+    random: Callable[[], float] = no_jitter
+    """Uniform in [0, 1): e.g. ``random.Random().random``."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.hysteresis < INFINITY:
+            raise ValueError(f"hysteresis {self.hysteresis} outside 0..65534")
+        if not 1 <= self.hop_count <= 255:
+            raise ValueError(f"hop count {self.hop_count} outside 1..255")
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceConfig:
+    """One interface, as :meth:`~meshd.babel.core.BabelCore.add_interface` settles it."""
+
+    name: str
+    kind: InterfaceKind
+    hello_interval: float
+    update_interval: float
+    link: LinkParams
+    timestamps: bool
+    split_horizon: bool
+    link_local: IPv6Address | None
+    ipv4: IPv4Address | None
+    mtu: int
+
+    @property
+    def multicast(self) -> bool:
+        return self.kind != "unicast-peers"

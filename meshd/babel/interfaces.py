@@ -1,0 +1,132 @@
+"""One Babel interface: its neighbours, its Hellos and its IHUs (RFC 8966 3.4, RFC 9616).
+
+An :class:`Interface` is the core's record of one link: its settings, its neighbours, and
+when its next Hello and full update are due. It builds the Hellos and IHUs that go out
+(with RFC 9616 timestamps when enabled) and takes in those that come. What a neighbour's
+cost means for the routes is the core's business; each neighbour's own state (Hello
+histories, txcost, RTT) is :class:`meshd.babel.neighbours.Neighbour`.
+
+On a multicast interface (``wired``, ``tunnel``) one Hello goes to ff02::1:6 with an IHU
+for every neighbour; on ``unicast-peers`` each neighbour gets its own Hello (with the U
+flag and its own seqno) and its IHU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv6Address
+from typing import Final
+
+from meshd.babel.config import InterfaceConfig
+from meshd.babel.expand import ihu
+from meshd.babel.neighbours import IPAddress, Neighbour, timestamp
+from meshd.babel.sources import seqno_plus
+from meshd.babel.tlv import HELLO_UNICAST, Hello, HelloTimestamp, Ihu, IhuTimestamp, Tlv
+
+MULTICAST_GROUP: Final = IPv6Address("ff02::1:6")
+"""Babel's link-local multicast group (RFC 8966 5)."""
+
+SOON: Final = float("-inf")
+"""A deadline that is already due, whatever the time."""
+
+
+def centiseconds(seconds: float) -> int:
+    """An interval as the wire carries it: centiseconds in 1..65535."""
+    return min(max(round(seconds * 100), 1), 0xFFFF)
+
+
+@dataclass(slots=True)
+class Interface:
+    """An interface the core speaks on, and its neighbours by address."""
+
+    config: InterfaceConfig
+    neighbours: dict[IPAddress, Neighbour] = field(default_factory=dict)
+    hello_seqno: int = 0
+    next_hello: float = SOON
+    next_update: float = SOON
+    started: bool = False
+
+    def targets(self) -> list[IPAddress]:
+        """Where updates for everyone go: the multicast group, or each neighbour."""
+        if self.config.multicast:
+            return [MULTICAST_GROUP]
+        return list(self.neighbours)
+
+    def deadlines(self) -> list[float]:
+        """The next Hello, the next full update, and each neighbour's next missed Hello."""
+        times = [self.next_hello, self.next_update]
+        for neighbour in self.neighbours.values():
+            deadline = neighbour.deadline()
+            if deadline is not None:
+                times.append(deadline)
+        return times
+
+    # --- sending ----------------------------------------------------------------------------
+
+    def hellos(self, now: float) -> list[tuple[IPAddress, list[Tlv]]]:
+        """The Hellos due now, each with its IHUs: ``(destination, TLVs)``."""
+        if self.config.multicast:
+            self.hello_seqno = seqno_plus(self.hello_seqno)
+            hello = self._hello(self.hello_seqno, 0, now)
+            ihus = [self.ihu(n, now) for n in self.neighbours.values()]
+            return [(MULTICAST_GROUP, [hello, *ihus])]
+        return [(n.address, self.unicast_hello(n, now)) for n in self.neighbours.values()]
+
+    def unicast_hello(self, neighbour: Neighbour, now: float) -> list[Tlv]:
+        """A Hello of the neighbour's own unicast sequence, and its IHU."""
+        neighbour.hello_seqno = seqno_plus(neighbour.hello_seqno)
+        hello = self._hello(neighbour.hello_seqno, HELLO_UNICAST, now)
+        return [hello, self.ihu(neighbour, now)]
+
+    def _hello(self, seqno: int, flags: int, now: float) -> Hello:
+        subs = (HelloTimestamp(timestamp(now)),) if self.config.timestamps else ()
+        return Hello(seqno, centiseconds(self.config.hello_interval), flags, subs)
+
+    def ihu(self, neighbour: Neighbour, now: float) -> Ihu:
+        """Our rxcost for a neighbour, with the timestamps of its last Hello if recent."""
+        config = self.config
+        tlv = ihu(
+            neighbour.rxcost(config.link), centiseconds(config.hello_interval), neighbour.address
+        )
+        recent = now - neighbour.hello_received_at <= 3 * config.hello_interval
+        if config.timestamps and recent and neighbour.hello_origin is not None:
+            assert neighbour.hello_receive is not None
+            stamps = IhuTimestamp(neighbour.hello_origin, neighbour.hello_receive)
+            tlv = dataclasses.replace(tlv, sub_tlvs=(stamps,))
+        return tlv
+
+    # --- receiving --------------------------------------------------------------------------
+
+    def hear(self, neighbour: Neighbour, messages: Sequence[object], now: float) -> None:
+        """Take in one packet's Hellos and the IHUs meant for us: histories, txcost, RTT."""
+        transmit = self._hear_hellos(neighbour, messages, now)
+        for message in messages:
+            if isinstance(message, Ihu) and self._for_us(message):
+                neighbour.receive_ihu(message.rxcost, message.interval / 100, now)
+                stamps = message.timestamps
+                if stamps is not None and transmit is not None:
+                    neighbour.rtt_sample(
+                        stamps.origin, stamps.receive, transmit, now, self.config.link
+                    )
+
+    def _hear_hellos(
+        self, neighbour: Neighbour, messages: Sequence[object], now: float
+    ) -> int | None:
+        """Record the packet's Hellos; return the transmit timestamp of a timestamped one."""
+        transmit = None
+        for message in messages:
+            if not isinstance(message, Hello):
+                continue
+            history = neighbour.unicast if message.unicast else neighbour.multicast
+            history.receive(message.seqno, message.interval / 100, now)
+            stamp = message.timestamp
+            if stamp is not None and self.config.timestamps:
+                neighbour.receive_hello_timestamp(stamp, now)
+                transmit = stamp
+        return transmit
+
+    def _for_us(self, message: Ihu) -> bool:
+        ours = [a for a in (self.config.link_local, self.config.ipv4) if a is not None]
+        return message.address is None or not ours or message.address in ours

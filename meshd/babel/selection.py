@@ -1,0 +1,201 @@
+"""The route table's upkeep and route selection (RFC 8966 3.5, 3.6).
+
+:class:`RouteSelection` takes what the neighbours say of routes (Updates, retractions,
+expired hold times, link costs that change) and keeps the table and the selection right:
+an Update refused by route origin validation counts as a retraction; an unfeasible update
+of the selected route from the same originator is ignored (3.5.4) and a newer seqno asked
+for. After every change the key's route is chosen again (:func:`meshd.babel.routes.choose`,
+feasible routes only, with hysteresis; our own prefixes always win), and what the change
+sets off follows: the events, triggered and urgent updates, and Seqno Requests when the
+key starves or an unfeasible route would be better.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+
+from meshd.babel.config import CoreConfig, InterfaceConfig
+from meshd.babel.expand import Route
+from meshd.babel.neighbours import Neighbour
+from meshd.babel.requests import SeqnoRequests
+from meshd.babel.routes import (
+    Event,
+    NeighbourId,
+    RouteChanged,
+    RouteEntry,
+    RouteInstalled,
+    RouteRetracted,
+    RouteTable,
+    choose,
+)
+from meshd.babel.sources import RouteKey, SourceTable
+from meshd.babel.updates import Selection, Updates, selection_of
+
+
+class RouteSelection:
+    """The selected route of every key, kept right as routes come and go.
+
+    It reads our own prefixes (``local``) and the source table, changes the route table,
+    appends to the core's event queue, and hands on to the updates and requests.
+    """
+
+    def __init__(
+        self,
+        router_id: bytes,
+        config: CoreConfig,
+        local: Mapping[RouteKey, int],
+        table: RouteTable,
+        sources: SourceTable,
+        events: deque[Event],
+        updates: Updates,
+        requests: SeqnoRequests,
+    ) -> None:
+        self._router_id = router_id
+        self._config = config
+        self._local = local
+        self._table = table
+        self._sources = sources
+        self._events = events
+        self._updates = updates
+        self._requests = requests
+
+    # --- what neighbours say ----------------------------------------------------------------
+
+    def update(
+        self, interface: InterfaceConfig, neighbour: Neighbour, route: Route, now: float
+    ) -> None:
+        """An Update from a neighbour (RFC 8966 3.5.3, 3.5.4)."""
+        nid = NeighbourId(interface.name, neighbour.address)
+        key = (route.prefix, route.source)
+        if route.router_id == self._router_id:
+            return  # our own routes coming back
+        if route.retraction or route.router_id is None or route.next_hop is None:
+            self.retract(key, nid, now)
+            return
+        if not self.accepts(interface.name, route.router_id, key):
+            self.retract(key, nid, now)
+            return
+        interval = route.interval / 100 or interface.update_interval
+        expires = now + 3.5 * interval
+        feasible = self._sources.feasible(key, route.router_id, route.seqno, route.metric)
+        entry = self._table.entry(key, nid)
+        before = self.current(key)
+        selected = self._table.selected(key)
+        same_origin = entry is not None and entry.router_id == route.router_id
+        if not feasible and same_origin and selected is entry:
+            # RFC 8966 3.5.4: an unfeasible update of the selected route from the same
+            # originator is ignored (it would break the feasibility of what we use); ask
+            # for a newer seqno so that the worse metric can be taken.
+            self._requests.unfeasible(key, route, nid, neighbour.cost, now, force=True)
+            return
+        fresh = RouteEntry(
+            prefix=route.prefix,
+            source=route.source,
+            neighbour=nid,
+            router_id=route.router_id,
+            seqno=route.seqno,
+            refmetric=route.metric,
+            next_hop=route.next_hop,
+            interval=interval,
+            expires=expires,
+            cost=neighbour.cost,
+        )
+        if entry is not None and self._table.selected(key) is entry:
+            # Update in place so that the selection keeps pointing at it.
+            for name in ("router_id", "seqno", "refmetric", "next_hop", "interval", "expires"):
+                setattr(entry, name, getattr(fresh, name))
+            entry.cost = neighbour.cost
+            self._table.put(entry)
+        else:
+            self._table.put(fresh)
+        if not feasible:
+            self._requests.unfeasible(key, route, nid, neighbour.cost, now, force=False)
+        self.reselect(key, before, now)
+
+    def retract(self, key: RouteKey, nid: NeighbourId, now: float) -> None:
+        """A neighbour's route is gone: retracted, refused, expired, or the neighbour left."""
+        before = self.current(key)
+        if self._table.remove(key, nid) is not None:
+            self.reselect(key, before, now)
+
+    def accepts(self, interface: str, router_id: bytes, key: RouteKey) -> bool:
+        """Route origin validation: the ``accept`` hook, on the interfaces it covers."""
+        checked = self._config.accept_on
+        if checked is not None and interface not in checked:
+            return True
+        return self._config.accept(router_id, key[0], key[1])
+
+    def retract_all(self, nid: NeighbourId, now: float) -> None:
+        """Every route of a neighbour is gone (a wildcard retraction, or it left)."""
+        for key in self._table.keys_via(nid):
+            self.retract(key, nid, now)
+
+    def set_cost(self, nid: NeighbourId, cost: int, now: float) -> None:
+        """The cost of the link to a neighbour changed: its routes' metrics with it."""
+        for key in self._table.keys_via(nid):
+            entry = self._table.entry(key, nid)
+            if entry is None:
+                continue
+            before = self.current(key)
+            entry.cost = cost
+            self.reselect(key, before, now)
+
+    def expire(self, now: float) -> None:
+        """Routes whose hold time ran out (3.5 times their update interval) go."""
+        for entry in self._table.pop_expired(now):
+            self.retract(entry.key, entry.neighbour, now)
+
+    def revalidate(self, now: float) -> None:
+        """Ask the acceptance hook again about every route (a member was revoked)."""
+        for entry in list(self._table.all_entries()):
+            if not self.accepts(entry.neighbour.interface, entry.router_id, entry.key):
+                before = self.current(entry.key)
+                self._table.remove(entry.key, entry.neighbour)
+                self.reselect(entry.key, before, now)
+
+    # --- selection --------------------------------------------------------------------------
+
+    def feasible(self, entry: RouteEntry) -> bool:
+        return self._sources.feasible(entry.key, entry.router_id, entry.seqno, entry.refmetric)
+
+    def current(self, key: RouteKey) -> Selection | None:
+        """What the selected route of a key is now, to compare after a change."""
+        entry = self._table.selected(key)
+        return selection_of(entry) if entry is not None else None
+
+    def reselect(self, key: RouteKey, before: Selection | None, now: float) -> None:
+        """Choose the route of a key again; report it and send what the change calls for."""
+        current = self._table.selected(key)
+        if key in self._local:
+            chosen = None
+        else:
+            chosen = choose(
+                self._table.entries(key), current, self.feasible, self._config.hysteresis
+            )
+        self._table.set_selected(key, chosen)
+        prefix, source = key
+        if chosen is not None:
+            after = selection_of(chosen)
+            neighbour, next_hop, router_id, _, metric = after
+            self._updates.clear_lost(key)
+            if before is None:
+                self._events.append(
+                    RouteInstalled(prefix, source, next_hop, neighbour, metric, router_id)
+                )
+                self._updates.announce(key, now, urgent=True)
+            elif before != after:
+                if before[:2] != after[:2] or before[2] != router_id or before[4] != metric:
+                    self._events.append(
+                        RouteChanged(prefix, source, next_hop, neighbour, metric, router_id)
+                    )
+                self._updates.triggered(key, before, after, now)
+            self._requests.answered(key, chosen)
+        else:
+            if before is not None:
+                self._events.append(RouteRetracted(prefix, source))
+                if key not in self._local:
+                    self._updates.mark_lost(key, now)
+                    self._updates.announce(key, now, urgent=True)
+            if key not in self._local:
+                self._requests.starving(key, now)
