@@ -12,7 +12,8 @@ derived from the node key (:func:`meshd.babel.options.router_id_of`), and runs a
   Babel is ``unicast-peers``: the neighbours are the admitted members' key-derived
   link-local addresses, an Update is accepted only from a member whose grants cover the
   prefix (:class:`~meshd.babel.options.MemberOrigins`), and every selected route's prefix is
-  given to the next hop's WireGuard peer and routed at the device;
+  given to the next hop's WireGuard peer and routed at the device (a new direct neighbour's
+  overlay /128 stays on its own peer for a few Hellos: :mod:`meshd.mesh.holddown`);
 * as a gateway (``--babel-interface`` beside the mesh), the site routes that pass the
   ``--babel-redistribute`` filter and lie within our own grants are originated on the mesh
   under our router-id (:mod:`meshd.babel.gateway`), and their kernel routes toward the site
@@ -82,6 +83,11 @@ class MeshSeam(Protocol):
 
     def set_extra_prefixes(self, extra: Mapping[bytes, Sequence[IPNetwork]]) -> None:
         """Route these prefixes through these peers (by WireGuard key) from now on."""
+        ...
+
+    def follow_babel(self, hello_interval: float) -> None:
+        """Babel runs on the interface from now on, with this Hello interval (new direct
+        neighbours keep their overlay address on their own peer for a few Hellos)."""
         ...
 
 
@@ -191,6 +197,8 @@ class BabelService:
         self._shell = shell
         shell.add_listener(self._on_route_event)
         self._sync_members()
+        if self.mesh is not None:
+            self.mesh.follow_babel(config.hello_interval)
         saved = _enable_forwarding() if self.mesh is not None else {}
         try:
             if self.mesh is None or not config.interfaces:

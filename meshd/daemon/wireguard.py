@@ -14,6 +14,10 @@ interface. :class:`WireGuardMesh` owns the backend from then on:
   an error within ``RETRY_AFTER_ERROR``, and every ``interval`` seconds otherwise;
 * ``previous`` (the desired state of the last successful round) is what lets the reconciler
   leave an endpoint WireGuard learnt by roaming alone;
+* Babel's selected routes come in through :meth:`WireGuardMesh.set_extra_prefixes`; once
+  Babel runs (:meth:`WireGuardMesh.follow_babel`), a new direct neighbour keeps its overlay
+  /128 on its own peer for a hold-down (:mod:`meshd.mesh.holddown`), and a round runs when
+  a hold ends;
 * peers that were just created, or given a new endpoint, get one small UDP datagram to their
   overlay address (the discard port): it makes WireGuard start a handshake now rather than
   at the first real packet.
@@ -37,8 +41,9 @@ import trio
 from meshd.addressing import overlay_address
 from meshd.errors import BackendError
 from meshd.membership import Event, Member, Revoked
-from meshd.mesh.desired import DesiredMesh, Underlay, desired_peers
+from meshd.mesh.desired import DesiredMesh, Underlay, desired_peers, peer_members
 from meshd.mesh.handshake import recreate_unanswered
+from meshd.mesh.holddown import HoldDown, hold_down_period, routed_directly
 from meshd.mesh.underlay import LocalAddress, underlay_of
 from meshd.wg.backend import Backend, InterfaceConfig
 from meshd.wg.backend_select import select_backend
@@ -101,6 +106,9 @@ class WireGuardMesh:
         self._poke = poke
         self._members: Members = list
         self._extra: dict[bytes, tuple[IPNetwork, ...]] = {}
+        self._hold: HoldDown | None = None
+        self._held: frozenset[bytes] = frozenset()
+        self._kept: set[tuple[bytes, bytes]] = set()
         self._previous: dict[bytes, PeerConfig] = {}
         self._desired = DesiredMesh()
         self._reported: set[tuple[bytes, bytes]] = set()
@@ -128,6 +136,14 @@ class WireGuardMesh:
             self._extra = mapping
             self.kick()
 
+    def follow_babel(self, hello_interval: float) -> None:
+        """Babel runs on the interface from now on, with this Hello interval: every peer is
+        a new direct neighbour, held for a few Hellos (:mod:`meshd.mesh.holddown`)."""
+        period = hold_down_period(hello_interval)
+        self._hold = HoldDown(period)
+        log.info("WireGuard %s: new direct neighbours held for %.1f s", self.ifname, period)
+        self.kick()
+
     def kick(self) -> None:
         """Ask for a round now (coalesced: many kicks before it runs make one round)."""
         with contextlib.suppress(trio.WouldBlock):
@@ -148,23 +164,31 @@ class WireGuardMesh:
         ok = await self.reconcile()
         task_status.started()
         while True:
-            with trio.move_on_after(self.interval if ok else RETRY_AFTER_ERROR):
+            wait = self.interval if ok else RETRY_AFTER_ERROR
+            hold_ends = self._hold.deadline() if self._hold is not None else None
+            if hold_ends is not None:
+                wait = max(0.0, min(wait, hold_ends - trio.current_time()))
+            with trio.move_on_after(wait):
                 await self._kick_receive.receive()
             ok = await self.reconcile()
 
     async def reconcile(self) -> bool:
         """One round: read, plan, apply. False (and logged) if the backend failed."""
-        desired = desired_peers(
-            self._members(),
-            own_node_key=self.own_node_key,
-            own_wg_key=self.own_wg_key,
-            underlay=self.underlay,
-            keepalive=self.keepalive,
-            extra_prefixes=self._extra,
-        )
-        self._report(desired)
         try:
             actual = await self.backend.get()
+            members = self._members()
+            held = self._hold_down(members)
+            desired = desired_peers(
+                members,
+                own_node_key=self.own_node_key,
+                own_wg_key=self.own_wg_key,
+                underlay=self.underlay,
+                keepalive=self.keepalive,
+                extra_prefixes=self._extra,
+                held=held,
+            )
+            self._held = held
+            self._report(desired, members)
             ops = recreate_unanswered(
                 plan(desired.peers, actual, self._previous), desired.peers, actual
             )
@@ -190,7 +214,16 @@ class WireGuardMesh:
             )
         return True
 
-    def _report(self, desired: DesiredMesh) -> None:
+    def _hold_down(self, members: Sequence[Member]) -> frozenset[bytes]:
+        """The peers held on their own overlay /128 this round (none before Babel runs)."""
+        if self._hold is None:
+            return frozenset()
+        peers = peer_members(members, own_node_key=self.own_node_key, own_wg_key=self.own_wg_key)
+        direct = routed_directly(peers, self._extra)
+        return self._hold.update(trio.current_time(), peers.keys(), direct)
+
+    def _report(self, desired: DesiredMesh, members: Sequence[Member]) -> None:
+        self._report_holds(desired, members)
         for shadowed in desired.shadowed:
             pair = (shadowed.member.node_key, shadowed.holder)
             if pair not in self._reported:
@@ -204,6 +237,40 @@ class WireGuardMesh:
                     key_to_base64(shadowed.member.wg_key)[:8],
                     whose,
                 )
+
+    def _report_holds(self, desired: DesiredMesh, members: Sequence[Member]) -> None:
+        """Log when a hold keeps a member off the relay Babel chose, and when the relay takes
+        over after the hold-down (the direct path never came up)."""
+        names = {m.wg_key: m.name for m in members}
+        owner: dict[IPNetwork, bytes] = {
+            ipaddress.IPv6Network((m.overlay, 128)): m.wg_key for m in members
+        }
+        kept = {
+            (owner[p], relay)
+            for relay, p in desired.refused_prefixes
+            if p in owner and owner[p] in self._held
+        }
+        relayed = {
+            (owner[p], relay)
+            for relay, peer in desired.peers.items()
+            for p in peer.allowed_ips
+            if p in owner and owner[p] != relay
+        }
+        for member, relay in sorted(kept - self._kept):
+            log.info(
+                "WireGuard %s: %s stays on its own peer, a new direct neighbour (Babel: via %s)",
+                self.ifname,
+                names.get(member, "?"),
+                names.get(relay, "?"),
+            )
+        for member, relay in sorted((self._kept - kept) & relayed):
+            log.info(
+                "WireGuard %s: %s: no direct route from Babel within the hold-down; via %s now",
+                self.ifname,
+                names.get(member, "?"),
+                names.get(relay, "?"),
+            )
+        self._kept = kept
 
     async def _poke_peers(self, updates: Sequence[UpdatePeer]) -> None:
         """Send one datagram to each peer's overlay address, so that WireGuard shakes hands."""
@@ -256,6 +323,7 @@ class WireGuardMesh:
             "peers": len(state.peers) if state is not None else None,
             "desired_peers": len(self._desired.peers),
             "shadowed": len(self._desired.shadowed),
+            "held": len(self._held),
             "rounds": self.rounds,
             "errors": self.errors,
             "last_error": self.last_error,

@@ -7,7 +7,8 @@ Rules (docs/mesh.md):
   link-local /128 and the member's overlay /128, plus any extra prefixes the caller routes
   through it (Babel's choices); a prefix never goes to two peers. A link-local /128 always
   stays on its own peer; an overlay /128 moves to another peer when an extra prefix says so
-  (Babel routes the member through a relay), and is on its own peer otherwise;
+  (Babel routes the member through a relay), and is on its own peer otherwise, and always
+  while the member is *held* (a new direct neighbour, :mod:`meshd.mesh.holddown`);
 * its endpoint is chosen from the member's announced endpoints by :func:`choose_endpoint`,
   a function of the announced *set* and of what this node can reach, so it only changes when
   the announcement (or our underlay) does; without a usable one the peer has no endpoint and
@@ -20,7 +21,7 @@ Rules (docs/mesh.md):
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from meshd.membership import Member, MemberState
@@ -101,23 +102,16 @@ def base_allowed_ips(member: Member) -> tuple[ipaddress.IPv6Network, ipaddress.I
     )
 
 
-def desired_peers(
-    members: Iterable[Member],
-    *,
-    own_node_key: bytes,
-    own_wg_key: bytes,
-    underlay: Underlay = Underlay(),
-    keepalive: int | None = DEFAULT_KEEPALIVE,
-    extra_prefixes: Mapping[bytes, Sequence[IPNetwork]] | None = None,
-) -> DesiredMesh:
-    """The WireGuard peers this node should have.
+def peer_members(
+    members: Iterable[Member], *, own_node_key: bytes, own_wg_key: bytes
+) -> dict[bytes, Member]:
+    """The members programmed as peers, by WireGuard key (what :func:`desired_peers` uses)."""
+    return _choose(members, own_node_key, own_wg_key)[0]
 
-    ``extra_prefixes`` maps a peer's WireGuard key to further prefixes routed through it
-    (Babel's choices). Members' link-local /128s are claimed first, then the extra
-    prefixes (peers in key order), then each overlay /128 for its own peer if no extra
-    prefix moved it to another. An extra prefix already held (a link-local /128, or an
-    extra one given first) is refused and reported.
-    """
+
+def _choose(
+    members: Iterable[Member], own_node_key: bytes, own_wg_key: bytes
+) -> tuple[dict[bytes, Member], list[Shadowed]]:
     standing: dict[bytes, list[Member]] = {}
     for member in members:
         if member.state is MemberState.ADMITTED and member.node_key != own_node_key:
@@ -131,7 +125,29 @@ def desired_peers(
             continue
         chosen[wg_key] = holders[0]
         shadowed.extend(Shadowed(m, holders[0].node_key) for m in holders[1:])
+    return chosen, shadowed
 
+
+def desired_peers(
+    members: Iterable[Member],
+    *,
+    own_node_key: bytes,
+    own_wg_key: bytes,
+    underlay: Underlay = Underlay(),
+    keepalive: int | None = DEFAULT_KEEPALIVE,
+    extra_prefixes: Mapping[bytes, Sequence[IPNetwork]] | None = None,
+    held: Collection[bytes] = (),
+) -> DesiredMesh:
+    """The WireGuard peers this node should have.
+
+    ``extra_prefixes`` maps a peer's WireGuard key to further prefixes routed through it
+    (Babel's choices). ``held`` names peers (WireGuard keys) whose overlay /128 stays on
+    the peer itself whatever Babel says (new direct neighbours). Members' link-local /128s
+    are claimed first, then the overlay /128s of held peers, then the extra prefixes (peers
+    in key order), then each other overlay /128 for its own peer if no extra prefix moved
+    it to another. An extra prefix already claimed is refused and reported.
+    """
+    chosen, shadowed = _choose(members, own_node_key, own_wg_key)
     owner: dict[IPNetwork, bytes] = {}
     allowed: dict[bytes, list[IPNetwork]] = {}
     overlays: dict[bytes, IPNetwork] = {}
@@ -140,6 +156,9 @@ def desired_peers(
         allowed[wg_key] = [link_local]
         owner.setdefault(link_local, wg_key)
         overlays[wg_key] = overlay
+    for wg_key in sorted(chosen.keys() & set(held)):
+        if owner.setdefault(overlays[wg_key], wg_key) == wg_key:
+            allowed[wg_key].append(overlays[wg_key])
     refused: list[tuple[bytes, IPNetwork]] = []
     extras = extra_prefixes or {}
     for wg_key in sorted(extras):

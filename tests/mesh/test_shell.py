@@ -7,15 +7,18 @@ alone, and a ``set`` that fails half way is read again and converged within the 
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
+import pytest
 import trio
 import trio.testing
 
 from meshd.daemon.wireguard import RETRY_AFTER_ERROR, WireGuardMesh
 from meshd.errors import BackendError
 from meshd.membership import Member, MemberState, Revoked, Updated
+from meshd.mesh.holddown import hold_down_period
 from meshd.wg.backend import InterfaceConfig
 from meshd.wg.backend_none import NullBackend
 from meshd.wg.model import Operation, UpdatePeer, clamp_private_key
@@ -132,5 +135,44 @@ def test_status_view_names_the_interface() -> None:
         assert view["peers"] == 1
         assert view["desired_peers"] == 1
         assert view["rounds"] == 1
+
+    run(main)
+
+
+def test_a_new_direct_neighbour_is_held_and_the_relay_takes_over_when_the_hold_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="meshd.daemon.wireguard")
+
+    async def main() -> None:
+        new, relay = member("new"), member("relay")
+        mesh, backend = make_mesh([new, relay])
+        overlay = ipaddress.ip_network(f"{new.overlay}/128")
+
+        def holder() -> bytes:
+            peers = backend.state.peer_configs()
+            return next(k for k, p in peers.items() if overlay in p.allowed_ips)
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mesh.run)
+            mesh.follow_babel(hello_interval=4.0)  # held 16 s; periodic rounds every 5 s
+            await trio.testing.wait_all_tasks_blocked()
+            start = trio.current_time()
+            mesh.set_extra_prefixes({relay.wg_key: [overlay]})  # Babel: new via relay
+            await trio.testing.wait_all_tasks_blocked()
+            assert holder() == new.wg_key
+            assert (await mesh.status_view())["held"] == 2
+            assert "new stays on its own peer, a new direct neighbour (Babel: via relay)" in (
+                caplog.text
+            )
+            await trio.sleep(hold_down_period(4.0) - 0.1)
+            assert holder() == new.wg_key
+            await trio.sleep(0.2)  # a round at the end of the hold-down, not the periodic one
+            assert holder() == relay.wg_key
+            assert trio.current_time() - start < hold_down_period(4.0) + 0.2
+            assert "new: no direct route from Babel within the hold-down; via relay" in (
+                caplog.text
+            )
+            nursery.cancel_scope.cancel()
 
     run(main)
