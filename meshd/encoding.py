@@ -18,6 +18,11 @@ from meshd.errors import DecodeError
 
 MAX_NESTING = 8
 
+# One packer for the canonical re-encode of everything decoded: building one per call costs
+# as much again as packing. pack() runs start to end under the GIL (the values come from
+# msgpack itself, so no callback runs), so threads can share it.
+_CANONICAL = msgpack.Packer(use_bin_type=True)
+
 
 def pack(value: Any) -> bytes:
     """Encode ``value`` canonically (the shortest msgpack form; bytes as bin, str as str)."""
@@ -55,7 +60,7 @@ def unpack_canonical_untrusted(
         raise DecodeError(f"{what}: not valid msgpack ({type(exc).__name__})") from None
     if check_types:
         _check_types(value, what, 0)
-    if msgpack.packb(value, use_bin_type=True) != data:
+    if _CANONICAL.pack(value) != data:
         raise DecodeError(f"{what}: not in canonical encoding")
     return value
 
@@ -70,7 +75,7 @@ def unpack_body_untrusted(body: bytes) -> Any:
         raise
     except (ValueError, TypeError, OverflowError, RecursionError, msgpack.UnpackException) as exc:
         raise DecodeError(f"record: not valid msgpack ({type(exc).__name__})") from None
-    if msgpack.packb(value, use_bin_type=True) != body:
+    if _CANONICAL.pack(value) != body:
         raise DecodeError("record: not in canonical encoding")
     return value
 

@@ -122,9 +122,12 @@ def _prefix_untrusted(value: Any) -> Prefix:
 
 def _text_item(maximum: int) -> Callable[[Any], str]:
     def item(value: Any) -> str:
-        if not isinstance(value, str) or len(value.encode()) > maximum or not value.isprintable():
-            raise DecodeError(f"text entry must be printable and at most {maximum} bytes")
-        return value
+        if type(value) is str and value.isascii():  # the usual case: length in bytes is len()
+            if len(value) <= maximum and value.isprintable():
+                return value
+        elif isinstance(value, str) and len(value.encode()) <= maximum and value.isprintable():
+            return value
+        raise DecodeError(f"text entry must be printable and at most {maximum} bytes")
 
     return item
 
