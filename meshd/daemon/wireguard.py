@@ -18,6 +18,10 @@ interface. :class:`WireGuardMesh` owns the backend from then on:
   Babel runs (:meth:`WireGuardMesh.follow_babel`), a new direct neighbour keeps its overlay
   /128 on its own peer for a hold-down (:mod:`meshd.mesh.holddown`), and a round runs when
   a hold ends;
+* a never-answered peer given an endpoint is re-created, at once if our WireGuard key is the
+  lower of the two, else only if still unanswered a second later
+  (:class:`meshd.mesh.handshake.FirstHandshakes`: first handshakes must not cross), and a
+  round runs when such a re-creation is due;
 * peers that were just created, or given a new endpoint, get one small UDP datagram to their
   overlay address (the discard port): it makes WireGuard start a handshake now rather than
   at the first real packet.
@@ -42,7 +46,7 @@ from meshd.addressing import overlay_address
 from meshd.errors import BackendError
 from meshd.membership import Event, Member, Revoked
 from meshd.mesh.desired import DesiredMesh, Underlay, desired_peers, peer_members
-from meshd.mesh.handshake import recreate_unanswered
+from meshd.mesh.handshake import FirstHandshakes
 from meshd.mesh.holddown import HoldDown, hold_down_period, routed_directly
 from meshd.mesh.underlay import LocalAddress, underlay_of
 from meshd.wg.backend import Backend, InterfaceConfig
@@ -107,6 +111,7 @@ class WireGuardMesh:
         self._members: Members = list
         self._extra: dict[bytes, tuple[IPNetwork, ...]] = {}
         self._hold: HoldDown | None = None
+        self._first = FirstHandshakes(own_wg_key)
         self._held: frozenset[bytes] = frozenset()
         self._kept: set[tuple[bytes, bytes]] = set()
         self._previous: dict[bytes, PeerConfig] = {}
@@ -166,8 +171,9 @@ class WireGuardMesh:
         while True:
             wait = self.interval if ok else RETRY_AFTER_ERROR
             hold_ends = self._hold.deadline() if self._hold is not None else None
-            if hold_ends is not None:
-                wait = max(0.0, min(wait, hold_ends - trio.current_time()))
+            for due in (hold_ends, self._first.deadline()):
+                if due is not None:
+                    wait = max(0.0, min(wait, due - trio.current_time()))
             with trio.move_on_after(wait):
                 await self._kick_receive.receive()
             ok = await self.reconcile()
@@ -189,8 +195,11 @@ class WireGuardMesh:
             )
             self._held = held
             self._report(desired, members)
-            ops = recreate_unanswered(
-                plan(desired.peers, actual, self._previous), desired.peers, actual
+            ops = self._first.ops(
+                plan(desired.peers, actual, self._previous),
+                desired.peers,
+                actual,
+                trio.current_time(),
             )
             if ops:
                 await self.backend.set(ops)

@@ -10,43 +10,137 @@ So when a plan gives a new endpoint to a peer that has never completed a handsha
 session to lose), :func:`recreate_unanswered` replaces that update with a removal and a
 creation of the whole peer. A new peer's handshake state is fresh, and its persistent
 keepalive makes WireGuard send a first packet, hence an initiation, at once.
+
+Two members that learn each other's endpoints at the same moment would both do this, and
+their initiations would cross: each answers the other's, which replaces its own pending
+handshake, so neither answer matches and no session forms until WireGuard's retry 5 s
+later. :class:`FirstHandshakes` breaks the tie: of the two, the one with the lower WireGuard
+public key re-creates at once; the other leaves the peer as it is (it still answers an
+initiation: WireGuard learns the endpoint from it) and re-creates it only if it is still
+unanswered ``defer`` seconds later, when the first side was slow or its packets were lost.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from meshd.wg.model import DeviceState, PeerConfig, RemovePeer, UpdatePeer
+from meshd.wg.model import DeviceState, PeerConfig, PeerStatus, RemovePeer, UpdatePeer
+
+DEFER = 1.0  # seconds the higher key leaves a first handshake to the lower one
+
+Op = RemovePeer | UpdatePeer
 
 
 def recreate_unanswered(
-    ops: Sequence[RemovePeer | UpdatePeer],
+    ops: Sequence[Op],
     desired: Mapping[bytes, PeerConfig],
     actual: DeviceState,
-) -> list[RemovePeer | UpdatePeer]:
+) -> list[Op]:
     """``ops`` with each endpoint change of a never-answered peer made a re-creation."""
     device = actual.peers_by_key()
-    out: list[RemovePeer | UpdatePeer] = []
+    out: list[Op] = []
     for op in ops:
-        status = device.get(op.public_key)
         want = desired.get(op.public_key)
-        if (
-            isinstance(op, UpdatePeer)
-            and op.endpoint is not None
-            and status is not None
-            and status.last_handshake is None
-            and want is not None
-        ):
-            out.append(RemovePeer(op.public_key))
-            out.append(
-                UpdatePeer(
-                    op.public_key,
-                    endpoint=want.endpoint,
-                    persistent_keepalive=want.persistent_keepalive,
-                    replace_allowed_ips=True,
-                    allowed_ips=want.allowed_ips,
-                )
-            )
+        if _new_endpoint_unanswered(op, device.get(op.public_key)) and want is not None:
+            out.extend(_recreation(want))
         else:
             out.append(op)
     return out
+
+
+class FirstHandshakes:
+    """:func:`recreate_unanswered`, with the tie between two members broken by key."""
+
+    def __init__(self, own_key: bytes, defer: float = DEFER) -> None:
+        self.own_key = own_key
+        self.defer = defer
+        self._waiting: dict[bytes, float] = {}  # peer key -> when we re-create it ourselves
+
+    def goes_first(self, key: bytes) -> bool:
+        """Whether we, rather than the member with WireGuard key ``key``, initiate first."""
+        return self.own_key < key
+
+    def ops(
+        self,
+        ops: Sequence[Op],
+        desired: Mapping[bytes, PeerConfig],
+        actual: DeviceState,
+        now: float,
+    ) -> list[Op]:
+        """``ops`` (a plan) with each endpoint change of a never-answered peer made a
+        re-creation now, or held back until ``defer`` after it was first planned."""
+        device = actual.peers_by_key()
+        self._waiting = {
+            key: due
+            for key, due in self._waiting.items()
+            if key in desired and _unanswered(device.get(key))
+        }
+        out: list[Op] = []
+        done: set[bytes] = set()
+        for op in ops:
+            key = op.public_key
+            want = desired.get(key)
+            if want is None or not _new_endpoint_unanswered(op, device.get(key)):
+                out.append(op)
+                continue
+            due = self._waiting.setdefault(key, now if self.goes_first(key) else now + self.defer)
+            if due <= now:
+                out.extend(_recreation(want))
+                done.add(key)
+                del self._waiting[key]
+                continue
+            rest = _without_endpoint(op)
+            if rest is not None:
+                out.append(rest)
+        for key, due in sorted(self._waiting.items()):
+            want = desired[key]
+            if due <= now and key not in done and want.endpoint is not None:
+                # Still unanswered (any endpoint the device holds came with an initiation
+                # that we answered but that never completed): start one ourselves.
+                out = [op for op in out if op.public_key != key]
+                out.extend(_recreation(want))
+                del self._waiting[key]
+        return out
+
+    def deadline(self) -> float | None:
+        """When a held-back re-creation is due (a round should run then), if any."""
+        return min(self._waiting.values(), default=None)
+
+    def waiting(self) -> frozenset[bytes]:
+        return frozenset(self._waiting)
+
+
+def _unanswered(status: PeerStatus | None) -> bool:
+    return status is not None and status.last_handshake is None
+
+
+def _new_endpoint_unanswered(op: Op, status: PeerStatus | None) -> bool:
+    return isinstance(op, UpdatePeer) and op.endpoint is not None and _unanswered(status)
+
+
+def _recreation(want: PeerConfig) -> list[Op]:
+    return [
+        RemovePeer(want.public_key),
+        UpdatePeer(
+            want.public_key,
+            endpoint=want.endpoint,
+            persistent_keepalive=want.persistent_keepalive,
+            replace_allowed_ips=True,
+            allowed_ips=want.allowed_ips,
+        ),
+    ]
+
+
+def _without_endpoint(op: Op) -> UpdatePeer | None:
+    """``op`` (an update of an existing peer) without its endpoint; None if that leaves
+    nothing to do."""
+    assert isinstance(op, UpdatePeer)
+    if op.persistent_keepalive is None and not op.replace_allowed_ips:
+        return None
+    return UpdatePeer(
+        op.public_key,
+        update_only=True,
+        persistent_keepalive=op.persistent_keepalive,
+        replace_allowed_ips=op.replace_allowed_ips,
+        allowed_ips=op.allowed_ips,
+    )

@@ -1,11 +1,19 @@
-"""A new endpoint for a never-answered peer re-creates it (fresh handshake state)."""
+"""A new endpoint for a never-answered peer re-creates it (fresh handshake state); of two
+members that learn each other together, the lower WireGuard key does it first."""
 
 from __future__ import annotations
 
 import ipaddress
 
-from meshd.mesh.handshake import recreate_unanswered
-from meshd.wg.model import DeviceState, PeerConfig, PeerStatus, RemovePeer, UpdatePeer
+from meshd.mesh.handshake import DEFER, FirstHandshakes, recreate_unanswered
+from meshd.wg.model import (
+    DeviceState,
+    IPNetwork,
+    PeerConfig,
+    PeerStatus,
+    RemovePeer,
+    UpdatePeer,
+)
 from meshd.wg.reconcile import apply_operations, plan
 
 A, B = b"\x0a" * 32, b"\x0b" * 32
@@ -33,3 +41,93 @@ def test_only_never_answered_peers_with_a_new_endpoint_are_recreated() -> None:
     after = apply_operations(device, ops)
     assert after.peer_configs() == want
     assert recreate_unanswered(plan(want, after, want), want, after) == []
+
+
+LOW, HIGH = b"\x01" * 32, b"\xfe" * 32
+LOW_NETS = (ipaddress.ip_network("fd00::1/128"),)
+HIGH_NETS = (ipaddress.ip_network("fd00::fe/128"),)
+
+
+def unanswered(key: bytes, nets: tuple[IPNetwork, ...], endpoint: str | None = None) -> DeviceState:
+    return DeviceState(peers=(PeerStatus(PeerConfig(key, endpoint, nets, 25)),))
+
+
+def answered(key: bytes, nets: tuple[IPNetwork, ...], endpoint: str) -> DeviceState:
+    return DeviceState(peers=(PeerStatus(PeerConfig(key, endpoint, nets, 25), last_handshake=9.0),))
+
+
+def recreation(config: PeerConfig) -> list[RemovePeer | UpdatePeer]:
+    return [
+        RemovePeer(config.public_key),
+        UpdatePeer(config.public_key, endpoint=config.endpoint, persistent_keepalive=25,
+                   replace_allowed_ips=True, allowed_ips=config.allowed_ips),
+    ]  # fmt: skip
+
+
+def test_of_two_members_learning_each_other_only_the_lower_key_recreates_at_once() -> None:
+    # Each end learns the other's endpoint at t=0 and has a never-answered peer for it.
+    low_side, high_side = FirstHandshakes(LOW), FirstHandshakes(HIGH)
+    want_high = {HIGH: PeerConfig(HIGH, "192.0.2.254:1", HIGH_NETS, 25)}
+    want_low = {LOW: PeerConfig(LOW, "192.0.2.1:1", LOW_NETS, 25)}
+    at_low, at_high = unanswered(HIGH, HIGH_NETS), unanswered(LOW, LOW_NETS)
+
+    assert low_side.ops(plan(want_high, at_low), want_high, at_low, 0.0) == recreation(
+        want_high[HIGH]
+    )
+    assert low_side.deadline() is None
+    # The higher key leaves its peer alone: it answers the lower key's initiation as it is.
+    assert high_side.ops(plan(want_low, at_high), want_low, at_high, 0.0) == []
+    assert high_side.deadline() == DEFER
+    assert high_side.ops(plan(want_low, at_high, want_low), want_low, at_high, 0.5) == []
+
+    # The handshake completed (WireGuard learnt the endpoint from the initiation): nothing
+    # is re-created, then or later.
+    done = answered(LOW, LOW_NETS, "192.0.2.1:1")
+    assert high_side.ops(plan(want_low, done, want_low), want_low, done, 0.6) == []
+    assert high_side.deadline() is None
+    assert high_side.ops(plan(want_low, done, want_low), want_low, done, 5.0) == []
+
+
+def test_the_higher_key_initiates_itself_when_the_lower_one_stays_silent() -> None:
+    high_side = FirstHandshakes(HIGH)
+    want = {LOW: PeerConfig(LOW, "192.0.2.1:1", LOW_NETS, 25)}
+    device = unanswered(LOW, LOW_NETS)
+    assert high_side.ops(plan(want, device), want, device, 10.0) == []
+    assert high_side.ops(plan(want, device, want), want, device, 10.0 + DEFER - 0.01) == []
+    # Due: re-created (fresh handshake state, an initiation at once), once.
+    due = 10.0 + DEFER
+    assert high_side.ops(plan(want, device, want), want, device, due) == recreation(want[LOW])
+    assert high_side.deadline() is None
+
+
+def test_an_initiation_answered_but_never_completed_is_recreated_when_due() -> None:
+    # The lower key's initiation reached us (the device learnt its endpoint), but our answer
+    # was lost: the plan has nothing to do, and the re-creation still comes when due.
+    high_side = FirstHandshakes(HIGH)
+    want = {LOW: PeerConfig(LOW, "192.0.2.1:1", LOW_NETS, 25)}
+    before = unanswered(LOW, LOW_NETS)
+    assert high_side.ops(plan(want, before), want, before, 0.0) == []
+    learnt = unanswered(LOW, LOW_NETS, endpoint="192.0.2.1:1")
+    assert plan(want, learnt, want) == []
+    assert high_side.ops([], want, learnt, 0.2) == []
+    assert high_side.ops([], want, learnt, DEFER) == recreation(want[LOW])
+
+
+def test_held_back_updates_keep_their_other_changes_and_new_peers_are_created_at_once() -> None:
+    high_side = FirstHandshakes(HIGH)
+    other = b"\x05" * 32
+    want = {
+        LOW: PeerConfig(LOW, "192.0.2.1:1", LOW_NETS + HIGH_NETS, 25),
+        other: PeerConfig(other, "192.0.2.5:1", (ipaddress.ip_network("fd00::5/128"),), 25),
+    }
+    device = unanswered(LOW, LOW_NETS)
+    ops = high_side.ops(plan(want, device), want, device, 0.0)
+    assert ops == [
+        UpdatePeer(LOW, update_only=True, replace_allowed_ips=True,
+                   allowed_ips=LOW_NETS + HIGH_NETS),
+        UpdatePeer(other, endpoint="192.0.2.5:1", persistent_keepalive=25,
+                   replace_allowed_ips=True, allowed_ips=want[other].allowed_ips),
+    ]  # fmt: skip
+    # A peer that leaves is forgotten.
+    assert high_side.ops([], {}, device, 0.1) == []
+    assert high_side.deadline() is None
