@@ -253,9 +253,9 @@ class LabMesh:
     def handshakes_done(self, hosts: Iterable[str]) -> bool:
         """Every WireGuard peer of each host has completed a handshake.
 
-        Two members that learn each other at the same moment (they joined together) can
-        start their first handshakes at the same moment; these cross, and neither completes
-        until WireGuard tries again 5 s later. Traffic sent meanwhile waits or is lost.
+        A guard: first handshakes that cross (two members that joined together) complete
+        only when WireGuard tries again 5 s later; the mesh breaks that tie by key
+        (docs/mesh.md, "First handshakes"), and this wait is then a few hundredths of a second.
         """
         return all(
             peer.latest_handshake > 0 for host in hosts for peer in self.wg_peers(host).values()
