@@ -19,7 +19,8 @@ interface. :class:`WireGuardMesh` owns the backend from then on:
   /128 on its own peer for a hold-down (:mod:`meshd.mesh.holddown`), and a round runs when
   a hold ends;
 * a never-answered peer given an endpoint is re-created, at once if our WireGuard key is the
-  lower of the two, else only if still unanswered a second later
+  lower of the two, else only if still unanswered a second later; with the higher key, a peer
+  created with its endpoint is also re-created once if still unanswered a second later
   (:class:`meshd.mesh.handshake.FirstHandshakes`: first handshakes must not cross), and a
   round runs when such a re-creation is due;
 * peers that were just created, or given a new endpoint, get one small UDP datagram to their

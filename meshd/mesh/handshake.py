@@ -18,6 +18,12 @@ later. :class:`FirstHandshakes` breaks the tie: of the two, the one with the low
 public key re-creates at once; the other leaves the peer as it is (it still answers an
 initiation: WireGuard learns the endpoint from it) and re-creates it only if it is still
 unanswered ``defer`` seconds later, when the first side was slow or its packets were lost.
+
+A peer created with its endpoint initiates at once on either side, and that initiation can
+still cross the other's (the other side creating its peer for us, or re-creating it, at the
+same moment). So the higher key also checks back on each peer it created with an endpoint:
+still unanswered ``defer`` seconds later, it is re-created once. The lower key never checks
+back, so the two do not initiate together again.
 """
 
 from __future__ import annotations
@@ -80,6 +86,13 @@ class FirstHandshakes:
         for op in ops:
             key = op.public_key
             want = desired.get(key)
+            if want is not None and _created_with_endpoint(op, device.get(key)):
+                if not self.goes_first(key):
+                    # Ours may cross the other's first initiation (it may be creating or
+                    # re-creating its peer for us now): check back, as for a held-back one.
+                    self._waiting.setdefault(key, now + self.defer)
+                out.append(op)
+                continue
             if want is None or not _new_endpoint_unanswered(op, device.get(key)):
                 out.append(op)
                 continue
@@ -112,6 +125,15 @@ class FirstHandshakes:
 
 def _unanswered(status: PeerStatus | None) -> bool:
     return status is not None and status.last_handshake is None
+
+
+def _created_with_endpoint(op: Op, status: PeerStatus | None) -> bool:
+    return (
+        isinstance(op, UpdatePeer)
+        and status is None
+        and not op.update_only
+        and op.endpoint is not None
+    )
 
 
 def _new_endpoint_unanswered(op: Op, status: PeerStatus | None) -> bool:

@@ -131,3 +131,37 @@ def test_held_back_updates_keep_their_other_changes_and_new_peers_are_created_at
     # A peer that leaves is forgotten.
     assert high_side.ops([], {}, device, 0.1) == []
     assert high_side.deadline() is None
+
+
+def test_the_higher_key_checks_back_on_a_peer_it_created_with_an_endpoint() -> None:
+    # Both ends create (or the lower key re-creates) their peers with the endpoint at the same
+    # moment: both initiate at once and the initiations may cross. The higher key re-creates
+    # its peer if it is still unanswered after the deferral; the lower key never checks back,
+    # so the two never initiate again together.
+    want_low = {LOW: PeerConfig(LOW, "192.0.2.1:1", LOW_NETS, 25)}
+    want_high = {HIGH: PeerConfig(HIGH, "192.0.2.254:1", HIGH_NETS, 25)}
+    high_side, low_side = FirstHandshakes(HIGH), FirstHandshakes(LOW)
+    empty = DeviceState(peers=())
+    created = plan(want_low, empty)
+    assert high_side.ops(created, want_low, empty, 0.0) == created  # at once, as before
+    assert high_side.deadline() == DEFER
+    assert low_side.ops(plan(want_high, empty), want_high, empty, 0.0) == plan(want_high, empty)
+    assert low_side.deadline() is None
+
+    crossed = unanswered(LOW, LOW_NETS, endpoint="192.0.2.1:1")
+    assert plan(want_low, crossed, want_low) == []
+    assert high_side.ops([], want_low, crossed, DEFER - 0.01) == []
+    assert high_side.ops([], want_low, crossed, DEFER) == recreation(want_low[LOW])
+    assert high_side.deadline() is None
+    assert high_side.ops([], want_low, crossed, DEFER + 5.0) == []  # once
+
+
+def test_a_peer_created_with_an_endpoint_that_answers_is_left_alone() -> None:
+    high_side = FirstHandshakes(HIGH)
+    want = {LOW: PeerConfig(LOW, "192.0.2.1:1", LOW_NETS, 25)}
+    empty = DeviceState(peers=())
+    high_side.ops(plan(want, empty), want, empty, 0.0)
+    done = answered(LOW, LOW_NETS, "192.0.2.1:1")
+    assert high_side.ops([], want, done, 0.1) == []
+    assert high_side.deadline() is None
+    assert high_side.ops([], want, done, DEFER) == []
