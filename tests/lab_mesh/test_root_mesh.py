@@ -28,8 +28,8 @@ def mesh() -> Iterator[LabMesh]:
             mesh.init("h1")
             mesh.up("h1")
             mesh.join_all("h1", HOSTS[1:])
-            # A guard: first initiations that cross cost a WireGuard retry (5 s); the mesh's
-            # tie-break prevents that almost always (docs/mesh.md, "First handshakes").
+            # A guard: first initiations that cross would cost a WireGuard retry (5 s); the
+            # mesh breaks such a tie within DEFER (docs/mesh.md, "First handshakes").
             wait_for(lambda: mesh.handshakes_done(HOSTS), 15, "a handshake between every pair")
             yield mesh
         finally:
