@@ -174,9 +174,9 @@ class Membership:
             events += outcome.events
         # Announcements, in three passes: the cheap refusals (known already, or older than
         # what is known), then every remaining signature in one go (libsodium's work back to
-        # back, rather than interleaved with merging, which costs the CPU caches ~1.5 us per
-        # record), then merging. Most refresh a member already known; their Updated events
-        # are gathered and emitted once per member, after everything else.
+        # back: interleaved with merging it measured slower), then merging. Most refresh a
+        # member already known; their Updated events are gathered and emitted once per
+        # member, after everything else.
         fresh: list[tuple[Announcement, bytes]] = []
         for ann in announcements:
             rid = record_id(ann.raw)
