@@ -266,6 +266,20 @@ def check_announcement_signatures(
     return results
 
 
+def drop_bad_announcement_signatures(
+    records: Sequence[Record],
+) -> tuple[list[Record], list[str]]:
+    """``records`` without the announcements whose signature does not verify, and the
+    reason for each one left out. Pure: a shell may run it in a worker thread."""
+    announcements = [r for r in records if isinstance(r, Announcement)]
+    results = check_announcement_signatures(announcements)
+    refused = {id(a) for a, error in zip(announcements, results, strict=True) if error}
+    if not refused:
+        return list(records), []
+    reasons = [error.reason for error in results if error]
+    return [r for r in records if id(r) not in refused], reasons
+
+
 def check_announced_prefixes(
     announcement: Announcement, allowed: tuple[Prefix, ...], own: Prefix
 ) -> None:

@@ -19,7 +19,7 @@ import trio
 
 from meshd.membership import decode_batch_untrusted
 from meshd.records import Announcement, Record
-from meshd.trust import check_announcement_signatures
+from meshd.trust import drop_bad_announcement_signatures
 
 THREAD_MIN: Final = 16
 """Fewer announcements than this are checked in line by the core: a thread hop costs more."""
@@ -37,12 +37,7 @@ class Checked:
 async def check_sync_records(raws: Iterable[bytes]) -> Checked:
     """Decode records a sync peer pushed and check their announcements' signatures."""
     records, rejected = decode_batch_untrusted(raws)
-    announcements = [r for r in records if type(r) is Announcement]
-    if len(announcements) < THREAD_MIN:
+    if sum(type(r) is Announcement for r in records) < THREAD_MIN:
         return Checked(records, rejected, announcements_checked=False)
-    results = await trio.to_thread.run_sync(check_announcement_signatures, announcements)
-    refused = {id(a) for a, error in zip(announcements, results, strict=True) if error}
-    if refused:
-        rejected += [error.reason for error in results if error]
-        records = [r for r in records if id(r) not in refused]
-    return Checked(records, rejected, announcements_checked=True)
+    kept, refused = await trio.to_thread.run_sync(drop_bad_announcement_signatures, records)
+    return Checked(kept, rejected + refused, announcements_checked=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 import pytest
 import trio
@@ -10,8 +11,7 @@ import trio
 from meshd import trust
 from meshd.daemon import ingest
 from meshd.daemon.ingest import THREAD_MIN, check_sync_records
-from meshd.errors import VerifyError
-from meshd.records import Announcement
+from meshd.records import Record
 from tests.factory import T0, Net, Node
 
 NOW = T0 + 100
@@ -36,14 +36,14 @@ def test_bad_signatures_are_refused_in_the_worker_and_the_rest_merge() -> None:
     raws[3] = flip_signature(raws[3])
     raws.append(b"\x92junk")
     threads: list[str] = []
-    check = trust.check_announcement_signatures
+    check = trust.drop_bad_announcement_signatures
 
-    def spy(announcements: list[Announcement]) -> list[VerifyError | None]:
+    def spy(records: Sequence[Record]) -> tuple[list[Record], list[str]]:
         threads.append(threading.current_thread().name)
-        return check(announcements)
+        return check(records)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ingest, "check_announcement_signatures", spy)
+        mp.setattr(ingest, "drop_bad_announcement_signatures", spy)
         checked = trio.run(check_sync_records, raws)
     assert threads
     assert threads[0] != threading.main_thread().name
