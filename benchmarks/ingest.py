@@ -38,16 +38,15 @@ from pathlib import Path
 
 import nacl.signing
 
-from meshd.keys import SigningKey, WireGuardKey
+from benchmarks.fixtures import T0, member_certificate
+from meshd.keys import SigningKey
 from meshd.membership import Membership, decode_batch_untrusted
 from meshd.records import (
     CONTEXTS,
     Announcement,
     Kind,
-    Role,
     decode_untrusted,
     make_announcement,
-    make_certificate,
     make_network,
     signed_body,
 )
@@ -55,7 +54,6 @@ from meshd.store import Store
 from meshd.trust import Anchor, drop_bad_announcement_signatures
 
 RESULTS = Path(__file__).parent / "results"
-T0 = 1_800_000_000
 
 
 def build(members: int, per_member: int) -> tuple[Anchor, list[bytes], list[list[bytes]]]:
@@ -66,19 +64,7 @@ def build(members: int, per_member: int) -> tuple[Anchor, list[bytes], list[list
     for i in range(members):
         key = SigningKey.generate()
         keys.append(key)
-        certs.append(
-            make_certificate(
-                root,
-                network_id=anchor.network_id,
-                subject=key.public,
-                role=Role.MEMBER,
-                serial=os.urandom(16),
-                not_before=T0,
-                not_after=T0 + 10**7,
-                name=f"m{i}",
-                wg_key=WireGuardKey.generate().public,
-            ).raw
-        )
+        certs.append(member_certificate(root, anchor, key, f"m{i}"))
     rounds: list[list[bytes]] = []
     for r in range(per_member):
         rounds.append(

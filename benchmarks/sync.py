@@ -41,19 +41,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.fixtures import T0, member_certificate
 from meshd.gossip.sync import (
     SyncSession,
     decode_message_untrusted,
     encode_message,
 )
-from meshd.keys import SigningKey, WireGuardKey
+from meshd.keys import SigningKey
 from meshd.membership import Membership
-from meshd.records import Role, make_announcement, make_certificate, make_network, record_id
+from meshd.records import make_announcement, make_network, record_id
 from meshd.store import Store
 from meshd.trust import Anchor
 
 RESULTS = Path(__file__).parent / "results"
-T0 = 1_800_000_000
 NOW = T0 + 100
 FRAME_HEADER = 4
 
@@ -71,17 +71,7 @@ def build(count: int) -> tuple[Anchor, list[Member]]:
     members = []
     for i in range(count):
         key = SigningKey.generate()
-        cert = make_certificate(
-            root,
-            network_id=anchor.network_id,
-            subject=key.public,
-            role=Role.MEMBER,
-            serial=os.urandom(16),
-            not_before=T0,
-            not_after=T0 + 10**7,
-            name=f"m{i}",
-            wg_key=WireGuardKey.generate().public,
-        ).raw
+        cert = member_certificate(root, anchor, key, f"m{i}")
         announcements = [
             make_announcement(
                 key,
