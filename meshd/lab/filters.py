@@ -1,29 +1,34 @@
-"""Dropping UDP between two hosts, in the router's namespace.
+"""Dropping UDP (or all traffic) between two hosts, in the router's namespace.
 
 Three ways, best first; ``choose_filter("auto")`` takes the first whose tool is installed:
 
 - ``nft``: one table ``inet meshdlab`` with a forward chain that drops UDP whose (source,
-  destination) pair is in a set; blocking and unblocking add and remove set elements.
-- ``iptables``: one ``FORWARD ... -p udp -j DROP`` rule per direction and family
-  (``iptables`` and ``ip6tables``).
+  destination) pair is in one set, and any packet whose pair is in another; blocking and
+  unblocking add and remove set elements.
+- ``iptables``: one ``FORWARD ... -p udp -j DROP`` (or ``-p all``) rule per direction and
+  family (``iptables`` and ``ip6tables``).
 - ``iprule``: policy routing, needing only iproute2: ``ip rule add from A to B ipproto udp
-  blackhole``. The router drops the packets silently while forwarding.
+  blackhole`` (without ``ipproto`` for all traffic). The router drops the packets silently
+  while forwarding.
 
 Every way blocks both directions and both families; packets are dropped, not rejected, as a
-lossy network would. The rules live in the router namespace and vanish with it.
+lossy network would. The rules live in the router namespace and vanish with it. ``Proto``
+says what is dropped: ``udp``, or ``all`` (a partition: TCP, UDP and ICMP alike).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import shutil
-from typing import Protocol
+from typing import Literal, Protocol
 
 from meshd.lab.commands import LabError, in_netns, ip, run
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 #: (source, destination) pairs, both directions and both families of one host pair.
 Pairs = list[tuple[Address, Address]]
+#: What a block drops: UDP only, or every packet (a partition).
+Proto = Literal["udp", "all"]
 
 FILTER_NAMES = ("nft", "iptables", "iprule")
 NFT_TABLE = "meshdlab"
@@ -35,9 +40,9 @@ class UdpFilter(Protocol):
 
     def setup(self) -> None: ...
 
-    def block(self, pairs: Pairs) -> None: ...
+    def block(self, pairs: Pairs, proto: Proto = "udp") -> None: ...
 
-    def unblock(self, pairs: Pairs) -> None: ...
+    def unblock(self, pairs: Pairs, proto: Proto = "udp") -> None: ...
 
 
 def _split(pairs: Pairs) -> tuple[Pairs, Pairs]:
@@ -58,27 +63,32 @@ class NftFilter:
             f"table inet {NFT_TABLE} {{\n"
             "  set blocked4 { type ipv4_addr . ipv4_addr; }\n"
             "  set blocked6 { type ipv6_addr . ipv6_addr; }\n"
+            "  set parted4 { type ipv4_addr . ipv4_addr; }\n"
+            "  set parted6 { type ipv6_addr . ipv6_addr; }\n"
             "  chain forward {\n"
             "    type filter hook forward priority 0; policy accept;\n"
             "    meta l4proto udp ip saddr . ip daddr @blocked4 drop\n"
             "    meta l4proto udp ip6 saddr . ip6 daddr @blocked6 drop\n"
+            "    ip saddr . ip daddr @parted4 drop\n"
+            "    ip6 saddr . ip6 daddr @parted6 drop\n"
             "  }\n"
             "}\n"
         )
 
-    def _elements(self, verb: str, pairs: Pairs) -> None:
+    def _elements(self, verb: str, pairs: Pairs, proto: Proto) -> None:
         lines = []
+        kind = "blocked" if proto == "udp" else "parted"
         for family, group in zip((4, 6), _split(pairs), strict=True):
             if group:
                 elements = ", ".join(f"{src} . {dst}" for src, dst in group)
-                lines.append(f"{verb} element inet {NFT_TABLE} blocked{family} {{ {elements} }}")
+                lines.append(f"{verb} element inet {NFT_TABLE} {kind}{family} {{ {elements} }}")
         self._nft("\n".join(lines) + "\n")
 
-    def block(self, pairs: Pairs) -> None:
-        self._elements("add", pairs)
+    def block(self, pairs: Pairs, proto: Proto = "udp") -> None:
+        self._elements("add", pairs, proto)
 
-    def unblock(self, pairs: Pairs) -> None:
-        self._elements("delete", pairs)
+    def unblock(self, pairs: Pairs, proto: Proto = "udp") -> None:
+        self._elements("delete", pairs, proto)
 
 
 class IptablesFilter:
@@ -92,17 +102,17 @@ class IptablesFilter:
             if shutil.which(tool) is None:
                 raise LabError(f"{tool} is not installed", hint=INSTALL_HINT)
 
-    def _rules(self, action: str, pairs: Pairs) -> None:
+    def _rules(self, action: str, pairs: Pairs, proto: Proto) -> None:
         for src, dst in pairs:
             tool = "iptables" if src.version == 4 else "ip6tables"
-            rule = ["FORWARD", "-s", str(src), "-d", str(dst), "-p", "udp", "-j", "DROP"]
+            rule = ["FORWARD", "-s", str(src), "-d", str(dst), "-p", proto, "-j", "DROP"]
             run(in_netns(self.netns, [tool, "-w", action, *rule]))
 
-    def block(self, pairs: Pairs) -> None:
-        self._rules("-I", pairs)
+    def block(self, pairs: Pairs, proto: Proto = "udp") -> None:
+        self._rules("-I", pairs, proto)
 
-    def unblock(self, pairs: Pairs) -> None:
-        self._rules("-D", pairs)
+    def unblock(self, pairs: Pairs, proto: Proto = "udp") -> None:
+        self._rules("-D", pairs, proto)
 
 
 class IpRuleFilter:
@@ -114,17 +124,18 @@ class IpRuleFilter:
     def setup(self) -> None:
         pass
 
-    def _rules(self, action: str, pairs: Pairs) -> None:
+    def _rules(self, action: str, pairs: Pairs, proto: Proto) -> None:
+        match = ["ipproto", "udp"] if proto == "udp" else []
         for src, dst in pairs:
             family = "-4" if src.version == 4 else "-6"
-            ip(family, "rule", action, "from", str(src), "to", str(dst), "ipproto", "udp",
-               "blackhole", netns=self.netns)  # fmt: skip
+            ip(family, "rule", action, "from", str(src), "to", str(dst), *match, "blackhole",
+               netns=self.netns)  # fmt: skip
 
-    def block(self, pairs: Pairs) -> None:
-        self._rules("add", pairs)
+    def block(self, pairs: Pairs, proto: Proto = "udp") -> None:
+        self._rules("add", pairs, proto)
 
-    def unblock(self, pairs: Pairs) -> None:
-        self._rules("del", pairs)
+    def unblock(self, pairs: Pairs, proto: Proto = "udp") -> None:
+        self._rules("del", pairs, proto)
 
 
 def available_filters() -> list[str]:

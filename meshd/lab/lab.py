@@ -8,6 +8,7 @@
                        env={"WG_PROCESS_FOREGROUND": "1"})
         lab.cut("h3"); ...; lab.heal("h3")
         lab.block_udp("h1", "h2")
+        lab.partition(["h1", "h2"], ["h3"]); ...; lab.heal_partition()
 
 Building reserves a run id (by creating the lab's temporary directory, which fails if it
 exists), then makes the router, then each host. ``close()`` undoes all of it and can be
@@ -113,6 +114,7 @@ class Lab:
         self.hosts: tuple[Host, ...] = ()
         self._filter: UdpFilter | None = None
         self._blocked: set[frozenset[str]] = set()
+        self._parted: set[frozenset[str]] = set()
         self._processes: list[subprocess.Popen[bytes]] = []
         self._wg_names: set[str] = set()
         self._log_count = 0
@@ -406,6 +408,49 @@ class Lab:
         assert self._filter is not None
         self._filter.unblock(pairs)
         self._blocked.discard(key)
+
+    def _block_all(self, a: str | Host, b: str | Host) -> None:
+        key, pairs = self._pairs(a, b)
+        if key in self._parted:
+            return
+        assert self._filter is not None
+        self._filter.block(pairs, "all")
+        self._parted.add(key)
+
+    def partition(self, *groups: Sequence[str | Host]) -> None:
+        """Split the network: drop every packet between hosts of different ``groups``.
+
+        Both directions, both families, every protocol (TCP, UDP, ICMP), silently, in the
+        router: links stay up and nobody is told, as when a WAN link fails somewhere between
+        two sites. Hosts in no group still reach everyone. Adds to any partition already in
+        place; ``heal_partition()`` removes it all.
+        """
+        self._check_built()
+        names = [[self.host(h).name for h in group] for group in groups]
+        seen: set[str] = set()
+        for group in names:
+            if seen & set(group):
+                raise LabError(f"a host is in two groups of a partition: {names}")
+            seen |= set(group)
+        for i, group in enumerate(names):
+            for other in names[i + 1 :]:
+                for a in group:
+                    for b in other:
+                        self._block_all(a, b)
+
+    def heal_partition(self) -> None:
+        """Undo every ``partition``: packets flow between all hosts again."""
+        self._check_built()
+        assert self._filter is not None
+        for key in sorted(self._parted, key=sorted):
+            a, b = sorted(key)
+            self._filter.unblock(self._pairs(a, b)[1], "all")
+            self._parted.discard(key)
+
+    @property
+    def partitioned(self) -> list[tuple[str, str]]:
+        """The host pairs a partition separates now, each as (lower name, higher name)."""
+        return sorted((min(key), max(key)) for key in self._parted)
 
     # -- teardown -----------------------------------------------------------------------
 
