@@ -443,6 +443,7 @@ class Daemon:
             view["connected"] = len(self.host.connected_peers())
             view["syncs"] = self.syncs
             view["uptime"] = round(time.monotonic() - self.started, 1)
+            view["tasks"] = trio_task_count()
             return view
         if cmd == "peers":
             connected = {k for p in self.host.connected_peers() if (k := _key_of(p))}
@@ -505,6 +506,20 @@ def _babel_service(
         grants=state.membership.grants,
         mesh=mesh if on_mesh else None,
     )
+
+
+def trio_task_count() -> int:
+    """Trio tasks alive in this process: the root task and every task in its nursery tree."""
+    count = 0
+    todo = [trio.lowlevel.current_root_task()]
+    while todo:
+        task = todo.pop()
+        if task is None:
+            continue
+        count += 1
+        for nursery in task.child_nurseries:
+            todo.extend(nursery.child_tasks)
+    return count
 
 
 def _key_of(peer: str) -> bytes | None:
