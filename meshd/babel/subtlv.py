@@ -1,8 +1,7 @@
 """Sub-TLV codec (RFC 8966 4.4): the space between a TLV's natural end and its length.
 
 Shared by :mod:`meshd.babel.codec` for every TLV that has a self-terminating body. Decoding
-raises :class:`ValueError` on malformed input; the packet decoder turns it into
-:class:`meshd.errors.DecodeError`.
+raises :class:`meshd.errors.DecodeError` on malformed input, and nothing else.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from meshd.babel.tlv import (
     SubTlv,
     UnknownSubTlv,
 )
+from meshd.errors import DecodeError
 
 _U32: Final = struct.Struct("!I")
 _U32_PAIR: Final = struct.Struct("!II")
@@ -36,7 +36,7 @@ _SOURCE_AES: Final = frozenset({AE_IPV4, AE_IPV6, AE_IPV4_VIA_IPV6})
 def split_untrusted(data: bytes, what: str) -> Iterator[tuple[int, bytes | None]]:
     """Yield ``(type, body)`` for each TLV (or sub-TLV) of ``data``; Pad1 has body None.
 
-    Raises ValueError when a header or a body runs past the end of ``data``.
+    Raises DecodeError when a header or a body runs past the end of ``data``.
     """
     offset, end = 0, len(data)
     while offset < end:
@@ -46,10 +46,10 @@ def split_untrusted(data: bytes, what: str) -> Iterator[tuple[int, bytes | None]
             offset += 1
             continue
         if offset + 2 > end:
-            raise ValueError(f"{what} type {kind} truncated before its length")
+            raise DecodeError(f"{what} type {kind} truncated before its length")
         stop = offset + 2 + data[offset + 1]
         if stop > end:
-            raise ValueError(f"{what} type {kind} of length {data[offset + 1]} is truncated")
+            raise DecodeError(f"{what} type {kind} of length {data[offset + 1]} is truncated")
         yield kind, data[offset + 2 : stop]
         offset = stop
 
@@ -82,10 +82,12 @@ def decode_sub_tlvs(data: bytes, source_ae: int | None = None) -> tuple[SubTlv, 
 
 def _decode_source(body: bytes, ipv6: bool) -> SourcePrefix:
     if not body:
-        raise ValueError("empty source prefix sub-TLV")
+        raise DecodeError("empty source prefix sub-TLV")
     plen = body[0]
     if plen > (128 if ipv6 else 32):
-        raise ValueError(f"source prefix length {plen} too long")
+        raise DecodeError(f"source prefix length {plen} too long")
+    if len(body) - 1 != (plen + 7) // 8:
+        raise DecodeError(f"source prefix of {len(body) - 1} bytes for length {plen}")
     return SourcePrefix(plen, body[1:])
 
 

@@ -1,18 +1,22 @@
-"""Errors of the WireGuard backends, all below :class:`meshd.errors.BackendError`."""
+"""Errors of the WireGuard backends, all below :class:`meshd.errors.BackendError`.
+
+:class:`UapiDecodeError` is also a :class:`meshd.errors.DecodeError`: a device's reply is
+untrusted bytes, and every ``*_untrusted`` parser raises only DecodeError.
+"""
 
 from __future__ import annotations
 
 import errno as errno_codes
 import os
 
-from meshd.errors import BackendError
+from meshd.errors import BackendError, DecodeError
 
 
 class UapiError(BackendError):
     """Talking to a device over its UAPI socket failed."""
 
 
-class UapiDecodeError(UapiError):
+class UapiDecodeError(UapiError, DecodeError):
     """The device answered bytes that are not a UAPI reply: truncated, garbage, oversized."""
 
 

@@ -1,0 +1,607 @@
+"""Every decoder of untrusted bytes as a fuzz target, with one oracle.
+
+A target turns an input into a call of the decoder (and of what consumes its output at the
+same boundary), then checks the round trip through the matching encoder for what decodes.
+:func:`run_one` is the oracle:
+
+- the decoder raises only what the target allows: :class:`~meshd.errors.DecodeError` and
+  its subclasses; a few targets also answer with a typed outcome that is not a parse
+  failure (the sponsor's refusal, a VerifyError; a device's non-zero errno; a bad MAC);
+- anything else (IndexError, ValueError, struct.error, KeyError, RecursionError,
+  MemoryError, UnicodeDecodeError...) is a *leak*;
+- an encoding of what decoded that differs is a *round-trip* finding;
+- an input that runs longer than the time budget (CPU time) is a *hang*.
+
+Targets are set up from a :data:`~tests.fuzz.corpus.World` so that the process that fuzzes
+and the one that replays the corpus for coverage judge inputs the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import ipaddress
+import signal
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from ipaddress import IPv6Address
+from typing import Any
+
+from meshd.babel.auth import LinkAuth
+from meshd.babel.codec import decode_packet_untrusted, encode_packet
+from meshd.babel.expand import expand
+from meshd.babel.mac import decode_verified_untrusted
+from meshd.babel.subtlv import decode_sub_tlvs, encode_sub_tlvs
+from meshd.control.protocol import (
+    decode_request_untrusted,
+    decode_response_untrusted,
+    encode_request,
+    encode_response,
+)
+from meshd.encoding import pack, unpack_canonical_untrusted
+from meshd.errors import ControlError, DecodeError, VerifyError
+from meshd.gossip import enroll as enroll_protocol
+from meshd.gossip.framing import FrameDecoder, encode_frame
+from meshd.gossip.sync import MAX_MESSAGE, SyncSession, decode_message_untrusted, encode_message
+from meshd.invites import decode_token_untrusted, encode_token
+from meshd.records import Record, decode_record_untrusted, kind_of, seal_unsigned
+from meshd.records.build import encode_prefix
+from meshd.wg.errors import UapiErrnoError
+from meshd.wg.uapi_codec import (
+    Dialect,
+    encode_get_reply,
+    encode_set_request,
+    parse_errno_untrusted,
+    parse_get_reply_untrusted,
+    parse_set_request_untrusted,
+)
+from tests.fuzz import corpus
+from tests.fuzz.corpus import NOW, World
+
+Decoder = Callable[[bytes], object]
+
+
+class RoundTripError(Exception):
+    """What decoded does not encode back to what it was."""
+
+
+class Hang(BaseException):
+    """The input ran past its CPU-time budget (raised from a SIGVTALRM handler)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    what: str
+    shape: str
+    modules: tuple[str, ...]
+    seeds: Callable[[World], list[bytes]]
+    setup: Callable[[World], Decoder]
+    allowed: tuple[type[BaseException], ...] = (DecodeError,)
+    max_len: int = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    target: str
+    kind: str  # leak, round-trip, hang
+    error: str  # exception type
+    where: str  # innermost meshd frame: file:line function
+    message: str
+    data: bytes
+
+    @property
+    def signature(self) -> tuple[str, str, str, str]:
+        return (self.target, self.kind, self.error, self.where)
+
+
+def _check(condition: bool, what: str) -> None:
+    if not condition:
+        raise RoundTripError(what)
+
+
+# --- records and tokens ------------------------------------------------------------------
+
+
+def _wire(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return int(value.value)
+    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return encode_prefix(value)
+    if isinstance(value, tuple):
+        return [_wire(v) for v in value]
+    raw = getattr(value, "raw", None)
+    return raw if isinstance(raw, bytes) and dataclasses.is_dataclass(value) else value
+
+
+def encode_record(record: Record) -> bytes:
+    """The record encoded again from its fields (not from the bytes it kept)."""
+    fields = [
+        _wire(getattr(record, f.name))
+        for f in dataclasses.fields(record)
+        if f.name not in ("signature", "raw")
+    ]
+    return seal_unsigned(kind_of(record), fields, record.signature)
+
+
+def _records(world: World) -> Decoder:
+    def run(data: bytes) -> object:
+        record = decode_record_untrusted(data)
+        _check(record.raw == data, "raw differs from the input")
+        _check(encode_record(record) == data, "fields re-encode differently")
+        _check(decode_record_untrusted(encode_record(record)) == record, "decode(encode) differs")
+        return record
+
+    return run
+
+
+def _canonical(world: World) -> Decoder:
+    def run(data: bytes) -> object:
+        value = unpack_canonical_untrusted(data, max_size=8192, what="fuzz")
+        _check(pack(value) == data, "canonical value re-encodes differently")
+        return value
+
+    return run
+
+
+def _text(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _tokens(world: World) -> Decoder:
+    def run(data: bytes) -> object:
+        text = _text(data)
+        invite = decode_token_untrusted(text)
+        _check(encode_token(invite) == text.strip(), "token re-encodes differently")
+        return invite
+
+    return run
+
+
+# --- gossip streams ----------------------------------------------------------------------
+
+
+def _sync_messages(world: World) -> Decoder:
+    def run(data: bytes) -> object:
+        message = decode_message_untrusted(data)
+        _check(encode_message(message) == data, "sync message re-encodes differently")
+        return message
+
+    return run
+
+
+def _sync_session(world: World) -> Decoder:
+    state = corpus.membership_of(world)
+
+    def run(data: bytes) -> object:
+        session = SyncSession(state, split_threshold=2)
+        step = session.receive(decode_message_untrusted(data))
+        if step.reply is not None:
+            _check(len(encode_message(step.reply)) <= MAX_MESSAGE, "reply over MAX_MESSAGE")
+        return step
+
+    return run
+
+
+def _frames(world: World) -> Decoder:
+    """First byte: chunk size (0: all at once); the rest is the stream, with a 2 KiB limit."""
+
+    def run(data: bytes) -> object:
+        decoder = FrameDecoder(max_frame_size=2048)
+        chunk = data[0] if data else 0
+        stream = data[1:]
+        payloads: list[bytes] = []
+        step = chunk or max(1, len(stream))
+        for at in range(0, len(stream), step):
+            payloads += decoder.feed_untrusted(stream[at : at + step])
+        consumed = b"".join(encode_frame(p, max_frame_size=2048) for p in payloads)
+        _check(consumed + stream[len(consumed) :] == stream, "frames re-encode differently")
+        _check(decoder.buffered == len(stream) - len(consumed), "buffered count is off")
+        decoder.end_untrusted()
+        return payloads
+
+    return run
+
+
+def _enroll_requests(world: World) -> Decoder:
+    def run(data: bytes) -> object:
+        enrollment = enroll_protocol.decode_request_untrusted(data)
+        _check(enroll_protocol.encode_request(enrollment) == data, "request differs")
+        return enrollment
+
+    return run
+
+
+def _enroll_replies(world: World) -> Decoder:
+    enrollment = corpus.enrollment_of(world)
+
+    def run(data: bytes) -> object:
+        admission = enroll_protocol.decode_reply_untrusted(data, enrollment)
+        _check(enroll_protocol.encode_reply(admission) == data, "reply re-encodes differently")
+        return admission
+
+    return run
+
+
+def _ingest(world: World) -> Decoder:
+    state = corpus.membership_of(world)
+
+    def run(data: bytes) -> object:
+        return state.ingest_untrusted(data, NOW)
+
+    return run
+
+
+# --- Babel -------------------------------------------------------------------------------
+
+_SOURCE = IPv6Address("fe80::1")
+
+
+def _babel_packets(world: World) -> Decoder:
+    def run(data: bytes) -> object:
+        packet = decode_packet_untrusted(data)
+        _check(encode_packet(packet) == data, "packet re-encodes differently")
+        return packet
+
+    return run
+
+
+def _babel_expand(world: World) -> Decoder:
+    def run(data: bytes) -> object:
+        return list(expand(decode_packet_untrusted(data), _SOURCE))
+
+    return run
+
+
+def _sub_tlvs(world: World) -> Decoder:
+    def run(data: bytes) -> object:
+        ae = data[0] % 6 if data else 5
+        subs = decode_sub_tlvs(data[1:], None if ae == 5 else ae)
+        _check(encode_sub_tlvs(subs) == data[1:], "sub-TLVs re-encode differently")
+        return subs
+
+    return run
+
+
+def _babel_mac(world: World) -> Decoder:
+    ends, _ = corpus.mac_context()
+
+    def run(data: bytes) -> object:
+        packet = decode_verified_untrusted(data, corpus.MAC_KEYS, ends)
+        _check(encode_packet(packet) == data, "packet re-encodes differently")
+        return packet
+
+    return run
+
+
+def _babel_auth(world: World) -> Decoder:
+    ends, _ = corpus.mac_context()
+    auth = LinkAuth(corpus.MAC_KEYS, nonce=lambda: b"\x01" * 16, index=b"fuzzidx1")
+    clock = iter(range(10**12))
+
+    def run(data: bytes) -> object:
+        return auth.open_untrusted(data, ends, float(next(clock)))
+
+    return run
+
+
+# --- WireGuard UAPI ----------------------------------------------------------------------
+
+
+def _uapi_get(dialect: Dialect) -> Callable[[World], Decoder]:
+    def setup(world: World) -> Decoder:
+        def run(data: bytes) -> object:
+            state = parse_get_reply_untrusted(data, dialect=dialect, now=float(NOW))
+            again = encode_get_reply(state, dialect, now=float(NOW))
+            reparsed = parse_get_reply_untrusted(again, dialect=dialect, now=float(NOW))
+            _check(_same_state(reparsed, state, dialect), "parse(encode(state)) differs")
+            return state
+
+        return run
+
+    return setup
+
+
+def _same_state(a: Any, b: Any, dialect: Dialect) -> bool:
+    # Handshake times pass through float seconds and nanoseconds: compare them to 1 µs. A
+    # state holds no private key, so a wireguard-go reply written from it carries no key.
+    def key(state: Any) -> Any:
+        keyed = dialect is Dialect.BORINGTUN
+        return (
+            state.public_key if keyed else None,
+            state.has_private_key if keyed else None,
+            state.listen_port,
+            state.fwmark,
+            [
+                (
+                    p.config,
+                    None if p.last_handshake is None else round(p.last_handshake, 6),
+                    p.rx_bytes,
+                    p.tx_bytes,
+                )
+                for p in state.peers
+            ],
+        )
+
+    return bool(key(a) == key(b))
+
+
+def _uapi_errno(world: World) -> Decoder:
+    def run(data: bytes) -> object:
+        return parse_errno_untrusted(data)
+
+    return run
+
+
+def _uapi_set(world: World) -> Decoder:
+    def run(data: bytes) -> object:
+        ops = parse_set_request_untrusted(data)
+        try:
+            again = encode_set_request(ops)
+        except ValueError:
+            return ops  # device lines after peer lines: a request we would never encode
+        _check(parse_set_request_untrusted(again) == ops, "parse(encode(ops)) differs")
+        return ops
+
+    return run
+
+
+# --- control socket ----------------------------------------------------------------------
+
+
+def _control_requests(world: World) -> Decoder:
+    def run(data: bytes) -> object:
+        request = decode_request_untrusted(data)
+        _check(decode_request_untrusted(encode_request(request)) == request, "request differs")
+        return request
+
+    return run
+
+
+def _control_responses(world: World) -> Decoder:
+    def run(data: bytes) -> object:
+        response = decode_response_untrusted(data)
+        again = decode_response_untrusted(encode_response(response))
+        _check(again == response, "response differs")
+        return response
+
+    return run
+
+
+TARGETS: tuple[Target, ...] = (
+    Target(
+        "records",
+        "decode_record_untrusted: every record kind; re-encoded from its fields",
+        "msgpack",
+        ("meshd.records.decode", "meshd.records.types", "meshd.encoding"),
+        corpus.record_seeds,
+        _records,
+        max_len=8192,
+    ),
+    Target(
+        "canonical-msgpack",
+        "unpack_canonical_untrusted: the one msgpack form of everything signed",
+        "msgpack",
+        ("meshd.encoding",),
+        corpus.canonical_seeds,
+        _canonical,
+    ),
+    Target(
+        "invite-tokens",
+        "decode_token_untrusted: meshd1 + base64url of a signed invite",
+        "token",
+        ("meshd.invites", "meshd.encoding", "meshd.records.decode"),
+        corpus.token_seeds,
+        _tokens,
+        max_len=12_500,
+    ),
+    Target(
+        "membership-ingest",
+        "Membership.ingest_untrusted: decode, verify and merge one gossiped record",
+        "msgpack",
+        ("meshd.membership.state", "meshd.records.decode"),
+        corpus.record_seeds,
+        _ingest,
+        allowed=(DecodeError, VerifyError),
+        max_len=8192,
+    ),
+    Target(
+        "sync-messages",
+        "gossip.sync decode_message_untrusted",
+        "msgpack",
+        ("meshd.gossip.sync",),
+        corpus.sync_seeds,
+        _sync_messages,
+        max_len=16384,
+    ),
+    Target(
+        "sync-session",
+        "a decoded sync message received by a SyncSession over the world's state",
+        "msgpack",
+        ("meshd.gossip.sync",),
+        corpus.sync_seeds,
+        _sync_session,
+        max_len=16384,
+    ),
+    Target(
+        "stream-frames",
+        "gossip.framing FrameDecoder.feed_untrusted / end_untrusted, in chunks",
+        "frames",
+        ("meshd.gossip.framing",),
+        corpus.frame_seeds,
+        _frames,
+        max_len=16384,
+    ),
+    Target(
+        "enroll-requests",
+        "gossip.enroll decode_request_untrusted",
+        "msgpack",
+        ("meshd.gossip.enroll", "meshd.records.decode"),
+        corpus.enroll_request_seeds,
+        _enroll_requests,
+        max_len=8192,
+    ),
+    Target(
+        "enroll-replies",
+        "gossip.enroll decode_reply_untrusted (a refusal is a VerifyError by design)",
+        "msgpack",
+        ("meshd.gossip.enroll", "meshd.records.decode"),
+        corpus.enroll_reply_seeds,
+        _enroll_replies,
+        allowed=(DecodeError, VerifyError),
+        max_len=9216,
+    ),
+    Target(
+        "babel-packets",
+        "babel.codec decode_packet_untrusted (TLVs, sub-TLVs, trailer)",
+        "babel",
+        ("meshd.babel.codec", "meshd.babel.subtlv", "meshd.babel.prefix"),
+        lambda world: corpus.babel_seeds(),
+        _babel_packets,
+        max_len=1500,
+    ),
+    Target(
+        "babel-expand",
+        "a decoded packet expanded into routes and requests (RFC 8966 4.5 parser state)",
+        "babel",
+        ("meshd.babel.expand", "meshd.babel.prefix"),
+        lambda world: corpus.babel_seeds(),
+        _babel_expand,
+        max_len=1500,
+    ),
+    Target(
+        "babel-sub-tlvs",
+        "babel.subtlv decode_sub_tlvs / split_untrusted",
+        "bytes",
+        ("meshd.babel.subtlv",),
+        lambda world: corpus.sub_tlv_seeds(),
+        _sub_tlvs,
+        max_len=512,
+    ),
+    Target(
+        "babel-mac",
+        "babel.mac decode_verified_untrusted (a MAC that does not match is a VerifyError)",
+        "babel",
+        ("meshd.babel.mac", "meshd.babel.codec"),
+        lambda world: corpus.mac_seeds(),
+        _babel_mac,
+        allowed=(DecodeError, VerifyError),
+        max_len=1500,
+    ),
+    Target(
+        "babel-auth",
+        "babel.auth LinkAuth.open_untrusted: MAC, PC and challenges of one link",
+        "babel",
+        ("meshd.babel.auth", "meshd.babel.mac"),
+        lambda world: corpus.mac_seeds(),
+        _babel_auth,
+        allowed=(DecodeError, VerifyError),
+        max_len=1500,
+    ),
+    Target(
+        "uapi-get-wireguard-go",
+        "wg.uapi_codec parse_get_reply_untrusted, wireguard-go dialect",
+        "uapi",
+        ("meshd.wg.uapi_codec",),
+        lambda world: corpus.uapi_reply_seeds(),
+        _uapi_get(Dialect.WIREGUARD_GO),
+        allowed=(DecodeError, UapiErrnoError),
+    ),
+    Target(
+        "uapi-get-boringtun",
+        "wg.uapi_codec parse_get_reply_untrusted, boringtun dialect",
+        "uapi",
+        ("meshd.wg.uapi_codec",),
+        lambda world: corpus.uapi_reply_seeds(),
+        _uapi_get(Dialect.BORINGTUN),
+        allowed=(DecodeError, UapiErrnoError),
+    ),
+    Target(
+        "uapi-errno",
+        "wg.uapi_codec parse_errno_untrusted",
+        "uapi",
+        ("meshd.wg.uapi_codec",),
+        lambda world: corpus.uapi_reply_seeds(),
+        _uapi_errno,
+    ),
+    Target(
+        "uapi-set-requests",
+        "wg.uapi_codec parse_set_request_untrusted (what the fake devices read)",
+        "uapi",
+        ("meshd.wg.uapi_codec",),
+        lambda world: corpus.uapi_set_seeds(),
+        _uapi_set,
+    ),
+    Target(
+        "control-requests",
+        "control.protocol decode_request_untrusted",
+        "json",
+        ("meshd.control.protocol",),
+        lambda world: corpus.control_request_seeds(),
+        _control_requests,
+        allowed=(DecodeError, ControlError),
+    ),
+    Target(
+        "control-responses",
+        "control.protocol decode_response_untrusted",
+        "json",
+        ("meshd.control.protocol",),
+        lambda world: corpus.control_response_seeds(),
+        _control_responses,
+        allowed=(DecodeError, ControlError),
+    ),
+)
+
+BY_NAME = {t.name: t for t in TARGETS}
+
+
+# --- the oracle --------------------------------------------------------------------------
+
+
+def _on_alarm(signum: int, frame: object) -> None:
+    raise Hang
+
+
+@contextlib.contextmanager
+def cpu_budget(seconds: float) -> Iterator[None]:
+    """Raise :class:`Hang` inside the block once it has used ``seconds`` of CPU time."""
+    previous = signal.signal(signal.SIGVTALRM, _on_alarm)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+        signal.signal(signal.SIGVTALRM, previous)
+
+
+def _where(exc: BaseException) -> str:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "/meshd/" in f.filename]
+    if not frames:
+        frames = list(traceback.extract_tb(exc.__traceback__))[-1:]
+    if not frames:
+        return "?"
+    f = frames[-1]
+    path = f.filename[f.filename.rfind("/meshd/") + 1 :] if "/meshd/" in f.filename else f.filename
+    return f"{path}:{f.lineno} {f.name}"
+
+
+def run_one(target: Target, decoder: Decoder, data: bytes, budget: float) -> Finding | None:
+    """Run one input through the oracle. Call inside :func:`cpu_budget` for hangs to count."""
+    signal.setitimer(signal.ITIMER_VIRTUAL, budget)
+    try:
+        decoder(data)
+    except Hang:
+        return Finding(target.name, "hang", "Hang", "?", f"over {budget} s of CPU", data)
+    except RoundTripError as exc:
+        return Finding(target.name, "round-trip", "RoundTripError", _where(exc), str(exc), data)
+    except target.allowed:
+        pass
+    except Exception as exc:  # noqa: BLE001 (the oracle: anything else is a finding)
+        return Finding(target.name, "leak", type(exc).__name__, _where(exc), str(exc)[:200], data)
+    finally:
+        signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+    return None
