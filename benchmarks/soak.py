@@ -1,0 +1,534 @@
+"""Churn soak: members join, leave, restart and are revoked for minutes; do the daemons leak?
+
+In a lab of ``--hosts`` hosts (network namespaces, 7 by default; needs root), every member a
+separate ``meshd`` process with its own wireguard-go. h1 (the founder, holding the root key)
+and h2 run the whole time; each other host is a slot for one member at a time. Every
+``--interval`` seconds one slot, picked at random (``--seed``), changes:
+
+- an empty slot: a new member joins under a new name (``meshd invite`` on h1, ``meshd join``);
+- a running member: leaves (its daemon stops), restarts (stop, then ``meshd up`` on its
+  store), or is revoked (``meshd revoke`` on h1, then its daemon stops; the slot is empty);
+- a stopped member: comes back (``meshd up``) or is revoked while away.
+
+Every ``--sample`` seconds, for every running daemon: RSS, open fds (``/proc/PID/fd``),
+threads (``/proc/PID/status``) and live trio tasks (``meshd status``'s ``tasks``), and the
+RSS and fds of its wireguard-go. At the end the churn stops, every stopped member comes back,
+and the run waits (``--settle-timeout``) until every running daemon shows the same membership
+digest, admits exactly the running members, and has a WireGuard interface whose peers are
+exactly the other running members (keys known to this harness, not taken from the daemons):
+a peer that is not a standing member, or a standing member that is no peer, is *stuck*.
+
+Per daemon process and metric: the least-squares slope per minute over its samples after
+``--warmup`` seconds of its life (processes sampled for less than a minute after warm-up are
+listed, their slopes are not fitted). The long-lived daemons (h1, h2) are the ones whose
+slopes say whether something grows with churn.
+
+    sudo .venv/bin/python -m benchmarks.soak [--minutes 10] [--interval 4] [--sample 5]
+
+Results: printed, and saved to benchmarks/results/soak.json (``--out``). tests/lab_mesh/
+test_root_soak.py runs one minute of it in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from meshd.demo import LabMesh, MeshTimeout, missing_requirements, wait_for
+from meshd.errors import MeshdError
+from meshd.lab import Lab
+
+RESULTS = Path(__file__).parent / "results" / "soak.json"
+FOUNDER = "h1"
+STABLE = ("h1", "h2")
+METRICS = ("rss_mib", "fds", "threads", "tasks", "wg_rss_mib", "wg_fds")
+MIB = 1024 * 1024
+
+
+# --- /proc -----------------------------------------------------------------------------------
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return fields
+
+
+def rss_mib(status: dict[str, str]) -> float:
+    return int(status["VmRSS"].split()[0]) * 1024 / MIB  # "VmRSS:  12345 kB"
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def wireguard_go_of(pid: int) -> int | None:
+    """The PID of the wireguard-go that a meshd daemon started, if it runs."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            children = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+        except FileNotFoundError:
+            continue
+        for child in children:
+            try:
+                if Path(f"/proc/{child}/comm").read_text().strip() == "wireguard-go":
+                    return int(child)
+            except FileNotFoundError:
+                continue
+    return None
+
+
+# --- fitting ---------------------------------------------------------------------------------
+
+
+def slope_per_minute(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, value) points, in value per minute."""
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_v = sum(v for _, v in points) / n
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    if var == 0:
+        return 0.0
+    cov = sum((t - mean_t) * (v - mean_v) for t, v in points)
+    return cov / var * 60.0
+
+
+# --- the churn ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Slot:
+    """A host that runs one member at a time."""
+
+    host: str
+    name: str = ""  # the member's name; "" when the slot is empty
+    running: bool = False
+    members: int = 0  # how many members this slot has had
+
+
+@dataclass
+class Process:
+    """One daemon process: what it is and what was sampled from it."""
+
+    host: str
+    name: str
+    pid: int
+    started: float  # seconds since the run's start
+    samples: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class Soak:
+    mesh: LabMesh
+    rng: random.Random
+    begin: float
+    slots: dict[str, Slot]
+    processes: dict[int, Process] = field(default_factory=dict)
+    actions: dict[str, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    revoked_keys: set[str] = field(default_factory=set)
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+    def now(self) -> float:
+        return time.monotonic() - self.begin
+
+    def note(self, action: str, host: str, name: str, took: float) -> None:
+        self.actions[action] = self.actions.get(action, 0) + 1
+        self.log.append(
+            {
+                "t": round(self.now(), 2),
+                "action": action,
+                "host": host,
+                "name": name,
+                "took": round(took, 3),
+            }
+        )
+
+    def track(self, host: str) -> None:
+        node = self.mesh.node(host)
+        assert node.process is not None
+        pid = node.process.pid
+        self.processes[pid] = Process(host, node.name, pid, self.now())
+
+    def running_hosts(self) -> list[str]:
+        return self.mesh.running()
+
+    def check_exits(self) -> None:
+        """A daemon that exited on its own is a finding: record it; its slot counts as stopped."""
+        for host, node in self.mesh.nodes.items():
+            if node.process is not None and node.process.poll() is not None:
+                code = node.process.returncode
+                self.failures.append(f"{self.now():.1f} s: meshd on {host} exited with {code}")
+                print(f"  ! {self.failures[-1]}", flush=True)
+                self.mesh.stop(host)
+                if host in self.slots:
+                    self.slots[host].running = False
+
+    # --- actions ---
+
+    def up(self, host: str) -> None:
+        self.mesh.up(host)
+        self.track(host)
+
+    def join(self, slot: Slot, *, wait: bool = True) -> None:
+        slot.members += 1
+        name = f"{slot.host}m{slot.members}"
+        self.mesh.fresh(slot.host, name)
+        token = self.mesh.invite(FOUNDER, name)
+        self.mesh.join(slot.host, token, wait=False)
+        slot.name = name
+        if wait:
+            self.joined(slot)
+
+    def joined(self, slot: Slot) -> None:
+        """Wait for a joining member's daemon to answer, and start sampling it."""
+        self.mesh.wait_ready(slot.host)
+        self.track(slot.host)
+        self.mesh.node(slot.host).me()  # remember its keys while it stands
+        slot.running = True
+
+    def revoke(self, slot: Slot) -> None:
+        key = self.mesh.node(slot.host).me()["wg_public_key"]
+        self.mesh.run(FOUNDER, "revoke", slot.name, "--reason", "soak")
+        self.revoked_keys.add(key)
+        self.mesh.stop(slot.host)
+        slot.name, slot.running = "", False
+
+    def step(self) -> None:
+        """One change to one slot, picked at random."""
+        self.check_exits()
+        slot = self.rng.choice(list(self.slots.values()))
+        start = time.monotonic()
+        if not slot.name:
+            action = "join"
+        elif slot.running:
+            action = self.rng.choice(["leave", "restart", "revoke"])
+        else:
+            action = self.rng.choice(["come back", "come back", "revoke"])
+        name = slot.name
+        try:
+            if action == "join":
+                self.join(slot)
+                name = slot.name
+            elif action == "leave":
+                self.mesh.stop(slot.host)
+                slot.running = False
+            elif action == "restart":
+                self.mesh.stop(slot.host)
+                self.up(slot.host)
+            elif action == "come back":
+                self.up(slot.host)
+                slot.running = True
+            else:
+                self.revoke(slot)
+        except (MeshdError, MeshTimeout, OSError) as exc:
+            # A failed step is recorded, and the slot is emptied so that the run goes on.
+            self.failures.append(f"{self.now():.1f} s: {action} {slot.host} {name}: {exc}")
+            print(f"  ! {self.failures[-1]}", flush=True)
+            self.mesh.stop(slot.host)
+            slot.running = False
+            return
+        self.note(action, slot.host, name, time.monotonic() - start)
+
+    # --- samples ---
+
+    def sample(self) -> None:
+        self.check_exits()
+        t = self.now()
+        for host in self.running_hosts():
+            node = self.mesh.node(host)
+            if node.process is None or node.process.pid not in self.processes:
+                continue
+            pid = node.process.pid
+            try:
+                status = proc_status(pid)
+                row: dict[str, float] = {
+                    "t": round(t, 2),
+                    "rss_mib": round(rss_mib(status), 2),
+                    "fds": open_fds(pid),
+                    "threads": int(status["Threads"]),
+                    "tasks": int(node.ask("status")["tasks"]),
+                }
+                wg = wireguard_go_of(pid)
+                if wg is not None:
+                    row["wg_rss_mib"] = round(rss_mib(proc_status(wg)), 2)
+                    row["wg_fds"] = open_fds(wg)
+            except (OSError, MeshdError, KeyError, ValueError):
+                continue  # it is stopping; the next sample will tell
+            self.processes[pid].samples.append(row)
+
+    # --- the end ---
+
+    def expected_peers(self) -> dict[str, set[str]]:
+        running = self.running_hosts()
+        keys = {h: self.mesh.node(h).me()["wg_public_key"] for h in running}
+        return {h: {k for o, k in keys.items() if o != h} for h in running}
+
+    def differences(self) -> dict[str, Any]:
+        """Per running host: digest, stuck and missing WireGuard peers, admitted mismatch."""
+        out: dict[str, Any] = {}
+        for host, expected in self.expected_peers().items():
+            peers = set(self.mesh.wg_peers(host))
+            admitted = self.mesh.admitted_keys(host)
+            out[host] = {
+                "digest": self.mesh.node(host).ask("status")["digest"],
+                "stuck": sorted(peers - expected),
+                "missing": sorted(expected - peers),
+                "admitted_not_running": sorted(admitted - expected),
+                "running_not_admitted": sorted(expected - admitted),
+                "revoked_peers": sorted(peers & self.revoked_keys),
+            }
+        return out
+
+    def agreed(self) -> bool:
+        diff = self.differences()
+        same = len({d["digest"] for d in diff.values()}) == 1
+        clean = all(
+            not (d["stuck"] or d["missing"] or d["admitted_not_running"])
+            and not d["running_not_admitted"]
+            for d in diff.values()
+        )
+        return same and clean
+
+
+def fit(process: Process, warmup: float, min_span: float = 60.0) -> dict[str, Any]:
+    """Slopes (per minute) of one process's metrics after its warm-up, and its figures."""
+    after = [s for s in process.samples if s["t"] >= process.started + warmup]
+    row: dict[str, Any] = {
+        "host": process.host,
+        "name": process.name,
+        "pid": process.pid,
+        "started_s": round(process.started, 1),
+        "samples": len(process.samples),
+        "samples_after_warmup": len(after),
+    }
+    if process.samples:
+        row["first"] = process.samples[0]
+        row["last"] = process.samples[-1]
+    if after:
+        row["after_warmup"] = after[0]
+    span = after[-1]["t"] - after[0]["t"] if len(after) >= 2 else 0.0
+    row["fitted_span_s"] = round(span, 1)
+    if len(after) >= 3 and span >= min_span:
+        row["slope_per_min"] = {
+            m: round(slope_per_minute([(s["t"], s[m]) for s in after if m in s]), 4)
+            for m in METRICS
+            if sum(m in s for s in after) >= 3
+        }
+    return row
+
+
+def run_soak(
+    *,
+    minutes: float,
+    hosts: int = 7,
+    interval: float = 4.0,
+    sample: float = 5.0,
+    warmup: float = 30.0,
+    min_span: float = 60.0,
+    settle_timeout: float = 90.0,
+    seed: int = 1,
+    quiet: bool = False,
+    keep_logs: Path | None = None,
+) -> dict[str, Any]:
+    """Build the lab, churn for ``minutes``, settle, and return every figure (see above)."""
+
+    def say(text: str) -> None:
+        if not quiet:
+            print(text, flush=True)
+
+    if hosts < len(STABLE) + 1:
+        raise ValueError(f"a soak needs at least {len(STABLE) + 1} hosts")
+    names = [f"h{i}" for i in range(1, hosts + 1)]
+    with Lab(hosts) as lab:
+        mesh = LabMesh(lab, network="soak")
+        try:
+            begin = time.monotonic()
+            soak = Soak(
+                mesh,
+                random.Random(seed),
+                begin,
+                {h: Slot(h) for h in names if h not in STABLE},
+            )
+            mesh.init(FOUNDER)
+            soak.up(FOUNDER)
+            mesh.join(STABLE[1], mesh.invite(FOUNDER, STABLE[1]))
+            soak.track(STABLE[1])
+            for slot in soak.slots.values():
+                soak.join(slot, wait=False)
+            for slot in soak.slots.values():
+                soak.joined(slot)
+            wait_for(soak.agreed, 60, "the mesh to form")
+            formed = soak.now()
+            say(
+                f"lab {lab.run_id}: {hosts} members up in {soak.now():.1f} s; churn for "
+                f"{minutes:g} min, a change every {interval:g} s, samples every {sample:g} s"
+            )
+            soak.sample()
+            churn_end = soak.now() + minutes * 60.0
+            next_sample = soak.now() + sample
+            next_step = soak.now() + interval
+            next_report = soak.now() + 60.0
+            while soak.now() < churn_end:
+                if soak.now() >= next_sample:
+                    soak.sample()
+                    next_sample += sample
+                    while next_sample <= soak.now():
+                        next_sample += sample
+                if soak.now() >= next_step:
+                    soak.step()
+                    next_step = soak.now() + interval
+                if soak.now() >= next_report:
+                    next_report += 60.0
+                    stable = [p for p in soak.processes.values() if p.host in STABLE]
+                    figures = ", ".join(
+                        f"{p.host} rss {p.samples[-1]['rss_mib']:.1f} MiB fds "
+                        f"{p.samples[-1]['fds']:.0f} tasks {p.samples[-1]['tasks']:.0f}"
+                        for p in stable
+                        if p.samples
+                    )
+                    say(
+                        f"  {soak.now() / 60:.1f} min: {sum(soak.actions.values())} changes; "
+                        f"{figures}"
+                    )
+                time.sleep(max(0.0, min(next_sample, next_step) - soak.now()))
+            # The end: every stopped member comes back; then all must agree.
+            for slot in soak.slots.values():
+                if slot.name and not slot.running:
+                    try:
+                        soak.up(slot.host)
+                        slot.running = True
+                    except (MeshdError, MeshTimeout, OSError) as exc:
+                        soak.failures.append(f"{soak.now():.1f} s: come back {slot.host}: {exc}")
+            settle_start = soak.now()
+            try:
+                settled: float | None = wait_for(
+                    soak.agreed, settle_timeout, "agreement after the churn", interval=0.2
+                )
+            except MeshTimeout:
+                settled = None
+            soak.sample()
+            final = soak.differences()
+            when = "NEVER" if settled is None else f"in {settled:.1f} s"
+            say(f"settled {when} after {soak.now() - settle_start:.1f} s")
+        finally:
+            mesh.close()
+            if keep_logs is not None and (lab.dir / "logs").exists():
+                shutil.copytree(lab.dir / "logs", keep_logs, dirs_exist_ok=True)
+    digests = {h: d["digest"] for h, d in final.items()}
+    stuck = {h: d for h, d in final.items() if any(v for k, v in d.items() if k != "digest")}
+    return {
+        "benchmark": "soak",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+        },
+        "setup": {
+            "lab_hosts": hosts,
+            "backend": "userspace (wireguard-go), in network namespaces",
+            "stable": list(STABLE),
+            "minutes": minutes,
+            "interval_s": interval,
+            "sample_s": sample,
+            "warmup_s": warmup,
+            "min_fitted_span_s": min_span,
+            "seed": seed,
+        },
+        "mesh_formed_s": round(formed, 1),
+        "actions": soak.actions,
+        "failures": soak.failures,
+        "settled_s": None if settled is None else round(settled, 2),
+        "digests_identical": len(set(digests.values())) == 1,
+        "digests": digests,
+        "stuck": stuck,
+        "daemons": [fit(p, warmup, min_span) for p in soak.processes.values()],
+        "steps": soak.log,
+        "raw": {str(p.pid): p.samples for p in soak.processes.values()},
+    }
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print(f"\nchanges: {result['actions']}; failed steps: {len(result['failures'])}")
+    print(
+        f"settled after the churn: {result['settled_s']} s; digests identical: "
+        f"{result['digests_identical']}; stuck WireGuard peers: {result['stuck'] or 'none'}"
+    )
+    span = result["setup"]["min_fitted_span_s"]
+    print(f"\nslopes per minute after warm-up (daemons sampled for {span:g} s or more):")
+    head = f"{'daemon':<12} {'span':>6} " + " ".join(f"{m:>11}" for m in METRICS)
+    print(head)
+    for row in result["daemons"]:
+        slopes = row.get("slope_per_min")
+        if not slopes:
+            continue
+        cells = " ".join(f"{slopes.get(m, float('nan')):>+11.3f}" for m in METRICS)
+        print(f"{row['host'] + ':' + row['name']:<12} {row['fitted_span_s']:>5.0f}s {cells}")
+    print("\nfirst and last sample of each long-lived daemon (rss MiB, fds, threads, tasks):")
+    for row in result["daemons"]:
+        if row["host"] in STABLE and "first" in row:
+            a, b = row.get("after_warmup", row["first"]), row["last"]
+            print(
+                f"  {row['host']}: after warm-up {a['rss_mib']:.1f} {a['fds']:.0f} "
+                f"{a['threads']:.0f} {a['tasks']:.0f}; end {b['rss_mib']:.1f} {b['fds']:.0f} "
+                f"{b['threads']:.0f} {b['tasks']:.0f}"
+            )
+    others = [r for r in result["daemons"] if not r.get("slope_per_min")]
+    print(f"{len(others)} shorter-lived daemon processes were sampled but not fitted")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="how long the churn runs")
+    parser.add_argument("--hosts", type=int, default=7, help="lab hosts (members at most)")
+    parser.add_argument("--interval", type=float, default=4.0, help="seconds between changes")
+    parser.add_argument("--sample", type=float, default=5.0, help="seconds between samples")
+    parser.add_argument("--warmup", type=float, default=30.0, help="seconds not fitted")
+    parser.add_argument("--settle-timeout", type=float, default=90.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--keep-logs", type=Path, help="copy the daemons' logs here")
+    args = parser.parse_args()
+    why = missing_requirements()
+    if why:
+        print(f"benchmarks.soak needs root, ip, wireguard-go, wg and ping ({why})")
+        return 1
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt  # unwinds through the lab's teardown
+
+    signal.signal(signal.SIGTERM, stop)
+    result = run_soak(
+        minutes=args.minutes,
+        hosts=args.hosts,
+        interval=args.interval,
+        sample=args.sample,
+        warmup=args.warmup,
+        settle_timeout=args.settle_timeout,
+        seed=args.seed,
+        keep_logs=args.keep_logs,
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    print_table(result)
+    print(f"saved to {args.out}")
+    ok = result["digests_identical"] and not result["stuck"] and result["settled_s"] is not None
+    return 0 if ok else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

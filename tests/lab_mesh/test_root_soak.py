@@ -1,0 +1,79 @@
+"""One minute of the churn soak (benchmarks/soak.py) in the lab, with WireGuard.
+
+Seven members (h1 the founder and h2 run throughout; h3-h7 join, leave, restart, come back
+and are revoked, one change every 4 s), then every stopped member comes back. Asserted:
+
+- no step failed and no daemon exited on its own;
+- once the churn stops, every running daemon shows the same digest, admits exactly the
+  running members, and has exactly the other running members as WireGuard peers (no stuck
+  peer, none missing, no revoked key), within ``SETTLE``;
+- no gross growth in the two long-lived daemons, from their first sample after warm-up to
+  their last: open fds at most ``FD_MARGIN`` more (at the end no more members run than at
+  warm-up, so a daemon that closes what it opens ends with no more fds), trio tasks at most
+  ``TASK_MARGIN`` more (tasks follow connections and streams in flight), RSS at most
+  ``RSS_MARGIN_MIB`` more. The RSS bound is generous on purpose: a minute adds a few dozen
+  records (kilobytes), but CPython keeps freed arenas and RSS moves in steps of a few MiB
+  around a sync or a burst of connections; this catches a gross leak (tens of MiB a
+  minute), and the 10-minute benchmark's slopes are the finer check.
+
+Not a timed assertion on speed: ``SETTLE`` only bounds a wait (measured: 0.1 s).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from benchmarks.soak import STABLE, run_soak
+
+pytestmark = pytest.mark.root
+
+MINUTES = 1.0
+SETTLE = 60.0
+FD_MARGIN = 5
+TASK_MARGIN = 20
+RSS_MARGIN_MIB = 24.0
+
+
+@pytest.fixture(scope="module")
+def result() -> dict[str, Any]:
+    return run_soak(
+        minutes=MINUTES,
+        hosts=7,
+        interval=4.0,
+        sample=5.0,
+        warmup=20.0,
+        min_span=30.0,
+        settle_timeout=SETTLE,
+        seed=2,
+    )
+
+
+def test_the_churn_ran_without_failures(result: dict[str, Any]) -> None:
+    print(f"changes: {result['actions']}")
+    assert sum(result["actions"].values()) >= 6, result["actions"]
+    assert result["failures"] == []
+
+
+def test_after_the_churn_every_daemon_agrees_and_no_wireguard_peer_is_stuck(
+    result: dict[str, Any],
+) -> None:
+    print(f"settled {result['settled_s']} s after the churn stopped")
+    assert result["settled_s"] is not None, result["stuck"]
+    assert result["digests_identical"], result["digests"]
+    assert len(result["digests"]) >= len(STABLE)
+    assert result["stuck"] == {}
+
+
+def test_the_long_lived_daemons_do_not_grow(result: dict[str, Any]) -> None:
+    rows = [r for r in result["daemons"] if r["host"] in STABLE]
+    assert len(rows) == len(STABLE), "each long-lived daemon is one process for the whole run"
+    for row in rows:
+        base, end = row["after_warmup"], row["last"]
+        print(f"{row['host']}: after warm-up {base}; end {end}; slopes {row['slope_per_min']}")
+        assert end["t"] - base["t"] >= 50, "the long-lived daemons are sampled through the churn"
+        assert end["fds"] <= base["fds"] + FD_MARGIN, row
+        assert end["tasks"] <= base["tasks"] + TASK_MARGIN, row
+        assert end["rss_mib"] <= base["rss_mib"] + RSS_MARGIN_MIB, row
+        assert end["wg_fds"] <= base["wg_fds"] + FD_MARGIN, row
