@@ -29,6 +29,9 @@ class HostConfig:
 
     ``identity_seed`` is the 32-byte Ed25519 seed of the node key; the same key is the libp2p
     identity. The gossipsub degrees are those of the gossipsub spec (D, D_lo, D_hi).
+    Inbound connections that have not finished the Noise and Yamux handshakes are bounded
+    per source (an IPv4 address or an IPv6 /64) and in total, and are closed after
+    ``handshake_timeout``.
     """
 
     identity_seed: bytes
@@ -46,6 +49,9 @@ class HostConfig:
     delivery_buffer: int = 1024
     event_buffer: int = 256
     shutdown_timeout: float = 5.0
+    handshake_timeout: float = 5.0
+    handshakes_per_source: int = 16
+    handshakes_total: int = 128
 
     def __post_init__(self) -> None:
         if len(self.identity_seed) != _ED25519_KEY_SIZE:
@@ -56,10 +62,23 @@ class HostConfig:
             raise ValueError("gossipsub degrees need 1 <= degree_low <= degree <= degree_high")
         if self.heartbeat_interval < 1:
             raise ValueError("heartbeat_interval must be at least 1 second")
-        for name in ("max_message_size", "max_frame_size", "delivery_buffer", "event_buffer"):
+        for name in (
+            "max_message_size",
+            "max_frame_size",
+            "delivery_buffer",
+            "event_buffer",
+            "handshakes_per_source",
+            "handshakes_total",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
-        for name in ("stream_timeout", "dial_timeout", "publish_backlog_wait", "shutdown_timeout"):
+        for name in (
+            "stream_timeout",
+            "dial_timeout",
+            "publish_backlog_wait",
+            "shutdown_timeout",
+            "handshake_timeout",
+        ):
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a positive number of seconds")

@@ -38,15 +38,18 @@ from meshd.gossip.config import HostConfig, Validator, parse_multiaddr
 from meshd.gossip.libp2p_workarounds import (
     FORWARDED_LOGGER,
     LIBP2P_LOGGER,
+    HandshakeBudget,
     Libp2pLogBridge,
     close_host,
     drop_nursery_closed,
+    forget_failed_dial,
     leaves,
     stop_auto_connector,
     wait_for_queue_room,
 )
 from meshd.gossip.peers import (
     ConnectResult,
+    DialBackoff,
     PeerConnected,
     PeerDisconnected,
     PeerEvent,
@@ -70,6 +73,7 @@ __all__ = [
     "FORWARDED_LOGGER",
     "LIBP2P_LOGGER",
     "ConnectResult",
+    "DialBackoff",
     "FrameTimeout",
     "FramedStream",
     "GossipHost",
@@ -131,6 +135,8 @@ class GossipHost:
         self.rejected_messages = 0
         """Messages refused for their size or by the validator (ours included)."""
         self.shutdown_timed_out = False
+        self.handshakes = HandshakeBudget(config.handshakes_per_source, config.handshakes_total)
+        """Inbound connections in their handshake; ``handshakes.shed`` counts refusals."""
 
     # -- identity and state -----------------------------------------------------------------
 
@@ -210,7 +216,7 @@ class GossipHost:
         config = self._config
         bridge = Libp2pLogBridge.attach()
         host, gossipsub, pubsub = build_stack(
-            config, self._key_pair, self._libp2p_validator, self._peer_events
+            config, self._key_pair, self._libp2p_validator, self._peer_events, self.handshakes
         )
         self._host, self._pubsub = host, pubsub
         listen = [parse_multiaddr(a) for a in config.listen_addrs]
@@ -333,7 +339,8 @@ class GossipHost:
         Raises ``ValueError`` for an address that cannot be dialled as written and
         :class:`TransportError` if the dial fails or takes longer than ``dial_timeout``.
         Every dial takes at least 250 ms in py-libp2p 0.8.1: use :meth:`connect_any` for
-        several.
+        several. A dial is never refused because an earlier one failed: when to try again
+        is the caller's policy, not libp2p's 60 s negative cache.
         """
         try:
             info = info_from_p2p_addr(parse_multiaddr(addr))
@@ -344,6 +351,7 @@ class GossipHost:
         if info.peer_id == self._peer_id:
             raise ValueError(f"refusing to dial ourselves: {addr}")
         host = self._require_host()
+        forget_failed_dial(host, info.peer_id)
         with trio.move_on_after(self._config.dial_timeout) as scope:
             try:
                 await host.connect(info)

@@ -37,6 +37,16 @@ named below are in tests/gossip/test_host.py.
   test_shutdown_is_prompt_and_leaves_nothing_behind, test_an_error_in_the_body_propagates_unwrapped.
 - The log bridge (:class:`Libp2pLogBridge`). ``utils/logging.py`` sets ``propagate=False``.
   Test: test_libp2p_warnings_reach_our_logger.
+- The inbound handshake gate (:func:`gate_inbound_handshakes`, :class:`HandshakeBudget`).
+  ``Swarm.upgrade_inbound_raw_conn`` (looked up on the instance by
+  ``Swarm._do_handle_inbound_connection``), ``Swarm._inbound_limiter`` (one global cap of
+  ``max_connections`` held by un-upgraded connections too), ``ConnectionConfig.
+  inbound_upgrade_timeout`` and ``RawConnection.get_remote_address``. Tests:
+  test_one_source_cannot_take_every_handshake_slot,
+  test_a_silent_connection_is_closed_at_the_deadline.
+- Dials to a new address (:func:`forget_failed_dial`). ``Swarm._negative_peer_cache``,
+  ``Swarm.unblock_peer``, ``PeerStore.clear_addrs`` and the one-address-per-class choice in
+  ``Swarm.dial_peer``. Test: test_a_dial_to_a_new_address_ignores_an_earlier_failure.
 
 Two more live in :mod:`meshd.gossip.host`, being the host's own behaviour: libp2p's 32-slot
 subscription queue (``pubsub.SUBSCRIPTION_CHANNEL_SIZE``) is drained at once into a larger
@@ -46,14 +56,17 @@ dial waits out the 250 ms happy-eyeballs delay (``network/swarm.py``).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 import weakref
-from typing import Final
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
 
 import trio
-from libp2p.abc import IHost
+from libp2p.abc import IHost, IMuxedConn, IRawConnection
 from libp2p.network.auto_connector import AutoConnector
+from libp2p.network.exceptions import SwarmException
 from libp2p.peer.id import ID
 from libp2p.pubsub import gossipsub as libp2p_gossipsub
 from libp2p.pubsub import pubsub as libp2p_pubsub
@@ -69,12 +82,16 @@ __all__ = [
     "FORWARDED_LOGGER",
     "LIBP2P_LOGGER",
     "LIBP2P_VERSION",
+    "HandshakeBudget",
     "Libp2pLogBridge",
     "close_host",
     "drop_nursery_closed",
+    "forget_failed_dial",
+    "gate_inbound_handshakes",
     "gossipsub_router",
     "leaves",
     "seed_sequence_number",
+    "source_of",
     "stop_auto_connector",
     "wait_for_queue_room",
 ]
@@ -172,6 +189,132 @@ async def stop_auto_connector(host: IHost) -> None:
     connector = getattr(host.get_network(), "auto_connector", None)
     if isinstance(connector, AutoConnector):
         await connector.stop()
+
+
+# -- inbound connections and dials ----------------------------------------------------------
+
+
+def source_of(host: str) -> str:
+    """What a remote cannot choose about itself: its IPv4 address, or its IPv6 /64."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+class HandshakeBudget:
+    """Inbound connections still in their security handshake, per source and in total.
+
+    Pure accounting (no clock, no I/O): :meth:`admit` takes a slot or refuses,
+    :meth:`release` gives it back. A source is what :func:`source_of` returns.
+    """
+
+    def __init__(self, per_source: int, total: int) -> None:
+        if per_source < 1 or total < per_source:
+            raise ValueError("need 1 <= per_source <= total")
+        self.per_source = per_source
+        self.total = total
+        self._pending: dict[str, int] = {}
+        self._count = 0
+        self.shed = 0
+        """Connections refused because their source, or everyone, was at the limit."""
+
+    @property
+    def pending(self) -> int:
+        return self._count
+
+    def pending_from(self, source: str) -> int:
+        return self._pending.get(source, 0)
+
+    def admit(self, source: str) -> bool:
+        held = self._pending.get(source, 0)
+        if held >= self.per_source or self._count >= self.total:
+            self.shed += 1
+            return False
+        self._pending[source] = held + 1
+        self._count += 1
+        return True
+
+    def release(self, source: str) -> None:
+        held = self._pending.get(source, 0)
+        if held <= 0:
+            raise ValueError(f"no handshake slot held for {source}")
+        if held == 1:
+            del self._pending[source]
+        else:
+            self._pending[source] = held - 1
+        self._count -= 1
+
+
+_SHED_LOG_INTERVAL: Final = 60.0
+
+Upgrade = Callable[[IRawConnection, Any], Awaitable[IMuxedConn]]
+
+
+def gate_inbound_handshakes(host: IHost, budget: HandshakeBudget) -> None:
+    """Put ``budget`` in front of the host's inbound security handshakes.
+
+    py-libp2p 0.8.1 holds every inbound connection in one global slot pool
+    (``Swarm._inbound_limiter``, ``max_connections`` wide) and in its resource manager's
+    global count from the moment it is accepted, so plain TCP connections that never start
+    Noise, re-opened as they close, took every slot and every honest dialler was turned
+    away. With the gate, a connection whose source already holds ``per_source``
+    handshakes (or when ``total`` are running) is closed at once, before any slot of
+    libp2p's is held for it beyond that instant; a handshake that is admitted gives its
+    slot back as soon as it ends, upgraded or not. The deadline of a handshake is
+    ``ConnectionConfig.inbound_upgrade_timeout`` (:func:`meshd.gossip.stack.build_stack`).
+    """
+    swarm = host.get_network()
+    upgrade: Upgrade = swarm.upgrade_inbound_raw_conn
+    last_log = -_SHED_LOG_INTERVAL
+
+    async def gated(raw_conn: IRawConnection, maddr: Any) -> IMuxedConn:
+        nonlocal last_log
+        remote = raw_conn.get_remote_address()
+        source = source_of(remote[0]) if remote is not None else "unknown"
+        if not budget.admit(source):
+            now = time.monotonic()
+            if now - last_log >= _SHED_LOG_INTERVAL:
+                last_log = now
+                logger.warning(
+                    "inbound handshakes: refusing %s (%d in handshake from it, %d in all, "
+                    "%d refused so far)",
+                    source,
+                    budget.pending_from(source),
+                    budget.pending,
+                    budget.shed,
+                )
+            await raw_conn.close()
+            raise SwarmException(f"too many inbound handshakes from {source}")
+        try:
+            return await upgrade(raw_conn, maddr)
+        finally:
+            budget.release(source)
+
+    setattr(swarm, "upgrade_inbound_raw_conn", gated)  # noqa: B010 (a method, on purpose)
+
+
+def forget_failed_dial(host: IHost, peer_id: ID) -> None:
+    """Make the next dial of ``peer_id`` go to the address it is given, whatever came before.
+
+    Two things py-libp2p remembers defeated a dial to a member's *new* address: its 60 s
+    negative cache of peers whose every address failed (renewed by each failed re-dial),
+    which refused the dial outright ("recently failed all addresses"); and the peerstore,
+    which kept the old address, while ``Swarm.dial_peer`` dials at most one address per
+    transport class (``MAX_ADDRS_PER_PEER``), the old one first. Both are cleared for
+    ``peer_id``; the caller's dial policy owns backoff (the daemon's is per member, capped,
+    and reset when a member's addresses change).
+    """
+    swarm = host.get_network()
+    unblock = getattr(swarm, "unblock_peer", None)
+    if callable(unblock):
+        unblock(peer_id)
+    host.get_peerstore().clear_addrs(peer_id)
 
 
 # -- shutting down ---------------------------------------------------------------------------

@@ -8,6 +8,9 @@
 * gossipsub (:func:`~meshd.gossip.libp2p_workarounds.gossipsub_router`) under pubsub with
   strict signing: libp2p checks each message's signature against its ``from`` peer id
   before the validator sees it.
+* Inbound connections in their security handshake are bounded per source and in total,
+  and closed after ``handshake_timeout``
+  (:func:`~meshd.gossip.libp2p_workarounds.gate_inbound_handshakes`).
 * No connection minimum: the auto-connector is stopped once the host runs (see
   :mod:`meshd.gossip.libp2p_workarounds`), and the membership layer chooses the peers.
 """
@@ -33,7 +36,12 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.transport.tcp.tcp import TCP
 
 from meshd.gossip.config import HostConfig, parse_multiaddr
-from meshd.gossip.libp2p_workarounds import gossipsub_router, seed_sequence_number
+from meshd.gossip.libp2p_workarounds import (
+    HandshakeBudget,
+    gate_inbound_handshakes,
+    gossipsub_router,
+    seed_sequence_number,
+)
 
 __all__ = ["TopicValidator", "build_stack"]
 
@@ -42,12 +50,17 @@ TopicValidator = Callable[[ID, rpc_pb2.Message], bool]
 
 
 def build_stack(
-    config: HostConfig, key_pair: KeyPair, validator: TopicValidator, notifee: INotifee
+    config: HostConfig,
+    key_pair: KeyPair,
+    validator: TopicValidator,
+    notifee: INotifee,
+    handshakes: HandshakeBudget,
 ) -> tuple[IHost, GossipSub, Pubsub]:
     """Build (not start) the libp2p host, its gossipsub router and pubsub on ``config.topic``.
 
     ``validator`` becomes the topic's only validator, synchronous (py-libp2p's async
-    validators crash its message cache, issue 1118); ``notifee`` hears of connections.
+    validators crash its message cache, issue 1118); ``notifee`` hears of connections;
+    ``handshakes`` bounds the inbound connections still in their handshake.
     """
     noise = NoiseTransport(key_pair, noise_privkey=x25519_key_pair().private_key)
     host = new_host(
@@ -57,9 +70,13 @@ def build_stack(
         listen_addrs=[parse_multiaddr(a) for a in config.listen_addrs],
         transports=[TCP()],
         connection_config=ConnectionConfig(
-            min_connections=0, low_watermark=0, dial_timeout=config.dial_timeout
+            min_connections=0,
+            low_watermark=0,
+            dial_timeout=config.dial_timeout,
+            inbound_upgrade_timeout=config.handshake_timeout,
         ),
     )
+    gate_inbound_handshakes(host, handshakes)
     gossipsub = gossipsub_router(config)
     pubsub = Pubsub(
         host,

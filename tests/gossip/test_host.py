@@ -23,6 +23,7 @@ from multiaddr import Multiaddr
 from meshd.errors import DecodeError
 from meshd.gossip.host import (
     FORWARDED_LOGGER,
+    DialBackoff,
     FramedStream,
     GossipHost,
     GossipMessage,
@@ -360,3 +361,97 @@ def test_an_error_in_the_body_propagates_unwrapped() -> None:
             await fail()
 
     run_trio(body)
+
+
+# -- hostile connections and stale addresses ------------------------------------------------
+
+
+def _port_of(host: GossipHost) -> int:
+    return int(host.listen_addrs()[0].split("/tcp/")[1].split("/")[0])
+
+
+async def _silent_connections(port: int, source: str, count: int) -> list[trio.socket.SocketType]:
+    """``count`` plain TCP connections from ``source`` that never say anything."""
+    held = []
+    for _ in range(count):
+        sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
+        await sock.bind((source, 0))
+        await sock.connect(("127.0.0.1", port))
+        held.append(sock)
+    return held
+
+
+def test_one_source_cannot_take_every_handshake_slot() -> None:
+    # py-libp2p holds every accepted connection in one global pool of 300 slots until its
+    # handshake ends or times out: 400 silent connections from one address turned away
+    # every other dialler until they timed out.
+    async def body() -> None:
+        async with running_hosts(config(), config()) as (ours, honest):
+            silent = await _silent_connections(_port_of(ours), "127.0.0.2", 400)
+            try:
+                await trio.sleep(0.5)  # let the host accept (and shed) them all
+                result = await honest.connect_any(ours.listen_addrs())
+                assert result[0].ok, result
+                budget = ours.handshakes
+                assert budget.pending_from("127.0.0.2") <= ours.config.handshakes_per_source
+                assert budget.shed >= 400 - ours.config.handshakes_per_source
+            finally:
+                for sock in silent:
+                    sock.close()
+
+    run_trio(body)
+
+
+def test_a_silent_connection_is_closed_at_the_deadline() -> None:
+    async def body() -> None:
+        async with running_hosts(config(handshake_timeout=0.5)) as (ours,):
+            (sock,) = await _silent_connections(_port_of(ours), "127.0.0.3", 1)
+            started = time.perf_counter()
+            with trio.fail_after(3.0):
+                while await sock.recv(4096):  # multistream's greeting, then the end
+                    pass
+            took = time.perf_counter() - started
+            sock.close()
+            assert 0.4 < took < 2.0, took
+            await wait_until(lambda: ours.handshakes.pending == 0)
+
+    run_trio(body)
+
+
+def test_a_dial_to_a_new_address_ignores_an_earlier_failure() -> None:
+    # A member moves: a dial to its old address fails, and py-libp2p's negative cache then
+    # refused a dial to its new address for 60 s ("recently failed all addresses").
+    seed = os.urandom(32)
+    stale_port = _free_port()
+
+    async def body() -> None:
+        async with running_hosts(config()) as (ours,):
+            moved = peer_id_of(create_new_key_pair(seed).public_key.to_bytes())
+            stale = f"/ip4/127.0.0.1/tcp/{stale_port}/p2p/{moved}"
+            with pytest.raises(TransportError):
+                await ours.connect(stale)
+            async with running_hosts(config(seed)) as (member,):
+                assert await ours.connect(member.listen_addrs()[0]) == member.peer_id
+
+    run_trio(body)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_dial_backoff_doubles_is_capped_and_restarts_when_the_addresses_change() -> None:
+    backoff = DialBackoff(cap=60.0)
+    peer, addrs, moved = b"k" * 32, ("/ip4/192.0.2.1/tcp/7100",), ("/ip4/192.0.2.9/tcp/7100",)
+    assert backoff.due(peer, addrs, 0.0)
+    delays = [backoff.failed(peer, addrs, 0.0, 1.0) for _ in range(8)]
+    assert delays == [2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
+    assert not backoff.due(peer, addrs, 59.0)
+    assert backoff.due(peer, addrs, 60.0)
+    # The member announced new addresses: due at once, and its next failure starts over.
+    assert backoff.due(peer, moved, 1.0)
+    assert backoff.failed(peer, moved, 1.0, 1.0) == 2.0
+    backoff.forget(peer)
+    assert len(backoff) == 0

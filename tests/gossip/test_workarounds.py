@@ -45,3 +45,43 @@ def test_what_the_other_workarounds_reach_into_is_there() -> None:
     assert "self.counter" in pubsub  # seed_sequence_number
     assert "self.peer_queues" in pubsub  # wait_for_queue_room
     assert "self.auto_connector" in inspect.getsource(Swarm)  # stop_auto_connector
+
+
+def test_what_the_inbound_gate_and_the_dial_reset_reach_into_is_there() -> None:
+    from libp2p.network.connection.raw_connection import RawConnection
+    from libp2p.peer.peerstore import PeerStore
+
+    swarm = inspect.getsource(Swarm)
+    # gate_inbound_handshakes: the upgrade is looked up on the instance, after the global
+    # inbound slot pool is taken, with the inbound deadline around the handshakes.
+    assert "await self.upgrade_inbound_raw_conn(" in swarm
+    assert "self._inbound_limiter.acquire_nowait()" in swarm
+    assert "with trio.fail_after(inbound_timeout):" in swarm
+    assert hasattr(RawConnection, "get_remote_address")
+    # forget_failed_dial: the negative cache, and one address per transport class.
+    assert "self._negative_peer_cache.is_blocked(" in swarm
+    assert "def unblock_peer(" in swarm
+    assert "MAX_ADDRS_PER_PEER" in swarm
+    assert hasattr(PeerStore, "clear_addrs")
+
+
+def test_handshake_budget_is_per_source_and_total() -> None:
+    budget = workarounds.HandshakeBudget(per_source=2, total=3)
+    assert budget.admit("10.0.0.1")
+    assert budget.admit("10.0.0.1")
+    assert not budget.admit("10.0.0.1")  # its own budget is spent ...
+    assert budget.admit("10.0.0.2")  # ... not anyone else's
+    assert not budget.admit("10.0.0.3")  # the total is
+    assert budget.shed == 2
+    budget.release("10.0.0.1")
+    assert budget.admit("10.0.0.3")
+    assert budget.pending == 3
+    assert budget.pending_from("10.0.0.1") == 1
+
+
+def test_a_source_is_an_ipv4_address_or_an_ipv6_64() -> None:
+    source = workarounds.source_of
+    assert source("192.0.2.7") == "192.0.2.7"
+    assert source("2001:db8:1:2:aaaa::1") == source("2001:db8:1:2:bbbb::2") == "2001:db8:1:2::/64"
+    assert source("2001:db8:1:3::1") != source("2001:db8:1:2::1")
+    assert source("::ffff:192.0.2.7") == "192.0.2.7"
