@@ -58,8 +58,14 @@ class CoreConfig:
     source_gc: float = 180.0
     accept: AcceptHook = accept_all
     accept_on: frozenset[str] | None = None
-    """Interfaces whose Updates go through ``accept`` (None: all of them). On a gateway
-    only the mesh is checked; routes from a site's Babel routers are taken as they come."""
+    """Interfaces whose Updates go through ``accept`` (None: all of them): the mesh, where
+    router-ids are members' and origins are validated. The other interfaces (a gateway's
+    site links) go through ``accept_site``, and what is learnt there is never announced as
+    it is on an interface of ``accept_on``: a router-id cannot be checked on a site link,
+    so a site route reaches the mesh only when the gateway originates it as its own."""
+    accept_site: AcceptHook = accept_all
+    """``accept`` for the interfaces outside ``accept_on``: on a gateway, nothing that claims
+    the mesh's addresses or a member's router-id (:class:`meshd.babel.options.SiteOrigins`)."""
     redistribute: RedistributeHook = redistribute_all
     random: Callable[[], float] = no_jitter
     """Uniform in [0, 1): e.g. ``random.Random().random``."""
@@ -85,6 +91,9 @@ class InterfaceConfig:
     link_local: IPv6Address | None
     ipv4: IPv4Address | None
     mtu: int
+    max_neighbours: int = 64
+    """Neighbours a multicast interface admits (a speaker discovered on the link takes a
+    slot; see :meth:`meshd.babel.core.BabelCore.receive` for who makes room)."""
 
     @property
     def multicast(self) -> bool:

@@ -56,6 +56,7 @@ from meshd.babel.expand import (
     route_request,
 )
 from meshd.babel.interfaces import MULTICAST_GROUP, SOON, Interface
+from meshd.babel.martians import martian
 from meshd.babel.neighbours import IPAddress, LinkParams, Neighbour
 from meshd.babel.outbox import Outbox
 from meshd.babel.requests import SeqnoRequests
@@ -101,8 +102,14 @@ class BabelCore:
         self.seqno = 0
         """Our own seqno, carried by every route we originate (RFC 8966 3.2.4)."""
         self.decode_errors = 0
+        """Datagrams that did not parse."""
         self.dropped = 0
         """Packets from addresses that are not neighbours on a unicast-peers interface."""
+        self.neighbours_evicted = 0
+        """Neighbours without a two-way link displaced by a newcomer (a full interface)."""
+        self.neighbours_refused = 0
+        """Packets from unknown speakers on a full interface whose neighbours all have a
+        two-way link (nothing may be displaced): dropped."""
         self._interfaces: dict[str, Interface] = {}
         self._local: dict[RouteKey, int] = {}
         self._table = RouteTable()
@@ -153,6 +160,7 @@ class BabelCore:
         max_rtt_penalty: int | None = None,
         split_horizon: bool | None = None,
         mtu: int = 1400,
+        max_neighbours: int = 64,
     ) -> InterfaceConfig:
         """Start speaking Babel on an interface; the first Hello goes at the next timer.
 
@@ -160,7 +168,8 @@ class BabelCore:
         ignored (when neither is given, every IHU counts), and without ``ipv4`` IPv4 routes
         are announced with our IPv6 address as next hop (RFC 9229, AE 4). Timestamps and an
         RTT penalty of 96 are on by default for ``tunnel`` and ``unicast-peers``; split
-        horizon for ``wired``.
+        horizon for ``wired``. ``max_neighbours``: the neighbour budget of a multicast
+        interface (see :meth:`receive`).
         """
         if name in self._interfaces:
             raise ValueError(f"interface {name} already added")
@@ -190,9 +199,12 @@ class BabelCore:
             link_local=link_local,
             ipv4=ipv4,
             mtu=mtu,
+            max_neighbours=max_neighbours,
         )
         if mtu < 512:
             raise ValueError(f"MTU {mtu} is too small for Babel")
+        if max_neighbours < 1:
+            raise ValueError(f"neighbour budget {max_neighbours} must be at least 1")
         self._interfaces[name] = Interface(config)
         return config
 
@@ -222,6 +234,8 @@ class BabelCore:
         """Announce a prefix of ours (with RFC 9079 ``source_prefix``), at once."""
         if not 0 <= metric < INFINITY:
             raise ValueError(f"metric {metric} outside 0..65534")
+        if martian(prefix) or martian(source_prefix):
+            raise ValueError(f"{prefix} from {source_prefix} is a martian prefix")
         _check_source(prefix, source_prefix)
         key = (prefix, source_prefix)
         before = self._selection.current(key)
@@ -278,6 +292,16 @@ class BabelCore:
     def _view(self, entry: RouteEntry) -> RouteView:
         selected = self._table.selected(entry.key) is entry
         return route_view(entry, selected=selected, feasible=self._selection.feasible(entry))
+
+    def counters(self) -> dict[str, int]:
+        """What the core refused or shed, for ``meshd routes``."""
+        return {
+            "martians": self._selection.martians,
+            "refused_routes": self._selection.refused,
+            "neighbours_evicted": self.neighbours_evicted,
+            "neighbours_refused": self.neighbours_refused,
+            "unknown_peer_packets": self.dropped,
+        }
 
     def next_event(self) -> Event | None:
         """The oldest event not yet taken, or None."""
@@ -345,7 +369,12 @@ class BabelCore:
     ) -> None:
         """Handle one datagram (bytes, or an already decoded and verified packet).
 
-        Malformed bytes are counted in :attr:`decode_errors` and dropped.
+        Malformed bytes are counted in :attr:`decode_errors` and dropped. On a multicast
+        interface an unknown source becomes a neighbour while the interface is within its
+        neighbour budget (``max_neighbours``); past it, the least recently heard neighbour
+        without a two-way link (infinite cost) makes room and its routes go
+        (:attr:`neighbours_evicted`); a neighbour with a two-way link is never displaced,
+        and when every slot holds one the datagram is dropped (:attr:`neighbours_refused`).
         """
         self._now = now
         iface = self._interface(interface)
@@ -360,8 +389,13 @@ class BabelCore:
             if not iface.config.multicast:
                 self.dropped += 1
                 return
-            neighbour = Neighbour(interface, source)
-            iface.neighbours[source] = neighbour
+            admitted = self._admit(iface, source, now)
+            if admitted is None:
+                return
+            neighbour = admitted
+        elif source in iface.unproven:
+            del iface.unproven[source]  # heard again: the most recent now
+            iface.unproven[source] = None
         messages = list(expand(packet, source))
         iface.hear(neighbour, messages, now)
         self._refresh_neighbour(iface, neighbour, now)
@@ -402,6 +436,21 @@ class BabelCore:
 
     # --- neighbours -------------------------------------------------------------------------
 
+    def _admit(self, iface: Interface, source: IPAddress, now: float) -> Neighbour | None:
+        """A new speaker on a multicast interface, within the neighbour budget (O(1))."""
+        if len(iface.neighbours) >= iface.config.max_neighbours:
+            victim = next(iter(iface.unproven), None)
+            if victim is None:
+                self.neighbours_refused += 1
+                return None
+            del iface.unproven[victim]
+            self.neighbours_evicted += 1
+            self._drop_neighbour(iface.neighbours.pop(victim), now)
+        neighbour = Neighbour(iface.config.name, source)
+        iface.neighbours[source] = neighbour
+        iface.unproven[source] = None
+        return neighbour
+
     def _tick_neighbours(self, iface: Interface, now: float) -> None:
         for neighbour in list(iface.neighbours.values()):
             deadline = neighbour.deadline()
@@ -411,6 +460,7 @@ class BabelCore:
             idle = neighbour.reach() == 0 and neighbour.txcost >= INFINITY
             if iface.config.multicast and idle and neighbour.deadline() is None:
                 del iface.neighbours[neighbour.address]
+                iface.unproven.pop(neighbour.address, None)
                 self._drop_neighbour(neighbour, now)
 
     def _refresh_neighbour(self, iface: Interface, neighbour: Neighbour, now: float) -> None:
@@ -419,9 +469,12 @@ class BabelCore:
             return
         nid = NeighbourId(iface.config.name, neighbour.address)
         if was >= INFINITY:
+            iface.unproven.pop(neighbour.address, None)
             self._events.append(NeighbourUp(nid, neighbour.cost))
             self._greet_neighbour(nid, now, hello=False)
         elif neighbour.cost >= INFINITY:
+            if iface.config.multicast:
+                iface.unproven[neighbour.address] = None
             self._events.append(NeighbourDown(nid))
         self._selection.set_cost(nid, neighbour.cost, now)
 

@@ -3,9 +3,10 @@
 A route learnt from a site's Babel router keeps that router's router-id, which is no
 member's, so the other members' route origin validation refuses it on the mesh. The gateway
 therefore announces it on the mesh as its own: under its router-id, with the learnt metric,
-when the route passes the ``--babel-redistribute`` filter and lies within the gateway's own
-grants. :func:`site_origins` says which routes those are, from a snapshot of the core's
-table; :func:`plan` turns that into ``originate`` and ``withdraw`` calls.
+when an ``allow`` rule of ``--babel-redistribute`` takes it (no rules: no site route
+crosses) and it lies within the gateway's own grants. :func:`site_origins` says which
+routes those are, from a snapshot of the core's table; :func:`plan` turns that into
+``originate`` and ``withdraw`` calls.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from meshd.babel.options import RedistributeRule, covered, redistribute_allows
+from meshd.babel.options import RedistributeRule, covered, site_route_allowed
 from meshd.babel.routes import IPAddress
 from meshd.babel.sources import IPNetwork, RouteKey
 from meshd.babel.tlv import INFINITY
@@ -39,8 +40,9 @@ def site_origins(
     exclude: Collection[RouteKey] = (),
 ) -> dict[RouteKey, SiteRoute]:
     """The routes learnt on ordinary interfaces that we originate on the mesh: finite and
-    feasible, not our own router-id's, allowed by ``rules`` and inside ``grants``; the best
-    one per key. ``exclude``: keys we originate anyway (``--babel-originate``)."""
+    feasible, not our own router-id's, allowed by an explicit rule of ``rules`` and inside
+    ``grants``; the best one per key. ``exclude``: keys we originate anyway
+    (``--babel-originate``)."""
     allowed = tuple(grants)
     best: dict[RouteKey, SiteRoute] = {}
     for view in routes:
@@ -50,7 +52,7 @@ def site_origins(
         key = (view.prefix, view.source)
         if view.metric >= INFINITY or not view.feasible or view.router_id == router_id:
             continue
-        if key in exclude or not redistribute_allows(rules, view.prefix):
+        if key in exclude or not site_route_allowed(rules, view.prefix):
             continue
         if not covered(view.prefix, allowed):
             continue

@@ -43,6 +43,9 @@ class Interface:
 
     config: InterfaceConfig
     neighbours: dict[IPAddress, Neighbour] = field(default_factory=dict)
+    unproven: dict[IPAddress, None] = field(default_factory=dict)
+    """The neighbours without a working two-way link (infinite cost: no IHU for us, or too
+    few Hellos), least recently heard first: the only ones a newcomer may displace."""
     hello_seqno: int = 0
     next_hello: float = SOON
     next_update: float = SOON

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from meshd.babel.mac import MacAlgorithm, MacKey
+from meshd.babel.martians import martian
 from meshd.babel.sources import IPNetwork
 from meshd.errors import UsageError
 
@@ -48,10 +49,17 @@ class RedistributeRule:
 
 def redistribute_allows(rules: Sequence[RedistributeRule], route: IPNetwork) -> bool:
     """No rules: everything passes. Otherwise the first rule that matches decides, and a
-    route no rule matches is denied."""
+    route no rule matches is denied. (From a site link into the mesh, no rules means
+    nothing: :func:`site_route_allowed`.)"""
     if not rules:
         return True
     return next((rule.allow for rule in rules if rule.matches(route)), False)
+
+
+def site_route_allowed(rules: Sequence[RedistributeRule], route: IPNetwork) -> bool:
+    """Whether a route learnt on a site link may reach the mesh: only by an explicit
+    ``allow`` rule that matches it first (no rules: nothing does)."""
+    return bool(rules) and redistribute_allows(rules, route)
 
 
 def crosses_allowed(
@@ -136,9 +144,15 @@ def parse_origin(text: str) -> Origin:
     """``PREFIX`` or ``PREFIX from SOURCE`` (a source-specific route, RFC 9079)."""
     prefix_text, _, source_text = text.partition(" from ")
     prefix = parse_prefix(prefix_text.strip())
-    if not source_text.strip():
+    source = parse_prefix(source_text.strip()) if source_text.strip() else None
+    if martian(prefix) or martian(source):
+        raise UsageError(
+            f"--babel-originate {text!r} is a martian prefix (multicast, loopback, "
+            "link-local, unspecified, IPv4-mapped or broadcast)",
+            hint="announce a unicast prefix",
+        )
+    if source is None:
         return prefix, None
-    source = parse_prefix(source_text.strip())
     if source.version != prefix.version or source.prefixlen == 0:
         raise UsageError(
             f"--babel-originate {text!r}: the source must be a non-default prefix of the "
@@ -193,6 +207,36 @@ class MemberOrigins:
     def accept(self, router_id: bytes, prefix: IPNetwork, source: IPNetwork | None) -> bool:
         grants = self._by_router_id.get(router_id)
         return grants is not None and covered(prefix, grants)
+
+
+class SiteOrigins:
+    """What a gateway takes from its site links (``--babel-interface`` beside the mesh),
+    where a router-id proves nothing: no route under a member's router-id (ours included),
+    none inside the overlay /48 (members' /128s among it), none inside a prefix granted to
+    another member. Our own grants stay open to the site: that is what the gateway
+    originates on the mesh for it. Built again whenever the membership changes;
+    :meth:`accept` is the core's ``accept_site`` hook.
+
+    A prefix that only *covers* one of these (a default route) is taken: the longer
+    prefix keeps its traffic.
+    """
+
+    def __init__(
+        self,
+        *,
+        overlay: IPNetwork,
+        allowed: Mapping[bytes, Iterable[IPNetwork]],
+        own: bytes,
+    ) -> None:
+        self.router_ids = frozenset(router_id_of(k) for k in allowed) | {router_id_of(own)}
+        others = [p for key, prefixes in allowed.items() if key != own for p in prefixes]
+        self.claimed = (overlay, *others)
+
+    def accept(self, router_id: bytes, prefix: IPNetwork, source: IPNetwork | None) -> bool:
+        return router_id not in self.router_ids and not covered(prefix, self.claimed)
+
+    def same(self, other: SiteOrigins) -> bool:
+        return self.router_ids == other.router_ids and set(self.claimed) == set(other.claimed)
 
 
 def covered(prefix: IPNetwork, grants: Iterable[IPNetwork]) -> bool:

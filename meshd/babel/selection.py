@@ -2,7 +2,8 @@
 
 :class:`RouteSelection` takes what the neighbours say of routes (Updates, retractions,
 expired hold times, link costs that change) and keeps the table and the selection right:
-an Update refused by route origin validation counts as a retraction; an unfeasible update
+an Update for a martian prefix (:mod:`meshd.babel.martians`) is dropped and counted; one
+refused by route origin validation counts as a retraction (and is counted); an unfeasible update
 of the selected route from the same originator is ignored (3.5.4) and a newer seqno asked
 for. After every change the key's route is chosen again (:func:`meshd.babel.routes.choose`,
 feasible routes only, with hysteresis; our own prefixes always win), and what the change
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 
 from meshd.babel.config import CoreConfig, InterfaceConfig
 from meshd.babel.expand import Route
+from meshd.babel.martians import martian
 from meshd.babel.neighbours import Neighbour
 from meshd.babel.requests import SeqnoRequests
 from meshd.babel.routes import (
@@ -59,6 +61,10 @@ class RouteSelection:
         self._events = events
         self._updates = updates
         self._requests = requests
+        self.martians = 0
+        """Updates dropped on receipt because their prefix or source prefix is martian."""
+        self.refused = 0
+        """Updates refused by route origin validation (``accept`` or ``accept_site``)."""
 
     # --- what neighbours say ----------------------------------------------------------------
 
@@ -70,10 +76,14 @@ class RouteSelection:
         key = (route.prefix, route.source)
         if route.router_id == self._router_id:
             return  # our own routes coming back
+        if martian(route.prefix) or martian(route.source):
+            self.martians += 1  # never in the table, so never selected nor announced
+            return
         if route.retraction or route.router_id is None or route.next_hop is None:
             self.retract(key, nid, now)
             return
         if not self.accepts(interface.name, route.router_id, key):
+            self.refused += 1
             self.retract(key, nid, now)
             return
         interval = route.interval / 100 or interface.update_interval
@@ -120,10 +130,11 @@ class RouteSelection:
             self.reselect(key, before, now)
 
     def accepts(self, interface: str, router_id: bytes, key: RouteKey) -> bool:
-        """Route origin validation: the ``accept`` hook, on the interfaces it covers."""
+        """Route origin validation: ``accept`` on the interfaces of ``accept_on``,
+        ``accept_site`` on the others."""
         checked = self._config.accept_on
         if checked is not None and interface not in checked:
-            return True
+            return self._config.accept_site(router_id, key[0], key[1])
         return self._config.accept(router_id, key[0], key[1])
 
     def retract_all(self, nid: NeighbourId, now: float) -> None:

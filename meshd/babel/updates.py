@@ -10,8 +10,10 @@
 Only keys are queued (in the :class:`~meshd.babel.outbox.Outbox`). What is said of a key is
 settled when its datagram is built (:meth:`Updates.datagrams`): our own prefix, the
 selected route, or nothing (a retraction where one was asked for) when the redistribution
-filter or split horizon says so. The source table learns of every announcement then, so it
-is never worse than anything sent.
+filter or split horizon says so, or when a route learnt on an interface outside
+``accept_on`` would go out on one inside it (site routes never reach the mesh unchanged).
+The source table learns of every announcement then, so it is never worse than anything
+sent.
 """
 
 from __future__ import annotations
@@ -172,6 +174,15 @@ class Updates:
         else:
             entry = self._table.selected(key)
             if entry is None or entry.metric >= INFINITY:
+                return retraction if poison else None
+            checked = self._config.accept_on
+            if (
+                checked is not None
+                and config.name in checked
+                and entry.neighbour.interface not in checked
+            ):
+                # Learnt where router-ids are not checked (a site link): never carried onto
+                # the mesh as it is; the gateway may originate it as its own.
                 return retraction if poison else None
             same_link = entry.neighbour.interface == config.name
             if config.split_horizon and same_link:

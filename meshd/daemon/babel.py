@@ -14,10 +14,13 @@ derived from the node key (:func:`meshd.babel.options.router_id_of`), and runs a
   prefix (:class:`~meshd.babel.options.MemberOrigins`), and every selected route's prefix is
   given to the next hop's WireGuard peer and routed at the device (a new direct neighbour's
   overlay /128 stays on its own peer for a few Hellos: :mod:`meshd.mesh.holddown`);
-* as a gateway (``--babel-interface`` beside the mesh), the site routes that pass the
-  ``--babel-redistribute`` filter and lie within our own grants are originated on the mesh
-  under our router-id (:mod:`meshd.babel.gateway`), and their kernel routes toward the site
-  are kept while we do (:class:`SiteRoutes`);
+* as a gateway (``--babel-interface`` beside the mesh), nothing learnt on a site link is
+  announced on the mesh as it is (the core's rule); routes under a member's router-id, inside
+  the overlay /48 or inside another member's grants are refused there
+  (:class:`~meshd.babel.options.SiteOrigins`); the site routes that an ``allow`` rule of
+  ``--babel-redistribute`` takes (no rules: none) and that lie within our own grants are
+  originated on the mesh under our router-id (:mod:`meshd.babel.gateway`), and their kernel
+  routes toward the site are kept while we do (:class:`SiteRoutes`);
 * :meth:`BabelService.notify` is a membership sink: neighbours follow the admitted members
   and a revocation withdraws the member's routes at once (``revalidate``).
 """
@@ -33,11 +36,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 
 from meshd.babel.auth import LinkAuth
+from meshd.babel.config import accept_all
 from meshd.babel.core import BabelCore, CoreConfig
 from meshd.babel.gateway import plan, site_origins
 from meshd.babel.options import (
     BabelConfig,
     MemberOrigins,
+    SiteOrigins,
     covered,
     crosses_allowed,
     router_id_of,
@@ -113,26 +118,36 @@ class BabelService:
         self._members = members
         self._grants = grants
         self._origins = MemberOrigins({})
+        self._site_origins = SiteOrigins(overlay=self.overlay_prefix, allowed={}, own=node_key)
         self._shell: BabelShell | None = None
         self._peer_of_link_local: dict[ipaddress.IPv6Address, Member] = {}
         self._own: set[RouteKey] = set()
         self._site: dict[RouteKey, int] = {}
         self._routes = SiteRoutes(KernelRoutes())
 
+    @property
+    def overlay_prefix(self) -> ipaddress.IPv6Network:
+        """The network's overlay /48 (our overlay address lies in it)."""
+        return ipaddress.IPv6Network((self.overlay, 48), strict=False)
+
+    def core_config(self) -> CoreConfig:
+        """The core's settings and hooks: origin validation on the mesh, what site links may
+        bring (with a mesh only: without one there is no gateway), the filter."""
+        mesh_if = self.mesh.ifname if self.mesh is not None else None
+        return CoreConfig(
+            accept=self._accept,
+            accept_on=frozenset([mesh_if]) if mesh_if is not None else frozenset(),
+            accept_site=self._accept_site if mesh_if is not None else accept_all,
+            redistribute=self._redistribute,
+            random=random.Random().random,  # noqa: S311 (jitter, not secrets)
+        )
+
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         config = self.config
         mesh_if = self.mesh.ifname if self.mesh is not None else None
-        core = BabelCore(
-            router_id_of(self.node_key),
-            CoreConfig(
-                accept=self._accept,
-                accept_on=frozenset([mesh_if]) if mesh_if is not None else frozenset(),
-                redistribute=self._redistribute,
-                random=random.Random().random,  # noqa: S311 (jitter, not secrets)
-            ),
-        )
+        core = BabelCore(router_id_of(self.node_key), self.core_config())
         ports: list[Port] = []
         auth: dict[str, LinkAuth] = {}
         try:
@@ -270,6 +285,9 @@ class BabelService:
             if member.node_key != self.node_key:
                 peers[link_local_from_wg_key(member.wg_key)] = member
         self._origins = MemberOrigins(allowed)
+        site = SiteOrigins(overlay=self.overlay_prefix, allowed=allowed, own=self.node_key)
+        revalidate = revalidate or not site.same(self._site_origins)
+        self._site_origins = site
         self._peer_of_link_local = peers
         shell = self._shell
         if shell is None:
@@ -315,6 +333,9 @@ class BabelService:
 
     def _accept(self, router_id: bytes, prefix: IPNetwork, source: IPNetwork | None) -> bool:
         return self._origins.accept(router_id, prefix, source)
+
+    def _accept_site(self, router_id: bytes, prefix: IPNetwork, source: IPNetwork | None) -> bool:
+        return self._site_origins.accept(router_id, prefix, source)
 
     def _on_route_event(self, event: BabelEvent) -> None:
         if self.mesh is None or self._shell is None:
@@ -378,7 +399,7 @@ class BabelService:
             "interfaces": [i.name for i in core.interfaces()],
             "routes": rows,
             "neighbours": neighbours,
-            "counters": shell.counters.as_dict(),
+            "counters": shell.counters.as_dict() | core.counters(),
         }
 
     def peer_route(self, member: Member) -> dict[str, Any]:

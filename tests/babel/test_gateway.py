@@ -43,7 +43,10 @@ def view(
     )
 
 
-def origins(routes: list[RouteView], rules: tuple[str, ...] = ()) -> dict[str, int]:
+ALL = ("0.0.0.0/0 allow", "::/0 allow")
+
+
+def origins(routes: list[RouteView], rules: tuple[str, ...] = ALL) -> dict[str, int]:
     found = site_origins(
         routes,
         mesh="wg0",
@@ -85,6 +88,13 @@ def test_the_filter_decides_what_crosses() -> None:
     assert origins(routes, ("10.55.0.0/24 le 24 deny", "0.0.0.0/0 le 32 allow")) == {
         "10.55.0.0/25": 192
     }
+
+
+def test_without_rules_no_site_route_crosses() -> None:
+    routes = [view("10.55.0.0/24"), view("fd55::/64")]
+    assert origins(routes, ()) == {}
+    assert origins(routes, ("10.55.0.0/24 deny",)) == {}
+    assert origins(routes, ("fd55::/64 allow",)) == {"fd55::/64": 192}
 
 
 def test_plan_originates_new_and_changed_routes_and_withdraws_gone_ones() -> None:

@@ -2,7 +2,8 @@
 
 Two lab members with Hello 0.5 s; h2's certificate grants 10.55.0.0/24 and fd55::/64, and
 h2 speaks Babel on a veth to babeld 1.12 in a third namespace, which redistributes those
-two prefixes and 10.66.0.0/24. h2 originates the granted ones on the mesh under its own
+two prefixes and 10.66.0.0/24. h2's ``--babel-redistribute`` rules let all three cross
+(without a rule nothing would), and h2 originates the granted ones on the mesh under its own
 router-id, so h1 accepts them and routes them through h2's WireGuard peer; 10.66.0.0/24
 stays off the mesh; a prefix babeld retracts is withdrawn.
 """
@@ -29,6 +30,12 @@ pytestmark = pytest.mark.root
 HELLO = "0.5"
 VETH = "gv0"
 SITE = ("10.55.0.0/24", "fd55::/64", "10.66.0.0/24")
+REDISTRIBUTE = (
+    *("--babel-redistribute", "10.0.0.0/8 le 24 allow"),
+    *("--babel-redistribute", "fd55::/16 allow"),
+)
+"""Site routes reach the mesh only by an explicit rule; 10.66.0.0/24 passes it but lies
+outside h2's grants."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +111,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             mesh.join("h2", done.stdout.strip().splitlines()[-1])
             # ``join`` has no --babel-interface: the gateway comes back up with it.
             mesh.stop("h2")
-            mesh.node("h2").extra += ("--babel-interface", VETH)
+            mesh.node("h2").extra += ("--babel-interface", VETH, *REDISTRIBUTE)
             mesh.up("h2")
             yield Gateway(mesh, site_ns, lab.host("h1").netns, lab.host("h2").netns)
         finally:
