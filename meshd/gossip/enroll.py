@@ -10,10 +10,14 @@ The sponsor decides on its own clock and membership state (:meth:`Membership.spo
 only for the peer that holds the enrolled node key: libp2p's Noise handshake proves the
 remote's key, and it must equal ``enrollment.node_key``, so an enrollment seen in transit
 cannot be redeemed by someone else.
+
+A peer that is not a member may stay connected only for a grace period, to enroll and fetch
+the membership: :class:`GracePolicy` decides how long.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 from meshd.encoding import pack, unpack_canonical_untrusted
@@ -24,6 +28,7 @@ from meshd.records import MAX_RECORD, Admission, Enrollment, decode_untrusted
 
 __all__ = [
     "PROTOCOL_ID",
+    "GracePolicy",
     "decode_reply_untrusted",
     "decode_request_untrusted",
     "encode_refusal",
@@ -101,3 +106,93 @@ def decode_reply_untrusted(data: bytes, enrollment: Enrollment) -> Admission:
         reason, message, hint = (v[:_MAX_TEXT] for v in value[2:])
         raise VerifyError(reason or "refused", message or "the sponsor refused", hint=hint)
     raise DecodeError("enrollment reply: neither an admission nor a refusal")
+
+
+# --- how long a peer that is not a member may stay ------------------------------------------
+
+RETRY_WINDOW: Final = 2.0
+"""Seconds an enrollment attempt keeps a connection open after the grace has run out (a
+joiner retrying with the same key hears the answer and fetches the membership)."""
+
+
+@dataclass(slots=True)
+class _Grace:
+    start: float  # the first connection in this window
+    until: float  # may stay connected until then
+    forget_at: float  # a connection after this starts a new window
+    attempts: int = 0  # enrollment streams opened in this window
+
+
+class GracePolicy:
+    """How long a peer that is not a member may stay connected (pure: times are arguments).
+
+    A peer's grace is granted once per window, which starts at its first connection and lasts
+    ``enroll + cooldown`` seconds, across its reconnects: ``connect`` seconds from that first
+    connection, extended once to ``enroll`` seconds from it when it opens an enrollment
+    stream. Re-opening the stream does not extend it further, and a reconnect within the
+    window keeps the deadline it had. Each window allows ``attempts`` enrollment streams; one
+    opened after the grace has run out keeps the connection RETRY_WINDOW seconds (a joiner
+    retrying with the same key), so a peer stays at most ``enroll + attempts * RETRY_WINDOW``
+    seconds per window. At most ``max_peers`` peers are tracked; beyond, the windows that
+    ended go first, then the oldest.
+    """
+
+    def __init__(
+        self,
+        *,
+        connect: float,
+        enroll: float,
+        attempts: int = 3,
+        cooldown: float = 300.0,
+        max_peers: int = 4096,
+    ) -> None:
+        self.connect = connect
+        self.enroll = max(enroll, connect)
+        self.attempts = attempts
+        self.cooldown = cooldown
+        self.max_peers = max_peers
+        self.refused_attempts = 0  # enrollment streams beyond the budget, since the start
+        self._peers: dict[str, _Grace] = {}
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def _entry(self, peer: str, now: float) -> _Grace:
+        grace = self._peers.get(peer)
+        if grace is None or now >= grace.forget_at:
+            self._peers.pop(peer, None)
+            if len(self._peers) >= self.max_peers:
+                self._prune(now)
+            grace = self._peers[peer] = _Grace(
+                now, now + self.connect, now + self.enroll + self.cooldown
+            )
+        return grace
+
+    def connected(self, peer: str, now: float) -> float:
+        """``peer`` connected; return until when it may stay."""
+        return self._entry(peer, now).until
+
+    def enrolling(self, peer: str, now: float) -> bool:
+        """``peer`` opened an enrollment stream: False if its attempts are spent."""
+        grace = self._entry(peer, now)
+        if grace.attempts >= self.attempts:
+            self.refused_attempts += 1
+            return False
+        grace.attempts += 1
+        grace.until = max(grace.until, grace.start + self.enroll, now + RETRY_WINDOW)
+        if grace.until > grace.start + self.enroll:  # a retry after the grace ran out
+            grace.until = min(grace.until, now + RETRY_WINDOW)
+        return True
+
+    def expired(self, peer: str, now: float) -> bool:
+        """Whether ``peer``'s grace has run out (a peer never seen gets one now)."""
+        return now >= self._entry(peer, now).until
+
+    def forget(self, peer: str) -> None:
+        """``peer`` became a member: it needs no grace."""
+        self._peers.pop(peer, None)
+
+    def _prune(self, now: float) -> None:
+        ended = [p for p, g in self._peers.items() if now >= g.forget_at]
+        for peer in ended or list(self._peers)[: max(1, len(self._peers) // 8)]:
+            del self._peers[peer]

@@ -25,6 +25,12 @@ after the other, an idle message (nothing of the above): the second idle message
 then the sender stops, and its receiver stops without answering. Each message stays under
 :data:`MAX_MESSAGE`; what does not fit waits for the next turn.
 
+What the peer can make a session hold is bounded, whatever it sends: the ids a session asks
+for (:data:`MAX_WANTED` in all, asked :data:`WANT_BUDGET` bytes at a time), the range items
+waiting to be sent (:data:`MAX_QUEUED`), and the records queued to push (only records this
+side holds, each once). Work beyond a budget is dropped and counted in ``dropped``; the
+session goes on with what it kept, and a later sync picks up the rest.
+
 Each session works on a snapshot of its side's ids taken when it starts; records received
 are handed to the owner, which ingests them into the membership core (they may be refused
 there: a stale announcement, say, and the other side then adopts the newer one).
@@ -45,6 +51,8 @@ from meshd.records import MAX_RECORD
 
 __all__ = [
     "MAX_MESSAGE",
+    "MAX_QUEUED",
+    "MAX_WANTED",
     "PROTOCOL_ID",
     "SPLIT_THRESHOLD",
     "Message",
@@ -72,6 +80,8 @@ ITEM_BUDGET: Final = 192 * 1024
 WANT_BUDGET: Final = 64 * 1024
 MAX_ITEMS: Final = 16384
 MAX_ROUNDS: Final = 256
+MAX_WANTED: Final = 8192  # ids one session may ask for, in all (128 KiB of ids)
+MAX_QUEUED: Final = 16384  # range items (fingerprints, id lists) waiting to be sent
 # Generous: the encoder stays within the budgets above, whatever the state size.
 _ITEM_OVERHEAD: Final = 16
 
@@ -175,8 +185,12 @@ def decode_message_untrusted(data: bytes) -> Message:
     for item in ids_raw:
         rng, blob = _range_item(item)
         ids = _split_ids(blob, "an id list")
-        if any(not rng.low <= int.from_bytes(i, "big") < rng.high for i in ids):
-            raise DecodeError("sync: an id lies outside the range it is listed under")
+        if rng.bits and ids:
+            # Ids are 16 bytes, big-endian: as bytes they compare as their numbers do.
+            low = rng.low.to_bytes(ID_LEN, "big")
+            high = rng.high.to_bytes(ID_LEN, "big") if rng.high < 1 << ID_BITS else None
+            if min(ids) < low or (high is not None and max(ids) >= high):
+                raise DecodeError("sync: an id lies outside the range it is listed under")
         id_lists.append((rng, ids))
     wants = _split_ids(wants_raw, "wants")
     if not all(isinstance(r, bytes) and 0 < len(r) <= MAX_RECORD for r in records_raw):
@@ -211,9 +225,18 @@ class SyncSession:
     the records the peer pushed, for the owner to ingest. ``done`` tells when to stop.
     """
 
-    def __init__(self, state: Membership, *, split_threshold: int = SPLIT_THRESHOLD) -> None:
+    def __init__(
+        self,
+        state: Membership,
+        *,
+        split_threshold: int = SPLIT_THRESHOLD,
+        max_wanted: int = MAX_WANTED,
+        max_queued: int = MAX_QUEUED,
+    ) -> None:
         self._state = state
         self._split_threshold = split_threshold
+        self._max_wanted = max_wanted
+        self._max_queued = max_queued
         self._ids = sorted(int.from_bytes(rid, "big") for rid in state.record_ids())
         self._root = state.digest() + len(self._ids).to_bytes(4, "big")
         self._buckets = state.bucket_digests()
@@ -225,6 +248,7 @@ class SyncSession:
         self.done = False
         self.records_sent = 0
         self.records_received = 0
+        self.dropped = 0  # ids and range items left out because a budget was spent
 
     # --- the snapshot ---------------------------------------------------------------------
 
@@ -245,6 +269,15 @@ class SyncSession:
             return len(self._ids)
         lo = bisect.bisect_left(self._ids, rng.low)
         return bisect.bisect_left(self._ids, rng.high, lo) - lo
+
+    @property
+    def held(self) -> int:
+        """Ids and range items this session holds because of what the peer sent: the ids it
+        asked for (and those still to ask), the range items waiting to be sent."""
+        return len(self._wanted) + len(self._out.wants) + self._queued()
+
+    def _queued(self) -> int:
+        return len(self._out.fingerprints) + len(self._out.ids)
 
     # --- the conversation -------------------------------------------------------------------
 
@@ -268,7 +301,7 @@ class SyncSession:
             self._on_fingerprint(rng, fp)
         for rng, ids in message.ids:
             self._on_ids(rng, ids)
-        self._queue_pushes(message.wants)
+        self._queue_pushes(rid for rid in message.wants if self._state.record(rid) is not None)
         reply = self._build()
         if message.idle and reply.idle:
             self.done = True
@@ -282,7 +315,12 @@ class SyncSession:
         my_count = self._count(rng)
         if _count_of(theirs) == 0:
             self._queue_pushes(i.to_bytes(ID_LEN, "big") for i in self._slice(rng))
-        elif my_count <= self._split_threshold or rng.bits >= MAX_BITS:
+            return
+        leaf = my_count <= self._split_threshold or rng.bits >= MAX_BITS
+        items = 1 if leaf else 1 << (ROOT_SPLIT_BITS if rng.bits == 0 else SPLIT_BITS)
+        if self._queued() + items > self._max_queued:
+            self.dropped += items
+        elif leaf:
             ids = tuple(i.to_bytes(ID_LEN, "big") for i in self._slice(rng))
             self._out.ids.append((rng, ids))
         else:
@@ -293,9 +331,13 @@ class SyncSession:
         mine = [i.to_bytes(ID_LEN, "big") for i in self._slice(rng)]
         self._queue_pushes(rid for rid in mine if rid not in their_set)
         mine_set = set(mine)
-        for rid in theirs:
-            if rid not in mine_set and rid not in self._wanted and self._state.record(rid) is None:
-                self._wanted.add(rid)
+        wanted = self._wanted
+        for n, rid in enumerate(theirs):
+            if len(wanted) >= self._max_wanted:
+                self.dropped += len(theirs) - n  # not looked at: the budget is spent
+                break
+            if rid not in mine_set and rid not in wanted and self._state.record(rid) is None:
+                wanted.add(rid)
                 self._out.wants.append(rid)
 
     def _queue_pushes(self, rids: Iterable[bytes]) -> None:

@@ -6,47 +6,83 @@ merged when a credential for that key arrives. Nothing here is forwarded or stor
 only spares a round of anti-entropy, which delivers every record again with what it needs.
 
 The pool is bounded, and anyone can fill it (a fresh key can sign an announcement that will
-wait forever). So a full pool never refuses: the record that has waited longest makes room.
-An attacker can churn the pool only as fast as the daemon's per-peer rate limit lets it, and
-cannot freeze it: every honest record still gets in, and whatever is pushed out comes back
-through anti-entropy once what it waits for is known.
+wait forever). So a full pool never refuses: it makes room. Who loses a slot is decided by
+the record's *source*, the authenticated peer that delivered it (the gossip neighbour it came
+from, the peer of a sync session), never by its author, which the sender chooses:
+
+* each source holds at most ``share`` records; a source at its share makes room by pushing
+  out its own oldest record (records from no peer, :data:`LOCAL`, have no share);
+* a source under its share that finds the pool full pushes out the oldest record of the
+  largest holder (ties: the holder of the oldest record).
+
+So one peer flooding the pool can take at most ``share`` slots, once, and after that churns
+only its own records; honest sources keep theirs. Whatever is pushed out comes back through
+anti-entropy once what it waits for is known.
 """
 
 from __future__ import annotations
 
+from itertools import count
+from typing import Final
+
+DEFAULT_SHARES: Final = 8
+"""A source's share of the pool is ``limit // DEFAULT_SHARES`` unless given."""
+
+LOCAL: Final = ""
+"""The source of records that did not come from a peer (the store, the CLI, our own): it has
+no share of its own and only the full-pool rule applies to it."""
+
+_Slot = tuple[bytes, bytes]  # (waiting_for, rid)
+
 
 class PendingPool:
-    """Raw records by the key they wait for, in the order they came."""
+    """Raw records by the key they wait for, in the order they came, with a quota per source."""
 
-    __slots__ = ("_by_key", "_order", "evicted", "limit")
+    __slots__ = ("_by_key", "_by_source", "_order", "_seq", "evicted", "limit", "share")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, *, share: int | None = None) -> None:
         self.limit = limit
+        self.share = max(1, min(limit, share if share is not None else limit // DEFAULT_SHARES))
         self.evicted = 0  # records pushed out to make room, since the start
         self._by_key: dict[bytes, dict[bytes, tuple[bytes, bool]]] = {}
-        self._order: dict[tuple[bytes, bytes], None] = {}  # oldest first
+        self._order: dict[_Slot, tuple[str, int]] = {}  # slot -> (source, arrival), oldest first
+        self._by_source: dict[str, dict[_Slot, int]] = {}  # source -> its slots, oldest first
+        self._seq = count()
 
     def __len__(self) -> int:
         return len(self._order)
 
-    def park(self, waiting_for: bytes, rid: bytes, raw: bytes, *, own: bool) -> None:
-        """Keep ``raw`` until ``waiting_for`` is known; ``own``: it is that key's own record."""
+    def held_by(self, source: str) -> int:
+        """How many records ``source`` has parked here."""
+        return len(self._by_source.get(source, ()))
+
+    def park(
+        self, waiting_for: bytes, rid: bytes, raw: bytes, *, own: bool, source: str = LOCAL
+    ) -> None:
+        """Keep ``raw`` until ``waiting_for`` is known; ``own``: it is that key's own record;
+        ``source``: the peer that delivered it."""
         bucket = self._by_key.get(waiting_for)
         if bucket is not None and rid in bucket:
             return
         if self.limit <= 0:
             self.evicted += 1
             return
-        while len(self._order) >= self.limit:
-            self._evict_oldest()
+        mine = self._by_source.get(source)
+        if mine is not None and len(mine) >= self.share and source != LOCAL:
+            self._evict(next(iter(mine)))
+        elif len(self._order) >= self.limit:
+            self._evict(self._largest_holders_oldest())
+        slot = (waiting_for, rid)
+        seq = next(self._seq)
         self._by_key.setdefault(waiting_for, {})[rid] = (raw, own)
-        self._order[(waiting_for, rid)] = None
+        self._order[slot] = (source, seq)
+        self._by_source.setdefault(source, {})[slot] = seq
 
     def take(self, key: bytes) -> list[tuple[bytes, bytes]]:
         """Remove and return, by record id, everything that waited for ``key``."""
         bucket = self._by_key.pop(key, {})
         for rid in bucket:
-            del self._order[(key, rid)]
+            self._forget((key, rid))
         return sorted((rid, raw) for rid, (raw, _) in bucket.items())
 
     def drop_own(self, key: bytes) -> None:
@@ -57,13 +93,25 @@ class PendingPool:
             return
         for rid in [rid for rid, (_, own) in bucket.items() if own]:
             del bucket[rid]
-            del self._order[(key, rid)]
+            self._forget((key, rid))
         if not bucket:
             del self._by_key[key]
 
-    def _evict_oldest(self) -> None:
-        key, rid = next(iter(self._order))
-        del self._order[(key, rid)]
+    def _largest_holders_oldest(self) -> _Slot:
+        largest = max(len(slots) for slots in self._by_source.values())
+        firsts = (next(iter(s.items())) for s in self._by_source.values() if len(s) == largest)
+        return min(firsts, key=lambda item: item[1])[0]
+
+    def _forget(self, slot: _Slot) -> None:
+        source, _ = self._order.pop(slot)
+        slots = self._by_source[source]
+        del slots[slot]
+        if not slots:
+            del self._by_source[source]
+
+    def _evict(self, slot: _Slot) -> None:
+        key, rid = slot
+        self._forget(slot)
         bucket = self._by_key[key]
         del bucket[rid]
         if not bucket:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from meshd.addressing import Prefix, host_prefix, overlay_address
 from meshd.errors import DecodeError, VerifyError
 from meshd.keys import SigningKey, fingerprint
-from meshd.membership.pending import PendingPool
+from meshd.membership.pending import LOCAL, PendingPool
 from meshd.membership.recordset import RecordSet
 from meshd.membership.standing import Standing
 from meshd.membership.views import (
@@ -61,6 +61,7 @@ class _Change:
     announced: set[bytes] = field(default_factory=set)
     judgements_changed: bool = False
     signature_checked: bool = False  # the top record's signature was checked by the caller
+    source: str = LOCAL  # the peer that delivered the records (the pending pool's quota key)
 
 
 class Membership:
@@ -94,16 +95,20 @@ class Membership:
 
     # --- merging ------------------------------------------------------------------------
 
-    def ingest_untrusted(self, data: bytes, now: int) -> Outcome:
+    def ingest_untrusted(self, data: bytes, now: int, *, source: str = LOCAL) -> Outcome:
         """Decode, verify and merge one record. Raises DecodeError or VerifyError only."""
-        return self.ingest(decode_record_untrusted(data), now)
+        return self.ingest(decode_record_untrusted(data), now, source=source)
 
-    def ingest(self, record: Record, now: int, *, signature_checked: bool = False) -> Outcome:
+    def ingest(
+        self, record: Record, now: int, *, signature_checked: bool = False, source: str = LOCAL
+    ) -> Outcome:
         """Verify and merge one decoded record.
 
         ``signature_checked``: the caller has already checked this announcement's signature
         with trust.check_announcement_signatures (e.g. in a worker thread). Every other check
-        still runs, and other kinds of record are always verified in full.
+        still runs, and other kinds of record are always verified in full. ``source``: the
+        authenticated peer that delivered the record; a record that has to wait counts
+        against that peer's share of the pending pool.
         """
         rid = record_id(record.raw)
         if rid in self._set:
@@ -112,7 +117,9 @@ class Membership:
             refreshed = self._refresh(record, rid, now, signature_checked)
             if refreshed is not None:
                 return self._refreshed_outcome(record, rid, *refreshed)
-        change = _Change(signature_checked=signature_checked and type(record) is Announcement)
+        change = _Change(
+            signature_checked=signature_checked and type(record) is Announcement, source=source
+        )
         pending = self._merge(record, rid, now, change)
         if change.judgements_changed:
             self._settle(change)
@@ -126,10 +133,10 @@ class Membership:
             events=events,
         )
 
-    def ingest_batch(self, raws: Iterable[bytes], now: int) -> Batch:
+    def ingest_batch(self, raws: Iterable[bytes], now: int, *, source: str = LOCAL) -> Batch:
         """Decode, verify and merge records that arrived together (what a sync brings)."""
         records, rejected = decode_batch_untrusted(raws)
-        return self.merge_batch(records, now, rejected=rejected)
+        return self.merge_batch(records, now, rejected=rejected, source=source)
 
     def merge_batch(
         self,
@@ -138,6 +145,7 @@ class Membership:
         *,
         announcements_checked: bool = False,
         rejected: Iterable[str] = (),
+        source: str = LOCAL,
     ) -> Batch:
         """Verify and merge records that arrived together; refusals are counted, not raised.
 
@@ -146,7 +154,7 @@ class Membership:
         that parks the fewest. ``announcements_checked``: the caller has checked the signature
         of every announcement in ``records`` (trust.check_announcement_signatures, e.g. in a
         worker thread); every other check still runs. ``rejected``: reasons of records the
-        caller already refused, carried into the result.
+        caller already refused, carried into the result. ``source``: as for :meth:`ingest`.
         """
         reasons = list(rejected)
         announcements: list[Announcement] = []
@@ -164,7 +172,7 @@ class Membership:
         new = 0
         for *_, record in others:
             try:
-                outcome = self.ingest(record, now)
+                outcome = self.ingest(record, now, source=source)
             except VerifyError as exc:
                 reasons.append(exc.reason)
                 continue
@@ -198,7 +206,7 @@ class Membership:
             try:
                 refreshed = self._refresh(ann, rid, now, True)
                 if refreshed is None:
-                    outcome = self.ingest(ann, now, signature_checked=True)
+                    outcome = self.ingest(ann, now, signature_checked=True, source=source)
                     new += outcome.new
                     stored += outcome.stored
                     dropped += outcome.dropped
@@ -256,7 +264,9 @@ class Membership:
         if credential.not_after < now:
             raise VerifyError("expired", "the membership has expired")
         if not self._standing.knows(admission.sponsor):
-            self._pending.park(admission.sponsor, rid, admission.raw, own=False)
+            self._pending.park(
+                admission.sponsor, rid, admission.raw, own=False, source=change.source
+            )
             return True
         # One admission per member and invite is kept: the earliest by (time, id). Copies of
         # an enrollment countersigned again (by anyone who has seen it) cannot take more of an
@@ -356,7 +366,7 @@ class Membership:
         if credential is None:
             if self._standing.knows(node):
                 raise VerifyError("revoked", "the member is revoked")
-            self._pending.park(node, rid, ann.raw, own=True)
+            self._pending.park(node, rid, ann.raw, own=True, source=change.source)
             return True
         if ann.prefixes:
             own = host_prefix(self._identity_of(node)[1])

@@ -78,3 +78,63 @@ def test_any_reply_bytes_give_an_admission_or_a_typed_error(data: bytes) -> None
 @functools.cache
 def _enrollment():  # type: ignore[no-untyped-def]
     return _setup()[5]
+
+
+# --- the grace of peers that are not members (fake clock) ----------------------------------
+
+
+def _policy() -> protocol.GracePolicy:
+    return protocol.GracePolicy(connect=10.0, enroll=30.0, attempts=3, cooldown=300.0)
+
+
+def test_reopening_enrollment_every_20_s_does_not_extend_the_grace() -> None:
+    """Attack 5 on the policy: the grace runs from the first connection; enrollment streams
+    opened every 20 s extend it once, to 30 s from the start; the third, after that, keeps
+    the connection RETRY_WINDOW seconds more, and the fourth is refused."""
+    grace = _policy()
+    assert grace.connected("p", 0.0) == 10.0
+    t = 0.0
+    while t < 600.0:
+        grace.enrolling("p", t)
+        if grace.expired("p", t):
+            break
+        t += 20.0
+    assert t == 60.0
+    assert not grace.expired("p", 29.0)
+    assert grace.expired("p", 40.0 + protocol.RETRY_WINDOW)
+    assert grace.refused_attempts == 1
+
+
+def test_a_reconnect_within_the_window_gets_no_new_grace() -> None:
+    grace = _policy()
+    grace.connected("p", 0.0)
+    assert grace.expired("p", 10.0)
+    assert grace.connected("p", 50.0) == 10.0  # back 40 s later: the old deadline stands
+    assert grace.expired("p", 50.0)
+    assert not grace.expired("q", 50.0)  # another peer has its own
+    # After the window (30 s + 300 s of cooldown from the first connection): a new grace.
+    assert grace.connected("p", 331.0) == 341.0
+
+
+def test_enrollment_attempts_are_budgeted_and_a_late_retry_gets_a_short_window() -> None:
+    grace = _policy()
+    grace.connected("p", 0.0)
+    assert grace.enrolling("p", 1.0)
+    assert not grace.expired("p", 29.0)
+    # A joiner retrying with the same key after the grace: a few seconds to hear the answer.
+    assert grace.enrolling("p", 100.0)
+    assert not grace.expired("p", 101.0)
+    assert grace.expired("p", 100.0 + protocol.RETRY_WINDOW)
+    assert grace.enrolling("p", 120.0)
+    assert not grace.enrolling("p", 121.0)  # the fourth attempt in the window
+    assert grace.refused_attempts == 1
+    assert grace.expired("p", 123.0)
+
+
+def test_members_are_forgotten_and_the_table_is_bounded() -> None:
+    grace = protocol.GracePolicy(connect=1.0, enroll=3.0, cooldown=10.0, max_peers=8)
+    for i in range(100):
+        grace.connected(f"p{i}", float(i) / 10)
+    assert len(grace) <= 8
+    grace.forget("p99")
+    assert "p99" not in grace._peers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import random
+import tracemalloc
 from dataclasses import dataclass
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meshd.errors import DecodeError
+from meshd.gossip import sync as sync_core
 from meshd.gossip.sync import (
     MAX_MESSAGE,
     Message,
@@ -213,3 +215,86 @@ def test_a_session_that_never_agrees_stops() -> None:
         session.receive(Message(wants=(bytes(16),)))
     with pytest.raises(DecodeError):
         session.receive(Message(wants=(bytes(16),)))
+
+
+# --- hostile peers: what a session holds stays bounded ------------------------------------
+
+
+def _random_ids(count: int, rng: random.Random) -> tuple[bytes, ...]:
+    return tuple(sorted(rng.randbytes(16) for _ in range(count)))
+
+
+def _flood(kind: str, rounds: int, rng: random.Random) -> list[bytes]:
+    """Sync messages as attack 4 sent them, each close to the 1 MB message limit."""
+    messages = []
+    for _ in range(rounds):
+        if kind == "ids":  # ~62,000 random record ids "held" in the whole id space
+            message = Message(ids=((Range(0, 0), _random_ids(62_000, rng)),))
+        elif kind == "wants":  # the same number of ids asked for
+            message = Message(wants=_random_ids(62_000, rng))
+        else:  # fingerprints of the root, each answered with 256 bucket fingerprints
+            message = Message(fingerprints=((Range(0, 0), rng.randbytes(20)),) * 300)
+        wire = encode_message(message)
+        assert len(wire) <= MAX_MESSAGE
+        messages.append(wire)
+    return messages
+
+
+@pytest.mark.parametrize("kind", ["ids", "wants", "fingerprints"])
+def test_a_flood_of_random_ids_leaves_a_session_within_its_budget(kind: str) -> None:
+    """Attack 4: a peer sends sync messages of ~62,000 random ids, round after round. The
+    session keeps at most its budget of wanted ids and queued items, whatever the peer sends
+    (before: every unknown id stayed in the wanted set and the outgoing queue, ~100 bytes
+    each, until the session ended after up to 256 rounds)."""
+    state = _state_of(list(pool().records))
+    flood = _flood(kind, 12, random.Random(kind))
+    session = SyncSession(state)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        asked = 0
+        for wire in flood:
+            step = session.receive(decode_message_untrusted(wire))
+            assert step.reply is not None
+            asked += len(step.reply.wants)
+            del step
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 16 * 2**20, f"the session holds {held / 2**20:.0f} MiB after the flood"
+    assert session.held <= sync_core.MAX_WANTED + sync_core.MAX_QUEUED
+    assert asked <= sync_core.MAX_WANTED
+    if kind != "wants":
+        assert session.dropped > 0
+    # The session goes on, and ends cleanly once the peer falls silent.
+    for _ in range(sync_core.MAX_ROUNDS):
+        step = session.receive(Message())
+        if step.reply is None or session.done:
+            break
+    assert session.done
+
+
+def test_wants_beyond_the_budget_come_in_a_later_sync() -> None:
+    """An honest difference larger than one session's budget still converges: each sync
+    asks for at most its budget, and the daemon syncs again while a sync brings something."""
+    net, common, only_a, only_b = big_pair(400, 200)
+    a, b = net.state(), net.state()
+    a.ingest_batch(common + only_a, NOW)
+    b.ingest_batch(common + only_b, NOW)
+    rounds = 0
+    while a.digest() != b.digest():
+        rounds += 1
+        assert rounds <= 10
+        first = SyncSession(a, split_threshold=64, max_wanted=40)
+        second = SyncSession(b, split_threshold=64, max_wanted=40)
+        wire = encode_message(first.start())
+        sides = [(second, b), (first, a)]
+        for turn in range(sync_core.MAX_ROUNDS):
+            session, state = sides[turn % 2]
+            step = session.receive(decode_message_untrusted(wire))
+            state.ingest_batch(step.records, NOW)
+            if step.reply is None or session.done:
+                break
+            wire = encode_message(step.reply)
+    assert rounds >= 2  # it took more than one session
+    assert a.record_ids() == b.record_ids()
