@@ -6,13 +6,22 @@ two prefixes and 10.66.0.0/24. h2's ``--babel-redistribute`` rules let all three
 (without a rule nothing would), and h2 originates the granted ones on the mesh under its own
 router-id, so h1 accepts them and routes them through h2's WireGuard peer; 10.66.0.0/24
 stays off the mesh; a prefix babeld retracts is withdrawn.
+
+h2 has a second site link, to a namespace where a hostile speaker appears (issue 9, attack
+3): under h1's router-id, with a newer seqno and a claimed cost of 1, it announces h1's
+overlay /128 and the overlay /48, which h2's filter lets cross. h2 refuses both (rule (c)):
+its routes for them stay on WireGuard, during the attack and after it.
 """
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 import json
 import os
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from meshd.babel.options import router_id_of
 from meshd.demo import LabMesh
 from meshd.demo import wait_for as wait_until
 from meshd.lab import Lab
@@ -29,6 +39,8 @@ pytestmark = pytest.mark.root
 
 HELLO = "0.5"
 VETH = "gv0"
+HOSTILE_VETH = "ga0"
+REPO = Path(__file__).resolve().parents[2]
 SITE = ("10.55.0.0/24", "fd55::/64", "10.66.0.0/24")
 REDISTRIBUTE = (
     *("--babel-redistribute", "10.0.0.0/8 le 24 allow"),
@@ -44,6 +56,7 @@ class Gateway:
     site_ns: str
     h1_ns: str
     h2_ns: str
+    hostile_ns: str
 
 
 @contextmanager
@@ -94,10 +107,33 @@ def site_router(lab: Lab, workdir: Path) -> Iterator[tuple[str, Babeld]]:
         sh("ip", "netns", "del", ns, check=False)
 
 
+@contextmanager
+def hostile_link(lab: Lab) -> Iterator[str]:
+    """A namespace of its own on a second veth to h2, for the hostile speaker."""
+    ns = f"gw{os.getpid() % 100000}a"
+    gateway_ns = lab.host("h2").netns
+    try:
+        sh("ip", "netns", "add", ns)
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "link", "add", HOSTILE_VETH, "netns", gateway_ns, "type", "veth",
+           "peer", "name", HOSTILE_VETH, "netns", ns)  # fmt: skip
+        for side in (gateway_ns, ns):
+            sh("ip", "netns", "exec", side, "sysctl", "-qw",
+               f"net.ipv6.conf.{HOSTILE_VETH}.accept_dad=0")  # fmt: skip
+            sh("ip", "-n", side, "link", "set", HOSTILE_VETH, "up")
+        yield ns
+    finally:
+        sh("ip", "netns", "del", ns, check=False)
+
+
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     workdir = tmp_path_factory.mktemp("gateway")
-    with Lab(2) as lab, site_router(lab, workdir) as (site_ns, _router):
+    with (
+        Lab(2) as lab,
+        site_router(lab, workdir) as (site_ns, _router),
+        hostile_link(lab) as hostile_ns,
+    ):
         mesh = LabMesh(lab, network="gatewaymesh")
         mesh.node("h1").extra = ("--babel-hello-interval", HELLO)
         mesh.node("h2").extra = ("--babel-hello-interval", HELLO)
@@ -111,9 +147,15 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             mesh.join("h2", done.stdout.strip().splitlines()[-1])
             # ``join`` has no --babel-interface: the gateway comes back up with it.
             mesh.stop("h2")
-            mesh.node("h2").extra += ("--babel-interface", VETH, *REDISTRIBUTE)
+            # A filter that lets the overlay /48 cross too: rule (c) holds even so.
+            overlay = ipaddress.IPv6Network((mesh.node("h1").me()["overlay_ip"], 48), strict=False)
+            mesh.node("h2").extra += (
+                *("--babel-interface", VETH, "--babel-interface", HOSTILE_VETH),
+                *REDISTRIBUTE,
+                *("--babel-redistribute", f"{overlay} ge 48 allow"),
+            )
             mesh.up("h2")
-            yield Gateway(mesh, site_ns, lab.host("h1").netns, lab.host("h2").netns)
+            yield Gateway(mesh, site_ns, lab.host("h1").netns, lab.host("h2").netns, hostile_ns)
         finally:
             mesh.close()
         assert not mesh.running()
@@ -171,3 +213,82 @@ def test_a_retracted_site_prefix_is_withdrawn_from_the_mesh(gateway: Gateway) ->
     print(f"fd55::/64 withdrawn at h1 after {took:.1f} s")
     wait_until(lambda: not has_route(gateway.h2_ns, "fd55::/64", VETH), 5, "h2 to let go")
     assert has_route(gateway.h1_ns, "10.55.0.0/24", wg)
+
+
+def routes_of(ns: str, prefix: str) -> list[str]:
+    """The kernel's IPv6 routes for exactly ``prefix``, any protocol."""
+    return [
+        line
+        for line in sh("ip", "-n", ns, "-6", "route", "show", "exact", prefix).splitlines()
+        if line.strip()
+    ]
+
+
+def test_a_site_speaker_cannot_take_a_members_address_or_the_overlay(gateway: Gateway) -> None:
+    mesh, h2_ns = gateway.mesh, gateway.h2_ns
+    wg2 = mesh.node("h2").ifname
+    h1 = mesh.node("h1").me()
+    h1_host = f"{h1['overlay_ip']}/128"
+    overlay = str(ipaddress.IPv6Network((h1["overlay_ip"], 48), strict=False))
+    wait_until(
+        lambda: any(f"dev {wg2}" in line for line in routes_of(h2_ns, h1_host)),
+        30,
+        "h2 to route h1's /128 on the mesh",
+    )
+    before = routes_of(h2_ns, overlay)
+    assert before
+    assert all(f"dev {wg2}" in line for line in before)
+    seqno = json.loads(mesh.run("h1", "routes", "--json").stdout)["seqno"]
+    router_id = router_id_of(base64.b64decode(h1["node_key"])).hex()
+
+    def refused() -> int:
+        counters = json.loads(mesh.run("h2", "routes", "--json").stdout)["counters"]
+        return int(counters.get("refused_routes", 0))
+
+    refused_before = refused()
+    speaker = subprocess.Popen(
+        [
+            "ip", "netns", "exec", gateway.hostile_ns,
+            sys.executable, "-m", "tests.babel.lan_speaker", HOSTILE_VETH, h1_host, overlay,
+            "--router-id", router_id, "--seqno", str((seqno + 1000) % 65536),
+            "--rxcost", "1", "--hello", HELLO, "--duration", "8",
+        ],
+        cwd=REPO,
+    )  # fmt: skip
+    samples = 0
+    try:
+        while speaker.poll() is None:
+            for prefix in (h1_host, overlay):
+                lines = routes_of(h2_ns, prefix)
+                assert lines, f"h2 lost its route for {prefix}"
+                assert not any(HOSTILE_VETH in line for line in lines), lines
+                assert all(f"dev {wg2}" in line for line in lines), lines
+            samples += 1
+            time.sleep(0.2)
+    finally:
+        _stop(speaker)
+    assert speaker.returncode == 0
+    heard = refused() - refused_before
+    print(f"hostile speaker: {heard} Updates refused at h2, {samples} samples of h2's routes")
+    assert heard > 0  # it was heard, and refused
+    rows = json.loads(mesh.run("h2", "routes", "--json").stdout)["routes"]
+    assert not any(row["interface"] == HOSTILE_VETH for row in rows)
+    # Nothing stays broken: the /48's route to WireGuard is as it was, h1 answers.
+    time.sleep(2)
+    assert routes_of(h2_ns, overlay) == before
+    assert any(f"dev {wg2}" in line for line in routes_of(h2_ns, h1_host))
+    sh(
+        "ip",
+        "netns",
+        "exec",
+        h2_ns,
+        "ping",
+        "-6",
+        "-n",
+        "-q",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        h1["overlay_ip"],
+    )
