@@ -36,8 +36,10 @@ class DaemonConfig:
     tick_interval: float = 1.0
     connect_interval: float = 1.0
     store_poll_interval: float = 2.0  # `meshd revoke` publishes through the control socket
-    non_member_grace: float = 10.0
-    enrollment_grace: float = 30.0
+    non_member_grace: float = 10.0  # a peer that is not a member may stay this long...
+    enrollment_grace: float = 30.0  # ...or this long once it opens an enrollment stream
+    enrollment_attempts: int = 3  # enrollment streams per peer per grace window
+    grace_cooldown: float = 300.0  # after the grace, reconnects get none for this long
     max_backoff: float = 60.0
     shutdown_timeout: float = 5.0
     stream_timeout: float = 10.0

@@ -11,7 +11,7 @@ are verified in full by the core.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -34,9 +34,16 @@ class Checked:
     announcements_checked: bool  # every announcement in ``records`` has a good signature
 
 
-async def check_sync_records(raws: Iterable[bytes]) -> Checked:
-    """Decode records a sync peer pushed and check their announcements' signatures."""
+Admit = Callable[[list[Record]], list[Record]]
+"""Keeps the records the peer's budget lets us verify (NodeState.admit_sync_records)."""
+
+
+async def check_sync_records(raws: Iterable[bytes], admit: Admit | None = None) -> Checked:
+    """Decode records a sync peer pushed, keep those ``admit`` lets through, and check
+    their announcements' signatures. Decoding is cheap; verifying is what a budget bounds."""
     records, rejected = decode_batch_untrusted(raws)
+    if admit is not None:
+        records = admit(records)
     if sum(type(r) is Announcement for r in records) < THREAD_MIN:
         return Checked(records, rejected, announcements_checked=False)
     kept, refused = await trio.to_thread.run_sync(drop_bad_announcement_signatures, records)

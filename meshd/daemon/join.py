@@ -54,7 +54,7 @@ def _identity(paths: Paths) -> tuple[SigningKey, WireGuardKey]:
     return create_identity(paths)
 
 
-def _reject_all(data: bytes, author: str) -> bool:
+def _reject_all(data: bytes, author: str, forwarder: str) -> bool:
     return False
 
 

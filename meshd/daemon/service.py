@@ -26,6 +26,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -34,7 +35,7 @@ from meshd.control.server import serve as serve_control
 from meshd.daemon.babel import BabelService
 from meshd.daemon.config import DaemonConfig, topic_of
 from meshd.daemon.ingest import check_sync_records
-from meshd.daemon.state import NodeState
+from meshd.daemon.state import NodeState, SyncSessions
 from meshd.daemon.streams import converse, read_enrollment
 from meshd.daemon.wireguard import WireGuardMesh, local_addresses
 from meshd.errors import DecodeError, MeshdError, UsageError, VerifyError
@@ -92,7 +93,14 @@ class Daemon:
         self.started = time.monotonic()
         self._first_seen: dict[str, float] = {}
         self._refused: set[str] = set()
-        self._enrolling: dict[str, float] = {}
+        self.grace = enroll.GracePolicy(
+            connect=config.non_member_grace,
+            enroll=config.enrollment_grace,
+            attempts=config.enrollment_attempts,
+            cooldown=config.grace_cooldown,
+        )
+        self.sync_sessions = SyncSessions()
+        state.peer_key = _key_of
         self._dials: dict[bytes, _Dial] = {}
         self._dialling: set[bytes] = set()
         self._syncing: set[str] = set()
@@ -259,11 +267,15 @@ class Daemon:
                 self._refused.discard(event.peer_id)
                 continue
             peer = event.peer_id
-            self._first_seen.setdefault(peer, time.monotonic())
+            now = time.monotonic()
+            self._first_seen.setdefault(peer, now)
             key = _key_of(peer)
             if key is None:
                 await self._disconnect(peer, "not an Ed25519 peer")
-            elif not self.state.is_revoked(key):
+                continue
+            if not self.state.is_member(key):
+                self.grace.connected(peer, now)  # once per window, not per connection
+            if not self.state.is_revoked(key):
                 # Unknown peers too: it may be a member whose admission we have not heard of
                 # (two sides of a healed partition); if not, it is dropped after the grace.
                 self._request_sync(peer)
@@ -283,12 +295,10 @@ class Daemon:
                 continue
             if self.state.is_member(key):
                 member_peers += 1
+                self.grace.forget(peer)
                 self._dials.pop(key, None)
                 continue
-            enrolling = self._enrolling.get(peer)
-            if enrolling is not None and now - enrolling < self.config.enrollment_grace:
-                continue
-            if now - seen > self.config.non_member_grace:
+            if self.grace.expired(peer, now):
                 await self._disconnect(peer, "not a member")
         wanted = self.config.degree - member_peers - len(self._dialling)
         if wanted > 0:
@@ -367,13 +377,15 @@ class Daemon:
         except MeshdError as exc:
             log.debug("sync with %s: %s", peer, exc)
             return None
+        session = sync_protocol.SyncSession(self.state.membership)
         try:
-            session = sync_protocol.SyncSession(self.state.membership)
-            result = await converse(stream, session, self._ingest, initiator=True)
+            result = await converse(stream, session, partial(self._ingest, peer), initiator=True)
         except (MeshdError, ValueError) as exc:
             log.info("sync with %s failed: %s", peer, exc)
             await stream.reset()
             return None
+        finally:
+            self.sync_sessions.dropped += session.dropped
         await stream.close()
         self.syncs += 1
         if result.records_received or result.records_sent:
@@ -387,30 +399,56 @@ class Daemon:
             )
         return result
 
-    async def _ingest(self, raws: Sequence[bytes]) -> int:
-        checked = await check_sync_records(raws)
-        batch = self.state.merge_batch(
+    async def _ingest(self, peer: str, raws: Sequence[bytes]) -> int:
+        state = self.state
+        checked = await check_sync_records(
+            raws, admit=lambda records: state.admit_sync_records(peer, records, time.monotonic())
+        )
+        batch = state.merge_batch(
             checked.records,
             announcements_checked=checked.announcements_checked,
             rejected=checked.rejected,
+            source=state.source_of(peer),
         )
         return batch.new
 
     async def _serve_sync(self, stream: FramedStream) -> None:
-        key = _key_of(stream.remote_peer_id)
+        peer = stream.remote_peer_id
+        key = _key_of(peer)
         if key is None or self.state.is_revoked(key):
-            log.info("refused sync from revoked %s", stream.remote_peer_id)
+            log.info("refused sync from revoked %s", peer)
+            await stream.reset()
+            return
+        member = self.state.is_member(key)
+        now = time.monotonic()
+        if not member and self.grace.expired(peer, now):
+            why: str | None = "grace-over"
+        else:
+            why = self.sync_sessions.open(peer, member=member, now=now)
+        if why is not None:
+            log.info("refused sync from %s: %s", peer, why)
             await stream.reset()
             return
         session = sync_protocol.SyncSession(self.state.membership)
-        await converse(stream, session, self._ingest, initiator=False)
+        try:
+            await converse(stream, session, partial(self._ingest, peer), initiator=False)
+        finally:
+            self.sync_sessions.close(peer, member=member)
+            self.sync_sessions.dropped += session.dropped
 
     # --- enrollment ----------------------------------------------------------------------------
 
     async def _serve_enroll(self, stream: FramedStream) -> None:
         peer = stream.remote_peer_id
-        self._enrolling[peer] = time.monotonic()
         key = _key_of(peer)
+        if (
+            key is not None
+            and not self.state.is_member(key)
+            and not self.grace.enrolling(peer, time.monotonic())
+        ):
+            log.info("refused enrollment from %s: attempts spent", peer)
+            await stream.reset()
+            return
         try:
             enrollment = await read_enrollment(stream)
             if key is None:
@@ -442,6 +480,7 @@ class Daemon:
             view["peer_id"] = self.host.peer_id
             view["connected"] = len(self.host.connected_peers())
             view["syncs"] = self.syncs
+            view["budgets"] = self.budgets_view()
             view["uptime"] = round(time.monotonic() - self.started, 1)
             view["tasks"] = trio_task_count()
             return view
@@ -487,6 +526,17 @@ class Daemon:
             e.member.name or e.member.node_id for e in outcome.events if isinstance(e, Revoked)
         ]
         return {"new": outcome.new, "record_id": record_id(raw).hex(), "excluded": excluded}
+
+    def budgets_view(self) -> dict[str, int]:
+        """What the per-peer budgets of sync and enrollment refused (docs/daemon.md)."""
+        sessions = self.sync_sessions
+        return {
+            "sync_sessions_open": sessions.open_count,
+            "sync_sessions_refused": sessions.refused,
+            "sync_items_dropped": sessions.dropped,
+            "enroll_attempts_refused": self.grace.refused_attempts,
+            "grace_tracked": len(self.grace),
+        }
 
 
 def _babel_service(

@@ -30,7 +30,8 @@ from meshd.membership import (
     Outcome,
     decode_batch_untrusted,
 )
-from meshd.records import Admission, Enrollment, Kind, Record, record_id
+from meshd.membership.pending import LOCAL
+from meshd.records import Admission, Announcement, Enrollment, Kind, Record, record_id
 from meshd.statedir import NodeDir
 from meshd.wg.addresses import link_local_from_wg_key
 from meshd.wg.model import PeerStatus
@@ -40,9 +41,20 @@ log = logging.getLogger(__name__)
 EventSink = Callable[[Sequence[Event]], None]
 """Receives membership events (Admitted, Updated, Expired, Revoked) as they happen."""
 
-RATE_PER_SECOND: Final = 20.0
+RATE_PER_SECOND: Final = 20.0  # gossip, per author
 RATE_BURST: Final = 100.0
+FORWARDER_RATE: Final = 100.0  # gossip, per neighbour that delivered the message
+FORWARDER_BURST: Final = 500.0
+SYNC_MEMBER_RATE: Final = 1000.0  # records a member's sync sessions may push us, per second
+SYNC_MEMBER_BURST: Final = 20000.0
+SYNC_STRANGER_RATE: Final = 10.0  # the same for one peer that is not a member
+SYNC_STRANGER_BURST: Final = 200.0
+SYNC_STRANGERS_RATE: Final = 50.0  # and for all peers that are not members together
+SYNC_STRANGERS_BURST: Final = 1000.0
 MAX_TRACKED_PEERS: Final = 4096
+NON_MEMBERS: Final = "non-members"
+"""The one pending-pool source and sync bucket shared by every peer that is not a member: a
+non-member chooses its peer id freely, so its ids must not multiply its budget."""
 
 
 @dataclass(slots=True)
@@ -53,24 +65,105 @@ class _Bucket:
 
 @dataclass(slots=True)
 class RateLimiter:
-    """A token bucket per peer: ``rate`` messages per second, bursts of ``burst``."""
+    """A token bucket per peer: ``rate`` tokens per second, bursts of ``burst``.
+
+    At most MAX_TRACKED_PEERS buckets are kept; when a new peer comes and the table is full,
+    the buckets that have refilled (the same as absent) go, else the oldest half.
+    """
 
     rate: float = RATE_PER_SECOND
     burst: float = RATE_BURST
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
 
     def allow(self, peer: str, now: float) -> bool:
+        return self.take(peer, now, 1) == 1
+
+    def take(self, peer: str, now: float, wanted: int) -> int:
+        """Take up to ``wanted`` tokens; return how many were granted."""
+        bucket = self._bucket(peer, now)
+        granted = min(wanted, int(bucket.tokens))
+        bucket.tokens -= granted
+        return granted
+
+    def give_back(self, peer: str, count: int) -> None:
+        bucket = self._buckets.get(peer)
+        if bucket is not None:
+            bucket.tokens = min(self.burst, bucket.tokens + count)
+
+    def _bucket(self, peer: str, now: float) -> _Bucket:
         bucket = self._buckets.get(peer)
         if bucket is None:
             if len(self._buckets) >= MAX_TRACKED_PEERS:
-                self._buckets.clear()
+                self._prune(now)
             bucket = self._buckets[peer] = _Bucket(self.burst, now)
         bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
         bucket.at = now
-        if bucket.tokens < 1.0:
-            return False
-        bucket.tokens -= 1.0
-        return True
+        return bucket
+
+    def _prune(self, now: float) -> None:
+        full = [
+            p for p, b in self._buckets.items() if b.tokens + (now - b.at) * self.rate >= self.burst
+        ]
+        if len(full) < len(self._buckets) // 2:
+            full = list(self._buckets)[: len(self._buckets) // 2]
+        for peer in full:
+            del self._buckets[peer]
+
+
+MAX_SYNC_PER_PEER: Final = 2  # sync sessions one peer may have us serve at once
+MAX_SYNC_SESSIONS: Final = 64  # served at once, all peers together
+MAX_STRANGER_SESSIONS: Final = 4  # served at once to peers that are not members, together
+SYNC_STARTS_RATE: Final = 1.0  # sessions one peer may open per second
+SYNC_STARTS_BURST: Final = 8.0
+
+
+@dataclass(slots=True)
+class SyncSessions:
+    """The sync sessions we serve, bounded per peer and in total (pure: ``now`` is given).
+
+    A peer may have MAX_SYNC_PER_PEER sessions open at once and open SYNC_STARTS_RATE a
+    second (bursts of SYNC_STARTS_BURST); all peers together MAX_SYNC_SESSIONS, of which
+    peers that are not members MAX_STRANGER_SESSIONS. Each session holds a snapshot of our
+    record ids, and its own bounded queues (meshd.gossip.sync).
+    """
+
+    open_count: int = 0
+    refused: int = 0  # sessions refused, since the start
+    dropped: int = 0  # ids and range items sessions left out (their budgets), since the start
+    _by_peer: Counter[str] = field(default_factory=Counter)
+    _strangers: int = 0
+    _starts: RateLimiter = field(
+        default_factory=lambda: RateLimiter(SYNC_STARTS_RATE, SYNC_STARTS_BURST)
+    )
+
+    def open(self, peer: str, *, member: bool, now: float) -> str | None:
+        """Count a session ``peer`` opens; None if it may, else why not."""
+        if self._by_peer[peer] >= MAX_SYNC_PER_PEER:
+            why: str | None = "sessions-per-peer"
+        elif self.open_count >= MAX_SYNC_SESSIONS:
+            why = "sessions"
+        elif not member and self._strangers >= MAX_STRANGER_SESSIONS:
+            why = "sessions-of-non-members"
+        elif not self._starts.allow(peer, now):
+            why = "session-rate"
+        else:
+            self._by_peer[peer] += 1
+            self.open_count += 1
+            self._strangers += not member
+            return None
+        self.refused += 1
+        return why
+
+    def close(self, peer: str, *, member: bool) -> None:
+        self._by_peer[peer] -= 1
+        if self._by_peer[peer] <= 0:
+            del self._by_peer[peer]
+        self.open_count -= 1
+        self._strangers -= not member
+
+
+def _no_key(peer: str) -> bytes | None:
+    return None
 
 
 def wall_clock() -> int:
@@ -103,8 +196,14 @@ class NodeState:
         self.reject_reasons: Counter[str] = Counter()
         self.accepted = 0
         self._limiter = RateLimiter()
+        self._forwarders = RateLimiter(FORWARDER_RATE, FORWARDER_BURST)
+        self._sync_members = RateLimiter(SYNC_MEMBER_RATE, SYNC_MEMBER_BURST)
+        self._sync_strangers = RateLimiter(SYNC_STRANGER_RATE, SYNC_STRANGER_BURST)
+        self._sync_all_strangers = RateLimiter(SYNC_STRANGERS_RATE, SYNC_STRANGERS_BURST)
         self._outgoing: set[bytes] = set()
         self._sinks: list[EventSink] = []
+        # A peer id's member key; the daemon installs libp2p's (this module imports no libp2p).
+        self.peer_key: Callable[[str], bytes | None] = _no_key
 
     @property
     def key(self) -> bytes:
@@ -126,17 +225,28 @@ class NodeState:
 
     # --- what arrives ------------------------------------------------------------------------
 
-    def validate(self, data: bytes, author: str) -> bool:
-        """The gossip validator: accept (and forward) only new, valid records, once stored."""
+    def validate(self, data: bytes, author: str, forwarder: str) -> bool:
+        """The gossip validator: accept (and forward) only new, valid records, once stored.
+
+        Rate limits apply per author and per forwarder (the neighbour that delivered the
+        message, which Noise authenticates and the sender cannot choose per message); a
+        record that has to wait counts against the forwarder's share of the pending pool.
+        """
         if data in self._outgoing:
             return True  # our own publish, already merged and stored
-        if not self._limiter.allow(author, time.monotonic()):
-            self._reject(author, "rate-limited")
+        now = time.monotonic()
+        if not self._forwarders.allow(forwarder, now):
+            self._reject(forwarder, "rate-limited")
+            return False
+        if not self._limiter.allow(author, now):
+            self._reject(forwarder, "rate-limited")
             return False
         try:
-            outcome = self.membership.ingest_untrusted(data, self.clock())
+            outcome = self.membership.ingest_untrusted(
+                data, self.clock(), source=self.source_of(forwarder)
+            )
         except (DecodeError, VerifyError) as exc:
-            self._reject(author, exc.reason if isinstance(exc, VerifyError) else "decode")
+            self._reject(forwarder, exc.reason if isinstance(exc, VerifyError) else "decode")
             return False
         if outcome.stored or outcome.dropped:
             self._persist([outcome])
@@ -151,10 +261,43 @@ class NodeState:
         self.rejects[peer] += 1
         self.reject_reasons[reason] += 1
 
-    def ingest_batch(self, raws: Iterable[bytes]) -> Batch:
+    def source_of(self, peer: str) -> str:
+        """The pending pool's source key for what ``peer`` delivers: its peer id if it is a
+        member, else the one key all non-members share."""
+        key = self.peer_key(peer)
+        return peer if key is not None and self.is_member(key) else NON_MEMBERS
+
+    def admit_sync_records(self, peer: str, records: Sequence[Record], now: float) -> list[Record]:
+        """The records of a sync message from ``peer`` that its budget lets us check.
+
+        A member may push SYNC_MEMBER_RATE records a second (bursts of SYNC_MEMBER_BURST);
+        a peer that is not a member SYNC_STRANGER_RATE (SYNC_STRANGER_BURST), and all of them
+        together SYNC_STRANGERS_RATE (SYNC_STRANGERS_BURST): that bounds the signatures a
+        stranger makes us verify. Credentials and revocations go before announcements, so a
+        member we do not know yet (across a healed partition) soon shows its own admission
+        and gets a member's budget. What is cut is counted as ``rate-limited`` and comes
+        back in a later sync.
+        """
+        if not records:
+            return []
+        ordered = sorted(records, key=lambda r: type(r) is Announcement)
+        if self.source_of(peer) == peer:
+            granted = self._sync_members.take(peer, now, len(ordered))
+        else:
+            granted = self._sync_strangers.take(peer, now, len(ordered))
+            shared = self._sync_all_strangers.take(NON_MEMBERS, now, granted)
+            self._sync_strangers.give_back(peer, granted - shared)
+            granted = shared
+        cut = len(ordered) - granted
+        if cut:
+            self.rejects[peer] += cut
+            self.reject_reasons["rate-limited"] += cut
+        return ordered[:granted]
+
+    def ingest_batch(self, raws: Iterable[bytes], *, source: str = LOCAL) -> Batch:
         """Merge what a sync brought, and store it in one transaction."""
         records, rejected = decode_batch_untrusted(raws)
-        return self.merge_batch(records, rejected=rejected)
+        return self.merge_batch(records, rejected=rejected, source=source)
 
     def merge_batch(
         self,
@@ -162,11 +305,17 @@ class NodeState:
         *,
         announcements_checked: bool = False,
         rejected: Sequence[str] = (),
+        source: str = LOCAL,
     ) -> Batch:
         """Merge decoded records that arrived together, and store them in one transaction.
-        ``announcements_checked``: see :meth:`Membership.merge_batch`."""
+        ``announcements_checked``: see :meth:`Membership.merge_batch`; ``source``: the pending
+        pool's key for the peer that delivered them (:meth:`source_of`)."""
         batch = self.membership.merge_batch(
-            records, self.clock(), announcements_checked=announcements_checked, rejected=rejected
+            records,
+            self.clock(),
+            announcements_checked=announcements_checked,
+            rejected=rejected,
+            source=source,
         )
         if batch.stored or batch.dropped:
             self.node.store.apply([batch])

@@ -19,8 +19,10 @@ __all__ = ["HostConfig", "Validator", "parse_multiaddr"]
 
 _ED25519_KEY_SIZE: Final = 32
 
-Validator = Callable[[bytes, str], bool]
-"""``validator(payload, author_peer_id) -> accept``; synchronous, must not block."""
+Validator = Callable[[bytes, str, str], bool]
+"""``validator(payload, author_peer_id, forwarder_peer_id) -> accept``; synchronous, must not
+block. The author signed the message; the forwarder is the neighbour it came from (Noise
+authenticated), ourselves for our own publishes."""
 
 
 @dataclass(frozen=True, slots=True)

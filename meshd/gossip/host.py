@@ -271,18 +271,20 @@ class GossipHost:
 
     # -- gossip -----------------------------------------------------------------------------
 
-    def _accepts(self, data: bytes, author: str) -> bool:
+    def _accepts(self, data: bytes, author: str, forwarder: str) -> bool:
         if len(data) > self._config.max_message_size:
             return False
         try:
-            return bool(self._validator(data, author))
+            return bool(self._validator(data, author, forwarder))
         except Exception:  # a validator bug rejects the message instead of killing the host
             logger.exception("gossip validator raised; message rejected")
             return False
 
     def _libp2p_validator(self, forwarder: ID, message: rpc_pb2.Message) -> bool:
         # libp2p has verified the author's signature (StrictSign) before calling this.
-        accepted = self._accepts(message.data, ID(message.from_id).to_base58())
+        accepted = self._accepts(
+            message.data, ID(message.from_id).to_base58(), forwarder.to_base58()
+        )
         if not accepted:
             self.rejected_messages += 1
             logger.debug("rejected gossip message of %d bytes via %s", len(message.data), forwarder)
@@ -302,7 +304,7 @@ class GossipHost:
                 f"message of {len(data)} bytes exceeds max_message_size "
                 f"{self._config.max_message_size}"
             )
-        if not self._accepts(data, self.peer_id):
+        if not self._accepts(data, self.peer_id, self.peer_id):
             self.rejected_messages += 1
             raise TransportError("our own validator rejects this message; not published")
         pubsub = self._require_pubsub()

@@ -22,7 +22,7 @@ from meshd.store import Store
 from tests.daemon.support import daemons, wait_for
 
 
-def _accept_all(data: bytes, author: str) -> bool:
+def _accept_all(data: bytes, author: str, forwarder: str) -> bool:
     return True
 
 

@@ -24,7 +24,7 @@ def run_trio(test: Callable[[], Awaitable[None]], *, timeout: float = 15.0) -> N
     trio.run(main)
 
 
-def accept_all(data: bytes, author: str) -> bool:
+def accept_all(data: bytes, author: str, forwarder: str) -> bool:
     return True
 
 

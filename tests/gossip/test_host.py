@@ -50,15 +50,20 @@ def _assert_nothing_pending(host: GossipHost) -> None:
 
 def test_publish_reaches_all_and_rejected_message_is_not_forwarded() -> None:
     seen_by_relay: list[bytes] = []
+    seen_by_c: list[tuple[str, str]] = []
 
-    def relay_validator(data: bytes, author: str) -> bool:
+    def relay_validator(data: bytes, author: str, forwarder: str) -> bool:
         seen_by_relay.append(data)
         return not data.startswith(b"bad")
+
+    def last_validator(data: bytes, author: str, forwarder: str) -> bool:
+        seen_by_c.append((author, forwarder))
+        return True
 
     async def body() -> None:
         # a - b - c in a line: c can only hear a through b's forwarding.
         async with running_hosts(
-            config(), config(), config(), validators=[accept_all, relay_validator, accept_all]
+            config(), config(), config(), validators=[accept_all, relay_validator, last_validator]
         ) as (a, b, c):
             await link(b, a)
             await link(c, b)
@@ -82,6 +87,8 @@ def test_publish_reaches_all_and_rejected_message_is_not_forwarded() -> None:
             _assert_nothing_pending(c)
             assert b"bad news" in seen_by_relay
             assert b.rejected_messages == 1
+            # c's validator hears who signed a message and which neighbour delivered it.
+            assert (a.peer_id, b.peer_id) in seen_by_c
             _assert_nothing_pending(a)  # our own messages are not delivered back
 
     run_trio(body)
@@ -90,7 +97,7 @@ def test_publish_reaches_all_and_rejected_message_is_not_forwarded() -> None:
 def test_oversized_messages_are_refused_before_the_validator() -> None:
     validated: list[bytes] = []
 
-    def recording(data: bytes, author: str) -> bool:
+    def recording(data: bytes, author: str, forwarder: str) -> bool:
         validated.append(data)
         return True
 
@@ -332,7 +339,7 @@ def test_libp2p_warnings_reach_our_logger() -> None:
 
 
 def test_a_validator_that_raises_rejects_the_message() -> None:
-    def broken(data: bytes, author: str) -> bool:
+    def broken(data: bytes, author: str, forwarder: str) -> bool:
         if data == b"boom":
             raise KeyError(data)
         return True
