@@ -25,6 +25,17 @@ from libp2p.pubsub.validators import PUBSUB_SIGNING_PREFIX
 
 from meshd.daemon import launch
 from meshd.daemon.config import DaemonConfig, topic_of
+from meshd.daemon.state import (
+    MAX_STRANGER_SESSIONS,
+    NON_MEMBERS,
+    SYNC_MEMBER_BURST,
+    SYNC_STARTS_BURST,
+    SYNC_STRANGER_BURST,
+    SYNC_STRANGER_RATE,
+    SYNC_STRANGERS_BURST,
+    NodeState,
+    SyncSessions,
+)
 from meshd.errors import MeshdError
 from meshd.gossip import enroll
 from meshd.gossip import sync as sync_protocol
@@ -32,7 +43,7 @@ from meshd.gossip.host import GossipHost, HostConfig
 from meshd.gossip.libp2p_workarounds import wait_for_queue_room
 from meshd.keys import SigningKey, WireGuardKey, fingerprint
 from meshd.membership.pending import PendingPool
-from meshd.records import Certificate, Role, make_announcement, make_certificate
+from meshd.records import Certificate, Record, Role, make_announcement, make_certificate
 from meshd.statedir import NodeDir, init_network, now
 
 Body = Callable[..., Any]
@@ -310,3 +321,52 @@ def test_a_flood_of_parked_records_from_one_connection_leaves_honest_ones(
     _run(body)
     print(seen)
     assert seen["announced"] == len(joiners), seen
+
+
+# --- the budgets themselves (fake clock) ----------------------------------------------------
+
+
+def test_sync_sessions_are_bounded_per_peer_in_total_and_for_strangers() -> None:
+    sessions = SyncSessions()
+    assert sessions.open("m", member=True, now=0.0) is None
+    assert sessions.open("m", member=True, now=0.0) is None
+    assert sessions.open("m", member=True, now=0.0) == "sessions-per-peer"
+    sessions.close("m", member=True)
+    assert sessions.open("m", member=True, now=0.0) is None
+    strangers = [sessions.open(f"s{i}", member=False, now=0.0) for i in range(6)]
+    assert strangers.count(None) == MAX_STRANGER_SESSIONS
+    assert strangers[-1] == "sessions-of-non-members"
+    # One peer opening and closing sessions as fast as it can: SYNC_STARTS_BURST, then 1/s.
+    opened = 0
+    for _ in range(100):
+        if sessions.open("fast", member=True, now=10.0) is None:
+            opened += 1
+            sessions.close("fast", member=True)
+    assert opened == SYNC_STARTS_BURST
+    assert sessions.open("fast", member=True, now=11.0) is None
+    assert sessions.open_count == 2 + MAX_STRANGER_SESSIONS + 1
+    assert sessions.refused > 90
+
+
+def test_sync_pushes_are_budgeted_per_peer_and_for_all_strangers(tmp_path: Path) -> None:
+    node, root = _network(tmp_path)
+    state = NodeState(node, announce_ttl=600)
+    try:
+        member = SigningKey.generate()
+        state.add_local(_member_certificate(node, root, member, "m"))
+        state.peer_key = lambda peer: member.public if peer == "m" else None
+        ann = make_announcement(member, network_id=node.anchor.network_id, seq=1, issued_at=now())
+        cert = _member_certificate(node, root, SigningKey.generate(), "x")
+        batch: list[Record] = [*([ann] * 30_000), cert]
+        kept = state.admit_sync_records("m", batch, 0.0)
+        assert len(kept) == SYNC_MEMBER_BURST
+        assert kept[0] is cert  # credentials go first
+        assert len(state.admit_sync_records("s0", batch, 0.0)) == SYNC_STRANGER_BURST
+        total = sum(len(state.admit_sync_records(f"s{i}", batch, 0.0)) for i in range(1, 20))
+        assert total == SYNC_STRANGERS_BURST - SYNC_STRANGER_BURST  # all strangers share it
+        assert len(state.admit_sync_records("s0", batch, 1.0)) == SYNC_STRANGER_RATE
+        assert state.reject_reasons["rate-limited"] > 500_000
+        assert state.source_of("m") == "m"
+        assert state.source_of("s0") == NON_MEMBERS
+    finally:
+        node.close()
