@@ -61,5 +61,11 @@ class ControlError(MeshdError):
     """The control socket protocol failed."""
 
 
+class ControlDecodeError(ControlError, DecodeError):
+    """A control line that does not parse as this meshd's protocol (another version, a bad
+    command name): a DecodeError like all untrusted bytes, shown with its hint like any
+    ControlError."""
+
+
 class DaemonNotRunning(ControlError):
     """No daemon answers on the control socket of this state dir."""

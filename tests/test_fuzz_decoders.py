@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from meshd.babel.codec import decode_packet_untrusted
 from meshd.babel.subtlv import decode_sub_tlvs, split_untrusted
-from meshd.errors import DecodeError
+from meshd.control.protocol import decode_request_untrusted, decode_response_untrusted
+from meshd.errors import ControlError, DecodeError
 from meshd.wg.uapi_codec import (
     parse_errno_untrusted,
     parse_get_reply_untrusted,
@@ -190,3 +191,24 @@ def test_uapi_reply_errors_are_decode_errors(reply: bytes) -> None:
 def test_uapi_set_request_errors_are_decode_errors() -> None:
     with pytest.raises(DecodeError):
         parse_set_request_untrusted(b"set=1\nlisten_port=x\n\n")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"v":2,"cmd":"peers","args":{}}\n',  # another protocol version
+        b'{"v":true,"cmd":"peers","args":{}}\n',
+        b'{"v":1,"cmd":"Peers","args":{}}\n',  # not a command name
+        b'{"v":1,"cmd":"","args":{}}\n',
+    ],
+)
+def test_control_request_errors_are_decode_errors(line: bytes) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_request_untrusted(line)
+    assert isinstance(info.value, ControlError)  # still what the CLI shows with its hint
+
+
+def test_control_response_of_another_version_is_a_decode_error() -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_response_untrusted(b'{"v":2,"ok":true,"result":1}\n')
+    assert "restart the daemon" in info.value.hint

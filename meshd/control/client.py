@@ -62,7 +62,7 @@ def request(socket_path: Path, cmd: str, args: dict[str, Any], timeout: float = 
     try:
         response = decode_response_untrusted(data)
     except DecodeError as exc:
-        raise ControlError(f"the daemon's answer is unusable: {exc}") from None
+        raise ControlError(f"the daemon's answer is unusable: {exc}", hint=exc.hint) from None
     if response.failure is not None:
         raise response.failure.to_exception()
     return response.result

@@ -11,8 +11,9 @@ and the daemon answers with one line, then closes the connection::
 
 Lines end with ``\\n`` and are UTF-8 JSON objects. A request is at most
 :data:`MAX_REQUEST` bytes, a response at most :data:`MAX_RESPONSE`. The ``*_untrusted``
-decoders raise :class:`ControlError` (or its parent's :class:`DecodeError` sibling) and nothing
-else, whatever the bytes.
+decoders raise :class:`DecodeError` and nothing else, whatever the bytes; another protocol
+version or a bad command name is a :class:`ControlDecodeError`, also a ControlError with a
+hint.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from meshd.errors import ControlError, DecodeError, MeshdError, VerifyError
+from meshd.errors import ControlDecodeError, ControlError, DecodeError, MeshdError, VerifyError
 
 VERSION: Final = 1
 MAX_REQUEST: Final = 64 * 1024
@@ -138,7 +139,7 @@ def _object_untrusted(data: bytes, limit: int, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise DecodeError(f"control {what}: not a JSON object")
     if value.get("v") != VERSION or isinstance(value.get("v"), bool):
-        raise ControlError(
+        raise ControlDecodeError(
             f"control {what}: protocol version {str(value.get('v'))[:20]!r} is not {VERSION}",
             hint="the CLI and the daemon must be the same meshd version; restart the daemon",
         )
@@ -161,18 +162,20 @@ def _check_depth(value: Any, depth: int, what: str) -> None:
 
 
 def decode_request_untrusted(data: bytes) -> Request:
-    """Parse one request line. Raises DecodeError or ControlError only."""
+    """Parse one request line. Raises DecodeError only."""
     value = _object_untrusted(data, MAX_REQUEST, "request")
     if set(value) != {"v", "cmd", "args"}:
         raise DecodeError("control request: expected exactly the keys v, cmd, args")
     cmd, args = value["cmd"], value["args"]
     if not isinstance(cmd, str) or not isinstance(args, dict):
         raise DecodeError("control request: cmd must be a string and args an object")
+    if not _COMMAND.fullmatch(cmd):
+        raise ControlDecodeError(f"not a control command name: {cmd[:40]!r}")
     return Request(cmd, args)
 
 
 def decode_response_untrusted(data: bytes) -> Response:
-    """Parse one response line. Raises DecodeError or ControlError only."""
+    """Parse one response line. Raises DecodeError only."""
     value = _object_untrusted(data, MAX_RESPONSE, "response")
     ok = value.get("ok")
     if ok is True and set(value) == {"v", "ok", "result"}:

@@ -18,7 +18,7 @@ from typing import Any
 from meshd.addressing import Prefix
 from meshd.babel.codec import decode_packet_untrusted, encode_packet
 from meshd.babel.mac import Endpoints, MacAlgorithm, MacKey, sign_packet
-from meshd.babel.tlv import Packet
+from meshd.babel.tlv import ChallengeReply, ChallengeRequest, Hello, Packet, Pc
 from meshd.control.protocol import Failure, Request, Response, encode_request, encode_response
 from meshd.encoding import pack
 from meshd.errors import UsageError, VerifyError
@@ -243,6 +243,28 @@ def mac_seeds() -> list[bytes]:
         for p in babel_seeds()[:8]
     ]
     return list(dict.fromkeys(captured[:8] + signed))
+
+
+def auth_seeds() -> list[bytes]:
+    """For the babel-auth target: first byte 0 (as received) or 1 (MAC it first)."""
+    ends, _ = mac_context()
+    hello = Hello(seqno=1, interval=400)
+    # A sender's first packet (challenged), its answer to the challenge (the target's nonce
+    # is 16 bytes of 01), a newer counter, and a replay.
+    exchange = [
+        Packet((Pc(1, b"sender01"), hello)),
+        Packet((Pc(2, b"sender01"), ChallengeReply(b"\x01" * 16), hello)),
+        Packet((Pc(3, b"sender01"), ChallengeRequest(b"n" * 8), hello)),
+        Packet((Pc(3, b"sender01"), hello)),
+        Packet((hello,)),
+    ]
+    sealed = [encode_packet(sign_packet(p, MAC_KEYS, ends)) for p in exchange]
+    packets = mac_seeds() + babel_seeds()[:6]
+    return (
+        [b"\x00" + p for p in sealed]
+        + [b"\x00" + p for p in packets]
+        + [b"\x01" + p for p in packets]
+    )
 
 
 def sub_tlv_seeds() -> list[bytes]:
