@@ -267,6 +267,12 @@ def auth_seeds() -> list[bytes]:
     )
 
 
+def core_seeds() -> list[bytes]:
+    """For the babel-core target: first byte picks the interface and the sender."""
+    payloads = babel_seeds()
+    return [bytes([i % 4 | (0x80 if i % 3 == 0 else 0)]) + p for i, p in enumerate(payloads)]
+
+
 def sub_tlv_seeds() -> list[bytes]:
     """First byte: the enclosing TLV's AE (byte % 6; 5 means none); then the sub-TLVs."""
     return [

@@ -31,6 +31,7 @@ from typing import Any
 
 from meshd.babel.auth import LinkAuth
 from meshd.babel.codec import decode_packet_untrusted, encode_packet
+from meshd.babel.core import BabelCore
 from meshd.babel.expand import expand
 from meshd.babel.mac import decode_verified_untrusted, sign_packet
 from meshd.babel.subtlv import decode_sub_tlvs, encode_sub_tlvs
@@ -259,6 +260,28 @@ def _babel_expand(world: World) -> Decoder:
     return run
 
 
+def _babel_core(world: World) -> Decoder:
+    """First byte: which interface (top bit) and which of 16 link-local neighbours sent the
+    rest; each datagram advances the clock by 50 ms and runs the timers, as the shell does.
+    Nothing may escape :meth:`BabelCore.receive`: it counts what does not parse."""
+    core = BabelCore(b"fuzzcore")
+    core.add_interface("eth0", kind="wired", hello_interval=1.0, link_local=IPv6Address("fe80::2"))
+    core.add_interface("wg0", kind="tunnel", hello_interval=1.0, link_local=IPv6Address("fe80::3"))
+    clock = [0.0]
+
+    def run(data: bytes) -> object:
+        head = data[0] if data else 0
+        interface = "wg0" if head & 0x80 else "eth0"
+        clock[0] += 0.05
+        core.receive(interface, IPv6Address(f"fe80::{16 + (head & 0x0F):x}"), data[1:], clock[0])
+        core.handle_timer(clock[0])
+        while core.next_event() is not None:
+            pass
+        return core.datagrams_to_send(clock[0])
+
+    return run
+
+
 def _sub_tlvs(world: World) -> Decoder:
     def run(data: bytes) -> object:
         ae = data[0] % 6 if data else 5
@@ -480,6 +503,16 @@ TARGETS: tuple[Target, ...] = (
         ("meshd.babel.expand", "meshd.babel.prefix"),
         lambda world: corpus.babel_seeds(),
         _babel_expand,
+        max_len=1500,
+    ),
+    Target(
+        "babel-core",
+        "the Babel routing core receiving datagrams from 16 neighbours on two interfaces",
+        "bytes",
+        ("meshd.babel.core", "meshd.babel.expand"),
+        lambda world: corpus.core_seeds(),
+        _babel_core,
+        allowed=(),
         max_len=1500,
     ),
     Target(
