@@ -81,8 +81,13 @@ class Credential:
     invite: bytes | None
     max_uses: int
     record_id: bytes
-    # For admissions: the member that countersigned it (None for certificates).
+    # For admissions: the member that countersigned it (None for certificates), the record id
+    # of the enrollment it countersigned, and the time by which it ranks among its invite's
+    # admissions: the later of the sponsor's time and the enrollment's, so that a copy of the
+    # enrollment countersigned again and dated earlier cannot rank before the enrollment.
     sponsor: bytes | None = None
+    enrollment: bytes = b""
+    rank: int = 0
 
 
 class Verifier:
@@ -190,7 +195,9 @@ class Verifier:
             )
         check_signature(admission)
         depends = {enrollment.node_key, invite.subject} | {c.subject for c in invite.chain}
-        not_after = admission.admitted_at + invite.member_ttl
+        # Counted from the enrollment, which every copy of it shares: a member countersigning
+        # a copy dated later cannot lengthen the membership, nor one dated earlier shorten it.
+        not_after = enrollment.created_at + invite.member_ttl
         return Credential(
             enrollment.node_key,
             enrollment.wg_key,
@@ -204,6 +211,8 @@ class Verifier:
             invite.max_uses,
             record_id(admission.raw),
             admission.sponsor,
+            record_id(enrollment.raw),
+            max(admission.admitted_at, enrollment.created_at),
         )
 
     def announcement(self, announcement: Announcement, *, signature_checked: bool = False) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from meshd.records import (
     make_certificate,
     make_network,
     make_revocation,
+    record_id,
 )
 from meshd.trust import Anchor
 
@@ -37,6 +39,12 @@ class Node:
     name: str
     credential: Certificate | Admission
     seq: int = 0
+
+    @property
+    def enrollment_id(self) -> bytes:
+        """The record id of the enrollment this member was admitted with."""
+        assert isinstance(self.credential, Admission)
+        return record_id(self.credential.enrollment.raw)
 
     def announce(self, net: Net, at: int, **kw: Any) -> Announcement:
         self.seq += 1
@@ -126,6 +134,7 @@ class Net:
         at: int = T0 + 20,
         issuer: Issuer | None = None,
         reason: str = "test",
+        sponsored: Sequence[bytes] = (),
     ) -> Revocation:
         issuer = issuer or self.issuer
         return make_revocation(
@@ -137,4 +146,5 @@ class Net:
             expires_at=at + 400 * DAY,
             reason=reason,
             chain=issuer.chain,
+            sponsored=sponsored,
         )

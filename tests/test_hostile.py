@@ -40,6 +40,7 @@ from meshd.records import (
     make_certificate,
     make_invite,
     make_revocation,
+    record_id,
     seal_unsigned,
     signed_body,
 )
@@ -320,6 +321,23 @@ def _too_many(w: World) -> object:
 def _too_few(w: World) -> object:
     items = body_items(w.founder.announce(w.net, NOW))
     return w.ingest(sign_items(w.founder.key, items[:-1]))
+
+
+# Revocation body: [kind, version, network_id, issuer, target, target_role, issued_at,
+# expires_at, reason, chain, sponsored].
+def _rev_sponsored(value: Any) -> Action:
+    def action(w: World) -> object:
+        return w.ingest(replace(w.net.revoke(w.founder.key.public), w.net.root, 10, value))
+
+    return action
+
+
+case("revocation-sponsored-unsorted", DECODE)(_rev_sponsored([b"\x02" * 16, b"\x01" * 16]))
+case("revocation-sponsored-repeated", DECODE)(_rev_sponsored([b"\x01" * 16] * 2))
+case("revocation-sponsored-id-of-15-bytes", DECODE)(_rev_sponsored([b"\x01" * 15]))
+case("revocation-sponsored-over-320", DECODE)(
+    _rev_sponsored([n.to_bytes(16, "big") for n in range(321)])
+)
 
 
 # Certificate body: [kind, version, network_id, issuer, subject, role, serial, not_before,
@@ -823,15 +841,6 @@ def _not_member_sponsor(w: World) -> object:
     return w.state.sponsor(stranger, w.enrollment(w.net.invite()), NOW)
 
 
-@case("admission-dated-before-its-sponsor-joined", Excluded("sponsor-not-member"))
-def _sponsor_too_early(w: World) -> object:
-    late = w.net.founder("late")
-    late_cert = w.member_cert(subject=late.key.public, not_before=T0 + 50)
-    w.ingest(late_cert)
-    enrollment = w.enrollment(w.net.invite())
-    return w.ingest(make_admission(late.key, enrollment=enrollment, admitted_at=T0 + 40))
-
-
 @case("admin-issued-invite-outliving-the-admin", verify("outlives-issuer"))
 def _invite_outlives_admin(w: World) -> object:
     admin = w.net.admin(not_after=T0 + DAY)
@@ -1034,3 +1043,71 @@ def test_hostile_input(action: Action, expected: Expected) -> None:
     # Bytes that do not parse leave no trace in the state they were offered to.
     if isinstance(error, DecodeError):
         assert world.state.digest() == before
+
+
+# --- members and former members against others' standing (rules a and b) -------------------
+
+
+def _admitted(state: Membership, node_key: bytes) -> bool:
+    member = state.member(node_key, NOW)
+    return member is not None and member.state is MemberState.ADMITTED
+
+
+def test_a_revoked_member_cannot_evict_with_a_copy_dated_earlier() -> None:
+    """Attack: a revoked member countersigns, after its revocation, a copy of an honest
+    member's enrollment dated before the honest admission. The honest member stays."""
+    w = World()
+    former = w.net.join(w.state, w.founder, w.net.invite(), "former", at=T0 + 10)
+    honest = w.net.join(w.state, w.founder, w.net.invite(), "honest", at=T0 + 50)
+    assert isinstance(honest.credential, Admission)
+    revocation = w.net.revoke(former.key.public, at=T0 + 20)
+    copy = make_admission(former.key, enrollment=honest.credential.enrollment, admitted_at=T0 + 30)
+    for order in ((honest.credential, copy), (copy, honest.credential)):
+        state = w.net.state()
+        for record in (w.founder.credential, former.credential, revocation, *order):
+            try:
+                state.ingest(record, NOW)
+            except VerifyError:
+                continue
+        assert _admitted(state, honest.key.public)
+        assert record_id(honest.credential.raw) in state.record_ids()
+
+
+def test_a_member_cannot_evict_with_a_copy_dated_before_its_own_admission() -> None:
+    """Attack: a standing member countersigns a copy of an honest member's enrollment dated
+    before the honest admission and before its own. The honest member stays."""
+    w = World()
+    honest = w.net.join(w.state, w.founder, w.net.invite(), "honest", at=T0 + 50)
+    late = w.net.join(w.state, w.founder, w.net.invite(), "late", at=T0 + 60)
+    assert isinstance(honest.credential, Admission)
+    copy = make_admission(late.key, enrollment=honest.credential.enrollment, admitted_at=T0 + 40)
+    for order in ((honest.credential, copy), (copy, honest.credential)):
+        state = w.net.state()
+        for record in (w.founder.credential, late.credential, *order):
+            try:
+                state.ingest(record, NOW)
+            except VerifyError:
+                continue
+        assert _admitted(state, late.key.public)
+        assert _admitted(state, honest.key.public)
+        assert record_id(honest.credential.raw) in state.record_ids()
+
+
+def test_a_revoked_member_cannot_admit_with_a_backdated_countersignature() -> None:
+    """Attack: a revoked member countersigns, after its revocation, a stolen expired token's
+    enrollment, dated inside the invite's window and before the revocation. Nobody is
+    admitted, in whatever order the records arrive."""
+    w = World()
+    former = w.net.join(w.state, w.founder, w.net.invite(), "former", at=T0 + 10)
+    stolen = w.net.invite(lifetime=60)  # ended at T0 + 60, before NOW
+    revocation = w.net.revoke(former.key.public, at=T0 + 70)
+    enrollment = w.enrollment(stolen, at=T0 + 30)
+    admission = make_admission(former.key, enrollment=enrollment, admitted_at=T0 + 40)
+    for order in ((revocation, admission), (admission, revocation)):
+        state = w.net.state()
+        for record in (w.founder.credential, former.credential, *order):
+            try:
+                state.ingest(record, NOW)
+            except VerifyError:
+                continue
+        assert not _admitted(state, enrollment.node_key)

@@ -436,19 +436,19 @@ def test_invite_admits_up_to_its_uses() -> None:
     assert state.invite_uses(invite.certificate.subject) == 2
 
 
-def test_conflicting_admissions_rank_by_sponsor_time_then_record_id() -> None:
+def test_conflicting_admissions_rank_by_sponsor_time_then_enrollment_id() -> None:
     net, founder, state = network()
     other = net.founder("other")
     state.ingest(other.credential, NOW)
     invite = net.invite()
-    # Same sponsor time on both sides of a partition: the record id decides.
+    # Same sponsor time on both sides of a partition: the enrollment's record id decides.
     sides = []
     for sponsor, name in ((founder, "left"), (other, "right")):
         side = net.state()
         side.ingest(founder.credential, NOW)
         side.ingest(other.credential, NOW)
         sides.append(net.join(side, sponsor, invite, name, at=T0 + 50))
-    winner, loser = sorted(sides, key=lambda n: record_id(n.credential.raw))
+    winner, loser = sorted(sides, key=lambda n: n.enrollment_id)
     for node in (loser, winner):
         state.ingest(node.credential, NOW)
     assert state_of(state, winner) == (MemberState.ADMITTED, "")
@@ -563,18 +563,124 @@ def test_sponsor_revocation_does_not_depend_on_arrival_order() -> None:
     side = net.state()
     side.ingest(founder.credential, NOW)
     node = net.join(side, founder, net.invite(), "joiner")
-    revocation = net.revoke(founder.key.public)
+    revocation = net.revoke(founder.key.public, sponsored=[node.enrollment_id])
 
     states = []
     for order in (
         [founder.credential, node.credential, revocation],
         [node.credential, revocation, founder.credential],
+        [revocation, founder.credential, node.credential],
     ):
         state = net.state()
         for record in order:
             state.ingest(record, NOW)
         states.append(state)
-    assert states[0].record_ids() == states[1].record_ids()
+        assert state_of(state, node) == (MemberState.ADMITTED, "")
+    assert all(s.record_ids() == states[0].record_ids() for s in states)
+
+
+# --- revocations name what their subject sponsored (rule b) ---------------------------------
+
+
+def test_a_revoked_sponsor_admits_only_what_its_revocation_lists() -> None:
+    """Of a revoked key's countersignatures, only those its revocations list stand, whatever
+    their dates; what the listed members sponsored stands with them."""
+    net, founder, state = network()
+    sponsor = net.join(state, founder, net.invite(), "sponsor", at=T0 + 10)
+    state.ingest(sponsor.credential, NOW)
+    listed = net.join(state, sponsor, net.invite(), "listed", at=T0 + 20)
+    state.ingest(listed.credential, NOW)
+    below = net.join(state, listed, net.invite(), "below", at=T0 + 25)
+    state.ingest(below.credential, NOW)
+    unlisted = net.join(state, sponsor, net.invite(), "unlisted", at=T0 + 30)
+    revocation = net.revoke(sponsor.key.public, at=T0 + 40, sponsored=[listed.enrollment_id])
+    assert state.sponsored_by(sponsor.key.public) == [listed.enrollment_id]
+    outcome = state.ingest(revocation, NOW)
+    assert {e.member.name for e in outcome.events} == {"sponsor"}
+    state.ingest(unlisted.credential, NOW)
+    assert state_of(state, sponsor) == (MemberState.REVOKED, "revoked")
+    assert state_of(state, listed) == (MemberState.ADMITTED, "")
+    assert state_of(state, below) == (MemberState.ADMITTED, "")
+    # Dated before the revocation, and not listed: it does not stand.
+    assert state_of(state, unlisted) == (MemberState.REVOKED, "sponsor-not-member")
+    # A later revocation of the same key that lists it lets it stand: the lists add up.
+    more = net.revoke(sponsor.key.public, at=T0 + 50, sponsored=[unlisted.enrollment_id])
+    outcome = state.ingest(more, NOW)
+    assert [(type(e), e.member.name) for e in outcome.events] == [(Admitted, "unlisted")]
+
+
+def test_revoking_the_sponsor_of_a_sponsor_drops_the_unlisted_branch() -> None:
+    net, founder, state = network()
+    sponsor = net.join(state, founder, net.invite(), "sponsor", at=T0 + 10)
+    state.ingest(sponsor.credential, NOW)
+    child = net.join(state, sponsor, net.invite(), "child", at=T0 + 20)
+    state.ingest(child.credential, NOW)
+    grandchild = net.join(state, child, net.invite(), "grandchild", at=T0 + 30)
+    state.ingest(grandchild.credential, NOW)
+    ann = grandchild.announce(net, NOW)
+    state.ingest(ann, NOW)
+    outcome = state.ingest(net.revoke(sponsor.key.public, at=T0 + 40), NOW)
+    assert {e.member.name for e in outcome.events} == {"sponsor", "child", "grandchild"}
+    assert record_id(ann.raw) in outcome.dropped
+    assert state_of(state, grandchild) == (MemberState.REVOKED, "sponsor-not-member")
+
+
+def test_revoking_an_invite_lists_what_its_members_sponsored() -> None:
+    net, founder, _ = network()
+    invite = net.invite(uses=2)
+    side = net.state()
+    side.ingest(founder.credential, NOW)
+    member = net.join(side, founder, invite, "member", at=T0 + 10)
+    side.ingest(member.credential, NOW)
+    sponsored = net.join(side, member, net.invite(), "sponsored", at=T0 + 20)
+    side.ingest(sponsored.credential, NOW)
+    target = invite.certificate.subject
+    assert side.sponsored_by(target) == [sponsored.enrollment_id]
+    for listed, expected in (([sponsored.enrollment_id], "admitted"), ([], "revoked")):
+        state = net.state()
+        for record in (founder.credential, member.credential, sponsored.credential):
+            state.ingest(record, NOW)
+        state.ingest(net.revoke(target, Role.INVITE, sponsored=listed), NOW)
+        assert state_of(state, member) == (MemberState.REVOKED, "issuer-revoked")
+        assert state_of(state, sponsored)[0].value == expected
+
+
+def test_a_countersignature_stands_whatever_date_its_sponsor_wrote() -> None:
+    """Sponsorship is judged without dates: a member's countersignature dated before its own
+    certificate starts stands (dates decide only the invite's window and its ranking)."""
+    net, _, state = network()
+    key, wg = SigningKey.generate(), WireGuardKey.generate()
+    late = make_certificate(
+        net.root,
+        network_id=net.anchor.network_id,
+        subject=key.public,
+        role=Role.MEMBER,
+        serial=os.urandom(16),
+        not_before=T0 + 50,
+        not_after=T0 + DAY,
+        name="late",
+        wg_key=wg.public,
+    )
+    state.ingest(late, NOW)
+    _, enrollment = enrollment_for(net)
+    state.ingest(make_admission(key, enrollment=enrollment, admitted_at=T0 + 40), NOW)
+    member = state.member(enrollment.node_key, NOW)
+    assert member is not None
+    assert member.state is MemberState.ADMITTED
+
+
+def test_an_enrollment_dated_after_its_admission_is_refused() -> None:
+    net, founder, state = network()
+    invite = net.invite()
+    key, wg = SigningKey.generate(), WireGuardKey.generate()
+    enrollment = enroll(invite, node_key=key.public, wg_key=wg.public, name="j", now=NOW + 301)
+    with pytest.raises(VerifyError) as info:
+        state.sponsor(founder.key, enrollment, NOW)
+    assert info.value.reason == "not-yet-valid"
+    admission = make_admission(founder.key, enrollment=enrollment, admitted_at=NOW)
+    with pytest.raises(VerifyError) as info:
+        state.ingest(admission, NOW)
+    assert info.value.reason == "not-yet-valid"
 
 
 def test_sponsor_check_does_not_depend_on_arrival_order() -> None:
@@ -611,12 +717,13 @@ def test_sponsor_check_does_not_depend_on_arrival_order() -> None:
     assert results[0] == results[1]
 
 
-# --- one admission per member and invite ---------------------------------------------------
+# --- copies of an enrollment countersigned again (rule a) ----------------------------------
 
 
-def test_copies_of_an_enrollment_keep_only_the_earliest_admission() -> None:
-    """Anyone who has seen an enrollment can countersign it again; only the earliest admission
-    of a member under an invite is kept, whatever the order, and it uses one slot."""
+def test_copies_of_an_enrollment_are_kept_one_per_sponsor_and_use_one_slot() -> None:
+    """Anyone who has seen an enrollment can countersign it again. Each key's earliest copy is
+    kept beside the others, whatever the order; together they take one of the invite's uses,
+    and the member stands while any of them does."""
     net, founder, _ = network()
     other = net.founder("other")
     invite, enrollment = enrollment_for(net)
@@ -634,16 +741,38 @@ def test_copies_of_an_enrollment_keep_only_the_earliest_admission() -> None:
             with contextlib.suppress(VerifyError):
                 state.ingest(copies[i], NOW)
         assert state.invite_uses(invite.certificate.subject) == 1
+        member = state.member(enrollment.node_key, NOW)
+        assert member is not None
+        assert member.state is MemberState.ADMITTED
         results.append(state.record_ids())
     assert all(r == results[0] for r in results)
-    assert record_id(copies[1].raw) in results[0]
+    assert {record_id(copies[0].raw), record_id(copies[1].raw)} <= set(results[0])
+    assert record_id(copies[2].raw) not in results[0]
     state = net.state()
     state.ingest(founder.credential, NOW)
-    state.ingest(other.credential, NOW)
-    state.ingest(copies[1], NOW)
+    state.ingest(copies[0], NOW)
     with pytest.raises(VerifyError) as info:
-        state.ingest(copies[0], NOW)
+        state.ingest(copies[2], NOW)
     assert info.value.reason == "superseded-admission"
+
+
+def test_a_copy_dated_earlier_does_not_win_an_invite_race() -> None:
+    """A copy of the losing joiner's enrollment, dated before the winner's admission, ranks no
+    earlier than the enrollment itself: the winner keeps the invite's one use."""
+    net, founder, state = network()
+    other = net.founder("other")
+    state.ingest(other.credential, NOW)
+    invite = net.invite()
+    winner = net.join(state, founder, invite, "winner", at=T0 + 30)
+    side = net.state()
+    side.ingest(other.credential, NOW)
+    loser = net.join(side, other, invite, "loser", at=T0 + 60)
+    assert isinstance(loser.credential, Admission)
+    copy = make_admission(founder.key, enrollment=loser.credential.enrollment, admitted_at=T0 + 5)
+    for record in (winner.credential, loser.credential, copy):
+        state.ingest(record, NOW)
+    assert state_of(state, winner) == (MemberState.ADMITTED, "")
+    assert state_of(state, loser) == (MemberState.REVOKED, "invite-used-up")
 
 
 def test_named_invite_names_the_member() -> None:

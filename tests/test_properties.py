@@ -10,14 +10,16 @@ order and taken in another because of time.
 
 It also holds the combinations that are hardest to make order-free: announcements from both
 members of the single-use invite (one is displaced whenever the earlier admission arrives), the
-revocation of a sponsor between two admissions it countersigned (one made before, one after),
-and a member with two certificates (a renewal).
+revocation of a sponsor between two admissions it countersigned (one made before and listed by
+the revocation, one after), copies of enrollments countersigned again by other members (one of
+them revoked since), and a member with two certificates (a renewal).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,15 +32,22 @@ from hypothesis import strategies as st
 from meshd.encoding import b64url_decode_untrusted, pack, unpack_canonical_untrusted
 from meshd.errors import DecodeError, VerifyError
 from meshd.invites import decode_token_untrusted, encode_token
+from meshd.keys import SigningKey
 from meshd.membership import Member, Membership
 from meshd.records import (
     MAX_RECORD,
+    Admission,
     Announcement,
+    Enrollment,
     Kind,
     Record,
     Role,
     decode_record_untrusted,
+    make_admission,
+    make_announcement,
     make_certificate,
+    make_enrollment,
+    make_revocation,
 )
 from meshd.store import Store
 from meshd.trust import Verifier
@@ -106,13 +115,24 @@ def pool() -> Pool:
             wg_key=founder.wg.public,
         )
     )
+    # Copies of enrollments countersigned again: by a member revoked since (not listed), by a
+    # member dating it before the enrollment, and by one who joined with an invite.
+    for sponsor, node, at in (
+        (second, first, T0 + 45),
+        (founder, right, T0 + 15),
+        (first, left, T0 + 35),
+    ):
+        assert isinstance(node.credential, Admission)
+        records.append(
+            make_admission(sponsor.key, enrollment=node.credential.enrollment, admitted_at=at)
+        )
     for node, count in ((founder, 3), (second, 2), (first, 2), (third, 1), (guest, 1)):
         records += [node.announce(net, NOW) for _ in range(count)]
     records += [delegated.announce(net, NOW), late.announce(net, NOW)]
     records += [left.announce(net, NOW), right.announce(net, NOW)]
     records += [
-        # ``second`` countersigned ``right`` before this and ``late`` after it.
-        net.revoke(second.key.public, at=T0 + 25),
+        # ``second`` countersigned ``right`` before this, which lists it, and ``late`` after.
+        net.revoke(second.key.public, at=T0 + 25, sponsored=[right.enrollment_id]),
         net.revoke(guest.key.public),
         net.revoke(third.key.public, issuer=admin),
         net.revoke(doomed.certificate.subject, Role.INVITE),
@@ -379,3 +399,166 @@ def token_mutations(draw: st.DrawFn) -> str:
 def test_mutated_tokens(text: str) -> None:
     with contextlib.suppress(DecodeError, VerifyError):
         Verifier(pool().net.anchor).invite(decode_token_untrusted(text))
+
+
+# --- rule (a): no record a member signs removes another member's standing -----------------
+
+
+def _key(label: str, n: int) -> SigningKey:
+    return SigningKey(hashlib.sha256(f"{label}/{n}".encode()).digest())
+
+
+@dataclass(frozen=True)
+class Honest:
+    net: Net
+    records: tuple[Record, ...]
+    members: tuple[SigningKey, ...]  # every key that ever held a credential
+    enrollments: tuple[Enrollment, ...]
+
+
+@st.composite
+def honest_networks(draw: st.DrawFn) -> Honest:
+    """A network grown by honest hands: root-certified founders, invites of 1 to 3 uses,
+    joiners countersigned at once by a member that stands at the time (so single-use invites
+    can be raced from both sides of a partition), and revocations by the root that list
+    everything their target sponsored. Keys and serials come from the draw, so a failing
+    example replays exactly."""
+    net = Net(root=_key("root", 0))
+    nid = net.anchor.network_id
+    state = net.state()
+    records: list[Record] = []
+    members: list[SigningKey] = []
+    enrollments: list[Enrollment] = []
+
+    def add(record: Record) -> None:
+        records.append(record)
+        with contextlib.suppress(VerifyError):
+            state.ingest(record, NOW)
+
+    for n in range(draw(st.integers(1, 2))):
+        key = _key("founder", n)
+        members.append(key)
+        add(
+            make_certificate(
+                net.root,
+                network_id=nid,
+                subject=key.public,
+                role=Role.MEMBER,
+                serial=n.to_bytes(16, "big"),
+                not_before=T0,
+                not_after=T0 + DAY,
+                name=f"founder{n}",
+                wg_key=_key("wg-founder", n).public,
+            )
+        )
+    invites = []
+    for n in range(draw(st.integers(1, 3))):
+        key = _key("invite", n)
+        cert = make_certificate(
+            net.root,
+            network_id=nid,
+            subject=key.public,
+            role=Role.INVITE,
+            serial=(100 + n).to_bytes(16, "big"),
+            not_before=T0,
+            not_after=T0 + DAY,
+            max_uses=draw(st.integers(1, 3)),
+            member_ttl=DAY,
+        )
+        invites.append((key, cert))
+    for n in range(draw(st.integers(1, 6))):
+        at = T0 + 10 * (n + 1)
+        if draw(st.booleans()) and len(members) > 1:
+            target = draw(st.sampled_from(members))
+            if state.member(target.public, NOW) is not None:
+                add(net.revoke(target.public, at=at, sponsored=state.sponsored_by(target.public)))
+            continue
+        standing = [m for m in members if state.grants(m.public)]
+        if not standing:
+            break
+        sponsor = draw(st.sampled_from(standing))
+        invite_key, invite = draw(st.sampled_from(invites))
+        key = _key("joiner", n)
+        enrollment = make_enrollment(
+            invite_key,
+            invite=invite,
+            node_key=key.public,
+            wg_key=_key("wg-joiner", n).public,
+            name=f"joiner{n}",
+            created_at=at,
+        )
+        members.append(key)
+        enrollments.append(enrollment)
+        add(make_admission(sponsor, enrollment=enrollment, admitted_at=at))
+    for key in members:
+        add(make_announcement(key, network_id=nid, seq=1, issued_at=NOW))
+    return Honest(net, tuple(records), tuple(members), tuple(enrollments))
+
+
+@st.composite
+def signed_by_a_member(draw: st.DrawFn, honest: Honest) -> tuple[SigningKey, list[Record]]:
+    """One key that holds or held a credential, and records it alone can sign: countersigned
+    copies of any enrollment in the set with any date, announcements, and certificates and
+    revocations it is not entitled to."""
+    key = draw(st.sampled_from(honest.members))
+    nid = honest.net.anchor.network_id
+    others = [m.public for m in honest.members]
+    made: list[Record] = []
+    for n in range(draw(st.integers(1, 6))):
+        choice = draw(st.integers(0, 3))
+        if choice == 0 and honest.enrollments:
+            enrollment = draw(st.sampled_from(honest.enrollments))
+            at = draw(st.integers(T0 - 400, NOW + 300))
+            made.append(make_admission(key, enrollment=enrollment, admitted_at=at))
+        elif choice == 1:
+            made.append(
+                make_announcement(key, network_id=nid, seq=draw(st.integers(0, 3)), issued_at=NOW)
+            )
+        elif choice == 2:
+            made.append(
+                make_revocation(
+                    key,
+                    network_id=nid,
+                    target=draw(st.sampled_from(others)),
+                    target_role=Role.MEMBER,
+                    issued_at=NOW,
+                    expires_at=NOW + DAY,
+                )
+            )
+        else:
+            made.append(
+                make_certificate(
+                    key,
+                    network_id=nid,
+                    subject=draw(st.sampled_from(others)),
+                    role=Role.MEMBER,
+                    serial=(1000 + n).to_bytes(16, "big"),
+                    not_before=T0,
+                    not_after=T0 + DAY,
+                    wg_key=bytes(32),
+                )
+            )
+    return key, made
+
+
+def _standing(state: Membership) -> set[bytes]:
+    return {m.node_key for m in state.members(NOW) if m.state.value == "admitted"}
+
+
+@settings(max_examples=60)
+@given(st.data())
+def test_no_record_a_member_signs_removes_another_members_standing(data: st.DataObject) -> None:
+    """Rule (a): whatever a member or former member signs, merged in any order with the
+    honest records, every other member that stood without it still stands."""
+    honest = data.draw(honest_networks())
+    attacker, made = data.draw(signed_by_a_member(honest))
+    reference = honest.net.state()
+    for record in honest.records:
+        with contextlib.suppress(VerifyError):
+            reference.ingest(record, NOW)
+    attacked = honest.net.state()
+    for record in data.draw(st.permutations([*honest.records, *made])):
+        with contextlib.suppress(VerifyError):
+            attacked.ingest(record, NOW)
+    lost = _standing(reference) - _standing(attacked) - {attacker.public}
+    assert not lost

@@ -21,6 +21,8 @@ from meshd.records import (
     MAX_NAME,
     MAX_PREFIXES,
     MAX_REASON,
+    MAX_RECORD,
+    MAX_SPONSORED,
     U64,
     VERSION,
     Cap,
@@ -206,7 +208,16 @@ def test_announcement_round_trip(
     assert_round_trip(ann)
 
 
-@given(keys, blobs32, st.sampled_from(Role), u64, u64, text_of(MAX_REASON), st.booleans())
+@given(
+    keys,
+    blobs32,
+    st.sampled_from(Role),
+    u64,
+    u64,
+    text_of(MAX_REASON),
+    st.booleans(),
+    st.lists(st.binary(min_size=16, max_size=16), max_size=MAX_SPONSORED),
+)
 def test_revocation_round_trip(
     issuer: SigningKey,
     target: bytes,
@@ -215,6 +226,7 @@ def test_revocation_round_trip(
     expires: int,
     reason: str,
     with_chain: bool,
+    sponsored: list[bytes],
 ) -> None:
     net = Net()
     chain = net.admin().chain if with_chain else ()
@@ -227,7 +239,9 @@ def test_revocation_round_trip(
         expires_at=expires,
         reason=reason,
         chain=chain,
+        sponsored=sponsored,
     )
+    assert rev.sponsored == tuple(sorted(set(sponsored)))
     assert (rev.target, rev.target_role, rev.issued_at, rev.expires_at) == (
         target,
         role,
@@ -345,3 +359,25 @@ def test_signed_body_of_any_length(padding: list[bytes], salt: int) -> None:
     )
     outer: list[Any] = msgpack.unpackb(ann.raw)
     assert signed_body(ann) == outer[0]
+
+
+def test_the_largest_revocation_fits_in_a_record() -> None:
+    """An admin's revocation with the longest reason, a chain of an admin certificate with
+    the most prefixes, and the most sponsored ids, fits in MAX_RECORD (with room left for the
+    admin certificate's longest name)."""
+    net = Net()
+    prefixes = tuple(ipaddress.ip_network(f"fd00:{n:x}::/32") for n in range(MAX_PREFIXES))
+    admin = net.admin(prefixes=prefixes)
+    assert len(admin.chain[0].raw) > 700
+    rev = make_revocation(
+        admin.key,
+        network_id=net.anchor.network_id,
+        target=bytes(32),
+        target_role=Role.MEMBER,
+        issued_at=U64,
+        expires_at=U64,
+        reason="\u00e9" * (MAX_REASON // 2),
+        chain=admin.chain,
+        sponsored=[n.to_bytes(16, "big") for n in range(MAX_SPONSORED)],
+    )
+    assert len(rev.raw) + MAX_NAME <= MAX_RECORD

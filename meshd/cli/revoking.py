@@ -1,8 +1,9 @@
 """What ``meshd revoke`` does: sign a revocation here, then hand it to the running daemon.
 
 It runs both through the typer app and through the quick path (meshd.cli.quick). When a
-daemon runs, the member list comes from it and the store's records are not loaded; the trust
-layer (keys, records, the state dir) is imported inside :func:`revoke`, never at the top.
+daemon runs, the member list comes from it; the store's records are still loaded, for what the
+target countersigned (the revocation lists it, see Revocation.sponsored). The trust layer
+(keys, records, the state dir) is imported inside :func:`revoke`, never at the top.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def revoke(
 ) -> None:
     """Exclude a member, an invite or an admin key from the network, for good."""
     from meshd.keys import fingerprint
-    from meshd.records import Cap, make_revocation, record_id
+    from meshd.records import MAX_SPONSORED, Cap, make_revocation, record_id
     from meshd.statedir import NodeDir, now
 
     if sum(x is not None for x in (node_ref, invite_id, admin_id)) != 1:
@@ -59,30 +60,48 @@ def revoke(
         target, role, expires_at, label = _revocation_target(
             node, state, candidates, node_ref, invite_id, admin_id, at
         )
-        revocation = make_revocation(
-            issuer.key,
-            network_id=node.anchor.network_id,
-            target=target,
-            target_role=role,
-            issued_at=at,
-            expires_at=expires_at,
-            reason=reason,
-            chain=issuer.chain,
-        )
+        if state is None:
+            state = node.membership(at)
+        # What the target (or a member under it) countersigned, as known here: those
+        # admissions keep standing; any other countersignature of the target does not,
+        # whatever its date. A long list is spread over several revocations.
+        sponsored = state.sponsored_by(target)
+        chunks = [
+            sponsored[i : i + MAX_SPONSORED] for i in range(0, len(sponsored), MAX_SPONSORED)
+        ] or [[]]
+        revocations = [
+            make_revocation(
+                issuer.key,
+                network_id=node.anchor.network_id,
+                target=target,
+                target_role=role,
+                issued_at=at,
+                expires_at=expires_at,
+                reason=reason,
+                chain=issuer.chain,
+                sponsored=chunk,
+            )
+            for chunk in chunks
+        ]
+        revocation = revocations[0]
+        new = False
+        excluded: list[str] = []
         if rows is not None:
             # The daemon verifies it, makes it durable, then floods it at once.
-            answer = request(
-                node.paths.socket, "publish", {"record": b64(revocation.raw)}, timeout=10.0
-            )
-            new = bool(answer.get("new"))
-            excluded = [str(name) for name in answer.get("excluded", [])]
+            for record in revocations:
+                answer = request(
+                    node.paths.socket, "publish", {"record": b64(record.raw)}, timeout=10.0
+                )
+                new = new or bool(answer.get("new"))
+                excluded += [str(name) for name in answer.get("excluded", [])]
             where = "stored and flooded by the running daemon"
         else:
-            assert state is not None
-            outcome = state.ingest(revocation, at)
-            node.store.apply([outcome])  # durable before anything else happens
-            new = outcome.new
-            excluded = [e.member.name or e.member.node_id for e in outcome.events]
+            outcomes = [state.ingest(record, at) for record in revocations]
+            node.store.apply(outcomes)  # durable before anything else happens
+            new = any(outcome.new for outcome in outcomes)
+            excluded = [
+                e.member.name or e.member.node_id for outcome in outcomes for e in outcome.events
+            ]
             where = "stored; the daemon floods it to every member when it runs (`meshd up`)"
     finally:
         node.close()
@@ -92,7 +111,8 @@ def revoke(
         "target_role": role.name.lower(),
         "target_id": fingerprint(target),
         "reason": reason,
-        "excluded": excluded,
+        "excluded": list(dict.fromkeys(excluded)),
+        "sponsored_kept": len(sponsored),
         "new": new,
     }
     if json:

@@ -9,9 +9,14 @@ same set, the same member states and the same digest.
   whose credential depends on it. A revoked member's announcement is dropped from the set.
 - Announcements are last-writer-wins by the member's sequence number (ties by record id): an
   older or replayed announcement never overwrites a newer one.
-- An invite for N uses admits at most N members network-wide. All admissions under it are kept;
-  they are ranked by (sponsor's timestamp, record id) and only the first N stand. Every node
+- An invite for N uses admits at most N members network-wide. All admissions under it are kept
+  (one per enrollment and sponsor); its members are ranked by their earliest (later of the
+  sponsor's and the enrollment's time, enrollment id) and only the first N stand. Every node
   holding the same records ranks them the same way.
+- Sponsorship is judged without dates: an admission stands while a credential of its sponsor
+  does and, once the sponsor (or its invite or admin) is revoked, only if a revocation lists
+  its enrollment. A member stands while any of its admissions does: no record a member or a
+  former member signs takes another member's standing away, and a revoked key admits no one.
 - Records that name something not yet known (an announcement from a member whose credential has
   not arrived, an admission whose sponsor is unknown) wait in a bounded pending pool, outside the
   set, and are merged when what they wait for arrives.

@@ -1,24 +1,30 @@
 """Who stands: the indexes and rules that judge members from the record set alone.
 
-``Standing`` holds every verified credential by member, the ranking of admissions under each
-invite, the revocations, and who countersigned whom. From these, and from nothing that depends
-on arrival order, it decides whether a credential stands:
+``Standing`` holds every verified credential by member, the ranking of members under each
+invite, the revocations, and who countersigned what. From these, and from nothing that depends
+on arrival order or on the dates a sponsor writes, it decides whether a credential stands:
 
-- it is within its invite's uses: admissions under an invite are ranked by (sponsor's
-  timestamp, record id) and the first N stand;
+- it is within its invite's uses: the members admitted under an invite are ranked by their
+  earliest admission's rank time (the later of the sponsor's time and the enrollment's), then
+  the enrollment's record id, and the first N stand;
 - no revocation names a key it depends on (its own, its invite's, its admin's);
-- its sponsor stood when it countersigned: the sponsor held a credential admitted no later,
-  itself within its uses and properly countersigned, and no revocation issued at or before
-  that time excluded it. A sponsor revoked later does not take the members it admitted before
-  with it.
+- it is *sponsored*: a certificate is; an admission is when one of its sponsor's credentials
+  is sponsored, and, if a revocation names a key that sponsor credential depends on, every
+  such revoked key has a revocation that lists the admission's enrollment. A revoked key
+  therefore admits no one but those its revokers listed, whatever date it writes; and a
+  sponsor revoked later does not take the listed members it admitted with it.
 
-Judgements are cached until the next credential or revocation arrives; announcements, the bulk
-of the traffic, never invalidate them.
+Being sponsored is reachability from the certificates through countersignatures (at most
+:data:`MAX_SPONSOR_DEPTH` steps): adding a credential only ever adds to it, so it is extended
+in place; a revocation, a member pushed out of its invite's uses, or a superseded admission
+recomputes it. Every member keeps every admission it has (one per enrollment and sponsor), so
+a record countersigned by someone else can add a way to stand, never take one away.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from collections.abc import Iterable, Iterator
 
 from meshd.membership.views import MemberState
@@ -33,12 +39,17 @@ class Standing:
 
     def __init__(self) -> None:
         self._credentials: dict[bytes, list[tuple[int, bytes, Credential]]] = {}
-        self._by_invite: dict[bytes, list[tuple[int, bytes, bytes]]] = {}
+        self._by_rid: dict[bytes, Credential] = {}
+        # invite key -> member -> admission record id -> (rank time, enrollment id)
+        self._ranked: dict[bytes, dict[bytes, dict[bytes, tuple[int, bytes]]]] = {}
         self._invite_uses: dict[bytes, int] = {}
+        self._within: dict[bytes, frozenset[bytes]] = {}
         self._dependents: dict[bytes, set[bytes]] = {}
         self._revocations: dict[bytes, list[Revocation]] = {}
-        self._sponsored: dict[bytes, set[bytes]] = {}
-        self._chain_cache: dict[bytes, bool] = {}
+        self._listed: dict[bytes, set[bytes]] = {}  # revoked key -> enrollment ids still standing
+        self._sponsored: dict[bytes, set[bytes]] = {}  # sponsor -> admission record ids
+        self._sponsored_nodes: dict[bytes, set[bytes]] = {}  # sponsor -> members
+        self._distance: dict[bytes, int] = {}  # sponsored credentials: steps from a certificate
         self._standing_cache: dict[bytes, Credential | None] = {}
 
     # --- changes ------------------------------------------------------------------------
@@ -49,43 +60,74 @@ class Standing:
         bisect.insort(
             self._credentials.setdefault(node, []), (credential.admitted_at, rid, credential)
         )
+        self._by_rid[rid] = credential
         for key in credential.depends_on:
             self._dependents.setdefault(key, set()).add(node)
+        if credential.sponsor is not None:
+            self._sponsored.setdefault(credential.sponsor, set()).add(rid)
+            self._sponsored_nodes.setdefault(credential.sponsor, set()).add(node)
+        self.invalidate()
         touched = {node}
         if credential.invite is not None:
-            ranked = self._by_invite.setdefault(credential.invite, [])
-            bisect.insort(ranked, (credential.admitted_at, rid, node))
-            uses = self._invite_uses.get(credential.invite)
-            self._invite_uses[credential.invite] = (
-                credential.max_uses if uses is None else min(uses, credential.max_uses)
-            )
-            touched.update(n for _, _, n in ranked)
-        if credential.sponsor is not None:
-            self._sponsored.setdefault(credential.sponsor, set()).add(node)
-        self.invalidate()
-        return touched
+            invite = credential.invite
+            members = self._ranked.setdefault(invite, {})
+            known = node in members
+            uses = self._invite_uses.get(invite)
+            limit = credential.max_uses if uses is None else min(uses, credential.max_uses)
+            if len(members) + (not known) > limit or uses != limit:
+                # Over the invite's uses: find out whether a member was pushed out.
+                before = self._within_set(invite)
+                self._add_rank(members, rid, credential)
+                self._invite_uses[invite] = limit
+                self._within.pop(invite, None)
+                after = self._within_set(invite)
+                if not before <= after:
+                    # What the members pushed out sponsored may fall.
+                    return touched | set(members) | self._recompute()
+                if node in after and node not in before and known:
+                    # Its other admissions under this invite may now be sponsored too.
+                    return touched | self._reach(list(members[node]))
+            else:
+                self._add_rank(members, rid, credential)
+                self._within.pop(invite, None)
+        return touched | self._reach([rid])
+
+    @staticmethod
+    def _add_rank(
+        members: dict[bytes, dict[bytes, tuple[int, bytes]]], rid: bytes, credential: Credential
+    ) -> None:
+        members.setdefault(credential.node_key, {})[rid] = (credential.rank, credential.enrollment)
 
     def drop_credential(self, node: bytes, rid: bytes) -> set[bytes]:
         """Forget a superseded credential; returns the members whose standing may change."""
         entries = self._credentials[node]
-        dropped = next(c for _, r, c in entries if r == rid)
         entries[:] = [e for e in entries if e[1] != rid]
+        dropped = self._by_rid.pop(rid)
         touched = {node}
         if dropped.invite is not None:
-            ranked = self._by_invite[dropped.invite]
-            ranked[:] = [e for e in ranked if e[1] != rid]
-            touched.update(n for _, _, n in ranked)
+            members = self._ranked[dropped.invite]
+            members[node].pop(rid, None)
+            if not members[node]:
+                del members[node]
+            self._within.pop(dropped.invite, None)
+            touched.update(members)
+        if dropped.sponsor is not None:
+            self._sponsored.get(dropped.sponsor, set()).discard(rid)
         self.invalidate()
-        return touched
+        return touched | self._recompute()
 
     def add_revocation(self, revocation: Revocation) -> set[bytes]:
-        """Index a verified revocation; returns the members it excludes."""
-        self._revocations.setdefault(revocation.target, []).append(revocation)
+        """Index a verified revocation; returns the members whose standing may change."""
+        target = revocation.target
+        self._revocations.setdefault(target, []).append(revocation)
+        self._listed.setdefault(target, set()).update(revocation.sponsored)
         self.invalidate()
-        return set(self._dependents.get(revocation.target, ()))
+        dependents = self._dependents.get(target, set())
+        if any(self._sponsored.get(node) for node in dependents):
+            return dependents | self._recompute()
+        return set(dependents)
 
     def invalidate(self) -> None:
-        self._chain_cache.clear()
         self._standing_cache.clear()
 
     def with_sponsored(self, nodes: Iterable[bytes]) -> set[bytes]:
@@ -93,11 +135,89 @@ class Standing:
         queue = list(nodes)
         seen = set(queue)
         while queue:
-            for sponsored in self._sponsored.get(queue.pop(), ()):
+            for sponsored in self._sponsored_nodes.get(queue.pop(), ()):
                 if sponsored not in seen:
                     seen.add(sponsored)
                     queue.append(sponsored)
         return seen
+
+    # --- sponsorship --------------------------------------------------------------------
+
+    def _edge(self, sponsor: Credential, admission: Credential) -> bool:
+        """Whether ``sponsor``'s credential carries ``admission``: each revoked key it depends
+        on has a revocation listing the admission's enrollment."""
+        if sponsor.depends_on.isdisjoint(self._revocations):
+            return True
+        return all(
+            admission.enrollment in self._listed.get(key, ())
+            for key in sponsor.depends_on
+            if key in self._revocations
+        )
+
+    def _reach(self, rids: list[bytes]) -> set[bytes]:
+        """Extend the sponsored credentials with ``rids`` (new, or newly within their invite's
+        uses) and what they lead to; returns the members that became sponsored."""
+        starts: list[tuple[bytes, int]] = []
+        for rid in rids:
+            credential = self._by_rid[rid]
+            if credential.sponsor is None:
+                starts.append((rid, 0))
+                continue
+            if not self._within_uses(credential):
+                continue
+            best = None
+            for _, sponsor_rid, sponsor in self._credentials.get(credential.sponsor, ()):
+                steps = self._distance.get(sponsor_rid)
+                if (
+                    steps is not None
+                    and (best is None or steps < best)
+                    and self._edge(sponsor, credential)
+                ):
+                    best = steps
+            if best is not None and best < MAX_SPONSOR_DEPTH:
+                starts.append((rid, best + 1))
+        return self._propagate(starts)
+
+    def _propagate(self, starts: list[tuple[bytes, int]]) -> set[bytes]:
+        changed: set[bytes] = set()
+        queue: deque[bytes] = deque()
+        distance = self._distance
+        for rid, steps in starts:
+            old = distance.get(rid)
+            if old is None or steps < old:
+                distance[rid] = steps
+                queue.append(rid)
+                if old is None:
+                    changed.add(self._by_rid[rid].node_key)
+        while queue:
+            sponsor = self._by_rid[queue[0]]
+            steps = distance[queue.popleft()] + 1
+            if steps > MAX_SPONSOR_DEPTH:
+                continue
+            for rid in self._sponsored.get(sponsor.node_key, ()):
+                old = distance.get(rid)
+                if old is not None and old <= steps:
+                    continue
+                admission = self._by_rid[rid]
+                if self._within_uses(admission) and self._edge(sponsor, admission):
+                    distance[rid] = steps
+                    queue.append(rid)
+                    if old is None:
+                        changed.add(admission.node_key)
+        return changed
+
+    def _recompute(self) -> set[bytes]:
+        """Recompute who is sponsored from the certificates; returns the members whose
+        credentials changed."""
+        before = self._distance
+        self._distance = {}
+        self._propagate([(rid, 0) for rid, c in self._by_rid.items() if c.sponsor is None])
+        self.invalidate()
+        return {
+            self._by_rid[rid].node_key
+            for rid in before.keys() ^ self._distance.keys()
+            if rid in self._by_rid
+        }
 
     # --- judgements ---------------------------------------------------------------------
 
@@ -107,7 +227,7 @@ class Standing:
             return self._standing_cache[node]
         found = None
         for _, rid, credential in self._credentials.get(node, ()):
-            if self._revoked_by(credential) is None and self._chain_ok(rid, credential):
+            if rid in self._distance and self._revoked_by(credential) is None:
                 found = credential
                 break
         self._standing_cache[node] = found
@@ -139,60 +259,44 @@ class Standing:
 
     def _exclusion(self, node: bytes, rid: bytes, credential: Credential) -> str:
         """Why a credential does not stand, or "" when it does."""
-        if not self._within_uses(credential, rid):
+        if not self._within_uses(credential):
             return "invite-used-up"
         revoked_key = self._revoked_by(credential)
         if revoked_key is not None:
             return "revoked" if revoked_key == node else "issuer-revoked"
-        if not self._chain_ok(rid, credential):
+        if rid not in self._distance:
             return "sponsor-not-member"
         return ""
 
-    def _within_uses(self, credential: Credential, rid: bytes) -> bool:
-        if credential.invite is None:
+    def unsponsored(self, node: bytes) -> bool:
+        """Whether a credential of the member fails only for want of a sponsor: a credential
+        or a revocation's list that arrives later can still make it stand."""
+        return any(
+            self._exclusion(node, rid, credential) == "sponsor-not-member"
+            for _, rid, credential in self._credentials.get(node, ())
+        )
+
+    def _within_set(self, invite: bytes) -> frozenset[bytes]:
+        """The members within an invite's uses: the first N by their best rank."""
+        within = self._within.get(invite)
+        if within is None:
+            members = self._ranked.get(invite, {})
+            ranking = sorted((min(keys.values()), node) for node, keys in members.items())
+            limit = self._invite_uses.get(invite, 0)
+            within = frozenset(node for _, node in ranking[:limit])
+            self._within[invite] = within
+        return within
+
+    def _within_uses(self, credential: Credential) -> bool:
+        invite = credential.invite
+        if invite is None or len(self._ranked[invite]) <= self._invite_uses[invite]:
             return True
-        ranked = self._by_invite[credential.invite]
-        limit = self._invite_uses[credential.invite]
-        position = bisect.bisect_left(ranked, (credential.admitted_at, rid, b""))
-        return position < limit
+        return credential.node_key in self._within_set(invite)
 
     def _revoked_by(self, credential: Credential) -> bytes | None:
         if credential.depends_on.isdisjoint(self._revocations):
             return None
         return min(credential.depends_on & self._revocations.keys())
-
-    def _revoked_at(self, credential: Credential, at: int) -> bool:
-        """Whether a revocation issued at or before ``at`` excludes this credential."""
-        for key in credential.depends_on:
-            for revocation in self._revocations.get(key, ()):
-                if revocation.issued_at <= at:
-                    return True
-        return False
-
-    def _chain_ok(self, rid: bytes, credential: Credential, depth: int = 0) -> bool:
-        """Within its invite's uses, and countersigned by a member who then stood."""
-        cached = self._chain_cache.get(rid)
-        if cached is not None:
-            return cached
-        self._chain_cache[rid] = False  # breaks cycles; replaced below
-        ok = self._within_uses(credential, rid)
-        if ok and credential.sponsor is not None:
-            ok = False
-            if depth < MAX_SPONSOR_DEPTH:
-                for admitted_at, sponsor_rid, sponsor in self._credentials.get(
-                    credential.sponsor, ()
-                ):
-                    if admitted_at > credential.admitted_at:
-                        break
-                    if (
-                        sponsor_rid != rid
-                        and self._chain_ok(sponsor_rid, sponsor, depth + 1)
-                        and not self._revoked_at(sponsor, credential.admitted_at)
-                    ):
-                        ok = True
-                        break
-        self._chain_cache[rid] = ok
-        return ok
 
     # --- queries ------------------------------------------------------------------------
 
@@ -213,4 +317,15 @@ class Standing:
         return [r for rs in self._revocations.values() for r in rs]
 
     def invite_uses(self, invite_key: bytes) -> int:
-        return len(self._by_invite.get(invite_key, ()))
+        """How many members have an admission under the invite."""
+        return len(self._ranked.get(invite_key, ()))
+
+    def sponsored_by(self, key: bytes) -> list[bytes]:
+        """Ids of the enrollments countersigned by members whose credentials depend on
+        ``key``: what a revocation of ``key`` lists to let them keep standing."""
+        found = {
+            self._by_rid[rid].enrollment
+            for node in self._dependents.get(key, ())
+            for rid in self._sponsored.get(node, ())
+        }
+        return sorted(found)

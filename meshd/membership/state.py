@@ -122,7 +122,7 @@ class Membership:
         )
         pending = self._merge(record, rid, now, change)
         if change.judgements_changed:
-            self._settle(change)
+            self._settle(change, now)
         events = self._reevaluate(change.touched, now, change.announced)
         return Outcome(
             record,
@@ -261,6 +261,7 @@ class Membership:
     def _merge_admission(self, admission: Admission, rid: bytes, now: int, change: _Change) -> bool:
         credential = self.verifier.admission(admission)
         self._not_future(admission.admitted_at, now, "admission")
+        self._not_future(admission.enrollment.created_at, admission.admitted_at, "enrollment")
         if credential.not_after < now:
             raise VerifyError("expired", "the membership has expired")
         if not self._standing.knows(admission.sponsor):
@@ -268,10 +269,11 @@ class Membership:
                 admission.sponsor, rid, admission.raw, own=False, source=change.source
             )
             return True
-        # One admission per member and invite is kept: the earliest by (time, id). Copies of
-        # an enrollment countersigned again (by anyone who has seen it) cannot take more of an
-        # invite's uses or grow the set; the earliest wins wherever they meet.
-        slot = (credential.node_key, admission.enrollment.invite.subject)
+        # One admission per enrollment and sponsor is kept: the earliest by (time, id). Copies
+        # countersigned by other keys are kept beside it: each can add a way for the member to
+        # stand, none can take one away (meshd.membership.standing), and together they take
+        # one of the invite's uses. So each key adds at most one admission per enrollment.
+        slot = (credential.enrollment, admission.sponsor)
         kept = self._admission_slots.get(slot)
         if kept is not None:
             if kept <= (admission.admitted_at, rid):
@@ -364,8 +366,9 @@ class Membership:
         self._not_future(ann.issued_at, now, "announcement")
         credential = self._standing.standing(node)
         if credential is None:
-            if self._standing.knows(node):
+            if self._standing.knows(node) and not self._standing.unsponsored(node):
                 raise VerifyError("revoked", "the member is revoked")
+            # Unknown, or waiting for a sponsor (a credential or a revocation's list): it waits.
             self._pending.park(node, rid, ann.raw, own=True, source=change.source)
             return True
         if ann.prefixes:
@@ -409,18 +412,31 @@ class Membership:
         self._standing.invalidate()
         change.judgements_changed = True
 
-    def _settle(self, change: _Change) -> None:
+    def _settle(self, change: _Change, now: int) -> None:
         """After a credential or revocation joined the set: re-judge what it can affect.
 
         Standing can change for the members touched directly and, through sponsorship, for
         every member they (transitively) countersigned. Members that no longer stand lose their
-        announcement, so the set is the same whatever order the records came in.
+        announcement, and members that stand now take the announcements that waited for it, so
+        the set is the same whatever order the records came in.
         """
         change.touched = self._standing.with_sponsored(change.touched)
-        for node in change.touched:
-            if node in self._announcements and self._standing.standing(node) is None:
-                del self._announcements[node]
-                self._remove(self._announcement_ids.pop(node), change)
+        for node in sorted(change.touched):
+            if self._standing.standing(node) is None:
+                if node in self._announcements:
+                    ann = self._announcements.pop(node)
+                    rid = self._announcement_ids.pop(node)
+                    self._remove(rid, change)
+                    if self._standing.unsponsored(node):
+                        # It may stand again (another admission of it may still arrive): its
+                        # announcement waits for that, outside the set.
+                        self._pending.park(node, rid, ann.raw, own=True, source=change.source)
+                continue
+            for pending_rid, pending_raw in self._pending.take(node):
+                try:
+                    self._merge(decode_record_untrusted(pending_raw), pending_rid, now, change)
+                except VerifyError:
+                    continue
 
     def _judge(self, node: bytes, now: int) -> tuple[MemberState, str, Credential]:
         return self._standing.judge(node, now, self._last_seen.get(node), self.announce_ttl)
@@ -518,6 +534,12 @@ class Membership:
     def invite_uses(self, invite_key: bytes) -> int:
         return self._standing.invite_uses(invite_key)
 
+    def sponsored_by(self, key: bytes) -> list[bytes]:
+        """Ids of the enrollments countersigned by the members whose credentials depend on
+        ``key`` (a member's own key, an invite's, an admin's), sorted: what a revocation of
+        ``key`` lists so that those admissions keep standing (Revocation.sponsored)."""
+        return self._standing.sponsored_by(key)
+
     def digest(self) -> bytes:
         """A digest of the record set: equal sets give equal digests."""
         return self._set.digest()
@@ -550,6 +572,12 @@ class Membership:
         """Decide on this node's clock whether an enrollment may be admitted now."""
         self.verifier.enrollment(enrollment)
         invite = enrollment.invite
+        if enrollment.created_at > now + self.clock_skew:
+            raise VerifyError(
+                "not-yet-valid",
+                "the enrollment is dated in the future",
+                hint="check the joining machine's clock",
+            )
         if now < invite.not_before:
             raise VerifyError("not-yet-valid", "the invite is not valid yet")
         if now > invite.not_after:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from meshd.addressing import Prefix
@@ -129,7 +129,10 @@ def make_revocation(
     expires_at: int,
     reason: str = "",
     chain: Sequence[Certificate] = (),
+    sponsored: Iterable[bytes] = (),
 ) -> Revocation:
+    """``sponsored``: ids of the enrollments whose admissions countersigned by the target (or
+    by members under it) keep standing (any order; repeats are dropped)."""
     fields = [
         network_id,
         issuer.public,
@@ -139,6 +142,7 @@ def make_revocation(
         expires_at,
         reason,
         [c.raw for c in chain],
+        sorted(set(sponsored)),
     ]
     return decode_untrusted(_seal(Kind.REVOCATION, fields, issuer), Revocation)
 

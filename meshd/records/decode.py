@@ -7,6 +7,7 @@ anything else. Every field's type and bounds are checked as it is read.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -24,6 +25,8 @@ from meshd.records.types import (
     MAX_PREFIXES,
     MAX_REASON,
     MAX_RECORD,
+    MAX_SPONSORED,
+    RECORD_ID_LEN,
     U64,
     VERSION,
     Admission,
@@ -314,10 +317,29 @@ def _revocation(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Revocation:
     expires_at = f.uint("expires_at")
     reason = f.text("reason", MAX_REASON)
     chain = f.array("chain", MAX_CHAIN, lambda b: _nested(b, Certificate, depth))
+    sponsored = f.array("sponsored", MAX_SPONSORED, _record_id_item)
     f.end()
+    if any(a >= b for a, b in itertools.pairwise(sponsored)):
+        raise DecodeError("revocation: sponsored must be sorted, without repeats")
     return Revocation(
-        network_id, issuer, target, Role(role_value), issued_at, expires_at, reason, chain, sig, raw
+        network_id,
+        issuer,
+        target,
+        Role(role_value),
+        issued_at,
+        expires_at,
+        reason,
+        chain,
+        sponsored,
+        sig,
+        raw,
     )
+
+
+def _record_id_item(value: Any) -> bytes:
+    if type(value) is not bytes or len(value) != RECORD_ID_LEN:
+        raise DecodeError(f"record id must be {RECORD_ID_LEN} bytes")
+    return value
 
 
 def _invite(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Invite:

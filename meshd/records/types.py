@@ -25,6 +25,9 @@ MAX_ENDPOINTS = 16
 MAX_ENDPOINT_LEN = 64
 MAX_ADDR_LEN = 256
 MAX_CHAIN = 1  # an admin certificate is the only link between the root and an issued record
+# Enrollment ids a revocation may name as its subject's sponsorships that still stand (a
+# subject that sponsored more is revoked with several revocations; their lists add up).
+MAX_SPONSORED = 320
 U64 = 2**64 - 1
 
 
@@ -56,9 +59,12 @@ class Cap(IntFlag):
 ALL_CAPS = Cap.INVITE | Cap.REVOKE
 
 
+RECORD_ID_LEN = 16
+
+
 def record_id(raw: bytes) -> bytes:
     """A record's identity: the first 16 bytes of SHA-256 over its encoded bytes."""
-    return hashlib.sha256(raw).digest()[:16]
+    return hashlib.sha256(raw).digest()[:RECORD_ID_LEN]
 
 
 # --- the records --------------------------------------------------------------------------
@@ -170,6 +176,10 @@ class Revocation:
     expires_at: int
     reason: str
     chain: tuple[Certificate, ...]
+    # Record ids of the enrollments whose admissions, countersigned by the target (or, for an
+    # invite or admin key, by a member under it), still stand; the target's other
+    # countersignatures do not, whatever date they bear. Sorted, no repeats.
+    sponsored: tuple[bytes, ...]
     signature: bytes
     raw: bytes
 
