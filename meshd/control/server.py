@@ -3,15 +3,26 @@
 One request per connection: read one line (bounded), call the handler, write one line,
 close. A handler's MeshdError becomes an error response; any other exception is logged and
 reported as an internal error, and never takes the daemon down.
+
+The socket is local, so there is no peer identity to key a budget on: the budget is per
+connection (its request must arrive within ``read_timeout`` and be answered within
+``REQUEST_TIMEOUT``) plus a total (``max_connections`` at once). Past the total, the oldest
+connection still waiting for its request is closed to make room; if every connection is busy
+with a command, the new one is closed instead. ``accept()`` failing for lack of resources
+(EMFILE, ENFILE, ENOBUFS, ENOMEM) is shed too: counted, logged once a minute, and retried
+after a short pause. Nothing of this ever ends the server. :class:`ControlStats` counts it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import socket as stdlib_socket
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -37,6 +48,29 @@ Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
 SOCKET_MODE: Final = 0o660
 REQUEST_TIMEOUT: Final = 10.0
+"""Seconds for a whole exchange: the request read, the command run, the response sent."""
+READ_TIMEOUT: Final = 5.0
+"""Seconds from accepting a connection to having its whole request."""
+MAX_CONNECTIONS: Final = 64
+"""Control connections served at once."""
+ACCEPT_BACKOFF: Final = 0.1
+"""Seconds to pause accepting after accept() failed for lack of resources."""
+RESOURCE_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_LOG_INTERVAL: Final = 60.0
+
+
+@dataclass(slots=True)
+class ControlStats:
+    """What the control server shed; the daemon's ``status`` shows it."""
+
+    open: int = 0
+    """Connections being served now."""
+    shed: int = 0
+    """Connections closed unanswered to stay within ``max_connections``."""
+    idle: int = 0
+    """Connections closed because their request did not arrive within ``read_timeout``."""
+    accept_errors: int = 0
+    """accept() calls that failed for lack of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM)."""
 
 
 async def _read_request(stream: trio.SocketStream) -> bytes:
@@ -51,20 +85,40 @@ async def _read_request(stream: trio.SocketStream) -> bytes:
     return bytes(buffer)
 
 
-async def answer(stream: trio.SocketStream, handler: Handler) -> None:
-    """Serve one connection: one request, one response."""
+async def answer(
+    stream: trio.SocketStream,
+    handler: Handler,
+    *,
+    read_timeout: float = READ_TIMEOUT,
+    reading: Callable[[trio.CancelScope | None], None] | None = None,
+) -> bool:
+    """Serve one connection: one request, one response. False if it sent no request in time.
+
+    ``reading`` is told the cancel scope of the request read when it starts, and ``None``
+    once the request is in (the server sheds connections that are still reading).
+    """
     try:
         with trio.fail_after(REQUEST_TIMEOUT):
-            data = await _read_request(stream)
+            with trio.move_on_after(read_timeout) as read_scope:
+                if reading is not None:
+                    reading(read_scope)
+                try:
+                    data = await _read_request(stream)
+                finally:
+                    if reading is not None:
+                        reading(None)
+            if read_scope.cancelled_caught:
+                return False
             response = await _respond(data, handler)
             await stream.send_all(encode_response(response))
     except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
         pass
-    except ControlError as exc:  # the response itself was too large to send
+    except ControlError as exc:  # the request, or the response, was too large
         with contextlib.suppress(Exception):
             await stream.send_all(encode_response(Response(failure=Failure.of(exc))))
     finally:
-        await stream.aclose()
+        await trio.aclose_forcefully(stream)
+    return True
 
 
 async def _respond(data: bytes, handler: Handler) -> Response:
@@ -121,19 +175,118 @@ async def bind(path: Path) -> trio.SocketListener:
     return trio.SocketListener(sock)
 
 
+class _Server:
+    """The accept loop and its budget: at most ``max_connections`` served at once."""
+
+    def __init__(
+        self, handler: Handler, max_connections: int, read_timeout: float, stats: ControlStats
+    ) -> None:
+        self.handler = handler
+        self.max_connections = max_connections
+        self.read_timeout = read_timeout
+        self.stats = stats
+        # Connections still waiting for their request, oldest first (dicts keep order).
+        self.reading: dict[int, trio.CancelScope] = {}
+        self._evicted: set[int] = set()
+        self._next_id = 0
+        self._last_shed_log = -_LOG_INTERVAL
+        self._last_error_log = -_LOG_INTERVAL
+
+    async def run(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in RESOURCE_ERRNOS:
+                    raise
+                self.stats.accept_errors += 1
+                if self._due("_last_error_log"):
+                    log.warning(
+                        "control socket: accept() failed: %s; pausing %.1f s (%d times so far)",
+                        os.strerror(exc.errno or 0),
+                        ACCEPT_BACKOFF,
+                        self.stats.accept_errors,
+                    )
+                await trio.sleep(ACCEPT_BACKOFF)
+                continue
+            if self.stats.open >= self.max_connections and not self._make_room():
+                self._count_shed()
+                await trio.aclose_forcefully(stream)
+                continue
+            self.stats.open += 1
+            nursery.start_soon(self._serve_one, stream)
+
+    def _make_room(self) -> bool:
+        """Close the oldest connection still waiting for its request; False if none is."""
+        if not self.reading:
+            return False
+        oldest = next(iter(self.reading))
+        self.reading.pop(oldest).cancel()
+        self._evicted.add(oldest)
+        self._count_shed()
+        return True
+
+    def _count_shed(self) -> None:
+        self.stats.shed += 1
+        if self._due("_last_shed_log"):
+            log.warning(
+                "control socket: %d connections open (limit %d); closing the oldest idle one "
+                "(%d shed so far)",
+                self.stats.open,
+                self.max_connections,
+                self.stats.shed,
+            )
+
+    def _due(self, attribute: str) -> bool:
+        now = time.monotonic()
+        if now - float(getattr(self, attribute)) < _LOG_INTERVAL:
+            return False
+        setattr(self, attribute, now)
+        return True
+
+    async def _serve_one(self, stream: trio.SocketStream) -> None:
+        ident = self._next_id
+        self._next_id += 1
+
+        def reading(scope: trio.CancelScope | None) -> None:
+            if scope is None:
+                self.reading.pop(ident, None)
+            else:
+                self.reading[ident] = scope
+
+        try:
+            answered = await answer(
+                stream, self.handler, read_timeout=self.read_timeout, reading=reading
+            )
+            if not answered and ident not in self._evicted:
+                self.stats.idle += 1
+        finally:
+            self._evicted.discard(ident)
+            self.reading.pop(ident, None)
+            self.stats.open -= 1
+
+
 async def serve(
     path: Path,
     handler: Handler,
     *,
+    max_connections: int = MAX_CONNECTIONS,
+    read_timeout: float = READ_TIMEOUT,
+    stats: ControlStats | None = None,
     task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the control socket at ``path`` until cancelled; removes the socket on exit."""
+    """Serve the control socket at ``path`` until cancelled; removes the socket on exit.
+
+    At most ``max_connections`` at once, each given ``read_timeout`` seconds to send its
+    request; what is shed is counted in ``stats``.
+    """
+    if max_connections < 1:
+        raise ValueError("max_connections must be at least 1")
+    server = _Server(handler, max_connections, read_timeout, stats or ControlStats())
     listener = await bind(path)
     try:
         async with listener, trio.open_nursery() as nursery:
             task_status.started()
-            while True:
-                stream = await listener.accept()
-                nursery.start_soon(answer, stream, handler)
+            await server.run(listener, nursery)
     finally:
         _remove(path)

@@ -25,12 +25,12 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
 
+from meshd.control.server import ControlStats
 from meshd.control.server import serve as serve_control
 from meshd.daemon.babel import BabelService
 from meshd.daemon.config import DaemonConfig, topic_of
@@ -42,6 +42,7 @@ from meshd.errors import DecodeError, MeshdError, UsageError, VerifyError
 from meshd.gossip import enroll
 from meshd.gossip import sync as sync_protocol
 from meshd.gossip.host import (
+    DialBackoff,
     FramedStream,
     GossipHost,
     HostConfig,
@@ -73,12 +74,6 @@ EXCLUSION_NOTICE = 2.0  # seconds to sync with a member we just excluded, so it 
 REVOKED_GRACE = 1.0  # seconds a revoked member that dials in is kept, to hear why it is refused
 
 
-@dataclass(slots=True)
-class _Dial:
-    failures: int = 0
-    next_try: float = 0.0
-
-
 class Daemon:
     """The running node. Build it with :func:`run`."""
 
@@ -101,7 +96,8 @@ class Daemon:
         )
         self.sync_sessions = SyncSessions()
         state.peer_key = _key_of
-        self._dials: dict[bytes, _Dial] = {}
+        self._dials = DialBackoff(config.max_backoff)
+        self.control_stats = ControlStats()
         self._dialling: set[bytes] = set()
         self._syncing: set[str] = set()
         self._announced: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
@@ -126,7 +122,11 @@ class Daemon:
         self._remember_listen_addrs()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            await nursery.start(serve_control, self.state.node.paths.socket, self._control)
+            await nursery.start(
+                partial(serve_control, stats=self.control_stats),
+                self.state.node.paths.socket,
+                self._control,
+            )
             nursery.start_soon(self._drain_messages)
             nursery.start_soon(self._peer_events)
             nursery.start_soon(self._membership_events)
@@ -296,7 +296,7 @@ class Daemon:
             if self.state.is_member(key):
                 member_peers += 1
                 self.grace.forget(peer)
-                self._dials.pop(key, None)
+                self._dials.forget(key)
                 continue
             if self.grace.expired(peer, now):
                 await self._disconnect(peer, "not a member")
@@ -314,7 +314,8 @@ class Daemon:
                 continue
             if key in self._dialling or peer_id_of(key) in connected:
                 continue
-            if self._dials.get(key, _Dial()).next_try > now:
+            # Due again after its backoff, or at once when its addresses changed.
+            if not self._dials.due(key, member.announcement.addrs, now):
                 continue
             candidates.append((key, member.announcement.addrs))
         for key, addrs in self.random.sample(candidates, min(wanted, len(candidates))):
@@ -331,12 +332,10 @@ class Daemon:
             usable = [a for a in addrs if a.endswith("/p2p/" + expected)]
             results = await self.host.connect_any(usable) if usable else []
             if any(r.ok for r in results):
-                self._dials.pop(key, None)
+                self._dials.forget(key)
                 return
-            dial = self._dials.setdefault(key, _Dial())
-            dial.failures += 1
-            delay = min(self.config.max_backoff, 2.0 ** min(dial.failures, 16))
-            dial.next_try = time.monotonic() + delay * (0.5 + self.random.random())
+            jitter = 0.5 + self.random.random()
+            delay = self._dials.failed(key, tuple(addrs), time.monotonic(), jitter)
             log.debug("could not reach %s; next try in %.0f s", expected, delay)
         finally:
             self._dialling.discard(key)
@@ -483,6 +482,7 @@ class Daemon:
             view["budgets"] = self.budgets_view()
             view["uptime"] = round(time.monotonic() - self.started, 1)
             view["tasks"] = trio_task_count()
+            view["shed"] = self.shed_view()
             return view
         if cmd == "peers":
             connected = {k for p in self.host.connected_peers() if (k := _key_of(p))}
@@ -510,6 +510,17 @@ class Daemon:
                 self._request_sync(peer)
             return {"requested": len(self.host.connected_peers())}
         raise UsageError(f"the daemon knows no command {cmd!r}", hint="update the CLI")
+
+    def shed_view(self) -> dict[str, int]:
+        """What was refused to stay within budget (docs/threat-model.md, §3.16)."""
+        control = self.control_stats
+        return {
+            "handshakes": self.host.handshakes.shed,
+            "handshakes_pending": self.host.handshakes.pending,
+            "control": control.shed,
+            "control_idle": control.idle,
+            "control_accept_errors": control.accept_errors,
+        }
 
     async def _publish(self, args: dict[str, Any]) -> Any:
         text = args.get("record")

@@ -1,0 +1,224 @@
+"""Hostile connections against real daemons: a connect flood, a control-socket flood, and a
+member that moved while its old address was being re-dialled."""
+
+from __future__ import annotations
+
+import resource
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from meshd.gossip.host import GossipHost, HostConfig, peer_id_of
+from meshd.keyfiles import read_secret
+from meshd.keys import SigningKey
+from meshd.layout import Paths
+from tests.daemon.support import daemons, free_port, meshd, wait_for
+
+
+@contextmanager
+def _file_limit(soft: int) -> Iterator[None]:
+    """Set this process's soft descriptor limit (children inherit it) for the block."""
+    old_soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, hard), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (old_soft, hard))
+
+
+def _connect_flood(
+    port: int,
+    source: str,
+    *,
+    concurrent: int,
+    total: int,
+    seconds: float,
+    stop: threading.Event | None = None,
+) -> dict[str, int]:
+    """Plain TCP connections from ``source`` that never start Noise, each re-opened as soon
+    as the daemon closes one. Bounded: ``total`` connects, ``seconds`` of time (or until
+    ``stop`` is set)."""
+    selector = selectors.DefaultSelector()
+    live: set[socket.socket] = set()
+    opened = closed = 0
+    end = time.monotonic() + seconds
+    try:
+        while time.monotonic() < end and not (stop is not None and stop.is_set()):
+            while len(live) < concurrent and opened < total:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                sock.bind((source, 0))
+                with suppress(BlockingIOError):
+                    sock.connect(("127.0.0.1", port))
+                selector.register(sock, selectors.EVENT_READ)
+                live.add(sock)
+                opened += 1
+            for key, _ in selector.select(timeout=0.05):
+                sock = key.fileobj  # type: ignore[assignment]
+                try:
+                    data = sock.recv(4096)  # multistream's greeting is read and ignored
+                except OSError:
+                    data = b""
+                if not data:
+                    selector.unregister(sock)
+                    sock.close()
+                    live.discard(sock)
+                    closed += 1
+    finally:
+        for sock in live:
+            sock.close()
+        selector.close()
+    return {"opened": opened, "closed_by_daemon": closed}
+
+
+def test_a_connect_flood_from_one_address_does_not_deny_a_join(tmp_path: Path) -> None:
+    # Attack 7: the daemon stayed up, but `meshd join` through it failed ("no bootstrap
+    # address is reachable") for as long as the flood went on. The flood runs from
+    # 127.0.0.2, 1,500 connections at a time, until the join from 127.0.0.1 is over (at
+    # most 40 s and 30,000 connects).
+    with _file_limit(8192), daemons(tmp_path, "founder", "joiner") as (founder, joiner):
+        founder.init()
+        founder.up()
+        token = founder.invite("--name", "joiner")
+        flood: dict[str, int] = {}
+        stop = threading.Event()
+        flooder = threading.Thread(
+            target=lambda: flood.update(
+                _connect_flood(
+                    founder.port, "127.0.0.2", concurrent=1500, total=30_000, seconds=40, stop=stop
+                )
+            )
+        )
+        flooder.start()
+        try:
+            time.sleep(2.0)  # the flood is on
+            shed_before = founder.ask("status")["shed"]["handshakes"]
+            started = time.monotonic()
+            result = meshd(
+                "join", "--invite", token, "--name", "joiner", "--no-up",
+                "--state-dir", str(joiner.state_dir),
+            )  # fmt: skip
+            took = time.monotonic() - started
+            during = flooder.is_alive()
+            shed_during = founder.ask("status")["shed"]["handshakes"] - shed_before
+        finally:
+            stop.set()
+            flooder.join()
+        print(f"join during the flood: {took:.2f} s, {shed_during} connections shed meanwhile")
+        print(f"flood: {flood}")
+        assert result.returncode == 0, result.stderr
+        assert during, "the flood ended before the join did"
+        assert shed_during > 1000, shed_during
+        assert founder.process is not None
+        assert founder.process.poll() is None
+        wait_for(lambda: founder.states().get("joiner") == "admitted", 10, "joiner admitted")
+
+
+def _connect_unix(path: str, within: float) -> socket.socket | None:
+    """A connection to ``path``, retried while the listen backlog is full; None if refused."""
+    deadline = time.monotonic() + within
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(path)
+        except BlockingIOError:  # the backlog is full: the daemon has not accepted yet
+            sock.close()
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.001)
+            continue
+        except OSError:
+            sock.close()
+            return None
+        return sock
+
+
+def test_idle_control_connections_past_the_descriptor_limit_do_not_stop_the_daemon(
+    tmp_path: Path,
+) -> None:
+    # Attack 10: with systemd's soft limit of 1024 descriptors, ~1,100 idle connections to
+    # the control socket made accept() raise EMFILE out of the nursery: the daemon exited
+    # with "internal error".
+    with _file_limit(8192), daemons(tmp_path, "founder") as (founder,):
+        founder.init()
+        with _file_limit(1024):
+            founder.up()
+        assert founder.process is not None
+        limits = Path(f"/proc/{founder.process.pid}/limits").read_text()
+        assert any(
+            line.startswith("Max open files") and line.split()[3] == "1024"
+            for line in limits.splitlines()
+        ), limits
+        sock_path = str(founder.state_dir / "meshd.sock")
+        held: list[socket.socket] = []
+        refused = 0
+        try:
+            for _ in range(1100):
+                sock = _connect_unix(sock_path, within=2.0)
+                if sock is None:
+                    refused += 1
+                else:
+                    held.append(sock)
+            time.sleep(1.0)
+            assert founder.process.poll() is None, founder.log.read_text()[-3000:]
+        finally:
+            for sock in held:
+                sock.close()
+        print(f"idle control connections: {len(held)} opened, {refused} refused")
+        assert len(held) >= 1000
+        status = meshd("status", "--state-dir", str(founder.state_dir))
+        assert status.returncode == 0, status.stderr
+        shed = founder.ask("status")["shed"]
+        assert shed["control"] > 0, shed
+        time.sleep(1.0)
+        assert founder.process.poll() is None
+
+
+def test_a_member_at_a_new_address_is_reached_after_dials_to_its_old_one_failed(
+    tmp_path: Path,
+) -> None:
+    # A member moved; the founder's own re-dials of its old address failed, and py-libp2p's
+    # 60 s negative cache, renewed by each of them, refused a `connect` to the member's new
+    # address ("recently failed all addresses").
+    with daemons(tmp_path, "founder", "mover") as (founder, mover):
+        founder.init()
+        founder.up()
+        mover.join(founder.invite("--name", "mover"))
+        wait_for(lambda: founder.states().get("mover") == "admitted", 10, "mover admitted")
+        old = [a for a in mover.ask("status")["listen_addrs"] if "/ip4/127.0.0.1/" in a]
+        mover.stop()
+        # The founder keeps the mover in its degree and re-dials its old address.
+        failed = founder.ask("connect", {"addrs": old})
+        assert failed[0]["error"], failed
+        seed = read_secret(Paths(mover.state_dir).node_key)
+        peer_id = peer_id_of(SigningKey(seed).public)
+        new_port = free_port()
+        new = f"/ip4/127.0.0.1/tcp/{new_port}/p2p/"
+        answers: list[Any] = []
+
+        async def moved() -> None:
+            config = HostConfig(
+                identity_seed=seed,
+                listen_addrs=(f"/ip4/127.0.0.1/tcp/{new_port}",),
+                shutdown_timeout=3.0,
+            )
+            async with GossipHost(config, lambda data, author, *rest: False) as host:
+                assert host.listen_addrs()[0].startswith(new)
+                answers.append(
+                    await trio.to_thread.run_sync(
+                        founder.ask, "connect", {"addrs": [host.listen_addrs()[0]]}
+                    )
+                )
+
+        trio.run(moved)
+        (answer,) = answers[0]
+        assert answer["error"] is None, answer
+        assert answer["peer_id"] == peer_id
