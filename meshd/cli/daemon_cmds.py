@@ -97,7 +97,8 @@ BabelRedistribute = Annotated[
     typer.Option(
         "--babel-redistribute",
         help="Filter routes between the mesh and the --babel-interface links, both ways: "
-        "'PREFIX [ge N] [le N] allow|deny' (repeatable; first match wins, no match denies).",
+        "'PREFIX [ge N] [le N] allow|deny' (repeatable; first match wins, no match denies; "
+        "without rules no site route reaches the mesh).",
         show_default=False,
     ),
 ]
