@@ -24,7 +24,7 @@ from meshd.store import Store
 from tests.daemon.support import Daemon, daemons, meshd, wait_for
 
 
-def _accept_all(data: bytes, author: str, forwarder: str) -> bool:
+def _accept_all(data: bytes, *_: str) -> bool:
     return True
 
 
@@ -123,9 +123,12 @@ def test_a_revoked_member_admits_no_one_with_a_backdated_countersignature(
         founder.init()
         founder.up()
         honest.join(founder.invite("--name", "honest"))
-        stolen = decode_token_untrusted(founder.invite("--expires", "4s"))
         mallory.join(founder.invite("--name", "mallory"))
         wait_for(lambda: founder.states().get("mallory") == "admitted", 15, "mallory admitted")
+        # A token made while mallory stands, stolen, never redeemed; mallory is revoked after
+        # its window opened.
+        stolen = decode_token_untrusted(founder.invite("--expires", "5s"))
+        time.sleep(1.5)
         result = meshd("revoke", "mallory", "--state-dir", str(founder.state_dir))
         assert result.returncode == 0, result.stderr
         for node in (founder, honest):
@@ -137,7 +140,9 @@ def test_a_revoked_member_admits_no_one_with_a_backdated_countersignature(
         invite = stolen.certificate
         wait_for(lambda: time.time() > invite.not_after + 1, 10, "the stolen token to expire")
         joiner = SigningKey.generate()
-        at = invite.not_before + 1
+        # Inside the window, after mallory's own admission and before its revocation.
+        at = invite.not_before
+        assert _admission_of(founder, _node_key(mallory).public).admitted_at <= at
         enrollment = enroll(
             stolen,
             node_key=joiner.public,
