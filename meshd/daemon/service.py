@@ -517,6 +517,7 @@ class Daemon:
         return {
             "handshakes": self.host.handshakes.shed,
             "handshakes_pending": self.host.handshakes.pending,
+            "handshakes_evicted": self.host.handshakes.evicted,
             "control": control.shed,
             "control_idle": control.idle,
             "control_accept_errors": control.accept_errors,

@@ -46,6 +46,7 @@ from meshd.gossip.libp2p_workarounds import (
     leaves,
     stop_auto_connector,
     wait_for_queue_room,
+    widen_listen_backlog,
 )
 from meshd.gossip.peers import (
     ConnectResult,
@@ -230,6 +231,7 @@ class GossipHost:
                 ):
                     await pubsub.wait_until_ready()
                     await stop_auto_connector(host)
+                    widen_listen_backlog(host)
                     subscription = await pubsub.subscribe(config.topic)
                     try:
                         async with trio.open_nursery() as nursery:

@@ -44,6 +44,9 @@ named below are in tests/gossip/test_host.py.
   inbound_upgrade_timeout`` and ``RawConnection.get_remote_address``. Tests:
   test_one_source_cannot_take_every_handshake_slot,
   test_a_silent_connection_is_closed_at_the_deadline.
+- The listen queue (:func:`widen_listen_backlog`). ``sock.listen(128)`` in
+  ``transport/tcp/tcp.py: _open_reuseport_listeners`` and ``TCPListener.listeners``.
+  Test: test_the_listen_queue_is_wide.
 - Dials to a new address (:func:`forget_failed_dial`). ``Swarm._negative_peer_cache``,
   ``Swarm.unblock_peer``, ``PeerStore.clear_addrs`` and the one-address-per-class choice in
   ``Swarm.dial_peer``. Test: test_a_dial_to_a_new_address_ignores_an_earlier_failure.
@@ -56,11 +59,13 @@ dial waits out the 250 ms happy-eyeballs delay (``network/swarm.py``).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 import trio
@@ -82,6 +87,7 @@ __all__ = [
     "FORWARDED_LOGGER",
     "LIBP2P_LOGGER",
     "LIBP2P_VERSION",
+    "Admitted",
     "HandshakeBudget",
     "Libp2pLogBridge",
     "close_host",
@@ -94,6 +100,7 @@ __all__ = [
     "source_of",
     "stop_auto_connector",
     "wait_for_queue_room",
+    "widen_listen_backlog",
 ]
 
 logger = logging.getLogger(__name__)
@@ -207,11 +214,26 @@ def source_of(host: str) -> str:
     return str(address)
 
 
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A handshake slot: :meth:`HandshakeBudget.admit`'s answer when it is not a refusal."""
+
+    ticket: int
+    evict: int | None
+    """A ticket to abort now: its slot was handed over to make room."""
+
+
 class HandshakeBudget:
     """Inbound connections still in their security handshake, per source and in total.
 
-    Pure accounting (no clock, no I/O): :meth:`admit` takes a slot or refuses,
-    :meth:`release` gives it back. A source is what :func:`source_of` returns.
+    Pure accounting (no clock, no I/O). :meth:`admit` hands out a ticket or refuses;
+    :meth:`release` gives the ticket back. A source is what :func:`source_of` returns.
+
+    A source holds at most ``per_source`` handshakes. When all ``total`` are taken, a source
+    that holds fewer than the heaviest one (by two or more, counting the new handshake)
+    still gets in: the heaviest source's oldest handshake is handed over (``evict``), and
+    the caller aborts it. So filling the total takes ``total`` sources with one handshake
+    each, not ``total / per_source`` sources at their limit.
     """
 
     def __init__(self, per_source: int, total: int) -> None:
@@ -219,36 +241,52 @@ class HandshakeBudget:
             raise ValueError("need 1 <= per_source <= total")
         self.per_source = per_source
         self.total = total
-        self._pending: dict[str, int] = {}
-        self._count = 0
+        self._sources: dict[str, dict[int, None]] = {}  # tickets per source, oldest first
+        self._source_of: dict[int, str] = {}
+        self._next = 0
         self.shed = 0
         """Connections refused because their source, or everyone, was at the limit."""
+        self.evicted = 0
+        """Handshakes aborted to make room for a source that held fewer."""
 
     @property
     def pending(self) -> int:
-        return self._count
+        return len(self._source_of)
 
     def pending_from(self, source: str) -> int:
-        return self._pending.get(source, 0)
+        return len(self._sources.get(source, ()))
 
-    def admit(self, source: str) -> bool:
-        held = self._pending.get(source, 0)
-        if held >= self.per_source or self._count >= self.total:
+    def admit(self, source: str) -> Admitted | None:
+        held = self.pending_from(source)
+        if held >= self.per_source:
             self.shed += 1
-            return False
-        self._pending[source] = held + 1
-        self._count += 1
-        return True
+            return None
+        evict = None
+        if self.pending >= self.total:
+            heaviest = max(self._sources, key=self.pending_from)
+            if self.pending_from(heaviest) <= held + 1:
+                self.shed += 1
+                return None
+            evict = next(iter(self._sources[heaviest]))
+            self._drop(evict)
+            self.evicted += 1
+        ticket = self._next
+        self._next += 1
+        self._sources.setdefault(source, {})[ticket] = None
+        self._source_of[ticket] = source
+        return Admitted(ticket, evict)
 
-    def release(self, source: str) -> None:
-        held = self._pending.get(source, 0)
-        if held <= 0:
-            raise ValueError(f"no handshake slot held for {source}")
-        if held == 1:
-            del self._pending[source]
-        else:
-            self._pending[source] = held - 1
-        self._count -= 1
+    def release(self, ticket: int) -> None:
+        """Give back a ticket's slot; a ticket handed over by ``evict`` is gone already."""
+        if ticket in self._source_of:
+            self._drop(ticket)
+
+    def _drop(self, ticket: int) -> None:
+        source = self._source_of.pop(ticket)
+        tickets = self._sources[source]
+        del tickets[ticket]
+        if not tickets:
+            del self._sources[source]
 
 
 _SHED_LOG_INTERVAL: Final = 60.0
@@ -263,40 +301,78 @@ def gate_inbound_handshakes(host: IHost, budget: HandshakeBudget) -> None:
     (``Swarm._inbound_limiter``, ``max_connections`` wide) and in its resource manager's
     global count from the moment it is accepted, so plain TCP connections that never start
     Noise, re-opened as they close, took every slot and every honest dialler was turned
-    away. With the gate, a connection whose source already holds ``per_source``
-    handshakes (or when ``total`` are running) is closed at once, before any slot of
-    libp2p's is held for it beyond that instant; a handshake that is admitted gives its
-    slot back as soon as it ends, upgraded or not. The deadline of a handshake is
+    away. With the gate, a connection that the budget refuses is closed at once, before
+    any slot of libp2p's is held for it beyond that instant; one that it admits by handing
+    over another source's slot aborts that handshake; a handshake gives its slot back as
+    soon as it ends, upgraded or not. The deadline of a handshake is
     ``ConnectionConfig.inbound_upgrade_timeout`` (:func:`meshd.gossip.stack.build_stack`).
     """
     swarm = host.get_network()
     upgrade: Upgrade = swarm.upgrade_inbound_raw_conn
+    running: dict[int, IRawConnection] = {}
     last_log = -_SHED_LOG_INTERVAL
 
-    async def gated(raw_conn: IRawConnection, maddr: Any) -> IMuxedConn:
+    def log_shed(source: str, what: str) -> None:
         nonlocal last_log
+        now = time.monotonic()
+        if now - last_log >= _SHED_LOG_INTERVAL:
+            last_log = now
+            logger.warning(
+                "inbound handshakes: %s %s (%d in handshake from it, %d in all; "
+                "%d refused and %d aborted so far)",
+                what,
+                source,
+                budget.pending_from(source),
+                budget.pending,
+                budget.shed,
+                budget.evicted,
+            )
+
+    async def gated(raw_conn: IRawConnection, maddr: Any) -> IMuxedConn:
         remote = raw_conn.get_remote_address()
         source = source_of(remote[0]) if remote is not None else "unknown"
-        if not budget.admit(source):
-            now = time.monotonic()
-            if now - last_log >= _SHED_LOG_INTERVAL:
-                last_log = now
-                logger.warning(
-                    "inbound handshakes: refusing %s (%d in handshake from it, %d in all, "
-                    "%d refused so far)",
-                    source,
-                    budget.pending_from(source),
-                    budget.pending,
-                    budget.shed,
-                )
+        admitted = budget.admit(source)
+        if admitted is None:
+            log_shed(source, "refusing")
             await raw_conn.close()
             raise SwarmException(f"too many inbound handshakes from {source}")
+        running[admitted.ticket] = raw_conn
         try:
+            if admitted.evict is not None:
+                log_shed(source, "making room for")
+                victim = running.pop(admitted.evict, None)
+                if victim is not None:
+                    # Closing the socket fails the victim's handshake through libp2p's own
+                    # error path, which releases what libp2p holds for it; cancelling its
+                    # task would interrupt that clean-up.
+                    with contextlib.suppress(Exception):
+                        await victim.close()
             return await upgrade(raw_conn, maddr)
         finally:
-            budget.release(source)
+            running.pop(admitted.ticket, None)
+            budget.release(admitted.ticket)
 
     setattr(swarm, "upgrade_inbound_raw_conn", gated)  # noqa: B010 (a method, on purpose)
+
+
+LISTEN_BACKLOG: Final = 4096
+"""The listen queue we ask the kernel for (it caps it at ``net.core.somaxconn``)."""
+
+
+def widen_listen_backlog(host: IHost, backlog: int = LISTEN_BACKLOG) -> None:
+    """Give the host's TCP listeners a listen queue of ``backlog`` (py-libp2p asks for 128).
+
+    Under a connect flood the kernel's accept queue is where an honest dialler waits for
+    its turn. With 128 places, a flooder keeping more connects than that in flight filled
+    it, and the kernel dropped the honest SYN, which TCP only retries after 1, 3, 7 s:
+    joining took seconds longer than the daemon needed to accept and shed the flood.
+    ``listen()`` on a listening socket only changes its backlog.
+    """
+    for listener in host.get_network().listeners.values():
+        for trio_listener in getattr(listener, "listeners", ()):
+            sock = getattr(trio_listener, "socket", None)
+            if sock is not None:
+                sock.listen(backlog)
 
 
 def forget_failed_dial(host: IHost, peer_id: ID) -> None:

@@ -409,6 +409,45 @@ def test_one_source_cannot_take_every_handshake_slot() -> None:
     run_trio(body)
 
 
+def test_sources_at_their_limit_do_not_fill_the_total_for_another() -> None:
+    # Two sources at their own limit fill the total; a third source still gets in, and what
+    # libp2p counted for the handshakes aborted to make room is given back.
+    async def body() -> None:
+        tight = config(handshakes_per_source=4, handshakes_total=8)
+        async with running_hosts(tight, config()) as (ours, honest):
+            manager = ours._host.get_network()._resource_manager  # type: ignore[union-attr]
+            before = manager._current_connections
+            silent = []
+            for source in ("127.0.0.2", "127.0.0.3"):
+                silent += await _silent_connections(_port_of(ours), source, 4)
+            await wait_until(lambda: ours.handshakes.pending == 8)
+            result = await honest.connect_any(ours.listen_addrs())
+            assert result[0].ok, result
+            assert ours.handshakes.evicted >= 1
+            for sock in silent:
+                sock.close()
+            await wait_until(lambda: ours.handshakes.pending == 0)
+            await wait_until(lambda: manager._current_connections == before + 1)
+
+    run_trio(body)
+
+
+def test_the_listen_queue_is_wide() -> None:
+    # py-libp2p listens with a backlog of 128: under a connect flood the kernel dropped an
+    # honest dialler's SYN, which TCP retries only after 1, 3, 7 s.
+    async def body() -> None:
+        async with running_hosts(config()) as (ours,):
+            port = _port_of(ours)
+            shown = await trio.run_process(
+                ["ss", "-ltnH", f"sport = :{port}"], capture_stdout=True, check=True
+            )
+            backlog = int(shown.stdout.split()[2])  # a listening socket's Send-Q
+            somaxconn = int(await trio.Path("/proc/sys/net/core/somaxconn").read_text())
+            assert backlog == min(4096, somaxconn), shown.stdout
+
+    run_trio(body)
+
+
 def test_a_silent_connection_is_closed_at_the_deadline() -> None:
     async def body() -> None:
         async with running_hosts(config(handshake_timeout=0.5)) as (ours,):

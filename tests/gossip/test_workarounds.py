@@ -63,20 +63,46 @@ def test_what_the_inbound_gate_and_the_dial_reset_reach_into_is_there() -> None:
     assert "def unblock_peer(" in swarm
     assert "MAX_ADDRS_PER_PEER" in swarm
     assert hasattr(PeerStore, "clear_addrs")
+    # widen_listen_backlog: the backlog libp2p asks for, on the listeners it keeps.
+    from libp2p.transport.tcp import tcp
+
+    assert "sock.listen(128)" in inspect.getsource(tcp._open_reuseport_listeners)
+    assert "self.listeners.extend(" in inspect.getsource(tcp.TCPListener)
 
 
 def test_handshake_budget_is_per_source_and_total() -> None:
     budget = workarounds.HandshakeBudget(per_source=2, total=3)
-    assert budget.admit("10.0.0.1")
-    assert budget.admit("10.0.0.1")
-    assert not budget.admit("10.0.0.1")  # its own budget is spent ...
-    assert budget.admit("10.0.0.2")  # ... not anyone else's
-    assert not budget.admit("10.0.0.3")  # the total is
+    first = budget.admit("10.0.0.1")
+    assert first is not None
+    assert budget.admit("10.0.0.1") is not None
+    assert budget.admit("10.0.0.1") is None  # its own budget is spent ...
+    assert budget.admit("10.0.0.2") is not None  # ... not anyone else's
+    # The total is spent, and 10.0.0.2 would hold as many as the heaviest source.
+    assert budget.admit("10.0.0.2") is None
     assert budget.shed == 2
-    budget.release("10.0.0.1")
-    assert budget.admit("10.0.0.3")
+    budget.release(first.ticket)
+    assert budget.admit("10.0.0.2") is not None
     assert budget.pending == 3
     assert budget.pending_from("10.0.0.1") == 1
+
+
+def test_a_full_budget_makes_room_for_a_source_that_holds_fewer() -> None:
+    budget = workarounds.HandshakeBudget(per_source=4, total=8)
+    flood = [budget.admit(source) for source in ("10.0.0.1", "10.0.0.2") for _ in range(4)]
+    assert all(a is not None and a.evict is None for a in flood)
+    honest = budget.admit("10.0.0.9")
+    assert honest is not None
+    assert honest.evict == flood[0].ticket  # type: ignore[union-attr]  # the oldest of the heaviest
+    assert budget.pending == 8
+    assert budget.pending_from("10.0.0.1") == 3
+    assert budget.evicted == 1
+    budget.release(flood[0].ticket)  # type: ignore[union-attr]  # handed over: no effect
+    assert budget.pending == 8
+    # Evenly spread, nobody is heavier by two: refused.
+    even = workarounds.HandshakeBudget(per_source=1, total=2)
+    assert even.admit("a") is not None
+    assert even.admit("b") is not None
+    assert even.admit("c") is None
 
 
 def test_a_source_is_an_ipv4_address_or_an_ipv6_64() -> None:
