@@ -118,13 +118,18 @@ def test_a_revoked_member_admits_no_one_with_a_backdated_countersignature(
 ) -> None:
     """Attack 2: after its revocation, a member countersigns a stolen expired token's
     enrollment, dated inside the invite's window and before the revocation: the new key is
-    admitted nowhere."""
-    with daemons(tmp_path, "founder", "honest", "mallory") as (founder, honest, mallory):
+    admitted nowhere. The member it sponsored before (listed by `meshd revoke`) stays."""
+    names = ("founder", "honest", "mallory", "kid")
+    with daemons(tmp_path, *names) as (founder, honest, mallory, kid):
         founder.init()
         founder.up()
         honest.join(founder.invite("--name", "honest"))
         mallory.join(founder.invite("--name", "mallory"))
         wait_for(lambda: founder.states().get("mallory") == "admitted", 15, "mallory admitted")
+        through_mallory = mallory.ask("status")["listen_addrs"][0]
+        kid.join(founder.invite("--name", "kid", "--bootstrap", through_mallory))
+        wait_for(lambda: founder.states().get("kid") == "admitted", 15, "kid admitted")
+        assert _admission_of(founder, _node_key(kid).public).sponsor == _node_key(mallory).public
         # A token made while mallory stands, stolen, never redeemed; mallory is revoked after
         # its window opened.
         stolen = decode_token_untrusted(founder.invite("--expires", "5s"))
@@ -137,6 +142,7 @@ def test_a_revoked_member_admits_no_one_with_a_backdated_countersignature(
                 10,
                 f"mallory revoked at {node.name}",
             )
+            assert node.states().get("kid") == "admitted", (node.name, node.states())
         invite = stolen.certificate
         wait_for(lambda: time.time() > invite.not_after + 1, 10, "the stolen token to expire")
         joiner = SigningKey.generate()
