@@ -22,6 +22,10 @@ AcceptHook = Callable[[bytes, IPNetwork, IPNetwork | None], bool]
 RedistributeHook = Callable[[str, IPNetwork, IPNetwork | None], bool]
 """``redistribute(interface, prefix, source)``: may we announce this route there?"""
 
+DEFAULT_MAX_ROUTES = 10_000
+"""The default route budget of one neighbour (:attr:`InterfaceConfig.max_routes`): far more
+than a site's Babel network gives one router (babeld's own tables are sized for hundreds)."""
+
 
 def accept_all(router_id: bytes, prefix: IPNetwork, source: IPNetwork | None) -> bool:
     """The default route-acceptance hook: every route is welcome."""
@@ -56,6 +60,10 @@ class CoreConfig:
     triggered_threshold: int = 64
     """A change of metric this large (same originator and seqno) triggers an update."""
     source_gc: float = 180.0
+    dump_interval: float = 1.0
+    """A neighbour's wildcard Route Requests get a full dump at most once per this many
+    seconds; the others are dropped and counted (it hears every route in our periodic
+    updates anyway)."""
     accept: AcceptHook = accept_all
     accept_on: frozenset[str] | None = None
     """Interfaces whose Updates go through ``accept`` (None: all of them): the mesh, where
@@ -75,6 +83,8 @@ class CoreConfig:
             raise ValueError(f"hysteresis {self.hysteresis} outside 0..65534")
         if not 1 <= self.hop_count <= 255:
             raise ValueError(f"hop count {self.hop_count} outside 1..255")
+        if self.dump_interval < 0:
+            raise ValueError(f"dump interval {self.dump_interval} s is negative")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +104,10 @@ class InterfaceConfig:
     max_neighbours: int = 64
     """Neighbours a multicast interface admits (a speaker discovered on the link takes a
     slot; see :meth:`meshd.babel.core.BabelCore.receive` for who makes room)."""
+    max_routes: int = DEFAULT_MAX_ROUTES
+    """Routes held from one neighbour on this interface (its route budget): past it an
+    Update for a prefix the neighbour has not announced yet is dropped and counted; its
+    older routes and everyone else's stay."""
 
     @property
     def multicast(self) -> bool:

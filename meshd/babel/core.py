@@ -37,6 +37,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from meshd.babel.codec import decode_packet_untrusted
 from meshd.babel.config import (
+    DEFAULT_MAX_ROUTES,
     AcceptHook,
     CoreConfig,
     InterfaceConfig,
@@ -110,6 +111,9 @@ class BabelCore:
         self.neighbours_refused = 0
         """Packets from unknown speakers on a full interface whose neighbours all have a
         two-way link (nothing may be displaced): dropped."""
+        self.dumps_refused = 0
+        """Wildcard Route Requests from a neighbour answered less than ``dump_interval``
+        before: dropped."""
         self._interfaces: dict[str, Interface] = {}
         self._local: dict[RouteKey, int] = {}
         self._table = RouteTable()
@@ -161,6 +165,7 @@ class BabelCore:
         split_horizon: bool | None = None,
         mtu: int = 1400,
         max_neighbours: int = 64,
+        max_routes: int = DEFAULT_MAX_ROUTES,
     ) -> InterfaceConfig:
         """Start speaking Babel on an interface; the first Hello goes at the next timer.
 
@@ -169,7 +174,8 @@ class BabelCore:
         are announced with our IPv6 address as next hop (RFC 9229, AE 4). Timestamps and an
         RTT penalty of 96 are on by default for ``tunnel`` and ``unicast-peers``; split
         horizon for ``wired``. ``max_neighbours``: the neighbour budget of a multicast
-        interface (see :meth:`receive`).
+        interface (see :meth:`receive`). ``max_routes``: the route budget of each neighbour
+        there (routes held from it; past it, new prefixes from it are dropped and counted).
         """
         if name in self._interfaces:
             raise ValueError(f"interface {name} already added")
@@ -200,11 +206,14 @@ class BabelCore:
             ipv4=ipv4,
             mtu=mtu,
             max_neighbours=max_neighbours,
+            max_routes=max_routes,
         )
         if mtu < 512:
             raise ValueError(f"MTU {mtu} is too small for Babel")
         if max_neighbours < 1:
             raise ValueError(f"neighbour budget {max_neighbours} must be at least 1")
+        if max_routes < 1:
+            raise ValueError(f"route budget {max_routes} must be at least 1")
         self._interfaces[name] = Interface(config)
         return config
 
@@ -298,6 +307,8 @@ class BabelCore:
         return {
             "martians": self._selection.martians,
             "refused_routes": self._selection.refused,
+            "routes_over_budget": self._selection.over_budget,
+            "route_dumps_refused": self.dumps_refused,
             "neighbours_evicted": self.neighbours_evicted,
             "neighbours_refused": self.neighbours_refused,
             "unknown_peer_packets": self.dropped,
@@ -406,7 +417,7 @@ class BabelCore:
             elif isinstance(message, RetractAll):
                 self._selection.retract_all(nid, now)
             elif isinstance(message, RequestAllRoutes):
-                self._updates.full(iface, source, now)
+                self._answer_dump(iface, neighbour, now)
             elif isinstance(message, RequestRoute):
                 key = (message.prefix, message.source)
                 self._updates.announce_to(iface, source, key, now, poison=True)
@@ -414,6 +425,16 @@ class BabelCore:
                 self._receive_seqno_request(nid, message, now)
             elif isinstance(message, AckReq):
                 self._outbox.queue(interface, source, now, Ack(message.opaque))
+
+    def _answer_dump(self, iface: Interface, neighbour: Neighbour, now: float) -> None:
+        """A wildcard Route Request: a full dump, unicast, at most once per ``dump_interval``
+        per neighbour (the others are counted in :attr:`dumps_refused`)."""
+        last = neighbour.last_dump
+        if last is not None and now - last < self.config.dump_interval:
+            self.dumps_refused += 1
+            return
+        neighbour.last_dump = now
+        self._updates.full(iface, neighbour.address, now)
 
     def _receive_seqno_request(self, nid: NeighbourId, request: RequestSeqno, now: float) -> None:
         """RFC 8966 3.8.1.2: answer, increase our own seqno, or forward."""

@@ -133,6 +133,8 @@ class Neighbour:
     rtt: float | None = None
     cost: int = INFINITY
     """The cost as last computed by :meth:`update_cost`."""
+    last_dump: float | None = None
+    """When we last answered its wildcard Route Request with a full dump."""
 
     def reach(self) -> int:
         """The 16-bit reachability (both histories or-ed), as babeld shows it."""

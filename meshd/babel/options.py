@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from meshd.babel.config import DEFAULT_MAX_ROUTES
 from meshd.babel.mac import MacAlgorithm, MacKey
 from meshd.babel.martians import martian
 from meshd.babel.sources import IPNetwork
@@ -116,6 +117,14 @@ class BabelConfig:
     """RFC 8967 keys for the ordinary interfaces, ``--babel-key``."""
     redistribute: tuple[RedistributeRule, ...] = ()
     """The filter between the mesh and the ordinary interfaces, ``--babel-redistribute``."""
+    max_routes_site: int = DEFAULT_MAX_ROUTES
+    """The route budget of each neighbour on an ordinary interface: a site router gives us
+    its network's routes, a few hundred on any LAN babeld runs on."""
+    max_routes_mesh: int = DEFAULT_MAX_ROUTES
+    """The route budget of each member on the mesh. Not smaller than the site's: a member
+    announces its own /128 and grants, but also relays every route it selected (every
+    other member's /128 and grants), so one neighbour there holds about the whole mesh's
+    routes."""
 
     def __post_init__(self) -> None:
         if not 0.05 <= self.hello_interval <= 655.35:
@@ -125,6 +134,8 @@ class BabelConfig:
             )
         if len(set(self.interfaces)) != len(self.interfaces):
             raise UsageError("a --babel-interface is given twice")
+        if min(self.max_routes_site, self.max_routes_mesh) < 1:
+            raise UsageError("a Babel route budget must be at least 1")
 
     @property
     def enabled(self) -> bool:

@@ -194,6 +194,10 @@ class RouteTable:
     def keys_via(self, neighbour: NeighbourId) -> list[RouteKey]:
         return list(self._by_neighbour.get(neighbour, ()))
 
+    def count_via(self, neighbour: NeighbourId) -> int:
+        """How many entries a neighbour holds (O(1))."""
+        return len(self._by_neighbour.get(neighbour, ()))
+
     def put(self, entry: RouteEntry) -> None:
         """Insert or replace an entry and (re)arm its expiry."""
         key = entry.key

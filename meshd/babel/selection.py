@@ -3,7 +3,9 @@
 :class:`RouteSelection` takes what the neighbours say of routes (Updates, retractions,
 expired hold times, link costs that change) and keeps the table and the selection right:
 an Update for a martian prefix (:mod:`meshd.babel.martians`) is dropped and counted; one
-refused by route origin validation counts as a retraction (and is counted); an unfeasible update
+refused by route origin validation counts as a retraction (and is counted); one for a new
+prefix from a neighbour that holds its route budget (``max_routes`` of its interface) is
+dropped and counted; an unfeasible update
 of the selected route from the same originator is ignored (3.5.4) and a newer seqno asked
 for. After every change the key's route is chosen again (:func:`meshd.babel.routes.choose`,
 feasible routes only, with hysteresis; our own prefixes always win), and what the change
@@ -65,6 +67,8 @@ class RouteSelection:
         """Updates dropped on receipt because their prefix or source prefix is martian."""
         self.refused = 0
         """Updates refused by route origin validation (``accept`` or ``accept_site``)."""
+        self.over_budget = 0
+        """Updates for a new prefix from a neighbour already holding its route budget."""
 
     # --- what neighbours say ----------------------------------------------------------------
 
@@ -90,6 +94,11 @@ class RouteSelection:
         expires = now + 3.5 * interval
         feasible = self._sources.feasible(key, route.router_id, route.seqno, route.metric)
         entry = self._table.entry(key, nid)
+        if entry is None and self._table.count_via(nid) >= interface.max_routes:
+            # The neighbour's route budget is spent: a new prefix from it is dropped. Its
+            # older routes and other neighbours' are kept (nothing is evicted).
+            self.over_budget += 1
+            return
         before = self.current(key)
         selected = self._table.selected(key)
         same_origin = entry is not None and entry.router_id == route.router_id

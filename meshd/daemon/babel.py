@@ -159,6 +159,7 @@ class BabelService:
                     hello_interval=config.hello_interval,
                     link_local=addresses.link_local,
                     ipv4=addresses.ipv4,
+                    max_routes=config.max_routes_site,
                 )
                 ports.append(await UdpPort.open(name, addresses, multicast=True))
                 if config.keys:
@@ -179,6 +180,7 @@ class BabelService:
                     kind="unicast-peers",
                     hello_interval=config.hello_interval,
                     link_local=local,
+                    max_routes=config.max_routes_mesh,
                 )
                 ports.append(
                     await UdpPort.open(
