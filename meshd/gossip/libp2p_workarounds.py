@@ -6,9 +6,10 @@ globals, a method replaced on a class), so it is tied to that version's source.
 docs/gossip.md, "py-libp2p 0.8.1 pitfalls", gives the measured reason for each item.
 
 **Importing this module patches py-libp2p for the whole process** (the last section below):
-signed peer records are verified once per change, and Yamux returns receive-window credit at
-half the window. Every other workaround is a function that the host (:mod:`meshd.gossip.host`,
-:mod:`meshd.gossip.stack`) calls.
+signed peer records are verified once per change, Yamux returns receive-window credit at
+half the window, and trio's accept-loop errors are logged once a minute
+(:class:`OncePerMinute`). Every other workaround is a function that the host
+(:mod:`meshd.gossip.host`, :mod:`meshd.gossip.stack`) calls.
 
 Re-checking on an upgrade of py-libp2p. For each item, read the named places in the new
 libp2p source: a patch of a function that was renamed or moved patches nothing, silently.
@@ -44,6 +45,9 @@ named below are in tests/gossip/test_host.py.
   inbound_upgrade_timeout`` and ``RawConnection.get_remote_address``. Tests:
   test_one_source_cannot_take_every_handshake_slot,
   test_a_silent_connection_is_closed_at_the_deadline.
+- Accept errors logged once a minute (:class:`OncePerMinute` on :data:`ACCEPT_LOGGER`).
+  ``trio/_highlevel_serve_listeners.py``: ``LOGGER`` and ``ACCEPT_CAPACITY_ERRNOS`` (trio,
+  which py-libp2p's TCP listener uses). Test: test_accept_errors_are_logged_once_a_minute.
 - The listen queue (:func:`widen_listen_backlog`). ``sock.listen(128)`` in
   ``transport/tcp/tcp.py: _open_reuseport_listeners`` and ``TCPListener.listeners``.
   Test: test_the_listen_queue_is_wide.
@@ -84,12 +88,14 @@ from libp2p.stream_muxer.yamux.yamux import YamuxStream
 from meshd.gossip.config import HostConfig
 
 __all__ = [
+    "ACCEPT_LOGGER",
     "FORWARDED_LOGGER",
     "LIBP2P_LOGGER",
     "LIBP2P_VERSION",
     "Admitted",
     "HandshakeBudget",
     "Libp2pLogBridge",
+    "OncePerMinute",
     "close_host",
     "drop_nursery_closed",
     "forget_failed_dial",
@@ -460,6 +466,39 @@ class Libp2pLogBridge(logging.Handler):
             logging.getLogger(LIBP2P_LOGGER).removeHandler(self)
 
 
+class OncePerMinute(logging.Filter):
+    """Let one record through per minute, without its traceback; count the others.
+
+    Put on ``trio.serve_listeners``, which logs an error with a full traceback every
+    0.1 s while accept() fails for lack of descriptors (EMFILE and kin; it pauses and
+    goes on, which is right): a process at its limit would log ten tracebacks a second.
+    """
+
+    def __init__(self, interval: float = 60.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self.suppressed = 0
+        self._last = -interval
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            self.suppressed += 1
+            return False
+        self._last = now
+        record.exc_info = None
+        record.exc_text = None
+        if self.suppressed:
+            record.msg = f"{record.msg} ({self.suppressed} more since the last report)"
+            self.suppressed = 0
+        return True
+
+
+ACCEPT_LOGGER: Final = "trio.serve_listeners"
+"""Where trio reports accept() failing for lack of resources (EMFILE, ENFILE, ...)."""
+ACCEPT_LOG_FILTER: Final = OncePerMinute()
+
+
 # -- patches (applied when this module is imported) ------------------------------------------
 
 _verified_records: weakref.WeakKeyDictionary[IHost, dict[bytes, tuple[bytes, float]]] = (
@@ -509,3 +548,4 @@ async def _release_window_at_half(self: YamuxStream, *, bytes_read: int = 0) -> 
 libp2p_pubsub.maybe_consume_signed_record = _consume_signed_record_once  # type: ignore[attr-defined]
 libp2p_gossipsub.maybe_consume_signed_record = _consume_signed_record_once  # type: ignore[attr-defined]
 YamuxStream._auto_tune_and_send_window_update = _release_window_at_half  # type: ignore[method-assign]
+logging.getLogger(ACCEPT_LOGGER).addFilter(ACCEPT_LOG_FILTER)

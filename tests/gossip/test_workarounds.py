@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
+import logging
 
 import libp2p.pubsub.gossipsub as libp2p_gossipsub
 import libp2p.pubsub.pubsub as libp2p_pubsub
+import pytest
 from libp2p.network.swarm import Swarm
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.stream_muxer.yamux.yamux import YamuxStream
@@ -111,3 +113,29 @@ def test_a_source_is_an_ipv4_address_or_an_ipv6_64() -> None:
     assert source("2001:db8:1:2:aaaa::1") == source("2001:db8:1:2:bbbb::2") == "2001:db8:1:2::/64"
     assert source("2001:db8:1:3::1") != source("2001:db8:1:2::1")
     assert source("::ffff:192.0.2.7") == "192.0.2.7"
+
+
+def test_accept_errors_are_logged_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    import errno
+
+    import trio._highlevel_serve_listeners as serve_listeners
+
+    # What the filter sits on: trio's accept loop pauses on these and logs on this logger.
+    assert serve_listeners.LOGGER.name == workarounds.ACCEPT_LOGGER
+    assert errno.EMFILE in serve_listeners.ACCEPT_CAPACITY_ERRNOS
+    assert workarounds.ACCEPT_LOG_FILTER in serve_listeners.LOGGER.filters
+    quiet = workarounds.OncePerMinute()
+    serve_listeners.LOGGER.addFilter(quiet)
+    try:
+        with caplog.at_level(logging.ERROR, logger=workarounds.ACCEPT_LOGGER):
+            for _ in range(20):
+                try:
+                    raise OSError(errno.EMFILE, "Too many open files")
+                except OSError:
+                    serve_listeners.LOGGER.error("accept returned EMFILE", exc_info=True)
+    finally:
+        serve_listeners.LOGGER.removeFilter(quiet)
+    records = [r for r in caplog.records if r.name == workarounds.ACCEPT_LOGGER]
+    assert len(records) <= 1  # the module's own filter may have let one through already
+    assert all(r.exc_info is None for r in records)
+    assert quiet.suppressed + workarounds.ACCEPT_LOG_FILTER.suppressed >= 19
