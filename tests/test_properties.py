@@ -12,7 +12,8 @@ It also holds the combinations that are hardest to make order-free: announcement
 members of the single-use invite (one is displaced whenever the earlier admission arrives), the
 revocation of a sponsor between two admissions it countersigned (one made before and listed by
 the revocation, one after), copies of enrollments countersigned again by other members (one of
-them revoked since), and a member with two certificates (a renewal).
+them revoked since) and by the same sponsor dated earlier (it replaces the first), and a member
+with two certificates (a renewal).
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ from meshd.trust import Verifier
 from tests.factory import DAY, T0, Net, Node
 
 NOW = T0 + 1000
-# Refusals that depend neither on order nor on time: a superseded announcement, or one from an
-# excluded member.
-EXPECTED_REFUSALS = ("stale-announcement", "revoked")
+# Refusals that depend neither on order nor on time: a superseded announcement, one from an
+# excluded member, or a sponsor's later copy of an admission it made earlier.
+EXPECTED_REFUSALS = ("stale-announcement", "revoked", "superseded-admission")
 
 
 # --- the pool -----------------------------------------------------------------------------
@@ -121,6 +122,7 @@ def pool() -> Pool:
         (second, first, T0 + 45),
         (founder, right, T0 + 15),
         (first, left, T0 + 35),
+        (founder, first, T0 + 35),  # first's own sponsor, re-dating it earlier: replaces it
     ):
         assert isinstance(node.credential, Admission)
         records.append(

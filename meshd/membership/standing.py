@@ -99,7 +99,12 @@ class Standing:
         members.setdefault(credential.node_key, {})[rid] = (credential.rank, credential.enrollment)
 
     def drop_credential(self, node: bytes, rid: bytes) -> set[bytes]:
-        """Forget a superseded credential; returns the members whose standing may change."""
+        """Forget a superseded admission; returns the members whose standing may change.
+
+        Only ever followed by adding the admission that supersedes it: the same enrollment
+        countersigned by the same sponsor, hence sponsored exactly as it was. So what it led
+        to keeps its distance, and the whole is not recomputed (a member re-dating its own
+        copies cannot make every node recompute the set)."""
         entries = self._credentials[node]
         entries[:] = [e for e in entries if e[1] != rid]
         dropped = self._by_rid.pop(rid)
@@ -113,8 +118,9 @@ class Standing:
             touched.update(members)
         if dropped.sponsor is not None:
             self._sponsored.get(dropped.sponsor, set()).discard(rid)
+        self._distance.pop(rid, None)
         self.invalidate()
-        return touched | self._recompute()
+        return touched
 
     def add_revocation(self, revocation: Revocation) -> set[bytes]:
         """Index a verified revocation; returns the members whose standing may change."""
