@@ -17,8 +17,10 @@ inbox as the datagrams (:meth:`BabelShell.submit`).
   worker thread, one call at a time, as :mod:`meshd.wg.netlink` does): ``via`` the next hop
   on ordinary interfaces, IPv4 via an IPv6 next hop (RFC 9229), ``from`` a source prefix
   (RFC 9079, IPv6 only), and straight at the device on the WireGuard interface, which
-  ignores next hops. A second task applies the difference between what the core wants and
-  what is installed, so a burst of changes costs one pass.
+  ignores next hops. Its routes have protocol ``babel`` and their own priority
+  (:data:`KERNEL_METRIC`): a route another protocol installed for the same prefix is never
+  replaced nor deleted, and wins over ours. A second task applies the difference between
+  what the core wants and what is installed, so a burst of changes costs one pass.
 """
 
 from __future__ import annotations
@@ -59,9 +61,16 @@ log = logging.getLogger(__name__)
 BABEL_PORT: Final = 6696
 RTPROT_BABEL: Final = 42
 """The routing protocol number the kernel knows as ``babel`` (/etc/iproute2/rt_protos)."""
+KERNEL_METRIC: Final = 2048
+"""The priority (metric) of Babel's kernel routes, as babeld's ``kernel-priority``: above
+the default of other routes (IPv6 1024, as ``ip route`` and the daemon's WireGuard routes
+have; IPv4 0), so that for the same prefix another protocol's route wins (the overlay /48's
+route to WireGuard above all), and the kernel keeps both: ``replace`` and ``del`` at our
+priority and protocol never touch the other."""
 RETRY_AFTER_ERROR: Final = 1.0
 _PKTINFO: Final = struct.Struct("16sI")  # struct in6_pktinfo: address, interface index
 _ESRCH: Final = 3
+_EEXIST: Final = 17
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,11 +217,22 @@ class RouteSink(Protocol):
 
 
 class KernelRoutes:
-    """Routes in the main table with protocol ``babel``, through rtnetlink."""
+    """Routes in the main table with protocol ``babel`` at priority ``metric``, through
+    rtnetlink.
 
-    def __init__(self, netns: str | None = None) -> None:
+    A route is added exclusively; only if the kernel already holds one for the same prefix
+    (and source prefix) at our priority is it replaced, and then only if that one is ours
+    (protocol ``babel``): a route of another protocol there is left alone and the install
+    fails (a :class:`BackendError`, counted by the shell and retried). Removal names our
+    protocol and priority, so the kernel deletes nothing else.
+    """
+
+    def __init__(self, netns: str | None = None, *, metric: int = KERNEL_METRIC) -> None:
         self.netns = netns
+        self.metric = metric
         self._limiter = trio.CapacityLimiter(1)
+        self._ours: set[RouteKey] = set()
+        """The keys whose route we installed (and have not removed since)."""
 
     async def _run(self, what: str, fn: Callable[[Any], None]) -> None:
         def call() -> None:
@@ -230,18 +250,38 @@ class KernelRoutes:
             raise BackendError(f"netlink: {what}: {exc.strerror or exc}") from None
 
     async def install(self, route: KernelRoute) -> None:
-        spec = _route_spec(route)
+        spec = _route_spec(route, self.metric)
 
         def install(ipr: Any) -> None:
             found = ipr.link_lookup(ifname=route.interface)
             if not found:
                 raise BackendError(f"no interface {route.interface}")
-            ipr.route("replace", oif=int(found[0]), **spec, **_gateway(route))
+            hop = {"oif": int(found[0]), **spec, **_gateway(route)}
+            if key in self._ours:
+                ipr.route("replace", **hop)  # ours: a new next hop or interface
+                return
+            try:
+                ipr.route("add", **hop)
+                return
+            except NetlinkError as exc:
+                if exc.code != _EEXIST:
+                    raise
+            # Something holds the prefix at our priority: replaced only if it is ours (left
+            # by an earlier run), never another protocol's.
+            owner = _protocol_at(ipr, route, self.metric)
+            if owner is not None and owner != RTPROT_BABEL:
+                raise BackendError(
+                    f"{_describe(route)}: the kernel's route at priority {self.metric} "
+                    f"belongs to protocol {owner}; left alone"
+                )
+            ipr.route("replace", **hop)
 
+        key = (route.prefix, route.source)
         await self._run(f"installing {_describe(route)}", install)
+        self._ours.add(key)
 
     async def remove(self, route: KernelRoute) -> None:
-        spec = _route_spec(route)
+        spec = _route_spec(route, self.metric)
 
         def remove(ipr: Any) -> None:
             try:
@@ -251,14 +291,50 @@ class KernelRoutes:
                     raise
 
         await self._run(f"removing {_describe(route)}", remove)
+        self._ours.discard((route.prefix, route.source))
 
 
-def _route_spec(route: KernelRoute) -> dict[str, Any]:
+def _route_spec(route: KernelRoute, metric: int = KERNEL_METRIC) -> dict[str, Any]:
     family = socket.AF_INET if isinstance(route.prefix, IPv4Network) else socket.AF_INET6
-    spec: dict[str, Any] = {"dst": str(route.prefix), "family": family, "proto": RTPROT_BABEL}
+    spec: dict[str, Any] = {
+        "dst": str(route.prefix),
+        "family": family,
+        "proto": RTPROT_BABEL,
+        "priority": metric,
+    }
     if route.source is not None:
         spec["src"] = str(route.source)
     return spec
+
+
+_RT_TABLE_MAIN: Final = 254
+
+
+def _protocol_at(ipr: Any, route: KernelRoute, metric: int) -> int | None:
+    """The protocol of the main table's route for ``route``'s prefix and source prefix at
+    priority ``metric``, or None if there is none."""
+    family = socket.AF_INET if isinstance(route.prefix, IPv4Network) else socket.AF_INET6
+    wanted = (_prefix_text(route.prefix), _prefix_text(route.source), metric)
+    for msg in ipr.get_routes(family=family, table=_RT_TABLE_MAIN):
+        dst = msg.get_attr("RTA_DST")
+        src = msg.get_attr("RTA_SRC")
+        found = (
+            f"{dst or _any(family)}/{msg['dst_len']}",
+            f"{src}/{msg['src_len']}" if src is not None and msg["src_len"] else None,
+            int(msg.get_attr("RTA_PRIORITY") or 0),
+        )
+        if found == wanted:
+            return int(msg["proto"])
+    return None
+
+
+def _prefix_text(prefix: IPNetwork | None) -> str | None:
+    return None if prefix is None else f"{prefix.network_address}/{prefix.prefixlen}"
+
+
+def _any(family: int) -> str:
+    """The address of a default route, which the kernel leaves out of RTA_DST."""
+    return str(IPv4Address(0)) if family == socket.AF_INET else str(IPv6Address(0))
 
 
 def _gateway(route: KernelRoute) -> dict[str, Any]:

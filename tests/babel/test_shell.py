@@ -14,7 +14,14 @@ from meshd.babel.auth import LinkAuth
 from meshd.babel.core import BabelCore, CoreConfig
 from meshd.babel.mac import Endpoints, MacAlgorithm, MacKey
 from meshd.babel.prefix import IPAddress
-from meshd.babel.shell import BabelShell, Datagram, KernelRoute, _gateway, _route_spec
+from meshd.babel.shell import (
+    KERNEL_METRIC,
+    BabelShell,
+    Datagram,
+    KernelRoute,
+    _gateway,
+    _route_spec,
+)
 from meshd.babel.tlv import Packet
 
 LOOPBACK = IPv6Address("::1")
@@ -246,7 +253,9 @@ def test_route_specs_for_the_kernel() -> None:
         "src": "fd00:aa::/48",
         "family": socket.AF_INET6,
         "proto": 42,
+        "priority": KERNEL_METRIC,
     }
+    assert KERNEL_METRIC > 1024  # the default priority of other IPv6 routes wins over ours
     assert _gateway(v6) == {"gateway": "fe80::2"}
     via_v6 = KernelRoute(ip_network("10.0.0.0/24"), None, "e0", IPv6Address("fe80::2"))
     assert _gateway(via_v6) == {"via": {"family": socket.AF_INET6, "addr": "fe80::2"}}
