@@ -7,6 +7,7 @@ the standard library's ``socket`` and meshd's pure codec: no trio, no libp2p.
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from meshd.control.protocol import (
 from meshd.errors import ControlError, DaemonNotRunning, DecodeError
 
 _CHUNK = 64 * 1024
+_BUSY_RETRY = 0.002  # seconds between connects while the daemon's listen queue is full
 
 
 def _not_running(socket_path: Path) -> DaemonNotRunning:
@@ -36,19 +38,7 @@ def request(socket_path: Path, cmd: str, args: dict[str, Any], timeout: float = 
     when the daemon refuses the command.
     """
     payload = encode_request(Request(cmd, args))
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect(str(socket_path))
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise _not_running(socket_path) from None
-        except PermissionError:
-            raise ControlError(
-                f"no permission to use {socket_path}",
-                hint="run as root or as a member of the group that owns the state dir",
-            ) from None
-        except OSError as exc:
-            raise ControlError(f"cannot reach the daemon at {socket_path}: {exc}") from None
+    with _connect(socket_path, timeout) as sock:
         try:
             sock.sendall(payload)
             data = _read_line(sock)
@@ -66,6 +56,43 @@ def request(socket_path: Path, cmd: str, args: dict[str, Any], timeout: float = 
     if response.failure is not None:
         raise response.failure.to_exception()
     return response.result
+
+
+def _connect(socket_path: Path, timeout: float) -> socket.socket:
+    """A connected socket, with ``timeout`` on every operation.
+
+    A unix socket whose listen queue is full refuses ``connect`` at once (EAGAIN) rather
+    than waiting: the daemon is busy shedding, or someone holds it busy. That is retried
+    until ``timeout`` runs out.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(socket_path))
+        except BlockingIOError:
+            sock.close()
+            if time.monotonic() >= deadline:
+                raise ControlError(
+                    f"the daemon at {socket_path} accepted no connection within {timeout:g} s",
+                    hint="its control socket is saturated; see its log (status: shed)",
+                ) from None
+            time.sleep(_BUSY_RETRY)
+            continue
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            raise _not_running(socket_path) from None
+        except PermissionError:
+            sock.close()
+            raise ControlError(
+                f"no permission to use {socket_path}",
+                hint="run as root or as a member of the group that owns the state dir",
+            ) from None
+        except OSError as exc:
+            sock.close()
+            raise ControlError(f"cannot reach the daemon at {socket_path}: {exc}") from None
+        return sock
 
 
 def _read_line(sock: socket.socket) -> bytes:

@@ -53,6 +53,10 @@ READ_TIMEOUT: Final = 5.0
 """Seconds from accepting a connection to having its whole request."""
 MAX_CONNECTIONS: Final = 64
 """Control connections served at once."""
+LISTEN_BACKLOG: Final = 4096
+"""Connections the kernel queues before we accept them (capped by ``net.core.somaxconn``).
+A client finds the queue full only when someone holds more connections than that; it then
+retries (:func:`meshd.control.client.request`)."""
 ACCEPT_BACKOFF: Final = 0.1
 """Seconds to pause accepting after accept() failed for lack of resources."""
 RESOURCE_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -168,7 +172,7 @@ async def bind(path: Path) -> trio.SocketListener:
         finally:
             os.umask(old_umask)
         os.chmod(path, SOCKET_MODE)
-        sock.listen(64)
+        sock.listen(LISTEN_BACKLOG)
     except BaseException:
         sock.close()
         raise

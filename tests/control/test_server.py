@@ -6,10 +6,12 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from meshd.control.client import request
@@ -153,3 +155,46 @@ def test_accept_out_of_file_descriptors_is_shed_and_the_server_goes_on(tmp_path:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "ANSWER status" in result.stdout
     assert "accept() failed: Too many open files" in result.stdout
+
+
+def test_a_client_waits_for_room_in_a_full_listen_queue(tmp_path: Path) -> None:
+    # A unix socket whose listen queue is full refuses connect() at once (EAGAIN); the
+    # client retries until its timeout instead of failing with "[Errno 11]".
+    from meshd.control.protocol import Response, encode_response
+    from meshd.errors import ControlError
+
+    path = str(tmp_path / "busy.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    fillers = []
+    while True:
+        filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        filler.setblocking(False)
+        try:
+            filler.connect(path)
+        except BlockingIOError:
+            filler.close()
+            break
+        fillers.append(filler)
+    try:
+        with pytest.raises(ControlError, match="accepted no connection within"):
+            request(Path(path), "status", {}, timeout=0.3)
+
+        def make_room_then_answer() -> None:
+            time.sleep(0.3)
+            for _ in fillers:
+                listener.accept()[0].close()
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(encode_response(Response(result="ok")))
+
+        helper = threading.Thread(target=make_room_then_answer)
+        helper.start()
+        assert request(Path(path), "status", {}, timeout=3.0) == "ok"
+        helper.join()
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
