@@ -416,6 +416,7 @@ class Honest:
     records: tuple[Record, ...]
     members: tuple[SigningKey, ...]  # every key that ever held a credential
     enrollments: tuple[Enrollment, ...]
+    dates: tuple[int, ...]  # the invites' start, every admission's and revocation's date
 
 
 @st.composite
@@ -468,8 +469,10 @@ def honest_networks(draw: st.DrawFn) -> Honest:
             member_ttl=DAY,
         )
         invites.append((key, cert))
+    dates = [T0]
     for n in range(draw(st.integers(1, 6))):
         at = T0 + 10 * (n + 1)
+        dates.append(at)
         if draw(st.booleans()) and len(members) > 1:
             target = draw(st.sampled_from(members))
             if state.member(target.public, NOW) is not None:
@@ -494,7 +497,7 @@ def honest_networks(draw: st.DrawFn) -> Honest:
         add(make_admission(sponsor, enrollment=enrollment, admitted_at=at))
     for key in members:
         add(make_announcement(key, network_id=nid, seq=1, issued_at=NOW))
-    return Honest(net, tuple(records), tuple(members), tuple(enrollments))
+    return Honest(net, tuple(records), tuple(members), tuple(enrollments), tuple(dates))
 
 
 @st.composite
@@ -510,7 +513,11 @@ def signed_by_a_member(draw: st.DrawFn, honest: Honest) -> tuple[SigningKey, lis
         choice = draw(st.integers(0, 3))
         if choice == 0 and honest.enrollments:
             enrollment = draw(st.sampled_from(honest.enrollments))
-            at = draw(st.integers(T0 - 400, NOW + 300))
+            # Any date, or one just before, at or after a date the honest records hold.
+            near = st.sampled_from(honest.dates).flatmap(
+                lambda t: st.sampled_from([t - 1, t, t + 1])
+            )
+            at = draw(st.one_of(st.integers(T0 - 400, NOW + 300), near))
             made.append(make_admission(key, enrollment=enrollment, admitted_at=at))
         elif choice == 1:
             made.append(
@@ -547,7 +554,7 @@ def _standing(state: Membership) -> set[bytes]:
     return {m.node_key for m in state.members(NOW) if m.state.value == "admitted"}
 
 
-@settings(max_examples=60)
+@settings(max_examples=300)
 @given(st.data())
 def test_no_record_a_member_signs_removes_another_members_standing(data: st.DataObject) -> None:
     """Rule (a): whatever a member or former member signs, merged in any order with the
