@@ -13,14 +13,18 @@ from __future__ import annotations
 import ast
 import functools
 import random
+from ipaddress import IPv6Address
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meshd.babel.codec import decode_packet_untrusted
+from meshd.babel.codec import decode_packet_untrusted, encode_packet
+from meshd.babel.core import BabelCore
+from meshd.babel.routes import NeighbourUp
 from meshd.babel.subtlv import decode_sub_tlvs, split_untrusted
+from meshd.babel.tlv import Hello, Ihu, Packet
 from meshd.control.protocol import decode_request_untrusted, decode_response_untrusted
 from meshd.errors import ControlError, DecodeError
 from meshd.wg.uapi_codec import (
@@ -212,3 +216,24 @@ def test_control_response_of_another_version_is_a_decode_error() -> None:
     with pytest.raises(DecodeError) as info:
         decode_response_untrusted(b'{"v":2,"ok":true,"result":1}\n')
     assert "restart the daemon" in info.value.hint
+
+
+@pytest.mark.parametrize("kind", ["wired", "tunnel"])
+def test_an_ihu_with_rxcost_zero_does_not_break_the_babel_core(kind: str) -> None:
+    """Found by the babel-core target: a neighbour reporting rxcost 0 made the link cost 0,
+    and NeighbourUp's check raised ValueError out of BabelCore.receive (and out of the
+    Babel shell, ending the daemon). Two datagrams from anyone on the link were enough."""
+    core = BabelCore(b"fuzzcore")
+    core.add_interface("eth0", kind=kind, hello_interval=1.0, link_local=IPv6Address("fe80::3"))
+    up: list[int] = []
+    for i in range(4):
+        now = 0.5 * (i + 1)
+        hello_and_ihu = Packet((Hello(i + 1, 100), Ihu(0, 300, 3, IPv6Address("fe80::3"))))
+        core.receive("eth0", IPv6Address("fe80::10"), encode_packet(hello_and_ihu), now)
+        core.handle_timer(now)
+        while (event := core.next_event()) is not None:
+            if isinstance(event, NeighbourUp):
+                up.append(event.cost)
+    assert up == [1]  # the lowest cost a link can have
+    (neighbour,) = core.neighbours()
+    assert neighbour.cost == 1

@@ -146,10 +146,13 @@ class Neighbour:
         return params.rxcost if best >= params.k else INFINITY
 
     def compute_cost(self, params: LinkParams) -> int:
-        """The link cost: txcost plus RTT penalty if both directions work (A.2.1)."""
+        """The link cost: txcost plus RTT penalty if both directions work (A.2.1).
+
+        At least 1: a neighbour's IHU may report rxcost 0, and a usable link costs something.
+        """
         if self.txcost >= INFINITY or self.rxcost(params) >= INFINITY:
             return INFINITY
-        return min(self.txcost + params.rtt_penalty(self.rtt), INFINITY - 1)
+        return max(1, min(self.txcost + params.rtt_penalty(self.rtt), INFINITY - 1))
 
     def update_cost(self, params: LinkParams) -> bool:
         """Recompute :attr:`cost`; True if it changed."""
