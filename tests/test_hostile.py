@@ -1111,3 +1111,27 @@ def test_a_revoked_member_cannot_admit_with_a_backdated_countersignature() -> No
             except VerifyError:
                 continue
         assert not _admitted(state, enrollment.node_key)
+
+
+def test_a_revoked_member_cannot_take_an_invites_use_with_a_stolen_token() -> None:
+    """Attack 2 aimed at an honest member: with the token of the invite an honest member
+    redeemed, a revoked member countersigns a thief's enrollment dated before the honest
+    admission. It admits no one and takes none of the invite's uses: the honest member
+    stays."""
+    w = World()
+    former = w.net.join(w.state, w.founder, w.net.invite(), "former", at=T0 + 10)
+    invite = w.net.invite()
+    honest = w.net.join(w.state, w.founder, invite, "honest", at=T0 + 50)
+    revocation = w.net.revoke(former.key.public, at=T0 + 60)
+    enrollment = w.enrollment(invite, at=T0 + 20)
+    admission = make_admission(former.key, enrollment=enrollment, admitted_at=T0 + 20)
+    for order in ((honest.credential, admission), (admission, honest.credential)):
+        state = w.net.state()
+        for record in (w.founder.credential, former.credential, revocation, *order):
+            try:
+                state.ingest(record, NOW)
+            except VerifyError:
+                continue
+        assert _admitted(state, honest.key.public)
+        assert not _admitted(state, enrollment.node_key)
+        assert state.invite_uses(invite.certificate.subject) == 1

@@ -4,21 +4,25 @@
 invite, the revocations, and who countersigned what. From these, and from nothing that depends
 on arrival order or on the dates a sponsor writes, it decides whether a credential stands:
 
-- it is within its invite's uses: the members admitted under an invite are ranked by their
-  earliest admission's rank time (the later of the sponsor's time and the enrollment's), then
-  the enrollment's record id, and the first N stand;
-- no revocation names a key it depends on (its own, its invite's, its admin's);
-- it is *sponsored*: a certificate is; an admission is when one of its sponsor's credentials
-  is sponsored, and, if a revocation names a key that sponsor credential depends on, every
-  such revoked key has a revocation that lists the admission's enrollment. A revoked key
-  therefore admits no one but those its revokers listed, whatever date it writes; and a
-  sponsor revoked later does not take the listed members it admitted with it.
+- it is a *candidate*: a certificate is; an admission is when one of its sponsor's
+  credentials is a candidate and, if a revocation names a key that sponsor credential depends
+  on, every such revoked key has a revocation that lists the admission's enrollment. A revoked
+  key therefore admits no one but those its revokers listed, whatever date it writes, and a
+  sponsor revoked later does not take the listed members it admitted with it;
+- it is within its invite's uses: the members with a candidate admission under an invite are
+  ranked by their earliest such admission's rank time (the later of the sponsor's time and the
+  enrollment's), then the enrollment's record id, and the first N are within. Admissions that
+  are no candidates (a revoked key's unlisted ones) take no use;
+- it is *sponsored*: as a candidate, counting uses (each admission on the way is within its
+  invite's uses);
+- no revocation names a key it depends on (its own, its invite's, its admin's).
 
-Being sponsored is reachability from the certificates through countersignatures (at most
-:data:`MAX_SPONSOR_DEPTH` steps): adding a credential only ever adds to it, so it is extended
-in place; a revocation, a member pushed out of its invite's uses, or a superseded admission
-recomputes it. Every member keeps every admission it has (one per enrollment and sponsor), so
-a record countersigned by someone else can add a way to stand, never take one away.
+Both are reachability from the certificates through countersignatures (at most
+:data:`MAX_SPONSOR_DEPTH` steps). Adding a credential only ever adds to them, so they are
+extended in place, unless a new candidate pushes a member out of its invite's uses; that, a
+revocation or a lower use limit recomputes them. Every member keeps every admission it has
+(one per enrollment and sponsor), so a record countersigned by someone else can add a way to
+stand, never take one away.
 """
 
 from __future__ import annotations
@@ -49,7 +53,12 @@ class Standing:
         self._listed: dict[bytes, set[bytes]] = {}  # revoked key -> enrollment ids still standing
         self._sponsored: dict[bytes, set[bytes]] = {}  # sponsor -> admission record ids
         self._sponsored_nodes: dict[bytes, set[bytes]] = {}  # sponsor -> members
-        self._distance: dict[bytes, int] = {}  # sponsored credentials: steps from a certificate
+        # Steps from a certificate through countersignatures: of every credential whose
+        # sponsor chain holds when invite uses are not counted (the candidates, which take
+        # their invite's uses), and of those that also hold within uses (they stand, if
+        # not revoked).
+        self._candidate: dict[bytes, int] = {}
+        self._distance: dict[bytes, int] = {}
         self._standing_cache: dict[bytes, Credential | None] = {}
 
     # --- changes ------------------------------------------------------------------------
@@ -71,32 +80,29 @@ class Standing:
         if credential.invite is not None:
             invite = credential.invite
             members = self._ranked.setdefault(invite, {})
-            known = node in members
+            members.setdefault(node, {})[rid] = (credential.rank, credential.enrollment)
             uses = self._invite_uses.get(invite)
             limit = credential.max_uses if uses is None else min(uses, credential.max_uses)
-            if len(members) + (not known) > limit or uses != limit:
-                # Over the invite's uses: find out whether a member was pushed out.
-                before = self._within_set(invite)
-                self._add_rank(members, rid, credential)
-                self._invite_uses[invite] = limit
-                self._within.pop(invite, None)
-                after = self._within_set(invite)
-                if not before <= after:
-                    # What the members pushed out sponsored may fall.
-                    return touched | set(members) | self._recompute()
-                if node in after and node not in before and known:
-                    # Its other admissions under this invite may now be sponsored too.
-                    return touched | self._reach(list(members[node]))
-            else:
-                self._add_rank(members, rid, credential)
-                self._within.pop(invite, None)
-        return touched | self._reach([rid])
-
-    @staticmethod
-    def _add_rank(
-        members: dict[bytes, dict[bytes, tuple[int, bytes]]], rid: bytes, credential: Credential
-    ) -> None:
-        members.setdefault(credential.node_key, {})[rid] = (credential.rank, credential.enrollment)
+            self._invite_uses[invite] = limit
+            if uses is not None and limit < uses:
+                return touched | set(members) | self._recompute()
+        # What this credential makes a candidate can take uses of invites over their limit;
+        # a member pushed out of one is only handled by recomputing.
+        before: dict[bytes, frozenset[bytes]] = {}
+        grown = self._spread(
+            self._starts([rid], self._candidate, uses=False), uses=False, before=before
+        )
+        entered: list[bytes] = []
+        for invite, within in before.items():
+            after = self._within_set(invite)
+            if not within <= after:
+                return touched | set(self._ranked[invite]) | self._recompute()
+            for member in after - within:
+                entered += self._ranked[invite][member]
+        starts = self._starts(
+            [r for r in (*grown, *entered) if r not in self._distance], self._distance, uses=True
+        )
+        return touched | self._nodes(self._spread(starts, uses=True))
 
     def drop_credential(self, node: bytes, rid: bytes) -> set[bytes]:
         """Forget a superseded admission; returns the members whose standing may change.
@@ -118,6 +124,7 @@ class Standing:
             touched.update(members)
         if dropped.sponsor is not None:
             self._sponsored.get(dropped.sponsor, set()).discard(rid)
+        self._candidate.pop(rid, None)
         self._distance.pop(rid, None)
         self.invalidate()
         return touched
@@ -160,20 +167,21 @@ class Standing:
             if key in self._revocations
         )
 
-    def _reach(self, rids: list[bytes]) -> set[bytes]:
-        """Extend the sponsored credentials with ``rids`` (new, or newly within their invite's
-        uses) and what they lead to; returns the members that became sponsored."""
+    def _starts(
+        self, rids: list[bytes], distance: dict[bytes, int], *, uses: bool
+    ) -> list[tuple[bytes, int]]:
+        """Where ``rids`` stand in ``distance`` from what their sponsors' credentials hold."""
         starts: list[tuple[bytes, int]] = []
         for rid in rids:
             credential = self._by_rid[rid]
             if credential.sponsor is None:
                 starts.append((rid, 0))
                 continue
-            if not self._within_uses(credential):
+            if uses and not self._within_uses(credential):
                 continue
             best = None
             for _, sponsor_rid, sponsor in self._credentials.get(credential.sponsor, ()):
-                steps = self._distance.get(sponsor_rid)
+                steps = distance.get(sponsor_rid)
                 if (
                     steps is not None
                     and (best is None or steps < best)
@@ -182,19 +190,42 @@ class Standing:
                     best = steps
             if best is not None and best < MAX_SPONSOR_DEPTH:
                 starts.append((rid, best + 1))
-        return self._propagate(starts)
+        return starts
 
-    def _propagate(self, starts: list[tuple[bytes, int]]) -> set[bytes]:
-        changed: set[bytes] = set()
+    def _spread(
+        self,
+        starts: list[tuple[bytes, int]],
+        *,
+        uses: bool,
+        before: dict[bytes, frozenset[bytes]] | None = None,
+    ) -> list[bytes]:
+        """Lower distances from ``starts`` on, through countersignatures; returns the record
+        ids that were not reached before.
+
+        ``uses``: the valid distances (admissions within their invite's uses); otherwise the
+        candidates, where uses are not counted. A new candidate changes its invite's ranking:
+        ``before`` then gets the invite's members within its uses as they were, when the
+        invite has more members than uses (otherwise nobody can be pushed out)."""
+        distance = self._distance if uses else self._candidate
+        new: list[bytes] = []
         queue: deque[bytes] = deque()
-        distance = self._distance
-        for rid, steps in starts:
+
+        def reached(rid: bytes, steps: int) -> None:
             old = distance.get(rid)
-            if old is None or steps < old:
-                distance[rid] = steps
-                queue.append(rid)
-                if old is None:
-                    changed.add(self._by_rid[rid].node_key)
+            if old is not None and old <= steps:
+                return
+            if old is None:
+                new.append(rid)
+                invite = self._by_rid[rid].invite
+                if not uses and invite is not None:
+                    if before is not None and invite not in before and self._crowded(invite):
+                        before[invite] = self._within_set(invite)
+                    self._within.pop(invite, None)
+            distance[rid] = steps
+            queue.append(rid)
+
+        for rid, steps in starts:
+            reached(rid, steps)
         while queue:
             sponsor = self._by_rid[queue[0]]
             steps = distance[queue.popleft()] + 1
@@ -205,25 +236,26 @@ class Standing:
                 if old is not None and old <= steps:
                     continue
                 admission = self._by_rid[rid]
-                if self._within_uses(admission) and self._edge(sponsor, admission):
-                    distance[rid] = steps
-                    queue.append(rid)
-                    if old is None:
-                        changed.add(admission.node_key)
-        return changed
+                if (not uses or self._within_uses(admission)) and self._edge(sponsor, admission):
+                    reached(rid, steps)
+        return new
+
+    def _nodes(self, rids: Iterable[bytes]) -> set[bytes]:
+        return {self._by_rid[rid].node_key for rid in rids}
 
     def _recompute(self) -> set[bytes]:
-        """Recompute who is sponsored from the certificates; returns the members whose
-        credentials changed."""
+        """Recompute candidates and who is sponsored from the certificates; returns the
+        members whose credentials changed."""
         before = self._distance
+        self._candidate = {}
         self._distance = {}
-        self._propagate([(rid, 0) for rid, c in self._by_rid.items() if c.sponsor is None])
+        self._within.clear()
+        roots = [(rid, 0) for rid, c in self._by_rid.items() if c.sponsor is None]
+        self._spread(roots, uses=False)
+        self._within.clear()
+        self._spread(roots, uses=True)
         self.invalidate()
-        return {
-            self._by_rid[rid].node_key
-            for rid in before.keys() ^ self._distance.keys()
-            if rid in self._by_rid
-        }
+        return self._nodes(r for r in before.keys() ^ self._distance.keys() if r in self._by_rid)
 
     # --- judgements ---------------------------------------------------------------------
 
@@ -265,11 +297,13 @@ class Standing:
 
     def _exclusion(self, node: bytes, rid: bytes, credential: Credential) -> str:
         """Why a credential does not stand, or "" when it does."""
-        if not self._within_uses(credential):
-            return "invite-used-up"
         revoked_key = self._revoked_by(credential)
         if revoked_key is not None:
             return "revoked" if revoked_key == node else "issuer-revoked"
+        if rid not in self._candidate:
+            return "sponsor-not-member"
+        if not self._within_uses(credential):
+            return "invite-used-up"
         if rid not in self._distance:
             return "sponsor-not-member"
         return ""
@@ -286,16 +320,23 @@ class Standing:
         """The members within an invite's uses: the first N by their best rank."""
         within = self._within.get(invite)
         if within is None:
-            members = self._ranked.get(invite, {})
-            ranking = sorted((min(keys.values()), node) for node, keys in members.items())
-            limit = self._invite_uses.get(invite, 0)
-            within = frozenset(node for _, node in ranking[:limit])
+            candidate = self._candidate
+            ranking = sorted(
+                (min(key for rid, key in keys.items() if rid in candidate), node)
+                for node, keys in self._ranked.get(invite, {}).items()
+                if not candidate.keys().isdisjoint(keys)
+            )
+            within = frozenset(node for _, node in ranking[: self._invite_uses.get(invite, 0)])
             self._within[invite] = within
         return within
 
+    def _crowded(self, invite: bytes) -> bool:
+        """Whether more members hold admissions under the invite than it has uses."""
+        return len(self._ranked.get(invite, ())) > self._invite_uses.get(invite, 0)
+
     def _within_uses(self, credential: Credential) -> bool:
         invite = credential.invite
-        if invite is None or len(self._ranked[invite]) <= self._invite_uses[invite]:
+        if invite is None or not self._crowded(invite):
             return True
         return credential.node_key in self._within_set(invite)
 
@@ -323,8 +364,13 @@ class Standing:
         return [r for rs in self._revocations.values() for r in rs]
 
     def invite_uses(self, invite_key: bytes) -> int:
-        """How many members have an admission under the invite."""
-        return len(self._ranked.get(invite_key, ()))
+        """How many members have an admission under the invite that takes a use: one whose
+        sponsor is sponsored, uses not counted (a revoked key's unlisted ones take none)."""
+        candidate = self._candidate
+        return sum(
+            not candidate.keys().isdisjoint(keys)
+            for keys in self._ranked.get(invite_key, {}).values()
+        )
 
     def sponsored_by(self, key: bytes) -> list[bytes]:
         """Ids of the enrollments countersigned by members whose credentials depend on
