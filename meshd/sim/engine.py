@@ -62,6 +62,7 @@ class Message:
     author: int
     payload: bytes
     key: Any = None  # what the membership model needs to know about the record
+    extra: float = 0.0  # CPU its validator spends beyond Costs.validate (Costs.revocation)
 
 
 class Membership(Protocol):
@@ -345,9 +346,9 @@ class Sim:
 
     # --- publishing and receiving ----------------------------------------------------------
 
-    def publish(self, author: int, payload: bytes, key: Any = None) -> Message:
+    def publish(self, author: int, payload: bytes, key: Any = None, extra: float = 0.0) -> Message:
         """``author`` publishes ``payload`` now; returns the message (its id is new)."""
-        message = Message(len(self.messages), author, payload, key)
+        message = Message(len(self.messages), author, payload, key, extra)
         self.messages[message.mid] = message
         node = self.nodes[author]
         assert node.membership is not None
@@ -407,7 +408,7 @@ class Sim:
                 return
             node.seen.add(message.mid)  # libp2p marks it seen before validating
             forwards = len(node.mesh) * costs.rpc_out
-            cost = costs.rpc_in + costs.validate + forwards
+            cost = costs.rpc_in + costs.validate + message.extra + forwards
             self.job(i, cost, partial(self._validated, node, message, src))
         elif kind == IHAVE:
             self.job(i, costs.rpc_in + costs.rpc_out, partial(self._iwant, node, src, payload))

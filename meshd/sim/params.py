@@ -33,6 +33,7 @@ class Costs:
     rpc_out: float = 0.0
     validate: float = 0.0
     sync_message: float = 0.0
+    revocation: float = 0.0  # on top of ``validate``, per revocation (its Revoked event's work)
     cores: int | None = None
 
 
