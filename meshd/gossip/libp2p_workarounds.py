@@ -45,6 +45,12 @@ named below are in tests/gossip/test_host.py.
   inbound_upgrade_timeout`` and ``RawConnection.get_remote_address``. Tests:
   test_one_source_cannot_take_every_handshake_slot,
   test_a_silent_connection_is_closed_at_the_deadline.
+- Handlers of closed inbound connections end (``handle_until_closed`` and
+  ``_EndHandlersOfClosedConnections`` in :func:`gate_inbound_handshakes`).
+  ``Swarm._handle_inbound_connection`` (looked up on the instance by the listener's
+  ``conn_handler``), ``await self.manager.wait_finished()`` at the end of
+  ``Swarm._do_handle_inbound_connection``, and ``SwarmConn`` notifying ``disconnected``.
+  Test: test_the_handler_of_a_closed_inbound_connection_ends.
 - Accept errors logged once a minute (:class:`OncePerMinute` on :data:`ACCEPT_LOGGER`).
   ``trio/_highlevel_serve_listeners.py``: ``LOGGER`` and ``ACCEPT_CAPACITY_ERRNOS`` (trio,
   which py-libp2p's TCP listener uses). Test: test_accept_errors_are_logged_once_a_minute.
@@ -64,6 +70,7 @@ dial waits out the 250 ms happy-eyeballs delay (``network/swarm.py``).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ipaddress
 import logging
 import time
@@ -72,8 +79,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+import multiaddr
 import trio
-from libp2p.abc import IHost, IMuxedConn, IRawConnection
+from libp2p.abc import IHost, IMuxedConn, INetConn, INetStream, INetwork, INotifee, IRawConnection
 from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.exceptions import SwarmException
 from libp2p.peer.id import ID
@@ -315,6 +323,9 @@ def gate_inbound_handshakes(host: IHost, budget: HandshakeBudget) -> None:
     """
     swarm = host.get_network()
     upgrade: Upgrade = swarm.upgrade_inbound_raw_conn
+    handle: Handle = swarm._handle_inbound_connection  # type: ignore[attr-defined]
+    closing = _EndHandlersOfClosedConnections()
+    swarm.register_notifee(closing)
     running: dict[int, IRawConnection] = {}
     last_log = -_SHED_LOG_INTERVAL
 
@@ -353,12 +364,74 @@ def gate_inbound_handshakes(host: IHost, budget: HandshakeBudget) -> None:
                     # task would interrupt that clean-up.
                     with contextlib.suppress(Exception):
                         await victim.close()
-            return await upgrade(raw_conn, maddr)
+            muxed = await upgrade(raw_conn, maddr)
         finally:
             running.pop(admitted.ticket, None)
             budget.release(admitted.ticket)
+        handler_scope = _INBOUND_HANDLER.get()
+        if handler_scope is not None:
+            closing.watch(muxed, handler_scope)
+        return muxed
+
+    async def handle_until_closed(read_write_closer: Any, maddr: multiaddr.Multiaddr) -> None:
+        # py-libp2p keeps the handler of an inbound connection waiting for the swarm to end
+        # (so that trio's listener does not close the socket under it), with a slot of
+        # Swarm._inbound_limiter held: after 300 connections since the start, every new one
+        # was refused. The handler ends once its connection has closed.
+        with trio.CancelScope() as scope:
+            token = _INBOUND_HANDLER.set(scope)
+            try:
+                await handle(read_write_closer, maddr)
+            finally:
+                _INBOUND_HANDLER.reset(token)
 
     setattr(swarm, "upgrade_inbound_raw_conn", gated)  # noqa: B010 (a method, on purpose)
+    setattr(swarm, "_handle_inbound_connection", handle_until_closed)  # noqa: B010
+
+
+_INBOUND_HANDLER: contextvars.ContextVar[trio.CancelScope | None] = contextvars.ContextVar(
+    "meshd_inbound_handler", default=None
+)
+"""The cancel scope around the inbound-connection handler running in this task."""
+
+Handle = Callable[[Any, multiaddr.Multiaddr], Awaitable[None]]
+
+
+class _EndHandlersOfClosedConnections(INotifee):
+    """Cancels the handler of an inbound connection once libp2p reports it closed."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[IMuxedConn, trio.CancelScope] = {}
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+    def watch(self, muxed: IMuxedConn, handler: trio.CancelScope) -> None:
+        if muxed.is_closed:
+            handler.cancel()  # closed before we could watch it
+        else:
+            self._handlers[muxed] = handler
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        handler = self._handlers.pop(conn.muxed_conn, None)
+        if handler is not None:
+            handler.cancel()
+        await trio.lowlevel.checkpoint()
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        await trio.lowlevel.checkpoint()
 
 
 LISTEN_BACKLOG: Final = 4096

@@ -3,6 +3,7 @@ member that moved while its old address was being re-dialled."""
 
 from __future__ import annotations
 
+import os
 import resource
 import selectors
 import socket
@@ -251,3 +252,41 @@ def test_a_member_at_a_new_address_is_reached_after_dials_to_its_old_one_failed(
         (answer,) = answers[0]
         assert answer["error"] is None, answer
         assert answer["peer_id"] == peer_id
+
+
+def test_connections_that_came_and_went_do_not_use_up_the_inbound_slots(tmp_path: Path) -> None:
+    # py-libp2p kept the handler of every inbound connection, with its slot of a global pool
+    # of 300, until the daemon stopped: anyone opening and closing 300 connections made the
+    # daemon refuse every connection after (a join failed with "failed to negotiate the
+    # secure protocol"). Here: 320 connections from 10 clients, each closed after it is up.
+    with daemons(tmp_path, "founder", "joiner") as (founder, joiner):
+        founder.init()
+        founder.up()
+        addr = founder.ask("status")["listen_addrs"][0]
+        tasks_before = founder.ask("status")["tasks"]
+        done: list[int] = []
+
+        async def client() -> None:
+            config = HostConfig(identity_seed=os.urandom(32), shutdown_timeout=3.0)
+            async with GossipHost(config, lambda *message: False) as host:
+                for _ in range(32):
+                    peer = await host.connect(addr)
+                    await host.disconnect(peer)
+                    done.append(1)
+
+        async def clients() -> None:
+            with trio.fail_after(120):
+                async with trio.open_nursery() as nursery:
+                    for _ in range(10):
+                        nursery.start_soon(client)
+
+        trio.run(clients)
+        assert len(done) == 320
+        wait_for(
+            lambda: founder.ask("status")["tasks"] < tasks_before + 30,
+            10,
+            "the handlers of closed connections to end",
+            describe=lambda: founder.ask("status")["tasks"],
+        )
+        joiner.join(founder.invite("--name", "joiner"))
+        wait_for(lambda: founder.states().get("joiner") == "admitted", 10, "joiner admitted")

@@ -448,6 +448,27 @@ def test_the_listen_queue_is_wide() -> None:
     run_trio(body)
 
 
+def test_the_handler_of_a_closed_inbound_connection_ends() -> None:
+    # py-libp2p kept the handler task of every inbound connection, and its slot of a global
+    # pool of 300, until the host stopped: after 300 connections since the start, every new
+    # one was refused.
+    async def body() -> None:
+        async with running_hosts(config()) as (ours,):
+            limiter = ours._host.get_network()._inbound_limiter  # type: ignore[union-attr]
+            tasks_before = _task_count()
+            for _ in range(5):
+                async with running_hosts(config()) as (client,):
+                    result = await client.connect_any(ours.listen_addrs())
+                    assert result[0].ok, result
+                    await wait_until(lambda: client.peer_id in ours.connected_peers())
+                await wait_until(lambda: ours.connected_peers() == [])
+            await wait_until(lambda: limiter.borrowed_tokens == 0)
+            await trio.sleep(0.2)  # let trio reap the handlers
+            assert _task_count() <= tasks_before + 1, (_task_count(), tasks_before)
+
+    run_trio(body, timeout=30.0)
+
+
 def test_a_silent_connection_is_closed_at_the_deadline() -> None:
     async def body() -> None:
         async with running_hosts(config(handshake_timeout=0.5)) as (ours,):

@@ -65,6 +65,10 @@ def test_what_the_inbound_gate_and_the_dial_reset_reach_into_is_there() -> None:
     assert "def unblock_peer(" in swarm
     assert "MAX_ADDRS_PER_PEER" in swarm
     assert hasattr(PeerStore, "clear_addrs")
+    # The handler of an inbound connection waits for the swarm to end; the listener's
+    # conn_handler looks _handle_inbound_connection up on the instance.
+    assert "await self._handle_inbound_connection(" in swarm
+    assert "await self.manager.wait_finished()" in swarm
     # widen_listen_backlog: the backlog libp2p asks for, on the listeners it keeps.
     from libp2p.transport.tcp import tcp
 
