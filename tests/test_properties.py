@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from meshd.encoding import b64url_decode_untrusted, pack, unpack_canonical_untrusted
@@ -39,9 +39,11 @@ from meshd.records import (
     MAX_RECORD,
     Admission,
     Announcement,
+    Certificate,
     Enrollment,
     Kind,
     Record,
+    Revocation,
     Role,
     decode_record_untrusted,
     make_admission,
@@ -417,6 +419,7 @@ class Honest:
     members: tuple[SigningKey, ...]  # every key that ever held a credential
     enrollments: tuple[Enrollment, ...]
     dates: tuple[int, ...]  # the invites' start, every admission's and revocation's date
+    invites: tuple[tuple[SigningKey, Certificate], ...]  # keys a thief of the tokens holds
 
 
 @st.composite
@@ -497,7 +500,9 @@ def honest_networks(draw: st.DrawFn) -> Honest:
         add(make_admission(sponsor, enrollment=enrollment, admitted_at=at))
     for key in members:
         add(make_announcement(key, network_id=nid, seq=1, issued_at=NOW))
-    return Honest(net, tuple(records), tuple(members), tuple(enrollments), tuple(dates))
+    return Honest(
+        net, tuple(records), tuple(members), tuple(enrollments), tuple(dates), tuple(invites)
+    )
 
 
 @st.composite
@@ -571,3 +576,46 @@ def test_no_record_a_member_signs_removes_another_members_standing(data: st.Data
             attacked.ingest(record, NOW)
     lost = _standing(reference) - _standing(attacked) - {attacker.public}
     assert not lost
+
+
+@settings(max_examples=200)
+@given(st.data())
+def test_a_revoked_key_admits_no_one_and_removes_no_one(data: st.DataObject) -> None:
+    """Rule (b), and rule (a) for a former member holding stolen tokens: a revoked member
+    countersigns enrollments made with the invites' secrets for keys of its choosing, and
+    copies of enrollments in the set, with any dates. Nobody new stands, and nobody who
+    stood stops standing."""
+    honest = data.draw(honest_networks())
+    revoked = [
+        key
+        for key in honest.members
+        if any(isinstance(r, Revocation) and r.target == key.public for r in honest.records)
+    ]
+    assume(revoked)
+    attacker = data.draw(st.sampled_from(revoked))
+    near = st.sampled_from(honest.dates).flatmap(lambda t: st.sampled_from([t - 1, t, t + 1]))
+    dates = st.one_of(st.integers(T0 - 400, NOW + 300), near)
+    made: list[Record] = []
+    for n in range(data.draw(st.integers(1, 5))):
+        if data.draw(st.booleans()) and honest.enrollments:
+            enrollment = data.draw(st.sampled_from(honest.enrollments))
+        else:
+            invite_key, invite = data.draw(st.sampled_from(honest.invites))
+            enrollment = make_enrollment(
+                invite_key,
+                invite=invite,
+                node_key=_key("stowaway", n).public,
+                wg_key=_key("wg-stowaway", n).public,
+                name=f"stowaway{n}",
+                created_at=data.draw(dates),
+            )
+        made.append(make_admission(attacker, enrollment=enrollment, admitted_at=data.draw(dates)))
+    reference = honest.net.state()
+    for record in honest.records:
+        with contextlib.suppress(VerifyError):
+            reference.ingest(record, NOW)
+    attacked = honest.net.state()
+    for record in data.draw(st.permutations([*honest.records, *made])):
+        with contextlib.suppress(VerifyError):
+            attacked.ingest(record, NOW)
+    assert _standing(attacked) == _standing(reference)
