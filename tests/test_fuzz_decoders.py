@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meshd.babel.codec import decode_packet_untrusted, encode_packet
+from meshd.babel.config import InterfaceKind
 from meshd.babel.core import BabelCore
 from meshd.babel.routes import NeighbourUp
 from meshd.babel.subtlv import decode_sub_tlvs, split_untrusted
@@ -219,7 +220,7 @@ def test_control_response_of_another_version_is_a_decode_error() -> None:
 
 
 @pytest.mark.parametrize("kind", ["wired", "tunnel"])
-def test_an_ihu_with_rxcost_zero_does_not_break_the_babel_core(kind: str) -> None:
+def test_an_ihu_with_rxcost_zero_does_not_break_the_babel_core(kind: InterfaceKind) -> None:
     """Found by the babel-core target: a neighbour reporting rxcost 0 made the link cost 0,
     and NeighbourUp's check raised ValueError out of BabelCore.receive (and out of the
     Babel shell, ending the daemon). Two datagrams from anyone on the link were enough."""
