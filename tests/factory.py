@@ -134,7 +134,7 @@ class Net:
         at: int = T0 + 20,
         issuer: Issuer | None = None,
         reason: str = "test",
-        sponsored: Sequence[bytes] = (),
+        sponsored: Sequence[bytes] | None = (),
     ) -> Revocation:
         issuer = issuer or self.issuer
         return make_revocation(

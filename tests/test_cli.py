@@ -230,6 +230,52 @@ def test_revoke_by_name_id_and_key(
     assert sorted(states.values()) == ["admitted", "revoked", "revoked", "revoked"]
 
 
+def test_revoke_again_after_a_legacy_revocation(
+    founder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A member revoked before revocations had a list (a legacy revocation, judged by dates)
+    is revoked again with a listed one, and the output says so."""
+    from meshd.invites import enroll
+    from meshd.keys import SigningKey, WireGuardKey
+    from meshd.records import Role, make_revocation
+    from meshd.statedir import NodeDir, now
+
+    _, out, _ = run(capsys, "invite", "--state-dir", str(founder))
+    invite = decode_token_untrusted(out.strip())
+    node = NodeDir.open(founder)
+    state = node.membership()
+    key, wg = SigningKey.generate(), WireGuardKey.generate()
+    enrollment = enroll(invite, node_key=key.public, wg_key=wg.public, name="carol", now=now())
+    node.store.apply([state.ingest(state.sponsor(node.node_key, enrollment, now()), now())])
+    legacy = make_revocation(
+        node.issuer().key,
+        network_id=node.anchor.network_id,
+        target=key.public,
+        target_role=Role.MEMBER,
+        issued_at=now(),
+        expires_at=now() + 400 * 86400,
+        sponsored=None,
+    )
+    node.store.apply([state.ingest(legacy, now())])
+    node.close()
+    node = NodeDir.open(founder)
+    assert node.membership().only_legacy_revocations(key.public)
+    node.close()
+    code, out, err = run(capsys, "revoke", "carol", "--state-dir", str(founder))
+    assert code == 0
+    assert "revoked carol" in out
+    assert "revoked before, by legacy revocations only" in err
+    node = NodeDir.open(founder)
+    state = node.membership()
+    node.close()
+    assert not state.only_legacy_revocations(key.public)
+    assert {r.legacy for r in state.revocations()} == {True, False}
+    # Revoked by a listed revocation already: a new one is not announced as closing anything.
+    code, out, _ = run(capsys, "revoke", "carol", "--json", "--state-dir", str(founder))
+    assert code == 0
+    assert json.loads(out)["relisted"] is False
+
+
 def test_revoke_unused_invite(founder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _, out, err = run(capsys, "invite", "--state-dir", str(founder))
     invite_id = err.split()[1].rstrip(":")

@@ -340,6 +340,30 @@ case("revocation-sponsored-over-320", DECODE)(
 )
 
 
+# Fields #2-#9 are a legacy revocation (no list), #2-#10 a listed one; one field fewer than
+# legacy, or one more than listed, is neither.
+@case("revocation-of-7-fields", DECODE)
+def _rev_7(w: World) -> object:
+    items = body_items(w.net.revoke(w.founder.key.public, sponsored=None))
+    assert len(items) == 2 + 8  # kind, version, network_id ... chain
+    return w.ingest(sign_items(w.net.root, items[:-1]))
+
+
+@case("revocation-of-10-fields", DECODE)
+def _rev_10(w: World) -> object:
+    items = body_items(w.net.revoke(w.founder.key.public))
+    assert len(items) == 2 + 9  # kind, version, network_id ... chain, sponsored
+    return w.ingest(sign_items(w.net.root, [*items, []]))
+
+
+@case("revocation-legacy-with-a-list-where-chain-belongs", DECODE)
+def _rev_legacy_shifted(w: World) -> object:
+    # The list moved into the chain's place of a 9-item body: chain items must be certificates.
+    items = body_items(w.net.revoke(w.founder.key.public, sponsored=None))
+    items[9] = [b"\x01" * 16]
+    return w.ingest(sign_items(w.net.root, items))
+
+
 # Certificate body: [kind, version, network_id, issuer, subject, role, serial, not_before,
 # not_after, caps, name, prefixes, max_uses, member_ttl, wg_key, chain].
 def _cert_field(index: int, value: Any) -> Action:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
+import itertools
 import os
+from typing import Any
 
 import pytest
 
@@ -607,6 +609,91 @@ def test_a_revoked_sponsor_admits_only_what_its_revocation_lists() -> None:
     more = net.revoke(sponsor.key.public, at=T0 + 50, sponsored=[unlisted.enrollment_id])
     outcome = state.ingest(more, NOW)
     assert [(type(e), e.member.name) for e in outcome.events] == [(Admitted, "unlisted")]
+
+
+# --- legacy revocations (no list: written before revocations had one) ----------------------
+
+
+def _countersigned(net: Net, sponsor: Node, name: str, at: int, lifetime: int = DAY) -> Node:
+    """A member ``sponsor`` countersigns with ``admitted_at=at``, whether or not it stands."""
+    key, wg = SigningKey.generate(), WireGuardKey.generate()
+    invite = net.invite(lifetime=lifetime)
+    enrollment = enroll(invite, node_key=key.public, wg_key=wg.public, name=name, now=at - 5)
+    return Node(key, wg, name, make_admission(sponsor.key, enrollment=enrollment, admitted_at=at))
+
+
+def test_a_legacy_revocation_keeps_the_date_rule_until_a_listed_one_arrives() -> None:
+    """While every revocation of a key is legacy, its countersignatures dated before the
+    earliest of them stand, as before lists existed: the backdating of attack 2 (a stolen
+    expired token's enrollment countersigned after the revocation, dated before it) stands
+    too. Once a listed revocation of the key is in the set, only its list counts. Same end
+    state in every arrival order."""
+    net, founder, first = network()
+    sponsor = net.join(first, founder, net.invite(), "sponsor", at=T0 + 10)
+    before = _countersigned(net, sponsor, "before", T0 + 20)
+    backdated = _countersigned(net, sponsor, "backdated", T0 + 40, lifetime=60)
+    after = _countersigned(net, sponsor, "after", T0 + 80)
+    legacy = net.revoke(sponsor.key.public, at=T0 + 70, sponsored=None)
+    later_legacy = net.revoke(sponsor.key.public, at=T0 + 30, sponsored=None)
+    assert legacy.legacy
+    assert later_legacy.legacy
+    listed = net.revoke(sponsor.key.public, at=T0 + 90, sponsored=[before.enrollment_id])
+    members = (before, backdated, after)
+
+    def judged(records: list[Any]) -> tuple[Membership, list[tuple[MemberState, str]]]:
+        state = net.state()
+        for record in (founder.credential, sponsor.credential, *records):
+            state.ingest(record, NOW)
+        return state, [state_of(state, m) for m in (sponsor, *members)]
+
+    admitted, unsponsored = (MemberState.ADMITTED, ""), (MemberState.REVOKED, "sponsor-not-member")
+    revoked = (MemberState.REVOKED, "revoked")
+    credentials = [m.credential for m in members]
+    state, states = judged([legacy, *credentials])
+    assert states == [revoked, admitted, admitted, unsponsored]
+    assert state.only_legacy_revocations(sponsor.key.public)
+    # What a new revocation would list: what stands now, not what is dated after.
+    assert state.sponsored_by(sponsor.key.public) == sorted(
+        [before.enrollment_id, backdated.enrollment_id]
+    )
+    # The earliest legacy revocation decides.
+    _, states = judged([legacy, later_legacy, *credentials])
+    assert states == [revoked, admitted, unsponsored, unsponsored]
+    # A listed revocation closes the window, in every order (and with the legacy one twice).
+    digests = set()
+    for order in itertools.permutations([legacy, listed, *credentials]):
+        state, states = judged([*order, legacy])
+        assert states == [revoked, admitted, unsponsored, unsponsored], order
+        assert not state.only_legacy_revocations(sponsor.key.public)
+        digests.add(state.digest())
+    assert len(digests) == 1
+    assert {record_id(legacy.raw), record_id(listed.raw)} <= set(state.record_ids())
+
+
+def test_a_legacy_revocation_of_an_invite_judges_its_members_countersignatures_by_date() -> None:
+    net, founder, first = network()
+    invite = net.invite()
+    member = net.join(first, founder, invite, "member", at=T0 + 10)
+    early = _countersigned(net, member, "early", T0 + 20)
+    late = _countersigned(net, member, "late", T0 + 60)
+    target = invite.certificate.subject
+    for revocations, expected in (
+        ([net.revoke(target, Role.INVITE, at=T0 + 50, sponsored=None)], ["admitted", "revoked"]),
+        (
+            [
+                net.revoke(target, Role.INVITE, at=T0 + 50, sponsored=None),
+                net.revoke(target, Role.INVITE, at=T0 + 55, sponsored=[]),
+            ],
+            ["revoked", "revoked"],
+        ),
+    ):
+        state = net.state()
+        for record in (founder.credential, member.credential, *revocations):
+            state.ingest(record, NOW)
+        for record in (early.credential, late.credential):
+            state.ingest(record, NOW)
+        assert state_of(state, member) == (MemberState.REVOKED, "issuer-revoked")
+        assert [state_of(state, m)[0].value for m in (early, late)] == expected
 
 
 def test_revoking_the_sponsor_of_a_sponsor_drops_the_unlisted_branch() -> None:

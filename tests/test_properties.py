@@ -102,7 +102,10 @@ def pool() -> Pool:
     doomed = net.invite(uses=2)
     late = net.join(side(second), second, doomed, "late", at=T0 + 60)
 
-    members = (founder, second, delegated, left, right, first, guest, third, late)
+    elder = net.join(side(founder), founder, net.invite(), "elder", at=T0 + 12)
+    junior = net.join(side(founder, elder), elder, net.invite(), "junior", at=T0 + 30)
+
+    members = (founder, second, delegated, left, right, first, guest, third, late, elder, junior)
     records: list[Record] = [node.credential for node in members]
     # The founder's certificate, renewed.
     records.append(
@@ -141,6 +144,26 @@ def pool() -> Pool:
         net.revoke(third.key.public, issuer=admin),
         net.revoke(doomed.certificate.subject, Role.INVITE),
         net.revoke(admin.key.public, Role.ADMIN, at=T0 + 70),
+    ]
+    # Legacy revocations (no list). ``elder`` countersigned ``junior`` (T0 + 30) before its
+    # legacy revocation at T0 + 48 and, afterwards, a stolen token's enrollment dated T0 + 44:
+    # that one stands while only the legacy revocation is in the set, and no longer once the
+    # listed one (T0 + 80, listing ``junior``) is. ``second`` also has a legacy revocation
+    # beside its listed one (the list decides).
+    stolen = net.invite(lifetime=60)
+    thief = make_enrollment(
+        SigningKey(stolen.secret),
+        invite=stolen.certificate,
+        node_key=SigningKey.generate().public,
+        wg_key=second.wg.public,
+        name="thief",
+        created_at=T0 + 40,
+    )
+    records += [
+        make_admission(elder.key, enrollment=thief, admitted_at=T0 + 44),
+        net.revoke(elder.key.public, at=T0 + 48, sponsored=None),
+        net.revoke(elder.key.public, at=T0 + 80, sponsored=[junior.enrollment_id]),
+        net.revoke(second.key.public, at=T0 + 22, sponsored=None),
     ]
     keys = (
         *(node.key.public for node in members),
@@ -202,6 +225,36 @@ def test_any_order_and_repetition_gives_the_same_state(
     shuffled = pool().net.state()
     ingest_all(shuffled, [records[i] for i in order])
     assert snapshot(shuffled) == snapshot(reference)
+
+
+@given(sequences())
+def test_a_legacy_revocation_keeps_dates_until_a_listed_one_is_in_the_set(
+    sequence: tuple[list[int], list[int]],
+) -> None:
+    """The pool's legacy-revoked ``elder`` countersigned a stolen token's enrollment after its
+    revocation, dated before it: in any order, with repeats, it stands exactly when the set
+    holds what it needs and not the listed revocation (the legacy one alone keeps it)."""
+    subset, order = sequence
+    records = pool().records
+    state = pool().net.state()
+    ingest_all(state, [records[i] for i in order])
+    chosen = [records[i] for i in subset]
+    elder = next(r for r in records if isinstance(r, Admission) and r.enrollment.name == "elder")
+    thief = next(r for r in records if isinstance(r, Admission) and r.enrollment.name == "thief")
+    target = elder.enrollment.node_key
+    revocations = [r for r in chosen if isinstance(r, Revocation) and r.target == target]
+    founder = records[0]
+    assert isinstance(founder, Certificate)
+    expected = (
+        elder in chosen
+        and thief in chosen
+        # one of the founder's certificates (its first or the renewal)
+        and any(isinstance(r, Certificate) and r.subject == founder.subject for r in chosen)
+        # not revoked, or by the legacy revocation alone
+        and all(r.legacy for r in revocations)
+    )
+    member = state.member(thief.enrollment.node_key, NOW)
+    assert (member is not None and member.state.value == "admitted") == expected
 
 
 @given(sequences())

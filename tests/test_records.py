@@ -28,6 +28,7 @@ from meshd.records import (
     Cap,
     Kind,
     Record,
+    Revocation,
     Role,
     decode_record_untrusted,
     kind_of,
@@ -216,7 +217,7 @@ def test_announcement_round_trip(
     u64,
     text_of(MAX_REASON),
     st.booleans(),
-    st.lists(st.binary(min_size=16, max_size=16), max_size=MAX_SPONSORED),
+    st.none() | st.lists(st.binary(min_size=16, max_size=16), max_size=MAX_SPONSORED),
 )
 def test_revocation_round_trip(
     issuer: SigningKey,
@@ -226,7 +227,7 @@ def test_revocation_round_trip(
     expires: int,
     reason: str,
     with_chain: bool,
-    sponsored: list[bytes],
+    sponsored: list[bytes] | None,
 ) -> None:
     net = Net()
     chain = net.admin().chain if with_chain else ()
@@ -241,7 +242,9 @@ def test_revocation_round_trip(
         chain=chain,
         sponsored=sponsored,
     )
-    assert rev.sponsored == tuple(sorted(set(sponsored)))
+    # None: a legacy revocation (9 body items, no list).
+    assert rev.sponsored == (None if sponsored is None else tuple(sorted(set(sponsored))))
+    assert rev.legacy is (sponsored is None)
     assert (rev.target, rev.target_role, rev.issued_at, rev.expires_at) == (
         target,
         role,
@@ -250,6 +253,60 @@ def test_revocation_round_trip(
     )
     assert (rev.reason, rev.chain) == (reason, chain)
     assert_round_trip(rev)
+
+
+def test_a_legacy_revocation_decodes_unchanged() -> None:
+    """A revocation in the layout written before the ``sponsored`` list (9 body items),
+    encoded here by hand and signed under the revocation context, decodes as legacy: no list,
+    the same bytes, the same record id. make_revocation(sponsored=None) writes exactly it."""
+    net = Net()
+    target = SigningKey.generate().public
+    body = pack(
+        [
+            int(Kind.REVOCATION),
+            VERSION,
+            net.anchor.network_id,
+            net.root.public,
+            target,
+            int(Role.MEMBER),
+            T0 + 20,
+            T0 + 400 * DAY,
+            "left",
+            [],
+        ]
+    )
+    raw = pack([body, net.root.sign(CONTEXTS[Kind.REVOCATION], body)])
+    rev = decode_record_untrusted(raw)
+    assert isinstance(rev, Revocation)
+    assert rev.legacy
+    assert rev.sponsored is None
+    assert (rev.target, rev.issued_at, rev.reason, rev.raw) == (target, T0 + 20, "left", raw)
+    assert record_id(rev.raw) == record_id(raw)
+    Verifier(net.anchor).revocation(rev)
+    built = make_revocation(
+        net.root,
+        network_id=net.anchor.network_id,
+        target=target,
+        target_role=Role.MEMBER,
+        issued_at=T0 + 20,
+        expires_at=T0 + 400 * DAY,
+        reason="left",
+        sponsored=None,
+    )
+    assert built.raw == raw
+    # With an empty list it is another record (10 items), not legacy.
+    listed = make_revocation(
+        net.root,
+        network_id=net.anchor.network_id,
+        target=target,
+        target_role=Role.MEMBER,
+        issued_at=T0 + 20,
+        expires_at=T0 + 400 * DAY,
+        reason="left",
+    )
+    assert listed.sponsored == ()
+    assert not listed.legacy
+    assert listed.raw != raw
 
 
 @given(names, prefixes, addrs, st.integers(1, 1_000_000), st.booleans())

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from meshd.encoding import pack
 from meshd.errors import StoreError
 from meshd.membership import Membership
-from meshd.records import Kind
+from meshd.records import CONTEXTS, VERSION, Kind, Role, record_id
 from meshd.store import Store
 from tests.factory import DAY, T0, Net
 
@@ -51,6 +52,65 @@ def test_reload_gives_the_same_state(tmp_path: Path) -> None:
         (m.name, m.state) for m in state.members(NOW)
     ]
     assert store.network() == net.network
+
+
+def legacy_revocation(net: Net, target: bytes, role: Role, at: int) -> bytes:
+    """A revocation as releases before the ``sponsored`` list wrote it: fields #2-#9 (no
+    list), encoded here by hand and signed by the root under the revocation context."""
+    fields = [net.anchor.network_id, net.root.public, target, int(role), at, at + 400 * DAY]
+    body = pack([int(Kind.REVOCATION), VERSION, *fields, "left", []])
+    return pack([body, net.root.sign(CONTEXTS[Kind.REVOCATION], body)])
+
+
+def test_a_store_of_legacy_revocations_loads_them_all(tmp_path: Path) -> None:
+    """A store written before revocations had a ``sponsored`` list holds legacy revocations.
+    They load, all of them, with their ids, and judge members as the release that wrote
+    them did: the revoked stay revoked, and what a revoked member countersigned before its
+    revocation stands."""
+    net = Net()
+    state = net.state()
+    store = Store(tmp_path / "meshd.db")
+    store.set_meta("network", net.network.raw)
+    founder = net.founder()
+    outcomes = [state.ingest(founder.credential, NOW)]
+    invites = [net.invite() for _ in range(3)]
+    members = [net.join(state, founder, invites[i], f"m{i}", at=T0 + 10 + i) for i in range(3)]
+    outcomes += [state.ingest(m.credential, NOW) for m in members]
+    child = net.join(state, members[0], net.invite(), "child", at=T0 + 20)
+    outcomes.append(state.ingest(child.credential, NOW))
+    store.apply(outcomes)
+    store.close()
+    # The rows the previous release wrote for its two revocations.
+    revocations = [
+        legacy_revocation(net, members[0].key.public, Role.MEMBER, T0 + 50),
+        legacy_revocation(net, invites[1].certificate.subject, Role.INVITE, T0 + 60),
+    ]
+    with sqlite3.connect(tmp_path / "meshd.db") as db:
+        db.executemany(
+            "INSERT INTO records(rid, kind, raw) VALUES (?, ?, ?)",
+            [(record_id(raw), int(Kind.REVOCATION), raw) for raw in revocations],
+        )
+    db.close()
+
+    reopened = Store(tmp_path / "meshd.db")
+    reloaded = net.state()
+    report = reopened.load_into(reloaded, NOW + 2)
+    assert report.rejected == 0
+    assert report.loaded == 7
+    assert sorted(r.raw for r in reloaded.revocations()) == sorted(revocations)
+    assert {record_id(raw) for raw in revocations} <= set(reloaded.record_ids())
+    assert [(m.name, m.state.value, m.reason) for m in reloaded.members(NOW)] == [
+        ("child", "admitted", ""),
+        ("founder", "admitted", ""),
+        ("m0", "revoked", "revoked"),
+        ("m1", "revoked", "issuer-revoked"),
+        ("m2", "admitted", ""),
+    ]
+    # Kept on disk too: a second load finds them again.
+    again = net.state()
+    assert reopened.load_into(again, NOW + 3).rejected == 0
+    assert again.digest() == reloaded.digest()
+    reopened.close()
 
 
 def test_damaged_rows_are_dropped_on_load(tmp_path: Path) -> None:

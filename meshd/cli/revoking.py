@@ -62,6 +62,10 @@ def revoke(
         )
         if state is None:
             state = node.membership(at)
+        # Revoked already, but only by legacy revocations (without a list, from releases
+        # before it): its countersignatures are still judged by their dates, so it could
+        # backdate one. A listed revocation closes that.
+        relisted = state.only_legacy_revocations(target)
         # What the target (or a member under it) countersigned, as known here: those
         # admissions keep standing; any other countersignature of the target does not,
         # whatever its date. A long list is spread over several revocations.
@@ -113,12 +117,19 @@ def revoke(
         "reason": reason,
         "excluded": list(dict.fromkeys(excluded)),
         "sponsored_kept": len(sponsored),
+        "relisted": relisted,
         "new": new,
     }
     if json:
         emit_json(info)
     else:
         print(f"revoked {label}" + (f"; excluded: {', '.join(excluded)}" if excluded else ""))
+        if relisted:
+            note(
+                "it was revoked before, by legacy revocations only (without a list); this one "
+                f"lists the {len(sponsored)} admission(s) it countersigned before them, and "
+                "no other countersignature of it stands any more, whatever its date"
+            )
         note(where)
 
 

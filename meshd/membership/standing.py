@@ -17,6 +17,15 @@ on arrival order or on the dates a sponsor writes, it decides whether a credenti
   invite's uses);
 - no revocation names a key it depends on (its own, its invite's, its admin's).
 
+Legacy revocations (written before revocations had a list: ``Revocation.sponsored`` is None)
+keep the date rule the releases before the list applied: while every revocation of a key in
+the set is legacy, an admission under that key stands as for the list if its ``admitted_at``
+is before the earliest of them (so a key revoked that way can still backdate, until revoked
+again). Once one listed revocation of the key is in the set, only lists count for it. Both
+are functions of the set alone. Only the admission's own date counts, not its sponsor's: an
+admission replaced by an earlier copy (``drop_credential``) is then carried whenever the one
+it replaces was.
+
 Both are reachability from the certificates through countersignatures (at most
 :data:`MAX_SPONSOR_DEPTH` steps). Adding a credential only ever adds to them, so they are
 extended in place, unless a new candidate pushes a member out of its invite's uses; that, a
@@ -50,7 +59,11 @@ class Standing:
         self._within: dict[bytes, frozenset[bytes]] = {}
         self._dependents: dict[bytes, set[bytes]] = {}
         self._revocations: dict[bytes, list[Revocation]] = {}
-        self._listed: dict[bytes, set[bytes]] = {}  # revoked key -> enrollment ids still standing
+        # Revoked key -> enrollment ids still standing; a key is here once one of its
+        # revocations has a list (then its legacy revocations no longer count).
+        self._listed: dict[bytes, set[bytes]] = {}
+        # Revoked key -> the earliest issued_at among its legacy revocations.
+        self._legacy_from: dict[bytes, int] = {}
         self._sponsored: dict[bytes, set[bytes]] = {}  # sponsor -> admission record ids
         self._sponsored_nodes: dict[bytes, set[bytes]] = {}  # sponsor -> members
         # Steps from a certificate through countersignatures: of every credential whose
@@ -133,7 +146,12 @@ class Standing:
         """Index a verified revocation; returns the members whose standing may change."""
         target = revocation.target
         self._revocations.setdefault(target, []).append(revocation)
-        self._listed.setdefault(target, set()).update(revocation.sponsored)
+        if revocation.sponsored is None:
+            since = self._legacy_from.get(target)
+            if since is None or revocation.issued_at < since:
+                self._legacy_from[target] = revocation.issued_at
+        else:
+            self._listed.setdefault(target, set()).update(revocation.sponsored)
         self.invalidate()
         dependents = self._dependents.get(target, set())
         if any(self._sponsored.get(node) for node in dependents):
@@ -158,14 +176,20 @@ class Standing:
 
     def _edge(self, sponsor: Credential, admission: Credential) -> bool:
         """Whether ``sponsor``'s credential carries ``admission``: each revoked key it depends
-        on has a revocation listing the admission's enrollment."""
+        on has a revocation listing the admission's enrollment or, when all of that key's
+        revocations are legacy, the admission is dated before the earliest of them."""
         if sponsor.depends_on.isdisjoint(self._revocations):
             return True
-        return all(
-            admission.enrollment in self._listed.get(key, ())
-            for key in sponsor.depends_on
-            if key in self._revocations
-        )
+        for key in sponsor.depends_on:
+            if key not in self._revocations:
+                continue
+            listed = self._listed.get(key)
+            if listed is None:
+                if admission.admitted_at >= self._legacy_from[key]:
+                    return False
+            elif admission.enrollment not in listed:
+                return False
+        return True
 
     def _starts(
         self, rids: list[bytes], distance: dict[bytes, int], *, uses: bool
@@ -372,12 +396,21 @@ class Standing:
             for keys in self._ranked.get(invite_key, {}).values()
         )
 
+    def only_legacy_revocations(self, key: bytes) -> bool:
+        """Whether ``key`` is revoked, by legacy revocations only (its countersignatures are
+        still judged by their dates: a listed revocation closes that)."""
+        return key in self._revocations and key not in self._listed
+
     def sponsored_by(self, key: bytes) -> list[bytes]:
         """Ids of the enrollments countersigned by members whose credentials depend on
-        ``key``: what a revocation of ``key`` lists to let them keep standing."""
-        found = {
-            self._by_rid[rid].enrollment
+        ``key``: what a revocation of ``key`` lists to let them keep standing. When ``key``
+        is revoked by legacy revocations only, those dated from the earliest of them on are
+        left out: they do not stand now, and a list must not make them stand."""
+        until = self._legacy_from.get(key) if self.only_legacy_revocations(key) else None
+        admissions = (
+            self._by_rid[rid]
             for node in self._dependents.get(key, ())
             for rid in self._sponsored.get(node, ())
-        }
+        )
+        found = {a.enrollment for a in admissions if until is None or a.admitted_at < until}
         return sorted(found)

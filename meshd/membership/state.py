@@ -524,6 +524,11 @@ class Membership:
     def is_revoked(self, key: bytes) -> bool:
         return self._standing.is_revoked(key)
 
+    def only_legacy_revocations(self, key: bytes) -> bool:
+        """Whether ``key`` is revoked by legacy revocations only (Revocation.legacy): its
+        countersignatures dated before them still stand; a new revocation closes that."""
+        return self._standing.only_legacy_revocations(key)
+
     def revocations(self) -> list[Revocation]:
         return self._standing.revocations()
 

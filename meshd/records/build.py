@@ -129,11 +129,12 @@ def make_revocation(
     expires_at: int,
     reason: str = "",
     chain: Sequence[Certificate] = (),
-    sponsored: Iterable[bytes] = (),
+    sponsored: Iterable[bytes] | None = (),
 ) -> Revocation:
     """``sponsored``: ids of the enrollments whose admissions countersigned by the target (or
-    by members under it) keep standing (any order; repeats are dropped)."""
-    fields = [
+    by members under it) keep standing (any order; repeats are dropped). None writes a legacy
+    revocation (the 9-item layout, without the list), as releases before the list did."""
+    fields: list[object] = [
         network_id,
         issuer.public,
         target,
@@ -142,8 +143,9 @@ def make_revocation(
         expires_at,
         reason,
         [c.raw for c in chain],
-        sorted(set(sponsored)),
     ]
+    if sponsored is not None:
+        fields.append(sorted(set(sponsored)))
     return decode_untrusted(_seal(Kind.REVOCATION, fields, issuer), Revocation)
 
 

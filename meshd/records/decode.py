@@ -67,6 +67,10 @@ class _Fields:
         self._pos += 1
         return item
 
+    def more(self) -> bool:
+        """Whether fields are left (for a trailing field that older records lack)."""
+        return self._pos < len(self._items)
+
     def end(self) -> None:
         if self._pos != len(self._items):
             raise DecodeError(f"{self._what}: too many fields")
@@ -317,9 +321,10 @@ def _revocation(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Revocation:
     expires_at = f.uint("expires_at")
     reason = f.text("reason", MAX_REASON)
     chain = f.array("chain", MAX_CHAIN, lambda b: _nested(b, Certificate, depth))
-    sponsored = f.array("sponsored", MAX_SPONSORED, _record_id_item)
+    # 9 items: a legacy revocation, written before the list existed (no list: None).
+    sponsored = f.array("sponsored", MAX_SPONSORED, _record_id_item) if f.more() else None
     f.end()
-    if any(a >= b for a, b in itertools.pairwise(sponsored)):
+    if sponsored is not None and any(a >= b for a, b in itertools.pairwise(sponsored)):
         raise DecodeError("revocation: sponsored must be sorted, without repeats")
     return Revocation(
         network_id,

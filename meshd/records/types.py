@@ -178,14 +178,22 @@ class Revocation:
     chain: tuple[Certificate, ...]
     # Record ids of the enrollments whose admissions, countersigned by the target (or, for an
     # invite or admin key, by a member under it), still stand; the target's other
-    # countersignatures do not, whatever date they bear. Sorted, no repeats.
-    sponsored: tuple[bytes, ...]
+    # countersignatures do not, whatever date they bear. Sorted, no repeats. None for a
+    # *legacy* revocation, written before the list existed (9 body items instead of 10): while
+    # every revocation of a key is legacy, the key's countersignatures dated before the
+    # earliest of them stand (meshd.membership.standing).
+    sponsored: tuple[bytes, ...] | None
     signature: bytes
     raw: bytes
 
     @property
     def signer(self) -> bytes:
         return self.issuer
+
+    @property
+    def legacy(self) -> bool:
+        """Written before revocations listed what their subject sponsored."""
+        return self.sponsored is None
 
 
 @dataclass(frozen=True, slots=True)
