@@ -1,8 +1,8 @@
 """What ``meshd revoke`` does: sign a revocation here, then hand it to the running daemon.
 
 It runs both through the typer app and through the quick path (meshd.cli.quick). When a
-daemon runs, the member list comes from it; the store's records are still loaded, for what the
-target countersigned (the revocation lists it, see Revocation.sponsored). The trust layer
+daemon runs, the member list and what the target countersigned (the revocation lists it, see
+Revocation.sponsored) come from it, and the store is not loaded. The trust layer
 (keys, records, the state dir) is imported inside :func:`revoke`, never at the top.
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from meshd.cli.output import b64, emit_json, note
 from meshd.control.client import request
-from meshd.errors import DaemonNotRunning, UsageError
+from meshd.errors import DaemonNotRunning, MeshdError, UsageError
 from meshd.layout import resolve
 
 if TYPE_CHECKING:
@@ -60,16 +60,20 @@ def revoke(
         target, role, expires_at, label = _revocation_target(
             node, state, candidates, node_ref, invite_id, admin_id, at
         )
-        if state is None:
-            state = node.membership(at)
-        # Revoked already, but only by legacy revocations (without a list, from releases
-        # before it): its countersignatures are still judged by their dates, so it could
-        # backdate one. A listed revocation closes that.
-        relisted = state.only_legacy_revocations(target)
         # What the target (or a member under it) countersigned, as known here: those
         # admissions keep standing; any other countersignature of the target does not,
-        # whatever its date. A long list is spread over several revocations.
-        sponsored = state.sponsored_by(target)
+        # whatever its date. A long list is spread over several revocations. `relisted`:
+        # revoked already, but only by legacy revocations (without a list, from releases
+        # before it), so its countersignatures are still judged by their dates and it could
+        # backdate one; a listed revocation closes that.
+        known = _daemon_sponsored(node, target) if state is None else None
+        if known is not None:
+            sponsored, relisted = known
+        else:
+            if state is None:
+                state = node.membership(at)
+            sponsored = state.sponsored_by(target)
+            relisted = state.only_legacy_revocations(target)
         chunks = [
             sponsored[i : i + MAX_SPONSORED] for i in range(0, len(sponsored), MAX_SPONSORED)
         ] or [[]]
@@ -100,6 +104,8 @@ def revoke(
                 excluded += [str(name) for name in answer.get("excluded", [])]
             where = "stored and flooded by the running daemon"
         else:
+            if state is None:
+                state = node.membership(at)
             outcomes = [state.ingest(record, at) for record in revocations]
             node.store.apply(outcomes)  # durable before anything else happens
             new = any(outcome.new for outcome in outcomes)
@@ -162,6 +168,16 @@ def _candidate_from_row(row: dict[str, Any]) -> _Candidate:
         row["wg_public_key"],
         int(row["credentials_end"]),
     )
+
+
+def _daemon_sponsored(node: NodeDir, target: bytes) -> tuple[list[bytes], bool] | None:
+    """What a revocation of ``target`` lists, from the running daemon's membership (so the
+    store need not be loaded and verified here); None if the daemon cannot say."""
+    try:
+        answer = request(node.paths.socket, "sponsored", {"target": target.hex()})
+        return [bytes.fromhex(rid) for rid in answer["sponsored"]], bool(answer["legacy_only"])
+    except (MeshdError, KeyError, TypeError, ValueError):
+        return None  # an older daemon, or none: the store is read instead
 
 
 def _daemon_peers(node: NodeDir) -> list[dict[str, Any]] | None:

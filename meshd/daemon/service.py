@@ -505,6 +505,21 @@ class Daemon:
                 raise UsageError("connect needs args.addrs: a list of multiaddrs")
             results = await self.host.connect_any(addrs[:16])
             return [{"addr": r.addr, "peer_id": r.peer_id, "error": r.error} for r in results]
+        if cmd == "sponsored":
+            # What a revocation of args.target lists (Revocation.sponsored), from the
+            # membership held here: `meshd revoke` then need not load and verify the store.
+            target = args.get("target")
+            if not isinstance(target, str) or len(target) != 64:
+                raise UsageError("sponsored needs args.target: a 32-byte key in hex")
+            try:
+                key = bytes.fromhex(target)
+            except ValueError:
+                raise UsageError("sponsored needs args.target: a 32-byte key in hex") from None
+            membership = self.state.membership
+            return {
+                "sponsored": [rid.hex() for rid in membership.sponsored_by(key)],
+                "legacy_only": membership.only_legacy_revocations(key),
+            }
         if cmd == "sync":
             for peer in self.host.connected_peers():
                 self._request_sync(peer)

@@ -209,3 +209,39 @@ def test_join_failures_say_which(tmp_path: Path) -> None:
         result = meshd("peers", "--state-dir", str(founder.state_dir))
         assert result.returncode == 1
         assert "no meshd daemon is running" in result.stderr
+
+
+def test_the_daemon_answers_what_a_revocation_lists_as_the_store_does(tmp_path: Path) -> None:
+    """`meshd revoke` asks the running daemon what a revocation of its target lists
+    (``sponsored``) instead of loading the store: the answer must be the store's."""
+    import base64
+
+    from meshd.errors import MeshdError
+    from meshd.statedir import now
+
+    with daemons(tmp_path, "founder", "node1") as (founder, n1):
+        founder.init()
+        founder.up()
+        n1.join(founder.invite("--name", "node1"))
+        wait_for(lambda: founder.states().get("node1") == "admitted", 10, "node1 admitted")
+        keys = {r["name"]: base64.b64decode(r["node_key"]) for r in founder.ask("peers")}
+        answers = {
+            name: founder.ask("sponsored", {"target": key.hex()}) for name, key in keys.items()
+        }
+        assert len(answers["founder"]["sponsored"]) == 1  # node1's enrollment
+        assert answers["node1"] == {"sponsored": [], "legacy_only": False}
+        for bad in ("", "zz" * 32, keys["node1"].hex()[:-2], 7):
+            try:
+                founder.ask("sponsored", {"target": bad})
+            except MeshdError as exc:
+                assert "sponsored needs args.target" in str(exc)
+            else:
+                raise AssertionError(f"target {bad!r} was accepted")
+        founder.stop()
+        node = NodeDir.open(founder.state_dir)
+        try:
+            state = node.membership(now())
+            for name, key in keys.items():
+                assert [r.hex() for r in state.sponsored_by(key)] == answers[name]["sponsored"]
+        finally:
+            node.close()
