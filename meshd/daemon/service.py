@@ -41,6 +41,7 @@ from meshd.daemon.wireguard import WireGuardMesh, local_addresses
 from meshd.errors import DecodeError, MeshdError, UsageError, VerifyError
 from meshd.gossip import enroll
 from meshd.gossip import sync as sync_protocol
+from meshd.gossip.admission import StrangerBudget
 from meshd.gossip.host import (
     DialBackoff,
     FramedStream,
@@ -72,6 +73,11 @@ log = logging.getLogger(__name__)
 MAX_RESYNC = 4  # syncs in a row with one peer while each brings something new
 EXCLUSION_NOTICE = 2.0  # seconds to sync with a member we just excluded, so it learns it
 REVOKED_GRACE = 1.0  # seconds a revoked member that dials in is kept, to hear why it is refused
+# Established inbound connections of non-members (fresh keys cost nothing), per source (an
+# IPv4 address or IPv6 /64) and in all; and the graces given per source per enrollment_grace.
+STRANGERS_PER_SOURCE = 8
+STRANGERS_TOTAL = 128
+GRACES_PER_SOURCE = 8
 
 
 class Daemon:
@@ -94,6 +100,13 @@ class Daemon:
             attempts=config.enrollment_attempts,
             cooldown=config.grace_cooldown,
         )
+        self.strangers: StrangerBudget[Any] = StrangerBudget(
+            STRANGERS_PER_SOURCE,
+            STRANGERS_TOTAL,
+            graces_per_source=GRACES_PER_SOURCE,
+            grace_window=config.enrollment_grace,
+        )
+        host.bound_strangers(self.strangers, self._is_member_peer)
         self.sync_sessions = SyncSessions()
         state.peer_key = _key_of
         self._dials = DialBackoff(config.max_backoff)
@@ -274,6 +287,11 @@ class Daemon:
                 await self._disconnect(peer, "not an Ed25519 peer")
                 continue
             if not self.state.is_member(key):
+                source = self.host.source_of_peer(peer)
+                if source is not None and not self.strangers.grant_grace(source, peer, now):
+                    # A fresh key costs nothing: a source gets so many graces per window.
+                    self._nursery_soon(self._disconnect, peer, f"no grace left for {source}")
+                    continue
                 self.grace.connected(peer, now)  # once per window, not per connection
             if not self.state.is_revoked(key):
                 # Unknown peers too: it may be a member whose admission we have not heard of
@@ -281,6 +299,10 @@ class Daemon:
                 self._request_sync(peer)
             # A revoked member that dials us goes at the next connection pass, within
             # REVOKED_GRACE: long enough to tell it why if it tries to enroll again.
+
+    def _is_member_peer(self, peer: str) -> bool:
+        key = _key_of(peer)
+        return key is not None and self.state.is_member(key)
 
     async def _connections(self) -> None:
         now = time.monotonic()
@@ -536,6 +558,11 @@ class Daemon:
             "control": control.shed,
             "control_idle": control.idle,
             "control_accept_errors": control.accept_errors,
+            "strangers": self.strangers.shed,
+            "strangers_held": len(self.strangers),
+            "strangers_evicted": self.strangers.evicted,
+            "strangers_unclosed": self.host.unclosed_sheds,
+            "graces_refused": self.strangers.graces_refused,
         }
 
     async def _publish(self, args: dict[str, Any]) -> Any:

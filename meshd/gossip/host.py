@@ -16,15 +16,18 @@ streams for protocols such as anti-entropy sync. Its parts, all importable from 
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
+import multiaddr
 import trio
-from libp2p.abc import IHost
+from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
 from libp2p.crypto.ed25519 import create_new_key_pair as ed25519_key_pair
 from libp2p.crypto.keys import KeyPair
 from libp2p.custom_types import TProtocol
@@ -32,8 +35,10 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
+from libp2p.rcmgr import Direction
 from libp2p.tools.anyio_service import background_trio_service
 
+from meshd.gossip.admission import StrangerBudget
 from meshd.gossip.config import HostConfig, Validator, parse_multiaddr
 from meshd.gossip.libp2p_workarounds import (
     FORWARDED_LOGGER,
@@ -44,6 +49,7 @@ from meshd.gossip.libp2p_workarounds import (
     drop_nursery_closed,
     forget_failed_dial,
     leaves,
+    source_of,
     stop_auto_connector,
     wait_for_queue_room,
     widen_listen_backlog,
@@ -93,6 +99,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+_SHED_LOG_INTERVAL = 60.0
+
 
 @dataclass(frozen=True, slots=True)
 class GossipMessage:
@@ -138,6 +146,13 @@ class GossipHost:
         self.shutdown_timed_out = False
         self.handshakes = HandshakeBudget(config.handshakes_per_source, config.handshakes_total)
         """Inbound connections in their handshake; ``handshakes.shed`` counts refusals."""
+        self.strangers: StrangerBudget[INetConn] | None = None
+        """Established inbound connections of non-members, per source (:meth:`bound_strangers`)."""
+        self._is_member: Callable[[str], bool] = lambda peer: False
+        self._shed_send, self._shed_receive = trio.open_memory_channel[INetConn](4096)
+        self._last_shed_log = -_SHED_LOG_INTERVAL
+        self.unclosed_sheds = 0
+        """Connections the budget refused that were left open: the queue of closes was full."""
 
     # -- identity and state -----------------------------------------------------------------
 
@@ -184,6 +199,71 @@ class GossipHost:
         peers = self._require_pubsub().peer_topics.get(self._config.topic, set())
         return sorted(str(peer) for peer in peers)
 
+    def bound_strangers(
+        self, budget: StrangerBudget[INetConn], is_member: Callable[[str], bool]
+    ) -> None:
+        """Bound the established inbound connections of peers that are not members.
+
+        ``is_member`` says whether a peer id (base58) is a standing member: its connections
+        are never counted nor closed. Every other upgraded inbound connection is put to
+        ``budget``; what it refuses, or hands over to make room, is closed at once.
+        """
+        self.strangers = budget
+        self._is_member = is_member
+
+    def source_of_peer(self, peer_id: str) -> str | None:
+        """The source (IPv4 address or IPv6 /64) of ``peer_id``'s inbound connection;
+        None if we hold none (we dialled it, or it is gone)."""
+        host = self._require_host()
+        for conn in host.get_network().get_connections(parse_peer_id(peer_id)):
+            source = inbound_source(conn)
+            if source is not None:
+                return source
+        return None
+
+    def _stranger_connected(self, conn: INetConn) -> None:
+        budget = self.strangers
+        source = inbound_source(conn) if budget is not None else None
+        if budget is None or source is None:
+            return  # not bounded, or not inbound
+        peer = str(conn.muxed_conn.peer_id)
+        if self._is_member(peer):
+            return
+        verdict = budget.admit(conn, peer, source, self._is_member)
+        if verdict.close is None:
+            return
+        now = time.monotonic()
+        if now - self._last_shed_log >= _SHED_LOG_INTERVAL:
+            self._last_shed_log = now
+            logger.warning(
+                "connections of non-members: closing one (%s) from %s; %d from it, %d in all "
+                "(%d closed at the limit and %d to make room so far)",
+                verdict.why,
+                source,
+                budget.held_by(source),
+                len(budget),
+                budget.shed,
+                budget.evicted,
+            )
+        try:
+            self._shed_send.send_nowait(verdict.close)
+        except trio.WouldBlock:
+            # 4096 closes waiting: this one is left to the grace (docs/gossip.md).
+            self.unclosed_sheds += 1
+        except trio.ClosedResourceError:
+            pass  # shutting down
+
+    async def _close_shed(self) -> None:
+        # Each close on its own: py-libp2p's takes 0.1 s at least (and a write to the peer),
+        # and a connection holds its slots of py-libp2p's limits until its close is done.
+        async with trio.open_nursery() as nursery:
+            async for conn in self._shed_receive:
+                nursery.start_soon(self._close_one, conn)
+
+    async def _close_one(self, conn: INetConn) -> None:
+        with trio.move_on_after(self._config.dial_timeout), contextlib.suppress(Exception):
+            await conn.close()
+
     def _require_host(self) -> IHost:
         if self._host is None:
             raise RuntimeError("GossipHost is not running; use it as an async context manager")
@@ -217,8 +297,13 @@ class GossipHost:
         config = self._config
         bridge = Libp2pLogBridge.attach()
         host, gossipsub, pubsub = build_stack(
-            config, self._key_pair, self._libp2p_validator, self._peer_events, self.handshakes
+            config,
+            self._key_pair,
+            self._libp2p_validator,
+            self._peer_events,
+            self.handshakes,
         )
+        host.get_network().register_notifee(_StrangerGate(self))
         self._host, self._pubsub = host, pubsub
         listen = [parse_multiaddr(a) for a in config.listen_addrs]
         body_error: BaseException | None = None
@@ -236,6 +321,7 @@ class GossipHost:
                     try:
                         async with trio.open_nursery() as nursery:
                             nursery.start_soon(self._drain, subscription)
+                            nursery.start_soon(self._close_shed)
                             try:
                                 yield
                             except BaseException as exc:
@@ -269,6 +355,7 @@ class GossipHost:
             self._host = self._pubsub = None
             self._messages_send.close()
             self._peer_events.close()
+            self._shed_send.close()
             bridge.detach()
 
     # -- gossip -----------------------------------------------------------------------------
@@ -421,3 +508,42 @@ class GossipHost:
                 raise TransportError(f"opening {protocol_id} to {peer_id} failed: {exc}") from exc
             return FramedStream(stream, max_frame_size=self._config.max_frame_size, timeout=timeout)
         raise FrameTimeout(f"opening {protocol_id} to {peer_id} took longer than {timeout} s")
+
+
+def inbound_source(conn: INetConn) -> str | None:
+    """The source (:func:`source_of`) of an inbound connection; None for an outbound one."""
+    if getattr(conn, "direction", None) != Direction.INBOUND:
+        return None
+    secured = getattr(conn.muxed_conn, "secured_conn", None)
+    remote = getattr(secured, "get_remote_address", lambda: None)()
+    if not isinstance(remote, tuple) or not remote:
+        return "unknown"
+    return source_of(str(remote[0]))
+
+
+class _StrangerGate(INotifee):
+    """Puts each established connection to the host's :class:`StrangerBudget`."""
+
+    def __init__(self, host: GossipHost) -> None:
+        self._host = host
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        self._host._stranger_connected(conn)
+        await trio.lowlevel.checkpoint()
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        if self._host.strangers is not None:
+            self._host.strangers.release(conn)
+        await trio.lowlevel.checkpoint()
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        await trio.lowlevel.checkpoint()

@@ -15,7 +15,23 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from libp2p.crypto.ed25519 import create_new_key_pair as ed25519_key_pair
+from libp2p.crypto.x25519 import create_new_key_pair as x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.io.trio import TrioTCPStream
+from libp2p.network.connection.raw_connection import RawConnection
+from libp2p.peer.id import ID
+from libp2p.protocol_muxer.multiselect_client import MultiselectClient
+from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.transport.tcp.tcp import TCP
+from libp2p.transport.upgrader import TransportUpgrader
 
+from meshd.gossip import enroll
+from meshd.gossip.config import parse_multiaddr
 from meshd.gossip.host import GossipHost, HostConfig, peer_id_of
 from meshd.keyfiles import read_secret
 from meshd.keys import SigningKey
@@ -77,6 +93,44 @@ def _connect_flood(
             sock.close()
         selector.close()
     return {"opened": opened, "closed_by_daemon": closed}
+
+
+@contextmanager
+def _dial_from(source: str) -> Iterator[None]:
+    """Make this process's libp2p TCP dials leave from ``source`` for the block."""
+    dial = TCP.dial
+    opened: list[socket.socket] = []
+
+    async def dial_from(self: TCP, maddr: Any) -> Any:
+        return await _open_from(source, maddr, opened)
+
+    TCP.dial = dial_from  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        TCP.dial = dial  # type: ignore[method-assign]
+        for sock in opened:
+            sock.close()
+
+
+async def _open_from(source: str, maddr: Any, opened: list[socket.socket]) -> RawConnection:
+    """A libp2p raw TCP connection to ``maddr`` (/ip4/.../tcp/...) from ``source``. Its
+    socket is closed if the connect fails or is cancelled (py-libp2p's ``dial_with_source``
+    leaves it open when cancelled), and put in ``opened`` for the caller to close at the end
+    (py-libp2p's dialling side leaves open the sockets of failed upgrades and of connections
+    that the other side closed)."""
+    host = maddr.value_for_protocol("ip4")
+    port = int(maddr.value_for_protocol("tcp"))
+    plain = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    opened.append(plain)  # closed outside trio, where the trio socket cannot be
+    sock = trio.socket.from_stdlib_socket(plain)
+    try:
+        await sock.bind((source, 0))
+        await sock.connect((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return RawConnection(TrioTCPStream(trio.SocketStream(sock)), True)
 
 
 def _shed(daemon: Daemon) -> int:
@@ -258,8 +312,10 @@ def test_connections_that_came_and_went_do_not_use_up_the_inbound_slots(tmp_path
     # py-libp2p kept the handler of every inbound connection, with its slot of a global pool
     # of 300, until the daemon stopped: anyone opening and closing 300 connections made the
     # daemon refuse every connection after (a join failed with "failed to negotiate the
-    # secure protocol"). Here: 320 connections from 10 clients, each closed after it is up.
-    with daemons(tmp_path, "founder", "joiner") as (founder, joiner):
+    # secure protocol"). Here: 320 connections from 10 clients at 127.0.0.2, each closed
+    # after it is up; then a join from 127.0.0.1 (the clients' address has had its share of
+    # graces for non-members: docs/daemon.md).
+    with daemons(tmp_path, "founder", "joiner") as (founder, joiner), _dial_from("127.0.0.2"):
         founder.init()
         founder.up()
         addr = founder.ask("status")["listen_addrs"][0]
@@ -289,4 +345,133 @@ def test_connections_that_came_and_went_do_not_use_up_the_inbound_slots(tmp_path
             describe=lambda: founder.ask("status")["tasks"],
         )
         joiner.join(founder.invite("--name", "joiner"))
+        wait_for(lambda: founder.states().get("joiner") == "admitted", 10, "joiner admitted")
+
+
+def _stranger_flood(
+    addr: str,
+    *,
+    connections: int,
+    seconds: float,
+    stop: threading.Event,
+    counts: dict[str, int],
+) -> None:
+    """Up to ``connections`` libp2p connections from 127.0.0.2 to the daemon at ``addr``,
+    each with a fresh random Ed25519 key: TCP, Noise and Yamux completed, then an enrollment
+    stream opened (which stretches a non-member's grace to 30 s) and the connection held; a
+    connection the daemon closes is replaced at once by one with a new key. At most 12 in
+    their handshake at once (under the handshake budget of 16 per source). Bounded:
+    ``seconds`` of time, or until ``stop``."""
+    counts.update(upgraded=0, failed=0, held=0, most=0)
+    target = parse_multiaddr(addr)
+    founder = ID.from_base58(addr.rsplit("/p2p/", 1)[1])
+
+    async def connect() -> Yamux:
+        key_pair = ed25519_key_pair(os.urandom(32))
+        noise = NoiseTransport(key_pair, noise_privkey=x25519_key_pair().private_key)
+        upgrader = TransportUpgrader(
+            {NOISE_PROTOCOL_ID: noise}, {TProtocol(YAMUX_PROTOCOL_ID): Yamux}
+        )
+        raw = await _open_from("127.0.0.2", target, opened)
+        secured = await upgrader.upgrade_security(raw, True, founder)
+        muxed = await upgrader.upgrade_connection(secured, founder)
+        assert isinstance(muxed, Yamux)
+        return muxed
+
+    async def hold(muxed: Yamux, end: float) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(muxed.start)
+            with suppress(Exception):
+                stream = await muxed.open_stream()
+                await MultiselectClient().select_one_of(
+                    [TProtocol(enroll.PROTOCOL_ID)], MultiselectCommunicator(stream)
+                )
+                await stream.write(b"\x01\x00")  # a frame the daemon refuses
+            # Polled: the muxer's end is an event, but so is our deadline and ``stop``.
+            holding = True
+            while holding:
+                await trio.sleep(0.25)
+                holding = not muxed.is_closed and trio.current_time() < end and not stop.is_set()
+            with suppress(Exception):
+                await muxed.close()
+            nursery.cancel_scope.cancel()
+
+    async def one(dials: trio.Semaphore, end: float) -> None:
+        while trio.current_time() < end and not stop.is_set():
+            async with dials:
+                try:
+                    with trio.fail_after(10):
+                        muxed = await connect()
+                except Exception:  # noqa: BLE001 (refused, reset or timed out: try again)
+                    counts["failed"] += 1
+                    await trio.sleep(0.2)
+                    continue
+            counts["upgraded"] += 1
+            counts["held"] += 1
+            counts["most"] = max(counts["most"], counts["held"])
+            try:
+                await hold(muxed, end)
+            finally:
+                counts["held"] -= 1
+
+    async def flood() -> None:
+        dials = trio.Semaphore(12)
+        end = trio.current_time() + seconds
+        async with trio.open_nursery() as nursery:
+            for _ in range(connections):
+                nursery.start_soon(one, dials, end)
+
+    opened: list[socket.socket] = []
+    try:
+        trio.run(flood)
+    finally:
+        for sock in opened:
+            sock.close()
+
+
+def test_fresh_keys_from_one_address_do_not_take_the_connections_a_join_needs(
+    tmp_path: Path,
+) -> None:
+    # Rule (d) for upgraded connections: each fresh key is a new peer id with its own grace,
+    # and only py-libp2p's global limits (256 established inbound connections, 300 inbound
+    # handlers) bounded them. Here 400 connections from 127.0.0.2, each with a fresh key,
+    # complete Noise and hold on (re-opened with a new key as the daemon drops them) while
+    # `meshd join` runs from 127.0.0.1. Bounded: 60 s, 400 connections at once.
+    with _file_limit(8192), daemons(tmp_path, "founder", "joiner") as (founder, joiner):
+        founder.init()
+        founder.up()
+        token = founder.invite("--name", "joiner")
+        addr = founder.ask("status")["listen_addrs"][0]
+        counts: dict[str, int] = {}
+        stop = threading.Event()
+        flooder = threading.Thread(
+            target=_stranger_flood,
+            args=(addr,),
+            kwargs={"connections": 400, "seconds": 60.0, "stop": stop, "counts": counts},
+        )
+        flooder.start()
+        try:
+            # The flood is on: 400 upgraded connections made (on the old code, most held).
+            wait_for(lambda: counts.get("upgraded", 0) >= 400, 40, "400 upgraded connections",
+                     describe=lambda: dict(counts))  # fmt: skip
+            held_before_join = counts["held"]
+            started = time.monotonic()
+            result = meshd(
+                "join", "--invite", token, "--name", "joiner", "--no-up",
+                "--state-dir", str(joiner.state_dir),
+            )  # fmt: skip
+            took = time.monotonic() - started
+            during = flooder.is_alive()
+            shed = founder.ask("status").get("shed", {})
+        finally:
+            stop.set()
+            flooder.join()
+        print(f"join during the flood: {took:.2f} s; flood {counts}; held at the join's start "
+              f"{held_before_join}; daemon shed {shed}")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert during, "the flood ended before the join did"
+        assert counts["upgraded"] >= 400, counts
+        assert shed.get("strangers", 0) > 0, shed
+        assert founder.process is not None
+        assert founder.process.poll() is None
         wait_for(lambda: founder.states().get("joiner") == "admitted", 10, "joiner admitted")
