@@ -351,6 +351,75 @@ def partition_figures(size: int, costs: Costs, duration: float) -> dict[str, Any
     return out
 
 
+def _instrument(core: Any, tally: dict[str, Any]) -> None:
+    """Count the bytes a Babel core sends and the CPU spent inside its entry points."""
+    receive, handle_timer, datagrams = core.receive, core.handle_timer, core.datagrams_to_send
+
+    def timed(fn: Any) -> Any:
+        def run(*args: Any) -> Any:
+            started = time.process_time()
+            try:
+                return fn(*args)
+            finally:
+                tally["cpu"] += time.process_time() - started
+
+        return run
+
+    def sending(now: float) -> Any:
+        out = timed(datagrams)(now)
+        tally["bytes"] += sum(len(payload) for _, _, payload in out)
+        return out
+
+    core.receive = timed(receive)
+    core.handle_timer = timed(handle_timer)
+    core.datagrams_to_send = sending
+
+
+def babel_full_mesh(sizes: Sequence[int]) -> dict[str, Any]:
+    """The real Babel core on a full mesh of WireGuard peers (every member a neighbour of
+    every other), driven by tests/babel/sim.py on a fake clock (50 ms links, the core's
+    default 4 s Hello interval): datagrams, bytes and the CPU spent inside the cores (receive,
+    timers, sending) per node per second,
+    after a minute of convergence. 1,000 and 10,000 are extrapolated from the two largest
+    sizes (a power law), not run: the cost grows faster than N^2 in all."""
+    import itertools
+
+    from tests.babel.sim import Sim as BabelSim
+
+    rows = []
+    for n in sizes:
+        links = list(itertools.combinations(range(n), 2))
+        sim = BabelSim(n, links, kind="unicast-peers", seed=1, delay=0.05)
+        tally = {"bytes": 0, "cpu": 0.0}  # datagram bytes sent; CPU inside the cores
+        for core in sim.routers:
+            _instrument(core, tally)
+        sim.run(60.0)
+        datagrams, sent_bytes, cpu = sim.datagrams, tally["bytes"], tally["cpu"]
+        sim.run(60.0)
+        row = {
+            "size": n,
+            "datagrams": (sim.datagrams - datagrams) / 60.0 / n,
+            "bytes": (tally["bytes"] - sent_bytes) / 60.0 / n,
+            "cpu": (tally["cpu"] - cpu) / 60.0 / n,
+        }
+        rows.append(row)
+        print(
+            f"babel full mesh {n:>3}: {row['datagrams']:.1f} datagrams/s, "
+            f"{row['bytes'] / 1000:.2f} kB/s, CPU {row['cpu'] * 100:.2f} % of a core per node"
+        )
+    a, b = rows[-2], rows[-1]
+    out: dict[str, Any] = {"measured": rows, "extrapolated": []}
+    for n in (1000, 10000):
+        guess: dict[str, float] = {"size": n}
+        for key in ("datagrams", "bytes", "cpu"):
+            slope = math.log(b[key] / a[key]) / math.log(b["size"] / a["size"])
+            guess[key] = b[key] * (n / b["size"]) ** slope
+            guess[f"{key}_exponent"] = slope
+        out["extrapolated"].append(guess)
+        print(f"babel full mesh {n} (extrapolated): {guess}")
+    return out
+
+
 # --- plots ------------------------------------------------------------------------------------
 
 
@@ -491,6 +560,7 @@ def main() -> None:
         partition_figures(1000, costs, duration)
         for duration in ((10.0, 60.0) if not quick else (10.0,))
     ]
+    results["babel_full_mesh"] = babel_full_mesh((8, 16) if quick else (8, 16, 32))
     results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     results["wall_s"] = time.perf_counter() - started
     RESULTS.mkdir(exist_ok=True)
