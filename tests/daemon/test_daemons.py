@@ -6,6 +6,8 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
+
 from meshd.invites import decode_token_untrusted, encode_token
 from meshd.keys import SigningKey
 from meshd.records import make_invite
@@ -231,12 +233,8 @@ def test_the_daemon_answers_what_a_revocation_lists_as_the_store_does(tmp_path: 
         assert len(answers["founder"]["sponsored"]) == 1  # node1's enrollment
         assert answers["node1"] == {"sponsored": [], "legacy_only": False}
         for bad in ("", "zz" * 32, keys["node1"].hex()[:-2], 7):
-            try:
+            with pytest.raises(MeshdError, match=r"sponsored needs args\.target"):
                 founder.ask("sponsored", {"target": bad})
-            except MeshdError as exc:
-                assert "sponsored needs args.target" in str(exc)
-            else:
-                raise AssertionError(f"target {bad!r} was accepted")
         founder.stop()
         node = NodeDir.open(founder.state_dir)
         try:
