@@ -163,8 +163,8 @@ def test_cut_and_heal(lab: Lab) -> None:
 def filter_or_skip(name: str) -> str:
     if name in available_filters():
         return name
-    if name == "nft" and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail("CI needs nft for the lab (Debian package nftables, see docs/lab.md)")
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI needs {name} for the lab (scripts/setup.sh installs it, see docs/lab.md)")
     pytest.skip(f"{name} is not installed")
 
 
