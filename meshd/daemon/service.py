@@ -75,9 +75,11 @@ EXCLUSION_NOTICE = 2.0  # seconds to sync with a member we just excluded, so it 
 REVOKED_GRACE = 1.0  # seconds a revoked member that dials in is kept, to hear why it is refused
 # Established inbound connections of non-members (fresh keys cost nothing), per source (an
 # IPv4 address or IPv6 /64) and in all; and the graces given per source per enrollment_grace.
+# Graces are many more than connections: at most 8 strangers of a source are connected at
+# once anyway, and machines that join together from behind one NAT each need one.
 STRANGERS_PER_SOURCE = 8
 STRANGERS_TOTAL = 128
-GRACES_PER_SOURCE = 8
+GRACES_PER_SOURCE = 64
 
 
 class Daemon:
