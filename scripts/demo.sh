@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ $(id -u) -ne 0 ]]; then
-  echo "meshd demo: needs root (network namespaces, wireguard-go); run: sudo bash scripts/demo.sh" >&2
+  echo "meshd demo: needs root (network namespaces, wireguard-go); run it as root, e.g. sudo bash scripts/demo.sh" >&2
   exit 1
 fi
 bash scripts/setup.sh
