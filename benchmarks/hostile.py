@@ -42,7 +42,6 @@ import platform
 import random
 import resource
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -56,6 +55,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from benchmarks.floods import connect_flood, control_flood
 from tests.daemon.support import ROOT, Daemon, meshd, wait_for
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -97,99 +97,22 @@ def _tcp_port(addrs: list[str]) -> int:
 def _connect_flood(target: dict[str, Any], seconds: float, counts: dict[str, int]) -> None:
     """Plain TCP connections from 127.0.0.2 that never speak: at most 256 open, each opened
     again as soon as the daemon closes it or after CONNECT_HOLD_S."""
-    import selectors
-
     port = _tcp_port(target["listen_addrs"])
-    sel = selectors.DefaultSelector()
-    opened = refused = closed_by_target = recycled = 0
-    end = time.monotonic() + seconds
-    born: dict[socket.socket, float] = {}
-
-    def close(s: socket.socket) -> None:
-        sel.unregister(s)
-        s.close()
-        del born[s]
-
-    try:
-        while time.monotonic() < end and opened < CONNECT_MAX_TOTAL:
-            while len(born) < CONNECT_MAX_OPEN and opened < CONNECT_MAX_TOTAL:
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                s.setblocking(False)
-                s.bind(("127.0.0.2", 0))
-                err = s.connect_ex(("127.0.0.1", port))
-                opened += 1
-                if err not in (0, 115):  # EINPROGRESS
-                    refused += 1
-                    s.close()
-                    break
-                born[s] = time.monotonic()
-                sel.register(s, selectors.EVENT_READ)
-            for key, _ in sel.select(timeout=0.02):
-                s = key.fileobj  # type: ignore[assignment]
-                try:
-                    data = s.recv(4096)
-                except OSError:
-                    data = b""
-                if not data:
-                    closed_by_target += 1
-                    close(s)
-            old = time.monotonic() - CONNECT_HOLD_S
-            for s in [s for s, t in born.items() if t < old]:
-                recycled += 1
-                close(s)
-    finally:
-        for s in born:
-            s.close()
     counts.update(
-        opened=opened, refused=refused, closed_by_target=closed_by_target, recycled=recycled
+        connect_flood(
+            port,
+            "127.0.0.2",
+            concurrent=CONNECT_MAX_OPEN,
+            total=CONNECT_MAX_TOTAL,
+            seconds=seconds,
+            hold=CONNECT_HOLD_S,
+        )
     )
 
 
 def _control_flood(sock: str, seconds: float, counts: dict[str, int]) -> None:
-    """Keep 1,100 idle connections to the control socket open until the end: connect again
-    whenever a connect fails (a full backlog) or the daemon closes one."""
-    import selectors
-
-    sel = selectors.DefaultSelector()
-    held: set[socket.socket] = set()
-    connects = failed = closed_by_target = most = 0
-    end = time.monotonic() + seconds
-    try:
-        while time.monotonic() < end:
-            while len(held) < CONTROL_CONNECTIONS and time.monotonic() < end:
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                s.setblocking(False)
-                connects += 1
-                try:
-                    s.connect(sock)
-                except OSError:  # backlog full (EAGAIN) or refused
-                    failed += 1
-                    s.close()
-                    break
-                held.add(s)
-                sel.register(s, selectors.EVENT_READ)
-            most = max(most, len(held))
-            for key, _ in sel.select(timeout=0.02):
-                s = key.fileobj  # type: ignore[assignment]
-                try:
-                    data = s.recv(4096)
-                except OSError:
-                    data = b""
-                if not data:
-                    closed_by_target += 1
-                    sel.unregister(s)
-                    s.close()
-                    held.discard(s)
-    finally:
-        for s in held:
-            s.close()
-    counts.update(
-        connects=connects,
-        failed=failed,
-        closed_by_target=closed_by_target,
-        most_held=most,
-        held_at_end=len(held),
-    )
+    """Keep 1,100 idle connections to the control socket open until the end."""
+    counts.update(control_flood(sock, connections=CONTROL_CONNECTIONS, seconds=seconds))
 
 
 def _accept_all(*message: object) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import resource
-import selectors
 import socket
 import threading
 import time
@@ -30,6 +29,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.transport.tcp.tcp import TCP
 from libp2p.transport.upgrader import TransportUpgrader
 
+from benchmarks.floods import connect_flood, control_flood
 from meshd.gossip import enroll
 from meshd.gossip.config import parse_multiaddr
 from meshd.gossip.host import GossipHost, HostConfig, peer_id_of
@@ -48,51 +48,6 @@ def _file_limit(soft: int) -> Iterator[None]:
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (old_soft, hard))
-
-
-def _connect_flood(
-    port: int,
-    source: str,
-    *,
-    concurrent: int,
-    total: int,
-    seconds: float,
-    stop: threading.Event | None = None,
-) -> dict[str, int]:
-    """Plain TCP connections from ``source`` that never start Noise, each re-opened as soon
-    as the daemon closes one. Bounded: ``total`` connects, ``seconds`` of time (or until
-    ``stop`` is set)."""
-    selector = selectors.DefaultSelector()
-    live: set[socket.socket] = set()
-    opened = closed = 0
-    end = time.monotonic() + seconds
-    try:
-        while time.monotonic() < end and not (stop is not None and stop.is_set()):
-            while len(live) < concurrent and opened < total:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sock.setblocking(False)
-                sock.bind((source, 0))
-                with suppress(BlockingIOError):
-                    sock.connect(("127.0.0.1", port))
-                selector.register(sock, selectors.EVENT_READ)
-                live.add(sock)
-                opened += 1
-            for key, _ in selector.select(timeout=0.05):
-                sock = key.fileobj  # type: ignore[assignment]
-                try:
-                    data = sock.recv(4096)  # multistream's greeting is read and ignored
-                except OSError:
-                    data = b""
-                if not data:
-                    selector.unregister(sock)
-                    sock.close()
-                    live.discard(sock)
-                    closed += 1
-    finally:
-        for sock in live:
-            sock.close()
-        selector.close()
-    return {"opened": opened, "closed_by_daemon": closed}
 
 
 @contextmanager
@@ -151,7 +106,7 @@ def test_a_connect_flood_from_one_address_does_not_deny_a_join(tmp_path: Path) -
         stop = threading.Event()
         flooder = threading.Thread(
             target=lambda: flood.update(
-                _connect_flood(
+                connect_flood(
                     founder.port, "127.0.0.2", concurrent=1500, total=30_000, seconds=40, stop=stop
                 )
             )
@@ -181,48 +136,6 @@ def test_a_connect_flood_from_one_address_does_not_deny_a_join(tmp_path: Path) -
         wait_for(lambda: founder.states().get("joiner") == "admitted", 10, "joiner admitted")
 
 
-def _control_flood(
-    path: str, *, connections: int, seconds: float, stop: threading.Event
-) -> dict[str, int]:
-    """Hold ``connections`` idle connections to a control socket, connecting again whenever
-    the daemon closes one or a connect fails (a full listen queue). Bounded in time."""
-    selector = selectors.DefaultSelector()
-    held: set[socket.socket] = set()
-    connects = failed = closed = most = 0
-    end = time.monotonic() + seconds
-    try:
-        while time.monotonic() < end and not stop.is_set():
-            while len(held) < connections:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.setblocking(False)
-                connects += 1
-                try:
-                    sock.connect(path)
-                except OSError:
-                    failed += 1
-                    sock.close()
-                    break
-                held.add(sock)
-                selector.register(sock, selectors.EVENT_READ)
-            most = max(most, len(held))
-            for key, _ in selector.select(timeout=0.02):
-                sock = key.fileobj  # type: ignore[assignment]
-                try:
-                    data = sock.recv(4096)
-                except OSError:
-                    data = b""
-                if not data:
-                    selector.unregister(sock)
-                    sock.close()
-                    held.discard(sock)
-                    closed += 1
-    finally:
-        for sock in held:
-            sock.close()
-        selector.close()
-    return {"connects": connects, "failed": failed, "closed_by_daemon": closed, "most": most}
-
-
 def test_idle_control_connections_past_the_descriptor_limit_do_not_stop_the_daemon(
     tmp_path: Path,
 ) -> None:
@@ -244,7 +157,7 @@ def test_idle_control_connections_past_the_descriptor_limit_do_not_stop_the_daem
         sock_path = str(founder.state_dir / "meshd.sock")
         flooder = threading.Thread(
             target=lambda: flood.update(
-                _control_flood(sock_path, connections=1100, seconds=30, stop=stop)
+                control_flood(sock_path, connections=1100, seconds=30, stop=stop)
             )
         )
         flooder.start()
@@ -258,7 +171,7 @@ def test_idle_control_connections_past_the_descriptor_limit_do_not_stop_the_daem
         print(f"control flood: {flood}")
         assert status.returncode == 0, status.stderr + founder.log.read_text()[-3000:]
         assert during, "the flood ended before status answered"
-        assert flood["most"] >= 1000, flood
+        assert flood["most_held"] >= 1000, flood
         assert founder.process.poll() is None, founder.log.read_text()[-3000:]
         shed = founder.ask("status")["shed"]
         assert shed["control"] > 0, shed
