@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-import multiaddr
 import trio
-from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.abc import IHost, INetConn, INetwork
 from libp2p.crypto.ed25519 import create_new_key_pair as ed25519_key_pair
 from libp2p.crypto.keys import KeyPair
 from libp2p.custom_types import TProtocol
@@ -55,6 +54,7 @@ from meshd.gossip.libp2p_workarounds import (
     widen_listen_backlog,
 )
 from meshd.gossip.peers import (
+    ConnectionNotifee,
     ConnectResult,
     DialBackoff,
     PeerConnected,
@@ -521,7 +521,7 @@ def inbound_source(conn: INetConn) -> str | None:
     return source_of(str(remote[0]))
 
 
-class _StrangerGate(INotifee):
+class _StrangerGate(ConnectionNotifee):
     """Puts each established connection to the host's :class:`StrangerBudget`."""
 
     def __init__(self, host: GossipHost) -> None:
@@ -534,16 +534,4 @@ class _StrangerGate(INotifee):
     async def disconnected(self, network: INetwork, conn: INetConn) -> None:
         if self._host.strangers is not None:
             self._host.strangers.release(conn)
-        await trio.lowlevel.checkpoint()
-
-    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
         await trio.lowlevel.checkpoint()

@@ -81,7 +81,7 @@ from typing import Any, Final
 
 import multiaddr
 import trio
-from libp2p.abc import IHost, IMuxedConn, INetConn, INetStream, INetwork, INotifee, IRawConnection
+from libp2p.abc import IHost, IMuxedConn, INetConn, INetwork, IRawConnection
 from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.exceptions import SwarmException
 from libp2p.peer.id import ID
@@ -94,6 +94,7 @@ from libp2p.pubsub.utils import maybe_consume_signed_record
 from libp2p.stream_muxer.yamux.yamux import YamuxStream
 
 from meshd.gossip.config import HostConfig
+from meshd.gossip.peers import ConnectionNotifee
 
 __all__ = [
     "ACCEPT_LOGGER",
@@ -397,7 +398,7 @@ _INBOUND_HANDLER: contextvars.ContextVar[trio.CancelScope | None] = contextvars.
 Handle = Callable[[Any, multiaddr.Multiaddr], Awaitable[None]]
 
 
-class _EndHandlersOfClosedConnections(INotifee):
+class _EndHandlersOfClosedConnections(ConnectionNotifee):
     """Cancels the handler of an inbound connection once libp2p reports it closed."""
 
     def __init__(self) -> None:
@@ -416,21 +417,6 @@ class _EndHandlersOfClosedConnections(INotifee):
         handler = self._handlers.pop(conn.muxed_conn, None)
         if handler is not None:
             handler.cancel()
-        await trio.lowlevel.checkpoint()
-
-    async def connected(self, network: INetwork, conn: INetConn) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
         await trio.lowlevel.checkpoint()
 
 

@@ -150,7 +150,30 @@ def peer_id_of(public_key: bytes) -> str:
     return ID.from_pubkey(Ed25519PublicKey.from_bytes(public_key)).to_base58()
 
 
-class PeerEvents(INotifee):
+class ConnectionNotifee(INotifee):
+    """A libp2p notifee that cares for connections only: every callback does nothing
+    until a subclass overrides it (libp2p calls all six)."""
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+class PeerEvents(ConnectionNotifee):
     """Turns libp2p's per-connection callbacks into per-peer up/down events.
 
     Register it on the host's network; read the events from :attr:`receive`. An event that
@@ -188,16 +211,4 @@ class PeerEvents(INotifee):
         if not live and str(peer) in self._connected:
             self._connected.discard(str(peer))
             self._emit(PeerDisconnected(str(peer)))
-        await trio.lowlevel.checkpoint()
-
-    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
         await trio.lowlevel.checkpoint()
