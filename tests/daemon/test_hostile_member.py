@@ -9,47 +9,21 @@ admit no one).
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
-import trio
-
-from meshd.gossip.host import GossipHost, HostConfig
 from meshd.invites import decode_token_untrusted, enroll
 from meshd.keyfiles import read_secret
 from meshd.keys import SigningKey, WireGuardKey
 from meshd.records import Admission, Kind, decode_untrusted, make_admission, record_id
 from meshd.store import Store
+from tests.daemon.raw_peer import publish_as_stranger
 from tests.daemon.support import Daemon, daemons, meshd, wait_for
-
-
-def _accept_all(data: bytes, *_: str) -> bool:
-    return True
 
 
 def _publish(target: Daemon, records: list[bytes]) -> None:
     """Publish ``records`` on the network's topic from a fresh libp2p identity."""
-    status = target.ask("status")
-
-    async def run() -> None:
-        config = HostConfig(
-            identity_seed=os.urandom(32),
-            listen_addrs=("/ip4/127.0.0.1/tcp/0",),
-            topic=f"/meshd/{status['network_id']}/1",
-            shutdown_timeout=3.0,
-        )
-        async with GossipHost(config, _accept_all) as raw:
-            result = await raw.connect_any(status["listen_addrs"])
-            assert result[0].ok, result
-            with trio.fail_after(10):
-                while result[0].peer_id not in raw.gossip_peers():  # noqa: ASYNC110
-                    await trio.sleep(0.05)
-            for data in records:
-                await raw.publish(data)
-            await trio.sleep(1.0)
-
-    trio.run(run)
+    publish_as_stranger(target.ask("status"), records)
 
 
 def _admission_of(daemon: Daemon, node_key: bytes) -> Admission:

@@ -5,9 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import trio
-
-from meshd.gossip.host import GossipHost, HostConfig
 from meshd.keys import SigningKey
 from meshd.records import (
     Announcement,
@@ -19,11 +16,8 @@ from meshd.records import (
 )
 from meshd.statedir import now
 from meshd.store import Store
+from tests.daemon.raw_peer import publish_as_stranger
 from tests.daemon.support import daemons, wait_for
-
-
-def _accept_all(data: bytes, author: str, forwarder: str) -> bool:
-    return True
 
 
 def test_forged_replayed_and_oversized_records_go_nowhere(tmp_path: Path) -> None:
@@ -63,32 +57,7 @@ def test_forged_replayed_and_oversized_records_go_nowhere(tmp_path: Path) -> Non
             os.urandom(100_000),  # oversized, and garbage
             b"\x92" + os.urandom(300),
         ]
-        received: list[bytes] = []
-
-        async def attack() -> None:
-            config = HostConfig(
-                identity_seed=os.urandom(32),
-                listen_addrs=("/ip4/127.0.0.1/tcp/0",),
-                topic=f"/meshd/{status['network_id']}/1",
-                max_message_size=256 * 1024,
-                shutdown_timeout=3.0,
-            )
-            async with GossipHost(config, _accept_all) as raw:
-                result = await raw.connect_any(status["listen_addrs"])
-                assert result[0].ok, result
-                with trio.fail_after(10):
-                    while result[0].peer_id not in raw.gossip_peers():  # noqa: ASYNC110
-                        await trio.sleep(0.05)
-                for data in attacks:
-                    await raw.publish(data)
-                await trio.sleep(1.0)
-                while True:
-                    try:
-                        received.append(raw.messages.receive_nowait().data)
-                    except trio.WouldBlock:
-                        break
-
-        trio.run(attack)
+        received = publish_as_stranger(status, attacks)
         # Nothing stored, nothing forwarded: the digests did not move.
         after = founder.ask("status")
         assert after["digest"] == before["founder"]
