@@ -43,7 +43,13 @@ CREATE TABLE IF NOT EXISTS issued (
 );
 """
 # Records are loaded in this order so that most have what they depend on already.
-LOAD_ORDER = (Kind.CERTIFICATE, Kind.ADMISSION, Kind.REVOCATION, Kind.ANNOUNCEMENT)
+LOAD_ORDER = (
+    Kind.CERTIFICATE,
+    Kind.ADMISSION,
+    Kind.REVOCATION,
+    Kind.ANNOUNCEMENT,
+    Kind.WG_ROTATION,
+)
 
 
 @dataclass(frozen=True, slots=True)

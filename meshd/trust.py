@@ -30,6 +30,7 @@ from meshd.records import (
     Record,
     Revocation,
     Role,
+    WgRotation,
     kind_of,
     record_id,
     signed_body,
@@ -232,6 +233,11 @@ class Verifier:
         if revocation.target == self.anchor.root_key:
             raise VerifyError("bad-target", "the root key cannot be revoked")
         check_signature(revocation)
+
+    def wg_rotation(self, rotation: WgRotation) -> None:
+        """Check a WireGuard key rotation's network and its signature by the member."""
+        self._network(rotation.network_id)
+        check_signature(rotation)
 
     def invite(self, invite: Invite) -> None:
         """Check an invite token's payload: chain, signature, and that the secret fits."""

@@ -28,6 +28,7 @@ from meshd.membership.views import (
     Stored,
     Updated,
 )
+from meshd.membership.wgkeys import WgKeys
 from meshd.records import (
     Admission,
     Announcement,
@@ -36,6 +37,7 @@ from meshd.records import (
     Kind,
     Record,
     Revocation,
+    WgRotation,
     decode_record_untrusted,
     make_admission,
     record_id,
@@ -92,6 +94,7 @@ class Membership:
         self._status: dict[bytes, MemberState] = {}
         self._issuing: dict[bytes, Certificate] = {}
         self._admission_slots: dict[tuple[bytes, bytes], tuple[int, bytes]] = {}
+        self._wg = WgKeys()
 
     # --- merging ------------------------------------------------------------------------
 
@@ -243,6 +246,8 @@ class Membership:
         if isinstance(record, Certificate):
             self._merge_certificate(record, rid, now, change)
             return False
+        if isinstance(record, WgRotation):
+            return self._merge_wg_rotation(record, rid, now, change)
         raise VerifyError("not-gossiped", f"a {type(record).__name__.lower()} is not gossiped")
 
     def _not_future(self, at: int, now: int, what: str) -> None:
@@ -396,6 +401,37 @@ class Membership:
         self._pending.drop_own(rev.target)
         self._judgements_changed(change)
 
+    def _merge_wg_rotation(
+        self, rotation: WgRotation, rid: bytes, now: int, change: _Change
+    ) -> bool:
+        """A member's new WireGuard key: last writer wins by (counter, record id)."""
+        node = rotation.node_key
+        if not self._wg.newer(rotation, rid):
+            raise VerifyError("stale-rotation", "a newer key rotation of this member is known")
+        self.verifier.wg_rotation(rotation)
+        self._not_future(rotation.issued_at, now, "key rotation")
+        if self._standing.standing(node) is None:
+            if self._standing.knows(node) and not self._standing.unsponsored(node):
+                raise VerifyError("revoked", "the member is revoked")
+            self._pending.park(node, rid, rotation.raw, own=True, source=change.source)
+            return True
+        replaced = self._wg.put(rotation, rid)
+        if replaced is not None:
+            self._remove(replaced, change)
+        self._add(rid, Kind.WG_ROTATION, rotation.raw, None, change)
+        change.touched.add(node)
+        change.announced.add(node)
+        return False
+
+    def _drop_wg_rotation(self, node: bytes, change: _Change) -> None:
+        """A member that no longer stands loses its rotation from the set (as its
+        announcement); it waits outside the set if the member may stand again."""
+        dropped = self._wg.pop(node)
+        if dropped is not None:
+            self._remove(dropped[0], change)
+            if self._standing.unsponsored(node):
+                self._pending.park(node, dropped[0], dropped[1].raw, own=True, source=change.source)
+
     # --- the record set -----------------------------------------------------------------
 
     def _add(self, rid: bytes, kind: Kind, raw: bytes, node: bytes | None, change: _Change) -> None:
@@ -431,6 +467,7 @@ class Membership:
                         # It may stand again (another admission of it may still arrive): its
                         # announcement waits for that, outside the set.
                         self._pending.park(node, rid, ann.raw, own=True, source=change.source)
+                self._drop_wg_rotation(node, change)
                 continue
             for pending_rid, pending_raw in self._pending.take(node):
                 try:
@@ -449,12 +486,13 @@ class Membership:
     ) -> Member:
         ann = self._announcements.get(node)
         node_id, overlay = self._identity_of(node)
+        wg_key, wg_counter, wg_since = self._wg.key_of(node, credential.wg_key)
         # Positional: this runs once per announcement on the ingest hot path.
         return Member(
             node,
             node_id,
             credential.name,
-            credential.wg_key,
+            wg_key,
             overlay,
             state,
             reason,
@@ -462,6 +500,8 @@ class Membership:
             credential.not_after,
             ann,
             self._last_seen.get(node),
+            wg_counter,
+            wg_since,
         )
 
     def _identity_of(self, node: bytes) -> tuple[str, ipaddress.IPv6Address]:
@@ -523,6 +563,10 @@ class Membership:
 
     def is_revoked(self, key: bytes) -> bool:
         return self._standing.is_revoked(key)
+
+    def wg_rotation(self, node_key: bytes) -> WgRotation | None:
+        """The member's newest WireGuard key rotation in the set, if any."""
+        return self._wg.current(node_key)
 
     def only_legacy_revocations(self, key: bytes) -> bool:
         """Whether ``key`` is revoked by legacy revocations only (Revocation.legacy): its

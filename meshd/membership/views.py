@@ -31,6 +31,10 @@ class Member:
     not_after: int
     announcement: Announcement | None
     last_seen: int | None
+    # The WireGuard key's rotation counter (0: the key the member enrolled with) and the
+    # rotation's issued_at (0 for the enrolled key); meshd.mesh.desired ranks claims by them.
+    wg_counter: int = 0
+    wg_since: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,10 @@ Rules (docs/mesh.md):
   a function of the announced *set* and of what this node can reach, so it only changes when
   the announcement (or our underlay) does; without a usable one the peer has no endpoint and
   waits for the member to reach us;
-* two members announcing one WireGuard key: the earliest admitted (ties by node key) is
-  programmed, the others are reported as shadowed and left out; a member holding this node's
-  own WireGuard key is never programmed.
+* two members announcing one WireGuard key: one that enrolled with it before one that
+  rotated to it, then the earliest admitted or rotated (ties by node key) is programmed,
+  the others are reported as shadowed and left out; a member holding this node's own
+  WireGuard key is never programmed.
 """
 
 from __future__ import annotations
@@ -119,7 +120,15 @@ def _choose(
     shadowed: list[Shadowed] = []
     chosen: dict[bytes, Member] = {}
     for wg_key, holders in standing.items():
-        holders.sort(key=lambda m: (m.admitted_at, m.node_key))
+        # A key a member enrolled with goes before one it rotated to (a rotation cannot take
+        # another member's key), then the earliest claim, then the node key.
+        holders.sort(
+            key=lambda m: (
+                m.wg_counter > 0,
+                m.wg_since if m.wg_counter else m.admitted_at,
+                m.node_key,
+            )
+        )
         if wg_key == own_wg_key:
             shadowed.extend(Shadowed(m, own_node_key) for m in holders)
             continue

@@ -23,6 +23,7 @@ from meshd.records.build import (
     make_invite,
     make_network,
     make_revocation,
+    make_wg_rotation,
     seal_unsigned,
 )
 from meshd.records.decode import decode_record_untrusted, decode_untrusted
@@ -54,6 +55,7 @@ from meshd.records.types import (
     Revocation,
     Role,
     SignedRecord,
+    WgRotation,
     kind_of,
     record_id,
     signed_body,
@@ -88,6 +90,7 @@ __all__ = [
     "Revocation",
     "Role",
     "SignedRecord",
+    "WgRotation",
     "decode_record_untrusted",
     "decode_untrusted",
     "encode_prefix",
@@ -99,6 +102,7 @@ __all__ = [
     "make_invite",
     "make_network",
     "make_revocation",
+    "make_wg_rotation",
     "record_id",
     "seal_unsigned",
     "signed_body",

@@ -22,6 +22,7 @@ from meshd.records.types import (
     Network,
     Revocation,
     Role,
+    WgRotation,
 )
 
 
@@ -158,3 +159,11 @@ def make_invite(
 ) -> Invite:
     fields = [network.raw, certificate.raw, invite_key.seed, list(bootstrap)]
     return decode_untrusted(_seal(Kind.INVITE, fields, invite_key), Invite)
+
+
+def make_wg_rotation(
+    node: SigningKey, *, network_id: bytes, counter: int, issued_at: int, wg_key: bytes
+) -> WgRotation:
+    """A member's switch to the WireGuard public key ``wg_key`` (``counter`` from 1 up)."""
+    fields = [network_id, node.public, counter, issued_at, wg_key]
+    return decode_untrusted(_seal(Kind.WG_ROTATION, fields, node), WgRotation)

@@ -40,6 +40,7 @@ from meshd.records.types import (
     Record,
     Revocation,
     Role,
+    WgRotation,
     split_envelope_untrusted,
 )
 
@@ -356,6 +357,18 @@ def _invite(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Invite:
     return Invite(network, certificate, secret, bootstrap, sig, raw)
 
 
+def _wg_rotation(f: _Fields, sig: bytes, raw: bytes, depth: int) -> WgRotation:
+    network_id = f.blob("network_id", FINGERPRINT_LEN)
+    node_key = f.blob("node_key", KEY_LEN)
+    counter = f.uint("counter")
+    if counter == 0:
+        raise DecodeError("wg_rotation: counter starts at 1 (0 is the enrollment's key)")
+    issued_at = f.uint("issued_at")
+    wg_key = f.blob("wg_key", KEY_LEN)
+    f.end()
+    return WgRotation(network_id, node_key, counter, issued_at, wg_key, sig, raw)
+
+
 def _nested(value: Any, expected: type[T], depth: int) -> T:
     if not isinstance(value, bytes):
         raise DecodeError("nested record must be bytes")
@@ -370,4 +383,5 @@ _DECODERS: dict[Kind, Callable[[_Fields, bytes, bytes, int], Record]] = {
     Kind.ANNOUNCEMENT: _announcement,
     Kind.REVOCATION: _revocation,
     Kind.INVITE: _invite,
+    Kind.WG_ROTATION: _wg_rotation,
 }

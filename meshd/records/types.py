@@ -39,6 +39,7 @@ class Kind(IntEnum):
     ANNOUNCEMENT = 5
     REVOCATION = 6
     INVITE = 7
+    WG_ROTATION = 8
 
 
 CONTEXTS: dict[Kind, bytes] = {kind: f"meshd/v1/{kind.name.lower()}\x00".encode() for kind in Kind}
@@ -212,7 +213,26 @@ class Invite:
         return self.certificate.subject
 
 
-Record = Network | Certificate | Enrollment | Admission | Announcement | Revocation | Invite
+@dataclass(frozen=True, slots=True)
+class WgRotation:
+    """A member's new WireGuard key, signed by its node key; the highest ``counter`` wins."""
+
+    network_id: bytes
+    node_key: bytes
+    counter: int
+    issued_at: int
+    wg_key: bytes
+    signature: bytes
+    raw: bytes
+
+    @property
+    def signer(self) -> bytes:
+        return self.node_key
+
+
+Record = (
+    Network | Certificate | Enrollment | Admission | Announcement | Revocation | Invite | WgRotation
+)
 SignedRecord = Record
 
 KIND_OF: dict[type[Any], Kind] = {
@@ -223,6 +243,7 @@ KIND_OF: dict[type[Any], Kind] = {
     Announcement: Kind.ANNOUNCEMENT,
     Revocation: Kind.REVOCATION,
     Invite: Kind.INVITE,
+    WgRotation: Kind.WG_ROTATION,
 }
 
 
