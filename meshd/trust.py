@@ -26,8 +26,10 @@ from meshd.records import (
     Enrollment,
     Invite,
     Kind,
+    Leave,
     Network,
     Record,
+    Renewal,
     Revocation,
     Role,
     WgRotation,
@@ -238,6 +240,33 @@ class Verifier:
         """Check a WireGuard key rotation's network and its signature by the member."""
         self._network(rotation.network_id)
         check_signature(rotation)
+
+    def renewal(self, renewal: Renewal) -> None:
+        """Check a renewal: network, target, the issuer's chain (an admin needs the invite
+        capability, valid when it signed, and may not renew past its own end), signature."""
+        self._network(renewal.network_id)
+        if renewal.role is not Role.MEMBER:
+            raise VerifyError("bad-role", "only memberships are renewed")
+        if renewal.subject == self.anchor.root_key:
+            raise VerifyError("bad-target", "the root key is not a member")
+        if renewal.not_after < renewal.issued_at:
+            raise VerifyError("bad-validity", "the renewal ends before it was made")
+        if renewal.issuer != self.anchor.root_key:
+            self._issued_by_admin(renewal, renewal.chain, Cap.INVITE, renewal.issued_at)
+            if renewal.not_after > renewal.chain[0].not_after:
+                raise VerifyError(
+                    "outlives-issuer", "the renewal lasts longer than the admin that signed it"
+                )
+        elif renewal.chain:
+            raise VerifyError("bad-chain", "a renewal from the root carries no chain")
+        check_signature(renewal)
+
+    def leave(self, leave: Leave) -> None:
+        """Check a departure: network, and the signature of the member that leaves."""
+        self._network(leave.network_id)
+        if leave.node_key == self.anchor.root_key:
+            raise VerifyError("bad-target", "the root key is not a member")
+        check_signature(leave)
 
     def invite(self, invite: Invite) -> None:
         """Check an invite token's payload: chain, signature, and that the secret fits."""

@@ -19,7 +19,9 @@ from meshd.records.types import (
     Enrollment,
     Invite,
     Kind,
+    Leave,
     Network,
+    Renewal,
     Revocation,
     Role,
     WgRotation,
@@ -167,3 +169,25 @@ def make_wg_rotation(
     """A member's switch to the WireGuard public key ``wg_key`` (``counter`` from 1 up)."""
     fields = [network_id, node.public, counter, issued_at, wg_key]
     return decode_untrusted(_seal(Kind.WG_ROTATION, fields, node), WgRotation)
+
+
+def make_renewal(
+    issuer: SigningKey,
+    *,
+    network_id: bytes,
+    subject: bytes,
+    issued_at: int,
+    not_after: int,
+    role: Role = Role.MEMBER,
+    chain: Sequence[Certificate] = (),
+) -> Renewal:
+    """Extend the standing of the member whose node key is ``subject`` to ``not_after``."""
+    fields = [network_id, issuer.public, subject, int(role), issued_at, not_after]
+    fields.append([c.raw for c in chain])
+    return decode_untrusted(_seal(Kind.RENEWAL, fields, issuer), Renewal)
+
+
+def make_leave(node: SigningKey, *, network_id: bytes, issued_at: int, reason: str = "") -> Leave:
+    """The member holding ``node`` leaves the network."""
+    fields = [network_id, node.public, issued_at, reason]
+    return decode_untrusted(_seal(Kind.LEAVE, fields, node), Leave)

@@ -36,8 +36,10 @@ from meshd.records.types import (
     Enrollment,
     Invite,
     Kind,
+    Leave,
     Network,
     Record,
+    Renewal,
     Revocation,
     Role,
     WgRotation,
@@ -369,6 +371,31 @@ def _wg_rotation(f: _Fields, sig: bytes, raw: bytes, depth: int) -> WgRotation:
     return WgRotation(network_id, node_key, counter, issued_at, wg_key, sig, raw)
 
 
+def _renewal(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Renewal:
+    network_id = f.blob("network_id", FINGERPRINT_LEN)
+    issuer = f.blob("issuer", KEY_LEN)
+    subject = f.blob("subject", KEY_LEN)
+    role_value = f.uint("role", 255)
+    if role_value not in Role._value2member_map_:
+        raise DecodeError(f"renewal: unknown role {role_value}")
+    issued_at = f.uint("issued_at")
+    not_after = f.uint("not_after")
+    chain = f.array("chain", MAX_CHAIN, lambda b: _nested(b, Certificate, depth))
+    f.end()
+    return Renewal(
+        network_id, issuer, subject, Role(role_value), issued_at, not_after, chain, sig, raw
+    )
+
+
+def _leave(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Leave:
+    network_id = f.blob("network_id", FINGERPRINT_LEN)
+    node_key = f.blob("node_key", KEY_LEN)
+    issued_at = f.uint("issued_at")
+    reason = f.text("reason", MAX_REASON)
+    f.end()
+    return Leave(network_id, node_key, issued_at, reason, sig, raw)
+
+
 def _nested(value: Any, expected: type[T], depth: int) -> T:
     if not isinstance(value, bytes):
         raise DecodeError("nested record must be bytes")
@@ -384,4 +411,6 @@ _DECODERS: dict[Kind, Callable[[_Fields, bytes, bytes, int], Record]] = {
     Kind.REVOCATION: _revocation,
     Kind.INVITE: _invite,
     Kind.WG_ROTATION: _wg_rotation,
+    Kind.RENEWAL: _renewal,
+    Kind.LEAVE: _leave,
 }

@@ -40,6 +40,8 @@ class Kind(IntEnum):
     REVOCATION = 6
     INVITE = 7
     WG_ROTATION = 8
+    RENEWAL = 9
+    LEAVE = 10
 
 
 CONTEXTS: dict[Kind, bytes] = {kind: f"meshd/v1/{kind.name.lower()}\x00".encode() for kind in Kind}
@@ -230,8 +232,53 @@ class WgRotation:
         return self.node_key
 
 
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """A member's standing extended to ``not_after``, signed by the root or an admin with the
+    invite capability; no new enrollment."""
+
+    network_id: bytes
+    issuer: bytes
+    subject: bytes
+    role: Role
+    issued_at: int
+    not_after: int
+    chain: tuple[Certificate, ...]
+    signature: bytes
+    raw: bytes
+
+    @property
+    def signer(self) -> bytes:
+        return self.issuer
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """A member's own departure, signed by its node key: its membership ends for good."""
+
+    network_id: bytes
+    node_key: bytes
+    issued_at: int
+    reason: str
+    signature: bytes
+    raw: bytes
+
+    @property
+    def signer(self) -> bytes:
+        return self.node_key
+
+
 Record = (
-    Network | Certificate | Enrollment | Admission | Announcement | Revocation | Invite | WgRotation
+    Network
+    | Certificate
+    | Enrollment
+    | Admission
+    | Announcement
+    | Revocation
+    | Invite
+    | WgRotation
+    | Renewal
+    | Leave
 )
 SignedRecord = Record
 
@@ -244,6 +291,8 @@ KIND_OF: dict[type[Any], Kind] = {
     Revocation: Kind.REVOCATION,
     Invite: Kind.INVITE,
     WgRotation: Kind.WG_ROTATION,
+    Renewal: Kind.RENEWAL,
+    Leave: Kind.LEAVE,
 }
 
 
