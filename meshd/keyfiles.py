@@ -40,6 +40,34 @@ def write_secret(path: Path, secret: bytes) -> None:
         tmp.unlink()
 
 
+def replace_secret(path: Path, secret: bytes) -> None:
+    """Replace a secret key file atomically: a 0600 temporary file, fsynced, renamed over
+    it, then the directory fsynced. A reader sees the old key or the new one, never a part."""
+    if len(secret) != KEY_LEN:
+        raise ValueError("a key is 32 bytes")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, base64.b64encode(secret) + b"\n")
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink()
+        raise
+    os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink()
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 def read_secret(path: Path) -> bytes:
     """Read a secret key file, refusing one that is group- or world-accessible."""
     try:

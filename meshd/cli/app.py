@@ -54,7 +54,13 @@ def _root(
 
 def load_commands() -> typer.Typer:
     """The app with every command registered."""
-    from meshd.cli import commands, daemon_cmds, demo_cmds, routes_cmds  # noqa: F401  (registers the commands)
+    from meshd.cli import (  # noqa: F401  (registers the commands)
+        commands,
+        daemon_cmds,
+        demo_cmds,
+        rotate_cmds,
+        routes_cmds,
+    )
 
     return app
 

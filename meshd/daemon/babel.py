@@ -124,6 +124,7 @@ class BabelService:
         self._own: set[RouteKey] = set()
         self._site: dict[RouteKey, int] = {}
         self._routes = SiteRoutes(KernelRoutes())
+        self._restart: trio.CancelScope | None = None
 
     @property
     def overlay_prefix(self) -> ipaddress.IPv6Network:
@@ -145,6 +146,25 @@ class BabelService:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled; :meth:`rekey` starts it again under a new WireGuard key."""
+        while True:
+            with trio.CancelScope() as scope:
+                self._restart = scope
+                await self._run_once(task_status)
+                return
+            task_status = trio.TASK_STATUS_IGNORED  # reported started the first time
+
+    def rekey(self, own_wg_key: bytes) -> None:
+        """Our WireGuard key changed (``meshd rotate wg``), and with it our link-local
+        address on the mesh: start again from it (neighbours re-learn us within a Hello)."""
+        if self.mesh is None or own_wg_key == self.own_wg_key:
+            return
+        self.own_wg_key = own_wg_key
+        log.info("Babel: restarting on the mesh under the new WireGuard key")
+        if self._restart is not None:
+            self._restart.cancel()
+
+    async def _run_once(self, task_status: TaskStatus[None]) -> None:
         config = self.config
         mesh_if = self.mesh.ifname if self.mesh is not None else None
         core = BabelCore(router_id_of(self.node_key), self.core_config())

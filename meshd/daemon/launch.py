@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from meshd.daemon.config import DaemonConfig
+from meshd.daemon.rekey import finish_cut_short
 from meshd.daemon.state import NodeState
 from meshd.daemon.wireguard import current_underlay, open_mesh
 from meshd.statedir import NodeDir
@@ -47,6 +48,7 @@ async def run(
 ) -> None:
     """Run a node for an opened state dir until cancelled; reports the Daemon when started."""
     state = NodeState(node, announce_ttl=config.announce_ttl)
+    finish_cut_short(state)
     async with open_mesh(config, node) as mesh:
         mesh.set_underlay(await current_underlay([config.interface, "lo"]))
         mesh.attach(state.members)

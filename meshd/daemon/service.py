@@ -35,6 +35,7 @@ from meshd.control.server import serve as serve_control
 from meshd.daemon.babel import BabelService
 from meshd.daemon.config import DaemonConfig, topic_of
 from meshd.daemon.ingest import check_sync_records
+from meshd.daemon.rekey import rotate_wg
 from meshd.daemon.state import NodeState, SyncSessions
 from meshd.daemon.streams import converse, read_enrollment
 from meshd.daemon.wireguard import WireGuardMesh, local_addresses
@@ -544,6 +545,8 @@ class Daemon:
                 "sponsored": [rid.hex() for rid in membership.sponsored_by(key)],
                 "legacy_only": membership.only_legacy_revocations(key),
             }
+        if cmd == "rotate-wg":
+            return await rotate_wg(self.state, self.mesh, self.flood, self.babel)
         if cmd == "sync":
             for peer in self.host.connected_peers():
                 self._request_sync(peer)

@@ -42,6 +42,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import trio
+from nacl.bindings import crypto_scalarmult_base
 
 from meshd.addressing import overlay_address
 from meshd.errors import BackendError
@@ -149,6 +150,17 @@ class WireGuardMesh:
         self._hold = HoldDown(period)
         log.info("WireGuard %s: new direct neighbours held for %.1f s", self.ifname, period)
         self.kick()
+
+    async def rekey(self, private_key: bytes) -> None:
+        """Switch our interface to a new WireGuard key (``meshd rotate wg``): the key, the
+        link-local address derived from it, then a round, and a datagram to every peer so
+        that handshakes under the new key start at once."""
+        await self.backend.rekey(private_key)
+        self.own_wg_key = crypto_scalarmult_base(private_key)
+        self._first = FirstHandshakes(self.own_wg_key)
+        log.info("WireGuard %s: now under key %s", self.ifname, key_to_base64(self.own_wg_key))
+        await self.reconcile()
+        await self._poke_peers([UpdatePeer(key) for key in self._desired.peers])
 
     def kick(self) -> None:
         """Ask for a round now (coalesced: many kicks before it runs make one round)."""

@@ -76,6 +76,11 @@ class Backend(Protocol):
         """Add or replace kernel routes for ``prefixes`` through the interface."""
         ...
 
+    async def rekey(self, private_key: bytes) -> None:
+        """Switch the interface to a new private key and its key-derived link-local address
+        (the old one is removed); peers, port and the overlay address stay."""
+        ...
+
     async def delete_routes(self, prefixes: Iterable[IPNetwork]) -> None:
         """Delete those routes through the interface; missing ones are ignored."""
         ...

@@ -9,6 +9,7 @@ device partly changed and the caller re-reads it.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import ipaddress
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -155,6 +156,12 @@ class KernelBackend:
 
     async def replace_routes(self, prefixes: Iterable[IPNetwork]) -> None:
         await self.netlink.replace_routes(self.ifname, prefixes)
+
+    async def rekey(self, private_key: bytes) -> None:
+        config = dataclasses.replace(self.config, private_key=private_key)
+        await self.set([SetPrivateKey(private_key)])
+        self.config = config
+        await self.netlink.prepare_link(config.ifname, config.link_local, config.overlay_address)
 
     async def delete_routes(self, prefixes: Iterable[IPNetwork]) -> None:
         await self.netlink.delete_routes(self.ifname, prefixes)

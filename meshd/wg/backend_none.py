@@ -6,6 +6,7 @@ For simulations and daemon tests on machines without WireGuard: peers change exa
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 
@@ -37,6 +38,10 @@ class NullBackend:
 
     async def replace_routes(self, prefixes: Iterable[IPNetwork]) -> None:
         self.routes.update(prefixes)
+
+    async def rekey(self, private_key: bytes) -> None:
+        self.config = dataclasses.replace(self.config, private_key=private_key)
+        self.state = dataclasses.replace(self.state, public_key=self.config.public_key)
 
     async def delete_routes(self, prefixes: Iterable[IPNetwork]) -> None:
         self.routes.difference_update(prefixes)

@@ -11,6 +11,7 @@ on the machine even across namespaces.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -136,6 +137,12 @@ class UserspaceBackend:
 
     async def replace_routes(self, prefixes: Iterable[IPNetwork]) -> None:
         await self.netlink.replace_routes(self.ifname, prefixes)
+
+    async def rekey(self, private_key: bytes) -> None:
+        config = dataclasses.replace(self.config, private_key=private_key)
+        await self.uapi.set([SetPrivateKey(private_key)])
+        self.config = config
+        await self.netlink.prepare_link(config.ifname, config.link_local, config.overlay_address)
 
     async def delete_routes(self, prefixes: Iterable[IPNetwork]) -> None:
         await self.netlink.delete_routes(self.ifname, prefixes)
