@@ -6,10 +6,12 @@
    are already on their way;
 3. only then load and start the gossip side (:mod:`meshd.daemon.service`), whose import
    alone (libp2p) takes about a second. It is imported in a worker thread, so the reconcile
-   loop keeps running meanwhile.
+   loop keeps running meanwhile;
+4. tell systemd the node is ready (READY=1, :mod:`meshd.daemon.notify`), and keep its
+   STATUS= line current.
 
-Shutdown runs the other way: the gossip host closes, then the interface is removed and
-``wireguard-go`` stopped.
+Shutdown runs the other way: systemd hears STOPPING=1, the gossip host closes, then the
+interface is removed and ``wireguard-go`` stopped.
 
 This module imports neither libp2p nor the gossip host.
 """
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from meshd.daemon.config import DaemonConfig
+from meshd.daemon.notify import Notifier, inform_systemd
 from meshd.daemon.rekey import finish_cut_short
 from meshd.daemon.state import NodeState
 from meshd.daemon.wireguard import current_underlay, open_mesh
@@ -61,6 +64,7 @@ async def run(
                 log.info("WireGuard %s: programmed from the store", mesh.ifname)
             serve = await trio.to_thread.run_sync(_load_service)
             daemon = await nursery.start(serve, config, state, mesh)
+            await nursery.start(inform_systemd, Notifier(), daemon._control)
             task_status.started(daemon)
 
 
