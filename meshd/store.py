@@ -44,9 +44,11 @@ CREATE TABLE IF NOT EXISTS issued (
 """
 # Records are loaded in this order so that most have what they depend on already.
 LOAD_ORDER = (
+    Kind.RENEWAL,
     Kind.CERTIFICATE,
     Kind.ADMISSION,
     Kind.REVOCATION,
+    Kind.LEAVE,
     Kind.ANNOUNCEMENT,
     Kind.WG_ROTATION,
 )

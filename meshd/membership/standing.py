@@ -40,6 +40,7 @@ import bisect
 from collections import deque
 from collections.abc import Iterable, Iterator
 
+from meshd.membership.lifecycle import Departures, Renewals
 from meshd.membership.views import MemberState
 from meshd.records import Revocation
 from meshd.trust import Credential
@@ -73,6 +74,8 @@ class Standing:
         self._candidate: dict[bytes, int] = {}
         self._distance: dict[bytes, int] = {}
         self._standing_cache: dict[bytes, Credential | None] = {}
+        self.renewals = Renewals()
+        self.departures = Departures()
 
     # --- changes ------------------------------------------------------------------------
 
@@ -290,7 +293,7 @@ class Standing:
         found = None
         for _, rid, credential in self._credentials.get(node, ()):
             if rid in self._distance and self._revoked_by(credential) is None:
-                found = credential
+                found = None if node in self.departures else self.renewals.extend(credential)
                 break
         self._standing_cache[node] = found
         return found
@@ -303,6 +306,7 @@ class Standing:
         reason = ""
         expired: Credential | None = None
         for _, rid, credential in entries:
+            credential = self.renewals.extend(credential)
             excluded = self._exclusion(node, rid, credential)
             if excluded:
                 reason = reason or excluded
@@ -321,6 +325,8 @@ class Standing:
 
     def _exclusion(self, node: bytes, rid: bytes, credential: Credential) -> str:
         """Why a credential does not stand, or "" when it does."""
+        if node in self.departures:
+            return "left"
         revoked_key = self._revoked_by(credential)
         if revoked_key is not None:
             return "revoked" if revoked_key == node else "issuer-revoked"
@@ -379,7 +385,8 @@ class Standing:
 
     def credentials_end(self, node: bytes) -> int:
         """When the last of a member's known credentials ends (0 when none is known)."""
-        return max((c.not_after for _, _, c in self._credentials.get(node, ())), default=0)
+        entries = self._credentials.get(node, ())
+        return max((self.renewals.end(c) for _, _, c in entries), default=0)
 
     def is_revoked(self, key: bytes) -> bool:
         return key in self._revocations

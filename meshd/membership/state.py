@@ -35,7 +35,9 @@ from meshd.records import (
     Certificate,
     Enrollment,
     Kind,
+    Leave,
     Record,
+    Renewal,
     Revocation,
     WgRotation,
     decode_record_untrusted,
@@ -52,7 +54,8 @@ from meshd.trust import (
 )
 
 # The order in which records that arrived together are merged (announcements last).
-_INGEST_ORDER: dict[type[Record], int] = {Certificate: 0, Admission: 1, Revocation: 2}
+# Renewals before the credentials they extend (an admission past its own end stands on one).
+_INGEST_ORDER: dict[type[Record], int] = {Renewal: 0, Certificate: 1, Admission: 2, Revocation: 3}
 
 
 @dataclass(slots=True)
@@ -248,6 +251,11 @@ class Membership:
             return False
         if isinstance(record, WgRotation):
             return self._merge_wg_rotation(record, rid, now, change)
+        if isinstance(record, Renewal):
+            self._merge_renewal(record, rid, now, change)
+            return False
+        if isinstance(record, Leave):
+            return self._merge_leave(record, rid, now, change)
         raise VerifyError("not-gossiped", f"a {type(record).__name__.lower()} is not gossiped")
 
     def _not_future(self, at: int, now: int, what: str) -> None:
@@ -257,7 +265,7 @@ class Membership:
     def _merge_certificate(self, cert: Certificate, rid: bytes, now: int, change: _Change) -> None:
         credential = self.verifier.member_certificate(cert)
         self._not_future(cert.not_before, now, "certificate")
-        if credential.not_after < now:
+        if self._standing.renewals.end(credential) < now:
             raise VerifyError("expired", "the member certificate has expired")
         for admin in cert.chain:
             self._issuing.setdefault(record_id(admin.raw), admin)
@@ -267,7 +275,7 @@ class Membership:
         credential = self.verifier.admission(admission)
         self._not_future(admission.admitted_at, now, "admission")
         self._not_future(admission.enrollment.created_at, admission.admitted_at, "enrollment")
-        if credential.not_after < now:
+        if self._standing.renewals.end(credential) < now:
             raise VerifyError("expired", "the membership has expired")
         if not self._standing.knows(admission.sponsor):
             self._pending.park(
@@ -399,7 +407,67 @@ class Membership:
         change.touched |= self._standing.add_revocation(rev)
         self._add(rid, Kind.REVOCATION, rev.raw, None, change)
         self._pending.drop_own(rev.target)
+        self._drop_lifecycle(rev.target, change)
         self._judgements_changed(change)
+
+    def _merge_renewal(self, renewal: Renewal, rid: bytes, now: int, change: _Change) -> None:
+        """A member's standing extended (meshd.membership.lifecycle): the greatest
+        ``(not_after, record id)`` per subject and issuer is kept."""
+        renewals = self._standing.renewals
+        if not renewals.newer(renewal, rid):
+            raise VerifyError("superseded-renewal", "a later renewal by this issuer is known")
+        self.verifier.renewal(renewal)
+        self._not_future(renewal.issued_at, now, "renewal")
+        if renewal.not_after < now:
+            raise VerifyError("expired", "the renewal has ended")
+        subject = renewal.subject
+        if self._standing.is_revoked(subject):
+            raise VerifyError("revoked", "a revoked member cannot be renewed")
+        if subject in self._standing.departures:
+            raise VerifyError("left", "the member has left the network")
+        if self._standing.is_revoked(renewal.issuer):
+            raise VerifyError("issuer-revoked", "the admin that signed the renewal is revoked")
+        replaced = renewals.put(renewal, rid)
+        if replaced is not None:
+            self._remove(replaced, change)
+        self._add(rid, Kind.RENEWAL, renewal.raw, None, change)
+        self._standing.invalidate()
+        change.touched.add(subject)
+
+    def _merge_leave(self, leave: Leave, rid: bytes, now: int, change: _Change) -> bool:
+        """A member's own departure: it no longer stands, for good. It waits in the pending
+        pool until the member's credential is known (a fresh key's leave costs nothing)."""
+        node = leave.node_key
+        departures = self._standing.departures
+        if not departures.earlier(leave, rid):
+            raise VerifyError("already-left", "an earlier leave of this member is known")
+        self.verifier.leave(leave)
+        self._not_future(leave.issued_at, now, "leave")
+        if self._standing.is_revoked(node):
+            raise VerifyError("revoked", "the member is revoked")
+        if not self._standing.knows(node):
+            self._pending.park(node, rid, leave.raw, own=True, source=change.source)
+            return True
+        replaced = departures.put(leave, rid)
+        if replaced is not None:
+            self._remove(replaced, change)
+        self._add(rid, Kind.LEAVE, leave.raw, None, change)
+        for dropped in self._standing.renewals.drop_subject(node):
+            self._remove(dropped, change)
+        self._pending.drop_own(node)
+        change.touched.add(node)
+        self._judgements_changed(change)
+        return False
+
+    def _drop_lifecycle(self, key: bytes, change: _Change) -> None:
+        """A revoked key's renewals (as subject or issuer) and leave leave the set: neither
+        is merged again while the revocation is in the set."""
+        for subject, dropped in self._standing.renewals.drop(key):
+            self._remove(dropped, change)
+            change.touched.add(subject)
+        dropped_leave = self._standing.departures.drop(key)
+        if dropped_leave is not None:
+            self._remove(dropped_leave, change)
 
     def _merge_wg_rotation(
         self, rotation: WgRotation, rid: bytes, now: int, change: _Change
@@ -576,6 +644,14 @@ class Membership:
     def revocations(self) -> list[Revocation]:
         return self._standing.revocations()
 
+    def renewals_of(self, node_key: bytes) -> list[Renewal]:
+        """The renewals of a member in the set (one per issuer), latest end first."""
+        return self._standing.renewals.of(node_key)
+
+    def leave_of(self, node_key: bytes) -> Leave | None:
+        """The member's leave, if it left."""
+        return self._standing.departures.get(node_key)
+
     def issuing_certificates(self) -> list[Certificate]:
         """The invite and admin certificates that members' credentials were issued under."""
         return list(self._issuing.values())
@@ -638,6 +714,12 @@ class Membership:
                 raise VerifyError(
                     "invite-revoked", "the invite has been revoked", hint="ask for a new invite"
                 )
+        if enrollment.node_key in self._standing.departures:
+            raise VerifyError(
+                "left",
+                "this node key has left the network",
+                hint="join with a new identity (a fresh --state-dir)",
+            )
         if self._standing.is_revoked(enrollment.node_key):
             raise VerifyError(
                 "revoked",

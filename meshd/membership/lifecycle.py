@@ -1,0 +1,151 @@
+"""Renewals and departures: how long a member stands, and whether it left (pure).
+
+A :class:`~meshd.records.Renewal` extends a member's standing without a new enrollment. It is
+signed by the root, or by an admin with the invite capability (never past the admin's own
+end: meshd.trust). Renewals are kept one per (subject, issuer): the one with the greatest
+``(not_after, record id)``; a smaller one is refused (``superseded-renewal``) and a greater one
+replaces it, so the set is the same whatever order they come in. A credential of the subject
+lasts until the latest ``not_after`` among its own and those of the renewals that apply to it:
+one by the root applies to every credential; one by an admin only to credentials whose granted
+prefixes all lie within the admin's (a renewal extends time, never grants).
+
+A :class:`~meshd.records.Leave` is a member's own departure, signed by its node key. It ends
+every credential of that key (the member state is ``revoked``, reason ``left``); it does not
+touch what the member countersigned while it stood (rule (a): no record a member signs takes
+another member's standing away). One leave per member is kept, its earliest by ``(issued_at,
+record id)``.
+
+Neither survives a revocation: a revocation of a key drops the renewals of that key (as
+subject or as issuer) and its leave, and both are refused afterwards (meshd.membership.state),
+so a renewal replayed after a revocation does nothing, in any order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from meshd.addressing import Prefix, prefix_within
+from meshd.records import Leave, Renewal
+from meshd.trust import Credential
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Kept:
+    not_after: int
+    rid: bytes
+    renewal: Renewal
+    grants: tuple[Prefix, ...] | None  # the admin's prefixes; None for the root
+
+
+class Renewals:
+    """The renewals in the set, by subject and by issuer."""
+
+    __slots__ = ("_by_issuer", "_by_subject")
+
+    def __init__(self) -> None:
+        self._by_subject: dict[bytes, dict[bytes, _Kept]] = {}
+        self._by_issuer: dict[bytes, set[bytes]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(slots) for slots in self._by_subject.values())
+
+    def newer(self, renewal: Renewal, rid: bytes) -> bool:
+        """Whether ``renewal`` orders after the one kept for its subject and issuer."""
+        kept = self._by_subject.get(renewal.subject, {}).get(renewal.issuer)
+        return kept is None or (kept.not_after, kept.rid) < (renewal.not_after, rid)
+
+    def put(self, renewal: Renewal, rid: bytes) -> bytes | None:
+        """Keep ``renewal`` (newer than what its slot holds); returns the record id it replaces."""
+        slots = self._by_subject.setdefault(renewal.subject, {})
+        replaced = slots.get(renewal.issuer)
+        grants = renewal.chain[0].prefixes if renewal.chain else None
+        slots[renewal.issuer] = _Kept(renewal.not_after, rid, renewal, grants)
+        self._by_issuer.setdefault(renewal.issuer, set()).add(renewal.subject)
+        return replaced.rid if replaced is not None else None
+
+    def drop(self, key: bytes) -> list[tuple[bytes, bytes]]:
+        """Forget the renewals of ``key`` and those ``key`` signed (it was revoked); returns
+        their subjects and record ids."""
+        dropped = [(key, rid) for rid in self.drop_subject(key)]
+        for subject in self._by_issuer.pop(key, set()):
+            slots = self._by_subject[subject]
+            dropped.append((subject, slots.pop(key).rid))
+            if not slots:
+                del self._by_subject[subject]
+        return dropped
+
+    def drop_subject(self, key: bytes) -> list[bytes]:
+        """Forget the renewals of the member ``key`` (it left); returns their record ids."""
+        slots = self._by_subject.pop(key, {})
+        for issuer in slots:
+            subjects = self._by_issuer[issuer]
+            subjects.discard(key)
+            if not subjects:
+                del self._by_issuer[issuer]
+        return [kept.rid for kept in slots.values()]
+
+    def of(self, subject: bytes) -> list[Renewal]:
+        """The renewals kept for a member, latest end first."""
+        kept = sorted(self._by_subject.get(subject, {}).values(), key=lambda k: -k.not_after)
+        return [k.renewal for k in kept]
+
+    def end(self, credential: Credential) -> int:
+        """When ``credential`` ends, renewals included."""
+        slots = self._by_subject.get(credential.node_key)
+        end = credential.not_after
+        if not slots:
+            return end
+        for kept in slots.values():
+            if kept.not_after > end and _applies(kept.grants, credential.prefixes):
+                end = kept.not_after
+        return end
+
+    def extend(self, credential: Credential) -> Credential:
+        """``credential`` with its end moved to the latest renewal that applies to it."""
+        end = self.end(credential)
+        if end == credential.not_after:
+            return credential
+        return dataclasses.replace(credential, not_after=end)
+
+
+def _applies(grants: tuple[Prefix, ...] | None, prefixes: tuple[Prefix, ...]) -> bool:
+    """Whether an issuer granting ``grants`` (None: the root, anything) may renew a credential
+    that grants ``prefixes``."""
+    if grants is None:
+        return True
+    return all(any(prefix_within(p, g) for g in grants) for p in prefixes)
+
+
+class Departures:
+    """The members that left, by node key: the earliest leave of each."""
+
+    __slots__ = ("_left",)
+
+    def __init__(self) -> None:
+        self._left: dict[bytes, tuple[int, bytes, Leave]] = {}
+
+    def __contains__(self, node: object) -> bool:
+        return node in self._left
+
+    def __len__(self) -> int:
+        return len(self._left)
+
+    def earlier(self, leave: Leave, rid: bytes) -> bool:
+        """Whether ``leave`` orders before the one kept for its member (or none is kept)."""
+        kept = self._left.get(leave.node_key)
+        return kept is None or (leave.issued_at, rid) < kept[:2]
+
+    def put(self, leave: Leave, rid: bytes) -> bytes | None:
+        """Keep ``leave``; returns the record id of the later one it replaces."""
+        replaced = self._left.get(leave.node_key)
+        self._left[leave.node_key] = (leave.issued_at, rid, leave)
+        return replaced[1] if replaced is not None else None
+
+    def drop(self, node: bytes) -> bytes | None:
+        """Forget the member's leave (it was revoked); returns its record id."""
+        kept = self._left.pop(node, None)
+        return kept[1] if kept is not None else None
+
+    def get(self, node: bytes) -> Leave | None:
+        kept = self._left.get(node)
+        return kept[2] if kept is not None else None
