@@ -13,7 +13,8 @@ members of the single-use invite (one is displaced whenever the earlier admissio
 revocation of a sponsor between two admissions it countersigned (one made before and listed by
 the revocation, one after), copies of enrollments countersigned again by other members (one of
 them revoked since) and by the same sponsor dated earlier (it replaces the first), and a member
-with two certificates (a renewal).
+with two certificates (a renewal), and WireGuard key rotations (several per member, of
+members revoked or displaced, one to another member's key).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from meshd.records import (
     make_certificate,
     make_enrollment,
     make_revocation,
+    make_wg_rotation,
 )
 from meshd.store import Store
 from meshd.trust import Verifier
@@ -59,7 +61,7 @@ from tests.factory import DAY, T0, Net, Node
 NOW = T0 + 1000
 # Refusals that depend neither on order nor on time: a superseded announcement, one from an
 # excluded member, or a sponsor's later copy of an admission it made earlier.
-EXPECTED_REFUSALS = ("stale-announcement", "revoked", "superseded-admission")
+EXPECTED_REFUSALS = ("stale-announcement", "revoked", "superseded-admission", "stale-rotation")
 
 
 # --- the pool -----------------------------------------------------------------------------
@@ -136,6 +138,30 @@ def pool() -> Pool:
     for node, count in ((founder, 3), (second, 2), (first, 2), (third, 1), (guest, 1)):
         records += [node.announce(net, NOW) for _ in range(count)]
     records += [delegated.announce(net, NOW), late.announce(net, NOW)]
+    # WireGuard key rotations: several per member (one pair with equal counters, decided by
+    # record id), of members revoked or displaced, and one to another member's key.
+    for node, counter, wg_key in (
+        (founder, 1, bytes([1]) * 32),
+        (founder, 2, bytes([2]) * 32),
+        (founder, 5, bytes([5]) * 32),
+        (first, 3, bytes([3]) * 32),
+        (first, 3, bytes([4]) * 32),
+        (left, 1, bytes([6]) * 32),
+        (right, 1, bytes([7]) * 32),
+        (guest, 1, bytes([8]) * 32),
+        (delegated, 2, bytes([9]) * 32),
+        (junior, 1, bytes([10]) * 32),
+        (second, 1, founder.wg.public),
+    ):
+        records.append(
+            make_wg_rotation(
+                node.key,
+                network_id=net.anchor.network_id,
+                counter=counter,
+                issued_at=NOW - counter,
+                wg_key=wg_key,
+            )
+        )
     records += [left.announce(net, NOW), right.announce(net, NOW)]
     records += [
         # ``second`` countersigned ``right`` before this, which lists it, and ``late`` after.

@@ -36,6 +36,7 @@ from meshd.records import (
     Role,
     decode_record_untrusted,
     decode_untrusted,
+    make_wg_rotation,
     signed_body,
 )
 from meshd.trust import Anchor
@@ -102,6 +103,13 @@ def build_world() -> World:
     ]
     revocation = net.revoke(members[1].key.public, at=T0 + 50, issuer=admin)
     invite_revocation = net.revoke(admin_invite.signer, Role.INVITE, at=T0 + 51)
+    rotation = make_wg_rotation(
+        members[0].key,
+        network_id=net.anchor.network_id,
+        counter=1,
+        issued_at=T0 + 43,
+        wg_key=WireGuardKey.generate().public,
+    )
     return {
         "network": net.network.raw,
         "founder": founder.credential.raw,
@@ -113,6 +121,7 @@ def build_world() -> World:
         "admission": admission.raw,
         "announcements": [a.raw for a in announcements],
         "revocations": [revocation.raw, invite_revocation.raw],
+        "rotations": [rotation.raw],
     }
 
 
@@ -125,6 +134,7 @@ def world_records(world: World) -> list[bytes]:
         *world["members"],
         world["admission"],
         *world["announcements"],
+        *world["rotations"],
         *world["revocations"],
         world["invite"],
         world["admin_invite"],
