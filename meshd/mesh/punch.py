@@ -1,0 +1,241 @@
+"""How a member reaches another member's WireGuard directly, or falls back to a relay (pure).
+
+WireGuard holds one endpoint per peer, so trying a peer's candidates means setting them in
+turn. Per peer, a :class:`DirectPath` decides, from the clock and WireGuard's own report
+(the peer's latest handshake and the endpoint it came from):
+
+* **trying**: candidates in rank order (:func:`meshd.mesh.candidates.rank_for_us`), each for
+  ``attempt`` seconds (WireGuard sends an initiation as soon as an endpoint and a persistent
+  keepalive are set, and again after 5 s: two chances). The first that answers wins: any
+  handshake newer than the moment the path was lost means the peer is reachable directly,
+  and the endpoint WireGuard shows (the source of the peer's authenticated packets, which
+  may be a mapping no candidate named) is where we settle. Once the first candidate has
+  failed, traffic may go through a relay while the rest are tried;
+* **direct**: settled; kept while handshakes stay fresh (``stale_after``, WireGuard's
+  180 s session lifetime plus a margin; Babel's Hellos keep traffic, so rekeying, going);
+  a persistent keepalive of 25 s when either side is behind a NAT keeps the mapping open;
+* **relay**: every candidate failed. Direct is tried again after a backoff (30 s doubling
+  to 5 min), at once when the peer announces new candidates, when a punch request says the
+  peer is trying now (at most once per ``punch_interval``: a hostile relay cannot make us
+  spin), or when the peer reaches us itself (a handshake).
+
+A punch request may bring hints (where the relaying member sees the peer): at most
+``MAX_HINTS``, checked like every endpoint (:func:`meshd.mesh.candidates.check_endpoint`),
+used for that one round only and ranked after the peer's own announced candidates. Time is
+passed in. See docs/nat.md.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from meshd.mesh.candidates import Candidate, Reason, check_endpoint, rank_for_us
+
+Path = Literal["trying", "direct", "relay"]
+
+#: Seconds per candidate: an initiation at once and one retry after REKEY_TIMEOUT (5 s).
+ATTEMPT = 5.5
+#: Persistent keepalive while a NAT is in the way (below every common UDP mapping timeout).
+KEEPALIVE = 25
+#: A direct path with no handshake for this long is lost (REJECT_AFTER_TIME 180 s + margin).
+STALE_AFTER = 195.0
+#: After a failed round, the next one after this, doubling per failed round, up to the cap.
+RETRY_BASE = 30.0
+RETRY_MAX = 300.0
+#: Punch requests start a round at most this often, and not while a handshake is this fresh.
+PUNCH_INTERVAL = 10.0
+PUNCH_FRESH = 15.0
+MAX_HINTS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """What to do for the peer now.
+
+    ``endpoint``: the endpoint WireGuard should have (None: no candidate to try).
+    ``kick``: the endpoint just changed: set it together with the persistent keepalive in
+    one UAPI call, so that WireGuard sends an initiation at once. ``keepalive``: seconds,
+    0 for off. ``relay``: traffic to the peer may go through a relay now. ``next_check``:
+    call :meth:`DirectPath.update` again by then.
+    """
+
+    path: Path
+    endpoint: str | None
+    kick: bool
+    keepalive: int
+    relay: bool
+    next_check: float
+
+
+class DirectPath:
+    """One peer's direct path; see the module documentation."""
+
+    def __init__(
+        self,
+        candidates: Iterable[Candidate],
+        now: float,
+        *,
+        families: frozenset[int] = frozenset({4, 6}),
+        networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+        overlay: ipaddress.IPv6Network | None = None,
+        behind_nat: bool = False,
+        attempt: float = ATTEMPT,
+        stale_after: float = STALE_AFTER,
+        retry_base: float = RETRY_BASE,
+        retry_max: float = RETRY_MAX,
+        punch_interval: float = PUNCH_INTERVAL,
+    ) -> None:
+        if attempt <= 0 or stale_after <= 0 or retry_base <= 0 or retry_max < retry_base:
+            raise ValueError("attempt, stale_after and retry times must be positive")
+        self._families = families
+        self._networks = tuple(networks)
+        self._overlay = overlay
+        self.behind_nat = behind_nat
+        self._attempt = attempt
+        self._stale_after = stale_after
+        self._retry_base = retry_base
+        self._retry_max = retry_max
+        self._punch_interval = punch_interval
+        self._ranked = self._rank(candidates)
+        self._round: list[Candidate] = []
+        self._index = 0
+        self._attempt_started = now
+        self._state: Path = "trying"
+        self._failed_rounds = 0
+        self._next_round_at = now
+        self._lost_at = -math.inf
+        self._last_handshake: float | None = None
+        self._last_punch = -math.inf
+        self._settled: str | None = None
+        self._shown: str | None = None
+        self._start_round(now, ())
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def _rank(self, candidates: Iterable[Candidate]) -> list[Candidate]:
+        unique = {(c.address, c.port): c for c in candidates if c.kind != "hint"}
+        return rank_for_us(unique.values(), families=self._families, networks=self._networks)
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        """The peer's announced candidates, in the order we try them."""
+        return list(self._ranked)
+
+    @property
+    def state(self) -> Path:
+        return self._state
+
+    @property
+    def settled(self) -> str | None:
+        """The endpoint of the working direct path, when there is one."""
+        return self._settled if self._state == "direct" else None
+
+    def set_candidates(self, candidates: Iterable[Candidate], now: float) -> None:
+        """The peer announced (possibly) new candidates: without a direct path, try them now."""
+        ranked = self._rank(candidates)
+        if ranked == self._ranked:
+            return
+        self._ranked = ranked
+        if self._state != "direct":
+            self._failed_rounds = 0
+            self._start_round(now, ())
+
+    def punch(self, now: float, hints: Iterable[object] = ()) -> Reason | Literal["busy"] | None:
+        """A punch request: the peer is sending to us now. Start a round (with up to
+        ``MAX_HINTS`` valid hints) unless one started less than ``punch_interval`` ago or a
+        direct handshake is fresh. None if started, else why not (for counting)."""
+        if now - self._last_punch < self._punch_interval:
+            return "busy"
+        hs = self._last_handshake
+        if self._state == "direct" and hs is not None and 0 <= now - hs <= PUNCH_FRESH:
+            return "busy"
+        taken: list[Candidate] = []
+        refused: Reason | None = None
+        for n, text in enumerate(hints):
+            if n >= MAX_HINTS:
+                refused = "oversized"
+                break
+            checked = check_endpoint(text, self._overlay)
+            if isinstance(checked, str):
+                refused = checked
+                continue
+            taken.append(Candidate("hint", *checked))
+        self._last_punch = now
+        self._failed_rounds = 0
+        self._start_round(now, taken)
+        return refused
+
+    def _start_round(self, now: float, hints: Sequence[Candidate]) -> None:
+        announced = {(c.address, c.port) for c in self._ranked}
+        extra = [h for h in hints if (h.address, h.port) not in announced]
+        self._round = self._ranked + rank_for_us(
+            {(h.address, h.port): h for h in extra}.values(),
+            families=self._families,
+            networks=self._networks,
+        )
+        self._index = 0
+        self._attempt_started = now
+        if self._state == "direct":
+            self._lost_at = now
+        self._state = "trying" if self._round else "relay"
+        if not self._round:
+            self._next_round_at = math.inf
+
+    # -- the decision ---------------------------------------------------------------------
+
+    def update(self, now: float, last_handshake: float | None, wg_endpoint: str | None) -> Action:
+        """Decide, from WireGuard's latest handshake with the peer (time, or None) and the
+        endpoint it shows for the peer."""
+        if last_handshake is not None and last_handshake <= now:
+            self._last_handshake = last_handshake
+        hs = self._last_handshake
+        fresh = hs is not None and hs > self._lost_at and now - hs <= self._stale_after
+        if fresh:
+            if self._state != "direct":
+                self._settled = self._current() or wg_endpoint
+            self._state = "direct"
+            self._failed_rounds = 0
+            shown = check_endpoint(wg_endpoint, self._overlay, allow_loopback=True)
+            if wg_endpoint is not None and not isinstance(shown, str):
+                self._settled = wg_endpoint
+            assert hs is not None
+            return self._action(self._settled, now, hs + self._stale_after)
+        if self._state == "direct":
+            self._lost_at = now
+            self._start_round(now, ())
+        if self._state == "relay" and now >= self._next_round_at:
+            self._start_round(now, ())
+        if self._state == "trying" and now - self._attempt_started >= self._attempt:
+            self._index += 1
+            self._attempt_started = now
+            if self._index >= len(self._round):
+                self._state = "relay"
+                self._failed_rounds += 1
+                backoff = self._retry_base * 2 ** min(self._failed_rounds - 1, 16)
+                self._next_round_at = now + min(backoff, self._retry_max)
+        if self._state == "trying":
+            return self._action(self._current(), now, self._attempt_started + self._attempt)
+        best = self._ranked[0].endpoint if self._ranked else None
+        return self._action(best, now, self._next_round_at)
+
+    def _current(self) -> str | None:
+        if self._state == "trying" and self._index < len(self._round):
+            return self._round[self._index].endpoint
+        return None
+
+    def _action(self, endpoint: str | None, now: float, next_check: float) -> Action:
+        kick = endpoint is not None and endpoint != self._shown
+        self._shown = endpoint
+        nat = self.behind_nat or any(c.kind == "reflexive" for c in self._ranked)
+        if self._state == "trying":
+            keepalive = KEEPALIVE
+        elif self._state == "direct":
+            keepalive = KEEPALIVE if nat else 0
+        else:
+            keepalive = 0
+        relay = self._state == "relay" or (self._state == "trying" and self._index >= 1)
+        return Action(self._state, endpoint, kick, keepalive, relay, max(next_check, now))
