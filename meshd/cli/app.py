@@ -56,6 +56,7 @@ def load_commands() -> typer.Typer:
     """The app with every command registered."""
     from meshd.cli import (  # noqa: F401  (registers the commands)
         commands,
+        config_cmds,
         daemon_cmds,
         demo_cmds,
         rotate_cmds,

@@ -13,6 +13,7 @@ import typer
 
 from meshd.cli import asking
 from meshd.cli.app import Json, StateDir, app
+from meshd.cli.configfile import CONTEXT, configurable
 from meshd.cli.output import note
 from meshd.cli.parse import duration, read_secret_argument
 from meshd.layout import resolve
@@ -92,6 +93,23 @@ BabelKey = Annotated[
     ),
 ]
 
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        envvar="MESHD_CONFIG",
+        help="The TOML config file [default: /etc/meshd/meshd.toml if it exists]; "
+        "options and MESHD_* variables override it (docs/config.md).",
+        show_default=False,
+    ),
+]
+LogLevel = Annotated[
+    str, typer.Option("--log-level", help="meshd's log level: debug, info, warning or error.")
+]
+LogFormat = Annotated[
+    str, typer.Option("--log-format", help="Log lines as text or json (one object per line).")
+]
+
 BabelRedistribute = Annotated[
     list[str] | None,
     typer.Option(
@@ -102,17 +120,6 @@ BabelRedistribute = Annotated[
         show_default=False,
     ),
 ]
-
-
-def _configure_logging() -> None:
-    import logging
-    import os
-
-    logging.basicConfig(
-        level=os.environ.get("MESHD_LOG", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
 
 
 def _config(
@@ -143,8 +150,10 @@ def _config(
     )
 
 
-@app.command()
+@app.command(context_settings=CONTEXT)
+@configurable
 def up(
+    ctx: typer.Context,
     listen: Listen = None,
     state_dir: StateDir = None,
     wg_backend: WgBackend = "auto",
@@ -159,9 +168,13 @@ def up(
     babel_originate: BabelOriginate = None,
     babel_key: BabelKey = None,
     babel_redistribute: BabelRedistribute = None,
+    log_level: LogLevel = "info",
+    log_format: LogFormat = "text",
+    config_file: ConfigFile = None,
 ) -> None:
     """Run this node's daemon in the foreground (Ctrl-C or SIGTERM stops it)."""
     from meshd.babel.options import babel_config
+    from meshd.cli.logs import configure
 
     config = _config(
         state_dir,
@@ -179,7 +192,7 @@ def up(
             babel_redistribute or (),
         ),
     )
-    _configure_logging()
+    configure(log_level, log_format)
     import trio
 
     from meshd.daemon.babel import refuse_ungranted_origins
@@ -194,16 +207,19 @@ def up(
         node.close()
 
 
-@app.command()
+@app.command(context_settings=CONTEXT)
+@configurable
 def join(
+    ctx: typer.Context,
     invite: Annotated[
         str,
         typer.Option(
             "--invite",
-            help="The invite token (a secret); '-' reads it from stdin, '@FILE' from a file, "
-            "so that it stays out of the process list.",
+            help="The invite token (a secret; required); '-' reads it from stdin, '@FILE' "
+            "from a file, so that it stays out of the process list.",
+            show_default=False,
         ),
-    ],
+    ] = "",
     name: Annotated[
         str, typer.Option("--name", help="This node's name [default: the invite's].")
     ] = "",
@@ -220,9 +236,13 @@ def join(
     announce_ttl: AnnounceTtl = "2m",
     degree: Degree = 6,
     babel_hello_interval: BabelHello = 4.0,
+    log_level: LogLevel = "info",
+    log_format: LogFormat = "text",
+    config_file: ConfigFile = None,
 ) -> None:
     """Join a network with an invite token, then run the daemon (unless --no-up)."""
     from meshd.babel.options import babel_config
+    from meshd.cli.logs import configure
 
     invite = read_secret_argument(invite, "--invite")
     config = _config(
@@ -235,7 +255,7 @@ def join(
         (interface, listen_port, endpoint),
         babel_config(hello_interval=babel_hello_interval),
     )
-    _configure_quiet_logging()
+    configure(log_level, log_format, quiet=True)
     import trio
 
     from meshd.daemon.join import join as join_network
@@ -245,18 +265,12 @@ def join(
         node = await join_network(invite, name=name, config=config, progress=note)
         try:
             if not no_up:
-                _configure_logging()
+                configure(log_level, log_format)
                 await run_until_signalled(config, node)
         finally:
             node.close()
 
     trio.run(main)
-
-
-def _configure_quiet_logging() -> None:
-    import logging
-
-    logging.basicConfig(level=logging.WARNING, format="meshd: %(message)s")
 
 
 @app.command()

@@ -1,0 +1,88 @@
+"""``meshd config check [PATH]`` and ``meshd config keys``: the config file of up and join."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from meshd.cli import configfile
+from meshd.cli.app import Json, app
+from meshd.cli.output import emit_json
+
+config_app = typer.Typer(
+    help="Check a config file of `meshd up` and `meshd join`, and list its keys.",
+    no_args_is_help=True,
+)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command()
+def check(
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            help="The file [default: $MESHD_CONFIG, else /etc/meshd/meshd.toml].",
+            show_default=False,
+        ),
+    ] = None,
+    json: Json = False,
+) -> None:
+    """Check a config file: print each problem as PATH:LINE: what is wrong (exit 78 if any)."""
+    chosen = configfile.chosen_path(path) or configfile.DEFAULT_PATH
+    known = configfile.keys()
+    try:
+        checked = configfile.read(chosen, known)
+    except configfile.ConfigError as exc:
+        configfile.refuse(exc)
+    if json:
+        emit_json(
+            {
+                "path": str(chosen),
+                "ok": not checked.problems,
+                "values": {k: _plain(v) for k, v in checked.values.items()},
+                "problems": [
+                    {"line": p.line, "key": p.key or None, "message": p.message}
+                    for p in checked.problems
+                ],
+            }
+        )
+    elif checked.problems:
+        for problem in checked.problems:
+            print(problem.format(chosen))
+    else:
+        count = len(checked.values)
+        print(f"{chosen}: ok ({count} key{'' if count == 1 else 's'} set)")
+    if checked.problems:
+        count = len(checked.problems)
+        if not json:
+            print(f"meshd: {count} problem{'' if count == 1 else 's'} in {chosen}", file=sys.stderr)
+        raise typer.Exit(configfile.EXIT_STATUS)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
+
+
+@config_app.command()
+def keys(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the table of docs/config.md.")
+    ] = False,
+    json: Json = False,
+) -> None:
+    """List the keys of the config file: type, option, environment variable, default."""
+    known = configfile.keys()
+    if json:
+        emit_json(configfile.as_json(known))
+    elif markdown:
+        sys.stdout.write(configfile.markdown_table(known))
+    else:
+        width = max(len(k.name) for k in known)
+        for key in known:
+            default = f" [default: {key.default}]" if key.default else ""
+            print(f"{key.name:<{width}}  {key.help}{default}")
