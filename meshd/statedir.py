@@ -69,6 +69,11 @@ class NodeDir:
     @classmethod
     def open(cls, state_dir: Path) -> NodeDir:
         paths = Paths(state_dir)
+        if (state_dir / "left").exists():
+            raise UsageError(
+                f"the node of {state_dir} left its network (`meshd leave`): its keys are gone",
+                hint="join again with a new invite and another --state-dir, or remove this one",
+            )
         if not paths.db.exists():
             raise UsageError(
                 f"{state_dir} holds no meshd node",

@@ -59,6 +59,7 @@ def load_commands() -> typer.Typer:
         config_cmds,
         daemon_cmds,
         demo_cmds,
+        lifecycle_cmds,
         rotate_cmds,
         routes_cmds,
     )

@@ -150,6 +150,33 @@ def _config(
     )
 
 
+AutoRenew = Annotated[
+    bool,
+    typer.Option(
+        "--auto-renew",
+        help="Renew, once a day, every member whose membership ends within --renew-window "
+        "(needs the root key or an admin key with the invite capability here).",
+    ),
+]
+RenewWindow = Annotated[
+    str, typer.Option("--renew-window", help="With --auto-renew: how close to its end.")
+]
+RenewFor = Annotated[
+    str, typer.Option("--renew-for", help="With --auto-renew: how long from then it lasts.")
+]
+
+
+def _renewing(config: DaemonConfig, auto_renew: bool, window: str, period: str) -> DaemonConfig:
+    import dataclasses
+
+    return dataclasses.replace(
+        config,
+        auto_renew=auto_renew,
+        renew_window=duration(window, option="--renew-window"),
+        renew_for=duration(period, option="--renew-for"),
+    )
+
+
 @app.command(context_settings=CONTEXT)
 @configurable
 def up(
@@ -171,6 +198,9 @@ def up(
     log_level: LogLevel = "info",
     log_format: LogFormat = "text",
     config_file: ConfigFile = None,
+    auto_renew: AutoRenew = False,
+    renew_window: RenewWindow = "30d",
+    renew_for: RenewFor = "365d",
 ) -> None:
     """Run this node's daemon in the foreground (Ctrl-C or SIGTERM stops it)."""
     from meshd.babel.options import babel_config
@@ -192,6 +222,7 @@ def up(
             babel_redistribute or (),
         ),
     )
+    config = _renewing(config, auto_renew, renew_window, renew_for)
     configure(log_level, log_format)
     import trio
 

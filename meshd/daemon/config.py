@@ -45,6 +45,9 @@ class DaemonConfig:
     stream_timeout: float = 10.0
     dial_timeout: float = 5.0
     babel: BabelConfig = field(default_factory=BabelConfig)
+    auto_renew: bool = False  # renew members ending within renew_window, once a day
+    renew_window: int = 30 * 86400
+    renew_for: int = 365 * 86400
 
     def __post_init__(self) -> None:
         if self.wg_backend not in WG_BACKENDS:

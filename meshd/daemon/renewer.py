@@ -1,0 +1,213 @@
+"""Renewal, expiry warnings and leaving, as daemon services (the rules: renew_policy).
+
+* :class:`AutoRenew` (``meshd up --auto-renew``, on a node holding the root or an admin key
+  with the invite capability): once a day, renews every standing member whose credential ends
+  within the window; each renewal is stored, then flooded;
+* :class:`ExpiryWarnings`: a WARNING per member, admin or long-lived invite ending within 30
+  days, once a day each;
+* :class:`Departure`: once this node's own leave is in the set (``meshd leave`` handed it to
+  the daemon, which stored and flooded it), gives the flood a moment, then stops the daemon as
+  SIGTERM would: the gossip host closes, the WireGuard interface goes, and ``meshd up``
+  exits 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final, Protocol
+
+import trio
+
+from meshd.daemon.config import DaemonConfig
+from meshd.daemon.renew_policy import (
+    ExpiryWarnings,
+    RenewPolicy,
+    candidates,
+    endings,
+    expires_text,
+    sign_renewals,
+)
+from meshd.daemon.state import NodeState
+from meshd.errors import MeshdError, VerifyError
+from meshd.invites import Issuer
+from meshd.records import Cap, Certificate, Kind, Role, decode_untrusted
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+log = logging.getLogger(__name__)
+
+CHECK_EVERY: Final = 600.0  # seconds between looks at the clock; the policies act once a day
+DEPARTURE_POLL: Final = 0.2
+FLOOD_GRACE: Final = 1.0  # seconds the leave has to leave us before the daemon stops
+
+Flood = Callable[[bytes], Awaitable[None]]
+
+
+def wall_clock() -> int:
+    return int(time.time())
+
+
+def auto_renew_issuer(state: NodeState) -> Issuer:
+    """The key auto-renewal signs with; UsageError when this node holds none that may."""
+    issuer = state.node.issuer()
+    issuer.require(Cap.INVITE)
+    return issuer
+
+
+class AutoRenew:
+    """Renew the members that end soon, once a day (:class:`RenewPolicy`)."""
+
+    def __init__(
+        self,
+        state: NodeState,
+        issuer: Issuer,
+        flood: Flood,
+        *,
+        window: int,
+        period: int,
+        clock: Callable[[], int] = wall_clock,
+        check_every: float = CHECK_EVERY,
+    ) -> None:
+        self.state = state
+        self.issuer = issuer
+        self.flood = flood
+        self.clock = clock
+        self.check_every = check_every
+        cert = issuer.certificate
+        self.policy = RenewPolicy(
+            window=window,
+            period=period,
+            issuer_end=cert.not_after if cert is not None else None,
+            issuer_grants=cert.prefixes if cert is not None else None,
+        )
+        self.renewed = 0
+
+    async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            for raw in self.step(self.clock()):
+                await self.flood(raw)
+            await trio.sleep(self.check_every)
+
+    def step(self, now: int) -> list[bytes]:
+        """Renew what is due at ``now``; returns the renewals stored (to flood)."""
+        if not self.policy.due(now):
+            return []
+        membership = self.state.membership
+        planned, skipped = self.policy.plan(now, candidates(membership, now))
+        for s in skipped:
+            log.warning("auto-renew: cannot renew %s: %s", s.name, s.why)
+        made = []
+        network_id = self.state.node.anchor.network_id
+        for renewal, plan in zip(
+            sign_renewals(self.issuer, network_id, planned, now), planned, strict=True
+        ):
+            try:
+                outcome = self.state.add_local(renewal)
+            except VerifyError as exc:
+                log.warning("auto-renew: %s not renewed: %s", plan.name, exc)
+                continue
+            if outcome.new:
+                made.append(renewal.raw)
+                self.renewed += 1
+                log.info("auto-renew: renewed %s until %s", plan.name, _date(plan.not_after))
+        return made
+
+
+class ExpiryWarner:
+    """Log a WARNING for each member, admin or invite ending within 30 days, once a day."""
+
+    def __init__(
+        self,
+        state: NodeState,
+        *,
+        clock: Callable[[], int] = wall_clock,
+        check_every: float = CHECK_EVERY,
+    ) -> None:
+        self.state = state
+        self.clock = clock
+        self.check_every = check_every
+        self.warnings = ExpiryWarnings()
+
+    async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            self.step(self.clock())
+            await trio.sleep(self.check_every)
+
+    def step(self, now: int) -> int:
+        found = endings(self.state.membership, now, own_certificates(self.state))
+        due = self.warnings.due(now, found)
+        for ending in due:
+            log.warning(
+                "%s %s %s (on %s)%s",
+                ending.kind,
+                ending.label,
+                expires_text(ending.ends_at, now),
+                _date(ending.ends_at),
+                "; renew it with `meshd renew`" if ending.kind == "member" else "",
+            )
+        return len(due)
+
+
+def own_certificates(state: NodeState) -> list[Certificate]:
+    """This node's admin certificate and the invites it issued (not secret; no key read)."""
+    certs = []
+    paths = state.node.paths
+    with contextlib.suppress(OSError, MeshdError):
+        certs.append(decode_untrusted(paths.admin_cert.read_bytes(), Certificate))
+    for raw in state.node.store.issued(Kind.CERTIFICATE):
+        try:
+            cert = decode_untrusted(raw, Certificate)
+        except MeshdError:
+            continue
+        if cert.role in (Role.INVITE, Role.ADMIN):
+            certs.append(cert)
+    return certs
+
+
+class Departure:
+    """Stop the daemon once this node's own leave is in the set."""
+
+    def __init__(self, state: NodeState, *, grace: float = FLOOD_GRACE) -> None:
+        self.state = state
+        self.grace = grace
+
+    def left(self) -> bool:
+        return self.state.membership.leave_of(self.state.key) is not None
+
+    async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:  # polled: the leave arrives through the control socket's `publish`
+            if self.left():
+                break
+            await trio.sleep(DEPARTURE_POLL)
+        log.warning("this node left the network: stopping and removing its WireGuard interface")
+        await trio.sleep(self.grace)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _date(at: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(at))
+
+
+class Service(Protocol):
+    async def run(self, task_status: TaskStatus[None] = ...) -> None: ...
+
+
+def lifecycle_services(state: NodeState, config: DaemonConfig, flood: Flood) -> list[Service]:
+    """The services of this module a daemon runs: warnings and departure always, renewal
+    with ``--auto-renew`` (UsageError now if this node holds no key that may renew)."""
+    services: list[Service] = [ExpiryWarner(state), Departure(state)]
+    if config.auto_renew:
+        issuer = auto_renew_issuer(state)
+        services.append(
+            AutoRenew(state, issuer, flood, window=config.renew_window, period=config.renew_for)
+        )
+    return services
