@@ -295,11 +295,18 @@ good_public = st.builds(
 )
 
 
+#: What hostile members report: anything, any public address, or one of a few victims
+#: (so that they agree with each other and repeat themselves).
+hostile_texts = texts | good_public | st.sampled_from(["93.184.216.66:1", "93.184.216.67:51820"])
+#: When, relative to now (within the window, or just past it), or any time at all.
+hostile_times = st.floats(-250, 10).map(lambda d: (True, d)) | times.map(lambda t: (False, t))
+
+
 @given(
     st.integers(min_value=2, max_value=4),
     st.integers(min_value=0, max_value=4),
     st.lists(
-        st.tuples(st.integers(0, 3), st.sampled_from(cand.SOURCES), texts | good_public, times),
+        st.tuples(st.integers(0, 3), st.sampled_from(cand.SOURCES), hostile_texts, hostile_times),
         max_size=80,
     ),
     st.floats(min_value=0, max_value=1000),
@@ -307,7 +314,7 @@ good_public = st.builds(
 def test_fewer_than_k_hostile_observers_never_choose_what_we_announce(
     k: int,
     honest: int,
-    hostile_reports: list[tuple[int, str, object, float]],
+    hostile_reports: list[tuple[int, str, object, tuple[bool, float]]],
     now: float,
 ) -> None:
     """Up to k-1 colluding members report anything, any number of times, at any time;
@@ -317,8 +324,9 @@ def test_fewer_than_k_hostile_observers_never_choose_what_we_announce(
     hostile_keys = [bytes([0xF0 + n]) * 32 for n in range(k - 1)]
     for n in range(honest):
         seen.observe(bytes([n + 1]) * 32, "wireguard", truth, now)
-    for who, source, text, at in hostile_reports:
-        seen.observe(hostile_keys[who % len(hostile_keys)], source, text, at)
+    for who, source, text, (relative, at) in hostile_reports:
+        when = now + at if relative else at
+        seen.observe(hostile_keys[who % len(hostile_keys)], source, text, when)
     assert {c.endpoint for c in seen.reflexive(now)} <= {truth}
 
 
