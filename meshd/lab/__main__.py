@@ -2,6 +2,7 @@
 
     python -m meshd.lab up --hosts 5          # build, print the names, wait for Ctrl-C
     python -m meshd.lab up --hosts 5 --keep   # build, print the names, leave it running
+    python -m meshd.lab up --hosts 1 --nat cone:2 --nat symmetric   # and hosts behind NATs
     python -m meshd.lab list                  # labs on this machine, live or left over
     python -m meshd.lab down RUNID            # remove one lab
     python -m meshd.lab down --all            # remove every lab
@@ -27,6 +28,7 @@ from meshd.lab import naming
 from meshd.lab.commands import LabError
 from meshd.lab.filters import FILTER_NAMES
 from meshd.lab.lab import Lab, destroy_run
+from meshd.lab.nat import NAT_KINDS
 from meshd.lab.runs import list_runs
 
 
@@ -53,8 +55,22 @@ def describe(lab: Lab) -> dict[str, object]:
                 "wg_ifname": h.wg_ifname,
                 "ipv4": str(h.ipv4),
                 "ipv6": str(h.ipv6),
+                "behind": h.behind,
             }
             for h in lab.hosts
+        ],
+        "nats": [
+            {
+                "name": n.name,
+                "kind": n.kind,
+                "netns": n.netns,
+                "wan4": str(n.wan4),
+                "wan6": str(n.wan6),
+                "lan4": str(n.lan4),
+                "lan6": str(n.lan6),
+                "behind": n.behind,
+            }
+            for n in lab.nats
         ],
     }
 
@@ -66,8 +82,12 @@ def print_lab(lab: Lab, as_json: bool) -> None:
     print(f"lab {lab.run_id}: router {lab.router_netns}, UDP filter {lab.udp_filter}")
     for h in lab.hosts:
         addresses = f"{h.ipv4!s:<15} {h.ipv6!s:<24}"
-        print(f"  {h.name:<4} {h.netns:<22} {h.ifname:<12} {addresses} wg {h.wg_ifname}")
-    print(f"  e.g. ip netns exec {lab.hosts[0].netns} ping -c1 {lab.hosts[-1].ipv6.ip}", flush=True)
+        where = f" behind {h.behind}" if h.behind else ""
+        print(f"  {h.name:<4} {h.netns:<22} {h.ifname:<12} {addresses} wg {h.wg_ifname}{where}")
+    for n in lab.nats:
+        print(f"  NAT {n.name} ({n.kind}) {n.netns}: WAN {n.wan4} {n.wan6}, LAN {n.lan4} {n.lan6}")
+    target = [h for h in lab.hosts if h.behind is None][-1]
+    print(f"  e.g. ip netns exec {lab.hosts[0].netns} ping -c1 {target.ipv6.ip}", flush=True)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -75,6 +95,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     lab = Lab(args.hosts, udp_filter=args.udp_filter)
     with lab:
+        for kind, count in args.nat:
+            nat = lab.add_nat(kind=kind)
+            for _ in range(count):
+                lab.add_host(behind=nat)
         built = time.monotonic() - started
         print_lab(lab, args.json)
         print(f"built in {built * 1000:.0f} ms", file=sys.stderr)
@@ -134,6 +158,14 @@ def cmd_down(args: argparse.Namespace) -> int:
     return status
 
 
+def nat_spec(text: str) -> tuple[str, int]:
+    """``KIND[:HOSTS]``: a NAT of that kind with that many hosts behind it (default 1)."""
+    kind, _, count = text.partition(":")
+    if kind not in NAT_KINDS or (count and not count.isdigit()):
+        raise argparse.ArgumentTypeError(f"KIND[:HOSTS] with KIND one of {', '.join(NAT_KINDS)}")
+    return kind, int(count or 1)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m meshd.lab", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="log every step")
@@ -143,6 +175,14 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--keep", action="store_true", help="leave the lab running and exit")
     up.add_argument("--udp-filter", choices=("auto", *FILTER_NAMES), default="auto")
     up.add_argument("--json", action="store_true", help="print the names as JSON")
+    up.add_argument(
+        "--nat",
+        type=nat_spec,
+        action="append",
+        default=[],
+        metavar="KIND[:HOSTS]",
+        help="add a NAT (cone or symmetric) with HOSTS hosts behind it (default 1); repeatable",
+    )
     up.set_defaults(func=cmd_up)
     ls = sub.add_parser("list", help="list labs on this machine")
     ls.add_argument("--json", action="store_true")
