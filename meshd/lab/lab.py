@@ -36,6 +36,7 @@ from types import TracebackType
 from typing import IO, Any, Literal
 
 from meshd.lab import naming
+from meshd.lab import nat as natlib
 from meshd.lab.commands import (
     LabError,
     attempt,
@@ -48,6 +49,7 @@ from meshd.lab.commands import (
     sysctl,
 )
 from meshd.lab.filters import Address, Pairs, UdpFilter, choose_filter
+from meshd.lab.nat import Nat, Ports
 
 log = logging.getLogger("meshd.lab")
 
@@ -88,6 +90,10 @@ class Host:
     ipv6: ipaddress.IPv6Interface
     gateway4: ipaddress.IPv4Address
     gateway6: ipaddress.IPv6Address
+    #: The NAT the host is behind (its name), or None for a host on the router.
+    behind: str | None = None
+    #: The namespace of ``router_ifname``: the router's, or that of the NAT it is behind.
+    upstream_netns: str = ""
 
 
 def lab_dir(run_id: str) -> Path:
@@ -118,6 +124,9 @@ class Lab:
         self._processes: list[subprocess.Popen[bytes]] = []
         self._wg_names: set[str] = set()
         self._log_count = 0
+        self._nats: dict[str, Nat] = {}
+        self._lan_slots: dict[str, int] = {}
+        self._remaps: dict[str, int] = {}
         self._state: Literal["new", "built", "closed"] = "new"
 
     # -- building -----------------------------------------------------------------------
@@ -187,6 +196,7 @@ class Lab:
             ipv6=subnet.host6,
             gateway4=subnet.router4.ip,
             gateway6=subnet.router6.ip,
+            upstream_netns=self.router_netns,
         )
 
     def _add_router(self) -> None:
@@ -210,6 +220,9 @@ class Lab:
             ],
             netns=self.router_netns,
         )
+        self._host_links(host)
+
+    def _host_links(self, host: Host) -> None:
         ip_batch(
             [
                 "link set lo up",
@@ -221,6 +234,154 @@ class Lab:
             ],
             netns=host.netns,
         )
+
+    # -- NATs and hosts added to a built lab --------------------------------------------
+
+    def add_nat(
+        self, name: str | None = None, *, kind: str = "cone", behind: str | Nat | None = None
+    ) -> Nat:
+        """Add a NAT router (its own namespace): on the lab's router, or behind another NAT.
+
+        ``kind`` is ``cone`` (masquerade keeping ports: endpoint-independent mapping,
+        port-restricted filtering) or ``symmetric`` (``masquerade random``: a new port per
+        destination). ``name`` defaults to ``nK``. See meshd/lab/nat.py and docs/lab.md.
+        """
+        self._check_built()
+        checked = natlib.check_kind(kind)
+        index = len(self._nats) + 1
+        name = natlib.check_name(name or f"n{index}")
+        if name in self._nats or any(h.name == name for h in self.hosts):
+            raise LabError(f"lab {self.run_id} already has a NAT or host called {name!r}")
+        lan4 = natlib.lan_address(index, 1)
+        if behind is None:
+            wan4, wan6 = natlib.wan_subnet(index)
+            outer, upstream_netns = None, self.router_netns
+            addresses = (
+                ipaddress.IPv4Interface(f"{wan4[2]}/{wan4.prefixlen}"),
+                ipaddress.IPv6Interface(f"{wan6[2]}/{wan6.prefixlen}"),
+            )
+            gateways = (wan4[1], wan6[1])
+        else:
+            outer = self.nat(behind)
+            upstream_netns = outer.netns
+            addresses = self._lan_slot(outer)
+            gateways = (outer.lan4.ip, outer.lan6.ip)
+        made = Nat(
+            name=name,
+            index=index,
+            kind=checked,
+            netns=naming.nat_netns(self.run_id, index),
+            wan_ifname=naming.nat_wan_ifname(self.run_id, index),
+            upstream_ifname=naming.nat_upstream_ifname(self.run_id, index),
+            upstream_netns=upstream_netns,
+            lan_ifname=naming.nat_lan_ifname(self.run_id, index),
+            wan4=addresses[0],
+            wan6=addresses[1],
+            gateway4=gateways[0],
+            gateway6=gateways[1],
+            lan4=lan4[0],
+            lan6=lan4[1],
+            behind=None if outer is None else outer.name,
+        )
+        self._nats[name] = made
+        self._lan_slots[name] = 1
+        natlib.build(made, None if outer is None else outer.lan_ifname)
+        log.info("lab %s: %s NAT %s behind %s", self.run_id, kind, name, made.behind or "router")
+        return made
+
+    def _lan_slot(self, nat: Nat) -> tuple[ipaddress.IPv4Interface, ipaddress.IPv6Interface]:
+        self._lan_slots[nat.name] += 1
+        return natlib.lan_address(nat.index, self._lan_slots[nat.name])
+
+    def add_host(self, behind: str | Nat | None = None) -> Host:
+        """Add a host to a built lab: on the router (public), or on a NAT's LAN.
+
+        Hosts are numbered on from the last one (``h4`` after ``Lab(3)``). A host behind a
+        NAT gets the next address of the NAT's LAN (``192.168.K.2``, ``.3``...) and the NAT
+        as its gateway; hosts behind the same NAT share that LAN.
+        """
+        self._check_built()
+        index = len(self.hosts) + 1
+        if index > naming.MAX_HOSTS:
+            raise LabError(f"a lab has at most {naming.MAX_HOSTS} hosts")
+        if behind is None:
+            host = self._describe(index)
+            self.hosts = (*self.hosts, host)
+            self._add_host(host)
+            return host
+        nat = self.nat(behind)
+        addr4, addr6 = self._lan_slot(nat)
+        host = Host(
+            name=naming.host_name(index),
+            index=index,
+            netns=naming.host_netns(self.run_id, index),
+            ifname=naming.host_ifname(self.run_id, index),
+            router_ifname=naming.router_ifname(self.run_id, index),
+            wg_ifname=naming.wg_ifname(self.run_id, index),
+            ipv4=addr4,
+            ipv6=addr6,
+            gateway4=nat.lan4.ip,
+            gateway6=nat.lan6.ip,
+            behind=nat.name,
+            upstream_netns=nat.netns,
+        )
+        self.hosts = (*self.hosts, host)
+        ip("netns", "add", host.netns)
+        sysctl(host.netns, NETNS_SYSCTLS)
+        ip("link", "add", host.ifname, "netns", host.netns, "type", "veth",
+           "peer", "name", host.router_ifname, "netns", nat.netns)  # fmt: skip
+        ip_batch(
+            [f"link set {host.router_ifname} master {nat.lan_ifname}",
+             f"link set {host.router_ifname} up"],
+            netns=nat.netns,
+        )  # fmt: skip
+        self._host_links(host)
+        return host
+
+    @property
+    def nats(self) -> tuple[Nat, ...]:
+        """The NATs added so far, in order."""
+        return tuple(self._nats.values())
+
+    def nat(self, nat: str | Nat) -> Nat:
+        """A NAT by name, or the NAT itself."""
+        name = nat.name if isinstance(nat, Nat) else nat
+        try:
+            return self._nats[name]
+        except KeyError:
+            raise LabError(f"no NAT {name!r} in lab {self.run_id or '(not built)'}") from None
+
+    def public_address_of(self, host: str | Host, family: Family = 4) -> Address:
+        """The address the lab's router sees a host's packets from: its own for a public
+        host, else the WAN address of the outermost NAT it is behind."""
+        h = self.host(host)
+        if h.behind is None:
+            return self.address_of(h, family)
+        nat = self.nat(h.behind)
+        while nat.behind is not None:
+            nat = self.nat(nat.behind)
+        return nat.wan4.ip if family == 4 else nat.wan6.ip
+
+    def remap_nat(self, nat: str | Nat, ports: Ports | None = None) -> Ports:
+        """Give a NAT a new public port range and make it forget every mapping.
+
+        As when a laptop moves to another network: every flow behind the NAT (a WireGuard
+        session's too) leaves from a new public port on its next packet, and the old
+        mapping is gone. Without ``ports``, the next of 1,000-port ranges below 50000
+        (21000-21999 first). Returns the range now in use.
+        """
+        self._check_built()
+        n = self.nat(nat)
+        self._remaps[n.name] = self._remaps.get(n.name, 0) + 1
+        chosen = ports if ports is not None else natlib.next_ports(self._remaps[n.name])
+        natlib.remap_ports(n, chosen)
+        log.info("lab %s: NAT %s remapped to ports %d-%d", self.run_id, n.name, *chosen)
+        return chosen
+
+    def flush_nat(self, nat: str | Nat) -> None:
+        """Make a NAT forget every mapping (as if they all timed out), ports unchanged."""
+        self._check_built()
+        natlib.flush_conntrack(self.nat(nat).netns)
 
     # -- names --------------------------------------------------------------------------
 
@@ -366,17 +527,22 @@ class Lab:
         answers other hosts with ICMP unreachable. Addresses stay (``keep_addr_on_down``).
         """
         self._check_built()
-        ip("link", "set", self.host(host).router_ifname, "down", netns=self.router_netns)
+        h = self.host(host)
+        ip("link", "set", h.router_ifname, "down", netns=h.upstream_netns)
 
     def heal(self, host: str | Host) -> None:
         """Undo ``cut``: bring the router's end of the host's link back up."""
         self._check_built()
-        ip("link", "set", self.host(host).router_ifname, "up", netns=self.router_netns)
+        h = self.host(host)
+        ip("link", "set", h.router_ifname, "up", netns=h.upstream_netns)
 
     def _pairs(self, a: str | Host, b: str | Host) -> tuple[frozenset[str], Pairs]:
         ha, hb = self.host(a), self.host(b)
         if ha == hb:
             raise LabError(f"cannot block {ha.name} from itself")
+        for h in (ha, hb):
+            if h.behind is not None:
+                raise LabError(f"{h.name} is behind NAT {h.behind}: blocking works on public hosts")
         pairs: Pairs = []
         for x, y in ((ha, hb), (hb, ha)):
             pairs += [(x.ipv4.ip, y.ipv4.ip), (x.ipv6.ip, y.ipv6.ip)]

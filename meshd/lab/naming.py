@@ -8,8 +8,11 @@ object              name                             where
 ==================  ===============================  ==========================
 router namespace    ``meshdlab-RUNID-r``             ``ip netns``
 host namespace      ``meshdlab-RUNID-hN``            ``ip netns``
+NAT namespace       ``meshdlab-RUNID-nK``            ``ip netns``
 host uplink         ``mlRUNIDhN``                    in host N's namespace
 router downlink     ``mlRUNIDrN``                    in the router namespace
+NAT WAN / upstream  ``mlRUNIDwK`` / ``mlRUNIDuK``    NAT K's / its upstream's
+NAT LAN bridge      ``mlRUNIDbK``                    in NAT K's namespace
 WireGuard iface     ``mwRUNIDhN``                    ``/var/run/wireguard/*.sock``
 files               ``$TMPDIR/meshdlab-RUNID/``      the temporary directory
 ==================  ===============================  ==========================
@@ -39,7 +42,7 @@ MAX_HOSTS = 250
 IPV4_BASE = ipaddress.IPv4Network("10.77.0.0/16")
 IPV6_BASE = ipaddress.IPv6Network("fd6c:6162::/48")
 
-_NETNS_NAME = re.compile(r"meshdlab-([0-9a-f]{6})-(r|h[0-9]+)")
+_NETNS_NAME = re.compile(r"meshdlab-([0-9a-f]{6})-(r|h[0-9]+|n[0-9]+)")
 
 
 def new_run_id() -> str:
@@ -98,6 +101,26 @@ def wg_ifname(run_id: str, index: int) -> str:
     machine, not only inside the host's namespace.
     """
     return _ifname(WG_PREFIX, run_id, "h", index)
+
+
+def nat_netns(run_id: str, index: int) -> str:
+    """The namespace of NAT router ``index`` (from 1)."""
+    return f"{netns_prefix(run_id)}n{index}"
+
+
+def nat_wan_ifname(run_id: str, index: int) -> str:
+    """NAT ``index``'s WAN end (inside the NAT's namespace)."""
+    return _ifname(VETH_PREFIX, run_id, "w", index)
+
+
+def nat_upstream_ifname(run_id: str, index: int) -> str:
+    """The other end of NAT ``index``'s WAN link (in the router's or the outer NAT's namespace)."""
+    return _ifname(VETH_PREFIX, run_id, "u", index)
+
+
+def nat_lan_ifname(run_id: str, index: int) -> str:
+    """NAT ``index``'s LAN bridge (inside the NAT's namespace)."""
+    return _ifname(VETH_PREFIX, run_id, "b", index)
 
 
 def owns_ifname(run_id: str, ifname: str) -> bool:
