@@ -64,7 +64,7 @@ def test_the_docs_hold_the_generated_table(capsys: pytest.CaptureFixture[str]) -
     assert found, "docs/config.md lost its keys markers"
     assert found.group(1) == printed, (
         "docs/config.md's table is not what `meshd config keys --markdown` prints: "
-        "paste its output between the markers"
+        "run `.venv/bin/python scripts/config_keys.py`"
     )
 
 
@@ -274,7 +274,11 @@ def test_settle_takes_the_file_only_where_nothing_else_gave_a_value(
         "log_level": "info",
         "log_format": "text",
     }
-    sources = {"wg_backend": "COMMANDLINE", "interface": "ENVIRONMENT", "config_file": "COMMANDLINE"}
+    sources = {
+        "wg_backend": "COMMANDLINE",
+        "interface": "ENVIRONMENT",
+        "config_file": "COMMANDLINE",
+    }
     out = settle("up", _ctx(sources), given)
     assert out["wg_backend"] == "kernel"
     assert out["interface"] == "fromenv"

@@ -514,20 +514,10 @@ def _babel(parser: str) -> Callable[[str], None]:
     return check
 
 
-def _host_port(text: str) -> None:
-    import ipaddress
+def _metrics(text: str) -> None:
+    from meshd.metrics.http import parse_address
 
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"{text!r} is not HOST:PORT", hint="write it like 127.0.0.1:9100")
-    if host and host != "localhost":
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            raise UsageError(
-                f"{text!r}: {host!r} is not an IP address", hint="write it like 127.0.0.1:9100"
-            ) from None
+    parse_address(text)
 
 
 def _not_empty(text: str) -> None:
@@ -549,7 +539,7 @@ _MEANING: Final[dict[str, Callable[[Any], None]]] = {
     "babel_redistribute": _babel("parse_redistribute"),
     "log_level": _choice("--log-level", _levels),
     "log_format": _choice("--log-format", _formats),
-    "metrics": _host_port,
+    "metrics": _metrics,
     "invite": _not_empty,
 }
 
