@@ -14,7 +14,9 @@ revocation of a sponsor between two admissions it countersigned (one made before
 the revocation, one after), copies of enrollments countersigned again by other members (one of
 them revoked since) and by the same sponsor dated earlier (it replaces the first), and a member
 with two certificates (a renewal), and WireGuard key rotations (several per member, of
-members revoked or displaced, one to another member's key).
+members revoked or displaced, one to another member's key), renewals (replacing each other,
+signed by an admin revoked since, of revoked members and of one that left) and leaves (of a
+member twice, of revoked members, of a sponsor).
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ from meshd.records import (
     make_announcement,
     make_certificate,
     make_enrollment,
+    make_leave,
+    make_renewal,
     make_revocation,
     make_wg_rotation,
 )
@@ -61,7 +65,16 @@ from tests.factory import DAY, T0, Net, Node
 NOW = T0 + 1000
 # Refusals that depend neither on order nor on time: a superseded announcement, one from an
 # excluded member, or a sponsor's later copy of an admission it made earlier.
-EXPECTED_REFUSALS = ("stale-announcement", "revoked", "superseded-admission", "stale-rotation")
+EXPECTED_REFUSALS = (
+    "stale-announcement",
+    "revoked",
+    "superseded-admission",
+    "stale-rotation",
+    "superseded-renewal",
+    "issuer-revoked",
+    "left",
+    "already-left",
+)
 
 
 # --- the pool -----------------------------------------------------------------------------
@@ -191,6 +204,29 @@ def pool() -> Pool:
         net.revoke(elder.key.public, at=T0 + 80, sponsored=[junior.enrollment_id]),
         net.revoke(second.key.public, at=T0 + 22, sponsored=None),
     ]
+    # Renewals (of a member twice by the root, by the admin revoked since, of a revoked member,
+    # of one that leaves) and leaves (twice by one member, by a revoked member, by a member
+    # whose invite is revoked, and by a sponsor whose members stay).
+    for issuer, node, days in (
+        (net.issuer, founder, 500),
+        (net.issuer, founder, 700),
+        (admin, delegated, 300),
+        (net.issuer, guest, 500),
+        (net.issuer, first, 600),
+        (net.issuer, left, 450),
+    ):
+        records.append(
+            make_renewal(
+                issuer.key,
+                network_id=net.anchor.network_id,
+                subject=node.key.public,
+                issued_at=NOW - days,
+                not_after=T0 + days * DAY,
+                chain=issuer.chain,
+            )
+        )
+    for node, at in ((first, NOW - 5), (first, NOW - 9), (third, NOW), (late, NOW), (elder, NOW)):
+        records.append(make_leave(node.key, network_id=net.anchor.network_id, issued_at=at))
     keys = (
         *(node.key.public for node in members),
         admin.key.public,
