@@ -32,7 +32,9 @@ def peers(state_dir: Path | None = None, json: bool = False) -> None:
             [
                 r["name"] or "-",
                 r["node_id"][:12],
-                r["state"] + (f" ({r['reason']})" if r.get("reason") else ""),
+                r["state"]
+                + (f" ({r['reason']})" if r.get("reason") else "")
+                + (f", {r['expires']}" if r.get("expires") else ""),
                 r["overlay_ip"],
                 r.get("wg_endpoint") or ",".join(r["endpoints"]) or "-",
                 _handshake(r),
@@ -98,6 +100,9 @@ def status(state_dir: Path | None = None, json: bool = False) -> None:
         shown[f"wg_{key}" if key not in ("interface",) else key] = wireguard.get(key)
     if wireguard.get("last_error"):
         shown["wg_last_error"] = wireguard["last_error"]
+    shown["expiring"] = [
+        f"{e['kind']} {e['name']} {e['expires']}" for e in info.get("expiring", [])
+    ]
     emit_fields(shown)
 
 

@@ -19,12 +19,13 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
 
 from meshd.daemon.config import DaemonConfig
 from meshd.daemon.renew_policy import (
+    WARN_WINDOW,
     ExpiryWarnings,
     RenewPolicy,
     candidates,
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHECK_EVERY: Final = 600.0  # seconds between looks at the clock; the policies act once a day
+CHECK_EVERY: Final = 60.0  # seconds between looks at the clock; the policies act once a day
 DEPARTURE_POLL: Final = 0.2
 FLOOD_GRACE: Final = 1.0  # seconds the leave has to leave us before the daemon stops
 
@@ -211,3 +212,29 @@ def lifecycle_services(state: NodeState, config: DaemonConfig, flood: Flood) -> 
             AutoRenew(state, issuer, flood, window=config.renew_window, period=config.renew_for)
         )
     return services
+
+
+def expiring_view(state: NodeState, now: int | None = None) -> list[dict[str, object]]:
+    """What ends within the warning window (``meshd status``), earliest first."""
+    at = wall_clock() if now is None else now
+    found = endings(state.membership, at, own_certificates(state))
+    soon = sorted((e for e in found if e.ends_at <= at + WARN_WINDOW), key=lambda e: e.ends_at)
+    return [
+        {
+            "kind": e.kind,
+            "name": e.label,
+            "ends_at": e.ends_at,
+            "expires": expires_text(e.ends_at, at),
+        }
+        for e in soon
+    ]
+
+
+def add_expiry(rows: list[dict[str, Any]], now: int | None = None) -> None:
+    """Give each ``peers`` row whose membership ends within the warning window an ``expires``
+    text ("expires in N days"); None for the others and for excluded members."""
+    at = wall_clock() if now is None else now
+    for row in rows:
+        end = row.get("credentials_end")
+        soon = isinstance(end, int) and end <= at + WARN_WINDOW and row.get("state") != "revoked"
+        row["expires"] = expires_text(end, at) if soon and isinstance(end, int) else None

@@ -36,6 +36,7 @@ from meshd.daemon.babel import BabelService
 from meshd.daemon.config import DaemonConfig, topic_of
 from meshd.daemon.ingest import check_sync_records
 from meshd.daemon.rekey import rotate_wg
+from meshd.daemon.renewer import add_expiry, expiring_view, lifecycle_services
 from meshd.daemon.state import NodeState, SyncSessions
 from meshd.daemon.streams import converse, read_enrollment
 from meshd.daemon.wireguard import WireGuardMesh, local_addresses
@@ -125,6 +126,7 @@ class Daemon:
         self._nursery: trio.Nursery | None = None
         state.add_sink(self._on_events)
         self.babel = _babel_service(config, state, mesh)
+        self.lifecycle = lifecycle_services(state, config, self.flood)
         if self.babel is not None:
             state.add_sink(self.babel.notify)
 
@@ -152,6 +154,8 @@ class Daemon:
             nursery.start_soon(self._every, self.config.announce_interval, self._announce)
             nursery.start_soon(self._every, self.config.connect_interval, self._connections)
             nursery.start_soon(self._every, self.config.sync_interval, self._periodic_sync)
+            for service in self.lifecycle:
+                await nursery.start(service.run)
             if self.babel is not None:
                 await nursery.start(self.babel.run)
             log.info(
@@ -508,6 +512,7 @@ class Daemon:
             view["uptime"] = round(time.monotonic() - self.started, 1)
             view["tasks"] = trio_task_count()
             view["shed"] = self.shed_view()
+            view["expiring"] = expiring_view(self.state)
             return view
         if cmd == "peers":
             connected = {k for p in self.host.connected_peers() if (k := _key_of(p))}
@@ -515,6 +520,7 @@ class Daemon:
             if self.babel is not None:
                 for member, row in zip(self.state.members(), rows, strict=True):
                     row.update(self.babel.peer_route(member))
+            add_expiry(rows)
             return rows
         if cmd == "routes":
             if self.babel is None:
