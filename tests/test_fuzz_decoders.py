@@ -117,6 +117,7 @@ REACHED = {
     "_object_untrusted": ("control-requests", "control-responses"),
     "decode_request_untrusted": ("control-requests", "enroll-requests"),
     "decode_response_untrusted": ("control-responses",),
+    "decode_scrape_untrusted": ("metrics-scrapes",),
     "feed_untrusted": ("stream-frames",),
     "end_untrusted": ("stream-frames",),
     "decode_message_untrusted": ("sync-messages", "sync-session"),

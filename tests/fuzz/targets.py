@@ -48,6 +48,7 @@ from meshd.gossip import enroll as enroll_protocol
 from meshd.gossip.framing import FrameDecoder, encode_frame
 from meshd.gossip.sync import MAX_MESSAGE, SyncSession, decode_message_untrusted, encode_message
 from meshd.invites import decode_token_untrusted, encode_token
+from meshd.metrics.http import decode_scrape_untrusted, encode_scrape
 from meshd.records import Record, decode_record_untrusted, kind_of, seal_unsigned
 from meshd.records.build import encode_prefix
 from meshd.wg.errors import UapiErrnoError
@@ -404,6 +405,25 @@ def _control_responses(world: World) -> Decoder:
     return run
 
 
+# --- metrics endpoint ----------------------------------------------------------------------
+
+SCRAPES = (
+    b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:9101\r\nAccept: text/plain\r\n\r\n",
+    b"HEAD / HTTP/1.0\r\n\r\n",
+    b"GET /metrics?name[]=meshd_members HTTP/1.1\nUser-Agent: Prometheus/2.45.0\n\n",
+    b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+)
+
+
+def _scrapes(world: World) -> Decoder:
+    def run(data: bytes) -> object:
+        request = decode_scrape_untrusted(data)
+        _check(decode_scrape_untrusted(encode_scrape(request)) == request, "request differs")
+        return request
+
+    return run
+
+
 TARGETS: tuple[Target, ...] = (
     Target(
         "records",
@@ -593,6 +613,15 @@ TARGETS: tuple[Target, ...] = (
         ("meshd.control.protocol",),
         lambda world: corpus.control_response_seeds(),
         _control_responses,
+    ),
+    Target(
+        "metrics-scrapes",
+        "metrics.http decode_scrape_untrusted: the request head of a scrape",
+        "bytes",
+        ("meshd.metrics.http",),
+        lambda world: list(SCRAPES),
+        _scrapes,
+        max_len=9000,
     ),
 )
 
