@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -345,3 +345,66 @@ def test_nat_misuse_is_refused_cut_works_behind_a_nat_and_close_removes_all() ->
     lab.heal("h2")
     assert lab.close() == []
     assert traces(lab.run_id) == []
+
+
+def wait_for(what: str, check: Callable[[], bool], seconds: float) -> float:
+    """Poll ``check`` every 0.1 s; the time it took, or fail after ``seconds``."""
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < seconds, f"{what}: not within {seconds} s"
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def test_wireguard_after_a_nat_remap_needs_the_new_mapping_told_to_a_natted_peer(
+    lab: Lab,
+) -> None:
+    """A member whose NAT changes its public port (a laptop on another network): a public
+    peer finds it by itself (WireGuard roaming), a cone-NATed peer does not (its NAT drops
+    packets from the new mapping, and the old mapping is gone) until it is told the new
+    mapping a public member observes. That telling is the mesh's job (docs/nat.md)."""
+    nat = lab.add_nat("laptop", kind="cone")
+    a = lab.add_host(behind=nat).name
+    b = lab.add_host(behind=lab.add_nat("home", kind="cone")).name
+    interfaces = {
+        host: wg_up(lab, host, overlay)
+        for host, overlay in (("h1", "10.99.0.1"), (a, "10.99.0.2"), (b, "10.99.0.3"))
+    }
+    overlay = {"h1": "10.99.0.1", a: "10.99.0.2", b: "10.99.0.3"}
+    endpoint = {"h1": f"{lab.address_of('h1')}:{WG_PORT}", a: public(lab, a), b: public(lab, b)}
+    for host, peers in (("h1", [a]), (a, ["h1", b]), (b, [a])):
+        ifname = interfaces[host][0]
+        for peer in peers:
+            lab.exec(host, ["wg", "set", ifname, "peer", interfaces[peer][1],
+                            "endpoint", endpoint[peer], "persistent-keepalive", "1",
+                            "allowed-ips", f"{overlay[peer]}/32"])  # fmt: skip
+        lab.exec(host, ["ip", "link", "set", ifname, "up"])
+
+    def pings(src: str, dst: str) -> bool:
+        done = lab.exec(src, ["ping", "-n", "-q", "-c1", "-W1", overlay[dst]], check=False)
+        return done.returncode == 0
+
+    def seen_by(host: str, peer: str) -> str:
+        out = lab.exec(host, ["wg", "show", interfaces[host][0], "endpoints"]).stdout
+        table = dict(line.split("\t") for line in out.splitlines())
+        return table[interfaces[peer][1]]
+
+    wait_for("a <-> h1", lambda: pings(a, "h1"), 15)
+    wait_for("a <-> b", lambda: pings(a, b), 15)
+    assert seen_by("h1", a) == public(lab, a)
+
+    low, high = lab.remap_nat(nat)
+    # The public member finds the laptop at its new mapping by itself.
+    moved = wait_for("h1 sees a's new mapping", lambda: seen_by("h1", a) != public(lab, a), 10)
+    address, port = seen_by("h1", a).rsplit(":", 1)
+    assert address == str(nat.wan4.ip)
+    assert low <= int(port) <= high
+    assert pings(a, "h1")
+    # The NATed peer does not: a's packets come from a mapping b's NAT never opened.
+    assert not any(pings(a, b) for _ in range(3))
+    assert seen_by(b, a) == public(lab, a)
+    # Told what h1 observes, b reaches a again (and b's NAT now lets a's packets in).
+    lab.exec(b, ["wg", "set", interfaces[b][0], "peer", interfaces[a][1],
+                 "endpoint", seen_by("h1", a)])  # fmt: skip
+    back = wait_for("a <-> b after telling b", lambda: pings(b, a) and pings(a, b), 15)
+    print(f"public peer followed the remap in {moved:.2f} s; NATed peer back {back:.2f} s after")
