@@ -6,8 +6,11 @@ import io
 import json
 import logging
 import os
+import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -19,7 +22,10 @@ def _restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     ours = logging.getLogger("meshd")
     saved = (list(root.handlers), root.level, ours.level)
+    hook = sys.unraisablehook
     yield
+    sys.unraisablehook = hook
+    logging.captureWarnings(False)
     for handler in list(root.handlers):
         root.removeHandler(handler)
     for handler in saved[0]:
@@ -160,3 +166,26 @@ def test_levels_and_summaries() -> None:
         level_number("loud")
     assert summary(KeyError()) == "KeyError"
     assert len(summary(ValueError("x" * 10_000))) == 500
+
+
+def test_warnings_and_ignored_exceptions_become_one_line_each() -> None:
+    out = io.StringIO()
+    configure("info", "json", stream=out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("old thing\nused", DeprecationWarning, stacklevel=1)
+    error = _boom()
+    sys.unraisablehook(
+        SimpleNamespace(
+            exc_type=ValueError,
+            exc_value=error,
+            exc_traceback=error.__traceback__,
+            err_msg="Exception ignored in",
+            object=_boom,
+        )
+    )
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [e["logger"] for e in events] == ["py.warnings", "meshd.unraisable"]
+    assert "DeprecationWarning: old thing" in events[0]["message"]
+    assert events[1]["message"] == "Exception ignored in _boom"
+    assert events[1]["error"] == "ValueError: bad thing | second line"

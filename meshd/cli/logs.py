@@ -2,8 +2,9 @@
 
 ``meshd up --log-level LEVEL --log-format text|json`` (or ``log_level``/``log_format`` in the
 config file, ``MESHD_LOG_LEVEL``/``MESHD_LOG_FORMAT``). meshd's own loggers (``meshd.*``) log at
-the chosen level; everything else (libp2p, multiaddr, trio, Python's warnings) at WARNING, or
-at the chosen level if it is higher, and in the same format.
+the chosen level; everything else (libp2p, multiaddr, trio, Python's warnings and its
+"Exception ignored" reports) at WARNING, or at the chosen level if it is higher, and in the
+same format.
 
 One event is one line. A message's line breaks are folded; an exception attached to a record
 is summarised at the end of its line (``(ValueError: what it said)``, an exception group as its
@@ -198,4 +199,18 @@ def configure(
     logging.getLogger(OUR_LOGGER).setLevel(ours)
     if capture_warnings:
         logging.captureWarnings(True)
+        sys.unraisablehook = _log_unraisable
     return handler
+
+
+def _log_unraisable(unraisable: Any) -> None:
+    """What Python would print as "Exception ignored in ...": one warning line instead."""
+    error = unraisable.exc_value
+    where = getattr(unraisable.object, "__qualname__", None) or repr(unraisable.object)
+    what = unraisable.err_msg or "Exception ignored in"
+    logging.getLogger("meshd.unraisable").warning(
+        "%s %s",
+        what,
+        where,
+        exc_info=(type(error), error, unraisable.exc_traceback) if error is not None else None,
+    )

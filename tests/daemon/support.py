@@ -44,6 +44,7 @@ def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT)
     env.setdefault("MESHD_LOG", "INFO")
+    env.setdefault("MESHD_CONFIG", "/dev/null")  # not this machine's /etc/meshd/meshd.toml
     env.pop("MESHD_STATE_DIR", None)
     return env
 
