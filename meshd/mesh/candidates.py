@@ -78,7 +78,7 @@ Reason = Literal[
 ]
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class Candidate:
     """One endpoint a member may be reached at; ``observers`` counts for reflexive ones."""
 
@@ -164,7 +164,9 @@ class Observations:
     min_observers: int = MIN_OBSERVERS
     window: float = OBSERVATION_WINDOW
     limit: int = MAX_OBSERVATIONS
-    _held: dict[tuple[bytes, Source], _Observation] = field(default_factory=dict)
+    _held: dict[tuple[bytes, Source], _Observation] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         if self.min_observers < 1:
