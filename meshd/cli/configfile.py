@@ -525,7 +525,7 @@ def _not_empty(text: str) -> None:
         raise UsageError("must not be empty")
 
 
-_DURATIONS: Final = frozenset({"announce_interval", "announce_ttl"})
+_DURATIONS: Final = frozenset({"announce_interval", "announce_ttl", "renew_window", "renew_for"})
 _MEANING: Final[dict[str, Callable[[Any], None]]] = {
     "listen": _listen,
     "endpoint": _endpoint,
@@ -533,6 +533,8 @@ _MEANING: Final[dict[str, Callable[[Any], None]]] = {
     "interface": _interface("--interface"),
     "announce_interval": _duration("--announce-interval"),
     "announce_ttl": _duration("--announce-ttl"),
+    "renew_window": _duration("--renew-window"),
+    "renew_for": _duration("--renew-for"),
     "babel_interface": _interface("--babel-interface"),
     "babel_originate": _babel("parse_origin"),
     "babel_key": _babel("parse_key"),
