@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS issued (
 """
 # Records are loaded in this order so that most have what they depend on already.
 LOAD_ORDER = (
+    Kind.ROLLOVER,
     Kind.RENEWAL,
     Kind.CERTIFICATE,
     Kind.ADMISSION,

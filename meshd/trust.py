@@ -32,6 +32,7 @@ from meshd.records import (
     Renewal,
     Revocation,
     Role,
+    Rollover,
     WgRotation,
     kind_of,
     record_id,
@@ -91,6 +92,18 @@ class Credential:
     sponsor: bytes | None = None
     enrollment: bytes = b""
     rank: int = 0
+    # The root key the credential's chain ends at (the network's first root, or one it was
+    # rolled over to): judged against the roots' overlap windows (meshd.membership.roots).
+    root: bytes = b""
+
+
+class UnknownRoot(VerifyError):
+    """The record's chain ends at a key that is no root known here (yet): it may be a root
+    a rollover not yet received hands over to, so the record waits for one."""
+
+    def __init__(self, key: bytes) -> None:
+        super().__init__("unknown-root", "the record's chain ends at a key that is no root here")
+        self.key = key
 
 
 class Verifier:
@@ -99,6 +112,18 @@ class Verifier:
     def __init__(self, anchor: Anchor) -> None:
         self.anchor = anchor
         self._good_certs: dict[bytes, None] = {}
+        # The network's first root, and every key a verified rollover handed over to (only
+        # grows; which of them stand, and until when, is meshd.membership.roots' judgement).
+        self.roots: set[bytes] = {anchor.root_key}
+
+    def _root_or_admin(self, issuer: bytes, chain: tuple[Certificate, ...]) -> bool:
+        """Whether ``issuer`` is a root (True) or an admin showing its chain (False); an
+        issuer that is neither and shows no chain may be a root not known yet."""
+        if issuer in self.roots:
+            return True
+        if not chain:
+            raise UnknownRoot(issuer)
+        return False
 
     def _network(self, network_id: bytes) -> None:
         if network_id != self.anchor.network_id:
@@ -113,12 +138,13 @@ class Verifier:
         if cert.not_after < cert.not_before:
             raise VerifyError("bad-validity", "the certificate ends before it starts")
         if cert.role is Role.ADMIN:
-            if cert.issuer != self.anchor.root_key or cert.chain:
+            if cert.chain or not self._root_or_admin(cert.issuer, cert.chain):
                 raise VerifyError("chain-too-deep", "only the root may certify an admin")
-        elif cert.issuer == self.anchor.root_key:
+        elif cert.issuer in self.roots:
             if cert.chain:
                 raise VerifyError("bad-chain", "a certificate from the root carries no chain")
         else:
+            self._root_or_admin(cert.issuer, cert.chain)
             self._issued_by_admin(cert, cert.chain, Cap.INVITE, cert.not_before)
             admin = cert.chain[0]
             if cert.not_after > admin.not_after:
@@ -174,6 +200,7 @@ class Verifier:
             None,
             0,
             record_id(cert.raw),
+            root=cert.chain[0].issuer if cert.chain else cert.issuer,
         )
 
     def enrollment(self, enrollment: Enrollment) -> None:
@@ -216,6 +243,7 @@ class Verifier:
             admission.sponsor,
             record_id(enrollment.raw),
             max(admission.admitted_at, enrollment.created_at),
+            invite.chain[0].issuer if invite.chain else invite.issuer,
         )
 
     def announcement(self, announcement: Announcement, *, signature_checked: bool = False) -> None:
@@ -228,7 +256,7 @@ class Verifier:
 
     def revocation(self, revocation: Revocation) -> None:
         self._network(revocation.network_id)
-        if revocation.issuer != self.anchor.root_key:
+        if not self._root_or_admin(revocation.issuer, revocation.chain):
             self._issued_by_admin(revocation, revocation.chain, Cap.REVOKE, revocation.issued_at)
         elif revocation.chain:
             raise VerifyError("bad-chain", "a revocation from the root carries no chain")
@@ -251,7 +279,7 @@ class Verifier:
             raise VerifyError("bad-target", "the root key is not a member")
         if renewal.not_after < renewal.issued_at:
             raise VerifyError("bad-validity", "the renewal ends before it was made")
-        if renewal.issuer != self.anchor.root_key:
+        if not self._root_or_admin(renewal.issuer, renewal.chain):
             self._issued_by_admin(renewal, renewal.chain, Cap.INVITE, renewal.issued_at)
             if renewal.not_after > renewal.chain[0].not_after:
                 raise VerifyError(
@@ -267,6 +295,18 @@ class Verifier:
         if leave.node_key == self.anchor.root_key:
             raise VerifyError("bad-target", "the root key is not a member")
         check_signature(leave)
+
+    def rollover(self, rollover: Rollover) -> None:
+        """Check a root rollover: network, a new key that is no root yet, the window, and
+        the signature of the root it hands over from (which must be a root known here)."""
+        self._network(rollover.network_id)
+        if rollover.new_root in (self.anchor.root_key, rollover.old_root):
+            raise VerifyError("bad-target", "a rollover hands over to a key that is no root yet")
+        if rollover.overlap_until < rollover.issued_at:
+            raise VerifyError("bad-validity", "the overlap ends before the rollover was made")
+        check_signature(rollover)
+        if rollover.old_root not in self.roots:
+            raise UnknownRoot(rollover.old_root)
 
     def invite(self, invite: Invite) -> None:
         """Check an invite token's payload: chain, signature, and that the secret fits."""

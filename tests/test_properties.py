@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 
 from meshd.encoding import b64url_decode_untrusted, pack, unpack_canonical_untrusted
 from meshd.errors import DecodeError, VerifyError
-from meshd.invites import decode_token_untrusted, encode_token
+from meshd.invites import Issuer, decode_token_untrusted, encode_token
 from meshd.keys import SigningKey
 from meshd.membership import Member, Membership
 from meshd.records import (
@@ -56,6 +56,7 @@ from meshd.records import (
     make_leave,
     make_renewal,
     make_revocation,
+    make_rollover,
     make_wg_rotation,
 )
 from meshd.store import Store
@@ -227,6 +228,27 @@ def pool() -> Pool:
         )
     for node, at in ((first, NOW - 5), (first, NOW - 9), (third, NOW), (late, NOW), (elder, NOW)):
         records.append(make_leave(node.key, network_id=net.anchor.network_id, issued_at=at))
+    # Root rollovers: two from the first root (the earlier wins), one onward from the winner,
+    # and a member certified by each of the three new roots (the loser's does not stand).
+    heir, rival, grandheir = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
+    for old, new, at in (
+        (net.root, heir, T0 + 3),
+        (net.root, rival, T0 + 4),
+        (heir, grandheir, T0 + 6),
+    ):
+        records.append(
+            make_rollover(
+                old,
+                network_id=net.anchor.network_id,
+                new_root=new.public,
+                issued_at=at,
+                overlap_until=NOW + 400 * DAY,
+            )
+        )
+    records += [
+        net.founder(name, issuer=Issuer(key)).credential
+        for name, key in (("heir", heir), ("rival", rival), ("grand", grandheir))
+    ]
     keys = (
         *(node.key.public for node in members),
         admin.key.public,

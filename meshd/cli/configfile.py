@@ -377,15 +377,8 @@ def _convert_one(key: Key, value: Any, line: int, problems: list[Problem]) -> An
             problems.append(Problem(line, _about(key, exc), key.name))
             return None
     if key.kind is Path:
-        if not value.startswith("/"):
-            problems.append(
-                Problem(
-                    line,
-                    f"{key.name} {value!r} is not an absolute path; a config file's paths "
-                    "must not depend on the directory meshd starts in",
-                    key.name,
-                )
-            )
+        if not value:
+            problems.append(Problem(line, f"{key.name} must not be empty", key.name))
             return None
         return Path(value)
     return value

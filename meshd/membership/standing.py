@@ -41,6 +41,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 
 from meshd.membership.lifecycle import Departures, Renewals
+from meshd.membership.roots import RootChain
 from meshd.membership.views import MemberState
 from meshd.records import Revocation
 from meshd.trust import Credential
@@ -76,6 +77,7 @@ class Standing:
         self._standing_cache: dict[bytes, Credential | None] = {}
         self.renewals = Renewals()
         self.departures = Departures()
+        self.roots: RootChain | None = None  # the root rollovers; None: the first root only
 
     # --- changes ------------------------------------------------------------------------
 
@@ -292,7 +294,11 @@ class Standing:
             return self._standing_cache[node]
         found = None
         for _, rid, credential in self._credentials.get(node, ()):
-            if rid in self._distance and self._revoked_by(credential) is None:
+            if (
+                rid in self._distance
+                and self._revoked_by(credential) is None
+                and self._root_on_chain(credential)
+            ):
                 found = None if node in self.departures else self.renewals.extend(credential)
                 break
         self._standing_cache[node] = found
@@ -305,11 +311,15 @@ class Standing:
         entries = self._credentials[node]
         reason = ""
         expired: Credential | None = None
+        retired: Credential | None = None
         for _, rid, credential in entries:
             credential = self.renewals.extend(credential)
             excluded = self._exclusion(node, rid, credential)
             if excluded:
                 reason = reason or excluded
+                continue
+            if self.roots is not None and self.roots.end(credential.root or self.roots.first) < now:
+                retired = retired or credential  # its root was rolled over and the overlap ended
                 continue
             if credential.not_after < now:
                 expired = expired or credential
@@ -321,7 +331,12 @@ class Standing:
             return MemberState.ADMITTED, "", credential
         if expired is not None:
             return MemberState.EXPIRED, "credential-expired", expired
+        if retired is not None:
+            return MemberState.EXPIRED, "root-retired", retired
         return MemberState.REVOKED, reason, entries[0][2]
+
+    def _root_on_chain(self, credential: Credential) -> bool:
+        return self.roots is None or self.roots.on_chain(credential.root or self.roots.first)
 
     def _exclusion(self, node: bytes, rid: bytes, credential: Credential) -> str:
         """Why a credential does not stand, or "" when it does."""
@@ -330,6 +345,8 @@ class Standing:
         revoked_key = self._revoked_by(credential)
         if revoked_key is not None:
             return "revoked" if revoked_key == node else "issuer-revoked"
+        if not self._root_on_chain(credential):
+            return "root-superseded"
         if rid not in self._candidate:
             return "sponsor-not-member"
         if not self._within_uses(credential):

@@ -15,6 +15,7 @@ from meshd.errors import DecodeError, VerifyError
 from meshd.keys import SigningKey, fingerprint
 from meshd.membership.pending import LOCAL, PendingPool
 from meshd.membership.recordset import RecordSet
+from meshd.membership.roots import RootChain
 from meshd.membership.standing import Standing
 from meshd.membership.views import (
     Admitted,
@@ -39,6 +40,7 @@ from meshd.records import (
     Record,
     Renewal,
     Revocation,
+    Rollover,
     WgRotation,
     decode_record_untrusted,
     make_admission,
@@ -47,6 +49,7 @@ from meshd.records import (
 from meshd.trust import (
     Anchor,
     Credential,
+    UnknownRoot,
     Verifier,
     check_announced_prefixes,
     check_announcement_signature,
@@ -55,7 +58,13 @@ from meshd.trust import (
 
 # The order in which records that arrived together are merged (announcements last).
 # Renewals before the credentials they extend (an admission past its own end stands on one).
-_INGEST_ORDER: dict[type[Record], int] = {Renewal: 0, Certificate: 1, Admission: 2, Revocation: 3}
+_INGEST_ORDER: dict[type[Record], int] = {
+    Rollover: -1,  # first: what a new root signed verifies only once the rollover is known
+    Renewal: 0,
+    Certificate: 1,
+    Admission: 2,
+    Revocation: 3,
+}
 
 
 @dataclass(slots=True)
@@ -98,6 +107,8 @@ class Membership:
         self._issuing: dict[bytes, Certificate] = {}
         self._admission_slots: dict[tuple[bytes, bytes], tuple[int, bytes]] = {}
         self._wg = WgKeys()
+        self._roots = RootChain(anchor.root_key)
+        self._standing.roots = self._roots
 
     # --- merging ------------------------------------------------------------------------
 
@@ -239,6 +250,22 @@ class Membership:
 
     def _merge(self, record: Record, rid: bytes, now: int, change: _Change) -> bool:
         """Merge; return True when the record went to the pending pool instead."""
+        try:
+            return self._merge_kind(record, rid, now, change)
+        except UnknownRoot as exc:
+            if self._standing.knows(exc.key) or any(
+                c.subject == exc.key for c in self._issuing.values()
+            ):
+                # A member's, an invite's or an admin's key: no root.
+                raise VerifyError("bad-chain", "the chain ends at a key that is no root") from None
+            # Signed under a key that may be a root a rollover not yet here hands over to.
+            self._pending.park(exc.key, rid, record.raw, own=False, source=change.source)
+            return True
+
+    def _merge_kind(self, record: Record, rid: bytes, now: int, change: _Change) -> bool:
+        if isinstance(record, Rollover):
+            self._merge_rollover(record, rid, now, change)
+            return False
         if isinstance(record, Announcement):
             return self._merge_announcement(record, rid, now, change)
         if isinstance(record, Admission):
@@ -491,6 +518,22 @@ class Membership:
         change.announced.add(node)
         return False
 
+    def _merge_rollover(self, rollover: Rollover, rid: bytes, now: int, change: _Change) -> None:
+        """A root hands over to a new one (meshd.membership.roots): kept, whichever wins;
+        every judgement may change; what waited for the new root is merged now."""
+        self.verifier.rollover(rollover)
+        self._not_future(rollover.issued_at, now, "rollover")
+        self._roots.add(rollover, rid)
+        self.verifier.roots.add(rollover.new_root)
+        self._add(rid, Kind.ROLLOVER, rollover.raw, None, change)
+        change.touched |= set(self._standing.nodes())
+        self._judgements_changed(change)
+        for pending_rid, pending_raw in self._pending.take(rollover.new_root):
+            try:
+                self._merge(decode_record_untrusted(pending_raw), pending_rid, now, change)
+            except VerifyError:
+                continue
+
     def _drop_wg_rotation(self, node: bytes, change: _Change) -> None:
         """A member that no longer stands loses its rotation from the set (as its
         announcement); it waits outside the set if the member may stand again."""
@@ -631,6 +674,11 @@ class Membership:
 
     def is_revoked(self, key: bytes) -> bool:
         return self._standing.is_revoked(key)
+
+    @property
+    def roots(self) -> RootChain:
+        """The root rollovers in the set and the chain of roots they make."""
+        return self._roots
 
     def wg_rotation(self, node_key: bytes) -> WgRotation | None:
         """The member's newest WireGuard key rotation in the set, if any."""

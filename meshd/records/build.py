@@ -24,6 +24,7 @@ from meshd.records.types import (
     Renewal,
     Revocation,
     Role,
+    Rollover,
     WgRotation,
 )
 
@@ -185,6 +186,15 @@ def make_renewal(
     fields = [network_id, issuer.public, subject, int(role), issued_at, not_after]
     fields.append([c.raw for c in chain])
     return decode_untrusted(_seal(Kind.RENEWAL, fields, issuer), Renewal)
+
+
+def make_rollover(
+    old_root: SigningKey, *, network_id: bytes, new_root: bytes, issued_at: int, overlap_until: int
+) -> Rollover:
+    """The root ``old_root`` hands the network to ``new_root``; certificates under the old
+    root are accepted until ``overlap_until``."""
+    fields = [network_id, old_root.public, new_root, issued_at, overlap_until]
+    return decode_untrusted(_seal(Kind.ROLLOVER, fields, old_root), Rollover)
 
 
 def make_leave(node: SigningKey, *, network_id: bytes, issued_at: int, reason: str = "") -> Leave:

@@ -42,6 +42,7 @@ from meshd.records.types import (
     Renewal,
     Revocation,
     Role,
+    Rollover,
     WgRotation,
     split_envelope_untrusted,
 )
@@ -396,6 +397,16 @@ def _leave(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Leave:
     return Leave(network_id, node_key, issued_at, reason, sig, raw)
 
 
+def _rollover(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Rollover:
+    network_id = f.blob("network_id", FINGERPRINT_LEN)
+    old_root = f.blob("old_root", KEY_LEN)
+    new_root = f.blob("new_root", KEY_LEN)
+    issued_at = f.uint("issued_at")
+    overlap_until = f.uint("overlap_until")
+    f.end()
+    return Rollover(network_id, old_root, new_root, issued_at, overlap_until, sig, raw)
+
+
 def _nested(value: Any, expected: type[T], depth: int) -> T:
     if not isinstance(value, bytes):
         raise DecodeError("nested record must be bytes")
@@ -413,4 +424,5 @@ _DECODERS: dict[Kind, Callable[[_Fields, bytes, bytes, int], Record]] = {
     Kind.WG_ROTATION: _wg_rotation,
     Kind.RENEWAL: _renewal,
     Kind.LEAVE: _leave,
+    Kind.ROLLOVER: _rollover,
 }

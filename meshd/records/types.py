@@ -42,6 +42,7 @@ class Kind(IntEnum):
     WG_ROTATION = 8
     RENEWAL = 9
     LEAVE = 10
+    ROLLOVER = 11
 
 
 CONTEXTS: dict[Kind, bytes] = {kind: f"meshd/v1/{kind.name.lower()}\x00".encode() for kind in Kind}
@@ -268,6 +269,24 @@ class Leave:
         return self.node_key
 
 
+@dataclass(frozen=True, slots=True)
+class Rollover:
+    """The root hands the network over to a new root key: certificates under either are
+    accepted until ``overlap_until``, afterwards only those under the new one."""
+
+    network_id: bytes
+    old_root: bytes
+    new_root: bytes
+    issued_at: int
+    overlap_until: int
+    signature: bytes
+    raw: bytes
+
+    @property
+    def signer(self) -> bytes:
+        return self.old_root
+
+
 Record = (
     Network
     | Certificate
@@ -279,6 +298,7 @@ Record = (
     | WgRotation
     | Renewal
     | Leave
+    | Rollover
 )
 SignedRecord = Record
 
@@ -293,6 +313,7 @@ KIND_OF: dict[type[Any], Kind] = {
     WgRotation: Kind.WG_ROTATION,
     Renewal: Kind.RENEWAL,
     Leave: Kind.LEAVE,
+    Rollover: Kind.ROLLOVER,
 }
 
 

@@ -1,0 +1,351 @@
+"""Root rollover (wire-format §6.11): the overlap, the chain of roots, and hostile rollovers.
+
+Each hostile case is the attack, and what must hold in whatever order the records arrive.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+from collections.abc import Sequence
+
+import pytest
+
+from meshd.addressing import overlay_address, overlay_prefix
+from meshd.errors import DecodeError, VerifyError
+from meshd.invites import Issuer
+from meshd.keys import SigningKey, WireGuardKey, fingerprint_bytes
+from meshd.membership import Membership, MemberState
+from meshd.records import (
+    Cap,
+    Record,
+    Role,
+    Rollover,
+    make_certificate,
+    make_rollover,
+    record_id,
+)
+from tests.factory import DAY, T0, Net, Node
+from tests.test_hostile import body_items, sign_items
+
+NOW = T0 + 100
+OVERLAP_END = T0 + 30 * DAY
+AFTER = OVERLAP_END + 1
+
+
+def rollover(
+    net: Net,
+    old: SigningKey,
+    new: SigningKey,
+    *,
+    at: int = T0 + 50,
+    until: int = OVERLAP_END,
+) -> Rollover:
+    return make_rollover(
+        old,
+        network_id=net.anchor.network_id,
+        new_root=new.public,
+        issued_at=at,
+        overlap_until=until,
+    )
+
+
+def merge(state: Membership, records: Sequence[Record], now: int = NOW) -> list[str]:
+    refused = []
+    for record in records:
+        try:
+            state.ingest(record, now)
+        except VerifyError as exc:
+            refused.append(exc.reason)
+    return refused
+
+
+def state_of(net: Net, node: Node, state: Membership, at: int) -> tuple[MemberState, str]:
+    member = state.member(node.key.public, at)
+    assert member is not None
+    return member.state, member.reason
+
+
+class World:
+    """A network rolled over from its first root to ``new``: a member certified by each."""
+
+    def __init__(self) -> None:
+        self.net = Net()
+        self.new = SigningKey.generate()
+        self.rollover = rollover(self.net, self.net.root, self.new)
+        self.old_member = self.net.founder("old")
+        self.new_member = self.net.founder("new", issuer=Issuer(self.new))
+
+    def records(self) -> list[Record]:
+        return [self.rollover, self.old_member.credential, self.new_member.credential]
+
+
+# --- the rules --------------------------------------------------------------------------
+
+
+def test_during_the_overlap_certificates_under_either_root_stand() -> None:
+    w = World()
+    state = w.net.state()
+    assert merge(state, w.records()) == []
+    for node in (w.old_member, w.new_member):
+        assert state_of(w.net, node, state, NOW) == (MemberState.ADMITTED, "")
+
+
+def test_after_the_overlap_only_the_new_root() -> None:
+    w = World()
+    state = w.net.state()
+    merge(state, w.records())
+    assert state_of(w.net, w.old_member, state, AFTER) == (MemberState.EXPIRED, "root-retired")
+    assert state_of(w.net, w.new_member, state, AFTER) == (MemberState.ADMITTED, "")
+
+
+def test_a_member_recertified_by_the_new_root_during_the_overlap_stays() -> None:
+    w = World()
+    again = make_certificate(
+        w.new,
+        network_id=w.net.anchor.network_id,
+        subject=w.old_member.key.public,
+        role=Role.MEMBER,
+        serial=os.urandom(16),
+        not_before=T0 + 60,
+        not_after=T0 + 365 * DAY,
+        name="old",
+        wg_key=w.old_member.wg.public,
+    )
+    state = w.net.state()
+    merge(state, [*w.records(), again])
+    assert state_of(w.net, w.old_member, state, AFTER) == (MemberState.ADMITTED, "")
+
+
+def test_a_renewed_admin_issues_under_the_new_root() -> None:
+    """An admin certified again by the new root (same key) keeps issuing after the overlap;
+    what it issued under its old certificate retires with the old root."""
+    w = World()
+    old_admin = w.net.admin()
+    new_cert = make_certificate(
+        w.new,
+        network_id=w.net.anchor.network_id,
+        subject=old_admin.key.public,
+        role=Role.ADMIN,
+        serial=os.urandom(16),
+        not_before=T0,
+        not_after=T0 + 365 * DAY,
+        caps=Cap.INVITE | Cap.REVOKE,
+        name="admin",
+        prefixes=(w.net.anchor.overlay,),
+    )
+    before = w.net.founder("before", issuer=old_admin)
+    after = w.net.founder("after", issuer=Issuer(old_admin.key, new_cert))
+    state = w.net.state()
+    assert merge(state, [w.rollover, before.credential, after.credential]) == []
+    assert state_of(w.net, before, state, AFTER) == (MemberState.EXPIRED, "root-retired")
+    assert state_of(w.net, after, state, AFTER) == (MemberState.ADMITTED, "")
+
+
+def test_the_network_id_topic_and_overlay_stay_anchored_to_the_first_root() -> None:
+    w = World()
+    state = w.net.state()
+    merge(state, w.records())
+    assert state.roots.current() == w.new.public
+    assert state.anchor.network_id == fingerprint_bytes(w.net.root.public)
+    assert w.new_member.credential.network_id == w.net.anchor.network_id
+    member = state.member(w.new_member.key.public, NOW)
+    assert member is not None
+    assert member.overlay == overlay_address(w.net.root.public, w.new_member.key.public)
+    assert member.overlay in overlay_prefix(w.net.root.public)
+
+
+def test_a_chain_of_rollovers() -> None:
+    w = World()
+    third = SigningKey.generate()
+    second_rollover = rollover(w.net, w.new, third, at=T0 + 70, until=OVERLAP_END + DAY)
+    late = w.net.founder("late", issuer=Issuer(third))
+    state = w.net.state()
+    merge(state, [*w.records(), second_rollover, late.credential])
+    assert state.roots.current() == third.public
+    assert state_of(w.net, late, state, AFTER) == (MemberState.ADMITTED, "")
+    assert state_of(w.net, w.new_member, state, AFTER) == (MemberState.ADMITTED, "")
+    assert state_of(w.net, w.new_member, state, OVERLAP_END + DAY + 1) == (
+        MemberState.EXPIRED,
+        "root-retired",
+    )
+
+
+def test_a_member_offline_through_the_whole_overlap_catches_up_from_any_member() -> None:
+    """A node that knew only the first root comes back after the overlap: one sync batch from
+    any member, in any order, brings it to the same set, digest and member states."""
+    w = World()
+    third = SigningKey.generate()
+    records = [
+        *w.records(),
+        rollover(w.net, w.new, third, at=T0 + 70, until=OVERLAP_END + DAY),
+        w.net.founder("late", issuer=Issuer(third)).credential,
+    ]
+    online = w.net.state()
+    merge(online, records, now=T0 + 80)
+    offline = w.net.state()
+    merge(offline, [w.old_member.credential], now=T0 + 10)
+    shuffled = list(records)
+    random.Random(7).shuffle(shuffled)
+    batch = offline.ingest_batch([r.raw for r in shuffled], AFTER)
+    assert batch.rejected == ()
+    assert offline.digest() == online.digest()
+    assert [(m.name, m.state, m.reason) for m in offline.members(AFTER)] == [
+        (m.name, m.state, m.reason) for m in online.members(AFTER)
+    ]
+
+
+def test_records_under_a_new_root_that_arrive_first_wait_for_its_rollover() -> None:
+    w = World()
+    state = w.net.state()
+    outcome = state.ingest(w.new_member.credential, NOW)
+    assert outcome.pending
+    assert state.member(w.new_member.key.public, NOW) is None
+    state.ingest(w.rollover, NOW)
+    assert state_of(w.net, w.new_member, state, NOW) == (MemberState.ADMITTED, "")
+
+
+# --- hostile rollovers ------------------------------------------------------------------
+
+
+def test_hostile_rollover_not_signed_by_the_current_root() -> None:
+    """Someone names the root as old_root and signs with another key: bad-signature."""
+    w = World()
+    items = body_items(w.rollover)
+    raw = sign_items(SigningKey.generate(), items)
+    state = w.net.state()
+    with pytest.raises(VerifyError) as caught:
+        state.ingest_untrusted(raw, NOW)
+    assert caught.value.reason == "bad-signature"
+    assert state.roots.current() == w.net.root.public
+
+
+def test_hostile_rollover_by_a_revoked_admin() -> None:
+    """An admin (revoked or not) signs a rollover from its own key: it is no root, so the
+    rollover waits as unknown forever and what its "new root" certifies never stands."""
+    w = World()
+    admin = w.net.admin()
+    thief = SigningKey.generate()
+    forged = rollover(w.net, admin.key, thief)
+    planted = w.net.founder("planted", issuer=Issuer(thief))
+    revocation = w.net.revoke(admin.key.public, Role.ADMIN)
+    for order in itertools.permutations([forged, planted.credential, revocation]):
+        state = w.net.state()
+        merge(state, [w.old_member.credential, *order])
+        assert state.roots.current() == w.net.root.public
+        assert state.member(planted.key.public, NOW) is None
+        assert record_id(forged.raw) not in state.record_ids()
+
+
+def test_hostile_two_rollovers_from_one_root() -> None:
+    """The root signs two rollovers (or a thief of it signs a second): the one with the
+    smallest (issued_at, record id) wins on every node, in every order; the other root's
+    certificates do not stand."""
+    w = World()
+    rival = SigningKey.generate()
+    second = rollover(w.net, w.net.root, rival, at=T0 + 60)
+    rival_member = w.net.founder("rival", issuer=Issuer(rival))
+    results = set()
+    for order in itertools.permutations([*w.records(), second, rival_member.credential]):
+        state = w.net.state()
+        assert merge(state, order) == []
+        assert state.roots.current() == w.new.public
+        assert state_of(w.net, rival_member, state, NOW) == (
+            MemberState.REVOKED,
+            "root-superseded",
+        )
+        assert state_of(w.net, w.new_member, state, NOW) == (MemberState.ADMITTED, "")
+        results.add(state.digest())
+    assert len(results) == 1
+
+
+def test_hostile_two_rollovers_from_one_root_at_the_same_time_are_decided_by_record_id() -> None:
+    w = World()
+    rival = SigningKey.generate()
+    first = rollover(w.net, w.net.root, w.new, at=T0 + 50)
+    second = rollover(w.net, w.net.root, rival, at=T0 + 50)
+    winner = min((first, second), key=lambda r: record_id(r.raw))
+    for order in ((first, second), (second, first)):
+        state = w.net.state()
+        merge(state, order)
+        assert state.roots.current() == winner.new_root
+
+
+def test_hostile_a_stolen_retired_root_is_still_fatal() -> None:
+    """Documented limit: the first root's key, stolen after its rollover, signs a rollover
+    backdated before the honest one: it wins. A stolen root key is fatal (threat model
+    §3.11); the old root key must be destroyed once the rollover has spread."""
+    w = World()
+    thief = SigningKey.generate()
+    backdated = rollover(w.net, w.net.root, thief, at=T0 + 1)
+    state = w.net.state()
+    merge(state, [*w.records(), backdated])
+    assert state.roots.current() == thief.public
+    assert state_of(w.net, w.new_member, state, NOW) == (MemberState.REVOKED, "root-superseded")
+
+
+def test_hostile_certificates_under_the_old_root_after_the_overlap() -> None:
+    """The retired root (or its thief) certifies a member after the overlap: the member is
+    expired (root-retired) everywhere, whenever the certificate is dated."""
+    w = World()
+    for start in (T0 + 10, AFTER + 10):
+        late = make_certificate(
+            w.net.root,
+            network_id=w.net.anchor.network_id,
+            subject=SigningKey.generate().public,
+            role=Role.MEMBER,
+            serial=os.urandom(16),
+            not_before=start,
+            not_after=AFTER + 365 * DAY,
+            name="late",
+            wg_key=WireGuardKey.generate().public,
+        )
+        state = w.net.state()
+        merge(state, [w.rollover, late], now=AFTER + 20)
+        member = state.member(late.subject, AFTER + 20)
+        assert member is not None
+        assert (member.state, member.reason) == (MemberState.EXPIRED, "root-retired")
+
+
+def test_hostile_rollover_back_to_the_first_root() -> None:
+    w = World()
+    back = rollover(w.net, w.new, w.net.root, at=T0 + 70)
+    state = w.net.state()
+    merge(state, [w.rollover])
+    with pytest.raises(VerifyError) as caught:
+        state.ingest(back, NOW)
+    assert caught.value.reason == "bad-target"
+
+
+def test_hostile_rollover_with_its_overlap_ending_before_it() -> None:
+    w = World()
+    state = w.net.state()
+    with pytest.raises(VerifyError) as caught:
+        state.ingest(rollover(w.net, w.net.root, w.new, at=T0 + 50, until=T0 + 49), NOW)
+    assert caught.value.reason == "bad-validity"
+
+
+def test_hostile_rollover_from_another_network() -> None:
+    w = World()
+    other = Net()
+    state = w.net.state()
+    with pytest.raises(VerifyError) as caught:
+        state.ingest(rollover(other, w.net.root, w.new), NOW)
+    assert caught.value.reason == "wrong-network"
+
+
+def test_hostile_rollover_dated_beyond_the_clock_skew() -> None:
+    w = World()
+    state = w.net.state()
+    with pytest.raises(VerifyError) as caught:
+        state.ingest(rollover(w.net, w.net.root, w.new, at=NOW + 301, until=NOW + DAY), NOW)
+    assert caught.value.reason == "not-yet-valid"
+
+
+def test_hostile_rollover_with_a_short_key() -> None:
+    w = World()
+    items = body_items(w.rollover)
+    items[4] = bytes(31)
+    with pytest.raises(DecodeError):
+        w.net.state().ingest_untrusted(sign_items(w.net.root, items), NOW)
