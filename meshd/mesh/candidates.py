@@ -365,6 +365,7 @@ def rank_for_us(
             c.address.version not in families,
             -c.observers,
             *_order(c.address, c.port),
+            KINDS.index(c.kind),
         ),
     )
 

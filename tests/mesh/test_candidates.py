@@ -336,3 +336,29 @@ def test_parse_announced_never_crashes(items: list[tuple[object, object]]) -> No
     assert len(got) <= cand.MAX_CANDIDATES
     assert all(c.kind != "hint" for c in got)
     assert len(got) + len(refused) <= len(items)
+
+
+candidate_strategy = st.builds(
+    Candidate,
+    st.sampled_from(cand.KINDS),
+    st.ip_addresses(),
+    st.integers(min_value=1, max_value=65535),
+    st.integers(min_value=0, max_value=9),
+)
+
+
+@given(
+    st.lists(candidate_strategy, max_size=12).map(lambda found: found + found[::-1]),
+    st.randoms(use_true_random=False),
+)
+def test_rank_for_us_does_not_depend_on_the_order_it_is_given(
+    found: list[Candidate], shuffler: random.Random
+) -> None:
+    networks = [ipaddress.ip_network("192.168.1.0/24"), ipaddress.ip_network("2001:db8::/64")]
+    first = cand.rank_for_us(found, families=frozenset({4}), networks=networks)
+    shuffled = list(found)
+    shuffler.shuffle(shuffled)
+    again = cand.rank_for_us(shuffled, families=frozenset({4}), networks=networks)
+    assert [(c.kind, c.endpoint, c.observers) for c in first] == [
+        (c.kind, c.endpoint, c.observers) for c in again
+    ]
