@@ -139,7 +139,8 @@ def test_bad_values_are_named_with_what_to_write() -> None:
         'babel_redistribute = ["10.0.0.0/8 maybe"]': "babel_redistribute '10.0.0.0/8 maybe'",
         'log_level = "loud"': "log_level 'loud' is not one of debug, info, warning, error",
         'log_format = "xml"': "log_format 'xml' is not one of text, json",
-        'state_dir = ""': "state_dir must not be empty",
+        'state_dir = ""': "state_dir '' is not an absolute path",
+        'state_dir = "var/lib/meshd"': "state_dir 'var/lib/meshd' is not an absolute path",
     }
     for text, expected in cases.items():
         found = problems("# a comment\n" + text + "\n")
@@ -391,3 +392,38 @@ def test_typer_accepts_the_wrapped_commands() -> None:
     names = [p.name for p in group.commands["up"].params]  # type: ignore[attr-defined]
     assert "config_file" in names
     assert "log_format" in names
+
+
+def test_config_show_says_where_each_value_comes_from(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("MESHD_"):
+            monkeypatch.delenv(name)
+    path = _write(tmp_path, f'wg_backend = "none"\ndegree = 3\nlisten = ["{GOOD_LISTEN}"]\n')
+    monkeypatch.setenv("MESHD_DEGREE", "8")
+    monkeypatch.setenv("MESHD_INVITE", "the-secret-token")
+    code, out, _ = run(capsys, ["config", "show", str(path)])
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == f"# config file: {path}"
+    assert f'wg_backend = "none"                       # {path}:1' in lines
+    assert "degree = 8                                # env MESHD_DEGREE" in lines
+    assert f'listen = ["{GOOD_LISTEN}"]' in out
+    assert "# interface: meshd0 (default)" in lines
+    assert "the-secret-token" not in out
+    assert 'invite = "(secret)"' in out
+    code, out, _ = run(capsys, ["config", "show", "--json", str(path)])
+    shown = json.loads(out)["values"]
+    assert shown["degree"] == {
+        "value": 8,
+        "default": "6",
+        "source": "env MESHD_DEGREE",
+        "commands": ["up", "join"],
+    }
+    assert shown["wg_backend"]["source"] == f"{path}:1"
+    assert shown["interface"]["value"] is None
+    bad = _write(tmp_path, "degre = 3\n")
+    code, _, err = run(capsys, ["config", "show", str(bad)])
+    assert code == configfile.EXIT_STATUS
+    assert f"{bad}:1: unknown key 'degre'" in err

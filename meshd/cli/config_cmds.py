@@ -69,6 +69,53 @@ def _plain(value: object) -> object:
 
 
 @config_app.command()
+def show(
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            help="The file [default: $MESHD_CONFIG, else /etc/meshd/meshd.toml if it exists].",
+            show_default=False,
+        ),
+    ] = None,
+    json: Json = False,
+) -> None:
+    """Print what up and join would run with, and where each value comes from (the
+    environment, the file, the default); options given on their command line win over all."""
+    import os
+
+    chosen = configfile.chosen_path(path)
+    try:
+        values = configfile.effective(chosen, configfile.keys(), os.environ)
+    except configfile.ConfigError as exc:
+        configfile.refuse(exc)
+    if json:
+        emit_json(
+            {
+                "path": str(chosen) if chosen else None,
+                "values": {
+                    v.key.name: {
+                        "value": _plain(v.value) if v.value is not None else None,
+                        "default": v.key.default or None,
+                        "source": v.source,
+                        "commands": list(v.key.commands),
+                    }
+                    for v in values
+                },
+            }
+        )
+        return
+    print(f"# config file: {chosen or 'none'}")
+    for item in values:
+        only = "" if len(item.key.commands) > 1 else f", {item.key.commands[0]} only"
+        if item.value is None:
+            shown = item.key.default or ("required" if item.key.required else "none")
+            print(f"# {item.key.name}: {shown} (default{only})")
+        else:
+            line = f"{item.key.name} = {configfile.toml_value(item.value)}"
+            print(f"{line:<40}  # {item.source}{only}")
+
+
+@config_app.command()
 def keys(
     markdown: Annotated[
         bool, typer.Option("--markdown", help="Print the table of docs/config.md.")

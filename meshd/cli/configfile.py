@@ -23,6 +23,7 @@ has the property).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import inspect
@@ -120,18 +121,7 @@ def keys_of(commands: Mapping[str, Callable[..., Any]]) -> tuple[Key, ...]:
 
 
 def _also(key: Key, command: str) -> Key:
-    return Key(
-        key.name,
-        key.flag,
-        key.kind,
-        key.many,
-        key.default,
-        (*key.commands, command),
-        key.help,
-        key.minimum,
-        key.maximum,
-        key.required,
-    )
+    return dataclasses.replace(key, commands=(*key.commands, command))
 
 
 def _key_of(command: str, name: str, parameter: inspect.Parameter, hint: Any) -> Key | None:
@@ -377,8 +367,15 @@ def _convert_one(key: Key, value: Any, line: int, problems: list[Problem]) -> An
             problems.append(Problem(line, _about(key, exc), key.name))
             return None
     if key.kind is Path:
-        if not value:
-            problems.append(Problem(line, f"{key.name} must not be empty", key.name))
+        if not value.startswith("/"):
+            problems.append(
+                Problem(
+                    line,
+                    f"{key.name} {value!r} is not an absolute path; a config file's paths "
+                    "must not depend on the directory meshd starts in",
+                    key.name,
+                )
+            )
             return None
         return Path(value)
     return value
@@ -700,3 +697,73 @@ def as_json(known: Sequence[Key]) -> list[dict[str, Any]]:
         }
         for key in known
     ]
+
+
+# -- what a command would run with -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Effective:
+    """A key's value without command-line options, and where it comes from."""
+
+    key: Key
+    value: Any
+    source: str
+    """``env MESHD_X``, ``PATH:LINE`` or ``default``."""
+
+
+def effective(path: Path | None, known: Sequence[Key], env: Mapping[str, str]) -> list[Effective]:
+    """Every key's value from ``env`` over the file at ``path`` over the default (the
+    command line would override any of them); ConfigError if the file has a problem."""
+    checked = load(path, known) if path is not None else Checked()
+    out = []
+    for key in known:
+        old = DEPRECATED_ENV.get(key.name)
+        if env.get(key.env):
+            raw = env[key.env]
+            value = [_from_env(key, r) for r in raw.split()] if key.many else _from_env(key, raw)
+            out.append(Effective(key, value, f"env {key.env}"))
+        elif old and env.get(old):
+            out.append(Effective(key, env[old].lower(), f"env {old} (deprecated)"))
+        elif key.name in checked.values:
+            line = checked.lines.get(key.name, 1)
+            out.append(Effective(key, checked.values[key.name], f"{path}:{line}"))
+        else:
+            out.append(Effective(key, None, "default"))
+    return [_masked(item) for item in out]
+
+
+SECRETS: Final = frozenset({"invite"})
+"""Keys whose value is a secret unless it names where to read it (``-``, ``@FILE``)."""
+
+
+def _masked(item: Effective) -> Effective:
+    value = item.value
+    if item.key.name in SECRETS and isinstance(value, str) and value[:1] not in ("@", "-"):
+        return dataclasses.replace(item, value="(secret)")
+    return item
+
+
+def _from_env(key: Key, raw: str) -> Any:
+    """A variable's text as the key's type, where it reads as one (else the text)."""
+    try:
+        if key.kind is bool:
+            return {"1": True, "true": True, "yes": True, "on": True}.get(raw.lower(), False)
+        if key.kind is int:
+            return int(raw)
+        if key.kind is float:
+            return float(raw)
+    except ValueError:
+        return raw
+    return raw
+
+
+def toml_value(value: Any) -> str:
+    """``value`` written as TOML (strings, paths, numbers, booleans and lists of them)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(str(value), ensure_ascii=False)
