@@ -111,11 +111,15 @@ class NodeDir:
         self.store.load_into(state, now() if at is None else at)
         return state
 
+    def _rolled_over_to(self, key: bytes) -> bool:
+        """Whether a rollover in the store hands the network to ``key`` (wire-format §6.11)."""
+        return self.membership().roots.on_chain(key)
+
     def issuer(self, root_key: Path | None = None) -> Issuer:
         """The key this node signs invites and revocations with: the root, else an admin key."""
         if root_key is not None or self.paths.root_key.exists():
             key = SigningKey(read_secret(root_key or self.paths.root_key))
-            if key.public != self.anchor.root_key:
+            if key.public != self.anchor.root_key and not self._rolled_over_to(key.public):
                 raise KeyFileError(
                     f"{root_key or self.paths.root_key} is not this network's root key"
                 )
@@ -124,7 +128,10 @@ class NodeDir:
             key = SigningKey(read_secret(self.paths.admin_key))
             try:
                 cert = decode_untrusted(self.paths.admin_cert.read_bytes(), Certificate)
-                Verifier(self.anchor).certificate(cert)
+                verifier = Verifier(self.anchor)
+                if cert.issuer != self.anchor.root_key:  # a root the network rolled over to
+                    verifier = self.membership().verifier
+                verifier.certificate(cert)
             except (OSError, DecodeError, VerifyError) as exc:
                 raise KeyFileError(
                     f"the admin certificate in {self.paths.admin_cert} is unusable: {exc}"

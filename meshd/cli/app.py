@@ -60,6 +60,7 @@ def load_commands() -> typer.Typer:
         daemon_cmds,
         demo_cmds,
         lifecycle_cmds,
+        root_cmds,
         rotate_cmds,
         routes_cmds,
     )

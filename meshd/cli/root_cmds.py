@@ -1,0 +1,200 @@
+"""``meshd root rollover`` and ``meshd admin renew``: a planned change of the root key.
+
+A rollover (docs/wire-format.md §6.11) is signed by the current root. In the same step every
+standing member is certified again by the new root (a member certificate with its name, key,
+grants and remaining validity), so that nobody drops out when the overlap ends. Admins are
+certified again with ``meshd admin renew`` (same key, a new certificate under the current
+root), which writes the certificate the admin installs as its ``admin.cert``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from meshd.cli.app import Json, StateDir, app
+from meshd.cli.commands import RootKey, admin_app
+from meshd.cli.output import b64, emit_fields, emit_json, when
+from meshd.cli.parse import duration
+from meshd.control.client import request
+from meshd.errors import DaemonNotRunning, UsageError
+from meshd.layout import resolve
+
+if TYPE_CHECKING:
+    from meshd.records import Record
+    from meshd.statedir import NodeDir
+
+root_app = typer.Typer(help="Hand the network over to a new root key.", no_args_is_help=True)
+app.add_typer(root_app, name="root")
+
+
+@root_app.command("rollover")
+def rollover(
+    overlap: Annotated[
+        str,
+        typer.Option("--overlap", help="How long certificates under the old root stay accepted."),
+    ] = "30d",
+    new_root_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--new-root-key",
+            help="Where to write the new root key [default: root.key in the state dir, "
+            "replacing the old one].",
+        ),
+    ] = None,
+    root_key: RootKey = None,
+    state_dir: StateDir = None,
+    json: Json = False,
+) -> None:
+    """Hand the network over to a new root key, with an overlap; certify every standing
+    member again under it. The network id, overlay prefix and members' addresses stay."""
+    from meshd.keyfiles import replace_secret, write_secret
+    from meshd.keys import SigningKey, fingerprint
+    from meshd.records import Role, make_certificate, make_rollover
+    from meshd.statedir import NodeDir, now
+
+    window = duration(overlap, option="--overlap")
+    at = now()
+    node = NodeDir.open(resolve(state_dir))
+    try:
+        issuer = node.issuer(root_key)
+        if issuer.certificate is not None:
+            raise UsageError(
+                "only the root key can roll the root over",
+                hint="run this where the root key is, or pass --root-key",
+            )
+        state = node.membership(at)
+        if issuer.key.public != state.roots.current():
+            raise UsageError(
+                "this root key has already been rolled over",
+                hint="use the current root key (`meshd status` names it)",
+            )
+        in_state_dir = new_root_key is None
+        if root_key is not None and new_root_key is None:
+            raise UsageError(
+                "the root key is kept outside the state dir: say where the new one goes",
+                hint="pass --new-root-key PATH",
+            )
+        if new_root_key is not None and new_root_key.exists():
+            raise UsageError(f"{new_root_key} already exists", hint="choose a new path")
+        new = SigningKey.generate()
+        record = make_rollover(
+            issuer.key,
+            network_id=node.anchor.network_id,
+            new_root=new.public,
+            issued_at=at,
+            overlap_until=at + window,
+        )
+        # The new key is kept before anything is signed by it or published.
+        kept_at = new_root_key or node.paths.root_key
+        if in_state_dir:
+            replace_secret(kept_at, new.seed)
+        else:
+            write_secret(kept_at, new.seed)
+        records: list[Record] = [record]
+        for member in state.members(at):
+            if member.state.value != "admitted" or member.not_after <= at:
+                continue
+            records.append(
+                make_certificate(
+                    new,
+                    network_id=node.anchor.network_id,
+                    subject=member.node_key,
+                    role=Role.MEMBER,
+                    serial=os.urandom(16),
+                    not_before=at,
+                    not_after=member.not_after,
+                    name=member.name,
+                    prefixes=state.grants(member.node_key)[1:],
+                    wg_key=member.wg_key,
+                )
+            )
+        where = _publish(node, records, at)
+    finally:
+        node.close()
+    info: dict[str, Any] = {
+        "old_root": fingerprint(issuer.key.public),
+        "new_root": fingerprint(new.public),
+        "overlap_until": when(at + window),
+        "members_certified_again": len(records) - 1,
+        "new_root_key": str(kept_at),
+        "where": where,
+    }
+    emit_json(info) if json else emit_fields(info)
+
+
+@admin_app.command("renew")
+def admin_renew(
+    cert: Annotated[
+        Path, typer.Option("--cert", help="The admin's current admin.cert (read, not changed).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the new certificate.")],
+    expires: Annotated[str, typer.Option("--expires", help="How long it is valid.")] = "365d",
+    root_key: RootKey = None,
+    state_dir: StateDir = None,
+    json: Json = False,
+) -> None:
+    """Certify an admin's key again under the current root (renewal, or after a rollover):
+    same key, capabilities, name and prefixes; install the result as its admin.cert."""
+    from meshd.errors import DecodeError
+    from meshd.keys import fingerprint
+    from meshd.records import Certificate, Kind, Role, decode_untrusted, make_certificate
+    from meshd.records import record_id as rid_of
+    from meshd.statedir import NodeDir, now
+
+    lifetime = duration(expires, option="--expires")
+    try:
+        old = decode_untrusted(cert.read_bytes(), Certificate)
+    except (OSError, DecodeError) as exc:
+        raise UsageError(f"{cert} is not an admin certificate: {exc}") from None
+    if old.role is not Role.ADMIN:
+        raise UsageError(f"{cert} is not an admin certificate")
+    at = now()
+    node = NodeDir.open(resolve(state_dir))
+    try:
+        issuer = node.issuer(root_key)
+        if issuer.certificate is not None:
+            raise UsageError("only the root key can certify admins", hint="pass --root-key")
+        if node.membership(at).is_revoked(old.subject):
+            raise UsageError("this admin key is revoked", hint="create a new admin instead")
+        new = make_certificate(
+            issuer.key,
+            network_id=node.anchor.network_id,
+            subject=old.subject,
+            role=Role.ADMIN,
+            serial=os.urandom(16),
+            not_before=at,
+            not_after=at + lifetime,
+            caps=old.caps,
+            name=old.name,
+            prefixes=old.prefixes,
+        )
+        if out.exists():
+            raise UsageError(f"{out} already exists", hint="choose a new path")
+        out.write_bytes(new.raw)
+        node.store.add_issued(rid_of(new.raw), Kind.CERTIFICATE, new.raw, at)
+    finally:
+        node.close()
+    info = {
+        "admin_id": fingerprint(old.subject),
+        "name": old.name,
+        "valid_until": when(at + lifetime),
+        "written_to": str(out),
+    }
+    emit_json(info) if json else emit_fields(info)
+
+
+def _publish(node: NodeDir, records: list[Record], at: int) -> str:
+    """Hand the records to the running daemon (stored and flooded at once), else store them
+    here (the daemon floods them by sync when it runs)."""
+    try:
+        for record in records:
+            request(node.paths.socket, "publish", {"record": b64(record.raw)}, timeout=10.0)
+    except DaemonNotRunning:
+        state = node.membership(at)
+        node.store.apply([state.ingest(record, at) for record in records])
+        return "stored; members learn it by sync when the daemon runs"
+    return "stored and flooded by the running daemon"

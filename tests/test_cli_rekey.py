@@ -1,0 +1,142 @@
+"""`meshd rotate wg`, `meshd root rollover` and `meshd admin renew`, offline (no daemon)."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from meshd.invites import decode_token_untrusted
+from meshd.keyfiles import read_secret
+from meshd.keys import SigningKey, WireGuardKey
+from meshd.membership import MemberState
+from meshd.records import Certificate, decode_untrusted
+from meshd.statedir import NodeDir, now
+from meshd.wg.model import key_to_base64
+from tests.test_cli import founder, one_line_error, run
+
+__all__ = ["founder"]
+
+DAY = 86400
+
+
+def test_rotate_wg_offline_writes_the_key_first_and_stores_the_rotation(
+    founder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = WireGuardKey(read_secret(founder / "wg.key")).public
+    code, out, _ = run(capsys, "rotate", "wg", "--state-dir", str(founder), "--json")
+    assert code == 0
+    answer = json.loads(out)
+    key_file = founder / "wg.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    new = WireGuardKey(read_secret(key_file)).public
+    assert new != before
+    assert answer["wg_public_key"] == key_to_base64(new)
+    node = NodeDir.open(founder)
+    try:
+        state = node.membership()
+        member = state.member(node.node_key.public, now())
+        assert member is not None
+        assert member.wg_key == new
+        assert member.wg_counter == answer["counter"]
+    finally:
+        node.close()
+    # Again: a higher counter, another key.
+    code, out, _ = run(capsys, "rotate", "wg", "--state-dir", str(founder), "--json")
+    assert code == 0
+    assert json.loads(out)["counter"] > answer["counter"]
+
+
+def test_root_rollover_keeps_the_network_and_certifies_members_again(
+    founder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old_root = SigningKey(read_secret(founder / "root.key")).public
+    code, out, _ = run(
+        capsys, "root", "rollover", "--overlap", "1d", "--state-dir", str(founder), "--json"
+    )
+    assert code == 0, out
+    info = json.loads(out)
+    assert info["members_certified_again"] == 1
+    new_root = SigningKey(read_secret(founder / "root.key")).public
+    assert new_root != old_root
+    assert stat.S_IMODE((founder / "root.key").stat().st_mode) == 0o600
+    node = NodeDir.open(founder)
+    try:
+        assert node.anchor.root_key == old_root  # the network record does not change
+        state = node.membership()
+        assert state.roots.current() == new_root
+        later = now() + 2 * DAY
+        member = state.member(node.node_key.public, later)
+        assert member is not None
+        assert member.state is MemberState.ADMITTED  # on its certificate from the new root
+    finally:
+        node.close()
+    # The new root issues invites; the old key is gone from the state dir.
+    code, out, _ = run(capsys, "invite", "--name", "beta", "--state-dir", str(founder))
+    assert code == 0
+    token = decode_token_untrusted(out.strip().splitlines()[-1])
+    assert token.certificate.issuer == new_root
+    assert token.network.root_key == old_root
+
+
+def test_a_second_rollover_with_the_retired_key_is_refused(
+    founder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    retired = tmp_path / "retired.key"
+    retired.write_bytes((founder / "root.key").read_bytes())
+    retired.chmod(0o600)
+    code, _, _ = run(capsys, "root", "rollover", "--state-dir", str(founder))
+    assert code == 0
+    code, _, err = run(
+        capsys,
+        "root",
+        "rollover",
+        "--root-key",
+        str(retired),
+        "--new-root-key",
+        str(tmp_path / "other.key"),
+        "--state-dir",
+        str(founder),
+    )
+    one_line_error(code, err)
+    assert "already been rolled over" in err
+
+
+def test_admin_renew_certifies_the_same_key_under_the_current_root(
+    founder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    admin_dir = tmp_path / "admin"
+    code, _, err = run(
+        capsys, "admin", "create", "--out", str(admin_dir), "--state-dir", str(founder)
+    )
+    assert code == 0, err
+    old = decode_untrusted((admin_dir / "admin.cert").read_bytes(), Certificate)
+    code, _, err = run(capsys, "root", "rollover", "--state-dir", str(founder))
+    assert code == 0, err
+    new_root = SigningKey(read_secret(founder / "root.key")).public
+    out_file = tmp_path / "admin.cert.new"
+    code, _, err = run(
+        capsys,
+        "admin",
+        "renew",
+        "--cert",
+        str(admin_dir / "admin.cert"),
+        "--out",
+        str(out_file),
+        "--expires",
+        "400d",
+        "--state-dir",
+        str(founder),
+    )
+    assert code == 0, err
+    new = decode_untrusted(out_file.read_bytes(), Certificate)
+    assert new.subject == old.subject
+    assert new.issuer == new_root
+    assert (new.caps, new.name, new.prefixes) == (old.caps, old.name, old.prefixes)
+    node = NodeDir.open(founder)
+    try:
+        node.membership().verifier.certificate(new)  # verifies under the rolled-over root
+    finally:
+        node.close()
