@@ -36,6 +36,8 @@ from meshd.records import (
     Role,
     decode_record_untrusted,
     decode_untrusted,
+    make_leave,
+    make_renewal,
     make_wg_rotation,
     signed_body,
 )
@@ -110,6 +112,15 @@ def build_world() -> World:
         issued_at=T0 + 43,
         wg_key=WireGuardKey.generate().public,
     )
+    renewal = make_renewal(
+        admin.key,
+        network_id=net.anchor.network_id,
+        subject=members[0].key.public,
+        issued_at=T0 + 44,
+        not_after=T0 + 300 * 86400,
+        chain=admin.chain,
+    )
+    leave = make_leave(key, network_id=net.anchor.network_id, issued_at=T0 + 45, reason="moved")
     return {
         "network": net.network.raw,
         "founder": founder.credential.raw,
@@ -122,6 +133,7 @@ def build_world() -> World:
         "announcements": [a.raw for a in announcements],
         "revocations": [revocation.raw, invite_revocation.raw],
         "rotations": [rotation.raw],
+        "lifecycle": [renewal.raw, leave.raw],
     }
 
 
@@ -135,6 +147,7 @@ def world_records(world: World) -> list[bytes]:
         world["admission"],
         *world["announcements"],
         *world["rotations"],
+        *world.get("lifecycle", []),
         *world["revocations"],
         world["invite"],
         world["admin_invite"],

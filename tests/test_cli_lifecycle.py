@@ -1,0 +1,210 @@
+"""``meshd renew`` and ``meshd leave`` offline, and the daemon's renewal, warning and departure
+services driven on a fake clock over a real state dir (no network)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from meshd.daemon.renewer import AutoRenew, Departure, ExpiryWarner, add_expiry, expiring_view
+from meshd.daemon.state import NodeState
+from meshd.errors import UsageError
+from meshd.invites import decode_token_untrusted, enroll
+from meshd.keys import SigningKey, WireGuardKey
+from meshd.membership import MemberState
+from meshd.records import make_leave
+from meshd.statedir import NodeDir, now
+from tests.test_cli import one_line_error, run
+
+DAY = 86400
+
+
+@pytest.fixture
+def founder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    state = tmp_path / "a"
+    code, _, _ = run(
+        capsys, "init", "--network", "barnet", "--name", "alpha", "--state-dir", str(state)
+    )
+    assert code == 0
+    return state
+
+
+def _member(state_dir: Path, capsys: pytest.CaptureFixture[str], name: str, ttl: str) -> bytes:
+    code, out, _ = run(capsys, "invite", "--member-ttl", ttl, "--state-dir", str(state_dir))
+    assert code == 0
+    invite = decode_token_untrusted(out.strip())
+    node = NodeDir.open(state_dir)
+    try:
+        state = node.membership()
+        key, wg = SigningKey.generate(), WireGuardKey.generate()
+        enrollment = enroll(invite, node_key=key.public, wg_key=wg.public, name=name, now=now())
+        admission = state.sponsor(node.node_key, enrollment, now())
+        node.store.apply([state.ingest(admission, now())])
+    finally:
+        node.close()
+    return key.public
+
+
+def _end(state_dir: Path, key: bytes) -> int:
+    node = NodeDir.open(state_dir)
+    try:
+        return node.membership().credentials_end(key)
+    finally:
+        node.close()
+
+
+def test_renew_offline_extends_a_member(founder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = _member(founder, capsys, "carol", "10d")
+    before = _end(founder, key)
+    assert before <= now() + 10 * DAY
+    code, out, _ = run(
+        capsys, "renew", "carol", "--for", "400d", "--json", "--state-dir", str(founder)
+    )
+    assert code == 0
+    info = json.loads(out)
+    assert [r["name"] for r in info["renewed"]] == ["carol"]
+    after = _end(founder, key)
+    assert after == info["until"]
+    assert now() + 399 * DAY < after <= now() + 400 * DAY
+    # Renewing again for less changes nothing.
+    code, out, _ = run(capsys, "renew", "--all", "--for", "30d", "--state-dir", str(founder))
+    assert (code, out.strip()) == (0, "nothing to renew")
+    assert _end(founder, key) == after
+
+
+def test_renew_refuses_what_it_cannot_do(founder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _member(founder, capsys, "carol", "10d")
+    code, _, err = run(capsys, "renew", "--state-dir", str(founder))
+    one_line_error(code, err)
+    code, _, err = run(capsys, "renew", "carol", "--all", "--state-dir", str(founder))
+    one_line_error(code, err)
+    code, _, err = run(capsys, "revoke", "carol", "--state-dir", str(founder))
+    assert code == 0
+    code, _, err = run(capsys, "renew", "carol", "--state-dir", str(founder))
+    one_line_error(code, err)
+    assert "revoked" in err
+    (founder / "root.key").rename(founder.parent / "root.key")
+    code, _, err = run(capsys, "renew", "--all", "--state-dir", str(founder))
+    one_line_error(code, err)
+    assert "neither the root key nor an admin key" in err
+
+
+def test_leave_needs_a_running_daemon(founder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "leave", "--state-dir", str(founder))
+    one_line_error(code, err)
+    assert "no daemon runs" in err
+    assert (founder / "node.key").exists()
+    code, _, err = run(capsys, "leave", "--purge", "--state-dir", str(founder))
+    one_line_error(code, err)
+    assert "root.key" in err
+
+
+def test_a_state_dir_marked_left_is_refused(
+    founder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (founder / "left").write_bytes(b"")
+    for argv in (("up", "--wg-backend", "none"), ("invite",), ("renew", "--all")):
+        code, _, err = run(capsys, *argv, "--state-dir", str(founder))
+        one_line_error(code, err)
+        assert "left its network" in err
+
+
+# --- the daemon's services, on a fake clock --------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = now()
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def test_auto_renew_renews_once_a_day_within_the_window(
+    founder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = _member(founder, capsys, "carol", "40d")
+    node = NodeDir.open(founder)
+    clock = Clock()
+    try:
+        state = NodeState(node, announce_ttl=None, clock=clock)
+        service = AutoRenew(
+            state, node.issuer(), _no_flood, window=30 * DAY, period=365 * DAY, clock=clock
+        )
+        assert service.step(clock.now) == []  # ends in 40 days: not due
+        clock.now += 11 * DAY  # 29 days left
+        made = service.step(clock.now)
+        assert len(made) == 1
+        assert state.membership.credentials_end(key) == clock.now + 365 * DAY
+        assert service.step(clock.now + DAY) == []  # renewed: no longer due
+        # The renewal is in the store: a restart sees it.
+        assert NodeDir.open(founder).membership(clock.now).credentials_end(key) > clock.now
+    finally:
+        node.close()
+
+
+async def _no_flood(raw: bytes) -> None:
+    pass
+
+
+def test_expiry_warnings_once_a_day_and_in_the_views(
+    founder: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    _member(founder, capsys, "carol", "20d")
+    node = NodeDir.open(founder)
+    clock = Clock()
+    clock.now += 60  # a minute after the enrollment: 19 whole days and some left
+    try:
+        state = NodeState(node, announce_ttl=None, clock=clock)
+        warner = ExpiryWarner(state, clock=clock)
+        with caplog.at_level(logging.WARNING, logger="meshd.daemon.renewer"):
+            assert warner.step(clock.now) == 1
+            assert warner.step(clock.now + 3600) == 0
+            assert warner.step(clock.now + DAY) == 1
+        assert "member carol expires in 19 days" in caplog.text
+        view = expiring_view(state, clock.now)
+        assert [(e["kind"], e["name"], e["expires"]) for e in view] == [
+            ("member", "carol", "expires in 19 days")
+        ]
+        rows = state.peers_view(set())
+        add_expiry(rows, clock.now)
+        expires = {r["name"]: r["expires"] for r in rows}
+        assert expires["carol"] == "expires in 19 days"
+        assert expires["alpha"] is None  # the founder's certificate lasts ten years
+    finally:
+        node.close()
+
+
+def test_departure_sees_this_nodes_own_leave(founder: Path) -> None:
+    node = NodeDir.open(founder)
+    try:
+        state = NodeState(node, announce_ttl=None)
+        departure = Departure(state)
+        assert not departure.left()
+        leave = make_leave(node.node_key, network_id=node.anchor.network_id, issued_at=now())
+        state.add_local(leave)
+        assert departure.left()
+        me = state.member(node.node_key.public)
+        assert me is not None
+        assert (me.state, me.reason) == (MemberState.REVOKED, "left")
+    finally:
+        node.close()
+
+
+def test_auto_renew_needs_a_key_that_may_renew(founder: Path) -> None:
+    from meshd.daemon.config import DaemonConfig
+    from meshd.daemon.renewer import lifecycle_services
+
+    (founder / "root.key").rename(founder.parent / "root.key")
+    node = NodeDir.open(founder)
+    try:
+        state = NodeState(node, announce_ttl=None)
+        config = DaemonConfig(state_dir=founder, auto_renew=True)
+        with pytest.raises(UsageError, match="neither the root key nor an admin key"):
+            lifecycle_services(state, config, _no_flood)
+        assert len(lifecycle_services(state, DaemonConfig(state_dir=founder), _no_flood)) == 2
+    finally:
+        node.close()
