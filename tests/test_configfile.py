@@ -427,3 +427,13 @@ def test_config_show_says_where_each_value_comes_from(
     code, _, err = run(capsys, ["config", "show", str(bad)])
     assert code == configfile.EXIT_STATUS
     assert f"{bad}:1: unknown key 'degre'" in err
+
+
+def test_a_huge_file_is_refused_and_problems_stop_at_a_hundred() -> None:
+    huge = check_bytes(b"# " + b"x" * configfile.MAX_SIZE + b"\n", keys())
+    assert [(p.line, p.message) for p in huge.problems] == [
+        (1, f"the file is too large ({configfile.MAX_SIZE + 3} bytes)")
+    ]
+    many = problems("".join(f"k{i} = {i}\n" for i in range(1000)))
+    assert len(many) == configfile.MAX_PROBLEMS + 1
+    assert many[-1] == (101, "more problems from here on; fix these first")

@@ -48,6 +48,7 @@ DEPRECATED_ENV: Final = {"log_level": "MESHD_LOG"}
 NOT_KEYS: Final = frozenset({"config_file"})
 COMMANDS: Final = ("up", "join")
 MAX_SIZE: Final = 1 << 20
+MAX_PROBLEMS: Final = 100
 EXIT_STATUS: Final = 78
 """A config file that cannot be used (sysexits' EX_CONFIG)."""
 
@@ -211,6 +212,9 @@ def check_text(text: str, known: Sequence[Key]) -> Checked:
     for written, value in document.items():
         name = written.replace("-", "_")
         line = checked.lines.get(written, 1)
+        if len(checked.problems) >= MAX_PROBLEMS:
+            checked.problems.append(Problem(line, "more problems from here on; fix these first"))
+            break
         key = by_name.get(name)
         if key is None:
             checked.problems.append(Problem(line, _unknown(written, by_name), written))
@@ -322,9 +326,11 @@ def _convert(key: Key, value: Any, text: str, line: int, problems: list[Problem]
         items = value if isinstance(value, list) else [value]
         out = []
         for item in items:
-            where = _item_line(text, line, item)
-            one = _convert_one(key, item, where, problems)
-            if one is None:
+            found: list[Problem] = []
+            one = _convert_one(key, item, line, found)
+            if found:  # the item's own line, searched for only now (a list may be long)
+                where = _item_line(text, line, item)
+                problems.extend(dataclasses.replace(p, line=where) for p in found)
                 return None
             out.append(one)
         return out
