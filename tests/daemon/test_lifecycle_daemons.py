@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -63,3 +64,15 @@ def test_auto_renew_at_start_and_a_member_leaving(tmp_path: Path) -> None:
         again = meshd("up", "--wg-backend", "none", "--state-dir", str(n1.state_dir))
         assert again.returncode == 1
         assert "left its network" in again.stderr
+
+        # node2 leaves and removes its state dir.
+        result = meshd("leave", "--purge", "--json", "--state-dir", str(n2.state_dir))
+        assert result.returncode == 0, result.stderr
+        info = json.loads(result.stdout)
+        assert (info["name"], info["state_dir"], info["daemon_stopped"]) == (
+            "node2",
+            "removed",
+            True,
+        )
+        assert not n2.state_dir.exists()
+        wait_for(lambda: founder.states()["node2"] == "revoked", 10, "node2's leave seen")
