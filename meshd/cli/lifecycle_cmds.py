@@ -50,7 +50,6 @@ def renew(
     json: Json = False,
 ) -> None:
     """Extend members' standing to a new end date, without a new enrollment."""
-    from meshd.cli.revoking import resolve_member
     from meshd.daemon.renew_policy import Planned, sign_renewals
     from meshd.membership import MemberState
     from meshd.records import Cap
@@ -71,10 +70,7 @@ def renew(
             rows = [_row(m, state.credentials_end(m.node_key)) for m in state.members(at)]
         members = [r for r in rows if r["state"] != MemberState.REVOKED.value]
         if node_ref is not None:
-            from meshd.cli.revoking import _candidate_from_row
-
-            found = resolve_member([_candidate_from_row(r) for r in rows], node_ref)
-            row = next(r for r in rows if r["node_id"] == found.node_id)
+            row = _find(rows, node_ref)
             if row["state"] == MemberState.REVOKED.value:
                 why = "left the network" if row.get("reason") == "left" else "is revoked"
                 raise UsageError(
@@ -118,6 +114,28 @@ def renew(
         note(f"{name} already lasts until {when(target)} or later")
     if planned:
         note(where)
+
+
+def _find(rows: list[dict[str, Any]], ref: str) -> dict[str, Any]:
+    """One member by name, WireGuard key or node id (or its first characters), as
+    ``meshd revoke`` finds one; ambiguity is an error."""
+    found = (
+        [r for r in rows if r["name"] == ref]
+        or [r for r in rows if r["wg_public_key"] == ref]
+        or [r for r in rows if len(ref) >= 4 and r["node_id"].startswith(ref.lower())]
+    )
+    unique = {r["node_id"]: r for r in found}
+    if not unique:
+        raise UsageError(
+            f"no member matches {ref!r}",
+            hint="give a name, a node id (or its first characters) or a WireGuard key",
+        )
+    if len(unique) > 1:
+        names = ", ".join(f"{r['name']} ({r['node_id'][:10]})" for r in unique.values())
+        raise UsageError(
+            f"{ref!r} matches {len(unique)} members: {names}", hint="give more of the node id"
+        )
+    return next(iter(unique.values()))
 
 
 def _row(member: Any, credentials_end: int) -> dict[str, Any]:
