@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 CHECK_EVERY: Final = 60.0  # seconds between looks at the clock; the policies act once a day
 DEPARTURE_POLL: Final = 0.2
+MAX_NAMED: Final = 10  # named in one warning line; `meshd status` lists them all
 FLOOD_GRACE: Final = 1.0  # seconds the leave has to leave us before the daemon stops
 
 Flood = Callable[[bytes], Awaitable[None]]
@@ -143,16 +144,26 @@ class ExpiryWarner:
             await trio.sleep(self.check_every)
 
     def step(self, now: int) -> int:
+        """Warn about what ends within the window and was not warned about for a day: one
+        line (the first MAX_NAMED named, earliest first); returns how many."""
         found = endings(self.state.membership, now, own_certificates(self.state))
         due = self.warnings.due(now, found)
-        for ending in due:
+        if due:
+            named = [
+                f"{e.kind} {e.label} {expires_text(e.ends_at, now)} (on {_date(e.ends_at)})"
+                for e in due[:MAX_NAMED]
+            ]
+            more = (
+                f"; and {len(due) - MAX_NAMED} more (`meshd status`)"
+                if len(due) > MAX_NAMED
+                else ""
+            )
+            renew = any(e.kind == "member" for e in due)
             log.warning(
-                "%s %s %s (on %s)%s",
-                ending.kind,
-                ending.label,
-                expires_text(ending.ends_at, now),
-                _date(ending.ends_at),
-                "; renew it with `meshd renew`" if ending.kind == "member" else "",
+                "%s%s%s",
+                "; ".join(named),
+                more,
+                "; renew members with `meshd renew` (or `meshd up --auto-renew`)" if renew else "",
             )
         return len(due)
 
