@@ -3,12 +3,13 @@
 1. a fresh key is written to ``wg.key`` (0600, atomically) and its rotation signed
    (:mod:`meshd.rekey`);
 2. the rotation is merged and stored (durable before anything leaves the node);
-3. it is flooded, so that every peer replaces our old key by the new one;
-4. our interface takes the new private key and its link-local address, and Babel on the
-   mesh starts again from that address.
+3. our interface takes the new private key and its link-local address;
+4. the rotation is flooded: every peer replaces our old key by the new one and, creating the
+   new peer, initiates a handshake we already answer; Babel on the mesh starts again from
+   the new link-local address.
 
 Between 3 and 4 our peers and we disagree for the time the record takes to reach them and
-their reconcile round: at most about one handshake (docs/wireguard.md).
+their reconcile round: about one handshake (docs/wireguard.md).
 """
 
 from __future__ import annotations
@@ -55,8 +56,10 @@ async def rotate_wg(
     log.info(
         "WireGuard key rotated to %s (rotation %d)", key_to_base64(key.public), rotation.counter
     )
-    await flood(rotation.raw)
+    # Our interface first, then the others: a peer that learns the new key initiates a
+    # handshake with it at once, and we must already answer under it.
     await mesh.rekey(key.secret)
+    await flood(rotation.raw)
     if babel is not None:
         babel.rekey(key.public)
     return view(rotation)

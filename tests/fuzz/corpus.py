@@ -38,6 +38,7 @@ from meshd.records import (
     decode_untrusted,
     make_leave,
     make_renewal,
+    make_rollover,
     make_wg_rotation,
     signed_body,
 )
@@ -121,6 +122,13 @@ def build_world() -> World:
         chain=admin.chain,
     )
     leave = make_leave(key, network_id=net.anchor.network_id, issued_at=T0 + 45, reason="moved")
+    rollover = make_rollover(
+        net.root,
+        network_id=net.anchor.network_id,
+        new_root=SigningKey.generate().public,
+        issued_at=T0 + 46,
+        overlap_until=T0 + 400 * 86400,
+    )
     return {
         "network": net.network.raw,
         "founder": founder.credential.raw,
@@ -132,7 +140,7 @@ def build_world() -> World:
         "admission": admission.raw,
         "announcements": [a.raw for a in announcements],
         "revocations": [revocation.raw, invite_revocation.raw],
-        "rotations": [rotation.raw],
+        "rotations": [rotation.raw, rollover.raw],
         "lifecycle": [renewal.raw, leave.raw],
     }
 
