@@ -643,20 +643,20 @@ def settle(command: str, ctx: Any, values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def configurable(command: Callable[..., None]) -> Callable[..., None]:
+def configurable(command: Callable[..., Any]) -> Callable[..., Any]:
     """Run a typer command with its values settled from the config file and the environment.
 
-    The command takes ``ctx: typer.Context`` and ``config_file``; typer reads the wrapped function's
-    signature, so the options stay declared in one place.
+    The command takes ``ctx: typer.Context`` and ``config_file``; typer reads the wrapped
+    function's signature, so the options stay declared in one place.
     """
 
     @functools.wraps(command)
-    def run(**values: Any) -> None:
+    def run(**values: Any) -> Any:
         try:
             settled = settle(command.__name__, values["ctx"], values)
         except ConfigError as exc:
             refuse(exc)
-        command(**settled)
+        return command(**settled)
 
     return run
 
