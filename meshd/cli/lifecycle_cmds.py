@@ -93,14 +93,20 @@ def renew(
             for renewal in renewals:
                 request(node.paths.socket, "publish", {"record": b64(renewal.raw)}, timeout=10.0)
             where = "stored and flooded by the running daemon"
+            ends = {r["node_key"]: int(r["credentials_end"]) for r in _daemon_peers(node) or []}
         else:
             node.store.apply([state.ingest(renewal, at) for renewal in renewals])
             where = "stored; the daemon floods it to every member when it runs (`meshd up`)"
+            ends = {b64(p.node_key): state.credentials_end(p.node_key) for p in planned}
     finally:
         node.close()
+    # An admin's renewal applies only to members whose grants lie within the admin's.
+    refused = [p for p in planned if ends.get(b64(p.node_key), 0) < target]
+    planned = [p for p in planned if p not in refused]
     info: dict[str, Any] = {
         "renewed": [{"name": p.name, "not_after": p.not_after} for p in planned],
         "unchanged": kept,
+        "outside_grants": [p.name for p in refused],
         "until": target,
     }
     if json:
@@ -114,6 +120,12 @@ def renew(
         note(f"{name} already lasts until {when(target)} or later")
     if planned:
         note(where)
+    if refused:
+        raise UsageError(
+            f"not renewed: {', '.join(p.name for p in refused)}: their grants are outside "
+            "this admin's",
+            hint="renew them with the root key or an admin whose prefixes cover them",
+        )
 
 
 def _find(rows: list[dict[str, Any]], ref: str) -> dict[str, Any]:
