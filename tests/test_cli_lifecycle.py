@@ -208,3 +208,15 @@ def test_auto_renew_needs_a_key_that_may_renew(founder: Path) -> None:
         assert len(lifecycle_services(state, DaemonConfig(state_dir=founder), _no_flood)) == 2
     finally:
         node.close()
+
+
+def test_up_with_auto_renew_needs_a_key_that_may_renew_before_it_starts(
+    founder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (founder / "root.key").rename(founder.parent / "root.key")
+    code, _, err = run(
+        capsys, "up", "--auto-renew", "--wg-backend", "none", "--state-dir", str(founder)
+    )
+    one_line_error(code, err)
+    assert "neither the root key nor an admin key" in err
+    assert not (founder / "meshd.sock").exists()

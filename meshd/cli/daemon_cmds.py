@@ -228,11 +228,13 @@ def up(
 
     from meshd.daemon.babel import refuse_ungranted_origins
     from meshd.daemon.launch import run_until_signalled
+    from meshd.daemon.renewer import refuse_auto_renew_without_key
     from meshd.statedir import NodeDir
 
     node = NodeDir.open(config.state_dir)
     try:
         refuse_ungranted_origins(config, node)
+        refuse_auto_renew_without_key(config, node)
         trio.run(run_until_signalled, config, node)
     finally:
         node.close()

@@ -37,6 +37,7 @@ from meshd.daemon.state import NodeState
 from meshd.errors import MeshdError, VerifyError
 from meshd.invites import Issuer
 from meshd.records import Cap, Certificate, Kind, Role, decode_untrusted
+from meshd.statedir import NodeDir
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -249,3 +250,10 @@ def add_expiry(rows: list[dict[str, Any]], now: int | None = None) -> None:
         end = row.get("credentials_end")
         soon = isinstance(end, int) and end <= at + WARN_WINDOW and row.get("state") != "revoked"
         row["expires"] = expires_text(end, at) if soon and isinstance(end, int) else None
+
+
+def refuse_auto_renew_without_key(config: DaemonConfig, node: NodeDir) -> None:
+    """Before anything starts: ``--auto-renew`` needs the root key, or an admin key with the
+    invite capability, in this state dir (UsageError otherwise)."""
+    if config.auto_renew:
+        node.issuer().require(Cap.INVITE)
