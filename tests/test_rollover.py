@@ -349,3 +349,17 @@ def test_hostile_rollover_with_a_short_key() -> None:
     items[4] = bytes(31)
     with pytest.raises(DecodeError):
         w.net.state().ingest_untrusted(sign_items(w.net.root, items), NOW)
+
+
+def test_credentials_end_at_the_overlap_unless_certified_again_by_the_new_root() -> None:
+    """What `peers` shows and the expiry warnings count from: a member under the old root
+    ends when the overlap does; one certified again by the new root ends with that."""
+    w = World()
+    state = w.net.state()
+    merge(state, w.records())
+    assert state.credentials_end(w.old_member.key.public) == OVERLAP_END
+    new_end = w.new_member.credential.not_after
+    assert state.credentials_end(w.new_member.key.public) == new_end
+    without = w.net.state()
+    merge(without, [w.old_member.credential])
+    assert without.credentials_end(w.old_member.key.public) == w.old_member.credential.not_after

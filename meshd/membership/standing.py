@@ -43,7 +43,7 @@ from collections.abc import Iterable, Iterator
 from meshd.membership.lifecycle import Departures, Renewals
 from meshd.membership.roots import RootChain
 from meshd.membership.views import MemberState
-from meshd.records import Revocation
+from meshd.records import U64, Revocation
 from meshd.trust import Credential
 
 MAX_SPONSOR_DEPTH = 256  # an admission further than this from a certificate does not stand
@@ -318,7 +318,7 @@ class Standing:
             if excluded:
                 reason = reason or excluded
                 continue
-            if self.roots is not None and self.roots.end(credential.root or self.roots.first) < now:
+            if self._root_end(credential) < now:
                 retired = retired or credential  # its root was rolled over and the overlap ended
                 continue
             if credential.not_after < now:
@@ -334,6 +334,12 @@ class Standing:
         if retired is not None:
             return MemberState.EXPIRED, "root-retired", retired
         return MemberState.REVOKED, reason, entries[0][2]
+
+    def _root_end(self, credential: Credential) -> int:
+        """Until when the root the credential's chain ends at is accepted."""
+        if self.roots is None:
+            return U64
+        return self.roots.end(credential.root or self.roots.first)
 
     def _root_on_chain(self, credential: Credential) -> bool:
         return self.roots is None or self.roots.on_chain(credential.root or self.roots.first)
@@ -403,7 +409,8 @@ class Standing:
     def credentials_end(self, node: bytes) -> int:
         """When the last of a member's known credentials ends (0 when none is known)."""
         entries = self._credentials.get(node, ())
-        return max((self.renewals.end(c) for _, _, c in entries), default=0)
+        # A credential under a root that was rolled over ends with the overlap at the latest.
+        return max((min(self.renewals.end(c), self._root_end(c)) for _, _, c in entries), default=0)
 
     def is_revoked(self, key: bytes) -> bool:
         return key in self._revocations
