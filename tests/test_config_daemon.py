@@ -60,3 +60,5 @@ def test_flags_beat_the_environment_which_beats_the_file(
     assert {"time", "level", "logger", "message"} <= set(events[0])
     started = [e for e in events if e["message"].startswith("meshd up:")]
     assert len(started) == 3
+    named = [e["config"] for e in events if e["logger"] == "meshd.config"]
+    assert named == [str(config)] * 3

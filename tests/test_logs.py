@@ -189,3 +189,12 @@ def test_warnings_and_ignored_exceptions_become_one_line_each() -> None:
     assert "DeprecationWarning: old thing" in events[0]["message"]
     assert events[1]["message"] == "Exception ignored in _boom"
     assert events[1]["error"] == "ValueError: bad thing | second line"
+
+
+def test_the_config_file_is_named_first() -> None:
+    out = io.StringIO()
+    configure("info", "json", stream=out, capture_warnings=False, config_file=Path("/etc/m.toml"))
+    [event] = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert event["message"] == "options from the config file /etc/m.toml"
+    assert event["config"] == "/etc/m.toml"
+    assert event["logger"] == "meshd.config"

@@ -223,7 +223,7 @@ def up(
         ),
     )
     config = _renewing(config, auto_renew, renew_window, renew_for)
-    configure(log_level, log_format)
+    configure(log_level, log_format, config_file=config_file)
     import trio
 
     from meshd.daemon.babel import refuse_ungranted_origins
@@ -298,7 +298,7 @@ def join(
         node = await join_network(invite, name=name, config=config, progress=note)
         try:
             if not no_up:
-                configure(log_level, log_format)
+                configure(log_level, log_format, config_file=config_file)
                 await run_until_signalled(config, node)
         finally:
             node.close()

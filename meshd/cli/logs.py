@@ -26,6 +26,7 @@ import logging
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Any, Final, TextIO
 
 LEVELS: Final = ("debug", "info", "warning", "error")
@@ -172,11 +173,13 @@ def configure(
     quiet: bool = False,
     stream: TextIO | None = None,
     capture_warnings: bool = True,
+    config_file: Path | None = None,
 ) -> logging.Handler:
     """Send every log record to ``stream`` (stderr) in ``form``, meshd's at ``level``.
 
     ``quiet`` (``meshd join`` before it runs the daemon): warnings and worse only, and in text
-    as ``meshd: message``. Returns the handler installed on the root logger (replacing any).
+    as ``meshd: message``. ``config_file``: the file the options were read from, logged first.
+    Returns the handler installed on the root logger (replacing any).
     """
     ours = level_number(level)
     out = stream if stream is not None else sys.stderr
@@ -200,6 +203,10 @@ def configure(
     if capture_warnings:
         logging.captureWarnings(True)
         sys.unraisablehook = _log_unraisable
+    if config_file is not None:
+        logging.getLogger(f"{OUR_LOGGER}.config").info(
+            "options from the config file %s", config_file, extra={"config": str(config_file)}
+        )
     return handler
 
 
