@@ -3,7 +3,8 @@
 Every error meshd raises on purpose derives from :class:`MeshdError`. Untrusted bytes are
 turned into :class:`DecodeError` (they do not parse) or :class:`VerifyError` (they parse but
 are not to be trusted) exactly once, at the boundary where they enter, and are counted there;
-they never crash a task. A user-facing error carries a ``hint``: what to do about it.
+they never crash a task. A user-facing error carries a ``hint``: what to do about it, and an
+``exit_status``: what the command line exits with (the table is in the README, "Exit status").
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ class MeshdError(Exception):
     """Root of every error meshd raises deliberately."""
 
     hint: str = ""
+    exit_status: int = 1
+    """1: what was asked cannot be done as asked (the default)."""
 
     def __init__(self, message: str, *, hint: str = "") -> None:
         super().__init__(message)
@@ -45,8 +48,55 @@ class UsageError(MeshdError):
     """The user asked for something that cannot be done as asked."""
 
 
+class CommandLineError(UsageError):
+    """The command line itself is wrong: a missing, conflicting or malformed argument (exit 2,
+    like the argument errors the command-line parser reports)."""
+
+    exit_status = 2
+
+
+class AlreadyRunning(UsageError):
+    """Another daemon holds this state dir, interface or route (exit 4)."""
+
+    exit_status = 4
+
+
+class NotPermitted(UsageError):
+    """No permission, a missing capability, or permissions too open to be safe (exit 5)."""
+
+    exit_status = 5
+
+
+class AddressUnavailable(UsageError):
+    """An address or port does not bind: in use, or not an address of this host (exit 6)."""
+
+    exit_status = 6
+
+
+class NodeRevoked(MeshdError):
+    """This node's own membership is revoked: the daemon stops (exit 10)."""
+
+    exit_status = 10
+
+    @classmethod
+    def because(cls, reason: str) -> NodeRevoked:
+        """The error a revoked node's daemon stops with; ``reason`` is the revocation's."""
+        why = f" ({reason})" if reason else ""
+        return cls(
+            f"this node is revoked{why}; its daemon stopped",
+            hint="ask an admin of the network for a new invite and join again with another "
+            "--state-dir",
+        )
+
+
 class KeyFileError(UsageError):
     """A key file is missing, malformed or readable by others."""
+
+
+class UnsafePermissions(KeyFileError, NotPermitted):
+    """A state dir or key file that others can read or change: refused, as ssh does (exit 5)."""
+
+    exit_status = 5
 
 
 class StoreError(MeshdError):
@@ -68,4 +118,6 @@ class ControlDecodeError(ControlError, DecodeError):
 
 
 class DaemonNotRunning(ControlError):
-    """No daemon answers on the control socket of this state dir."""
+    """No daemon answers on the control socket of this state dir (exit 3)."""
+
+    exit_status = 3

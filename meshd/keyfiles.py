@@ -12,7 +12,8 @@ import os
 import stat
 from pathlib import Path
 
-from meshd.errors import KeyFileError
+from meshd.errors import KeyFileError, UnsafePermissions
+from meshd.permissions import check_owner
 
 KEY_LEN = 32
 
@@ -80,8 +81,9 @@ def read_secret(path: Path) -> bytes:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise KeyFileError(f"{path} is not a regular file")
+        check_owner(path, info, "the key file")
         if info.st_mode & 0o077:
-            raise KeyFileError(
+            raise UnsafePermissions(
                 f"the key file {path} is readable by others "
                 f"(mode {stat.S_IMODE(info.st_mode):04o})",
                 hint=f"run: chmod 600 {path}",

@@ -26,6 +26,7 @@ from meshd.keyfiles import read_secret, write_secret
 from meshd.keys import SigningKey, WireGuardKey, clamp_x25519
 from meshd.layout import Paths
 from meshd.membership import Membership
+from meshd.permissions import check_private_dir
 from meshd.records import Certificate, Role, decode_untrusted, make_certificate, make_network
 from meshd.store import Store
 from meshd.trust import Anchor, Verifier
@@ -80,6 +81,7 @@ class NodeDir:
                 hint="create a network with `meshd init --network NAME` or join one with "
                 "`meshd join --invite TOKEN` (or pass --state-dir)",
             )
+        check_private_dir(paths.root)
         node_key = SigningKey(read_secret(paths.node_key))
         wg_secret = read_secret(paths.wg_key)
         if clamp_x25519(wg_secret) != wg_secret:

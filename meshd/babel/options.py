@@ -15,7 +15,7 @@ from meshd.babel.config import DEFAULT_MAX_ROUTES
 from meshd.babel.mac import MacAlgorithm, MacKey
 from meshd.babel.martians import martian
 from meshd.babel.sources import IPNetwork
-from meshd.errors import UsageError
+from meshd.errors import CommandLineError
 
 DEFAULT_HELLO_INTERVAL = 4.0
 """Seconds, as babeld's default."""
@@ -86,17 +86,17 @@ def parse_redistribute(text: str) -> RedistributeRule:
     hint = "write PREFIX [ge N] [le N] allow|deny, e.g. '10.1.0.0/16 le 24 allow'"
     words = text.split()
     if len(words) < 2 or words[-1] not in ("allow", "deny") or len(words) % 2:
-        raise UsageError(f"--babel-redistribute {text!r} is not a rule", hint=hint)
+        raise CommandLineError(f"--babel-redistribute {text!r} is not a rule", hint=hint)
     prefix = parse_prefix(words[0], option="--babel-redistribute")
     bound = {"ge": prefix.prefixlen, "le": prefix.max_prefixlen}
     seen: set[str] = set()
     for name, value in zip(words[1:-1:2], words[2:-1:2], strict=True):
         if name not in bound or name in seen or not value.isdigit():
-            raise UsageError(f"--babel-redistribute {text!r}: bad {name!r}", hint=hint)
+            raise CommandLineError(f"--babel-redistribute {text!r}: bad {name!r}", hint=hint)
         seen.add(name)
         bound[name] = int(value)
     if not prefix.prefixlen <= bound["ge"] <= bound["le"] <= prefix.max_prefixlen:
-        raise UsageError(
+        raise CommandLineError(
             f"--babel-redistribute {text!r}: need {prefix.prefixlen} <= ge <= le <= "
             f"{prefix.max_prefixlen}",
             hint=hint,
@@ -128,14 +128,14 @@ class BabelConfig:
 
     def __post_init__(self) -> None:
         if not 0.05 <= self.hello_interval <= 655.35:
-            raise UsageError(
+            raise CommandLineError(
                 f"--babel-hello-interval {self.hello_interval} s is out of range",
                 hint="use 0.05 s to 655 s",
             )
         if len(set(self.interfaces)) != len(self.interfaces):
-            raise UsageError("a --babel-interface is given twice")
+            raise CommandLineError("a --babel-interface is given twice")
         if min(self.max_routes_site, self.max_routes_mesh) < 1:
-            raise UsageError("a Babel route budget must be at least 1")
+            raise CommandLineError("a Babel route budget must be at least 1")
 
     @property
     def enabled(self) -> bool:
@@ -146,7 +146,7 @@ def parse_prefix(text: str, *, option: str = "--babel-originate") -> IPNetwork:
     try:
         return ipaddress.ip_network(text, strict=True)
     except ValueError as exc:
-        raise UsageError(
+        raise CommandLineError(
             f"{option} {text!r}: {exc}", hint="write a prefix such as 10.1.0.0/24"
         ) from None
 
@@ -157,7 +157,7 @@ def parse_origin(text: str) -> Origin:
     prefix = parse_prefix(prefix_text.strip())
     source = parse_prefix(source_text.strip()) if source_text.strip() else None
     if martian(prefix) or martian(source):
-        raise UsageError(
+        raise CommandLineError(
             f"--babel-originate {text!r} is a martian prefix (multicast, loopback, "
             "link-local, unspecified, IPv4-mapped or broadcast)",
             hint="announce a unicast prefix",
@@ -165,7 +165,7 @@ def parse_origin(text: str) -> Origin:
     if source is None:
         return prefix, None
     if source.version != prefix.version or source.prefixlen == 0:
-        raise UsageError(
+        raise CommandLineError(
             f"--babel-originate {text!r}: the source must be a non-default prefix of the "
             "same family"
         )
@@ -177,12 +177,12 @@ def parse_key(text: str) -> MacKey:
     hint = "write ID:ALGORITHM:HEX with ALGORITHM hmac-sha256 or blake2s128"
     parts = text.split(":")
     if len(parts) != 3 or not parts[0]:
-        raise UsageError("--babel-key is not ID:ALGORITHM:HEXKEY", hint=hint)
+        raise CommandLineError("--babel-key is not ID:ALGORITHM:HEXKEY", hint=hint)
     key_id, algorithm, secret = parts
     try:
         return MacKey(key_id, MacAlgorithm(algorithm), bytes.fromhex(secret))
     except ValueError as exc:
-        raise UsageError(f"--babel-key {key_id!r}: {exc}", hint=hint) from None
+        raise CommandLineError(f"--babel-key {key_id!r}: {exc}", hint=hint) from None
 
 
 def babel_config(

@@ -10,38 +10,24 @@ the daemon and libp2p are imported inside the commands that run them.
 
 from __future__ import annotations
 
-import os
 import sys
-
-from meshd.errors import MeshdError
 
 
 def main(argv: list[str] | None = None, *, quick: bool = True) -> None:
-    """Entry point: run a command; any meshd error becomes one line and exit status 1.
+    """Entry point: run a command; a failure becomes one line and its exit status
+    (meshd.cli.failures, the README's table).
 
     ``quick=False`` always takes the typer app (the tests and benchmarks compare both ways).
     """
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         status = _run(args, quick)
-    except MeshdError as exc:
-        print(f"meshd: {exc.one_line()}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("meshd: interrupted", file=sys.stderr)
-        sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
-    except Exception as exc:
-        # A bug, not a user error: still one line, unless asked for the whole story.
-        if os.environ.get("MESHD_DEBUG"):
-            raise
-        print(
-            f"meshd: internal error ({type(exc).__name__}: {exc}); "
-            "rerun with MESHD_DEBUG=1 for details and report it",
-            file=sys.stderr,
-        )
-        sys.exit(70)
+    except (Exception, KeyboardInterrupt, BaseExceptionGroup) as exc:  # noqa: BLE001 (every failure ends in one line)
+        from meshd.cli.failures import report
+
+        sys.exit(report(exc))
     if status:
         sys.exit(status)
 

@@ -21,7 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    add_completion=False,
+    add_completion=True,
 )
 
 StateDir = Annotated[
@@ -59,6 +59,7 @@ def load_commands() -> typer.Typer:
         config_cmds,
         daemon_cmds,
         demo_cmds,
+        issued,
         lifecycle_cmds,
         root_cmds,
         rotate_cmds,
@@ -89,7 +90,11 @@ def run_app(args: list[str]) -> int:
             print(exc.format_message(), file=sys.stderr)
             return 2
         # Bad arguments: one line, and where to read how to call the command.
-        message = " ".join(exc.format_message().split())
-        print(f"meshd: {message}; see `meshd --help`", file=sys.stderr)
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        where = " (see `meshd --help`)" if message.endswith("?") else "; see `meshd --help`"
+        print(f"meshd: {message}{where}", file=sys.stderr)
         return 2
+    if status == 130:
+        # Typer turns Ctrl-C in a command into exit 130 without a word.
+        print("meshd: interrupted", file=sys.stderr)
     return status if isinstance(status, int) else 0

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from meshd.cli.output import emit_fields, emit_json, emit_table
+from meshd.cli.stopping import raise_if_revoked
 from meshd.control.client import request
+from meshd.errors import DaemonNotRunning
 from meshd.layout import Paths, resolve
 
 
@@ -32,9 +34,7 @@ def peers(state_dir: Path | None = None, json: bool = False) -> None:
             [
                 r["name"] or "-",
                 r["node_id"][:12],
-                r["state"]
-                + (f" ({r['reason']})" if r.get("reason") else "")
-                + (f", {r['expires']}" if r.get("expires") else ""),
+                r["state"] + _why(r) + (f", {r['expires']}" if r.get("expires") else ""),
                 r["overlay_ip"],
                 r.get("wg_endpoint") or ",".join(r["endpoints"]) or "-",
                 _handshake(r),
@@ -44,6 +44,14 @@ def peers(state_dir: Path | None = None, json: bool = False) -> None:
             for r in rows
         ],
     )
+
+
+def _why(row: dict[str, Any]) -> str:
+    """Why a member is not admitted: the state's reason, and a revocation's own words."""
+    code, text = row.get("reason") or "", row.get("revocation_reason") or ""
+    if code and text:
+        return f" ({code}: {text})"
+    return f" ({code or text})" if code or text else ""
 
 
 def _handshake(row: dict[str, Any]) -> str:
@@ -90,7 +98,11 @@ _STATUS_FIELDS = (
 
 
 def status(state_dir: Path | None = None, json: bool = False) -> None:
-    info = ask(state_dir, "status")
+    try:
+        info = ask(state_dir, "status")
+    except DaemonNotRunning:
+        raise_if_revoked(Paths(resolve(state_dir)).root)
+        raise
     if json:
         emit_json(info)
         return

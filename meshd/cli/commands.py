@@ -14,9 +14,9 @@ import typer
 from meshd.cli import revoking
 from meshd.cli.app import Json, StateDir, app
 from meshd.cli.output import b64, emit_fields, emit_json, note, when
-from meshd.cli.parse import duration, prefix
+from meshd.cli.parse import duration, prefix, read_secret_argument
 from meshd.control.client import request
-from meshd.errors import DaemonNotRunning, UsageError
+from meshd.errors import CommandLineError, DaemonNotRunning, UsageError
 from meshd.layout import resolve
 
 # The trust layer (keys, records, the store) is imported inside the commands that use it, so
@@ -46,18 +46,22 @@ def init(
     """Create a network: its trust root, and this node as its founding member."""
     from meshd.addressing import overlay_address
     from meshd.keys import fingerprint
+    from meshd.permissions import state_dir_error
     from meshd.statedir import init_network, now
 
     _check_name(network, "--network")
     node_name = name or socket.gethostname().split(".")[0] or "founder"
     _check_name(node_name, "--name")
-    node = init_network(
-        resolve(state_dir),
-        network_name=network,
-        node_name=node_name,
-        root_key_path=root_key,
-        at=now(),
-    )
+    try:
+        node = init_network(
+            resolve(state_dir),
+            network_name=network,
+            node_name=node_name,
+            root_key_path=root_key,
+            at=now(),
+        )
+    except OSError as exc:  # a read-only or unwritable state dir, a full disk
+        raise state_dir_error(resolve(state_dir), exc) from None
     try:
         info = {
             "network": network,
@@ -82,7 +86,7 @@ def init(
 
 def _check_name(value: str, option: str) -> None:
     if not value or len(value.encode()) > 64 or not value.isprintable() or value != value.strip():
-        raise UsageError(
+        raise CommandLineError(
             f"{option} {value!r} is not a usable name",
             hint="use up to 64 printable characters, no leading or trailing spaces",
         )
@@ -144,7 +148,13 @@ def invite(
     note(
         f"invite {fingerprint(inv.certificate.subject)}: {uses} use(s), "
         f"valid until {when(inv.certificate.not_after)}"
-        + ("" if addrs else "; it names no bootstrap address, so joiners need --bootstrap")
+        + (
+            ""
+            if addrs
+            else "; it names no bootstrap address, so no one can join with it: run `meshd up` "
+            "first (invites then carry its addresses), or give `meshd invite --bootstrap "
+            "MULTIADDR` of a running member"
+        )
     )
     print(encode_token(inv))
 
@@ -195,7 +205,12 @@ def revoke(
 @app.command()
 def inspect(
     target: Annotated[
-        str, typer.Argument(metavar="TOKEN|FILE", help="An invite token, or a key or record file.")
+        str,
+        typer.Argument(
+            metavar="TOKEN|FILE",
+            help="An invite token ('-' reads it from stdin), or a key, record or token file "
+            "(also as '@FILE').",
+        ),
     ],
     state_dir: StateDir = None,
     json: Json = False,
@@ -204,6 +219,10 @@ def inspect(
     from meshd.cli.inspect import inspect_target
     from meshd.statedir import now
 
+    if target == "-":
+        target = read_secret_argument(target, "TOKEN")  # a token on stdin, as `join --invite -`
+    elif target.startswith("@"):
+        target = target[1:]  # @FILE, as `join --invite @FILE`: the file, whatever it holds
     info = inspect_target(target, resolve(state_dir), now())
     if json:
         emit_json(info)
@@ -247,7 +266,9 @@ def admin_create(
     wanted = Cap.NONE
     for item in (c.strip().lower() for c in caps.split(",") if c.strip()):
         if item not in ("invite", "revoke"):
-            raise UsageError(f"unknown capability {item!r}", hint="use invite, revoke or both")
+            raise CommandLineError(
+                f"unknown capability {item!r}", hint="use invite, revoke or both"
+            )
         wanted |= Cap.INVITE if item == "invite" else Cap.REVOKE
     lifetime = duration(expires, option="--expires")
     node = NodeDir.open(resolve(state_dir))

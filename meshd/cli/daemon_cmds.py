@@ -235,7 +235,7 @@ def up(
     try:
         refuse_ungranted_origins(config, node)
         refuse_auto_renew_without_key(config, node)
-        trio.run(run_until_signalled, config, node)
+        _stopped_by(trio.run(run_until_signalled, config, node))
     finally:
         node.close()
 
@@ -289,21 +289,53 @@ def join(
         babel_config(hello_interval=babel_hello_interval),
     )
     configure(log_level, log_format, quiet=True)
+    from functools import partial
+
     import trio
 
     from meshd.daemon.join import join as join_network
     from meshd.daemon.launch import run_until_signalled
+    from meshd.daemon.lifecycle import interruptible
+    from meshd.daemon.startup import preflight, quiet_libp2p, rollback
 
-    async def main() -> None:
-        node = await join_network(invite, name=name, config=config, progress=note)
+    async def main() -> int | None:
+        if not no_up:
+            await preflight(config)
+        with rollback(config.state_dir), quiet_libp2p():  # a failed join: one line, and
+            node = await interruptible(  # the state dir as it was
+                partial(join_network, invite, name=name, config=config, progress=note)
+            )
         try:
             if not no_up:
                 configure(log_level, log_format, config_file=config_file)
-                await run_until_signalled(config, node)
+                return await run_until_signalled(config, node)
         finally:
             node.close()
+        return None
 
-    trio.run(main)
+    _stopped_by(trio.run(main))
+
+
+def _stopped_by(signum: int | None) -> None:
+    """Ctrl-C (SIGINT) ends the command as interrupted (exit 130), SIGTERM as a success."""
+    import signal
+
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+
+
+@app.command()
+def down(
+    state_dir: StateDir = None,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", min=0.1, max=3600, help="Seconds to wait for it to stop."),
+    ] = 30.0,
+) -> None:
+    """Stop the running daemon gracefully (as SIGTERM does) and wait until it has stopped."""
+    from meshd.cli.stopping import down as stop_daemon
+
+    stop_daemon(state_dir, timeout)
 
 
 @app.command()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import os
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -39,12 +41,53 @@ def emit_fields(fields: Mapping[str, Any]) -> None:
 
 
 def emit_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Aligned columns; on a terminal (or with COLUMNS set) the widest columns are cut, with
+    an ellipsis, so that every line fits its width. JSON output is never cut."""
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    print("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    limit = terminal_width()
+    if limit is not None:
+        widths = fit_widths(
+            widths, [min(len(h), w) for h, w in zip(headers, widths, strict=True)], limit
+        )
+    print(
+        "  ".join(
+            _cut(h.upper(), w).ljust(w) for h, w in zip(headers, widths, strict=True)
+        ).rstrip()
+    )
     for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        print("  ".join(_cut(c, w).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def terminal_width() -> int | None:
+    """The width to fit tables to: COLUMNS if set, else the terminal's; None when stdout is
+    not a terminal (a pipe or file gets whole lines)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if not sys.stdout.isatty():
+        return None
+    return shutil.get_terminal_size().columns
+
+
+def fit_widths(widths: Sequence[int], minimum: Sequence[int], limit: int) -> list[int]:
+    """Column widths whose line (two spaces between columns) fits ``limit``: the widest
+    column loses a character at a time, none below its ``minimum`` (its header)."""
+    fitted = list(widths)
+    excess = sum(fitted) + 2 * (len(fitted) - 1) - limit
+    while excess > 0:
+        shrinkable = [i for i, w in enumerate(fitted) if w > max(minimum[i], 3)]
+        if not shrinkable:
+            break
+        widest = max(shrinkable, key=lambda i: fitted[i])
+        fitted[widest] -= 1
+        excess -= 1
+    return fitted
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(0, width - 1)] + "\u2026"
 
 
 def note(text: str) -> None:

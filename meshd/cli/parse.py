@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from meshd.addressing import Prefix
-from meshd.errors import UsageError
+from meshd.errors import CommandLineError, UsageError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"(\d+)([smhdw])")
@@ -19,14 +19,14 @@ def duration(text: str, *, option: str) -> int:
     value = text.strip().lower()
     parts = _DURATION.findall(value)
     if not value or "".join(n + u for n, u in parts) != value:
-        raise UsageError(
+        raise CommandLineError(
             f"{option} {text!r} is not a duration", hint="write it like 30m, 24h or 7d"
         )
     seconds = sum(int(n) * _UNITS[u] for n, u in parts)
     if seconds <= 0:
-        raise UsageError(f"{option} must be longer than zero")
+        raise CommandLineError(f"{option} must be longer than zero")
     if seconds > 100 * 365 * 86400:
-        raise UsageError(f"{option} {text!r} is longer than a hundred years")
+        raise CommandLineError(f"{option} {text!r} is longer than a hundred years")
     return seconds
 
 
@@ -34,7 +34,7 @@ def prefix(text: str) -> Prefix:
     try:
         return ipaddress.ip_network(text, strict=True)
     except ValueError as exc:
-        raise UsageError(
+        raise CommandLineError(
             f"{text!r} is not a prefix ({exc})", hint="write it like fd00:1::/64 or 10.1.0.0/24"
         ) from None
 
@@ -52,5 +52,5 @@ def read_secret_argument(value: str, option: str) -> str:
         return value.strip()
     text = text.strip()
     if not text:
-        raise UsageError(f"{option}: nothing to read", hint="give the token, '-' or '@FILE'")
+        raise CommandLineError(f"{option}: nothing to read", hint="give the token, '-' or '@FILE'")
     return text

@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from meshd.cli import asking, revoking
+from meshd.cli import asking, revoking, stopping
 
 
 class _NotUnderstood(Exception):
@@ -30,6 +30,16 @@ class _NotUnderstood(Exception):
 
 def _text(value: str) -> str:
     return value
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise _NotUnderstood(value) from None
+    if not 0.1 <= seconds <= 3600:  # typer's range, and its error
+        raise _NotUnderstood(value)
+    return seconds
 
 
 def _path(value: str) -> Path:
@@ -59,6 +69,7 @@ COMMANDS: Mapping[str, Quick] = {
     "peers": Quick(asking.peers, _JSON, _STATE_DIR),
     "status": Quick(asking.status, _JSON, _STATE_DIR),
     "routes": Quick(asking.routes, _JSON, _STATE_DIR),
+    "down": Quick(stopping.down, {}, {**_STATE_DIR, "--timeout": ("timeout", _seconds)}),
     "revoke": Quick(
         revoking.revoke,
         _JSON,

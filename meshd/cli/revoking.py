@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from meshd.cli.output import b64, emit_json, note
 from meshd.control.client import request
-from meshd.errors import DaemonNotRunning, MeshdError, UsageError
+from meshd.errors import CommandLineError, DaemonNotRunning, MeshdError, UsageError
 from meshd.layout import resolve
 
 if TYPE_CHECKING:
@@ -39,11 +39,11 @@ def revoke(
     from meshd.statedir import NodeDir, now
 
     if sum(x is not None for x in (node_ref, invite_id, admin_id)) != 1:
-        raise UsageError(
+        raise CommandLineError(
             "name exactly one thing to revoke", hint="give a NODE, or --invite ID, or --admin ID"
         )
     if len(reason.encode()) > 256 or not reason.isprintable():
-        raise UsageError("--reason must be printable and at most 256 bytes")
+        raise CommandLineError("--reason must be printable and at most 256 bytes")
     at = now()
     node = NodeDir.open(resolve(state_dir))
     try:

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Final
 
 from meshd.babel.options import BabelConfig
-from meshd.errors import UsageError
+from meshd.daemon.startup import listen_endpoint
+from meshd.errors import CommandLineError
 from meshd.wg.backend import MAX_IFNAME
 from meshd.wg.model import parse_endpoint
 
@@ -51,33 +52,35 @@ class DaemonConfig:
 
     def __post_init__(self) -> None:
         if self.wg_backend not in WG_BACKENDS:
-            raise UsageError(
+            raise CommandLineError(
                 f"unknown WireGuard backend {self.wg_backend!r}",
                 hint="use one of " + ", ".join(WG_BACKENDS),
             )
         if not 0 < len(self.interface) <= MAX_IFNAME or not all(
             c.isalnum() or c in "-_." for c in self.interface
         ):
-            raise UsageError(
+            raise CommandLineError(
                 f"--interface {self.interface!r} is not a usable interface name",
                 hint=f"use 1 to {MAX_IFNAME} of [A-Za-z0-9._-]",
             )
         if not 0 < self.listen_port < 65536:
-            raise UsageError(f"--listen-port {self.listen_port} is out of range (1-65535)")
+            raise CommandLineError(f"--listen-port {self.listen_port} is out of range (1-65535)")
         for endpoint in self.endpoints:
             try:
                 parse_endpoint(endpoint)
             except ValueError as exc:
-                raise UsageError(
+                raise CommandLineError(
                     f"--endpoint {endpoint!r}: {exc}",
                     hint="write HOST:PORT with an IP address, [ADDRESS]:PORT for IPv6",
                 ) from None
         if not self.listen:
-            raise UsageError("give at least one --listen address")
+            raise CommandLineError("give at least one --listen address")
+        for addr in self.listen:
+            listen_endpoint(addr)
         if self.degree < 1:
-            raise UsageError("--degree must be at least 1")
+            raise CommandLineError("--degree must be at least 1")
         if self.announce_ttl <= self.announce_interval:
-            raise UsageError(
+            raise CommandLineError(
                 "--announce-ttl must be longer than --announce-interval",
                 hint="members would expire between two of their announcements",
             )

@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from meshd.daemon.config import DaemonConfig
+from meshd.daemon.lifecycle import own_revocation, stop_on_down, stop_when_revoked
 from meshd.daemon.notify import Notifier, inform_systemd
 from meshd.daemon.rekey import finish_cut_short
+from meshd.daemon.startup import lock_state_dir
 from meshd.daemon.state import NodeState
 from meshd.daemon.wireguard import current_underlay, open_mesh
 from meshd.statedir import NodeDir
@@ -68,16 +70,31 @@ async def run(
             task_status.started(daemon)
 
 
-async def run_until_signalled(config: DaemonConfig, node: NodeDir) -> None:
-    """Run in the foreground; SIGINT or SIGTERM shuts down within the configured deadline."""
+async def run_until_signalled(config: DaemonConfig, node: NodeDir) -> int | None:
+    """Run in the foreground; SIGINT or SIGTERM (or `meshd down`) shuts down within the
+    configured deadline, and a revocation of this node ends it (NodeRevoked). Returns the
+    signal that stopped it, if one did."""
+    received: list[int] = []
+    lock = lock_state_dir(node.paths.root)  # before the store is loaded: a second daemon
+    try:  # for this state dir stops here, having changed nothing
+        await _run_until_signalled(config, node, received)
+    finally:
+        lock.release()
+    return received[0] if received else None
+
+
+async def _run_until_signalled(config: DaemonConfig, node: NodeDir, received: list[int]) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
             async def wait_for_signal() -> None:
                 async for signum in signals:
                     log.info("%s: shutting down", signal.Signals(signum).name)
+                    received.append(signum)
                     nursery.cancel_scope.cancel()
                     return
 
             nursery.start_soon(wait_for_signal)
-            await nursery.start(run, config, node)
+            nursery.start_soon(stop_on_down, node.paths.root, nursery.cancel_scope)
+            daemon = await nursery.start(run, config, node)
+            nursery.start_soon(stop_when_revoked, own_revocation(daemon.state), node.paths.root)

@@ -35,6 +35,7 @@ from meshd.control.server import serve as serve_control
 from meshd.daemon.babel import BabelService
 from meshd.daemon.config import DaemonConfig, topic_of
 from meshd.daemon.ingest import check_sync_records
+from meshd.daemon.lifecycle import down_answer
 from meshd.daemon.rekey import rotate_wg
 from meshd.daemon.renewer import add_expiry, expiring_view, lifecycle_services
 from meshd.daemon.state import NodeState, SyncSessions
@@ -524,7 +525,11 @@ class Daemon:
             return rows
         if cmd == "routes":
             if self.babel is None:
-                raise UsageError("Babel is not running", hint="start with --babel-interface")
+                raise UsageError(
+                    "Babel is not running: it runs on the mesh with a WireGuard backend, and "
+                    "with the routers of --babel-interface links",
+                    hint="start with --wg-backend auto, kernel or userspace, or --babel-interface",
+                )
             return self.babel.routes_view()
         if cmd == "invite-bootstrap":
             return self.listen_addrs()
@@ -557,6 +562,8 @@ class Daemon:
             for peer in self.host.connected_peers():
                 self._request_sync(peer)
             return {"requested": len(self.host.connected_peers())}
+        if cmd == "down":
+            return down_answer(self.state.node.paths.root)
         raise UsageError(f"the daemon knows no command {cmd!r}", hint="update the CLI")
 
     def shed_view(self) -> dict[str, int]:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from meshd.daemon.lifecycle import revocation_text
 from meshd.errors import DecodeError, VerifyError
 from meshd.gossip import enroll
 from meshd.gossip.sync import net_change
@@ -404,6 +405,7 @@ class NodeState:
                     "node_key": base64.b64encode(m.node_key).decode("ascii"),
                     "state": _state_label(m, self.key),
                     "reason": m.reason,
+                    "revocation_reason": revocation_text(self.membership, m),
                     "overlay_ip": str(m.overlay),
                     "link_local": str(link_local_from_wg_key(m.wg_key)),
                     "wg_public_key": base64.b64encode(m.wg_key).decode("ascii"),

@@ -45,6 +45,7 @@ import trio
 from nacl.bindings import crypto_scalarmult_base
 
 from meshd.addressing import overlay_address
+from meshd.daemon.startup import claim
 from meshd.errors import BackendError
 from meshd.membership import Event, Member, Revoked
 from meshd.mesh.desired import DesiredMesh, Underlay, desired_peers, peer_members
@@ -375,7 +376,7 @@ async def open_mesh(config: DaemonConfig, node: NodeDir) -> AsyncIterator[WireGu
         listen_port=config.listen_port,
         overlay_address=overlay,
     )
-    async with opener(interface) as backend:
+    async with claim(config, node), opener(interface) as backend:
         if kind != "none":
             await backend.replace_routes([prefix])
         log.info(

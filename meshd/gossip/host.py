@@ -37,6 +37,7 @@ from libp2p.pubsub.pubsub import Pubsub
 from libp2p.rcmgr import Direction
 from libp2p.tools.anyio_service import background_trio_service
 
+from meshd.errors import AddressUnavailable
 from meshd.gossip.admission import StrangerBudget
 from meshd.gossip.config import HostConfig, Validator, parse_multiaddr
 from meshd.gossip.libp2p_workarounds import (
@@ -50,6 +51,7 @@ from meshd.gossip.libp2p_workarounds import (
     leaves,
     source_of,
     stop_auto_connector,
+    unbound_listen_addrs,
     wait_for_queue_room,
     widen_listen_backlog,
 )
@@ -315,6 +317,13 @@ class GossipHost:
                     background_trio_service(gossipsub),
                 ):
                     await pubsub.wait_until_ready()
+                    unbound = unbound_listen_addrs(host, listen)
+                    if unbound:
+                        raise AddressUnavailable(
+                            f"cannot listen on {', '.join(unbound)}: the address is in use or "
+                            "not an address of this host",
+                            hint="choose another --listen address or port",
+                        )
                     await stop_auto_connector(host)
                     widen_listen_backlog(host)
                     subscription = await pubsub.subscribe(config.topic)

@@ -57,6 +57,12 @@ named below are in tests/gossip/test_host.py.
 - The listen queue (:func:`widen_listen_backlog`). ``sock.listen(128)`` in
   ``transport/tcp/tcp.py: _open_reuseport_listeners`` and ``TCPListener.listeners``.
   Test: test_the_listen_queue_is_wide.
+- Exclusive TCP listen ports (patch; :func:`unbound_listen_addrs`). ``transport/tcp/tcp.py:
+  _open_reuseport_listeners`` sets SO_REUSEPORT, so a second daemon shared a port already in
+  use and dials landed on either; ours sets SO_REUSEADDR only (a restart still binds past
+  TIME_WAIT). ``Swarm.listen`` only logs an address that does not bind: the host checks
+  ``Swarm.listeners`` (keyed by the multiaddr's text) after listening. Tests:
+  tests/daemon/test_startup.py.
 - Dials to a new address (:func:`forget_failed_dial`). ``Swarm._negative_peer_cache``,
   ``Swarm.unblock_peer``, ``PeerStore.clear_addrs`` and the one-address-per-class choice in
   ``Swarm.dial_peer``. Test: test_a_dial_to_a_new_address_ignores_an_earlier_failure.
@@ -75,7 +81,7 @@ import ipaddress
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -92,6 +98,8 @@ from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.utils import maybe_consume_signed_record
 from libp2p.stream_muxer.yamux.yamux import YamuxStream
+from libp2p.transport.exceptions import OpenConnectionError
+from libp2p.transport.tcp import tcp as libp2p_tcp
 
 from meshd.gossip.config import HostConfig
 from meshd.gossip.peers import ConnectionNotifee
@@ -114,6 +122,7 @@ __all__ = [
     "seed_sequence_number",
     "source_of",
     "stop_auto_connector",
+    "unbound_listen_addrs",
     "wait_for_queue_room",
     "widen_listen_backlog",
 ]
@@ -440,6 +449,12 @@ def widen_listen_backlog(host: IHost, backlog: int = LISTEN_BACKLOG) -> None:
                 sock.listen(backlog)
 
 
+def unbound_listen_addrs(host: IHost, wanted: Sequence[multiaddr.Multiaddr]) -> list[str]:
+    """The addresses of ``wanted`` that the host does not listen on (they did not bind)."""
+    listening = host.get_network().listeners
+    return [str(addr) for addr in wanted if str(addr) not in listening]
+
+
 def forget_failed_dial(host: IHost, peer_id: ID) -> None:
     """Make the next dial of ``peer_id`` go to the address it is given, whatever came before.
 
@@ -603,8 +618,25 @@ async def _release_window_at_half(self: YamuxStream, *, bytes_read: int = 0) -> 
     await self.send_window_update(delta, skip_lock=True)
 
 
+async def _open_exclusive_listeners(host: str | None, port: int) -> list[trio.SocketListener]:
+    """libp2p's ``_open_reuseport_listeners`` without SO_REUSEPORT: a port in use does not
+    bind (two daemons never share one). ``host`` None listens on 0.0.0.0 only, as there."""
+    family = trio.socket.AF_INET6 if host is not None and ":" in host else trio.socket.AF_INET
+    ip = host or "0.0.0.0"  # noqa: S104 (the wildcard, as asked)
+    sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+        await sock.bind((ip, port))
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise OpenConnectionError(f"Failed to listen on {ip}:{port}: {exc}") from exc
+    return [trio.SocketListener(sock)]
+
+
 # Both modules imported the function by name: replace it where it is looked up.
 libp2p_pubsub.maybe_consume_signed_record = _consume_signed_record_once  # type: ignore[attr-defined]
 libp2p_gossipsub.maybe_consume_signed_record = _consume_signed_record_once  # type: ignore[attr-defined]
 YamuxStream._auto_tune_and_send_window_update = _release_window_at_half  # type: ignore[method-assign]
+libp2p_tcp._open_reuseport_listeners = _open_exclusive_listeners
 logging.getLogger(ACCEPT_LOGGER).addFilter(ACCEPT_LOG_FILTER)

@@ -418,6 +418,15 @@ class Standing:
     def revocations(self) -> list[Revocation]:
         return [r for rs in self._revocations.values() for r in rs]
 
+    def revocation_of(self, node: bytes) -> Revocation | None:
+        """The revocation that excludes a credential of the member (of its key, or of the
+        invite or admin key it depends on); None when none does."""
+        for _, _, credential in self._credentials.get(node, ()):
+            key = self._revoked_by(credential)
+            if key is not None:
+                return self._revocations[key][0]
+        return None
+
     def invite_uses(self, invite_key: bytes) -> int:
         """How many members have an admission under the invite that takes a use: one whose
         sponsor is sponsored, uses not counted (a revoked key's unlisted ones take none)."""

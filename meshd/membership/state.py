@@ -700,6 +700,10 @@ class Membership:
         """The member's leave, if it left."""
         return self._standing.departures.get(node_key)
 
+    def revocation_of(self, node_key: bytes) -> Revocation | None:
+        """The revocation that excludes the member, if one does (its reason is for people)."""
+        return self._standing.revocation_of(node_key)
+
     def issuing_certificates(self) -> list[Certificate]:
         """The invite and admin certificates that members' credentials were issued under."""
         return list(self._issuing.values())

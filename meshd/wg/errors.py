@@ -45,4 +45,6 @@ class UapiErrnoError(UapiError):
 
 
 class BackendUnavailable(BackendError):
-    """The requested WireGuard backend cannot run on this machine."""
+    """The requested WireGuard backend cannot run on this machine (exit 7)."""
+
+    exit_status = 7

@@ -145,6 +145,28 @@ class Netlink:
 
         await self._run(f"replacing routes via {ifname}", replace)
 
+    async def route_interfaces(self, prefix: IPNetwork) -> list[str]:
+        """The interfaces that a route for exactly ``prefix`` (main table) goes through."""
+
+        def read(ipr: Any) -> list[str]:
+            family = socket.AF_INET6 if prefix.version == 6 else socket.AF_INET
+            names = {
+                int(link["index"]): str(link.get_attr("IFLA_IFNAME")) for link in ipr.get_links()
+            }
+            found = []
+            for msg in ipr.get_routes(family=family, table=254):
+                if msg["dst_len"] != prefix.prefixlen:
+                    continue
+                dst = msg.get_attr("RTA_DST")
+                oif = msg.get_attr("RTA_OIF")
+                if dst is None or oif is None:
+                    continue
+                if ipaddress.ip_address(dst) == prefix.network_address:
+                    found.append(names.get(int(oif), str(oif)))
+            return found
+
+        return await self._run(f"reading the routes to {prefix}", read)
+
     async def delete_routes(self, ifname: str, prefixes: Iterable[IPNetwork]) -> None:
         nets = list(prefixes)
 

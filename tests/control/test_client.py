@@ -109,7 +109,7 @@ def test_cli_without_daemon_fails_in_one_line(tmp_path: Path, command: str) -> N
         timeout=30,
         check=False,
     )
-    assert result.returncode == 1
+    assert result.returncode == 3  # no daemon runs (the README's exit statuses)
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1

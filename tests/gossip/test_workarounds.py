@@ -72,7 +72,12 @@ def test_what_the_inbound_gate_and_the_dial_reset_reach_into_is_there() -> None:
     # widen_listen_backlog: the backlog libp2p asks for, on the listeners it keeps.
     from libp2p.transport.tcp import tcp
 
-    assert "sock.listen(128)" in inspect.getsource(tcp._open_reuseport_listeners)
+    source = inspect.getsource(tcp)
+    assert "sock.listen(128)" in source
+    # The exclusive listeners: looked up by name when listening, SO_REUSEPORT set there.
+    assert "await _open_reuseport_listeners(host, port)" in source
+    assert "SO_REUSEPORT" in source
+    assert tcp._open_reuseport_listeners is workarounds._open_exclusive_listeners
     assert "self.listeners.extend(" in inspect.getsource(tcp.TCPListener)
 
 
