@@ -301,7 +301,10 @@ except SystemExit as exc:
     status = exc.code
 else:
     status = 0
-heavy = ("typer", "click", "pydantic", "rich", "libp2p", "trio", "multiaddr", "meshd.daemon")
+heavy = (
+    "typer", "click", "pydantic", "rich", "libp2p", "trio", "multiaddr", "meshd.daemon",
+    "prometheus_client",
+)
 print(status, ",".join(m for m in heavy if m in sys.modules), file=sys.stderr)
 """
 

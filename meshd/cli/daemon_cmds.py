@@ -121,6 +121,29 @@ BabelRedistribute = Annotated[
     ),
 ]
 
+Metrics = Annotated[
+    str | None,
+    typer.Option(
+        "--metrics",
+        help="Serve Prometheus metrics on HOST:PORT, e.g. 127.0.0.1:9101 (docs/metrics.md) "
+        "[default: off].",
+        show_default=False,
+    ),
+]
+
+
+def _with_metrics(config: DaemonConfig, metrics: str | None) -> DaemonConfig:
+    """``config`` with ``--metrics``, whose address is tried at once: one line if it does not
+    bind, before the daemon starts (and before ``join`` spends a use of the invite)."""
+    import dataclasses
+
+    config = dataclasses.replace(config, metrics=metrics or None)
+    if config.metrics is not None:
+        from meshd.daemon.metrics import bind
+
+        bind(config.metrics).close()
+    return config
+
 
 def _config(
     state_dir: Path | None,
@@ -195,6 +218,7 @@ def up(
     babel_originate: BabelOriginate = None,
     babel_key: BabelKey = None,
     babel_redistribute: BabelRedistribute = None,
+    metrics: Metrics = None,
     log_level: LogLevel = "info",
     log_format: LogFormat = "text",
     config_file: ConfigFile = None,
@@ -231,6 +255,7 @@ def up(
     from meshd.daemon.renewer import refuse_auto_renew_without_key
     from meshd.statedir import NodeDir
 
+    config = _with_metrics(config, metrics)
     node = NodeDir.open(config.state_dir)
     try:
         refuse_ungranted_origins(config, node)
@@ -269,6 +294,7 @@ def join(
     announce_ttl: AnnounceTtl = "2m",
     degree: Degree = 6,
     babel_hello_interval: BabelHello = 4.0,
+    metrics: Metrics = None,
     log_level: LogLevel = "info",
     log_format: LogFormat = "text",
     config_file: ConfigFile = None,
@@ -288,6 +314,7 @@ def join(
         (interface, listen_port, endpoint),
         babel_config(hello_interval=babel_hello_interval),
     )
+    config = _with_metrics(config, metrics)
     configure(log_level, log_format, quiet=True)
     from functools import partial
 

@@ -9,6 +9,7 @@ from typing import Final
 from meshd.babel.options import BabelConfig
 from meshd.daemon.startup import listen_endpoint
 from meshd.errors import CommandLineError
+from meshd.metrics.http import parse_address
 from meshd.wg.backend import MAX_IFNAME
 from meshd.wg.model import parse_endpoint
 
@@ -46,11 +47,14 @@ class DaemonConfig:
     stream_timeout: float = 10.0
     dial_timeout: float = 5.0
     babel: BabelConfig = field(default_factory=BabelConfig)
+    metrics: str | None = None  # --metrics HOST:PORT, the Prometheus endpoint; None: off
     auto_renew: bool = False  # renew members ending within renew_window, once a day
     renew_window: int = 30 * 86400
     renew_for: int = 365 * 86400
 
     def __post_init__(self) -> None:
+        if self.metrics is not None:
+            parse_address(self.metrics)
         if self.wg_backend not in WG_BACKENDS:
             raise CommandLineError(
                 f"unknown WireGuard backend {self.wg_backend!r}",

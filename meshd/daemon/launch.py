@@ -26,6 +26,7 @@ import trio
 
 from meshd.daemon.config import DaemonConfig
 from meshd.daemon.lifecycle import own_revocation, stop_on_down, stop_when_revoked
+from meshd.daemon.metrics import open_metrics
 from meshd.daemon.notify import Notifier, inform_systemd
 from meshd.daemon.rekey import finish_cut_short
 from meshd.daemon.startup import lock_state_dir
@@ -54,7 +55,7 @@ async def run(
     """Run a node for an opened state dir until cancelled; reports the Daemon when started."""
     state = NodeState(node, announce_ttl=config.announce_ttl)
     finish_cut_short(state)
-    async with open_mesh(config, node) as mesh:
+    async with open_metrics(config) as metrics, open_mesh(config, node) as mesh:
         mesh.set_underlay(await current_underlay([config.interface, "lo"]))
         mesh.attach(state.members)
         state.add_sink(mesh.notify)
@@ -67,6 +68,8 @@ async def run(
             serve = await trio.to_thread.run_sync(_load_service)
             daemon = await nursery.start(serve, config, state, mesh)
             await nursery.start(inform_systemd, Notifier(), daemon._control)
+            if metrics is not None:
+                await nursery.start(metrics.run, daemon._control, state)
             task_status.started(daemon)
 
 

@@ -208,6 +208,7 @@ class Daemon:
         self.state.mark_outgoing(raw)
         try:
             await self.host.publish(raw)
+            self.state.traffic.published()
         except (TransportError, ValueError) as exc:
             log.warning("could not publish record %s: %s", record_id(raw).hex()[:12], exc)
         finally:
@@ -411,12 +412,14 @@ class Daemon:
             result = await converse(stream, session, partial(self._ingest, peer), initiator=True)
         except (MeshdError, ValueError) as exc:
             log.info("sync with %s failed: %s", peer, exc)
+            self.state.traffic.synced(None, initiator=True)
             await stream.reset()
             return None
         finally:
             self.sync_sessions.dropped += session.dropped
         await stream.close()
         self.syncs += 1
+        self.state.traffic.synced(result, initiator=True)
         if result.records_received or result.records_sent:
             log.info(
                 "synced with %s: %d records in (%d new), %d out, %d bytes",
@@ -459,9 +462,11 @@ class Daemon:
             await stream.reset()
             return
         session = sync_protocol.SyncSession(self.state.membership)
+        result = None
         try:
-            await converse(stream, session, partial(self._ingest, peer), initiator=False)
+            result = await converse(stream, session, partial(self._ingest, peer), initiator=False)
         finally:
+            self.state.traffic.synced(result, initiator=False)
             self.sync_sessions.close(peer, member=member)
             self.sync_sessions.dropped += session.dropped
 
@@ -673,7 +678,8 @@ async def serve(
     task_status: TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the gossip side of a node whose state and WireGuard are open, until cancelled."""
-    async with GossipHost(host_config(config, state.node, config.listen), state.validate) as host:
+    validate = state.traffic.counting(state.validate)
+    async with GossipHost(host_config(config, state.node, config.listen), validate) as host:
         daemon = Daemon(config, state, host, mesh)
         async with trio.open_nursery() as nursery:
             await nursery.start(daemon.run)

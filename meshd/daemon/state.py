@@ -32,6 +32,7 @@ from meshd.membership import (
     decode_batch_untrusted,
 )
 from meshd.membership.pending import LOCAL
+from meshd.metrics.snapshot import Traffic
 from meshd.records import Admission, Announcement, Enrollment, Kind, Record, record_id
 from meshd.statedir import NodeDir
 from meshd.wg.addresses import link_local_from_wg_key
@@ -202,6 +203,7 @@ class NodeState:
         self._sync_strangers = RateLimiter(SYNC_STRANGER_RATE, SYNC_STRANGER_BURST)
         self._sync_all_strangers = RateLimiter(SYNC_STRANGERS_RATE, SYNC_STRANGERS_BURST)
         self._outgoing: set[bytes] = set()
+        self.traffic = Traffic()  # gossip and sync counters, for the metrics
         self._sinks: list[EventSink] = []
         # A peer id's member key; the daemon installs libp2p's (this module imports no libp2p).
         self.peer_key: Callable[[str], bytes | None] = _no_key

@@ -1,0 +1,226 @@
+"""The Prometheus endpoint (``--metrics ADDR``): a trio task serving HTTP on a socket bound
+before anything else starts.
+
+A scrape takes one :class:`~meshd.metrics.snapshot.Snapshot` of the daemon's views on the event
+loop (the same ``status``, ``peers`` and ``routes`` the control socket answers, and the
+:class:`~meshd.metrics.snapshot.Traffic` counters), then renders it in a worker thread, one
+at a time: prometheus_client is imported there, on the first scrape, never on the event loop
+and never by a daemon without ``--metrics``. Bounded: MAX_CLIENTS connections at once (more
+are closed at once), a request head of at most MAX_HEAD bytes within REQUEST_TIMEOUT.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final
+
+import trio
+
+from meshd.errors import MeshdError, UsageError
+from meshd.metrics.http import (
+    INDEX,
+    MAX_HEAD,
+    Request,
+    decode_scrape_untrusted,
+    head_length,
+    parse_address,
+    response,
+    route,
+)
+from meshd.metrics.snapshot import Snapshot, Traffic
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+    from meshd.daemon.config import DaemonConfig
+    from meshd.daemon.state import NodeState
+
+log = logging.getLogger(__name__)
+
+MAX_CLIENTS: Final = 8
+REQUEST_TIMEOUT: Final = 10.0
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+
+Ask = Callable[[str, dict[str, Any]], Awaitable[Any]]
+Gather = Callable[[], Awaitable[Snapshot]]
+
+
+class MetricsAddressUnavailable(UsageError):
+    """The --metrics address does not bind (exit 6: an address or port does not bind)."""
+
+    exit_status = 6
+
+
+def bind(address: str) -> socket.socket:
+    """A listening TCP socket on ``address`` (``HOST:PORT``); a one-line error if it does not
+    bind. Called before the daemon changes anything, so a wrong address costs nothing."""
+    host, port = parse_address(address)
+    family = socket.AF_INET6 if ":" in host or host == "" else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if family == socket.AF_INET6 and host == "":
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # :PORT: v4 and v6
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT only
+        sock.bind((host or "::", port))
+        sock.listen(MAX_CLIENTS)
+    except OSError as exc:
+        sock.close()
+        why = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            hint = "another program listens there: choose another port for --metrics"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            hint = "that address is not one of this host's: choose one it has"
+        elif exc.errno in (errno.EACCES, errno.EPERM):
+            hint = "ports below 1024 need root or CAP_NET_BIND_SERVICE: choose a higher one"
+        else:
+            hint = "choose another address for --metrics"
+        raise MetricsAddressUnavailable(
+            f"--metrics {address}: cannot listen: {why}", hint=hint
+        ) from None
+    return sock
+
+
+async def gather(ask: Ask, state: NodeState, traffic: Traffic) -> Snapshot:
+    """The daemon's views now, as the control socket would answer them."""
+    status = await ask("status", {})
+    peers = await ask("peers", {})
+    try:
+        routes = await ask("routes", {})
+    except MeshdError:
+        routes = None  # Babel is not running
+    return Snapshot.of(
+        time.time(),
+        status,
+        peers,
+        routes if isinstance(routes, Mapping) else None,
+        len(state.membership.revocations()),
+        traffic,
+    )
+
+
+def render(snapshot: Snapshot) -> bytes:
+    """The exposition text of a snapshot, and of this process (``process_*``)."""
+    from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+
+    from meshd.metrics.collector import SnapshotCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(snapshot))
+    ProcessCollector(registry=registry)
+    return generate_latest(registry)
+
+
+@asynccontextmanager
+async def open_metrics(config: DaemonConfig) -> AsyncIterator[MetricsServer | None]:
+    """The endpoint ``config.metrics`` asks for, bound (None when off); closed on the way out."""
+    if config.metrics is None:
+        yield None
+        return
+    sock = bind(config.metrics)
+    try:
+        yield MetricsServer(sock)
+    finally:
+        sock.close()
+
+
+class MetricsServer:
+    """Serves scrapes on a bound socket (:func:`bind`)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._render = trio.CapacityLimiter(1)
+        self._clients = 0
+        self._gather: Gather | None = None
+        self.scrapes = 0
+        self.refused = 0  # connections closed at once: MAX_CLIENTS were being served
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._sock.getsockname()[:2]
+        return str(host), int(port)
+
+    async def run(
+        self,
+        ask: Ask,
+        state: NodeState,
+        *,
+        task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve until cancelled, with snapshots of what ``ask`` (the control handler) and
+        ``state`` show."""
+        await self.serve(partial(gather, ask, state, state.traffic), task_status=task_status)
+
+    async def serve(
+        self, gather: Gather, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        self._gather = gather
+        listener = trio.SocketListener(trio.socket.from_stdlib_socket(self._sock.dup()))
+        host, port = self.address
+        log.info(
+            "metrics on http://%s/metrics", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        )
+        async with listener, trio.open_nursery() as nursery:
+            task_status.started()
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:  # out of descriptors: wait, do not spin
+                    log.debug("metrics: accept: %s", exc)
+                    await trio.sleep(0.1)
+                    continue
+                if self._clients >= MAX_CLIENTS:
+                    self.refused += 1
+                    await trio.aclose_forcefully(stream)
+                    continue
+                self._clients += 1
+                nursery.start_soon(self._serve, stream)
+
+    async def _serve(self, stream: trio.SocketStream) -> None:
+        try:
+            with trio.move_on_after(REQUEST_TIMEOUT):
+                answer = await self._answer(stream)
+                if answer:
+                    await stream.send_all(answer)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            log.debug("metrics: %s", exc)
+        finally:
+            self._clients -= 1
+            await trio.aclose_forcefully(stream)
+
+    async def _answer(self, stream: trio.SocketStream) -> bytes:
+        buffer = b""
+        while (length := head_length(buffer)) is None:
+            if len(buffer) > MAX_HEAD:
+                return response(400, b"request head too long\n")
+            data = await stream.receive_some(4096)
+            if not data:
+                return b""
+            buffer += data
+        try:
+            request = decode_scrape_untrusted(buffer[:length])
+        except MeshdError:
+            return response(400, b"bad request\n")
+        status = route(request)
+        head = request.method == "HEAD"
+        if status != 200:
+            return response(status, f"{status}\n".encode(), head=head)
+        if request.path == "/":
+            return response(200, INDEX, head=head)
+        return await self._metrics(request)
+
+    async def _metrics(self, request: Request) -> bytes:
+        assert self._gather is not None
+        try:
+            snapshot = await self._gather()
+        except MeshdError as exc:
+            return response(503, f"{exc}\n".encode())
+        async with self._render:
+            body = await trio.to_thread.run_sync(render, snapshot)
+        self.scrapes += 1
+        return response(200, body, CONTENT_TYPE, head=request.method == "HEAD")

@@ -1,0 +1,70 @@
+"""The metrics of a real WireGuard mesh (wireguard-go on 3 lab hosts, Babel on the mesh):
+WireGuard peers with their handshake age and bytes, Babel routes and neighbours, scraped with
+urllib inside a host's namespace."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from meshd.demo import LabMesh, wait_for
+from meshd.lab import Lab
+from tests.metrics.test_collector import Samples, parse
+
+pytestmark = pytest.mark.root
+
+HOSTS = ["h1", "h2", "h3"]
+ADDRESS = "127.0.0.1:9101"  # in h1's own namespace
+FETCH = f"""
+import urllib.request
+print(urllib.request.urlopen("http://{ADDRESS}/metrics", timeout=10).read().decode())
+"""
+
+
+@pytest.fixture(scope="module")
+def mesh() -> Iterator[LabMesh]:
+    with Lab(len(HOSTS)) as lab:
+        mesh = LabMesh(lab, network="metricsmesh")
+        try:
+            mesh.init("h1")
+            mesh.node("h1").extra = ("--metrics", ADDRESS)
+            mesh.up("h1")
+            mesh.join_all("h1", HOSTS[1:])
+            wait_for(lambda: mesh.handshakes_done(HOSTS), 20, "a handshake between every pair")
+            yield mesh
+        finally:
+            mesh.close()
+
+
+def scrape(mesh: LabMesh) -> Samples:
+    return parse(mesh.lab.exec("h1", [sys.executable, "-c", FETCH]).stdout)
+
+
+def test_wireguard_and_babel_metrics_of_a_live_mesh(mesh: LabMesh) -> None:
+    names = {row["name"]: row["node_id"][:16] for row in mesh.node("h1").peers()}
+
+    def babel_settled() -> bool:
+        samples = scrape(mesh)
+        routes = samples.get("meshd_babel_routes", {})
+        return (
+            samples.get("meshd_babel_neighbours", {}).get(()) == 2
+            and routes.get((("state", "selected"),), 0) >= 3
+        )
+
+    wait_for(babel_settled, 40, "two Babel neighbours and their routes in the metrics")
+    samples = scrape(mesh)
+    assert samples["meshd_wireguard_peers"][()] == 2
+    assert samples["meshd_wireguard_peers_desired"][()] == 2
+    assert samples["meshd_members"][(("state", "admitted"),)] == 3
+    for host in ("h2", "h3"):
+        labels = (("node_id", names[host]), ("peer", host))
+        age = samples["meshd_wireguard_peer_handshake_age_seconds"][labels]
+        assert 0 <= age < 180, (host, age)
+        assert samples["meshd_wireguard_peer_receive_bytes_total"][labels] > 0
+        assert samples["meshd_wireguard_peer_transmit_bytes_total"][labels] > 0
+    # Each member's overlay /128 (ours too), the others' reached directly.
+    assert samples["meshd_babel_routes"][(("state", "installed"),)] >= 2
+    assert samples["meshd_relayed_peers"][()] == 0
+    assert samples["meshd_wireguard_errors_total"][()] == 0
