@@ -212,6 +212,12 @@ def leave(
         mine = [r for r in _daemon_peers(node) or [] if r.get("node_id") == me.get("node_id")]
         if mine and mine[0].get("state") == MemberState.REVOKED.value:
             raise UsageError("this node is no longer a member", hint="nothing to leave")
+        if not me.get("connected"):
+            raise UsageError(
+                "no member is connected to this node: the departure would reach no one",
+                hint="wait until `meshd status` shows connected members, or have an admin "
+                "`meshd revoke` this node",
+            )
         record = make_leave(
             node.node_key, network_id=node.anchor.network_id, issued_at=now(), reason=reason
         )
