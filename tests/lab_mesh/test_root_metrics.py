@@ -1,6 +1,6 @@
 """The metrics of a real WireGuard mesh (wireguard-go on 3 lab hosts, Babel on the mesh):
-WireGuard peers with their handshake age and bytes, Babel routes and neighbours, scraped with
-urllib inside a host's namespace."""
+WireGuard peers with their handshake age and bytes, Babel routes and neighbours, a member
+relayed once its direct path is blocked; scraped with urllib inside a host's namespace."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ pytestmark = pytest.mark.root
 
 HOSTS = ["h1", "h2", "h3"]
 ADDRESS = "127.0.0.1:9101"  # in h1's own namespace
+HELLO = "0.5"
 FETCH = f"""
 import urllib.request
 print(urllib.request.urlopen("http://{ADDRESS}/metrics", timeout=10).read().decode())
@@ -28,8 +29,10 @@ def mesh() -> Iterator[LabMesh]:
     with Lab(len(HOSTS)) as lab:
         mesh = LabMesh(lab, network="metricsmesh")
         try:
+            for host in HOSTS:
+                mesh.node(host).extra = ("--babel-hello-interval", HELLO)
             mesh.init("h1")
-            mesh.node("h1").extra = ("--metrics", ADDRESS)
+            mesh.node("h1").extra += ("--metrics", ADDRESS)
             mesh.up("h1")
             mesh.join_all("h1", HOSTS[1:])
             wait_for(lambda: mesh.handshakes_done(HOSTS), 20, "a handshake between every pair")
@@ -68,3 +71,22 @@ def test_wireguard_and_babel_metrics_of_a_live_mesh(mesh: LabMesh) -> None:
     assert samples["meshd_babel_routes"][(("state", "installed"),)] >= 2
     assert samples["meshd_relayed_peers"][()] == 0
     assert samples["meshd_wireguard_errors_total"][()] == 0
+
+
+def test_a_member_reached_through_another_counts_as_relayed(mesh: LabMesh) -> None:
+    mesh.lab.block_udp("h1", "h3")
+    try:
+        wait_for(
+            lambda: scrape(mesh).get("meshd_relayed_peers", {}).get(()) == 1,
+            40,
+            "h3 relayed through h2 in h1's metrics",
+        )
+        row = next(r for r in mesh.node("h1").peers() if r["name"] == "h3")
+        assert row["route"] == "via h2"
+    finally:
+        mesh.lab.unblock_udp("h1", "h3")
+    wait_for(
+        lambda: scrape(mesh).get("meshd_relayed_peers", {}).get(()) == 0,
+        40,
+        "h3 direct again",
+    )
