@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
-from meshd.errors import MeshdError, UsageError
+from meshd.errors import AddressUnavailable, MeshdError
 from meshd.metrics.http import (
     INDEX,
     MAX_HEAD,
@@ -51,12 +51,6 @@ Ask = Callable[[str, dict[str, Any]], Awaitable[Any]]
 Gather = Callable[[], Awaitable[Snapshot]]
 
 
-class MetricsAddressUnavailable(UsageError):
-    """The --metrics address does not bind (exit 6: an address or port does not bind)."""
-
-    exit_status = 6
-
-
 def bind(address: str) -> socket.socket:
     """A listening TCP socket on ``address`` (``HOST:PORT``); a one-line error if it does not
     bind. Called before the daemon changes anything, so a wrong address costs nothing."""
@@ -80,9 +74,7 @@ def bind(address: str) -> socket.socket:
             hint = "ports below 1024 need root or CAP_NET_BIND_SERVICE: choose a higher one"
         else:
             hint = "choose another address for --metrics"
-        raise MetricsAddressUnavailable(
-            f"--metrics {address}: cannot listen: {why}", hint=hint
-        ) from None
+        raise AddressUnavailable(f"--metrics {address}: cannot listen: {why}", hint=hint) from None
     return sock
 
 
