@@ -220,3 +220,20 @@ def test_up_with_auto_renew_needs_a_key_that_may_renew_before_it_starts(
     one_line_error(code, err)
     assert "neither the root key nor an admin key" in err
     assert not (founder / "meshd.sock").exists()
+
+
+def test_departure_signals_only_a_process_that_handles_sigterm(founder: Path) -> None:
+    import signal
+
+    import trio
+
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # as in this test process
+    node = NodeDir.open(founder)
+    try:
+        state = NodeState(node, announce_ttl=None)
+        state.add_local(
+            make_leave(node.node_key, network_id=node.anchor.network_id, issued_at=now())
+        )
+        trio.run(Departure(state, grace=0).run)  # returns; the process lives on
+    finally:
+        node.close()
