@@ -237,3 +237,32 @@ def test_departure_signals_only_a_process_that_handles_sigterm(founder: Path) ->
         trio.run(Departure(state, grace=0).run)  # returns; the process lives on
     finally:
         node.close()
+
+
+def test_inspect_checks_a_renewal_and_a_leave(
+    founder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from meshd.keyfiles import read_secret
+    from meshd.records import make_renewal
+
+    node = NodeDir.open(founder)
+    try:
+        root = SigningKey(read_secret(node.paths.root_key))
+        nid, me = node.anchor.network_id, node.node_key.public
+        renewal = make_renewal(root, network_id=nid, subject=me, issued_at=now(), not_after=now())
+        forged = make_renewal(
+            SigningKey.generate(), network_id=nid, subject=me, issued_at=now(), not_after=now()
+        )
+        leave = make_leave(node.node_key, network_id=nid, issued_at=now(), reason="moving")
+    finally:
+        node.close()
+    for name, record, verdict in (
+        ("renewal", renewal, "ok"),
+        ("forged", forged, "FAILED"),
+        ("leave", leave, "ok"),
+    ):
+        path = tmp_path / name
+        path.write_bytes(record.raw)
+        code, out, _ = run(capsys, "inspect", str(path), "--json", "--state-dir", str(founder))
+        assert code == 0
+        assert json.loads(out)["signatures"].startswith(verdict), (name, out)

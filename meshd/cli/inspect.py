@@ -19,8 +19,10 @@ from meshd.records import (
     Certificate,
     Enrollment,
     Invite,
+    Leave,
     Network,
     Record,
+    Renewal,
     Revocation,
     decode_record_untrusted,
     record_id,
@@ -189,6 +191,10 @@ def _verify(verifier: Verifier, record: Record) -> None:
         verifier.invite(record)
     elif isinstance(record, Enrollment):
         verifier.enrollment(record)
+    elif isinstance(record, Renewal):
+        verifier.renewal(record)
+    elif isinstance(record, Leave):
+        verifier.leave(record)
 
 
 def _describe(record: Record) -> dict[str, Any]:
@@ -230,6 +236,19 @@ def _describe(record: Record) -> dict[str, Any]:
             "invite_id": fingerprint(e.invite.subject),
             "sponsor_id": fingerprint(record.sponsor),
             "admitted_at": when(record.admitted_at),
+        }
+    if isinstance(record, Renewal):
+        return {
+            "subject_id": fingerprint(record.subject),
+            "not_after": when(record.not_after),
+            "issued_at": when(record.issued_at),
+            "issuer_id": fingerprint(record.issuer),
+        }
+    if isinstance(record, Leave):
+        return {
+            "node_id": fingerprint(record.node_key),
+            "reason": record.reason,
+            "issued_at": when(record.issued_at),
         }
     if isinstance(record, Network):
         return {"created_at": when(record.created_at)}
