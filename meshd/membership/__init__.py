@@ -29,6 +29,7 @@ a credential past its end, or a member whose announcements stopped for longer th
 - ``recordset``: the set of verified records and its digests;
 - ``pending``: the bounded pool of records that wait for a credential;
 - ``standing``: who stands, judged from the set alone;
+- ``lifecycle``: renewals (how long a member stands) and leaves (members that left);
 - ``views``: member views, events and merge outcomes.
 """
 
