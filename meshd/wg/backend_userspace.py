@@ -115,7 +115,7 @@ class UserspaceBackend:
         with trio.move_on_after(START_TIMEOUT):
             while True:
                 if self.process.poll() is not None:
-                    raise BackendError(
+                    raise BackendUnavailable(
                         f"wireguard-go for {self.ifname} exited with {self.process.returncode}",
                         hint=f"run `wireguard-go -f {self.ifname}` as root to see why",
                     )

@@ -240,6 +240,49 @@ def test_an_interface_another_process_serves_is_left_alone(tmp_path: Path) -> No
         other.wait(10)
 
 
+@pytest.mark.root
+@needs_wireguard
+def test_wireguard_go_failing_to_start(tmp_path: Path) -> None:
+    """wireguard-go that exits at once (as it does without /dev/net/tun): exit 7, one line."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "wireguard-go").write_text("#!/bin/sh\nexit 1\n")
+    (fake / "wireguard-go").chmod(0o755)
+    node = Daemon("theta", tmp_path / "theta")
+    node.init()
+    ifname = _ifname("f")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "meshd",
+            "up",
+            "--listen",
+            node.listen,
+            "--wg-backend",
+            "userspace",
+            "--interface",
+            ifname,
+            "--listen-port",
+            str(free_port()),
+            "--state-dir",
+            str(node.state_dir),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        cwd=ROOT,
+        env={**_env(), "PATH": f"{fake}:{os.environ['PATH']}"},
+    )
+    assert done.returncode == 7
+    assert the_line(done.stderr) == (
+        f"meshd: wireguard-go for {ifname} exited with 1; run `wireguard-go -f {ifname}` as root "
+        "to see why"
+    )
+    assert not _link_exists(ifname)
+
+
 # --- stopping ------------------------------------------------------------------------------
 
 
