@@ -6,7 +6,6 @@ import base64
 import datetime
 import json
 import os
-import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -66,9 +65,12 @@ def terminal_width() -> int | None:
     columns = os.environ.get("COLUMNS", "")
     if columns.isdigit() and int(columns) > 0:
         return int(columns)
-    if not sys.stdout.isatty():
+    try:
+        if not os.isatty(sys.stdout.fileno()):
+            return None
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except (AttributeError, ValueError, OSError):  # no real stdout (a test's capture)
         return None
-    return shutil.get_terminal_size().columns
 
 
 def fit_widths(widths: Sequence[int], minimum: Sequence[int], limit: int) -> list[int]:
