@@ -48,6 +48,7 @@ LOAD_ORDER = (
     Kind.RENEWAL,
     Kind.CERTIFICATE,
     Kind.ADMISSION,
+    Kind.HANDOVER,
     Kind.REVOCATION,
     Kind.LEAVE,
     Kind.ANNOUNCEMENT,

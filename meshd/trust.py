@@ -19,11 +19,13 @@ from meshd.errors import VerifyError
 from meshd.keys import SigningKey, fingerprint_bytes, verify
 from meshd.records import (
     CONTEXTS,
+    HANDOVER_ACCEPT_CONTEXT,
     Admission,
     Announcement,
     Cap,
     Certificate,
     Enrollment,
+    Handover,
     Invite,
     Kind,
     Leave,
@@ -34,6 +36,7 @@ from meshd.records import (
     Role,
     Rollover,
     WgRotation,
+    handover_acceptance,
     kind_of,
     record_id,
     signed_body,
@@ -295,6 +298,45 @@ class Verifier:
         if leave.node_key == self.anchor.root_key:
             raise VerifyError("bad-target", "the root key is not a member")
         check_signature(leave)
+
+    def handover(self, handover: Handover) -> Credential:
+        """Check a node key hand-over: network, keys, the old key's credential it names, the
+        old key's signature and the new key's acceptance. Returns the new key's credential:
+        the old one's name, grants, validity and chain, sponsored by the old key (so it stands
+        while a credential of the old key would, and takes no invite use)."""
+        self._network(handover.network_id)
+        old, new = handover.old_key, handover.new_key
+        if new == old or new in self.roots:
+            raise VerifyError("bad-target", "a hand-over goes to another key, not a root")
+        held = handover.credential
+        if isinstance(held, Certificate):
+            credential = self.member_certificate(held)
+        elif isinstance(held, Admission):
+            credential = self.admission(held)
+        else:
+            credential = self.handover(held)  # the old key got its membership by a hand-over
+        if credential.node_key != old:
+            raise VerifyError("bad-chain", "the credential handed over is not the old key's")
+        check_signature(handover)
+        accepted = handover_acceptance(handover.network_id, old, new)
+        verify(new, HANDOVER_ACCEPT_CONTEXT, accepted, handover.new_signature)
+        rid = record_id(handover.raw)
+        return Credential(
+            new,
+            handover.wg_key,
+            credential.name,
+            credential.admitted_at,
+            credential.not_after,
+            credential.prefixes,
+            frozenset((credential.depends_on - {old}) | {new}),
+            None,
+            0,
+            rid,
+            sponsor=old,
+            enrollment=rid,
+            rank=handover.issued_at,
+            root=credential.root,
+        )
 
     def rollover(self, rollover: Rollover) -> None:
         """Check a root rollover: network, a new key that is no root yet, the window, and

@@ -53,6 +53,7 @@ from meshd.records import (
     make_announcement,
     make_certificate,
     make_enrollment,
+    make_handover,
     make_leave,
     make_renewal,
     make_revocation,
@@ -228,6 +229,44 @@ def pool() -> Pool:
         )
     for node, at in ((first, NOW - 5), (first, NOW - 9), (third, NOW), (late, NOW), (elder, NOW)):
         records.append(make_leave(node.key, network_id=net.anchor.network_id, issued_at=at))
+    # Node key hand-overs: two from one key (the earlier wins), one onward from the winner,
+    # and one by a member revoked since (the revocation wins).
+    k1, k2, k3, k4 = (SigningKey.generate() for _ in range(4))
+    to_k1 = make_handover(
+        junior.key,
+        k1,
+        network_id=net.anchor.network_id,
+        issued_at=T0 + 60,
+        wg_key=junior.wg.public,
+        credential=junior.credential,
+    )
+    records += [
+        to_k1,
+        make_handover(
+            junior.key,
+            k2,
+            network_id=net.anchor.network_id,
+            issued_at=T0 + 61,
+            wg_key=junior.wg.public,
+            credential=junior.credential,
+        ),
+        make_handover(
+            k1,
+            k3,
+            network_id=net.anchor.network_id,
+            issued_at=T0 + 62,
+            wg_key=junior.wg.public,
+            credential=to_k1,
+        ),
+        make_handover(
+            guest.key,
+            k4,
+            network_id=net.anchor.network_id,
+            issued_at=T0 + 63,
+            wg_key=guest.wg.public,
+            credential=guest.credential,
+        ),
+    ]
     # Root rollovers: two from the first root (the earlier wins), one onward from the winner,
     # and a member certified by each of the three new roots (the loser's does not stand).
     heir, rival, grandheir = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()

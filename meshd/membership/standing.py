@@ -78,6 +78,10 @@ class Standing:
         self.renewals = Renewals()
         self.departures = Departures()
         self.roots: RootChain | None = None  # the root rollovers; None: the first root only
+        # Node keys handed over (``meshd rotate node``): old key -> its hand-overs, earliest
+        # first by (issued_at, record id), each with the enrollment ids whose admissions under
+        # the old key keep standing (its own id: the new key's credential). The earliest wins.
+        self.handovers: dict[bytes, list[tuple[int, bytes, frozenset[bytes]]]] = {}
 
     # --- changes ------------------------------------------------------------------------
 
@@ -163,6 +167,17 @@ class Standing:
             return dependents | self._recompute()
         return set(dependents)
 
+    def add_handover(
+        self, old: bytes, issued_at: int, rid: bytes, kept: Iterable[bytes]
+    ) -> set[bytes]:
+        """Index a verified hand-over of ``old``; returns the members whose standing may
+        change (the old key stops standing; what it countersigned is judged again)."""
+        entries = self.handovers.setdefault(old, [])
+        entries.append((issued_at, rid, frozenset(kept) | {rid}))
+        entries.sort(key=lambda e: e[:2])
+        self.invalidate()
+        return {old} | self._recompute()
+
     def invalidate(self) -> None:
         self._standing_cache.clear()
 
@@ -183,6 +198,15 @@ class Standing:
         """Whether ``sponsor``'s credential carries ``admission``: each revoked key it depends
         on has a revocation listing the admission's enrollment or, when all of that key's
         revocations are legacy, the admission is dated before the earliest of them."""
+        handed = self.handovers.get(sponsor.node_key)
+        if handed is not None:
+            # A key handed over carries what its winning hand-over lists (and its new key,
+            # unless a revocation of the old key came: revoked wins), nothing else.
+            kept = handed[0][2]
+            if admission.enrollment not in kept:
+                return False
+            if admission.enrollment == handed[0][1] and sponsor.node_key in self._revocations:
+                return False
         if sponsor.depends_on.isdisjoint(self._revocations):
             return True
         for key in sponsor.depends_on:
@@ -350,6 +374,8 @@ class Standing:
             return "left"
         revoked_key = self._revoked_by(credential)
         if revoked_key is not None:
+            if revoked_key == node and node in self.handovers and node not in self._revocations:
+                return "handed-over"
             return "revoked" if revoked_key == node else "issuer-revoked"
         if not self._root_on_chain(credential):
             return "root-superseded"
@@ -395,7 +421,8 @@ class Standing:
 
     def _revoked_by(self, credential: Credential) -> bytes | None:
         if credential.depends_on.isdisjoint(self._revocations):
-            return None
+            # A key handed over no longer stands for itself.
+            return credential.node_key if credential.node_key in self.handovers else None
         return min(credential.depends_on & self._revocations.keys())
 
     # --- queries ------------------------------------------------------------------------

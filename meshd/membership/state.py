@@ -35,6 +35,7 @@ from meshd.records import (
     Announcement,
     Certificate,
     Enrollment,
+    Handover,
     Kind,
     Leave,
     Record,
@@ -63,6 +64,7 @@ _INGEST_ORDER: dict[type[Record], int] = {
     Renewal: 0,
     Certificate: 1,
     Admission: 2,
+    Handover: 2,
     Revocation: 3,
 }
 
@@ -108,6 +110,9 @@ class Membership:
         self._admission_slots: dict[tuple[bytes, bytes], tuple[int, bytes]] = {}
         self._wg = WgKeys()
         self._roots = RootChain(anchor.root_key)
+        # New node key -> (issued_at, record id, old key) of its earliest hand-over: the
+        # overlay address follows hand-overs back to the key that enrolled.
+        self._origin: dict[bytes, tuple[int, bytes, bytes]] = {}
         self._standing.roots = self._roots
 
     # --- merging ------------------------------------------------------------------------
@@ -266,6 +271,8 @@ class Membership:
         if isinstance(record, Rollover):
             self._merge_rollover(record, rid, now, change)
             return False
+        if isinstance(record, Handover):
+            return self._merge_handover(record, rid, now, change)
         if isinstance(record, Announcement):
             return self._merge_announcement(record, rid, now, change)
         if isinstance(record, Admission):
@@ -534,6 +541,36 @@ class Membership:
             except VerifyError:
                 continue
 
+    def _merge_handover(self, handover: Handover, rid: bytes, now: int, change: _Change) -> bool:
+        """A member's node key hands over to a new one (``meshd rotate node``): the new key
+        gets the old one's credential, sponsored by the old key (meshd.membership.standing),
+        and the old key stops standing; its earliest hand-over wins."""
+        credential = self.verifier.handover(handover)
+        self._not_future(handover.issued_at, now, "hand-over")
+        if self._standing.renewals.end(credential) < now:
+            raise VerifyError("expired", "the membership handed over has ended")
+        old, new = handover.old_key, handover.new_key
+        if not self._standing.knows(old):
+            self._pending.park(old, rid, handover.raw, own=False, source=change.source)
+            return True
+        origin = self._origin.get(new)
+        if origin is None or (handover.issued_at, rid) < origin[:2]:
+            self._origin[new] = (handover.issued_at, rid, old)
+            self._identity.clear()
+        change.touched |= self._standing.add_handover(
+            old, handover.issued_at, rid, handover.sponsored
+        )
+        self._add_credential(credential, rid, Kind.HANDOVER, handover.raw, now, change)
+        return False
+
+    def first_key(self, node: bytes) -> bytes:
+        """The node key a member enrolled with, following its hand-overs back."""
+        seen = {node}
+        while (origin := self._origin.get(node)) is not None and origin[2] not in seen:
+            node = origin[2]
+            seen.add(node)
+        return node
+
     def _drop_wg_rotation(self, node: bytes, change: _Change) -> None:
         """A member that no longer stands loses its rotation from the set (as its
         announcement); it waits outside the set if the member may stand again."""
@@ -619,7 +656,8 @@ class Membership:
         """A member's node id and overlay address, derived once."""
         identity = self._identity.get(node)
         if identity is None:
-            identity = (fingerprint(node), overlay_address(self.anchor.root_key, node))
+            first = self.first_key(node)
+            identity = (fingerprint(node), overlay_address(self.anchor.root_key, first))
             self._identity[node] = identity
         return identity
 
@@ -674,6 +712,12 @@ class Membership:
 
     def is_revoked(self, key: bytes) -> bool:
         return self._standing.is_revoked(key)
+
+    def credential_record(self, node_key: bytes) -> bytes | None:
+        """The record of the member's standing credential (a certificate, an admission or a
+        hand-over), which a hand-over of its key names."""
+        credential = self._standing.standing(node_key)
+        return None if credential is None else self._set.get(credential.record_id)
 
     @property
     def roots(self) -> RootChain:

@@ -11,12 +11,14 @@ from meshd.keys import SigningKey
 from meshd.records.decode import decode_untrusted
 from meshd.records.types import (
     CONTEXTS,
+    HANDOVER_ACCEPT_CONTEXT,
     VERSION,
     Admission,
     Announcement,
     Cap,
     Certificate,
     Enrollment,
+    Handover,
     Invite,
     Kind,
     Leave,
@@ -26,6 +28,7 @@ from meshd.records.types import (
     Role,
     Rollover,
     WgRotation,
+    handover_acceptance,
 )
 
 
@@ -195,6 +198,33 @@ def make_rollover(
     root are accepted until ``overlap_until``."""
     fields = [network_id, old_root.public, new_root, issued_at, overlap_until]
     return decode_untrusted(_seal(Kind.ROLLOVER, fields, old_root), Rollover)
+
+
+def make_handover(
+    old: SigningKey,
+    new: SigningKey,
+    *,
+    network_id: bytes,
+    issued_at: int,
+    wg_key: bytes,
+    credential: Certificate | Admission | Handover,
+    sponsored: Iterable[bytes] = (),
+) -> Handover:
+    """The member holding ``old`` hands its membership to ``new`` (which accepts it)."""
+    accepted = new.sign(
+        HANDOVER_ACCEPT_CONTEXT, handover_acceptance(network_id, old.public, new.public)
+    )
+    fields = [
+        network_id,
+        old.public,
+        new.public,
+        issued_at,
+        wg_key,
+        credential.raw,
+        sorted(set(sponsored)),
+        accepted,
+    ]
+    return decode_untrusted(_seal(Kind.HANDOVER, fields, old), Handover)
 
 
 def make_leave(node: SigningKey, *, network_id: bytes, issued_at: int, reason: str = "") -> Leave:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from meshd.addressing import Prefix
 from meshd.encoding import unpack_body_untrusted, unpack_canonical_untrusted
 from meshd.errors import DecodeError
-from meshd.keys import FINGERPRINT_LEN, KEY_LEN
+from meshd.keys import FINGERPRINT_LEN, KEY_LEN, SIG_LEN
 from meshd.records.types import (
     ALL_CAPS,
     MAX_ADDR_LEN,
@@ -34,6 +34,7 @@ from meshd.records.types import (
     Cap,
     Certificate,
     Enrollment,
+    Handover,
     Invite,
     Kind,
     Leave,
@@ -149,6 +150,7 @@ _ANNOUNCEMENT_HEAD = bytes([0x99, Kind.ANNOUNCEMENT, VERSION])
 
 
 _ENDPOINT_ITEM = _text_item(MAX_ENDPOINT_LEN)
+_CREDENTIAL_KINDS = (Kind.CERTIFICATE, Kind.ADMISSION, Kind.HANDOVER)
 _ADDR_ITEM = _text_item(MAX_ADDR_LEN)
 
 
@@ -407,6 +409,39 @@ def _rollover(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Rollover:
     return Rollover(network_id, old_root, new_root, issued_at, overlap_until, sig, raw)
 
 
+def _handover(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Handover:
+    network_id = f.blob("network_id", FINGERPRINT_LEN)
+    old_key = f.blob("old_key", KEY_LEN)
+    new_key = f.blob("new_key", KEY_LEN)
+    issued_at = f.uint("issued_at")
+    wg_key = f.blob("wg_key", KEY_LEN)
+    nested = f.blob("credential")
+    if _body_untrusted(*split_envelope_untrusted(nested))[0] not in _CREDENTIAL_KINDS:
+        raise DecodeError("handover: credential must be a certificate, admission or hand-over")
+    # Decoded at the hand-over's own depth, so that an admission under an admin's invite
+    # fits; a chain of hand-overs is bounded by the record size.
+    credential = decode_record_untrusted(nested, depth=depth)
+    if not isinstance(credential, Certificate | Admission | Handover):
+        raise DecodeError("handover: credential must be a certificate, admission or hand-over")
+    sponsored = f.array("sponsored", MAX_SPONSORED, _record_id_item)
+    new_signature = f.blob("new_signature", SIG_LEN)
+    f.end()
+    if any(a >= b for a, b in itertools.pairwise(sponsored)):
+        raise DecodeError("handover: sponsored must be sorted, without repeats")
+    return Handover(
+        network_id,
+        old_key,
+        new_key,
+        issued_at,
+        wg_key,
+        credential,
+        sponsored,
+        new_signature,
+        sig,
+        raw,
+    )
+
+
 def _nested(value: Any, expected: type[T], depth: int) -> T:
     if not isinstance(value, bytes):
         raise DecodeError("nested record must be bytes")
@@ -425,4 +460,5 @@ _DECODERS: dict[Kind, Callable[[_Fields, bytes, bytes, int], Record]] = {
     Kind.RENEWAL: _renewal,
     Kind.LEAVE: _leave,
     Kind.ROLLOVER: _rollover,
+    Kind.HANDOVER: _handover,
 }

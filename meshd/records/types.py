@@ -43,6 +43,7 @@ class Kind(IntEnum):
     RENEWAL = 9
     LEAVE = 10
     ROLLOVER = 11
+    HANDOVER = 12
 
 
 CONTEXTS: dict[Kind, bytes] = {kind: f"meshd/v1/{kind.name.lower()}\x00".encode() for kind in Kind}
@@ -287,6 +288,35 @@ class Rollover:
         return self.old_root
 
 
+@dataclass(frozen=True, slots=True)
+class Handover:
+    """A member's node key hands its membership over to a new node key (``meshd rotate
+    node``): signed by the old key, accepted by the new one (``new_signature``)."""
+
+    network_id: bytes
+    old_key: bytes
+    new_key: bytes
+    issued_at: int
+    wg_key: bytes
+    credential: Certificate | Admission | Handover  # the old key's credential it hands over
+    sponsored: tuple[bytes, ...]  # enrollment ids the old key countersigned that keep standing
+    new_signature: bytes
+    signature: bytes
+    raw: bytes
+
+    @property
+    def signer(self) -> bytes:
+        return self.old_key
+
+
+HANDOVER_ACCEPT_CONTEXT = b"meshd/v1/handover-accept\x00"
+
+
+def handover_acceptance(network_id: bytes, old_key: bytes, new_key: bytes) -> bytes:
+    """What the new key signs (under HANDOVER_ACCEPT_CONTEXT) to accept a hand-over."""
+    return network_id + old_key + new_key
+
+
 Record = (
     Network
     | Certificate
@@ -299,6 +329,7 @@ Record = (
     | Renewal
     | Leave
     | Rollover
+    | Handover
 )
 SignedRecord = Record
 
@@ -314,6 +345,7 @@ KIND_OF: dict[type[Any], Kind] = {
     Renewal: Kind.RENEWAL,
     Leave: Kind.LEAVE,
     Rollover: Kind.ROLLOVER,
+    Handover: Kind.HANDOVER,
 }
 
 

@@ -36,6 +36,7 @@ from meshd.records import (
     Role,
     decode_record_untrusted,
     decode_untrusted,
+    make_handover,
     make_leave,
     make_renewal,
     make_rollover,
@@ -122,6 +123,14 @@ def build_world() -> World:
         chain=admin.chain,
     )
     leave = make_leave(key, network_id=net.anchor.network_id, issued_at=T0 + 45, reason="moved")
+    handover = make_handover(
+        members[0].key,
+        SigningKey.generate(),
+        network_id=net.anchor.network_id,
+        issued_at=T0 + 47,
+        wg_key=members[0].wg.public,
+        credential=members[0].credential,
+    )
     rollover = make_rollover(
         net.root,
         network_id=net.anchor.network_id,
@@ -140,7 +149,7 @@ def build_world() -> World:
         "admission": admission.raw,
         "announcements": [a.raw for a in announcements],
         "revocations": [revocation.raw, invite_revocation.raw],
-        "rotations": [rotation.raw, rollover.raw],
+        "rotations": [rotation.raw, rollover.raw, handover.raw],
         "lifecycle": [renewal.raw, leave.raw],
     }
 

@@ -1,0 +1,236 @@
+"""Node key hand-over (wire-format §6.12): the rules, and hostile hand-overs as named tests."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import pytest
+
+from meshd.addressing import host_prefix, overlay_address
+from meshd.errors import VerifyError
+from meshd.keys import SigningKey
+from meshd.membership import Membership, MemberState
+from meshd.records import (
+    Admission,
+    Certificate,
+    Handover,
+    Record,
+    make_admission,
+    make_handover,
+    record_id,
+)
+from tests.factory import T0, Node
+from tests.test_hostile import World, body_items, sign_items
+
+NOW = T0 + 100
+
+
+def handover(
+    w: World,
+    node: Node,
+    new: SigningKey,
+    *,
+    at: int = NOW - 10,
+    credential: Certificate | Admission | Handover | None = None,
+    sponsored: Sequence[bytes] = (),
+) -> Handover:
+    return make_handover(
+        node.key,
+        new,
+        network_id=w.nid,
+        issued_at=at,
+        wg_key=node.wg.public,
+        credential=credential or node.credential,
+        sponsored=sponsored,
+    )
+
+
+def merge(state: Membership, records: Sequence[Record]) -> list[str]:
+    refused = []
+    for record in records:
+        try:
+            state.ingest(record, NOW)
+        except VerifyError as exc:
+            refused.append(exc.reason)
+    return refused
+
+
+def view(state: Membership, key: bytes) -> tuple[MemberState, str]:
+    member = state.member(key, NOW)
+    assert member is not None
+    return member.state, member.reason
+
+
+# --- the rules --------------------------------------------------------------------------
+
+
+def test_a_hand_over_keeps_name_address_grants_and_validity() -> None:
+    w = World()
+    member = w.join(w.net.invite())
+    before = w.state.member(member.key.public, NOW)
+    assert before is not None
+    new = SigningKey.generate()
+    w.ingest(handover(w, member, new))
+    after = w.state.member(new.public, NOW)
+    assert after is not None
+    assert after.state is MemberState.ADMITTED
+    assert (after.name, after.overlay, after.not_after, after.wg_key) == (
+        before.name,
+        before.overlay,
+        before.not_after,
+        before.wg_key,
+    )
+    assert after.overlay == overlay_address(w.net.anchor.root_key, member.key.public)
+    assert w.state.grants(new.public)[0] == host_prefix(before.overlay)
+    assert view(w.state, member.key.public) == (MemberState.REVOKED, "handed-over")
+    # The old key announces no more; the new one does.
+    with pytest.raises(VerifyError) as caught:
+        w.ingest(member.announce(w.net, NOW))
+    assert caught.value.reason == "revoked"
+    heir = Node(new, member.wg, member.name, member.credential)
+    assert w.ingest(heir.announce(w.net, NOW, prefixes=(host_prefix(before.overlay),))).new
+
+
+def test_a_chain_of_hand_overs_keeps_the_first_address() -> None:
+    w = World()
+    member = w.join(w.net.invite())
+    first, second = SigningKey.generate(), SigningKey.generate()
+    h1 = handover(w, member, first)
+    heir = Node(first, member.wg, member.name, member.credential)
+    h2 = handover(w, heir, second, at=NOW - 5, credential=h1)
+    for order in ((h1, h2), (h2, h1)):
+        state = w.elsewhere(member)
+        assert merge(state, order) == []
+        latest = state.member(second.public, NOW)
+        assert latest is not None
+        assert latest.state is MemberState.ADMITTED
+        assert latest.overlay == overlay_address(w.net.anchor.root_key, member.key.public)
+        assert view(state, first.public) == (MemberState.REVOKED, "handed-over")
+
+
+def test_countersignatures_of_the_old_key_stand_when_listed_and_the_new_key_sponsors() -> None:
+    w = World()
+    member = w.join(w.net.invite(uses=3))
+    invite = w.net.invite(uses=3)
+    listed = w.net.join(w.state, member, invite, "listed")
+    w.ingest(listed.credential)
+    late = make_admission(member.key, enrollment=w.enrollment(invite), admitted_at=NOW - 20)
+    new = SigningKey.generate()
+    h = handover(w, member, new, sponsored=[listed.enrollment_id])
+    fresh = w.enrollment(invite)
+    by_heir = make_admission(new, enrollment=fresh, admitted_at=NOW - 5)
+    records: list[Record] = [h, late, by_heir]
+    for order in itertools.permutations(records):
+        state = w.elsewhere(member, listed)
+        merge(state, order)
+        assert view(state, listed.key.public) == (MemberState.ADMITTED, "")
+        assert view(state, late.enrollment.node_key)[0] is MemberState.REVOKED
+        assert view(state, fresh.node_key) == (MemberState.ADMITTED, "")
+
+
+# --- hostile hand-overs -----------------------------------------------------------------
+
+
+def test_hostile_hand_over_signed_by_the_wrong_key() -> None:
+    w = World()
+    victim = w.join(w.net.invite())
+    h = handover(w, victim, SigningKey.generate())
+    raw = sign_items(w.founder.key, body_items(h))
+    with pytest.raises(VerifyError) as caught:
+        w.ingest(raw)
+    assert caught.value.reason == "bad-signature"
+    assert view(w.state, victim.key.public) == (MemberState.ADMITTED, "")
+
+
+def test_hostile_hand_over_to_a_key_another_member_uses_without_its_acceptance() -> None:
+    """A member hands its membership to another member's node key, to take over its address
+    or name: the new key's acceptance is missing (signed by someone else): bad-signature."""
+    w = World()
+    member = w.join(w.net.invite())
+    victim = w.join(w.net.invite())
+    forged = handover(w, member, SigningKey.generate())
+    items = body_items(forged)
+    items[4] = victim.key.public  # new_key: the victim's; the acceptance is not its
+    with pytest.raises(VerifyError) as caught:
+        w.ingest(sign_items(member.key, items))
+    assert caught.value.reason == "bad-signature"
+    assert view(w.state, victim.key.public) == (MemberState.ADMITTED, "")
+
+
+def test_hostile_hand_over_of_another_members_credential() -> None:
+    w = World()
+    member = w.join(w.net.invite())
+    other = w.join(w.net.invite())
+    h = handover(w, member, SigningKey.generate(), credential=other.credential)
+    with pytest.raises(VerifyError) as caught:
+        w.ingest(h)
+    assert caught.value.reason == "bad-chain"
+
+
+def test_hostile_two_hand_overs_from_one_key() -> None:
+    """The old key (or its thief) hands over twice: the earliest by (issued_at, record id)
+    wins on every node, in every order; the other new key does not stand."""
+    w = World()
+    member = w.join(w.net.invite())
+    first, second = SigningKey.generate(), SigningKey.generate()
+    h1 = handover(w, member, first, at=NOW - 20)
+    h2 = handover(w, member, second, at=NOW - 10)
+    digests = set()
+    for order in ((h1, h2), (h2, h1)):
+        state = w.elsewhere(member)
+        assert merge(state, order) == []
+        assert view(state, first.public) == (MemberState.ADMITTED, "")
+        assert view(state, second.public)[0] is MemberState.REVOKED
+        digests.add(state.digest())
+    assert len(digests) == 1
+
+
+def test_hostile_hand_over_racing_a_revocation() -> None:
+    """The member is revoked while it hands over: the revocation wins in every order, even
+    when the revoker knew of the hand-over (its list names the new key's credential)."""
+    w = World()
+    member = w.join(w.net.invite())
+    new = SigningKey.generate()
+    h = handover(w, member, new)
+    revocations = [
+        w.net.revoke(member.key.public, at=NOW - 5),
+        w.net.revoke(member.key.public, at=NOW - 5, sponsored=[record_id(h.raw)]),
+    ]
+    for revocation in revocations:
+        digests = set()
+        for order in ((h, revocation), (revocation, h)):
+            state = w.elsewhere(member)
+            merge(state, order)
+            assert view(state, member.key.public) == (MemberState.REVOKED, "revoked")
+            assert view(state, new.public)[0] is MemberState.REVOKED
+            digests.add(state.digest())
+        assert len(digests) == 1
+
+
+def test_hostile_replayed_hand_over_is_ignored() -> None:
+    w = World()
+    member = w.join(w.net.invite())
+    h = handover(w, member, SigningKey.generate())
+    w.ingest(h)
+    before = w.state.digest()
+    outcome = w.ingest(h.raw)
+    assert not outcome.new
+    assert w.state.digest() == before
+
+
+def test_hostile_hand_over_to_the_root_key() -> None:
+    w = World()
+    member = w.join(w.net.invite())
+    with pytest.raises(VerifyError) as caught:
+        w.ingest(handover(w, member, w.net.root))
+    assert caught.value.reason == "bad-target"
+
+
+def test_hostile_hand_over_by_a_key_that_is_no_member_waits() -> None:
+    w = World()
+    stranger = w.net.join(w.elsewhere(), w.founder, w.net.invite(), "elsewhere")
+    before = w.state.digest()
+    outcome = w.ingest(handover(w, stranger, SigningKey.generate()))
+    assert outcome.pending
+    assert w.state.digest() == before
