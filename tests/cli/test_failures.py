@@ -68,8 +68,8 @@ def test_exception_groups_are_unwrapped_to_the_error_inside(
     group = BaseExceptionGroup("nursery", [BaseExceptionGroup("inner", [inner])])
     assert failures.report(group) == 4
     assert capsys.readouterr().err == "meshd: a meshd daemon already runs for /x; stop it first\n"
-    group = BaseExceptionGroup("nursery", [ValueError("x"), KeyboardInterrupt()])
-    assert failures.report(group) == 130
+    mixed = BaseExceptionGroup[BaseException]("nursery", [ValueError("x"), KeyboardInterrupt()])
+    assert failures.report(mixed) == 130
     assert capsys.readouterr().err == "meshd: interrupted\n"
     assert failures.report(ExceptionGroup("g", [NodeRevoked.because("lost laptop")])) == 10
     assert "this node is revoked (lost laptop)" in capsys.readouterr().err
