@@ -13,11 +13,19 @@ key: :func:`pending_rotation` notices and makes the rotation then.
 
 from __future__ import annotations
 
-from meshd.keyfiles import replace_secret
-from meshd.keys import WireGuardKey
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from meshd.errors import DecodeError
+from meshd.keyfiles import read_secret, replace_secret
+from meshd.keys import SigningKey, WireGuardKey
 from meshd.membership import Membership
-from meshd.records import WgRotation, make_wg_rotation
-from meshd.statedir import NodeDir
+from meshd.records import Handover, Kind, WgRotation, decode_record_untrusted, make_wg_rotation
+
+if TYPE_CHECKING:
+    from meshd.statedir import NodeDir
+    from meshd.store import Store
 
 
 def next_counter(state: Membership, node_key: bytes, at: int) -> int:
@@ -55,3 +63,25 @@ def pending_rotation(node: NodeDir, state: Membership, at: int) -> WgRotation | 
     if not state.grants(node.node_key.public):  # it does not stand: nothing to rotate
         return None
     return sign_rotation(node, state, node.wg_key, at)
+
+
+NEXT_NODE_KEY = "node.key.next"
+
+
+def finish_node_rotation(root: Path, store: Store) -> bool:
+    """If ``meshd rotate node`` stopped after storing its hand-over and before putting the new
+    key in place, put it in place now (the store names it as the new key). Returns whether
+    it did; a ``node.key.next`` the store does not name is left alone."""
+    pending = root / NEXT_NODE_KEY
+    if not pending.exists():
+        return False
+    new = SigningKey(read_secret(pending)).public
+    for _, raw in store.rows([Kind.HANDOVER]):
+        try:
+            record = decode_record_untrusted(raw)
+        except DecodeError:
+            continue
+        if isinstance(record, Handover) and record.new_key == new:
+            os.replace(pending, root / "node.key")
+            return True
+    return False

@@ -28,6 +28,7 @@ from meshd.layout import Paths
 from meshd.membership import Membership
 from meshd.permissions import check_private_dir
 from meshd.records import Certificate, Role, decode_untrusted, make_certificate, make_network
+from meshd.rekey import finish_node_rotation
 from meshd.store import Store
 from meshd.trust import Anchor, Verifier
 
@@ -87,6 +88,8 @@ class NodeDir:
         if clamp_x25519(wg_secret) != wg_secret:
             raise KeyFileError(f"the WireGuard key in {paths.wg_key} is not clamped")
         store = Store(paths.db)
+        if finish_node_rotation(paths.root, store):  # `meshd rotate node` cut short
+            node_key = SigningKey(read_secret(paths.node_key))
         network = store.network()
         if network is None:
             store.close()
@@ -100,6 +103,12 @@ class NodeDir:
             store.close()
             raise UsageError(f"the network record in {paths.db} does not verify") from None
         return cls(paths, store, anchor, node_key, WireGuardKey(wg_secret))
+
+    @property
+    def first_key(self) -> bytes:
+        """The node key this member enrolled with, which its overlay address derives from
+        (``meshd rotate node`` keeps the address; docs/wire-format.md §6.12)."""
+        return self.store.get_meta("first_key") or self.node_key.public
 
     def close(self) -> None:
         self.store.close()

@@ -140,3 +140,78 @@ def test_admin_renew_certifies_the_same_key_under_the_current_root(
         node.membership().verifier.certificate(new)  # verifies under the rolled-over root
     finally:
         node.close()
+
+
+def test_rotate_node_offline_keeps_name_and_address(
+    founder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node = NodeDir.open(founder)
+    try:
+        old = node.node_key.public
+        before = node.membership().member(old, now())
+        assert before is not None
+    finally:
+        node.close()
+    code, out, err = run(capsys, "rotate", "node", "--state-dir", str(founder), "--json")
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["overlay_ip"] == str(before.overlay)
+    assert not (founder / "node.key.next").exists()
+    assert stat.S_IMODE((founder / "node.key").stat().st_mode) == 0o600
+    node = NodeDir.open(founder)
+    try:
+        new = node.node_key.public
+        assert new != old
+        assert node.first_key == old
+        state = node.membership()
+        after = state.member(new, now())
+        assert after is not None
+        assert after.state is MemberState.ADMITTED
+        assert (after.name, after.overlay, after.not_after) == (
+            before.name,
+            before.overlay,
+            before.not_after,
+        )
+        gone = state.member(old, now())
+        assert gone is not None
+        assert (gone.state, gone.reason) == (MemberState.REVOKED, "handed-over")
+    finally:
+        node.close()
+    # And again, from the new key: a chain of hand-overs keeps the first address.
+    code, out, err = run(capsys, "rotate", "node", "--state-dir", str(founder), "--json")
+    assert code == 0, err
+    assert json.loads(out)["overlay_ip"] == str(before.overlay)
+
+
+def test_a_rotation_cut_short_is_finished_on_open(
+    founder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The hand-over was stored but the new key not yet put in place: opening the state dir
+    puts it in place (the store names it)."""
+    from meshd.keyfiles import write_secret
+    from meshd.records import make_handover
+
+    node = NodeDir.open(founder)
+    try:
+        state = node.membership()
+        new = SigningKey.generate()
+        raw = state.credential_record(node.node_key.public)
+        assert raw is not None
+        record = make_handover(
+            node.node_key,
+            new,
+            network_id=node.anchor.network_id,
+            issued_at=now(),
+            wg_key=node.wg_key.public,
+            credential=decode_untrusted(raw, Certificate),
+        )
+        write_secret(founder / "node.key.next", new.seed)
+        node.store.apply([state.ingest(record, now())])
+    finally:
+        node.close()
+    node = NodeDir.open(founder)
+    try:
+        assert node.node_key.public == new.public
+        assert not (founder / "node.key.next").exists()
+    finally:
+        node.close()

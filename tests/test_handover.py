@@ -234,3 +234,12 @@ def test_hostile_hand_over_by_a_key_that_is_no_member_waits() -> None:
     outcome = w.ingest(handover(w, stranger, SigningKey.generate()))
     assert outcome.pending
     assert w.state.digest() == before
+
+
+def test_the_old_key_has_no_revocation_record_to_show() -> None:
+    """A key handed over is excluded without a revocation: nothing names one for it."""
+    w = World()
+    member = w.join(w.net.invite())
+    w.ingest(handover(w, member, SigningKey.generate()))
+    assert w.state.revocation_of(member.key.public) is None
+    assert not w.state.is_revoked(member.key.public)

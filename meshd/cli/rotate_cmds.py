@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from meshd.cli.app import Json, StateDir, app
-from meshd.cli.output import emit_fields, emit_json
+from meshd.cli.output import b64, emit_fields, emit_json
 from meshd.control.client import request
 from meshd.errors import DaemonNotRunning, UsageError
 from meshd.layout import Paths, resolve
@@ -58,3 +58,99 @@ def _offline(paths: Paths) -> dict[str, Any]:
     answer = view(rotation)
     answer["where"] = "stored; the next `meshd up` uses the new key and floods the rotation"
     return answer
+
+
+@rotate_app.command("node")
+def rotate_node(state_dir: StateDir = None, json: Json = False) -> None:
+    """Replace this node's node key (its identity and libp2p peer id).
+
+    The old key signs a hand-over to the new one; the member keeps its name, overlay address,
+    grants and remaining validity, and the old key stands no more. A running daemon floods
+    the hand-over and stops: start it again (`meshd up`) to run under the new key.
+    """
+    import contextlib
+    import os
+
+    from meshd.cli.stopping import down
+    from meshd.keyfiles import write_secret
+    from meshd.keys import SigningKey, fingerprint
+    from meshd.records import (
+        MAX_SPONSORED,
+        Admission,
+        Certificate,
+        Handover,
+        decode_record_untrusted,
+        make_handover,
+    )
+    from meshd.rekey import NEXT_NODE_KEY
+    from meshd.statedir import NodeDir, now
+
+    paths = Paths(resolve(state_dir))
+    try:
+        request(paths.socket, "status", {})
+        running = True
+    except DaemonNotRunning:
+        running = False
+    at = now()
+    node = NodeDir.open(paths.root)
+    try:
+        state = node.membership(at)
+        old = node.node_key
+        raw = state.credential_record(old.public)
+        member = state.member(old.public, at)
+        if raw is None or member is None:
+            raise UsageError(
+                "this node is not a standing member: it has no membership to hand over",
+                hint="check `meshd status`",
+            )
+        sponsored = state.sponsored_by(old.public)
+        if len(sponsored) > MAX_SPONSORED:
+            raise UsageError(
+                f"this node countersigned {len(sponsored)} admissions, more than one hand-over "
+                f"lists ({MAX_SPONSORED})",
+                hint="ask an admin to revoke this key (listing them) and join again",
+            )
+        pending = paths.root / NEXT_NODE_KEY
+        if pending.exists():
+            raise UsageError(
+                f"{pending} exists: a node key rotation was cut short",
+                hint="run `meshd up` once (it finishes it), or remove the file",
+            )
+        new = SigningKey.generate()
+        write_secret(pending, new.seed)  # the new key is kept before anything is signed
+        credential = decode_record_untrusted(raw)
+        if not isinstance(credential, Certificate | Admission | Handover):
+            raise UsageError("this node's credential cannot be handed over")
+        record = make_handover(
+            old,
+            new,
+            network_id=node.anchor.network_id,
+            issued_at=at,
+            wg_key=member.wg_key,
+            credential=credential,
+            sponsored=sponsored,
+        )
+        first = state.first_key(old.public)
+        if running:
+            request(paths.socket, "publish", {"record": b64(record.raw)}, timeout=10.0)
+            where = "flooded by the daemon, which stopped: start it again with `meshd up`"
+        else:
+            node.store.apply([state.ingest(record, at)])
+            where = "stored; `meshd up` runs under the new key and floods it by sync"
+        node.store.set_meta("first_key", first)
+        if running:
+            with contextlib.suppress(DaemonNotRunning):
+                down(paths.root)
+        os.replace(pending, paths.node_key)
+    finally:
+        node.close()
+    answer = {
+        "old_node_id": fingerprint(old.public),
+        "node_id": fingerprint(new.public),
+        "overlay_ip": str(member.overlay),
+        "where": where,
+    }
+    if json:
+        emit_json(answer)
+    else:
+        emit_fields(answer)

@@ -38,6 +38,9 @@ REVOKED_NOTE: Final = "revoked"
 """The file in the state dir that says why a revoked node's daemon stopped."""
 
 _waiters: dict[Path, trio.Event] = {}
+# Not stopped as revoked: the node left (its own leave stops it) or handed its key over
+# (`meshd rotate node` stops it and it starts again under the new key).
+_NOT_REVOKED: Final = ("left", "handed-over")
 
 
 def _key(root: Path) -> Path:
@@ -83,7 +86,7 @@ def own_revocation(state: Any) -> Callable[[], str | None]:
 
     def revocation() -> str | None:
         me = membership.member(key, int(time.time()))
-        if me is None or me.state is not MemberState.REVOKED or me.reason == "left":
+        if me is None or me.state is not MemberState.REVOKED or me.reason in _NOT_REVOKED:
             return None
         found = membership.revocation_of(key)
         return "" if found is None else found.reason

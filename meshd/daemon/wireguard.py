@@ -367,7 +367,7 @@ async def open_mesh(config: DaemonConfig, node: NodeDir) -> AsyncIterator[WireGu
     """Open the backend and configure the interface; close both on the way out."""
     opener = select_backend(config.wg_backend)
     kind = backend_kind(config.wg_backend)
-    overlay = overlay_address(node.anchor.root_key, node.node_key.public)
+    overlay = overlay_address(node.anchor.root_key, node.first_key)
     prefix = node.anchor.overlay
     assert isinstance(prefix, ipaddress.IPv6Network)
     interface = InterfaceConfig(

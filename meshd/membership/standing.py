@@ -450,7 +450,7 @@ class Standing:
         invite or admin key it depends on); None when none does."""
         for _, _, credential in self._credentials.get(node, ()):
             key = self._revoked_by(credential)
-            if key is not None:
+            if key is not None and key in self._revocations:  # not a key handed over
                 return self._revocations[key][0]
         return None
 

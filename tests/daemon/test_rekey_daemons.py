@@ -67,3 +67,42 @@ def test_root_rollover_through_the_daemon_and_a_node_offline_through_it(tmp_path
         took = wait_for(lambda: c.states().get("d") == "admitted", 30, "d admitted at c")
         print(f"the node that was down took the rollover and d's admission in {took:.2f} s")
         assert _admitted([a, b, c, d], ["a", "b", "c", "d"])
+
+
+def test_rotate_node_through_the_daemon_keeps_the_member_and_its_address(
+    tmp_path: Path,
+) -> None:
+    with daemons(tmp_path, "a", "b", "c") as nodes:
+        a, b, c = nodes
+        a.init()
+        a.up()
+        b.join(a.invite("--name", "b"))
+        c.join(a.invite("--name", "c"))
+        wait_for(lambda: _admitted(nodes, ["a", "b", "c"]), 30, "everyone admitted everywhere")
+        before = a.peers()["b"]
+        result = meshd("rotate", "node", "--json", "--state-dir", str(b.state_dir))
+        assert result.returncode == 0, result.stderr
+        answer = json.loads(result.stdout)
+        assert answer["overlay_ip"] == before["overlay_ip"]
+        assert b.process is not None
+        b.process.wait(10)  # the daemon stopped after flooding the hand-over
+        b.up()
+        me = next(p for p in b.ask("peers") if p["state"] == "self")
+        assert me["node_id"] == answer["node_id"]
+        assert me["overlay_ip"] == before["overlay_ip"]
+
+        def seen(node: Daemon) -> bool:
+            rows = [p for p in node.ask("peers") if p["name"] == "b"]
+            by_id = {p["node_id"]: p for p in rows}
+            new = by_id.get(answer["node_id"])
+            old = by_id.get(before["node_id"])
+            return (
+                new is not None
+                and new["state"] == "admitted"
+                and new["overlay_ip"] == before["overlay_ip"]
+                and old is not None
+                and old["state"] == "revoked"
+            )
+
+        took = wait_for(lambda: seen(a) and seen(c), 30, "the new key admitted everywhere")
+        print(f"b under its new node key admitted everywhere {took:.2f} s after its restart")
