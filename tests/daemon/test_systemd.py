@@ -45,6 +45,7 @@ def test_up_says_ready_once_it_serves_and_stopping_when_it_stops(
     assert done.returncode == 0, done.stderr
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NOTIFY_SOCKET": path, "MESHD_LOG": "INFO"}
+    env["WATCHDOG_USEC"] = "400000"  # WatchdogSec=0.4s: WATCHDOG=1 every 0.2 s
     env.pop("MESHD_STATE_DIR", None)
     log = (tmp_path / "n0.log").open("wb")
     process = subprocess.Popen(
@@ -64,9 +65,16 @@ def test_up_says_ready_once_it_serves_and_stopping_when_it_stops(
         assert ready["STATUS"] == "1 members admitted, 0 connected"
         assert view["members"] == 1
 
+        # The event loop feeds the watchdog while it runs.
+        pings = 0
+        while pings < 5:
+            message = _receive(sock, 2)
+            assert "READY" not in message
+            pings += message.get("WATCHDOG") == "1"
+
         process.send_signal(signal.SIGTERM)
         stopping = _receive(sock, 10)
-        while "STOPPING" not in stopping:  # a STATUS= update may come first
+        while "STOPPING" not in stopping:  # a STATUS= or WATCHDOG= may come first
             assert "READY" not in stopping
             stopping = _receive(sock, 10)
         assert stopping["STOPPING"] == "1"
