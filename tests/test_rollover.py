@@ -19,6 +19,7 @@ from meshd.keys import SigningKey, WireGuardKey, fingerprint_bytes
 from meshd.membership import Membership, MemberState
 from meshd.records import (
     Cap,
+    Certificate,
     Record,
     Role,
     Rollover,
@@ -358,8 +359,10 @@ def test_credentials_end_at_the_overlap_unless_certified_again_by_the_new_root()
     state = w.net.state()
     merge(state, w.records())
     assert state.credentials_end(w.old_member.key.public) == OVERLAP_END
-    new_end = w.new_member.credential.not_after
-    assert state.credentials_end(w.new_member.key.public) == new_end
+    new_cert, old_cert = w.new_member.credential, w.old_member.credential
+    assert isinstance(new_cert, Certificate)
+    assert isinstance(old_cert, Certificate)
+    assert state.credentials_end(w.new_member.key.public) == new_cert.not_after
     without = w.net.state()
-    merge(without, [w.old_member.credential])
-    assert without.credentials_end(w.old_member.key.public) == w.old_member.credential.not_after
+    merge(without, [old_cert])
+    assert without.credentials_end(w.old_member.key.public) == old_cert.not_after
