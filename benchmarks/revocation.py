@@ -60,7 +60,7 @@ RESULTS = Path(__file__).parent / "results"
 MESHD_FLAGS = ("--wg-backend", "none")
 STOP_TIMEOUT = 10.0
 JOIN_ATTEMPTS = 3
-LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
+LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d)[,.](\d{3})(Z?) ")
 
 HANDLER = """#!/bin/bash
 # Serf runs this for every event it delivers to the agent; the payload comes on stdin.
@@ -299,8 +299,12 @@ def log_time(node: Node, target: str) -> float | None:
             match = LOG_TIME.match(line)
             if match is None:
                 continue
-            stamp = datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S")
-            return stamp.timestamp() + int(match.group(2)) / 1000
+            stamp = datetime.datetime.strptime(
+                f"{match.group(1)} {match.group(2)}", "%Y-%m-%d %H:%M:%S"
+            )
+            if match.group(4):  # ISO 8601 in UTC (the daemon's log format since 6a13636)
+                stamp = stamp.replace(tzinfo=datetime.UTC)
+            return stamp.timestamp() + int(match.group(3)) / 1000
     return None
 
 
@@ -309,6 +313,7 @@ class MeshdRound:
     target: str
     cli_s: float  # how long `meshd revoke` ran
     applied_max: float  # `meshd revoke` returned -> the last daemon's Revoked event
+    keystroke_max: float  # `meshd revoke` started -> the last daemon's Revoked event
     from_origin_max: float  # the founder's Revoked event -> the last daemon's
     polled_max: float  # `meshd revoke` returned -> the last control socket showing it
     applied: dict[str, float]
@@ -355,6 +360,7 @@ def revoke_round(
         target,
         cli_s=returned - called,
         applied_max=max(0.0, *applied.values()),
+        keystroke_max=max(stamps.values()) - called,
         from_origin_max=max(stamps.values()) - origin,
         polled_max=max(polled.values()),
         applied=applied,
@@ -382,13 +388,18 @@ def bench_meshd(
             results.append(result)
             print(
                 f"  meshd round {r + 1}: revoked {target}: applied everywhere after "
-                f"{result.applied_max:.3f} s (control-socket poll: {result.polled_max:.3f} s; "
+                f"{result.applied_max:.3f} s (from the keystroke: {result.keystroke_max:.3f} s; "
+                f"control-socket poll: {result.polled_max:.3f} s; "
                 f"from the founder's commit: {result.from_origin_max:.3f} s; "
                 f"the CLI ran {result.cli_s:.2f} s)",
                 flush=True,
             )
             time.sleep(1.0)
-        status = [n.ask("status") for n in mesh.nodes]
+        # A revoked member's daemon stops (it is told it is revoked): ask the others.
+        status = []
+        for node in mesh.nodes:
+            with suppress(MeshdError):
+                status.append(node.ask("status"))
         rss = [_rss_mib(n.process.pid) for n in mesh.nodes if n.process is not None]
     finally:
         processes.stop([n.process for n in mesh.nodes if n.process is not None])
@@ -396,6 +407,7 @@ def bench_meshd(
     polled = [r.polled_max for r in results]
     from_origin = [r.from_origin_max for r in results]
     cli = [r.cli_s for r in results]
+    keystroke = [r.keystroke_max for r in results]
     return {
         "daemons": size,
         "startup_s": ready,
@@ -403,10 +415,12 @@ def bench_meshd(
         "polled_s": polled,
         "from_origin_s": from_origin,
         "revoke_cli_s": cli,
+        "keystroke_s": keystroke,
         "applied": summary(applied),
         "polled": summary(polled),
         "from_origin": summary(from_origin),
         "revoke_cli": summary(cli),
+        "keystroke": summary(keystroke),
         "per_daemon_applied_s": [r.applied for r in results],
         "targets": [r.target for r in results],
         "rejected_at_end": _sum_counters(s.get("rejected", {}) for s in status),
@@ -488,8 +502,10 @@ def bench_serf(size: int, rounds: int, workdir: Path, processes: Processes) -> d
         )
         time.sleep(2.0)
         times: list[float] = []
+        keystrokes: list[float] = []
         for r in range(rounds):
             payload = f"round-{r}"
+            called = time.time()
             serf("event", "-coalesce=false", "-rpc-addr", agents[0].rpc_addr, "bench", payload)
             sent = time.time()
 
@@ -510,11 +526,21 @@ def bench_serf(size: int, rounds: int, workdir: Path, processes: Processes) -> d
                     raise RuntimeError(f"serf event {payload} did not reach every agent")
                 time.sleep(0.05)
             times.append(max(0.0, max(stamps) - sent))
-            print(f"  serf round {r + 1}: event at all {size} agents after {times[-1]:.3f} s")
+            keystrokes.append(max(stamps) - called)
+            print(
+                f"  serf round {r + 1}: event at all {size} agents after {times[-1]:.3f} s "
+                f"(from the keystroke: {keystrokes[-1]:.3f} s)"
+            )
             time.sleep(0.5)
     finally:
         processes.stop([a.process for a in agents if a.process is not None])
-    return {"agents": size, "delivered_s": times, "delivered": summary(times)}
+    return {
+        "agents": size,
+        "delivered_s": times,
+        "delivered": summary(times),
+        "keystroke_s": keystrokes,
+        "keystroke": summary(keystrokes),
+    }
 
 
 # --- main ---------------------------------------------------------------------------------------
@@ -580,6 +606,7 @@ def main() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
     print()
     print("seconds; meshd: `meshd revoke` returned -> applied on every other daemon")
+    print("keystroke: the command starting (`meshd revoke`, `serf event`) -> the last node")
     print(
         f"{'size':>5} {'meshd median':>13} {'meshd p90':>10} {'serf median':>12} {'serf p90':>9}"
         f" {'meshd from commit med/p90':>26} {'meshd polled med/p90':>21}"
@@ -590,10 +617,12 @@ def main() -> None:
             print(f"{row['size']:>5} {'failed':>13} {'':>10} {s['median']:>12.3f} {s['p90']:>9.3f}")
             continue
         m, o, p = row["meshd"]["applied"], row["meshd"]["from_origin"], row["meshd"]["polled"]
+        k, sk = row["meshd"]["keystroke"], row["serf"]["keystroke"]
         print(
             f"{row['size']:>5} {m['median']:>13.3f} {m['p90']:>10.3f} {s['median']:>12.3f}"
             f" {s['p90']:>9.3f} {o['median']:>19.3f}/{o['p90']:.3f}"
             f" {p['median']:>14.3f}/{p['p90']:.3f}"
+            f" {k['median']:>18.3f}/{sk['median']:.3f} {k['max']:>6.3f}/{sk['max']:.3f}"
         )
 
 
@@ -610,6 +639,8 @@ def save(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         "on every other daemon, max over daemons; polled_s: first seen through each "
         "control socket; from_origin_s: the founder's own Revoked event -> the last daemon's",
         "serf_measure": "serf event returning -> event handler ran on every agent",
+        "keystroke_measure": "the command (meshd revoke, serf event) starting -> applied on "
+        "every other daemon / handler ran on every agent; the figure a user lives",
         "target": "meshd median <= serf median at the same size",
         "sizes": rows,
     }

@@ -1,5 +1,8 @@
 """What the commands that only ask the daemon do: ask it, then print the answer.
 
+Requests and answers are the typed commands of :mod:`meshd.control.commands`, which the
+daemon's handlers return too; ``--json`` prints the answer's JSON as the daemon sent it.
+
 ``peers``, ``status`` and ``routes`` run from here both through the typer app and through the
 quick path (meshd.cli.quick), so they must stay instant: this module imports the standard
 library's light parts, the control client and meshd.layout, and nothing else.
@@ -13,61 +16,70 @@ from typing import Any
 
 from meshd.cli.output import emit_fields, emit_json, emit_table
 from meshd.cli.stopping import raise_if_revoked
-from meshd.control.client import request
+from meshd.control.client import ask as ask_typed
+from meshd.control.commands import (
+    PeerRow,
+    PeersAnswer,
+    PeersRequest,
+    RoutesAnswer,
+    RoutesRequest,
+    StatusAnswer,
+    StatusRequest,
+    to_json,
+)
 from meshd.errors import DaemonNotRunning
 from meshd.layout import Paths, resolve
 
 
-def ask(state_dir: Path | None, cmd: str, args: dict[str, Any] | None = None) -> Any:
-    """One control command to the daemon of ``state_dir`` (or MESHD_STATE_DIR, or the default)."""
-    return request(Paths(resolve(state_dir)).socket, cmd, args or {})
-
-
 def peers(state_dir: Path | None = None, json: bool = False) -> None:
-    rows = ask(state_dir, "peers")
+    answer = ask_typed(_socket(state_dir), PeersRequest(), PeersAnswer)
     if json:
-        emit_json(rows)
+        emit_json(to_json(answer))
         return
     emit_table(
         ["name", "node_id", "state", "overlay_ip", "endpoint", "handshake", "rx/tx", "conn"],
         [
             [
-                r["name"] or "-",
-                r["node_id"][:12],
-                r["state"] + _why(r) + (f", {r['expires']}" if r.get("expires") else ""),
-                r["overlay_ip"],
-                r.get("wg_endpoint") or ",".join(r["endpoints"]) or "-",
+                r.name or "-",
+                r.node_id[:12],
+                r.state + _why(r) + (f", {r.expires}" if r.expires else ""),
+                r.overlay_ip,
+                r.wg_endpoint or ",".join(r.endpoints) or "-",
                 _handshake(r),
                 _traffic(r),
-                "yes" if r.get("connected") else "-",
+                "yes" if r.connected else "-",
             ]
-            for r in rows
+            for r in answer.rows
         ],
     )
 
 
-def _why(row: dict[str, Any]) -> str:
+def _socket(state_dir: Path | None) -> Path:
+    return Paths(resolve(state_dir)).socket
+
+
+def _why(row: PeerRow) -> str:
     """Why a member is not admitted: the state's reason, and a revocation's own words."""
-    code, text = row.get("reason") or "", row.get("revocation_reason") or ""
+    code, text = row.reason or "", row.revocation_reason or ""
     if code and text:
         return f" ({code}: {text})"
     return f" ({code or text})" if code or text else ""
 
 
-def _handshake(row: dict[str, Any]) -> str:
+def _handshake(row: PeerRow) -> str:
     """How long ago the last WireGuard handshake was; ``-`` when not a WireGuard peer."""
-    if not row.get("wg_peer"):
+    if not row.wg_peer:
         return "-"
-    at = row.get("last_handshake")
+    at = row.last_handshake
     if not at:
         return "never"
     return f"{max(0, int(time.time() - at))}s ago"
 
 
-def _traffic(row: dict[str, Any]) -> str:
-    if not row.get("wg_peer"):
+def _traffic(row: PeerRow) -> str:
+    if not row.wg_peer:
         return "-"
-    return f"{_bytes(row.get('rx_bytes') or 0)}/{_bytes(row.get('tx_bytes') or 0)}"
+    return f"{_bytes(row.rx_bytes or 0)}/{_bytes(row.tx_bytes or 0)}"
 
 
 def _bytes(count: int) -> str:
@@ -99,36 +111,34 @@ _STATUS_FIELDS = (
 
 def status(state_dir: Path | None = None, json: bool = False) -> None:
     try:
-        info = ask(state_dir, "status")
+        info = ask_typed(_socket(state_dir), StatusRequest(), StatusAnswer)
     except DaemonNotRunning:
         raise_if_revoked(Paths(resolve(state_dir)).root)
         raise
     if json:
-        emit_json(info)
+        emit_json(to_json(info))
         return
-    shown = {k: info.get(k) for k in _STATUS_FIELDS}
-    wireguard = info.get("wireguard") or {}
+    shown: dict[str, Any] = {k: to_json(getattr(info, k)) for k in _STATUS_FIELDS}
+    wireguard = info.wireguard
     for key in ("interface", "backend", "public_key", "listen_port", "overlay_ip", "peers"):
         shown[f"wg_{key}" if key not in ("interface",) else key] = wireguard.get(key)
     if wireguard.get("last_error"):
         shown["wg_last_error"] = wireguard["last_error"]
-    shown["expiring"] = [
-        f"{e['kind']} {e['name']} {e['expires']}" for e in info.get("expiring", [])
-    ]
+    shown["expiring"] = [f"{e['kind']} {e['name']} {e['expires']}" for e in info.expiring]
     emit_fields(shown)
 
 
 def routes(state_dir: Path | None = None, json: bool = False) -> None:
-    view = ask(state_dir, "routes")
+    view = ask_typed(_socket(state_dir), RoutesRequest(), RoutesAnswer)
     if json:
-        emit_json(view)
+        emit_json(to_json(view))
         return
-    rows = sorted(view.get("routes", []), key=lambda r: (not r["selected"], r["prefix"]))
+    rows = sorted(view.routes, key=lambda r: (not r["selected"], r["prefix"]))
     emit_table(
         ["prefix", "from", "next hop", "interface", "metric", "origin", "installed", "rtt"],
         [_route_row(r) for r in rows],
     )
-    neighbours = view.get("neighbours", [])
+    neighbours = view.neighbours
     if neighbours:
         print()
         emit_table(

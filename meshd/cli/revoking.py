@@ -9,18 +9,39 @@ Revocation.sponsored) come from it, and the store is not loaded. The trust layer
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from meshd.cli.output import b64, emit_json, note
-from meshd.control.client import request
-from meshd.errors import CommandLineError, DaemonNotRunning, MeshdError, UsageError
-from meshd.layout import resolve
+from meshd.control.client import ask
+from meshd.control.commands import (
+    PeerRow,
+    PeersAnswer,
+    PeersRequest,
+    PublishAnswer,
+    PublishRequest,
+    RevokeAnswer,
+    RevokeRequest,
+    SponsoredAnswer,
+    SponsoredRequest,
+    decode_answer,
+    to_json,
+)
+from meshd.errors import (
+    CommandLineError,
+    ControlDecodeError,
+    DaemonNotRunning,
+    MeshdError,
+    UsageError,
+)
+from meshd.layout import Paths, resolve
 
 if TYPE_CHECKING:
+    from meshd.invites import Issuer
     from meshd.membership import Member, Membership
-    from meshd.records import Certificate, Role
+    from meshd.records import Certificate, Revocation, Role
     from meshd.statedir import NodeDir
 
 
@@ -34,16 +55,23 @@ def revoke(
     json: bool = False,
 ) -> None:
     """Exclude a member, an invite or an admin key from the network, for good."""
-    from meshd.keys import fingerprint
-    from meshd.records import MAX_SPONSORED, Cap, make_revocation, record_id
-    from meshd.statedir import NodeDir, now
-
     if sum(x is not None for x in (node_ref, invite_id, admin_id)) != 1:
         raise CommandLineError(
             "name exactly one thing to revoke", hint="give a NODE, or --invite ID, or --admin ID"
         )
     if len(reason.encode()) > 256 or not reason.isprintable():
         raise CommandLineError("--reason must be printable and at most 256 bytes")
+    if node_ref is not None and root_key is None:
+        # A running daemon has the membership and the trust layer loaded: it signs with this
+        # node's key (when the caller could read it), stores and floods at once; this process
+        # then imports nothing heavy and makes one round trip.
+        answer = _daemon_revoke(state_dir, node_ref, reason)
+        if answer is not None:
+            _show(answer, "stored and flooded by the running daemon", json)
+            return
+    from meshd.records import Cap
+    from meshd.statedir import NodeDir, now
+
     at = now()
     node = NodeDir.open(resolve(state_dir))
     try:
@@ -74,34 +102,23 @@ def revoke(
                 state = node.membership(at)
             sponsored = state.sponsored_by(target)
             relisted = state.only_legacy_revocations(target)
-        chunks = [
-            sponsored[i : i + MAX_SPONSORED] for i in range(0, len(sponsored), MAX_SPONSORED)
-        ] or [[]]
-        revocations = [
-            make_revocation(
-                issuer.key,
-                network_id=node.anchor.network_id,
-                target=target,
-                target_role=role,
-                issued_at=at,
-                expires_at=expires_at,
-                reason=reason,
-                chain=issuer.chain,
-                sponsored=chunk,
-            )
-            for chunk in chunks
-        ]
+        revocations = build_revocations(
+            issuer, node.anchor.network_id, target, role, at, expires_at, reason, sponsored
+        )
         revocation = revocations[0]
         new = False
         excluded: list[str] = []
         if rows is not None:
             # The daemon verifies it, makes it durable, then floods it at once.
             for record in revocations:
-                answer = request(
-                    node.paths.socket, "publish", {"record": b64(record.raw)}, timeout=10.0
+                published = ask(
+                    node.paths.socket,
+                    PublishRequest(b64(record.raw)),
+                    PublishAnswer,
+                    timeout=10.0,
                 )
-                new = new or bool(answer.get("new"))
-                excluded += [str(name) for name in answer.get("excluded", [])]
+                new = new or published.new
+                excluded += published.excluded
             where = "stored and flooded by the running daemon"
         else:
             if state is None:
@@ -115,28 +132,87 @@ def revoke(
             where = "stored; the daemon floods it to every member when it runs (`meshd up`)"
     finally:
         node.close()
-    info = {
-        "revocation_id": record_id(revocation.raw).hex(),
+    info = revocation_info(
+        revocation.raw, label, role, target, reason, excluded, len(sponsored), relisted, new
+    )
+    _show(decode_answer(RevokeAnswer, info), where, json)
+
+
+def _show(info: RevokeAnswer, where: str, json: bool) -> None:
+    if json:
+        emit_json(to_json(info))
+    else:
+        excluded = info.excluded
+        excluded_text = f"; excluded: {', '.join(excluded)}" if excluded else ""
+        print(f"revoked {info.target}{excluded_text}")
+        if info.relisted:
+            note(
+                "it was revoked before, by legacy revocations only (without a list); this one "
+                f"lists the {info.sponsored_kept} admission(s) it countersigned before them, "
+                "and no other countersignature of it stands any more, whatever its date"
+            )
+        note(where)
+
+
+def build_revocations(
+    issuer: Issuer,
+    network_id: bytes,
+    target: bytes,
+    role: Role,
+    at: int,
+    expires_at: int,
+    reason: str,
+    sponsored: Sequence[bytes],
+) -> list[Revocation]:
+    """The revocation(s) of ``target``: the admissions it countersigned that keep standing
+    are listed, a long list spread over several revocations."""
+    from meshd.records import MAX_SPONSORED, make_revocation
+
+    chunks = [
+        list(sponsored[i : i + MAX_SPONSORED]) for i in range(0, len(sponsored), MAX_SPONSORED)
+    ] or [[]]
+    return [
+        make_revocation(
+            issuer.key,
+            network_id=network_id,
+            target=target,
+            target_role=role,
+            issued_at=at,
+            expires_at=expires_at,
+            reason=reason,
+            chain=issuer.chain,
+            sponsored=chunk,
+        )
+        for chunk in chunks
+    ]
+
+
+def revocation_info(
+    raw: bytes,
+    label: str,
+    role: Role,
+    target: bytes,
+    reason: str,
+    excluded: Sequence[str],
+    sponsored_kept: int,
+    relisted: bool,
+    new: bool,
+) -> dict[str, Any]:
+    """What ``meshd revoke`` reports (``--json`` prints it as it is)."""
+    from meshd.keys import fingerprint
+    from meshd.records import record_id
+
+    return {
+        "revocation_id": record_id(raw).hex(),
         "target": label,
         "target_role": role.name.lower(),
         "target_id": fingerprint(target),
         "reason": reason,
         "excluded": list(dict.fromkeys(excluded)),
-        "sponsored_kept": len(sponsored),
+        "sponsored_kept": sponsored_kept,
         "relisted": relisted,
         "new": new,
     }
-    if json:
-        emit_json(info)
-    else:
-        print(f"revoked {label}" + (f"; excluded: {', '.join(excluded)}" if excluded else ""))
-        if relisted:
-            note(
-                "it was revoked before, by legacy revocations only (without a list); this one "
-                f"lists the {len(sponsored)} admission(s) it countersigned before them, and "
-                "no other countersignature of it stands any more, whatever its date"
-            )
-        note(where)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,35 +236,50 @@ def _candidate_from_member(member: Member, state: Membership) -> _Candidate:
     )
 
 
-def _candidate_from_row(row: dict[str, Any]) -> _Candidate:
+def _candidate_from_row(row: PeerRow) -> _Candidate:
     return _Candidate(
-        base64.b64decode(row["node_key"]),
-        row["node_id"],
-        row["name"],
-        row["wg_public_key"],
-        int(row["credentials_end"]),
+        base64.b64decode(row.node_key),
+        row.node_id,
+        row.name,
+        row.wg_public_key,
+        row.credentials_end,
     )
+
+
+def _daemon_revoke(state_dir: Path | None, node_ref: str, reason: str) -> RevokeAnswer | None:
+    """Have the running daemon revoke ``node_ref``; None when no daemon runs, or an older one
+    that does not know the command."""
+    try:
+        return ask(
+            Paths(resolve(state_dir)).socket,
+            RevokeRequest(node_ref, reason),
+            RevokeAnswer,
+            timeout=10.0,
+        )
+    except DaemonNotRunning:
+        return None
+    except (ControlDecodeError, UsageError) as exc:
+        if "knows no command" in str(exc):
+            return None
+        raise
 
 
 def _daemon_sponsored(node: NodeDir, target: bytes) -> tuple[list[bytes], bool] | None:
     """What a revocation of ``target`` lists, from the running daemon's membership (so the
     store need not be loaded and verified here); None if the daemon cannot say."""
     try:
-        answer = request(node.paths.socket, "sponsored", {"target": target.hex()})
-        return [bytes.fromhex(rid) for rid in answer["sponsored"]], bool(answer["legacy_only"])
-    except (MeshdError, KeyError, TypeError, ValueError):
+        answer = ask(node.paths.socket, SponsoredRequest(target.hex()), SponsoredAnswer)
+        return [bytes.fromhex(rid) for rid in answer.sponsored], answer.legacy_only
+    except (MeshdError, ValueError):
         return None  # an older daemon, or none: the store is read instead
 
 
-def _daemon_peers(node: NodeDir) -> list[dict[str, Any]] | None:
+def _daemon_peers(node: NodeDir) -> tuple[PeerRow, ...] | None:
     """The running daemon's member list, or None when no daemon runs for this state dir."""
     try:
-        rows = request(node.paths.socket, "peers", {})
+        return ask(node.paths.socket, PeersRequest(), PeersAnswer).rows
     except DaemonNotRunning:
         return None
-    if not isinstance(rows, list):
-        raise UsageError("the daemon's member list is unusable", hint="update meshd")
-    return rows
 
 
 def _revocation_target(

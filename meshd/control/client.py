@@ -9,8 +9,10 @@ from __future__ import annotations
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from meshd.control.commands import Request as Request_
+from meshd.control.commands import decode_answer, to_json
 from meshd.control.protocol import (
     MAX_RESPONSE,
     Request,
@@ -18,6 +20,8 @@ from meshd.control.protocol import (
     encode_request,
 )
 from meshd.errors import ControlError, DaemonNotRunning, DecodeError
+
+A = TypeVar("A")
 
 _CHUNK = 64 * 1024
 _BUSY_RETRY = 0.002  # seconds between connects while the daemon's listen queue is full
@@ -109,3 +113,19 @@ def _read_line(sock: socket.socket) -> bytes:
     if not buffer:
         raise ControlError("the daemon closed the connection without answering")
     return bytes(buffer)
+
+
+def ask(socket_path: Path, command: Request_, answer: type[A], timeout: float = 5.0) -> A:
+    """Send one typed request (:mod:`meshd.control.commands`) and read its typed answer.
+
+    Raises what :func:`request` raises, and ControlError when the answer is not the
+    command's (a daemon of another meshd version).
+    """
+    result = request(socket_path, command.command, to_json(command), timeout=timeout)
+    try:
+        return decode_answer(answer, result)
+    except DecodeError as exc:
+        raise ControlError(
+            f"the daemon's answer to {command.command!r} is unusable: {exc}",
+            hint="the CLI and the daemon must be the same meshd version; restart the daemon",
+        ) from None

@@ -16,10 +16,12 @@ after a short pause. Nothing of this ever ends the server. :class:`ControlStats`
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import logging
 import os
 import socket as stdlib_socket
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -77,6 +79,26 @@ class ControlStats:
     """accept() calls that failed for lack of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM)."""
 
 
+_CALLER: contextvars.ContextVar[int | None] = contextvars.ContextVar("caller", default=None)
+
+
+def caller_uid() -> int | None:
+    """The user id of the process whose request is being handled (SO_PEERCRED), or None
+    outside a request or where the kernel does not say."""
+    return _CALLER.get()
+
+
+def _peer_uid(stream: trio.SocketStream) -> int | None:
+    try:
+        raw = stream.socket.getsockopt(
+            stdlib_socket.SOL_SOCKET, stdlib_socket.SO_PEERCRED, struct.calcsize("3i")
+        )
+    except (OSError, AttributeError):
+        return None
+    _pid, uid, _gid = struct.unpack("3i", raw)
+    return int(uid)
+
+
 async def _read_request(stream: trio.SocketStream) -> bytes:
     buffer = bytearray()
     while not buffer.endswith(b"\n"):
@@ -113,6 +135,7 @@ async def answer(
                         reading(None)
             if read_scope.cancelled_caught:
                 return False
+            _CALLER.set(_peer_uid(stream))
             response = await _respond(data, handler)
             await stream.send_all(encode_response(response))
     except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):

@@ -21,8 +21,8 @@ derived from the node key (:func:`meshd.babel.options.router_id_of`), and runs a
   ``--babel-redistribute`` takes (no rules: none) and that lie within our own grants are
   originated on the mesh under our router-id (:mod:`meshd.babel.gateway`), and their kernel
   routes toward the site are kept while we do (:class:`SiteRoutes`);
-* :meth:`BabelService.notify` is a membership sink: neighbours follow the admitted members
-  and a revocation withdraws the member's routes at once (``revalidate``).
+* :meth:`BabelService.follow` takes the membership owner's snapshots: neighbours follow the
+  admitted members and a revocation withdraws the member's routes at once (``revalidate``).
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -53,31 +54,32 @@ from meshd.babel.shell import (
     KernelRoute,
     KernelRoutes,
     Port,
-    RouteSink,
     UdpPort,
     interface_addresses,
 )
 from meshd.babel.sources import IPNetwork, RouteKey
-from meshd.errors import BackendError, UsageError
-from meshd.membership import Event, Member, MemberState, Revoked
+from meshd.daemon.babel_site import (
+    SiteRoutes,
+    enable_forwarding,
+    refuse_ungranted_origins,
+    restore_forwarding,
+    ungranted_origins,
+)
+from meshd.daemon.feed import Subscription
+from meshd.membership import Member, MemberState
 from meshd.wg.addresses import link_local_from_wg_key
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
-    from meshd.daemon.config import DaemonConfig
-    from meshd.statedir import NodeDir
 
 log = logging.getLogger(__name__)
+
+__all__ = ["BabelService", "SiteRoutes", "refuse_ungranted_origins", "ungranted_origins"]
 
 Members = Callable[[], Sequence[Member]]
 Grants = Callable[[bytes], Sequence[IPNetwork]]
 """``Membership.grants``: the prefixes a member may announce (empty if it does not stand)."""
-
-FORWARDING = (
-    "/proc/sys/net/ipv6/conf/all/forwarding",
-    "/proc/sys/net/ipv4/conf/all/forwarding",
-)
 
 
 class MeshSeam(Protocol):
@@ -236,7 +238,7 @@ class BabelService:
         self._sync_members()
         if self.mesh is not None:
             self.mesh.follow_babel(config.hello_interval)
-        saved = _enable_forwarding() if self.mesh is not None else {}
+        saved = enable_forwarding() if self.mesh is not None else {}
         try:
             if self.mesh is None or not config.interfaces:
                 await shell.run(task_status=task_status)
@@ -246,7 +248,7 @@ class BabelService:
                 await shell.run(task_status=task_status)
                 nursery.cancel_scope.cancel()
         finally:
-            _restore(saved)
+            restore_forwarding(saved)
 
     # --- the gateway -----------------------------------------------------------------------
 
@@ -294,9 +296,14 @@ class BabelService:
 
     # --- membership ------------------------------------------------------------------------------
 
-    def notify(self, events: Sequence[Event]) -> None:
-        """A membership sink: follow the members; a revocation takes effect at once."""
-        self._sync_members(revalidate=any(isinstance(e, Revoked) for e in events))
+    async def follow(self, subscription: Subscription) -> None:
+        """Follow the members the owner's snapshots list; a revocation takes effect at once."""
+        seen = subscription.latest.revocations
+        async for snapshot in subscription:
+            self._members = partial(tuple, snapshot.members)
+            self._grants = partial(_granted, snapshot.grants)
+            self._sync_members(revalidate=snapshot.revocations != seen)
+            seen = snapshot.revocations
 
     def _sync_members(self, *, revalidate: bool = True) -> None:
         members = [m for m in self._members() if m.state is MemberState.ADMITTED]
@@ -375,178 +382,6 @@ class BabelService:
 
     # --- views -------------------------------------------------------------------------------
 
-    def routes_view(self) -> dict[str, Any]:
-        """What ``meshd routes`` shows: routes, neighbours and counters."""
-        shell = self._shell
-        if shell is None:
-            return {"router_id": router_id_of(self.node_key).hex(), "routes": [], "neighbours": []}
-        core = shell.core
-        rtts = {n.neighbour: n.rtt for n in core.neighbours()}
-        rows = []
-        for view in core.routes():
-            rtt = rtts.get(view.neighbour) if view.neighbour is not None else None
-            rows.append(
-                {
-                    "prefix": str(view.prefix),
-                    "source": str(view.source) if view.source is not None else None,
-                    "next_hop": str(view.next_hop) if view.next_hop is not None else None,
-                    "interface": view.neighbour.interface if view.neighbour else None,
-                    "metric": view.metric,
-                    "refmetric": view.refmetric,
-                    "seqno": view.seqno,
-                    "router_id": view.router_id.hex(),
-                    "origin": self._origin_name(view.router_id),
-                    "selected": view.selected,
-                    "feasible": view.feasible,
-                    "installed": view.neighbour is None
-                    or (view.selected and shell.installed(view.prefix, view.source)),
-                    "rtt_ms": round(rtt * 1000, 1) if rtt is not None else None,
-                }
-            )
-        neighbours = [
-            {
-                "interface": n.neighbour.interface,
-                "address": str(n.neighbour.address),
-                "reach": f"{n.reach:04x}",
-                "rxcost": n.rxcost,
-                "txcost": n.txcost,
-                "cost": n.cost,
-                "rtt_ms": round(n.rtt * 1000, 1) if n.rtt is not None else None,
-            }
-            for n in core.neighbours()
-        ]
-        return {
-            "router_id": core.router_id.hex(),
-            "seqno": core.seqno,
-            "interfaces": [i.name for i in core.interfaces()],
-            "routes": rows,
-            "neighbours": neighbours,
-            "counters": shell.counters.as_dict() | core.counters(),
-        }
 
-    def peer_route(self, member: Member) -> dict[str, Any]:
-        """``route`` (``direct`` or ``via NAME``) and ``metric`` of a member, for ``peers``."""
-        shell = self._shell
-        if shell is None or self.mesh is None or member.node_key == self.node_key:
-            return {}
-        view = shell.core.route(ipaddress.IPv6Network((member.overlay, 128)))
-        if view is None or view.neighbour is None:
-            return {"route": None, "metric": None}
-        hop = self._peer_of_link_local.get(view.neighbour.address)  # type: ignore[arg-type]
-        if hop is not None and hop.node_key == member.node_key:
-            route = "direct"
-        else:
-            route = f"via {hop.name if hop is not None else view.neighbour.address}"
-        return {"route": route, "metric": view.metric}
-
-    def _origin_name(self, router_id: bytes) -> str | None:
-        for member in self._members():
-            if router_id_of(member.node_key) == router_id:
-                return member.name
-        return None
-
-
-class SiteRoutes:
-    """The shell's route sink, keeping the kernel routes toward the site for the site
-    routes we originate on the mesh: our own origination takes precedence in the core, which
-    would otherwise take the learnt route out of the kernel."""
-
-    def __init__(self, inner: RouteSink) -> None:
-        self.inner = inner
-        self._held: dict[RouteKey, KernelRoute] = {}
-        self._installed: dict[RouteKey, KernelRoute] = {}
-
-    def hold(self, routes: Mapping[RouteKey, KernelRoute]) -> None:
-        self._held = dict(routes)
-
-    async def install(self, route: KernelRoute) -> None:
-        await self.inner.install(route)
-
-    async def remove(self, route: KernelRoute) -> None:
-        if (route.prefix, route.source) not in self._held:
-            await self.inner.remove(route)
-
-    async def sync(self, core: BabelCore) -> None:
-        """Install what is held; remove what no longer is, unless the core selects a learnt
-        route for it again (then the shell owns it)."""
-        for key, route in list(self._installed.items()):
-            if key in self._held:
-                continue
-            del self._installed[key]
-            view = core.route(*key)
-            if view is None or view.neighbour is None:
-                await self._quietly(self.inner.remove, route)
-        for key, route in list(self._held.items()):
-            if self._installed.get(key) != route and await self._quietly(self.inner.install, route):
-                self._installed[key] = route
-
-    async def release_all(self) -> None:
-        self._held = {}
-        for route in self._installed.values():
-            await self._quietly(self.inner.remove, route)
-        self._installed = {}
-
-    @staticmethod
-    async def _quietly(
-        action: Callable[[KernelRoute], Awaitable[None]], route: KernelRoute
-    ) -> bool:
-        try:
-            await action(route)
-        except BackendError as exc:
-            log.warning("Babel: site route %s: %s", route.prefix, exc)
-            return False
-        return True
-
-
-def ungranted_origins(config: DaemonConfig, node: NodeDir) -> list[IPNetwork]:
-    """The ``--babel-originate`` prefixes this member's certificate does not allow, when
-    Babel will run on the mesh (a WireGuard backend other than ``none``); else none."""
-    from meshd.daemon.state import NodeState
-    from meshd.daemon.wireguard import backend_kind
-
-    if not config.babel.originate or backend_kind(config.wg_backend) == "none":
-        return []
-    state = NodeState(node, announce_ttl=config.announce_ttl)
-    grants = state.membership.grants(node.node_key.public)
-    return [prefix for prefix, _ in config.babel.originate if not covered(prefix, grants)]
-
-
-def refuse_ungranted_origins(config: DaemonConfig, node: NodeDir) -> None:
-    """UsageError (one line) if a ``--babel-originate`` prefix is not ours to announce."""
-    refused = ungranted_origins(config, node)
-    if refused:
-        raise UsageError(
-            "--babel-originate "
-            + ", ".join(str(p) for p in refused)
-            + ": this member's certificate does not allow "
-            + ("it" if len(refused) == 1 else "them"),
-            hint="ask an admin for a certificate that grants the prefix",
-        )
-
-
-def _enable_forwarding() -> dict[str, str]:
-    """Turn IP forwarding on, as babeld does: a member relays between two others. Returns
-    the values it replaced, for :func:`_restore`."""
-    saved: dict[str, str] = {}
-    for path in FORWARDING:
-        try:
-            with open(path) as f:
-                old = f.read().strip()
-            if old != "1":
-                with open(path, "w") as f:
-                    f.write("1\n")
-                saved[path] = old
-        except OSError as exc:
-            log.warning("Babel: cannot turn forwarding on (%s): relaying will not work", exc)
-    if saved:
-        log.info("Babel: IP forwarding on (%s)", ", ".join(saved))
-    return saved
-
-
-def _restore(saved: Mapping[str, str]) -> None:
-    for path, value in saved.items():
-        try:
-            with open(path, "w") as f:
-                f.write(value + "\n")
-        except OSError as exc:
-            log.warning("Babel: cannot restore %s: %s", path, exc)
+def _granted(grants: Mapping[bytes, Sequence[IPNetwork]], key: bytes) -> Sequence[IPNetwork]:
+    return grants.get(key, ())

@@ -37,7 +37,6 @@ class DaemonConfig:
     sync_interval: float = 10.0
     tick_interval: float = 1.0
     connect_interval: float = 1.0
-    store_poll_interval: float = 2.0  # `meshd revoke` publishes through the control socket
     non_member_grace: float = 10.0  # a peer that is not a member may stay this long...
     enrollment_grace: float = 30.0  # ...or this long once it opens an enrollment stream
     enrollment_attempts: int = 3  # enrollment streams per peer per grace window

@@ -57,9 +57,11 @@ async def run(
     finish_cut_short(state)
     async with open_metrics(config) as metrics, open_mesh(config, node) as mesh:
         mesh.set_underlay(await current_underlay([config.interface, "lo"]))
-        mesh.attach(state.members)
-        state.add_sink(mesh.notify)
+        members = state.feed.subscribe()
+        mesh.set_members(members.latest.members)
         async with trio.open_nursery() as nursery:
+            await nursery.start(state.feed.run)
+            nursery.start_soon(mesh.follow, members)
             if mesh.kind != "none":
                 # With no backend there is nothing to program: no reconcile loop, which
                 # would recompute the desired peers on every membership event.

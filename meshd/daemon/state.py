@@ -14,9 +14,30 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
+from meshd.daemon.budgets import (
+    FORWARDER_BURST,
+    FORWARDER_RATE,
+    MAX_STRANGER_SESSIONS,
+    MAX_SYNC_PER_PEER,
+    MAX_SYNC_SESSIONS,
+    MAX_TRACKED_PEERS,
+    NON_MEMBERS,
+    RATE_BURST,
+    RATE_PER_SECOND,
+    SYNC_MEMBER_BURST,
+    SYNC_MEMBER_RATE,
+    SYNC_STARTS_BURST,
+    SYNC_STARTS_RATE,
+    SYNC_STRANGER_BURST,
+    SYNC_STRANGER_RATE,
+    SYNC_STRANGERS_BURST,
+    SYNC_STRANGERS_RATE,
+    RateLimiter,
+    SyncSessions,
+)
+from meshd.daemon.feed import MembershipFeed, Snapshot
 from meshd.daemon.lifecycle import revocation_text
 from meshd.errors import DecodeError, VerifyError
 from meshd.gossip import enroll
@@ -33,135 +54,34 @@ from meshd.membership import (
 )
 from meshd.membership.pending import LOCAL
 from meshd.metrics.snapshot import Traffic
-from meshd.records import Admission, Announcement, Enrollment, Kind, Record, record_id
+from meshd.records import Admission, Announcement, Enrollment, Record, record_id
 from meshd.statedir import NodeDir
 from meshd.wg.addresses import link_local_from_wg_key
 from meshd.wg.model import PeerStatus
 
 log = logging.getLogger(__name__)
 
-EventSink = Callable[[Sequence[Event]], None]
-"""Receives membership events (Admitted, Updated, Expired, Revoked) as they happen."""
-
-RATE_PER_SECOND: Final = 20.0  # gossip, per author
-RATE_BURST: Final = 100.0
-FORWARDER_RATE: Final = 100.0  # gossip, per neighbour that delivered the message
-FORWARDER_BURST: Final = 500.0
-SYNC_MEMBER_RATE: Final = 1000.0  # records a member's sync sessions may push us, per second
-SYNC_MEMBER_BURST: Final = 20000.0
-SYNC_STRANGER_RATE: Final = 10.0  # the same for one peer that is not a member
-SYNC_STRANGER_BURST: Final = 200.0
-SYNC_STRANGERS_RATE: Final = 50.0  # and for all peers that are not members together
-SYNC_STRANGERS_BURST: Final = 1000.0
-MAX_TRACKED_PEERS: Final = 4096
-NON_MEMBERS: Final = "non-members"
-"""The one pending-pool source and sync bucket shared by every peer that is not a member: a
-non-member chooses its peer id freely, so its ids must not multiply its budget."""
-
-
-@dataclass(slots=True)
-class _Bucket:
-    tokens: float
-    at: float
-
-
-@dataclass(slots=True)
-class RateLimiter:
-    """A token bucket per peer: ``rate`` tokens per second, bursts of ``burst``.
-
-    At most MAX_TRACKED_PEERS buckets are kept; when a new peer comes and the table is full,
-    the buckets that have refilled (the same as absent) go, else the oldest half.
-    """
-
-    rate: float = RATE_PER_SECOND
-    burst: float = RATE_BURST
-    _buckets: dict[str, _Bucket] = field(default_factory=dict)
-
-    def allow(self, peer: str, now: float) -> bool:
-        return self.take(peer, now, 1) == 1
-
-    def take(self, peer: str, now: float, wanted: int) -> int:
-        """Take up to ``wanted`` tokens; return how many were granted."""
-        bucket = self._bucket(peer, now)
-        granted = min(wanted, int(bucket.tokens))
-        bucket.tokens -= granted
-        return granted
-
-    def give_back(self, peer: str, count: int) -> None:
-        bucket = self._buckets.get(peer)
-        if bucket is not None:
-            bucket.tokens = min(self.burst, bucket.tokens + count)
-
-    def _bucket(self, peer: str, now: float) -> _Bucket:
-        bucket = self._buckets.get(peer)
-        if bucket is None:
-            if len(self._buckets) >= MAX_TRACKED_PEERS:
-                self._prune(now)
-            bucket = self._buckets[peer] = _Bucket(self.burst, now)
-        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
-        bucket.at = now
-        return bucket
-
-    def _prune(self, now: float) -> None:
-        full = [
-            p for p, b in self._buckets.items() if b.tokens + (now - b.at) * self.rate >= self.burst
-        ]
-        if len(full) < len(self._buckets) // 2:
-            full = list(self._buckets)[: len(self._buckets) // 2]
-        for peer in full:
-            del self._buckets[peer]
-
-
-MAX_SYNC_PER_PEER: Final = 2  # sync sessions one peer may have us serve at once
-MAX_SYNC_SESSIONS: Final = 64  # served at once, all peers together
-MAX_STRANGER_SESSIONS: Final = 4  # served at once to peers that are not members, together
-SYNC_STARTS_RATE: Final = 1.0  # sessions one peer may open per second
-SYNC_STARTS_BURST: Final = 8.0
-
-
-@dataclass(slots=True)
-class SyncSessions:
-    """The sync sessions we serve, bounded per peer and in total (pure: ``now`` is given).
-
-    A peer may have MAX_SYNC_PER_PEER sessions open at once and open SYNC_STARTS_RATE a
-    second (bursts of SYNC_STARTS_BURST); all peers together MAX_SYNC_SESSIONS, of which
-    peers that are not members MAX_STRANGER_SESSIONS. Each session holds a snapshot of our
-    record ids, and its own bounded queues (meshd.gossip.sync).
-    """
-
-    open_count: int = 0
-    refused: int = 0  # sessions refused, since the start
-    dropped: int = 0  # ids and range items sessions left out (their budgets), since the start
-    _by_peer: Counter[str] = field(default_factory=Counter)
-    _strangers: int = 0
-    _starts: RateLimiter = field(
-        default_factory=lambda: RateLimiter(SYNC_STARTS_RATE, SYNC_STARTS_BURST)
-    )
-
-    def open(self, peer: str, *, member: bool, now: float) -> str | None:
-        """Count a session ``peer`` opens; None if it may, else why not."""
-        if self._by_peer[peer] >= MAX_SYNC_PER_PEER:
-            why: str | None = "sessions-per-peer"
-        elif self.open_count >= MAX_SYNC_SESSIONS:
-            why = "sessions"
-        elif not member and self._strangers >= MAX_STRANGER_SESSIONS:
-            why = "sessions-of-non-members"
-        elif not self._starts.allow(peer, now):
-            why = "session-rate"
-        else:
-            self._by_peer[peer] += 1
-            self.open_count += 1
-            self._strangers += not member
-            return None
-        self.refused += 1
-        return why
-
-    def close(self, peer: str, *, member: bool) -> None:
-        self._by_peer[peer] -= 1
-        if self._by_peer[peer] <= 0:
-            del self._by_peer[peer]
-        self.open_count -= 1
-        self._strangers -= not member
+__all__ = [  # the budgets live in meshd/daemon/budgets.py; these names stay importable here
+    "FORWARDER_BURST",
+    "FORWARDER_RATE",
+    "MAX_STRANGER_SESSIONS",
+    "MAX_SYNC_PER_PEER",
+    "MAX_SYNC_SESSIONS",
+    "NON_MEMBERS",
+    "RATE_BURST",
+    "RATE_PER_SECOND",
+    "SYNC_MEMBER_BURST",
+    "SYNC_MEMBER_RATE",
+    "SYNC_STARTS_BURST",
+    "SYNC_STARTS_RATE",
+    "SYNC_STRANGERS_BURST",
+    "SYNC_STRANGERS_RATE",
+    "SYNC_STRANGER_BURST",
+    "SYNC_STRANGER_RATE",
+    "NodeState",
+    "RateLimiter",
+    "SyncSessions",
+]
 
 
 def _no_key(peer: str) -> bytes | None:
@@ -204,7 +124,7 @@ class NodeState:
         self._sync_all_strangers = RateLimiter(SYNC_STRANGERS_RATE, SYNC_STRANGERS_BURST)
         self._outgoing: set[bytes] = set()
         self.traffic = Traffic()  # gossip and sync counters, for the metrics
-        self._sinks: list[EventSink] = []
+        self.feed = MembershipFeed(self._snapshot)
         # A peer id's member key; the daemon installs libp2p's (this module imports no libp2p).
         self.peer_key: Callable[[str], bytes | None] = _no_key
 
@@ -212,13 +132,18 @@ class NodeState:
     def key(self) -> bytes:
         return self.node.node_key.public
 
-    def add_sink(self, sink: EventSink) -> None:
-        self._sinks.append(sink)
-
     def _emit(self, events: Sequence[Event]) -> None:
-        if events:
-            for sink in self._sinks:
-                sink(events)
+        self.feed.changed(events)
+
+    def _snapshot(self, version: int, revocations: int) -> Snapshot:
+        at = self.clock()
+        members = tuple(self.membership.members(at))
+        grants = {
+            m.node_key: self.membership.grants(m.node_key)
+            for m in members
+            if m.state is MemberState.ADMITTED
+        }
+        return Snapshot(version, at, members, grants, revocations)
 
     def _persist(self, outcomes: Sequence[Outcome]) -> None:
         change = net_change(self.membership, outcomes)
@@ -348,21 +273,6 @@ class NodeState:
 
     def tick(self) -> None:
         self._emit(self.membership.tick(self.clock()))
-
-    def adopt_stored_revocations(self) -> list[bytes]:
-        """Merge revocations another process (``meshd revoke``) wrote to the store."""
-        adopted = []
-        for rid, raw in self.node.store.rows([Kind.REVOCATION]):
-            if self.membership.record(rid) is not None:
-                continue
-            try:
-                outcome = self.add_local_untrusted(raw)
-            except (DecodeError, VerifyError) as exc:
-                log.warning("a stored revocation does not verify: %s", exc)
-                continue
-            if outcome.new:
-                adopted.append(raw)
-        return adopted
 
     def mark_outgoing(self, raw: bytes) -> None:
         self._outgoing.add(raw)

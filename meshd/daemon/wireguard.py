@@ -9,9 +9,10 @@ interface. :class:`WireGuardMesh` owns the backend from then on:
   (:func:`meshd.mesh.desired.desired_peers`), plans (:func:`meshd.wg.reconcile.plan`) and
   applies the plan; the next round reads the device again, so a ``set`` that failed half way
   is planned over from what the device really holds;
-* a round runs at once on every membership event (:meth:`WireGuardMesh.notify` is a
-  membership sink: a revoked member is removed the moment the revocation is accepted), after
-  an error within ``RETRY_AFTER_ERROR``, and every ``interval`` seconds otherwise;
+* the members come from the membership owner's feed (:meth:`WireGuardMesh.follow`, frozen
+  snapshots, :mod:`meshd.daemon.feed`); a round runs at once on every new snapshot (a revoked
+  member is removed the moment the revocation is accepted), after an error within
+  ``RETRY_AFTER_ERROR``, and every ``interval`` seconds otherwise;
 * ``previous`` (the desired state of the last successful round) is what lets the reconciler
   leave an endpoint WireGuard learnt by roaming alone;
 * Babel's selected routes come in through :meth:`WireGuardMesh.set_extra_prefixes`; once
@@ -37,7 +38,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -45,9 +46,10 @@ import trio
 from nacl.bindings import crypto_scalarmult_base
 
 from meshd.addressing import overlay_address
+from meshd.daemon.feed import Subscription
 from meshd.daemon.startup import claim
 from meshd.errors import BackendError
-from meshd.membership import Event, Member, Revoked
+from meshd.membership import Member
 from meshd.mesh.desired import DesiredMesh, Underlay, desired_peers, peer_members
 from meshd.mesh.handshake import FirstHandshakes
 from meshd.mesh.holddown import HoldDown, hold_down_period, routed_directly
@@ -75,8 +77,6 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_ERROR = 0.5  # seconds before a round that follows a failed one
 DISCARD_PORT = 9  # RFC 863; the datagram only has to leave through WireGuard
-
-Members = Callable[[], Sequence[Member]]
 
 
 class WireGuardMesh:
@@ -111,7 +111,7 @@ class WireGuardMesh:
         self.last_error = ""
         self.last_round_ops = 0
         self._poke = poke
-        self._members: Members = list
+        self._members: Sequence[Member] = ()
         self._extra: dict[bytes, tuple[IPNetwork, ...]] = {}
         self._hold: HoldDown | None = None
         self._first = FirstHandshakes(own_wg_key)
@@ -126,10 +126,18 @@ class WireGuardMesh:
     def ifname(self) -> str:
         return self.backend.ifname
 
-    def attach(self, members: Members) -> None:
-        """Take the membership from ``members`` (called each round)."""
-        self._members = members
+    def set_members(self, members: Sequence[Member]) -> None:
+        """The members from now on (a round runs at once)."""
+        self._members = tuple(members)
         self.kick()
+
+    async def follow(self, subscription: Subscription) -> None:
+        """Take every snapshot of the membership the owner publishes."""
+        self._members = subscription.latest.members
+        async for snapshot in subscription:
+            if snapshot.revocations:
+                log.debug("snapshot %d: reconciling WireGuard now", snapshot.version)
+            self.set_members(snapshot.members)
 
     def set_underlay(self, underlay: Underlay) -> None:
         if underlay != self.underlay:
@@ -168,12 +176,6 @@ class WireGuardMesh:
         with contextlib.suppress(trio.WouldBlock):
             self._kick_send.send_nowait(None)
 
-    def notify(self, events: Sequence[Event]) -> None:
-        """A membership sink: any event may change the peers, a revocation must at once."""
-        if any(isinstance(e, Revoked) for e in events):
-            log.debug("revocation accepted: reconciling WireGuard now")
-        self.kick()
-
     # --- the loop ------------------------------------------------------------------------------
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -196,7 +198,7 @@ class WireGuardMesh:
         """One round: read, plan, apply. False (and logged) if the backend failed."""
         try:
             actual = await self.backend.get()
-            members = self._members()
+            members = self._members
             held = self._hold_down(members)
             desired = desired_peers(
                 members,

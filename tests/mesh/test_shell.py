@@ -17,7 +17,7 @@ import trio.testing
 
 from meshd.daemon.wireguard import RETRY_AFTER_ERROR, WireGuardMesh
 from meshd.errors import BackendError
-from meshd.membership import Member, MemberState, Revoked, Updated
+from meshd.membership import Member, MemberState
 from meshd.mesh.holddown import hold_down_period
 from meshd.wg.backend import InterfaceConfig
 from meshd.wg.backend_none import NullBackend
@@ -55,7 +55,7 @@ def make_mesh(members: list[Member]) -> tuple[WireGuardMesh, FlakyBackend]:
         interval=INTERVAL,
         poke=False,
     )
-    mesh.attach(lambda: members)
+    mesh.set_members(members)
     return mesh, backend
 
 
@@ -73,7 +73,7 @@ def test_events_reconcile_at_once_and_revocation_removes_the_peer() -> None:
             assert {p.public_key for p in backend.state.peers} == {m.wg_key for m in members}
             start = trio.current_time()
             members[1] = replace(members[1], state=MemberState.REVOKED)
-            mesh.notify([Revoked(members[1])])
+            mesh.set_members(members)
             await trio.testing.wait_all_tasks_blocked()
             assert {p.public_key for p in backend.state.peers} == {members[0].wg_key}
             assert trio.current_time() == start  # not the periodic round: at once
@@ -97,7 +97,7 @@ def test_roamed_endpoints_are_left_alone_until_the_announcement_changes() -> Non
             await trio.sleep(INTERVAL * 2)
             assert backend.state.peer_configs()[wg].endpoint == "198.51.100.9:4000"
             members[0] = member("a", endpoints=("192.0.2.7:51820",))
-            mesh.notify([Updated(members[0])])
+            mesh.set_members(members)
             await trio.testing.wait_all_tasks_blocked()
             assert backend.state.peer_configs()[wg].endpoint == "192.0.2.7:51820"
             nursery.cancel_scope.cancel()

@@ -1,0 +1,399 @@
+"""The control commands, typed (pure): a frozen request and answer dataclass per command.
+
+The daemon decodes each request into its type (:func:`decode_request`; an unknown command or
+malformed arguments is a :class:`~meshd.errors.ControlDecodeError`, which the server answers as
+a typed error), runs the handler its table has for that type, and answers :func:`to_json` of
+the answer. The CLI sends :func:`to_json` of a request and reads the answer back with
+:func:`decode_answer` into the same type; the quick path and the typer path both go through
+:mod:`meshd.cli.asking` and :mod:`meshd.cli.revoking`. On the wire the JSON is what it always
+was: the keys of a request's ``args`` and of an answer are the dataclasses' field names, so
+``meshd peers --json`` and ``meshd status --json`` print the same keys.
+
+Answers decode leniently in one way only: keys this CLI does not know (a newer daemon's) are
+ignored; a missing key or a value of the wrong type is a DecodeError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final, TypeVar, Union
+
+from meshd.errors import ControlDecodeError, DecodeError
+
+OMIT: Final = {"omit_if_none": True}
+"""Field metadata: left out of the JSON when None (a column that only some daemons fill)."""
+
+Views = tuple[dict[str, Any], ...]
+
+
+class Request:
+    """Base of the requests: ``command`` is the name on the wire."""
+
+    command: ClassVar[str]
+
+
+# --- requests ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRequest(Request):
+    command: ClassVar[str] = "status"
+
+
+@dataclass(frozen=True, slots=True)
+class PeersRequest(Request):
+    command: ClassVar[str] = "peers"
+
+
+@dataclass(frozen=True, slots=True)
+class RoutesRequest(Request):
+    command: ClassVar[str] = "routes"
+
+
+@dataclass(frozen=True, slots=True)
+class InviteBootstrapRequest(Request):
+    command: ClassVar[str] = "invite-bootstrap"
+
+
+@dataclass(frozen=True, slots=True)
+class PublishRequest(Request):
+    command: ClassVar[str] = "publish"
+    record: str  # base64
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectRequest(Request):
+    command: ClassVar[str] = "connect"
+    addrs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SponsoredRequest(Request):
+    command: ClassVar[str] = "sponsored"
+    target: str  # a node key in hex
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRequest(Request):
+    command: ClassVar[str] = "sync"
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeRequest(Request):
+    command: ClassVar[str] = "revoke"
+    node: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DownRequest(Request):
+    command: ClassVar[str] = "down"
+
+
+@dataclass(frozen=True, slots=True)
+class RotateWgRequest(Request):
+    command: ClassVar[str] = "rotate-wg"
+
+
+REQUESTS: Final[Mapping[str, type[Request]]] = {
+    cls.command: cls
+    for cls in (
+        StatusRequest,
+        PeersRequest,
+        RoutesRequest,
+        InviteBootstrapRequest,
+        PublishRequest,
+        ConnectRequest,
+        SponsoredRequest,
+        SyncRequest,
+        RevokeRequest,
+        DownRequest,
+        RotateWgRequest,
+    )
+}
+
+
+# --- answers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StatusAnswer:
+    node_id: str
+    name: str
+    network: str
+    network_id: str
+    members: int
+    expired: int
+    revoked: int
+    records: int
+    pending: int
+    pending_evicted: int
+    digest: str
+    accepted: int
+    rejected: dict[str, int]
+    listen_addrs: tuple[str, ...]
+    endpoints: tuple[str, ...]
+    wireguard: dict[str, Any]
+    peer_id: str
+    connected: int
+    syncs: int
+    budgets: dict[str, int]
+    uptime: float
+    tasks: int
+    shed: dict[str, int]
+    expiring: Views = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRow:
+    name: str
+    node_id: str
+    node_key: str  # base64
+    state: str
+    reason: str
+    overlay_ip: str
+    link_local: str
+    wg_public_key: str  # base64
+    endpoints: tuple[str, ...]
+    addrs: tuple[str, ...]
+    last_seen: int | None
+    admitted_at: int
+    not_after: int
+    credentials_end: int
+    connected: bool
+    wg_peer: bool
+    wg_endpoint: str | None
+    last_handshake: int | float | None
+    rx_bytes: int | None
+    tx_bytes: int | None
+    expires: str | None = None
+    revocation_reason: str | None = None
+    route: str | None = field(default=None, metadata=OMIT)
+    metric: int | None = field(default=None, metadata=OMIT)
+    routed: bool = field(default=False, metadata={"local": True})
+    """Whether Babel filled ``route`` and ``metric`` (they are on the wire only then)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeersAnswer:
+    rows: tuple[PeerRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RoutesAnswer:
+    router_id: str
+    routes: Views
+    neighbours: Views
+    seqno: int | None = field(default=None, metadata=OMIT)
+    interfaces: tuple[str, ...] | None = field(default=None, metadata=OMIT)
+    counters: dict[str, int] | None = field(default=None, metadata=OMIT)
+
+
+@dataclass(frozen=True, slots=True)
+class InviteBootstrapAnswer:
+    addrs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PublishAnswer:
+    new: bool
+    record_id: str
+    excluded: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectResultRow:
+    addr: str
+    peer_id: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectAnswer:
+    results: tuple[ConnectResultRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SponsoredAnswer:
+    sponsored: tuple[str, ...]  # record ids in hex
+    legacy_only: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SyncAnswer:
+    requested: int
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeAnswer:
+    revocation_id: str
+    target: str
+    target_role: str
+    target_id: str
+    reason: str
+    excluded: tuple[str, ...]
+    sponsored_kept: int
+    relisted: bool
+    new: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DownAnswer:
+    stopping: bool
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class RotateWgAnswer:
+    wg_public_key: str
+    counter: int
+    record_id: str
+
+
+ANSWERS: Final[Mapping[type[Request], type[Any]]] = {
+    StatusRequest: StatusAnswer,
+    PeersRequest: PeersAnswer,
+    RoutesRequest: RoutesAnswer,
+    InviteBootstrapRequest: InviteBootstrapAnswer,
+    PublishRequest: PublishAnswer,
+    ConnectRequest: ConnectAnswer,
+    SponsoredRequest: SponsoredAnswer,
+    SyncRequest: SyncAnswer,
+    RevokeRequest: RevokeAnswer,
+    DownRequest: DownAnswer,
+    RotateWgRequest: RotateWgAnswer,
+}
+LISTS: Final[Mapping[type[Any], str]] = {
+    PeersAnswer: "rows",
+    InviteBootstrapAnswer: "addrs",
+    ConnectAnswer: "results",
+}
+"""Answers that are a JSON list on the wire (as they always were): the field holding it."""
+
+A = TypeVar("A")
+
+
+# --- encoding -------------------------------------------------------------------------------
+
+
+def to_json(value: Any) -> Any:
+    """A request's args, or an answer, as the JSON value on the wire."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        only = LISTS.get(type(value))
+        if only is not None:
+            return to_json(getattr(value, only))
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(value):
+            item = getattr(value, f.name)
+            if f.metadata.get("local"):
+                continue
+            if f.metadata.get("omit_if_none") and item is None and not _shown(value, f.name):
+                continue
+            out[f.name] = to_json(item)
+        return out
+    if isinstance(value, tuple | list):
+        return [to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    return value
+
+
+def _shown(value: Any, name: str) -> bool:
+    """``route`` and ``metric`` are on the wire whenever Babel filled them, None or not."""
+    return name in ("route", "metric") and bool(getattr(value, "routed", False))
+
+
+# --- decoding -------------------------------------------------------------------------------
+
+
+def decode_request(cmd: str, args: Mapping[str, Any]) -> Request:
+    """The typed request for a decoded control request. ControlDecodeError for an unknown
+    command or arguments that are not the command's."""
+    cls = REQUESTS.get(cmd)
+    if cls is None:
+        raise ControlDecodeError(f"the daemon knows no command {cmd!r}", hint="update the CLI")
+    try:
+        return typing.cast(Request, _build(cls, args, strict=True))
+    except DecodeError as exc:
+        raise ControlDecodeError(f"{cmd}: {exc}", hint="update the CLI") from None
+
+
+def decode_answer(cls: type[A], value: Any) -> A:
+    """Read an answer the daemon sent into ``cls``. Raises DecodeError only."""
+    only = LISTS.get(cls)
+    if only is not None:
+        value = {only: value}
+    return typing.cast(A, _build(cls, value, strict=False))
+
+
+def _build(cls: type[Any], value: Any, *, strict: bool) -> Any:
+    if not isinstance(value, Mapping):
+        raise DecodeError(f"{cls.__name__}: expected an object")
+    hints = _hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("local")}
+    if strict:
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise DecodeError(f"unknown argument {str(unknown[0])[:40]!r}")
+    kwargs: dict[str, Any] = {}
+    for name, f in known.items():
+        if name not in value:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise DecodeError(f"{cls.__name__}: {name} is missing")
+            continue
+        kwargs[name] = _check(hints[name], value[name], name, strict=strict)
+    if cls is PeerRow and ("route" in value or "metric" in value):
+        kwargs["routed"] = True
+    return cls(**kwargs)
+
+
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    found = _HINTS.get(cls)
+    if found is None:
+        found = _HINTS[cls] = typing.get_type_hints(cls)
+    return found
+
+
+def _check(hint: Any, value: Any, name: str, *, strict: bool) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        for option in typing.get_args(hint):
+            try:
+                return _check(option, value, name, strict=strict)
+            except DecodeError:
+                continue
+        raise DecodeError(f"{name}: {type(value).__name__} is not {hint}")
+    if hint is type(None):
+        if value is None:
+            return None
+        raise DecodeError(f"{name}: expected null")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise DecodeError(f"{name}: expected a list")
+        (item, _) = typing.get_args(hint)
+        return tuple(_check(item, v, name, strict=strict) for v in value)
+    if origin is dict:
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise DecodeError(f"{name}: expected an object")
+        _, item = typing.get_args(hint)
+        return {k: _check(item, v, name, strict=strict) for k, v in value.items()}
+    if dataclasses.is_dataclass(hint):
+        return _build(typing.cast(type[Any], hint), value, strict=strict)
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(hint, type) and isinstance(value, hint):
+        return value
+    raise DecodeError(f"{name}: {type(value).__name__} is not {getattr(hint, '__name__', hint)}")

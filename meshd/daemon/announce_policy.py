@@ -1,0 +1,40 @@
+"""When to announce ourselves (pure: ``now`` is given).
+
+At start; at once when the addresses we would announce (WireGuard endpoints, libp2p addresses)
+change; and every ``interval`` seconds otherwise, so that members do not expire us (their TTL is
+longer than the interval). Addresses are looked at every ``check`` seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Addresses = tuple[tuple[str, ...], tuple[str, ...]]  # (endpoints, libp2p addresses)
+
+
+@dataclass(slots=True)
+class AnnouncePolicy:
+    interval: float
+    check: float = 5.0
+    _last: float | None = None
+    _addresses: Addresses | None = None
+
+    def due(self, now: float, addresses: Addresses) -> bool:
+        if self._last is None or addresses != self._addresses:
+            return True
+        return now - self._last >= self.interval
+
+    def announced(self, now: float, addresses: Addresses) -> None:
+        self._last = now
+        self._addresses = addresses
+
+    def changed(self, addresses: Addresses) -> bool:
+        """Whether these addresses differ from the last announced (the state dir keeps
+        them for ``meshd invite``)."""
+        return addresses != self._addresses
+
+    def wait(self, now: float) -> float:
+        """Seconds until the next look at the addresses."""
+        if self._last is None:
+            return 0.0
+        return max(0.0, min(self.check, self._last + self.interval - now))

@@ -1,0 +1,117 @@
+"""The announcer: what we tell the network about ourselves, and when.
+
+It reads our interface addresses (the WireGuard endpoints and libp2p addresses we announce,
+and the underlay the WireGuard service reaches peers through), and announces when
+:class:`~meshd.daemon.announce_policy.AnnouncePolicy` (pure) says: at start, when those
+addresses change, and every ``announce_interval``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import trio
+
+from meshd.daemon.announce_policy import Addresses, AnnouncePolicy
+from meshd.daemon.config import DaemonConfig
+from meshd.daemon.flooding import Flooder
+from meshd.daemon.state import NodeState
+from meshd.daemon.transport import Transport
+from meshd.daemon.wireguard import WireGuardMesh, local_addresses
+from meshd.errors import MeshdError, VerifyError
+from meshd.mesh.underlay import (
+    default_endpoints,
+    endpoint_hosts,
+    expand_listen_addrs,
+    underlay_of,
+    usable_addresses,
+)
+from meshd.records import make_announcement
+from meshd.wg.model import IPAddress
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+log = logging.getLogger(__name__)
+
+
+class Announcer:
+    def __init__(
+        self,
+        host: Transport,
+        state: NodeState,
+        mesh: WireGuardMesh,
+        config: DaemonConfig,
+        flooder: Flooder,
+    ) -> None:
+        self.host = host
+        self.state = state
+        self.mesh = mesh
+        self.config = config
+        self.flooder = flooder
+        self.policy = AnnouncePolicy(config.announce_interval, check=config.announce_interval)
+        self.endpoints: tuple[str, ...] = config.endpoints
+        self._hosts: list[IPAddress] = []
+
+    async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await self.refresh_underlay()
+        self._remember(tuple(self.listen_addrs()))
+        task_status.started()
+        while True:
+            try:
+                await self.announce_if_due()
+            except MeshdError as exc:
+                log.warning("announce: %s", exc)
+            await trio.sleep(self.policy.wait(trio.current_time()))
+
+    def listen_addrs(self) -> list[str]:
+        """Where others can dial us: the host's listen addresses, wildcards made concrete."""
+        return expand_listen_addrs(self.host.listen_addrs(), self._hosts)
+
+    def _remember(self, addrs: tuple[str, ...]) -> None:
+        self.state.node.store.set_meta("listen_addrs", "\n".join(addrs).encode())
+
+    async def refresh_underlay(self) -> None:
+        """Read our interface addresses: the endpoints and hosts we announce, what we reach."""
+        config = self.config
+        exclude = [config.interface, "lo"]
+        local = await local_addresses()
+        self.mesh.set_underlay(underlay_of(local, exclude=exclude))
+        if config.endpoints:
+            self._hosts = endpoint_hosts(config.endpoints)
+        else:
+            self._hosts = [a.address for a in usable_addresses(local, exclude=exclude)]
+            if self.mesh.kind != "none":
+                self.endpoints = default_endpoints(local, config.listen_port, exclude=exclude)
+
+    async def announce_if_due(self) -> None:
+        await self.refresh_underlay()
+        addresses: Addresses = (self.endpoints, tuple(self.listen_addrs()))
+        now = trio.current_time()
+        if not self.policy.due(now, addresses):
+            return
+        await self.announce(addresses)
+        self.policy.announced(now, addresses)
+
+    async def announce(self, addresses: Addresses) -> None:
+        state = self.state
+        endpoints, addrs = addresses
+        announcement = make_announcement(
+            state.node.node_key,
+            network_id=state.node.anchor.network_id,
+            seq=time.time_ns(),
+            issued_at=state.clock(),
+            endpoints=endpoints,
+            addrs=addrs,
+        )
+        try:
+            outcome = state.add_local(announcement)
+        except VerifyError as exc:
+            log.warning("not announcing: %s", exc)
+            return
+        if self.policy.changed(addresses):
+            self._remember(addrs)
+        if outcome.new:
+            await self.flooder.flood(announcement.raw)

@@ -1,0 +1,161 @@
+"""The anti-entropy service: our own set reconciliation (``/meshd/sync/1.0.0``) with peers.
+
+When and with whom is :class:`~meshd.daemon.sync_policy.SyncPolicy`'s (pure); this shell runs
+the conversations (:func:`meshd.daemon.streams.converse`), as initiator and as server, hands
+what they bring to the membership owner, and bounds what it serves
+(:class:`~meshd.daemon.state.SyncSessions`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from functools import partial
+from typing import TYPE_CHECKING
+
+import trio
+
+from meshd.daemon.ingest import check_sync_records
+from meshd.daemon.state import NodeState, SyncSessions
+from meshd.daemon.streams import SyncResult, converse
+from meshd.daemon.sync_policy import SyncPolicy
+from meshd.daemon.transport import Transport, key_of
+from meshd.errors import MeshdError
+from meshd.gossip import sync as sync_protocol
+from meshd.gossip.enroll import GracePolicy
+from meshd.gossip.streams import FramedStream
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+log = logging.getLogger(__name__)
+
+REQUESTS = 256  # sync requests waiting
+
+
+class AntiEntropy:
+    def __init__(
+        self,
+        host: Transport,
+        state: NodeState,
+        policy: SyncPolicy,
+        grace: GracePolicy,
+        sessions: SyncSessions,
+    ) -> None:
+        self.host = host
+        self.state = state
+        self.policy = policy
+        self.grace = grace
+        self.sessions = sessions
+        self.syncs = 0
+        self._send, self._receive = trio.open_memory_channel[str](REQUESTS)
+
+    async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.host.set_stream_handler(sync_protocol.PROTOCOL_ID, self.serve)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._periodic)
+            task_status.started()
+            async for peer in self._receive:
+                if self.policy.start(peer):
+                    nursery.start_soon(self._sync_with, peer)
+
+    def request(self, peer: str) -> None:
+        """Sync with ``peer`` soon (dropped when many requests wait already)."""
+        with contextlib.suppress(trio.WouldBlock):
+            self._send.send_nowait(peer)
+
+    async def _periodic(self) -> None:
+        while True:
+            members = [
+                p
+                for p in self.host.connected_peers()
+                if (k := key_of(p)) is not None and self.state.is_member(k)
+            ]
+            peer = self.policy.periodic(trio.current_time(), members)
+            if peer is not None:
+                self.request(peer)
+            await trio.sleep(self.policy.next_due(trio.current_time()))
+
+    async def _sync_with(self, peer: str) -> None:
+        try:
+            rounds = 0
+            while True:
+                result = await self.sync_once(peer)
+                rounds += 1
+                if not self.policy.again(rounds, None if result is None else result.new):
+                    break
+        finally:
+            self.policy.done(peer)
+
+    async def sync_once(self, peer: str) -> SyncResult | None:
+        """One sync conversation with ``peer``, as initiator; None if it failed."""
+        try:
+            stream = await self.host.open_stream(peer, sync_protocol.PROTOCOL_ID)
+        except MeshdError as exc:
+            log.debug("sync with %s: %s", peer, exc)
+            return None
+        session = sync_protocol.SyncSession(self.state.membership)
+        try:
+            result = await converse(stream, session, partial(self._ingest, peer), initiator=True)
+        except (MeshdError, ValueError) as exc:
+            log.info("sync with %s failed: %s", peer, exc)
+            self.state.traffic.synced(None, initiator=True)
+            await stream.reset()
+            return None
+        finally:
+            self.sessions.dropped += session.dropped
+        await stream.close()
+        self.syncs += 1
+        self.state.traffic.synced(result, initiator=True)
+        if result.records_received or result.records_sent:
+            log.info(
+                "synced with %s: %d records in (%d new), %d out, %d bytes",
+                peer,
+                result.records_received,
+                result.new,
+                result.records_sent,
+                result.bytes_sent + result.bytes_received,
+            )
+        return result
+
+    async def _ingest(self, peer: str, raws: Sequence[bytes]) -> int:
+        state = self.state
+        checked = await check_sync_records(
+            raws, admit=lambda records: state.admit_sync_records(peer, records, time.monotonic())
+        )
+        batch = state.merge_batch(
+            checked.records,
+            announcements_checked=checked.announcements_checked,
+            rejected=checked.rejected,
+            source=state.source_of(peer),
+        )
+        return batch.new
+
+    async def serve(self, stream: FramedStream) -> None:
+        """The other side of a sync a peer opened."""
+        peer = stream.remote_peer_id
+        key = key_of(peer)
+        if key is None or self.state.is_revoked(key):
+            log.info("refused sync from revoked %s", peer)
+            await stream.reset()
+            return
+        member = self.state.is_member(key)
+        now = time.monotonic()
+        if not member and self.grace.expired(peer, now):
+            why: str | None = "grace-over"
+        else:
+            why = self.sessions.open(peer, member=member, now=now)
+        if why is not None:
+            log.info("refused sync from %s: %s", peer, why)
+            await stream.reset()
+            return
+        session = sync_protocol.SyncSession(self.state.membership)
+        result = None
+        try:
+            result = await converse(stream, session, partial(self._ingest, peer), initiator=False)
+        finally:
+            self.state.traffic.synced(result, initiator=False)
+            self.sessions.close(peer, member=member)
+            self.sessions.dropped += session.dropped

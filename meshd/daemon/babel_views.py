@@ -1,0 +1,85 @@
+"""What ``meshd routes`` and the route columns of ``meshd peers`` show of Babel."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import TYPE_CHECKING, Any
+
+from meshd.babel.options import router_id_of
+from meshd.membership import Member
+
+if TYPE_CHECKING:
+    from meshd.daemon.babel import BabelService
+
+
+def routes_view(self: BabelService) -> dict[str, Any]:
+    """What ``meshd routes`` shows: routes, neighbours and counters."""
+    shell = self._shell
+    if shell is None:
+        return {"router_id": router_id_of(self.node_key).hex(), "routes": [], "neighbours": []}
+    core = shell.core
+    rtts = {n.neighbour: n.rtt for n in core.neighbours()}
+    rows = []
+    for view in core.routes():
+        rtt = rtts.get(view.neighbour) if view.neighbour is not None else None
+        rows.append(
+            {
+                "prefix": str(view.prefix),
+                "source": str(view.source) if view.source is not None else None,
+                "next_hop": str(view.next_hop) if view.next_hop is not None else None,
+                "interface": view.neighbour.interface if view.neighbour else None,
+                "metric": view.metric,
+                "refmetric": view.refmetric,
+                "seqno": view.seqno,
+                "router_id": view.router_id.hex(),
+                "origin": _origin_name(self, view.router_id),
+                "selected": view.selected,
+                "feasible": view.feasible,
+                "installed": view.neighbour is None
+                or (view.selected and shell.installed(view.prefix, view.source)),
+                "rtt_ms": round(rtt * 1000, 1) if rtt is not None else None,
+            }
+        )
+    neighbours = [
+        {
+            "interface": n.neighbour.interface,
+            "address": str(n.neighbour.address),
+            "reach": f"{n.reach:04x}",
+            "rxcost": n.rxcost,
+            "txcost": n.txcost,
+            "cost": n.cost,
+            "rtt_ms": round(n.rtt * 1000, 1) if n.rtt is not None else None,
+        }
+        for n in core.neighbours()
+    ]
+    return {
+        "router_id": core.router_id.hex(),
+        "seqno": core.seqno,
+        "interfaces": [i.name for i in core.interfaces()],
+        "routes": rows,
+        "neighbours": neighbours,
+        "counters": shell.counters.as_dict() | core.counters(),
+    }
+
+
+def peer_route(self: BabelService, member: Member) -> dict[str, Any]:
+    """``route`` (``direct`` or ``via NAME``) and ``metric`` of a member, for ``peers``."""
+    shell = self._shell
+    if shell is None or self.mesh is None or member.node_key == self.node_key:
+        return {}
+    view = shell.core.route(ipaddress.IPv6Network((member.overlay, 128)))
+    if view is None or view.neighbour is None:
+        return {"route": None, "metric": None}
+    hop = self._peer_of_link_local.get(view.neighbour.address)  # type: ignore[arg-type]
+    if hop is not None and hop.node_key == member.node_key:
+        route = "direct"
+    else:
+        route = f"via {hop.name if hop is not None else view.neighbour.address}"
+    return {"route": route, "metric": view.metric}
+
+
+def _origin_name(self: BabelService, router_id: bytes) -> str | None:
+    for member in self._members():
+        if router_id_of(member.node_key) == router_id:
+            return member.name
+    return None

@@ -1,0 +1,140 @@
+"""The typed control commands: one request and one answer type per command, the same JSON.
+
+Requests decode into their type or fail with a ControlDecodeError (the server answers it as a
+typed error); answers read back into their type with only DecodeError, whatever the JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshd.control import commands as c
+from meshd.control.client import ask, request
+from meshd.control.server import serve
+from meshd.errors import ControlDecodeError, DecodeError
+
+SAMPLES: list[c.Request] = [
+    c.StatusRequest(),
+    c.PeersRequest(),
+    c.RoutesRequest(),
+    c.InviteBootstrapRequest(),
+    c.PublishRequest("AAEC"),
+    c.ConnectRequest(("/ip4/127.0.0.1/tcp/1",)),
+    c.SponsoredRequest("ab" * 32),
+    c.SyncRequest(),
+    c.RevokeRequest("carol", "left"),
+    c.DownRequest(),
+    c.RotateWgRequest(),
+]
+
+ROW = {
+    "name": "carol", "node_id": "n" * 26, "node_key": "a2V5", "state": "admitted",
+    "reason": "", "overlay_ip": "fd00::1", "link_local": "fe80::1", "wg_public_key": "d2c=",
+    "endpoints": ["192.0.2.1:51820"], "addrs": [], "last_seen": 5, "admitted_at": 1,
+    "not_after": 9, "credentials_end": 9, "connected": True, "wg_peer": False,
+    "wg_endpoint": None, "last_handshake": None, "rx_bytes": None, "tx_bytes": None,
+    "expires": None, "revocation_reason": None,
+}  # fmt: skip
+
+
+def test_every_command_has_one_request_and_one_answer_type() -> None:
+    assert {type(r) for r in SAMPLES} == set(c.REQUESTS.values()) == set(c.ANSWERS)
+    for request_ in SAMPLES:
+        assert c.decode_request(request_.command, c.to_json(request_)) == request_
+
+
+@pytest.mark.parametrize(
+    ("cmd", "args"),
+    [
+        ("reboot", {}),
+        ("publish", {}),
+        ("publish", {"record": 5}),
+        ("status", {"verbose": True}),
+        ("connect", {"addrs": "not a list"}),
+        ("revoke", {"node": "x", "reason": None}),
+    ],
+)
+def test_unknown_or_malformed_requests_are_a_typed_error(cmd: str, args: dict[str, Any]) -> None:
+    with pytest.raises(ControlDecodeError):
+        c.decode_request(cmd, args)
+
+
+def test_peer_rows_read_back_and_print_the_same_keys() -> None:
+    answer = c.decode_answer(c.PeersAnswer, [ROW])
+    assert answer.rows[0].name == "carol"
+    assert answer.rows[0].endpoints == ("192.0.2.1:51820",)
+    assert c.to_json(answer) == [ROW]  # no Babel: no route columns
+    routed = c.decode_answer(c.PeersAnswer, [ROW | {"route": None, "metric": None}])
+    assert c.to_json(routed) == [ROW | {"route": None, "metric": None}]
+    newer = c.decode_answer(c.PeersAnswer, [ROW | {"from_a_newer_daemon": 1}])
+    assert newer == answer
+
+
+@pytest.mark.parametrize("broken", [{"name": 5}, {"connected": "yes"}, {"admitted_at": True}])
+def test_an_answer_of_the_wrong_shape_is_a_decode_error(broken: dict[str, Any]) -> None:
+    with pytest.raises(DecodeError):
+        c.decode_answer(c.PeersAnswer, [ROW | broken])
+    missing = dict(ROW)
+    del missing["state"]
+    with pytest.raises(DecodeError):
+        c.decode_answer(c.PeersAnswer, [missing])
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(set(c.ANSWERS.values()), key=lambda t: t.__name__)), _JSON)
+def test_any_json_reads_as_an_answer_or_a_decode_error(cls: type[Any], value: Any) -> None:
+    try:
+        answer = c.decode_answer(cls, value)
+    except DecodeError:
+        return
+    assert dataclasses.is_dataclass(answer)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(c.REQUESTS)), st.dictionaries(st.text(max_size=8), _JSON))
+def test_any_arguments_decode_or_are_a_control_decode_error(cmd: str, args: Any) -> None:
+    try:
+        typed = c.decode_request(cmd, args)
+    except ControlDecodeError:
+        return
+    assert isinstance(typed, c.REQUESTS[cmd])
+
+
+def test_the_server_answers_a_bad_request_with_a_typed_error(tmp_path: Path) -> None:
+    path = tmp_path / "meshd.sock"
+    seen: dict[str, Any] = {}
+
+    async def handler(cmd: str, args: dict[str, Any]) -> Any:
+        typed = c.decode_request(cmd, args)
+        assert isinstance(typed, c.SyncRequest)
+        return c.to_json(c.SyncAnswer(3))
+
+    def client() -> None:
+        seen["sync"] = ask(path, c.SyncRequest(), c.SyncAnswer)
+        with pytest.raises(ControlDecodeError) as unknown:
+            request(path, "reboot", {})
+        seen["unknown"] = str(unknown.value)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(lambda task_status: serve(path, handler, task_status=task_status))
+            await trio.to_thread.run_sync(client)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert seen["sync"] == c.SyncAnswer(3)
+    assert "knows no command 'reboot'" in seen["unknown"]
