@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from meshd.keys import SigningKey, WireGuardKey
 from meshd.records import Role, make_certificate
-from meshd.trust import Anchor
+from meshd.trust.chain import Anchor
+from meshd.trust.keys import SigningKey, WireGuardKey
 
 T0 = 1_800_000_000  # the benchmarks' clock: every record is valid from here on
 

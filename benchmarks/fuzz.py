@@ -4,7 +4,7 @@
                                         [--engine atheris|mutate] [--budget 1.0] [--keep DIR]
 
 Targets, seeds, mutations and the oracle are those of ``tests/fuzz`` (the test suite runs
-the same targets briefly: tests/test_fuzz_decoders.py). Each target runs in its own process,
+the same targets briefly: tests/fuzz/test_fuzz_decoders.py). Each target runs in its own process,
 one after the other, at low priority (nice 10):
 
 - ``atheris`` (the default when it is installed): libFuzzer's coverage-guided loop over the

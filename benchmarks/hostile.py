@@ -126,8 +126,8 @@ async def _libp2p_attack(
 
     from meshd.gossip import enroll, sync
     from meshd.gossip.host import GossipHost, HostConfig
-    from meshd.keys import SigningKey
     from meshd.records import make_announcement
+    from meshd.trust.keys import SigningKey
 
     config = HostConfig(
         identity_seed=os.urandom(32),

@@ -39,8 +39,8 @@ from pathlib import Path
 import nacl.signing
 
 from benchmarks.fixtures import T0, member_certificate
-from meshd.keys import SigningKey
 from meshd.membership import Membership, decode_batch_untrusted
+from meshd.node.store import Store
 from meshd.records import (
     CONTEXTS,
     Announcement,
@@ -50,8 +50,8 @@ from meshd.records import (
     make_network,
     signed_body,
 )
-from meshd.store import Store
-from meshd.trust import Anchor, drop_bad_announcement_signatures
+from meshd.trust.chain import Anchor, drop_bad_announcement_signatures
+from meshd.trust.keys import SigningKey
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -50,12 +50,12 @@ from meshd.gossip.sync import (
     net_change,
 )
 from meshd.membership import Membership
+from meshd.node.store import Store
 from meshd.sim.engine import Sim
 from meshd.sim.nodes import ModelNode
 from meshd.sim.params import Costs, Gossip, Links
 from meshd.sim.records import T0, SimNetwork
 from meshd.sim.scenarios import partition, revocation, steady
-from meshd.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"

@@ -45,9 +45,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from meshd.demo import LabMesh, MeshTimeout, missing_requirements, wait_for
 from meshd.errors import MeshdError
 from meshd.lab import Lab
+from meshd.lab.demo import LabMesh, MeshTimeout, missing_requirements, wait_for
 
 RESULTS = Path(__file__).parent / "results" / "soak.json"
 FOUNDER = "h1"

@@ -47,11 +47,11 @@ from meshd.gossip.sync import (
     decode_message_untrusted,
     encode_message,
 )
-from meshd.keys import SigningKey
 from meshd.membership import Membership
+from meshd.node.store import Store
 from meshd.records import make_announcement, make_network, record_id
-from meshd.store import Store
-from meshd.trust import Anchor
+from meshd.trust.chain import Anchor
+from meshd.trust.keys import SigningKey
 
 RESULTS = Path(__file__).parent / "results"
 NOW = T0 + 100

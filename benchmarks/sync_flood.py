@@ -34,10 +34,10 @@ from meshd.gossip.sync import (
     decode_message_untrusted,
     encode_message,
 )
-from meshd.keys import SigningKey
 from meshd.membership import Membership
 from meshd.records import make_network
-from meshd.trust import Anchor
+from meshd.trust.chain import Anchor
+from meshd.trust.keys import SigningKey
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -37,8 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from meshd.demo import LabMesh, missing_requirements, wait_for
 from meshd.lab import Lab
+from meshd.lab.demo import LabMesh, missing_requirements, wait_for
 from meshd.wg.errors import UapiError
 from meshd.wg.model import DeviceState, key_from_base64
 from meshd.wg.uapi import socket_path

@@ -3,7 +3,7 @@
     .venv/bin/python scripts/config_keys.py
 
 The table is what ``meshd config keys --markdown`` prints, from the options of ``meshd up``
-and ``meshd join``; tests/test_configfile.py fails while the docs hold another one.
+and ``meshd join``; tests/cli/test_configfile.py fails while the docs hold another one.
 """
 
 from __future__ import annotations

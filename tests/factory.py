@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshd.addressing import Prefix
-from meshd.invites import Issuer, create_invite, enroll
-from meshd.keys import SigningKey, WireGuardKey
 from meshd.membership import Membership
 from meshd.records import (
     ALL_CAPS,
@@ -26,7 +24,9 @@ from meshd.records import (
     make_revocation,
     record_id,
 )
-from meshd.trust import Anchor
+from meshd.trust.chain import Anchor
+from meshd.trust.invites import Issuer, create_invite, enroll
+from meshd.trust.keys import SigningKey, WireGuardKey
 
 T0 = 1_800_000_000
 DAY = 86400

@@ -5,7 +5,7 @@ daemon's handlers return too; ``--json`` prints the answer's JSON as the daemon 
 
 ``peers``, ``status`` and ``routes`` run from here both through the typer app and through the
 quick path (meshd.cli.quick), so they must stay instant: this module imports the standard
-library's light parts, the control client and meshd.layout, and nothing else.
+library's light parts, the control client and meshd.node.layout, and nothing else.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from meshd.control.commands import (
     to_json,
 )
 from meshd.errors import DaemonNotRunning
-from meshd.layout import Paths, resolve
+from meshd.node.layout import Paths, resolve
 
 
 def peers(state_dir: Path | None = None, json: bool = False) -> None:

@@ -17,12 +17,12 @@ from meshd.cli.output import b64, emit_fields, emit_json, note, when
 from meshd.cli.parse import duration, prefix, read_secret_argument
 from meshd.control.client import request
 from meshd.errors import CommandLineError, DaemonNotRunning, UsageError
-from meshd.layout import resolve
+from meshd.node.layout import resolve
 
 # The trust layer (keys, records, the store) is imported inside the commands that use it, so
 # that commands which only ask the daemon start instantly.
 if TYPE_CHECKING:
-    from meshd.statedir import NodeDir
+    from meshd.node.statedir import NodeDir
 
 RootKey = Annotated[
     Path | None,
@@ -45,9 +45,9 @@ def init(
 ) -> None:
     """Create a network: its trust root, and this node as its founding member."""
     from meshd.addressing import overlay_address
-    from meshd.keys import fingerprint
-    from meshd.permissions import state_dir_error
-    from meshd.statedir import init_network, now
+    from meshd.node.permissions import state_dir_error
+    from meshd.node.statedir import init_network, now
+    from meshd.trust.keys import fingerprint
 
     _check_name(network, "--network")
     node_name = name or socket.gethostname().split(".")[0] or "founder"
@@ -114,10 +114,10 @@ def invite(
     state_dir: StateDir = None,
 ) -> None:
     """Print a one-line invite token (a secret: hand it over privately)."""
-    from meshd.invites import create_invite, encode_token
-    from meshd.keys import fingerprint
+    from meshd.node.statedir import NodeDir, now
     from meshd.records import Kind, record_id
-    from meshd.statedir import NodeDir, now
+    from meshd.trust.invites import create_invite, encode_token
+    from meshd.trust.keys import fingerprint
 
     if name:
         _check_name(name, "--name")
@@ -217,7 +217,7 @@ def inspect(
 ) -> None:
     """Decode, verify and explain an invite token, a key file or a record file."""
     from meshd.cli.inspect import inspect_target
-    from meshd.statedir import now
+    from meshd.node.statedir import now
 
     if target == "-":
         target = read_secret_argument(target, "TOKEN")  # a token on stdin, as `join --invite -`
@@ -258,10 +258,10 @@ def admin_create(
     """Certify a new admin key with the root key, for another person or machine."""
     import os
 
-    from meshd.keyfiles import write_secret
-    from meshd.keys import SigningKey, fingerprint
+    from meshd.node.statedir import NodeDir, make_dir, now
     from meshd.records import ALL_CAPS, Cap, Kind, Role, make_certificate, record_id
-    from meshd.statedir import NodeDir, make_dir, now
+    from meshd.trust.keyfiles import write_secret
+    from meshd.trust.keys import SigningKey, fingerprint
 
     wanted = Cap.NONE
     for item in (c.strip().lower() for c in caps.split(",") if c.strip()):

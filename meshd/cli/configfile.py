@@ -17,7 +17,7 @@ The keys are not listed by hand: :func:`keys` reads them from the signatures of 
 them equal). What a value must be is checked twice over: its TOML type against the option's
 Python type, then its meaning (:data:`_MEANING`: a multiaddr, a backend, a duration, ...) with
 the same parsers the command uses. Every problem carries the line it is on, and no content of
-a file makes this module raise anything but :class:`ConfigError` (tests/test_configfile.py
+a file makes this module raise anything but :class:`ConfigError` (tests/cli/test_configfile.py
 has the property).
 """
 

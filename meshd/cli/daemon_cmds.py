@@ -16,7 +16,7 @@ from meshd.cli.app import Json, StateDir, app
 from meshd.cli.configfile import CONTEXT, configurable
 from meshd.cli.output import note
 from meshd.cli.parse import duration, read_secret_argument
-from meshd.layout import resolve
+from meshd.node.layout import resolve
 
 if TYPE_CHECKING:
     from meshd.babel.options import BabelConfig
@@ -253,7 +253,7 @@ def up(
     from meshd.daemon.babel import refuse_ungranted_origins
     from meshd.daemon.launch import run_until_signalled
     from meshd.daemon.renewer import refuse_auto_renew_without_key
-    from meshd.statedir import NodeDir
+    from meshd.node.statedir import NodeDir
 
     config = _with_metrics(config, metrics)
     node = NodeDir.open(config.state_dir)

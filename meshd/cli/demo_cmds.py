@@ -1,4 +1,4 @@
-"""``meshd demo``: a 5-node WireGuard mesh in network namespaces (see meshd/demo.py)."""
+"""``meshd demo``: a 5-node WireGuard mesh in network namespaces (see meshd/lab/demo.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from meshd.cli.app import app
 @app.command()
 def demo() -> None:
     """Build a 5-node mesh in network namespaces, ping across it, revoke a node (needs root)."""
-    from meshd.demo import main
+    from meshd.lab.demo import main
 
     status = main()
     if status:

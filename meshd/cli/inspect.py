@@ -10,9 +10,7 @@ from typing import Any
 
 from meshd.cli.output import b64, when
 from meshd.errors import DecodeError, KeyFileError, MeshdError, UsageError, VerifyError
-from meshd.invites import anchor_of, decode_token_untrusted, looks_like_token
-from meshd.keyfiles import decode_secret, read_secret
-from meshd.keys import SigningKey, WireGuardKey, clamp_x25519, fingerprint
+from meshd.node.statedir import NodeDir
 from meshd.records import (
     Admission,
     Announcement,
@@ -27,8 +25,10 @@ from meshd.records import (
     decode_record_untrusted,
     record_id,
 )
-from meshd.statedir import NodeDir
-from meshd.trust import Anchor, Verifier
+from meshd.trust.chain import Anchor, Verifier
+from meshd.trust.invites import anchor_of, decode_token_untrusted, looks_like_token
+from meshd.trust.keyfiles import decode_secret, read_secret
+from meshd.trust.keys import SigningKey, WireGuardKey, clamp_x25519, fingerprint
 
 MAX_FILE = 64 * 1024
 

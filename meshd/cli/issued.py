@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from meshd.cli.app import Json, StateDir, app
 from meshd.cli.output import emit_json, emit_table, when
-from meshd.layout import resolve
+from meshd.node.layout import resolve
 
 if TYPE_CHECKING:
     from meshd.membership import Membership
@@ -33,9 +33,9 @@ def issued_rows(
     role_name: str, at: int | None = None, state_dir: Any = None
 ) -> list[dict[str, Any]]:
     """One row per certificate of ``role_name`` (``invite`` or ``admin``) this node issued."""
-    from meshd.keys import fingerprint
+    from meshd.node.statedir import NodeDir, now
     from meshd.records import Cap, Certificate, Kind, Role, decode_untrusted
-    from meshd.statedir import NodeDir, now
+    from meshd.trust.keys import fingerprint
 
     role = Role.INVITE if role_name == "invite" else Role.ADMIN
     at = now() if at is None else at

@@ -23,10 +23,10 @@ from meshd.cli.output import b64, emit_json, note, when
 from meshd.cli.parse import duration
 from meshd.control.client import request
 from meshd.errors import DaemonNotRunning, MeshdError, UsageError
-from meshd.layout import Paths, resolve
+from meshd.node.layout import Paths, resolve
 
 if TYPE_CHECKING:
-    from meshd.statedir import NodeDir
+    from meshd.node.statedir import NodeDir
 
 LEFT_MARK = "left"
 """The file that marks a state dir whose node left its network (it holds the leave record)."""
@@ -52,8 +52,8 @@ def renew(
     """Extend members' standing to a new end date, without a new enrollment."""
     from meshd.daemon.renew_policy import Planned, sign_renewals
     from meshd.membership import MemberState
+    from meshd.node.statedir import NodeDir, now
     from meshd.records import Cap
-    from meshd.statedir import NodeDir, now
 
     if (node_ref is None) == (not every):
         raise UsageError("name one member to renew, or --all", hint="meshd renew NODE | --all")
@@ -183,10 +183,10 @@ def leave(
     json: Json = False,
 ) -> None:
     """Leave the network for good: sign this node's departure, flood it, stop the daemon."""
-    from meshd.keys import fingerprint
     from meshd.membership import MemberState
+    from meshd.node.statedir import NodeDir, now
     from meshd.records import make_leave, record_id
-    from meshd.statedir import NodeDir, now
+    from meshd.trust.keys import fingerprint
 
     if len(reason.encode()) > 256 or not reason.isprintable():
         raise UsageError("--reason must be printable and at most 256 bytes")

@@ -8,7 +8,7 @@ every word of it; it returns None for anything else (``--help``, an unknown opti
 exit statuses are the reference. A command runs the same function either way (meshd.cli.asking,
 meshd.cli.revoking), so the output cannot differ.
 
-The table repeats each command's option names; tests/test_cli_fast.py checks it against the
+The table repeats each command's option names; tests/cli/test_cli_fast.py checks it against the
 typer app's own definitions, so that the two cannot drift apart unnoticed.
 """
 

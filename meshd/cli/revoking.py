@@ -36,13 +36,13 @@ from meshd.errors import (
     MeshdError,
     UsageError,
 )
-from meshd.layout import Paths, resolve
+from meshd.node.layout import Paths, resolve
 
 if TYPE_CHECKING:
-    from meshd.invites import Issuer
     from meshd.membership import Member, Membership
+    from meshd.node.statedir import NodeDir
     from meshd.records import Certificate, Revocation, Role
-    from meshd.statedir import NodeDir
+    from meshd.trust.invites import Issuer
 
 
 def revoke(
@@ -69,8 +69,8 @@ def revoke(
         if answer is not None:
             _show(answer, "stored and flooded by the running daemon", json)
             return
+    from meshd.node.statedir import NodeDir, now
     from meshd.records import Cap
-    from meshd.statedir import NodeDir, now
 
     at = now()
     node = NodeDir.open(resolve(state_dir))
@@ -199,8 +199,8 @@ def revocation_info(
     new: bool,
 ) -> dict[str, Any]:
     """What ``meshd revoke`` reports (``--json`` prints it as it is)."""
-    from meshd.keys import fingerprint
     from meshd.records import record_id
+    from meshd.trust.keys import fingerprint
 
     return {
         "revocation_id": record_id(raw).hex(),
@@ -291,8 +291,8 @@ def _revocation_target(
     admin_id: str | None,
     at: int,
 ) -> tuple[bytes, Role, int, str]:
-    from meshd.keys import fingerprint
     from meshd.records import U64, Role
+    from meshd.trust.keys import fingerprint
 
     if node_ref is not None:
         member = resolve_member(candidates, node_ref)

@@ -21,11 +21,11 @@ from meshd.cli.output import b64, emit_fields, emit_json, when
 from meshd.cli.parse import duration
 from meshd.control.client import request
 from meshd.errors import DaemonNotRunning, UsageError
-from meshd.layout import resolve
+from meshd.node.layout import resolve
 
 if TYPE_CHECKING:
+    from meshd.node.statedir import NodeDir
     from meshd.records import Record
-    from meshd.statedir import NodeDir
 
 root_app = typer.Typer(help="Hand the network over to a new root key.", no_args_is_help=True)
 app.add_typer(root_app, name="root")
@@ -51,10 +51,10 @@ def rollover(
 ) -> None:
     """Hand the network over to a new root key, with an overlap; certify every standing
     member again under it. The network id, overlay prefix and members' addresses stay."""
-    from meshd.keyfiles import replace_secret, write_secret
-    from meshd.keys import SigningKey, fingerprint
+    from meshd.node.statedir import NodeDir, now
     from meshd.records import Role, make_certificate, make_rollover
-    from meshd.statedir import NodeDir, now
+    from meshd.trust.keyfiles import replace_secret, write_secret
+    from meshd.trust.keys import SigningKey, fingerprint
 
     window = duration(overlap, option="--overlap")
     at = now()
@@ -140,10 +140,10 @@ def admin_renew(
     """Certify an admin's key again under the current root (renewal, or after a rollover):
     same key, capabilities, name and prefixes; install the result as its admin.cert."""
     from meshd.errors import DecodeError
-    from meshd.keys import fingerprint
+    from meshd.node.statedir import NodeDir, now
     from meshd.records import Certificate, Kind, Role, decode_untrusted, make_certificate
     from meshd.records import record_id as rid_of
-    from meshd.statedir import NodeDir, now
+    from meshd.trust.keys import fingerprint
 
     lifetime = duration(expires, option="--expires")
     try:

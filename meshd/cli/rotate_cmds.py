@@ -10,7 +10,7 @@ from meshd.cli.app import Json, StateDir, app
 from meshd.cli.output import b64, emit_fields, emit_json
 from meshd.control.client import request
 from meshd.errors import DaemonNotRunning, UsageError
-from meshd.layout import Paths, resolve
+from meshd.node.layout import Paths, resolve
 
 rotate_app = typer.Typer(help="Replace this node's keys.", no_args_is_help=True)
 app.add_typer(rotate_app, name="rotate")
@@ -38,8 +38,8 @@ def rotate_wg(state_dir: StateDir = None, json: Json = False) -> None:
 
 def _offline(paths: Paths) -> dict[str, Any]:
     from meshd.daemon.rekey import view
-    from meshd.rekey import rotate_wg_key
-    from meshd.statedir import NodeDir, now
+    from meshd.node.rekey import rotate_wg_key
+    from meshd.node.statedir import NodeDir, now
 
     at = now()
     node = NodeDir.open(paths.root)
@@ -72,8 +72,8 @@ def rotate_node(state_dir: StateDir = None, json: Json = False) -> None:
     import os
 
     from meshd.cli.stopping import down
-    from meshd.keyfiles import write_secret
-    from meshd.keys import SigningKey, fingerprint
+    from meshd.node.rekey import NEXT_NODE_KEY
+    from meshd.node.statedir import NodeDir, now
     from meshd.records import (
         MAX_SPONSORED,
         Admission,
@@ -82,8 +82,8 @@ def rotate_node(state_dir: StateDir = None, json: Json = False) -> None:
         decode_record_untrusted,
         make_handover,
     )
-    from meshd.rekey import NEXT_NODE_KEY
-    from meshd.statedir import NodeDir, now
+    from meshd.trust.keyfiles import write_secret
+    from meshd.trust.keys import SigningKey, fingerprint
 
     paths = Paths(resolve(state_dir))
     try:

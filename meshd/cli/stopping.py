@@ -1,7 +1,7 @@
 """``meshd down``: stop the running daemon through its control socket, and wait for it.
 
 Runs through the quick path (meshd.cli.quick) as well as the typer app: the standard
-library, the control client and meshd.layout only. The daemon answers ``down`` and shuts
+library, the control client and meshd.node.layout only. The daemon answers ``down`` and shuts
 down as on SIGTERM (meshd.daemon.lifecycle); it has stopped when the state dir's lock
 (``meshd.lock``, held by the daemon until its interface is gone) is free.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 from meshd.cli.output import note
 from meshd.control.client import request
 from meshd.errors import ControlError, UsageError
-from meshd.layout import Paths, resolve
+from meshd.node.layout import Paths, resolve
 
 DEFAULT_TIMEOUT = 30.0
 _POLL = 0.05

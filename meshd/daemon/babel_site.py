@@ -16,7 +16,7 @@ from meshd.errors import BackendError, UsageError
 
 if TYPE_CHECKING:
     from meshd.daemon.config import DaemonConfig
-    from meshd.statedir import NodeDir
+    from meshd.node.statedir import NodeDir
 
 log = logging.getLogger("meshd.daemon.babel")
 

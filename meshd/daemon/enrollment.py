@@ -18,7 +18,7 @@ from meshd.daemon.transport import Transport, key_of
 from meshd.errors import DecodeError, VerifyError
 from meshd.gossip import enroll
 from meshd.gossip.streams import FramedStream
-from meshd.keys import fingerprint
+from meshd.trust.keys import fingerprint
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus

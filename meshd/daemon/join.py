@@ -20,14 +20,14 @@ from meshd.errors import DecodeError, MeshdError, UsageError, VerifyError
 from meshd.gossip import enroll as enroll_protocol
 from meshd.gossip import sync as sync_protocol
 from meshd.gossip.host import GossipHost, HostConfig
-from meshd.invites import anchor_of, decode_token_untrusted, enroll
-from meshd.keyfiles import read_secret
-from meshd.keys import SigningKey, WireGuardKey, fingerprint
-from meshd.layout import Paths
 from meshd.membership import Change, Membership, MemberState
+from meshd.node.layout import Paths
+from meshd.node.statedir import NodeDir, create_identity, now
+from meshd.node.store import Store
 from meshd.records import Admission
-from meshd.statedir import NodeDir, create_identity, now
-from meshd.store import Store
+from meshd.trust.invites import anchor_of, decode_token_untrusted, enroll
+from meshd.trust.keyfiles import read_secret
+from meshd.trust.keys import SigningKey, WireGuardKey, fingerprint
 
 log = logging.getLogger(__name__)
 

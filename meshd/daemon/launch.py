@@ -32,7 +32,7 @@ from meshd.daemon.rekey import finish_cut_short
 from meshd.daemon.startup import lock_state_dir
 from meshd.daemon.state import NodeState
 from meshd.daemon.wireguard import current_underlay, open_mesh
-from meshd.statedir import NodeDir
+from meshd.node.statedir import NodeDir
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus

@@ -1,7 +1,7 @@
 """The running daemon's side of ``meshd rotate wg`` (control command ``rotate-wg``).
 
 1. a fresh key is written to ``wg.key`` (0600, atomically) and its rotation signed
-   (:mod:`meshd.rekey`);
+   (:mod:`meshd.node.rekey`);
 2. the rotation is merged and stored (durable before anything leaves the node);
 3. our interface takes the new private key and its link-local address;
 4. the rotation is flooded: every peer replaces our old key by the new one and, creating the
@@ -20,8 +20,8 @@ from typing import Any, Protocol
 
 from meshd.daemon.state import NodeState
 from meshd.errors import UsageError, VerifyError
+from meshd.node.rekey import pending_rotation, rotate_wg_key
 from meshd.records import WgRotation, record_id
-from meshd.rekey import pending_rotation, rotate_wg_key
 from meshd.wg.model import key_to_base64
 
 log = logging.getLogger(__name__)

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from meshd.addressing import Prefix, prefix_within
-from meshd.invites import Issuer
-from meshd.keys import fingerprint
 from meshd.membership import Membership, MemberState
 from meshd.records import Certificate, Renewal, Role, make_renewal
+from meshd.trust.invites import Issuer
+from meshd.trust.keys import fingerprint
 
 DAY: Final = 86400
 DEFAULT_WINDOW: Final = 30 * DAY

@@ -35,9 +35,9 @@ from meshd.daemon.renew_policy import (
 )
 from meshd.daemon.state import NodeState
 from meshd.errors import MeshdError, VerifyError
-from meshd.invites import Issuer
+from meshd.node.statedir import NodeDir
 from meshd.records import Cap, Certificate, Kind, Role, decode_untrusted
-from meshd.statedir import NodeDir
+from meshd.trust.invites import Issuer
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus

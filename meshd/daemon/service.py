@@ -48,8 +48,8 @@ from meshd.gossip import enroll
 from meshd.gossip.admission import StrangerBudget
 from meshd.gossip.backoff import DialBackoff
 from meshd.gossip.host import GossipHost, HostConfig, peer_id_of
-from meshd.keys import fingerprint
-from meshd.statedir import NodeDir
+from meshd.node.statedir import NodeDir
+from meshd.trust.keys import fingerprint
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus

@@ -43,12 +43,12 @@ from meshd.errors import (
     CommandLineError,
     NotPermitted,
 )
-from meshd.permissions import state_dir_error
+from meshd.node.permissions import state_dir_error
 from meshd.wg.errors import BackendUnavailable
 
 if TYPE_CHECKING:
     from meshd.daemon.config import DaemonConfig
-    from meshd.statedir import NodeDir
+    from meshd.node.statedir import NodeDir
 
 log = logging.getLogger(__name__)
 

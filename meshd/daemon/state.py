@@ -42,7 +42,6 @@ from meshd.daemon.lifecycle import revocation_text
 from meshd.errors import DecodeError, VerifyError
 from meshd.gossip import enroll
 from meshd.gossip.sync import net_change
-from meshd.keys import fingerprint
 from meshd.membership import (
     Batch,
     Event,
@@ -54,8 +53,9 @@ from meshd.membership import (
 )
 from meshd.membership.pending import LOCAL
 from meshd.metrics.snapshot import Traffic
+from meshd.node.statedir import NodeDir
 from meshd.records import Admission, Announcement, Enrollment, Record, record_id
-from meshd.statedir import NodeDir
+from meshd.trust.keys import fingerprint
 from meshd.wg.addresses import link_local_from_wg_key
 from meshd.wg.model import PeerStatus
 

@@ -71,7 +71,7 @@ if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
     from meshd.daemon.config import DaemonConfig
-    from meshd.statedir import NodeDir
+    from meshd.node.statedir import NodeDir
 
 log = logging.getLogger(__name__)
 

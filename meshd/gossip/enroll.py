@@ -1,7 +1,7 @@
 """The enrollment protocol (pure): a joiner asks a member to countersign its enrollment.
 
 Over one stream of ``/meshd/enroll/1.0.0``, the joiner sends one frame, its Enrollment
-record (made with :func:`meshd.invites.enroll`), and the sponsor answers with one frame:
+record (made with :func:`meshd.trust.invites.enroll`), and the sponsor answers with one frame:
 
     [1, 1, admission]                      admitted: the Admission record
     [1, 0, reason, message, hint]          refused: a VerifyError's reason, message and hint
@@ -22,9 +22,9 @@ from typing import Final
 
 from meshd.encoding import pack, unpack_canonical_untrusted
 from meshd.errors import DecodeError, VerifyError
-from meshd.keys import SigningKey
 from meshd.membership import Membership
 from meshd.records import MAX_RECORD, Admission, Enrollment, decode_untrusted
+from meshd.trust.keys import SigningKey
 
 __all__ = [
     "PROTOCOL_ID",

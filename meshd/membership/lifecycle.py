@@ -2,7 +2,7 @@
 
 A :class:`~meshd.records.Renewal` extends a member's standing without a new enrollment. It is
 signed by the root, or by an admin with the invite capability (never past the admin's own
-end: meshd.trust). Renewals are kept one per (subject, issuer): the one with the greatest
+end: meshd.trust.chain). Renewals are kept one per (subject, issuer): the one with the greatest
 ``(not_after, record id)``; a smaller one is refused (``superseded-renewal``) and a greater one
 replaces it, so the set is the same whatever order they come in. A credential of the subject
 lasts until the latest ``not_after`` among its own and those of the renewals that apply to it:
@@ -26,7 +26,7 @@ import dataclasses
 
 from meshd.addressing import Prefix, prefix_within
 from meshd.records import Leave, Renewal
-from meshd.trust import Credential
+from meshd.trust.chain import Credential
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

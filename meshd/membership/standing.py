@@ -44,7 +44,7 @@ from meshd.membership.lifecycle import Departures, Renewals
 from meshd.membership.roots import RootChain
 from meshd.membership.views import MemberState
 from meshd.records import U64, Revocation
-from meshd.trust import Credential
+from meshd.trust.chain import Credential
 
 MAX_SPONSOR_DEPTH = 256  # an admission further than this from a certificate does not stand
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 from meshd.addressing import Prefix, host_prefix, overlay_address
 from meshd.errors import DecodeError, VerifyError
-from meshd.keys import SigningKey, fingerprint
 from meshd.membership.pending import LOCAL, PendingPool
 from meshd.membership.recordset import RecordSet
 from meshd.membership.roots import RootChain
@@ -47,7 +46,7 @@ from meshd.records import (
     make_admission,
     record_id,
 )
-from meshd.trust import (
+from meshd.trust.chain import (
     Anchor,
     Credential,
     UnknownRoot,
@@ -56,6 +55,7 @@ from meshd.trust import (
     check_announcement_signature,
     check_announcement_signatures,
 )
+from meshd.trust.keys import SigningKey, fingerprint
 
 # The order in which records that arrived together are merged (announcements last).
 # Renewals before the credentials they extend (an admission past its own end stands on one).

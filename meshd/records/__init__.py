@@ -11,7 +11,7 @@ every field.
 - ``build``: records this node makes and signs.
 
 This package only parses and builds. Whether a record is to be trusted (signatures, chains,
-validity, revocation) is decided by meshd.trust and meshd.membership.
+validity, revocation) is decided by meshd.trust.chain and meshd.membership.
 """
 
 from meshd.records.build import (

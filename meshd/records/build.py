@@ -7,7 +7,6 @@ from typing import Any
 
 from meshd.addressing import Prefix
 from meshd.encoding import pack
-from meshd.keys import SigningKey
 from meshd.records.decode import decode_untrusted
 from meshd.records.types import (
     CONTEXTS,
@@ -30,6 +29,7 @@ from meshd.records.types import (
     WgRotation,
     handover_acceptance,
 )
+from meshd.trust.keys import SigningKey
 
 
 def encode_prefix(prefix: Prefix) -> list[Any]:

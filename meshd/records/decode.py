@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 from meshd.addressing import Prefix
 from meshd.encoding import unpack_body_untrusted, unpack_canonical_untrusted
 from meshd.errors import DecodeError
-from meshd.keys import FINGERPRINT_LEN, KEY_LEN, SIG_LEN
 from meshd.records.types import (
     ALL_CAPS,
     MAX_ADDR_LEN,
@@ -47,6 +46,7 @@ from meshd.records.types import (
     WgRotation,
     split_envelope_untrusted,
 )
+from meshd.trust.keys import FINGERPRINT_LEN, KEY_LEN, SIG_LEN
 
 T = TypeVar("T")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from meshd.addressing import Prefix
 from meshd.errors import DecodeError
-from meshd.keys import SIG_LEN
+from meshd.trust.keys import SIG_LEN
 
 VERSION = 1
 MAX_RECORD = 8192

@@ -12,7 +12,6 @@ import random
 from dataclasses import dataclass, field
 from typing import Final
 
-from meshd.keys import SigningKey, WireGuardKey, clamp_x25519
 from meshd.records import (
     Role,
     make_announcement,
@@ -20,7 +19,8 @@ from meshd.records import (
     make_network,
     make_revocation,
 )
-from meshd.trust import Anchor
+from meshd.trust.chain import Anchor
+from meshd.trust.keys import SigningKey, WireGuardKey, clamp_x25519
 
 T0: Final = 1_800_000_000  # the simulated wall clock at t = 0 (records are valid from here)
 _LIFETIME: Final = 10**7

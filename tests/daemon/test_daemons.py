@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from meshd.invites import decode_token_untrusted, encode_token
-from meshd.keys import SigningKey
+from meshd.node.statedir import NodeDir
 from meshd.records import make_invite
-from meshd.statedir import NodeDir
+from meshd.trust.invites import decode_token_untrusted, encode_token
+from meshd.trust.keys import SigningKey
 from tests.daemon.support import Daemon, daemons, meshd, wait_for
 
 OTHERS = ("node1", "node2", "node3", "node4")
@@ -209,7 +209,7 @@ def test_join_failures_say_which(tmp_path: Path) -> None:
         founder.stop()
         # And a daemon that is not running is said so.
         result = meshd("peers", "--state-dir", str(founder.state_dir))
-        assert result.returncode == 1
+        assert result.returncode == 3  # README, exit status: no daemon running
         assert "no meshd daemon is running" in result.stderr
 
 
@@ -219,7 +219,7 @@ def test_the_daemon_answers_what_a_revocation_lists_as_the_store_does(tmp_path: 
     import base64
 
     from meshd.errors import MeshdError
-    from meshd.statedir import now
+    from meshd.node.statedir import now
 
     with daemons(tmp_path, "founder", "node1") as (founder, n1):
         founder.init()

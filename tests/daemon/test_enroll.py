@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from meshd.errors import DecodeError, VerifyError
 from meshd.gossip import enroll as protocol
-from meshd.invites import enroll
-from meshd.keys import SigningKey, WireGuardKey
+from meshd.trust.invites import enroll
+from meshd.trust.keys import SigningKey, WireGuardKey
 from tests.factory import DAY, T0, Net
 
 

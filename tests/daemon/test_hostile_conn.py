@@ -33,9 +33,9 @@ from benchmarks.floods import connect_flood, control_flood
 from meshd.gossip import enroll
 from meshd.gossip.config import parse_multiaddr
 from meshd.gossip.host import GossipHost, HostConfig, peer_id_of
-from meshd.keyfiles import read_secret
-from meshd.keys import SigningKey
-from meshd.layout import Paths
+from meshd.node.layout import Paths
+from meshd.trust.keyfiles import read_secret
+from meshd.trust.keys import SigningKey
 from tests.daemon.support import Daemon, daemons, free_port, meshd, wait_for
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from meshd.invites import decode_token_untrusted, enroll
-from meshd.keyfiles import read_secret
-from meshd.keys import SigningKey, WireGuardKey
+from meshd.node.store import Store
 from meshd.records import Admission, Kind, decode_untrusted, make_admission, record_id
-from meshd.store import Store
+from meshd.trust.invites import decode_token_untrusted, enroll
+from meshd.trust.keyfiles import read_secret
+from meshd.trust.keys import SigningKey, WireGuardKey
 from tests.daemon.raw_peer import publish_as_stranger
 from tests.daemon.support import Daemon, daemons, meshd, wait_for
 

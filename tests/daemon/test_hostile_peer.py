@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from meshd.keys import SigningKey
+from meshd.node.statedir import now
+from meshd.node.store import Store
 from meshd.records import (
     Announcement,
     Kind,
@@ -14,8 +15,7 @@ from meshd.records import (
     make_announcement,
     make_revocation,
 )
-from meshd.statedir import now
-from meshd.store import Store
+from meshd.trust.keys import SigningKey
 from tests.daemon.raw_peer import publish_as_stranger
 from tests.daemon.support import daemons, wait_for
 
@@ -64,10 +64,14 @@ def test_forged_replayed_and_oversized_records_go_nowhere(tmp_path: Path) -> Non
         assert n1.ask("status")["digest"] == before["node1"]
         rejected = after["rejected"]
         # The forged copy is refused as stale or as badly signed, whichever check comes first;
-        # the replay is merely known (not counted); the oversized one never reaches us.
-        assert rejected.get("bad-chain", 0) >= 1, rejected
+        # the replay is merely known (not counted); the oversized one never reaches us. The
+        # stranger's announcement and revocation name no key we know: they are refused, or wait
+        # in the pending pool (bounded per source) for a credential or a root rollover that
+        # would make them valid; either way nothing of theirs is applied (the digests above).
         assert rejected.get("decode", 0) >= 1, rejected
-        assert sum(rejected.values()) >= 3, rejected
+        waiting = after["pending"] - status["pending"]
+        assert rejected.get("bad-chain", 0) + waiting >= 2, (rejected, waiting)
+        assert sum(rejected.values()) + waiting >= 4, (rejected, waiting)
         # Honest gossip goes on: a new member is seen by the others.
         n2.join(founder.invite("--name", "node2"))
         wait_for(lambda: n1.states().get("node2") == "admitted", 10, "node2 seen by node1")

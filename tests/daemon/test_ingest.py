@@ -8,10 +8,10 @@ from collections.abc import Sequence
 import pytest
 import trio
 
-from meshd import trust
 from meshd.daemon import ingest
 from meshd.daemon.ingest import THREAD_MIN, check_sync_records
 from meshd.records import Record
+from meshd.trust import chain as trust
 from tests.factory import T0, Net, Node
 
 NOW = T0 + 100

@@ -21,10 +21,10 @@ from meshd.daemon.config import DaemonConfig
 from meshd.daemon.service import Daemon
 from meshd.daemon.state import NodeState
 from meshd.daemon.wireguard import WireGuardMesh
-from meshd.keys import SigningKey, WireGuardKey
 from meshd.membership import MemberState
+from meshd.node.statedir import NodeDir, init_network, now
 from meshd.records import Role, make_announcement, make_certificate, make_revocation
-from meshd.statedir import NodeDir, init_network, now
+from meshd.trust.keys import SigningKey, WireGuardKey
 from meshd.wg.backend import InterfaceConfig
 from meshd.wg.backend_none import NullBackend
 from meshd.wg.model import clamp_private_key

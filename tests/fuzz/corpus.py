@@ -25,8 +25,6 @@ from meshd.errors import UsageError, VerifyError
 from meshd.gossip.enroll import encode_refusal, encode_reply
 from meshd.gossip.framing import encode_frame
 from meshd.gossip.sync import Message, Range, SyncSession, encode_message
-from meshd.invites import encode_token, enroll
-from meshd.keys import SigningKey, WireGuardKey
 from meshd.membership import Membership
 from meshd.records import (
     Admission,
@@ -43,7 +41,9 @@ from meshd.records import (
     make_wg_rotation,
     signed_body,
 )
-from meshd.trust import Anchor
+from meshd.trust.chain import Anchor
+from meshd.trust.invites import encode_token, enroll
+from meshd.trust.keys import SigningKey, WireGuardKey
 from meshd.wg.model import (
     DeviceState,
     Operation,

@@ -47,10 +47,10 @@ from meshd.errors import DecodeError, VerifyError
 from meshd.gossip import enroll as enroll_protocol
 from meshd.gossip.framing import FrameDecoder, encode_frame
 from meshd.gossip.sync import MAX_MESSAGE, SyncSession, decode_message_untrusted, encode_message
-from meshd.invites import decode_token_untrusted, encode_token
 from meshd.metrics.http import decode_scrape_untrusted, encode_scrape
 from meshd.records import Record, decode_record_untrusted, kind_of, seal_unsigned
 from meshd.records.build import encode_prefix
+from meshd.trust.invites import decode_token_untrusted, encode_token
 from meshd.wg.errors import UapiErrnoError
 from meshd.wg.uapi_codec import (
     Dialect,
@@ -446,7 +446,7 @@ TARGETS: tuple[Target, ...] = (
         "invite-tokens",
         "decode_token_untrusted: meshd1 + base64url of a signed invite",
         "token",
-        ("meshd.invites", "meshd.encoding", "meshd.records.decode"),
+        ("meshd.trust.invites", "meshd.encoding", "meshd.records.decode"),
         corpus.token_seeds,
         _tokens,
         max_len=12_500,

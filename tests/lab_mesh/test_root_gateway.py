@@ -30,9 +30,9 @@ from pathlib import Path
 import pytest
 
 from meshd.babel.options import router_id_of
-from meshd.demo import LabMesh
-from meshd.demo import wait_for as wait_until
 from meshd.lab import Lab
+from meshd.lab.demo import LabMesh
+from meshd.lab.demo import wait_for as wait_until
 from tests.babel_interop.netns import Babeld, _stop, sh, wait_for
 
 pytestmark = pytest.mark.root

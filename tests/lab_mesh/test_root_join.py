@@ -21,8 +21,8 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from meshd.demo import LabMesh, wait_for
 from meshd.lab import Lab
+from meshd.lab.demo import LabMesh, wait_for
 
 pytestmark = pytest.mark.root
 

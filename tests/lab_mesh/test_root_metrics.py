@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from meshd.demo import LabMesh, wait_for
 from meshd.lab import Lab
+from meshd.lab.demo import LabMesh, wait_for
 from tests.metrics.test_collector import Samples, parse
 
 pytestmark = pytest.mark.root

@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from meshd.demo import LabMesh, wait_for
 from meshd.lab import Lab
+from meshd.lab.demo import LabMesh, wait_for
 from meshd.lab.filters import available_filters
 
 pytestmark = pytest.mark.root

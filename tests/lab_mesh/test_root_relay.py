@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from meshd.demo import LabMesh, all_pairs, wait_for
 from meshd.lab import Lab
+from meshd.lab.demo import LabMesh, all_pairs, wait_for
 
 pytestmark = pytest.mark.root
 

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from meshd.demo import LabMesh, all_pairs, wait_for
-from meshd.keyfiles import read_secret
-from meshd.keys import WireGuardKey
 from meshd.lab import Lab
+from meshd.lab.demo import LabMesh, all_pairs, wait_for
+from meshd.trust.keyfiles import read_secret
+from meshd.trust.keys import WireGuardKey
 from meshd.wg.model import key_to_base64
 
 pytestmark = pytest.mark.root

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from meshd.demo import LabMesh, wait_for
 from meshd.lab import Lab
+from meshd.lab.demo import LabMesh, wait_for
 from tests.daemon.test_systemd import UNITS, unit_settings
 
 pytestmark = pytest.mark.root

@@ -25,8 +25,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from meshd.demo import LabMesh, wait_for
 from meshd.lab import Lab
+from meshd.lab.demo import LabMesh, wait_for
 from meshd.mesh.handshake import DEFER
 
 pytestmark = pytest.mark.root

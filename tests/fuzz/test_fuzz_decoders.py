@@ -131,7 +131,7 @@ REACHED = {
 
 
 def test_every_untrusted_function_has_a_target() -> None:
-    root = Path(__file__).resolve().parent.parent / "meshd"
+    root = Path(__file__).resolve().parents[2] / "meshd"
     found = {
         node.name
         for path in root.rglob("*.py")

@@ -14,8 +14,6 @@ import pytest
 
 from meshd.encoding import pack
 from meshd.errors import DecodeError, VerifyError
-from meshd.keyfiles import read_secret, replace_secret
-from meshd.keys import SigningKey, WireGuardKey
 from meshd.membership import Membership, MemberState, Updated
 from meshd.mesh.desired import desired_peers
 from meshd.records import (
@@ -27,8 +25,10 @@ from meshd.records import (
     record_id,
     signed_body,
 )
+from meshd.trust.keyfiles import read_secret, replace_secret
+from meshd.trust.keys import SigningKey, WireGuardKey
 from tests.factory import T0, Net, Node
-from tests.test_hostile import World, body_items, sign_items
+from tests.trust.test_hostile import World, body_items, sign_items
 
 NOW = T0 + 100
 

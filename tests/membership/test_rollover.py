@@ -14,8 +14,6 @@ import pytest
 
 from meshd.addressing import overlay_address, overlay_prefix
 from meshd.errors import DecodeError, VerifyError
-from meshd.invites import Issuer
-from meshd.keys import SigningKey, WireGuardKey, fingerprint_bytes
 from meshd.membership import Membership, MemberState
 from meshd.records import (
     Cap,
@@ -27,8 +25,10 @@ from meshd.records import (
     make_rollover,
     record_id,
 )
+from meshd.trust.invites import Issuer
+from meshd.trust.keys import SigningKey, WireGuardKey, fingerprint_bytes
 from tests.factory import DAY, T0, Net, Node
-from tests.test_hostile import body_items, sign_items
+from tests.trust.test_hostile import body_items, sign_items
 
 NOW = T0 + 100
 OVERLAP_END = T0 + 30 * DAY

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from meshd.errors import KeyFileError
-from meshd.keyfiles import read_secret, write_secret
+from meshd.trust.keyfiles import read_secret, write_secret
 
 
 def test_written_private_and_read_back(tmp_path: Path) -> None:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from meshd.addressing import Prefix, overlay_prefix, prefix_within
 from meshd.errors import VerifyError
-from meshd.keys import SigningKey, fingerprint_bytes, verify
 from meshd.records import (
     CONTEXTS,
     HANDOVER_ACCEPT_CONTEXT,
@@ -41,6 +40,7 @@ from meshd.records import (
     record_id,
     signed_body,
 )
+from meshd.trust.keys import SigningKey, fingerprint_bytes, verify
 
 MAX_CACHE = 65536
 _ANNOUNCEMENT_CONTEXT = CONTEXTS[Kind.ANNOUNCEMENT]

@@ -23,7 +23,7 @@ import pytest
 
 from meshd.cli import main
 from meshd.cli.quick import COMMANDS, recognise
-from meshd.layout import STATE_DIR_ENV
+from meshd.node.layout import STATE_DIR_ENV
 from tests.daemon.support import ROOT, Daemon
 
 MEMBERS = ("carol", "dave", "erin", "frank")
@@ -56,9 +56,9 @@ def both_ways(
 
 def _admit(node: Daemon, name: str) -> None:
     """Put a member straight into the stopped node's store, as if it had joined."""
-    from meshd.invites import decode_token_untrusted, enroll
-    from meshd.keys import SigningKey, WireGuardKey
-    from meshd.statedir import NodeDir, now
+    from meshd.node.statedir import NodeDir, now
+    from meshd.trust.invites import decode_token_untrusted, enroll
+    from meshd.trust.keys import SigningKey, WireGuardKey
 
     invite = decode_token_untrusted(node.invite())
     key, wg = SigningKey.generate(), WireGuardKey.generate()

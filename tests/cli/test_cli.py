@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from meshd.cli import main
-from meshd.invites import decode_token_untrusted
+from meshd.trust.invites import decode_token_untrusted
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -175,8 +175,8 @@ def test_bad_arguments_are_one_line(founder: Path, capsys: pytest.CaptureFixture
 def test_revoke_by_name_id_and_key(
     founder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from meshd.keys import SigningKey, WireGuardKey
-    from meshd.statedir import NodeDir, now
+    from meshd.node.statedir import NodeDir, now
+    from meshd.trust.keys import SigningKey, WireGuardKey
 
     node = NodeDir.open(founder)
     state = node.membership()
@@ -184,7 +184,7 @@ def test_revoke_by_name_id_and_key(
     for name in ("carol", "dave", "dave"):
         _, out, _ = run(capsys, "invite", "--state-dir", str(founder))
         invite = decode_token_untrusted(out.strip())
-        from meshd.invites import enroll
+        from meshd.trust.invites import enroll
 
         key, wg = SigningKey.generate(), WireGuardKey.generate()
         enrollment = enroll(invite, node_key=key.public, wg_key=wg.public, name=name, now=now())
@@ -205,7 +205,7 @@ def test_revoke_by_name_id_and_key(
     info = json.loads(out)
     assert info["excluded"] == ["carol"]
     assert info["reason"] == "left"
-    from meshd.keys import fingerprint
+    from meshd.trust.keys import fingerprint
 
     code, out, _ = run(
         capsys,
@@ -235,10 +235,10 @@ def test_revoke_again_after_a_legacy_revocation(
 ) -> None:
     """A member revoked before revocations had a list (a legacy revocation, judged by dates)
     is revoked again with a listed one, and the output says so."""
-    from meshd.invites import enroll
-    from meshd.keys import SigningKey, WireGuardKey
+    from meshd.node.statedir import NodeDir, now
     from meshd.records import Role, make_revocation
-    from meshd.statedir import NodeDir, now
+    from meshd.trust.invites import enroll
+    from meshd.trust.keys import SigningKey, WireGuardKey
 
     _, out, _ = run(capsys, "invite", "--state-dir", str(founder))
     invite = decode_token_untrusted(out.strip())
@@ -370,7 +370,8 @@ def test_commands_that_ask_the_daemon_import_nothing_heavy(tmp_path: Path, comma
         f"    main([{command!r}, '--state-dir', {str(tmp_path)!r}])\n"
         "except SystemExit:\n"
         "    pass\n"
-        "heavy = ('libp2p', 'trio', 'pyroute2', 'multiaddr', 'sqlite3', 'nacl', 'meshd.store')\n"
+        "heavy = ('libp2p', 'trio', 'pyroute2', 'multiaddr', 'sqlite3', 'nacl',\n"
+        "         'meshd.node.store')\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

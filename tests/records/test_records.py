@@ -12,8 +12,6 @@ from hypothesis import strategies as st
 
 from meshd.addressing import Prefix
 from meshd.encoding import pack
-from meshd.invites import decode_token_untrusted, encode_token, looks_like_token
-from meshd.keys import SigningKey
 from meshd.records import (
     ALL_CAPS,
     CONTEXTS,
@@ -42,7 +40,9 @@ from meshd.records import (
     record_id,
     signed_body,
 )
-from meshd.trust import Anchor, Verifier, check_signature
+from meshd.trust.chain import Anchor, Verifier, check_signature
+from meshd.trust.invites import decode_token_untrusted, encode_token, looks_like_token
+from meshd.trust.keys import SigningKey
 from tests.factory import DAY, T0, Net
 
 # Printable text that every text field accepts: letters, marks, digits, punctuation, symbols

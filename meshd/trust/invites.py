@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from meshd.addressing import Prefix
 from meshd.encoding import b64url, b64url_decode_untrusted
 from meshd.errors import DecodeError, UsageError
-from meshd.keys import SigningKey
 from meshd.records import (
     Cap,
     Certificate,
@@ -31,7 +30,8 @@ from meshd.records import (
     make_enrollment,
     make_invite,
 )
-from meshd.trust import Anchor
+from meshd.trust.chain import Anchor
+from meshd.trust.keys import SigningKey
 
 TOKEN_PREFIX = "meshd1"  # noqa: S105 (a format marker, not a secret)
 MAX_TOKEN_CHARS = 12_000

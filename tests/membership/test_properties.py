@@ -35,9 +35,8 @@ from hypothesis import strategies as st
 
 from meshd.encoding import b64url_decode_untrusted, pack, unpack_canonical_untrusted
 from meshd.errors import DecodeError, VerifyError
-from meshd.invites import Issuer, decode_token_untrusted, encode_token
-from meshd.keys import SigningKey
 from meshd.membership import Member, Membership
+from meshd.node.store import Store
 from meshd.records import (
     MAX_RECORD,
     Admission,
@@ -60,8 +59,9 @@ from meshd.records import (
     make_rollover,
     make_wg_rotation,
 )
-from meshd.store import Store
-from meshd.trust import Verifier
+from meshd.trust.chain import Verifier
+from meshd.trust.invites import Issuer, decode_token_untrusted, encode_token
+from meshd.trust.keys import SigningKey
 from tests.factory import DAY, T0, Net, Node
 
 NOW = T0 + 1000

@@ -3,7 +3,8 @@
 ``meshd rotate wg`` (through the daemon when one runs, else offline) and the daemon's
 start-up both come here. The order is what keeps a node reachable through a crash:
 
-1. a fresh key is written to ``wg.key`` (0600, atomically: :func:`meshd.keyfiles.replace_secret`);
+1. a fresh key is written to ``wg.key`` (0600, atomically:
+   :func:`meshd.trust.keyfiles.replace_secret`);
 2. only then is its rotation record made, signed by the node key, and merged and stored;
 3. the caller switches the interface and floods the record.
 
@@ -18,14 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meshd.errors import DecodeError
-from meshd.keyfiles import read_secret, replace_secret
-from meshd.keys import SigningKey, WireGuardKey
 from meshd.membership import Membership
 from meshd.records import Handover, Kind, WgRotation, decode_record_untrusted, make_wg_rotation
+from meshd.trust.keyfiles import read_secret, replace_secret
+from meshd.trust.keys import SigningKey, WireGuardKey
 
 if TYPE_CHECKING:
-    from meshd.statedir import NodeDir
-    from meshd.store import Store
+    from meshd.node.statedir import NodeDir
+    from meshd.node.store import Store
 
 
 def next_counter(state: Membership, node_key: bytes, at: int) -> int:

@@ -1,6 +1,6 @@
 """Renewals and departures in the membership core: their rules, and hostile inputs against them.
 
-The hostile table (``test_hostile_lifecycle[case-id]``) follows tests/test_hostile.py: each
+The hostile table (``test_hostile_lifecycle[case-id]``) follows tests/trust/test_hostile.py: each
 case starts from a fresh network whose founder stands, feeds one hostile thing, and names the
 exact refusal (``VerifyError.reason``) or that it is ignored.
 """
@@ -16,8 +16,6 @@ import pytest
 
 from meshd.encoding import pack
 from meshd.errors import MeshdError, VerifyError
-from meshd.invites import Issuer
-from meshd.keys import SigningKey
 from meshd.membership import Membership, MemberState
 from meshd.records import (
     CONTEXTS,
@@ -32,8 +30,10 @@ from meshd.records import (
     record_id,
     signed_body,
 )
+from meshd.trust.invites import Issuer
+from meshd.trust.keys import SigningKey
 from tests.factory import DAY, T0, Net, Node
-from tests.test_hostile import NOW, World, flip_signature, replace
+from tests.trust.test_hostile import NOW, World, flip_signature, replace
 
 YEAR = 365 * DAY
 

@@ -18,8 +18,6 @@ import pytest
 
 from meshd.encoding import b64url, pack, unpack_canonical_untrusted
 from meshd.errors import DecodeError, MeshdError, VerifyError
-from meshd.invites import TOKEN_PREFIX, decode_token_untrusted, encode_token, enroll
-from meshd.keys import SigningKey, WireGuardKey
 from meshd.membership import Membership, MemberState, Outcome
 from meshd.records import (
     ALL_CAPS,
@@ -44,7 +42,9 @@ from meshd.records import (
     seal_unsigned,
     signed_body,
 )
-from meshd.trust import Verifier
+from meshd.trust.chain import Verifier
+from meshd.trust.invites import TOKEN_PREFIX, decode_token_untrusted, encode_token, enroll
+from meshd.trust.keys import SigningKey, WireGuardKey
 from tests.factory import DAY, T0, Net, Node
 
 NOW = T0 + 100

@@ -1,6 +1,6 @@
 """Where a node keeps things: the state dir and its file names (no I/O, light to import).
 
-The CLI commands that only ask a running daemon import this, not meshd.statedir, so they
+The CLI commands that only ask a running daemon import this, not meshd.node.statedir, so they
 stay instant.
 """
 

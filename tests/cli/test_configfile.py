@@ -27,7 +27,7 @@ from meshd.cli import configfile, main
 from meshd.cli.app import load_commands
 from meshd.cli.configfile import Checked, check_bytes, check_text, keys, settle
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GOOD_LISTEN = "/ip4/127.0.0.1/tcp/7100"
 
 

@@ -3,7 +3,7 @@
 A state dir holds this node's secret keys: it must belong to the user meshd runs as, and
 neither group nor others may write to it, nor others enter it (0700, or 0750 for a group
 that uses the control socket). A key file must belong to that user too (its mode is checked
-by :func:`meshd.keyfiles.read_secret`). Nothing is repaired silently: the error names the
+by :func:`meshd.trust.keyfiles.read_secret`). Nothing is repaired silently: the error names the
 command that fixes it.
 """
 

@@ -13,7 +13,7 @@ import stat
 from pathlib import Path
 
 from meshd.errors import KeyFileError, UnsafePermissions
-from meshd.permissions import check_owner
+from meshd.node.permissions import check_owner
 
 KEY_LEN = 32
 

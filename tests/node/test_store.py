@@ -16,8 +16,8 @@ import pytest
 from meshd.encoding import pack
 from meshd.errors import StoreError
 from meshd.membership import Membership
+from meshd.node.store import Store
 from meshd.records import CONTEXTS, VERSION, Kind, Role, record_id
-from meshd.store import Store
 from tests.factory import DAY, T0, Net
 
 NOW = T0 + 100
@@ -164,9 +164,9 @@ WRITER = textwrap.dedent(
     import sys
     from pathlib import Path
     from tests.factory import Net, T0
-    from meshd.keys import SigningKey
+    from meshd.trust.keys import SigningKey
     from meshd.records import Role, make_network
-    from meshd.store import Store
+    from meshd.node.store import Store
 
     path = Path(sys.argv[1])
     net = Net(root=SigningKey(bytes(range(32))))
@@ -193,7 +193,7 @@ WRITER = textwrap.dedent(
 @pytest.mark.parametrize("delay", [0.15, 0.3, 0.45, 0.6, 0.75])
 def test_kill_9_loses_no_acknowledged_revocation(tmp_path: Path, delay: float) -> None:
     path = tmp_path / "meshd.db"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(path)],
         stdout=subprocess.PIPE,
@@ -207,7 +207,9 @@ def test_kill_9_loses_no_acknowledged_revocation(tmp_path: Path, delay: float) -
         out, _ = proc.communicate(timeout=10)
     acknowledged = [bytes.fromhex(line) for line in out.decode().split()]
     assert acknowledged, "the writer never got going"
-    net = Net(root=__import__("meshd.keys", fromlist=["SigningKey"]).SigningKey(bytes(range(32))))
+    net = Net(
+        root=__import__("meshd.trust.keys", fromlist=["SigningKey"]).SigningKey(bytes(range(32)))
+    )
     store = Store(path)  # opens after any crash
     state = net.state()
     report = store.load_into(state, T0 + 4)

@@ -9,7 +9,6 @@ import pytest
 
 from meshd.addressing import host_prefix, overlay_address
 from meshd.errors import VerifyError
-from meshd.keys import SigningKey
 from meshd.membership import Membership, MemberState
 from meshd.records import (
     Admission,
@@ -20,8 +19,9 @@ from meshd.records import (
     make_handover,
     record_id,
 )
+from meshd.trust.keys import SigningKey
 from tests.factory import T0, Node
-from tests.test_hostile import World, body_items, sign_items
+from tests.trust.test_hostile import World, body_items, sign_items
 
 NOW = T0 + 100
 

@@ -12,8 +12,6 @@ from typing import Any
 import pytest
 
 from meshd.errors import VerifyError
-from meshd.invites import enroll
-from meshd.keys import SigningKey, WireGuardKey
 from meshd.membership import (
     BUCKETS,
     Admitted,
@@ -34,6 +32,8 @@ from meshd.records import (
     make_certificate,
     record_id,
 )
+from meshd.trust.invites import enroll
+from meshd.trust.keys import SigningKey, WireGuardKey
 from tests.factory import DAY, T0, Net, Node
 
 NOW = T0 + 100

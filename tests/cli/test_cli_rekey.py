@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from meshd.invites import decode_token_untrusted
-from meshd.keyfiles import read_secret
-from meshd.keys import SigningKey, WireGuardKey
 from meshd.membership import MemberState
+from meshd.node.statedir import NodeDir, now
 from meshd.records import Certificate, decode_untrusted
-from meshd.statedir import NodeDir, now
+from meshd.trust.invites import decode_token_untrusted
+from meshd.trust.keyfiles import read_secret
+from meshd.trust.keys import SigningKey, WireGuardKey
 from meshd.wg.model import key_to_base64
-from tests.test_cli import founder, one_line_error, run
+from tests.cli.test_cli import founder, one_line_error, run
 
 __all__ = ["founder"]
 
@@ -188,8 +188,8 @@ def test_a_rotation_cut_short_is_finished_on_open(
 ) -> None:
     """The hand-over was stored but the new key not yet put in place: opening the state dir
     puts it in place (the store names it)."""
-    from meshd.keyfiles import write_secret
     from meshd.records import make_handover
+    from meshd.trust.keyfiles import write_secret
 
     node = NodeDir.open(founder)
     try:

@@ -21,10 +21,10 @@ from meshd.daemon.renew_policy import (
     expires_text,
     sign_renewals,
 )
-from meshd.invites import Issuer, enroll
-from meshd.keys import SigningKey, WireGuardKey
 from meshd.membership import Membership, MemberState
 from meshd.records import Admission, Cap, Invite, Record, Role, make_certificate
+from meshd.trust.invites import Issuer, enroll
+from meshd.trust.keys import SigningKey, WireGuardKey
 from tests.factory import T0, Net, Node
 
 YEAR = 365 * DAY

@@ -12,12 +12,12 @@ import pytest
 from meshd.daemon.renewer import AutoRenew, Departure, ExpiryWarner, add_expiry, expiring_view
 from meshd.daemon.state import NodeState
 from meshd.errors import UsageError
-from meshd.invites import decode_token_untrusted, enroll
-from meshd.keys import SigningKey, WireGuardKey
 from meshd.membership import MemberState
+from meshd.node.statedir import NodeDir, now
 from meshd.records import make_leave
-from meshd.statedir import NodeDir, now
-from tests.test_cli import one_line_error, run
+from meshd.trust.invites import decode_token_untrusted, enroll
+from meshd.trust.keys import SigningKey, WireGuardKey
+from tests.cli.test_cli import one_line_error, run
 
 DAY = 86400
 
@@ -242,8 +242,8 @@ def test_departure_signals_only_a_process_that_handles_sigterm(founder: Path) ->
 def test_inspect_checks_a_renewal_and_a_leave(
     founder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from meshd.keyfiles import read_secret
     from meshd.records import make_renewal
+    from meshd.trust.keyfiles import read_secret
 
     node = NodeDir.open(founder)
     try:

@@ -8,9 +8,9 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meshd.keys import SigningKey
 from meshd.membership.pending import LOCAL, PendingPool
 from meshd.records import make_announcement, record_id
+from meshd.trust.keys import SigningKey
 from tests.factory import T0, Net
 
 KEYS = [bytes([k]) * 32 for k in range(4)]

@@ -21,16 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshd.errors import DecodeError, KeyFileError, UsageError, VerifyError
-from meshd.invites import Issuer
-from meshd.keyfiles import read_secret, write_secret
-from meshd.keys import SigningKey, WireGuardKey, clamp_x25519
-from meshd.layout import Paths
 from meshd.membership import Membership
-from meshd.permissions import check_private_dir
+from meshd.node.layout import Paths
+from meshd.node.permissions import check_private_dir
+from meshd.node.rekey import finish_node_rotation
+from meshd.node.store import Store
 from meshd.records import Certificate, Role, decode_untrusted, make_certificate, make_network
-from meshd.rekey import finish_node_rotation
-from meshd.store import Store
-from meshd.trust import Anchor, Verifier
+from meshd.trust.chain import Anchor, Verifier
+from meshd.trust.invites import Issuer
+from meshd.trust.keyfiles import read_secret, write_secret
+from meshd.trust.keys import SigningKey, WireGuardKey, clamp_x25519
 
 FOUNDER_TTL = 10 * 365 * 24 * 3600
 
