@@ -182,7 +182,7 @@ def run_case(
         a = make_side(anchor, a_records, tmp / f"{case}-{r}-a.db")
         b = make_side(anchor, b_records, tmp / f"{case}-{r}-b.db")
         ids_a, ids_b = set(a.state.record_ids()), set(b.state.record_ids())
-        raw_of = {record_id(raw): raw for raw in [*a_records, *b_records]}
+        raw_of: dict[bytes, bytes] = {record_id(raw): raw for raw in [*a_records, *b_records]}
         differing = sum(len(raw_of[rid]) for rid in ids_a ^ ids_b)
         result = converse(a, b)
         assert a.state.digest() == b.state.digest(), f"{case}: not converged"

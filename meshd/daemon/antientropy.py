@@ -99,7 +99,7 @@ class AntiEntropy:
         session = sync_protocol.SyncSession(self.state.membership)
         try:
             result = await converse(stream, session, partial(self._ingest, peer), initiator=True)
-        except (MeshdError, ValueError) as exc:
+        except MeshdError as exc:
             log.info("sync with %s failed: %s", peer, exc)
             self.state.traffic.synced(None, initiator=True)
             await stream.reset()

@@ -67,6 +67,7 @@ from meshd.daemon.babel_site import (
 )
 from meshd.daemon.feed import Subscription
 from meshd.membership import Member, MemberState
+from meshd.trust.keys import NodeKey
 from meshd.wg.addresses import link_local_from_wg_key
 
 if TYPE_CHECKING:
@@ -383,5 +384,5 @@ class BabelService:
     # --- views -------------------------------------------------------------------------------
 
 
-def _granted(grants: Mapping[bytes, Sequence[IPNetwork]], key: bytes) -> Sequence[IPNetwork]:
-    return grants.get(key, ())
+def _granted(grants: Mapping[NodeKey, Sequence[IPNetwork]], key: bytes) -> Sequence[IPNetwork]:
+    return grants.get(NodeKey(key), ())

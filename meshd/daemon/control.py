@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 
 Handler = Callable[[Any], Awaitable[Any]]
 A = TypeVar("A")
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 class Control:
@@ -138,8 +139,8 @@ class Control:
 
     async def publish(self, request: PublishRequest) -> PublishAnswer:
         try:
-            raw = base64.b64decode(request.record, validate=True)
-        except (binascii.Error, ValueError):
+            raw = base64.b64decode(request.record.encode("ascii"), validate=True)
+        except (UnicodeEncodeError, binascii.Error):
             raise UsageError("publish: args.record is not base64") from None
         outcome = self.daemon.state.add_local_untrusted(raw)
         if outcome.new:
@@ -157,10 +158,7 @@ class Control:
         # What a revocation of args.target lists (Revocation.sponsored), from the membership
         # held here: `meshd revoke` then need not load and verify the store.
         target = request.target
-        try:
-            key = bytes.fromhex(target) if len(target) == 64 else b""
-        except ValueError:
-            key = b""
+        key = bytes.fromhex(target) if len(target) == 64 and _HEX.issuperset(target) else b""
         if not key:
             raise UsageError("sponsored needs args.target: a 32-byte key in hex")
         membership = self.daemon.state.membership

@@ -22,6 +22,7 @@ import trio
 
 from meshd.addressing import Prefix
 from meshd.membership import Event, Member, MemberState, Revoked
+from meshd.trust.keys import NodeKey
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -39,7 +40,7 @@ class Snapshot:
     version: int
     at: int
     members: tuple[Member, ...] = ()
-    grants: dict[bytes, tuple[Prefix, ...]] = field(default_factory=dict)
+    grants: dict[NodeKey, tuple[Prefix, ...]] = field(default_factory=dict)
     revocations: int = 0
     """Revocations applied since the start: a subscriber that sees it grow revalidates."""
 

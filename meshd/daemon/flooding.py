@@ -23,7 +23,7 @@ class Flooder:
         try:
             await self.host.publish(raw)
             self.state.traffic.published()
-        except (TransportError, ValueError) as exc:
+        except TransportError as exc:
             log.warning("could not publish record %s: %s", record_id(raw).hex()[:12], exc)
         finally:
             self.state.unmark_outgoing(raw)

@@ -130,7 +130,7 @@ async def join(
                 with trio.fail_after(config.stream_timeout * 6):
                     await converse(stream, sync_protocol.SyncSession(state), ingest, initiator=True)
                 await stream.close()
-            except (MeshdError, ValueError, trio.TooSlowError) as exc:
+            except (MeshdError, trio.TooSlowError) as exc:
                 log.debug("sync with %s: %s", peer, exc)
                 return False
             return True

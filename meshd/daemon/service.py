@@ -49,7 +49,7 @@ from meshd.gossip.admission import StrangerBudget
 from meshd.gossip.backoff import DialBackoff
 from meshd.gossip.host import GossipHost, HostConfig, peer_id_of
 from meshd.node.statedir import NodeDir
-from meshd.trust.keys import fingerprint
+from meshd.trust.keys import NodeKey, fingerprint
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -197,7 +197,7 @@ def _babel_service(
         overlay=mesh.overlay,
         own_wg_key=mesh.own_wg_key if on_mesh else None,
         members=lambda: first.members,
-        grants=lambda key: first.grants.get(key, ()),
+        grants=lambda key: first.grants.get(NodeKey(key), ()),
         mesh=mesh if on_mesh else None,
     )
 

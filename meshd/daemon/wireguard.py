@@ -266,7 +266,7 @@ class WireGuardMesh:
     def _report_holds(self, desired: DesiredMesh, members: Sequence[Member]) -> None:
         """Log when a hold keeps a member off the relay Babel chose, and when the relay takes
         over after the hold-down (the direct path never came up)."""
-        names = {m.wg_key: m.name for m in members}
+        names: dict[bytes, str] = {m.wg_key: m.name for m in members}
         owner: dict[IPNetwork, bytes] = {
             ipaddress.IPv6Network((m.overlay, 128)): m.wg_key for m in members
         }

@@ -15,12 +15,13 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from meshd.errors import DecodeError
+from meshd.errors import DecodeError, MeshdError
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
     "HEADER_SIZE",
     "FrameDecoder",
+    "FrameTooLarge",
     "encode_frame",
 ]
 
@@ -35,6 +36,10 @@ DEFAULT_MAX_FRAME_SIZE: Final = 1024 * 1024
 _LENGTH_LIMIT: Final = 2**32 - 1
 
 
+class FrameTooLarge(MeshdError):
+    """A payload we were asked to send is larger than the frame limit the peer enforces."""
+
+
 def _check_max_frame_size(max_frame_size: int) -> None:
     if not 0 <= max_frame_size <= _LENGTH_LIMIT:
         raise ValueError(f"max_frame_size must be in [0, {_LENGTH_LIMIT}], got {max_frame_size}")
@@ -43,12 +48,12 @@ def _check_max_frame_size(max_frame_size: int) -> None:
 def encode_frame(payload: bytes, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> bytes:
     """Return ``payload`` with its length prefix.
 
-    Raises ``ValueError`` if the payload is larger than ``max_frame_size``: sending a frame
-    the peer must refuse is a bug on our side, not bad input.
+    Raises :class:`FrameTooLarge` if the payload is larger than ``max_frame_size``: the peer
+    would refuse it, so it is not sent.
     """
     _check_max_frame_size(max_frame_size)
     if len(payload) > max_frame_size:
-        raise ValueError(f"frame payload of {len(payload)} bytes exceeds {max_frame_size}")
+        raise FrameTooLarge(f"frame payload of {len(payload)} bytes exceeds {max_frame_size}")
     return _HEADER.pack(len(payload)) + payload
 
 

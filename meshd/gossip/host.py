@@ -72,9 +72,11 @@ from meshd.gossip.streams import (
     LIBP2P_ERRORS,
     FramedStream,
     FrameTimeout,
+    MessageTooLarge,
     StreamEnded,
     StreamHandler,
     TransportError,
+    UndialableAddress,
     serve_framed,
 )
 
@@ -88,12 +90,14 @@ __all__ = [
     "GossipHost",
     "GossipMessage",
     "HostConfig",
+    "MessageTooLarge",
     "PeerConnected",
     "PeerDisconnected",
     "PeerEvent",
     "StreamEnded",
     "StreamHandler",
     "TransportError",
+    "UndialableAddress",
     "Validator",
     "peer_id_of",
     "public_key_of",
@@ -391,14 +395,14 @@ class GossipHost:
     async def publish(self, data: bytes) -> None:
         """Publish ``data`` on the topic.
 
-        Raises ``ValueError`` if it exceeds ``max_message_size`` and :class:`TransportError`
-        if our own validator rejects it (it would not be sent). Publishes are serialised and
-        wait, up to ``publish_backlog_wait``, for room in every peer's outbound queue; past
-        that the message is published anyway and a slow peer may miss it (gossip is best
-        effort; anti-entropy repairs it).
+        Raises :class:`MessageTooLarge` if it exceeds ``max_message_size`` and
+        :class:`TransportError` if our own validator rejects it (it would not be sent).
+        Publishes are serialised and wait, up to ``publish_backlog_wait``, for room in every
+        peer's outbound queue; past that the message is published anyway and a slow peer may
+        miss it (gossip is best effort; anti-entropy repairs it).
         """
         if len(data) > self._config.max_message_size:
-            raise ValueError(
+            raise MessageTooLarge(
                 f"message of {len(data)} bytes exceeds max_message_size "
                 f"{self._config.max_message_size}"
             )
@@ -436,7 +440,7 @@ class GossipHost:
     async def connect(self, addr: str) -> str:
         """Dial a full multiaddr (ending in ``/p2p/<peer id>``); return the peer id.
 
-        Raises ``ValueError`` for an address that cannot be dialled as written and
+        Raises :class:`UndialableAddress` for an address that cannot be dialled as written and
         :class:`TransportError` if the dial fails or takes longer than ``dial_timeout``.
         Every dial takes at least 250 ms in py-libp2p 0.8.1: use :meth:`connect_any` for
         several. A dial is never refused because an earlier one failed: when to try again
@@ -444,12 +448,10 @@ class GossipHost:
         """
         try:
             info = info_from_p2p_addr(parse_multiaddr(addr))
-        except ValueError:
-            raise
         except Exception as exc:  # the multiaddr package raises several unrelated types
-            raise ValueError(f"not a dialable /p2p multiaddr: {addr!r}") from exc
+            raise UndialableAddress(f"not a dialable /p2p multiaddr: {addr!r}") from exc
         if info.peer_id == self._peer_id:
-            raise ValueError(f"refusing to dial ourselves: {addr}")
+            raise UndialableAddress(f"refusing to dial ourselves: {addr}")
         host = self._require_host()
         forget_failed_dial(host, info.peer_id)
         with trio.move_on_after(self._config.dial_timeout) as scope:
@@ -468,7 +470,7 @@ class GossipHost:
         async def dial(index: int, addr: str) -> None:
             try:
                 peer = await self.connect(addr)
-            except (ValueError, TransportError) as exc:
+            except TransportError as exc:
                 results[index] = ConnectResult(addr, None, str(exc))
             else:
                 results[index] = ConnectResult(addr, peer, None)

@@ -48,6 +48,14 @@ class TransportError(MeshdError):
     """A dial, stream or publish failed in the libp2p transport."""
 
 
+class MessageTooLarge(TransportError):
+    """A message to publish is larger than the gossip topic's limit; it is not sent."""
+
+
+class UndialableAddress(TransportError):
+    """An address that cannot be dialled as written (not a /p2p multiaddr, or our own)."""
+
+
 class FrameTimeout(TransportError):
     """A frame was not sent or received within the stream's timeout."""
 
@@ -77,7 +85,7 @@ class FramedStream:
         return str(self._stream.get_protocol())
 
     async def send_frame(self, payload: bytes) -> None:
-        """Send one frame. ``ValueError`` if it is larger than the frame limit."""
+        """Send one frame. :class:`FrameTooLarge` if it is larger than the frame limit."""
         frame = encode_frame(payload, max_frame_size=self._max_frame_size)
         with trio.move_on_after(self._timeout) as scope:
             try:

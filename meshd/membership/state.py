@@ -38,6 +38,7 @@ from meshd.records import (
     Kind,
     Leave,
     Record,
+    RecordId,
     Renewal,
     Revocation,
     Rollover,
@@ -55,7 +56,7 @@ from meshd.trust.chain import (
     check_announcement_signature,
     check_announcement_signatures,
 )
-from meshd.trust.keys import SigningKey, fingerprint
+from meshd.trust.keys import NodeKey, SigningKey, WgKey, fingerprint
 
 # The order in which records that arrived together are merged (announcements last).
 # Renewals before the credentials they extend (an admission past its own end stands on one).
@@ -207,7 +208,7 @@ class Membership:
         # back: interleaved with merging it measured slower), then merging. Most refresh a
         # member already known; their Updated events are gathered and emitted once per
         # member, after everything else.
-        fresh: list[tuple[Announcement, bytes]] = []
+        fresh: list[tuple[Announcement, RecordId]] = []
         for ann in announcements:
             rid = record_id(ann.raw)
             if rid in self._set:
@@ -637,10 +638,10 @@ class Membership:
         wg_key, wg_counter, wg_since = self._wg.key_of(node, credential.wg_key)
         # Positional: this runs once per announcement on the ingest hot path.
         return Member(
-            node,
+            NodeKey(node),
             node_id,
             credential.name,
-            wg_key,
+            WgKey(wg_key),
             overlay,
             state,
             reason,

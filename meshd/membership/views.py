@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import NamedTuple, Protocol
 
 from meshd.records import Announcement, Kind, Record
+from meshd.trust.keys import NodeKey, WgKey
 
 
 class MemberState(StrEnum):
@@ -20,10 +21,10 @@ class MemberState(StrEnum):
 class Member:
     """What this node knows of one member, at one instant."""
 
-    node_key: bytes
+    node_key: NodeKey
     node_id: str
     name: str
-    wg_key: bytes
+    wg_key: WgKey
     overlay: ipaddress.IPv6Address
     state: MemberState
     reason: str

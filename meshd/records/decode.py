@@ -46,7 +46,7 @@ from meshd.records.types import (
     WgRotation,
     split_envelope_untrusted,
 )
-from meshd.trust.keys import FINGERPRINT_LEN, KEY_LEN, SIG_LEN
+from meshd.trust.keys import FINGERPRINT_LEN, KEY_LEN, SIG_LEN, NodeKey, WgKey
 
 T = TypeVar("T")
 
@@ -240,7 +240,7 @@ def _certificate(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Certificate:
         prefixes,
         max_uses,
         member_ttl,
-        wg_key,
+        WgKey(wg_key),
         chain,
         sig,
         raw,
@@ -255,7 +255,9 @@ def _enrollment(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Enrollment:
     name = f.text("name", MAX_NAME)
     created_at = f.uint("created_at")
     f.end()
-    return Enrollment(network_id, invite, node_key, wg_key, name, created_at, sig, raw)
+    return Enrollment(
+        network_id, invite, NodeKey(node_key), WgKey(wg_key), name, created_at, sig, raw
+    )
 
 
 def _admission(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Admission:
@@ -276,7 +278,9 @@ def _announcement(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Announcemen
     addrs = f.array("addrs", MAX_ENDPOINTS, _text_item(MAX_ADDR_LEN))
     prefixes = f.array("prefixes", MAX_PREFIXES, _prefix_untrusted)
     f.end()
-    return Announcement(network_id, node_key, seq, issued_at, endpoints, addrs, prefixes, sig, raw)
+    return Announcement(
+        network_id, NodeKey(node_key), seq, issued_at, endpoints, addrs, prefixes, sig, raw
+    )
 
 
 def _announcement_fast(items: list[Any], sig: bytes, raw: bytes) -> Announcement:
@@ -305,7 +309,7 @@ def _announcement_fast(items: list[Any], sig: bytes, raw: bytes) -> Announcement
         raise DecodeError("announcement: too many prefixes")
     return Announcement(
         network_id,
-        node_key,
+        NodeKey(node_key),
         seq,
         issued_at,
         tuple(map(_ENDPOINT_ITEM, endpoints)) if endpoints else (),
@@ -371,7 +375,7 @@ def _wg_rotation(f: _Fields, sig: bytes, raw: bytes, depth: int) -> WgRotation:
     issued_at = f.uint("issued_at")
     wg_key = f.blob("wg_key", KEY_LEN)
     f.end()
-    return WgRotation(network_id, node_key, counter, issued_at, wg_key, sig, raw)
+    return WgRotation(network_id, NodeKey(node_key), counter, issued_at, WgKey(wg_key), sig, raw)
 
 
 def _renewal(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Renewal:
@@ -396,7 +400,7 @@ def _leave(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Leave:
     issued_at = f.uint("issued_at")
     reason = f.text("reason", MAX_REASON)
     f.end()
-    return Leave(network_id, node_key, issued_at, reason, sig, raw)
+    return Leave(network_id, NodeKey(node_key), issued_at, reason, sig, raw)
 
 
 def _rollover(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Rollover:
@@ -433,7 +437,7 @@ def _handover(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Handover:
         old_key,
         new_key,
         issued_at,
-        wg_key,
+        WgKey(wg_key),
         credential,
         sponsored,
         new_signature,

@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
-from typing import Any
+from typing import Any, NewType
 
 from meshd.addressing import Prefix
 from meshd.errors import DecodeError
-from meshd.trust.keys import SIG_LEN
+from meshd.trust.keys import SIG_LEN, NodeKey, WgKey
 
 VERSION = 1
 MAX_RECORD = 8192
@@ -67,9 +67,13 @@ ALL_CAPS = Cap.INVITE | Cap.REVOKE
 RECORD_ID_LEN = 16
 
 
-def record_id(raw: bytes) -> bytes:
+RecordId = NewType("RecordId", bytes)
+"""A record's identity (:func:`record_id`): 16 bytes; neither a node key nor a WireGuard key."""
+
+
+def record_id(raw: bytes) -> RecordId:
     """A record's identity: the first 16 bytes of SHA-256 over its encoded bytes."""
-    return hashlib.sha256(raw).digest()[:RECORD_ID_LEN]
+    return RecordId(hashlib.sha256(raw).digest()[:RECORD_ID_LEN])
 
 
 # --- the records --------------------------------------------------------------------------
@@ -106,7 +110,7 @@ class Certificate:
     prefixes: tuple[Prefix, ...]
     max_uses: int
     member_ttl: int
-    wg_key: bytes
+    wg_key: WgKey
     chain: tuple[Certificate, ...]
     signature: bytes
     raw: bytes
@@ -122,8 +126,8 @@ class Enrollment:
 
     network_id: bytes
     invite: Certificate
-    node_key: bytes
-    wg_key: bytes
+    node_key: NodeKey
+    wg_key: WgKey
     name: str
     created_at: int
     signature: bytes
@@ -155,7 +159,7 @@ class Announcement:
     """A member's signed statement of where it is: endpoints, libp2p addresses, prefixes."""
 
     network_id: bytes
-    node_key: bytes
+    node_key: NodeKey
     seq: int
     issued_at: int
     endpoints: tuple[str, ...]
@@ -222,10 +226,10 @@ class WgRotation:
     """A member's new WireGuard key, signed by its node key; the highest ``counter`` wins."""
 
     network_id: bytes
-    node_key: bytes
+    node_key: NodeKey
     counter: int
     issued_at: int
-    wg_key: bytes
+    wg_key: WgKey
     signature: bytes
     raw: bytes
 
@@ -259,7 +263,7 @@ class Leave:
     """A member's own departure, signed by its node key: its membership ends for good."""
 
     network_id: bytes
-    node_key: bytes
+    node_key: NodeKey
     issued_at: int
     reason: str
     signature: bytes
@@ -297,7 +301,7 @@ class Handover:
     old_key: bytes
     new_key: bytes
     issued_at: int
-    wg_key: bytes
+    wg_key: WgKey
     credential: Certificate | Admission | Handover  # the old key's credential it hands over
     sponsored: tuple[bytes, ...]  # enrollment ids the old key countersigned that keep standing
     new_signature: bytes

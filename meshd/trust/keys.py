@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from typing import NewType
 
 import nacl.bindings
 import nacl.exceptions
@@ -22,6 +23,12 @@ import nacl.signing
 
 from meshd.encoding import b32
 from meshd.errors import VerifyError
+
+NodeKey = NewType("NodeKey", bytes)
+"""A member's Ed25519 node key (its identity, also its libp2p identity): 32 bytes."""
+
+WgKey = NewType("WgKey", bytes)
+"""A WireGuard (X25519) public key: 32 bytes. Not a node key: mypy refuses one for the other."""
 
 KEY_LEN = 32
 SIG_LEN = 64

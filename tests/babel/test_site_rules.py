@@ -30,6 +30,7 @@ from meshd.babel.routes import RouteChanged, RouteInstalled
 from meshd.babel.sources import IPNetwork
 from meshd.daemon.babel import BabelService
 from meshd.membership import Member, MemberState
+from meshd.trust.keys import NodeKey, WgKey
 from tests.babel.segments import Segments
 
 HELLO = 1.0
@@ -65,10 +66,10 @@ RULES = (f"{OVERLAY} ge 48 allow", "10.0.0.0/8 le 24 allow")
 
 def member(key: bytes, name: str, overlay: IPv6Address | None = None) -> Member:
     return Member(
-        node_key=key,
+        node_key=NodeKey(key),
         node_id=name,
         name=name,
-        wg_key=key,
+        wg_key=WgKey(key),
         overlay=overlay or OVERLAY_OF[key],
         state=MemberState.ADMITTED,
         reason="",

@@ -23,6 +23,7 @@ from meshd.gossip.backoff import DialBackoff
 from meshd.gossip.enroll import GracePolicy
 from meshd.membership import Member, MemberState
 from meshd.records import Announcement
+from meshd.trust.keys import NodeKey, WgKey
 
 ROOT = Path(__file__).resolve().parents[2]
 PURE = ["meshd/daemon/connect_policy.py", "meshd/daemon/sync_policy.py",
@@ -53,10 +54,10 @@ def _member(i: int, *, state: MemberState = MemberState.ADMITTED, addrs: bool = 
     key = bytes([i]) * 32
     announcement = _Ann((f"/ip4/10.0.0.{i}/tcp/7100/p2p/peer{i}",)) if addrs else None
     return Member(
-        node_key=key,
+        node_key=NodeKey(key),
         node_id=f"id{i}",
         name=f"m{i}",
-        wg_key=bytes([i + 100]) * 32,
+        wg_key=WgKey(bytes([i + 100]) * 32),
         overlay=ipaddress.IPv6Address(f"fd00::{i}"),
         state=state,
         reason="",

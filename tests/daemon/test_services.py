@@ -21,7 +21,7 @@ from meshd.daemon.config import DaemonConfig
 from meshd.daemon.service import Daemon
 from meshd.daemon.state import NodeState
 from meshd.daemon.wireguard import WireGuardMesh
-from meshd.membership import MemberState
+from meshd.membership import Member, MemberState
 from meshd.node.statedir import NodeDir, init_network, now
 from meshd.records import Role, make_announcement, make_certificate, make_revocation
 from meshd.trust.keys import SigningKey, WireGuardKey
@@ -157,7 +157,9 @@ def test_a_silent_member_expires_after_its_ttl_and_not_before(tmp_path: Path) ->
             assert transport.deliver(announcement.raw, "a", "n")
 
             def state() -> MemberState:
-                found = {m.node_key: m for m in daemon.state.feed.current.members}
+                found: dict[bytes, Member] = {
+                    m.node_key: m for m in daemon.state.feed.current.members
+                }
                 return found[key.public].state
 
             await trio.sleep(TTL - 5)

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meshd.errors import DecodeError
-from meshd.gossip.framing import HEADER_SIZE, FrameDecoder, encode_frame
+from meshd.gossip.framing import HEADER_SIZE, FrameDecoder, FrameTooLarge, encode_frame
 
 MAX = 512
 
@@ -80,7 +80,7 @@ def test_truncated_stream_is_a_decode_error() -> None:
 
 
 def test_encoding_an_oversize_payload_is_a_caller_bug() -> None:
-    with pytest.raises(ValueError, match="exceeds"):
+    with pytest.raises(FrameTooLarge, match="exceeds"):
         encode_frame(b"x" * 5, max_frame_size=4)
     with pytest.raises(ValueError, match="max_frame_size"):
         FrameDecoder(-1)

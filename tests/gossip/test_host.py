@@ -21,15 +21,18 @@ from libp2p.security.secio.transport import Transport as SecioTransport
 from multiaddr import Multiaddr
 
 from meshd.errors import DecodeError
+from meshd.gossip.framing import FrameTooLarge
 from meshd.gossip.host import (
     FORWARDED_LOGGER,
     DialBackoff,
     FramedStream,
     GossipHost,
     GossipMessage,
+    MessageTooLarge,
     PeerConnected,
     PeerDisconnected,
     TransportError,
+    UndialableAddress,
     peer_id_of,
     public_key_of,
 )
@@ -108,7 +111,7 @@ def test_oversized_messages_are_refused_before_the_validator() -> None:
             validators=[accept_all, recording],
         ) as (big, small):
             await link(small, big)
-            with pytest.raises(ValueError, match="max_message_size"):
+            with pytest.raises(MessageTooLarge, match="max_message_size"):
                 await small.publish(b"x" * 1025)
             await big.publish(b"y" * 2000)  # within big's limit, above small's
             await big.publish(b"fits")
@@ -156,9 +159,15 @@ def test_stream_request_response_and_oversize_frame() -> None:
             assert "exceeds" in str(failures[0])
 
             stream = await client.open_stream(server.peer_id, ECHO)
-            with pytest.raises(ValueError, match="exceeds"):
+            with pytest.raises(FrameTooLarge, match="exceeds"):
                 await stream.send_frame(b"o" * (64 * 1024 + 1))
             await stream.close()
+
+            # Addresses that cannot be dialled are typed transport errors, not ValueError.
+            with pytest.raises(UndialableAddress, match="not a dialable"):
+                await client.connect("/ip4/127.0.0.1/tcp/1")
+            with pytest.raises(UndialableAddress, match="ourselves"):
+                await client.connect(client.listen_addrs()[0])
 
     run_trio(body)
 

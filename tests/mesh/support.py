@@ -7,6 +7,7 @@ import ipaddress
 
 from meshd.membership import Member, MemberState
 from meshd.records import Announcement
+from meshd.trust.keys import NodeKey, WgKey
 
 NETWORK = b"\x01" * 32
 OVERLAY = ipaddress.IPv6Network("fd00:1:2::/48")
@@ -27,13 +28,15 @@ def member(
     node_key = key(seed)
     announcement = None
     if endpoints is not None:
-        announcement = Announcement(NETWORK, node_key, 1, admitted_at, endpoints, (), (), b"", b"")
+        announcement = Announcement(
+            NETWORK, NodeKey(node_key), 1, admitted_at, endpoints, (), (), b"", b""
+        )
     iid = int.from_bytes(hashlib.sha256(node_key).digest()[:8], "big")
     return Member(
-        node_key=node_key,
+        node_key=NodeKey(node_key),
         node_id=node_key.hex()[:20],
         name=str(seed),
-        wg_key=key(seed if wg is None else wg, "wg"),
+        wg_key=WgKey(key(seed if wg is None else wg, "wg")),
         overlay=OVERLAY.network_address + iid,
         state=state,
         reason="" if state is MemberState.ADMITTED else "test",

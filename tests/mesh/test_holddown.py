@@ -25,11 +25,16 @@ MY_WG = key("me", "wg")
 PERIOD = 5.0
 
 new, relay = member("new"), member("relay")
-PEERS = {new.wg_key: new, relay.wg_key: relay}
+PEERS: dict[bytes, Member] = {new.wg_key: new, relay.wg_key: relay}
 NEW_OVERLAY = ipaddress.ip_network(f"{new.overlay}/128")
 RELAY_OVERLAY = ipaddress.ip_network(f"{relay.overlay}/128")
-VIA_RELAY = {relay.wg_key: [RELAY_OVERLAY, NEW_OVERLAY]}  # Babel: new through relay
-DIRECT = {new.wg_key: [NEW_OVERLAY], relay.wg_key: [RELAY_OVERLAY]}  # Babel: new directly
+VIA_RELAY: dict[bytes, list[IPNetwork]] = {
+    relay.wg_key: [RELAY_OVERLAY, NEW_OVERLAY]
+}  # Babel: new through relay
+DIRECT: dict[bytes, list[IPNetwork]] = {
+    new.wg_key: [NEW_OVERLAY],
+    relay.wg_key: [RELAY_OVERLAY],
+}  # Babel: new directly
 
 
 def holder(extra: dict[bytes, list[IPNetwork]], held: Collection[bytes]) -> str:
@@ -88,8 +93,10 @@ def test_both_ends_hold_each_other() -> None:
     joiner, old = member("joiner"), member("old")
 
     def owner_at(me: Member, hold: HoldDown, now: float, target: Member) -> str:
-        others = {m.wg_key: m for m in (joiner, old, relay) if m is not me}
-        extra = {relay.wg_key: [ipaddress.ip_network(f"{target.overlay}/128")]}
+        others: dict[bytes, Member] = {m.wg_key: m for m in (joiner, old, relay) if m is not me}
+        extra: dict[bytes, list[IPNetwork]] = {
+            relay.wg_key: [ipaddress.ip_network(f"{target.overlay}/128")]
+        }
         held = hold.update(now, others.keys(), routed_directly(others, extra))
         result = desired_peers(
             list(others.values()),
