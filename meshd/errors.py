@@ -89,6 +89,22 @@ class NodeRevoked(MeshdError):
         )
 
 
+class KeyHandedOver(MeshdError):
+    """This node's key was handed over to a new one (``meshd rotate node``): the daemon stops
+    to start again under it (exit 75, EX_TEMPFAIL, which systemd's Restart=on-failure
+    restarts)."""
+
+    exit_status = 75
+
+    @classmethod
+    def now(cls) -> KeyHandedOver:
+        return cls(
+            "this node's key was handed over to a new key (meshd rotate node); "
+            "its daemon stopped to start again under it",
+            hint="start it again with `meshd up` (under systemd it restarts by itself)",
+        )
+
+
 class KeyFileError(UsageError):
     """A key file is missing, malformed or readable by others."""
 

@@ -133,16 +133,12 @@ Metrics = Annotated[
 
 
 def _with_metrics(config: DaemonConfig, metrics: str | None) -> DaemonConfig:
-    """``config`` with ``--metrics``, whose address is tried at once: one line if it does not
-    bind, before the daemon starts (and before ``join`` spends a use of the invite)."""
+    """``config`` with ``--metrics``, whose address is tried with the other start-up checks
+    (meshd.daemon.startup.check_metrics): after the state dir's lock, before the daemon
+    starts, and before ``join`` spends a use of the invite."""
     import dataclasses
 
-    config = dataclasses.replace(config, metrics=metrics or None)
-    if config.metrics is not None:
-        from meshd.daemon.metrics import bind
-
-        bind(config.metrics).close()
-    return config
+    return dataclasses.replace(config, metrics=metrics or None)
 
 
 def _config(

@@ -41,6 +41,7 @@ ADDRESS: Final = 6
 WIREGUARD: Final = 7
 REVOKED: Final = 10
 INTERNAL: Final = 70
+RESTART: Final = 75
 CONFIG: Final = 78
 INTERRUPTED: Final = 130
 
@@ -55,6 +56,11 @@ EXIT_STATUSES: Final = (
     (WIREGUARD, "WireGuard is unavailable: no kernel module, no wireguard-go, or it failed"),
     (REVOKED, "this node is revoked (the daemon stops)"),
     (INTERNAL, "internal error: a bug in meshd; rerun with MESHD_DEBUG=1 and report it"),
+    (
+        RESTART,
+        "the daemon stopped to start again: this node's key was handed over "
+        "(`meshd rotate node`); systemd restarts it",
+    ),
     (CONFIG, "the config file is wrong: `meshd config check FILE` says where"),
     (INTERRUPTED, "interrupted (Ctrl-C)"),
 )

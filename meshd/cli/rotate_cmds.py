@@ -66,12 +66,12 @@ def rotate_node(state_dir: StateDir = None, json: Json = False) -> None:
 
     The old key signs a hand-over to the new one; the member keeps its name, overlay address,
     grants and remaining validity, and the old key stands no more. A running daemon floods
-    the hand-over and stops: start it again (`meshd up`) to run under the new key.
+    the hand-over and stops with exit status 75 (systemd's Restart=on-failure starts it again
+    under the new key; in a terminal, run `meshd up` again).
     """
-    import contextlib
     import os
 
-    from meshd.cli.stopping import down
+    from meshd.cli.stopping import wait_stopped
     from meshd.node.rekey import NEXT_NODE_KEY
     from meshd.node.statedir import NodeDir, now
     from meshd.records import (
@@ -133,14 +133,18 @@ def rotate_node(state_dir: StateDir = None, json: Json = False) -> None:
         first = state.first_key(old.public)
         if running:
             request(paths.socket, "publish", {"record": b64(record.raw)}, timeout=10.0)
-            where = "flooded by the daemon, which stopped: start it again with `meshd up`"
+            where = (
+                "flooded by the daemon, which stopped (exit 75) to start again under the new "
+                "key: systemd restarts it; in a terminal, run `meshd up` again"
+            )
         else:
             node.store.apply([state.ingest(record, at)])
             where = "stored; `meshd up` runs under the new key and floods it by sync"
         node.store.set_meta("first_key", first)
         if running:
-            with contextlib.suppress(DaemonNotRunning):
-                down(paths.root)
+            # The daemon stops by itself once it holds the hand-over (KeyHandedOver, exit 75);
+            # the new key goes in place after it has let the state dir go.
+            wait_stopped(paths.root)
         os.replace(pending, paths.node_key)
     finally:
         node.close()

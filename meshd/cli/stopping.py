@@ -52,7 +52,14 @@ def down(state_dir: Path | None = None, timeout: float = DEFAULT_TIMEOUT) -> Non
             hint="it was not started by `meshd up`: stop it the way it was started",
         )
     pid = answer.get("pid")
-    who = f" (pid {pid})" if isinstance(pid, int) else ""
+    wait_stopped(paths.root, pid if isinstance(pid, int) else None, timeout)
+
+
+def wait_stopped(root: Path, pid: int | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Return once the daemon of ``root`` has stopped (its lock is free); fail after
+    ``timeout``."""
+    paths = Paths(root)
+    who = f" (pid {pid})" if pid is not None else ""
     lock = paths.root / "meshd.lock"
     deadline = time.monotonic() + timeout
     while lock_held(lock):

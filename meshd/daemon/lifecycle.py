@@ -24,7 +24,7 @@ from typing import Any, Final, TypeVar
 
 import trio
 
-from meshd.errors import NodeRevoked
+from meshd.errors import KeyHandedOver, NodeRevoked
 from meshd.membership import MemberState
 
 log = logging.getLogger(__name__)
@@ -94,11 +94,32 @@ def own_revocation(state: Any) -> Callable[[], str | None]:
     return revocation
 
 
-async def stop_when_revoked(revocation: Callable[[], str | None], root: Path) -> None:
+def own_handover(state: Any) -> Callable[[], bool]:
+    """For a NodeState: whether this node's key was handed over to a new one (`meshd rotate
+    node`): the daemon must start again under the new key."""
+    membership, key = state.membership, state.key
+
+    def handed_over() -> bool:
+        me = membership.member(key, int(time.time()))
+        return me is not None and me.state is MemberState.REVOKED and me.reason == "handed-over"
+
+    return handed_over
+
+
+async def stop_when_revoked(
+    revocation: Callable[[], str | None],
+    root: Path,
+    handed_over: Callable[[], bool] | None = None,
+) -> None:
     """Raise NodeRevoked as soon as ``revocation()`` gives this node's revocation's text
     (None while the node stands), checked every ``REVOKED_POLL`` seconds. The reason is left
-    in ``root``/``revoked`` first, for ``meshd status`` once the daemon is gone."""
+    in ``root``/``revoked`` first, for ``meshd status`` once the daemon is gone. Raise
+    KeyHandedOver (exit 75: start again) once ``handed_over()`` says our key was handed
+    over."""
     while True:
+        if handed_over is not None and handed_over():
+            log.warning("this node's key was handed over to a new key: stopping to start again")
+            raise KeyHandedOver.now()
         reason = revocation()
         if reason is not None:
             log.error("this node is revoked%s: stopping", f" ({reason})" if reason else "")

@@ -323,9 +323,20 @@ async def preflight(config: DaemonConfig) -> None:
     from meshd.daemon.wireguard import backend_kind
 
     check_listen(config.listen)
+    check_metrics(config.metrics)
     await check_wireguard(
         backend_kind(config.wg_backend), config.interface, config.listen_port, None
     )
+
+
+def check_metrics(address: str | None) -> None:
+    """``--metrics``' address binds (AddressUnavailable, one line, if not). ``up`` needs no
+    such try: it binds the address for good after the state dir's lock (launch.run), so that
+    a second daemon is told it is one (exit 4), whatever its ports."""
+    if address is not None:
+        from meshd.daemon.metrics import bind
+
+        bind(address).close()
 
 
 # --- join ------------------------------------------------------------------------------------

@@ -85,7 +85,10 @@ def test_rotate_node_through_the_daemon_keeps_the_member_and_its_address(
         answer = json.loads(result.stdout)
         assert answer["overlay_ip"] == before["overlay_ip"]
         assert b.process is not None
-        b.process.wait(10)  # the daemon stopped after flooding the hand-over
+        # The daemon stopped after flooding the hand-over, with the status that a supervisor
+        # (systemd's Restart=on-failure) restarts: 75, to start again under the new key.
+        assert b.process.wait(10) == 75
+        assert "meshd: this node's key was handed over" in b.log.read_text()
         b.up()
         me = next(p for p in b.ask("peers") if p["state"] == "self")
         assert me["node_id"] == answer["node_id"]

@@ -203,3 +203,19 @@ def test_a_scrape_during_a_revocation_sees_the_counters_move(tmp_path: Path) -> 
     )
     assert gossip + synced >= 1
     assert value(last, "meshd_revocations") == value(after["founder"], "meshd_revocations")
+
+
+def test_a_second_daemon_with_the_same_metrics_address_is_told_a_daemon_runs(
+    node: tuple[Daemon, int],
+) -> None:
+    """The state dir's lock comes before every other start-up check: the second daemon hears
+    that one already runs (exit 4), not that the metrics port is taken."""
+    n0, port = node
+    done = meshd(
+        "up", "--wg-backend", "none", "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}",
+        "--metrics", f"127.0.0.1:{port}", "--state-dir", str(n0.state_dir),
+    )  # fmt: skip
+    assert done.returncode == 4, done.stderr
+    line = errors(done.stderr)[-1]
+    assert line.startswith(f"meshd: a meshd daemon already runs for {n0.state_dir}"), line
+    assert get(port)[0] == 200
