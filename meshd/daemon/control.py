@@ -49,14 +49,14 @@ from meshd.control.commands import (
 )
 from meshd.control.server import ControlStats
 from meshd.control.server import serve as serve_control
-from meshd.daemon import babel_views, revoker
+from meshd.daemon import babel_views, revoker, state_views, wireguard_views
 from meshd.daemon.lifecycle import down_answer
 from meshd.daemon.rekey import rotate_wg
 from meshd.daemon.renewer import add_expiry, expiring_view
 from meshd.daemon.transport import key_of
 from meshd.errors import UsageError
 from meshd.membership import Revoked
-from meshd.records import record_id
+from meshd.records import decode_record_untrusted, record_id
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -98,10 +98,10 @@ class Control:
 
     async def status(self, request: StatusRequest) -> StatusAnswer:
         d = self.daemon
-        view = d.state.status_view()
+        view = state_views.status_view(d.state)
         view["listen_addrs"] = d.announcer.listen_addrs()
         view["endpoints"] = list(d.announcer.endpoints)
-        view["wireguard"] = await d.mesh.status_view()
+        view["wireguard"] = await wireguard_views.status_view(d.mesh)
         view["peer_id"] = d.host.peer_id
         view["connected"] = len(d.host.connected_peers())
         view["syncs"] = d.antientropy.syncs
@@ -115,7 +115,7 @@ class Control:
     async def peers(self, request: PeersRequest) -> PeersAnswer:
         d = self.daemon
         connected = {k for p in d.host.connected_peers() if (k := key_of(p))}
-        rows = d.state.peers_view(connected, await d.mesh.peer_stats())
+        rows = state_views.peers_view(d.state, connected, await wireguard_views.peer_stats(d.mesh))
         if d.babel is not None:
             for member, row in zip(d.state.members(), rows, strict=True):
                 row.update(babel_views.peer_route(d.babel, member))
@@ -142,7 +142,7 @@ class Control:
             raw = base64.b64decode(request.record.encode("ascii"), validate=True)
         except (UnicodeEncodeError, binascii.Error):
             raise UsageError("publish: args.record is not base64") from None
-        outcome = self.daemon.state.add_local_untrusted(raw)
+        outcome = self.daemon.state.add_local(decode_record_untrusted(raw))
         if outcome.new:
             await self.daemon.flooder.flood(raw)
         excluded = tuple(

@@ -19,11 +19,11 @@ class Flooder:
 
     async def flood(self, raw: bytes) -> None:
         """Publish ``raw``, which the owner holds already (the validator lets it pass)."""
-        self.state.mark_outgoing(raw)
+        self.state.outgoing.add(raw)
         try:
             await self.host.publish(raw)
             self.state.traffic.published()
         except TransportError as exc:
             log.warning("could not publish record %s: %s", record_id(raw).hex()[:12], exc)
         finally:
-            self.state.unmark_outgoing(raw)
+            self.state.outgoing.discard(raw)

@@ -9,12 +9,10 @@ store before the call returns, so a record is durable before we forward or act o
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from meshd.daemon.budgets import (
     FORWARDER_BURST,
@@ -38,26 +36,20 @@ from meshd.daemon.budgets import (
     SyncSessions,
 )
 from meshd.daemon.feed import MembershipFeed, Snapshot
-from meshd.daemon.lifecycle import revocation_text
 from meshd.errors import DecodeError, VerifyError
 from meshd.gossip import enroll
 from meshd.gossip.sync import net_change
 from meshd.membership import (
     Batch,
-    Event,
     Member,
     Membership,
     MemberState,
     Outcome,
-    decode_batch_untrusted,
 )
 from meshd.membership.pending import LOCAL
 from meshd.metrics.snapshot import Traffic
 from meshd.node.statedir import NodeDir
 from meshd.records import Admission, Announcement, Enrollment, Record, record_id
-from meshd.trust.keys import fingerprint
-from meshd.wg.addresses import link_local_from_wg_key
-from meshd.wg.model import PeerStatus
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +114,8 @@ class NodeState:
         self._sync_members = RateLimiter(SYNC_MEMBER_RATE, SYNC_MEMBER_BURST)
         self._sync_strangers = RateLimiter(SYNC_STRANGER_RATE, SYNC_STRANGER_BURST)
         self._sync_all_strangers = RateLimiter(SYNC_STRANGERS_RATE, SYNC_STRANGERS_BURST)
-        self._outgoing: set[bytes] = set()
+        # Our own records being published: the validator lets them pass (meshd.daemon.flooding).
+        self.outgoing: set[bytes] = set()
         self.traffic = Traffic()  # gossip and sync counters, for the metrics
         self.feed = MembershipFeed(self._snapshot)
         # A peer id's member key; the daemon installs libp2p's (this module imports no libp2p).
@@ -131,9 +124,6 @@ class NodeState:
     @property
     def key(self) -> bytes:
         return self.node.node_key.public
-
-    def _emit(self, events: Sequence[Event]) -> None:
-        self.feed.changed(events)
 
     def _snapshot(self, version: int, revocations: int) -> Snapshot:
         at = self.clock()
@@ -149,7 +139,7 @@ class NodeState:
         change = net_change(self.membership, outcomes)
         if change is not None:
             self.node.store.apply([change])
-            self._emit(change.events)
+            self.feed.changed(change.events)
 
     # --- what arrives ------------------------------------------------------------------------
 
@@ -160,7 +150,7 @@ class NodeState:
         message, which Noise authenticates and the sender cannot choose per message); a
         record that has to wait counts against the forwarder's share of the pending pool.
         """
-        if data in self._outgoing:
+        if data in self.outgoing:
             return True  # our own publish, already merged and stored
         now = time.monotonic()
         if not self._forwarders.allow(forwarder, now):
@@ -222,11 +212,6 @@ class NodeState:
             self.reject_reasons["rate-limited"] += cut
         return ordered[:granted]
 
-    def ingest_batch(self, raws: Iterable[bytes], *, source: str = LOCAL) -> Batch:
-        """Merge what a sync brought, and store it in one transaction."""
-        records, rejected = decode_batch_untrusted(raws)
-        return self.merge_batch(records, rejected=rejected, source=source)
-
     def merge_batch(
         self,
         records: Sequence[Record],
@@ -247,7 +232,7 @@ class NodeState:
         )
         if batch.stored or batch.dropped:
             self.node.store.apply([batch])
-        self._emit(batch.events)
+        self.feed.changed(batch.events)
         for reason in batch.rejected:
             self.reject_reasons[reason] += 1
         return batch
@@ -255,11 +240,6 @@ class NodeState:
     def add_local(self, record: Record) -> Outcome:
         """Merge a record made or handed in here (ours, or from the CLI) and store it."""
         outcome = self.membership.ingest(record, self.clock())
-        self._persist([outcome])
-        return outcome
-
-    def add_local_untrusted(self, raw: bytes) -> Outcome:
-        outcome = self.membership.ingest_untrusted(raw, self.clock())
         self._persist([outcome])
         return outcome
 
@@ -272,13 +252,7 @@ class NodeState:
         return admission
 
     def tick(self) -> None:
-        self._emit(self.membership.tick(self.clock()))
-
-    def mark_outgoing(self, raw: bytes) -> None:
-        self._outgoing.add(raw)
-
-    def unmark_outgoing(self, raw: bytes) -> None:
-        self._outgoing.discard(raw)
+        self.feed.changed(self.membership.tick(self.clock()))
 
     # --- who is who ----------------------------------------------------------------------
 
@@ -296,73 +270,6 @@ class NodeState:
 
     def members(self) -> list[Member]:
         return self.membership.members(self.clock())
-
-    # --- views for the control socket ---------------------------------------------------------
-
-    def peers_view(
-        self, connected: set[bytes], wireguard: Mapping[bytes, PeerStatus] | None = None
-    ) -> list[dict[str, Any]]:
-        """One row per member; ``wireguard`` (the device's peers by key) fills the
-        ``wg_peer``, ``wg_endpoint``, ``last_handshake``, ``rx_bytes`` and ``tx_bytes``
-        columns."""
-        rows = []
-        device = wireguard or {}
-        for m in self.members():
-            ann = m.announcement
-            peer = device.get(m.wg_key) if m.node_key != self.key else None
-            rows.append(
-                {
-                    "name": m.name,
-                    "node_id": m.node_id,
-                    "node_key": base64.b64encode(m.node_key).decode("ascii"),
-                    "state": _state_label(m, self.key),
-                    "reason": m.reason,
-                    "revocation_reason": revocation_text(self.membership, m),
-                    "overlay_ip": str(m.overlay),
-                    "link_local": str(link_local_from_wg_key(m.wg_key)),
-                    "wg_public_key": base64.b64encode(m.wg_key).decode("ascii"),
-                    "endpoints": list(ann.endpoints) if ann else [],
-                    "addrs": list(ann.addrs) if ann else [],
-                    "last_seen": m.last_seen,
-                    "admitted_at": m.admitted_at,
-                    "not_after": m.not_after,
-                    "credentials_end": self.membership.credentials_end(m.node_key),
-                    "connected": m.node_key in connected,
-                    "wg_peer": peer is not None,
-                    "wg_endpoint": peer.config.endpoint if peer is not None else None,
-                    "last_handshake": peer.last_handshake if peer is not None else None,
-                    "rx_bytes": peer.rx_bytes if peer is not None else None,
-                    "tx_bytes": peer.tx_bytes if peer is not None else None,
-                }
-            )
-        return rows
-
-    def status_view(self) -> dict[str, Any]:
-        members = self.members()
-        states = Counter(m.state for m in members)
-        anchor = self.node.anchor
-        return {
-            "node_id": fingerprint(self.key),
-            "name": self.node.name,
-            "network": anchor.network.name,
-            "network_id": fingerprint(anchor.root_key),
-            "members": states[MemberState.ADMITTED],
-            "expired": states[MemberState.EXPIRED],
-            "revoked": states[MemberState.REVOKED],
-            "records": len(self.membership),
-            "pending": self.membership.pending_count,
-            "pending_evicted": self.membership.pending_evicted,
-            "digest": self.membership.digest().hex(),
-            "accepted": self.accepted,
-            "rejected": dict(self.reject_reasons),
-        }
-
-
-def _state_label(member: Member, own_key: bytes) -> str:
-    """``self`` for this node while it stands; its true state once it does not."""
-    if member.node_key == own_key and member.state is MemberState.ADMITTED:
-        return "self"
-    return member.state.value
 
 
 def record_ref(raw: bytes) -> str:

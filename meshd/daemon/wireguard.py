@@ -40,7 +40,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 from nacl.bindings import crypto_scalarmult_base
@@ -57,10 +57,8 @@ from meshd.mesh.underlay import LocalAddress, underlay_of
 from meshd.wg.backend import Backend, InterfaceConfig
 from meshd.wg.backend_select import select_backend
 from meshd.wg.model import (
-    DeviceState,
     IPNetwork,
     PeerConfig,
-    PeerStatus,
     UpdatePeer,
     key_to_base64,
 )
@@ -169,7 +167,9 @@ class WireGuardMesh:
         self._first = FirstHandshakes(self.own_wg_key)
         log.info("WireGuard %s: now under key %s", self.ifname, key_to_base64(self.own_wg_key))
         await self.reconcile()
-        await self._poke_peers([UpdatePeer(key) for key in self._desired.peers])
+        if self._poke:
+            updates = [UpdatePeer(key) for key in self._desired.peers]
+            await poke_peers(self._desired, self.overlay_prefix, updates)
 
     def kick(self) -> None:
         """Ask for a round now (coalesced: many kicks before it runs make one round)."""
@@ -234,9 +234,11 @@ class WireGuardMesh:
                 self.ifname,
                 "; ".join(repr(op) for op in ops),
             )
-            await self._poke_peers(
-                [op for op in ops if isinstance(op, UpdatePeer) and op.endpoint is not None]
-            )
+            if self._poke:
+                updates = [
+                    op for op in ops if isinstance(op, UpdatePeer) and op.endpoint is not None
+                ]
+                await poke_peers(desired, self.overlay_prefix, updates)
         return True
 
     def _hold_down(self, members: Sequence[Member]) -> frozenset[bytes]:
@@ -297,62 +299,37 @@ class WireGuardMesh:
             )
         self._kept = kept
 
-    async def _poke_peers(self, updates: Sequence[UpdatePeer]) -> None:
-        """Send one datagram to each peer's overlay address, so that WireGuard shakes hands."""
-        if not self._poke or not updates:
-            return
-        targets = [t for op in updates if (t := self._overlay_of(op.public_key)) is not None]
-        if not targets:
-            return
-        with trio.socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-            for target in targets:
-                with contextlib.suppress(OSError):
-                    await sock.sendto(b"", (str(target), DISCARD_PORT))
 
-    def _overlay_of(self, wg_key: bytes) -> ipaddress.IPv6Address | None:
-        config = self._desired.peers.get(wg_key)
-        if config is None:
-            return None
-        for net in config.allowed_ips:
-            if (
-                isinstance(net, ipaddress.IPv6Network)
-                and net.prefixlen == 128
-                and net.network_address in self.overlay_prefix
-            ):
-                return net.network_address
+async def poke_peers(
+    desired: DesiredMesh, overlay_prefix: ipaddress.IPv6Network, updates: Sequence[UpdatePeer]
+) -> None:
+    """Send one datagram to each peer's overlay address, so that WireGuard shakes hands."""
+    targets = [
+        t for op in updates if (t := overlay_of(desired, overlay_prefix, op.public_key)) is not None
+    ]
+    if not targets:
+        return
+    with trio.socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+        for target in targets:
+            with contextlib.suppress(OSError):
+                await sock.sendto(b"", (str(target), DISCARD_PORT))
+
+
+def overlay_of(
+    desired: DesiredMesh, overlay_prefix: ipaddress.IPv6Network, wg_key: bytes
+) -> ipaddress.IPv6Address | None:
+    """The overlay /128 that ``desired`` gives the peer ``wg_key``, if any."""
+    config = desired.peers.get(wg_key)
+    if config is None:
         return None
-
-    # --- views ---------------------------------------------------------------------------------
-
-    async def device(self) -> DeviceState | None:
-        """What the device holds now, or None if it cannot be read."""
-        try:
-            return await self.backend.get()
-        except BackendError as exc:
-            log.debug("WireGuard %s: %s", self.ifname, exc)
-            return None
-
-    async def peer_stats(self) -> dict[bytes, PeerStatus]:
-        state = await self.device()
-        return state.peers_by_key() if state is not None else {}
-
-    async def status_view(self) -> dict[str, Any]:
-        state = await self.device()
-        return {
-            "interface": self.ifname,
-            "backend": self.kind,
-            "public_key": key_to_base64(self.own_wg_key),
-            "listen_port": state.listen_port if state is not None else None,
-            "overlay_ip": str(self.overlay),
-            "overlay_prefix": str(self.overlay_prefix),
-            "peers": len(state.peers) if state is not None else None,
-            "desired_peers": len(self._desired.peers),
-            "shadowed": len(self._desired.shadowed),
-            "held": len(self._held),
-            "rounds": self.rounds,
-            "errors": self.errors,
-            "last_error": self.last_error,
-        }
+    for net in config.allowed_ips:
+        if (
+            isinstance(net, ipaddress.IPv6Network)
+            and net.prefixlen == 128
+            and net.network_address in overlay_prefix
+        ):
+            return net.network_address
+    return None
 
 
 def backend_kind(name: str) -> str:

@@ -125,8 +125,6 @@ REACHED = {
     "unpack_canonical_untrusted": ("canonical-msgpack", "sync-messages"),
     "unpack_body_untrusted": ("records",),
     "b64url_decode_untrusted": ("invite-tokens",),
-    # NodeState.add_local_untrusted is Membership.ingest_untrusted plus a store write.
-    "add_local_untrusted": ("membership-ingest",),
 }
 
 

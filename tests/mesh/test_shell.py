@@ -15,6 +15,7 @@ import pytest
 import trio
 import trio.testing
 
+from meshd.daemon import wireguard_views
 from meshd.daemon.wireguard import RETRY_AFTER_ERROR, WireGuardMesh
 from meshd.errors import BackendError
 from meshd.membership import Member, MemberState
@@ -130,7 +131,7 @@ def test_status_view_names_the_interface() -> None:
     async def main() -> None:
         mesh, _ = make_mesh([member("a")])
         await mesh.reconcile()
-        view = await mesh.status_view()
+        view = await wireguard_views.status_view(mesh)
         assert view["interface"] == "mtest0"
         assert view["peers"] == 1
         assert view["desired_peers"] == 1
@@ -161,7 +162,7 @@ def test_a_new_direct_neighbour_is_held_and_the_relay_takes_over_when_the_hold_e
             mesh.set_extra_prefixes({relay.wg_key: [overlay]})  # Babel: new via relay
             await trio.testing.wait_all_tasks_blocked()
             assert holder() == new.wg_key
-            assert (await mesh.status_view())["held"] == 2
+            assert (await wireguard_views.status_view(mesh))["held"] == 2
             assert "new stays on its own peer, a new direct neighbour (Babel: via relay)" in (
                 caplog.text
             )

@@ -1,0 +1,85 @@
+"""What ``meshd peers`` and ``meshd status`` show of the membership this node holds."""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from meshd.daemon.lifecycle import revocation_text
+from meshd.membership import Member, MemberState
+from meshd.trust.keys import fingerprint
+from meshd.wg.addresses import link_local_from_wg_key
+from meshd.wg.model import PeerStatus
+
+if TYPE_CHECKING:
+    from meshd.daemon.state import NodeState
+
+
+def peers_view(
+    state: NodeState, connected: set[bytes], wireguard: Mapping[bytes, PeerStatus] | None = None
+) -> list[dict[str, Any]]:
+    """One row per member; ``wireguard`` (the device's peers by key) fills the
+    ``wg_peer``, ``wg_endpoint``, ``last_handshake``, ``rx_bytes`` and ``tx_bytes``
+    columns."""
+    rows = []
+    device = wireguard or {}
+    for m in state.members():
+        ann = m.announcement
+        peer = device.get(m.wg_key) if m.node_key != state.key else None
+        rows.append(
+            {
+                "name": m.name,
+                "node_id": m.node_id,
+                "node_key": base64.b64encode(m.node_key).decode("ascii"),
+                "state": _state_label(m, state.key),
+                "reason": m.reason,
+                "revocation_reason": revocation_text(state.membership, m),
+                "overlay_ip": str(m.overlay),
+                "link_local": str(link_local_from_wg_key(m.wg_key)),
+                "wg_public_key": base64.b64encode(m.wg_key).decode("ascii"),
+                "endpoints": list(ann.endpoints) if ann else [],
+                "addrs": list(ann.addrs) if ann else [],
+                "last_seen": m.last_seen,
+                "admitted_at": m.admitted_at,
+                "not_after": m.not_after,
+                "credentials_end": state.membership.credentials_end(m.node_key),
+                "connected": m.node_key in connected,
+                "wg_peer": peer is not None,
+                "wg_endpoint": peer.config.endpoint if peer is not None else None,
+                "last_handshake": peer.last_handshake if peer is not None else None,
+                "rx_bytes": peer.rx_bytes if peer is not None else None,
+                "tx_bytes": peer.tx_bytes if peer is not None else None,
+            }
+        )
+    return rows
+
+
+def status_view(state: NodeState) -> dict[str, Any]:
+    """The node's part of ``meshd status``: who it is, the membership it holds, what it refused."""
+    members = state.members()
+    states = Counter(m.state for m in members)
+    anchor = state.node.anchor
+    return {
+        "node_id": fingerprint(state.key),
+        "name": state.node.name,
+        "network": anchor.network.name,
+        "network_id": fingerprint(anchor.root_key),
+        "members": states[MemberState.ADMITTED],
+        "expired": states[MemberState.EXPIRED],
+        "revoked": states[MemberState.REVOKED],
+        "records": len(state.membership),
+        "pending": state.membership.pending_count,
+        "pending_evicted": state.membership.pending_evicted,
+        "digest": state.membership.digest().hex(),
+        "accepted": state.accepted,
+        "rejected": dict(state.reject_reasons),
+    }
+
+
+def _state_label(member: Member, own_key: bytes) -> str:
+    """``self`` for this node while it stands; its true state once it does not."""
+    if member.node_key == own_key and member.state is MemberState.ADMITTED:
+        return "self"
+    return member.state.value
