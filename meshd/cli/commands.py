@@ -15,7 +15,8 @@ from meshd.cli import revoking
 from meshd.cli.app import Json, StateDir, app
 from meshd.cli.output import b64, emit_fields, emit_json, note, when
 from meshd.cli.parse import duration, prefix, read_secret_argument
-from meshd.control.client import request
+from meshd.control.client import ask
+from meshd.control.commands import InviteBootstrapAnswer, InviteBootstrapRequest
 from meshd.errors import CommandLineError, DaemonNotRunning, UsageError
 from meshd.node.layout import resolve
 
@@ -162,10 +163,10 @@ def invite(
 def _bootstrap_addrs(node: NodeDir) -> list[str]:
     """Addresses joiners can dial: what the running daemon listens on, or what it last used."""
     try:
-        live = request(node.paths.socket, "invite-bootstrap", {})
+        live = ask(node.paths.socket, InviteBootstrapRequest(), InviteBootstrapAnswer).addrs
     except DaemonNotRunning:
         live = None
-    if isinstance(live, list) and all(isinstance(a, str) for a in live):
+    if live is not None:
         return [a for a in live if "/0.0.0.0/" not in a and "/::/" not in a]
     stored = node.store.get_meta("listen_addrs")
     if stored:

@@ -21,7 +21,16 @@ from meshd.cli.app import Json, StateDir, app
 from meshd.cli.commands import RootKey
 from meshd.cli.output import b64, emit_json, note, when
 from meshd.cli.parse import duration
-from meshd.control.client import request
+from meshd.control.client import ask
+from meshd.control.commands import (
+    PeersAnswer,
+    PeersRequest,
+    PublishAnswer,
+    PublishRequest,
+    StatusAnswer,
+    StatusRequest,
+    to_json,
+)
 from meshd.errors import DaemonNotRunning, MeshdError, UsageError
 from meshd.node.layout import Paths, resolve
 
@@ -91,7 +100,8 @@ def renew(
         renewals = sign_renewals(issuer, node.anchor.network_id, planned, at)
         if state is None:
             for renewal in renewals:
-                request(node.paths.socket, "publish", {"record": b64(renewal.raw)}, timeout=10.0)
+                publish = PublishRequest(b64(renewal.raw))
+                ask(node.paths.socket, publish, PublishAnswer, timeout=10.0)
             where = "stored and flooded by the running daemon"
             ends = {r["node_key"]: int(r["credentials_end"]) for r in _daemon_peers(node) or []}
         else:
@@ -165,11 +175,10 @@ def _row(member: Any, credentials_end: int) -> dict[str, Any]:
 
 def _daemon_peers(node: NodeDir) -> list[dict[str, Any]] | None:
     try:
-        rows = request(node.paths.socket, "peers", {})
+        answer = ask(node.paths.socket, PeersRequest(), PeersAnswer)
     except DaemonNotRunning:
         return None
-    if not isinstance(rows, list):
-        raise UsageError("the daemon's member list is unusable", hint="update meshd")
+    rows: list[dict[str, Any]] = [to_json(row) for row in answer.rows]
     return rows
 
 
@@ -202,17 +211,17 @@ def leave(
     node = NodeDir.open(root)
     try:
         try:
-            me = request(paths.socket, "status", {})
+            me = ask(paths.socket, StatusRequest(), StatusAnswer)
         except DaemonNotRunning:
             raise UsageError(
                 f"no daemon runs for {root}: the departure would reach no one",
                 hint="start it (`meshd up`) and run `meshd leave` again, or have an admin "
                 "`meshd revoke` this node",
             ) from None
-        mine = [r for r in _daemon_peers(node) or [] if r.get("node_id") == me.get("node_id")]
+        mine = [r for r in _daemon_peers(node) or [] if r.get("node_id") == me.node_id]
         if mine and mine[0].get("state") == MemberState.REVOKED.value:
             raise UsageError("this node is no longer a member", hint="nothing to leave")
-        if not me.get("connected"):
+        if not me.connected:
             raise UsageError(
                 "no member is connected to this node: the departure would reach no one",
                 hint="wait until `meshd status` shows connected members, or have an admin "
@@ -221,7 +230,8 @@ def leave(
         record = make_leave(
             node.node_key, network_id=node.anchor.network_id, issued_at=now(), reason=reason
         )
-        answer = request(paths.socket, "publish", {"record": b64(record.raw)}, timeout=10.0)
+        publish = PublishRequest(b64(record.raw))
+        answer = ask(paths.socket, publish, PublishAnswer, timeout=10.0)
         network = node.anchor.network.name
         node_id = fingerprint(node.node_key.public)
         name = node.name
@@ -237,7 +247,7 @@ def leave(
         "name": name,
         "node_id": node_id,
         "leave_id": record_id(record.raw).hex(),
-        "new": bool(answer.get("new")) if isinstance(answer, dict) else False,
+        "new": answer.new,
         "daemon_stopped": stopped,
         "state_dir": "removed" if purge else "marked left",
     }
@@ -254,7 +264,7 @@ def _wait_for_stop(socket: Path) -> bool:
     deadline = time.monotonic() + STOP_WAIT
     while time.monotonic() < deadline:
         try:
-            request(socket, "status", {}, timeout=2.0)
+            ask(socket, StatusRequest(), StatusAnswer, timeout=2.0)
         except DaemonNotRunning:
             return True
         except MeshdError:

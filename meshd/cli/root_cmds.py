@@ -19,7 +19,8 @@ from meshd.cli.app import Json, StateDir, app
 from meshd.cli.commands import RootKey, admin_app
 from meshd.cli.output import b64, emit_fields, emit_json, when
 from meshd.cli.parse import duration
-from meshd.control.client import request
+from meshd.control.client import ask
+from meshd.control.commands import PublishAnswer, PublishRequest
 from meshd.errors import DaemonNotRunning, UsageError
 from meshd.node.layout import resolve
 
@@ -192,7 +193,8 @@ def _publish(node: NodeDir, records: list[Record], at: int) -> str:
     here (the daemon floods them by sync when it runs)."""
     try:
         for record in records:
-            request(node.paths.socket, "publish", {"record": b64(record.raw)}, timeout=10.0)
+            publish = PublishRequest(b64(record.raw))
+            ask(node.paths.socket, publish, PublishAnswer, timeout=10.0)
     except DaemonNotRunning:
         state = node.membership(at)
         node.store.apply([state.ingest(record, at) for record in records])
