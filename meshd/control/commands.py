@@ -1,4 +1,4 @@
-"""The control commands, typed (pure): a frozen request and answer dataclass per command.
+"""The control commands, typed (pure): a frozen request and answer type per command.
 
 The daemon decodes each request into its type (:func:`decode_request`; an unknown command or
 malformed arguments is a :class:`~meshd.errors.ControlDecodeError`, which the server answers as
@@ -6,7 +6,7 @@ a typed error), runs the handler its table has for that type, and answers :func:
 the answer. The CLI sends :func:`to_json` of a request and reads the answer back with
 :func:`decode_answer` into the same type; the quick path and the typer path both go through
 :mod:`meshd.cli.asking` and :mod:`meshd.cli.revoking`. On the wire the JSON is what it always
-was: the keys of a request's ``args`` and of an answer are the dataclasses' field names, so
+was: the keys of a request's ``args`` and of an answer are the types' field names, so
 ``meshd peers --json`` and ``meshd status --json`` print the same keys.
 
 Answers decode leniently in one way only: keys this CLI does not know (a newer daemon's) are
@@ -15,11 +15,10 @@ ignored; a missing key or a value of the wrong type is a DecodeError.
 
 from __future__ import annotations
 
-import dataclasses
+import inspect
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, TypeVar, Union
 
 from meshd.errors import ControlDecodeError, DecodeError
@@ -30,7 +29,115 @@ OMIT: Final = {"omit_if_none": True}
 Views = tuple[dict[str, Any], ...]
 
 
-class Request:
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+
+class Field:
+    """One field of a :class:`Wire` type: its name, default and metadata."""
+
+    __slots__ = ("default", "metadata", "name")
+
+    def __init__(self, name: str, default: Any, metadata: Mapping[str, Any]) -> None:
+        self.name, self.default, self.metadata = name, default, metadata
+
+
+class _FieldSpec:
+    __slots__ = ("default", "metadata")
+
+    def __init__(self, default: Any, metadata: Mapping[str, Any]) -> None:
+        self.default, self.metadata = default, metadata
+
+
+def field(*, default: Any = MISSING, metadata: Mapping[str, Any] | None = None) -> Any:
+    """A field's default and metadata, as ``dataclasses.field`` gives them."""
+    return _FieldSpec(default, metadata or {})
+
+
+class FrozenError(AttributeError):
+    """A :class:`Wire` value was assigned to: they are immutable."""
+
+
+@typing.dataclass_transform(eq_default=True, frozen_default=True, field_specifiers=(field,))
+class Wire:
+    """Base of every control request and answer: a frozen record of typed fields, declared
+    like a frozen dataclass (mypy checks them as one).
+
+    Not ``@dataclass`` itself: generating the methods of two dozen dataclasses cost the
+    commands that only ask the daemon (``meshd peers``, ``status``) 15 ms at every start,
+    a fifth of their time; this base builds a type's fields once, by reading its
+    annotations, and shares one ``__init__``, ``__eq__`` and ``__repr__``."""
+
+    __slots__ = ()
+    _fields: ClassVar[tuple[Field, ...]] = ()
+
+    def __init_subclass__(cls) -> None:
+        fields = {f.name: f for f in cls._fields}
+        for name, hint in inspect.get_annotations(cls).items():
+            if str(hint).startswith(("ClassVar", "typing.ClassVar")):
+                continue
+            value = cls.__dict__.get(name, MISSING)
+            if isinstance(value, _FieldSpec):
+                fields[name] = Field(name, value.default, value.metadata)
+                delattr(cls, name)
+            else:
+                fields[name] = Field(name, value, {})
+        cls._fields = tuple(fields.values())
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        fields = type(self)._fields
+        if len(args) > len(fields):
+            raise TypeError(f"{type(self).__name__} takes {len(fields)} fields")
+        for f, value in zip(fields, args, strict=False):
+            if f.name in kwargs:
+                raise TypeError(f"{type(self).__name__}: {f.name} given twice")
+            kwargs[f.name] = value
+        for f in fields:
+            value = kwargs.pop(f.name, f.default)
+            if value is MISSING:
+                raise TypeError(f"{type(self).__name__}: {f.name} is missing")
+            object.__setattr__(self, f.name, value)
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} has no field {sorted(kwargs)[0]!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenError(f"{type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenError(f"{type(self).__name__} is immutable")
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f.name) for f in self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Wire)
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._values()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in self._fields)
+        return f"{type(self).__name__}({inner})"
+
+
+def fields(value: Wire | type[Wire]) -> tuple[Field, ...]:
+    """The fields of a :class:`Wire` type or value, in declaration order."""
+    return value._fields
+
+
+def is_wire(value: Any) -> bool:
+    """Whether ``value`` is a :class:`Wire` type."""
+    return isinstance(value, type) and issubclass(value, Wire)
+
+
+class Request(Wire):
     """Base of the requests: ``command`` is the name on the wire."""
 
     command: ClassVar[str]
@@ -39,62 +146,51 @@ class Request:
 # --- requests ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
 class StatusRequest(Request):
     command: ClassVar[str] = "status"
 
 
-@dataclass(frozen=True, slots=True)
 class PeersRequest(Request):
     command: ClassVar[str] = "peers"
 
 
-@dataclass(frozen=True, slots=True)
 class RoutesRequest(Request):
     command: ClassVar[str] = "routes"
 
 
-@dataclass(frozen=True, slots=True)
 class InviteBootstrapRequest(Request):
     command: ClassVar[str] = "invite-bootstrap"
 
 
-@dataclass(frozen=True, slots=True)
 class PublishRequest(Request):
     command: ClassVar[str] = "publish"
     record: str  # base64
 
 
-@dataclass(frozen=True, slots=True)
 class ConnectRequest(Request):
     command: ClassVar[str] = "connect"
     addrs: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
 class SponsoredRequest(Request):
     command: ClassVar[str] = "sponsored"
     target: str  # a node key in hex
 
 
-@dataclass(frozen=True, slots=True)
 class SyncRequest(Request):
     command: ClassVar[str] = "sync"
 
 
-@dataclass(frozen=True, slots=True)
 class RevokeRequest(Request):
     command: ClassVar[str] = "revoke"
     node: str
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
 class DownRequest(Request):
     command: ClassVar[str] = "down"
 
 
-@dataclass(frozen=True, slots=True)
 class RotateWgRequest(Request):
     command: ClassVar[str] = "rotate-wg"
 
@@ -120,8 +216,7 @@ REQUESTS: Final[Mapping[str, type[Request]]] = {
 # --- answers -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class StatusAnswer:
+class StatusAnswer(Wire):
     node_id: str
     name: str
     network: str
@@ -148,8 +243,7 @@ class StatusAnswer:
     expiring: Views = ()
 
 
-@dataclass(frozen=True, slots=True)
-class PeerRow:
+class PeerRow(Wire):
     name: str
     node_id: str
     node_key: str  # base64
@@ -178,13 +272,11 @@ class PeerRow:
     """Whether Babel filled ``route`` and ``metric`` (they are on the wire only then)."""
 
 
-@dataclass(frozen=True, slots=True)
-class PeersAnswer:
+class PeersAnswer(Wire):
     rows: tuple[PeerRow, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class RoutesAnswer:
+class RoutesAnswer(Wire):
     router_id: str
     routes: Views
     neighbours: Views
@@ -193,43 +285,36 @@ class RoutesAnswer:
     counters: dict[str, int] | None = field(default=None, metadata=OMIT)
 
 
-@dataclass(frozen=True, slots=True)
-class InviteBootstrapAnswer:
+class InviteBootstrapAnswer(Wire):
     addrs: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class PublishAnswer:
+class PublishAnswer(Wire):
     new: bool
     record_id: str
     excluded: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectResultRow:
+class ConnectResultRow(Wire):
     addr: str
     peer_id: str | None
     error: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectAnswer:
+class ConnectAnswer(Wire):
     results: tuple[ConnectResultRow, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class SponsoredAnswer:
+class SponsoredAnswer(Wire):
     sponsored: tuple[str, ...]  # record ids in hex
     legacy_only: bool
 
 
-@dataclass(frozen=True, slots=True)
-class SyncAnswer:
+class SyncAnswer(Wire):
     requested: int
 
 
-@dataclass(frozen=True, slots=True)
-class RevokeAnswer:
+class RevokeAnswer(Wire):
     revocation_id: str
     target: str
     target_role: str
@@ -241,14 +326,12 @@ class RevokeAnswer:
     new: bool
 
 
-@dataclass(frozen=True, slots=True)
-class DownAnswer:
+class DownAnswer(Wire):
     stopping: bool
     pid: int
 
 
-@dataclass(frozen=True, slots=True)
-class RotateWgAnswer:
+class RotateWgAnswer(Wire):
     wg_public_key: str
     counter: int
     record_id: str
@@ -282,12 +365,12 @@ A = TypeVar("A")
 
 def to_json(value: Any) -> Any:
     """A request's args, or an answer, as the JSON value on the wire."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if isinstance(value, Wire):
         only = LISTS.get(type(value))
         if only is not None:
             return to_json(getattr(value, only))
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(value):
+        for f in fields(value):
             item = getattr(value, f.name)
             if f.metadata.get("local"):
                 continue
@@ -334,7 +417,7 @@ def _build(cls: type[Any], value: Any, *, strict: bool) -> Any:
     if not isinstance(value, Mapping):
         raise DecodeError(f"{cls.__name__}: expected an object")
     hints = _hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("local")}
+    known = {f.name: f for f in fields(cls) if not f.metadata.get("local")}
     if strict:
         unknown = sorted(set(value) - set(known))
         if unknown:
@@ -342,7 +425,7 @@ def _build(cls: type[Any], value: Any, *, strict: bool) -> Any:
     kwargs: dict[str, Any] = {}
     for name, f in known.items():
         if name not in value:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            if f.default is MISSING:
                 raise DecodeError(f"{cls.__name__}: {name} is missing")
             continue
         kwargs[name] = _check(hints[name], value[name], name, strict=strict)
@@ -386,7 +469,7 @@ def _check(hint: Any, value: Any, name: str, *, strict: bool) -> Any:
             raise DecodeError(f"{name}: expected an object")
         _, item = typing.get_args(hint)
         return {k: _check(item, v, name, strict=strict) for k, v in value.items()}
-    if dataclasses.is_dataclass(hint):
+    if is_wire(hint):
         return _build(typing.cast(type[Any], hint), value, strict=strict)
     if hint is float:
         if isinstance(value, int | float) and not isinstance(value, bool):

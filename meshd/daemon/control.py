@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -45,6 +44,7 @@ from meshd.control.commands import (
     SyncRequest,
     decode_answer,
     decode_request,
+    fields,
     to_json,
 )
 from meshd.control.server import ControlStats
@@ -184,7 +184,7 @@ class Control:
 def _typed(cls: type[A], view: dict[str, Any]) -> A:
     """A view the daemon built as a dict, as its answer type: every key must be a field (a
     key added to a view without its field fails here, in the daemon's tests)."""
-    unknown = set(view) - {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = set(view) - {f.name for f in fields(cls)}  # type: ignore[arg-type]
     if unknown:
         raise TypeError(f"{cls.__name__} has no field for {sorted(unknown)}")
     return decode_answer(cls, view)
