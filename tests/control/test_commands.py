@@ -137,3 +137,21 @@ def test_the_server_answers_a_bad_request_with_a_typed_error(tmp_path: Path) -> 
     trio.run(main)
     assert seen["sync"] == c.SyncAnswer(3)
     assert "knows no command 'reboot'" in seen["unknown"]
+
+
+def test_wire_types_are_frozen_records_of_their_fields() -> None:
+    answer = c.SyncAnswer(3)
+    assert answer == c.SyncAnswer(requested=3) != c.SyncAnswer(4)
+    assert hash(answer) == hash(c.SyncAnswer(3))
+    assert repr(answer) == "SyncAnswer(requested=3)"
+    with pytest.raises(AttributeError):
+        answer.requested = 4  # type: ignore[misc]
+    with pytest.raises(TypeError, match="missing"):
+        c.DownAnswer(stopping=True)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="no field"):
+        c.SyncAnswer(3, extra=1)  # type: ignore[call-arg]
+    row_fields = [f.name for f in c.fields(c.PeerRow)]
+    assert row_fields[:2] == ["name", "node_id"]
+    assert row_fields[-1] == "routed"
+    assert c.RoutesAnswer(router_id="r", routes=(), neighbours=()).seqno is None
+    assert [f.name for f in c.fields(c.StatusRequest)] == []  # `command` is a class variable
