@@ -10,6 +10,6 @@ echo "== ruff"; ruff check meshd tests benchmarks scripts
 ruff format --check --quiet meshd tests benchmarks scripts
 echo "== mypy"; mypy
 echo "== pytest"
-rc=0; pytest -p no:cacheprovider "$@" || rc=$?
+rc=0; pytest -p no:cacheprovider --durations=25 "$@" || rc=$?
 # 5 = no test collected: that is a failure here, never a pass.
 exit "$rc"
