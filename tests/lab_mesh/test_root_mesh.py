@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from meshd.lab import Lab
 from meshd.lab.demo import LabMesh, all_pairs, wait_for
+from tests.lab_mesh.support import running_mesh
 
 pytestmark = pytest.mark.root
 
@@ -22,19 +22,8 @@ HOSTS = ["h1", "h2", "h3", "h4", "h5"]
 
 @pytest.fixture(scope="module")
 def mesh() -> Iterator[LabMesh]:
-    with Lab(len(HOSTS)) as lab:
-        mesh = LabMesh(lab, network="rootmesh")
-        try:
-            mesh.init("h1")
-            mesh.up("h1")
-            mesh.join_all("h1", HOSTS[1:])
-            # A guard: first initiations that cross would cost a WireGuard retry (5 s); the
-            # mesh breaks such a tie within DEFER (docs/mesh.md, "First handshakes").
-            wait_for(lambda: mesh.handshakes_done(HOSTS), 15, "a handshake between every pair")
-            yield mesh
-        finally:
-            mesh.close()
-        assert not mesh.running()
+    with running_mesh(HOSTS, "rootmesh") as mesh:
+        yield mesh
 
 
 def test_every_pair_talks_over_the_overlay_and_peers_are_the_members(mesh: LabMesh) -> None:

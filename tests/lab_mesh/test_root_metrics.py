@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from meshd.lab import Lab
 from meshd.lab.demo import LabMesh, wait_for
+from tests.lab_mesh.support import running_mesh
 from tests.metrics.test_collector import Samples, parse
 
 pytestmark = pytest.mark.root
@@ -26,19 +26,15 @@ print(urllib.request.urlopen("http://{ADDRESS}/metrics", timeout=10).read().deco
 
 @pytest.fixture(scope="module")
 def mesh() -> Iterator[LabMesh]:
-    with Lab(len(HOSTS)) as lab:
-        mesh = LabMesh(lab, network="metricsmesh")
-        try:
-            for host in HOSTS:
-                mesh.node(host).extra = ("--babel-hello-interval", HELLO)
-            mesh.init("h1")
-            mesh.node("h1").extra += ("--metrics", ADDRESS)
-            mesh.up("h1")
-            mesh.join_all("h1", HOSTS[1:])
-            wait_for(lambda: mesh.handshakes_done(HOSTS), 20, "a handshake between every pair")
-            yield mesh
-        finally:
-            mesh.close()
+    with running_mesh(
+        HOSTS,
+        "metricsmesh",
+        extra=("--babel-hello-interval", HELLO),
+        founder_extra=("--metrics", ADDRESS),
+        handshakes_within=20,
+        check_stopped=False,
+    ) as mesh:
+        yield mesh
 
 
 def scrape(mesh: LabMesh) -> Samples:

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from meshd.lab import Lab
 from meshd.lab.demo import LabMesh, all_pairs, wait_for
+from tests.lab_mesh.support import running_mesh
 
 pytestmark = pytest.mark.root
 
@@ -25,18 +25,10 @@ HELLO = "0.5"
 
 @pytest.fixture(scope="module")
 def mesh() -> Iterator[LabMesh]:
-    with Lab(len(HOSTS)) as lab:
-        mesh = LabMesh(lab, network="relaymesh")
-        for host in HOSTS:
-            mesh.node(host).extra = ("--babel-hello-interval", HELLO)
-        try:
-            mesh.init("h1")
-            mesh.up("h1")
-            mesh.join_all("h1", HOSTS[1:])
-            yield mesh
-        finally:
-            mesh.close()
-        assert not mesh.running()
+    with running_mesh(
+        HOSTS, "relaymesh", extra=("--babel-hello-interval", HELLO), handshakes_within=None
+    ) as mesh:
+        yield mesh
 
 
 def holder(mesh: LabMesh, host: str, target: str) -> str | None:

@@ -16,11 +16,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from meshd.lab import Lab
 from meshd.lab.demo import LabMesh, all_pairs, wait_for
 from meshd.trust.keyfiles import read_secret
 from meshd.trust.keys import WireGuardKey
 from meshd.wg.model import key_to_base64
+from tests.lab_mesh.support import running_mesh
 
 pytestmark = pytest.mark.root
 
@@ -32,17 +32,8 @@ REKEY_TIMEOUT = 5.0  # WireGuard's wait before it retries a handshake that got n
 
 @pytest.fixture(scope="module")
 def mesh() -> Iterator[LabMesh]:
-    with Lab(len(HOSTS)) as lab:
-        mesh = LabMesh(lab, network="rotatemesh")
-        try:
-            mesh.init("h1")
-            mesh.up("h1")
-            mesh.join_all("h1", HOSTS[1:])
-            wait_for(lambda: mesh.handshakes_done(HOSTS), 15, "a handshake between every pair")
-            yield mesh
-        finally:
-            mesh.close()
-        assert not mesh.running()
+    with running_mesh(HOSTS, "rotatemesh") as mesh:
+        yield mesh
 
 
 def _interface_key(mesh: LabMesh, host: str) -> str:
