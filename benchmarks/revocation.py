@@ -32,10 +32,12 @@ Target (issue 3): meshd no slower than Serf at the same size, in the same run.
 from __future__ import annotations
 
 import argparse
+import compileall
 import datetime
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -48,6 +50,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -69,10 +72,32 @@ echo "$EPOCHREALTIME $SERF_USER_EVENT $payload" >> "$0.log"
 """
 
 
+_TAKEN: set[int] = set()
+PORTS = range(20000, 32000)  # below Linux's ephemeral range (32768-60999), see free_port
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port free on 127.0.0.1 for TCP and UDP, not handed out before in this run.
+
+    Not from the kernel's ephemeral range: a port the kernel picked for a probe can be picked
+    again for another probe, or be taken as the local port of an outgoing connection (this
+    run's daemons dial each other; other tests run on the machine) before its process binds
+    it. A Serf agent whose bind port is taken exits at once, and the cluster never forms.
+    """
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.choice(PORTS)
+        if port in _TAKEN:
+            continue
+        try:
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                with socket.socket(socket.AF_INET, kind) as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        _TAKEN.add(port)
+        return port
+    raise RuntimeError("no free port found in 20000-32000 on 127.0.0.1")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -453,6 +478,7 @@ class Agent:
     bind: int = field(default_factory=free_port)
     rpc: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
 
     @property
     def rpc_addr(self) -> str:
@@ -471,13 +497,24 @@ def serf(*args: str, timeout: float = 30.0) -> str:
 def serf_alive(agent: Agent) -> int:
     try:
         out = serf("members", "-status", "alive", "-rpc-addr", agent.rpc_addr)
-    except RuntimeError:  # not listening yet
+    except (RuntimeError, subprocess.TimeoutExpired):  # not listening yet
         return 0
     return len(out.strip().splitlines())
 
 
-def bench_serf(size: int, rounds: int, workdir: Path, processes: Processes) -> dict[str, Any]:
-    workdir.mkdir(parents=True)
+SERF_SEEDS = 3  # agents every other agent joins (any one of them answering is enough)
+SERF_BATCH = 8  # agents started at once after the seeds
+
+
+def start_serf(size: int, workdir: Path, processes: Processes) -> tuple[list[Agent], list[Path]]:
+    """A cluster of ``size`` agents that all see each other alive.
+
+    The seeds start first and join each other; the others start in batches, each told to
+    join every seed (``-retry-join`` once per seed, retried every second), so that no single
+    agent takes every join at once. An agent that exits (its ports taken after all) is
+    started again on other ports. The cluster is ready when every agent lists ``size``
+    alive members.
+    """
     agents = [Agent(f"s{i:02d}") for i in range(size)]
     handlers = []
     for agent in agents:
@@ -485,21 +522,64 @@ def bench_serf(size: int, rounds: int, workdir: Path, processes: Processes) -> d
         handler.write_text(HANDLER)
         handler.chmod(0o755)
         handlers.append(handler)
+
+    def spawn(index: int) -> None:
+        agent = agents[index]
         args = [
             "serf", "agent", "-node", agent.name, "-bind", f"127.0.0.1:{agent.bind}",
-            "-rpc-addr", agent.rpc_addr, "-event-handler", f"user={handler}",
-            "-log-level", "warn",
+            "-rpc-addr", agent.rpc_addr, "-event-handler", f"user={handlers[index]}",
+            "-log-level", "warn", "-retry-interval", "1s",
         ]  # fmt: skip
-        if agent is not agents[0]:
-            args += ["-retry-join", f"127.0.0.1:{agents[0].bind}", "-retry-interval", "1s"]
+        for seed in agents[:SERF_SEEDS]:
+            if seed is not agent:
+                args += ["-retry-join", f"127.0.0.1:{seed.bind}"]
         agent.process = processes.start(args, workdir / f"{agent.name}.out")
+
+    def respawn_exited() -> None:
+        for index, agent in enumerate(agents):
+            if agent.process is None or agent.process.poll() is None:
+                continue  # not started yet, or running
+            tail = (workdir / f"{agent.name}.out").read_text(errors="replace")[-300:]
+            if agent.restarts >= 3:
+                raise RuntimeError(f"serf agent {agent.name} keeps exiting: {tail}")
+            print(f"  serf agent {agent.name} exited ({tail.strip().splitlines()[-1:]}); "
+                  "starting it again on other ports", flush=True)  # fmt: skip
+            agent.bind, agent.rpc, agent.restarts = free_port(), free_port(), agent.restarts + 1
+            spawn(index)
+
+    def answering(group: Sequence[Agent]) -> bool:
+        respawn_exited()
+        return all(serf_alive(a) > 0 for a in group)
+
+    batches = [range(min(SERF_SEEDS, size))] + [
+        range(first, min(size, first + SERF_BATCH)) for first in range(SERF_SEEDS, size, SERF_BATCH)
+    ]
+    short: list[str] = []
+
+    def everyone() -> bool:
+        respawn_exited()
+        short[:] = [a.name for a in agents if serf_alive(a) != size]
+        return not short
+
     try:
-        wait_for(
-            lambda: all(serf_alive(a) == size for a in (agents[0], agents[-1])),
-            120,
-            f"{size} serf agents to see each other",
-            0.5,
-        )
+        for batch in batches:
+            for index in batch:
+                spawn(index)
+            group = [agents[i] for i in batch]
+            wait_for(partial(answering, group), 60, "serf agents to answer", 0.2)
+        took = wait_for(everyone, 180, f"{size} serf agents to see each other", 0.5)
+    except RuntimeError as exc:
+        processes.stop([a.process for a in agents if a.process is not None])
+        raise RuntimeError(f"{exc}; not seeing all yet: {', '.join(short[:10])}") from None
+    print(f"  serf: {size} agents see each other after {took:.1f} s", flush=True)
+    return agents, handlers
+
+
+def bench_serf(size: int, rounds: int, workdir: Path, processes: Processes) -> dict[str, Any]:
+    workdir.mkdir(parents=True)
+    agents: list[Agent] = []
+    try:
+        agents, handlers = start_serf(size, workdir, processes)
         time.sleep(2.0)
         times: list[float] = []
         keystrokes: list[float] = []
@@ -574,6 +654,10 @@ def main() -> None:
         sys.exit("serf is not installed (Debian package serf)")
     if any(size - 1 < args.rounds for size in args.sizes):
         sys.exit("each size needs more members than rounds (one revoked per round)")
+    # meshd compiled to bytecode first, as installing it does: with PYTHONDONTWRITEBYTECODE
+    # set, every `meshd revoke` would otherwise compile the modules changed since their
+    # cached bytecode.
+    compileall.compile_dir(ROOT / "meshd", quiet=1)
     processes = Processes()
     workdir = Path(tempfile.mkdtemp(prefix="meshd-bench-revocation-"))
     rows: list[dict[str, Any]] = []
