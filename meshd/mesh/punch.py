@@ -21,7 +21,8 @@ turn. Per peer, a :class:`DirectPath` decides, from the clock and WireGuard's ow
 
 A punch request may bring hints (where the relaying member sees the peer): at most
 ``MAX_HINTS``, checked like every endpoint (:func:`meshd.mesh.candidates.check_endpoint`),
-used for that one round only and ranked after the peer's own announced candidates. Time is
+used for that one round only, ranked after the peer's own configured and reflexive
+candidates and before its private addresses elsewhere. Time is
 passed in. See docs/nat.md.
 """
 
@@ -169,13 +170,22 @@ class DirectPath:
         self._start_round(now, taken)
         return refused
 
+    def lost(self, now: float) -> bool:
+        """The caller saw a direct path fall silent (no packet from the peer for longer
+        than its keepalives allow, while WireGuard's handshake is not stale yet: a NAT
+        mapping changed). Start a round now; False if the path is not direct."""
+        if self._state != "direct":
+            return False
+        self._start_round(now, ())
+        return True
+
     def _start_round(self, now: float, hints: Sequence[Candidate]) -> None:
         announced = {(c.address, c.port) for c in self._ranked}
-        extra = [h for h in hints if (h.address, h.port) not in announced]
-        self._round = self._ranked + rank_for_us(
-            {(h.address, h.port): h for h in extra}.values(),
-            families=self._families,
-            networks=self._networks,
+        extra = {(h.address, h.port): h for h in hints if (h.address, h.port) not in announced}
+        # Hints go after the peer's own configured and reflexive candidates, and before its
+        # private addresses elsewhere (rank_for_us), which seldom answer.
+        self._round = rank_for_us(
+            [*self._ranked, *extra.values()], families=self._families, networks=self._networks
         )
         self._index = 0
         self._attempt_started = now

@@ -45,8 +45,11 @@ from meshd.control.protocol import (
 from meshd.encoding import pack, unpack_canonical_untrusted
 from meshd.errors import DecodeError, VerifyError
 from meshd.gossip import enroll as enroll_protocol
+from meshd.gossip import nat as nat_protocol
 from meshd.gossip.framing import FrameDecoder, encode_frame
 from meshd.gossip.sync import MAX_MESSAGE, SyncSession, decode_message_untrusted, encode_message
+from meshd.mesh import announced
+from meshd.mesh.candidates import parse_announced
 from meshd.metrics.http import decode_scrape_untrusted, encode_scrape
 from meshd.records import Record, decode_record_untrusted, kind_of, seal_unsigned
 from meshd.records.build import encode_prefix
@@ -424,6 +427,45 @@ def _scrapes(world: World) -> Decoder:
     return run
 
 
+# --- NAT: punch messages and announced candidates ----------------------------------------
+
+NAT_SEEDS = (
+    nat_protocol.Report("203.0.113.7:51820", "203.0.113.7"),
+    nat_protocol.Report("", "[2001:db8::1]:4001"),
+    nat_protocol.PunchRequest(bytes(range(32))),
+    nat_protocol.PunchNotice(bytes(32), ("198.51.100.2:51820", "[2001:db8::2]:51820")),
+)
+CANDIDATE_SEEDS = (
+    [],
+    ["192.168.1.10:51820"],
+    ["198.51.100.1:51820", "203.0.113.9:40000", "10.0.0.2:51820", "kinds=crl"],
+    ["[2001:db8::7]:51820", "127.0.0.1:51820", "kinds=rc"],
+)
+
+
+def _nat_messages(world: World) -> Decoder:
+    def run(data: bytes) -> object:
+        message = nat_protocol.decode_nat_message_untrusted(data)
+        _check(nat_protocol.encode_message(message) == data, "encode(decode(m)) differs")
+        return message
+
+    return run
+
+
+def _announced_candidates(world: World) -> Decoder:
+    def run(data: bytes) -> object:
+        entries = unpack_canonical_untrusted(data, max_size=2048, what="endpoints")
+        if not isinstance(entries, list):
+            raise DecodeError("endpoints: not a list")
+        pairs = announced.decode_candidates_untrusted(entries)
+        kept, refused = parse_announced(pairs, None)
+        if not refused and len(pairs) == len(kept) and pairs and entries[-1:] != [pairs[-1][1]]:
+            _check(list(announced.encode_candidates(kept)) == entries, "candidates differ")
+        return kept
+
+    return run
+
+
 TARGETS: tuple[Target, ...] = (
     Target(
         "records",
@@ -613,6 +655,22 @@ TARGETS: tuple[Target, ...] = (
         ("meshd.control.protocol",),
         lambda world: corpus.control_response_seeds(),
         _control_responses,
+    ),
+    Target(
+        "nat-messages",
+        "gossip.nat decode_nat_message_untrusted: reports and punch messages",
+        "msgpack",
+        ("meshd.gossip.nat",),
+        lambda world: [nat_protocol.encode_message(m) for m in NAT_SEEDS],
+        _nat_messages,
+    ),
+    Target(
+        "announced-candidates",
+        "mesh.announced decode_candidates_untrusted, then candidates.parse_announced",
+        "msgpack",
+        ("meshd.mesh.announced", "meshd.mesh.candidates"),
+        lambda world: [pack(entries) for entries in CANDIDATE_SEEDS],
+        _announced_candidates,
     ),
     Target(
         "metrics-scrapes",

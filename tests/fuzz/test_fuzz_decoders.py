@@ -118,6 +118,8 @@ REACHED = {
     "decode_request_untrusted": ("control-requests", "enroll-requests"),
     "decode_response_untrusted": ("control-responses",),
     "decode_scrape_untrusted": ("metrics-scrapes",),
+    "decode_nat_message_untrusted": ("nat-messages",),
+    "decode_candidates_untrusted": ("announced-candidates",),
     "feed_untrusted": ("stream-frames",),
     "end_untrusted": ("stream-frames",),
     "decode_message_untrusted": ("sync-messages", "sync-session"),

@@ -238,3 +238,25 @@ def test_a_hostile_relay_flooding_punch_requests_gets_one_round_per_interval(
         now += 0.1
     assert started <= now // punch.PUNCH_INTERVAL + 1
     assert "93.184.216.52:1" not in tried
+
+
+def test_a_hint_is_tried_before_private_addresses_elsewhere() -> None:
+    """A peer behind a NAT with no reflexive candidate (one observer only): the relaying
+    member's hint is its public mapping, tried before its private LAN address."""
+    p = path(LAN)
+    p.update(0.0, None, None)
+    assert p.punch(1.0, ["93.184.216.50:51820"]) is None
+    assert p.update(1.0, None, None).endpoint == "93.184.216.50:51820"
+    assert p.update(6.5, None, None).endpoint == "192.168.1.7:51820"
+
+
+def test_a_direct_path_that_falls_silent_starts_a_round_at_once() -> None:
+    p = path(REFLEXIVE, LAN)
+    p.update(0.0, None, None)
+    assert p.update(1.0, 1.0, "93.184.216.99:40000").path == "direct"
+    assert p.lost(20.0) is True
+    a = p.update(20.0, 1.0, "93.184.216.99:40000")  # the old handshake does not settle it
+    assert (a.path, a.endpoint) == ("trying", "93.184.216.99:40000")
+    assert p.lost(21.0) is False  # not direct: nothing to lose
+    assert p.update(22.0, 21.9, "93.184.216.99:40001").path == "direct"
+    assert p.settled == "93.184.216.99:40001"
