@@ -282,6 +282,7 @@ def _describe(record: Record) -> dict[str, Any]:
             "old_node_id": fingerprint(record.old_key),
             "node_id": fingerprint(record.new_key),
             "issued_at": when(record.issued_at),
+            "previous": "legacy (nested)" if record.previous is None else record.previous.hex(),
         }
     if isinstance(record, Network):
         return {"created_at": when(record.created_at)}

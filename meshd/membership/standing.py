@@ -461,6 +461,10 @@ class Standing:
         return sum(
             not candidate.keys().isdisjoint(keys)
             for keys in self._ranked.get(invite_key, {}).values()
+    def credential_by_id(self, rid: bytes) -> Credential | None:
+        """The verified credential of record id ``rid``, if it is in the set."""
+        return self._by_rid.get(rid)
+
         )
 
     def only_legacy_revocations(self, key: bytes) -> bool:

@@ -595,6 +595,15 @@ class Membership:
 
     def _judgements_changed(self, change: _Change) -> None:
         self._standing.invalidate()
+        if handover.previous:
+            # Linked by id: the named hand-over must be a credential of the old key, of the
+            # same enrolled membership; until it is here, this one waits for it.
+            link = self._standing.credential_by_id(handover.previous)
+            if link is None:
+                self._pending.park(old, rid, handover.raw, own=False, source=change.source)
+                return True
+            if link.node_key != old or link.origin != credential.origin:
+                raise VerifyError("bad-chain", "the hand-over it names did not go to the old key")
         change.judgements_changed = True
 
     def _settle(self, change: _Change, now: int) -> None:

@@ -28,6 +28,7 @@ from meshd.records.types import (
     Rollover,
     WgRotation,
     handover_acceptance,
+    record_id,
 )
 from meshd.trust.keys import SigningKey
 
@@ -209,12 +210,23 @@ def make_handover(
     wg_key: bytes,
     credential: Certificate | Admission | Handover,
     sponsored: Iterable[bytes] = (),
+    legacy: bool = False,
 ) -> Handover:
-    """The member holding ``old`` hands its membership to ``new`` (which accepts it)."""
+    """The member holding ``old`` hands its membership to ``new`` (which accepts it).
+
+    ``credential``: the old key's credential. A hand-over is flat: when the old key got its
+    membership by a hand-over, the record names that one by id (``previous``) and carries the
+    enrolled credential it started from, so its size does not grow along a chain. ``legacy``
+    writes the 8-item layout of releases before, which nests ``credential`` as it is."""
     accepted = new.sign(
         HANDOVER_ACCEPT_CONTEXT, handover_acceptance(network_id, old.public, new.public)
     )
-    fields = [
+    previous = b""
+    if isinstance(credential, Handover) and not legacy:
+        previous = record_id(credential.raw)
+        while isinstance(credential, Handover):
+            credential = credential.credential
+    fields: list[object] = [
         network_id,
         old.public,
         new.public,
@@ -224,6 +236,8 @@ def make_handover(
         sorted(set(sponsored)),
         accepted,
     ]
+    if not legacy:
+        fields.append(previous)
     return decode_untrusted(_seal(Kind.HANDOVER, fields, old), Handover)
 
 

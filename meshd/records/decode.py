@@ -423,13 +423,23 @@ def _handover(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Handover:
     if _body_untrusted(*split_envelope_untrusted(nested))[0] not in _CREDENTIAL_KINDS:
         raise DecodeError("handover: credential must be a certificate, admission or hand-over")
     # Decoded at the hand-over's own depth, so that an admission under an admin's invite
-    # fits; a chain of hand-overs is bounded by the record size.
+    # fits; a legacy chain of hand-overs is bounded by the record size.
     credential = decode_record_untrusted(nested, depth=depth)
     if not isinstance(credential, Certificate | Admission | Handover):
         raise DecodeError("handover: credential must be a certificate, admission or hand-over")
     sponsored = f.array("sponsored", MAX_SPONSORED, _record_id_item)
     new_signature = f.blob("new_signature", SIG_LEN)
+    # 8 items: a legacy hand-over, written before hand-overs were linked by id (None).
+    previous = f.blob("previous", maximum=RECORD_ID_LEN) if f.more() else None
     f.end()
+    if previous is not None:
+        if previous and len(previous) != RECORD_ID_LEN:
+            raise DecodeError(f"handover: previous must be empty or {RECORD_ID_LEN} bytes")
+        if isinstance(credential, Handover):
+            raise DecodeError("handover: names its predecessor by id, it does not nest it")
+    elif isinstance(credential, Handover) and not credential.legacy:
+        # A nested link is checked by nobody: a legacy hand-over nests legacy ones only.
+        raise DecodeError("handover: a legacy hand-over nests only legacy hand-overs")
     if any(a >= b for a, b in itertools.pairwise(sponsored)):
         raise DecodeError("handover: sponsored must be sorted, without repeats")
     return Handover(
@@ -441,6 +451,7 @@ def _handover(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Handover:
         credential,
         sponsored,
         new_signature,
+        previous,
         sig,
         raw,
     )

@@ -302,15 +302,26 @@ class Handover:
     new_key: bytes
     issued_at: int
     wg_key: WgKey
-    credential: Certificate | Admission | Handover  # the old key's credential it hands over
+    # The credential handed over: the member's enrolled credential (a certificate or an
+    # admission). A *legacy* hand-over (8 body items, ``previous`` None) nests instead the old
+    # key's own credential, which may be a hand-over.
+    credential: Certificate | Admission | Handover
     sponsored: tuple[bytes, ...]  # enrollment ids the old key countersigned that keep standing
     new_signature: bytes
+    # The record id of the hand-over that gave ``old_key`` its membership, or b"" when
+    # ``old_key`` is the enrolled key: a chain of hand-overs is linked by id, not nested.
+    previous: bytes | None
     signature: bytes
     raw: bytes
 
     @property
     def signer(self) -> bytes:
         return self.old_key
+
+    @property
+    def legacy(self) -> bool:
+        """Written before hand-overs were linked by id (its credential may nest a chain)."""
+        return self.previous is None
 
 
 HANDOVER_ACCEPT_CONTEXT = b"meshd/v1/handover-accept\x00"

@@ -98,6 +98,9 @@ class Credential:
     # The root key the credential's chain ends at (the network's first root, or one it was
     # rolled over to): judged against the roots' overlap windows (meshd.membership.roots).
     root: bytes = b""
+    # The record id of the credential the member enrolled with (a certificate or an
+    # admission): the same for every key a chain of hand-overs passes the membership to.
+    origin: bytes = b""
 
 
 class UnknownRoot(VerifyError):
@@ -204,6 +207,7 @@ class Verifier:
             0,
             record_id(cert.raw),
             root=cert.chain[0].issuer if cert.chain else cert.issuer,
+            origin=record_id(cert.raw),
         )
 
     def enrollment(self, enrollment: Enrollment) -> None:
@@ -247,6 +251,7 @@ class Verifier:
             record_id(enrollment.raw),
             max(admission.admitted_at, enrollment.created_at),
             invite.chain[0].issuer if invite.chain else invite.issuer,
+            record_id(admission.raw),
         )
 
     def announcement(self, announcement: Announcement, *, signature_checked: bool = False) -> None:
@@ -314,8 +319,10 @@ class Verifier:
         elif isinstance(held, Admission):
             credential = self.admission(held)
         else:
-            credential = self.handover(held)  # the old key got its membership by a hand-over
-        if credential.node_key != old:
+            credential = self.handover(held)  # legacy: the old key's own hand-over, nested
+        if credential.node_key != old and not handover.previous:
+            # Unless the record names the hand-over that gave the old key this membership
+            # (then Membership._merge_handover checks that link against the set).
             raise VerifyError("bad-chain", "the credential handed over is not the old key's")
         check_signature(handover)
         accepted = handover_acceptance(handover.network_id, old, new)
@@ -328,7 +335,7 @@ class Verifier:
             credential.admitted_at,
             credential.not_after,
             credential.prefixes,
-            frozenset((credential.depends_on - {old}) | {new}),
+            frozenset((credential.depends_on - {old, credential.node_key}) | {new}),
             None,
             0,
             rid,
@@ -336,6 +343,7 @@ class Verifier:
             enrollment=rid,
             rank=handover.issued_at,
             root=credential.root,
+            origin=credential.origin,
         )
 
     def rollover(self, rollover: Rollover) -> None:

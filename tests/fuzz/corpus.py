@@ -131,6 +131,24 @@ def build_world() -> World:
         wg_key=members[0].wg.public,
         credential=members[0].credential,
     )
+    heir = SigningKey.generate()
+    legacy = make_handover(
+        members[1].key,
+        heir,
+        network_id=net.anchor.network_id,
+        issued_at=T0 + 47,
+        wg_key=members[1].wg.public,
+        credential=members[1].credential,
+        legacy=True,
+    )
+    onward = make_handover(
+        heir,
+        SigningKey.generate(),
+        network_id=net.anchor.network_id,
+        issued_at=T0 + 48,
+        wg_key=members[1].wg.public,
+        credential=legacy,
+    )
     rollover = make_rollover(
         net.root,
         network_id=net.anchor.network_id,
@@ -149,7 +167,7 @@ def build_world() -> World:
         "admission": admission.raw,
         "announcements": [a.raw for a in announcements],
         "revocations": [revocation.raw, invite_revocation.raw],
-        "rotations": [rotation.raw, rollover.raw, handover.raw],
+        "rotations": [rotation.raw, rollover.raw, handover.raw, legacy.raw, onward.raw],
         "lifecycle": [renewal.raw, leave.raw],
     }
 

@@ -127,7 +127,8 @@ def encode_record(record: Record) -> bytes:
     fields = [
         _wire(getattr(record, f.name))
         for f in dataclasses.fields(record)
-        if f.name not in ("signature", "raw")
+        # None: a trailing field the record's legacy layout lacks (§9)
+        if f.name not in ("signature", "raw") and getattr(record, f.name) is not None
     ]
     return seal_unsigned(kind_of(record), fields, record.signature)
 

@@ -229,9 +229,10 @@ def pool() -> Pool:
         )
     for node, at in ((first, NOW - 5), (first, NOW - 9), (third, NOW), (late, NOW), (elder, NOW)):
         records.append(make_leave(node.key, network_id=net.anchor.network_id, issued_at=at))
-    # Node key hand-overs: two from one key (the earlier wins), one onward from the winner,
-    # and one by a member revoked since (the revocation wins).
-    k1, k2, k3, k4 = (SigningKey.generate() for _ in range(4))
+    # Node key hand-overs: two from one key (the earlier wins), two onward from the winner
+    # (each naming its predecessor by id), one in the legacy layout nesting the loser's, and
+    # one by a member revoked since (the revocation wins).
+    k1, k2, k3, k4, k5, k6 = (SigningKey.generate() for _ in range(6))
     to_k1 = make_handover(
         junior.key,
         k1,
@@ -240,23 +241,43 @@ def pool() -> Pool:
         wg_key=junior.wg.public,
         credential=junior.credential,
     )
+    to_k2 = make_handover(
+        junior.key,
+        k2,
+        network_id=net.anchor.network_id,
+        issued_at=T0 + 61,
+        wg_key=junior.wg.public,
+        credential=junior.credential,
+        legacy=True,
+    )
+    to_k3 = make_handover(
+        k1,
+        k3,
+        network_id=net.anchor.network_id,
+        issued_at=T0 + 62,
+        wg_key=junior.wg.public,
+        credential=to_k1,
+    )
     records += [
         to_k1,
+        to_k2,
+        to_k3,
         make_handover(
-            junior.key,
-            k2,
+            k3,
+            k5,
             network_id=net.anchor.network_id,
-            issued_at=T0 + 61,
+            issued_at=T0 + 64,
             wg_key=junior.wg.public,
-            credential=junior.credential,
+            credential=to_k3,
         ),
         make_handover(
-            k1,
-            k3,
+            k2,
+            k6,
             network_id=net.anchor.network_id,
-            issued_at=T0 + 62,
+            issued_at=T0 + 65,
             wg_key=junior.wg.public,
-            credential=to_k1,
+            credential=to_k2,
+            legacy=True,
         ),
         make_handover(
             guest.key,
