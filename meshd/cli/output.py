@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import datetime
 import json
 import os
 import sys
@@ -19,6 +18,8 @@ def b64(data: bytes) -> str:
 def when(ts: int | None) -> str:
     if ts is None:
         return "-"
+    import datetime  # here: the daemon-asking commands that print no date do not import it
+
     try:
         moment = datetime.datetime.fromtimestamp(ts, tz=datetime.UTC)
     except (OverflowError, OSError, ValueError):

@@ -14,14 +14,12 @@ typer app's own definitions, so that the two cannot drift apart unnoticed.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
-
-from meshd.cli import asking, revoking, stopping
 
 
 class _NotUnderstood(Exception):
@@ -49,29 +47,48 @@ def _path(value: str) -> Path:
     return Path(value)
 
 
-@dataclass(frozen=True, slots=True)
 class Quick:
-    """A command the quick path runs: its function and the words of its command line."""
+    """A command the quick path runs: its function and the words of its command line.
 
-    action: Callable[..., None]
-    flags: Mapping[str, str] = field(default_factory=dict)
-    """``--json`` -> the parameter it sets to True."""
-    options: Mapping[str, tuple[str, Callable[[str], Any]]] = field(default_factory=dict)
-    """``--state-dir`` -> (the parameter, how its value is converted)."""
-    arguments: tuple[str, ...] = ()
-    """The optional positional parameters, in order."""
+    The function is named (``module:function``) and imported only for the command that runs:
+    ``meshd revoke`` loads neither the asking commands nor ``meshd down``'s."""
+
+    __slots__ = ("arguments", "flags", "options", "target")
+
+    def __init__(
+        self,
+        target: str,
+        flags: Mapping[str, str] | None = None,
+        options: Mapping[str, tuple[str, Callable[[str], Any]]] | None = None,
+        arguments: tuple[str, ...] = (),
+    ) -> None:
+        self.target = target
+        self.flags: Mapping[str, str] = flags or {}
+        """``--json`` -> the parameter it sets to True."""
+        self.options: Mapping[str, tuple[str, Callable[[str], Any]]] = options or {}
+        """``--state-dir`` -> (the parameter, how its value is converted)."""
+        self.arguments = arguments
+        """The optional positional parameters, in order."""
+
+    @property
+    def action(self) -> Callable[..., None]:
+        module, _, name = self.target.partition(":")
+        action: Callable[..., None] = getattr(importlib.import_module(module), name)
+        return action
 
 
 _JSON = {"--json": "json"}
 _STATE_DIR = {"--state-dir": ("state_dir", _path)}
 
 COMMANDS: Mapping[str, Quick] = {
-    "peers": Quick(asking.peers, _JSON, _STATE_DIR),
-    "status": Quick(asking.status, _JSON, _STATE_DIR),
-    "routes": Quick(asking.routes, _JSON, _STATE_DIR),
-    "down": Quick(stopping.down, {}, {**_STATE_DIR, "--timeout": ("timeout", _seconds)}),
+    "peers": Quick("meshd.cli.asking:peers", _JSON, _STATE_DIR),
+    "status": Quick("meshd.cli.asking:status", _JSON, _STATE_DIR),
+    "routes": Quick("meshd.cli.asking:routes", _JSON, _STATE_DIR),
+    "down": Quick(
+        "meshd.cli.stopping:down", {}, {**_STATE_DIR, "--timeout": ("timeout", _seconds)}
+    ),
     "revoke": Quick(
-        revoking.revoke,
+        "meshd.cli.revoking:revoke",
         _JSON,
         {
             "--invite": ("invite_id", _text),

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from meshd.cli.output import b64, emit_json, note
 from meshd.control.client import ask
@@ -215,9 +214,9 @@ def revocation_info(
     }
 
 
-@dataclass(frozen=True, slots=True)
-class _Candidate:
-    """A member as `revoke NODE` matches it, from the store or from the daemon."""
+class _Candidate(NamedTuple):
+    """A member as `revoke NODE` matches it, from the store or from the daemon (a NamedTuple:
+    the quick path does not import dataclasses)."""
 
     node_key: bytes
     node_id: str

@@ -7,8 +7,8 @@ stay instant.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 DEFAULT_STATE_DIR = Path("/var/lib/meshd")
 STATE_DIR_ENV = "MESHD_STATE_DIR"
@@ -21,8 +21,9 @@ def resolve(state_dir: Path | None) -> Path:
     return Path(env) if env else DEFAULT_STATE_DIR
 
 
-@dataclass(frozen=True, slots=True)
-class Paths:
+class Paths(NamedTuple):
+    """The files of the state dir at ``root`` (a NamedTuple: no dataclasses import here)."""
+
     root: Path
 
     @property
