@@ -43,6 +43,15 @@ def init(
     ] = None,
     state_dir: StateDir = None,
     json: Json = False,
+    public_addr: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--public-addr",
+            help="ADDRESS[:PORT] where members outside this network reach this node's libp2p "
+            "port (repeatable); invites carry it first.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Create a network: its trust root, and this node as its founding member."""
     from meshd.addressing import overlay_address
@@ -53,6 +62,10 @@ def init(
     _check_name(network, "--network")
     node_name = name or socket.gethostname().split(".")[0] or "founder"
     _check_name(node_name, "--name")
+    from meshd.daemon.bootstrap import check_public_addr, first_tcp_port
+
+    for addr in public_addr or ():
+        check_public_addr(addr, first_tcp_port(()))
     try:
         node = init_network(
             resolve(state_dir),
@@ -64,6 +77,8 @@ def init(
     except OSError as exc:  # a read-only or unwritable state dir, a full disk
         raise state_dir_error(resolve(state_dir), exc) from None
     try:
+        if public_addr:
+            node.store.set_meta("public_addrs", "\n".join(public_addr).encode())
         info = {
             "network": network,
             "network_id": fingerprint(node.anchor.root_key),
@@ -168,10 +183,11 @@ def _bootstrap_addrs(node: NodeDir) -> list[str]:
         live = None
     if live is not None:
         return [a for a in live if "/0.0.0.0/" not in a and "/::/" not in a]
-    stored = node.store.get_meta("listen_addrs")
-    if stored:
-        return [a for a in stored.decode().split("\n") if a]
-    return []
+    from meshd.daemon.bootstrap import invite_addrs, stored_public
+
+    stored = node.store.get_meta("listen_addrs") or b""
+    listen = [a for a in stored.decode().split("\n") if a]
+    return invite_addrs(stored_public(node), listen, node.node_key.public)
 
 
 @app.command()

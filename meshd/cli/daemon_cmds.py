@@ -132,6 +132,51 @@ Metrics = Annotated[
 ]
 
 
+Relay = Annotated[
+    str,
+    typer.Option(
+        "--relay",
+        help="Forward traffic between members that cannot reach each other: auto (when this "
+        "node has a public endpoint), on or off (docs/nat.md).",
+    ),
+]
+PublicAddr = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--public-addr",
+        help="ADDRESS[:PORT] where members outside this network reach our libp2p port "
+        "(repeatable; the port defaults to --listen's); invites carry it first.",
+        show_default=False,
+    ),
+]
+Bootstrap = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--bootstrap",
+        help="A member's /ip4|ip6/ADDRESS/tcp/PORT/p2p/PEER_ID to dial besides the invite's "
+        "(repeatable); kept, and dialled again whenever no member is connected.",
+        show_default=False,
+    ),
+]
+
+
+def _reaching(
+    config: DaemonConfig,
+    relay: str,
+    public_addr: list[str] | None,
+    bootstrap: list[str] | None = None,
+) -> DaemonConfig:
+    """``config`` with ``--relay``, ``--public-addr`` and ``--bootstrap`` (checked there)."""
+    import dataclasses
+
+    return dataclasses.replace(
+        config,
+        relay=relay,
+        public_addrs=tuple(public_addr or ()),
+        bootstrap=tuple(bootstrap or ()),
+    )
+
+
 def _with_metrics(config: DaemonConfig, metrics: str | None) -> DaemonConfig:
     """``config`` with ``--metrics``, whose address is tried with the other start-up checks
     (meshd.daemon.startup.check_metrics): after the state dir's lock, before the daemon
@@ -218,6 +263,8 @@ def up(
     log_level: LogLevel = "info",
     log_format: LogFormat = "text",
     config_file: ConfigFile = None,
+    relay: Relay = "auto",
+    public_addr: PublicAddr = None,
     auto_renew: AutoRenew = False,
     renew_window: RenewWindow = "30d",
     renew_for: RenewFor = "365d",
@@ -243,6 +290,7 @@ def up(
         ),
     )
     config = _renewing(config, auto_renew, renew_window, renew_for)
+    config = _reaching(config, relay, public_addr)
     configure(log_level, log_format, config_file=config_file)
     import trio
 
@@ -294,6 +342,9 @@ def join(
     log_level: LogLevel = "info",
     log_format: LogFormat = "text",
     config_file: ConfigFile = None,
+    bootstrap: Bootstrap = None,
+    relay: Relay = "auto",
+    public_addr: PublicAddr = None,
 ) -> None:
     """Join a network with an invite token, then run the daemon (unless --no-up)."""
     from meshd.babel.options import babel_config
@@ -310,7 +361,7 @@ def join(
         (interface, listen_port, endpoint),
         babel_config(hello_interval=babel_hello_interval),
     )
-    config = _with_metrics(config, metrics)
+    config = _with_metrics(_reaching(config, relay, public_addr, bootstrap), metrics)
     configure(log_level, log_format, quiet=True)
     from functools import partial
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Final
 
 from meshd.babel.options import BabelConfig
+from meshd.daemon.bootstrap import check_bootstrap, check_public_addr, first_tcp_port
 from meshd.daemon.startup import listen_endpoint
 from meshd.errors import CommandLineError
 from meshd.metrics.http import parse_address
@@ -17,6 +18,7 @@ DEFAULT_LISTEN: Final = ("/ip4/0.0.0.0/tcp/7100",)
 WG_BACKENDS: Final = ("none", "auto", "kernel", "userspace")
 DEFAULT_INTERFACE: Final = "meshd0"
 DEFAULT_LISTEN_PORT: Final = 51820
+RELAY_MODES: Final = ("auto", "on", "off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,9 @@ class DaemonConfig:
     auto_renew: bool = False  # renew members ending within renew_window, once a day
     renew_window: int = 30 * 86400
     renew_for: int = 365 * 86400
+    relay: str = "auto"  # --relay: forward between members (docs/nat.md, "Relays")
+    public_addrs: tuple[str, ...] = ()  # --public-addr: where outsiders reach our libp2p port
+    bootstrap: tuple[str, ...] = ()  # join --bootstrap: multiaddrs dialled besides the invite's
 
     def __post_init__(self) -> None:
         if self.metrics is not None:
@@ -80,6 +85,7 @@ class DaemonConfig:
             raise CommandLineError("give at least one --listen address")
         for addr in self.listen:
             listen_endpoint(addr)
+        check_reachability(self)
         if self.degree < 1:
             raise CommandLineError("--degree must be at least 1")
         if self.announce_ttl <= self.announce_interval:
@@ -87,6 +93,18 @@ class DaemonConfig:
                 "--announce-ttl must be longer than --announce-interval",
                 hint="members would expire between two of their announcements",
             )
+
+
+def check_reachability(config: DaemonConfig) -> None:
+    """``--relay``, ``--public-addr`` and ``--bootstrap`` (meshd.daemon.bootstrap)."""
+    if config.relay not in RELAY_MODES:
+        raise CommandLineError(
+            f"--relay {config.relay!r} is not a relay mode", hint="use auto, on or off"
+        )
+    for addr in config.public_addrs:
+        check_public_addr(addr, first_tcp_port(config.listen))
+    for addr in config.bootstrap:
+        check_bootstrap(addr)
 
 
 def topic_of(network_id: str) -> str:

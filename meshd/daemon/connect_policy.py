@@ -8,7 +8,9 @@ and on every connection pass, and does what it answers:
 * a peer that is not a member gets :class:`~meshd.gossip.enroll.GracePolicy`'s grace, then is
   dropped;
 * members are kept, and ``degree`` of them are wanted connected: those missing are dialled
-  from their announced addresses, each after its :class:`~meshd.gossip.backoff.DialBackoff`.
+  from their announced addresses, each after its :class:`~meshd.gossip.backoff.DialBackoff`;
+* with no member connected at all, :class:`~meshd.daemon.rejoin_policy.Rejoin` says whom to
+  dial instead: expired members and bootstrap addresses too, every few seconds at most.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from meshd.daemon.rejoin_policy import Rejoin
 from meshd.gossip.backoff import DialBackoff
 from meshd.gossip.enroll import GracePolicy
 from meshd.membership import Member, MemberState
@@ -60,6 +63,7 @@ class ConnectionPolicy:
     degree: int
     peer_id: Callable[[bytes], str]  # a member key's peer id
     random: random.Random = field(default_factory=random.Random)
+    rejoin: Rejoin = field(default_factory=Rejoin)
     _first_seen: dict[str, float] = field(default_factory=dict)
     _told: set[str] = field(default_factory=set)
     _dialling: set[bytes] = field(default_factory=set)
@@ -97,7 +101,10 @@ class ConnectionPolicy:
             elif self.grace.expired(peer.peer_id, now):
                 drop.append((peer.peer_id, "not a member"))
         wanted = self.degree - connected_members - len(self._dialling)
-        dial = self._choose(wanted, members, own_key, connected_ids, now) if wanted > 0 else []
+        if connected_members == 0:  # isolated: never give up (meshd.daemon.rejoin_policy)
+            dial = self.rejoin.targets(now, members, own_key, self._dialling)
+        else:
+            dial = self._choose(wanted, members, own_key, connected_ids, now) if wanted > 0 else []
         for key, _ in dial:
             self._dialling.add(key)
         return Pass(tuple(drop), tuple(dial))
@@ -131,8 +138,11 @@ class ConnectionPolicy:
         self._dialling.discard(key)
         if ok:
             self.backoff.forget(key)
+            self.rejoin.forget(key)
             return 0.0
-        return self.backoff.failed(key, addrs, now, 0.5 + self.random.random())
+        jitter = 0.5 + self.random.random()
+        self.rejoin.failed(key, now, jitter)
+        return self.backoff.failed(key, addrs, now, jitter)
 
     @property
     def dialling(self) -> int:

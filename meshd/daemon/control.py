@@ -135,7 +135,7 @@ class Control:
         return _typed(DownAnswer, down_answer(self.daemon.state.node.paths.root))
 
     async def invite_bootstrap(self, request: InviteBootstrapRequest) -> InviteBootstrapAnswer:
-        return InviteBootstrapAnswer(tuple(self.daemon.announcer.listen_addrs()))
+        return InviteBootstrapAnswer(tuple(self.daemon.invite_addrs()))
 
     async def publish(self, request: PublishRequest) -> PublishAnswer:
         try:

@@ -77,10 +77,12 @@ async def join(
         anchor = anchor_of(invite)
     except (DecodeError, VerifyError) as exc:
         raise UsageError(f"the invite token is unusable: {exc}") from None
-    if not invite.bootstrap:
+    addrs = [*config.bootstrap, *(a for a in invite.bootstrap if a not in config.bootstrap)]
+    if not addrs:
         raise UsageError(
             "the invite names no bootstrap address",
-            hint="ask for a token made while the inviting daemon runs (or with --bootstrap)",
+            hint="give `meshd join --bootstrap MULTIADDR` of a running member, or ask for a "
+            "token made while the inviting daemon runs",
         )
     name = name or invite.certificate.name
     if not name:
@@ -100,7 +102,6 @@ async def join(
         dial_timeout=config.dial_timeout,
         shutdown_timeout=config.shutdown_timeout,
     )
-    addrs = list(invite.bootstrap)
     progress(f"contacting {len(addrs)} bootstrap address(es)")
     async with GossipHost(cfg, _reject_all) as host:
         results = await host.connect_any(addrs)
@@ -195,6 +196,7 @@ async def join(
     try:
         store.set_meta("network", anchor.network.raw)
         store.set_meta("name", name.encode())
+        store.set_meta("bootstrap", "\n".join(addrs).encode())  # dialled while isolated
         store.apply(changes)
     finally:
         store.close()

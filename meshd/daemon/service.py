@@ -32,6 +32,7 @@ import trio
 from meshd.daemon.announcer import Announcer
 from meshd.daemon.antientropy import AntiEntropy
 from meshd.daemon.babel import BabelService
+from meshd.daemon.bootstrap import invite_addrs, stored_bootstrap, stored_public
 from meshd.daemon.config import DaemonConfig, topic_of
 from meshd.daemon.connect_policy import ConnectionPolicy
 from meshd.daemon.connections import Connections
@@ -39,6 +40,7 @@ from meshd.daemon.control import Control
 from meshd.daemon.enrollment import Enrollment
 from meshd.daemon.expiry import Expiry
 from meshd.daemon.flooding import Flooder
+from meshd.daemon.rejoin_policy import bootstrap_targets
 from meshd.daemon.renewer import lifecycle_services
 from meshd.daemon.state import NodeState, SyncSessions
 from meshd.daemon.sync_policy import SyncPolicy
@@ -97,6 +99,9 @@ class Daemon:
         policy = ConnectionPolicy(
             self.grace, DialBackoff(config.max_backoff), config.degree, peer_id_of, rng
         )
+        policy.rejoin.bootstrap = bootstrap_targets(stored_bootstrap(state.node), key_of)
+        if config.public_addrs:  # for `meshd invite` while the daemon is down
+            state.node.store.set_meta("public_addrs", "\n".join(config.public_addrs).encode())
         self.connections = Connections(
             host,
             state,
@@ -142,6 +147,12 @@ class Daemon:
 
     def listen_addrs(self) -> list[str]:
         return self.announcer.listen_addrs()
+
+    def invite_addrs(self) -> list[str]:
+        """What invites carry: ``--public-addr`` (or what ``init`` kept) first, then where we
+        listen (meshd.daemon.bootstrap)."""
+        public = self.config.public_addrs or tuple(stored_public(self.state.node))
+        return invite_addrs(public, self.listen_addrs(), self.state.key)
 
     async def _control(self, cmd: str, args: dict[str, Any]) -> Any:
         return await self.control.dispatch(cmd, args)

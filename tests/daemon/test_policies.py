@@ -27,7 +27,8 @@ from meshd.trust.keys import NodeKey, WgKey
 
 ROOT = Path(__file__).resolve().parents[2]
 PURE = ["meshd/daemon/connect_policy.py", "meshd/daemon/sync_policy.py",
-        "meshd/daemon/announce_policy.py", "meshd/gossip/backoff.py"]  # fmt: skip
+        "meshd/daemon/announce_policy.py", "meshd/gossip/backoff.py",
+        "meshd/daemon/rejoin_policy.py", "meshd/daemon/bootstrap.py"]  # fmt: skip
 SHELLS = {"trio", "time", "socket", "libp2p", "sqlite3", "pyroute2", "random"}
 
 
@@ -82,25 +83,27 @@ OWN = bytes([0]) * 32
 
 
 def test_dial_backoff_doubles_is_capped_and_resets_when_the_addresses_change() -> None:
-    policy = _policy(degree=1)
+    policy = _policy(degree=2)
     m = _member(1)
+    # Another member is connected: isolated nodes dial on (tests/daemon/test_rejoin_policy.py).
+    other = [Peer("peer9", Standing.MEMBER, _member(9).node_key)]
     addrs = m.announcement.addrs  # type: ignore[union-attr]
-    assert policy.sweep(0.0, [], [m], OWN).dial == ((m.node_key, addrs),)
-    assert policy.sweep(0.0, [], [m], OWN).dial == ()  # being dialled: not twice
+    assert policy.sweep(0.0, other, [m], OWN).dial == ((m.node_key, addrs),)
+    assert policy.sweep(0.0, other, [m], OWN).dial == ()  # being dialled: not twice
     delays = []
     now = 0.0
     for _ in range(8):
         delay = policy.dialled(m.node_key, addrs, False, now)
         delays.append(delay)
-        assert policy.sweep(now + delay * 0.99, [], [m], OWN).dial == ()
-        assert policy.sweep(now + delay, [], [m], OWN).dial != ()
+        assert policy.sweep(now + delay * 0.99, other, [m], OWN).dial == ()
+        assert policy.sweep(now + delay, other, [m], OWN).dial != ()
         now += delay
     assert all(b > a for a, b in itertools.pairwise(delays[:6]))  # doubling
     assert max(delays) <= 60.0 * 1.5  # capped (times the jitter, at most 1.5)
     policy.dialled(m.node_key, addrs, False, now)
     moved = _member(1)
     object.__setattr__(moved, "announcement", _Ann(("/ip4/10.9.9.9/tcp/1/p2p/peer1",)))
-    assert policy.sweep(now, [], [moved], OWN).dial != ()  # at once at new addresses
+    assert policy.sweep(now, other, [moved], OWN).dial != ()  # at once at new addresses
     assert policy.dialled(m.node_key, addrs, True, now) == 0.0
 
 

@@ -1,0 +1,59 @@
+"""``--public-addr``, ``join --bootstrap`` and ``--relay`` on the command line (in-process)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from meshd.daemon.bootstrap import peer_id_text
+from meshd.node.statedir import NodeDir
+from meshd.trust.invites import decode_token_untrusted
+from tests.cli.test_cli import one_line_error, run
+
+
+def test_invites_carry_the_public_address_first_even_with_the_daemon_down(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = str(tmp_path / "a")
+    code, _, err = run(
+        capsys, "init", "--network", "n", "--name", "a", "--state-dir", state,
+        "--public-addr", "203.0.113.5", "--public-addr", "[2001:db8::5]:7200",
+    )  # fmt: skip
+    assert code == 0, err
+    node = NodeDir.open(Path(state))
+    try:
+        node.store.set_meta("listen_addrs", b"/ip4/192.168.1.10/tcp/7100/p2p/x")
+        peer = peer_id_text(node.node_key.public)
+    finally:
+        node.close()
+    code, out, err = run(capsys, "invite", "--state-dir", state)
+    assert code == 0, err
+    invite = decode_token_untrusted(out.strip().splitlines()[-1])
+    assert list(invite.bootstrap) == [
+        f"/ip4/203.0.113.5/tcp/7100/p2p/{peer}",
+        f"/ip6/2001:db8::5/tcp/7200/p2p/{peer}",
+        "/ip4/192.168.1.10/tcp/7100/p2p/x",  # a joiner on the same LAN still finds it
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["init", "--network", "n", "--public-addr", "example.org"], "--public-addr"),
+        (["init", "--network", "n", "--public-addr", "10.0.0.1:0"], "--public-addr"),
+        (["up", "--relay", "always"], "--relay"),
+        (["up", "--public-addr", "0.0.0.0"], "--public-addr"),
+        (["join", "--invite", "meshd1x", "--bootstrap", "/ip4/1.2.3.4/tcp/7100"], "/p2p/"),
+        (["join", "--invite", "meshd1x", "--bootstrap", "1.2.3.4:7100"], "--bootstrap"),
+    ],
+)
+def test_bad_reachability_options_are_one_line_errors_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    state = tmp_path / "s"
+    code, _, err = run(capsys, *argv, "--state-dir", str(state))
+    one_line_error(code, err)
+    assert code == 2
+    assert says in err
+    assert not state.exists()  # refused before anything was made

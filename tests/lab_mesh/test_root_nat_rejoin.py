@@ -1,0 +1,92 @@
+"""NATed members in the lab, as root: they never give up on the mesh, and relays are explicit.
+
+One lab for the module: h1 and h2 public (h1 founds the network, ``--relay on``; h2
+``--relay off``), h3 and h4 each behind its own symmetric NAT, so that they can never reach
+each other directly and nobody can dial in to them. Short announcement times (TTL 6 s) make
+members expire within the test.
+
+* every public member is stopped long enough for everyone to expire in h3's and h4's views,
+  then started again: h3 and h4 are back with both, handshakes and pings, with no restart of
+  their own (before, they stopped dialling once every member had expired, and stayed cut
+  off: nobody can dial in through their NATs).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from meshd.lab import Lab
+from meshd.lab.demo import LabMesh, wait_for
+from tests.lab.test_root_lab import traces
+
+pytestmark = pytest.mark.root
+
+PUBLIC = ["h1", "h2"]
+NATED = ["h3", "h4"]
+EXTRA = ("--announce-ttl", "6s", "--babel-hello-interval", "0.5")
+
+
+@pytest.fixture(scope="module")
+def mesh() -> Iterator[LabMesh]:
+    with Lab(2) as lab:
+        for name in ("sa", "sb"):
+            lab.add_host(behind=lab.add_nat(name, kind="symmetric"))
+        mesh = LabMesh(lab, network="natrejoin", announce_interval="2s")
+        try:
+            for host in PUBLIC + NATED:
+                mesh.node(host).extra = EXTRA
+            mesh.node("h1").extra += ("--relay", "on")
+            mesh.node("h2").extra += ("--relay", "off")
+            mesh.init("h1")
+            mesh.up("h1")
+            mesh.join_all("h1", ["h2", *NATED])
+            yield mesh
+        finally:
+            mesh.close()
+        assert not mesh.running()
+    assert traces(lab.run_id) == []
+
+
+def states(mesh: LabMesh, host: str) -> dict[str, str]:
+    return {r["name"]: r["state"] for r in mesh.node(host).peers() if r["state"] != "self"}
+
+
+def via(mesh: LabMesh, host: str, target: str) -> str | None:
+    row = next(r for r in mesh.node(host).peers() if r["name"] == target)
+    route = row.get("route")
+    return route if isinstance(route, str) else None
+
+
+def test_nated_members_survive_a_restart_of_every_public_member(mesh: LabMesh) -> None:
+    pids = {h: mesh.node(h).process.pid for h in NATED}  # type: ignore[union-attr]
+    for host in PUBLIC:
+        mesh.stop(host)
+    # Down long enough for every member to expire in the NATed members' views: the scene in
+    # which they used to stop dialling for good.
+    wait_for(
+        lambda: all(set(states(mesh, h).values()) == {"expired"} for h in NATED),
+        30,
+        "every member expired in h3's and h4's views",
+    )
+    started = time.monotonic()
+    for host in PUBLIC:
+        mesh.up(host)
+    everyone = PUBLIC + NATED
+    wait_for(
+        lambda: all(set(states(mesh, h).values()) == {"admitted"} for h in NATED),
+        30,
+        "h3 and h4 see every member admitted again",
+    )
+    wait_for(
+        lambda: all(all(mesh.ping_pairs([(h, p) for p in PUBLIC]).values()) for h in NATED),
+        30,
+        "h3 and h4 ping both public members over the overlay",
+    )
+    took = time.monotonic() - started
+    print(f"NATed members back with every public member {took:.1f} s after their restart")
+    assert {h: mesh.node(h).process.pid for h in NATED} == pids  # type: ignore[union-attr]
+    assert all(mesh.node(h).process.poll() is None for h in NATED)  # type: ignore[union-attr]
+    assert set(states(mesh, "h1")) == set(everyone) - {"h1"}
