@@ -37,14 +37,14 @@ def peers(state_dir: Path | None = None, json: bool = False) -> None:
         emit_json(to_json(answer))
         return
     emit_table(
-        ["name", "node_id", "state", "overlay_ip", "endpoint", "handshake", "rx/tx", "conn"],
+        ["name", "node_id", "state", "overlay_ip", "path", "handshake", "rx/tx", "conn"],
         [
             [
                 r.name or "-",
                 r.node_id[:12],
                 r.state + _why(r) + (f", {r.expires}" if r.expires else ""),
                 r.overlay_ip,
-                r.wg_endpoint or ",".join(r.endpoints) or "-",
+                _path(r),
                 _handshake(r),
                 _traffic(r),
                 "yes" if r.connected else "-",
@@ -64,6 +64,15 @@ def _why(row: PeerRow) -> str:
     if code and text:
         return f" ({code}: {text})"
     return f" ({code or text})" if code or text else ""
+
+
+def _path(row: PeerRow) -> str:
+    """``direct IP:PORT``, ``relay via NAME`` or ``none``; ``-`` for this node."""
+    if row.path == "direct":
+        return f"direct {row.path_endpoint or '?'}"
+    if row.path == "relay":
+        return f"relay via {row.path_via or '?'}"
+    return row.path or "-"
 
 
 def _handshake(row: PeerRow) -> str:

@@ -422,3 +422,11 @@ def peers(state_dir: StateDir = None, json: Json = False) -> None:
 def status(state_dir: StateDir = None, json: Json = False) -> None:
     """Show this node's identity, network, listen addresses and membership summary."""
     asking.status(state_dir, json)
+
+
+@app.command()
+def netcheck(state_dir: StateDir = None, json: Json = False) -> None:
+    """Where members see this node, whether its NAT is cone or symmetric, who reaches it."""
+    from meshd.cli.netcheck import netcheck as check
+
+    check(state_dir, json)

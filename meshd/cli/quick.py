@@ -84,6 +84,7 @@ COMMANDS: Mapping[str, Quick] = {
     "peers": Quick("meshd.cli.asking:peers", _JSON, _STATE_DIR),
     "status": Quick("meshd.cli.asking:status", _JSON, _STATE_DIR),
     "routes": Quick("meshd.cli.asking:routes", _JSON, _STATE_DIR),
+    "netcheck": Quick("meshd.cli.netcheck:netcheck", _JSON, _STATE_DIR),
     "down": Quick(
         "meshd.cli.stopping:down", {}, {**_STATE_DIR, "--timeout": ("timeout", _seconds)}
     ),

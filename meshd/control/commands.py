@@ -196,6 +196,10 @@ class RotateWgRequest(Request):
     command: ClassVar[str] = "rotate-wg"
 
 
+class NetcheckRequest(Request):
+    command: ClassVar[str] = "netcheck"
+
+
 REQUESTS: Final[Mapping[str, type[Request]]] = {
     cls.command: cls
     for cls in (
@@ -210,6 +214,7 @@ REQUESTS: Final[Mapping[str, type[Request]]] = {
         RevokeRequest,
         DownRequest,
         RotateWgRequest,
+        NetcheckRequest,
     )
 }
 
@@ -269,6 +274,12 @@ class PeerRow(Wire):
     revocation_reason: str | None = None
     route: str | None = field(default=None, metadata=OMIT)
     metric: int | None = field(default=None, metadata=OMIT)
+    path: str | None = field(default=None, metadata=OMIT)
+    """``direct``, ``relay`` or ``none`` (meshd/mesh/seeing.py); None for this node."""
+    path_endpoint: str | None = field(default=None, metadata=OMIT)
+    """Direct: the endpoint WireGuard shows for the member."""
+    path_via: str | None = field(default=None, metadata=OMIT)
+    """Relay: the member traffic goes through (its name)."""
     routed: bool = field(default=False, metadata={"local": True})
     """Whether Babel filled ``route`` and ``metric`` (they are on the wire only then)."""
 
@@ -338,6 +349,33 @@ class RotateWgAnswer(Wire):
     record_id: str
 
 
+class SeenRow(Wire):
+    endpoint: str
+    observers: int
+    own: bool
+
+
+class ReachRow(Wire):
+    name: str
+    node_id: str
+    endpoint: str | None
+    last_handshake: int | float
+
+
+class NetcheckAnswer(Wire):
+    listen_port: int | None
+    local: tuple[str, ...]
+    observing: bool
+    """Whether this daemon gathers what members see of it (False: an older daemon)."""
+    seen: tuple[SeenRow, ...]
+    reflexive: tuple[str, ...]
+    nat: str
+    nat_why: str
+    behind_nat: bool | None
+    reachable_from: tuple[ReachRow, ...]
+    members: int
+
+
 ANSWERS: Final[Mapping[type[Request], type[Any]]] = {
     StatusRequest: StatusAnswer,
     PeersRequest: PeersAnswer,
@@ -350,6 +388,7 @@ ANSWERS: Final[Mapping[type[Request], type[Any]]] = {
     RevokeRequest: RevokeAnswer,
     DownRequest: DownAnswer,
     RotateWgRequest: RotateWgAnswer,
+    NetcheckRequest: NetcheckAnswer,
 }
 LISTS: Final[Mapping[type[Any], str]] = {
     PeersAnswer: "rows",

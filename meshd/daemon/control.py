@@ -24,6 +24,8 @@ from meshd.control.commands import (
     DownRequest,
     InviteBootstrapAnswer,
     InviteBootstrapRequest,
+    NetcheckAnswer,
+    NetcheckRequest,
     PeerRow,
     PeersAnswer,
     PeersRequest,
@@ -49,7 +51,7 @@ from meshd.control.commands import (
 )
 from meshd.control.server import ControlStats
 from meshd.control.server import serve as serve_control
-from meshd.daemon import babel_views, revoker, state_views, wireguard_views
+from meshd.daemon import babel_views, revoker, seeing_views, state_views, wireguard_views
 from meshd.daemon.lifecycle import down_answer
 from meshd.daemon.rekey import rotate_wg
 from meshd.daemon.renewer import add_expiry, expiring_view
@@ -85,6 +87,7 @@ class Control:
             RevokeRequest: self.revoke,
             DownRequest: self.down,
             RotateWgRequest: self.rotate_wg,
+            NetcheckRequest: self.netcheck,
         }
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -115,12 +118,17 @@ class Control:
     async def peers(self, request: PeersRequest) -> PeersAnswer:
         d = self.daemon
         connected = {k for p in d.host.connected_peers() if (k := key_of(p))}
-        rows = state_views.peers_view(d.state, connected, await wireguard_views.peer_stats(d.mesh))
+        device = await wireguard_views.peer_stats(d.mesh)
+        rows = state_views.peers_view(d.state, connected, device)
         if d.babel is not None:
             for member, row in zip(d.state.members(), rows, strict=True):
                 row.update(babel_views.peer_route(d.babel, member))
+        seeing_views.add_paths(d.state, rows, device, time.time())
         add_expiry(rows)
         return PeersAnswer(tuple(_typed(PeerRow, row) for row in rows))
+
+    async def netcheck(self, request: NetcheckRequest) -> NetcheckAnswer:
+        return _typed(NetcheckAnswer, await seeing_views.netcheck(self.daemon))
 
     async def routes(self, request: RoutesRequest) -> RoutesAnswer:
         if self.daemon.babel is None:

@@ -196,6 +196,8 @@ LINES = [
     ["status", "--json"],
     ["routes"],
     ["routes", "--json"],
+    ["netcheck"],
+    ["netcheck", "--json"],
     ["revoke"],
     ["revoke", ""],
     ["revoke", "nobody"],
@@ -213,7 +215,7 @@ def test_same_answer_both_ways_with_a_daemon(
     assert recognise(line) is not None
     quick, full = both_ways(capsys, line)
     assert steady(quick) == steady(full)
-    if args[0] in ("peers", "status"):
+    if args[0] in ("peers", "status", "netcheck"):
         assert quick[0] == 0, quick[2]
 
 
@@ -263,6 +265,7 @@ def test_revoke_through_the_daemon_both_ways(
         ["peers"],
         ["status", "--json"],
         ["routes"],
+        ["netcheck"],
         ["revoke", "carol"],
         ["peers", "--help"],
         ["peers", "--jso"],
@@ -284,7 +287,7 @@ def test_same_answer_both_ways_without_a_daemon(
     lines = err.splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith("meshd: "), err
-    if args in (["peers"], ["status", "--json"], ["routes"]):
+    if args in (["peers"], ["status", "--json"], ["routes"], ["netcheck"]):
         assert code == 3  # no daemon runs (the README's exit statuses)
         assert "no meshd daemon is running" in err
         assert "`meshd up`" in err
@@ -312,7 +315,13 @@ print(status, ",".join(m for m in heavy if m in sys.modules), file=sys.stderr)
 @pytest.mark.parametrize(
     ("args", "status"),
     # Without WireGuard the daemon runs no Babel: `routes` gets the daemon's refusal.
-    [(["peers", "--json"], 0), (["status"], 0), (["routes"], 1), (["revoke", "nobody"], 1)],
+    [
+        (["peers", "--json"], 0),
+        (["status"], 0),
+        (["routes"], 1),
+        (["netcheck"], 0),
+        (["revoke", "nobody"], 1),
+    ],
 )
 def test_the_quick_path_imports_neither_typer_nor_libp2p_nor_trio(
     daemon: Daemon, args: list[str], status: int

@@ -31,6 +31,7 @@ SAMPLES: list[c.Request] = [
     c.RevokeRequest("carol", "left"),
     c.DownRequest(),
     c.RotateWgRequest(),
+    c.NetcheckRequest(),
 ]
 
 ROW = {

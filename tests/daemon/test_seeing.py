@@ -1,0 +1,104 @@
+"""``meshd peers`` paths and ``meshd netcheck`` from the daemon's control handlers, on the fake
+transport and the in-memory WireGuard device (tests/daemon/test_services.py's fakes).
+
+The device is what decides: a member whose overlay address sits on its own peer with a fresh
+handshake is direct at the endpoint WireGuard shows; one whose overlay address sits on another
+member's peer (where Babel puts a relayed member) is relayed via that member; a member with
+no handshake is none. netcheck lists the members that reach this node directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+import trio
+import trio.testing
+
+from meshd.control.commands import NetcheckAnswer, PeersAnswer, decode_answer
+from meshd.node.statedir import NodeDir, init_network, now
+from meshd.records import Role, make_certificate
+from meshd.trust.keys import SigningKey, WireGuardKey
+from meshd.wg.model import PeerStatus
+from tests.daemon.test_services import _run, _running
+
+
+def _cert(node: NodeDir, root: SigningKey, at: int, name: str) -> tuple[bytes, bytes]:
+    key, wg = SigningKey.generate(), WireGuardKey.generate()
+    cert = make_certificate(
+        root,
+        network_id=node.anchor.network_id,
+        subject=key.public,
+        role=Role.MEMBER,
+        serial=os.urandom(16),
+        not_before=at - 60,
+        not_after=at + 86400,
+        name=name,
+        wg_key=wg.public,
+    )
+    return wg.public, cert.raw
+
+
+def test_peers_show_direct_relay_and_none_and_netcheck_who_reaches_us(tmp_path: Path) -> None:
+    node = init_network(
+        tmp_path / "n", network_name="t", node_name="founder", root_key_path=None, at=now()
+    )
+    root = node.issuer().key
+    base = now()
+
+    async def main() -> None:
+        async with _running(tmp_path / "n", node, base) as (daemon, transport, backend):
+            keys = {}
+            for name in ("near", "far", "lost"):
+                keys[name], cert = _cert(node, root, base, name)
+                assert transport.deliver(cert, "author", "neighbour")
+            await trio.testing.wait_all_tasks_blocked()
+            peers = backend.state.peers_by_key()
+            assert set(keys.values()) <= set(peers)
+
+            # near: a fresh handshake from 198.51.100.7:40000. far: its overlay /128 moved to
+            # near's peer (relayed through near). lost: programmed, never answered.
+            near, far = peers[keys["near"]], peers[keys["far"]]
+            moved = tuple(n for n in far.config.allowed_ips if n.prefixlen == 128)
+            near = PeerStatus(
+                dataclasses.replace(
+                    near.config,
+                    endpoint="198.51.100.7:40000",
+                    allowed_ips=near.config.allowed_ips + moved,
+                ),
+                last_handshake=time.time() - 3,
+            )
+            far = PeerStatus(
+                dataclasses.replace(far.config, allowed_ips=far.config.allowed_ips[:0]),
+                last_handshake=time.time() - 600,
+            )
+            others = tuple(
+                p
+                for p in backend.state.peers
+                if p.public_key not in (near.public_key, far.public_key)
+            )
+            backend.state = dataclasses.replace(backend.state, peers=(near, far, *others))
+
+            rows = decode_answer(PeersAnswer, await daemon.control.dispatch("peers", {})).rows
+            paths = {r.name: (r.path, r.path_endpoint, r.path_via) for r in rows}
+            assert paths == {
+                "founder": (None, None, None),
+                "near": ("direct", "198.51.100.7:40000", None),
+                "far": ("relay", None, "near"),
+                "lost": ("none", None, None),
+            }
+
+            answer = decode_answer(NetcheckAnswer, await daemon.control.dispatch("netcheck", {}))
+            assert answer.members == 3
+            assert [(r.name, r.endpoint) for r in answer.reachable_from] == [
+                ("near", "198.51.100.7:40000")
+            ]
+            assert answer.listen_port == 51820
+            assert (answer.nat, answer.behind_nat, answer.observing) == ("unknown", None, False)
+
+    try:
+        _run(main)
+    finally:
+        node.close()
