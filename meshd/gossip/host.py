@@ -26,6 +26,11 @@ from types import TracebackType
 from typing import Self
 
 import trio
+
+# isort: split
+import meshd.gossip.lean_imports  # noqa: F401 (py-libp2p lean: meshd.gossip.lean_imports)
+
+# isort: split
 from libp2p.abc import IHost, INetConn, INetwork
 from libp2p.crypto.ed25519 import create_new_key_pair as ed25519_key_pair
 from libp2p.crypto.keys import KeyPair

@@ -87,6 +87,11 @@ from typing import Any, Final
 
 import multiaddr
 import trio
+
+# isort: split
+import meshd.gossip.lean_imports  # noqa: F401 (py-libp2p lean: meshd.gossip.lean_imports)
+
+# isort: split
 from libp2p.abc import IHost, IMuxedConn, INetConn, INetwork, IRawConnection
 from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.exceptions import SwarmException

@@ -15,6 +15,11 @@ from typing import Final
 
 import multiaddr
 import trio
+
+# isort: split
+import meshd.gossip.lean_imports  # noqa: F401 (py-libp2p lean: meshd.gossip.lean_imports)
+
+# isort: split
 from libp2p.abc import INetConn, INetStream, INetwork, INotifee
 from libp2p.crypto.ed25519 import Ed25519PublicKey
 from libp2p.peer.id import ID

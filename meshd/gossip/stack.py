@@ -19,6 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+# isort: split
+import meshd.gossip.lean_imports  # noqa: F401 (py-libp2p lean: meshd.gossip.lean_imports)
+
+# isort: split
 from libp2p import new_host
 from libp2p.abc import IHost, INotifee
 from libp2p.crypto.keys import KeyPair

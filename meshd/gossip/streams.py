@@ -14,6 +14,11 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 import trio
+
+# isort: split
+import meshd.gossip.lean_imports  # noqa: F401 (py-libp2p lean: meshd.gossip.lean_imports)
+
+# isort: split
 from libp2p.abc import INetStream
 from libp2p.exceptions import BaseLibp2pError
 from libp2p.network.stream.exceptions import StreamEOF

@@ -1,0 +1,420 @@
+"""Memory and start-up of a real ``meshd up``, and WireGuard programming through the UAPI.
+
+(a) RSS: ``python -c pass`` and a bare trio process (``trio.run(trio.sleep, ...)``) as the
+    floor, then a real ``meshd up`` (``python -m meshd up``, a separate process) on a state
+    dir of 1 member (idle), 1,000 and 10,000 members. The stores are synthetic but real: the
+    root of a network made by ``init_network`` signs every member's certificate
+    (``meshd.records.make_certificate``) and each member signs an announcement with an
+    endpoint and a listen address (``make_announcement``), merged by the membership core and
+    written by the store, as a sync would. The daemon's RSS is read from /proc once it has
+    logged ``meshd up`` and ``--settle`` seconds have passed (``VmRSS``; the peak ``VmHWM``
+    beside it). Per member: (RSS_N - RSS_idle) / (N - 1).
+(b) Start-up: from spawning ``meshd up`` to the daemon's log line saying WireGuard is
+    programmed from the store (every member a peer), with the userspace backend
+    (wireguard-go) in a network namespace of its own; and to the store loaded.
+(c) UAPI (``--uapi``): a wireguard-go in a namespace, 1,000 peers planned
+    (:func:`meshd.wg.reconcile.plan`) and programmed in one ``set``, timed with the ``get``
+    before it; then one member's endpoint changes and the plan is one operation on that peer.
+
+Needs root and wireguard-go for the userspace backend (``--backend none`` otherwise: no
+start-up figure). Every process is stopped by PID and every namespace deleted at the end.
+
+    .venv/bin/python -m benchmarks.memory [--sizes 1000 10000] [--settle 5] [--uapi 1000]
+
+Results: printed, and saved to benchmarks/results/memory.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results" / "memory.json"
+PYTHON = sys.executable
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = {"idle_mib": 64.0, "per_member_kib": 2.0, "startup_10000_s": 2.0, "uapi_1000_s": 1.0}
+READY = "meshd up: node"
+PROGRAMMED = "programmed from the store"
+LOADED = "loaded "
+
+
+def rss_of(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM of ``pid``, MiB."""
+    found: dict[str, float] = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                found[key] = int(value.split()[0]) / 1024
+    return {"rss_mib": round(found["VmRSS"], 1), "peak_mib": round(found["VmHWM"], 1)}
+
+
+def peak_of_command(argv: list[str]) -> float:
+    """The peak RSS (MiB) of a command that exits by itself."""
+    process = subprocess.Popen(argv, cwd=ROOT)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise RuntimeError(f"{argv} exited with {process.returncode}")
+    return round(usage.ru_maxrss / 1024, 1)
+
+
+def baselines() -> dict[str, Any]:
+    """``python -c pass`` (peak) and a bare trio process sleeping (RSS while it sleeps)."""
+    bare = subprocess.Popen([PYTHON, "-c", "import trio; trio.run(trio.sleep, 4)"], cwd=ROOT)
+    try:
+        time.sleep(2.5)
+        trio_rss = rss_of(bare.pid)
+    finally:
+        bare.wait()
+    return {
+        "python_c_pass_peak_mib": peak_of_command([PYTHON, "-c", "pass"]),
+        "python_import_trio_peak_mib": peak_of_command([PYTHON, "-c", "import trio"]),
+        "bare_trio_sleeping": trio_rss,
+    }
+
+
+# --- synthetic stores ------------------------------------------------------------------------
+
+
+def build_store(state_dir: Path, members: int) -> dict[str, float]:
+    """A founder's state dir holding ``members`` members in all (the founder included)."""
+    from meshd.membership import Membership
+    from meshd.node.statedir import init_network
+    from meshd.records import Role, make_announcement, make_certificate
+    from meshd.trust.keyfiles import read_secret
+    from meshd.trust.keys import SigningKey, WireGuardKey
+
+    started = time.perf_counter()
+    now = int(time.time())
+    node = init_network(
+        state_dir, network_name="memory", node_name="n0", root_key_path=None, at=now - 3600
+    )
+    root = SigningKey(read_secret(node.paths.root_key))
+    network_id = node.anchor.network_id
+    raws: list[bytes] = []
+    for i in range(1, members):
+        key = SigningKey(i.to_bytes(4, "big") * 8)
+        raws.append(
+            make_certificate(
+                root,
+                network_id=network_id,
+                subject=key.public,
+                role=Role.MEMBER,
+                serial=os.urandom(16),
+                not_before=now - 3600,
+                not_after=now + 365 * 86400,
+                name=f"m{i}",
+                wg_key=WireGuardKey.generate().public,
+            ).raw
+        )
+        host = f"198.18.{i >> 8 & 255}.{i & 255}"
+        raws.append(
+            make_announcement(
+                key,
+                network_id=network_id,
+                seq=1,
+                issued_at=now,
+                endpoints=(f"{host}:51820",),
+                addrs=(f"/ip4/{host}/tcp/7100",),
+            ).raw
+        )
+    signed = time.perf_counter()
+    state = Membership(node.anchor)
+    node.store.load_into(state, now)
+    for start in range(0, len(raws), 5000):
+        node.store.apply([state.ingest_batch(raws[start : start + 5000], now)])
+    standing = len(state.members(now))
+    node.close()
+    if standing != members:
+        raise RuntimeError(f"built {standing} standing members, wanted {members}")
+    return {
+        "sign_s": round(signed - started, 2),
+        "merge_s": round(time.perf_counter() - signed, 2),
+    }
+
+
+# --- namespaces and daemons --------------------------------------------------------------------
+
+
+def have_userspace() -> bool:
+    return os.geteuid() == 0 and shutil.which("wireguard-go") is not None
+
+
+@contextlib.contextmanager
+def namespace(name: str) -> Iterator[str]:
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def log_time(line: str) -> float:
+    stamp = line.split(" ", 1)[0].rstrip("Z")
+    return dt.datetime.fromisoformat(stamp).replace(tzinfo=dt.UTC).timestamp()
+
+
+def run_daemon(
+    state_dir: Path, backend: str, netns: str | None, ifname: str, settle: float, timeout: float
+) -> dict[str, Any]:
+    """Start ``meshd up``, wait until it is up plus ``settle`` s, read its RSS, stop it."""
+    command = [
+        PYTHON, "-m", "meshd", "up",
+        "--state-dir", str(state_dir),
+        "--wg-backend", backend,
+        "--interface", ifname,
+        "--listen", "/ip4/127.0.0.1/tcp/0",
+        "--listen-port", str(40000 + os.getpid() % 20000),
+    ]  # fmt: skip
+    if netns is not None:
+        command = ["ip", "netns", "exec", netns, *command]
+    log_path = state_dir.parent / f"{state_dir.name}.log"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(log_path, "wb") as log_file:
+        spawned = time.time()
+        process = subprocess.Popen(
+            command, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=env
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        up = None
+        while up is None:
+            if process.poll() is not None:
+                raise RuntimeError(f"meshd up exited: {log_path.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"meshd up not ready in {timeout} s: {log_path}")
+            up = next((ln for ln in log_path.read_text().splitlines() if READY in ln), None)
+            time.sleep(0.05)
+        ready = time.monotonic()
+        time.sleep(settle)
+        pid = daemon_pid(process.pid)
+        samples = []
+        for _ in range(3):
+            samples.append(rss_of(pid))
+            time.sleep(1.0)
+        lines = log_path.read_text().splitlines()
+        result: dict[str, Any] = {
+            "rss_mib": statistics.median(s["rss_mib"] for s in samples),
+            "peak_mib": samples[-1]["peak_mib"],
+            "up_s": round(log_time(up) - spawned, 3),
+            "ready_after_spawn_s": round(ready - (deadline - timeout), 3),
+        }
+        for label, marker in (("loaded_s", LOADED), ("programmed_s", PROGRAMMED)):
+            line = next((ln for ln in lines if marker in ln), None)
+            if line is not None:
+                result[label] = round(log_time(line) - spawned, 3)
+        children = child_rss(pid)
+        if children:
+            result["wireguard_go_rss_mib"] = children
+        return result
+    finally:
+        stop(process)
+
+
+def daemon_pid(pid: int) -> int:
+    """The python process of ``meshd up`` (``ip netns exec`` execs it, so usually ``pid``)."""
+    exe = os.readlink(f"/proc/{pid}/exe")
+    if "python" in Path(exe).name:
+        return pid
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        return daemon_pid(int(child))
+    raise RuntimeError(f"no python process under {pid}")
+
+
+def child_rss(pid: int) -> float | None:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for child in children:
+        with contextlib.suppress(OSError):
+            if "wireguard-go" in Path(f"/proc/{child}/cmdline").read_text():
+                return rss_of(int(child))["rss_mib"]
+    return None
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def measure_size(
+    members: int, backend: str, settle: float, tag: str, timeout: float
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="meshd-memory-") as tmp:
+        state_dir = Path(tmp) / f"n{members}"
+        build = build_store(state_dir, members)
+        ifname = f"mm{tag}{members % 100000}"[:15]
+        if backend == "userspace":
+            with namespace(f"meshd-mem-{tag}-{members}") as netns:
+                run = run_daemon(state_dir, backend, netns, ifname, settle, timeout)
+        else:
+            run = run_daemon(state_dir, backend, None, ifname, settle, timeout)
+        return {"members": members, "store": build, **run}
+
+
+# --- UAPI ---------------------------------------------------------------------------------------
+
+
+def uapi_figures(peers: int, tag: str) -> dict[str, Any]:
+    """Program ``peers`` peers into a real wireguard-go, then change one member."""
+    import ipaddress
+
+    import trio
+
+    from meshd.trust.keys import WireGuardKey
+    from meshd.wg.backend import InterfaceConfig
+    from meshd.wg.backend_userspace import UserspaceBackend
+    from meshd.wg.model import PeerConfig, UpdatePeer
+    from meshd.wg.reconcile import plan
+    from meshd.wg.uapi_codec import encode_set_request
+
+    prefix = ipaddress.IPv6Network("fd00:6d65:6d6f::/48")
+
+    def peer(i: int, port: int = 51820) -> PeerConfig:
+        key = bytes([i % 251 + 1]) + i.to_bytes(4, "big") + bytes(27)
+        return PeerConfig(
+            key,
+            endpoint=f"198.18.{i >> 8 & 255}.{i & 255}:{port}",
+            allowed_ips=(ipaddress.IPv6Network((prefix.network_address + i + 1, 128)),),
+            persistent_keepalive=25,
+        )
+
+    async def main(netns: str) -> dict[str, Any]:
+        config = InterfaceConfig(
+            ifname=f"mu{tag}"[:15],
+            private_key=WireGuardKey.generate().secret,
+            listen_port=0,
+            overlay_address=prefix.network_address + 1,
+            netns=netns,
+        )
+        backend = await UserspaceBackend.start(config)
+        try:
+            desired = {p.public_key: p for p in (peer(i) for i in range(peers))}
+            started = time.perf_counter()
+            actual = await backend.get()
+            ops = plan(desired, actual, None)
+            planned = time.perf_counter()
+            await backend.set(ops)
+            programmed = time.perf_counter()
+            after = await backend.get()
+            read = time.perf_counter()
+            if len(after.peers) != peers:
+                raise RuntimeError(f"the device holds {len(after.peers)} peers, not {peers}")
+            # One member moves: its endpoint changes; nothing else does.
+            moved = peer(7, port=51999)
+            changed = dict(desired)
+            changed[moved.public_key] = moved
+            again = time.perf_counter()
+            actual = await backend.get()
+            one = plan(changed, actual, desired)
+            await backend.set(one)
+            done = time.perf_counter()
+            request = encode_set_request(one)
+            touched = [op.public_key for op in one]
+            if touched != [moved.public_key] or not isinstance(one[0], UpdatePeer):
+                raise RuntimeError(f"one member's change planned {one!r}")
+            return {
+                "peers": peers,
+                "get_and_plan_s": round(planned - started, 4),
+                "set_s": round(programmed - planned, 4),
+                "program_s": round(programmed - started, 4),
+                "set_request_bytes": len(encode_set_request(ops)),
+                "get_after_s": round(read - programmed, 4),
+                "one_change_ops": len(one),
+                "one_change_request_bytes": len(request),
+                "one_change_s": round(done - again, 4),
+            }
+        finally:
+            await backend.aclose()
+
+    with namespace(f"meshd-uapi-{tag}") as netns:
+        return trio.run(main, netns)
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000])
+    parser.add_argument("--settle", type=float, default=5.0)
+    parser.add_argument("--backend", choices=["userspace", "none"], default=None)
+    parser.add_argument("--uapi", type=int, default=1000, help="peers to program (0: skip)")
+    parser.add_argument("--label", default="", help="a name for this run in the JSON")
+    parser.add_argument("--timeout", type=float, default=300.0, help="s until meshd is up")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    backend = args.backend or ("userspace" if have_userspace() else "none")
+    tag = f"{os.getpid() % 10000}"
+
+    results: dict[str, Any] = {
+        "label": args.label,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "python": platform.python_version(),
+        "backend": backend,
+        "settle_s": args.settle,
+        "targets": TARGETS,
+        "baselines": baselines(),
+    }
+    print(json.dumps(results["baselines"]))
+    sizes = []
+    for members in [1, *args.sizes]:
+        row = measure_size(members, backend, args.settle, tag, args.timeout)
+        sizes.append(row)
+        print(json.dumps(row))
+    idle = sizes[0]["rss_mib"]
+    for row in sizes[1:]:
+        row["per_member_kib"] = round((row["rss_mib"] - idle) * 1024 / (row["members"] - 1), 2)
+    results["daemon"] = sizes
+    if args.uapi and backend == "userspace":
+        results["uapi"] = uapi_figures(args.uapi, tag)
+        print(json.dumps(results["uapi"]))
+
+    print()
+    base = results["baselines"]
+    print(f"python -c pass (peak)          {base['python_c_pass_peak_mib']:7.1f} MiB")
+    print(f"bare trio, sleeping            {base['bare_trio_sleeping']['rss_mib']:7.1f} MiB")
+    print("members   RSS MiB  peak MiB  KiB/member  up s  loaded s  programmed s")
+    for row in sizes:
+        print(
+            f"{row['members']:7d}  {row['rss_mib']:8.1f}  {row['peak_mib']:8.1f}  "
+            f"{row.get('per_member_kib', 0.0):10.2f}  {row['up_s']:4.2f}  "
+            f"{row.get('loaded_s', float('nan')):8.2f}  "
+            f"{row.get('programmed_s', float('nan')):12.2f}"
+        )
+    if "uapi" in results:
+        u = results["uapi"]
+        print(
+            f"UAPI: {u['peers']} peers programmed in {u['program_s']:.3f} s "
+            f"(get+plan {u['get_and_plan_s']:.3f}, set {u['set_s']:.3f}); one member's change: "
+            f"{u['one_change_ops']} operation, {u['one_change_request_bytes']} bytes, "
+            f"{u['one_change_s']:.4f} s"
+        )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"saved {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""py-libp2p imported lean (meshd.gossip.lean_imports): what is deferred, and that it loads
+on first use. Each check runs in a fresh interpreter, where meshd is the first to import
+py-libp2p, as in the daemon."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+
+def run_fresh(code: str) -> Any:
+    """Run ``code`` in a new interpreter; it prints one JSON value last."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_daemon_imports_none_of_what_is_deferred() -> None:
+    found = run_fresh(
+        """
+        import json, sys
+        import meshd.daemon.launch, meshd.daemon.service
+        from meshd.gossip import lean_imports as lean
+        heavy = ["aioquic", "zeroconf", "httpx", "requests", "trio_websocket", "miniupnpc"]
+        print(json.dumps({
+            "lean": lean.is_lean(),
+            "loaded": lean.deferred_loaded(),
+            "heavy": [m for m in heavy if m in sys.modules],
+            "real_deferred": sorted(
+                name for name, module in sys.modules.items()
+                if any(name == d or name.startswith(d + ".") for d in lean.DEFERRED)
+                and not isinstance(module, lean._DeferredModule)
+            ),
+            "modules": len(sys.modules),
+        }))
+        """
+    )
+    assert found["lean"] is True
+    assert found["loaded"] == {}
+    assert found["heavy"] == []
+    assert found["real_deferred"] == []
+    assert found["modules"] < 1300  # 1,600 with the whole of py-libp2p
+
+
+def test_a_deferred_name_loads_its_module_when_used() -> None:
+    found = run_fresh(
+        """
+        import json, sys
+        import meshd.gossip.host
+        from meshd.gossip import lean_imports as lean
+        import libp2p
+        stand_in = libp2p.InsecureTransport  # what libp2p's __init__ imported: a stand-in
+        before = "aioquic" in sys.modules, isinstance(object(), stand_in)
+        from libp2p.crypto.ed25519 import create_new_key_pair
+        transport = stand_in(create_new_key_pair())  # used: the real class, loaded now
+        real = sys.modules["libp2p.security.insecure.transport"]
+        print(json.dumps({
+            "before": before,
+            "type": type(transport).__module__ + "." + type(transport).__name__,
+            "isinstance": isinstance(transport, stand_in),
+            "real_module": not isinstance(real, lean._DeferredModule),
+            "loaded": sorted(lean.deferred_loaded()),
+            "constant": real.PLAINTEXT_PROTOCOL_ID,
+        }))
+        """
+    )
+    assert found["before"] == [False, False]
+    assert found["type"] == "libp2p.security.insecure.transport.InsecureTransport"
+    assert found["isinstance"] is True
+    assert found["real_module"] is True
+    assert found["loaded"] == ["libp2p.security.insecure.transport"]
+    assert found["constant"] == "/plaintext/2.0.0"
+
+
+def test_code_importing_a_deferred_module_later_gets_the_real_one() -> None:
+    found = run_fresh(
+        """
+        import json
+        import meshd.gossip.stack
+        from libp2p.security.secio.transport import ID, Transport
+        print(json.dumps({"id": ID, "transport": Transport.__module__}))
+        """
+    )
+    assert found == {"id": "/secio/1.0.0", "transport": "libp2p.security.secio.transport"}
+
+
+def test_nothing_is_deferred_when_libp2p_came_first() -> None:
+    found = run_fresh(
+        """
+        import json, sys
+        import libp2p
+        from meshd.gossip import lean_imports as lean
+        import meshd.gossip.host
+        print(json.dumps({"lean": lean.is_lean(), "aioquic": "aioquic" in sys.modules}))
+        """
+    )
+    assert found == {"lean": False, "aioquic": True}
