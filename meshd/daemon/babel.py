@@ -60,9 +60,7 @@ from meshd.babel.shell import (
 from meshd.babel.sources import IPNetwork, RouteKey
 from meshd.daemon.babel_site import (
     SiteRoutes,
-    enable_forwarding,
     refuse_ungranted_origins,
-    restore_forwarding,
     ungranted_origins,
 )
 from meshd.daemon.feed import Subscription
@@ -128,6 +126,9 @@ class BabelService:
         self._site: dict[RouteKey, int] = {}
         self._routes = SiteRoutes(KernelRoutes())
         self._restart: trio.CancelScope | None = None
+        # Whether we carry routes learnt from members to other members (meshd.daemon.relaying
+        # decides, and owns IP forwarding); a member that does not relay announces only its own.
+        self.relaying = True
 
     @property
     def overlay_prefix(self) -> ipaddress.IPv6Network:
@@ -239,17 +240,18 @@ class BabelService:
         self._sync_members()
         if self.mesh is not None:
             self.mesh.follow_babel(config.hello_interval)
-        saved = enable_forwarding() if self.mesh is not None else {}
-        try:
-            if self.mesh is None or not config.interfaces:
-                await shell.run(task_status=task_status)
-                return
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._gateway_loop, shell)
-                await shell.run(task_status=task_status)
-                nursery.cancel_scope.cancel()
-        finally:
-            restore_forwarding(saved)
+        if self.mesh is None or not config.interfaces:
+            await shell.run(task_status=task_status)
+            return
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._gateway_loop, shell)
+            await shell.run(task_status=task_status)
+            nursery.cancel_scope.cancel()
+
+    def set_relaying(self, on: bool) -> None:
+        """Carry other members' routes on the mesh (relay) or not, from now on: a member
+        that does not relay is never a next hop between two others."""
+        self.relaying = on
 
     # --- the gateway -----------------------------------------------------------------------
 
@@ -348,6 +350,14 @@ class BabelService:
 
     def _redistribute(self, interface: str, prefix: IPNetwork, source: IPNetwork | None) -> bool:
         shell = self._shell
+        if (
+            not self.relaying
+            and self.mesh is not None
+            and interface == self.mesh.ifname
+            and (prefix, source) not in self._own
+            and (prefix, source) not in self._site
+        ):
+            return False  # not a relay: only our own routes on the mesh (meshd.daemon.relaying)
         if self.mesh is not None and (prefix, source) in self._site:
             return interface == self.mesh.ifname  # the site has it from its own router
         if shell is None or self.mesh is None or not self.config.redistribute:

@@ -1,6 +1,6 @@
 """Babel's site side in the daemon: the kernel routes toward the site kept for the site
-routes we originate (:class:`SiteRoutes`), IP forwarding while Babel relays, and the check
-that ``--babel-originate`` asks only for what this member's certificate grants."""
+routes we originate (:class:`SiteRoutes`), and the check that ``--babel-originate`` asks only
+for what this member's certificate grants. IP forwarding is :mod:`meshd.daemon.relaying`'s."""
 
 from __future__ import annotations
 
@@ -19,11 +19,6 @@ if TYPE_CHECKING:
     from meshd.node.statedir import NodeDir
 
 log = logging.getLogger("meshd.daemon.babel")
-
-FORWARDING = (
-    "/proc/sys/net/ipv6/conf/all/forwarding",
-    "/proc/sys/net/ipv4/conf/all/forwarding",
-)
 
 
 class SiteRoutes:
@@ -102,31 +97,3 @@ def refuse_ungranted_origins(config: DaemonConfig, node: NodeDir) -> None:
             + ("it" if len(refused) == 1 else "them"),
             hint="ask an admin for a certificate that grants the prefix",
         )
-
-
-def enable_forwarding() -> dict[str, str]:
-    """Turn IP forwarding on, as babeld does: a member relays between two others. Returns
-    the values it replaced, for :func:`restore_forwarding`."""
-    saved: dict[str, str] = {}
-    for path in FORWARDING:
-        try:
-            with open(path) as f:
-                old = f.read().strip()
-            if old != "1":
-                with open(path, "w") as f:
-                    f.write("1\n")
-                saved[path] = old
-        except OSError as exc:
-            log.warning("Babel: cannot turn forwarding on (%s): relaying will not work", exc)
-    if saved:
-        log.info("Babel: IP forwarding on (%s)", ", ".join(saved))
-    return saved
-
-
-def restore_forwarding(saved: Mapping[str, str]) -> None:
-    for path, value in saved.items():
-        try:
-            with open(path, "w") as f:
-                f.write(value + "\n")
-        except OSError as exc:
-            log.warning("Babel: cannot restore %s: %s", path, exc)

@@ -41,6 +41,7 @@ from meshd.daemon.enrollment import Enrollment
 from meshd.daemon.expiry import Expiry
 from meshd.daemon.flooding import Flooder
 from meshd.daemon.rejoin_policy import bootstrap_targets
+from meshd.daemon.relaying import BEHIND_NAT, OWN_ADDRESS, Relaying
 from meshd.daemon.renewer import lifecycle_services
 from meshd.daemon.state import NodeState, SyncSessions
 from meshd.daemon.sync_policy import SyncPolicy
@@ -120,6 +121,9 @@ class Daemon:
         self.lifecycle = lifecycle_services(state, config, self.flooder.flood)
         self.control = Control(self)
         self.babel = _babel_service(config, state, mesh)
+        self.relaying: Relaying | None = None
+        if self.babel is not None and self.babel.mesh is not None:
+            self.relaying = Relaying(config, self.babel, self._seen)
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -133,6 +137,8 @@ class Daemon:
             for service in self.lifecycle:
                 await nursery.start(service.run)
             await nursery.start(self.connections.run)
+            if self.relaying is not None:  # before Babel's first Update: relay or not
+                await nursery.start(self.relaying.run)
             if self.babel is not None:
                 await nursery.start(self.babel.run)
                 nursery.start_soon(self.babel.follow, self.state.feed.subscribe())
@@ -153,6 +159,17 @@ class Daemon:
         listen (meshd.daemon.bootstrap)."""
         public = self.config.public_addrs or tuple(stored_public(self.state.node))
         return invite_addrs(public, self.listen_addrs(), self.state.key)
+
+    def _seen(self) -> str | None:
+        """Where members see our WireGuard (meshd.daemon.endpoints), for ``--relay auto``:
+        behind a NAT, at our own address, or None while none has said."""
+        endpoints = getattr(self, "endpoints", None)
+        if endpoints is None:
+            return None
+        now = trio.current_time()
+        if endpoints.behind_nat(now):
+            return BEHIND_NAT
+        return OWN_ADDRESS if endpoints.nat_kind(now) == "none" else None
 
     async def _control(self, cmd: str, args: dict[str, Any]) -> Any:
         return await self.control.dispatch(cmd, args)

@@ -57,6 +57,7 @@ from meshd.mesh.underlay import LocalAddress, underlay_of
 from meshd.wg.backend import Backend, InterfaceConfig
 from meshd.wg.backend_select import select_backend
 from meshd.wg.model import (
+    DeviceState,
     IPNetwork,
     PeerConfig,
     UpdatePeer,
@@ -199,7 +200,7 @@ class WireGuardMesh:
         try:
             actual = await self.backend.get()
             members = self._members
-            held = self._hold_down(members)
+            held = self._hold_down(members, actual)
             desired = desired_peers(
                 members,
                 own_node_key=self.own_node_key,
@@ -241,13 +242,15 @@ class WireGuardMesh:
                 await poke_peers(desired, self.overlay_prefix, updates)
         return True
 
-    def _hold_down(self, members: Sequence[Member]) -> frozenset[bytes]:
-        """The peers held on their own overlay /128 this round (none before Babel runs)."""
+    def _hold_down(self, members: Sequence[Member], actual: DeviceState) -> frozenset[bytes]:
+        """The peers held on their own overlay /128 this round (none before Babel runs);
+        one whose first handshake did not come is released to the relay at once."""
         if self._hold is None:
             return frozenset()
         peers = peer_members(members, own_node_key=self.own_node_key, own_wg_key=self.own_wg_key)
         direct = routed_directly(peers, self._extra)
-        return self._hold.update(trio.current_time(), peers.keys(), direct)
+        answered = {p.public_key for p in actual.peers if p.last_handshake}
+        return self._hold.update(trio.current_time(), peers.keys(), direct, answered)
 
     def _report(self, desired: DesiredMesh, members: Sequence[Member]) -> None:
         self._report_holds(desired, members)

@@ -10,8 +10,14 @@ the relay's peer would make WireGuard drop that direct traffic. So:
   the peer itself, whatever Babel says, for ``period`` seconds;
 * unless Babel routes it directly first: from then on the hold is over for good and Babel's
   choice is followed, so a direct path heard and then lost moves to a relay at once;
-* a direct path that never comes up (UDP blocked between the two, say) is held for
-  ``period`` only; then the relay Babel chose takes over.
+* a direct path that never comes up (UDP blocked between the two, two symmetric NATs) is
+  not waited for: a peer with no handshake at all ``attempt`` seconds after it appeared
+  (WireGuard's first initiation went unanswered) is released at once, and the relay Babel
+  chose takes over then, not after the whole ``period``. Nothing direct can be dropped by
+  that: WireGuard sends no data without a session. When the direct path comes up later,
+  Babel hears the peer's Hellos on its own link-local address (always on its own peer),
+  prefers the direct route, and the overlay /128 moves back: the direct path is taken back;
+* with no handshake information (``answered`` None), the hold lasts ``period``.
 
 The rule is the same at both ends: the joiner (or a restarted daemon) holds every member it
 finds, and every member holds the joiner, so each sends straight to the other and accepts what
@@ -33,6 +39,11 @@ HOLD_HELLOS = 4
 #: A floor in seconds: a member learns of a joiner, and programs its peer, a second or more
 #: before the joiner's Babel starts (the joiner's libp2p import comes in between).
 MIN_HOLD = 5.0
+#: Seconds a new peer's first handshake is given before its direct attempt counts as failed:
+#: a first initiation goes out at once (a persistent keepalive set with the endpoint, or the
+#: re-creation of :mod:`meshd.mesh.handshake` within 1 s) and is answered within a round
+#: trip; WireGuard's own retry would come only 5 s later.
+DIRECT_ATTEMPT = 2.0
 
 
 def hold_down_period(hello_interval: float) -> float:
@@ -55,19 +66,26 @@ def routed_directly(
 class HoldDown:
     """Which peers' overlay /128 is held on the peer itself; see the module documentation."""
 
-    def __init__(self, period: float) -> None:
-        if period < 0:
-            raise ValueError(f"hold-down period {period} is negative")
+    def __init__(self, period: float, attempt: float = DIRECT_ATTEMPT) -> None:
+        if period < 0 or attempt < 0:
+            raise ValueError(f"hold-down period {period} or attempt {attempt} is negative")
         self.period = period
+        self.attempt = min(attempt, period)
         self._appeared: dict[bytes, float] = {}
         self._confirmed: set[bytes] = set()
         self._held: frozenset[bytes] = frozenset()
+        self._waiting: frozenset[bytes] = frozenset()  # held, no handshake yet
 
     def update(
-        self, now: float, peers: Collection[bytes], direct: Collection[bytes]
+        self,
+        now: float,
+        peers: Collection[bytes],
+        direct: Collection[bytes],
+        answered: Collection[bytes] | None = None,
     ) -> frozenset[bytes]:
-        """Take in this round's peers (WireGuard keys) and those Babel routes directly now;
-        return the held ones. A peer missing from ``peers`` is forgotten."""
+        """Take in this round's peers (WireGuard keys), those Babel routes directly now and
+        (``answered``) those with a handshake on the device; return the held ones. A peer
+        missing from ``peers`` is forgotten."""
         for gone in self._appeared.keys() - set(peers):
             del self._appeared[gone]
             self._confirmed.discard(gone)
@@ -76,12 +94,18 @@ class HoldDown:
             appeared = self._appeared.setdefault(key, now)
             if key in direct:
                 self._confirmed.add(key)
-            elif key not in self._confirmed and now < appeared + self.period:
+            elif key in self._confirmed or now >= appeared + self.period:
+                continue
+            elif answered is not None and key not in answered and now >= appeared + self.attempt:
+                continue  # the direct attempt failed: the relay now
+            else:
                 held.add(key)
         self._held = frozenset(held)
+        self._waiting = frozenset(held - set(answered)) if answered is not None else frozenset()
         return self._held
 
     def deadline(self) -> float | None:
         """When the first hold in force (as of the last :meth:`update`) ends, if any."""
         ends = [self._appeared[key] + self.period for key in self._held]
+        ends += [self._appeared[key] + self.attempt for key in self._waiting]
         return min(ends) if ends else None

@@ -29,7 +29,7 @@ def mesh() -> Iterator[LabMesh]:
     with running_mesh(
         HOSTS,
         "metricsmesh",
-        extra=("--babel-hello-interval", HELLO),
+        extra=("--babel-hello-interval", HELLO, "--relay", "on"),  # explicit (docs/nat.md)
         founder_extra=("--metrics", ADDRESS),
         handshakes_within=20,
         check_stopped=False,

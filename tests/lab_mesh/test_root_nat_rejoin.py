@@ -5,6 +5,7 @@ One lab for the module: h1 and h2 public (h1 founds the network, ``--relay on``;
 each other directly and nobody can dial in to them. Short announcement times (TTL 6 s) make
 members expire within the test.
 
+* h3 <-> h4 talk through h1, the only relay, and never through h2;
 * every public member is stopped long enough for everyone to expire in h3's and h4's views,
   then started again: h3 and h4 are back with both, handshakes and pings, with no restart of
   their own (before, they stopped dialling once every member had expired, and stayed cut
@@ -58,6 +59,20 @@ def via(mesh: LabMesh, host: str, target: str) -> str | None:
     row = next(r for r in mesh.node(host).peers() if r["name"] == target)
     route = row.get("route")
     return route if isinstance(route, str) else None
+
+
+def test_symmetric_nated_members_talk_through_the_relay_only(mesh: LabMesh) -> None:
+    wait_for(
+        lambda: via(mesh, "h3", "h4") == "via h1" and via(mesh, "h4", "h3") == "via h1",
+        20,
+        "h3 and h4 routed to each other through h1",
+    )
+    assert all(mesh.ping_pairs([("h3", "h4"), ("h4", "h3")], count=2).values())
+    assert via(mesh, "h3", "h4") == "via h1"  # never h2, which does not relay
+    forwarding = mesh.lab.exec("h2", ["sysctl", "-n", "net.ipv6.conf.all.forwarding"])
+    assert forwarding.stdout.strip() == "0"  # h2 did not turn it on
+    forwarding = mesh.lab.exec("h1", ["sysctl", "-n", "net.ipv6.conf.all.forwarding"])
+    assert forwarding.stdout.strip() == "1"
 
 
 def test_nated_members_survive_a_restart_of_every_public_member(mesh: LabMesh) -> None:

@@ -26,7 +26,10 @@ HELLO = "0.5"
 @pytest.fixture(scope="module")
 def mesh() -> Iterator[LabMesh]:
     with running_mesh(
-        HOSTS, "relaymesh", extra=("--babel-hello-interval", HELLO), handshakes_within=None
+        HOSTS,
+        "relaymesh",
+        extra=("--babel-hello-interval", HELLO, "--relay", "on"),  # explicit (docs/nat.md)
+        handshakes_within=None,
     ) as mesh:
         yield mesh
 

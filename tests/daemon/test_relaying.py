@@ -1,0 +1,100 @@
+"""``--relay``: who relays, and IP forwarding turned on only there, said once, put back."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+
+import pytest
+
+from meshd.daemon.relaying import BEHIND_NAT, OWN_ADDRESS, Forwarding, relay_decision
+
+PRIVATE = [ipaddress.ip_address("192.168.1.10"), ipaddress.ip_address("fd00::10")]
+GLOBAL = [*PRIVATE, ipaddress.ip_address("2001:4860::10")]
+
+
+def test_auto_relays_with_a_public_endpoint_only() -> None:
+    assert relay_decision("on", (), PRIVATE, BEHIND_NAT)[0] is True  # the operator's word
+    assert relay_decision("off", ("203.0.113.5:51820",), GLOBAL, OWN_ADDRESS)[0] is False
+    on, why = relay_decision("auto", ("203.0.113.5:51820",), PRIVATE, BEHIND_NAT)
+    assert on  # a configured endpoint: a port forward, say
+    assert "203.0.113.5:51820" in why
+    on, why = relay_decision("auto", (), GLOBAL, None)
+    assert on
+    assert "2001:4860::10" in why
+    assert relay_decision("auto", (), GLOBAL, BEHIND_NAT) == (
+        False,
+        "--relay auto: members see this node behind a NAT",
+    )
+    assert relay_decision("auto", (), PRIVATE, None)[0] is False  # no public endpoint
+    on, why = relay_decision("auto", (), PRIVATE, OWN_ADDRESS)  # members reach us as we are
+    assert on
+    assert "own address" in why
+    assert relay_decision("auto", ("not an endpoint",), PRIVATE, None)[0] is False
+
+
+def sysctls(tmp_path: Path, *values: str) -> list[tuple[str, str]]:
+    out = []
+    for i, value in enumerate(values):
+        path = tmp_path / f"f{i}"
+        path.write_text(value + "\n")
+        out.append((f"net.f{i}.forwarding", str(path)))
+    return out
+
+
+def test_forwarding_is_turned_on_said_once_at_warning_and_put_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = sysctls(tmp_path, "0", "1")
+    forwarding = Forwarding(files)
+    with caplog.at_level(logging.INFO, logger="meshd.daemon.relaying"):
+        forwarding.want(True, "--relay on")
+        forwarding.want(True, "--relay on")  # no change, nothing said
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "net.f0.forwarding 0 -> 1" in warnings[0].getMessage()
+    assert "net.f1" not in warnings[0].getMessage()  # it was on already: not ours to change
+    assert [Path(p).read_text() for _, p in files] == ["1\n", "1\n"]
+    forwarding.want(False, "")
+    assert [Path(p).read_text() for _, p in files] == ["0\n", "1\n"]  # only ours put back
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="meshd.daemon.relaying"):
+        forwarding.want(True, "--relay auto")
+        forwarding.release()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # once per run
+    assert Path(files[0][1]).read_text() == "0\n"
+
+
+def test_a_member_that_does_not_relay_leaves_forwarding_alone(tmp_path: Path) -> None:
+    files = sysctls(tmp_path, "0")
+    forwarding = Forwarding(files)
+    forwarding.want(False, "--relay off")
+    forwarding.release()
+    assert Path(files[0][1]).read_text() == "0\n"
+    unwritable = Forwarding([("net.x.forwarding", str(tmp_path / "missing" / "f"))])
+    unwritable.want(True, "--relay on")  # warned, not raised: the daemon runs on
+    assert unwritable.saved == {}
+
+
+def test_a_member_that_does_not_relay_announces_only_its_own_routes_on_the_mesh() -> None:
+    from meshd.babel.options import babel_config
+    from meshd.daemon.babel import BabelService
+    from tests.babel.test_site_rules import FakeMesh
+
+    own = ipaddress.IPv6Network("fd00:1::1/128")
+    other = ipaddress.IPv6Network("fd00:1::2/128")
+    service = BabelService(
+        babel_config(hello_interval=1.0),
+        node_key=b"k" * 32,
+        overlay=own.network_address,
+        own_wg_key=b"w" * 32,
+        mesh=FakeMesh(),
+    )
+    service._own = {(own, None)}
+    assert service.relaying  # until meshd.daemon.relaying decides
+    assert service._redistribute("wg0", other, None)  # a relay carries other members' routes
+    service.set_relaying(False)
+    assert not service._redistribute("wg0", other, None)  # never a next hop for others
+    assert service._redistribute("wg0", own, None)  # its own overlay /128 still goes out
+    assert service._redistribute("eth1", other, None)  # not the mesh: not this rule's business
