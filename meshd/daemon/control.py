@@ -97,7 +97,10 @@ class Control:
     async def dispatch(self, cmd: str, args: dict[str, Any]) -> Any:
         """The JSON answer to one request (the control server's handler)."""
         request = decode_request(cmd, args)
-        return to_json(await self.handlers[type(request)](request))
+        answer = await self.handlers[type(request)](request)
+        # What a command stored (a revocation, a publish) is on disk before the user hears so.
+        await self.daemon.state.disk.synced()
+        return to_json(answer)
 
     async def status(self, request: StatusRequest) -> StatusAnswer:
         d = self.daemon

@@ -61,6 +61,7 @@ async def run(
         mesh.set_members(members.latest.members)
         async with trio.open_nursery() as nursery:
             await nursery.start(state.feed.run)
+            await nursery.start(state.disk.run)  # fsyncs the store off the event loop
             nursery.start_soon(mesh.follow, members)
             if mesh.kind != "none":
                 # With no backend there is nothing to program: no reconcile loop, which

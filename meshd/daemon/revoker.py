@@ -2,7 +2,8 @@
 
 The daemon has the membership and the trust layer loaded, so the command's own process need
 not import and load them: it sends the member's name and the reason, and the daemon signs with
-this node's root or admin key, stores, floods, and answers what the CLI prints. It signs only
+this node's root or admin key, stores, floods, and answers what the CLI prints once the
+revocation is on disk (the control service waits for meshd.daemon.disksync). It signs only
 for a caller that could read that key file itself (root, or the file's owner: the control
 socket's group may ask the daemon things, not sign with its keys). ``--root-key``, invites and
 admin keys stay with the CLI, which signs and hands the record in (``publish``).
@@ -82,7 +83,7 @@ async def revoke(state: NodeState, flood: Flood, request: RevokeRequest) -> Revo
     new = False
     excluded: list[str] = []
     for revocation in revocations:
-        outcome = state.add_local(revocation)  # durable before it is flooded
+        outcome = state.add_local(revocation)  # committed before it is flooded
         if outcome.new:
             new = True
             await flood(revocation.raw)

@@ -3,8 +3,10 @@
 Everything here is synchronous. trio runs one task at a time and none of these methods
 awaits, so each call sees and leaves a whole state: the gossip validator (which libp2p calls
 synchronously), the sync and enrollment handlers and the timers all go through this one
-object and never interleave inside it. Whatever changes the record set is written to the
-store before the call returns, so a record is durable before we forward or act on it.
+object and never interleave inside it. Whatever changes the record set is committed to the
+store before the call returns, so a record is stored before we forward it; its events reach
+the feed once the disk-sync service (meshd.daemon.disksync) has it on disk, so nothing acts
+on a record before it is durable.
 """
 
 from __future__ import annotations
@@ -35,12 +37,15 @@ from meshd.daemon.budgets import (
     RateLimiter,
     SyncSessions,
 )
+from meshd.daemon.disksync import DiskSync
 from meshd.daemon.feed import MembershipFeed, Snapshot
 from meshd.errors import DecodeError, VerifyError
 from meshd.gossip import enroll
 from meshd.gossip.sync import net_change
 from meshd.membership import (
     Batch,
+    Change,
+    Event,
     Member,
     Membership,
     MemberState,
@@ -118,6 +123,7 @@ class NodeState:
         self.outgoing: set[bytes] = set()
         self.traffic = Traffic()  # gossip and sync counters, for the metrics
         self.feed = MembershipFeed(self._snapshot)
+        self.disk = DiskSync(node.store, self.feed.changed)  # started by meshd.daemon.launch
         # A peer id's member key; the daemon installs libp2p's (this module imports no libp2p).
         self.peer_key: Callable[[str], bytes | None] = _no_key
 
@@ -138,8 +144,21 @@ class NodeState:
     def _persist(self, outcomes: Sequence[Outcome]) -> None:
         change = net_change(self.membership, outcomes)
         if change is not None:
-            self.node.store.apply([change])
-            self.feed.changed(change.events)
+            self._commit([change], change.events)
+
+    def _commit(self, changes: Sequence[Change], events: Sequence[Event]) -> None:
+        """Commit ``changes`` now; hand ``events`` to the feed once they are on disk (at once
+        when the disk-sync service does not run: then the commit itself waits for the disk)."""
+        if not self.disk.running:
+            if changes:
+                self.node.store.apply(changes)
+            self.feed.changed(events)
+            return
+        needs_disk = bool(changes) and self.node.store.apply(changes, fsync=False)
+        if needs_disk or (events and not self.disk.idle):
+            self.disk.after_sync(events)  # after what waits already, in order
+        else:
+            self.feed.changed(events)
 
     # --- what arrives ------------------------------------------------------------------------
 
@@ -230,9 +249,7 @@ class NodeState:
             rejected=rejected,
             source=source,
         )
-        if batch.stored or batch.dropped:
-            self.node.store.apply([batch])
-        self.feed.changed(batch.events)
+        self._commit([batch] if batch.stored or batch.dropped else [], batch.events)
         for reason in batch.rejected:
             self.reject_reasons[reason] += 1
         return batch

@@ -7,7 +7,9 @@ membership core's verification again, and rows that fail are counted and deleted
 Durability: the database runs in WAL mode with ``synchronous=FULL`` for every transaction
 that holds a credential or a revocation, so those are on disk before ``commit`` returns.
 Transactions of announcements alone (soft state that members refresh) use ``NORMAL``: they
-survive a crash of the process, not necessarily of the machine.
+survive a crash of the process, not necessarily of the machine. The running daemon commits
+credentials and revocations with ``NORMAL`` too and syncs the log in a worker thread before it
+acts on them (``apply(..., fsync=False)``, :meth:`Store.sync_to_disk`, meshd.daemon.disksync).
 A revocation is committed before anything
 acts on it or forwards it; a kill -9 at any instant leaves the last committed state, which
 SQLite's journal recovers on the next open.
@@ -16,6 +18,7 @@ SQLite's journal recovers on the next open.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -128,9 +131,13 @@ class Store:
 
     # --- the record set -------------------------------------------------------------------
 
-    def apply(self, changes: Sequence[Change]) -> None:
+    def apply(self, changes: Sequence[Change], *, fsync: bool = True) -> bool:
         """Persist what merging did (outcomes or batches), in one transaction, committed
-        before this returns."""
+        before this returns. Returns whether it wrote credentials or revocations (what must
+        reach the disk, not only survive a crash of meshd).
+
+        ``fsync=False``: committed (atomic, safe against meshd being killed) without waiting
+        for the disk; :meth:`sync_to_disk` then makes it durable (meshd.daemon.disksync)."""
         # The net effect of the changes, in order: a record stored and then dropped within
         # them is never written.
         records: dict[bytes, tuple[bytes, int, bytes]] = {}
@@ -157,11 +164,12 @@ class Store:
                 else:
                     dropped.append((rid,))
         if not records and not announcements and not dropped and not dropped_nodes:
-            return
+            return False
         # Credentials and revocations are synced to disk before this returns. Announcements
         # alone are soft state, refreshed by their members all the time: their batches are
         # safe against a crash of meshd (kill -9) but skip the fsync.
-        hard = bool(records or dropped or dropped_nodes)
+        needs_disk = bool(records or dropped or dropped_nodes)
+        hard = needs_disk and fsync
         if hard != self._hard:
             self._db.execute(f"PRAGMA synchronous={'FULL' if hard else 'NORMAL'}")
             self._hard = hard
@@ -181,6 +189,27 @@ class Store:
                     "INSERT OR REPLACE INTO announcements(node, rid, raw) VALUES (?, ?, ?)",
                     announcements.values(),
                 )
+        return needs_disk
+
+    def sync_to_disk(self) -> None:
+        """fsync the write-ahead log: every transaction committed so far is then on disk.
+
+        Safe to call from another thread: it opens the log file itself and touches no
+        connection (fsync flushes the file's pages whichever descriptor wrote them). In WAL
+        mode SQLite syncs the log before each checkpoint, so what a checkpoint moved out of
+        it is on disk already."""
+        try:
+            fd = os.open(self.path.with_name(self.path.name + "-wal"), os.O_RDONLY)
+        except FileNotFoundError:
+            return  # no log: nothing written since it was checkpointed, synced and removed
+        except OSError as exc:
+            raise StoreError(f"cannot sync the store {self.path}: {exc}") from None
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise StoreError(f"cannot sync the store {self.path}: {exc}") from None
+        finally:
+            os.close(fd)
 
     def rows(self, kinds: Iterable[Kind] = LOAD_ORDER) -> Iterator[tuple[bytes, bytes]]:
         for kind in kinds:
