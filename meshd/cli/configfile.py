@@ -523,6 +523,24 @@ def _metrics(text: str) -> None:
     parse_address(text)
 
 
+def _relay_modes() -> Iterable[str]:
+    from meshd.daemon.config import RELAY_MODES
+
+    return RELAY_MODES
+
+
+def _public_addr(text: str) -> None:
+    from meshd.daemon.bootstrap import check_public_addr
+
+    check_public_addr(text, 7100)
+
+
+def _bootstrap(text: str) -> None:
+    from meshd.daemon.bootstrap import check_bootstrap
+
+    check_bootstrap(text)
+
+
 def _not_empty(text: str) -> None:
     if not text.strip():
         raise UsageError("must not be empty")
@@ -546,6 +564,9 @@ _MEANING: Final[dict[str, Callable[[Any], None]]] = {
     "log_format": _choice("--log-format", _formats),
     "metrics": _metrics,
     "invite": _not_empty,
+    "relay": _choice("--relay", _relay_modes),
+    "public_addr": _public_addr,
+    "bootstrap": _bootstrap,
 }
 
 

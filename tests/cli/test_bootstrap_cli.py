@@ -57,3 +57,26 @@ def test_bad_reachability_options_are_one_line_errors_with_exit_2(
     assert code == 2
     assert says in err
     assert not state.exists()  # refused before anything was made
+
+
+def test_the_config_file_checks_relay_public_addr_and_bootstrap(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        'relay = "sometimes"\npublic_addr = ["example.org"]\nbootstrap = ["/ip4/1.2.3.4/tcp/1"]\n'
+    )
+    code, out, err = run(capsys, "config", "check", str(bad))
+    assert code == 78
+    assert "3 problems" in err
+    for line, key in enumerate(("relay", "public_addr", "bootstrap"), start=1):
+        assert f"bad.toml:{line}: {key} " in out
+    good = tmp_path / "good.toml"
+    peer = peer_id_text(bytes(32))
+    good.write_text(
+        'relay = "off"\npublic_addr = ["203.0.113.5:7100"]\n'
+        f'bootstrap = ["/ip4/203.0.113.5/tcp/7100/p2p/{peer}"]\n'
+    )
+    code, out, err = run(capsys, "config", "check", str(good))
+    assert code == 0, err
+    assert "3 keys set" in out
