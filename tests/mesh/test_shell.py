@@ -6,6 +6,7 @@ alone, and a ``set`` that fails half way is read again and converged within the 
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from meshd.daemon import wireguard_views
 from meshd.daemon.wireguard import RETRY_AFTER_ERROR, WireGuardMesh
 from meshd.errors import BackendError
 from meshd.membership import Member, MemberState
-from meshd.mesh.holddown import hold_down_period
+from meshd.mesh.holddown import DIRECT_ATTEMPT, hold_down_period
 from meshd.wg.backend import InterfaceConfig
 from meshd.wg.backend_none import NullBackend
 from meshd.wg.model import Operation, UpdatePeer, clamp_private_key
@@ -140,6 +141,38 @@ def test_status_view_names_the_interface() -> None:
     run(main)
 
 
+def shake_hands(backend: FlakyBackend) -> None:
+    """Every peer of the device has a handshake now, as where direct paths work."""
+    peers = tuple(dataclasses.replace(p, last_handshake=1.0) for p in backend.state.peers)
+    backend.state = dataclasses.replace(backend.state, peers=peers)
+
+
+def test_a_new_neighbour_with_no_handshake_goes_to_the_relay_once_its_attempt_failed() -> None:
+    async def main() -> None:
+        new, relay = member("new"), member("relay")
+        mesh, backend = make_mesh([new, relay])
+        overlay = ipaddress.ip_network(f"{new.overlay}/128")
+
+        def holder() -> bytes:
+            peers = backend.state.peer_configs()
+            return next(k for k, p in peers.items() if overlay in p.allowed_ips)
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mesh.run)
+            mesh.follow_babel(hello_interval=4.0)  # held 16 s, unless no handshake comes
+            await trio.testing.wait_all_tasks_blocked()
+            start = trio.current_time()
+            mesh.set_extra_prefixes({relay.wg_key: [overlay]})  # Babel: new via relay
+            await trio.testing.wait_all_tasks_blocked()
+            assert holder() == new.wg_key
+            await trio.sleep(DIRECT_ATTEMPT + 0.1)  # a round when the attempt ends
+            assert holder() == relay.wg_key
+            assert trio.current_time() - start < DIRECT_ATTEMPT + 0.2  # not 16 s
+            nursery.cancel_scope.cancel()
+
+    run(main)
+
+
 def test_a_new_direct_neighbour_is_held_and_the_relay_takes_over_when_the_hold_ends(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -156,6 +189,7 @@ def test_a_new_direct_neighbour_is_held_and_the_relay_takes_over_when_the_hold_e
 
         async with trio.open_nursery() as nursery:
             await nursery.start(mesh.run)
+            shake_hands(backend)  # the direct path works: held until Babel or the period
             mesh.follow_babel(hello_interval=4.0)  # held 16 s; periodic rounds every 5 s
             await trio.testing.wait_all_tasks_blocked()
             start = trio.current_time()
