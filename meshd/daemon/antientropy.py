@@ -123,7 +123,8 @@ class AntiEntropy:
     async def _ingest(self, peer: str, raws: Sequence[bytes]) -> int:
         state = self.state
         checked = await check_sync_records(
-            raws, admit=lambda records: state.admit_sync_records(peer, records, time.monotonic())
+            raws,
+            admit=lambda records: state.gate.admit_sync_records(peer, records, time.monotonic()),
         )
         batch = state.merge_batch(
             checked.records,

@@ -35,7 +35,7 @@ class Checked:
 
 
 Admit = Callable[[list[Record]], list[Record]]
-"""Keeps the records the peer's budget lets us verify (NodeState.admit_sync_records)."""
+"""Keeps the records the peer's budget lets us verify (meshd.daemon.gate.PeerGate)."""
 
 
 async def check_sync_records(raws: Iterable[bytes], admit: Admit | None = None) -> Checked:

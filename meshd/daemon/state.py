@@ -22,7 +22,6 @@ from meshd.daemon.budgets import (
     MAX_STRANGER_SESSIONS,
     MAX_SYNC_PER_PEER,
     MAX_SYNC_SESSIONS,
-    MAX_TRACKED_PEERS,
     NON_MEMBERS,
     RATE_BURST,
     RATE_PER_SECOND,
@@ -39,6 +38,7 @@ from meshd.daemon.budgets import (
 )
 from meshd.daemon.disksync import DiskSync
 from meshd.daemon.feed import MembershipFeed, Snapshot
+from meshd.daemon.gate import PeerGate
 from meshd.errors import DecodeError, VerifyError
 from meshd.gossip import enroll
 from meshd.gossip.sync import net_change
@@ -54,7 +54,7 @@ from meshd.membership import (
 from meshd.membership.pending import LOCAL
 from meshd.metrics.snapshot import Traffic
 from meshd.node.statedir import NodeDir
-from meshd.records import Admission, Announcement, Enrollment, Record, record_id
+from meshd.records import Admission, Enrollment, Record, record_id
 
 log = logging.getLogger(__name__)
 
@@ -111,14 +111,11 @@ class NodeState:
             node.paths.db,
         )
         self.membership.tick(clock())
-        self.rejects: Counter[str] = Counter()  # by peer id
-        self.reject_reasons: Counter[str] = Counter()
+        # Who may make us do what (rate limits of gossip and sync), and what was refused.
+        self.gate = PeerGate(lambda peer: self.source_of(peer) == peer)
+        self.rejects: Counter[str] = self.gate.rejects  # by peer id
+        self.reject_reasons: Counter[str] = self.gate.reject_reasons
         self.accepted = 0
-        self._limiter = RateLimiter()
-        self._forwarders = RateLimiter(FORWARDER_RATE, FORWARDER_BURST)
-        self._sync_members = RateLimiter(SYNC_MEMBER_RATE, SYNC_MEMBER_BURST)
-        self._sync_strangers = RateLimiter(SYNC_STRANGER_RATE, SYNC_STRANGER_BURST)
-        self._sync_all_strangers = RateLimiter(SYNC_STRANGERS_RATE, SYNC_STRANGERS_BURST)
         # Our own records being published: the validator lets them pass (meshd.daemon.flooding).
         self.outgoing: set[bytes] = set()
         self.traffic = Traffic()  # gossip and sync counters, for the metrics
@@ -171,19 +168,14 @@ class NodeState:
         """
         if data in self.outgoing:
             return True  # our own publish, already merged and stored
-        now = time.monotonic()
-        if not self._forwarders.allow(forwarder, now):
-            self._reject(forwarder, "rate-limited")
-            return False
-        if not self._limiter.allow(author, now):
-            self._reject(forwarder, "rate-limited")
+        if not self.gate.allow_gossip(author, forwarder, time.monotonic()):
             return False
         try:
             outcome = self.membership.ingest_untrusted(
                 data, self.clock(), source=self.source_of(forwarder)
             )
         except (DecodeError, VerifyError) as exc:
-            self._reject(forwarder, exc.reason if isinstance(exc, VerifyError) else "decode")
+            self.gate.reject(forwarder, exc.reason if isinstance(exc, VerifyError) else "decode")
             return False
         if outcome.stored or outcome.dropped:
             self._persist([outcome])
@@ -192,44 +184,11 @@ class NodeState:
         self.accepted += 1
         return True
 
-    def _reject(self, peer: str, reason: str) -> None:
-        if len(self.rejects) >= MAX_TRACKED_PEERS:
-            self.rejects.clear()
-        self.rejects[peer] += 1
-        self.reject_reasons[reason] += 1
-
     def source_of(self, peer: str) -> str:
         """The pending pool's source key for what ``peer`` delivers: its peer id if it is a
         member, else the one key all non-members share."""
         key = self.peer_key(peer)
         return peer if key is not None and self.is_member(key) else NON_MEMBERS
-
-    def admit_sync_records(self, peer: str, records: Sequence[Record], now: float) -> list[Record]:
-        """The records of a sync message from ``peer`` that its budget lets us check.
-
-        A member may push SYNC_MEMBER_RATE records a second (bursts of SYNC_MEMBER_BURST);
-        a peer that is not a member SYNC_STRANGER_RATE (SYNC_STRANGER_BURST), and all of them
-        together SYNC_STRANGERS_RATE (SYNC_STRANGERS_BURST): that bounds the signatures a
-        stranger makes us verify. Credentials and revocations go before announcements, so a
-        member we do not know yet (across a healed partition) soon shows its own admission
-        and gets a member's budget. What is cut is counted as ``rate-limited`` and comes
-        back in a later sync.
-        """
-        if not records:
-            return []
-        ordered = sorted(records, key=lambda r: type(r) is Announcement)
-        if self.source_of(peer) == peer:
-            granted = self._sync_members.take(peer, now, len(ordered))
-        else:
-            granted = self._sync_strangers.take(peer, now, len(ordered))
-            shared = self._sync_all_strangers.take(NON_MEMBERS, now, granted)
-            self._sync_strangers.give_back(peer, granted - shared)
-            granted = shared
-        cut = len(ordered) - granted
-        if cut:
-            self.rejects[peer] += cut
-            self.reject_reasons["rate-limited"] += cut
-        return ordered[:granted]
 
     def merge_batch(
         self,

@@ -358,13 +358,13 @@ def test_sync_pushes_are_budgeted_per_peer_and_for_all_strangers(tmp_path: Path)
         ann = make_announcement(member, network_id=node.anchor.network_id, seq=1, issued_at=now())
         cert = _member_certificate(node, root, SigningKey.generate(), "x")
         batch: list[Record] = [*([ann] * 30_000), cert]
-        kept = state.admit_sync_records("m", batch, 0.0)
+        kept = state.gate.admit_sync_records("m", batch, 0.0)
         assert len(kept) == SYNC_MEMBER_BURST
         assert kept[0] is cert  # credentials go first
-        assert len(state.admit_sync_records("s0", batch, 0.0)) == SYNC_STRANGER_BURST
-        total = sum(len(state.admit_sync_records(f"s{i}", batch, 0.0)) for i in range(1, 20))
+        assert len(state.gate.admit_sync_records("s0", batch, 0.0)) == SYNC_STRANGER_BURST
+        total = sum(len(state.gate.admit_sync_records(f"s{i}", batch, 0.0)) for i in range(1, 20))
         assert total == SYNC_STRANGERS_BURST - SYNC_STRANGER_BURST  # all strangers share it
-        assert len(state.admit_sync_records("s0", batch, 1.0)) == SYNC_STRANGER_RATE
+        assert len(state.gate.admit_sync_records("s0", batch, 1.0)) == SYNC_STRANGER_RATE
         assert state.reject_reasons["rate-limited"] > 500_000
         assert state.source_of("m") == "m"
         assert state.source_of("s0") == NON_MEMBERS
