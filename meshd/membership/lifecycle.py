@@ -2,12 +2,19 @@
 
 A :class:`~meshd.records.Renewal` extends a member's standing without a new enrollment. It is
 signed by the root, or by an admin with the invite capability (never past the admin's own
-end: meshd.trust.chain). Renewals are kept one per (subject, issuer): the one with the greatest
-``(not_after, record id)``; a smaller one is refused (``superseded-renewal``) and a greater one
-replaces it, so the set is the same whatever order they come in. A credential of the subject
-lasts until the latest ``not_after`` among its own and those of the renewals that apply to it:
-one by the root applies to every credential; one by an admin only to credentials whose granted
-prefixes all lie within the admin's (a renewal extends time, never grants).
+end: meshd.trust.chain). Renewals are kept one per (subject, issuer, root of the issuer's
+chain): the one with the greatest ``(not_after, record id)``; a smaller one is refused
+(``superseded-renewal``) and a greater one replaces it, so the set is the same whatever order
+they come in. A credential of the subject lasts until the latest ``not_after`` among its own
+and those of the renewals that apply to it: one by the root applies to every credential; one
+by an admin only to credentials whose granted prefixes all lie within the admin's (a renewal
+extends time, never grants).
+
+Across a root rollover (meshd.membership.roots), what a record signed under a root gives lasts
+no longer than that root is accepted: a credential's own end is capped at its root's end, and
+a renewal's at the end of the root its issuer's chain ends at. So a renewal signed under the new
+root carries a member admitted under the old one over the end of the overlap (it re-anchors
+it), and one signed under the old root gives nothing once its overlap has ended.
 
 A :class:`~meshd.records.Leave` is a member's own departure, signed by its node key. It ends
 every credential of that key (the member state is ``revoked``, reason ``left``); it does not
@@ -23,10 +30,15 @@ so a renewal replayed after a revocation does nothing, in any order.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from meshd.addressing import Prefix, prefix_within
-from meshd.records import Leave, Renewal
+from meshd.records import Leave, Renewal, Revocation
 from meshd.trust.chain import Credential
+
+# Until when records signed under a root key are accepted (meshd.membership.roots); b"": the
+# network's first root.
+RootEnd = Callable[[bytes], int]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -35,6 +47,7 @@ class _Kept:
     rid: bytes
     renewal: Renewal
     grants: tuple[Prefix, ...] | None  # the admin's prefixes; None for the root
+    root: bytes  # the root its issuer's chain ends at
 
 
 class Renewals:
@@ -51,15 +64,15 @@ class Renewals:
 
     def newer(self, renewal: Renewal, rid: bytes) -> bool:
         """Whether ``renewal`` orders after the one kept for its subject and issuer."""
-        kept = self._by_subject.get(renewal.subject, {}).get(renewal.issuer)
+        kept = self._by_subject.get(renewal.subject, {}).get(_slot(renewal))
         return kept is None or (kept.not_after, kept.rid) < (renewal.not_after, rid)
 
     def put(self, renewal: Renewal, rid: bytes) -> bytes | None:
         """Keep ``renewal`` (newer than what its slot holds); returns the record id it replaces."""
         slots = self._by_subject.setdefault(renewal.subject, {})
-        replaced = slots.get(renewal.issuer)
+        replaced = slots.get(_slot(renewal))
         grants = renewal.chain[0].prefixes if renewal.chain else None
-        slots[renewal.issuer] = _Kept(renewal.not_after, rid, renewal, grants)
+        slots[_slot(renewal)] = _Kept(renewal.not_after, rid, renewal, grants, root_of(renewal))
         self._by_issuer.setdefault(renewal.issuer, set()).add(renewal.subject)
         return replaced.rid if replaced is not None else None
 
@@ -69,7 +82,8 @@ class Renewals:
         dropped = [(key, rid) for rid in self.drop_subject(key)]
         for subject in self._by_issuer.pop(key, set()):
             slots = self._by_subject[subject]
-            dropped.append((subject, slots.pop(key).rid))
+            for slot in [slot for slot in slots if slot[:32] == key]:
+                dropped.append((subject, slots.pop(slot).rid))
             if not slots:
                 del self._by_subject[subject]
         return dropped
@@ -77,7 +91,7 @@ class Renewals:
     def drop_subject(self, key: bytes) -> list[bytes]:
         """Forget the renewals of the member ``key`` (it left); returns their record ids."""
         slots = self._by_subject.pop(key, {})
-        for issuer in slots:
+        for issuer in {slot[:32] for slot in slots}:
             subjects = self._by_issuer[issuer]
             subjects.discard(key)
             if not subjects:
@@ -89,23 +103,63 @@ class Renewals:
         kept = sorted(self._by_subject.get(subject, {}).values(), key=lambda k: -k.not_after)
         return [k.renewal for k in kept]
 
-    def end(self, credential: Credential) -> int:
-        """When ``credential`` ends, renewals included."""
+    def end(self, credential: Credential, root_end: RootEnd | None = None) -> int:
+        """When ``credential`` ends, renewals included; with ``root_end``, each end (its own,
+        each renewal's) capped at the end of the root it was signed under."""
         slots = self._by_subject.get(credential.node_key)
         end = credential.not_after
+        if root_end is not None:
+            end = min(end, root_end(credential.root))
         if not slots:
             return end
         for kept in slots.values():
-            if kept.not_after > end and _applies(kept.grants, credential.prefixes):
-                end = kept.not_after
+            until = kept.not_after if root_end is None else min(kept.not_after, root_end(kept.root))
+            if until > end and _applies(kept.grants, credential.prefixes):
+                end = until
         return end
 
-    def extend(self, credential: Credential) -> Credential:
-        """``credential`` with its end moved to the latest renewal that applies to it."""
-        end = self.end(credential)
+    def issued_under(self, root: bytes) -> list[bytes]:
+        """Record ids of the renewals whose issuer's chain ends at ``root``."""
+        return [
+            k.rid for slots in self._by_subject.values() for k in slots.values() if k.root == root
+        ]
+
+    def drop_rids(self, rids: set[bytes]) -> list[bytes]:
+        """Forget the renewals with these record ids; returns their subjects."""
+        subjects = []
+        for subject, slots in list(self._by_subject.items()):
+            for slot, kept in list(slots.items()):
+                if kept.rid in rids:
+                    del slots[slot]
+                    subjects.append(subject)
+                    issuer = slot[:32]
+                    if not any(other[:32] == issuer for other in slots):
+                        issued = self._by_issuer.get(issuer, set())
+                        issued.discard(subject)
+                        if not issued:
+                            self._by_issuer.pop(issuer, None)
+            if not slots:
+                del self._by_subject[subject]
+        return subjects
+
+    def extend(self, credential: Credential, root_end: RootEnd | None = None) -> Credential:
+        """``credential`` with its end moved to the latest renewal that applies to it (capped
+        at the roots' ends with ``root_end``)."""
+        end = self.end(credential, root_end)
         if end == credential.not_after:
             return credential
         return dataclasses.replace(credential, not_after=end)
+
+
+def _slot(renewal: Renewal) -> bytes:
+    """One renewal is kept per subject, issuer and root its issuer's chain ends at (an admin
+    certified again by a new root renews under each, and the old root's goes with it)."""
+    return renewal.issuer + root_of(renewal)
+
+
+def root_of(record: Renewal | Revocation) -> bytes:
+    """The root key a renewal's (or revocation's) issuer chain ends at."""
+    return record.chain[0].issuer if record.chain else record.issuer
 
 
 def _applies(grants: tuple[Prefix, ...] | None, prefixes: tuple[Prefix, ...]) -> bool:

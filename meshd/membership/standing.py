@@ -154,6 +154,15 @@ class Standing:
     def add_revocation(self, revocation: Revocation) -> set[bytes]:
         """Index a verified revocation; returns the members whose standing may change."""
         target = revocation.target
+        self._index_revocation(revocation)
+        self.invalidate()
+        dependents = self._dependents.get(target, set())
+        if any(self._sponsored.get(node) for node in dependents):
+            return dependents | self._recompute()
+        return set(dependents)
+
+    def _index_revocation(self, revocation: Revocation) -> None:
+        target = revocation.target
         self._revocations.setdefault(target, []).append(revocation)
         if revocation.sponsored is None:
             since = self._legacy_from.get(target)
@@ -161,11 +170,22 @@ class Standing:
                 self._legacy_from[target] = revocation.issued_at
         else:
             self._listed.setdefault(target, set()).update(revocation.sponsored)
+
+    def drop_revocations(self, revocations: Iterable[Revocation]) -> set[bytes]:
+        """Forget revocations (signed under a root no longer accepted); returns the members
+        whose standing may change."""
+        gone = {r.raw for r in revocations}
+        targets = {r.target for r in revocations}
+        touched: set[bytes] = set()
+        for target in targets:
+            kept = [r for r in self._revocations.pop(target, []) if r.raw not in gone]
+            self._listed.pop(target, None)
+            self._legacy_from.pop(target, None)
+            for revocation in kept:
+                self._index_revocation(revocation)
+            touched |= self._dependents.get(target, set())
         self.invalidate()
-        dependents = self._dependents.get(target, set())
-        if any(self._sponsored.get(node) for node in dependents):
-            return dependents | self._recompute()
-        return set(dependents)
+        return touched | self._recompute()
 
     def add_handover(
         self, old: bytes, issued_at: int, rid: bytes, kept: Iterable[bytes]
@@ -323,7 +343,7 @@ class Standing:
                 and self._revoked_by(credential) is None
                 and self._root_on_chain(credential)
             ):
-                found = None if node in self.departures else self.renewals.extend(credential)
+                found = None if node in self.departures else self.extend(credential)
                 break
         self._standing_cache[node] = found
         return found
@@ -337,17 +357,18 @@ class Standing:
         expired: Credential | None = None
         retired: Credential | None = None
         for _, rid, credential in entries:
-            credential = self.renewals.extend(credential)
             excluded = self._exclusion(node, rid, credential)
             if excluded:
                 reason = reason or excluded
                 continue
-            if self._root_end(credential) < now:
-                retired = retired or credential  # its root was rolled over and the overlap ended
+            if self.end(credential) < now:
+                if self.renewals.end(credential) >= now:
+                    # Valid but for its root(s): rolled over, and the overlap has ended.
+                    retired = retired or self.renewals.extend(credential)
+                else:
+                    expired = expired or self.renewals.extend(credential)
                 continue
-            if credential.not_after < now:
-                expired = expired or credential
-                continue
+            credential = self.extend(credential)
             if announce_ttl is not None:
                 last = credential.admitted_at if last_seen is None else last_seen
                 if last + announce_ttl < now:
@@ -359,11 +380,21 @@ class Standing:
             return MemberState.EXPIRED, "root-retired", retired
         return MemberState.REVOKED, reason, entries[0][2]
 
-    def _root_end(self, credential: Credential) -> int:
-        """Until when the root the credential's chain ends at is accepted."""
+    def root_end(self, root: bytes) -> int:
+        """Until when records signed under the root key ``root`` (b"": the first) are
+        accepted: 0 for a key off the chain of roots."""
         if self.roots is None:
             return U64
-        return self.roots.end(credential.root or self.roots.first)
+        return self.roots.end(root or self.roots.first)
+
+    def end(self, credential: Credential) -> int:
+        """When a credential ends: the latest of its own end and its renewals', each capped
+        at the end of the root it was signed under (a renewal under a newer root carries it
+        over a rollover)."""
+        return self.renewals.end(credential, self.root_end)
+
+    def extend(self, credential: Credential) -> Credential:
+        return self.renewals.extend(credential, self.root_end)
 
     def _root_on_chain(self, credential: Credential) -> bool:
         return self.roots is None or self.roots.on_chain(credential.root or self.roots.first)
@@ -430,14 +461,19 @@ class Standing:
     def knows(self, node: bytes) -> bool:
         return node in self._credentials
 
+    def credential_by_id(self, rid: bytes) -> Credential | None:
+        """The verified credential of record id ``rid``, if it is in the set."""
+        return self._by_rid.get(rid)
+
     def nodes(self) -> Iterator[bytes]:
         return iter(self._credentials)
 
     def credentials_end(self, node: bytes) -> int:
         """When the last of a member's known credentials ends (0 when none is known)."""
         entries = self._credentials.get(node, ())
-        # A credential under a root that was rolled over ends with the overlap at the latest.
-        return max((min(self.renewals.end(c), self._root_end(c)) for _, _, c in entries), default=0)
+        # A credential under a root that was rolled over ends with the overlap at the latest,
+        # unless a renewal signed under a newer root carries it further.
+        return max((self.end(c) for _, _, c in entries), default=0)
 
     def is_revoked(self, key: bytes) -> bool:
         return key in self._revocations
@@ -461,10 +497,6 @@ class Standing:
         return sum(
             not candidate.keys().isdisjoint(keys)
             for keys in self._ranked.get(invite_key, {}).values()
-    def credential_by_id(self, rid: bytes) -> Credential | None:
-        """The verified credential of record id ``rid``, if it is in the set."""
-        return self._by_rid.get(rid)
-
         )
 
     def only_legacy_revocations(self, key: bytes) -> bool:

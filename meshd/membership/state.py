@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from meshd.addressing import Prefix, host_prefix, overlay_address
 from meshd.errors import DecodeError, VerifyError
+from meshd.membership.lifecycle import root_of
 from meshd.membership.pending import LOCAL, PendingPool
 from meshd.membership.recordset import RecordSet
 from meshd.membership.roots import RootChain
@@ -30,6 +31,7 @@ from meshd.membership.views import (
 )
 from meshd.membership.wgkeys import WgKeys
 from meshd.records import (
+    U64,
     Admission,
     Announcement,
     Certificate,
@@ -115,6 +117,9 @@ class Membership:
         # overlay address follows hand-overs back to the key that enrolled.
         self._origin: dict[bytes, tuple[int, bytes, bytes]] = {}
         self._standing.roots = self._roots
+        # Revocations and renewals signed under a root leave the set once its acceptance ends
+        # (meshd.membership.roots): the next moment that may happen.
+        self._retire_after = U64
 
     # --- merging ------------------------------------------------------------------------
 
@@ -136,13 +141,20 @@ class Membership:
         rid = record_id(record.raw)
         if rid in self._set:
             return Outcome(record, new=False)
-        if type(record) is Announcement:
+        retiring = None
+        if now > self._retire_after:
+            retiring = _Change(source=source)
+            self._retire(now, retiring)
+        if type(record) is Announcement and retiring is None:
             refreshed = self._refresh(record, rid, now, signature_checked)
             if refreshed is not None:
                 return self._refreshed_outcome(record, rid, *refreshed)
         change = _Change(
             signature_checked=signature_checked and type(record) is Announcement, source=source
         )
+        if retiring is not None:
+            change.dropped, change.touched = retiring.dropped, retiring.touched
+            change.judgements_changed = retiring.judgements_changed
         pending = self._merge(record, rid, now, change)
         if change.judgements_changed:
             self._settle(change, now)
@@ -437,6 +449,7 @@ class Membership:
     def _merge_revocation(self, rev: Revocation, rid: bytes, now: int, change: _Change) -> None:
         self.verifier.revocation(rev)
         self._not_future(rev.issued_at, now, "revocation")
+        self._root_accepted(root_of(rev), now, "revocation")
         if rev.expires_at < now:
             raise VerifyError("expired", "the revocation has expired and may be pruned")
         change.touched |= self._standing.add_revocation(rev)
@@ -455,6 +468,7 @@ class Membership:
         self._not_future(renewal.issued_at, now, "renewal")
         if renewal.not_after < now:
             raise VerifyError("expired", "the renewal has ended")
+        self._root_accepted(root_of(renewal), now, "renewal")
         subject = renewal.subject
         if self._standing.is_revoked(subject):
             raise VerifyError("revoked", "a revoked member cannot be renewed")
@@ -536,11 +550,41 @@ class Membership:
         self._add(rid, Kind.ROLLOVER, rollover.raw, None, change)
         change.touched |= set(self._standing.nodes())
         self._judgements_changed(change)
+        self._retire(now, change)
         for pending_rid, pending_raw in self._pending.take(rollover.new_root):
             try:
                 self._merge(decode_record_untrusted(pending_raw), pending_rid, now, change)
             except VerifyError:
                 continue
+
+    def _root_accepted(self, root: bytes, now: int, what: str) -> None:
+        """Refuse a revocation or renewal signed under a root no longer accepted at ``now``:
+        a retired root's key (stolen, say) revokes and renews nothing, whatever it dates."""
+        end = self._standing.root_end(root)
+        if end < now:
+            reason = "root-retired" if end else "root-superseded"
+            raise VerifyError(reason, f"the {what} is signed under a root no longer accepted")
+
+    def _retire(self, now: int, change: _Change) -> None:
+        """Revocations and renewals signed under a root whose acceptance ended before ``now``
+        (or off the chain of roots) leave the set, as they would be refused now: every node
+        holds the same set at ``now`` whenever each record came. What a retired root's
+        revocation did is carried by its copy under the new root (meshd.membership.roots)."""
+        ended = {root for root in self.verifier.roots if self._standing.root_end(root) < now}
+        revocations = [r for r in self._standing.revocations() if root_of(r) in ended]
+        renewals = {rid for root in ended for rid in self._standing.renewals.issued_under(root)}
+        if revocations:
+            change.touched |= self._standing.drop_revocations(revocations)
+            for rev in revocations:
+                self._remove(record_id(rev.raw), change)
+            self._judgements_changed(change)
+        if renewals:
+            change.touched |= set(self._standing.renewals.drop_rids(renewals))
+            for dropped in renewals:
+                self._remove(dropped, change)
+            self._standing.invalidate()
+        ends = (self._standing.root_end(root) for root in self.verifier.roots)
+        self._retire_after = min((end for end in ends if end >= now), default=U64)
 
     def _merge_handover(self, handover: Handover, rid: bytes, now: int, change: _Change) -> bool:
         """A member's node key hands over to a new one (``meshd rotate node``): the new key
@@ -551,6 +595,15 @@ class Membership:
         if self._standing.renewals.end(credential) < now:
             raise VerifyError("expired", "the membership handed over has ended")
         old, new = handover.old_key, handover.new_key
+        if handover.previous:
+            # Linked by id: the named hand-over must be a credential of the old key, of the
+            # same enrolled membership; until it is here, this one waits for it.
+            link = self._standing.credential_by_id(handover.previous)
+            if link is None:
+                self._pending.park(old, rid, handover.raw, own=False, source=change.source)
+                return True
+            if link.node_key != old or link.origin != credential.origin:
+                raise VerifyError("bad-chain", "the hand-over it names did not go to the old key")
         if not self._standing.knows(old):
             self._pending.park(old, rid, handover.raw, own=False, source=change.source)
             return True
@@ -595,15 +648,6 @@ class Membership:
 
     def _judgements_changed(self, change: _Change) -> None:
         self._standing.invalidate()
-        if handover.previous:
-            # Linked by id: the named hand-over must be a credential of the old key, of the
-            # same enrolled membership; until it is here, this one waits for it.
-            link = self._standing.credential_by_id(handover.previous)
-            if link is None:
-                self._pending.park(old, rid, handover.raw, own=False, source=change.source)
-                return True
-            if link.node_key != old or link.origin != credential.origin:
-                raise VerifyError("bad-chain", "the hand-over it names did not go to the old key")
         change.judgements_changed = True
 
     def _settle(self, change: _Change, now: int) -> None:
@@ -693,7 +737,15 @@ class Membership:
         return tuple(events)
 
     def tick(self, now: int) -> tuple[Event, ...]:
-        """Re-judge every member at ``now``: emits Expired, and Admitted for returns."""
+        """Re-judge every member at ``now``: emits Expired, and Admitted for returns. What a
+        root whose acceptance ended signed (revocations, renewals) leaves the set first (a
+        store forgets it on its next load, when it is refused; merging reports it dropped
+        when a record comes first)."""
+        if now > self._retire_after:
+            change = _Change()
+            self._retire(now, change)
+            if change.judgements_changed:
+                self._settle(change, now)
         return self._reevaluate(list(self._standing.nodes()), now)
 
     # --- queries ------------------------------------------------------------------------

@@ -45,8 +45,10 @@ from meshd.records import (
     Enrollment,
     Kind,
     Record,
+    Renewal,
     Revocation,
     Role,
+    Rollover,
     decode_record_untrusted,
     make_admission,
     make_announcement,
@@ -58,6 +60,7 @@ from meshd.records import (
     make_revocation,
     make_rollover,
     make_wg_rotation,
+    record_id,
 )
 from meshd.trust.chain import Verifier
 from meshd.trust.invites import Issuer, decode_token_untrusted, encode_token
@@ -76,6 +79,8 @@ EXPECTED_REFUSALS = (
     "issuer-revoked",
     "left",
     "already-left",
+    "root-retired",
+    "root-superseded",
 )
 
 
@@ -288,13 +293,19 @@ def pool() -> Pool:
             credential=guest.credential,
         ),
     ]
-    # Root rollovers: two from the first root (the earlier wins), one onward from the winner,
-    # and a member certified by each of the three new roots (the loser's does not stand).
+    # Root rollovers: two from the first root (the earlier wins), one onward from the winner
+    # whose overlap has ended by NOW, and members certified by the new roots (the loser's
+    # does not stand; the retired heir's is carried over by a renewal under the grandheir).
+    # What the retired heir and the losing rival sign (renewals, revocations) never counts
+    # at NOW, in any order; the heir's revocation of ``kept`` counts through its copy under
+    # the grandheir. (Their targets hold no records of their own: a retired root's revocation
+    # that counted for a while takes the target's renewals, leave and announcement with it,
+    # which only sync brings back: threat model §3.19.)
     heir, rival, grandheir = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
-    for old, new, at in (
-        (net.root, heir, T0 + 3),
-        (net.root, rival, T0 + 4),
-        (heir, grandheir, T0 + 6),
+    for old, new, at, until in (
+        (net.root, heir, T0 + 3, NOW + 400 * DAY),
+        (net.root, rival, T0 + 4, NOW + 400 * DAY),
+        (heir, grandheir, T0 + 6, NOW - 100),
     ):
         records.append(
             make_rollover(
@@ -302,12 +313,36 @@ def pool() -> Pool:
                 network_id=net.anchor.network_id,
                 new_root=new.public,
                 issued_at=at,
-                overlap_until=NOW + 400 * DAY,
+                overlap_until=until,
             )
         )
+    heirs = [
+        net.founder(name, issuer=Issuer(key))
+        for name, key in (
+            ("heir", heir),
+            ("rival", rival),
+            ("grand", grandheir),
+            ("kept", grandheir),
+            ("gone", grandheir),
+        )
+    ]
+    records += [node.credential for node in heirs]
+    for key, subject in ((grandheir, heirs[0]), (heir, guest), (rival, founder)):
+        records.append(
+            make_renewal(
+                key,
+                network_id=net.anchor.network_id,
+                subject=subject.key.public,
+                issued_at=T0 + 50,
+                not_after=NOW + 900 * DAY,
+            )
+        )
+    kept, gone = heirs[3].key.public, heirs[4].key.public
     records += [
-        net.founder(name, issuer=Issuer(key)).credential
-        for name, key in (("heir", heir), ("rival", rival), ("grand", grandheir))
+        net.revoke(kept, at=T0 + 5, issuer=Issuer(heir), reason="kept"),
+        net.revoke(kept, at=T0 + 7, issuer=Issuer(grandheir), reason="kept"),
+        net.revoke(gone, at=T0 + 50, issuer=Issuer(heir), reason="gone"),
+        net.revoke(gone, at=T0 + 50, issuer=Issuer(rival), reason="gone"),
     ]
     keys = (
         *(node.key.public for node in members),
@@ -369,6 +404,37 @@ def test_any_order_and_repetition_gives_the_same_state(
     shuffled = pool().net.state()
     ingest_all(shuffled, [records[i] for i in order])
     assert snapshot(shuffled) == snapshot(reference)
+
+
+@given(sequences())
+def test_what_a_retired_or_superseded_root_signed_never_counts(
+    sequence: tuple[list[int], list[int]],
+) -> None:
+    """In any order, with repeats, once the three rollovers are in: the renewals and
+    revocations signed under the retired heir or the losing rival are never in the set and
+    revoke no one; the heir's revocation of ``kept`` counts through its grandheir copy; the
+    grandheir's renewal carries the heir's member over its root's end."""
+    subset, order = sequence
+    records = pool().records
+    chosen = [records[i] for i in subset]
+    rollovers = [r for r in records if isinstance(r, Rollover)]
+    assume(all(r in chosen for r in rollovers))
+    state = pool().net.state()
+    ingest_all(state, [records[i] for i in order])
+    heir, rival, grandheir = (r.new_root for r in rollovers)
+    signed = [r for r in chosen if isinstance(r, Revocation | Renewal)]
+    retired = [r for r in signed if (r.chain[0].issuer if r.chain else r.issuer) in (heir, rival)]
+    assert len(retired) >= 1
+    assert {record_id(r.raw) for r in retired}.isdisjoint(state.record_ids())
+    by_reason = {r.reason: r for r in chosen if isinstance(r, Revocation) and r.issuer == grandheir}
+    kept = next(r for r in records if isinstance(r, Revocation) and r.reason == "kept")
+    gone = next(r for r in records if isinstance(r, Revocation) and r.reason == "gone")
+    assert state.is_revoked(kept.target) == ("kept" in by_reason)
+    assert not state.is_revoked(gone.target)
+    carried = next(r for r in records if isinstance(r, Renewal) and r.issuer == grandheir)
+    member = state.member(carried.subject, NOW)
+    if member is not None:
+        assert member.state.value == ("admitted" if carried in chosen else "expired")
 
 
 @given(sequences())

@@ -19,9 +19,12 @@ from meshd.records import (
     Cap,
     Certificate,
     Record,
+    Renewal,
+    Revocation,
     Role,
     Rollover,
     make_certificate,
+    make_renewal,
     make_rollover,
     record_id,
 )
@@ -366,3 +369,200 @@ def test_credentials_end_at_the_overlap_unless_certified_again_by_the_new_root()
     without = w.net.state()
     merge(without, [old_cert])
     assert without.credentials_end(w.old_member.key.public) == old_cert.not_after
+
+
+# --- carried over the overlap, and what a retired root signs after it ----------------------
+
+
+def renewal(issuer: Issuer, net: Net, subject: bytes, *, at: int, until: int) -> Renewal:
+    return make_renewal(
+        issuer.key,
+        network_id=net.anchor.network_id,
+        subject=subject,
+        issued_at=at,
+        not_after=until,
+        chain=issuer.chain,
+    )
+
+
+def admin_under(w: World, root: SigningKey, admin: Issuer) -> Issuer:
+    """The same admin key, certified (again) by ``root``."""
+    assert admin.certificate is not None
+    cert = make_certificate(
+        root,
+        network_id=w.net.anchor.network_id,
+        subject=admin.key.public,
+        role=Role.ADMIN,
+        serial=os.urandom(16),
+        not_before=T0 + 60,
+        not_after=T0 + 3 * 365 * DAY,
+        caps=admin.certificate.caps,
+        name="admin",
+        prefixes=admin.certificate.prefixes,
+    )
+    return Issuer(admin.key, cert)
+
+
+def test_a_renewal_under_the_new_root_carries_a_member_of_the_old_one_over_the_overlap() -> None:
+    """A member certified by the old root is re-anchored by a renewal signed by the new root:
+    it stands after the overlap, until the renewal's end."""
+    w = World()
+    until = T0 + 400 * DAY
+    carried = renewal(Issuer(w.new), w.net, w.old_member.key.public, at=T0 + 70, until=until)
+    for order in itertools.permutations([*w.records(), carried]):
+        state = w.net.state()
+        assert merge(state, order) == []
+        assert state_of(w.net, w.old_member, state, AFTER) == (MemberState.ADMITTED, "")
+        assert state.credentials_end(w.old_member.key.public) == until
+        assert state_of(w.net, w.old_member, state, until + 1) == (
+            MemberState.EXPIRED,
+            "credential-expired",
+        )
+
+
+def test_an_admin_certified_again_carries_whom_it_admitted_under_its_old_certificate() -> None:
+    """An admin's invite under its old certificate admits a member during the overlap; the
+    same admin key, certified again by the new root, renews it: it stands after the overlap."""
+    w = World()
+    admin = w.net.admin()
+    invite = w.net.invite(issuer=admin, at=T0 + 60, member_ttl=365 * DAY)
+    state = w.net.state()
+    merge(state, w.records(), now=T0 + 61)
+    joiner = w.net.join(state, w.old_member, invite, "joiner", at=T0 + 61)
+    again = admin_under(w, w.new, admin)
+    carried = renewal(again, w.net, joiner.key.public, at=T0 + 70, until=T0 + 300 * DAY)
+    assert merge(state, [joiner.credential, carried], now=T0 + 71) == []
+    assert state_of(w.net, joiner, state, AFTER) == (MemberState.ADMITTED, "")
+    # Its old certificate's renewal alone does not: what the old root gives ends with it.
+    without = w.net.state()
+    stale = renewal(admin, w.net, joiner.key.public, at=T0 + 70, until=T0 + 300 * DAY)
+    assert merge(without, [*w.records(), joiner.credential, stale], now=T0 + 71) == []
+    assert state_of(w.net, joiner, without, OVERLAP_END) == (MemberState.ADMITTED, "")
+    assert state_of(w.net, joiner, without, AFTER) == (MemberState.EXPIRED, "root-retired")
+    assert without.credentials_end(joiner.key.public) == OVERLAP_END
+
+
+def test_one_renewal_is_kept_per_issuer_and_root() -> None:
+    """An admin's renewal under its old certificate, ending later, does not replace the one
+    it signed under the new root: each root's is kept, and the old one leaves with its root."""
+    w = World()
+    admin = w.net.admin()
+    again = admin_under(w, w.new, admin)
+    member = w.old_member.key.public
+    under_new = renewal(again, w.net, member, at=T0 + 70, until=T0 + 300 * DAY)
+    under_old = renewal(admin, w.net, member, at=T0 + 71, until=T0 + 364 * DAY)
+    for order in ((under_new, under_old), (under_old, under_new)):
+        state = w.net.state()
+        assert merge(state, [*w.records(), *order], now=T0 + 72) == []
+        assert len(state.renewals_of(member)) == 2
+        assert state.credentials_end(member) == T0 + 300 * DAY
+        state.tick(AFTER)
+        assert state.renewals_of(member) == [under_new]
+
+
+def test_hostile_renewal_under_the_old_root_after_the_overlap() -> None:
+    """The retired root (or its thief) renews a member after the overlap, dated inside it:
+    refused (root-retired), counted; the member's end does not move."""
+    w = World()
+    state = w.net.state()
+    merge(state, w.records())
+    forged = renewal(
+        w.net.issuer, w.net, w.new_member.key.public, at=T0 + 100, until=T0 + 9000 * DAY
+    )
+    before = state.credentials_end(w.new_member.key.public)
+    with pytest.raises(VerifyError) as caught:
+        state.ingest(forged, AFTER + DAY)
+    assert caught.value.reason == "root-retired"
+    batch = state.merge_batch([forged], AFTER + DAY)
+    assert batch.rejected == ("root-retired",)
+    assert state.credentials_end(w.new_member.key.public) == before
+
+
+def test_a_renewal_by_the_old_root_during_the_overlap_gives_nothing_after_it() -> None:
+    """Signed during the overlap, it counts until the overlap ends (never past it), then
+    leaves the set on every node: those that held it and those that get it later."""
+    w = World()
+    old = renewal(w.net.issuer, w.net, w.new_member.key.public, at=T0 + 100, until=T0 + 900 * DAY)
+    cert = w.new_member.credential
+    assert isinstance(cert, Certificate)
+    held = w.net.state()
+    merge(held, [*w.records(), old])
+    assert held.credentials_end(w.new_member.key.public) == cert.not_after
+    held.tick(AFTER)
+    assert held.renewals_of(w.new_member.key.public) == []
+    late = w.net.state()
+    assert merge(late, [*w.records(), old], now=AFTER) == ["root-retired"]
+    assert held.digest() == late.digest()
+
+
+def revocation_by(issuer: Issuer, net: Net, target: bytes, *, at: int) -> Revocation:
+    return net.revoke(target, at=at, issuer=issuer, sponsored=[])
+
+
+def test_hostile_revocation_by_the_retired_root_dated_inside_the_overlap_received_after() -> None:
+    """A thief of the retired root key revokes a member after the overlap, dating it inside:
+    refused (root-retired) on every node, whatever its date; nobody is revoked."""
+    w = World()
+    forged = revocation_by(w.net.issuer, w.net, w.new_member.key.public, at=T0 + 200)
+    state = w.net.state()
+    merge(state, w.records())
+    assert merge(state, [forged], now=AFTER + DAY) == ["root-retired"]
+    assert state_of(w.net, w.new_member, state, AFTER + DAY) == (MemberState.ADMITTED, "")
+    # The same from an admin certified by the retired root.
+    admin = w.net.admin()
+    by_admin = revocation_by(admin, w.net, w.new_member.key.public, at=T0 + 200)
+    assert merge(state, [by_admin], now=AFTER + DAY) == ["root-retired"]
+    assert not state.is_revoked(w.new_member.key.public)
+
+
+def test_a_revocation_under_the_old_root_is_for_good_through_its_copy_under_the_new() -> None:
+    """The old root's revocation made during the overlap, and its copy under the new root
+    (what `meshd root rollover` and auto-renewing daemons sign): the member stays revoked
+    after the overlap on every node, including one offline through the whole overlap; the
+    old root's own leaves the set."""
+    w = World()
+    target = w.new_member.key.public
+    original = revocation_by(w.net.issuer, w.net, target, at=T0 + 80)
+    copy = revocation_by(Issuer(w.new), w.net, target, at=T0 + 90)
+    online = w.net.state()
+    merge(online, [*w.records(), original, copy], now=T0 + 95)
+    online.tick(AFTER)
+    assert online.revocations() == [copy]
+    offline = w.net.state()
+    records = [*w.records(), original, copy]
+    random.Random(3).shuffle(records)
+    batch = offline.ingest_batch([r.raw for r in records], AFTER)
+    assert batch.rejected == ("root-retired",)
+    assert offline.digest() == online.digest()
+    for state in (online, offline):
+        assert state_of(w.net, w.new_member, state, AFTER) == (MemberState.REVOKED, "revoked")
+
+
+def test_limit_an_old_root_revocation_nobody_carried_over_lapses_with_the_overlap() -> None:
+    """Documented limit (threat model §3.19): a revocation signed under the old root that no
+    holder of a key under the new root copied during the overlap stops counting when the
+    overlap ends, like everything that root signed."""
+    w = World()
+    target = w.new_member.key.public
+    state = w.net.state()
+    merge(state, [*w.records(), revocation_by(w.net.issuer, w.net, target, at=T0 + 80)])
+    assert state_of(w.net, w.new_member, state, OVERLAP_END) == (MemberState.REVOKED, "revoked")
+    state.tick(AFTER)
+    assert state.revocations() == []
+    assert state_of(w.net, w.new_member, state, AFTER) == (MemberState.ADMITTED, "")
+
+
+def test_revocations_of_a_superseded_root_do_not_count() -> None:
+    """Two rollovers from one root: the losing root's revocations leave the set (its
+    certificates do not stand either), in either order."""
+    w = World()
+    rival = SigningKey.generate()
+    second = rollover(w.net, w.net.root, rival, at=T0 + 60)
+    by_rival = revocation_by(Issuer(rival), w.net, w.old_member.key.public, at=T0 + 65)
+    pair: list[Record] = [second, by_rival]
+    for order in itertools.permutations(pair):
+        state = w.net.state()
+        refused = merge(state, [*w.records(), *order])
+        assert refused in ([], ["root-superseded"])
+        assert not state.is_revoked(w.old_member.key.public)
+        assert record_id(by_rival.raw) not in state.record_ids()
