@@ -12,8 +12,8 @@ import for features meshd leaves off):
 * a deferred module is a placeholder. An attribute taken from it (``from m import name``)
   is a stand-in that imports the real module the moment it is *used*: called, or an
   attribute read from it. Nothing py-libp2p does with these names changes, it only happens
-  later, on demand (and is logged once as a warning, so that a deferral that stopped paying
-  for itself is seen);
+  later, on demand (logged once, so that a deferral that stopped paying for itself is
+  seen; :func:`deferred_loaded` lists them);
 * ``isinstance`` and ``issubclass`` against a stand-in whose module is not loaded yet are
   False without loading it: no instance of a class can exist before its module ran;
 * the ``libp2p`` package's ``__init__`` runs as it is (``new_host`` lives there), with the
@@ -80,6 +80,8 @@ DEFERRED: Final[dict[str, str]] = {
     "libp2p.rcmgr.prometheus_exporter": "resource manager metrics (prometheus_client): off",
     "libp2p.peer.persistent": "persistent peer stores (SQLite, LevelDB, RocksDB): in memory",
     "libp2p.stream_muxer.mplex": "mplex: Yamux only",
+    "prometheus_client": "Prometheus client of py-libp2p's metrics (libp2p.metrics.swarm imports "
+    "it for SwarmMetrics, off): meshd's own --metrics imports it on the first scrape",
     "dns.quic": "DNS over QUIC (aioquic) of dnspython, which multiaddr's resolver imports: "
     "meshd's addresses are IP addresses, and a name would be resolved over UDP/TCP DNS",
 }
@@ -213,11 +215,7 @@ _FINDER = _Finder()
 def _note_loaded(module: str, needed: str) -> None:
     if module not in _loaded:
         _loaded[module] = needed
-        log.warning(
-            "py-libp2p reached %s (for %s), which meshd defers: loading it now",
-            module,
-            needed,
-        )
+        log.info("%s, deferred when py-libp2p was imported, is loaded now (for %s)", module, needed)
 
 
 def _load(module: str, attr: str) -> types.ModuleType:
