@@ -55,6 +55,7 @@ def _root(
 def load_commands() -> typer.Typer:
     """The app with every command registered."""
     from meshd.cli import (  # noqa: F401  (registers the commands)
+        admin_cmds,
         commands,
         config_cmds,
         daemon_cmds,

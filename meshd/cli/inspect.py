@@ -12,6 +12,7 @@ from meshd.cli.output import b64, when
 from meshd.errors import DecodeError, KeyFileError, MeshdError, UsageError, VerifyError
 from meshd.node.statedir import NodeDir
 from meshd.records import (
+    AdminHandover,
     Admission,
     Announcement,
     Certificate,
@@ -204,6 +205,8 @@ def _verify(verifier: Verifier, record: Record) -> None:
         verifier.rollover(record)
     elif isinstance(record, Handover):
         verifier.handover(record)
+    elif isinstance(record, AdminHandover):
+        verifier.admin_handover(record)
     elif isinstance(record, Network):
         pass  # checked by its caller, as the anchor itself
     else:  # a kind added without its check here fails mypy, never says "ok" unchecked
@@ -283,6 +286,15 @@ def _describe(record: Record) -> dict[str, Any]:
             "node_id": fingerprint(record.new_key),
             "issued_at": when(record.issued_at),
             "previous": "legacy (nested)" if record.previous is None else record.previous.hex(),
+        }
+    if isinstance(record, AdminHandover):
+        return {
+            "old_admin_id": fingerprint(record.old_key),
+            "admin_id": fingerprint(record.new_key),
+            "name": record.new_cert.name,
+            "valid_until": when(record.new_cert.not_after),
+            "cut_off": when(record.issued_at),
+            "root_id": fingerprint(record.root),
         }
     if isinstance(record, Network):
         return {"created_at": when(record.created_at)}

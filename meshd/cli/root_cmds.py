@@ -130,16 +130,30 @@ def rollover(
 @admin_app.command("renew")
 def admin_renew(
     cert: Annotated[
-        Path, typer.Option("--cert", help="The admin's current admin.cert (read, not changed).")
-    ],
-    out: Annotated[Path, typer.Option("--out", help="Where to write the new certificate.")],
+        Path | None,
+        typer.Option("--cert", help="The admin's current admin.cert (read, not changed)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Where to write the new certificate.")
+    ] = None,
+    admin_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--admin-dir",
+            help="The folder holding the admin's admin.key and admin.cert: the new certificate "
+            "is installed there [default: the state dir, when it holds admin.key].",
+        ),
+    ] = None,
     expires: Annotated[str, typer.Option("--expires", help="How long it is valid.")] = "365d",
     root_key: RootKey = None,
     state_dir: StateDir = None,
     json: Json = False,
 ) -> None:
     """Certify an admin's key again under the current root (renewal, or after a rollover):
-    same key, capabilities, name and prefixes; install the result as its admin.cert."""
+    same key, capabilities, name and prefixes. Where the admin key is (the state dir, or
+    --admin-dir), the new certificate replaces its admin.cert; with --cert and --out, it is
+    written to --out, to install by hand."""
+    from meshd.cli.admin_cmds import read_admin
     from meshd.errors import DecodeError
     from meshd.node.statedir import NodeDir, now
     from meshd.records import Certificate, Kind, Role, decode_untrusted, make_certificate
@@ -147,19 +161,37 @@ def admin_renew(
     from meshd.trust.keys import fingerprint
 
     lifetime = duration(expires, option="--expires")
-    try:
-        old = decode_untrusted(cert.read_bytes(), Certificate)
-    except (OSError, DecodeError) as exc:
-        raise UsageError(f"{cert} is not an admin certificate: {exc}") from None
-    if old.role is not Role.ADMIN:
-        raise UsageError(f"{cert} is not an admin certificate")
+    root = resolve(state_dir)
+    install: Path | None = None
+    if cert is None:
+        if out is not None:
+            raise UsageError("--out needs --cert", hint="pass --cert FILE too, or --admin-dir")
+        folder = admin_dir or root
+        old = read_admin(folder)[1]
+        install = folder / "admin.cert"
+    else:
+        try:
+            old = decode_untrusted(cert.read_bytes(), Certificate)
+        except (OSError, DecodeError) as exc:
+            raise UsageError(f"{cert} is not an admin certificate: {exc}") from None
+        if old.role is not Role.ADMIN:
+            raise UsageError(f"{cert} is not an admin certificate")
+        if out is None:
+            folder = admin_dir or root
+            if not (folder / "admin.key").exists() or read_admin(folder)[0].public != old.subject:
+                raise UsageError(
+                    f"the key of {cert} is not in {folder}: say where the new certificate goes",
+                    hint="pass --out FILE, or --admin-dir with the folder holding its admin.key",
+                )
+            install = folder / "admin.cert"
     at = now()
-    node = NodeDir.open(resolve(state_dir))
+    node = NodeDir.open(root)
     try:
         issuer = node.issuer(root_key)
         if issuer.certificate is not None:
             raise UsageError("only the root key can certify admins", hint="pass --root-key")
-        if node.membership(at).is_revoked(old.subject):
+        state = node.membership(at)
+        if state.is_revoked(old.subject):
             raise UsageError("this admin key is revoked", hint="create a new admin instead")
         new = make_certificate(
             issuer.key,
@@ -173,9 +205,17 @@ def admin_renew(
             name=old.name,
             prefixes=old.prefixes,
         )
-        if out.exists():
-            raise UsageError(f"{out} already exists", hint="choose a new path")
-        out.write_bytes(new.raw)
+        target = install or out
+        if target is None:  # not reached: --cert without --out installs, or is refused
+            raise UsageError("say where the new certificate goes", hint="pass --out FILE")
+        if install is None and target.exists():
+            raise UsageError(f"{target} already exists", hint="choose a new path")
+        if install is not None:
+            staged = install.with_name(install.name + ".next")
+            staged.write_bytes(new.raw)
+            os.replace(staged, install)  # a reader sees the old certificate or the new one
+        else:
+            target.write_bytes(new.raw)
         node.store.add_issued(rid_of(new.raw), Kind.CERTIFICATE, new.raw, at)
     finally:
         node.close()
@@ -183,9 +223,17 @@ def admin_renew(
         "admin_id": fingerprint(old.subject),
         "name": old.name,
         "valid_until": when(at + lifetime),
-        "written_to": str(out),
+        ("installed" if install is not None else "written_to"): str(target),
     }
-    emit_json(info) if json else emit_fields(info)
+    if json:
+        emit_json(info)
+    elif install is not None:
+        typer.echo(
+            f"renewed admin {info['admin_id']} ({old.name}) until {info['valid_until']}: "
+            f"installed as {install}, replacing the certificate valid until {when(old.not_after)}"
+        )
+    else:
+        emit_fields(info)
 
 
 def _publish(node: NodeDir, records: list[Record], at: int) -> str:
@@ -194,6 +242,11 @@ def _publish(node: NodeDir, records: list[Record], at: int) -> str:
     try:
         for record in records:
             publish = PublishRequest(b64(record.raw))
+        if state.admin_cutoff(old.subject) is not None:
+            raise UsageError(
+                "this admin key has been replaced (meshd admin rotate)",
+                hint="renew its successor: the admin.cert in the folder that held it",
+            )
             ask(node.paths.socket, publish, PublishAnswer, timeout=10.0)
     except DaemonNotRunning:
         state = node.membership(at)

@@ -98,6 +98,24 @@ class Renewals:
                 del self._by_issuer[issuer]
         return [kept.rid for kept in slots.values()]
 
+    def drop_signed_after(self, issuer: bytes, at: int) -> list[tuple[bytes, bytes]]:
+        """Forget the renewals ``issuer`` signed dated after ``at`` (an admin key handed over
+        then); returns their subjects and record ids."""
+        dropped: list[tuple[bytes, bytes]] = []
+        for subject, slots in list(self._by_subject.items()):
+            late = [s for s, k in slots.items() if k.renewal.issuer == issuer]
+            late = [s for s in late if slots[s].renewal.issued_at > at]
+            for slot in late:
+                dropped.append((subject, slots.pop(slot).rid))
+            if late and not any(k.renewal.issuer == issuer for k in slots.values()):
+                subjects = self._by_issuer.get(issuer, set())
+                subjects.discard(subject)
+                if not subjects:
+                    self._by_issuer.pop(issuer, None)
+            if not slots:
+                del self._by_subject[subject]
+        return dropped
+
     def of(self, subject: bytes) -> list[Renewal]:
         """The renewals kept for a member, latest end first."""
         kept = sorted(self._by_subject.get(subject, {}).values(), key=lambda k: -k.not_after)

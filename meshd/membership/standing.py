@@ -40,6 +40,7 @@ import bisect
 from collections import deque
 from collections.abc import Iterable, Iterator
 
+from meshd.membership.admins import AdminHandovers
 from meshd.membership.lifecycle import Departures, Renewals
 from meshd.membership.roots import RootChain
 from meshd.membership.views import MemberState
@@ -82,6 +83,8 @@ class Standing:
         # first by (issued_at, record id), each with the enrollment ids whose admissions under
         # the old key keep standing (its own id: the new key's credential). The earliest wins.
         self.handovers: dict[bytes, list[tuple[int, bytes, frozenset[bytes]]]] = {}
+        self.admins = AdminHandovers()  # admin keys handed over (meshd.membership.admins)
+        self._heirs: dict[bytes, bytes] | None = None  # successors of revoked admin keys
 
     # --- changes ------------------------------------------------------------------------
 
@@ -200,6 +203,30 @@ class Standing:
 
     def invalidate(self) -> None:
         self._standing_cache.clear()
+        self._heirs = None
+
+    def add_admin_handover(self, old: bytes, new: bytes, cutoff: int, rid: bytes) -> set[bytes]:
+        """Index a verified admin key hand-over; returns the members whose standing may
+        change (those under the old key, and under its successors)."""
+        self.admins.add(old, new, cutoff, rid)
+        self.invalidate()
+        keys = {old} | self.admins.successors(old)
+        return {n for key in keys for n in self._dependents.get(key, ())} | self._recompute()
+
+    def heirs_touched(self, key: bytes) -> set[bytes]:
+        """After a revocation of (or a change to the revocations of) admin key ``key``: the
+        members under its successors, which stand or fall with it."""
+        heirs = self.admins.successors(key)
+        if not heirs:
+            return set()
+        self.invalidate()
+        return {n for heir in heirs for n in self._dependents.get(heir, ())} | self._recompute()
+
+    def _revoked_heirs(self) -> dict[bytes, bytes]:
+        """Successors of revoked admin keys -> the revoked key each descends from."""
+        if self._heirs is None:
+            self._heirs = self.admins.revoked_heirs(self._revocations) if self.admins else {}
+        return self._heirs
 
     def with_sponsored(self, nodes: Iterable[bytes]) -> set[bytes]:
         """``nodes`` and every member they (transitively) countersigned."""
@@ -227,11 +254,18 @@ class Standing:
                 return False
             if admission.enrollment == handed[0][1] and sponsor.node_key in self._revocations:
                 return False
-        if sponsor.depends_on.isdisjoint(self._revocations):
+        if self.admins and self.admins.late(sponsor):
+            return False  # under an admin key's certificate dated after its hand-over
+        heirs = self._revoked_heirs()
+        if sponsor.depends_on.isdisjoint(self._revocations) and sponsor.depends_on.isdisjoint(
+            heirs
+        ):
             return True
         for key in sponsor.depends_on:
             if key not in self._revocations:
-                continue
+                if key not in heirs:
+                    continue
+                key = heirs[key]  # a revoked admin key's successor falls with it
             listed = self._listed.get(key)
             if listed is None:
                 if admission.admitted_at >= self._legacy_from[key]:
@@ -341,6 +375,7 @@ class Standing:
             if (
                 rid in self._distance
                 and self._revoked_by(credential) is None
+                and not (self.admins and self.admins.late(credential))
                 and self._root_on_chain(credential)
             ):
                 found = None if node in self.departures else self.extend(credential)
@@ -408,6 +443,8 @@ class Standing:
             if revoked_key == node and node in self.handovers and node not in self._revocations:
                 return "handed-over"
             return "revoked" if revoked_key == node else "issuer-revoked"
+        if self.admins and self.admins.late(credential):
+            return "admin-handed-over"
         if not self._root_on_chain(credential):
             return "root-superseded"
         if rid not in self._candidate:
@@ -451,6 +488,9 @@ class Standing:
         return credential.node_key in self._within_set(invite)
 
     def _revoked_by(self, credential: Credential) -> bytes | None:
+        heirs = self._revoked_heirs()
+        if heirs and not credential.depends_on.isdisjoint(heirs):
+            return min(credential.depends_on & (self._revocations.keys() | heirs.keys()))
         if credential.depends_on.isdisjoint(self._revocations):
             # A key handed over no longer stands for itself.
             return credential.node_key if credential.node_key in self.handovers else None
@@ -476,7 +516,8 @@ class Standing:
         return max((self.end(c) for _, _, c in entries), default=0)
 
     def is_revoked(self, key: bytes) -> bool:
-        return key in self._revocations
+        """Whether ``key`` is revoked, or is the successor of a revoked admin key."""
+        return key in self._revocations or key in self._revoked_heirs()
 
     def revocations(self) -> list[Revocation]:
         return [r for rs in self._revocations.values() for r in rs]
@@ -486,6 +527,7 @@ class Standing:
         invite or admin key it depends on); None when none does."""
         for _, _, credential in self._credentials.get(node, ()):
             key = self._revoked_by(credential)
+            key = self._revoked_heirs().get(key, key) if key is not None else None
             if key is not None and key in self._revocations:  # not a key handed over
                 return self._revocations[key][0]
         return None

@@ -32,6 +32,7 @@ from meshd.membership.views import (
 from meshd.membership.wgkeys import WgKeys
 from meshd.records import (
     U64,
+    AdminHandover,
     Admission,
     Announcement,
     Certificate,
@@ -64,6 +65,7 @@ from meshd.trust.keys import NodeKey, SigningKey, WgKey, fingerprint
 # Renewals before the credentials they extend (an admission past its own end stands on one).
 _INGEST_ORDER: dict[type[Record], int] = {
     Rollover: -1,  # first: what a new root signed verifies only once the rollover is known
+    AdminHandover: -1,  # before what the old admin key signed after it (refused, not dropped)
     Renewal: 0,
     Certificate: 1,
     Admission: 2,
@@ -281,6 +283,9 @@ class Membership:
             return True
 
     def _merge_kind(self, record: Record, rid: bytes, now: int, change: _Change) -> bool:
+        if isinstance(record, AdminHandover):
+            self._merge_admin_handover(record, rid, now, change)
+            return False
         if isinstance(record, Rollover):
             self._merge_rollover(record, rid, now, change)
             return False
@@ -448,11 +453,13 @@ class Membership:
 
     def _merge_revocation(self, rev: Revocation, rid: bytes, now: int, change: _Change) -> None:
         self.verifier.revocation(rev)
+        self._not_handed_over(rev.issuer, rev.issued_at, "revocation")
         self._not_future(rev.issued_at, now, "revocation")
         self._root_accepted(root_of(rev), now, "revocation")
         if rev.expires_at < now:
             raise VerifyError("expired", "the revocation has expired and may be pruned")
         change.touched |= self._standing.add_revocation(rev)
+        change.touched |= self._standing.heirs_touched(rev.target)
         self._add(rid, Kind.REVOCATION, rev.raw, None, change)
         self._pending.drop_own(rev.target)
         self._drop_lifecycle(rev.target, change)
@@ -465,6 +472,7 @@ class Membership:
         if not renewals.newer(renewal, rid):
             raise VerifyError("superseded-renewal", "a later renewal by this issuer is known")
         self.verifier.renewal(renewal)
+        self._not_handed_over(renewal.issuer, renewal.issued_at, "renewal")
         self._not_future(renewal.issued_at, now, "renewal")
         if renewal.not_after < now:
             raise VerifyError("expired", "the renewal has ended")
@@ -507,6 +515,39 @@ class Membership:
         change.touched.add(node)
         self._judgements_changed(change)
         return False
+
+    def _not_handed_over(self, issuer: bytes, at: int, what: str) -> None:
+        if self._standing.admins.signed_late(issuer, at):
+            raise VerifyError(
+                "admin-handed-over", f"the {what} is signed by an admin key after its hand-over"
+            )
+
+    def _merge_admin_handover(
+        self, handover: AdminHandover, rid: bytes, now: int, change: _Change
+    ) -> None:
+        """The root replaces an admin key (meshd.membership.admins): every hand-over is kept;
+        the old key's earliest sets its cut-off. Renewals and revocations it signed dated
+        after the cut-off leave the set (they are refused from now on); credentials under
+        what it certified after it stop standing."""
+        self.verifier.admin_handover(handover)
+        self._not_future(handover.issued_at, now, "admin hand-over")
+        old = handover.old_key
+        change.touched |= self._standing.add_admin_handover(
+            old, handover.new_key, handover.issued_at, rid
+        )
+        self._add(rid, Kind.ADMIN_HANDOVER, handover.raw, None, change)
+        self._judgements_changed(change)
+        earliest = self._standing.admins.cutoff(old)
+        cutoff = handover.issued_at if earliest is None else earliest
+        late = [r for r in self._standing.revocations() if r.issuer == old and r.issued_at > cutoff]
+        if late:
+            change.touched |= self._standing.drop_revocations(late)
+            for rev in late:
+                self._remove(record_id(rev.raw), change)
+                change.touched |= self._standing.heirs_touched(rev.target)
+        for subject, dropped in self._standing.renewals.drop_signed_after(old, cutoff):
+            self._remove(dropped, change)
+            change.touched.add(subject)
 
     def _drop_lifecycle(self, key: bytes, change: _Change) -> None:
         """A revoked key's renewals (as subject or issuer) and leave leave the set: neither
@@ -775,6 +816,10 @@ class Membership:
     def is_revoked(self, key: bytes) -> bool:
         return self._standing.is_revoked(key)
 
+    def admin_cutoff(self, key: bytes) -> int | None:
+        """When the admin key ``key`` was handed over (``meshd admin rotate``), or None."""
+        return self._standing.admins.cutoff(key)
+
     def credential_record(self, node_key: bytes) -> bytes | None:
         """The record of the member's standing credential (a certificate, an admission or a
         hand-over), which a hand-over of its key names."""
@@ -866,6 +911,12 @@ class Membership:
         if now > invite.not_after:
             raise VerifyError(
                 "invite-expired", "the invite has expired", hint="ask for a new invite"
+            )
+        if invite.chain and self._standing.admins.signed_late(invite.issuer, invite.not_before):
+            raise VerifyError(
+                "admin-handed-over",
+                "the invite was signed by an admin key after it was replaced",
+                hint="ask for a new invite",
             )
         for key in (invite.subject, *(c.subject for c in invite.chain)):
             if self._standing.is_revoked(key):

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS issued (
 # Records are loaded in this order so that most have what they depend on already.
 LOAD_ORDER = (
     Kind.ROLLOVER,
+    Kind.ADMIN_HANDOVER,
     Kind.RENEWAL,
     Kind.CERTIFICATE,
     Kind.ADMISSION,

@@ -16,6 +16,7 @@ validity, revocation) is decided by meshd.trust.chain and meshd.membership.
 
 from meshd.records.build import (
     encode_prefix,
+    make_admin_handover,
     make_admission,
     make_announcement,
     make_certificate,
@@ -48,6 +49,7 @@ from meshd.records.types import (
     RECORD_ID_LEN,
     U64,
     VERSION,
+    AdminHandover,
     Admission,
     Announcement,
     Cap,
@@ -90,6 +92,7 @@ __all__ = [
     "RECORD_ID_LEN",
     "U64",
     "VERSION",
+    "AdminHandover",
     "Admission",
     "Announcement",
     "Cap",
@@ -113,6 +116,7 @@ __all__ = [
     "encode_prefix",
     "handover_acceptance",
     "kind_of",
+    "make_admin_handover",
     "make_admission",
     "make_announcement",
     "make_certificate",

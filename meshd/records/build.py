@@ -12,6 +12,7 @@ from meshd.records.types import (
     CONTEXTS,
     HANDOVER_ACCEPT_CONTEXT,
     VERSION,
+    AdminHandover,
     Admission,
     Announcement,
     Cap,
@@ -239,6 +240,20 @@ def make_handover(
     if not legacy:
         fields.append(previous)
     return decode_untrusted(_seal(Kind.HANDOVER, fields, old), Handover)
+
+
+def make_admin_handover(
+    root: SigningKey,
+    *,
+    network_id: bytes,
+    old_cert: Certificate,
+    new_cert: Certificate,
+    issued_at: int,
+) -> AdminHandover:
+    """The root ``root`` hands the admin key of ``old_cert`` over to ``new_cert``'s subject:
+    the old key's records dated up to ``issued_at`` keep standing, none dated later does."""
+    fields = [network_id, root.public, old_cert.raw, new_cert.raw, issued_at]
+    return decode_untrusted(_seal(Kind.ADMIN_HANDOVER, fields, root), AdminHandover)
 
 
 def make_leave(node: SigningKey, *, network_id: bytes, issued_at: int, reason: str = "") -> Leave:

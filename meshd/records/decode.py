@@ -28,6 +28,7 @@ from meshd.records.types import (
     RECORD_ID_LEN,
     U64,
     VERSION,
+    AdminHandover,
     Admission,
     Announcement,
     Cap,
@@ -457,6 +458,16 @@ def _handover(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Handover:
     )
 
 
+def _admin_handover(f: _Fields, sig: bytes, raw: bytes, depth: int) -> AdminHandover:
+    network_id = f.blob("network_id", FINGERPRINT_LEN)
+    root = f.blob("root", KEY_LEN)
+    old_cert = _nested(f.blob("old_cert"), Certificate, depth)
+    new_cert = _nested(f.blob("new_cert"), Certificate, depth)
+    issued_at = f.uint("issued_at")
+    f.end()
+    return AdminHandover(network_id, root, old_cert, new_cert, issued_at, sig, raw)
+
+
 def _nested(value: Any, expected: type[T], depth: int) -> T:
     if not isinstance(value, bytes):
         raise DecodeError("nested record must be bytes")
@@ -476,4 +487,5 @@ _DECODERS: dict[Kind, Callable[[_Fields, bytes, bytes, int], Record]] = {
     Kind.LEAVE: _leave,
     Kind.ROLLOVER: _rollover,
     Kind.HANDOVER: _handover,
+    Kind.ADMIN_HANDOVER: _admin_handover,
 }

@@ -44,6 +44,7 @@ class Kind(IntEnum):
     LEAVE = 10
     ROLLOVER = 11
     HANDOVER = 12
+    ADMIN_HANDOVER = 13
 
 
 CONTEXTS: dict[Kind, bytes] = {kind: f"meshd/v1/{kind.name.lower()}\x00".encode() for kind in Kind}
@@ -332,6 +333,33 @@ def handover_acceptance(network_id: bytes, old_key: bytes, new_key: bytes) -> by
     return network_id + old_key + new_key
 
 
+@dataclass(frozen=True, slots=True)
+class AdminHandover:
+    """The root replaces an admin key (``meshd admin rotate``): ``new_cert`` certifies the
+    successor with the old key's grants; what the old key signed up to ``issued_at`` keeps
+    standing, nothing it signs dated later counts."""
+
+    network_id: bytes
+    root: bytes
+    old_cert: Certificate  # a certificate of the admin key handed over
+    new_cert: Certificate  # the successor's admin certificate, signed by ``root``
+    issued_at: int  # the cut-off
+    signature: bytes
+    raw: bytes
+
+    @property
+    def signer(self) -> bytes:
+        return self.root
+
+    @property
+    def old_key(self) -> bytes:
+        return self.old_cert.subject
+
+    @property
+    def new_key(self) -> bytes:
+        return self.new_cert.subject
+
+
 Record = (
     Network
     | Certificate
@@ -345,6 +373,7 @@ Record = (
     | Leave
     | Rollover
     | Handover
+    | AdminHandover
 )
 SignedRecord = Record
 
@@ -361,6 +390,7 @@ KIND_OF: dict[type[Any], Kind] = {
     Leave: Kind.LEAVE,
     Rollover: Kind.ROLLOVER,
     Handover: Kind.HANDOVER,
+    AdminHandover: Kind.ADMIN_HANDOVER,
 }
 
 

@@ -19,6 +19,7 @@ from meshd.errors import VerifyError
 from meshd.records import (
     CONTEXTS,
     HANDOVER_ACCEPT_CONTEXT,
+    AdminHandover,
     Admission,
     Announcement,
     Cap,
@@ -101,6 +102,11 @@ class Credential:
     # The record id of the credential the member enrolled with (a certificate or an
     # admission): the same for every key a chain of hand-overs passes the membership to.
     origin: bytes = b""
+    # The admin key whose certificate (or invite) the credential was issued under, and the
+    # date that admin signed it (the certificate's or the invite's not_before): an admin key
+    # handed over (meshd.membership.standing) issues nothing dated after its cut-off.
+    admin: bytes = b""
+    admin_at: int = 0
 
 
 class UnknownRoot(VerifyError):
@@ -208,6 +214,8 @@ class Verifier:
             record_id(cert.raw),
             root=cert.chain[0].issuer if cert.chain else cert.issuer,
             origin=record_id(cert.raw),
+            admin=cert.issuer if cert.chain else b"",
+            admin_at=cert.not_before,
         )
 
     def enrollment(self, enrollment: Enrollment) -> None:
@@ -252,6 +260,8 @@ class Verifier:
             max(admission.admitted_at, enrollment.created_at),
             invite.chain[0].issuer if invite.chain else invite.issuer,
             record_id(admission.raw),
+            invite.issuer if invite.chain else b"",
+            invite.not_before,
         )
 
     def announcement(self, announcement: Announcement, *, signature_checked: bool = False) -> None:
@@ -344,7 +354,32 @@ class Verifier:
             rank=handover.issued_at,
             root=credential.root,
             origin=credential.origin,
+            admin=credential.admin,
+            admin_at=credential.admin_at,
         )
+
+    def admin_handover(self, handover: AdminHandover) -> None:
+        """Check an admin key hand-over: network, both admin certificates, a successor
+        certified by the signing root with the old key's grants and no longer, signature."""
+        self._network(handover.network_id)
+        old, new = handover.old_cert, handover.new_cert
+        if old.role is not Role.ADMIN or new.role is not Role.ADMIN:
+            raise VerifyError("bad-role", "an admin hand-over names two admin certificates")
+        if new.issuer != handover.root or handover.root in (old.subject, new.subject):
+            raise VerifyError("bad-chain", "only a root hands an admin key over")
+        if new.subject == old.subject or new.subject in self.roots:
+            raise VerifyError("bad-target", "an admin key is handed over to another key")
+        if (new.caps, new.prefixes) != (old.caps, old.prefixes):
+            raise VerifyError("bad-grants", "the successor's grants are not the old key's")
+        if new.not_after > old.not_after:
+            raise VerifyError(
+                "outlives-issuer", "the successor is valid longer than the key it replaces"
+            )
+        if not self._root_or_admin(handover.root, ()):
+            raise VerifyError("bad-chain", "only a root hands an admin key over")
+        self.certificate(old)
+        self.certificate(new)
+        check_signature(handover)
 
     def rollover(self, rollover: Rollover) -> None:
         """Check a root rollover: network, a new key that is no root yet, the window, and

@@ -34,6 +34,8 @@ from meshd.records import (
     Role,
     decode_record_untrusted,
     decode_untrusted,
+    make_admin_handover,
+    make_certificate,
     make_handover,
     make_leave,
     make_renewal,
@@ -149,6 +151,26 @@ def build_world() -> World:
         wg_key=members[1].wg.public,
         credential=legacy,
     )
+    assert admin.certificate is not None
+    successor = make_certificate(
+        net.root,
+        network_id=net.anchor.network_id,
+        subject=SigningKey.generate().public,
+        role=Role.ADMIN,
+        serial=bytes(16),
+        not_before=T0 + 49,
+        not_after=admin.certificate.not_after,
+        caps=admin.certificate.caps,
+        name=admin.certificate.name,
+        prefixes=admin.certificate.prefixes,
+    )
+    admin_handover = make_admin_handover(
+        net.root,
+        network_id=net.anchor.network_id,
+        old_cert=admin.certificate,
+        new_cert=successor,
+        issued_at=T0 + 49,
+    )
     rollover = make_rollover(
         net.root,
         network_id=net.anchor.network_id,
@@ -168,7 +190,7 @@ def build_world() -> World:
         "announcements": [a.raw for a in announcements],
         "revocations": [revocation.raw, invite_revocation.raw],
         "rotations": [rotation.raw, rollover.raw, handover.raw, legacy.raw, onward.raw],
-        "lifecycle": [renewal.raw, leave.raw],
+        "lifecycle": [renewal.raw, leave.raw, admin_handover.raw],
     }
 
 

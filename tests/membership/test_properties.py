@@ -50,6 +50,7 @@ from meshd.records import (
     Role,
     Rollover,
     decode_record_untrusted,
+    make_admin_handover,
     make_admission,
     make_announcement,
     make_certificate,
@@ -79,6 +80,7 @@ EXPECTED_REFUSALS = (
     "issuer-revoked",
     "left",
     "already-left",
+    "admin-handed-over",
     "root-retired",
     "root-superseded",
 )
@@ -292,6 +294,70 @@ def pool() -> Pool:
             wg_key=guest.wg.public,
             credential=guest.credential,
         ),
+    ]
+    # Admin key hand-overs: the root replaces ``steward``'s key at T0 + 50, and again at
+    # T0 + 55 (the earlier sets the cut-off). What the old key certified before stands; what
+    # it signs dated after does not (a member certificate, a renewal, a revocation of the
+    # member it certified before); a member certified by the successor stands.
+    steward = net.admin()
+    old_cert = steward.certificate
+    assert old_cert is not None
+
+    def admin_cert(subject: bytes, at: int) -> Certificate:
+        return make_certificate(
+            net.root,
+            network_id=net.anchor.network_id,
+            subject=subject,
+            role=Role.ADMIN,
+            serial=bytes([at % 256]) * 16,
+            not_before=at,
+            not_after=T0 + 300 * DAY,
+            caps=old_cert.caps,
+            name="admin",
+            prefixes=old_cert.prefixes,
+        )
+
+    def member_cert(issuer: Issuer, name: str, at: int) -> Certificate:
+        return make_certificate(
+            issuer.key,
+            network_id=net.anchor.network_id,
+            subject=SigningKey.generate().public,
+            role=Role.MEMBER,
+            serial=bytes([at % 256, 1]) * 8,
+            not_before=at,
+            not_after=T0 + 200 * DAY,
+            name=name,
+            wg_key=bytes([at % 256]) * 32,
+            chain=issuer.chain,
+        )
+
+    stewarded = member_cert(steward, "stewarded", T0 + 5)
+    successors = [SigningKey.generate(), SigningKey.generate()]
+    for heir_key, at in zip(successors, (T0 + 50, T0 + 55), strict=True):
+        heir_cert = admin_cert(heir_key.public, at)
+        records.append(
+            make_admin_handover(
+                net.root,
+                network_id=net.anchor.network_id,
+                old_cert=old_cert,
+                new_cert=heir_cert,
+                issued_at=at,
+            )
+        )
+    successor = Issuer(successors[0], admin_cert(successors[0].public, T0 + 50))
+    records += [
+        stewarded,
+        member_cert(steward, "after", T0 + 52),
+        member_cert(successor, "successor", T0 + 60),
+        make_renewal(
+            steward.key,
+            network_id=net.anchor.network_id,
+            subject=stewarded.subject,
+            issued_at=T0 + 61,
+            not_after=T0 + 250 * DAY,
+            chain=steward.chain,
+        ),
+        net.revoke(stewarded.subject, at=T0 + 62, issuer=steward),
     ]
     # Root rollovers: two from the first root (the earlier wins), one onward from the winner
     # whose overlap has ended by NOW, and members certified by the new roots (the loser's

@@ -1,0 +1,185 @@
+"""`meshd admin rotate` and `meshd admin renew` installing in place, offline (no daemon)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+
+from meshd.node.statedir import NodeDir, now
+from meshd.records import AdminHandover, Certificate, decode_record_untrusted, decode_untrusted
+from meshd.trust.keyfiles import read_secret
+from meshd.trust.keys import SigningKey, fingerprint
+from tests.cli.test_cli import founder, one_line_error, run
+
+__all__ = ["founder"]
+
+
+def admin_files(folder: Path) -> tuple[bytes, Certificate]:
+    key = SigningKey(read_secret(folder / "admin.key")).public
+    return key, decode_untrusted((folder / "admin.cert").read_bytes(), Certificate)
+
+
+@pytest.fixture
+def admin_dir(founder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    folder = tmp_path / "admin"
+    code, _, err = run(capsys, "admin", "create", "--out", str(folder), "--state-dir", str(founder))
+    assert code == 0, err
+    return folder
+
+
+def test_admin_rotate_replaces_the_key_and_stores_the_hand_over(
+    founder: Path, admin_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old_key, old = admin_files(admin_dir)
+    kept = tmp_path / "old-admin"
+    shutil.copytree(admin_dir, kept)
+    code, out, err = run(
+        capsys, "admin", "rotate", "--admin-dir", str(admin_dir), "--state-dir", str(founder),
+        "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    answer = json.loads(out)
+    new_key, new = admin_files(admin_dir)
+    assert new_key != old_key
+    assert answer["old_admin_id"] == fingerprint(old_key)
+    assert answer["admin_id"] == fingerprint(new_key)
+    assert stat.S_IMODE((admin_dir / "admin.key").stat().st_mode) == 0o600
+    assert sorted(p.name for p in admin_dir.iterdir()) == ["admin.cert", "admin.key"]
+    assert (new.subject, new.caps, new.name, new.prefixes, new.not_after) == (
+        new_key,
+        old.caps,
+        old.name,
+        old.prefixes,
+        old.not_after,
+    )
+    node = NodeDir.open(founder)
+    try:
+        state = node.membership()
+        cutoff = state.admin_cutoff(old_key)
+        assert cutoff is not None
+        assert cutoff <= now()
+        handovers = [
+            r
+            for rid in state.record_ids()
+            if isinstance(r := decode_record_untrusted(state.record(rid) or b""), AdminHandover)
+        ]
+        assert [(h.old_key, h.new_key) for h in handovers] == [(old_key, new_key)]
+        state.verifier.certificate(new)
+    finally:
+        node.close()
+    # The old key's folder, kept somewhere, cannot be handed over again.
+    code, _, err = run(
+        capsys, "admin", "rotate", "--admin-dir", str(kept), "--state-dir", str(founder)
+    )
+    one_line_error(code, err)
+    assert "already been replaced" in err
+    # Nor renewed.
+    code, _, err = run(
+        capsys, "admin", "renew", "--admin-dir", str(kept), "--state-dir", str(founder)
+    )
+    one_line_error(code, err)
+    assert "has been replaced" in err
+    # The successor can be rotated in turn.
+    code, _, err = run(
+        capsys, "admin", "rotate", "--admin-dir", str(admin_dir), "--state-dir", str(founder)
+    )
+    assert code == 0, err
+    assert admin_files(admin_dir)[0] not in (old_key, new_key)
+
+
+def test_admin_rotate_needs_the_root_key_and_an_admin_folder(
+    founder: Path, admin_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(
+        capsys, "admin", "rotate", "--admin-dir", str(tmp_path / "none"), "--state-dir",
+        str(founder),
+    )  # fmt: skip
+    one_line_error(code, err)
+    assert "no admin key here" in err
+    # In the admin's own folder as a state dir there is no root key.
+    (founder / "root.key").rename(tmp_path / "root.key")
+    shutil.copy(admin_dir / "admin.key", founder / "admin.key")
+    shutil.copy(admin_dir / "admin.cert", founder / "admin.cert")
+    code, _, err = run(capsys, "admin", "rotate", "--state-dir", str(founder))
+    one_line_error(code, err)
+    assert "only the root key" in err
+    # With --root-key it rotates the state dir's admin key in place.
+    code, _, err = run(
+        capsys, "admin", "rotate", "--root-key", str(tmp_path / "root.key"), "--state-dir",
+        str(founder),
+    )  # fmt: skip
+    assert code == 0, err
+    assert admin_files(founder)[0] != admin_files(admin_dir)[0]
+
+
+def test_admin_renew_installs_where_the_admin_key_is_and_says_so_in_one_line(
+    founder: Path, admin_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key, old = admin_files(admin_dir)
+    code, out, err = run(
+        capsys, "admin", "renew", "--admin-dir", str(admin_dir), "--expires", "500d",
+        "--state-dir", str(founder),
+    )  # fmt: skip
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"renewed admin {fingerprint(key)} (admin) until ")
+    assert f"installed as {admin_dir / 'admin.cert'}" in lines[0]
+    same, new = admin_files(admin_dir)
+    assert same == key
+    assert new.not_after > old.not_after
+    assert (new.caps, new.prefixes) == (old.caps, old.prefixes)
+    assert sorted(p.name for p in admin_dir.iterdir()) == ["admin.cert", "admin.key"]
+    # --cert alone, where its key is not: refused, one line.
+    code, _, err = run(
+        capsys, "admin", "renew", "--cert", str(admin_dir / "admin.cert"), "--state-dir",
+        str(founder),
+    )  # fmt: skip
+    one_line_error(code, err)
+    assert "--out" in err
+
+
+def test_inspect_checks_an_admin_hand_over(
+    founder: Path, admin_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`inspect` verifies and describes an admin hand-over; one signed by a key that is not
+    the root (its successor certified by that key too) says FAILED."""
+    from meshd.records import make_admin_handover, make_certificate
+
+    _, old = admin_files(admin_dir)
+    node = NodeDir.open(founder)
+    try:
+        root = SigningKey(read_secret(node.paths.root_key))
+        nid, t = node.anchor.network_id, now()
+    finally:
+        node.close()
+    records = {}
+    for name, signer in (("handover", root), ("forged", SigningKey.generate())):
+        new = make_certificate(
+            signer,
+            network_id=nid,
+            subject=SigningKey.generate().public,
+            role=old.role,
+            serial=old.serial,
+            not_before=t,
+            not_after=old.not_after,
+            caps=old.caps,
+            name=old.name,
+            prefixes=old.prefixes,
+        )
+        records[name] = make_admin_handover(
+            signer, network_id=nid, old_cert=old, new_cert=new, issued_at=t
+        )
+    for name, verdict in (("handover", "ok"), ("forged", "FAILED")):
+        path = tmp_path / name
+        path.write_bytes(records[name].raw)
+        code, out, _ = run(capsys, "inspect", str(path), "--json", "--state-dir", str(founder))
+        assert code == 0
+        info = json.loads(out)
+        assert info["kind"] == "adminhandover"
+        assert info["old_admin_id"] == fingerprint(old.subject)
+        assert info["signatures"].startswith(verdict), (name, out)
