@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from meshd.cli.output import note
-from meshd.control.client import request
+from meshd.control.client import ask
+from meshd.control.commands import DownAnswer, DownRequest
 from meshd.errors import ControlError, UsageError
 from meshd.node.layout import Paths, resolve
 
@@ -40,19 +41,20 @@ def lock_held(path: Path) -> bool:
 def down(state_dir: Path | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
     """Ask the daemon of ``state_dir`` to stop; return once it has, or fail after ``timeout``."""
     paths = Paths(resolve(state_dir))
+    pid: int | None
     try:
-        answer = request(paths.socket, "down", {})
+        answer = ask(paths.socket, DownRequest(), DownAnswer)
+        stopping, pid = answer.stopping, answer.pid
     except ControlError as exc:
         if "closed the connection without answering" not in str(exc):
             raise
-        answer = {"stopping": True}  # it went down before its answer left
-    if not isinstance(answer, dict) or not answer.get("stopping"):
+        stopping, pid = True, None  # it went down before its answer left
+    if not stopping:
         raise UsageError(
             f"the daemon of {paths.root} cannot be stopped through its control socket",
             hint="it was not started by `meshd up`: stop it the way it was started",
         )
-    pid = answer.get("pid")
-    wait_stopped(paths.root, pid if isinstance(pid, int) else None, timeout)
+    wait_stopped(paths.root, pid, timeout)
 
 
 def wait_stopped(root: Path, pid: int | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:

@@ -400,6 +400,14 @@ LISTS: Final[Mapping[type[Any], str]] = {
 A = TypeVar("A")
 
 
+class Ask(typing.Protocol):
+    """A command asked inside the daemon (systemd's notifier, the metrics endpoint): a request
+    and its answer type in, the typed answer out, through the same handler table as the
+    control socket (meshd.daemon.control.Control.ask)."""
+
+    def __call__(self, request: Request, answer: type[A], /) -> typing.Awaitable[A]: ...
+
+
 # --- encoding -------------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 
 from meshd.control.commands import (
+    ANSWERS,
     ConnectAnswer,
     ConnectRequest,
     ConnectResultRow,
@@ -97,10 +98,17 @@ class Control:
     async def dispatch(self, cmd: str, args: dict[str, Any]) -> Any:
         """The JSON answer to one request (the control server's handler)."""
         request = decode_request(cmd, args)
-        answer = await self.handlers[type(request)](request)
+        return to_json(await self.ask(request, ANSWERS[type(request)]))
+
+    async def ask(self, request: Request, answer: type[A]) -> A:
+        """One command's typed answer, asked inside the daemon (:class:`Ask`) or through the
+        socket (:meth:`dispatch`): the same handler table either way."""
+        result = await self.handlers[type(request)](request)
         # What a command stored (a revocation, a publish) is on disk before the user hears so.
         await self.daemon.state.disk.synced()
-        return to_json(answer)
+        if not isinstance(result, answer):
+            raise TypeError(f"{type(request).__name__} is answered by {type(result).__name__}")
+        return result
 
     async def status(self, request: StatusRequest) -> StatusAnswer:
         d = self.daemon

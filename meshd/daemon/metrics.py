@@ -15,13 +15,23 @@ import errno
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import trio
 
+from meshd.control.commands import (
+    Ask,
+    PeersAnswer,
+    PeersRequest,
+    RoutesAnswer,
+    RoutesRequest,
+    StatusAnswer,
+    StatusRequest,
+    to_json,
+)
 from meshd.errors import AddressUnavailable, MeshdError
 from meshd.metrics.http import (
     INDEX,
@@ -47,7 +57,6 @@ MAX_CLIENTS: Final = 8
 REQUEST_TIMEOUT: Final = 10.0
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
-Ask = Callable[[str, dict[str, Any]], Awaitable[Any]]
 Gather = Callable[[], Awaitable[Snapshot]]
 
 
@@ -79,18 +88,20 @@ def bind(address: str) -> socket.socket:
 
 
 async def gather(ask: Ask, state: NodeState, traffic: Traffic) -> Snapshot:
-    """The daemon's views now, as the control socket would answer them."""
-    status = await ask("status", {})
-    peers = await ask("peers", {})
+    """The daemon's views now: its typed answers to ``status``, ``peers`` and ``routes``
+    (the same handlers as the control socket's), read by the collector as they go on the
+    wire (``to_json``, the keys docs/metrics.md names)."""
+    status = await ask(StatusRequest(), StatusAnswer)
+    peers = await ask(PeersRequest(), PeersAnswer)
     try:
-        routes = await ask("routes", {})
+        routes: RoutesAnswer | None = await ask(RoutesRequest(), RoutesAnswer)
     except MeshdError:
         routes = None  # Babel is not running
     return Snapshot.of(
         time.time(),
-        status,
-        peers,
-        routes if isinstance(routes, Mapping) else None,
+        to_json(status),
+        to_json(peers),
+        None if routes is None else to_json(routes),
         len(state.membership.revocations()),
         traffic,
     )

@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final
 
 import trio
 
+from meshd.control.commands import Ask, StatusAnswer, StatusRequest
 from meshd.errors import MeshdError
 
 if TYPE_CHECKING:
@@ -28,9 +29,6 @@ log = logging.getLogger(__name__)
 
 MAX_STATUS: Final = 200  # characters of a STATUS= line
 STATUS_INTERVAL: Final = 5.0  # seconds between two looks at the status for STATUS=
-
-Ask = Callable[[str, dict[str, Any]], Awaitable[Any]]
-"""The daemon's control handler: a command name and its arguments in, a view out."""
 
 
 def socket_address(value: str) -> str | None:
@@ -112,17 +110,14 @@ def status_line(status: str) -> str:
     return "STATUS=" + " ".join(status.split())[:MAX_STATUS]
 
 
-def status_text(view: Mapping[str, object]) -> str:
-    """The ``systemctl status`` line from the daemon's status view."""
-    admitted = view.get("members", 0)
-    connected = view.get("connected", 0)
-    text = f"{admitted} members admitted, {connected} connected"
-    wireguard = view.get("wireguard")
-    if isinstance(wireguard, Mapping) and wireguard.get("backend") not in (None, "none"):
+def status_text(view: StatusAnswer) -> str:
+    """The ``systemctl status`` line from the daemon's status."""
+    text = f"{view.members} members admitted, {view.connected} connected"
+    wireguard = view.wireguard
+    if wireguard.get("backend") not in (None, "none"):
         text += f", {wireguard.get('peers')} WireGuard peers on {wireguard.get('interface')}"
-    revoked = view.get("revoked", 0)
-    if isinstance(revoked, int) and revoked:
-        text += f", {revoked} revoked"
+    if view.revoked:
+        text += f", {view.revoked} revoked"
     return text
 
 
@@ -161,7 +156,7 @@ async def _keep_watchdog_fed(notifier: Notifier, every: float) -> None:
 
 async def _status(ask: Ask) -> str:
     try:
-        view = await ask("status", {})
+        view = await ask(StatusRequest(), StatusAnswer)
     except MeshdError as exc:
         return f"running; status unavailable: {exc}"
-    return status_text(view) if isinstance(view, Mapping) else "running"
+    return status_text(view)

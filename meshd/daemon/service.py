@@ -25,10 +25,11 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
+from meshd.control.commands import Request
 from meshd.daemon.announcer import Announcer
 from meshd.daemon.antientropy import AntiEntropy
 from meshd.daemon.babel import BabelService
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
 log = logging.getLogger(__name__)
+
+A = TypeVar("A")
 
 # Established inbound connections of non-members (fresh keys cost nothing), per source (an
 # IPv4 address or IPv6 /64) and in all; and the graces given per source per enrollment_grace.
@@ -171,8 +174,9 @@ class Daemon:
             return BEHIND_NAT
         return OWN_ADDRESS if endpoints.nat_kind(now) == "none" else None
 
-    async def _control(self, cmd: str, args: dict[str, Any]) -> Any:
-        return await self.control.dispatch(cmd, args)
+    async def _control(self, request: Request, answer: type[A]) -> A:
+        """A control command asked inside the daemon (:class:`meshd.control.commands.Ask`)."""
+        return await self.control.ask(request, answer)
 
     async def _drain_messages(self) -> None:
         # Records were merged and stored by the validator; what is delivered is only drained.

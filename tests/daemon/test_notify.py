@@ -9,11 +9,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import trio
 
+from meshd.control.commands import Request, StatusAnswer, StatusRequest
 from meshd.daemon.notify import (
     Notifier,
     inform_systemd,
@@ -23,6 +24,8 @@ from meshd.daemon.notify import (
     watchdog_interval,
 )
 from meshd.errors import ControlError
+
+A = TypeVar("A")
 
 
 @pytest.fixture
@@ -115,18 +118,30 @@ def test_a_socket_that_is_gone_is_no_error(
 def test_status_lines_are_one_bounded_line() -> None:
     assert status_line("a\nb  c") == "STATUS=a b c"
     assert len(status_line("x" * 1000)) == len("STATUS=") + 200
-    view: dict[str, Any] = {
-        "members": 12,
-        "connected": 11,
-        "revoked": 1,
-        "wireguard": {"backend": "userspace", "peers": 11, "interface": "meshd0"},
-    }
+    view = _status(
+        members=12,
+        connected=11,
+        revoked=1,
+        wireguard={"backend": "userspace", "peers": 11, "interface": "meshd0"},
+    )
     assert status_text(view) == (
         "12 members admitted, 11 connected, 11 WireGuard peers on meshd0, 1 revoked"
     )
-    assert status_text({"members": 1, "connected": 0, "wireguard": {"backend": "none"}}) == (
+    assert status_text(_status(members=1, connected=0, wireguard={"backend": "none"})) == (
         "1 members admitted, 0 connected"
     )
+
+
+def _status(**values: Any) -> StatusAnswer:
+    """A status answer with these values and zeros or empties elsewhere."""
+    blank = {
+        "members": 0, "expired": 0, "revoked": 0, "records": 0, "pending": 0,
+        "pending_evicted": 0, "accepted": 0, "connected": 0, "syncs": 0, "tasks": 0,
+        "uptime": 0.0, "rejected": {}, "wireguard": {}, "budgets": {}, "shed": {},
+        "listen_addrs": (), "endpoints": (), "node_id": "", "name": "", "network": "",
+        "network_id": "", "digest": "", "peer_id": "",
+    }  # fmt: skip
+    return StatusAnswer(**{**blank, **values})
 
 
 def test_inform_systemd_ready_status_watchdog_then_stopping(
@@ -134,13 +149,14 @@ def test_inform_systemd_ready_status_watchdog_then_stopping(
 ) -> None:
     sock, path = listener
     env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000", "WATCHDOG_PID": str(os.getpid())}
-    views = iter([{"members": n, "connected": n - 1} for n in range(1, 100)])
+    views = iter([_status(members=n, connected=n - 1) for n in range(1, 100)])
 
-    async def ask(cmd: str, args: dict[str, Any]) -> Any:
-        assert cmd == "status"
+    async def ask(request: Request, answer: type[A]) -> A:
+        assert isinstance(request, StatusRequest)
         view = next(views)
-        if view["members"] == 3:
+        if view.members == 3:
             raise ControlError("busy")
+        assert isinstance(view, answer)
         return view
 
     seen: list[dict[str, str]] = []
