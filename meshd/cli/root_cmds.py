@@ -193,6 +193,11 @@ def admin_renew(
         state = node.membership(at)
         if state.is_revoked(old.subject):
             raise UsageError("this admin key is revoked", hint="create a new admin instead")
+        if state.admin_cutoff(old.subject) is not None:
+            raise UsageError(
+                "this admin key has been replaced (meshd admin rotate)",
+                hint="renew its successor: the admin.cert in the folder that held it",
+            )
         new = make_certificate(
             issuer.key,
             network_id=node.anchor.network_id,
@@ -242,11 +247,6 @@ def _publish(node: NodeDir, records: list[Record], at: int) -> str:
     try:
         for record in records:
             publish = PublishRequest(b64(record.raw))
-        if state.admin_cutoff(old.subject) is not None:
-            raise UsageError(
-                "this admin key has been replaced (meshd admin rotate)",
-                hint="renew its successor: the admin.cert in the folder that held it",
-            )
             ask(node.paths.socket, publish, PublishAnswer, timeout=10.0)
     except DaemonNotRunning:
         state = node.membership(at)
