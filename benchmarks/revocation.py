@@ -341,6 +341,7 @@ class MeshdRound:
     keystroke_max: float  # `meshd revoke` started -> the last daemon's Revoked event
     from_origin_max: float  # the founder's Revoked event -> the last daemon's
     polled_max: float  # `meshd revoke` returned -> the last control socket showing it
+    load: float  # the 1-minute load average as the round started
     applied: dict[str, float]
     polled: dict[str, float]
 
@@ -351,6 +352,7 @@ def revoke_round(
     """Revoke ``target``; watch every daemon but the founder, the target and ``excluded``
     (members revoked earlier, which are disconnected and hear nothing more)."""
     watched = [n for n in mesh.nodes[1:] if n.name != target and n.name not in excluded]
+    load = os.getloadavg()[0]  # the machine's load (other work runs on it too)
     called = time.time()
     meshd("revoke", target, "--reason", "benchmark", "--state-dir", str(mesh.founder.state_dir))
     returned = time.time()
@@ -388,6 +390,7 @@ def revoke_round(
         keystroke_max=max(stamps.values()) - called,
         from_origin_max=max(stamps.values()) - origin,
         polled_max=max(polled.values()),
+        load=load,
         applied=applied,
         polled=polled,
     )
@@ -416,7 +419,7 @@ def bench_meshd(
                 f"{result.applied_max:.3f} s (from the keystroke: {result.keystroke_max:.3f} s; "
                 f"control-socket poll: {result.polled_max:.3f} s; "
                 f"from the founder's commit: {result.from_origin_max:.3f} s; "
-                f"the CLI ran {result.cli_s:.2f} s)",
+                f"the CLI ran {result.cli_s:.2f} s; load {result.load:.1f})",
                 flush=True,
             )
             time.sleep(1.0)
@@ -446,6 +449,7 @@ def bench_meshd(
         "from_origin": summary(from_origin),
         "revoke_cli": summary(cli),
         "keystroke": summary(keystroke),
+        "load_1min": [round(r.load, 2) for r in results],
         "per_daemon_applied_s": [r.applied for r in results],
         "targets": [r.target for r in results],
         "rejected_at_end": _sum_counters(s.get("rejected", {}) for s in status),
@@ -583,8 +587,10 @@ def bench_serf(size: int, rounds: int, workdir: Path, processes: Processes) -> d
         time.sleep(2.0)
         times: list[float] = []
         keystrokes: list[float] = []
+        loads: list[float] = []
         for r in range(rounds):
             payload = f"round-{r}"
+            loads.append(round(os.getloadavg()[0], 2))
             called = time.time()
             serf("event", "-coalesce=false", "-rpc-addr", agents[0].rpc_addr, "bench", payload)
             sent = time.time()
@@ -609,7 +615,7 @@ def bench_serf(size: int, rounds: int, workdir: Path, processes: Processes) -> d
             keystrokes.append(max(stamps) - called)
             print(
                 f"  serf round {r + 1}: event at all {size} agents after {times[-1]:.3f} s "
-                f"(from the keystroke: {keystrokes[-1]:.3f} s)"
+                f"(from the keystroke: {keystrokes[-1]:.3f} s; load {loads[-1]:.1f})"
             )
             time.sleep(0.5)
     finally:
@@ -620,6 +626,7 @@ def bench_serf(size: int, rounds: int, workdir: Path, processes: Processes) -> d
         "delivered": summary(times),
         "keystroke_s": keystrokes,
         "keystroke": summary(keystrokes),
+        "load_1min": loads,
     }
 
 
