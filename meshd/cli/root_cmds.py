@@ -2,13 +2,17 @@
 
 A rollover (docs/wire-format.md §6.11) is signed by the current root. In the same step every
 standing member is certified again by the new root (a member certificate with its name, key,
-grants and remaining validity), so that nobody drops out when the overlap ends. Admins are
-certified again with ``meshd admin renew`` (same key, a new certificate under the current
-root), which writes the certificate the admin installs as its ``admin.cert``.
+grants and remaining validity), so that nobody drops out when the overlap ends; every
+revocation in the set is copied under the new root (a revocation counts only while its root is
+accepted); and every admin known here (its certificate issued here, or carried by a member's
+credential) is certified again under the new root, same key, capabilities, name, prefixes and
+end, written to ``--admin-certs`` for the admin to install as its ``admin.cert``. ``meshd
+admin renew`` certifies any other admin again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -21,12 +25,14 @@ from meshd.cli.output import b64, emit_fields, emit_json, when
 from meshd.cli.parse import duration
 from meshd.control.client import ask
 from meshd.control.commands import PublishAnswer, PublishRequest
-from meshd.errors import DaemonNotRunning, UsageError
+from meshd.errors import DaemonNotRunning, MeshdError, UsageError
 from meshd.node.layout import resolve
 
 if TYPE_CHECKING:
+    from meshd.membership import Membership
     from meshd.node.statedir import NodeDir
-    from meshd.records import Record
+    from meshd.records import Certificate, Record
+    from meshd.trust.keys import SigningKey
 
 root_app = typer.Typer(help="Hand the network over to a new root key.", no_args_is_help=True)
 app.add_typer(root_app, name="root")
@@ -46,14 +52,26 @@ def rollover(
             "replacing the old one].",
         ),
     ] = None,
+    admin_certs: Annotated[
+        Path | None,
+        typer.Option(
+            "--admin-certs",
+            help="Where to write the admins' new certificates, one <admin id>.cert each "
+            "[default: rollover-admin-certs in the state dir].",
+        ),
+    ] = None,
     root_key: RootKey = None,
     state_dir: StateDir = None,
     json: Json = False,
 ) -> None:
     """Hand the network over to a new root key, with an overlap; certify every standing
-    member again under it. The network id, overlay prefix and members' addresses stay."""
+    member and every known admin again under it, and copy every revocation under it. The
+    network id, overlay prefix and members' addresses stay."""
+    from meshd.daemon.renew_policy import carry_revocations
     from meshd.node.statedir import NodeDir, now
-    from meshd.records import Role, make_certificate, make_rollover
+    from meshd.records import Kind, Role, make_certificate, make_rollover
+    from meshd.records import record_id as rid_of
+    from meshd.trust.invites import Issuer
     from meshd.trust.keyfiles import replace_secret, write_secret
     from meshd.trust.keys import SigningKey, fingerprint
 
@@ -113,14 +131,29 @@ def rollover(
                     wg_key=member.wg_key,
                 )
             )
+        members = len(records) - 1
+        # Every revocation copied under the new root: the rollover is merged first, so the
+        # old root's revocations are the retiring root's, and none is carried yet.
+        state.ingest(record, at)
+        records += carry_revocations(state, Issuer(new), node.anchor.network_id, at)
+        admins = _admins_again(node, state, new, at)
         where = _publish(node, records, at)
+        folder = admin_certs or node.paths.root / "rollover-admin-certs"
+        if admins:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for cert in admins:
+            (folder / f"{fingerprint(cert.subject)}.cert").write_bytes(cert.raw)
+            node.store.add_issued(rid_of(cert.raw), Kind.CERTIFICATE, cert.raw, at)
     finally:
         node.close()
     info: dict[str, Any] = {
         "old_root": fingerprint(issuer.key.public),
         "new_root": fingerprint(new.public),
         "overlap_until": when(at + window),
-        "members_certified_again": len(records) - 1,
+        "members_certified_again": members,
+        "revocations_copied": len(records) - 1 - members,
+        "admins_certified_again": len(admins),
+        "admin_certs": str(folder) if admins else None,
         "new_root_key": str(kept_at),
         "where": where,
     }
@@ -239,6 +272,38 @@ def admin_renew(
         )
     else:
         emit_fields(info)
+
+
+def _admins_again(node: NodeDir, state: Membership, new: SigningKey, at: int) -> list[Certificate]:
+    """A certificate under ``new`` for every admin known here that is neither revoked nor
+    ended: same key, capabilities, name, prefixes and end."""
+    from meshd.records import Certificate, Kind, Role, decode_untrusted, make_certificate
+
+    known = list(state.issuing_certificates())
+    for raw in node.store.issued(Kind.CERTIFICATE):
+        with contextlib.suppress(MeshdError):
+            known.append(decode_untrusted(raw, Certificate))
+    latest: dict[bytes, Certificate] = {}
+    for cert in known:
+        if cert.role is not Role.ADMIN or cert.not_after <= at or state.is_revoked(cert.subject):
+            continue
+        if cert.subject not in latest or cert.not_after > latest[cert.subject].not_after:
+            latest[cert.subject] = cert
+    return [
+        make_certificate(
+            new,
+            network_id=node.anchor.network_id,
+            subject=cert.subject,
+            role=Role.ADMIN,
+            serial=os.urandom(16),
+            not_before=at,
+            not_after=cert.not_after,
+            caps=cert.caps,
+            name=cert.name,
+            prefixes=cert.prefixes,
+        )
+        for cert in latest.values()
+    ]
 
 
 def _publish(node: NodeDir, records: list[Record], at: int) -> str:

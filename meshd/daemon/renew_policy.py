@@ -5,6 +5,15 @@ capability renews, once a day, every member that stands and whose credential end
 window (30 days by default), to ``now + period`` (365 days by default), never past the
 issuer's own end. Every daemon warns, once a day per thing, about members, admins and
 invites that end within :data:`WARN_WINDOW`.
+
+Across a root rollover a member's end is its credentials' end as the membership core counts
+it: no later than the end of the overlap of the root it is anchored to, unless a renewal
+signed under a newer root carries it further. So "anchored only to a root whose overlap ends
+within the window" is "ends within the window", and the renewal this node signs under the new
+root re-anchors it. A renewal is worth signing only under a root that outlasts the member's
+current end: :func:`issuer_end` caps the issuer's end at its own root's. The same daily run
+copies, under the new root, every revocation signed under a root being retired
+(:func:`carry_revocations`), so that it keeps counting once that root's overlap ends.
 """
 
 from __future__ import annotations
@@ -15,7 +24,17 @@ from typing import Final
 
 from meshd.addressing import Prefix, prefix_within
 from meshd.membership import Membership, MemberState
-from meshd.records import Certificate, Renewal, Role, make_renewal
+from meshd.records import (
+    MAX_SPONSORED,
+    U64,
+    Cap,
+    Certificate,
+    Renewal,
+    Revocation,
+    Role,
+    make_renewal,
+    make_revocation,
+)
 from meshd.trust.invites import Issuer
 from meshd.trust.keys import fingerprint
 
@@ -99,6 +118,17 @@ class RenewPolicy:
             else:
                 planned.append(Planned(m.node_key, m.name, target))
         return planned, skipped
+
+
+def plan_for(
+    policy: RenewPolicy, membership: Membership, issuer: Issuer, now: int
+) -> tuple[list[Planned], list[Skipped]]:
+    """The day's plan for ``issuer`` (``meshd up --auto-renew``): its end and grants as they
+    are today (its root may be being retired; its certificate may have been replaced)."""
+    cert = issuer.certificate
+    policy.issuer_end = issuer_end(membership, issuer)
+    policy.issuer_grants = cert.prefixes if cert is not None else None
+    return policy.plan(now, candidates(membership, now))
 
 
 def candidates(membership: Membership, now: int) -> list[Candidate]:
@@ -190,3 +220,75 @@ def sign_renewals(
         )
         for p in planned
     ]
+
+
+def _root_of(record: Certificate | Revocation) -> bytes:
+    return record.chain[0].issuer if record.chain else record.issuer
+
+
+def issuer_end(membership: Membership, issuer: Issuer) -> int | None:
+    """Until when what ``issuer`` signs counts: its admin certificate's end, and no later
+    than the end of the root that certificate (or the root key itself) is under; None for
+    the current root, for good."""
+    cert = issuer.certificate
+    root = issuer.key.public if cert is None else cert.issuer
+    end = membership.roots.end(root)
+    if cert is not None:
+        end = min(end, cert.not_after)
+    return None if end >= U64 else end
+
+
+def uncarried_revocations(membership: Membership) -> list[Revocation]:
+    """Revocations signed under a root whose acceptance ends (one rolled over) that no
+    revocation of the same target under a root accepted for longer carries: same target, and
+    their lists together hold this one's (a legacy one: any such revocation)."""
+    roots = membership.roots
+    revocations = membership.revocations()
+    found = []
+    for rev in revocations:
+        end = roots.end(_root_of(rev))
+        if end >= U64:
+            continue
+        later = [r for r in revocations if r.target == rev.target and roots.end(_root_of(r)) > end]
+        listed = {e for r in later if r.sponsored is not None for e in r.sponsored}
+        carried = bool(later) and (rev.sponsored is None or set(rev.sponsored) <= listed)
+        if not carried:
+            found.append(rev)
+    return found
+
+
+def carry_revocations(
+    membership: Membership, issuer: Issuer, network_id: bytes, now: int
+) -> list[Revocation]:
+    """Copies, signed by ``issuer`` at ``now``, of the revocations under a root being retired
+    that nothing under a later root carries yet (wire-format §6.11): same target, role, end,
+    reason and list (a legacy one: the list of what its target countersigned before it). None
+    when ``issuer`` may not revoke, or signs under a root that ends no later than theirs."""
+    if issuer.certificate is not None and Cap.REVOKE not in issuer.certificate.caps:
+        return []
+    mine = issuer_end(membership, issuer)
+    copies: list[Revocation] = []
+    for rev in uncarried_revocations(membership):
+        if rev.expires_at < now:
+            continue
+        if mine is not None and mine <= membership.roots.end(_root_of(rev)):
+            continue
+        listed = rev.sponsored if rev.sponsored is not None else membership.sponsored_by(rev.target)
+        chunks = [
+            list(listed[i : i + MAX_SPONSORED]) for i in range(0, len(listed), MAX_SPONSORED)
+        ] or [[]]
+        copies += [
+            make_revocation(
+                issuer.key,
+                network_id=network_id,
+                target=rev.target,
+                target_role=rev.target_role,
+                issued_at=now,
+                expires_at=rev.expires_at,
+                reason=rev.reason,
+                chain=issuer.chain,
+                sponsored=chunk,
+            )
+            for chunk in chunks
+        ]
+    return copies

@@ -2,7 +2,10 @@
 
 * :class:`AutoRenew` (``meshd up --auto-renew``, on a node holding the root or an admin key
   with the invite capability): once a day, renews every standing member whose credential ends
-  within the window; each renewal is stored, then flooded;
+  within the window (a member anchored only to a root whose overlap ends within it, too), and
+  copies under its own root the revocations of a root being retired; each record is stored,
+  then flooded. It reads the admin certificate again each day (a new one, installed after a
+  root rollover, is used from then on);
 * :class:`ExpiryWarnings`: a WARNING per member, admin or long-lived invite ending within 30
   days, once a day each;
 * :class:`Departure`: once this node's own leave is in the set (``meshd leave`` handed it to
@@ -28,16 +31,18 @@ from meshd.daemon.renew_policy import (
     WARN_WINDOW,
     ExpiryWarnings,
     RenewPolicy,
-    candidates,
+    carry_revocations,
     endings,
     expires_text,
+    plan_for,
     sign_renewals,
 )
 from meshd.daemon.state import NodeState
 from meshd.errors import MeshdError, VerifyError
 from meshd.node.statedir import NodeDir
-from meshd.records import Cap, Certificate, Kind, Role, decode_untrusted
+from meshd.records import U64, Cap, Certificate, Kind, Role, decode_untrusted
 from meshd.trust.invites import Issuer
+from meshd.trust.keys import fingerprint
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -90,6 +95,7 @@ class AutoRenew:
             issuer_grants=cert.prefixes if cert is not None else None,
         )
         self.renewed = 0
+        self.carried = 0  # revocations signed again under this node's root
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -98,12 +104,44 @@ class AutoRenew:
                 await self.flood(raw)
             await trio.sleep(self.check_every)
 
+    def _reload_issuer(self) -> None:
+        """Take up a new admin certificate for the same key (installed after a rollover)."""
+        current = self.issuer.certificate
+        if current is None:
+            return
+        try:
+            raw = self.state.node.paths.admin_cert.read_bytes()
+            if raw == current.raw:
+                return
+            cert = decode_untrusted(raw, Certificate)
+            self.state.membership.verifier.certificate(cert)
+        except (OSError, MeshdError) as exc:
+            log.warning("auto-renew: the admin certificate on disk is unusable: %s", exc)
+            return
+        if cert.subject == self.issuer.key.public and cert.role is Role.ADMIN:
+            self.issuer = Issuer(self.issuer.key, cert)
+            log.info(
+                "auto-renew: signing under the admin certificate valid until %s",
+                _date(cert.not_after),
+            )
+
     def step(self, now: int) -> list[bytes]:
-        """Renew what is due at ``now``; returns the renewals stored (to flood)."""
+        """Renew what is due at ``now``, and carry revocations over a rollover; returns the
+        records stored (to flood)."""
         if not self.policy.due(now):
             return []
+        self._reload_issuer()
         membership = self.state.membership
-        planned, skipped = self.policy.plan(now, candidates(membership, now))
+        cert = self.issuer.certificate
+        root = self.issuer.key.public if cert is None else cert.issuer
+        if membership.roots.end(root) < U64 and membership.roots.end(root) >= now:
+            log.warning(
+                "auto-renew: this node signs under a root being retired (its overlap ends %s): "
+                "sign with the new root key, or install the admin certificate "
+                "`meshd root rollover` wrote for it",
+                _date(membership.roots.end(root)),
+            )
+        planned, skipped = plan_for(self.policy, membership, self.issuer, now)
         for s in skipped:
             log.warning("auto-renew: cannot renew %s: %s", s.name, s.why)
         made = []
@@ -120,6 +158,19 @@ class AutoRenew:
                 made.append(renewal.raw)
                 self.renewed += 1
                 log.info("auto-renew: renewed %s until %s", plan.name, _date(plan.not_after))
+        for copy in carry_revocations(membership, self.issuer, network_id, now):
+            try:
+                outcome = self.state.add_local(copy)
+            except VerifyError as exc:
+                log.warning("auto-renew: a revocation not carried over the rollover: %s", exc)
+                continue
+            if outcome.new:
+                made.append(copy.raw)
+                self.carried += 1
+                log.info(
+                    "auto-renew: revocation of %s signed again under the new root",
+                    fingerprint(copy.target),
+                )
         return made
 
 

@@ -215,3 +215,114 @@ def test_a_rotation_cut_short_is_finished_on_open(
         assert not (founder / "node.key.next").exists()
     finally:
         node.close()
+
+
+def test_root_rollover_copies_revocations_and_certifies_admins_again(
+    founder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every revocation is copied under the new root (it stays revoked after the overlap,
+    when the old root's own no longer counts) and every admin known here that is not
+    revoked gets a certificate under the new root, written for it to install."""
+    kept, dropped = tmp_path / "kept", tmp_path / "dropped"
+    for folder in (kept, dropped):
+        code, _, err = run(
+            capsys, "admin", "create", "--out", str(folder), "--state-dir", str(founder)
+        )
+        assert code == 0, err
+    gone = decode_untrusted((dropped / "admin.cert").read_bytes(), Certificate)
+    code, _, err = run(capsys, "revoke", "--admin", _admin_id(gone), "--state-dir", str(founder))
+    assert code == 0, err
+    code, out, err = run(
+        capsys, "root", "rollover", "--overlap", "1d", "--state-dir", str(founder), "--json"
+    )
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["revocations_copied"] == 1
+    assert info["admins_certified_again"] == 1
+    new_root = SigningKey(read_secret(founder / "root.key")).public
+    old = decode_untrusted((kept / "admin.cert").read_bytes(), Certificate)
+    written = Path(info["admin_certs"]) / f"{_admin_id(old)}.cert"
+    assert stat.S_IMODE(written.parent.stat().st_mode) == 0o700
+    new = decode_untrusted(written.read_bytes(), Certificate)
+    assert (new.subject, new.issuer, new.not_after) == (old.subject, new_root, old.not_after)
+    assert (new.caps, new.name, new.prefixes) == (old.caps, old.name, old.prefixes)
+    node = NodeDir.open(founder)
+    try:
+        after = now() + 2 * DAY
+        state = node.membership(after)
+        state.verifier.certificate(new)
+        assert state.is_revoked(gone.subject)  # by the copy: the old root's own is retired
+        assert all(r.issuer == new_root for r in state.revocations())
+    finally:
+        node.close()
+
+
+def _admin_id(cert: Certificate) -> str:
+    from meshd.trust.keys import fingerprint
+
+    return fingerprint(cert.subject)
+
+
+def test_auto_renew_takes_up_the_admins_new_certificate_and_carries_revocations(
+    founder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An admin's auto-renewing daemon, after a rollover: once its certificate under the new
+    root is installed as admin.cert it signs under it (no restart), renews the members the
+    overlap would end, and copies under the new root a revocation made under the old one."""
+    from meshd.daemon.renewer import AutoRenew
+    from meshd.daemon.state import NodeState
+    from meshd.records import Role, make_revocation
+    from meshd.trust.invites import Issuer
+    from tests.cli.test_cli_lifecycle import Clock, _member, _no_flood
+
+    carol = _member(founder, capsys, "carol", "400d")
+    dave = _member(founder, capsys, "dave", "400d")
+    admin_dir = tmp_path / "admin"
+    code, _, err = run(
+        capsys, "admin", "create", "--out", str(admin_dir), "--state-dir", str(founder)
+    )
+    assert code == 0, err
+    old_cert = decode_untrusted((admin_dir / "admin.cert").read_bytes(), Certificate)
+    (founder / "admin.cert").write_bytes(old_cert.raw)  # this node's own admin certificate
+    code, out, err = run(
+        capsys, "root", "rollover", "--overlap", "20d", "--state-dir", str(founder), "--json"
+    )
+    assert code == 0, err
+    written = Path(json.loads(out)["admin_certs"]) / f"{_admin_id(old_cert)}.cert"
+    node = NodeDir.open(founder)
+    clock = Clock()
+    try:
+        state = NodeState(node, announce_ttl=None, clock=clock)
+        admin = Issuer(SigningKey(read_secret(admin_dir / "admin.key")), old_cert)
+        service = AutoRenew(state, admin, _no_flood, window=30 * DAY, period=365 * DAY, clock=clock)
+        # A revocation the admin signs under its old certificate, during the overlap.
+        old_revocation = make_revocation(
+            admin.key,
+            network_id=node.anchor.network_id,
+            target=dave,
+            target_role=Role.MEMBER,
+            issued_at=clock.now,
+            expires_at=clock.now + 400 * DAY,
+            reason="gone",
+            chain=admin.chain,
+            sponsored=[],
+        )
+        state.add_local(old_revocation)
+        # Under its old certificate it cannot carry anyone past the overlap: nothing made.
+        assert service.step(clock.now) == []
+        (founder / "admin.cert").write_bytes(written.read_bytes())  # installed
+        clock.now += DAY
+        made = service.step(clock.now)
+        assert service.issuer.certificate is not None
+        assert service.issuer.certificate.issuer == state.membership.roots.current()
+        assert service.carried == 1
+        assert service.renewed == 0
+        assert made == [r.raw for r in state.membership.revocations() if r.target == dave][-1:]
+        after = clock.now + 25 * DAY  # past the overlap
+        state.membership.tick(after)
+        member = state.membership.member(carol, after)
+        assert member is not None
+        assert member.state is MemberState.ADMITTED
+        assert state.membership.is_revoked(dave)
+    finally:
+        node.close()

@@ -17,12 +17,23 @@ from meshd.daemon.renew_policy import (
     ExpiryWarnings,
     RenewPolicy,
     candidates,
+    carry_revocations,
     endings,
     expires_text,
+    plan_for,
     sign_renewals,
 )
 from meshd.membership import Membership, MemberState
-from meshd.records import Admission, Cap, Invite, Record, Role, make_certificate
+from meshd.records import (
+    Admission,
+    Cap,
+    Certificate,
+    Invite,
+    Record,
+    Role,
+    make_certificate,
+    make_rollover,
+)
 from meshd.trust.invites import Issuer, enroll
 from meshd.trust.keys import SigningKey, WireGuardKey
 from tests.factory import T0, Net, Node
@@ -190,3 +201,197 @@ def test_expires_text() -> None:
     assert expires_text(T0 + DAY, T0) == "expires in 1 day"
     assert expires_text(T0 + 60, T0) == "expires in less than a day"
     assert expires_text(T0 - 3 * DAY, T0) == "expired 3 days ago"
+
+
+# --- across a root rollover -------------------------------------------------------------------
+
+ROLLOVER_DAY = 100  # the root hands over to a new root, with a 30-day overlap
+OVERLAP = 30 * DAY
+
+
+class RolledOver:
+    """The five-member network, its root rolled over on ROLLOVER_DAY (the rollover record
+    alone: nobody is certified again by hand), and two members admitted during the overlap:
+    one through an invite the admin issued under its old certificate, one through an invite
+    of the new root. The root writes the admin a certificate under the new root, which the
+    admin installs the next time its node is online."""
+
+    def __init__(self) -> None:
+        self.world = Network()
+        self.new_root = SigningKey.generate()
+        self.rolled_at = T0 + ROLLOVER_DAY * DAY
+        self.overlap_end = self.rolled_at + OVERLAP
+        net = self.world.net
+        self.rollover = make_rollover(
+            net.root,
+            network_id=net.anchor.network_id,
+            new_root=self.new_root.public,
+            issued_at=self.rolled_at,
+            overlap_until=self.overlap_end,
+        )
+        old = self.world.admin.certificate
+        assert old is not None
+        self.admin_again = Issuer(
+            self.world.admin.key,
+            make_certificate(
+                self.new_root,
+                network_id=net.anchor.network_id,
+                subject=old.subject,
+                role=Role.ADMIN,
+                serial=os.urandom(16),
+                not_before=self.rolled_at,
+                not_after=old.not_after,
+                caps=old.caps,
+                name=old.name,
+                prefixes=old.prefixes,
+            ),
+        )
+        # Admitted during the overlap: (day, name, the invite's issuer).
+        self.joins = [
+            (ROLLOVER_DAY + 2, "via-old-admin", self.world.admin),
+            (ROLLOVER_DAY + 3, "via-new-root", Issuer(self.new_root)),
+        ]
+
+    def step(self, now: int) -> None:
+        """What happens on the network at ``now`` besides renewals: the rollover, the joins."""
+        if now == self.rolled_at:
+            self.world.deliver([self.rollover], now)
+        for day, name, issuer in self.joins:
+            if now == T0 + day * DAY:
+                invite = self.world.net.invite(issuer=issuer, member_ttl=YEAR, at=now - DAY)
+                self.world.members.append(self.world._join(invite, name, now))
+
+    def anchored_to_old_root(self) -> list[Node]:
+        return [n for n in self.world.members if n.name != "via-new-root"]
+
+
+def _walk_times(end: int) -> list[int]:
+    return list(range(T0 + 5 * DAY, end + 1, STEP))
+
+
+def test_a_root_rollover_with_auto_renew_on_an_admin_online_one_day_a_week() -> None:
+    """Nobody stops standing, on any node, across the end of the overlap: the admin's node,
+    online one day a week with auto-renew, installs its certificate under the new root and
+    renews every member still anchored only to the old root (its end is the overlap's)."""
+    r = RolledOver()
+    world = r.world
+    admin_core = world.cores[1]
+    admin = world.admin
+    policy = RenewPolicy()
+    renewed: dict[str, int] = {}
+    for now in _walk_times(r.overlap_end + 40 * DAY):
+        r.step(now)
+        day = (now - T0) // DAY
+        if day % 7 == ADMIN_ONLINE_WEEKDAY and policy.due(now):
+            if now >= r.rolled_at:
+                admin = r.admin_again  # its new certificate, installed when it comes online
+            planned, skipped = plan_for(policy, admin_core, admin, now)
+            assert skipped == []
+            made = sign_renewals(admin, world.net.anchor.network_id, planned, now)
+            world.deliver(list(made), now)
+            for p in planned:
+                renewed[p.name] = now
+        for core in world.cores:
+            core.tick(now)
+            for node in world.members:
+                assert _standing(core, node, now) == (MemberState.ADMITTED, ""), (
+                    f"{node.name} on day {day}"
+                )
+    # Each member anchored only to the old root was renewed under the new root during the
+    # overlap (the one admitted through the admin's old certificate too), and only they were.
+    assert set(renewed) == {n.name for n in r.anchored_to_old_root()}
+    assert all(r.rolled_at <= at <= r.overlap_end for at in renewed.values())
+    assert len({core.digest() for core in world.cores}) == 1
+
+
+def test_a_root_rollover_without_auto_renew_drops_the_old_roots_members_at_the_overlaps_end() -> (
+    None
+):
+    """Without auto-renew (and nobody certified again by hand), every member anchored only to
+    the old root, admitted before the rollover or during the overlap through the admin's old
+    certificate, is expired (root-retired) from the moment the overlap ends, after a warning
+    on each day of the overlap; the member admitted under the new root stays."""
+    r = RolledOver()
+    world = r.world
+    core = world.cores[2]
+    warnings = ExpiryWarnings()
+    warned: dict[str, list[int]] = {}
+    for now in _walk_times(r.overlap_end + 10 * DAY):
+        r.step(now)
+        core.tick(now)
+        for ending in warnings.due(now, endings(core, now)):
+            if ending.kind == "member":
+                warned.setdefault(ending.label, []).append(now)
+        for node in world.members:
+            state = _standing(core, node, now)
+            if node.name == "via-new-root" or now <= r.overlap_end:
+                assert state == (MemberState.ADMITTED, ""), (node.name, now)
+            else:
+                assert state == (MemberState.EXPIRED, "root-retired"), (node.name, now)
+    for node in r.anchored_to_old_root():
+        assert core.credentials_end(node.key.public) == r.overlap_end
+        times = warned[node.name]
+        joined = max(
+            r.rolled_at,
+            node.credential.admitted_at if isinstance(node.credential, Admission) else 0,
+        )
+        # Once a day from the rollover (or its admission, if later) until the overlap ends.
+        assert times[0] - joined < DAY
+        assert all(b - a >= DAY for a, b in itertools.pairwise(times))
+        assert times[-1] <= r.overlap_end
+        assert len(times) >= (r.overlap_end - joined) // DAY
+    assert "via-new-root" not in warned
+
+
+def test_auto_renew_copies_the_retiring_roots_revocations_under_the_new_root() -> None:
+    """A revocation signed during the overlap by an admin still on its old certificate is
+    copied by an admin (or the root) under the new root on its next online day: the member
+    stays revoked after the overlap, on a node that was offline through all of it too. A node
+    that may not revoke, or that signs under the retiring root itself, copies nothing."""
+    r = RolledOver()
+    world = r.world
+    net = world.net
+    world.deliver([r.rollover], r.rolled_at)
+    old_admin = net.admin()
+    target = world.members[2]
+    revoked_at = r.rolled_at + 5 * DAY
+    revocation = net.revoke(target.key.public, at=revoked_at, issuer=old_admin)
+    world.deliver([revocation], revoked_at)
+    core = world.cores[1]
+    later = revoked_at + DAY
+    network_id = net.anchor.network_id
+    assert carry_revocations(core, old_admin, network_id, later) == []  # under the old root
+    assert carry_revocations(core, r.admin_again, network_id, later) == []  # no revoke cap
+    admin_again = Issuer(old_admin.key, _under(r, old_admin))
+    copies = carry_revocations(core, admin_again, network_id, later)
+    assert [(c.target, c.sponsored, c.expires_at) for c in copies] == [
+        (target.key.public, revocation.sponsored, revocation.expires_at)
+    ]
+    world.deliver(list(copies), later)
+    assert carry_revocations(core, admin_again, network_id, later + DAY) == []
+    after = r.overlap_end + DAY
+    offline = net.state()
+    batch = offline.merge_batch(world.log, after)
+    assert batch.rejected == ("root-retired",)  # the old admin's own, after the overlap
+    for state in (core, offline):
+        state.tick(after)
+        assert _standing(state, target, after) == (MemberState.REVOKED, "revoked")
+    assert offline.digest() == core.digest()
+
+
+def _under(r: RolledOver, admin: Issuer) -> Certificate:
+    """``admin``'s key certified by the new root, as `meshd root rollover` writes it."""
+    old = admin.certificate
+    assert old is not None
+    return make_certificate(
+        r.new_root,
+        network_id=r.world.net.anchor.network_id,
+        subject=old.subject,
+        role=Role.ADMIN,
+        serial=os.urandom(16),
+        not_before=r.rolled_at,
+        not_after=old.not_after,
+        caps=old.caps,
+        name=old.name,
+        prefixes=old.prefixes,
+    )
