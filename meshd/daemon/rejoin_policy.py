@@ -11,8 +11,8 @@ wait for others to find it. :class:`Rejoin` says whom it dials while it is isola
   behind them by its peer id (``/p2p/ID``): a public member is usually among them;
 
 each target after its own capped backoff: doubling from 1 s up to ``cap`` (a few seconds),
-times the jitter the caller passes, for as long as the node runs. At most ``limit`` targets
-per pass. Once a member is connected the ordinary policy
+times the jitter the caller passes, for as long as the node runs. At most ``limit`` dials
+in flight (a large membership is worked through, the least tried first). Once a member is connected the ordinary policy
 (:class:`~meshd.daemon.connect_policy.ConnectionPolicy`, ``degree`` members, 60 s cap)
 takes over again; a success forgets the target's failures. ``now`` is given.
 """
@@ -27,7 +27,7 @@ from meshd.membership import Member, MemberState
 
 #: Seconds between two dials of one target while isolated, at most (before jitter).
 ISOLATED_CAP: Final = 4.0
-#: Targets dialled per pass while isolated.
+#: Dials in flight at most while isolated.
 ISOLATED_LIMIT: Final = 16
 #: Bootstrap addresses kept (the state dir's list, ``--bootstrap``).
 MAX_BOOTSTRAP: Final = 16
@@ -75,7 +75,8 @@ class Rejoin:
         own_key: bytes,
         skip: Iterable[bytes] = (),
     ) -> list[tuple[bytes, tuple[str, ...]]]:
-        """The (member key, addresses) to dial now; ``skip``: keys being dialled already."""
+        """The (member key, addresses) to dial now; ``skip``: keys being dialled already
+        (they count against ``limit``)."""
         skipped = set(skip)
         addrs: dict[bytes, list[str]] = {}
         revoked: set[bytes] = set()
@@ -98,7 +99,8 @@ class Rejoin:
                 continue
             due.append((failures.count if failures else 0, key, tuple(found)))
         due.sort(key=lambda d: (d[0], d[1]))  # the least tried first
-        return [(key, found) for _, key, found in due[: self.limit]]
+        budget = max(0, self.limit - len(skipped))  # dials in flight count against it
+        return [(key, found) for _, key, found in due[:budget]]
 
     def failed(self, key: bytes, now: float, jitter: float) -> float:
         """A dial of ``key`` failed: the delay before the next one."""

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
 
+from meshd.daemon.wireguard import local_addresses
+from meshd.errors import MeshdError
 from meshd.mesh.underlay import usable_addresses
 from meshd.wg.model import IPAddress, parse_endpoint
 
@@ -161,12 +163,14 @@ class Relaying:
         self.why = ""
 
     async def decide(self) -> None:
-        from meshd.daemon.wireguard import local_addresses
-
         config = self.config
         addresses: list[IPAddress] = []
         if config.relay == "auto" and not config.endpoints:
-            local = await local_addresses()
+            try:
+                local = await local_addresses()
+            except (MeshdError, OSError) as exc:
+                log.warning("relay: cannot read this host's addresses (%s); deciding later", exc)
+                return
             addresses = [
                 a.address for a in usable_addresses(local, exclude=[config.interface, "lo"])
             ]

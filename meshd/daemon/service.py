@@ -158,10 +158,21 @@ class Daemon:
         return self.announcer.listen_addrs()
 
     def invite_addrs(self) -> list[str]:
-        """What invites carry: ``--public-addr`` (or what ``init`` kept) first, then where we
-        listen (meshd.daemon.bootstrap)."""
+        """What invites carry: ``--public-addr`` (or what ``init`` kept) first, then our
+        reflexive addresses, then where we listen (meshd.daemon.bootstrap)."""
         public = self.config.public_addrs or tuple(stored_public(self.state.node))
-        return invite_addrs(public, self.listen_addrs(), self.state.key)
+        return invite_addrs(
+            (*public, *self._reflexive_hosts()), self.listen_addrs(), self.state.key
+        )
+
+    def _reflexive_hosts(self) -> list[str]:
+        """The public addresses members see us at (meshd.daemon.endpoints, when it runs): with
+        our libp2p port, they work from outside behind a 1:1 NAT (a cloud machine's)."""
+        endpoints = getattr(self, "endpoints", None)
+        if endpoints is None:
+            return []
+        found = endpoints.candidates(trio.current_time())
+        return [str(c.address) for c in found if c.kind == "reflexive"]
 
     def _seen(self) -> str | None:
         """Where members see our WireGuard (meshd.daemon.endpoints), for ``--relay auto``:

@@ -107,7 +107,7 @@ def test_bootstrap_addresses_are_dialled_while_isolated_merged_with_what_the_mem
     assert rejoin.targets(0.0, [], OWN, skip=[KEY]) == []  # being dialled
 
 
-def test_at_most_limit_targets_a_pass_least_tried_first() -> None:
+def test_at_most_limit_dials_in_flight_least_tried_first() -> None:
     rejoin = Rejoin(limit=3)
     members = [_member(i, state=MemberState.EXPIRED) for i in range(1, 8)]
     first = rejoin.targets(0.0, members, OWN)
@@ -116,6 +116,9 @@ def test_at_most_limit_targets_a_pass_least_tried_first() -> None:
         rejoin.failed(key, 0.0, 1.0)
     second = rejoin.targets(0.0, members, OWN)
     assert not {k for k, _ in first} & {k for k, _ in second}
+    in_flight = [k for k, _ in second]
+    assert rejoin.targets(0.0, members, OWN, skip=in_flight[:2]) == second[2:3]  # 3 at most
+    assert rejoin.targets(0.0, members, OWN, skip=in_flight) == []
     with pytest.raises(ValueError, match="positive"):
         Rejoin(cap=0)
 
