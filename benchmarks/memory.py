@@ -280,7 +280,7 @@ def uapi_figures(peers: int, tag: str) -> dict[str, Any]:
 
     import trio
 
-    from meshd.trust.keys import WireGuardKey
+    from meshd.trust.keys import WgKey, WireGuardKey
     from meshd.wg.backend import InterfaceConfig
     from meshd.wg.backend_userspace import UserspaceBackend
     from meshd.wg.model import PeerConfig, UpdatePeer
@@ -308,7 +308,7 @@ def uapi_figures(peers: int, tag: str) -> dict[str, Any]:
         )
         backend = await UserspaceBackend.start(config)
         try:
-            desired = {p.public_key: p for p in (peer(i) for i in range(peers))}
+            desired = {WgKey(p.public_key): p for p in (peer(i) for i in range(peers))}
             started = time.perf_counter()
             actual = await backend.get()
             ops = plan(desired, actual, None)
@@ -322,7 +322,7 @@ def uapi_figures(peers: int, tag: str) -> dict[str, Any]:
             # One member moves: its endpoint changes; nothing else does.
             moved = peer(7, port=51999)
             changed = dict(desired)
-            changed[moved.public_key] = moved
+            changed[WgKey(moved.public_key)] = moved
             again = time.perf_counter()
             actual = await backend.get()
             one = plan(changed, actual, desired)

@@ -65,7 +65,7 @@ from meshd.daemon.babel_site import (
 )
 from meshd.daemon.feed import Subscription
 from meshd.membership import Member, MemberState
-from meshd.trust.keys import NodeKey
+from meshd.trust.keys import NodeKey, WgKey
 from meshd.wg.addresses import link_local_from_wg_key
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ class MeshSeam(Protocol):
     @property
     def ifname(self) -> str: ...
 
-    def set_extra_prefixes(self, extra: Mapping[bytes, Sequence[IPNetwork]]) -> None:
+    def set_extra_prefixes(self, extra: Mapping[WgKey, Sequence[IPNetwork]]) -> None:
         """Route these prefixes through these peers (by WireGuard key) from now on."""
         ...
 
@@ -380,7 +380,7 @@ class BabelService:
     def _on_route_event(self, event: BabelEvent) -> None:
         if self.mesh is None or self._shell is None:
             return
-        extra: dict[bytes, list[IPNetwork]] = {}
+        extra: dict[WgKey, list[IPNetwork]] = {}
         for view in self._shell.core.routes():
             if not view.selected or view.neighbour is None or view.source is not None:
                 continue

@@ -54,6 +54,7 @@ from meshd.mesh.desired import DesiredMesh, Underlay, desired_peers, peer_member
 from meshd.mesh.handshake import FirstHandshakes
 from meshd.mesh.holddown import HoldDown, hold_down_period, routed_directly
 from meshd.mesh.underlay import LocalAddress, underlay_of
+from meshd.trust.keys import NodeKey, WgKey
 from meshd.wg.backend import Backend, InterfaceConfig
 from meshd.wg.backend_select import select_backend
 from meshd.wg.model import (
@@ -86,8 +87,8 @@ class WireGuardMesh:
         backend: Backend,
         *,
         kind: str,
-        own_node_key: bytes,
-        own_wg_key: bytes,
+        own_node_key: NodeKey,
+        own_wg_key: WgKey,
         overlay: ipaddress.IPv6Address,
         overlay_prefix: ipaddress.IPv6Network,
         listen_port: int,
@@ -111,12 +112,12 @@ class WireGuardMesh:
         self.last_round_ops = 0
         self._poke = poke
         self._members: Sequence[Member] = ()
-        self._extra: dict[bytes, tuple[IPNetwork, ...]] = {}
+        self._extra: dict[WgKey, tuple[IPNetwork, ...]] = {}
         self._hold: HoldDown | None = None
         self._first = FirstHandshakes(own_wg_key)
-        self._held: frozenset[bytes] = frozenset()
-        self._kept: set[tuple[bytes, bytes]] = set()
-        self._previous: dict[bytes, PeerConfig] = {}
+        self._held: frozenset[WgKey] = frozenset()
+        self._kept: set[tuple[WgKey, WgKey]] = set()
+        self._previous: dict[WgKey, PeerConfig] = {}
         self._desired = DesiredMesh()
         self._reported: set[tuple[bytes, bytes]] = set()
         self._kick_send, self._kick_receive = trio.open_memory_channel[None](1)
@@ -143,7 +144,7 @@ class WireGuardMesh:
             self.underlay = underlay
             self.kick()
 
-    def set_extra_prefixes(self, extra: Mapping[bytes, Sequence[IPNetwork]]) -> None:
+    def set_extra_prefixes(self, extra: Mapping[WgKey, Sequence[IPNetwork]]) -> None:
         """Route these prefixes through these peers (by WireGuard key) from now on: Babel's
         selected routes. A round runs at once if the mapping changed."""
         mapping = {key: tuple(nets) for key, nets in extra.items() if nets}
@@ -164,7 +165,7 @@ class WireGuardMesh:
         link-local address derived from it, then a round, and a datagram to every peer so
         that handshakes under the new key start at once."""
         await self.backend.rekey(private_key)
-        self.own_wg_key = crypto_scalarmult_base(private_key)
+        self.own_wg_key = WgKey(crypto_scalarmult_base(private_key))
         self._first = FirstHandshakes(self.own_wg_key)
         log.info("WireGuard %s: now under key %s", self.ifname, key_to_base64(self.own_wg_key))
         await self.reconcile()
@@ -242,14 +243,14 @@ class WireGuardMesh:
                 await poke_peers(desired, self.overlay_prefix, updates)
         return True
 
-    def _hold_down(self, members: Sequence[Member], actual: DeviceState) -> frozenset[bytes]:
+    def _hold_down(self, members: Sequence[Member], actual: DeviceState) -> frozenset[WgKey]:
         """The peers held on their own overlay /128 this round (none before Babel runs);
         one whose first handshake did not come is released to the relay at once."""
         if self._hold is None:
             return frozenset()
         peers = peer_members(members, own_node_key=self.own_node_key, own_wg_key=self.own_wg_key)
         direct = routed_directly(peers, self._extra)
-        answered = {p.public_key for p in actual.peers if p.last_handshake}
+        answered = {WgKey(p.public_key) for p in actual.peers if p.last_handshake}
         return self._hold.update(trio.current_time(), peers.keys(), direct, answered)
 
     def _report(self, desired: DesiredMesh, members: Sequence[Member]) -> None:
@@ -271,8 +272,8 @@ class WireGuardMesh:
     def _report_holds(self, desired: DesiredMesh, members: Sequence[Member]) -> None:
         """Log when a hold keeps a member off the relay Babel chose, and when the relay takes
         over after the hold-down (the direct path never came up)."""
-        names: dict[bytes, str] = {m.wg_key: m.name for m in members}
-        owner: dict[IPNetwork, bytes] = {
+        names: dict[WgKey, str] = {m.wg_key: m.name for m in members}
+        owner: dict[IPNetwork, WgKey] = {
             ipaddress.IPv6Network((m.overlay, 128)): m.wg_key for m in members
         }
         kept = {
@@ -308,7 +309,9 @@ async def poke_peers(
 ) -> None:
     """Send one datagram to each peer's overlay address, so that WireGuard shakes hands."""
     targets = [
-        t for op in updates if (t := overlay_of(desired, overlay_prefix, op.public_key)) is not None
+        t
+        for op in updates
+        if (t := overlay_of(desired, overlay_prefix, WgKey(op.public_key))) is not None
     ]
     if not targets:
         return
@@ -319,7 +322,7 @@ async def poke_peers(
 
 
 def overlay_of(
-    desired: DesiredMesh, overlay_prefix: ipaddress.IPv6Network, wg_key: bytes
+    desired: DesiredMesh, overlay_prefix: ipaddress.IPv6Network, wg_key: WgKey
 ) -> ipaddress.IPv6Address | None:
     """The overlay /128 that ``desired`` gives the peer ``wg_key``, if any."""
     config = desired.peers.get(wg_key)
@@ -372,8 +375,8 @@ async def open_mesh(config: DaemonConfig, node: NodeDir) -> AsyncIterator[WireGu
         yield WireGuardMesh(
             backend,
             kind=kind,
-            own_node_key=node.node_key.public,
-            own_wg_key=node.wg_key.public,
+            own_node_key=NodeKey(node.node_key.public),
+            own_wg_key=WgKey(node.wg_key.public),
             overlay=overlay,
             overlay_prefix=prefix,
             listen_port=config.listen_port,

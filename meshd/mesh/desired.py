@@ -26,6 +26,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from meshd.membership import Member, MemberState
+from meshd.trust.keys import NodeKey, WgKey
 from meshd.wg.addresses import link_local_from_wg_key
 from meshd.wg.model import IPAddress, IPNetwork, PeerConfig, format_endpoint, parse_endpoint
 
@@ -48,17 +49,17 @@ class Shadowed:
     """A member left out because another one holds the same WireGuard key."""
 
     member: Member
-    holder: bytes  # node key of the member programmed with that key (or this node's own)
+    holder: NodeKey  # node key of the member programmed with that key (or this node's own)
 
 
 @dataclass(frozen=True, slots=True)
 class DesiredMesh:
     """The peers to program, keyed by WireGuard key, and what was left out and why."""
 
-    peers: Mapping[bytes, PeerConfig] = field(default_factory=dict)
-    members: Mapping[bytes, bytes] = field(default_factory=dict)  # WireGuard key -> node key
+    peers: Mapping[WgKey, PeerConfig] = field(default_factory=dict)
+    members: Mapping[WgKey, NodeKey] = field(default_factory=dict)  # WireGuard key -> node key
     shadowed: tuple[Shadowed, ...] = ()
-    refused_prefixes: tuple[tuple[bytes, IPNetwork], ...] = ()  # (WireGuard key, prefix)
+    refused_prefixes: tuple[tuple[WgKey, IPNetwork], ...] = ()  # (WireGuard key, prefix)
 
 
 def _usable(address: IPAddress) -> bool:
@@ -104,21 +105,21 @@ def base_allowed_ips(member: Member) -> tuple[ipaddress.IPv6Network, ipaddress.I
 
 
 def peer_members(
-    members: Iterable[Member], *, own_node_key: bytes, own_wg_key: bytes
-) -> dict[bytes, Member]:
+    members: Iterable[Member], *, own_node_key: NodeKey, own_wg_key: WgKey
+) -> dict[WgKey, Member]:
     """The members programmed as peers, by WireGuard key (what :func:`desired_peers` uses)."""
     return _choose(members, own_node_key, own_wg_key)[0]
 
 
 def _choose(
-    members: Iterable[Member], own_node_key: bytes, own_wg_key: bytes
-) -> tuple[dict[bytes, Member], list[Shadowed]]:
-    standing: dict[bytes, list[Member]] = {}
+    members: Iterable[Member], own_node_key: NodeKey, own_wg_key: WgKey
+) -> tuple[dict[WgKey, Member], list[Shadowed]]:
+    standing: dict[WgKey, list[Member]] = {}
     for member in members:
         if member.state is MemberState.ADMITTED and member.node_key != own_node_key:
             standing.setdefault(member.wg_key, []).append(member)
     shadowed: list[Shadowed] = []
-    chosen: dict[bytes, Member] = {}
+    chosen: dict[WgKey, Member] = {}
     for wg_key, holders in standing.items():
         # A key a member enrolled with goes before one it rotated to (a rotation cannot take
         # another member's key), then the earliest claim, then the node key.
@@ -140,12 +141,12 @@ def _choose(
 def desired_peers(
     members: Iterable[Member],
     *,
-    own_node_key: bytes,
-    own_wg_key: bytes,
+    own_node_key: NodeKey,
+    own_wg_key: WgKey,
     underlay: Underlay = Underlay(),
     keepalive: int | None = DEFAULT_KEEPALIVE,
-    extra_prefixes: Mapping[bytes, Sequence[IPNetwork]] | None = None,
-    held: Collection[bytes] = (),
+    extra_prefixes: Mapping[WgKey, Sequence[IPNetwork]] | None = None,
+    held: Collection[WgKey] = (),
 ) -> DesiredMesh:
     """The WireGuard peers this node should have.
 
@@ -157,9 +158,9 @@ def desired_peers(
     it to another. An extra prefix already claimed is refused and reported.
     """
     chosen, shadowed = _choose(members, own_node_key, own_wg_key)
-    owner: dict[IPNetwork, bytes] = {}
-    allowed: dict[bytes, list[IPNetwork]] = {}
-    overlays: dict[bytes, IPNetwork] = {}
+    owner: dict[IPNetwork, WgKey] = {}
+    allowed: dict[WgKey, list[IPNetwork]] = {}
+    overlays: dict[WgKey, IPNetwork] = {}
     for wg_key in sorted(chosen):
         link_local, overlay = base_allowed_ips(chosen[wg_key])
         allowed[wg_key] = [link_local]
@@ -168,7 +169,7 @@ def desired_peers(
     for wg_key in sorted(chosen.keys() & set(held)):
         if owner.setdefault(overlays[wg_key], wg_key) == wg_key:
             allowed[wg_key].append(overlays[wg_key])
-    refused: list[tuple[bytes, IPNetwork]] = []
+    refused: list[tuple[WgKey, IPNetwork]] = []
     extras = extra_prefixes or {}
     for wg_key in sorted(extras):
         if wg_key not in chosen:
@@ -184,7 +185,7 @@ def desired_peers(
         if owner.setdefault(address, wg_key) == wg_key and address not in allowed[wg_key]:
             allowed[wg_key].insert(1, address)
 
-    peers: dict[bytes, PeerConfig] = {}
+    peers: dict[WgKey, PeerConfig] = {}
     for wg_key in sorted(chosen):
         member = chosen[wg_key]
         announced = member.announcement.endpoints if member.announcement is not None else ()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from meshd.trust.keys import WgKey
 from meshd.wg.model import DeviceState, PeerConfig, PeerStatus, RemovePeer, UpdatePeer
 
 DEFER = 1.0  # seconds the higher key leaves a first handshake to the lower one
@@ -39,14 +40,14 @@ Op = RemovePeer | UpdatePeer
 
 def recreate_unanswered(
     ops: Sequence[Op],
-    desired: Mapping[bytes, PeerConfig],
+    desired: Mapping[WgKey, PeerConfig],
     actual: DeviceState,
 ) -> list[Op]:
     """``ops`` with each endpoint change of a never-answered peer made a re-creation."""
     device = actual.peers_by_key()
     out: list[Op] = []
     for op in ops:
-        want = desired.get(op.public_key)
+        want = desired.get(WgKey(op.public_key))
         if _new_endpoint_unanswered(op, device.get(op.public_key)) and want is not None:
             out.extend(_recreation(want))
         else:
@@ -57,19 +58,19 @@ def recreate_unanswered(
 class FirstHandshakes:
     """:func:`recreate_unanswered`, with the tie between two members broken by key."""
 
-    def __init__(self, own_key: bytes, defer: float = DEFER) -> None:
+    def __init__(self, own_key: WgKey, defer: float = DEFER) -> None:
         self.own_key = own_key
         self.defer = defer
-        self._waiting: dict[bytes, float] = {}  # peer key -> when we re-create it ourselves
+        self._waiting: dict[WgKey, float] = {}  # peer key -> when we re-create it ourselves
 
-    def goes_first(self, key: bytes) -> bool:
+    def goes_first(self, key: WgKey) -> bool:
         """Whether we, rather than the member with WireGuard key ``key``, initiate first."""
         return self.own_key < key
 
     def ops(
         self,
         ops: Sequence[Op],
-        desired: Mapping[bytes, PeerConfig],
+        desired: Mapping[WgKey, PeerConfig],
         actual: DeviceState,
         now: float,
     ) -> list[Op]:
@@ -82,9 +83,9 @@ class FirstHandshakes:
             if key in desired and _unanswered(device.get(key))
         }
         out: list[Op] = []
-        done: set[bytes] = set()
+        done: set[WgKey] = set()
         for op in ops:
-            key = op.public_key
+            key = WgKey(op.public_key)
             want = desired.get(key)
             if want is not None and _created_with_endpoint(op, device.get(key)):
                 if not self.goes_first(key):
@@ -119,7 +120,7 @@ class FirstHandshakes:
         """When a held-back re-creation is due (a round should run then), if any."""
         return min(self._waiting.values(), default=None)
 
-    def waiting(self) -> frozenset[bytes]:
+    def waiting(self) -> frozenset[WgKey]:
         return frozenset(self._waiting)
 
 

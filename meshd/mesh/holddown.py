@@ -31,6 +31,7 @@ import ipaddress
 from collections.abc import Collection, Mapping, Sequence
 
 from meshd.membership import Member
+from meshd.trust.keys import WgKey
 from meshd.wg.model import IPNetwork
 
 #: Hello intervals a new direct neighbour is held: Babel brings a link up in about two (two
@@ -52,8 +53,8 @@ def hold_down_period(hello_interval: float) -> float:
 
 
 def routed_directly(
-    peers: Mapping[bytes, Member], extra: Mapping[bytes, Sequence[IPNetwork]]
-) -> set[bytes]:
+    peers: Mapping[WgKey, Member], extra: Mapping[WgKey, Sequence[IPNetwork]]
+) -> set[WgKey]:
     """The peers (WireGuard keys) whose overlay /128 ``extra`` (Babel's routes by next-hop
     peer) gives to the peer itself: Babel routes those members directly."""
     return {
@@ -71,25 +72,25 @@ class HoldDown:
             raise ValueError(f"hold-down period {period} or attempt {attempt} is negative")
         self.period = period
         self.attempt = min(attempt, period)
-        self._appeared: dict[bytes, float] = {}
-        self._confirmed: set[bytes] = set()
-        self._held: frozenset[bytes] = frozenset()
-        self._waiting: frozenset[bytes] = frozenset()  # held, no handshake yet
+        self._appeared: dict[WgKey, float] = {}
+        self._confirmed: set[WgKey] = set()
+        self._held: frozenset[WgKey] = frozenset()
+        self._waiting: frozenset[WgKey] = frozenset()  # held, no handshake yet
 
     def update(
         self,
         now: float,
-        peers: Collection[bytes],
-        direct: Collection[bytes],
-        answered: Collection[bytes] | None = None,
-    ) -> frozenset[bytes]:
+        peers: Collection[WgKey],
+        direct: Collection[WgKey],
+        answered: Collection[WgKey] | None = None,
+    ) -> frozenset[WgKey]:
         """Take in this round's peers (WireGuard keys), those Babel routes directly now and
         (``answered``) those with a handshake on the device; return the held ones. A peer
         missing from ``peers`` is forgotten."""
         for gone in self._appeared.keys() - set(peers):
             del self._appeared[gone]
             self._confirmed.discard(gone)
-        held: set[bytes] = set()
+        held: set[WgKey] = set()
         for key in peers:
             appeared = self._appeared.setdefault(key, now)
             if key in direct:

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
+from meshd.trust.keys import WgKey
 from meshd.wg.model import (
     DeviceState,
     IPNetwork,
@@ -41,9 +42,9 @@ from meshd.wg.model import (
 )
 
 
-def check_disjoint(desired: Mapping[bytes, PeerConfig]) -> None:
+def check_disjoint(desired: Mapping[WgKey, PeerConfig]) -> None:
     """Raise ValueError if one prefix is given to two peers (WireGuard cannot do that)."""
-    owner: dict[IPNetwork, bytes] = {}
+    owner: dict[IPNetwork, WgKey] = {}
     for key, config in desired.items():
         if key != config.public_key:
             raise ValueError("desired peers must be keyed by their own public key")
@@ -53,9 +54,9 @@ def check_disjoint(desired: Mapping[bytes, PeerConfig]) -> None:
 
 
 def plan(
-    desired: Mapping[bytes, PeerConfig],
+    desired: Mapping[WgKey, PeerConfig],
     actual: DeviceState,
-    previous: Mapping[bytes, PeerConfig] | None = None,
+    previous: Mapping[WgKey, PeerConfig] | None = None,
 ) -> list[RemovePeer | UpdatePeer]:
     """Operations that move ``actual`` to ``desired``; empty when there is nothing to do.
 
@@ -121,7 +122,7 @@ def apply_operations(
     ``update_only=False`` models boringtun, which ignores the flag and creates the peer.
     Counters and handshakes of surviving peers are kept.
     """
-    peers: dict[bytes, PeerStatus] = state.peers_by_key()
+    peers: dict[bytes, PeerStatus] = state.peers_by_key()  # the device's keys
     has_private_key = state.has_private_key
     public_key = state.public_key
     listen_port = state.listen_port

@@ -24,7 +24,7 @@ from meshd.daemon.wireguard import WireGuardMesh
 from meshd.membership import Member, MemberState
 from meshd.node.statedir import NodeDir, init_network, now
 from meshd.records import Role, make_announcement, make_certificate, make_revocation
-from meshd.trust.keys import SigningKey, WireGuardKey
+from meshd.trust.keys import NodeKey, SigningKey, WgKey, WireGuardKey
 from meshd.wg.backend import InterfaceConfig
 from meshd.wg.backend_none import NullBackend
 from meshd.wg.model import clamp_private_key
@@ -38,8 +38,8 @@ def _mesh(node: NodeDir) -> tuple[WireGuardMesh, NullBackend]:
     mesh = WireGuardMesh(
         backend,
         kind="none",
-        own_node_key=node.node_key.public,
-        own_wg_key=backend.config.public_key,
+        own_node_key=NodeKey(node.node_key.public),
+        own_wg_key=WgKey(backend.config.public_key),
         overlay=ipaddress.IPv6Address("fd00::1"),
         overlay_prefix=ipaddress.IPv6Network("fd00::/48"),
         listen_port=51820,

@@ -26,7 +26,7 @@ from meshd.records import (
     signed_body,
 )
 from meshd.trust.keyfiles import read_secret, replace_secret
-from meshd.trust.keys import SigningKey, WireGuardKey
+from meshd.trust.keys import NodeKey, SigningKey, WgKey, WireGuardKey
 from tests.factory import T0, Net, Node
 from tests.trust.test_hostile import World, body_items, sign_items
 
@@ -116,13 +116,17 @@ def test_the_peers_follow_the_rotation() -> None:
     other = w.join(w.net.invite())
     old = other.wg.public
     before = desired_peers(
-        w.state.members(NOW), own_node_key=w.founder.key.public, own_wg_key=w.founder.wg.public
+        w.state.members(NOW),
+        own_node_key=NodeKey(w.founder.key.public),
+        own_wg_key=WgKey(w.founder.wg.public),
     )
     assert set(before.peers) == {old}
     rot = rotation(w, other, 1)
     w.ingest(rot)
     after = desired_peers(
-        w.state.members(NOW), own_node_key=w.founder.key.public, own_wg_key=w.founder.wg.public
+        w.state.members(NOW),
+        own_node_key=NodeKey(w.founder.key.public),
+        own_wg_key=WgKey(w.founder.wg.public),
     )
     assert set(after.peers) == {rot.wg_key}
 
@@ -175,9 +179,11 @@ def test_hostile_rotation_to_a_key_another_member_uses() -> None:
         state = w.elsewhere(observer)
         merge_quietly(state, order)
         desired = desired_peers(
-            state.members(NOW), own_node_key=observer.key.public, own_wg_key=observer.wg.public
+            state.members(NOW),
+            own_node_key=NodeKey(observer.key.public),
+            own_wg_key=WgKey(observer.wg.public),
         )
-        assert desired.members[victim.wg.public] == victim.key.public
+        assert desired.members[WgKey(victim.wg.public)] == victim.key.public
         assert [s.member.node_key for s in desired.shadowed] == [w.founder.key.public]
 
 
@@ -193,9 +199,11 @@ def test_hostile_rotation_to_a_key_another_member_rotated_to_earlier() -> None:
         state = w.elsewhere(honest, observer)
         merge_quietly(state, order)
         desired = desired_peers(
-            state.members(NOW), own_node_key=observer.key.public, own_wg_key=observer.wg.public
+            state.members(NOW),
+            own_node_key=NodeKey(observer.key.public),
+            own_wg_key=WgKey(observer.wg.public),
         )
-        assert desired.members[key] == honest.key.public
+        assert desired.members[WgKey(key)] == honest.key.public
 
 
 def test_hostile_replayed_old_rotation() -> None:

@@ -18,18 +18,19 @@ from meshd.mesh.desired import (
     choose_endpoint,
     desired_peers,
 )
+from meshd.trust.keys import NodeKey, WgKey
 from meshd.wg.addresses import link_local_from_wg_key
 from meshd.wg.model import DeviceState, PeerConfig, canonical_endpoint
 from meshd.wg.reconcile import apply_operations, check_disjoint, plan
 from tests.mesh.support import key, member
 
-ME = key("me")
-MY_WG = key("me", "wg")
+ME = NodeKey(key("me"))
+MY_WG = WgKey(key("me", "wg"))
 V4_ONLY = Underlay(families=frozenset({4}))
 LAN = Underlay(networks=(ipaddress.ip_network("10.0.0.0/24"),))
 
 
-def desired(members: list[Member]) -> Mapping[bytes, PeerConfig]:
+def desired(members: list[Member]) -> Mapping[WgKey, PeerConfig]:
     return desired_peers(members, own_node_key=ME, own_wg_key=MY_WG).peers
 
 

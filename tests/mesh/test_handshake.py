@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 
 from meshd.mesh.handshake import DEFER, FirstHandshakes, recreate_unanswered
+from meshd.trust.keys import WgKey
 from meshd.wg.model import (
     DeviceState,
     IPNetwork,
@@ -16,7 +17,7 @@ from meshd.wg.model import (
 )
 from meshd.wg.reconcile import apply_operations, plan
 
-A, B = b"\x0a" * 32, b"\x0b" * 32
+A, B = WgKey(b"\x0a" * 32), WgKey(b"\x0b" * 32)
 NETS = (ipaddress.ip_network("fd00::a/128"),)
 
 
@@ -43,7 +44,7 @@ def test_only_never_answered_peers_with_a_new_endpoint_are_recreated() -> None:
     assert recreate_unanswered(plan(want, after, want), want, after) == []
 
 
-LOW, HIGH = b"\x01" * 32, b"\xfe" * 32
+LOW, HIGH = WgKey(b"\x01" * 32), WgKey(b"\xfe" * 32)
 LOW_NETS = (ipaddress.ip_network("fd00::1/128"),)
 HIGH_NETS = (ipaddress.ip_network("fd00::fe/128"),)
 
@@ -115,7 +116,7 @@ def test_an_initiation_answered_but_never_completed_is_recreated_when_due() -> N
 
 def test_held_back_updates_keep_their_other_changes_and_new_peers_are_created_at_once() -> None:
     high_side = FirstHandshakes(HIGH)
-    other = b"\x05" * 32
+    other = WgKey(b"\x05" * 32)
     want = {
         LOW: PeerConfig(LOW, "192.0.2.1:1", LOW_NETS + HIGH_NETS, 25),
         other: PeerConfig(other, "192.0.2.5:1", (ipaddress.ip_network("fd00::5/128"),), 25),

@@ -16,28 +16,29 @@ from hypothesis import strategies as st
 from meshd.membership import Member
 from meshd.mesh.desired import desired_peers
 from meshd.mesh.holddown import MIN_HOLD, HoldDown, hold_down_period, routed_directly
+from meshd.trust.keys import NodeKey, WgKey
 from meshd.wg.model import IPNetwork
 from meshd.wg.reconcile import check_disjoint
 from tests.mesh.support import key, member
 
-ME = key("me")
-MY_WG = key("me", "wg")
+ME = NodeKey(key("me"))
+MY_WG = WgKey(key("me", "wg"))
 PERIOD = 5.0
 
 new, relay = member("new"), member("relay")
-PEERS: dict[bytes, Member] = {new.wg_key: new, relay.wg_key: relay}
+PEERS: dict[WgKey, Member] = {new.wg_key: new, relay.wg_key: relay}
 NEW_OVERLAY = ipaddress.ip_network(f"{new.overlay}/128")
 RELAY_OVERLAY = ipaddress.ip_network(f"{relay.overlay}/128")
-VIA_RELAY: dict[bytes, list[IPNetwork]] = {
+VIA_RELAY: dict[WgKey, list[IPNetwork]] = {
     relay.wg_key: [RELAY_OVERLAY, NEW_OVERLAY]
 }  # Babel: new through relay
-DIRECT: dict[bytes, list[IPNetwork]] = {
+DIRECT: dict[WgKey, list[IPNetwork]] = {
     new.wg_key: [NEW_OVERLAY],
     relay.wg_key: [RELAY_OVERLAY],
 }  # Babel: new directly
 
 
-def holder(extra: dict[bytes, list[IPNetwork]], held: Collection[bytes]) -> str:
+def holder(extra: dict[WgKey, list[IPNetwork]], held: Collection[WgKey]) -> str:
     """Whose peer holds ``new``'s overlay /128 when Babel's routes are ``extra``."""
     result = desired_peers(
         [new, relay], own_node_key=ME, own_wg_key=MY_WG, extra_prefixes=extra, held=held
@@ -48,7 +49,7 @@ def holder(extra: dict[bytes, list[IPNetwork]], held: Collection[bytes]) -> str:
     return PEERS[owners[0]].name
 
 
-def step(hold: HoldDown, now: float, extra: dict[bytes, list[IPNetwork]]) -> str:
+def step(hold: HoldDown, now: float, extra: dict[WgKey, list[IPNetwork]]) -> str:
     """One reconcile round at ``now``: the hold-down, then the allowed-ips."""
     held = hold.update(now, PEERS.keys(), routed_directly(PEERS, extra))
     return holder(extra, held)
@@ -93,8 +94,8 @@ def test_both_ends_hold_each_other() -> None:
     joiner, old = member("joiner"), member("old")
 
     def owner_at(me: Member, hold: HoldDown, now: float, target: Member) -> str:
-        others: dict[bytes, Member] = {m.wg_key: m for m in (joiner, old, relay) if m is not me}
-        extra: dict[bytes, list[IPNetwork]] = {
+        others: dict[WgKey, Member] = {m.wg_key: m for m in (joiner, old, relay) if m is not me}
+        extra: dict[WgKey, list[IPNetwork]] = {
             relay.wg_key: [ipaddress.ip_network(f"{target.overlay}/128")]
         }
         held = hold.update(now, others.keys(), routed_directly(others, extra))
@@ -140,7 +141,7 @@ def test_a_peer_is_never_held_longer_than_the_period_past_its_last_start(
     keys = {"new": new.wg_key, "relay": relay.wg_key}
     hold = HoldDown(PERIOD)
     now = 0.0
-    appeared: dict[bytes, float] = {}
+    appeared: dict[WgKey, float] = {}
     confirmed: set[bytes] = set()
     for elapsed, present, direct in rounds:
         now += elapsed
@@ -161,7 +162,7 @@ def test_a_held_overlay_is_on_its_own_peer_whatever_babel_says(data: st.DataObje
     members = [member(i) for i in range(5)]
     keys = [m.wg_key for m in members]
     overlays = [ipaddress.ip_network(f"{m.overlay}/128") for m in members]
-    extra: dict[bytes, list[IPNetwork]] = {}
+    extra: dict[WgKey, list[IPNetwork]] = {}
     for overlay in overlays:
         via = data.draw(st.none() | st.sampled_from(keys))
         if via is not None:

@@ -13,6 +13,7 @@ from collections.abc import Collection
 import pytest
 
 from meshd.mesh.holddown import DIRECT_ATTEMPT, HoldDown, hold_down_period, routed_directly
+from meshd.trust.keys import WgKey
 from meshd.wg.model import IPNetwork
 from tests.mesh.test_holddown import DIRECT, PEERS, VIA_RELAY, holder, new, relay
 
@@ -22,8 +23,8 @@ PERIOD = hold_down_period(4.0)  # the default Hello interval: 16 s
 def step(
     hold: HoldDown,
     now: float,
-    extra: dict[bytes, list[IPNetwork]],
-    answered: Collection[bytes] | None,
+    extra: dict[WgKey, list[IPNetwork]],
+    answered: Collection[WgKey] | None,
 ) -> str:
     held = hold.update(now, PEERS.keys(), routed_directly(PEERS, extra), answered)
     return holder(extra, held)

@@ -21,6 +21,7 @@ from meshd.daemon.wireguard import RETRY_AFTER_ERROR, WireGuardMesh
 from meshd.errors import BackendError
 from meshd.membership import Member, MemberState
 from meshd.mesh.holddown import DIRECT_ATTEMPT, hold_down_period
+from meshd.trust.keys import NodeKey, WgKey
 from meshd.wg.backend import InterfaceConfig
 from meshd.wg.backend_none import NullBackend
 from meshd.wg.model import Operation, UpdatePeer, clamp_private_key
@@ -49,8 +50,8 @@ def make_mesh(members: list[Member]) -> tuple[WireGuardMesh, FlakyBackend]:
     mesh = WireGuardMesh(
         backend,
         kind="none",
-        own_node_key=key("me"),
-        own_wg_key=config.public_key,
+        own_node_key=NodeKey(key("me")),
+        own_wg_key=WgKey(config.public_key),
         overlay=OVERLAY.network_address + 1,
         overlay_prefix=OVERLAY,
         listen_port=51820,

@@ -8,6 +8,7 @@ import pytest
 import trio
 
 from meshd.errors import UsageError
+from meshd.trust.keys import WgKey
 from meshd.wg.backend import InterfaceConfig
 from meshd.wg.backend_kernel import KernelBackend, kernel_module_available, peer_request
 from meshd.wg.backend_none import open_null_backend
@@ -37,10 +38,10 @@ def test_null_backend_reconciles() -> None:
 
     async def main() -> None:
         async with open_null_backend(CONFIG) as backend:
-            await backend.set(plan({peer.public_key: peer}, await backend.get()))
+            await backend.set(plan({WgKey(peer.public_key): peer}, await backend.get()))
             state = await backend.get()
             assert state.public_key == CONFIG.public_key
-            assert state.peer_configs() == {peer.public_key: peer}
+            assert state.peer_configs() == {WgKey(peer.public_key): peer}
             await backend.replace_routes(peer.allowed_ips)
             assert backend.routes == set(peer.allowed_ips)
 

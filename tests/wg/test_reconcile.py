@@ -8,10 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from meshd.trust.keys import WgKey
 from meshd.wg.model import DeviceState, IPNetwork, PeerConfig, PeerStatus, RemovePeer, UpdatePeer
 from meshd.wg.reconcile import apply_operations, plan
 
-KEYS = [bytes([n]) * 32 for n in range(1, 6)]
+KEYS = [WgKey(bytes([n]) * 32) for n in range(1, 6)]
 PREFIXES: list[IPNetwork] = [ipaddress.ip_network(f"10.0.{n}.0/24") for n in range(6)] + [
     ipaddress.ip_network(f"fd00:{n}::/64") for n in range(6)
 ]
@@ -19,7 +20,7 @@ ENDPOINTS = [None, "192.0.2.1:51820", "192.0.2.2:51820", "[2001:db8::1]:51820"]
 
 
 @st.composite
-def peer_sets(draw: st.DrawFn) -> dict[bytes, PeerConfig]:
+def peer_sets(draw: st.DrawFn) -> dict[WgKey, PeerConfig]:
     """Peers keyed by public key; each prefix has at most one owner, as on a device."""
     keys = draw(st.lists(st.sampled_from(KEYS), unique=True, max_size=len(KEYS)))
     owners: dict[IPNetwork, bytes] = {}
@@ -38,15 +39,15 @@ def peer_sets(draw: st.DrawFn) -> dict[bytes, PeerConfig]:
     }
 
 
-def device(peers: dict[bytes, PeerConfig]) -> DeviceState:
+def device(peers: dict[WgKey, PeerConfig]) -> DeviceState:
     return DeviceState(peers=tuple(PeerStatus(config, 1.0, 5, 6) for config in peers.values()))
 
 
 @given(peer_sets(), peer_sets(), st.none() | peer_sets(), st.booleans())
 def test_plan_converges_and_is_stable(
-    desired: dict[bytes, PeerConfig],
-    actual: dict[bytes, PeerConfig],
-    previous: dict[bytes, PeerConfig] | None,
+    desired: dict[WgKey, PeerConfig],
+    actual: dict[WgKey, PeerConfig],
+    previous: dict[WgKey, PeerConfig] | None,
     boringtun: bool,
 ) -> None:
     ops = plan(desired, device(actual), previous)
@@ -68,7 +69,7 @@ def test_plan_converges_and_is_stable(
 
 @given(peer_sets(), st.data())
 def test_roamed_endpoints_are_left_alone(
-    desired: dict[bytes, PeerConfig], data: st.DataObject
+    desired: dict[WgKey, PeerConfig], data: st.DataObject
 ) -> None:
     roamed = {
         key: PeerConfig(

@@ -8,6 +8,7 @@ import ipaddress
 
 import pytest
 
+from meshd.trust.keys import WgKey
 from meshd.wg.model import DeviceState, PeerConfig, RemovePeer, UpdatePeer, key_to_hex
 from meshd.wg.reconcile import apply_operations, plan
 from meshd.wg.uapi_codec import encode_set_request, parse_set_request_untrusted
@@ -26,8 +27,8 @@ def peer(i: int, port: int = 51820) -> PeerConfig:
 
 
 @pytest.fixture(scope="module")
-def programmed() -> tuple[dict[bytes, PeerConfig], DeviceState]:
-    desired = {p.public_key: p for p in map(peer, range(PEERS))}
+def programmed() -> tuple[dict[WgKey, PeerConfig], DeviceState]:
+    desired = {WgKey(p.public_key): p for p in map(peer, range(PEERS))}
     ops = plan(desired, DeviceState())
     assert len(ops) == PEERS
     device = apply_operations(DeviceState(), ops)
@@ -44,11 +45,11 @@ def sent_for(ops: list[RemovePeer | UpdatePeer]) -> tuple[bytes, list[str]]:
 
 
 def test_a_new_endpoint_is_one_update_of_that_peer(
-    programmed: tuple[dict[bytes, PeerConfig], DeviceState],
+    programmed: tuple[dict[WgKey, PeerConfig], DeviceState],
 ) -> None:
     desired, device = programmed
     moved = peer(7, port=51999)
-    ops = plan({**desired, moved.public_key: moved}, device, desired)
+    ops = plan({**desired, WgKey(moved.public_key): moved}, device, desired)
     assert ops == [UpdatePeer(moved.public_key, update_only=True, endpoint="198.18.0.7:51999")]
     request, named = sent_for(ops)
     assert named == [key_to_hex(moved.public_key)]
@@ -57,14 +58,14 @@ def test_a_new_endpoint_is_one_update_of_that_peer(
 
 
 def test_new_allowed_ips_are_one_update_of_that_peer(
-    programmed: tuple[dict[bytes, PeerConfig], DeviceState],
+    programmed: tuple[dict[WgKey, PeerConfig], DeviceState],
 ) -> None:
     desired, device = programmed
-    old = desired[peer(500).public_key]
+    old = desired[WgKey(peer(500).public_key)]
     wider = dataclasses.replace(
         old, allowed_ips=(*old.allowed_ips, ipaddress.IPv6Network("fd00:6d65:6d6f:1f4::/64"))
     )
-    ops = plan({**desired, wider.public_key: wider}, device, desired)
+    ops = plan({**desired, WgKey(wider.public_key): wider}, device, desired)
     assert len(ops) == 1
     assert isinstance(ops[0], UpdatePeer)
     assert ops[0].public_key == wider.public_key
@@ -75,7 +76,7 @@ def test_new_allowed_ips_are_one_update_of_that_peer(
 
 
 def test_a_member_leaving_is_one_removal(
-    programmed: tuple[dict[bytes, PeerConfig], DeviceState],
+    programmed: tuple[dict[WgKey, PeerConfig], DeviceState],
 ) -> None:
     desired, device = programmed
     gone = peer(999).public_key
@@ -85,11 +86,11 @@ def test_a_member_leaving_is_one_removal(
 
 
 def test_a_member_joining_is_one_creation(
-    programmed: tuple[dict[bytes, PeerConfig], DeviceState],
+    programmed: tuple[dict[WgKey, PeerConfig], DeviceState],
 ) -> None:
     desired, device = programmed
     new = peer(PEERS)
-    ops = plan({**desired, new.public_key: new}, device, desired)
+    ops = plan({**desired, WgKey(new.public_key): new}, device, desired)
     assert len(ops) == 1
     assert isinstance(ops[0], UpdatePeer)
     assert ops[0].public_key == new.public_key
@@ -98,7 +99,7 @@ def test_a_member_joining_is_one_creation(
 
 
 def test_a_roamed_endpoint_is_left_alone(
-    programmed: tuple[dict[bytes, PeerConfig], DeviceState],
+    programmed: tuple[dict[WgKey, PeerConfig], DeviceState],
 ) -> None:
     desired, device = programmed
     roamed = apply_operations(

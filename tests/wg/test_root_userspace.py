@@ -16,6 +16,7 @@ import subprocess
 import pytest
 import trio
 
+from meshd.trust.keys import WgKey
 from meshd.wg.backend import InterfaceConfig
 from meshd.wg.backend_userspace import UserspaceBackend
 from meshd.wg.model import PeerConfig, clamp_private_key
@@ -75,7 +76,7 @@ async def scenario() -> None:
             assert other.config.overlay_address is not None
             overlay_net = ipaddress.ip_network(other.config.overlay_address)
             desired = {
-                other.config.public_key: PeerConfig(
+                WgKey(other.config.public_key): PeerConfig(
                     other.config.public_key,
                     endpoint=f"{other_ip}:51820",
                     allowed_ips=(ipaddress.ip_network(other.config.link_local.ip), overlay_net),

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from meshd.trust.keys import WgKey
 from meshd.wg.errors import UapiConnectionError, UapiDecodeError, UapiErrnoError, UapiError
 from meshd.wg.model import DeviceState, PeerConfig, UpdatePeer
 from meshd.wg.reconcile import apply_operations, plan
@@ -24,7 +25,7 @@ from meshd.wg.uapi_codec import (
 )
 
 Handler = Callable[[bytes], Awaitable[bytes | None]]
-KEYS = [bytes([n]) * 32 for n in range(1, 4)]
+KEYS = [WgKey(bytes([n]) * 32) for n in range(1, 4)]
 
 
 async def _serve_one(handler: Handler, stream: trio.SocketStream) -> None:
@@ -88,7 +89,7 @@ def test_failed_set_then_reread_converges(tmp_path: Path) -> None:
 
     async def client_side() -> None:
         client = UapiClient(str(path))
-        previous: dict[bytes, PeerConfig] | None = None
+        previous: dict[WgKey, PeerConfig] | None = None
         errnos = []
         for _ in range(3):
             try:
