@@ -42,7 +42,8 @@ from meshd.errors import MeshdError, VerifyError
 from meshd.node.statedir import NodeDir
 from meshd.records import U64, Cap, Certificate, Kind, Role, decode_untrusted
 from meshd.trust.invites import Issuer
-from meshd.trust.keys import fingerprint
+from meshd.trust.keyfiles import read_secret
+from meshd.trust.keys import SigningKey, fingerprint
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -118,7 +119,15 @@ class AutoRenew:
         except (OSError, MeshdError) as exc:
             log.warning("auto-renew: the admin certificate on disk is unusable: %s", exc)
             return
-        if cert.subject == self.issuer.key.public and cert.role is Role.ADMIN:
+        if cert.subject != self.issuer.key.public and cert.role is Role.ADMIN:
+            # The admin key itself was replaced (meshd admin rotate): take up the new key.
+            with contextlib.suppress(OSError, MeshdError):
+                key = SigningKey(read_secret(self.state.node.paths.admin_key))
+                if key.public == cert.subject:
+                    self.issuer = Issuer(key, cert)
+                    log.info("auto-renew: signing with the admin key %s", fingerprint(key.public))
+            return
+        if cert.role is Role.ADMIN:
             self.issuer = Issuer(self.issuer.key, cert)
             log.info(
                 "auto-renew: signing under the admin certificate valid until %s",

@@ -183,3 +183,43 @@ def test_inspect_checks_an_admin_hand_over(
         assert info["kind"] == "adminhandover"
         assert info["old_admin_id"] == fingerprint(old.subject)
         assert info["signatures"].startswith(verdict), (name, out)
+
+
+def test_auto_renew_takes_up_the_admins_new_key_after_a_rotation(
+    founder: Path, admin_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An admin's auto-renewing daemon whose admin key is replaced under it signs with the
+    new key from its next round (the old one's renewals would be refused: admin-handed-over)."""
+    from meshd.daemon.renewer import AutoRenew
+    from meshd.daemon.state import NodeState
+    from meshd.trust.invites import Issuer
+    from tests.cli.test_cli_lifecycle import Clock, _member, _no_flood
+
+    DAY = 86400
+    carol = _member(founder, capsys, "carol", "20d")
+    shutil.copy(admin_dir / "admin.key", founder / "admin.key")
+    shutil.copy(admin_dir / "admin.cert", founder / "admin.cert")
+    old_key, old = admin_files(founder)
+    node = NodeDir.open(founder)
+    clock = Clock()
+    try:
+        state = NodeState(node, announce_ttl=None, clock=clock)
+        admin = Issuer(SigningKey(read_secret(founder / "admin.key")), old)
+        service = AutoRenew(state, admin, _no_flood, window=30 * DAY, period=365 * DAY, clock=clock)
+        code, _, err = run(capsys, "admin", "rotate", "--state-dir", str(founder))
+        assert code == 0, err
+        new_key = admin_files(founder)[0]
+        handover = next(
+            r
+            for _, raw in node.store.rows()
+            if isinstance(r := decode_record_untrusted(raw), AdminHandover)
+        )
+        state.membership.ingest(handover, clock.now)
+        made = service.step(clock.now)
+        assert service.issuer.key.public == new_key != old_key
+        assert service.renewed == 1
+        assert len(made) == 1
+        renewal = state.membership.renewals_of(carol)
+        assert [r.issuer for r in renewal] == [new_key]
+    finally:
+        node.close()
