@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import trio
@@ -22,6 +23,7 @@ from meshd.daemon.transport import Transport
 from meshd.daemon.wireguard import WireGuardMesh, local_addresses
 from meshd.errors import MeshdError, VerifyError
 from meshd.mesh.underlay import (
+    LocalAddress,
     default_endpoints,
     endpoint_hosts,
     expand_listen_addrs,
@@ -54,6 +56,9 @@ class Announcer:
         self.policy = AnnouncePolicy(config.announce_interval, check=config.announce_interval)
         self.endpoints: tuple[str, ...] = config.endpoints
         self._hosts: list[IPAddress] = []
+        # Our ranked candidates as the endpoints to announce (meshd.daemon.endpoints), given
+        # our interface addresses; set where WireGuard runs.
+        self.candidates: Callable[[list[LocalAddress]], tuple[str, ...]] | None = None
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await self.refresh_underlay()
@@ -85,6 +90,8 @@ class Announcer:
             self._hosts = [a.address for a in usable_addresses(local, exclude=exclude)]
             if self.mesh.kind != "none":
                 self.endpoints = default_endpoints(local, config.listen_port, exclude=exclude)
+        if self.candidates is not None and self.mesh.kind != "none":
+            self.endpoints = self.candidates(local)
 
     async def announce_if_due(self) -> None:
         await self.refresh_underlay()

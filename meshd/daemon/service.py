@@ -38,9 +38,11 @@ from meshd.daemon.config import DaemonConfig, topic_of
 from meshd.daemon.connect_policy import ConnectionPolicy
 from meshd.daemon.connections import Connections
 from meshd.daemon.control import Control
+from meshd.daemon.endpoints import Endpoints
 from meshd.daemon.enrollment import Enrollment
 from meshd.daemon.expiry import Expiry
 from meshd.daemon.flooding import Flooder
+from meshd.daemon.punching import Punching
 from meshd.daemon.rejoin_policy import bootstrap_targets
 from meshd.daemon.relaying import BEHIND_NAT, OWN_ADDRESS, Relaying
 from meshd.daemon.renewer import lifecycle_services
@@ -52,6 +54,7 @@ from meshd.gossip import enroll
 from meshd.gossip.admission import StrangerBudget
 from meshd.gossip.backoff import DialBackoff
 from meshd.gossip.host import GossipHost, HostConfig, peer_id_of
+from meshd.mesh.underlay import LocalAddress
 from meshd.node.statedir import NodeDir
 from meshd.trust.keys import NodeKey, fingerprint
 
@@ -120,6 +123,22 @@ class Daemon:
             bound(self.strangers, self.connections.is_member_peer)
         self.enrollment = Enrollment(host, state, self.grace, self.flooder, policy.told)
         self.announcer = Announcer(host, state, mesh, config, self.flooder)
+        self.endpoints = Endpoints(
+            overlay=mesh.overlay_prefix,
+            listen_port=config.listen_port,
+            configured=config.endpoints,
+            is_member=state.is_member,
+        )
+        self.punching = Punching(
+            host,
+            state,
+            mesh,
+            self.endpoints,
+            self.announcer,
+            config.keepalive,
+            config.babel.hello_interval,
+        )
+        self.announcer.candidates = self._candidates
         self.expiry = Expiry(state, config.tick_interval)
         self.lifecycle = lifecycle_services(state, config, self.flooder.flood)
         self.control = Control(self)
@@ -140,6 +159,8 @@ class Daemon:
             for service in self.lifecycle:
                 await nursery.start(service.run)
             await nursery.start(self.connections.run)
+            if self.mesh.kind != "none":
+                await nursery.start(self.punching.run)
             if self.relaying is not None:  # before Babel's first Update: relay or not
                 await nursery.start(self.relaying.run)
             if self.babel is not None:
@@ -173,6 +194,11 @@ class Daemon:
             return []
         found = endpoints.candidates(trio.current_time())
         return [str(c.address) for c in found if c.kind == "reflexive"]
+
+    def _candidates(self, local: list[LocalAddress]) -> tuple[str, ...]:
+        """The endpoints we announce: our ranked candidates (meshd.daemon.endpoints)."""
+        self.endpoints.set_local(local, [self.config.interface, "lo"])
+        return self.endpoints.announced(trio.current_time())
 
     def _seen(self) -> str | None:
         """Where members see our WireGuard (meshd.daemon.endpoints), for ``--relay auto``:

@@ -38,6 +38,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -53,6 +54,7 @@ from meshd.membership import Member
 from meshd.mesh.desired import DesiredMesh, Underlay, desired_peers, peer_members
 from meshd.mesh.handshake import FirstHandshakes
 from meshd.mesh.holddown import HoldDown, hold_down_period, routed_directly
+from meshd.mesh.paths import Path, with_paths
 from meshd.mesh.underlay import LocalAddress, underlay_of
 from meshd.trust.keys import NodeKey, WgKey
 from meshd.wg.backend import Backend, InterfaceConfig
@@ -121,6 +123,9 @@ class WireGuardMesh:
         self._desired = DesiredMesh()
         self._reported: set[tuple[bytes, bytes]] = set()
         self._kick_send, self._kick_receive = trio.open_memory_channel[None](1)
+        # Per peer (WireGuard key): the endpoint and keepalive its direct path chose
+        # (meshd.daemon.punching); they win over the announcement's.
+        self.paths: Mapping[bytes, Path] = {}
 
     @property
     def ifname(self) -> str:
@@ -211,6 +216,7 @@ class WireGuardMesh:
                 extra_prefixes=self._extra,
                 held=held,
             )
+            desired = with_paths(desired, self.paths, actual, time.time())
             self._held = held
             self._report(desired, members)
             ops = self._first.ops(

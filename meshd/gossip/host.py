@@ -232,6 +232,17 @@ class GossipHost:
                 return source
         return None
 
+    def remote_address_of(self, peer_id: str) -> str | None:
+        """``ip:port`` our connection to ``peer_id`` comes from or goes to, as we see it
+        (what libp2p identify reports to the peer as its observed address); None if none."""
+        for conn in self._require_host().get_network().get_connections(parse_peer_id(peer_id)):
+            secured = getattr(conn.muxed_conn, "secured_conn", None)
+            remote = getattr(secured, "get_remote_address", lambda: None)()
+            if isinstance(remote, tuple) and len(remote) >= 2:
+                host = str(remote[0])
+                return f"[{host}]:{remote[1]}" if ":" in host else f"{host}:{remote[1]}"
+        return None
+
     def _stranger_connected(self, conn: INetConn) -> None:
         budget = self.strangers
         source = inbound_source(conn) if budget is not None else None

@@ -436,7 +436,7 @@ NAT_SEEDS = (
     nat_protocol.PunchRequest(bytes(range(32))),
     nat_protocol.PunchNotice(bytes(32), ("198.51.100.2:51820", "[2001:db8::2]:51820")),
 )
-CANDIDATE_SEEDS = (
+CANDIDATE_SEEDS: tuple[list[str], ...] = (
     [],
     ["192.168.1.10:51820"],
     ["198.51.100.1:51820", "203.0.113.9:40000", "10.0.0.2:51820", "kinds=crl"],

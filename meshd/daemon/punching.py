@@ -1,0 +1,452 @@
+"""The punching service: per peer a direct path, punch messages, and reports of what we see.
+
+Each member programmed as a WireGuard peer gets a :class:`meshd.mesh.punch.DirectPath`
+(pure) over its announced candidates (:mod:`meshd.mesh.announced`, checked by
+:func:`meshd.mesh.candidates.parse_announced`, refusals counted). Every ``STEP`` seconds,
+and at once on a punch notice, this shell reads the device (each peer's latest handshake,
+endpoint and received bytes), updates each path on the daemon's clock, and lays the chosen
+endpoint and keepalive over the desired peers (:attr:`WireGuardMesh.paths`,
+:func:`meshd.mesh.paths.with_paths`). A new endpoint to try is set together with the
+keepalive, turned off and on in one UAPI call, so that WireGuard sends an initiation now.
+
+* a direct path whose peer sent nothing for four of Babel's Hello intervals (at least 5 s,
+  at most ``SILENT_AFTER``: Hellos arrive on every working one) is lost at once (a NAT
+  mapping changed), not when its handshake goes stale;
+* when a round starts, we send a **punch request** (``/meshd/nat/1.0.0``) to up to two
+  connected members; each forwards a **punch notice** to the peer and one back to us, with
+  the endpoint its WireGuard shows for the other side as a hint, and both start a round;
+  requests from non-members are dropped and counted, and each member's are rate-limited; a
+  notice about a peer whose direct path works (packets from it within that time) is
+  refused, so no member's hints move traffic that flows;
+* every member **reports** to each peer with a fresh handshake the endpoint its WireGuard
+  shows for it, with the address its libp2p connection comes from
+  (:mod:`meshd.daemon.endpoints`), when that changes and every ``REPORT_EVERY`` seconds.
+
+See docs/nat.md and docs/threat-model.md §3.18.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import trio
+
+from meshd.daemon import wireguard_views
+from meshd.daemon.endpoints import REANNOUNCE, Endpoints
+from meshd.daemon.nat_view import NatSnapshot, PeerPathView
+from meshd.daemon.state import NodeState
+from meshd.daemon.transport import Transport, key_of
+from meshd.errors import BackendError, DecodeError, MeshdError
+from meshd.gossip import nat as protocol
+from meshd.gossip.peers import peer_id_of
+from meshd.gossip.streams import FramedStream
+from meshd.membership import Member
+from meshd.mesh.announced import decode_candidates_untrusted
+from meshd.mesh.candidates import Candidate, counts, parse_announced
+from meshd.mesh.desired import peer_members
+from meshd.mesh.paths import Path
+from meshd.mesh.punch import PUNCH_INTERVAL, Action, DirectPath
+from meshd.wg.model import DeviceState, PeerStatus, RemovePeer, UpdatePeer
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+    from meshd.daemon.announcer import Announcer
+    from meshd.daemon.wireguard import WireGuardMesh
+
+log = logging.getLogger(__name__)
+
+STEP = 1.0  # seconds between two looks at the device
+SILENT_AFTER = 15.0  # a direct path with nothing received for this long is lost...
+HELLOS_SILENT = 4  # ...or for this many of Babel's Hello intervals, if less (at least 5 s)
+FRESH = 180.0  # a handshake this recent means a session: its endpoint is worth reporting
+REPORT_EVERY = 60.0  # an unchanged observation is reported again this often
+RELAYS = 2  # members a punch request goes to
+REQUESTS_PER_MEMBER = 4  # punch requests forwarded per requesting member...
+REQUEST_WINDOW = 10.0  # ...per this many seconds
+
+
+@dataclass(slots=True)
+class _Peer:
+    wg_key: bytes
+    name: str
+    announced: tuple[str, ...]
+    path: DirectPath
+    action: Action | None = None
+    handshake: float | None = None  # Unix time
+    rx_bytes: int = 0
+    rx_at: float = 0.0
+    requested_at: float = -math.inf
+    request_due: bool = False
+    trying_since: float = 0.0  # Unix time the current candidate began to be tried
+    reported: tuple[str, float] = ("", -math.inf)
+    forwarded: deque[float] = field(default_factory=deque)
+
+
+class Punching:
+    def __init__(
+        self,
+        host: Transport,
+        state: NodeState,
+        mesh: WireGuardMesh,
+        endpoints: Endpoints,
+        announcer: Announcer,
+        keepalive: int,
+        hello_interval: float | None = None,
+    ) -> None:
+        self.host = host
+        self.state = state
+        self.mesh = mesh
+        self.endpoints = endpoints
+        self.announcer = announcer
+        self.keepalive = keepalive
+        self.silent_after = SILENT_AFTER
+        if hello_interval is not None:  # Babel's Hellos reach every peer that works
+            self.silent_after = min(SILENT_AFTER, max(5.0, HELLOS_SILENT * hello_interval))
+        self.peers: dict[bytes, _Peer] = {}  # by node key
+        self.requests: dict[bytes, deque[float]] = {}  # punch requests taken, by member
+        self.sent = {"report": 0, "request": 0, "notice": 0}
+        self._peer_ids: dict[bytes, str] = {}
+        self._announced: tuple[str, ...] = ()
+        self._announced_at = -math.inf
+        self._wake = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._stats: dict[bytes, PeerStatus] = {}  # the device's peers at the last step
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.host.set_stream_handler(protocol.PROTOCOL_ID, self._serve)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            while True:
+                try:
+                    await self.step()
+                except MeshdError as exc:
+                    log.warning("punching: %s", exc)
+                with trio.move_on_after(STEP):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+
+    async def step(self) -> None:
+        now, wall = trio.current_time(), time.time()
+        device = await wireguard_views.device(self.mesh)
+        stats = device.peers_by_key() if device is not None else {}
+        self._stats = stats
+        members = peer_members(
+            self.state.feed.current.members,
+            own_node_key=self.mesh.own_node_key,
+            own_wg_key=self.mesh.own_wg_key,
+        )
+        behind = self.endpoints.behind_nat(now)
+        paths: dict[bytes, Path] = {}
+        kicks: list[RemovePeer | UpdatePeer] = []
+        present: set[bytes] = set()
+        for wg_key, member in members.items():
+            present.add(member.node_key)
+            peer = self._peer(member, wg_key, now)
+            peer.path.behind_nat = behind
+            action = self._update(peer, stats.get(wg_key), now, wall)
+            keepalive = max(action.keepalive, self.keepalive) or None
+            since = peer.trying_since if action.path == "trying" else None
+            paths[wg_key] = (action.endpoint, keepalive, since)
+            status = stats.get(wg_key)
+            if (
+                action.kick
+                and action.endpoint is not None
+                and status is not None
+                and status.config.endpoint != action.endpoint
+            ):
+                kicks += _kick(status, action.endpoint, keepalive or 0)
+        for gone in set(self.peers) - present:
+            del self.peers[gone]
+            self.requests.pop(gone, None)
+            self.endpoints.forget(gone)
+        if kicks:
+            try:
+                await self.mesh.backend.set(kicks)
+            except BackendError as exc:
+                log.warning("WireGuard %s: %s", self.mesh.ifname, exc)
+        if paths != self.mesh.paths:
+            self.mesh.paths = paths
+            self.mesh.kick()
+        self._report(device, now)
+        await self._reannounce(now)
+
+    def _peer(self, member: Member, wg_key: bytes, now: float) -> _Peer:
+        ann = member.announcement
+        announced = ann.endpoints if ann is not None else ()
+        peer = self.peers.get(member.node_key)
+        if peer is not None and peer.wg_key == wg_key:
+            if peer.announced != announced:
+                peer.announced = announced
+                peer.path.set_candidates(self._candidates(announced), now)
+            return peer
+        underlay = self.mesh.underlay
+        path = DirectPath(
+            self._candidates(announced),
+            now,
+            families=underlay.families,
+            networks=underlay.networks,
+            overlay=self.mesh.overlay_prefix,
+        )
+        peer = _Peer(wg_key, member.name, announced, path, rx_at=now)
+        self.peers[member.node_key] = peer
+        return peer
+
+    def _candidates(self, announced: tuple[str, ...]) -> list[Candidate]:
+        try:
+            pairs = decode_candidates_untrusted(announced)
+        except DecodeError:
+            self.endpoints.refuse("candidates", "malformed")
+            return []
+        kept, refused = parse_announced(pairs, self.mesh.overlay_prefix)
+        for reason, n in counts(refused).items():
+            for _ in range(n):
+                self.endpoints.refuse("candidates", reason)
+        return kept
+
+    def _update(self, peer: _Peer, status: PeerStatus | None, now: float, wall: float) -> Action:
+        handshake: float | None = None
+        endpoint: str | None = None
+        if status is not None:
+            endpoint = status.config.endpoint
+            peer.handshake = status.last_handshake
+            if status.last_handshake:
+                handshake = now - (wall - status.last_handshake)
+            if status.rx_bytes != peer.rx_bytes:
+                peer.rx_bytes, peer.rx_at = status.rx_bytes, now
+        path = peer.path
+        if (
+            path.state == "direct"
+            and now - peer.rx_at > self.silent_after
+            and handshake is not None
+            and now - handshake > self.silent_after
+            and path.lost(now)
+        ):
+            peer.rx_at = now
+            log.info("%s: nothing received for %.0f s on the direct path; trying", peer.name,
+                     self.silent_after)  # fmt: skip
+        before = peer.action.path if peer.action is not None else None
+        action = path.update(now, handshake, endpoint)
+        if action.path != before and action.endpoint is not None:
+            log.info("%s: %s at %s", peer.name, action.path, action.endpoint)
+        if action.path == "trying" and (before != "trying" or action.kick):
+            peer.request_due = True  # a round started: ask for a punch
+            peer.trying_since = wall - STEP  # the device was read up to a step ago
+        elif action.path == "direct":
+            peer.request_due = False
+        if (
+            peer.request_due
+            and now - peer.requested_at >= PUNCH_INTERVAL
+            and self._request(peer, wall)
+        ):
+            peer.requested_at = now
+            peer.request_due = False
+        peer.action = action
+        return action
+
+    # -- messages out -----------------------------------------------------------------------
+
+    def _peer_id(self, node_key: bytes) -> str:
+        found = self._peer_ids.get(node_key)
+        if found is None:
+            if len(self._peer_ids) > 4096:
+                self._peer_ids.clear()
+            found = self._peer_ids[node_key] = peer_id_of(node_key)
+        return found
+
+    def _send(self, node_key: bytes, message: protocol.Message) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(self._send_now, node_key, message)
+
+    async def _send_now(self, node_key: bytes, message: protocol.Message) -> None:
+        with contextlib.suppress(MeshdError), trio.move_on_after(5.0):
+            stream = await self.host.open_stream(self._peer_id(node_key), protocol.PROTOCOL_ID)
+            try:
+                await stream.send_frame(protocol.encode_message(message))
+            finally:
+                await stream.close()
+            kind = type(message).__name__
+            key = {"Report": "report", "PunchRequest": "request"}.get(kind, "notice")
+            self.sent[key] += 1
+
+    def _request(self, peer: _Peer, wall: float) -> bool:
+        """Ask up to RELAYS connected members that see our WireGuard (a fresh handshake with
+        us, so that their notice carries where we are) to tell ``peer`` we are trying now.
+        False if no such member yet (asked again at the next step)."""
+        target = next(k for k, p in self.peers.items() if p is peer)
+        connected = set(self.host.connected_peers())
+        relays = sorted(
+            (-(status.last_handshake or 0), p.name, key)
+            for key, p in self.peers.items()
+            if key != target
+            and (status := self._stats.get(p.wg_key)) is not None
+            and status.last_handshake
+            and wall - status.last_handshake <= FRESH
+            and self._peer_id(key) in connected
+        )
+        for _, _, relay in relays[:RELAYS]:
+            log.debug("punch request for %s to %s", peer.name, self.peers[relay].name)
+            self._send(relay, protocol.PunchRequest(target))
+        return bool(relays)
+
+    def _report(self, device: DeviceState | None, now: float) -> None:
+        """Tell each peer with a fresh session where we see its WireGuard."""
+        if device is None:
+            return
+        stats = device.peers_by_key()
+        connected = set(self.host.connected_peers())
+        wall = time.time()
+        for key, peer in self.peers.items():
+            status = stats.get(peer.wg_key)
+            if status is None or not status.last_handshake or status.config.endpoint is None:
+                continue
+            if wall - status.last_handshake > FRESH or self._peer_id(key) not in connected:
+                continue
+            endpoint = status.config.endpoint
+            last, at = peer.reported
+            if endpoint == last and now - at < REPORT_EVERY:
+                continue
+            peer.reported = (endpoint, now)
+            self._send(key, protocol.Report(endpoint, self._tcp_address(key)))
+
+    def _tcp_address(self, node_key: bytes) -> str:
+        remote = getattr(self.host, "remote_address_of", None)
+        found = remote(self._peer_id(node_key)) if remote is not None else None
+        return found or ""
+
+    async def _reannounce(self, now: float) -> None:
+        announced = self.endpoints.announced(now)
+        if announced != self._announced and now - self._announced_at >= REANNOUNCE:
+            self._announced, self._announced_at = announced, now
+            await self.announcer.announce_if_due()
+
+    # -- messages in ------------------------------------------------------------------------
+
+    async def _serve(self, stream: FramedStream) -> None:
+        try:
+            message = protocol.decode_nat_message_untrusted(await stream.receive_frame())
+        except DecodeError:
+            self.endpoints.refuse("message", "malformed")
+            return
+        sender = key_of(stream.remote_peer_id)
+        what = type(message).__name__.lower()
+        if sender is None or not self.state.is_member(sender):
+            self.endpoints.refuse(what, "not-member")
+            return
+        now = trio.current_time()
+        if isinstance(message, protocol.Report):
+            self.endpoints.report(sender, message.wg_endpoint, message.tcp_address, now)
+        elif isinstance(message, protocol.PunchRequest):
+            self._forward(sender, message.target, now)
+        else:
+            self._noticed(sender, message, now)
+
+    def _forward(self, requester: bytes, target: bytes, now: float) -> None:
+        taken = self.requests.setdefault(requester, deque())
+        while taken and now - taken[0] >= REQUEST_WINDOW:
+            taken.popleft()
+        if len(taken) >= REQUESTS_PER_MEMBER:
+            self.endpoints.refuse("punchrequest", "rate")
+            return
+        if target == requester or not self.state.is_member(target):
+            self.endpoints.refuse("punchrequest", "target")
+            return
+        if self._peer_id(target) not in set(self.host.connected_peers()):
+            self.endpoints.refuse("punchrequest", "not-connected")
+            return
+        taken.append(now)
+        log.debug("forwarding a punch request between %s and %s", requester.hex()[:8],
+                  target.hex()[:8])  # fmt: skip
+        self._send(target, protocol.PunchNotice(requester, self._hints(requester)))
+        self._send(requester, protocol.PunchNotice(target, self._hints(target)))
+
+    def _hints(self, node_key: bytes) -> tuple[str, ...]:
+        """Where our WireGuard sees the member now (a fresh session's endpoint), if anywhere."""
+        peer = self.peers.get(node_key)
+        status = self._stats.get(peer.wg_key) if peer is not None else None
+        if status is None or status.config.endpoint is None or not status.last_handshake:
+            return ()
+        if time.time() - status.last_handshake > FRESH:
+            return ()
+        return (status.config.endpoint,)
+
+    def _noticed(self, sender: bytes, notice: protocol.PunchNotice, now: float) -> None:
+        peer = self.peers.get(notice.peer)
+        if peer is None:
+            self.endpoints.refuse("punchnotice", "unknown-peer")
+            return
+        if peer.path.state == "direct" and now - peer.rx_at <= self.silent_after:
+            # A working direct path is never disturbed: whoever sends the notice, its
+            # hints would only move the peer's traffic off a path that works.
+            self.endpoints.refuse("punchnotice", "direct")
+            return
+        why = peer.path.punch(now, notice.hints)
+        log.debug("punch notice for %s, hints %s: %s", peer.name, notice.hints, why or "round")
+        if why is not None:
+            self.endpoints.refuse("punchnotice", why)
+        if why != "busy":
+            peer.requested_at = now  # the round the notice started needs no request of ours
+            self._wake.set()
+
+    # -- what others read -------------------------------------------------------------------
+
+    def snapshot(self) -> NatSnapshot:
+        now = trio.current_time()
+        endpoints = self.endpoints
+        views = []
+        for key, peer in sorted(self.peers.items(), key=lambda kv: (kv[1].name, kv[0])):
+            action = peer.action
+            path = action.path if action is not None else "none"
+            if action is not None and action.endpoint is None and path != "direct":
+                path = "none" if not peer.path.candidates else path
+            views.append(
+                PeerPathView(
+                    node_key=key,
+                    name=peer.name,
+                    path=path,
+                    endpoint=action.endpoint if action is not None else None,
+                    last_handshake=peer.handshake or None,
+                    keepalive=max(action.keepalive if action else 0, self.keepalive),
+                )
+            )
+        return NatSnapshot(
+            candidates=tuple((c.kind, c.endpoint) for c in endpoints.candidates(now)),
+            observed=tuple(endpoints.observed(now)),
+            behind_nat=endpoints.behind_nat(now),
+            nat_kind=endpoints.nat_kind(now),
+            peers=tuple(views),
+            refused=dict(endpoints.refused),
+        )
+
+
+def _kick(status: PeerStatus, endpoint: str, keepalive: int) -> list[RemovePeer | UpdatePeer]:
+    """Operations that give a peer a new endpoint and make WireGuard initiate to it now.
+
+    WireGuard sends at once when a persistent keepalive is turned on, so it is turned off
+    and on again with the endpoint; but it starts at most one handshake per 5 s, so a peer
+    that never completed one (it has no session to lose) is created anew instead, which
+    also clears that limit.
+    """
+    key = status.config.public_key
+    set_it = UpdatePeer(key, update_only=True, endpoint=endpoint, persistent_keepalive=keepalive)
+    if status.last_handshake:
+        return [UpdatePeer(key, update_only=True, persistent_keepalive=0), set_it]
+    return [
+        RemovePeer(key),
+        UpdatePeer(
+            key,
+            endpoint=endpoint,
+            persistent_keepalive=keepalive,
+            replace_allowed_ips=True,
+            allowed_ips=status.config.allowed_ips,
+        ),
+    ]
