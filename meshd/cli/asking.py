@@ -42,7 +42,7 @@ def peers(state_dir: Path | None = None, json: bool = False) -> None:
             [
                 r.name or "-",
                 r.node_id[:12],
-                r.state + _why(r) + (f", {r.expires}" if r.expires else ""),
+                r.state + _why(r) + (f", {r.expires}" if r.expires else "") + _retiring(r),
                 r.overlay_ip,
                 _path(r),
                 _handshake(r),
@@ -64,6 +64,11 @@ def _why(row: PeerRow) -> str:
     if code and text:
         return f" ({code}: {text})"
     return f" ({code or text})" if code or text else ""
+
+
+def _retiring(row: PeerRow) -> str:
+    """Said of a member anchored only to a root being retired: it ends with the overlap."""
+    return " (retiring root only)" if row.retiring_root else ""
 
 
 def _path(row: PeerRow) -> str:
@@ -134,7 +139,27 @@ def status(state_dir: Path | None = None, json: bool = False) -> None:
     if wireguard.get("last_error"):
         shown["wg_last_error"] = wireguard["last_error"]
     shown["expiring"] = [f"{e['kind']} {e['name']} {e['expires']}" for e in info.expiring]
+    shown.update(_root_fields(info.root))
     emit_fields(shown)
+
+
+def _root_fields(root: dict[str, Any] | None) -> dict[str, Any]:
+    """The current root, since when; during an overlap the retiring root, when its overlap
+    ends, and the members still anchored only to it."""
+    if not root:
+        return {}
+    shown: dict[str, Any] = {"root": f"{root['current']} (since {_day(root['since'])})"}
+    for retiring in root.get("retiring", ()):
+        shown["retiring_root"] = (
+            f"{retiring['root']} (overlap until {_day(retiring['overlap_until'])})"
+        )
+    if root.get("retiring"):
+        shown["anchored_to_retiring_root"] = list(root.get("anchored_to_retiring", ()))
+    return shown
+
+
+def _day(at: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
 
 
 def routes(state_dir: Path | None = None, json: bool = False) -> None:

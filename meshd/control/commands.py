@@ -247,6 +247,8 @@ class StatusAnswer(Wire):
     tasks: int
     shed: dict[str, int]
     expiring: Views = ()
+    # The current root, since when, the roots being retired and who is anchored only to them.
+    root: dict[str, Any] | None = None
 
 
 class PeerRow(Wire):
@@ -272,6 +274,8 @@ class PeerRow(Wire):
     tx_bytes: int | None
     expires: str | None = None
     revocation_reason: str | None = None
+    retiring_root: bool | None = field(default=None, metadata=OMIT)
+    """True when anchored only to a root being retired (it ends with that root's overlap)."""
     route: str | None = field(default=None, metadata=OMIT)
     metric: int | None = field(default=None, metadata=OMIT)
     path: str | None = field(default=None, metadata=OMIT)

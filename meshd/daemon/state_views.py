@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from meshd.daemon.lifecycle import revocation_text
+from meshd.daemon.root_view import root_view
 from meshd.membership import Member, MemberState
 from meshd.trust.keys import fingerprint
 from meshd.wg.addresses import link_local_from_wg_key
@@ -45,6 +46,7 @@ def peers_view(
                 "admitted_at": m.admitted_at,
                 "not_after": m.not_after,
                 "credentials_end": state.membership.credentials_end(m.node_key),
+                "retiring_root": _retiring(state, m),
                 "connected": m.node_key in connected,
                 "wg_peer": peer is not None,
                 "wg_endpoint": peer.config.endpoint if peer is not None else None,
@@ -75,7 +77,14 @@ def status_view(state: NodeState) -> dict[str, Any]:
         "digest": state.membership.digest().hex(),
         "accepted": state.accepted,
         "rejected": dict(state.reject_reasons),
+        "root": root_view(state.membership, anchor.network.created_at, state.clock()),
     }
+
+
+def _retiring(state: NodeState, member: Member) -> bool | None:
+    """True for a standing member anchored only to a root being retired; None otherwise."""
+    bound = member.state is MemberState.ADMITTED and state.membership.root_bound(member.node_key)
+    return True if bound else None
 
 
 def _state_label(member: Member, own_key: bytes) -> str:

@@ -13,7 +13,13 @@ the same whatever order they arrive in. From the set:
 * a root on the chain is accepted until the ``overlap_until`` of its own rollover (the last
   root: for good). A credential whose chain ends at a root is ``expired`` (``root-retired``)
   after that root's end, and does not stand at all (``root-superseded``) when its root is not
-  on the chain.
+  on the chain;
+* what a root signed counts only while it is accepted: a credential's and a renewal's end are
+  capped at their root's (so a renewal under the new root carries a member of the old one over
+  the overlap: meshd.membership.lifecycle), and revocations and renewals under a root past its
+  end, or off the chain, leave the set and are refused (``root-retired``,
+  ``root-superseded``; meshd.membership.state). A revocation outlives its root through its
+  copy under the new root (``meshd root rollover``, ``--auto-renew``).
 """
 
 from __future__ import annotations
@@ -74,3 +80,14 @@ class RootChain:
     def winner_from(self, root: bytes) -> Rollover | None:
         entries = self._from.get(root)
         return entries[0][2] if entries else None
+
+    def chain(self) -> list[tuple[bytes, int | None, int]]:
+        """The roots on the chain, first to current: each key, when the rollover that named
+        it was issued (None for the first root) and until when it is accepted."""
+        found: list[tuple[bytes, int | None, int]] = []
+        since: int | None = None
+        for root, end in self._ends().items():
+            found.append((root, since, end))
+            winner = self.winner_from(root)
+            since = winner.issued_at if winner is not None else None
+        return found

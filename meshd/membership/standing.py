@@ -515,6 +515,13 @@ class Standing:
         # unless a renewal signed under a newer root carries it further.
         return max((self.end(c) for _, _, c in entries), default=0)
 
+    def root_bound(self, node: bytes) -> bool:
+        """Whether the member's end is its root's: all it holds would last longer but for
+        the overlap of the (retiring) root it is anchored to."""
+        entries = self._credentials.get(node, ())
+        end = max((self.end(c) for _, _, c in entries), default=0)
+        return end < max((self.renewals.end(c) for _, _, c in entries), default=0)
+
     def is_revoked(self, key: bytes) -> bool:
         """Whether ``key`` is revoked, or is the successor of a revoked admin key."""
         return key in self._revocations or key in self._revoked_heirs()

@@ -813,6 +813,11 @@ class Membership:
         """When the last of a member's known credentials ends (0 when none is known)."""
         return self._standing.credentials_end(node_key)
 
+    def root_bound(self, node_key: bytes) -> bool:
+        """Whether a member is anchored only to a root being retired: it ends with that
+        root's overlap unless renewed or certified under a newer root."""
+        return self._standing.root_bound(node_key)
+
     def is_revoked(self, key: bytes) -> bool:
         return self._standing.is_revoked(key)
 

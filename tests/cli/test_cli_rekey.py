@@ -326,3 +326,73 @@ def test_auto_renew_takes_up_the_admins_new_certificate_and_carries_revocations(
         assert state.membership.is_revoked(dave)
     finally:
         node.close()
+
+
+def test_status_and_peers_show_the_current_root_and_who_is_anchored_to_the_retiring_one(
+    founder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`meshd status`: the current root's fingerprint and since when, the retiring root and
+    the end of its overlap, the members anchored only to it (JSON and text); `meshd peers`
+    marks them. Before any rollover: the first root, since the network's creation."""
+    from meshd.cli.asking import _root_fields
+    from meshd.daemon.state import NodeState
+    from meshd.daemon.state_views import peers_view, status_view
+    from meshd.trust.invites import Issuer, create_invite, enroll
+    from meshd.trust.keys import fingerprint
+    from tests.cli.test_cli_lifecycle import Clock
+
+    node = NodeDir.open(founder)
+    try:
+        first = node.anchor.root_key
+        view = status_view(NodeState(node, announce_ttl=None, clock=Clock()))
+        assert view["root"] == {
+            "current": fingerprint(first),
+            "since": node.anchor.network.created_at,
+            "retiring": [],
+            "anchored_to_retiring": [],
+        }
+        assert "retiring_root" not in _root_fields(view["root"])
+    finally:
+        node.close()
+    admin_dir = tmp_path / "admin"
+    code, _, err = run(
+        capsys, "admin", "create", "--out", str(admin_dir), "--state-dir", str(founder)
+    )
+    assert code == 0, err
+    code, _, err = run(capsys, "root", "rollover", "--overlap", "20d", "--state-dir", str(founder))
+    assert code == 0, err
+    new_root = SigningKey(read_secret(founder / "root.key")).public
+    # Dave joins during the overlap through the admin's certificate under the old root.
+    old_admin = Issuer(
+        SigningKey(read_secret(admin_dir / "admin.key")),
+        decode_untrusted((admin_dir / "admin.cert").read_bytes(), Certificate),
+    )
+    node = NodeDir.open(founder)
+    clock = Clock()
+    try:
+        invite = create_invite(old_admin, node.anchor, now=clock.now, lifetime=DAY, uses=1)
+        key, wg = SigningKey.generate(), WireGuardKey.generate()
+        enrollment = enroll(
+            invite, node_key=key.public, wg_key=wg.public, name="dave", now=clock.now
+        )
+        state = NodeState(node, announce_ttl=None, clock=clock)
+        state.add_local(state.membership.sponsor(node.node_key, enrollment, clock.now))
+        rolled = state.membership.roots.winner_from(first)
+        assert rolled is not None
+        root = status_view(state)["root"]
+        assert root == {
+            "current": fingerprint(new_root),
+            "since": rolled.issued_at,
+            "retiring": [{"root": fingerprint(first), "overlap_until": rolled.overlap_until}],
+            "anchored_to_retiring": ["dave"],
+        }
+        shown = _root_fields(root)
+        assert shown["root"].startswith(fingerprint(new_root) + " (since ")
+        assert shown["retiring_root"].startswith(fingerprint(first) + " (overlap until ")
+        assert shown["anchored_to_retiring_root"] == ["dave"]
+        rows = {r["name"]: r for r in peers_view(state, set())}
+        assert rows["dave"]["retiring_root"] is True
+        assert rows["dave"]["credentials_end"] == rolled.overlap_until
+        assert all(r["retiring_root"] is None for name, r in rows.items() if name != "dave")
+    finally:
+        node.close()
