@@ -589,6 +589,13 @@ class Membership:
         self._roots.add(rollover, rid)
         self.verifier.roots.add(rollover.new_root)
         self._add(rid, Kind.ROLLOVER, rollover.raw, None, change)
+        # A root key cannot be revoked: a revocation of this key, kept before it was named a
+        # root, leaves the set (from now on it is refused, bad-target).
+        revoking = [r for r in self._standing.revocations() if r.target == rollover.new_root]
+        if revoking:
+            change.touched |= self._standing.drop_revocations(revoking)
+            for rev in revoking:
+                self._remove(record_id(rev.raw), change)
         change.touched |= set(self._standing.nodes())
         self._judgements_changed(change)
         self._retire(now, change)

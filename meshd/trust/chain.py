@@ -278,8 +278,8 @@ class Verifier:
             self._issued_by_admin(revocation, revocation.chain, Cap.REVOKE, revocation.issued_at)
         elif revocation.chain:
             raise VerifyError("bad-chain", "a revocation from the root carries no chain")
-        if revocation.target == self.anchor.root_key:
-            raise VerifyError("bad-target", "the root key cannot be revoked")
+        if revocation.target in self.roots:  # the first root, or one a rollover named
+            raise VerifyError("bad-target", "a root key cannot be revoked")
         check_signature(revocation)
 
     def wg_rotation(self, rotation: WgRotation) -> None:

@@ -566,3 +566,22 @@ def test_revocations_of_a_superseded_root_do_not_count() -> None:
         assert refused in ([], ["root-superseded"])
         assert not state.is_revoked(w.old_member.key.public)
         assert record_id(by_rival.raw) not in state.record_ids()
+
+
+def test_hostile_an_admin_revokes_the_new_root_key() -> None:
+    """An admin (or a thief of an admin key with the revoke capability) revokes the key a
+    rollover names, to have every renewal by the new root refused (issuer-revoked): a root
+    key cannot be revoked, in either order; the new root's renewals count."""
+    w = World()
+    admin = w.net.admin()
+    attack = revocation_by(admin, w.net, w.new.public, at=T0 + 40)
+    carried = renewal(
+        Issuer(w.new), w.net, w.old_member.key.public, at=T0 + 70, until=T0 + 400 * DAY
+    )
+    for order in itertools.permutations([w.rollover, attack]):
+        state = w.net.state()
+        refused = merge(state, [*order, w.old_member.credential, carried])
+        assert refused in ([], ["bad-target"])
+        assert not state.is_revoked(w.new.public)
+        assert record_id(attack.raw) not in state.record_ids()
+        assert state_of(w.net, w.old_member, state, AFTER) == (MemberState.ADMITTED, "")
