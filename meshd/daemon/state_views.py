@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from meshd.daemon.lifecycle import revocation_text
 from meshd.daemon.root_view import root_view
 from meshd.membership import Member, MemberState
+from meshd.mesh.announced import plain_endpoints
 from meshd.trust.keys import fingerprint
 from meshd.wg.addresses import link_local_from_wg_key
 from meshd.wg.model import PeerStatus
@@ -40,7 +41,7 @@ def peers_view(
                 "overlay_ip": str(m.overlay),
                 "link_local": str(link_local_from_wg_key(m.wg_key)),
                 "wg_public_key": base64.b64encode(m.wg_key).decode("ascii"),
-                "endpoints": list(ann.endpoints) if ann else [],
+                "endpoints": plain_endpoints(ann.endpoints) if ann else [],
                 "addrs": list(ann.addrs) if ann else [],
                 "last_seen": m.last_seen,
                 "admitted_at": m.admitted_at,

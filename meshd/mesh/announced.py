@@ -59,3 +59,9 @@ def decode_candidates_untrusted(entries: Sequence[object]) -> list[tuple[str, st
     if any(kind is None for kind in kinds):
         raise DecodeError("candidates: unknown kind letter")
     return [(str(kind), text) for kind, text in zip(kinds, texts[:-1], strict=True)]
+
+
+def plain_endpoints(entries: Sequence[str]) -> list[str]:
+    """The endpoints of an announcement's ``endpoints`` field, without its kinds entry (what
+    ``meshd peers`` shows)."""
+    return [entry for entry in entries if not entry.startswith(TAG)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 
 from meshd.daemon.endpoints import REPORT_INTERVAL, Endpoints
-from meshd.mesh.announced import decode_candidates_untrusted
+from meshd.mesh.announced import decode_candidates_untrusted, plain_endpoints
 from meshd.mesh.desired import DesiredMesh
 from meshd.mesh.paths import with_paths
 from meshd.mesh.underlay import LocalAddress
@@ -122,3 +122,10 @@ def test_a_peer_with_a_session_keeps_its_roamed_endpoint_unless_its_path_lost_it
     assert with_paths(desired, lost, roamed, 1010.0).peers[WgKey(a)].endpoint == "192.168.1.2:51820"
     stale = with_paths(desired, trying, roamed, 1000.0 + 181)  # no session any more
     assert stale.peers[WgKey(a)].endpoint == "192.168.1.2:51820"
+
+
+def test_peers_show_the_endpoints_without_the_kinds_entry() -> None:
+    assert plain_endpoints(["203.0.113.5:51820", "192.168.1.10:51820", "kinds=rl"]) == [
+        "203.0.113.5:51820",
+        "192.168.1.10:51820",
+    ]
