@@ -214,6 +214,7 @@ def test_auto_renew_takes_up_the_admins_new_key_after_a_rotation(
             for _, raw in node.store.rows()
             if isinstance(r := decode_record_untrusted(raw), AdminHandover)
         )
+        clock.now = now()  # no earlier than the new certificate
         state.membership.ingest(handover, clock.now)
         made = service.step(clock.now)
         assert service.issuer.key.public == new_key != old_key
