@@ -187,12 +187,9 @@ class Daemon:
         )
 
     def _reflexive_hosts(self) -> list[str]:
-        """The public addresses members see us at (meshd.daemon.endpoints, when it runs): with
+        """The public addresses members agree they see us at (meshd.daemon.endpoints): with
         our libp2p port, they work from outside behind a 1:1 NAT (a cloud machine's)."""
-        endpoints = getattr(self, "endpoints", None)
-        if endpoints is None:
-            return []
-        found = endpoints.candidates(trio.current_time())
+        found = self.endpoints.candidates(trio.current_time())
         return [str(c.address) for c in found if c.kind == "reflexive"]
 
     def _candidates(self, local: list[LocalAddress]) -> tuple[str, ...]:
@@ -203,13 +200,10 @@ class Daemon:
     def _seen(self) -> str | None:
         """Where members see our WireGuard (meshd.daemon.endpoints), for ``--relay auto``:
         behind a NAT, at our own address, or None while none has said."""
-        endpoints = getattr(self, "endpoints", None)
-        if endpoints is None:
-            return None
         now = trio.current_time()
-        if endpoints.behind_nat(now):
+        if self.endpoints.behind_nat(now):
             return BEHIND_NAT
-        return OWN_ADDRESS if endpoints.nat_kind(now) == "none" else None
+        return OWN_ADDRESS if self.endpoints.nat_kind(now) == "none" else None
 
     async def _control(self, request: Request, answer: type[A]) -> A:
         """A control command asked inside the daemon (:class:`meshd.control.commands.Ask`)."""
