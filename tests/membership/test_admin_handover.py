@@ -236,6 +236,16 @@ def _signed_by_old(w: World) -> object:
     return w.ingest(record)
 
 
+@case("hand-over-signed-by-a-revoked-admin", "bad-chain")
+def _signed_by_revoked(w: World) -> object:
+    """A revoked admin key (or its thief) hands itself over, to get a key no revocation
+    names: only a root signs a hand-over, and the revocation would win anyway."""
+    admin = w.net.admin()
+    w.ingest(w.net.revoke(admin.key.public, Role.ADMIN, at=T0 + 40))
+    _, record = successor(w.net, admin, root=admin.key)
+    return w.ingest(record)
+
+
 @case("hand-over-signed-by-a-non-admin-member", "bad-chain")
 def _signed_by_member(w: World) -> object:
     """A member signs a hand-over as if it were a root: a key known here as a member's."""
