@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from meshd.cli.output import b64, emit_json, note
+from meshd.cli.output import b64, emit_json, note, when
 from meshd.control.client import ask
 from meshd.control.commands import (
     PeerRow,
@@ -325,7 +325,12 @@ def _revocation_target(
         raise UsageError(f"{ref!r} matches {len(matches)} {kind}s", hint="give more of the id")
     cert = next(iter(matches.values()))
     expires = cert.not_after + cert.member_ttl if wanted is Role.INVITE else U64
-    return cert.subject, wanted, min(expires, U64), f"{kind} {fingerprint(cert.subject)}"
+    label = f"{kind} {fingerprint(cert.subject)}"
+    cutoff = state.admin_cutoff(cert.subject) if wanted is Role.ADMIN else None
+    if cutoff is not None:
+        # A revocation of a key handed over wins over the hand-over (wire-format §6.13).
+        label += f" (replaced {when(cutoff)}: its successor is revoked with it)"
+    return cert.subject, wanted, min(expires, U64), label
 
 
 def _known_certificates(node: NodeDir, state: Membership) -> list[Certificate]:

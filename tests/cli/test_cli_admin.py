@@ -224,3 +224,24 @@ def test_auto_renew_takes_up_the_admins_new_key_after_a_rotation(
         assert [r.issuer for r in renewal] == [new_key]
     finally:
         node.close()
+
+
+def test_revoking_a_replaced_admin_key_says_its_successor_goes_with_it(
+    founder: Path, admin_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old_key, _ = admin_files(admin_dir)
+    code, _, err = run(
+        capsys, "admin", "rotate", "--admin-dir", str(admin_dir), "--state-dir", str(founder)
+    )
+    assert code == 0, err
+    new_key, _ = admin_files(admin_dir)
+    code, out, err = run(
+        capsys, "revoke", "--admin", fingerprint(old_key), "--state-dir", str(founder)
+    )
+    assert code == 0, err
+    assert "its successor is revoked with it" in out
+    node = NodeDir.open(founder)
+    try:
+        assert node.membership().is_revoked(new_key)
+    finally:
+        node.close()
