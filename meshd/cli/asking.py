@@ -72,12 +72,14 @@ def _retiring(row: PeerRow) -> str:
 
 
 def _path(row: PeerRow) -> str:
-    """``direct IP:PORT``, ``relay via NAME`` or ``none``; ``-`` for this node."""
+    """``direct IP:PORT``, ``relay via NAME`` or ``none`` (``, trying`` while the daemon
+    tries the member's candidates); ``-`` for this node."""
+    trying = ", trying" if row.path_state == "trying" and row.path != "direct" else ""
     if row.path == "direct":
         return f"direct {row.path_endpoint or '?'}"
     if row.path == "relay":
-        return f"relay via {row.path_via or '?'}"
-    return row.path or "-"
+        return f"relay via {row.path_via or '?'}{trying}"
+    return (row.path or "-") + trying
 
 
 def _handshake(row: PeerRow) -> str:

@@ -284,6 +284,9 @@ class PeerRow(Wire):
     """Direct: the endpoint WireGuard shows for the member."""
     path_via: str | None = field(default=None, metadata=OMIT)
     """Relay: the member traffic goes through (its name)."""
+    path_state: str | None = field(default=None, metadata=OMIT)
+    """What the daemon does for a direct path: ``trying`` candidates, ``direct``, ``relay``
+    (every candidate failed; tried again later) or ``none`` (no candidate)."""
     routed: bool = field(default=False, metadata={"local": True})
     """Whether Babel filled ``route`` and ``metric`` (they are on the wire only then)."""
 

@@ -134,7 +134,7 @@ class Control:
         if d.babel is not None:
             for member, row in zip(d.state.members(), rows, strict=True):
                 row.update(babel_views.peer_route(d.babel, member))
-        seeing_views.add_paths(d.state, rows, device, time.time())
+        seeing_views.add_paths(d.state, rows, device, time.time(), seeing_views.attempts(d))
         add_expiry(rows)
         return PeersAnswer(tuple(_typed(PeerRow, row) for row in rows))
 

@@ -33,9 +33,12 @@ def add_paths(
     rows: Sequence[dict[str, Any]],
     device: Mapping[bytes, PeerStatus],
     now: float,
+    attempts: Mapping[bytes, str] | None = None,
 ) -> None:
     """Fill ``path``, ``path_endpoint`` and ``path_via`` of each member's row (the rows of
-    :func:`meshd.daemon.state_views.peers_view`, in ``state.members()`` order)."""
+    :func:`meshd.daemon.state_views.peers_view`, in ``state.members()`` order), and
+    ``path_state``: what the punching service is doing for the member (``attempts``, by
+    node key: ``trying``, ``direct``, ``relay`` or ``none``)."""
     members = state.members()
     names: dict[bytes, str] = {m.wg_key: _label(m) for m in members if m.node_key != state.key}
     for member, row in zip(members, rows, strict=True):
@@ -47,6 +50,8 @@ def add_paths(
             row["path_endpoint"] = path.endpoint
         if path.via is not None:
             row["path_via"] = names.get(path.via, "?")
+        if attempts is not None and member.node_key in attempts:
+            row["path_state"] = attempts[member.node_key]
 
 
 def netcheck_view(
@@ -95,10 +100,26 @@ def netcheck_view(
     }
 
 
+def attempts(daemon: Daemon) -> dict[bytes, str]:
+    """The punching service's state per member, by node key."""
+    return {p.node_key: p.path for p in daemon.punching.snapshot().peers}
+
+
 async def netcheck(daemon: Daemon) -> dict[str, Any]:
-    """Read what ``meshd netcheck`` needs and build its answer."""
+    """Read what ``meshd netcheck`` needs and build its answer: the device, our addresses,
+    and what members observe of our WireGuard endpoint (the punching service's snapshot)."""
     state = await wireguard_views.device(daemon.mesh)
     device = state.peers_by_key() if state is not None else {}
     own = [a.interface.ip for a in await local_addresses()]
     port = state.listen_port if state is not None else None
-    return netcheck_view(daemon, device, port or daemon.mesh.listen_port, own, None)
+    snapshot = daemon.punching.snapshot()
+    observations = [
+        (observer, seen.endpoint)
+        for seen in snapshot.observed
+        if seen.source == "wireguard"
+        for observer in seen.observers
+    ]
+    reflexive = [endpoint for kind, endpoint in snapshot.candidates if kind == "reflexive"]
+    return netcheck_view(
+        daemon, device, port or daemon.mesh.listen_port, own, observations, reflexive
+    )

@@ -42,4 +42,9 @@ def test_the_path_column() -> None:
     assert path(path="direct", path_endpoint="203.0.113.7:40000") == "direct 203.0.113.7:40000"
     assert path(path="relay", path_via="h1") == "relay via h1"
     assert path(path="none") == "none"
+    assert path(path="none", path_state="trying") == "none, trying"
+    assert path(path="relay", path_via="h1", path_state="trying") == "relay via h1, trying"
+    assert path(path="direct", path_endpoint="[2001:db8::1]:51820", path_state="trying") == (
+        "direct [2001:db8::1]:51820"
+    )
     assert path() == "-"  # this node, or a daemon that does not say

@@ -25,7 +25,7 @@ from meshd.wg.model import PeerStatus
 from tests.daemon.test_services import _run, _running
 
 
-def _cert(node: NodeDir, root: SigningKey, at: int, name: str) -> tuple[bytes, bytes]:
+def _cert(node: NodeDir, root: SigningKey, at: int, name: str) -> tuple[bytes, bytes, bytes]:
     key, wg = SigningKey.generate(), WireGuardKey.generate()
     cert = make_certificate(
         root,
@@ -38,7 +38,7 @@ def _cert(node: NodeDir, root: SigningKey, at: int, name: str) -> tuple[bytes, b
         name=name,
         wg_key=wg.public,
     )
-    return wg.public, cert.raw
+    return key.public, wg.public, cert.raw
 
 
 def test_peers_show_direct_relay_and_none_and_netcheck_who_reaches_us(tmp_path: Path) -> None:
@@ -50,9 +50,9 @@ def test_peers_show_direct_relay_and_none_and_netcheck_who_reaches_us(tmp_path: 
 
     async def main() -> None:
         async with _running(tmp_path / "n", node, base) as (daemon, transport, backend):
-            keys = {}
+            keys, node_keys = {}, {}
             for name in ("near", "far", "lost"):
-                keys[name], cert = _cert(node, root, base, name)
+                node_keys[name], keys[name], cert = _cert(node, root, base, name)
                 assert transport.deliver(cert, "author", "neighbour")
             await trio.testing.wait_all_tasks_blocked()
             peers = backend.state.peers_by_key()
@@ -83,6 +83,10 @@ def test_peers_show_direct_relay_and_none_and_netcheck_who_reaches_us(tmp_path: 
 
             rows = decode_answer(PeersAnswer, await daemon.control.dispatch("peers", {})).rows
             paths = {r.name: (r.path, r.path_endpoint, r.path_via) for r in rows}
+            states = {r.name: r.path_state for r in rows}
+            assert states.pop("founder") is None
+            # (The punching service tries nothing on the in-memory device: no state.)
+            assert set(states.values()) <= {"trying", "direct", "relay", "none", None}
             assert paths == {
                 "founder": (None, None, None),
                 "near": ("direct", "198.51.100.7:40000", None),
@@ -96,7 +100,23 @@ def test_peers_show_direct_relay_and_none_and_netcheck_who_reaches_us(tmp_path: 
                 ("near", "198.51.100.7:40000")
             ]
             assert answer.listen_port == 51820
-            assert (answer.nat, answer.behind_nat, answer.observing) == ("unknown", None, False)
+            assert (answer.nat, answer.behind_nat, answer.observing) == ("unknown", None, True)
+            assert answer.seen == answer.reflexive == ()
+
+            # Two members report the same mapping of our WireGuard port: a cone NAT, and a
+            # reflexive endpoint; a third sees another port of that address: symmetric.
+            at = trio.current_time()
+            for name in ("near", "far"):
+                assert daemon.endpoints.report(node_keys[name], "203.0.113.5:51820", "", at)
+            answer = decode_answer(NetcheckAnswer, await daemon.control.dispatch("netcheck", {}))
+            assert (answer.nat, answer.behind_nat) == ("cone", True)
+            assert [(s.endpoint, s.observers, s.own) for s in answer.seen] == [
+                ("203.0.113.5:51820", 2, False)
+            ]
+            assert answer.reflexive == ("203.0.113.5:51820",)
+            assert daemon.endpoints.report(node_keys["lost"], "203.0.113.5:40000", "", at)
+            answer = decode_answer(NetcheckAnswer, await daemon.control.dispatch("netcheck", {}))
+            assert (answer.nat, answer.behind_nat) == ("symmetric", True)
 
     try:
         _run(main)

@@ -3,9 +3,9 @@ root.
 
 One lab for the module: h1 (founder) and h2 public, h3 behind a cone NAT, h4 behind a
 symmetric NAT (Babel Hello 0.5 s, so that a relay takes over within seconds; the public
-members relay). A cone and a
-symmetric NAT cannot punch to each other, so h3 and h4 talk through a public member; each
-public member talks to each NATed one directly, at the NAT's public address.
+members relay). A cone and a symmetric NAT cannot punch to each other, so h3 and h4 talk
+through a public member; each public member talks to each NATed one directly, at the NAT's
+public address.
 """
 
 from __future__ import annotations
@@ -87,8 +87,11 @@ def test_a_cone_and_a_symmetric_member_are_relayed_via_a_public_one(mesh: LabMes
         seen = row(mesh, host, target)
         return seen["path"] == "relay" and seen["path_via"] in ("h1", "h2")
 
-    wait_for(lambda: relayed("h3", "h4") and relayed("h4", "h3"), 30, "h3 <-> h4 relayed")
-    assert all(mesh.ping_pairs([("h3", "h4"), ("h4", "h3")], count=2).values())
+    def talking() -> bool:
+        return all(mesh.ping_pairs([("h3", "h4"), ("h4", "h3")]).values())
+
+    # Each end shows its own side: traffic flows once both ends have moved to the relay.
+    wait_for(lambda: relayed("h3", "h4") and relayed("h4", "h3") and talking(), 30, "relayed")
     via = row(mesh, "h3", "h4")["path_via"]
     assert f"relay via {via}" in text(mesh, "h3", "peers")
 
@@ -110,8 +113,10 @@ def test_netcheck_says_who_reaches_a_nated_member_and_what_its_nat_is(mesh: LabM
     if cone["observing"]:
         # Both public members report where they see h3 and h4: one mapping for h3 (cone),
         # two ports of one address for h4 (symmetric).
-        wait_for(lambda: netcheck(mesh, "h3")["nat"] == "cone", 20, "h3's NAT seen as cone")
-        wait_for(lambda: netcheck(mesh, "h4")["nat"] == "symmetric", 20, "h4's symmetric")
+        # (Within a minute: a member reports again at least every 60 s, and a report of a
+        # changed endpoint may have been refused by the receiver's rate limit.)
+        wait_for(lambda: netcheck(mesh, "h3")["nat"] == "cone", 70, "h3's NAT seen as cone")
+        wait_for(lambda: netcheck(mesh, "h4")["nat"] == "symmetric", 70, "h4's symmetric")
         cone, symmetric = netcheck(mesh, "h3"), netcheck(mesh, "h4")
         assert cone["behind_nat"] is True
         assert any(s["endpoint"].startswith(f"{public}:") for s in cone["seen"])
