@@ -139,10 +139,18 @@ class BabelService:
         """The core's settings and hooks: origin validation on the mesh, what site links may
         bring (with a mesh only: without one there is no gateway), the filter."""
         mesh_if = self.mesh.ifname if self.mesh is not None else None
+        # The origin checks of the members' and the sites' grants, as they are at each call
+        # (:meth:`_sync_members` replaces them).
         return CoreConfig(
-            accept=self._accept,
+            accept=lambda router_id, prefix, source: self._origins.accept(
+                router_id, prefix, source
+            ),
             accept_on=frozenset([mesh_if]) if mesh_if is not None else frozenset(),
-            accept_site=self._accept_site if mesh_if is not None else accept_all,
+            accept_site=(
+                (lambda r, p, s: self._site_origins.accept(r, p, s))
+                if mesh_if is not None
+                else accept_all
+            ),
             redistribute=self._redistribute,
             random=random.Random().random,  # noqa: S311 (jitter, not secrets)
         )
@@ -370,12 +378,6 @@ class BabelService:
             announced_on=interface,
             route=prefix,
         )
-
-    def _accept(self, router_id: bytes, prefix: IPNetwork, source: IPNetwork | None) -> bool:
-        return self._origins.accept(router_id, prefix, source)
-
-    def _accept_site(self, router_id: bytes, prefix: IPNetwork, source: IPNetwork | None) -> bool:
-        return self._site_origins.accept(router_id, prefix, source)
 
     def _on_route_event(self, event: BabelEvent) -> None:
         if self.mesh is None or self._shell is None:
