@@ -578,7 +578,8 @@ def test_hostile_an_admin_revokes_the_new_root_key() -> None:
     carried = renewal(
         Issuer(w.new), w.net, w.old_member.key.public, at=T0 + 70, until=T0 + 400 * DAY
     )
-    for order in itertools.permutations([w.rollover, attack]):
+    pair: list[Record] = [w.rollover, attack]
+    for order in itertools.permutations(pair):
         state = w.net.state()
         refused = merge(state, [*order, w.old_member.credential, carried])
         assert refused in ([], ["bad-target"])
