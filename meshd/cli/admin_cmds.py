@@ -82,6 +82,30 @@ def check_replaceable(state: Membership, cert: Certificate, at: int) -> None:
         )
 
 
+def _finish(state: Membership, old: Certificate, folder: Path) -> bool:
+    """Finish a rotation cut short after its hand-over was stored: the new key and
+    certificate left as ``.next`` go in place. Whether it did."""
+    from meshd.records import Certificate as Cert
+    from meshd.records import decode_untrusted
+    from meshd.trust.keyfiles import read_secret
+    from meshd.trust.keys import SigningKey
+
+    key_next = folder / ("admin.key" + NEXT)
+    cert_next = folder / ("admin.cert" + NEXT)
+    if state.admin_cutoff(old.subject) is None or not (key_next.exists() and cert_next.exists()):
+        return False
+    try:
+        key = SigningKey(read_secret(key_next))
+        cert = decode_untrusted(cert_next.read_bytes(), Cert)
+    except (OSError, DecodeError, KeyFileError):
+        return False
+    if cert.subject != key.public:
+        return False
+    os.replace(cert_next, folder / "admin.cert")
+    os.replace(key_next, folder / "admin.key")
+    return True
+
+
 @admin_app.command("rotate")
 def admin_rotate(
     admin_dir: AdminDir = None,
@@ -105,6 +129,7 @@ def admin_rotate(
     at = now()
     root = resolve(state_dir)
     folder = admin_dir or root
+    finished = False
     node = NodeDir.open(root)
     try:
         issuer = node.issuer(root_key)
@@ -120,9 +145,12 @@ def admin_rotate(
                 "this root key has been rolled over",
                 hint="use the current root key (`meshd status` names it)",
             )
-        check_replaceable(state, old, at)
         key_next = folder / ("admin.key" + NEXT)
         cert_next = folder / ("admin.cert" + NEXT)
+        if _finish(state, old, folder):
+            finished = True
+            return
+        check_replaceable(state, old, at)
         for leftover in (key_next, cert_next):
             if leftover.exists():
                 raise UsageError(
@@ -157,6 +185,12 @@ def admin_rotate(
         os.replace(key_next, folder / "admin.key")
     finally:
         node.close()
+        if finished:
+            key = read_admin(folder)[0]
+            typer.echo(
+                f"finished a rotation cut short: admin {fingerprint(old_key.public)} was handed "
+                f"over to {fingerprint(key.public)}, now in place in {folder}"
+            )
     info: dict[str, Any] = {
         "old_admin_id": fingerprint(old_key.public),
         "admin_id": fingerprint(new.public),

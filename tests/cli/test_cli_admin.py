@@ -245,3 +245,26 @@ def test_revoking_a_replaced_admin_key_says_its_successor_goes_with_it(
         assert node.membership().is_revoked(new_key)
     finally:
         node.close()
+
+
+def test_admin_rotate_finishes_a_rotation_cut_short_after_the_hand_over_was_stored(
+    founder: Path, admin_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Stopped between storing the hand-over and putting the new files in place: run again,
+    it puts them in place (the old key is already replaced, so it rotates nothing more)."""
+    cut = tmp_path / "cut"
+    shutil.copytree(admin_dir, cut)
+    code, _, err = run(
+        capsys, "admin", "rotate", "--admin-dir", str(admin_dir), "--state-dir", str(founder)
+    )
+    assert code == 0, err
+    for name in ("admin.key", "admin.cert"):  # as left by a rotation cut short
+        shutil.copy(admin_dir / name, cut / f"{name}.next")
+    code, out, err = run(
+        capsys, "admin", "rotate", "--admin-dir", str(cut), "--state-dir", str(founder)
+    )
+    assert code == 0, err
+    assert out.startswith("finished a rotation cut short")
+    assert len(out.strip().splitlines()) == 1
+    assert admin_files(cut) == admin_files(admin_dir)
+    assert sorted(p.name for p in cut.iterdir()) == ["admin.cert", "admin.key"]
