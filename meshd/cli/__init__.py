@@ -10,6 +10,7 @@ the daemon and libp2p are imported inside the commands that run them.
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -21,7 +22,13 @@ def main(argv: list[str] | None = None, *, quick: bool = True) -> None:
     """
     args = sys.argv[1:] if argv is None else list(argv)
     try:
-        status = _run(args, quick)
+        if argv is None and "MESHD_DAEMON_CONFIG_FD" in os.environ:  # `up`, exec'd again
+            from meshd.daemon.reexec import run_passed  # (meshd/daemon/reexec.py)
+
+            run_passed()
+            status = 0
+        else:
+            status = _run(args, quick)
     except BrokenPipeError:
         sys.exit(0)
     except (Exception, KeyboardInterrupt, BaseExceptionGroup) as exc:  # noqa: BLE001 (every failure ends in one line)

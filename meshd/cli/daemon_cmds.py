@@ -294,6 +294,7 @@ def up(
     configure(log_level, log_format, config_file=config_file)
     import trio
 
+    from meshd.daemon import reexec
     from meshd.daemon.babel import refuse_ungranted_origins
     from meshd.daemon.launch import run_until_signalled
     from meshd.daemon.renewer import refuse_auto_renew_without_key
@@ -304,6 +305,10 @@ def up(
     try:
         refuse_ungranted_origins(config, node)
         refuse_auto_renew_without_key(config, node)
+        if reexec.started_as_up():  # run without what typer's parse cost (daemon/reexec.py)
+            node.close()
+            reexec.replace_process(config, log_level, log_format)  # returns if it cannot
+            node = NodeDir.open(config.state_dir)
         _stopped_by(trio.run(run_until_signalled, config, node))
     finally:
         node.close()
