@@ -231,6 +231,8 @@ class Daemon:
             "strangers_evicted": self.strangers.evicted,
             "strangers_unclosed": getattr(host, "unclosed_sheds", 0),
             "graces_refused": self.strangers.graces_refused,
+            # NAT messages and candidates refused, by what and reason (docs/nat.md).
+            **{f"nat_{what}": n for what, n in sorted(self.endpoints.refused.items())},
         }
 
     def budgets_view(self) -> dict[str, int]:

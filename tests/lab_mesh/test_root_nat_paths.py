@@ -139,6 +139,9 @@ def test_a_hostile_members_hints_do_not_move_a_third_partys_traffic(mesh: LabMes
     assert all(mesh.ping_pairs([("h2", "h4")]).values())
     announced = {r["name"]: r for r in mesh.node("h1").peers()}["h2"]["endpoints"]
     assert EVIL not in announced
+    shed = mesh.node("h2").ask("status")["shed"]  # refused, and counted by reason
+    assert shed["nat_punchnotice:direct"] > 0
+    assert shed["nat_report:rate"] > 0
 
 
 def test_a_member_whose_nat_remaps_is_found_again(mesh: LabMesh) -> None:
