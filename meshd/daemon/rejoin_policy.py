@@ -12,9 +12,10 @@ wait for others to find it. :class:`Rejoin` says whom it dials while it is isola
 
 each target after its own capped backoff: doubling from 1 s up to ``cap`` (a few seconds),
 times the jitter the caller passes, for as long as the node runs. At most ``limit`` dials
-in flight (a large membership is worked through, the least tried first). Once a member is connected the ordinary policy
-(:class:`~meshd.daemon.connect_policy.ConnectionPolicy`, ``degree`` members, 60 s cap)
-takes over again; a success forgets the target's failures. ``now`` is given.
+in flight (a large membership is worked through, the least tried first). Once a member is
+connected the ordinary policy (:class:`~meshd.daemon.connect_policy.ConnectionPolicy`,
+``degree`` members, 60 s cap) takes over again; a success forgets the target's failures.
+``now`` is given.
 """
 
 from __future__ import annotations
