@@ -13,11 +13,14 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from meshd.daemon.bootstrap import (
     check_bootstrap,
     check_public_addr,
     invite_bootstrap,
+    peer_id_text,
     peer_key,
     public_multiaddrs,
 )
@@ -170,3 +173,15 @@ def test_public_addrs_and_what_invites_carry() -> None:
     assert carried[2:] == listen[:1]
     with pytest.raises(CommandLineError, match="relay"):
         DaemonConfig(state_dir=Path("/x"), relay="sometimes")
+
+
+@given(st.text(max_size=80))
+def test_peer_key_reads_any_text_without_raising(text: str) -> None:
+    key = peer_key(text)
+    assert key is None or (len(key) == 32 and peer_id_text(key) == text)
+
+
+@given(st.binary(min_size=32, max_size=32))
+def test_peer_ids_round_trip(key: bytes) -> None:
+    assert peer_key(peer_id_text(key)) == key
+    assert peer_id_text(key) == peer_id_of(key)  # what libp2p says
