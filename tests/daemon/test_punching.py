@@ -1,0 +1,119 @@
+"""The punching service's handling of NAT messages (meshd/daemon/punching.py), with stub
+collaborators: who may send what, how often, and what a notice may change."""
+
+from __future__ import annotations
+
+import ipaddress
+from types import SimpleNamespace
+from typing import Any
+
+import trio
+import trio.testing
+from nacl.signing import SigningKey
+
+from meshd.daemon.endpoints import Endpoints
+from meshd.daemon.punching import REQUEST_WINDOW, REQUESTS_PER_MEMBER, Punching, _Peer
+from meshd.gossip import nat
+from meshd.gossip.peers import peer_id_of
+from meshd.mesh.candidates import Candidate
+from meshd.mesh.punch import DirectPath
+
+KEYS = [bytes(SigningKey.generate().verify_key) for _ in range(4)]
+A, B, C, STRANGER = KEYS
+MEMBERS = {A, B, C}
+
+
+class Stream:
+    def __init__(self, sender: bytes, data: bytes) -> None:
+        self.remote_peer_id = peer_id_of(sender)
+        self._data = data
+
+    async def receive_frame(self) -> bytes:
+        return self._data
+
+
+def service(connected: set[bytes]) -> tuple[Punching, list[tuple[bytes, nat.Message]]]:
+    endpoints = Endpoints(
+        overlay=None, listen_port=51820, configured=(), is_member=MEMBERS.__contains__
+    )
+    host: Any = SimpleNamespace(connected_peers=lambda: [peer_id_of(k) for k in connected])
+    state: Any = SimpleNamespace(is_member=MEMBERS.__contains__)
+    punching = Punching(host, state, SimpleNamespace(), endpoints, SimpleNamespace(), 25)  # type: ignore[arg-type]
+    sent: list[tuple[bytes, nat.Message]] = []
+    punching._send = lambda key, message: sent.append((key, message))  # type: ignore[method-assign,assignment]
+    return punching, sent
+
+
+def serve(punching: Punching, sender: bytes, message: nat.Message | bytes, at: float) -> None:
+    data = message if isinstance(message, bytes) else nat.encode_message(message)
+
+    async def run() -> None:
+        await punching._serve(Stream(sender, data))  # type: ignore[arg-type]
+
+    clock = trio.testing.MockClock()
+    clock.jump(at)
+    trio.run(run, clock=clock)
+
+
+def test_messages_from_non_members_and_malformed_ones_are_dropped_and_counted() -> None:
+    punching, sent = service({A, B, STRANGER})
+    serve(punching, STRANGER, nat.PunchRequest(B), 1.0)
+    serve(punching, STRANGER, nat.Report("203.0.113.9:51820", ""), 1.0)
+    serve(punching, STRANGER, nat.PunchNotice(B, ("203.0.113.9:51820",)), 1.0)
+    serve(punching, A, b"\x93\x09\x00\x00", 1.0)
+    assert sent == []
+    assert punching.endpoints.refused == {
+        "punchrequest:not-member": 1,
+        "report:not-member": 1,
+        "punchnotice:not-member": 1,
+        "message:malformed": 1,
+    }
+
+
+def test_a_members_punch_requests_are_forwarded_to_both_sides_at_a_bounded_rate() -> None:
+    punching, sent = service({A, B})
+    for n in range(REQUESTS_PER_MEMBER + 3):
+        serve(punching, A, nat.PunchRequest(B), 1.0 + n * 0.1)
+    assert len(sent) == 2 * REQUESTS_PER_MEMBER
+    assert {(key, type(message)) for key, message in sent} == {
+        (B, nat.PunchNotice),
+        (A, nat.PunchNotice),
+    }
+    assert next(m.peer for k, m in sent if k == B and isinstance(m, nat.PunchNotice)) == A
+    assert punching.endpoints.refused == {"punchrequest:rate": 3}
+    serve(punching, A, nat.PunchRequest(B), 1.0 + REQUEST_WINDOW + 1)
+    assert len(sent) == 2 * REQUESTS_PER_MEMBER + 2
+
+
+def test_requests_for_a_member_not_connected_or_itself_go_nowhere() -> None:
+    punching, sent = service({A})
+    serve(punching, A, nat.PunchRequest(C), 1.0)
+    serve(punching, A, nat.PunchRequest(A), 1.0)
+    serve(punching, A, nat.PunchRequest(STRANGER), 1.0)
+    assert sent == []
+    assert punching.endpoints.refused == {
+        "punchrequest:not-connected": 1,
+        "punchrequest:target": 2,
+    }
+
+
+def test_a_notice_leaves_a_working_direct_path_alone_and_starts_a_round_otherwise() -> None:
+    """The peer's own candidate is a private address elsewhere; WireGuard found it behind
+    its NAT (roaming). A hostile member's hint would be tried first: not while packets from
+    the peer keep coming, whatever the age of the handshake."""
+    punching, _ = service({A, B})
+    private = Candidate("local", ipaddress.ip_address("192.168.1.7"), 51820)
+    working = DirectPath([private], 0.0)
+    working.update(0.5, 0.5, "93.184.216.34:51820")
+    punching.peers[B] = _Peer(bytes(32), "b", (), working, rx_at=99.0)
+    serve(punching, A, nat.PunchNotice(B, ("198.51.100.77:51820",)), 100.0)
+    action = working.update(100.0, 0.5, "93.184.216.34:51820")
+    assert (action.path, action.endpoint) == ("direct", "93.184.216.34:51820")
+    assert punching.endpoints.refused == {"punchnotice:direct": 1}
+    failed = DirectPath([private], 0.0)
+    failed.update(6.0, None, None)  # every candidate failed: on the relay
+    punching.peers[C] = _Peer(bytes([1]) * 32, "c", (), failed)
+    serve(punching, A, nat.PunchNotice(C, ("198.51.100.77:51820",)), 100.0)
+    assert failed.update(100.0, None, None).endpoint == "198.51.100.77:51820"  # one round
+    serve(punching, A, nat.PunchNotice(STRANGER, ()), 100.0)
+    assert punching.endpoints.refused["punchnotice:unknown-peer"] == 1
