@@ -9,7 +9,8 @@ announcement:
   *observations* that other members report (the ``endpoint`` their WireGuard shows for us:
   the source of our latest authenticated packet) and from libp2p identify's observed
   address (an IP seen on our TCP connection, paired with our WireGuard listen port: right
-  for NATs that keep ports, the common kind);
+  for NATs that keep ports, the common kind; not counted from an observer whose WireGuard
+  sees us at that IP with another port, a NAT that does not keep them);
 * ``local``: the usable addresses of our interfaces with our listen port (a peer on the
   same LAN reaches us there; a public machine's own address is its public endpoint).
 
@@ -222,6 +223,8 @@ class Observations:
         for (observer, source), o in self._held.items():
             if not now - self.window < o.at <= now:
                 continue
+            if source == "identify" and self._contradicted(observer, o, now):
+                continue
             seen.setdefault((o.address, o.port), set()).add(observer)
             if source == "wireguard":
                 by_wireguard.add((o.address, o.port))
@@ -234,6 +237,17 @@ class Observations:
             Candidate("reflexive", address, port, len(seen[(address, port)]))
             for _, (address, port) in kept[:MAX_REFLEXIVE]
         ]
+
+    def _contradicted(self, observer: bytes, o: _Observation, now: float) -> bool:
+        """Whether the observer's own WireGuard sees us at the identify address with another
+        port: our NAT does not keep ports, so identify's guess (our listen port) is wrong."""
+        wg = self._held.get((observer, "wireguard"))
+        return (
+            wg is not None
+            and now - self.window < wg.at <= now
+            and wg.address == o.address
+            and wg.port != o.port
+        )
 
 
 def _order(address: IPAddress, port: int) -> tuple[int, int, int]:

@@ -96,6 +96,20 @@ def test_identify_gives_the_address_with_our_listen_port() -> None:
     assert got.observers == 2
 
 
+def test_identify_does_not_count_where_wireguard_shows_the_nat_changes_ports() -> None:
+    """A symmetric NAT: each observer's WireGuard sees its own port; identify's guess of our
+    listen port at that address would reach K = 2 and be announced, wrongly."""
+    seen = Observations(OVERLAY, 51820)
+    for observer, port in ((A, 40001), (B, 40002)):
+        seen.observe(observer, "wireguard", f"93.184.216.34:{port}", 0.0)
+        seen.observe(observer, "identify", "93.184.216.34:45678", 0.0)
+    assert seen.reflexive(1.0) == []
+    seen.observe(A, "wireguard", PUBLIC, 2.0)  # a NAT that keeps ports: no contradiction
+    seen.observe(B, "wireguard", PUBLIC, 2.0)
+    (got,) = seen.reflexive(3.0)
+    assert (got.endpoint, got.observers) == (PUBLIC, 2)
+
+
 def test_observations_expire_and_leave_with_their_observer() -> None:
     seen = Observations(OVERLAY, 51820, window=60.0)
     seen.observe(A, "wireguard", PUBLIC, 0.0)
