@@ -324,6 +324,7 @@ def symmetric_relay(bench: Bench, start: float, timeout: float) -> dict[str, Any
     return {
         "first_packet": first,
         "via": bench.holder(SYMMETRIC_JOINER, SYMMETRIC_PEER),
+        "via_back": bench.holder(SYMMETRIC_PEER, SYMMETRIC_JOINER),
         "direct": bench.direct(SYMMETRIC_JOINER, SYMMETRIC_PEER, time.time()),
     }
 
@@ -356,10 +357,17 @@ def public_restart(bench: Bench, settle: float, timeout: float) -> dict[str, Any
         "not_back": sorted(p for p, v in back.items() if v is None),
         "not_reachable_before": sorted(p for p, v in before.items() if v is None),
         "median_pair": median_or_none(values),
+        "pairs": back,
     }
 
 
-def run(rounds: int, settle: float, settle_pairs: float, extra: Sequence[str]) -> dict[str, Any]:
+def run(
+    rounds: int,
+    settle: float,
+    settle_pairs: float,
+    extra: Sequence[str],
+    public_extra: Sequence[str] = (),
+) -> dict[str, Any]:
     samples: dict[str, list[dict[str, Any]]] = {
         "cone_join": [],
         "symmetric_relay": [],
@@ -373,6 +381,8 @@ def run(rounds: int, settle: float, settle_pairs: float, extra: Sequence[str]) -
         try:
             for host in LAYOUT:
                 mesh.node(host).extra = tuple(extra)
+            for host in PUBLIC:
+                mesh.node(host).extra += tuple(public_extra)
             mesh.init(FOUNDER)
             mesh.up(FOUNDER)
             hosts = list(LAYOUT)
@@ -443,6 +453,7 @@ def run(rounds: int, settle: float, settle_pairs: float, extra: Sequence[str]) -
             "pairs": len(pairs(LAYOUT)),
             "backend": "userspace (wireguard-go)",
             "extra": list(extra),
+            "public_extra": list(public_extra),
         },
         "rounds": rounds,
         "settle_s": settle,
@@ -476,6 +487,9 @@ def main() -> int:
     parser.add_argument(
         "--settle-pairs", type=float, default=30.0, help="seconds to wait for direct pairs"
     )
+    parser.add_argument(
+        "--public-arg", action="append", default=[], help="an extra option for public daemons"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
         "--daemon-arg", action="append", default=[], help="an extra option for every daemon"
@@ -485,7 +499,7 @@ def main() -> int:
     if why:
         print(f"benchmarks.nat needs root, ip, nft, wireguard-go, wg and ping ({why})")
         return 1
-    result = run(args.rounds, args.settle, args.settle_pairs, args.daemon_arg)
+    result = run(args.rounds, args.settle, args.settle_pairs, args.daemon_arg, args.public_arg)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(f"\n{'figure':<16} {'median':>8} {'min':>8} {'max':>8} {'missed':>6} {'target':>7}  met")
