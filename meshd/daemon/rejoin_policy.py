@@ -27,7 +27,7 @@ from typing import Final
 from meshd.membership import Member, MemberState
 
 #: Seconds between two dials of one target while isolated, at most (before jitter).
-ISOLATED_CAP: Final = 4.0
+ISOLATED_CAP: Final = 2.0
 #: Dials in flight at most while isolated.
 ISOLATED_LIMIT: Final = 16
 #: Bootstrap addresses kept (the state dir's list, ``--bootstrap``).
