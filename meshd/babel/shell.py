@@ -36,6 +36,11 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
+
+# isort: split
+import meshd.wg.lean_pyroute2  # noqa: F401 (pyroute2 lean: meshd.wg.lean_pyroute2)
+
+# isort: split
 from pyroute2 import IPRoute, NetlinkError
 
 from meshd.babel.auth import LinkAuth

@@ -30,7 +30,7 @@ check that the daemon's import loads none of them, that each loads on first use,
 gossip suite runs on this import.
 
 If ``libp2p`` was imported before (a process that uses more of py-libp2p), nothing is
-deferred: every module is the real one already.
+deferred: every module is the real one already. The mechanism is :mod:`meshd.deferred`.
 
 **Importing this module imports py-libp2p that way** (once per process). Every module of
 meshd that imports py-libp2p imports this one first, in an import block of its own::
@@ -41,20 +41,13 @@ meshd that imports py-libp2p imports this one first, in an import block of its o
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.machinery
-import importlib.util
-import logging
 import sys
 import threading
-import types
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any, Final
+from typing import Final
 
-__all__ = ["DEFERRED", "STACK", "deferred_loaded", "is_lean", "lean_libp2p"]
+from meshd.deferred import deferred_loaded, deferring, is_placeholder
 
-log = logging.getLogger(__name__)
+__all__ = ["DEFERRED", "STACK", "deferred_loaded", "is_lean", "is_placeholder", "lean_libp2p"]
 
 DEFERRED: Final[dict[str, str]] = {
     # module (and its submodules) -> why meshd never reaches it
@@ -106,148 +99,7 @@ STACK: Final = (
 """What meshd imports of py-libp2p (meshd.gossip.stack builds the host from these)."""
 
 _lock = threading.RLock()
-_released: set[str] = set()  # deferred modules whose real import is under way or done
-_loaded: dict[str, str] = {}  # deferred modules loaded for real -> the name that needed it
 _lean = False
-_deferring_now = False
-_handed_out: list[str] = []  # the stand-ins given out: "module.name"
-
-
-def _deferred_root(name: str) -> str | None:
-    for root in DEFERRED:
-        if name == root or name.startswith(root + "."):
-            return root
-    return None
-
-
-class _StandInMeta(type):
-    """The type of a stand-in: using it imports the real module and forwards."""
-
-    _module: str
-    _attr: str
-
-    def _real(cls) -> Any:
-        return getattr(_load(cls._module, cls._attr), cls._attr)
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        return cls._real()(*args, **kwargs)
-
-    def __getattr__(cls, name: str) -> Any:
-        if name.startswith("__") and name.endswith("__"):
-            raise AttributeError(name)
-        return getattr(cls._real(), name)
-
-    def __instancecheck__(cls, instance: Any) -> bool:
-        if cls._module not in _loaded:
-            return False  # nothing can be an instance of a class whose module never ran
-        real = cls._real()
-        return isinstance(real, type) and isinstance(instance, real)
-
-    def __subclasscheck__(cls, subclass: Any) -> bool:
-        if cls._module not in _loaded:
-            return subclass is cls
-        real = cls._real()
-        return isinstance(real, type) and issubclass(subclass, real)
-
-    def __repr__(cls) -> str:
-        return f"<deferred {cls._module}.{cls._attr}>"
-
-
-class _StandIn(Exception, metaclass=_StandInMeta):
-    """Base of the stand-ins (an Exception, so that naming one in ``except`` is allowed)."""
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        if "_module" not in cls.__dict__:
-            raise ImportError(
-                f"{cls.__qualname__} subclasses a deferred py-libp2p name: "
-                "remove its module from meshd.gossip.lean_imports.DEFERRED"
-            )
-        super().__init_subclass__(**kwargs)
-
-
-class _DeferredModule(types.ModuleType):
-    """A placeholder for a deferred module: its names are stand-ins."""
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") and name.endswith("__"):
-            raise AttributeError(name)
-        real = sys.modules.get(self.__name__)
-        if real is not None and real is not self:
-            return getattr(real, name)
-        if not _deferring_now:
-            # Asked for after py-libp2p's import (by other code): the real thing, at once.
-            return getattr(_load(self.__name__, name), name)
-        stand_in = _StandInMeta(name, (_StandIn,), {"_module": self.__name__, "_attr": name})
-        _handed_out.append(f"{self.__name__}.{name}")
-        setattr(self, name, stand_in)
-        return stand_in
-
-
-class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        root = _deferred_root(fullname)
-        if root is None or root in _released:
-            return None
-        real = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if real is None:
-            return None  # not there: let the import fail as it would
-        spec = importlib.machinery.ModuleSpec(
-            fullname, self, is_package=real.submodule_search_locations is not None
-        )
-        spec.submodule_search_locations = real.submodule_search_locations
-        return spec
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
-        module = _DeferredModule(spec.name)
-        if spec.submodule_search_locations is not None:
-            module.__path__ = list(spec.submodule_search_locations)
-        return module
-
-    def exec_module(self, module: types.ModuleType) -> None:
-        return None
-
-
-_FINDER = _Finder()
-
-
-def _note_loaded(module: str, needed: str) -> None:
-    if module not in _loaded:
-        _loaded[module] = needed
-        log.info("%s, deferred when py-libp2p was imported, is loaded now (for %s)", module, needed)
-
-
-def _load(module: str, attr: str) -> types.ModuleType:
-    """Import the real ``module`` (deferred until now) and return it."""
-    with _lock:
-        current = sys.modules.get(module)
-        if current is not None and not isinstance(current, _DeferredModule):
-            return current
-        _note_loaded(module, attr)
-        root = _deferred_root(module) or module
-        _released.add(root)
-        # The placeholders of this tree make way for the real modules.
-        for name in [n for n in sys.modules if n == root or n.startswith(root + ".")]:
-            if isinstance(sys.modules[name], _DeferredModule):
-                del sys.modules[name]
-        real = importlib.import_module(module)
-        parent, _, child = module.rpartition(".")
-        if parent in sys.modules:
-            setattr(sys.modules[parent], child, real)
-        return real
-
-
-@contextmanager
-def _deferring() -> Iterator[None]:
-    global _deferring_now
-    sys.meta_path.insert(0, _FINDER)
-    _deferring_now = True
-    try:
-        yield
-    finally:
-        _deferring_now = False
-        sys.meta_path.remove(_FINDER)
 
 
 def lean_libp2p() -> bool:
@@ -260,7 +112,7 @@ def lean_libp2p() -> bool:
         if "libp2p" in sys.modules:
             return _lean
         try:
-            with _deferring():
+            with deferring(DEFERRED):
                 importlib.import_module("libp2p")
                 for name in STACK:
                     importlib.import_module(name)
@@ -275,11 +127,6 @@ def lean_libp2p() -> bool:
 def is_lean() -> bool:
     """Whether py-libp2p was imported by :func:`lean_libp2p` with its deferrals."""
     return _lean
-
-
-def deferred_loaded() -> dict[str, str]:
-    """The deferred modules that were loaded after all -> the name that needed each."""
-    return dict(_loaded)
 
 
 lean_libp2p()

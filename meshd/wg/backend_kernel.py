@@ -17,6 +17,11 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import trio
+
+# isort: split
+import meshd.wg.lean_pyroute2  # noqa: F401 (pyroute2 lean: meshd.wg.lean_pyroute2)
+
+# isort: split
 from pyroute2 import NetlinkError, WireGuard
 
 from meshd.errors import BackendError

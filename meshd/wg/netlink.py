@@ -16,6 +16,11 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import trio
+
+# isort: split
+import meshd.wg.lean_pyroute2  # noqa: F401 (pyroute2 lean: meshd.wg.lean_pyroute2)
+
+# isort: split
 from pyroute2 import IPRoute, NetlinkError
 
 from meshd.errors import BackendError

@@ -1,0 +1,197 @@
+"""Deferred imports: a module is a placeholder until a name taken from it is used.
+
+The mechanism behind :mod:`meshd.gossip.lean_imports` (py-libp2p) and
+:mod:`meshd.wg.lean_pyroute2` (pyroute2), which say what they defer and why. Within
+:func:`deferring`, an import of a listed module (or a submodule) gives a placeholder; a name
+taken from it while deferring is a stand-in that imports the real module the moment it is
+called or an attribute is read from it; ``isinstance`` against a stand-in whose module never
+ran is False without loading it. Outside :func:`deferring`, a name taken from a placeholder
+is the real one, loaded then. An ``except`` clause naming a stand-in catches only the
+stand-in (Python matches exception classes by type), and a stand-in cannot be subclassed:
+never defer a module whose exceptions or classes are used that way on a path that runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import logging
+import sys
+import threading
+import types
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = ["DEFERRED", "deferred_loaded", "deferring", "is_placeholder"]
+
+log = logging.getLogger(__name__)
+
+_lock = threading.RLock()
+_released: set[str] = set()  # deferred modules whose real import is under way or done
+_loaded: dict[str, str] = {}  # deferred modules loaded for real -> the name that needed it
+_deferring_now = False
+_stand_ins: dict[tuple[str, str], type] = {}  # (module, name) -> the stand-in given out
+
+
+DEFERRED: dict[str, str] = {}
+"""Every module deferred so far (and its submodules) -> why (see :func:`defer`)."""
+
+
+def _deferred_root(name: str) -> str | None:
+    for root in DEFERRED:
+        if name == root or name.startswith(root + "."):
+            return root
+    return None
+
+
+class _StandInMeta(type):
+    """The type of a stand-in: using it imports the real module and forwards."""
+
+    _module: str
+    _attr: str
+
+    def _real(cls) -> Any:
+        return getattr(_load(cls._module, cls._attr), cls._attr)
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        return cls._real()(*args, **kwargs)
+
+    def __getattr__(cls, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        return getattr(cls._real(), name)
+
+    def __instancecheck__(cls, instance: Any) -> bool:
+        if cls._module not in _loaded:
+            return False  # nothing can be an instance of a class whose module never ran
+        real = cls._real()
+        return isinstance(real, type) and isinstance(instance, real)
+
+    def __subclasscheck__(cls, subclass: Any) -> bool:
+        if cls._module not in _loaded:
+            return subclass is cls
+        real = cls._real()
+        return isinstance(real, type) and issubclass(subclass, real)
+
+    def __repr__(cls) -> str:
+        return f"<deferred {cls._module}.{cls._attr}>"
+
+
+class _StandIn(Exception, metaclass=_StandInMeta):
+    """Base of the stand-ins (an Exception, so that naming one in ``except`` is allowed)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        if "_module" not in cls.__dict__:
+            raise ImportError(
+                f"{cls.__qualname__} subclasses a deferred py-libp2p name: "
+                "remove its module from the deferred ones (meshd.deferred.DEFERRED)"
+            )
+        super().__init_subclass__(**kwargs)
+
+
+class _DeferredModule(types.ModuleType):
+    """A placeholder for a deferred module: its names are stand-ins."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        real = sys.modules.get(self.__name__)
+        if real is not None and real is not self:
+            return getattr(real, name)
+        if not _deferring_now:
+            # Asked for after the deferred import (by other code): the real thing, at once.
+            return getattr(_load(self.__name__, name), name)
+        # Kept aside, not on the module: so that a later import of the name gets the real one.
+        key = (self.__name__, name)
+        stand_in = _stand_ins.get(key)
+        if stand_in is None:
+            stand_in = _StandInMeta(name, (_StandIn,), {"_module": self.__name__, "_attr": name})
+            _stand_ins[key] = stand_in
+        return stand_in
+
+
+class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        root = _deferred_root(fullname)
+        if root is None or root in _released:
+            return None
+        real = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if real is None:
+            return None  # not there: let the import fail as it would
+        spec = importlib.machinery.ModuleSpec(
+            fullname, self, is_package=real.submodule_search_locations is not None
+        )
+        spec.submodule_search_locations = real.submodule_search_locations
+        return spec
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        module = _DeferredModule(spec.name)
+        if spec.submodule_search_locations is not None:
+            module.__path__ = list(spec.submodule_search_locations)
+        return module
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        return None
+
+
+_FINDER = _Finder()
+
+
+def _note_loaded(module: str, needed: str) -> None:
+    if module not in _loaded:
+        _loaded[module] = needed
+        log.info("%s, deferred when py-libp2p was imported, is loaded now (for %s)", module, needed)
+
+
+def _load(module: str, attr: str) -> types.ModuleType:
+    """Import the real ``module`` (deferred until now) and return it."""
+    with _lock:
+        current = sys.modules.get(module)
+        if current is not None and not isinstance(current, _DeferredModule):
+            return current
+        _note_loaded(module, attr)
+        root = _deferred_root(module) or module
+        _released.add(root)
+        # The placeholders of this tree make way for the real modules.
+        for name in [n for n in sys.modules if n == root or n.startswith(root + ".")]:
+            if isinstance(sys.modules[name], _DeferredModule):
+                del sys.modules[name]
+        real = importlib.import_module(module)
+        parent, _, child = module.rpartition(".")
+        if parent in sys.modules:
+            setattr(sys.modules[parent], child, real)
+        return real
+
+
+@contextmanager
+def deferring(modules: dict[str, str]) -> Iterator[None]:
+    """Within the block, imports of ``modules`` (and their submodules) are deferred."""
+    DEFERRED.update(modules)
+    with _deferring():
+        yield
+
+
+@contextmanager
+def _deferring() -> Iterator[None]:
+    global _deferring_now
+    sys.meta_path.insert(0, _FINDER)
+    _deferring_now = True
+    try:
+        yield
+    finally:
+        _deferring_now = False
+        sys.meta_path.remove(_FINDER)
+
+
+def is_placeholder(module: object) -> bool:
+    """Whether ``module`` is a deferred module's placeholder (its real one not loaded)."""
+    return isinstance(module, _DeferredModule)
+
+
+def deferred_loaded() -> dict[str, str]:
+    """The deferred modules that were loaded after all -> the name that needed each."""
+    return dict(_loaded)
