@@ -138,6 +138,8 @@ def status(state_dir: Path | None = None, json: bool = False) -> None:
     wireguard = info.wireguard
     for key in ("interface", "backend", "public_key", "listen_port", "overlay_ip", "peers"):
         shown[f"wg_{key}" if key not in ("interface",) else key] = wireguard.get(key)
+    if wireguard.get("relay"):
+        shown["wg_relay"] = wireguard["relay"]
     if wireguard.get("last_error"):
         shown["wg_last_error"] = wireguard["last_error"]
     shown["expiring"] = [f"{e['kind']} {e['name']} {e['expires']}" for e in info.expiring]

@@ -116,6 +116,8 @@ class Control:
         view["listen_addrs"] = d.announcer.listen_addrs()
         view["endpoints"] = list(d.announcer.endpoints)
         view["wireguard"] = await wireguard_views.status_view(d.mesh)
+        if d.relaying is not None:  # --relay: whether we forward for others, and why
+            view["wireguard"]["relay"] = d.relaying.view()
         view["peer_id"] = d.host.peer_id
         view["connected"] = len(d.host.connected_peers())
         view["syncs"] = d.antientropy.syncs

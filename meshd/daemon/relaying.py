@@ -187,6 +187,12 @@ class Relaying:
             on or gateway, why if on else "a gateway to the --babel-interface links"
         )
 
+    def view(self) -> str:
+        """What ``meshd status`` shows: ``yes`` or ``no``, and why."""
+        if self.relaying is None:
+            return "undecided"
+        return f"{'yes' if self.relaying else 'no'} ({self.why})"
+
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
             await self.decide()

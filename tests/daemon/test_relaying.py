@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
+import trio
 
 from meshd.daemon.relaying import BEHIND_NAT, OWN_ADDRESS, Forwarding, relay_decision
 
@@ -98,3 +99,38 @@ def test_a_member_that_does_not_relay_announces_only_its_own_routes_on_the_mesh(
     assert not service._redistribute("wg0", other, None)  # never a next hop for others
     assert service._redistribute("wg0", own, None)  # its own overlay /128 still goes out
     assert service._redistribute("eth1", other, None)  # not the mesh: not this rule's business
+
+
+class FakeBabel:
+    def __init__(self) -> None:
+        self.told: list[bool] = []
+
+    def set_relaying(self, on: bool) -> None:
+        self.told.append(on)
+
+
+def test_the_service_decides_tells_babel_and_says_so_in_status(tmp_path: Path) -> None:
+    from meshd.daemon.config import DaemonConfig
+    from meshd.daemon.relaying import Relaying
+
+    babel = FakeBabel()
+    files = sysctls(tmp_path, "0")
+    config = DaemonConfig(state_dir=tmp_path, relay="on")
+    service = Relaying(config, babel, lambda: None, forwarding=Forwarding(files))
+    assert service.view() == "undecided"
+    trio.run(service.decide)
+    assert service.view() == "yes (--relay on)"
+    assert babel.told == [True]
+    assert Path(files[0][1]).read_text() == "1\n"
+    service.forwarding.release()
+    assert Path(files[0][1]).read_text() == "0\n"
+    off = Relaying(
+        DaemonConfig(state_dir=tmp_path, relay="off"),
+        babel,
+        lambda: None,
+        forwarding=Forwarding(files),
+    )
+    trio.run(off.decide)
+    assert off.view() == "no (--relay off)"
+    assert babel.told == [True, False]
+    assert Path(files[0][1]).read_text() == "0\n"

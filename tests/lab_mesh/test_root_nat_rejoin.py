@@ -73,6 +73,11 @@ def test_symmetric_nated_members_talk_through_the_relay_only(mesh: LabMesh) -> N
     assert forwarding.stdout.strip() == "0"  # h2 did not turn it on
     forwarding = mesh.lab.exec("h1", ["sysctl", "-n", "net.ipv6.conf.all.forwarding"])
     assert forwarding.stdout.strip() == "1"
+    assert mesh.node("h1").ask("status")["wireguard"]["relay"] == "yes (--relay on)"
+    assert mesh.node("h2").ask("status")["wireguard"]["relay"] == "no (--relay off)"
+    status = mesh.run("h3", "status").stdout  # behind its NAT, with a private address
+    assert "wg_relay" in status
+    assert "no (--relay auto:" in status
 
 
 def test_nated_members_survive_a_restart_of_every_public_member(mesh: LabMesh) -> None:
