@@ -61,6 +61,7 @@ def netcheck_view(
     own_addresses: Sequence[IPAddress],
     observations: Sequence[tuple[bytes, str]] | None,
     reflexive: Sequence[str] = (),
+    local: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The answer to ``meshd netcheck``. ``observations``: (observer, ``ip:port``) pairs of
     what members' WireGuard shows for us, or None when this daemon gathers none."""
@@ -85,7 +86,7 @@ def netcheck_view(
     report = seeing.nat_of(observations or (), own_addresses)
     return {
         "listen_port": listen_port,
-        "local": list(daemon.announcer.endpoints),
+        "local": list(daemon.announcer.endpoints if local is None else local),
         "observing": observations is not None,
         "seen": [
             {"endpoint": s.endpoint, "observers": s.observers, "own": s.own}
@@ -120,6 +121,7 @@ async def netcheck(daemon: Daemon) -> dict[str, Any]:
         for observer in seen.observers
     ]
     reflexive = [endpoint for kind, endpoint in snapshot.candidates if kind == "reflexive"]
+    local = [endpoint for kind, endpoint in snapshot.candidates if kind != "reflexive"]
     return netcheck_view(
-        daemon, device, port or daemon.mesh.listen_port, own, observations, reflexive
+        daemon, device, port or daemon.mesh.listen_port, own, observations, reflexive, local
     )

@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from ipaddress import ip_interface
 from pathlib import Path
 
 import trio
 import trio.testing
 
 from meshd.control.commands import NetcheckAnswer, PeersAnswer, decode_answer
+from meshd.mesh.underlay import LocalAddress
 from meshd.node.statedir import NodeDir, init_network, now
 from meshd.records import Role, make_certificate
 from meshd.trust.keys import SigningKey, WireGuardKey
@@ -105,6 +107,7 @@ def test_peers_show_direct_relay_and_none_and_netcheck_who_reaches_us(tmp_path: 
 
             # Two members report the same mapping of our WireGuard port: a cone NAT, and a
             # reflexive endpoint; a third sees another port of that address: symmetric.
+            daemon.endpoints.set_local([LocalAddress("eth0", ip_interface("192.0.2.10/24"))], [])
             at = trio.current_time()
             for name in ("near", "far"):
                 assert daemon.endpoints.report(node_keys[name], "203.0.113.5:51820", "", at)
@@ -114,6 +117,10 @@ def test_peers_show_direct_relay_and_none_and_netcheck_who_reaches_us(tmp_path: 
                 ("203.0.113.5:51820", 2, False)
             ]
             assert answer.reflexive == ("203.0.113.5:51820",)
+            # local: what we announce beside it, not it, nor the announcement's kinds entry
+            # local: the other candidates we announce (here one interface address), not the
+            # reflexive one
+            assert answer.local == ("192.0.2.10:51820",)
             assert daemon.endpoints.report(node_keys["lost"], "203.0.113.5:40000", "", at)
             answer = decode_answer(NetcheckAnswer, await daemon.control.dispatch("netcheck", {}))
             assert (answer.nat, answer.behind_nat) == ("symmetric", True)
