@@ -113,6 +113,7 @@ class DirectPath:
         self._last_punch = -math.inf
         self._settled: str | None = None
         self._shown: str | None = None
+        self._hints: tuple[Candidate, ...] = ()
         self._start_round(now, ())
 
     # -- inputs ---------------------------------------------------------------------------
@@ -136,14 +137,17 @@ class DirectPath:
         return self._settled if self._state == "direct" else None
 
     def set_candidates(self, candidates: Iterable[Candidate], now: float) -> None:
-        """The peer announced (possibly) new candidates: without a direct path, try them now."""
+        """The peer announced (possibly) new candidates: without a direct path, try them now
+        (with the hints of a punch request less than ``punch_interval`` ago)."""
         ranked = self._rank(candidates)
         if ranked == self._ranked:
             return
         self._ranked = ranked
         if self._state != "direct":
             self._failed_rounds = 0
-            self._start_round(now, ())
+            # A punch's hints stay for its round: the peer is sending to us now.
+            punched = now - self._last_punch < self._punch_interval
+            self._start_round(now, self._hints if punched else ())
 
     def punch(self, now: float, hints: Iterable[object] = ()) -> Reason | Literal["busy"] | None:
         """A punch request: the peer is sending to us now. Start a round (with up to
@@ -180,6 +184,7 @@ class DirectPath:
         return True
 
     def _start_round(self, now: float, hints: Sequence[Candidate]) -> None:
+        self._hints = tuple(hints)
         announced = {(c.address, c.port) for c in self._ranked}
         extra = {(h.address, h.port): h for h in hints if (h.address, h.port) not in announced}
         # Hints go after the peer's own configured and reflexive candidates, and before its

@@ -260,3 +260,16 @@ def test_a_direct_path_that_falls_silent_starts_a_round_at_once() -> None:
     assert p.lost(21.0) is False  # not direct: nothing to lose
     assert p.update(22.0, 21.9, "93.184.216.99:40001").path == "direct"
     assert p.settled == "93.184.216.99:40001"
+
+
+def test_new_candidates_during_a_punched_round_keep_its_hints() -> None:
+    """The notice and the peer's announcement arrive together: the new round started by the
+    announcement still tries the hint first, while the peer is sending to us."""
+    p = path(LAN)
+    p.update(0.0, None, None)
+    assert p.punch(1.0, ["93.184.216.50:51820"]) is None
+    p.set_candidates([LAN, Candidate("local", ipaddress.ip_address("192.168.1.8"), 51820)], 1.1)
+    assert p.update(1.1, None, None).endpoint == "93.184.216.50:51820"
+    p.set_candidates([LAN], 30.0)  # long after the punch: its hints are gone
+    assert p.update(30.0, None, None).endpoint == "192.168.1.7:51820"
+    assert p.update(35.5, None, None).path == "relay"
