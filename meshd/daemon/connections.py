@@ -23,7 +23,7 @@ from meshd.daemon.transport import Transport, key_of
 from meshd.errors import MeshdError
 from meshd.gossip.admission import StrangerBudget
 from meshd.gossip.peers import PeerConnected
-from meshd.membership import Event, Revoked
+from meshd.membership import Event, Member, MemberState, Revoked
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EXCLUSION_NOTICE: Final = 2.0  # seconds to sync with a member we just excluded, so it learns it
+ISOLATION_NOTICE: Final = 10.0  # seconds with no member connected before we say so
 
 
 class Connections:
@@ -53,6 +54,8 @@ class Connections:
         self.peer_id_of = peer_id_of
         self._events = state.feed.events()
         self._nursery: trio.Nursery | None = None
+        self._alone_since: float | None = None  # no member connected since (monotonic)
+        self._said_alone = False
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -85,12 +88,36 @@ class Connections:
     async def _pass(self) -> None:
         now = time.monotonic()
         peers = [self.standing(p) for p in self.host.connected_peers()]
-        decided = self.policy.sweep(now, peers, self.state.members(), self.state.key)
+        members = self.state.members()
+        decided = self.policy.sweep(now, peers, members, self.state.key)
+        self._say_isolation(now, peers, members)
         for peer, why in decided.drop:
             await self.disconnect(peer, why)
         assert self._nursery is not None
         for key, addrs in decided.dial:
             self._nursery.start_soon(self._dial, key, addrs)
+
+    def _say_isolation(self, now: float, peers: list[Peer], members: list[Member]) -> None:
+        """A WARNING once no member has been connected for ISOLATION_NOTICE (while others
+        exist), and an INFO when one is again: the dialling goes on meanwhile."""
+        alone = not any(p.standing is Standing.MEMBER for p in peers) and any(
+            m.node_key != self.state.key and m.state is not MemberState.REVOKED for m in members
+        )
+        if not alone:
+            if self._alone_since is not None and self._said_alone:
+                log.info("a member is connected again, after %.0f s", now - self._alone_since)
+            self._alone_since, self._said_alone = None, False
+            return
+        if self._alone_since is None:
+            self._alone_since = now
+        elif not self._said_alone and now - self._alone_since >= ISOLATION_NOTICE:
+            self._said_alone = True
+            log.warning(
+                "no member connected for %.0f s: dialling every member's last addresses and "
+                "the bootstrap addresses, each every %.0f s at most, until one answers",
+                now - self._alone_since,
+                self.policy.rejoin.cap * 1.5,
+            )
 
     async def _dial(self, key: bytes, addrs: tuple[str, ...]) -> None:
         expected = self.peer_id_of(key)

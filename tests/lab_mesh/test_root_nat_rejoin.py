@@ -55,6 +55,12 @@ def states(mesh: LabMesh, host: str) -> dict[str, str]:
     return {r["name"]: r["state"] for r in mesh.node(host).peers() if r["state"] != "self"}
 
 
+def log_of(mesh: LabMesh, host: str) -> str:
+    """What ``host``'s meshd processes logged (the lab keeps one file per process)."""
+    files = sorted((mesh.lab.dir / "logs").glob(f"{host}-*.log"))
+    return "".join(f.read_text(errors="replace") for f in files)
+
+
 def via(mesh: LabMesh, host: str, target: str) -> str | None:
     row = next(r for r in mesh.node(host).peers() if r["name"] == target)
     route = row.get("route")
@@ -91,6 +97,12 @@ def test_nated_members_survive_a_restart_of_every_public_member(mesh: LabMesh) -
         30,
         "every member expired in h3's and h4's views",
     )
+    # ...and said once, not silently (it used to log nothing for 11 minutes).
+    wait_for(
+        lambda: all("no member connected for" in log_of(mesh, h) for h in NATED),
+        20,
+        "h3 and h4 to say that no member is connected",
+    )
     started = time.monotonic()
     for host in PUBLIC:
         mesh.up(host)
@@ -114,3 +126,7 @@ def test_nated_members_survive_a_restart_of_every_public_member(mesh: LabMesh) -
     assert {h: mesh.node(h).process.pid for h in NATED} == pids  # type: ignore[union-attr]
     assert all(mesh.node(h).process.poll() is None for h in NATED)  # type: ignore[union-attr]
     assert set(states(mesh, "h1")) == set(everyone) - {"h1"}
+    for host in NATED:
+        said = log_of(mesh, host)
+        assert said.count("no member connected for") == 1
+        assert "a member is connected again, after" in said
