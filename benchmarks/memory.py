@@ -224,7 +224,13 @@ def run_daemon(
             result["wireguard_go_rss_mib"] = children
         return result
     finally:
+        helpers = wireguard_go_pids(ifname)
         stop(process)
+        # A daemon killed before it stopped its wireguard-go (a slow shutdown at 10,000
+        # peers) leaves it running outside the namespace's life: stop it here.
+        for helper in helpers & wireguard_go_pids(ifname):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(helper, signal.SIGTERM)
 
 
 def daemon_pid(pid: int) -> int:
@@ -235,6 +241,18 @@ def daemon_pid(pid: int) -> int:
     for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
         return daemon_pid(int(child))
     raise RuntimeError(f"no python process under {pid}")
+
+
+def wireguard_go_pids(ifname: str) -> set[int]:
+    """The wireguard-go processes running ``ifname``."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+                if Path(argv[0].decode()).name == "wireguard-go" and argv[1:2] == [ifname.encode()]:
+                    found.add(int(entry.name))
+    return found
 
 
 def child_rss(pid: int) -> float | None:
@@ -250,7 +268,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(15)
+            process.wait(60)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
