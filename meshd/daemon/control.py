@@ -12,6 +12,7 @@ import base64
 import binascii
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
@@ -33,7 +34,6 @@ from meshd.control.commands import (
     PublishAnswer,
     PublishRequest,
     Request,
-    RevokeAnswer,
     RevokeRequest,
     RotateWgAnswer,
     RotateWgRequest,
@@ -85,7 +85,8 @@ class Control:
             ConnectRequest: self.connect,
             SponsoredRequest: self.sponsored,
             SyncRequest: self.sync,
-            RevokeRequest: self.revoke,
+            # meshd revoke NODE: signed, stored and flooded here (meshd/daemon/revoker.py)
+            RevokeRequest: partial(revoker.revoke, daemon.state, daemon.flooder.flood),
             DownRequest: self.down,
             RotateWgRequest: self.rotate_wg,
             NetcheckRequest: self.netcheck,
@@ -191,9 +192,6 @@ class Control:
     async def rotate_wg(self, request: RotateWgRequest) -> RotateWgAnswer:
         d = self.daemon
         return _typed(RotateWgAnswer, await rotate_wg(d.state, d.mesh, d.flooder.flood, d.babel))
-
-    async def revoke(self, request: RevokeRequest) -> RevokeAnswer:
-        return await revoker.revoke(self.daemon.state, self.daemon.flooder.flood, request)
 
     async def sync(self, request: SyncRequest) -> SyncAnswer:
         peers = self.daemon.host.connected_peers()
