@@ -99,17 +99,22 @@ class Connections:
 
     def _say_isolation(self, now: float, peers: list[Peer], members: list[Member]) -> None:
         """A WARNING once no member has been connected for ISOLATION_NOTICE (while others
-        exist), and an INFO when one is again: the dialling goes on meanwhile."""
+        exist), and an INFO when one is again: the dialling goes on meanwhile. While no member
+        is connected, members' silence does not count (Membership.cut_off): the silence is
+        ours, and expiring everyone would take them out of WireGuard too."""
         alone = not any(p.standing is Standing.MEMBER for p in peers) and any(
             m.node_key != self.state.key and m.state is not MemberState.REVOKED for m in members
         )
         if not alone:
-            if self._alone_since is not None and self._said_alone:
-                log.info("a member is connected again, after %.0f s", now - self._alone_since)
+            if self._alone_since is not None:
+                self.state.membership.reconnected(self.state.clock())
+                if self._said_alone:
+                    log.info("a member is connected again, after %.0f s", now - self._alone_since)
             self._alone_since, self._said_alone = None, False
             return
         if self._alone_since is None:
             self._alone_since = now
+            self.state.membership.cut_off(self.state.clock())
         elif not self._said_alone and now - self._alone_since >= ISOLATION_NOTICE:
             self._said_alone = True
             log.warning(

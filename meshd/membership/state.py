@@ -107,6 +107,8 @@ class Membership:
         self._announcement_ids: dict[bytes, bytes] = {}
         self._identity: dict[bytes, tuple[str, ipaddress.IPv6Address]] = {}
         self._last_seen: dict[bytes, int] = {}
+        # Since when no member reaches us (cut_off): silence stops counting until we are back.
+        self._cut_off_since: int | None = None
         # Records waiting for a member's first credential, by that member's key: its own
         # announcements, and admissions it countersigned.
         self._pending = PendingPool(max_pending)
@@ -726,7 +728,10 @@ class Membership:
                     continue
 
     def _judge(self, node: bytes, now: int) -> tuple[MemberState, str, Credential]:
-        return self._standing.judge(node, now, self._last_seen.get(node), self.announce_ttl)
+        last = self._last_seen.get(node)
+        if last is not None and self._cut_off_since is not None:
+            last += max(0, now - self._cut_off_since)  # our silence is not theirs
+        return self._standing.judge(node, now, last, self.announce_ttl)
 
     def _view(self, node: bytes, now: int) -> Member:
         return self._member(node, *self._judge(node, now))
@@ -795,6 +800,25 @@ class Membership:
             if change.judgements_changed:
                 self._settle(change, now)
         return self._reevaluate(list(self._standing.nodes()), now)
+
+    # --- our own reachability -----------------------------------------------------------
+
+    def cut_off(self, now: int) -> None:
+        """No member reaches this node since ``now``: members' silence stops counting, so a
+        node whose own link is down does not expire everyone (and drop them from WireGuard)
+        because *it* cannot hear them. Credentials still end on their dates."""
+        if self._cut_off_since is None:
+            self._cut_off_since = now
+
+    def reconnected(self, now: int) -> None:
+        """A member reaches us again: silence counts from here on, with the time we were cut
+        off left out of every member's."""
+        since, self._cut_off_since = self._cut_off_since, None
+        if since is None:
+            return
+        gap = max(0, now - since)
+        for node, last in self._last_seen.items():
+            self._last_seen[node] = min(now, last + gap)
 
     # --- queries ------------------------------------------------------------------------
 

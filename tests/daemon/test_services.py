@@ -21,6 +21,7 @@ from meshd.daemon.config import DaemonConfig
 from meshd.daemon.service import Daemon
 from meshd.daemon.state import NodeState
 from meshd.daemon.wireguard import WireGuardMesh
+from meshd.gossip.peers import peer_id_of
 from meshd.membership import Member, MemberState
 from meshd.node.statedir import NodeDir, init_network, now
 from meshd.records import Role, make_announcement, make_certificate, make_revocation
@@ -155,17 +156,54 @@ def test_a_silent_member_expires_after_its_ttl_and_not_before(tmp_path: Path) ->
             )
             assert transport.deliver(cert, "a", "n")
             assert transport.deliver(announcement.raw, "a", "n")
+            transport.connect(peer_id_of(key.public))  # a member is connected: not cut off
 
             def state() -> MemberState:
-                found: dict[bytes, Member] = {
-                    m.node_key: m for m in daemon.state.feed.current.members
-                }
-                return found[key.public].state
+                return _state_of(daemon, key.public)
 
             await trio.sleep(TTL - 5)
             assert state() is MemberState.ADMITTED
             await trio.sleep(10)
             assert state() is MemberState.EXPIRED
+            assert wg not in _peers(backend)
+
+    try:
+        _run(main)
+    finally:
+        node.close()
+
+
+def _state_of(daemon: Daemon, key: bytes) -> MemberState:
+    found: dict[bytes, Member] = {m.node_key: m for m in daemon.state.feed.current.members}
+    return found[key].state
+
+
+def test_a_node_with_no_member_connected_expires_no_one_by_silence(tmp_path: Path) -> None:
+    """The silence is ours when no member is connected (our link is down, a NAT lost our
+    mapping): members stay, in WireGuard too, and their silence counts again from the moment
+    a member is connected."""
+    node = init_network(
+        tmp_path / "n", network_name="t", node_name="founder", root_key_path=None, at=now()
+    )
+    root = node.issuer().key
+    base = now()
+
+    async def main() -> None:
+        async with _running(tmp_path / "n", node, base) as (daemon, transport, backend):
+            key, wg, cert = _member(node, root, base)
+            announcement = make_announcement(
+                key, network_id=node.anchor.network_id, seq=1, issued_at=base, endpoints=()
+            )
+            assert transport.deliver(cert, "a", "n")
+            assert transport.deliver(announcement.raw, "a", "n")
+            await trio.sleep(3 * TTL)  # nobody connected all along
+            assert _state_of(daemon, key.public) is MemberState.ADMITTED
+            assert wg in _peers(backend)
+            transport.connect(peer_id_of(key.public))
+            await trio.sleep(TTL - 10)
+            assert _state_of(daemon, key.public) is MemberState.ADMITTED
+            await trio.sleep(20)
+            assert _state_of(daemon, key.public) is MemberState.EXPIRED
             assert wg not in _peers(backend)
 
     try:

@@ -909,3 +909,37 @@ def test_grants_are_the_own_address_and_the_invites_prefixes() -> None:
     )
     state.ingest(net.revoke(node.key.public), NOW)
     assert state.grants(node.key.public) == ()
+
+
+def test_while_cut_off_no_member_expires_by_silence_and_the_gap_does_not_count() -> None:
+    net = Net()
+    founder = net.founder()
+    state = net.state(announce_ttl=3600)
+    state.ingest(founder.credential, NOW)
+    state.cut_off(NOW + 100)  # our own link went down
+    assert state.tick(NOW + 100_000) == ()
+    assert state.member(founder.key.public, NOW + 100_000).state is MemberState.ADMITTED  # type: ignore[union-attr]
+    state.cut_off(NOW + 50_000)  # said again: the first moment holds
+    state.reconnected(NOW + 100_000)
+    # Silent 100 s before the cut, and from the reconnection on: it has 3,500 s left.
+    assert state.tick(NOW + 100_000 + 3500) == ()
+    [event] = state.tick(NOW + 100_000 + 3501)
+    assert isinstance(event, Expired)
+    assert event.member.reason == "silent"
+
+
+def test_while_cut_off_credentials_still_end_on_their_dates() -> None:
+    net = Net()
+    founder = net.founder()
+    invite = net.invite(member_ttl=1000)
+    state = net.state(announce_ttl=3600)
+    state.ingest(founder.credential, NOW)
+    node = net.join(state, founder, invite, "short", at=NOW)
+    state.ingest(node.credential, NOW)
+    state.cut_off(NOW)
+    [event] = state.tick(NOW + 1001)
+    assert isinstance(event, Expired)
+    assert event.member.reason == "credential-expired"
+    state.reconnected(NOW + 5000)  # with nothing cut off any more, a second call does nothing
+    state.reconnected(NOW + 6000)
+    assert state.member(founder.key.public, NOW + 6000).state is MemberState.ADMITTED  # type: ignore[union-attr]
