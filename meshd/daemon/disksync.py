@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
 
-
 class DiskSync:
     """Events wait here for the fsync of the commits that caused them."""
 
