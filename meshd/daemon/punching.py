@@ -27,7 +27,6 @@ See docs/nat.md and docs/threat-model.md §3.18.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -39,13 +38,12 @@ import trio
 
 from meshd.daemon import wireguard_views
 from meshd.daemon.endpoints import REANNOUNCE, Endpoints
+from meshd.daemon.nat_messages import FRESH, PunchMessages
 from meshd.daemon.nat_view import NatSnapshot, PeerPathView
 from meshd.daemon.state import NodeState
-from meshd.daemon.transport import Transport, key_of
+from meshd.daemon.transport import Transport
 from meshd.errors import BackendError, DecodeError, MeshdError
 from meshd.gossip import nat as protocol
-from meshd.gossip.peers import peer_id_of
-from meshd.gossip.streams import FramedStream
 from meshd.membership import Member
 from meshd.mesh.announced import decode_candidates_untrusted
 from meshd.mesh.candidates import Candidate, counts, parse_announced
@@ -65,11 +63,8 @@ log = logging.getLogger(__name__)
 STEP = 1.0  # seconds between two looks at the device
 SILENT_AFTER = 15.0  # a direct path with nothing received for this long is lost...
 HELLOS_SILENT = 4  # ...or for this many of Babel's Hello intervals, if less (at least 5 s)
-FRESH = 180.0  # a handshake this recent means a session: its endpoint is worth reporting
 REPORT_EVERY = 60.0  # an unchanged observation is reported again this often
 RELAYS = 2  # members a punch request goes to
-REQUESTS_PER_MEMBER = 4  # punch requests forwarded per requesting member...
-REQUEST_WINDOW = 10.0  # ...per this many seconds
 
 
 @dataclass(slots=True)
@@ -110,21 +105,18 @@ class Punching:
         if hello_interval is not None:  # Babel's Hellos reach every peer that works
             self.silent_after = min(SILENT_AFTER, max(5.0, HELLOS_SILENT * hello_interval))
         self.peers: dict[bytes, _Peer] = {}  # by node key
-        self.requests: dict[bytes, deque[float]] = {}  # punch requests taken, by member
-        self.sent = {"report": 0, "request": 0, "notice": 0}
-        self._peer_ids: dict[bytes, str] = {}
+        self.messages = PunchMessages(host, state, endpoints, self)
         self._announced: tuple[str, ...] = ()
         self._announced_at = -math.inf
         self._wake = trio.Event()
-        self._nursery: trio.Nursery | None = None
-        self._stats: dict[bytes, PeerStatus] = {}  # the device's peers at the last step
+        self.stats: dict[bytes, PeerStatus] = {}  # the device's peers at the last step
 
     # -- the loop ---------------------------------------------------------------------------
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        self.host.set_stream_handler(protocol.PROTOCOL_ID, self._serve)
+        self.host.set_stream_handler(protocol.PROTOCOL_ID, self.messages.serve)
         async with trio.open_nursery() as nursery:
-            self._nursery = nursery
+            self.messages.nursery = nursery
             task_status.started()
             while True:
                 try:
@@ -139,7 +131,7 @@ class Punching:
         now, wall = trio.current_time(), time.time()
         device = await wireguard_views.device(self.mesh)
         stats = device.peers_by_key() if device is not None else {}
-        self._stats = stats
+        self.stats = stats
         members = peer_members(
             self.state.feed.current.members,
             own_node_key=self.mesh.own_node_key,
@@ -167,7 +159,7 @@ class Punching:
                 kicks += _kick(status, action.endpoint, keepalive or 0)
         for gone in set(self.peers) - present:
             del self.peers[gone]
-            self.requests.pop(gone, None)
+            self.messages.forget(gone)
             self.endpoints.forget(gone)
         if kicks:
             try:
@@ -255,29 +247,6 @@ class Punching:
 
     # -- messages out -----------------------------------------------------------------------
 
-    def _peer_id(self, node_key: bytes) -> str:
-        found = self._peer_ids.get(node_key)
-        if found is None:
-            if len(self._peer_ids) > 4096:
-                self._peer_ids.clear()
-            found = self._peer_ids[node_key] = peer_id_of(node_key)
-        return found
-
-    def _send(self, node_key: bytes, message: protocol.Message) -> None:
-        if self._nursery is not None:
-            self._nursery.start_soon(self._send_now, node_key, message)
-
-    async def _send_now(self, node_key: bytes, message: protocol.Message) -> None:
-        with contextlib.suppress(MeshdError), trio.move_on_after(5.0):
-            stream = await self.host.open_stream(self._peer_id(node_key), protocol.PROTOCOL_ID)
-            try:
-                await stream.send_frame(protocol.encode_message(message))
-            finally:
-                await stream.close()
-            kind = type(message).__name__
-            key = {"Report": "report", "PunchRequest": "request"}.get(kind, "notice")
-            self.sent[key] += 1
-
     def _request(self, peer: _Peer, wall: float) -> bool:
         """Ask up to RELAYS connected members that see our WireGuard (a fresh handshake with
         us, so that their notice carries where we are) to tell ``peer`` we are trying now.
@@ -288,14 +257,14 @@ class Punching:
             (-(status.last_handshake or 0), p.name, key)
             for key, p in self.peers.items()
             if key != target
-            and (status := self._stats.get(p.wg_key)) is not None
+            and (status := self.stats.get(p.wg_key)) is not None
             and status.last_handshake
             and wall - status.last_handshake <= FRESH
-            and self._peer_id(key) in connected
+            and self.messages.peer_id(key) in connected
         )
         for _, _, relay in relays[:RELAYS]:
             log.debug("punch request for %s to %s", peer.name, self.peers[relay].name)
-            self._send(relay, protocol.PunchRequest(target))
+            self.messages.send(relay, protocol.PunchRequest(target))
         return bool(relays)
 
     def _report(self, device: DeviceState | None, now: float) -> None:
@@ -309,18 +278,18 @@ class Punching:
             status = stats.get(peer.wg_key)
             if status is None or not status.last_handshake or status.config.endpoint is None:
                 continue
-            if wall - status.last_handshake > FRESH or self._peer_id(key) not in connected:
+            if wall - status.last_handshake > FRESH or self.messages.peer_id(key) not in connected:
                 continue
             endpoint = status.config.endpoint
             last, at = peer.reported
             if endpoint == last and now - at < REPORT_EVERY:
                 continue
             peer.reported = (endpoint, now)
-            self._send(key, protocol.Report(endpoint, self._tcp_address(key)))
+            self.messages.send(key, protocol.Report(endpoint, self._tcp_address(key)))
 
     def _tcp_address(self, node_key: bytes) -> str:
         remote = getattr(self.host, "remote_address_of", None)
-        found = remote(self._peer_id(node_key)) if remote is not None else None
+        found = remote(self.messages.peer_id(node_key)) if remote is not None else None
         return found or ""
 
     async def _reannounce(self, now: float) -> None:
@@ -329,73 +298,9 @@ class Punching:
             self._announced, self._announced_at = announced, now
             await self.announcer.announce_if_due()
 
-    # -- messages in ------------------------------------------------------------------------
-
-    async def _serve(self, stream: FramedStream) -> None:
-        try:
-            message = protocol.decode_nat_message_untrusted(await stream.receive_frame())
-        except DecodeError:
-            self.endpoints.refuse("message", "malformed")
-            return
-        sender = key_of(stream.remote_peer_id)
-        what = type(message).__name__.lower()
-        if sender is None or not self.state.is_member(sender):
-            self.endpoints.refuse(what, "not-member")
-            return
-        now = trio.current_time()
-        if isinstance(message, protocol.Report):
-            self.endpoints.report(sender, message.wg_endpoint, message.tcp_address, now)
-        elif isinstance(message, protocol.PunchRequest):
-            self._forward(sender, message.target, now)
-        else:
-            self._noticed(sender, message, now)
-
-    def _forward(self, requester: bytes, target: bytes, now: float) -> None:
-        taken = self.requests.setdefault(requester, deque())
-        while taken and now - taken[0] >= REQUEST_WINDOW:
-            taken.popleft()
-        if len(taken) >= REQUESTS_PER_MEMBER:
-            self.endpoints.refuse("punchrequest", "rate")
-            return
-        if target == requester or not self.state.is_member(target):
-            self.endpoints.refuse("punchrequest", "target")
-            return
-        if self._peer_id(target) not in set(self.host.connected_peers()):
-            self.endpoints.refuse("punchrequest", "not-connected")
-            return
-        taken.append(now)
-        log.debug("forwarding a punch request between %s and %s", requester.hex()[:8],
-                  target.hex()[:8])  # fmt: skip
-        self._send(target, protocol.PunchNotice(requester, self._hints(requester)))
-        self._send(requester, protocol.PunchNotice(target, self._hints(target)))
-
-    def _hints(self, node_key: bytes) -> tuple[str, ...]:
-        """Where our WireGuard sees the member now (a fresh session's endpoint), if anywhere."""
-        peer = self.peers.get(node_key)
-        status = self._stats.get(peer.wg_key) if peer is not None else None
-        if status is None or status.config.endpoint is None or not status.last_handshake:
-            return ()
-        if time.time() - status.last_handshake > FRESH:
-            return ()
-        return (status.config.endpoint,)
-
-    def _noticed(self, sender: bytes, notice: protocol.PunchNotice, now: float) -> None:
-        peer = self.peers.get(notice.peer)
-        if peer is None:
-            self.endpoints.refuse("punchnotice", "unknown-peer")
-            return
-        if peer.path.state == "direct" and now - peer.rx_at <= self.silent_after:
-            # A working direct path is never disturbed: whoever sends the notice, its
-            # hints would only move the peer's traffic off a path that works.
-            self.endpoints.refuse("punchnotice", "direct")
-            return
-        why = peer.path.punch(now, notice.hints)
-        log.debug("punch notice for %s, hints %s: %s", peer.name, notice.hints, why or "round")
-        if why is not None:
-            self.endpoints.refuse("punchnotice", why)
-        if why != "busy":
-            peer.requested_at = now  # the round the notice started needs no request of ours
-            self._wake.set()
+    def wake(self) -> None:
+        """Look at the device now, not at the next step (a notice started a round)."""
+        self._wake.set()
 
     # -- what others read -------------------------------------------------------------------
 

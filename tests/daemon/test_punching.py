@@ -1,4 +1,4 @@
-"""The punching service's handling of NAT messages (meshd/daemon/punching.py), with stub
+"""The punching service's handling of NAT messages (meshd/daemon/nat_messages.py), with stub
 collaborators: who may send what, how often, and what a notice may change."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import trio.testing
 from nacl.signing import SigningKey
 
 from meshd.daemon.endpoints import Endpoints
-from meshd.daemon.punching import REQUEST_WINDOW, REQUESTS_PER_MEMBER, Punching, _Peer
+from meshd.daemon.nat_messages import REQUEST_WINDOW, REQUESTS_PER_MEMBER
+from meshd.daemon.punching import Punching, _Peer
 from meshd.gossip import nat
 from meshd.gossip.peers import peer_id_of
 from meshd.mesh.candidates import Candidate
@@ -40,7 +41,7 @@ def service(connected: set[bytes]) -> tuple[Punching, list[tuple[bytes, nat.Mess
     state: Any = SimpleNamespace(is_member=MEMBERS.__contains__)
     punching = Punching(host, state, SimpleNamespace(), endpoints, SimpleNamespace(), 25)  # type: ignore[arg-type]
     sent: list[tuple[bytes, nat.Message]] = []
-    punching._send = lambda key, message: sent.append((key, message))  # type: ignore[method-assign,assignment]
+    punching.messages.send = lambda key, message: sent.append((key, message))  # type: ignore[method-assign,assignment]
     return punching, sent
 
 
@@ -48,7 +49,7 @@ def serve(punching: Punching, sender: bytes, message: nat.Message | bytes, at: f
     data = message if isinstance(message, bytes) else nat.encode_message(message)
 
     async def run() -> None:
-        await punching._serve(Stream(sender, data))  # type: ignore[arg-type]
+        await punching.messages.serve(Stream(sender, data))  # type: ignore[arg-type]
 
     clock = trio.testing.MockClock()
     clock.jump(at)

@@ -1,0 +1,151 @@
+"""The punching service's messages (``/meshd/nat/1.0.0``): sending them, and taking them in.
+
+:class:`~meshd.daemon.punching.Punching` drives each peer's direct path; this is its voice
+on libp2p. Out: reports and punch requests, each on a short stream of its own, never
+holding up the path loop. In: a member's **report** goes to the endpoint observations
+(:class:`~meshd.daemon.endpoints.Endpoints`); a **punch request** is forwarded as a notice
+to both sides, with where our WireGuard sees each (the hints), at most
+``REQUESTS_PER_MEMBER`` per requesting member per ``REQUEST_WINDOW``; a **notice** starts a
+round on the peer's path, unless that path works (packets from the peer within the silence
+limit): no member's hints move traffic that flows. Non-members and malformed messages are
+dropped and counted (``Endpoints.refuse``). See docs/nat.md and docs/threat-model.md §3.18.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from meshd.daemon.state import NodeState
+from meshd.daemon.transport import Transport, key_of
+from meshd.errors import DecodeError, MeshdError
+from meshd.gossip import nat as protocol
+from meshd.gossip.peers import peer_id_of
+from meshd.gossip.streams import FramedStream
+
+if TYPE_CHECKING:
+    from meshd.daemon.endpoints import Endpoints
+    from meshd.daemon.punching import Punching
+
+log = logging.getLogger(__name__)
+
+FRESH: Final = 180.0  # a handshake this recent means a session: its endpoint is worth telling
+REQUESTS_PER_MEMBER: Final = 4  # punch requests forwarded per requesting member...
+REQUEST_WINDOW: Final = 10.0  # ...per this many seconds
+SEND_DEADLINE: Final = 5.0  # seconds to open a stream and send one message
+
+
+class PunchMessages:
+    def __init__(
+        self, host: Transport, state: NodeState, endpoints: Endpoints, paths: Punching
+    ) -> None:
+        self.host = host
+        self.state = state
+        self.endpoints = endpoints
+        self.paths = paths
+        self.requests: dict[bytes, deque[float]] = {}  # punch requests taken, by member
+        self.sent = {"report": 0, "request": 0, "notice": 0}
+        self._peer_ids: dict[bytes, str] = {}
+        self.nursery: trio.Nursery | None = None  # set by the punching service's loop
+
+    def peer_id(self, node_key: bytes) -> str:
+        found = self._peer_ids.get(node_key)
+        if found is None:
+            if len(self._peer_ids) > 4096:
+                self._peer_ids.clear()
+            found = self._peer_ids[node_key] = peer_id_of(node_key)
+        return found
+
+    def forget(self, node_key: bytes) -> None:
+        """``node_key`` is no peer of ours any more."""
+        self.requests.pop(node_key, None)
+
+    # -- out --------------------------------------------------------------------------------
+
+    def send(self, node_key: bytes, message: protocol.Message) -> None:
+        if self.nursery is not None:
+            self.nursery.start_soon(self._send_now, node_key, message)
+
+    async def _send_now(self, node_key: bytes, message: protocol.Message) -> None:
+        with contextlib.suppress(MeshdError), trio.move_on_after(SEND_DEADLINE):
+            stream = await self.host.open_stream(self.peer_id(node_key), protocol.PROTOCOL_ID)
+            try:
+                await stream.send_frame(protocol.encode_message(message))
+            finally:
+                await stream.close()
+            kind = type(message).__name__
+            key = {"Report": "report", "PunchRequest": "request"}.get(kind, "notice")
+            self.sent[key] += 1
+
+    # -- in ---------------------------------------------------------------------------------
+
+    async def serve(self, stream: FramedStream) -> None:
+        try:
+            message = protocol.decode_nat_message_untrusted(await stream.receive_frame())
+        except DecodeError:
+            self.endpoints.refuse("message", "malformed")
+            return
+        sender = key_of(stream.remote_peer_id)
+        what = type(message).__name__.lower()
+        if sender is None or not self.state.is_member(sender):
+            self.endpoints.refuse(what, "not-member")
+            return
+        now = trio.current_time()
+        if isinstance(message, protocol.Report):
+            self.endpoints.report(sender, message.wg_endpoint, message.tcp_address, now)
+        elif isinstance(message, protocol.PunchRequest):
+            self._forward(sender, message.target, now)
+        else:
+            self._noticed(message, now)
+
+    def _forward(self, requester: bytes, target: bytes, now: float) -> None:
+        taken = self.requests.setdefault(requester, deque())
+        while taken and now - taken[0] >= REQUEST_WINDOW:
+            taken.popleft()
+        if len(taken) >= REQUESTS_PER_MEMBER:
+            self.endpoints.refuse("punchrequest", "rate")
+            return
+        if target == requester or not self.state.is_member(target):
+            self.endpoints.refuse("punchrequest", "target")
+            return
+        if self.peer_id(target) not in set(self.host.connected_peers()):
+            self.endpoints.refuse("punchrequest", "not-connected")
+            return
+        taken.append(now)
+        log.debug("forwarding a punch request between %s and %s", requester.hex()[:8],
+                  target.hex()[:8])  # fmt: skip
+        self.send(target, protocol.PunchNotice(requester, self._hints(requester)))
+        self.send(requester, protocol.PunchNotice(target, self._hints(target)))
+
+    def _hints(self, node_key: bytes) -> tuple[str, ...]:
+        """Where our WireGuard sees the member now (a fresh session's endpoint), if anywhere."""
+        peer = self.paths.peers.get(node_key)
+        status = self.paths.stats.get(peer.wg_key) if peer is not None else None
+        if status is None or status.config.endpoint is None or not status.last_handshake:
+            return ()
+        if time.time() - status.last_handshake > FRESH:
+            return ()
+        return (status.config.endpoint,)
+
+    def _noticed(self, notice: protocol.PunchNotice, now: float) -> None:
+        peer = self.paths.peers.get(notice.peer)
+        if peer is None:
+            self.endpoints.refuse("punchnotice", "unknown-peer")
+            return
+        if peer.path.state == "direct" and now - peer.rx_at <= self.paths.silent_after:
+            # A working direct path is never disturbed: whoever sends the notice, its
+            # hints would only move the peer's traffic off a path that works.
+            self.endpoints.refuse("punchnotice", "direct")
+            return
+        why = peer.path.punch(now, notice.hints)
+        log.debug("punch notice for %s, hints %s: %s", peer.name, notice.hints, why or "round")
+        if why is not None:
+            self.endpoints.refuse("punchnotice", why)
+        if why != "busy":
+            peer.requested_at = now  # the round the notice started needs no request of ours
+            self.paths.wake()
