@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Literal
 
-from meshd.babel.neighbours import LinkParams
+from meshd.babel.neighbours import IPAddress, LinkParams
 from meshd.babel.sources import IPNetwork
 from meshd.babel.tlv import INFINITY
 
@@ -21,6 +21,10 @@ AcceptHook = Callable[[bytes, IPNetwork, IPNetwork | None], bool]
 """``accept(router_id, prefix, source)``: may this originator announce this route?"""
 RedistributeHook = Callable[[str, IPNetwork, IPNetwork | None], bool]
 """``redistribute(interface, prefix, source)``: may we announce this route there?"""
+RelayRank = Callable[[IPNetwork, IPNetwork | None, str, IPAddress], bytes | None]
+"""``relay_rank(prefix, source, interface, neighbour)``: the rank (lowest first) of a route
+through that neighbour among the relays both ends of a pair must agree on, or None when the
+route is no such relayed route (see :func:`meshd.babel.routes.choose`)."""
 
 DEFAULT_MAX_ROUTES = 10_000
 """The default route budget of one neighbour (:attr:`InterfaceConfig.max_routes`): far more
@@ -75,6 +79,9 @@ class CoreConfig:
     """``accept`` for the interfaces outside ``accept_on``: on a gateway, nothing that claims
     the mesh's addresses or a member's router-id (:class:`meshd.babel.options.SiteOrigins`)."""
     redistribute: RedistributeHook = redistribute_all
+    relay_rank: RelayRank | None = None
+    """Where set, a key whose best route goes through a ranked neighbour takes the feasible
+    ranked route of lowest rank, whatever the metrics (:func:`meshd.babel.routes.choose`)."""
     random: Callable[[], float] = no_jitter
     """Uniform in [0, 1): e.g. ``random.Random().random``."""
 

@@ -33,6 +33,7 @@ coming and going. The protocol's rules live beside it:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address
 
 from meshd.babel.codec import decode_packet_untrusted
@@ -71,7 +72,7 @@ from meshd.babel.routes import (
 )
 from meshd.babel.selection import RouteSelection
 from meshd.babel.sources import IPNetwork, RouteKey, SourceTable, seqno_newer, seqno_plus
-from meshd.babel.tlv import INFINITY, Ack, AckReq, Packet
+from meshd.babel.tlv import INFINITY, Ack, AckReq, Hello, Packet
 from meshd.babel.updates import Updates
 from meshd.babel.views import NeighbourView, RouteView, neighbour_view, own_route_view, route_view
 from meshd.errors import DecodeError
@@ -90,6 +91,10 @@ __all__ = [
     "no_jitter",
     "redistribute_all",
 ]
+
+
+QUICK_HELLOS = 4
+"""Unicast Hellos a neighbour may get out of schedule between two scheduled ones."""
 
 
 class BabelCore:
@@ -112,6 +117,7 @@ class BabelCore:
         """Packets from unknown speakers on a full interface whose neighbours all have a
         two-way link (nothing may be displaced): dropped."""
         self.dumps_refused = 0
+        self.quick_hellos_refused = 0
         """Wildcard Route Requests from a neighbour answered less than ``dump_interval``
         before: dropped."""
         self._interfaces: dict[str, Interface] = {}
@@ -309,6 +315,7 @@ class BabelCore:
             "refused_routes": self._selection.refused,
             "routes_over_budget": self._selection.over_budget,
             "route_dumps_refused": self.dumps_refused,
+            "quick_hellos_refused": self.quick_hellos_refused,
             "neighbours_evicted": self.neighbours_evicted,
             "neighbours_refused": self.neighbours_refused,
             "unknown_peer_packets": self.dropped,
@@ -408,8 +415,10 @@ class BabelCore:
             del iface.unproven[source]  # heard again: the most recent now
             iface.unproven[source] = None
         messages = list(expand(packet, source))
+        rxcost = neighbour.rxcost(iface.config.link)
         iface.hear(neighbour, messages, now)
         self._refresh_neighbour(iface, neighbour, now)
+        self._answer_hello(iface, neighbour, messages, rxcost, now)
         nid = NeighbourId(interface, source)
         for message in messages:
             if isinstance(message, Route):
@@ -425,6 +434,40 @@ class BabelCore:
                 self._receive_seqno_request(nid, message, now)
             elif isinstance(message, AckReq):
                 self._outbox.queue(interface, source, now, Ack(message.opaque))
+
+    def _answer_hello(
+        self,
+        iface: Interface,
+        neighbour: Neighbour,
+        messages: Sequence[object],
+        rxcost_before: int,
+        now: float,
+    ) -> None:
+        """Bring a unicast link up in round trips, not Hello intervals.
+
+        A link is up when each end has k of the other's last j Hellos and an IHU saying so
+        (RFC 8966 A.2.1): with only scheduled Hellos that takes k - 1 intervals and an IHU
+        more, 8 s at a 4 s Hello. On a unicast-peers interface, a Hello from a neighbour that
+        does not hear us yet (no finite IHU from it), or one that makes our rxcost for it
+        change, is answered at once with a unicast Hello and our IHU (a node may send a
+        unicast Hello at any time, RFC 8966 3.4.1); the exchange stops once both ends' costs
+        are finite and stable. At most ``QUICK_HELLOS`` such Hellos go to a neighbour between
+        two scheduled ones (:attr:`quick_hellos_refused` counts the others), so a neighbour
+        cannot make us send more than that, whatever it sends.
+        """
+        if iface.config.multicast or not iface.started:
+            return
+        if not any(isinstance(m, Hello) for m in messages):
+            return
+        changed = neighbour.rxcost(iface.config.link) != rxcost_before
+        if neighbour.txcost < INFINITY and not changed:
+            return
+        if neighbour.quick_hellos >= QUICK_HELLOS:
+            self.quick_hellos_refused += 1
+            return
+        neighbour.quick_hellos += 1
+        tlvs = iface.unicast_hello(neighbour, now)
+        self._outbox.queue(iface.config.name, neighbour.address, now, *tlvs)
 
     def _answer_dump(self, iface: Interface, neighbour: Neighbour, now: float) -> None:
         """A wildcard Route Request: a full dump, unicast, at most once per ``dump_interval``

@@ -75,6 +75,8 @@ class Interface:
             hello = self._hello(self.hello_seqno, 0, now)
             ihus = [self.ihu(n, now) for n in self.neighbours.values()]
             return [(MULTICAST_GROUP, [hello, *ihus])]
+        for neighbour in self.neighbours.values():
+            neighbour.quick_hellos = 0
         return [(n.address, self.unicast_hello(n, now)) for n in self.neighbours.values()]
 
     def unicast_hello(self, neighbour: Neighbour, now: float) -> list[Tlv]:

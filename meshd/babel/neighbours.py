@@ -135,6 +135,8 @@ class Neighbour:
     """The cost as last computed by :meth:`update_cost`."""
     last_dump: float | None = None
     """When we last answered its wildcard Route Request with a full dump."""
+    quick_hellos: int = 0
+    """Unicast Hellos sent to it out of schedule since our last scheduled one."""
 
     def reach(self) -> int:
         """The 16-bit reachability (both histories or-ed), as babeld shows it."""

@@ -151,12 +151,23 @@ def choose(
     current: RouteEntry | None,
     is_feasible: Callable[[RouteEntry], bool],
     hysteresis: int,
+    relay_rank: Callable[[RouteEntry], bytes | None] | None = None,
 ) -> RouteEntry | None:
-    """The entry to select: the best feasible finite one, with hysteresis for ``current``."""
+    """The entry to select: the best feasible finite one, with hysteresis for ``current``.
+
+    With ``relay_rank``: when the best one goes through a ranked neighbour (a relay between
+    two members), the ranked entry of lowest rank, whatever the metrics and whatever was
+    selected. Both ends of a pair rank the relays alike, so they use the same one, which
+    WireGuard's receive filter needs; metrics and hysteresis, which differ per end, would
+    let each end keep its own. Any feasible route keeps Babel loop-free (RFC 8966 3.5.1).
+    """
     candidates = [entry for entry in entries if entry.metric < INFINITY and is_feasible(entry)]
     if not candidates:
         return None
     best = min(candidates, key=_order)
+    if relay_rank is not None and relay_rank(best) is not None:
+        ranked = [(rank, entry) for entry in candidates if (rank := relay_rank(entry)) is not None]
+        return min(ranked, key=lambda pair: (pair[0], _order(pair[1])))[1]
     keep = current is not None and any(entry is current for entry in candidates)
     if keep and current is not None and best.metric < current.metric <= best.metric + hysteresis:
         return current

@@ -176,6 +176,13 @@ class RouteSelection:
 
     # --- selection --------------------------------------------------------------------------
 
+    def _relay_rank(self, entry: RouteEntry) -> bytes | None:
+        hook = self._config.relay_rank
+        if hook is None:
+            return None
+        prefix, source = entry.key
+        return hook(prefix, source, entry.neighbour.interface, entry.neighbour.address)
+
     def feasible(self, entry: RouteEntry) -> bool:
         return self._sources.feasible(entry.key, entry.router_id, entry.seqno, entry.refmetric)
 
@@ -191,7 +198,11 @@ class RouteSelection:
             chosen = None
         else:
             chosen = choose(
-                self._table.entries(key), current, self.feasible, self._config.hysteresis
+                self._table.entries(key),
+                current,
+                self.feasible,
+                self._config.hysteresis,
+                self._relay_rank,
             )
         self._table.set_selected(key, chosen)
         prefix, source = key

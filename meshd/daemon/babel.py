@@ -40,6 +40,7 @@ from meshd.babel.auth import LinkAuth
 from meshd.babel.config import accept_all
 from meshd.babel.core import BabelCore, CoreConfig
 from meshd.babel.gateway import plan, site_origins
+from meshd.babel.neighbours import IPAddress
 from meshd.babel.options import (
     BabelConfig,
     MemberOrigins,
@@ -65,6 +66,7 @@ from meshd.daemon.babel_site import (
 )
 from meshd.daemon.feed import Subscription
 from meshd.membership import Member, MemberState
+from meshd.mesh.relay_pair import pair_rank
 from meshd.trust.keys import NodeKey, WgKey
 from meshd.wg.addresses import link_local_from_wg_key
 
@@ -122,6 +124,7 @@ class BabelService:
         self._site_origins = SiteOrigins(overlay=self.overlay_prefix, allowed={}, own=node_key)
         self._shell: BabelShell | None = None
         self._peer_of_link_local: dict[ipaddress.IPv6Address, Member] = {}
+        self._member_of_overlay: dict[IPNetwork, Member] = {}
         self._own: set[RouteKey] = set()
         self._site: dict[RouteKey, int] = {}
         self._routes = SiteRoutes(KernelRoutes())
@@ -152,8 +155,24 @@ class BabelService:
                 else accept_all
             ),
             redistribute=self._redistribute,
+            relay_rank=self._relay_rank if mesh_if is not None else None,
             random=random.Random().random,  # noqa: S311 (jitter, not secrets)
         )
+
+    def _relay_rank(
+        self, prefix: IPNetwork, source: IPNetwork | None, interface: str, neighbour: IPAddress
+    ) -> bytes | None:
+        """A route to a member's overlay /128 through another member of the mesh: that
+        relay's rank for the pair, the same at both ends (:mod:`meshd.mesh.relay_pair`)."""
+        if source is not None or self.mesh is None or interface != self.mesh.ifname:
+            return None
+        relay = self._peer_of_link_local.get(neighbour)  # type: ignore[arg-type]
+        other = self._member_of_overlay.get(prefix)
+        if relay is None or other is None or self.own_wg_key is None:
+            return None
+        if relay.wg_key == other.wg_key:  # the member itself: a direct route
+            return None
+        return pair_rank(WgKey(self.own_wg_key), other.wg_key, relay.wg_key)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -329,6 +348,9 @@ class BabelService:
         revalidate = revalidate or not site.same(self._site_origins)
         self._site_origins = site
         self._peer_of_link_local = peers
+        self._member_of_overlay = {
+            ipaddress.IPv6Network((m.overlay, 128)): m for m in peers.values()
+        }
         shell = self._shell
         if shell is None:
             return
