@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import shutil
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -21,6 +20,7 @@ from meshd.cli.app import Json, StateDir, app
 from meshd.cli.commands import RootKey
 from meshd.cli.output import b64, emit_json, note, when
 from meshd.cli.parse import duration
+from meshd.cli.stopping import lock_held
 from meshd.control.client import ask
 from meshd.control.commands import (
     PeersAnswer,
@@ -237,8 +237,9 @@ def leave(
         name = node.name
     finally:
         node.close()
-    stopped = _wait_for_stop(paths.socket)
-    if purge:
+    stopped = _wait_for_stop(paths)
+    purged = purge and stopped  # never remove files a daemon still has open
+    if purged:
         shutil.rmtree(root)
     else:
         _mark_left(paths, record.raw)
@@ -249,28 +250,37 @@ def leave(
         "leave_id": record_id(record.raw).hex(),
         "new": answer.new,
         "daemon_stopped": stopped,
-        "state_dir": "removed" if purge else "marked left",
+        "state_dir": "removed" if purged else "marked left",
     }
     if json:
         emit_json(info)
         return
     after = "its daemon stopped" if stopped else "its daemon is still stopping"
-    kept = "state dir removed" if purge else f"{root} marked as left, its keys deleted"
+    kept = "state dir removed" if purged else f"{root} marked as left, its keys deleted"
+    if purge and not purged:
+        kept += " (not removed while the daemon is stopping: remove it once it has stopped)"
     print(f"left network {network} as {name or node_id} ({node_id[:10]}); {after}; {kept}")
 
 
-def _wait_for_stop(socket: Path) -> bool:
-    """Wait until the daemon no longer answers; whether it stopped within STOP_WAIT."""
+def _wait_for_stop(paths: Paths) -> bool:
+    """Wait until the daemon has stopped: it no longer answers, and its lock is free (its
+    store closed, its interface gone). Whether it did within STOP_WAIT."""
     deadline = time.monotonic() + STOP_WAIT
-    while time.monotonic() < deadline:
+    while True:
         try:
-            ask(socket, StatusRequest(), StatusAnswer, timeout=2.0)
+            ask(paths.socket, StatusRequest(), StatusAnswer, timeout=2.0)
         except DaemonNotRunning:
-            return True
+            break
         except MeshdError:
             pass  # going down: its socket stops answering mid-way
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.1)
-    return False
+    while lock_held(paths.root / "meshd.lock"):  # it still closes its store
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _mark_left(paths: Paths, leave_raw: bytes) -> None:
