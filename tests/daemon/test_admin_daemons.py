@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,10 @@ def test_admin_rotate_through_the_daemon_keeps_what_the_old_key_issued(tmp_path:
         print(f"admin hand-over seen by every daemon {took:.2f} s after `meshd admin rotate`")
         assert _admitted([a, b, c], ["a", "b", "c"])
 
-        # The old key (kept by someone) signs an invite now: no sponsor admits it.
+        # The old key (kept by someone) signs an invite afterwards: no sponsor admits it.
+        # Records carry whole seconds, and what the old key dates at the cut-off second itself
+        # still stands: "afterwards" is the next second.
+        time.sleep(1.1)
         new_files = {name: (b.state_dir / name).read_bytes() for name in old_files}
         for name, raw in old_files.items():
             (b.state_dir / name).write_bytes(raw)
