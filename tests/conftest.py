@@ -19,6 +19,11 @@ settings.register_profile(
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
+# meshd cuts tables to COLUMNS when it is set (a terminal's width); a runner that sets it
+# (pytest-xdist's workers, some CI consoles) must not change what the tests read. Tests of
+# the cutting set it themselves.
+os.environ.pop("COLUMNS", None)
+
 ROOT_TOOLS = ("ip", "wireguard-go", "wg", "babeld", "ping", "nft")
 
 
@@ -35,6 +40,7 @@ def root_prerequisites_missing() -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _group_for_workers(items)
     missing = root_prerequisites_missing()
     if not missing:
         return
@@ -51,3 +57,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def _fail_missing_root_prerequisites() -> None:
     pytest.fail(f"CI needs this root test to run, but: {root_prerequisites_missing()}")
+
+
+def _group_for_workers(items: list[pytest.Item]) -> None:
+    """Under ``pytest -n N --dist loadgroup`` (scripts/test.sh): each module on one worker, so
+    a module-scoped fixture is set up once; every root test in one group, so two labs never
+    share the machine even when root tests are run on workers."""
+    for item in items:
+        group = "root-lab" if "root" in item.keywords else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
