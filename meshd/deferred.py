@@ -24,7 +24,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["DEFERRED", "deferred_loaded", "deferring", "is_placeholder"]
+__all__ = [
+    "DEFERRED",
+    "deferred_loaded",
+    "deferring",
+    "import_lean",
+    "imported_lean",
+    "is_placeholder",
+]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,7 @@ _released: set[str] = set()  # deferred modules whose real import is under way o
 _loaded: dict[str, str] = {}  # deferred modules loaded for real -> the name that needed it
 _deferring_now = False
 _stand_ins: dict[tuple[str, str], type] = {}  # (module, name) -> the stand-in given out
+_lean: set[str] = set()  # packages imported by import_lean, with their deferrals
 
 
 DEFERRED: dict[str, str] = {}
@@ -185,6 +193,31 @@ def _deferring() -> Iterator[None]:
     finally:
         _deferring_now = False
         sys.meta_path.remove(_FINDER)
+
+
+def import_lean(package: str, deferred: dict[str, str], modules: Sequence[str] = ()) -> bool:
+    """Import ``package`` (then ``modules``) with ``deferred`` deferred; True if the import
+    was lean. Idempotent; False (and nothing deferred) when ``package`` was imported before.
+    A failed import leaves none of the package's modules behind."""
+    with _lock:
+        if package in sys.modules:
+            return package in _lean
+        try:
+            with deferring(deferred):
+                importlib.import_module(package)
+                for name in modules:
+                    importlib.import_module(name)
+        except BaseException:
+            for name in [n for n in sys.modules if n == package or n.startswith(package + ".")]:
+                del sys.modules[name]
+            raise
+        _lean.add(package)
+        return True
+
+
+def imported_lean(package: str) -> bool:
+    """Whether ``package`` was imported by :func:`import_lean`, with its deferrals."""
+    return package in _lean
 
 
 def is_placeholder(module: object) -> bool:

@@ -40,12 +40,9 @@ meshd that imports py-libp2p imports this one first, in an import block of its o
 
 from __future__ import annotations
 
-import importlib
-import sys
-import threading
 from typing import Final
 
-from meshd.deferred import deferred_loaded, deferring, is_placeholder
+from meshd.deferred import deferred_loaded, import_lean, imported_lean, is_placeholder
 
 __all__ = ["DEFERRED", "STACK", "deferred_loaded", "is_lean", "is_placeholder", "lean_libp2p"]
 
@@ -98,35 +95,18 @@ STACK: Final = (
 )
 """What meshd imports of py-libp2p (meshd.gossip.stack builds the host from these)."""
 
-_lock = threading.RLock()
-_lean = False
-
 
 def lean_libp2p() -> bool:
     """Import :data:`STACK` with :data:`DEFERRED` deferred; True if the import was lean.
 
     Idempotent. False (and nothing deferred) when ``libp2p`` was already imported.
     """
-    global _lean
-    with _lock:
-        if "libp2p" in sys.modules:
-            return _lean
-        try:
-            with deferring(DEFERRED):
-                importlib.import_module("libp2p")
-                for name in STACK:
-                    importlib.import_module(name)
-        except BaseException:
-            for name in [n for n in sys.modules if n == "libp2p" or n.startswith("libp2p.")]:
-                del sys.modules[name]
-            raise
-        _lean = True
-        return True
+    return import_lean("libp2p", DEFERRED, STACK)
 
 
 def is_lean() -> bool:
-    """Whether py-libp2p was imported by :func:`lean_libp2p` with its deferrals."""
-    return _lean
+    """Whether libp2p was imported by :func:`lean_libp2p` with its deferrals."""
+    return imported_lean("libp2p")
 
 
 lean_libp2p()

@@ -14,12 +14,9 @@ meshd that import pyroute2 import this one first, in an import block of its own.
 
 from __future__ import annotations
 
-import importlib
-import sys
-import threading
 from typing import Final
 
-from meshd.deferred import deferring
+from meshd.deferred import import_lean, imported_lean
 
 __all__ = ["DEFERRED", "is_lean", "lean_pyroute2"]
 
@@ -52,33 +49,18 @@ DEFERRED: Final[dict[str, str]] = {
 }
 """pyroute2 0.9 modules meshd defers, and why it never reaches them."""
 
-_lock = threading.RLock()
-_lean = False
-
 
 def lean_pyroute2() -> bool:
     """Import pyroute2 with :data:`DEFERRED` deferred; True if the import was lean.
 
     Idempotent. False (and nothing deferred) when ``pyroute2`` was already imported.
     """
-    global _lean
-    with _lock:
-        if "pyroute2" in sys.modules:
-            return _lean
-        try:
-            with deferring(DEFERRED):
-                importlib.import_module("pyroute2")
-        except BaseException:
-            for name in [n for n in sys.modules if n == "pyroute2" or n.startswith("pyroute2.")]:
-                del sys.modules[name]
-            raise
-        _lean = True
-        return True
+    return import_lean("pyroute2", DEFERRED)
 
 
 def is_lean() -> bool:
     """Whether pyroute2 was imported by :func:`lean_pyroute2` with its deferrals."""
-    return _lean
+    return imported_lean("pyroute2")
 
 
 lean_pyroute2()
