@@ -15,14 +15,15 @@ if [[ $# -gt 0 ]]; then
   # 5 = no test collected: that is a failure here, never a pass.
   exit "$rc"
 fi
-# The whole suite in two runs. The tests that need no root run on two workers, each module
-# on one of them (tests/conftest.py). The root tests (network namespaces, wireguard-go,
-# babeld, real NATs) run after them, one at a time, with the machine to themselves: their
-# waits are bounds measured on a quiet machine.
-echo "== pytest: tests without root, two workers"
-rc=0; pytest -p no:cacheprovider -n 2 --dist loadgroup -m "not root" --durations=15 || rc=$?
-echo "== pytest: root tests, one at a time"
-rc_root=0; pytest -p no:cacheprovider -m root --durations=15 || rc_root=$?
+# The whole suite in two runs. Most tests run on two workers, each module on one of them
+# (tests/conftest.py). The root tests (network namespaces, wireguard-go, babeld, real NATs)
+# and those marked `alone` (floods) run after them, one at a time, with the machine to
+# themselves: their waits are bounds measured on a quiet machine.
+echo "== pytest: two workers"
+rc=0; pytest -p no:cacheprovider -n 2 --dist loadgroup -m "not root and not alone" \
+  --durations=15 || rc=$?
+echo "== pytest: root and flood tests, one at a time"
+rc_root=0; pytest -p no:cacheprovider -m "root or alone" --durations=15 || rc_root=$?
 # 5 = no test collected: that is a failure here, never a pass.
 if [[ $rc -ne 0 ]]; then exit "$rc"; fi
 exit "$rc_root"

@@ -13,6 +13,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair as ed25519_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as x25519_key_pair
@@ -37,6 +38,10 @@ from meshd.node.layout import Paths
 from meshd.trust.keyfiles import read_secret
 from meshd.trust.keys import SigningKey
 from tests.daemon.support import Daemon, daemons, free_port, meshd, wait_for
+
+# Floods of connections and control requests: they would slow whatever ran beside them, and
+# their bounded waits are measured on a quiet machine (scripts/test.sh runs them alone).
+pytestmark = pytest.mark.alone
 
 
 @contextmanager
