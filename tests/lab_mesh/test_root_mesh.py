@@ -85,7 +85,9 @@ def test_a_revoked_node_is_removed_everywhere_and_cannot_come_back(mesh: LabMesh
     assert mesh.wg_matches_membership(rest, rest)
     cut_off = [(h, victim) for h in rest] + [(victim, h) for h in rest]
     assert not any(mesh.ping_pairs(cut_off).values())
-    assert all(mesh.ping_pairs(all_pairs(rest)).values())
+    # Traffic the revoked member relayed (a pair that went through it since a restart) is
+    # rerouted by Babel within a few Hellos: the rest talk again, within a bound.
+    wait_for(lambda: all(mesh.ping_pairs(all_pairs(rest)).values()), 20, "the rest to talk")
 
     # Its daemon restarted on its store: still nobody answers.
     mesh.stop(victim)
