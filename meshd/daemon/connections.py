@@ -106,11 +106,7 @@ class Connections:
             m.node_key != self.state.key and m.state is not MemberState.REVOKED for m in members
         )
         if not alone:
-            if self._alone_since is not None:
-                self.state.membership.reconnected(self.state.clock())
-                if self._said_alone:
-                    log.info("a member is connected again, after %.0f s", now - self._alone_since)
-            self._alone_since, self._said_alone = None, False
+            self._back(now)
             return
         if self._alone_since is None:
             self._alone_since = now
@@ -123,6 +119,14 @@ class Connections:
                 now - self._alone_since,
                 self.policy.rejoin.cap * 1.5,
             )
+
+    def _back(self, now: float) -> None:
+        """A member is connected: the isolation, if any, ends now (not at the next pass)."""
+        if self._alone_since is not None:
+            self.state.membership.reconnected(self.state.clock())
+            if self._said_alone:
+                log.info("a member is connected again, after %.0f s", now - self._alone_since)
+        self._alone_since, self._said_alone = None, False
 
     async def _dial(self, key: bytes, addrs: tuple[str, ...]) -> None:
         expected = self.peer_id_of(key)
@@ -165,6 +169,8 @@ class Connections:
                     self._nursery.start_soon(self.disconnect, peer, f"no grace left for {source}")
                     continue
                 self.policy.grace.connected(peer, now)  # once per window, not per connection
+            elif seen.standing is Standing.MEMBER:
+                self._back(now)
             if seen.standing is not Standing.REFUSED:
                 # Unknown peers too: it may be a member whose admission we have not heard of
                 # (two sides of a healed partition); if not, it is dropped after the grace.
