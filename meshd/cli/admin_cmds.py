@@ -122,7 +122,8 @@ def admin_rotate(
     """
     from meshd.cli.root_cmds import _publish
     from meshd.node.statedir import NodeDir, now
-    from meshd.records import Kind, Role, make_admin_handover, make_certificate, record_id
+    from meshd.records import Kind, make_admin_handover, record_id
+    from meshd.records.build import recertify
     from meshd.trust.keyfiles import write_secret
     from meshd.trust.keys import SigningKey, fingerprint
 
@@ -159,17 +160,13 @@ def admin_rotate(
                 )
         new = SigningKey.generate()
         write_secret(key_next, new.seed)  # the new key is kept before anything is signed
-        cert = make_certificate(
+        cert = recertify(
             issuer.key,
+            old,
             network_id=node.anchor.network_id,
             subject=new.public,
-            role=Role.ADMIN,
-            serial=os.urandom(16),
             not_before=at,
             not_after=old.not_after,
-            caps=old.caps,
-            name=old.name,
-            prefixes=old.prefixes,
         )
         record = make_admin_handover(
             issuer.key,

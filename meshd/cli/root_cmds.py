@@ -189,8 +189,9 @@ def admin_renew(
     from meshd.cli.admin_cmds import read_admin
     from meshd.errors import DecodeError
     from meshd.node.statedir import NodeDir, now
-    from meshd.records import Certificate, Kind, Role, decode_untrusted, make_certificate
+    from meshd.records import Certificate, Kind, Role, decode_untrusted
     from meshd.records import record_id as rid_of
+    from meshd.records.build import recertify
     from meshd.trust.keys import fingerprint
 
     lifetime = duration(expires, option="--expires")
@@ -231,17 +232,12 @@ def admin_renew(
                 "this admin key has been replaced (meshd admin rotate)",
                 hint="renew its successor: the admin.cert in the folder that held it",
             )
-        new = make_certificate(
+        new = recertify(
             issuer.key,
+            old,
             network_id=node.anchor.network_id,
-            subject=old.subject,
-            role=Role.ADMIN,
-            serial=os.urandom(16),
             not_before=at,
             not_after=at + lifetime,
-            caps=old.caps,
-            name=old.name,
-            prefixes=old.prefixes,
         )
         target = install or out
         if target is None:  # not reached: --cert without --out installs, or is refused
@@ -277,7 +273,8 @@ def admin_renew(
 def _admins_again(node: NodeDir, state: Membership, new: SigningKey, at: int) -> list[Certificate]:
     """A certificate under ``new`` for every admin known here that is neither revoked nor
     ended: same key, capabilities, name, prefixes and end."""
-    from meshd.records import Certificate, Kind, Role, decode_untrusted, make_certificate
+    from meshd.records import Certificate, Kind, Role, decode_untrusted
+    from meshd.records.build import recertify
 
     known = list(state.issuing_certificates())
     for raw in node.store.issued(Kind.CERTIFICATE):
@@ -290,17 +287,8 @@ def _admins_again(node: NodeDir, state: Membership, new: SigningKey, at: int) ->
         if cert.subject not in latest or cert.not_after > latest[cert.subject].not_after:
             latest[cert.subject] = cert
     return [
-        make_certificate(
-            new,
-            network_id=node.anchor.network_id,
-            subject=cert.subject,
-            role=Role.ADMIN,
-            serial=os.urandom(16),
-            not_before=at,
-            not_after=cert.not_after,
-            caps=cert.caps,
-            name=cert.name,
-            prefixes=cert.prefixes,
+        recertify(
+            new, cert, network_id=node.anchor.network_id, not_before=at, not_after=cert.not_after
         )
         for cert in latest.values()
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -86,6 +87,33 @@ def make_certificate(
         [c.raw for c in chain],
     ]
     return decode_untrusted(_seal(Kind.CERTIFICATE, fields, issuer), Certificate)
+
+
+def recertify(
+    issuer: SigningKey,
+    cert: Certificate,
+    *,
+    network_id: bytes,
+    not_before: int,
+    not_after: int,
+    subject: bytes | None = None,
+    serial: bytes | None = None,
+) -> Certificate:
+    """``cert`` certified again by ``issuer``: the same role, capabilities, name and prefixes,
+    for ``subject`` (``cert``'s own by default: a renewal, or the same key under a new root;
+    another key: its successor), with a fresh random serial unless one is given."""
+    return make_certificate(
+        issuer,
+        network_id=network_id,
+        subject=cert.subject if subject is None else subject,
+        role=cert.role,
+        serial=os.urandom(16) if serial is None else serial,
+        not_before=not_before,
+        not_after=not_after,
+        caps=cert.caps,
+        name=cert.name,
+        prefixes=cert.prefixes,
+    )
 
 
 def make_enrollment(
