@@ -8,7 +8,6 @@ purpose, to see each step apart.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -18,10 +17,10 @@ import trio
 
 from meshd.daemon.state import NodeState
 from meshd.membership import Admitted, Revoked
-from meshd.node.statedir import NodeDir, init_network, now
+from meshd.node.statedir import NodeDir, now
 from meshd.node.store import Store
-from meshd.records import Role, make_certificate, make_revocation, record_id
-from meshd.trust.keys import SigningKey, WireGuardKey
+from meshd.records import record_id
+from tests.daemon.fakes import certify, revoke
 
 
 def _rows(node: NodeDir) -> set[bytes]:
@@ -30,38 +29,12 @@ def _rows(node: NodeDir) -> set[bytes]:
         return {bytes(rid) for (rid,) in db.execute("SELECT rid FROM records")}
 
 
-@pytest.fixture
-def node(tmp_path: Path) -> NodeDir:
-    return init_network(
-        tmp_path / "n", network_name="t", node_name="founder", root_key_path=None, at=now()
-    )
-
-
 def test_forwarded_once_committed_acted_on_once_on_disk(
     node: NodeDir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root, base = node.issuer().key, now()
-    key, wg = SigningKey.generate(), WireGuardKey.generate()
-    cert = make_certificate(
-        root,
-        network_id=node.anchor.network_id,
-        subject=key.public,
-        role=Role.MEMBER,
-        serial=os.urandom(16),
-        not_before=base - 60,
-        not_after=base + 86400,
-        name="m1",
-        wg_key=wg.public,
-    )
-    revocation = make_revocation(
-        root,
-        network_id=node.anchor.network_id,
-        target=key.public,
-        target_role=Role.MEMBER,
-        issued_at=base + 1,
-        expires_at=base + 86400,
-        reason="test",
-    )
+    base = now()
+    cert = certify(node, base).cert
+    revocation = revoke(node, cert.subject, base + 1)
     state = NodeState(node, announce_ttl=600)
     release = threading.Event()
     syncing = threading.Event()
@@ -93,29 +66,14 @@ def test_forwarded_once_committed_acted_on_once_on_disk(
                 assert isinstance(events.receive_nowait(), kind)
             nursery.cancel_scope.cancel()
 
-    try:
-        trio.run(main)
-    finally:
-        node.close()
+    trio.run(main)
 
 
 def test_without_the_service_the_commit_waits_for_the_disk_and_events_go_at_once(
     node: NodeDir,
 ) -> None:
     state = NodeState(node, announce_ttl=600)
-    root, base = node.issuer().key, now()
-    key = SigningKey.generate()
-    cert = make_certificate(
-        root,
-        network_id=node.anchor.network_id,
-        subject=key.public,
-        role=Role.MEMBER,
-        serial=os.urandom(16),
-        not_before=base - 60,
-        not_after=base + 86400,
-        name="m1",
-        wg_key=WireGuardKey.generate().public,
-    )
+    cert = certify(node, now()).cert
 
     async def main() -> None:
         events = state.feed.events()
@@ -123,10 +81,7 @@ def test_without_the_service_the_commit_waits_for_the_disk_and_events_go_at_once
         assert isinstance(events.receive_nowait(), Admitted)
         assert state.disk.syncs == 0
 
-    try:
-        trio.run(main)
-    finally:
-        node.close()
+    trio.run(main)
 
 
 def test_sync_to_disk_with_and_without_a_log(tmp_path: Path) -> None:

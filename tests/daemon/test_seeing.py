@@ -1,5 +1,5 @@
 """``meshd peers`` paths and ``meshd netcheck`` from the daemon's control handlers, on the fake
-transport and the in-memory WireGuard device (tests/daemon/test_services.py's fakes).
+transport and the in-memory WireGuard device (tests/daemon/fakes.py).
 
 The device is what decides: a member whose overlay address sits on its own peer with a fresh
 handshake is direct at the endpoint WireGuard shows; one whose overlay address sits on another
@@ -10,52 +10,29 @@ no handshake is none. netcheck lists the members that reach this node directly.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from ipaddress import ip_interface
-from pathlib import Path
 
 import trio
 import trio.testing
 
 from meshd.control.commands import NetcheckAnswer, PeersAnswer, decode_answer
 from meshd.mesh.underlay import LocalAddress
-from meshd.node.statedir import NodeDir, init_network, now
-from meshd.records import Role, make_certificate
-from meshd.trust.keys import SigningKey, WireGuardKey
+from meshd.node.statedir import NodeDir, now
 from meshd.wg.model import PeerStatus
-from tests.daemon.test_services import _run, _running
+from tests.daemon.fakes import certify, run_on_fake_clock, running
 
 
-def _cert(node: NodeDir, root: SigningKey, at: int, name: str) -> tuple[bytes, bytes, bytes]:
-    key, wg = SigningKey.generate(), WireGuardKey.generate()
-    cert = make_certificate(
-        root,
-        network_id=node.anchor.network_id,
-        subject=key.public,
-        role=Role.MEMBER,
-        serial=os.urandom(16),
-        not_before=at - 60,
-        not_after=at + 86400,
-        name=name,
-        wg_key=wg.public,
-    )
-    return key.public, wg.public, cert.raw
-
-
-def test_peers_show_direct_relay_and_none_and_netcheck_who_reaches_us(tmp_path: Path) -> None:
-    node = init_network(
-        tmp_path / "n", network_name="t", node_name="founder", root_key_path=None, at=now()
-    )
-    root = node.issuer().key
+def test_peers_show_direct_relay_and_none_and_netcheck_who_reaches_us(node: NodeDir) -> None:
     base = now()
 
     async def main() -> None:
-        async with _running(tmp_path / "n", node, base) as (daemon, transport, backend):
+        async with running(node, base) as (daemon, transport, backend):
             keys, node_keys = {}, {}
             for name in ("near", "far", "lost"):
-                node_keys[name], keys[name], cert = _cert(node, root, base, name)
-                assert transport.deliver(cert, "author", "neighbour")
+                member = certify(node, base, name)
+                node_keys[name], keys[name] = member.key.public, member.wg
+                assert transport.deliver(member.cert.raw, "author", "neighbour")
             await trio.testing.wait_all_tasks_blocked()
             peers = backend.state.peers_by_key()
             assert set(keys.values()) <= set(peers)
@@ -125,7 +102,4 @@ def test_peers_show_direct_relay_and_none_and_netcheck_who_reaches_us(tmp_path: 
             answer = decode_answer(NetcheckAnswer, await daemon.control.dispatch("netcheck", {}))
             assert (answer.nat, answer.behind_nat) == ("symmetric", True)
 
-    try:
-        _run(main)
-    finally:
-        node.close()
+    run_on_fake_clock(main)
