@@ -25,7 +25,14 @@ Member states seen from here (``admitted``, ``expired``, ``revoked``) also depen
 a credential past its end, or a member whose announcements stopped for longer than the TTL, is
 ``expired``; it returns when it refreshes.
 
-- ``state``: Membership: merging (one record, or a batch), the pending pool, events;
+- ``state``: Membership: merging one record or a batch, ticks, sponsoring;
+- ``tables``: the tables Membership keeps, shared by the modules below;
+- ``merge``: merging credentials, announcements and key rotations;
+- ``authority``: merging revocations, renewals, leaves, admin hand-overs and root rollovers;
+- ``settle``: re-judging after a merge, and the events that come of it;
+- ``silence``: when members were last heard from, and this node's own silence (cut-off);
+- ``queries``: the read side (members, grants, records and digests);
+- ``sponsoring``: whether an enrollment may be countersigned now;
 - ``recordset``: the set of verified records and its digests;
 - ``pending``: the bounded pool of records that wait for a credential;
 - ``standing``: who stands, judged from the set alone;

@@ -498,7 +498,12 @@ TARGETS: tuple[Target, ...] = (
         "membership-ingest",
         "Membership.ingest_untrusted: decode, verify and merge one gossiped record",
         "msgpack",
-        ("meshd.membership.state", "meshd.records.decode"),
+        (
+            "meshd.membership.state",
+            "meshd.membership.merge",
+            "meshd.membership.authority",
+            "meshd.records.decode",
+        ),
         corpus.record_seeds,
         _ingest,
         allowed=(DecodeError, VerifyError),

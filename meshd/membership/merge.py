@@ -1,0 +1,280 @@
+"""Merging one verified record into the membership tables: credentials and announcements.
+
+:class:`Merger` takes a decoded record, checks it against the trust roots and the tables, and
+adds it to the set (or parks it in the pending pool when it waits for something unknown), noting
+in a :class:`~meshd.membership.tables.Change` what was stored, dropped and whom it may concern.
+Member credentials (certificates, admissions, node key hand-overs), announcements (with the
+fast path of a refresh) and WireGuard key rotations are merged here; the records that change
+who stands beyond one credential (revocations, renewals, leaves, admin hand-overs, rollovers)
+in meshd.membership.authority. Re-judging afterwards is meshd.membership.settle.
+"""
+
+from __future__ import annotations
+
+from meshd.addressing import host_prefix
+from meshd.errors import VerifyError
+from meshd.membership.authority import AuthorityMerger
+from meshd.membership.tables import Change, MembershipTables, says_more
+from meshd.membership.views import MemberState
+from meshd.records import (
+    AdminHandover,
+    Admission,
+    Announcement,
+    Certificate,
+    Handover,
+    Kind,
+    Leave,
+    Record,
+    Renewal,
+    Revocation,
+    Rollover,
+    WgRotation,
+    decode_record_untrusted,
+    record_id,
+)
+from meshd.trust.chain import (
+    Credential,
+    UnknownRoot,
+    check_announced_prefixes,
+    check_announcement_signature,
+)
+
+
+class Merger:
+    """Merges records into one node's membership tables."""
+
+    def __init__(self, tables: MembershipTables) -> None:
+        self._t = tables
+        self._authority = AuthorityMerger(tables, self.merge_waiting)
+
+    @property
+    def authority(self) -> AuthorityMerger:
+        return self._authority
+
+    def merge(self, record: Record, rid: bytes, now: int, change: Change) -> bool:
+        """Merge; return True when the record went to the pending pool instead."""
+        t = self._t
+        try:
+            return self._merge_kind(record, rid, now, change)
+        except UnknownRoot as exc:
+            if t._standing.knows(exc.key) or any(c.subject == exc.key for c in t._issuing.values()):
+                # A member's, an invite's or an admin's key: no root.
+                raise VerifyError("bad-chain", "the chain ends at a key that is no root") from None
+            # Signed under a key that may be a root a rollover not yet here hands over to.
+            t._pending.park(exc.key, rid, record.raw, own=False, source=change.source)
+            return True
+
+    def merge_waiting(self, key: bytes, now: int, change: Change) -> None:
+        """Merge the records that waited for ``key`` (refused ones are left out)."""
+        for pending_rid, pending_raw in self._t._pending.take(key):
+            try:
+                self.merge(decode_record_untrusted(pending_raw), pending_rid, now, change)
+            except VerifyError:
+                continue
+
+    def _merge_kind(self, record: Record, rid: bytes, now: int, change: Change) -> bool:
+        authority = self._authority
+        if isinstance(record, AdminHandover):
+            authority.admin_handover(record, rid, now, change)
+            return False
+        if isinstance(record, Rollover):
+            authority.rollover(record, rid, now, change)
+            return False
+        if isinstance(record, Handover):
+            return self._handover(record, rid, now, change)
+        if isinstance(record, Announcement):
+            return self._announcement(record, rid, now, change)
+        if isinstance(record, Admission):
+            return self._admission(record, rid, now, change)
+        if isinstance(record, Revocation):
+            authority.revocation(record, rid, now, change)
+            return False
+        if isinstance(record, Certificate):
+            self._certificate(record, rid, now, change)
+            return False
+        if isinstance(record, WgRotation):
+            return self._wg_rotation(record, rid, now, change)
+        if isinstance(record, Renewal):
+            authority.renewal(record, rid, now, change)
+            return False
+        if isinstance(record, Leave):
+            return authority.leave(record, rid, now, change)
+        raise VerifyError("not-gossiped", f"a {type(record).__name__.lower()} is not gossiped")
+
+    # --- credentials --------------------------------------------------------------------
+
+    def _certificate(self, cert: Certificate, rid: bytes, now: int, change: Change) -> None:
+        t = self._t
+        credential = t.verifier.member_certificate(cert)
+        t._not_future(cert.not_before, now, "certificate")
+        if t._standing.renewals.end(credential) < now:
+            raise VerifyError("expired", "the member certificate has expired")
+        for admin in cert.chain:
+            t._issuing.setdefault(record_id(admin.raw), admin)
+        self._add_credential(credential, rid, Kind.CERTIFICATE, cert.raw, now, change)
+
+    def _admission(self, admission: Admission, rid: bytes, now: int, change: Change) -> bool:
+        t = self._t
+        credential = t.verifier.admission(admission)
+        t._not_future(admission.admitted_at, now, "admission")
+        t._not_future(admission.enrollment.created_at, admission.admitted_at, "enrollment")
+        if t._standing.renewals.end(credential) < now:
+            raise VerifyError("expired", "the membership has expired")
+        if not t._standing.knows(admission.sponsor):
+            t._pending.park(admission.sponsor, rid, admission.raw, own=False, source=change.source)
+            return True
+        # One admission per enrollment and sponsor is kept: the earliest by (time, id). Copies
+        # countersigned by other keys are kept beside it: each can add a way for the member to
+        # stand, none can take one away (meshd.membership.standing), and together they take
+        # one of the invite's uses. So each key adds at most one admission per enrollment.
+        slot = (credential.enrollment, admission.sponsor)
+        kept = t._admission_slots.get(slot)
+        if kept is not None:
+            if kept <= (admission.admitted_at, rid):
+                raise VerifyError(
+                    "superseded-admission", "an earlier admission of this member is already known"
+                )
+            change.touched |= t._standing.drop_credential(credential.node_key, kept[1])
+            t._remove(kept[1], change)
+            t._judgements_changed(change)
+        t._admission_slots[slot] = (admission.admitted_at, rid)
+        # Whether the sponsor stood when it countersigned is judged from the whole set (see
+        # meshd.membership.standing), so the outcome does not depend on arrival order.
+        invite = admission.enrollment.invite
+        for cert in (invite, *invite.chain):
+            t._issuing.setdefault(record_id(cert.raw), cert)
+        self._add_credential(credential, rid, Kind.ADMISSION, admission.raw, now, change)
+        return False
+
+    def _handover(self, handover: Handover, rid: bytes, now: int, change: Change) -> bool:
+        """A member's node key hands over to a new one (``meshd rotate node``): the new key
+        gets the old one's credential, sponsored by the old key (meshd.membership.standing),
+        and the old key stops standing; its earliest hand-over wins."""
+        t = self._t
+        credential = t.verifier.handover(handover)
+        t._not_future(handover.issued_at, now, "hand-over")
+        if t._standing.renewals.end(credential) < now:
+            raise VerifyError("expired", "the membership handed over has ended")
+        old, new = handover.old_key, handover.new_key
+        if handover.previous:
+            # Linked by id: the named hand-over must be a credential of the old key, of the
+            # same enrolled membership; until it is here, this one waits for it.
+            link = t._standing.credential_by_id(handover.previous)
+            if link is None:
+                t._pending.park(old, rid, handover.raw, own=False, source=change.source)
+                return True
+            if link.node_key != old or link.origin != credential.origin:
+                raise VerifyError("bad-chain", "the hand-over it names did not go to the old key")
+        if not t._standing.knows(old):
+            t._pending.park(old, rid, handover.raw, own=False, source=change.source)
+            return True
+        origin = t._origin.get(new)
+        if origin is None or (handover.issued_at, rid) < origin[:2]:
+            t._origin[new] = (handover.issued_at, rid, old)
+            t._identity.clear()
+        change.touched |= t._standing.add_handover(old, handover.issued_at, rid, handover.sponsored)
+        self._add_credential(credential, rid, Kind.HANDOVER, handover.raw, now, change)
+        return False
+
+    def _add_credential(
+        self, credential: Credential, rid: bytes, kind: Kind, raw: bytes, now: int, change: Change
+    ) -> None:
+        t = self._t
+        node = credential.node_key
+        change.touched |= t._standing.add_credential(credential, rid)
+        t._silence.credential(node, now)
+        t._add(rid, kind, raw, None, change)
+        t._judgements_changed(change)
+        # Records that waited for this member can now be merged.
+        self.merge_waiting(node, now, change)
+
+    # --- announcements and key rotations -----------------------------------------------
+
+    def refresh(
+        self, ann: Announcement, rid: bytes, now: int, signature_checked: bool
+    ) -> tuple[Credential, bool] | None:
+        """The common case on the hot path: an announcement without prefixes from an admitted
+        member, its first or a newer one.
+
+        Same rules as the general path, fewer steps. Returns None when it does not apply
+        (the caller takes the general path); else, merged, the member's credential and whether
+        the announcement says anything new (endpoints, addresses, prefixes).
+        """
+        t = self._t
+        node = ann.node_key
+        if ann.prefixes or t._status.get(node) is not MemberState.ADMITTED:
+            return None
+        current = t._announcements.get(node)
+        if current is not None and (current.seq, t._announcement_ids[node]) >= (ann.seq, rid):
+            return None
+        if ann.network_id != t.anchor.network_id:
+            return None  # the general path says why
+        if not signature_checked:
+            check_announcement_signature(ann)
+        if ann.issued_at > now + t.clock_skew:
+            raise VerifyError("not-yet-valid", "the announcement is dated in the future")
+        credential = t._standing.standing(node)
+        if credential is None or credential.not_after < now:
+            return None
+        if current is None:
+            t._set.add(rid, ann.raw)
+        else:
+            t._set.replace(t._announcement_ids[node], rid, ann.raw)
+        t._announcements[node] = ann
+        t._announcement_ids[node] = rid
+        t._silence.heard(node, now)
+        return credential, current is None or says_more(current, ann)
+
+    def _announcement(self, ann: Announcement, rid: bytes, now: int, change: Change) -> bool:
+        t = self._t
+        node = ann.node_key
+        current = t._announcements.get(node)
+        if current is not None and (current.seq, t._announcement_ids[node]) >= (ann.seq, rid):
+            raise VerifyError(
+                "stale-announcement", "a newer announcement from this member is already known"
+            )
+        t.verifier.announcement(ann, signature_checked=change.signature_checked)
+        change.signature_checked = False  # it covered this announcement, nothing adopted later
+        t._not_future(ann.issued_at, now, "announcement")
+        credential = t._standing.standing(node)
+        if credential is None:
+            if t._standing.knows(node) and not t._standing.unsponsored(node):
+                raise VerifyError("revoked", "the member is revoked")
+            # Unknown, or waiting for a sponsor (a credential or a revocation's list): it waits.
+            t._pending.park(node, rid, ann.raw, own=True, source=change.source)
+            return True
+        if ann.prefixes:
+            own = host_prefix(t._identity_of(node)[1])
+            check_announced_prefixes(ann, credential.prefixes, own)
+        if current is not None:
+            # The store replaces a member's announcement by node; no separate delete is needed.
+            t._remove(t._announcement_ids[node], change, superseded=True)
+        t._announcements[node] = ann
+        t._announcement_ids[node] = rid
+        t._silence.heard(node, now)
+        t._add(rid, Kind.ANNOUNCEMENT, ann.raw, node, change)
+        change.touched.add(node)
+        if current is None or says_more(current, ann):
+            change.announced.add(node)
+        return False
+
+    def _wg_rotation(self, rotation: WgRotation, rid: bytes, now: int, change: Change) -> bool:
+        """A member's new WireGuard key: last writer wins by (counter, record id)."""
+        t = self._t
+        node = rotation.node_key
+        if not t._wg.newer(rotation, rid):
+            raise VerifyError("stale-rotation", "a newer key rotation of this member is known")
+        t.verifier.wg_rotation(rotation)
+        t._not_future(rotation.issued_at, now, "key rotation")
+        if t._standing.standing(node) is None:
+            if t._standing.knows(node) and not t._standing.unsponsored(node):
+                raise VerifyError("revoked", "the member is revoked")
+            t._pending.park(node, rid, rotation.raw, own=True, source=change.source)
+            return True
+        replaced = t._wg.put(rotation, rid)
+        if replaced is not None:
+            t._remove(replaced, change)
+        t._add(rid, Kind.WG_ROTATION, rotation.raw, None, change)
+        change.touched.add(node)
+        change.announced.add(node)
+        return False

@@ -1,0 +1,131 @@
+"""The read side of the membership state: what the rest of meshd asks of it.
+
+:class:`MemberQueries` answers about members and keys (views at ``now``, grants, credentials,
+revocations, renewals, leaves, invite uses); :class:`RecordQueries` about the record set itself
+(digests and records for anti-entropy, the pending pool, the roots and issuing certificates).
+Both read the tables of meshd.membership.tables and change nothing; ``Membership`` has both.
+"""
+
+from __future__ import annotations
+
+from meshd.addressing import Prefix, host_prefix
+from meshd.membership.roots import RootChain
+from meshd.membership.tables import MembershipTables
+from meshd.membership.views import Member
+from meshd.records import Certificate, Leave, Renewal, Revocation, WgRotation
+
+
+class MemberQueries(MembershipTables):
+    """Members and keys, as this node judges them."""
+
+    def members(self, now: int) -> list[Member]:
+        """Every member this node has a credential for, sorted by name then node id."""
+        views = [self._view(node, now) for node in self._standing.nodes()]
+        return sorted(views, key=lambda m: (m.name, m.node_id))
+
+    def member(self, node_key: bytes, now: int) -> Member | None:
+        if not self._standing.knows(node_key):
+            return None
+        return self._view(node_key, now)
+
+    def grants(self, node_key: bytes) -> tuple[Prefix, ...]:
+        """The prefixes a member may announce or route: its own overlay /128 and what its
+        standing credential grants. Empty when it does not stand."""
+        credential = self._standing.standing(node_key)
+        if credential is None:
+            return ()
+        return (host_prefix(self._identity_of(node_key)[1]), *credential.prefixes)
+
+    def credentials_end(self, node_key: bytes) -> int:
+        """When the last of a member's known credentials ends (0 when none is known)."""
+        return self._standing.credentials_end(node_key)
+
+    def root_bound(self, node_key: bytes) -> bool:
+        """Whether a member is anchored only to a root being retired: it ends with that
+        root's overlap unless renewed or certified under a newer root."""
+        return self._standing.root_bound(node_key)
+
+    def is_revoked(self, key: bytes) -> bool:
+        return self._standing.is_revoked(key)
+
+    def admin_cutoff(self, key: bytes) -> int | None:
+        """When the admin key ``key`` was handed over (``meshd admin rotate``), or None."""
+        return self._standing.admins.cutoff(key)
+
+    def wg_rotation(self, node_key: bytes) -> WgRotation | None:
+        """The member's newest WireGuard key rotation in the set, if any."""
+        return self._wg.current(node_key)
+
+    def only_legacy_revocations(self, key: bytes) -> bool:
+        """Whether ``key`` is revoked by legacy revocations only (Revocation.legacy): its
+        countersignatures dated before them still stand; a new revocation closes that."""
+        return self._standing.only_legacy_revocations(key)
+
+    def revocations(self) -> list[Revocation]:
+        return self._standing.revocations()
+
+    def renewals_of(self, node_key: bytes) -> list[Renewal]:
+        """The renewals of a member in the set (one per issuer), latest end first."""
+        return self._standing.renewals.of(node_key)
+
+    def leave_of(self, node_key: bytes) -> Leave | None:
+        """The member's leave, if it left."""
+        return self._standing.departures.get(node_key)
+
+    def revocation_of(self, node_key: bytes) -> Revocation | None:
+        """The revocation that excludes the member, if one does (its reason is for people)."""
+        return self._standing.revocation_of(node_key)
+
+    def invite_uses(self, invite_key: bytes) -> int:
+        return self._standing.invite_uses(invite_key)
+
+    def sponsored_by(self, key: bytes) -> list[bytes]:
+        """Ids of the enrollments countersigned by the members whose credentials depend on
+        ``key`` (a member's own key, an invite's, an admin's), sorted: what a revocation of
+        ``key`` lists so that those admissions keep standing (Revocation.sponsored)."""
+        return self._standing.sponsored_by(key)
+
+
+class RecordQueries(MembershipTables):
+    """The record set, the pending pool, and the certificates and roots behind them."""
+
+    def digest(self) -> bytes:
+        """A digest of the record set: equal sets give equal digests."""
+        return self._set.digest()
+
+    def bucket_digests(self) -> list[bytes]:
+        """One digest per bucket of record ids (bucket = first byte of the id)."""
+        return self._set.bucket_digests()
+
+    def record_ids(self, bucket: int | None = None) -> list[bytes]:
+        return self._set.ids(bucket)
+
+    def record(self, rid: bytes) -> bytes | None:
+        return self._set.get(rid)
+
+    def __len__(self) -> int:
+        return len(self._set)
+
+    def credential_record(self, node_key: bytes) -> bytes | None:
+        """The record of the member's standing credential (a certificate, an admission or a
+        hand-over), which a hand-over of its key names."""
+        credential = self._standing.standing(node_key)
+        return None if credential is None else self._set.get(credential.record_id)
+
+    def issuing_certificates(self) -> list[Certificate]:
+        """The invite and admin certificates that members' credentials were issued under."""
+        return list(self._issuing.values())
+
+    @property
+    def roots(self) -> RootChain:
+        """The root rollovers in the set and the chain of roots they make."""
+        return self._roots
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    @property
+    def pending_evicted(self) -> int:
+        """Records pushed out of the full pending pool since the start."""
+        return self._pending.evicted

@@ -1,0 +1,72 @@
+"""After a merge: re-judging whom it concerns, and the events that come of it.
+
+:func:`settle` runs once a credential or a revocation joined the set (or left it): members
+that no longer stand lose their announcement and key rotation from the set, members that
+stand now take the records that waited for them, so the set is the same whatever order the
+records came in. :func:`reevaluate` judges members at ``now`` and turns what changed into
+events (meshd.membership.views).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from meshd.membership.authority import MergeWaiting
+from meshd.membership.tables import Change, MembershipTables
+from meshd.membership.views import Admitted, Event, Expired, MemberState, Revoked, Updated
+
+
+def settle(t: MembershipTables, change: Change, now: int, merge_waiting: MergeWaiting) -> None:
+    """Re-judge what a change of credentials or revocations can affect.
+
+    Standing can change for the members touched directly and, through sponsorship, for
+    every member they (transitively) countersigned.
+    """
+    change.touched = t._standing.with_sponsored(change.touched)
+    for node in sorted(change.touched):
+        if t._standing.standing(node) is None:
+            if node in t._announcements:
+                ann = t._announcements.pop(node)
+                rid = t._announcement_ids.pop(node)
+                t._remove(rid, change)
+                if t._standing.unsponsored(node):
+                    # It may stand again (another admission of it may still arrive): its
+                    # announcement waits for that, outside the set.
+                    t._pending.park(node, rid, ann.raw, own=True, source=change.source)
+            _drop_wg_rotation(t, node, change)
+            continue
+        merge_waiting(node, now, change)
+
+
+def _drop_wg_rotation(t: MembershipTables, node: bytes, change: Change) -> None:
+    """A member that no longer stands loses its rotation from the set (as its
+    announcement); it waits outside the set if the member may stand again."""
+    dropped = t._wg.pop(node)
+    if dropped is not None:
+        t._remove(dropped[0], change)
+        if t._standing.unsponsored(node):
+            t._pending.park(node, dropped[0], dropped[1].raw, own=True, source=change.source)
+
+
+def reevaluate(
+    t: MembershipTables, nodes: Iterable[bytes], now: int, announced: set[bytes] | None = None
+) -> tuple[Event, ...]:
+    """Judge ``nodes`` at ``now``; an event for each whose state changed, and Updated for
+    admitted members in ``announced`` (they announced something new)."""
+    events: list[Event] = []
+    for node in sorted(nodes):
+        if not t._standing.knows(node):
+            continue
+        member = t._view(node, now)
+        before = t._status.get(node)
+        t._status[node] = member.state
+        if member.state is before:
+            if announced and node in announced and member.state is MemberState.ADMITTED:
+                events.append(Updated(member))
+        elif member.state is MemberState.ADMITTED:
+            events.append(Admitted(member))
+        elif member.state is MemberState.EXPIRED:
+            events.append(Expired(member))
+        else:
+            events.append(Revoked(member))
+    return tuple(events)

@@ -1,0 +1,156 @@
+"""The tables of the membership state, shared by the modules that merge into them and read them.
+
+:class:`MembershipTables` holds what one node knows (the record set, who stands, each member's
+announcement, key rotation and silence, the pending pool, the last judged states) and the few
+operations every other part needs: adding a record to the set or removing it (noted in a
+:class:`Change`), and building a member's view. Merging is meshd.membership.merge and
+meshd.membership.authority, re-judging meshd.membership.settle, the read side
+meshd.membership.queries; meshd.membership.state puts them together as ``Membership``.
+Outside this package only ``Membership``'s public methods are used.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from meshd.addressing import overlay_address
+from meshd.errors import VerifyError
+from meshd.membership.pending import LOCAL, PendingPool
+from meshd.membership.recordset import RecordSet
+from meshd.membership.roots import RootChain
+from meshd.membership.silence import Silence
+from meshd.membership.standing import Standing
+from meshd.membership.views import Member, MemberState, Stored
+from meshd.membership.wgkeys import WgKeys
+from meshd.records import U64, Announcement, Certificate, Kind
+from meshd.trust.chain import Anchor, Credential, Verifier
+from meshd.trust.keys import NodeKey, WgKey, fingerprint
+
+
+@dataclass(slots=True)
+class Change:
+    """What one merge did to the set, and whom it may concern."""
+
+    stored: list[Stored] = field(default_factory=list)
+    dropped: list[bytes] = field(default_factory=list)
+    touched: set[bytes] = field(default_factory=set)
+    announced: set[bytes] = field(default_factory=set)
+    judgements_changed: bool = False
+    signature_checked: bool = False  # the top record's signature was checked by the caller
+    source: str = LOCAL  # the peer that delivered the records (the pending pool's quota key)
+
+
+class MembershipTables:
+    """The membership state of one network, seen from one node: its tables."""
+
+    def __init__(
+        self,
+        anchor: Anchor,
+        *,
+        announce_ttl: int | None = None,
+        clock_skew: int = 300,
+        max_pending: int = 4096,
+    ) -> None:
+        self.anchor = anchor
+        self.verifier = Verifier(anchor)
+        self.announce_ttl = announce_ttl
+        self.clock_skew = clock_skew
+        self.max_pending = max_pending
+        self._set = RecordSet()
+        self._standing = Standing()
+        self._announcements: dict[bytes, Announcement] = {}
+        self._announcement_ids: dict[bytes, bytes] = {}
+        self._identity: dict[bytes, tuple[str, ipaddress.IPv6Address]] = {}
+        self._silence = Silence()
+        # Records waiting for a member's first credential, by that member's key: its own
+        # announcements, and admissions it countersigned.
+        self._pending = PendingPool(max_pending)
+        self._status: dict[bytes, MemberState] = {}
+        self._issuing: dict[bytes, Certificate] = {}
+        self._admission_slots: dict[tuple[bytes, bytes], tuple[int, bytes]] = {}
+        self._wg = WgKeys()
+        self._roots = RootChain(anchor.root_key)
+        # New node key -> (issued_at, record id, old key) of its earliest hand-over: the
+        # overlay address follows hand-overs back to the key that enrolled.
+        self._origin: dict[bytes, tuple[int, bytes, bytes]] = {}
+        self._standing.roots = self._roots
+        # Revocations and renewals signed under a root leave the set once its acceptance ends
+        # (meshd.membership.roots): the next moment that may happen.
+        self._retire_after = U64
+
+    # --- the record set -----------------------------------------------------------------
+
+    def _add(self, rid: bytes, kind: Kind, raw: bytes, node: bytes | None, change: Change) -> None:
+        self._set.add(rid, raw)
+        change.stored.append(Stored(rid, kind, raw, node))
+
+    def _remove(self, rid: bytes, change: Change, *, superseded: bool = False) -> None:
+        if self._set.remove(rid) and not superseded:
+            change.dropped.append(rid)
+
+    def _judgements_changed(self, change: Change) -> None:
+        self._standing.invalidate()
+        change.judgements_changed = True
+
+    def _not_future(self, at: int, now: int, what: str) -> None:
+        if at > now + self.clock_skew:
+            raise VerifyError("not-yet-valid", f"the {what} is dated in the future")
+
+    # --- members' views -----------------------------------------------------------------
+
+    def first_key(self, node: bytes) -> bytes:
+        """The node key a member enrolled with, following its hand-overs back."""
+        seen = {node}
+        while (origin := self._origin.get(node)) is not None and origin[2] not in seen:
+            node = origin[2]
+            seen.add(node)
+        return node
+
+    def _identity_of(self, node: bytes) -> tuple[str, ipaddress.IPv6Address]:
+        """A member's node id and overlay address, derived once."""
+        identity = self._identity.get(node)
+        if identity is None:
+            first = self.first_key(node)
+            identity = (fingerprint(node), overlay_address(self.anchor.root_key, first))
+            self._identity[node] = identity
+        return identity
+
+    def _judge(self, node: bytes, now: int) -> tuple[MemberState, str, Credential]:
+        last = self._silence.for_judging(node, now)
+        return self._standing.judge(node, now, last, self.announce_ttl)
+
+    def _view(self, node: bytes, now: int) -> Member:
+        return self._member(node, *self._judge(node, now))
+
+    def _member(
+        self, node: bytes, state: MemberState, reason: str, credential: Credential
+    ) -> Member:
+        ann = self._announcements.get(node)
+        node_id, overlay = self._identity_of(node)
+        wg_key, wg_counter, wg_since = self._wg.key_of(node, credential.wg_key)
+        # Positional: this runs once per announcement on the ingest hot path.
+        return Member(
+            NodeKey(node),
+            node_id,
+            credential.name,
+            WgKey(wg_key),
+            overlay,
+            state,
+            reason,
+            credential.admitted_at,
+            credential.not_after,
+            ann,
+            self._silence.last(node),
+            wg_counter,
+            wg_since,
+        )
+
+
+def says_more(current: Announcement, newer: Announcement) -> bool:
+    """Whether ``newer`` tells others anything ``current`` did not (beyond being newer)."""
+    return (
+        newer.endpoints != current.endpoints
+        or newer.addrs != current.addrs
+        or newer.prefixes != current.prefixes
+    )
