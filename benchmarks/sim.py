@@ -30,6 +30,7 @@ import argparse
 import datetime
 import json
 import math
+import os
 import platform
 import random
 import resource
@@ -55,7 +56,7 @@ from meshd.sim.engine import Sim
 from meshd.sim.nodes import ModelNode
 from meshd.sim.params import Costs, Gossip, Links
 from meshd.sim.records import T0, SimNetwork
-from meshd.sim.scenarios import partition, revocation, steady
+from meshd.sim.scenarios import Load, partition, revocation, steady
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
@@ -63,6 +64,12 @@ IMG = ROOT / "docs" / "img"
 LOOPBACK = Links(latency=0.00005, jitter=0.00002, floor=0.00001)
 WAN = Links(latency=0.050, jitter=0.020, loss=0.01)
 DOCS_CPU_PER_MESSAGE = 0.027  # docs/gossip.md: all 16 hosts together, per published message
+# The announcement load before and after announcing on change: every member every 30 s (the
+# old default, and what the real daemons of benchmarks/results/revocation.json ran with), and
+# the new defaults (a refresh an hour) with 1 % of the members changing something a minute.
+OLD_LOAD = Load(30.0)
+CHANGES = 0.01 / 60.0
+NEW_LOAD = Load(3600.0, CHANGES)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -176,6 +183,7 @@ def _loopback_rounds(size: int, costs: Costs, rounds: int, first_seed: int) -> l
             links=LOOPBACK,
             costs=replace(costs, cores=2),
             announce=True,
+            load=OLD_LOAD,
             horizon=20.0,
             trace=False,
         )
@@ -302,33 +310,58 @@ def _cdf(values: Sequence[float], points: int = 200) -> list[tuple[float, float]
     ]
 
 
-def loaded_revocation(size: int, costs: Costs) -> dict[str, Any]:
-    """The revocation while every member announces every 30 s (the steady load)."""
+def loaded_revocation(size: int, costs: Costs, load: Load = OLD_LOAD) -> dict[str, Any]:
+    """The revocation while every member announces at ``load``'s rates (the steady load)."""
     started = time.perf_counter()
     _, delays = revocation(
-        size, 0, links=WAN, costs=costs, announce=True, horizon=10.0, trace=False
+        size, 0, links=WAN, costs=costs, announce=True, load=load, horizon=10.0, trace=False
     )
     out = {
         "size": size,
+        "load": asdict(load),
+        "announcements_per_s": load.rate(size),
         "t99": reach(delays, size - 1, 0.99),
         "t999": reach(delays, size - 1, 0.999),
         "t100": reach(delays, size - 1, 1.0),
         "wall_s": time.perf_counter() - started,
     }
-    print(f"revocation {size:>5} under the announcement load: {out}")
+    print(f"revocation {size:>5} under the announcement load {load}: {out}")
     return out
 
 
-def steady_figures(size: int, costs: Costs, thin: float, window: float) -> dict[str, Any]:
+def steady_figures(
+    size: int, costs: Costs, thin: float, window: float, load: Load = OLD_LOAD
+) -> dict[str, Any]:
     started = time.perf_counter()
-    result = steady(size, 0, links=WAN, costs=costs, window=window, thin=thin)
-    out = {"size": size, "thin": thin, "window_s": window, **asdict(result)}
+    result = steady(size, 0, links=WAN, costs=costs, window=window, thin=thin, load=load)
+    out = {"size": size, "thin": thin, "window_s": window, "load": asdict(load), **asdict(result)}
     out["wall_s"] = time.perf_counter() - started
     print(
-        f"steady {size:>5} (thin {thin}): {result.messages:8.1f} msg/s, "
-        f"{result.bytes / 1000:8.2f} kB/s, CPU {result.cpu * 100:6.2f} % of a core per node"
+        f"steady {size:>5} ({load}, thin {thin}, {result.published} floods): "
+        f"{result.messages:8.1f} msg/s, {result.bytes / 1000:8.2f} kB/s, "
+        f"CPU {result.cpu * 100:6.2f} % of a core per node"
     )
     return out
+
+
+# Announcing on change: (members, thin, window): enough floods (~40) at every size.
+NEW_STEADY_RUNS = [(100, 50.0, 20.0), (300, 15.0, 20.0), (1000, 5.0, 20.0), (3000, 2.0, 15.0)]
+NEW_STEADY_LARGE = [(10000, 1.0, 10.0)]
+
+
+def new_design(costs_a: Costs, costs_b: Costs, quick: bool) -> dict[str, Any]:
+    """The steady state and a loaded revocation with announcements on change (NEW_LOAD)."""
+    runs = NEW_STEADY_RUNS + ([] if quick else NEW_STEADY_LARGE)
+    rows = [steady_figures(n, costs_a, thin, w, NEW_LOAD) for n, thin, w in runs]
+    for row in rows:
+        row["cpu_b"] = cpu_at(row, costs_b)
+    sizes = [1000] if quick else [1000, 10000]
+    return {
+        "load": asdict(NEW_LOAD),
+        "steady": rows,
+        "revocation_loaded": [loaded_revocation(n, costs_a, NEW_LOAD) for n in sizes],
+        "revocation_loaded_b": [loaded_revocation(n, costs_b, NEW_LOAD) for n in sizes],
+    }
 
 
 def cpu_at(row: dict[str, Any], costs: Costs) -> float:
@@ -464,21 +497,49 @@ def plots(results: dict[str, Any]) -> None:
     fig.savefig(IMG / "sim-calibration.png", dpi=110)
     plt.close(fig)
 
+    steady_plot(results["steady"], results.get("new_design", {}).get("steady", []))
+
+
+def _most_announcers(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     best: dict[int, dict[str, Any]] = {}
-    for r in results["steady"]:  # per size, the run with the most announcers
+    for r in rows:  # per size, the run with the most announcers
         if r["size"] not in best or r["thin"] > best[r["size"]]["thin"]:
             best[r["size"]] = r
-    rows = [best[n] for n in sorted(best)]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    sizes = [r["size"] for r in rows]
-    ax.loglog(sizes, [r["bytes"] / 1000 for r in rows], "o-", label="kB/s per node")
-    ax.loglog(sizes, [r["cpu"] * 100 for r in rows], "s-", label="% of a core per node (A)")
-    ax.loglog(sizes, [r["cpu_b"] * 100 for r in rows], "s--", label="% of a core per node (B)")
-    ax.loglog(sizes, [r["messages"] for r in rows], "^-", label="RPCs/s per node")
-    ax.set_xlabel("members")
-    ax.set_title("Steady state: every member announces every 30 s")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
+    return [best[n] for n in sorted(best)]
+
+
+def steady_plot(old: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, scale, what in (
+        (axes[0], "bytes", 1e-3, "kB/s per node (sent + received)"),
+        (axes[1], "cpu", 100.0, "% of a core per node"),
+    ):
+        for rows, style, label in (
+            (_most_announcers(old), "--", "every 30 s"),
+            (_most_announcers(new), "-", "on change (1 h refresh, 1 %/min changes)"),
+        ):
+            if not rows:
+                continue
+            sizes = [r["size"] for r in rows]
+            if key == "cpu":
+                ax.loglog(sizes, [r["cpu"] * scale for r in rows], "o" + style, label=f"{label}, A")
+                ax.loglog(
+                    sizes, [r["cpu_b"] * scale for r in rows], "s" + style, label=f"{label}, B"
+                )
+            else:
+                ax.loglog(sizes, [r[key] * scale for r in rows], "o" + style, label=label)
+        targets = (10.0, 50.0) if key == "bytes" else (2.0, 5.0)
+        ax.plot([1000, 10000], targets, "k*", markersize=12, label="target (issue 14)")
+        ax.set_xlabel("members")
+        ax.set_title(what)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle("Steady state against N: announcing every 30 s, and on change")
     fig.tight_layout()
     fig.savefig(IMG / "sim-steady.png", dpi=110)
     plt.close(fig)
@@ -492,9 +553,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds, no 10,000")
     parser.add_argument("--plots", action="store_true", help="write docs/img/sim-*.png")
     parser.add_argument("--rounds", type=int, default=30, help="calibration rounds per size")
+    parser.add_argument(
+        "--steady",
+        action="store_true",
+        help="only the steady state, every 30 s and on change, at the costs A and B fitted in "
+        "results/sim.json (results/sim-steady.json; --plots: docs/img/sim-steady.png)",
+    )
     args = parser.parse_args()
     quick = args.quick
     started = time.perf_counter()
+    if args.steady:
+        steady_only(quick, args.plots)
+        return
 
     per_record = record_costs()
     per_rpc, rpcs_per_message = rpc_cost()
@@ -553,6 +623,7 @@ def main() -> None:
     results["steady"] = [steady_figures(n, costs, thin, w) for n, thin, w in steady_runs]
     for row in results["steady"]:
         row["cpu_b"] = cpu_at(row, costs_b)
+    results["new_design"] = new_design(costs, costs_b, quick)
     results["steady_no_announcements"] = [
         steady_figures(n, costs, 0.0, 20.0) for n in ([1000] if quick else [1000, 10000])
     ]
@@ -572,9 +643,42 @@ def main() -> None:
         print("plots in docs/img/sim-*.png")
 
 
-def len_cpus() -> int:
-    import os
+def steady_only(quick: bool, plot: bool) -> None:
+    """The steady state before and after announcing on change, at the fitted costs of the
+    last full run (results/sim.json: fitting them again takes most of a full run)."""
+    started = time.perf_counter()
+    fitted = json.loads((RESULTS / "sim.json").read_text())["costs"]
+    costs_a, costs_b = Costs(**fitted["a"]), Costs(**fitted["b"])
+    old_runs = [(100, 1.0, 10.0), (300, 1.0, 10.0), (1000, 0.1, 10.0), (3000, 0.03, 10.0)]
+    if not quick:
+        old_runs.append((10000, 0.01, 10.0))
+    old = [steady_figures(n, costs_a, thin, w, OLD_LOAD) for n, thin, w in old_runs]
+    for row in old:
+        row["cpu_b"] = cpu_at(row, costs_b)
+    results: dict[str, Any] = {
+        "benchmark": "sim --steady",
+        "when": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": f"{platform.machine()}, {len_cpus()} cpus, Python {platform.python_version()}",
+        "load_average": list(os.getloadavg()),
+        "links": asdict(WAN),
+        "costs": {"a": asdict(costs_a), "b": asdict(costs_b), "from": "results/sim.json"},
+        "gossip": asdict(Gossip()),
+        "old_load": asdict(OLD_LOAD),
+        "steady": old,
+        "new_design": new_design(costs_a, costs_b, quick),
+        "revocation_loaded_old": loaded_revocation(1000, costs_a, OLD_LOAD),
+    }
+    results["wall_s"] = time.perf_counter() - started
+    name = "sim-steady-quick.json" if quick else "sim-steady.json"
+    (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"saved benchmarks/results/{name} ({results['wall_s']:.0f} s)")
+    if plot:
+        IMG.mkdir(parents=True, exist_ok=True)
+        steady_plot(old, results["new_design"]["steady"])
+        print("plot in docs/img/sim-steady.png")
 
+
+def len_cpus() -> int:
     return os.cpu_count() or 0
 
 

@@ -3,6 +3,7 @@ a partition that heals, with nodes that go down and come back."""
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,11 +67,13 @@ def build(
     known: Sequence[int] = (),
     trace: bool = True,
     announce: bool = False,
+    load: Load | None = None,
 ) -> Run:
     """A connected mesh of ``size`` nodes, heartbeats running, ``WARM_UP`` seconds in.
     ``known``: members whose certificates every node holds at the start (real mode; the
-    model needs none). ``announce``: every member announces every ``announce_interval``
-    from a random phase on (in real mode every member's certificate is then known)."""
+    model needs none). ``announce``: every member announces at the rates of ``load`` (the
+    daemon's defaults when None: a refresh every ``announce_interval`` and no changes) from
+    a random phase on (in real mode every member's certificate is then known)."""
     if announce and mode == "real":
         known = range(size)
     sim = Sim(size, seed, links=links, costs=costs, gossip=gossip, trace=trace)
@@ -100,19 +103,51 @@ def build(
     sim.start()
     run = Run(sim, network, mode, keys)
     if announce:
+        load = load or Load(sim.gossip.announce_interval)
+        seqs = [0] * size
         for m in range(size):
-            sim.at(sim.rng.random() * sim.gossip.announce_interval, partial(_announce, run, m, 1))
+            sim.at(sim.rng.random() * load.refresh, partial(_refresh, run, m, seqs, load))
+        if load.changes:
+            sim.at(sim.rng.expovariate(load.changes * size), partial(_change, run, seqs, load))
     sim.run(WARM_UP)
     return run
 
 
-def _announce(run: Run, member: int, seq: int) -> None:
+@dataclass(frozen=True)
+class Load:
+    """What members announce: each a refresh every ``refresh`` seconds (at its own phase),
+    and real changes (new endpoints, addresses, prefixes) at ``changes`` per member per
+    second, at random (a Poisson process over the whole mesh: 1 % of the members a minute is
+    ``0.01 / 60``)."""
+
+    refresh: float
+    changes: float = 0.0
+
+    def rate(self, size: int) -> float:
+        """Announcements per second in a mesh of ``size`` members."""
+        return size * (1.0 / self.refresh + self.changes)
+
+
+def _announce(run: Run, member: int, seqs: list[int]) -> None:
     sim = run.sim
-    key = record_key(ANNOUNCEMENT, member, seq)
+    seqs[member] += 1
+    key = record_key(ANNOUNCEMENT, member, seqs[member])
     real = run.mode == "real"
     payload = run.network.announcement(member, sim.now) if real else _ANNOUNCEMENT_BYTES
     run.publish(member, key, payload)
-    sim.at(sim.now + sim.gossip.announce_interval, partial(_announce, run, member, seq + 1))
+
+
+def _refresh(run: Run, member: int, seqs: list[int], load: Load) -> None:
+    _announce(run, member, seqs)
+    run.sim.at(run.sim.now + load.refresh, partial(_refresh, run, member, seqs, load))
+
+
+def _change(run: Run, seqs: list[int], load: Load) -> None:
+    sim = run.sim
+    _announce(run, sim.rng.randrange(len(seqs)), seqs)
+    sim.at(
+        sim.now + sim.rng.expovariate(load.changes * len(seqs)), partial(_change, run, seqs, load)
+    )
 
 
 def spread(times: Sequence[float | None], since: float, skip: Sequence[int] = ()) -> list[float]:
@@ -133,6 +168,7 @@ def revocation(
     down: int = 0,
     trace: bool = True,
     announce: bool = False,
+    load: Load | None = None,
 ) -> tuple[Run, list[float]]:
     """Node 0 revokes member ``size - 1``; ``down`` random other nodes are down when it
     happens and come back 10 s later. Returns the run and the delays of every node but the
@@ -147,6 +183,7 @@ def revocation(
         known=(target,),
         trace=trace,
         announce=announce,
+        load=load,
     )
     sim = run.sim
     away = sim.rng.sample(range(1, target), down) if down else []
@@ -162,7 +199,7 @@ def revocation(
 
 @dataclass(frozen=True)
 class Steady:
-    """Per node and per second, every member announcing every ``announce_interval``."""
+    """Per node and per second, every member announcing at the load's rates."""
 
     messages: float  # gossip RPCs sent and received
     bytes: float  # sent and received
@@ -170,6 +207,7 @@ class Steady:
     by_kind: dict[str, float]  # RPCs sent per node per second, by kind
     announcements: float  # records per second in the whole mesh (each validated by every node)
     rpcs_per_announcement: float  # MSG and IWANT RPCs one announcement costs the mesh, per node
+    published: int = 0  # announcements simulated (the figures scale their cost to the rate)
 
 
 def steady(
@@ -180,58 +218,66 @@ def steady(
     costs: Costs | None = None,
     window: float = 20.0,
     thin: float = 1.0,
+    load: Load | None = None,
 ) -> Steady:
-    """Every member announces every ``announce_interval`` (at random phases), flooded to all.
+    """Every member announces at ``load``'s rates (the daemon's defaults when None: a refresh
+    every ``announce_interval``), flooded to all.
 
-    Only the announcements published within ``window`` are counted, each to the end of its
-    flood: their MSG and IWANT RPCs, per announcement, times the full rate N / interval (the
-    cost of one announcement does not depend on the others: linear, so ``thin`` < 1 can have
-    only that share of the members announce, for 10,000 nodes, with the same result). An
-    IHAVE goes at every heartbeat to max(6, 25 %) of a node's peers outside its mesh, with
-    the ids of the last ``gossip_window`` heartbeats (rate x window of them): counted from the
-    mesh as it stands. GRAFT, PRUNE and sync are counted as they happen within the window.
-    ``thin`` = 0: nobody announces; what is left is the heartbeats and the periodic sync.
+    The announcements published within ``window`` are counted, each to the end of its flood:
+    their MSG and IWANT RPCs, per announcement, times the full rate (``Load.rate``; the cost
+    of one announcement does not depend on the others: linear, so ``thin`` < 1 can have only
+    that share of the announcements made, for 10,000 nodes, with the same result; ``thin`` >
+    1 makes more, so that a low rate still gives enough floods to average over). An IHAVE goes
+    at every heartbeat that has ids of the last ``gossip_window`` heartbeats (rate x window of
+    them on average; none at all with probability exp(-that)) to max(6, 25 %) of a node's
+    peers outside its mesh: counted from the mesh as it stands. GRAFT, PRUNE and sync are
+    counted as they happen within the window. ``thin`` = 0: nobody announces; what is left is
+    the heartbeats and the periodic sync.
     """
     run = build(size, seed, links=links, costs=costs, trace=False)
     sim = run.sim
     g = sim.gossip
-    interval = g.announce_interval
-    announcers = sorted(sim.rng.sample(range(size), round(size * thin)))
+    load = load or Load(g.announce_interval)
+    rate = load.rate(size) if thin else 0.0
     start = sim.now
     end = start + window
     published = 0
+    seqs = [0] * size
 
-    def announce(member: int, seq: int) -> None:
+    def announce() -> None:
         nonlocal published
         if sim.now >= end:
             return
         published += 1
-        sim.publish(member, _ANNOUNCEMENT_BYTES, record_key(ANNOUNCEMENT, member, seq))
-        sim.at(sim.now + interval, partial(announce, member, seq + 1))
+        member = sim.rng.randrange(size)
+        seqs[member] += 1
+        sim.publish(member, _ANNOUNCEMENT_BYTES, record_key(ANNOUNCEMENT, member, seqs[member]))
+        sim.at(sim.now + sim.rng.expovariate(rate * thin), announce)
 
-    for m in announcers:
-        sim.at(start + sim.rng.random() * interval, partial(announce, m, 1))
+    if rate:
+        sim.at(start + sim.rng.expovariate(rate * thin), announce)
     before = _totals(sim)
     sim.run(end)
     during = _totals(sim)
     sim.run(end + 5.0)  # the last floods end
     after = _totals(sim)
     span = window * size
-    rate = size / interval if announcers else 0.0
     flooded = after["sent_msg"] + after["sent_iwant"] - before["sent_msg"] - before["sent_iwant"]
     flooded_bytes = (
         after["bytes_msg"] + after["bytes_iwant"] - before["bytes_msg"] - before["bytes_iwant"]
     )
     per_announcement = flooded / published / size if published else 0.0
     bytes_per_announcement = flooded_bytes / published / size if published else 0.0
-    ihave_rpcs = 0.0  # per node per heartbeat
+    ihave_rpcs = 0.0  # per node per second
+    ihave_bytes = 0.0
     if rate:
+        ids = rate * g.heartbeat * g.gossip_window  # ids in the window, on average
+        busy = 1.0 - math.exp(-ids)  # the share of heartbeats with any
         for node in sim.nodes:
             pool = sum(1 for p in node.peers if p not in node.mesh)
             ihave_rpcs += min(max(g.gossip_lazy, int(pool * g.gossip_factor)), pool)
-        ihave_rpcs /= size * g.heartbeat
-    ids = rate * g.heartbeat * g.gossip_window
-    ihave_bytes = ihave_rpcs * (sim.sizes.rpc_overhead + ids * sim.sizes.message_id)
+        ihave_rpcs *= busy / (size * g.heartbeat)
+        ihave_bytes = ihave_rpcs * (sim.sizes.rpc_overhead + ids / busy * sim.sizes.message_id)
     other = (during["sent_other"] - before["sent_other"]) / span
     other_bytes = (during["bytes_other"] - before["bytes_other"]) / span
     sent = per_announcement * rate + ihave_rpcs + other
@@ -245,6 +291,7 @@ def steady(
         by_kind={"MSG+IWANT": per_announcement * rate, "IHAVE": ihave_rpcs, "other": other},
         announcements=rate,
         rpcs_per_announcement=per_announcement,
+        published=published,
     )
 
 
