@@ -13,11 +13,11 @@ inbox as the datagrams (:meth:`BabelShell.submit`).
 - On interfaces with keys, datagrams pass through :class:`~meshd.babel.auth.LinkAuth`
   (RFC 8967): counted and dropped when the MAC is bad, replayed or from an unknown index.
 - Malformed datagrams are counted and dropped; they never end a task.
-- :class:`KernelRoutes` installs the selected routes with pyroute2 (its synchronous API in a
-  worker thread, one call at a time, as :mod:`meshd.wg.netlink` does): ``via`` the next hop
-  on ordinary interfaces, IPv4 via an IPv6 next hop (RFC 9229), ``from`` a source prefix
-  (RFC 9079, IPv6 only), and straight at the device on the WireGuard interface, which
-  ignores next hops. Its routes have protocol ``babel`` and their own priority
+- :class:`KernelRoutes` installs the selected routes through rtnetlink (meshd's own
+  :class:`~meshd.wg.netlink.RtnlSocket` in a worker thread, one call at a time): ``via``
+  the next hop on ordinary interfaces, IPv4 via an IPv6 next hop (RFC 9229), ``from`` a
+  source prefix (RFC 9079, IPv6 only), and straight at the device on the WireGuard
+  interface, which ignores next hops. Its routes have protocol ``babel`` and their own priority
   (:data:`KERNEL_METRIC`): a route another protocol installed for the same prefix is never
   replaced nor deleted, and wins over ours. A second task applies the difference between
   what the core wants and what is installed, so a burst of changes costs one pass.
@@ -26,6 +26,7 @@ inbox as the datagrams (:meth:`BabelShell.submit`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import socket
@@ -33,15 +34,9 @@ import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
-
-# isort: split
-import meshd.wg.lean_pyroute2  # noqa: F401 (pyroute2 lean: meshd.wg.lean_pyroute2)
-
-# isort: split
-from pyroute2 import IPRoute, NetlinkError
 
 from meshd.babel.auth import LinkAuth
 from meshd.babel.core import BabelCore
@@ -57,6 +52,9 @@ from meshd.babel.routes import (
 from meshd.babel.sources import IPNetwork, RouteKey
 from meshd.babel.tlv import Packet, Tlv
 from meshd.errors import BackendError, DecodeError, VerifyError
+from meshd.wg import rtnetlink as rt
+from meshd.wg.netlink import RtnlSocket, prefix_route
+from meshd.wg.rtnetlink import Route, RtnetlinkError
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -74,7 +72,6 @@ route to WireGuard above all), and the kernel keeps both: ``replace`` and ``del`
 priority and protocol never touch the other."""
 RETRY_AFTER_ERROR: Final = 1.0
 _PKTINFO: Final = struct.Struct("16sI")  # struct in6_pktinfo: address, interface index
-_ESRCH: Final = 3
 _EEXIST: Final = 17
 
 
@@ -239,116 +236,94 @@ class KernelRoutes:
         self._ours: set[RouteKey] = set()
         """The keys whose route we installed (and have not removed since)."""
 
-    async def _run(self, what: str, fn: Callable[[Any], None]) -> None:
+    async def _run(self, what: str, fn: Callable[[RtnlSocket], None]) -> None:
         def call() -> None:
-            ipr = IPRoute(netns=self.netns) if self.netns else IPRoute()
-            try:
-                fn(ipr)
-            finally:
-                ipr.close()
+            with RtnlSocket(self.netns) as rtnl:
+                fn(rtnl)
 
         try:
             await trio.to_thread.run_sync(call, limiter=self._limiter)
-        except NetlinkError as exc:
+        except RtnetlinkError as exc:
             raise BackendError(f"netlink: {what}: errno {exc.code}") from None
         except OSError as exc:
             raise BackendError(f"netlink: {what}: {exc.strerror or exc}") from None
 
     async def install(self, route: KernelRoute) -> None:
-        spec = _route_spec(route, self.metric)
-
-        def install(ipr: Any) -> None:
-            found = ipr.link_lookup(ifname=route.interface)
-            if not found:
+        def install(rtnl: RtnlSocket) -> None:
+            index = rtnl.link_index(route.interface)
+            if index is None:
                 raise BackendError(f"no interface {route.interface}")
-            hop = {"oif": int(found[0]), **spec, **_gateway(route)}
+            hop = _route_spec(route, self.metric, oif=index)
             if key in self._ours:
-                ipr.route("replace", **hop)  # ours: a new next hop or interface
+                rtnl.add_route(hop, replace=True)  # ours: a new next hop or interface
                 return
             try:
-                ipr.route("add", **hop)
+                rtnl.add_route(hop)
                 return
-            except NetlinkError as exc:
+            except RtnetlinkError as exc:
                 if exc.code != _EEXIST:
                     raise
             # Something holds the prefix at our priority: replaced only if it is ours (left
             # by an earlier run), never another protocol's.
-            owner = _protocol_at(ipr, route, self.metric)
+            owner = _protocol_at(rtnl, route, self.metric)
             if owner is not None and owner != RTPROT_BABEL:
                 raise BackendError(
                     f"{_describe(route)}: the kernel's route at priority {self.metric} "
                     f"belongs to protocol {owner}; left alone"
                 )
-            ipr.route("replace", **hop)
+            rtnl.add_route(hop, replace=True)
 
         key = (route.prefix, route.source)
         await self._run(f"installing {_describe(route)}", install)
         self._ours.add(key)
 
     async def remove(self, route: KernelRoute) -> None:
-        spec = _route_spec(route, self.metric)
+        spec = _route_spec(route, self.metric, oif=None)
 
-        def remove(ipr: Any) -> None:
-            try:
-                ipr.route("del", **spec)
-            except NetlinkError as exc:
-                if exc.code != _ESRCH:
-                    raise
+        def remove(rtnl: RtnlSocket) -> None:
+            rtnl.delete_route(spec)  # False: not there (already gone with its interface)
 
         await self._run(f"removing {_describe(route)}", remove)
         self._ours.discard((route.prefix, route.source))
 
 
-def _route_spec(route: KernelRoute, metric: int = KERNEL_METRIC) -> dict[str, Any]:
-    family = socket.AF_INET if isinstance(route.prefix, IPv4Network) else socket.AF_INET6
-    spec: dict[str, Any] = {
-        "dst": str(route.prefix),
-        "family": family,
-        "proto": RTPROT_BABEL,
-        "priority": metric,
-    }
-    if route.source is not None:
-        spec["src"] = str(route.source)
-    return spec
+def _route_spec(route: KernelRoute, metric: int = KERNEL_METRIC, *, oif: int | None) -> Route:
+    """Our route for ``route``: protocol ``babel`` at ``metric``, with its next hop (a
+    removal names no next hop nor interface: the protocol and priority are ours alone)."""
+    spec = prefix_route(
+        route.prefix, oif=oif, protocol=RTPROT_BABEL, priority=metric, source=route.source
+    )
+    hop = route.next_hop
+    if oif is None or hop is None:
+        return spec
+    if hop.version == route.prefix.version:
+        return dataclasses.replace(spec, gateway=hop)
+    return dataclasses.replace(spec, via=hop)  # RFC 9229: IPv4 via an IPv6 next hop
 
 
-_RT_TABLE_MAIN: Final = 254
-
-
-def _protocol_at(ipr: Any, route: KernelRoute, metric: int) -> int | None:
+def _protocol_at(rtnl: RtnlSocket, route: KernelRoute, metric: int) -> int | None:
     """The protocol of the main table's route for ``route``'s prefix and source prefix at
     priority ``metric``, or None if there is none."""
-    family = socket.AF_INET if isinstance(route.prefix, IPv4Network) else socket.AF_INET6
-    wanted = (_prefix_text(route.prefix), _prefix_text(route.source), metric)
-    for msg in ipr.get_routes(family=family, table=_RT_TABLE_MAIN):
-        dst = msg.get_attr("RTA_DST")
-        src = msg.get_attr("RTA_SRC")
+    family = rt.AF_INET if isinstance(route.prefix, IPv4Network) else rt.AF_INET6
+    wanted = (_key_of(route.prefix), _key_of(route.source), metric)
+    for msg in rtnl.routes(family):
         found = (
-            f"{dst or _any(family)}/{msg['dst_len']}",
-            f"{src}/{msg['src_len']}" if src is not None and msg["src_len"] else None,
-            int(msg.get_attr("RTA_PRIORITY") or 0),
+            (msg.dst or _any(family), msg.dst_len),
+            (msg.src, msg.src_len) if msg.src is not None and msg.src_len else None,
+            msg.priority or 0,
         )
         if found == wanted:
-            return int(msg["proto"])
+            return msg.protocol
     return None
 
 
-def _prefix_text(prefix: IPNetwork | None) -> str | None:
-    return None if prefix is None else f"{prefix.network_address}/{prefix.prefixlen}"
+def _key_of(prefix: IPNetwork | None) -> tuple[IPAddress, int] | None:
+    return None if prefix is None else (prefix.network_address, prefix.prefixlen)
 
 
-def _any(family: int) -> str:
+def _any(family: int) -> IPAddress:
     """The address of a default route, which the kernel leaves out of RTA_DST."""
-    return str(IPv4Address(0)) if family == socket.AF_INET else str(IPv6Address(0))
-
-
-def _gateway(route: KernelRoute) -> dict[str, Any]:
-    hop = route.next_hop
-    if hop is None:
-        return {}
-    if hop.version == route.prefix.version:
-        return {"gateway": str(hop)}
-    return {"via": {"family": socket.AF_INET6, "addr": str(hop)}}  # RFC 9229
+    return IPv4Address(0) if family == rt.AF_INET else IPv6Address(0)
 
 
 def _describe(route: KernelRoute) -> str:
@@ -611,30 +586,29 @@ async def interface_addresses(
     """
 
     def read() -> InterfaceAddresses:
-        ipr = IPRoute(netns=netns) if netns else IPRoute()
         try:
-            found = ipr.link_lookup(ifname=name)
-            if not found:
-                raise BackendError(f"network interface {name} does not exist")
-            index = int(found[0])
-            link_local: IPv6Address | None = None
-            ipv4: IPv4Address | None = None
-            for msg in ipr.get_addr(index=index):
-                text = msg.get_attr("IFA_ADDRESS")
-                if text is None:
-                    continue
-                address = ip_address(text)
-                tentative = int(msg.get_attr("IFA_FLAGS") or msg["flags"]) & _IFA_F_TENTATIVE
-                if isinstance(address, IPv6Address):
-                    if address.is_link_local and not tentative and link_local is None:
-                        link_local = address
-                elif ipv4 is None:
-                    ipv4 = address
-            return InterfaceAddresses(index, link_local, ipv4)
-        except NetlinkError as exc:
+            with RtnlSocket(netns) as rtnl:
+                index = rtnl.link_index(name)
+                if index is None:
+                    raise BackendError(f"network interface {name} does not exist")
+                found = rtnl.addresses(index=index)
+        except RtnetlinkError as exc:
             raise BackendError(f"netlink: reading {name}: errno {exc.code}") from None
-        finally:
-            ipr.close()
+        except OSError as exc:
+            raise BackendError(f"netlink: reading {name}: {exc.strerror or exc}") from None
+        link_local: IPv6Address | None = None
+        ipv4: IPv4Address | None = None
+        for msg in found:
+            address = msg.address
+            if address is None:
+                continue
+            tentative = msg.flags & _IFA_F_TENTATIVE
+            if isinstance(address, IPv6Address):
+                if address.is_link_local and not tentative and link_local is None:
+                    link_local = address
+            elif ipv4 is None:
+                ipv4 = address
+        return InterfaceAddresses(index, link_local, ipv4)
 
     with trio.move_on_after(wait):
         while True:

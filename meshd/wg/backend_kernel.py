@@ -4,6 +4,11 @@ pyroute2's ``WireGuard`` socket is synchronous here too (its async API is asynci
 every call runs in a worker thread, one at a time. It sets one peer per call, so a list of
 operations becomes several netlink requests; as with the UAPI, a failure part way leaves the
 device partly changed and the caller re-reads it.
+
+pyroute2 is imported (lean: :mod:`meshd.wg.lean_pyroute2`) when this backend first talks to
+the module, not when this file is imported: the other backends, which every daemon imports
+through :mod:`meshd.wg.backend_select`, never load it. The link, its addresses and routes
+go through meshd's own rtnetlink (:mod:`meshd.wg.netlink`).
 """
 
 from __future__ import annotations
@@ -17,12 +22,6 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import trio
-
-# isort: split
-import meshd.wg.lean_pyroute2  # noqa: F401 (pyroute2 lean: meshd.wg.lean_pyroute2)
-
-# isort: split
-from pyroute2 import NetlinkError, WireGuard
 
 from meshd.errors import BackendError
 from meshd.wg.backend import InterfaceConfig
@@ -67,6 +66,14 @@ def kernel_module_available(release: str | None = None) -> bool:
         except OSError:
             continue
     return False
+
+
+def _pyroute2() -> tuple[type[Exception], Callable[[], Any]]:
+    """pyroute2's ``NetlinkError`` and ``WireGuard`` socket, pyroute2 imported lean."""
+    import meshd.wg.lean_pyroute2  # noqa: F401, I001 (first: pyroute2 lean)
+    from pyroute2 import NetlinkError, WireGuard
+
+    return NetlinkError, WireGuard
 
 
 class KernelBackend:
@@ -114,8 +121,10 @@ class KernelBackend:
         return backend
 
     async def _run(self, what: str, fn: Callable[[Any], T]) -> T:
+        netlink_error, wireguard = _pyroute2()
+
         def call() -> T:
-            wg = WireGuard()
+            wg = wireguard()
             try:
                 return fn(wg)
             finally:
@@ -123,12 +132,13 @@ class KernelBackend:
 
         try:
             return await trio.to_thread.run_sync(call, limiter=self._limiter)
-        except NetlinkError as exc:
-            if exc.code == EOPNOTSUPP or not kernel_module_available():
+        except netlink_error as exc:
+            code = getattr(exc, "code", None)
+            if code == EOPNOTSUPP or not kernel_module_available():
                 raise BackendUnavailable(
                     "the kernel has no WireGuard module", hint=INSTALL_HINT
                 ) from None
-            raise BackendError(f"WireGuard netlink: {what} failed: errno {exc.code}") from None
+            raise BackendError(f"WireGuard netlink: {what} failed: errno {code}") from None
         except OSError as exc:
             raise BackendError(f"WireGuard netlink: {what} failed: {exc.strerror}") from None
 

@@ -19,7 +19,6 @@ from meshd.babel.shell import (
     BabelShell,
     Datagram,
     KernelRoute,
-    _gateway,
     _route_spec,
 )
 from meshd.babel.tlv import Packet
@@ -248,21 +247,22 @@ def test_route_specs_for_the_kernel() -> None:
     v6 = KernelRoute(
         ip_network("fd00:99::/64"), ip_network("fd00:aa::/48"), "e0", IPv6Address("fe80::2")
     )
-    assert _route_spec(v6) == {
-        "dst": "fd00:99::/64",
-        "src": "fd00:aa::/48",
-        "family": socket.AF_INET6,
-        "proto": 42,
-        "priority": KERNEL_METRIC,
-    }
+    spec = _route_spec(v6, oif=None)  # a removal: no next hop nor interface
+    assert (spec.dst, spec.dst_len) == (IPv6Address("fd00:99::"), 64)
+    assert (spec.src, spec.src_len) == (IPv6Address("fd00:aa::"), 48)
+    assert (spec.family, spec.protocol, spec.priority) == (socket.AF_INET6, 42, KERNEL_METRIC)
+    assert (spec.oif, spec.gateway, spec.via) == (None, None, None)
     assert KERNEL_METRIC > 1024  # the default priority of other IPv6 routes wins over ours
-    assert _gateway(v6) == {"gateway": "fe80::2"}
+    hop = _route_spec(v6, oif=3)
+    assert (hop.oif, hop.gateway, hop.via) == (3, IPv6Address("fe80::2"), None)
     via_v6 = KernelRoute(ip_network("10.0.0.0/24"), None, "e0", IPv6Address("fe80::2"))
-    assert _gateway(via_v6) == {"via": {"family": socket.AF_INET6, "addr": "fe80::2"}}
+    hop = _route_spec(via_v6, oif=3)
+    assert (hop.family, hop.gateway, hop.via) == (socket.AF_INET, None, IPv6Address("fe80::2"))
     v4 = KernelRoute(ip_network("10.0.0.0/24"), None, "e0", IPv4Address("10.1.0.2"))
-    assert _gateway(v4) == {"gateway": "10.1.0.2"}
+    assert _route_spec(v4, oif=3).gateway == IPv4Address("10.1.0.2")
     device = KernelRoute(ip_network("fd00::/64"), None, "wg0", None)
-    assert _gateway(device) == {}
+    hop = _route_spec(device, oif=4)
+    assert (hop.oif, hop.gateway, hop.via) == (4, None, None)
 
 
 @pytest.mark.parametrize("text", ["k:hmac-sha256:00ff", "k:blake2s128:" + "11" * 32])

@@ -54,6 +54,7 @@ from meshd.metrics.http import decode_scrape_untrusted, encode_scrape
 from meshd.records import Record, decode_record_untrusted, kind_of, seal_unsigned
 from meshd.records.build import encode_prefix
 from meshd.trust.invites import decode_token_untrusted, encode_token
+from meshd.wg import rtnetlink
 from meshd.wg.errors import UapiErrnoError
 from meshd.wg.uapi_codec import (
     Dialect,
@@ -367,6 +368,44 @@ def _same_state(a: Any, b: Any, dialect: Dialect) -> bool:
     return bool(key(a) == key(b))
 
 
+def _rtnetlink_seeds() -> list[bytes]:
+    """Replies as the kernel sends them: a link, addresses and routes of a dump (several
+    messages in one datagram, ended by NLMSG_DONE), an acknowledgement, a refusal."""
+    from ipaddress import IPv4Address, ip_address
+
+    rt = rtnetlink
+    link = rt.Link(7, "meshd0", rt.IFF_UP, seq=3)
+    v6 = rt.Address(rt.AF_INET6, 64, 7, ip_address("fe80::1"), None, rt.IFA_F_NODAD, 253, 4)
+    v4 = rt.Address(rt.AF_INET, 24, 2, IPv4Address("192.0.2.7"), IPv4Address("192.0.2.7"))
+    route = rt.Route(
+        rt.AF_INET6, 48, 0, ip_address("fd5a:1::"), None, 7, None, None, 1024, protocol=77
+    )
+    via = rt.Route(
+        rt.AF_INET, 24, 0, IPv4Address("10.2.0.0"), None, 2, None, ip_address("fe80::2"),
+        2048, protocol=42,
+    )  # fmt: skip
+    default = rt.Route(rt.AF_INET, 0, 0, None, None, 2, IPv4Address("192.0.2.1"), None, 0)
+    multi = rt.NLM_F_MULTI
+    dump = b"".join(rt.encode_message(m, flags=multi) for m in (link, v6, v4, route, via))
+    return [
+        dump + rt.encode_message(rt.Done(0, 3), flags=multi),
+        rt.encode_message(default) + rt.encode_message(rt.Route(128, 0)),
+        rt.encode_message(rt.Ack(0, 5)),
+        rt.encode_message(rt.Ack(17, 6)),
+    ]
+
+
+def _rtnetlink_replies(world: World) -> Decoder:
+    def run(data: bytes) -> object:
+        messages = rtnetlink.decode_messages_untrusted(data)
+        known = [m for m in messages if not isinstance(m, rtnetlink.Ignored)]
+        again = b"".join(rtnetlink.encode_message(m) for m in known)
+        _check(rtnetlink.decode_messages_untrusted(again) == known, "decode(encode) differs")
+        return messages
+
+    return run
+
+
 def _uapi_errno(world: World) -> Decoder:
     def run(data: bytes) -> object:
         return parse_errno_untrusted(data)
@@ -677,6 +716,14 @@ TARGETS: tuple[Target, ...] = (
         ("meshd.mesh.announced", "meshd.mesh.candidates"),
         lambda world: [pack(entries) for entries in CANDIDATE_SEEDS],
         _announced_candidates,
+    ),
+    Target(
+        "rtnetlink-replies",
+        "wg.rtnetlink decode_messages_untrusted: the kernel's answers to meshd's requests",
+        "bytes",
+        ("meshd.wg.rtnetlink",),
+        lambda world: _rtnetlink_seeds(),
+        _rtnetlink_replies,
     ),
     Target(
         "metrics-scrapes",

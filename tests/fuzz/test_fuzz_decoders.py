@@ -127,6 +127,13 @@ REACHED = {
     "unpack_canonical_untrusted": ("canonical-msgpack", "sync-messages"),
     "unpack_body_untrusted": ("records",),
     "b64url_decode_untrusted": ("invite-tokens",),
+    "decode_messages_untrusted": ("rtnetlink-replies",),
+    "_attrs_untrusted": ("rtnetlink-replies",),
+    "_u32_untrusted": ("rtnetlink-replies",),
+    "_ip_untrusted": ("rtnetlink-replies",),
+    "_link_untrusted": ("rtnetlink-replies",),
+    "_address_untrusted": ("rtnetlink-replies",),
+    "_route_untrusted": ("rtnetlink-replies",),
 }
 
 

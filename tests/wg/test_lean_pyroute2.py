@@ -33,7 +33,7 @@ def test_a_deferred_part_loads_when_used() -> None:
     found = run_fresh(
         """
         import json, sys
-        import meshd.wg.netlink
+        import meshd.wg.lean_pyroute2
         import pyroute2
         from meshd import deferred
         ndb = pyroute2.NDB  # a stand-in: NDB's module never ran
@@ -44,3 +44,15 @@ def test_a_deferred_part_loads_when_used() -> None:
         """
     )
     assert found == {"before": True, "real": "pyroute2.ndb.main", "loaded": ["pyroute2.ndb.main"]}
+
+
+def test_the_daemon_imports_no_pyroute2_until_the_kernel_backend_runs() -> None:
+    found = run_fresh(
+        """
+        import json, sys
+        import meshd.daemon.launch, meshd.daemon.service, meshd.wg.backend_select
+        print(json.dumps({"pyroute2": "pyroute2" in sys.modules,
+                          "asyncio": "asyncio" in sys.modules}))
+        """
+    )
+    assert found == {"pyroute2": False, "asyncio": False}

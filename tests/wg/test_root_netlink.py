@@ -1,0 +1,80 @@
+"""meshd's WireGuard routes through its own rtnetlink, beside other routes for the same
+prefix (root).
+
+The routes meshd installs toward its WireGuard interface carry protocol RTPROT_MESHD and the
+family's default priority; removing them names both and the interface. A removal that named
+only the prefix and the interface took the kernel's first match: another program's route for
+the same prefix through the same interface, at a better priority, went instead of ours. A
+veth interface stands in for the WireGuard interface.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from ipaddress import IPv4Network, IPv6Network
+from typing import Any
+
+import pytest
+import trio
+
+from meshd.lab.commands import ip
+from meshd.lab.lab import Host, Lab
+from meshd.wg.netlink import Netlink
+
+pytestmark = pytest.mark.root
+
+WG = "wn0"  # the WireGuard interface's stand-in
+OTHER = "wn0p"
+PREFIX6 = IPv6Network("fd5a:2::/48")
+PREFIX4 = IPv4Network("10.201.0.0/24")
+
+
+def routes(host: Host, prefix: IPv6Network | IPv4Network) -> set[tuple[str, str, int]]:
+    family = "-6" if prefix.version == 6 else "-4"
+    found: list[dict[str, Any]] = json.loads(
+        ip("-j", family, "route", "show", "exact", str(prefix), netns=host.netns)
+    )
+    return {
+        (str(r.get("protocol", "boot")), str(r["dev"]), int(r.get("metric", 0)))
+        for r in found
+        if r.get("dst") in (str(prefix), str(prefix.network_address))
+    }
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[Host]:
+    with Lab(1) as lab:
+        (h,) = lab.hosts
+        ip("link", "add", WG, "type", "veth", "peer", "name", OTHER, netns=h.netns)
+        for name in (WG, OTHER):
+            ip("link", "set", name, "up", netns=h.netns)
+        yield h
+
+
+def test_meshds_routes_carry_its_protocol_and_the_default_priority(host: Host) -> None:
+    netlink = Netlink(host.netns)
+    trio.run(netlink.replace_routes, WG, [PREFIX6, PREFIX4])
+    assert routes(host, PREFIX6) == {("77", WG, 1024)}
+    assert routes(host, PREFIX4) == {("77", WG, 0)}
+    assert trio.run(netlink.route_interfaces, PREFIX6) == [WG]
+    trio.run(netlink.replace_routes, WG, [PREFIX6])  # again: replaced in place
+    assert routes(host, PREFIX6) == {("77", WG, 1024)}
+    trio.run(netlink.delete_routes, WG, [PREFIX6, PREFIX4])
+    assert routes(host, PREFIX6) == routes(host, PREFIX4) == set()
+    trio.run(netlink.delete_routes, WG, [PREFIX6])  # not there: nothing to do
+
+
+def test_removing_meshds_routes_leaves_other_routes_for_the_same_prefix(host: Host) -> None:
+    netlink = Netlink(host.netns)
+    trio.run(netlink.replace_routes, WG, [PREFIX6, PREFIX4])
+    # Another program's routes for the same prefixes: through the same interface at a
+    # better priority, and through another interface.
+    ip("-6", "route", "add", str(PREFIX6), "dev", WG, "proto", "static", "metric", "100",
+       netns=host.netns)  # fmt: skip
+    ip("-6", "route", "add", str(PREFIX6), "dev", OTHER, "metric", "2000", netns=host.netns)
+    ip("-4", "route", "add", str(PREFIX4), "dev", WG, "proto", "static", "metric", "5",
+       netns=host.netns)  # fmt: skip
+    trio.run(netlink.delete_routes, WG, [PREFIX6, PREFIX4])
+    assert routes(host, PREFIX6) == {("static", WG, 100), ("boot", OTHER, 2000)}
+    assert routes(host, PREFIX4) == {("static", WG, 5)}

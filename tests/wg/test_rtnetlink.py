@@ -1,0 +1,172 @@
+"""meshd's own rtnetlink messages (meshd.wg.rtnetlink) and socket (meshd.wg.netlink).
+
+The decoder of the kernel's replies raises only DecodeError, whatever the bytes; what it
+decodes encodes back to the same message; requests say what the kernel is to match (a
+removal of meshd's WireGuard routes names their protocol and priority). The socket reads
+this machine's real links and addresses (dumps need no privilege).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+import pytest
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshd.errors import DecodeError
+from meshd.wg import rtnetlink as rt
+from meshd.wg.netlink import RTPROT_MESHD, Netlink, RtnlSocket, _ours, route_priority
+from meshd.wg.rtnetlink import Ack, Address, Done, Link, Route, decode_messages_untrusted
+
+u8 = st.integers(0, 255)
+u32 = st.integers(0, 2**32 - 1)
+v4 = st.builds(IPv4Address, st.integers(0, 2**32 - 1))
+v6 = st.builds(IPv6Address, st.integers(0, 2**128 - 1))
+
+
+def ips(family: int) -> st.SearchStrategy[rt.IPAddress]:
+    return v4 if family == rt.AF_INET else v6
+
+
+@st.composite
+def addresses(draw: st.DrawFn) -> Address:
+    family = draw(st.sampled_from([rt.AF_INET, rt.AF_INET6]))
+    ip = ips(family)
+    return Address(
+        family,
+        draw(st.integers(0, 32 if family == rt.AF_INET else 128)),
+        draw(u32),
+        draw(st.none() | ip),
+        draw(st.none() | ip),
+        draw(u32),
+        draw(u8),
+        draw(u32),
+    )
+
+
+@st.composite
+def routes(draw: st.DrawFn) -> Route:
+    family = draw(st.sampled_from([rt.AF_INET, rt.AF_INET6]))
+    ip = ips(family)
+    bits = 32 if family == rt.AF_INET else 128
+    return Route(
+        family,
+        draw(st.integers(0, bits)),
+        draw(st.integers(0, bits)),
+        draw(st.none() | ip),
+        draw(st.none() | ip),
+        draw(st.none() | u32),
+        draw(st.none() | ip),
+        draw(st.none() | ips(rt.AF_INET) | ips(rt.AF_INET6)),
+        draw(st.none() | u32),
+        draw(u32),
+        draw(u8),
+        draw(u8),
+        draw(u8),
+        draw(u32),
+    )
+
+
+names = st.text(st.characters(min_codepoint=1, max_codepoint=0xD7FF))
+links = st.builds(
+    Link,
+    index=st.integers(-(2**31), 2**31 - 1),
+    name=st.none() | names.filter(lambda name: len(name) <= 15),
+    flags=u32,
+    change=u32,
+    seq=u32,
+)
+messages = (
+    links
+    | addresses()
+    | routes()
+    | st.builds(Ack, st.integers(0, 2**31), u32)
+    | st.builds(Done, st.integers(0, 2**31), u32)
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(messages, max_size=5))
+def test_what_is_encoded_decodes_to_the_same_messages(found: list[rt.Message]) -> None:
+    data = b"".join(rt.encode_message(m) for m in found)
+    assert decode_messages_untrusted(data) == found
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_decode_or_raise_decode_error(data: bytes) -> None:
+    try:
+        decoded = decode_messages_untrusted(data)
+    except DecodeError:
+        return
+    assert all(m.seq >= 0 for m in decoded)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(messages, min_size=1, max_size=3), st.data())
+def test_damaged_messages_decode_or_raise_decode_error(
+    found: list[rt.Message], data: st.DataObject
+) -> None:
+    raw = bytearray(b"".join(rt.encode_message(m) for m in found))
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(raw) - 1))
+        raw[at] = data.draw(u8)
+    cut = data.draw(st.integers(0, len(raw)))
+    with contextlib.suppress(DecodeError):
+        decode_messages_untrusted(bytes(raw[:cut]))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        bytes(15),  # shorter than a header
+        rt.encode_message(Link(1, "wg0"))[:-1],  # length past the end
+        b"\x0f" + bytes(15),  # a length below the header's
+        rt.encode_message(Ack(0))[:17],  # an error message without its errno
+        rt.encode_message(Route(rt.AF_INET, 33)),  # a prefix longer than IPv4's
+    ],
+)
+def test_malformed_replies_are_decode_errors(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode_messages_untrusted(data)
+
+
+def test_an_address_of_the_wrong_size_is_a_decode_error() -> None:
+    # An IPv6 route whose RTA_DST holds 4 bytes.
+    wrong = rt.encode_message(Route(rt.AF_INET, 32, dst=IPv4Address("10.0.0.1")))
+    wrong = wrong[:16] + bytes([rt.AF_INET6]) + wrong[17:]
+    with pytest.raises(DecodeError, match="RTA_DST"):
+        decode_messages_untrusted(wrong)
+
+
+def test_other_families_and_types_are_ignored() -> None:
+    multicast = rt.encode_message(Route(128, 0))  # RTNL_FAMILY_IPMR: not asked for
+    neighbour = rt.encode_message(Done(0, 7), type=28)  # RTM_NEWNEIGH
+    assert decode_messages_untrusted(multicast + neighbour) == [
+        rt.Ignored(rt.RTM_NEWROUTE, 0),
+        rt.Ignored(28, 7),
+    ]
+
+
+@pytest.mark.parametrize("prefix", [IPv6Network("fd5a:1::/48"), IPv4Network("10.9.0.0/24")])
+def test_meshds_routes_name_their_protocol_and_priority(prefix: IPv6Network) -> None:
+    route = _ours(prefix, 7)
+    (decoded,) = decode_messages_untrusted(rt.encode_message(route, type=rt.RTM_DELROUTE))
+    assert isinstance(decoded, Route)
+    assert decoded.protocol == RTPROT_MESHD
+    assert decoded.priority == route_priority(prefix) == (1024 if prefix.version == 6 else 0)
+    assert decoded.oif == 7
+    assert (decoded.dst, decoded.dst_len) == (prefix.network_address, prefix.prefixlen)
+
+
+def test_the_socket_reads_this_machines_links_and_addresses() -> None:
+    with RtnlSocket() as rtnl:
+        index = rtnl.link_index("lo")
+        assert index is not None
+        assert rtnl.link_index("no-such-link0") is None
+        assert rtnl.names()[index] == "lo"
+    found = trio.run(Netlink().addresses)
+    assert any(name == "lo" for name, _ in found)
