@@ -69,7 +69,7 @@ DOCS_CPU_PER_MESSAGE = 0.027  # docs/gossip.md: all 16 hosts together, per publi
 # the new defaults (a refresh an hour) with 1 % of the members changing something a minute.
 OLD_LOAD = Load(30.0)
 CHANGES = 0.01 / 60.0
-NEW_LOAD = Load(3600.0, CHANGES)
+NEW_LOAD = Load(Gossip().announce_interval, CHANGES)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

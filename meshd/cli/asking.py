@@ -37,7 +37,7 @@ def peers(state_dir: Path | None = None, json: bool = False) -> None:
         emit_json(to_json(answer))
         return
     emit_table(
-        ["name", "node_id", "state", "overlay_ip", "path", "handshake", "rx/tx", "conn"],
+        ["name", "node_id", "state", "overlay_ip", "path", "handshake", "rx/tx", "conn", "seen"],
         [
             [
                 r.name or "-",
@@ -48,6 +48,7 @@ def peers(state_dir: Path | None = None, json: bool = False) -> None:
                 _handshake(r),
                 _traffic(r),
                 "yes" if r.connected else "-",
+                _seen(r),
             ]
             for r in answer.rows
         ],
@@ -90,6 +91,31 @@ def _handshake(row: PeerRow) -> str:
     if not at:
         return "never"
     return f"{max(0, int(time.time() - at))}s ago"
+
+
+ONLINE_HANDSHAKE = 180  # seconds: WireGuard drops a session's keys this long after its handshake
+
+
+def _seen(row: PeerRow) -> str:
+    """``online`` while this node hears the member itself (connected, or a WireGuard
+    handshake within 180 s); else how long ago it last heard of it (its announcement, a
+    connection, a handshake): members announce only on change and hourly, so a member that
+    went away stays admitted until its TTL, and this says so."""
+    if row.state == "self":
+        return "-"
+    now = time.time()
+    if row.connected or (row.last_handshake and now - row.last_handshake <= ONLINE_HANDSHAKE):
+        return "online"
+    if row.last_seen is None:
+        return "never"
+    return _ago(max(0, int(now - row.last_seen)))
+
+
+def _ago(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
 
 
 def _traffic(row: PeerRow) -> str:

@@ -54,10 +54,19 @@ Endpoint = Annotated[
     ),
 ]
 AnnounceInterval = Annotated[
-    str, typer.Option("--announce-interval", help="How often to announce this node.")
+    str,
+    typer.Option(
+        "--announce-interval",
+        help="How often to announce this node while nothing changes (a change goes at once).",
+    ),
 ]
 AnnounceTtl = Annotated[
-    str, typer.Option("--announce-ttl", help="Silence after which a member counts as expired.")
+    str,
+    typer.Option(
+        "--announce-ttl",
+        help="Silence after which a member counts as expired (a connection or a WireGuard "
+        "handshake with it ends a silence too).",
+    ),
 ]
 Degree = Annotated[
     int, typer.Option("--degree", min=1, max=64, help="How many members to stay connected to.")
@@ -251,8 +260,8 @@ def up(
     interface: Interface = "meshd0",
     listen_port: ListenPort = 51820,
     endpoint: Endpoint = None,
-    announce_interval: AnnounceInterval = "30s",
-    announce_ttl: AnnounceTtl = "2m",
+    announce_interval: AnnounceInterval = "1h",
+    announce_ttl: AnnounceTtl = "3h",
     degree: Degree = 6,
     babel_interface: BabelInterface = None,
     babel_hello_interval: BabelHello = 4.0,
@@ -339,8 +348,8 @@ def join(
     no_up: Annotated[
         bool, typer.Option("--no-up", help="Exit once admitted instead of running the daemon.")
     ] = False,
-    announce_interval: AnnounceInterval = "30s",
-    announce_ttl: AnnounceTtl = "2m",
+    announce_interval: AnnounceInterval = "1h",
+    announce_ttl: AnnounceTtl = "3h",
     degree: Degree = 6,
     babel_hello_interval: BabelHello = 4.0,
     metrics: Metrics = None,

@@ -1,8 +1,10 @@
 """When to announce ourselves (pure: ``now`` is given).
 
 At start; at once when the addresses we would announce (WireGuard endpoints, libp2p addresses)
-change; and every ``interval`` seconds otherwise, so that members do not expire us (their TTL is
-longer than the interval). Addresses are looked at every ``check`` seconds.
+change; and otherwise only every ``interval`` seconds, a slow refresh (an hour by default):
+members do not need our announcements to know we are alive (a connection to us or a WireGuard
+handshake with us tells them, meshd.daemon.liveness), and their TTL is a multiple of the
+interval. Addresses are looked at every ``check`` seconds (``ADDRESS_CHECK`` at most).
 """
 
 from __future__ import annotations
@@ -10,6 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 Addresses = tuple[tuple[str, ...], tuple[str, ...]]  # (endpoints, libp2p addresses)
+
+ADDRESS_CHECK = 10.0  # seconds between looks at our addresses: a change goes out within this
+
+
+def check_every(interval: float) -> float:
+    """How often to look at the addresses for a refresh every ``interval`` seconds."""
+    return min(interval, ADDRESS_CHECK)
 
 
 @dataclass(slots=True)

@@ -3,7 +3,9 @@
 It reads our interface addresses (the WireGuard endpoints and libp2p addresses we announce,
 and the underlay the WireGuard service reaches peers through), and announces when
 :class:`~meshd.daemon.announce_policy.AnnouncePolicy` (pure) says: at start, when those
-addresses change, and every ``announce_interval``.
+addresses change (looked at every 10 s), and otherwise every ``announce_interval`` (an hour by
+default: a refresh, not a heartbeat; members learn we are alive from connections and WireGuard
+handshakes, meshd.daemon.liveness).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from meshd.daemon.announce_policy import Addresses, AnnouncePolicy
+from meshd.daemon.announce_policy import Addresses, AnnouncePolicy, check_every
 from meshd.daemon.config import DaemonConfig
 from meshd.daemon.flooding import Flooder
 from meshd.daemon.state import NodeState
@@ -53,7 +55,9 @@ class Announcer:
         self.mesh = mesh
         self.config = config
         self.flooder = flooder
-        self.policy = AnnouncePolicy(config.announce_interval, check=config.announce_interval)
+        self.policy = AnnouncePolicy(
+            config.announce_interval, check=check_every(config.announce_interval)
+        )
         self.endpoints: tuple[str, ...] = config.endpoints
         self._hosts: list[IPAddress] = []
         # Our ranked candidates as the endpoints to announce (meshd.daemon.endpoints), given

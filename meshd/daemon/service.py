@@ -42,6 +42,7 @@ from meshd.daemon.endpoints import Endpoints
 from meshd.daemon.enrollment import Enrollment
 from meshd.daemon.expiry import Expiry
 from meshd.daemon.flooding import Flooder
+from meshd.daemon.liveness import LIVENESS_INTERVAL, Liveness
 from meshd.daemon.punching import Punching
 from meshd.daemon.rejoin_policy import bootstrap_targets
 from meshd.daemon.relaying import BEHIND_NAT, OWN_ADDRESS, Relaying
@@ -140,6 +141,7 @@ class Daemon:
         )
         self.announcer.candidates = self._candidates
         self.expiry = Expiry(state, config.tick_interval)
+        self.liveness = Liveness(host, state, lambda: mesh.handshakes, LIVENESS_INTERVAL)
         self.lifecycle = lifecycle_services(state, config, self.flooder.flood)
         self.control = Control(self)
         self.babel = _babel_service(config, state, mesh)
@@ -156,6 +158,7 @@ class Daemon:
             await nursery.start(self.control.run)
             nursery.start_soon(self._drain_messages)
             await nursery.start(self.expiry.run)
+            await nursery.start(self.liveness.run)
             for service in self.lifecycle:
                 await nursery.start(service.run)
             await nursery.start(self.connections.run)

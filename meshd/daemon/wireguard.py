@@ -126,6 +126,9 @@ class WireGuardMesh:
         # Per peer (WireGuard key): the endpoint and keepalive its direct path chose
         # (meshd.daemon.punching); they win over the announcement's.
         self.paths: Mapping[bytes, Path] = {}
+        # The device's latest handshake by peer (Unix time), as of the last round: a member
+        # that handshakes is alive (meshd.daemon.liveness).
+        self.handshakes: dict[bytes, float] = {}
 
     @property
     def ifname(self) -> str:
@@ -205,6 +208,9 @@ class WireGuardMesh:
         """One round: read, plan, apply. False (and logged) if the backend failed."""
         try:
             actual = await self.backend.get()
+            self.handshakes = {
+                p.public_key: p.last_handshake for p in actual.peers if p.last_handshake
+            }
             members = self._members
             held = self._hold_down(members, actual)
             desired = desired_peers(

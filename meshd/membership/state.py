@@ -1,12 +1,13 @@
-"""The membership CRDT of one network, seen from one node: merging records, in and in batches.
+"""The membership CRDT of one network, seen from one node: merging records, singly and in batches.
 
 ``Membership`` is the one object the rest of meshd holds. Its tables are
 meshd.membership.tables; merging a record is meshd.membership.merge (credentials and
 announcements) and meshd.membership.authority (revocations, renewals, leaves, hand-overs of
 admin keys, root rollovers); re-judging and events meshd.membership.settle; when members were
 last heard from and this node's own silence meshd.membership.silence; the read side
-meshd.membership.queries; sponsoring meshd.membership.sponsoring. Judging who stands is
-meshd.membership.standing; what the state emits is meshd.membership.views.
+meshd.membership.queries; sponsoring meshd.membership.sponsoring; loading a store at start
+meshd.membership.loading. Judging who stands is meshd.membership.standing; what the state
+emits is meshd.membership.views.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from meshd.errors import DecodeError, VerifyError
+from meshd.membership.loading import load_batch
 from meshd.membership.merge import Merger
 from meshd.membership.pending import LOCAL
 from meshd.membership.queries import MemberQueries, RecordQueries
@@ -225,6 +227,27 @@ class Membership(MemberQueries, RecordQueries):
             rejected=tuple(reasons),
         )
 
+    def load(
+        self,
+        records: Iterable[Record],
+        now: int,
+        *,
+        signatures_trusted: bool = False,
+        rejected: Iterable[str] = (),
+    ) -> Batch:
+        """Merge this node's own store at start, judged once at the end; with
+        ``signatures_trusted`` (rows sealed by this node, meshd.node.store) no signature is
+        checked again, every other check is (meshd.membership.loading)."""
+        return load_batch(
+            self,
+            self._merger,
+            records,
+            now,
+            signatures_trusted=signatures_trusted,
+            rejected=rejected,
+            order=_INGEST_ORDER,
+        )
+
     def tick(self, now: int) -> tuple[Event, ...]:
         """Re-judge every member at ``now``: emits Expired, and Admitted for returns. What a
         root whose acceptance ended signed (revocations, renewals) leaves the set first (a
@@ -249,6 +272,14 @@ class Membership(MemberQueries, RecordQueries):
         """A member reaches us again: silence counts from here on, with the time we were cut
         off left out of every member's."""
         self._silence.reconnected(now)
+
+    def heard(self, node_key: bytes, at: int, now: int) -> None:
+        """This node itself heard from member ``node_key`` at ``at`` (a libp2p connection
+        with it, a WireGuard handshake with its key: meshd.daemon.liveness_policy): its
+        silence ends there (never after ``now``). A local sighting only: it is never flooded
+        nor taken from another node's word; a key that is no member's is ignored."""
+        if self._standing.knows(node_key):
+            self._silence.heard(node_key, min(at, now))
 
     # --- sponsoring ---------------------------------------------------------------------
 

@@ -150,10 +150,10 @@ def test_bad_values_are_named_with_what_to_write() -> None:
 
 
 def test_the_announce_ttl_must_outlast_the_interval() -> None:
-    assert problems('announce_interval = "5m"\n') == [
+    assert problems('announce_ttl = "30m"\n') == [
         (
             1,
-            "announce_ttl (120 s) must be longer than announce_interval (300 s): "
+            "announce_ttl (1800 s) must be longer than announce_interval (3600 s): "
             "members would expire between two of their announcements",
         )
     ]
