@@ -1,13 +1,12 @@
-"""The membership CRDT of one network, seen from one node: merging records, singly and in batches.
+"""The membership CRDT of one network, seen from one node: merging records, in and in batches.
 
 ``Membership`` is the one object the rest of meshd holds. Its tables are
 meshd.membership.tables; merging a record is meshd.membership.merge (credentials and
 announcements) and meshd.membership.authority (revocations, renewals, leaves, hand-overs of
 admin keys, root rollovers); re-judging and events meshd.membership.settle; when members were
 last heard from and this node's own silence meshd.membership.silence; the read side
-meshd.membership.queries; sponsoring meshd.membership.sponsoring; loading a store at start
-meshd.membership.loading. Judging who stands is meshd.membership.standing; what the state
-emits is meshd.membership.views.
+meshd.membership.queries; sponsoring meshd.membership.sponsoring. Judging who stands is
+meshd.membership.standing; what the state emits is meshd.membership.views.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from meshd.errors import DecodeError, VerifyError
-from meshd.membership.loading import load_batch
 from meshd.membership.merge import Merger
 from meshd.membership.pending import LOCAL
 from meshd.membership.queries import MemberQueries, RecordQueries
@@ -225,27 +223,6 @@ class Membership(MemberQueries, RecordQueries):
             events=tuple(events),
             new=new,
             rejected=tuple(reasons),
-        )
-
-    def load(
-        self,
-        records: Iterable[Record],
-        now: int,
-        *,
-        signatures_trusted: bool = False,
-        rejected: Iterable[str] = (),
-    ) -> Batch:
-        """Merge this node's own store at start, judged once at the end; with
-        ``signatures_trusted`` (rows sealed by this node, meshd.node.store) no signature is
-        checked again, every other check is (meshd.membership.loading)."""
-        return load_batch(
-            self,
-            self._merger,
-            records,
-            now,
-            signatures_trusted=signatures_trusted,
-            rejected=rejected,
-            order=_INGEST_ORDER,
         )
 
     def tick(self, now: int) -> tuple[Event, ...]:
