@@ -182,7 +182,9 @@ class RouteTable:
 
     _routes: dict[RouteKey, dict[NeighbourId, RouteEntry]] = field(default_factory=dict)
     _selected: dict[RouteKey, RouteEntry] = field(default_factory=dict)
-    _by_neighbour: dict[NeighbourId, set[RouteKey]] = field(default_factory=dict)
+    _by_neighbour: dict[NeighbourId, dict[RouteKey, None]] = field(default_factory=dict)
+    """Keys per neighbour, in insertion order (a dict, not a set: a key's hash holds
+    ``hash(None)``, which differs between processes, and the order sets what follows)."""
     _expiry: list[tuple[float, int, RouteKey, NeighbourId]] = field(default_factory=list)
     _counter: Iterator[int] = field(default_factory=itertools.count)
 
@@ -213,7 +215,7 @@ class RouteTable:
         """Insert or replace an entry and (re)arm its expiry."""
         key = entry.key
         self._routes.setdefault(key, {})[entry.neighbour] = entry
-        self._by_neighbour.setdefault(entry.neighbour, set()).add(key)
+        self._by_neighbour.setdefault(entry.neighbour, {})[key] = None
         heapq.heappush(self._expiry, (entry.expires, next(self._counter), key, entry.neighbour))
 
     def remove(self, key: RouteKey, neighbour: NeighbourId) -> RouteEntry | None:
@@ -225,7 +227,7 @@ class RouteTable:
             del self._routes[key]
         keys = self._by_neighbour.get(neighbour)
         if keys is not None:
-            keys.discard(key)
+            keys.pop(key, None)
             if not keys:
                 del self._by_neighbour[neighbour]
         if self._selected.get(key) is entry:

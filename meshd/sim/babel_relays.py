@@ -1,0 +1,479 @@
+"""Babel off the full mesh: relays, a relay failing, and no routing loop at any instant.
+
+The design measured here (docs/performance.md, "Babel off the full mesh"): members with a
+direct WireGuard path to each other need no Babel route between them (the overlay /128 sits
+on the member's own peer). Babel runs only where a direct path is missing: its neighbours
+are the relays (and gateways), and the members that lack a direct path to some others.
+Modelled mesh: of ``members``, the first ``relays`` are public relays (``--relay``), the next
+``nat_share`` of the members sit behind symmetric NAT, and every other pair has a direct
+path. Two members behind symmetric NAT reach each other only through a relay, so:
+
+- the Babel links are relay-relay and relay-NATed member (each NATed member is a Babel
+  neighbour of every relay; the relays of each other);
+- every relay and NATed member originates its overlay /128; a relay announces what it
+  selected, a NATed member only its own /128 (the daemon's ``_redistribute``: a member that
+  does not relay is never a next hop);
+- a route to a member's /128 through a relay is chosen by the pair's relay rank (the
+  daemon's ``relay_rank`` hook: the same relay at both ends, for WireGuard's receive
+  filter), here SHA-256 of the two members' and the relay's numbers;
+- the other members (public, or behind NATs that punch) run no Babel on the mesh at all.
+
+A pair is *usable* when both ends' installed next hops lead to the other end through nodes
+that are up, and the two paths mirror each other hop by hop (every hop's WireGuard peer holds
+the sender's /128, so the receive filter passes the packet). The loop check runs at every
+route change (:attr:`meshd.sim.babel_net.BabelNet.on_route`): it follows the next hops from
+the node whose route changed towards that destination, and a node visited twice is a
+routing loop (a new cycle in the next-hop graph of one destination must pass through the
+one next hop that changed, so this sees every loop at the instant it forms).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from meshd.babel.core import CoreConfig
+from meshd.babel.neighbours import IPAddress
+from meshd.babel.sources import IPNetwork
+from meshd.sim.babel_net import BabelNet, Counters, member_of, node_of, overlay
+from meshd.sim.params import Links
+
+
+class RoutingLoop(AssertionError):
+    """Following installed next hops towards one destination came back to a node."""
+
+
+@dataclass(frozen=True, slots=True)
+class Design:
+    """A mesh of ``members``: ``relays`` public relays and ``nat_share`` of the members
+    behind symmetric NAT (at least 2); the rest have direct paths and run no Babel."""
+
+    members: int
+    nat_share: float = 0.10
+    relays: int = 4
+
+    @property
+    def nated(self) -> int:
+        return max(2, round(self.members * self.nat_share))
+
+    @property
+    def babel_nodes(self) -> int:
+        return self.relays + self.nated
+
+    def is_relay(self, node: int) -> bool:
+        return node < self.relays
+
+    def links(self) -> list[tuple[int, int]]:
+        r, n = self.relays, self.babel_nodes
+        out = [(a, b) for a in range(r) for b in range(a + 1, r)]
+        out += [(a, b) for a in range(r) for b in range(r, n)]
+        return out
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """Every pair of NATed members (no direct path: Babel's business)."""
+        first, n = self.relays, self.babel_nodes
+        return [(a, b) for a in range(first, n) for b in range(a + 1, n)]
+
+
+def pair_rank(own: int, other: int, relay: int) -> bytes:
+    """The relay's rank for the pair, the same at both ends (as meshd.mesh.relay_pair)."""
+    low, high = sorted((own, other))
+    return hashlib.sha256(b"%d:%d:%d" % (low, high, relay)).digest()
+
+
+def core_config(design: Design, node: int) -> CoreConfig:
+    """The daemon's hooks for one node: relays carry routes, others only their own /128;
+    routes through a relay are ranked per pair."""
+    own = overlay(node)
+
+    def redistribute(interface: str, prefix: IPNetwork, source: IPNetwork | None) -> bool:
+        return design.is_relay(node) or (prefix == own and source is None)
+
+    def relay_rank(
+        prefix: IPNetwork, source: IPNetwork | None, interface: str, neighbour: IPAddress
+    ) -> bytes | None:
+        relay, other = node_of(neighbour), member_of(prefix)
+        if source is not None or relay == other or not design.is_relay(relay):
+            return None
+        return pair_rank(node, other, relay)
+
+    return CoreConfig(redistribute=redistribute, relay_rank=relay_rank)
+
+
+def full_mesh_links(size: int) -> list[tuple[int, int]]:
+    return [(a, b) for a in range(size) for b in range(a + 1, size)]
+
+
+# --- following next hops ---------------------------------------------------------------------
+
+
+def direct(design: Design | None, a: int, b: int) -> bool:
+    """Whether a and b have a direct WireGuard path (only NATed pairs lack one)."""
+    return design is None or design.is_relay(a) or design.is_relay(b)
+
+
+def path(net: BabelNet, design: Design | None, a: int, b: int) -> list[int] | None:
+    """The nodes a packet from a to b crosses (a and b included), following installed next
+    hops and, where a node has no Babel route, its direct path; None when it is dropped."""
+    hops, here = [a], a
+    while here != b:
+        if not net.nodes[here].up:
+            return None
+        nxt = net.fwd[here].get(b)
+        if nxt is None:
+            if not direct(design, here, b):
+                return None
+            nxt = b
+        if nxt in hops:
+            raise RoutingLoop(f"loop towards {b} at t={net.now:.3f}: {[*hops, nxt]}")
+        hops.append(nxt)
+        here = nxt
+    return hops if net.nodes[b].up else None
+
+
+def usable(net: BabelNet, design: Design | None, a: int, b: int) -> bool:
+    """Both directions deliver, along mirrored paths (WireGuard's receive filter)."""
+    there, back = path(net, design, a, b), path(net, design, b, a)
+    return there is not None and back is not None and there == back[::-1]
+
+
+def check_loop(net: BabelNet, node: int, destination: int) -> None:
+    """Follow installed next hops from ``node`` towards ``destination``; raise on a cycle."""
+    seen, here = {node}, node
+    while here != destination:
+        nxt = net.fwd[here].get(destination)
+        if nxt is None:
+            return
+        if nxt in seen:
+            raise RoutingLoop(f"loop towards {destination} at t={net.now:.3f} through {here}")
+        seen.add(nxt)
+        here = nxt
+
+
+def assert_loop_free(net: BabelNet) -> None:
+    """Every node towards every destination (the whole next-hop graph)."""
+    for node in range(len(net.nodes)):
+        for destination in sorted(net.fwd[node]):
+            check_loop(net, node, destination)
+
+
+# --- the relay failure -----------------------------------------------------------------------
+
+
+@dataclass
+class PairWatch:
+    """The usability of every NATed pair, kept current at every route change, with the
+    loop check at the same instant."""
+
+    design: Design
+    state: dict[tuple[int, int], bool] = field(default_factory=dict)
+    changed_at: dict[tuple[int, int], float] = field(default_factory=dict)
+    loop_checks: int = 0
+    broken_unaffected: int = 0
+    affected: set[tuple[int, int]] = field(default_factory=set)
+    watching: bool = False
+    unusable: int = 0
+    pending: int = 0
+    """Affected pairs not usable yet."""
+
+    def start(self, net: BabelNet) -> None:
+        for pair in self.design.pairs():
+            self.state[pair] = ok = usable(net, self.design, *pair)
+            self.unusable += not ok
+        net.on_route = self.on_route
+
+    def watch(self, affected: set[tuple[int, int]]) -> None:
+        self.affected = affected
+        self.watching = True
+        self.pending = sum(1 for pair in affected if not self.state[pair])
+
+    def on_route(self, net: BabelNet, node: int, destination: int, next_hop: int | None) -> None:
+        self.loop_checks += 1
+        check_loop(net, node, destination)
+        if destination < self.design.relays:
+            return  # a route to a relay: relays are reached directly anyway
+        if self.design.is_relay(node):
+            first = self.design.relays
+            others = range(first, self.design.babel_nodes)
+            pairs = [(min(x, destination), max(x, destination)) for x in others if x != destination]
+        else:
+            pairs = [(min(node, destination), max(node, destination))]
+        for pair in pairs:
+            now = usable(net, self.design, *pair)
+            if now != self.state[pair]:
+                self.state[pair] = now
+                self.changed_at[pair] = net.now
+                step = -1 if now else 1
+                self.unusable += step
+                if pair in self.affected:
+                    self.pending += step
+                elif self.watching and not now:
+                    self.broken_unaffected += 1
+
+    def all_usable(self) -> bool:
+        return self.unusable == 0
+
+
+@dataclass(frozen=True, slots=True)
+class FailureResult:
+    design: Design
+    seed: int
+    converged_at: float
+    failed_relay: int
+    failed_at: float
+    affected_pairs: int
+    pairs: int
+    reroute: float | None
+    """Seconds from the failure until every affected pair was usable again (None: never)."""
+    reroute_first: float | None
+    """Seconds until the first affected pair was usable again."""
+    broken_unaffected: int
+    loop_checks: int
+    route_changes: int
+    digest: str
+    delays: tuple[float, ...] = ()
+    """Per affected pair, seconds from the failure until it was usable for good."""
+    costs: tuple[tuple[str, Cost], ...] = ()
+    """Per role (``relay``, ``nated``, and ``member``: every member, those that run no
+    Babel included), over ``window`` seconds of steady state before the failure."""
+
+
+def build(design: Design, seed: int, wan: Links, hello_interval: float) -> BabelNet:
+    return BabelNet(
+        design.babel_nodes,
+        design.links(),
+        seed,
+        wan=wan,
+        hello_interval=hello_interval,
+        config=lambda i: core_config(design, i),
+    )
+
+
+def converge(net: BabelNet, watch: PairWatch, limit: float) -> float:
+    """Run until every NATed pair is usable; the simulated time it took."""
+    took = net.run_until(lambda _: watch.all_usable(), limit)
+    if took is None:
+        missing = sum(1 for ok in watch.state.values() if not ok)
+        raise AssertionError(f"{missing} pairs not usable after {limit} s")
+    return took
+
+
+def relay_failure(
+    design: Design,
+    seed: int,
+    *,
+    wan: Links | None = None,
+    hello_interval: float = 4.0,
+    warmup: float = 20.0,
+    limit: float = 120.0,
+    settle: float = 30.0,
+    window: float = 0.0,
+    probe: Callable[[str, BabelNet], None] | None = None,
+) -> tuple[BabelNet, FailureResult]:
+    """Converge, run ``warmup`` more seconds, measure the cost over ``window`` seconds (when
+    given; ``probe(\"start\" or \"end\", net)`` is called at its ends), fail the relay that
+    carries the most pairs at a random phase of the Hello interval, and time until every
+    pair that went through it is usable through another relay; then ``settle`` seconds more
+    (nothing may break).
+
+    Raises :class:`RoutingLoop` at the first loop, whenever it forms.
+    """
+    wan = wan or Links(latency=0.050, jitter=0.020, loss=0.01)
+    net = build(design, seed, wan, hello_interval)
+    watch = PairWatch(design)
+    watch.start(net)
+    converged = converge(net, watch, limit)
+    net.run(warmup)
+    costs: list[tuple[str, Cost]] = []
+    if window > 0:
+        if probe is not None:
+            probe("start", net)
+        before = net.counters()
+        net.run(window)
+        after = net.counters()
+        if probe is not None:
+            probe("end", net)
+        relays = list(range(design.relays))
+        nated = list(range(design.relays, design.babel_nodes))
+        everyone = window_cost(before, after, relays + nated, window)
+        share = design.babel_nodes / design.members
+        costs = [
+            ("relay", window_cost(before, after, relays, window)),
+            ("nated", window_cost(before, after, nated, window)),
+            ("member", Cost(everyone.datagrams * share, everyone.bytes * share)),
+        ]
+    phase = random.Random(seed).random() * hello_interval  # noqa: S311
+    net.run(phase)
+    load = [0] * design.relays
+    for a, b in design.pairs():
+        hop = net.fwd[a].get(b)
+        if hop is not None and design.is_relay(hop):
+            load[hop] += 1
+    failed = max(range(design.relays), key=lambda r: (load[r], -r))
+    watch.watch(
+        {(a, b) for a, b in design.pairs() if failed in (net.fwd[a].get(b), net.fwd[b].get(a))}
+    )
+    failed_at = net.now
+    net.fail(failed)
+    took = net.run_until(lambda _: watch.pending == 0, limit)
+    first = min(
+        (watch.changed_at[p] - failed_at for p in watch.affected if watch.state[p]),
+        default=None,
+    )
+    if took is not None:
+        net.run(settle)
+        if watch.pending:
+            took = None
+        else:
+            took = max(watch.changed_at[p] for p in watch.affected) - failed_at
+    assert_loop_free(net)
+    return net, FailureResult(
+        design=design,
+        seed=seed,
+        converged_at=converged,
+        failed_relay=failed,
+        failed_at=failed_at,
+        affected_pairs=len(watch.affected),
+        pairs=len(watch.state),
+        reroute=took,
+        reroute_first=first,
+        broken_unaffected=watch.broken_unaffected,
+        loop_checks=watch.loop_checks,
+        route_changes=net.route_changes,
+        digest=net.digest,
+        delays=tuple(sorted(watch.changed_at[p] - failed_at for p in watch.affected)),
+        costs=tuple(costs),
+    )
+
+
+# --- cost per node ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """Per node per second, sent and received together (Babel's UDP payloads)."""
+
+    datagrams: float
+    bytes: float
+
+
+def window_cost(
+    before: list[Counters], after: list[Counters], nodes: list[int], seconds: float
+) -> Cost:
+    if not nodes:
+        return Cost(0.0, 0.0)
+    datagrams = sum(
+        after[i].sent + after[i].received - before[i].sent - before[i].received for i in nodes
+    )
+    octets = sum(
+        after[i].bytes_sent
+        + after[i].bytes_received
+        - before[i].bytes_sent
+        - before[i].bytes_received
+        for i in nodes
+    )
+    return Cost(datagrams / seconds / len(nodes), octets / seconds / len(nodes))
+
+
+@dataclass(frozen=True, slots=True)
+class CostModel:
+    """Babel's steady cost on one node, from what it exchanges with each neighbour: a
+    Hello with an IHU each way per Hello interval (``hello_bytes``, ``hello_datagrams``
+    both ways together), and each way per update interval (4 Hellos, less up to a quarter
+    of jitter) a full table: ``route_bytes`` per route, in datagrams of at most ``mtu``.
+    Fitted on the real cores' runs (:func:`fit_model`)."""
+
+    hello_interval: float = 4.0
+    hello_bytes: float = 0.0
+    route_bytes: float = 0.0
+    update_datagrams: float = 0.0
+    mtu: int = 1400
+
+    @property
+    def update_interval(self) -> float:
+        return 4 * self.hello_interval * 0.875
+
+    def node(self, neighbours: int, routes_each: float) -> Cost:
+        """One node with ``neighbours`` Babel neighbours, exchanging ``routes_each`` routes
+        with each of them (its table to each, theirs to it: the mean of the two)."""
+        per_update = routes_each * self.route_bytes
+        packets = max(1.0, math.ceil(per_update / self.mtu)) if routes_each else 0.0
+        datagrams = neighbours * (
+            2 / self.hello_interval + 2 * packets * self.update_datagrams / self.update_interval
+        )
+        octets = neighbours * (
+            self.hello_bytes / self.hello_interval + 2 * per_update / self.update_interval
+        )
+        return Cost(datagrams, octets)
+
+
+def roles(design: Design) -> dict[str, tuple[int, float, int]]:
+    """Per role: (neighbours, routes exchanged with each, how many such members)."""
+    r, s = design.relays, design.nated
+    table = r + s  # every relay's and NATed member's /128
+    # a relay sends another relay or a NATed member its table less what it learnt from it
+    # (split horizon) and gets the other's: a NATed member sends its own /128 only.
+    relay_with_nated = (table - 1 + 1) / 2
+    relay_with_relay = float(table - 1)
+    relay_each = ((r - 1) * relay_with_relay + s * relay_with_nated) / max(1, r - 1 + s)
+    return {
+        "relay": (r - 1 + s, relay_each, r),
+        "nated": (r, relay_with_nated, s),
+        "direct": (0, 0.0, design.members - r - s),
+    }
+
+
+def model_design(model: CostModel, design: Design) -> dict[str, Cost]:
+    """Per role, and averaged over every member (``member``)."""
+    out: dict[str, Cost] = {}
+    total_d = total_b = 0.0
+    for role, (neighbours, each, count) in roles(design).items():
+        cost = model.node(neighbours, each)
+        out[role] = cost
+        total_d += cost.datagrams * count
+        total_b += cost.bytes * count
+    out["member"] = Cost(total_d / design.members, total_b / design.members)
+    return out
+
+
+def model_full_mesh(model: CostModel, members: int) -> Cost:
+    """Today's design: every member a neighbour of every other, the full table to each."""
+    return model.node(members - 1, float(members - 1))
+
+
+def fit_model(
+    hello_interval: float, samples: list[tuple[int, float, Cost]], mtu: int = 1400
+) -> CostModel:
+    """Least squares over per-node samples ``(neighbours, routes_each, measured)``:
+    bytes = n (h / hello + 2 r b / update), through the origin, for h and b; datagrams
+    likewise for the update datagrams' factor."""
+    base = CostModel(hello_interval=hello_interval, mtu=mtu)
+    u = base.update_interval
+    xs = [(n / hello_interval, 2 * n * r / u) for n, r, _ in samples]
+    ys = [cost.bytes for _, _, cost in samples]
+    h, b = _least_squares(xs, ys)
+    model = CostModel(hello_interval, h, b, 1.0, mtu)
+    # datagrams: the Hellos are known; fit the factor on the update datagrams
+    num = den = 0.0
+    for n, r, cost in samples:
+        per_update = r * b
+        packets = max(1.0, math.ceil(per_update / mtu)) if r else 0.0
+        x = n * 2 * packets / u
+        num += x * (cost.datagrams - n * 2 / hello_interval)
+        den += x * x
+    return CostModel(hello_interval, h, b, num / den if den else 1.0, mtu) if den else model
+
+
+def _least_squares(xs: list[tuple[float, float]], ys: list[float]) -> tuple[float, float]:
+    s11 = sum(a * a for a, _ in xs)
+    s12 = sum(a * b for a, b in xs)
+    s22 = sum(b * b for _, b in xs)
+    t1 = sum(a * y for (a, _), y in zip(xs, ys, strict=True))
+    t2 = sum(b * y for (_, b), y in zip(xs, ys, strict=True))
+    det = s11 * s22 - s12 * s12
+    if det == 0:
+        return (t1 / s11 if s11 else 0.0, 0.0)
+    return ((t1 * s22 - t2 * s12) / det, (s11 * t2 - s12 * t1) / det)
