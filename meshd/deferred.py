@@ -4,11 +4,15 @@ The mechanism behind :mod:`meshd.gossip.lean_imports` (py-libp2p) and
 :mod:`meshd.wg.lean_pyroute2` (pyroute2), which say what they defer and why. Within
 :func:`deferring`, an import of a listed module (or a submodule) gives a placeholder; a name
 taken from it while deferring is a stand-in that imports the real module the moment it is
-called or an attribute is read from it; ``isinstance`` against a stand-in whose module never
-ran is False without loading it. Outside :func:`deferring`, a name taken from a placeholder
-is the real one, loaded then. An ``except`` clause naming a stand-in catches only the
-stand-in (Python matches exception classes by type), and a stand-in cannot be subclassed:
-never defer a module whose exceptions or classes are used that way on a path that runs.
+called or an attribute is read from it (an attribute read while deferring, as a module-level
+table of constructors does, is itself looked up when it is called); ``isinstance`` against a
+stand-in whose module never ran is False without loading it. A class listed as built on use
+(:func:`import_lean`) gives, when called before its module ran, an object that makes the
+real instance the first time an attribute of it is read. Outside :func:`deferring`, a name
+taken from a placeholder is the real one, loaded then. An ``except`` clause naming a
+stand-in catches only the stand-in (Python matches exception classes by type), and a
+stand-in cannot be subclassed: never defer a module whose exceptions or classes are used
+that way on a path that runs.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ _loaded: dict[str, str] = {}  # deferred modules loaded for real -> the name tha
 _deferring_now = False
 _stand_ins: dict[tuple[str, str], type] = {}  # (module, name) -> the stand-in given out
 _lean: set[str] = set()  # packages imported by import_lean, with their deferrals
+_built_on_use: dict[str, str] = {}  # "module.Class" -> why its instances are built when used
 
 
 DEFERRED: dict[str, str] = {}
@@ -64,11 +69,17 @@ class _StandInMeta(type):
         return getattr(_load(cls._module, cls._attr), cls._attr)
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if f"{cls._module}.{cls._attr}" in _built_on_use and cls._module not in _loaded:
+            return _LazyInstance(cls, args, kwargs)
         return cls._real()(*args, **kwargs)
 
     def __getattr__(cls, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
+        if _deferring_now and cls._module not in _loaded:
+            # Read while the deferred import runs (a table of constructors at module level):
+            # the attribute is looked up when it is used.
+            return _LazyAttribute(cls, name)
         return getattr(cls._real(), name)
 
     def __instancecheck__(cls, instance: Any) -> bool:
@@ -85,6 +96,57 @@ class _StandInMeta(type):
 
     def __repr__(cls) -> str:
         return f"<deferred {cls._module}.{cls._attr}>"
+
+
+class _LazyAttribute:
+    """An attribute of a stand-in read during the deferred import: calling it (or reading
+    an attribute of it) imports the stand-in's module and forwards to the real attribute."""
+
+    __slots__ = ("_name", "_owner")
+
+    def __init__(self, owner: _StandInMeta, name: str) -> None:
+        self._owner = owner
+        self._name = name
+
+    def _real(self) -> Any:
+        return getattr(self._owner._real(), self._name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._real()(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        return getattr(self._real(), name)
+
+    def __repr__(self) -> str:
+        return f"<deferred {self._owner._module}.{self._owner._attr}.{self._name}>"
+
+
+class _LazyInstance:
+    """An instance of a class listed as built on use (:func:`import_lean`'s ``built_on_use``),
+    made while its module is still deferred: the real instance is made (its module imported)
+    the first time an attribute of it is read."""
+
+    __slots__ = ("_args", "_class", "_kwargs", "_made")
+
+    def __init__(self, cls: _StandInMeta, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self._class = cls
+        self._args = args
+        self._kwargs = kwargs
+        self._made: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        if self._made is None:
+            with _lock:
+                if self._made is None:
+                    self._made = self._class._real()(*self._args, **self._kwargs)
+        return getattr(self._made, name)
+
+    def __repr__(self) -> str:
+        return f"<{self._class._module}.{self._class._attr}, made when used>"
 
 
 class _StandIn(Exception, metaclass=_StandInMeta):
@@ -195,13 +257,24 @@ def _deferring() -> Iterator[None]:
         sys.meta_path.remove(_FINDER)
 
 
-def import_lean(package: str, deferred: dict[str, str], modules: Sequence[str] = ()) -> bool:
+def import_lean(
+    package: str,
+    deferred: dict[str, str],
+    modules: Sequence[str] = (),
+    built_on_use: dict[str, str] | None = None,
+) -> bool:
     """Import ``package`` (then ``modules``) with ``deferred`` deferred; True if the import
     was lean. Idempotent; False (and nothing deferred) when ``package`` was imported before.
-    A failed import leaves none of the package's modules behind."""
+    A failed import leaves none of the package's modules behind.
+
+    ``built_on_use`` names classes of deferred modules (``"module.Class"``, as the deferred
+    module's importers name them) whose instances are made when first used: calling the
+    stand-in gives an object that makes the real instance, and imports its module, the
+    first time one of its attributes is read (``isinstance`` does not see it as one)."""
     with _lock:
         if package in sys.modules:
             return package in _lean
+        _built_on_use.update(built_on_use or {})
         try:
             with deferring(deferred):
                 importlib.import_module(package)

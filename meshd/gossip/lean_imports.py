@@ -44,7 +44,15 @@ from typing import Final
 
 from meshd.deferred import deferred_loaded, import_lean, imported_lean, is_placeholder
 
-__all__ = ["DEFERRED", "STACK", "deferred_loaded", "is_lean", "is_placeholder", "lean_libp2p"]
+__all__ = [
+    "BUILT_ON_USE",
+    "DEFERRED",
+    "STACK",
+    "deferred_loaded",
+    "is_lean",
+    "is_placeholder",
+    "lean_libp2p",
+]
 
 DEFERRED: Final[dict[str, str]] = {
     # module (and its submodules) -> why meshd never reaches it
@@ -74,8 +82,22 @@ DEFERRED: Final[dict[str, str]] = {
     "it for SwarmMetrics, off): meshd's own --metrics imports it on the first scrape",
     "dns.quic": "DNS over QUIC (aioquic) of dnspython, which multiaddr's resolver imports: "
     "meshd's addresses are IP addresses, and a name would be resolved over UDP/TCP DNS",
+    "multiaddr.resolvers": "multiaddr's DNS resolver (dnspython, 62 modules): meshd's "
+    "addresses are IP addresses; Swarm makes a resolver at start (BUILT_ON_USE) and uses it "
+    "only to dial /dns and /dnsaddr addresses",
+    "libp2p.crypto.rsa": "RSA keys (pycryptodome, cryptography's RSA): meshd's peers have "
+    "Ed25519 keys; a peer's RSA key would load it when deserialised",
+    "libp2p.crypto.secp256k1": "secp256k1 keys (coincurve): Ed25519 only, as RSA",
+    "libp2p.security.pnet": "private networks (a pre-shared key, pycryptodome's Salsa20 with "
+    "cffi and pycparser): Swarm wraps a connection only when given a psk, which meshd is not",
 }
 """py-libp2p 0.8.1 modules meshd defers, and why it never reaches them."""
+
+BUILT_ON_USE: Final[dict[str, str]] = {
+    "multiaddr.resolvers.DNSResolver": "Swarm makes one when it starts (its constructor reads "
+    "/etc/resolv.conf with dnspython); it is used only to dial a /dns or /dnsaddr address",
+}
+"""Classes of deferred modules whose instances are made when first used (meshd.deferred)."""
 
 STACK: Final = (
     "libp2p.abc",
@@ -101,7 +123,7 @@ def lean_libp2p() -> bool:
 
     Idempotent. False (and nothing deferred) when ``libp2p`` was already imported.
     """
-    return import_lean("libp2p", DEFERRED, STACK)
+    return import_lean("libp2p", DEFERRED, STACK, BUILT_ON_USE)
 
 
 def is_lean() -> bool:

@@ -104,3 +104,73 @@ def test_nothing_is_deferred_when_libp2p_came_first() -> None:
         """
     )
     assert found == {"lean": False, "aioquic": True}
+
+
+def test_the_daemon_loads_no_dns_resolver_nor_key_types_it_does_not_use() -> None:
+    found = run_fresh(
+        """
+        import json, sys
+        import meshd.daemon.launch, meshd.daemon.service
+        unused = ["dns", "Crypto", "coincurve", "cffi", "pycparser", "pyroute2"]
+        print(json.dumps([m for m in unused if m in sys.modules]))
+        """
+    )
+    assert found == []
+
+
+def test_a_peers_key_of_another_type_is_still_read() -> None:
+    # Serialised by the whole py-libp2p (this process imported none of it lean, or no matter),
+    # read back by the lean one: the table of deserialisers loads RSA and secp256k1 on use.
+    keys = run_fresh(
+        """
+        import json
+        import libp2p
+        from libp2p.crypto.rsa import create_new_key_pair as rsa
+        from libp2p.crypto.secp256k1 import create_new_key_pair as secp
+        print(json.dumps([k.public_key.serialize().hex() for k in (rsa(2048), secp())]))
+        """
+    )
+    found = run_fresh(
+        f"""
+        import json, sys
+        import meshd.gossip.host
+        from meshd.gossip import lean_imports as lean
+        from libp2p.crypto.serialization import deserialize_public_key
+        before = [m for m in ("Crypto", "coincurve") if m in sys.modules]
+        read = [type(deserialize_public_key(bytes.fromhex(k))).__name__ for k in {keys!r}]
+        print(json.dumps({{"before": before, "read": read,
+                          "loaded": sorted(lean.deferred_loaded())}}))
+        """
+    )
+    assert found == {
+        "before": [],
+        "read": ["RSAPublicKey", "Secp256k1PublicKey"],
+        "loaded": ["libp2p.crypto.rsa", "libp2p.crypto.secp256k1"],
+    }
+
+
+def test_swarms_dns_resolver_is_made_when_first_used() -> None:
+    found = run_fresh(
+        """
+        import json, sys
+        import trio
+        from meshd.gossip.stack import build_stack
+        from meshd.gossip import lean_imports as lean
+        from libp2p.network import swarm as swarm_module
+        resolver = swarm_module.DNSResolver()  # as Swarm makes it when it starts
+        before = "dns" in sys.modules
+        resolve = resolver.resolve  # used: made now
+        print(json.dumps({
+            "before": before,
+            "after": "dns.asyncresolver" in sys.modules,
+            "method": type(resolve).__name__,
+            "loaded": sorted(lean.deferred_loaded()),
+        }))
+        """
+    )
+    assert found == {
+        "before": False,
+        "after": True,
+        "method": "method",
+        "loaded": ["multiaddr.resolvers"],
+    }
