@@ -40,11 +40,18 @@ INTERFACE = "wg0"
 _DELIVER = 0
 _TIMER = 1
 _LINK_LOCAL = int(IPv6Address("fe80::"))
-_OVERLAY = int(IPv6Address("fd5a:5a5a::"))
+_OVERLAY = int(IPv6Address("fd5a:5a5a:5a5a::"))
+_MEMBERS: dict[IPNetwork, int] = {}
+
+
+def _digest(what: bytes, node: int) -> bytes:
+    return hashlib.sha256(b"meshd-sim:%s:%d" % (what, node)).digest()[:8]
 
 
 def router_id(node: int) -> bytes:
-    return (node + 1).to_bytes(8, "big")
+    """Like the daemon's (SHA-256 of the member's key): unrelated to its overlay address,
+    so every Update carries a Router-Id, as on the mesh."""
+    return _digest(b"router-id", node)
 
 
 def link_local(node: int) -> IPv6Address:
@@ -57,12 +64,15 @@ def node_of(address: IPAddress) -> int:
 
 
 def overlay(node: int) -> IPv6Network:
-    """A member's overlay /128, the route Babel carries for it."""
-    return IPv6Network((_OVERLAY + node + 1, 128))
+    """A member's overlay /128, the route Babel carries for it: the network's /48, subnet
+    0 and a 64-bit interface id from its key, as meshd.addressing makes it."""
+    prefix = IPv6Network((_OVERLAY + int.from_bytes(_digest(b"overlay", node), "big"), 128))
+    _MEMBERS[prefix] = node
+    return prefix
 
 
 def member_of(prefix: IPNetwork) -> int:
-    return int(prefix.network_address) - _OVERLAY - 1
+    return _MEMBERS[prefix]
 
 
 @dataclass(slots=True)
