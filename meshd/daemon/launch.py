@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from meshd.daemon.config import DaemonConfig
-from meshd.daemon.lifecycle import own_handover, own_revocation, stop_on_down, stop_when_revoked
+from meshd.daemon.lifecycle import stop_on_down, stop_when_revoked
 from meshd.daemon.metrics import open_metrics
 from meshd.daemon.notify import Notifier, inform_systemd
 from meshd.daemon.rekey import finish_cut_short
@@ -103,9 +103,4 @@ async def _run_until_signalled(config: DaemonConfig, node: NodeDir, received: li
             nursery.start_soon(wait_for_signal)
             nursery.start_soon(stop_on_down, node.paths.root, nursery.cancel_scope)
             daemon = await nursery.start(run, config, node)
-            nursery.start_soon(
-                stop_when_revoked,
-                own_revocation(daemon.state),
-                node.paths.root,
-                own_handover(daemon.state),
-            )
+            nursery.start_soon(stop_when_revoked, daemon.state.standing, node.paths.root)

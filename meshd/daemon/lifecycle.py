@@ -7,8 +7,9 @@ gossip host closes, the interface goes, the state dir's lock is released last (`
 waits for that). A daemon run some other way (a test's nursery) has no waiter, and ``down``
 says so.
 
-:func:`stop_when_revoked` ends the daemon when this node's own membership is revoked: it
-raises :class:`meshd.errors.NodeRevoked`, whose line and exit status the command line shows.
+:func:`stop_when_revoked` ends the daemon when this node's own membership is revoked (as
+:mod:`meshd.daemon.standing` decides): it raises :class:`meshd.errors.NodeRevoked`, whose line
+and exit status the command line shows.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ import contextlib
 import logging
 import os
 import signal
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import trio
 
+from meshd.daemon.standing import Ended, OwnStanding
 from meshd.errors import KeyHandedOver, NodeRevoked
 from meshd.membership import MemberState
 
@@ -33,14 +34,10 @@ T = TypeVar("T")
 
 REPLY_GRACE: Final = 0.2
 """Seconds between a ``down`` request and the shutdown, for its answer to leave."""
-REVOKED_POLL: Final = 1.0
 REVOKED_NOTE: Final = "revoked"
 """The file in the state dir that says why a revoked node's daemon stopped."""
 
 _waiters: dict[Path, trio.Event] = {}
-# Not stopped as revoked: the node left (its own leave stops it) or handed its key over
-# (`meshd rotate node` stops it and it starts again under the new key).
-_NOT_REVOKED: Final = ("left", "handed-over")
 
 
 def _key(root: Path) -> Path:
@@ -78,55 +75,22 @@ def revocation_text(membership: Any, member: Any) -> str | None:
     return "" if found is None else str(found.reason)
 
 
-def own_revocation(state: Any) -> Callable[[], str | None]:
-    """For a NodeState: this node's revocation's reason ("" if it gave none), None while the
-    node stands. Revoked means no credential of ours stands (our key, or the invite or admin
-    key our credentials depend on, is revoked)."""
-    membership, key = state.membership, state.key
-
-    def revocation() -> str | None:
-        me = membership.member(key, int(time.time()))
-        if me is None or me.state is not MemberState.REVOKED or me.reason in _NOT_REVOKED:
-            return None
-        found = membership.revocation_of(key)
-        return "" if found is None else found.reason
-
-    return revocation
-
-
-def own_handover(state: Any) -> Callable[[], bool]:
-    """For a NodeState: whether this node's key was handed over to a new one (`meshd rotate
-    node`): the daemon must start again under the new key."""
-    membership, key = state.membership, state.key
-
-    def handed_over() -> bool:
-        me = membership.member(key, int(time.time()))
-        return me is not None and me.state is MemberState.REVOKED and me.reason == "handed-over"
-
-    return handed_over
-
-
-async def stop_when_revoked(
-    revocation: Callable[[], str | None],
-    root: Path,
-    handed_over: Callable[[], bool] | None = None,
-) -> None:
-    """Raise NodeRevoked as soon as ``revocation()`` gives this node's revocation's text
-    (None while the node stands), checked every ``REVOKED_POLL`` seconds. The reason is left
-    in ``root``/``revoked`` first, for ``meshd status`` once the daemon is gone. Raise
-    KeyHandedOver (exit 75: start again) once ``handed_over()`` says our key was handed
-    over."""
-    while True:
-        if handed_over is not None and handed_over():
-            log.warning("this node's key was handed over to a new key: stopping to start again")
-            raise KeyHandedOver.now()
-        reason = revocation()
-        if reason is not None:
-            log.error("this node is revoked%s: stopping", f" ({reason})" if reason else "")
-            with contextlib.suppress(OSError):
-                (root / REVOKED_NOTE).write_text(reason + "\n", encoding="utf-8")
-            raise NodeRevoked.because(reason)
-        await trio.sleep(REVOKED_POLL)
+async def stop_when_revoked(standing: OwnStanding, root: Path) -> None:
+    """Raise NodeRevoked once this node's own standing (``standing``: NodeState's one watcher
+    of it) ends by a revocation; the reason is left in ``root``/``revoked`` first, for ``meshd
+    status`` once the daemon is gone. Raise KeyHandedOver (exit 75: start again) once our key
+    was handed over. A leave is the departure's (meshd.daemon.renewer.Departure)."""
+    ending = await standing.wait()
+    if ending.how is Ended.HANDED_OVER:
+        log.warning("this node's key was handed over to a new key: stopping to start again")
+        raise KeyHandedOver.now()
+    if ending.how is Ended.REVOKED:
+        reason = ending.reason
+        log.error("this node is revoked%s: stopping", f" ({reason})" if reason else "")
+        with contextlib.suppress(OSError):
+            (root / REVOKED_NOTE).write_text(reason + "\n", encoding="utf-8")
+        raise NodeRevoked.because(reason)
+    await trio.sleep_forever()
 
 
 async def interruptible(work: Callable[[], Awaitable[T]]) -> T:

@@ -37,6 +37,7 @@ from meshd.daemon.renew_policy import (
     plan_for,
     sign_renewals,
 )
+from meshd.daemon.standing import Ended
 from meshd.daemon.state import NodeState
 from meshd.errors import MeshdError, VerifyError
 from meshd.node.statedir import NodeDir
@@ -51,7 +52,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHECK_EVERY: Final = 60.0  # seconds between looks at the clock; the policies act once a day
-DEPARTURE_POLL: Final = 0.2
 MAX_NAMED: Final = 10  # named in one warning line; `meshd status` lists them all
 FLOOD_GRACE: Final = 1.0  # seconds the leave has to leave us before the daemon stops
 
@@ -246,21 +246,22 @@ def own_certificates(state: NodeState) -> list[Certificate]:
 
 
 class Departure:
-    """Stop the daemon once this node's own leave is in the set."""
+    """Stop the daemon once this node's own leave is in the set (as NodeState.standing, the
+    one watcher of our own standing, says)."""
 
     def __init__(self, state: NodeState, *, grace: float = FLOOD_GRACE) -> None:
         self.state = state
         self.grace = grace
 
     def left(self) -> bool:
-        return self.state.membership.leave_of(self.state.key) is not None
+        ending = self.state.standing.check()
+        return ending is not None and ending.how is Ended.LEFT
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        while True:  # polled: the leave arrives through the control socket's `publish`
-            if self.left():
-                break
-            await trio.sleep(DEPARTURE_POLL)
+        # The leave arrives through the control socket's `publish`.
+        if (await self.state.standing.wait()).how is not Ended.LEFT:
+            return  # revoked or handed over: meshd.daemon.lifecycle.stop_when_revoked's
         log.warning("this node left the network: stopping and removing its WireGuard interface")
         await trio.sleep(self.grace)
         if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, signal.SIG_IGN, None):
@@ -279,9 +280,10 @@ class Service(Protocol):
 
 
 def lifecycle_services(state: NodeState, config: DaemonConfig, flood: Flood) -> list[Service]:
-    """The services of this module a daemon runs: warnings and departure always, renewal
-    with ``--auto-renew`` (UsageError now if this node holds no key that may renew)."""
-    services: list[Service] = [ExpiryWarner(state), Departure(state)]
+    """The services of this module a daemon runs: the watcher of our own standing, warnings
+    and departure always, renewal with ``--auto-renew`` (UsageError now if this node holds no
+    key that may renew)."""
+    services: list[Service] = [state.standing, ExpiryWarner(state), Departure(state)]
     if config.auto_renew:
         issuer = auto_renew_issuer(state)
         services.append(

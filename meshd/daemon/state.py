@@ -39,6 +39,7 @@ from meshd.daemon.budgets import (
 from meshd.daemon.disksync import DiskSync
 from meshd.daemon.feed import MembershipFeed, Snapshot
 from meshd.daemon.gate import PeerGate
+from meshd.daemon.standing import OwnStanding
 from meshd.errors import DecodeError, VerifyError
 from meshd.gossip import enroll
 from meshd.gossip.sync import net_change
@@ -121,6 +122,9 @@ class NodeState:
         self.traffic = Traffic()  # gossip and sync counters, for the metrics
         self.feed = MembershipFeed(self._snapshot)
         self.disk = DiskSync(node.store, self.feed.changed)  # started by meshd.daemon.launch
+        # Whether our own standing ended (revoked, left, handed over): one watcher, run with
+        # the lifecycle services (meshd.daemon.renewer); the daemon's stop waits for it.
+        self.standing = OwnStanding(self)
         # A peer id's member key; the daemon installs libp2p's (this module imports no libp2p).
         self.peer_key: Callable[[str], bytes | None] = _no_key
 

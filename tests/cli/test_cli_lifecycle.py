@@ -206,7 +206,7 @@ def test_auto_renew_needs_a_key_that_may_renew(founder: Path) -> None:
         config = DaemonConfig(state_dir=founder, auto_renew=True)
         with pytest.raises(UsageError, match="neither the root key nor an admin key"):
             lifecycle_services(state, config, _no_flood)
-        assert len(lifecycle_services(state, DaemonConfig(state_dir=founder), _no_flood)) == 2
+        assert len(lifecycle_services(state, DaemonConfig(state_dir=founder), _no_flood)) == 3
     finally:
         node.close()
 

@@ -1,0 +1,68 @@
+"""This node's own standing, watched in one place (meshd/daemon/standing.py): how it ended
+(revoked, with the revocation's reason; left), published once, at the change that ends it."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from meshd.daemon.lifecycle import REVOKED_NOTE, stop_when_revoked
+from meshd.daemon.standing import Ended, Ending, own_ending
+from meshd.daemon.state import NodeState
+from meshd.errors import NodeRevoked
+from meshd.node.statedir import NodeDir, now
+from meshd.records import make_leave
+from tests.daemon.fakes import certify, revoke, run_on_fake_clock
+
+
+def test_own_ending_revoked_left_or_none(node: NodeDir) -> None:
+    at = now()
+    state = NodeState(node, announce_ttl=None)
+    assert own_ending(state.membership, state.key, at) is None
+    other = certify(node, at)
+    state.add_local(other.cert)
+    state.add_local(revoke(node, other.key.public, at))
+    assert own_ending(state.membership, other.key.public, at) == Ending(Ended.REVOKED, "test")
+    assert own_ending(state.membership, state.key, at) is None  # another's revocation
+    state.add_local(make_leave(node.node_key, network_id=node.anchor.network_id, issued_at=at))
+    assert own_ending(state.membership, state.key, at) == Ending(Ended.LEFT)
+
+
+def test_the_ending_is_published_at_the_change_not_at_the_next_look(node: NodeDir) -> None:
+    base = now()
+    seen: list[tuple[Ending, float]] = []
+
+    async def main() -> None:
+        state = NodeState(node, announce_ttl=None, clock=lambda: base + int(trio.current_time()))
+        state.standing.poll = 3600.0  # only the membership's change can wake it
+        async with trio.open_nursery() as nursery:
+            await nursery.start(state.feed.run)
+            await nursery.start(state.standing.run)
+
+            async def subscriber() -> None:
+                seen.append((await state.standing.wait(), trio.current_time()))
+
+            nursery.start_soon(subscriber)
+            nursery.start_soon(subscriber)
+            await trio.sleep(100)
+            assert seen == []
+            state.add_local(revoke(node, state.key, base + 100))
+            await trio.testing.wait_all_tasks_blocked()
+            assert seen == [(Ending(Ended.REVOKED, "test"), 100.0)] * 2
+            nursery.cancel_scope.cancel()
+        assert state.standing.check() == Ending(Ended.REVOKED, "test")  # for good
+
+    run_on_fake_clock(main)
+
+
+def test_stop_when_revoked_leaves_the_reason_and_raises(node: NodeDir) -> None:
+    state = NodeState(node, announce_ttl=None)
+    state.add_local(revoke(node, state.key, now()))
+
+    async def main() -> None:
+        await stop_when_revoked(state.standing, node.paths.root)
+
+    with pytest.raises(NodeRevoked):
+        trio.run(main)
+    assert (node.paths.root / REVOKED_NOTE).read_text() == "test\n"
