@@ -21,6 +21,18 @@ h8: a home LAN). Every host runs ``meshd up``/``join`` as a user would (LabMesh)
     their start until every NATed member's ping to every other member is answered again
     (each pair's first answered ping; the figure is the last pair's). Target <= 5 s.
 
+Each timing comes with its steps (``steps``, seconds from the same start, polled beside the
+pings): for (b) when the joiner's WireGuard device exists, when it first has a session with
+a public member (a relay), when it has a peer for h5, and when h5's overlay address is on a
+relay's peer there; for (d) when both public daemons' WireGuard devices exist, when both
+answer their control sockets, and when each NATed member has a session again with each
+public member (and when all do).
+
+The public hosts and the NATs' WAN addresses are in documentation ranges (``Lab(public=
+True)``: 203.0.113.0/24, 198.51.100.0/24, 2001:db8::/32), which meshd counts as public, so
+``--relay auto`` (the default) makes the public members relays from their start;
+``--private-lab`` gives them the lab's private 10.77/10.78 addresses instead.
+
 Times are wall-clock (``time.time``), as WireGuard's handshake times are; WireGuard state is
 read over the UAPI sockets (shared by all namespaces) every few ms, so polling adds little.
 Each measurement starts after ``--settle`` quiet seconds (2). A measurement that does not
@@ -41,12 +53,13 @@ import itertools
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -243,15 +256,22 @@ class Bench:
         )
 
     def first_answers(
-        self, todo: Iterable[tuple[str, str]], start: float, timeout: float
+        self,
+        todo: Iterable[tuple[str, str]],
+        start: float,
+        timeout: float,
+        watch: Callable[[], None] | None = None,
     ) -> dict[str, float | None]:
         """Ping each (src, dst) over and over, all at once; each pair's first answer (the
-        moment its ping exited with an answer) minus ``start``, None if none in time."""
+        moment its ping exited with an answer) minus ``start``, None if none in time.
+        ``watch`` is called at every poll (a :class:`Steps`)."""
         pending = set(todo)
         got: dict[str, float | None] = {f"{a}-{b}": None for a, b in pending}
         running: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
         deadline = time.time() + timeout
         while pending and time.time() < deadline:
+            if watch is not None:
+                watch()
             for pair in pending - set(running):
                 running[pair] = self.ping_once(*pair)
             time.sleep(POLL * 4)
@@ -273,6 +293,54 @@ class Bench:
         return [
             (a, b) for a, b in pairs(LAYOUT) if self.direct(a, b, now) and self.direct(b, a, now)
         ]
+
+
+class Steps:
+    """When each of some conditions first held, in seconds after ``start`` (polled)."""
+
+    def __init__(self, start: float, checks: Mapping[str, Callable[[], bool]]) -> None:
+        self.start = start
+        self.checks = dict(checks)
+        self.at: dict[str, float | None] = dict.fromkeys(checks)
+
+    def __call__(self) -> None:
+        for name, check in self.checks.items():
+            if self.at[name] is None and check():
+                self.at[name] = time.time() - self.start
+
+    def finish(self, timeout: float = 10.0) -> dict[str, float | None]:
+        """Poll the steps not seen yet for up to ``timeout`` more seconds."""
+        deadline = time.time() + timeout
+        while None in self.at.values() and time.time() < deadline:
+            self()
+            time.sleep(POLL * 4)
+        return dict(self.at)
+
+
+def device_up(bench: Bench, host: str) -> bool:
+    return os.path.exists(socket_path(bench.mesh.node(host).ifname))
+
+
+def session_since(bench: Bench, host: str, others: Sequence[str], since: float) -> bool:
+    """``host``'s WireGuard has a handshake newer than ``since`` with each of ``others``."""
+    peers = uapi_peers(bench.mesh.node(host).ifname)
+    for other in others:
+        peer = peers.get(bench.keys[other])
+        if peer is None or not peer.last_handshake or peer.last_handshake < since:
+            return False
+    return True
+
+
+def _session_check(bench: Bench, host: str, other: str, since: float) -> Callable[[], bool]:
+    return lambda: session_since(bench, host, [other], since)
+
+
+def answers(bench: Bench, host: str) -> bool:
+    try:
+        bench.mesh.node(host).ask("status")
+    except Exception:  # noqa: BLE001 - not answering yet, whatever the reason
+        return False
+    return True
 
 
 def rejoin(bench: Bench, host: str, name: str, old: str, settle: float) -> float:
@@ -317,8 +385,24 @@ def cone_join(bench: Bench, start: float, timeout: float) -> dict[str, Any]:
 
 def symmetric_relay(bench: Bench, start: float, timeout: float) -> dict[str, Any]:
     """From ``start`` to SYMMETRIC_JOINER's first answered ping from SYMMETRIC_PEER."""
-    got = bench.first_answers([(SYMMETRIC_JOINER, SYMMETRIC_PEER)], start, timeout)
+    joiner, peer = SYMMETRIC_JOINER, SYMMETRIC_PEER
+    ifname = bench.mesh.node(joiner).ifname
+
+    def relayed() -> bool:
+        return bench.holder(joiner, peer) in PUBLIC
+
+    steps = Steps(
+        start,
+        {
+            "device": lambda: device_up(bench, joiner),
+            "relay_session": lambda: any(session_since(bench, joiner, [p], start) for p in PUBLIC),
+            "peer": lambda: bench.keys[peer] in uapi_peers(ifname),
+            "routed_via_relay": relayed,
+        },
+    )
+    got = bench.first_answers([(joiner, peer)], start, timeout, watch=steps)
     first = next(iter(got.values()))
+    seen = steps.finish(5.0)
     bench.mesh.wait_ready(SYMMETRIC_JOINER)
     bench.learn(SYMMETRIC_JOINER)
     return {
@@ -326,6 +410,7 @@ def symmetric_relay(bench: Bench, start: float, timeout: float) -> dict[str, Any
         "via": bench.holder(SYMMETRIC_JOINER, SYMMETRIC_PEER),
         "via_back": bench.holder(SYMMETRIC_PEER, SYMMETRIC_JOINER),
         "direct": bench.direct(SYMMETRIC_JOINER, SYMMETRIC_PEER, time.time()),
+        "steps": seen,
     }
 
 
@@ -350,7 +435,18 @@ def public_restart(bench: Bench, settle: float, timeout: float) -> dict[str, Any
     start = time.time()
     for host in PUBLIC:
         mesh.up(host, wait=False)
-    back = bench.first_answers(todo, start, timeout)
+    checks: dict[str, Callable[[], bool]] = {
+        "devices": lambda: all(device_up(bench, h) for h in PUBLIC),
+        "answering": lambda: all(answers(bench, h) for h in PUBLIC),
+    }
+    for host in NATTED:
+        for public in PUBLIC:
+            checks[f"{host}-{public}"] = _session_check(bench, host, public, start)
+    steps = Steps(start, checks)
+    back = bench.first_answers(todo, start, timeout, watch=steps)
+    seen = steps.finish(5.0)
+    sessions = [seen[f"{h}-{p}"] for h in NATTED for p in PUBLIC]
+    seen["sessions"] = None if None in sessions else max(v for v in sessions if v is not None)
     values = list(back.values())
     return {
         "all_back": None if None in values else max(v for v in values if v is not None),
@@ -358,6 +454,7 @@ def public_restart(bench: Bench, settle: float, timeout: float) -> dict[str, Any
         "not_reachable_before": sorted(p for p, v in before.items() if v is None),
         "median_pair": median_or_none(values),
         "pairs": back,
+        "steps": seen,
     }
 
 
@@ -367,6 +464,9 @@ def run(
     settle_pairs: float,
     extra: Sequence[str],
     public_extra: Sequence[str] = (),
+    *,
+    public_lab: bool = True,
+    logs: Path | None = None,
 ) -> dict[str, Any]:
     samples: dict[str, list[dict[str, Any]]] = {
         "cone_join": [],
@@ -374,7 +474,7 @@ def run(
         "direct_share": [],
         "public_restart": [],
     }
-    with Lab(len(PUBLIC)) as lab:
+    with Lab(len(PUBLIC), public=public_lab) as lab:
         build(lab)
         mesh = LabMesh(lab, network="natbench")
         bench = Bench(lab, mesh)
@@ -408,12 +508,20 @@ def run(
                 names[SYMMETRIC_JOINER] = f"s{index}"
                 relayed = symmetric_relay(bench, start, 40)
                 samples["symmetric_relay"].append(relayed)
+                slow = (
+                    relayed["first_packet"] is None
+                    or relayed["first_packet"] > 2 * TARGETS["symmetric_relay"]
+                )
+                if logs is not None and slow:
+                    keep_logs(lab, logs / f"round{index + 1}-symmetric")
 
                 shared = direct_share(bench, settle_pairs)
                 samples["direct_share"].append(shared)
 
                 restarted = public_restart(bench, settle, 60)
                 samples["public_restart"].append(restarted)
+                if logs is not None and index == 0:
+                    keep_logs(lab, logs / f"round{index + 1}-restart")
                 for host in PUBLIC:
                     mesh.wait_ready(host)
                 print(
@@ -421,7 +529,9 @@ def run(
                     f"symmetric relay {_s(relayed['first_packet'])} via {relayed['via']}, "
                     f"direct {shared['direct']}/{shared['allowed']} "
                     f"(missing {', '.join(shared['missing']) or '-'}), "
-                    f"public restart {_s(restarted['all_back'])}"
+                    f"public restart {_s(restarted['all_back'])} "
+                    f"(sessions {_s(restarted['steps']['sessions'])}), "
+                    f"relay steps {_fmt_steps(relayed['steps'])}"
                     + (
                         f" (not back: {len(restarted['not_back'])})"
                         if restarted["not_back"]
@@ -454,6 +564,7 @@ def run(
             "backend": "userspace (wireguard-go)",
             "extra": list(extra),
             "public_extra": list(public_extra),
+            "public_addresses": public_lab,
         },
         "rounds": rounds,
         "settle_s": settle,
@@ -461,6 +572,16 @@ def run(
         "summary": summarise(figures),
         "samples": samples,
     }
+
+
+def keep_logs(lab: Lab, into: Path) -> None:
+    """Copy the lab's daemon logs so far (a slow round, looked at afterwards)."""
+    shutil.copytree(lab.dir / "logs", into, dirs_exist_ok=True)
+    print(f"  logs kept in {into}", flush=True)
+
+
+def _fmt_steps(steps: Mapping[str, float | None]) -> str:
+    return " ".join(f"{k}={'-' if v is None else f'{v:.2f}'}" for k, v in steps.items())
 
 
 def _s(value: float | None) -> str:
@@ -492,6 +613,14 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
+        "--private-lab",
+        action="store_true",
+        help="public hosts at the lab's private 10.77/10.78 addresses (as before)",
+    )
+    parser.add_argument(
+        "--logs", type=Path, default=None, help="keep daemon logs of slow rounds here"
+    )
+    parser.add_argument(
         "--daemon-arg", action="append", default=[], help="an extra option for every daemon"
     )
     args = parser.parse_args()
@@ -499,7 +628,15 @@ def main() -> int:
     if why:
         print(f"benchmarks.nat needs root, ip, nft, wireguard-go, wg and ping ({why})")
         return 1
-    result = run(args.rounds, args.settle, args.settle_pairs, args.daemon_arg, args.public_arg)
+    result = run(
+        args.rounds,
+        args.settle,
+        args.settle_pairs,
+        args.daemon_arg,
+        args.public_arg,
+        public_lab=not args.private_lab,
+        logs=args.logs,
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(f"\n{'figure':<16} {'median':>8} {'min':>8} {'max':>8} {'missed':>6} {'target':>7}  met")

@@ -46,10 +46,11 @@ from meshd.errors import BackendError, DecodeError, MeshdError
 from meshd.gossip import nat as protocol
 from meshd.membership import Member
 from meshd.mesh.announced import decode_candidates_untrusted
-from meshd.mesh.candidates import Candidate, counts, parse_announced
+from meshd.mesh.candidates import Candidate, counts, is_public, parse_announced
 from meshd.mesh.desired import peer_members
 from meshd.mesh.paths import Path
 from meshd.mesh.punch import PUNCH_INTERVAL, Action, DirectPath
+from meshd.mesh.reconnect import Reconnects, silence_for
 from meshd.wg.model import DeviceState, PeerStatus, RemovePeer, UpdatePeer
 
 if TYPE_CHECKING:
@@ -105,6 +106,7 @@ class Punching:
         if hello_interval is not None:  # Babel's Hellos reach every peer that works
             self.silent_after = min(SILENT_AFTER, max(5.0, HELLOS_SILENT * hello_interval))
         self.peers: dict[bytes, _Peer] = {}  # by node key
+        self.reconnects: Reconnects[bytes] = Reconnects(silence_for(hello_interval))
         self.messages = PunchMessages(host, state, endpoints, self)
         self._announced: tuple[str, ...] = ()
         self._announced_at = -math.inf
@@ -138,6 +140,12 @@ class Punching:
             own_wg_key=self.mesh.own_wg_key,
         )
         behind = self.endpoints.behind_nat(now)
+        symmetric = self.endpoints.nat_kind(now) == "symmetric"
+        public = any(
+            c.kind == "configured" or (c.kind == "local" and is_public(c.address))
+            for c in self.endpoints.candidates(now)
+        )
+        relay_now: set[bytes] = set()
         paths: dict[bytes, Path] = {}
         kicks: list[RemovePeer | UpdatePeer] = []
         present: set[bytes] = set()
@@ -145,7 +153,10 @@ class Punching:
             present.add(member.node_key)
             peer = self._peer(member, wg_key, now)
             peer.path.behind_nat = behind
+            peer.path.symmetric, peer.path.public = symmetric, public
             action = self._update(peer, stats.get(wg_key), now, wall)
+            if action.relay and action.path != "direct":
+                relay_now.add(wg_key)
             keepalive = max(action.keepalive, self.keepalive) or None
             since = peer.trying_since if action.path == "trying" else None
             paths[wg_key] = (action.endpoint, keepalive, since)
@@ -161,16 +172,47 @@ class Punching:
             del self.peers[gone]
             self.messages.forget(gone)
             self.endpoints.forget(gone)
+            self.reconnects.forget(gone)
+        kicks += self._reconnected(stats, now)
         if kicks:
             try:
                 await self.mesh.backend.set(kicks)
             except BackendError as exc:
                 log.warning("WireGuard %s: %s", self.mesh.ifname, exc)
-        if paths != self.mesh.paths:
+        if paths != self.mesh.paths or relay_now != self.mesh.relay_now:
             self.mesh.paths = paths
+            self.mesh.relay_now = frozenset(relay_now)
             self.mesh.kick()
         self._report(device, now)
         await self._reannounce(now)
+
+    def _reconnected(
+        self, stats: dict[bytes, PeerStatus], now: float
+    ) -> list[RemovePeer | UpdatePeer]:
+        """Re-create the peers of members whose connection came back while our session with
+        them stays silent (a restarted daemon: :mod:`meshd.mesh.reconnect`)."""
+        connected_ids = set(self.host.connected_peers())
+        connected = [k for k in self.peers if self.messages.peer_id(k) in connected_ids]
+        heard: dict[bytes, float | None] = {}
+        for key, peer in self.peers.items():
+            status = stats.get(peer.wg_key)
+            has_session = status is not None and status.last_handshake
+            heard[key] = peer.rx_at if has_session else None
+        ops: list[RemovePeer | UpdatePeer] = []
+        for key in self.reconnects.update(now, connected, heard):
+            peer = self.peers[key]
+            status = stats.get(peer.wg_key)
+            if status is None or status.config.endpoint is None:
+                continue
+            log.info(
+                "%s: connected again, and nothing heard on its WireGuard session for %.0f s "
+                "(restarted?): shaking hands anew",
+                peer.name,
+                now - peer.rx_at,
+            )
+            keepalive = status.config.persistent_keepalive or self.keepalive or 25
+            ops += _recreate(status, status.config.endpoint, keepalive)
+        return ops
 
     def _peer(self, member: Member, wg_key: bytes, now: float) -> _Peer:
         ann = member.announcement
@@ -333,6 +375,22 @@ class Punching:
         )
 
 
+def _recreate(status: PeerStatus, endpoint: str, keepalive: int) -> list[RemovePeer | UpdatePeer]:
+    """The peer removed and created again as it was, with ``endpoint`` and ``keepalive``:
+    no session left, and WireGuard initiates at once (the keepalive turned on)."""
+    key = status.config.public_key
+    return [
+        RemovePeer(key),
+        UpdatePeer(
+            key,
+            endpoint=endpoint,
+            persistent_keepalive=keepalive,
+            replace_allowed_ips=True,
+            allowed_ips=status.config.allowed_ips,
+        ),
+    ]
+
+
 def _kick(status: PeerStatus, endpoint: str, keepalive: int) -> list[RemovePeer | UpdatePeer]:
     """Operations that give a peer a new endpoint and make WireGuard initiate to it now.
 
@@ -345,13 +403,4 @@ def _kick(status: PeerStatus, endpoint: str, keepalive: int) -> list[RemovePeer 
     set_it = UpdatePeer(key, update_only=True, endpoint=endpoint, persistent_keepalive=keepalive)
     if status.last_handshake:
         return [UpdatePeer(key, update_only=True, persistent_keepalive=0), set_it]
-    return [
-        RemovePeer(key),
-        UpdatePeer(
-            key,
-            endpoint=endpoint,
-            persistent_keepalive=keepalive,
-            replace_allowed_ips=True,
-            allowed_ips=status.config.allowed_ips,
-        ),
-    ]
+    return _recreate(status, endpoint, keepalive)

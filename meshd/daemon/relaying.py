@@ -32,6 +32,7 @@ import trio
 
 from meshd.daemon.wireguard import local_addresses
 from meshd.errors import MeshdError
+from meshd.mesh.candidates import is_public
 from meshd.mesh.underlay import usable_addresses
 from meshd.wg.model import IPAddress, parse_endpoint
 
@@ -78,7 +79,7 @@ def relay_decision(
     if seen == OWN_ADDRESS:
         return True, "--relay auto: members reach this node at its own address"
     for address in addresses:
-        if address.is_global:
+        if is_public(address):
             return True, f"--relay auto: a global address ({address})"
     return False, "--relay auto: no public endpoint (no --endpoint, no global address)"
 
@@ -175,8 +176,10 @@ class Relaying:
                 a.address for a in usable_addresses(local, exclude=[config.interface, "lo"])
             ]
         on, why = relay_decision(config.relay, config.endpoints, addresses, self.seen())
-        if on != self.relaying:
-            self.relaying, self.why = on, why
+        changed = on != self.relaying
+        self.why = why  # the reason may change while the decision stays (status shows it)
+        if changed:
+            self.relaying = on
             if on:
                 log.info("relaying for other members (%s)", why)
             else:

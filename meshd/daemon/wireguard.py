@@ -129,6 +129,8 @@ class WireGuardMesh:
         # The device's latest handshake by peer (Unix time), as of the last round: a member
         # that handshakes is alive (meshd.daemon.liveness).
         self.handshakes: dict[bytes, float] = {}
+        # Peers whose direct path is hopeless (meshd.mesh.punch.direct_hopeless): not held.
+        self.relay_now: frozenset[bytes] = frozenset()
 
     @property
     def ifname(self) -> str:
@@ -263,7 +265,8 @@ class WireGuardMesh:
         peers = peer_members(members, own_node_key=self.own_node_key, own_wg_key=self.own_wg_key)
         direct = routed_directly(peers, self._extra)
         answered = {WgKey(p.public_key) for p in actual.peers if p.last_handshake}
-        return self._hold.update(trio.current_time(), peers.keys(), direct, answered)
+        released = {WgKey(key) for key in self.relay_now}
+        return self._hold.update(trio.current_time(), peers.keys(), direct, answered, released)
 
     def _report(self, desired: DesiredMesh, members: Sequence[Member]) -> None:
         self._report_holds(desired, members)

@@ -110,9 +110,15 @@ class Lab:
         *,
         udp_filter: str = "auto",
         stop_timeout: float = STOP_TIMEOUT,
+        public: bool = False,
     ) -> None:
         if not 1 <= hosts <= naming.MAX_HOSTS:
             raise ValueError(f"a lab has 1 to {naming.MAX_HOSTS} hosts, not {hosts}")
+        if public and hosts > naming.MAX_PUBLIC_HOSTS:
+            raise ValueError(f"a lab with public=True has at most {naming.MAX_PUBLIC_HOSTS} hosts")
+        #: Public hosts and NAT WANs in documentation ranges (which meshd counts as public
+        #: addresses) instead of 10.77/10.78: see docs/lab.md.
+        self.public = public
         self._size = hosts
         self._filter_name = udp_filter
         self.stop_timeout = stop_timeout
@@ -184,7 +190,7 @@ class Lab:
         log.info("lab %s: %d hosts in %s*", run_id, self._size, self.netns_prefix)
 
     def _describe(self, index: int) -> Host:
-        subnet = naming.subnet(index)
+        subnet = naming.subnet(index, self.public)
         return Host(
             name=naming.host_name(index),
             index=index,
@@ -211,7 +217,7 @@ class Lab:
         sysctl(host.netns, NETNS_SYSCTLS)
         ip("link", "add", host.ifname, "netns", host.netns, "type", "veth",
            "peer", "name", host.router_ifname, "netns", self.router_netns)  # fmt: skip
-        subnet = naming.subnet(host.index)
+        subnet = naming.subnet(host.index, self.public)
         ip_batch(
             [
                 f"address add {subnet.router4} dev {host.router_ifname}",
@@ -254,7 +260,7 @@ class Lab:
             raise LabError(f"lab {self.run_id} already has a NAT or host called {name!r}")
         lan4 = natlib.lan_address(index, 1)
         if behind is None:
-            wan4, wan6 = natlib.wan_subnet(index)
+            wan4, wan6 = natlib.wan_subnet(index, self.public)
             outer, upstream_netns = None, self.router_netns
             addresses = (
                 ipaddress.IPv4Interface(f"{wan4[2]}/{wan4.prefixlen}"),

@@ -41,6 +41,11 @@ MAX_HOSTS = 250
 
 IPV4_BASE = ipaddress.IPv4Network("10.77.0.0/16")
 IPV6_BASE = ipaddress.IPv6Network("fd6c:6162::/48")
+#: ``Lab(public=True)``: public hosts in documentation ranges (RFC 5737, RFC 3849), which
+#: meshd counts as public addresses, a /30 per host (so at most ``MAX_PUBLIC_HOSTS``).
+PUBLIC4_BASE = ipaddress.IPv4Network("203.0.113.0/24")
+PUBLIC6_BASE = ipaddress.IPv6Network("2001:db8:77::/48")
+MAX_PUBLIC_HOSTS = 63
 
 _NETNS_NAME = re.compile(r"meshdlab-([0-9a-f]{6})-(r|h[0-9]+|n[0-9]+)")
 
@@ -159,9 +164,17 @@ class Subnet:
         return ipaddress.IPv6Interface(f"{self.ipv6[2]}/{self.ipv6.prefixlen}")
 
 
-def subnet(index: int) -> Subnet:
-    """Host ``index``'s subnets: ``10.77.N.0/24`` and ``fd6c:6162:0:N::/64``."""
+def subnet(index: int, public: bool = False) -> Subnet:
+    """Host ``index``'s subnets: ``10.77.N.0/24`` and ``fd6c:6162:0:N::/64``; with
+    ``public``, ``203.0.113.4N/30`` and ``2001:db8:77:N::/64`` (documentation ranges, which
+    meshd counts as public)."""
     host_name(index)  # validates the range
+    if public:
+        if index > MAX_PUBLIC_HOSTS:
+            raise ValueError(f"a lab with public addresses has at most {MAX_PUBLIC_HOSTS} hosts")
+        ipv4 = ipaddress.IPv4Network((int(PUBLIC4_BASE.network_address) + 4 * index, 30))
+        ipv6 = ipaddress.IPv6Network((int(PUBLIC6_BASE.network_address) + (index << 64), 64))
+        return Subnet(index, ipv4, ipv6)
     ipv4 = ipaddress.IPv4Network((int(IPV4_BASE.network_address) + (index << 8), 24))
     ipv6 = ipaddress.IPv6Network((int(IPV6_BASE.network_address) + (index << 64), 64))
     return Subnet(index, ipv4, ipv6)

@@ -45,6 +45,11 @@ MAX_LAN_DEVICES = 250
 WAN4_BASE = ipaddress.IPv4Network("10.78.0.0/16")
 WAN6_BASE = ipaddress.IPv6Network("fd6c:6178::/48")
 #: The NAT's LAN: 192.168.K.0/24 (NAT .1, devices from .2), fd6c:6192:0:K::/64.
+#: With ``Lab(public=True)``: ``198.51.100.4K/30`` and ``2001:db8:78:K::/64`` (documentation
+#: ranges, which meshd counts as public), so at most ``MAX_PUBLIC_NATS`` NATs.
+PUBLIC_WAN4_BASE = ipaddress.IPv4Network("198.51.100.0/24")
+PUBLIC_WAN6_BASE = ipaddress.IPv6Network("2001:db8:78::/48")
+MAX_PUBLIC_NATS = 63
 LAN4_BASE = ipaddress.IPv4Network("192.168.0.0/16")
 LAN6_BASE = ipaddress.IPv6Network("fd6c:6192::/48")
 
@@ -119,9 +124,19 @@ def check_name(name: str) -> str:
     return name
 
 
-def wan_subnet(index: int) -> tuple[ipaddress.IPv4Network, ipaddress.IPv6Network]:
-    """NAT ``index``'s link to the lab's router: ``10.78.K.0/24``, ``fd6c:6178:0:K::/64``."""
+def wan_subnet(
+    index: int, public: bool = False
+) -> tuple[ipaddress.IPv4Network, ipaddress.IPv6Network]:
+    """NAT ``index``'s link to the lab's router: ``10.78.K.0/24``, ``fd6c:6178:0:K::/64``;
+    with ``public``, ``198.51.100.4K/30``, ``2001:db8:78:K::/64``."""
     _check_index(index)
+    if public:
+        if index > MAX_PUBLIC_NATS:
+            raise LabError(f"a lab with public addresses has at most {MAX_PUBLIC_NATS} NATs")
+        return (
+            ipaddress.IPv4Network((int(PUBLIC_WAN4_BASE.network_address) + 4 * index, 30)),
+            ipaddress.IPv6Network((int(PUBLIC_WAN6_BASE.network_address) + (index << 64), 64)),
+        )
     return (
         ipaddress.IPv4Network((int(WAN4_BASE.network_address) + (index << 8), 24)),
         ipaddress.IPv6Network((int(WAN6_BASE.network_address) + (index << 64), 64)),
@@ -210,10 +225,10 @@ def build(nat: Nat, upstream_bridge: str | None) -> None:
     run(["ip", "link", "add", nat.wan_ifname, "netns", nat.netns, "type", "veth",
          "peer", "name", nat.upstream_ifname, "netns", nat.upstream_netns])  # fmt: skip
     if upstream_bridge is None:
-        net4, net6 = wan_subnet(nat.index)
         upstream = [
-            f"address add {nat.gateway4}/{net4.prefixlen} dev {nat.upstream_ifname}",
-            f"address add {nat.gateway6}/{net6.prefixlen} dev {nat.upstream_ifname} nodad",
+            f"address add {nat.gateway4}/{nat.wan4.network.prefixlen} dev {nat.upstream_ifname}",
+            f"address add {nat.gateway6}/{nat.wan6.network.prefixlen} dev {nat.upstream_ifname}"
+            " nodad",
         ]
     else:
         upstream = [f"link set {nat.upstream_ifname} master {upstream_bridge}"]

@@ -62,6 +62,24 @@ MAX_ENDPOINT_TEXT = 47
 NODE_KEY_LEN = 32
 
 _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+#: Documentation ranges (RFC 5737, RFC 3849): never routed on the internet, so no real host
+#: holds one by mistake; test networks (meshd's lab) give them to the hosts that stand for
+#: public machines, so they count as public here.
+DOCUMENTATION: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+    ipaddress.IPv4Network("192.0.2.0/24"),
+    ipaddress.IPv4Network("198.51.100.0/24"),
+    ipaddress.IPv4Network("203.0.113.0/24"),
+    ipaddress.IPv6Network("2001:db8::/32"),
+)
+
+
+def is_public(address: IPAddress) -> bool:
+    """Whether an address is a public one: global (``is_global``), or in a documentation
+    range (:data:`DOCUMENTATION`)."""
+    if address.is_global:
+        return True
+    return any(address in net for net in DOCUMENTATION if net.version == address.version)
+
 
 Reason = Literal[
     "malformed",
@@ -285,7 +303,7 @@ def local_candidates(
         for a in usable_addresses(addresses, exclude=exclude)
         if check_address(a.address, overlay) is None
     ]
-    found.sort(key=lambda c: (not c.address.is_global, *_order(c.address, c.port)))
+    found.sort(key=lambda c: (not is_public(c.address), *_order(c.address, c.port)))
     return found[:MAX_LOCAL]
 
 
@@ -369,7 +387,7 @@ def rank_for_us(
         if c.kind == "local":
             if any(c.address in net for net in networks if net.version == c.address.version):
                 return 0
-            return 1 if c.address.is_global else 4
+            return 1 if is_public(c.address) else 4
         return {"configured": 1, "reflexive": 2, "hint": 3}[c.kind]
 
     return sorted(

@@ -17,6 +17,9 @@ the relay's peer would make WireGuard drop that direct traffic. So:
   that: WireGuard sends no data without a session. When the direct path comes up later,
   Babel hears the peer's Hellos on its own link-local address (always on its own peer),
   prefers the direct route, and the overlay /128 moves back: the direct path is taken back;
+* a peer the punching service says the relay may carry at once (``released``: its direct
+  path is hopeless, two NATs that cannot be punched, :func:`meshd.mesh.punch.direct_hopeless`)
+  is not held at all, and not waited for ``attempt`` either;
 * with no handshake information (``answered`` None), the hold lasts ``period``.
 
 The rule is the same at both ends: the joiner (or a restarted daemon) holds every member it
@@ -83,10 +86,12 @@ class HoldDown:
         peers: Collection[WgKey],
         direct: Collection[WgKey],
         answered: Collection[WgKey] | None = None,
+        released: Collection[WgKey] = (),
     ) -> frozenset[WgKey]:
-        """Take in this round's peers (WireGuard keys), those Babel routes directly now and
-        (``answered``) those with a handshake on the device; return the held ones. A peer
-        missing from ``peers`` is forgotten."""
+        """Take in this round's peers (WireGuard keys), those Babel routes directly now,
+        (``answered``) those with a handshake on the device and (``released``) those whose
+        direct path is hopeless; return the held ones. A peer missing from ``peers`` is
+        forgotten."""
         for gone in self._appeared.keys() - set(peers):
             del self._appeared[gone]
             self._confirmed.discard(gone)
@@ -97,6 +102,8 @@ class HoldDown:
                 self._confirmed.add(key)
             elif key in self._confirmed or now >= appeared + self.period:
                 continue
+            elif key in released and (answered is None or key not in answered):
+                continue  # hopeless: the relay at once
             elif answered is not None and key not in answered and now >= appeared + self.attempt:
                 continue  # the direct attempt failed: the relay now
             else:

@@ -19,6 +19,13 @@ turn. Per peer, a :class:`DirectPath` decides, from the clock and WireGuard's ow
   peer is trying now (at most once per ``punch_interval``: a hostile relay cannot make us
   spin), or when the peer reaches us itself (a handshake).
 
+A direct path may be *hopeless* (:func:`direct_hopeless`): our NAT maps each destination to
+a port of its own (symmetric, as at least two members see us), we hold no public address,
+and the peer offers no public endpoint and nothing on a network we are on. Then traffic may
+go through a relay at once (``Action.relay``) while the candidates are still tried in the
+background: a NAT that filters less than the common port-restricted one still lets the
+direct path come up, and it is taken back then.
+
 A punch request may bring hints (where the relaying member sees the peer): at most
 ``MAX_HINTS``, checked like every endpoint (:func:`meshd.mesh.candidates.check_endpoint`),
 used for that one round only, ranked after the peer's own configured and reflexive
@@ -34,7 +41,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from meshd.mesh.candidates import Candidate, Reason, check_endpoint, rank_for_us
+from meshd.mesh.candidates import Candidate, Reason, check_endpoint, is_public, rank_for_us
 
 Path = Literal["trying", "direct", "relay"]
 
@@ -53,6 +60,36 @@ PUNCH_FRESH = 15.0
 MAX_HINTS = 2
 
 
+def direct_hopeless(
+    candidates: Iterable[Candidate],
+    *,
+    symmetric: bool,
+    public: bool,
+    networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+) -> bool:
+    """Whether a direct path to a peer with these candidates cannot come up by punching.
+
+    True when we are behind a symmetric NAT (``symmetric``: members see one address of ours
+    with different ports, a mapping per destination), hold no public address or configured
+    endpoint (``public``), and the peer offers neither a public endpoint (``configured``, or
+    a ``local`` address of its own that is public) nor an address on one of our
+    ``networks`` (same LAN). The peer is then behind a NAT too, which lets in only what comes
+    from where it sent to (port-restricted, the common kind), and it cannot know which port
+    our NAT will give our packets to it: no simultaneous exchange can meet.
+    """
+    if public or not symmetric:
+        return False
+    for c in candidates:
+        if c.kind == "configured":
+            return False
+        if c.kind == "local" and (
+            is_public(c.address)
+            or any(c.address in net for net in networks if net.version == c.address.version)
+        ):
+            return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class Action:
     """What to do for the peer now.
@@ -60,7 +97,8 @@ class Action:
     ``endpoint``: the endpoint WireGuard should have (None: no candidate to try).
     ``kick``: the endpoint just changed: set it together with the persistent keepalive in
     one UAPI call, so that WireGuard sends an initiation at once. ``keepalive``: seconds,
-    0 for off. ``relay``: traffic to the peer may go through a relay now. ``next_check``:
+    0 for off. ``relay``: traffic to the peer may go through a relay now (every candidate
+    failed, the first one did, or the direct path is hopeless). ``next_check``:
     call :meth:`DirectPath.update` again by then.
     """
 
@@ -96,6 +134,9 @@ class DirectPath:
         self._networks = tuple(networks)
         self._overlay = overlay
         self.behind_nat = behind_nat
+        #: What the caller knows of our side, for :func:`direct_hopeless`.
+        self.symmetric = False
+        self.public = False
         self._attempt = attempt
         self._stale_after = stale_after
         self._retry_base = retry_base
@@ -130,6 +171,13 @@ class DirectPath:
     @property
     def state(self) -> Path:
         return self._state
+
+    @property
+    def hopeless(self) -> bool:
+        """Whether punching cannot bring the direct path up (:func:`direct_hopeless`)."""
+        return direct_hopeless(
+            self._ranked, symmetric=self.symmetric, public=self.public, networks=self._networks
+        )
 
     @property
     def settled(self) -> str | None:
@@ -252,5 +300,7 @@ class DirectPath:
             keepalive = KEEPALIVE if nat else 0
         else:
             keepalive = 0
-        relay = self._state == "relay" or (self._state == "trying" and self._index >= 1)
+        relay = self._state == "relay" or (
+            self._state == "trying" and (self._index >= 1 or self.hopeless)
+        )
         return Action(self._state, endpoint, kick, keepalive, relay, max(next_check, now))

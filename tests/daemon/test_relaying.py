@@ -134,3 +134,48 @@ def test_the_service_decides_tells_babel_and_says_so_in_status(tmp_path: Path) -
     assert off.view() == "no (--relay off)"
     assert babel.told == [True, False]
     assert Path(files[0][1]).read_text() == "0\n"
+
+
+def test_status_says_the_latest_reason_even_when_the_decision_stays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A NATed member first decides with no observation (no public address: no), then
+    members see it behind a NAT (still no): status gives the second reason, not the first,
+    and Babel is told once."""
+    from meshd.daemon import relaying
+    from meshd.daemon.config import DaemonConfig
+    from meshd.daemon.relaying import Relaying
+
+    async def no_addresses() -> list[object]:
+        return []
+
+    monkeypatch.setattr(relaying, "local_addresses", no_addresses)
+    babel = FakeBabel()
+    seen: list[str | None] = [None]
+    service = Relaying(
+        DaemonConfig(state_dir=tmp_path, relay="auto"),
+        babel,
+        lambda: seen[0],
+        forwarding=Forwarding(sysctls(tmp_path, "0")),
+    )
+    trio.run(service.decide)
+    assert (
+        service.view() == "no (--relay auto: no public endpoint (no --endpoint, no global address))"
+    )
+    seen[0] = BEHIND_NAT
+    trio.run(service.decide)
+    assert service.view() == "no (--relay auto: members see this node behind a NAT)"
+    assert babel.told == [False]
+
+
+def test_documentation_addresses_count_as_public_for_auto() -> None:
+    """The lab's public hosts sit in documentation ranges: auto relays there from the start,
+    and not at the lab's private addresses."""
+    doc = ipaddress.ip_address("203.0.113.6")
+    assert relay_decision("auto", (), [doc], None) == (
+        True,
+        "--relay auto: a global address (203.0.113.6)",
+    )
+    assert relay_decision("auto", (), [ipaddress.ip_address("2001:db8:77:1::2")], None)[0]
+    assert relay_decision("auto", (), [ipaddress.ip_address("10.77.1.2")], None)[0] is False
+    assert relay_decision("auto", (), [doc], BEHIND_NAT)[0] is False  # members' word first
