@@ -15,7 +15,6 @@ import dataclasses
 import os
 import shutil
 import signal
-import subprocess
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 
@@ -23,6 +22,7 @@ import trio
 
 from meshd.errors import BackendError
 from meshd.wg.backend import InterfaceConfig
+from meshd.wg.backend_process import ChildProcess, spawn_tied
 from meshd.wg.errors import BackendUnavailable, UapiConnectionError
 from meshd.wg.model import (
     DeviceState,
@@ -46,7 +46,7 @@ class UserspaceBackend:
     def __init__(
         self,
         config: InterfaceConfig,
-        process: trio.Process,
+        process: ChildProcess,
         uapi: UapiClient,
         netlink: Netlink,
     ) -> None:
@@ -87,9 +87,7 @@ class UserspaceBackend:
             command = ["ip", "netns", "exec", config.netns, *command]
         env = dict(os.environ, WG_PROCESS_FOREGROUND="1", LOG_LEVEL="error")
         try:
-            process = await trio.lowlevel.open_process(
-                command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
-            )
+            process = spawn_tied(command, env)  # it dies with us (meshd/wg/backend_process.py)
         except OSError as exc:
             raise BackendError(f"cannot start {executable}: {exc.strerror or exc}") from None
         backend = cls(config, process, UapiClient(path), Netlink(config.netns))
