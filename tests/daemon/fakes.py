@@ -17,7 +17,14 @@ import trio
 import trio.testing
 
 from meshd.node.statedir import NodeDir, init_network, now
-from meshd.records import Certificate, Revocation, Role, make_certificate, make_revocation
+from meshd.records import (
+    Certificate,
+    Revocation,
+    Role,
+    make_announcement,
+    make_certificate,
+    make_revocation,
+)
 from meshd.trust.keys import NodeKey, SigningKey, WgKey, WireGuardKey
 
 if TYPE_CHECKING:  # the daemon's side is imported by the tests that run it (libp2p: ~2 s)
@@ -59,6 +66,18 @@ def certify(node: NodeDir, at: int, name: str = "m1") -> NewMember:
         wg_key=wg.public,
     )
     return NewMember(key, wg.public, cert)
+
+
+def announced(node: NodeDir, transport: FakeTransport, base: int, name: str = "m1") -> NewMember:
+    """A member certified by :func:`certify` whose certificate and first announcement (no
+    endpoints, issued at ``base``) arrived by gossip."""
+    member = certify(node, base, name)
+    announcement = make_announcement(
+        member.key, network_id=node.anchor.network_id, seq=1, issued_at=base, endpoints=()
+    )
+    assert transport.deliver(member.cert.raw, "a", "n")
+    assert transport.deliver(announcement.raw, "a", "n")
+    return member
 
 
 def revoke(node: NodeDir, member: bytes, at: int) -> Revocation:

@@ -29,12 +29,11 @@ from meshd.membership import Admitted, Event, Expired, Member, MemberState
 from meshd.node.statedir import NodeDir, now
 from meshd.records import make_announcement
 from meshd.trust.keys import NodeKey, WgKey
-from tests.daemon.fakes import TTL, NewMember, certify, peers, run_on_fake_clock, running
+from tests.daemon.fakes import TTL, NewMember, announced, peers, run_on_fake_clock, running
 from tests.factory import T0, Net
 
 if TYPE_CHECKING:
     from meshd.daemon.service import Daemon
-    from tests.daemon.fake_transport import FakeTransport
 
 HOUR = 3600.0
 
@@ -170,16 +169,6 @@ def test_a_member_heard_locally_does_not_expire_and_a_replay_does_not_revive_it(
 # --- the daemon: the liveness service on the fake transport and device -------------------------
 
 
-def _announced(node: NodeDir, transport: FakeTransport, base: int, name: str) -> NewMember:
-    member = certify(node, base, name)
-    announcement = make_announcement(
-        member.key, network_id=node.anchor.network_id, seq=1, issued_at=base, endpoints=()
-    )
-    assert transport.deliver(member.cert.raw, "a", "n")
-    assert transport.deliver(announcement.raw, "a", "n")
-    return member
-
-
 def _state(daemon: Daemon, member: NewMember) -> MemberState:
     current = daemon.state.feed.current.members
     return next(m.state for m in current if m.node_key == member.key.public)
@@ -194,7 +183,7 @@ def test_the_daemon_keeps_members_it_is_connected_to_or_handshakes_with(node: No
 
     async def main() -> None:
         async with running(node, base) as (daemon, transport, backend):
-            m1, m2, m3 = (_announced(node, transport, base, f"m{i}") for i in (1, 2, 3))
+            m1, m2, m3 = (announced(node, transport, base, f"m{i}") for i in (1, 2, 3))
             transport.connect(peer_id_of(m1.key.public))
 
             def handshake_with(wg: bytes, at: float) -> None:

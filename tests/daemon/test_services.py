@@ -16,9 +16,7 @@ from meshd.daemon.service import Daemon
 from meshd.gossip.peers import peer_id_of
 from meshd.membership import Member, MemberState
 from meshd.node.statedir import NodeDir, now
-from meshd.records import make_announcement
-from tests.daemon.fake_transport import FakeTransport
-from tests.daemon.fakes import TTL, NewMember, certify, peers, revoke, run_on_fake_clock, running
+from tests.daemon.fakes import TTL, announced, certify, peers, revoke, run_on_fake_clock, running
 
 
 def test_a_gossiped_record_reaches_wireguard_and_its_revocation_removes_it(node: NodeDir) -> None:
@@ -52,26 +50,15 @@ def _state_of(daemon: Daemon, key: bytes) -> MemberState:
     return found[key].state
 
 
-def _announced(node: NodeDir, transport: FakeTransport, base: int, name: str = "m1") -> NewMember:
-    """A member whose certificate and announcement arrived by gossip."""
-    member = certify(node, base, name)
-    announcement = make_announcement(
-        member.key, network_id=node.anchor.network_id, seq=1, issued_at=base, endpoints=()
-    )
-    assert transport.deliver(member.cert.raw, "a", "n")
-    assert transport.deliver(announcement.raw, "a", "n")
-    return member
-
-
 def test_a_silent_member_expires_after_its_ttl_and_not_before(node: NodeDir) -> None:
     base = now()
 
     async def main() -> None:
         async with running(node, base) as (daemon, transport, backend):
-            member = _announced(node, transport, base)
+            member = announced(node, transport, base)
             # another member is connected, so we are not cut off (a connection to the silent
             # member itself would keep it alive: tests/daemon/test_liveness.py)
-            transport.connect(peer_id_of(_announced(node, transport, base, "m2").key.public))
+            transport.connect(peer_id_of(announced(node, transport, base, "m2").key.public))
 
             def state() -> MemberState:
                 return _state_of(daemon, member.key.public)
@@ -93,11 +80,11 @@ def test_a_node_with_no_member_connected_expires_no_one_by_silence(node: NodeDir
 
     async def main() -> None:
         async with running(node, base) as (daemon, transport, backend):
-            member = _announced(node, transport, base)
+            member = announced(node, transport, base)
             await trio.sleep(3 * TTL)  # nobody connected all along
             assert _state_of(daemon, member.key.public) is MemberState.ADMITTED
             assert member.wg in peers(backend)
-            transport.connect(peer_id_of(_announced(node, transport, base, "m2").key.public))
+            transport.connect(peer_id_of(announced(node, transport, base, "m2").key.public))
             await trio.sleep(TTL - 10)
             assert _state_of(daemon, member.key.public) is MemberState.ADMITTED
             await trio.sleep(20)
