@@ -107,6 +107,7 @@ class Punching:
             self.silent_after = min(SILENT_AFTER, max(5.0, HELLOS_SILENT * hello_interval))
         self.peers: dict[bytes, _Peer] = {}  # by node key
         self.reconnects: Reconnects[bytes] = Reconnects(silence_for(hello_interval))
+        self._connected: set[bytes] = set()  # members connected at the last step
         self.messages = PunchMessages(host, state, endpoints, self)
         self._announced: tuple[str, ...] = ()
         self._announced_at = -math.inf
@@ -193,6 +194,10 @@ class Punching:
         them stays silent (a restarted daemon: :mod:`meshd.mesh.reconnect`)."""
         connected_ids = set(self.host.connected_peers())
         connected = [k for k in self.peers if self.messages.peer_id(k) in connected_ids]
+        for key in set(connected) - self._connected:
+            # A new connection (a restarted member lost what we reported): report again now.
+            self.peers[key].reported = ("", -math.inf)
+        self._connected = set(connected)
         heard: dict[bytes, float | None] = {}
         for key, peer in self.peers.items():
             status = stats.get(peer.wg_key)

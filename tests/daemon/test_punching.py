@@ -118,3 +118,35 @@ def test_a_notice_leaves_a_working_direct_path_alone_and_starts_a_round_otherwis
     assert failed.update(100.0, None, None).endpoint == "198.51.100.77:51820"  # one round
     serve(punching, A, nat.PunchNotice(STRANGER, ()), 100.0)
     assert punching.endpoints.refused["punchnotice:unknown-peer"] == 1
+
+
+def test_a_member_connected_again_with_a_silent_session_is_re_created_and_reported_to() -> None:
+    """B's daemon restarted: its connection comes back while our WireGuard session with it
+    has heard nothing for longer than a Hello interval and a second. Its peer is removed and
+    created again as it was (WireGuard then initiates at once), once; and what we see of it
+    is reported again at once (a restarted member lost every observation)."""
+    from meshd.wg.model import PeerConfig, PeerStatus, RemovePeer, UpdatePeer
+
+    connected: set[bytes] = {B}
+    punching, _ = service(connected)
+    wg_b = bytes([2]) * 32
+    path = DirectPath([], 0.0)
+    punching.peers[B] = _Peer(wg_b, "b", (), path, rx_at=10.0, reported=("x:1", 9.0))
+    net = ipaddress.ip_network("fd00::b/128")
+    status = PeerStatus(PeerConfig(wg_b, "203.0.113.6:51820", (net,), 25), 1000.0, 5, 5)
+    stats = {wg_b: status}
+    assert punching._reconnected(stats, 10.0) == []  # the first look: nobody doubted
+    connected.clear()  # B stops; nothing heard from it since 10.0
+    assert punching._reconnected(stats, 12.0) == []
+    connected.add(B)  # ...and is back (its connection is new)
+    assert punching._reconnected(stats, 13.0) == []  # silent 3 s: a Hello may be due
+    assert punching.peers[B].reported == ("", float("-inf"))  # reported again at once
+    ops = punching._reconnected(stats, 15.5)  # silent 5.5 s (Hello 4 s + 1)
+    assert ops[0] == RemovePeer(wg_b)
+    assert isinstance(ops[1], UpdatePeer)
+    assert (ops[1].endpoint, ops[1].persistent_keepalive, ops[1].allowed_ips) == (
+        "203.0.113.6:51820",
+        25,
+        (net,),
+    )
+    assert punching._reconnected(stats, 16.5) == []  # once

@@ -71,3 +71,24 @@ def test_address_plan() -> None:
     assert len({s.ipv4 for s in subnets}) == len({s.ipv6 for s in subnets}) == naming.MAX_HOSTS
     assert all(s.ipv4.subnet_of(naming.IPV4_BASE) for s in subnets)
     assert all(s.ipv6.subnet_of(naming.IPV6_BASE) for s in subnets)
+
+
+def test_public_subnets_are_in_documentation_ranges_and_count_as_public() -> None:
+    from meshd.lab import nat
+    from meshd.mesh.candidates import is_public
+
+    first, last = naming.subnet(1, public=True), naming.subnet(naming.MAX_PUBLIC_HOSTS, True)
+    assert str(first.router4) == "203.0.113.5/30"
+    assert str(first.host4) == "203.0.113.6/30"
+    assert str(first.host6) == "2001:db8:77:1::2/64"
+    assert str(last.host4) == "203.0.113.254/30"
+    subnets = [naming.subnet(i, True) for i in range(1, naming.MAX_PUBLIC_HOSTS + 1)]
+    assert len({s.ipv4 for s in subnets}) == naming.MAX_PUBLIC_HOSTS  # no overlap
+    assert all(is_public(s.host4.ip) and is_public(s.host6.ip) for s in subnets)
+    with pytest.raises(ValueError, match="at most"):
+        naming.subnet(naming.MAX_PUBLIC_HOSTS + 1, public=True)
+    wan4, wan6 = nat.wan_subnet(2, public=True)
+    assert (str(wan4), str(wan6)) == ("198.51.100.8/30", "2001:db8:78:2::/64")
+    assert is_public(wan4[2])
+    assert is_public(wan6[2])
+    assert not is_public(naming.subnet(1).host4.ip)  # the default plan stays private
