@@ -20,6 +20,14 @@ Needs root and wireguard-go for the userspace backend (``--backend none`` otherw
 start-up figure). Every process is stopped by PID and every namespace deleted at the end.
 
     .venv/bin/python -m benchmarks.memory [--sizes 1000 10000] [--settle 5] [--uapi 1000]
+    .venv/bin/python -m benchmarks.memory --sizes 1000 --uapi 0 --trace   # where it goes
+
+(d) ``--trace``: the daemons run with tracemalloc on (8 frames; RSS figures then include
+    tracemalloc's own overhead, so they are not comparable with a run without it). After
+    ``--settle`` s the daemon is sent SIGUSR1 and writes a snapshot of its Python heap; the
+    run prints, per member, what each module holds (an allocation counted in the innermost
+    frame inside ``meshd/``, ``<- file`` naming the library file that allocated it), the
+    idle daemon's subtracted.
 
 Results: printed, and saved to benchmarks/results/memory.json.
 """
@@ -170,8 +178,70 @@ def log_time(line: str) -> float:
     return dt.datetime.fromisoformat(stamp).replace(tzinfo=dt.UTC).timestamp()
 
 
+# Loaded by the daemon's interpreters (and the one its ``exec`` starts) when tracing: on
+# SIGUSR1, a snapshot of the Python heap goes to the file named in MESHD_MEMORY_TRACE; with
+# ``--trim``, on SIGUSR2 the C heap gives back to the system what is free (malloc_trim).
+SITECUSTOMIZE = """
+import os, signal, tracemalloc
+def _dump(signum, frame):
+    import gc
+    gc.collect()
+    tracemalloc.take_snapshot().dump(os.environ["MESHD_MEMORY_TRACE"] + ".part")
+    os.rename(os.environ["MESHD_MEMORY_TRACE"] + ".part", os.environ["MESHD_MEMORY_TRACE"])
+def _trim(signum, frame):
+    import ctypes, gc
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+if tracemalloc.is_tracing() and "MESHD_MEMORY_TRACE" in os.environ:
+    signal.signal(signal.SIGUSR1, _dump)
+if "MESHD_MEMORY_TRIM" in os.environ:
+    signal.signal(signal.SIGUSR2, _trim)
+"""
+
+
+def heap_snapshot(pid: int, state_dir: Path) -> Path:
+    """Ask a traced daemon for its heap snapshot (SIGUSR1) and wait for the file."""
+    path = state_dir.parent / f"{state_dir.name}.trace"
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 120
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no heap snapshot from {pid} in 120 s")
+        time.sleep(0.2)
+    return path
+
+
+def heap_by_place(path: Path) -> dict[str, dict[str, int]]:
+    """Bytes held, by module (innermost meshd frame, else innermost file) and by type."""
+    import tracemalloc
+
+    snapshot = tracemalloc.Snapshot.load(str(path))
+    places: dict[str, int] = {}
+    lines: dict[str, int] = {}
+    for trace in snapshot.traces:
+        frames = list(reversed(trace.traceback))  # the innermost frame first
+        ours = next((f for f in frames if "/meshd/" in f.filename), frames[0])
+        place = ours.filename.split("/meshd/", 1)[-1] if ours is not frames[0] else ""
+        line = f"{place}:{ours.lineno}"
+        if ours is not frames[0]:
+            library = f" <- {Path(frames[0].filename).name}"
+            place, line = place + library, line + library
+        elif "/meshd/" not in ours.filename:
+            place = line = Path(ours.filename).name
+        places[place] = places.get(place, 0) + trace.size
+        lines[line] = lines.get(line, 0) + trace.size
+    return {"by_place": places, "by_line": lines, "total": {"bytes": sum(places.values())}}
+
+
 def run_daemon(
-    state_dir: Path, backend: str, netns: str | None, ifname: str, settle: float, timeout: float
+    state_dir: Path,
+    backend: str,
+    netns: str | None,
+    ifname: str,
+    settle: float,
+    timeout: float,
+    trace: bool = False,
+    trim: bool = False,
 ) -> dict[str, Any]:
     """Start ``meshd up``, wait until it is up plus ``settle`` s, read its RSS, stop it."""
     command = [
@@ -186,6 +256,16 @@ def run_daemon(
         command = ["ip", "netns", "exec", netns, *command]
     log_path = state_dir.parent / f"{state_dir.name}.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if trace or trim:
+        site = state_dir.parent / "site"
+        site.mkdir(exist_ok=True)
+        (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+        env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
+    if trace:
+        env["PYTHONTRACEMALLOC"] = "8"
+        env["MESHD_MEMORY_TRACE"] = str(state_dir.parent / f"{state_dir.name}.trace")
+    if trim:
+        env["MESHD_MEMORY_TRIM"] = "1"
     with open(log_path, "wb") as log_file:
         spawned = time.time()
         process = subprocess.Popen(
@@ -222,6 +302,12 @@ def run_daemon(
         children = child_rss(pid)
         if children:
             result["wireguard_go_rss_mib"] = children
+        if trim:
+            os.kill(pid, signal.SIGUSR2)
+            time.sleep(2.0)
+            result["rss_trimmed_mib"] = rss_of(pid)["rss_mib"]
+        if trace:
+            result["heap"] = heap_by_place(heap_snapshot(pid, state_dir))
         return result
     finally:
         helpers = wireguard_go_pids(ifname)
@@ -275,7 +361,13 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def measure_size(
-    members: int, backend: str, settle: float, tag: str, timeout: float
+    members: int,
+    backend: str,
+    settle: float,
+    tag: str,
+    timeout: float,
+    trace: bool = False,
+    trim: bool = False,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="meshd-memory-") as tmp:
         state_dir = Path(tmp) / f"n{members}"
@@ -283,9 +375,9 @@ def measure_size(
         ifname = f"mm{tag}{members % 100000}"[:15]
         if backend == "userspace":
             with namespace(f"meshd-mem-{tag}-{members}") as netns:
-                run = run_daemon(state_dir, backend, netns, ifname, settle, timeout)
+                run = run_daemon(state_dir, backend, netns, ifname, settle, timeout, trace, trim)
         else:
-            run = run_daemon(state_dir, backend, None, ifname, settle, timeout)
+            run = run_daemon(state_dir, backend, None, ifname, settle, timeout, trace, trim)
         return {"members": members, "store": build, **run}
 
 
@@ -368,6 +460,19 @@ def uapi_figures(peers: int, tag: str) -> dict[str, Any]:
         return trio.run(main, netns)
 
 
+def heap_per_member(idle: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """What each place holds per member over the idle daemon, largest first (>= 8 bytes)."""
+    n = row["members"] - 1
+    found: dict[str, Any] = {"members": row["members"]}
+    found["total"] = round((row["heap"]["total"]["bytes"] - idle["heap"]["total"]["bytes"]) / n)
+    for key in ("by_place", "by_line"):
+        before, after = idle["heap"][key], row["heap"][key]
+        per = {p: (after.get(p, 0) - before.get(p, 0)) / n for p in set(before) | set(after)}
+        kept = sorted(((round(v), p) for p, v in per.items() if abs(v) >= 8), reverse=True)
+        found[key] = {p: v for v, p in kept[:40]}
+    return found
+
+
 # --- main ---------------------------------------------------------------------------------------
 
 
@@ -380,6 +485,12 @@ def main() -> int:
     parser.add_argument("--label", default="", help="a name for this run in the JSON")
     parser.add_argument("--timeout", type=float, default=300.0, help="s until meshd is up")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--trace", action="store_true", help="tracemalloc in the daemons: the heap per member"
+    )
+    parser.add_argument(
+        "--trim", action="store_true", help="then malloc_trim(0) in the daemon, RSS again"
+    )
     args = parser.parse_args()
     backend = args.backend or ("userspace" if have_userspace() else "none")
     tag = f"{os.getpid() % 10000}"
@@ -397,13 +508,18 @@ def main() -> int:
     print(json.dumps(results["baselines"]))
     sizes = []
     for members in [1, *args.sizes]:
-        row = measure_size(members, backend, args.settle, tag, args.timeout)
+        row = measure_size(members, backend, args.settle, tag, args.timeout, args.trace, args.trim)
         sizes.append(row)
-        print(json.dumps(row))
+        print(json.dumps({k: v for k, v in row.items() if k != "heap"}))
     idle = sizes[0]["rss_mib"]
     for row in sizes[1:]:
         row["per_member_kib"] = round((row["rss_mib"] - idle) * 1024 / (row["members"] - 1), 2)
+        if "rss_trimmed_mib" in row:
+            gained = row["rss_trimmed_mib"] - sizes[0]["rss_trimmed_mib"]
+            row["per_member_trimmed_kib"] = round(gained * 1024 / (row["members"] - 1), 2)
     results["daemon"] = sizes
+    if args.trace:
+        results["heap_per_member"] = [heap_per_member(sizes[0], row) for row in sizes[1:]]
     if args.uapi and backend == "userspace":
         results["uapi"] = uapi_figures(args.uapi, tag)
         print(json.dumps(results["uapi"]))
@@ -412,13 +528,15 @@ def main() -> int:
     base = results["baselines"]
     print(f"python -c pass (peak)          {base['python_c_pass_peak_mib']:7.1f} MiB")
     print(f"bare trio, sleeping            {base['bare_trio_sleeping']['rss_mib']:7.1f} MiB")
-    print("members   RSS MiB  peak MiB  KiB/member  up s  loaded s  programmed s")
+    print("members   RSS MiB  peak MiB  KiB/member  up s  loaded s  programmed s  trimmed")
     for row in sizes:
         print(
             f"{row['members']:7d}  {row['rss_mib']:8.1f}  {row['peak_mib']:8.1f}  "
             f"{row.get('per_member_kib', 0.0):10.2f}  {row['up_s']:4.2f}  "
             f"{row.get('loaded_s', float('nan')):8.2f}  "
-            f"{row.get('programmed_s', float('nan')):12.2f}"
+            f"{row.get('programmed_s', float('nan')):12.2f}  "
+            f"{row.get('rss_trimmed_mib', float('nan')):.1f} MiB "
+            f"{row.get('per_member_trimmed_kib', 0.0):.2f} KiB/member"
         )
     if "uapi" in results:
         u = results["uapi"]
@@ -428,6 +546,14 @@ def main() -> int:
             f"{u['one_change_ops']} operation, {u['one_change_request_bytes']} bytes, "
             f"{u['one_change_s']:.4f} s"
         )
+    for heap in results.get("heap_per_member", []):
+        print(f"\nPython heap per member at {heap['members']} members (tracemalloc), bytes:")
+        print(f"{heap['total']:8.0f}  in all")
+        for place, size in heap["by_place"].items():
+            print(f"{size:8.0f}  {place}")
+        print("by line:")
+        for place, size in heap["by_line"].items():
+            print(f"{size:8.0f}  {place}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"saved {args.output}")

@@ -8,14 +8,40 @@
 
 The link-local address on the WireGuard interface is derived from the WireGuard key instead
 (see meshd/wg/addresses.py).
+
+Prefixes are *interned* (:func:`interned`, :func:`host_prefix`): every module that holds a
+member's /128 (the membership's grants, the desired WireGuard peers, the device read back,
+Babel's routes) holds the same object. An ``ipaddress`` /128 network costs 400 to 540 bytes
+(its ``__dict__``, its address, and a closure for ``hosts`` holding what it was made from),
+and a member's two /128s were made afresh by each of them, every round.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import weakref
+from typing import cast
 
 Prefix = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Interned prefixes by packed network address and prefix length (5 or 17 bytes, so the two
+# families never share a key). Weak: a prefix nobody holds any more leaves the table.
+_INTERNED: weakref.WeakValueDictionary[bytes, Prefix] = weakref.WeakValueDictionary()
+
+
+def interned(prefix: Prefix) -> Prefix:
+    """The one object standing for ``prefix`` (equal to it) while anything holds one."""
+    key = prefix.network_address.packed + bytes((prefix.prefixlen,))
+    found = _INTERNED.get(key)
+    if found is None:
+        _INTERNED[key] = found = prefix
+    return found
+
+
+def interned_v6(prefix: ipaddress.IPv6Network) -> ipaddress.IPv6Network:
+    """:func:`interned` for an IPv6 prefix, typed as one."""
+    return cast(ipaddress.IPv6Network, interned(prefix))
 
 
 def overlay_prefix(root_public_key: bytes) -> ipaddress.IPv6Network:
@@ -32,7 +58,14 @@ def overlay_address(root_public_key: bytes, node_public_key: bytes) -> ipaddress
 
 
 def host_prefix(address: ipaddress.IPv6Address) -> ipaddress.IPv6Network:
-    return ipaddress.IPv6Network((address, 128))
+    """The /128 of ``address``, interned (made only if no one holds it yet)."""
+    key = address.packed + b"\x80"
+    found = _INTERNED.get(key)
+    if found is None:
+        # From the int: a /128 keeps what it was made from (for ``hosts``), and an int is
+        # smaller than the address object.
+        _INTERNED[key] = found = ipaddress.IPv6Network((int(address), 128))
+    return cast(ipaddress.IPv6Network, found)
 
 
 def prefix_within(inner: Prefix, outer: Prefix) -> bool:

@@ -26,6 +26,8 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Final
 
+from meshd.addressing import interned
+
 AE_WILDCARD: Final = 0
 AE_IPV4: Final = 1
 AE_IPV6: Final = 2
@@ -157,10 +159,11 @@ def compress_prefix(ae: int, plen: int, full: bytes, default: bytes | None) -> t
 
 def to_network(ae: int, plen: int, full: bytes) -> IPNetwork:
     """The network of an expanded prefix (``full`` as returned by :func:`expand_prefix`)."""
+    # Interned: a route's prefix is the object the membership and WireGuard hold for it.
     if is_ipv4(ae):
-        return IPv4Network((full, plen))
+        return interned(IPv4Network((full, plen)))
     if ae in (AE_IPV6, AE_LINK_LOCAL):
-        return IPv6Network((full, plen))
+        return interned(IPv6Network((full, plen)))
     raise ValueError(f"AE {ae} has no network")
 
 

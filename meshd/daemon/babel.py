@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import trio
 
+from meshd.addressing import host_prefix
 from meshd.babel.auth import LinkAuth
 from meshd.babel.config import accept_all
 from meshd.babel.core import BabelCore, CoreConfig
@@ -348,9 +349,7 @@ class BabelService:
         revalidate = revalidate or not site.same(self._site_origins)
         self._site_origins = site
         self._peer_of_link_local = peers
-        self._member_of_overlay = {
-            ipaddress.IPv6Network((m.overlay, 128)): m for m in peers.values()
-        }
+        self._member_of_overlay = {host_prefix(m.overlay): m for m in peers.values()}
         shell = self._shell
         if shell is None:
             return
@@ -376,7 +375,7 @@ class BabelService:
     def _grants_of(self, member: Member) -> list[IPNetwork]:
         if self._grants is not None:
             return list(self._grants(member.node_key))
-        return [ipaddress.IPv6Network((member.overlay, 128))]
+        return [host_prefix(member.overlay)]
 
     def _redistribute(self, interface: str, prefix: IPNetwork, source: IPNetwork | None) -> bool:
         shell = self._shell

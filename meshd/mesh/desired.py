@@ -25,6 +25,7 @@ import ipaddress
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from meshd.addressing import host_prefix
 from meshd.membership import Member, MemberState
 from meshd.trust.keys import NodeKey, WgKey
 from meshd.wg.addresses import link_local_from_wg_key
@@ -97,11 +98,9 @@ def choose_endpoint(announced: Iterable[str], underlay: Underlay) -> str | None:
 
 
 def base_allowed_ips(member: Member) -> tuple[ipaddress.IPv6Network, ipaddress.IPv6Network]:
-    """A member's own addresses: its key-derived link-local and its overlay address."""
-    return (
-        ipaddress.IPv6Network((link_local_from_wg_key(member.wg_key), 128)),
-        ipaddress.IPv6Network((member.overlay, 128)),
-    )
+    """A member's own addresses: its key-derived link-local and its overlay address (both
+    interned: the same objects every round, and the ones the membership and Babel hold)."""
+    return (host_prefix(link_local_from_wg_key(member.wg_key)), host_prefix(member.overlay))
 
 
 def peer_members(

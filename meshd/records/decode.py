@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from meshd.addressing import Prefix
+from meshd.addressing import Prefix, interned
 from meshd.encoding import unpack_body_untrusted, unpack_canonical_untrusted
 from meshd.errors import DecodeError
 from meshd.records.types import (
@@ -50,6 +50,22 @@ from meshd.records.types import (
 from meshd.trust.keys import FINGERPRINT_LEN, KEY_LEN, SIG_LEN, NodeKey, WgKey
 
 T = TypeVar("T")
+
+# Keys and ids that most records repeat (the network id in every record; the root's and the
+# admins' keys as issuers and sponsors): each decoded record refers to one shared copy
+# instead of holding 65 bytes of its own. Bounded: when full it starts again (values seen
+# in refused records only cost their place until then).
+_SHARED: dict[bytes, bytes] = {}
+_MAX_SHARED = 64
+
+
+def _share(value: bytes) -> bytes:
+    found = _SHARED.get(value)
+    if found is None:
+        if len(_SHARED) >= _MAX_SHARED:
+            _SHARED.clear()
+        _SHARED[value] = found = value
+    return found
 
 
 class _Fields:
@@ -127,8 +143,8 @@ def _prefix_untrusted(value: Any) -> Prefix:
         raise DecodeError("prefix: length out of range")
     try:
         if len(address) == 4:
-            return ipaddress.IPv4Network((address, length), strict=True)
-        return ipaddress.IPv6Network((address, length), strict=True)
+            return interned(ipaddress.IPv4Network((address, length), strict=True))
+        return interned(ipaddress.IPv6Network((address, length), strict=True))
     except ValueError:
         raise DecodeError("prefix: host bits set") from None
 
@@ -201,7 +217,7 @@ def decode_untrusted(data: bytes, expected: type[T], *, depth: int = 0) -> T:
 
 
 def _network(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Network:
-    root = f.blob("root_key", KEY_LEN)
+    root = _share(f.blob("root_key", KEY_LEN))
     name = f.text("name", MAX_NAME)
     created = f.uint("created_at")
     f.end()
@@ -209,8 +225,8 @@ def _network(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Network:
 
 
 def _certificate(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Certificate:
-    network_id = f.blob("network_id", FINGERPRINT_LEN)
-    issuer = f.blob("issuer", KEY_LEN)
+    network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
+    issuer = _share(f.blob("issuer", KEY_LEN))
     subject = f.blob("subject", KEY_LEN)
     role_value = f.uint("role", 255)
     if role_value not in Role._value2member_map_:
@@ -249,7 +265,7 @@ def _certificate(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Certificate:
 
 
 def _enrollment(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Enrollment:
-    network_id = f.blob("network_id", FINGERPRINT_LEN)
+    network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
     invite = _nested(f.blob("invite"), Certificate, depth)
     node_key = f.blob("node_key", KEY_LEN)
     wg_key = f.blob("wg_key", KEY_LEN)
@@ -262,8 +278,8 @@ def _enrollment(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Enrollment:
 
 
 def _admission(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Admission:
-    network_id = f.blob("network_id", FINGERPRINT_LEN)
-    sponsor = f.blob("sponsor", KEY_LEN)
+    network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
+    sponsor = _share(f.blob("sponsor", KEY_LEN))
     admitted_at = f.uint("admitted_at")
     enrollment = _nested(f.blob("enrollment"), Enrollment, depth)
     f.end()
@@ -271,7 +287,7 @@ def _admission(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Admission:
 
 
 def _announcement(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Announcement:
-    network_id = f.blob("network_id", FINGERPRINT_LEN)
+    network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
     node_key = f.blob("node_key", KEY_LEN)
     seq = f.uint("seq")
     issued_at = f.uint("issued_at")
@@ -309,7 +325,7 @@ def _announcement_fast(items: list[Any], sig: bytes, raw: bytes) -> Announcement
     if len(prefixes) > MAX_PREFIXES:
         raise DecodeError("announcement: too many prefixes")
     return Announcement(
-        network_id,
+        _share(network_id),
         NodeKey(node_key),
         seq,
         issued_at,
@@ -322,8 +338,8 @@ def _announcement_fast(items: list[Any], sig: bytes, raw: bytes) -> Announcement
 
 
 def _revocation(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Revocation:
-    network_id = f.blob("network_id", FINGERPRINT_LEN)
-    issuer = f.blob("issuer", KEY_LEN)
+    network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
+    issuer = _share(f.blob("issuer", KEY_LEN))
     target = f.blob("target", KEY_LEN)
     role_value = f.uint("target_role", 255)
     if role_value not in Role._value2member_map_:
@@ -368,7 +384,7 @@ def _invite(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Invite:
 
 
 def _wg_rotation(f: _Fields, sig: bytes, raw: bytes, depth: int) -> WgRotation:
-    network_id = f.blob("network_id", FINGERPRINT_LEN)
+    network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
     node_key = f.blob("node_key", KEY_LEN)
     counter = f.uint("counter")
     if counter == 0:
@@ -380,8 +396,8 @@ def _wg_rotation(f: _Fields, sig: bytes, raw: bytes, depth: int) -> WgRotation:
 
 
 def _renewal(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Renewal:
-    network_id = f.blob("network_id", FINGERPRINT_LEN)
-    issuer = f.blob("issuer", KEY_LEN)
+    network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
+    issuer = _share(f.blob("issuer", KEY_LEN))
     subject = f.blob("subject", KEY_LEN)
     role_value = f.uint("role", 255)
     if role_value not in Role._value2member_map_:
@@ -396,7 +412,7 @@ def _renewal(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Renewal:
 
 
 def _leave(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Leave:
-    network_id = f.blob("network_id", FINGERPRINT_LEN)
+    network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
     node_key = f.blob("node_key", KEY_LEN)
     issued_at = f.uint("issued_at")
     reason = f.text("reason", MAX_REASON)
@@ -405,7 +421,7 @@ def _leave(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Leave:
 
 
 def _rollover(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Rollover:
-    network_id = f.blob("network_id", FINGERPRINT_LEN)
+    network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
     old_root = f.blob("old_root", KEY_LEN)
     new_root = f.blob("new_root", KEY_LEN)
     issued_at = f.uint("issued_at")
@@ -415,7 +431,7 @@ def _rollover(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Rollover:
 
 
 def _handover(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Handover:
-    network_id = f.blob("network_id", FINGERPRINT_LEN)
+    network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
     old_key = f.blob("old_key", KEY_LEN)
     new_key = f.blob("new_key", KEY_LEN)
     issued_at = f.uint("issued_at")
@@ -459,7 +475,7 @@ def _handover(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Handover:
 
 
 def _admin_handover(f: _Fields, sig: bytes, raw: bytes, depth: int) -> AdminHandover:
-    network_id = f.blob("network_id", FINGERPRINT_LEN)
+    network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
     root = f.blob("root", KEY_LEN)
     old_cert = _nested(f.blob("old_cert"), Certificate, depth)
     new_cert = _nested(f.blob("new_cert"), Certificate, depth)

@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+from meshd.addressing import interned
+
 KEY_LEN = 32
 MAX_KEEPALIVE = 65535
 
@@ -119,12 +121,17 @@ def canonical_endpoint(text: str) -> str:
 
 
 def canonical_networks(networks: Iterable[IPNetwork]) -> tuple[IPNetwork, ...]:
-    """Sort and de-duplicate networks (IPv4 first), the order every value here uses."""
+    """Sort and de-duplicate networks (IPv4 first), the order every value here uses; each
+    one interned (:func:`meshd.addressing.interned`), so that the peers planned, kept and
+    read back from the device share one object per prefix."""
     unique = set(networks)
     for net in unique:
         if not isinstance(net, ipaddress.IPv4Network | ipaddress.IPv6Network):
             raise ValueError(f"{net!r} is not an ipaddress network")
-    return tuple(sorted(unique, key=lambda n: (n.version, n.network_address, n.prefixlen)))
+    if len(unique) == 1:
+        return (interned(unique.pop()),)
+    ordered = sorted(unique, key=lambda n: (n.version, n.network_address, n.prefixlen))
+    return tuple(map(interned, ordered))
 
 
 # -- peers and devices ---------------------------------------------------------------------

@@ -1,0 +1,103 @@
+"""One object per prefix: the /128s a member's addresses make are shared, not made per module.
+
+An ``ipaddress`` /128 network costs about 540 bytes; each member's link-local and overlay
+/128 used to be made afresh by the membership, every reconcile round, the device read back
+and Babel. These tests hold the sharing to what it promises: equal prefixes are the same
+object wherever they come from, and a prefix nobody holds leaves the table.
+"""
+
+from __future__ import annotations
+
+import gc
+import ipaddress
+
+from meshd.addressing import _INTERNED, host_prefix, interned
+from meshd.babel.prefix import AE_IPV6, to_network
+from meshd.mesh.desired import base_allowed_ips, desired_peers
+from meshd.records import Announcement, decode_untrusted
+from meshd.trust.keys import NodeKey, WgKey
+from meshd.wg.model import PeerConfig, UpdatePeer
+from meshd.wg.uapi_codec import parse_get_reply_untrusted
+from tests.mesh.support import key, member
+
+ME = NodeKey(key("me"))
+MY_WG = WgKey(key("me", "wg"))
+
+
+def test_equal_prefixes_are_one_object_and_families_never_mix() -> None:
+    address = ipaddress.IPv6Address("fd00:6d65:7368::1")
+    first = host_prefix(address)
+    assert first == ipaddress.IPv6Network("fd00:6d65:7368::1/128")
+    assert host_prefix(ipaddress.IPv6Address("fd00:6d65:7368::1")) is first
+    assert interned(ipaddress.IPv6Network("fd00:6d65:7368::1/128")) is first
+    # Same leading bytes, other family or length: other objects, each equal to itself.
+    v4 = interned(ipaddress.IPv4Network("253.0.109.101/32"))
+    assert v4 == ipaddress.IPv4Network("253.0.109.101/32")
+    assert v4 is not first
+    wider = interned(ipaddress.IPv6Network("fd00:6d65:7368::/64"))
+    assert wider.prefixlen == 64
+    assert wider is not first
+
+
+def test_a_prefix_nobody_holds_leaves_the_table() -> None:
+    prefix = host_prefix(ipaddress.IPv6Address("fd00:6d65:7368::dead"))
+    packed = prefix.network_address.packed + b"\x80"
+    assert packed in _INTERNED
+    del prefix
+    gc.collect()
+    assert packed not in _INTERNED
+
+
+def test_desired_peers_share_the_prefixes_across_rounds_and_with_other_modules() -> None:
+    members = [member(i) for i in range(5)]
+    one = desired_peers(members, own_node_key=ME, own_wg_key=MY_WG)
+    two = desired_peers(members, own_node_key=ME, own_wg_key=MY_WG)
+    assert one.peers == two.peers
+    for wg_key, config in one.peers.items():
+        again = two.peers[wg_key].allowed_ips
+        assert all(a is b for a, b in zip(config.allowed_ips, again, strict=True))
+    m = members[0]
+    link_local, overlay = base_allowed_ips(m)
+    assert overlay is host_prefix(m.overlay)  # the membership's grants use host_prefix
+    assert link_local in one.peers[m.wg_key].allowed_ips
+    assert any(p is link_local for p in one.peers[m.wg_key].allowed_ips)
+
+
+def test_the_device_read_back_and_babel_share_the_desired_prefixes() -> None:
+    m = member(1)
+    link_local, overlay = base_allowed_ips(m)
+    reply = (
+        f"public_key={m.wg_key.hex()}\nallowed_ip={overlay}\nallowed_ip={link_local}\nerrno=0\n\n"
+    ).encode()
+    state = parse_get_reply_untrusted(reply)
+    read = state.peers[0].config.allowed_ips
+    assert {id(p) for p in read} == {id(link_local), id(overlay)}
+    assert to_network(AE_IPV6, 128, overlay.network_address.packed) is overlay
+    planned = UpdatePeer(m.wg_key, allowed_ips=(overlay, link_local))
+    assert all(p is q for p, q in zip(planned.allowed_ips, read, strict=True))
+    assert PeerConfig(m.wg_key, allowed_ips=(overlay,)).allowed_ips[0] is overlay
+
+
+def test_decoded_records_share_prefixes_and_the_network_id() -> None:
+    from meshd.records import make_announcement
+    from meshd.trust.keys import SigningKey
+
+    network_id = bytes(range(16))
+    prefix = interned(ipaddress.IPv6Network("fd00:6d65:7368:1::/64"))
+    raws = [
+        make_announcement(
+            SigningKey(bytes([i]) * 32),
+            network_id=network_id,
+            seq=1,
+            issued_at=1000,
+            endpoints=("192.0.2.1:51820",),
+            addrs=(),
+            prefixes=(ipaddress.IPv6Network("fd00:6d65:7368:1::/64"),),
+        ).raw
+        for i in (1, 2)
+    ]
+    one, two = (decode_untrusted(raw, Announcement) for raw in raws)
+    assert one.network_id == network_id
+    assert one.network_id is two.network_id
+    assert one.prefixes[0] is prefix
+    assert two.prefixes[0] is prefix
