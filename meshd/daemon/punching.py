@@ -180,6 +180,9 @@ class Punching:
                 await self.mesh.backend.set(kicks)
             except BackendError as exc:
                 log.warning("WireGuard %s: %s", self.mesh.ifname, exc)
+            # A peer created anew gets the allowed-ips it had when the device was read; if
+            # Babel moved a prefix since, the next round puts it back where Babel says.
+            self.mesh.kick()
         if paths != self.mesh.paths or relay_now != self.mesh.relay_now:
             self.mesh.paths = paths
             self.mesh.relay_now = frozenset(relay_now)
