@@ -66,7 +66,7 @@ WAN = Links(latency=0.050, jitter=0.020, loss=0.01)
 DOCS_CPU_PER_MESSAGE = 0.027  # docs/gossip.md: all 16 hosts together, per published message
 # The announcement load before and after announcing on change: every member every 30 s (the
 # old default, and what the real daemons of benchmarks/results/revocation.json ran with), and
-# the new defaults (a refresh an hour) with 1 % of the members changing something a minute.
+# the new defaults (a refresh every two hours) with 1 % of the members changing something a minute.
 OLD_LOAD = Load(30.0)
 CHANGES = 0.01 / 60.0
 NEW_LOAD = Load(Gossip().announce_interval, CHANGES)
@@ -521,7 +521,7 @@ def steady_plot(old: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]) ->
     ):
         for rows, style, label in (
             (_most_announcers(old), "--", "every 30 s"),
-            (_most_announcers(new), "-", "on change (1 h refresh, 1 %/min changes)"),
+            (_most_announcers(new), "-", "on change (2 h refresh, 1 %/min changes)"),
         ):
             if not rows:
                 continue

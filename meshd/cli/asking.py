@@ -99,7 +99,7 @@ ONLINE_HANDSHAKE = 180  # seconds: WireGuard drops a session's keys this long af
 def _seen(row: PeerRow) -> str:
     """``online`` while this node hears the member itself (connected, or a WireGuard
     handshake within 180 s); else how long ago it last heard of it (its announcement, a
-    connection, a handshake): members announce only on change and hourly, so a member that
+    connection, a handshake): members announce only on change and every two hours, so a member that
     went away stays admitted until its TTL, and this says so."""
     if row.state == "self":
         return "-"

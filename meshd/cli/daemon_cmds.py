@@ -260,8 +260,8 @@ def up(
     interface: Interface = "meshd0",
     listen_port: ListenPort = 51820,
     endpoint: Endpoint = None,
-    announce_interval: AnnounceInterval = "1h",
-    announce_ttl: AnnounceTtl = "3h",
+    announce_interval: AnnounceInterval = "2h",
+    announce_ttl: AnnounceTtl = "6h",
     degree: Degree = 6,
     babel_interface: BabelInterface = None,
     babel_hello_interval: BabelHello = 4.0,
@@ -348,8 +348,8 @@ def join(
     no_up: Annotated[
         bool, typer.Option("--no-up", help="Exit once admitted instead of running the daemon.")
     ] = False,
-    announce_interval: AnnounceInterval = "1h",
-    announce_ttl: AnnounceTtl = "3h",
+    announce_interval: AnnounceInterval = "2h",
+    announce_ttl: AnnounceTtl = "6h",
     degree: Degree = 6,
     babel_hello_interval: BabelHello = 4.0,
     metrics: Metrics = None,

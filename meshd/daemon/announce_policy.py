@@ -1,7 +1,7 @@
 """When to announce ourselves (pure: ``now`` is given).
 
 At start; at once when the addresses we would announce (WireGuard endpoints, libp2p addresses)
-change; and otherwise only every ``interval`` seconds, a slow refresh (an hour by default):
+change; and otherwise only every ``interval`` seconds, a slow refresh (two hours by default):
 members do not need our announcements to know we are alive (a connection to us or a WireGuard
 handshake with us tells them, meshd.daemon.liveness), and their TTL is a multiple of the
 interval. Addresses are looked at every ``check`` seconds (``ADDRESS_CHECK`` at most).

@@ -3,7 +3,7 @@
 It reads our interface addresses (the WireGuard endpoints and libp2p addresses we announce,
 and the underlay the WireGuard service reaches peers through), and announces when
 :class:`~meshd.daemon.announce_policy.AnnouncePolicy` (pure) says: at start, when those
-addresses change (looked at every 10 s), and otherwise every ``announce_interval`` (an hour by
+addresses change (looked at every 10 s), and otherwise every ``announce_interval`` (two hours by
 default: a refresh, not a heartbeat; members learn we are alive from connections and WireGuard
 handshakes, meshd.daemon.liveness).
 """

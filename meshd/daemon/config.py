@@ -33,10 +33,10 @@ class DaemonConfig:
     endpoints: tuple[str, ...] = ()  # announced WireGuard endpoints; () = the underlay's
     reconcile_interval: float = 5.0
     keepalive: int = 25
-    # A refresh an hour; a change (endpoints, addresses, prefixes) is announced at once, and
+    # A refresh every two hours; a change (endpoints, addresses, prefixes) is announced at once, and
     # liveness between refreshes is what this node sees itself (meshd.daemon.liveness).
-    announce_interval: float = 3600.0
-    announce_ttl: int = 3 * 3600
+    announce_interval: float = 7200.0
+    announce_ttl: int = 3 * 7200
     degree: int = 6
     sync_interval: float = 10.0
     tick_interval: float = 1.0

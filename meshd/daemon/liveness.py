@@ -1,7 +1,7 @@
 """The liveness service: every ``interval`` seconds, the members this node sees itself (a
 libp2p connection, a fresh WireGuard handshake: :mod:`meshd.daemon.liveness_policy`, pure)
 count as heard in its membership (``Membership.heard``), so a member that is up does not
-expire between its hourly refreshes. Nothing is flooded."""
+expire between its refreshes (every two hours). Nothing is flooded."""
 
 from __future__ import annotations
 

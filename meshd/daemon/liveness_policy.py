@@ -1,6 +1,6 @@
 """Which members this node has heard from itself (pure: ``now`` is given).
 
-Members announce only at start, on a change and on a slow refresh (an hour by default), so
+Members announce only at start, on a change and on a slow refresh (two hours by default), so
 their announcements no longer say that they are alive. What does, without a flood: what this
 node sees of a member *itself*, authenticated by the member's own keys:
 

@@ -55,7 +55,7 @@ class Gossip:
     connect_degree: int = 6  # members kept connected
     dial_time: float = 0.25  # py-libp2p's happy-eyeballs wait, before the handshake RTTs
     sync_interval: float = 10.0
-    announce_interval: float = 3600.0  # a refresh; changes are a scenario's (scenarios.Load)
+    announce_interval: float = 7200.0  # a refresh; changes are a scenario's (scenarios.Load)
     author_rate: float = 20.0
     author_burst: float = 100.0
     forwarder_rate: float = 100.0

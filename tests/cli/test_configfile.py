@@ -153,7 +153,7 @@ def test_the_announce_ttl_must_outlast_the_interval() -> None:
     assert problems('announce_ttl = "30m"\n') == [
         (
             1,
-            "announce_ttl (1800 s) must be longer than announce_interval (3600 s): "
+            "announce_ttl (1800 s) must be longer than announce_interval (7200 s): "
             "members would expire between two of their announcements",
         )
     ]
