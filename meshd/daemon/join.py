@@ -23,7 +23,7 @@ from meshd.gossip.host import GossipHost, HostConfig
 from meshd.membership import Change, Membership, MemberState
 from meshd.node.layout import Paths
 from meshd.node.statedir import NodeDir, create_identity, now
-from meshd.node.store import Store
+from meshd.node.store import Store, seal_key_of
 from meshd.records import Admission
 from meshd.trust.invites import anchor_of, decode_token_untrusted, enroll
 from meshd.trust.keyfiles import read_secret
@@ -192,7 +192,7 @@ async def join(
                 hint="ask for a new invite",
             )
         raise JoinError(f"the admission does not stand here: {reason}")
-    store = Store(paths.db)
+    store = Store(paths.db, seal_key=seal_key_of(node_key.seed))
     try:
         store.set_meta("network", anchor.network.raw)
         store.set_meta("name", name.encode())

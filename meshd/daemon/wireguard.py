@@ -35,6 +35,7 @@ its tunnels back before it has reconnected to anyone.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import logging
 import socket
@@ -62,7 +63,10 @@ from meshd.wg.backend_select import select_backend
 from meshd.wg.model import (
     DeviceState,
     IPNetwork,
+    Operation,
     PeerConfig,
+    PeerOperation,
+    RemovePeer,
     UpdatePeer,
     key_to_base64,
 )
@@ -79,6 +83,11 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_ERROR = 0.5  # seconds before a round that follows a failed one
 DISCARD_PORT = 9  # RFC 863; the datagram only has to leave through WireGuard
+# Operations per UAPI set: wireguard-go takes ~0.1-0.5 ms per new peer, so a round of
+# 10,000 peers in one set would outlast the UAPI client's deadline; in sets of this size the
+# first peers are in within a fraction of a second and each set is answered in time.
+SET_CHUNK = 1000
+LOGGED_OPS = 20  # a round's operations logged one by one; past that, counted
 
 
 class WireGuardMesh:
@@ -233,8 +242,11 @@ class WireGuardMesh:
                 actual,
                 trio.current_time(),
             )
-            if ops:
-                await self.backend.set(ops)
+            deferred = self.rounds == 0 and self.keepalive is not None
+            if deferred:
+                ops = _keepalives_later(ops, actual)
+            for start in range(0, len(ops), SET_CHUNK):
+                await self.backend.set(ops[start : start + SET_CHUNK])
         except BackendError as exc:
             self.errors += 1
             self.last_error = str(exc)
@@ -245,12 +257,10 @@ class WireGuardMesh:
         self._previous = dict(desired.peers)
         self._desired = desired
         if ops:
-            log.info(
-                "WireGuard %s: %s",
-                self.ifname,
-                "; ".join(repr(op) for op in ops),
-            )
-            if self._poke:
+            log.info("WireGuard %s: %s", self.ifname, _described(ops))
+            if deferred:
+                self.kick()  # the keepalives next, at once: they start the handshakes
+            elif self._poke:
                 updates = [
                     op for op in ops if isinstance(op, UpdatePeer) and op.endpoint is not None
                 ]
@@ -317,6 +327,31 @@ class WireGuardMesh:
                 names.get(relay, "?"),
             )
         self._kept = kept
+
+
+def _keepalives_later(ops: Sequence[PeerOperation], actual: DeviceState) -> list[PeerOperation]:
+    """The first round's peers created without their keepalive: wireguard-go starts a
+    handshake the moment a peer gets one (~0.2 ms each, at 10,000 members seconds before the
+    last peer is in); the next round sets the keepalives, and those handshakes, at once."""
+    existing = {p.public_key for p in actual.peers}
+    return [
+        dataclasses.replace(op, persistent_keepalive=None)
+        if isinstance(op, UpdatePeer) and op.persistent_keepalive and op.public_key not in existing
+        else op
+        for op in ops
+    ]
+
+
+def _described(ops: Sequence[Operation]) -> str:
+    """A round's operations for the log: each one, or a count past LOGGED_OPS of them."""
+    if len(ops) <= LOGGED_OPS:
+        return "; ".join(repr(op) for op in ops)
+    shown = "; ".join(repr(op) for op in ops[:LOGGED_OPS])
+    removed = sum(isinstance(op, RemovePeer) for op in ops)
+    return (
+        f"{shown}; and {len(ops) - LOGGED_OPS} more ({len(ops)} operations: "
+        f"{sum(isinstance(op, UpdatePeer) for op in ops)} peers set, {removed} removed)"
+    )
 
 
 async def poke_peers(

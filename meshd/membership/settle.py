@@ -49,24 +49,32 @@ def _drop_wg_rotation(t: MembershipTables, node: bytes, change: Change) -> None:
 
 
 def reevaluate(
-    t: MembershipTables, nodes: Iterable[bytes], now: int, announced: set[bytes] | None = None
+    t: MembershipTables,
+    nodes: Iterable[bytes],
+    now: int,
+    announced: set[bytes] | None = None,
+    *,
+    emit: bool = True,
 ) -> tuple[Event, ...]:
     """Judge ``nodes`` at ``now``; an event for each whose state changed, and Updated for
-    admitted members in ``announced`` (they announced something new)."""
+    admitted members in ``announced`` (they announced something new). A member's view is
+    built only for an event; with ``emit=False`` none is (the states are recorded)."""
     events: list[Event] = []
     for node in sorted(nodes):
         if not t._standing.knows(node):
             continue
-        member = t._view(node, now)
+        state, reason, credential = t._judge(node, now)
         before = t._status.get(node)
-        t._status[node] = member.state
-        if member.state is before:
-            if announced and node in announced and member.state is MemberState.ADMITTED:
-                events.append(Updated(member))
-        elif member.state is MemberState.ADMITTED:
-            events.append(Admitted(member))
-        elif member.state is MemberState.EXPIRED:
-            events.append(Expired(member))
+        t._status[node] = state
+        if not emit:
+            continue
+        if state is before:
+            if announced and node in announced and state is MemberState.ADMITTED:
+                events.append(Updated(t._member(node, state, reason, credential)))
+        elif state is MemberState.ADMITTED:
+            events.append(Admitted(t._member(node, state, reason, credential)))
+        elif state is MemberState.EXPIRED:
+            events.append(Expired(t._member(node, state, reason, credential)))
         else:
-            events.append(Revoked(member))
+            events.append(Revoked(t._member(node, state, reason, credential)))
     return tuple(events)

@@ -1,12 +1,13 @@
-"""The membership CRDT of one network, seen from one node: merging records, in and in batches.
+"""The membership CRDT of one network, seen from one node: merging records, singly and in batches.
 
 ``Membership`` is the one object the rest of meshd holds. Its tables are
 meshd.membership.tables; merging a record is meshd.membership.merge (credentials and
 announcements) and meshd.membership.authority (revocations, renewals, leaves, hand-overs of
 admin keys, root rollovers); re-judging and events meshd.membership.settle; when members were
 last heard from and this node's own silence meshd.membership.silence; the read side
-meshd.membership.queries; sponsoring meshd.membership.sponsoring. Judging who stands is
-meshd.membership.standing; what the state emits is meshd.membership.views.
+meshd.membership.queries; sponsoring meshd.membership.sponsoring; loading a store at start
+meshd.membership.loading. Judging who stands is meshd.membership.standing; what the state
+emits is meshd.membership.views.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from meshd.errors import DecodeError, VerifyError
+from meshd.membership.batch import Merged, merge_announcements
+from meshd.membership.loading import load_batch
 from meshd.membership.merge import Merger
 from meshd.membership.pending import LOCAL
 from meshd.membership.queries import MemberQueries, RecordQueries
@@ -30,7 +33,6 @@ from meshd.records import (
     Handover,
     Kind,
     Record,
-    RecordId,
     Renewal,
     Revocation,
     Rollover,
@@ -38,7 +40,7 @@ from meshd.records import (
     make_admission,
     record_id,
 )
-from meshd.trust.chain import Anchor, Credential, check_announcement_signatures
+from meshd.trust.chain import Anchor, Credential
 from meshd.trust.keys import SigningKey
 
 # The order in which records that arrived together are merged (announcements last).
@@ -160,69 +162,54 @@ class Membership(MemberQueries, RecordQueries):
                 at = record.admitted_at if type(record) is Admission else 0
                 others.append((_INGEST_ORDER.get(type(record), len(_INGEST_ORDER)), at, record))
         others.sort(key=lambda item: item[:2])
-        stored: list[Stored] = []
-        dropped: list[bytes] = []
-        events: list[Event] = []
-        new = 0
+        merged = Merged(reasons=reasons)
         for *_, record in others:
             try:
                 outcome = self.ingest(record, now, source=source)
             except VerifyError as exc:
-                reasons.append(exc.reason)
+                merged.reasons.append(exc.reason)
                 continue
-            new += outcome.new
-            stored += outcome.stored
-            dropped += outcome.dropped
-            events += outcome.events
-        # Announcements, in three passes: the cheap refusals (known already, or older than
-        # what is known), then every remaining signature in one go (libsodium's work back to
-        # back: interleaved with merging it measured slower), then merging. Most refresh a
-        # member already known; their Updated events are gathered and emitted once per
-        # member, after everything else.
-        fresh: list[tuple[Announcement, RecordId]] = []
-        for ann in announcements:
-            rid = record_id(ann.raw)
-            if rid in self._set:
-                continue
-            current = self._announcements.get(ann.node_key)
-            if current is not None and (
-                (current.seq, self._announcement_ids[ann.node_key]) >= (ann.seq, rid)
-            ):
-                reasons.append("stale-announcement")
-                continue
-            fresh.append((ann, rid))
-        if not announcements_checked:
-            checked = check_announcement_signatures([ann for ann, _ in fresh])
-            reasons += [error.reason for error in checked if error is not None]
-            fresh = [item for item, error in zip(fresh, checked, strict=True) if error is None]
-        updated: dict[bytes, Credential] = {}
-        for ann, rid in fresh:
-            try:
-                refreshed = self._merger.refresh(ann, rid, now, True)
-                if refreshed is None:
-                    outcome = self.ingest(ann, now, signature_checked=True, source=source)
-                    new += outcome.new
-                    stored += outcome.stored
-                    dropped += outcome.dropped
-                    events += outcome.events
-                    continue
-            except VerifyError as exc:
-                reasons.append(exc.reason)
-                continue
-            new += 1
-            stored.append(Stored(rid, Kind.ANNOUNCEMENT, ann.raw, ann.node_key))
-            if refreshed[1]:
-                updated[ann.node_key] = refreshed[0]
-        for node, credential in updated.items():
-            if self._status.get(node) is MemberState.ADMITTED:
-                events.append(Updated(self._member(node, MemberState.ADMITTED, "", credential)))
+            merged.new += outcome.new
+            merged.stored += outcome.stored
+            merged.dropped += outcome.dropped
+            merged.events += outcome.events
+        merge_announcements(
+            self,
+            self._merger,
+            announcements,
+            now,
+            merged,
+            checked=announcements_checked,
+            source=source,
+        )
         in_set = self._set
         return Batch(
-            stored=tuple(s for s in stored if s.rid in in_set),
-            dropped=tuple(rid for rid in dict.fromkeys(dropped) if rid not in in_set),
-            events=tuple(events),
-            new=new,
-            rejected=tuple(reasons),
+            stored=tuple(s for s in merged.stored if s.rid in in_set),
+            dropped=tuple(rid for rid in dict.fromkeys(merged.dropped) if rid not in in_set),
+            events=tuple(merged.events),
+            new=merged.new,
+            rejected=tuple(merged.reasons),
+        )
+
+    def load(
+        self,
+        records: Iterable[Record],
+        now: int,
+        *,
+        signatures_trusted: bool = False,
+        rejected: Iterable[str] = (),
+    ) -> Batch:
+        """Merge this node's own store at start, judged once at the end; with
+        ``signatures_trusted`` (rows sealed by this node, meshd.node.store) no signature is
+        checked again, every other check is (meshd.membership.loading)."""
+        return load_batch(
+            self,
+            self._merger,
+            records,
+            now,
+            signatures_trusted=signatures_trusted,
+            rejected=rejected,
+            order=_INGEST_ORDER,
         )
 
     def tick(self, now: int) -> tuple[Event, ...]:

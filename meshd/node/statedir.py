@@ -25,7 +25,7 @@ from meshd.membership import Membership
 from meshd.node.layout import Paths
 from meshd.node.permissions import check_private_dir
 from meshd.node.rekey import finish_node_rotation
-from meshd.node.store import Store
+from meshd.node.store import Store, seal_key_of
 from meshd.records import Certificate, Role, decode_untrusted, make_certificate, make_network
 from meshd.trust.chain import Anchor, Verifier
 from meshd.trust.invites import Issuer
@@ -87,9 +87,10 @@ class NodeDir:
         wg_secret = read_secret(paths.wg_key)
         if clamp_x25519(wg_secret) != wg_secret:
             raise KeyFileError(f"the WireGuard key in {paths.wg_key} is not clamped")
-        store = Store(paths.db)
+        store = Store(paths.db, seal_key=seal_key_of(node_key.seed))
         if finish_node_rotation(paths.root, store):  # `meshd rotate node` cut short
             node_key = SigningKey(read_secret(paths.node_key))
+            store.seal_key = seal_key_of(node_key.seed)
         network = store.network()
         if network is None:
             store.close()
@@ -188,7 +189,7 @@ def init_network(
         name=node_name,
         wg_key=wg.public,
     )
-    store = Store(paths.db)
+    store = Store(paths.db, seal_key=seal_key_of(node.seed))
     store.set_meta("network", network.raw)
     store.set_meta("name", node_name.encode())
     state = Membership(anchor)

@@ -127,6 +127,14 @@ class Verifier:
         # The network's first root, and every key a verified rollover handed over to (only
         # grows; which of them stand, and until when, is meshd.membership.roots' judgement).
         self.roots: set[bytes] = {anchor.root_key}
+        # True only while this node's own store is loaded: its rows were verified before
+        # they were written and are sealed (meshd.node.store), so their signatures (the
+        # record's and its chain's) are not checked again; every other check runs.
+        self.signatures_trusted = False
+
+    def _signature(self, record: Record) -> None:
+        if not self.signatures_trusted:
+            check_signature(record)
 
     def _root_or_admin(self, issuer: bytes, chain: tuple[Certificate, ...]) -> bool:
         """Whether ``issuer`` is a root (True) or an admin showing its chain (False); an
@@ -173,7 +181,7 @@ class Verifier:
             raise VerifyError("bad-caps", "only admin certificates carry capabilities")
         if cert.role is Role.MEMBER and len(cert.wg_key) != 32:
             raise VerifyError("bad-certificate", "a member certificate names a WireGuard key")
-        check_signature(cert)
+        self._signature(cert)
         if len(self._good_certs) >= MAX_CACHE:
             self._good_certs.clear()
         self._good_certs[cid] = None
@@ -226,7 +234,7 @@ class Verifier:
         if enrollment.node_key == self.anchor.root_key:
             raise VerifyError("bad-target", "the root key cannot be enrolled as a member")
         self.certificate(invite)
-        check_signature(enrollment)
+        self._signature(enrollment)
 
     def admission(self, admission: Admission) -> Credential:
         """Check an admission, its enrollment and the invite's chain. Not the sponsor's status."""
@@ -238,7 +246,7 @@ class Verifier:
             raise VerifyError(
                 "invite-expired", "the admission was not made while the invite was valid"
             )
-        check_signature(admission)
+        self._signature(admission)
         depends = {enrollment.node_key, invite.subject} | {c.subject for c in invite.chain}
         # Counted from the enrollment, which every copy of it shares: a member countersigning
         # a copy dated later cannot lengthen the membership, nor one dated earlier shorten it.
@@ -269,7 +277,7 @@ class Verifier:
         with :func:`check_announcement_signatures`)."""
         if announcement.network_id != self.anchor.network_id:
             self._network(announcement.network_id)
-        if not signature_checked:
+        if not signature_checked and not self.signatures_trusted:
             check_announcement_signature(announcement)
 
     def revocation(self, revocation: Revocation) -> None:
@@ -280,12 +288,12 @@ class Verifier:
             raise VerifyError("bad-chain", "a revocation from the root carries no chain")
         if revocation.target in self.roots:  # the first root, or one a rollover named
             raise VerifyError("bad-target", "a root key cannot be revoked")
-        check_signature(revocation)
+        self._signature(revocation)
 
     def wg_rotation(self, rotation: WgRotation) -> None:
         """Check a WireGuard key rotation's network and its signature by the member."""
         self._network(rotation.network_id)
-        check_signature(rotation)
+        self._signature(rotation)
 
     def renewal(self, renewal: Renewal) -> None:
         """Check a renewal: network, target, the issuer's chain (an admin needs the invite
@@ -305,14 +313,14 @@ class Verifier:
                 )
         elif renewal.chain:
             raise VerifyError("bad-chain", "a renewal from the root carries no chain")
-        check_signature(renewal)
+        self._signature(renewal)
 
     def leave(self, leave: Leave) -> None:
         """Check a departure: network, and the signature of the member that leaves."""
         self._network(leave.network_id)
         if leave.node_key == self.anchor.root_key:
             raise VerifyError("bad-target", "the root key is not a member")
-        check_signature(leave)
+        self._signature(leave)
 
     def handover(self, handover: Handover) -> Credential:
         """Check a node key hand-over: network, keys, the old key's credential it names, the
@@ -334,7 +342,7 @@ class Verifier:
             # Unless the record names the hand-over that gave the old key this membership
             # (then Membership._merge_handover checks that link against the set).
             raise VerifyError("bad-chain", "the credential handed over is not the old key's")
-        check_signature(handover)
+        self._signature(handover)
         accepted = handover_acceptance(handover.network_id, old, new)
         verify(new, HANDOVER_ACCEPT_CONTEXT, accepted, handover.new_signature)
         rid = record_id(handover.raw)
@@ -379,7 +387,7 @@ class Verifier:
             raise VerifyError("bad-chain", "only a root hands an admin key over")
         self.certificate(old)
         self.certificate(new)
-        check_signature(handover)
+        self._signature(handover)
 
     def rollover(self, rollover: Rollover) -> None:
         """Check a root rollover: network, a new key that is no root yet, the window, and
@@ -389,7 +397,7 @@ class Verifier:
             raise VerifyError("bad-target", "a rollover hands over to a key that is no root yet")
         if rollover.overlap_until < rollover.issued_at:
             raise VerifyError("bad-validity", "the overlap ends before the rollover was made")
-        check_signature(rollover)
+        self._signature(rollover)
         if rollover.old_root not in self.roots:
             raise UnknownRoot(rollover.old_root)
 
@@ -401,7 +409,7 @@ class Verifier:
         if cert.role is not Role.INVITE:
             raise VerifyError("bad-role", "the token does not hold an invite certificate")
         self.certificate(cert)
-        check_signature(invite)
+        self._signature(invite)
         if SigningKey(invite.secret).public != cert.subject:
             raise VerifyError("bad-secret", "the invite secret does not match its certificate")
 

@@ -583,6 +583,30 @@ def test_batches_give_the_same_state_and_the_same_store(
 
 
 @given(sequences())
+def test_a_store_loaded_in_one_pass_gives_the_same_state(
+    sequence: tuple[list[int], list[int]],
+) -> None:
+    """Membership.load (a store at start: judged once at the end) ends where one record at a
+    time ends, whatever the order; and loading what that state holds with its signatures
+    trusted (a sealed store) gives the same state again."""
+    subset, order = sequence
+    records = pool().records
+    reference = pool().net.state()
+    ingest_all(reference, [records[i] for i in subset])
+    loaded = pool().net.state()
+    batch = loaded.load([records[i] for i in order], NOW)
+    assert set(batch.rejected) <= set(EXPECTED_REFUSALS)
+    assert snapshot(loaded) == snapshot(reference)
+    stored = [decode_record_untrusted(raw) for rid in reference.record_ids()
+              if (raw := reference.record(rid)) is not None]  # fmt: skip
+    trusted = pool().net.state()
+    again = trusted.load(stored, NOW, signatures_trusted=True)
+    assert again.rejected == ()
+    assert snapshot(trusted) == snapshot(reference)
+    assert not trusted.verifier.signatures_trusted
+
+
+@given(sequences())
 def test_revocations_only_grow_and_announcements_only_advance(
     sequence: tuple[list[int], list[int]],
 ) -> None:

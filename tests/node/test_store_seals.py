@@ -1,0 +1,210 @@
+"""Sealed stores: this node's own rows load without their signatures checked again; a row
+without a valid seal is verified in full, and records from the network always are."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from meshd.errors import VerifyError
+from meshd.membership import Membership
+from meshd.node.store import Store, seal_key_of
+from meshd.records import Kind, make_announcement
+from meshd.trust import chain
+from meshd.trust.keys import SigningKey, verify
+from tests.factory import DAY, T0, Net
+
+NOW = T0 + 100
+KEY = seal_key_of(bytes(range(32)))
+
+
+def populated(path: Path, seal_key: bytes | None) -> tuple[Net, Membership]:
+    """A store of a founder, three members (announcing twice each) and a revocation."""
+    net = Net()
+    state = net.state()
+    store = Store(path, seal_key=seal_key)
+    store.set_meta("network", net.network.raw)
+    founder = net.founder()
+    outcomes = [state.ingest(founder.credential, NOW)]
+    for i in range(3):
+        node = net.join(state, founder, net.invite(), f"m{i}", at=T0 + 10 + i)
+        outcomes.append(state.ingest(node.credential, NOW))
+        outcomes.append(state.ingest(node.announce(net, NOW), NOW))
+        outcomes.append(state.ingest(node.announce(net, NOW + 1), NOW + 1))
+    outcomes.append(state.ingest(net.revoke(node.key.public, at=T0 + 50), NOW))
+    store.apply(outcomes)
+    store.close()
+    return net, state
+
+
+@pytest.fixture
+def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every Ed25519 check the trust layer makes, by signer."""
+    checked: list[bytes] = []
+
+    def counting(key: bytes, context: bytes, message: bytes, signature: bytes) -> None:
+        checked.append(key)
+        verify(key, context, message, signature)
+
+    monkeypatch.setattr(chain, "verify", counting)
+    return checked
+
+
+def load(path: Path, net: Net, seal_key: bytes | None, at: int = NOW + 2) -> tuple[Membership, int]:
+    store = Store(path, seal_key=seal_key)
+    try:
+        state = net.state()
+        report = store.load_into(state, at)
+        return state, report.rejected
+    finally:
+        store.close()
+
+
+def snapshot(state: Membership) -> list[tuple[str, str, str]]:
+    return [(m.name, m.state.value, m.reason) for m in state.members(NOW)]
+
+
+def test_a_sealed_store_loads_without_checking_signatures(
+    tmp_path: Path, signature_checks: list[bytes]
+) -> None:
+    path = tmp_path / "meshd.db"
+    net, state = populated(path, KEY)
+    signature_checks.clear()
+    loaded, rejected = load(path, net, KEY)
+    assert signature_checks == []
+    assert rejected == 0
+    assert loaded.digest() == state.digest()
+    assert snapshot(loaded) == snapshot(state)
+    assert ("m2", "revoked", "revoked") in snapshot(loaded)
+
+
+def test_an_unsealed_store_is_verified_in_full_once_then_sealed(
+    tmp_path: Path, signature_checks: list[bytes]
+) -> None:
+    """A store written before seals (or by a node without the key) is verified in full on
+    its first load, and its rows are sealed then: the next load checks no signature."""
+    path = tmp_path / "meshd.db"
+    net, state = populated(path, None)
+    signature_checks.clear()
+    first, _ = load(path, net, KEY)
+    assert len(signature_checks) >= len(state)  # every record, and the chains in them
+    assert first.digest() == state.digest()
+    signature_checks.clear()
+    second, _ = load(path, net, KEY)
+    assert signature_checks == []
+    assert second.digest() == state.digest()
+
+
+def test_a_store_sealed_by_another_key_is_verified_in_full(
+    tmp_path: Path, signature_checks: list[bytes]
+) -> None:
+    path = tmp_path / "meshd.db"
+    net, state = populated(path, seal_key_of(bytes(32)))
+    signature_checks.clear()
+    loaded, rejected = load(path, net, KEY)
+    assert rejected == 0
+    assert len(signature_checks) >= len(state)
+    assert loaded.digest() == state.digest()
+
+
+@pytest.mark.parametrize("table", ["announcements", "records"])
+def test_an_altered_sealed_row_is_refused(tmp_path: Path, table: str) -> None:
+    """A row changed after it was sealed no longer matches its seal: it is verified in full
+    and its signature refuses it (the seal is kept, the bytes are not this node's)."""
+    path = tmp_path / "meshd.db"
+    net, _ = populated(path, KEY)
+    db = sqlite3.connect(path)
+    # A member's last announcement, or the revocation (a credential would take others along).
+    where = "" if table == "announcements" else f"WHERE kind = {int(Kind.REVOCATION)}"
+    rid, raw = db.execute(f"SELECT rid, raw FROM {table} {where} LIMIT 1").fetchone()
+    flipped = bytearray(raw)
+    flipped[-1] ^= 1
+    db.execute(f"UPDATE {table} SET raw = ? WHERE rid = ?", (bytes(flipped), rid))
+    db.commit()
+    db.close()
+    loaded, rejected = load(path, net, KEY)
+    assert rejected == 1
+    assert loaded.record(rid) is None
+    assert bytes(flipped) not in {loaded.record(r) for r in loaded.record_ids()}
+    # Gone from the disk too: the next load finds nothing to refuse.
+    again, rejected_again = load(path, net, KEY)
+    assert rejected_again == 0
+    assert again.digest() == loaded.digest()
+
+
+def test_a_forged_row_under_a_real_seal_is_refused(tmp_path: Path) -> None:
+    """A seal covers its row's bytes: an announcement forged in a member's name (signed by
+    another key) put in place of the member's own, its seal kept, is verified in full."""
+    path = tmp_path / "meshd.db"
+    net, state = populated(path, KEY)
+    db = sqlite3.connect(path)
+    node, rid, seal = db.execute("SELECT node, rid, seal FROM announcements LIMIT 1").fetchone()
+    forged = make_announcement(
+        SigningKey.generate(), network_id=net.anchor.network_id, seq=99, issued_at=NOW
+    )
+    # Claims the member's key, signed by another: only a signature check can tell.
+    body = bytearray(forged.raw)
+    start = bytes(body).find(forged.node_key)
+    body[start : start + 32] = node
+    db.execute("UPDATE announcements SET raw = ? WHERE rid = ?", (bytes(body), rid))
+    db.commit()
+    db.close()
+    assert seal is not None
+    loaded, rejected = load(path, net, KEY)
+    assert rejected == 1
+    assert loaded.digest() != state.digest()  # the member's announcement is gone
+    assert all(m.announcement is None or m.announcement.seq != 99 for m in loaded.members(NOW))
+
+
+def test_sealed_rows_are_still_judged(tmp_path: Path) -> None:
+    """A seal spares the signatures only: dates, revocations and standing are judged anew
+    (a sealed store loaded long after drops what has expired, as an unsealed one does)."""
+    path = tmp_path / "meshd.db"
+    net, _ = populated(path, KEY)
+    later, rejected = load(path, net, KEY, at=T0 + 500 * DAY)
+    assert rejected > 0
+    assert all(m.state.value != "admitted" for m in later.members(T0 + 500 * DAY))
+
+
+def test_records_from_the_network_are_verified_after_a_sealed_load(
+    tmp_path: Path, signature_checks: list[bytes]
+) -> None:
+    """Loading trusts the store's signatures while it runs, never after: a record that comes
+    from a peer has its signature (and its chain's) checked."""
+    path = tmp_path / "meshd.db"
+    net, _ = populated(path, KEY)
+    loaded, _ = load(path, net, KEY)
+    assert not loaded.verifier.signatures_trusted
+    founder_key = next(m.node_key for m in loaded.members(NOW) if m.name == "founder")
+    mallory = SigningKey.generate()
+
+    def claiming(make: Callable[[], bytes]) -> bytes:
+        raw = bytearray(make())
+        start = bytes(raw).find(mallory.public)
+        raw[start : start + 32] = founder_key
+        return bytes(raw)
+
+    # An announcement in the founder's name signed by another key: alone and in a batch.
+    forged = claiming(
+        lambda: (
+            make_announcement(
+                mallory, network_id=net.anchor.network_id, seq=50, issued_at=NOW + 3
+            ).raw
+        )
+    )
+    with pytest.raises(VerifyError) as refused:
+        loaded.ingest_untrusted(forged, NOW + 3)
+    assert refused.value.reason == "bad-signature"
+    batch = loaded.ingest_batch([forged], NOW + 3)
+    assert batch.rejected == ("bad-signature",)
+    # A member certificate whose root signature is not the root's.
+    cert = bytearray(net.founder("eve").credential.raw)
+    cert[-1] ^= 1
+    signature_checks.clear()
+    with pytest.raises(VerifyError) as refused:
+        loaded.ingest_untrusted(bytes(cert), NOW + 3)
+    assert refused.value.reason == "bad-signature"
+    assert signature_checks
