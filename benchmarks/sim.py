@@ -360,7 +360,7 @@ def new_design(costs_a: Costs, costs_b: Costs, quick: bool) -> dict[str, Any]:
         "load": asdict(NEW_LOAD),
         "steady": rows,
         "revocation_loaded": [loaded_revocation(n, costs_a, NEW_LOAD) for n in sizes],
-        "revocation_loaded_b": [loaded_revocation(n, costs_b, NEW_LOAD) for n in sizes],
+        "revocation_loaded_b": [loaded_revocation(1000, costs_b, NEW_LOAD)],
     }
 
 
@@ -559,11 +559,17 @@ def main() -> None:
         help="only the steady state, every 30 s and on change, at the costs A and B fitted in "
         "results/sim.json (results/sim-steady.json; --plots: docs/img/sim-steady.png)",
     )
+    parser.add_argument(
+        "--reuse-old",
+        type=Path,
+        default=None,
+        help="with --steady: take the rows of the old load (every 30 s) from this results file",
+    )
     args = parser.parse_args()
     quick = args.quick
     started = time.perf_counter()
     if args.steady:
-        steady_only(quick, args.plots)
+        steady_only(quick, args.plots, args.reuse_old)
         return
 
     per_record = record_costs()
@@ -643,31 +649,41 @@ def main() -> None:
         print("plots in docs/img/sim-*.png")
 
 
-def steady_only(quick: bool, plot: bool) -> None:
+def steady_only(quick: bool, plot: bool, reuse: Path | None) -> None:
     """The steady state before and after announcing on change, at the fitted costs of the
-    last full run (results/sim.json: fitting them again takes most of a full run)."""
+    last full run (results/sim.json: fitting them again takes most of a full run). ``reuse``:
+    a previous results file whose rows for the old load (every 30 s) are taken as they are
+    (the simulator is deterministic: the same code gives the same figures)."""
     started = time.perf_counter()
+    load_before = list(os.getloadavg())
     fitted = json.loads((RESULTS / "sim.json").read_text())["costs"]
     costs_a, costs_b = Costs(**fitted["a"]), Costs(**fitted["b"])
-    old_runs = [(100, 1.0, 10.0), (300, 1.0, 10.0), (1000, 0.1, 10.0), (3000, 0.03, 10.0)]
-    if not quick:
-        old_runs.append((10000, 0.01, 10.0))
-    old = [steady_figures(n, costs_a, thin, w, OLD_LOAD) for n, thin, w in old_runs]
-    for row in old:
-        row["cpu_b"] = cpu_at(row, costs_b)
+    if reuse is not None:
+        previous = json.loads(reuse.read_text())
+        old, old_loaded = previous["steady"], previous["revocation_loaded_old"]
+    else:
+        old_runs = [(100, 1.0, 10.0), (300, 1.0, 10.0), (1000, 0.1, 10.0), (3000, 0.03, 10.0)]
+        if not quick:
+            old_runs.append((10000, 0.01, 10.0))
+        old = [steady_figures(n, costs_a, thin, w, OLD_LOAD) for n, thin, w in old_runs]
+        for row in old:
+            row["cpu_b"] = cpu_at(row, costs_b)
+        old_loaded = loaded_revocation(1000, costs_a, OLD_LOAD)
     results: dict[str, Any] = {
         "benchmark": "sim --steady",
+        "commit": _commit(),
         "when": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": f"{platform.machine()}, {len_cpus()} cpus, Python {platform.python_version()}",
-        "load_average": list(os.getloadavg()),
         "links": asdict(WAN),
         "costs": {"a": asdict(costs_a), "b": asdict(costs_b), "from": "results/sim.json"},
         "gossip": asdict(Gossip()),
         "old_load": asdict(OLD_LOAD),
         "steady": old,
+        "old_rows_from": str(reuse) if reuse is not None else None,
         "new_design": new_design(costs_a, costs_b, quick),
-        "revocation_loaded_old": loaded_revocation(1000, costs_a, OLD_LOAD),
+        "revocation_loaded_old": old_loaded,
     }
+    results["load_average"] = {"start": load_before, "end": list(os.getloadavg())}
     results["wall_s"] = time.perf_counter() - started
     name = "sim-steady-quick.json" if quick else "sim-steady.json"
     (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
@@ -676,6 +692,15 @@ def steady_only(quick: bool, plot: bool) -> None:
         IMG.mkdir(parents=True, exist_ok=True)
         steady_plot(old, results["new_design"]["steady"])
         print("plot in docs/img/sim-steady.png")
+
+
+def _commit() -> str:
+    import subprocess
+
+    found = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    )
+    return found.stdout.strip() or "unknown"
 
 
 def len_cpus() -> int:
