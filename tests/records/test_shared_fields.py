@@ -1,0 +1,46 @@
+"""Decoded records and their ids share what repeats, without changing a value."""
+
+from __future__ import annotations
+
+from meshd.records import Certificate, Role, decode_untrusted, make_certificate, record_id
+from meshd.trust.keys import SigningKey, WgKey
+
+ROOT = SigningKey(bytes([7]) * 32)
+NETWORK_ID = bytes(range(16))
+
+
+def certificate(i: int) -> bytes:
+    return make_certificate(
+        ROOT,
+        network_id=NETWORK_ID,
+        subject=SigningKey(bytes([i]) * 32).public,
+        role=Role.MEMBER,
+        serial=bytes([i]) * 16,
+        not_before=1000,
+        not_after=2000,
+        name=f"m{i}",
+        wg_key=WgKey(bytes([i]) * 32),
+    ).raw
+
+
+def test_the_id_of_one_record_asked_for_again_is_the_same_object() -> None:
+    raw = certificate(1)
+    first = record_id(raw)
+    assert record_id(raw) is first
+    # Equal bytes in another object, or another record in between: equal ids, still right.
+    copy = bytes(bytearray(raw))
+    assert copy is not raw
+    assert record_id(copy) == first
+    other = certificate(2)
+    assert record_id(other) != first
+    assert record_id(raw) == first
+    assert record_id(bytearray(raw)) == first  # type: ignore[arg-type]
+
+
+def test_decoded_certificates_share_the_network_id_and_the_issuer() -> None:
+    one, two = (decode_untrusted(certificate(i), Certificate) for i in (3, 4))
+    assert one.network_id == NETWORK_ID
+    assert one.network_id is two.network_id
+    assert one.issuer == ROOT.public
+    assert one.issuer is two.issuer
+    assert one.subject != two.subject
