@@ -21,27 +21,30 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import weakref
-from typing import cast
 
 Prefix = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# Interned prefixes by packed network address and prefix length (5 or 17 bytes, so the two
-# families never share a key). Weak: a prefix nobody holds any more leaves the table.
-_INTERNED: weakref.WeakValueDictionary[bytes, Prefix] = weakref.WeakValueDictionary()
+# Interned prefixes. IPv6 /128s (two a member: its overlay and link-local addresses) by
+# their address as an int, the very int the network holds (no key of its own); any other
+# prefix by packed network address and prefix length (5 or 17 bytes, so the two families
+# never share a key). Weak: a prefix nobody holds any more leaves the table.
+_HOSTS: weakref.WeakValueDictionary[int, ipaddress.IPv6Network] = weakref.WeakValueDictionary()
+_OTHERS: weakref.WeakValueDictionary[bytes, Prefix] = weakref.WeakValueDictionary()
 
 
 def interned(prefix: Prefix) -> Prefix:
     """The one object standing for ``prefix`` (equal to it) while anything holds one."""
+    if prefix.prefixlen == 128 and isinstance(prefix, ipaddress.IPv6Network):
+        value = int(prefix.network_address)
+        found6 = _HOSTS.get(value)
+        if found6 is None:
+            _HOSTS[value] = found6 = prefix
+        return found6
     key = prefix.network_address.packed + bytes((prefix.prefixlen,))
-    found = _INTERNED.get(key)
+    found = _OTHERS.get(key)
     if found is None:
-        _INTERNED[key] = found = prefix
+        _OTHERS[key] = found = prefix
     return found
-
-
-def interned_v6(prefix: ipaddress.IPv6Network) -> ipaddress.IPv6Network:
-    """:func:`interned` for an IPv6 prefix, typed as one."""
-    return cast(ipaddress.IPv6Network, interned(prefix))
 
 
 def overlay_prefix(root_public_key: bytes) -> ipaddress.IPv6Network:
@@ -59,13 +62,14 @@ def overlay_address(root_public_key: bytes, node_public_key: bytes) -> ipaddress
 
 def host_prefix(address: ipaddress.IPv6Address) -> ipaddress.IPv6Network:
     """The /128 of ``address``, interned (made only if no one holds it yet)."""
-    key = address.packed + b"\x80"
-    found = _INTERNED.get(key)
+    value = int(address)
+    found = _HOSTS.get(value)
     if found is None:
         # From the int: a /128 keeps what it was made from (for ``hosts``), and an int is
         # smaller than the address object.
-        _INTERNED[key] = found = ipaddress.IPv6Network((int(address), 128))
-    return cast(ipaddress.IPv6Network, found)
+        found = ipaddress.IPv6Network((value, 128))
+        _HOSTS[int(found.network_address)] = found
+    return found
 
 
 def prefix_within(inner: Prefix, outer: Prefix) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import ipaddress
 
-from meshd.addressing import _INTERNED, host_prefix, interned
+from meshd.addressing import _HOSTS, _OTHERS, host_prefix, interned
 from meshd.babel.prefix import AE_IPV6, to_network
 from meshd.mesh.desired import base_allowed_ips, desired_peers
 from meshd.records import Announcement, decode_untrusted
@@ -41,11 +41,15 @@ def test_equal_prefixes_are_one_object_and_families_never_mix() -> None:
 
 def test_a_prefix_nobody_holds_leaves_the_table() -> None:
     prefix = host_prefix(ipaddress.IPv6Address("fd00:6d65:7368::dead"))
-    packed = prefix.network_address.packed + b"\x80"
-    assert packed in _INTERNED
-    del prefix
+    value = int(prefix.network_address)
+    assert value in _HOSTS
+    wider = interned(ipaddress.IPv6Network("fd00:6d65:7368:dead::/64"))
+    key = wider.network_address.packed + b"\x40"
+    assert key in _OTHERS
+    del prefix, wider
     gc.collect()
-    assert packed not in _INTERNED
+    assert value not in _HOSTS
+    assert key not in _OTHERS
 
 
 def test_desired_peers_share_the_prefixes_across_rounds_and_with_other_modules() -> None:
