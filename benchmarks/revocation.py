@@ -190,6 +190,27 @@ def meshd(*args: str, timeout: float = 60.0) -> str:
     return result.stdout
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far, its threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def cpu_shares(pids: dict[str, int], window: float) -> dict[str, float]:
+    """Per name, the share of one core (percent) its process used over ``window`` seconds."""
+    first = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    start = time.monotonic()
+    time.sleep(window)
+    elapsed = time.monotonic() - start
+    return {
+        name: round(100 * (cpu_seconds(pid) - first[name]) / elapsed, 2)
+        for name, pid in pids.items()
+    }
+
+
 # --- the meshd mesh -----------------------------------------------------------------------------
 
 
@@ -234,7 +255,11 @@ class Mesh:
         return self.nodes[0]
 
 
-def start_mesh(size: int, workdir: Path, processes: Processes, batch: int) -> Mesh:
+def start_mesh(
+    size: int, workdir: Path, processes: Processes, batch: int, flags: Sequence[str] = ()
+) -> Mesh:
+    """``size`` daemons: a founder, then members joining by invite; ``flags`` go to every
+    daemon after ``MESHD_FLAGS``."""
     python = [sys.executable, "-m", "meshd"]
     env = meshd_env()
     founder = Node("founder", workdir / "founder")
@@ -248,6 +273,7 @@ def start_mesh(size: int, workdir: Path, processes: Processes, batch: int) -> Me
             "--listen",
             founder.listen,
             *MESHD_FLAGS,
+            *flags,
             "--state-dir",
             str(founder.state_dir),
         ],
@@ -270,11 +296,24 @@ def start_mesh(size: int, workdir: Path, processes: Processes, batch: int) -> Me
     )
     members = [Node(f"m{i:02d}", workdir / f"m{i:02d}") for i in range(1, size)]
 
+    joined: list[Node] = [founder]
+    sponsors = random.Random(size)
+
     def spawn(node: Node) -> None:
+        # Each joiner dials two members that joined already before the invite's founder
+        # (`--bootstrap` comes first): the founder alone sponsoring 47 joins on a loaded
+        # machine answered dials in more than the join's 5 s, and the run failed at the 25th.
+        bootstrap: list[str] = []
+        for sponsor in sponsors.sample(joined, min(2, len(joined))):
+            with suppress(MeshdError, OSError, KeyError):
+                bootstrap += [
+                    "--bootstrap",
+                    f"{sponsor.listen}/p2p/{sponsor.ask('status')['peer_id']}",
+                ]
         node.process = processes.start(
             [
-                *python, "join", "--invite", token, "--name", node.name,
-                "--listen", node.listen, *MESHD_FLAGS, "--state-dir", str(node.state_dir),
+                *python, "join", "--invite", token, "--name", node.name, *bootstrap,
+                "--listen", node.listen, *MESHD_FLAGS, *flags, "--state-dir", str(node.state_dir),
             ],
             node.log,
             env,
@@ -299,6 +338,7 @@ def start_mesh(size: int, workdir: Path, processes: Processes, batch: int) -> Me
                     retry = Node(f"{node.name}r{attempt}", workdir / f"{node.name}r{attempt}")
                     members[first + index] = group[index] = node = retry
                     spawn(node)
+        joined += group
         print(f"  {first + len(group)}/{len(members)} members joined", flush=True)
     return Mesh([founder, *members], processes)
 
@@ -403,10 +443,16 @@ def revoke_round(
 
 
 def bench_meshd(
-    size: int, rounds: int, workdir: Path, processes: Processes, batch: int, settle: float
+    size: int,
+    rounds: int,
+    workdir: Path,
+    processes: Processes,
+    batch: int,
+    settle: float,
+    flags: Sequence[str] = (),
 ) -> dict[str, Any]:
     start = time.monotonic()
-    mesh = start_mesh(size, workdir, processes, batch)
+    mesh = start_mesh(size, workdir, processes, batch, flags)
     try:
         took = wait_for(
             lambda: all_admitted(mesh), 300, "every daemon to list all as admitted", 1.0
@@ -414,7 +460,15 @@ def bench_meshd(
         ready = time.monotonic() - start
         print(f"  meshd: {size} daemons up, all admitted everywhere after {ready:.0f} s "
               f"(last check {took:.0f} s); settling {settle:g} s", flush=True)  # fmt: skip
-        time.sleep(settle)
+        # The settling pause doubles as the idle figure: every daemon's CPU over its last
+        # two thirds (the first third lets the last joins' syncs end).
+        time.sleep(settle / 3)
+        pids = {n.name: n.process.pid for n in mesh.nodes if n.process is not None}
+        idle = cpu_shares(pids, settle * 2 / 3)
+        idle_members = [v for k, v in idle.items() if k != mesh.founder.name]
+        print(f"  idle: a member's CPU median {statistics.median(idle_members):.2f} % of a core "
+              f"(max {max(idle_members):.2f} %), all {size} daemons {sum(idle.values()) / 100:.2f} "
+              f"cores; load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
         results: list[MeshdRound] = []
         for r in range(rounds):
             target = mesh.nodes[1 + r].name
@@ -460,6 +514,13 @@ def bench_meshd(
         "targets": [r.target for r in results],
         "rejected_at_end": _sum_counters(s.get("rejected", {}) for s in status),
         "rss_mib_median": statistics.median(rss) if rss else None,
+        "idle_cpu_pct": {
+            "window_s": round(settle * 2 / 3, 1),
+            "member_median": statistics.median(idle_members),
+            "member_max": max(idle_members),
+            "founder": idle[mesh.founder.name],
+            "all_cores": round(sum(idle.values()) / 100, 3),
+        },
     }
 
 
@@ -661,6 +722,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4, help="members joining at once")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds after all admitted")
     parser.add_argument("--keep", action="store_true", help="keep the logs and state dirs")
+    parser.add_argument(
+        "--daemon-arg",
+        action="append",
+        default=[],
+        help="an option for every daemon (repeat; e.g. --daemon-arg=--announce-interval=1h)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS / "revocation.json")
     args = parser.parse_args()
     if shutil.which("serf") is None:
@@ -690,6 +757,7 @@ def main() -> None:
                         processes,
                         args.batch,
                         args.settle,
+                        args.daemon_arg,
                     )
                 except RuntimeError as exc:
                     row["meshd"] = {"daemons": size, "failed": str(exc)}
@@ -732,6 +800,15 @@ def save(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         f"Python {platform.python_version()}",
         "serf_version": serf("version").splitlines()[0],
         "rounds": args.rounds,
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+        ).stdout.strip(),
+        "daemon_args": args.daemon_arg,
+        "settle_s": args.settle,
         "meshd_measure": "meshd revoke returning -> Revoked event (after the store commit) "
         "on every other daemon, max over daemons; polled_s: first seen through each "
         "control socket; from_origin_s: the founder's own Revoked event -> the last daemon's",

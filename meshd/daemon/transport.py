@@ -7,6 +7,7 @@ by their peer id; a peer id names an Ed25519 key (:func:`key_of`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -44,8 +45,11 @@ class Transport(Protocol):
     async def connect_any(self, addrs: Sequence[str]) -> list[ConnectResult]: ...
 
 
+@functools.lru_cache(maxsize=1024)
 def key_of(peer: str) -> bytes | None:
-    """The Ed25519 key a peer id names; None if it names none."""
+    """The Ed25519 key a peer id names; None if it names none. Cached (a pure function of
+    the id): the connections pass asks it for every connected peer every second, and each
+    answer decodes base58 and a protobuf key."""
     try:
         return public_key_of(peer)
     except DecodeError:

@@ -159,9 +159,38 @@ _MAX_VERIFIED_PEERS: Final = 4096
 # -- building the router ---------------------------------------------------------------------
 
 
+class FloodPublishGossipSub(GossipSub):
+    """GossipSub that sends our own messages to every peer of the topic, not only the mesh.
+
+    go-libp2p's ``FloodPublish`` (on there by default; py-libp2p 0.8.1 has no such option):
+    a revocation made here reaches every connected member at the first hop instead of the
+    ``degree`` mesh peers, one hop less across the network. What we forward for others still
+    goes to the mesh only. Our own records are rare (a revocation, an admission, an
+    announcement on change), and the peers are the connections we hold, which are bounded.
+    """
+
+    def _get_peers_to_send(
+        self,
+        topic_ids: Any,
+        msg_forwarder: ID,
+        origin: ID,
+        msg_id: bytes | None = None,
+    ) -> Any:
+        peers = super()._get_peers_to_send(topic_ids, msg_forwarder, origin, msg_id)
+        pubsub = self.pubsub
+        if pubsub is None or origin != pubsub.my_id:
+            return peers
+        everyone = set(peers)
+        for topic in topic_ids:
+            everyone.update(p for p in pubsub.peer_topics.get(topic, ()) if p in self.peer_protocol)
+        everyone.difference_update((msg_forwarder, origin))
+        return everyone
+
+
 def gossipsub_router(config: HostConfig) -> GossipSub:
-    """The gossipsub router: meshsub 1.1 only, no spam protection, no scoring, no extras."""
-    gossipsub = GossipSub(
+    """The gossipsub router: meshsub 1.1 only, no spam protection, no scoring, no extras;
+    our own messages flooded to every peer of the topic (:class:`FloodPublishGossipSub`)."""
+    gossipsub = FloodPublishGossipSub(
         # meshsub 1.1 only: 1.2 adds IDONTWANT, which py-libp2p sends to every mesh peer
         # for every message it forwards, whatever its size. Our records are a few hundred
         # bytes: that doubled the RPCs per message and saved no bandwidth.

@@ -148,3 +148,26 @@ def test_accept_errors_are_logged_once_a_minute(caplog: pytest.LogCaptureFixture
     assert len(records) <= 1  # the module's own filter may have let one through already
     assert all(r.exc_info is None for r in records)
     assert quiet.suppressed + workarounds.ACCEPT_LOG_FILTER.suppressed >= 19
+
+
+def test_our_own_messages_go_to_every_peer_of_the_topic_and_forwards_to_the_mesh_only() -> None:
+    from types import SimpleNamespace
+
+    from libp2p.crypto.ed25519 import create_new_key_pair
+    from libp2p.peer.id import ID
+    from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11
+
+    from meshd.gossip.config import HostConfig
+
+    me, b, c, d, author = (ID.from_pubkey(create_new_key_pair().public_key) for _ in range(5))
+    router = workarounds.gossipsub_router(HostConfig(identity_seed=bytes(32)))
+    topic = "/meshd/test/1"
+    router.pubsub = SimpleNamespace(  # type: ignore[assignment]
+        my_id=me, peer_topics={topic: {b, c, d}}
+    )
+    router.mesh = {topic: {b, c}}
+    router.peer_protocol = dict.fromkeys((b, c, d), PROTOCOL_ID_V11)
+    # Published here: every peer of the topic at once, not only the mesh (one hop less).
+    assert set(router._get_peers_to_send([topic], me, me)) == {b, c, d}
+    # Forwarded for someone else: the mesh only, not back to the forwarder.
+    assert set(router._get_peers_to_send([topic], b, author)) == {c}
