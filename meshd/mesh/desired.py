@@ -93,7 +93,9 @@ def choose_endpoint(announced: Iterable[str], underlay: Underlay) -> str | None:
             int(address),
             port,
         )
-        ranked.append((rank, format_endpoint(address, port)))
+        canonical = format_endpoint(address, port)
+        # The announced string itself when canonical: held already, not a copy per round.
+        ranked.append((rank, text if canonical == text else canonical))
     return min(ranked)[1] if ranked else None
 
 

@@ -116,8 +116,13 @@ def format_endpoint(address: IPAddress, port: int) -> str:
 
 
 def canonical_endpoint(text: str) -> str:
-    """Parse and re-format an endpoint so that equal endpoints compare equal as strings."""
-    return format_endpoint(*parse_endpoint(text))
+    """Parse and re-format an endpoint so that equal endpoints compare equal as strings.
+
+    ``text`` itself when it is already canonical: a peer's endpoint is then the string its
+    member's announcement holds, not a copy made every round.
+    """
+    canonical = format_endpoint(*parse_endpoint(text))
+    return text if canonical == text and type(text) is str else canonical
 
 
 def canonical_networks(networks: Iterable[IPNetwork]) -> tuple[IPNetwork, ...]:

@@ -105,3 +105,16 @@ def test_decoded_records_share_prefixes_and_the_network_id() -> None:
     assert one.network_id is two.network_id
     assert one.prefixes[0] is prefix
     assert two.prefixes[0] is prefix
+
+
+def test_a_peers_endpoint_is_the_string_its_member_announced() -> None:
+    m = member(1, endpoints=("192.0.2.1:51820",))
+    assert m.announcement is not None
+    announced = m.announcement.endpoints[0]
+    config = desired_peers([m], own_node_key=ME, own_wg_key=MY_WG).peers[m.wg_key]
+    assert config.endpoint is announced
+    # Not canonical: written the canonical way, as before.
+    odd = member(2, endpoints=("[2001:DB8::1]:51820",))
+    config = desired_peers([odd], own_node_key=ME, own_wg_key=MY_WG).peers[odd.wg_key]
+    assert config.endpoint == "[2001:db8::1]:51820"
+    assert PeerConfig(m.wg_key, endpoint="[2001:DB8:0::1]:7").endpoint == "[2001:db8::1]:7"
