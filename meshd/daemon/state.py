@@ -105,10 +105,12 @@ class NodeState:
         self.membership = Membership(node.anchor, announce_ttl=announce_ttl)
         report = node.store.load_into(self.membership, clock())
         log.info(
-            "loaded %d records (%d refused, %d pending) from %s",
+            "loaded %d records (%d refused, %d pending, %d without this node's seal verified"
+            " in full) from %s",
             report.loaded,
             report.rejected,
             report.pending,
+            report.checked,
             node.paths.db,
         )
         self.membership.tick(clock())
