@@ -10,7 +10,11 @@ benchmark benchmarks/sim.py both import it, and it runs meshd's own membership a
 * :mod:`meshd.sim.nodes`: the membership layer, real (``RealNode``) or modelled
   (``ModelNode``, for 1,000 and 10,000 nodes);
 * :mod:`meshd.sim.records`: the signed records of a network built from one seed;
-* :mod:`meshd.sim.scenarios`: revocation, steady state, partition and heal, churn.
+* :mod:`meshd.sim.scenarios`: revocation, steady state, partition and heal, churn;
+* :mod:`meshd.sim.babel_net`: the real Babel core on every node that runs Babel, over the
+  same links as UDP; :mod:`meshd.sim.babel_relays`: Babel off the full mesh (relays and
+  members behind symmetric NAT), a relay failing, the loop check at every route change,
+  and the cost model for the sizes the real core is not run at.
 
 docs/performance.md gives the figures, the calibration and what is modelled.
 """
