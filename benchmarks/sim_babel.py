@@ -22,7 +22,8 @@ over the simulator's links (50 +- 20 ms one way, 1 % loss, UDP: a lost datagram 
     nice -n 10 .venv/bin/python -m benchmarks.sim_babel [--quick] [--plots]
 
 Results in benchmarks/results/sim-babel.json (``--quick``: sim-babel-quick.json, 100 and
-300 members only); ``--plots`` writes docs/img/sim-babel-cost.png and
+300 members only; ``--hello S``: another Hello interval, ``-helloS`` in the name); ``--plots``
+writes docs/img/sim-babel-cost.png and
 docs/img/sim-babel-reroute.png (matplotlib, a dev dependency).
 """
 
@@ -98,7 +99,9 @@ def _node_samples(
     return [(n, r, window_cost(list(before), list(after), [i], WINDOW)) for i, n, r in nodes]
 
 
-def relayed_run(members: int, seed: int, nat_share: float, relays: int) -> dict[str, Any]:
+def relayed_run(
+    members: int, seed: int, nat_share: float, relays: int, hello: float = HELLO
+) -> dict[str, Any]:
     design = Design(members, nat_share=nat_share, relays=relays)
     tally: dict[str, Any] = {}
 
@@ -109,7 +112,7 @@ def relayed_run(members: int, seed: int, nat_share: float, relays: int) -> dict[
 
     started = time.perf_counter()
     _net, result = relay_failure(
-        design, seed, wan=WAN, hello_interval=HELLO, window=WINDOW, probe=probe
+        design, seed, wan=WAN, hello_interval=hello, window=WINDOW, probe=probe
     )
     wall = time.perf_counter() - started
     cpu_start, counters_start = tally["start"]
@@ -172,10 +175,10 @@ def relayed_run(members: int, seed: int, nat_share: float, relays: int) -> dict[
     return row
 
 
-def full_mesh_run(members: int, seed: int) -> dict[str, Any]:
+def full_mesh_run(members: int, seed: int, hello: float = HELLO) -> dict[str, Any]:
     """Today's design: every member a Babel neighbour of every other, all relaying."""
     started = time.perf_counter()
-    net = BabelNet(members, full_mesh_links(members), seed, wan=WAN, hello_interval=HELLO)
+    net = BabelNet(members, full_mesh_links(members), seed, wan=WAN, hello_interval=hello)
     tally = CpuTally(net)
     net.run(20.0)
     cpu_before, before = list(tally.cpu), net.counters()
@@ -342,6 +345,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2, help="seeds at 1,000 members")
     parser.add_argument("--nat-share", type=float, default=0.10)
     parser.add_argument("--relays", type=int, default=4)
+    parser.add_argument(
+        "--hello", type=float, default=HELLO, help="Hello interval, s (the daemon's: 4)"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     results: dict[str, Any] = {
@@ -352,7 +358,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus, "
         f"Python {platform.python_version()}",
         "links": asdict(WAN),
-        "hello_interval": HELLO,
+        "hello_interval": args.hello,
         "window_s": WINDOW,
         "nat_share": args.nat_share,
         "relays": args.relays,
@@ -360,14 +366,16 @@ def main() -> None:
     runs = [(100, 1), (300, 1)]
     if not args.quick:
         runs += [(1000, seed) for seed in range(1, args.seeds + 1)]
-    results["relayed"] = [relayed_run(n, s, args.nat_share, args.relays) for n, s in runs]
-    results["full_mesh"] = [full_mesh_run(n, 1) for n in (8, 16, 24)]
+    results["relayed"] = [
+        relayed_run(n, s, args.nat_share, args.relays, args.hello) for n, s in runs
+    ]
+    results["full_mesh"] = [full_mesh_run(n, 1, args.hello) for n in (8, 16, 24)]
     samples = [
         (int(s[0]), float(s[1]), Cost(**s[2]))
         for row in (*results["relayed"], *results["full_mesh"])
         for s in row["samples"]
     ]
-    model = fit_model(HELLO, samples)
+    model = fit_model(args.hello, samples)
     results["model_constants"] = asdict(model)
     print(
         f"model: {model.hello_bytes:.1f} bytes of Hello and IHU per neighbour per Hello "
@@ -382,7 +390,10 @@ def main() -> None:
     results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     results["wall_s"] = time.perf_counter() - started
     RESULTS.mkdir(exist_ok=True)
-    name = "sim-babel-quick.json" if args.quick else "sim-babel.json"
+    name = "sim-babel-quick" if args.quick else "sim-babel"
+    if args.hello != HELLO:
+        name += f"-hello{args.hello:g}"
+    name += ".json"
     (RESULTS / name).write_text(json.dumps(results, indent=1) + "\n")
     print(f"saved benchmarks/results/{name} ({results['wall_s']:.0f} s)")
     if args.plots:
