@@ -220,14 +220,15 @@ def heap_by_place(path: Path) -> dict[str, dict[str, int]]:
     lines: dict[str, int] = {}
     for trace in snapshot.traces:
         frames = list(reversed(trace.traceback))  # the innermost frame first
-        ours = next((f for f in frames if "/meshd/" in f.filename), frames[0])
-        place = ours.filename.split("/meshd/", 1)[-1] if ours is not frames[0] else ""
-        line = f"{place}:{ours.lineno}"
-        if ours is not frames[0]:
-            library = f" <- {Path(frames[0].filename).name}"
-            place, line = place + library, line + library
-        elif "/meshd/" not in ours.filename:
-            place = line = Path(ours.filename).name
+        ours = next((f for f in frames if "/meshd/" in f.filename), None)
+        if ours is None:  # nothing of meshd's on the stack (8 frames deep)
+            place = line = Path(frames[0].filename).name
+        else:
+            place = ours.filename.split("/meshd/", 1)[-1]
+            line = f"{place}:{ours.lineno}"
+            if ours is not frames[0]:
+                library = f" <- {Path(frames[0].filename).name}"
+                place, line = place + library, line + library
         places[place] = places.get(place, 0) + trace.size
         lines[line] = lines.get(line, 0) + trace.size
     return {"by_place": places, "by_line": lines, "total": {"bytes": sum(places.values())}}
@@ -502,6 +503,7 @@ def main() -> int:
         "python": platform.python_version(),
         "backend": backend,
         "settle_s": args.settle,
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "targets": TARGETS,
         "baselines": baselines(),
     }
@@ -554,6 +556,7 @@ def main() -> int:
         print("by line:")
         for place, size in heap["by_line"].items():
             print(f"{size:8.0f}  {place}")
+    results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"saved {args.output}")
