@@ -78,6 +78,7 @@ class _Peer:
     handshake: float | None = None  # Unix time
     rx_bytes: int = 0
     rx_at: float = 0.0
+    heard_at: float = 0.0  # when the peer's received bytes last grew (never reset)
     requested_at: float = -math.inf
     request_due: bool = False
     trying_since: float = 0.0  # Unix time the current candidate began to be tried
@@ -205,7 +206,7 @@ class Punching:
         for key, peer in self.peers.items():
             status = stats.get(peer.wg_key)
             has_session = status is not None and status.last_handshake
-            heard[key] = peer.rx_at if has_session else None
+            heard[key] = peer.heard_at if has_session else None
         ops: list[RemovePeer | UpdatePeer] = []
         for key in self.reconnects.update(now, connected, heard):
             peer = self.peers[key]
@@ -216,7 +217,7 @@ class Punching:
                 "%s: connected again, and nothing heard on its WireGuard session for %.0f s "
                 "(restarted?): shaking hands anew",
                 peer.name,
-                now - peer.rx_at,
+                now - peer.heard_at,
             )
             keepalive = status.config.persistent_keepalive or self.keepalive or 25
             ops += _recreate(status, status.config.endpoint, keepalive)
@@ -239,7 +240,7 @@ class Punching:
             networks=underlay.networks,
             overlay=self.mesh.overlay_prefix,
         )
-        peer = _Peer(wg_key, member.name, announced, path, rx_at=now)
+        peer = _Peer(wg_key, member.name, announced, path, rx_at=now, heard_at=now)
         self.peers[member.node_key] = peer
         return peer
 
@@ -264,7 +265,7 @@ class Punching:
             if status.last_handshake:
                 handshake = now - (wall - status.last_handshake)
             if status.rx_bytes != peer.rx_bytes:
-                peer.rx_bytes, peer.rx_at = status.rx_bytes, now
+                peer.rx_bytes, peer.rx_at, peer.heard_at = status.rx_bytes, now, now
         path = peer.path
         if (
             path.state == "direct"

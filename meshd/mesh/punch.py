@@ -19,12 +19,14 @@ turn. Per peer, a :class:`DirectPath` decides, from the clock and WireGuard's ow
   peer is trying now (at most once per ``punch_interval``: a hostile relay cannot make us
   spin), or when the peer reaches us itself (a handshake).
 
-A direct path may be *hopeless* (:func:`direct_hopeless`): our NAT maps each destination to
-a port of its own (symmetric, as at least two members see us), we hold no public address,
-and the peer offers no public endpoint and nothing on a network we are on. Then traffic may
-go through a relay at once (``Action.relay``) while the candidates are still tried in the
-background: a NAT that filters less than the common port-restricted one still lets the
-direct path come up, and it is taken back then.
+A direct path may be *hopeless* (:func:`direct_hopeless`): we hold no public address, and
+the peer offers no candidate that can answer a first initiation (nothing public, nothing on
+a network we are on, no reflexive one, or only reflexive ones while our own NAT maps each
+destination to a port of its own: symmetric, as at least two members see us). Then traffic
+may go through a relay at once (``Action.relay``) while the candidates are still tried, and
+punch rounds still run, in the background: a punch's hints, or a NAT that filters less than
+the common port-restricted one, still let the direct path come up, and it is taken back
+then.
 
 A punch request may bring hints (where the relaying member sees the peer): at most
 ``MAX_HINTS``, checked like every endpoint (:func:`meshd.mesh.candidates.check_endpoint`),
@@ -67,20 +69,26 @@ def direct_hopeless(
     public: bool,
     networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
 ) -> bool:
-    """Whether a direct path to a peer with these candidates cannot come up by punching.
+    """Whether no candidate of the peer can answer a first initiation: only a punch round
+    (with the hints of a member that sees both sides) could still find a direct path, or
+    nothing can.
 
-    True when we are behind a symmetric NAT (``symmetric``: members see one address of ours
-    with different ports, a mapping per destination), hold no public address or configured
-    endpoint (``public``), and the peer offers neither a public endpoint (``configured``, or
-    a ``local`` address of its own that is public) nor an address on one of our
-    ``networks`` (same LAN). The peer is then behind a NAT too, which lets in only what comes
-    from where it sent to (port-restricted, the common kind), and it cannot know which port
-    our NAT will give our packets to it: no simultaneous exchange can meet.
+    False when we hold a public address or a configured endpoint (``public``: the peer's
+    own initiation reaches us), or the peer offers a ``configured`` endpoint, a ``local``
+    address of its own that is public or on one of our ``networks`` (same LAN), or a
+    ``reflexive`` one while our NAT is not known to be ``symmetric``. Otherwise the peer is
+    behind a NAT that lets in only what comes from where it sent to (port-restricted, the
+    common kind), and it does not know where to send: its private addresses elsewhere
+    cannot answer, and behind a symmetric NAT (a mapping per destination, as members see
+    us) neither can its reflexive one, as our NAT gives our packets to it a port nobody
+    has seen.
     """
-    if public or not symmetric:
+    if public:
         return False
     for c in candidates:
         if c.kind == "configured":
+            return False
+        if c.kind == "reflexive" and not symmetric:
             return False
         if c.kind == "local" and (
             is_public(c.address)

@@ -1,10 +1,11 @@
-"""Two NATs that cannot be punched: the relay at once, the direct path still tried.
+"""No candidate that can answer: the relay at once, the direct path still tried.
 
-A member behind a symmetric NAT (members see one address with different ports) and with no
-public address cannot meet a peer that offers nothing public and nothing on its LAN: the
-peer's NAT lets in only what comes from where it sent to, and no side can tell where the
-other's mapping will be. Its path says the relay may carry traffic from the first moment
-(``Action.relay``), while candidates are still tried; the hold-down then holds nobody.
+A member with no public address cannot reach a peer that offers nothing public, nothing on
+its LAN and no reflexive mapping (or, behind a symmetric NAT of its own: members see one
+address with different ports, only reflexive mappings): the peer's NAT lets in only what
+comes from where it sent to. Its path says the relay may carry traffic from the first moment
+(``Action.relay``), while candidates and punch rounds are still tried; the hold-down then
+holds nobody.
 """
 
 from __future__ import annotations
@@ -31,15 +32,17 @@ def hopeless(*candidates: Candidate, symmetric: bool = True, public: bool = Fals
     return direct_hopeless(candidates, symmetric=symmetric, public=public, networks=OUR_LAN)
 
 
-def test_symmetric_to_a_nated_peer_is_hopeless() -> None:
+def test_a_peer_offering_only_private_addresses_elsewhere_is_hopeless() -> None:
     assert hopeless(ELSEWHERE)
+    assert hopeless(ELSEWHERE, symmetric=False)  # its addresses cannot answer, whatever ours
     assert hopeless()  # nothing announced at all
-    # A cone peer's mapping does not help: it filters by the port our NAT picks for it.
+    # Behind a symmetric NAT, a cone peer's mapping does not help either: it lets in only
+    # what comes from where it sent to, and it cannot know the port our NAT picks for it.
     assert hopeless(REFLEXIVE, ELSEWHERE)
 
 
 def test_anything_public_on_either_side_or_a_shared_lan_leaves_hope() -> None:
-    assert not hopeless(ELSEWHERE, symmetric=False)  # cone or unknown: punching may work
+    assert not hopeless(REFLEXIVE, ELSEWHERE, symmetric=False)  # cone or unknown: punch
     assert not hopeless(ELSEWHERE, public=True)  # we are reachable as we are
     assert not hopeless(PUBLIC)
     assert not hopeless(DOC_PUBLIC)  # documentation ranges stand for public addresses
@@ -64,19 +67,20 @@ def test_a_hopeless_path_opens_the_relay_at_once_and_keeps_trying() -> None:
     p = path(ELSEWHERE, symmetric=True)
     a = p.update(0.0, None, None)
     assert (a.path, a.endpoint, a.kick, a.relay) == ("trying", "192.168.2.2:51820", True, True)
-    # The same path from a member whose NAT is not known to be symmetric waits for the
-    # first candidate to fail before it lets the relay carry traffic.
-    q = path(ELSEWHERE, symmetric=False)
+    # A peer with a reflexive candidate, from a member whose NAT is not known to be
+    # symmetric: the first candidate is given its chance before the relay carries traffic.
+    q = path(REFLEXIVE, ELSEWHERE, symmetric=False)
     assert q.update(0.0, None, None).relay is False
     assert q.update(punch.ATTEMPT, None, None).relay is True
     # Punching goes on: a handshake (a NAT that filters less than expected) settles direct,
     # and the relay is no longer wanted.
     a = p.update(3.0, 2.9, "198.51.100.6:3456")
     assert (a.path, a.relay) == ("direct", False)
-    # Our side turns out not to be symmetric after all: hope again, the relay waits.
-    r = path(ELSEWHERE, symmetric=True)
+    # Our side turns out not to be symmetric after all: the reflexive one has a chance.
+    r = path(REFLEXIVE, symmetric=True)
+    assert r.update(0.0, None, None).relay is True
     r.symmetric = False
-    assert r.update(0.0, None, None).relay is False
+    assert r.update(0.1, None, None).relay is False
 
 
 def test_the_hold_down_holds_no_hopeless_peer() -> None:
