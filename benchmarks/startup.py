@@ -54,7 +54,7 @@ RESULTS = Path(__file__).parent / "results" / "startup.json"
 ROOT = Path(__file__).resolve().parent.parent
 LOADED = "loaded "
 PROGRAMMED = "programmed from the store"
-NEXT_ROUND_WAIT = 30.0  # s after WireGuard is programmed, for the round after it
+NEXT_ROUND_WAIT = 120.0  # s after WireGuard is programmed, for the round after it
 
 
 def commit_of(tree: Path) -> str:

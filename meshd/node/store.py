@@ -249,19 +249,26 @@ class Store:
 
     def _sealed_rows(
         self, kinds: Iterable[Kind] = LOAD_ORDER
-    ) -> Iterator[tuple[bytes, bytes, bytes | None]]:
+    ) -> Iterator[tuple[bytes, bytes, bytes | None, bytes | None]]:
+        """(rid, raw, seal, node): ``node`` is the primary key of an announcement's row, None
+        for the other records (whose primary key is ``rid``)."""
         for kind in kinds:
             if kind is Kind.ANNOUNCEMENT:
-                query = "SELECT rid, raw, seal FROM announcements ORDER BY rid"
+                query = "SELECT rid, raw, seal, node FROM announcements ORDER BY rid"
                 cursor = self._db.execute(query)
             else:
-                query = "SELECT rid, raw, seal FROM records WHERE kind = ? ORDER BY rid"
+                query = "SELECT rid, raw, seal, NULL FROM records WHERE kind = ? ORDER BY rid"
                 cursor = self._db.execute(query, (int(kind),))
-            for rid, raw, seal in cursor:
-                yield bytes(rid), bytes(raw), None if seal is None else bytes(seal)
+            for rid, raw, seal, node in cursor:
+                yield (
+                    bytes(rid),
+                    bytes(raw),
+                    None if seal is None else bytes(seal),
+                    None if node is None else bytes(node),
+                )
 
     def rows(self, kinds: Iterable[Kind] = LOAD_ORDER) -> Iterator[tuple[bytes, bytes]]:
-        return ((rid, raw) for rid, raw, _ in self._sealed_rows(kinds))
+        return ((rid, raw) for rid, raw, _, _ in self._sealed_rows(kinds))
 
     def count(self) -> int:
         row = self._db.execute(
@@ -275,17 +282,17 @@ class Store:
         Sealed rows are merged without checking their signatures again, the others with
         (and sealed once kept); every other check and judgement runs for all."""
         sealed: list[bytes] = []
-        unsealed: dict[bytes, bytes] = {}  # rid -> raw
+        unsealed: dict[bytes, tuple[bytes, bytes | None]] = {}  # rid -> (raw, node)
         rids: list[bytes] = []
-        for rid, raw, seal in self._sealed_rows():
+        for rid, raw, seal, node in self._sealed_rows():
             rids.append(rid)
             expected = self._seal(raw)
             if expected is not None and seal is not None and hmac.compare_digest(seal, expected):
                 sealed.append(raw)
             else:
-                unsealed[rid] = raw
+                unsealed[rid] = (raw, node)
         batches = []
-        for raws, trusted in ((sealed, True), (list(unsealed.values()), False)):
+        for raws, trusted in ((sealed, True), ([raw for raw, _ in unsealed.values()], False)):
             if raws:
                 records, rejected = decode_batch_untrusted(raws)
                 batch = state.load(records, now, signatures_trusted=trusted, rejected=rejected)
@@ -306,12 +313,19 @@ class Store:
                 db.executemany("DELETE FROM records WHERE rid = ?", gone)
                 db.executemany("DELETE FROM announcements WHERE rid = ?", gone)
             self.apply(batches)
-        # Rows verified in full and kept are sealed now: the next load trusts them.
-        reseal = [(self._seal(raw), rid) for rid, raw in unsealed.items() if rid in keep]
-        if reseal and self.seal_key is not None:
+        # Rows verified in full and kept are sealed now: the next load trusts them. Each row
+        # by its primary key (an announcement's is its member's key).
+        kept = [(rid, raw, node) for rid, (raw, node) in unsealed.items() if rid in keep]
+        if kept and self.seal_key is not None:
             with self.transaction() as db:
-                db.executemany("UPDATE records SET seal = ? WHERE rid = ?", reseal)
-                db.executemany("UPDATE announcements SET seal = ? WHERE rid = ?", reseal)
+                db.executemany(
+                    "UPDATE records SET seal = ? WHERE rid = ?",
+                    [(self._seal(raw), rid) for rid, raw, node in kept if node is None],
+                )
+                db.executemany(
+                    "UPDATE announcements SET seal = ? WHERE node = ? AND rid = ?",
+                    [(self._seal(raw), node, rid) for rid, raw, node in kept if node is not None],
+                )
         loaded = sum(batch.new for batch in batches)
         return LoadReport(loaded, len(gone), state.pending_count, len(unsealed))
 
