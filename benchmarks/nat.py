@@ -474,6 +474,7 @@ def run(
         "direct_share": [],
         "public_restart": [],
     }
+    load_before = os.getloadavg()
     with Lab(len(PUBLIC), public=public_lab) as lab:
         build(lab)
         mesh = LabMesh(lab, network="natbench")
@@ -567,6 +568,7 @@ def run(
             "public_addresses": public_lab,
         },
         "rounds": rounds,
+        "load_average": {"start": list(load_before), "end": list(os.getloadavg())},
         "settle_s": settle,
         "timeouts_s": {"cone_join": 20, "symmetric_relay": 40, "public_restart": 60},
         "summary": summarise(figures),
