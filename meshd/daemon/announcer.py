@@ -22,7 +22,8 @@ from meshd.daemon.config import DaemonConfig
 from meshd.daemon.flooding import Flooder
 from meshd.daemon.state import NodeState
 from meshd.daemon.transport import Transport
-from meshd.daemon.wireguard import WireGuardMesh, local_addresses
+from meshd.daemon.wireguard import WireGuardMesh
+from meshd.daemon.wireguard_open import local_addresses
 from meshd.errors import MeshdError, VerifyError
 from meshd.mesh.underlay import (
     LocalAddress,

@@ -77,7 +77,7 @@ def ungranted_origins(config: DaemonConfig, node: NodeDir) -> list[IPNetwork]:
     """The ``--babel-originate`` prefixes this member's certificate does not allow, when
     Babel will run on the mesh (a WireGuard backend other than ``none``); else none."""
     from meshd.daemon.state import NodeState
-    from meshd.daemon.wireguard import backend_kind
+    from meshd.daemon.wireguard_open import backend_kind
 
     if not config.babel.originate or backend_kind(config.wg_backend) == "none":
         return []

@@ -1,7 +1,7 @@
 """Starting a node in the order that gets its tunnels up first.
 
 1. load the membership from the store (:class:`~meshd.daemon.state.NodeState`);
-2. open WireGuard (:func:`~meshd.daemon.wireguard.open_mesh`) and reconcile once from the
+2. open WireGuard (:func:`~meshd.daemon.wireguard_open.open_mesh`) and reconcile once from the
    stored membership: every member we knew is a peer again, and the new peers' first packets
    are already on their way;
 3. only then load and start the gossip side (:mod:`meshd.daemon.service`), whose import
@@ -31,7 +31,7 @@ from meshd.daemon.notify import Notifier, inform_systemd
 from meshd.daemon.rekey import finish_cut_short
 from meshd.daemon.startup import lock_state_dir
 from meshd.daemon.state import NodeState
-from meshd.daemon.wireguard import current_underlay, open_mesh
+from meshd.daemon.wireguard_open import current_underlay, open_mesh
 from meshd.node.statedir import NodeDir
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
 
-from meshd.daemon.wireguard import local_addresses
+from meshd.daemon.wireguard_open import local_addresses
 from meshd.errors import MeshdError
 from meshd.mesh.candidates import is_public
 from meshd.mesh.underlay import usable_addresses

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from meshd.daemon import wireguard_views
-from meshd.daemon.wireguard import local_addresses
+from meshd.daemon.wireguard_open import local_addresses
 from meshd.membership import Member, MemberState
 from meshd.mesh import seeing
 from meshd.wg.model import IPAddress, PeerStatus

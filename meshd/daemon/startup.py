@@ -303,7 +303,7 @@ async def check_wireguard(
 @contextlib.asynccontextmanager
 async def claim(config: DaemonConfig, node: NodeDir) -> AsyncIterator[StateDirLock]:
     """The state dir's lock, then every check; the lock is held until the body ends."""
-    from meshd.daemon.wireguard import backend_kind
+    from meshd.daemon.wireguard_open import backend_kind
 
     lock = lock_state_dir(node.paths.root)
     try:
@@ -320,7 +320,7 @@ async def claim(config: DaemonConfig, node: NodeDir) -> AsyncIterator[StateDirLo
 async def preflight(config: DaemonConfig) -> None:
     """The checks of :func:`claim` that need no state dir: ``join`` runs them before it
     spends a use of the invite on a node whose daemon could not start."""
-    from meshd.daemon.wireguard import backend_kind
+    from meshd.daemon.wireguard_open import backend_kind
 
     check_listen(config.listen)
     check_metrics(config.metrics)

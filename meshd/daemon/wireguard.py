@@ -1,9 +1,9 @@
 """The WireGuard shell of the daemon: one backend, one interface, one reconcile loop.
 
-:func:`open_mesh` opens the backend (for ``userspace``, a ``wireguard-go`` child), which
-configures the interface: key, port, ``addrgenmode none``, the key-derived link-local
-address, the overlay /128, link up. It then routes the network's overlay /48 through the
-interface. :class:`WireGuardMesh` owns the backend from then on:
+:func:`meshd.daemon.wireguard_open.open_mesh` opens the backend (for ``userspace``, a
+``wireguard-go`` child), which configures the interface: key, port, ``addrgenmode none``, the
+key-derived link-local address, the overlay /128, link up. It then routes the network's
+overlay /48 through the interface. :class:`WireGuardMesh` owns the backend from then on:
 
 * each round reads the device, computes the desired peers from the membership
   (:func:`meshd.mesh.desired.desired_peers`), plans (:func:`meshd.wg.reconcile.plan`) and
@@ -40,26 +40,21 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import trio
 from nacl.bindings import crypto_scalarmult_base
 
-from meshd.addressing import overlay_address
 from meshd.daemon.feed import Subscription
-from meshd.daemon.startup import claim
 from meshd.errors import BackendError
 from meshd.membership import Member
 from meshd.mesh.desired import DesiredMesh, Underlay, desired_peers, peer_members
 from meshd.mesh.handshake import FirstHandshakes
 from meshd.mesh.holddown import HoldDown, hold_down_period, routed_directly
 from meshd.mesh.paths import Path, with_paths
-from meshd.mesh.underlay import LocalAddress, underlay_of
 from meshd.trust.keys import NodeKey, WgKey
-from meshd.wg.backend import Backend, InterfaceConfig
-from meshd.wg.backend_select import select_backend
+from meshd.wg.backend import Backend
 from meshd.wg.model import (
     DeviceState,
     IPNetwork,
@@ -70,14 +65,11 @@ from meshd.wg.model import (
     UpdatePeer,
     key_to_base64,
 )
-from meshd.wg.netlink import Netlink
 from meshd.wg.reconcile import plan
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
-    from meshd.daemon.config import DaemonConfig
-    from meshd.node.statedir import NodeDir
 
 log = logging.getLogger(__name__)
 
@@ -386,66 +378,3 @@ def overlay_of(
         ):
             return net.network_address
     return None
-
-
-def backend_kind(name: str) -> str:
-    """The backend ``name`` resolves to on this machine (``auto`` becomes a real one)."""
-    if name != "auto":
-        return name
-    from meshd.wg.backend_kernel import kernel_module_available
-
-    return "kernel" if kernel_module_available() else "userspace"
-
-
-@asynccontextmanager
-async def open_mesh(config: DaemonConfig, node: NodeDir) -> AsyncIterator[WireGuardMesh]:
-    """Open the backend and configure the interface; close both on the way out."""
-    opener = select_backend(config.wg_backend)
-    kind = backend_kind(config.wg_backend)
-    overlay = overlay_address(node.anchor.root_key, node.first_key)
-    prefix = node.anchor.overlay
-    assert isinstance(prefix, ipaddress.IPv6Network)
-    interface = InterfaceConfig(
-        ifname=config.interface,
-        private_key=node.wg_key.secret,
-        listen_port=config.listen_port,
-        overlay_address=overlay,
-    )
-    async with claim(config, node), opener(interface) as backend:
-        if kind != "none":
-            await backend.replace_routes([prefix])
-        log.info(
-            "WireGuard %s (%s): key %s, port %d, overlay %s",
-            interface.ifname,
-            kind,
-            key_to_base64(interface.public_key),
-            config.listen_port,
-            overlay,
-        )
-        yield WireGuardMesh(
-            backend,
-            kind=kind,
-            own_node_key=NodeKey(node.node_key.public),
-            own_wg_key=WgKey(node.wg_key.public),
-            overlay=overlay,
-            overlay_prefix=prefix,
-            listen_port=config.listen_port,
-            interval=config.reconcile_interval,
-            keepalive=config.keepalive or None,
-            poke=kind != "none",
-        )
-        log.info("WireGuard %s: closing", interface.ifname)
-
-
-async def local_addresses() -> list[LocalAddress]:
-    """This namespace's interface addresses (empty if netlink cannot be read)."""
-    try:
-        found = await Netlink().addresses()
-    except BackendError as exc:
-        log.warning("cannot read the interface addresses: %s", exc)
-        return []
-    return [LocalAddress(ifname, interface) for ifname, interface in found]
-
-
-async def current_underlay(exclude: Sequence[str]) -> Underlay:
-    return underlay_of(await local_addresses(), exclude=exclude)
