@@ -8,18 +8,59 @@ gathered and emitted once per member, after everything else.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from meshd.errors import VerifyError
 from meshd.membership.merge import Merger
 from meshd.membership.views import Event, MemberState, Stored, Updated
-from meshd.records import Announcement, Kind, RecordId, record_id
+from meshd.records import (
+    AdminHandover,
+    Admission,
+    Announcement,
+    Certificate,
+    Handover,
+    Kind,
+    Record,
+    RecordId,
+    Renewal,
+    Revocation,
+    Rollover,
+    record_id,
+)
 from meshd.trust.chain import Credential, check_announcement_signatures
 
 if TYPE_CHECKING:
     from meshd.membership.state import Membership
+
+
+# The order in which records that arrived together are merged (announcements last).
+# Renewals before the credentials they extend (an admission past its own end stands on one).
+INGEST_ORDER: dict[type[Record], int] = {
+    Rollover: -1,  # first: what a new root signed verifies only once the rollover is known
+    AdminHandover: -1,  # before what the old admin key signed after it (refused, not dropped)
+    Renewal: 0,
+    Certificate: 1,
+    Admission: 2,
+    Handover: 2,
+    Revocation: 3,
+}
+
+
+def in_ingest_order(records: Iterable[Record]) -> tuple[list[Announcement], list[Record]]:
+    """The announcements, and the other records in INGEST_ORDER (admissions by admission
+    time, so that a sponsor's own admission comes before those it countersigned)."""
+    announcements: list[Announcement] = []
+    others: list[tuple[int, int, Record]] = []
+    for record in records:
+        if type(record) is Announcement:
+            announcements.append(record)
+        else:
+            at = record.admitted_at if type(record) is Admission else 0
+            others.append((INGEST_ORDER.get(type(record), len(INGEST_ORDER)), at, record))
+    others.sort(key=lambda item: item[:2])
+    return announcements, [record for *_, record in others]
 
 
 @dataclass(slots=True)

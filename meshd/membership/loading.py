@@ -20,13 +20,13 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from meshd.errors import VerifyError
-from meshd.membership.batch import Merged, merge_announcements
+from meshd.membership.batch import Merged, in_ingest_order, merge_announcements
 from meshd.membership.merge import Merger
 from meshd.membership.pending import LOCAL
 from meshd.membership.settle import reevaluate, settle
 from meshd.membership.tables import Change
 from meshd.membership.views import Batch
-from meshd.records import Admission, Announcement, Record, record_id
+from meshd.records import Record, record_id
 
 if TYPE_CHECKING:
     from meshd.membership.state import Membership
@@ -40,27 +40,18 @@ def load_batch(
     *,
     signatures_trusted: bool,
     rejected: Iterable[str],
-    order: dict[type[Record], int],
 ) -> Batch:
     """Merge a store's records into ``state`` (see the module's docstring). No events: the
     caller reads the state that results."""
     merged = Merged(reasons=list(rejected))
-    announcements: list[Announcement] = []
-    others: list[tuple[int, int, Record]] = []
-    for record in records:
-        if type(record) is Announcement:
-            announcements.append(record)
-        else:
-            at = record.admitted_at if type(record) is Admission else 0
-            others.append((order.get(type(record), len(order)), at, record))
-    others.sort(key=lambda item: item[:2])
+    announcements, others = in_ingest_order(records)
     verifier = state.verifier
     verifier.signatures_trusted = signatures_trusted
     try:
         change = Change(source=LOCAL)
         if now > state._retire_after:
             merger.authority.retire(now, change)
-        for *_, record in others:
+        for record in others:
             rid = record_id(record.raw)
             if rid in state._set:
                 continue

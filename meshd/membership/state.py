@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from meshd.errors import DecodeError, VerifyError
-from meshd.membership.batch import Merged, merge_announcements
+from meshd.membership.batch import Merged, in_ingest_order, merge_announcements
 from meshd.membership.loading import load_batch
 from meshd.membership.merge import Merger
 from meshd.membership.pending import LOCAL
@@ -25,35 +25,17 @@ from meshd.membership.sponsoring import check_enrollment
 from meshd.membership.tables import Change
 from meshd.membership.views import Batch, Event, MemberState, Outcome, Stored, Updated
 from meshd.records import (
-    AdminHandover,
     Admission,
     Announcement,
-    Certificate,
     Enrollment,
-    Handover,
     Kind,
     Record,
-    Renewal,
-    Revocation,
-    Rollover,
     decode_record_untrusted,
     make_admission,
     record_id,
 )
 from meshd.trust.chain import Anchor, Credential
 from meshd.trust.keys import SigningKey
-
-# The order in which records that arrived together are merged (announcements last).
-# Renewals before the credentials they extend (an admission past its own end stands on one).
-_INGEST_ORDER: dict[type[Record], int] = {
-    Rollover: -1,  # first: what a new root signed verifies only once the rollover is known
-    AdminHandover: -1,  # before what the old admin key signed after it (refused, not dropped)
-    Renewal: 0,
-    Certificate: 1,
-    Admission: 2,
-    Handover: 2,
-    Revocation: 3,
-}
 
 
 class Membership(MemberQueries, RecordQueries):
@@ -153,17 +135,9 @@ class Membership(MemberQueries, RecordQueries):
         caller already refused, carried into the result. ``source``: as for :meth:`ingest`.
         """
         reasons = list(rejected)
-        announcements: list[Announcement] = []
-        others: list[tuple[int, int, Record]] = []
-        for record in records:
-            if type(record) is Announcement:
-                announcements.append(record)
-            else:
-                at = record.admitted_at if type(record) is Admission else 0
-                others.append((_INGEST_ORDER.get(type(record), len(_INGEST_ORDER)), at, record))
-        others.sort(key=lambda item: item[:2])
+        announcements, others = in_ingest_order(records)
         merged = Merged(reasons=reasons)
-        for *_, record in others:
+        for record in others:
             try:
                 outcome = self.ingest(record, now, source=source)
             except VerifyError as exc:
@@ -209,7 +183,6 @@ class Membership(MemberQueries, RecordQueries):
             now,
             signatures_trusted=signatures_trusted,
             rejected=rejected,
-            order=_INGEST_ORDER,
         )
 
     def tick(self, now: int) -> tuple[Event, ...]:
