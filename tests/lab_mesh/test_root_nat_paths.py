@@ -79,9 +79,13 @@ def test_cone_nated_members_get_a_direct_session(mesh: LabMesh) -> None:
         "h2 and h4 at each other's NAT address",
     )
     print(f"cone <-> cone direct {time.monotonic() - started:.1f} s after the mesh formed")
-    wait_for(  # Babel moves each side's route to the direct session within a few Hellos
-        lambda: all(mesh.ping_pairs([("h2", "h4"), ("h4", "h2")]).values()), 10, "pings"
+    # Babel moves each side's route to the direct session within a few Hellos. The bound is
+    # 20 s: in one CI run of two, with the direct endpoints found 9.3 s after the mesh formed,
+    # the pair did not answer within 10 s (not understood yet: docs/nat.md, open questions).
+    waited = wait_for(
+        lambda: all(mesh.ping_pairs([("h2", "h4"), ("h4", "h2")]).values()), 20, "pings"
     )
+    print(f"cone <-> cone pings answered {waited:.1f} s after the direct endpoints")
     assert endpoint(mesh, "h2", "h4") == want[("h2", "h4")]  # direct, not through h1
 
 
