@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from meshd.daemon.config import DaemonConfig
+from meshd.daemon.last_endpoints import first_paths
 from meshd.daemon.lifecycle import stop_on_down, stop_when_revoked
 from meshd.daemon.metrics import open_metrics
 from meshd.daemon.notify import Notifier, inform_systemd
@@ -59,6 +60,8 @@ async def run(
         mesh.set_underlay(await current_underlay([config.interface, "lo"]))
         members = state.feed.subscribe()
         mesh.set_members(members.latest.members)
+        # Where our WireGuard last saw peers behind NATs: initiate back through their mappings.
+        mesh.paths = first_paths(node.paths.root, mesh.overlay_prefix, config.keepalive or 25)
         async with trio.open_nursery() as nursery:
             await nursery.start(state.feed.run)
             await nursery.start(state.disk.run)  # fsyncs the store off the event loop

@@ -31,12 +31,14 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from pathlib import Path as FsPath
 from typing import TYPE_CHECKING
 
 import trio
 
-from meshd.daemon import wireguard_views
+from meshd.daemon import last_endpoints, wireguard_views
 from meshd.daemon.endpoints import REANNOUNCE, Endpoints
 from meshd.daemon.nat_messages import FRESH, PunchMessages
 from meshd.daemon.nat_view import NatSnapshot, PeerPathView
@@ -51,6 +53,7 @@ from meshd.mesh.desired import peer_members
 from meshd.mesh.paths import Path
 from meshd.mesh.punch import PUNCH_INTERVAL, Action, DirectPath
 from meshd.mesh.reconnect import Reconnects, silence_for
+from meshd.mesh.remembered import Kept
 from meshd.wg.model import DeviceState, PeerStatus, RemovePeer, UpdatePeer
 
 if TYPE_CHECKING:
@@ -96,6 +99,7 @@ class Punching:
         announcer: Announcer,
         keepalive: int,
         hello_interval: float | None = None,
+        state_dir: FsPath | None = None,
     ) -> None:
         self.host = host
         self.state = state
@@ -114,6 +118,11 @@ class Punching:
         self._announced_at = -math.inf
         self._wake = trio.Event()
         self.stats: dict[bytes, PeerStatus] = {}  # the device's peers at the last step
+        # Where our WireGuard last saw peers that announce no such endpoint (a NAT's mapping
+        # for us): kept in the state dir for the next start (meshd.mesh.remembered).
+        self.state_dir = state_dir
+        loaded = last_endpoints.load(state_dir, mesh.overlay_prefix) if state_dir else {}
+        self.kept = Kept(loaded)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -189,7 +198,29 @@ class Punching:
             self.mesh.relay_now = frozenset(relay_now)
             self.mesh.kick()
         self._report(device, now)
+        self._keep(stats, members.keys(), wall)
         await self._reannounce(now)
+
+    def _keep(
+        self, stats: dict[bytes, PeerStatus], present: Collection[bytes], wall: float
+    ) -> None:
+        """Keep where our WireGuard sees each peer with a live session, when its
+        announcement does not say so (meshd.mesh.remembered), for the next start."""
+        seen: dict[bytes, tuple[str, bool]] = {}
+        for peer in self.peers.values():
+            status = stats.get(peer.wg_key)
+            if status is None or not status.last_handshake or status.config.endpoint is None:
+                continue
+            if wall - status.last_handshake > FRESH:
+                continue
+            endpoint = status.config.endpoint
+            seen[peer.wg_key] = (
+                endpoint,
+                any(c.endpoint == endpoint for c in peer.path.candidates),
+            )
+        data = self.kept.update(trio.current_time(), seen, present)
+        if data is not None and self.state_dir is not None:
+            last_endpoints.save(self.state_dir, data)
 
     def _reconnected(
         self, stats: dict[bytes, PeerStatus], now: float
@@ -239,6 +270,7 @@ class Punching:
             families=underlay.families,
             networks=underlay.networks,
             overlay=self.mesh.overlay_prefix,
+            kept=self.kept.kept.get(wg_key),
         )
         peer = _Peer(wg_key, member.name, announced, path, rx_at=now, heard_at=now)
         self.peers[member.node_key] = peer

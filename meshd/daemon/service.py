@@ -138,6 +138,7 @@ class Daemon:
             self.announcer,
             config.keepalive,
             config.babel.hello_interval,
+            state.node.paths.root,
         )
         self.announcer.candidates = self._candidates
         self.expiry = Expiry(state, config.tick_interval)

@@ -31,7 +31,9 @@ then.
 A punch request may bring hints (where the relaying member sees the peer): at most
 ``MAX_HINTS``, checked like every endpoint (:func:`meshd.mesh.candidates.check_endpoint`),
 used for that one round only, ranked after the peer's own configured and reflexive
-candidates and before its private addresses elsewhere. Time is
+candidates and before its private addresses elsewhere. A path made when this node starts
+may be given the endpoint our WireGuard last saw the peer at before the restart
+(``kept``, :mod:`meshd.mesh.remembered`): its first round tries that one first. Time is
 passed in. See docs/nat.md.
 """
 
@@ -135,6 +137,7 @@ class DirectPath:
         retry_base: float = RETRY_BASE,
         retry_max: float = RETRY_MAX,
         punch_interval: float = PUNCH_INTERVAL,
+        kept: str | None = None,
     ) -> None:
         if attempt <= 0 or stale_after <= 0 or retry_base <= 0 or retry_max < retry_base:
             raise ValueError("attempt, stale_after and retry times must be positive")
@@ -163,6 +166,10 @@ class DirectPath:
         self._settled: str | None = None
         self._shown: str | None = None
         self._hints: tuple[Candidate, ...] = ()
+        # Where our WireGuard last saw the peer before this node restarted (meshd.mesh.
+        # remembered): tried first, in the first round only.
+        checked = check_endpoint(kept, overlay, allow_loopback=True) if kept else "malformed"
+        self._kept = None if isinstance(checked, str) else Candidate("hint", *checked)
         self._start_round(now, ())
 
     # -- inputs ---------------------------------------------------------------------------
@@ -248,6 +255,9 @@ class DirectPath:
         self._round = rank_for_us(
             [*self._ranked, *extra.values()], families=self._families, networks=self._networks
         )
+        if self._kept is not None:
+            first, self._kept = self._kept, None
+            self._round = [first, *(c for c in self._round if c.endpoint != first.endpoint)]
         self._index = 0
         self._attempt_started = now
         if self._state == "direct":

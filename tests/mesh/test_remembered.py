@@ -1,0 +1,118 @@
+"""Where our WireGuard last saw each peer, kept across a restart: what is kept, when it is
+written, the file read back (damaged too), and the first round that tries it first."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import stat
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from meshd.daemon import last_endpoints
+from meshd.mesh import punch
+from meshd.mesh.candidates import Candidate
+from meshd.mesh.punch import DirectPath
+from meshd.mesh.remembered import MAX_KEPT, Kept, decode_kept_untrusted, encode_kept
+
+OVERLAY = ipaddress.IPv6Network("fd6d:6573:6864::/48")
+A, B, C = b"\x01" * 32, b"\x02" * 32, b"\x03" * 32
+LAN = Candidate("local", ipaddress.ip_address("192.168.5.2"), 51820)
+MAPPING = "198.51.100.5:40211"  # a symmetric NAT's mapping for us: announced by nobody
+
+
+def test_a_mapping_no_announcement_names_is_kept_and_written_once() -> None:
+    kept = Kept({}, every=5.0)
+    data = kept.update(0.0, {A: (MAPPING, False), B: ("203.0.113.2:51820", True)}, {A, B})
+    assert data == f"{A.hex()} {MAPPING}\n".encode()
+    assert kept.update(1.0, {A: (MAPPING, False)}, {A, B}) is None  # unchanged: not written
+
+
+def test_the_file_is_written_at_most_every_few_seconds() -> None:
+    kept = Kept({}, every=5.0)
+    assert kept.update(0.0, {A: (MAPPING, False)}, {A}) is not None
+    assert kept.update(1.0, {A: ("198.51.100.5:40999", False)}, {A}) is None
+    data = kept.update(5.0, {}, {A})
+    assert data == f"{A.hex()} 198.51.100.5:40999\n".encode()
+
+
+def test_silent_peers_keep_their_last_endpoint_gone_ones_and_announced_ones_go() -> None:
+    kept = Kept({A: MAPPING, B: "198.51.100.9:1234", C: "198.51.100.7:999"}, every=0.0)
+    # A: no live session now (kept); B: its session is at an announced endpoint; C: gone.
+    data = kept.update(0.0, {B: ("203.0.113.2:51820", True)}, {A, B})
+    assert data == f"{A.hex()} {MAPPING}\n".encode()
+    assert dict(kept.kept) == {A: MAPPING}
+
+
+def test_at_most_limit_peers_are_kept() -> None:
+    kept = Kept({}, every=0.0, limit=2)
+    kept.update(0.0, {A: (MAPPING, False), B: (MAPPING, False), C: (MAPPING, False)}, {A, B, C})
+    assert len(kept.kept) == 2
+
+
+def test_a_damaged_file_gives_only_its_good_lines() -> None:
+    data = b"\n".join(
+        [
+            f"{A.hex()} {MAPPING}".encode(),
+            b"zz" * 32 + b" 198.51.100.5:1",  # not hex
+            f"{B.hex()} 224.0.0.1:51820".encode(),  # multicast
+            f"{C.hex()} [fd6d:6573:6864::1]:51820".encode(),  # the overlay
+            f"{A.hex()} 198.51.100.6:1".encode(),  # A twice: the first one stays
+            b"\xff\xfe garbage",
+            f"{C.hex()[:10]} {MAPPING}".encode(),
+        ]
+    )
+    assert decode_kept_untrusted(data, OVERLAY) == {A: MAPPING}
+
+
+@given(st.binary(max_size=4096))
+def test_any_bytes_decode_without_raising(data: bytes) -> None:
+    assert len(decode_kept_untrusted(data, OVERLAY)) <= MAX_KEPT
+
+
+def test_round_trip() -> None:
+    kept = {A: MAPPING, B: "[2001:db8::5]:51820"}
+    assert decode_kept_untrusted(encode_kept(kept), OVERLAY) == kept
+
+
+def test_the_file_is_private_and_read_back(tmp_path: Path) -> None:
+    last_endpoints.save(tmp_path, encode_kept({A: MAPPING}))
+    mode = stat.S_IMODE(os.stat(tmp_path / last_endpoints.FILENAME).st_mode)
+    assert mode == 0o600
+    assert last_endpoints.load(tmp_path, OVERLAY) == {A: MAPPING}
+    assert last_endpoints.first_paths(tmp_path, OVERLAY, 25) == {A: (MAPPING, 25, None)}
+    assert sorted(os.listdir(tmp_path)) == [last_endpoints.FILENAME]
+
+
+def test_no_file_and_a_symlinked_file_give_nothing(tmp_path: Path) -> None:
+    assert last_endpoints.load(tmp_path, OVERLAY) == {}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(encode_kept({A: MAPPING}))
+    (tmp_path / last_endpoints.FILENAME).symlink_to(elsewhere)
+    assert last_endpoints.load(tmp_path, OVERLAY) == {}
+
+
+def test_a_restarted_node_tries_the_kept_endpoint_first_then_the_candidates() -> None:
+    p = DirectPath([LAN], 0.0, families=frozenset({4}), overlay=OVERLAY, kept=MAPPING)
+    a = p.update(0.0, None, None)
+    assert (a.path, a.endpoint, a.kick) == ("trying", MAPPING, True)
+    a = p.update(punch.ATTEMPT, None, None)  # no answer there: the announced ones, as before
+    assert (a.path, a.endpoint) == ("trying", LAN.endpoint)
+    p.update(20.0, None, None)
+    p.update(60.0, None, None)  # the next round does not try the kept one again
+    assert MAPPING not in [c.endpoint for c in p.candidates]
+    assert p.update(60.0, None, None).endpoint == LAN.endpoint
+
+
+def test_a_kept_endpoint_that_answers_is_settled() -> None:
+    p = DirectPath([LAN], 0.0, families=frozenset({4}), overlay=OVERLAY, kept=MAPPING)
+    p.update(0.0, None, None)
+    a = p.update(0.3, 0.2, MAPPING)
+    assert (a.path, a.endpoint) == ("direct", MAPPING)
+
+
+def test_a_nonsense_kept_endpoint_is_ignored() -> None:
+    p = DirectPath([LAN], 0.0, families=frozenset({4}), overlay=OVERLAY, kept="224.0.0.1:1")
+    assert p.update(0.0, None, None).endpoint == LAN.endpoint
