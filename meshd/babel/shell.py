@@ -344,6 +344,9 @@ class Counters:
 
     received: int = 0
     sent: int = 0
+    received_bytes: int = 0
+    """Babel payload bytes (without IPv6, UDP or WireGuard headers), as ``sent_bytes``."""
+    sent_bytes: int = 0
     send_errors: int = 0
     decode_errors: int = 0
     bad_mac: int = 0
@@ -453,6 +456,7 @@ class BabelShell:
 
     async def _receive(self, datagram: Datagram, now: float) -> None:
         self.counters.received += 1
+        self.counters.received_bytes += len(datagram.payload)
         auth = self.auth.get(datagram.interface)
         if auth is None:
             before = self.core.decode_errors
@@ -498,6 +502,7 @@ class BabelShell:
         try:
             await port.send(payload, destination)
             self.counters.sent += 1
+            self.counters.sent_bytes += len(payload)
         except OSError as exc:
             self.counters.send_errors += 1
             log.debug("Babel %s: send to %s: %s", port.name, destination, exc)

@@ -1,0 +1,172 @@
+"""Babel's own traffic on the WireGuard mesh, per member, in a lab of real daemons.
+
+Lab (root): ``--hosts`` members on one LAN, every one ``--relay on`` (a LAN with no NAT is
+what ``--relay auto`` also makes relays of: the costliest case, every member carrying
+routes for the others), Babel at ``--hello`` seconds (full updates every 4 Hellos). Once
+every pair has shaken hands and Babel routes every pair directly, the shell's counters
+(``meshd routes --json``: datagrams and payload bytes sent and received) are read on every
+member, again after ``--window`` seconds, and the difference is the cost per member per
+second. The route table's size and the neighbours are recorded with it.
+
+Then UDP between h1 and h2 is dropped in the lab's router (as tests/lab_mesh/test_root_relay
+does), and the time until the two ping each other again through a relay is taken, with the
+cost over a second window while they are relayed.
+
+    .venv/bin/python -m benchmarks.babel_mesh [--hosts 8] [--hello 1] [--window 40] [--label X]
+
+Results: printed, and saved to benchmarks/results/babel-mesh[-LABEL].json. Payload bytes are
+Babel's alone; on the wire each datagram adds 40 (IPv6) + 8 (UDP) + 32 (WireGuard) bytes and
+the underlay's IP and UDP headers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import meshd
+from meshd.lab import Lab
+from meshd.lab.demo import LabMesh, wait_for
+
+RESULTS = Path(__file__).resolve().parent / "results"
+COUNTERS = ("sent", "received", "sent_bytes", "received_bytes")
+
+
+def _commit() -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=Path(__file__).resolve().parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip()
+
+
+def snapshot(mesh: LabMesh, hosts: list[str]) -> dict[str, dict[str, Any]]:
+    """Each member's counters, table size and neighbours, with the time of reading."""
+    out: dict[str, dict[str, Any]] = {}
+    for host in hosts:
+        view = mesh.node(host).ask("routes")
+        counters = view.get("counters", {})
+        out[host] = {
+            "at": time.monotonic(),
+            **{name: int(counters.get(name, 0)) for name in COUNTERS},
+            "routes": len(view.get("routes", [])),
+            "neighbours": len(view.get("neighbours", [])),
+        }
+    return out
+
+
+def cost(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per member per second, and the mean, median and max over members."""
+    per: dict[str, dict[str, float]] = {}
+    for host, b in before.items():
+        a = after[host]
+        span = a["at"] - b["at"]
+        per[host] = {name: (a[name] - b[name]) / span for name in COUNTERS}
+        per[host]["routes"] = a["routes"]
+        per[host]["neighbours"] = a["neighbours"]
+    summary: dict[str, Any] = {}
+    for name in (*COUNTERS, "routes", "neighbours"):
+        values = [row[name] for row in per.values()]
+        summary[name] = {
+            "mean": round(statistics.fmean(values), 2),
+            "median": round(statistics.median(values), 2),
+            "max": round(max(values), 2),
+        }
+    return {"summary": summary, "per_member": per}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=8)
+    parser.add_argument("--hello", type=float, default=1.0)
+    parser.add_argument("--window", type=float, default=40.0)
+    parser.add_argument("--label", default="")
+    args = parser.parse_args()
+    hosts = [f"h{n}" for n in range(1, args.hosts + 1)]
+    result: dict[str, Any] = {
+        "benchmark": "babel_mesh",
+        "commit": _commit(),
+        "meshd": meshd.__version__,
+        "python": platform.python_version(),
+        "hosts": args.hosts,
+        "hello": args.hello,
+        "window": args.window,
+        "load_before": os.getloadavg(),
+    }
+    with Lab(args.hosts) as lab:
+        mesh = LabMesh(lab, network="babelmesh")
+        try:
+            for host in hosts:
+                mesh.node(host).extra = ("--babel-hello-interval", str(args.hello), "--relay", "on")
+            mesh.init(hosts[0])
+            mesh.up(hosts[0])
+            started = time.monotonic()
+            mesh.join_all(hosts[0], hosts[1:], timeout=120)
+            wait_for(lambda: mesh.handshakes_done(hosts), 60, "a handshake between every pair")
+            wait_for(
+                lambda: mesh.routes_direct(hosts) or _no_babel_direct(mesh, hosts),
+                60,
+                "every pair routed directly",
+            )
+            result["joined_s"] = round(time.monotonic() - started, 1)
+            time.sleep(3 * 4 * args.hello)  # three full update intervals to settle
+            before = snapshot(mesh, hosts)
+            time.sleep(args.window)
+            after = snapshot(mesh, hosts)
+            result["steady"] = cost(before, after)
+
+            lab.block_udp("h1", "h2")
+            cut = time.monotonic()
+            took = wait_for(
+                lambda: all(mesh.ping_pairs([("h1", "h2"), ("h2", "h1")]).values()),
+                90,
+                "h1 and h2 to talk through a relay",
+            )
+            result["relayed_after_s"] = round(time.monotonic() - cut, 2)
+            result["relayed_wait_s"] = round(took, 2)
+            before = snapshot(mesh, hosts)
+            time.sleep(args.window)
+            after = snapshot(mesh, hosts)
+            result["relayed"] = cost(before, after)
+            result["relayed_still"] = all(
+                mesh.ping_pairs([("h1", "h2"), ("h2", "h1")], count=3).values()
+            )
+            lab.unblock_udp("h1", "h2")
+        finally:
+            mesh.close()
+    result["load_after"] = os.getloadavg()
+    for phase in ("steady", "relayed"):
+        s = result[phase]["summary"]
+        print(
+            f"{phase}: per member {s['sent']['mean']:.2f} datagrams/s and "
+            f"{s['sent_bytes']['mean'] / 1000:.3f} kB/s sent "
+            f"(max {s['sent_bytes']['max'] / 1000:.3f}),"
+            f" {s['received_bytes']['mean'] / 1000:.3f} kB/s received; "
+            f"routes {s['routes']['mean']:.1f}, neighbours {s['neighbours']['mean']:.1f}"
+        )
+    print(f"h1 <-> h2 relayed {result['relayed_after_s']} s after UDP between them was dropped")
+    RESULTS.mkdir(exist_ok=True)
+    name = "babel-mesh" + (f"-{args.label}" if args.label else "") + ".json"
+    (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"saved {RESULTS / name}")
+    return 0
+
+
+def _no_babel_direct(mesh: LabMesh, hosts: list[str]) -> bool:
+    """Every member pings every other (where Babel does not route direct pairs)."""
+    pairs = [(a, b) for a in hosts for b in hosts if a < b]
+    return all(mesh.ping_pairs(pairs).values())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
