@@ -31,7 +31,7 @@ from meshd.control.commands import (
     StatusRequest,
     to_json,
 )
-from meshd.errors import DaemonNotRunning, MeshdError, UsageError
+from meshd.errors import CommandLineError, DaemonNotRunning, MeshdError, UsageError
 from meshd.node.layout import Paths, resolve
 
 if TYPE_CHECKING:
@@ -65,7 +65,9 @@ def renew(
     from meshd.records import Cap
 
     if (node_ref is None) == (not every):
-        raise UsageError("name one member to renew, or --all", hint="meshd renew NODE | --all")
+        raise CommandLineError(
+            "name one member to renew, or --all", hint="meshd renew NODE | --all"
+        )
     length = duration(period, option="--for")
     at = now()
     node = NodeDir.open(resolve(state_dir))
@@ -198,7 +200,7 @@ def leave(
     from meshd.trust.keys import fingerprint
 
     if len(reason.encode()) > 256 or not reason.isprintable():
-        raise UsageError("--reason must be printable and at most 256 bytes")
+        raise CommandLineError("--reason must be printable and at most 256 bytes")
     root = resolve(state_dir)
     paths = Paths(root)
     if purge:
@@ -213,7 +215,7 @@ def leave(
         try:
             me = ask(paths.socket, StatusRequest(), StatusAnswer)
         except DaemonNotRunning:
-            raise UsageError(
+            raise DaemonNotRunning(
                 f"no daemon runs for {root}: the departure would reach no one",
                 hint="start it (`meshd up`) and run `meshd leave` again, or have an admin "
                 "`meshd revoke` this node",

@@ -25,7 +25,7 @@ from meshd.cli.output import b64, emit_fields, emit_json, when
 from meshd.cli.parse import duration
 from meshd.control.client import ask
 from meshd.control.commands import PublishAnswer, PublishRequest
-from meshd.errors import DaemonNotRunning, MeshdError, UsageError
+from meshd.errors import CommandLineError, DaemonNotRunning, MeshdError, UsageError
 from meshd.node.layout import resolve
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def rollover(
             )
         in_state_dir = new_root_key is None
         if root_key is not None and new_root_key is None:
-            raise UsageError(
+            raise CommandLineError(
                 "the root key is kept outside the state dir: say where the new one goes",
                 hint="pass --new-root-key PATH",
             )
@@ -199,7 +199,9 @@ def admin_renew(
     install: Path | None = None
     if cert is None:
         if out is not None:
-            raise UsageError("--out needs --cert", hint="pass --cert FILE too, or --admin-dir")
+            raise CommandLineError(
+                "--out needs --cert", hint="pass --cert FILE too, or --admin-dir"
+            )
         folder = admin_dir or root
         old = read_admin(folder)[1]
         install = folder / "admin.cert"
@@ -213,7 +215,7 @@ def admin_renew(
         if out is None:
             folder = admin_dir or root
             if not (folder / "admin.key").exists() or read_admin(folder)[0].public != old.subject:
-                raise UsageError(
+                raise CommandLineError(
                     f"the key of {cert} is not in {folder}: say where the new certificate goes",
                     hint="pass --out FILE, or --admin-dir with the folder holding its admin.key",
                 )
@@ -241,7 +243,7 @@ def admin_renew(
         )
         target = install or out
         if target is None:  # not reached: --cert without --out installs, or is refused
-            raise UsageError("say where the new certificate goes", hint="pass --out FILE")
+            raise CommandLineError("say where the new certificate goes", hint="pass --out FILE")
         if install is None and target.exists():
             raise UsageError(f"{target} already exists", hint="choose a new path")
         if install is not None:
