@@ -49,7 +49,7 @@ from meshd.gossip import nat as protocol
 from meshd.membership import Member
 from meshd.mesh.announced import decode_candidates_untrusted
 from meshd.mesh.candidates import Candidate, counts, is_public, parse_announced
-from meshd.mesh.desired import peer_members
+from meshd.mesh.desired import choose_endpoint, peer_members
 from meshd.mesh.paths import Path
 from meshd.mesh.punch import PUNCH_INTERVAL, Action, DirectPath
 from meshd.mesh.reconnect import Reconnects, silence_for
@@ -204,9 +204,11 @@ class Punching:
     def _keep(
         self, stats: dict[bytes, PeerStatus], present: Collection[bytes], wall: float
     ) -> None:
-        """Keep where our WireGuard sees each peer with a live session, when its
-        announcement does not say so (meshd.mesh.remembered), for the next start."""
+        """Keep where our WireGuard sees each peer with a live session, when the first
+        round of a start would not program it there from the announcement alone
+        (meshd.mesh.remembered), for the next start."""
         seen: dict[bytes, tuple[str, bool]] = {}
+        underlay = self.mesh.underlay
         for peer in self.peers.values():
             status = stats.get(peer.wg_key)
             if status is None or not status.last_handshake or status.config.endpoint is None:
@@ -214,10 +216,8 @@ class Punching:
             if wall - status.last_handshake > FRESH:
                 continue
             endpoint = status.config.endpoint
-            seen[peer.wg_key] = (
-                endpoint,
-                any(c.endpoint == endpoint for c in peer.path.candidates),
-            )
+            found = endpoint == choose_endpoint(peer.announced, underlay)
+            seen[peer.wg_key] = (endpoint, found)
         data = self.kept.update(trio.current_time(), seen, present)
         if data is not None and self.state_dir is not None:
             last_endpoints.save(self.state_dir, data)

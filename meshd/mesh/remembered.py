@@ -9,8 +9,10 @@ member's own WireGuard gave up on the dead session (15 s) or its libp2p connecti
 while the mapping itself stayed open all along (the member keeps sending to us).
 
 So each member keeps, in a small file in its state dir, the endpoints its WireGuard shows for
-peers with a live session **that the peer's announcement does not name** (the announcement
-gives the others again at start-up): the NAT mappings only we have seen. At start-up the
+peers with a live session **where a start from the announcement alone would not program
+them** (:func:`meshd.mesh.desired.choose_endpoint`, which knows no candidate kinds and takes
+a private address before a NAT's public one): the NAT mappings only we have seen, and
+cone-NATed members' reflexive endpoints. At start-up the
 peers are programmed with them, and each peer's first direct-path round tries its kept
 endpoint first (:class:`meshd.mesh.punch.DirectPath`), so WireGuard initiates back through
 the still-open mapping as soon as the device exists. An endpoint here is our own
@@ -101,13 +103,14 @@ class Kept:
         present: Collection[bytes],
     ) -> bytes | None:
         """Take, per peer with a live session, the endpoint our WireGuard shows and whether
-        its announcement names it (``seen``), and the peers there are (``present``); the
-        file's new content when it should be written now, else None.
+        a start would program it there anyway (``seen``: what the announcement alone gives),
+        and the peers there are (``present``); the file's new content when it should be
+        written now, else None.
 
-        A peer whose session shows an endpoint its announcement does not name is kept at
-        it; one whose session is at an announced endpoint is dropped (start-up finds that
-        one anyway); a peer without a live session keeps what it had (the last seen); a
-        peer that is gone is dropped. New peers beyond ``limit`` are not taken.
+        A peer whose session is where a start would not program it is kept at it; one whose
+        session is where a start programs it anyway is dropped; a peer without a live
+        session keeps what it had (the last seen); a peer that is gone is dropped. New
+        peers beyond ``limit`` are not taken.
         """
         for key in [k for k in self._kept if k not in present]:
             del self._kept[key]
