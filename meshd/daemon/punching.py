@@ -198,11 +198,11 @@ class Punching:
             self.mesh.relay_now = frozenset(relay_now)
             self.mesh.kick()
         self._report(device, now)
-        self._keep(stats, members.keys(), wall)
+        self._keep(stats, members.keys(), now, wall)
         await self._reannounce(now)
 
     def _keep(
-        self, stats: dict[bytes, PeerStatus], present: Collection[bytes], wall: float
+        self, stats: dict[bytes, PeerStatus], present: Collection[bytes], now: float, wall: float
     ) -> None:
         """Keep where our WireGuard sees each peer with a live session, when the first
         round of a start would not program it there from the announcement alone
@@ -218,7 +218,7 @@ class Punching:
             endpoint = status.config.endpoint
             found = endpoint == choose_endpoint(peer.announced, underlay)
             seen[peer.wg_key] = (endpoint, found)
-        data = self.kept.update(trio.current_time(), seen, present)
+        data = self.kept.update(now, seen, present)
         if data is not None and self.state_dir is not None:
             last_endpoints.save(self.state_dir, data)
 

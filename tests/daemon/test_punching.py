@@ -4,6 +4,7 @@ collaborators: who may send what, how often, and what a notice may change."""
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -151,3 +152,33 @@ def test_a_member_connected_again_with_a_silent_session_is_re_created_and_report
         (net,),
     )
     assert punching._reconnected(stats, 16.5) == []  # once
+
+
+def test_where_wireguard_sees_a_natted_peer_is_kept_for_the_next_start(tmp_path: Path) -> None:
+    """B sits behind a symmetric NAT: it announces a private address only, and our
+    WireGuard sees it at that NAT's mapping. That is kept in the state dir (and read back as
+    B's first candidate by a new service); C is where its announcement says, not kept."""
+    from meshd.daemon import last_endpoints
+    from meshd.mesh.desired import Underlay
+    from meshd.wg.model import PeerConfig, PeerStatus
+
+    endpoints = Endpoints(
+        overlay=None, listen_port=51820, configured=(), is_member=MEMBERS.__contains__
+    )
+    host: Any = SimpleNamespace(connected_peers=list)
+    mesh: Any = SimpleNamespace(overlay_prefix=None, underlay=Underlay(frozenset({4})))
+    state: Any = SimpleNamespace()
+    announcer: Any = SimpleNamespace()
+    punching = Punching(host, state, mesh, endpoints, announcer, 25, None, tmp_path)
+    wg_b, wg_c = bytes([2]) * 32, bytes([3]) * 32
+    punching.peers[B] = _Peer(wg_b, "b", ("192.168.5.2:51820",), DirectPath([], 0.0))
+    punching.peers[C] = _Peer(wg_c, "c", ("203.0.113.7:51820",), DirectPath([], 0.0))
+    net = ipaddress.ip_network("fd00::b/128")
+    stats = {
+        wg_b: PeerStatus(PeerConfig(wg_b, "198.51.100.5:40211", (net,), 25), 1000.0, 5, 5),
+        wg_c: PeerStatus(PeerConfig(wg_c, "203.0.113.7:51820", (net,), 25), 1000.0, 5, 5),
+    }
+    punching._keep(stats, {wg_b, wg_c}, 10.0, 1010.0)
+    assert last_endpoints.load(tmp_path, None) == {wg_b: "198.51.100.5:40211"}
+    again = Punching(host, state, mesh, endpoints, announcer, 25, None, tmp_path)
+    assert dict(again.kept.kept) == {wg_b: "198.51.100.5:40211"}
