@@ -47,6 +47,14 @@ def interned(prefix: Prefix) -> Prefix:
     return found
 
 
+def held(packed: bytes, prefixlen: int) -> Prefix | None:
+    """The interned prefix whose network address is ``packed`` (4 or 16 bytes) with this
+    length, if anything holds one; None otherwise (nothing is made)."""
+    if prefixlen == 128 and len(packed) == 16:
+        return _HOSTS.get(int.from_bytes(packed, "big"))
+    return _OTHERS.get(packed + bytes((prefixlen,)))
+
+
 def overlay_prefix(root_public_key: bytes) -> ipaddress.IPv6Network:
     """The network's unique local /48, from its root key."""
     global_id = hashlib.sha256(b"meshd ula v1\x00" + root_public_key).digest()[:5]

@@ -18,14 +18,14 @@ from collections.abc import Callable, Sequence
 import trio
 
 from meshd.wg.errors import UapiConnectionError, UapiDecodeError, UapiErrnoError
-from meshd.wg.model import DeviceState, Operation
+from meshd.wg.model import DeviceState, Operation, PeerStatus
 from meshd.wg.uapi_codec import (
     MAX_REPLY_BYTES,
     Dialect,
+    GetReplyParser,
     encode_get_request,
     encode_set_request,
     parse_errno_untrusted,
-    parse_get_reply_untrusted,
 )
 
 #: Where wireguard-go and boringtun put their sockets (shared by all network namespaces).
@@ -38,7 +38,8 @@ def socket_path(ifname: str, socket_dir: str = DEFAULT_SOCKET_DIR) -> str:
 
 
 class UapiClient:
-    """Talks to one device. Holds no connection between calls, so it is safe to share."""
+    """Talks to one device. Holds no connection between calls, so it is safe to share; it
+    keeps the peers its last ``get`` read, to return the same objects for what is unchanged."""
 
     def __init__(
         self,
@@ -52,6 +53,7 @@ class UapiClient:
         self.dialect = dialect
         self.timeout = timeout
         self._clock = clock
+        self._known: dict[bytes, PeerStatus] = {}  # the peers as the last get read them
 
     @classmethod
     def for_interface(
@@ -64,27 +66,40 @@ class UapiClient:
         return cls(socket_path(ifname, socket_dir), dialect=dialect)
 
     async def get(self) -> DeviceState:
-        """Read the device. Raises a :class:`~meshd.wg.errors.UapiError` subclass."""
-        reply = await self._exchange(encode_get_request(), "get")
-        return parse_get_reply_untrusted(reply, dialect=self.dialect, now=self._clock())
+        """Read the device. Raises a :class:`~meshd.wg.errors.UapiError` subclass.
+
+        The reply is parsed as it arrives (:class:`~meshd.wg.uapi_codec.GetReplyParser`),
+        and the peers that read the same as at the last ``get`` are the objects it returned.
+        """
+        parser = GetReplyParser(dialect=self.dialect, now=self._clock(), known=self._known)
+        await self._exchange(encode_get_request(), "get", parser.receive_untrusted)
+        state = parser.finish()
+        self._known = state.peers_by_key()
+        return state
 
     async def set(self, operations: Sequence[Operation]) -> None:
         """Apply operations in one request; nothing is sent for an empty list."""
         if not operations:
             return
-        reply = await self._exchange(encode_set_request(operations, self.dialect), "set")
-        code = parse_errno_untrusted(reply)
+        reply = _Reply()
+        await self._exchange(encode_set_request(operations, self.dialect), "set", reply.feed)
+        code = parse_errno_untrusted(bytes(reply.data))
         if code:
             raise UapiErrnoError(code, "set")
 
-    async def _exchange(self, request: bytes, what: str) -> bytes:
+    async def _exchange(self, request: bytes, what: str, feed: Callable[[bytes], bool]) -> None:
         with trio.move_on_after(self.timeout):
-            return await self._exchange_unbounded(request, what)
+            await self._exchange_unbounded(request, what, feed)
+            return
         raise UapiConnectionError(
             f"WireGuard UAPI {what} on {self.path} got no reply within {self.timeout:g} s"
         )
 
-    async def _exchange_unbounded(self, request: bytes, what: str) -> bytes:
+    async def _exchange_unbounded(
+        self, request: bytes, what: str, feed: Callable[[bytes], bool]
+    ) -> None:
+        """Send ``request`` and give ``feed`` the reply as it comes, until ``feed`` says it
+        is complete or the device closes the connection."""
         try:
             stream = await trio.open_unix_socket(self.path)
         except OSError as exc:
@@ -98,7 +113,7 @@ class UapiClient:
             # read whatever it said before giving up.
             with contextlib.suppress(trio.BrokenResourceError):
                 await stream.send_all(request)
-            reply = bytearray()
+            received = 0
             while True:
                 try:
                     chunk = await stream.receive_some(65536)
@@ -106,18 +121,27 @@ class UapiClient:
                     chunk = b""
                 if not chunk:
                     break
-                scanned = len(reply)
-                reply += chunk
-                if len(reply) > MAX_REPLY_BYTES:
-                    raise UapiDecodeError(f"UAPI {what} reply exceeds {MAX_REPLY_BYTES} bytes")
-                # A reply ends at its first empty line.
-                if reply.find(b"\n\n", max(0, scanned - 1)) >= 0:
+                received += len(chunk)
+                if feed(chunk):
                     break
-        if not reply:
+        if not received:
             raise UapiConnectionError(
                 f"WireGuard UAPI socket {self.path} closed without answering {what}"
             )
-        return bytes(reply)
+
+
+class _Reply:
+    """A short reply (a ``set``'s errno) collected whole; it ends at its first empty line."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def feed(self, chunk: bytes) -> bool:
+        scanned = len(self.data)
+        self.data += chunk
+        if len(self.data) > MAX_REPLY_BYTES:
+            raise UapiDecodeError(f"UAPI set reply exceeds {MAX_REPLY_BYTES} bytes")
+        return self.data.find(b"\n\n", max(0, scanned - 1)) >= 0
 
 
 _NOT_THERE = frozenset({errno.ENOENT, errno.ECONNREFUSED})

@@ -24,11 +24,12 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from nacl.bindings import crypto_scalarmult_base
 
+from meshd.addressing import held, interned
 from meshd.wg.errors import UapiDecodeError, UapiErrnoError
 from meshd.wg.model import (
     DeviceState,
@@ -53,6 +54,8 @@ _LINE = re.compile(r"([a-z_]{1,64})=([\x21-\x7e]{0,256})")
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
 _UINT = re.compile(r"[0-9]{1,20}")
 _ERRNO = re.compile(r"-?[0-9]{1,10}")
+_CHUNK = 65536  # a whole reply is parsed in pieces of this size, as the client reads it
+_MAX_LINE = 64 + 1 + 256  # the longest line _LINE matches
 _U64_MAX = 2**64 - 1
 _NSEC_PER_SEC = 1_000_000_000
 
@@ -285,7 +288,7 @@ def parse_errno_untrusted(data: bytes) -> int:
 @dataclass(slots=True)
 class _PeerBuilder:
     public_key: bytes
-    endpoint: str | None = None
+    endpoint: str | None = None  # as the device wrote it: checked when the peer ends
     allowed_ips: list[IPNetwork] = field(default_factory=list)
     keepalive: int | None = None
     handshake_sec: int | None = None
@@ -294,60 +297,192 @@ class _PeerBuilder:
     tx_bytes: int = 0
 
 
+class GetReplyParser:
+    """A ``get`` reply parsed as it arrives, line by line and peer by peer.
+
+    :meth:`receive_untrusted` takes the reply's bytes as they come (True once its final
+    empty line is read); :meth:`finish` returns the :class:`DeviceState` or raises. Between
+    two pieces only the one unfinished line is kept, never the whole reply: at 10,000 peers
+    a reply is ~4 MB, and split into lines and pairs it held ~4 KiB a peer while parsed.
+
+    ``known`` is the device as last read, peers by key. A peer that reads the same as there
+    keeps that :class:`PeerConfig` (and its :class:`PeerStatus`, if its handshake and
+    counters did not move either): reading an unchanged device again makes next to nothing
+    new, where it made ~0.6 KiB of objects a peer, every second, to be thrown away.
+    Allowed-ips held anywhere in meshd (:func:`meshd.addressing.held`) are found from their
+    text, not parsed into a new network first.
+    """
+
+    def __init__(
+        self,
+        *,
+        dialect: Dialect = Dialect.WIREGUARD_GO,
+        now: float | None = None,
+        known: Mapping[bytes, PeerStatus] | None = None,
+    ) -> None:
+        self._dialect = dialect
+        self._now = now
+        self._known: Mapping[bytes, PeerStatus] = known or {}
+        self._tail = b""
+        self._size = 0
+        self._number = 0  # lines read
+        self._errno: int | None = None
+        self._complete = False
+        self._public_key: bytes | None = None
+        self._has_private_key = False
+        self._listen_port: int | None = None
+        self._fwmark: int | None = None
+        self._peers: list[PeerStatus] = []
+        self._peer: _PeerBuilder | None = None
+
+    def receive_untrusted(self, data: bytes) -> bool:
+        """Take the next bytes of the reply; True once its final empty line has been read."""
+        if not data:
+            return self._complete
+        if self._complete:
+            raise UapiDecodeError("UAPI reply goes on after its empty line")
+        self._size += len(data)
+        if self._size > MAX_REPLY_BYTES:
+            raise UapiDecodeError(f"UAPI reply of over {MAX_REPLY_BYTES} bytes is too large")
+        buffer = self._tail + data if self._tail else data
+        end = buffer.rfind(b"\n")
+        self._tail = buffer[end + 1 :]
+        if len(self._tail) > _MAX_LINE:
+            raise UapiDecodeError(f"UAPI reply line {self._number + 1} is too long")
+        if end < 0:
+            return False
+        try:
+            text = buffer[:end].decode("ascii")
+        except UnicodeDecodeError:
+            raise UapiDecodeError("UAPI reply is not ASCII") from None
+        for line in text.split("\n"):
+            self._line(line)
+        return self._complete
+
+    def finish(self) -> DeviceState:
+        """The device the reply describes. Raises :class:`UapiErrnoError` for a non-zero
+        errno, :class:`UapiDecodeError` for a reply cut short."""
+        if not self._complete:
+            raise UapiDecodeError("UAPI reply is truncated (no empty line at the end)")
+        if self._errno:
+            raise UapiErrnoError(self._errno, "get")
+        try:
+            return DeviceState(
+                public_key=self._public_key,
+                has_private_key=self._has_private_key,
+                listen_port=self._listen_port,
+                fwmark=self._fwmark,
+                peers=tuple(self._peers),
+            )
+        except ValueError:  # the one thing a parsed reply can still get wrong
+            raise UapiDecodeError("UAPI reply lists a peer twice") from None
+
+    def _line(self, line: str) -> None:
+        self._number += 1
+        if self._complete:
+            raise UapiDecodeError("UAPI reply goes on after its empty line")
+        if self._errno is not None:
+            if line:
+                raise UapiDecodeError("UAPI reply goes on after errno=")
+            self._complete = True
+            return
+        match = _LINE.fullmatch(line)
+        if match is None:
+            if not line:
+                raise UapiDecodeError("UAPI reply does not end with errno=")
+            raise UapiDecodeError(f"UAPI reply line {self._number} is not key=value: {line[:80]!r}")
+        key, value = match.groups()
+        if key == "errno":
+            if _ERRNO.fullmatch(value) is None:
+                raise UapiDecodeError(f"UAPI errno {value!r} is not a number")
+            self._errno = abs(int(value))
+            self._end_peer()
+        elif key == "public_key":
+            self._end_peer()
+            peer_key = _hex_key(key, value)
+            known = self._known.get(peer_key)
+            self._peer = _PeerBuilder(known.public_key if known is not None else peer_key)
+        elif self._peer is not None:
+            _peer_field(self._peer, key, value)
+        elif key == "private_key":
+            private = _hex_key(key, value)
+            self._has_private_key = private != bytes(32)
+            self._public_key = crypto_scalarmult_base(private) if self._has_private_key else None
+        elif key == "own_public_key":
+            self._public_key = _hex_key(key, value)
+            self._has_private_key = True
+        elif key == "listen_port":
+            self._listen_port = _uint(key, value, 65535) or None
+        elif key == "fwmark":
+            self._fwmark = _uint(key, value, 2**32 - 1) or None
+        # Any other device-level key is from a newer implementation: skip it.
+
+    def _end_peer(self) -> None:
+        peer, self._peer = self._peer, None
+        if peer is None:
+            return
+        last_handshake: float | None = None
+        if peer.handshake_sec is not None:
+            seconds = peer.handshake_sec + peer.handshake_nsec / _NSEC_PER_SEC
+            if self._dialect is Dialect.BORINGTUN:
+                if self._now is None:
+                    raise ValueError("parsing a boringtun reply needs now= (handshakes are ages)")
+                last_handshake = self._now - seconds
+            elif seconds > 0:
+                last_handshake = seconds
+        known = self._known.get(peer.public_key)
+        if known is None or not _same_config(known.config, peer):
+            endpoint = _endpoint(peer.endpoint) if peer.endpoint is not None else None
+            config = PeerConfig(peer.public_key, endpoint, tuple(peer.allowed_ips), peer.keepalive)
+        elif (
+            known.last_handshake == last_handshake
+            and known.rx_bytes == peer.rx_bytes
+            and known.tx_bytes == peer.tx_bytes
+        ):
+            self._peers.append(known)
+            return
+        else:
+            config = known.config
+            if last_handshake is not None and last_handshake == known.last_handshake:
+                last_handshake = known.last_handshake  # the same float object
+        self._peers.append(PeerStatus(config, last_handshake, peer.rx_bytes, peer.tx_bytes))
+
+
+def _same_config(config: PeerConfig, peer: _PeerBuilder) -> bool:
+    """Whether ``peer`` as read says what ``config`` does (its endpoint written the
+    canonical way, the same allowed-ips in any order)."""
+    if config.endpoint != peer.endpoint or config.persistent_keepalive != peer.keepalive:
+        return False
+    found, have = peer.allowed_ips, config.allowed_ips
+    if len(found) != len(have):
+        return False
+    # Interned networks: the same objects, most often in the same order.
+    return all(a is b for a, b in zip(found, have, strict=True)) or set(found) == set(have)
+
+
 def parse_get_reply_untrusted(
-    data: bytes, *, dialect: Dialect = Dialect.WIREGUARD_GO, now: float | None = None
+    data: bytes,
+    *,
+    dialect: Dialect = Dialect.WIREGUARD_GO,
+    now: float | None = None,
+    known: Mapping[bytes, PeerStatus] | None = None,
 ) -> DeviceState:
-    """Parse a complete ``get`` reply into a :class:`DeviceState`.
+    """Parse a complete ``get`` reply into a :class:`DeviceState` (:class:`GetReplyParser`).
 
     ``now`` (Unix seconds) is needed for boringtun, whose handshake times are relative; a
     boringtun reply with a handshake and no ``now`` is a programming error (ValueError).
     A non-zero errno raises :class:`UapiErrnoError`; anything malformed
     :class:`UapiDecodeError`.
     """
-    pairs, errno = split_reply_untrusted(data)
-    if errno:
-        raise UapiErrnoError(errno, "get")
-    public_key: bytes | None = None
-    has_private_key = False
-    listen_port: int | None = None
-    fwmark: int | None = None
-    peers: list[_PeerBuilder] = []
-    seen: set[bytes] = set()
-
-    for key, value in pairs:
-        if key == "public_key":
-            peer_key = _hex_key(key, value)
-            if peer_key in seen:
-                raise UapiDecodeError("UAPI reply lists a peer twice")
-            seen.add(peer_key)
-            peers.append(_PeerBuilder(peer_key))
-        elif peers:
-            _peer_field(peers[-1], key, value)
-        elif key == "private_key":
-            private = _hex_key(key, value)
-            has_private_key = private != bytes(32)
-            public_key = crypto_scalarmult_base(private) if has_private_key else None
-        elif key == "own_public_key":
-            public_key = _hex_key(key, value)
-            has_private_key = True
-        elif key == "listen_port":
-            listen_port = _uint(key, value, 65535) or None
-        elif key == "fwmark":
-            fwmark = _uint(key, value, 2**32 - 1) or None
-        # Any other device-level key is from a newer implementation: skip it.
-
-    return DeviceState(
-        public_key=public_key,
-        has_private_key=has_private_key,
-        listen_port=listen_port,
-        fwmark=fwmark,
-        peers=tuple(_finish_peer(p, dialect, now) for p in peers),
-    )
+    parser = GetReplyParser(dialect=dialect, now=now, known=known)
+    for start in range(0, len(data), _CHUNK):
+        parser.receive_untrusted(data[start : start + _CHUNK])
+    return parser.finish()
 
 
 def _peer_field(peer: _PeerBuilder, key: str, value: str) -> None:
     if key == "endpoint":
-        peer.endpoint = _endpoint(value)
+        peer.endpoint = value
     elif key == "allowed_ip":
         peer.allowed_ips.append(_network(value))
     elif key == "persistent_keepalive_interval":
@@ -370,25 +505,6 @@ def _peer_field(peer: _PeerBuilder, key: str, value: str) -> None:
     # Unknown peer keys are skipped.
 
 
-def _finish_peer(peer: _PeerBuilder, dialect: Dialect, now: float | None) -> PeerStatus:
-    last_handshake: float | None = None
-    if peer.handshake_sec is not None:
-        seconds = peer.handshake_sec + peer.handshake_nsec / _NSEC_PER_SEC
-        if dialect is Dialect.BORINGTUN:
-            if now is None:
-                raise ValueError("parsing a boringtun reply needs now= (handshakes are ages)")
-            last_handshake = now - seconds
-        elif seconds > 0:
-            last_handshake = seconds
-    config = PeerConfig(
-        public_key=peer.public_key,
-        endpoint=peer.endpoint,
-        allowed_ips=tuple(peer.allowed_ips),
-        persistent_keepalive=peer.keepalive,
-    )
-    return PeerStatus(config, last_handshake, peer.rx_bytes, peer.tx_bytes)
-
-
 def _endpoint(value: str) -> str:
     try:
         return canonical_endpoint(value)
@@ -397,8 +513,19 @@ def _endpoint(value: str) -> str:
 
 
 def _network(value: str) -> IPNetwork:
+    """The network ``value`` names: the one meshd already holds if any (found from the text
+    alone), else a new one, interned."""
+    address, _, length = value.partition("/")
+    if length.isdigit() and len(length) <= 3 and int(length) <= 128:
+        kind = ipaddress.IPv6Address if ":" in address else ipaddress.IPv4Address
+        try:  # an address is 56 bytes, a network with its address and dict ~500
+            found = held(kind(address).packed, int(length))
+        except ValueError:
+            found = None
+        if found is not None:
+            return found
     try:
-        return ipaddress.ip_network(value, strict=False)
+        return interned(ipaddress.ip_network(value, strict=False))
     except ValueError:
         raise UapiDecodeError(f"UAPI allowed_ip {value[:64]!r} is malformed") from None
 

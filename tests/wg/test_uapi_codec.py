@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import itertools
 
 import pytest
 from hypothesis import given
@@ -25,6 +26,7 @@ from meshd.wg.model import (
 )
 from meshd.wg.uapi_codec import (
     Dialect,
+    GetReplyParser,
     encode_errno_reply,
     encode_get_reply,
     encode_get_request,
@@ -270,3 +272,67 @@ def test_get_reply_round_trip(peers: list[PeerStatus], port: int | None, dialect
     assert encode_errno_reply(22, dialect) == (
         b"errno=-22\n\n" if dialect is Dialect.WIREGUARD_GO else b"errno=22\n\n"
     )
+
+
+@given(st.lists(st.integers(0, len(WIREGUARD_GO_REPLY)), max_size=12))
+def test_a_reply_fed_in_any_pieces_parses_as_a_whole(cuts: list[int]) -> None:
+    """The client parses a reply as it arrives: where the pieces end does not matter."""
+    parser = GetReplyParser()
+    edges = [0, *sorted(cuts), len(WIREGUARD_GO_REPLY)]
+    done = [parser.receive_untrusted(WIREGUARD_GO_REPLY[a:b]) for a, b in itertools.pairwise(edges)]
+    assert done[-1]
+    assert parser.finish() == parse_get_reply_untrusted(WIREGUARD_GO_REPLY)
+
+
+def test_a_reply_cut_short_or_going_on_is_refused_as_it_comes() -> None:
+    parser = GetReplyParser()
+    assert not parser.receive_untrusted(b"listen_port=1\nerrno=0\n")
+    with pytest.raises(UapiDecodeError, match="truncated"):
+        parser.finish()
+    assert parser.receive_untrusted(b"\n")
+    assert parser.finish().listen_port == 1
+    with pytest.raises(UapiDecodeError, match="goes on"):
+        parser.receive_untrusted(b"listen_port=2\n")
+    with pytest.raises(UapiDecodeError, match="goes on after errno"):
+        GetReplyParser().receive_untrusted(b"errno=0\nlisten_port=2\n\n")
+    # A line that cannot end well is refused before the rest of it is kept.
+    with pytest.raises(UapiDecodeError, match="too long"):
+        GetReplyParser().receive_untrusted(b"endpoint=" + b"1" * 400)
+
+
+def test_a_peer_read_again_unchanged_is_the_same_object() -> None:
+    """Reading an unchanged device again makes nothing new; a peer whose counters moved
+    keeps its configuration object; one whose configuration changed gets a new one."""
+    first = parse_get_reply_untrusted(WIREGUARD_GO_REPLY)
+    known = first.peers_by_key()
+    again = parse_get_reply_untrusted(WIREGUARD_GO_REPLY, known=known)
+    assert again == first
+    assert all(a is b for a, b in zip(again.peers, first.peers, strict=True))
+    moved = WIREGUARD_GO_REPLY.replace(
+        b"rx_bytes=0\npersistent_keepalive_interval=25",
+        b"rx_bytes=7\npersistent_keepalive_interval=25",
+    )
+    counted = parse_get_reply_untrusted(moved, known=known).peers_by_key()[PEER_A]
+    assert counted.rx_bytes == 7
+    assert counted.config is known[PEER_A].config
+    assert counted.public_key is known[PEER_A].public_key
+    roamed = WIREGUARD_GO_REPLY.replace(b"[2001:db8::1]:51820", b"[2001:db8::2]:51820")
+    config = parse_get_reply_untrusted(roamed, known=known).peers_by_key()[PEER_A].config
+    assert config.endpoint == "[2001:db8::2]:51820"
+    assert config.allowed_ips == known[PEER_A].config.allowed_ips
+    # An endpoint written another way than the canonical one is a new (canonical) config.
+    odd = WIREGUARD_GO_REPLY.replace(b"[2001:db8::1]:51820", b"[2001:DB8:0::1]:51820")
+    state = parse_get_reply_untrusted(odd, known=known)
+    assert state == first
+
+
+def test_a_known_peer_does_not_hide_a_malformed_one() -> None:
+    known = parse_get_reply_untrusted(WIREGUARD_GO_REPLY).peers_by_key()
+    bad = WIREGUARD_GO_REPLY.replace(b"[2001:db8::1]:51820", b"[2001:db8::1]:0")
+    with pytest.raises(UapiDecodeError):
+        parse_get_reply_untrusted(bad, known=known)
+    twice = WIREGUARD_GO_REPLY.replace(
+        b"public_key=" + PEER_B.hex().encode(), b"public_key=" + PEER_A.hex().encode()
+    )
+    with pytest.raises(UapiDecodeError, match="twice"):
+        parse_get_reply_untrusted(twice, known=known)
