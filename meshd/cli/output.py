@@ -28,8 +28,12 @@ def when(ts: int | None) -> str:
 
 
 def emit_json(value: Any) -> None:
-    json.dump(value, sys.stdout, indent=2, sort_keys=True)
-    sys.stdout.write("\n")
+    """Print ``value`` as one JSON document, or nothing: the whole text is made before any of
+    it is written, so a value that is not JSON (NaN and the infinities included) fails the
+    command with its one line and leaves stdout empty, never half a document."""
+    text = json.dumps(value, indent=2, sort_keys=True, allow_nan=False)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 def emit_fields(fields: Mapping[str, Any]) -> None:

@@ -140,7 +140,12 @@ def _known_errors() -> dict[str, type[MeshdError]]:
 
 
 def _line(value: dict[str, Any], limit: int, what: str) -> bytes:
-    data = json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode()
+    try:
+        data = json.dumps(
+            value, separators=(",", ":"), ensure_ascii=False, sort_keys=True, allow_nan=False
+        ).encode()
+    except (TypeError, ValueError, RecursionError) as exc:  # the decoder would refuse it
+        raise ControlError(f"the {what} is not JSON: {exc}") from None
     if len(data) + 1 > limit:
         raise ControlError(f"the {what} is {len(data)} bytes, over the limit of {limit}")
     return data + b"\n"

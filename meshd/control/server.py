@@ -140,7 +140,8 @@ async def answer(
             await stream.send_all(encode_response(response))
     except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
         pass
-    except ControlError as exc:  # the request, or the response, was too large
+    except ControlError as exc:  # the request was too large, or the response unsendable
+        log.warning("control: %s", exc)
         with contextlib.suppress(Exception):
             await stream.send_all(encode_response(Response(failure=Failure.of(exc))))
     finally:

@@ -1,0 +1,87 @@
+"""What a client reads is a whole answer or one error, whatever the handler returned."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from meshd.cli import asking, main
+from meshd.control.client import request
+from meshd.control.commands import PeersAnswer, decode_answer
+from meshd.control.server import serve
+from meshd.errors import ControlError
+
+ROW: dict[str, Any] = {
+    "name": "carol",
+    "node_id": "c" * 26,
+    "node_key": "a2V5",
+    "state": "admitted",
+    "reason": "",
+    "overlay_ip": "fd00::1",
+    "link_local": "fe80::1",
+    "wg_public_key": "d2c=",
+    "endpoints": [],
+    "addrs": [],
+    "last_seen": 1,
+    "admitted_at": 1,
+    "not_after": 2,
+    "credentials_end": 2,
+    "connected": True,
+    "wg_peer": True,
+    "wg_endpoint": None,
+    "last_handshake": 1.5,
+    "rx_bytes": 0,
+    "tx_bytes": 0,
+}
+
+
+async def _handler(cmd: str, args: dict[str, Any]) -> Any:
+    if cmd == "sets":
+        return {"members": {"carol"}}  # a bug: a set is not JSON
+    if cmd == "nan":
+        return {"at": math.nan}
+    return {"ok": cmd}
+
+
+@pytest.mark.parametrize("cmd", ["sets", "nan"])
+def test_an_answer_that_is_not_json_is_one_error_and_the_server_goes_on(
+    tmp_path: Path, cmd: str
+) -> None:
+    path = tmp_path / "meshd.sock"
+    seen: dict[str, Any] = {}
+
+    def client() -> None:
+        with pytest.raises(ControlError, match="not JSON") as refused:
+            request(path, cmd, {})
+        seen["error"] = refused.value.one_line()
+        seen["next"] = request(path, "status", {})
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(lambda task_status: serve(path, _handler, task_status=task_status))
+            await trio.to_thread.run_sync(client)
+            nursery.cancel_scope.cancel()
+
+    trio.run(run)
+    assert "\n" not in seen["error"]
+    assert seen["next"] == {"ok": "status"}
+
+
+def test_peers_json_prints_a_whole_document_or_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value JSON cannot hold (here NaN) ends the command in one line with stdout empty:
+    a program reading stdout never gets half a document, nor NaN, with status 0."""
+    answer = decode_answer(PeersAnswer, [ROW, {**ROW, "name": "dave", "last_handshake": math.nan}])
+    monkeypatch.setattr(asking, "ask_typed", lambda *_: answer)
+    with pytest.raises(SystemExit) as ended:
+        main(["peers", "--json", "--state-dir", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert ended.value.code == 70  # internal error (the README's table)
+    assert out == ""
+    assert len(err.splitlines()) == 1
+    assert err.startswith("meshd: internal error")
