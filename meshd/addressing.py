@@ -70,11 +70,7 @@ def overlay_address(root_public_key: bytes, node_public_key: bytes) -> ipaddress
 
 def host_prefix(address: ipaddress.IPv6Address) -> ipaddress.IPv6Network:
     """The /128 of ``address``, interned (made only if no one holds it yet)."""
-    return host_prefix_of(int(address))
-
-
-def host_prefix_of(value: int) -> ipaddress.IPv6Network:
-    """The /128 of the IPv6 address whose value is ``value``, interned."""
+    value = int(address)
     found = _HOSTS.get(value)
     if found is None:
         # From the int: a /128 keeps what it was made from (for ``hosts``), and an int is

@@ -30,9 +30,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING
 
@@ -86,7 +85,6 @@ class _Peer:
     request_due: bool = False
     trying_since: float = 0.0  # Unix time the current candidate began to be tried
     reported: tuple[str, float] = ("", -math.inf)
-    forwarded: deque[float] = field(default_factory=deque)
 
 
 class Punching:

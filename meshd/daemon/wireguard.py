@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING
 import trio
 from nacl.bindings import crypto_scalarmult_base
 
+from meshd.addressing import host_prefix
 from meshd.daemon.feed import Subscription
 from meshd.errors import BackendError
 from meshd.membership import Member
@@ -289,10 +290,11 @@ class WireGuardMesh:
     def _report_holds(self, desired: DesiredMesh, members: Sequence[Member]) -> None:
         """Log when a hold keeps a member off the relay Babel chose, and when the relay takes
         over after the hold-down (the direct path never came up)."""
+        if not desired.refused_prefixes and not self._kept:
+            return  # nothing held off a relay now or at the last round: nothing to say
         names: dict[WgKey, str] = {m.wg_key: m.name for m in members}
-        owner: dict[IPNetwork, WgKey] = {
-            ipaddress.IPv6Network((m.overlay, 128)): m.wg_key for m in members
-        }
+        # The interned /128s (the peers' own): no network made per member and round.
+        owner: dict[IPNetwork, WgKey] = {host_prefix(m.overlay): m.wg_key for m in members}
         kept = {
             (owner[p], relay)
             for relay, p in desired.refused_prefixes

@@ -50,26 +50,3 @@ def test_up_called_in_process_runs_in_place() -> None:
     # pytest is not `meshd up`: up() called in-process (the CLI tests) never execs.
     assert not reexec.started_as_up()
     assert not reexec.passed()
-
-
-def test_trio_is_imported_without_ldconfig() -> None:
-    # trio's thread cache looks libpthread up at import (ctypes.util.find_library runs
-    # `ldconfig -p`); the daemon's import names glibc's library instead, and trio still names
-    # its worker threads. Any subprocess during the import fails this test.
-    code = """
-import ctypes.util, subprocess, sys
-def refuse(*args, **kwargs):
-    raise AssertionError("a subprocess ran during trio's import")
-subprocess.Popen = refuse
-from meshd.daemon.reexec import import_trio
-import_trio()
-from trio._core import _thread_cache
-assert _thread_cache.set_os_thread_name is not None
-assert ctypes.util.find_library.__module__ == "ctypes.util"  # put back
-print("ok")
-"""
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok"
