@@ -11,10 +11,13 @@ the store as a running daemon writes it, so its rows are sealed) is started from
 
 Each start is a fresh copy of the state dir and a fresh network namespace, with the
 userspace backend (wireguard-go), so every member is a WireGuard peer. Times are from
-spawning ``python -m meshd up`` to its log lines: the store loaded, WireGuard programmed from
-the store (every member a peer), and for this tree the next round that sets peers (the
-keepalives). Needs root
-and wireguard-go. Every process is stopped by PID and every namespace deleted.
+spawning ``python -m meshd up`` to its log lines: the store loaded, the WireGuard interface
+opened, WireGuard programmed from the store (every member a peer), and for this tree the
+next round that sets peers (the keepalives). The steps between them are printed too:
+spawn to loaded (the interpreters, their imports, reading and merging the store), loaded to
+opened (the first snapshot's member views, wireguard-go started, the interface's
+addresses), opened to programmed (the desired peers, the plan and the UAPI sets).
+Needs root and wireguard-go. Every process is stopped by PID and every namespace deleted.
 
     .venv/bin/python -m benchmarks.startup --reference /tmp/clone-ref [--members 10000]
         [--rounds 2]
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -53,6 +57,7 @@ from benchmarks.memory import (
 RESULTS = Path(__file__).parent / "results" / "startup.json"
 ROOT = Path(__file__).resolve().parent.parent
 LOADED = "loaded "
+OPENED = "(userspace): key "
 PROGRAMMED = "programmed from the store"
 NEXT_ROUND_WAIT = 120.0  # s after WireGuard is programmed, for the round after it
 
@@ -128,6 +133,9 @@ def start_once(
             if loaded is not None:
                 result["loaded_s"] = round(log_time(loaded) - spawned, 3)
                 result["loaded_line"] = loaded.split(" ", 1)[1][:160]
+            opened = next((ln for ln in lines if OPENED in ln), None)
+            if opened is not None:
+                result["opened_s"] = round(log_time(opened) - spawned, 3)
             assert programmed is not None
             result["programmed_s"] = round(log_time(lines[programmed]) - spawned, 3)
             if after:
@@ -141,6 +149,16 @@ def start_once(
                     os.kill(helper, signal.SIGTERM)
 
 
+def steps(row: dict[str, float]) -> dict[str, float]:
+    """The intervals between a start's log lines (those it has)."""
+    marks = [("spawn", 0.0)] + [
+        (key.removesuffix("_s"), row[key])
+        for key in ("loaded_s", "opened_s", "programmed_s")
+        if key in row
+    ]
+    return {f"{a}>{b}": round(tb - ta, 3) for (a, ta), (b, tb) in itertools.pairwise(marks)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--reference", type=Path, required=True, help="the tree to compare to")
@@ -148,6 +166,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=240.0)
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--no-unsealed", action="store_true", help="skip the start from an unsealed store"
+    )
     args = parser.parse_args()
     if not have_userspace():
         print("needs root and wireguard-go", file=sys.stderr)
@@ -161,6 +182,8 @@ def main() -> int:
         "runs": [],
     }
     variants = [("reference", False), ("this", False), ("this, unsealed", True)]
+    if args.no_unsealed:
+        variants.pop()
     for tree in trees.values():  # no run pays for compiling the bytecode
         subprocess.run(
             [str(tree / ".venv" / "bin" / "python"), "-m", "compileall", "-q", "meshd"],
@@ -189,19 +212,24 @@ def main() -> int:
         rows = [r for r in results["runs"] if r["variant"] == name]
         summary[name] = {
             key: statistics.median(r[key] for r in rows)
-            for key in ("loaded_s", "programmed_s", "next_round_s")
+            for key in ("loaded_s", "opened_s", "programmed_s", "next_round_s")
             if all(key in r for r in rows)
         }
     results["median"] = summary
     print()
     print(f"{args.members} members, median of {args.rounds} rounds (s from spawning meshd up)")
-    print("variant            loaded  programmed  next round")
+    print("variant            loaded  opened  programmed  next round")
     for name, row in summary.items():
         print(
             f"{name:17s}  {row.get('loaded_s', float('nan')):6.2f}  "
+            f"{row.get('opened_s', float('nan')):6.2f}  "
             f"{row.get('programmed_s', float('nan')):10.2f}  "
             f"{row.get('next_round_s', float('nan')):10.2f}"
         )
+    results["steps"] = {name: steps(row) for name, row in summary.items()}
+    print("steps (s, of the medians): spawn>loaded  loaded>opened  opened>programmed")
+    for name, row in results["steps"].items():
+        print(f"{name:17s}  " + "  ".join(f"{value:6.2f}" for value in row.values()))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"saved {args.output}")
