@@ -35,13 +35,15 @@ a credential past its end, or a member whose announcements stopped for longer th
 - ``sponsoring``: whether an enrollment may be countersigned now;
 - ``recordset``: the set of verified records and its digests;
 - ``pending``: the bounded pool of records that wait for a credential;
-- ``standing``: who stands, judged from the set alone;
+- ``sponsor_graph``: the indexes of the set, and which credentials are sponsored (within
+  their invites' uses);
+- ``standing``: who stands, judged from the set alone (on top of the sponsor graph);
 - ``lifecycle``: renewals (how long a member stands) and leaves (members that left);
 - ``views``: member views, events and merge outcomes.
 """
 
 from meshd.membership.recordset import BUCKETS
-from meshd.membership.standing import MAX_SPONSOR_DEPTH
+from meshd.membership.sponsor_graph import MAX_SPONSOR_DEPTH
 from meshd.membership.state import Membership, decode_batch_untrusted
 from meshd.membership.views import (
     Admitted,

@@ -1,0 +1,391 @@
+"""The sponsorship graph: the indexes of the record set, and who is sponsored (pure).
+
+:class:`SponsorGraph` holds every verified credential by member, the ranking of members under
+each invite, the revocations, who countersigned what, and the node and admin key hand-overs,
+renewals, departures and chain of roots that the judgements read (meshd.membership.standing).
+From these, and from nothing that depends on arrival order or on the dates a sponsor writes,
+it keeps up to date which credentials are sponsored; a credential stands when:
+
+- it is a *candidate*: a certificate is; an admission is when one of its sponsor's
+  credentials is a candidate and, if a revocation names a key that sponsor credential depends
+  on, every such revoked key has a revocation that lists the admission's enrollment. A revoked
+  key therefore admits no one but those its revokers listed, whatever date it writes, and a
+  sponsor revoked later does not take the listed members it admitted with it;
+- it is within its invite's uses: the members with a candidate admission under an invite are
+  ranked by their earliest such admission's rank time (the later of the sponsor's time and the
+  enrollment's), then the enrollment's record id, and the first N are within. Admissions that
+  are no candidates (a revoked key's unlisted ones) take no use;
+- it is *sponsored*: as a candidate, counting uses (each admission on the way is within its
+  invite's uses);
+- no revocation names a key it depends on (its own, its invite's, its admin's): judged in
+  meshd.membership.standing, with the other exclusions.
+
+Legacy revocations (written before revocations had a list: ``Revocation.sponsored`` is None)
+keep the date rule the releases before the list applied: while every revocation of a key in
+the set is legacy, an admission under that key stands as for the list if its ``admitted_at``
+is before the earliest of them (so a key revoked that way can still backdate, until revoked
+again). Once one listed revocation of the key is in the set, only lists count for it. Both
+are functions of the set alone. Only the admission's own date counts, not its sponsor's: an
+admission replaced by an earlier copy (``drop_credential``) is then carried whenever the one
+it replaces was.
+
+Both are reachability from the certificates through countersignatures (at most
+:data:`MAX_SPONSOR_DEPTH` steps). Adding a credential only ever adds to them, so they are
+extended in place, unless a new candidate pushes a member out of its invite's uses; that, a
+revocation or a lower use limit recomputes them. Every member keeps every admission it has
+(one per enrollment and sponsor), so a record countersigned by someone else can add a way to
+stand, never take one away.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from collections.abc import Iterable
+
+from meshd.membership.admins import AdminHandovers
+from meshd.membership.lifecycle import Departures, Renewals
+from meshd.membership.roots import RootChain
+from meshd.records import Revocation
+from meshd.trust.chain import Credential
+
+MAX_SPONSOR_DEPTH = 256  # an admission further than this from a certificate does not stand
+
+
+class SponsorGraph:
+    """The indexes of one membership state, and who is sponsored (candidates, distances)."""
+
+    def __init__(self) -> None:
+        self._credentials: dict[bytes, list[tuple[int, bytes, Credential]]] = {}
+        self._by_rid: dict[bytes, Credential] = {}
+        # invite key -> member -> admission record id -> (rank time, enrollment id)
+        self._ranked: dict[bytes, dict[bytes, dict[bytes, tuple[int, bytes]]]] = {}
+        self._invite_uses: dict[bytes, int] = {}
+        self._within: dict[bytes, frozenset[bytes]] = {}
+        self._dependents: dict[bytes, set[bytes]] = {}
+        self._revocations: dict[bytes, list[Revocation]] = {}
+        # Revoked key -> enrollment ids still standing; a key is here once one of its
+        # revocations has a list (then its legacy revocations no longer count).
+        self._listed: dict[bytes, set[bytes]] = {}
+        # Revoked key -> the earliest issued_at among its legacy revocations.
+        self._legacy_from: dict[bytes, int] = {}
+        self._sponsored: dict[bytes, set[bytes]] = {}  # sponsor -> admission record ids
+        self._sponsored_nodes: dict[bytes, set[bytes]] = {}  # sponsor -> members
+        # Steps from a certificate through countersignatures: of every credential whose
+        # sponsor chain holds when invite uses are not counted (the candidates, which take
+        # their invite's uses), and of those that also hold within uses (they stand, if
+        # not revoked).
+        self._candidate: dict[bytes, int] = {}
+        self._distance: dict[bytes, int] = {}
+        self._standing_cache: dict[bytes, Credential | None] = {}
+        self.renewals = Renewals()
+        self.departures = Departures()
+        self.roots: RootChain | None = None  # the root rollovers; None: the first root only
+        # Node keys handed over (``meshd rotate node``): old key -> its hand-overs, earliest
+        # first by (issued_at, record id), each with the enrollment ids whose admissions under
+        # the old key keep standing (its own id: the new key's credential). The earliest wins.
+        self.handovers: dict[bytes, list[tuple[int, bytes, frozenset[bytes]]]] = {}
+        self.admins = AdminHandovers()  # admin keys handed over (meshd.membership.admins)
+        self._heirs: dict[bytes, bytes] | None = None  # successors of revoked admin keys
+
+    # --- changes ------------------------------------------------------------------------
+
+    def add_credential(self, credential: Credential, rid: bytes) -> set[bytes]:
+        """Index a verified credential; returns the members whose standing may change."""
+        node = credential.node_key
+        bisect.insort(
+            self._credentials.setdefault(node, []), (credential.admitted_at, rid, credential)
+        )
+        self._by_rid[rid] = credential
+        for key in credential.depends_on:
+            self._dependents.setdefault(key, set()).add(node)
+        if credential.sponsor is not None:
+            self._sponsored.setdefault(credential.sponsor, set()).add(rid)
+            self._sponsored_nodes.setdefault(credential.sponsor, set()).add(node)
+        self.invalidate()
+        touched = {node}
+        if credential.invite is not None:
+            invite = credential.invite
+            members = self._ranked.setdefault(invite, {})
+            members.setdefault(node, {})[rid] = (credential.rank, credential.enrollment)
+            uses = self._invite_uses.get(invite)
+            limit = credential.max_uses if uses is None else min(uses, credential.max_uses)
+            self._invite_uses[invite] = limit
+            if uses is not None and limit < uses:
+                return touched | set(members) | self._recompute()
+        # What this credential makes a candidate can take uses of invites over their limit;
+        # a member pushed out of one is only handled by recomputing.
+        before: dict[bytes, frozenset[bytes]] = {}
+        grown = self._spread(
+            self._starts([rid], self._candidate, uses=False), uses=False, before=before
+        )
+        entered: list[bytes] = []
+        for invite, within in before.items():
+            after = self._within_set(invite)
+            if not within <= after:
+                return touched | set(self._ranked[invite]) | self._recompute()
+            for member in after - within:
+                entered += self._ranked[invite][member]
+        starts = self._starts(
+            [r for r in (*grown, *entered) if r not in self._distance], self._distance, uses=True
+        )
+        return touched | self._nodes(self._spread(starts, uses=True))
+
+    def drop_credential(self, node: bytes, rid: bytes) -> set[bytes]:
+        """Forget a superseded admission; returns the members whose standing may change.
+
+        Only ever followed by adding the admission that supersedes it: the same enrollment
+        countersigned by the same sponsor, hence sponsored exactly as it was. So what it led
+        to keeps its distance, and the whole is not recomputed (a member re-dating its own
+        copies cannot make every node recompute the set)."""
+        entries = self._credentials[node]
+        entries[:] = [e for e in entries if e[1] != rid]
+        dropped = self._by_rid.pop(rid)
+        touched = {node}
+        if dropped.invite is not None:
+            members = self._ranked[dropped.invite]
+            members[node].pop(rid, None)
+            if not members[node]:
+                del members[node]
+            self._within.pop(dropped.invite, None)
+            touched.update(members)
+        if dropped.sponsor is not None:
+            self._sponsored.get(dropped.sponsor, set()).discard(rid)
+        self._candidate.pop(rid, None)
+        self._distance.pop(rid, None)
+        self.invalidate()
+        return touched
+
+    def add_revocation(self, revocation: Revocation) -> set[bytes]:
+        """Index a verified revocation; returns the members whose standing may change."""
+        target = revocation.target
+        self._index_revocation(revocation)
+        self.invalidate()
+        dependents = self._dependents.get(target, set())
+        if any(self._sponsored.get(node) for node in dependents):
+            return dependents | self._recompute()
+        return set(dependents)
+
+    def _index_revocation(self, revocation: Revocation) -> None:
+        target = revocation.target
+        self._revocations.setdefault(target, []).append(revocation)
+        if revocation.sponsored is None:
+            since = self._legacy_from.get(target)
+            if since is None or revocation.issued_at < since:
+                self._legacy_from[target] = revocation.issued_at
+        else:
+            self._listed.setdefault(target, set()).update(revocation.sponsored)
+
+    def drop_revocations(self, revocations: Iterable[Revocation]) -> set[bytes]:
+        """Forget revocations (signed under a root no longer accepted); returns the members
+        whose standing may change."""
+        gone = {r.raw for r in revocations}
+        targets = {r.target for r in revocations}
+        touched: set[bytes] = set()
+        for target in targets:
+            kept = [r for r in self._revocations.pop(target, []) if r.raw not in gone]
+            self._listed.pop(target, None)
+            self._legacy_from.pop(target, None)
+            for revocation in kept:
+                self._index_revocation(revocation)
+            touched |= self._dependents.get(target, set())
+        self.invalidate()
+        return touched | self._recompute()
+
+    def add_handover(
+        self, old: bytes, issued_at: int, rid: bytes, kept: Iterable[bytes]
+    ) -> set[bytes]:
+        """Index a verified hand-over of ``old``; returns the members whose standing may
+        change (the old key stops standing; what it countersigned is judged again)."""
+        entries = self.handovers.setdefault(old, [])
+        entries.append((issued_at, rid, frozenset(kept) | {rid}))
+        entries.sort(key=lambda e: e[:2])
+        self.invalidate()
+        return {old} | self._recompute()
+
+    def invalidate(self) -> None:
+        self._standing_cache.clear()
+        self._heirs = None
+
+    def add_admin_handover(self, old: bytes, new: bytes, cutoff: int, rid: bytes) -> set[bytes]:
+        """Index a verified admin key hand-over; returns the members whose standing may
+        change (those under the old key, and under its successors)."""
+        self.admins.add(old, new, cutoff, rid)
+        self.invalidate()
+        keys = {old} | self.admins.successors(old)
+        return {n for key in keys for n in self._dependents.get(key, ())} | self._recompute()
+
+    def heirs_touched(self, key: bytes) -> set[bytes]:
+        """After a revocation of (or a change to the revocations of) admin key ``key``: the
+        members under its successors, which stand or fall with it."""
+        heirs = self.admins.successors(key)
+        if not heirs:
+            return set()
+        self.invalidate()
+        return {n for heir in heirs for n in self._dependents.get(heir, ())} | self._recompute()
+
+    def _revoked_heirs(self) -> dict[bytes, bytes]:
+        """Successors of revoked admin keys -> the revoked key each descends from."""
+        if self._heirs is None:
+            self._heirs = self.admins.revoked_heirs(self._revocations) if self.admins else {}
+        return self._heirs
+
+    def with_sponsored(self, nodes: Iterable[bytes]) -> set[bytes]:
+        """``nodes`` and every member they (transitively) countersigned."""
+        queue = list(nodes)
+        seen = set(queue)
+        while queue:
+            for sponsored in self._sponsored_nodes.get(queue.pop(), ()):
+                if sponsored not in seen:
+                    seen.add(sponsored)
+                    queue.append(sponsored)
+        return seen
+
+    # --- sponsorship --------------------------------------------------------------------
+
+    def _edge(self, sponsor: Credential, admission: Credential) -> bool:
+        """Whether ``sponsor``'s credential carries ``admission``: each revoked key it depends
+        on has a revocation listing the admission's enrollment or, when all of that key's
+        revocations are legacy, the admission is dated before the earliest of them."""
+        handed = self.handovers.get(sponsor.node_key)
+        if handed is not None:
+            # A key handed over carries what its winning hand-over lists (and its new key,
+            # unless a revocation of the old key came: revoked wins), nothing else.
+            kept = handed[0][2]
+            if admission.enrollment not in kept:
+                return False
+            if admission.enrollment == handed[0][1] and sponsor.node_key in self._revocations:
+                return False
+        if self.admins and self.admins.late(sponsor):
+            return False  # under an admin key's certificate dated after its hand-over
+        heirs = self._revoked_heirs()
+        if sponsor.depends_on.isdisjoint(self._revocations) and sponsor.depends_on.isdisjoint(
+            heirs
+        ):
+            return True
+        for key in sponsor.depends_on:
+            if key not in self._revocations:
+                if key not in heirs:
+                    continue
+                key = heirs[key]  # a revoked admin key's successor falls with it
+            listed = self._listed.get(key)
+            if listed is None:
+                if admission.admitted_at >= self._legacy_from[key]:
+                    return False
+            elif admission.enrollment not in listed:
+                return False
+        return True
+
+    def _starts(
+        self, rids: list[bytes], distance: dict[bytes, int], *, uses: bool
+    ) -> list[tuple[bytes, int]]:
+        """Where ``rids`` stand in ``distance`` from what their sponsors' credentials hold."""
+        starts: list[tuple[bytes, int]] = []
+        for rid in rids:
+            credential = self._by_rid[rid]
+            if credential.sponsor is None:
+                starts.append((rid, 0))
+                continue
+            if uses and not self._within_uses(credential):
+                continue
+            best = None
+            for _, sponsor_rid, sponsor in self._credentials.get(credential.sponsor, ()):
+                steps = distance.get(sponsor_rid)
+                if (
+                    steps is not None
+                    and (best is None or steps < best)
+                    and self._edge(sponsor, credential)
+                ):
+                    best = steps
+            if best is not None and best < MAX_SPONSOR_DEPTH:
+                starts.append((rid, best + 1))
+        return starts
+
+    def _spread(
+        self,
+        starts: list[tuple[bytes, int]],
+        *,
+        uses: bool,
+        before: dict[bytes, frozenset[bytes]] | None = None,
+    ) -> list[bytes]:
+        """Lower distances from ``starts`` on, through countersignatures; returns the record
+        ids that were not reached before.
+
+        ``uses``: the valid distances (admissions within their invite's uses); otherwise the
+        candidates, where uses are not counted. A new candidate changes its invite's ranking:
+        ``before`` then gets the invite's members within its uses as they were, when the
+        invite has more members than uses (otherwise nobody can be pushed out)."""
+        distance = self._distance if uses else self._candidate
+        new: list[bytes] = []
+        queue: deque[bytes] = deque()
+
+        def reached(rid: bytes, steps: int) -> None:
+            old = distance.get(rid)
+            if old is not None and old <= steps:
+                return
+            if old is None:
+                new.append(rid)
+                invite = self._by_rid[rid].invite
+                if not uses and invite is not None:
+                    if before is not None and invite not in before and self._crowded(invite):
+                        before[invite] = self._within_set(invite)
+                    self._within.pop(invite, None)
+            distance[rid] = steps
+            queue.append(rid)
+
+        for rid, steps in starts:
+            reached(rid, steps)
+        while queue:
+            sponsor = self._by_rid[queue[0]]
+            steps = distance[queue.popleft()] + 1
+            if steps > MAX_SPONSOR_DEPTH:
+                continue
+            for rid in self._sponsored.get(sponsor.node_key, ()):
+                old = distance.get(rid)
+                if old is not None and old <= steps:
+                    continue
+                admission = self._by_rid[rid]
+                if (not uses or self._within_uses(admission)) and self._edge(sponsor, admission):
+                    reached(rid, steps)
+        return new
+
+    def _nodes(self, rids: Iterable[bytes]) -> set[bytes]:
+        return {self._by_rid[rid].node_key for rid in rids}
+
+    def _recompute(self) -> set[bytes]:
+        """Recompute candidates and who is sponsored from the certificates; returns the
+        members whose credentials changed."""
+        before = self._distance
+        self._candidate = {}
+        self._distance = {}
+        self._within.clear()
+        roots = [(rid, 0) for rid, c in self._by_rid.items() if c.sponsor is None]
+        self._spread(roots, uses=False)
+        self._within.clear()
+        self._spread(roots, uses=True)
+        self.invalidate()
+        return self._nodes(r for r in before.keys() ^ self._distance.keys() if r in self._by_rid)
+
+    def _within_set(self, invite: bytes) -> frozenset[bytes]:
+        """The members within an invite's uses: the first N by their best rank."""
+        within = self._within.get(invite)
+        if within is None:
+            candidate = self._candidate
+            ranking = sorted(
+                (min(key for rid, key in keys.items() if rid in candidate), node)
+                for node, keys in self._ranked.get(invite, {}).items()
+                if not candidate.keys().isdisjoint(keys)
+            )
+            within = frozenset(node for _, node in ranking[: self._invite_uses.get(invite, 0)])
+            self._within[invite] = within
+        return within
+
+    def _crowded(self, invite: bytes) -> bool:
+        """Whether more members hold admissions under the invite than it has uses."""
+        return len(self._ranked.get(invite, ())) > self._invite_uses.get(invite, 0)
+
+    def _within_uses(self, credential: Credential) -> bool:
+        invite = credential.invite
+        if invite is None or not self._crowded(invite):
+            return True
+        return credential.node_key in self._within_set(invite)
