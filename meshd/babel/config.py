@@ -21,6 +21,9 @@ AcceptHook = Callable[[bytes, IPNetwork, IPNetwork | None], bool]
 """``accept(router_id, prefix, source)``: may this originator announce this route?"""
 RedistributeHook = Callable[[str, IPNetwork, IPNetwork | None], bool]
 """``redistribute(interface, prefix, source)``: may we announce this route there?"""
+OnDemandHook = Callable[[str, IPNetwork, IPNetwork | None], bool]
+"""``on_demand(interface, prefix, source)``: is this learnt route announced there only to the
+neighbours that ask for it (:mod:`meshd.babel.interest`)?"""
 RelayRank = Callable[[IPNetwork, IPNetwork | None, str, IPAddress], bytes | None]
 """``relay_rank(prefix, source, interface, neighbour)``: the rank (lowest first) of a route
 through that neighbour among the relays both ends of a pair must agree on, or None when the
@@ -79,6 +82,10 @@ class CoreConfig:
     """``accept`` for the interfaces outside ``accept_on``: on a gateway, nothing that claims
     the mesh's addresses or a member's router-id (:class:`meshd.babel.options.SiteOrigins`)."""
     redistribute: RedistributeHook = redistribute_all
+    on_demand: OnDemandHook | None = None
+    """Where set, a learnt route it names goes out on that interface only to a neighbour that
+    asked for it with a Route Request lately (:mod:`meshd.babel.interest`); our own routes
+    and the others go to every neighbour as usual. None: every route to every neighbour."""
     relay_rank: RelayRank | None = None
     """Where set, a key whose best route goes through a ranked neighbour takes the feasible
     ranked route of lowest rank, whatever the metrics (:func:`meshd.babel.routes.choose`)."""

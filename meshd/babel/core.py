@@ -57,6 +57,7 @@ from meshd.babel.expand import (
     expand,
     route_request,
 )
+from meshd.babel.interest import HOLDS, Interest
 from meshd.babel.interfaces import MULTICAST_GROUP, SOON, Interface
 from meshd.babel.martians import martian
 from meshd.babel.neighbours import IPAddress, LinkParams, Neighbour
@@ -126,6 +127,7 @@ class BabelCore:
         self._sources = SourceTable(self.config.source_gc)
         self._outbox = Outbox()
         self._events: deque[Event] = deque()
+        self._interest = Interest()
         self._updates = Updates(
             router_id,
             self.config,
@@ -134,6 +136,7 @@ class BabelCore:
             self._table,
             self._sources,
             self._outbox,
+            self._interest,
         )
         self._requests = SeqnoRequests(self.config, self._table, self._sources, self._outbox)
         self._selection = RouteSelection(
@@ -243,6 +246,17 @@ class BabelCore:
         if neighbour is not None:
             self._drop_neighbour(neighbour, now)
 
+    def request_routes(
+        self, interface: str, address: IPAddress, keys: Sequence[RouteKey], now: float
+    ) -> None:
+        """Ask a neighbour for these routes (Route Requests, unicast, at once): its answer,
+        and on an interface where it announces them on demand, its updates for a while."""
+        self._now = now
+        iface = self._interface(interface)
+        if address not in iface.neighbours or not keys:
+            return
+        self._outbox.queue(interface, address, now, *(route_request(*key) for key in keys))
+
     def originate(
         self, prefix: IPNetwork, source_prefix: IPNetwork | None = None, metric: int = 0
     ) -> None:
@@ -319,6 +333,8 @@ class BabelCore:
             "neighbours_evicted": self.neighbours_evicted,
             "neighbours_refused": self.neighbours_refused,
             "unknown_peer_packets": self.dropped,
+            "route_interests": len(self._interest),
+            "route_interests_refused": self._interest.refused,
         }
 
     def next_event(self) -> Event | None:
@@ -373,6 +389,7 @@ class BabelCore:
             self._sources.expire(now)
             self._requests.expire(now)
             self._updates.expire(now)
+            self._interest.expire(now)
             self._next_gc = now + 10.0
 
     def datagrams_to_send(self, now: float) -> list[tuple[str, IPAddress, bytes]]:
@@ -429,6 +446,7 @@ class BabelCore:
                 self._answer_dump(iface, neighbour, now)
             elif isinstance(message, RequestRoute):
                 key = (message.prefix, message.source)
+                self._note_interest(iface, nid, key, now)
                 self._updates.announce_to(iface, source, key, now, poison=True)
             elif isinstance(message, RequestSeqno):
                 self._receive_seqno_request(nid, message, now)
@@ -548,6 +566,15 @@ class BabelCore:
             self._events.append(NeighbourDown(nid))
         self._selection.retract_all(nid, now)
         self._outbox.forget(nid.interface, nid.address)
+        self._interest.forget(nid)
+
+    def _note_interest(self, iface: Interface, nid: NeighbourId, key: RouteKey, now: float) -> None:
+        """A Route Request for a route announced on demand: it goes to ``nid`` for a while."""
+        on_demand = self.config.on_demand
+        if on_demand is None or iface.config.multicast or not on_demand(nid.interface, *key):
+            return
+        until = now + HOLDS * iface.config.update_interval
+        self._interest.note(nid, key, until, now=now, limit=iface.config.max_routes)
 
     def _greet_neighbour(self, nid: NeighbourId, now: float, *, hello: bool) -> None:
         """A new or returning neighbour: send it our table and ask for its own."""

@@ -25,6 +25,7 @@ from ipaddress import IPv4Network
 
 from meshd.babel.config import CoreConfig, InterfaceConfig
 from meshd.babel.expand import Route
+from meshd.babel.interest import Interest
 from meshd.babel.interfaces import Interface, centiseconds
 from meshd.babel.neighbours import IPAddress
 from meshd.babel.outbox import Outbox, pack
@@ -56,8 +57,10 @@ class Updates:
         table: RouteTable,
         sources: SourceTable,
         outbox: Outbox,
+        interest: Interest | None = None,
     ) -> None:
         self._router_id = router_id
+        self._interest = interest if interest is not None else Interest()
         self._config = config
         self._interfaces = interfaces
         self._local = local
@@ -172,6 +175,13 @@ class Updates:
         if key in self._local:
             router_id, seqno, metric = self._router_id, own_seqno, self._local[key]
         else:
+            on_demand = self._config.on_demand
+            if (
+                on_demand is not None
+                and on_demand(config.name, prefix, source)
+                and not self._interest.wants(NeighbourId(config.name, destination), key, now)
+            ):
+                return None  # asked for by others only: not even a retraction goes here
             entry = self._table.selected(key)
             if entry is None or entry.metric >= INFINITY:
                 return retraction if poison else None

@@ -14,6 +14,10 @@ derived from the node key (:func:`meshd.babel.options.router_id_of`), and runs a
   prefix (:class:`~meshd.babel.options.MemberOrigins`), and every selected route's prefix is
   given to the next hop's WireGuard peer and routed at the device (a new direct neighbour's
   overlay /128 stays on its own peer for a few Hellos: :mod:`meshd.mesh.holddown`);
+* another member's overlay /128 goes on the mesh only to the members that ask for it (the
+  core's ``on_demand`` hook), and we ask the relays for the /128s that no direct route
+  covers (:mod:`meshd.daemon.babel_wants`): a relay no longer sends every member's route to
+  every member;
 * as a gateway (``--babel-interface`` beside the mesh), nothing learnt on a site link is
   announced on the mesh as it is (the core's rule); routes under a member's router-id, inside
   the overlay /48 or inside another member's grants are refused there
@@ -32,7 +36,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
 
@@ -60,11 +64,13 @@ from meshd.babel.shell import (
     interface_addresses,
 )
 from meshd.babel.sources import IPNetwork, RouteKey
+from meshd.babel.tlv import INFINITY
 from meshd.daemon.babel_site import (
     SiteRoutes,
     refuse_ungranted_origins,
     ungranted_origins,
 )
+from meshd.daemon.babel_wants import Wants
 from meshd.daemon.feed import Subscription
 from meshd.membership import Member, MemberState
 from meshd.mesh.relay_pair import pair_rank
@@ -78,6 +84,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["BabelService", "SiteRoutes", "refuse_ungranted_origins", "ungranted_origins"]
+
+WANT_AFTER: Final = 1.0
+"""A neighbour's /128 is asked of the relays once it has had this long to come up directly
+(the overlay address of a new neighbour is held on its own peer for longer anyway)."""
+REDISCOVER: Final = 4
+"""Ask every neighbour which of them relays at most once every this many update intervals."""
+WAKE_DELAY: Final = 0.2
+"""After a route changes, ask what is wanted this much later (changes come in bursts)."""
 
 Members = Callable[[], Sequence[Member]]
 Grants = Callable[[bytes], Sequence[IPNetwork]]
@@ -126,10 +140,14 @@ class BabelService:
         self._shell: BabelShell | None = None
         self._peer_of_link_local: dict[ipaddress.IPv6Address, Member] = {}
         self._member_of_overlay: dict[IPNetwork, Member] = {}
+        self._address_of: dict[IPNetwork, IPAddress] = {}  # overlay /128 -> link-local
+        self._router_ids: dict[IPAddress, bytes] = {}  # link-local -> router-id
         self._own: set[RouteKey] = set()
         self._site: dict[RouteKey, int] = {}
         self._routes = SiteRoutes(KernelRoutes())
         self._restart: trio.CancelScope | None = None
+        self._wants: Wants | None = None
+        self._wake = trio.Event()
         # Whether we carry routes learnt from members to other members (meshd.daemon.relaying
         # decides, and owns IP forwarding); a member that does not relay announces only its own.
         self.relaying = True
@@ -156,6 +174,7 @@ class BabelService:
                 else accept_all
             ),
             redistribute=self._redistribute,
+            on_demand=self._on_demand if mesh_if is not None else None,
             relay_rank=self._relay_rank if mesh_if is not None else None,
             random=random.Random().random,  # noqa: S311 (jitter, not secrets)
         )
@@ -265,14 +284,21 @@ class BabelService:
         )
         self._shell = shell
         shell.add_listener(self._on_route_event)
+        if mesh_if is not None:
+            hello = config.hello_interval
+            self._wants = Wants(
+                mesh_if, hold=WANT_AFTER, period=4 * hello, rediscover=REDISCOVER * 4 * hello
+            )
         self._sync_members()
         if self.mesh is not None:
             self.mesh.follow_babel(config.hello_interval)
-        if self.mesh is None or not config.interfaces:
+        if self.mesh is None:
             await shell.run(task_status=task_status)
             return
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._gateway_loop, shell)
+            nursery.start_soon(self._wants_loop, shell)
+            if config.interfaces:
+                nursery.start_soon(self._gateway_loop, shell)
             await shell.run(task_status=task_status)
             nursery.cancel_scope.cancel()
 
@@ -280,6 +306,42 @@ class BabelService:
         """Carry other members' routes on the mesh (relay) or not, from now on: a member
         that does not relay is never a next hop between two others."""
         self.relaying = on
+
+    # --- routes on demand ---------------------------------------------------------------------
+
+    def _on_demand(self, interface: str, prefix: IPNetwork, source: IPNetwork | None) -> bool:
+        """Another member's overlay /128 goes on the mesh only to the members that ask for
+        it (those without a direct path to it): :mod:`meshd.daemon.babel_wants`."""
+        return (
+            self.mesh is not None
+            and interface == self.mesh.ifname
+            and source is None
+            and prefix in self._member_of_overlay
+        )
+
+    async def _wants_loop(self, shell: BabelShell) -> None:
+        """Ask for the routes we lack a direct path for: every update interval, and soon
+        after a route changes (a direct route lost)."""
+        period = 4 * self.config.hello_interval
+        while True:
+            shell.submit(self._ask)
+            with trio.move_on_after(period):
+                await self._wake.wait()
+            await trio.sleep(min(WAKE_DELAY, self.config.hello_interval))  # one round a burst
+            self._wake = trio.Event()
+
+    def _ask(self, core: BabelCore, now: float) -> None:
+        wants, mesh = self._wants, self.mesh
+        if wants is None or mesh is None:
+            return
+        two_way = [
+            n.neighbour.address
+            for n in core.neighbours()
+            if n.neighbour.interface == mesh.ifname and n.cost < INFINITY
+        ]
+        plan = wants.plan(now, self._address_of, self._router_ids, core.routes(), two_way)
+        for address, prefixes in plan.items():
+            core.request_routes(mesh.ifname, address, [(p, None) for p in prefixes], now)
 
     # --- the gateway -----------------------------------------------------------------------
 
@@ -350,11 +412,16 @@ class BabelService:
         self._site_origins = site
         self._peer_of_link_local = peers
         self._member_of_overlay = {host_prefix(m.overlay): m for m in peers.values()}
+        self._address_of = {host_prefix(m.overlay): a for a, m in peers.items()}
+        known = self._router_ids
+        self._router_ids = {a: known.get(a) or router_id_of(m.node_key) for a, m in peers.items()}
         shell = self._shell
         if shell is None:
             return
         mesh = self.mesh
         wanted = set(peers)
+        if self._wants is not None:
+            self._wants.neighbours(wanted, trio.current_time())
 
         def apply(core: BabelCore, now: float) -> None:
             if mesh is not None:
@@ -403,6 +470,7 @@ class BabelService:
     def _on_route_event(self, event: BabelEvent) -> None:
         if self.mesh is None or self._shell is None:
             return
+        self._wake.set()
         extra: dict[WgKey, list[IPNetwork]] = {}
         for view in self._shell.core.routes():
             if not view.selected or view.neighbour is None or view.source is not None:

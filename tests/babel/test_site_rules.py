@@ -174,6 +174,11 @@ def run(net: Segments, service: BabelService, seconds: int) -> None:
     for _ in range(seconds):
         net.run(1.0)
         service._reoriginate(net.cores["g"], net.now)
+        # M and N have no direct path: each asks G for the other's overlay /128, as the
+        # daemon does (meshd.daemon.babel_wants); G announces members' /128s on demand.
+        for name, other in (("m", N_KEY), ("n", M_KEY)):
+            host = IPv6Network((OVERLAY_OF[other], 128))
+            net.cores[name].request_routes("wg0", MESH_LL[G_KEY], [(host, None)], net.now)
 
 
 def assert_mesh_intact(net: Segments) -> None:

@@ -1,0 +1,65 @@
+"""Routes announced on demand: which neighbour asked for which route, until when (pure).
+
+On the WireGuard mesh a member's overlay /128 needs a Babel route only where no direct
+path covers it (docs/babel.md, "Routes on demand"). A route the core's ``on_demand`` hook
+names is therefore announced on that interface only to the neighbours that asked for it
+with a Route Request (RFC 8966 3.8.1.1) within ``hold`` seconds: the answer, then every
+full and triggered update while the interest lasts. The requester asks again every update
+interval while it wants the route, so ``hold`` (3.5 update intervals, as a route's own
+hold time) outlives two lost requests.
+
+The state is bounded: only keys the hook names are kept (on the mesh, members' overlay
+/128s), at most ``limit`` a neighbour (its interface's route budget), and a neighbour's
+entries go with it.
+"""
+
+from __future__ import annotations
+
+from meshd.babel.routes import NeighbourId
+from meshd.babel.sources import RouteKey
+
+HOLDS = 3.5
+"""An interest lasts this many update intervals of its interface after a request."""
+
+
+class Interest:
+    """Which neighbour asked for which on-demand route, and until when."""
+
+    def __init__(self) -> None:
+        self._until: dict[NeighbourId, dict[RouteKey, float]] = {}
+        self.refused = 0
+        """Requests not noted: the neighbour already held ``limit`` live interests."""
+
+    def note(
+        self, nid: NeighbourId, key: RouteKey, until: float, *, now: float, limit: int
+    ) -> None:
+        """``nid`` asked for ``key``: announce it there until ``until``."""
+        keys = self._until.setdefault(nid, {})
+        if key not in keys and len(keys) >= limit:
+            for stale in [k for k, t in keys.items() if t <= now]:
+                del keys[stale]
+            if len(keys) >= limit:
+                self.refused += 1
+                return
+        keys[key] = until
+
+    def wants(self, nid: NeighbourId, key: RouteKey, now: float) -> bool:
+        """Whether ``nid`` asked for ``key`` recently enough."""
+        keys = self._until.get(nid)
+        return keys is not None and keys.get(key, -1.0) > now
+
+    def forget(self, nid: NeighbourId) -> None:
+        """The neighbour is gone."""
+        self._until.pop(nid, None)
+
+    def expire(self, now: float) -> None:
+        """Drop the interests that ran out."""
+        for nid in list(self._until):
+            keys = {k: t for k, t in self._until[nid].items() if t > now}
+            if keys:
+                self._until[nid] = keys
+            else:
+                del self._until[nid]
+
+    def __len__(self) -> int:
+        return sum(len(keys) for keys in self._until.values())

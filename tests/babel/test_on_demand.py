@@ -1,0 +1,134 @@
+"""Routes on demand (the core's ``on_demand`` hook): a relay announces a member's route only
+to the neighbours that asked for it, and for as long as they keep asking.
+
+Scene (tests.babel.sim, ``unicast-peers`` as on the WireGuard mesh, Hello 1 s, full updates
+every 4 s): routers 0 and 1 do not relay (they announce their own prefix alone), router 2
+relays. All three are neighbours; the link 0-1 is cut in some tests, as a direct path that
+fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from meshd.babel.config import CoreConfig
+from meshd.babel.interest import HOLDS, Interest
+from meshd.babel.routes import NeighbourId
+from meshd.babel.sources import IPNetwork
+from tests.babel.sim import Sim, address, prefix
+
+HELLO = 1.0
+UPDATE = 4 * HELLO
+RELAY = 2
+
+
+def config(on_demand: bool) -> Callable[[int], CoreConfig]:
+    def make(i: int) -> CoreConfig:
+        own = prefix(i)
+
+        def redistribute(interface: str, p: IPNetwork, source: IPNetwork | None) -> bool:
+            return i == RELAY or p == own
+
+        def demand(interface: str, p: IPNetwork, source: IPNetwork | None) -> bool:
+            return interface == "wg0" and p != own
+
+        return CoreConfig(redistribute=redistribute, on_demand=demand if on_demand else None)
+
+    return make
+
+
+def triangle(*, on_demand: bool = True) -> Sim:
+    sim = Sim(
+        3,
+        [(0, 1), (0, 2), (1, 2)],
+        kind="unicast-peers",
+        hello_interval=HELLO,
+        config=config(on_demand),
+    )
+    sim.check = Sim.assert_loop_free
+    sim.run(10.0)
+    return sim
+
+
+def offered_by(sim: Sim, at: int, via: int, destination: int) -> bool:
+    """Whether ``at`` holds a finite route to ``destination``'s prefix from ``via``."""
+    return any(
+        view.prefix == prefix(destination)
+        and view.neighbour == NeighbourId("wg0", address(via))
+        and view.metric < 0xFFFF
+        for view in sim.routers[at].routes()
+    )
+
+
+def ask(sim: Sim, at: int, destination: int) -> None:
+    sim.routers[at].request_routes("wg0", address(RELAY), [(prefix(destination), None)], sim.now)
+    sim._flush(at)
+
+
+def test_without_the_hook_the_relay_floods_every_route() -> None:
+    sim = triangle(on_demand=False)
+    assert offered_by(sim, 0, RELAY, 1)
+    assert offered_by(sim, 1, RELAY, 0)
+
+
+def test_a_relay_announces_a_members_route_to_no_one_that_did_not_ask() -> None:
+    sim = triangle()
+    assert sim.next_hop(0, 1) == 1
+    assert not offered_by(sim, 0, RELAY, 1)
+    assert not offered_by(sim, 1, RELAY, 0)
+    assert offered_by(sim, 0, RELAY, RELAY)  # its own route goes to everyone
+
+
+def test_asked_it_answers_and_keeps_announcing_while_asked_again() -> None:
+    sim = triangle()
+    sim.cut(0, 1)
+    for _ in range(int(6 * UPDATE / 2)):  # ask every 2 s, as the daemon does every update
+        ask(sim, 0, 1)
+        ask(sim, 1, 0)
+        sim.run(2.0)
+    assert sim.next_hop(0, 1) == RELAY
+    assert sim.next_hop(1, 0) == RELAY
+    assert sim.next_hop(RELAY, 1) == 1
+    assert sim.routers[RELAY].counters()["route_interests"] == 2
+
+
+def test_the_answer_comes_at_once() -> None:
+    sim = triangle()
+    ask(sim, 0, 1)
+    sim.run(0.1)
+    assert offered_by(sim, 0, RELAY, 1)
+
+
+def test_an_interest_not_renewed_runs_out_and_the_route_expires() -> None:
+    sim = triangle()
+    sim.cut(0, 1)
+    ask(sim, 0, 1)
+    sim.run(1.0)
+    assert offered_by(sim, 0, RELAY, 1)
+    sim.run(HOLDS * UPDATE + 4 * UPDATE)  # the interest, then the route's own hold time
+    assert not offered_by(sim, 0, RELAY, 1)
+    assert sim.routers[RELAY].counters()["route_interests"] == 0
+
+
+def test_requests_for_what_the_hook_does_not_name_leave_no_state() -> None:
+    sim = triangle()
+    # The relay's own prefix is not on demand: asking for it notes nothing.
+    ask(sim, 0, RELAY)
+    sim.run(0.5)
+    assert sim.routers[RELAY].counters()["route_interests"] == 0
+
+
+def test_interests_are_bounded_per_neighbour() -> None:
+    interest = Interest()
+    nid = NeighbourId("wg0", address(0))
+    keys = [(prefix(i), None) for i in range(10)]
+    for key in keys:
+        interest.note(nid, key, 10.0, now=0.0, limit=4)
+    assert len(interest) == 4
+    assert interest.refused == 6
+    assert not interest.wants(nid, keys[9], 1.0)
+    # Once they ran out, room for new ones.
+    interest.note(nid, keys[9], 30.0, now=20.0, limit=4)
+    assert interest.wants(nid, keys[9], 21.0)
+    interest.forget(nid)
+    assert len(interest) == 0

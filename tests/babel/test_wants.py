@@ -1,0 +1,102 @@
+"""What a member asks of its mesh neighbours (meshd.daemon.babel_wants.Wants, pure)."""
+
+from __future__ import annotations
+
+from ipaddress import IPv6Address, IPv6Network
+
+from meshd.babel.neighbours import IPAddress
+from meshd.babel.routes import NeighbourId
+from meshd.babel.sources import IPNetwork
+from meshd.babel.views import RouteView
+from meshd.daemon.babel_wants import PROBES, Wants
+
+R1, R2, B, C = (IPv6Address(f"fe80::{n}") for n in ("11", "22", "b", "c"))
+HOST = {a: IPv6Network(f"fd00::{n}/128") for a, n in ((R1, 1), (R2, 2), (B, "b"), (C, "c"))}
+MEMBERS: dict[IPNetwork, IPAddress] = {p: a for a, p in HOST.items()}
+IDS: dict[IPAddress, bytes] = {a: bytes([i + 1]) * 8 for i, a in enumerate(HOST)}
+
+
+def route(destination: IPv6Address, via: IPv6Address, metric: int = 96) -> RouteView:
+    return RouteView(
+        prefix=HOST[destination],
+        source=None,
+        router_id=IDS[destination],
+        seqno=1,
+        metric=metric,
+        refmetric=0,
+        next_hop=via,
+        neighbour=NeighbourId("wg0", via),
+        selected=True,
+        feasible=True,
+        expires=None,
+    )
+
+
+def wants(now: float = 0.0) -> Wants:
+    w = Wants("wg0", hold=1.0, period=16.0, rediscover=64.0)
+    w.neighbours(HOST, now)
+    return w
+
+
+def direct_to_all_but(*missing: IPv6Address) -> list[RouteView]:
+    return [route(a, a) for a in HOST if a not in missing]
+
+
+def test_nothing_is_asked_while_every_member_is_direct() -> None:
+    w = wants()
+    assert w.plan(5.0, MEMBERS, IDS, direct_to_all_but(), HOST) == {}
+
+
+def test_a_new_neighbour_is_not_asked_for_before_its_hold() -> None:
+    w = wants()
+    assert w.plan(0.5, MEMBERS, IDS, direct_to_all_but(B), HOST) == {}
+
+
+def test_without_known_relays_every_two_way_neighbour_is_probed() -> None:
+    w = wants()
+    plan = w.plan(5.0, MEMBERS, IDS, direct_to_all_but(B), [R1, R2, C])
+    assert plan == {R1: [HOST[B]], R2: [HOST[B]], C: [HOST[B]]}
+    # Not again before the rediscovery interval.
+    assert w.plan(6.0, MEMBERS, IDS, direct_to_all_but(B), [R1, R2, C]) == {}
+
+
+def test_relays_are_known_by_their_routes_and_asked_every_period() -> None:
+    w = wants()
+    routes = [*direct_to_all_but(B), route(B, R1, 192), route(B, R2, 192)]
+    first = w.plan(5.0, MEMBERS, IDS, routes, HOST)
+    assert first == {R1: [HOST[B]], R2: [HOST[B]]}
+    assert w.relays == {R1, R2}
+    assert w.plan(10.0, MEMBERS, IDS, routes, HOST) == {}  # within the period
+    assert w.plan(21.0, MEMBERS, IDS, routes, HOST) == first  # keeps their interest alive
+
+
+def test_a_newly_wanted_member_is_asked_of_the_relays_at_once() -> None:
+    w = wants()
+    routes = [*direct_to_all_but(B), route(B, R1, 192)]
+    w.plan(5.0, MEMBERS, IDS, routes, HOST)
+    routes = [r for r in routes if r.prefix != HOST[C]]  # C's direct route lost
+    assert w.plan(6.0, MEMBERS, IDS, routes, HOST) == {R1: [HOST[C]]}
+    # R1 has no route to C: the other neighbours are probed at the next round.
+    assert w.plan(7.0, MEMBERS, IDS, routes, HOST) == {R2: [HOST[C]], B: [HOST[C]]}
+
+
+def test_a_gone_neighbour_is_forgotten_as_a_relay() -> None:
+    w = wants()
+    w.plan(5.0, MEMBERS, IDS, [*direct_to_all_but(B), route(B, R1, 192)], HOST)
+    w.neighbours([R2, B, C], 6.0)
+    assert w.relays == set()
+
+
+def test_discovery_probes_are_few() -> None:
+    many: dict[IPNetwork, IPAddress] = {
+        IPv6Network(f"fd00::1:{n:x}/128"): IPv6Address(f"fe80::1:{n:x}") for n in range(20)
+    }
+    members: dict[IPNetwork, IPAddress] = {**MEMBERS, **many}
+    ids: dict[IPAddress, bytes] = {
+        **IDS,
+        **{a: n.to_bytes(8, "big") for n, a in enumerate(many.values(), 100)},
+    }
+    w = Wants("wg0", hold=1.0, period=16.0, rediscover=64.0)
+    w.neighbours(members.values(), 0.0)
+    plan = w.plan(5.0, members, ids, direct_to_all_but(B), [R1])
+    assert len(plan[R1]) == PROBES
