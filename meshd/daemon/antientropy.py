@@ -4,6 +4,11 @@ When and with whom is :class:`~meshd.daemon.sync_policy.SyncPolicy`'s (pure); th
 the conversations (:func:`meshd.daemon.streams.converse`), as initiator and as server, hands
 what they bring to the membership owner, and bounds what it serves
 (:class:`~meshd.daemon.state.SyncSessions`).
+
+A peer is synced with as soon as it connects, and a member that is enrolling connects before
+its daemon serves sync: its host answers that it does not speak the protocol. That is no
+failure: the sync is tried again while the peer stays connected, after :data:`NOT_READY_RETRY`
+seconds, doubling, :data:`NOT_READY_TRIES` times at most, logged at DEBUG only.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from meshd.daemon.transport import Transport, key_of
 from meshd.errors import MeshdError
 from meshd.gossip import sync as sync_protocol
 from meshd.gossip.enroll import GracePolicy
+from meshd.gossip.host import ProtocolNotSupported
 from meshd.gossip.streams import FramedStream
 
 if TYPE_CHECKING:
@@ -33,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REQUESTS = 256  # sync requests waiting
+NOT_READY_RETRY = 1.0  # seconds before syncing again with a peer that serves no sync yet
+NOT_READY_TRIES = 5  # retries, the wait doubling each time (1 + 2 + 4 + 8 + 16 s)
 
 
 class AntiEntropy:
@@ -51,10 +59,13 @@ class AntiEntropy:
         self.sessions = sessions
         self.syncs = 0
         self._send, self._receive = trio.open_memory_channel[str](REQUESTS)
+        self._not_ready: dict[str, int] = {}  # peer -> retries scheduled since it said "na"
+        self._nursery: trio.Nursery | None = None
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.host.set_stream_handler(sync_protocol.PROTOCOL_ID, self.serve)
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             nursery.start_soon(self._periodic)
             task_status.started()
             async for peer in self._receive:
@@ -93,9 +104,13 @@ class AntiEntropy:
         """One sync conversation with ``peer``, as initiator; None if it failed."""
         try:
             stream = await self.host.open_stream(peer, sync_protocol.PROTOCOL_ID)
+        except ProtocolNotSupported as exc:
+            self._retry_later(peer, exc)
+            return None
         except MeshdError as exc:
             log.debug("sync with %s: %s", peer, exc)
             return None
+        self._not_ready.pop(peer, None)
         session = sync_protocol.SyncSession(self.state.membership)
         try:
             result = await converse(stream, session, partial(self._ingest, peer), initiator=True)
@@ -119,6 +134,26 @@ class AntiEntropy:
                 result.bytes_sent + result.bytes_received,
             )
         return result
+
+    def _retry_later(self, peer: str, why: ProtocolNotSupported) -> None:
+        """``peer`` does not serve sync (yet): sync again soon while it stays connected."""
+        tries = self._not_ready.get(peer, 0)
+        if tries >= NOT_READY_TRIES or self._nursery is None:
+            self._not_ready.pop(peer, None)
+            log.info("sync with %s: it serves no sync (%d retries)", peer, tries)
+            return
+        self._not_ready[peer] = tries + 1
+        delay = NOT_READY_RETRY * 2**tries
+        log.debug("sync with %s: %s; again in %g s", peer, why, delay)
+        self._nursery.start_soon(self._again, peer, delay)
+
+    async def _again(self, peer: str, delay: float) -> None:
+        await trio.sleep(delay)
+        if peer not in self.host.connected_peers():
+            self._not_ready.pop(peer, None)  # a new connection brings its own sync
+            return
+        if peer in self._not_ready:  # else a sync with it has worked since
+            self.request(peer)
 
     async def _ingest(self, peer: str, raws: Sequence[bytes]) -> int:
         state = self.state

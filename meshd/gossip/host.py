@@ -37,6 +37,7 @@ from libp2p.crypto.keys import KeyPair
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.protocol_muxer.exceptions import MultiselectClientError
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.rcmgr import Direction
@@ -99,6 +100,7 @@ __all__ = [
     "PeerConnected",
     "PeerDisconnected",
     "PeerEvent",
+    "ProtocolNotSupported",
     "StreamEnded",
     "StreamHandler",
     "TransportError",
@@ -532,9 +534,29 @@ class GossipHost:
             try:
                 stream = await host.new_stream(peer, [TProtocol(protocol_id)])
             except LIBP2P_ERRORS as exc:
+                if refused_protocol(exc):
+                    raise ProtocolNotSupported(
+                        f"{peer_id} does not serve {protocol_id} (yet)"
+                    ) from exc
                 raise TransportError(f"opening {protocol_id} to {peer_id} failed: {exc}") from exc
             return FramedStream(stream, max_frame_size=self._config.max_frame_size, timeout=timeout)
         raise FrameTimeout(f"opening {protocol_id} to {peer_id} took longer than {timeout} s")
+
+
+class ProtocolNotSupported(TransportError):
+    """The peer answered that it does not serve the protocol asked for: not a fault of the
+    connection (a member that has just enrolled serves sync only once its daemon runs)."""
+
+
+def refused_protocol(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) is multistream-select's "protocols not
+    supported": the peer said ``na`` to every protocol offered."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, MultiselectClientError) and "not supported" in str(seen):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def inbound_source(conn: INetConn) -> str | None:

@@ -51,6 +51,11 @@ named below are in tests/gossip/test_host.py.
   ``conn_handler``), ``await self.manager.wait_finished()`` at the end of
   ``Swarm._do_handle_inbound_connection``, and ``SwarmConn`` notifying ``disconnected``.
   Test: test_the_handler_of_a_closed_inbound_connection_ends.
+- libp2p's log lines held to what says something (:class:`OncePerPeer` on
+  :data:`GOSSIPSUB_LOGGER`: "IHAVE/IWANT rate limit exceeded" once per peer a minute, with
+  a count; :class:`Demoted` on :data:`HOST_LOGGER`: a stream refused for its protocol is
+  DEBUG, not an ERROR). ``handle_ihave``/``handle_iwant`` in ``pubsub/gossipsub.py`` and
+  ``BasicHost.new_stream``: their messages' first words. Tests: tests/gossip/test_log_filters.py.
 - Accept errors logged once a minute (:class:`OncePerMinute` on :data:`ACCEPT_LOGGER`).
   ``trio/_highlevel_serve_listeners.py``: ``LOGGER`` and ``ACCEPT_CAPACITY_ERRNOS`` (trio,
   which py-libp2p's TCP listener uses). Test: test_accept_errors_are_logged_once_a_minute.
@@ -112,12 +117,16 @@ from meshd.gossip.peers import ConnectionNotifee
 __all__ = [
     "ACCEPT_LOGGER",
     "FORWARDED_LOGGER",
+    "GOSSIPSUB_LOGGER",
+    "HOST_LOGGER",
     "LIBP2P_LOGGER",
     "LIBP2P_VERSION",
     "Admitted",
+    "Demoted",
     "HandshakeBudget",
     "Libp2pLogBridge",
     "OncePerMinute",
+    "OncePerPeer",
     "close_host",
     "drop_nursery_closed",
     "forget_failed_dial",
@@ -607,6 +616,84 @@ ACCEPT_LOGGER: Final = "trio.serve_listeners"
 ACCEPT_LOG_FILTER: Final = OncePerMinute()
 
 
+class OncePerPeer(logging.Filter):
+    """Let one record of each of ``messages`` through per peer per ``interval``; the next one
+    after it says how many were held back in between. Other records pass untouched.
+
+    Put on py-libp2p's gossipsub logger, which warns "IHAVE rate limit exceeded" for every
+    IHAVE past ten a second from one peer (checked even with spam protection off): a founder
+    that members join logged dozens a second. The peer is the record's first argument.
+    """
+
+    def __init__(
+        self,
+        messages: tuple[str, ...],
+        interval: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        limit: int = 1024,
+    ) -> None:
+        super().__init__()
+        self.messages = messages
+        self.interval = interval
+        self.clock = clock
+        self.limit = limit
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}  # (text, peer) -> (last, held)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.msg
+        if not isinstance(text, str) or not text.startswith(self.messages):
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        key = (text, str(args[0]) if args else "")
+        now = self.clock()
+        last, held = self._seen.get(key, (None, 0))
+        if last is not None and now - last < self.interval:
+            self._seen[key] = (last, held + 1)
+            return False
+        if key not in self._seen and len(self._seen) >= self.limit:
+            self._forget(now)
+        self._seen[key] = (now, 0)
+        if held:
+            record.msg = f"{text} ({held} more since the last report)"
+        return True
+
+    def _forget(self, now: float) -> None:
+        """Drop the peers not reported within the interval (all of them if none is)."""
+        stale = [k for k, (last, _) in self._seen.items() if now - last >= self.interval]
+        for key in stale or list(self._seen):
+            del self._seen[key]
+
+
+GOSSIPSUB_LOGGER: Final = "libp2p.pubsub.gossipsub"
+GOSSIPSUB_LOG_FILTER: Final = OncePerPeer(
+    ("IHAVE rate limit exceeded", "IWANT rate limit exceeded")
+)
+
+
+class Demoted(logging.Filter):
+    """Lower the records whose message starts with ``prefix`` and holds ``words`` to DEBUG.
+
+    py-libp2p's ``BasicHost.new_stream`` logs an ERROR of seven lines whenever a peer does
+    not speak the protocol asked for, then raises: a member that has just enrolled does not
+    serve sync yet, and the caller retries it (meshd.daemon.antientropy) and says so itself.
+    """
+
+    def __init__(self, prefix: str, words: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.words = words
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.msg
+        if isinstance(text, str) and text.startswith(self.prefix) and self.words in text:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+HOST_LOGGER: Final = "libp2p.host.basic_host"
+HOST_LOG_FILTER: Final = Demoted("Failed to open stream to peer", "protocols not supported")
+
+
 # -- patches (applied when this module is imported) ------------------------------------------
 
 _verified_records: weakref.WeakKeyDictionary[IHost, dict[bytes, tuple[bytes, float]]] = (
@@ -674,3 +761,5 @@ libp2p_gossipsub.maybe_consume_signed_record = _consume_signed_record_once  # ty
 YamuxStream._auto_tune_and_send_window_update = _release_window_at_half  # type: ignore[method-assign]
 libp2p_tcp._open_reuseport_listeners = _open_exclusive_listeners
 logging.getLogger(ACCEPT_LOGGER).addFilter(ACCEPT_LOG_FILTER)
+logging.getLogger(GOSSIPSUB_LOGGER).addFilter(GOSSIPSUB_LOG_FILTER)
+logging.getLogger(HOST_LOGGER).addFilter(HOST_LOG_FILTER)
