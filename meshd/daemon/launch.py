@@ -30,6 +30,7 @@ from meshd.daemon.lifecycle import stop_on_down, stop_when_revoked
 from meshd.daemon.metrics import open_metrics
 from meshd.daemon.notify import Notifier, inform_systemd
 from meshd.daemon.rekey import finish_cut_short
+from meshd.daemon.relaying import early_forwarding
 from meshd.daemon.startup import lock_state_dir
 from meshd.daemon.state import NodeState
 from meshd.daemon.wireguard_open import current_underlay, open_mesh
@@ -56,7 +57,11 @@ async def run(
     """Run a node for an opened state dir until cancelled; reports the Daemon when started."""
     state = NodeState(node, announce_ttl=config.announce_ttl)
     finish_cut_short(state)
-    async with open_metrics(config) as metrics, open_mesh(config, node) as mesh:
+    async with (
+        open_metrics(config) as metrics,
+        open_mesh(config, node) as mesh,
+        early_forwarding(config, relays=mesh.kind != "none") as forwarding,
+    ):
         mesh.set_underlay(await current_underlay([config.interface, "lo"]))
         members = state.feed.subscribe()
         mesh.set_members(members.latest.members)
@@ -72,7 +77,7 @@ async def run(
                 await nursery.start(mesh.run)
                 log.info("WireGuard %s: programmed from the store", mesh.ifname)
             serve = await trio.to_thread.run_sync(_load_service)
-            daemon = await nursery.start(serve, config, state, mesh)
+            daemon = await nursery.start(serve, config, state, mesh, forwarding)
             await nursery.start(inform_systemd, Notifier(), daemon._control)
             if metrics is not None:
                 await nursery.start(metrics.run, daemon._control, state)

@@ -19,13 +19,18 @@ once at WARNING with what changed, and put back at shutdown.
   links, which forwards between the mesh and the site by definition) and restores what it
   changed;
 * :class:`Relaying`, the service: decides at start and again every ``interval`` (``auto``
-  follows our addresses and what members observe), and tells Babel and the kernel.
+  follows our addresses and what members observe), and tells Babel and the kernel;
+* :func:`early_forwarding`: the first decision's forwarding, taken as soon as WireGuard is
+  open, before the gossip side (and this service) has loaded: a relay whose daemon restarts
+  forwards between the members it relays for as soon as their WireGuard sessions are back,
+  not a second or more later. The service takes the same :class:`Forwarding` over.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
@@ -137,6 +142,40 @@ class Forwarding:
                 log.warning("cannot put %s back to %s: %s", name, value, exc)
 
 
+async def _addresses(config: DaemonConfig) -> list[IPAddress] | None:
+    """This host's usable addresses when ``--relay auto`` needs them (else none); None if
+    they cannot be read now (logged)."""
+    if config.relay != "auto" or config.endpoints:
+        return []
+    try:
+        local = await local_addresses()
+    except (MeshdError, OSError) as exc:
+        log.warning("relay: cannot read this host's addresses (%s); deciding later", exc)
+        return None
+    return [a.address for a in usable_addresses(local, exclude=[config.interface, "lo"])]
+
+
+@asynccontextmanager
+async def early_forwarding(
+    config: DaemonConfig, relays: bool, sysctls: Sequence[tuple[str, str]] = FORWARDING
+) -> AsyncIterator[Forwarding]:
+    """The host's forwarding as the first decision will want it (no member has said where
+    it sees us yet: :func:`relay_decision` with nothing seen), turned on now if so, and put
+    back at exit. ``relays``: whether a relaying service will run (Babel on the mesh)."""
+    forwarding = Forwarding(sysctls)
+    try:
+        if relays:
+            addresses = await _addresses(config)
+            if addresses is not None:
+                on, why = relay_decision(config.relay, config.endpoints, addresses, None)
+                gateway = bool(config.babel.interfaces)
+                if on or gateway:
+                    forwarding.want(True, why if on else "a gateway to the --babel-interface links")
+        yield forwarding
+    finally:
+        forwarding.release()
+
+
 class RelaySeam(Protocol):
     """What this service needs of Babel (:class:`meshd.daemon.babel.BabelService`)."""
 
@@ -165,16 +204,9 @@ class Relaying:
 
     async def decide(self) -> None:
         config = self.config
-        addresses: list[IPAddress] = []
-        if config.relay == "auto" and not config.endpoints:
-            try:
-                local = await local_addresses()
-            except (MeshdError, OSError) as exc:
-                log.warning("relay: cannot read this host's addresses (%s); deciding later", exc)
-                return
-            addresses = [
-                a.address for a in usable_addresses(local, exclude=[config.interface, "lo"])
-            ]
+        addresses = await _addresses(config)
+        if addresses is None:
+            return
         on, why = relay_decision(config.relay, config.endpoints, addresses, self.seen())
         changed = on != self.relaying
         self.why = why  # the reason may change while the decision stays (status shows it)

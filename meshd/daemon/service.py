@@ -45,7 +45,7 @@ from meshd.daemon.flooding import Flooder
 from meshd.daemon.liveness import LIVENESS_INTERVAL, Liveness
 from meshd.daemon.punching import Punching
 from meshd.daemon.rejoin_policy import bootstrap_targets
-from meshd.daemon.relaying import BEHIND_NAT, OWN_ADDRESS, Relaying
+from meshd.daemon.relaying import BEHIND_NAT, OWN_ADDRESS, Forwarding, Relaying
 from meshd.daemon.renewer import lifecycle_services
 from meshd.daemon.state import NodeState, SyncSessions
 from meshd.daemon.sync_policy import SyncPolicy
@@ -79,7 +79,12 @@ class Daemon:
     """The running node: its services, wired. Build it with :func:`serve`."""
 
     def __init__(
-        self, config: DaemonConfig, state: NodeState, host: Transport, mesh: WireGuardMesh
+        self,
+        config: DaemonConfig,
+        state: NodeState,
+        host: Transport,
+        mesh: WireGuardMesh,
+        forwarding: Forwarding | None = None,
     ) -> None:
         self.config = config
         self.state = state
@@ -148,7 +153,7 @@ class Daemon:
         self.babel = _babel_service(config, state, mesh)
         self.relaying: Relaying | None = None
         if self.babel is not None and self.babel.mesh is not None:
-            self.relaying = Relaying(config, self.babel, self._seen)
+            self.relaying = Relaying(config, self.babel, self._seen, forwarding=forwarding)
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -289,13 +294,14 @@ async def serve(
     config: DaemonConfig,
     state: NodeState,
     mesh: WireGuardMesh,
+    forwarding: Forwarding | None = None,
     *,
     task_status: TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the gossip side of a node whose state and WireGuard are open, until cancelled."""
     validate = state.traffic.counting(state.validate)
     async with GossipHost(host_config(config, state.node, config.listen), validate) as host:
-        daemon = Daemon(config, state, host, mesh)
+        daemon = Daemon(config, state, host, mesh, forwarding)
         async with trio.open_nursery() as nursery:
             await nursery.start(daemon.run)
             task_status.started(daemon)

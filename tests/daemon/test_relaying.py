@@ -179,3 +179,53 @@ def test_documentation_addresses_count_as_public_for_auto() -> None:
     assert relay_decision("auto", (), [ipaddress.ip_address("2001:db8:77:1::2")], None)[0]
     assert relay_decision("auto", (), [ipaddress.ip_address("10.77.1.2")], None)[0] is False
     assert relay_decision("auto", (), [doc], BEHIND_NAT)[0] is False  # members' word first
+
+
+def test_a_relay_forwards_from_its_start_and_the_service_takes_it_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A public member (``--relay auto``, a global address) turns forwarding on as soon as
+    WireGuard is open, before the gossip side has loaded: a relay that restarts forwards
+    again as soon as the sessions are back. The service then takes the same Forwarding
+    over: when members see the node behind a NAT it turns it off, and what was changed is
+    put back once, at exit. A member that will not relay, or runs no relaying service, does
+    not touch it."""
+    from meshd.daemon import relaying
+    from meshd.daemon.config import DaemonConfig
+    from meshd.daemon.relaying import Relaying, early_forwarding
+    from meshd.mesh.underlay import LocalAddress
+
+    addresses: list[object] = list(GLOBAL)
+
+    async def local() -> list[LocalAddress]:
+        return [LocalAddress("eth0", ipaddress.ip_interface(str(a))) for a in addresses]
+
+    monkeypatch.setattr(relaying, "local_addresses", local)
+    files = sysctls(tmp_path, "0")
+    config = DaemonConfig(state_dir=tmp_path, relay="auto")
+    seen: list[str | None] = [None]
+
+    def value() -> str:
+        with open(files[0][1]) as f:
+            return f.read().strip()
+
+    async def main() -> None:
+        async with early_forwarding(config, True, files) as forwarding:
+            assert value() == "1"  # before any service runs
+            service = Relaying(config, FakeBabel(), lambda: seen[0], forwarding=forwarding)
+            await service.decide()
+            assert value() == "1"
+            seen[0] = BEHIND_NAT
+            await service.decide()
+            assert value() == "0"
+            seen[0] = OWN_ADDRESS
+            await service.decide()
+            assert value() == "1"
+        assert value() == "0"
+        async with early_forwarding(config, False, files):
+            assert value() == "0"
+        addresses[:] = PRIVATE
+        async with early_forwarding(config, True, files):
+            assert value() == "0"
+
+    trio.run(main)
