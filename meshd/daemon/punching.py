@@ -166,7 +166,7 @@ class Punching:
             action = self._update(peer, stats.get(wg_key), now, wall)
             if action.relay and action.path != "direct":
                 relay_now.add(wg_key)
-            keepalive = max(action.keepalive, self.keepalive) or None
+            keepalive = action.keepalive or None  # only where a NAT is kept open
             since = peer.trying_since if action.path == "trying" else None
             paths[wg_key] = (action.endpoint, keepalive, since)
             status = stats.get(wg_key)
@@ -401,7 +401,7 @@ class Punching:
                     path=path,
                     endpoint=action.endpoint if action is not None else None,
                     last_handshake=peer.handshake or None,
-                    keepalive=max(action.keepalive if action else 0, self.keepalive),
+                    keepalive=action.keepalive if action else 0,
                 )
             )
         return NatSnapshot(

@@ -13,7 +13,8 @@ turn. Per peer, a :class:`DirectPath` decides, from the clock and WireGuard's ow
   failed, traffic may go through a relay while the rest are tried;
 * **direct**: settled; kept while handshakes stay fresh (``stale_after``, WireGuard's
   180 s session lifetime plus a margin; Babel's Hellos keep traffic, so rekeying, going);
-  a persistent keepalive of 25 s when either side is behind a NAT keeps the mapping open;
+  a persistent keepalive of 25 s where a NAT may be in the way keeps the mapping open
+  (:func:`keepalive_for`: none between two members that each hold a public address);
 * **relay**: every candidate failed. Direct is tried again after a backoff (30 s doubling
   to 5 min), at once when the peer announces new candidates, when a punch request says the
   peer is trying now (at most once per ``punch_interval``: a hostile relay cannot make us
@@ -98,6 +99,50 @@ def direct_hopeless(
         ):
             return False
     return True
+
+
+def keepalive_for(
+    path: Path,
+    *,
+    public: bool,
+    behind_nat: bool,
+    endpoint: str | None,
+    candidates: Iterable[Candidate],
+    networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+) -> int:
+    """The persistent keepalive a path needs (seconds, 0 for none): only where a NAT must be
+    kept open, or an initiation sent at once.
+
+    * ``trying``: ``KEEPALIVE`` (set with the endpoint, it makes WireGuard initiate now, and
+      it holds open whatever NAT the attempt goes through);
+    * ``relay``: 0 (no direct traffic to keep);
+    * ``direct``: 0 only when no NAT is in the way on either side: we hold a public address
+      or a configured endpoint (``public``) and no member sees us behind a NAT, and the peer
+      is at an ``endpoint`` it offers as its own (``configured``, a ``local`` address that is
+      public or on one of our ``networks``) and announces no reflexive one. Otherwise (a
+      mapping WireGuard roamed to, a punched path, or we do not know) ``KEEPALIVE``.
+
+    Babel's Hellos reach every working peer every few seconds, and WireGuard sends a
+    keepalive only when nothing else went out for its interval; this is what a path keeps
+    when that traffic stops, and what is programmed on each peer.
+    """
+    if path == "trying":
+        return KEEPALIVE
+    if path == "relay":
+        return 0
+    if behind_nat or not public:
+        return KEEPALIVE
+    own = False
+    for c in candidates:
+        if c.kind == "reflexive":
+            return KEEPALIVE
+        if c.endpoint == endpoint and (
+            c.kind == "configured"
+            or is_public(c.address)
+            or any(c.address in net for net in networks if net.version == c.address.version)
+        ):
+            own = True
+    return 0 if own else KEEPALIVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,13 +356,14 @@ class DirectPath:
     def _action(self, endpoint: str | None, now: float, next_check: float) -> Action:
         kick = endpoint is not None and endpoint != self._shown
         self._shown = endpoint
-        nat = self.behind_nat or any(c.kind == "reflexive" for c in self._ranked)
-        if self._state == "trying":
-            keepalive = KEEPALIVE
-        elif self._state == "direct":
-            keepalive = KEEPALIVE if nat else 0
-        else:
-            keepalive = 0
+        keepalive = keepalive_for(
+            self._state,
+            public=self.public,
+            behind_nat=self.behind_nat,
+            endpoint=endpoint,
+            candidates=self._ranked,
+            networks=self._networks,
+        )
         relay = self._state == "relay" or (
             self._state == "trying" and (self._index >= 1 or self.hopeless)
         )

@@ -107,11 +107,55 @@ def test_a_stale_direct_path_is_lost_and_its_old_handshake_no_longer_counts() ->
 
 def test_no_keepalive_between_public_members() -> None:
     p = path(PUBLIC)
+    p.public = True
     p.update(0.0, None, None)
     assert p.update(1.0, 0.5, "93.184.216.34:51820").keepalive == 0
     q = path(PUBLIC, behind_nat=True)
+    q.public = True
     q.update(0.0, None, None)
     assert q.update(1.0, 0.5, "93.184.216.34:51820").keepalive == punch.KEEPALIVE
+
+
+def test_a_keepalive_only_where_a_nat_is_kept_open() -> None:
+    """Direct between two public members: none. A NAT on our side (seen, or not known to
+    be absent: no public address of ours), a peer announcing a reflexive endpoint, or a
+    peer at a mapping it does not offer as its own (a symmetric NAT WireGuard roamed to):
+    25 s. Trying: always (it makes WireGuard initiate at once); on the relay: none."""
+
+    def rule(
+        path: punch.Path,
+        endpoint: str | None,
+        *cands: Candidate,
+        public: bool = True,
+        behind_nat: bool = False,
+    ) -> int:
+        return punch.keepalive_for(
+            path, public=public, behind_nat=behind_nat, endpoint=endpoint, candidates=cands
+        )
+
+    public = PUBLIC.endpoint
+    assert rule("direct", public, PUBLIC) == 0
+    assert rule("direct", public, PUBLIC, behind_nat=True) == punch.KEEPALIVE
+    assert rule("direct", public, PUBLIC, public=False) == punch.KEEPALIVE
+    assert rule("direct", public, PUBLIC, REFLEXIVE) == punch.KEEPALIVE
+    assert rule("direct", "198.51.100.5:40211", LAN) == punch.KEEPALIVE  # a mapping
+    assert rule("direct", LAN.endpoint, LAN) == punch.KEEPALIVE  # private, not on our LAN
+    configured = Candidate("configured", ipaddress.ip_address("10.1.2.3"), 51820)
+    assert rule("direct", configured.endpoint, configured) == 0  # the operator's word
+    lan = ipaddress.ip_network("192.168.1.0/24")
+    assert (
+        punch.keepalive_for(
+            "direct",
+            public=True,
+            behind_nat=False,
+            endpoint=LAN.endpoint,
+            candidates=[LAN],
+            networks=[lan],
+        )
+        == 0
+    )  # on our own LAN: no NAT between us
+    assert rule("trying", public, PUBLIC) == punch.KEEPALIVE
+    assert rule("relay", None, LAN) == 0
 
 
 def test_no_candidates_means_relay_and_no_endpoint() -> None:
