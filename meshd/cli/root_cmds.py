@@ -273,8 +273,9 @@ def admin_renew(
 
 
 def _admins_again(node: NodeDir, state: Membership, new: SigningKey, at: int) -> list[Certificate]:
-    """A certificate under ``new`` for every admin known here that is neither revoked nor
-    ended: same key, capabilities, name, prefixes and end."""
+    """A certificate under ``new`` for every admin known here that is neither revoked, nor
+    ended, nor handed over (``meshd admin rotate``: its successor is certified instead):
+    same key, capabilities, name, prefixes and end."""
     from meshd.records import Certificate, Kind, Role, decode_untrusted
     from meshd.records.build import recertify
 
@@ -285,6 +286,8 @@ def _admins_again(node: NodeDir, state: Membership, new: SigningKey, at: int) ->
     latest: dict[bytes, Certificate] = {}
     for cert in known:
         if cert.role is not Role.ADMIN or cert.not_after <= at or state.is_revoked(cert.subject):
+            continue
+        if state.admin_cutoff(cert.subject) is not None:
             continue
         if cert.subject not in latest or cert.not_after > latest[cert.subject].not_after:
             latest[cert.subject] = cert

@@ -183,25 +183,29 @@ def endings(
     """What ends, as known to ``membership`` at ``now``: every member that is not excluded
     (renewals included), the admins and the long-lived invites (longer than the warning
     window) that members' credentials were issued under, and ``certificates`` (this node's
-    own admin certificate, invites it issued)."""
+    own admin certificate, invites it issued).
+
+    An admin or invite key ends with the last of its certificates known here, each no later
+    than the end of the root it is under (a key certified again, by ``meshd admin renew`` or
+    a rollover, is not warned about on its older certificate's end); an admin key handed over
+    (``meshd admin rotate``) or revoked ends nothing worth a warning."""
     found = [
         Ending("member", m.node_key, m.name or m.node_id, membership.credentials_end(m.node_key))
         for m in membership.members(now)
         if m.state is not MemberState.REVOKED
     ]
-    seen: set[bytes] = set()
+    latest: dict[bytes, tuple[int, Certificate]] = {}
     for cert in (*membership.issuing_certificates(), *certificates):
-        if cert.subject in seen or membership.is_revoked(cert.subject):
+        if membership.is_revoked(cert.subject) or membership.admin_cutoff(cert.subject) is not None:
             continue
-        seen.add(cert.subject)
+        end = min(cert.not_after, membership.roots.end(_root_of(cert)))
+        if cert.subject not in latest or end > latest[cert.subject][0]:
+            latest[cert.subject] = (end, cert)
+    for end, cert in latest.values():
         if cert.role is Role.ADMIN:
-            found.append(
-                Ending(
-                    "admin", cert.subject, cert.name or fingerprint(cert.subject), cert.not_after
-                )
-            )
+            found.append(Ending("admin", cert.subject, cert.name or fingerprint(cert.subject), end))
         elif cert.role is Role.INVITE and cert.not_after - cert.not_before > WARN_WINDOW:
-            found.append(Ending("invite", cert.subject, fingerprint(cert.subject), cert.not_after))
+            found.append(Ending("invite", cert.subject, fingerprint(cert.subject), end))
     return found
 
 

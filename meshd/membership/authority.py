@@ -77,6 +77,7 @@ class AuthorityMerger:
         t._add(rid, Kind.RENEWAL, renewal.raw, None, change)
         t._standing.invalidate()
         change.touched.add(subject)
+        change.touched |= t._standing.handed_to(subject)  # it moves their end too
 
     def leave(self, leave: Leave, rid: bytes, now: int, change: Change) -> bool:
         """A member's own departure: it no longer stands, for good. It waits in the pending

@@ -8,7 +8,9 @@ chain): the one with the greatest ``(not_after, record id)``; a smaller one is r
 they come in. A credential of the subject lasts until the latest ``not_after`` among its own
 and those of the renewals that apply to it: one by the root applies to every credential; one
 by an admin only to credentials whose granted prefixes all lie within the admin's (a renewal
-extends time, never grants).
+extends time, never grants). A renewal of a key also applies to the credentials a hand-over of
+that key passed its membership to (``meshd rotate node`` keeps the renewed end:
+meshd.membership.standing.Standing.lineage).
 
 Across a root rollover (meshd.membership.roots), what a record signed under a root gives lasts
 no longer than that root is accepted: a credential's own end is capped at its root's end, and
@@ -17,7 +19,8 @@ root carries a member admitted under the old one over the end of the overlap (it
 it), and one signed under the old root gives nothing once its overlap has ended.
 
 A :class:`~meshd.records.Leave` is a member's own departure, signed by its node key. It ends
-every credential of that key (the member state is ``revoked``, reason ``left``); it does not
+every credential of that key, and those a hand-over of the key passed its membership to (the
+member state is ``revoked``, reason ``left``: meshd.membership.standing); it does not
 touch what the member countersigned while it stood (rule (a): no record a member signs takes
 another member's standing away). One leave per member is kept, its earliest by ``(issued_at,
 record id)``.
@@ -30,7 +33,7 @@ so a renewal replayed after a revocation does nothing, in any order.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from meshd.addressing import Prefix, prefix_within
 from meshd.records import Leave, Renewal, Revocation
@@ -121,19 +124,26 @@ class Renewals:
         kept = sorted(self._by_subject.get(subject, {}).values(), key=lambda k: -k.not_after)
         return [k.renewal for k in kept]
 
-    def end(self, credential: Credential, root_end: RootEnd | None = None) -> int:
+    def end(
+        self,
+        credential: Credential,
+        root_end: RootEnd | None = None,
+        subjects: Sequence[bytes] = (),
+    ) -> int:
         """When ``credential`` ends, renewals included; with ``root_end``, each end (its own,
-        each renewal's) capped at the end of the root it was signed under."""
-        slots = self._by_subject.get(credential.node_key)
+        each renewal's) capped at the end of the root it was signed under. ``subjects``: the
+        keys whose renewals apply (the credential's own key, and those its membership was
+        handed over from); its node key alone by default."""
         end = credential.not_after
         if root_end is not None:
             end = min(end, root_end(credential.root))
-        if not slots:
-            return end
-        for kept in slots.values():
-            until = kept.not_after if root_end is None else min(kept.not_after, root_end(kept.root))
-            if until > end and _applies(kept.grants, credential.prefixes):
-                end = until
+        for subject in subjects or (credential.node_key,):
+            for kept in self._by_subject.get(subject, {}).values():
+                until = kept.not_after
+                if root_end is not None:
+                    until = min(until, root_end(kept.root))
+                if until > end and _applies(kept.grants, credential.prefixes):
+                    end = until
         return end
 
     def issued_under(self, root: bytes) -> list[bytes]:
@@ -160,10 +170,15 @@ class Renewals:
                 del self._by_subject[subject]
         return subjects
 
-    def extend(self, credential: Credential, root_end: RootEnd | None = None) -> Credential:
+    def extend(
+        self,
+        credential: Credential,
+        root_end: RootEnd | None = None,
+        subjects: Sequence[bytes] = (),
+    ) -> Credential:
         """``credential`` with its end moved to the latest renewal that applies to it (capped
-        at the roots' ends with ``root_end``)."""
-        end = self.end(credential, root_end)
+        at the roots' ends with ``root_end``; ``subjects`` as for :meth:`end`)."""
+        end = self.end(credential, root_end, subjects)
         if end == credential.not_after:
             return credential
         return dataclasses.replace(credential, not_after=end)

@@ -153,9 +153,12 @@ class Merger:
         t = self._t
         credential = t.verifier.handover(handover)
         t._not_future(handover.issued_at, now, "hand-over")
-        if t._standing.renewals.end(credential) < now:
-            raise VerifyError("expired", "the membership handed over has ended")
         old, new = handover.old_key, handover.new_key
+        # The membership as renewed: renewals of the old key (and of the keys before it)
+        # carry over to the new one (meshd.membership.standing.Standing.lineage).
+        carried = (new, *t._standing.handed_lineage(old, credential.origin))
+        if t._standing.renewals.end(credential, subjects=carried) < now:
+            raise VerifyError("expired", "the membership handed over has ended")
         if handover.previous:
             # Linked by id: the named hand-over must be a credential of the old key, of the
             # same enrolled membership; until it is here, this one waits for it.
@@ -182,7 +185,7 @@ class Merger:
         t = self._t
         node = credential.node_key
         change.touched |= t._standing.add_credential(credential, rid)
-        t._silence.credential(node, now)
+        t._silence.credential(node, credential.admitted_at, now, t.clock_skew)
         t._add(rid, kind, raw, None, change)
         t._judgements_changed(change)
         # Records that waited for this member can now be merged.
@@ -222,7 +225,7 @@ class Merger:
             t._set.replace(t._announcement_ids[node], rid, ann.raw)
         t._announcements[node] = ann
         t._announcement_ids[node] = rid
-        t._silence.heard(node, now)
+        t._silence.announced(node, ann.issued_at, now, t.clock_skew)
         return credential, current is None or says_more(current, ann)
 
     def _announcement(self, ann: Announcement, rid: bytes, now: int, change: Change) -> bool:
@@ -251,7 +254,7 @@ class Merger:
             t._remove(t._announcement_ids[node], change, superseded=True)
         t._announcements[node] = ann
         t._announcement_ids[node] = rid
-        t._silence.heard(node, now)
+        t._silence.announced(node, ann.issued_at, now, t.clock_skew)
         t._add(rid, Kind.ANNOUNCEMENT, ann.raw, node, change)
         change.touched.add(node)
         if current is None or says_more(current, ann):

@@ -85,6 +85,9 @@ class SponsorGraph:
         # first by (issued_at, record id), each with the enrollment ids whose admissions under
         # the old key keep standing (its own id: the new key's credential). The earliest wins.
         self.handovers: dict[bytes, list[tuple[int, bytes, frozenset[bytes]]]] = {}
+        # Each hand-over's record id (the new key's credential) -> the old key: the keys a
+        # membership passed through, whose renewals carry over (meshd.membership.standing).
+        self._handed_from: dict[bytes, bytes] = {}
         self.admins = AdminHandovers()  # admin keys handed over (meshd.membership.admins)
         self._heirs: dict[bytes, bytes] | None = None  # successors of revoked admin keys
 
@@ -199,6 +202,7 @@ class SponsorGraph:
         change (the old key stops standing; what it countersigned is judged again)."""
         entries = self.handovers.setdefault(old, [])
         entries.append((issued_at, rid, frozenset(kept) | {rid}))
+        self._handed_from[rid] = old
         entries.sort(key=lambda e: e[:2])
         self.invalidate()
         return {old} | self._recompute()

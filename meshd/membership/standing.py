@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from meshd.membership.sponsor_graph import SponsorGraph
+from meshd.membership.sponsor_graph import MAX_SPONSOR_DEPTH, SponsorGraph
 from meshd.membership.views import MemberState
 from meshd.records import U64, Revocation
 from meshd.trust.chain import Credential
@@ -37,7 +37,7 @@ class Standing(SponsorGraph):
                 and not (self.admins and self.admins.late(credential))
                 and self._root_on_chain(credential)
             ):
-                found = None if node in self.departures else self.extend(credential)
+                found = None if self._left(credential) else self.extend(credential)
                 break
         self._standing_cache[node] = found
         return found
@@ -56,11 +56,12 @@ class Standing(SponsorGraph):
                 reason = reason or excluded
                 continue
             if self.end(credential) < now:
-                if self.renewals.end(credential) >= now:
+                keys = self.lineage(credential)
+                if self.renewals.end(credential, subjects=keys) >= now:
                     # Valid but for its root(s): rolled over, and the overlap has ended.
-                    retired = retired or self.renewals.extend(credential)
+                    retired = retired or self.renewals.extend(credential, subjects=keys)
                 else:
-                    expired = expired or self.renewals.extend(credential)
+                    expired = expired or self.renewals.extend(credential, subjects=keys)
                 continue
             credential = self.extend(credential)
             if announce_ttl is not None:
@@ -85,17 +86,70 @@ class Standing(SponsorGraph):
         """When a credential ends: the latest of its own end and its renewals', each capped
         at the end of the root it was signed under (a renewal under a newer root carries it
         over a rollover)."""
-        return self.renewals.end(credential, self.root_end)
+        return self.renewals.end(credential, self.root_end, self.lineage(credential))
 
     def extend(self, credential: Credential) -> Credential:
-        return self.renewals.extend(credential, self.root_end)
+        return self.renewals.extend(credential, self.root_end, self.lineage(credential))
+
+    def lineage(self, credential: Credential) -> tuple[bytes, ...]:
+        """The credential's node key, then the keys its membership was handed over from
+        (``meshd rotate node``), back to the key it enrolled with: the renewals of each apply
+        to it, as they did to theirs (a hand-over keeps the remaining validity)."""
+        keys = [credential.node_key]
+        rid = credential.record_id
+        while len(keys) <= MAX_SPONSOR_DEPTH:
+            old = self._handed_from.get(rid)
+            if old is None or old in keys:
+                break
+            keys.append(old)
+            rid = self._handed_credential(old, credential.origin)
+        return tuple(keys)
+
+    def _left(self, credential: Credential) -> bool:
+        """Whether the member left: its key, or a key its membership was handed over from,
+        signed a leave (a leave is treated like a revocation, which a hand-over does not
+        escape: a left key hands over nothing, in any order)."""
+        if not self.departures:
+            return False
+        return any(key in self.departures for key in self.lineage(credential))
+
+    def handed_to(self, key: bytes) -> set[bytes]:
+        """The keys ``key``'s membership was handed over to, and theirs, transitively: whose
+        end a renewal of ``key`` moves too."""
+        found: set[bytes] = set()
+        queue = [key]
+        while queue:
+            for _, rid, _ in self.handovers.get(queue.pop(), ()):
+                credential = self._by_rid.get(rid)
+                if credential is not None and credential.node_key not in found:
+                    found.add(credential.node_key)
+                    queue.append(credential.node_key)
+        return found
+
+    def handed_lineage(self, old: bytes, origin: bytes) -> tuple[bytes, ...]:
+        """The keys a hand-over from ``old`` of the membership enrolled as ``origin`` passes
+        on: ``old`` and the keys before it (only ``old`` while its credential is not here)."""
+        rid = self._handed_credential(old, origin)
+        credential = self._by_rid.get(rid) if rid else None
+        return (old,) if credential is None else self.lineage(credential)
+
+    def _handed_credential(self, key: bytes, origin: bytes) -> bytes:
+        """The record id of ``key``'s credential of the membership enrolled as ``origin``
+        (one handed to it, else the enrolled one); b"" when none is known."""
+        found = b""
+        for _, rid, credential in self._credentials.get(key, ()):
+            if credential.origin == origin:
+                if rid in self._handed_from:
+                    return rid
+                found = found or rid
+        return found
 
     def _root_on_chain(self, credential: Credential) -> bool:
         return self.roots is None or self.roots.on_chain(credential.root or self.roots.first)
 
     def _exclusion(self, node: bytes, rid: bytes, credential: Credential) -> str:
         """Why a credential does not stand, or "" when it does."""
-        if node in self.departures:
+        if self._left(credential):
             return "left"
         revoked_key = self._revoked_by(credential)
         if revoked_key is not None:
@@ -155,7 +209,9 @@ class Standing(SponsorGraph):
         the overlap of the (retiring) root it is anchored to."""
         entries = self._credentials.get(node, ())
         end = max((self.end(c) for _, _, c in entries), default=0)
-        return end < max((self.renewals.end(c) for _, _, c in entries), default=0)
+        return end < max(
+            (self.renewals.end(c, subjects=self.lineage(c)) for _, _, c in entries), default=0
+        )
 
     def is_revoked(self, key: bytes) -> bool:
         """Whether ``key`` is revoked, or is the successor of a revoked admin key."""

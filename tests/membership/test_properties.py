@@ -16,7 +16,8 @@ them revoked since) and by the same sponsor dated earlier (it replaces the first
 with two certificates (a renewal), and WireGuard key rotations (several per member, of
 members revoked or displaced, one to another member's key), renewals (replacing each other,
 signed by an admin revoked since, of revoked members and of one that left) and leaves (of a
-member twice, of revoked members, of a sponsor).
+member twice, of revoked members, of a sponsor, of a member whose key then hands over), and
+renewals of keys later handed over (they carry over to the new key).
 """
 
 from __future__ import annotations
@@ -128,8 +129,13 @@ def pool() -> Pool:
 
     elder = net.join(side(founder), founder, net.invite(), "elder", at=T0 + 12)
     junior = net.join(side(founder, elder), elder, net.invite(), "junior", at=T0 + 30)
+    # A member that leaves, and whose key (a copy of it) then hands its membership over.
+    quitter = net.join(side(founder), founder, net.invite(), "quitter", at=T0 + 14)
 
-    members = (founder, second, delegated, left, right, first, guest, third, late, elder, junior)
+    members = (
+        *(founder, second, delegated, left, right, first, guest, third, late, elder, junior),
+        quitter,
+    )
     records: list[Record] = [node.credential for node in members]
     # The founder's certificate, renewed.
     records.append(
@@ -223,6 +229,7 @@ def pool() -> Pool:
         (net.issuer, guest, 500),
         (net.issuer, first, 600),
         (net.issuer, left, 450),
+        (net.issuer, junior, 550),  # its key is handed over below: carried to the winner's
     ):
         records.append(
             make_renewal(
@@ -234,12 +241,14 @@ def pool() -> Pool:
                 chain=issuer.chain,
             )
         )
-    for node, at in ((first, NOW - 5), (first, NOW - 9), (third, NOW), (late, NOW), (elder, NOW)):
+    leaves = ((first, NOW - 5), (first, NOW - 9), (third, NOW), (late, NOW), (elder, NOW))
+    for node, at in (*leaves, (quitter, NOW - 2)):
         records.append(make_leave(node.key, network_id=net.anchor.network_id, issued_at=at))
     # Node key hand-overs: two from one key (the earlier wins), two onward from the winner
-    # (each naming its predecessor by id), one in the legacy layout nesting the loser's, and
-    # one by a member revoked since (the revocation wins).
-    k1, k2, k3, k4, k5, k6 = (SigningKey.generate() for _ in range(6))
+    # (each naming its predecessor by id), one in the legacy layout nesting the loser's, one
+    # by a member revoked since (the revocation wins), and one by a member that leaves (the
+    # leave wins); renewals of the first and a middle key of the chain (they carry over).
+    k1, k2, k3, k4, k5, k6, k7 = (SigningKey.generate() for _ in range(7))
     to_k1 = make_handover(
         junior.key,
         k1,
@@ -285,6 +294,21 @@ def pool() -> Pool:
             wg_key=junior.wg.public,
             credential=to_k2,
             legacy=True,
+        ),
+        make_renewal(  # of a key in the middle of the chain: carried to its end too
+            net.issuer.key,
+            network_id=net.anchor.network_id,
+            subject=k3.public,
+            issued_at=NOW - 3,
+            not_after=T0 + 650 * DAY,
+        ),
+        make_handover(  # by a member that leaves: its new key stands nowhere
+            quitter.key,
+            k7,
+            network_id=net.anchor.network_id,
+            issued_at=T0 + 66,
+            wg_key=quitter.wg.public,
+            credential=quitter.credential,
         ),
         make_handover(
             guest.key,
