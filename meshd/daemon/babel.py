@@ -44,7 +44,6 @@ from meshd.addressing import host_prefix
 from meshd.babel.auth import LinkAuth
 from meshd.babel.config import accept_all
 from meshd.babel.core import BabelCore, CoreConfig
-from meshd.babel.gateway import plan, site_origins
 from meshd.babel.neighbours import IPAddress
 from meshd.babel.options import (
     BabelConfig,
@@ -57,7 +56,6 @@ from meshd.babel.options import (
 from meshd.babel.routes import Event as BabelEvent
 from meshd.babel.shell import (
     BabelShell,
-    KernelRoute,
     KernelRoutes,
     Port,
     UdpPort,
@@ -67,6 +65,7 @@ from meshd.babel.sources import IPNetwork, RouteKey
 from meshd.babel.tlv import INFINITY
 from meshd.daemon.babel_site import (
     SiteRoutes,
+    gateway_loop,
     refuse_ungranted_origins,
     ungranted_origins,
 )
@@ -298,7 +297,7 @@ class BabelService:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._wants_loop, shell)
             if config.interfaces:
-                nursery.start_soon(self._gateway_loop, shell)
+                nursery.start_soon(gateway_loop, self, shell)
             await shell.run(task_status=task_status)
             nursery.cancel_scope.cancel()
 
@@ -342,50 +341,6 @@ class BabelService:
         plan = wants.plan(now, self._address_of, self._router_ids, core.routes(), two_way)
         for address, prefixes in plan.items():
             core.request_routes(mesh.ifname, address, [(p, None) for p in prefixes], now)
-
-    # --- the gateway -----------------------------------------------------------------------
-
-    async def _gateway_loop(self, shell: BabelShell) -> None:
-        """Originate on the mesh the site routes we may, at most a second after they change
-        (a learnt route behind one of ours raises no event), and keep their kernel routes."""
-        period = min(1.0, self.config.hello_interval)
-        try:
-            while True:
-                shell.submit(self._reoriginate)
-                await trio.sleep(period)
-                await self._routes.sync(shell.core)
-        finally:
-            with trio.CancelScope(shield=True):
-                await self._routes.release_all()
-
-    def _reoriginate(self, core: BabelCore, now: float) -> None:
-        assert self.mesh is not None
-        grants = self._grants(self.node_key) if self._grants is not None else ()
-        wanted = site_origins(
-            core.routes(),
-            mesh=self.mesh.ifname,
-            router_id=core.router_id,
-            rules=self.config.redistribute,
-            grants=grants,
-            exclude=self._own,
-        )
-        # Held before the core stops selecting the learnt route, so the shell leaves it.
-        self._routes.hold(
-            {
-                key: KernelRoute(*key, route.interface, route.next_hop)
-                for key, route in wanted.items()
-            }
-        )
-        changes = plan(self._site, wanted)
-        for key in changes.withdraw:
-            log.info("Babel: no longer originating site route %s on the mesh", key[0])
-            core.withdraw(*key)
-            del self._site[key]
-        for key, metric in changes.originate.items():
-            if key not in self._site:
-                log.info("Babel: originating site route %s on the mesh (metric %d)", key[0], metric)
-            core.originate(*key, metric=metric)
-            self._site[key] = metric
 
     # --- membership ------------------------------------------------------------------------------
 

@@ -1,20 +1,26 @@
-"""Babel's site side in the daemon: the kernel routes toward the site kept for the site
-routes we originate (:class:`SiteRoutes`), and the check that ``--babel-originate`` asks only
-for what this member's certificate grants. IP forwarding is :mod:`meshd.daemon.relaying`'s."""
+"""Babel's site side in the daemon: the site routes a gateway originates on the mesh
+(:func:`gateway_loop`, :func:`reoriginate`), the kernel routes toward the site kept for them
+(:class:`SiteRoutes`), and the check that ``--babel-originate`` asks only for what this
+member's certificate grants. IP forwarding is :mod:`meshd.daemon.relaying`'s."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING
 
+import trio
+
 from meshd.babel.core import BabelCore
+from meshd.babel.gateway import plan, site_origins
 from meshd.babel.options import covered
-from meshd.babel.shell import KernelRoute, RouteSink
+from meshd.babel.shell import BabelShell, KernelRoute, RouteSink
 from meshd.babel.sources import IPNetwork, RouteKey
 from meshd.errors import BackendError, UsageError
 
 if TYPE_CHECKING:
+    from meshd.daemon.babel import BabelService
     from meshd.daemon.config import DaemonConfig
     from meshd.node.statedir import NodeDir
 
@@ -97,3 +103,50 @@ def refuse_ungranted_origins(config: DaemonConfig, node: NodeDir) -> None:
             + ("it" if len(refused) == 1 else "them"),
             hint="ask an admin for a certificate that grants the prefix",
         )
+
+
+# --- the gateway: site routes originated on the mesh ----------------------------------------
+
+
+async def gateway_loop(service: BabelService, shell: BabelShell) -> None:
+    """Originate on the mesh the site routes we may, at most a second after they change
+    (a learnt route behind one of ours raises no event), and keep their kernel routes."""
+    period = min(1.0, service.config.hello_interval)
+    try:
+        while True:
+            shell.submit(partial(reoriginate, service))
+            await trio.sleep(period)
+            await service._routes.sync(shell.core)
+    finally:
+        with trio.CancelScope(shield=True):
+            await service._routes.release_all()
+
+
+def reoriginate(service: BabelService, core: BabelCore, now: float) -> None:
+    """Originate the site routes an ``allow`` rule takes and our grants cover; withdraw the
+    others (:mod:`meshd.babel.gateway`)."""
+    assert service.mesh is not None
+    grants = service._grants(service.node_key) if service._grants is not None else ()
+    wanted = site_origins(
+        core.routes(),
+        mesh=service.mesh.ifname,
+        router_id=core.router_id,
+        rules=service.config.redistribute,
+        grants=grants,
+        exclude=service._own,
+    )
+    # Held before the core stops selecting the learnt route, so the shell leaves it.
+    service._routes.hold(
+        {key: KernelRoute(*key, route.interface, route.next_hop) for key, route in wanted.items()}
+    )
+    site = service._site
+    changes = plan(site, wanted)
+    for key in changes.withdraw:
+        log.info("Babel: no longer originating site route %s on the mesh", key[0])
+        core.withdraw(*key)
+        del site[key]
+    for key, metric in changes.originate.items():
+        if key not in site:
+            log.info("Babel: originating site route %s on the mesh (metric %d)", key[0], metric)
+        core.originate(*key, metric=metric)
+        site[key] = metric

@@ -3,7 +3,7 @@
 The gateway G is a member with a WireGuard mesh interface ``wg0`` (members M and N, which
 reach each other only through G) and a site link ``eth1``. Its core has the hooks the
 daemon gives it (:meth:`BabelService.core_config`) and its site routes are originated as
-the daemon does (``BabelService._reoriginate``, once a second). On the site link:
+the daemon does (``meshd.daemon.babel_site.reoriginate``, once a second). On the site link:
 
 - an honest site router announcing 10.55.0.0/24 (inside G's grants) and 10.66.0.0/24;
 - speakers that take a member's router-id from G's own announcements on the LAN and claim,
@@ -29,6 +29,7 @@ from meshd.babel.options import BabelConfig, MemberOrigins, babel_config, router
 from meshd.babel.routes import RouteChanged, RouteInstalled
 from meshd.babel.sources import IPNetwork
 from meshd.daemon.babel import BabelService
+from meshd.daemon.babel_site import reoriginate
 from meshd.membership import Member, MemberState
 from meshd.trust.keys import NodeKey, WgKey
 from tests.babel.segments import Segments
@@ -173,7 +174,7 @@ def attack(net: Segments) -> None:
 def run(net: Segments, service: BabelService, seconds: int) -> None:
     for _ in range(seconds):
         net.run(1.0)
-        service._reoriginate(net.cores["g"], net.now)
+        reoriginate(service, net.cores["g"], net.now)
         # M and N have no direct path: each asks G for the other's overlay /128, as the
         # daemon does (meshd.daemon.babel_wants); G announces members' /128s on demand.
         for name, other in (("m", N_KEY), ("n", M_KEY)):
