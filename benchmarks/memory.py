@@ -21,6 +21,7 @@ start-up figure). Every process is stopped by PID and every namespace deleted at
 
     .venv/bin/python -m benchmarks.memory [--sizes 1000 10000] [--settle 5] [--uapi 1000]
     .venv/bin/python -m benchmarks.memory --sizes 1000 --uapi 0 --trace   # where it goes
+    .venv/bin/python -m benchmarks.memory --reference /tmp/ref   # beside another commit
 
 (d) ``--trace``: the daemons run with tracemalloc on (8 frames; RSS figures then include
     tracemalloc's own overhead, so they are not comparable with a run without it). After
@@ -28,6 +29,10 @@ start-up figure). Every process is stopped by PID and every namespace deleted at
     run prints, per member, what each module holds (an allocation counted in the innermost
     frame inside ``meshd/``, ``<- file`` naming the library file that allocated it), the
     idle daemon's subtracted.
+
+(e) ``--reference DIR``: the same daemons run from another checkout too (a clone of an
+    earlier commit, its ``.venv`` linked), in the same run, each size right after this
+    tree's; its store is built by its own code. Both tables are printed and saved.
 
 Results: printed, and saved to benchmarks/results/memory.json.
 """
@@ -97,6 +102,36 @@ def baselines() -> dict[str, Any]:
 
 
 # --- synthetic stores ------------------------------------------------------------------------
+
+
+# Run in the interpreter of the tree whose daemon is measured (cwd: that tree), so that the
+# store is written by the code that reads it.
+BUILD = """
+import json, sys
+from pathlib import Path
+from benchmarks.memory import build_store
+print(json.dumps(build_store(Path(sys.argv[1]), int(sys.argv[2]))))
+"""
+
+
+def build_store_in(root: Path, state_dir: Path, members: int) -> dict[str, float]:
+    """:func:`build_store`, run by the tree at ``root``."""
+    done = subprocess.run(
+        [PYTHON, "-c", BUILD, str(state_dir), str(members)],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    built: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return built
+
+
+def commit_of(root: Path) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return done.stdout.strip() or "?"
 
 
 def build_store(state_dir: Path, members: int) -> dict[str, float]:
@@ -235,6 +270,7 @@ def heap_by_place(path: Path) -> dict[str, dict[str, int]]:
 
 
 def run_daemon(
+    root: Path,
     state_dir: Path,
     backend: str,
     netns: str | None,
@@ -261,7 +297,7 @@ def run_daemon(
         site = state_dir.parent / "site"
         site.mkdir(exist_ok=True)
         (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
-        env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
+        env["PYTHONPATH"] = os.pathsep.join([str(site), str(root)])
     if trace:
         env["PYTHONTRACEMALLOC"] = "8"
         env["MESHD_MEMORY_TRACE"] = str(state_dir.parent / f"{state_dir.name}.trace")
@@ -270,7 +306,7 @@ def run_daemon(
     with open(log_path, "wb") as log_file:
         spawned = time.time()
         process = subprocess.Popen(
-            command, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=env
+            command, cwd=root, stdout=log_file, stderr=subprocess.STDOUT, env=env
         )
     try:
         deadline = time.monotonic() + timeout
@@ -362,6 +398,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def measure_size(
+    root: Path,
     members: int,
     backend: str,
     settle: float,
@@ -372,13 +409,13 @@ def measure_size(
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="meshd-memory-") as tmp:
         state_dir = Path(tmp) / f"n{members}"
-        build = build_store(state_dir, members)
+        build = build_store_in(root, state_dir, members)
         ifname = f"mm{tag}{members % 100000}"[:15]
-        if backend == "userspace":
-            with namespace(f"meshd-mem-{tag}-{members}") as netns:
-                run = run_daemon(state_dir, backend, netns, ifname, settle, timeout, trace, trim)
-        else:
-            run = run_daemon(state_dir, backend, None, ifname, settle, timeout, trace, trim)
+        netns = None
+        with contextlib.ExitStack() as stack:
+            if backend == "userspace":
+                netns = stack.enter_context(namespace(f"meshd-mem-{tag}-{members}"))
+            run = run_daemon(root, state_dir, backend, netns, ifname, settle, timeout, trace, trim)
         return {"members": members, "store": build, **run}
 
 
@@ -477,6 +514,30 @@ def heap_per_member(idle: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]
 # --- main ---------------------------------------------------------------------------------------
 
 
+def per_member(sizes: list[dict[str, Any]]) -> None:
+    """Each size's RSS over the idle daemon's (the first row), per member beyond the first."""
+    idle = sizes[0]["rss_mib"]
+    for row in sizes[1:]:
+        row["per_member_kib"] = round((row["rss_mib"] - idle) * 1024 / (row["members"] - 1), 2)
+        if "rss_trimmed_mib" in row:
+            gained = row["rss_trimmed_mib"] - sizes[0]["rss_trimmed_mib"]
+            row["per_member_trimmed_kib"] = round(gained * 1024 / (row["members"] - 1), 2)
+
+
+def print_table(title: str, sizes: list[dict[str, Any]]) -> None:
+    print(title)
+    print("members   RSS MiB  peak MiB  KiB/member  up s  loaded s  programmed s  trimmed")
+    for row in sizes:
+        print(
+            f"{row['members']:7d}  {row['rss_mib']:8.1f}  {row['peak_mib']:8.1f}  "
+            f"{row.get('per_member_kib', 0.0):10.2f}  {row['up_s']:4.2f}  "
+            f"{row.get('loaded_s', float('nan')):8.2f}  "
+            f"{row.get('programmed_s', float('nan')):12.2f}  "
+            f"{row.get('rss_trimmed_mib', float('nan')):.1f} MiB "
+            f"{row.get('per_member_trimmed_kib', 0.0):.2f} KiB/member"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000])
@@ -492,6 +553,12 @@ def main() -> int:
     parser.add_argument(
         "--trim", action="store_true", help="then malloc_trim(0) in the daemon, RSS again"
     )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="another checkout whose daemons run too, each size right after this tree's",
+    )
     args = parser.parse_args()
     backend = args.backend or ("userspace" if have_userspace() else "none")
     tag = f"{os.getpid() % 10000}"
@@ -502,26 +569,40 @@ def main() -> int:
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "python": platform.python_version(),
         "backend": backend,
+        "commit": commit_of(ROOT),
         "settle_s": args.settle,
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "targets": TARGETS,
         "baselines": baselines(),
     }
     print(json.dumps(results["baselines"]))
-    sizes = []
+    trees = [ROOT] if args.reference is None else [ROOT, args.reference.resolve()]
+    rows: dict[Path, list[dict[str, Any]]] = {root: [] for root in trees}
     for members in [1, *args.sizes]:
-        row = measure_size(members, backend, args.settle, tag, args.timeout, args.trace, args.trim)
-        sizes.append(row)
-        print(json.dumps({k: v for k, v in row.items() if k != "heap"}))
-    idle = sizes[0]["rss_mib"]
-    for row in sizes[1:]:
-        row["per_member_kib"] = round((row["rss_mib"] - idle) * 1024 / (row["members"] - 1), 2)
-        if "rss_trimmed_mib" in row:
-            gained = row["rss_trimmed_mib"] - sizes[0]["rss_trimmed_mib"]
-            row["per_member_trimmed_kib"] = round(gained * 1024 / (row["members"] - 1), 2)
+        for root in trees:
+            row = measure_size(
+                root, members, backend, args.settle, tag, args.timeout, args.trace, args.trim
+            )
+            rows[root].append(row)
+            shown = {k: v for k, v in row.items() if k != "heap"}
+            print(json.dumps({"tree": str(root), **shown}))
+    for sizes in rows.values():
+        per_member(sizes)
+    sizes = rows[ROOT]
     results["daemon"] = sizes
     if args.trace:
         results["heap_per_member"] = [heap_per_member(sizes[0], row) for row in sizes[1:]]
+    if args.reference is not None:
+        reference = rows[trees[1]]
+        results["reference"] = {
+            "root": str(trees[1]),
+            "commit": commit_of(trees[1]),
+            "daemon": reference,
+        }
+        if args.trace:
+            results["reference"]["heap_per_member"] = [
+                heap_per_member(reference[0], row) for row in reference[1:]
+            ]
     if args.uapi and backend == "userspace":
         results["uapi"] = uapi_figures(args.uapi, tag)
         print(json.dumps(results["uapi"]))
@@ -530,16 +611,10 @@ def main() -> int:
     base = results["baselines"]
     print(f"python -c pass (peak)          {base['python_c_pass_peak_mib']:7.1f} MiB")
     print(f"bare trio, sleeping            {base['bare_trio_sleeping']['rss_mib']:7.1f} MiB")
-    print("members   RSS MiB  peak MiB  KiB/member  up s  loaded s  programmed s  trimmed")
-    for row in sizes:
-        print(
-            f"{row['members']:7d}  {row['rss_mib']:8.1f}  {row['peak_mib']:8.1f}  "
-            f"{row.get('per_member_kib', 0.0):10.2f}  {row['up_s']:4.2f}  "
-            f"{row.get('loaded_s', float('nan')):8.2f}  "
-            f"{row.get('programmed_s', float('nan')):12.2f}  "
-            f"{row.get('rss_trimmed_mib', float('nan')):.1f} MiB "
-            f"{row.get('per_member_trimmed_kib', 0.0):.2f} KiB/member"
-        )
+    print_table(f"this tree ({results['commit']})", sizes)
+    if "reference" in results:
+        ref = results["reference"]
+        print_table(f"reference ({ref['commit']}, {ref['root']})", ref["daemon"])
     if "uapi" in results:
         u = results["uapi"]
         print(
@@ -548,8 +623,10 @@ def main() -> int:
             f"{u['one_change_ops']} operation, {u['one_change_request_bytes']} bytes, "
             f"{u['one_change_s']:.4f} s"
         )
-    for heap in results.get("heap_per_member", []):
-        print(f"\nPython heap per member at {heap['members']} members (tracemalloc), bytes:")
+    heaps = [("", h) for h in results.get("heap_per_member", [])]
+    heaps += [(" (reference)", h) for h in results.get("reference", {}).get("heap_per_member", [])]
+    for which, heap in heaps:
+        print(f"\nPython heap per member at {heap['members']} members{which}, bytes:")
         print(f"{heap['total']:8.0f}  in all")
         for place, size in heap["by_place"].items():
             print(f"{size:8.0f}  {place}")
