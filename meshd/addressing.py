@@ -84,9 +84,12 @@ def host_prefix_of(value: int) -> ipaddress.IPv6Network:
     """The /128 of the IPv6 address whose value is ``value``, interned."""
     found = _HOSTS.get(value)
     if found is None:
-        # From the int: a /128 keeps what it was made from (for ``hosts``), and an int is
-        # smaller than the address object.
+        # From the int: an int is smaller than the address object.
         found = ipaddress.IPv6Network((value, 128))
+        # A /128's ``hosts`` is a closure of its own holding what it was made from (240
+        # bytes); its ``__iter__`` gives the same one address for 130 (one made per member
+        # twice; the reference cycle it makes is the collector's when the member leaves).
+        vars(found)["hosts"] = found.__iter__
         _HOSTS[int(found.network_address)] = found
     return found
 

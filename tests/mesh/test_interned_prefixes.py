@@ -118,3 +118,11 @@ def test_a_peers_endpoint_is_the_string_its_member_announced() -> None:
     config = desired_peers([odd], own_node_key=ME, own_wg_key=MY_WG).peers[odd.wg_key]
     assert config.endpoint == "[2001:db8::1]:51820"
     assert PeerConfig(m.wg_key, endpoint="[2001:DB8:0::1]:7").endpoint == "[2001:db8::1]:7"
+
+
+def test_an_interned_host_prefix_is_a_plain_network_with_its_one_host() -> None:
+    prefix = host_prefix(ipaddress.IPv6Address("fd00:6d65:7368::beef"))
+    plain = ipaddress.IPv6Network("fd00:6d65:7368::beef/128")
+    assert type(prefix) is ipaddress.IPv6Network
+    assert (prefix, hash(prefix), repr(prefix)) == (plain, hash(plain), repr(plain))
+    assert list(prefix.hosts()) == list(plain.hosts()) == [plain.network_address]
