@@ -99,3 +99,21 @@ def test_refusals_are_one_line_with_their_documented_status(
     # Refused before anything changed: the root key is where it was, no new one was written.
     assert (founder / "root.key").exists()
     assert not (founder.parent / "x.cert").exists()
+
+
+def test_rotate_node_of_a_membership_that_ended_is_refused_and_leaves_no_key_behind(
+    founder: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eleven years on, the founder's ten-year certificate has ended (and is pruned from the
+    store as it loads): `rotate node` says so in one line (exit 1) before it writes any key,
+    so no node.key.next is left for a later try to call a rotation cut short."""
+    import meshd.node.statedir
+
+    later = meshd.node.statedir.now() + 11 * 365 * 86400
+    monkeypatch.setattr(meshd.node.statedir, "now", lambda: later)
+    for _ in range(2):
+        code, _, err = run(capsys, "rotate", "node", "--state-dir", str(founder))
+        one_line_error(code, err)
+        assert code == FAILED
+        assert "not a standing member" in err
+        assert not (founder / "node.key.next").exists()
