@@ -1,6 +1,6 @@
 """What the daemon knows of NAT traversal, as one frozen snapshot (read, never changed).
 
-:func:`meshd.daemon.punching.nat_snapshot` builds it from the endpoint service
+:meth:`meshd.daemon.punching.Punching.snapshot` builds it from the endpoint service
 (:mod:`meshd.daemon.endpoints`: what members observe of us, our candidates) and the punching
 service (:mod:`meshd.daemon.punching`: each peer's direct path). ``meshd peers`` and
 ``meshd netcheck`` read it through the control handler. See docs/nat.md.

@@ -7,7 +7,8 @@ and at once on a punch notice, this shell reads the device (each peer's latest h
 endpoint and received bytes), updates each path on the daemon's clock, and lays the chosen
 endpoint and keepalive over the desired peers (:attr:`WireGuardMesh.paths`,
 :func:`meshd.mesh.paths.with_paths`). A new endpoint to try is set together with the
-keepalive, turned off and on in one UAPI call, so that WireGuard sends an initiation now.
+keepalive, turned off and on in one UAPI call, so that WireGuard sends an initiation now
+(:mod:`meshd.mesh.kicks`).
 
 * a direct path whose peer sent nothing for four of Babel's Hello intervals (at least 5 s,
   at most ``SILENT_AFTER``: Hellos arrive on every working one) is lost at once (a NAT
@@ -20,7 +21,10 @@ keepalive, turned off and on in one UAPI call, so that WireGuard sends an initia
   refused, so no member's hints move traffic that flows;
 * every member **reports** to each peer with a fresh handshake the endpoint its WireGuard
   shows for it, with the address its libp2p connection comes from
-  (:mod:`meshd.daemon.endpoints`), when that changes and every ``REPORT_EVERY`` seconds.
+  (:mod:`meshd.daemon.endpoints`), when that changes and every ``REPORT_EVERY`` seconds;
+* where our WireGuard sees each peer, when a start from the store would not program it
+  there, is **kept** in the state dir (:mod:`meshd.mesh.remembered`), and a path made at
+  the next start tries it first.
 
 See docs/nat.md and docs/threat-model.md §3.18.
 """
@@ -49,6 +53,7 @@ from meshd.membership import Member
 from meshd.mesh.announced import decode_candidates_untrusted
 from meshd.mesh.candidates import Candidate, counts, is_public, parse_announced
 from meshd.mesh.desired import choose_endpoint, peer_members
+from meshd.mesh.kicks import kick, recreate
 from meshd.mesh.paths import Path
 from meshd.mesh.punch import PUNCH_INTERVAL, Action, DirectPath
 from meshd.mesh.reconnect import Reconnects, silence_for
@@ -176,7 +181,7 @@ class Punching:
                 and status is not None
                 and status.config.endpoint != action.endpoint
             ):
-                kicks += _kick(status, action.endpoint, keepalive or 0)
+                kicks += kick(status, action.endpoint, keepalive or 0)
         for gone in set(self.peers) - present:
             del self.peers[gone]
             self.messages.forget(gone)
@@ -249,7 +254,7 @@ class Punching:
                 now - peer.heard_at,
             )
             keepalive = status.config.persistent_keepalive or self.keepalive or 25
-            ops += _recreate(status, status.config.endpoint, keepalive)
+            ops += recreate(status, status.config.endpoint, keepalive)
         return ops
 
     def _peer(self, member: Member, wg_key: bytes, now: float) -> _Peer:
@@ -412,34 +417,3 @@ class Punching:
             peers=tuple(views),
             refused=dict(endpoints.refused),
         )
-
-
-def _recreate(status: PeerStatus, endpoint: str, keepalive: int) -> list[RemovePeer | UpdatePeer]:
-    """The peer removed and created again as it was, with ``endpoint`` and ``keepalive``:
-    no session left, and WireGuard initiates at once (the keepalive turned on)."""
-    key = status.config.public_key
-    return [
-        RemovePeer(key),
-        UpdatePeer(
-            key,
-            endpoint=endpoint,
-            persistent_keepalive=keepalive,
-            replace_allowed_ips=True,
-            allowed_ips=status.config.allowed_ips,
-        ),
-    ]
-
-
-def _kick(status: PeerStatus, endpoint: str, keepalive: int) -> list[RemovePeer | UpdatePeer]:
-    """Operations that give a peer a new endpoint and make WireGuard initiate to it now.
-
-    WireGuard sends at once when a persistent keepalive is turned on, so it is turned off
-    and on again with the endpoint; but it starts at most one handshake per 5 s, so a peer
-    that never completed one (it has no session to lose) is created anew instead, which
-    also clears that limit.
-    """
-    key = status.config.public_key
-    set_it = UpdatePeer(key, update_only=True, endpoint=endpoint, persistent_keepalive=keepalive)
-    if status.last_handshake:
-        return [UpdatePeer(key, update_only=True, persistent_keepalive=0), set_it]
-    return _recreate(status, endpoint, keepalive)
