@@ -90,6 +90,9 @@ class _Peer:
     request_due: bool = False
     trying_since: float = 0.0  # Unix time the current candidate began to be tried
     reported: tuple[str, float] = ("", -math.inf)
+    # (announced, underlay, the endpoint a start programs from them): worked out again only
+    # when either changes (meshd.mesh.desired.choose_endpoint parses every candidate)
+    chosen: tuple[object, object, str | None] = (None, None, None)
 
 
 class Punching:
@@ -218,9 +221,12 @@ class Punching:
                 continue
             if wall - status.last_handshake > FRESH:
                 continue
+            announced, was, chosen = peer.chosen
+            if announced is not peer.announced or was is not underlay:
+                chosen = choose_endpoint(peer.announced, underlay)
+                peer.chosen = (peer.announced, underlay, chosen)
             endpoint = status.config.endpoint
-            found = endpoint == choose_endpoint(peer.announced, underlay)
-            seen[peer.wg_key] = (endpoint, found)
+            seen[peer.wg_key] = (endpoint, endpoint == chosen)
         data = self.kept.update(now, seen, present)
         if data is not None and self.state_dir is not None:
             last_endpoints.save(self.state_dir, data)
