@@ -1,13 +1,30 @@
 """When each member was last heard from, and this node's own silence (pure: ``now`` is given).
 
 A member silent for longer than the announcement TTL is ``expired`` (meshd.membership.standing
-judges it from what this module says). Silence does not count while no member reaches this
-node (:meth:`Silence.cut_off`): then the silence is ours, and expiring everyone would also cut
-the node's own way back. Once a member reaches us again (:meth:`Silence.reconnected`), the
-time we were cut off is left out of every member's silence.
+judges it from what this module says).
+
+When a member was last heard from is the date of the latest record it took part in, bounded
+by when we got it (:func:`heard_at`): an announcement's ``issued_at``, a credential's
+``admitted_at``, plus the clock skew we allow (a member whose clock is behind ours by up to
+that much loses nothing), never after its arrival. So a node that restarts, or joins, and
+takes a dead member's last announcement from its store or from anti-entropy expires it a TTL
+after the member last spoke, as every other node does, not a TTL after the record reached it
+(docs/threat-model.md §3.23). What a node sees of a member itself (a connection, a
+handshake: :meth:`Silence.heard`) is on its own clock.
+
+Silence does not count while no member reaches this node (:meth:`Silence.cut_off`): then the
+silence is ours, and expiring everyone would also cut the node's own way back. Once a member
+reaches us again (:meth:`Silence.reconnected`), the time we were cut off is left out of every
+member's silence.
 """
 
 from __future__ import annotations
+
+
+def heard_at(issued_at: int, arrival: int, clock_skew: int) -> int:
+    """When a record dated ``issued_at`` by its member, received at ``arrival``, says the
+    member was last heard from: its date with ``clock_skew`` of slack, never after arrival."""
+    return min(arrival, issued_at + clock_skew)
 
 
 class Silence:
@@ -18,16 +35,22 @@ class Silence:
         # Since when no member reaches us (cut_off): silence stops counting until we are back.
         self._cut_off_since: int | None = None
 
-    def credential(self, node: bytes, now: int) -> None:
-        """A credential of ``node`` joined the set: its silence counts from ``now`` unless it
-        was heard from before."""
-        self._last_seen.setdefault(node, now)
+    def credential(self, node: bytes, admitted_at: int, now: int, clock_skew: int) -> None:
+        """A credential of ``node`` (admitted at ``admitted_at``) joined the set at ``now``:
+        the member took part in it (its enrollment, its hand-over), so it was heard from then
+        (:func:`heard_at`). The latest of its credentials and announcements counts, whatever
+        the order they arrive in."""
+        self.heard(node, heard_at(admitted_at, now, clock_skew))
 
-    def heard(self, node: bytes, now: int) -> None:
-        """``node`` announced at ``now`` (a later time is never moved back)."""
+    def announced(self, node: bytes, issued_at: int, now: int, clock_skew: int) -> None:
+        """An announcement of ``node`` dated ``issued_at`` arrived at ``now``."""
+        self.heard(node, heard_at(issued_at, now, clock_skew))
+
+    def heard(self, node: bytes, at: int) -> None:
+        """``node`` was heard from at ``at`` (a later time is never moved back)."""
         last = self._last_seen.get(node)
-        if last is None or now > last:
-            self._last_seen[node] = now
+        if last is None or at > last:
+            self._last_seen[node] = at
 
     def last(self, node: bytes) -> int | None:
         """When ``node`` was last heard from, as shown in its view."""

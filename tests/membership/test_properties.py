@@ -27,7 +27,7 @@ import functools
 import hashlib
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 
 from meshd.encoding import b64url_decode_untrusted, pack, unpack_canonical_untrusted
 from meshd.errors import DecodeError, VerifyError
-from meshd.membership import Member, Membership
+from meshd.membership import Member, Membership, MemberState
 from meshd.node.store import Store
 from meshd.records import (
     MAX_RECORD,
@@ -452,7 +452,14 @@ class Snapshot:
 
 
 def snapshot(state: Membership) -> Snapshot:
-    return Snapshot(state.digest(), state.record_ids(), state.members(NOW))
+    """The state's set and its members; for a revoked member, without when it was last heard
+    from: that hangs on which of its announcements came before its revocation (each one is
+    refused after it), each dated by the member (meshd.membership.silence), not on the set."""
+    members = [
+        replace(m, last_seen=None) if m.state is MemberState.REVOKED else m
+        for m in state.members(NOW)
+    ]
+    return Snapshot(state.digest(), state.record_ids(), members)
 
 
 def ingest_all(state: Membership, records: Sequence[Record]) -> None:
