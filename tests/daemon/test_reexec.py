@@ -50,3 +50,64 @@ def test_up_called_in_process_runs_in_place() -> None:
     # pytest is not `meshd up`: up() called in-process (the CLI tests) never execs.
     assert not reexec.started_as_up()
     assert not reexec.passed()
+
+
+def test_trio_is_imported_without_ldconfig() -> None:
+    # trio's thread cache looks libpthread up at import (ctypes.util.find_library runs
+    # `ldconfig -p`); the daemon's import names glibc's library instead, and trio still names
+    # its worker threads. Any subprocess during the import fails this test.
+    code = """
+import ctypes.util, subprocess, sys
+def refuse(*args, **kwargs):
+    raise AssertionError("a subprocess ran during trio's import")
+subprocess.Popen = refuse
+from meshd.daemon.reexec import import_trio
+import_trio()
+from trio._core import _thread_cache
+assert _thread_cache.set_os_thread_name is not None
+assert ctypes.util.find_library.__module__ == "ctypes.util"  # put back
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_the_collector_is_paused_until_wireguard_is_programmed(tmp_path: Path) -> None:
+    # The daemon makes ~1M objects at a 10,000-member start; the collector walked them all
+    # again and again (meshd/daemon/launch.py). Paused for the start, running once started.
+    code = f"""
+import gc, logging, trio
+from pathlib import Path
+from meshd.daemon.config import DaemonConfig
+from meshd.daemon.launch import run
+from meshd.node.statedir import NodeDir
+seen = []
+class Watch(logging.Handler):
+    def emit(self, record):
+        if "loaded " in record.getMessage():
+            seen.append(("loaded", gc.isenabled()))
+logging.getLogger("meshd").addHandler(Watch())
+logging.getLogger("meshd").setLevel(logging.INFO)
+async def main():
+    node = NodeDir.open(Path({str(tmp_path / "n0")!r}))
+    config = DaemonConfig(state_dir=node.paths.root, listen=("/ip4/127.0.0.1/tcp/0",))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run, config, node)
+        seen.append(("started", gc.isenabled()))
+        nursery.cancel_scope.cancel()
+    seen.append(("stopped", gc.isenabled()))
+trio.run(main)
+print(seen)
+"""
+    done = meshd(
+        "init", "--network", "unitnet", "--name", "n0", "--state-dir", str(tmp_path / "n0")
+    )
+    assert done.returncode == 0, done.stderr
+    ran = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == str([("loaded", False), ("started", True), ("stopped", True)])
