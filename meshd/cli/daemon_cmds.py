@@ -301,26 +301,12 @@ def up(
     config = _renewing(config, auto_renew, renew_window, renew_for)
     config = _reaching(config, relay, public_addr)
     configure(log_level, log_format, config_file=config_file)
-    import trio
-
     from meshd.daemon import reexec
-    from meshd.daemon.babel import refuse_ungranted_origins
-    from meshd.daemon.launch import run_until_signalled
-    from meshd.daemon.renewer import refuse_auto_renew_without_key
-    from meshd.node.statedir import NodeDir
 
     config = _with_metrics(config, metrics)
-    node = NodeDir.open(config.state_dir)
-    try:
-        refuse_ungranted_origins(config, node)
-        refuse_auto_renew_without_key(config, node)
-        if reexec.started_as_up():  # run without what typer's parse cost (daemon/reexec.py)
-            node.close()
-            reexec.replace_process(config, log_level, log_format)  # returns if it cannot
-            node = NodeDir.open(config.state_dir)
-        _stopped_by(trio.run(run_until_signalled, config, node))
-    finally:
-        node.close()
+    if reexec.started_as_up():  # run without what typer's parse cost (daemon/reexec.py)
+        reexec.replace_process(config, log_level, log_format)  # returns if it cannot
+    reexec.run_daemon(config)  # the state dir's checks, then the daemon
 
 
 @app.command(context_settings=CONTEXT)

@@ -15,13 +15,22 @@ line (:func:`meshd.cli.main`).
 
 Only a process that was started as ``meshd up`` is replaced (``python -m meshd up`` or the
 ``meshd`` script): ``up`` called in-process (tests) runs the daemon in place, as before.
+
+The first interpreter does no more than the parse before its ``exec``: the daemon's imports
+(trio among them), the state dir and the start-up checks all come in the fresh one
+(:func:`run_daemon`), which would import and do them again anyway. And trio is imported
+without the ``/sbin/ldconfig -p`` its thread cache runs to find libpthread
+(:func:`import_trio`): with both interpreters importing trio, those two subprocesses were
+0.4 to 2 s of a start-up on a loaded machine (docs/performance.md, start-up).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -79,18 +88,63 @@ def run_passed() -> None:
 
 
 def run_daemon(config: DaemonConfig) -> None:
-    """Run the daemon for ``config`` until stopped; Ctrl-C ends it as interrupted."""
+    """Check ``config`` against its state dir and run the daemon until stopped; Ctrl-C ends
+    it as interrupted. Raises the start-up checks' errors (one line each, as ``up`` did)."""
     import signal
 
+    import_trio()
     import trio
 
+    from meshd.daemon.babel_site import refuse_ungranted_origins
     from meshd.daemon.launch import run_until_signalled
+    from meshd.daemon.renewer import refuse_auto_renew_without_key
     from meshd.node.statedir import NodeDir
 
     node = NodeDir.open(config.state_dir)
     try:
+        refuse_ungranted_origins(config, node)
+        refuse_auto_renew_without_key(config, node)
         stopped_by = trio.run(run_until_signalled, config, node)
     finally:
         node.close()
     if stopped_by == signal.SIGINT:
         raise KeyboardInterrupt
+
+
+#: The library trio's thread cache asks ctypes for on glibc, and the name ctypes finds.
+_GLIBC_PTHREAD: Final = ("pthread", "libpthread.so.0")
+
+
+def import_trio() -> None:
+    """Import trio (if not imported yet) without running ``/sbin/ldconfig -p``.
+
+    trio names its worker threads through ``pthread_setname_np``, found at import with
+    ``ctypes.util.find_library("pthread")``, which on Linux runs ``ldconfig -p`` in a
+    subprocess and parses its listing. On glibc that finds ``libpthread.so.0`` (a part of
+    glibc itself, present wherever glibc is), so the import is given that name directly;
+    on any other C library the lookup runs as before.
+    """
+    if "trio" in sys.modules:
+        return
+    with _pthread_known():
+        import trio  # noqa: F401
+
+
+@contextlib.contextmanager
+def _pthread_known() -> Iterator[None]:
+    libc = os.confstr("CS_GNU_LIBC_VERSION") if "CS_GNU_LIBC_VERSION" in os.confstr_names else None
+    if not libc or not libc.startswith("glibc "):
+        yield
+        return
+    import ctypes.util
+
+    find_library = ctypes.util.find_library
+
+    def known(name: str) -> str | None:
+        return _GLIBC_PTHREAD[1] if name == _GLIBC_PTHREAD[0] else find_library(name)
+
+    ctypes.util.find_library = known
+    try:
+        yield
+    finally:
+        ctypes.util.find_library = find_library

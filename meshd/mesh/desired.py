@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from meshd.addressing import host_prefix
 from meshd.membership import Member, MemberState
 from meshd.trust.keys import NodeKey, WgKey
-from meshd.wg.addresses import link_local_from_wg_key
+from meshd.wg.addresses import link_local_prefix
 from meshd.wg.model import IPAddress, IPNetwork, PeerConfig, format_endpoint, parse_endpoint
 
 #: Seconds between keepalives: keeps NAT mappings open and, set on a new peer, makes
@@ -102,7 +102,7 @@ def choose_endpoint(announced: Iterable[str], underlay: Underlay) -> str | None:
 def base_allowed_ips(member: Member) -> tuple[ipaddress.IPv6Network, ipaddress.IPv6Network]:
     """A member's own addresses: its key-derived link-local and its overlay address (both
     interned: the same objects every round, and the ones the membership and Babel hold)."""
-    return (host_prefix(link_local_from_wg_key(member.wg_key)), host_prefix(member.overlay))
+    return (link_local_prefix(member.wg_key), host_prefix(member.overlay))
 
 
 def peer_members(

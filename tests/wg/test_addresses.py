@@ -6,7 +6,12 @@ import ipaddress
 
 import pytest
 
-from meshd.wg.addresses import link_local_from_wg_key, link_local_interface, siphash24_128
+from meshd.wg.addresses import (
+    link_local_from_wg_key,
+    link_local_interface,
+    link_local_prefix,
+    siphash24_128,
+)
 from meshd.wg.model import key_from_base64
 
 # vectors_sip128 from https://github.com/veorq/SipHash/blob/master/vectors.h: key 00..0f,
@@ -53,3 +58,10 @@ def test_link_local_rule() -> None:
 def test_link_local_rejects_wrong_key_length() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         link_local_from_wg_key(bytes(31))
+
+
+def test_link_local_prefix_is_the_interned_128() -> None:
+    key = key_from_base64("buxfBfaNZI8UFT0cB1aj9YanhbLfxlTfd/hH3DrGaFA=")
+    prefix = link_local_prefix(key)
+    assert prefix == ipaddress.IPv6Network("fe80::d37d:237d:27f8:776c/128")
+    assert link_local_prefix(bytes(key)) is prefix  # one object while anything holds it
