@@ -154,11 +154,6 @@ class Merger:
         credential = t.verifier.handover(handover)
         t._not_future(handover.issued_at, now, "hand-over")
         old, new = handover.old_key, handover.new_key
-        # The membership as renewed: renewals of the old key (and of the keys before it)
-        # carry over to the new one (meshd.membership.standing.Standing.lineage).
-        carried = (new, *t._standing.handed_lineage(old, credential.origin))
-        if t._standing.renewals.end(credential, subjects=carried) < now:
-            raise VerifyError("expired", "the membership handed over has ended")
         if handover.previous:
             # Linked by id: the named hand-over must be a credential of the old key, of the
             # same enrolled membership; until it is here, this one waits for it.
@@ -171,6 +166,12 @@ class Merger:
         if not t._standing.knows(old):
             t._pending.park(old, rid, handover.raw, own=False, source=change.source)
             return True
+        # The membership as renewed: renewals of the old key and of the keys before it carry
+        # over (meshd.membership.standing.Standing.lineage). Judged once the old key's
+        # credential is here, so that the keys before it are known whatever the order.
+        carried = (new, *t._standing.handed_lineage(old, credential.origin))
+        if t._standing.renewals.end(credential, subjects=carried) < now:
+            raise VerifyError("expired", "the membership handed over has ended")
         origin = t._origin.get(new)
         if origin is None or (handover.issued_at, rid) < origin[:2]:
             t._origin[new] = (handover.issued_at, rid, old)

@@ -539,3 +539,30 @@ def test_a_leave_by_a_key_already_handed_over_ends_the_membership_like_a_revocat
         assert view_at(state, _key(k2), T0 + 5 * DAY) == (MemberState.REVOKED, "left")
         digests.add(state.digest())
     assert len(digests) == 1
+
+
+def test_a_chain_of_hand_overs_past_its_first_end_merges_the_same_in_any_order() -> None:
+    """k0 -> k1 -> k2, all past the invite's first end and standing on k0's renewal: the
+    last hand-over is judged with k0's renewal whether or not the first is here yet (it waits
+    for it), so every order of the hand-overs gives the same set and k2 stands; in a batch
+    (a sync, a store's load: renewals first) any order of the three does."""
+    w = World()
+    member, renewed = _renewed_member(w)
+    k1, k2 = SigningKey.generate(), SigningKey.generate()
+    first = _hand_over(w, member, k1, T0 + 12 * DAY)
+    second = make_handover(
+        k1, k2, network_id=w.nid, issued_at=T0 + 13 * DAY, wg_key=member.wg.public, credential=first
+    )
+    at = T0 + 14 * DAY
+    digests = set()
+    for order in itertools.permutations([first, second]):
+        state = w.elsewhere(member)
+        assert merge(state, [renewed, *order], at) == [], order
+        assert view_at(state, _key(k2), at) == (MemberState.ADMITTED, "")
+        digests.add(state.digest())
+    for batch in itertools.permutations([renewed, first, second]):
+        state = w.elsewhere(member)
+        assert state.ingest_batch([r.raw for r in batch], at).rejected == ()
+        assert view_at(state, _key(k2), at) == (MemberState.ADMITTED, "")
+        digests.add(state.digest())
+    assert len(digests) == 1
