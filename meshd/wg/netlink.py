@@ -27,7 +27,7 @@ from typing import Final, TypeVar
 
 import trio
 
-from meshd.errors import BackendError, DecodeError
+from meshd.errors import AlreadyRunning, BackendError, DecodeError
 from meshd.wg import rtnetlink as rt
 from meshd.wg.model import IPNetwork
 from meshd.wg.rtnetlink import (
@@ -403,13 +403,26 @@ class Netlink:
         return await self._run("reading addresses", read)
 
     async def replace_routes(self, ifname: str, prefixes: Iterable[IPNetwork]) -> None:
-        """Route each prefix straight at ``ifname`` (protocol :data:`RTPROT_MESHD`)."""
+        """Route each prefix straight at ``ifname`` (protocol :data:`RTPROT_MESHD`), in the
+        place of meshd's own route for it only.
+
+        The kernel's replace takes whichever route holds the key (prefix, priority: see
+        :func:`~meshd.wg.rtnetlink.route_key`), so another program's route for the prefix at
+        the family's default priority went in its place. Such a route is left alone and
+        AlreadyRunning names it; meshd's own is replaced, and with none there ours is added.
+        """
         nets = list(prefixes)
 
         def replace(rtnl: RtnlSocket) -> None:
             index = rtnl.index(ifname)
             for net in nets:
-                rtnl.add_route(_ours(net, index), replace=True)
+                ours = _ours(net, index)
+                key = rt.route_key(ours)
+                held = [r for r in rtnl.routes(ours.family) if rt.route_key(r) == key]
+                other = next((r for r in held if r.protocol != RTPROT_MESHD), None)
+                if other is not None:
+                    raise _in_the_way(net, other, rtnl.names())
+                rtnl.add_route(ours, replace=bool(held))
 
         await self._run(f"replacing routes via {ifname}", replace)
 
@@ -439,6 +452,17 @@ class Netlink:
                 rtnl.delete_route(_ours(net, index))
 
         await self._run(f"deleting routes via {ifname}", delete)
+
+
+def _in_the_way(net: IPNetwork, route: Route, names: dict[int, str]) -> AlreadyRunning:
+    dev = names.get(route.oif, str(route.oif)) if route.oif is not None else "no interface"
+    metric = route.priority or 0
+    return AlreadyRunning(
+        f"another program's route to {net} (protocol {route.protocol}, through {dev}, "
+        f"metric {metric}) holds the place of meshd's route toward WireGuard",
+        hint=f"remove it (`ip route del {net} dev {dev} metric {metric}`) or give it another "
+        "metric; meshd replaces only its own routes (protocol 77)",
+    )
 
 
 def _ours(net: IPNetwork, index: int) -> Route:

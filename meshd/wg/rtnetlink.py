@@ -155,6 +155,25 @@ class Route:
     seq: int = 0
 
 
+RouteKey = tuple[int, int, int, IPAddress | None, int, IPAddress | None, int]
+
+
+def route_key(route: Route) -> RouteKey:
+    """What the kernel tells a table's routes apart by: family, table, destination and source
+    prefixes and priority (IPv4's TOS, which meshd never sets, aside). Two routes with one key
+    are not both kept, and NLM_F_REPLACE puts a route in the place of the one holding its key,
+    whoever installed that one and through whichever interface. A priority not given is 0."""
+    return (
+        route.family,
+        route.table,
+        route.dst_len,
+        route.dst,
+        route.src_len,
+        route.src,
+        route.priority or 0,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Ack:
     """NLMSG_ERROR: ``code`` 0 is an acknowledgement, else the errno of the refusal."""

@@ -4,8 +4,10 @@ prefix (root).
 The routes meshd installs toward its WireGuard interface carry protocol RTPROT_MESHD and the
 family's default priority; removing them names both and the interface. A removal that named
 only the prefix and the interface took the kernel's first match: another program's route for
-the same prefix through the same interface, at a better priority, went instead of ours. A
-veth interface stands in for the WireGuard interface.
+the same prefix through the same interface, at a better priority, went instead of ours.
+Replacing ours likewise replaces only ours: the kernel's replace took another program's route
+for the prefix at the same priority, through any interface. A veth interface stands in for
+the WireGuard interface.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import pytest
 import trio
 
+from meshd.errors import AlreadyRunning
 from meshd.lab.commands import ip
 from meshd.lab.lab import Host, Lab
 from meshd.wg.netlink import Netlink
@@ -78,3 +81,27 @@ def test_removing_meshds_routes_leaves_other_routes_for_the_same_prefix(host: Ho
     trio.run(netlink.delete_routes, WG, [PREFIX6, PREFIX4])
     assert routes(host, PREFIX6) == {("static", WG, 100), ("boot", OTHER, 2000)}
     assert routes(host, PREFIX4) == {("static", WG, 5)}
+
+
+def test_replacing_meshds_route_never_takes_another_programs_in_its_place(host: Host) -> None:
+    netlink = Netlink(host.netns)
+    for prefix in (PREFIX6, PREFIX4):
+        ip(f"-{prefix.version}", "route", "flush", "exact", str(prefix), netns=host.netns)
+    # Another program's routes for the prefixes at the family's default priority, as meshd's.
+    ip("-6", "route", "add", str(PREFIX6), "dev", OTHER, "proto", "static", "metric", "1024",
+       netns=host.netns)  # fmt: skip
+    ip("-4", "route", "add", str(PREFIX4), "dev", OTHER, "proto", "static", netns=host.netns)
+    for prefix in (PREFIX6, PREFIX4):
+        with pytest.raises(AlreadyRunning, match=f"another program's route to {prefix}"):
+            trio.run(netlink.replace_routes, WG, [prefix])
+    assert routes(host, PREFIX6) == {("static", OTHER, 1024)}
+    assert routes(host, PREFIX4) == {("static", OTHER, 0)}
+    # At another priority it is no obstacle: ours goes beside it, and is replaced in place.
+    ip("-6", "route", "del", str(PREFIX6), "dev", OTHER, "metric", "1024", netns=host.netns)
+    ip("-6", "route", "add", str(PREFIX6), "dev", OTHER, "proto", "static", "metric", "500",
+       netns=host.netns)  # fmt: skip
+    trio.run(netlink.replace_routes, WG, [PREFIX6])
+    trio.run(netlink.replace_routes, WG, [PREFIX6])
+    assert routes(host, PREFIX6) == {("static", OTHER, 500), ("77", WG, 1024)}
+    for prefix in (PREFIX6, PREFIX4):
+        ip(f"-{prefix.version}", "route", "flush", "exact", str(prefix), netns=host.netns)
