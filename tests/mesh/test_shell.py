@@ -21,12 +21,12 @@ from meshd.daemon.wireguard import RETRY_AFTER_ERROR, WireGuardMesh
 from meshd.errors import BackendError
 from meshd.membership import Member, MemberState
 from meshd.mesh.holddown import DIRECT_ATTEMPT, hold_down_period
-from meshd.trust.keys import NodeKey, WgKey
-from meshd.wg.backend import InterfaceConfig
 from meshd.wg.backend_none import NullBackend
-from meshd.wg.model import Operation, UpdatePeer, clamp_private_key
+from meshd.wg.model import Operation, UpdatePeer
 from meshd.wg.reconcile import apply_operations
-from tests.mesh.support import OVERLAY, key, member
+from tests.mesh import shell_support
+from tests.mesh.shell_support import run
+from tests.mesh.support import member
 
 INTERVAL = 5.0
 
@@ -45,26 +45,7 @@ class FlakyBackend(NullBackend):
 
 
 def make_mesh(members: list[Member]) -> tuple[WireGuardMesh, FlakyBackend]:
-    config = InterfaceConfig("mtest0", clamp_private_key(key("me", "wg-private")))
-    backend = FlakyBackend(config)
-    mesh = WireGuardMesh(
-        backend,
-        kind="none",
-        own_node_key=NodeKey(key("me")),
-        own_wg_key=WgKey(config.public_key),
-        overlay=OVERLAY.network_address + 1,
-        overlay_prefix=OVERLAY,
-        listen_port=51820,
-        interval=INTERVAL,
-        poke=False,
-    )
-    mesh.set_members(members)
-    return mesh, backend
-
-
-def run(test: object) -> None:
-    clock = trio.testing.MockClock(autojump_threshold=0)
-    trio.run(test, clock=clock)  # type: ignore[arg-type]
+    return shell_support.make_mesh(FlakyBackend, members, "mtest0", interval=INTERVAL)
 
 
 def test_events_reconcile_at_once_and_revocation_removes_the_peer() -> None:

@@ -17,11 +17,12 @@ import trio.testing
 from meshd.daemon import wireguard
 from meshd.daemon.wireguard import WireGuardMesh
 from meshd.membership import Member
-from meshd.trust.keys import NodeKey, WgKey
 from meshd.wg.backend import InterfaceConfig
 from meshd.wg.backend_none import NullBackend
-from meshd.wg.model import Operation, clamp_private_key
-from tests.mesh.support import OVERLAY, key, member
+from meshd.wg.model import Operation
+from tests.mesh import shell_support
+from tests.mesh.shell_support import run
+from tests.mesh.support import member
 
 
 class RecordingBackend(NullBackend):
@@ -41,26 +42,7 @@ class RecordingBackend(NullBackend):
 def make_mesh(
     members: list[Member], keepalive: int | None
 ) -> tuple[WireGuardMesh, RecordingBackend]:
-    config = InterfaceConfig("mtest1", clamp_private_key(key("me", "wg-private")))
-    backend = RecordingBackend(config)
-    mesh = WireGuardMesh(
-        backend,
-        kind="none",
-        own_node_key=NodeKey(key("me")),
-        own_wg_key=WgKey(config.public_key),
-        overlay=OVERLAY.network_address + 1,
-        overlay_prefix=OVERLAY,
-        listen_port=51820,
-        keepalive=keepalive,
-        poke=False,
-    )
-    mesh.set_members(members)
-    return mesh, backend
-
-
-def run(test: object) -> None:
-    clock = trio.testing.MockClock(autojump_threshold=0)
-    trio.run(test, clock=clock)  # type: ignore[arg-type]
+    return shell_support.make_mesh(RecordingBackend, members, "mtest1", keepalive=keepalive)
 
 
 def test_the_first_round_creates_peers_without_keepalives_and_the_next_sets_them_at_once() -> None:
