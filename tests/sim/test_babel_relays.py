@@ -4,11 +4,6 @@ a seeded run is reproducible bit for bit."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from meshd.babel.sources import SourceTable
@@ -29,8 +24,8 @@ from meshd.sim.babel_relays import (
     usable,
 )
 from meshd.sim.params import Links
+from tests.sim.hashseeds import outputs_under_hash_seeds
 
-ROOT = Path(__file__).resolve().parents[2]
 WAN = Links(latency=0.050, jitter=0.020, loss=0.01)
 # 100 members: 3 relays and 12 behind symmetric NAT run Babel (66 pairs with no direct path)
 DESIGN = Design(100, nat_share=0.12, relays=3)
@@ -71,14 +66,7 @@ def test_the_run_does_not_depend_on_hash_randomisation() -> None:
         " wan=Links(loss=0.01), warmup=5.0, settle=5.0)\n"
         "print(r.digest, r.reroute)\n"
     )
-    outputs = set()
-    for hashseed in ("1", "2"):
-        env = {**os.environ, "PYTHONHASHSEED": hashseed}
-        done = subprocess.run(
-            [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, check=True
-        )
-        outputs.add(done.stdout)
-    assert len(outputs) == 1
+    assert len(outputs_under_hash_seeds(script)) == 1
 
 
 def test_the_loop_check_sees_a_loop() -> None:

@@ -4,19 +4,14 @@ real membership and sync cores."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 from meshd.daemon.config import DaemonConfig
 from meshd.daemon.state import FORWARDER_BURST, FORWARDER_RATE, RATE_BURST, RATE_PER_SECOND
 from meshd.gossip.config import HostConfig
 from meshd.sim.engine import Sim
 from meshd.sim.params import Costs, Gossip, Links
 from meshd.sim.scenarios import Load, build, partition, revocation, steady
+from tests.sim.hashseeds import outputs_under_hash_seeds
 
-ROOT = Path(__file__).resolve().parents[2]
 LINKS = Links(latency=0.050, jitter=0.020, loss=0.01)
 COSTS = Costs(rpc_in=0.001, rpc_out=0.001, validate=0.0015, sync_message=0.002)
 
@@ -55,14 +50,7 @@ def test_the_trace_does_not_depend_on_hash_randomisation() -> None:
         "run, heal, _ = partition(60, seed=5, mode='real', links=Links(loss=0.01), duration=10)\n"
         "print(run.sim.digest, heal)\n"
     )
-    outputs = set()
-    for hashseed in ("1", "2"):
-        env = {**os.environ, "PYTHONHASHSEED": hashseed}
-        done = subprocess.run(
-            [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, check=True
-        )
-        outputs.add(done.stdout)
-    assert len(outputs) == 1
+    assert len(outputs_under_hash_seeds(script)) == 1
 
 
 def test_the_mesh_degree_stays_within_d_low_and_d_high_after_heartbeats() -> None:
