@@ -19,24 +19,12 @@ from meshd.membership import Membership
 from meshd.node.store import Store
 from meshd.records import CONTEXTS, VERSION, Kind, Role, record_id
 from tests.factory import DAY, T0, Net
-
-NOW = T0 + 100
+from tests.node.stores import NOW, populate
 
 
 def populated(tmp_path: Path) -> tuple[Net, Membership, Store]:
-    net = Net()
-    state = net.state()
     store = Store(tmp_path / "meshd.db")
-    store.set_meta("network", net.network.raw)
-    founder = net.founder()
-    outcomes = [state.ingest(founder.credential, NOW)]
-    for i in range(3):
-        node = net.join(state, founder, net.invite(), f"m{i}", at=T0 + 10 + i)
-        outcomes.append(state.ingest(node.credential, NOW))
-        outcomes.append(state.ingest(node.announce(net, NOW), NOW))
-        outcomes.append(state.ingest(node.announce(net, NOW + 1), NOW + 1))
-    outcomes.append(state.ingest(net.revoke(node.key.public, at=T0 + 50), NOW))
-    store.apply(outcomes)
+    net, state = populate(store)
     return net, state, store
 
 

@@ -16,26 +16,15 @@ from meshd.records import Kind, make_announcement
 from meshd.trust import chain
 from meshd.trust.keys import SigningKey, verify
 from tests.factory import DAY, T0, Net
+from tests.node.stores import NOW, populate
 
-NOW = T0 + 100
 KEY = seal_key_of(bytes(range(32)))
 
 
 def populated(path: Path, seal_key: bytes | None) -> tuple[Net, Membership]:
     """A store of a founder, three members (announcing twice each) and a revocation."""
-    net = Net()
-    state = net.state()
     store = Store(path, seal_key=seal_key)
-    store.set_meta("network", net.network.raw)
-    founder = net.founder()
-    outcomes = [state.ingest(founder.credential, NOW)]
-    for i in range(3):
-        node = net.join(state, founder, net.invite(), f"m{i}", at=T0 + 10 + i)
-        outcomes.append(state.ingest(node.credential, NOW))
-        outcomes.append(state.ingest(node.announce(net, NOW), NOW))
-        outcomes.append(state.ingest(node.announce(net, NOW + 1), NOW + 1))
-    outcomes.append(state.ingest(net.revoke(node.key.public, at=T0 + 50), NOW))
-    store.apply(outcomes)
+    net, state = populate(store)
     store.close()
     return net, state
 
