@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sqlite3
 import subprocess
@@ -189,11 +190,17 @@ def test_kill_9_loses_no_acknowledged_revocation(tmp_path: Path, delay: float) -
         cwd=tmp_path,
     )
     try:
-        time.sleep(0.5 + delay)  # start-up, then kill at a different point each time
+        # Its first acknowledgement (start-up took 0.8 s on a loaded machine), then a kill at
+        # a different point each time.
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 30.0)
+        assert ready, "the writer never got going"
+        first = proc.stdout.readline()
+        time.sleep(delay)
     finally:
         proc.send_signal(signal.SIGKILL)
         out, _ = proc.communicate(timeout=10)
-    acknowledged = [bytes.fromhex(line) for line in out.decode().split()]
+    acknowledged = [bytes.fromhex(line) for line in (first + out).decode().split()]
     assert acknowledged, "the writer never got going"
     net = Net(
         root=__import__("meshd.trust.keys", fromlist=["SigningKey"]).SigningKey(bytes(range(32)))
