@@ -20,36 +20,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from meshd.lab import Lab
 from meshd.lab.demo import LabMesh, wait_for
-from tests.lab.test_root_lab import traces
+from tests.lab_mesh.nat_lab import NATED, PUBLIC, symmetric_pair_lab, via
 
 pytestmark = pytest.mark.root
 
-PUBLIC = ["h1", "h2"]
-NATED = ["h3", "h4"]
 EXTRA = ("--announce-ttl", "6s", "--babel-hello-interval", "0.5")
 
 
 @pytest.fixture(scope="module")
 def mesh() -> Iterator[LabMesh]:
-    with Lab(2) as lab:
-        for name in ("sa", "sb"):
-            lab.add_host(behind=lab.add_nat(name, kind="symmetric"))
-        mesh = LabMesh(lab, network="natrejoin", announce_interval="2s")
-        try:
-            for host in PUBLIC + NATED:
-                mesh.node(host).extra = EXTRA
-            mesh.node("h1").extra += ("--relay", "on")
-            mesh.node("h2").extra += ("--relay", "off")
-            mesh.init("h1")
-            mesh.up("h1")
-            mesh.join_all("h1", ["h2", *NATED])
-            yield mesh
-        finally:
-            mesh.close()
-        assert not mesh.running()
-    assert traces(lab.run_id) == []
+    relays = {"h1": ("--relay", "on"), "h2": ("--relay", "off")}
+    with symmetric_pair_lab("natrejoin", EXTRA, per_host=relays) as mesh:
+        yield mesh
 
 
 def states(mesh: LabMesh, host: str) -> dict[str, str]:
@@ -60,12 +43,6 @@ def log_of(mesh: LabMesh, host: str) -> str:
     """What ``host``'s meshd processes logged (the lab keeps one file per process)."""
     files = sorted((mesh.lab.dir / "logs").glob(f"{host}-*.log"))
     return "".join(f.read_text(errors="replace") for f in files)
-
-
-def via(mesh: LabMesh, host: str, target: str) -> str | None:
-    row = next(r for r in mesh.node(host).peers() if r["name"] == target)
-    route = row.get("route")
-    return route if isinstance(route, str) else None
 
 
 def test_symmetric_nated_members_talk_through_the_relay_only(mesh: LabMesh) -> None:

@@ -18,34 +18,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from meshd.lab import Lab
 from meshd.lab.demo import LabMesh, wait_for
-from tests.lab.test_root_lab import traces
+from tests.lab_mesh.nat_lab import NATED, PUBLIC, symmetric_pair_lab, via
 
 pytestmark = pytest.mark.root
 
-PUBLIC = ["h1", "h2"]
-NATED = ["h3", "h4"]
 EXTRA = ("--babel-hello-interval", "0.5")
 
 
 @pytest.fixture(scope="module")
 def mesh() -> Iterator[LabMesh]:
-    with Lab(2, public=True) as lab:
-        for name in ("sa", "sb"):
-            lab.add_host(behind=lab.add_nat(name, kind="symmetric"))
-        mesh = LabMesh(lab, network="relayauto", announce_interval="2s")
-        try:
-            for host in PUBLIC + NATED:
-                mesh.node(host).extra = EXTRA
-            mesh.init("h1")
-            mesh.up("h1")
-            mesh.join_all("h1", ["h2", *NATED])
-            yield mesh
-        finally:
-            mesh.close()
-        assert not mesh.running()
-    assert traces(lab.run_id) == []
+    with symmetric_pair_lab("relayauto", EXTRA, public=True) as mesh:
+        yield mesh
 
 
 def relay_of(mesh: LabMesh, host: str) -> str:
@@ -55,12 +39,6 @@ def relay_of(mesh: LabMesh, host: str) -> str:
 def forwarding(mesh: LabMesh, host: str) -> str:
     done = mesh.lab.exec(host, ["sysctl", "-n", "net.ipv6.conf.all.forwarding"])
     return done.stdout.strip()
-
-
-def via(mesh: LabMesh, host: str, target: str) -> str | None:
-    row = next(r for r in mesh.node(host).peers() if r["name"] == target)
-    route = row.get("route")
-    return route if isinstance(route, str) else None
 
 
 def test_the_lab_gives_public_hosts_public_addresses(mesh: LabMesh) -> None:
