@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -27,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.fixtures import RESULTS, commit, daemon_options, stamp, write_result
 from benchmarks.revocation import (
     Processes,
     all_admitted,
@@ -35,8 +35,6 @@ from benchmarks.revocation import (
     stopping,
     wait_for,
 )
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def profile(pid: int, seconds: float, py_spy: str, out: Path) -> list[tuple[str, int]]:
@@ -113,25 +111,12 @@ def bench(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[16, 48])
-    parser.add_argument("--batch", type=int, default=4, help="members joining at once")
-    parser.add_argument("--settle", type=float, default=20.0, help="seconds after all admitted")
+    daemon_options(parser, settle=20.0, output=RESULTS / "idle.json")
     parser.add_argument("--window", type=float, default=30.0, help="seconds measured")
     parser.add_argument("--profile", type=float, default=0.0, help="py-spy one member (s)")
     parser.add_argument("--py-spy", default=None, help="path of py-spy")
-    parser.add_argument("--keep", action="store_true", help="keep the logs and state dirs")
-    parser.add_argument(
-        "--daemon-arg",
-        action="append",
-        default=[],
-        help="an option for every daemon (repeat; e.g. --daemon-arg=--announce-interval=1h)",
-    )
-    parser.add_argument("--output", type=Path, default=RESULTS / "idle.json")
     args = parser.parse_args()
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False,
-        cwd=Path(__file__).parent,
-    ).stdout.strip()  # fmt: skip
+    measured = commit()
     processes = Processes()
     workdir = Path(tempfile.mkdtemp(prefix="meshd-bench-idle-"))
     rows: list[dict[str, Any]] = []
@@ -140,7 +125,7 @@ def main() -> None:
             for size in args.sizes:
                 print(f"size {size}", flush=True)
                 rows.append(bench(size, args, workdir, processes))
-                save(args, commit, rows)
+                save(args, measured, rows)
     finally:
         if args.keep:
             print(f"logs and state dirs kept in {workdir}")
@@ -158,22 +143,16 @@ def main() -> None:
         )
 
 
-def save(args: argparse.Namespace, commit: str, rows: list[dict[str, Any]]) -> None:
-    import json
-
-    args.output.parent.mkdir(parents=True, exist_ok=True)
+def save(args: argparse.Namespace, measured: str, rows: list[dict[str, Any]]) -> None:
     result = {
-        "benchmark": "idle",
-        "commit": commit,
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cpus, "
-        f"Python {platform.python_version()}",
+        **stamp("idle"),
+        "commit": measured,  # at the start: the tree may move on during a long run
         "measure": "per daemon, CPU time (user + system) over the window / the window, "
         "in percent of one core; total_cores: every daemon together",
         "daemon_args": args.daemon_arg,
         "sizes": rows,
     }
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.output, result)
 
 
 if __name__ == "__main__":

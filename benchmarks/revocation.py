@@ -34,9 +34,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import datetime
-import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -55,11 +53,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from benchmarks.fixtures import RESULTS, ROOT, daemon_options, stamp, write_result
 from meshd.control.client import request
 from meshd.errors import MeshdError
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).parent / "results"
 MESHD_FLAGS = ("--wg-backend", "none")
 STOP_TIMEOUT = 10.0
 JOIN_ATTEMPTS = 3
@@ -717,18 +714,8 @@ def stopping(processes: Processes) -> Iterator[None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[16, 48])
+    daemon_options(parser, settle=5.0, output=RESULTS / "revocation.json")
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=4, help="members joining at once")
-    parser.add_argument("--settle", type=float, default=5.0, help="seconds after all admitted")
-    parser.add_argument("--keep", action="store_true", help="keep the logs and state dirs")
-    parser.add_argument(
-        "--daemon-arg",
-        action="append",
-        default=[],
-        help="an option for every daemon (repeat; e.g. --daemon-arg=--announce-interval=1h)",
-    )
-    parser.add_argument("--output", type=Path, default=RESULTS / "revocation.json")
     args = parser.parse_args()
     if shutil.which("serf") is None:
         sys.exit("serf is not installed (Debian package serf)")
@@ -792,21 +779,10 @@ def main() -> None:
 
 
 def save(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     result = {
-        "benchmark": "revocation",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cpus, "
-        f"Python {platform.python_version()}",
+        **stamp("revocation"),
         "serf_version": serf("version").splitlines()[0],
         "rounds": args.rounds,
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=ROOT,
-        ).stdout.strip(),
         "daemon_args": args.daemon_arg,
         "settle_s": args.settle,
         "meshd_measure": "meshd revoke returning -> Revoked event (after the store commit) "
@@ -818,7 +794,7 @@ def save(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         "target": "meshd median <= serf median at the same size",
         "sizes": rows,
     }
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.output, result)
 
 
 if __name__ == "__main__":

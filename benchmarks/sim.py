@@ -27,11 +27,9 @@ itself never imports it).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
-import platform
 import random
 import resource
 import statistics
@@ -43,6 +41,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from benchmarks.fixtures import (
+    RESULTS,
+    pyplot,
+    save_figure,
+    simulator_options,
+    stamp,
+    write_result,
+)
 from meshd.gossip.sync import (
     Message,
     SyncSession,
@@ -58,9 +64,6 @@ from meshd.sim.params import Costs, Gossip, Links
 from meshd.sim.records import T0, SimNetwork
 from meshd.sim.scenarios import Load, partition, revocation, steady
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).parent / "results"
-IMG = ROOT / "docs" / "img"
 LOOPBACK = Links(latency=0.00005, jitter=0.00002, floor=0.00001)
 WAN = Links(latency=0.050, jitter=0.020, loss=0.01)
 DOCS_CPU_PER_MESSAGE = 0.027  # docs/gossip.md: all 16 hosts together, per published message
@@ -457,12 +460,7 @@ def babel_full_mesh(sizes: Sequence[int]) -> dict[str, Any]:
 
 
 def plots(results: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    IMG.mkdir(parents=True, exist_ok=True)
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for fig_row in results["revocation"]:
         xs = [x for x, _ in fig_row["cdf"]]
@@ -473,9 +471,7 @@ def plots(results: dict[str, Any]) -> None:
     ax.set_title("Revocation spread (50 ± 20 ms links, 1 % loss)")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(IMG / "sim-revocation-cdf.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, "sim-revocation-cdf.png")
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     pairs = zip(results["calibration"]["sizes"], results["calibration_b"]["sizes"], strict=True)
@@ -493,9 +489,7 @@ def plots(results: dict[str, Any]) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("share of rounds")
     axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(IMG / "sim-calibration.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, "sim-calibration.png")
 
     steady_plot(results["steady"], results.get("new_design", {}).get("steady", []))
 
@@ -509,11 +503,7 @@ def _most_announcers(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def steady_plot(old: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, scale, what in (
         (axes[0], "bytes", 1e-3, "kB/s per node (sent + received)"),
@@ -540,9 +530,7 @@ def steady_plot(old: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]) ->
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     fig.suptitle("Steady state against N: announcing every 30 s, and on change")
-    fig.tight_layout()
-    fig.savefig(IMG / "sim-steady.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, "sim-steady.png")
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -550,8 +538,7 @@ def steady_plot(old: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds, no 10,000")
-    parser.add_argument("--plots", action="store_true", help="write docs/img/sim-*.png")
+    simulator_options(parser, "fewer rounds, no 10,000", "write docs/img/sim-*.png")
     parser.add_argument("--rounds", type=int, default=30, help="calibration rounds per size")
     parser.add_argument(
         "--steady",
@@ -587,9 +574,7 @@ def main() -> None:
         f"{per_record['sync_message'] * 1000:.3f} ms per sync message"
     )
     results: dict[str, Any] = {
-        "benchmark": "sim",
-        "when": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": f"{platform.machine()}, {len_cpus()} cpus, Python {platform.python_version()}",
+        **stamp("sim"),
         "links": asdict(WAN),
         "costs": {
             **asdict(costs),
@@ -640,9 +625,8 @@ def main() -> None:
     results["babel_full_mesh"] = babel_full_mesh((8, 16) if quick else (8, 16, 32))
     results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     results["wall_s"] = time.perf_counter() - started
-    RESULTS.mkdir(exist_ok=True)
     name = "sim-quick.json" if quick else "sim.json"
-    (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
+    write_result(RESULTS / name, results)
     print(f"saved benchmarks/results/{name} ({results['wall_s']:.0f} s)")
     if args.plots:
         plots(results)
@@ -670,10 +654,7 @@ def steady_only(quick: bool, plot: bool, reuse: Path | None) -> None:
             row["cpu_b"] = cpu_at(row, costs_b)
         old_loaded = loaded_revocation(1000, costs_a, OLD_LOAD)
     results: dict[str, Any] = {
-        "benchmark": "sim --steady",
-        "commit": _commit(),
-        "when": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": f"{platform.machine()}, {len_cpus()} cpus, Python {platform.python_version()}",
+        **stamp("sim --steady"),
         "links": asdict(WAN),
         "costs": {"a": asdict(costs_a), "b": asdict(costs_b), "from": "results/sim.json"},
         "gossip": asdict(Gossip()),
@@ -686,25 +667,11 @@ def steady_only(quick: bool, plot: bool, reuse: Path | None) -> None:
     results["load_average"] = {"start": load_before, "end": list(os.getloadavg())}
     results["wall_s"] = time.perf_counter() - started
     name = "sim-steady-quick.json" if quick else "sim-steady.json"
-    (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
+    write_result(RESULTS / name, results)
     print(f"saved benchmarks/results/{name} ({results['wall_s']:.0f} s)")
     if plot:
-        IMG.mkdir(parents=True, exist_ok=True)
         steady_plot(old, results["new_design"]["steady"])
         print("plot in docs/img/sim-steady.png")
-
-
-def _commit() -> str:
-    import subprocess
-
-    found = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    )
-    return found.stdout.strip() or "unknown"
-
-
-def len_cpus() -> int:
-    return os.cpu_count() or 0
 
 
 if __name__ == "__main__":

@@ -30,19 +30,22 @@ docs/img/sim-babel-reroute.png (matplotlib, a dev dependency).
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import resource
 import statistics
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
+from benchmarks.fixtures import (
+    RESULTS,
+    pyplot,
+    save_figure,
+    simulator_options,
+    stamp,
+    write_result,
+)
 from meshd.sim.babel_net import BabelNet
 from meshd.sim.babel_relays import (
     Cost,
@@ -58,9 +61,6 @@ from meshd.sim.babel_relays import (
 )
 from meshd.sim.params import Links
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).parent / "results"
-IMG = ROOT / "docs" / "img"
 WAN = Links(latency=0.050, jitter=0.020, loss=0.01)
 HELLO = 4.0
 WINDOW = 64.0  # four update intervals
@@ -264,12 +264,7 @@ def _check(model: CostModel, rows: Sequence[dict[str, Any]]) -> list[dict[str, A
 
 
 def plots(results: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    IMG.mkdir(parents=True, exist_ok=True)
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     rows = results["model"]
     sizes = [r["members"] for r in rows]
@@ -316,9 +311,7 @@ def plots(results: dict[str, Any]) -> None:
     ax.set_title("Babel's steady cost (10 % behind symmetric NAT, 4 relays)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(IMG / "sim-babel-cost.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, "sim-babel-cost.png")
 
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for row in relayed:
@@ -333,15 +326,12 @@ def plots(results: dict[str, Any]) -> None:
     ax.set_title("Reroute after a relay fails (4 s Hellos, 50 ± 20 ms, 1 % loss)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(IMG / "sim-babel-reroute.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, "sim-babel-reroute.png")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="100 and 300 members only")
-    parser.add_argument("--plots", action="store_true", help="write docs/img/sim-babel-*.png")
+    simulator_options(parser, "100 and 300 members only", "write docs/img/sim-babel-*.png")
     parser.add_argument("--seeds", type=int, default=2, help="seeds at 1,000 members")
     parser.add_argument("--nat-share", type=float, default=0.10)
     parser.add_argument("--relays", type=int, default=4)
@@ -351,12 +341,8 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     results: dict[str, Any] = {
-        "benchmark": "sim_babel",
-        "when": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "commit": _commit(),
+        **stamp("sim_babel"),
         "load_average": os.getloadavg(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cpus, "
-        f"Python {platform.python_version()}",
         "links": asdict(WAN),
         "hello_interval": args.hello,
         "window_s": WINDOW,
@@ -389,23 +375,15 @@ def main() -> None:
     results["end_load_average"] = os.getloadavg()
     results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     results["wall_s"] = time.perf_counter() - started
-    RESULTS.mkdir(exist_ok=True)
     name = "sim-babel-quick" if args.quick else "sim-babel"
     if args.hello != HELLO:
         name += f"-hello{args.hello:g}"
     name += ".json"
-    (RESULTS / name).write_text(json.dumps(results, indent=1) + "\n")
+    write_result(RESULTS / name, results, indent=1)
     print(f"saved benchmarks/results/{name} ({results['wall_s']:.0f} s)")
     if args.plots:
         plots(results)
         print("plots in docs/img/sim-babel-*.png")
-
-
-def _commit() -> str:
-    done = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    )
-    return done.stdout.strip()
 
 
 if __name__ == "__main__":
