@@ -633,6 +633,10 @@ def main() -> int:
         print("by line:")
         for place, size in heap["by_line"].items():
             print(f"{size:8.0f}  {place}")
+    for tree_rows in rows.values():  # per member above; each place's bytes not kept
+        for row in tree_rows:
+            if "heap" in row:
+                row["heap"] = {"total": row["heap"]["total"]}
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
