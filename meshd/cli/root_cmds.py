@@ -31,7 +31,7 @@ from meshd.node.layout import resolve
 if TYPE_CHECKING:
     from meshd.membership import Membership
     from meshd.node.statedir import NodeDir
-    from meshd.records import Certificate, Record
+    from meshd.records import AdminHandover, Certificate, Record
     from meshd.trust.keys import SigningKey
 
 root_app = typer.Typer(help="Hand the network over to a new root key.", no_args_is_help=True)
@@ -69,7 +69,14 @@ def rollover(
     network id, overlay prefix and members' addresses stay."""
     from meshd.daemon.renew_policy import carry_revocations
     from meshd.node.statedir import NodeDir, now
-    from meshd.records import Kind, Role, make_certificate, make_rollover
+    from meshd.records import (
+        AdminHandover,
+        Kind,
+        Revocation,
+        Role,
+        make_certificate,
+        make_rollover,
+    )
     from meshd.records import record_id as rid_of
     from meshd.trust.invites import Issuer
     from meshd.trust.keyfiles import replace_secret, write_secret
@@ -137,6 +144,7 @@ def rollover(
         state.ingest(record, at)
         records += carry_revocations(state, Issuer(new), node.anchor.network_id, at)
         admins = _admins_again(node, state, new, at)
+        records += _handovers_again(node, state, new, admins, at)
         where = _publish(node, records, at)
         folder = admin_certs or node.paths.root / "rollover-admin-certs"
         if admins:
@@ -151,8 +159,9 @@ def rollover(
         "new_root": fingerprint(new.public),
         "overlap_until": when(at + window),
         "members_certified_again": members,
-        "revocations_copied": len(records) - 1 - members,
+        "revocations_copied": sum(isinstance(r, Revocation) for r in records),
         "admins_certified_again": len(admins),
+        "admin_handovers_copied": sum(isinstance(r, AdminHandover) for r in records),
         "admin_certs": str(folder) if admins else None,
         "new_root_key": str(kept_at),
         "where": where,
@@ -297,6 +306,37 @@ def _admins_again(node: NodeDir, state: Membership, new: SigningKey, at: int) ->
         )
         for cert in latest.values()
     ]
+
+
+def _handovers_again(
+    node: NodeDir, state: Membership, new: SigningKey, admins: list[Certificate], at: int
+) -> list[AdminHandover]:
+    """A copy under ``new`` of every admin key hand-over in the set, with its cut-off: a
+    hand-over counts only while the root that signed it is accepted (docs/wire-format.md
+    §6.13). Its successor's certificate is the one certified again for it (``admins``)."""
+    from meshd.records import make_admin_handover
+    from meshd.records.build import recertify
+
+    again = {cert.subject: cert for cert in admins}
+    copies = []
+    for handover in state.admin_handovers():
+        successor = again.get(handover.new_key) or recertify(
+            new,
+            handover.new_cert,
+            network_id=node.anchor.network_id,
+            not_before=at,
+            not_after=handover.new_cert.not_after,
+        )
+        copies.append(
+            make_admin_handover(
+                new,
+                network_id=node.anchor.network_id,
+                old_cert=handover.old_cert,
+                new_cert=successor,
+                issued_at=handover.issued_at,
+            )
+        )
+    return copies
 
 
 def _publish(node: NodeDir, records: list[Record], at: int) -> str:

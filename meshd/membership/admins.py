@@ -19,18 +19,20 @@ from __future__ import annotations
 
 from collections.abc import Container
 
+from meshd.records import AdminHandover
 from meshd.trust.chain import Credential
 
 
 class AdminHandovers:
     """The admin key hand-overs in the set, by old key and by successor."""
 
-    __slots__ = ("_from", "_heirs")
+    __slots__ = ("_from", "_heirs", "_records")
 
     def __init__(self) -> None:
         # old admin key -> its hand-overs, earliest first: (cut-off, record id, successor)
         self._from: dict[bytes, list[tuple[int, bytes, bytes]]] = {}
         self._heirs: dict[bytes, set[bytes]] = {}  # old admin key -> its successors
+        self._records: dict[bytes, AdminHandover] = {}  # record id -> the hand-over
 
     def __len__(self) -> int:
         return sum(len(entries) for entries in self._from.values())
@@ -38,11 +40,40 @@ class AdminHandovers:
     def __bool__(self) -> bool:
         return bool(self._from)
 
-    def add(self, old: bytes, new: bytes, cutoff: int, rid: bytes) -> None:
+    def add(self, handover: AdminHandover, rid: bytes) -> None:
+        old, new = handover.old_key, handover.new_key
         entries = self._from.setdefault(old, [])
-        entries.append((cutoff, rid, new))
+        entries.append((handover.issued_at, rid, new))
         entries.sort()
         self._heirs.setdefault(old, set()).add(new)
+        self._records[rid] = handover
+
+    def records(self) -> list[AdminHandover]:
+        """Every hand-over in the set."""
+        return list(self._records.values())
+
+    def signed_by(self, roots: Container[bytes]) -> list[bytes]:
+        """Record ids of the hand-overs signed by one of ``roots``."""
+        return [rid for rid, h in self._records.items() if h.root in roots]
+
+    def old_keys(self, rids: set[bytes]) -> set[bytes]:
+        """The admin keys these hand-overs replace."""
+        return {self._records[rid].old_key for rid in rids if rid in self._records}
+
+    def drop(self, rids: set[bytes]) -> None:
+        """Forget these hand-overs (their root is no longer accepted)."""
+        for rid in rids:
+            handover = self._records.pop(rid, None)
+            if handover is None:
+                continue
+            old = handover.old_key
+            entries = [e for e in self._from.get(old, []) if e[1] != rid]
+            if entries:
+                self._from[old] = entries
+                self._heirs[old] = {e[2] for e in entries}
+            else:
+                self._from.pop(old, None)
+                self._heirs.pop(old, None)
 
     def cutoff(self, key: bytes) -> int | None:
         """When ``key`` was handed over (its earliest hand-over's date), None if it was not."""

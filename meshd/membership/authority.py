@@ -113,10 +113,9 @@ class AuthorityMerger:
         t = self._t
         t.verifier.admin_handover(handover)
         t._not_future(handover.issued_at, now, "admin hand-over")
+        self._root_accepted(handover.root, now, "admin hand-over")
         old = handover.old_key
-        change.touched |= t._standing.add_admin_handover(
-            old, handover.new_key, handover.issued_at, rid
-        )
+        change.touched |= t._standing.add_admin_handover(handover, rid)
         t._add(rid, Kind.ADMIN_HANDOVER, handover.raw, None, change)
         t._judgements_changed(change)
         earliest = t._standing.admins.cutoff(old)
@@ -172,6 +171,15 @@ class AuthorityMerger:
             for dropped in renewals:
                 t._remove(dropped, change)
             standing.invalidate()
+        # An admin key's cut-off counts only while the root that set it is accepted: a
+        # retired root's key (stolen, say) moves no cut-off; the hand-over outlives its root
+        # through its copy under the new root (``meshd root rollover``).
+        handovers = set(standing.admins.signed_by(ended))
+        if handovers:
+            change.touched |= standing.drop_admin_handovers(handovers)
+            for dropped in handovers:
+                t._remove(dropped, change)
+            t._judgements_changed(change)
         ends = (standing.root_end(root) for root in t.verifier.roots)
         t._retire_after = min((end for end in ends if end >= now), default=U64)
 

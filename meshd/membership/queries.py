@@ -12,7 +12,7 @@ from meshd.addressing import Prefix, host_prefix
 from meshd.membership.roots import RootChain
 from meshd.membership.tables import MembershipTables
 from meshd.membership.views import Member
-from meshd.records import Certificate, Leave, Renewal, Revocation, WgRotation
+from meshd.records import AdminHandover, Certificate, Leave, Renewal, Revocation, WgRotation
 
 
 class MemberQueries(MembershipTables):
@@ -51,6 +51,10 @@ class MemberQueries(MembershipTables):
     def admin_cutoff(self, key: bytes) -> int | None:
         """When the admin key ``key`` was handed over (``meshd admin rotate``), or None."""
         return self._standing.admins.cutoff(key)
+
+    def admin_handovers(self) -> list[AdminHandover]:
+        """The admin key hand-overs in the set (``meshd root rollover`` copies them)."""
+        return self._standing.admins.records()
 
     def wg_rotation(self, node_key: bytes) -> WgRotation | None:
         """The member's newest WireGuard key rotation in the set, if any."""

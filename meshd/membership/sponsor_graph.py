@@ -46,7 +46,7 @@ from collections.abc import Iterable
 from meshd.membership.admins import AdminHandovers
 from meshd.membership.lifecycle import Departures, Renewals
 from meshd.membership.roots import RootChain
-from meshd.records import Revocation
+from meshd.records import AdminHandover, Revocation
 from meshd.trust.chain import Credential
 
 MAX_SPONSOR_DEPTH = 256  # an admission further than this from a certificate does not stand
@@ -211,12 +211,24 @@ class SponsorGraph:
         self._standing_cache.clear()
         self._heirs = None
 
-    def add_admin_handover(self, old: bytes, new: bytes, cutoff: int, rid: bytes) -> set[bytes]:
+    def add_admin_handover(self, handover: AdminHandover, rid: bytes) -> set[bytes]:
         """Index a verified admin key hand-over; returns the members whose standing may
         change (those under the old key, and under its successors)."""
-        self.admins.add(old, new, cutoff, rid)
-        self.invalidate()
+        old = handover.old_key
         keys = {old} | self.admins.successors(old)
+        self.admins.add(handover, rid)
+        self.invalidate()
+        keys |= self.admins.successors(old)
+        return {n for key in keys for n in self._dependents.get(key, ())} | self._recompute()
+
+    def drop_admin_handovers(self, rids: set[bytes]) -> set[bytes]:
+        """Forget admin key hand-overs (signed under a root no longer accepted); returns the
+        members whose standing may change."""
+        keys: set[bytes] = set()
+        for old in self.admins.old_keys(rids):
+            keys |= {old} | self.admins.successors(old)  # as they were: some go now
+        self.admins.drop(rids)
+        self.invalidate()
         return {n for key in keys for n in self._dependents.get(key, ())} | self._recompute()
 
     def heirs_touched(self, key: bytes) -> set[bytes]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from meshd.node.statedir import NodeDir, now
 from meshd.records import Certificate, decode_untrusted
 from meshd.trust.keyfiles import read_secret
 from meshd.trust.keys import SigningKey, fingerprint
@@ -40,3 +41,32 @@ def test_a_rollover_certifies_the_successor_of_a_rotated_admin_not_the_old_key(
     assert sorted(p.name for p in certs.iterdir()) == [f"{fingerprint(heir)}.cert"]
     cert = decode_untrusted((certs / f"{fingerprint(heir)}.cert").read_bytes(), Certificate)
     assert cert.subject == heir
+
+
+def test_a_rollover_copies_the_admin_hand_over_so_its_cut_off_outlives_the_old_root(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "root"
+    code, _, err = run(capsys, "init", "--network", "barnet", "--state-dir", str(state))
+    assert code == 0, err
+    folder = tmp_path / "admin"
+    code, _, err = run(capsys, "admin", "create", "--out", str(folder), "--state-dir", str(state))
+    assert code == 0, err
+    old = SigningKey(read_secret(folder / "admin.key")).public
+    code, _, err = run(
+        capsys, "admin", "rotate", "--admin-dir", str(folder), "--state-dir", str(state)
+    )
+    assert code == 0, err
+    code, out, err = run(
+        capsys, "root", "rollover", "--overlap", "1d", "--json", "--state-dir", str(state)
+    )
+    assert code == 0, err
+    assert json.loads(out)["admin_handovers_copied"] == 1
+    node = NodeDir.open(state)
+    try:
+        cutoff = node.membership().admin_cutoff(old)
+        assert cutoff is not None
+        # Past the overlap the first root's hand-over is retired; its copy keeps the cut-off.
+        assert node.membership(now() + 2 * 86400).admin_cutoff(old) == cutoff
+    finally:
+        node.close()

@@ -22,6 +22,7 @@ from meshd.records import (
     Handover,
     Record,
     Role,
+    make_admin_handover,
     make_certificate,
     make_handover,
     make_rollover,
@@ -29,7 +30,7 @@ from meshd.records import (
 )
 from meshd.records.build import recertify
 from meshd.trust.invites import Issuer
-from meshd.trust.keys import SigningKey
+from meshd.trust.keys import SigningKey, WireGuardKey
 from tests.factory import DAY, T0, Net, Node
 from tests.membership.test_admin_handover import admitted_under, successor, view
 from tests.membership.test_lifecycle import leave, renewal
@@ -566,3 +567,134 @@ def test_a_chain_of_hand_overs_past_its_first_end_merges_the_same_in_any_order()
         assert view_at(state, _key(k2), at) == (MemberState.ADMITTED, "")
         digests.add(state.digest())
     assert len(digests) == 1
+
+
+# --- admin hand-overs across a rollover --------------------------------------------------
+
+
+def test_hostile_a_retired_root_hands_an_admin_key_over_to_exclude_what_it_admitted() -> None:
+    """After the overlap, a thief of the retired first root signs a hand-over of an admin
+    key (certified again by the new root), backdated before everything the admin signed: it
+    is refused (root-retired), as the retired root's revocations are, and the members the
+    admin certified keep standing (they were revoked, admin-handed-over, before this rule)."""
+    w = World()
+    admin = w.net.admin(not_after=T0 + 365 * DAY)
+    new_root = SigningKey.generate()
+    rolled = make_rollover(
+        w.net.root,
+        network_id=w.nid,
+        new_root=new_root.public,
+        issued_at=T0 + 50,
+        overlap_until=T0 + 30 * DAY,
+    )
+    assert admin.certificate is not None
+    again = recertify(
+        new_root, admin.certificate, network_id=w.nid, not_before=T0 + 60, not_after=T0 + 365 * DAY
+    )
+    key, wg = SigningKey.generate(), WireGuardKey.generate()
+    cert = make_certificate(
+        admin.key,
+        network_id=w.nid,
+        subject=key.public,
+        role=Role.MEMBER,
+        serial=os.urandom(16),
+        not_before=T0 + 100,
+        not_after=T0 + 300 * DAY,
+        name="m",
+        wg_key=wg.public,
+        chain=(again,),
+    )
+    member = Node(key, wg, "m", cert)
+    after = T0 + 40 * DAY
+    _, stolen = successor(w.net, admin, at=T0 - 1)  # signed by the retired first root
+    state = w.net.state()
+    assert merge(state, [rolled, member.credential], after) == []
+    assert view_at(state, member, after) == (MemberState.ADMITTED, "")
+    assert merge(state, [stolen], after) == ["root-retired"]
+    assert view_at(state, member, after) == (MemberState.ADMITTED, "")
+    assert state.admin_cutoff(admin.key.public) is None
+
+
+def _rolled_with_an_admin_handed_over(
+    copy: bool,
+) -> tuple[Membership, Net, Issuer, Node, Node, int]:
+    """The first root hands an admin key over (cut-off T0 + 30), then rolls over to a new
+    root (overlap until T0 + 30 days), which certifies the successor again and, with
+    ``copy``, copies the hand-over as ``meshd root rollover`` does."""
+    w = World()
+    admin = w.net.admin(not_after=T0 + 365 * DAY)
+    heir, handover = successor(w.net, admin, at=FIRST_CUT)
+    before = w.net.founder("before", issuer=admin)  # certified by the old key at T0
+    new_root = SigningKey.generate()
+    rolled = make_rollover(
+        w.net.root,
+        network_id=w.nid,
+        new_root=new_root.public,
+        issued_at=T0 + 50,
+        overlap_until=T0 + 30 * DAY,
+    )
+    assert heir.certificate is not None
+    heir_again = recertify(
+        new_root,
+        heir.certificate,
+        network_id=w.nid,
+        not_before=T0 + 60,
+        not_after=heir.certificate.not_after,
+    )
+    records: list[Record] = [handover, rolled, before.credential]
+    if copy:
+        records.append(
+            make_admin_handover(
+                new_root,
+                network_id=w.nid,
+                old_cert=handover.old_cert,
+                new_cert=heir_again,
+                issued_at=handover.issued_at,
+            )
+        )
+    # The old key, still in a thief's hands, certifies a member after its cut-off, under a
+    # certificate the new root gave it before it knew of the hand-over.
+    assert admin.certificate is not None
+    old_again = recertify(
+        new_root, admin.certificate, network_id=w.nid, not_before=T0 + 60, not_after=T0 + 300 * DAY
+    )
+    key, wg = SigningKey.generate(), WireGuardKey.generate()
+    late = Node(
+        key,
+        wg,
+        "late",
+        make_certificate(
+            admin.key,
+            network_id=w.nid,
+            subject=key.public,
+            role=Role.MEMBER,
+            serial=os.urandom(16),
+            not_before=T0 + 100,
+            not_after=T0 + 300 * DAY,
+            name="late",
+            wg_key=wg.public,
+            chain=(old_again,),
+        ),
+    )
+    records.append(late.credential)
+    state = w.net.state()
+    assert merge(state, records, T0 + 200) == []
+    return state, w.net, admin, before, late, T0 + 40 * DAY
+
+
+def test_an_admin_hand_over_copied_under_the_new_root_keeps_its_cut_off_after_the_overlap() -> None:
+    state, _, admin, _, late, after = _rolled_with_an_admin_handed_over(copy=True)
+    assert view_at(state, late, T0 + 200) == (MemberState.REVOKED, "admin-handed-over")
+    state.tick(after)
+    assert state.admin_cutoff(admin.key.public) == FIRST_CUT
+    assert view_at(state, late, after) == (MemberState.REVOKED, "admin-handed-over")
+
+
+def test_limit_an_admin_hand_over_nobody_copied_lapses_with_its_roots_overlap() -> None:
+    """As a revocation under the old root that nobody carried over: the cut-off ends with
+    the overlap, and what the old key signed after it stands (docs/threat-model.md §3.22)."""
+    state, _, admin, _, late, after = _rolled_with_an_admin_handed_over(copy=False)
+    assert view_at(state, late, T0 + 200) == (MemberState.REVOKED, "admin-handed-over")
+    state.tick(after)
+    assert state.admin_cutoff(admin.key.public) is None
+    assert view_at(state, late, after) == (MemberState.ADMITTED, "")
