@@ -11,6 +11,9 @@ in meshd.membership.authority. Re-judging afterwards is meshd.membership.settle.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from meshd.addressing import host_prefix
 from meshd.errors import VerifyError
 from meshd.membership.authority import AuthorityMerger
@@ -39,6 +42,18 @@ from meshd.trust.chain import (
     check_announcement_signature,
 )
 
+_Merge = Callable[[Any, bytes, int, Change], bool]
+
+
+def _never_parked(merge: Callable[[Any, bytes, int, Change], None]) -> _Merge:
+    """A merge that never parks its record, as a merge that says so."""
+
+    def merged(record: Any, rid: bytes, now: int, change: Change) -> bool:
+        merge(record, rid, now, change)
+        return False
+
+    return merged
+
 
 class Merger:
     """Merges records into one node's membership tables."""
@@ -46,6 +61,21 @@ class Merger:
     def __init__(self, tables: MembershipTables) -> None:
         self._t = tables
         self._authority = AuthorityMerger(tables, self.merge_waiting)
+        authority = self._authority
+        # The merge of each kind of gossiped record, in the order of batch.INGEST_ORDER
+        # (announcements last); each returns True when the record went to the pending pool.
+        self._by_kind: dict[type[Record], _Merge] = {
+            Rollover: _never_parked(authority.rollover),
+            AdminHandover: _never_parked(authority.admin_handover),
+            Renewal: _never_parked(authority.renewal),
+            Certificate: _never_parked(self._certificate),
+            Admission: self._admission,
+            Handover: self._handover,
+            Revocation: _never_parked(authority.revocation),
+            WgRotation: self._wg_rotation,
+            Leave: authority.leave,
+            Announcement: self._announcement,
+        }
 
     @property
     def authority(self) -> AuthorityMerger:
@@ -73,33 +103,10 @@ class Merger:
                 continue
 
     def _merge_kind(self, record: Record, rid: bytes, now: int, change: Change) -> bool:
-        authority = self._authority
-        if isinstance(record, AdminHandover):
-            authority.admin_handover(record, rid, now, change)
-            return False
-        if isinstance(record, Rollover):
-            authority.rollover(record, rid, now, change)
-            return False
-        if isinstance(record, Handover):
-            return self._handover(record, rid, now, change)
-        if isinstance(record, Announcement):
-            return self._announcement(record, rid, now, change)
-        if isinstance(record, Admission):
-            return self._admission(record, rid, now, change)
-        if isinstance(record, Revocation):
-            authority.revocation(record, rid, now, change)
-            return False
-        if isinstance(record, Certificate):
-            self._certificate(record, rid, now, change)
-            return False
-        if isinstance(record, WgRotation):
-            return self._wg_rotation(record, rid, now, change)
-        if isinstance(record, Renewal):
-            authority.renewal(record, rid, now, change)
-            return False
-        if isinstance(record, Leave):
-            return authority.leave(record, rid, now, change)
-        raise VerifyError("not-gossiped", f"a {type(record).__name__.lower()} is not gossiped")
+        merge = self._by_kind.get(type(record))
+        if merge is None:
+            raise VerifyError("not-gossiped", f"a {type(record).__name__.lower()} is not gossiped")
+        return merge(record, rid, now, change)
 
     # --- credentials --------------------------------------------------------------------
 
