@@ -12,10 +12,12 @@ member asks and of whom:
   relay does: a member that does not relay announces its own routes alone); every wanted
   /128 is asked of each relay with a two-way link, again every ``period`` (which keeps
   their interest alive) and at once when it becomes wanted;
-* **discovery**: a wanted /128 that no known relay offers (none is known, or they were
-  asked in an earlier round) is asked, with up to
-  ``PROBES`` others, of every neighbour with a two-way link, at most once every
-  ``rediscover`` seconds; the relays among them answer with a route, and are known from then.
+* **discovery**: which neighbours relay must be known alike at both ends of a pair (each
+  end picks the relay of lowest rank among those that offer a route, and both must pick
+  the same one), so while anything is wanted, every neighbour with a two-way link that is
+  not known to relay is asked for up to ``PROBES`` wanted /128s: at once, then again at
+  most every ``rediscover`` seconds (a lost answer, a member that starts relaying). The
+  relays among them answer with a route and are known from then on.
 """
 
 from __future__ import annotations
@@ -44,13 +46,14 @@ class Wants:
     appeared: dict[IPAddress, float] = field(default_factory=dict)
     relays: set[IPAddress] = field(default_factory=set)
     asked: dict[IPNetwork, float] = field(default_factory=dict)
-    discovered_at: float = float("-inf")
+    probed: dict[IPAddress, float] = field(default_factory=dict)
 
     def neighbours(self, present: Iterable[IPAddress], now: float) -> None:
         """The mesh neighbours now (admitted members); forget the others."""
         present = set(present)
         self.appeared = {a: self.appeared.get(a, now) for a in present}
         self.relays &= present
+        self.probed = {a: t for a, t in self.probed.items() if a in present}
 
     def plan(
         self,
@@ -63,14 +66,12 @@ class Wants:
         """The Route Requests to send now: neighbour -> prefixes. ``members``: each other
         member's overlay /128 and link-local address; ``router_ids``: each neighbour's."""
         direct: set[IPNetwork] = set()
-        offered: dict[IPNetwork, set[IPAddress]] = {}
         for view in routes:
             hop = view.neighbour
             if hop is None or hop.interface != self.interface or view.metric >= INFINITY:
                 continue
             if view.source is None and members.get(view.prefix) == hop.address:
                 direct.add(view.prefix)
-            offered.setdefault(view.prefix, set()).add(hop.address)
             if view.router_id != router_ids.get(hop.address, view.router_id):
                 self.relays.add(hop.address)
         wanted = [
@@ -88,17 +89,13 @@ class Wants:
             for relay in relays:
                 if members[prefix] != relay:
                     plan.setdefault(relay, []).append(prefix)
-        # Not offered by a known relay, and asked of them before (or there is none).
-        unoffered = [
-            p
-            for p in wanted
-            if not (offered.get(p, set()) & set(relays)) and (not relays or p not in due)
-        ]
-        if unoffered and now - self.discovered_at >= self.rediscover:
-            self.discovered_at = now
-            probes = unoffered[:PROBES]
+        if wanted:
+            probes = wanted[:PROBES]
             for neighbour in sorted(up - set(relays)):
+                if now - self.probed.get(neighbour, float("-inf")) < self.rediscover:
+                    continue
                 asked = [p for p in probes if members[p] != neighbour]
                 if asked:
+                    self.probed[neighbour] = now
                     plan.setdefault(neighbour, []).extend(asked)
         return plan

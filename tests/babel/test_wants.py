@@ -64,10 +64,13 @@ def test_relays_are_known_by_their_routes_and_asked_every_period() -> None:
     w = wants()
     routes = [*direct_to_all_but(B), route(B, R1, 192), route(B, R2, 192)]
     first = w.plan(5.0, MEMBERS, IDS, routes, HOST)
-    assert first == {R1: [HOST[B]], R2: [HOST[B]]}
     assert w.relays == {R1, R2}
+    assert first == {R1: [HOST[B]], R2: [HOST[B]], C: [HOST[B]]}  # C: is it a relay?
     assert w.plan(10.0, MEMBERS, IDS, routes, HOST) == {}  # within the period
-    assert w.plan(21.0, MEMBERS, IDS, routes, HOST) == first  # keeps their interest alive
+    # Every period the relays again (which keeps their interest alive), not C.
+    assert w.plan(21.0, MEMBERS, IDS, routes, HOST) == {R1: [HOST[B]], R2: [HOST[B]]}
+    # C is asked again after the rediscovery interval (a lost answer, a new relay).
+    assert w.plan(70.0, MEMBERS, IDS, routes, HOST)[C] == [HOST[B]]
 
 
 def test_a_newly_wanted_member_is_asked_of_the_relays_at_once() -> None:
@@ -75,9 +78,22 @@ def test_a_newly_wanted_member_is_asked_of_the_relays_at_once() -> None:
     routes = [*direct_to_all_but(B), route(B, R1, 192)]
     w.plan(5.0, MEMBERS, IDS, routes, HOST)
     routes = [r for r in routes if r.prefix != HOST[C]]  # C's direct route lost
-    assert w.plan(6.0, MEMBERS, IDS, routes, HOST) == {R1: [HOST[C]]}
-    # R1 has no route to C: the other neighbours are probed at the next round.
-    assert w.plan(7.0, MEMBERS, IDS, routes, HOST) == {R2: [HOST[C]], B: [HOST[C]]}
+    plan = w.plan(6.0, MEMBERS, IDS, routes, HOST)
+    assert plan[R1] == [HOST[C]]
+    assert plan.get(R2) is None  # probed at 5.0: not a relay, not again so soon
+    assert plan[B] == [HOST[C]]  # never probed yet (nothing to ask it before)
+
+
+def test_both_ends_of_a_pair_learn_every_relay_whatever_they_knew_before() -> None:
+    # At B, only R1 was known to relay; R2 answered nothing then (a lost answer).
+    w = wants()
+    w.plan(5.0, MEMBERS, IDS, [*direct_to_all_but(C), route(C, R1, 192)], HOST)
+    assert w.relays == {R1}
+    # Later B is wanted too: R2, not known, is asked for it once the interval allows.
+    routes = [*direct_to_all_but(B, C), route(C, R1, 192)]
+    assert R2 not in w.plan(6.0, MEMBERS, IDS, routes, HOST)
+    plan = w.plan(70.0, MEMBERS, IDS, routes, HOST)
+    assert HOST[B] in plan[R2]
 
 
 def test_a_gone_neighbour_is_forgotten_as_a_relay() -> None:
