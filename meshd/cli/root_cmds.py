@@ -319,7 +319,13 @@ def _handovers_again(
 
     again = {cert.subject: cert for cert in admins}
     copies = []
+    seen: set[tuple[bytes, int, bytes]] = set()
     for handover in state.admin_handovers():
+        # One copy per hand-over, not one of it and one of its copy (a second rollover).
+        same = (handover.old_key, handover.issued_at, handover.new_key)
+        if same in seen:
+            continue
+        seen.add(same)
         successor = again.get(handover.new_key) or recertify(
             new,
             handover.new_cert,

@@ -70,3 +70,9 @@ def test_a_rollover_copies_the_admin_hand_over_so_its_cut_off_outlives_the_old_r
         assert node.membership(now() + 2 * 86400).admin_cutoff(old) == cutoff
     finally:
         node.close()
+    # A second rollover, within the first's overlap: one copy again, not one of each.
+    code, out, err = run(
+        capsys, "root", "rollover", "--overlap", "1d", "--json", "--state-dir", str(state)
+    )
+    assert code == 0, err
+    assert json.loads(out)["admin_handovers_copied"] == 1
