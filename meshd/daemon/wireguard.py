@@ -60,7 +60,6 @@ from meshd.wg.model import (
     DeviceState,
     IPNetwork,
     Operation,
-    PeerConfig,
     PeerOperation,
     RemovePeer,
     UpdatePeer,
@@ -121,7 +120,6 @@ class WireGuardMesh:
         self._first = FirstHandshakes(own_wg_key)
         self._held: frozenset[WgKey] = frozenset()
         self._kept: set[tuple[WgKey, WgKey]] = set()
-        self._previous: dict[WgKey, PeerConfig] = {}
         self._desired = DesiredMesh()
         self._reported: set[tuple[bytes, bytes]] = set()
         self._kick_send, self._kick_receive = trio.open_memory_channel[None](1)
@@ -230,7 +228,7 @@ class WireGuardMesh:
             self._held = held
             self._report(desired, members)
             ops = self._first.ops(
-                plan(desired.peers, actual, self._previous),
+                plan(desired.peers, actual, self._desired.peers),
                 desired.peers,
                 actual,
                 trio.current_time(),
@@ -247,8 +245,7 @@ class WireGuardMesh:
             return False
         self.rounds += 1
         self.last_round_ops = len(ops)
-        self._previous = dict(desired.peers)
-        self._desired = desired
+        self._desired = desired  # its peers: the endpoints we asked for, for the next plan
         if ops:
             log.info("WireGuard %s: %s", self.ifname, _described(ops))
             if deferred:
