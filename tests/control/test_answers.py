@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 
 from meshd.cli import asking, main
 from meshd.control.client import request
 from meshd.control.commands import PeersAnswer, decode_answer
-from meshd.control.server import serve
 from meshd.errors import ControlError
+from tests.control.serving import with_server
 
 ROW: dict[str, Any] = {
     "name": "carol",
@@ -60,13 +59,7 @@ def test_an_answer_that_is_not_json_is_one_error_and_the_server_goes_on(
         seen["error"] = refused.value.one_line()
         seen["next"] = request(path, "status", {})
 
-    async def run() -> None:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(lambda task_status: serve(path, _handler, task_status=task_status))
-            await trio.to_thread.run_sync(client)
-            nursery.cancel_scope.cancel()
-
-    trio.run(run)
+    with_server(path, _handler, client)
     assert "\n" not in seen["error"]
     assert seen["next"] == {"ok": "status"}
 

@@ -16,6 +16,7 @@ import trio
 from meshd.control.client import request
 from meshd.control.server import serve
 from meshd.errors import ControlError, DaemonNotRunning, MeshdError, UsageError, VerifyError
+from tests.control.serving import with_server
 
 
 async def _handler(cmd: str, args: dict[str, Any]) -> Any:
@@ -28,19 +29,6 @@ async def _handler(cmd: str, args: dict[str, Any]) -> Any:
     if cmd == "crash":
         raise RuntimeError("boom")
     raise UsageError(f"unknown command {cmd!r}", hint="see meshd --help")
-
-
-def _with_server(path: Path, client_calls: Any) -> Any:
-    results: list[Any] = []
-
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(serve, path, _handler)
-            results.append(await trio.to_thread.run_sync(client_calls))
-            nursery.cancel_scope.cancel()
-
-    trio.run(main)
-    return results[0]
 
 
 def test_request_and_errors_over_the_socket(tmp_path: Path) -> None:
@@ -60,7 +48,7 @@ def test_request_and_errors_over_the_socket(tmp_path: Path) -> None:
             out.append(exc)
         return out
 
-    mode, echoed, refused, unknown, crashed, slow = _with_server(path, calls)
+    mode, echoed, refused, unknown, crashed, slow = with_server(path, _handler, calls)
     assert mode == 0o660
     assert echoed == {"a": [1, "x"]}
     assert isinstance(refused, VerifyError)

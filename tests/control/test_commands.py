@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshd.control import commands as c
 from meshd.control.client import ask, request
-from meshd.control.server import serve
 from meshd.errors import ControlDecodeError, DecodeError
+from tests.control.serving import with_server
 
 SAMPLES: list[c.Request] = [
     c.StatusRequest(),
@@ -129,13 +128,7 @@ def test_the_server_answers_a_bad_request_with_a_typed_error(tmp_path: Path) -> 
             request(path, "reboot", {})
         seen["unknown"] = str(unknown.value)
 
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(lambda task_status: serve(path, handler, task_status=task_status))
-            await trio.to_thread.run_sync(client)
-            nursery.cancel_scope.cancel()
-
-    trio.run(main)
+    with_server(path, handler, client)
     assert seen["sync"] == c.SyncAnswer(3)
     assert "knows no command 'reboot'" in seen["unknown"]
 

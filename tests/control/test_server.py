@@ -16,6 +16,7 @@ import trio
 
 from meshd.control.client import request
 from meshd.control.server import ControlStats, serve
+from tests.control.serving import with_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,17 +51,7 @@ def test_idle_connections_past_the_limit_do_not_lock_a_client_out(tmp_path: Path
             for sock in held:
                 sock.close()
 
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(
-                lambda task_status: serve(
-                    path, _echo, max_connections=8, stats=stats, task_status=task_status
-                )
-            )
-            await trio.to_thread.run_sync(clients)
-            nursery.cancel_scope.cancel()
-
-    trio.run(main)
+    with_server(path, _echo, clients, max_connections=8, stats=stats)
     assert seen["answer"] == {"cmd": "status", "args": {"n": 1}}
     assert seen["open"] <= 8 + 1
     assert seen["shed"] >= 50 - 8
