@@ -139,64 +139,86 @@ def is_wire(value: Any) -> bool:
 
 
 class Request(Wire):
-    """Base of the requests: ``command`` is the name on the wire."""
+    """Base of the requests: ``command`` is the name on the wire.
+
+    Every command is a :class:`Query` or a :class:`Change`, never a plain Request: whether
+    its answer waits for the disk is part of its type (a command that is neither is refused
+    when its class is made, and tests/control/test_commands.py checks every command)."""
 
     command: ClassVar[str]
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        kind = cls.__module__ == __name__ and cls.__qualname__ in ("Query", "Change")
+        if Request in cls.__bases__ and not kind:
+            raise TypeError(f"{cls.__name__}: a command is a Query or a Change, not a Request")
+
+
+class Query(Request):
+    """A command that changes nothing: answered at once from the daemon's current state,
+    never held back by the store's fsync (``meshd peers`` and ``status`` must stay instant
+    while a join fills the store)."""
+
+
+class Change(Request):
+    """A command that changes the daemon's state: answered only once every record committed
+    so far, its own included, is on disk (an acknowledged revocation survives kill -9 and a
+    power cut)."""
 
 
 # --- requests ------------------------------------------------------------------------------
 
 
-class StatusRequest(Request):
+class StatusRequest(Query):
     command: ClassVar[str] = "status"
 
 
-class PeersRequest(Request):
+class PeersRequest(Query):
     command: ClassVar[str] = "peers"
 
 
-class RoutesRequest(Request):
+class RoutesRequest(Query):
     command: ClassVar[str] = "routes"
 
 
-class InviteBootstrapRequest(Request):
+class InviteBootstrapRequest(Query):
     command: ClassVar[str] = "invite-bootstrap"
 
 
-class PublishRequest(Request):
+class PublishRequest(Change):
     command: ClassVar[str] = "publish"
     record: str  # base64
 
 
-class ConnectRequest(Request):
+class ConnectRequest(Change):
     command: ClassVar[str] = "connect"
     addrs: tuple[str, ...]
 
 
-class SponsoredRequest(Request):
+class SponsoredRequest(Query):
     command: ClassVar[str] = "sponsored"
     target: str  # a node key in hex
 
 
-class SyncRequest(Request):
+class SyncRequest(Change):
     command: ClassVar[str] = "sync"
 
 
-class RevokeRequest(Request):
+class RevokeRequest(Change):
     command: ClassVar[str] = "revoke"
     node: str
     reason: str = ""
 
 
-class DownRequest(Request):
+class DownRequest(Change):
     command: ClassVar[str] = "down"
 
 
-class RotateWgRequest(Request):
+class RotateWgRequest(Change):
     command: ClassVar[str] = "rotate-wg"
 
 
-class NetcheckRequest(Request):
+class NetcheckRequest(Query):
     command: ClassVar[str] = "netcheck"
 
 

@@ -3,7 +3,8 @@
 Requests arrive decoded into their type (:mod:`meshd.control.commands`: an unknown command or
 malformed arguments is answered with a ControlDecodeError); :attr:`Control.handlers` is the one
 table from request type to handler, and each handler returns its command's answer type, or
-raises a MeshdError the client shows.
+raises a MeshdError the client shows. A :class:`~meshd.control.commands.Change` is answered
+once what was committed is on disk; a :class:`~meshd.control.commands.Query` at once.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import trio
 
 from meshd.control.commands import (
     ANSWERS,
+    Change,
     ConnectAnswer,
     ConnectRequest,
     ConnectResultRow,
@@ -105,8 +107,11 @@ class Control:
         """One command's typed answer, asked inside the daemon (:class:`Ask`) or through the
         socket (:meth:`dispatch`): the same handler table either way."""
         result = await self.handlers[type(request)](request)
-        # What a command stored (a revocation, a publish) is on disk before the user hears so.
-        await self.daemon.state.disk.synced()
+        if isinstance(request, Change):
+            # What it stored (a revocation, a publish) is on disk before the user hears so.
+            # A Query answers at once: it stored nothing, and what others committed may wait
+            # for its fsync as long as the disk takes (peers and status stay instant).
+            await self.daemon.state.disk.synced()
         if not isinstance(result, answer):
             raise TypeError(f"{type(request).__name__} is answered by {type(result).__name__}")
         return result

@@ -7,7 +7,7 @@ typed error); answers read back into their type with only DecodeError, whatever 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import given, settings
@@ -47,6 +47,23 @@ def test_every_command_has_one_request_and_one_answer_type() -> None:
     assert {type(r) for r in SAMPLES} == set(c.REQUESTS.values()) == set(c.ANSWERS)
     for request_ in SAMPLES:
         assert c.decode_request(request_.command, c.to_json(request_)) == request_
+
+
+QUERIES = {"status", "peers", "routes", "invite-bootstrap", "sponsored", "netcheck"}
+"""The commands that change nothing: the daemon answers them without waiting for its disk."""
+
+
+def test_every_command_says_whether_it_changes_the_daemon() -> None:
+    for command, cls in c.REQUESTS.items():
+        assert issubclass(cls, c.Query) != issubclass(cls, c.Change), command
+    assert {n for n, cls in c.REQUESTS.items() if issubclass(cls, c.Query)} == QUERIES
+
+
+def test_a_command_that_is_neither_a_query_nor_a_change_is_refused() -> None:
+    with pytest.raises(TypeError, match="a Query or a Change"):
+
+        class ShrugRequest(c.Request):
+            command: ClassVar[str] = "shrug"
 
 
 @pytest.mark.parametrize(

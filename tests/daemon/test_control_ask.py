@@ -1,0 +1,71 @@
+"""What the daemon's control answers wait for (meshd/daemon/control.py, Control.ask).
+
+A Change (revoke, publish, rotate-wg...) is answered only once every commit so far is on disk;
+a Query (peers, status...) at once, even while an fsync is held back. The handlers are stubs
+and the fsync a trio.Event, so each wait is seen apart from the daemon's other services.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any, cast
+
+import trio
+import trio.testing
+
+from meshd.control import commands as c
+from meshd.daemon.control import Control
+
+
+class HeldDisk:
+    """DiskSync.synced() that returns only once released."""
+
+    def __init__(self) -> None:
+        self.released = trio.Event()
+        self.waits = 0
+
+    async def synced(self) -> None:
+        self.waits += 1
+        await self.released.wait()
+
+
+def control(disk: HeldDisk) -> Control:
+    async def flood(raw: bytes) -> None:
+        return None
+
+    daemon = SimpleNamespace(state=SimpleNamespace(disk=disk), flooder=SimpleNamespace(flood=flood))
+    made = Control(cast(Any, daemon))
+
+    async def peers(request: c.PeersRequest) -> c.PeersAnswer:
+        return c.PeersAnswer(())
+
+    async def sync(request: c.SyncRequest) -> c.SyncAnswer:
+        return c.SyncAnswer(3)
+
+    made.handlers[c.PeersRequest] = peers
+    made.handlers[c.SyncRequest] = sync
+    return made
+
+
+def test_a_query_is_answered_while_the_disk_is_busy_a_change_only_after() -> None:
+    disk = HeldDisk()
+    ctl = control(disk)
+
+    async def main() -> None:
+        with trio.fail_after(1):
+            assert await ctl.ask(c.PeersRequest(), c.PeersAnswer) == c.PeersAnswer(())
+        assert disk.waits == 0
+        answers: list[c.SyncAnswer] = []
+
+        async def change() -> None:
+            answers.append(await ctl.ask(c.SyncRequest(), c.SyncAnswer))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(change)
+            await trio.testing.wait_all_tasks_blocked()
+            assert disk.waits == 1
+            assert answers == []  # not before its commits are on disk
+            disk.released.set()
+        assert answers == [c.SyncAnswer(3)]
+
+    trio.run(main)
