@@ -14,7 +14,7 @@ from meshd.errors import VerifyError
 from meshd.membership import Event, Expired, Member, Membership, MemberState
 from meshd.membership.silence import Silence, heard_at
 from meshd.records import Record
-from tests.factory import T0, Net
+from tests.factory import T0, Net, Node
 
 TTL = 6 * 3600
 SKEW = 300
@@ -33,6 +33,17 @@ def _member(state: Membership, node: bytes, now: int) -> Member:
 
 def _of(events: Sequence[Event], node: bytes) -> list[Event]:
     return [e for e in events if e.member.node_key == node]
+
+
+def _joined(name: str) -> tuple[Net, Membership, Node]:
+    """A state holding a founder and member ``name``, joined at T0 + 10."""
+    net = Net()
+    founder = net.founder()
+    state = _state(net)
+    state.ingest(founder.credential, T0)
+    node = net.join(state, founder, net.invite(), name, at=T0 + 10)
+    state.ingest(node.credential, T0 + 10)
+    return net, state, node
 
 
 def _died() -> tuple[Net, list[Record], bytes, int]:
@@ -76,12 +87,7 @@ def test_a_joiner_that_syncs_a_dead_members_records_counts_from_their_dates() ->
 
 
 def test_a_member_whose_clock_is_behind_loses_nothing_within_the_skew() -> None:
-    net = Net()
-    founder = net.founder()
-    state = _state(net)
-    state.ingest(founder.credential, T0)
-    node = net.join(state, founder, net.invite(), "slow", at=T0 + 10)
-    state.ingest(node.credential, T0 + 10)
+    net, state, node = _joined("slow")
     arrival = T0 + 2 * HOUR
     state.ingest(node.announce(net, arrival - SKEW), arrival)  # its clock 300 s behind ours
     assert _member(state, node.key.public, arrival).last_seen == arrival
@@ -90,12 +96,7 @@ def test_a_member_whose_clock_is_behind_loses_nothing_within_the_skew() -> None:
 
 
 def test_a_replayed_old_announcement_does_not_move_the_silence() -> None:
-    net = Net()
-    founder = net.founder()
-    state = _state(net)
-    state.ingest(founder.credential, T0)
-    node = net.join(state, founder, net.invite(), "m", at=T0 + 10)
-    state.ingest(node.credential, T0 + 10)
+    net, state, node = _joined("m")
     old = node.announce(net, T0 + 20)
     state.ingest(node.announce(net, T0 + 5 * HOUR), T0 + 5 * HOUR)
     # The older one arrives later (a slow path): refused as stale; when heard stays.
