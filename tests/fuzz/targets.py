@@ -48,7 +48,7 @@ from meshd.gossip import enroll as enroll_protocol
 from meshd.gossip import nat as nat_protocol
 from meshd.gossip.framing import FrameDecoder, encode_frame
 from meshd.gossip.sync import MAX_MESSAGE, SyncSession, decode_message_untrusted, encode_message
-from meshd.mesh import announced
+from meshd.mesh import announced, remembered
 from meshd.mesh.candidates import parse_announced
 from meshd.metrics.http import decode_scrape_untrusted, encode_scrape
 from meshd.records import Record, decode_record_untrusted, kind_of, seal_unsigned
@@ -506,6 +506,33 @@ def _announced_candidates(world: World) -> Decoder:
     return run
 
 
+# --- the kept WireGuard endpoints (the state dir's wg-endpoints) ---------------------------
+
+KEPT_OVERLAY = ipaddress.IPv6Network("fd4d:6573:6864::/48")
+KEPT_SEEDS: tuple[dict[bytes, str], ...] = (
+    {},
+    {bytes(range(32)): "203.0.113.7:51820"},
+    {bytes(32): "[2001:db8::7]:40000", bytes([7] * 32): "127.0.0.1:51821"},
+)
+KEPT_DAMAGED = (
+    b"zz" * 32 + b" 203.0.113.7:51820\n",  # a key that is not hex
+    bytes(range(32)).hex().encode() + b" [fd4d:6573:6864::1]:51820\n",  # the overlay
+    bytes(range(32)).hex().encode() + b" 224.0.0.1:51820\n\xff\xfe garbage\n",
+)
+
+
+def _kept_endpoints(world: World) -> Decoder:
+    def run(data: bytes) -> object:
+        kept = remembered.decode_kept_untrusted(data, KEPT_OVERLAY)
+        _check(len(kept) <= remembered.MAX_KEPT, "more peers than MAX_KEPT")
+        _check(all(len(key) == remembered.KEY_BYTES for key in kept), "a key of another size")
+        again = remembered.decode_kept_untrusted(remembered.encode_kept(kept), KEPT_OVERLAY)
+        _check(again == kept, "decode(encode(kept)) differs")
+        return kept
+
+    return run
+
+
 TARGETS: tuple[Target, ...] = (
     Target(
         "records",
@@ -733,6 +760,15 @@ TARGETS: tuple[Target, ...] = (
         lambda world: list(SCRAPES),
         _scrapes,
         max_len=9000,
+    ),
+    Target(
+        "kept-endpoints",
+        "mesh.remembered decode_kept_untrusted: the state dir's wg-endpoints file",
+        "bytes",
+        ("meshd.mesh.remembered", "meshd.mesh.candidates"),
+        lambda world: [remembered.encode_kept(k) for k in KEPT_SEEDS] + list(KEPT_DAMAGED),
+        _kept_endpoints,
+        max_len=remembered.MAX_FILE + 64,
     ),
 )
 

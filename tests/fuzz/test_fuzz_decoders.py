@@ -121,6 +121,7 @@ REACHED = {
     "decode_scrape_untrusted": ("metrics-scrapes",),
     "decode_nat_message_untrusted": ("nat-messages",),
     "decode_candidates_untrusted": ("announced-candidates",),
+    "decode_kept_untrusted": ("kept-endpoints",),
     "feed_untrusted": ("stream-frames",),
     "end_untrusted": ("stream-frames",),
     "decode_message_untrusted": ("sync-messages", "sync-session"),
