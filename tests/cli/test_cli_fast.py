@@ -3,7 +3,7 @@
 meshd.cli.quick runs the commands that only ask the daemon without typer; anything it does not
 fully understand goes to the typer app. These tests pin that the two ways give the same
 output and exit status, that the quick table says what the typer app says, and that the
-quick path imports neither typer nor libp2p nor trio.
+quick path imports neither typer nor libp2p nor trio, nor the store, the crypto or the cores.
 """
 
 from __future__ import annotations
@@ -308,7 +308,8 @@ else:
     status = 0
 heavy = (
     "typer", "click", "pydantic", "rich", "libp2p", "trio", "multiaddr", "meshd.daemon",
-    "prometheus_client",
+    "prometheus_client", "asyncio", "nacl", "cryptography", "sqlite3", "meshd.membership",
+    "meshd.gossip", "meshd.records", "meshd.node.store", "meshd.wg", "meshd.mesh",
 )
 print(status, ",".join(m for m in heavy if m in sys.modules), file=sys.stderr)
 """
