@@ -3,7 +3,9 @@
 ``wg-endpoints`` in the state dir, mode 0600, replaced whole (written beside it, then
 renamed), never followed through a symbolic link. It is a hint for the next start: a file
 that is missing, unreadable or damaged gives nothing (logged at DEBUG), and the start goes
-on as without it.
+on as without it. Anything there that is not a regular file (a FIFO, whose opening would
+wait for a writer, a device, a directory) is opened without waiting, refused and logged at
+WARNING, once per file.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import Final
 
@@ -21,16 +24,53 @@ from meshd.mesh.remembered import MAX_FILE, decode_kept_untrusted
 log = logging.getLogger(__name__)
 
 FILENAME: Final = "wg-endpoints"
+# O_NONBLOCK: opening a FIFO for reading would wait for a writer (a start that hangs).
+_OPEN_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+# The files already warned about (device, inode, mtime, size): the daemon reads the file
+# twice at start-up (the first round from the store, then the punching service).
+_warned: set[tuple[int, int, int, int]] = set()
+
+
+def _warn_once(st: os.stat_result, message: str, *args: object) -> None:
+    identity = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+    if identity not in _warned:
+        _warned.add(identity)
+        log.warning(message, *args)
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return f"not a regular file (mode {mode:o})"
 
 
 def load(root: Path, overlay: ipaddress.IPv6Network | None) -> dict[bytes, str]:
     """The kept endpoints by WireGuard key; empty if there is no usable file."""
+    path = root / FILENAME
     try:
-        fd = os.open(root / FILENAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:
         log.debug("no kept WireGuard endpoints (%s)", exc)
         return {}
     try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            _warn_once(
+                st,
+                "%s is %s, not a regular file: ignored, starting without kept WireGuard "
+                "endpoints; remove it (the daemon writes it anew)",
+                path,
+                _kind(st.st_mode),
+            )
+            return {}
         data = os.read(fd, MAX_FILE)
     except OSError as exc:
         log.debug("kept WireGuard endpoints unreadable (%s)", exc)

@@ -3,11 +3,15 @@ written, the file read back (damaged too), and the first round that tries it fir
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import logging
 import os
 import stat
+import threading
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -116,3 +120,43 @@ def test_a_kept_endpoint_that_answers_is_settled() -> None:
 def test_a_nonsense_kept_endpoint_is_ignored() -> None:
     p = DirectPath([LAN], 0.0, families=frozenset({4}), overlay=OVERLAY, kept="224.0.0.1:1")
     assert p.update(0.0, None, None).endpoint == LAN.endpoint
+
+
+def test_a_fifo_in_place_of_the_file_is_refused_at_once_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A FIFO named wg-endpoints (no writer): the load does not wait for one, it says what
+    it found once (the daemon reads the file twice at start-up) and gives nothing."""
+    fifo = tmp_path / last_endpoints.FILENAME
+    os.mkfifo(fifo)
+    results: list[object] = []
+
+    def load_twice() -> None:
+        results.append(last_endpoints.load(tmp_path, OVERLAY))
+        results.append(last_endpoints.first_paths(tmp_path, OVERLAY, 25))
+
+    caplog.set_level(logging.DEBUG, logger=last_endpoints.__name__)
+    worker = threading.Thread(target=load_twice, daemon=True)
+    worker.start()
+    worker.join(timeout=3.0)
+    hung = worker.is_alive()
+    if hung:  # let the stuck open see a writer come and go, so the thread ends
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(timeout=3.0)
+    assert not hung, "loading a FIFO waited for a writer"
+    assert results == [{}, {}]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "a FIFO" in warnings[0]
+    assert "ignored" in warnings[0]
+
+
+def test_a_directory_in_place_of_the_file_is_refused_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / last_endpoints.FILENAME).mkdir()
+    assert last_endpoints.load(tmp_path, OVERLAY) == {}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "a directory" in warnings[0]
