@@ -299,10 +299,14 @@ class Store:
                 batches.append(batch)
         rejected_reasons = [reason for batch in batches for reason in batch.rejected]
         if rejected_reasons:
-            log.warning(
+            # Records that merely ran out (expired) are routine housekeeping over the years; a
+            # row that fails for any other reason (a bad signature, a broken chain) is news.
+            reasons = sorted(set(rejected_reasons))
+            log.log(
+                logging.INFO if reasons == ["expired"] else logging.WARNING,
                 "store: dropping %d stored records that no longer verify (%s)",
                 len(rejected_reasons),
-                ", ".join(sorted(set(rejected_reasons))),
+                ", ".join(reasons),
             )
         # Rows that merging did not keep (refused, superseded, or stored under an id that is
         # not the hash of their bytes) go; what it kept is written back under its true id.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import signal
@@ -220,6 +221,40 @@ def test_expired_records_are_pruned_on_load(tmp_path: Path) -> None:
     report = store.load_into(later, T0 + 500 * DAY)
     assert report.loaded == 0
     assert store.count() == 0
+
+
+def test_records_that_merely_expired_are_pruned_quietly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Expiry is routine over the years: pruning only expired rows is said at INFO, so an
+    offline command's one-line error is not joined by a warning about housekeeping."""
+    net, _, store = populated(tmp_path)
+    with caplog.at_level(logging.INFO, logger="meshd.node.store"):
+        store.load_into(net.state(), T0 + 500 * DAY)
+    pruned = [r for r in caplog.records if "no longer verify" in r.getMessage()]
+    assert pruned
+    assert all(r.levelno == logging.INFO for r in pruned)
+    assert "(expired)" in pruned[0].getMessage()
+
+
+def test_records_that_fail_for_another_reason_are_pruned_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stored row refused for anything but expiry (here each row's last signature byte
+    flipped on disk, so its seal no longer matches and its signature fails) is news: a
+    WARNING naming the reason."""
+    net, _, store = populated(tmp_path)
+    with store.transaction() as db:
+        rows = db.execute("SELECT rid, raw FROM records").fetchall()
+        for rid, raw in rows:
+            damaged = bytes(raw[:-1]) + bytes([raw[-1] ^ 1])
+            db.execute("UPDATE records SET raw = ? WHERE rid = ?", (damaged, rid))
+    with caplog.at_level(logging.INFO, logger="meshd.node.store"):
+        store.load_into(net.state(), NOW + 2)
+    pruned = [r for r in caplog.records if "no longer verify" in r.getMessage()]
+    assert pruned
+    assert all(r.levelno == logging.WARNING for r in pruned)
+    assert "expired" not in pruned[0].getMessage()
 
 
 def test_batch_effects_apply_in_order(tmp_path: Path) -> None:
