@@ -62,7 +62,6 @@ from meshd.babel.shell import (
     interface_addresses,
 )
 from meshd.babel.sources import IPNetwork, RouteKey
-from meshd.babel.tlv import INFINITY
 from meshd.daemon.babel_site import (
     SiteRoutes,
     gateway_loop,
@@ -84,13 +83,12 @@ log = logging.getLogger(__name__)
 
 __all__ = ["BabelService", "SiteRoutes", "refuse_ungranted_origins", "ungranted_origins"]
 
-WANT_AFTER: Final = 1.0
-"""A neighbour's /128 is asked of the relays once it has had this long to come up directly
-(the overlay address of a new neighbour is held on its own peer for longer anyway)."""
+WANT_AFTER: Final = 0.0
+"""A member's /128 is asked of the relays this long after it is admitted, if no direct route
+covers it by then: at once (a direct path not up yet is covered through a relay meanwhile;
+the direct route, of lower metric, takes over when it comes)."""
 REDISCOVER: Final = 4
 """Ask every neighbour which of them relays at most once every this many update intervals."""
-WAKE_DELAY: Final = 0.2
-"""After a route changes, ask what is wanted this much later (changes come in bursts)."""
 
 Members = Callable[[], Sequence[Member]]
 Grants = Callable[[bytes], Sequence[IPNetwork]]
@@ -146,7 +144,7 @@ class BabelService:
         self._routes = SiteRoutes(KernelRoutes())
         self._restart: trio.CancelScope | None = None
         self._wants: Wants | None = None
-        self._wake = trio.Event()
+        self._ask_queued = False
         # Whether we carry routes learnt from members to other members (meshd.daemon.relaying
         # decides, and owns IP forwarding); a member that does not relay announces only its own.
         self.relaying = True
@@ -282,6 +280,7 @@ class BabelService:
             device_routes=[mesh_if] if mesh_if is not None else [],
         )
         self._shell = shell
+        self._ask_queued = False  # a round queued on a shell before a restart is gone with it
         shell.add_listener(self._on_route_event)
         if mesh_if is not None:
             hello = config.hello_interval
@@ -319,28 +318,26 @@ class BabelService:
         )
 
     async def _wants_loop(self, shell: BabelShell) -> None:
-        """Ask for the routes we lack a direct path for: every update interval, and soon
-        after a route changes (a direct route lost)."""
+        """Ask for the routes we lack a direct path for every update interval (which keeps
+        the relays' interest alive); the core's events and the members ask at once
+        (:meth:`_ask_soon`)."""
         period = 4 * self.config.hello_interval
         while True:
-            shell.submit(self._ask)
-            with trio.move_on_after(period):
-                await self._wake.wait()
-            await trio.sleep(min(WAKE_DELAY, self.config.hello_interval))  # one round a burst
-            self._wake = trio.Event()
+            self._ask_soon(shell)
+            await trio.sleep(period)
+
+    def _ask_soon(self, shell: BabelShell) -> None:
+        """Run a round of :class:`Wants` on the core at its next turn: a burst of events
+        (every route of a full update) makes one round, and a round sends only what is due."""
+        if self._wants is None or self._ask_queued:
+            return
+        self._ask_queued = True
+        shell.submit(self._ask)
 
     def _ask(self, core: BabelCore, now: float) -> None:
-        wants, mesh = self._wants, self.mesh
-        if wants is None or mesh is None:
-            return
-        two_way = [
-            n.neighbour.address
-            for n in core.neighbours()
-            if n.neighbour.interface == mesh.ifname and n.cost < INFINITY
-        ]
-        plan = wants.plan(now, self._address_of, self._router_ids, core.routes(), two_way)
-        for address, prefixes in plan.items():
-            core.request_routes(mesh.ifname, address, [(p, None) for p in prefixes], now)
+        self._ask_queued = False
+        if self._wants is not None:
+            self._wants.ask(core, now, self._address_of, self._router_ids)
 
     # --- membership ------------------------------------------------------------------------------
 
@@ -393,6 +390,7 @@ class BabelService:
                 core.revalidate(now)
 
         shell.submit(apply)
+        self._ask_soon(shell)  # a new member without a direct route: the relays at once
 
     def _grants_of(self, member: Member) -> list[IPNetwork]:
         if self._grants is not None:
@@ -425,7 +423,7 @@ class BabelService:
     def _on_route_event(self, event: BabelEvent) -> None:
         if self.mesh is None or self._shell is None:
             return
-        self._wake.set()
+        self._ask_soon(self._shell)  # a neighbour up, a relay's route, a direct route lost
         extra: dict[WgKey, list[IPNetwork]] = {}
         for view in self._shell.core.routes():
             if not view.selected or view.neighbour is None or view.source is not None:

@@ -6,18 +6,25 @@ to another needs no route through a third. :class:`Wants` decides, each round, w
 member asks and of whom:
 
 * **wanted**: every admitted member whose /128 no direct route covers (no finite route
-  learnt from the member itself), once it has been a neighbour for ``hold`` seconds (a
-  new neighbour's direct route takes a few round trips);
+  learnt from the member itself), once it has been a member for ``hold`` seconds (0 on the
+  mesh: a direct path not up yet, or one that never comes up, is covered by a relay at
+  once; the direct route, of lower metric, takes over when it comes);
 * **relays**: the neighbours that have announced us a route of another originator (only a
-  relay does: a member that does not relay announces its own routes alone); every wanted
-  /128 is asked of each relay with a two-way link, again every ``period`` (which keeps
-  their interest alive) and at once when it becomes wanted;
+  relay does: a member that does not relay announces its own routes alone); each wanted
+  /128 is asked of each relay with a two-way link at once (a /128 newly wanted, a relay
+  newly known or newly two-way), then again every ``period`` (which keeps their interest
+  alive);
 * **discovery**: which neighbours relay must be known alike at both ends of a pair (each
   end picks the relay of lowest rank among those that offer a route, and both must pick
   the same one), so while anything is wanted, every neighbour with a two-way link that is
-  not known to relay is asked for up to ``PROBES`` wanted /128s: at once, then again at
-  most every ``rediscover`` seconds (a lost answer, a member that starts relaying). The
-  relays among them answer with a route and are known from then on.
+  not known to relay is asked too: the first time for every wanted /128 (a relay answers
+  each with its route in that one round trip), then at most every ``rediscover`` seconds
+  for up to ``PROBES`` of them (a lost answer, a member that starts relaying). The relays
+  among them answer with a route and are known from then on.
+
+:meth:`Wants.ask` runs a round on the core; the daemon runs one on every batch of the
+core's events (a neighbour up, a route learnt or lost), when the members change, and every
+``period``: a round asks only what is due, so running it often costs nothing on the wire.
 """
 
 from __future__ import annotations
@@ -26,13 +33,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from meshd.babel.core import BabelCore
 from meshd.babel.neighbours import IPAddress
 from meshd.babel.sources import IPNetwork
 from meshd.babel.tlv import INFINITY
 from meshd.babel.views import RouteView
 
 PROBES: Final = 4
-"""At most this many wanted /128s go in one round of discovery."""
+"""At most this many wanted /128s go in a round of discovery after a neighbour's first."""
 
 
 @dataclass(slots=True)
@@ -45,7 +53,7 @@ class Wants:
     rediscover: float
     appeared: dict[IPAddress, float] = field(default_factory=dict)
     relays: set[IPAddress] = field(default_factory=set)
-    asked: dict[IPNetwork, float] = field(default_factory=dict)
+    asked: dict[tuple[IPAddress, IPNetwork], float] = field(default_factory=dict)
     probed: dict[IPAddress, float] = field(default_factory=dict)
 
     def neighbours(self, present: Iterable[IPAddress], now: float) -> None:
@@ -54,6 +62,24 @@ class Wants:
         self.appeared = {a: self.appeared.get(a, now) for a in present}
         self.relays &= present
         self.probed = {a: t for a, t in self.probed.items() if a in present}
+        self.asked = {k: t for k, t in self.asked.items() if k[0] in present}
+
+    def ask(
+        self,
+        core: BabelCore,
+        now: float,
+        members: Mapping[IPNetwork, IPAddress],
+        router_ids: Mapping[IPAddress, bytes],
+    ) -> None:
+        """One round on the core: the Route Requests due now go out (see :meth:`plan`)."""
+        two_way = [
+            n.neighbour.address
+            for n in core.neighbours()
+            if n.neighbour.interface == self.interface and n.cost < INFINITY
+        ]
+        plan = self.plan(now, members, router_ids, core.routes(), two_way)
+        for address, prefixes in plan.items():
+            core.request_routes(self.interface, address, [(p, None) for p in prefixes], now)
 
     def plan(
         self,
@@ -79,23 +105,31 @@ class Wants:
             for prefix, address in members.items()
             if prefix not in direct and now - self.appeared.get(address, now) >= self.hold
         ]
-        self.asked = {p: t for p, t in self.asked.items() if p in wanted}
         up = set(two_way)
         relays = sorted(self.relays & up)
+        keep = set(wanted)
+        self.asked = {
+            k: t
+            for k, t in self.asked.items()
+            if k[1] in keep and k[0] in up and now - t < self.period
+        }
         plan: dict[IPAddress, list[IPNetwork]] = {}
-        due = [p for p in wanted if now - self.asked.get(p, float("-inf")) >= self.period]
-        for prefix in due:
-            self.asked[prefix] = now
-            for relay in relays:
-                if members[prefix] != relay:
+        for relay in relays:
+            for prefix in wanted:
+                if members[prefix] == relay:
+                    continue
+                if now - self.asked.get((relay, prefix), float("-inf")) >= self.period:
+                    self.asked[(relay, prefix)] = now
                     plan.setdefault(relay, []).append(prefix)
         if wanted:
-            probes = wanted[:PROBES]
             for neighbour in sorted(up - set(relays)):
-                if now - self.probed.get(neighbour, float("-inf")) < self.rediscover:
+                last = self.probed.get(neighbour)
+                if last is not None and now - last < self.rediscover:
                     continue
+                probes = wanted if last is None else wanted[:PROBES]
                 asked = [p for p in probes if members[p] != neighbour]
                 if asked:
                     self.probed[neighbour] = now
+                    self.asked.update(((neighbour, p), now) for p in asked)
                     plan.setdefault(neighbour, []).extend(asked)
         return plan

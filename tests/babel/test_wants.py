@@ -114,5 +114,27 @@ def test_discovery_probes_are_few() -> None:
     }
     w = Wants("wg0", hold=1.0, period=16.0, rediscover=64.0)
     w.neighbours(members.values(), 0.0)
+    # The first time, a neighbour is asked for every wanted /128 (a relay answers them all
+    # in that round trip); after that, discovery asks for a few.
     plan = w.plan(5.0, members, ids, direct_to_all_but(B), [R1])
+    assert len(plan[R1]) == 21
+    plan = w.plan(70.0, members, ids, direct_to_all_but(B), [R1])
     assert len(plan[R1]) == PROBES
+
+
+def test_a_relay_known_late_is_asked_for_every_wanted_member_at_once() -> None:
+    # R1 was probed for B, C before it relayed; now that its route shows it relays, the
+    # wanted /128s it was not asked for go to it in the same round, not a period later.
+    w = wants()
+    assert w.plan(5.0, MEMBERS, IDS, direct_to_all_but(B), [R1]) == {R1: [HOST[B]]}
+    routes = [*direct_to_all_but(B, C), route(B, R1, 192)]
+    assert w.plan(5.1, MEMBERS, IDS, routes, [R1]) == {R1: [HOST[C]]}
+    assert w.plan(5.2, MEMBERS, IDS, routes, [R1]) == {}
+
+
+def test_a_relay_that_comes_up_is_asked_at_once() -> None:
+    w = wants()
+    routes = [*direct_to_all_but(B), route(B, R1, 192)]
+    w.plan(5.0, MEMBERS, IDS, routes, [R2])
+    w.relays.add(R1)  # known from before its link went down
+    assert w.plan(6.0, MEMBERS, IDS, routes, [R1, R2]) == {R1: [HOST[B]]}
