@@ -24,7 +24,8 @@ keepalive, turned off and on in one UAPI call, so that WireGuard sends an initia
   (:mod:`meshd.daemon.endpoints`), when that changes and every ``REPORT_EVERY`` seconds;
 * where our WireGuard sees each peer, when a start from the store would not program it
   there, is **kept** in the state dir (:mod:`meshd.mesh.remembered`), and a path made at
-  the next start tries it first.
+  the next start tries it first; an endpoint this service set (a candidate or hint a round
+  tries) only once a handshake newer than its setting answered it.
 
 See docs/nat.md and docs/threat-model.md §3.18.
 """
@@ -89,6 +90,9 @@ class _Peer:
     requested_at: float = -math.inf
     request_due: bool = False
     trying_since: float = 0.0  # Unix time the current candidate began to be tried
+    # The endpoint this service last put on the device for the peer, and the Unix time from
+    # which it was there: a handshake no newer did not answer it (it is not kept).
+    put: tuple[str | None, float] = (None, -math.inf)
     reported: tuple[str, float] = ("", -math.inf)
     # (announced, underlay, the endpoint a start programs from them): worked out again only
     # when either changes (meshd.mesh.desired.choose_endpoint parses every candidate)
@@ -165,6 +169,7 @@ class Punching:
         relay_now: set[bytes] = set()
         paths: dict[bytes, Path] = {}
         kicks: list[RemovePeer | UpdatePeer] = []
+        kicked: list[_Peer] = []
         present: set[bytes] = set()
         for wg_key, member in members.items():
             present.add(member.node_key)
@@ -181,10 +186,13 @@ class Punching:
             if (
                 action.kick
                 and action.endpoint is not None
-                and status is not None
-                and status.config.endpoint != action.endpoint
+                and (status is None or status.config.endpoint != action.endpoint)
             ):
-                kicks += kick(status, action.endpoint, keepalive or 0)
+                # Set now, here or by the reconcile loop (a peer not on the device yet).
+                peer.put = (action.endpoint, wall)
+                if status is not None:
+                    kicks += kick(status, action.endpoint, keepalive or 0)
+                    kicked.append(peer)
         for gone in set(self.peers) - present:
             del self.peers[gone]
             self.messages.forget(gone)
@@ -196,6 +204,10 @@ class Punching:
                 await self.mesh.backend.set(kicks)
             except BackendError as exc:
                 log.warning("WireGuard %s: %s", self.mesh.ifname, exc)
+            else:
+                done = time.time()  # a handshake answering them is newer than this
+                for peer in kicked:
+                    peer.put = (peer.put[0], done)
             # A peer created anew gets the allowed-ips it had when the device was read; if
             # Babel moved a prefix since, the next round puts it back where Babel says.
             self.mesh.kick()
@@ -212,7 +224,12 @@ class Punching:
     ) -> None:
         """Keep where our WireGuard sees each peer with a live session, when the first
         round of a start would not program it there from the announcement alone
-        (meshd.mesh.remembered), for the next start."""
+        (meshd.mesh.remembered), for the next start.
+
+        An endpoint this service set (a round's candidate or hint) counts only once a
+        handshake newer than its setting answered it, as :func:`meshd.mesh.paths.with_paths`
+        judges a session against a round: before that, the last handshake came through the
+        endpoint before it, and the peer keeps what it had."""
         seen: dict[bytes, tuple[str, bool]] = {}
         underlay = self.mesh.underlay
         for peer in self.peers.values():
@@ -221,6 +238,9 @@ class Punching:
                 continue
             if wall - status.last_handshake > FRESH:
                 continue
+            put, put_at = peer.put
+            if status.config.endpoint == put and status.last_handshake <= put_at:
+                continue  # set by a round, answered by no handshake yet
             announced, was, chosen = peer.chosen
             if announced is not peer.announced or was is not underlay:
                 chosen = choose_endpoint(peer.announced, underlay)

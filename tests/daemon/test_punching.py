@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 from nacl.signing import SigningKey
@@ -182,3 +183,81 @@ def test_where_wireguard_sees_a_natted_peer_is_kept_for_the_next_start(tmp_path:
     assert last_endpoints.load(tmp_path, None) == {wg_b: "198.51.100.5:40211"}
     again = Punching(host, state, mesh, endpoints, announcer, 25, None, tmp_path)
     assert dict(again.kept.kept) == {wg_b: "198.51.100.5:40211"}
+
+
+class _Device:
+    """A WireGuard device with one peer whose endpoint the service's kicks move."""
+
+    def __init__(self, status: Any) -> None:
+        self.status = status
+        self.sets: list[Any] = []
+
+    async def get(self) -> Any:
+        from meshd.wg.model import DeviceState
+
+        return DeviceState(peers=(self.status,))
+
+    async def set(self, ops: list[Any]) -> None:
+        import dataclasses
+
+        self.sets.append(ops)
+        for op in ops:
+            if getattr(op, "endpoint", None) is not None:
+                config = dataclasses.replace(self.status.config, endpoint=op.endpoint)
+                self.status = dataclasses.replace(self.status, config=config)
+
+
+def test_a_candidate_a_round_set_is_kept_only_once_a_newer_handshake_answers_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """B's direct path at its NAT's mapping M falls silent; a round sets B's reflexive
+    candidate X at t, while the last handshake (at t-10 s, through M) is still a session.
+    The device shows X, but nothing answered there: M stays kept. A handshake at t+1 (through
+    X) makes X kept."""
+    from meshd.daemon import punching as punching_module
+    from meshd.mesh.announced import encode_candidates
+    from meshd.mesh.desired import Underlay
+    from meshd.wg.model import PeerConfig, PeerStatus
+    from tests.mesh.support import member
+
+    mapping, x = "198.51.100.5:40211", "203.0.113.9:40000"
+    lan = Candidate("local", ipaddress.ip_address("192.168.5.2"), 51820)
+    reflexive = Candidate("reflexive", ipaddress.ip_address("203.0.113.9"), 40000, 2)
+    b = member("b", endpoints=encode_candidates([reflexive, lan]))
+    wg_b = bytes(b.wg_key)
+    net = ipaddress.ip_network("fd00::b/128")
+    device = _Device(PeerStatus(PeerConfig(wg_b, mapping, (net,), 25), 996.0, 5, 5))
+    mesh: Any = SimpleNamespace(
+        overlay_prefix=None,
+        underlay=Underlay(frozenset({4})),
+        own_node_key=b"\x00" * 32,
+        own_wg_key=b"\x00" * 32,
+        backend=device,
+        paths={},
+        relay_now=frozenset(),
+        kick=lambda: None,
+        ifname="wg-test",
+    )
+    state: Any = SimpleNamespace(feed=SimpleNamespace(current=SimpleNamespace(members=[b])))
+    host: Any = SimpleNamespace(connected_peers=list)
+    endpoints = Endpoints(overlay=None, listen_port=51820, configured=(), is_member=bool)
+    punching = Punching(host, state, mesh, endpoints, SimpleNamespace(), 25, 1.0)  # type: ignore[arg-type]
+    wall = [0.0]
+    monkeypatch.setattr(punching_module, "time", SimpleNamespace(time=lambda: wall[0]))
+
+    def step(now: float, at: float) -> None:
+        wall[0] = at
+        clock = trio.testing.MockClock()
+        clock.jump(now)
+        trio.run(punching.step, clock=clock)
+
+    step(0.0, 1000.0)  # a session at the mapping
+    assert dict(punching.kept.kept) == {wg_b: mapping}
+    step(6.0, 1006.0)  # silent for longer than Hellos allow: a round sets X (t = 1006)
+    assert device.status.config.endpoint == x
+    assert device.status.last_handshake == 996.0  # t - 10 s, through the mapping
+    step(7.0, 1007.0)
+    assert dict(punching.kept.kept) == {wg_b: mapping}  # X answered by no handshake
+    device.status = PeerStatus(PeerConfig(wg_b, x, (net,), 25), 1007.0, 9, 9)  # t + 1
+    step(8.0, 1008.0)
+    assert dict(punching.kept.kept) == {wg_b: x}
