@@ -323,7 +323,7 @@ class BabelService:
         (:meth:`_ask_soon`)."""
         period = 4 * self.config.hello_interval
         while True:
-            self._ask_soon(shell)
+            shell.submit(self._ask)  # not through _ask_soon: never held up by a lost round
             await trio.sleep(period)
 
     def _ask_soon(self, shell: BabelShell) -> None:

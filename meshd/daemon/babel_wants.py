@@ -17,10 +17,11 @@ member asks and of whom:
 * **discovery**: which neighbours relay must be known alike at both ends of a pair (each
   end picks the relay of lowest rank among those that offer a route, and both must pick
   the same one), so while anything is wanted, every neighbour with a two-way link that is
-  not known to relay is asked too: the first time for every wanted /128 (a relay answers
-  each with its route in that one round trip), then at most every ``rediscover`` seconds
-  for up to ``PROBES`` of them (a lost answer, a member that starts relaying). The relays
-  among them answer with a route and are known from then on.
+  not known to relay is asked too: the first time for every wanted /128 (up to
+  ``FIRST_PROBES``; a relay answers each with its route in that one round trip), then at
+  most every ``rediscover`` seconds for up to ``PROBES`` of them (a lost answer, a member
+  that starts relaying). The relays among them answer with a route and are known from then
+  on.
 
 :meth:`Wants.ask` runs a round on the core; the daemon runs one on every batch of the
 core's events (a neighbour up, a route learnt or lost), when the members change, and every
@@ -41,6 +42,9 @@ from meshd.babel.views import RouteView
 
 PROBES: Final = 4
 """At most this many wanted /128s go in a round of discovery after a neighbour's first."""
+FIRST_PROBES: Final = 32
+"""At most this many go in a neighbour's first: a relay among them answers these in one
+round trip, and is asked for the others at once once its answer shows it relays."""
 
 
 @dataclass(slots=True)
@@ -126,7 +130,7 @@ class Wants:
                 last = self.probed.get(neighbour)
                 if last is not None and now - last < self.rediscover:
                     continue
-                probes = wanted if last is None else wanted[:PROBES]
+                probes = wanted[: FIRST_PROBES if last is None else PROBES]
                 asked = [p for p in probes if members[p] != neighbour]
                 if asked:
                     self.probed[neighbour] = now

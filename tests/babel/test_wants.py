@@ -8,7 +8,7 @@ from meshd.babel.neighbours import IPAddress
 from meshd.babel.routes import NeighbourId
 from meshd.babel.sources import IPNetwork
 from meshd.babel.views import RouteView
-from meshd.daemon.babel_wants import PROBES, Wants
+from meshd.daemon.babel_wants import FIRST_PROBES, PROBES, Wants
 
 R1, R2, B, C = (IPv6Address(f"fe80::{n}") for n in ("11", "22", "b", "c"))
 HOST = {a: IPv6Network(f"fd00::{n}/128") for a, n in ((R1, 1), (R2, 2), (B, "b"), (C, "c"))}
@@ -120,6 +120,38 @@ def test_discovery_probes_are_few() -> None:
     assert len(plan[R1]) == 21
     plan = w.plan(70.0, members, ids, direct_to_all_but(B), [R1])
     assert len(plan[R1]) == PROBES
+
+
+def test_a_first_probe_is_bounded_and_a_relay_found_by_it_is_asked_for_the_rest() -> None:
+    many: dict[IPNetwork, IPAddress] = {
+        IPv6Network(f"fd00::2:{n:x}/128"): IPv6Address(f"fe80::2:{n:x}") for n in range(40)
+    }
+    members: dict[IPNetwork, IPAddress] = {HOST[R1]: R1, **many}
+    ids: dict[IPAddress, bytes] = {
+        R1: IDS[R1],
+        **{a: n.to_bytes(8, "big") for n, a in enumerate(many.values(), 100)},
+    }
+    w = Wants("wg0", hold=0.0, period=16.0, rediscover=64.0)
+    w.neighbours(members.values(), 0.0)
+    direct = [route(R1, R1)]
+    first = w.plan(0.0, members, ids, direct, [R1])[R1]
+    assert first == list(many)[:FIRST_PROBES]
+    # Its answer shows R1 relays: the others are asked of it in the next round.
+    answer = RouteView(
+        prefix=first[0],
+        source=None,
+        router_id=ids[many[first[0]]],
+        seqno=1,
+        metric=192,
+        refmetric=96,
+        next_hop=R1,
+        neighbour=NeighbourId("wg0", R1),
+        selected=True,
+        feasible=True,
+        expires=None,
+    )
+    rest = w.plan(0.01, members, ids, [*direct, answer], [R1])[R1]
+    assert rest == list(many)[FIRST_PROBES:]
 
 
 def test_a_relay_known_late_is_asked_for_every_wanted_member_at_once() -> None:
