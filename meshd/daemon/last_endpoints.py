@@ -2,10 +2,10 @@
 
 ``wg-endpoints`` in the state dir, mode 0600, replaced whole (written beside it, then
 renamed), never followed through a symbolic link. It is a hint for the next start: a file
-that is missing, unreadable or damaged gives nothing (logged at DEBUG), and the start goes
-on as without it. Anything there that is not a regular file (a FIFO, whose opening would
-wait for a writer, a device, a directory) is opened without waiting, refused and logged at
-WARNING, once per file.
+that is missing or unreadable gives nothing (logged at DEBUG), damaged lines are refused
+(how many logged at WARNING, once per file), and the start goes on with the rest. Anything
+there that is not a regular file (a FIFO, whose opening would wait for a writer, a device,
+a directory) is opened without waiting, refused and logged at WARNING, once per file.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Final
 
 from meshd.mesh.paths import Path as PeerPath
-from meshd.mesh.remembered import MAX_FILE, decode_kept_untrusted
+from meshd.mesh.remembered import MAX_FILE, MAX_KEPT, decode_kept_untrusted
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,21 @@ def load(root: Path, overlay: ipaddress.IPv6Network | None) -> dict[bytes, str]:
         return {}
     finally:
         os.close(fd)
-    return decode_kept_untrusted(data, overlay)
+    kept = decode_kept_untrusted(data, overlay)
+    if kept.refused:
+        _warn_once(
+            st,
+            "%s: %d line%s refused (malformed, a key named twice, an endpoint no peer can be "
+            "at, or past %d peers); %d kept endpoint%s used, the file is written anew at the "
+            "next change",
+            path,
+            kept.refused,
+            "" if kept.refused == 1 else "s",
+            MAX_KEPT,
+            len(kept),
+            "" if len(kept) == 1 else "s",
+        )
+    return dict(kept)
 
 
 def save(root: Path, data: bytes) -> None:

@@ -22,8 +22,8 @@ costs one attempt (5.5 s) before the peer's candidates, as before.
 :class:`Kept` decides what the file holds and when it is written (at most every
 ``every`` seconds, only when it changes, at most ``limit`` peers); :func:`encode_kept` and
 :func:`decode_kept_untrusted` are its format, one ``KEY_HEX ENDPOINT`` line per peer (the
-file could be edited or damaged: every line is checked like any endpoint). Time is passed
-in.
+file could be edited or damaged: every line is checked like any endpoint, and the lines
+refused are counted). Time is passed in.
 """
 
 from __future__ import annotations
@@ -52,23 +52,39 @@ def encode_kept(kept: Mapping[bytes, str]) -> bytes:
     return "".join(lines).encode()
 
 
-def decode_kept_untrusted(data: bytes, overlay: ipaddress.IPv6Network | None) -> dict[bytes, str]:
+class Decoded(dict[bytes, str]):
+    """What :func:`decode_kept_untrusted` took, by WireGuard key, and ``refused``: how many
+    lines (blank ones aside) it did not take."""
+
+    __slots__ = ("refused",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused = 0
+
+
+def decode_kept_untrusted(data: bytes, overlay: ipaddress.IPv6Network | None) -> Decoded:
     """The peers (WireGuard keys) and endpoints of a file :func:`encode_kept` wrote; a line
     that is malformed, names a key twice or an endpoint no peer can be at (multicast, the
-    overlay, ...) is skipped, and at most ``MAX_KEPT`` are taken."""
-    out: dict[bytes, str] = {}
+    overlay, ...) is refused, and so is every line after ``MAX_KEPT`` were taken (counted in
+    ``refused``; blank lines are skipped without counting)."""
+    out = Decoded()
     for line in data[:MAX_FILE].decode(errors="replace").splitlines():
+        if not line.strip():
+            continue
         if len(out) >= MAX_KEPT:
-            break
+            out.refused += 1
+            continue
         head, _, text = line.partition(" ")
-        if len(head) != 2 * KEY_BYTES:
-            continue
         try:
-            key = bytes.fromhex(head)
+            key = bytes.fromhex(head) if len(head) == 2 * KEY_BYTES else b""
         except ValueError:
-            continue
-        checked = check_endpoint(text, overlay, allow_loopback=True)
+            key = b""
+        # (fromhex skips whitespace: 64 characters with tabs among them are a shorter key)
+        good = len(key) == KEY_BYTES
+        checked = check_endpoint(text, overlay, allow_loopback=True) if good else "malformed"
         if isinstance(checked, str) or key in out:
+            out.refused += 1
             continue
         out[key] = format_endpoint(*checked)
     return out

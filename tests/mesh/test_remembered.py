@@ -66,14 +66,49 @@ def test_a_damaged_file_gives_only_its_good_lines() -> None:
             f"{A.hex()} 198.51.100.6:1".encode(),  # A twice: the first one stays
             b"\xff\xfe garbage",
             f"{C.hex()[:10]} {MAPPING}".encode(),
+            b"\t\t" + b"ab" * 31 + f" {MAPPING}".encode(),  # 64 characters, a 31-byte key
+            b"",  # blank: not counted
         ]
     )
-    assert decode_kept_untrusted(data, OVERLAY) == {A: MAPPING}
+    decoded = decode_kept_untrusted(data, OVERLAY)
+    assert decoded == {A: MAPPING}
+    assert decoded.refused == 7
+
+
+def test_lines_past_the_limit_are_counted_as_refused() -> None:
+    many = {bytes([n // 256, n % 256]) * 16: MAPPING for n in range(MAX_KEPT + 3)}
+    data = "".join(f"{key.hex()} {endpoint}\n" for key, endpoint in many.items()).encode()
+    decoded = decode_kept_untrusted(data, OVERLAY)
+    assert (len(decoded), decoded.refused) == (MAX_KEPT, 3)
+
+
+def test_refused_lines_are_logged_once_with_their_count_and_the_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Read twice (as at start-up: the first round, then the punching service): one WARNING
+    naming the file and how many lines it refused."""
+    path = tmp_path / last_endpoints.FILENAME
+    path.write_bytes(encode_kept({A: MAPPING}) + b"garbage\n" + f"{B.hex()} 224.0.0.1:1\n".encode())
+    caplog.set_level(logging.DEBUG, logger=last_endpoints.__name__)
+    assert last_endpoints.load(tmp_path, OVERLAY) == {A: MAPPING}
+    assert last_endpoints.first_paths(tmp_path, OVERLAY, 25) == {A: (MAPPING, 25, None)}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert str(path) in warnings[0]
+    assert "2 lines refused" in warnings[0]
+    caplog.clear()
+    last_endpoints.save(tmp_path, encode_kept({A: MAPPING}))  # written anew: nothing to say
+    assert last_endpoints.load(tmp_path, OVERLAY) == {A: MAPPING}
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
 
 
 @given(st.binary(max_size=4096))
 def test_any_bytes_decode_without_raising(data: bytes) -> None:
-    assert len(decode_kept_untrusted(data, OVERLAY)) <= MAX_KEPT
+    decoded = decode_kept_untrusted(data, OVERLAY)
+    assert len(decoded) <= MAX_KEPT
+    assert all(len(key) == 32 for key in decoded)
+    lines = data.decode(errors="replace").splitlines()
+    assert len(decoded) + decoded.refused == len([line for line in lines if line.strip()])
 
 
 def test_round_trip() -> None:
