@@ -79,6 +79,12 @@ DISCARD_PORT = 9  # RFC 863; the datagram only has to leave through WireGuard
 # 10,000 peers in one set would outlast the UAPI client's deadline; in sets of this size the
 # first peers are in within a fraction of a second and each set is answered in time.
 SET_CHUNK = 1000
+# Of those, operations that give a peer a persistent keepalive: wireguard-go sends the
+# keepalive at once, and a peer without a session first makes a handshake initiation, in the
+# UAPI goroutine. At 10,000 unanswered peers, sets of 1,000 keepalives took 0.4-1.4 s, and
+# 6.9 s (past the UAPI deadline) once the first handshakes' retries competed with it; sets of
+# 200 took 0.04-0.46 s, all 10,000 keepalives 4.1 s (docs/performance.md).
+KEEPALIVE_CHUNK = 200
 LOGGED_OPS = 20  # a round's operations logged one by one; past that, counted
 
 
@@ -236,8 +242,8 @@ class WireGuardMesh:
             deferred = self.rounds == 0 and self.keepalive is not None
             if deferred:
                 ops = _keepalives_later(ops, actual)
-            for start in range(0, len(ops), SET_CHUNK):
-                await self.backend.set(ops[start : start + SET_CHUNK])
+            for chunk in set_chunks(ops):
+                await self.backend.set(chunk)
         except BackendError as exc:
             self.errors += 1
             self.last_error = str(exc)
@@ -331,6 +337,26 @@ def _keepalives_later(ops: Sequence[PeerOperation], actual: DeviceState) -> list
         else op
         for op in ops
     ]
+
+
+def set_chunks(ops: Sequence[PeerOperation]) -> list[list[PeerOperation]]:
+    """``ops`` in order, in sets of at most SET_CHUNK operations of which at most
+    KEEPALIVE_CHUNK give a keepalive (each may start a handshake inside the ``set``): every
+    set is answered well within the UAPI deadline. A set that fails leaves the ones before it
+    applied; the next round reads the device and plans only what is still missing."""
+    chunks: list[list[PeerOperation]] = []
+    current: list[PeerOperation] = []
+    keepalives = 0
+    for op in ops:
+        starts = isinstance(op, UpdatePeer) and bool(op.persistent_keepalive)
+        if len(current) >= SET_CHUNK or (starts and keepalives >= KEEPALIVE_CHUNK):
+            chunks.append(current)
+            current, keepalives = [], 0
+        current.append(op)
+        keepalives += starts
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def _described(ops: Sequence[Operation]) -> str:
