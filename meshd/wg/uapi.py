@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import trio
 
 from meshd.wg.errors import UapiConnectionError, UapiDecodeError, UapiErrnoError
-from meshd.wg.model import DeviceState, Operation, PeerStatus
+from meshd.wg.model import DeviceState, Operation, PeerStatus, RemovePeer, UpdatePeer
 from meshd.wg.uapi_codec import (
     MAX_REPLY_BYTES,
     Dialect,
@@ -31,6 +31,10 @@ from meshd.wg.uapi_codec import (
 #: Where wireguard-go and boringtun put their sockets (shared by all network namespaces).
 DEFAULT_SOCKET_DIR = "/var/run/wireguard"
 DEFAULT_TIMEOUT = 5.0
+#: A ``set``'s deadline grows by this much per peer operation it carries: wireguard-go takes
+#: ~0.1-0.5 ms to create a peer and ~0.5-0.7 ms to give one a keepalive (a handshake
+#: initiation), more on a loaded machine; a set of 1,000 has 7 s, not 5.
+SET_TIMEOUT_PER_PEER = 0.002
 
 
 def socket_path(ifname: str, socket_dir: str = DEFAULT_SOCKET_DIR) -> str:
@@ -48,10 +52,12 @@ class UapiClient:
         dialect: Dialect = Dialect.WIREGUARD_GO,
         timeout: float = DEFAULT_TIMEOUT,
         clock: Callable[[], float] = time.time,
+        set_timeout_per_peer: float = SET_TIMEOUT_PER_PEER,
     ) -> None:
         self.path = path
         self.dialect = dialect
         self.timeout = timeout
+        self.set_timeout_per_peer = set_timeout_per_peer
         self._clock = clock
         self._known: dict[bytes, PeerStatus] = {}  # the peers as the last get read them
 
@@ -72,27 +78,33 @@ class UapiClient:
         and the peers that read the same as at the last ``get`` are the objects it returned.
         """
         parser = GetReplyParser(dialect=self.dialect, now=self._clock(), known=self._known)
-        await self._exchange(encode_get_request(), "get", parser.receive_untrusted)
+        await self._exchange(encode_get_request(), "get", parser.receive_untrusted, self.timeout)
         state = parser.finish()
         self._known = state.peers_by_key()
         return state
 
     async def set(self, operations: Sequence[Operation]) -> None:
-        """Apply operations in one request; nothing is sent for an empty list."""
+        """Apply operations in one request; nothing is sent for an empty list. The deadline
+        is ``timeout`` plus ``set_timeout_per_peer`` for each peer operation."""
         if not operations:
             return
         reply = _Reply()
-        await self._exchange(encode_set_request(operations, self.dialect), "set", reply.feed)
+        peers = sum(isinstance(op, UpdatePeer | RemovePeer) for op in operations)
+        timeout = self.timeout + self.set_timeout_per_peer * peers
+        request = encode_set_request(operations, self.dialect)
+        await self._exchange(request, "set", reply.feed, timeout)
         code = parse_errno_untrusted(bytes(reply.data))
         if code:
             raise UapiErrnoError(code, "set")
 
-    async def _exchange(self, request: bytes, what: str, feed: Callable[[bytes], bool]) -> None:
-        with trio.move_on_after(self.timeout):
+    async def _exchange(
+        self, request: bytes, what: str, feed: Callable[[bytes], bool], seconds: float
+    ) -> None:
+        with trio.move_on_after(seconds):
             await self._exchange_unbounded(request, what, feed)
             return
         raise UapiConnectionError(
-            f"WireGuard UAPI {what} on {self.path} got no reply within {self.timeout:g} s"
+            f"WireGuard UAPI {what} on {self.path} got no reply within {seconds:g} s"
         )
 
     async def _exchange_unbounded(

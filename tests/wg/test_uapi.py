@@ -165,3 +165,24 @@ def test_timeout_and_missing_socket(tmp_path: Path) -> None:
         assert "interface up" in info.value.one_line()
 
     run_against(tmp_path / "t", silent, client_side)
+
+
+def test_a_sets_deadline_grows_with_the_peers_it_carries(tmp_path: Path) -> None:
+    """wireguard-go may take ~0.5 ms a peer inside a set (a keepalive makes a handshake
+    initiation): a set of many peers gets longer than the base deadline, a get does not."""
+
+    async def slow(request: bytes) -> bytes:
+        if request.count(b"public_key=") < 100:
+            await trio.sleep_forever()  # the client gives up first
+        await trio.sleep(0.3)
+        return b"errno=0\n\n"
+
+    async def client_side() -> None:
+        client = UapiClient(str(tmp_path / "d"), timeout=0.1, set_timeout_per_peer=0.01)
+        with pytest.raises(UapiConnectionError, match=r"no reply within 0\.11 s"):
+            await client.set([UpdatePeer(KEYS[0])])  # 0.1 s + 1 peer
+        with pytest.raises(UapiConnectionError, match=r"no reply within 0\.1 s"):
+            await client.get()
+        await client.set([UpdatePeer(bytes([1, n]) + bytes(30)) for n in range(100)])  # 1.1 s
+
+    run_against(tmp_path / "d", slow, client_side)
