@@ -100,8 +100,19 @@ class UapiClient:
     async def _exchange(
         self, request: bytes, what: str, feed: Callable[[bytes], bool], seconds: float
     ) -> None:
+        complete = False
+
+        def noted(chunk: bytes) -> bool:
+            nonlocal complete
+            complete = feed(chunk)
+            return complete
+
         with trio.move_on_after(seconds):
-            await self._exchange_unbounded(request, what, feed)
+            await self._exchange_unbounded(request, what, noted)
+            return
+        if complete:
+            # The device answered; this process only read it late (its event loop busy
+            # elsewhere past the deadline, e.g. a long pass over 10,000 members).
             return
         raise UapiConnectionError(
             f"WireGuard UAPI {what} on {self.path} got no reply within {seconds:g} s"

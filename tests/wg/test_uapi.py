@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from functools import partial
@@ -186,3 +188,38 @@ def test_a_sets_deadline_grows_with_the_peers_it_carries(tmp_path: Path) -> None
         await client.set([UpdatePeer(bytes([1, n]) + bytes(30)) for n in range(100)])  # 1.1 s
 
     run_against(tmp_path / "d", slow, client_side)
+
+
+def test_a_reply_that_came_while_this_process_was_busy_is_taken(tmp_path: Path) -> None:
+    """The device answers within the deadline, but the event loop is busy elsewhere (a
+    synchronous pass) until after it: the reply is there, so the set succeeded. It was
+    refused as "no reply within 5 s" when a long pass in the daemon outlasted the deadline."""
+    path = str(tmp_path / "busy")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen()
+
+    def device() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            request = b""
+            while b"\n\n" not in request:
+                request += conn.recv(65536)
+            time.sleep(0.05)  # within the client's 0.1 s
+            conn.sendall(b"errno=0\n\n")
+
+    thread = threading.Thread(target=device, daemon=True)
+    thread.start()
+
+    async def main() -> None:
+        client = UapiClient(path, timeout=0.1, set_timeout_per_peer=0.0)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.set, [UpdatePeer(KEYS[0])])
+            await trio.sleep(0.02)  # the client waits for the reply
+            time.sleep(0.3)  # noqa: ASYNC251  # the loop busy past the deadline
+
+    try:
+        trio.run(main)
+    finally:
+        thread.join(5)
+        listener.close()
