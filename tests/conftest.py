@@ -7,8 +7,11 @@ scripts/setup.sh installs. Outside CI they are skipped when those are missing; i
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import sys
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -23,6 +26,29 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 # (pytest-xdist's workers, some CI consoles) must not change what the tests read. Tests of
 # the cutting set it themselves.
 os.environ.pop("COLUMNS", None)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Whatever a test configured on the logging tree goes with it: a command run in-process
+    (``meshd up``, ``join``) installs a handler on the test's captured stderr, and a later
+    test's log line written to that closed stream printed a "--- Logging error ---" traceback
+    into the later test's stderr. pytest's own capture handlers come and go by themselves."""
+    root = logging.getLogger()
+    ours = logging.getLogger("meshd")
+    before = set(root.handlers)
+    levels = (root.level, ours.level)
+    hook = sys.unraisablehook
+    yield
+    sys.unraisablehook = hook
+    logging.captureWarnings(False)
+    for handler in list(root.handlers):
+        if handler not in before and type(handler).__module__ != "_pytest.logging":
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(levels[0])
+    ours.setLevel(levels[1])
+
 
 ROOT_TOOLS = ("ip", "wireguard-go", "wg", "babeld", "ping", "nft")
 

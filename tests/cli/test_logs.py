@@ -8,30 +8,12 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from meshd.cli.logs import configure, level_number, summary
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    ours = logging.getLogger("meshd")
-    saved = (list(root.handlers), root.level, ours.level)
-    hook = sys.unraisablehook
-    yield
-    sys.unraisablehook = hook
-    logging.captureWarnings(False)
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in saved[0]:
-        root.addHandler(handler)
-    root.setLevel(saved[1])
-    ours.setLevel(saved[2])
 
 
 def _boom() -> BaseException:
