@@ -106,13 +106,20 @@ class FirstHandshakes:
             rest = _without_endpoint(op)
             if rest is not None:
                 out.append(rest)
-        for key, due in sorted(self._waiting.items()):
-            want = desired[key]
-            if due <= now and key not in done and want.endpoint is not None:
-                # Still unanswered (any endpoint the device holds came with an initiation
-                # that we answered but that never completed): start one ourselves.
-                out = [op for op in out if op.public_key != key]
-                out.extend(_recreation(want))
+        # Still unanswered (any endpoint the device holds came with an initiation that we
+        # answered but that never completed): start one ourselves. Their other operations go
+        # in one pass over the round (once per peer was quadratic: 10,000 peers waiting at a
+        # start from the store held the event loop for tens of seconds).
+        late = [
+            key
+            for key, due in sorted(self._waiting.items())
+            if due <= now and key not in done and desired[key].endpoint is not None
+        ]
+        if late:
+            gone = set(late)
+            out = [op for op in out if op.public_key not in gone]
+            for key in late:
+                out.extend(_recreation(desired[key]))
                 del self._waiting[key]
         return out
 

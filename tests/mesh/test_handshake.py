@@ -166,3 +166,23 @@ def test_a_peer_created_with_an_endpoint_that_answers_is_left_alone() -> None:
     assert high_side.ops([], want, done, 0.1) == []
     assert high_side.deadline() is None
     assert high_side.ops([], want, done, DEFER) == []
+
+
+def test_many_peers_due_together_are_each_recreated_once_in_one_pass() -> None:
+    # A start from a large store: every peer was created before any answered, and all come
+    # due in the same round. Each is re-created exactly once, in key order, and nothing else
+    # planned for them is left in the round (the pass over the round is one, not one a peer).
+    high_side = FirstHandshakes(HIGH)
+    keys = [WgKey(bytes([1, i // 256, i % 256]) + b"\x00" * 29) for i in range(2000)]
+    nets = {k: (ipaddress.ip_network(f"fd00::1:{i:x}/128"),) for i, k in enumerate(keys)}
+    want = {k: PeerConfig(k, f"192.0.2.1:{1000 + i}", nets[k], 25) for i, k in enumerate(keys)}
+    device = DeviceState(peers=tuple(PeerStatus(PeerConfig(k, None, nets[k], 25)) for k in keys))
+    held = high_side.ops(plan(want, device), want, device, 0.0)
+    assert all(isinstance(op, UpdatePeer) and op.endpoint is None for op in held)
+    assert high_side.waiting() == frozenset(keys)
+    # The next round sets the keepalives (nothing about endpoints): every peer is due, its
+    # keepalive update goes, its re-creation (which carries the keepalive) comes instead.
+    keepalives = [UpdatePeer(k, update_only=True, persistent_keepalive=25) for k in keys]
+    out = high_side.ops(keepalives, want, device, DEFER)
+    assert out == [op for k in keys for op in recreation(want[k])]
+    assert high_side.deadline() is None
