@@ -50,6 +50,16 @@ class NewMember:
     cert: Certificate
 
 
+def fake_now(base: int) -> int:
+    """The running fake daemon's clock (:func:`running`): ``base`` plus trio's fake time.
+
+    Records a test makes while the daemon runs are dated by it, not by ``base``: trio's
+    MockClock jumps ahead while a worker thread runs, so by the time a record arrives the
+    daemon's clock may be minutes past ``base``, and a member dated ``base`` would already
+    read as silent for that long."""
+    return base + int(trio.current_time())
+
+
 def certify(node: NodeDir, at: int, name: str = "m1") -> NewMember:
     """A member of ``node``'s network with a fresh node key and WireGuard key, certified by
     its root from a minute before ``at`` for a day."""

@@ -29,7 +29,15 @@ from meshd.membership import Admitted, Event, Expired, Member, MemberState
 from meshd.node.statedir import NodeDir, now
 from meshd.records import make_announcement
 from meshd.trust.keys import NodeKey, WgKey
-from tests.daemon.fakes import TTL, NewMember, announced, peers, run_on_fake_clock, running
+from tests.daemon.fakes import (
+    TTL,
+    NewMember,
+    announced,
+    fake_now,
+    peers,
+    run_on_fake_clock,
+    running,
+)
 from tests.factory import T0, Net
 
 if TYPE_CHECKING:
@@ -183,7 +191,7 @@ def test_the_daemon_keeps_members_it_is_connected_to_or_handshakes_with(node: No
 
     async def main() -> None:
         async with running(node, base) as (daemon, transport, backend):
-            m1, m2, m3 = (announced(node, transport, base, f"m{i}") for i in (1, 2, 3))
+            m1, m2, m3 = (announced(node, transport, fake_now(base), f"m{i}") for i in (1, 2, 3))
             transport.connect(peer_id_of(m1.key.public))
 
             def handshake_with(wg: bytes, at: float) -> None:

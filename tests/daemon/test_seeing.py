@@ -20,7 +20,7 @@ from meshd.control.commands import NetcheckAnswer, PeersAnswer, decode_answer
 from meshd.mesh.underlay import LocalAddress
 from meshd.node.statedir import NodeDir, now
 from meshd.wg.model import PeerStatus
-from tests.daemon.fakes import certify, run_on_fake_clock, running
+from tests.daemon.fakes import certify, fake_now, run_on_fake_clock, running
 
 
 def test_peers_show_direct_relay_and_none_and_netcheck_who_reaches_us(node: NodeDir) -> None:
@@ -30,7 +30,7 @@ def test_peers_show_direct_relay_and_none_and_netcheck_who_reaches_us(node: Node
         async with running(node, base) as (daemon, transport, backend):
             keys, node_keys = {}, {}
             for name in ("near", "far", "lost"):
-                member = certify(node, base, name)
+                member = certify(node, fake_now(base), name)
                 node_keys[name], keys[name] = member.key.public, member.wg
                 assert transport.deliver(member.cert.raw, "author", "neighbour")
             await trio.testing.wait_all_tasks_blocked()

@@ -18,7 +18,16 @@ from meshd.membership import Member, MemberState
 from meshd.node.statedir import NodeDir, now
 from meshd.records import Announcement
 from meshd.records.decode import decode_record_untrusted
-from tests.daemon.fakes import TTL, announced, certify, peers, revoke, run_on_fake_clock, running
+from tests.daemon.fakes import (
+    TTL,
+    announced,
+    certify,
+    fake_now,
+    peers,
+    revoke,
+    run_on_fake_clock,
+    running,
+)
 
 
 def test_a_gossiped_record_reaches_wireguard_and_its_revocation_removes_it(node: NodeDir) -> None:
@@ -26,7 +35,7 @@ def test_a_gossiped_record_reaches_wireguard_and_its_revocation_removes_it(node:
 
     async def main() -> None:
         async with running(node, base) as (_, transport, backend):
-            member = certify(node, base)
+            member = certify(node, fake_now(base))
             assert member.wg not in peers(backend)
             start = trio.current_time()
             assert transport.deliver(member.cert.raw, "author", "neighbour")
@@ -64,10 +73,12 @@ def test_a_silent_member_expires_after_its_ttl_and_not_before(node: NodeDir) -> 
 
     async def main() -> None:
         async with running(node, base) as (daemon, transport, backend):
-            member = announced(node, transport, base)
+            member = announced(node, transport, fake_now(base))
             # another member is connected, so we are not cut off (a connection to the silent
             # member itself would keep it alive: tests/daemon/test_liveness.py)
-            transport.connect(peer_id_of(announced(node, transport, base, "m2").key.public))
+            transport.connect(
+                peer_id_of(announced(node, transport, fake_now(base), "m2").key.public)
+            )
 
             def state() -> MemberState:
                 return _state_of(daemon, member.key.public)
@@ -89,11 +100,13 @@ def test_a_node_with_no_member_connected_expires_no_one_by_silence(node: NodeDir
 
     async def main() -> None:
         async with running(node, base) as (daemon, transport, backend):
-            member = announced(node, transport, base)
+            member = announced(node, transport, fake_now(base))
             await trio.sleep(3 * TTL)  # nobody connected all along
             assert _state_of(daemon, member.key.public) is MemberState.ADMITTED
             assert member.wg in peers(backend)
-            transport.connect(peer_id_of(announced(node, transport, base, "m2").key.public))
+            transport.connect(
+                peer_id_of(announced(node, transport, fake_now(base), "m2").key.public)
+            )
             await trio.sleep(TTL - 10)
             assert _state_of(daemon, member.key.public) is MemberState.ADMITTED
             await trio.sleep(20)
