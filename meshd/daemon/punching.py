@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING
@@ -59,6 +59,7 @@ from meshd.mesh.paths import Path
 from meshd.mesh.punch import PUNCH_INTERVAL, Action, DirectPath
 from meshd.mesh.reconnect import Reconnects, silence_for
 from meshd.mesh.remembered import Kept
+from meshd.trust.keys import WgKey
 from meshd.wg.model import DeviceState, PeerStatus, RemovePeer, UpdatePeer
 
 if TYPE_CHECKING:
@@ -128,6 +129,7 @@ class Punching:
         self._announced_at = -math.inf
         self._wake = trio.Event()
         self.stats: dict[bytes, PeerStatus] = {}  # the device's peers at the last step
+        self._relays: list[tuple[float, str, bytes]] = []  # this step's (_relay_pool)
         # Where our WireGuard last saw peers that announce no such endpoint (a NAT's mapping
         # for us): kept in the state dir for the next start (meshd.mesh.remembered).
         self.state_dir = state_dir
@@ -166,6 +168,10 @@ class Punching:
             c.kind == "configured" or (c.kind == "local" and is_public(c.address))
             for c in self.endpoints.candidates(now)
         )
+        # Who can carry a punch request this step: worked out once, not once a peer (at a
+        # start from a 10,000-member store every peer asks, and a look over every member for
+        # each held the event loop for ~30 s).
+        self._relays = self._relay_pool(members, stats, wall)
         relay_now: set[bytes] = set()
         paths: dict[bytes, Path] = {}
         kicks: list[RemovePeer | UpdatePeer] = []
@@ -176,7 +182,7 @@ class Punching:
             peer = self._peer(member, wg_key, now)
             peer.path.behind_nat = behind
             peer.path.symmetric, peer.path.public = symmetric, public
-            action = self._update(peer, stats.get(wg_key), now, wall)
+            action = self._update(peer, member.node_key, stats.get(wg_key), now, wall)
             if action.relay and action.path != "direct":
                 relay_now.add(wg_key)
             keepalive = action.keepalive or None  # only where a NAT is kept open
@@ -317,7 +323,9 @@ class Punching:
                 self.endpoints.refuse("candidates", reason)
         return kept
 
-    def _update(self, peer: _Peer, status: PeerStatus | None, now: float, wall: float) -> Action:
+    def _update(
+        self, peer: _Peer, node_key: bytes, status: PeerStatus | None, now: float, wall: float
+    ) -> Action:
         handshake: float | None = None
         endpoint: str | None = None
         if status is not None:
@@ -350,7 +358,7 @@ class Punching:
         if (
             peer.request_due
             and now - peer.requested_at >= PUNCH_INTERVAL
-            and self._request(peer, wall)
+            and self._request(peer, node_key)
         ):
             peer.requested_at = now
             peer.request_due = False
@@ -359,25 +367,35 @@ class Punching:
 
     # -- messages out -----------------------------------------------------------------------
 
-    def _request(self, peer: _Peer, wall: float) -> bool:
-        """Ask up to RELAYS connected members that see our WireGuard (a fresh handshake with
-        us, so that their notice carries where we are) to tell ``peer`` we are trying now.
-        False if no such member yet (asked again at the next step)."""
-        target = next(k for k, p in self.peers.items() if p is peer)
+    def _relay_pool(
+        self, members: Mapping[WgKey, Member], stats: Mapping[bytes, PeerStatus], wall: float
+    ) -> list[tuple[float, str, bytes]]:
+        """The connected members that see our WireGuard (a fresh handshake with us, so that
+        their notice carries where we are), freshest first: (-handshake, name, node key)."""
         connected = set(self.host.connected_peers())
-        relays = sorted(
-            (-(status.last_handshake or 0), p.name, key)
-            for key, p in self.peers.items()
-            if key != target
-            and (status := self.stats.get(p.wg_key)) is not None
+        return sorted(
+            (-status.last_handshake, member.name, member.node_key)
+            for wg_key, member in members.items()
+            if (status := stats.get(wg_key)) is not None
             and status.last_handshake
             and wall - status.last_handshake <= FRESH
-            and self.messages.peer_id(key) in connected
+            and self.messages.peer_id(member.node_key) in connected
         )
-        for _, _, relay in relays[:RELAYS]:
-            log.debug("punch request for %s to %s", peer.name, self.peers[relay].name)
+
+    def _request(self, peer: _Peer, target: bytes) -> bool:
+        """Ask up to RELAYS members of this step's pool (:meth:`_relay_pool`) other than
+        ``peer`` (node key ``target``) to tell it we are trying now. False if there is no such
+        member yet (asked again at the next step)."""
+        chosen: list[tuple[str, bytes]] = []
+        for _, name, relay in self._relays:
+            if relay != target:
+                chosen.append((name, relay))
+                if len(chosen) == RELAYS:
+                    break
+        for name, relay in chosen:
+            log.debug("punch request for %s to %s", peer.name, name)
             self.messages.send(relay, protocol.PunchRequest(target))
-        return bool(relays)
+        return bool(chosen)
 
     def _report(self, device: DeviceState | None, now: float) -> None:
         """Tell each peer with a fresh session where we see its WireGuard."""

@@ -261,3 +261,34 @@ def test_a_candidate_a_round_set_is_kept_only_once_a_newer_handshake_answers_it(
     device.status = PeerStatus(PeerConfig(wg_b, x, (net,), 25), 1007.0, 9, 9)  # t + 1
     step(8.0, 1008.0)
     assert dict(punching.kept.kept) == {wg_b: x}
+
+
+def test_a_punch_request_goes_to_the_freshest_connected_members_other_than_its_target() -> None:
+    """The members that can carry a request are worked out once a step (_relay_pool): those
+    connected with a fresh handshake, freshest first. A request for a peer goes to up to
+    RELAYS of them, never to the peer itself; with none, it is not sent (asked again later)."""
+    import time
+
+    from meshd.daemon.punching import RELAYS
+    from meshd.wg.model import PeerConfig, PeerStatus
+
+    connected = {A, B, C}
+    punching, sent = service(connected)
+    wall = time.time()
+    wg = {k: bytes([i + 1]) * 32 for i, k in enumerate((A, B, C, STRANGER))}
+    ages = {A: 5.0, B: 1.0, C: 30.0, STRANGER: 2.0}  # STRANGER: fresh, but not connected
+    members: Any = {wg[k]: SimpleNamespace(name=f"m{i}", node_key=k) for i, k in enumerate(wg)}
+    stats = {wg[k]: PeerStatus(PeerConfig(wg[k], None, (), None), wall - ages[k]) for k in wg}
+    punching._relays = punching._relay_pool(members, stats, wall)
+    peer = _Peer(wg[A], "m0", (), DirectPath([], 0.0))
+    assert RELAYS == 2
+    assert punching._request(peer, A)
+    assert [key for key, _ in sent] == [B, C]  # freshest first, A itself left out
+    assert all(message == nat.PunchRequest(A) for _, message in sent)
+    sent.clear()
+    assert punching._request(_Peer(wg[B], "m1", (), DirectPath([], 0.0)), B)
+    assert [key for key, _ in sent] == [A, C]
+    sent.clear()
+    punching._relays = punching._relay_pool(members, stats, wall + 3600)  # nobody fresh
+    assert not punching._request(peer, A)
+    assert sent == []
