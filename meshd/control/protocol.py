@@ -19,6 +19,7 @@ hint.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, Final
 
@@ -181,7 +182,7 @@ def _object_untrusted(data: bytes, limit: int, what: str) -> dict[str, Any]:
         raise DecodeError(f"control {what}: more than one line")
     try:
         text = body.decode("utf-8")
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise DecodeError(f"control {what}: not JSON ({type(exc).__name__})") from None
     _check_depth(value, 0, what)
@@ -197,6 +198,15 @@ def _object_untrusted(data: bytes, limit: int, what: str) -> dict[str, Any]:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number as a float, refused if it does not fit one (``1e9999`` reads as
+    infinity, which no answer may carry back: the encoder refuses it)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("a number out of range")
+    return value
 
 
 def _check_depth(value: Any, depth: int, what: str) -> None:

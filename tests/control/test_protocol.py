@@ -90,6 +90,8 @@ def test_any_json_gives_a_request_or_a_typed_error(value: Any) -> None:
         (b'{"v":1,"cmd":"peers","args":[]}\n', DecodeError),
         (b'{"v":1,"cmd":"peers","args":{},"x":1}\n', DecodeError),
         (b'{"v":1,"cmd":"peers","args":{"a":NaN}}\n', DecodeError),
+        (b'{"v":1,"cmd":"routes","args":{"limit":1e9990}}\n', DecodeError),
+        (b'{"v":1,"cmd":"routes","args":{"limit":-1e400}}\n', DecodeError),
         (b'{"v":true,"cmd":"peers","args":{}}\n', ControlError),
         (b'{"v":1,"cmd":"a","args":{}}\n{"v":1}\n', DecodeError),
         (b"[" * 5000 + b"]" * 5000, DecodeError),
