@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 REQUESTS = 256  # sync requests waiting
 NOT_READY_RETRY = 1.0  # seconds before syncing again with a peer that serves no sync yet
+NOT_READY_MAX = 256  # peers waiting to be synced again at once (a task each): beyond, none
+NOT_READY_POLL = 0.5  # how often a waiting retry looks whether its peer is still connected
 NOT_READY_TRIES = 5  # retries, the wait doubling each time (1 + 2 + 4 + 8 + 16 s)
 
 
@@ -138,7 +140,8 @@ class AntiEntropy:
     def _retry_later(self, peer: str, why: ProtocolNotSupported) -> None:
         """``peer`` does not serve sync (yet): sync again soon while it stays connected."""
         tries = self._not_ready.get(peer, 0)
-        if tries >= NOT_READY_TRIES or self._nursery is None:
+        crowded = peer not in self._not_ready and len(self._not_ready) >= NOT_READY_MAX
+        if tries >= NOT_READY_TRIES or self._nursery is None or crowded:
             self._not_ready.pop(peer, None)
             log.info("sync with %s: it serves no sync (%d retries)", peer, tries)
             return
@@ -148,10 +151,14 @@ class AntiEntropy:
         self._nursery.start_soon(self._again, peer, delay)
 
     async def _again(self, peer: str, delay: float) -> None:
-        await trio.sleep(delay)
-        if peer not in self.host.connected_peers():
-            self._not_ready.pop(peer, None)  # a new connection brings its own sync
-            return
+        # The wait ends as soon as the peer is gone: a peer opening and closing connections
+        # must not leave a sleeping task behind each one (every connection is synced with).
+        deadline = trio.current_time() + delay
+        while (left := deadline - trio.current_time()) > 0:
+            await trio.sleep(min(NOT_READY_POLL, left))
+            if peer not in self.host.connected_peers():
+                self._not_ready.pop(peer, None)  # a new connection brings its own sync
+                return
         if peer in self._not_ready:  # else a sync with it has worked since
             self.request(peer)
 
