@@ -68,7 +68,7 @@ from meshd.daemon.babel_site import (
     refuse_ungranted_origins,
     ungranted_origins,
 )
-from meshd.daemon.babel_wants import Wants
+from meshd.daemon.babel_wants import Wants, on_demand_route
 from meshd.daemon.feed import Subscription
 from meshd.membership import Member, MemberState
 from meshd.mesh.relay_pair import pair_rank
@@ -128,6 +128,7 @@ class BabelService:
         self.config = config
         self.node_key = node_key
         self.overlay = overlay
+        self._overlay48 = ipaddress.IPv6Network((overlay, 48), strict=False)
         self.own_wg_key = own_wg_key
         self.mesh = mesh if own_wg_key is not None else None
         self._members = members
@@ -152,7 +153,7 @@ class BabelService:
     @property
     def overlay_prefix(self) -> ipaddress.IPv6Network:
         """The network's overlay /48 (our overlay address lies in it)."""
-        return ipaddress.IPv6Network((self.overlay, 48), strict=False)
+        return self._overlay48
 
     def core_config(self) -> CoreConfig:
         """The core's settings and hooks: origin validation on the mesh, what site links may
@@ -309,12 +310,13 @@ class BabelService:
 
     def _on_demand(self, interface: str, prefix: IPNetwork, source: IPNetwork | None) -> bool:
         """Another member's overlay /128 goes on the mesh only to the members that ask for
-        it (those without a direct path to it): :mod:`meshd.daemon.babel_wants`."""
+        it (those without a direct path to it): :mod:`meshd.daemon.babel_wants`. A request
+        is kept for any /128 of the overlay, also one of a member not admitted here yet
+        (:func:`~meshd.daemon.babel_wants.on_demand_route`)."""
         return (
             self.mesh is not None
             and interface == self.mesh.ifname
-            and source is None
-            and prefix in self._member_of_overlay
+            and on_demand_route(self._overlay48, prefix, source)
         )
 
     async def _wants_loop(self, shell: BabelShell) -> None:

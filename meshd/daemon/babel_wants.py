@@ -40,6 +40,25 @@ from meshd.babel.sources import IPNetwork
 from meshd.babel.tlv import INFINITY
 from meshd.babel.views import RouteView
 
+
+def on_demand_route(overlay: IPNetwork, prefix: IPNetwork, source: IPNetwork | None) -> bool:
+    """Whether a route is announced on the mesh only to those who ask for it (the core's
+    ``on_demand`` hook, with its interest kept): any prefix inside the network's overlay
+    ``overlay`` (members' /128s; Babel accepts no other there, and no member originates
+    inside it), with no source prefix.
+
+    Not only the members admitted here: a member just admitted is asked for by others as
+    soon as *they* admit it, and a relay that admits it a little later must still keep the
+    request. Judged by the members it knew, it kept none, sent no route when the member
+    came up, and the asker (which asks again every update interval) was routed by another
+    relay meanwhile, while the new member, which had both routes, took the relay of lowest
+    rank: two relays for one pair, every packet dropped by WireGuard's receive filter, for
+    up to 20 s in the NAT benchmark. Interests stay bounded per neighbour (its route budget,
+    :class:`~meshd.babel.interest.Interest`).
+    """
+    return source is None and prefix.version == overlay.version and prefix.subnet_of(overlay)  # type: ignore[arg-type]
+
+
 PROBES: Final = 4
 """At most this many wanted /128s go in a round of discovery after a neighbour's first."""
 FIRST_PROBES: Final = 32
