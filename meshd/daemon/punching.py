@@ -140,17 +140,28 @@ class Punching:
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.host.set_stream_handler(protocol.PROTOCOL_ID, self.messages.serve)
-        async with trio.open_nursery() as nursery:
-            self.messages.nursery = nursery
-            task_status.started()
-            while True:
-                try:
-                    await self.step()
-                except MeshdError as exc:
-                    log.warning("punching: %s", exc)
-                with trio.move_on_after(STEP):
-                    await self._wake.wait()
-                self._wake = trio.Event()
+        try:
+            async with trio.open_nursery() as nursery:
+                self.messages.nursery = nursery
+                task_status.started()
+                while True:
+                    try:
+                        await self.step()
+                    except MeshdError as exc:
+                        log.warning("punching: %s", exc)
+                    with trio.move_on_after(STEP):
+                        await self._wake.wait()
+                    self._wake = trio.Event()
+        finally:
+            self.save_kept()
+
+    def save_kept(self) -> None:
+        """Write what is kept for the next start now if it changed since the last write
+        (at a stop: writes come at most every few seconds, and a daemon stopped a second
+        after a NATed member's session began would otherwise start without its mapping)."""
+        data = self.kept.unwritten(trio.current_time())
+        if data is not None and self.state_dir is not None:
+            last_endpoints.save(self.state_dir, data)
 
     async def step(self) -> None:
         now, wall = trio.current_time(), time.time()

@@ -20,7 +20,8 @@ WireGuard's (authenticated roaming), never another member's claim; a wrong or st
 costs one attempt (5.5 s) before the peer's candidates, as before.
 
 :class:`Kept` decides what the file holds and when it is written (at most every
-``every`` seconds, only when it changes, at most ``limit`` peers); :func:`encode_kept` and
+``every`` seconds, only when it changes, and at once at a stop, :meth:`Kept.unwritten`; at
+most ``limit`` peers); :func:`encode_kept` and
 :func:`decode_kept_untrusted` are its format, one ``KEY_HEX ENDPOINT`` line per peer (the
 file could be edited or damaged: every line is checked like any endpoint, and the lines
 refused are counted). Time is passed in.
@@ -137,6 +138,15 @@ class Kept:
                 self._kept[key] = endpoint
         if self._kept == self._written or now - self._written_at < self.every:
             return None
+        return self._write(now)
+
+    def unwritten(self, now: float) -> bytes | None:
+        """The file's new content if what is kept changed since the last write, whatever
+        ``every`` says (the daemon stops: a mapping seen a second before the stop is what
+        the next start needs most); else None."""
+        return None if self._kept == self._written else self._write(now)
+
+    def _write(self, now: float) -> bytes:
         self._written = dict(self._kept)
         self._written_at = now
         return encode_kept(self._kept)

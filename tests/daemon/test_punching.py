@@ -184,6 +184,23 @@ def test_where_wireguard_sees_a_natted_peer_is_kept_for_the_next_start(tmp_path:
     again = Punching(host, state, mesh, endpoints, announcer, 25, None, tmp_path)
     assert dict(again.kept.kept) == {wg_b: "198.51.100.5:40211"}
 
+    # A second NATed peer's session begins a second later: the write waits (at most one
+    # every few seconds), and the daemon stops before it: the stop writes it.
+    wg_d = bytes([4]) * 32
+    punching.peers[bytes([9]) * 32] = _Peer(wg_d, "d", ("192.168.6.2:51820",), DirectPath([], 0.0))
+    stats[wg_d] = PeerStatus(PeerConfig(wg_d, "198.51.100.6:3301", (net,), 25), 1011.0, 5, 5)
+    punching._keep(stats, {wg_b, wg_c, wg_d}, 11.0, 1011.0)
+    assert wg_d not in last_endpoints.load(tmp_path, None)
+
+    async def stop() -> None:
+        punching.save_kept()
+
+    trio.run(stop)
+    assert last_endpoints.load(tmp_path, None) == {
+        wg_b: "198.51.100.5:40211",
+        wg_d: "198.51.100.6:3301",
+    }
+
 
 class _Device:
     """A WireGuard device with one peer whose endpoint the service's kicks move."""

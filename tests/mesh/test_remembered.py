@@ -42,6 +42,15 @@ def test_the_file_is_written_at_most_every_few_seconds() -> None:
     assert data == f"{A.hex()} 198.51.100.5:40999\n".encode()
 
 
+def test_at_a_stop_what_changed_since_the_last_write_is_written_at_once() -> None:
+    kept = Kept({}, every=5.0)
+    assert kept.update(0.0, {A: (MAPPING, False)}, {A}) is not None
+    assert kept.update(1.0, {A: (MAPPING, False), B: ("198.51.100.9:1234", False)}, {A, B}) is None
+    data = kept.unwritten(1.2)  # the daemon stops 0.2 s later
+    assert data == f"{A.hex()} {MAPPING}\n{B.hex()} 198.51.100.9:1234\n".encode()
+    assert kept.unwritten(1.3) is None  # written: nothing more
+
+
 def test_silent_peers_keep_their_last_endpoint_gone_ones_and_announced_ones_go() -> None:
     kept = Kept({A: MAPPING, B: "198.51.100.9:1234", C: "198.51.100.7:999"}, every=0.0)
     # A: no live session now (kept); B: its session is at an announced endpoint; C: gone.
