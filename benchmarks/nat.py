@@ -23,10 +23,13 @@ h8: a home LAN). Every host runs ``meshd up``/``join`` as a user would (LabMesh)
 
 Each timing comes with its steps (``steps``, seconds from the same start, polled beside the
 pings): for (b) when the joiner's WireGuard device exists, when it first has a session with
-a public member (a relay), when it has a peer for h5, and when h5's overlay address is on a
-relay's peer there; for (d) when both public daemons' WireGuard devices exist, when both
-answer their control sockets, and when each NATed member has a session again with each
-public member (and when all do).
+a public member (a relay), when it has a peer for h5, when h5's overlay address is on a
+relay's peer there, when the joiner's is on a relay's peer at h5, and when both are on the
+same relay (WireGuard's receive filter needs that); for (d) when both public daemons'
+WireGuard devices exist, when both answer their control sockets, and when each NATed member
+has a session again with each public member (and when all do). Each pair's ping sends every
+50 ms until its first answer, so an answer is seen within 50 ms of the path working (one
+ping at a time with a 0.5 s wait, before, could add up to 0.5 s).
 
 The public hosts and the NATs' WAN addresses are in documentation ranges (``Lab(public=
 True)``: 203.0.113.0/24, 198.51.100.0/24, 2001:db8::/32), which meshd counts as public, so
@@ -51,6 +54,7 @@ import argparse
 import ipaddress
 import itertools
 import json
+import math
 import os
 import platform
 import shutil
@@ -75,6 +79,7 @@ RESULTS = Path(__file__).parent / "results" / "nat.json"
 TARGETS = {"cone_join": 2.0, "symmetric_relay": 3.0, "direct_share": 1.0, "public_restart": 5.0}
 FRESH = 180.0  # a handshake younger than this is a live session (WireGuard's REJECT_AFTER_TIME)
 POLL = 0.005
+PING_EVERY = 0.05  # seconds between the echo requests of one pair's ping (root may go under 0.2)
 
 Kind = Literal["public", "cone", "symmetric"]
 
@@ -247,10 +252,26 @@ class Bench:
                 return self.host_of(key) or key.hex()[:8]
         return None
 
-    def ping_once(self, src: str, dst: str, wait: float = 0.5) -> subprocess.Popen[bytes]:
+    def ping_until_answered(self, src: str, dst: str, deadline: float) -> subprocess.Popen[bytes]:
+        """One ``ping`` that sends every ``PING_EVERY`` s until an answer (exit 0) or
+        ``deadline`` (wall clock): a first answer is seen within that interval of the path
+        working, not up to a whole reply timeout later, as with one ping at a time."""
+        seconds = max(1, math.ceil(deadline - time.time()))
         return self.lab.spawn(
             src,
-            ["ping", "-6", "-n", "-q", "-c", "1", "-W", f"{wait:g}", self.overlay[dst]],
+            [
+                "ping",
+                "-6",
+                "-n",
+                "-q",
+                "-c",
+                "1",
+                "-i",
+                f"{PING_EVERY:g}",
+                "-w",
+                str(seconds),
+                self.overlay[dst],
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -273,7 +294,7 @@ class Bench:
             if watch is not None:
                 watch()
             for pair in pending - set(running):
-                running[pair] = self.ping_once(*pair)
+                running[pair] = self.ping_until_answered(*pair, deadline)
             time.sleep(POLL * 4)
             for pair, process in list(running.items()):
                 code = process.poll()
@@ -391,6 +412,19 @@ def symmetric_relay(bench: Bench, start: float, timeout: float) -> dict[str, Any
     def relayed() -> bool:
         return bench.holder(joiner, peer) in PUBLIC
 
+    bench.overlay.pop(joiner, None)  # the previous round's member's
+
+    def relayed_back() -> bool:
+        if joiner not in bench.overlay:
+            try:
+                bench.learn(joiner)
+            except Exception:  # noqa: BLE001 - not answering yet, whatever the reason
+                return False
+        return bench.holder(peer, joiner) in PUBLIC
+
+    def same_relay() -> bool:
+        return relayed_back() and bench.holder(peer, joiner) == bench.holder(joiner, peer)
+
     steps = Steps(
         start,
         {
@@ -398,6 +432,8 @@ def symmetric_relay(bench: Bench, start: float, timeout: float) -> dict[str, Any
             "relay_session": lambda: any(session_since(bench, joiner, [p], start) for p in PUBLIC),
             "peer": lambda: bench.keys[peer] in uapi_peers(ifname),
             "routed_via_relay": relayed,
+            "routed_back_via_relay": relayed_back,
+            "same_relay": same_relay,
         },
     )
     got = bench.first_answers([(joiner, peer)], start, timeout, watch=steps)
