@@ -53,9 +53,13 @@ named below are in tests/gossip/test_host.py.
   Test: test_the_handler_of_a_closed_inbound_connection_ends.
 - libp2p's log lines held to what says something (:class:`OncePerPeer` on
   :data:`GOSSIPSUB_LOGGER`: "IHAVE/IWANT rate limit exceeded" once per peer a minute, with
-  a count; :class:`Demoted` on :data:`HOST_LOGGER`: a stream refused for its protocol is
-  DEBUG, not an ERROR). ``handle_ihave``/``handle_iwant`` in ``pubsub/gossipsub.py`` and
-  ``BasicHost.new_stream``: their messages' first words. Tests: tests/gossip/test_log_filters.py.
+  a count; :class:`Demoted` on :data:`HOST_LOGGER`, :data:`TCP_LOGGER`,
+  :data:`MULTISELECT_LOGGER` and :data:`SWARM_LOGGER`: a stream refused for its protocol or
+  cut during its handshake, a dial that failed, a connection added while the host stopped
+  are DEBUG, not ERROR or WARNING). ``handle_ihave``/``handle_iwant`` in
+  ``pubsub/gossipsub.py``, ``BasicHost.new_stream``, ``TCP.dial``,
+  ``MultiselectClient.handshake`` and ``Swarm.add_conn``: their messages' first words.
+  Tests: tests/gossip/test_log_filters.py.
 - Accept errors logged once a minute (:class:`OncePerMinute` on :data:`ACCEPT_LOGGER`).
   ``trio/_highlevel_serve_listeners.py``: ``LOGGER`` and ``ACCEPT_CAPACITY_ERRNOS`` (trio,
   which py-libp2p's TCP listener uses). Test: test_accept_errors_are_logged_once_a_minute.
@@ -121,6 +125,9 @@ __all__ = [
     "HOST_LOGGER",
     "LIBP2P_LOGGER",
     "LIBP2P_VERSION",
+    "MULTISELECT_LOGGER",
+    "SWARM_LOGGER",
+    "TCP_LOGGER",
     "Admitted",
     "Demoted",
     "HandshakeBudget",
@@ -671,27 +678,56 @@ GOSSIPSUB_LOG_FILTER: Final = OncePerPeer(
 
 
 class Demoted(logging.Filter):
-    """Lower the records whose message starts with ``prefix`` and holds ``words`` to DEBUG.
+    """Lower to DEBUG the records whose message starts with a rule's prefix and holds its
+    words (in the message or its arguments), for any of ``rules``: ``(prefix, words)``.
 
-    py-libp2p's ``BasicHost.new_stream`` logs an ERROR of seven lines whenever a peer does
-    not speak the protocol asked for, then raises: a member that has just enrolled does not
-    serve sync yet, and the caller retries it (meshd.daemon.antientropy) and says so itself.
+    py-libp2p logs at ERROR or WARNING, one record per attempt, failures that a mesh meets
+    all the time and whose callers handle them and say what matters themselves: a dial to
+    an address that does not answer (a NATed member's private address, a member that is
+    down; the connection policy dials again and ``meshd peers``/``status`` show who is
+    reached), a stream whose connection closed during its protocol handshake (a member
+    stopping), a peer that does not speak the protocol asked for (a member that has just
+    enrolled does not serve sync yet: meshd.daemon.antientropy retries it and says so), a
+    connection that arrived while the host was stopping. They stay in the log at DEBUG.
     """
 
-    def __init__(self, prefix: str, words: str) -> None:
+    def __init__(self, *rules: tuple[str, str]) -> None:
         super().__init__()
-        self.prefix = prefix
-        self.words = words
+        self.rules = rules
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.msg
-        if isinstance(text, str) and text.startswith(self.prefix) and self.words in text:
-            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        if not isinstance(text, str):
+            return True
+        for prefix, words in self.rules:
+            if text.startswith(prefix) and (words in text or _in_args(record, words)):
+                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+                break
         return True
 
 
+def _in_args(record: logging.LogRecord, words: str) -> bool:
+    args = record.args if isinstance(record.args, tuple) else (record.args,)
+    return any(words in (a if isinstance(a, str) else repr(a)) for a in args)
+
+
 HOST_LOGGER: Final = "libp2p.host.basic_host"
-HOST_LOG_FILTER: Final = Demoted("Failed to open stream to peer", "protocols not supported")
+HOST_LOG_FILTER: Final = Demoted(
+    ("Failed to open stream to peer", "protocols not supported"),
+    ("Failed to open stream to peer", "handshake read failed"),
+    ("Failed to open stream to peer", "handshake write failed"),
+)
+TCP_LOGGER: Final = "libp2p.transport.tcp.tcp"
+TCP_LOG_FILTER: Final = Demoted(("Failed to open TCP stream", ""))
+MULTISELECT_LOGGER: Final = "libp2p.protocol_muxer.multiselect_client"
+MULTISELECT_LOG_FILTER: Final = Demoted(
+    ("MultiselectClient handshake: read failed", ""),
+    ("MultiselectClient handshake: write failed", ""),
+)
+SWARM_LOGGER: Final = "libp2p.network.swarm"
+SWARM_LOG_FILTER: Final = Demoted(
+    ("[ADDCONN_FAIL]", "Cannot schedule task after service has stopped")
+)
 
 
 # -- patches (applied when this module is imported) ------------------------------------------
@@ -763,3 +799,6 @@ libp2p_tcp._open_reuseport_listeners = _open_exclusive_listeners
 logging.getLogger(ACCEPT_LOGGER).addFilter(ACCEPT_LOG_FILTER)
 logging.getLogger(GOSSIPSUB_LOGGER).addFilter(GOSSIPSUB_LOG_FILTER)
 logging.getLogger(HOST_LOGGER).addFilter(HOST_LOG_FILTER)
+logging.getLogger(TCP_LOGGER).addFilter(TCP_LOG_FILTER)
+logging.getLogger(MULTISELECT_LOGGER).addFilter(MULTISELECT_LOG_FILTER)
+logging.getLogger(SWARM_LOGGER).addFilter(SWARM_LOG_FILTER)

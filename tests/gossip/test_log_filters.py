@@ -11,6 +11,9 @@ from meshd.gossip.libp2p_workarounds import (
     FORWARDED_LOGGER,
     GOSSIPSUB_LOGGER,
     HOST_LOGGER,
+    MULTISELECT_LOGGER,
+    SWARM_LOGGER,
+    TCP_LOGGER,
     Libp2pLogBridge,
     OncePerPeer,
 )
@@ -86,5 +89,32 @@ def test_a_stream_refused_for_its_protocol_is_no_error_in_our_log(forwarded: _Co
         "tried ['/meshd/sync/1.0.0'], timeout=10s."
     )
     source.error("Failed to open stream to peer 12D3KooWOther:\n  Error: handshake read failed")
+    source.error("Failed to open stream to peer 12D3KooWOther:\n  Error: handshake write failed")
+    source.error("Failed to open stream to peer 12D3KooWThird:\n  Error: stream reset by a bug")
     assert [level for level, _ in forwarded.lines] == [logging.ERROR]
-    assert "handshake read failed" in forwarded.lines[0][1]
+    assert "stream reset by a bug" in forwarded.lines[0][1]
+
+
+def test_failed_dials_and_cut_handshakes_are_no_error_in_our_log(forwarded: _Collect) -> None:
+    """A mesh dials addresses that do not answer all the time (a NATed member's private
+    address, a member that is down) and sees connections close mid-handshake (a member
+    stopping): py-libp2p logs each at ERROR; they are DEBUG, and the rest of those loggers'
+    records still come through."""
+    tcp = logging.getLogger(TCP_LOGGER)
+    tcp.error("Failed to open TCP stream: %s", "all attempts to connect to 192.168.5.2:7100 failed")
+    tcp.error("Failed to listen on 0.0.0.0:7100: address in use")
+    select = logging.getLogger(MULTISELECT_LOGGER)
+    select.error("MultiselectClient handshake: read failed: %s", "fail to read")
+    select.error("MultiselectClient handshake: write failed: %s", "fail to write")
+    select.error("MultiselectClient: unexpected reply %r", b"x")
+    swarm = logging.getLogger(SWARM_LOGGER)
+    stopped = RuntimeError("Cannot schedule task after service has stopped")
+    swarm.warning("[ADDCONN_FAIL] add_conn failed for peer %s: %r\n%s", "12D3KooWA", stopped, "tb")
+    swarm.warning(
+        "[ADDCONN_FAIL] add_conn failed for peer %s: %r\n%s", "12D3KooWB", KeyError(1), "tb"
+    )
+    assert [(level, text.split(":")[0]) for level, text in forwarded.lines] == [
+        (logging.ERROR, "Failed to listen on 0.0.0.0"),
+        (logging.ERROR, "MultiselectClient"),
+        (logging.WARNING, "[ADDCONN_FAIL] add_conn failed for peer 12D3KooWB"),
+    ]
