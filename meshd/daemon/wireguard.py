@@ -35,7 +35,6 @@ its tunnels back before it has reconnected to anyone.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import ipaddress
 import logging
 import socket
@@ -332,7 +331,7 @@ def _keepalives_later(ops: Sequence[PeerOperation], actual: DeviceState) -> list
     last peer is in); the next round sets the keepalives, and those handshakes, at once."""
     existing = {p.public_key for p in actual.peers}
     return [
-        dataclasses.replace(op, persistent_keepalive=None)
+        op.without_keepalive()  # the plan's own values: not checked again
         if isinstance(op, UpdatePeer) and op.persistent_keepalive and op.public_key not in existing
         else op
         for op in ops

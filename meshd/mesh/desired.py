@@ -29,7 +29,16 @@ from meshd.addressing import host_prefix
 from meshd.membership import Member, MemberState
 from meshd.trust.keys import NodeKey, WgKey
 from meshd.wg.addresses import link_local_prefix
-from meshd.wg.model import IPAddress, IPNetwork, PeerConfig, format_endpoint, parse_endpoint
+from meshd.wg.model import (
+    MAX_KEEPALIVE,
+    IPAddress,
+    IPNetwork,
+    PeerConfig,
+    canonical_networks,
+    check_key,
+    format_endpoint,
+    parse_endpoint,
+)
 
 #: Seconds between keepalives: keeps NAT mappings open and, set on a new peer, makes
 #: WireGuard send a first packet (hence a handshake) at once.
@@ -95,8 +104,20 @@ def choose_endpoint(announced: Iterable[str], underlay: Underlay) -> str | None:
         )
         canonical = format_endpoint(address, port)
         # The announced string itself when canonical: held already, not a copy per round.
-        ranked.append((rank, text if canonical == text else canonical))
+        ranked.append((rank, text if canonical == text and type(text) is str else canonical))
     return min(ranked)[1] if ranked else None
+
+
+def _canonical(nets: list[IPNetwork], extra: bool) -> tuple[IPNetwork, ...]:
+    """A peer's allowed-ips in canonical order (:func:`meshd.wg.model.canonical_networks`).
+    Without extra prefixes they are the member's own /128s, interned and distinct (its
+    link-local in fe80::/64, its overlay address in the network's fd00::/8 /48): ordered by
+    address without the general sort. Babel's prefixes go through the general one."""
+    if extra or len(nets) > 2:
+        return canonical_networks(nets)
+    if len(nets) == 2 and int(nets[1].network_address) < int(nets[0].network_address):
+        return (nets[1], nets[0])
+    return tuple(nets)
 
 
 def base_allowed_ips(member: Member) -> tuple[ipaddress.IPv6Network, ipaddress.IPv6Network]:
@@ -186,15 +207,20 @@ def desired_peers(
         if owner.setdefault(address, wg_key) == wg_key and address not in allowed[wg_key]:
             allowed[wg_key].insert(1, address)
 
+    if keepalive is not None and not 0 < keepalive <= MAX_KEEPALIVE:
+        raise ValueError("persistent_keepalive is 1..65535 seconds, or None for off")
     peers: dict[WgKey, PeerConfig] = {}
     for wg_key in sorted(chosen):
         member = chosen[wg_key]
         announced = member.announcement.endpoints if member.announcement is not None else ()
-        peers[wg_key] = PeerConfig(
-            wg_key,
-            endpoint=choose_endpoint(announced, underlay),
-            allowed_ips=tuple(allowed[wg_key]),
-            persistent_keepalive=keepalive,
+        # Made without checking again (PeerConfig.derived): the endpoint is one
+        # choose_endpoint parsed and wrote canonically, the allowed-ips are put in their
+        # canonical order here. The key is checked (a certificate may carry none).
+        peers[wg_key] = PeerConfig.derived(
+            check_key(wg_key, "public key"),
+            choose_endpoint(announced, underlay),
+            _canonical(allowed[wg_key], wg_key in extras),
+            keepalive,
         )
     shadowed.sort(key=lambda s: (s.member.wg_key, s.member.node_key))
     return DesiredMesh(

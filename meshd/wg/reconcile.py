@@ -16,6 +16,9 @@ reads again and plans again. Rules:
 * updates of existing peers use ``update_only``, so a peer removed meanwhile by someone else
   is not recreated half-configured; the next round creates it whole.
 
+The operations are made of the desired peers' own fields, checked and canonical since those
+were made, so they are not checked again (:meth:`UpdatePeer.derived`).
+
 :func:`apply_operations` is the reference semantics of the operations on a
 :class:`DeviceState` (WireGuard's, including "a prefix belongs to one peer: adding it to one
 removes it from the other"). The in-memory backend and the tests use it.
@@ -75,7 +78,7 @@ def plan(
         current = have.get(key)
         if current is None:
             ops.append(
-                UpdatePeer(
+                UpdatePeer.derived(  # want's own fields: checked when it was made
                     key,
                     endpoint=want.endpoint,
                     persistent_keepalive=want.persistent_keepalive,
@@ -104,7 +107,7 @@ def _update_existing(
     replace = want.allowed_ips != current.allowed_ips
     if endpoint is None and keepalive is None and not replace:
         return None
-    return UpdatePeer(
+    return UpdatePeer.derived(
         want.public_key,
         update_only=True,
         endpoint=endpoint,
