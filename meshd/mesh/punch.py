@@ -63,6 +63,27 @@ RETRY_MAX = 300.0
 PUNCH_INTERVAL = 10.0
 PUNCH_FRESH = 15.0
 MAX_HINTS = 2
+#: A step's per-peer log lines beyond this many are counted in one line (:func:`summary`).
+NAMED = 3
+
+
+def summary(events: Sequence[tuple[str, str]], named: int = NAMED) -> tuple[list[str], list[str]]:
+    """What one step logs of its per-peer events (``(kind, line)`` in order, e.g.
+    ``("direct", "h1: direct at 10.0.0.1:51820")``): ``(info, debug)`` lines.
+
+    At most ``named`` + 1 events are each an INFO line. More (a start from a large store,
+    a mass change) make ``named`` INFO lines and one that counts the rest by kind
+    (``"9997 more members: 9990 trying, 7 direct"``); the rest are DEBUG lines, one each.
+    """
+    if len(events) <= named + 1:
+        return [line for _, line in events], []
+    rest = events[named:]
+    kinds: dict[str, int] = {}
+    for kind, _ in rest:
+        kinds[kind] = kinds.get(kind, 0) + 1
+    counted = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    more = f"{len(rest)} more members: {counted} (each at DEBUG; every path in `meshd peers`)"
+    return [*(line for _, line in events[:named]), more], [line for _, line in rest]
 
 
 def direct_hopeless(
@@ -199,7 +220,9 @@ class DirectPath:
         self._retry_max = retry_max
         self._punch_interval = punch_interval
         self._ranked = self._rank(candidates)
+        self._hopeless: tuple[tuple[bool, bool], bool] | None = None  # (key, hopeless)
         self._round: list[Candidate] = []
+        self._round_endpoints: list[str] = []  # the round's endpoints as text, formatted once
         self._index = 0
         self._attempt_started = now
         self._state: Path = "trying"
@@ -234,10 +257,16 @@ class DirectPath:
 
     @property
     def hopeless(self) -> bool:
-        """Whether punching cannot bring the direct path up (:func:`direct_hopeless`)."""
-        return direct_hopeless(
-            self._ranked, symmetric=self.symmetric, public=self.public, networks=self._networks
-        )
+        """Whether punching cannot bring the direct path up (:func:`direct_hopeless`),
+        worked out again only when the candidates or what we know of our side change (it
+        parses every candidate's address: at 10,000 peers, a quarter of a step)."""
+        key = (self.symmetric, self.public)
+        if self._hopeless is None or self._hopeless[0] != key:
+            found = direct_hopeless(
+                self._ranked, symmetric=self.symmetric, public=self.public, networks=self._networks
+            )
+            self._hopeless = (key, found)
+        return self._hopeless[1]
 
     @property
     def settled(self) -> str | None:
@@ -251,6 +280,7 @@ class DirectPath:
         if ranked == self._ranked:
             return
         self._ranked = ranked
+        self._hopeless = None
         if self._state != "direct":
             self._failed_rounds = 0
             # A punch's hints stay for its round: the peer is sending to us now.
@@ -303,6 +333,7 @@ class DirectPath:
         if self._kept is not None:
             first, self._kept = self._kept, None
             self._round = [first, *(c for c in self._round if c.endpoint != first.endpoint)]
+        self._round_endpoints = [c.endpoint for c in self._round]
         self._index = 0
         self._attempt_started = now
         if self._state == "direct":
@@ -350,7 +381,7 @@ class DirectPath:
 
     def _current(self) -> str | None:
         if self._state == "trying" and self._index < len(self._round):
-            return self._round[self._index].endpoint
+            return self._round_endpoints[self._index]
         return None
 
     def _action(self, endpoint: str | None, now: float, next_check: float) -> Action:

@@ -317,3 +317,19 @@ def test_new_candidates_during_a_punched_round_keep_its_hints() -> None:
     p.set_candidates([LAN], 30.0)  # long after the punch: its hints are gone
     assert p.update(30.0, None, None).endpoint == "192.168.1.7:51820"
     assert p.update(35.5, None, None).path == "relay"
+
+
+def test_a_few_path_changes_are_each_named_and_many_are_counted_in_one_line() -> None:
+    few = [("direct", "h1: direct at 10.0.0.1:51820"), ("trying", "h5: trying at 10.0.0.5:1")]
+    assert punch.summary(few) == ([line for _, line in few], [])
+    four = [("trying", f"h{i}: trying at 10.0.0.{i}:1") for i in range(punch.NAMED + 1)]
+    assert punch.summary(four) == ([line for _, line in four], [])
+    many = [("direct" if i % 40 else "trying", f"m{i}: path {i}") for i in range(punch.NAMED + 412)]
+    info, debug = punch.summary(many)
+    assert info == [
+        "m0: path 0",
+        "m1: path 1",
+        "m2: path 2",
+        "412 more members: 402 direct, 10 trying (each at DEBUG; every path in `meshd peers`)",
+    ]
+    assert debug == [line for _, line in many[punch.NAMED :]]

@@ -1,0 +1,197 @@
+"""The punching service with 10,000 peers (stub collaborators, a device held in memory): what
+a step logs, how often the device is read once every path is settled, and how soon a stop
+ends a step."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import logging
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from meshd.daemon.endpoints import Endpoints
+from meshd.daemon.punching import CHUNK, IDLE_STEP, Punching
+from meshd.membership.views import Member, MemberState
+from meshd.mesh.desired import Underlay
+from meshd.mesh.punch import NAMED
+from meshd.wg.model import DeviceState, PeerConfig, PeerStatus
+
+N = 10_000
+OVERLAY = ipaddress.IPv6Network("fd00:1::/64")
+
+
+def wg_key(i: int) -> bytes:
+    return i.to_bytes(4, "big") * 8
+
+
+def member(i: int) -> Member:
+    announcement: Any = SimpleNamespace(endpoints=(f"198.18.{i >> 8 & 255}.{i & 255}:51820",))
+    return Member(
+        node_key=(i + 1_000_000).to_bytes(4, "big") * 8,  # type: ignore[arg-type]
+        node_id=f"id{i}",
+        name=f"m{i}",
+        wg_key=wg_key(i),  # type: ignore[arg-type]
+        overlay=OVERLAY[i + 1],
+        state=MemberState.ADMITTED,
+        reason="",
+        admitted_at=0,
+        not_after=2**40,
+        announcement=announcement,
+        last_seen=None,
+    )
+
+
+class Backend:
+    """A device of ``n`` peers, none with a handshake; sets are recorded."""
+
+    def __init__(self, n: int) -> None:
+        self.peers = {
+            wg_key(i): PeerStatus(PeerConfig(wg_key(i), None, (), None)) for i in range(1, n + 1)
+        }
+        self.gets = 0
+        self.sets: list[Any] = []
+
+    async def get(self) -> DeviceState:
+        self.gets += 1
+        return DeviceState(peers=tuple(self.peers.values()))
+
+    async def set(self, ops: Any) -> None:
+        self.sets.append(ops)
+
+
+def service(n: int) -> tuple[Punching, Backend]:
+    backend = Backend(n)
+    members = tuple(member(i) for i in range(1, n + 1))
+    mesh: Any = SimpleNamespace(
+        backend=backend,
+        ifname="wgtest",
+        own_node_key=bytes(32),
+        own_wg_key=bytes(32),
+        overlay_prefix=OVERLAY,
+        underlay=Underlay(frozenset({4}), ()),
+        paths={},
+        relay_now=frozenset(),
+        kick=lambda: None,
+    )
+    state: Any = SimpleNamespace(
+        feed=SimpleNamespace(current=SimpleNamespace(members=members)),
+        is_member=lambda key: True,
+    )
+    host: Any = SimpleNamespace(connected_peers=list)
+    endpoints = Endpoints(
+        overlay=OVERLAY, listen_port=51820, configured=(), is_member=lambda key: True
+    )
+    announcer: Any = SimpleNamespace(announce_if_due=None)
+    punching = Punching(host, state, mesh, endpoints, announcer, 25)
+    punching._announced = endpoints.announced(0.0)  # nothing to announce anew
+    return punching, backend
+
+
+def punching_lines(caplog: pytest.LogCaptureFixture, level: int = logging.INFO) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "meshd.daemon.punching" and r.levelno == level
+    ]
+
+
+def test_a_step_that_changes_every_path_logs_a_few_lines_and_one_change_is_named(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """At a start from a 10,000-member store every path starts trying at once: a few are
+    named and the rest counted in one line at INFO, each at DEBUG; a single change later is
+    named on its own."""
+    punching, backend = service(N)
+    caplog.set_level(logging.DEBUG, logger="meshd.daemon.punching")
+
+    async def run() -> None:
+        await punching.step()
+        info = punching_lines(caplog)
+        assert len(info) <= NAMED + 1
+        assert info[-1].startswith(f"{N - NAMED} more members: {N - NAMED} trying")
+        assert "m1: trying at 198.18.0.1:51820" in info
+        assert "m9999: trying at 198.18.39.15:51820" in punching_lines(caplog, logging.DEBUG)
+        caplog.clear()
+        await trio.sleep(1.0)
+        status = backend.peers[wg_key(7)]
+        backend.peers[wg_key(7)] = PeerStatus(
+            PeerConfig(wg_key(7), "203.0.113.7:51820", (), 25), time.time(), 148, 92
+        )
+        assert status.last_handshake is None
+        await punching.step()
+        assert punching_lines(caplog) == ["m7: direct at 203.0.113.7:51820"]
+
+    trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_the_device_is_read_every_second_while_paths_are_tried_and_seldom_once_settled() -> None:
+    """Every path tries its one candidate for 5.5 s (a read a second), fails, and waits 30 s
+    for its next round: meanwhile the device is read every IDLE_STEP seconds at most, and
+    the next round starts on time."""
+    punching, backend = service(50)
+    reads: list[float] = []
+    counted = backend.get
+
+    async def get() -> DeviceState:
+        reads.append(trio.current_time())
+        return await counted()
+
+    backend.get = get  # type: ignore[method-assign]
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(punching.run)
+            await trio.sleep(60.0)
+            nursery.cancel_scope.cancel()
+
+    punching.host.set_stream_handler = lambda *args: None  # type: ignore[method-assign]
+    trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+    trying = [t for t in reads if t < 7.0]
+    assert len(trying) >= 6  # every second while the first round runs
+    settled = [t for t in reads if 7.0 <= t < 35.0]
+    assert len(settled) <= 28 / IDLE_STEP + 1, settled
+    assert all(b - a <= IDLE_STEP + 0.01 for a, b in itertools.pairwise(reads))
+    second = [t for t in reads if 35.0 <= t < 42.0]  # the next round, 30 s after the first
+    assert len(second) >= 5, second
+    assert {p.action.path for p in punching.peers.values() if p.action} == {"relay"}
+
+
+def test_a_stop_during_a_step_over_10000_peers_ends_it_within_a_few_chunks_of_peers() -> None:
+    punching, backend = service(N)
+    updated: list[bool] = []
+    stopping = trio.Event()
+    update = punching._update
+
+    def counting(*args: Any) -> Any:
+        updated.append(stopping.is_set())
+        return update(*args)
+
+    punching._update = counting  # type: ignore[method-assign,assignment]
+    counted = backend.get
+
+    async def get() -> DeviceState:
+        stopping.set()  # the stop comes while the step runs
+        return await counted()
+
+    backend.get = get  # type: ignore[method-assign]
+
+    async def run() -> None:
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+
+                async def stop() -> None:
+                    await stopping.wait()
+                    scope.cancel()
+
+                nursery.start_soon(stop)
+                await punching.step()
+        assert scope.cancelled_caught
+
+    trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert 0 < sum(updated) <= 3 * CHUNK  # the stop is seen at the second checkpoint after it
