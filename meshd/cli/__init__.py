@@ -1,8 +1,9 @@
 """The meshd command line.
 
 Commands that only ask a running daemon (peers, status, routes; revoke, which signs here and
-hands the revocation to the daemon) must feel instant. :func:`main` first offers the command
-line to the quick path (meshd.cli.quick), which runs those commands without importing typer;
+hands the revocation to the daemon) must feel instant, and ``meshd up`` should not carry
+typer's parse into its daemon. :func:`main` first offers the command line to the quick path
+(meshd.cli.quick, meshd.cli.quick_up), which runs those commands without importing typer;
 anything it does not fully understand goes to the typer app (meshd.cli.app), the reference
 for help, argument errors and exit statuses. Nothing heavy is imported at module level here:
 the daemon and libp2p are imported inside the commands that run them.

@@ -31,12 +31,12 @@ import json
 import os
 import re
 import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from meshd.errors import UsageError
+from meshd.errors import CommandLineError, UsageError
 
 DEFAULT_PATH: Final = Path("/etc/meshd/meshd.toml")
 CONFIG_ENV: Final = "MESHD_CONFIG"
@@ -625,43 +625,65 @@ _EVERY_SOURCE: Final = frozenset({"log_level", "log_format"})
 _ALIASES: Final = {"warn": "warning", "critical": "error", "fatal": "error"}
 
 
-def settle(command: str, ctx: Any, values: dict[str, Any]) -> dict[str, Any]:
+class OptionRefused(CommandLineError):
+    """A value a command's parse refuses once settled (typer reports it as a bad parameter)."""
+
+    def __init__(self, flag: str, said: str) -> None:
+        super().__init__(f"{flag} {said}")
+        self.flag = flag
+        self.said = said
+
+
+def settled(
+    command: str, values: Mapping[str, Any], given: Container[str], known: Sequence[Key]
+) -> dict[str, Any]:
     """The command's values with the file's (and deprecated variables') filled in where the
-    command line and the environment gave none: ``values`` are typer's, ``ctx`` its context."""
-    known = keys()
+    command line and the environment gave none: ``values`` by parameter name, ``given`` the
+    names the command line or the environment gave. ConfigError for the file, OptionRefused
+    for a value; typer's parse (:func:`settle`) and the quick path (meshd.cli.quick_up) both
+    settle here."""
     path = chosen_path(values.get("config_file"))
     checked = load(path, known) if path is not None else Checked()
     out = dict(values)
     for key in known:
-        if command not in key.commands or key.name not in values:
-            continue
-        source = ctx.get_parameter_source(key.name)
-        if source is not None and source.name in _FROM_USER:
+        if command not in key.commands or key.name not in values or key.name in given:
             continue
         old = DEPRECATED_ENV.get(key.name)
         if old and os.environ.get(old):
             out[key.name] = os.environ[old].lower()
         elif key.name in checked.values:
             out[key.name] = checked.values[key.name]
-    import typer
-
     for key in known:
         if command not in key.commands:
             continue
         if key.required and not out.get(key.name):
-            raise typer.BadParameter(
+            raise OptionRefused(
+                key.flag,
                 f"missing; give {key.flag} (or {key.env}, or {key.name} in the config file)",
-                param_hint=f"'{key.flag}'",
             )
         if key.name in _EVERY_SOURCE and key.name in out:
             out[key.name] = _ALIASES.get(out[key.name].lower(), out[key.name].lower())
             try:
                 _MEANING[key.name](out[key.name])
             except UsageError as exc:
-                said = exc.one_line().removeprefix(key.flag + " ")
-                raise typer.BadParameter(said, param_hint=f"'{key.flag}'") from None
+                raise OptionRefused(key.flag, exc.one_line().removeprefix(key.flag + " ")) from None
     out["config_file"] = path
     return out
+
+
+def settle(command: str, ctx: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """:func:`settled` for a typer command: ``values`` are typer's, ``ctx`` its context."""
+    given = set()
+    for name in values:
+        source = ctx.get_parameter_source(name) if name != "ctx" else None
+        if source is not None and source.name in _FROM_USER:
+            given.add(name)
+    try:
+        return settled(command, values, given, keys())
+    except OptionRefused as exc:
+        import typer
+
+        raise typer.BadParameter(exc.said, param_hint=f"'{exc.flag}'") from None
 
 
 def configurable(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -7,7 +7,7 @@ trio, libp2p and the daemon are imported inside ``up`` and ``join``. What ``peer
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -15,12 +15,8 @@ from meshd.cli import asking
 from meshd.cli.app import Json, StateDir, app
 from meshd.cli.configfile import CONTEXT, configurable
 from meshd.cli.output import note
-from meshd.cli.parse import duration, read_secret_argument
-from meshd.node.layout import resolve
-
-if TYPE_CHECKING:
-    from meshd.babel.options import BabelConfig
-    from meshd.daemon.config import DaemonConfig
+from meshd.cli.parse import read_secret_argument
+from meshd.cli.starting import daemon_config, reaching, with_metrics
 
 Listen = Annotated[
     list[str] | None,
@@ -169,60 +165,6 @@ Bootstrap = Annotated[
 ]
 
 
-def _reaching(
-    config: DaemonConfig,
-    relay: str,
-    public_addr: list[str] | None,
-    bootstrap: list[str] | None = None,
-) -> DaemonConfig:
-    """``config`` with ``--relay``, ``--public-addr`` and ``--bootstrap`` (checked there)."""
-    import dataclasses
-
-    return dataclasses.replace(
-        config,
-        relay=relay,
-        public_addrs=tuple(public_addr or ()),
-        bootstrap=tuple(bootstrap or ()),
-    )
-
-
-def _with_metrics(config: DaemonConfig, metrics: str | None) -> DaemonConfig:
-    """``config`` with ``--metrics``, whose address is tried with the other start-up checks
-    (meshd.daemon.startup.check_metrics): after the state dir's lock, before the daemon
-    starts, and before ``join`` spends a use of the invite."""
-    import dataclasses
-
-    return dataclasses.replace(config, metrics=metrics or None)
-
-
-def _config(
-    state_dir: Path | None,
-    listen: list[str] | None,
-    wg_backend: str,
-    announce_interval: str,
-    announce_ttl: str,
-    degree: int,
-    wireguard: tuple[str, int, list[str] | None],
-    babel: BabelConfig | None = None,
-) -> DaemonConfig:
-    from meshd.babel.options import BabelConfig
-    from meshd.daemon.config import DEFAULT_LISTEN, DaemonConfig
-
-    interface, listen_port, endpoints = wireguard
-    return DaemonConfig(
-        state_dir=resolve(state_dir),
-        listen=tuple(listen or DEFAULT_LISTEN),
-        wg_backend=wg_backend,
-        interface=interface,
-        listen_port=listen_port,
-        endpoints=tuple(endpoints or ()),
-        announce_interval=duration(announce_interval, option="--announce-interval"),
-        announce_ttl=duration(announce_ttl, option="--announce-ttl"),
-        degree=degree,
-        babel=babel or BabelConfig(),
-    )
-
-
 AutoRenew = Annotated[
     bool,
     typer.Option(
@@ -237,17 +179,6 @@ RenewWindow = Annotated[
 RenewFor = Annotated[
     str, typer.Option("--renew-for", help="With --auto-renew: how long from then it lasts.")
 ]
-
-
-def _renewing(config: DaemonConfig, auto_renew: bool, window: str, period: str) -> DaemonConfig:
-    import dataclasses
-
-    return dataclasses.replace(
-        config,
-        auto_renew=auto_renew,
-        renew_window=duration(window, option="--renew-window"),
-        renew_for=duration(period, option="--renew-for"),
-    )
 
 
 @app.command(context_settings=CONTEXT)
@@ -279,34 +210,11 @@ def up(
     renew_for: RenewFor = "365d",
 ) -> None:
     """Run this node's daemon in the foreground (Ctrl-C or SIGTERM stops it)."""
-    from meshd.babel.options import babel_config
-    from meshd.cli.logs import configure
+    # What follows the parse is meshd.cli.starting's, which the quick path runs too
+    # (meshd.cli.quick_up): the same DaemonConfig from the same values either way.
+    from meshd.cli.starting import prepare, run
 
-    config = _config(
-        state_dir,
-        listen,
-        wg_backend,
-        announce_interval,
-        announce_ttl,
-        degree,
-        (interface, listen_port, endpoint),
-        babel_config(
-            babel_interface or (),
-            babel_hello_interval,
-            babel_originate or (),
-            babel_key or (),
-            babel_redistribute or (),
-        ),
-    )
-    config = _renewing(config, auto_renew, renew_window, renew_for)
-    config = _reaching(config, relay, public_addr)
-    configure(log_level, log_format, config_file=config_file)
-    from meshd.daemon import reexec
-
-    config = _with_metrics(config, metrics)
-    if reexec.started_as_up():  # run without what typer's parse cost (daemon/reexec.py)
-        reexec.replace_process(config, log_level, log_format)  # returns if it cannot
-    reexec.run_daemon(config)  # the state dir's checks, then the daemon
+    run(prepare(locals()))
 
 
 @app.command(context_settings=CONTEXT)
@@ -351,7 +259,7 @@ def join(
     from meshd.cli.logs import configure
 
     invite = read_secret_argument(invite, "--invite")
-    config = _config(
+    config = daemon_config(
         state_dir,
         listen,
         wg_backend,
@@ -361,7 +269,7 @@ def join(
         (interface, listen_port, endpoint),
         babel_config(hello_interval=babel_hello_interval),
     )
-    config = _with_metrics(_reaching(config, relay, public_addr, bootstrap), metrics)
+    config = with_metrics(reaching(config, relay, public_addr, bootstrap), metrics)
     configure(log_level, log_format, quiet=True)
     from functools import partial
 

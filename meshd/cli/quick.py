@@ -10,6 +10,9 @@ meshd.cli.revoking), so the output cannot differ.
 
 The table repeats each command's option names; tests/cli/test_cli_fast.py checks it against the
 typer app's own definitions, so that the two cannot drift apart unnoticed.
+
+``meshd up`` has its own reader (meshd.cli.quick_up: its options also come from the
+environment and the config file), and runs its daemon in this interpreter.
 """
 
 from __future__ import annotations
@@ -105,6 +108,10 @@ COMMANDS: Mapping[str, Quick] = {
 
 def recognise(args: Sequence[str]) -> Callable[[], None] | None:
     """The command ``args`` asks for, ready to run; None unless every word is understood."""
+    if args and args[0] == "up":
+        from meshd.cli.quick_up import recognise_up
+
+        return recognise_up(args[1:])
     if not args or args[0] not in COMMANDS:
         return None
     quick = COMMANDS[args[0]]

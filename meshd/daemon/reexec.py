@@ -1,16 +1,19 @@
-"""``meshd up`` runs its daemon in a fresh interpreter, without what parsing its options cost.
+"""``meshd up`` parsed by typer runs its daemon in a fresh interpreter, without the parse's cost.
 
-The command line is parsed by typer, which builds a pydantic ``TypeAdapter`` for each of
-``up``'s two dozen options: pydantic and its compiled core stay in memory for the daemon's
-whole life, about 10 MiB of an idle daemon's RSS, for a parse that is over in milliseconds.
-So once ``up`` has checked its options and the state dir, it hands the resulting
-:class:`~meshd.daemon.config.DaemonConfig` to a fresh interpreter that it ``exec``\\ s in its
-own place: the same process (same PID for systemd, same file descriptors, environment and
-command line, so ``ps`` shows the same ``meshd up ...``), started again with the same
-interpreter options. The configuration crosses the ``exec`` through a pipe whose number is
-in ``MESHD_DAEMON_CONFIG_FD`` (the options may hold secrets, such as Babel keys, which an
-environment variable would show in ``/proc``); the new interpreter's ``meshd`` sees the
-variable, removes it, reads the configuration and runs the daemon, skipping the command
+A ``meshd up`` line is read by the quick path (meshd.cli.quick_up), which imports neither typer
+nor pydantic, and its daemon runs in that same interpreter. A line only typer reads (a number
+written ``+6``, a flag variable set to ``t``; meshd.cli.quick_up says which) is parsed by
+typer, which builds a pydantic ``TypeAdapter`` for each of ``up``'s two dozen options:
+pydantic and its compiled core would stay in memory for the daemon's whole life, about
+10 MiB of an idle daemon's RSS, for a parse that is over in milliseconds. So once that ``up``
+has checked its options, it hands the resulting :class:`~meshd.daemon.config.DaemonConfig` to
+a fresh interpreter that it ``exec``\\ s in its own place (meshd.cli.starting.run, when
+pydantic is loaded): the same process (same PID for systemd, same file descriptors,
+environment and command line, so ``ps`` shows the same ``meshd up ...``), started again with
+the same interpreter options. The configuration crosses the ``exec`` through a pipe whose
+number is in ``MESHD_DAEMON_CONFIG_FD`` (the options may hold secrets, such as Babel keys,
+which an environment variable would show in ``/proc``); the new interpreter's ``meshd`` sees
+the variable, removes it, reads the configuration and runs the daemon, skipping the command
 line (:func:`meshd.cli.main`).
 
 Only a process that was started as ``meshd up`` is replaced (``python -m meshd up`` or the
@@ -18,10 +21,11 @@ Only a process that was started as ``meshd up`` is replaced (``python -m meshd u
 
 The first interpreter does no more than the parse before its ``exec``: the daemon's imports
 (trio among them), the state dir and the start-up checks all come in the fresh one
-(:func:`run_daemon`), which would import and do them again anyway. And trio is imported
-without the ``/sbin/ldconfig -p`` its thread cache runs to find libpthread
-(:func:`import_trio`): with both interpreters importing trio, those two subprocesses were
-0.4 to 2 s of a start-up on a loaded machine (docs/performance.md, start-up).
+(:func:`run_daemon`, which the quick path calls in place), which would import and do them
+again anyway. And trio is imported without the ``/sbin/ldconfig -p`` its thread cache runs
+to find libpthread (:func:`import_trio`): with both interpreters importing trio, those two
+subprocesses were 0.4 to 2 s of a start-up on a loaded machine (docs/performance.md,
+start-up); the quick path's one interpreter is spared it the same way.
 """
 
 from __future__ import annotations

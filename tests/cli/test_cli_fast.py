@@ -125,7 +125,7 @@ def test_lines_the_quick_path_takes(args: list[str], expected: dict[str, Any]) -
         ["peers", "-h"],
         ["peer"],
         ["PEERS"],
-        ["up"],
+        ["up", "--help"],
         ["peers", "--jso"],
         ["peers", "extra"],
         ["peers", "--state-dir"],

@@ -1,6 +1,9 @@
-"""``meshd up`` runs its daemon in a fresh interpreter in its own place (meshd/daemon/reexec.py):
-same PID and command line, no pydantic (which typer's parse loaded) in the daemon, exit
-statuses as before, the options carried across (here: the listen address and the log format)."""
+"""``meshd up`` runs its daemon without pydantic, in its own process: on the quick path
+(meshd/cli/quick_up.py) in the interpreter that read the command line, which never imported
+typer; on typer's (a line only typer reads) in a fresh interpreter exec'd in its own place
+(meshd/daemon/reexec.py). Either way: same PID and command line, no pydantic in the daemon,
+exit statuses as before, the options carried through (here: the listen address and the log
+format)."""
 
 from __future__ import annotations
 
@@ -10,17 +13,28 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from meshd.daemon import reexec
 from tests.daemon.support import FAST, ROOT, _env, free_port, meshd, wait_for
 
 
-def test_up_replaces_itself_with_a_daemon_without_pydantic(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("extra", "exec_d"),
+    [
+        ([], False),  # the quick path: one interpreter
+        (["--degree", "+6"], True),  # typer reads '+6', the quick path leaves it: re-exec
+    ],
+)
+def test_up_runs_its_daemon_without_pydantic(
+    tmp_path: Path, extra: list[str], exec_d: bool
+) -> None:
     state_dir = tmp_path / "n0"
     done = meshd("init", "--network", "unitnet", "--name", "n0", "--state-dir", str(state_dir))
     assert done.returncode == 0, done.stderr
     port = free_port()
     command = [sys.executable, "-m", "meshd", "up", "--listen", f"/ip4/127.0.0.1/tcp/{port}",
-               *FAST, "--state-dir", str(state_dir), "--log-format", "json"]  # fmt: skip
+               *FAST, "--state-dir", str(state_dir), "--log-format", "json", *extra]  # fmt: skip
     log_path = tmp_path / "n0.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -32,8 +46,12 @@ def test_up_replaces_itself_with_a_daemon_without_pydantic(tmp_path: Path) -> No
         assert (state_dir / "meshd.lock").read_text().strip() == str(pid)  # the same process
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
         assert [part.decode() for part in cmdline[1:]] == command[1:]
+        # The environment this program image started with: the pipe's number is in it only
+        # when the typer path exec'd a fresh interpreter.
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert any(v.startswith(reexec.ENV.encode() + b"=") for v in environ) == exec_d
         maps = Path(f"/proc/{pid}/maps").read_text()
-        assert "pydantic_core" not in maps  # typer's parse stayed behind
+        assert "pydantic_core" not in maps  # typer's parse stayed behind, or never came
         lines = [json.loads(line) for line in log_path.read_text().splitlines() if line]
         assert all(line["level"] in ("info", "warning") for line in lines)
         up = next(line for line in lines if "meshd up: node" in line["message"])
