@@ -16,7 +16,8 @@ opened, WireGuard programmed from the store (every member a peer), and for this 
 next round that sets peers (the keepalives). The steps between them are printed too:
 spawn to loaded (the interpreters, their imports, reading and merging the store), loaded to
 opened (the first snapshot's member views, wireguard-go started, the interface's
-addresses), opened to programmed (the desired peers, the plan and the UAPI sets).
+addresses), opened to programmed (the desired peers, the plan and the UAPI sets). Serving is
+the daemon's ``meshd up: node ...`` line: every service started, the control socket answers.
 Needs root and wireguard-go. Every process is stopped by PID and every namespace deleted.
 
     .venv/bin/python -m benchmarks.startup --reference /tmp/clone-ref [--members 10000]
@@ -59,6 +60,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LOADED = "loaded "
 OPENED = "(userspace): key "
 PROGRAMMED = "programmed from the store"
+SERVING = "meshd up: node "  # every service started: the control socket answers
 NEXT_ROUND_WAIT = 120.0  # s after WireGuard is programmed, for the round after it
 
 
@@ -123,7 +125,8 @@ def start_once(
                 if programmed is None:
                     programmed = next((i for i, ln in enumerate(lines) if PROGRAMMED in ln), None)
                     waited = time.monotonic()
-                if programmed is not None:
+                serving = any(SERVING in ln for ln in lines)
+                if programmed is not None and serving:
                     marker = f"WireGuard {ifname}: UpdatePeer("  # a round that set peers
                     after = [ln for ln in lines[programmed + 1 :] if marker in ln]
                     if after or not next_round or time.monotonic() - waited > NEXT_ROUND_WAIT:
@@ -138,6 +141,8 @@ def start_once(
                 result["opened_s"] = round(log_time(opened) - spawned, 3)
             assert programmed is not None
             result["programmed_s"] = round(log_time(lines[programmed]) - spawned, 3)
+            up = next(ln for ln in lines if SERVING in ln)
+            result["serving_s"] = round(log_time(up) - spawned, 3)
             if after:
                 result["next_round_s"] = round(log_time(after[0]) - spawned, 3)
             return result
@@ -212,18 +217,19 @@ def main() -> int:
         rows = [r for r in results["runs"] if r["variant"] == name]
         summary[name] = {
             key: statistics.median(r[key] for r in rows)
-            for key in ("loaded_s", "opened_s", "programmed_s", "next_round_s")
+            for key in ("loaded_s", "opened_s", "programmed_s", "serving_s", "next_round_s")
             if all(key in r for r in rows)
         }
     results["median"] = summary
     print()
     print(f"{args.members} members, median of {args.rounds} rounds (s from spawning meshd up)")
-    print("variant            loaded  opened  programmed  next round")
+    print("variant            loaded  opened  programmed  serving  next round")
     for name, row in summary.items():
         print(
             f"{name:17s}  {row.get('loaded_s', float('nan')):6.2f}  "
             f"{row.get('opened_s', float('nan')):6.2f}  "
             f"{row.get('programmed_s', float('nan')):10.2f}  "
+            f"{row.get('serving_s', float('nan')):7.2f}  "
             f"{row.get('next_round_s', float('nan')):10.2f}"
         )
     results["steps"] = {name: steps(row) for name, row in summary.items()}
