@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from meshd.cli import configfile, logs, main
 from meshd.cli.quick import recognise
@@ -303,6 +305,61 @@ def test_lines_left_to_typer(
         assert code != 0, err
         assert err.startswith("meshd: "), err
         assert not seen or seen[-1][0] != "daemon"
+
+
+VALUES: dict[str, list[str]] = {
+    "--listen": ["/ip4/127.0.0.1/tcp/1", "/ip6/::1/tcp/2", "10.0.0.1:7100"],
+    "--wg-backend": ["none", "kernel", "bogus"],
+    "--listen-port": ["1", "51820", "0", "+5", "65536", "x"],
+    "--degree": ["3", "64", "65", "06", "6.0"],
+    "--babel-hello-interval": ["0.05", "4", "2.5", "1e2", "0.01"],
+    "--announce-interval": ["60s", "2h", "7h", "x"],
+    "--announce-ttl": ["10m", "6h", "1d"],
+    "--log-level": ["debug", "WARN", "loud"],
+    "--log-format": ["json", "Text", "xml"],
+    "--metrics": ["127.0.0.1:9101", "nowhere"],
+    "--relay": ["on", "auto", "always"],
+    "--public-addr": ["203.0.113.5", "0.0.0.0"],
+    "--endpoint": ["192.0.2.1:51820", "nope"],
+    "--interface": ["wg0", "a/b"],
+    "--renew-window": ["7d", "0s"],
+    "--state-dir": ["/tmp/meshd-q1", "/tmp/meshd-q2"],
+    "--babel-originate": ["10.1.0.0/24", "10.1.0.1/24"],
+}
+_WORDS = st.one_of(
+    st.sampled_from(sorted(VALUES)).flatmap(
+        lambda flag: st.tuples(st.sampled_from(VALUES[flag]), st.booleans()).map(
+            lambda pair: [f"{flag}={pair[0]}"] if pair[1] else [flag, pair[0]]
+        )
+    ),
+    st.sampled_from([["--auto-renew"], ["--help"], ["--degre", "3"], ["extra"]]),
+)
+_ENV = st.dictionaries(
+    st.sampled_from(["MESHD_DEGREE", "MESHD_LISTEN", "MESHD_AUTO_RENEW", "MESHD_LOG"]),
+    st.sampled_from(["5", "x", "1", "no", "t", "/ip4/127.0.0.5/tcp/5", "DEBUG"]),
+    max_size=2,
+)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(_WORDS, max_size=6).map(lambda parts: [word for part in parts for word in part]), _ENV
+)
+def test_any_line_the_quick_path_takes_gives_the_same_config(
+    words: list[str], env: dict[str, str]
+) -> None:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        taken = recognise(["up", *words]) is not None
+        event("taken by the quick path" if taken else "left to typer")
+        if not taken:
+            return
+        quick = started(monkeypatch, words, quick=True)
+        assert quick == started(monkeypatch, words, quick=False)
+        assert [step[0] for step in quick] == ["log", "daemon"]
 
 
 # --- the quick table says what the typer app says -------------------------------------------
