@@ -22,7 +22,8 @@ another checkout too (its ``.venv`` linked), in turns. Per start: the log lines 
 to the end of ``--settle`` s after WireGuard is programmed (all, and the punching service's),
 the CPU of the daemon and of its wireguard-go over ``--window`` s, and the time from SIGTERM
 to the daemon's exit; then a second start stopped ``--stop-after`` s after WireGuard is
-programmed (while every path starts its first round).
+programmed (while every path starts its first round). With ``--profile SECONDS`` (and
+py-spy), the idle daemon is sampled after its window, before it is stopped.
 
     sudo .venv/bin/python -m benchmarks.idle --store 10000 --reference /tmp/ref \
         [--settle 30] [--window 60] [--output benchmarks/results/idle-store-10000.json]
@@ -183,6 +184,10 @@ def store_start(
                 row["cpu_pct_wireguard_go"] = round(100 * sum(shares.values()), 2)
                 lines = log_path.read_text(errors="replace").splitlines()
                 row["log_lines_in_window"] = len(lines) - row["log_lines_at_start"]
+                py_spy = args.py_spy or shutil.which("py-spy")
+                if args.profile and py_spy is not None:  # after the window: py-spy costs CPU
+                    out = workdir / f"{tag}-profile.txt"
+                    row["profile_top"] = profile(pid, args.profile, py_spy, out)[:20]
             else:
                 time.sleep(args.stop_after)
             stopping_at = time.monotonic()
