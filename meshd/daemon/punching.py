@@ -148,6 +148,7 @@ class Punching:
         self._next_step = STEP  # seconds from one step to the next (_cadence)
         self._events: list[tuple[str, str]] = []  # this step's per-peer lines (summary)
         self._members: tuple[tuple[object, ...], Mapping[WgKey, Member]] | None = None
+        self._seen: tuple[object, ...] = ()  # _outside() as the last step began
         self.stats: dict[bytes, PeerStatus] = {}  # the device's peers at the last step
         self._relays: list[tuple[float, str, bytes]] = []  # this step's (_relay_pool)
         # Where our WireGuard last saw peers that announce no such endpoint (a NAT's mapping
@@ -175,13 +176,15 @@ class Punching:
 
     async def _pause(self, seconds: float) -> None:
         """Until the next step: ``seconds``, or less if woken (a punch notice) or if what
-        the device cannot tell changed (looked at every ``STEP`` seconds)."""
+        the device cannot tell changed since the last step began (looked at every ``STEP``
+        seconds)."""
         deadline = trio.current_time() + seconds
-        seen = self._outside()
         while (left := deadline - trio.current_time()) > 0:
+            if self._outside() != self._seen:
+                break
             with trio.move_on_after(min(STEP, left)):
                 await self._wake.wait()
-            if self._wake.is_set() or self._outside() != seen:
+            if self._wake.is_set():
                 break
         self._wake = trio.Event()
 
@@ -223,6 +226,8 @@ class Punching:
             last_endpoints.save(self.state_dir, data)
 
     async def step(self) -> None:
+        # What changes while this step reads the device brings the next step at once.
+        self._seen = self._outside()
         now, wall = trio.current_time(), time.time()
         device = await wireguard_views.device(self.mesh)
         stats = device.peers_by_key() if device is not None else {}

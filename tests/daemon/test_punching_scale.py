@@ -195,3 +195,45 @@ def test_a_stop_during_a_step_over_10000_peers_ends_it_within_a_few_chunks_of_pe
 
     trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
     assert 0 < sum(updated) <= 3 * CHUNK  # the stop is seen at the second checkpoint after it
+
+
+def test_a_member_that_joins_during_a_step_brings_the_next_one_within_a_second() -> None:
+    """Settled, the service reads the device every few seconds; a new membership snapshot
+    (a member joined) published while a step is under way, after it took the members (it
+    yields while it goes over 10,000 peers, sets the device, announces), is taken at the
+    next look, a second later at most, and its candidate tried."""
+    punching, backend = service(50)
+    reads: list[float] = []
+    joined: list[tuple[float, int]] = []  # when, and the reads before it
+    counted = backend.get
+    reannounce = punching._reannounce
+
+    async def get() -> DeviceState:
+        reads.append(trio.current_time())
+        return await counted()
+
+    async def late(now: float) -> None:
+        if trio.current_time() >= 20.0 and not joined:
+            joined.append((trio.current_time(), len(reads)))
+            feed: Any = punching.state.feed
+            feed.current = SimpleNamespace(members=(*feed.current.members, member(51)))
+            backend.peers[wg_key(51)] = PeerStatus(PeerConfig(wg_key(51), None, (), None))
+        await reannounce(now)
+
+    backend.get = get  # type: ignore[method-assign]
+    punching._reannounce = late  # type: ignore[method-assign]
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(punching.run)
+            await trio.sleep(30.0)
+            nursery.cancel_scope.cancel()
+
+    punching.host.set_stream_handler = lambda *args: None  # type: ignore[method-assign]
+    trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+    at, n = joined[0]
+    before = [t for t in reads[:n] if t >= 10.0]
+    assert all(b - a > 1.5 for a, b in itertools.pairwise(before)), before  # settled
+    assert reads[n] - at <= 1.0  # the next read
+    new = next(p for p in punching.peers.values() if p.name == "m51")
+    assert new.put[0] == "198.18.0.51:51820"  # its one candidate was tried
