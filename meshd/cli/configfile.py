@@ -24,7 +24,6 @@ has the property).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import inspect
 import json
@@ -290,6 +289,8 @@ def _deepest_line(text: str) -> int:
 
 
 def _unknown(written: str, by_name: Mapping[str, Key]) -> str:
+    import difflib  # here: `meshd up`'s daemon runs in the interpreter that read its file
+
     guess = difflib.get_close_matches(written.replace("-", "_"), list(by_name), n=1)
     hint = f"; did you mean {guess[0]}?" if guess else "; `meshd config keys` lists them"
     return f"unknown key {written!r}{hint}"
