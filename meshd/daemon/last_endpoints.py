@@ -3,7 +3,8 @@
 ``wg-endpoints`` in the state dir, mode 0600, replaced whole (written beside it, then
 renamed), never followed through a symbolic link. It is a hint for the next start: a file
 that is missing or unreadable gives nothing (logged at DEBUG), damaged lines are refused
-(how many logged at WARNING, once per file), and the start goes on with the rest. Anything
+(how many logged at WARNING, once per file, and the file written anew without them), and
+the start goes on with the rest. Anything
 there that is not a regular file (a FIFO, whose opening would wait for a writer, a device,
 a directory) is opened without waiting, refused and logged at WARNING, once per file.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Final
 
 from meshd.mesh.paths import Path as PeerPath
-from meshd.mesh.remembered import MAX_FILE, MAX_KEPT, decode_kept_untrusted
+from meshd.mesh.remembered import MAX_FILE, MAX_KEPT, decode_kept_untrusted, encode_kept
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,8 @@ def load(root: Path, overlay: ipaddress.IPv6Network | None) -> dict[bytes, str]:
         _warn_once(
             st,
             "%s: %d line%s refused (malformed, a key named twice, an endpoint no peer can be "
-            "at, or past %d peers); %d kept endpoint%s used, the file is written anew at the "
-            "next change",
+            "at, or past %d peers); %d kept endpoint%s used, the file is written anew "
+            "without them",
             path,
             kept.refused,
             "" if kept.refused == 1 else "s",
@@ -91,6 +92,9 @@ def load(root: Path, overlay: ipaddress.IPv6Network | None) -> dict[bytes, str]:
             len(kept),
             "" if len(kept) == 1 else "s",
         )
+        # At once: written only when what is kept changes, a damaged line stayed (and was
+        # warned about at every start) for as long as the peers' mappings held.
+        save(root, encode_kept(kept))
     return dict(kept)
 
 

@@ -105,8 +105,12 @@ def test_refused_lines_are_logged_once_with_their_count_and_the_file(
     assert len(warnings) == 1
     assert str(path) in warnings[0]
     assert "2 lines refused" in warnings[0]
+    # Written anew without the refused lines, at once: the next start (a new process,
+    # which has warned about nothing yet) has nothing to say.
+    assert path.read_bytes() == encode_kept({A: MAPPING})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
     caplog.clear()
-    last_endpoints.save(tmp_path, encode_kept({A: MAPPING}))  # written anew: nothing to say
+    last_endpoints._warned.clear()
     assert last_endpoints.load(tmp_path, OVERLAY) == {A: MAPPING}
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
 
