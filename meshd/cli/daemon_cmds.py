@@ -14,9 +14,6 @@ import typer
 from meshd.cli import asking
 from meshd.cli.app import Json, StateDir, app
 from meshd.cli.configfile import CONTEXT, configurable
-from meshd.cli.output import note
-from meshd.cli.parse import read_secret_argument
-from meshd.cli.starting import daemon_config, reaching, with_metrics
 
 Listen = Annotated[
     list[str] | None,
@@ -255,55 +252,11 @@ def join(
     public_addr: PublicAddr = None,
 ) -> None:
     """Join a network with an invite token, then run the daemon (unless --no-up)."""
-    from meshd.babel.options import babel_config
-    from meshd.cli.logs import configure
+    # What follows the parse is meshd.cli.starting's, which the quick path runs too
+    # (meshd.cli.quick_up): the same invite, name and DaemonConfig either way.
+    from meshd.cli.starting import prepare_join, run_join
 
-    invite = read_secret_argument(invite, "--invite")
-    config = daemon_config(
-        state_dir,
-        listen,
-        wg_backend,
-        announce_interval,
-        announce_ttl,
-        degree,
-        (interface, listen_port, endpoint),
-        babel_config(hello_interval=babel_hello_interval),
-    )
-    config = with_metrics(reaching(config, relay, public_addr, bootstrap), metrics)
-    configure(log_level, log_format, quiet=True)
-    from functools import partial
-
-    import trio
-
-    from meshd.daemon.join import join as join_network
-    from meshd.daemon.launch import run_until_signalled
-    from meshd.daemon.lifecycle import interruptible
-    from meshd.daemon.startup import preflight, quiet_libp2p, rollback
-
-    async def main() -> int | None:
-        if not no_up:
-            await preflight(config)
-        with rollback(config.state_dir), quiet_libp2p():  # a failed join: one line, and
-            node = await interruptible(  # the state dir as it was
-                partial(join_network, invite, name=name, config=config, progress=note)
-            )
-        try:
-            if not no_up:
-                configure(log_level, log_format, config_file=config_file)
-                return await run_until_signalled(config, node)
-        finally:
-            node.close()
-        return None
-
-    _stopped_by(trio.run(main))
-
-
-def _stopped_by(signum: int | None) -> None:
-    """Ctrl-C (SIGINT) ends the command as interrupted (exit 130), SIGTERM as a success."""
-    import signal
-
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
+    run_join(prepare_join(locals()))
 
 
 @app.command()

@@ -11,8 +11,8 @@ meshd.cli.revoking), so the output cannot differ.
 The table repeats each command's option names; tests/cli/test_cli_fast.py checks it against the
 typer app's own definitions, so that the two cannot drift apart unnoticed.
 
-``meshd up`` has its own reader (meshd.cli.quick_up: its options also come from the
-environment and the config file), and runs its daemon in this interpreter.
+``meshd up`` and ``meshd join`` have their own reader (meshd.cli.quick_up: their options also
+come from the environment and the config file), and run their daemon in this interpreter.
 """
 
 from __future__ import annotations
@@ -112,6 +112,10 @@ def recognise(args: Sequence[str]) -> Callable[[], None] | None:
         from meshd.cli.quick_up import recognise_up
 
         return recognise_up(args[1:])
+    if args and args[0] == "join":
+        from meshd.cli.quick_up import recognise_join
+
+        return recognise_join(args[1:])
     if not args or args[0] not in COMMANDS:
         return None
     quick = COMMANDS[args[0]]

@@ -1,10 +1,14 @@
-"""``meshd up`` read without typer: its command line, its environment and its config file.
+"""``meshd up`` and ``meshd join`` read without typer: their command line, their environment
+and their config file.
 
 Typer's parse of ``up`` costs about 0.5 s of CPU on an idle machine (1.5 to 2.8 s at a load of
 6 to 7) and leaves pydantic's ~10 MiB in the process, which is why the typer path hands the
 daemon to a fresh interpreter (meshd.daemon.reexec). The quick path reads the same words
 itself: :func:`recognise_up` returns the command ready to run, and the daemon then runs in
-this interpreter, which never imported typer, click or pydantic.
+this interpreter, which never imported typer, click or pydantic. :func:`recognise_join` does
+the same for ``join`` (its own options from the same table: ``--invite``, including ``-`` and
+``@FILE``, which meshd.cli.starting.run_join reads as typer's ``join`` does, ``--name``,
+``--no-up``, ``--bootstrap``), whose daemon, once admitted, runs in this interpreter too.
 
 It reads a value from where typer's ``up`` reads it, first to last: the command line
 (``--opt VALUE``, ``--opt=VALUE``; a repeatable option collects, any other takes the last
@@ -12,7 +16,7 @@ one given); the environment (the option's own variable, then ``MESHD_<NAME>``, a
 ``auto_envvar_prefix`` does; a repeatable option's value split on whitespace; an empty
 variable counts as unset); then the config file and the deprecated variables, settled by the
 same function the typer command uses (meshd.cli.configfile.settled), and the DaemonConfig is
-built by the same function too (meshd.cli.starting.prepare).
+built by the same function too (meshd.cli.starting.prepare, prepare_join).
 
 It takes only what it fully understands: an unknown option, ``--help``, a positional word,
 a missing or empty value, one that starts with ``-``, a number not written as plain digits
@@ -21,7 +25,8 @@ is not plainly true or false, any problem in the config file and any value the d
 configuration refuses make it return None, and the typer app then says what is wrong, as it
 always has (message and exit status). :data:`OPTIONS` repeats what the typer app declares
 for ``up`` and ``join``; tests/cli/test_cli_quick_up.py checks it against the typer app's
-own parameters, and the DaemonConfig both ways for a table of command lines.
+own parameters, and the DaemonConfig both ways for a table of command lines
+(tests/cli/test_cli_quick_join.py: what ``join`` runs with, both ways).
 """
 
 from __future__ import annotations
@@ -89,7 +94,13 @@ OPTIONS: Final[Mapping[str, Option]] = {
 }
 """Every option of ``up`` and ``join`` by parameter name, in the order they declare them."""
 
-_UP_FLAGS: Final = {o.flag: name for name, o in OPTIONS.items() if "up" in o.commands}
+FLAGS: Final[Mapping[str, Mapping[str, str]]] = {
+    command: {o.flag: name for name, o in OPTIONS.items() if command in o.commands}
+    for command in ("up", "join")
+}
+"""Each command's flags -> the parameter each sets."""
+_STDIN: Final = {"invite"}
+"""Options whose value may be ``-`` (read from stdin when the command runs)."""
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 _FLOAT: Final = re.compile(r"[0-9]+(\.[0-9]+)?")
@@ -109,16 +120,34 @@ def recognise_up(words: Sequence[str]) -> Callable[[], None] | None:
     return functools.partial(starting.run, up)
 
 
-def read(words: Sequence[str], environ: Mapping[str, str]) -> tuple[dict[str, Any], set[str]]:
-    """``up``'s values by parameter name from its command line over ``environ`` over the
+def recognise_join(words: Sequence[str]) -> Callable[[], None] | None:
+    """``meshd join`` with ``words`` (what follows ``join``), ready to run; None unless every
+    word, variable and config file value is understood and the configuration holds. The
+    invite (``-``, ``@FILE``) is read only when the command runs, as typer's ``join`` reads
+    it: what goes to typer has read nothing from stdin."""
+    from meshd.cli import starting
+
+    try:
+        values, given = read(words, os.environ, "join")
+        join = starting.prepare_join(settled("join", values, given, file_keys()))
+    except Exception:  # noqa: BLE001 (whatever it is, typer's parse says it, in its words)
+        return None
+    return functools.partial(starting.run_join, join)
+
+
+def read(
+    words: Sequence[str], environ: Mapping[str, str], command: str = "up"
+) -> tuple[dict[str, Any], set[str]]:
+    """``command``'s values by parameter name from its command line over ``environ`` over the
     defaults, and the names the command line or the environment gave (the config file
     fills in the others); _NotUnderstood for anything else."""
+    flags = FLAGS[command]
     line: dict[str, Any] = {}
     rest = list(words)
     while rest:
         word = rest.pop(0)
         flag, eq, inline = word.partition("=")
-        name = _UP_FLAGS.get(flag) if word.startswith("--") else None
+        name = flags.get(flag) if word.startswith("--") else None
         if name is None:
             raise _NotUnderstood(word)
         option = OPTIONS[name]
@@ -129,7 +158,7 @@ def read(words: Sequence[str], environ: Mapping[str, str]) -> tuple[dict[str, An
             continue
         value = inline if eq else rest.pop(0) if rest else ""
         # An empty value, or one that looks like an option, is typer's to judge.
-        if not value or value.startswith("-"):
+        if not value or (value.startswith("-") and not (value == "-" and name in _STDIN)):
             raise _NotUnderstood(word)
         one = _convert(option, value)
         if option.many:
@@ -138,7 +167,7 @@ def read(words: Sequence[str], environ: Mapping[str, str]) -> tuple[dict[str, An
             line[name] = one
     values: dict[str, Any] = {}
     given = set(line)
-    for name in _UP_FLAGS.values():
+    for name in flags.values():
         option = OPTIONS[name]
         text = None if name in line else _variable(name, option, environ)
         if name in line:

@@ -1,9 +1,12 @@
-"""What ``meshd up`` does once its options are read: the same for the quick path and typer's.
+"""What ``meshd up`` and ``meshd join`` do once their options are read: the same for the
+quick path and typer's.
 
 :func:`prepare` turns ``up``'s settled values (the command line over the environment over the
 config file over the defaults: meshd.cli.configfile) into the daemon's
 :class:`~meshd.daemon.config.DaemonConfig`; :func:`run` sets up the log and runs the daemon.
-The quick path (meshd.cli.quick_up) and the typer command (meshd.cli.daemon_cmds ``up``) both
+:func:`prepare_join` and :func:`run_join` do the same for ``join``: its configuration, then
+the invite read (``-``, ``@FILE``), the join, and the daemon unless ``--no-up``. The quick
+path (meshd.cli.quick_up) and the typer commands (meshd.cli.daemon_cmds ``up``, ``join``) both
 call them, so the configuration and what follows cannot differ between the two.
 
 No typer here, and nothing heavy at import: the daemon's modules are imported inside.
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from meshd.cli.parse import duration
+from meshd.cli.parse import duration, read_secret_argument
 from meshd.node.layout import resolve
 
 if TYPE_CHECKING:
@@ -87,7 +90,94 @@ def run(up: Up) -> None:
     reexec.run_daemon(config)  # the state dir's checks, then the daemon
 
 
-# -- the pieces, shared with ``meshd join`` ----------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Join:
+    """What ``meshd join`` runs with."""
+
+    invite: str
+    """As given: the token itself, ``-`` (stdin) or ``@FILE``; read by :func:`run_join`."""
+    name: str
+    no_up: bool
+    config: DaemonConfig
+    """With ``--metrics``, tried before a use of the invite is spent."""
+    log_level: str
+    log_format: str
+    config_file: Path | None
+
+
+def prepare_join(values: Mapping[str, Any]) -> Join:
+    """``join``'s settled values (by parameter name) as what it runs with; UsageError for a
+    value that means nothing. The invite is not read here: a command refused for its options
+    has read nothing from stdin."""
+    from meshd.babel.options import babel_config
+
+    config = daemon_config(
+        values["state_dir"],
+        values["listen"],
+        values["wg_backend"],
+        values["announce_interval"],
+        values["announce_ttl"],
+        values["degree"],
+        (values["interface"], values["listen_port"], values["endpoint"]),
+        babel_config(hello_interval=values["babel_hello_interval"]),
+    )
+    config = reaching(config, values["relay"], values["public_addr"], values["bootstrap"])
+    return Join(
+        invite=values["invite"],
+        name=values["name"],
+        no_up=values["no_up"],
+        config=with_metrics(config, values["metrics"]),
+        log_level=values["log_level"],
+        log_format=values["log_format"],
+        config_file=values["config_file"],
+    )
+
+
+def run_join(join: Join) -> None:
+    """Read the invite, join (the state dir as it was if that fails), then run the daemon in
+    this interpreter until stopped, unless ``--no-up``."""
+    from functools import partial
+
+    import trio
+
+    from meshd.cli import logs
+    from meshd.cli.output import note
+    from meshd.daemon.join import join as join_network
+    from meshd.daemon.launch import run_until_signalled
+    from meshd.daemon.lifecycle import interruptible
+    from meshd.daemon.startup import preflight, quiet_libp2p, rollback
+
+    invite = read_secret_argument(join.invite, "--invite")
+    config = join.config
+    logs.configure(join.log_level, join.log_format, quiet=True)
+
+    async def main() -> int | None:
+        if not join.no_up:
+            await preflight(config)
+        with rollback(config.state_dir), quiet_libp2p():  # a failed join: one line, and
+            node = await interruptible(  # the state dir as it was
+                partial(join_network, invite, name=join.name, config=config, progress=note)
+            )
+        try:
+            if not join.no_up:
+                logs.configure(join.log_level, join.log_format, config_file=join.config_file)
+                return await run_until_signalled(config, node)
+        finally:
+            node.close()
+        return None
+
+    stopped_by(trio.run(main))
+
+
+def stopped_by(signum: int | None) -> None:
+    """Ctrl-C (SIGINT) ends the command as interrupted (exit 130), SIGTERM as a success."""
+    import signal
+
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+
+
+# -- the pieces ----------------------------------------------------
 
 
 def daemon_config(
