@@ -370,7 +370,11 @@ _ENV = st.dictionaries(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    st.lists(_WORDS, max_size=6).map(lambda parts: [word for part in parts for word in part]), _ENV
+    st.tuples(
+        st.sampled_from([[], ["--invite", TOKEN], ["--invite=-"], ["--invite", "-"]]),
+        st.lists(_WORDS, max_size=5),
+    ).map(lambda pair: [*pair[0], *(word for part in pair[1] for word in part)]),
+    _ENV,
 )
 def test_any_join_line_the_quick_path_takes_joins_the_same(
     words: list[str], env: dict[str, str]
@@ -463,3 +467,50 @@ def test_join_on_the_quick_path_imports_neither_typer_click_nor_pydantic(
         assert "--invite" in quick_said[0]
         assert quick_loaded == typer_loaded == []
     assert not (tmp_path / "j").exists()
+
+
+_DAEMON_PROBE = """
+import sys
+from meshd.daemon import launch
+heavy = ("typer", "click", "pydantic", "pydantic_core", "rich")
+async def run_until_signalled(config, node):
+    print("joined:", config.state_dir, file=sys.stderr)
+    print("loaded:", ",".join(m for m in heavy if m in sys.modules), file=sys.stderr)
+launch.run_until_signalled = run_until_signalled
+from meshd.cli import main
+main(sys.argv[2:], quick=sys.argv[1] == "quick")
+"""
+
+
+def test_a_real_join_reaches_its_daemon_without_typer_click_or_pydantic(tmp_path: Path) -> None:
+    """Admitted by a running founder, the quick ``meshd join`` reaches the daemon's start
+    with none of typer, click or pydantic imported; typer's way had them all."""
+    from tests.daemon.support import FAST, daemons, free_port
+
+    with daemons(tmp_path, "a") as (founder,):
+        founder.init("quickjoin")
+        founder.up()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MESHD")}
+        env["MESHD_CONFIG"] = "/dev/null"
+        loaded = {}
+        for way in ("quick", "typer"):
+            state = tmp_path / f"j-{way}"
+            listen = f"/ip4/127.0.0.1/tcp/{free_port()}"
+            args = ["join", "--invite", "-", "--name", f"j-{way}", *FAST,
+                    "--listen", listen, "--state-dir", str(state)]  # fmt: skip
+            done = subprocess.run(
+                [sys.executable, "-c", _DAEMON_PROBE, way, *args],
+                capture_output=True,
+                text=True,
+                timeout=90,
+                cwd=ROOT,
+                env=env,
+                input=founder.invite() + "\n",
+            )
+            assert done.returncode == 0, done.stderr
+            lines = done.stderr.splitlines()
+            assert f"joined: {state}" in lines, done.stderr
+            loaded[way] = lines[-1]
+    assert loaded["quick"] == "loaded: "
+    assert loaded["typer"].startswith("loaded: typer,")  # (its click is typer's own)
+    assert "pydantic_core" in loaded["typer"]
