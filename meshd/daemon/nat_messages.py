@@ -1,8 +1,18 @@
 """The punching service's messages (``/meshd/nat/1.0.0``): sending them, and taking them in.
 
 :class:`~meshd.daemon.punching.Punching` drives each peer's direct path; this is its voice
-on libp2p. Out: reports and punch requests, each on a short stream of its own, never
-holding up the path loop. In: a member's **report** goes to the endpoint observations
+on libp2p. Out, each on a short stream of its own, never holding up the path loop:
+
+* every member **reports** to each peer with a fresh handshake the endpoint its WireGuard
+  shows for it, with the address its libp2p connection comes from
+  (:mod:`meshd.daemon.endpoints`), when that changes and every ``REPORT_EVERY`` seconds;
+* when a round starts, a **punch request** goes to up to ``RELAYS`` members of the step's
+  relay pool (connected, with a fresh handshake with us, so that their notice carries where
+  we are; freshest first); each forwards a **punch notice** to the peer and one back to us,
+  with the endpoint its WireGuard shows for the other side as a hint, and both start a
+  round.
+
+In: a member's **report** goes to the endpoint observations
 (:class:`~meshd.daemon.endpoints.Endpoints`); a **punch request** is forwarded as a notice
 to both sides, with where our WireGuard sees each (the hints), at most
 ``REQUESTS_PER_MEMBER`` per requesting member per ``REQUEST_WINDOW``; a **notice** starts a
@@ -17,6 +27,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
 import trio
@@ -30,14 +41,21 @@ from meshd.gossip.streams import FramedStream
 
 if TYPE_CHECKING:
     from meshd.daemon.endpoints import Endpoints
+    from meshd.daemon.peer_paths import _Peer
     from meshd.daemon.punching import Punching
+    from meshd.membership import Member
+    from meshd.trust.keys import WgKey
+    from meshd.wg.model import DeviceState, PeerStatus
 
 log = logging.getLogger(__name__)
+paths_log = logging.getLogger("meshd.daemon.punching")  # the path loop's lines, one logger
 
 FRESH: Final = 180.0  # a handshake this recent means a session: its endpoint is worth telling
 REQUESTS_PER_MEMBER: Final = 4  # punch requests forwarded per requesting member...
 REQUEST_WINDOW: Final = 10.0  # ...per this many seconds
 SEND_DEADLINE: Final = 5.0  # seconds to open a stream and send one message
+REPORT_EVERY = 60.0  # an unchanged observation is reported again this often
+RELAYS = 2  # members a punch request goes to
 
 
 class PunchMessages:
@@ -72,6 +90,61 @@ class PunchMessages:
     def send(self, node_key: bytes, message: protocol.Message) -> None:
         if self.nursery is not None:
             self.nursery.start_soon(self._send_now, node_key, message)
+
+    def relay_pool(
+        self, members: Mapping[WgKey, Member], stats: Mapping[bytes, PeerStatus], wall: float
+    ) -> list[tuple[float, str, bytes]]:
+        """The connected members that see our WireGuard (a fresh handshake with us, so that
+        their notice carries where we are), freshest first: (-handshake, name, node key)."""
+        connected = set(self.host.connected_peers())
+        return sorted(
+            (-status.last_handshake, member.name, member.node_key)
+            for wg_key, member in members.items()
+            if (status := stats.get(wg_key)) is not None
+            and status.last_handshake
+            and wall - status.last_handshake <= FRESH
+            and self.peer_id(member.node_key) in connected
+        )
+
+    def request(self, peer: _Peer, target: bytes, relays: list[tuple[float, str, bytes]]) -> bool:
+        """Ask up to RELAYS members of this step's pool (``relays``: :meth:`relay_pool`) other
+        than ``peer`` (node key ``target``) to tell it we are trying now. False if there is no
+        such member yet (asked again at the next step)."""
+        chosen: list[tuple[str, bytes]] = []
+        for _, name, relay in relays:
+            if relay != target:
+                chosen.append((name, relay))
+                if len(chosen) == RELAYS:
+                    break
+        for name, relay in chosen:
+            paths_log.debug("punch request for %s to %s", peer.name, name)
+            self.send(relay, protocol.PunchRequest(target))
+        return bool(chosen)
+
+    def report(self, device: DeviceState | None, now: float) -> None:
+        """Tell each peer with a fresh session where we see its WireGuard."""
+        if device is None:
+            return
+        stats = device.peers_by_key()
+        connected = set(self.host.connected_peers())
+        wall = time.time()
+        for key, peer in self.paths.peers.items():
+            status = stats.get(peer.wg_key)
+            if status is None or not status.last_handshake or status.config.endpoint is None:
+                continue
+            if wall - status.last_handshake > FRESH or self.peer_id(key) not in connected:
+                continue
+            endpoint = status.config.endpoint
+            last, at = peer.reported
+            if endpoint == last and now - at < REPORT_EVERY:
+                continue
+            peer.reported = (endpoint, now)
+            self.send(key, protocol.Report(endpoint, self._tcp_address(key)))
+
+    def _tcp_address(self, node_key: bytes) -> str:
+        remote = getattr(self.host, "remote_address_of", None)
+        found = remote(self.peer_id(node_key)) if remote is not None else None
+        return found or ""
 
     async def _send_now(self, node_key: bytes, message: protocol.Message) -> None:
         with contextlib.suppress(MeshdError), trio.move_on_after(SEND_DEADLINE):

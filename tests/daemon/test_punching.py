@@ -15,7 +15,8 @@ from nacl.signing import SigningKey
 
 from meshd.daemon.endpoints import Endpoints
 from meshd.daemon.nat_messages import REQUEST_WINDOW, REQUESTS_PER_MEMBER
-from meshd.daemon.punching import Punching, _Peer
+from meshd.daemon.peer_paths import _Peer
+from meshd.daemon.punching import Punching
 from meshd.gossip import nat
 from meshd.gossip.peers import peer_id_of
 from meshd.mesh.candidates import Candidate
@@ -286,7 +287,7 @@ def test_a_punch_request_goes_to_the_freshest_connected_members_other_than_its_t
     RELAYS of them, never to the peer itself; with none, it is not sent (asked again later)."""
     import time
 
-    from meshd.daemon.punching import RELAYS
+    from meshd.daemon.nat_messages import RELAYS
     from meshd.wg.model import PeerConfig, PeerStatus
 
     connected = {A, B, C}

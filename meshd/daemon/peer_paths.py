@@ -1,0 +1,203 @@
+"""The punching service's per-peer state: each programmed member's direct path, by node key.
+
+:class:`PeerPaths` holds one ``_Peer`` per member programmed as a WireGuard peer: its
+:class:`meshd.mesh.punch.DirectPath` (pure) over its announced candidates
+(:mod:`meshd.mesh.announced`, checked by :func:`meshd.mesh.candidates.parse_announced`,
+refusals counted), and what the device last showed of it. The path loop
+(:class:`meshd.daemon.punching.Punching`) creates and updates them at each step
+(:meth:`PeerPaths.update`: the device's handshake, endpoint and received bytes on the
+daemon's clock); a direct path whose peer sent nothing for the silence limit is lost at
+once (a NAT mapping changed), not when its handshake goes stale. The per-peer lines of a
+step are collected in ``events`` and logged by the loop, bounded
+(:func:`meshd.mesh.punch.summary`). What is kept across restarts
+(:mod:`meshd.daemon.punch_restarts`) and the punching messages
+(:mod:`meshd.daemon.nat_messages`) read and mark these peers; :meth:`PeerPaths.snapshot` is
+what ``meshd peers`` and ``meshd netcheck`` see of them (:mod:`meshd.daemon.nat_view`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import trio
+
+from meshd.daemon.nat_view import NatSnapshot, PeerPathView
+from meshd.errors import DecodeError
+from meshd.membership import Member
+from meshd.mesh.announced import decode_candidates_untrusted
+from meshd.mesh.candidates import Candidate, counts, parse_announced
+from meshd.mesh.punch import PUNCH_INTERVAL, Action, DirectPath
+from meshd.mesh.remembered import Kept
+from meshd.wg.model import PeerStatus
+
+if TYPE_CHECKING:
+    from meshd.daemon.endpoints import Endpoints
+    from meshd.daemon.wireguard import WireGuardMesh
+
+
+@dataclass(slots=True)
+class _Peer:
+    wg_key: bytes
+    name: str
+    announced: tuple[str, ...]
+    path: DirectPath
+    action: Action | None = None
+    handshake: float | None = None  # Unix time
+    rx_bytes: int = 0
+    rx_at: float = 0.0
+    heard_at: float = 0.0  # when the peer's received bytes last grew (never reset)
+    requested_at: float = -math.inf
+    request_due: bool = False
+    trying_since: float = 0.0  # Unix time the current candidate began to be tried
+    # The endpoint this service last put on the device for the peer, and the Unix time from
+    # which it was there: a handshake no newer did not answer it (it is not kept).
+    put: tuple[str | None, float] = (None, -math.inf)
+    reported: tuple[str, float] = ("", -math.inf)
+    # (announced, underlay, the endpoint a start programs from them): worked out again only
+    # when either changes (meshd.mesh.desired.choose_endpoint parses every candidate)
+    chosen: tuple[object, object, str | None] = (None, None, None)
+
+
+class PeerPaths:
+    """The peers by node key, this step's per-peer lines, and when a path last moved."""
+
+    def __init__(
+        self,
+        mesh: WireGuardMesh,
+        endpoints: Endpoints,
+        kept: Kept,
+        silent_after: float,
+        step: float,
+    ) -> None:
+        self.mesh = mesh
+        self.endpoints = endpoints
+        self.kept = kept  # where our WireGuard saw peers (meshd.daemon.punch_restarts)
+        self.silent_after = silent_after
+        self.step = step  # the loop's step while anything moves: the device's age at most
+        self.peers: dict[bytes, _Peer] = {}  # by node key
+        self.events: list[tuple[str, str]] = []  # this step's per-peer lines (summary)
+        self.moved_at = -math.inf  # when a path last went direct or a member connected
+
+    def peer(self, member: Member, wg_key: bytes, now: float) -> _Peer:
+        ann = member.announcement
+        announced = ann.endpoints if ann is not None else ()
+        peer = self.peers.get(member.node_key)
+        if peer is not None and peer.wg_key == wg_key:
+            if peer.announced != announced:
+                peer.announced = announced
+                peer.path.set_candidates(self.candidates(announced), now)
+            return peer
+        underlay = self.mesh.underlay
+        path = DirectPath(
+            self.candidates(announced),
+            now,
+            families=underlay.families,
+            networks=underlay.networks,
+            overlay=self.mesh.overlay_prefix,
+            kept=self.kept.kept.get(wg_key),
+        )
+        peer = _Peer(wg_key, member.name, announced, path, rx_at=now, heard_at=now)
+        self.peers[member.node_key] = peer
+        return peer
+
+    def candidates(self, announced: tuple[str, ...]) -> list[Candidate]:
+        try:
+            pairs = decode_candidates_untrusted(announced)
+        except DecodeError:
+            self.endpoints.refuse("candidates", "malformed")
+            return []
+        kept, refused = parse_announced(pairs, self.mesh.overlay_prefix)
+        for reason, n in counts(refused).items():
+            for _ in range(n):
+                self.endpoints.refuse("candidates", reason)
+        return kept
+
+    def update(
+        self,
+        peer: _Peer,
+        node_key: bytes,
+        status: PeerStatus | None,
+        now: float,
+        wall: float,
+        request: Callable[[_Peer, bytes], bool],
+    ) -> Action:
+        """Update ``peer``'s path from what the device shows of it (``status``); when a
+        round starts, ask for a punch (``request``: False while no member can carry it)."""
+        handshake: float | None = None
+        endpoint: str | None = None
+        if status is not None:
+            endpoint = status.config.endpoint
+            peer.handshake = status.last_handshake
+            if status.last_handshake:
+                handshake = now - (wall - status.last_handshake)
+            if status.rx_bytes != peer.rx_bytes:
+                peer.rx_bytes, peer.rx_at, peer.heard_at = status.rx_bytes, now, now
+        path = peer.path
+        if (
+            path.state == "direct"
+            and now - peer.rx_at > self.silent_after
+            and handshake is not None
+            and now - handshake > self.silent_after
+            and path.lost(now)
+        ):
+            peer.rx_at = now
+            self.events.append(
+                (
+                    "silent",
+                    f"{peer.name}: nothing received for {self.silent_after:.0f} s on the "
+                    "direct path; trying",
+                )
+            )
+        before = peer.action.path if peer.action is not None else None
+        action = path.update(now, handshake, endpoint)
+        if action.path != before:
+            if action.path == "direct":  # its session is new: reported to it, kept
+                self.moved_at = now
+            if action.endpoint is not None:
+                line = f"{peer.name}: {action.path} at {action.endpoint}"
+                self.events.append((action.path, line))
+        if action.path == "trying" and (before != "trying" or action.kick):
+            peer.request_due = True  # a round started: ask for a punch
+            peer.trying_since = wall - self.step  # the device was read up to a step ago
+        elif action.path == "direct":
+            peer.request_due = False
+        if (
+            peer.request_due
+            and now - peer.requested_at >= PUNCH_INTERVAL
+            and request(peer, node_key)
+        ):
+            peer.requested_at = now
+            peer.request_due = False
+        peer.action = action
+        return action
+
+    def snapshot(self) -> NatSnapshot:
+        now = trio.current_time()
+        endpoints = self.endpoints
+        views = []
+        for key, peer in sorted(self.peers.items(), key=lambda kv: (kv[1].name, kv[0])):
+            action = peer.action
+            path = action.path if action is not None else "none"
+            if action is not None and action.endpoint is None and path != "direct":
+                path = "none" if not peer.path.candidates else path
+            views.append(
+                PeerPathView(
+                    node_key=key,
+                    name=peer.name,
+                    path=path,
+                    endpoint=action.endpoint if action is not None else None,
+                    last_handshake=peer.handshake or None,
+                    keepalive=action.keepalive if action else 0,
+                )
+            )
+        return NatSnapshot(
+            candidates=tuple((c.kind, c.endpoint) for c in endpoints.candidates(now)),
+            observed=tuple(endpoints.observed(now)),
+            behind_nat=endpoints.behind_nat(now),
+            nat_kind=endpoints.nat_kind(now),
+            peers=tuple(views),
+            refused=dict(endpoints.refused),
+        )

@@ -1,0 +1,145 @@
+"""The punching service across restarts: ours (what is kept for the next start) and a
+member's (its silent peer created anew).
+
+* where our WireGuard sees each peer, when a start from the store would not program it
+  there, is **kept** in the state dir (:mod:`meshd.mesh.remembered`,
+  :mod:`meshd.daemon.last_endpoints`), and a path made at the next start tries it first
+  (:meth:`meshd.daemon.peer_paths.PeerPaths.peer`); an endpoint the service set (a candidate
+  or hint a round tries) only once a handshake newer than its setting answered it;
+* a member whose libp2p connection comes back while our WireGuard session with it stays
+  silent (a restarted daemon: :mod:`meshd.mesh.reconnect`) has its peer removed and created
+  again as it was, so that WireGuard shakes hands anew (:func:`meshd.mesh.kicks.recreate`),
+  and is reported to again at once (it lost every observation).
+
+:class:`Restarts` holds the kept endpoints and the watch over reconnections; the path loop
+(:class:`meshd.daemon.punching.Punching`) calls it at each step with the device it read and
+its peers (:class:`meshd.daemon.peer_paths.PeerPaths`), and once more at its stop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from pathlib import Path as FsPath
+from typing import TYPE_CHECKING
+
+import trio
+
+from meshd.daemon import last_endpoints
+from meshd.daemon.nat_messages import FRESH
+from meshd.daemon.transport import Transport, key_of
+from meshd.mesh.desired import choose_endpoint
+from meshd.mesh.kicks import recreate
+from meshd.mesh.reconnect import Reconnects, silence_for
+from meshd.mesh.remembered import Kept
+from meshd.wg.model import PeerStatus, RemovePeer, UpdatePeer
+
+if TYPE_CHECKING:
+    from meshd.daemon.peer_paths import PeerPaths, _Peer
+    from meshd.daemon.wireguard import WireGuardMesh
+
+
+class Restarts:
+    def __init__(
+        self,
+        host: Transport,
+        mesh: WireGuardMesh,
+        keepalive: int,
+        hello_interval: float | None,
+        state_dir: FsPath | None,
+    ) -> None:
+        self.host = host
+        self.mesh = mesh
+        self.keepalive = keepalive
+        self.reconnects: Reconnects[bytes] = Reconnects(silence_for(hello_interval))
+        self._connected: set[bytes] = set()  # members connected at the last step
+        # Where our WireGuard last saw peers that announce no such endpoint (a NAT's mapping
+        # for us): kept in the state dir for the next start (meshd.mesh.remembered).
+        self.state_dir = state_dir
+        loaded = last_endpoints.load(state_dir, mesh.overlay_prefix) if state_dir else {}
+        self.kept = Kept(loaded)
+
+    def forget(self, node_key: bytes) -> None:
+        """``node_key`` is no peer of ours any more."""
+        self.reconnects.forget(node_key)
+
+    def save(self) -> None:
+        """Write what is kept for the next start now if it changed since the last write
+        (at a stop: writes come at most every few seconds, and a daemon stopped a second
+        after a NATed member's session began would otherwise start without its mapping)."""
+        data = self.kept.unwritten(trio.current_time())
+        if data is not None and self.state_dir is not None:
+            last_endpoints.save(self.state_dir, data)
+
+    def keep(
+        self,
+        peers: Mapping[bytes, _Peer],
+        stats: dict[bytes, PeerStatus],
+        present: Collection[bytes],
+        now: float,
+        wall: float,
+    ) -> None:
+        """Keep where our WireGuard sees each peer with a live session, when the first
+        round of a start would not program it there from the announcement alone
+        (meshd.mesh.remembered), for the next start.
+
+        An endpoint the service set (a round's candidate or hint) counts only once a
+        handshake newer than its setting answered it, as :func:`meshd.mesh.paths.with_paths`
+        judges a session against a round: before that, the last handshake came through the
+        endpoint before it, and the peer keeps what it had."""
+        seen: dict[bytes, tuple[str, bool]] = {}
+        underlay = self.mesh.underlay
+        for peer in peers.values():
+            status = stats.get(peer.wg_key)
+            if status is None or not status.last_handshake or status.config.endpoint is None:
+                continue
+            if wall - status.last_handshake > FRESH:
+                continue
+            put, put_at = peer.put
+            if status.config.endpoint == put and status.last_handshake <= put_at:
+                continue  # set by a round, answered by no handshake yet
+            announced, was, chosen = peer.chosen
+            if announced is not peer.announced or was is not underlay:
+                chosen = choose_endpoint(peer.announced, underlay)
+                peer.chosen = (peer.announced, underlay, chosen)
+            endpoint = status.config.endpoint
+            seen[peer.wg_key] = (endpoint, endpoint == chosen)
+        data = self.kept.update(now, seen, present)
+        if data is not None and self.state_dir is not None:
+            last_endpoints.save(self.state_dir, data)
+
+    def reconnected(
+        self, paths: PeerPaths, stats: dict[bytes, PeerStatus], now: float
+    ) -> list[RemovePeer | UpdatePeer]:
+        """Re-create the peers of members whose connection came back while our session with
+        them stays silent (a restarted daemon: :mod:`meshd.mesh.reconnect`)."""
+        peers = paths.peers
+        # From the connected peers' ids (a few), not each peer's id (base58 for 10,000).
+        found = (key_of(peer_id) for peer_id in self.host.connected_peers())
+        connected = sorted({k for k in found if k is not None and k in peers})
+        for key in set(connected) - self._connected:
+            # A new connection (a restarted member lost what we reported): report again now.
+            peers[key].reported = ("", -math.inf)
+            paths.moved_at = now  # it is watched (meshd.mesh.reconnect) for WINDOW s
+        self._connected = set(connected)
+        heard: dict[bytes, float | None] = {}
+        for key, peer in peers.items():
+            status = stats.get(peer.wg_key)
+            has_session = status is not None and status.last_handshake
+            heard[key] = peer.heard_at if has_session else None
+        ops: list[RemovePeer | UpdatePeer] = []
+        for key in self.reconnects.update(now, connected, heard):
+            peer = peers[key]
+            status = stats.get(peer.wg_key)
+            if status is None or status.config.endpoint is None:
+                continue
+            paths.events.append(
+                (
+                    "shaken anew",
+                    f"{peer.name}: connected again, and nothing heard on its WireGuard session "
+                    f"for {now - peer.heard_at:.0f} s (restarted?): shaking hands anew",
+                )
+            )
+            keepalive = status.config.persistent_keepalive or self.keepalive or 25
+            ops += recreate(status, status.config.endpoint, keepalive)
+        return ops
