@@ -83,9 +83,29 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         _admit(node, name)
     node.up()
     try:
+        _settled(node)
         yield node
     finally:
         node.stop()
+
+
+def _settled(node: Daemon, timeout: float = 20.0) -> None:
+    """Wait until two ``status`` answers 0.3 s apart read the same but for the uptime: just
+    after its start a daemon still settles (its relaying, its first announcement), and on a
+    loaded machine the typer way's call comes up to a second after the quick one's, so a
+    field that changed between them failed a comparison (1 run of many under load)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        answer = node.ask("status")
+        answer.pop("uptime", None)
+        if answer == last:
+            return
+        last = answer
+        time.sleep(0.3)
+    raise AssertionError(f"the daemon's status did not settle within {timeout:g} s")
 
 
 # --- what the quick path takes on ---------------------------------------------------------
