@@ -46,14 +46,8 @@ def prepare(values: Mapping[str, Any]) -> Up:
     CommandLineError) for a value that means nothing (a duration, a Babel key, ...)."""
     from meshd.babel.options import babel_config
 
-    config = daemon_config(
-        values["state_dir"],
-        values["listen"],
-        values["wg_backend"],
-        values["announce_interval"],
-        values["announce_ttl"],
-        values["degree"],
-        (values["interface"], values["listen_port"], values["endpoint"]),
+    config = _daemon_config(
+        values,
         babel_config(
             values["babel_interface"] or (),
             values["babel_hello_interval"],
@@ -70,6 +64,20 @@ def prepare(values: Mapping[str, Any]) -> Up:
         log_level=values["log_level"],
         log_format=values["log_format"],
         config_file=values["config_file"],
+    )
+
+
+def _daemon_config(values: Mapping[str, Any], babel: BabelConfig) -> DaemonConfig:
+    """The options ``up`` and ``join`` share, as a DaemonConfig with ``babel``."""
+    return daemon_config(
+        values["state_dir"],
+        values["listen"],
+        values["wg_backend"],
+        values["announce_interval"],
+        values["announce_ttl"],
+        values["degree"],
+        (values["interface"], values["listen_port"], values["endpoint"]),
+        babel,
     )
 
 
@@ -111,16 +119,7 @@ def prepare_join(values: Mapping[str, Any]) -> Join:
     has read nothing from stdin."""
     from meshd.babel.options import babel_config
 
-    config = daemon_config(
-        values["state_dir"],
-        values["listen"],
-        values["wg_backend"],
-        values["announce_interval"],
-        values["announce_ttl"],
-        values["degree"],
-        (values["interface"], values["listen_port"], values["endpoint"]),
-        babel_config(hello_interval=values["babel_hello_interval"]),
-    )
+    config = _daemon_config(values, babel_config(hello_interval=values["babel_hello_interval"]))
     config = reaching(config, values["relay"], values["public_addr"], values["bootstrap"])
     return Join(
         invite=values["invite"],

@@ -27,6 +27,7 @@ from meshd.cli.quick import recognise
 from meshd.cli.quick_up import FLAGS, OPTIONS
 from meshd.daemon import join as joining
 from meshd.daemon import launch, startup
+from tests.cli.quick_support import left_to_typer
 from tests.daemon.support import ROOT
 
 PEER = "12D3KooWHwyUKko53tSAuiTN9K8NFR6MqVxENqwQzGWbmQSsD9R6"
@@ -307,23 +308,8 @@ def test_lines_left_to_typer(
     env: dict[str, str],
     args: list[str],
 ) -> None:
-    bad = tmp_path / "bad.toml"
-    bad.write_text('wg_backend = "none"\ndegre = 3\n')
-    for name, value in env.items():
-        monkeypatch.setenv(name, value.replace("BAD", str(bad)))
-    assert recognise(["join", *args]) is None
-    # ...and typer says what it says, the same through main's quick way (which passes it on).
-    answers = []
-    for quick in (True, False):
-        try:
-            seen = started(monkeypatch, args, quick=quick)
-            code = 0
-        except SystemExit as exc:
-            seen, code = [], int(exc.code or 0)
-        out, err = capsys.readouterr()
-        answers.append((code, out, err, seen))
-    assert answers[0] == answers[1]
-    code, out, err, seen = answers[0]
+    # typer says what it says, the same through main's quick way (which passes it on).
+    code, out, err, seen = left_to_typer("join", started, monkeypatch, capsys, tmp_path, env, args)
     if args[:1] == ["--help"]:
         assert code == 0
         assert out.startswith("Usage: meshd join")

@@ -24,6 +24,7 @@ from meshd.cli import configfile, logs, main
 from meshd.cli.quick import recognise
 from meshd.cli.quick_up import OPTIONS, file_keys
 from meshd.daemon import reexec
+from tests.cli.quick_support import left_to_typer
 from tests.daemon.support import ROOT
 
 KEY = "1:hmac-sha256:" + "ab" * 32
@@ -279,23 +280,8 @@ def test_lines_left_to_typer(
     env: dict[str, str],
     args: list[str],
 ) -> None:
-    bad = tmp_path / "bad.toml"
-    bad.write_text('wg_backend = "none"\ndegre = 3\n')
-    for name, value in env.items():
-        monkeypatch.setenv(name, value.replace("BAD", str(bad)))
-    assert recognise(["up", *args]) is None
-    # ...and typer says what it says, the same through main's quick way (which passes it on).
-    answers = []
-    for quick in (True, False):
-        try:
-            seen = started(monkeypatch, args, quick=quick)
-            code = 0
-        except SystemExit as exc:
-            seen, code = [], int(exc.code or 0)
-        out, err = capsys.readouterr()
-        answers.append((code, out, err, seen))
-    assert answers[0] == answers[1]
-    code, out, err, seen = answers[0]
+    # typer says what it says, the same through main's quick way (which passes it on).
+    code, out, err, seen = left_to_typer("up", started, monkeypatch, capsys, tmp_path, env, args)
     if args and args[0] in ("--help", "-h") and code == 0:
         assert out.startswith("Usage: meshd up")
     elif args in TAKEN or env in TAKEN:
