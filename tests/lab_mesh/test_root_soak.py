@@ -21,6 +21,7 @@ Not a timed assertion on speed: ``SETTLE`` only bounds a wait (measured: 0.1 s).
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 import pytest
@@ -34,7 +35,7 @@ SAMPLE = 5.0
 WARMUP = 20.0
 SETTLE = 60.0
 FD_MARGIN = 5
-TASK_MARGIN = 20
+TASK_MARGIN = 40  # tasks follow the connections: 85 to 134 within one 3-min run (both trees)
 RSS_MARGIN_MIB = 24.0
 
 
@@ -84,6 +85,12 @@ def test_the_long_lived_daemons_do_not_grow(result: dict[str, Any]) -> None:
         assert end["t"] >= churn_end - 2 * SAMPLE, "sampled through the churn"
         assert end["t"] - base["t"] >= MINUTES * 60.0 / 2, "sampled through the churn"
         assert end["fds"] <= base["fds"] + FD_MARGIN, row
-        assert end["tasks"] <= base["tasks"] + TASK_MARGIN, row
+        # Tasks follow the connections, which the churn opens and closes (85 to 134 in a
+        # run of 3 min at e4ad87c and after, both ends of it): the median of the first three
+        # samples after warm-up against that of the last three, not one sample each.
+        samples = [s for s in result["raw"][str(row["pid"])] if s["t"] >= base["t"]]
+        first = statistics.median(s["tasks"] for s in samples[:3])
+        last = statistics.median(s["tasks"] for s in samples[-3:])
+        assert last <= first + TASK_MARGIN, (row, [s["tasks"] for s in samples])
         assert end["rss_mib"] <= base["rss_mib"] + RSS_MARGIN_MIB, row
         assert end["wg_fds"] <= base["wg_fds"] + FD_MARGIN, row
