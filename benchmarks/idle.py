@@ -137,7 +137,7 @@ def store_start(
 ) -> dict[str, Any]:
     """One ``meshd up`` from ``tree`` on a copy of ``store``: log lines, CPU over the window
     (``idle``) or none, and the time SIGTERM takes to stop it."""
-    from benchmarks.memory import daemon_pid, namespace, wireguard_go_pids
+    from benchmarks.memory import daemon_pid, namespace, up_command, wireguard_go_pids
 
     state_dir = workdir / f"state-{tag}"
     shutil.copytree(store, state_dir)
@@ -145,14 +145,7 @@ def store_start(
     log_path = workdir / f"{tag}.log"
     python = tree / ".venv" / "bin" / "python"
     with namespace(f"meshd-idle-{tag}") as netns:
-        command = [
-            "ip", "netns", "exec", netns, str(python), "-m", "meshd", "up",
-            "--state-dir", str(state_dir),
-            "--wg-backend", "userspace",
-            "--interface", ifname,
-            "--listen", "/ip4/127.0.0.1/tcp/0",
-            "--listen-port", "51820",
-        ]  # fmt: skip
+        command = up_command(python, netns, state_dir, "userspace", ifname, 51820)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with open(log_path, "wb") as log_file:
             process = subprocess.Popen(

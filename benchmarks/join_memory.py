@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -25,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.memory import commit_of, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--wg-backend", "none", "--announce-interval", "60s", "--announce-ttl", "10m"]
@@ -88,16 +89,6 @@ def _wait_answering(tree: Path, process: subprocess.Popen[bytes], state: Path) -
     raise SystemExit(f"no answer from {state} within 60 s")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-
 def _status_kib(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -138,19 +129,9 @@ def one_run(tree: Path, settle: float) -> dict[str, Any]:
             }
         finally:
             if b is not None:
-                _stop(b)
-            _stop(a)
+                stop(b)
+            stop(a)
         return row
-
-
-def _commit(tree: Path) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return done.stdout.strip()
 
 
 def main() -> int:
@@ -167,7 +148,7 @@ def main() -> int:
             row = one_run(tree, args.settle)
             rows[tree].append(row)
             print(
-                f"{_commit(tree)} round {round_ + 1}: VmRSS {row['vmrss_kib'] / 1024:.1f} MiB, "
+                f"{commit_of(tree)} round {round_ + 1}: VmRSS {row['vmrss_kib'] / 1024:.1f} MiB, "
                 f"mapped {row['mapped'] or '-'}, answering after {row['answering_s']} s",
                 flush=True,
             )
@@ -177,7 +158,7 @@ def main() -> int:
         "trees": [
             {
                 "root": str(tree),
-                "commit": _commit(tree),
+                "commit": commit_of(tree),
                 "runs": rows[tree],
                 "vmrss_mib_median": round(
                     statistics.median(r["vmrss_kib"] for r in rows[tree]) / 1024, 2

@@ -269,6 +269,21 @@ def heap_by_place(path: Path) -> dict[str, dict[str, int]]:
     return {"by_place": places, "by_line": lines, "total": {"bytes": sum(places.values())}}
 
 
+def up_command(
+    python: Path | str, netns: str | None, state_dir: Path, backend: str, ifname: str, port: int
+) -> list[str]:
+    """``meshd up`` on a synthetic store, as the benchmarks start it (in ``netns`` if given)."""
+    command = [
+        str(python), "-m", "meshd", "up",
+        "--state-dir", str(state_dir),
+        "--wg-backend", backend,
+        "--interface", ifname,
+        "--listen", "/ip4/127.0.0.1/tcp/0",
+        "--listen-port", str(port),
+    ]  # fmt: skip
+    return ["ip", "netns", "exec", netns, *command] if netns is not None else command
+
+
 def run_daemon(
     root: Path,
     state_dir: Path,
@@ -281,16 +296,7 @@ def run_daemon(
     trim: bool = False,
 ) -> dict[str, Any]:
     """Start ``meshd up``, wait until it is up plus ``settle`` s, read its RSS, stop it."""
-    command = [
-        PYTHON, "-m", "meshd", "up",
-        "--state-dir", str(state_dir),
-        "--wg-backend", backend,
-        "--interface", ifname,
-        "--listen", "/ip4/127.0.0.1/tcp/0",
-        "--listen-port", str(40000 + os.getpid() % 20000),
-    ]  # fmt: skip
-    if netns is not None:
-        command = ["ip", "netns", "exec", netns, *command]
+    command = up_command(PYTHON, netns, state_dir, backend, ifname, 40000 + os.getpid() % 20000)
     log_path = state_dir.parent / f"{state_dir.name}.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if trace or trim:

@@ -52,6 +52,7 @@ from benchmarks.memory import (
     log_time,
     namespace,
     stop,
+    up_command,
     wireguard_go_pids,
 )
 
@@ -95,14 +96,7 @@ def start_once(
     ifname = f"ms{tag}"[:15]
     python = tree / ".venv" / "bin" / "python"
     with namespace(f"meshd-start-{tag}") as netns:
-        command = [
-            "ip", "netns", "exec", netns, str(python), "-m", "meshd", "up",
-            "--state-dir", str(state_dir),
-            "--wg-backend", "userspace",
-            "--interface", ifname,
-            "--listen", "/ip4/127.0.0.1/tcp/0",
-            "--listen-port", "51820",
-        ]  # fmt: skip
+        command = up_command(python, netns, state_dir, "userspace", ifname, 51820)
         log_path = state_dir.parent / f"{state_dir.name}.log"
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         load = os.getloadavg()[0]
