@@ -103,23 +103,17 @@ class NodeState:
         self.node = node
         self.clock = clock
         self.membership = Membership(node.anchor, announce_ttl=announce_ttl)
-        # The load, the first tick and the first snapshot's views at one moment, each
-        # member judged once for the three (Membership.judged_once; three times before).
-        start = clock()
-        self._first_at: int | None = start
-        with self.membership.judged_once():
-            report = node.store.load_into(self.membership, start)
-            log.info(
-                "loaded %d records (%d refused, %d pending, %d without this node's seal"
-                " verified in full) from %s",
-                report.loaded,
-                report.rejected,
-                report.pending,
-                report.checked,
-                node.paths.db,
-            )
-            self.membership.tick(start)
-            self.feed = MembershipFeed(self._snapshot)  # the first snapshot, at ``start``
+        report = node.store.load_into(self.membership, clock())
+        log.info(
+            "loaded %d records (%d refused, %d pending, %d without this node's seal verified"
+            " in full) from %s",
+            report.loaded,
+            report.rejected,
+            report.pending,
+            report.checked,
+            node.paths.db,
+        )
+        self.membership.tick(clock())
         # Who may make us do what (rate limits of gossip and sync), and what was refused.
         self.gate = PeerGate(lambda peer: self.source_of(peer) == peer)
         self.rejects: Counter[str] = self.gate.rejects  # by peer id
@@ -128,6 +122,7 @@ class NodeState:
         # Our own records being published: the validator lets them pass (meshd.daemon.flooding).
         self.outgoing: set[bytes] = set()
         self.traffic = Traffic()  # gossip and sync counters, for the metrics
+        self.feed = MembershipFeed(self._snapshot)
         self.disk = DiskSync(node.store, self.feed.changed)  # started by meshd.daemon.launch
         # Whether our own standing ended (revoked, left, handed over): one watcher, run with
         # the lifecycle services (meshd.daemon.renewer); the daemon's stop waits for it.
@@ -140,8 +135,7 @@ class NodeState:
         return self.node.node_key.public
 
     def _snapshot(self, version: int, revocations: int) -> Snapshot:
-        at = self.clock() if self._first_at is None else self._first_at
-        self._first_at = None
+        at = self.clock()
         members = tuple(self.membership.members(at))
         grants = {
             m.node_key: self.membership.grants(m.node_key)

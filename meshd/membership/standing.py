@@ -19,29 +19,9 @@ from meshd.membership.views import MemberState
 from meshd.records import U64, Revocation
 from meshd.trust.chain import Credential
 
-Verdict = tuple[MemberState, str, Credential]
-
 
 class Standing(SponsorGraph):
     """The judgement indexes of one membership state."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # While kept (keep_verdicts): node -> (now, last seen, announce TTL, its judgement).
-        self._verdicts: dict[bytes, tuple[int, int | None, int | None, Verdict]] | None = None
-
-    def keep_verdicts(self, keep: bool) -> None:
-        """Keep each member's judgement from now on (``keep``), or stop and forget them. A
-        kept one is given again for the same moment, silence and announcement TTL until the
-        judgements change (:meth:`invalidate`, as the standing cache): a start-up's load, first
-        tick and first views judge each member once instead of three times. Off otherwise,
-        so nothing per member is held for it."""
-        self._verdicts = {} if keep else None
-
-    def invalidate(self) -> None:
-        super().invalidate()
-        if self._verdicts:
-            self._verdicts.clear()
 
     # --- judgements ---------------------------------------------------------------------
 
@@ -64,23 +44,8 @@ class Standing(SponsorGraph):
 
     def judge(
         self, node: bytes, now: int, last_seen: int | None, announce_ttl: int | None
-    ) -> Verdict:
+    ) -> tuple[MemberState, str, Credential]:
         """The member's state at ``now``, why, and the credential that decides it."""
-        verdicts = self._verdicts
-        if verdicts is None:
-            return self._judge(node, now, last_seen, announce_ttl)
-        if announce_ttl is None:
-            last_seen = None  # silence does not count: a new announcement changes nothing
-        kept = verdicts.get(node)
-        if kept is not None and kept[:3] == (now, last_seen, announce_ttl):
-            return kept[3]
-        verdict = self._judge(node, now, last_seen, announce_ttl)
-        verdicts[node] = (now, last_seen, announce_ttl, verdict)
-        return verdict
-
-    def _judge(
-        self, node: bytes, now: int, last_seen: int | None, announce_ttl: int | None
-    ) -> Verdict:
         entries = self._credentials[node]
         reason = ""
         expired: Credential | None = None

@@ -12,8 +12,7 @@ emits is meshd.membership.views.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 
 from meshd.errors import DecodeError, VerifyError
 from meshd.membership.batch import Merged, in_ingest_order, merge_announcements
@@ -185,18 +184,6 @@ class Membership(MemberQueries, RecordQueries):
             signatures_trusted=signatures_trusted,
             rejected=rejected,
         )
-
-    @contextmanager
-    def judged_once(self) -> Iterator[None]:
-        """Within: each member's judgement is kept and given again while nothing it depends
-        on changes (the set's judgements, its silence, the moment): the store's load, the
-        first tick and the first views at one moment judge each member once. Nothing is kept
-        outside (meshd.membership.standing, ``keep_verdicts``)."""
-        self._standing.keep_verdicts(True)
-        try:
-            yield
-        finally:
-            self._standing.keep_verdicts(False)
 
     def tick(self, now: int) -> tuple[Event, ...]:
         """Re-judge every member at ``now``: emits Expired, and Admitted for returns. What a

@@ -637,32 +637,6 @@ def test_a_store_loaded_in_one_pass_gives_the_same_state(
     assert not trusted.verifier.signatures_trusted
 
 
-@given(sequences(), st.sampled_from([None, 600]), st.sampled_from([NOW, NOW + 400 * DAY]))
-def test_judged_once_gives_what_judging_every_time_gives(
-    sequence: tuple[list[int], list[int]], ttl: int | None, later: int
-) -> None:
-    """Within Membership.judged_once (a start: the load, the first tick and the first views
-    judge each member once) the members, the tick's events and every judgement after each
-    further record are what judging every time gives, at the load's moment and later (members
-    expired, silent); nothing is kept once it ends."""
-    subset, order = sequence
-    records = pool().records
-    plain, kept = pool().net.state(announce_ttl=ttl), pool().net.state(announce_ttl=ttl)
-    plain.load([records[i] for i in order[: len(order) // 2]], NOW)
-    plain_events = plain.tick(later)
-    plain_members = plain.members(later)
-    with kept.judged_once():
-        kept.load([records[i] for i in order[: len(order) // 2]], NOW)
-        assert kept.tick(later) == plain_events
-        assert kept.members(later) == plain_members
-        for i in subset:  # merges within: revocations, renewals, leaves, hand-overs...
-            ingest_all(plain, [records[i]])
-            ingest_all(kept, [records[i]])
-            assert kept.members(NOW) == plain.members(NOW)
-            assert kept.tick(later) == plain.tick(later)
-    assert kept._standing._verdicts is None
-
-
 @given(sequences())
 def test_revocations_only_grow_and_announcements_only_advance(
     sequence: tuple[list[int], list[int]],
