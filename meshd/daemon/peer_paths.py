@@ -7,9 +7,13 @@ refusals counted), and what the device last showed of it. The path loop
 (:class:`meshd.daemon.punching.Punching`) creates and updates them at each step
 (:meth:`PeerPaths.update`: the device's handshake, endpoint and received bytes on the
 daemon's clock); a direct path whose peer sent nothing for the silence limit is lost at
-once (a NAT mapping changed), not when its handshake goes stale. The per-peer lines of a
-step are collected in ``events`` and logged by the loop, bounded
-(:func:`meshd.mesh.punch.summary`). What is kept across restarts
+once (a NAT mapping changed), not when its handshake goes stale. Where Babel's Hellos do not
+flow on the path (two members that both do not relay), silence means little: the peer's
+:class:`meshd.mesh.liveness_probe.Liveness` judges it, and a quiet path is probed (the peer
+re-created, so that WireGuard initiates: :func:`meshd.mesh.kicks.recreate`) before it is
+declared lost; :meth:`PeerPaths.probes` asks for at most ``PROBE_BUDGET`` of them a step.
+The per-peer lines of a step are collected in ``events`` and logged, bounded
+(:meth:`PeerPaths.log_events`, :func:`meshd.mesh.punch.summary`). What is kept across restarts
 (:mod:`meshd.daemon.punch_restarts`) and the punching messages
 (:mod:`meshd.daemon.nat_messages`) read and mark these peers; :meth:`PeerPaths.snapshot` is
 what ``meshd peers`` and ``meshd netcheck`` see of them (:mod:`meshd.daemon.nat_view`).
@@ -17,8 +21,9 @@ what ``meshd peers`` and ``meshd netcheck`` see of them (:mod:`meshd.daemon.nat_
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,9 +34,13 @@ from meshd.errors import DecodeError
 from meshd.membership import Member
 from meshd.mesh.announced import decode_candidates_untrusted
 from meshd.mesh.candidates import Candidate, counts, parse_announced
-from meshd.mesh.punch import PUNCH_INTERVAL, Action, DirectPath
+from meshd.mesh.desired import peer_members
+from meshd.mesh.kicks import recreate
+from meshd.mesh.liveness_probe import PROBE_BUDGET, Liveness
+from meshd.mesh.punch import KEEPALIVE, PUNCH_INTERVAL, Action, DirectPath, summary
 from meshd.mesh.remembered import Kept
-from meshd.wg.model import PeerStatus
+from meshd.trust.keys import WgKey
+from meshd.wg.model import PeerStatus, RemovePeer, UpdatePeer
 
 if TYPE_CHECKING:
     from meshd.daemon.endpoints import Endpoints
@@ -59,6 +68,8 @@ class _Peer:
     # (announced, underlay, the endpoint a start programs from them): worked out again only
     # when either changes (meshd.mesh.desired.choose_endpoint parses every candidate)
     chosen: tuple[object, object, str | None] = (None, None, None)
+    # While direct without Babel's Hellos on the path: whether it still works.
+    liveness: Liveness | None = None
 
 
 class PeerPaths:
@@ -80,6 +91,20 @@ class PeerPaths:
         self.peers: dict[bytes, _Peer] = {}  # by node key
         self.events: list[tuple[str, str]] = []  # this step's per-peer lines (summary)
         self.moved_at = -math.inf  # when a path last went direct or a member connected
+        self.due: list[_Peer] = []  # this step's peers due a probe (probes)
+        self._members: tuple[tuple[object, ...], Mapping[WgKey, Member]] | None = None
+
+    def members(self, members: Iterable[Member]) -> Mapping[WgKey, Member]:
+        """The members programmed as peers (:func:`meshd.mesh.desired.peer_members`) of a
+        membership snapshot's ``members``, worked out again only for a new snapshot or a
+        new key of ours (0.18 s at 10,000 members)."""
+        mesh = self.mesh
+        source = (members, mesh.own_node_key, mesh.own_wg_key)
+        cached = self._members
+        if cached is None or any(a is not b for a, b in zip(cached[0], source, strict=True)):
+            chosen = peer_members(members, own_node_key=source[1], own_wg_key=source[2])
+            self._members = cached = (source, chosen)
+        return cached[1]
 
     def peer(self, member: Member, wg_key: bytes, now: float) -> _Peer:
         ann = member.announcement
@@ -123,9 +148,12 @@ class PeerPaths:
         now: float,
         wall: float,
         request: Callable[[_Peer, bytes], bool],
+        hellos: bool = True,
     ) -> Action:
         """Update ``peer``'s path from what the device shows of it (``status``); when a
-        round starts, ask for a punch (``request``: False while no member can carry it)."""
+        round starts, ask for a punch (``request``: False while no member can carry it).
+        ``hellos``: whether Babel's Hellos flow on the direct path (else its silence is
+        judged by :class:`meshd.mesh.liveness_probe.Liveness`)."""
         handshake: float | None = None
         endpoint: str | None = None
         if status is not None:
@@ -133,10 +161,13 @@ class PeerPaths:
             peer.handshake = status.last_handshake
             if status.last_handshake:
                 handshake = now - (wall - status.last_handshake)
-            if status.rx_bytes != peer.rx_bytes:
-                peer.rx_bytes, peer.rx_at, peer.heard_at = status.rx_bytes, now, now
+            if status.rx_bytes > peer.rx_bytes:
+                peer.rx_at = peer.heard_at = now
+            peer.rx_bytes = status.rx_bytes  # lower: the peer was created anew
         path = peer.path
-        if (
+        if not hellos or peer.liveness is not None:
+            self._judge(peer, status, handshake, now, hellos)
+        elif (
             path.state == "direct"
             and now - peer.rx_at > self.silent_after
             and handshake is not None
@@ -172,7 +203,82 @@ class PeerPaths:
             peer.requested_at = now
             peer.request_due = False
         peer.action = action
+        if action.path != "direct":
+            peer.liveness = None
         return action
+
+    def _judge(
+        self,
+        peer: _Peer,
+        status: PeerStatus | None,
+        handshake: float | None,
+        now: float,
+        hellos: bool,
+    ) -> None:
+        """A direct path without Hellos: judged by its :class:`Liveness`, lost once a probe
+        went unanswered (a peer whose Hellos came back starts the Hello rule afresh)."""
+        path = peer.path
+        if hellos or path.state != "direct" or status is None:
+            if hellos:
+                peer.liveness = None
+                peer.rx_at = now
+            return
+        keepalive = status.config.persistent_keepalive or 0
+        live = peer.liveness
+        if live is None:
+            live = peer.liveness = Liveness(now, status.rx_bytes, status.tx_bytes, keepalive)
+        verdict = live.judge(now, status.rx_bytes, status.tx_bytes, handshake, keepalive)
+        if verdict == "probe":
+            self.due.append(peer)
+        elif verdict == "lost" and path.lost(now):
+            peer.liveness = None
+            peer.rx_at = now
+            self.events.append(
+                (
+                    "silent",
+                    f"{peer.name}: nothing received on the direct path, and a handshake "
+                    "asked for went unanswered; trying",
+                )
+            )
+
+    def probes(
+        self, stats: Mapping[bytes, PeerStatus], now: float, budget: int = PROBE_BUDGET
+    ) -> tuple[list[RemovePeer | UpdatePeer], list[Liveness]]:
+        """This step's probes: the peers due one (:meth:`update`), quiet longest first, at
+        most ``budget``, each re-created so that WireGuard initiates now (a live peer
+        answers a handshake initiation; a keepalive it would not). The operations and the
+        probes asked for (:meth:`Liveness.cancel` them if the operations fail)."""
+        due, self.due = self.due, []
+        ops: list[RemovePeer | UpdatePeer] = []
+        asked: list[Liveness] = []
+        due.sort(key=lambda p: p.liveness.heard if p.liveness is not None else now)
+        for peer in due:
+            status = stats.get(peer.wg_key)
+            live = peer.liveness
+            if len(asked) >= budget:
+                break
+            if live is None or status is None or status.config.endpoint is None:
+                continue
+            # A keepalive turned on is what makes the new peer initiate (set back by the
+            # reconcile loop where the path keeps none).
+            keepalive = status.config.persistent_keepalive or KEEPALIVE
+            ops += recreate(status, status.config.endpoint, keepalive)
+            live.probed(now)
+            asked.append(live)
+            self.events.append(
+                ("asked", f"{peer.name}: nothing received for {now - live.heard:.0f} s; asking")
+            )
+        return ops, asked
+
+    def log_events(self, log: logging.Logger) -> None:
+        """This step's per-peer lines, bounded at INFO (:func:`meshd.mesh.punch.summary`)."""
+        events, self.events = self.events, []
+        info, debug = summary(events)
+        for line in info:
+            log.info("%s", line)
+        if log.isEnabledFor(logging.DEBUG):
+            for line in debug:
+                log.debug("%s", line)
 
     def snapshot(self) -> NatSnapshot:
         now = trio.current_time()

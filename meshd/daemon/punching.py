@@ -21,8 +21,13 @@ few of its per-peer changes at INFO and counts the rest in one line, each at DEB
 (:func:`meshd.mesh.punch.summary`).
 
 A direct path whose peer sent nothing for four of Babel's Hello intervals (at least 5 s,
-at most ``SILENT_AFTER``: Hellos arrive on every working one) is lost at once. The service
-is four modules, this loop and what it calls at each step:
+at most ``SILENT_AFTER``: Hellos arrive on every working one) is lost at once. Where Hellos
+do not flow on the path (``hellos``: two members that both do not relay), the path is judged
+by :mod:`meshd.mesh.liveness_probe` instead: quiet for longer than its keepalives or its
+traffic allow, it is probed (the peer re-created, at most ``PROBE_BUDGET`` a step), and lost
+only when the probe goes unanswered. :meth:`Punching.direct_keys` are the peers whose path
+is direct now; ``on_direct_change`` is called at the end of a step that changed them. The
+service is four modules, this loop and what it calls at each step:
 
 * :mod:`meshd.daemon.peer_paths`: each peer's state and direct path, updated from the
   device, and the snapshot ``meshd peers`` and ``meshd netcheck`` read;
@@ -39,7 +44,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING
 
@@ -57,10 +62,9 @@ from meshd.errors import BackendError, MeshdError
 from meshd.gossip import nat as protocol
 from meshd.membership import Member
 from meshd.mesh.candidates import is_public
-from meshd.mesh.desired import peer_members
 from meshd.mesh.kicks import kick
 from meshd.mesh.paths import Path
-from meshd.mesh.punch import PUNCH_INTERVAL, Action, summary
+from meshd.mesh.punch import PUNCH_INTERVAL, Action
 from meshd.mesh.reconnect import WINDOW
 from meshd.trust.keys import WgKey
 from meshd.wg.model import PeerStatus, RemovePeer, UpdatePeer
@@ -109,7 +113,6 @@ class Punching:
         self._announced_at = -math.inf
         self._wake = trio.Event()
         self._next_step = STEP  # seconds from one step to the next (_cadence)
-        self._members: tuple[tuple[object, ...], Mapping[WgKey, Member]] | None = None
         self._seen: tuple[object, ...] = ()  # _outside() as the last step began
         self.stats: dict[bytes, PeerStatus] = {}  # the device's peers at the last step
         self._relays: list[tuple[float, str, bytes]] = []  # this step's (_relay_pool)
@@ -118,6 +121,11 @@ class Punching:
         self.kept = self.restarts.kept
         self.peer_paths = PeerPaths(mesh, endpoints, self.kept, self.silent_after, STEP)
         self.peers = self.peer_paths.peers  # by node key
+        # Whether Babel's Hellos flow on a peer's direct path (set by the service's wiring):
+        # where they do not, silence is judged by meshd.mesh.liveness_probe.
+        self.hellos: Callable[[WgKey], bool] = lambda _key: True
+        self.on_direct_change: Callable[[], None] | None = None  # the direct paths changed
+        self._direct: frozenset[WgKey] = frozenset()
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -173,7 +181,12 @@ class Punching:
             if peer.request_due and self._relays:  # without a relay, a connection wakes us
                 due = min(due, peer.requested_at + PUNCH_INTERVAL)
             due = min(due, action.next_check)
-            if action.path == "direct":
+            if action.path != "direct":
+                continue
+            live = peer.liveness
+            if live is not None:  # no Hellos: when it turns quiet, or a probe's answer is due
+                due = min(due, live.next_check())
+            else:
                 due = min(due, peer.rx_at + self.silent_after)
         if now - self.peer_paths.moved_at < QUIET:
             return STEP
@@ -191,7 +204,7 @@ class Punching:
         device = await wireguard_views.device(self.mesh)
         stats = device.peers_by_key() if device is not None else {}
         self.stats = stats
-        members = self._peer_members()
+        members = self.peer_paths.members(self.state.feed.current.members)
         behind = self.endpoints.behind_nat(now)
         symmetric = self.endpoints.nat_kind(now) == "symmetric"
         public = any(
@@ -207,6 +220,7 @@ class Punching:
         kicks: list[RemovePeer | UpdatePeer] = []
         kicked: list[_Peer] = []
         present: set[bytes] = set()
+        hellos = self.hellos
         for n, (wg_key, member) in enumerate(members.items()):
             if n and n % CHUNK == 0:
                 await trio.lowlevel.checkpoint()
@@ -214,7 +228,9 @@ class Punching:
             peer = self.peer_paths.peer(member, wg_key, now)
             peer.path.behind_nat = behind
             peer.path.symmetric, peer.path.public = symmetric, public
-            action = self._update(peer, member.node_key, stats.get(wg_key), now, wall)
+            action = self._update(
+                peer, member.node_key, stats.get(wg_key), now, wall, hellos(wg_key)
+            )
             if action.relay and action.path != "direct":
                 relay_now.add(wg_key)
             keepalive = action.keepalive or None  # only where a NAT is kept open
@@ -237,11 +253,15 @@ class Punching:
             self.endpoints.forget(gone)
             self.restarts.forget(gone)
         kicks += self._reconnected(stats, now)
+        probes, asked = self.peer_paths.probes(stats, now)
+        kicks += probes
         if kicks:
             try:
                 await self.mesh.backend.set(kicks)
             except BackendError as exc:
                 log.warning("WireGuard %s: %s", self.mesh.ifname, exc)
+                for live in asked:  # not sent: asked again at the next step
+                    live.cancel()
             else:
                 done = time.time()  # a handshake answering them is newer than this
                 for peer in kicked:
@@ -256,30 +276,17 @@ class Punching:
         self.messages.report(device, now)
         self._keep(stats, members.keys(), now, wall)
         await self._reannounce(now)
-        self._log_events()
+        self.peer_paths.log_events(log)
         self._next_step = self._cadence(now)
-
-    def _log_events(self) -> None:
-        """This step's per-peer lines, bounded at INFO (:func:`meshd.mesh.punch.summary`)."""
-        events, self.peer_paths.events = self.peer_paths.events, []
-        info, debug = summary(events)
-        for line in info:
-            log.info("%s", line)
-        if log.isEnabledFor(logging.DEBUG):
-            for line in debug:
-                log.debug("%s", line)
-
-    def _peer_members(self) -> Mapping[WgKey, Member]:
-        """The members programmed as peers (:func:`meshd.mesh.desired.peer_members`), worked
-        out again only for a new membership snapshot or a new key of ours (0.18 s at
-        10,000 members)."""
-        mesh = self.mesh
-        source = (self.state.feed.current.members, mesh.own_node_key, mesh.own_wg_key)
-        cached = self._members
-        if cached is None or any(a is not b for a, b in zip(cached[0], source, strict=True)):
-            chosen = peer_members(source[0], own_node_key=source[1], own_wg_key=source[2])
-            self._members = cached = (source, chosen)
-        return cached[1]
+        direct = frozenset(
+            WgKey(p.wg_key)
+            for p in self.peers.values()
+            if p.action is not None and p.action.path == "direct"
+        )
+        if direct != self._direct:
+            self._direct = direct
+            if self.on_direct_change is not None:
+                self.on_direct_change()
 
     def _keep(
         self, stats: dict[bytes, PeerStatus], present: Collection[bytes], now: float, wall: float
@@ -295,12 +302,18 @@ class Punching:
         them stays silent (:meth:`meshd.daemon.punch_restarts.Restarts.reconnected`)."""
         return self.restarts.reconnected(self.peer_paths, stats, now)
 
-    def _update(
-        self, peer: _Peer, node_key: bytes, status: PeerStatus | None, now: float, wall: float
-    ) -> Action:
-        return self.peer_paths.update(peer, node_key, status, now, wall, self._request)
-
     # -- messages out -----------------------------------------------------------------------
+
+    def _update(
+        self,
+        peer: _Peer,
+        node_key: bytes,
+        status: PeerStatus | None,
+        now: float,
+        wall: float,
+        hellos: bool,
+    ) -> Action:
+        return self.peer_paths.update(peer, node_key, status, now, wall, self._request, hellos)
 
     def _relay_pool(
         self, members: Mapping[WgKey, Member], stats: Mapping[bytes, PeerStatus], wall: float
@@ -327,3 +340,8 @@ class Punching:
 
     def snapshot(self) -> NatSnapshot:
         return self.peer_paths.snapshot()
+
+    def direct_keys(self) -> frozenset[WgKey]:
+        """The peers whose path is direct now (a working direct session), as of the last
+        step; ``on_direct_change`` is called at the end of a step that changed them."""
+        return self._direct

@@ -3,7 +3,10 @@ out), for the punching service (:mod:`meshd.daemon.punching`).
 
 * :func:`kick`: a new endpoint to try, and an initiation to it at once;
 * :func:`recreate`: the peer removed and created again as it was: its session (a dead one,
-  with a member that restarted) goes, and WireGuard initiates at once.
+  with a member that restarted) goes, and WireGuard initiates at once. It is also how a
+  quiet direct path without Babel's Hellos is asked whether it still works
+  (:mod:`meshd.mesh.liveness_probe`): a live peer answers an initiation, while the keepalive
+  that :func:`kick`'s toggle sends on a live session is answered by nothing.
 """
 
 from __future__ import annotations
