@@ -153,4 +153,5 @@ def says_more(current: Announcement, newer: Announcement) -> bool:
         newer.endpoints != current.endpoints
         or newer.addrs != current.addrs
         or newer.prefixes != current.prefixes
+        or newer.relays != current.relays
     )

@@ -143,8 +143,11 @@ def make_announcement(
     endpoints: Sequence[str] = (),
     addrs: Sequence[str] = (),
     prefixes: Sequence[Prefix] = (),
+    relays: bool = False,
 ) -> Announcement:
-    fields = [
+    """``relays``: this member relays for others (a 10th body item, true); a member that
+    does not writes the 9 items of before, byte for byte."""
+    fields: list[object] = [
         network_id,
         node.public,
         seq,
@@ -153,6 +156,8 @@ def make_announcement(
         list(addrs),
         [encode_prefix(p) for p in prefixes],
     ]
+    if relays:
+        fields.append(True)
     return decode_untrusted(_seal(Kind.ANNOUNCEMENT, fields, node), Announcement)
 
 

@@ -93,6 +93,15 @@ class _Fields:
         """Whether fields are left (for a trailing field that older records lack)."""
         return self._pos < len(self._items)
 
+    def true_or_absent(self, name: str) -> bool:
+        """A trailing flag: absent (False) or exactly true. False or any other value is
+        refused, so that each content has one encoding (signatures are over bytes)."""
+        if not self.more():
+            return False
+        if self._next() is not True:
+            raise DecodeError(f"{self._what}: {name} must be true, or absent")
+        return True
+
     def end(self) -> None:
         if self._pos != len(self._items):
             raise DecodeError(f"{self._what}: too many fields")
@@ -162,8 +171,12 @@ def _text_item(maximum: int) -> Callable[[Any], str]:
 
 
 _KINDS = {int(kind): kind for kind in Kind}
-# An announcement's body starts with a 9-element array header, its kind, then the version.
-_ANNOUNCEMENT_HEAD = bytes([0x99, Kind.ANNOUNCEMENT, VERSION])
+# An announcement's body starts with its array header (9 items; a relay's 10), its kind,
+# then the version.
+_ANNOUNCEMENT_HEADS = (
+    bytes([0x99, Kind.ANNOUNCEMENT, VERSION]),
+    bytes([0x9A, Kind.ANNOUNCEMENT, VERSION]),
+)
 
 
 _ENDPOINT_ITEM = _text_item(MAX_ENDPOINT_LEN)
@@ -199,8 +212,8 @@ def decode_record_untrusted(data: bytes, *, depth: int = 0) -> Record:
             raise DecodeError("record: expected bytes")
         data = bytes(data)
     body, sig = split_envelope_untrusted(data)
-    if body[:3] == _ANNOUNCEMENT_HEAD:
-        # The hot path (most records are announcements): nine fields, kind and version known.
+    if body[:3] in _ANNOUNCEMENT_HEADS:
+        # The hot path (most records are announcements): 9 or 10 items, kind and version known.
         return _announcement_fast(unpack_body_untrusted(body), sig, data)
     kind, items, sig = _body_untrusted(body, sig)
     if kind is Kind.CERTIFICATE:
@@ -361,17 +374,22 @@ def _announcement(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Announcemen
     endpoints = f.array("endpoints", MAX_ENDPOINTS, _text_item(MAX_ENDPOINT_LEN))
     addrs = f.array("addrs", MAX_ENDPOINTS, _text_item(MAX_ADDR_LEN))
     prefixes = f.array("prefixes", MAX_PREFIXES, _prefix_untrusted)
+    relays = f.true_or_absent("relays")  # 9 items: not a relay
     f.end()
     return Announcement(
-        network_id, NodeKey(node_key), seq, issued_at, endpoints, addrs, prefixes, sig, raw
+        network_id, NodeKey(node_key), seq, issued_at, endpoints, addrs, prefixes, sig, raw, relays
     )
 
 
 def _announcement_fast(items: list[Any], sig: bytes, raw: bytes) -> Announcement:
     """The hot path of ingest: the same checks as _announcement, without the cursor."""
-    if len(items) != 9:
+    if len(items) == 9:
+        _, _, network_id, node_key, seq, issued_at, endpoints, addrs, prefixes = items
+        relays = False
+    elif len(items) == 10 and items[9] is True:  # a relay's
+        _, _, network_id, node_key, seq, issued_at, endpoints, addrs, prefixes, relays = items
+    else:
         return _announcement(_Fields(items[2:], Kind.ANNOUNCEMENT), sig, raw, 0)
-    _, _, network_id, node_key, seq, issued_at, endpoints, addrs, prefixes = items
     if (
         type(network_id) is not bytes
         or len(network_id) != FINGERPRINT_LEN
@@ -401,6 +419,7 @@ def _announcement_fast(items: list[Any], sig: bytes, raw: bytes) -> Announcement
         tuple(map(_prefix_untrusted, prefixes)) if prefixes else (),
         sig,
         raw,
+        relays,
     )
 
 

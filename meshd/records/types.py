@@ -171,7 +171,9 @@ class Admission:
 
 @dataclass(frozen=True, slots=True)
 class Announcement:
-    """A member's signed statement of where it is: endpoints, libp2p addresses, prefixes."""
+    """A member's signed statement of where it is: endpoints, libp2p addresses, prefixes,
+    and whether it relays for other members (``relays``: a 10th body item, exactly true;
+    a member that does not relay writes the 9 items of before)."""
 
     network_id: bytes
     node_key: NodeKey
@@ -182,6 +184,7 @@ class Announcement:
     prefixes: tuple[Prefix, ...]
     signature: bytes
     raw: bytes
+    relays: bool = False
 
     @property
     def signer(self) -> bytes:

@@ -105,7 +105,7 @@ def build_world() -> World:
             prefixes=(grant,),
         ),
         members[0].announce(net, T0 + 41, prefixes=(ipaddress.IPv4Network("10.9.1.0/24"),)),
-        members[1].announce(net, T0 + 42),
+        members[1].announce(net, T0 + 42, relays=True),  # a relay's: 10 items
     ]
     revocation = net.revoke(members[1].key.public, at=T0 + 50, issuer=admin)
     invite_revocation = net.revoke(admin_invite.signer, Role.INVITE, at=T0 + 51)

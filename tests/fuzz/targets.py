@@ -128,8 +128,11 @@ def encode_record(record: Record) -> bytes:
     fields = [
         _wire(getattr(record, f.name))
         for f in dataclasses.fields(record)
-        # None: a trailing field the record's legacy layout lacks (§9)
-        if f.name not in ("signature", "raw") and getattr(record, f.name) is not None
+        # None: a trailing field the record's legacy layout lacks (§9); False: a trailing
+        # flag written only when true (an announcement's ``relays``, §6.5)
+        if f.name not in ("signature", "raw")
+        and getattr(record, f.name) is not None
+        and getattr(record, f.name) is not False
     ]
     return seal_unsigned(kind_of(record), fields, record.signature)
 

@@ -186,7 +186,7 @@ def test_enrollment_and_admission_round_trip(
     assert_round_trip(admission)
 
 
-@given(keys, u64, u64, endpoints, addrs, prefixes)
+@given(keys, u64, u64, endpoints, addrs, prefixes, st.booleans())
 def test_announcement_round_trip(
     node: SigningKey,
     seq: int,
@@ -194,6 +194,7 @@ def test_announcement_round_trip(
     eps: list[str],
     libp2p: list[str],
     announced: list[Prefix],
+    relays: bool,
 ) -> None:
     ann = make_announcement(
         node,
@@ -203,9 +204,11 @@ def test_announcement_round_trip(
         endpoints=eps,
         addrs=libp2p,
         prefixes=announced,
+        relays=relays,
     )
     assert (ann.node_key, ann.seq, ann.issued_at) == (node.public, seq, issued)
     assert (ann.endpoints, ann.addrs, ann.prefixes) == (tuple(eps), tuple(libp2p), tuple(announced))
+    assert ann.relays is relays
     assert_round_trip(ann)
 
 
