@@ -1,10 +1,11 @@
 """When to announce ourselves (pure: ``now`` is given).
 
 At start; at once when the addresses we would announce (WireGuard endpoints, libp2p addresses)
-change; and otherwise only every ``interval`` seconds, a slow refresh (two hours by default):
-members do not need our announcements to know we are alive (a connection to us or a WireGuard
-handshake with us tells them, meshd.daemon.liveness), and their TTL is a multiple of the
-interval. Addresses are looked at every ``check`` seconds (``ADDRESS_CHECK`` at most).
+or whether we relay for other members (meshd.daemon.relaying) change; and otherwise only
+every ``interval`` seconds, a slow refresh (two hours by default): members do not need our
+announcements to know we are alive (a connection to us or a WireGuard handshake with us tells
+them, meshd.daemon.liveness), and their TTL is a multiple of the interval. Addresses are
+looked at every ``check`` seconds (``ADDRESS_CHECK`` at most).
 """
 
 from __future__ import annotations
@@ -27,15 +28,17 @@ class AnnouncePolicy:
     check: float = 5.0
     _last: float | None = None
     _addresses: Addresses | None = None
+    _relays: bool = False
 
-    def due(self, now: float, addresses: Addresses) -> bool:
-        if self._last is None or addresses != self._addresses:
+    def due(self, now: float, addresses: Addresses, relays: bool = False) -> bool:
+        if self._last is None or addresses != self._addresses or relays != self._relays:
             return True
         return now - self._last >= self.interval
 
-    def announced(self, now: float, addresses: Addresses) -> None:
+    def announced(self, now: float, addresses: Addresses, relays: bool = False) -> None:
         self._last = now
         self._addresses = addresses
+        self._relays = relays
 
     def changed(self, addresses: Addresses) -> bool:
         """Whether these addresses differ from the last announced (the state dir keeps

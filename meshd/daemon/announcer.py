@@ -6,6 +6,11 @@ and the underlay the WireGuard service reaches peers through), and announces whe
 addresses change (looked at every 10 s), and otherwise every ``announce_interval`` (two hours by
 default: a refresh, not a heartbeat; members learn we are alive from connections and WireGuard
 handshakes, meshd.daemon.liveness).
+
+The announcement also says whether this member relays for others (``relays``: what Babel on
+the other members needs to know, meshd.daemon.relaying); when that decision changes, the
+relaying service wakes the announcer (:meth:`Announcer.wake`) and the change goes out at
+once, not at the next look.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from meshd.wg.model import IPAddress
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
+    from meshd.daemon.relaying import Relaying
+
 log = logging.getLogger(__name__)
 
 
@@ -64,6 +71,10 @@ class Announcer:
         # Our ranked candidates as the endpoints to announce (meshd.daemon.endpoints), given
         # our interface addresses; set where WireGuard runs.
         self.candidates: Callable[[list[LocalAddress]], tuple[str, ...]] | None = None
+        # Whether we relay for other members now (:meth:`follow_relaying`); never without a
+        # relaying service (no Babel on the mesh).
+        self.relaying: Callable[[], bool] = _not_relaying
+        self._wake = trio.Event()
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await self.refresh_underlay()
@@ -74,7 +85,18 @@ class Announcer:
                 await self.announce_if_due()
             except MeshdError as exc:
                 log.warning("announce: %s", exc)
-            await trio.sleep(self.policy.wait(trio.current_time()))
+            with trio.move_on_after(self.policy.wait(trio.current_time())):
+                await self._wake.wait()
+            self._wake = trio.Event()
+
+    def wake(self) -> None:
+        """Look now, not at the next look (whether we relay has changed)."""
+        self._wake.set()
+
+    def follow_relaying(self, relaying: Relaying) -> None:
+        """Announce ``relaying``'s decision, and a change of it at once."""
+        self.relaying = relaying.relays
+        relaying.on_change = self.wake
 
     def listen_addrs(self) -> list[str]:
         """Where others can dial us: the host's listen addresses, wildcards made concrete."""
@@ -101,13 +123,14 @@ class Announcer:
     async def announce_if_due(self) -> None:
         await self.refresh_underlay()
         addresses: Addresses = (self.endpoints, tuple(self.listen_addrs()))
+        relays = self.relaying()
         now = trio.current_time()
-        if not self.policy.due(now, addresses):
+        if not self.policy.due(now, addresses, relays):
             return
-        await self.announce(addresses)
-        self.policy.announced(now, addresses)
+        await self.announce(addresses, relays)
+        self.policy.announced(now, addresses, relays)
 
-    async def announce(self, addresses: Addresses) -> None:
+    async def announce(self, addresses: Addresses, relays: bool = False) -> None:
         state = self.state
         endpoints, addrs = addresses
         announcement = make_announcement(
@@ -117,6 +140,7 @@ class Announcer:
             issued_at=state.clock(),
             endpoints=endpoints,
             addrs=addrs,
+            relays=relays,
         )
         try:
             outcome = state.add_local(announcement)
@@ -127,3 +151,7 @@ class Announcer:
             self._remember(addrs)
         if outcome.new:
             await self.flooder.flood(announcement.raw)
+
+
+def _not_relaying() -> bool:
+    return False

@@ -19,7 +19,9 @@ once at WARNING with what changed, and put back at shutdown.
   links, which forwards between the mesh and the site by definition) and restores what it
   changed;
 * :class:`Relaying`, the service: decides at start and again every ``interval`` (``auto``
-  follows our addresses and what members observe), and tells Babel and the kernel;
+  follows our addresses and what members observe), and tells Babel, the kernel and the
+  announcer (every member learns from our signed announcement whether we relay: a change
+  wakes :class:`meshd.daemon.announcer.Announcer`, so it goes out at once);
 * :func:`early_forwarding`: the first decision's forwarding, taken as soon as WireGuard is
   open, before the gossip side (and this service) has loaded: a relay whose daemon restarts
   forwards between the members it relays for as soon as their WireGuard sessions are back,
@@ -201,6 +203,12 @@ class Relaying:
         self.interval = interval
         self.relaying: bool | None = None
         self.why = ""
+        # Called when the decision changes (the announcer's wake-up: follow_relaying).
+        self.on_change: Callable[[], None] | None = None
+
+    def relays(self) -> bool:
+        """Whether we relay now (False until the first decision)."""
+        return self.relaying is True
 
     async def decide(self) -> None:
         config = self.config
@@ -217,6 +225,8 @@ class Relaying:
             else:
                 log.info("not relaying: members route around this node (%s)", why)
             self.babel.set_relaying(on)
+            if self.on_change is not None:
+                self.on_change()
         gateway = bool(config.babel.interfaces)
         self.forwarding.want(
             on or gateway, why if on else "a gateway to the --babel-interface links"

@@ -154,12 +154,15 @@ class Daemon:
         self.relaying: Relaying | None = None
         if self.babel is not None and self.babel.mesh is not None:
             self.relaying = Relaying(config, self.babel, self._seen, forwarding=forwarding)
+            self.announcer.follow_relaying(self.relaying)
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             # Handlers first, so that no stream a peer opens finds none.
             await nursery.start(self.antientropy.run)
             await nursery.start(self.enrollment.run)
+            if self.relaying is not None:  # before Babel's first Update and our announcement
+                await nursery.start(self.relaying.run)
             await nursery.start(self.announcer.run)
             await nursery.start(self.control.run)
             nursery.start_soon(self._drain_messages)
@@ -170,8 +173,6 @@ class Daemon:
             await nursery.start(self.connections.run)
             if self.mesh.kind != "none":
                 await nursery.start(self.punching.run)
-            if self.relaying is not None:  # before Babel's first Update: relay or not
-                await nursery.start(self.relaying.run)
             if self.babel is not None:
                 await nursery.start(self.babel.run)
                 nursery.start_soon(self.babel.follow, self.state.feed.subscribe())

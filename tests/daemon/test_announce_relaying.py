@@ -1,0 +1,180 @@
+"""Our announcement says whether we relay (``Announcement.relays``), so that every member
+learns it from a signed record: the first announcement carries the first decision (the
+relaying service starts before the announcer), a changed decision goes out at once, in the
+same step, not at the announcer's next look; a decision that stays sends nothing; with no
+relaying service (no Babel on the mesh) we announce that we do not relay.
+
+On trio's MockClock, moved by hand; the host's addresses and IP forwarding are fakes."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from meshd.daemon import announcer as announcer_module
+from meshd.daemon import relaying as relaying_module
+from meshd.daemon.announce_policy import ADDRESS_CHECK, AnnouncePolicy
+from meshd.daemon.announcer import Announcer
+from meshd.daemon.config import DaemonConfig
+from meshd.daemon.flooding import Flooder
+from meshd.daemon.relaying import BEHIND_NAT, OWN_ADDRESS, RECHECK, Forwarding, Relaying
+from meshd.daemon.state import NodeState
+from meshd.mesh.underlay import LocalAddress
+from meshd.node.statedir import NodeDir, now
+from meshd.records import Announcement, decode_untrusted
+from tests.daemon.fake_transport import FakeTransport
+from tests.daemon.fakes import TTL, _mesh, run_on_fake_clock, running
+
+
+class FakeBabel:
+    def __init__(self) -> None:
+        self.told: list[bool] = []
+
+    def set_relaying(self, on: bool) -> None:
+        self.told.append(on)
+
+
+async def public_host() -> list[LocalAddress]:
+    """A host with a global address: ``--relay auto`` relays until members say otherwise."""
+    return [LocalAddress("eth0", ipaddress.ip_interface("2001:4860::10/64"))]
+
+
+def sent(transport: FakeTransport) -> list[Announcement]:
+    return [decode_untrusted(raw, Announcement) for raw in transport.published]
+
+
+def test_the_policy_announces_a_change_of_relays_at_once() -> None:
+    policy = AnnouncePolicy(interval=30.0, check=5.0)
+    here = (("192.0.2.1:51820",), ("/ip4/192.0.2.1/tcp/7100",))
+    assert policy.due(0.0, here, True)
+    policy.announced(0.0, here, True)
+    assert not policy.due(1.0, here, True)
+    assert policy.due(1.0, here, False)  # no longer relaying: at once
+    assert not policy.changed(here)  # the addresses kept for `meshd invite` are the same
+    policy.announced(1.0, here, False)
+    assert not policy.due(2.0, here, False)
+    assert not policy.due(2.0, here)  # without a relaying service: not relaying
+    assert policy.due(31.0, here, False)  # the refresh
+
+
+def test_a_changed_relay_decision_is_announced_at_once(
+    node: NodeDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(relaying_module, "local_addresses", public_host)
+    monkeypatch.setattr(announcer_module, "local_addresses", public_host)
+    base = now()
+    config = DaemonConfig(
+        state_dir=node.paths.root,
+        wg_backend="none",
+        announce_interval=60.0,
+        announce_ttl=TTL,
+        relay="auto",
+    )
+    sysctl = tmp_path / "forwarding"
+    sysctl.write_text("0\n")
+    seen: list[str | None] = [None]
+    babel = FakeBabel()
+    clock = trio.testing.MockClock()
+    assert RECHECK < ADDRESS_CHECK  # a change could wait for the announcer's next look
+
+    async def main() -> None:
+        state = NodeState(node, announce_ttl=TTL, clock=lambda: base + int(trio.current_time()))
+        mesh, _ = _mesh(node)
+        transport = FakeTransport(state.validate)
+        announcer = Announcer(transport, state, mesh, config, Flooder(transport, state))
+        relaying = Relaying(
+            config, babel, lambda: seen[0], forwarding=Forwarding([("net.f", str(sysctl))])
+        )
+        announcer.follow_relaying(relaying)
+
+        def relays_in_state() -> bool:
+            member = state.member(node.node_key.public)
+            assert member is not None
+            assert member.announcement is not None
+            return member.announcement.relays
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(state.feed.run)
+            await nursery.start(relaying.run)  # as Daemon.run: before the announcer
+            await nursery.start(announcer.run)
+            await trio.testing.wait_all_tasks_blocked()
+            assert [a.relays for a in sent(transport)] == [True]  # the first decision
+            assert relays_in_state()
+
+            seen[0] = BEHIND_NAT  # members see us behind a NAT: auto stops relaying
+            clock.jump(RECHECK)
+            await trio.testing.wait_all_tasks_blocked()
+            assert trio.current_time() == RECHECK  # the same step as the decision
+            assert [a.relays for a in sent(transport)] == [True, False]
+            assert not relays_in_state()
+
+            seen[0] = OWN_ADDRESS
+            clock.jump(RECHECK)
+            await trio.testing.wait_all_tasks_blocked()
+            assert [a.relays for a in sent(transport)] == [True, False, True]
+            assert relays_in_state()
+
+            for _ in range(4):  # the decision stays (and the addresses): nothing new
+                clock.jump(RECHECK)
+                await trio.testing.wait_all_tasks_blocked()
+            assert len(transport.published) == 3
+            assert babel.told == [True, False, True]
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=clock)
+
+
+def test_without_a_relaying_service_we_announce_that_we_do_not_relay(node: NodeDir) -> None:
+    """The fake daemon's WireGuard is ``none``: no Babel on the mesh, no relaying service."""
+    base = now()
+
+    async def main() -> None:
+        async with running(node, base) as (daemon, transport, _):
+            assert daemon.relaying is None
+            ours = sent(transport)
+            assert ours
+            assert all(a.relays is False for a in ours)
+
+    run_on_fake_clock(main)
+
+
+class FakeBabelService(FakeBabel):
+    """Babel on the mesh, as far as the daemon's start needs it."""
+
+    mesh = object()
+
+    async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await trio.sleep_forever()
+
+    async def follow(self, members: object) -> None:
+        await trio.sleep_forever()
+
+
+def test_the_daemon_decides_before_its_first_announcement(
+    node: NodeDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Daemon.run starts the relaying service before the announcer: a public member's very
+    first announcement already says that it relays."""
+    from meshd.daemon import service
+
+    monkeypatch.setattr(relaying_module, "local_addresses", public_host)
+    monkeypatch.setattr(announcer_module, "local_addresses", public_host)
+    monkeypatch.setattr(relaying_module.Forwarding, "want", lambda *_: None)  # not this host's
+    monkeypatch.setattr(service, "_babel_service", lambda *_: FakeBabelService())
+    base = now()
+
+    async def main() -> None:
+        async with running(node, base) as (daemon, transport, _):
+            assert daemon.relaying is not None
+            assert daemon.relaying.relays()
+            ours = sent(transport)
+            assert ours
+            assert ours[0].relays is True
+
+    run_on_fake_clock(main)
