@@ -2,7 +2,8 @@
 
 A record is signed over the exact bytes that are sent, so there must be exactly one encoding of
 each value. meshd records use only msgpack arrays, unsigned integers, byte strings and UTF-8
-strings (never maps, floats or extension types), and always the shortest form msgpack offers.
+strings (never maps, floats or extension types; one boolean, a relay's announcement's last
+item, which its decoder checks itself), and always the shortest form msgpack offers.
 :func:`unpack_canonical_untrusted` decodes and then re-encodes: any input that is not exactly
 the canonical encoding of what it decodes to is rejected.
 """

@@ -45,8 +45,9 @@ class Admitted:
 
 @dataclass(frozen=True, slots=True)
 class Updated:
-    """The member announced something new: endpoints, libp2p addresses or prefixes. A refresh
-    that only advances the sequence number (a member saying it is still there) is no event."""
+    """The member announced something new: endpoints, libp2p addresses, prefixes or whether
+    it relays. A refresh that only advances the sequence number (a member saying it is
+    still there) is no event."""
 
     member: Member
 
