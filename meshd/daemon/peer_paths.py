@@ -165,6 +165,7 @@ class PeerPaths:
                 peer.rx_at = peer.heard_at = now
             peer.rx_bytes = status.rx_bytes  # lower: the peer was created anew
         path = peer.path
+        path.watched = not hellos  # a stale handshake alone does not lose it then
         if not hellos or peer.liveness is not None:
             self._judge(peer, status, handshake, now, hellos)
         elif (

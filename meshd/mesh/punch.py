@@ -12,7 +12,9 @@ turn. Per peer, a :class:`DirectPath` decides, from the clock and WireGuard's ow
   may be a mapping no candidate named) is where we settle. Once the first candidate has
   failed, traffic may go through a relay while the rest are tried;
 * **direct**: settled; kept while handshakes stay fresh (``stale_after``, WireGuard's
-  180 s session lifetime plus a margin; Babel's Hellos keep traffic, so rekeying, going);
+  180 s session lifetime plus a margin; Babel's Hellos keep traffic, so rekeying, going),
+  or, where no Hellos flow (``watched``), until the caller sees it fail (:meth:`lost`):
+  an idle session expires there by itself;
   a persistent keepalive of 25 s where a NAT may be in the way keeps the mapping open
   (:func:`keepalive_for`: none between two members that each hold a public address);
 * **relay**: every candidate failed. Direct is tried again after a backoff (30 s doubling
@@ -214,6 +216,10 @@ class DirectPath:
         #: What the caller knows of our side, for :func:`direct_hopeless`.
         self.symmetric = False
         self.public = False
+        #: The caller judges whether the direct path works (no Babel Hellos on it:
+        #: :mod:`meshd.mesh.liveness_probe`), and calls :meth:`lost`: an idle session that
+        #: WireGuard let expire (nothing to send, no keepalive) does not lose it.
+        self.watched = False
         self._attempt = attempt
         self._stale_after = stale_after
         self._retry_base = retry_base
@@ -350,7 +356,8 @@ class DirectPath:
         if last_handshake is not None and last_handshake <= now:
             self._last_handshake = last_handshake
         hs = self._last_handshake
-        fresh = hs is not None and hs > self._lost_at and now - hs <= self._stale_after
+        kept = self.watched and self._state == "direct"
+        fresh = hs is not None and hs > self._lost_at and (kept or now - hs <= self._stale_after)
         if fresh:
             if self._state != "direct":
                 self._settled = self._current() or wg_endpoint
@@ -360,7 +367,7 @@ class DirectPath:
             if wg_endpoint is not None and not isinstance(shown, str):
                 self._settled = wg_endpoint
             assert hs is not None
-            return self._action(self._settled, now, hs + self._stale_after)
+            return self._action(self._settled, now, math.inf if kept else hs + self._stale_after)
         if self._state == "direct":
             self._lost_at = now
             self._start_round(now, ())

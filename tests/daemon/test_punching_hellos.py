@@ -52,7 +52,9 @@ class Device:
         self.peers[key] = dataclasses.replace(self.peers[key], **changes)
 
 
-def service(monkeypatch: pytest.MonkeyPatch) -> tuple[Punching, Device, bytes, bytes, Any]:
+def service(
+    monkeypatch: pytest.MonkeyPatch, keepalive: int | None = 25
+) -> tuple[Punching, Device, bytes, bytes, Any]:
     from meshd.daemon import punching as punching_module
 
     b = member("b", endpoints=encode_candidates([PUBLIC]))
@@ -60,7 +62,9 @@ def service(monkeypatch: pytest.MonkeyPatch) -> tuple[Punching, Device, bytes, b
     net = ipaddress.ip_network("fd00::b/128")
     device = Device(
         [
-            PeerStatus(PeerConfig(m.wg_key, "198.51.100.1:51820", (net,), 25), 996.0, 100, 100)
+            PeerStatus(
+                PeerConfig(m.wg_key, "198.51.100.1:51820", (net,), keepalive), 996.0, 100, 100
+            )
             for m in (b, c)
         ]
     )
@@ -155,6 +159,32 @@ def test_by_default_every_peer_keeps_the_silence_rule(monkeypatch: pytest.Monkey
     step(20.0)
     assert punching.direct_keys() == frozenset()
     assert all(p.liveness is None for p in punching.peers.values())
+
+
+def test_without_keepalives_an_idle_path_stays_direct_and_only_traffic_is_judged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two public members keep no keepalive: nothing flows on an idle path, and WireGuard
+    lets its session expire. It stays direct, unasked, past the handshake's staleness (195
+    s); traffic that goes unanswered is asked about, and the path lost."""
+    punching, device, wg_b, wg_c, step = service(monkeypatch, keepalive=None)
+    punching.hellos = lambda key: False
+    for t in range(0, 601, 5):
+        step(float(t))
+    assert punching.direct_keys() == {wg_b, wg_c}
+    assert device.sets == []
+    device.show(wg_c, tx_bytes=100 + 148 + 4 * 80)  # data, and WireGuard's initiation
+    step(605.0)
+    step(614.0)
+    assert device.sets == []  # 10 s to answer data
+    step(615.0)
+    assert {o.public_key for ops in device.sets for o in ops} == {wg_c}
+    ops = [o for ops in device.sets for o in ops if isinstance(o, UpdatePeer)]
+    assert [o.persistent_keepalive for o in ops] == [25]  # turned on: it initiates at once
+    step(617.0)
+    assert punching.direct_keys() == {wg_b, wg_c}
+    step(618.0)  # no answer in 3 s
+    assert punching.direct_keys() == {wg_b}
 
 
 def test_probes_of_one_step_are_bounded_quiet_longest_first() -> None:

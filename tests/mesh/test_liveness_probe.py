@@ -10,6 +10,7 @@ own ``Liveness`` at its own steps, and a probe re-creates that end's peer.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import random
 
@@ -260,3 +261,19 @@ def test_without_a_persistent_keepalive_only_traffic_makes_a_path_quiet() -> Non
     assert live.next_check() == math.inf
     assert live.judge(3601.0, 100, 300, 0.0, 0) == "alive"
     assert live.judge(3611.0, 100, 400, 0.0, 0) == "probe"  # 10 s after the data was seen
+
+
+def test_a_watched_direct_path_outlives_its_stale_handshake_until_it_is_lost() -> None:
+    from meshd.mesh.candidates import Candidate
+    from meshd.mesh.punch import STALE_AFTER, DirectPath
+
+    public = Candidate("configured", ipaddress.ip_address("198.51.100.1"), 51820)
+    paths = [DirectPath([public], 0.0) for _ in range(2)]
+    paths[0].watched = True
+    for path in paths:
+        assert path.update(1.0, 0.5, "198.51.100.1:51820").path == "direct"
+    watched, unwatched = (p.update(1.0 + STALE_AFTER, 0.5, None) for p in paths)
+    assert (watched.path, watched.next_check) == ("direct", math.inf)
+    assert unwatched.path == "trying"
+    assert paths[0].lost(2.0 + STALE_AFTER)
+    assert paths[0].update(3.0 + STALE_AFTER, 0.5, None).path == "trying"
