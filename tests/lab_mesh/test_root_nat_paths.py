@@ -143,7 +143,7 @@ def test_a_hostile_members_hints_do_not_move_a_third_partys_traffic(mesh: LabMes
     assert hostile.wait(20) == 0
     assert EVIL not in seen, seen
     assert endpoint(mesh, "h2", "h4") == wanted
-    assert all(mesh.ping_pairs([("h2", "h4")]).values())
+    assert all(mesh.ping_pairs([("h2", "h4")], count=3).values())  # one lost is no failure
     announced = {r["name"]: r for r in mesh.node("h1").peers()}["h2"]["endpoints"]
     assert EVIL not in announced
     shed = mesh.node("h2").ask("status")["shed"]  # refused, and counted by reason
