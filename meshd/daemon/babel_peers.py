@@ -1,0 +1,164 @@
+"""Which members speak Babel with each other on the mesh (pure).
+
+Babel on the mesh is for what a direct WireGuard path does not cover: a member's overlay
+/128 through a relay when the two cannot reach each other directly, and the site prefixes a
+gateway's certificate grants. Two members that both only reach each other directly need no
+Babel between them: each one's overlay /128 is on the other's WireGuard peer
+(:func:`meshd.mesh.desired.desired_peers`), and whether their direct path works is the
+punching service's to say (:mod:`meshd.daemon.peer_paths`), from WireGuard itself. So two
+members speak Babel when either of them
+
+* **relays**: its signed announcement says it can (:attr:`meshd.records.Announcement.relays`:
+  ``--relay on``, or ``--relay auto`` on a public address), and it is one of the
+  :data:`ACTIVE_RELAYS` such members of lowest rank (:func:`relay_rank`, a hash of the node
+  key). A relay carries the pairs that have no direct path, so it is every member's
+  neighbour: in a mesh of public machines, where ``--relay auto`` says yes on every one,
+  only a few are the mesh's relays, not all; or
+* **is a gateway**: its certificate grants it prefixes beyond its own /128, whose routes
+  every member learns from it over Babel.
+
+The rule reads only what both ends know alike (signed announcements and certificates; our
+own side from *our own announcement*, not from the relaying service's latest word), so it
+holds in both directions: a Hello is never sent to a member that will not answer it. A
+member with no announcement yet neither relays nor, until its certificate is known, is a
+gateway.
+
+Each member that neither relays nor routes for a site then has the relays and gateways as
+its Babel neighbours, a handful, where it had every member: its Hellos and IHUs no longer
+grow with the mesh. A relay still has every member as neighbour.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from meshd.addressing import host_prefix
+from meshd.babel.options import router_id_of
+from meshd.membership import Member
+from meshd.trust.keys import WgKey
+from meshd.wg.addresses import link_local_from_wg_key
+from meshd.wg.model import IPAddress, IPNetwork
+
+ACTIVE_RELAYS: Final = 8
+"""How many of the members that can relay are the mesh's relays: each is a Babel neighbour
+of every member, so each costs every member a neighbour's Hellos (~28 bytes a second at 4 s
+Hellos), and each relay carries a share of the pairs without a direct path."""
+
+Grants = Callable[[bytes], Sequence[IPNetwork]]
+"""A member's grants by node key: its overlay /128 and its certificate's prefixes."""
+
+
+def can_relay(member: Member) -> bool:
+    """Whether the member's signed announcement says it relays for others."""
+    announcement = member.announcement
+    return announcement is not None and announcement.relays
+
+
+def relay_rank(node_key: bytes) -> bytes:
+    """A member's rank among those that can relay (lowest first), alike everywhere."""
+    return hashlib.blake2b(b"meshd relay rank\x00" + node_key, digest_size=16).digest()
+
+
+def active_relays(members: Iterable[Member], count: int = ACTIVE_RELAYS) -> frozenset[bytes]:
+    """The node keys of the mesh's relays: the ``count`` members of lowest rank among
+    those whose announcement says they can relay."""
+    able = sorted((relay_rank(m.node_key), m.node_key) for m in members if can_relay(m))
+    return frozenset(key for _, key in able[:count])
+
+
+def is_gateway(member: Member, grants: Grants) -> bool:
+    """Whether the member's certificate grants it any prefix beyond its overlay /128."""
+    own = ipaddress.IPv6Network((member.overlay, 128))
+    return any(prefix != own for prefix in grants(member.node_key))
+
+
+def babel_neighbours(
+    own: Member | None,
+    peers: Mapping[ipaddress.IPv6Address, Member],
+    grants: Grants,
+    relays: Collection[bytes],
+) -> set[ipaddress.IPv6Address]:
+    """The link-local addresses (of ``peers``, every other admitted member by its
+    WireGuard link-local) that we speak Babel with: all of them if we are a relay
+    (``relays``: :func:`active_relays` of every member, us included) or a gateway (``own``,
+    our own member entry; None before we are one: then by theirs alone), else the relays
+    and gateways among them."""
+
+    if own is not None and _speaks(own, grants, relays):
+        return set(peers)
+    return {address for address, member in peers.items() if _speaks(member, grants, relays)}
+
+
+def _speaks(member: Member, grants: Grants, relays: Collection[bytes]) -> bool:
+    return member.node_key in relays or is_gateway(member, grants)
+
+
+@dataclass(frozen=True, slots=True)
+class MeshMembers:
+    """The admitted members as Babel on the mesh sees them, at one snapshot."""
+
+    peers: Mapping[ipaddress.IPv6Address, Member]
+    """Every other admitted member, by its key-derived link-local address."""
+    member_of_overlay: Mapping[IPNetwork, Member]
+    address_of: Mapping[IPNetwork, IPAddress]
+    """Each other member's overlay /128 -> its link-local address."""
+    router_ids: Mapping[IPAddress, bytes]
+    allowed: Mapping[bytes, Sequence[IPNetwork]]
+    """Each member's grants (ours too), by node key."""
+    neighbours: frozenset[ipaddress.IPv6Address]
+    """Those we speak Babel with (:func:`babel_neighbours`)."""
+    neighbour_keys: frozenset[WgKey]
+    relays: frozenset[IPAddress]
+    """The mesh's relays among the others (:func:`active_relays`)."""
+    quiet: Mapping[IPNetwork, Member]
+    """The others we do not speak Babel with, by overlay /128."""
+    with_all: bool
+    """We speak Babel with every member (one of the mesh's relays, or a gateway): only then
+    may we carry routes between two others."""
+
+
+def mesh_members(
+    members: Iterable[Member],
+    grants: Callable[[Member], Sequence[IPNetwork]],
+    node_key: bytes,
+    known: Mapping[IPAddress, bytes] | None = None,
+) -> MeshMembers:
+    """The view of ``members`` (the admitted ones) from the member ``node_key``;
+    ``known``: router-ids already derived, by link-local, to reuse."""
+    members = list(members)
+    allowed: dict[bytes, Sequence[IPNetwork]] = {m.node_key: grants(m) for m in members}
+    peers: dict[ipaddress.IPv6Address, Member] = {}
+    own: Member | None = None
+    for member in members:
+        if member.node_key == node_key:
+            own = member
+        else:
+            peers[link_local_from_wg_key(member.wg_key)] = member
+    known = known or {}
+    relays = active_relays(members)
+
+    def granted(key: bytes) -> Sequence[IPNetwork]:
+        return allowed.get(key, ())
+
+    neighbours = babel_neighbours(own, peers, granted, relays)
+    return MeshMembers(
+        peers=peers,
+        member_of_overlay={host_prefix(m.overlay): m for m in peers.values()},
+        address_of={host_prefix(m.overlay): a for a, m in peers.items()},
+        router_ids={a: known.get(a) or router_id_of(m.node_key) for a, m in peers.items()},
+        allowed=allowed,
+        neighbours=frozenset(neighbours),
+        neighbour_keys=frozenset(peers[a].wg_key for a in neighbours),
+        relays=frozenset(a for a, m in peers.items() if m.node_key in relays),
+        quiet={host_prefix(m.overlay): m for a, m in peers.items() if a not in neighbours},
+        with_all=own is not None and _speaks(own, granted, relays),
+    )
+
+
+NO_MEMBERS: Final = MeshMembers(
+    {}, {}, {}, {}, {}, frozenset(), frozenset(), frozenset(), {}, False
+)

@@ -1,0 +1,204 @@
+"""Who speaks Babel with whom on the mesh: relays and gateways only (meshd.daemon.babel_peers)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Collection, Mapping
+from dataclasses import replace
+from types import SimpleNamespace
+
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshd.daemon.babel_peers import (
+    ACTIVE_RELAYS,
+    Grants,
+    active_relays,
+    babel_neighbours,
+    can_relay,
+    is_gateway,
+)
+from meshd.membership import Member
+from meshd.wg.addresses import link_local_from_wg_key
+from meshd.wg.model import IPAddress, IPNetwork
+from tests.mesh.support import member
+
+SITE = ipaddress.IPv6Network("2001:db8:5::/64")
+
+
+def relay(m: Member) -> Member:
+    assert m.announcement is not None
+    return replace(m, announcement=replace(m.announcement, relays=True))
+
+
+def grants_of(gateways: Collection[bytes], members: list[Member]) -> Grants:
+    by_key: dict[bytes, Member] = {m.node_key: m for m in members}
+
+    def grants(key: bytes) -> list[IPNetwork]:
+        own: list[IPNetwork] = [ipaddress.IPv6Network((by_key[key].overlay, 128))]
+        return [*own, SITE] if key in gateways else own
+
+    return grants
+
+
+def neighbours_of(own: Member, members: list[Member], gateways: Collection[bytes]) -> set[str]:
+    peers = {link_local_from_wg_key(m.wg_key): m for m in members if m is not own}
+    found = babel_neighbours(own, peers, grants_of(gateways, members), active_relays(members))
+    return {peers[a].name for a in found}
+
+
+def test_a_member_that_neither_relays_nor_routes_a_site_speaks_only_with_those_that_do() -> None:
+    members = [relay(member("r1")), relay(member("r2")), member("g"), member("a"), member("b")]
+    gateways = {members[2].node_key}
+    assert neighbours_of(members[3], members, gateways) == {"r1", "r2", "g"}
+    assert neighbours_of(members[4], members, gateways) == {"r1", "r2", "g"}
+
+
+def test_a_relay_and_a_gateway_speak_with_every_member() -> None:
+    members = [relay(member("r1")), member("g"), member("a"), member("b")]
+    gateways = {members[1].node_key}
+    assert neighbours_of(members[0], members, gateways) == {"g", "a", "b"}
+    assert neighbours_of(members[1], members, gateways) == {"r1", "a", "b"}
+    assert is_gateway(members[1], grants_of(gateways, members))
+    assert not is_gateway(members[2], grants_of(gateways, members))
+
+
+def test_a_member_with_no_announcement_yet_does_not_relay() -> None:
+    quiet = member("q", endpoints=None)
+    assert not can_relay(quiet)
+    assert active_relays([quiet]) == frozenset()
+
+
+def test_only_a_few_of_the_members_that_can_relay_are_the_mesh_s_relays() -> None:
+    able = [relay(member(f"p{i}")) for i in range(3 * ACTIVE_RELAYS)]
+    chosen = active_relays(able)
+    assert len(chosen) == ACTIVE_RELAYS
+    assert active_relays(list(reversed(able))) == chosen  # alike whatever the order
+    plain = member("plain")
+    assert neighbours_of(plain, [*able, plain], set()) == {
+        m.name for m in able if m.node_key in chosen
+    }
+    # One of the others that can relay, but is not among the chosen, is a plain member.
+    other = next(m for m in able if m.node_key not in chosen)
+    assert neighbours_of(other, [*able, plain], set()) == {
+        m.name for m in able if m.node_key in chosen
+    }
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.booleans(), st.booleans()), min_size=2, max_size=14))
+def test_the_rule_holds_alike_at_both_ends_of_every_pair(
+    flags: list[tuple[bool, bool, bool]],
+) -> None:
+    """A Hello is never sent to a member that would not answer it: b is a's neighbour
+    exactly when a is b's, whatever relays, routes a site or has announced nothing."""
+    members: list[Member] = []
+    gateways: set[bytes] = set()
+    for i, (relays, gateway, announced) in enumerate(flags):
+        m = member(f"m{i}", endpoints=("192.0.2.1:51820",) if announced else None)
+        if relays and announced:
+            m = relay(m)
+        if gateway:
+            gateways.add(m.node_key)
+        members.append(m)
+    views = {m.name: neighbours_of(m, members, gateways) for m in members}
+    for a in members:
+        for b in members:
+            if a is not b:
+                assert (b.name in views[a.name]) == (a.name in views[b.name])
+
+
+class _Mesh:
+    ifname = "wg0"
+
+    def __init__(self) -> None:
+        self.extra: dict[bytes, list[IPNetwork]] = {}
+
+    def set_extra_prefixes(self, extra: dict[bytes, list[IPNetwork]]) -> None:
+        self.extra = {k: sorted(v) for k, v in extra.items()}
+
+    def follow_babel(self, hello_interval: float) -> None:
+        pass
+
+
+class _Shell:
+    """What the service reads of a running shell: the core's routes; what it submits."""
+
+    def __init__(self, routes: list[object]) -> None:
+        self.core = SimpleNamespace(routes=lambda: routes)
+        self.submitted: list[object] = []
+
+    def submit(self, work: object) -> None:
+        self.submitted.append(work)
+
+
+def _via(prefix: IPNetwork, hop: Member) -> object:
+    return SimpleNamespace(
+        prefix=prefix,
+        source=None,
+        selected=True,
+        neighbour=SimpleNamespace(interface="wg0", address=link_local_from_wg_key(hop.wg_key)),
+    )
+
+
+def test_a_member_without_babel_stays_on_its_own_peer_while_its_direct_path_works() -> None:
+    """The relay's route to a member we do not speak Babel with is used only while the
+    punching service says the direct path is down; Hellos flow only to the relay."""
+    from meshd.babel.options import babel_config
+    from meshd.daemon.babel import BabelService
+
+    async def scene() -> None:
+        me, r, a, b = member("me"), relay(member("r")), member("a"), member("b")
+        members = [me, r, a, b]
+        host = {m.name: ipaddress.IPv6Network((m.overlay, 128)) for m in members}
+        direct: set[bytes] = {a.wg_key}
+        mesh = _Mesh()
+        service = BabelService(
+            babel_config(hello_interval=1.0),
+            node_key=me.node_key,
+            overlay=me.overlay,
+            own_wg_key=me.wg_key,
+            members=lambda: members,
+            mesh=mesh,  # type: ignore[arg-type]
+            direct=lambda: frozenset(direct),  # type: ignore[arg-type]
+        )
+        assert service.hellos(a.wg_key)  # before the first snapshot: today's rule everywhere
+        # Babel selected the relay for both (each was asked for while no direct path was up).
+        service._shell = _Shell([_via(host["a"], r), _via(host["b"], r), _via(host["r"], r)])  # type: ignore[assignment]
+        service._sync_members()
+        assert service.members_view.neighbours == {link_local_from_wg_key(r.wg_key)}
+        assert service.hellos(r.wg_key)
+        assert not service.hellos(a.wg_key)
+        assert not service.hellos(b.wg_key)
+        assert mesh.extra == {r.wg_key: sorted([host["b"], host["r"]]), a.wg_key: [host["a"]]}
+        direct.clear()  # a's direct path is lost: through the relay
+        service.paths_changed()
+        assert mesh.extra == {r.wg_key: sorted([host["a"], host["b"], host["r"]])}
+        direct.update({a.wg_key, b.wg_key})  # both direct again: back on their own peers
+        service.paths_changed()
+        assert mesh.extra == {
+            r.wg_key: [host["r"]],
+            a.wg_key: [host["a"]],
+            b.wg_key: [host["b"]],
+        }
+
+    trio.run(scene)
+
+
+def test_members_whose_direct_path_works_are_not_asked_of_the_relays() -> None:
+    from meshd.daemon.babel_wants import Wants
+
+    relay_ll = ipaddress.IPv6Address("fe80::1")
+    a, b = ipaddress.IPv6Network("fd00::a/128"), ipaddress.IPv6Network("fd00::b/128")
+    members: Mapping[IPNetwork, IPAddress] = {
+        a: ipaddress.IPv6Address("fe80::a"),
+        b: ipaddress.IPv6Address("fe80::b"),
+    }
+    wants = Wants("wg0", hold=0.0, period=16.0, rediscover=64.0)
+    wants.neighbours([relay_ll], 0.0)
+    wants.relays.add(relay_ll)
+    plan = wants.plan(1.0, members, {}, [], [relay_ll], covered={a})
+    assert plan == {relay_ll: [b]}
+    plan = wants.plan(20.0, members, {}, [], [relay_ll])  # a's path lost since
+    assert plan == {relay_ll: [a, b]}
