@@ -1,18 +1,23 @@
 """Babel's own traffic on the WireGuard mesh, per member, in a lab of real daemons.
 
-Lab (root): ``--hosts`` members on one LAN, every one ``--relay on`` (a LAN with no NAT is
-what ``--relay auto`` also makes relays of: the costliest case, every member carrying
-routes for the others), Babel at ``--hello`` seconds (full updates every 4 Hellos). Once
-every pair has shaken hands and Babel routes every pair directly, the shell's counters
-(``meshd routes --json``: datagrams and payload bytes sent and received) are read on every
-member, again after ``--window`` seconds, and the difference is the cost per member per
-second. The route table's size and the neighbours are recorded with it.
+Lab (root): ``--hosts`` members on one LAN, the last ``--relays`` of them ``--relay on``
+and the others ``--relay off`` (by default all relay: a LAN with no NAT is what ``--relay
+auto`` also makes relays of, and up to 8 of them are the mesh's relays, the costliest
+case), Babel at ``--hello`` seconds (full updates every 4 Hellos). Once every pair has
+shaken hands and every pair talks, the shell's counters (``meshd routes --json``:
+datagrams and payload bytes sent and received) are read on every member, again after
+``--window`` seconds, and the difference is the cost per member per second. The route
+table's size and the neighbours are recorded with it, and the WireGuard interface's own
+bytes (``wg show dump``: everything the tunnels carried, Babel, WireGuard's keepalives
+and handshakes, on the wire as WireGuard counts it), so that what a member without Babel
+to the others spends instead is counted too.
 
 Then UDP between h1 and h2 is dropped in the lab's router (as tests/lab_mesh/test_root_relay
 does), and the time until the two ping each other again through a relay is taken, with the
 cost over a second window while they are relayed.
 
-    .venv/bin/python -m benchmarks.babel_mesh [--hosts 8] [--hello 1] [--window 40] [--label X]
+    .venv/bin/python -m benchmarks.babel_mesh [--hosts 8] [--relays 8] [--hello 1] \
+        [--window 40] [--label X]
 
 Results: printed, and saved to benchmarks/results/babel-mesh[-LABEL].json. Payload bytes are
 Babel's alone; on the wire each datagram adds 40 (IPv6) + 8 (UDP) + 32 (WireGuard) bytes and
@@ -36,7 +41,7 @@ from meshd.lab import Lab
 from meshd.lab.demo import LabMesh, wait_for
 
 RESULTS = Path(__file__).resolve().parent / "results"
-COUNTERS = ("sent", "received", "sent_bytes", "received_bytes")
+COUNTERS = ("sent", "received", "sent_bytes", "received_bytes", "wg_tx_bytes", "wg_rx_bytes")
 
 
 def _commit() -> str:
@@ -55,7 +60,10 @@ def snapshot(mesh: LabMesh, hosts: list[str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for host in hosts:
         view = mesh.node(host).ask("routes")
-        counters = view.get("counters", {})
+        counters = dict(view.get("counters", {}))
+        peers = mesh.wg_peers(host).values()
+        counters["wg_tx_bytes"] = sum(p.tx_bytes for p in peers)
+        counters["wg_rx_bytes"] = sum(p.rx_bytes for p in peers)
         out[host] = {
             "at": time.monotonic(),
             **{name: int(counters.get(name, 0)) for name in COUNTERS},
@@ -88,17 +96,20 @@ def cost(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) ->
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=8)
+    parser.add_argument("--relays", type=int, default=None, help="default: every host")
     parser.add_argument("--hello", type=float, default=1.0)
     parser.add_argument("--window", type=float, default=40.0)
     parser.add_argument("--label", default="")
     args = parser.parse_args()
     hosts = [f"h{n}" for n in range(1, args.hosts + 1)]
+    relays = hosts[len(hosts) - (args.hosts if args.relays is None else args.relays) :]
     result: dict[str, Any] = {
         "benchmark": "babel_mesh",
         "commit": _commit(),
         "meshd": meshd.__version__,
         "python": platform.python_version(),
         "hosts": args.hosts,
+        "relays": len(relays),
         "hello": args.hello,
         "window": args.window,
         "load_before": os.getloadavg(),
@@ -107,7 +118,13 @@ def main() -> int:
         mesh = LabMesh(lab, network="babelmesh")
         try:
             for host in hosts:
-                mesh.node(host).extra = ("--babel-hello-interval", str(args.hello), "--relay", "on")
+                relay = "on" if host in relays else "off"
+                mesh.node(host).extra = (
+                    "--babel-hello-interval",
+                    str(args.hello),
+                    "--relay",
+                    relay,
+                )
             mesh.init(hosts[0])
             mesh.up(hosts[0])
             started = time.monotonic()
@@ -152,7 +169,9 @@ def main() -> int:
             f"{s['sent_bytes']['mean'] / 1000:.3f} kB/s sent "
             f"(max {s['sent_bytes']['max'] / 1000:.3f}),"
             f" {s['received_bytes']['mean'] / 1000:.3f} kB/s received; "
-            f"routes {s['routes']['mean']:.1f}, neighbours {s['neighbours']['mean']:.1f}"
+            f"routes {s['routes']['mean']:.1f}, neighbours {s['neighbours']['mean']:.1f}; "
+            f"WireGuard {s['wg_tx_bytes']['mean'] / 1000:.3f} kB/s sent, "
+            f"{s['wg_rx_bytes']['mean'] / 1000:.3f} kB/s received"
         )
     print(f"h1 <-> h2 relayed {result['relayed_after_s']} s after UDP between them was dropped")
     RESULTS.mkdir(exist_ok=True)

@@ -9,15 +9,19 @@ derived from the node key (:func:`meshd.babel.options.router_id_of`), and runs a
   next hop;
 * we originate our overlay /128 and every ``--babel-originate`` prefix;
 * on the WireGuard interface (when the mesh takes extra allowed-ips, see :class:`MeshSeam`)
-  Babel is ``unicast-peers``: the neighbours are the admitted members' key-derived
-  link-local addresses, an Update is accepted only from a member whose grants cover the
-  prefix (:class:`~meshd.babel.options.MemberOrigins`), and every selected route's prefix is
-  given to the next hop's WireGuard peer and routed at the device (a new direct neighbour's
-  overlay /128 stays on its own peer for a few Hellos: :mod:`meshd.mesh.holddown`);
+  Babel is ``unicast-peers``: the neighbours are admitted members' key-derived
+  link-local addresses (which ones: below), an Update is accepted only from a member whose
+  grants cover the prefix (:class:`~meshd.babel.options.MemberOrigins`), and every
+  selected route's prefix is given to the next hop's WireGuard peer and routed at the
+  device (a new direct neighbour's overlay /128 stays on its own peer for a few Hellos:
+  :mod:`meshd.mesh.holddown`);
+* we speak Babel on the mesh only with the mesh's relays and the gateways, or with every
+  member if we are one of them (:mod:`meshd.daemon.babel_peers`); whether a direct path to
+  any other member works is the punching service's to say;
 * another member's overlay /128 goes on the mesh only to the members that ask for it (the
-  core's ``on_demand`` hook), and we ask the relays for the /128s that no direct route
-  covers (:mod:`meshd.daemon.babel_wants`): a relay no longer sends every member's route to
-  every member;
+  core's ``on_demand`` hook), and we ask the relays for the /128s that no direct path
+  covers (:mod:`meshd.daemon.babel_mesh`, :mod:`meshd.daemon.babel_wants`): a relay no
+  longer sends every member's route to every member;
 * as a gateway (``--babel-interface`` beside the mesh), nothing learnt on a site link is
   announced on the mesh as it is (the core's rule); routes under a member's router-id, inside
   the overlay /48 or inside another member's grants are refused there
@@ -34,9 +38,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -62,13 +66,15 @@ from meshd.babel.shell import (
     interface_addresses,
 )
 from meshd.babel.sources import IPNetwork, RouteKey
+from meshd.daemon.babel_mesh import MeshRoutes, MeshSeam
+from meshd.daemon.babel_peers import NO_MEMBERS, MeshMembers, mesh_members
 from meshd.daemon.babel_site import (
     SiteRoutes,
     gateway_loop,
     refuse_ungranted_origins,
     ungranted_origins,
 )
-from meshd.daemon.babel_wants import Wants, on_demand_route
+from meshd.daemon.babel_wants import on_demand_route
 from meshd.daemon.feed import Subscription
 from meshd.membership import Member, MemberState
 from meshd.mesh.relay_pair import pair_rank
@@ -83,32 +89,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["BabelService", "SiteRoutes", "refuse_ungranted_origins", "ungranted_origins"]
 
-WANT_AFTER: Final = 0.0
-"""A member's /128 is asked of the relays this long after it is admitted, if no direct route
-covers it by then: at once (a direct path not up yet is covered through a relay meanwhile;
-the direct route, of lower metric, takes over when it comes)."""
-REDISCOVER: Final = 4
-"""Ask every neighbour which of them relays at most once every this many update intervals."""
-
 Members = Callable[[], Sequence[Member]]
 Grants = Callable[[bytes], Sequence[IPNetwork]]
 """``Membership.grants``: the prefixes a member may announce (empty if it does not stand)."""
-
-
-class MeshSeam(Protocol):
-    """What Babel needs of the WireGuard side to run on the mesh interface."""
-
-    @property
-    def ifname(self) -> str: ...
-
-    def set_extra_prefixes(self, extra: Mapping[WgKey, Sequence[IPNetwork]]) -> None:
-        """Route these prefixes through these peers (by WireGuard key) from now on."""
-        ...
-
-    def follow_babel(self, hello_interval: float) -> None:
-        """Babel runs on the interface from now on, with this Hello interval (new direct
-        neighbours keep their overlay address on their own peer for a few Hellos)."""
-        ...
 
 
 class BabelService:
@@ -124,6 +107,7 @@ class BabelService:
         members: Members = list,
         grants: Grants | None = None,
         mesh: MeshSeam | None = None,
+        direct: Callable[[], Collection[WgKey]] = frozenset,
     ) -> None:
         self.config = config
         self.node_key = node_key
@@ -136,16 +120,17 @@ class BabelService:
         self._origins = MemberOrigins({})
         self._site_origins = SiteOrigins(overlay=self.overlay_prefix, allowed={}, own=node_key)
         self._shell: BabelShell | None = None
-        self._peer_of_link_local: dict[ipaddress.IPv6Address, Member] = {}
-        self._member_of_overlay: dict[IPNetwork, Member] = {}
-        self._address_of: dict[IPNetwork, IPAddress] = {}  # overlay /128 -> link-local
-        self._router_ids: dict[IPAddress, bytes] = {}  # link-local -> router-id
+        # The members as Babel sees them (meshd.daemon.babel_peers); None before the first.
+        self._view: MeshMembers | None = None
         self._own: set[RouteKey] = set()
         self._site: dict[RouteKey, int] = {}
         self._routes = SiteRoutes(KernelRoutes())
         self._restart: trio.CancelScope | None = None
-        self._wants: Wants | None = None
-        self._ask_queued = False
+        self._on_mesh: MeshRoutes | None = None
+        if self.mesh is not None:
+            self._on_mesh = MeshRoutes(
+                self.mesh, config.hello_interval, lambda: self.members_view, direct
+            )
         # Whether we carry routes learnt from members to other members (meshd.daemon.relaying
         # decides, and owns IP forwarding); a member that does not relay announces only its own.
         self.relaying = True
@@ -184,8 +169,9 @@ class BabelService:
         relay's rank for the pair, the same at both ends (:mod:`meshd.mesh.relay_pair`)."""
         if source is not None or self.mesh is None or interface != self.mesh.ifname:
             return None
-        relay = self._peer_of_link_local.get(neighbour)  # type: ignore[arg-type]
-        other = self._member_of_overlay.get(prefix)
+        view = self.members_view
+        relay = view.peers.get(neighbour)  # type: ignore[arg-type]
+        other = view.member_of_overlay.get(prefix)
         if relay is None or other is None or self.own_wg_key is None:
             return None
         if relay.wg_key == other.wg_key:  # the member itself: a direct route
@@ -281,21 +267,17 @@ class BabelService:
             device_routes=[mesh_if] if mesh_if is not None else [],
         )
         self._shell = shell
-        self._ask_queued = False  # a round queued on a shell before a restart is gone with it
         shell.add_listener(self._on_route_event)
-        if mesh_if is not None:
-            hello = config.hello_interval
-            self._wants = Wants(
-                mesh_if, hold=WANT_AFTER, period=4 * hello, rediscover=REDISCOVER * 4 * hello
-            )
+        if self._on_mesh is not None:
+            self._on_mesh.restart()  # what was asked or queued on a shell before is gone
         self._sync_members()
         if self.mesh is not None:
             self.mesh.follow_babel(config.hello_interval)
-        if self.mesh is None:
+        if self._on_mesh is None:
             await shell.run(task_status=task_status)
             return
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._wants_loop, shell)
+            nursery.start_soon(self._on_mesh.loop, shell)
             if config.interfaces:
                 nursery.start_soon(gateway_loop, self, shell)
             await shell.run(task_status=task_status)
@@ -319,28 +301,6 @@ class BabelService:
             and on_demand_route(self._overlay48, prefix, source)
         )
 
-    async def _wants_loop(self, shell: BabelShell) -> None:
-        """Ask for the routes we lack a direct path for every update interval (which keeps
-        the relays' interest alive); the core's events and the members ask at once
-        (:meth:`_ask_soon`)."""
-        period = 4 * self.config.hello_interval
-        while True:
-            shell.submit(self._ask)  # not through _ask_soon: never held up by a lost round
-            await trio.sleep(period)
-
-    def _ask_soon(self, shell: BabelShell) -> None:
-        """Run a round of :class:`Wants` on the core at its next turn: a burst of events
-        (every route of a full update) makes one round, and a round sends only what is due."""
-        if self._wants is None or self._ask_queued:
-            return
-        self._ask_queued = True
-        shell.submit(self._ask)
-
-    def _ask(self, core: BabelCore, now: float) -> None:
-        self._ask_queued = False
-        if self._wants is not None:
-            self._wants.ask(core, now, self._address_of, self._router_ids)
-
     # --- membership ------------------------------------------------------------------------------
 
     async def follow(self, subscription: Subscription) -> None:
@@ -352,30 +312,28 @@ class BabelService:
             self._sync_members(revalidate=snapshot.revocations != seen)
             seen = snapshot.revocations
 
+    @property
+    def members_view(self) -> MeshMembers:
+        """The members as Babel on the mesh sees them now."""
+        return self._view or NO_MEMBERS
+
     def _sync_members(self, *, revalidate: bool = True) -> None:
         members = [m for m in self._members() if m.state is MemberState.ADMITTED]
-        allowed: dict[bytes, list[IPNetwork]] = {}
-        peers: dict[ipaddress.IPv6Address, Member] = {}
-        for member in members:
-            allowed[member.node_key] = self._grants_of(member)
-            if member.node_key != self.node_key:
-                peers[link_local_from_wg_key(member.wg_key)] = member
+        known = self.members_view.router_ids
+        view = mesh_members(members, self._grants_of, self.node_key, known)
+        self._view = view
+        allowed = {key: list(grants) for key, grants in view.allowed.items()}
         self._origins = MemberOrigins(allowed)
         site = SiteOrigins(overlay=self.overlay_prefix, allowed=allowed, own=self.node_key)
         revalidate = revalidate or not site.same(self._site_origins)
         self._site_origins = site
-        self._peer_of_link_local = peers
-        self._member_of_overlay = {host_prefix(m.overlay): m for m in peers.values()}
-        self._address_of = {host_prefix(m.overlay): a for a, m in peers.items()}
-        known = self._router_ids
-        self._router_ids = {a: known.get(a) or router_id_of(m.node_key) for a, m in peers.items()}
+        wanted = set(view.neighbours)
         shell = self._shell
         if shell is None:
             return
         mesh = self.mesh
-        wanted = set(peers)
-        if self._wants is not None:
-            self._wants.neighbours(wanted, trio.current_time())
+        if self._on_mesh is not None:
+            self._on_mesh.wants.neighbours(wanted, trio.current_time())
 
         def apply(core: BabelCore, now: float) -> None:
             if mesh is not None:
@@ -392,7 +350,21 @@ class BabelService:
                 core.revalidate(now)
 
         shell.submit(apply)
-        self._ask_soon(shell)  # a new member without a direct route: the relays at once
+        self.paths_changed()  # a new member without a direct route: the relays at once
+
+    def hellos(self, wg_key: WgKey) -> bool:
+        """Whether Babel's Hellos flow between us and this peer (we speak Babel with it, or
+        Babel is not on the mesh: then the punching service's rule is unchanged)."""
+        view = self._view
+        return self.mesh is None or view is None or wg_key in view.neighbour_keys
+
+    def paths_changed(self) -> None:
+        """The punching service's direct paths changed (or the members did): a member we
+        do not speak Babel with goes back on its own peer, or to a relay, and what we ask
+        for follows (:class:`~meshd.daemon.babel_mesh.MeshRoutes`)."""
+        if self._shell is not None and self._on_mesh is not None:
+            self._on_mesh.ask_soon(self._shell)
+            self._on_mesh.place(self._shell.core)
 
     def _grants_of(self, member: Member) -> list[IPNetwork]:
         if self._grants is not None:
@@ -402,7 +374,7 @@ class BabelService:
     def _redistribute(self, interface: str, prefix: IPNetwork, source: IPNetwork | None) -> bool:
         shell = self._shell
         if (
-            not self.relaying
+            not (self.relaying and self.members_view.with_all)
             and self.mesh is not None
             and interface == self.mesh.ifname
             and (prefix, source) not in self._own
@@ -423,19 +395,7 @@ class BabelService:
         )
 
     def _on_route_event(self, event: BabelEvent) -> None:
-        if self.mesh is None or self._shell is None:
-            return
-        self._ask_soon(self._shell)  # a neighbour up, a relay's route, a direct route lost
-        extra: dict[WgKey, list[IPNetwork]] = {}
-        for view in self._shell.core.routes():
-            if not view.selected or view.neighbour is None or view.source is not None:
-                continue
-            if view.neighbour.interface != self.mesh.ifname:
-                continue
-            member = self._peer_of_link_local.get(view.neighbour.address)  # type: ignore[arg-type]
-            if member is not None:
-                extra.setdefault(member.wg_key, []).append(view.prefix)
-        self.mesh.set_extra_prefixes(extra)
+        self.paths_changed()  # a neighbour up, a relay's route, a direct route lost
 
     # --- views -------------------------------------------------------------------------------
 

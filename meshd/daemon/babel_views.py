@@ -63,14 +63,19 @@ def routes_view(self: BabelService) -> dict[str, Any]:
 
 
 def peer_route(self: BabelService, member: Member) -> dict[str, Any]:
-    """``route`` (``direct`` or ``via NAME``) and ``metric`` of a member, for ``peers``."""
+    """``route`` (``direct`` or ``via NAME``) and ``metric`` of a member, for ``peers``: a
+    member we do not speak Babel with is ``direct`` while its direct path works (no metric:
+    Babel does not measure it)."""
     shell = self._shell
     if shell is None or self.mesh is None or member.node_key == self.node_key:
         return {}
-    view = shell.core.route(ipaddress.IPv6Network((member.overlay, 128)))
+    prefix = ipaddress.IPv6Network((member.overlay, 128))
+    if self._on_mesh is not None and self._on_mesh.covers(prefix):
+        return {"route": "direct", "metric": None}  # no Babel between us: a direct path
+    view = shell.core.route(prefix)
     if view is None or view.neighbour is None:
         return {"route": None, "metric": None}
-    hop = self._peer_of_link_local.get(view.neighbour.address)  # type: ignore[arg-type]
+    hop = self.members_view.peers.get(view.neighbour.address)  # type: ignore[arg-type]
     if hop is not None and hop.node_key == member.node_key:
         route = "direct"
     else:

@@ -5,10 +5,12 @@ On the mesh, relays announce a member's overlay /128 only to the members that as
 to another needs no route through a third. :class:`Wants` decides, each round, what this
 member asks and of whom:
 
-* **wanted**: every admitted member whose /128 no direct route covers (no finite route
-  learnt from the member itself), once it has been a member for ``hold`` seconds (0 on the
-  mesh: a direct path not up yet, or one that never comes up, is covered by a relay at
-  once; the direct route, of lower metric, takes over when it comes);
+* **wanted**: every admitted member whose /128 no direct path covers (no finite route
+  learnt from the member itself, or, for a member we do not speak Babel with, no working
+  direct WireGuard path: :mod:`meshd.daemon.babel_peers`), once it has been a member for
+  ``hold`` seconds (0 on the mesh: a direct path not up yet, or one that never comes up,
+  is covered by a relay at once; the direct route, of lower metric, takes over when it
+  comes);
 * **relays**: the neighbours that have announced us a route of another originator (only a
   relay does: a member that does not relay announces its own routes alone); each wanted
   /128 is asked of each relay with a two-way link at once (a /128 newly wanted, a relay
@@ -30,7 +32,7 @@ core's events (a neighbour up, a route learnt or lost), when the members change,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -93,6 +95,7 @@ class Wants:
         now: float,
         members: Mapping[IPNetwork, IPAddress],
         router_ids: Mapping[IPAddress, bytes],
+        covered: Collection[IPNetwork] = (),
     ) -> None:
         """One round on the core: the Route Requests due now go out (see :meth:`plan`)."""
         two_way = [
@@ -100,7 +103,7 @@ class Wants:
             for n in core.neighbours()
             if n.neighbour.interface == self.interface and n.cost < INFINITY
         ]
-        plan = self.plan(now, members, router_ids, core.routes(), two_way)
+        plan = self.plan(now, members, router_ids, core.routes(), two_way, covered)
         for address, prefixes in plan.items():
             core.request_routes(self.interface, address, [(p, None) for p in prefixes], now)
 
@@ -111,10 +114,13 @@ class Wants:
         router_ids: Mapping[IPAddress, bytes],
         routes: Iterable[RouteView],
         two_way: Iterable[IPAddress],
+        covered: Collection[IPNetwork] = (),
     ) -> dict[IPAddress, list[IPNetwork]]:
         """The Route Requests to send now: neighbour -> prefixes. ``members``: each other
-        member's overlay /128 and link-local address; ``router_ids``: each neighbour's."""
-        direct: set[IPNetwork] = set()
+        member's overlay /128 and link-local address; ``router_ids``: each neighbour's;
+        ``covered``: the /128s of members we do not speak Babel with whose direct path
+        works (no Babel route is direct for them)."""
+        direct: set[IPNetwork] = set(covered)
         for view in routes:
             hop = view.neighbour
             if hop is None or hop.interface != self.interface or view.metric >= INFINITY:

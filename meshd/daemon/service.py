@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
@@ -57,7 +57,7 @@ from meshd.gossip.backoff import DialBackoff
 from meshd.gossip.host import GossipHost, HostConfig, peer_id_of
 from meshd.mesh.underlay import LocalAddress
 from meshd.node.statedir import NodeDir
-from meshd.trust.keys import NodeKey, fingerprint
+from meshd.trust.keys import NodeKey, WgKey, fingerprint
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -150,7 +150,13 @@ class Daemon:
         self.liveness = Liveness(host, state, lambda: mesh.handshakes, LIVENESS_INTERVAL)
         self.lifecycle = lifecycle_services(state, config, self.flooder.flood)
         self.control = Control(self)
-        self.babel = _babel_service(config, state, mesh)
+        self.babel = _babel_service(config, state, mesh, self.punching.direct_keys)
+        if self.babel is not None and self.babel.mesh is not None:
+            # Babel only with the mesh's relays and gateways (meshd.daemon.babel_peers): the
+            # punching service judges the other direct paths without Hellos, and says when
+            # they change.
+            self.punching.hellos = self.babel.hellos
+            self.punching.on_direct_change = self.babel.paths_changed
         self.relaying: Relaying | None = None
         if self.babel is not None and self.babel.mesh is not None:
             self.relaying = Relaying(config, self.babel, self._seen, forwarding=forwarding)
@@ -258,7 +264,10 @@ class Daemon:
 
 
 def _babel_service(
-    config: DaemonConfig, state: NodeState, mesh: WireGuardMesh
+    config: DaemonConfig,
+    state: NodeState,
+    mesh: WireGuardMesh,
+    direct: Callable[[], Collection[WgKey]] = frozenset,
 ) -> BabelService | None:
     """The Babel service when ``--babel-*`` asks for it; on the mesh when WireGuard runs
     and takes extra allowed-ips from Babel."""
@@ -274,6 +283,7 @@ def _babel_service(
         members=lambda: first.members,
         grants=lambda key: first.grants.get(NodeKey(key), ()),
         mesh=mesh if on_mesh else None,
+        direct=direct,
     )
 
 

@@ -25,7 +25,7 @@ from meshd.babel.config import CoreConfig
 from meshd.babel.neighbours import IPAddress
 from meshd.babel.routes import NeighbourId
 from meshd.babel.sources import IPNetwork
-from meshd.daemon.babel import REDISCOVER, WANT_AFTER
+from meshd.daemon.babel_mesh import REDISCOVER, WANT_AFTER
 from meshd.daemon.babel_wants import Wants, on_demand_route
 from tests.babel.sim import Sim, address, prefix, router_id
 

@@ -155,6 +155,12 @@ class FakeBabelService(FakeBabel):
     async def follow(self, members: object) -> None:
         await trio.sleep_forever()
 
+    def hellos(self, wg_key: object) -> bool:
+        return True
+
+    def paths_changed(self) -> None:
+        pass
+
 
 def test_the_daemon_decides_before_its_first_announcement(
     node: NodeDir, monkeypatch: pytest.MonkeyPatch
