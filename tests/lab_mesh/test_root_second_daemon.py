@@ -16,6 +16,7 @@ the overlay route and, exiting, deleted it: pings between members were lost for 
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,6 +58,22 @@ def snapshot(mesh: LabMesh) -> dict[str, object]:
     return {"peers": peers, "routes": routes, "links": links, "members": members}
 
 
+def settled(mesh: LabMesh) -> dict[str, object]:
+    """A snapshot that held for a second: Babel's routes and the holddown of a new neighbour
+    settle on their own after a join, and that is no second daemon's doing."""
+    last: list[dict[str, object]] = [snapshot(mesh)]
+
+    def same() -> bool:
+        time.sleep(1)
+        now = snapshot(mesh)
+        held = now == last[0]
+        last[0] = now
+        return held
+
+    wait_for(same, 30, "h1's interface, peers and routes to settle")
+    return last[0]
+
+
 def second(mesh: LabMesh, state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return mesh.lab.exec(
         "h1",
@@ -90,7 +107,7 @@ def untouched(mesh: LabMesh, before: dict[str, object]) -> None:
 
 def test_the_same_state_dir_with_another_interface(mesh: LabMesh) -> None:
     node = mesh.node("h1")
-    before = snapshot(mesh)
+    before = settled(mesh)
     other = f"{node.ifname[:12]}b"
     done = second(mesh, node.state_dir, "--interface", other)
     assert done.returncode == 4
@@ -104,7 +121,7 @@ def test_another_node_on_the_running_interface(mesh: LabMesh) -> None:
     node = mesh.node("h1")
     other_dir = mesh.lab.state_dir("h1") / "other-network"
     mesh.lab.exec("h1", [*mesh.meshd, "init", "--network", "other", "--state-dir", str(other_dir)])
-    before = snapshot(mesh)
+    before = settled(mesh)
     done = second(mesh, other_dir, "--interface", node.ifname, "--listen-port", "51999")
     assert done.returncode == 4
     assert one_line(done) == (
@@ -127,7 +144,7 @@ def test_a_second_node_of_the_network_on_the_same_host(mesh: LabMesh) -> None:
     )
     assert joined.returncode == 0, joined.stderr
     wait_for(lambda: ("twin", "admitted") in snapshot(mesh)["members"], 20, "twin admitted")  # type: ignore[operator]
-    before = snapshot(mesh)
+    before = settled(mesh)
     other = f"{node.ifname[:12]}t"
     done = second(mesh, twin_dir, "--interface", other, "--listen-port", "51998")
     assert done.returncode == 4
