@@ -212,10 +212,17 @@ class PunchMessages:
         if peer is None:
             self.endpoints.refuse("punchnotice", "unknown-peer")
             return
-        if peer.path.state == "direct" and now - peer.rx_at <= self.paths.silent_after:
+        if peer.works(now, self.paths.silent_after):
             # A working direct path is never disturbed: whoever sends the notice, its
-            # hints would only move the peer's traffic off a path that works.
+            # hints would only move the peer's traffic off a path that works (an idle one
+            # without Hellos too, until its own probe goes unanswered).
             self.endpoints.refuse("punchnotice", "direct")
+            if peer.liveness is not None and now - peer.rx_at > self.paths.silent_after:
+                # Quiet without Hellos, and the peer says it cannot reach us: ask WireGuard
+                # (a probe, within the path's own budget), not the notice's hints.
+                peer.liveness.doubt(now)
+                if peer.liveness.next_check() <= now:  # not while probed in this interval
+                    self.paths.wake()
             return
         why = peer.path.punch(now, notice.hints)
         log.debug("punch notice for %s, hints %s: %s", peer.name, notice.hints, why or "round")

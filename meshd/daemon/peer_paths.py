@@ -71,6 +71,14 @@ class _Peer:
     # While direct without Babel's Hellos on the path: whether it still works.
     liveness: Liveness | None = None
 
+    def works(self, now: float, silent_after: float) -> bool:
+        """Whether the direct path is up and not in doubt: something came within
+        ``silent_after`` (where Hellos flow), or, without Hellos on it, its judge has not
+        declared it lost (silence alone means little there: :mod:`meshd.mesh.liveness_probe`)."""
+        if self.path.state != "direct":
+            return False
+        return self.liveness is not None or now - self.rx_at <= silent_after
+
 
 class PeerPaths:
     """The peers by node key, this step's per-peer lines, and when a path last moved."""

@@ -29,6 +29,8 @@ does on such a path (Linux, wireguard-go and the other implementations alike):
   initiation not answered): quiet ``ACTIVE_QUIET`` (15 s) after the last thing received,
   and at least ``PASSIVE`` s after the data was first seen (WireGuard answers data within
   10 s);
+* **doubted**: a member's punch notice says the peer is trying to reach us; the path is
+  probed at once (:meth:`Liveness.doubt`), within the same one probe per interval;
 * **asked before declared**: a quiet path is *probed* (the caller makes WireGuard start a
   handshake now: :func:`meshd.mesh.kicks.recreate`); a handshake newer than the last one,
   or received bytes, within ``ANSWER_WAIT`` (3 s) means alive, nothing means *lost*. At
@@ -68,6 +70,7 @@ class Liveness:
     __slots__ = (
         "_answered",
         "_data_at",
+        "_doubted",
         "_due",
         "_handshake",
         "_rx",
@@ -86,6 +89,7 @@ class Liveness:
         self._handshake: float | None = None
         self._answered = 0  # probes answered with nothing else received since
         self._data_at: float | None = None  # when more than keepalives was first seen sent
+        self._doubted = -math.inf  # when a member last said the peer cannot reach us
         self._due = self._next()
 
     @property
@@ -152,6 +156,13 @@ class Liveness:
         self.probe_at = now
         self._due = self._next()
 
+    def doubt(self, now: float) -> None:
+        """A member says the peer is trying to reach us (its punch notice): probe at the next
+        judgement unless something comes first, and still at most once per keepalive
+        interval, so notices sent on purpose cost a working path no more than its probes."""
+        self._doubted = now
+        self._due = self._next()
+
     def cancel(self) -> None:
         """The probe asked for could not be sent: as if it had not been asked for."""
         self.probe_at = -math.inf
@@ -171,6 +182,8 @@ class Liveness:
             due = self.heard + min(idle, QUIET_MAX)
         if self._data_at is not None:
             due = min(due, max(self.heard + ACTIVE_QUIET, self._data_at + PASSIVE))
+        if self._doubted > self.heard:
+            due = min(due, self._doubted)
         return max(due, self.probe_at + (self.keepalive or ACTIVE_QUIET))
 
     def _allowance(self, now: float) -> int:

@@ -20,6 +20,7 @@ from meshd.daemon.punching import Punching
 from meshd.gossip import nat
 from meshd.gossip.peers import peer_id_of
 from meshd.mesh.candidates import Candidate
+from meshd.mesh.liveness_probe import Liveness
 from meshd.mesh.punch import DirectPath
 
 KEYS = [bytes(SigningKey.generate().verify_key) for _ in range(4)]
@@ -310,3 +311,29 @@ def test_a_punch_request_goes_to_the_freshest_connected_members_other_than_its_t
     punching._relays = punching._relay_pool(members, stats, wall + 3600)  # nobody fresh
     assert not punching._request(peer, A)
     assert sent == []
+
+
+def test_a_notice_leaves_an_idle_direct_path_without_hellos_alone() -> None:
+    """Two members that both do not relay speak no Babel: their working direct path may
+    carry nothing but one side's keepalives for minutes (docs/nat.md, "Paths without
+    Hellos"). A hostile member's notice must not move it because it is quiet: only the
+    path's own judge (a probe gone unanswered) declares it lost."""
+    punching, _ = service({A, B})
+    private = Candidate("local", ipaddress.ip_address("192.168.1.7"), 51820)
+    working = DirectPath([private], 0.0)
+    working.update(0.5, 0.5, "93.184.216.34:51820")
+    idle = _Peer(bytes(32), "b", (), working, rx_at=40.0)
+    idle.liveness = Liveness(40.0, 0, 0, 25)  # judged without Hellos, not lost
+    punching.peers[B] = idle
+    serve(punching, A, nat.PunchNotice(B, ("198.51.100.77:51820",)), 100.0)  # 60 s quiet
+    action = working.update(100.0, 0.5, "93.184.216.34:51820")
+    assert (action.path, action.endpoint) == ("direct", "93.184.216.34:51820")
+    assert punching.endpoints.refused == {"punchnotice:direct": 1}
+    # The peer says it cannot reach us: the path is probed (WireGuard asked), not punched.
+    assert idle.liveness.next_check() <= 100.0
+    assert idle.liveness.judge(100.0, 0, 0, 0.5, 25) == "probe"
+    idle.liveness.probed(100.0)
+    assert idle.liveness.judge(101.0, 0, 0, 101.0, 25) == "alive"  # answered
+    serve(punching, A, nat.PunchNotice(B, ("198.51.100.77:51820",)), 110.0)
+    assert idle.liveness.next_check() >= 125.0  # one probe per keepalive interval, whatever
+    assert punching.endpoints.refused == {"punchnotice:direct": 2}

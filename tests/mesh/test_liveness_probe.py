@@ -255,6 +255,23 @@ def test_at_most_one_probe_per_peer_per_keepalive_interval() -> None:
     assert live.judge(51.0, 0, 900, 27.0, K) == "probe"
 
 
+def test_a_doubt_probes_at_once_unless_something_came_and_within_the_same_budget() -> None:
+    """A member's punch notice says the peer cannot reach us: probe now, not in 35 s."""
+    live = Liveness(0.0, 500, 500, K)
+    live.doubt(10.0)
+    assert live.next_check() == 10.0
+    assert live.judge(10.0, 500, 500, 0.0, K) == "probe"
+    live.probed(10.0)
+    assert live.judge(11.0, 0, 0, 11.0, K) == "alive"  # answered: the doubt is spent
+    live.doubt(20.0)  # doubted again within the interval: no second probe before 35
+    assert live.next_check() == 10.0 + K
+    assert live.judge(20.0, 0, 0, 11.0, K) == "alive"
+    other = Liveness(0.0, 500, 500, K)
+    other.doubt(10.0)
+    assert other.judge(10.5, 532, 500, 0.0, K) == "alive"  # a keepalive came: no probe
+    assert other.next_check() == pytest.approx(10.5 + K + PASSIVE)
+
+
 def test_without_a_persistent_keepalive_only_traffic_makes_a_path_quiet() -> None:
     live = Liveness(0.0, 100, 100, 0)
     assert live.judge(3600.0, 100, 132, 0.0, 0) == "alive"  # one passive keepalive
