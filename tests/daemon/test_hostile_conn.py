@@ -240,7 +240,7 @@ def test_connections_that_came_and_went_do_not_use_up_the_inbound_slots(tmp_path
         founder.init()
         founder.up()
         addr = founder.ask("status")["listen_addrs"][0]
-        tasks_before = founder.ask("status")["tasks"]
+        tasks_before = _settled_tasks(founder)
         done: list[int] = []
 
         async def client() -> None:
@@ -260,13 +260,27 @@ def test_connections_that_came_and_went_do_not_use_up_the_inbound_slots(tmp_path
         trio.run(clients)
         assert len(done) == 320
         wait_for(
-            lambda: founder.ask("status")["tasks"] < tasks_before + 30,
-            10,
+            # A handler kept per connection would be 320 more. What stays is bounded (a
+            # few dozen tasks of connections the swarm still holds: 46 -> 46-75 measured,
+            # 60 after 640 connections), so the margin is a fifth of the connections.
+            lambda: founder.ask("status")["tasks"] < tasks_before + 64,
+            30,  # a non-member's grace ends within this; a kept handler never does
             "the handlers of closed connections to end",
             describe=lambda: founder.ask("status")["tasks"],
         )
         joiner.join(founder.invite("--name", "joiner"))
         wait_for(lambda: founder.states().get("joiner") == "admitted", 10, "joiner admitted")
+
+
+def _settled_tasks(daemon: Daemon) -> int:
+    """The daemon's task count once its start-up is over: the median of three reads a
+    second apart, after two seconds (a read at once can catch services still starting)."""
+    time.sleep(2)
+    reads = []
+    for _ in range(3):
+        reads.append(daemon.ask("status")["tasks"])
+        time.sleep(1)
+    return sorted(reads)[1]
 
 
 def _stranger_flood(
