@@ -16,8 +16,12 @@ Then UDP between h1 and h2 is dropped in the lab's router (as tests/lab_mesh/tes
 does), and the time until the two ping each other again through a relay is taken, with the
 cost over a second window while they are relayed.
 
-    .venv/bin/python -m benchmarks.babel_mesh [--hosts 8] [--relays 8] [--hello 1] \
-        [--window 40] [--label X]
+    .venv/bin/python -m benchmarks.babel_mesh [--hosts 8] [--relays 8] [--reference] \
+        [--hello 1] [--window 40] [--label X]
+
+``--reference`` runs the same lab first with every member relaying (every member a Babel
+neighbour of every other, as before the mesh's relays), so both are measured side by side
+in one run.
 
 Results: printed, and saved to benchmarks/results/babel-mesh[-LABEL].json. Payload bytes are
 Babel's alone; on the wire each datagram adds 40 (IPv6) + 8 (UDP) + 32 (WireGuard) bytes and
@@ -73,8 +77,11 @@ def snapshot(mesh: LabMesh, hosts: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def cost(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Per member per second, and the mean, median and max over members."""
+def cost(
+    before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]], relays: list[str]
+) -> dict[str, Any]:
+    """Per member per second, and the mean, median and max over members: over all of them,
+    over the members that do not relay (``plain``) and over the relays."""
     per: dict[str, dict[str, float]] = {}
     for host, b in before.items():
         a = after[host]
@@ -82,38 +89,32 @@ def cost(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) ->
         per[host] = {name: (a[name] - b[name]) / span for name in COUNTERS}
         per[host]["routes"] = a["routes"]
         per[host]["neighbours"] = a["neighbours"]
-    summary: dict[str, Any] = {}
-    for name in (*COUNTERS, "routes", "neighbours"):
-        values = [row[name] for row in per.values()]
-        summary[name] = {
-            "mean": round(statistics.fmean(values), 2),
-            "median": round(statistics.median(values), 2),
-            "max": round(max(values), 2),
-        }
-    return {"summary": summary, "per_member": per}
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hosts", type=int, default=8)
-    parser.add_argument("--relays", type=int, default=None, help="default: every host")
-    parser.add_argument("--hello", type=float, default=1.0)
-    parser.add_argument("--window", type=float, default=40.0)
-    parser.add_argument("--label", default="")
-    args = parser.parse_args()
-    hosts = [f"h{n}" for n in range(1, args.hosts + 1)]
-    relays = hosts[len(hosts) - (args.hosts if args.relays is None else args.relays) :]
-    result: dict[str, Any] = {
-        "benchmark": "babel_mesh",
-        "commit": _commit(),
-        "meshd": meshd.__version__,
-        "python": platform.python_version(),
-        "hosts": args.hosts,
-        "relays": len(relays),
-        "hello": args.hello,
-        "window": args.window,
-        "load_before": os.getloadavg(),
+    groups = {
+        "all": list(per),
+        "plain": [h for h in per if h not in relays],
+        "relays": [h for h in per if h in relays],
     }
+    summaries: dict[str, Any] = {}
+    for group, members in groups.items():
+        if not members:
+            continue
+        summary: dict[str, Any] = {}
+        for name in (*COUNTERS, "routes", "neighbours"):
+            values = [per[h][name] for h in members]
+            summary[name] = {
+                "mean": round(statistics.fmean(values), 2),
+                "median": round(statistics.median(values), 2),
+                "max": round(max(values), 2),
+            }
+        summaries[group] = summary
+    return {"summary": summaries["all"], "by_role": summaries, "per_member": per}
+
+
+def run(args: argparse.Namespace, relay_count: int) -> dict[str, Any]:
+    """One lab of ``args.hosts`` members, the last ``relay_count`` of them relaying."""
+    hosts = [f"h{n}" for n in range(1, args.hosts + 1)]
+    relays = hosts[len(hosts) - relay_count :]
+    result: dict[str, Any] = {"relays": len(relays), "load_before": os.getloadavg()}
     with Lab(args.hosts) as lab:
         mesh = LabMesh(lab, network="babelmesh")
         try:
@@ -140,7 +141,7 @@ def main() -> int:
             before = snapshot(mesh, hosts)
             time.sleep(args.window)
             after = snapshot(mesh, hosts)
-            result["steady"] = cost(before, after)
+            result["steady"] = cost(before, after, relays)
 
             lab.block_udp("h1", "h2")
             cut = time.monotonic()
@@ -154,7 +155,7 @@ def main() -> int:
             before = snapshot(mesh, hosts)
             time.sleep(args.window)
             after = snapshot(mesh, hosts)
-            result["relayed"] = cost(before, after)
+            result["relayed"] = cost(before, after, relays)
             result["relayed_still"] = all(
                 mesh.ping_pairs([("h1", "h2"), ("h2", "h1")], count=3).values()
             )
@@ -162,18 +163,52 @@ def main() -> int:
         finally:
             mesh.close()
     result["load_after"] = os.getloadavg()
+    return result
+
+
+def report(label: str, result: dict[str, Any]) -> None:
     for phase in ("steady", "relayed"):
-        s = result[phase]["summary"]
-        print(
-            f"{phase}: per member {s['sent']['mean']:.2f} datagrams/s and "
-            f"{s['sent_bytes']['mean'] / 1000:.3f} kB/s sent "
-            f"(max {s['sent_bytes']['max'] / 1000:.3f}),"
-            f" {s['received_bytes']['mean'] / 1000:.3f} kB/s received; "
-            f"routes {s['routes']['mean']:.1f}, neighbours {s['neighbours']['mean']:.1f}; "
-            f"WireGuard {s['wg_tx_bytes']['mean'] / 1000:.3f} kB/s sent, "
-            f"{s['wg_rx_bytes']['mean'] / 1000:.3f} kB/s received"
-        )
-    print(f"h1 <-> h2 relayed {result['relayed_after_s']} s after UDP between them was dropped")
+        for role, s in result[phase]["by_role"].items():
+            print(
+                f"{label} {phase} {role}: per member {s['sent']['mean']:.2f} datagrams/s and "
+                f"{s['sent_bytes']['mean'] / 1000:.3f} kB/s sent "
+                f"(max {s['sent_bytes']['max'] / 1000:.3f}),"
+                f" {s['received_bytes']['mean'] / 1000:.3f} kB/s received; "
+                f"routes {s['routes']['mean']:.1f}, neighbours {s['neighbours']['mean']:.1f}; "
+                f"WireGuard {s['wg_tx_bytes']['mean'] / 1000:.3f} kB/s sent, "
+                f"{s['wg_rx_bytes']['mean'] / 1000:.3f} kB/s received"
+            )
+    print(f"{label}: h1 <-> h2 relayed {result['relayed_after_s']} s after UDP was dropped")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=8)
+    parser.add_argument("--relays", type=int, default=None, help="default: every host")
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="first the same lab with every member relaying, for a side-by-side figure",
+    )
+    parser.add_argument("--hello", type=float, default=1.0)
+    parser.add_argument("--window", type=float, default=40.0)
+    parser.add_argument("--label", default="")
+    args = parser.parse_args()
+    relay_count = args.hosts if args.relays is None else args.relays
+    result: dict[str, Any] = {
+        "benchmark": "babel_mesh",
+        "commit": _commit(),
+        "meshd": meshd.__version__,
+        "python": platform.python_version(),
+        "hosts": args.hosts,
+        "hello": args.hello,
+        "window": args.window,
+    }
+    if args.reference:
+        result["reference"] = run(args, args.hosts)
+        report(f"reference ({args.hosts} relay)", result["reference"])
+    result.update(run(args, relay_count))
+    report(f"{relay_count} relay", result)
     RESULTS.mkdir(exist_ok=True)
     name = "babel-mesh" + (f"-{args.label}" if args.label else "") + ".json"
     (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
