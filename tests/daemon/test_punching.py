@@ -22,6 +22,7 @@ from meshd.gossip.peers import peer_id_of
 from meshd.mesh.candidates import Candidate
 from meshd.mesh.liveness_probe import Liveness
 from meshd.mesh.punch import DirectPath
+from tests.daemon.punching_support import fake_mesh
 
 KEYS = [bytes(SigningKey.generate().verify_key) for _ in range(4)]
 A, B, C, STRANGER = KEYS
@@ -235,7 +236,6 @@ def test_a_candidate_a_round_set_is_kept_only_once_a_newer_handshake_answers_it(
     X) makes X kept."""
     from meshd.daemon import punching as punching_module
     from meshd.mesh.announced import encode_candidates
-    from meshd.mesh.desired import Underlay
     from meshd.wg.model import PeerConfig, PeerStatus
     from tests.mesh.support import member
 
@@ -246,17 +246,7 @@ def test_a_candidate_a_round_set_is_kept_only_once_a_newer_handshake_answers_it(
     wg_b = bytes(b.wg_key)
     net = ipaddress.ip_network("fd00::b/128")
     device = _Device(PeerStatus(PeerConfig(wg_b, mapping, (net,), 25), 996.0, 5, 5))
-    mesh: Any = SimpleNamespace(
-        overlay_prefix=None,
-        underlay=Underlay(frozenset({4})),
-        own_node_key=b"\x00" * 32,
-        own_wg_key=b"\x00" * 32,
-        backend=device,
-        paths={},
-        relay_now=frozenset(),
-        kick=lambda: None,
-        ifname="wg-test",
-    )
+    mesh: Any = fake_mesh(device)
     state: Any = SimpleNamespace(feed=SimpleNamespace(current=SimpleNamespace(members=[b])))
     host: Any = SimpleNamespace(connected_peers=list)
     endpoints = Endpoints(overlay=None, listen_port=51820, configured=(), is_member=bool)

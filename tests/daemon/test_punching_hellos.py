@@ -18,10 +18,10 @@ from meshd.daemon.endpoints import Endpoints
 from meshd.daemon.punching import Punching
 from meshd.mesh.announced import encode_candidates
 from meshd.mesh.candidates import Candidate
-from meshd.mesh.desired import Underlay
 from meshd.mesh.liveness_probe import PROBE_BUDGET, Liveness
 from meshd.trust.keys import WgKey
 from meshd.wg.model import DeviceState, PeerConfig, PeerStatus, RemovePeer, UpdatePeer
+from tests.daemon.punching_support import fake_mesh
 from tests.mesh.support import member
 
 PUBLIC = Candidate("configured", ipaddress.ip_address("198.51.100.1"), 51820)
@@ -68,17 +68,7 @@ def service(
             for m in (b, c)
         ]
     )
-    mesh: Any = SimpleNamespace(
-        overlay_prefix=None,
-        underlay=Underlay(frozenset({4})),
-        own_node_key=b"\x00" * 32,
-        own_wg_key=b"\x00" * 32,
-        backend=device,
-        paths={},
-        relay_now=frozenset(),
-        kick=lambda: None,
-        ifname="wg-test",
-    )
+    mesh: Any = fake_mesh(device)
     state: Any = SimpleNamespace(feed=SimpleNamespace(current=SimpleNamespace(members=[b, c])))
     host: Any = SimpleNamespace(connected_peers=list)
     endpoints = Endpoints(overlay=None, listen_port=51820, configured=(), is_member=bool)

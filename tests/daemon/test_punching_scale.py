@@ -18,9 +18,9 @@ import trio.testing
 from meshd.daemon.endpoints import Endpoints
 from meshd.daemon.punching import CHUNK, IDLE_STEP, Punching
 from meshd.membership.views import Member, MemberState
-from meshd.mesh.desired import Underlay
 from meshd.mesh.punch import NAMED
 from meshd.wg.model import DeviceState, PeerConfig, PeerStatus
+from tests.daemon.punching_support import fake_mesh
 
 N = 10_000
 OVERLAY = ipaddress.IPv6Network("fd00:1::/64")
@@ -68,17 +68,7 @@ class Backend:
 def service(n: int) -> tuple[Punching, Backend]:
     backend = Backend(n)
     members = tuple(member(i) for i in range(1, n + 1))
-    mesh: Any = SimpleNamespace(
-        backend=backend,
-        ifname="wgtest",
-        own_node_key=bytes(32),
-        own_wg_key=bytes(32),
-        overlay_prefix=OVERLAY,
-        underlay=Underlay(frozenset({4}), ()),
-        paths={},
-        relay_now=frozenset(),
-        kick=lambda: None,
-    )
+    mesh: Any = fake_mesh(backend, overlay=OVERLAY, ifname="wgtest")
     state: Any = SimpleNamespace(
         feed=SimpleNamespace(current=SimpleNamespace(members=members)),
         is_member=lambda key: True,
