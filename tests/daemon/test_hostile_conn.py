@@ -276,9 +276,9 @@ def _settled_tasks(daemon: Daemon) -> int:
     """The daemon's task count once its start-up is over: the median of three reads a
     second apart, after two seconds (a read at once can catch services still starting)."""
     time.sleep(2)
-    reads = []
+    reads: list[int] = []
     for _ in range(3):
-        reads.append(daemon.ask("status")["tasks"])
+        reads.append(int(daemon.ask("status")["tasks"]))
         time.sleep(1)
     return sorted(reads)[1]
 
