@@ -219,6 +219,15 @@ class LabMesh:
     def running(self) -> list[str]:
         return [h for h, n in self.nodes.items() if n.process and n.process.poll() is None]
 
+    def holder(self, host: str, target: str, hosts: Sequence[str]) -> str | None:
+        """The host (of ``hosts``; else its WireGuard key) whose peer at ``host`` holds
+        ``target``'s overlay /128: ``target`` itself when direct, a relay when relayed."""
+        overlay = f"{self.overlay_ip(target)}/128"
+        for key, peer in self.wg_peers(host).items():
+            if overlay in peer.allowed_ips:
+                return next((h for h in hosts if self.node(h).me()["wg_public_key"] == key), key)
+        return None
+
     def wg_peers(self, host: str) -> dict[str, WgPeer]:
         """The peers of ``host``'s WireGuard interface, by base64 key (from ``wg``)."""
         node = self.node(host)

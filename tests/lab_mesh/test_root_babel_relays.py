@@ -66,12 +66,7 @@ def neighbours(mesh: LabMesh, host: str) -> set[str]:
 
 
 def holder(mesh: LabMesh, host: str, target: str) -> str | None:
-    """The member whose WireGuard peer at ``host`` holds ``target``'s overlay /128."""
-    overlay = f"{mesh.overlay_ip(target)}/128"
-    for key, peer in mesh.wg_peers(host).items():
-        if overlay in peer.allowed_ips:
-            return next((h for h in HOSTS if mesh.node(h).me()["wg_public_key"] == key), key)
-    return None
+    return mesh.holder(host, target, HOSTS)
 
 
 def test_members_that_do_not_relay_speak_babel_with_the_relays_alone(mesh: LabMesh) -> None:

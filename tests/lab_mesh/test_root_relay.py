@@ -35,12 +35,7 @@ def mesh() -> Iterator[LabMesh]:
 
 
 def holder(mesh: LabMesh, host: str, target: str) -> str | None:
-    """The member whose WireGuard peer at ``host`` holds ``target``'s overlay /128."""
-    overlay = f"{mesh.overlay_ip(target)}/128"
-    for key, peer in mesh.wg_peers(host).items():
-        if overlay in peer.allowed_ips:
-            return next((h for h in HOSTS if mesh.node(h).me()["wg_public_key"] == key), key)
-    return None
+    return mesh.holder(host, target, HOSTS)
 
 
 def relayed(mesh: LabMesh, avoid: set[str]) -> str | None:
