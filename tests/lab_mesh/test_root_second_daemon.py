@@ -40,9 +40,19 @@ def mesh() -> Iterator[LabMesh]:
             wait_for(
                 lambda: all(mesh.ping_pairs([("h1", "h2"), ("h2", "h1")]).values()), 30, "pings"
             )
+            # The steady state: Babel's route to h2's /128, installed once the hold-down of
+            # a new neighbour is over (a few Hellos after the pings already work).
+            wait_for(lambda: babel_route(mesh, "h1", "h2"), 60, "h1's Babel route to h2")
             yield mesh
         finally:
             mesh.close()
+
+
+def babel_route(mesh: LabMesh, host: str, target: str) -> bool:
+    """Whether ``host`` has Babel's kernel route to ``target``'s overlay address."""
+    routes = mesh.lab.exec(host, ["ip", "-6", "route", "show", "table", "main"]).stdout
+    address = str(mesh.overlay_ip(target))
+    return any(line.split()[0] == address and "proto babel" in line for line in routes.splitlines())
 
 
 def snapshot(mesh: LabMesh) -> dict[str, object]:
