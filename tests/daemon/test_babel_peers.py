@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Collection, Mapping
-from dataclasses import replace
 from types import SimpleNamespace
 
 import trio
@@ -22,14 +21,10 @@ from meshd.daemon.babel_peers import (
 from meshd.membership import Member
 from meshd.wg.addresses import link_local_from_wg_key
 from meshd.wg.model import IPAddress, IPNetwork
-from tests.mesh.support import member
+from tests.daemon.babel_support import mesh_babel
+from tests.mesh.support import member, relay
 
 SITE = ipaddress.IPv6Network("2001:db8:5::/64")
-
-
-def relay(m: Member) -> Member:
-    assert m.announcement is not None
-    return replace(m, announcement=replace(m.announcement, relays=True))
 
 
 def grants_of(gateways: Collection[bytes], members: list[Member]) -> Grants:
@@ -145,8 +140,6 @@ def _via(prefix: IPNetwork, hop: Member) -> object:
 def test_a_member_without_babel_stays_on_its_own_peer_while_its_direct_path_works() -> None:
     """The relay's route to a member we do not speak Babel with is used only while the
     punching service says the direct path is down; Hellos flow only to the relay."""
-    from meshd.babel.options import babel_config
-    from meshd.daemon.babel import BabelService
 
     async def scene() -> None:
         me, r, a, b = member("me"), relay(member("r")), member("a"), member("b")
@@ -154,15 +147,7 @@ def test_a_member_without_babel_stays_on_its_own_peer_while_its_direct_path_work
         host = {m.name: ipaddress.IPv6Network((m.overlay, 128)) for m in members}
         direct: set[bytes] = {a.wg_key}
         mesh = _Mesh()
-        service = BabelService(
-            babel_config(hello_interval=1.0),
-            node_key=me.node_key,
-            overlay=me.overlay,
-            own_wg_key=me.wg_key,
-            members=lambda: members,
-            mesh=mesh,  # type: ignore[arg-type]
-            direct=lambda: frozenset(direct),  # type: ignore[arg-type]
-        )
+        service = mesh_babel(me, lambda: members, mesh, lambda: frozenset(direct))  # type: ignore[arg-type]
         assert service.hellos(a.wg_key)  # before the first snapshot: today's rule everywhere
         # Babel selected the relay for both (each was asked for while no direct path was up).
         service._shell = _Shell([_via(host["a"], r), _via(host["b"], r), _via(host["r"], r)])  # type: ignore[assignment]

@@ -79,33 +79,21 @@ def test_a_member_that_does_not_relay_leaves_forwarding_alone(tmp_path: Path) ->
 
 
 def test_a_member_that_does_not_relay_announces_only_its_own_routes_on_the_mesh() -> None:
-    from dataclasses import replace
-
-    from meshd.babel.options import babel_config
-    from meshd.daemon.babel import BabelService
     from tests.babel.test_site_rules import FakeMesh
-    from tests.mesh.support import member
+    from tests.daemon.babel_support import mesh_babel
+    from tests.mesh.support import member, relay
 
     me = member("me")
-    assert me.announcement is not None
-    relay = replace(me, announcement=replace(me.announcement, relays=True))
     members = [me]
     own = ipaddress.IPv6Network((me.overlay, 128))
     other = ipaddress.IPv6Network("fd00:1::2/128")
-    service = BabelService(
-        babel_config(hello_interval=1.0),
-        node_key=me.node_key,
-        overlay=me.overlay,
-        own_wg_key=me.wg_key,
-        members=lambda: members,
-        mesh=FakeMesh(),
-    )
+    service = mesh_babel(me, lambda: members, FakeMesh())
     service._own = {(own, None)}
     service._sync_members()
     assert service.relaying  # until meshd.daemon.relaying decides
     # Not one of the mesh's relays by its own announcement: nobody's next hop.
     assert not service._redistribute("wg0", other, None)
-    members = [relay]
+    members = [relay(me)]
     service._sync_members()
     assert service._redistribute("wg0", other, None)  # a relay carries other members' routes
     service.set_relaying(False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from dataclasses import replace
 
 from meshd.membership import Member, MemberState
 from meshd.records import Announcement
@@ -45,3 +46,9 @@ def member(
         announcement=announcement,
         last_seen=admitted_at,
     )
+
+
+def relay(m: Member) -> Member:
+    """``m`` with an announcement that says it relays (``Announcement.relays``)."""
+    assert m.announcement is not None
+    return replace(m, announcement=replace(m.announcement, relays=True))
