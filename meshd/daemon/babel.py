@@ -322,12 +322,12 @@ class BabelService:
         known = self.members_view.router_ids
         view = mesh_members(members, self._grants_of, self.node_key, known)
         self._view = view
-        allowed = {key: list(grants) for key, grants in view.allowed.items()}
+        allowed = view.allowed
         self._origins = MemberOrigins(allowed)
         site = SiteOrigins(overlay=self.overlay_prefix, allowed=allowed, own=self.node_key)
         revalidate = revalidate or not site.same(self._site_origins)
         self._site_origins = site
-        wanted = set(view.neighbours)
+        wanted = view.neighbours
         shell = self._shell
         if shell is None:
             return
