@@ -170,7 +170,6 @@ class Daemon:
             if self.relaying is not None:  # before Babel's first Update and our announcement
                 await nursery.start(self.relaying.run)
             await nursery.start(self.announcer.run)
-            await nursery.start(self.control.run)
             nursery.start_soon(self._drain_messages)
             await nursery.start(self.expiry.run)
             await nursery.start(self.liveness.run)
@@ -189,6 +188,9 @@ class Daemon:
                 self.state.node.anchor.network.name,
                 ", ".join(self.listen_addrs()),
             )
+            # The control socket last: a node that answers `meshd status` is up, as it is
+            # for systemd once this returns (READY=1).
+            await nursery.start(self.control.run)
             task_status.started()
 
     def listen_addrs(self) -> list[str]:
