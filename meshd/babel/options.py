@@ -238,8 +238,13 @@ class SiteOrigins:
         overlay: IPNetwork,
         allowed: Mapping[bytes, Iterable[IPNetwork]],
         own: bytes,
+        router_ids: Iterable[bytes] | None = None,
     ) -> None:
-        self.router_ids = frozenset(router_id_of(k) for k in allowed) | {router_id_of(own)}
+        """``router_ids``: the members' router-ids if the caller holds them already (the
+        same objects then, not one more copy a member), else derived from ``allowed``."""
+        if router_ids is None:
+            router_ids = (router_id_of(k) for k in allowed)
+        self.router_ids = frozenset(router_ids) | {router_id_of(own)}
         others = [p for key, prefixes in allowed.items() if key != own for p in prefixes]
         self.claimed = (overlay, *others)
 

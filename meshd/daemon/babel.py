@@ -324,7 +324,12 @@ class BabelService:
         self._view = view
         allowed = view.allowed
         self._origins = MemberOrigins(allowed)
-        site = SiteOrigins(overlay=self.overlay_prefix, allowed=allowed, own=self.node_key)
+        site = SiteOrigins(
+            overlay=self.overlay_prefix,
+            allowed=allowed,
+            own=self.node_key,
+            router_ids=view.router_ids.values(),
+        )
         revalidate = revalidate or not site.same(self._site_origins)
         self._site_origins = site
         wanted = view.neighbours

@@ -107,11 +107,11 @@ class MeshRoutes:
         """The overlay /128s of the members we do not speak Babel with whose direct path
         works: no relay is asked for them, and they stay on their own peers."""
         direct = self._direct()
-        return {p for p, m in self._members().quiet.items() if m.wg_key in direct}
+        return {p for p, m in self._members().quiet_members() if m.wg_key in direct}
 
     def covers(self, prefix: IPNetwork) -> bool:
         """Whether ``prefix`` is in :meth:`covered` (one member's, without the others)."""
-        member = self._members().quiet.get(prefix)
+        member = self._members().quiet(prefix)
         return member is not None and member.wg_key in self._direct()
 
     def place(self, core: BabelCore) -> None:
@@ -130,5 +130,5 @@ class MeshRoutes:
             if member is not None:
                 extra.setdefault(member.wg_key, []).append(route.prefix)
         for prefix in covered:  # routed directly, as Babel would with Hellos between us
-            extra.setdefault(view.quiet[prefix].wg_key, []).append(prefix)
+            extra.setdefault(view.member_of_overlay[prefix].wg_key, []).append(prefix)
         self.mesh.set_extra_prefixes(extra)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -114,11 +114,20 @@ class MeshMembers:
     neighbour_keys: frozenset[WgKey]
     relays: frozenset[IPAddress]
     """The mesh's relays among the others (:func:`active_relays`)."""
-    quiet: Mapping[IPNetwork, Member]
-    """The others we do not speak Babel with, by overlay /128."""
     with_all: bool
     """We speak Babel with every member (one of the mesh's relays, or a gateway): only then
     may we carry routes between two others."""
+
+    def quiet(self, prefix: IPNetwork) -> Member | None:
+        """The member of this overlay /128 if we do not speak Babel with it."""
+        member = self.member_of_overlay.get(prefix)
+        return None if member is None or member.wg_key in self.neighbour_keys else member
+
+    def quiet_members(self) -> Iterator[tuple[IPNetwork, Member]]:
+        """The others we do not speak Babel with, by overlay /128 (most members, for one
+        that is neither a relay nor a gateway: derived, not kept)."""
+        speaking = self.neighbour_keys
+        return ((p, m) for p, m in self.member_of_overlay.items() if m.wg_key not in speaking)
 
 
 def mesh_members(
@@ -154,11 +163,8 @@ def mesh_members(
         neighbours=frozenset(neighbours),
         neighbour_keys=frozenset(peers[a].wg_key for a in neighbours),
         relays=frozenset(a for a, m in peers.items() if m.node_key in relays),
-        quiet={host_prefix(m.overlay): m for a, m in peers.items() if a not in neighbours},
         with_all=own is not None and _speaks(own, granted, relays),
     )
 
 
-NO_MEMBERS: Final = MeshMembers(
-    {}, {}, {}, {}, {}, frozenset(), frozenset(), frozenset(), {}, False
-)
+NO_MEMBERS: Final = MeshMembers({}, {}, {}, {}, {}, frozenset(), frozenset(), frozenset(), False)
