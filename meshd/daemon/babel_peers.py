@@ -40,7 +40,7 @@ from meshd.addressing import host_prefix
 from meshd.babel.options import router_id_of
 from meshd.membership import Member
 from meshd.trust.keys import WgKey
-from meshd.wg.addresses import link_local_from_wg_key
+from meshd.wg.addresses import link_local_prefix
 from meshd.wg.model import IPAddress, IPNetwork
 
 ACTIVE_RELAYS: Final = 8
@@ -146,7 +146,9 @@ def mesh_members(
         if member.node_key == node_key:
             own = member
         else:
-            peers[link_local_from_wg_key(member.wg_key)] = member
+            # The address the interned link-local /128 holds (the WireGuard peer's too), not
+            # one more object a member.
+            peers[link_local_prefix(member.wg_key).network_address] = member
     known = known or {}
     relays = active_relays(members)
 
