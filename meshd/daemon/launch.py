@@ -13,7 +13,7 @@
 Python's cyclic garbage collector is paused from the store's load until WireGuard is
 programmed: a start-up from a 10,000-member store makes about a million objects that live
 on, and each collection walked those made so far (a quarter of the CPU time of that start-up,
-docs/performance.md). Little of it is cyclic garbage; what is, is collected once the
+docs/footprint.md). Little of it is cyclic garbage; what is, is collected once the
 collector runs again.
 
 Shutdown runs the other way: systemd hears STOPPING=1, the gossip host closes, then the

@@ -24,7 +24,7 @@ The first interpreter does no more than the parse before its ``exec``: the daemo
 (:func:`run_daemon`, which the quick path calls in place), which would import and do them
 again anyway. And trio is imported without the ``/sbin/ldconfig -p`` its thread cache runs
 to find libpthread (:func:`import_trio`): with both interpreters importing trio, those two
-subprocesses were 0.4 to 2 s of a start-up on a loaded machine (docs/performance.md,
+subprocesses were 0.4 to 2 s of a start-up on a loaded machine (docs/footprint.md,
 start-up); the quick path's one interpreter is spared it the same way.
 """
 

@@ -82,7 +82,7 @@ SET_CHUNK = 1000
 # keepalive at once, and a peer without a session first makes a handshake initiation, in the
 # UAPI goroutine. At 10,000 unanswered peers, sets of 1,000 keepalives took 0.4-1.4 s, and
 # 6.9 s (past the UAPI deadline) once the first handshakes' retries competed with it; sets of
-# 200 took 0.04-0.46 s, all 10,000 keepalives 4.1 s (docs/performance.md).
+# 200 took 0.04-0.46 s, all 10,000 keepalives 4.1 s (docs/footprint.md).
 KEEPALIVE_CHUNK = 200
 LOGGED_OPS = 20  # a round's operations logged one by one; past that, counted
 
