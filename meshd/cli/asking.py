@@ -60,8 +60,10 @@ def _socket(state_dir: Path | None) -> Path:
 
 
 def _why(row: PeerRow) -> str:
-    """Why a member is not admitted: the state's reason, and a revocation's own words."""
+    """Why a member is not admitted: the state's reason (unless it only repeats the state:
+    ``revoked``), and a revocation's own words."""
     code, text = row.reason or "", row.revocation_reason or ""
+    code = "" if code == row.state else code
     if code and text:
         return f" ({code}: {text})"
     return f" ({code or text})" if code or text else ""

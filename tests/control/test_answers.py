@@ -78,3 +78,20 @@ def test_peers_json_prints_a_whole_document_or_nothing(
     assert out == ""
     assert len(err.splitlines()) == 1
     assert err.startswith("meshd: internal error")
+
+
+def test_peers_says_why_a_member_is_out_without_repeating_its_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [
+        {**ROW, "name": "eve", "state": "revoked", "reason": "revoked"},
+        {**ROW, "name": "mallory", "state": "revoked", "reason": "revoked"},
+        {**ROW, "name": "trent", "state": "revoked", "reason": "issuer-revoked"},
+    ]
+    rows[1]["revocation_reason"] = "lost laptop"
+    monkeypatch.setattr(asking, "ask_typed", lambda *_: decode_answer(PeersAnswer, rows))
+    main(["peers", "--state-dir", str(tmp_path)])
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert "revoked (" not in lines["eve"]
+    assert "revoked (lost laptop)" in lines["mallory"]
+    assert "revoked (issuer-revoked)" in lines["trent"]
