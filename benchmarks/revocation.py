@@ -360,7 +360,7 @@ def log_time(node: Node, target: str) -> float | None:
     """Wall-clock time at which ``node`` logged ``target`` as revoked, if it has."""
     needle = f" member {target} ("
     for line in node.log.read_text(errors="replace").splitlines():
-        if needle in line and line.endswith(") is Revoked"):
+        if needle in line and line.endswith(") revoked"):
             match = LOG_TIME.match(line)
             if match is None:
                 continue

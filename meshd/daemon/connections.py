@@ -23,7 +23,7 @@ from meshd.daemon.transport import Transport, key_of
 from meshd.errors import MeshdError
 from meshd.gossip.admission import StrangerBudget
 from meshd.gossip.peers import PeerConnected
-from meshd.membership import Event, Member, MemberState, Revoked
+from meshd.membership import Event, Member, MemberState, Revoked, Updated
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -194,7 +194,11 @@ class Connections:
     @staticmethod
     def _log(event: Event) -> None:
         member = event.member
-        log.info("member %s (%s) is %s", member.name, member.node_id[:10], type(event).__name__)
+        what = type(event).__name__.lower()  # admitted, updated, expired, revoked
+        # A member's new endpoints or addresses are routine: at thousands of members
+        # (1 % of them moving a minute) they would fill the log.
+        level = logging.DEBUG if isinstance(event, Updated) else logging.INFO
+        log.log(level, "member %s (%s) %s", member.name, member.node_id[:10], what)
 
     async def _tell_and_disconnect(self, peer: str) -> None:
         """Drop a member that was just excluded, after one short sync so it learns why."""
