@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from meshd.errors import VerifyError
 from meshd.membership.merge import Merger
+from meshd.membership.tables import not_newer
 from meshd.membership.views import Event, MemberState, Stored, Updated
 from meshd.records import (
     AdminHandover,
@@ -92,10 +93,7 @@ def merge_announcements(
         rid = record_id(ann.raw)
         if rid in state._set:
             continue
-        current = state._announcements.get(ann.node_key)
-        if current is not None and (
-            (current.seq, state._announcement_ids[ann.node_key]) >= (ann.seq, rid)
-        ):
+        if not_newer(ann, rid, state._announcements.get(ann.node_key)):
             merged.reasons.append("stale-announcement")
             continue
         fresh.append((ann, rid))

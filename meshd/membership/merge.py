@@ -17,7 +17,7 @@ from typing import Any
 from meshd.addressing import host_prefix
 from meshd.errors import VerifyError
 from meshd.membership.authority import AuthorityMerger
-from meshd.membership.tables import Change, MembershipTables, says_more
+from meshd.membership.tables import Change, MembershipTables, not_newer, says_more
 from meshd.membership.views import MemberState
 from meshd.records import (
     AdminHandover,
@@ -216,7 +216,7 @@ class Merger:
         if ann.prefixes or t._status.get(node) is not MemberState.ADMITTED:
             return None
         current = t._announcements.get(node)
-        if current is not None and (current.seq, t._announcement_ids[node]) >= (ann.seq, rid):
+        if not_newer(ann, rid, current):
             return None
         if ann.network_id != t.anchor.network_id:
             return None  # the general path says why
@@ -230,9 +230,8 @@ class Merger:
         if current is None:
             t._set.add(rid, ann.raw)
         else:
-            t._set.replace(t._announcement_ids[node], rid, ann.raw)
+            t._set.replace(record_id(current.raw), rid, ann.raw)
         t._announcements[node] = ann
-        t._announcement_ids[node] = rid
         t._silence.announced(node, ann.issued_at, now, t.clock_skew)
         return credential, current is None or says_more(current, ann)
 
@@ -240,7 +239,7 @@ class Merger:
         t = self._t
         node = ann.node_key
         current = t._announcements.get(node)
-        if current is not None and (current.seq, t._announcement_ids[node]) >= (ann.seq, rid):
+        if not_newer(ann, rid, current):
             raise VerifyError(
                 "stale-announcement", "a newer announcement from this member is already known"
             )
@@ -259,9 +258,8 @@ class Merger:
             check_announced_prefixes(ann, credential.prefixes, own)
         if current is not None:
             # The store replaces a member's announcement by node; no separate delete is needed.
-            t._remove(t._announcement_ids[node], change, superseded=True)
+            t._remove(record_id(current.raw), change, superseded=True)
         t._announcements[node] = ann
-        t._announcement_ids[node] = rid
         t._silence.announced(node, ann.issued_at, now, t.clock_skew)
         t._add(rid, Kind.ANNOUNCEMENT, ann.raw, node, change)
         change.touched.add(node)

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from meshd.membership.authority import MergeWaiting
 from meshd.membership.tables import Change, MembershipTables
 from meshd.membership.views import Admitted, Event, Expired, MemberState, Revoked, Updated
+from meshd.records import record_id
 
 
 def settle(t: MembershipTables, change: Change, now: int, merge_waiting: MergeWaiting) -> None:
@@ -27,7 +28,7 @@ def settle(t: MembershipTables, change: Change, now: int, merge_waiting: MergeWa
         if t._standing.standing(node) is None:
             if node in t._announcements:
                 ann = t._announcements.pop(node)
-                rid = t._announcement_ids.pop(node)
+                rid = record_id(ann.raw)
                 t._remove(rid, change)
                 if t._standing.unsponsored(node):
                     # It may stand again (another admission of it may still arrive): its

@@ -39,7 +39,6 @@ stand, never take one away.
 
 from __future__ import annotations
 
-import bisect
 from collections import deque
 from collections.abc import Iterable
 
@@ -52,16 +51,24 @@ from meshd.trust.chain import Credential
 MAX_SPONSOR_DEPTH = 256  # an admission further than this from a certificate does not stand
 
 
+def _order(credential: Credential) -> tuple[int, bytes]:
+    """How a member's credentials are ordered: earliest first, then by record id."""
+    return credential.admitted_at, credential.record_id
+
+
 class SponsorGraph:
     """The indexes of one membership state, and who is sponsored (candidates, distances)."""
 
     def __init__(self) -> None:
-        self._credentials: dict[bytes, list[tuple[int, bytes, Credential]]] = {}
+        # Member -> its credentials by (admitted_at, record id); a tuple, as most hold one.
+        self._credentials: dict[bytes, tuple[Credential, ...]] = {}
         self._by_rid: dict[bytes, Credential] = {}
         # invite key -> member -> admission record id -> (rank time, enrollment id)
         self._ranked: dict[bytes, dict[bytes, dict[bytes, tuple[int, bytes]]]] = {}
         self._invite_uses: dict[bytes, int] = {}
         self._within: dict[bytes, frozenset[bytes]] = {}
+        # Key -> the other members whose credentials depend on it (its revocation excludes
+        # them); a member depends on its own key too, which is not stored (_dependents_of).
         self._dependents: dict[bytes, set[bytes]] = {}
         self._revocations: dict[bytes, list[Revocation]] = {}
         # Revoked key -> enrollment ids still standing; a key is here once one of its
@@ -96,12 +103,14 @@ class SponsorGraph:
     def add_credential(self, credential: Credential, rid: bytes) -> set[bytes]:
         """Index a verified credential; returns the members whose standing may change."""
         node = credential.node_key
-        bisect.insort(
-            self._credentials.setdefault(node, []), (credential.admitted_at, rid, credential)
+        entries = self._credentials.get(node)
+        self._credentials[node] = (
+            tuple(sorted((*entries, credential), key=_order)) if entries else (credential,)
         )
         self._by_rid[rid] = credential
         for key in credential.depends_on:
-            self._dependents.setdefault(key, set()).add(node)
+            if key != node:
+                self._dependents.setdefault(key, set()).add(node)
         if credential.sponsor is not None:
             self._sponsored.setdefault(credential.sponsor, set()).add(rid)
             self._sponsored_nodes.setdefault(credential.sponsor, set()).add(node)
@@ -141,8 +150,7 @@ class SponsorGraph:
         countersigned by the same sponsor, hence sponsored exactly as it was. So what it led
         to keeps its distance, and the whole is not recomputed (a member re-dating its own
         copies cannot make every node recompute the set)."""
-        entries = self._credentials[node]
-        entries[:] = [e for e in entries if e[1] != rid]
+        self._credentials[node] = tuple(c for c in self._credentials[node] if c.record_id != rid)
         dropped = self._by_rid.pop(rid)
         touched = {node}
         if dropped.invite is not None:
@@ -164,10 +172,10 @@ class SponsorGraph:
         target = revocation.target
         self._index_revocation(revocation)
         self.invalidate()
-        dependents = self._dependents.get(target, set())
+        dependents = self._dependents_of(target)
         if any(self._sponsored.get(node) for node in dependents):
             return dependents | self._recompute()
-        return set(dependents)
+        return dependents
 
     def _index_revocation(self, revocation: Revocation) -> None:
         target = revocation.target
@@ -191,7 +199,7 @@ class SponsorGraph:
             self._legacy_from.pop(target, None)
             for revocation in kept:
                 self._index_revocation(revocation)
-            touched |= self._dependents.get(target, set())
+            touched |= self._dependents_of(target)
         self.invalidate()
         return touched | self._recompute()
 
@@ -219,7 +227,7 @@ class SponsorGraph:
         self.admins.add(handover, rid)
         self.invalidate()
         keys |= self.admins.successors(old)
-        return {n for key in keys for n in self._dependents.get(key, ())} | self._recompute()
+        return {n for key in keys for n in self._dependents_of(key)} | self._recompute()
 
     def drop_admin_handovers(self, rids: set[bytes]) -> set[bytes]:
         """Forget admin key hand-overs (signed under a root no longer accepted); returns the
@@ -229,7 +237,7 @@ class SponsorGraph:
             keys |= {old} | self.admins.successors(old)  # as they were: some go now
         self.admins.drop(rids)
         self.invalidate()
-        return {n for key in keys for n in self._dependents.get(key, ())} | self._recompute()
+        return {n for key in keys for n in self._dependents_of(key)} | self._recompute()
 
     def heirs_touched(self, key: bytes) -> set[bytes]:
         """After a revocation of (or a change to the revocations of) admin key ``key``: the
@@ -238,7 +246,7 @@ class SponsorGraph:
         if not heirs:
             return set()
         self.invalidate()
-        return {n for heir in heirs for n in self._dependents.get(heir, ())} | self._recompute()
+        return {n for heir in heirs for n in self._dependents_of(heir)} | self._recompute()
 
     def _revoked_heirs(self) -> dict[bytes, bytes]:
         """Successors of revoked admin keys -> the revoked key each descends from."""
@@ -275,8 +283,8 @@ class SponsorGraph:
         if self.admins and self.admins.late(sponsor):
             return False  # under an admin key's certificate dated after its hand-over
         heirs = self._revoked_heirs()
-        if sponsor.depends_on.isdisjoint(self._revocations) and sponsor.depends_on.isdisjoint(
-            heirs
+        if self._revocations.keys().isdisjoint(sponsor.depends_on) and heirs.keys().isdisjoint(
+            sponsor.depends_on
         ):
             return True
         for key in sponsor.depends_on:
@@ -305,8 +313,8 @@ class SponsorGraph:
             if uses and not self._within_uses(credential):
                 continue
             best = None
-            for _, sponsor_rid, sponsor in self._credentials.get(credential.sponsor, ()):
-                steps = distance.get(sponsor_rid)
+            for sponsor in self._credentials.get(credential.sponsor, ()):
+                steps = distance.get(sponsor.record_id)
                 if (
                     steps is not None
                     and (best is None or steps < best)
@@ -364,6 +372,13 @@ class SponsorGraph:
                 if (not uses or self._within_uses(admission)) and self._edge(sponsor, admission):
                     reached(rid, steps)
         return new
+
+    def _dependents_of(self, key: bytes) -> set[bytes]:
+        """The members whose credentials depend on ``key``: under it, or its own."""
+        found = set(self._dependents.get(key, ()))
+        if key in self._credentials:
+            found.add(key)
+        return found
 
     def _nodes(self, rids: Iterable[bytes]) -> set[bytes]:
         return {self._by_rid[rid].node_key for rid in rids}

@@ -30,9 +30,9 @@ class Standing(SponsorGraph):
         if node in self._standing_cache:
             return self._standing_cache[node]
         found = None
-        for _, rid, credential in self._credentials.get(node, ()):
+        for credential in self._credentials.get(node, ()):
             if (
-                rid in self._distance
+                credential.record_id in self._distance
                 and self._revoked_by(credential) is None
                 and not (self.admins and self.admins.late(credential))
                 and self._root_on_chain(credential)
@@ -50,8 +50,8 @@ class Standing(SponsorGraph):
         reason = ""
         expired: Credential | None = None
         retired: Credential | None = None
-        for _, rid, credential in entries:
-            excluded = self._exclusion(node, rid, credential)
+        for credential in entries:
+            excluded = self._exclusion(node, credential.record_id, credential)
             if excluded:
                 reason = reason or excluded
                 continue
@@ -73,7 +73,7 @@ class Standing(SponsorGraph):
             return MemberState.EXPIRED, "credential-expired", expired
         if retired is not None:
             return MemberState.EXPIRED, "root-retired", retired
-        return MemberState.REVOKED, reason, entries[0][2]
+        return MemberState.REVOKED, reason, entries[0]
 
     def root_end(self, root: bytes) -> int:
         """Until when records signed under the root key ``root`` (b"": the first) are
@@ -137,7 +137,8 @@ class Standing(SponsorGraph):
         """The record id of ``key``'s credential of the membership enrolled as ``origin``
         (one handed to it, else the enrolled one); b"" when none is known."""
         found = b""
-        for _, rid, credential in self._credentials.get(key, ()):
+        for credential in self._credentials.get(key, ()):
+            rid = credential.record_id
             if credential.origin == origin:
                 if rid in self._handed_from:
                     return rid
@@ -172,18 +173,19 @@ class Standing(SponsorGraph):
         """Whether a credential of the member fails only for want of a sponsor: a credential
         or a revocation's list that arrives later can still make it stand."""
         return any(
-            self._exclusion(node, rid, credential) == "sponsor-not-member"
-            for _, rid, credential in self._credentials.get(node, ())
+            self._exclusion(node, credential.record_id, credential) == "sponsor-not-member"
+            for credential in self._credentials.get(node, ())
         )
 
     def _revoked_by(self, credential: Credential) -> bytes | None:
         heirs = self._revoked_heirs()
-        if heirs and not credential.depends_on.isdisjoint(heirs):
-            return min(credential.depends_on & (self._revocations.keys() | heirs.keys()))
-        if credential.depends_on.isdisjoint(self._revocations):
+        depends = credential.depends_on
+        if heirs and not heirs.keys().isdisjoint(depends):
+            return min((self._revocations.keys() | heirs.keys()).intersection(depends))
+        if self._revocations.keys().isdisjoint(depends):
             # A key handed over no longer stands for itself.
             return credential.node_key if credential.node_key in self.handovers else None
-        return min(credential.depends_on & self._revocations.keys())
+        return min(self._revocations.keys() & depends)
 
     # --- queries ------------------------------------------------------------------------
 
@@ -202,15 +204,15 @@ class Standing(SponsorGraph):
         entries = self._credentials.get(node, ())
         # A credential under a root that was rolled over ends with the overlap at the latest,
         # unless a renewal signed under a newer root carries it further.
-        return max((self.end(c) for _, _, c in entries), default=0)
+        return max((self.end(c) for c in entries), default=0)
 
     def root_bound(self, node: bytes) -> bool:
         """Whether the member's end is its root's: all it holds would last longer but for
         the overlap of the (retiring) root it is anchored to."""
         entries = self._credentials.get(node, ())
-        end = max((self.end(c) for _, _, c in entries), default=0)
+        end = max((self.end(c) for c in entries), default=0)
         return end < max(
-            (self.renewals.end(c, subjects=self.lineage(c)) for _, _, c in entries), default=0
+            (self.renewals.end(c, subjects=self.lineage(c)) for c in entries), default=0
         )
 
     def is_revoked(self, key: bytes) -> bool:
@@ -223,7 +225,7 @@ class Standing(SponsorGraph):
     def revocation_of(self, node: bytes) -> Revocation | None:
         """The revocation that excludes a credential of the member (of its key, or of the
         invite or admin key it depends on); None when none does."""
-        for _, _, credential in self._credentials.get(node, ()):
+        for credential in self._credentials.get(node, ()):
             key = self._revoked_by(credential)
             key = self._revoked_heirs().get(key, key) if key is not None else None
             if key is not None and key in self._revocations:  # not a key handed over
@@ -252,7 +254,7 @@ class Standing(SponsorGraph):
         until = self._legacy_from.get(key) if self.only_legacy_revocations(key) else None
         admissions = (
             self._by_rid[rid]
-            for node in self._dependents.get(key, ())
+            for node in self._dependents_of(key)
             for rid in self._sponsored.get(node, ())
         )
         found = {a.enrollment for a in admissions if until is None or a.admitted_at < until}

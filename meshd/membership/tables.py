@@ -23,7 +23,7 @@ from meshd.membership.silence import Silence
 from meshd.membership.standing import Standing
 from meshd.membership.views import Member, MemberState, Stored
 from meshd.membership.wgkeys import WgKeys
-from meshd.records import U64, Announcement, Certificate, Kind
+from meshd.records import U64, Announcement, Certificate, Kind, record_id
 from meshd.trust.chain import Anchor, Credential, Verifier
 from meshd.trust.keys import NodeKey, WgKey, fingerprint
 
@@ -59,8 +59,9 @@ class MembershipTables:
         self.max_pending = max_pending
         self._set = RecordSet()
         self._standing = Standing()
+        # Each member's announcement in the set (its record id: record_id of its raw bytes,
+        # worked out when needed rather than kept for every member).
         self._announcements: dict[bytes, Announcement] = {}
-        self._announcement_ids: dict[bytes, bytes] = {}
         self._identity: dict[bytes, tuple[str, ipaddress.IPv6Address]] = {}
         self._silence = Silence()
         # Records waiting for a member's first credential, by that member's key: its own
@@ -145,6 +146,14 @@ class MembershipTables:
             wg_counter,
             wg_since,
         )
+
+
+def not_newer(ann: Announcement, rid: bytes, current: Announcement | None) -> bool:
+    """Whether ``ann`` (record id ``rid``) is no newer than the member's ``current`` one:
+    the higher (seq, record id) wins."""
+    if current is None or current.seq < ann.seq:
+        return False
+    return current.seq > ann.seq or record_id(current.raw) >= rid
 
 
 def says_more(current: Announcement, newer: Announcement) -> bool:

@@ -52,6 +52,11 @@ def check_signature(record: Record) -> None:
     verify(record.signer, CONTEXTS[kind_of(record)], signed_body(record), record.signature)
 
 
+def _distinct(keys: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    """``keys`` without repeats, in their order (a credential's ``depends_on``)."""
+    return keys if len(keys) == 1 else tuple(dict.fromkeys(keys))
+
+
 @dataclass(frozen=True, slots=True)
 class Anchor:
     """A verified network definition: the root key and what derives from it."""
@@ -83,8 +88,9 @@ class Credential:
     admitted_at: int
     not_after: int
     prefixes: tuple[Prefix, ...]
-    # Keys whose revocation excludes this member: its own, its invite's, its admin's.
-    depends_on: frozenset[bytes]
+    # Keys whose revocation excludes this member: its own (first), its invite's, its admin's;
+    # no repeats. A tuple: 1 to 3 keys, where a frozenset of one key alone takes 216 bytes.
+    depends_on: tuple[bytes, ...]
     # For members who came with an invite: the invite key and its use limit.
     invite: bytes | None
     max_uses: int
@@ -182,6 +188,8 @@ class Verifier:
         if cert.role is Role.MEMBER and len(cert.wg_key) != 32:
             raise VerifyError("bad-certificate", "a member certificate names a WireGuard key")
         self._signature(cert)
+        if cert.role is Role.MEMBER:
+            return  # checked once, as it joins the set: only issuers' are checked again
         if len(self._good_certs) >= MAX_CACHE:
             self._good_certs.clear()
         self._good_certs[cid] = None
@@ -208,7 +216,7 @@ class Verifier:
         if cert.role is not Role.MEMBER:
             raise VerifyError("bad-role", "a member credential must be a member certificate")
         self.certificate(cert)
-        depends = {cert.subject} | {c.subject for c in cert.chain}
+        depends = _distinct((cert.subject, *(c.subject for c in cert.chain)))
         return Credential(
             cert.subject,
             cert.wg_key,
@@ -216,7 +224,7 @@ class Verifier:
             cert.not_before,
             cert.not_after,
             cert.prefixes,
-            frozenset(depends),
+            depends,
             None,
             0,
             record_id(cert.raw),
@@ -247,7 +255,8 @@ class Verifier:
                 "invite-expired", "the admission was not made while the invite was valid"
             )
         self._signature(admission)
-        depends = {enrollment.node_key, invite.subject} | {c.subject for c in invite.chain}
+        chain = tuple(c.subject for c in invite.chain)
+        depends = _distinct((enrollment.node_key, invite.subject, *chain))
         # Counted from the enrollment, which every copy of it shares: a member countersigning
         # a copy dated later cannot lengthen the membership, nor one dated earlier shorten it.
         not_after = enrollment.created_at + invite.member_ttl
@@ -259,7 +268,7 @@ class Verifier:
             admission.admitted_at,
             not_after,
             invite.prefixes,
-            frozenset(depends),
+            depends,
             invite.subject,
             invite.max_uses,
             record_id(admission.raw),
@@ -353,7 +362,9 @@ class Verifier:
             credential.admitted_at,
             credential.not_after,
             credential.prefixes,
-            frozenset((credential.depends_on - {old, credential.node_key}) | {new}),
+            _distinct(
+                (new, *(k for k in credential.depends_on if k not in (old, credential.node_key)))
+            ),
             None,
             0,
             rid,
