@@ -81,7 +81,8 @@ class SponsorGraph:
         # Steps from a certificate through countersignatures: of every credential whose
         # sponsor chain holds when invite uses are not counted (the candidates, which take
         # their invite's uses), and of those that also hold within uses (they stand, if
-        # not revoked).
+        # not revoked). Admissions and hand-overs only: a certificate (no sponsor) is at 0 in
+        # both, always, so it is not stored (see :meth:`sponsored`).
         self._candidate: dict[bytes, int] = {}
         self._distance: dict[bytes, int] = {}
         self._standing_cache: dict[bytes, Credential | None] = {}
@@ -314,7 +315,7 @@ class SponsorGraph:
                 continue
             best = None
             for sponsor in self._credentials.get(credential.sponsor, ()):
-                steps = distance.get(sponsor.record_id)
+                steps = 0 if sponsor.sponsor is None else distance.get(sponsor.record_id)
                 if (
                     steps is not None
                     and (best is None or steps < best)
@@ -344,6 +345,10 @@ class SponsorGraph:
         queue: deque[bytes] = deque()
 
         def reached(rid: bytes, steps: int) -> None:
+            if self._by_rid[rid].sponsor is None:  # a certificate, started (at 0) as it comes
+                new.append(rid)
+                queue.append(rid)
+                return
             old = distance.get(rid)
             if old is not None and old <= steps:
                 return
@@ -360,8 +365,9 @@ class SponsorGraph:
         for rid, steps in starts:
             reached(rid, steps)
         while queue:
-            sponsor = self._by_rid[queue[0]]
-            steps = distance[queue.popleft()] + 1
+            rid = queue.popleft()
+            sponsor = self._by_rid[rid]
+            steps = (0 if sponsor.sponsor is None else distance[rid]) + 1
             if steps > MAX_SPONSOR_DEPTH:
                 continue
             for rid in self._sponsored.get(sponsor.node_key, ()):
@@ -372,6 +378,13 @@ class SponsorGraph:
                 if (not uses or self._within_uses(admission)) and self._edge(sponsor, admission):
                     reached(rid, steps)
         return new
+
+    def sponsored(self, credential: Credential, *, uses: bool = True) -> bool:
+        """Whether the credential is sponsored (``uses``: within its invite's uses; else a
+        candidate, uses not counted)."""
+        if credential.sponsor is None:
+            return True
+        return credential.record_id in (self._distance if uses else self._candidate)
 
     def _dependents_of(self, key: bytes) -> set[bytes]:
         """The members whose credentials depend on ``key``: under it, or its own."""

@@ -32,7 +32,7 @@ class Standing(SponsorGraph):
         found = None
         for credential in self._credentials.get(node, ()):
             if (
-                credential.record_id in self._distance
+                self.sponsored(credential)
                 and self._revoked_by(credential) is None
                 and not (self.admins and self.admins.late(credential))
                 and self._root_on_chain(credential)
@@ -161,11 +161,11 @@ class Standing(SponsorGraph):
             return "admin-handed-over"
         if not self._root_on_chain(credential):
             return "root-superseded"
-        if rid not in self._candidate:
+        if not self.sponsored(credential, uses=False):
             return "sponsor-not-member"
         if not self._within_uses(credential):
             return "invite-used-up"
-        if rid not in self._distance:
+        if not self.sponsored(credential):
             return "sponsor-not-member"
         return ""
 
