@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from meshd.addressing import host_prefix
 from meshd.errors import VerifyError
 from meshd.membership.authority import AuthorityMerger
 from meshd.membership.tables import Change, MembershipTables, not_newer, says_more
@@ -254,7 +253,7 @@ class Merger:
             t._pending.park(node, rid, ann.raw, own=True, source=change.source)
             return True
         if ann.prefixes:
-            own = host_prefix(t._identity_of(node)[1])
+            own = t._identity_of(node)[2][0]
             check_announced_prefixes(ann, credential.prefixes, own)
         if current is not None:
             # The store replaces a member's announcement by node; no separate delete is needed.

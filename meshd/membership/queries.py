@@ -8,7 +8,7 @@ Both read the tables of meshd.membership.tables and change nothing; ``Membership
 
 from __future__ import annotations
 
-from meshd.addressing import Prefix, host_prefix
+from meshd.addressing import Prefix
 from meshd.membership.roots import RootChain
 from meshd.membership.tables import MembershipTables
 from meshd.membership.views import Member
@@ -34,7 +34,8 @@ class MemberQueries(MembershipTables):
         credential = self._standing.standing(node_key)
         if credential is None:
             return ()
-        return (host_prefix(self._identity_of(node_key)[1]), *credential.prefixes)
+        own = self._identity_of(node_key)[2]
+        return (*own, *credential.prefixes) if credential.prefixes else own
 
     def credentials_end(self, node_key: bytes) -> int:
         """When the last of a member's known credentials ends (0 when none is known)."""

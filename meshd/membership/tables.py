@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from meshd.addressing import overlay_address
+from meshd.addressing import Prefix, host_prefix, overlay_address
 from meshd.errors import VerifyError
 from meshd.membership.pending import LOCAL, PendingPool
 from meshd.membership.recordset import RecordSet
@@ -62,7 +62,8 @@ class MembershipTables:
         # Each member's announcement in the set (its record id: record_id of its raw bytes,
         # worked out when needed rather than kept for every member).
         self._announcements: dict[bytes, Announcement] = {}
-        self._identity: dict[bytes, tuple[str, ipaddress.IPv6Address]] = {}
+        # Node id, overlay address, and its /128 as a tuple (shared by every grants() made).
+        self._identity: dict[bytes, tuple[str, ipaddress.IPv6Address, tuple[Prefix]]] = {}
         self._silence = Silence()
         # Records waiting for a member's first credential, by that member's key: its own
         # announcements, and admissions it countersigned.
@@ -108,12 +109,12 @@ class MembershipTables:
             seen.add(node)
         return node
 
-    def _identity_of(self, node: bytes) -> tuple[str, ipaddress.IPv6Address]:
-        """A member's node id and overlay address, derived once."""
+    def _identity_of(self, node: bytes) -> tuple[str, ipaddress.IPv6Address, tuple[Prefix]]:
+        """A member's node id, overlay address and its /128 (in a tuple), derived once."""
         identity = self._identity.get(node)
         if identity is None:
-            first = self.first_key(node)
-            identity = (fingerprint(node), overlay_address(self.anchor.root_key, first))
+            overlay = overlay_address(self.anchor.root_key, self.first_key(node))
+            identity = (fingerprint(node), overlay, (host_prefix(overlay),))
             self._identity[node] = identity
         return identity
 
@@ -128,7 +129,7 @@ class MembershipTables:
         self, node: bytes, state: MemberState, reason: str, credential: Credential
     ) -> Member:
         ann = self._announcements.get(node)
-        node_id, overlay = self._identity_of(node)
+        node_id, overlay, _ = self._identity_of(node)
         wg_key, wg_counter, wg_since = self._wg.key_of(node, credential.wg_key)
         # Positional: this runs once per announcement on the ingest hot path.
         return Member(
