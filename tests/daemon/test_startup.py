@@ -330,4 +330,4 @@ def test_a_revoked_node_stops_with_one_line_and_status_says_why(tmp_path: Path) 
         assert row["state"] == "revoked"
         assert row["revocation_reason"] == "laptop stolen"
         peers = meshd("peers", "--state-dir", str(root.state_dir))
-        assert "revoked (revoked: laptop stolen)" in peers.stdout
+        assert "revoked (laptop stolen)" in peers.stdout
