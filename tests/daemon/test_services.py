@@ -114,3 +114,27 @@ def test_a_node_with_no_member_connected_expires_no_one_by_silence(node: NodeDir
             assert member.wg not in peers(backend)
 
     run_on_fake_clock(main)
+
+
+def test_a_member_unchanged_between_snapshots_is_the_same_object(node: NodeDir) -> None:
+    """Services hold the snapshot of their last turn: an unchanged member must not be a
+    second copy in the next one, and a changed member must be its new view."""
+    base = now()
+
+    async def main() -> None:
+        async with running(node, base) as (daemon, transport, _):
+            carol = certify(node, fake_now(base))
+            dave = certify(node, fake_now(base))
+            for member in (carol, dave):
+                assert transport.deliver(member.cert.raw, "author", "neighbour")
+            await trio.testing.wait_all_tasks_blocked()
+            before: dict[bytes, Member] = {m.node_key: m for m in daemon.state.feed.current.members}
+            revocation = revoke(node, carol.key.public, base + 1)
+            assert transport.deliver(revocation.raw, "author", "neighbour")
+            await trio.testing.wait_all_tasks_blocked()
+            after: dict[bytes, Member] = {m.node_key: m for m in daemon.state.feed.current.members}
+            assert after[dave.key.public] is before[dave.key.public]
+            assert after[carol.key.public] is not before[carol.key.public]
+            assert after[carol.key.public].state is MemberState.REVOKED
+
+    run_on_fake_clock(main)
