@@ -63,13 +63,23 @@ class _Peer:
     trying_since: float = 0.0  # Unix time the current candidate began to be tried
     # The endpoint this service last put on the device for the peer, and the Unix time from
     # which it was there: a handshake no newer did not answer it (it is not kept).
-    put: tuple[str | None, float] = (None, -math.inf)
+    put_endpoint: str | None = None
+    put_at: float = -math.inf
     reported: tuple[str, float] = ("", -math.inf)
     # (announced, underlay, the endpoint a start programs from them): worked out again only
     # when either changes (meshd.mesh.desired.choose_endpoint parses every candidate)
     chosen: tuple[object, object, str | None] = (None, None, None)
     # While direct without Babel's Hellos on the path: whether it still works.
     liveness: Liveness | None = None
+
+    @property
+    def put(self) -> tuple[str | None, float]:
+        """``(put_endpoint, put_at)``: two fields, not a tuple kept per peer."""
+        return self.put_endpoint, self.put_at
+
+    @put.setter
+    def put(self, value: tuple[str | None, float]) -> None:
+        self.put_endpoint, self.put_at = value
 
     def works(self, now: float, silent_after: float) -> bool:
         """Whether the direct path is up and not in doubt: something came within
@@ -100,6 +110,10 @@ class PeerPaths:
         self.events: list[tuple[str, str]] = []  # this step's per-peer lines (summary)
         self.moved_at = -math.inf  # when a path last went direct or a member connected
         self.due: list[_Peer] = []  # this step's peers due a probe (probes)
+        # The Unix time a round begun at this step's read counts from (the device was read up
+        # to a step before ``wall``): one float for every peer that starts one, not one each.
+        self._wall = math.nan
+        self._since = math.nan
         self._members: tuple[tuple[object, ...], Mapping[WgKey, Member]] | None = None
 
     def members(self, members: Iterable[Member]) -> Mapping[WgKey, Member]:
@@ -201,7 +215,9 @@ class PeerPaths:
                 self.events.append((action.path, line))
         if action.path == "trying" and (before != "trying" or action.kick):
             peer.request_due = True  # a round started: ask for a punch
-            peer.trying_since = wall - self.step  # the device was read up to a step ago
+            if wall != self._wall:
+                self._wall, self._since = wall, wall - self.step
+            peer.trying_since = self._since  # the device was read up to a step ago
         elif action.path == "direct":
             peer.request_due = False
         if (

@@ -243,7 +243,7 @@ class Punching:
                 and (status is None or status.config.endpoint != action.endpoint)
             ):
                 # Set now, here or by the reconcile loop (a peer not on the device yet).
-                peer.put = (action.endpoint, wall)
+                peer.put_endpoint, peer.put_at = action.endpoint, wall
                 if status is not None:
                     kicks += kick(status, action.endpoint, keepalive or 0)
                     kicked.append(peer)
@@ -265,7 +265,7 @@ class Punching:
             else:
                 done = time.time()  # a handshake answering them is newer than this
                 for peer in kicked:
-                    peer.put = (peer.put[0], done)
+                    peer.put_at = done
             # A peer created anew gets the allowed-ips it had when the device was read; if
             # Babel moved a prefix since, the next round puts it back where Babel says.
             self.mesh.kick()

@@ -99,16 +99,23 @@ Reason = Literal[
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """One endpoint a member may be reached at; ``observers`` counts for reflexive ones."""
+    """One endpoint a member may be reached at; ``observers`` counts for reflexive ones.
+
+    ``endpoint`` is its ``ip:port`` text, written the canonical way
+    (:func:`meshd.wg.model.format_endpoint`) once, when it is made: the text given if it is
+    that (an announced one: the announcement's own string, not a copy per peer), else
+    formatted. It is not compared (the address and port say it all)."""
 
     kind: Kind
     address: IPAddress
     port: int
     observers: int = 0
+    endpoint: str = field(default="", compare=False, repr=False)
 
-    @property
-    def endpoint(self) -> str:
-        return format_endpoint(self.address, self.port)
+    def __post_init__(self) -> None:
+        text = format_endpoint(self.address, self.port)
+        if text != self.endpoint:
+            object.__setattr__(self, "endpoint", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,7 +369,7 @@ def parse_announced(
             refused.append(Refused(shown, "oversized"))
             continue
         taken.add(checked)
-        kept.append(Candidate(known, *checked))
+        kept.append(Candidate(known, *checked, endpoint=str(text)))
     return kept, refused
 
 

@@ -42,6 +42,7 @@ passed in. See docs/nat.md.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 from collections.abc import Iterable, Sequence
@@ -67,6 +68,8 @@ PUNCH_FRESH = 15.0
 MAX_HINTS = 2
 #: A step's per-peer log lines beyond this many are counted in one line (:func:`summary`).
 NAMED = 3
+
+_NEVER = -math.inf  # one object for every path's "not yet" (``-math.inf`` makes a new one)
 
 
 def summary(events: Sequence[tuple[str, str]], named: int = NAMED) -> tuple[list[str], list[str]]:
@@ -188,8 +191,34 @@ class Action:
     next_check: float
 
 
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    """What a path is made with and never changes: one object for the paths made alike."""
+
+    families: frozenset[int]
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    overlay: ipaddress.IPv6Network | None
+    attempt: float
+    stale_after: float
+    retry_base: float
+    retry_max: float
+    punch_interval: float
+
+
+#: Equal settings give the same object (a service makes all its paths alike).
+_shared_settings = functools.lru_cache(maxsize=8)(_Settings)
+
+
 class DirectPath:
     """One peer's direct path; see the module documentation."""
+
+    # A service holds one per peer (10,000 of them): no __dict__, what every path is made
+    # with shared (_Settings), the round the announced candidates when it adds nothing.
+    __slots__ = (
+        "_attempt_started", "_failed_rounds", "_hints", "_hopeless", "_hopeless_for", "_index",
+        "_last_handshake", "_last_punch", "_lost_at", "_next_round_at", "_ranked", "_round",
+        "_settings", "_shown", "_state", "behind_nat", "public", "symmetric", "watched",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -209,9 +238,16 @@ class DirectPath:
     ) -> None:
         if attempt <= 0 or stale_after <= 0 or retry_base <= 0 or retry_max < retry_base:
             raise ValueError("attempt, stale_after and retry times must be positive")
-        self._families = families
-        self._networks = tuple(networks)
-        self._overlay = overlay
+        self._settings = _shared_settings(
+            frozenset(families),
+            tuple(networks),
+            overlay,
+            attempt,
+            stale_after,
+            retry_base,
+            retry_max,
+            punch_interval,
+        )
         self.behind_nat = behind_nat
         #: What the caller knows of our side, for :func:`direct_hopeless`.
         self.symmetric = False
@@ -220,37 +256,40 @@ class DirectPath:
         #: :mod:`meshd.mesh.liveness_probe`), and calls :meth:`lost`: an idle session that
         #: WireGuard let expire (nothing to send, no keepalive) does not lose it.
         self.watched = False
-        self._attempt = attempt
-        self._stale_after = stale_after
-        self._retry_base = retry_base
-        self._retry_max = retry_max
-        self._punch_interval = punch_interval
         self._ranked = self._rank(candidates)
-        self._hopeless: tuple[tuple[bool, bool], bool] | None = None  # (key, hopeless)
-        self._round: list[Candidate] = []
-        self._round_endpoints: list[str] = []  # the round's endpoints as text, formatted once
+        # Whether the path is hopeless, and for which of our sides (symmetric, public: 0-3;
+        # -1 not worked out since the candidates changed).
+        self._hopeless_for = -1
+        self._hopeless = False
+        self._round: tuple[Candidate, ...] = ()
         self._index = 0
         self._attempt_started = now
         self._state: Path = "trying"
         self._failed_rounds = 0
         self._next_round_at = now
-        self._lost_at = -math.inf
+        self._lost_at = _NEVER
         self._last_handshake: float | None = None
-        self._last_punch = -math.inf
-        self._settled: str | None = None
+        self._last_punch = _NEVER
         self._shown: str | None = None
         self._hints: tuple[Candidate, ...] = ()
         # Where our WireGuard last saw the peer before this node restarted (meshd.mesh.
-        # remembered): tried first, in the first round only.
+        # remembered): tried first, in the first round only (this one).
         checked = check_endpoint(kept, overlay, allow_loopback=True) if kept else "malformed"
-        self._kept = None if isinstance(checked, str) else Candidate("hint", *checked)
-        self._start_round(now, ())
+        self._start_round(
+            now, (), None if isinstance(checked, str) else Candidate("hint", *checked)
+        )
 
     # -- inputs ---------------------------------------------------------------------------
 
-    def _rank(self, candidates: Iterable[Candidate]) -> list[Candidate]:
+    def _rank(self, candidates: Iterable[Candidate]) -> tuple[Candidate, ...]:
         unique = {(c.address, c.port): c for c in candidates if c.kind != "hint"}
-        return rank_for_us(unique.values(), families=self._families, networks=self._networks)
+        return self._ordered(unique.values())
+
+    def _ordered(self, candidates: Iterable[Candidate]) -> tuple[Candidate, ...]:
+        settings = self._settings
+        return tuple(
+            rank_for_us(candidates, families=settings.families, networks=settings.networks)
+        )
 
     @property
     def candidates(self) -> list[Candidate]:
@@ -266,18 +305,22 @@ class DirectPath:
         """Whether punching cannot bring the direct path up (:func:`direct_hopeless`),
         worked out again only when the candidates or what we know of our side change (it
         parses every candidate's address: at 10,000 peers, a quarter of a step)."""
-        key = (self.symmetric, self.public)
-        if self._hopeless is None or self._hopeless[0] != key:
-            found = direct_hopeless(
-                self._ranked, symmetric=self.symmetric, public=self.public, networks=self._networks
+        key = 2 * self.symmetric + self.public
+        if self._hopeless_for != key:
+            self._hopeless = direct_hopeless(
+                self._ranked,
+                symmetric=self.symmetric,
+                public=self.public,
+                networks=self._settings.networks,
             )
-            self._hopeless = (key, found)
-        return self._hopeless[1]
+            self._hopeless_for = key
+        return self._hopeless
 
     @property
     def settled(self) -> str | None:
-        """The endpoint of the working direct path, when there is one."""
-        return self._settled if self._state == "direct" else None
+        """The endpoint of the working direct path, when there is one (while direct, every
+        action shows it: :meth:`update`)."""
+        return self._shown if self._state == "direct" else None
 
     def set_candidates(self, candidates: Iterable[Candidate], now: float) -> None:
         """The peer announced (possibly) new candidates: without a direct path, try them now
@@ -286,18 +329,18 @@ class DirectPath:
         if ranked == self._ranked:
             return
         self._ranked = ranked
-        self._hopeless = None
+        self._hopeless_for = -1
         if self._state != "direct":
             self._failed_rounds = 0
             # A punch's hints stay for its round: the peer is sending to us now.
-            punched = now - self._last_punch < self._punch_interval
+            punched = now - self._last_punch < self._settings.punch_interval
             self._start_round(now, self._hints if punched else ())
 
     def punch(self, now: float, hints: Iterable[object] = ()) -> Reason | Literal["busy"] | None:
         """A punch request: the peer is sending to us now. Start a round (with up to
         ``MAX_HINTS`` valid hints) unless one started less than ``punch_interval`` ago or a
         direct handshake is fresh. None if started, else why not (for counting)."""
-        if now - self._last_punch < self._punch_interval:
+        if now - self._last_punch < self._settings.punch_interval:
             return "busy"
         hs = self._last_handshake
         if self._state == "direct" and hs is not None and 0 <= now - hs <= PUNCH_FRESH:
@@ -308,7 +351,7 @@ class DirectPath:
             if n >= MAX_HINTS:
                 refused = "oversized"
                 break
-            checked = check_endpoint(text, self._overlay)
+            checked = check_endpoint(text, self._settings.overlay)
             if isinstance(checked, str):
                 refused = checked
                 continue
@@ -327,19 +370,19 @@ class DirectPath:
         self._start_round(now, ())
         return True
 
-    def _start_round(self, now: float, hints: Sequence[Candidate]) -> None:
+    def _start_round(
+        self, now: float, hints: Sequence[Candidate], kept: Candidate | None = None
+    ) -> None:
         self._hints = tuple(hints)
-        announced = {(c.address, c.port) for c in self._ranked}
+        announced = {(c.address, c.port) for c in self._ranked} if hints else set()
         extra = {(h.address, h.port): h for h in hints if (h.address, h.port) not in announced}
         # Hints go after the peer's own configured and reflexive candidates, and before its
-        # private addresses elsewhere (rank_for_us), which seldom answer.
-        self._round = rank_for_us(
-            [*self._ranked, *extra.values()], families=self._families, networks=self._networks
-        )
-        if self._kept is not None:
-            first, self._kept = self._kept, None
-            self._round = [first, *(c for c in self._round if c.endpoint != first.endpoint)]
-        self._round_endpoints = [c.endpoint for c in self._round]
+        # private addresses elsewhere (rank_for_us), which seldom answer. Without a hint it
+        # does not announce, the round is the announced candidates (the same tuple, no copy).
+        round_ = self._ordered([*self._ranked, *extra.values()]) if extra else self._ranked
+        if kept is not None:
+            round_ = (kept, *(c for c in round_ if c.endpoint != kept.endpoint))
+        self._round = round_
         self._index = 0
         self._attempt_started = now
         if self._state == "direct":
@@ -357,38 +400,41 @@ class DirectPath:
             self._last_handshake = last_handshake
         hs = self._last_handshake
         kept = self.watched and self._state == "direct"
-        fresh = hs is not None and hs > self._lost_at and (kept or now - hs <= self._stale_after)
+        settings = self._settings
+        stale_after = settings.stale_after
+        fresh = hs is not None and hs > self._lost_at and (kept or now - hs <= stale_after)
         if fresh:
-            if self._state != "direct":
-                self._settled = self._current() or wg_endpoint
+            # Where it settles: the candidate that answered, or where WireGuard shows the
+            # peer; once direct, what the last action showed (every one shows it).
+            settled = self._shown if self._state == "direct" else self._current() or wg_endpoint
             self._state = "direct"
             self._failed_rounds = 0
-            shown = check_endpoint(wg_endpoint, self._overlay, allow_loopback=True)
+            shown = check_endpoint(wg_endpoint, settings.overlay, allow_loopback=True)
             if wg_endpoint is not None and not isinstance(shown, str):
-                self._settled = wg_endpoint
+                settled = wg_endpoint
             assert hs is not None
-            return self._action(self._settled, now, math.inf if kept else hs + self._stale_after)
+            return self._action(settled, now, math.inf if kept else hs + stale_after)
         if self._state == "direct":
             self._lost_at = now
             self._start_round(now, ())
         if self._state == "relay" and now >= self._next_round_at:
             self._start_round(now, ())
-        if self._state == "trying" and now - self._attempt_started >= self._attempt:
+        if self._state == "trying" and now - self._attempt_started >= settings.attempt:
             self._index += 1
             self._attempt_started = now
             if self._index >= len(self._round):
                 self._state = "relay"
                 self._failed_rounds += 1
-                backoff = self._retry_base * 2 ** min(self._failed_rounds - 1, 16)
-                self._next_round_at = now + min(backoff, self._retry_max)
+                backoff = settings.retry_base * 2 ** min(self._failed_rounds - 1, 16)
+                self._next_round_at = now + min(backoff, settings.retry_max)
         if self._state == "trying":
-            return self._action(self._current(), now, self._attempt_started + self._attempt)
+            return self._action(self._current(), now, self._attempt_started + settings.attempt)
         best = self._ranked[0].endpoint if self._ranked else None
         return self._action(best, now, self._next_round_at)
 
     def _current(self) -> str | None:
         if self._state == "trying" and self._index < len(self._round):
-            return self._round_endpoints[self._index]
+            return self._round[self._index].endpoint
         return None
 
     def _action(self, endpoint: str | None, now: float, next_check: float) -> Action:
@@ -400,7 +446,7 @@ class DirectPath:
             behind_nat=self.behind_nat,
             endpoint=endpoint,
             candidates=self._ranked,
-            networks=self._networks,
+            networks=self._settings.networks,
         )
         relay = self._state == "relay" or (
             self._state == "trying" and (self._index >= 1 or self.hopeless)
