@@ -53,7 +53,6 @@ class _Peer:
     name: str
     announced: tuple[str, ...]
     path: DirectPath
-    action: Action | None = None
     handshake: float | None = None  # Unix time
     rx_bytes: int = 0
     rx_at: float = 0.0
@@ -71,6 +70,12 @@ class _Peer:
     chosen: tuple[object, object, str | None] = (None, None, None)
     # While direct without Babel's Hellos on the path: whether it still works.
     liveness: Liveness | None = None
+
+    @property
+    def action(self) -> Action | None:
+        """What the path last decided (:meth:`DirectPath.last_action`: kept there as plain
+        values, not as an Action a peer)."""
+        return self.path.last_action()
 
     @property
     def put(self) -> tuple[str | None, float]:
@@ -205,7 +210,7 @@ class PeerPaths:
                     "direct path; trying",
                 )
             )
-        before = peer.action.path if peer.action is not None else None
+        before = path.acted
         action = path.update(now, handshake, endpoint)
         if action.path != before:
             if action.path == "direct":  # its session is new: reported to it, kept
@@ -227,7 +232,6 @@ class PeerPaths:
         ):
             peer.requested_at = now
             peer.request_due = False
-        peer.action = action
         if action.path != "direct":
             peer.liveness = None
         return action

@@ -175,13 +175,14 @@ class Punching:
         """Seconds to the next step (see the module documentation)."""
         due = now + self.idle_step
         for peer in self.peers.values():
-            action = peer.action
-            if action is None or action.path == "trying":
+            path = peer.path
+            acted = path.acted
+            if acted is None or acted == "trying":
                 return STEP
             if peer.request_due and self._relays:  # without a relay, a connection wakes us
                 due = min(due, peer.requested_at + PUNCH_INTERVAL)
-            due = min(due, action.next_check)
-            if action.path != "direct":
+            due = min(due, path.next_check)
+            if acted != "direct":
                 continue
             live = peer.liveness
             if live is not None:  # no Hellos: when it turns quiet, or a probe's answer is due
@@ -278,11 +279,7 @@ class Punching:
         await self._reannounce(now)
         self.peer_paths.log_events(log)
         self._next_step = self._cadence(now)
-        direct = frozenset(
-            WgKey(p.wg_key)
-            for p in self.peers.values()
-            if p.action is not None and p.action.path == "direct"
-        )
+        direct = frozenset(WgKey(p.wg_key) for p in self.peers.values() if p.path.acted == "direct")
         if direct != self._direct:
             self._direct = direct
             if self.on_direct_change is not None:

@@ -216,8 +216,9 @@ class DirectPath:
     # with shared (_Settings), the round the announced candidates when it adds nothing.
     __slots__ = (
         "_attempt_started", "_failed_rounds", "_hints", "_hopeless", "_hopeless_for", "_index",
-        "_last_handshake", "_last_punch", "_lost_at", "_next_round_at", "_ranked", "_round",
-        "_settings", "_shown", "_state", "behind_nat", "public", "symmetric", "watched",
+        "_keepalive", "_last_handshake", "_last_punch", "_lost_at", "_next_round_at", "_ranked",
+        "_relay", "_round", "_settings", "_shown", "_state", "acted", "behind_nat",
+        "next_check", "public", "symmetric", "watched",
     )  # fmt: skip
 
     def __init__(
@@ -270,8 +271,15 @@ class DirectPath:
         self._lost_at = _NEVER
         self._last_handshake: float | None = None
         self._last_punch = _NEVER
-        self._shown: str | None = None
         self._hints: tuple[Candidate, ...] = ()
+        # What the last action said (last_action), as plain values, not the Action kept.
+        self._shown: str | None = None  # its endpoint
+        self._keepalive = 0
+        self._relay = False
+        #: Read only: the path the last :meth:`update` decided (None before the first), and
+        #: when to call it again (its action's ``path`` and ``next_check``).
+        self.acted: Path | None = None
+        self.next_check = _NEVER
         # Where our WireGuard last saw the peer before this node restarted (meshd.mesh.
         # remembered): tried first, in the first round only (this one).
         checked = check_endpoint(kept, overlay, allow_loopback=True) if kept else "malformed"
@@ -315,6 +323,13 @@ class DirectPath:
             )
             self._hopeless_for = key
         return self._hopeless
+
+    def last_action(self) -> Action | None:
+        """What the last :meth:`update` returned (``kick`` False: it was acted on), None
+        before the first."""
+        if self.acted is None:
+            return None
+        return Action(self.acted, self._shown, False, self._keepalive, self._relay, self.next_check)
 
     @property
     def settled(self) -> str | None:
@@ -451,4 +466,7 @@ class DirectPath:
         relay = self._state == "relay" or (
             self._state == "trying" and (self._index >= 1 or self.hopeless)
         )
-        return Action(self._state, endpoint, kick, keepalive, relay, max(next_check, now))
+        next_check = max(next_check, now)
+        self.acted, self._keepalive, self._relay = self._state, keepalive, relay
+        self.next_check = next_check
+        return Action(self._state, endpoint, kick, keepalive, relay, next_check)
