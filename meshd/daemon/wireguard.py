@@ -230,6 +230,8 @@ class WireGuardMesh:
                 held=held,
             )
             desired = with_paths(desired, self.paths, actual, time.time())
+            # What the device reads back as desired is then these objects, not copies.
+            self.backend.expect(desired.peers)
             self._held = held
             self._report(desired, members)
             ops = self._first.ops(

@@ -15,15 +15,16 @@ close. The daemon drives it with :func:`meshd.wg.reconcile.plan`. Backends:
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol, TypeAlias
 
 from nacl.bindings import crypto_scalarmult_base
 
+from meshd.trust.keys import WgKey
 from meshd.wg.addresses import link_local_interface
-from meshd.wg.model import DeviceState, IPNetwork, Operation, check_key
+from meshd.wg.model import DeviceState, IPNetwork, Operation, PeerConfig, check_key
 
 #: Linux limit on interface names (IFNAMSIZ - 1).
 MAX_IFNAME = 15
@@ -70,6 +71,12 @@ class Backend(Protocol):
 
     async def set(self, operations: Sequence[Operation]) -> None:
         """Apply operations; after an error the device may be partly changed: re-read it."""
+        ...
+
+    def expect(self, peers: Mapping[WgKey, PeerConfig]) -> None:
+        """The peers the caller means the device to hold, by key (its desired peers, kept
+        by reference and not to be changed afterwards): a later :meth:`get` may return these
+        very objects for the peers that read the same, instead of equal copies."""
         ...
 
     async def replace_routes(self, prefixes: Iterable[IPNetwork]) -> None:

@@ -17,13 +17,14 @@ import base64
 import dataclasses
 import ipaddress
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import trio
 
 from meshd.errors import BackendError
+from meshd.trust.keys import WgKey
 from meshd.wg.backend import InterfaceConfig
 from meshd.wg.errors import BackendUnavailable
 from meshd.wg.model import (
@@ -84,6 +85,7 @@ class KernelBackend:
         self.netlink = netlink
         self._limiter = trio.CapacityLimiter(1)
         self._closed = False
+        self._expected: Mapping[WgKey, PeerConfig] = {}
 
     @property
     def ifname(self) -> str:
@@ -144,7 +146,10 @@ class KernelBackend:
 
     async def get(self) -> DeviceState:
         messages = await self._run(f"reading {self.ifname}", lambda wg: list(wg.info(self.ifname)))
-        return device_state_from_messages(messages)
+        return device_state_from_messages(messages, self._expected)
+
+    def expect(self, peers: Mapping[WgKey, PeerConfig]) -> None:
+        self._expected = peers
 
     async def set(self, operations: Sequence[Operation]) -> None:
         for op in operations:
@@ -208,8 +213,11 @@ def peer_request(op: UpdatePeer | RemovePeer) -> dict[str, object]:
     return request
 
 
-def device_state_from_messages(messages: Iterable[Any]) -> DeviceState:
-    """Merge the messages of a WG_CMD_GET_DEVICE dump (a big device spans several)."""
+def device_state_from_messages(
+    messages: Iterable[Any], expected: Mapping[WgKey, PeerConfig] | None = None
+) -> DeviceState:
+    """Merge the messages of a WG_CMD_GET_DEVICE dump (a big device spans several). A peer
+    that reads as its entry in ``expected`` has that :class:`PeerConfig`, not a copy."""
     public_key: bytes | None = None
     listen_port: int | None = None
     fwmark: int | None = None
@@ -241,14 +249,10 @@ def device_state_from_messages(messages: Iterable[Any]) -> DeviceState:
                     entry["allowed"].append(ipaddress.ip_network(allowed["addr"], strict=False))
     except (KeyError, TypeError, ValueError) as exc:
         raise BackendError(f"unexpected WireGuard netlink reply: {exc!r}") from None
+    expected = expected or {}
     statuses = tuple(
         PeerStatus(
-            PeerConfig(
-                key,
-                entry.get("endpoint"),
-                tuple(entry["allowed"]),
-                entry.get("PERSISTENT_KEEPALIVE_INTERVAL") or None,
-            ),
+            _config(key, entry, expected.get(WgKey(key))),
             entry.get("handshake"),
             entry.get("RX_BYTES", 0),
             entry.get("TX_BYTES", 0),
@@ -256,6 +260,22 @@ def device_state_from_messages(messages: Iterable[Any]) -> DeviceState:
         for key, entry in peers.items()
     )
     return DeviceState(public_key, public_key is not None, listen_port, fwmark, statuses)
+
+
+def _config(key: bytes, entry: dict[str, Any], expected: PeerConfig | None) -> PeerConfig:
+    """The peer's configuration: ``expected`` itself if it reads the same."""
+    endpoint = entry.get("endpoint")
+    keepalive = entry.get("PERSISTENT_KEEPALIVE_INTERVAL") or None
+    allowed: list[IPNetwork] = entry["allowed"]
+    if (
+        expected is not None
+        and expected.endpoint == endpoint
+        and expected.persistent_keepalive == keepalive
+        and len(expected.allowed_ips) == len(allowed)
+        and set(expected.allowed_ips) == set(allowed)
+    ):
+        return expected
+    return PeerConfig(key, endpoint, tuple(allowed), keepalive)
 
 
 @asynccontextmanager

@@ -7,11 +7,12 @@ For simulations and daemon tests on machines without WireGuard: peers change exa
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
+from meshd.trust.keys import WgKey
 from meshd.wg.backend import InterfaceConfig
-from meshd.wg.model import DeviceState, IPNetwork, Operation
+from meshd.wg.model import DeviceState, IPNetwork, Operation, PeerConfig
 from meshd.wg.reconcile import apply_operations
 
 
@@ -35,6 +36,9 @@ class NullBackend:
 
     async def set(self, operations: Sequence[Operation]) -> None:
         self.state = apply_operations(self.state, operations)
+
+    def expect(self, peers: Mapping[WgKey, PeerConfig]) -> None:
+        """Nothing to do: the in-memory device holds the values it was set to."""
 
     async def replace_routes(self, prefixes: Iterable[IPNetwork]) -> None:
         self.routes.update(prefixes)

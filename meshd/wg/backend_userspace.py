@@ -15,12 +15,13 @@ import dataclasses
 import os
 import shutil
 import signal
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 import trio
 
 from meshd.errors import BackendError
+from meshd.trust.keys import WgKey
 from meshd.wg.backend import InterfaceConfig
 from meshd.wg.backend_process import ChildProcess, spawn_tied
 from meshd.wg.errors import BackendUnavailable, UapiConnectionError
@@ -28,6 +29,7 @@ from meshd.wg.model import (
     DeviceState,
     IPNetwork,
     Operation,
+    PeerConfig,
     SetFwmark,
     SetListenPort,
     SetPrivateKey,
@@ -132,6 +134,9 @@ class UserspaceBackend:
 
     async def set(self, operations: Sequence[Operation]) -> None:
         await self.uapi.set(operations)
+
+    def expect(self, peers: Mapping[WgKey, PeerConfig]) -> None:
+        self.uapi.expect(peers)
 
     async def replace_routes(self, prefixes: Iterable[IPNetwork]) -> None:
         await self.netlink.replace_routes(self.ifname, prefixes)

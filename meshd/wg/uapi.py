@@ -13,12 +13,20 @@ import contextlib
 import errno
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import trio
 
+from meshd.trust.keys import WgKey
 from meshd.wg.errors import UapiConnectionError, UapiDecodeError, UapiErrnoError
-from meshd.wg.model import DeviceState, Operation, PeerStatus, RemovePeer, UpdatePeer
+from meshd.wg.model import (
+    DeviceState,
+    Operation,
+    PeerConfig,
+    PeerStatus,
+    RemovePeer,
+    UpdatePeer,
+)
 from meshd.wg.uapi_codec import (
     MAX_REPLY_BYTES,
     Dialect,
@@ -42,8 +50,13 @@ def socket_path(ifname: str, socket_dir: str = DEFAULT_SOCKET_DIR) -> str:
 
 
 class UapiClient:
-    """Talks to one device. Holds no connection between calls, so it is safe to share; it
-    keeps the peers its last ``get`` read, to return the same objects for what is unchanged."""
+    """Talks to one device. Holds no connection between calls, so it is safe to share.
+
+    A ``get`` returns, for a peer that reads as :meth:`expect` was last told, that very
+    :class:`PeerConfig`; for any other peer that reads as at the last ``get``, the objects it
+    returned then. So the client keeps only the peers that read otherwise than expected (a
+    roamed endpoint, a peer set by someone else): an unchanged device read again makes no
+    copy of what the caller holds already."""
 
     def __init__(
         self,
@@ -59,7 +72,9 @@ class UapiClient:
         self.timeout = timeout
         self.set_timeout_per_peer = set_timeout_per_peer
         self._clock = clock
-        self._known: dict[bytes, PeerStatus] = {}  # the peers as the last get read them
+        self._expected: Mapping[WgKey, PeerConfig] = {}
+        # The peers the last get read otherwise than expected, as it read them.
+        self._known: dict[bytes, PeerStatus] = {}
 
     @classmethod
     def for_interface(
@@ -74,14 +89,28 @@ class UapiClient:
     async def get(self) -> DeviceState:
         """Read the device. Raises a :class:`~meshd.wg.errors.UapiError` subclass.
 
-        The reply is parsed as it arrives (:class:`~meshd.wg.uapi_codec.GetReplyParser`),
-        and the peers that read the same as at the last ``get`` are the objects it returned.
+        The reply is parsed as it arrives (:class:`~meshd.wg.uapi_codec.GetReplyParser`).
+        A peer that reads as expected (:meth:`expect`) is that configuration; any other that
+        reads the same as at the last ``get`` is the objects it returned.
         """
-        parser = GetReplyParser(dialect=self.dialect, now=self._clock(), known=self._known)
+        expected = self._expected
+        parser = GetReplyParser(
+            dialect=self.dialect, now=self._clock(), known=self._known, expected=expected
+        )
         await self._exchange(encode_get_request(), "get", parser.receive_untrusted, self.timeout)
         state = parser.finish()
-        self._known = state.peers_by_key()
+        self._known = {
+            peer.public_key: peer
+            for peer in state.peers
+            if peer.config is not expected.get(WgKey(peer.public_key))
+        }
         return state
+
+    def expect(self, peers: Mapping[WgKey, PeerConfig]) -> None:
+        """What the device should hold, peers by key (kept by reference, not copied: the
+        caller's desired peers, not to be changed afterwards). A later ``get`` returns these
+        objects for the peers that read the same."""
+        self._expected = peers
 
     async def set(self, operations: Sequence[Operation]) -> None:
         """Apply operations in one request; nothing is sent for an empty list. The deadline

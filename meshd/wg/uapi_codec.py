@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from nacl.bindings import crypto_scalarmult_base
 
 from meshd.addressing import held, interned
+from meshd.trust.keys import WgKey
 from meshd.wg.errors import UapiDecodeError, UapiErrnoError
 from meshd.wg.model import (
     DeviceState,
@@ -53,8 +54,15 @@ MAX_REPLY_BYTES = 16 * 1024 * 1024
 _LINE = re.compile(r"([a-z_]{1,64})=([\x21-\x7e]{0,256})")
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
 _UINT = re.compile(r"[0-9]{1,20}")
+# An IPv6 address as WireGuard implementations write one: lower-case groups of 1-4 digits,
+# eight of them or fewer around one "::" (captured: the groups before it, those after it).
+_IPV6 = re.compile(
+    r"[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){7}"
+    r"|((?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){0,6})?)::((?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){0,6})?)"
+)
 _ERRNO = re.compile(r"-?[0-9]{1,10}")
 _CHUNK = 65536  # a whole reply is parsed in pieces of this size, as the client reads it
+_WINDOW = 8192  # and each piece decoded and split into lines this much at a time
 _MAX_LINE = 64 + 1 + 256  # the longest line _LINE matches
 _U64_MAX = 2**64 - 1
 _NSEC_PER_SEC = 1_000_000_000
@@ -288,6 +296,8 @@ def parse_errno_untrusted(data: bytes) -> int:
 @dataclass(slots=True)
 class _PeerBuilder:
     public_key: bytes
+    expected: PeerConfig | None  # what the caller expects of this peer, if anything
+    known: PeerStatus | None  # the peer as last read, if given
     endpoint: str | None = None  # as the device wrote it: checked when the peer ends
     allowed_ips: list[IPNetwork] = field(default_factory=list)
     keepalive: int | None = None
@@ -305,12 +315,15 @@ class GetReplyParser:
     two pieces only the one unfinished line is kept, never the whole reply: at 10,000 peers
     a reply is ~4 MB, and split into lines and pairs it held ~4 KiB a peer while parsed.
 
-    ``known`` is the device as last read, peers by key. A peer that reads the same as there
-    keeps that :class:`PeerConfig` (and its :class:`PeerStatus`, if its handshake and
-    counters did not move either): reading an unchanged device again makes next to nothing
-    new, where it made ~0.6 KiB of objects a peer, every second, to be thrown away.
-    Allowed-ips held anywhere in meshd (:func:`meshd.addressing.held`) are found from their
-    text, not parsed into a new network first.
+    ``expected`` is what the caller means the device to hold, peers by key (the desired
+    peers, which it keeps anyway): a peer that reads the same is that very
+    :class:`PeerConfig`, its key included, not an equal copy. ``known`` is the device as last
+    read, peers by key: a peer that reads the same as there, and not as expected, keeps that
+    :class:`PeerConfig` (and its :class:`PeerStatus`, if its handshake and counters did not
+    move either). Reading an unchanged device again makes next to nothing new, where it made
+    ~0.6 KiB of objects a peer, every second, to be thrown away. Allowed-ips held anywhere
+    in meshd (:func:`meshd.addressing.held`) are found from their text, not parsed into a
+    new network first.
     """
 
     def __init__(
@@ -319,10 +332,12 @@ class GetReplyParser:
         dialect: Dialect = Dialect.WIREGUARD_GO,
         now: float | None = None,
         known: Mapping[bytes, PeerStatus] | None = None,
+        expected: Mapping[WgKey, PeerConfig] | None = None,
     ) -> None:
         self._dialect = dialect
         self._now = now
         self._known: Mapping[bytes, PeerStatus] = known or {}
+        self._expected: Mapping[WgKey, PeerConfig] = expected or {}
         self._tail = b""
         self._size = 0
         self._number = 0  # lines read
@@ -349,14 +364,20 @@ class GetReplyParser:
         self._tail = buffer[end + 1 :]
         if len(self._tail) > _MAX_LINE:
             raise UapiDecodeError(f"UAPI reply line {self._number + 1} is too long")
-        if end < 0:
-            return False
-        try:
-            text = buffer[:end].decode("ascii")
-        except UnicodeDecodeError:
-            raise UapiDecodeError("UAPI reply is not ASCII") from None
-        for line in text.split("\n"):
-            self._line(line)
+        start = 0
+        while start <= end:
+            # A window of whole lines at a time: a 64 KiB piece split at once held ~230 KB of
+            # text and line strings while it was parsed.
+            stop = buffer.rfind(b"\n", start, start + _WINDOW) if end - start > _WINDOW else end
+            if stop < 0:  # a line longer than a window, longer than any line may be
+                stop = end  # (refused when read)
+            try:
+                text = buffer[start:stop].decode("ascii")
+            except UnicodeDecodeError:
+                raise UapiDecodeError("UAPI reply is not ASCII") from None
+            for line in text.split("\n"):
+                self._line(line)
+            start = stop + 1
         return self._complete
 
     def finish(self) -> DeviceState:
@@ -400,8 +421,13 @@ class GetReplyParser:
         elif key == "public_key":
             self._end_peer()
             peer_key = _hex_key(key, value)
+            expected = self._expected.get(WgKey(peer_key))
             known = self._known.get(peer_key)
-            self._peer = _PeerBuilder(known.public_key if known is not None else peer_key)
+            if expected is not None:
+                peer_key = expected.public_key
+            elif known is not None:
+                peer_key = known.public_key
+            self._peer = _PeerBuilder(peer_key, expected, known)
         elif self._peer is not None:
             _peer_field(self._peer, key, value)
         elif key == "private_key":
@@ -430,21 +456,23 @@ class GetReplyParser:
                 last_handshake = self._now - seconds
             elif seconds > 0:
                 last_handshake = seconds
-        known = self._known.get(peer.public_key)
-        if known is None or not _same_config(known.config, peer):
+        expected, known = peer.expected, peer.known
+        if expected is not None and _same_config(expected, peer):
+            config = expected
+        elif known is not None and _same_config(known.config, peer):
+            config = known.config
+        else:
             endpoint = _endpoint(peer.endpoint) if peer.endpoint is not None else None
             config = PeerConfig(peer.public_key, endpoint, tuple(peer.allowed_ips), peer.keepalive)
-        elif (
-            known.last_handshake == last_handshake
-            and known.rx_bytes == peer.rx_bytes
-            and known.tx_bytes == peer.tx_bytes
-        ):
-            self._peers.append(known)
-            return
-        else:
-            config = known.config
-            if last_handshake is not None and last_handshake == known.last_handshake:
-                last_handshake = known.last_handshake  # the same float object
+        if known is not None and known.last_handshake == last_handshake:
+            if (
+                known.config is config
+                and known.rx_bytes == peer.rx_bytes
+                and known.tx_bytes == peer.tx_bytes
+            ):
+                self._peers.append(known)
+                return
+            last_handshake = known.last_handshake  # the same float object
         self._peers.append(PeerStatus(config, last_handshake, peer.rx_bytes, peer.tx_bytes))
 
 
@@ -466,6 +494,7 @@ def parse_get_reply_untrusted(
     dialect: Dialect = Dialect.WIREGUARD_GO,
     now: float | None = None,
     known: Mapping[bytes, PeerStatus] | None = None,
+    expected: Mapping[WgKey, PeerConfig] | None = None,
 ) -> DeviceState:
     """Parse a complete ``get`` reply into a :class:`DeviceState` (:class:`GetReplyParser`).
 
@@ -474,7 +503,7 @@ def parse_get_reply_untrusted(
     A non-zero errno raises :class:`UapiErrnoError`; anything malformed
     :class:`UapiDecodeError`.
     """
-    parser = GetReplyParser(dialect=dialect, now=now, known=known)
+    parser = GetReplyParser(dialect=dialect, now=now, known=known, expected=expected)
     for start in range(0, len(data), _CHUNK):
         parser.receive_untrusted(data[start : start + _CHUNK])
     return parser.finish()
@@ -517,9 +546,14 @@ def _network(value: str) -> IPNetwork:
     alone), else a new one, interned."""
     address, _, length = value.partition("/")
     if length.isdigit() and len(length) <= 3 and int(length) <= 128:
-        kind = ipaddress.IPv6Address if ":" in address else ipaddress.IPv4Address
-        try:  # an address is 56 bytes, a network with its address and dict ~500
-            found = held(kind(address).packed, int(length))
+        # An address is 56 bytes, a network with its address and dict ~500. Most allowed-ips
+        # are IPv6 and read the way _ipv6_packed reads quickly (ipaddress: ~14 us each).
+        packed = _ipv6_packed(address)
+        try:
+            if packed is None:
+                kind = ipaddress.IPv6Address if ":" in address else ipaddress.IPv4Address
+                packed = kind(address).packed
+            found = held(packed, int(length))
         except ValueError:
             found = None
         if found is not None:
@@ -528,6 +562,26 @@ def _network(value: str) -> IPNetwork:
         return interned(ipaddress.ip_network(value, strict=False))
     except ValueError:
         raise UapiDecodeError(f"UAPI allowed_ip {value[:64]!r} is malformed") from None
+
+
+def _ipv6_packed(text: str) -> bytes | None:
+    """The 16 bytes of the IPv6 address ``text`` if it is written as WireGuard
+    implementations write one (lower-case, at most one ``::``), else None: any other form,
+    and anything that is no address, is left to :mod:`ipaddress`."""
+    match = _IPV6.fullmatch(text)
+    if match is None:
+        return None
+    before, after = match.groups()
+    if before is None:  # eight groups
+        groups = text.split(":")
+    else:
+        head = before.split(":") if before else []
+        tail = after.split(":") if after else []
+        missing = 8 - len(head) - len(tail)
+        if missing < 1:
+            return None
+        groups = [*head, *("0" * missing), *tail]
+    return bytes.fromhex("".join([group.zfill(4) for group in groups]))
 
 
 def _hex_key(key: str, value: str) -> bytes:

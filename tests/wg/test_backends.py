@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+from dataclasses import replace
+from typing import Any
 
 import pytest
 import trio
@@ -10,7 +13,12 @@ import trio
 from meshd.errors import UsageError
 from meshd.trust.keys import WgKey
 from meshd.wg.backend import InterfaceConfig
-from meshd.wg.backend_kernel import KernelBackend, kernel_module_available, peer_request
+from meshd.wg.backend_kernel import (
+    KernelBackend,
+    device_state_from_messages,
+    kernel_module_available,
+    peer_request,
+)
 from meshd.wg.backend_none import open_null_backend
 from meshd.wg.backend_select import select_backend
 from meshd.wg.backend_userspace import open_userspace_backend
@@ -71,3 +79,41 @@ def test_kernel_peer_request() -> None:
         "replace_allowed_ips": True,
         "allowed_ips": ["fd00::/64"],
     }
+
+
+class _Attrs:
+    """A pyroute2 netlink message as far as device_state_from_messages reads it."""
+
+    def __init__(self, **attrs: Any) -> None:
+        self.attrs = attrs
+
+    def get_attr(self, name: str) -> Any:
+        return self.attrs.get(name)
+
+
+def _kernel_peer(config: PeerConfig, endpoint: str, port: int) -> _Attrs:
+    return _Attrs(
+        WGPEER_A_PUBLIC_KEY={"value": base64.b64encode(config.public_key).decode()},
+        WGPEER_A_ENDPOINT={"addr": endpoint, "port": port},
+        WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL=config.persistent_keepalive or 0,
+        WGPEER_A_ALLOWEDIPS=[{"addr": str(net)} for net in reversed(config.allowed_ips)],
+    )
+
+
+def test_kernel_peers_read_as_expected_are_the_expected_objects() -> None:
+    nets = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::1/128"))
+    ours = PeerConfig(bytes([1]) * 32, "192.0.2.1:51820", nets, 25)
+    other = PeerConfig(bytes([2]) * 32, "192.0.2.2:51820", nets[:1], None)
+    device = _Attrs(
+        WGDEVICE_A_LISTEN_PORT=51820,
+        WGDEVICE_A_PEERS=[
+            _kernel_peer(ours, "192.0.2.1", 51820),
+            _kernel_peer(other, "192.0.2.2", 1),
+        ],
+    )
+    expected = {WgKey(ours.public_key): ours, WgKey(other.public_key): other}
+    state = device_state_from_messages([device], expected)
+    assert state == device_state_from_messages([device])
+    read = state.peers_by_key()
+    assert read[ours.public_key].config is ours
+    assert read[other.public_key].config == replace(other, endpoint="192.0.2.2:1")
