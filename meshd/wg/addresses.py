@@ -45,8 +45,10 @@ def _link_local_int(public_key: bytes) -> int:
 
 
 def link_local_from_wg_key(public_key: bytes) -> ipaddress.IPv6Address:
-    """The link-local address of the interface that owns ``public_key`` (cunicu's rule)."""
-    return ipaddress.IPv6Address(_link_local_int(public_key))
+    """The link-local address of the interface that owns ``public_key`` (cunicu's rule):
+    the address of its interned /128 (:func:`link_local_prefix`), so that a member's
+    link-local is one object however many modules hold it, not one more each time."""
+    return link_local_prefix(public_key).network_address
 
 
 def link_local_prefix(public_key: bytes) -> ipaddress.IPv6Network:

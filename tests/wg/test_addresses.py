@@ -65,3 +65,12 @@ def test_link_local_prefix_is_the_interned_128() -> None:
     prefix = link_local_prefix(key)
     assert prefix == ipaddress.IPv6Network("fe80::d37d:237d:27f8:776c/128")
     assert link_local_prefix(bytes(key)) is prefix  # one object while anything holds it
+
+
+def test_link_local_address_is_the_interned_128s_own() -> None:
+    """Every module asking for a member's link-local gets the one address object its /128
+    holds (Babel keys its peers by it), not one more address and int each time."""
+    key = key_from_base64("buxfBfaNZI8UFT0cB1aj9YanhbLfxlTfd/hH3DrGaFA=")
+    prefix = link_local_prefix(key)
+    assert link_local_from_wg_key(bytes(key)) is prefix.network_address
+    assert link_local_from_wg_key(key) is link_local_from_wg_key(bytes(key))
