@@ -135,15 +135,25 @@ def canonical_endpoint(text: str) -> str:
 def canonical_networks(networks: Iterable[IPNetwork]) -> tuple[IPNetwork, ...]:
     """Sort and de-duplicate networks (IPv4 first), the order every value here uses; each
     one interned (:func:`meshd.addressing.interned`), so that the peers planned, kept and
-    read back from the device share one object per prefix."""
+    read back from the device share one object per prefix. A tuple that is canonical
+    already is returned itself: a peer remade from another one's allowed-ips (a path's
+    endpoint laid over a desired peer) shares its tuple rather than holding a copy."""
     unique = set(networks)
     for net in unique:
         if not isinstance(net, ipaddress.IPv4Network | ipaddress.IPv6Network):
             raise ValueError(f"{net!r} is not an ipaddress network")
     if len(unique) == 1:
-        return (interned(unique.pop()),)
-    ordered = sorted(unique, key=lambda n: (n.version, n.network_address, n.prefixlen))
-    return tuple(map(interned, ordered))
+        canonical: tuple[IPNetwork, ...] = (interned(unique.pop()),)
+    else:
+        ordered = sorted(unique, key=lambda n: (n.version, n.network_address, n.prefixlen))
+        canonical = tuple(map(interned, ordered))
+    if (
+        type(networks) is tuple
+        and len(networks) == len(canonical)
+        and all(a is b for a, b in zip(networks, canonical, strict=True))
+    ):
+        return networks
+    return canonical
 
 
 # -- peers and devices ---------------------------------------------------------------------

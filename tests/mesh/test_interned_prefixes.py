@@ -14,6 +14,7 @@ import ipaddress
 from meshd.addressing import _HOSTS, _OTHERS, host_prefix, interned
 from meshd.babel.prefix import AE_IPV6, to_network
 from meshd.mesh.desired import base_allowed_ips, desired_peers
+from meshd.mesh.paths import with_paths
 from meshd.records import Announcement, decode_untrusted
 from meshd.trust.keys import NodeKey, WgKey
 from meshd.wg.model import PeerConfig, UpdatePeer
@@ -80,6 +81,26 @@ def test_the_device_read_back_and_babel_share_the_desired_prefixes() -> None:
     planned = UpdatePeer(m.wg_key, allowed_ips=(overlay, link_local))
     assert all(p is q for p, q in zip(planned.allowed_ips, read, strict=True))
     assert PeerConfig(m.wg_key, allowed_ips=(overlay,)).allowed_ips[0] is overlay
+
+
+def test_a_peer_remade_from_another_shares_its_allowed_ips() -> None:
+    """A path's endpoint laid over a desired peer remakes it (``with_paths``): the new peer
+    holds the same allowed-ips tuple, not a copy; one given them in another order or as
+    other (equal) objects holds them the canonical way."""
+    m = member(1)
+    desired = desired_peers([m], own_node_key=ME, own_wg_key=MY_WG)
+    one = desired.peers[m.wg_key]
+    path = with_paths(desired, {m.wg_key: ("203.0.113.9:4000", None, None)})
+    assert path.peers[m.wg_key].endpoint == "203.0.113.9:4000"
+    assert path.peers[m.wg_key].allowed_ips is one.allowed_ips
+    swapped = PeerConfig(m.wg_key, None, one.allowed_ips[::-1])
+    assert swapped.allowed_ips == one.allowed_ips
+    assert all(a is b for a, b in zip(swapped.allowed_ips, one.allowed_ips, strict=True))
+    copies = tuple(ipaddress.IPv6Network(str(n)) for n in one.allowed_ips)
+    made = UpdatePeer(m.wg_key, allowed_ips=copies).allowed_ips
+    assert made == one.allowed_ips
+    assert made is not copies
+    assert all(a is b for a, b in zip(made, one.allowed_ips, strict=True))
 
 
 def test_decoded_records_share_prefixes_and_the_network_id() -> None:
