@@ -462,8 +462,7 @@ class GetReplyParser:
         elif known is not None and _same_config(known.config, peer):
             config = known.config
         else:
-            endpoint = _endpoint(peer.endpoint) if peer.endpoint is not None else None
-            config = PeerConfig(peer.public_key, endpoint, tuple(peer.allowed_ips), peer.keepalive)
+            config = _new_config(peer, expected, known.config if known is not None else None)
         if known is not None and known.last_handshake == last_handshake:
             if (
                 known.config is config
@@ -476,12 +475,32 @@ class GetReplyParser:
         self._peers.append(PeerStatus(config, last_handshake, peer.rx_bytes, peer.tx_bytes))
 
 
+def _new_config(peer: _PeerBuilder, *others: PeerConfig | None) -> PeerConfig:
+    """The configuration ``peer`` reads as, checked; its allowed-ips the tuple one of
+    ``others`` holds if they are the same (a peer whose endpoint alone moved shares them)."""
+    endpoint = _endpoint(peer.endpoint) if peer.endpoint is not None else None
+    allowed = next(
+        (
+            c.allowed_ips
+            for c in others
+            if c is not None and _same_networks(c.allowed_ips, peer.allowed_ips)
+        ),
+        None,
+    )
+    # One held already is canonical, and kept as it is (meshd.wg.model.canonical_networks).
+    allowed = tuple(peer.allowed_ips) if allowed is None else allowed
+    return PeerConfig(peer.public_key, endpoint, allowed, peer.keepalive)
+
+
 def _same_config(config: PeerConfig, peer: _PeerBuilder) -> bool:
     """Whether ``peer`` as read says what ``config`` does (its endpoint written the
     canonical way, the same allowed-ips in any order)."""
     if config.endpoint != peer.endpoint or config.persistent_keepalive != peer.keepalive:
         return False
-    found, have = peer.allowed_ips, config.allowed_ips
+    return _same_networks(config.allowed_ips, peer.allowed_ips)
+
+
+def _same_networks(have: tuple[IPNetwork, ...], found: list[IPNetwork]) -> bool:
     if len(found) != len(have):
         return False
     # Interned networks: the same objects, most often in the same order.
