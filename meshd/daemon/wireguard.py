@@ -228,6 +228,7 @@ class WireGuardMesh:
                 keepalive=self.keepalive,
                 extra_prefixes=self._extra,
                 held=held,
+                previous=self._desired.peers,
             )
             desired = with_paths(desired, self.paths, actual, time.time())
             # What the device reads back as desired is then these objects, not copies.

@@ -120,6 +120,11 @@ def _canonical(nets: list[IPNetwork], extra: bool) -> tuple[IPNetwork, ...]:
     return tuple(nets)
 
 
+def _same(have: tuple[IPNetwork, ...], nets: tuple[IPNetwork, ...]) -> bool:
+    """Whether two canonical allowed-ips hold the same (interned) networks."""
+    return len(have) == len(nets) and all(a is b for a, b in zip(have, nets, strict=True))
+
+
 def base_allowed_ips(member: Member) -> tuple[ipaddress.IPv6Network, ipaddress.IPv6Network]:
     """A member's own addresses: its key-derived link-local and its overlay address (both
     interned: the same objects every round, and the ones the membership and Babel hold)."""
@@ -169,6 +174,7 @@ def desired_peers(
     keepalive: int | None = DEFAULT_KEEPALIVE,
     extra_prefixes: Mapping[WgKey, Sequence[IPNetwork]] | None = None,
     held: Collection[WgKey] = (),
+    previous: Mapping[WgKey, PeerConfig] | None = None,
 ) -> DesiredMesh:
     """The WireGuard peers this node should have.
 
@@ -178,6 +184,9 @@ def desired_peers(
     are claimed first, then the overlay /128s of held peers, then the extra prefixes (peers
     in key order), then each other overlay /128 for its own peer if no extra prefix moved
     it to another. An extra prefix already claimed is refused and reported.
+
+    ``previous`` is the last round's peers: a peer that is the same again is that object,
+    and one whose allowed-ips are the same holds that tuple, not a copy made each round.
     """
     chosen, shadowed = _choose(members, own_node_key, own_wg_key)
     owner: dict[IPNetwork, WgKey] = {}
@@ -210,17 +219,23 @@ def desired_peers(
     if keepalive is not None and not 0 < keepalive <= MAX_KEEPALIVE:
         raise ValueError("persistent_keepalive is 1..65535 seconds, or None for off")
     peers: dict[WgKey, PeerConfig] = {}
+    before = previous or {}
     for wg_key in sorted(chosen):
         member = chosen[wg_key]
         announced = member.announcement.endpoints if member.announcement is not None else ()
+        endpoint = choose_endpoint(announced, underlay)
+        nets = _canonical(allowed[wg_key], wg_key in extras)
+        old = before.get(wg_key)
+        if old is not None and _same(old.allowed_ips, nets):
+            if old.endpoint == endpoint and old.persistent_keepalive == keepalive:
+                peers[wg_key] = old
+                continue
+            nets = old.allowed_ips
         # Made without checking again (PeerConfig.derived): the endpoint is one
         # choose_endpoint parsed and wrote canonically, the allowed-ips are put in their
         # canonical order here. The key is checked (a certificate may carry none).
         peers[wg_key] = PeerConfig.derived(
-            check_key(wg_key, "public key"),
-            choose_endpoint(announced, underlay),
-            _canonical(allowed[wg_key], wg_key in extras),
-            keepalive,
+            check_key(wg_key, "public key"), endpoint, nets, keepalive
         )
     shadowed.sort(key=lambda s: (s.member.wg_key, s.member.node_key))
     return DesiredMesh(

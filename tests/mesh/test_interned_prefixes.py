@@ -83,6 +83,20 @@ def test_the_device_read_back_and_babel_share_the_desired_prefixes() -> None:
     assert PeerConfig(m.wg_key, allowed_ips=(overlay,)).allowed_ips[0] is overlay
 
 
+def test_desired_peers_made_again_from_the_last_round_are_those_objects() -> None:
+    """A round's peers are the last round's objects where nothing changed, and hold the last
+    round's allowed-ips tuple where only the endpoint did: not a copy each round."""
+    members = [member(i) for i in range(4)]
+    one = desired_peers(members, own_node_key=ME, own_wg_key=MY_WG).peers
+    moved = [member(0, endpoints=("198.51.100.7:4000",)), *members[1:]]
+    two = desired_peers(moved, own_node_key=ME, own_wg_key=MY_WG, previous=one).peers
+    assert two == desired_peers(moved, own_node_key=ME, own_wg_key=MY_WG).peers
+    first = members[0].wg_key
+    assert two[first].endpoint == "198.51.100.7:4000"
+    assert two[first].allowed_ips is one[first].allowed_ips
+    assert all(two[m.wg_key] is one[m.wg_key] for m in members[1:])
+
+
 def test_a_peer_remade_from_another_shares_its_allowed_ips() -> None:
     """A path's endpoint laid over a desired peer remakes it (``with_paths``): the new peer
     holds the same allowed-ips tuple, not a copy; one given them in another order or as
