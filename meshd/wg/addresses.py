@@ -10,7 +10,7 @@ nodes agree on each other's addresses:
 SipHash-2-4-128 is libsodium's (``crypto_shorthash_siphashx24``, through PyNaCl), checked
 against the reference vectors of SipHash's authors (tests/wg/test_addresses.py). It replaced
 a pure-Python SipHash that gave the same digests at ~80 us a key: 0.8 s of CPU for the
-10,000 peers of a start-up, against 0.03 s (docs/performance.md, start-up).
+10,000 peers of a start-up, against 0.03 s (docs/footprint.md, start-up).
 """
 
 from __future__ import annotations

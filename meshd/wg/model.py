@@ -14,7 +14,7 @@ Bytes from a device go through :mod:`meshd.wg.uapi_codec`, which turns every pro
 cores that derive a value from values already validated and canonical (the desired peers
 from members' views and the endpoints :func:`canonical_endpoint` wrote, the plan from
 those peers), where checking again cost 37 us a peer, three times a peer at a 10,000-member
-start (docs/performance.md). Anything from the network, the store, a device or a person
+start (docs/footprint.md). Anything from the network, the store, a device or a person
 goes through the validating constructors.
 """
 
