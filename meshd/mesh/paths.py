@@ -53,9 +53,8 @@ def with_paths(
             and (trying_since is None or handshake >= trying_since)
         ):
             endpoint = status.config.endpoint  # a session: leave the roamed endpoint
-        peers[key] = replace(
-            peer,
-            endpoint=endpoint if endpoint is not None else peer.endpoint,
-            persistent_keepalive=keepalive,
-        )
+        endpoint = endpoint if endpoint is not None else peer.endpoint
+        if endpoint == peer.endpoint and keepalive == peer.persistent_keepalive:
+            continue  # the peer as it is: not made (and checked) again each round
+        peers[key] = replace(peer, endpoint=endpoint, persistent_keepalive=keepalive)
     return replace(desired, peers=peers)

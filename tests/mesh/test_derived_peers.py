@@ -196,3 +196,19 @@ def test_a_member_without_a_wireguard_key_is_refused_as_before() -> None:
 def test_a_wrong_keepalive_is_refused_as_before() -> None:
     with pytest.raises(ValueError, match="keepalive"):
         desired_peers([member("a")], own_node_key=ME, own_wg_key=MY_WG, keepalive=0)
+
+
+def test_a_peer_its_path_leaves_as_it_is_is_not_made_again() -> None:
+    members, extra = every_kind()
+    desired = desired_peers(
+        members, own_node_key=ME, own_wg_key=MY_WG, underlay=LAN, extra_prefixes=extra
+    )
+    same, moved = members[1].wg_key, members[2].wg_key
+    paths: dict[bytes, Path] = {
+        same: (desired.peers[same].endpoint, desired.peers[same].persistent_keepalive, None),
+        moved: ("203.0.113.9:4500", 25, None),
+    }
+    after = with_paths(desired, paths, DeviceState(), 0.0)
+    assert after.peers[same] is desired.peers[same]
+    assert after.peers[moved].endpoint == "203.0.113.9:4500"
+    assert after.peers[moved].persistent_keepalive == 25
