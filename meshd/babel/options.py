@@ -210,9 +210,18 @@ class MemberOrigins:
     :meth:`accept` is the core's acceptance hook.
     """
 
-    def __init__(self, allowed: Mapping[bytes, Iterable[IPNetwork]]) -> None:
+    def __init__(
+        self,
+        allowed: Mapping[bytes, Sequence[IPNetwork]],
+        router_ids: Mapping[bytes, bytes] | None = None,
+    ) -> None:
+        """``router_ids``: node key -> router-id for the members whose router-ids the
+        caller holds already (the same objects then, not a copy a member); the others'
+        are derived."""
+        known = router_ids or {}
         self._by_router_id = {
-            router_id_of(node_key): tuple(prefixes) for node_key, prefixes in allowed.items()
+            known.get(node_key) or router_id_of(node_key): prefixes
+            for node_key, prefixes in allowed.items()
         }
 
     def accept(self, router_id: bytes, prefix: IPNetwork, source: IPNetwork | None) -> bool:

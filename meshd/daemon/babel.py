@@ -323,7 +323,10 @@ class BabelService:
         view = mesh_members(members, self._grants_of, self.node_key, known)
         self._view = view
         allowed = view.allowed
-        self._origins = MemberOrigins(allowed)
+        self._origins = MemberOrigins(
+            allowed,
+            {m.node_key: view.router_ids[a] for a, m in view.peers.items()},
+        )
         site = SiteOrigins(
             overlay=self.overlay_prefix,
             allowed=allowed,
@@ -371,10 +374,10 @@ class BabelService:
             self._on_mesh.ask_soon(self._shell)
             self._on_mesh.place(self._shell.core)
 
-    def _grants_of(self, member: Member) -> list[IPNetwork]:
+    def _grants_of(self, member: Member) -> Sequence[IPNetwork]:
         if self._grants is not None:
-            return list(self._grants(member.node_key))
-        return [host_prefix(member.overlay)]
+            return self._grants(member.node_key)  # the snapshot's own tuple, not a copy
+        return (host_prefix(member.overlay),)
 
     def _redistribute(self, interface: str, prefix: IPNetwork, source: IPNetwork | None) -> bool:
         shell = self._shell

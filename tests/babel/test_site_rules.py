@@ -279,3 +279,14 @@ def test_a_gateway_without_a_mesh_takes_the_lan_as_it_comes() -> None:
     config = service.core_config()
     assert config.accept_on == frozenset()
     assert config.accept_site(router_id_of(M_KEY), OVERLAY, None)
+
+
+def test_member_origins_take_router_ids_the_caller_holds_and_judge_the_same() -> None:
+    held = {M_KEY: router_id_of(M_KEY)}  # N's is derived
+    given, derived = MemberOrigins(GRANTS, held), MemberOrigins(GRANTS)
+    for key in (G_KEY, M_KEY, N_KEY):
+        for prefix in (*GRANTS[key], OVERLAY, GRANTS[N_KEY][0]):
+            rid = router_id_of(key)
+            assert given.accept(rid, prefix, None) == derived.accept(rid, prefix, None)
+    assert any(rid is held[M_KEY] for rid in given._by_router_id)
+    assert not given.accept(router_id_of(b"x" * 32), GRANTS[M_KEY][0], None)
