@@ -135,10 +135,9 @@ class PunchMessages:
             if wall - status.last_handshake > FRESH or self.peer_id(key) not in connected:
                 continue
             endpoint = status.config.endpoint
-            last, at = peer.reported
-            if endpoint == last and now - at < REPORT_EVERY:
+            if endpoint == peer.reported_endpoint and now - peer.reported_at < REPORT_EVERY:
                 continue
-            peer.reported = (endpoint, now)
+            peer.reported_endpoint, peer.reported_at = endpoint, now
             self.send(key, protocol.Report(endpoint, self._tcp_address(key)))
 
     def _tcp_address(self, node_key: bytes) -> str:

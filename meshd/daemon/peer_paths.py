@@ -64,10 +64,16 @@ class _Peer:
     # which it was there: a handshake no newer did not answer it (it is not kept).
     put_endpoint: str | None = None
     put_at: float = -math.inf
-    reported: tuple[str, float] = ("", -math.inf)
-    # (announced, underlay, the endpoint a start programs from them): worked out again only
-    # when either changes (meshd.mesh.desired.choose_endpoint parses every candidate)
-    chosen: tuple[object, object, str | None] = (None, None, None)
+    # The endpoint we last reported to the peer (a NAT report), and when: fields, not a
+    # tuple a peer.
+    reported_endpoint: str = ""
+    reported_at: float = -math.inf
+    # The endpoint a start programs from the announcement and underlay it was worked out
+    # for: worked out again only when either changes (meshd.mesh.desired.choose_endpoint
+    # parses every candidate).
+    chosen_for: object = None
+    chosen_under: object = None
+    chosen: str | None = None
     # While direct without Babel's Hellos on the path: whether it still works.
     liveness: Liveness | None = None
 
@@ -76,15 +82,6 @@ class _Peer:
         """What the path last decided (:meth:`DirectPath.last_action`: kept there as plain
         values, not as an Action a peer)."""
         return self.path.last_action()
-
-    @property
-    def put(self) -> tuple[str | None, float]:
-        """``(put_endpoint, put_at)``: two fields, not a tuple kept per peer."""
-        return self.put_endpoint, self.put_at
-
-    @put.setter
-    def put(self, value: tuple[str | None, float]) -> None:
-        self.put_endpoint, self.put_at = value
 
     def works(self, now: float, silent_after: float) -> bool:
         """Whether the direct path is up and not in doubt: something came within

@@ -95,15 +95,13 @@ class Restarts:
                 continue
             if wall - status.last_handshake > FRESH:
                 continue
-            put, put_at = peer.put
-            if status.config.endpoint == put and status.last_handshake <= put_at:
+            if status.config.endpoint == peer.put_endpoint and status.last_handshake <= peer.put_at:
                 continue  # set by a round, answered by no handshake yet
-            announced, was, chosen = peer.chosen
-            if announced is not peer.announced or was is not underlay:
-                chosen = choose_endpoint(peer.announced, underlay)
-                peer.chosen = (peer.announced, underlay, chosen)
+            if peer.chosen_for is not peer.announced or peer.chosen_under is not underlay:
+                peer.chosen = choose_endpoint(peer.announced, underlay)
+                peer.chosen_for, peer.chosen_under = peer.announced, underlay
             endpoint = status.config.endpoint
-            seen[peer.wg_key] = (endpoint, endpoint == chosen)
+            seen[peer.wg_key] = (endpoint, endpoint == peer.chosen)
         data = self.kept.update(now, seen, present)
         if data is not None and self.state_dir is not None:
             last_endpoints.save(self.state_dir, data)
@@ -119,7 +117,7 @@ class Restarts:
         connected = sorted({k for k in found if k is not None and k in peers})
         for key in set(connected) - self._connected:
             # A new connection (a restarted member lost what we reported): report again now.
-            peers[key].reported = ("", -math.inf)
+            peers[key].reported_endpoint, peers[key].reported_at = "", -math.inf
             paths.moved_at = now  # it is watched (meshd.mesh.reconnect) for WINDOW s
         self._connected = set(connected)
         heard: dict[bytes, float | None] = {}

@@ -136,7 +136,9 @@ def test_a_member_connected_again_with_a_silent_session_is_re_created_and_report
     punching, _ = service(connected)
     wg_b = bytes([2]) * 32
     path = DirectPath([], 0.0)
-    punching.peers[B] = _Peer(wg_b, "b", (), path, rx_at=10.0, heard_at=10.0, reported=("x:1", 9.0))
+    punching.peers[B] = _Peer(
+        wg_b, "b", (), path, rx_at=10.0, heard_at=10.0, reported_endpoint="x:1", reported_at=9.0
+    )
     net = ipaddress.ip_network("fd00::b/128")
     status = PeerStatus(PeerConfig(wg_b, "203.0.113.6:51820", (net,), 25), 1000.0, 5, 5)
     stats = {wg_b: status}
@@ -146,7 +148,8 @@ def test_a_member_connected_again_with_a_silent_session_is_re_created_and_report
     connected.add(B)  # ...and is back (its connection is new)
     punching.peers[B].rx_at = 13.0  # the silent direct path was declared lost: a new round
     assert punching._reconnected(stats, 13.0) == []  # silent 3 s: a Hello may be due
-    assert punching.peers[B].reported == ("", float("-inf"))  # reported again at once
+    peer = punching.peers[B]
+    assert (peer.reported_endpoint, peer.reported_at) == ("", float("-inf"))  # again at once
     ops = punching._reconnected(stats, 15.5)  # silent 5.5 s (Hello 4 s + 1)
     assert ops[0] == RemovePeer(wg_b)
     assert isinstance(ops[1], UpdatePeer)

@@ -226,4 +226,4 @@ def test_a_member_that_joins_during_a_step_brings_the_next_one_within_a_second()
     assert all(b - a > 1.5 for a, b in itertools.pairwise(before)), before  # settled
     assert reads[n] - at <= 1.0  # the next read
     new = next(p for p in punching.peers.values() if p.name == "m51")
-    assert new.put[0] == "198.18.0.51:51820"  # its one candidate was tried
+    assert new.put_endpoint == "198.18.0.51:51820"  # its one candidate was tried
