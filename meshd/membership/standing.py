@@ -51,7 +51,7 @@ class Standing(SponsorGraph):
         expired: Credential | None = None
         retired: Credential | None = None
         for credential in entries:
-            excluded = self._exclusion(node, credential.record_id, credential)
+            excluded = self._exclusion(node, credential)
             if excluded:
                 reason = reason or excluded
                 continue
@@ -148,7 +148,7 @@ class Standing(SponsorGraph):
     def _root_on_chain(self, credential: Credential) -> bool:
         return self.roots is None or self.roots.on_chain(credential.root or self.roots.first)
 
-    def _exclusion(self, node: bytes, rid: bytes, credential: Credential) -> str:
+    def _exclusion(self, node: bytes, credential: Credential) -> str:
         """Why a credential does not stand, or "" when it does."""
         if self._left(credential):
             return "left"
@@ -173,7 +173,7 @@ class Standing(SponsorGraph):
         """Whether a credential of the member fails only for want of a sponsor: a credential
         or a revocation's list that arrives later can still make it stand."""
         return any(
-            self._exclusion(node, credential.record_id, credential) == "sponsor-not-member"
+            self._exclusion(node, credential) == "sponsor-not-member"
             for credential in self._credentials.get(node, ())
         )
 
