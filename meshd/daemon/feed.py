@@ -13,6 +13,7 @@ revoked member's connection) go on their own bounded channels (:meth:`Membership
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -113,7 +114,7 @@ class MembershipFeed:
     def publish(self) -> Snapshot:
         """Build a snapshot of the membership now and hand it to every subscription."""
         self._version += 1
-        self.current = self._build(self._version, self._revocations)
+        self.current = _sharing(self.current, self._build(self._version, self._revocations))
         for subscription in self._subscriptions:
             subscription._offer(self.current)
         return self.current
@@ -124,3 +125,13 @@ class MembershipFeed:
         while True:
             await self._dirty_receive.receive()
             self.publish()
+
+
+def _sharing(last: Snapshot, new: Snapshot) -> Snapshot:
+    """``new`` with each member unchanged since ``last`` the very object ``last`` holds: a
+    service still holding ``last`` (until its next turn) holds no second copy of each."""
+    before = {m.node_key: m for m in last.members}
+    members = tuple(
+        m if (old := before.get(m.node_key)) is None or old != m else old for m in new.members
+    )
+    return dataclasses.replace(new, members=members)

@@ -136,14 +136,7 @@ class NodeState:
 
     def _snapshot(self, version: int, revocations: int) -> Snapshot:
         at = self.clock()
-        # A member unchanged since the last snapshot is the same object as in it: a service
-        # still holding that one (until its next turn) holds no second copy of each member.
-        feed: MembershipFeed | None = getattr(self, "feed", None)  # None: the first one
-        last = {m.node_key: m for m in feed.current.members} if feed is not None else {}
-        members = tuple(
-            m if (old := last.get(m.node_key)) is None or old != m else old
-            for m in self.membership.members(at)
-        )
+        members = tuple(self.membership.members(at))
         grants = {
             m.node_key: self.membership.grants(m.node_key)
             for m in members
