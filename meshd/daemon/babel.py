@@ -319,9 +319,14 @@ class BabelService:
 
     def _sync_members(self, *, revalidate: bool = True) -> None:
         members = [m for m in self._members() if m.state is MemberState.ADMITTED]
-        known = self.members_view.router_ids
-        view = mesh_members(members, self._grants_of, self.node_key, known)
+        before = self.members_view
+        view = mesh_members(members, self._grants_of, self.node_key, before.router_ids)
         self._view = view
+        if self._on_mesh is not None:
+            # A member whose announcement changed may be back: ask for it again at once.
+            renewed = self._on_mesh.wants.unrouted.keys()
+            was, after = before.member_of_overlay, view.member_of_overlay
+            self._on_mesh.wants.renewed([p for p in renewed if was.get(p) is not after.get(p)])
         allowed = view.allowed
         self._origins = MemberOrigins(
             allowed,

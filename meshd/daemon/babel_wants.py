@@ -16,6 +16,13 @@ member asks and of whom:
   /128 is asked of each relay with a two-way link at once (a /128 newly wanted, a relay
   newly known or newly two-way), then again every ``period`` (which keeps their interest
   alive);
+* **unrouted**: a wanted /128 that no neighbour offers a route for a whole ``period`` after
+  it was asked (a member that is offline, or that no relay reaches) is asked again after
+  twice as long each time, up to ``period * 2**BACKOFF`` (256 s at the 16 s update
+  interval), not every period: a member off for hours would otherwise cost every member
+  a request, and each relay an answer, per member every period. Its level goes back to 0
+  when a route for it comes, and when its member announces anew (:meth:`Wants.renewed`:
+  a member that comes back announces at start);
 * **discovery**: which neighbours relay must be known alike at both ends of a pair (each
   end picks the relay of lowest rank among those that offer a route, and both must pick
   the same one), so while anything is wanted, every neighbour with a two-way link that is
@@ -63,6 +70,8 @@ def on_demand_route(overlay: IPNetwork, prefix: IPNetwork, source: IPNetwork | N
 
 PROBES: Final = 4
 """At most this many wanted /128s go in a round of discovery after a neighbour's first."""
+BACKOFF: Final = 4
+"""An unrouted /128 is asked at most every ``period * 2**BACKOFF`` at the slowest."""
 FIRST_PROBES: Final = 32
 """At most this many go in a neighbour's first: a relay among them answers these in one
 round trip, and is asked for the others at once once its answer shows it relays."""
@@ -80,6 +89,8 @@ class Wants:
     relays: set[IPAddress] = field(default_factory=set)
     asked: dict[tuple[IPAddress, IPNetwork], float] = field(default_factory=dict)
     probed: dict[IPAddress, float] = field(default_factory=dict)
+    unrouted: dict[IPNetwork, int] = field(default_factory=dict)
+    """The wanted /128s no neighbour had a route for when asked again: their backoff level."""
 
     def neighbours(self, present: Iterable[IPAddress], now: float) -> None:
         """The mesh neighbours now (admitted members); forget the others."""
@@ -88,6 +99,13 @@ class Wants:
         self.relays &= present
         self.probed = {a: t for a, t in self.probed.items() if a in present}
         self.asked = {k: t for k, t in self.asked.items() if k[0] in present}
+
+    def renewed(self, prefixes: Iterable[IPNetwork]) -> None:
+        """These members announced anew (back from being offline, perhaps): ask for them at
+        the next round, as for a /128 newly wanted."""
+        for prefix in prefixes:
+            if self.unrouted.pop(prefix, None) is not None:
+                self.asked = {k: t for k, t in self.asked.items() if k[1] != prefix}
 
     def ask(
         self,
@@ -121,10 +139,12 @@ class Wants:
         ``covered``: the /128s of members we do not speak Babel with whose direct path
         works (no Babel route is direct for them)."""
         direct: set[IPNetwork] = set(covered)
+        routed: set[IPNetwork] = set()
         for view in routes:
             hop = view.neighbour
             if hop is None or hop.interface != self.interface or view.metric >= INFINITY:
                 continue
+            routed.add(view.prefix)
             if view.source is None and members.get(view.prefix) == hop.address:
                 direct.add(view.prefix)
             if view.router_id != router_ids.get(hop.address, view.router_id):
@@ -137,19 +157,25 @@ class Wants:
         up = set(two_way)
         relays = sorted(self.relays & up)
         keep = set(wanted)
-        self.asked = {
-            k: t
-            for k, t in self.asked.items()
-            if k[1] in keep and k[0] in up and now - t < self.period
+        self.asked = {k: t for k, t in self.asked.items() if k[1] in keep and k[0] in up}
+        unrouted = self.unrouted = {
+            p: level for p, level in self.unrouted.items() if p in keep and p not in routed
         }
         plan: dict[IPAddress, list[IPNetwork]] = {}
-        for relay in relays:
-            for prefix in wanted:
+        for prefix in wanted:
+            level = unrouted.get(prefix, 0)
+            interval = self.period * (1 << level)
+            again = False
+            for relay in relays:
                 if members[prefix] == relay:
                     continue
-                if now - self.asked.get((relay, prefix), float("-inf")) >= self.period:
+                last = self.asked.get((relay, prefix))
+                if last is None or now - last >= interval:
+                    again = again or last is not None
                     self.asked[(relay, prefix)] = now
                     plan.setdefault(relay, []).append(prefix)
+            if again and prefix not in routed:  # asked a whole interval ago: no answer came
+                unrouted[prefix] = min(level + 1, BACKOFF)
         if wanted:
             for neighbour in sorted(up - set(relays)):
                 last = self.probed.get(neighbour)

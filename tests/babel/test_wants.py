@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from ipaddress import IPv6Address, IPv6Network
 
 from meshd.babel.neighbours import IPAddress
@@ -170,3 +171,54 @@ def test_a_relay_that_comes_up_is_asked_at_once() -> None:
     w.plan(5.0, MEMBERS, IDS, routes, [R2])
     w.relays.add(R1)  # known from before its link went down
     assert w.plan(6.0, MEMBERS, IDS, routes, [R1, R2]) == {R1: [HOST[B]]}
+
+
+def asks_for(w: Wants, prefix: IPNetwork, routes: list[RouteView], until: float) -> list[float]:
+    """When ``prefix`` is asked of a relay, running a round every second until ``until``."""
+    times = []
+    now = 5.0
+    while now <= until:
+        if prefix in w.plan(now, MEMBERS, IDS, routes, HOST).get(R1, []):
+            times.append(now)
+        now += 1.0
+    return times
+
+
+def test_a_member_no_relay_routes_is_asked_for_ever_more_seldom() -> None:
+    # B is offline: no direct route, and the relays answer without one. Every member
+    # asking every relay for it every period, for the hours it stays admitted, would cost
+    # each relay a request and an answer per member per period for nothing.
+    w = wants()
+    w.relays.update((R1, R2))
+    routes = direct_to_all_but(B)
+    times = asks_for(w, HOST[B], routes, 3600.0)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps[:5] == [16.0, 32.0, 64.0, 128.0, 256.0]
+    assert set(gaps[4:]) == {256.0}
+    assert len(times) <= 20  # every period: 225 an hour
+
+
+def test_a_route_that_comes_brings_the_period_back() -> None:
+    w = wants()
+    w.relays.update((R1, R2))
+    asks_for(w, HOST[B], direct_to_all_but(B), 600.0)
+    assert w.unrouted[HOST[B]] == 4
+    routes = [*direct_to_all_but(B), route(B, R1, 192)]
+    w.plan(601.0, MEMBERS, IDS, routes, HOST)
+    assert HOST[B] not in w.unrouted
+    later = [t for t in asks_for(w, HOST[B], routes, 700.0) if t > 601.0]
+    assert later
+    assert all(b - a == 16.0 for a, b in itertools.pairwise(later))
+
+
+def test_a_member_that_announces_anew_is_asked_for_at_once() -> None:
+    w = wants()
+    w.relays.update((R1, R2))
+    routes = direct_to_all_but(B)
+    last = asks_for(w, HOST[B], routes, 600.0)[-1]
+    assert w.plan(last + 1.0, MEMBERS, IDS, routes, HOST) == {}
+    w.renewed([HOST[B]])
+    assert w.plan(last + 2.0, MEMBERS, IDS, routes, HOST) == {R1: [HOST[B]], R2: [HOST[B]]}
+    assert HOST[B] not in w.unrouted
+    w.renewed([HOST[C]])  # not backed off: nothing changes
+    assert w.plan(last + 3.0, MEMBERS, IDS, routes, HOST) == {}

@@ -187,3 +187,25 @@ def test_members_whose_direct_path_works_are_not_asked_of_the_relays() -> None:
     assert plan == {relay_ll: [b]}
     plan = wants.plan(20.0, members, {}, [], [relay_ll])  # a's path lost since
     assert plan == {relay_ll: [a, b]}
+
+
+def test_a_backed_off_member_is_asked_for_again_once_it_announces_anew() -> None:
+    """An offline member is asked of the relays ever more seldom; when its announcement
+    changes (a member announces at start) the next round asks for it at once."""
+    import dataclasses
+
+    me, r, b = member("me"), relay(member("r")), member("b")
+    members = [me, r, b]
+    service = mesh_babel(me, lambda: members, _Mesh())
+    service._sync_members()
+    assert service._on_mesh is not None
+    wants = service._on_mesh.wants
+    prefix = ipaddress.IPv6Network((b.overlay, 128))
+    wants.unrouted[prefix] = 3
+    service._sync_members()  # the same member objects: nothing to renew
+    assert wants.unrouted == {prefix: 3}
+    assert b.announcement is not None
+    fresh = dataclasses.replace(b.announcement, seq=b.announcement.seq + 1)
+    members[2] = dataclasses.replace(b, announcement=fresh)
+    service._sync_members()
+    assert wants.unrouted == {}
