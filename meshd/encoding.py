@@ -81,6 +81,12 @@ def unpack_body_untrusted(body: bytes) -> Any:
     return value
 
 
+def check_types_untrusted(value: Any, what: str) -> None:
+    """Refuse (DecodeError) a decoded value holding anything but arrays, unsigned integers,
+    bin and str, or nested deeper than ``MAX_NESTING``."""
+    _check_types(value, what, 0)
+
+
 def _check_types(value: Any, what: str, depth: int) -> None:
     if depth > MAX_NESTING:
         raise DecodeError(f"{what}: nested too deeply")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from meshd.addressing import Prefix, interned
-from meshd.encoding import unpack_body_untrusted, unpack_canonical_untrusted
+from meshd.encoding import check_types_untrusted, unpack_body_untrusted, unpack_canonical_untrusted
 from meshd.errors import DecodeError
 from meshd.records.types import (
     ALL_CAPS,
@@ -20,6 +20,7 @@ from meshd.records.types import (
     MAX_CHAIN,
     MAX_ENDPOINT_LEN,
     MAX_ENDPOINTS,
+    MAX_EXTENSIONS,
     MAX_NAME,
     MAX_PREFIXES,
     MAX_REASON,
@@ -93,18 +94,27 @@ class _Fields:
         """Whether fields are left (for a trailing field that older records lack)."""
         return self._pos < len(self._items)
 
-    def true_or_absent(self, name: str) -> bool:
-        """A trailing flag: absent (False) or exactly true. False or any other value is
-        refused, so that each content has one encoding (signatures are over bytes)."""
-        if not self.more():
-            return False
-        if self._next() is not True:
-            raise DecodeError(f"{self._what}: {name} must be true, or absent")
-        return True
-
     def end(self) -> None:
         if self._pos != len(self._items):
             raise DecodeError(f"{self._what}: too many fields")
+
+    def relays_and_extensions(self) -> bool:
+        """An announcement's tail: the ``relays`` flag, then up to ``MAX_EXTENSIONS`` items
+        a later release may add, which this one checks for type and ignores (the signature
+        covers them all the same). The flag is absent (False) or ``true``; ``false`` only
+        where extensions follow, so that each content still has one encoding."""
+        if not self.more():
+            return False
+        relays = self._next()
+        extensions = self._items[self._pos :]
+        if relays is not True and (relays is not False or not extensions):
+            raise DecodeError(f"{self._what}: relays must be true, or absent")
+        if len(extensions) > MAX_EXTENSIONS:
+            raise DecodeError(f"{self._what}: too many fields")
+        for item in extensions:
+            check_types_untrusted(item, f"{self._what}: extension")
+        self._pos = len(self._items)
+        return relays
 
     def uint(self, name: str, maximum: int = U64) -> int:
         value = self._next()
@@ -374,7 +384,7 @@ def _announcement(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Announcemen
     endpoints = f.array("endpoints", MAX_ENDPOINTS, _text_item(MAX_ENDPOINT_LEN))
     addrs = f.array("addrs", MAX_ENDPOINTS, _text_item(MAX_ADDR_LEN))
     prefixes = f.array("prefixes", MAX_PREFIXES, _prefix_untrusted)
-    relays = f.true_or_absent("relays")  # 9 items: not a relay
+    relays = f.relays_and_extensions()  # 9 items: not a relay
     f.end()
     return Announcement(
         network_id, NodeKey(node_key), seq, issued_at, endpoints, addrs, prefixes, sig, raw, relays

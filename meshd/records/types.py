@@ -22,6 +22,9 @@ MAX_NAME = 64
 MAX_REASON = 256
 MAX_PREFIXES = 32
 MAX_ENDPOINTS = 16
+MAX_EXTENSIONS = 8
+"""An announcement may carry this many items after ``relays`` that this release does not
+know and ignores (docs/wire-format.md §6.5): the next field needs no flag day."""
 MAX_ENDPOINT_LEN = 64
 MAX_ADDR_LEN = 256
 MAX_CHAIN = 1  # an admin certificate is the only link between the root and an issued record

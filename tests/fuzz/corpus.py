@@ -28,8 +28,10 @@ from meshd.gossip.sync import Message, Range, SyncSession, encode_message
 from meshd.membership import Membership
 from meshd.records import (
     Admission,
+    Announcement,
     Enrollment,
     Invite,
+    Kind,
     Network,
     Role,
     decode_record_untrusted,
@@ -43,6 +45,8 @@ from meshd.records import (
     make_wg_rotation,
     signed_body,
 )
+from meshd.records.build import seal_unsigned
+from meshd.records.types import CONTEXTS, split_envelope_untrusted
 from meshd.trust.chain import Anchor
 from meshd.trust.invites import encode_token, enroll
 from meshd.trust.keys import SigningKey, WireGuardKey
@@ -106,6 +110,7 @@ def build_world() -> World:
         ),
         members[0].announce(net, T0 + 41, prefixes=(ipaddress.IPv4Network("10.9.1.0/24"),)),
         members[1].announce(net, T0 + 42, relays=True),  # a relay's: 10 items
+        _extended_announcement(members[0].key, net.anchor.network_id, T0 + 46),
     ]
     revocation = net.revoke(members[1].key.public, at=T0 + 50, issuer=admin)
     invite_revocation = net.revoke(admin_invite.signer, Role.INVITE, at=T0 + 51)
@@ -192,6 +197,14 @@ def build_world() -> World:
         "rotations": [rotation.raw, rollover.raw, handover.raw, legacy.raw, onward.raw],
         "lifecycle": [renewal.raw, leave.raw, admin_handover.raw],
     }
+
+
+def _extended_announcement(key: SigningKey, network_id: bytes, at: int) -> Announcement:
+    """An announcement with items a later release adds after ``relays`` (§6.5)."""
+    items: list[object] = [network_id, key.public, 1 << 32, at, [], [], [], False, 1, [b"x"]]
+    unsigned, _ = split_envelope_untrusted(seal_unsigned(Kind.ANNOUNCEMENT, items, bytes(64)))
+    signature = key.sign(CONTEXTS[Kind.ANNOUNCEMENT], unsigned)
+    return decode_untrusted(seal_unsigned(Kind.ANNOUNCEMENT, items, signature), Announcement)
 
 
 def world_records(world: World) -> list[bytes]:

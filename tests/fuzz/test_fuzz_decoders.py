@@ -128,6 +128,7 @@ REACHED = {
     "decode_reply_untrusted": ("enroll-replies",),
     "unpack_canonical_untrusted": ("canonical-msgpack", "sync-messages"),
     "unpack_body_untrusted": ("records",),
+    "check_types_untrusted": ("records",),  # an announcement's extensions
     "b64url_decode_untrusted": ("invite-tokens",),
     "decode_messages_untrusted": ("rtnetlink-replies",),
     "_attrs_untrusted": ("rtnetlink-replies",),

@@ -1,6 +1,7 @@
 """An announcement says whether its member relays (``relays``): a relay's body has a 10th
 item, exactly true; a non-relay's keeps the 9 items, byte for byte, of before the flag
-existed. Any other 10th item, and an 11th, is refused, by the hot path
+existed. Any other 10th item is refused, unless it is false and items a later release adds
+follow it (extensions: read, type-checked and ignored), by the hot path
 (``_announcement_fast``) and the general decoder alike, with the same error."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from meshd.errors import DecodeError, VerifyError
 from meshd.records import Announcement, Kind, decode_record_untrusted, make_announcement
 from meshd.records.build import seal_unsigned
 from meshd.records.decode import _announcement, _announcement_fast, _Fields
-from meshd.records.types import CONTEXTS, split_envelope_untrusted
+from meshd.records.types import CONTEXTS, MAX_EXTENSIONS, split_envelope_untrusted
 from meshd.trust.chain import check_announcement_signature
 from meshd.trust.keys import SigningKey
 
@@ -95,10 +96,98 @@ def test_a_10th_item_other_than_true_is_refused(tenth: object) -> None:
         decode_record_untrusted(raw)
 
 
-@pytest.mark.parametrize("extra", [[True, True], [True, False], [True, 0], [False, True]], ids=repr)
-def test_more_than_10_items_are_refused(extra: list[object]) -> None:
+EXTENSIONS: list[list[object]] = [
+    [0],
+    [1, b"\x00" * 40, "a text", [1, [2, [b"x"]]]],
+    [2**64 - 1] * MAX_EXTENSIONS,
+]
+
+
+@pytest.mark.parametrize("relays", [False, True])
+@pytest.mark.parametrize("extensions", EXTENSIONS, ids=repr)
+def test_items_after_relays_are_read_and_ignored(relays: bool, extensions: list[object]) -> None:
+    """A later release may add fields after ``relays``: this one reads the announcement as
+    if they were not there (no flag day for the next field), keeps its bytes whole (they are
+    what is signed, stored and forwarded), and the hot path and the general decoder agree."""
+    raw = _sealed([*_items(), relays, *extensions])
+    ann = decode_record_untrusted(raw)
+    assert isinstance(ann, Announcement)
+    assert ann.raw == raw
+    assert ann.relays is relays
+    plain = worked_example(relays=relays)
+    assert (ann.seq, ann.endpoints, ann.addrs, ann.prefixes) == (
+        plain.seq,
+        plain.endpoints,
+        plain.addrs,
+        plain.prefixes,
+    )
+    fast, general = _both(raw)
+    assert fast == general == ann
+
+
+def test_extensions_are_signed() -> None:
+    body_items = [*_items(), False, 7]
+    signed = seal_announcement(body_items)
+    ann = decode_record_untrusted(signed)
+    assert isinstance(ann, Announcement)
+    check_announcement_signature(ann)
+    _, sig = split_envelope_untrusted(signed)
+    for forged in ([*_items(), False, 8], [*_items(), False, 7, 7], [*_items(), False]):
+        try:
+            record = decode_record_untrusted(_sealed(forged, sig))
+        except DecodeError:
+            continue  # [..., False] alone: a second encoding, refused before the signature
+        assert isinstance(record, Announcement)
+        with pytest.raises(VerifyError):
+            check_announcement_signature(record)
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        [False],  # not a relay, nothing after: the 9 items are its one encoding
+        [True, True],  # booleans are no extension
+        [False, False],
+        [True, None],
+        [True, -1],
+        [True, [[[[[[[[[[1]]]]]]]]]]],  # nested deeper than MAX_NESTING
+        [True, *([0] * (MAX_EXTENSIONS + 1))],
+    ],
+    ids=repr,
+)
+def test_a_tail_that_is_no_flag_and_extensions_is_refused(tail: list[object]) -> None:
     with pytest.raises(DecodeError):
-        decode_record_untrusted(_sealed([*_items(), *extra]))
+        decode_record_untrusted(_sealed([*_items(), *tail]))
+    fast, general = _both(_sealed([*_items(), *tail]))
+    assert fast == general
+
+
+@given(
+    st.lists(
+        st.recursive(
+            st.integers(0, 2**64 - 1) | st.binary(max_size=20) | st.text(max_size=10),
+            lambda inner: st.lists(inner, max_size=3),
+            max_leaves=6,
+        ),
+        min_size=1,
+        max_size=MAX_EXTENSIONS,
+    )
+)
+def test_any_well_typed_extension_decodes_to_the_same_announcement(
+    extensions: list[object],
+) -> None:
+    raw = _sealed([*_items(), True, *extensions])
+    ann = decode_record_untrusted(raw)
+    assert isinstance(ann, Announcement)
+    assert ann.relays is True
+    assert ann.endpoints == worked_example().endpoints
+
+
+def seal_announcement(items: list[object]) -> bytes:
+    """``items`` (after version and kind) as NODE signs them."""
+    body = seal_unsigned(Kind.ANNOUNCEMENT, items, bytes(64))
+    unsigned, _ = split_envelope_untrusted(body)
+    return seal_unsigned(Kind.ANNOUNCEMENT, items, NODE.sign(CONTEXTS[Kind.ANNOUNCEMENT], unsigned))
 
 
 def _both(raw: bytes) -> tuple[object, object]:
