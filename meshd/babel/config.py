@@ -28,6 +28,13 @@ RelayRank = Callable[[IPNetwork, IPNetwork | None, str, IPAddress], bytes | None
 """``relay_rank(prefix, source, interface, neighbour)``: the rank (lowest first) of a route
 through that neighbour among the relays both ends of a pair must agree on, or None when the
 route is no such relayed route (see :func:`meshd.babel.routes.choose`)."""
+AtRestHook = Callable[[str, IPAddress], bool]
+"""``at_rest(interface, neighbour)``: may we pace this neighbour at rest (the interface's
+``rest_pace``)? Asked at every scheduled Hello round, for each neighbour of a paced
+interface (:meth:`meshd.babel.interfaces.Interface.hellos`)."""
+
+MAX_INTERVAL = 0xFFFF
+"""The longest interval the wire carries, in centiseconds (655.35 s)."""
 
 DEFAULT_MAX_ROUTES = 10_000
 """The default route budget of one neighbour (:attr:`InterfaceConfig.max_routes`): far more
@@ -89,6 +96,11 @@ class CoreConfig:
     relay_rank: RelayRank | None = None
     """Where set, a key whose best route goes through a ranked neighbour takes the feasible
     ranked route of lowest rank, whatever the metrics (:func:`meshd.babel.routes.choose`)."""
+    at_rest: AtRestHook | None = None
+    """Where set, the neighbours of a ``unicast-peers`` interface with ``rest_pace`` > 1 it
+    names, and that asked us for no route on demand lately, get only every ``rest_pace``-th
+    scheduled Hello and full update (with intervals to match). None: every neighbour at the
+    interface's own pace."""
     random: Callable[[], float] = no_jitter
     """Uniform in [0, 1): e.g. ``random.Random().random``."""
 
@@ -122,6 +134,23 @@ class InterfaceConfig:
     """Routes held from one neighbour on this interface (its route budget): past it an
     Update for a prefix the neighbour has not announced yet is dropped and counted; its
     older routes and everyone else's stay."""
+    rest_pace: int = 1
+    """A neighbour at rest (:attr:`CoreConfig.at_rest`) gets every ``rest_pace``-th scheduled
+    Hello and full update only, and our Hello, IHU and Update intervals to it are this many
+    times the interface's. 1: no pacing; ``unicast-peers`` interfaces only."""
+
+    def __post_init__(self) -> None:
+        pace = self.rest_pace
+        if pace < 1:
+            raise ValueError(f"rest pace {pace} must be at least 1")
+        if pace > 1 and self.multicast:
+            raise ValueError(f"{self.kind} interface {self.name} cannot pace its neighbours")
+        longest = max(self.hello_interval, self.update_interval)
+        if round(pace * longest * 100) > MAX_INTERVAL:
+            raise ValueError(
+                f"rest pace {pace} times the {longest} s interval exceeds the 655.35 s "
+                "the wire can carry"
+            )
 
     @property
     def multicast(self) -> bool:

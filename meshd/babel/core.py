@@ -40,6 +40,7 @@ from meshd.babel.codec import decode_packet_untrusted
 from meshd.babel.config import (
     DEFAULT_MAX_ROUTES,
     AcceptHook,
+    AtRestHook,
     CoreConfig,
     InterfaceConfig,
     InterfaceKind,
@@ -81,6 +82,7 @@ from meshd.errors import DecodeError
 __all__ = [
     "MULTICAST_GROUP",
     "AcceptHook",
+    "AtRestHook",
     "BabelCore",
     "CoreConfig",
     "InterfaceConfig",
@@ -175,6 +177,7 @@ class BabelCore:
         mtu: int = 1400,
         max_neighbours: int = 64,
         max_routes: int = DEFAULT_MAX_ROUTES,
+        rest_pace: int = 1,
     ) -> InterfaceConfig:
         """Start speaking Babel on an interface; the first Hello goes at the next timer.
 
@@ -185,6 +188,9 @@ class BabelCore:
         horizon for ``wired``. ``max_neighbours``: the neighbour budget of a multicast
         interface (see :meth:`receive`). ``max_routes``: the route budget of each neighbour
         there (routes held from it; past it, new prefixes from it are dropped and counted).
+        ``rest_pace``: the pace of the neighbours at rest (``CoreConfig.at_rest``) on a
+        ``unicast-peers`` interface, 1 (off) elsewhere; pace times either interval must fit
+        in 655.35 s.
         """
         if name in self._interfaces:
             raise ValueError(f"interface {name} already added")
@@ -216,6 +222,7 @@ class BabelCore:
             mtu=mtu,
             max_neighbours=max_neighbours,
             max_routes=max_routes,
+            rest_pace=rest_pace,
         )
         if mtu < 512:
             raise ValueError(f"MTU {mtu} is too small for Babel")
@@ -374,7 +381,7 @@ class BabelCore:
         for iface in self._interfaces.values():
             name = iface.config.name
             if iface.next_hello <= now:
-                for destination, tlvs in iface.hellos(now):
+                for destination, tlvs in iface.hellos(now, self.config.at_rest, self._interest):
                     self._outbox.queue(name, destination, now, *tlvs)
                 iface.next_hello = now + iface.config.hello_interval
                 if not iface.started:

@@ -10,7 +10,8 @@ hold time) outlives two lost requests.
 
 The state is bounded: only keys the hook names are kept (on the mesh, members' overlay
 /128s), at most ``limit`` a neighbour (its interface's route budget), and a neighbour's
-entries go with it.
+entries go with it. Whether a neighbour asks for anything at all (:meth:`Interest.asking`:
+then it is never paced at rest) is O(1): the latest end of its interests is kept apart.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class Interest:
 
     def __init__(self) -> None:
         self._until: dict[NeighbourId, dict[RouteKey, float]] = {}
+        self._latest: dict[NeighbourId, float] = {}
+        """When the last of each neighbour's interests runs out."""
         self.refused = 0
         """Requests not noted: the neighbour already held ``limit`` live interests."""
 
@@ -42,15 +45,21 @@ class Interest:
                 self.refused += 1
                 return
         keys[key] = until
+        self._latest[nid] = max(until, self._latest.get(nid, until))
 
     def wants(self, nid: NeighbourId, key: RouteKey, now: float) -> bool:
         """Whether ``nid`` asked for ``key`` recently enough."""
         keys = self._until.get(nid)
         return keys is not None and keys.get(key, -1.0) > now
 
+    def asking(self, nid: NeighbourId, now: float) -> bool:
+        """Whether ``nid`` asked for any route recently enough (it is busy, not at rest)."""
+        return self._latest.get(nid, -1.0) > now
+
     def forget(self, nid: NeighbourId) -> None:
         """The neighbour is gone."""
         self._until.pop(nid, None)
+        self._latest.pop(nid, None)
 
     def expire(self, now: float) -> None:
         """Drop the interests that ran out."""
@@ -60,6 +69,7 @@ class Interest:
                 self._until[nid] = keys
             else:
                 del self._until[nid]
+                self._latest.pop(nid, None)
 
     def __len__(self) -> int:
         return sum(len(keys) for keys in self._until.values())

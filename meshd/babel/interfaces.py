@@ -9,6 +9,14 @@ histories, txcost, RTT) is :class:`meshd.babel.neighbours.Neighbour`.
 On a multicast interface (``wired``, ``tunnel``) one Hello goes to ff02::1:6 with an IHU
 for every neighbour; on ``unicast-peers`` each neighbour gets its own Hello (with the U
 flag and its own seqno) and its IHU.
+
+Neighbours at rest: on a ``unicast-peers`` interface with ``rest_pace`` > 1, a neighbour
+the core's ``at_rest`` hook names and that asks us for no route on demand
+(:meth:`meshd.babel.interest.Interest.asking`) gets only every ``rest_pace``-th scheduled
+Hello (with its IHU) and full update; every interval we send it (Hello, IHU, Update) is
+that many times the interface's, so it expects no more than it gets. The verdict is taken
+at each scheduled Hello round; a neighbour busy again gets its Hello at that round and its
+full update at the next one (:meth:`meshd.babel.neighbours.Neighbour.set_pace`).
 """
 
 from __future__ import annotations
@@ -19,9 +27,11 @@ from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 from typing import Final
 
-from meshd.babel.config import InterfaceConfig
+from meshd.babel.config import AtRestHook, InterfaceConfig
 from meshd.babel.expand import ihu
+from meshd.babel.interest import Interest
 from meshd.babel.neighbours import IPAddress, Neighbour, timestamp
+from meshd.babel.routes import NeighbourId
 from meshd.babel.sources import seqno_plus
 from meshd.babel.tlv import HELLO_UNICAST, Hello, HelloTimestamp, Ihu, IhuTimestamp, Tlv
 
@@ -57,6 +67,21 @@ class Interface:
             return [MULTICAST_GROUP]
         return list(self.neighbours)
 
+    def scheduled_targets(self) -> list[IPAddress]:
+        """Where a scheduled full update goes: :meth:`targets` but the neighbours at rest
+        whose turn it is not."""
+        if self.config.multicast:
+            return [MULTICAST_GROUP]
+        if self.config.rest_pace == 1:
+            return list(self.neighbours)
+        return [a for a, n in self.neighbours.items() if n.update_due()]
+
+    def update_interval(self, destination: IPAddress) -> int:
+        """The Update interval we announce to a destination (centiseconds)."""
+        neighbour = None if self.config.multicast else self.neighbours.get(destination)
+        pace = 1 if neighbour is None else neighbour.pace
+        return centiseconds(pace * self.config.update_interval)
+
     def deadlines(self) -> list[float]:
         """The next Hello, the next full update, and each neighbour's next missed Hello."""
         times = [self.next_hello, self.next_update]
@@ -68,34 +93,53 @@ class Interface:
 
     # --- sending ----------------------------------------------------------------------------
 
-    def hellos(self, now: float) -> list[tuple[IPAddress, list[Tlv]]]:
-        """The Hellos due now, each with its IHUs: ``(destination, TLVs)``."""
-        if self.config.multicast:
+    def hellos(
+        self, now: float, at_rest: AtRestHook | None = None, interest: Interest | None = None
+    ) -> list[tuple[IPAddress, list[Tlv]]]:
+        """The Hellos of this scheduled round, each with its IHUs: ``(destination, TLVs)``.
+
+        On a paced interface each neighbour's pace is settled first: ``rest_pace`` when
+        ``at_rest`` says so and it has no live interest in ``interest``, else 1.
+        """
+        config = self.config
+        if config.multicast:
             self.hello_seqno = seqno_plus(self.hello_seqno)
-            hello = self._hello(self.hello_seqno, 0, now)
+            hello = self._hello(self.hello_seqno, 0, config.hello_interval, now)
             ihus = [self.ihu(n, now) for n in self.neighbours.values()]
             return [(MULTICAST_GROUP, [hello, *ihus])]
-        for neighbour in self.neighbours.values():
+        hook = at_rest if config.rest_pace > 1 else None
+        due: list[tuple[IPAddress, list[Tlv]]] = []
+        for address, neighbour in self.neighbours.items():
             neighbour.quick_hellos = 0
-        return [(n.address, self.unicast_hello(n, now)) for n in self.neighbours.values()]
+            if hook is not None:
+                resting = hook(config.name, address) and not (
+                    interest is not None and interest.asking(NeighbourId(config.name, address), now)
+                )
+                neighbour.set_pace(config.rest_pace if resting else 1)
+            if neighbour.hello_due():
+                due.append((address, self.unicast_hello(neighbour, now)))
+        return due
 
     def unicast_hello(self, neighbour: Neighbour, now: float) -> list[Tlv]:
-        """A Hello of the neighbour's own unicast sequence, and its IHU."""
+        """A Hello of the neighbour's own unicast sequence, and its IHU, at its pace."""
         neighbour.hello_seqno = seqno_plus(neighbour.hello_seqno)
-        hello = self._hello(neighbour.hello_seqno, HELLO_UNICAST, now)
+        interval = neighbour.pace * self.config.hello_interval
+        hello = self._hello(neighbour.hello_seqno, HELLO_UNICAST, interval, now)
         return [hello, self.ihu(neighbour, now)]
 
-    def _hello(self, seqno: int, flags: int, now: float) -> Hello:
+    def _hello(self, seqno: int, flags: int, interval: float, now: float) -> Hello:
         subs = (HelloTimestamp(timestamp(now)),) if self.config.timestamps else ()
-        return Hello(seqno, centiseconds(self.config.hello_interval), flags, subs)
+        return Hello(seqno, centiseconds(interval), flags, subs)
 
     def ihu(self, neighbour: Neighbour, now: float) -> Ihu:
-        """Our rxcost for a neighbour, with the timestamps of its last Hello if recent."""
+        """Our rxcost for a neighbour (its IHU interval: our Hello interval to it, at its
+        pace), with the timestamps of its last Hello if recent: within 3 of its own Hello
+        intervals or of ours, whichever is longer (a neighbour may pace us at rest)."""
         config = self.config
-        tlv = ihu(
-            neighbour.rxcost(config.link), centiseconds(config.hello_interval), neighbour.address
-        )
-        recent = now - neighbour.hello_received_at <= 3 * config.hello_interval
+        interval = centiseconds(neighbour.pace * config.hello_interval)
+        tlv = ihu(neighbour.rxcost(config.link), interval, neighbour.address)
+        heard = max(config.hello_interval, neighbour.unicast.interval, neighbour.multicast.interval)
+        recent = now - neighbour.hello_received_at <= 3 * heard
         if config.timestamps and recent and neighbour.hello_origin is not None:
             assert neighbour.hello_receive is not None
             stamps = IhuTimestamp(neighbour.hello_origin, neighbour.hello_receive)

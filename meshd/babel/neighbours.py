@@ -7,7 +7,9 @@ A neighbour is an address on one of our interfaces. What we know about it:
   counted by a timer: 1.5 advertised intervals after the last Hello, then one interval each;
 - the *txcost*, the cost it reports in its IHUs for hearing us, forgotten after 3.5 IHU
   intervals without an IHU;
-- with RFC 9616 timestamps, a smoothed round-trip time.
+- with RFC 9616 timestamps, a smoothed round-trip time;
+- our pace towards it: at rest (``rest_pace``) it is passed by at all but every pace-th
+  scheduled Hello and full update, counted down per neighbour.
 
 The *rxcost* we report is ``nominal`` when at least ``k`` of the last ``j`` Hellos of either
 history arrived (RFC 8966 A.2.1, 2-out-of-3 by default), infinity otherwise. The cost of the
@@ -137,6 +139,36 @@ class Neighbour:
     """When we last answered its wildcard Route Request with a full dump."""
     quick_hellos: int = 0
     """Unicast Hellos sent to it out of schedule since our last scheduled one."""
+    pace: int = 1
+    """Our pace towards it: 1, or the interface's rest pace while it is at rest. Our Hello,
+    IHU and Update intervals to it are this many times the interface's."""
+    hellos_to_skip: int = 0
+    """Scheduled Hello rounds that pass it by before its next Hello (at most pace - 1)."""
+    updates_to_skip: int = 0
+    """Scheduled full updates that pass it by before its next one (at most pace - 1)."""
+
+    def set_pace(self, pace: int) -> None:
+        """The pace from this Hello round on. Faster than before (it is busy again): its
+        next Hello goes at this round and its next full update at the next full update."""
+        if pace < self.pace:
+            self.hellos_to_skip = self.updates_to_skip = 0
+        self.pace = pace
+
+    def hello_due(self) -> bool:
+        """Whether this scheduled Hello round sends it a Hello (or passes it by)."""
+        if self.hellos_to_skip > 0:
+            self.hellos_to_skip -= 1
+            return False
+        self.hellos_to_skip = self.pace - 1
+        return True
+
+    def update_due(self) -> bool:
+        """Whether this scheduled full update goes to it (or passes it by)."""
+        if self.updates_to_skip > 0:
+            self.updates_to_skip -= 1
+            return False
+        self.updates_to_skip = self.pace - 1
+        return True
 
     def reach(self) -> int:
         """The 16-bit reachability (both histories or-ed), as babeld shows it."""

@@ -1,11 +1,14 @@
 """Sending updates (RFC 8966 3.7): which routes go where and when, and what we say of them.
 
 - Full updates: every route we have to every target of an interface, every update
-  interval, and unicast to a neighbour that asks (a wildcard Route Request) or comes up.
+  interval, and unicast to a neighbour that asks (a wildcard Route Request) or comes up. A
+  neighbour at rest gets every ``rest_pace``-th scheduled one only, and every Update sent
+  to it says so in its interval (:mod:`meshd.babel.interfaces`).
 - Triggered updates: one key to every target when its selected route changes in a way
   that matters (:meth:`Updates.triggered`). Urgent ones (a new route, a retraction, a new
   originator) are sent again after ``resend_delay``.
-- A lost route stays in full updates, as a retraction, for two update intervals.
+- A lost route stays in full updates, as a retraction, for two update intervals (of the
+  neighbours at rest, on an interface that paces them: so that they hear it too).
 
 Only keys are queued (in the :class:`~meshd.babel.outbox.Outbox`). What is said of a key is
 settled when its datagram is built (:meth:`Updates.datagrams`): our own prefix, the
@@ -26,7 +29,7 @@ from ipaddress import IPv4Network
 from meshd.babel.config import CoreConfig, InterfaceConfig
 from meshd.babel.expand import Route
 from meshd.babel.interest import Interest
-from meshd.babel.interfaces import Interface, centiseconds
+from meshd.babel.interfaces import Interface
 from meshd.babel.neighbours import IPAddress
 from meshd.babel.outbox import Outbox, pack
 from meshd.babel.routes import NeighbourId, RouteEntry, RouteTable
@@ -78,7 +81,8 @@ class Updates:
         keys = list(self._local) + self._table.selected_keys()
         keys.extend(key for key, until in self._lost.items() if until > now)
         deadline = now + self._config.urgent_jitter * self._config.random()
-        for target in [destination] if destination is not None else iface.targets():
+        targets = [destination] if destination is not None else iface.scheduled_targets()
+        for target in targets:
             outgoing = self._outbox.to(iface.config.name, target, deadline)
             for key in keys:
                 outgoing.routes.setdefault(key, key in self._lost)
@@ -113,8 +117,12 @@ class Updates:
             self.announce(key, now, urgent=False)
 
     def mark_lost(self, key: RouteKey, now: float) -> None:
-        """A route is gone: repeat its retraction in full updates for two intervals."""
-        hold = max((i.config.update_interval for i in self._interfaces.values()), default=4.0)
+        """A route is gone: repeat its retraction in full updates for two intervals (of a
+        neighbour at rest, whose full updates are ``rest_pace`` times apart)."""
+        hold = max(
+            (i.config.update_interval * i.config.rest_pace for i in self._interfaces.values()),
+            default=4.0,
+        )
         self._lost[key] = now + 2 * hold
 
     def clear_lost(self, key: RouteKey) -> None:
@@ -144,10 +152,11 @@ class Updates:
             if iface is None:
                 continue
             config = iface.config
+            interval = iface.update_interval(destination)
             routes = [
                 r
                 for key, poison in outgoing.routes.items()
-                if (r := self._announcement(config, key, poison, destination, seqno, now))
+                if (r := self._announcement(config, key, poison, destination, interval, seqno, now))
                 is not None
             ]
             for payload in pack(
@@ -162,12 +171,13 @@ class Updates:
         key: RouteKey,
         poison: bool,
         destination: IPAddress,
+        interval: int,
         own_seqno: int,
         now: float,
     ) -> Route | None:
-        """What we announce for a key on an interface right now (None: nothing)."""
+        """What we announce for a key on an interface right now (None: nothing), with the
+        Update interval of that destination (centiseconds)."""
         prefix, source = key
-        interval = centiseconds(config.update_interval)
         next_hop: IPAddress | None = config.ipv4 if isinstance(prefix, IPv4Network) else None
         retraction = Route(prefix, own_seqno, INFINITY, interval, None, None, source)
         if not self._config.redistribute(config.name, prefix, source):
