@@ -308,6 +308,16 @@ class BabelCore:
             for neighbour in iface.neighbours.values()
         ]
 
+    def resting(self, interface: str, address: IPAddress) -> bool:
+        """Whether Hellos between us and a neighbour go at a rest pace, ours to it or its to
+        us (it announces a longer Hello interval than ours): False for an unknown one."""
+        iface = self._interfaces.get(interface)
+        neighbour = iface.neighbours.get(address) if iface is not None else None
+        if neighbour is None:
+            return False
+        assert iface is not None
+        return neighbour.pace > 1 or neighbour.unicast.interval > iface.config.hello_interval
+
     def routes(self) -> list[RouteView]:
         """Every route we know: our own prefixes, then every neighbour's announcements."""
         views = [

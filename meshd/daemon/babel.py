@@ -67,6 +67,7 @@ from meshd.babel.shell import (
 )
 from meshd.babel.sources import IPNetwork, RouteKey
 from meshd.daemon.babel_mesh import MeshRoutes, MeshSeam
+from meshd.daemon.babel_pace import at_rest, rest_pace
 from meshd.daemon.babel_peers import NO_MEMBERS, MeshMembers, mesh_members
 from meshd.daemon.babel_site import (
     SiteRoutes,
@@ -158,6 +159,7 @@ class BabelService:
             ),
             redistribute=self._redistribute,
             on_demand=self._on_demand if mesh_if is not None else None,
+            at_rest=self._at_rest if mesh_if is not None else None,
             relay_rank=self._relay_rank if mesh_if is not None else None,
             random=random.Random().random,  # noqa: S311 (jitter, not secrets)
         )
@@ -236,6 +238,7 @@ class BabelService:
                     hello_interval=config.hello_interval,
                     link_local=local,
                     max_routes=config.max_routes_mesh,
+                    rest_pace=rest_pace(config.hello_interval),
                 )
                 ports.append(
                     await UdpPort.open(
@@ -366,10 +369,27 @@ class BabelService:
         self.paths_changed()  # a new member without a direct route: the relays at once
 
     def hellos(self, wg_key: WgKey) -> bool:
-        """Whether Babel's Hellos flow between us and this peer (we speak Babel with it, or
-        Babel is not on the mesh: then the punching service's rule is unchanged)."""
+        """Whether Babel's Hellos flow between us and this peer at the Hello interval (we
+        speak Babel with it, neither end paces the other at rest; or Babel is not on the
+        mesh: then the punching service's rule is unchanged). A peer at rest gets a Hello
+        every 32 s: its direct path is judged as one without Hellos
+        (:mod:`meshd.mesh.liveness_probe`)."""
         view = self._view
-        return self.mesh is None or view is None or wg_key in view.neighbour_keys
+        if self.mesh is None or view is None:
+            return True
+        if wg_key not in view.neighbour_keys:
+            return False
+        shell = self._shell
+        return shell is None or not shell.core.resting(
+            self.mesh.ifname, link_local_from_wg_key(wg_key)
+        )
+
+    def _at_rest(self, interface: str, address: IPAddress) -> bool:
+        """The core's ``at_rest`` hook: :func:`meshd.daemon.babel_pace.at_rest` on the mesh."""
+        on_mesh = self._on_mesh
+        if on_mesh is None or self.mesh is None or interface != self.mesh.ifname:
+            return False
+        return at_rest(self.members_view, address, wanting=on_mesh.wants.active)
 
     def paths_changed(self) -> None:
         """The punching service's direct paths changed (or the members did): a member we

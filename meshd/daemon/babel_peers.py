@@ -117,6 +117,10 @@ class MeshMembers:
     with_all: bool
     """We speak Babel with every member (one of the mesh's relays, or a gateway): only then
     may we carry routes between two others."""
+    gateways: frozenset[IPAddress] = frozenset()
+    """The gateways among the others (:func:`is_gateway`)."""
+    gateway: bool = False
+    """We are a gateway."""
 
     def quiet(self, prefix: IPNetwork) -> Member | None:
         """The member of this overlay /128 if we do not speak Babel with it."""
@@ -166,6 +170,8 @@ def mesh_members(
         neighbour_keys=frozenset(peers[a].wg_key for a in neighbours),
         relays=frozenset(a for a, m in peers.items() if m.node_key in relays),
         with_all=own is not None and _speaks(own, granted, relays),
+        gateways=frozenset(a for a, m in peers.items() if is_gateway(m, granted)),
+        gateway=own is not None and is_gateway(own, granted),
     )
 
 

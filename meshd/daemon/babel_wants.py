@@ -91,6 +91,9 @@ class Wants:
     probed: dict[IPAddress, float] = field(default_factory=dict)
     unrouted: dict[IPNetwork, int] = field(default_factory=dict)
     """The wanted /128s no neighbour had a route for when asked again: their backoff level."""
+    active: bool = False
+    """At the last round, some wanted /128 was not backed off: a route through a relay is
+    in use or being sought (the relays are not at rest then, :mod:`meshd.daemon.babel_pace`)."""
 
     def neighbours(self, present: Iterable[IPAddress], now: float) -> None:
         """The mesh neighbours now (admitted members); forget the others."""
@@ -161,6 +164,7 @@ class Wants:
         unrouted = self.unrouted = {
             p: level for p, level in self.unrouted.items() if p in keep and p not in routed
         }
+        self.active = any(prefix not in unrouted for prefix in wanted)
         plan: dict[IPAddress, list[IPNetwork]] = {}
         for prefix in wanted:
             level = unrouted.get(prefix, 0)

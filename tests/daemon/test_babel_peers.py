@@ -121,7 +121,7 @@ class _Shell:
     """What the service reads of a running shell: the core's routes; what it submits."""
 
     def __init__(self, routes: list[object]) -> None:
-        self.core = SimpleNamespace(routes=lambda: routes)
+        self.core = SimpleNamespace(routes=lambda: routes, resting=lambda _i, _a: False)
         self.submitted: list[object] = []
 
     def submit(self, work: object) -> None:
