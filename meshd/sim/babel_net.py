@@ -116,6 +116,7 @@ class BabelNet:
         hello_interval: float = 4.0,
         config: Callable[[int], CoreConfig] | None = None,
         originate: Callable[[int], bool] | None = None,
+        rest_pace: int = 1,
     ) -> None:
         self.rng = random.Random(seed)  # noqa: S311 (a reproducible run, not secrets)
         self.wan = wan or Links()
@@ -136,6 +137,7 @@ class BabelNet:
                 kind="unicast-peers",
                 hello_interval=hello_interval,
                 link_local=link_local(i),
+                rest_pace=rest_pace,
             )
             for j in peers[i]:
                 core.add_neighbour(INTERFACE, link_local(j))
@@ -253,6 +255,14 @@ class BabelNet:
             self._flush(node)
             return True
         return False
+
+    def act(self, node: int, action: Callable[[BabelCore, float], None]) -> None:
+        """Run ``action(core, now)`` on an up node now (e.g. a Route Request the daemon
+        would send), and send what it queued."""
+        target = self.nodes[node]
+        if target.up:
+            action(target.core, self.now)
+            self._flush(target)
 
     def run(self, duration: float) -> None:
         until = self.now + duration
