@@ -12,9 +12,10 @@ flag and its own seqno) and its IHU.
 
 Neighbours at rest: on a ``unicast-peers`` interface with ``rest_pace`` > 1, a neighbour
 the core's ``at_rest`` hook names and that asks us for no route on demand
-(:meth:`meshd.babel.interest.Interest.asking`) gets only every ``rest_pace``-th scheduled
-Hello (with its IHU) and full update; every interval we send it (Hello, IHU, Update) is
-that many times the interface's, so it expects no more than it gets. The verdict is taken
+(:meth:`meshd.babel.interest.Interest.asking`), or does but paces us at rest itself, gets
+only every ``rest_pace``-th scheduled Hello (with its IHU) and full update; every interval
+we send it (Hello, IHU, Update) is that many times the interface's, so it expects no more
+than it gets. The verdict is taken
 at each scheduled Hello round; a neighbour busy again gets its Hello at that round and its
 full update at the next one (:meth:`meshd.babel.neighbours.Neighbour.set_pace`).
 """
@@ -99,7 +100,7 @@ class Interface:
         """The Hellos of this scheduled round, each with its IHUs: ``(destination, TLVs)``.
 
         On a paced interface each neighbour's pace is settled first: ``rest_pace`` when
-        ``at_rest`` says so and it has no live interest in ``interest``, else 1.
+        ``at_rest`` says so and it is not busy with us (:meth:`_busy`), else 1.
         """
         config = self.config
         if config.multicast:
@@ -112,13 +113,22 @@ class Interface:
         for address, neighbour in self.neighbours.items():
             neighbour.quick_hellos = 0
             if hook is not None:
-                resting = hook(config.name, address) and not (
-                    interest is not None and interest.asking(NeighbourId(config.name, address), now)
-                )
+                resting = hook(config.name, address) and not self._busy(neighbour, interest, now)
                 neighbour.set_pace(config.rest_pace if resting else 1)
             if neighbour.hello_due():
                 due.append((address, self.unicast_hello(neighbour, now)))
         return due
+
+    def _busy(self, neighbour: Neighbour, interest: Interest | None, now: float) -> bool:
+        """A neighbour that asked us for a route lately is busy, unless it paces us at rest
+        itself (its Hellos to us say a longer interval than ours): then it no longer needs
+        that route (a member whose direct path came up) and it must not keep us busy for
+        the whole interest hold, nor need it see us fail within a few Hellos."""
+        if interest is None or not interest.asking(
+            NeighbourId(self.config.name, neighbour.address), now
+        ):
+            return False
+        return neighbour.unicast.interval <= self.config.hello_interval
 
     def unicast_hello(self, neighbour: Neighbour, now: float) -> list[Tlv]:
         """A Hello of the neighbour's own unicast sequence, and its IHU, at its pace."""

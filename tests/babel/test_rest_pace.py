@@ -322,6 +322,22 @@ def test_a_neighbour_asking_for_a_route_is_busy_while_its_interest_lasts() -> No
     no_drops(sim)
 
 
+def test_a_neighbour_asking_while_it_paces_us_at_rest_stays_at_rest() -> None:
+    """A member asked for a route (a joiner's /128, say), then its direct path came up and
+    it rests again: the relay must not stay busy with it for the whole interest hold."""
+    sim, log = pair([True, True], on_demand=True)
+    watch(sim)
+    sim.run(300.5)
+    asked = sim.now
+    sim.routers[1].request_routes("wg0", address(0), [(prefix(5), None)], sim.now)
+    sim._flush(1)
+    sim.run(HOLDS * UPDATE)
+    hellos = hellos_from(log, 0, asked)
+    assert hellos
+    assert {s.hellos[0].interval for s in hellos} == {SLOW_HELLO}
+    no_drops(sim)
+
+
 def test_interest_asking_is_any_live_interest_of_the_neighbour() -> None:
     interest = Interest()
     nid, other = NeighbourId("wg0", address(1)), NeighbourId("wg0", address(2))
