@@ -340,7 +340,8 @@ class BabelCore:
         return route_view(entry, selected=selected, feasible=self._selection.feasible(entry))
 
     def counters(self) -> dict[str, int]:
-        """What the core refused or shed, for ``meshd routes``."""
+        """What the core refused or shed, and the neighbours we pace at rest, for
+        ``meshd routes``."""
         return {
             "martians": self._selection.martians,
             "refused_routes": self._selection.refused,
@@ -352,6 +353,9 @@ class BabelCore:
             "unknown_peer_packets": self.dropped,
             "route_interests": len(self._interest),
             "route_interests_refused": self._interest.refused,
+            "neighbours_at_rest": sum(
+                n.pace > 1 for i in self._interfaces.values() for n in i.neighbours.values()
+            ),
         }
 
     def next_event(self) -> Event | None:

@@ -122,6 +122,7 @@ def test_the_core_says_which_neighbours_rest() -> None:
     iface = core._interfaces["wg0"]
     iface.neighbours[peer].pace = 8  # we pace it
     assert core.resting("wg0", peer)
+    assert core.counters()["neighbours_at_rest"] == 1  # meshd routes shows it
     iface.neighbours[peer].pace = 1
     iface.neighbours[peer].unicast.interval = 32.0  # it paces us
     assert core.resting("wg0", peer)
