@@ -455,6 +455,7 @@ class BabelCore:
         messages = list(expand(packet, source))
         rxcost = neighbour.rxcost(iface.config.link)
         iface.hear(neighbour, messages, now)
+        iface.note(neighbour)
         self._refresh_neighbour(iface, neighbour, now)
         self._answer_hello(iface, neighbour, messages, rxcost, now)
         nid = NeighbourId(interface, source)
@@ -555,16 +556,28 @@ class BabelCore:
         return neighbour
 
     def _tick_neighbours(self, iface: Interface, now: float) -> None:
+        """Count the missed Hellos and lapsed IHUs due by ``now``. On ``unicast-peers`` (a
+        relay has thousands of neighbours) only those whose deadline passed: their cost
+        changes then or on a datagram, never otherwise. A multicast interface (at most
+        ``max_neighbours``) looks at each, and forgets one silent for good."""
+        if not iface.config.multicast:
+            for neighbour in iface.take_due(now):
+                neighbour.tick(now)
+                self._refresh_neighbour(iface, neighbour, now)
+                iface.note(neighbour)
+            return
         for neighbour in list(iface.neighbours.values()):
             deadline = neighbour.deadline()
             if deadline is not None and deadline <= now:
                 neighbour.tick(now)
             self._refresh_neighbour(iface, neighbour, now)
             idle = neighbour.reach() == 0 and neighbour.txcost >= INFINITY
-            if iface.config.multicast and idle and neighbour.deadline() is None:
+            if idle and neighbour.deadline() is None:
                 del iface.neighbours[neighbour.address]
                 iface.unproven.pop(neighbour.address, None)
                 self._drop_neighbour(neighbour, now)
+            else:
+                iface.note(neighbour)
 
     def _refresh_neighbour(self, iface: Interface, neighbour: Neighbour, now: float) -> None:
         was = neighbour.cost

@@ -23,7 +23,9 @@ full update at the next one (:meth:`meshd.babel.neighbours.Neighbour.set_pace`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import heapq
+import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 from typing import Final
@@ -61,6 +63,8 @@ class Interface:
     next_hello: float = SOON
     next_update: float = SOON
     started: bool = False
+    _due: list[tuple[float, int, IPAddress]] = field(default_factory=list)
+    _order: Iterator[int] = field(default_factory=itertools.count)
 
     def targets(self) -> list[IPAddress]:
         """Where updates for everyone go: the multicast group, or each neighbour."""
@@ -84,13 +88,54 @@ class Interface:
         return centiseconds(pace * self.config.update_interval)
 
     def deadlines(self) -> list[float]:
-        """The next Hello, the next full update, and each neighbour's next missed Hello."""
+        """The next Hello, the next full update, and the earliest neighbour's next missed
+        Hello or lapsing IHU (:meth:`note`)."""
         times = [self.next_hello, self.next_update]
-        for neighbour in self.neighbours.values():
-            deadline = neighbour.deadline()
-            if deadline is not None:
-                times.append(deadline)
+        first = self._first_due()
+        if first is not None:
+            times.append(first)
         return times
+
+    # --- each neighbour's deadline, in a heap -----------------------------------------------
+
+    def note(self, neighbour: Neighbour) -> None:
+        """Its deadline (:meth:`Neighbour.deadline`) may have moved: keep it in the heap.
+
+        The core asks for the earliest deadline after every datagram, and a relay has
+        thousands of neighbours: a look at each would cost milliseconds a datagram. Entries
+        a later note made obsolete stay in the heap until they surface and are dropped.
+        """
+        deadline = neighbour.deadline()
+        if deadline is not None and deadline != neighbour.noted:
+            neighbour.noted = deadline
+            heapq.heappush(self._due, (deadline, next(self._order), neighbour.address))
+
+    def take_due(self, now: float) -> list[Neighbour]:
+        """The neighbours whose deadline is ``now`` or earlier, out of the heap (the core
+        ticks them and notes them again)."""
+        due: list[Neighbour] = []
+        while (first := self._first_due()) is not None and first <= now:
+            _, _, address = heapq.heappop(self._due)
+            neighbour = self.neighbours[address]
+            neighbour.noted = None
+            due.append(neighbour)
+        return due
+
+    def _first_due(self) -> float | None:
+        """The earliest deadline in the heap that still holds, dropping those that do not."""
+        heap = self._due
+        while heap:
+            deadline, _, address = heap[0]
+            neighbour = self.neighbours.get(address)
+            if neighbour is not None and neighbour.noted == deadline:
+                if neighbour.deadline() == deadline:
+                    return deadline
+                neighbour.noted = None  # moved without a note: noted again below
+                heapq.heappop(heap)
+                self.note(neighbour)
+                continue
+            heapq.heappop(heap)
+        return None
 
     # --- sending ----------------------------------------------------------------------------
 

@@ -146,6 +146,8 @@ class Neighbour:
     """Scheduled Hello rounds that pass it by before its next Hello (at most pace - 1)."""
     updates_to_skip: int = 0
     """Scheduled full updates that pass it by before its next one (at most pace - 1)."""
+    noted: float | None = None
+    """Its deadline as its interface's heap holds it (:meth:`Interface.note`)."""
 
     def set_pace(self, pace: int) -> None:
         """The pace from this Hello round on. Faster than before (it is busy again): its
