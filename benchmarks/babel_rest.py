@@ -19,7 +19,8 @@ After ``SETTLE`` seconds, over ``WINDOW`` seconds (two updates at rest): Babel's
 sent and received per second by a relay, by a member at rest and by a relayed member; the
 route changes in the window; whether every relayed pair is routed through a relay at the
 end; and then, two members at rest losing their direct path, how long until both route
-through the same relay. A relay's cost is then fitted as ``a`` bytes a second per member
+through the same relay. The CPU the relay's core takes over the window is timed (process
+time of every call into it). A relay's cost is then fitted as ``a`` bytes a second per member
 at rest plus ``b`` per relayed member, and given at 1,000 and 10,000 members.
 
     nice -n 10 .venv/bin/python -m benchmarks.babel_rest [--sizes 100 300 1000]
@@ -137,6 +138,7 @@ def run(star: Star, seed: int, pace: int) -> dict[str, Any]:
             asked_at += UPDATE
         net.run(min(asked_at, SETTLE) - net.now)
     changes = net.route_changes
+    cpu = _time_core(net.nodes[0].core)
     before = net.counters()
     end = SETTLE + WINDOW
     while net.now < end:
@@ -145,6 +147,7 @@ def run(star: Star, seed: int, pace: int) -> dict[str, Any]:
             asked_at += UPDATE
         net.run(min(asked_at, end) - net.now)
     after = net.counters()
+    relay_cpu = cpu[0]
     relays = list(range(star.relays))
     relayed = sorted(star.partner)
     resting = [m for m in range(star.relays, star.size) if m not in star.partner]
@@ -171,12 +174,31 @@ def run(star: Star, seed: int, pace: int) -> dict[str, Any]:
         "relay": asdict(window_cost(before, after, relays, WINDOW)),
         "member_at_rest": asdict(window_cost(before, after, resting, WINDOW)),
         "relayed_member": asdict(window_cost(before, after, relayed, WINDOW)),
+        "relay_core_ms_per_s": round(1000 * relay_cpu / WINDOW, 2),
         "route_changes_in_window": net.route_changes - changes,
         "relayed_pairs_routed": routed,
         "members_reach_every_relay": reached,
         "woken_pair_routed_s": None if took is None else round(net.now - woke, 3),
         "wall_s": round(time.perf_counter() - started, 1),
     }
+
+
+def _time_core(core: BabelCore) -> list[float]:
+    """Time every call the simulator makes into one core from now on: ``[seconds]``, the
+    CPU a relay's Babel core costs (what its shell adds is not counted)."""
+    spent = [0.0]
+    for name in ("receive", "handle_timer", "datagrams_to_send", "timer", "next_event"):
+        method = getattr(core, name)
+
+        def timed(*args: Any, method: Any = method) -> Any:
+            started = time.process_time()
+            try:
+                return method(*args)
+            finally:
+                spent[0] += time.process_time() - started
+
+        setattr(core, name, timed)
+    return spent
 
 
 def fit(rows: list[dict[str, Any]], key: str) -> tuple[float, float]:
@@ -209,7 +231,8 @@ def _show(members: int, name: str, row: dict[str, Any]) -> None:
     relay, rest, busy = (Cost(**row[k]) for k in ("relay", "member_at_rest", "relayed_member"))
     print(
         f"{members:>5} members, {name:>11}: relay {relay.bytes / 1000:.2f} kB/s "
-        f"({relay.datagrams:.0f} datagrams/s), member at rest {rest.bytes / 1000:.3f} kB/s, "
+        f"({relay.datagrams:.0f} datagrams/s, its core {row['relay_core_ms_per_s']} ms of CPU "
+        f"a second), member at rest {rest.bytes / 1000:.3f} kB/s, "
         f"relayed member {busy.bytes / 1000:.3f} kB/s, "
         f"{row['route_changes_in_window']} route changes, pairs routed "
         f"{row['relayed_pairs_routed']}, a pair woken routed in "
@@ -225,6 +248,9 @@ def main() -> int:
     parser.add_argument("--relayed", type=float, default=0.02)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default="babel-rest.json")
+    parser.add_argument(
+        "--only", choices=("every_hello", "at_rest"), help="run one of the two designs"
+    )
     args = parser.parse_args()
     result: dict[str, Any] = {
         "benchmark": "babel_rest",
@@ -243,10 +269,14 @@ def main() -> int:
         star = Star(args.relays, members, args.relayed)
         row: dict[str, Any] = {"members": members, "relayed": len(star.partner)}
         for name, pace in (("every_hello", 1), ("at_rest", PACE)):
+            if args.only not in (None, name):
+                continue
             row[name] = run(star, args.seed, pace)
             _show(members, name, row[name])
         result["rows"].append(row)
     for name in ("every_hello", "at_rest"):
+        if args.only not in (None, name):
+            continue
         a, b = fit(result["rows"], name)
         at = {
             n: (a * (n - round(n * args.relayed)) + b * round(n * args.relayed)) / 1000
