@@ -20,8 +20,8 @@ sent and received per second by a relay, by a member at rest and by a relayed me
 route changes in the window; whether every relayed pair is routed through a relay at the
 end; and then, two members at rest losing their direct path, how long until both route
 through the same relay. The CPU the relay's core takes over the window is timed (process
-time of every call into it). A relay's cost is then fitted as ``a`` bytes a second per member
-at rest plus ``b`` per relayed member, and given at 1,000 and 10,000 members.
+time of every call into it). A relay's cost is then fitted as bytes a second per member (at
+that share relayed), and given at 1,000 and 10,000 members.
 
     nice -n 10 .venv/bin/python -m benchmarks.babel_rest [--sizes 100 300 1000]
 
@@ -201,19 +201,12 @@ def _time_core(core: BabelCore) -> list[float]:
     return spent
 
 
-def fit(rows: list[dict[str, Any]], key: str) -> tuple[float, float]:
-    """Least squares, through the origin: relay bytes/s = a * at rest + b * relayed."""
-    xs = [(r["members"] - r["relayed"], r["relayed"]) for r in rows]
+def fit(rows: list[dict[str, Any]], key: str) -> float:
+    """Least squares through the origin: a relay's bytes a second per member (at the run's
+    share of relayed members)."""
+    xs = [r["members"] for r in rows]
     ys = [r[key]["relay"]["bytes"] for r in rows]
-    s11 = sum(a * a for a, _ in xs)
-    s12 = sum(a * b for a, b in xs)
-    s22 = sum(b * b for _, b in xs)
-    t1 = sum(a * y for (a, _), y in zip(xs, ys, strict=True))
-    t2 = sum(b * y for (_, b), y in zip(xs, ys, strict=True))
-    det = s11 * s22 - s12 * s12
-    if det == 0:
-        return (t1 / s11 if s11 else 0.0, 0.0)
-    return ((t1 * s22 - t2 * s12) / det, (s11 * t2 - s12 * t1) / det)
+    return sum(x * y for x, y in zip(xs, ys, strict=True)) / sum(x * x for x in xs)
 
 
 def _commit() -> str:
@@ -277,16 +270,12 @@ def main() -> int:
     for name in ("every_hello", "at_rest"):
         if args.only not in (None, name):
             continue
-        a, b = fit(result["rows"], name)
-        at = {
-            n: (a * (n - round(n * args.relayed)) + b * round(n * args.relayed)) / 1000
-            for n in (1000, 10000)
-        }
-        result[f"fit_{name}"] = {"per_member_at_rest": a, "per_relayed_member": b, "kB_s": at}
+        a = fit(result["rows"], name)
+        at = {n: a * n / 1000 for n in (1000, 10000)}
+        result[f"fit_{name}"] = {"bytes_per_member": a, "kB_s": at}
         print(
-            f"{name:>11}: a relay spends {a:.1f} B/s per member at rest and {b:.1f} per "
-            f"relayed member: {at[1000]:.1f} kB/s at 1,000 members, {at[10000]:.1f} at "
-            f"10,000 ({args.relayed:.0%} relayed)"
+            f"{name:>11}: a relay spends {a:.1f} B/s per member ({args.relayed:.0%} relayed): "
+            f"{at[1000]:.1f} kB/s at 1,000 members, {at[10000]:.1f} at 10,000"
         )
     result["end_load_average"] = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
