@@ -206,7 +206,7 @@ def fit(rows: list[dict[str, Any]], key: str) -> float:
     share of relayed members)."""
     xs = [r["members"] for r in rows]
     ys = [r[key]["relay"]["bytes"] for r in rows]
-    return sum(x * y for x, y in zip(xs, ys, strict=True)) / sum(x * x for x in xs)
+    return float(sum(x * y for x, y in zip(xs, ys, strict=True)) / sum(x * x for x in xs))
 
 
 def _commit() -> str:
