@@ -52,6 +52,11 @@ class Interest:
         keys = self._until.get(nid)
         return keys is not None and keys.get(key, -1.0) > now
 
+    def asked_by(self, nid: NeighbourId, now: float) -> list[RouteKey]:
+        """The keys ``nid`` asked for recently enough."""
+        keys = self._until.get(nid)
+        return [k for k, t in keys.items() if t > now] if keys else []
+
     def asking(self, nid: NeighbourId, now: float) -> bool:
         """Whether ``nid`` asked for any route recently enough (it is busy, not at rest)."""
         return self._latest.get(nid, -1.0) > now

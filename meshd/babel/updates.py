@@ -77,15 +77,33 @@ class Updates:
     # --- when and where ---------------------------------------------------------------------
 
     def full(self, iface: Interface, destination: IPAddress | None, now: float) -> None:
-        """Every route we have (and the retractions still worth repeating) to one target."""
+        """Every route we have (and the retractions still worth repeating) to one target.
+
+        A route announced on demand goes only to a target that asked for it: it is queued
+        for those alone, not for every target and then dropped (a relay holds every
+        member's /128 and has every member as a neighbour: that was N x N keys looked at
+        every update interval, for the few that go).
+        """
+        name = iface.config.name
         keys = list(self._local) + self._table.selected_keys()
         keys.extend(key for key, until in self._lost.items() if until > now)
+        on_demand = self._config.on_demand
+        demanded: set[RouteKey] = set()
+        if on_demand is not None:
+            local = self._local
+            demanded = {k for k in keys if k not in local and on_demand(name, *k)}
+            if demanded:
+                keys = [k for k in keys if k not in demanded]
         deadline = now + self._config.urgent_jitter * self._config.random()
         targets = [destination] if destination is not None else iface.scheduled_targets()
         for target in targets:
-            outgoing = self._outbox.to(iface.config.name, target, deadline)
+            outgoing = self._outbox.to(name, target, deadline)
             for key in keys:
                 outgoing.routes.setdefault(key, key in self._lost)
+            if demanded:
+                for key in self._interest.asked_by(NeighbourId(name, target), now):
+                    if key in demanded:
+                        outgoing.routes.setdefault(key, key in self._lost)
 
     def announce(self, key: RouteKey, now: float, *, urgent: bool) -> None:
         """A triggered update of one key on every interface; urgent ones are sent twice."""

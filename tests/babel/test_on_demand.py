@@ -132,3 +132,40 @@ def test_interests_are_bounded_per_neighbour() -> None:
     assert interest.wants(nid, keys[9], 21.0)
     interest.forget(nid)
     assert len(interest) == 0
+
+
+def test_a_full_update_looks_at_each_on_demand_route_once_not_once_per_neighbour() -> None:
+    """A relay holds every member's route and has every member as a neighbour: its full
+    updates must not weigh every route for every neighbour (N x N every update interval)
+    to send the few asked for. A star of 40 members around a relay; one asks for another."""
+    members = 40
+    calls = [0]
+
+    def make(i: int) -> CoreConfig:
+        own = prefix(i)
+
+        def demand(interface: str, p: IPNetwork, source: IPNetwork | None) -> bool:
+            if i == 0:
+                calls[0] += 1
+            return p != own
+
+        return CoreConfig(on_demand=demand)
+
+    sim = Sim(
+        members + 1,
+        [(0, m) for m in range(1, members + 1)],
+        kind="unicast-peers",
+        hello_interval=HELLO,
+        config=make,
+    )
+    sim.run(10.0)
+    sim.routers[1].request_routes("wg0", address(0), [(prefix(2), None)], sim.now)
+    sim._flush(1)
+    sim.run(0.5)
+    assert offered_by(sim, 1, 0, 2)
+    calls[0] = 0
+    sim.run(4 * UPDATE)  # four full updates
+    # Each full update weighs the relay's ~40 routes once (and its answers and triggered
+    # updates a few more): not 40 routes x 40 neighbours = 1,600 a round.
+    assert calls[0] < 4 * 400
+    assert offered_by(sim, 1, 0, 2)  # the asker still has its route
