@@ -33,12 +33,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from benchmarks.fixtures import commit
 from meshd.babel.config import CoreConfig
 from meshd.babel.core import BabelCore
 from meshd.babel.neighbours import IPAddress
@@ -209,17 +209,6 @@ def fit(rows: list[dict[str, Any]], key: str) -> float:
     return float(sum(x * y for x, y in zip(xs, ys, strict=True)) / sum(x * x for x in xs))
 
 
-def _commit() -> str:
-    done = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        cwd=Path(__file__).resolve().parent,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return done.stdout.strip()
-
-
 def _show(members: int, name: str, row: dict[str, Any]) -> None:
     relay, rest, busy = (Cost(**row[k]) for k in ("relay", "member_at_rest", "relayed_member"))
     print(
@@ -247,7 +236,7 @@ def main() -> int:
     args = parser.parse_args()
     result: dict[str, Any] = {
         "benchmark": "babel_rest",
-        "commit": _commit(),
+        "commit": commit(),
         "links": asdict(WAN),
         "hello_interval": HELLO,
         "rest_pace": PACE,
