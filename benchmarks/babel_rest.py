@@ -43,8 +43,8 @@ from meshd.babel.config import CoreConfig
 from meshd.babel.core import BabelCore
 from meshd.babel.neighbours import IPAddress
 from meshd.babel.sources import IPNetwork
-from meshd.sim.babel_net import INTERFACE, BabelNet, link_local, member_of, node_of, overlay
-from meshd.sim.babel_relays import Cost, pair_rank, window_cost
+from meshd.sim.babel_net import INTERFACE, BabelNet, link_local, node_of, overlay
+from meshd.sim.babel_relays import Cost, ranked, window_cost
 from meshd.sim.params import Links
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -92,19 +92,11 @@ class Star:
                 return not self.is_relay(node_of(address))
             return node not in self.partner  # a member wanting nothing of the relays
 
-        def relay_rank(
-            prefix: IPNetwork, source: IPNetwork | None, interface: str, neighbour: IPAddress
-        ) -> bytes | None:
-            hop, other = node_of(neighbour), member_of(prefix)
-            if source is not None or hop == other or not self.is_relay(hop):
-                return None
-            return pair_rank(node, other, hop)
-
         return CoreConfig(
             on_demand=on_demand,
             redistribute=redistribute,
             at_rest=at_rest,
-            relay_rank=relay_rank,
+            relay_rank=ranked(node, self.is_relay),
         )
 
 

@@ -312,10 +312,8 @@ class BabelCore:
         """Whether Hellos between us and a neighbour go at a rest pace, ours to it or its to
         us (it announces a longer Hello interval than ours): False for an unknown one."""
         iface = self._interfaces.get(interface)
-        neighbour = iface.neighbours.get(address) if iface is not None else None
-        if neighbour is None:
+        if iface is None or (neighbour := iface.neighbours.get(address)) is None:
             return False
-        assert iface is not None
         return neighbour.pace > 1 or neighbour.unicast.interval > iface.config.hello_interval
 
     def routes(self) -> list[RouteView]:

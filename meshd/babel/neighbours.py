@@ -158,19 +158,13 @@ class Neighbour:
 
     def hello_due(self) -> bool:
         """Whether this scheduled Hello round sends it a Hello (or passes it by)."""
-        if self.hellos_to_skip > 0:
-            self.hellos_to_skip -= 1
-            return False
-        self.hellos_to_skip = self.pace - 1
-        return True
+        self.hellos_to_skip, due = _turn(self.hellos_to_skip, self.pace)
+        return due
 
     def update_due(self) -> bool:
         """Whether this scheduled full update goes to it (or passes it by)."""
-        if self.updates_to_skip > 0:
-            self.updates_to_skip -= 1
-            return False
-        self.updates_to_skip = self.pace - 1
-        return True
+        self.updates_to_skip, due = _turn(self.updates_to_skip, self.pace)
+        return due
 
     def reach(self) -> int:
         """The 16-bit reachability (both histories or-ed), as babeld shows it."""
@@ -240,3 +234,11 @@ class Neighbour:
         else:
             weight = params.rtt_smoothing
             self.rtt = weight * self.rtt + (1 - weight) * sample
+
+
+def _turn(to_skip: int, pace: int) -> tuple[int, bool]:
+    """One scheduled round of a countdown: ``(rounds left to skip, whether this one goes)``;
+    a round that goes starts the next ``pace - 1`` skips."""
+    if to_skip > 0:
+        return to_skip - 1, False
+    return pace - 1, True

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from meshd.babel.config import MAX_INTERVAL
+from meshd.babel.interfaces import centiseconds
 from meshd.babel.neighbours import IPAddress
 from meshd.daemon.babel_peers import MeshMembers
 
@@ -41,5 +43,5 @@ def at_rest(view: MeshMembers, address: IPAddress, *, wanting: bool) -> bool:
 def rest_pace(hello_interval: float) -> int:
     """``REST_PACE``, less where the update interval (4 Hellos) times it would not fit
     Babel's 16-bit centisecond interval fields."""
-    fits = int(655.35 // (4 * hello_interval))
+    fits = MAX_INTERVAL // centiseconds(4 * hello_interval)
     return max(1, min(REST_PACE, fits))

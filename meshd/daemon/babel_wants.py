@@ -106,9 +106,9 @@ class Wants:
     def renewed(self, prefixes: Iterable[IPNetwork]) -> None:
         """These members announced anew (back from being offline, perhaps): ask for them at
         the next round, as for a /128 newly wanted."""
-        for prefix in prefixes:
-            if self.unrouted.pop(prefix, None) is not None:
-                self.asked = {k: t for k, t in self.asked.items() if k[1] != prefix}
+        back = {p for p in prefixes if self.unrouted.pop(p, None) is not None}
+        if back:
+            self.asked = {k: t for k, t in self.asked.items() if k[1] not in back}
 
     def ask(
         self,

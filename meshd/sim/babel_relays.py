@@ -35,6 +35,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from meshd.babel.config import RelayRank
 from meshd.babel.core import CoreConfig
 from meshd.babel.neighbours import IPAddress
 from meshd.babel.sources import IPNetwork
@@ -92,15 +93,22 @@ def core_config(design: Design, node: int) -> CoreConfig:
     def redistribute(interface: str, prefix: IPNetwork, source: IPNetwork | None) -> bool:
         return design.is_relay(node) or (prefix == own and source is None)
 
+    return CoreConfig(redistribute=redistribute, relay_rank=ranked(node, design.is_relay))
+
+
+def ranked(node: int, is_relay: Callable[[int], bool]) -> RelayRank:
+    """The daemon's ``relay_rank`` hook for one node: a route to another member's /128
+    through a relay (``is_relay``) ranked by :func:`pair_rank`, alike at both ends."""
+
     def relay_rank(
         prefix: IPNetwork, source: IPNetwork | None, interface: str, neighbour: IPAddress
     ) -> bytes | None:
         relay, other = node_of(neighbour), member_of(prefix)
-        if source is not None or relay == other or not design.is_relay(relay):
+        if source is not None or relay == other or not is_relay(relay):
             return None
         return pair_rank(node, other, relay)
 
-    return CoreConfig(redistribute=redistribute, relay_rank=relay_rank)
+    return relay_rank
 
 
 def full_mesh_links(size: int) -> list[tuple[int, int]]:
