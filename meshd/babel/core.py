@@ -579,7 +579,7 @@ class BabelCore:
 
     def _refresh_neighbour(self, iface: Interface, neighbour: Neighbour, now: float) -> None:
         was = neighbour.cost
-        if not neighbour.update_cost(iface.config.link):
+        if not neighbour.update_cost(iface.config.link, now):
             return
         nid = NeighbourId(iface.config.name, neighbour.address)
         if was >= INFINITY:

@@ -135,6 +135,9 @@ class Neighbour:
     rtt: float | None = None
     cost: int = INFINITY
     """The cost as last computed by :meth:`update_cost`."""
+    up_at: float | None = None
+    """When its link last came up (its cost became finite): only our Hellos sent since
+    then measure its RTT (:meth:`rtt_sample`)."""
     last_dump: float | None = None
     """When we last answered its wildcard Route Request with a full dump."""
     quick_hellos: int = 0
@@ -184,10 +187,12 @@ class Neighbour:
             return INFINITY
         return max(1, min(self.txcost + params.rtt_penalty(self.rtt), INFINITY - 1))
 
-    def update_cost(self, params: LinkParams) -> bool:
+    def update_cost(self, params: LinkParams, now: float) -> bool:
         """Recompute :attr:`cost`; True if it changed."""
         cost = self.compute_cost(params)
         changed = cost != self.cost
+        if self.cost >= INFINITY and cost < INFINITY:
+            self.up_at = now
         self.cost = cost
         return changed
 
@@ -223,9 +228,20 @@ class Neighbour:
         self, origin: int, receive: int, transmit: int, now: float, params: LinkParams
     ) -> None:
         """RFC 9616 3.1: an IHU echoing our Hello sent at ``origin`` and received at
-        ``receive``, in a packet whose Hello was sent at ``transmit``, arrives ``now``."""
-        held = (transmit - receive) % TIMESTAMP_MODULUS
+        ``receive``, in a packet whose Hello was sent at ``transmit``, arrives ``now``.
+
+        Only while the link is up, for a Hello sent since it came up: one sent while it was
+        down may have waited in WireGuard for a handshake (a peer stages what it cannot
+        send yet) and arrived seconds late, which is no round trip. Taken for one, it put
+        the whole RTT penalty on a direct path just back, and hysteresis kept the longer
+        route until the smoothed RTT decayed."""
+        up = self.up_at
+        if self.cost >= INFINITY or up is None:
+            return
         total = (timestamp(now) - origin) % TIMESTAMP_MODULUS
+        if total > (now - up) * 1_000_000 + 2:  # µs; 2 for the truncation of both stamps
+            return  # sent before the link came up
+        held = (transmit - receive) % TIMESTAMP_MODULUS
         sample = ((total - held) % TIMESTAMP_MODULUS) / 1_000_000
         if sample > _MAX_RTT:
             return  # negative or absurd: the clocks or the timestamps are wrong

@@ -29,6 +29,8 @@ from meshd.babel.neighbours import IPAddress
 from meshd.babel.routes import Event, NeighbourId
 
 INFINITY = 0xFFFF
+HELD_AT_MOST = 128
+"""Datagrams a held link keeps (wireguard-go stages up to 128 packets per peer)."""
 
 
 class RoutingLoop(AssertionError):
@@ -62,6 +64,10 @@ class Link:
     delay: float = 0.001
     jitter: float = 0.0
     up: bool = True
+    held: list[tuple[int, str, IPv6Address, bytes]] | None = None
+    """While held (not None), what is sent over the link waits here, the latest
+    ``HELD_AT_MOST``, and goes out when it is released: WireGuard's staged packets, kept
+    while a handshake cannot complete and sent once one does."""
 
     def other(self, end: int) -> int:
         return self.b if end == self.a else self.a
@@ -152,6 +158,23 @@ class Sim:
     def restore(self, a: int, b: int) -> None:
         self.link(a, b).up = True
 
+    def hold(self, a: int, b: int) -> None:
+        """What is sent over the link waits until :meth:`release` (a WireGuard peer whose
+        handshake cannot complete stages its packets)."""
+        self.link(a, b).held = []
+
+    def release(self, a: int, b: int) -> None:
+        """``a``'s handshake with ``b`` completes: what ``a`` staged arrives at ``b`` after
+        the link's delay, and what ``b`` staged a delay later (a WireGuard responder sends
+        its first data once the initiator's has confirmed the session), each in order."""
+        link = self.link(a, b)
+        held, link.held = link.held or [], None
+        for to, remote, source, payload in held:
+            when = self.now + (1 if to == b else 2) * link.delay
+            heapq.heappush(
+                self._queue, _Delivery(when, next(self._order), to, remote, source, payload)
+            )
+
     def distances(self, source: int) -> dict[int, int]:
         """Hop counts from ``source`` over the links that are up."""
         seen = {source: 0}
@@ -187,6 +210,10 @@ class Sim:
             copies = 2 if self.rng.random() < link.duplicate else 1
             for _ in range(copies):
                 if not link.up or self.rng.random() < link.loss:
+                    continue
+                if link.held is not None:
+                    link.held.append((to, remote, address(i), payload))
+                    del link.held[:-HELD_AT_MOST]
                     continue
                 when = self.now + link.delay + self.rng.random() * link.jitter
                 heapq.heappush(

@@ -95,7 +95,7 @@ def test_rtt_penalty_is_linear_between_min_and_max() -> None:
 
 def test_rtt_sample_subtracts_the_time_the_peer_held_our_hello() -> None:
     params = LinkParams(rtt_smoothing=0.5)
-    neighbour = Neighbour("eth0", IPv6Address("fe80::2"))
+    neighbour = Neighbour("eth0", IPv6Address("fe80::2"), cost=96, up_at=0.5)
     # Our Hello left at 1.000 (our clock); it arrived at 50.0 on the peer's clock, which
     # answered at 50.2; the answer arrives at 1.240: 240 ms minus 200 ms held = 40 ms.
     neighbour.rtt_sample(timestamp(1.0), timestamp(50.0), timestamp(50.2), 1.240, params)
@@ -104,6 +104,24 @@ def test_rtt_sample_subtracts_the_time_the_peer_held_our_hello() -> None:
     assert neighbour.rtt == pytest.approx(0.030, abs=1e-5)  # smoothed towards 20 ms
     neighbour.rtt_sample(timestamp(3.0), timestamp(52.0), timestamp(53.2), 3.220, params)
     assert neighbour.rtt == pytest.approx(0.030, abs=1e-5)  # negative: dropped
+
+
+def test_rtt_is_measured_only_by_hellos_sent_while_the_link_is_up() -> None:
+    """A Hello sent before the link came up may have waited for a WireGuard handshake."""
+    params = LinkParams(rtt_smoothing=0.5)
+    down = Neighbour("eth0", IPv6Address("fe80::2"))
+    down.rtt_sample(timestamp(1.0), timestamp(50.0), timestamp(50.0), 1.010, params)
+    assert down.rtt is None  # no two-way link: no sample
+    neighbour = Neighbour("eth0", IPv6Address("fe80::2"), cost=96, up_at=10.0)
+    # Sent at 7.0 while the link was down, staged, delivered at 10.0: not 3 s of RTT.
+    neighbour.rtt_sample(timestamp(7.0), timestamp(60.0), timestamp(60.0), 10.010, params)
+    assert neighbour.rtt is None
+    neighbour.rtt_sample(timestamp(10.0), timestamp(60.0), timestamp(60.0), 10.020, params)
+    assert neighbour.rtt == pytest.approx(0.020, abs=1e-5)  # sent as it came up: counts
+    # Up for longer than the timestamps' 71 minutes: every echo counts still.
+    later = 10.0 + 2 * 4294.967296
+    neighbour.rtt_sample(timestamp(later), timestamp(9.0), timestamp(9.0), later + 0.04, params)
+    assert neighbour.rtt == pytest.approx(0.030, abs=1e-5)
 
 
 def test_timestamps_wrap_at_2_32_microseconds() -> None:
