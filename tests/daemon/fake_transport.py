@@ -25,6 +25,7 @@ class FakeTransport:
         self.validator = validator
         self._peer_id = peer_id
         self.published: list[bytes] = []
+        self._published = trio.Event()
         self.handlers: dict[str, StreamHandler] = {}
         self.connected: set[str] = set()
         self.disconnects: list[str] = []
@@ -62,6 +63,15 @@ class FakeTransport:
         # gossipsub runs the validator on our own messages too
         assert self.validator(data, self._peer_id, self._peer_id)
         self.published.append(data)
+        self._published.set()
+
+    async def first_published(self) -> bytes:
+        """Wait for the first message published. A daemon's first announcement may wait on
+        real I/O (its interface addresses from netlink), which a fake clock does not see:
+        waiting for the fake time to pass, or for every task to block, is not enough under
+        load. pytest's timeout bounds the wait."""
+        await self._published.wait()
+        return self.published[0]
 
     async def disconnect(self, peer_id: str) -> None:
         self.disconnects.append(peer_id)

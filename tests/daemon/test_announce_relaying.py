@@ -9,6 +9,7 @@ On trio's MockClock, moved by hand; the host's addresses and IP forwarding are f
 from __future__ import annotations
 
 import ipaddress
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import trio.testing
 
 from meshd.daemon import announcer as announcer_module
 from meshd.daemon import relaying as relaying_module
+from meshd.daemon import wireguard_open
 from meshd.daemon.announce_policy import ADDRESS_CHECK, AnnouncePolicy
 from meshd.daemon.announcer import Announcer
 from meshd.daemon.config import DaemonConfig
@@ -129,13 +131,25 @@ def test_a_changed_relay_decision_is_announced_at_once(
     trio.run(main, clock=clock)
 
 
-def test_without_a_relaying_service_we_announce_that_we_do_not_relay(node: NodeDir) -> None:
-    """The fake daemon's WireGuard is ``none``: no Babel on the mesh, no relaying service."""
+def test_without_a_relaying_service_we_announce_that_we_do_not_relay(
+    node: NodeDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fake daemon's WireGuard is ``none``: no Babel on the mesh, no relaying service.
+    Reading the host's addresses takes real time here, as netlink does on a loaded machine:
+    the fake clock does not wait for it, the test does."""
     base = now()
+    read = wireguard_open.local_addresses
+
+    async def slow_local_addresses() -> list[LocalAddress]:
+        await trio.to_thread.run_sync(time.sleep, 0.05)
+        return await read()
+
+    monkeypatch.setattr(announcer_module, "local_addresses", slow_local_addresses)
 
     async def main() -> None:
         async with running(node, base) as (daemon, transport, _):
             assert daemon.relaying is None
+            await transport.first_published()
             ours = sent(transport)
             assert ours
             assert all(a.relays is False for a in ours)

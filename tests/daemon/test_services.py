@@ -53,6 +53,7 @@ def test_a_gossiped_record_reaches_wireguard_and_its_revocation_removes_it(node:
             # What went out through the transport is our own announcement (re-announced if
             # the fake clock jumped while a thread ran, as it may under load), never what
             # others gossiped: forwarding that is the transport's own job.
+            await transport.first_published()
             sent = [decode_record_untrusted(raw) for raw in transport.published]
             assert sent
             assert all(isinstance(r, Announcement) for r in sent), sent
