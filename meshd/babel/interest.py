@@ -11,7 +11,9 @@ hold time) outlives two lost requests.
 The state is bounded: only keys the hook names are kept (on the mesh, members' overlay
 /128s), at most ``limit`` a neighbour (its interface's route budget), and a neighbour's
 entries go with it. Whether a neighbour asks for anything at all (:meth:`Interest.asking`:
-then it is never paced at rest) is O(1): the latest end of its interests is kept apart.
+then it is never paced at rest) is O(1): the latest end of its interests is kept apart, and
+so are the askers of each key (:meth:`Interest.askers`: a triggered update of a route on
+demand goes to them, not to every neighbour of a relay to be dropped there).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class Interest:
         self._until: dict[NeighbourId, dict[RouteKey, float]] = {}
         self._latest: dict[NeighbourId, float] = {}
         """When the last of each neighbour's interests runs out."""
+        self._askers: dict[RouteKey, dict[NeighbourId, float]] = {}
+        """The same interests by key."""
         self.refused = 0
         """Requests not noted: the neighbour already held ``limit`` live interests."""
 
@@ -41,11 +45,20 @@ class Interest:
         if key not in keys and len(keys) >= limit:
             for stale in [k for k, t in keys.items() if t <= now]:
                 del keys[stale]
+                self._unlink(stale, nid)
             if len(keys) >= limit:
                 self.refused += 1
                 return
         keys[key] = until
+        self._askers.setdefault(key, {})[nid] = until
         self._latest[nid] = max(until, self._latest.get(nid, until))
+
+    def _unlink(self, key: RouteKey, nid: NeighbourId) -> None:
+        askers = self._askers.get(key)
+        if askers is not None:
+            askers.pop(nid, None)
+            if not askers:
+                del self._askers[key]
 
     def wants(self, nid: NeighbourId, key: RouteKey, now: float) -> bool:
         """Whether ``nid`` asked for ``key`` recently enough."""
@@ -57,13 +70,19 @@ class Interest:
         keys = self._until.get(nid)
         return [k for k, t in keys.items() if t > now] if keys else []
 
+    def askers(self, key: RouteKey, now: float) -> list[NeighbourId]:
+        """The neighbours that asked for ``key`` recently enough."""
+        askers = self._askers.get(key)
+        return [n for n, t in askers.items() if t > now] if askers else []
+
     def asking(self, nid: NeighbourId, now: float) -> bool:
         """Whether ``nid`` asked for any route recently enough (it is busy, not at rest)."""
         return self._latest.get(nid, -1.0) > now
 
     def forget(self, nid: NeighbourId) -> None:
         """The neighbour is gone."""
-        self._until.pop(nid, None)
+        for key in self._until.pop(nid, {}):
+            self._unlink(key, nid)
         self._latest.pop(nid, None)
 
     def expire(self, now: float) -> None:
@@ -75,6 +94,11 @@ class Interest:
             else:
                 del self._until[nid]
                 self._latest.pop(nid, None)
+        self._askers = {
+            key: live
+            for key, askers in self._askers.items()
+            if (live := {n: t for n, t in askers.items() if t > now})
+        }
 
     def __len__(self) -> int:
         return sum(len(keys) for keys in self._until.values())

@@ -106,11 +106,26 @@ class Updates:
                         outgoing.routes.setdefault(key, key in self._lost)
 
     def announce(self, key: RouteKey, now: float, *, urgent: bool) -> None:
-        """A triggered update of one key on every interface; urgent ones are sent twice."""
+        """A triggered update of one key on every interface; urgent ones are sent twice.
+
+        A route announced on demand goes to the neighbours that asked for it alone, found
+        by key (:meth:`Interest.askers`): a relay's member routes change with every join
+        and every drift of a member's link cost, and queueing each for every member to
+        drop it when the datagram is built was O(N) per change, O(N^2) a second."""
         deadline = now + self._config.urgent_jitter * self._config.random()
+        on_demand = self._config.on_demand
+        demanded = on_demand is not None and key not in self._local
+        askers: list[NeighbourId] | None = None
         for iface in self._interfaces.values():
-            for target in iface.targets():
-                self._outbox.to(iface.config.name, target, deadline).routes[key] = True
+            name = iface.config.name
+            if demanded and on_demand is not None and on_demand(name, *key):
+                if askers is None:
+                    askers = self._interest.askers(key, now)
+                targets = [n.address for n in askers if n.interface == name]
+            else:
+                targets = iface.targets()
+            for target in targets:
+                self._outbox.to(name, target, deadline).routes[key] = True
         if urgent:
             resend = now + self._config.resend_delay
             heapq.heappush(self._resends, (resend, next(self._counter), key))

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from meshd.babel.config import CoreConfig
 from meshd.babel.interest import HOLDS, Interest
 from meshd.babel.routes import NeighbourId
@@ -134,6 +137,40 @@ def test_interests_are_bounded_per_neighbour() -> None:
     assert len(interest) == 0
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["note", "forget", "expire"]),
+            st.integers(0, 3),  # neighbour
+            st.integers(0, 5),  # key
+            st.integers(1, 30),  # hold
+        ),
+        max_size=60,
+    )
+)
+def test_the_askers_of_a_key_are_the_neighbours_that_want_it(
+    ops: list[tuple[str, int, int, int]],
+) -> None:
+    """The index by key (triggered updates) says what the index by neighbour says, through
+    notes, evictions at the limit, departures and expiry."""
+    interest = Interest()
+    nids = [NeighbourId("wg0", address(i)) for i in range(4)]
+    keys = [(prefix(i), None) for i in range(6)]
+    now = 0.0
+    for op, n, k, hold in ops:
+        now += 1.0
+        if op == "note":
+            interest.note(nids[n], keys[k], now + hold, now=now, limit=3)
+        elif op == "forget":
+            interest.forget(nids[n])
+        else:
+            interest.expire(now)
+        for key in keys:
+            wanting = [nid for nid in nids if interest.wants(nid, key, now)]
+            assert sorted(interest.askers(key, now), key=str) == sorted(wanting, key=str)
+
+
 def test_a_full_update_looks_at_each_on_demand_route_once_not_once_per_neighbour() -> None:
     """A relay holds every member's route and has every member as a neighbour: its full
     updates must not weigh every route for every neighbour (N x N every update interval)
@@ -169,3 +206,43 @@ def test_a_full_update_looks_at_each_on_demand_route_once_not_once_per_neighbour
     # updates a few more): not 40 routes x 40 neighbours = 1,600 a round.
     assert calls[0] < 4 * 400
     assert offered_by(sim, 1, 0, 2)  # the asker still has its route
+
+
+def test_a_triggered_update_of_an_on_demand_route_goes_to_its_askers_alone() -> None:
+    """A relay's member routes change with every join, leave and drift of a member's link
+    cost: each change must not be queued for every member (to be weighed and dropped for
+    each when the datagrams are built), only for those that asked. A star of 60 members
+    around a relay; member 1 asks for member 2's route; the relay loses member 2."""
+    members = 60
+    calls = [0]
+
+    def make(i: int) -> CoreConfig:
+        own = prefix(i)
+
+        def demand(interface: str, p: IPNetwork, source: IPNetwork | None) -> bool:
+            if i == 0:
+                calls[0] += 1
+            return p != own
+
+        return CoreConfig(on_demand=demand)
+
+    sim = Sim(
+        members + 1,
+        [(0, m) for m in range(1, members + 1)],
+        kind="unicast-peers",
+        hello_interval=HELLO,
+        config=make,
+    )
+    sim.run(10.0)
+    sim.routers[1].request_routes("wg0", address(0), [(prefix(2), None)], sim.now)
+    sim._flush(1)
+    sim.run(0.5)
+    assert offered_by(sim, 1, 0, 2)
+    relay = sim.routers[0]
+    relay.datagrams_to_send(sim.now + 1.0)  # nothing else waiting
+    calls[0] = 0
+    relay.remove_neighbour("wg0", address(2), sim.now)  # its route is retracted at once
+    sent = relay.datagrams_to_send(sim.now + 0.5)
+    # The change weighed for the asker (and the hook asked once): not for 59 neighbours.
+    assert calls[0] <= 3
+    assert {destination for _, destination, _ in sent} == {address(1)}
