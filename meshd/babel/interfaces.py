@@ -205,6 +205,7 @@ class Interface:
 
     def hear(self, neighbour: Neighbour, messages: Sequence[object], now: float) -> None:
         """Take in one packet's Hellos and the IHUs meant for us: histories, txcost, RTT."""
+        neighbour.heard(now)
         transmit = self._hear_hellos(neighbour, messages, now)
         for message in messages:
             if isinstance(message, Ihu) and self._for_us(message):

@@ -135,9 +135,11 @@ class Neighbour:
     rtt: float | None = None
     cost: int = INFINITY
     """The cost as last computed by :meth:`update_cost`."""
-    up_at: float | None = None
-    """When its link last came up (its cost became finite): only our Hellos sent since
-    then measure its RTT (:meth:`rtt_sample`)."""
+    down_at: float = float("-inf")
+    """When its link last went down (its cost became infinite)."""
+    heard_since: float | None = None
+    """When we first heard from it since its link last went down (or ever): only our Hellos
+    sent since then measure its RTT (:meth:`rtt_sample`)."""
     last_dump: float | None = None
     """When we last answered its wildcard Route Request with a full dump."""
     quick_hellos: int = 0
@@ -191,8 +193,8 @@ class Neighbour:
         """Recompute :attr:`cost`; True if it changed."""
         cost = self.compute_cost(params)
         changed = cost != self.cost
-        if self.cost >= INFINITY and cost < INFINITY:
-            self.up_at = now
+        if self.cost < INFINITY <= cost:
+            self.down_at = now
         self.cost = cost
         return changed
 
@@ -213,6 +215,12 @@ class Neighbour:
             self.txcost = INFINITY
             self.ihu_deadline = None
 
+    def heard(self, now: float) -> None:
+        """A packet from it arrives (before what it says is taken in)."""
+        since = self.heard_since
+        if self.cost >= INFINITY and (since is None or since < self.down_at):
+            self.heard_since = now
+
     def receive_ihu(self, rxcost: int, interval: float, now: float) -> None:
         """Take the cost it reports for hearing us; it holds for 3.5 IHU intervals."""
         self.txcost = rxcost
@@ -230,17 +238,19 @@ class Neighbour:
         """RFC 9616 3.1: an IHU echoing our Hello sent at ``origin`` and received at
         ``receive``, in a packet whose Hello was sent at ``transmit``, arrives ``now``.
 
-        Only while the link is up, for a Hello sent since it came up: one sent while it was
-        down may have waited in WireGuard for a handshake (a peer stages what it cannot
-        send yet) and arrived seconds late, which is no round trip. Taken for one, it put
-        the whole RTT penalty on a direct path just back, and hysteresis kept the longer
-        route until the smoothed RTT decayed."""
-        up = self.up_at
-        if self.cost >= INFINITY or up is None:
+        Only for a Hello we sent once we heard from it again after its link went down
+        (:attr:`heard_since`): one sent before may have waited in WireGuard for a
+        handshake (a peer stages what it cannot send yet) and arrived seconds late, which
+        is no round trip. Taken for one, it put the whole RTT penalty on a direct path just
+        back, and hysteresis kept the longer route until the smoothed RTT decayed. The
+        Hellos that answer its first ones (a link coming up) count: the link's RTT is
+        known from the start, not a jump of its cost a Hello interval later."""
+        since = self.heard_since
+        if since is None:
             return
         total = (timestamp(now) - origin) % TIMESTAMP_MODULUS
-        if total > (now - up) * 1_000_000 + 2:  # µs; 2 for the truncation of both stamps
-            return  # sent before the link came up
+        if total > (now - since) * 1_000_000 + 2:  # µs; 2 for the truncation of both stamps
+            return  # sent before we heard from it again: perhaps staged meanwhile
         held = (transmit - receive) % TIMESTAMP_MODULUS
         sample = ((total - held) % TIMESTAMP_MODULUS) / 1_000_000
         if sample > _MAX_RTT:

@@ -95,7 +95,7 @@ def test_rtt_penalty_is_linear_between_min_and_max() -> None:
 
 def test_rtt_sample_subtracts_the_time_the_peer_held_our_hello() -> None:
     params = LinkParams(rtt_smoothing=0.5)
-    neighbour = Neighbour("eth0", IPv6Address("fe80::2"), cost=96, up_at=0.5)
+    neighbour = Neighbour("eth0", IPv6Address("fe80::2"), cost=96, heard_since=0.5)
     # Our Hello left at 1.000 (our clock); it arrived at 50.0 on the peer's clock, which
     # answered at 50.2; the answer arrives at 1.240: 240 ms minus 200 ms held = 40 ms.
     neighbour.rtt_sample(timestamp(1.0), timestamp(50.0), timestamp(50.2), 1.240, params)
@@ -106,21 +106,34 @@ def test_rtt_sample_subtracts_the_time_the_peer_held_our_hello() -> None:
     assert neighbour.rtt == pytest.approx(0.030, abs=1e-5)  # negative: dropped
 
 
-def test_rtt_is_measured_only_by_hellos_sent_while_the_link_is_up() -> None:
-    """A Hello sent before the link came up may have waited for a WireGuard handshake."""
+def test_rtt_is_measured_only_by_hellos_sent_once_the_neighbour_was_heard_again() -> None:
+    """A Hello sent while the link was down may have waited for a WireGuard handshake."""
     params = LinkParams(rtt_smoothing=0.5)
-    down = Neighbour("eth0", IPv6Address("fe80::2"))
-    down.rtt_sample(timestamp(1.0), timestamp(50.0), timestamp(50.0), 1.010, params)
-    assert down.rtt is None  # no two-way link: no sample
-    neighbour = Neighbour("eth0", IPv6Address("fe80::2"), cost=96, up_at=10.0)
-    # Sent at 7.0 while the link was down, staged, delivered at 10.0: not 3 s of RTT.
+    neighbour = Neighbour("eth0", IPv6Address("fe80::2"))
+    neighbour.rtt_sample(timestamp(1.0), timestamp(50.0), timestamp(50.0), 1.010, params)
+    assert neighbour.rtt is None  # never heard from: no sample
+    neighbour.heard(10.0)
+    # Sent at 7.0, before its first packet came, staged, echoed at 10.0: not 3 s of RTT.
     neighbour.rtt_sample(timestamp(7.0), timestamp(60.0), timestamp(60.0), 10.010, params)
     assert neighbour.rtt is None
+    neighbour.heard(10.01)  # more of the link coming up: the start stays
+    # Our answer to its first Hello counts (the link's RTT from the start).
     neighbour.rtt_sample(timestamp(10.0), timestamp(60.0), timestamp(60.0), 10.020, params)
-    assert neighbour.rtt == pytest.approx(0.020, abs=1e-5)  # sent as it came up: counts
-    # Up for longer than the timestamps' 71 minutes: every echo counts still.
-    later = 10.0 + 2 * 4294.967296
-    neighbour.rtt_sample(timestamp(later), timestamp(9.0), timestamp(9.0), later + 0.04, params)
+    assert neighbour.rtt == pytest.approx(0.020, abs=1e-5)
+    neighbour.txcost = 96
+    neighbour.unicast.receive(1, 1.0, 10.0)
+    neighbour.unicast.receive(2, 1.0, 10.5)
+    assert neighbour.update_cost(params, 10.5)  # up
+    neighbour.txcost = INFINITY
+    assert neighbour.update_cost(params, 20.0)  # down at 20
+    neighbour.heard(25.0)
+    neighbour.rtt_sample(timestamp(22.0), timestamp(70.0), timestamp(70.0), 25.010, params)
+    assert neighbour.rtt == pytest.approx(0.020, abs=1e-5)  # staged meanwhile: dropped
+    neighbour.rtt_sample(timestamp(25.0), timestamp(70.0), timestamp(70.0), 25.040, params)
+    assert neighbour.rtt == pytest.approx(0.030, abs=1e-5)
+    # Heard for longer than the timestamps' 71 minutes: every echo counts still.
+    later = 25.0 + 2 * 4294.967296
+    neighbour.rtt_sample(timestamp(later), timestamp(9.0), timestamp(9.0), later + 0.03, params)
     assert neighbour.rtt == pytest.approx(0.030, abs=1e-5)
 
 
