@@ -108,15 +108,22 @@ def test_blocked_pair_goes_through_a_relay_that_moves_when_cut_or_revoked(
         print(f"{second} revoked: through {third} after {took:.1f} s")
     finally:
         lab.heal(first)
-    rest = [h for h in HOSTS if h != second]
-    for host in rest:
-        if host not in ("h1", "h2"):
-            assert holder(mesh, host, "h1") == "h1"
+    # The others reach h1 directly: the cut relay too, once it has heard its direct
+    # neighbours again (a route through another relay may come first, for a Hello or two).
+    rest = [h for h in HOSTS if h not in (second, "h1", "h2")]
+    wait_for(
+        lambda: all(holder(mesh, host, "h1") == "h1" for host in rest),
+        10,
+        "the others to reach h1 directly",
+    )
 
     lab.unblock_udp("h1", "h2")
-    wait_for(
+    # Hellos staged in WireGuard while the handshake could not complete arrive late: they
+    # must not be taken for round trips (a minute on the relay, at rest, when they were).
+    took = wait_for(
         lambda: holder(mesh, "h1", "h2") == "h2" and holder(mesh, "h2", "h1") == "h1",
         30,
         "the direct path back",
     )
+    print(f"unblocked: direct again after {took:.1f} s")
     assert all(mesh.ping_pairs([("h1", "h2"), ("h2", "h1")]).values())
