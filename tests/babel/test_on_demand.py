@@ -171,11 +171,10 @@ def test_the_askers_of_a_key_are_the_neighbours_that_want_it(
             assert sorted(interest.askers(key, now), key=str) == sorted(wanting, key=str)
 
 
-def test_a_full_update_looks_at_each_on_demand_route_once_not_once_per_neighbour() -> None:
-    """A relay holds every member's route and has every member as a neighbour: its full
-    updates must not weigh every route for every neighbour (N x N every update interval)
-    to send the few asked for. A star of 40 members around a relay; one asks for another."""
-    members = 40
+def star_with_one_asker(members: int) -> tuple[Sim, list[int]]:
+    """A relay (router 0) with ``members`` around it, each with its own prefix only,
+    members' routes on demand; member 1 has asked the relay for member 2's route and has it.
+    Also returned: a counter of the relay's calls to its on-demand hook."""
     calls = [0]
 
     def make(i: int) -> CoreConfig:
@@ -200,6 +199,14 @@ def test_a_full_update_looks_at_each_on_demand_route_once_not_once_per_neighbour
     sim._flush(1)
     sim.run(0.5)
     assert offered_by(sim, 1, 0, 2)
+    return sim, calls
+
+
+def test_a_full_update_looks_at_each_on_demand_route_once_not_once_per_neighbour() -> None:
+    """A relay holds every member's route and has every member as a neighbour: its full
+    updates must not weigh every route for every neighbour (N x N every update interval)
+    to send the few asked for. A star of 40 members around a relay; one asks for another."""
+    sim, calls = star_with_one_asker(40)
     calls[0] = 0
     sim.run(4 * UPDATE)  # four full updates
     # Each full update weighs the relay's ~40 routes once (and its answers and triggered
@@ -213,31 +220,7 @@ def test_a_triggered_update_of_an_on_demand_route_goes_to_its_askers_alone() -> 
     cost: each change must not be queued for every member (to be weighed and dropped for
     each when the datagrams are built), only for those that asked. A star of 60 members
     around a relay; member 1 asks for member 2's route; the relay loses member 2."""
-    members = 60
-    calls = [0]
-
-    def make(i: int) -> CoreConfig:
-        own = prefix(i)
-
-        def demand(interface: str, p: IPNetwork, source: IPNetwork | None) -> bool:
-            if i == 0:
-                calls[0] += 1
-            return p != own
-
-        return CoreConfig(on_demand=demand)
-
-    sim = Sim(
-        members + 1,
-        [(0, m) for m in range(1, members + 1)],
-        kind="unicast-peers",
-        hello_interval=HELLO,
-        config=make,
-    )
-    sim.run(10.0)
-    sim.routers[1].request_routes("wg0", address(0), [(prefix(2), None)], sim.now)
-    sim._flush(1)
-    sim.run(0.5)
-    assert offered_by(sim, 1, 0, 2)
+    sim, calls = star_with_one_asker(60)
     relay = sim.routers[0]
     relay.datagrams_to_send(sim.now + 1.0)  # nothing else waiting
     calls[0] = 0
