@@ -384,6 +384,26 @@ class BabelService:
             self.mesh.ifname, link_local_from_wg_key(wg_key)
         )
 
+    def member_back(self, wg_key: WgKey) -> None:
+        """A member says the peer ``wg_key`` is trying to reach us (its punch notice, on a
+        path that does not work): it is online. If its /128 is backed off (no relay had a
+        route for it when last asked: offline, as far as we knew), ask for it at the next
+        round rather than in up to ``period * 2**BACKOFF`` (:meth:`Wants.renewed`). A
+        member sending such notices on purpose gets no more than the asking of one /128
+        per ``period``, as before the backoff."""
+        on_mesh, view = self._on_mesh, self._view
+        if on_mesh is None or view is None:
+            return
+        member = view.peers.get(link_local_from_wg_key(wg_key))
+        if member is None:
+            return
+        prefix = host_prefix(member.overlay)
+        if prefix not in on_mesh.wants.unrouted:
+            return
+        on_mesh.wants.renewed([prefix])
+        if self._shell is not None:
+            on_mesh.ask_soon(self._shell)
+
     def _at_rest(self, interface: str, address: IPAddress) -> bool:
         """The core's ``at_rest`` hook: :func:`meshd.daemon.babel_pace.at_rest` on the mesh."""
         on_mesh = self._on_mesh

@@ -21,8 +21,9 @@ member asks and of whom:
   twice as long each time, up to ``period * 2**BACKOFF`` (256 s at the 16 s update
   interval), not every period: a member off for hours would otherwise cost every member
   a request, and each relay an answer, per member every period. Its level goes back to 0
-  when a route for it comes, and when its member announces anew (:meth:`Wants.renewed`:
-  a member that comes back announces at start);
+  when a route for it comes, when its member announces anew (:meth:`Wants.renewed`: a
+  member that comes back announces at start), and when a member's punch notice says it is
+  trying to reach us (``BabelService.member_back``: back after an outage, unchanged);
 * **discovery**: which neighbours relay must be known alike at both ends of a pair (each
   end picks the relay of lowest rank among those that offer a route, and both must pick
   the same one), so while anything is wanted, every neighbour with a two-way link that is

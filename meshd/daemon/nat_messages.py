@@ -38,13 +38,13 @@ from meshd.errors import DecodeError, MeshdError
 from meshd.gossip import nat as protocol
 from meshd.gossip.peers import peer_id_of
 from meshd.gossip.streams import FramedStream
+from meshd.trust.keys import WgKey
 
 if TYPE_CHECKING:
     from meshd.daemon.endpoints import Endpoints
     from meshd.daemon.peer_paths import _Peer
     from meshd.daemon.punching import Punching
     from meshd.membership import Member
-    from meshd.trust.keys import WgKey
     from meshd.wg.model import DeviceState, PeerStatus
 
 log = logging.getLogger(__name__)
@@ -223,6 +223,9 @@ class PunchMessages:
                 if peer.liveness.next_check() <= now:  # not while probed in this interval
                     self.paths.wake()
             return
+        heard = self.paths.on_member_heard
+        if heard is not None:
+            heard(WgKey(peer.wg_key))
         why = peer.path.punch(now, notice.hints)
         log.debug("punch notice for %s, hints %s: %s", peer.name, notice.hints, why or "round")
         if why is not None:

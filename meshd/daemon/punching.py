@@ -125,6 +125,9 @@ class Punching:
         # where they do not, silence is judged by meshd.mesh.liveness_probe.
         self.hellos: Callable[[WgKey], bool] = lambda _key: True
         self.on_direct_change: Callable[[], None] | None = None  # the direct paths changed
+        # A member says this peer is trying to reach us, on a path that does not work: it is
+        # online (Babel asks for its /128 again if it had stopped, thinking it offline).
+        self.on_member_heard: Callable[[WgKey], None] | None = None
         self._direct: frozenset[WgKey] = frozenset()
 
     # -- the loop ---------------------------------------------------------------------------

@@ -157,6 +157,7 @@ class Daemon:
             # they change.
             self.punching.hellos = self.babel.hellos
             self.punching.on_direct_change = self.babel.paths_changed
+            self.punching.on_member_heard = self.babel.member_back
         self.relaying: Relaying | None = None
         if self.babel is not None and self.babel.mesh is not None:
             self.relaying = Relaying(config, self.babel, self._seen, forwarding=forwarding)

@@ -175,6 +175,9 @@ class FakeBabelService(FakeBabel):
     def paths_changed(self) -> None:
         pass
 
+    def member_back(self, wg_key: object) -> None:
+        pass
+
 
 def test_the_daemon_decides_before_its_first_announcement(
     node: NodeDir, monkeypatch: pytest.MonkeyPatch

@@ -19,6 +19,7 @@ from meshd.daemon.babel_peers import (
     is_gateway,
 )
 from meshd.membership import Member
+from meshd.trust.keys import WgKey
 from meshd.wg.addresses import link_local_from_wg_key
 from meshd.wg.model import IPAddress, IPNetwork
 from tests.daemon.babel_support import mesh_babel
@@ -209,3 +210,23 @@ def test_a_backed_off_member_is_asked_for_again_once_it_announces_anew() -> None
     members[2] = dataclasses.replace(b, announcement=fresh)
     service._sync_members()
     assert wants.unrouted == {}
+
+
+def test_a_backed_off_member_is_asked_for_again_when_a_member_says_it_tries_to_reach_us() -> None:
+    """Back from an outage with its announcement unchanged, a member is not renewed by the
+    snapshots: a punch notice for it (the punching service's ``on_member_heard``) is the
+    sign that it is online again. Only its own /128 is renewed; one not backed off, or a
+    key no member has, changes nothing."""
+    me, r, b, c = member("me"), relay(member("r")), member("b"), member("c")
+    service = mesh_babel(me, lambda: [me, r, b, c], _Mesh())
+    service._sync_members()
+    assert service._on_mesh is not None
+    wants = service._on_mesh.wants
+    of_b = ipaddress.IPv6Network((b.overlay, 128))
+    of_c = ipaddress.IPv6Network((c.overlay, 128))
+    wants.unrouted[of_b] = wants.unrouted[of_c] = 3
+    service.member_back(WgKey(bytes(32)))  # no member's key
+    service.member_back(r.wg_key)  # not backed off
+    assert wants.unrouted == {of_b: 3, of_c: 3}
+    service.member_back(b.wg_key)
+    assert wants.unrouted == {of_c: 3}

@@ -125,6 +125,25 @@ def test_a_notice_leaves_a_working_direct_path_alone_and_starts_a_round_otherwis
     assert punching.endpoints.refused["punchnotice:unknown-peer"] == 1
 
 
+def test_a_notice_for_a_path_that_does_not_work_says_the_peer_is_online() -> None:
+    """Babel stops asking the relays for a member no relay routed (offline, it seemed) but
+    now and then: a member's notice that the peer tries to reach us is told to it, so that
+    it asks at once. Not for a path that works (nothing to ask the relays for)."""
+    punching, _ = service({A, B})
+    heard: list[bytes] = []
+    punching.on_member_heard = heard.append
+    working = DirectPath([], 0.0)
+    working.update(0.5, 0.5, "93.184.216.34:51820")
+    punching.peers[B] = _Peer(bytes([2]) * 32, "b", (), working, rx_at=99.0)
+    serve(punching, A, nat.PunchNotice(B, ()), 100.0)
+    assert heard == []
+    failed = DirectPath([], 0.0)
+    failed.update(6.0, None, None)
+    punching.peers[C] = _Peer(bytes([3]) * 32, "c", (), failed)
+    serve(punching, A, nat.PunchNotice(C, ()), 100.0)
+    assert heard == [bytes([3]) * 32]
+
+
 def test_a_member_connected_again_with_a_silent_session_is_re_created_and_reported_to() -> None:
     """B's daemon restarted: its connection comes back while our WireGuard session with it
     has heard nothing for longer than a Hello interval and a second. Its peer is removed and
