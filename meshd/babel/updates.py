@@ -113,12 +113,11 @@ class Updates:
         and every drift of a member's link cost, and queueing each for every member to
         drop it when the datagram is built was O(N) per change, O(N^2) a second."""
         deadline = now + self._config.urgent_jitter * self._config.random()
-        on_demand = self._config.on_demand
-        demanded = on_demand is not None and key not in self._local
+        on_demand = self._config.on_demand if key not in self._local else None
         askers: list[NeighbourId] | None = None
         for iface in self._interfaces.values():
             name = iface.config.name
-            if demanded and on_demand is not None and on_demand(name, *key):
+            if on_demand is not None and on_demand(name, *key):
                 if askers is None:
                     askers = self._interest.askers(key, now)
                 targets = [n.address for n in askers if n.interface == name]

@@ -397,11 +397,7 @@ class BabelService:
         member = view.peers.get(link_local_from_wg_key(wg_key))
         if member is None:
             return
-        prefix = host_prefix(member.overlay)
-        if prefix not in on_mesh.wants.unrouted:
-            return
-        on_mesh.wants.renewed([prefix])
-        if self._shell is not None:
+        if on_mesh.wants.renewed([host_prefix(member.overlay)]) and self._shell is not None:
             on_mesh.ask_soon(self._shell)
 
     def _at_rest(self, interface: str, address: IPAddress) -> bool:

@@ -104,12 +104,13 @@ class Wants:
         self.probed = {a: t for a, t in self.probed.items() if a in present}
         self.asked = {k: t for k, t in self.asked.items() if k[0] in present}
 
-    def renewed(self, prefixes: Iterable[IPNetwork]) -> None:
+    def renewed(self, prefixes: Iterable[IPNetwork]) -> bool:
         """These members announced anew (back from being offline, perhaps): ask for them at
-        the next round, as for a /128 newly wanted."""
+        the next round, as for a /128 newly wanted. True if any of them was backed off."""
         back = {p for p in prefixes if self.unrouted.pop(p, None) is not None}
         if back:
             self.asked = {k: t for k, t in self.asked.items() if k[1] not in back}
+        return bool(back)
 
     def ask(
         self,
