@@ -14,6 +14,9 @@ member's /128 (the membership's grants, the desired WireGuard peers, the device 
 Babel's routes) holds the same object. An ``ipaddress`` /128 network costs 400 to 540 bytes
 (its ``__dict__``, its address, and a closure for ``hosts`` holding what it was made from),
 and a member's two /128s were made afresh by each of them, every round.
+
+The /128s' table holds them strongly and is swept as it grows (:func:`sweep`): an entry of a
+weak table costs ~125 bytes more (its weak reference and callback), 250 a member.
 """
 
 from __future__ import annotations
@@ -21,26 +24,28 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
+import sys
 import weakref
 
 Prefix = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Interned prefixes. IPv6 /128s (two a member: its overlay and link-local addresses) by
-# their address as an int, the very int the network holds (no key of its own); any other
-# prefix by packed network address and prefix length (5 or 17 bytes, so the two families
-# never share a key). Weak: a prefix nobody holds any more leaves the table.
-_HOSTS: weakref.WeakValueDictionary[int, ipaddress.IPv6Network] = weakref.WeakValueDictionary()
+# their address as an int, the very int the network holds (no key of its own), held
+# strongly: a /128 nobody else holds leaves the table at the next sweep, which runs once the
+# table has doubled since the last one (amortised O(1) a prefix, and the table at most twice
+# what is held). Any other prefix (a few a network, not a member) by packed network address
+# and prefix length (5 or 17 bytes, so the two families never share a key), weakly: it
+# leaves the table as soon as nobody holds it.
+_HOSTS: dict[int, ipaddress.IPv6Network] = {}
 _OTHERS: weakref.WeakValueDictionary[bytes, Prefix] = weakref.WeakValueDictionary()
+_SWEEP_FROM = 1024
+_sweep_at = _SWEEP_FROM
 
 
 def interned(prefix: Prefix) -> Prefix:
     """The one object standing for ``prefix`` (equal to it) while anything holds one."""
     if prefix.prefixlen == 128 and isinstance(prefix, ipaddress.IPv6Network):
-        value = int(prefix.network_address)
-        found6 = _HOSTS.get(value)
-        if found6 is None:
-            _HOSTS[value] = found6 = prefix
-        return found6
+        return host_prefix_of(int(prefix.network_address))
     key = prefix.network_address.packed + bytes((prefix.prefixlen,))
     found = _OTHERS.get(key)
     if found is None:
@@ -82,16 +87,50 @@ def host_prefix(address: ipaddress.IPv6Address) -> ipaddress.IPv6Network:
 
 def host_prefix_of(value: int) -> ipaddress.IPv6Network:
     """The /128 of the IPv6 address whose value is ``value``, interned."""
+    global _sweep_at
     found = _HOSTS.get(value)
     if found is None:
         # From the int: an int is smaller than the address object.
         found = ipaddress.IPv6Network((value, 128))
         # A /128's ``hosts`` is a closure of its own holding what it was made from (240
-        # bytes); its ``__iter__`` gives the same one address for 130 (one made per member
-        # twice; the reference cycle it makes is the collector's when the member leaves).
-        vars(found)["hosts"] = found.__iter__
+        # bytes); its ``__iter__`` gives the same one address for 64 (one made per member
+        # twice; the reference cycle it makes is the collector's once the table lets go).
+        # Set as an attribute, not through ``vars()``: that would make the instance's
+        # ``__dict__`` a dict object of its own (64 bytes more).
+        found.hosts = found.__iter__  # type: ignore[method-assign]
+        if len(_HOSTS) >= _sweep_at:
+            sweep()
+            _sweep_at = max(_SWEEP_FROM, 2 * len(_HOSTS))
         _HOSTS[int(found.network_address)] = found
     return found
+
+
+def sweep() -> int:
+    """Let go of the interned /128s nobody else holds; how many went. Runs by itself as the
+    table grows; a caller that wants the table small now (a test) may run it."""
+    gone = [value for value in list(_HOSTS) if _holders(value) <= _UNHELD]
+    for value in gone:
+        _HOSTS.pop(value, None)
+    return len(gone)
+
+
+def _holders(value: int) -> int:
+    return sys.getrefcount(_HOSTS.get(value))
+
+
+def _unheld() -> int:
+    """What :func:`_holders` says of a /128 that only the table holds (the table, the count's
+    own argument, the method ``hosts`` bound to it: 3 on CPython 3.11), measured on one made
+    for the purpose rather than assumed, since interpreters count borrowed references
+    differently."""
+    probe = (1 << 128) - 1  # ff..ff, a multicast address: never a member's
+    host_prefix_of(probe)
+    count = _holders(probe)
+    del _HOSTS[probe]
+    return count
+
+
+_UNHELD = _unheld()
 
 
 def prefix_within(inner: Prefix, outer: Prefix) -> bool:

@@ -3,7 +3,8 @@
 An ``ipaddress`` /128 network costs about 540 bytes; each member's link-local and overlay
 /128 used to be made afresh by the membership, every reconcile round, the device read back
 and Babel. These tests hold the sharing to what it promises: equal prefixes are the same
-object wherever they come from, and a prefix nobody holds leaves the table.
+object wherever they come from, and a prefix nobody holds leaves the table (a /128 at the
+table's next sweep).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import gc
 import ipaddress
 
-from meshd.addressing import _HOSTS, _OTHERS, host_prefix, interned
+from meshd.addressing import _HOSTS, _OTHERS, host_prefix, host_prefix_of, interned, sweep
 from meshd.babel.prefix import AE_IPV6, to_network
 from meshd.mesh.desired import base_allowed_ips, desired_peers
 from meshd.mesh.paths import with_paths
@@ -43,14 +44,38 @@ def test_equal_prefixes_are_one_object_and_families_never_mix() -> None:
 def test_a_prefix_nobody_holds_leaves_the_table() -> None:
     prefix = host_prefix(ipaddress.IPv6Address("fd00:6d65:7368::dead"))
     value = int(prefix.network_address)
+    kept = host_prefix(ipaddress.IPv6Address("fd00:6d65:7368::beef"))
     assert value in _HOSTS
     wider = interned(ipaddress.IPv6Network("fd00:6d65:7368:dead::/64"))
     key = wider.network_address.packed + b"\x40"
     assert key in _OTHERS
+    sweep()
+    assert value in _HOSTS  # still held
     del prefix, wider
     gc.collect()
+    assert key not in _OTHERS  # weak: at once
+    assert value in _HOSTS  # a /128: at the next sweep
+    assert sweep() >= 1
     assert value not in _HOSTS
-    assert key not in _OTHERS
+    assert _HOSTS[int(kept.network_address)] is kept
+    # What was let go is made again, equal, when asked for.
+    again = host_prefix(ipaddress.IPv6Address("fd00:6d65:7368::dead"))
+    assert again == ipaddress.IPv6Network("fd00:6d65:7368::dead/128")
+    assert list(again.hosts()) == [again.network_address]
+
+
+def test_the_table_of_host_prefixes_sweeps_itself_as_it_grows() -> None:
+    base = int(ipaddress.IPv6Address("fd00:6d65:7368:5eed::"))
+    sweep()
+    before = len(_HOSTS)
+    held = [host_prefix_of(base + i) for i in range(3000)]
+    for rounds in range(10):  # members come and go: 10 x 3,000 made, none held
+        for i in range(3000):
+            host_prefix_of(base + 10_000 * (rounds + 1) + i)
+    # Never more than twice what is held (and the first sweep's threshold) beside it.
+    assert len(_HOSTS) <= 2 * (before + len(held)) + 1024
+    # The held ones were never let go: asked for again, each is the same object.
+    assert all(host_prefix_of(base + i) is p for i, p in enumerate(held))
 
 
 def test_desired_peers_share_the_prefixes_across_rounds_and_with_other_modules() -> None:
