@@ -113,8 +113,10 @@ class MembershipTables:
         """A member's node id, overlay address and its /128 (in a tuple), derived once."""
         identity = self._identity.get(node)
         if identity is None:
-            overlay = overlay_address(self.anchor.root_key, self.first_key(node))
-            identity = (fingerprint(node), overlay, (host_prefix(overlay),))
+            prefix = host_prefix(overlay_address(self.anchor.root_key, self.first_key(node)))
+            # The address the interned /128 holds, not a second equal object (92 bytes).
+            overlay = prefix.network_address
+            identity = (fingerprint(node), overlay, (prefix,))
             self._identity[node] = identity
         return identity
 
