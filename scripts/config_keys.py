@@ -15,7 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from meshd.cli.configfile import keys, markdown_table  # noqa: E402
+from meshd.cli.configfile.keys import keys  # noqa: E402
+from meshd.cli.configfile.presenting import markdown_table  # noqa: E402
 
 MARKERS = re.compile(r"(<!-- keys: begin[^\n]*-->\n)(.*?)(<!-- keys: end -->)", re.S)
 

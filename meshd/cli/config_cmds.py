@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
-from meshd.cli import configfile
 from meshd.cli.app import Json, app
+from meshd.cli.configfile import presenting, settling
+from meshd.cli.configfile.keys import keys as known_keys
 from meshd.cli.output import emit_json
 
 config_app = typer.Typer(
@@ -31,12 +32,12 @@ def check(
     json: Json = False,
 ) -> None:
     """Check a config file: print each problem as PATH:LINE: what is wrong (exit 78 if any)."""
-    chosen = configfile.chosen_path(path) or configfile.DEFAULT_PATH
-    known = configfile.keys()
+    chosen = settling.chosen_path(path) or settling.DEFAULT_PATH
+    known = known_keys()
     try:
-        checked = configfile.read(chosen, known)
-    except configfile.ConfigError as exc:
-        configfile.refuse(exc)
+        checked = settling.read(chosen, known)
+    except settling.ConfigError as exc:
+        settling.refuse(exc)
     if json:
         emit_json(
             {
@@ -59,7 +60,7 @@ def check(
         count = len(checked.problems)
         if not json:
             print(f"meshd: {count} problem{'' if count == 1 else 's'} in {chosen}", file=sys.stderr)
-        raise typer.Exit(configfile.EXIT_STATUS)
+        raise typer.Exit(settling.EXIT_STATUS)
 
 
 def _plain(value: object) -> object:
@@ -83,11 +84,11 @@ def show(
     environment, the file, the default); options given on their command line win over all."""
     import os
 
-    chosen = configfile.chosen_path(path)
+    chosen = settling.chosen_path(path)
     try:
-        values = configfile.effective(chosen, configfile.keys(), os.environ)
-    except configfile.ConfigError as exc:
-        configfile.refuse(exc)
+        values = presenting.effective(chosen, known_keys(), os.environ)
+    except settling.ConfigError as exc:
+        settling.refuse(exc)
     if json:
         emit_json(
             {
@@ -111,7 +112,7 @@ def show(
             shown = item.key.default or ("required" if item.key.required else "none")
             print(f"# {item.key.name}: {shown} (default{only})")
         else:
-            line = f"{item.key.name} = {configfile.toml_value(item.value)}"
+            line = f"{item.key.name} = {presenting.toml_value(item.value)}"
             print(f"{line:<40}  # {item.source}{only}")
 
 
@@ -123,11 +124,11 @@ def keys(
     json: Json = False,
 ) -> None:
     """List the keys of the config file: type, option, environment variable, default."""
-    known = configfile.keys()
+    known = known_keys()
     if json:
-        emit_json(configfile.as_json(known))
+        emit_json(presenting.as_json(known))
     elif markdown:
-        sys.stdout.write(configfile.markdown_table(known))
+        sys.stdout.write(presenting.markdown_table(known))
     else:
         width = max(len(k.name) for k in known)
         for key in known:

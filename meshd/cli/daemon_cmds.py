@@ -13,7 +13,8 @@ import typer
 
 from meshd.cli import asking
 from meshd.cli.app import Json, StateDir, app
-from meshd.cli.configfile import CONTEXT, configurable
+from meshd.cli.configfile.keys import CONTEXT
+from meshd.cli.configfile.settling import configurable
 
 Listen = Annotated[
     list[str] | None,

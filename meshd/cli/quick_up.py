@@ -15,8 +15,8 @@ It reads a value from where typer's ``up`` reads it, first to last: the command 
 one given); the environment (the option's own variable, then ``MESHD_<NAME>``, as click's
 ``auto_envvar_prefix`` does; a repeatable option's value split on whitespace; an empty
 variable counts as unset); then the config file and the deprecated variables, settled by the
-same function the typer command uses (meshd.cli.configfile.settled), and the DaemonConfig is
-built by the same function too (meshd.cli.starting.prepare, prepare_join).
+same function the typer command uses (meshd.cli.configfile.settling.settled), and the
+DaemonConfig is built by the same function too (meshd.cli.starting.prepare, prepare_join).
 
 It takes only what it fully understands: an unknown option, ``--help``, a positional word,
 a missing or empty value, one that starts with ``-``, a number not written as plain digits
@@ -39,7 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from meshd.cli.configfile import _REQUIRED, ENV_PREFIX, NOT_KEYS, Key, settled
+from meshd.cli.configfile.keys import ENV_PREFIX, NOT_KEYS, REQUIRED, Key
+from meshd.cli.configfile.settling import settled
 from meshd.cli.quick import _NotUnderstood, _path
 
 
@@ -224,8 +225,8 @@ def _convert(option: Option, text: str) -> Any:
 
 @functools.cache
 def file_keys() -> tuple[Key, ...]:
-    """The config file's keys as meshd.cli.configfile.keys() reads them from the typer app,
-    without their help text (and with the defaults of the parameters, not of their help)."""
+    """The config file's keys as meshd.cli.configfile.keys.keys() reads them from the typer
+    app, without their help text (and with the defaults of the parameters, not of their help)."""
     return tuple(
         Key(
             name=name,
@@ -237,7 +238,7 @@ def file_keys() -> tuple[Key, ...]:
             help="",
             minimum=option.minimum,
             maximum=option.maximum,
-            required=name in _REQUIRED,
+            required=name in REQUIRED,
         )
         for name, option in OPTIONS.items()
         if name not in NOT_KEYS

@@ -22,7 +22,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from meshd.cli import configfile, logs, main
+from meshd.cli import logs, main
+from meshd.cli.configfile import settling
 from meshd.cli.quick import recognise
 from meshd.cli.quick_up import FLAGS, OPTIONS
 from meshd.daemon import join as joining
@@ -41,7 +42,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(os.environ):
         if name.startswith("MESHD"):
             monkeypatch.delenv(name)
-    monkeypatch.setattr(configfile, "DEFAULT_PATH", tmp_path / "absent" / "meshd.toml")
+    monkeypatch.setattr(settling, "DEFAULT_PATH", tmp_path / "absent" / "meshd.toml")
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
 
 
@@ -241,7 +242,7 @@ def test_the_config_file_gives_the_same_join_both_ways(
     path = tmp_path / "meshd.toml"
     path.write_text(FILE.replace("INVITE", str(secret)))
     if args == ["DEFAULT"]:
-        monkeypatch.setattr(configfile, "DEFAULT_PATH", path)
+        monkeypatch.setattr(settling, "DEFAULT_PATH", path)
         args = []
     for name, value in env.items():
         monkeypatch.setenv(name, value.replace("FILE", str(path)))

@@ -20,7 +20,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from meshd.cli import configfile, logs, main
+from meshd.cli import logs, main
+from meshd.cli.configfile import settling
+from meshd.cli.configfile.keys import CONTEXT, keys
 from meshd.cli.quick import recognise
 from meshd.cli.quick_up import OPTIONS, file_keys
 from meshd.daemon import reexec
@@ -36,7 +38,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(os.environ):
         if name.startswith("MESHD"):
             monkeypatch.delenv(name)
-    monkeypatch.setattr(configfile, "DEFAULT_PATH", tmp_path / "absent" / "meshd.toml")
+    monkeypatch.setattr(settling, "DEFAULT_PATH", tmp_path / "absent" / "meshd.toml")
 
 
 def started(
@@ -195,7 +197,7 @@ def test_the_config_file_gives_the_same_config_both_ways(
     path = tmp_path / "meshd.toml"
     path.write_text(FILE)
     if args == ["DEFAULT"]:
-        monkeypatch.setattr(configfile, "DEFAULT_PATH", path)
+        monkeypatch.setattr(settling, "DEFAULT_PATH", path)
         args = []
     for name, value in env.items():
         monkeypatch.setenv(name, value.replace("FILE", str(path)))
@@ -363,7 +365,7 @@ def test_the_quick_table_says_what_the_typer_app_declares() -> None:
     seen: dict[str, list[str]] = {}
     for command_name, function in (("up", daemon_cmds.up), ("join", daemon_cmds.join)):
         command = group.commands[command_name]  # type: ignore[attr-defined]
-        assert command.context_settings == configfile.CONTEXT
+        assert command.context_settings == CONTEXT
         hints = typing.get_type_hints(function)
         defaults = inspect.signature(function).parameters
         for param in command.params:
@@ -400,7 +402,7 @@ def test_the_quick_keys_are_the_config_files_keys() -> None:
     that the help shows, such as --listen's, is not what the file's checks use)."""
     import dataclasses
 
-    known = configfile.keys()
+    known = keys()
     typer_keys = {key.name: key for key in known}
     quick_keys = {key.name: key for key in file_keys()}
     assert list(quick_keys) == list(typer_keys)

@@ -23,9 +23,12 @@ import typer.main
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meshd.cli import configfile, main
+from meshd.cli import main
 from meshd.cli.app import load_commands
-from meshd.cli.configfile import Checked, check_bytes, check_text, keys, settle
+from meshd.cli.configfile import settling
+from meshd.cli.configfile.checking import MAX_PROBLEMS, MAX_SIZE, Checked, check_bytes, check_text
+from meshd.cli.configfile.keys import COMMANDS, NOT_KEYS, keys
+from meshd.cli.configfile.settling import settle
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_LISTEN = "/ip4/127.0.0.1/tcp/7100"
@@ -45,9 +48,9 @@ def lines_of(text: str) -> int:
 def test_every_option_of_up_and_join_is_a_key_spelt_as_its_flag() -> None:
     group = typer.main.get_command(load_commands())
     by_name = {key.name: key for key in keys()}
-    for command in configfile.COMMANDS:
+    for command in COMMANDS:
         click_command = group.commands[command]  # type: ignore[attr-defined]
-        options = [p for p in click_command.params if p.name not in configfile.NOT_KEYS]
+        options = [p for p in click_command.params if p.name not in NOT_KEYS]
         assert options, command
         for option in options:
             key = by_name[option.name]
@@ -301,7 +304,7 @@ def test_up_refuses_a_bad_file_in_one_line_before_anything(
     assert f"{path}:2: listen '10.231.0.2:7102' is not a multiaddr" in err
     assert "(and 1 more)" in err
     assert f"meshd config check {path}" in err
-    assert exit_.value.code == configfile.EXIT_STATUS
+    assert exit_.value.code == settling.EXIT_STATUS
     assert not (tmp_path / "nothing").exists()
 
 
@@ -310,13 +313,13 @@ def test_a_missing_config_file_is_an_error_but_a_missing_default_is_not(
 ) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["up", "--config", str(tmp_path / "absent.toml")])
-    assert exit_.value.code == configfile.EXIT_STATUS
+    assert exit_.value.code == settling.EXIT_STATUS
     assert "cannot read config file" in capsys.readouterr().err
-    monkeypatch.setattr(configfile, "DEFAULT_PATH", tmp_path / "absent.toml")
-    monkeypatch.delenv(configfile.CONFIG_ENV, raising=False)
-    assert configfile.chosen_path(None) is None
-    monkeypatch.setenv(configfile.CONFIG_ENV, str(tmp_path / "other.toml"))
-    assert configfile.chosen_path(None) == tmp_path / "other.toml"
+    monkeypatch.setattr(settling, "DEFAULT_PATH", tmp_path / "absent.toml")
+    monkeypatch.delenv(settling.CONFIG_ENV, raising=False)
+    assert settling.chosen_path(None) is None
+    monkeypatch.setenv(settling.CONFIG_ENV, str(tmp_path / "other.toml"))
+    assert settling.chosen_path(None) == tmp_path / "other.toml"
 
 
 def test_join_takes_its_invite_from_the_file_or_says_it_is_missing(
@@ -365,14 +368,14 @@ def test_config_check_prints_each_problem_with_its_line(
     bad = tmp_path / "bad.toml"
     bad.write_text('wg_backend = "nonee"\ndegre = 3\n')
     code, out, err = run(capsys, ["config", "check", str(bad)])
-    assert code == configfile.EXIT_STATUS
+    assert code == settling.EXIT_STATUS
     assert out.splitlines() == [
         f"{bad}:1: wg_backend 'nonee' is not one of none, auto, kernel, userspace",
         f"{bad}:2: unknown key 'degre'; did you mean degree?",
     ]
     assert err == f"meshd: 2 problems in {bad}\n"
     code, out, _ = run(capsys, ["config", "check", "--json", str(bad)])
-    assert code == configfile.EXIT_STATUS
+    assert code == settling.EXIT_STATUS
     assert '"line": 2' in out
 
 
@@ -380,10 +383,10 @@ def test_config_check_takes_meshd_config_without_a_path(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = _write(tmp_path, "listen = [\n")
-    monkeypatch.setenv(configfile.CONFIG_ENV, str(path))
+    monkeypatch.setenv(settling.CONFIG_ENV, str(path))
     code, out, _ = run(capsys, ["config", "check"])
-    assert (code, out) == (configfile.EXIT_STATUS, f"{path}:1: TOML syntax: Invalid value\n")
-    assert os.environ[configfile.CONFIG_ENV] == str(path)
+    assert (code, out) == (settling.EXIT_STATUS, f"{path}:1: TOML syntax: Invalid value\n")
+    assert os.environ[settling.CONFIG_ENV] == str(path)
 
 
 def test_typer_accepts_the_wrapped_commands() -> None:
@@ -425,15 +428,15 @@ def test_config_show_says_where_each_value_comes_from(
     assert shown["interface"]["value"] is None
     bad = _write(tmp_path, "degre = 3\n")
     code, _, err = run(capsys, ["config", "show", str(bad)])
-    assert code == configfile.EXIT_STATUS
+    assert code == settling.EXIT_STATUS
     assert f"{bad}:1: unknown key 'degre'" in err
 
 
 def test_a_huge_file_is_refused_and_problems_stop_at_a_hundred() -> None:
-    huge = check_bytes(b"# " + b"x" * configfile.MAX_SIZE + b"\n", keys())
+    huge = check_bytes(b"# " + b"x" * MAX_SIZE + b"\n", keys())
     assert [(p.line, p.message) for p in huge.problems] == [
-        (1, f"the file is too large ({configfile.MAX_SIZE + 3} bytes)")
+        (1, f"the file is too large ({MAX_SIZE + 3} bytes)")
     ]
     many = problems("".join(f"k{i} = {i}\n" for i in range(1000)))
-    assert len(many) == configfile.MAX_PROBLEMS + 1
+    assert len(many) == MAX_PROBLEMS + 1
     assert many[-1] == (101, "more problems from here on; fix these first")
