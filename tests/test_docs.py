@@ -59,11 +59,13 @@ def missing(modules: list[str], module_map: str) -> list[str]:
     packages = {"/".join(m.split("/")[:-1]) for m in modules} | {"meshd"}
     out = []
     for cell in _first_cells(module_map):
-        for path in re.findall(r"`(meshd/[\w/.]+)`", cell):
+        paths = re.findall(r"`(meshd/[\w/.]+)`", cell)
+        for path in paths:
             if path.rstrip("/") not in packages and path not in known:
                 out.append(path)
-        in_cell = [p.rstrip("/") for p in re.findall(r"`(meshd/\w+/?)", cell)]
-        in_cell = [p for p in in_cell if p in packages] or ["meshd"]
+        # The cell's packages: those it names (nested ones too), and those of the files it names.
+        in_cell = [p if p in packages else p.rpartition("/")[0] for p in map(_stripped, paths)]
+        in_cell = [p for p in dict.fromkeys(in_cell) if p in packages] or ["meshd"]
         names = re.findall(r"`(\w+)\.py`", cell)
         for group in re.findall(r"\(([^)]*)\)", cell):
             names += [n.strip() for n in re.split(r"[,;]", group) if n.strip()]
@@ -71,6 +73,10 @@ def missing(modules: list[str], module_map: str) -> list[str]:
             if not any(f"{p}/{name}.py" in known for p in in_cell):
                 out.append(f"{name} (in {', '.join(in_cell)})")
     return out
+
+
+def _stripped(path: str) -> str:
+    return path.rstrip("/")
 
 
 def _docs() -> str:
@@ -99,3 +105,12 @@ def test_the_checks_see_a_module_left_out_and_one_that_is_gone() -> None:
     assert unnamed(modules, docs + "| `meshd/mesh/` (kicks) | core | ... |\n") == []
     gone = "| `meshd/mesh/` (punch, kicked) | core |\n| `meshd/mesh/paths.py` | core |\n"
     assert missing(modules, gone) == ["kicked (in meshd/mesh)", "meshd/mesh/paths.py"]
+
+
+def test_the_map_check_reads_nested_packages_and_the_packages_of_named_files() -> None:
+    modules = ["meshd/cli/configfile/keys.py", "meshd/cli/logs.py", "meshd/node/statedir.py"]
+    modules.append("meshd/node/permissions.py")
+    nested = "| `meshd/cli/configfile/` (keys, gone), `meshd/cli/logs.py` | shell |\n"
+    assert missing(modules, nested) == ["gone (in meshd/cli/configfile, meshd/cli)"]
+    files = "| `meshd/node/statedir.py`, `permissions.py`, `absent.py` | shell |\n"
+    assert missing(modules, files) == ["absent (in meshd/node)"]
