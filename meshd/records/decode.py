@@ -224,11 +224,11 @@ def decode_record_untrusted(data: bytes, *, depth: int = 0) -> Record:
     body, sig = split_envelope_untrusted(data)
     if body[:3] in _ANNOUNCEMENT_HEADS:
         # The hot path (most records are announcements): 9 or 10 items, kind and version known.
-        return _announcement_fast(unpack_body_untrusted(body), sig, data)
-    kind, items, sig = _body_untrusted(body, sig)
+        return _announcement_fast(unpack_body_untrusted(body), data)
+    kind, items, _ = _body_untrusted(body, sig)
     if kind is Kind.CERTIFICATE:
-        return _certificate_fast(items, sig, data, depth)  # a member's credential
-    return _DECODERS[kind](_Fields(items[2:], kind), sig, data, depth)
+        return _certificate_fast(items, data, depth)  # a member's credential
+    return _DECODERS[kind](_Fields(items[2:], kind), data, depth)
 
 
 def decode_untrusted(data: bytes, expected: type[T], *, depth: int = 0) -> T:
@@ -241,15 +241,15 @@ def decode_untrusted(data: bytes, expected: type[T], *, depth: int = 0) -> T:
     return record
 
 
-def _network(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Network:
+def _network(f: _Fields, raw: bytes, depth: int) -> Network:
     root = _share(f.blob("root_key", KEY_LEN))
     name = f.text("name", MAX_NAME)
     created = f.uint("created_at")
     f.end()
-    return Network(root, name, created, sig, raw)
+    return Network(root, name, created, raw)
 
 
-def _certificate(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Certificate:
+def _certificate(f: _Fields, raw: bytes, depth: int) -> Certificate:
     network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
     issuer = _share(f.blob("issuer", KEY_LEN))
     subject = f.blob("subject", KEY_LEN)
@@ -284,7 +284,6 @@ def _certificate(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Certificate:
         member_ttl,
         WgKey(wg_key),
         chain,
-        sig,
         raw,
     )
 
@@ -293,12 +292,12 @@ _ALL_CAPS = int(ALL_CAPS)
 _ROLES = Role._value2member_map_
 
 
-def _certificate_fast(items: list[Any], sig: bytes, raw: bytes, depth: int) -> Certificate:
+def _certificate_fast(items: list[Any], raw: bytes, depth: int) -> Certificate:
     """The usual certificate (no prefixes, no chain, an ASCII name) with the same checks as
     :func:`_certificate`, without the cursor: 10,000 members' certificates are decoded at
     every start. Anything else goes to :func:`_certificate`, which names what is wrong."""
     if len(items) != 16:
-        return _certificate(_Fields(items[2:], Kind.CERTIFICATE), sig, raw, depth)
+        return _certificate(_Fields(items[2:], Kind.CERTIFICATE), raw, depth)
     (_, _, network_id, issuer, subject, role, serial, not_before, not_after, caps, name,
      prefixes, max_uses, member_ttl, wg_key, chain) = items  # fmt: skip
     if (
@@ -333,7 +332,7 @@ def _certificate_fast(items: list[Any], sig: bytes, raw: bytes, depth: int) -> C
         or type(chain) is not list
         or chain
     ):
-        return _certificate(_Fields(items[2:], Kind.CERTIFICATE), sig, raw, depth)
+        return _certificate(_Fields(items[2:], Kind.CERTIFICATE), raw, depth)
     return Certificate(
         _share(network_id),
         _share(issuer),
@@ -349,12 +348,11 @@ def _certificate_fast(items: list[Any], sig: bytes, raw: bytes, depth: int) -> C
         member_ttl,
         WgKey(wg_key),
         (),
-        sig,
         raw,
     )
 
 
-def _enrollment(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Enrollment:
+def _enrollment(f: _Fields, raw: bytes, depth: int) -> Enrollment:
     network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
     invite = _nested(f.blob("invite"), Certificate, depth)
     node_key = f.blob("node_key", KEY_LEN)
@@ -362,21 +360,19 @@ def _enrollment(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Enrollment:
     name = f.text("name", MAX_NAME)
     created_at = f.uint("created_at")
     f.end()
-    return Enrollment(
-        network_id, invite, NodeKey(node_key), WgKey(wg_key), name, created_at, sig, raw
-    )
+    return Enrollment(network_id, invite, NodeKey(node_key), WgKey(wg_key), name, created_at, raw)
 
 
-def _admission(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Admission:
+def _admission(f: _Fields, raw: bytes, depth: int) -> Admission:
     network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
     sponsor = _share(f.blob("sponsor", KEY_LEN))
     admitted_at = f.uint("admitted_at")
     enrollment = _nested(f.blob("enrollment"), Enrollment, depth)
     f.end()
-    return Admission(network_id, sponsor, admitted_at, enrollment, sig, raw)
+    return Admission(network_id, sponsor, admitted_at, enrollment, raw)
 
 
-def _announcement(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Announcement:
+def _announcement(f: _Fields, raw: bytes, depth: int) -> Announcement:
     network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
     node_key = f.blob("node_key", KEY_LEN)
     seq = f.uint("seq")
@@ -387,11 +383,11 @@ def _announcement(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Announcemen
     relays = f.relays_and_extensions()  # 9 items: not a relay
     f.end()
     return Announcement(
-        network_id, NodeKey(node_key), seq, issued_at, endpoints, addrs, prefixes, sig, raw, relays
+        network_id, NodeKey(node_key), seq, issued_at, endpoints, addrs, prefixes, raw, relays
     )
 
 
-def _announcement_fast(items: list[Any], sig: bytes, raw: bytes) -> Announcement:
+def _announcement_fast(items: list[Any], raw: bytes) -> Announcement:
     """The hot path of ingest: the same checks as _announcement, without the cursor."""
     if len(items) == 9:
         _, _, network_id, node_key, seq, issued_at, endpoints, addrs, prefixes = items
@@ -399,7 +395,7 @@ def _announcement_fast(items: list[Any], sig: bytes, raw: bytes) -> Announcement
     elif len(items) == 10 and items[9] is True:  # a relay's
         _, _, network_id, node_key, seq, issued_at, endpoints, addrs, prefixes, relays = items
     else:
-        return _announcement(_Fields(items[2:], Kind.ANNOUNCEMENT), sig, raw, 0)
+        return _announcement(_Fields(items[2:], Kind.ANNOUNCEMENT), raw, 0)
     if (
         type(network_id) is not bytes
         or len(network_id) != FINGERPRINT_LEN
@@ -414,7 +410,7 @@ def _announcement_fast(items: list[Any], sig: bytes, raw: bytes) -> Announcement
         or type(prefixes) is not list
     ):
         # Let the general decoder name the offending field.
-        return _announcement(_Fields(items[2:], Kind.ANNOUNCEMENT), sig, raw, 0)
+        return _announcement(_Fields(items[2:], Kind.ANNOUNCEMENT), raw, 0)
     if len(endpoints) > MAX_ENDPOINTS or len(addrs) > MAX_ENDPOINTS:
         raise DecodeError("announcement: too many endpoints or addresses")
     if len(prefixes) > MAX_PREFIXES:
@@ -427,13 +423,12 @@ def _announcement_fast(items: list[Any], sig: bytes, raw: bytes) -> Announcement
         tuple(map(_ENDPOINT_ITEM, endpoints)) if endpoints else (),
         tuple(map(_ADDR_ITEM, addrs)) if addrs else (),
         tuple(map(_prefix_untrusted, prefixes)) if prefixes else (),
-        sig,
         raw,
         relays,
     )
 
 
-def _revocation(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Revocation:
+def _revocation(f: _Fields, raw: bytes, depth: int) -> Revocation:
     network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
     issuer = _share(f.blob("issuer", KEY_LEN))
     target = f.blob("target", KEY_LEN)
@@ -459,7 +454,6 @@ def _revocation(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Revocation:
         reason,
         chain,
         sponsored,
-        sig,
         raw,
     )
 
@@ -470,16 +464,16 @@ def _record_id_item(value: Any) -> bytes:
     return value
 
 
-def _invite(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Invite:
+def _invite(f: _Fields, raw: bytes, depth: int) -> Invite:
     network = _nested(f.blob("network"), Network, depth)
     certificate = _nested(f.blob("certificate"), Certificate, depth)
     secret = f.blob("secret", KEY_LEN)
     bootstrap = f.array("bootstrap", MAX_ENDPOINTS, _text_item(MAX_ADDR_LEN))
     f.end()
-    return Invite(network, certificate, secret, bootstrap, sig, raw)
+    return Invite(network, certificate, secret, bootstrap, raw)
 
 
-def _wg_rotation(f: _Fields, sig: bytes, raw: bytes, depth: int) -> WgRotation:
+def _wg_rotation(f: _Fields, raw: bytes, depth: int) -> WgRotation:
     network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
     node_key = f.blob("node_key", KEY_LEN)
     counter = f.uint("counter")
@@ -488,10 +482,10 @@ def _wg_rotation(f: _Fields, sig: bytes, raw: bytes, depth: int) -> WgRotation:
     issued_at = f.uint("issued_at")
     wg_key = f.blob("wg_key", KEY_LEN)
     f.end()
-    return WgRotation(network_id, NodeKey(node_key), counter, issued_at, WgKey(wg_key), sig, raw)
+    return WgRotation(network_id, NodeKey(node_key), counter, issued_at, WgKey(wg_key), raw)
 
 
-def _renewal(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Renewal:
+def _renewal(f: _Fields, raw: bytes, depth: int) -> Renewal:
     network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
     issuer = _share(f.blob("issuer", KEY_LEN))
     subject = f.blob("subject", KEY_LEN)
@@ -502,31 +496,29 @@ def _renewal(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Renewal:
     not_after = f.uint("not_after")
     chain = f.array("chain", MAX_CHAIN, lambda b: _nested(b, Certificate, depth))
     f.end()
-    return Renewal(
-        network_id, issuer, subject, Role(role_value), issued_at, not_after, chain, sig, raw
-    )
+    return Renewal(network_id, issuer, subject, Role(role_value), issued_at, not_after, chain, raw)
 
 
-def _leave(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Leave:
+def _leave(f: _Fields, raw: bytes, depth: int) -> Leave:
     network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
     node_key = f.blob("node_key", KEY_LEN)
     issued_at = f.uint("issued_at")
     reason = f.text("reason", MAX_REASON)
     f.end()
-    return Leave(network_id, NodeKey(node_key), issued_at, reason, sig, raw)
+    return Leave(network_id, NodeKey(node_key), issued_at, reason, raw)
 
 
-def _rollover(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Rollover:
+def _rollover(f: _Fields, raw: bytes, depth: int) -> Rollover:
     network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
     old_root = f.blob("old_root", KEY_LEN)
     new_root = f.blob("new_root", KEY_LEN)
     issued_at = f.uint("issued_at")
     overlap_until = f.uint("overlap_until")
     f.end()
-    return Rollover(network_id, old_root, new_root, issued_at, overlap_until, sig, raw)
+    return Rollover(network_id, old_root, new_root, issued_at, overlap_until, raw)
 
 
-def _handover(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Handover:
+def _handover(f: _Fields, raw: bytes, depth: int) -> Handover:
     network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
     old_key = f.blob("old_key", KEY_LEN)
     new_key = f.blob("new_key", KEY_LEN)
@@ -565,19 +557,18 @@ def _handover(f: _Fields, sig: bytes, raw: bytes, depth: int) -> Handover:
         sponsored,
         new_signature,
         previous,
-        sig,
         raw,
     )
 
 
-def _admin_handover(f: _Fields, sig: bytes, raw: bytes, depth: int) -> AdminHandover:
+def _admin_handover(f: _Fields, raw: bytes, depth: int) -> AdminHandover:
     network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
     root = f.blob("root", KEY_LEN)
     old_cert = _nested(f.blob("old_cert"), Certificate, depth)
     new_cert = _nested(f.blob("new_cert"), Certificate, depth)
     issued_at = f.uint("issued_at")
     f.end()
-    return AdminHandover(network_id, root, old_cert, new_cert, issued_at, sig, raw)
+    return AdminHandover(network_id, root, old_cert, new_cert, issued_at, raw)
 
 
 def _nested(value: Any, expected: type[T], depth: int) -> T:
@@ -586,7 +577,7 @@ def _nested(value: Any, expected: type[T], depth: int) -> T:
     return decode_untrusted(value, expected, depth=depth + 1)
 
 
-_DECODERS: dict[Kind, Callable[[_Fields, bytes, bytes, int], Record]] = {
+_DECODERS: dict[Kind, Callable[[_Fields, bytes, int], Record]] = {
     Kind.NETWORK: _network,
     Kind.CERTIFICATE: _certificate,
     Kind.ENROLLMENT: _enrollment,

@@ -97,14 +97,26 @@ def record_id(raw: bytes) -> RecordId:
 # --- the records --------------------------------------------------------------------------
 
 
+class _Signed:
+    """What every record has: its canonical bytes ``raw``, whose last 64 bytes are its
+    signature (the envelope has one form: :func:`split_envelope_untrusted`). The signature
+    is read from there, not kept a second time (97 bytes a record, two a member)."""
+
+    __slots__ = ()
+    raw: bytes
+
+    @property
+    def signature(self) -> bytes:
+        return self.raw[-SIG_LEN:]
+
+
 @dataclass(frozen=True, slots=True)
-class Network:
+class Network(_Signed):
     """The network's definition, signed by its root key: the anchor every member holds."""
 
     root_key: bytes
     name: str
     created_at: int
-    signature: bytes
     raw: bytes
 
     @property
@@ -113,7 +125,7 @@ class Network:
 
 
 @dataclass(frozen=True, slots=True)
-class Certificate:
+class Certificate(_Signed):
     """A key certified by the root or an admin: an admin, an invite, or a member."""
 
     network_id: bytes
@@ -130,7 +142,6 @@ class Certificate:
     member_ttl: int
     wg_key: WgKey
     chain: tuple[Certificate, ...]
-    signature: bytes
     raw: bytes
 
     @property
@@ -139,7 +150,7 @@ class Certificate:
 
 
 @dataclass(frozen=True, slots=True)
-class Enrollment:
+class Enrollment(_Signed):
     """A joiner's request, signed with the invite's secret key."""
 
     network_id: bytes
@@ -148,7 +159,6 @@ class Enrollment:
     wg_key: WgKey
     name: str
     created_at: int
-    signature: bytes
     raw: bytes
 
     @property
@@ -157,14 +167,13 @@ class Enrollment:
 
 
 @dataclass(frozen=True, slots=True)
-class Admission:
+class Admission(_Signed):
     """A member's countersignature of an enrollment, with the time on the sponsor's clock."""
 
     network_id: bytes
     sponsor: bytes
     admitted_at: int
     enrollment: Enrollment
-    signature: bytes
     raw: bytes
 
     @property
@@ -173,7 +182,7 @@ class Admission:
 
 
 @dataclass(frozen=True, slots=True)
-class Announcement:
+class Announcement(_Signed):
     """A member's signed statement of where it is: endpoints, libp2p addresses, prefixes,
     and whether it relays for other members (``relays``: a 10th body item, exactly true;
     a member that does not relay writes the 9 items of before)."""
@@ -185,7 +194,6 @@ class Announcement:
     endpoints: tuple[str, ...]
     addrs: tuple[str, ...]
     prefixes: tuple[Prefix, ...]
-    signature: bytes
     raw: bytes
     relays: bool = False
 
@@ -195,7 +203,7 @@ class Announcement:
 
 
 @dataclass(frozen=True, slots=True)
-class Revocation:
+class Revocation(_Signed):
     """The permanent exclusion of a member, invite or admin key, signed by root or an admin."""
 
     network_id: bytes
@@ -213,7 +221,6 @@ class Revocation:
     # every revocation of a key is legacy, the key's countersignatures dated before the
     # earliest of them stand (meshd.membership.standing).
     sponsored: tuple[bytes, ...] | None
-    signature: bytes
     raw: bytes
 
     @property
@@ -227,14 +234,13 @@ class Revocation:
 
 
 @dataclass(frozen=True, slots=True)
-class Invite:
+class Invite(_Signed):
     """The payload of an invite token: everything a joiner needs, signed by the invite key."""
 
     network: Network
     certificate: Certificate
     secret: bytes = field(repr=False)
     bootstrap: tuple[str, ...]
-    signature: bytes
     raw: bytes
 
     @property
@@ -243,7 +249,7 @@ class Invite:
 
 
 @dataclass(frozen=True, slots=True)
-class WgRotation:
+class WgRotation(_Signed):
     """A member's new WireGuard key, signed by its node key; the highest ``counter`` wins."""
 
     network_id: bytes
@@ -251,7 +257,6 @@ class WgRotation:
     counter: int
     issued_at: int
     wg_key: WgKey
-    signature: bytes
     raw: bytes
 
     @property
@@ -260,7 +265,7 @@ class WgRotation:
 
 
 @dataclass(frozen=True, slots=True)
-class Renewal:
+class Renewal(_Signed):
     """A member's standing extended to ``not_after``, signed by the root or an admin with the
     invite capability; no new enrollment."""
 
@@ -271,7 +276,6 @@ class Renewal:
     issued_at: int
     not_after: int
     chain: tuple[Certificate, ...]
-    signature: bytes
     raw: bytes
 
     @property
@@ -280,14 +284,13 @@ class Renewal:
 
 
 @dataclass(frozen=True, slots=True)
-class Leave:
+class Leave(_Signed):
     """A member's own departure, signed by its node key: its membership ends for good."""
 
     network_id: bytes
     node_key: NodeKey
     issued_at: int
     reason: str
-    signature: bytes
     raw: bytes
 
     @property
@@ -296,7 +299,7 @@ class Leave:
 
 
 @dataclass(frozen=True, slots=True)
-class Rollover:
+class Rollover(_Signed):
     """The root hands the network over to a new root key: certificates under either are
     accepted until ``overlap_until``, afterwards only those under the new one."""
 
@@ -305,7 +308,6 @@ class Rollover:
     new_root: bytes
     issued_at: int
     overlap_until: int
-    signature: bytes
     raw: bytes
 
     @property
@@ -314,7 +316,7 @@ class Rollover:
 
 
 @dataclass(frozen=True, slots=True)
-class Handover:
+class Handover(_Signed):
     """A member's node key hands its membership over to a new node key (``meshd rotate
     node``): signed by the old key, accepted by the new one (``new_signature``)."""
 
@@ -332,7 +334,6 @@ class Handover:
     # The record id of the hand-over that gave ``old_key`` its membership, or b"" when
     # ``old_key`` is the enrolled key: a chain of hand-overs is linked by id, not nested.
     previous: bytes | None
-    signature: bytes
     raw: bytes
 
     @property
@@ -354,7 +355,7 @@ def handover_acceptance(network_id: bytes, old_key: bytes, new_key: bytes) -> by
 
 
 @dataclass(frozen=True, slots=True)
-class AdminHandover:
+class AdminHandover(_Signed):
     """The root replaces an admin key (``meshd admin rotate``): ``new_cert`` certifies the
     successor with the old key's grants; what the old key signed up to ``issued_at`` keeps
     standing, nothing it signs dated later counts."""
@@ -364,7 +365,6 @@ class AdminHandover:
     old_cert: Certificate  # a certificate of the admin key handed over
     new_cert: Certificate  # the successor's admin certificate, signed by ``root``
     issued_at: int  # the cut-off
-    signature: bytes
     raw: bytes
 
     @property

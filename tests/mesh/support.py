@@ -30,7 +30,7 @@ def member(
     announcement = None
     if endpoints is not None:
         announcement = Announcement(
-            NETWORK, NodeKey(node_key), 1, admitted_at, endpoints, (), (), b"", b""
+            NETWORK, NodeKey(node_key), 1, admitted_at, endpoints, (), (), b""
         )
     iid = int.from_bytes(hashlib.sha256(node_key).digest()[:8], "big")
     return Member(

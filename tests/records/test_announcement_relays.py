@@ -193,7 +193,7 @@ def seal_announcement(items: list[object]) -> bytes:
 def _both(raw: bytes) -> tuple[object, object]:
     """What the hot path and the general decoder make of ``raw``'s body: a record, or the
     error's text."""
-    body, sig = split_envelope_untrusted(raw)
+    body, _ = split_envelope_untrusted(raw)
     items = msgpack.unpackb(body, raw=False)
 
     def outcome(decode: object) -> object:
@@ -202,10 +202,8 @@ def _both(raw: bytes) -> tuple[object, object]:
         except DecodeError as exc:
             return ("DecodeError", str(exc))
 
-    fast = outcome(lambda: _announcement_fast(list(items), sig, raw))
-    general = outcome(
-        lambda: _announcement(_Fields(list(items[2:]), Kind.ANNOUNCEMENT), sig, raw, 0)
-    )
+    fast = outcome(lambda: _announcement_fast(list(items), raw))
+    general = outcome(lambda: _announcement(_Fields(list(items[2:]), Kind.ANNOUNCEMENT), raw, 0))
     return fast, general
 
 
@@ -234,9 +232,9 @@ def test_the_hot_path_takes_relay_announcements(monkeypatch: pytest.MonkeyPatch)
 
     taken: list[int] = []
 
-    def fast(items: list[object], sig: bytes, raw: bytes) -> Announcement:
+    def fast(items: list[object], raw: bytes) -> Announcement:
         taken.append(len(items))
-        return _announcement_fast(items, sig, raw)
+        return _announcement_fast(items, raw)
 
     monkeypatch.setattr(decode, "_announcement_fast", fast)
     ann = worked_example(relays=True)

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from meshd.records import Certificate, Role, decode_untrusted, make_certificate, record_id
+from meshd.records import (
+    Certificate,
+    Role,
+    decode_untrusted,
+    make_announcement,
+    make_certificate,
+    record_id,
+)
+from meshd.records.types import split_envelope_untrusted
 from meshd.trust.keys import SigningKey, WgKey
 
 ROOT = SigningKey(bytes([7]) * 32)
@@ -44,3 +52,18 @@ def test_decoded_certificates_share_the_network_id_and_the_issuer() -> None:
     assert one.issuer == ROOT.public
     assert one.issuer is two.issuer
     assert one.subject != two.subject
+
+
+def test_a_records_signature_is_read_from_its_bytes_not_kept_twice() -> None:
+    key = SigningKey(bytes([5]) * 32)
+    ann = make_announcement(
+        key, network_id=NETWORK_ID, seq=1, issued_at=1000, endpoints=("192.0.2.1:51820",)
+    )
+    cert = decode_untrusted(certificate(5), Certificate)
+    for record in (ann, cert):
+        _, signature = split_envelope_untrusted(record.raw)
+        assert record.signature == signature
+        assert len(record.signature) == 64
+        # No field holds it a second time (97 bytes a record, two a member).
+        held = [getattr(record, name) for name in type(record).__slots__]
+        assert not any(type(value) is bytes and value == signature for value in held)

@@ -736,7 +736,7 @@ def _admin_as_member(w: World) -> object:
 def _enroll_under_member(w: World) -> object:
     key = SigningKey.generate()
     cert = w.member_cert(subject=key.public)
-    fake = Invite(w.net.network, cert, key.seed, (), bytes(64), b"")
+    fake = Invite(w.net.network, cert, key.seed, (), b"")
     return w.sponsor(w.enrollment(fake))
 
 

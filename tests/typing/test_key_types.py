@@ -30,7 +30,7 @@ def right(member: Member, ann: Announcement, rot: WgRotation) -> None:
     by_node(ann.node_key)
     by_node(rot.node_key)
     by_record(record_id(ann.raw))
-    Announcement(ann.network_id, member.node_key, 1, 0, (), (), (), b"", b"")
+    Announcement(ann.network_id, member.node_key, 1, 0, (), (), (), b"")
     bytes_too: bytes = member.wg_key  # each is still bytes where bytes will do
 """
 
@@ -41,7 +41,7 @@ SWAPS = {
     "a node key as a record id": "by_record(member.node_key)",
     "a rotation's new key as its node key": "by_node(rot.wg_key)",
     "a WireGuard key in an announcement": (
-        'Announcement(ann.network_id, member.wg_key, 1, 0, (), (), (), b"", b"")'
+        'Announcement(ann.network_id, member.wg_key, 1, 0, (), (), (), b"")'
     ),
 }
 
