@@ -2,10 +2,10 @@
 
 A peer that completes Noise with a fresh key is a new peer id: keyed by peer id, nothing
 bounds how many such peers one address brings. What a remote cannot choose is its source
-(:func:`~meshd.gossip.libp2p_workarounds.source_of`: its IPv4 address or its IPv6 /64), so
-:class:`StrangerBudget` counts the established inbound connections of non-members per
-source and in total, and the graces (docs/daemon.md, "Connections") given to fresh keys per
-source. Members, authenticated by their key against the membership, are never counted:
+(:func:`~meshd.gossip.libp2p_workarounds.inbound.source_of`: its IPv4 address or its IPv6
+/64), so :class:`StrangerBudget` counts the established inbound connections of non-members
+per source and in total, and the graces (docs/daemon.md, "Connections") given to fresh keys
+per source. Members, authenticated by their key against the membership, are never counted:
 the caller passes the check (``is_member``), and an entry whose peer has become a member
 since it was counted is dropped before anyone is shed for it.
 

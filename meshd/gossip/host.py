@@ -11,7 +11,7 @@ streams for protocols such as anti-entropy sync. Its parts, all importable from 
 * :mod:`meshd.gossip.peers`: peer ids and member keys, dial results, peer events;
 * :mod:`meshd.gossip.streams`: :class:`FramedStream` and the transport's errors;
 * :mod:`meshd.gossip.libp2p_workarounds`: what works around py-libp2p 0.8.1, and what to
-  re-check when upgrading it.
+  re-check when upgrading it (the router, the inbound gate, connections, shutdown, logs).
 """
 
 from __future__ import annotations
@@ -46,21 +46,16 @@ from libp2p.tools.anyio_service import background_trio_service
 from meshd.errors import AddressUnavailable
 from meshd.gossip.admission import StrangerBudget
 from meshd.gossip.config import HostConfig, Validator, parse_multiaddr
-from meshd.gossip.libp2p_workarounds import (
-    FORWARDED_LOGGER,
-    LIBP2P_LOGGER,
-    HandshakeBudget,
-    Libp2pLogBridge,
-    close_host,
-    drop_nursery_closed,
+from meshd.gossip.libp2p_workarounds.connections import (
     forget_failed_dial,
-    leaves,
-    source_of,
     stop_auto_connector,
     unbound_listen_addrs,
-    wait_for_queue_room,
     widen_listen_backlog,
 )
+from meshd.gossip.libp2p_workarounds.inbound import HandshakeBudget, source_of
+from meshd.gossip.libp2p_workarounds.logs import FORWARDED_LOGGER, LIBP2P_LOGGER, Libp2pLogBridge
+from meshd.gossip.libp2p_workarounds.router import wait_for_queue_room
+from meshd.gossip.libp2p_workarounds.shutdown import close_host, drop_nursery_closed, leaves
 from meshd.gossip.peers import (
     ConnectionNotifee,
     ConnectResult,

@@ -5,14 +5,15 @@
   direction.
 * The node's Ed25519 key is the libp2p identity; the Noise static key is a fresh X25519 key
   for each host.
-* gossipsub (:func:`~meshd.gossip.libp2p_workarounds.gossipsub_router`) under pubsub with
-  strict signing: libp2p checks each message's signature against its ``from`` peer id
-  before the validator sees it.
+* gossipsub (:func:`~meshd.gossip.libp2p_workarounds.router.gossipsub_router`) under
+  pubsub with strict signing: libp2p checks each message's signature against its ``from``
+  peer id before the validator sees it.
 * Inbound connections in their security handshake are bounded per source and in total,
   and closed after ``handshake_timeout``
-  (:func:`~meshd.gossip.libp2p_workarounds.gate_inbound_handshakes`).
+  (:func:`~meshd.gossip.libp2p_workarounds.inbound.gate_inbound_handshakes`).
 * No connection minimum: the auto-connector is stopped once the host runs (see
-  :mod:`meshd.gossip.libp2p_workarounds`), and the membership layer chooses the peers.
+  :mod:`meshd.gossip.libp2p_workarounds.connections`), and the membership layer chooses
+  the peers.
 """
 
 from __future__ import annotations
@@ -40,12 +41,8 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.transport.tcp.tcp import TCP
 
 from meshd.gossip.config import HostConfig, parse_multiaddr
-from meshd.gossip.libp2p_workarounds import (
-    HandshakeBudget,
-    gate_inbound_handshakes,
-    gossipsub_router,
-    seed_sequence_number,
-)
+from meshd.gossip.libp2p_workarounds.inbound import HandshakeBudget, gate_inbound_handshakes
+from meshd.gossip.libp2p_workarounds.router import gossipsub_router, seed_sequence_number
 
 __all__ = ["TopicValidator", "build_stack"]
 

@@ -96,7 +96,7 @@ def test_third_party_loggers_stay_at_warning_in_our_format() -> None:
 
 
 def test_libp2p_errors_arrive_as_one_line_each() -> None:
-    from meshd.gossip.libp2p_workarounds import LIBP2P_LOGGER, Libp2pLogBridge
+    from meshd.gossip.libp2p_workarounds.logs import LIBP2P_LOGGER, Libp2pLogBridge
 
     out, _ = log_lines("info", "text")
     bridge = Libp2pLogBridge.attach()

@@ -40,7 +40,7 @@ from meshd.errors import MeshdError
 from meshd.gossip import enroll
 from meshd.gossip import sync as sync_protocol
 from meshd.gossip.host import GossipHost, HostConfig
-from meshd.gossip.libp2p_workarounds import wait_for_queue_room
+from meshd.gossip.libp2p_workarounds.router import wait_for_queue_room
 from meshd.membership.pending import PendingPool
 from meshd.node.statedir import NodeDir, init_network, now
 from meshd.records import Certificate, Record, Role, make_announcement, make_certificate

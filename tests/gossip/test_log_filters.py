@@ -1,4 +1,4 @@
-"""py-libp2p's log lines, held to what says something (meshd.gossip.libp2p_workarounds)."""
+"""py-libp2p's log lines, held to what says something (meshd.gossip.libp2p_workarounds.logs)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from meshd.gossip.libp2p_workarounds import (
+from meshd.gossip.libp2p_workarounds.logs import (
     FORWARDED_LOGGER,
     GOSSIPSUB_LOGGER,
     HOST_LOGGER,

@@ -1,8 +1,8 @@
-"""The py-libp2p workarounds still reach what they patch (meshd/gossip/libp2p_workarounds.py).
+"""The py-libp2p workarounds still reach what they patch (meshd/gossip/libp2p_workarounds/).
 
 A patch of a function that a new libp2p renamed or stopped calling patches nothing, silently:
 these tests read the installed libp2p's source for each place the module names, and fail on
-an upgrade until every workaround has been re-checked (the module's docstring says how).
+an upgrade until every workaround has been re-checked (the package's docstring says how).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from libp2p.pubsub.pubsub import Pubsub
 from libp2p.stream_muxer.yamux.yamux import YamuxStream
 
 from meshd.gossip import libp2p_workarounds as workarounds
+from meshd.gossip.libp2p_workarounds import connections, inbound, logs, router
 
 
 def test_the_installed_libp2p_is_the_one_the_workarounds_were_written_for() -> None:
@@ -30,7 +31,7 @@ def test_signed_peer_records_are_checked_through_the_patched_name() -> None:
     for module in (libp2p_pubsub, libp2p_gossipsub):
         assert "maybe_consume_signed_record(" in inspect.getsource(module), module.__name__
         patched = module.maybe_consume_signed_record
-        assert patched is workarounds._consume_signed_record_once
+        assert patched is router._consume_signed_record_once
 
 
 def test_yamux_calls_the_patched_window_update_and_has_what_it_uses() -> None:
@@ -39,7 +40,7 @@ def test_yamux_calls_the_patched_window_update_and_has_what_it_uses() -> None:
     for name in ("window_lock", "_pending_recv_release", "target_recv_window", "recv_window"):
         assert f"self.{name}" in source, name
     assert "def send_window_update(" in source
-    assert YamuxStream._auto_tune_and_send_window_update is workarounds._release_window_at_half
+    assert YamuxStream._auto_tune_and_send_window_update is connections._release_window_at_half
 
 
 def test_what_the_other_workarounds_reach_into_is_there() -> None:
@@ -77,12 +78,12 @@ def test_what_the_inbound_gate_and_the_dial_reset_reach_into_is_there() -> None:
     # The exclusive listeners: looked up by name when listening, SO_REUSEPORT set there.
     assert "await _open_reuseport_listeners(host, port)" in source
     assert "SO_REUSEPORT" in source
-    assert tcp._open_reuseport_listeners is workarounds._open_exclusive_listeners
+    assert tcp._open_reuseport_listeners is connections._open_exclusive_listeners
     assert "self.listeners.extend(" in inspect.getsource(tcp.TCPListener)
 
 
 def test_handshake_budget_is_per_source_and_total() -> None:
-    budget = workarounds.HandshakeBudget(per_source=2, total=3)
+    budget = inbound.HandshakeBudget(per_source=2, total=3)
     first = budget.admit("10.0.0.1")
     assert first is not None
     assert budget.admit("10.0.0.1") is not None
@@ -98,7 +99,7 @@ def test_handshake_budget_is_per_source_and_total() -> None:
 
 
 def test_a_full_budget_makes_room_for_a_source_that_holds_fewer() -> None:
-    budget = workarounds.HandshakeBudget(per_source=4, total=8)
+    budget = inbound.HandshakeBudget(per_source=4, total=8)
     flood = [budget.admit(source) for source in ("10.0.0.1", "10.0.0.2") for _ in range(4)]
     assert all(a is not None and a.evict is None for a in flood)
     honest = budget.admit("10.0.0.9")
@@ -110,14 +111,14 @@ def test_a_full_budget_makes_room_for_a_source_that_holds_fewer() -> None:
     budget.release(flood[0].ticket)  # type: ignore[union-attr]  # handed over: no effect
     assert budget.pending == 8
     # Evenly spread, nobody is heavier by two: refused.
-    even = workarounds.HandshakeBudget(per_source=1, total=2)
+    even = inbound.HandshakeBudget(per_source=1, total=2)
     assert even.admit("a") is not None
     assert even.admit("b") is not None
     assert even.admit("c") is None
 
 
 def test_a_source_is_an_ipv4_address_or_an_ipv6_64() -> None:
-    source = workarounds.source_of
+    source = inbound.source_of
     assert source("192.0.2.7") == "192.0.2.7"
     assert source("2001:db8:1:2:aaaa::1") == source("2001:db8:1:2:bbbb::2") == "2001:db8:1:2::/64"
     assert source("2001:db8:1:3::1") != source("2001:db8:1:2::1")
@@ -130,13 +131,13 @@ def test_accept_errors_are_logged_once_a_minute(caplog: pytest.LogCaptureFixture
     import trio._highlevel_serve_listeners as serve_listeners
 
     # What the filter sits on: trio's accept loop pauses on these and logs on this logger.
-    assert serve_listeners.LOGGER.name == workarounds.ACCEPT_LOGGER
+    assert serve_listeners.LOGGER.name == logs.ACCEPT_LOGGER
     assert errno.EMFILE in serve_listeners.ACCEPT_CAPACITY_ERRNOS
-    assert workarounds.ACCEPT_LOG_FILTER in serve_listeners.LOGGER.filters
-    quiet = workarounds.OncePerMinute()
+    assert logs.ACCEPT_LOG_FILTER in serve_listeners.LOGGER.filters
+    quiet = logs.OncePerMinute()
     serve_listeners.LOGGER.addFilter(quiet)
     try:
-        with caplog.at_level(logging.ERROR, logger=workarounds.ACCEPT_LOGGER):
+        with caplog.at_level(logging.ERROR, logger=logs.ACCEPT_LOGGER):
             for _ in range(20):
                 try:
                     raise OSError(errno.EMFILE, "Too many open files")
@@ -144,10 +145,10 @@ def test_accept_errors_are_logged_once_a_minute(caplog: pytest.LogCaptureFixture
                     serve_listeners.LOGGER.error("accept returned EMFILE", exc_info=True)
     finally:
         serve_listeners.LOGGER.removeFilter(quiet)
-    records = [r for r in caplog.records if r.name == workarounds.ACCEPT_LOGGER]
+    records = [r for r in caplog.records if r.name == logs.ACCEPT_LOGGER]
     assert len(records) <= 1  # the module's own filter may have let one through already
     assert all(r.exc_info is None for r in records)
-    assert quiet.suppressed + workarounds.ACCEPT_LOG_FILTER.suppressed >= 19
+    assert quiet.suppressed + logs.ACCEPT_LOG_FILTER.suppressed >= 19
 
 
 def test_our_own_messages_go_to_every_peer_of_the_topic_and_forwards_to_the_mesh_only() -> None:
@@ -160,14 +161,14 @@ def test_our_own_messages_go_to_every_peer_of_the_topic_and_forwards_to_the_mesh
     from meshd.gossip.config import HostConfig
 
     me, b, c, d, author = (ID.from_pubkey(create_new_key_pair().public_key) for _ in range(5))
-    router = workarounds.gossipsub_router(HostConfig(identity_seed=bytes(32)))
+    gossipsub = router.gossipsub_router(HostConfig(identity_seed=bytes(32)))
     topic = "/meshd/test/1"
-    router.pubsub = SimpleNamespace(  # type: ignore[assignment]
+    gossipsub.pubsub = SimpleNamespace(  # type: ignore[assignment]
         my_id=me, peer_topics={topic: {b, c, d}}
     )
-    router.mesh = {topic: {b, c}}
-    router.peer_protocol = dict.fromkeys((b, c, d), PROTOCOL_ID_V11)
+    gossipsub.mesh = {topic: {b, c}}
+    gossipsub.peer_protocol = dict.fromkeys((b, c, d), PROTOCOL_ID_V11)
     # Published here: every peer of the topic at once, not only the mesh (one hop less).
-    assert set(router._get_peers_to_send([topic], me, me)) == {b, c, d}
+    assert set(gossipsub._get_peers_to_send([topic], me, me)) == {b, c, d}
     # Forwarded for someone else: the mesh only, not back to the forwarder.
-    assert set(router._get_peers_to_send([topic], b, author)) == {c}
+    assert set(gossipsub._get_peers_to_send([topic], b, author)) == {c}
