@@ -6,7 +6,9 @@ remove leftovers by their run id. ``python -m meshd.lab`` is the command line. S
 """
 
 from meshd.lab.commands import LabError
-from meshd.lab.lab import Host, Lab, destroy_run
+from meshd.lab.lab import Lab
+from meshd.lab.plumbing import Host
 from meshd.lab.runs import RunInfo, list_runs
+from meshd.lab.teardown import destroy_run
 
 __all__ = ["Host", "Lab", "LabError", "RunInfo", "destroy_run", "list_runs"]

@@ -27,9 +27,10 @@ from types import FrameType
 from meshd.lab import naming
 from meshd.lab.commands import LabError
 from meshd.lab.filters import FILTER_NAMES
-from meshd.lab.lab import Lab, destroy_run
+from meshd.lab.lab import Lab
 from meshd.lab.nat import NAT_KINDS
 from meshd.lab.runs import list_runs
+from meshd.lab.teardown import destroy_run
 
 
 class Terminated(Exception):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from meshd.lab import naming
 from meshd.lab.commands import list_netns
-from meshd.lab.lab import MANIFEST, lab_dir
+from meshd.lab.state import MANIFEST, lab_dir
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,8 @@ import trio
 from meshd.babel.shell import KernelRoute, KernelRoutes
 from meshd.errors import BackendError
 from meshd.lab.commands import ip
-from meshd.lab.lab import Host, Lab
+from meshd.lab.lab import Lab
+from meshd.lab.plumbing import Host
 
 pytestmark = pytest.mark.root
 

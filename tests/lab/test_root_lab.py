@@ -21,7 +21,8 @@ import pytest
 
 from meshd.lab import Host, Lab, LabError, list_runs
 from meshd.lab.filters import available_filters
-from meshd.lab.lab import WG_SOCKET_DIR, lab_dir
+from meshd.lab.state import lab_dir
+from meshd.lab.teardown import WG_SOCKET_DIR
 
 pytestmark = pytest.mark.root
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from meshd.lab import Lab, LabError
-from meshd.lab.lab import WG_SOCKET_DIR
+from meshd.lab.teardown import WG_SOCKET_DIR
 from tests.lab.test_root_lab import run_cli, traces
 
 pytestmark = pytest.mark.root

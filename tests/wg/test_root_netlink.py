@@ -22,7 +22,8 @@ import trio
 
 from meshd.errors import AlreadyRunning
 from meshd.lab.commands import ip
-from meshd.lab.lab import Host, Lab
+from meshd.lab.lab import Lab
+from meshd.lab.plumbing import Host
 from meshd.wg.netlink import Netlink
 
 pytestmark = pytest.mark.root
