@@ -50,7 +50,9 @@ from typing import Any
 from meshd.babel.codec import encode_packet
 from meshd.babel.core import BabelCore
 from meshd.babel.expand import Route, build_updates, ihu
-from meshd.babel.tlv import INFINITY, Hello, Packet
+from meshd.babel.numbers import INFINITY
+from meshd.babel.packet import Packet
+from meshd.babel.tlv import Hello
 
 RESULTS = Path(__file__).parent / "results"
 NEIGHBOUR = IPv6Address("fe80::2")

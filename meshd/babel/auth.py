@@ -25,8 +25,8 @@ from typing import Final
 
 from meshd.babel.codec import decode_packet_untrusted, encode_packet
 from meshd.babel.mac import Endpoints, MacKey, decode_verified_untrusted, sign_packet
+from meshd.babel.packet import ChallengeReply, ChallengeRequest, Packet, Pc, Tlv
 from meshd.babel.prefix import IPAddress
-from meshd.babel.tlv import ChallengeReply, ChallengeRequest, Packet, Pc, Tlv
 
 NONCE_SIZE: Final = 16
 INDEX_SIZE: Final = 8

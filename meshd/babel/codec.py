@@ -21,16 +21,7 @@ from __future__ import annotations
 import struct
 from typing import Any, Final
 
-from meshd.babel.prefix import (
-    AE_WILDCARD,
-    KNOWN_AES,
-    address_size,
-    decode_address,
-    encode_address,
-    prefix_size,
-)
-from meshd.babel.subtlv import decode_sub_tlvs, encode_sub_tlvs, split_untrusted
-from meshd.babel.tlv import (
+from meshd.babel.numbers import (
     ACK,
     ACK_REQ,
     CHALLENGE_REPLY,
@@ -47,24 +38,37 @@ from meshd.babel.tlv import (
     SEQNO_REQUEST,
     UPDATE,
     VERSION,
-    Ack,
-    AckReq,
+)
+from meshd.babel.packet import (
     ChallengeReply,
     ChallengeRequest,
-    Hello,
-    Ihu,
     Mac,
-    NextHop,
     Packet,
-    Pad1,
-    PadN,
     Pc,
-    RouteRequest,
-    RouterId,
-    SeqnoRequest,
     Tlv,
     TrailerTlv,
     UnknownTlv,
+)
+from meshd.babel.prefix import (
+    AE_WILDCARD,
+    KNOWN_AES,
+    address_size,
+    decode_address,
+    encode_address,
+    prefix_size,
+)
+from meshd.babel.subtlv import decode_sub_tlvs, encode_sub_tlvs, split_untrusted
+from meshd.babel.tlv import (
+    Ack,
+    AckReq,
+    Hello,
+    Ihu,
+    NextHop,
+    Pad1,
+    PadN,
+    RouteRequest,
+    RouterId,
+    SeqnoRequest,
     Update,
 )
 from meshd.errors import DecodeError

@@ -13,8 +13,8 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Literal
 
 from meshd.babel.neighbours import IPAddress, LinkParams
+from meshd.babel.numbers import INFINITY
 from meshd.babel.sources import IPNetwork
-from meshd.babel.tlv import INFINITY
 
 InterfaceKind = Literal["wired", "tunnel", "unicast-peers"]
 AcceptHook = Callable[[bytes, IPNetwork, IPNetwork | None], bool]

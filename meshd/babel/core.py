@@ -62,7 +62,9 @@ from meshd.babel.interest import HOLDS, Interest
 from meshd.babel.interfaces import MULTICAST_GROUP, SOON, Interface
 from meshd.babel.martians import martian
 from meshd.babel.neighbours import IPAddress, LinkParams, Neighbour
+from meshd.babel.numbers import INFINITY
 from meshd.babel.outbox import Outbox
+from meshd.babel.packet import Packet
 from meshd.babel.requests import SeqnoRequests
 from meshd.babel.routes import (
     Event,
@@ -74,7 +76,7 @@ from meshd.babel.routes import (
 )
 from meshd.babel.selection import RouteSelection
 from meshd.babel.sources import IPNetwork, RouteKey, SourceTable, seqno_newer, seqno_plus
-from meshd.babel.tlv import INFINITY, Ack, AckReq, Hello, Packet
+from meshd.babel.tlv import Ack, AckReq, Hello
 from meshd.babel.updates import Updates
 from meshd.babel.views import NeighbourView, RouteView, neighbour_view, own_route_view, route_view
 from meshd.errors import DecodeError

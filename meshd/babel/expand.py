@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from typing import TypeGuard
 
+from meshd.babel.numbers import FLAG_DEFAULT_PREFIX, FLAG_ROUTER_ID, INFINITY
+from meshd.babel.packet import ChallengeReply, ChallengeRequest, Packet, Pc, Tlv
 from meshd.babel.prefix import (
     AE_IPV4,
     AE_IPV4_VIA_IPV6,
@@ -37,25 +39,16 @@ from meshd.babel.prefix import (
     network_ae,
     to_network,
 )
+from meshd.babel.subtlv_types import SourcePrefix, SubTlv
 from meshd.babel.tlv import (
-    FLAG_DEFAULT_PREFIX,
-    FLAG_ROUTER_ID,
-    INFINITY,
     Ack,
     AckReq,
-    ChallengeReply,
-    ChallengeRequest,
     Hello,
     Ihu,
     NextHop,
-    Packet,
-    Pc,
     RouteRequest,
     RouterId,
     SeqnoRequest,
-    SourcePrefix,
-    SubTlv,
-    Tlv,
     Update,
 )
 

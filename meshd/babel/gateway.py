@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from meshd.babel.numbers import INFINITY
 from meshd.babel.options import RedistributeRule, covered, site_route_allowed
 from meshd.babel.routes import IPAddress
 from meshd.babel.sources import IPNetwork, RouteKey
-from meshd.babel.tlv import INFINITY
 from meshd.babel.views import RouteView
 
 

@@ -34,9 +34,12 @@ from meshd.babel.config import AtRestHook, InterfaceConfig
 from meshd.babel.expand import ihu
 from meshd.babel.interest import Interest
 from meshd.babel.neighbours import IPAddress, Neighbour, timestamp
+from meshd.babel.numbers import HELLO_UNICAST
+from meshd.babel.packet import Tlv
 from meshd.babel.routes import NeighbourId
 from meshd.babel.sources import seqno_plus
-from meshd.babel.tlv import HELLO_UNICAST, Hello, HelloTimestamp, Ihu, IhuTimestamp, Tlv
+from meshd.babel.subtlv_types import HelloTimestamp, IhuTimestamp
+from meshd.babel.tlv import Hello, Ihu
 
 MULTICAST_GROUP: Final = IPv6Address("ff02::1:6")
 """Babel's link-local multicast group (RFC 8966 5)."""

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from meshd.babel.codec import HEADER, decode_packet_untrusted, encode_packet
+from meshd.babel.packet import Mac, Packet
 from meshd.babel.prefix import IPAddress
-from meshd.babel.tlv import Mac, Packet
 from meshd.errors import VerifyError
 
 _PORT: Final = struct.Struct("!H")

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import Final
 
+from meshd.babel.numbers import INFINITY
 from meshd.babel.sources import seqno_diff, seqno_plus
-from meshd.babel.tlv import INFINITY
 
 IPAddress = IPv4Address | IPv6Address
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from meshd.babel.codec import HEADER, encode_packet, encode_tlv
 from meshd.babel.expand import Route, build_updates
 from meshd.babel.neighbours import IPAddress
+from meshd.babel.packet import Packet, Tlv
 from meshd.babel.sources import RouteKey
-from meshd.babel.tlv import Packet, Tlv
 
 
 @dataclass(slots=True)

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 from meshd.babel.config import CoreConfig
 from meshd.babel.expand import RequestSeqno, Route, seqno_request
+from meshd.babel.numbers import INFINITY
 from meshd.babel.outbox import Outbox
 from meshd.babel.routes import NeighbourId, RouteEntry, RouteTable
 from meshd.babel.sources import RouteKey, SourceTable, seqno_diff, seqno_newer, seqno_plus
-from meshd.babel.tlv import INFINITY
 
 
 @dataclass(slots=True)

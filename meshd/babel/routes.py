@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
+from meshd.babel.numbers import INFINITY
 from meshd.babel.sources import IPNetwork, RouteKey
-from meshd.babel.tlv import INFINITY
 
 IPAddress = IPv4Address | IPv6Address
 

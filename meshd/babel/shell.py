@@ -42,6 +42,7 @@ from meshd.babel.auth import LinkAuth
 from meshd.babel.core import BabelCore
 from meshd.babel.interfaces import MULTICAST_GROUP
 from meshd.babel.mac import Endpoints
+from meshd.babel.packet import Packet, Tlv
 from meshd.babel.prefix import IPAddress
 from meshd.babel.routes import (
     Event,
@@ -50,7 +51,6 @@ from meshd.babel.routes import (
     RouteRetracted,
 )
 from meshd.babel.sources import IPNetwork, RouteKey
-from meshd.babel.tlv import Packet, Tlv
 from meshd.errors import BackendError, DecodeError, VerifyError
 from meshd.wg import rtnetlink as rt
 from meshd.wg.netlink import RtnlSocket, prefix_route

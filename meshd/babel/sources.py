@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 from typing import Final
 
-from meshd.babel.tlv import INFINITY
+from meshd.babel.numbers import INFINITY
 
 SEQNO_MODULUS: Final = 1 << 16
 _HALF: Final = 1 << 15

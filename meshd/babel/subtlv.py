@@ -10,13 +10,9 @@ import struct
 from collections.abc import Iterator
 from typing import Final
 
+from meshd.babel.numbers import SUB_DIVERSITY, SUB_PAD1, SUB_PADN, SUB_SOURCE_PREFIX, SUB_TIMESTAMP
 from meshd.babel.prefix import AE_IPV4, AE_IPV4_VIA_IPV6, AE_IPV6
-from meshd.babel.tlv import (
-    SUB_DIVERSITY,
-    SUB_PAD1,
-    SUB_PADN,
-    SUB_SOURCE_PREFIX,
-    SUB_TIMESTAMP,
+from meshd.babel.subtlv_types import (
     Diversity,
     HelloTimestamp,
     IhuTimestamp,

@@ -31,10 +31,10 @@ from meshd.babel.expand import Route
 from meshd.babel.interest import Interest
 from meshd.babel.interfaces import Interface
 from meshd.babel.neighbours import IPAddress
+from meshd.babel.numbers import INFINITY
 from meshd.babel.outbox import Outbox, pack
 from meshd.babel.routes import NeighbourId, RouteEntry, RouteTable
 from meshd.babel.sources import RouteKey, SourceTable
-from meshd.babel.tlv import INFINITY
 
 Selection = tuple[NeighbourId, IPAddress, bytes, int, int]
 """What events and triggered updates compare: neighbour, next hop, id, seqno, metric."""

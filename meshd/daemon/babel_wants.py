@@ -46,8 +46,8 @@ from typing import Final
 
 from meshd.babel.core import BabelCore
 from meshd.babel.neighbours import IPAddress
+from meshd.babel.numbers import INFINITY
 from meshd.babel.sources import IPNetwork
-from meshd.babel.tlv import INFINITY
 from meshd.babel.views import RouteView
 
 

@@ -7,35 +7,39 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from hypothesis import strategies as st
 
 from meshd.babel.expand import Route
-from meshd.babel.prefix import LINK_LOCAL_HIGH, IPAddress, full_size
-from meshd.babel.tlv import (
-    KNOWN_TLV_TYPES,
-    Ack,
-    AckReq,
+from meshd.babel.numbers import KNOWN_TLV_TYPES
+from meshd.babel.packet import (
     ChallengeReply,
     ChallengeRequest,
-    Diversity,
-    Hello,
-    HelloTimestamp,
-    Ihu,
-    IhuTimestamp,
     Mac,
-    NextHop,
     Packet,
-    Pad1,
-    PadN,
     Pc,
-    RouteRequest,
-    RouterId,
-    SeqnoRequest,
+    Tlv,
+    TrailerTlv,
+    UnknownTlv,
+)
+from meshd.babel.prefix import LINK_LOCAL_HIGH, IPAddress, full_size
+from meshd.babel.subtlv_types import (
+    Diversity,
+    HelloTimestamp,
+    IhuTimestamp,
     SourcePrefix,
     SubPad1,
     SubPadN,
     SubTlv,
-    Tlv,
-    TrailerTlv,
     UnknownSubTlv,
-    UnknownTlv,
+)
+from meshd.babel.tlv import (
+    Ack,
+    AckReq,
+    Hello,
+    Ihu,
+    NextHop,
+    Pad1,
+    PadN,
+    RouteRequest,
+    RouterId,
+    SeqnoRequest,
     Update,
 )
 

@@ -20,16 +20,9 @@ from meshd.babel.expand import (
     seqno_request,
     wildcard_retraction,
 )
-from meshd.babel.tlv import (
-    Hello,
-    NextHop,
-    Packet,
-    Pad1,
-    RouterId,
-    UnknownSubTlv,
-    UnknownTlv,
-    Update,
-)
+from meshd.babel.packet import Packet, UnknownTlv
+from meshd.babel.subtlv_types import UnknownSubTlv
+from meshd.babel.tlv import Hello, NextHop, Pad1, RouterId, Update
 from meshd.errors import DecodeError
 
 SRC = IPv6Address("fe80::1")

@@ -17,6 +17,8 @@ from meshd.babel.expand import (
     route_request,
     seqno_request,
 )
+from meshd.babel.numbers import INFINITY
+from meshd.babel.packet import Packet, Tlv
 from meshd.babel.prefix import AE_IPV4, AE_IPV4_VIA_IPV6
 from meshd.babel.routes import (
     Event,
@@ -27,7 +29,7 @@ from meshd.babel.routes import (
     RouteInstalled,
     RouteRetracted,
 )
-from meshd.babel.tlv import INFINITY, Hello, NextHop, Packet, SeqnoRequest, Tlv, Update
+from meshd.babel.tlv import Hello, NextHop, SeqnoRequest, Update
 
 ME = IPv6Address("fe80::1")
 PEER = IPv6Address("fe80::2")

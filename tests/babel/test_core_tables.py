@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meshd.babel.neighbours import HelloHistory, LinkParams, Neighbour, timestamp
+from meshd.babel.numbers import INFINITY
 from meshd.babel.sources import Distance, SourceTable, feasible, seqno_diff, seqno_newer, seqno_plus
-from meshd.babel.tlv import INFINITY
 
 KEY = (IPv6Network("2001:db8::/32"), None)
 RID = bytes(7) + b"\x01"

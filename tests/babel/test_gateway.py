@@ -6,10 +6,10 @@ import ipaddress
 
 from meshd.babel.core import RouteView
 from meshd.babel.gateway import SiteRoute, plan, site_origins
+from meshd.babel.numbers import INFINITY
 from meshd.babel.options import babel_config
 from meshd.babel.routes import NeighbourId
 from meshd.babel.sources import RouteKey
-from meshd.babel.tlv import INFINITY
 
 net = ipaddress.ip_network
 OURS = bytes(8)

@@ -9,18 +9,9 @@ import pytest
 
 from meshd.babel.codec import decode_packet_untrusted, encode_packet
 from meshd.babel.expand import RequestAllRoutes, RequestSeqno, Route, expand, expand_routes
-from meshd.babel.tlv import (
-    ChallengeReply,
-    ChallengeRequest,
-    Hello,
-    HelloTimestamp,
-    Ihu,
-    IhuTimestamp,
-    Mac,
-    Pc,
-    SourcePrefix,
-    Update,
-)
+from meshd.babel.packet import ChallengeReply, ChallengeRequest, Mac, Pc
+from meshd.babel.subtlv_types import HelloTimestamp, IhuTimestamp, SourcePrefix
+from meshd.babel.tlv import Hello, Ihu, Update
 from tests.babel.conftest import CAPTURES, VECTORS, golden
 from tests.babel.pcap import Datagram
 

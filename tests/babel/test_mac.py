@@ -16,7 +16,8 @@ from meshd.babel.mac import (
     sign_packet,
     verify_packet,
 )
-from meshd.babel.tlv import Hello, Packet, PadN
+from meshd.babel.packet import Packet
+from meshd.babel.tlv import Hello, PadN
 from meshd.errors import DecodeError, VerifyError
 from tests.babel.conftest import golden
 from tests.babel.pcap import Datagram

@@ -12,8 +12,9 @@ from meshd.babel.codec import decode_packet_untrusted
 from meshd.babel.core import BabelCore
 from meshd.babel.expand import Route, build_updates, expand_routes, ihu
 from meshd.babel.options import babel_config
+from meshd.babel.packet import Packet
 from meshd.babel.sources import IPNetwork
-from meshd.babel.tlv import Hello, Packet
+from meshd.babel.tlv import Hello
 from meshd.errors import UsageError
 
 ME = IPv6Address("fe80::1")

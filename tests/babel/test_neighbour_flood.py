@@ -10,8 +10,9 @@ from ipaddress import IPv6Address, IPv6Network
 
 from meshd.babel.codec import encode_packet
 from meshd.babel.core import BabelCore
+from meshd.babel.packet import Packet
 from meshd.babel.routes import RouteRetracted
-from meshd.babel.tlv import Hello, Packet
+from meshd.babel.tlv import Hello
 from tests.babel.segments import Segments
 
 HELLO = 4.0  # babeld's default, and the daemon's

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from meshd.babel.codec import decode_packet_untrusted, encode_packet
 from meshd.babel.expand import Route, build_updates, expand, expand_routes
-from meshd.babel.tlv import Packet
+from meshd.babel.packet import Packet
 from meshd.errors import DecodeError
 from tests.babel.conftest import CAPTURES
 from tests.babel.pcap import read_babel_datagrams

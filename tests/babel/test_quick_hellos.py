@@ -7,7 +7,9 @@ from ipaddress import IPv6Address
 from meshd.babel.codec import decode_packet_untrusted
 from meshd.babel.core import QUICK_HELLOS, BabelCore
 from meshd.babel.expand import expand, ihu
-from meshd.babel.tlv import HELLO_UNICAST, INFINITY, Hello, Packet
+from meshd.babel.numbers import HELLO_UNICAST, INFINITY
+from meshd.babel.packet import Packet
+from meshd.babel.tlv import Hello
 from tests.babel.sim import Sim
 
 ME = IPv6Address("fe80::1")

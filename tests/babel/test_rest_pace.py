@@ -22,9 +22,11 @@ from meshd.babel.core import BabelCore
 from meshd.babel.expand import Route, expand, ihu
 from meshd.babel.interest import HOLDS, Interest
 from meshd.babel.neighbours import IPAddress
+from meshd.babel.numbers import HELLO_UNICAST, INFINITY
+from meshd.babel.packet import Packet
 from meshd.babel.routes import NeighbourDown, NeighbourId, RouteRetracted
 from meshd.babel.sources import IPNetwork
-from meshd.babel.tlv import HELLO_UNICAST, INFINITY, Hello, Ihu, Packet
+from meshd.babel.tlv import Hello, Ihu
 from tests.babel.sim import Sim, address, index_of, prefix
 
 HELLO = 4.0

@@ -21,7 +21,8 @@ from meshd.babel.codec import decode_packet_untrusted
 from meshd.babel.core import BabelCore
 from meshd.babel.expand import Route, build_updates, expand_routes, ihu, route_request
 from meshd.babel.neighbours import IPAddress
-from meshd.babel.tlv import Hello, Packet, Tlv
+from meshd.babel.packet import Packet, Tlv
+from meshd.babel.tlv import Hello
 
 ME = IPv6Address("fe80::1")
 ATTACKER = IPv6Address("fe80::66")

@@ -13,6 +13,7 @@ import trio
 from meshd.babel.auth import LinkAuth
 from meshd.babel.core import BabelCore, CoreConfig
 from meshd.babel.mac import Endpoints, MacAlgorithm, MacKey
+from meshd.babel.packet import Packet
 from meshd.babel.prefix import IPAddress
 from meshd.babel.shell import (
     KERNEL_METRIC,
@@ -21,7 +22,6 @@ from meshd.babel.shell import (
     KernelRoute,
     _route_spec,
 )
-from meshd.babel.tlv import Packet
 
 LOOPBACK = IPv6Address("::1")
 HELLO = 0.05

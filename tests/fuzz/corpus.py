@@ -18,7 +18,8 @@ from typing import Any
 from meshd.addressing import Prefix
 from meshd.babel.codec import decode_packet_untrusted, encode_packet
 from meshd.babel.mac import Endpoints, MacAlgorithm, MacKey, sign_packet
-from meshd.babel.tlv import ChallengeReply, ChallengeRequest, Hello, Packet, Pc
+from meshd.babel.packet import ChallengeReply, ChallengeRequest, Packet, Pc
+from meshd.babel.tlv import Hello
 from meshd.control.protocol import Failure, Request, Response, encode_request, encode_response
 from meshd.encoding import pack
 from meshd.errors import UsageError, VerifyError

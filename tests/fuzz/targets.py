@@ -34,8 +34,8 @@ from meshd.babel.codec import decode_packet_untrusted, encode_packet
 from meshd.babel.core import BabelCore
 from meshd.babel.expand import expand
 from meshd.babel.mac import decode_verified_untrusted, sign_packet
+from meshd.babel.packet import Packet
 from meshd.babel.subtlv import decode_sub_tlvs, encode_sub_tlvs
-from meshd.babel.tlv import Packet
 from meshd.control.protocol import (
     decode_request_untrusted,
     decode_response_untrusted,

@@ -23,9 +23,10 @@ from hypothesis import strategies as st
 from meshd.babel.codec import decode_packet_untrusted, encode_packet
 from meshd.babel.config import InterfaceKind
 from meshd.babel.core import BabelCore
+from meshd.babel.packet import Packet
 from meshd.babel.routes import NeighbourUp
 from meshd.babel.subtlv import decode_sub_tlvs, split_untrusted
-from meshd.babel.tlv import Hello, Ihu, Packet
+from meshd.babel.tlv import Hello, Ihu
 from meshd.control.protocol import decode_request_untrusted, decode_response_untrusted
 from meshd.errors import ControlError, DecodeError
 from meshd.wg.uapi_codec import (
