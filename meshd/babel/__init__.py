@@ -2,7 +2,9 @@
 
 The wire codec:
 
-- :mod:`meshd.babel.tlv`: the packet, TLVs and sub-TLVs as frozen dataclasses;
+- :mod:`meshd.babel.numbers`: type numbers, flags, limits and the field checks;
+- :mod:`meshd.babel.tlv`, :mod:`meshd.babel.subtlv_types`, :mod:`meshd.babel.packet`: the
+  TLVs, sub-TLVs, RFC 8967 TLVs and the packet as frozen dataclasses;
 - :mod:`meshd.babel.prefix`: address encodings (AE 0-4) and prefix compression;
 - :mod:`meshd.babel.subtlv`: the sub-TLV codec;
 - :mod:`meshd.babel.codec`: ``decode_packet_untrusted`` / ``encode_packet``;

@@ -1,4 +1,4 @@
-"""Babel packet codec: bytes <-> :class:`meshd.babel.tlv.Packet` (RFC 8966 section 4).
+"""Babel packet codec: bytes <-> :class:`meshd.babel.packet.Packet` (RFC 8966 section 4).
 
 :func:`decode_packet_untrusted` takes the UDP payload of a packet from the network and
 returns a :class:`Packet` or raises :class:`meshd.errors.DecodeError`, and nothing else.

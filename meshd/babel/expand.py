@@ -1,6 +1,6 @@
 """From TLVs to what they mean, and back: the parser state of RFC 8966 section 4.5.
 
-A decoded :class:`~meshd.babel.tlv.Packet` keeps the wire choices (compressed prefixes,
+A decoded :class:`~meshd.babel.packet.Packet` keeps the wire choices (compressed prefixes,
 flags, Router-Id and Next Hop TLVs). :func:`expand` walks it once, in order, with the
 parser state of the RFC:
 
