@@ -6,6 +6,13 @@ every ``interval`` seconds, a slow refresh (two hours by default): members do no
 announcements to know we are alive (a connection to us or a WireGuard handshake with us tells
 them, meshd.daemon.liveness), and their TTL is a multiple of the interval. Addresses are
 looked at every ``check`` seconds (``ADDRESS_CHECK`` at most).
+
+And when we are back after an outage the others may have seen (:meth:`AnnouncePolicy.renew`:
+cut off from every member for ``RENEW_AFTER`` seconds, meshd.daemon.connections; or this
+host asleep, seen as the wall clock running ahead of the monotonic one by ``SLEPT`` seconds
+between two looks): the members that found no route to us meanwhile stop asking the relays
+for one (meshd.daemon.babel_wants, *parked*), and a new announcement from us is what makes
+them ask again, at once. One announcement per outage, flooded as any other.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from dataclasses import dataclass
 Addresses = tuple[tuple[str, ...], tuple[str, ...]]  # (endpoints, libp2p addresses)
 
 ADDRESS_CHECK = 10.0  # seconds between looks at our addresses: a change goes out within this
+RENEW_AFTER = 30.0  # seconds cut off from every member after which we announce anew when back
+SLEPT = 30.0  # seconds the wall clock may run ahead of the monotonic one before we call it sleep
 
 
 def check_every(interval: float) -> float:
@@ -29,16 +38,34 @@ class AnnouncePolicy:
     _last: float | None = None
     _addresses: Addresses | None = None
     _relays: bool = False
+    _renew: bool = False
+    _clocks: tuple[float, float] | None = None
 
     def due(self, now: float, addresses: Addresses, relays: bool = False) -> bool:
         if self._last is None or addresses != self._addresses or relays != self._relays:
             return True
-        return now - self._last >= self.interval
+        return self._renew or now - self._last >= self.interval
 
     def announced(self, now: float, addresses: Addresses, relays: bool = False) -> None:
         self._last = now
         self._addresses = addresses
         self._relays = relays
+        self._renew = False
+
+    def renew(self) -> None:
+        """Announce anew at the next look: we are back after an outage."""
+        self._renew = True
+
+    def looked(self, now: float, wall: float) -> None:
+        """A look at ``now`` (monotonic) and ``wall`` (Unix time): if the wall clock ran
+        ahead of the monotonic one by ``SLEPT`` since the last look, this host slept (a
+        laptop's lid, a paused VM; the monotonic clock stands still meanwhile) and others
+        saw us gone: renew."""
+        if self._clocks is not None:
+            last_now, last_wall = self._clocks
+            if (wall - last_wall) - (now - last_now) >= SLEPT:
+                self._renew = True
+        self._clocks = (now, wall)
 
     def changed(self, addresses: Addresses) -> bool:
         """Whether these addresses differ from the last announced (the state dir keeps

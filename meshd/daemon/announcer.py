@@ -10,7 +10,9 @@ handshakes, meshd.daemon.liveness).
 The announcement also says whether this member relays for others (``relays``: what Babel on
 the other members needs to know, meshd.daemon.relaying); when that decision changes, the
 relaying service wakes the announcer (:meth:`Announcer.wake`) and the change goes out at
-once, not at the next look.
+once, not at the next look. So does one after an outage (:meth:`Announcer.renew`, and the
+policy's own look at the clocks): members that found no route to us meanwhile ask for one
+again when they hear it.
 """
 
 from __future__ import annotations
@@ -120,11 +122,17 @@ class Announcer:
         if self.candidates is not None and self.mesh.kind != "none":
             self.endpoints = self.candidates(local)
 
+    def renew(self) -> None:
+        """We are back after an outage others may have seen: announce anew, now."""
+        self.policy.renew()
+        self.wake()
+
     async def announce_if_due(self) -> None:
         await self.refresh_underlay()
         addresses: Addresses = (self.endpoints, tuple(self.listen_addrs()))
         relays = self.relaying()
         now = trio.current_time()
+        self.policy.looked(time.monotonic(), time.time())
         if not self.policy.due(now, addresses, relays):
             return
         await self.announce(addresses, relays)

@@ -19,15 +19,18 @@ member asks and of whom:
 * **unrouted**: a wanted /128 that no neighbour offers a route for a whole ``period`` after
   it was asked (a member that is offline, or that no relay reaches) is asked again after
   twice as long each time, up to ``period * 2**BACKOFF`` (256 s at the 16 s update
-  interval), not every period: a member off for hours would otherwise cost every member
-  a request, and each relay an answer, per member every period. Its level goes back to 0
-  when a route for it comes, when its member announces anew (:meth:`Wants.renewed`: a
-  member that comes back announces at start), and when a member's punch notice says it is
-  trying to reach us (``BabelService.member_back``: back after an outage, unchanged);
+  interval), and then no more of the relays already asked (*parked*): each relay would
+  otherwise answer every member for every offline member every 256 s, for the hours an
+  offline member stays admitted, O(members x offline members) at each relay. A parked
+  /128 is still asked of a relay newly two-way. Its level goes back to 0 when a route for
+  it comes, when its member announces anew (:meth:`Wants.renewed`: a member announces at
+  start, when back from being cut off from every member, and every refresh), and when a
+  member's punch notice says it is trying to reach us (``BabelService.member_back``: back
+  after an outage, unchanged);
 * **discovery**: which neighbours relay must be known alike at both ends of a pair (each
   end picks the relay of lowest rank among those that offer a route, and both must pick
-  the same one), so while anything is wanted, every neighbour with a two-way link that is
-  not known to relay is asked too: the first time for every wanted /128 (up to
+  the same one), so while anything not parked is wanted, every neighbour with a two-way
+  link that is not known to relay is asked too: the first time for every wanted /128 (up to
   ``FIRST_PROBES``; a relay answers each with its route in that one round trip), then at
   most every ``rediscover`` seconds for up to ``PROBES`` of them (a lost answer, a member
   that starts relaying). The relays among them answer with a route and are known from then
@@ -40,6 +43,7 @@ core's events (a neighbour up, a route learnt or lost), when the members change,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -72,7 +76,11 @@ def on_demand_route(overlay: IPNetwork, prefix: IPNetwork, source: IPNetwork | N
 PROBES: Final = 4
 """At most this many wanted /128s go in a round of discovery after a neighbour's first."""
 BACKOFF: Final = 4
-"""An unrouted /128 is asked at most every ``period * 2**BACKOFF`` at the slowest."""
+"""An unrouted /128 is asked again after ``period * 2**level`` for levels 0 to ``BACKOFF``,
+then parked (:data:`PARKED`)."""
+PARKED: Final = BACKOFF + 1
+"""The level of an unrouted /128 asked ``BACKOFF + 1`` times in vain: not asked again of the
+relays already asked until something says its member is back."""
 FIRST_PROBES: Final = 32
 """At most this many go in a neighbour's first: a relay among them answers these in one
 round trip, and is asked for the others at once once its answer shows it relays."""
@@ -170,7 +178,7 @@ class Wants:
         plan: dict[IPAddress, list[IPNetwork]] = {}
         for prefix in wanted:
             level = unrouted.get(prefix, 0)
-            interval = self.period * (1 << level)
+            interval = math.inf if level >= PARKED else self.period * (1 << level)
             again = False
             for relay in relays:
                 if members[prefix] == relay:
@@ -181,13 +189,16 @@ class Wants:
                     self.asked[(relay, prefix)] = now
                     plan.setdefault(relay, []).append(prefix)
             if again and prefix not in routed:  # asked a whole interval ago: no answer came
-                unrouted[prefix] = min(level + 1, BACKOFF)
-        if wanted:
+                unrouted[prefix] = min(level + 1, PARKED)
+        # Parked /128s are no reason to look for relays (a gateway would be probed for them
+        # by every member every ``rediscover``, for as long as their members are offline).
+        seeking = [p for p in wanted if unrouted.get(p, 0) < PARKED]
+        if seeking:
             for neighbour in sorted(up - set(relays)):
                 last = self.probed.get(neighbour)
                 if last is not None and now - last < self.rediscover:
                     continue
-                probes = wanted[: FIRST_PROBES if last is None else PROBES]
+                probes = seeking[: FIRST_PROBES if last is None else PROBES]
                 asked = [p for p in probes if members[p] != neighbour]
                 if asked:
                     self.probed[neighbour] = now

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
+from meshd.daemon.announce_policy import RENEW_AFTER
 from meshd.daemon.antientropy import AntiEntropy
 from meshd.daemon.connect_policy import ConnectionPolicy, Peer, Standing
 from meshd.daemon.state import NodeState
@@ -55,6 +56,8 @@ class Connections:
         self._events = state.feed.events()
         self._nursery: trio.Nursery | None = None
         self._alone_since: float | None = None  # no member connected since (monotonic)
+        # Called when a member is connected again after RENEW_AFTER seconds alone.
+        self.on_back: Callable[[], None] | None = None
         self._said_alone = False
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -124,11 +127,15 @@ class Connections:
             )
 
     def _back(self, now: float) -> None:
-        """A member is connected: the isolation, if any, ends now (not at the next pass)."""
+        """A member is connected: the isolation, if any, ends now (not at the next pass).
+        After ``RENEW_AFTER`` seconds of it, ``on_back`` (the announcer's renewal: the others
+        may have seen us gone, meshd.daemon.announce_policy)."""
         if self._alone_since is not None:
             self.state.membership.reconnected(self.state.clock())
             if self._said_alone:
                 log.info("a member is connected again, after %.0f s", now - self._alone_since)
+            if now - self._alone_since >= RENEW_AFTER and self.on_back is not None:
+                self.on_back()
         self._alone_since, self._said_alone = None, False
 
     async def _dial(self, key: bytes, addrs: tuple[str, ...]) -> None:

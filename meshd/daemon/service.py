@@ -129,6 +129,7 @@ class Daemon:
             bound(self.strangers, self.connections.is_member_peer)
         self.enrollment = Enrollment(host, state, self.grace, self.flooder, policy.told)
         self.announcer = Announcer(host, state, mesh, config, self.flooder)
+        self.connections.on_back = self.announcer.renew
         self.endpoints = Endpoints(
             overlay=mesh.overlay_prefix,
             listen_port=config.listen_port,

@@ -9,7 +9,7 @@ from meshd.babel.neighbours import IPAddress
 from meshd.babel.routes import NeighbourId
 from meshd.babel.sources import IPNetwork
 from meshd.babel.views import RouteView
-from meshd.daemon.babel_wants import FIRST_PROBES, PROBES, Wants
+from meshd.daemon.babel_wants import FIRST_PROBES, PARKED, PROBES, Wants
 
 R1, R2, B, C = (IPv6Address(f"fe80::{n}") for n in ("11", "22", "b", "c"))
 HOST = {a: IPv6Network(f"fd00::{n}/128") for a, n in ((R1, 1), (R2, 2), (B, "b"), (C, "c"))}
@@ -191,18 +191,31 @@ def test_a_member_no_relay_routes_is_asked_for_ever_more_seldom() -> None:
     w = wants()
     w.relays.update((R1, R2))
     routes = direct_to_all_but(B)
-    times = asks_for(w, HOST[B], routes, 3600.0)
+    times = asks_for(w, HOST[B], routes, 3 * 3600.0)
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert gaps[:5] == [16.0, 32.0, 64.0, 128.0, 256.0]
-    assert set(gaps[4:]) == {256.0}
-    assert len(times) <= 20  # every period: 225 an hour
+    # Then parked: asked of these relays no more (every period: 675 in these three hours;
+    # every 256 s, 42) until something says B is back.
+    assert gaps == [16.0, 32.0, 64.0, 128.0, 256.0]
+    assert w.unrouted[HOST[B]] == PARKED
+    assert not w.active
+
+
+def test_a_parked_member_is_asked_of_a_relay_that_comes_up() -> None:
+    w = wants()
+    w.relays.update((R1, R2))
+    routes = direct_to_all_but(B)
+    asks_for(w, HOST[B], routes, 1200.0)
+    assert w.unrouted[HOST[B]] == PARKED
+    assert w.plan(1201.0, MEMBERS, IDS, routes, [R2]) == {}  # R1's link is down
+    assert w.plan(1202.0, MEMBERS, IDS, routes, HOST) == {R1: [HOST[B]]}  # up again: asked
+    assert w.plan(5000.0, MEMBERS, IDS, routes, HOST) == {}
 
 
 def test_a_route_that_comes_brings_the_period_back() -> None:
     w = wants()
     w.relays.update((R1, R2))
     asks_for(w, HOST[B], direct_to_all_but(B), 600.0)
-    assert w.unrouted[HOST[B]] == 4
+    assert w.unrouted[HOST[B]] == PARKED
     routes = [*direct_to_all_but(B), route(B, R1, 192)]
     w.plan(601.0, MEMBERS, IDS, routes, HOST)
     assert HOST[B] not in w.unrouted
