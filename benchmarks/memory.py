@@ -439,7 +439,7 @@ def uapi_figures(peers: int, tag: str) -> dict[str, Any]:
     from meshd.wg.backend_userspace import UserspaceBackend
     from meshd.wg.model import PeerConfig, UpdatePeer
     from meshd.wg.reconcile import plan
-    from meshd.wg.uapi_codec import encode_set_request
+    from meshd.wg.uapi_request import encode_set_request
 
     prefix = ipaddress.IPv6Network("fd00:6d65:6d6f::/48")
 

@@ -40,7 +40,7 @@ from meshd.node.statedir import NodeDir
 from meshd.trust.keys import NodeKey, WgKey
 from meshd.wg.model import DeviceState
 from meshd.wg.reconcile import plan
-from meshd.wg.uapi_codec import encode_set_request
+from meshd.wg.uapi_request import encode_set_request
 t.append(time.process_time())
 with tempfile.TemporaryDirectory() as tmp:
     state_dir = Path(tmp) / "state"

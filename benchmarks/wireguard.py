@@ -42,7 +42,8 @@ from meshd.lab.demo import LabMesh, missing_requirements, wait_for
 from meshd.wg.errors import UapiError
 from meshd.wg.model import DeviceState, key_from_base64
 from meshd.wg.uapi import socket_path
-from meshd.wg.uapi_codec import encode_get_request, parse_get_reply_untrusted
+from meshd.wg.uapi_reply import parse_get_reply_untrusted
+from meshd.wg.uapi_request import encode_get_request
 
 RESULTS = Path(__file__).parent / "results" / "wireguard.json"
 TARGETS = {"join": 1.5, "restart": 1.0, "revoke": 0.5}

@@ -7,7 +7,7 @@ the same thing compare equal: allowed-ips are sorted and de-duplicated, endpoint
 in one form (``192.0.2.1:51820``, ``[2001:db8::1]:51820``).
 
 Wrong arguments raise ``ValueError``; these constructors are for values meshd builds itself.
-Bytes from a device go through :mod:`meshd.wg.uapi_codec`, which turns every problem into a
+Bytes from a device go through :mod:`meshd.wg.uapi_reply`, which turns every problem into a
 :class:`meshd.wg.errors.UapiError`.
 
 :meth:`PeerConfig.derived` and :meth:`UpdatePeer.derived` check nothing: they are for the

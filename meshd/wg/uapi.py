@@ -27,14 +27,9 @@ from meshd.wg.model import (
     RemovePeer,
     UpdatePeer,
 )
-from meshd.wg.uapi_codec import (
-    MAX_REPLY_BYTES,
-    Dialect,
-    GetReplyParser,
-    encode_get_request,
-    encode_set_request,
-    parse_errno_untrusted,
-)
+from meshd.wg.uapi_reply import GetReplyParser, parse_errno_untrusted
+from meshd.wg.uapi_request import encode_get_request, encode_set_request
+from meshd.wg.uapi_syntax import MAX_REPLY_BYTES, Dialect
 
 #: Where wireguard-go and boringtun put their sockets (shared by all network namespaces).
 DEFAULT_SOCKET_DIR = "/var/run/wireguard"
@@ -89,7 +84,7 @@ class UapiClient:
     async def get(self) -> DeviceState:
         """Read the device. Raises a :class:`~meshd.wg.errors.UapiError` subclass.
 
-        The reply is parsed as it arrives (:class:`~meshd.wg.uapi_codec.GetReplyParser`).
+        The reply is parsed as it arrives (:class:`~meshd.wg.uapi_reply.GetReplyParser`).
         A peer that reads as expected (:meth:`expect`) is that configuration; any other that
         reads the same as at the last ``get`` is the objects it returned.
         """

@@ -63,12 +63,9 @@ from meshd.wg.model import (
     SetPrivateKey,
     UpdatePeer,
 )
-from meshd.wg.uapi_codec import (
-    Dialect,
-    encode_errno_reply,
-    encode_get_reply,
-    encode_set_request,
-)
+from meshd.wg.uapi_reply import encode_errno_reply, encode_get_reply
+from meshd.wg.uapi_request import encode_set_request
+from meshd.wg.uapi_syntax import Dialect
 from tests.babel.pcap import read_babel_datagrams
 from tests.factory import T0, Net
 from tests.wg.test_uapi_codec import BORINGTUN_REPLY, WIREGUARD_GO_REPLY

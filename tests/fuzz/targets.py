@@ -57,14 +57,9 @@ from meshd.records.types import split_envelope_untrusted
 from meshd.trust.invites import decode_token_untrusted, encode_token
 from meshd.wg import rtnetlink
 from meshd.wg.errors import UapiErrnoError
-from meshd.wg.uapi_codec import (
-    Dialect,
-    encode_get_reply,
-    encode_set_request,
-    parse_errno_untrusted,
-    parse_get_reply_untrusted,
-    parse_set_request_untrusted,
-)
+from meshd.wg.uapi_reply import encode_get_reply, parse_errno_untrusted, parse_get_reply_untrusted
+from meshd.wg.uapi_request import encode_set_request, parse_set_request_untrusted
+from meshd.wg.uapi_syntax import Dialect
 from tests.fuzz import corpus
 from tests.fuzz.corpus import NOW, World
 
@@ -696,35 +691,35 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         "uapi-get-wireguard-go",
-        "wg.uapi_codec parse_get_reply_untrusted, wireguard-go dialect",
+        "wg.uapi_reply parse_get_reply_untrusted, wireguard-go dialect",
         "uapi",
-        ("meshd.wg.uapi_codec",),
+        ("meshd.wg.uapi_reply", "meshd.wg.uapi_syntax"),
         lambda world: corpus.uapi_reply_seeds(),
         _uapi_get(Dialect.WIREGUARD_GO),
         allowed=(DecodeError, UapiErrnoError),
     ),
     Target(
         "uapi-get-boringtun",
-        "wg.uapi_codec parse_get_reply_untrusted, boringtun dialect",
+        "wg.uapi_reply parse_get_reply_untrusted, boringtun dialect",
         "uapi",
-        ("meshd.wg.uapi_codec",),
+        ("meshd.wg.uapi_reply", "meshd.wg.uapi_syntax"),
         lambda world: corpus.uapi_reply_seeds(),
         _uapi_get(Dialect.BORINGTUN),
         allowed=(DecodeError, UapiErrnoError),
     ),
     Target(
         "uapi-errno",
-        "wg.uapi_codec parse_errno_untrusted",
+        "wg.uapi_reply parse_errno_untrusted",
         "uapi",
-        ("meshd.wg.uapi_codec",),
+        ("meshd.wg.uapi_reply", "meshd.wg.uapi_syntax"),
         lambda world: corpus.uapi_reply_seeds(),
         _uapi_errno,
     ),
     Target(
         "uapi-set-requests",
-        "wg.uapi_codec parse_set_request_untrusted (what the fake devices read)",
+        "wg.uapi_request parse_set_request_untrusted (what the fake devices read)",
         "uapi",
-        ("meshd.wg.uapi_codec",),
+        ("meshd.wg.uapi_request", "meshd.wg.uapi_syntax"),
         lambda world: corpus.uapi_set_seeds(),
         _uapi_set,
     ),

@@ -29,11 +29,8 @@ from meshd.babel.subtlv import decode_sub_tlvs, split_untrusted
 from meshd.babel.tlv import Hello, Ihu
 from meshd.control.protocol import decode_request_untrusted, decode_response_untrusted
 from meshd.errors import ControlError, DecodeError
-from meshd.wg.uapi_codec import (
-    parse_errno_untrusted,
-    parse_get_reply_untrusted,
-    parse_set_request_untrusted,
-)
+from meshd.wg.uapi_reply import parse_errno_untrusted, parse_get_reply_untrusted
+from meshd.wg.uapi_request import parse_set_request_untrusted
 from tests.fuzz import corpus, targets
 from tests.fuzz.mutate import mutate
 from tests.fuzz.targets import BY_NAME, TARGETS, Target

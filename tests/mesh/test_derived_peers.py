@@ -28,7 +28,7 @@ from meshd.wg.model import (
     key_to_hex,
 )
 from meshd.wg.reconcile import plan
-from meshd.wg.uapi_codec import parse_get_reply_untrusted
+from meshd.wg.uapi_reply import parse_get_reply_untrusted
 from tests.mesh.support import key, member
 
 ME = NodeKey(key("me"))

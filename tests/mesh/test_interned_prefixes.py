@@ -19,7 +19,7 @@ from meshd.mesh.paths import with_paths
 from meshd.records import Announcement, decode_untrusted
 from meshd.trust.keys import NodeKey, WgKey
 from meshd.wg.model import PeerConfig, UpdatePeer
-from meshd.wg.uapi_codec import parse_get_reply_untrusted
+from meshd.wg.uapi_reply import parse_get_reply_untrusted
 from tests.mesh.support import key, member
 
 ME = NodeKey(key("me"))

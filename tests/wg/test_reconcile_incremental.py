@@ -11,7 +11,7 @@ import pytest
 from meshd.trust.keys import WgKey
 from meshd.wg.model import DeviceState, PeerConfig, RemovePeer, UpdatePeer, key_to_hex
 from meshd.wg.reconcile import apply_operations, plan
-from meshd.wg.uapi_codec import encode_set_request, parse_set_request_untrusted
+from meshd.wg.uapi_request import encode_set_request, parse_set_request_untrusted
 
 PEERS = 1000
 PREFIX = ipaddress.IPv6Network("fd00:6d65:6d6f::/48")

@@ -19,12 +19,9 @@ from meshd.wg.errors import UapiConnectionError, UapiDecodeError, UapiErrnoError
 from meshd.wg.model import DeviceState, PeerConfig, UpdatePeer
 from meshd.wg.reconcile import apply_operations, plan
 from meshd.wg.uapi import UapiClient
-from meshd.wg.uapi_codec import (
-    Dialect,
-    encode_errno_reply,
-    encode_get_reply,
-    parse_set_request_untrusted,
-)
+from meshd.wg.uapi_reply import encode_errno_reply, encode_get_reply
+from meshd.wg.uapi_request import parse_set_request_untrusted
+from meshd.wg.uapi_syntax import Dialect
 
 Handler = Callable[[bytes], Awaitable[bytes | None]]
 KEYS = [WgKey(bytes([n]) * 32) for n in range(1, 4)]

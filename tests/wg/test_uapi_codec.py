@@ -24,17 +24,19 @@ from meshd.wg.model import (
     SetPrivateKey,
     UpdatePeer,
 )
-from meshd.wg.uapi_codec import (
-    Dialect,
+from meshd.wg.uapi_reply import (
     GetReplyParser,
     encode_errno_reply,
     encode_get_reply,
-    encode_get_request,
-    encode_set_request,
     parse_errno_untrusted,
     parse_get_reply_untrusted,
+)
+from meshd.wg.uapi_request import (
+    encode_get_request,
+    encode_set_request,
     parse_set_request_untrusted,
 )
+from meshd.wg.uapi_syntax import Dialect
 
 PEER_A = bytes.fromhex("a9d4afe536f318714f3ee09e3d6081390ebfd63460d2b8ad1c9da304c9f0bf5a")
 PEER_B = bytes.fromhex("309384fc6ca1710fe11ef0ebd271961a5e45d8f9765de1f9d5f9cfad27f4530b")

@@ -20,12 +20,8 @@ from meshd.wg.errors import UapiDecodeError
 from meshd.wg.model import DeviceState, PeerConfig, PeerStatus
 from meshd.wg.reconcile import plan
 from meshd.wg.uapi import UapiClient
-from meshd.wg.uapi_codec import (
-    GetReplyParser,
-    _ipv6_packed,
-    encode_get_reply,
-    parse_get_reply_untrusted,
-)
+from meshd.wg.uapi_reply import GetReplyParser, encode_get_reply, parse_get_reply_untrusted
+from meshd.wg.uapi_syntax import _ipv6_packed
 from tests.mesh.support import OVERLAY, key, member
 from tests.wg.test_uapi import FakeDevice, run_against
 
