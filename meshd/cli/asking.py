@@ -25,8 +25,8 @@ from meshd.control.commands import (
     RoutesRequest,
     StatusAnswer,
     StatusRequest,
-    to_json,
 )
+from meshd.control.typed_json import to_json
 from meshd.errors import DaemonNotRunning
 from meshd.node.layout import Paths, resolve
 

@@ -29,8 +29,8 @@ from meshd.control.commands import (
     PublishRequest,
     StatusAnswer,
     StatusRequest,
-    to_json,
 )
+from meshd.control.typed_json import to_json
 from meshd.errors import CommandLineError, DaemonNotRunning, MeshdError, UsageError
 from meshd.node.layout import Paths, resolve
 

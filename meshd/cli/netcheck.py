@@ -14,7 +14,8 @@ from pathlib import Path
 
 from meshd.cli.output import emit_fields, emit_json, emit_table
 from meshd.control.client import ask
-from meshd.control.commands import NetcheckAnswer, NetcheckRequest, to_json
+from meshd.control.commands import NetcheckAnswer, NetcheckRequest
+from meshd.control.typed_json import to_json
 from meshd.node.layout import Paths, resolve
 
 

@@ -25,9 +25,8 @@ from meshd.control.commands import (
     RevokeRequest,
     SponsoredAnswer,
     SponsoredRequest,
-    decode_answer,
-    to_json,
 )
+from meshd.control.typed_json import decode_answer, to_json
 from meshd.errors import (
     CommandLineError,
     ControlDecodeError,

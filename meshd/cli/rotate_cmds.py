@@ -16,8 +16,8 @@ from meshd.control.commands import (
     RotateWgRequest,
     StatusAnswer,
     StatusRequest,
-    to_json,
 )
+from meshd.control.typed_json import to_json
 from meshd.errors import ControlError, DaemonNotRunning, UsageError
 from meshd.node.layout import Paths, resolve
 

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from meshd.control.commands import Request as Request_
-from meshd.control.commands import decode_answer, to_json
 from meshd.control.protocol import (
     MAX_RESPONSE,
     Request,
     decode_response_untrusted,
     encode_request,
 )
+from meshd.control.typed_json import decode_answer, to_json
 from meshd.errors import ControlError, DaemonNotRunning, DecodeError
 
 A = TypeVar("A")

@@ -1,141 +1,28 @@
 """The control commands, typed (pure): a frozen request and answer type per command.
 
-The daemon decodes each request into its type (:func:`decode_request`; an unknown command or
-malformed arguments is a :class:`~meshd.errors.ControlDecodeError`, which the server answers as
-a typed error), runs the handler its table has for that type, and answers :func:`to_json` of
-the answer. The CLI sends :func:`to_json` of a request and reads the answer back with
-:func:`decode_answer` into the same type; the quick path and the typer path both go through
-:mod:`meshd.cli.asking` and :mod:`meshd.cli.revoking`. On the wire the JSON is what it always
-was: the keys of a request's ``args`` and of an answer are the types' field names, so
-``meshd peers --json`` and ``meshd status --json`` print the same keys.
+Every command is a :class:`Query` (it changes nothing) or a :class:`Change` (its answer waits
+for the disk); :data:`REQUESTS` maps each command's name on the wire to its request type,
+:data:`ANSWERS` each request type to its answer type. The types are
+:class:`~meshd.control.wire.Wire` records; :mod:`meshd.control.typed_json` turns them into
+JSON and back.
 
-Answers decode leniently in one way only: keys this CLI does not know (a newer daemon's) are
-ignored; a missing key or a value of the wrong type is a DecodeError.
+The daemon decodes each request into its type (:func:`~meshd.control.typed_json.decode_request`),
+runs the handler its table has for that type, and answers the JSON of the answer. The CLI sends
+the JSON of a request and reads the answer back into the same type; the quick path and the typer
+path both go through :mod:`meshd.cli.asking` and :mod:`meshd.cli.revoking`. On the wire the JSON
+is what it always was: the keys of a request's ``args`` and of an answer are the types' field
+names, so ``meshd peers --json`` and ``meshd status --json`` print the same keys.
 """
 
 from __future__ import annotations
 
-import types
 import typing
 from collections.abc import Mapping
-from typing import Any, ClassVar, Final, TypeVar, Union
+from typing import Any, ClassVar, Final, TypeVar
 
-from meshd.errors import ControlDecodeError, DecodeError
-
-OMIT: Final = {"omit_if_none": True}
-"""Field metadata: left out of the JSON when None (a column that only some daemons fill)."""
+from meshd.control.wire import OMIT, Wire, field
 
 Views = tuple[dict[str, Any], ...]
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-MISSING: Final = _Missing()
-
-
-class Field:
-    """One field of a :class:`Wire` type: its name, default and metadata."""
-
-    __slots__ = ("default", "metadata", "name")
-
-    def __init__(self, name: str, default: Any, metadata: Mapping[str, Any]) -> None:
-        self.name, self.default, self.metadata = name, default, metadata
-
-
-class _FieldSpec:
-    __slots__ = ("default", "metadata")
-
-    def __init__(self, default: Any, metadata: Mapping[str, Any]) -> None:
-        self.default, self.metadata = default, metadata
-
-
-def field(*, default: Any = MISSING, metadata: Mapping[str, Any] | None = None) -> Any:
-    """A field's default and metadata, as ``dataclasses.field`` gives them."""
-    return _FieldSpec(default, metadata or {})
-
-
-class FrozenError(AttributeError):
-    """A :class:`Wire` value was assigned to: they are immutable."""
-
-
-@typing.dataclass_transform(eq_default=True, frozen_default=True, field_specifiers=(field,))
-class Wire:
-    """Base of every control request and answer: a frozen record of typed fields, declared
-    like a frozen dataclass (mypy checks them as one).
-
-    Not ``@dataclass`` itself: generating the methods of two dozen dataclasses cost the
-    commands that only ask the daemon (``meshd peers``, ``status``) 15 ms at every start,
-    a fifth of their time; this base builds a type's fields once, by reading its
-    annotations, and shares one ``__init__``, ``__eq__`` and ``__repr__``."""
-
-    __slots__ = ()
-    _fields: ClassVar[tuple[Field, ...]] = ()
-
-    def __init_subclass__(cls) -> None:
-        fields = {f.name: f for f in cls._fields}
-        # The class's own annotations (``inspect.get_annotations``, without importing
-        # inspect: it costs the quick path several ms at every start).
-        for name, hint in cls.__dict__.get("__annotations__", {}).items():  # noqa: RUF063
-            if str(hint).startswith(("ClassVar", "typing.ClassVar")):
-                continue
-            value = cls.__dict__.get(name, MISSING)
-            if isinstance(value, _FieldSpec):
-                fields[name] = Field(name, value.default, value.metadata)
-                delattr(cls, name)
-            else:
-                fields[name] = Field(name, value, {})
-        cls._fields = tuple(fields.values())
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        fields = type(self)._fields
-        if len(args) > len(fields):
-            raise TypeError(f"{type(self).__name__} takes {len(fields)} fields")
-        for f, value in zip(fields, args, strict=False):
-            if f.name in kwargs:
-                raise TypeError(f"{type(self).__name__}: {f.name} given twice")
-            kwargs[f.name] = value
-        for f in fields:
-            value = kwargs.pop(f.name, f.default)
-            if value is MISSING:
-                raise TypeError(f"{type(self).__name__}: {f.name} is missing")
-            object.__setattr__(self, f.name, value)
-        if kwargs:
-            raise TypeError(f"{type(self).__name__} has no field {sorted(kwargs)[0]!r}")
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise FrozenError(f"{type(self).__name__} is immutable")
-
-    def __delattr__(self, name: str) -> None:
-        raise FrozenError(f"{type(self).__name__} is immutable")
-
-    def _values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f.name) for f in self._fields)
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        assert isinstance(other, Wire)
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash((type(self), self._values()))
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in self._fields)
-        return f"{type(self).__name__}({inner})"
-
-
-def fields(value: Wire | type[Wire]) -> tuple[Field, ...]:
-    """The fields of a :class:`Wire` type or value, in declaration order."""
-    return value._fields
-
-
-def is_wire(value: Any) -> bool:
-    """Whether ``value`` is a :class:`Wire` type."""
-    return isinstance(value, type) and issubclass(value, Wire)
 
 
 class Request(Wire):
@@ -435,125 +322,3 @@ class Ask(typing.Protocol):
     control socket (meshd.daemon.control.Control.ask)."""
 
     def __call__(self, request: Request, answer: type[A], /) -> typing.Awaitable[A]: ...
-
-
-# --- encoding -------------------------------------------------------------------------------
-
-
-def to_json(value: Any) -> Any:
-    """A request's args, or an answer, as the JSON value on the wire."""
-    if isinstance(value, Wire):
-        only = LISTS.get(type(value))
-        if only is not None:
-            return to_json(getattr(value, only))
-        out: dict[str, Any] = {}
-        for f in fields(value):
-            item = getattr(value, f.name)
-            if f.metadata.get("local"):
-                continue
-            if f.metadata.get("omit_if_none") and item is None and not _shown(value, f.name):
-                continue
-            out[f.name] = to_json(item)
-        return out
-    if isinstance(value, tuple | list):
-        return [to_json(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): to_json(v) for k, v in value.items()}
-    return value
-
-
-def _shown(value: Any, name: str) -> bool:
-    """``route`` and ``metric`` are on the wire whenever Babel filled them, None or not."""
-    return name in ("route", "metric") and bool(getattr(value, "routed", False))
-
-
-# --- decoding -------------------------------------------------------------------------------
-
-
-def decode_request(cmd: str, args: Mapping[str, Any]) -> Request:
-    """The typed request for a decoded control request. ControlDecodeError for an unknown
-    command or arguments that are not the command's."""
-    cls = REQUESTS.get(cmd)
-    if cls is None:
-        raise ControlDecodeError(f"the daemon knows no command {cmd!r}", hint="update the CLI")
-    try:
-        return typing.cast(Request, _build(cls, args, strict=True))
-    except DecodeError as exc:
-        raise ControlDecodeError(f"{cmd}: {exc}", hint="update the CLI") from None
-
-
-def decode_answer(cls: type[A], value: Any) -> A:
-    """Read an answer the daemon sent into ``cls``. Raises DecodeError only."""
-    only = LISTS.get(cls)
-    if only is not None:
-        value = {only: value}
-    return typing.cast(A, _build(cls, value, strict=False))
-
-
-def _build(cls: type[Any], value: Any, *, strict: bool) -> Any:
-    if not isinstance(value, Mapping):
-        raise DecodeError(f"{cls.__name__}: expected an object")
-    hints = _hints(cls)
-    known = {f.name: f for f in fields(cls) if not f.metadata.get("local")}
-    if strict:
-        unknown = sorted(set(value) - set(known))
-        if unknown:
-            raise DecodeError(f"unknown argument {str(unknown[0])[:40]!r}")
-    kwargs: dict[str, Any] = {}
-    for name, f in known.items():
-        if name not in value:
-            if f.default is MISSING:
-                raise DecodeError(f"{cls.__name__}: {name} is missing")
-            continue
-        kwargs[name] = _check(hints[name], value[name], name, strict=strict)
-    if cls is PeerRow and ("route" in value or "metric" in value):
-        kwargs["routed"] = True
-    return cls(**kwargs)
-
-
-_HINTS: dict[type[Any], dict[str, Any]] = {}
-
-
-def _hints(cls: type[Any]) -> dict[str, Any]:
-    found = _HINTS.get(cls)
-    if found is None:
-        found = _HINTS[cls] = typing.get_type_hints(cls)
-    return found
-
-
-def _check(hint: Any, value: Any, name: str, *, strict: bool) -> Any:
-    origin = typing.get_origin(hint)
-    if hint is Any:
-        return value
-    if origin in (Union, types.UnionType):
-        for option in typing.get_args(hint):
-            try:
-                return _check(option, value, name, strict=strict)
-            except DecodeError:
-                continue
-        raise DecodeError(f"{name}: {type(value).__name__} is not {hint}")
-    if hint is type(None):
-        if value is None:
-            return None
-        raise DecodeError(f"{name}: expected null")
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise DecodeError(f"{name}: expected a list")
-        (item, _) = typing.get_args(hint)
-        return tuple(_check(item, v, name, strict=strict) for v in value)
-    if origin is dict:
-        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-            raise DecodeError(f"{name}: expected an object")
-        _, item = typing.get_args(hint)
-        return {k: _check(item, v, name, strict=strict) for k, v in value.items()}
-    if is_wire(hint):
-        return _build(typing.cast(type[Any], hint), value, strict=strict)
-    if hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif isinstance(hint, type) and isinstance(value, hint):
-        return value
-    raise DecodeError(f"{name}: {type(value).__name__} is not {getattr(hint, '__name__', hint)}")

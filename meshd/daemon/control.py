@@ -1,10 +1,11 @@
 """The control service: the daemon's side of ``meshd.sock``, one handler per command.
 
-Requests arrive decoded into their type (:mod:`meshd.control.commands`: an unknown command or
-malformed arguments is answered with a ControlDecodeError); :attr:`Control.handlers` is the one
-table from request type to handler, and each handler returns its command's answer type, or
-raises a MeshdError the client shows. A :class:`~meshd.control.commands.Change` is answered
-once what was committed is on disk; a :class:`~meshd.control.commands.Query` at once.
+Requests arrive decoded into their type (:mod:`meshd.control.commands`, decoded by
+:mod:`meshd.control.typed_json`: an unknown command or malformed arguments is answered with a
+ControlDecodeError); :attr:`Control.handlers` is the one table from request type to handler,
+and each handler returns its command's answer type, or raises a MeshdError the client shows.
+A :class:`~meshd.control.commands.Change` is answered once what was committed is on disk; a
+:class:`~meshd.control.commands.Query` at once.
 """
 
 from __future__ import annotations
@@ -47,13 +48,11 @@ from meshd.control.commands import (
     StatusRequest,
     SyncAnswer,
     SyncRequest,
-    decode_answer,
-    decode_request,
-    fields,
-    to_json,
 )
 from meshd.control.server import ControlStats
 from meshd.control.server import serve as serve_control
+from meshd.control.typed_json import decode_answer, decode_request, to_json
+from meshd.control.wire import fields
 from meshd.daemon import babel_views, revoker, seeing_views, state_views, wireguard_views
 from meshd.daemon.lifecycle import down_answer
 from meshd.daemon.rekey import rotate_wg

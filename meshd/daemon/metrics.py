@@ -30,8 +30,8 @@ from meshd.control.commands import (
     RoutesRequest,
     StatusAnswer,
     StatusRequest,
-    to_json,
 )
+from meshd.control.typed_json import to_json
 from meshd.errors import AddressUnavailable, MeshdError
 from meshd.metrics.http import (
     INDEX,

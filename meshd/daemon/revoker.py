@@ -21,8 +21,9 @@ from meshd.cli.revoking import (
     resolve_member,
     revocation_info,
 )
-from meshd.control.commands import RevokeAnswer, RevokeRequest, decode_answer
+from meshd.control.commands import RevokeAnswer, RevokeRequest
 from meshd.control.server import caller_uid
+from meshd.control.typed_json import decode_answer
 from meshd.daemon.state import NodeState
 from meshd.errors import UsageError
 from meshd.membership import Revoked

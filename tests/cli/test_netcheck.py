@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from meshd.cli.asking import _path
 from meshd.cli.netcheck import describe
-from meshd.control.commands import NetcheckAnswer, PeersAnswer, ReachRow, SeenRow, decode_answer
+from meshd.control.commands import NetcheckAnswer, PeersAnswer, ReachRow, SeenRow
+from meshd.control.typed_json import decode_answer
 from tests.control.test_commands import ROW
 
 

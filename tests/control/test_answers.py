@@ -10,7 +10,8 @@ import pytest
 
 from meshd.cli import asking, main
 from meshd.control.client import request
-from meshd.control.commands import PeersAnswer, decode_answer
+from meshd.control.commands import PeersAnswer
+from meshd.control.typed_json import decode_answer
 from meshd.errors import ControlError
 from tests.control.serving import with_server
 

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from meshd.control import commands as c
 from meshd.control.client import ask, request
+from meshd.control.typed_json import decode_answer, decode_request, to_json
+from meshd.control.wire import Wire, fields
 from meshd.errors import ControlDecodeError, DecodeError
 from tests.control.serving import with_server
 
@@ -46,7 +48,7 @@ ROW = {
 def test_every_command_has_one_request_and_one_answer_type() -> None:
     assert {type(r) for r in SAMPLES} == set(c.REQUESTS.values()) == set(c.ANSWERS)
     for request_ in SAMPLES:
-        assert c.decode_request(request_.command, c.to_json(request_)) == request_
+        assert decode_request(request_.command, to_json(request_)) == request_
 
 
 QUERIES = {"status", "peers", "routes", "invite-bootstrap", "sponsored", "netcheck"}
@@ -79,28 +81,28 @@ def test_a_command_that_is_neither_a_query_nor_a_change_is_refused() -> None:
 )
 def test_unknown_or_malformed_requests_are_a_typed_error(cmd: str, args: dict[str, Any]) -> None:
     with pytest.raises(ControlDecodeError):
-        c.decode_request(cmd, args)
+        decode_request(cmd, args)
 
 
 def test_peer_rows_read_back_and_print_the_same_keys() -> None:
-    answer = c.decode_answer(c.PeersAnswer, [ROW])
+    answer = decode_answer(c.PeersAnswer, [ROW])
     assert answer.rows[0].name == "carol"
     assert answer.rows[0].endpoints == ("192.0.2.1:51820",)
-    assert c.to_json(answer) == [ROW]  # no Babel: no route columns
-    routed = c.decode_answer(c.PeersAnswer, [ROW | {"route": None, "metric": None}])
-    assert c.to_json(routed) == [ROW | {"route": None, "metric": None}]
-    newer = c.decode_answer(c.PeersAnswer, [ROW | {"from_a_newer_daemon": 1}])
+    assert to_json(answer) == [ROW]  # no Babel: no route columns
+    routed = decode_answer(c.PeersAnswer, [ROW | {"route": None, "metric": None}])
+    assert to_json(routed) == [ROW | {"route": None, "metric": None}]
+    newer = decode_answer(c.PeersAnswer, [ROW | {"from_a_newer_daemon": 1}])
     assert newer == answer
 
 
 @pytest.mark.parametrize("broken", [{"name": 5}, {"connected": "yes"}, {"admitted_at": True}])
 def test_an_answer_of_the_wrong_shape_is_a_decode_error(broken: dict[str, Any]) -> None:
     with pytest.raises(DecodeError):
-        c.decode_answer(c.PeersAnswer, [ROW | broken])
+        decode_answer(c.PeersAnswer, [ROW | broken])
     missing = dict(ROW)
     del missing["state"]
     with pytest.raises(DecodeError):
-        c.decode_answer(c.PeersAnswer, [missing])
+        decode_answer(c.PeersAnswer, [missing])
 
 
 _JSON = st.recursive(
@@ -114,17 +116,17 @@ _JSON = st.recursive(
 @given(st.sampled_from(sorted(set(c.ANSWERS.values()), key=lambda t: t.__name__)), _JSON)
 def test_any_json_reads_as_an_answer_or_a_decode_error(cls: type[Any], value: Any) -> None:
     try:
-        answer = c.decode_answer(cls, value)
+        answer = decode_answer(cls, value)
     except DecodeError:
         return
-    assert isinstance(answer, c.Wire)
+    assert isinstance(answer, Wire)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from(sorted(c.REQUESTS)), st.dictionaries(st.text(max_size=8), _JSON))
 def test_any_arguments_decode_or_are_a_control_decode_error(cmd: str, args: Any) -> None:
     try:
-        typed = c.decode_request(cmd, args)
+        typed = decode_request(cmd, args)
     except ControlDecodeError:
         return
     assert isinstance(typed, c.REQUESTS[cmd])
@@ -135,9 +137,9 @@ def test_the_server_answers_a_bad_request_with_a_typed_error(tmp_path: Path) -> 
     seen: dict[str, Any] = {}
 
     async def handler(cmd: str, args: dict[str, Any]) -> Any:
-        typed = c.decode_request(cmd, args)
+        typed = decode_request(cmd, args)
         assert isinstance(typed, c.SyncRequest)
-        return c.to_json(c.SyncAnswer(3))
+        return to_json(c.SyncAnswer(3))
 
     def client() -> None:
         seen["sync"] = ask(path, c.SyncRequest(), c.SyncAnswer)
@@ -161,8 +163,8 @@ def test_wire_types_are_frozen_records_of_their_fields() -> None:
         c.DownAnswer(stopping=True)  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="no field"):
         c.SyncAnswer(3, extra=1)  # type: ignore[call-arg]
-    row_fields = [f.name for f in c.fields(c.PeerRow)]
+    row_fields = [f.name for f in fields(c.PeerRow)]
     assert row_fields[:2] == ["name", "node_id"]
     assert row_fields[-1] == "routed"
     assert c.RoutesAnswer(router_id="r", routes=(), neighbours=()).seqno is None
-    assert [f.name for f in c.fields(c.StatusRequest)] == []  # `command` is a class variable
+    assert [f.name for f in fields(c.StatusRequest)] == []  # `command` is a class variable

@@ -17,7 +17,8 @@ from ipaddress import ip_interface
 import trio
 import trio.testing
 
-from meshd.control.commands import NetcheckAnswer, PeersAnswer, decode_answer
+from meshd.control.commands import NetcheckAnswer, PeersAnswer
+from meshd.control.typed_json import decode_answer
 from meshd.mesh.underlay import LocalAddress
 from meshd.node.statedir import NodeDir, now
 from meshd.wg.model import PeerStatus
