@@ -13,6 +13,9 @@ The wire codec:
 
 The routing core, :class:`meshd.babel.core.BabelCore`, and what it is made of:
 
+- :mod:`meshd.babel.core_state`, :mod:`meshd.babel.core_receive`,
+  :mod:`meshd.babel.core_timers`, :mod:`meshd.babel.core_queries`: its state, a datagram
+  received, time passing, and what it shows;
 - :mod:`meshd.babel.config`: ``CoreConfig``, ``InterfaceConfig``, the hooks;
 - :mod:`meshd.babel.interfaces`: one interface, its Hellos and IHUs (3.4);
 - :mod:`meshd.babel.neighbours`: Hello histories, link cost, RTT;

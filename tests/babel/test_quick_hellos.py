@@ -5,7 +5,8 @@ from __future__ import annotations
 from ipaddress import IPv6Address
 
 from meshd.babel.codec import decode_packet_untrusted
-from meshd.babel.core import QUICK_HELLOS, BabelCore
+from meshd.babel.core import BabelCore
+from meshd.babel.core_receive import QUICK_HELLOS
 from meshd.babel.expand import expand, ihu
 from meshd.babel.numbers import HELLO_UNICAST, INFINITY
 from meshd.babel.packet import Packet

@@ -1,0 +1,98 @@
+"""Time in the Babel core: the next deadline, what is due then, and the datagrams to send.
+
+:class:`Timers` is the part of :class:`meshd.babel.core.BabelCore` the shell drives by the
+clock: :meth:`Timers.timer` says when there is work, :meth:`Timers.handle_timer` does it
+(neighbours' missed Hellos and lapsed IHUs, route expiry, resends, greetings, scheduled
+Hellos and full updates, garbage collection), and :meth:`Timers.datagrams_to_send` packs
+what waits into datagrams.
+"""
+
+from __future__ import annotations
+
+from meshd.babel.core_state import CoreState
+from meshd.babel.expand import route_request
+from meshd.babel.interfaces import MULTICAST_GROUP, SOON, Interface
+from meshd.babel.neighbours import IPAddress
+from meshd.babel.numbers import INFINITY
+
+
+class Timers(CoreState):
+    """What the core does when time passes; see the module documentation."""
+
+    def timer(self) -> float | None:
+        """When :meth:`handle_timer` (or :meth:`datagrams_to_send`) next has work."""
+        times: list[float] = []
+        if self._greet:
+            times.append(SOON)
+        for iface in self._interfaces.values():
+            times.extend(iface.deadlines())
+        expiry = self._table.next_expiry()
+        if expiry is not None:
+            times.append(expiry)
+        times.extend(self._requests.deadlines())
+        times.extend(self._outbox.deadlines())
+        times.extend(self._updates.deadlines())
+        if self._interfaces:
+            times.append(self._next_gc)
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        """Do everything that is due at ``now``."""
+        self._now = now
+        for iface in self._interfaces.values():
+            self._tick_neighbours(iface, now)
+        self._selection.expire(now)
+        self._requests.resend(now)
+        self._updates.resend(now)
+        greet, self._greet = self._greet, []
+        for neighbour in greet:
+            self._greet_neighbour(neighbour, now, hello=True)
+        for iface in self._interfaces.values():
+            name = iface.config.name
+            if iface.next_hello <= now:
+                for destination, tlvs in iface.hellos(now, self.config.at_rest, self._interest):
+                    self._outbox.queue(name, destination, now, *tlvs)
+                iface.next_hello = now + iface.config.hello_interval
+                if not iface.started:
+                    iface.started = True
+                    if iface.config.multicast:
+                        self._outbox.queue(name, MULTICAST_GROUP, now, route_request(None))
+            if iface.next_update <= now:
+                self._updates.full(iface, None, now)
+                jitter = 0.75 + 0.25 * self.config.random()
+                iface.next_update = now + iface.config.update_interval * jitter
+        if now >= self._next_gc:
+            self._sources.expire(now)
+            self._requests.expire(now)
+            self._updates.expire(now)
+            self._interest.expire(now)
+            self._next_gc = now + 10.0
+
+    def datagrams_to_send(self, now: float) -> list[tuple[str, IPAddress, bytes]]:
+        """The datagrams due by ``now``: ``(interface, destination, payload)``."""
+        self._now = now
+        return self._updates.datagrams(now, self.seqno)
+
+    def _tick_neighbours(self, iface: Interface, now: float) -> None:
+        """Count the missed Hellos and lapsed IHUs due by ``now``. On ``unicast-peers`` (a
+        relay has thousands of neighbours) only those whose deadline passed: their cost
+        changes then or on a datagram, never otherwise. A multicast interface (at most
+        ``max_neighbours``) looks at each, and forgets one silent for good."""
+        if not iface.config.multicast:
+            for neighbour in iface.take_due(now):
+                neighbour.tick(now)
+                self._refresh_neighbour(iface, neighbour, now)
+                iface.note(neighbour)
+            return
+        for neighbour in list(iface.neighbours.values()):
+            deadline = neighbour.deadline()
+            if deadline is not None and deadline <= now:
+                neighbour.tick(now)
+            self._refresh_neighbour(iface, neighbour, now)
+            idle = neighbour.reach() == 0 and neighbour.txcost >= INFINITY
+            if idle and neighbour.deadline() is None:
+                del iface.neighbours[neighbour.address]
+                iface.unproven.pop(neighbour.address, None)
+                self._drop_neighbour(neighbour, now)
+            else:
+                iface.note(neighbour)
