@@ -48,6 +48,7 @@ from meshd.addressing import host_prefix
 from meshd.babel.auth import LinkAuth
 from meshd.babel.config import accept_all
 from meshd.babel.core import BabelCore, CoreConfig
+from meshd.babel.kernel_routes import KernelRoutes
 from meshd.babel.neighbours import IPAddress
 from meshd.babel.options import (
     BabelConfig,
@@ -57,14 +58,9 @@ from meshd.babel.options import (
     crosses_allowed,
     router_id_of,
 )
+from meshd.babel.ports import Port, UdpPort, interface_addresses
 from meshd.babel.routes import Event as BabelEvent
-from meshd.babel.shell import (
-    BabelShell,
-    KernelRoutes,
-    Port,
-    UdpPort,
-    interface_addresses,
-)
+from meshd.babel.shell import BabelShell
 from meshd.babel.sources import IPNetwork, RouteKey
 from meshd.daemon.babel_mesh import MeshRoutes, MeshSeam
 from meshd.daemon.babel_pace import at_rest, rest_pace

@@ -14,8 +14,9 @@ import trio
 
 from meshd.babel.core import BabelCore
 from meshd.babel.gateway import plan, site_origins
+from meshd.babel.kernel_routes import KernelRoute, RouteSink
 from meshd.babel.options import covered
-from meshd.babel.shell import BabelShell, KernelRoute, RouteSink
+from meshd.babel.shell import BabelShell
 from meshd.babel.sources import IPNetwork, RouteKey
 from meshd.errors import BackendError, UsageError
 

@@ -19,7 +19,8 @@ import ipaddress
 import trio
 
 from meshd.babel.core import BabelCore
-from meshd.babel.shell import BabelShell, UdpPort, interface_addresses
+from meshd.babel.ports import UdpPort, interface_addresses
+from meshd.babel.shell import BabelShell
 
 
 async def speak(args: argparse.Namespace) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import trio
 
-from meshd.babel.shell import KernelRoute, KernelRoutes
+from meshd.babel.kernel_routes import KernelRoute, KernelRoutes
 from meshd.errors import BackendError
 from meshd.lab.commands import ip
 from meshd.lab.lab import Lab
@@ -87,7 +87,7 @@ def test_a_babel_route_leaves_another_protocols_route_for_the_same_prefix(host: 
 
 
 def test_a_route_of_another_protocol_at_babels_own_priority_is_left_alone(host: Host) -> None:
-    from meshd.babel.shell import KERNEL_METRIC
+    from meshd.babel.kernel_routes import KERNEL_METRIC
 
     ip("-6", "route", "replace", str(TAKEN), "dev", WG, "proto", "static", "metric",
        str(KERNEL_METRIC), netns=host.netns)  # fmt: skip

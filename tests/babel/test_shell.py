@@ -12,16 +12,12 @@ import trio
 
 from meshd.babel.auth import LinkAuth
 from meshd.babel.core import BabelCore, CoreConfig
+from meshd.babel.kernel_routes import KERNEL_METRIC, KernelRoute, _route_spec
 from meshd.babel.mac import Endpoints, MacAlgorithm, MacKey
 from meshd.babel.packet import Packet
+from meshd.babel.ports import Datagram
 from meshd.babel.prefix import IPAddress
-from meshd.babel.shell import (
-    KERNEL_METRIC,
-    BabelShell,
-    Datagram,
-    KernelRoute,
-    _route_spec,
-)
+from meshd.babel.shell import BabelShell
 
 LOOPBACK = IPv6Address("::1")
 HELLO = 0.05
