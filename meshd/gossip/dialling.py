@@ -1,0 +1,169 @@
+"""Dialling peers and reaching them: connections and the streams opened over them.
+
+What :class:`meshd.gossip.host.GossipHost` does to reach a peer, as functions of the running
+libp2p host: read a dial target from a multiaddr (:func:`dial_target`), dial it
+(:func:`dial`, several at once with :func:`dial_all`), close every connection to a peer
+(:func:`disconnect`), say where a peer's connection comes from (:func:`source_of_peer`,
+:func:`remote_address_of`), and open a framed stream to it (:func:`open_framed`), telling a
+protocol the peer refused (:class:`ProtocolNotSupported`) from a connection that failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+import trio
+
+# isort: split
+import meshd.gossip.lean_imports  # noqa: F401 (py-libp2p lean: meshd.gossip.lean_imports)
+
+# isort: split
+from libp2p.abc import IHost
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from libp2p.protocol_muxer.exceptions import MultiselectClientError
+
+from meshd.gossip.config import parse_multiaddr
+from meshd.gossip.libp2p_workarounds.connections import forget_failed_dial
+from meshd.gossip.peers import ConnectResult, parse_peer_id
+from meshd.gossip.strangers import inbound_source
+from meshd.gossip.streams import (
+    LIBP2P_ERRORS,
+    FramedStream,
+    FrameTimeout,
+    TransportError,
+    UndialableAddress,
+)
+
+__all__ = [
+    "ProtocolNotSupported",
+    "dial",
+    "dial_all",
+    "dial_target",
+    "disconnect",
+    "open_framed",
+    "refused_protocol",
+    "remote_address_of",
+    "source_of_peer",
+]
+
+
+class ProtocolNotSupported(TransportError):
+    """The peer answered that it does not serve the protocol asked for: not a fault of the
+    connection (a member that has just enrolled serves sync only once its daemon runs)."""
+
+
+def dial_target(addr: str, own: ID) -> PeerInfo:
+    """The peer and address ``addr`` (a full multiaddr, ending in ``/p2p/<peer id>``) names.
+
+    Raises :class:`UndialableAddress` if it cannot be dialled as written or names ``own``.
+    """
+    try:
+        info = info_from_p2p_addr(parse_multiaddr(addr))
+    except Exception as exc:  # the multiaddr package raises several unrelated types
+        raise UndialableAddress(f"not a dialable /p2p multiaddr: {addr!r}") from exc
+    if info.peer_id == own:
+        raise UndialableAddress(f"refusing to dial ourselves: {addr}")
+    return info
+
+
+async def dial(host: IHost, info: PeerInfo, addr: str, dial_timeout: float) -> str:
+    """Dial ``info`` (read from ``addr``), whatever failed before; return its peer id.
+
+    Raises :class:`TransportError` if the dial fails or takes longer than ``dial_timeout``.
+    """
+    forget_failed_dial(host, info.peer_id)
+    with trio.move_on_after(dial_timeout) as scope:
+        try:
+            await host.connect(info)
+        except LIBP2P_ERRORS as exc:
+            raise TransportError(f"dialling {addr} failed: {exc}") from exc
+    if scope.cancelled_caught:
+        raise TransportError(f"dialling {addr} took longer than {dial_timeout} s")
+    return info.peer_id.to_base58()
+
+
+async def dial_all(
+    connect: Callable[[str], Awaitable[str]], addrs: Sequence[str]
+) -> list[ConnectResult]:
+    """``connect`` to all ``addrs`` concurrently; one result per address, in the same order."""
+    results: list[ConnectResult | None] = [None] * len(addrs)
+
+    async def dial(index: int, addr: str) -> None:
+        try:
+            peer = await connect(addr)
+        except TransportError as exc:
+            results[index] = ConnectResult(addr, None, str(exc))
+        else:
+            results[index] = ConnectResult(addr, peer, None)
+
+    async with trio.open_nursery() as nursery:
+        for index, addr in enumerate(addrs):
+            nursery.start_soon(dial, index, addr)
+    return [r for r in results if r is not None]
+
+
+async def disconnect(host: IHost, peer_id: str, dial_timeout: float) -> None:
+    """Close every connection to ``peer_id``; :class:`TransportError` if that fails or takes
+    longer than ``dial_timeout``."""
+    with trio.move_on_after(dial_timeout):
+        try:
+            await host.disconnect(parse_peer_id(peer_id))
+        except LIBP2P_ERRORS as exc:
+            raise TransportError(f"disconnecting {peer_id} failed: {exc}") from exc
+        return
+    raise TransportError(f"disconnecting {peer_id} timed out")
+
+
+def source_of_peer(host: IHost, peer_id: str) -> str | None:
+    """The source (IPv4 address or IPv6 /64) of ``peer_id``'s inbound connection; None if
+    ``host`` holds none."""
+    for conn in host.get_network().get_connections(parse_peer_id(peer_id)):
+        source = inbound_source(conn)
+        if source is not None:
+            return source
+    return None
+
+
+def remote_address_of(host: IHost, peer_id: str) -> str | None:
+    """``ip:port`` of the far end of ``host``'s connection to ``peer_id``; None if none."""
+    for conn in host.get_network().get_connections(parse_peer_id(peer_id)):
+        secured = getattr(conn.muxed_conn, "secured_conn", None)
+        remote = getattr(secured, "get_remote_address", lambda: None)()
+        if isinstance(remote, tuple) and len(remote) >= 2:
+            host_part = str(remote[0])
+            return f"[{host_part}]:{remote[1]}" if ":" in host_part else f"{host_part}:{remote[1]}"
+    return None
+
+
+async def open_framed(
+    host: IHost, peer_id: str, protocol_id: str, max_frame_size: int, stream_timeout: float
+) -> FramedStream:
+    """Open a framed stream to ``peer_id`` speaking ``protocol_id``.
+
+    Raises :class:`ProtocolNotSupported` if the peer refuses the protocol,
+    :class:`TransportError` if opening fails otherwise, and :class:`FrameTimeout` past
+    ``stream_timeout``, which also bounds each frame's send and receive on the stream.
+    """
+    peer = parse_peer_id(peer_id)
+    with trio.move_on_after(stream_timeout):
+        try:
+            stream = await host.new_stream(peer, [TProtocol(protocol_id)])
+        except LIBP2P_ERRORS as exc:
+            if refused_protocol(exc):
+                raise ProtocolNotSupported(f"{peer_id} does not serve {protocol_id} (yet)") from exc
+            raise TransportError(f"opening {protocol_id} to {peer_id} failed: {exc}") from exc
+        return FramedStream(stream, max_frame_size=max_frame_size, timeout=stream_timeout)
+    raise FrameTimeout(f"opening {protocol_id} to {peer_id} took longer than {stream_timeout} s")
+
+
+def refused_protocol(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) is multistream-select's "protocols not
+    supported": the peer said ``na`` to every protocol offered."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, MultiselectClientError) and "not supported" in str(seen):
+            return True
+        seen = seen.__cause__
+    return False
