@@ -28,6 +28,7 @@ The routing core, :class:`meshd.babel.core.BabelCore`, and what it is made of:
 - :mod:`meshd.babel.views`: the snapshots ``meshd routes`` shows.
 
 All of that is pure: bytes and time in, values out, no clock and no sockets. The I/O is in
-:mod:`meshd.babel.shell` (UDP sockets, kernel routes); :mod:`meshd.babel.options` and
+:mod:`meshd.babel.shell` (the run loop), :mod:`meshd.babel.ports` (UDP sockets) and
+:mod:`meshd.babel.kernel_routes`; :mod:`meshd.babel.options` and
 :mod:`meshd.babel.gateway` serve the daemon.
 """

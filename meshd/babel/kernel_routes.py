@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from typing import Final, Protocol
 
-import trio  # noqa: TID251 (a trio shell, as meshd/babel/shell.py)
+import trio
 
 from meshd.babel.prefix import IPAddress
 from meshd.babel.sources import IPNetwork, RouteKey

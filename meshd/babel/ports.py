@@ -11,13 +11,13 @@
 
 from __future__ import annotations
 
-import socket  # noqa: TID251 (a trio shell, as meshd/babel/shell.py)
+import socket
 import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Final, Protocol
 
-import trio  # noqa: TID251 (a trio shell, as meshd/babel/shell.py)
+import trio
 
 from meshd.babel.interfaces import MULTICAST_GROUP
 from meshd.babel.mac import Endpoints

@@ -30,10 +30,11 @@ CPU item: a newer libp2p may make one unnecessary. Last, change :data:`LIBP2P_VE
 pin and docs/gossip.md. tests/gossip/test_workarounds.py checks that what each patch
 replaces is still there.
 
-Two more live in :mod:`meshd.gossip.host`, being the host's own behaviour: libp2p's 32-slot
-subscription queue (``pubsub.SUBSCRIPTION_CHANNEL_SIZE``) is drained at once into a larger
-channel (``GossipHost._drain``), and ``connect_any`` dials addresses concurrently, since each
-dial waits out the 250 ms happy-eyeballs delay (``network/swarm.py``).
+Two more live with the host, being its own behaviour: libp2p's 32-slot subscription queue
+(``pubsub.SUBSCRIPTION_CHANNEL_SIZE``) is drained at once into a larger channel
+(:mod:`meshd.gossip.delivery`, ``TopicDelivery.drain``), and ``GossipHost.connect_any``
+dials addresses concurrently (:mod:`meshd.gossip.dialling`, ``dial_all``), since each dial
+waits out the 250 ms happy-eyeballs delay (``network/swarm.py``).
 """
 
 from __future__ import annotations
