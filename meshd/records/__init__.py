@@ -7,7 +7,9 @@ of the issuing certificates, decoded (and checked) recursively. docs/wire-format
 every field.
 
 - ``types``: kinds, roles, capabilities, limits and the dataclasses;
-- ``decode``: untrusted bytes to records (structure only);
+- ``decode``: untrusted bytes to records (structure only): the entry points, the envelope and
+  the records that nest records, over ``fields`` (the field cursor and the item parsers)
+  and ``flat`` (the records that nest none, the announcement's hot path among them);
 - ``build``: records this node makes and signs.
 
 This package only parses and builds. Whether a record is to be trusted (signatures, chains,

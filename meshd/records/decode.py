@@ -2,25 +2,45 @@
 
 Every function that takes untrusted bytes ends in ``_untrusted`` and raises DecodeError, never
 anything else. Every field's type and bounds are checked as it is read.
+
+This module holds the entry points (``decode_record_untrusted``, ``decode_untrusted``), the
+envelope, the dispatch by kind (``_DECODERS``) and the decoders of the records that nest other
+records (certificates with their chain, enrollments, admissions, revocations, invites,
+renewals, hand-overs, admin hand-overs), which decode them by calling back into
+``decode_untrusted``: the recursion stays in one module. Beside it:
+
+- meshd.records.fields: the field cursor ``_Fields`` and the item parsers (prefixes, texts,
+  record ids) and the shared keys and ids;
+- meshd.records.flat: the decoders of the records that nest none, the announcement's hot
+  path among them.
+
+The hot paths: an announcement is recognised by its first three bytes and goes to
+``_announcement_fast``; a certificate goes to ``_certificate_fast``. Each checks what the
+general decoder checks without the cursor, and hands anything unusual to it.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from meshd.addressing import Prefix, interned
-from meshd.encoding import check_types_untrusted, unpack_body_untrusted, unpack_canonical_untrusted
+from meshd.encoding import unpack_body_untrusted, unpack_canonical_untrusted
 from meshd.errors import DecodeError
+from meshd.records.fields import _Fields, _prefix_untrusted, _record_id_item, _share, _text_item
+from meshd.records.flat import (
+    _announcement,
+    _announcement_fast,
+    _leave,
+    _network,
+    _rollover,
+    _wg_rotation,
+)
 from meshd.records.types import (
     ALL_CAPS,
     MAX_ADDR_LEN,
     MAX_CHAIN,
-    MAX_ENDPOINT_LEN,
     MAX_ENDPOINTS,
-    MAX_EXTENSIONS,
     MAX_NAME,
     MAX_PREFIXES,
     MAX_REASON,
@@ -31,154 +51,22 @@ from meshd.records.types import (
     VERSION,
     AdminHandover,
     Admission,
-    Announcement,
     Cap,
     Certificate,
     Enrollment,
     Handover,
     Invite,
     Kind,
-    Leave,
     Network,
     Record,
     Renewal,
     Revocation,
     Role,
-    Rollover,
-    WgRotation,
     split_envelope_untrusted,
 )
 from meshd.trust.keys import FINGERPRINT_LEN, KEY_LEN, SIG_LEN, NodeKey, WgKey
 
 T = TypeVar("T")
-
-# Keys and ids that most records repeat (the network id in every record; the root's and the
-# admins' keys as issuers and sponsors): each decoded record refers to one shared copy
-# instead of holding 65 bytes of its own. Bounded: when full it starts again (values seen
-# in refused records only cost their place until then).
-_SHARED: dict[bytes, bytes] = {}
-_MAX_SHARED = 64
-
-
-def _share(value: bytes) -> bytes:
-    found = _SHARED.get(value)
-    if found is None:
-        if len(_SHARED) >= _MAX_SHARED:
-            _SHARED.clear()
-        _SHARED[value] = found = value
-    return found
-
-
-class _Fields:
-    """A cursor over the fields of a decoded body; every accessor checks type and bounds."""
-
-    __slots__ = ("_items", "_kind", "_pos")
-
-    def __init__(self, items: list[Any], kind: Kind) -> None:
-        self._items = items
-        self._pos = 0
-        self._kind = kind
-
-    @property
-    def _what(self) -> str:
-        return f"record ({self._kind.name.lower()})"
-
-    def _next(self) -> Any:
-        if self._pos >= len(self._items):
-            raise DecodeError(f"{self._what}: too few fields")
-        item = self._items[self._pos]
-        self._pos += 1
-        return item
-
-    def more(self) -> bool:
-        """Whether fields are left (for a trailing field that older records lack)."""
-        return self._pos < len(self._items)
-
-    def end(self) -> None:
-        if self._pos != len(self._items):
-            raise DecodeError(f"{self._what}: too many fields")
-
-    def relays_and_extensions(self) -> bool:
-        """An announcement's tail: the ``relays`` flag, then up to ``MAX_EXTENSIONS`` items
-        a later release may add, which this one checks for type and ignores (the signature
-        covers them all the same). The flag is absent (False) or ``true``; ``false`` only
-        where extensions follow, so that each content still has one encoding."""
-        if not self.more():
-            return False
-        relays = self._next()
-        extensions = self._items[self._pos :]
-        if relays is not True and (relays is not False or not extensions):
-            raise DecodeError(f"{self._what}: relays must be true, or absent")
-        if len(extensions) > MAX_EXTENSIONS:
-            raise DecodeError(f"{self._what}: too many fields")
-        for item in extensions:
-            check_types_untrusted(item, f"{self._what}: extension")
-        self._pos = len(self._items)
-        return relays
-
-    def uint(self, name: str, maximum: int = U64) -> int:
-        value = self._next()
-        if type(value) is not int or not 0 <= value <= maximum:
-            raise DecodeError(f"{self._what}: {name} must be an integer up to {maximum}")
-        return value
-
-    def blob(self, name: str, length: int | None = None, maximum: int = MAX_RECORD) -> bytes:
-        value = self._next()
-        if not isinstance(value, bytes):
-            raise DecodeError(f"{self._what}: {name} must be bytes")
-        if length is not None and len(value) != length:
-            raise DecodeError(f"{self._what}: {name} must be {length} bytes")
-        if len(value) > maximum:
-            raise DecodeError(f"{self._what}: {name} is over {maximum} bytes")
-        return value
-
-    def text(self, name: str, maximum: int) -> str:
-        value = self._next()
-        if not isinstance(value, str):
-            raise DecodeError(f"{self._what}: {name} must be text")
-        if len(value.encode()) > maximum:
-            raise DecodeError(f"{self._what}: {name} is over {maximum} bytes")
-        if not value.isprintable():
-            # Also refuses C1 controls and bidi overrides, which would mislead a terminal.
-            raise DecodeError(f"{self._what}: {name} holds unprintable characters")
-        return value
-
-    def array(self, name: str, maximum: int, item: Callable[[Any], T]) -> tuple[T, ...]:
-        value = self._next()
-        if not isinstance(value, list):
-            raise DecodeError(f"{self._what}: {name} must be an array")
-        if len(value) > maximum:
-            raise DecodeError(f"{self._what}: {name} has more than {maximum} entries")
-        return tuple(item(v) for v in value)
-
-
-def _prefix_untrusted(value: Any) -> Prefix:
-    if not (isinstance(value, list) and len(value) == 2):
-        raise DecodeError("prefix: must be [address, length]")
-    address, length = value
-    if not isinstance(address, bytes) or len(address) not in (4, 16):
-        raise DecodeError("prefix: address must be 4 or 16 bytes")
-    if type(length) is not int or not 0 <= length <= len(address) * 8:
-        raise DecodeError("prefix: length out of range")
-    try:
-        if len(address) == 4:
-            return interned(ipaddress.IPv4Network((address, length), strict=True))
-        return interned(ipaddress.IPv6Network((address, length), strict=True))
-    except ValueError:
-        raise DecodeError("prefix: host bits set") from None
-
-
-def _text_item(maximum: int) -> Callable[[Any], str]:
-    def item(value: Any) -> str:
-        if type(value) is str and value.isascii():  # the usual case: length in bytes is len()
-            if len(value) <= maximum and value.isprintable():
-                return value
-        elif isinstance(value, str) and len(value.encode()) <= maximum and value.isprintable():
-            return value
-        raise DecodeError(f"text entry must be printable and at most {maximum} bytes")
-
-    return item
-
 
 _KINDS = {int(kind): kind for kind in Kind}
 # An announcement's body starts with its array header (9 items; a relay's 10), its kind,
@@ -187,11 +75,7 @@ _ANNOUNCEMENT_HEADS = (
     bytes([0x99, Kind.ANNOUNCEMENT, VERSION]),
     bytes([0x9A, Kind.ANNOUNCEMENT, VERSION]),
 )
-
-
-_ENDPOINT_ITEM = _text_item(MAX_ENDPOINT_LEN)
 _CREDENTIAL_KINDS = (Kind.CERTIFICATE, Kind.ADMISSION, Kind.HANDOVER)
-_ADDR_ITEM = _text_item(MAX_ADDR_LEN)
 
 
 def _envelope_untrusted(data: bytes) -> tuple[Kind, list[Any], bytes]:
@@ -200,7 +84,7 @@ def _envelope_untrusted(data: bytes) -> tuple[Kind, list[Any], bytes]:
 
 
 def _body_untrusted(body: bytes, signature: bytes) -> tuple[Kind, list[Any], bytes]:
-    # Every field's type is checked by _Fields and the item parsers below.
+    # Every field's type is checked by _Fields and the item parsers (meshd.records.fields).
     items = unpack_canonical_untrusted(body, max_size=MAX_RECORD, what="record", check_types=False)
     if type(items) is not list or len(items) < 2:
         raise DecodeError("record: body must be [kind, version, ...]")
@@ -239,14 +123,6 @@ def decode_untrusted(data: bytes, expected: type[T], *, depth: int = 0) -> T:
             f"expected a {expected.__name__.lower()} record, got a {type(record).__name__.lower()}"
         )
     return record
-
-
-def _network(f: _Fields, raw: bytes, depth: int) -> Network:
-    root = _share(f.blob("root_key", KEY_LEN))
-    name = f.text("name", MAX_NAME)
-    created = f.uint("created_at")
-    f.end()
-    return Network(root, name, created, raw)
 
 
 def _certificate(f: _Fields, raw: bytes, depth: int) -> Certificate:
@@ -372,62 +248,6 @@ def _admission(f: _Fields, raw: bytes, depth: int) -> Admission:
     return Admission(network_id, sponsor, admitted_at, enrollment, raw)
 
 
-def _announcement(f: _Fields, raw: bytes, depth: int) -> Announcement:
-    network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
-    node_key = f.blob("node_key", KEY_LEN)
-    seq = f.uint("seq")
-    issued_at = f.uint("issued_at")
-    endpoints = f.array("endpoints", MAX_ENDPOINTS, _text_item(MAX_ENDPOINT_LEN))
-    addrs = f.array("addrs", MAX_ENDPOINTS, _text_item(MAX_ADDR_LEN))
-    prefixes = f.array("prefixes", MAX_PREFIXES, _prefix_untrusted)
-    relays = f.relays_and_extensions()  # 9 items: not a relay
-    f.end()
-    return Announcement(
-        network_id, NodeKey(node_key), seq, issued_at, endpoints, addrs, prefixes, raw, relays
-    )
-
-
-def _announcement_fast(items: list[Any], raw: bytes) -> Announcement:
-    """The hot path of ingest: the same checks as _announcement, without the cursor."""
-    if len(items) == 9:
-        _, _, network_id, node_key, seq, issued_at, endpoints, addrs, prefixes = items
-        relays = False
-    elif len(items) == 10 and items[9] is True:  # a relay's
-        _, _, network_id, node_key, seq, issued_at, endpoints, addrs, prefixes, relays = items
-    else:
-        return _announcement(_Fields(items[2:], Kind.ANNOUNCEMENT), raw, 0)
-    if (
-        type(network_id) is not bytes
-        or len(network_id) != FINGERPRINT_LEN
-        or type(node_key) is not bytes
-        or len(node_key) != KEY_LEN
-        or type(seq) is not int
-        or not 0 <= seq <= U64
-        or type(issued_at) is not int
-        or not 0 <= issued_at <= U64
-        or type(endpoints) is not list
-        or type(addrs) is not list
-        or type(prefixes) is not list
-    ):
-        # Let the general decoder name the offending field.
-        return _announcement(_Fields(items[2:], Kind.ANNOUNCEMENT), raw, 0)
-    if len(endpoints) > MAX_ENDPOINTS or len(addrs) > MAX_ENDPOINTS:
-        raise DecodeError("announcement: too many endpoints or addresses")
-    if len(prefixes) > MAX_PREFIXES:
-        raise DecodeError("announcement: too many prefixes")
-    return Announcement(
-        _share(network_id),
-        NodeKey(node_key),
-        seq,
-        issued_at,
-        tuple(map(_ENDPOINT_ITEM, endpoints)) if endpoints else (),
-        tuple(map(_ADDR_ITEM, addrs)) if addrs else (),
-        tuple(map(_prefix_untrusted, prefixes)) if prefixes else (),
-        raw,
-        relays,
-    )
-
-
 def _revocation(f: _Fields, raw: bytes, depth: int) -> Revocation:
     network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
     issuer = _share(f.blob("issuer", KEY_LEN))
@@ -458,12 +278,6 @@ def _revocation(f: _Fields, raw: bytes, depth: int) -> Revocation:
     )
 
 
-def _record_id_item(value: Any) -> bytes:
-    if type(value) is not bytes or len(value) != RECORD_ID_LEN:
-        raise DecodeError(f"record id must be {RECORD_ID_LEN} bytes")
-    return value
-
-
 def _invite(f: _Fields, raw: bytes, depth: int) -> Invite:
     network = _nested(f.blob("network"), Network, depth)
     certificate = _nested(f.blob("certificate"), Certificate, depth)
@@ -471,18 +285,6 @@ def _invite(f: _Fields, raw: bytes, depth: int) -> Invite:
     bootstrap = f.array("bootstrap", MAX_ENDPOINTS, _text_item(MAX_ADDR_LEN))
     f.end()
     return Invite(network, certificate, secret, bootstrap, raw)
-
-
-def _wg_rotation(f: _Fields, raw: bytes, depth: int) -> WgRotation:
-    network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
-    node_key = f.blob("node_key", KEY_LEN)
-    counter = f.uint("counter")
-    if counter == 0:
-        raise DecodeError("wg_rotation: counter starts at 1 (0 is the enrollment's key)")
-    issued_at = f.uint("issued_at")
-    wg_key = f.blob("wg_key", KEY_LEN)
-    f.end()
-    return WgRotation(network_id, NodeKey(node_key), counter, issued_at, WgKey(wg_key), raw)
 
 
 def _renewal(f: _Fields, raw: bytes, depth: int) -> Renewal:
@@ -497,25 +299,6 @@ def _renewal(f: _Fields, raw: bytes, depth: int) -> Renewal:
     chain = f.array("chain", MAX_CHAIN, lambda b: _nested(b, Certificate, depth))
     f.end()
     return Renewal(network_id, issuer, subject, Role(role_value), issued_at, not_after, chain, raw)
-
-
-def _leave(f: _Fields, raw: bytes, depth: int) -> Leave:
-    network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
-    node_key = f.blob("node_key", KEY_LEN)
-    issued_at = f.uint("issued_at")
-    reason = f.text("reason", MAX_REASON)
-    f.end()
-    return Leave(network_id, NodeKey(node_key), issued_at, reason, raw)
-
-
-def _rollover(f: _Fields, raw: bytes, depth: int) -> Rollover:
-    network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
-    old_root = f.blob("old_root", KEY_LEN)
-    new_root = f.blob("new_root", KEY_LEN)
-    issued_at = f.uint("issued_at")
-    overlap_until = f.uint("overlap_until")
-    f.end()
-    return Rollover(network_id, old_root, new_root, issued_at, overlap_until, raw)
 
 
 def _handover(f: _Fields, raw: bytes, depth: int) -> Handover:

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from meshd.errors import DecodeError, VerifyError
 from meshd.records import Announcement, Kind, decode_record_untrusted, make_announcement
 from meshd.records.build import seal_unsigned
-from meshd.records.decode import _announcement, _announcement_fast, _Fields
+from meshd.records.fields import _Fields
+from meshd.records.flat import _announcement, _announcement_fast
 from meshd.records.types import CONTEXTS, MAX_EXTENSIONS, split_envelope_untrusted
 from meshd.trust.chain import check_announcement_signature
 from meshd.trust.keys import SigningKey

@@ -11,7 +11,8 @@ import pytest
 from meshd.encoding import unpack_canonical_untrusted
 from meshd.errors import DecodeError
 from meshd.records import Cap, Certificate, Role, decode_untrusted, make_certificate
-from meshd.records.decode import _certificate, _certificate_fast, _Fields
+from meshd.records.decode import _certificate, _certificate_fast
+from meshd.records.fields import _Fields
 from meshd.records.types import MAX_RECORD, U64, Kind, split_envelope_untrusted
 from meshd.trust.keys import SigningKey, WgKey
 
