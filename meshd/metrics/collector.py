@@ -12,8 +12,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+# The package before its submodules, and as a name read from it: importing py-libp2p defers
+# prometheus_client (meshd.gossip.lean_imports), and a submodule imported while its package is
+# still a placeholder runs under it and loads the package halfway through (a circular import).
+from prometheus_client import registry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from meshd.metrics.snapshot import Snapshot
 
@@ -275,7 +278,7 @@ def family_name(spec: Spec) -> str:
     return spec.name.removesuffix("_total") if spec.kind == "counter" else spec.name
 
 
-class SnapshotCollector(Collector):
+class SnapshotCollector(registry.Collector):
     """Every metric of :data:`CATALOGUE` from one snapshot (register it, scrape, drop it)."""
 
     def __init__(self, snapshot: Snapshot) -> None:

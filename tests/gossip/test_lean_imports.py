@@ -93,6 +93,35 @@ def test_code_importing_a_deferred_module_later_gets_the_real_one() -> None:
     assert found == {"id": "/secio/1.0.0", "transport": "libp2p.security.secio.transport"}
 
 
+def test_the_metrics_collector_imported_after_libp2p_gets_the_real_prometheus_client() -> None:
+    # prometheus_client is deferred (py-libp2p's swarm metrics); meshd's collector imports
+    # prometheus_client.core, whose own imports reach back into the package: the real
+    # package must be loaded before the submodule runs, not halfway through it (it was
+    # not, when nothing had read a name from the package before: a circular import).
+    found = run_fresh(
+        """
+        import json
+        import meshd.gossip.stack
+        import sys
+        from meshd.metrics.collector import SnapshotCollector
+        from prometheus_client.core import CounterMetricFamily
+        import prometheus_client
+        print(json.dumps({
+            "collector": SnapshotCollector.__module__,
+            "family": CounterMetricFamily.__module__,
+            "package": type(sys.modules["prometheus_client"]).__name__,
+            "counter": prometheus_client.Counter.__module__,
+        }))
+        """
+    )
+    assert found == {
+        "collector": "meshd.metrics.collector",
+        "family": "prometheus_client.metrics_core",
+        "package": "module",
+        "counter": "prometheus_client.metrics",
+    }
+
+
 def test_nothing_is_deferred_when_libp2p_came_first() -> None:
     found = run_fresh(
         """
