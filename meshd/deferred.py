@@ -9,7 +9,10 @@ table of constructors does, is itself looked up when it is called); ``isinstance
 stand-in whose module never ran is False without loading it. A class listed as built on use
 (:func:`import_lean`) gives, when called before its module ran, an object that makes the
 real instance the first time an attribute of it is read. Outside :func:`deferring`, a name
-taken from a placeholder is the real one, loaded then. An ``except`` clause naming a
+taken from a placeholder is the real one, loaded then; a submodule imported by name while
+its package is a placeholder runs under the real package, loaded first; a deferred module
+loaded for real is imported with the other deferred modules still deferred, as at the first
+import (its own imports of them get placeholders). An ``except`` clause naming a
 stand-in catches only the stand-in (Python matches exception classes by type), and a
 stand-in cannot be subclassed: never defer a module whose exceptions or classes are used
 that way on a path that runs.
@@ -187,7 +190,11 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
         root = _deferred_root(fullname)
-        if root is None or root in _released:
+        if root is None:
+            return None
+        if not _deferring_now:
+            return self._after_deferral(fullname, root)
+        if root in _released:
             return None
         real = importlib.machinery.PathFinder.find_spec(fullname, path)
         if real is None:
@@ -197,6 +204,26 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         )
         spec.submodule_search_locations = real.submodule_search_locations
         return spec
+
+    @staticmethod
+    def _after_deferral(fullname: str, root: str) -> importlib.machinery.ModuleSpec | None:
+        """An import by name, after the deferral, of a module of a deferred tree that is not
+        in ``sys.modules`` (a placeholder there is what the import gets, as before). If its
+        package is still a placeholder, the real package is loaded first: the submodule must
+        not run under a placeholder, and the package's own import, set off halfway through
+        the submodule by a name read from the package, would import the submodule again (a
+        circular import, or the submodule run twice). Then the usual finders find it."""
+        parent = fullname.rpartition(".")[0]
+        if isinstance(sys.modules.get(parent), _DeferredModule):
+            _load(parent, fullname)
+            loaded = sys.modules.get(fullname)
+            if loaded is not None and loaded.__spec__ is not None:
+                # The package's import imported it: this import is given that module.
+                return _already(loaded.__spec__)
+        if root not in _released:
+            _released.add(root)
+            _note_loaded(fullname, "an import of it")
+        return None
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
         module = _DeferredModule(spec.name)
@@ -209,6 +236,24 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 _FINDER = _Finder()
+
+
+class _Already(importlib.abc.Loader):
+    """The loader of a module that was imported while the import system looked for it: the
+    import gets that module as it is (its own spec given back), nothing runs again."""
+
+    def __init__(self, spec: importlib.machinery.ModuleSpec) -> None:
+        self._spec = spec
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        return sys.modules[self._spec.name]
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        module.__spec__ = self._spec  # the import system set ours on it: its own back
+
+
+def _already(spec: importlib.machinery.ModuleSpec) -> importlib.machinery.ModuleSpec:
+    return importlib.machinery.ModuleSpec(spec.name, _Already(spec), origin=spec.origin)
 
 
 def _note_loaded(module: str, needed: str) -> None:
@@ -230,7 +275,9 @@ def _load(module: str, attr: str) -> types.ModuleType:
         for name in [n for n in sys.modules if n == root or n.startswith(root + ".")]:
             if isinstance(sys.modules[name], _DeferredModule):
                 del sys.modules[name]
-        real = importlib.import_module(module)
+        # Its own imports of other deferred modules are deferred, as at the first import.
+        with _deferring():
+            real = importlib.import_module(module)
         parent, _, child = module.rpartition(".")
         if parent in sys.modules:
             setattr(sys.modules[parent], child, real)
@@ -248,13 +295,16 @@ def deferring(modules: dict[str, str]) -> Iterator[None]:
 @contextmanager
 def _deferring() -> Iterator[None]:
     global _deferring_now
-    sys.meta_path.insert(0, _FINDER)
+    if _FINDER not in sys.meta_path:
+        # It stays after the deferral for imports by name of deferred modules that are
+        # not listed (:meth:`_Finder._after_deferral`).
+        sys.meta_path.insert(0, _FINDER)
+    was = _deferring_now
     _deferring_now = True
     try:
         yield
     finally:
-        _deferring_now = False
-        sys.meta_path.remove(_FINDER)
+        _deferring_now = was
 
 
 def import_lean(

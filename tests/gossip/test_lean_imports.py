@@ -122,6 +122,43 @@ def test_the_metrics_collector_imported_after_libp2p_gets_the_real_prometheus_cl
     }
 
 
+def test_a_submodule_of_a_deferred_package_imported_by_name_runs_under_the_real_package() -> None:
+    # The principle behind the test above, for any deferred package: a submodule imported by
+    # name after the deferral, its package still a placeholder, runs once, with the real
+    # package loaded first (it was run under the placeholder: a circular import for one
+    # that the package imports itself, prometheus_client.core).
+    found = run_fresh(
+        """
+        import json, sys
+        import meshd.gossip.stack
+        from meshd import deferred
+        before = deferred.is_placeholder(sys.modules["prometheus_client"])
+        import prometheus_client.core  # the package's __init__ imports it too
+        import prometheus_client.parser  # the package's __init__ does not
+        import prometheus_client
+        metrics = sys.modules["prometheus_client.metrics"]
+        print(json.dumps({
+            "before": before,
+            "package": type(prometheus_client).__name__,
+            "once": prometheus_client.Counter is metrics.Counter
+            and prometheus_client.core.Counter is metrics.Counter,
+            "loaders": sorted({type(sys.modules[name].__spec__.loader).__name__
+                               for name in ("prometheus_client.core", "prometheus_client.parser")}),
+            "attribute": prometheus_client.parser is sys.modules["prometheus_client.parser"],
+            "loaded": deferred.deferred_loaded(),
+        }))
+        """
+    )
+    assert found == {
+        "before": True,
+        "package": "module",
+        "once": True,
+        "loaders": ["SourceFileLoader"],
+        "attribute": True,
+        "loaded": {"prometheus_client": "prometheus_client.core"},
+    }
+
+
 def test_nothing_is_deferred_when_libp2p_came_first() -> None:
     found = run_fresh(
         """
@@ -193,6 +230,9 @@ def test_swarms_dns_resolver_is_made_when_first_used() -> None:
         print(json.dumps({
             "before": before,
             "after": "dns.asyncresolver" in sys.modules,
+            # dnspython's DNS over QUIC stays deferred: its loading is deferred like the
+            # first import was (it loaded aioquic with the resolver before).
+            "quic": ["aioquic" in sys.modules, lean.is_placeholder(sys.modules["dns.quic"])],
             "method": type(resolve).__name__,
             "loaded": sorted(lean.deferred_loaded()),
         }))
@@ -201,6 +241,7 @@ def test_swarms_dns_resolver_is_made_when_first_used() -> None:
     assert found == {
         "before": False,
         "after": True,
+        "quic": [False, True],
         "method": "method",
         "loaded": ["multiaddr.resolvers"],
     }
