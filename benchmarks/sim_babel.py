@@ -46,17 +46,19 @@ from benchmarks.fixtures import (
     stamp,
     write_result,
 )
+from meshd.sim.babel_cost_model import (
+    CostModel,
+    fit_model,
+    model_design,
+    model_full_mesh,
+    roles,
+)
 from meshd.sim.babel_net import BabelNet
 from meshd.sim.babel_relays import (
     Cost,
-    CostModel,
     Design,
-    fit_model,
     full_mesh_links,
-    model_design,
-    model_full_mesh,
     relay_failure,
-    roles,
     window_cost,
 )
 from meshd.sim.params import Links

@@ -13,8 +13,9 @@ benchmark benchmarks/sim.py both import it, and it runs meshd's own membership a
 * :mod:`meshd.sim.scenarios`: revocation, steady state, partition and heal, churn;
 * :mod:`meshd.sim.babel_net`: the real Babel core on every node that runs Babel, over the
   same links as UDP; :mod:`meshd.sim.babel_relays`: Babel off the full mesh (relays and
-  members behind symmetric NAT), a relay failing, the loop check at every route change,
-  and the cost model for the sizes the real core is not run at.
+  members behind symmetric NAT), a relay failing, the loop check at every route change;
+  :mod:`meshd.sim.babel_cost_model`: the cost model for the sizes the real core is not
+  run at.
 
 docs/performance.md gives the figures, the calibration and what is modelled.
 """

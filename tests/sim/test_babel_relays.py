@@ -7,9 +7,13 @@ from __future__ import annotations
 import pytest
 
 from meshd.babel.sources import SourceTable
+from meshd.sim.babel_cost_model import (
+    CostModel,
+    model_design,
+    model_full_mesh,
+)
 from meshd.sim.babel_net import BabelNet
 from meshd.sim.babel_relays import (
-    CostModel,
     Design,
     PairWatch,
     RoutingLoop,
@@ -17,8 +21,6 @@ from meshd.sim.babel_relays import (
     build,
     check_loop,
     converge,
-    model_design,
-    model_full_mesh,
     path,
     relay_failure,
     usable,
