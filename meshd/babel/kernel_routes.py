@@ -2,7 +2,7 @@
 installs the core's selected routes through.
 
 :class:`KernelRoutes` installs the selected routes through rtnetlink (meshd's own
-:class:`~meshd.wg.netlink.RtnlSocket` in a worker thread, one call at a time): ``via`` the
+:class:`~meshd.wg.rtnl_socket.RtnlSocket` in a worker thread, one call at a time): ``via`` the
 next hop on ordinary interfaces, IPv4 via an IPv6 next hop (RFC 9229), ``from`` a source
 prefix (RFC 9079, IPv6 only), and straight at the device on the WireGuard interface, which
 ignores next hops. Its routes have protocol ``babel`` and their own priority
@@ -25,8 +25,8 @@ from meshd.babel.prefix import IPAddress
 from meshd.babel.sources import IPNetwork, RouteKey
 from meshd.errors import BackendError
 from meshd.wg import rtnetlink as rt
-from meshd.wg.netlink import RtnlSocket, prefix_route
 from meshd.wg.rtnetlink import Route, RtnetlinkError
+from meshd.wg.rtnl_socket import RtnlSocket, prefix_route
 
 RTPROT_BABEL: Final = 42
 """The routing protocol number the kernel knows as ``babel`` (/etc/iproute2/rt_protos)."""

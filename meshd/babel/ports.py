@@ -23,8 +23,8 @@ from meshd.babel.interfaces import MULTICAST_GROUP
 from meshd.babel.mac import Endpoints
 from meshd.babel.prefix import IPAddress
 from meshd.errors import BackendError
-from meshd.wg.netlink import RtnlSocket
 from meshd.wg.rtnetlink import RtnetlinkError
+from meshd.wg.rtnl_socket import RtnlSocket
 
 BABEL_PORT: Final = 6696
 _PKTINFO: Final = struct.Struct("16sI")  # struct in6_pktinfo: address, interface index

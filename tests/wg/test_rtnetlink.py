@@ -1,4 +1,4 @@
-"""meshd's own rtnetlink messages (meshd.wg.rtnetlink) and socket (meshd.wg.netlink).
+"""meshd's own rtnetlink messages (meshd.wg.rtnetlink) and socket (meshd.wg.rtnl_socket, netlink).
 
 The decoder of the kernel's replies raises only DecodeError, whatever the bytes; what it
 decodes encodes back to the same message; requests say what the kernel is to match (a
@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 
 from meshd.errors import DecodeError
 from meshd.wg import rtnetlink as rt
-from meshd.wg.netlink import RTPROT_MESHD, Netlink, RtnlSocket, _ours, route_priority
+from meshd.wg.netlink import Netlink, _ours
 from meshd.wg.rtnetlink import Ack, Address, Done, Link, Route, decode_messages_untrusted
+from meshd.wg.rtnl_socket import RTPROT_MESHD, RtnlSocket, route_priority
 
 u8 = st.integers(0, 255)
 u32 = st.integers(0, 2**32 - 1)
