@@ -6,7 +6,8 @@ benchmark benchmarks/sim.py both import it, and it runs meshd's own membership a
 (:mod:`meshd.sim.nodes`). Nothing in the daemon imports it.
 
 * :mod:`meshd.sim.params`: links, CPU costs, the gossip settings (the daemon's defaults);
-* :mod:`meshd.sim.engine`: the event loop, TCP-like links, a meshsub 1.1 router per node;
+* :mod:`meshd.sim.loop`: the event loop, TCP-like links, the CPUs, the node's state;
+* :mod:`meshd.sim.engine`: a meshsub 1.1 router per node, and the connections;
 * :mod:`meshd.sim.nodes`: the membership layer, real (``RealNode``) or modelled
   (``ModelNode``, for 1,000 and 10,000 nodes);
 * :mod:`meshd.sim.records`: the signed records of a network built from one seed;

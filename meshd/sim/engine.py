@@ -1,10 +1,10 @@
-"""The event loop, the links, and a meshsub 1.1 router per node.
+"""The simulated mesh: a meshsub 1.1 router per node, and the connections between them.
 
-One :class:`Sim` holds every node. Time jumps from event to event (a heap ordered by time,
-then by a counter, so ties break the same way every run). All randomness comes from one
-``random.Random(seed)``; nodes, peers and message ids are ints, and no set is iterated
-without sorting, so a run does not depend on hash randomisation: the same seed gives the
-same trace, whose SHA-256 (:attr:`Sim.digest`) the tests compare.
+One :class:`Sim` holds every node, on the event loop, links and CPUs of
+:mod:`meshd.sim.loop`. All randomness comes from one ``random.Random(seed)``; nodes, peers
+and message ids are ints, and no set is iterated without sorting, so a run does not depend
+on hash randomisation: the same seed gives the same trace, whose SHA-256 (:attr:`Sim.digest`)
+the tests compare.
 
 The gossip router is what py-libp2p 0.8.1's GossipSub does with the daemon's settings
 (meshsub 1.1, no scoring, no adaptive gossip, no spam protection):
@@ -29,15 +29,12 @@ peer every ``sync_interval`` and with every new connection.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
-import random
-from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
+from meshd.sim.loop import CALL, CONNECT, DONE, HEARTBEAT, Loop, Message, Node, allow
 from meshd.sim.params import Costs, Gossip, Links, Sizes
 
 # RPC kinds
@@ -47,80 +44,9 @@ IWANT = 2
 GRAFT = 3
 PRUNE = 4
 SYNC = 5
-# timer kinds
-_HEARTBEAT = 10
-_CALL = 11
-_CONNECT = 12
-_DONE = 13
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One gossiped record: ``mid`` is its gossip id, ``author`` the node that published it."""
-
-    mid: int
-    author: int
-    payload: bytes
-    key: Any = None  # what the membership model needs to know about the record
-    extra: float = 0.0  # CPU its validator spends beyond Costs.validate (Costs.revocation)
-
-
-class Membership(Protocol):
-    """A node's membership layer, as the router sees it."""
-
-    def validate(self, message: Message, now: float) -> bool: ...
-
-    def sync_start(self, sim: Sim, peer: int, now: float) -> None: ...
-
-    def sync_receive(self, sim: Sim, peer: int, data: Any, now: float) -> None: ...
-
-
-@dataclass(slots=True)
-class _Bucket:
-    tokens: float
-    at: float
-
-
-@dataclass
-class Node:
-    index: int
-    peers: list[int] = field(default_factory=list)  # connected, sorted
-    mesh: set[int] = field(default_factory=set)
-    seen: set[int] = field(default_factory=set)
-    history: list[list[int]] = field(default_factory=list)  # newest first
-    cache: dict[int, Message] = field(default_factory=dict)
-    up: bool = True
-    busy: float = 0.0  # with a core of its own: when it is free again
-    jobs: deque[tuple[float, Callable[[], None] | None]] = field(default_factory=deque)
-    running: bool = False
-    waiting: bool = False
-    membership: Membership | None = None
-    authors: dict[int, _Bucket] = field(default_factory=dict)
-    forwarders: dict[int, _Bucket] = field(default_factory=dict)
-    # what it costs (for the steady-state figures)
-    rpcs_in: int = 0
-    rpcs_out: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    cpu: float = 0.0
-    mesh_after_heartbeat: tuple[int, int] = (1 << 30, 0)  # min, max
-    dialling: int = 0
-    next_sync: float = 0.0
-
-
-def _allow(buckets: dict[int, _Bucket], key: int, rate: float, burst: float, now: float) -> bool:
-    bucket = buckets.get(key)
-    if bucket is None:
-        bucket = buckets[key] = _Bucket(burst, now)
-    bucket.tokens = min(burst, bucket.tokens + (now - bucket.at) * rate)
-    bucket.at = now
-    if bucket.tokens < 1:
-        return False
-    bucket.tokens -= 1
-    return True
-
-
-class Sim:
+class Sim(Loop):
     """A simulated mesh of ``size`` nodes (the membership layers are attached after)."""
 
     def __init__(
@@ -134,38 +60,14 @@ class Sim:
         sizes: Sizes | None = None,
         trace: bool = True,
     ) -> None:
-        self.rng = random.Random(seed)  # noqa: S311 (a reproducible run, not secrets)
-        self.links = links or Links()
-        self.costs = costs or Costs()
+        super().__init__(size, seed, links, costs, trace)
         self.gossip = gossip or Gossip()
         self.sizes = sizes or Sizes()
-        self.now = 0.0
-        self.nodes = [Node(i) for i in range(size)]
         self.messages: dict[int, Message] = {}
-        self._queue: list[tuple[float, int, int, int, int, Any]] = []
-        self._counter = 0
-        self._fifo: dict[tuple[int, int], float] = {}
-        self._free = self.costs.cores or 0  # shared cores free now
-        self._ready: list[tuple[float, int, int]] = []  # nodes waiting for a shared core
-        self._partitions: list[tuple[float, float, frozenset[int]]] = []
-        self._calls: dict[int, Callable[[], None]] = {}
-        self._hash = hashlib.sha256() if trace else None
-        self.events = 0
-        self.sent: dict[int, list[int]] = {}  # RPC kind -> [count, bytes]
         self.delivered: dict[int, dict[int, float]] = {}  # mid -> node -> time validated
         self.on_heartbeat: Callable[[Node], None] | None = None
 
     # --- the loop --------------------------------------------------------------------------
-
-    def _push(self, at: float, node: int, kind: int, src: int, data: Any) -> None:
-        self._counter += 1
-        heapq.heappush(self._queue, (at, self._counter, node, kind, src, data))
-
-    def at(self, when: float, action: Callable[[], None]) -> None:
-        """Run ``action`` at simulated time ``when``."""
-        self._counter += 1
-        self._calls[self._counter] = action
-        heapq.heappush(self._queue, (when, self._counter, -1, _CALL, self._counter, None))
 
     def run(self, until: float) -> None:
         queue = self._queue
@@ -175,110 +77,17 @@ class Sim:
             self.events += 1
             if self._hash is not None:
                 self._hash.update(f"{at:.9f} {node} {kind} {src}\n".encode())
-            if kind == _CALL:
+            if kind == CALL:
                 self._calls.pop(src)()
-            elif kind == _HEARTBEAT:
+            elif kind == HEARTBEAT:
                 self._heartbeat(self.nodes[node])
-            elif kind == _CONNECT:
+            elif kind == CONNECT:
                 self._connected(node, src)
-            elif kind == _DONE:
+            elif kind == DONE:
                 self._done(self.nodes[node], src)
             else:
                 self._receive(self.nodes[node], kind, src, data)
         self.now = max(self.now, until)
-
-    @property
-    def digest(self) -> str:
-        assert self._hash is not None
-        return self._hash.hexdigest()
-
-    # --- links -----------------------------------------------------------------------------
-
-    def partition(self, start: float, end: float, group: Sequence[int]) -> None:
-        """From ``start`` to ``end``, every segment between ``group`` and the rest is lost."""
-        self._partitions.append((start, end, frozenset(group)))
-
-    def _cut(self, a: int, b: int, when: float) -> float | None:
-        """The heal time if a and b are apart at ``when``."""
-        for start, end, group in self._partitions:
-            if start <= when < end and ((a in group) != (b in group)):
-                return end
-        return None
-
-    def _transit(self, a: int, b: int, sent: float) -> float:
-        links = self.links
-        delay = max(links.floor, self.rng.gauss(links.latency, links.jitter))
-        at = sent
-        rto = links.rto
-        while True:
-            heal = self._cut(a, b, at)
-            if heal is None and not (links.loss and self.rng.random() < links.loss):
-                break
-            at += rto
-            rto = min(2 * rto, links.max_rto)
-        arrival = max(at + delay, self._fifo.get((a, b), 0.0))
-        self._fifo[(a, b)] = arrival
-        return arrival
-
-    def send(self, a: int, b: int, kind: int, data: Any, size: int, sent: float) -> None:
-        node = self.nodes[a]
-        node.rpcs_out += 1
-        node.bytes_out += size
-        tally = self.sent.setdefault(kind, [0, 0])
-        tally[0] += 1
-        tally[1] += size
-        self._push(self._transit(a, b, sent), b, kind, a, (data, size))
-
-    # --- CPU -------------------------------------------------------------------------------
-
-    def job(self, i: int, cost: float, action: Callable[[], None] | None = None) -> None:
-        """Node ``i`` spends ``cost`` seconds of CPU, after what it already has to do, then
-        runs ``action`` (what it sends then leaves then)."""
-        node = self.nodes[i]
-        node.cpu += cost
-        if not self.costs.cores:
-            node.busy = max(self.now, node.busy) + cost
-            if action is not None:
-                self._counter += 1
-                self._calls[self._counter] = action
-                entry = (node.busy, self._counter, i, _DONE, self._counter, None)
-                heapq.heappush(self._queue, entry)
-            return
-        node.jobs.append((cost, action))
-        if not node.running and not node.waiting:
-            node.waiting = True
-            self._counter += 1
-            heapq.heappush(self._ready, (self.now, self._counter, i))
-            self._dispatch()
-
-    def _dispatch(self) -> None:
-        """Shared cores: the node that has waited longest gets a free core (FCFS)."""
-        while self._free and self._ready:
-            _, _, i = heapq.heappop(self._ready)
-            node = self.nodes[i]
-            node.waiting = False
-            cost, action = node.jobs.popleft()
-            node.running = True
-            self._free -= 1
-            self._counter += 1
-            if action is not None:
-                self._calls[self._counter] = action
-            heapq.heappush(
-                self._queue, (self.now + cost, self._counter, i, _DONE, self._counter, None)
-            )
-
-    def _done(self, node: Node, call: int) -> None:
-        action = self._calls.pop(call, None)
-        if action is not None:
-            action()
-        if self.costs.cores:
-            node.running = False
-            self._free += 1
-            if node.jobs:
-                node.waiting = True
-                self._counter += 1
-                heapq.heappush(self._ready, (self.now, self._counter, node.index))
-            self._dispatch()
 
     # --- connections -----------------------------------------------------------------------
 
@@ -302,7 +111,7 @@ class Sim:
         """Start every node's heartbeat (at a random phase within the first interval)."""
         for node in self.nodes:
             phase = self.rng.random() * self.gossip.heartbeat if heartbeat_phase else 0.0
-            self._push(self.now + phase, node.index, _HEARTBEAT, node.index, None)
+            self._push(self.now + phase, node.index, HEARTBEAT, node.index, None)
             node.next_sync = self.now + self.rng.random() * self.gossip.sync_interval
 
     def stop_node(self, i: int) -> None:
@@ -330,7 +139,7 @@ class Sim:
         for j in self.rng.sample(candidates, min(wanted, len(candidates))):
             node.dialling += 1
             rtt = 2 * self.links.latency
-            self._push(self.now + self.gossip.dial_time + 2 * rtt, node.index, _CONNECT, j, None)
+            self._push(self.now + self.gossip.dial_time + 2 * rtt, node.index, CONNECT, j, None)
 
     def _connected(self, i: int, j: int) -> None:
         node, other = self.nodes[i], self.nodes[j]
@@ -374,8 +183,8 @@ class Sim:
         """The validator's verdict on a first copy, once the node has handled it."""
         now = self.now
         g = self.gossip
-        accept = _allow(node.forwarders, src, g.forwarder_rate, g.forwarder_burst, now)
-        accept = accept and _allow(node.authors, message.author, g.author_rate, g.author_burst, now)
+        accept = allow(node.forwarders, src, g.forwarder_rate, g.forwarder_burst, now)
+        accept = accept and allow(node.authors, message.author, g.author_rate, g.author_burst, now)
         assert node.membership is not None
         if accept and node.membership.validate(message, now):
             self._accept(node, message, src, now)
@@ -431,7 +240,7 @@ class Sim:
 
     def _heartbeat(self, node: Node) -> None:
         g = self.gossip
-        self._push(self.now + g.heartbeat, node.index, _HEARTBEAT, node.index, None)
+        self._push(self.now + g.heartbeat, node.index, HEARTBEAT, node.index, None)
         if not node.up:
             return
         now = self.now

@@ -33,7 +33,8 @@ from meshd.errors import DecodeError, VerifyError
 from meshd.gossip.sync import Step, SyncSession, decode_message_untrusted, encode_message
 from meshd.membership import Membership
 from meshd.records import record_id
-from meshd.sim.engine import SYNC, Message, Sim
+from meshd.sim.engine import SYNC, Sim
+from meshd.sim.loop import Message
 from meshd.sim.records import T0
 
 FRAME: Final = 4  # the sync stream's length prefix
