@@ -13,7 +13,8 @@ Prefixes are *interned* (:func:`interned`, :func:`host_prefix`): every module th
 member's /128 (the membership's grants, the desired WireGuard peers, the device read back,
 Babel's routes) holds the same object. An ``ipaddress`` /128 network costs 400 to 540 bytes
 (its ``__dict__``, its address, and a closure for ``hosts`` holding what it was made from),
-and a member's two /128s were made afresh by each of them, every round.
+and a member's two /128s were made afresh by each of them, every round. The interned ones
+are :class:`HostPrefix`, an ``IPv6Network`` without a ``hosts`` of its own: ~200 bytes.
 
 The /128s' table holds them strongly and is swept as it grows (:func:`sweep`): an entry of a
 weak table costs ~125 bytes more (its weak reference and callback), 250 a member.
@@ -26,8 +27,43 @@ import hashlib
 import ipaddress
 import sys
 import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
 
 Prefix = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class HostPrefix(ipaddress.IPv6Network):
+    """An IPv6 /128, made from its address as an int: an ``IPv6Network`` in every respect
+    (equal to, hashed and ordered as the standard one, which it reprs as), but for the
+    ``hosts`` that the standard /128 makes for each instance (a closure of 240 bytes):
+    here a method of the class. Made by :func:`host_prefix_of` (interned); what the
+    standard methods make from one through its class (``supernet``) is made the standard
+    way and behaves as the standard network of that length."""
+
+    def __init__(self, address: object, strict: bool = True) -> None:
+        if type(address) is not int:
+            super().__init__(address, strict)
+            return
+        self.network_address = ipaddress.IPv6Address(address)
+        self.netmask = _NETMASK_128
+        self._prefixlen = 128
+
+    def hosts(self) -> Iterator[ipaddress.IPv6Address]:
+        if self._prefixlen == 128:
+            return iter((self.network_address,))
+        return ipaddress.IPv6Network.hosts(self)
+
+    def __repr__(self) -> str:
+        return f"IPv6Network('{self}')"
+
+    def __reduce__(self) -> tuple[Callable[[Any], ipaddress.IPv6Network], tuple[Any]]:
+        if self._prefixlen == 128:
+            return host_prefix_of, (int(self.network_address),)
+        return ipaddress.IPv6Network, (str(self),)
+
+
+_NETMASK_128 = ipaddress.IPv6Network("::/128").netmask
 
 # Interned prefixes. IPv6 /128s (two a member: its overlay and link-local addresses) by
 # their address as an int, the very int the network holds (no key of its own), held
@@ -90,14 +126,7 @@ def host_prefix_of(value: int) -> ipaddress.IPv6Network:
     global _sweep_at
     found = _HOSTS.get(value)
     if found is None:
-        # From the int: an int is smaller than the address object.
-        found = ipaddress.IPv6Network((value, 128))
-        # A /128's ``hosts`` is a closure of its own holding what it was made from (240
-        # bytes); its ``__iter__`` gives the same one address for 64 (one made per member
-        # twice; the reference cycle it makes is the collector's once the table lets go).
-        # Set as an attribute, not through ``vars()``: that would make the instance's
-        # ``__dict__`` a dict object of its own (64 bytes more).
-        found.hosts = found.__iter__  # type: ignore[method-assign]
+        found = HostPrefix(value)
         if len(_HOSTS) >= _sweep_at:
             sweep()
             _sweep_at = max(_SWEEP_FROM, 2 * len(_HOSTS))
@@ -119,10 +148,9 @@ def _holders(value: int) -> int:
 
 
 def _unheld() -> int:
-    """What :func:`_holders` says of a /128 that only the table holds (the table, the count's
-    own argument, the method ``hosts`` bound to it: 3 on CPython 3.11), measured on one made
-    for the purpose rather than assumed, since interpreters count borrowed references
-    differently."""
+    """What :func:`_holders` says of a /128 that only the table holds (the table and the
+    count's own argument: 2 on CPython 3.11), measured on one made for the purpose rather
+    than assumed, since interpreters count borrowed references differently."""
     probe = (1 << 128) - 1  # ff..ff, a multicast address: never a member's
     host_prefix_of(probe)
     count = _holders(probe)

@@ -9,8 +9,14 @@ table's next sweep).
 
 from __future__ import annotations
 
+import copy
 import gc
 import ipaddress
+import itertools
+import pickle
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meshd.addressing import _HOSTS, _OTHERS, host_prefix, host_prefix_of, interned, sweep
 from meshd.babel.prefix import AE_IPV6, to_network
@@ -183,6 +189,70 @@ def test_a_peers_endpoint_is_the_string_its_member_announced() -> None:
 def test_an_interned_host_prefix_is_a_plain_network_with_its_one_host() -> None:
     prefix = host_prefix(ipaddress.IPv6Address("fd00:6d65:7368::beef"))
     plain = ipaddress.IPv6Network("fd00:6d65:7368::beef/128")
-    assert type(prefix) is ipaddress.IPv6Network
+    # An IPv6Network (HostPrefix: without a ``hosts`` closure of its own), equal, hashed and
+    # shown as the standard one.
+    assert isinstance(prefix, ipaddress.IPv6Network)
     assert (prefix, hash(prefix), repr(prefix)) == (plain, hash(plain), repr(plain))
     assert list(prefix.hosts()) == list(plain.hosts()) == [plain.network_address]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**128 - 1), st.integers(0, 2**128 - 1), st.integers(0, 128))
+def test_an_interned_host_prefix_is_a_standard_ipv6_network_in_all_it_does(
+    value: int, other: int, length: int
+) -> None:
+    found = host_prefix_of(value)
+    standard = ipaddress.IPv6Network((value, 128))
+    wider = ipaddress.IPv6Network((other, length), strict=False)
+    assert isinstance(found, ipaddress.IPv6Network)
+    assert found == standard
+    assert standard == found
+    assert hash(found) == hash(standard)
+    assert repr(found) == repr(standard)
+    assert str(found) == str(standard)
+    assert list(found.hosts()) == list(standard.hosts()) == [standard.network_address]
+    assert list(found) == list(standard)
+    for name in (
+        "broadcast_address",
+        "hostmask",
+        "netmask",
+        "num_addresses",
+        "prefixlen",
+        "with_netmask",
+        "exploded",
+        "compressed",
+        "is_private",
+        "is_global",
+        "is_link_local",
+        "is_multicast",
+        "is_loopback",
+        "max_prefixlen",
+        "version",
+    ):
+        assert getattr(found, name) == getattr(standard, name), name
+    assert found.subnet_of(wider) == standard.subnet_of(wider)
+    assert found.overlaps(wider) == standard.overlaps(wider)
+    assert (found < wider) == (standard < wider)
+    assert (wider < found) == (wider < standard)
+    assert found.supernet() == standard.supernet()
+    assert standard.network_address in found
+    assert (wider.network_address in found) == (wider.network_address in standard)
+    assert copy.deepcopy(found) == standard
+    assert pickle.loads(pickle.dumps(found)) is found
+    assert list(ipaddress.collapse_addresses([found, standard])) == [standard]
+    # What the standard methods make through the class is the standard network of its length.
+    up = found.supernet(new_prefix=length)
+    assert up == standard.supernet(new_prefix=length)
+    assert repr(up) == repr(standard.supernet(new_prefix=length))
+    first = list(itertools.islice(standard.supernet(new_prefix=length).hosts(), 3))
+    assert list(itertools.islice(up.hosts(), 3)) == first
+    assert pickle.loads(pickle.dumps(up)) == up
+    assert list(found.address_exclude(found)) == list(standard.address_exclude(standard))
+
+
+def test_an_interned_host_prefix_has_no_hosts_of_its_own() -> None:
+    # The standard /128 makes a closure for ``hosts`` per instance (240 bytes), and setting
+    # a bound method instead cost 64 bytes and a reference cycle: two a member.
+    found = host_prefix_of(0xFD00_6D65_7368 << 80 | 0xBEEF)
+    assert "hosts" not in vars(found)
+    assert list(found.hosts()) == [found.network_address]
