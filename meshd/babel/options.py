@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from meshd.babel.config import DEFAULT_MAX_ROUTES
@@ -206,26 +207,54 @@ class MemberOrigins:
     """Route origin validation on the mesh: which router-id may announce which prefix.
 
     ``allowed`` maps a member's node key to the prefixes it may originate (its overlay
-    /128 and what its certificate grants). Built again whenever the membership changes;
-    :meth:`accept` is the core's acceptance hook.
+    /128 and what its certificate grants); it is held as given (the membership snapshot's
+    own table, not a copy). Built again whenever the membership changes; :meth:`accept` is
+    the core's acceptance hook. The members' router-ids are kept here only, each with its
+    member's node key: whoever tells a member by its router-id asks this table
+    (:meth:`node_of`, :attr:`nodes`).
     """
 
     def __init__(
         self,
         allowed: Mapping[bytes, Sequence[IPNetwork]],
         router_ids: Mapping[bytes, bytes] | None = None,
+        *,
+        members: Iterable[bytes] | None = None,
     ) -> None:
         """``router_ids``: node key -> router-id for the members whose router-ids the
         caller holds already (the same objects then, not a copy a member); the others'
-        are derived."""
+        are derived. ``members``: the node keys of the members (by default those of
+        ``allowed``)."""
         known = router_ids or {}
-        self._by_router_id = {
-            known.get(node_key) or router_id_of(node_key): prefixes
-            for node_key, prefixes in allowed.items()
+        self._allowed = allowed
+        self._node_of: dict[bytes, bytes] = {
+            known.get(node_key) or router_id_of(node_key): node_key
+            for node_key in (allowed if members is None else members)
         }
 
+    @property
+    def nodes(self) -> Mapping[bytes, bytes]:
+        """Every member's node key by router-id (the table itself)."""
+        return self._node_of
+
+    @property
+    def router_ids(self) -> AbstractSet[bytes]:
+        """Every member's router-id (a view of the table, not a copy)."""
+        return self._node_of.keys()
+
+    def node_of(self, router_id: bytes) -> bytes | None:
+        """The node key of the member whose router-id this is, or None."""
+        return self._node_of.get(router_id)
+
+    def held(self) -> dict[bytes, bytes]:
+        """Node key -> router-id, for the next table to reuse (made on demand, not kept)."""
+        return {node_key: router_id for router_id, node_key in self._node_of.items()}
+
     def accept(self, router_id: bytes, prefix: IPNetwork, source: IPNetwork | None) -> bool:
-        grants = self._by_router_id.get(router_id)
+        node_key = self._node_of.get(router_id)
+        if node_key is None:
+            return False
+        grants = self._allowed.get(node_key)
         return grants is not None and covered(prefix, grants)
 
 
@@ -247,29 +276,41 @@ class SiteOrigins:
         overlay: IPNetwork,
         allowed: Mapping[bytes, Iterable[IPNetwork]],
         own: bytes,
-        router_ids: Iterable[bytes] | None = None,
+        router_ids: AbstractSet[bytes] | None = None,
     ) -> None:
-        """``router_ids``: the members' router-ids if the caller holds them already (the
-        same objects then, not one more copy a member), else derived from ``allowed``."""
+        """``router_ids``: the members' router-ids if the caller holds them already, held
+        as given (:attr:`MemberOrigins.router_ids`: not one more table of them), else
+        derived from ``allowed``. Ours is refused too, whether it is among them or not."""
         if router_ids is None:
-            router_ids = (router_id_of(k) for k in allowed)
-        self.router_ids = frozenset(router_ids) | {router_id_of(own)}
+            router_ids = frozenset(router_id_of(k) for k in allowed)
+        self.router_ids = router_ids
+        self.own = router_id_of(own)
         others = [p for key, prefixes in allowed.items() if key != own for p in prefixes]
         self.claimed = (overlay, *others)
 
     def accept(self, router_id: bytes, prefix: IPNetwork, source: IPNetwork | None) -> bool:
-        return router_id not in self.router_ids and not covered(prefix, self.claimed)
+        return (
+            router_id != self.own
+            and router_id not in self.router_ids
+            and not covered(prefix, self.claimed)
+        )
 
     def same(self, other: SiteOrigins) -> bool:
-        return self.router_ids == other.router_ids and set(self.claimed) == set(other.claimed)
+        return (
+            self.own == other.own
+            and self.router_ids == other.router_ids
+            and set(self.claimed) == set(other.claimed)
+        )
 
 
 def covered(prefix: IPNetwork, grants: Iterable[IPNetwork]) -> bool:
-    """Whether ``prefix`` is one of ``grants`` or lies inside one."""
-    return any(
-        prefix.version == g.version and prefix.subnet_of(g)  # type: ignore[arg-type]
-        for g in grants
-    )
+    """Whether ``prefix`` is one of ``grants`` or lies inside one (for each Update the mesh
+    brings: a loop, not a generator)."""
+    version = prefix.version
+    for g in grants:  # noqa: SIM110 (any() over a generator is slower here)
+        if version == g.version and prefix.subnet_of(g):  # type: ignore[arg-type]
+            return True
+    return False
 
 
 def may_originate(

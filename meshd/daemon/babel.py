@@ -40,7 +40,7 @@ import logging
 import random
 from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import trio
 
@@ -114,6 +114,7 @@ class BabelService:
         self.mesh = mesh if own_wg_key is not None else None
         self._members = members
         self._grants = grants
+        self._allowed: Mapping[bytes, Sequence[IPNetwork]] | None = None  # the snapshot's
         self._origins = MemberOrigins({})
         self._site_origins = SiteOrigins(overlay=self.overlay_prefix, allowed={}, own=node_key)
         self._shell: BabelShell | None = None
@@ -303,13 +304,15 @@ class BabelService:
     # --- membership ------------------------------------------------------------------------------
 
     async def follow(self, subscription: Subscription) -> None:
-        """Follow the members the owner's snapshots list; a revocation takes effect at once."""
-        seen = subscription.latest.revocations
-        async for snapshot in subscription:
+        """Follow the members the owner's snapshots list; a revocation takes effect at once.
+        The newest is taken at once: we may have been built with an older one."""
+        snapshot, seen, updates = subscription.latest, -1, aiter(subscription)
+        while True:
             self._members = partial(tuple, snapshot.members)
             self._grants = partial(_granted, snapshot.grants)
+            self._allowed = cast("Mapping[bytes, Sequence[IPNetwork]]", snapshot.grants)
             self._sync_members(revalidate=snapshot.revocations != seen)
-            seen = snapshot.revocations
+            seen, snapshot = snapshot.revocations, await anext(updates)
 
     @property
     def members_view(self) -> MeshMembers:
@@ -319,23 +322,21 @@ class BabelService:
     def _sync_members(self, *, revalidate: bool = True) -> None:
         members = [m for m in self._members() if m.state is MemberState.ADMITTED]
         before = self.members_view
-        view = mesh_members(members, self._grants_of, self.node_key, before.router_ids)
+        view = mesh_members(
+            members, self._grants_of, self.node_key, before.origins, allowed=self._allowed
+        )
         self._view = view
         if self._on_mesh is not None:
             # A member whose announcement changed may be back: ask for it again at once.
             renewed = self._on_mesh.wants.unrouted.keys()
             was, after = before.member_of_overlay, view.member_of_overlay
             self._on_mesh.wants.renewed([p for p in renewed if was.get(p) is not after.get(p)])
-        allowed = view.allowed
-        self._origins = MemberOrigins(
-            allowed,
-            {m.node_key: view.router_ids[a] for a, m in view.peers.items()},
-        )
+        self._origins = view.origins
         site = SiteOrigins(
             overlay=self.overlay_prefix,
-            allowed=allowed,
+            allowed=view.allowed,
             own=self.node_key,
-            router_ids=view.router_ids.values(),
+            router_ids=view.origins.router_ids,
         )
         revalidate = revalidate or not site.same(self._site_origins)
         self._site_origins = site

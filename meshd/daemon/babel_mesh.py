@@ -101,7 +101,7 @@ class MeshRoutes:
         # The relays are known from their signed announcements, alike at both ends of a
         # pair; asking every neighbour (discovery) finds any other.
         wants.relays |= view.relays & wants.appeared.keys()
-        wants.ask(core, now, view.address_of, view.router_ids, self.covered())
+        wants.ask(core, now, view, self.covered())
 
     def covered(self) -> set[IPNetwork]:
         """The overlay /128s of the members we do not speak Babel with whose direct path

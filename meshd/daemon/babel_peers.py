@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from meshd.addressing import host_prefix
-from meshd.babel.options import router_id_of
+from meshd.babel.options import MemberOrigins
 from meshd.membership import Member
 from meshd.trust.keys import WgKey
 from meshd.wg.addresses import link_local_prefix
@@ -72,8 +72,8 @@ def active_relays(members: Iterable[Member], count: int = ACTIVE_RELAYS) -> froz
 
 def is_gateway(member: Member, grants: Grants) -> bool:
     """Whether the member's certificate grants it any prefix beyond its overlay /128."""
-    own = ipaddress.IPv6Network((member.overlay, 128))
-    return any(prefix != own for prefix in grants(member.node_key))
+    own = host_prefix(member.overlay)  # interned: the grants' own, found, not made
+    return any(prefix is not own and prefix != own for prefix in grants(member.node_key))
 
 
 def babel_neighbours(
@@ -99,14 +99,20 @@ def _speaks(member: Member, grants: Grants, relays: Collection[bytes]) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class MeshMembers:
-    """The admitted members as Babel on the mesh sees them, at one snapshot."""
+    """The admitted members as Babel on the mesh sees them, at one snapshot.
+
+    Three tables a member: by link-local (:attr:`peers`), by overlay /128
+    (:attr:`member_of_overlay`) and by router-id (:attr:`origins`, the only table of
+    router-ids); the grants are the membership snapshot's own table. What the others were
+    (a member's link-local by its /128, a neighbour's router-id) is one look-up in these
+    away: :class:`~meshd.daemon.babel_wants.Wants` reads them so."""
 
     peers: Mapping[ipaddress.IPv6Address, Member]
     """Every other admitted member, by its key-derived link-local address."""
     member_of_overlay: Mapping[IPNetwork, Member]
-    address_of: Mapping[IPNetwork, IPAddress]
-    """Each other member's overlay /128 -> its link-local address."""
-    router_ids: Mapping[IPAddress, bytes]
+    """The same members by overlay /128 (the same objects)."""
+    origins: MemberOrigins
+    """Every member's router-id (ours too) and what it may originate."""
     allowed: Mapping[bytes, Sequence[IPNetwork]]
     """Each member's grants (ours too), by node key."""
     neighbours: frozenset[ipaddress.IPv6Address]
@@ -138,12 +144,17 @@ def mesh_members(
     members: Iterable[Member],
     grants: Callable[[Member], Sequence[IPNetwork]],
     node_key: bytes,
-    known: Mapping[IPAddress, bytes] | None = None,
+    known: MemberOrigins | None = None,
+    *,
+    allowed: Mapping[bytes, Sequence[IPNetwork]] | None = None,
 ) -> MeshMembers:
     """The view of ``members`` (the admitted ones) from the member ``node_key``;
-    ``known``: router-ids already derived, by link-local, to reuse."""
+    ``known``: the last view's origins, whose router-ids are reused; ``allowed``: every
+    one of ``members``' grants by node key if the caller holds that table already (the
+    membership snapshot's: shared, not copied), else made from ``grants``."""
     members = list(members)
-    allowed: dict[bytes, Sequence[IPNetwork]] = {m.node_key: grants(m) for m in members}
+    if allowed is None:
+        allowed = {m.node_key: grants(m) for m in members}
     peers: dict[ipaddress.IPv6Address, Member] = {}
     own: Member | None = None
     for member in members:
@@ -153,18 +164,21 @@ def mesh_members(
             # The address the interned link-local /128 holds (the WireGuard peer's too), not
             # one more object a member.
             peers[link_local_prefix(member.wg_key).network_address] = member
-    known = known or {}
     relays = active_relays(members)
+    table = allowed
 
     def granted(key: bytes) -> Sequence[IPNetwork]:
-        return allowed.get(key, ())
+        return table.get(key, ())
 
     neighbours = babel_neighbours(own, peers, granted, relays)
     return MeshMembers(
         peers=peers,
         member_of_overlay={host_prefix(m.overlay): m for m in peers.values()},
-        address_of={host_prefix(m.overlay): a for a, m in peers.items()},
-        router_ids={a: known.get(a) or router_id_of(m.node_key) for a, m in peers.items()},
+        origins=MemberOrigins(
+            allowed,
+            known.held() if known is not None else None,
+            members=[m.node_key for m in members],
+        ),
         allowed=allowed,
         neighbours=frozenset(neighbours),
         neighbour_keys=frozenset(peers[a].wg_key for a in neighbours),
@@ -175,4 +189,6 @@ def mesh_members(
     )
 
 
-NO_MEMBERS: Final = MeshMembers({}, {}, {}, {}, {}, frozenset(), frozenset(), frozenset(), False)
+NO_MEMBERS: Final = MeshMembers(
+    {}, {}, MemberOrigins({}), {}, frozenset(), frozenset(), frozenset(), False
+)

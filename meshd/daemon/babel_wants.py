@@ -46,7 +46,8 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from ipaddress import IPv6Address
+from typing import Final, Protocol
 
 from meshd.babel.core import BabelCore
 from meshd.babel.neighbours import IPAddress
@@ -71,6 +72,36 @@ def on_demand_route(overlay: IPNetwork, prefix: IPNetwork, source: IPNetwork | N
     :class:`~meshd.babel.interest.Interest`).
     """
     return source is None and prefix.version == overlay.version and prefix.subnet_of(overlay)  # type: ignore[arg-type]
+
+
+class Member(Protocol):
+    """A member, as :class:`Wants` tells one from another."""
+
+    @property
+    def node_key(self) -> bytes: ...
+
+
+class Origins(Protocol):
+    @property
+    def nodes(self) -> Mapping[bytes, bytes]:
+        """Every member's node key by router-id."""
+        ...
+
+
+class Members(Protocol):
+    """What :class:`Wants` reads of the members (:class:`~meshd.daemon.babel_peers.MeshMembers`):
+    each other member by overlay /128 and by link-local address (the same objects), and
+    the members' router-ids. A neighbour relays when it sends a route whose router-id is
+    not its own; a route is direct when the member of its prefix is its neighbour."""
+
+    @property
+    def member_of_overlay(self) -> Mapping[IPNetwork, Member]: ...
+
+    @property
+    def peers(self) -> Mapping[IPv6Address, Member]: ...
+
+    @property
+    def origins(self) -> Origins: ...
 
 
 PROBES: Final = 4
@@ -124,8 +155,7 @@ class Wants:
         self,
         core: BabelCore,
         now: float,
-        members: Mapping[IPNetwork, IPAddress],
-        router_ids: Mapping[IPAddress, bytes],
+        members: Members,
         covered: Collection[IPNetwork] = (),
     ) -> None:
         """One round on the core: the Route Requests due now go out (see :meth:`plan`)."""
@@ -134,23 +164,24 @@ class Wants:
             for n in core.neighbours()
             if n.neighbour.interface == self.interface and n.cost < INFINITY
         ]
-        plan = self.plan(now, members, router_ids, core.routes(), two_way, covered)
+        plan = self.plan(now, members, core.routes(), two_way, covered)
         for address, prefixes in plan.items():
             core.request_routes(self.interface, address, [(p, None) for p in prefixes], now)
 
     def plan(
         self,
         now: float,
-        members: Mapping[IPNetwork, IPAddress],
-        router_ids: Mapping[IPAddress, bytes],
+        members: Members,
         routes: Iterable[RouteView],
         two_way: Iterable[IPAddress],
         covered: Collection[IPNetwork] = (),
     ) -> dict[IPAddress, list[IPNetwork]]:
-        """The Route Requests to send now: neighbour -> prefixes. ``members``: each other
-        member's overlay /128 and link-local address; ``router_ids``: each neighbour's;
-        ``covered``: the /128s of members we do not speak Babel with whose direct path
-        works (no Babel route is direct for them)."""
+        """The Route Requests to send now: neighbour -> prefixes. ``members``: the other
+        members by overlay /128 and by link-local address, and every member's router-id
+        (:class:`Members`); ``covered``: the /128s of members we do not speak Babel with
+        whose direct path works (no Babel route is direct for them)."""
+        of_prefix, at = members.member_of_overlay, members.peers
+        node_of = members.origins.nodes
         direct: set[IPNetwork] = set(covered)
         routed: set[IPNetwork] = set()
         for view in routes:
@@ -158,17 +189,29 @@ class Wants:
             if hop is None or hop.interface != self.interface or view.metric >= INFINITY:
                 continue
             routed.add(view.prefix)
-            if view.source is None and members.get(view.prefix) == hop.address:
+            member = at.get(hop.address)  # type: ignore[arg-type]
+            if member is None:
+                continue  # no member's: neither direct nor a relay
+            if view.source is None and of_prefix.get(view.prefix) is member:
                 direct.add(view.prefix)
-            if view.router_id != router_ids.get(hop.address, view.router_id):
+            if node_of.get(view.router_id) != member.node_key:  # another's route: it relays
                 self.relays.add(hop.address)
+        # A member is wanted once it has been a neighbour ``hold`` seconds; one that is not
+        # a neighbour counts as one that appeared now. Only those that differ from that
+        # are looked up (by the member: no link-local address kept a member for this).
+        new_ok = self.hold <= 0
+        odd = {
+            id(m)
+            for address, since in self.appeared.items()
+            if (now - since >= self.hold) is not new_ok and (m := at.get(address)) is not None  # type: ignore[arg-type]
+        }
         wanted = [
             prefix
-            for prefix, address in members.items()
-            if prefix not in direct and now - self.appeared.get(address, now) >= self.hold
+            for prefix, member in of_prefix.items()
+            if prefix not in direct and (id(member) in odd) is not new_ok
         ]
         up = set(two_way)
-        relays = sorted(self.relays & up)
+        relays = [(relay, at.get(relay)) for relay in sorted(self.relays & up)]  # type: ignore[arg-type]
         keep = set(wanted)
         self.asked = {k: t for k, t in self.asked.items() if k[1] in keep and k[0] in up}
         unrouted = self.unrouted = {
@@ -180,8 +223,9 @@ class Wants:
             level = unrouted.get(prefix, 0)
             interval = math.inf if level >= PARKED else self.period * (1 << level)
             again = False
-            for relay in relays:
-                if members[prefix] == relay:
+            member = of_prefix[prefix]
+            for relay, relay_member in relays:
+                if member is relay_member:
                     continue
                 last = self.asked.get((relay, prefix))
                 if last is None or now - last >= interval:
@@ -194,12 +238,13 @@ class Wants:
         # by every member every ``rediscover``, for as long as their members are offline).
         seeking = [p for p in wanted if unrouted.get(p, 0) < PARKED]
         if seeking:
-            for neighbour in sorted(up - set(relays)):
+            for neighbour in sorted(up - {relay for relay, _ in relays}):
                 last = self.probed.get(neighbour)
                 if last is not None and now - last < self.rediscover:
                     continue
                 probes = seeking[: FIRST_PROBES if last is None else PROBES]
-                asked = [p for p in probes if members[p] != neighbour]
+                own = at.get(neighbour)  # type: ignore[arg-type]
+                asked = [p for p in probes if of_prefix[p] is not own]
                 if asked:
                     self.probed[neighbour] = now
                     self.asked.update(((neighbour, p), now) for p in asked)

@@ -128,10 +128,13 @@ class MembershipFeed:
 
 
 def _sharing(last: Snapshot, new: Snapshot) -> Snapshot:
-    """``new`` with each member unchanged since ``last`` the very object ``last`` holds: a
-    service still holding ``last`` (until its next turn) holds no second copy of each."""
+    """``new`` with each member unchanged since ``last`` the very object ``last`` holds, and
+    ``last``'s grants table if the grants did not change (most changes leave them as they
+    were): a service still holding ``last`` (until its next turn) holds no second copy of
+    either."""
     before = {m.node_key: m for m in last.members}
     members = tuple(
         m if (old := before.get(m.node_key)) is None or old != m else old for m in new.members
     )
-    return dataclasses.replace(new, members=members)
+    grants = last.grants if new.grants == last.grants else new.grants
+    return dataclasses.replace(new, members=members, grants=grants)

@@ -28,6 +28,7 @@ from meshd.babel.sources import IPNetwork
 from meshd.daemon.babel_mesh import REDISCOVER, WANT_AFTER
 from meshd.daemon.babel_wants import Wants, on_demand_route
 from tests.babel.sim import Sim, address, prefix, router_id
+from tests.babel.wants_support import members_of
 
 HELLO = 4.0
 UPDATE = 4 * HELLO
@@ -84,7 +85,7 @@ def delay_after_relay_has_route(rule: str) -> float:
     core = sim.routers[ASKER]
 
     def round_now() -> None:
-        wants.ask(core, sim.now, members, ids)
+        wants.ask(core, sim.now, members_of(members, ids))
         sim._flush(ASKER)
 
     round_now()

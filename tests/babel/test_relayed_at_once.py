@@ -17,6 +17,7 @@ from meshd.babel.sources import IPNetwork
 from meshd.daemon.babel_mesh import REDISCOVER, WANT_AFTER
 from meshd.daemon.babel_wants import PROBES, Wants
 from tests.babel.sim import Sim, address, prefix, router_id
+from tests.babel.wants_support import members_of
 
 HELLO = 4.0
 UPDATE = 4 * HELLO
@@ -63,7 +64,7 @@ def test_a_joining_member_is_routed_through_the_relay_within_a_round_trip() -> N
         sim.restore(*link)
 
     def round_now() -> None:
-        wants.ask(core, sim.now, members, ids)
+        wants.ask(core, sim.now, members_of(members, ids))
         sim._flush(0)
 
     round_now()

@@ -174,6 +174,7 @@ def test_a_member_without_babel_stays_on_its_own_peer_while_its_direct_path_work
 
 def test_members_whose_direct_path_works_are_not_asked_of_the_relays() -> None:
     from meshd.daemon.babel_wants import Wants
+    from tests.babel.wants_support import members_of
 
     relay_ll = ipaddress.IPv6Address("fe80::1")
     a, b = ipaddress.IPv6Network("fd00::a/128"), ipaddress.IPv6Network("fd00::b/128")
@@ -184,9 +185,9 @@ def test_members_whose_direct_path_works_are_not_asked_of_the_relays() -> None:
     wants = Wants("wg0", hold=0.0, period=16.0, rediscover=64.0)
     wants.neighbours([relay_ll], 0.0)
     wants.relays.add(relay_ll)
-    plan = wants.plan(1.0, members, {}, [], [relay_ll], covered={a})
+    plan = wants.plan(1.0, members_of(members, {}), [], [relay_ll], covered={a})
     assert plan == {relay_ll: [b]}
-    plan = wants.plan(20.0, members, {}, [], [relay_ll])  # a's path lost since
+    plan = wants.plan(20.0, members_of(members, {}), [], [relay_ll])  # a's path lost since
     assert plan == {relay_ll: [a, b]}
 
 
