@@ -169,7 +169,11 @@ class UapiClient:
                 if not chunk:
                     break
                 received += len(chunk)
-                if feed(chunk):
+                complete = feed(chunk)
+                # Not kept while the next piece is awaited: a piece is up to 64 KiB, and a
+                # read of 10,000 peers is ~4 MB in pieces, awaited one by one.
+                del chunk
+                if complete:
                     break
         if not received:
             raise UapiConnectionError(

@@ -233,8 +233,15 @@ class GetReplyParser:
 
 def _new_config(peer: _PeerBuilder, *others: PeerConfig | None) -> PeerConfig:
     """The configuration ``peer`` reads as, checked; its allowed-ips the tuple one of
-    ``others`` holds if they are the same (a peer whose endpoint alone moved shares them)."""
-    endpoint = parse_endpoint(peer.endpoint) if peer.endpoint is not None else None
+    ``others`` holds if they are the same (a peer whose endpoint alone moved shares them),
+    and its endpoint the string one of them holds if it reads the same (one whose keepalive
+    alone differs, as every peer of a first round does until its keepalive is set: not ~60
+    bytes of text more a peer)."""
+    endpoint = peer.endpoint
+    if endpoint is not None:
+        endpoint = next(
+            (c.endpoint for c in others if c is not None and c.endpoint == endpoint), None
+        ) or parse_endpoint(endpoint)
     allowed = next(
         (
             c.allowed_ips

@@ -1,0 +1,100 @@
+"""What a device read holds on to: no piece of a reply already parsed while the next one is
+awaited, and for a peer read otherwise than expected, what it shares with the expected one."""
+
+from __future__ import annotations
+
+import types
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from meshd.trust.keys import WgKey
+from meshd.wg.model import DeviceState, PeerStatus
+from meshd.wg.uapi import UapiClient
+from meshd.wg.uapi_reply import parse_get_reply_untrusted
+from tests.wg.test_uapi_expected import peers, reply_of
+
+
+def _frames(coro: Any) -> list[types.FrameType]:
+    """The frames of a suspended task, outermost first (coroutines awaiting coroutines)."""
+    frames = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            frames.append(frame)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return frames
+
+
+def test_a_get_in_flight_holds_no_piece_of_the_reply_it_has_parsed(tmp_path: Path) -> None:
+    """A read of 10,000 peers is ~4 MB, taken in pieces of up to 64 KiB: while the next piece
+    is awaited the last one is parsed already and not kept (it was, in the loop's frame)."""
+    reply = reply_of(peers(300))
+    half = reply.index(b"public_key=", len(reply) // 2)
+    go_on = trio.Event()
+
+    async def handler(stream: trio.SocketStream) -> None:
+        async with stream:
+            while b"\n\n" not in await stream.receive_some(65536):
+                pass
+            await stream.send_all(reply[:half])
+            await go_on.wait()
+            await stream.send_all(reply[half:])
+
+    async def main() -> None:
+        path = str(tmp_path / "wg0.sock")
+        listener = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+        await listener.bind(path)
+        listener.listen()
+        client = UapiClient(path)
+        states: list[DeviceState] = []
+        tasks: list[trio.lowlevel.Task] = []
+
+        async def get() -> None:
+            tasks.append(trio.lowlevel.current_task())
+            states.append(await client.get())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.serve_listeners, handler, [trio.SocketListener(listener)])
+            nursery.start_soon(get)
+            await trio.sleep(0.2)  # the first half read and parsed; the rest awaited
+            frames = _frames(tasks[0].coro)
+            held = [
+                value
+                for frame in frames
+                for value in frame.f_locals.values()
+                if isinstance(value, bytes | bytearray) and len(value) > 1000
+            ]
+            assert any(f.f_code.co_name == "_exchange_unbounded" for f in frames)
+            assert held == []
+            go_on.set()
+            await trio.sleep(0.2)
+            nursery.cancel_scope.cancel()
+        assert states == [parse_get_reply_untrusted(reply)]
+
+    trio.run(main)
+
+
+def test_a_peer_whose_keepalive_alone_differs_shares_the_expected_texts(
+    tmp_path: Path,
+) -> None:
+    """A first round's peers are created without their keepalive (set at the next round):
+    read back, each is a configuration of its own, its endpoint and allowed-ips the very
+    objects the expected one holds."""
+    expected = peers(20)
+    device = {k: replace(c, persistent_keepalive=None) for k, c in expected.items()}
+    state = parse_get_reply_untrusted(reply_of(device), expected=expected)
+    assert len(state.peers) == 20
+    for peer in state.peers:
+        want = expected[WgKey(peer.public_key)]
+        assert peer.config == device[WgKey(peer.public_key)]
+        assert peer.config.endpoint is want.endpoint
+        assert peer.config.allowed_ips is want.allowed_ips
+        assert peer.public_key is want.public_key
+    # A peer that roamed holds the device's text.
+    roamed = {k: replace(c, endpoint="203.0.113.9:4000") for k, c in expected.items()}
+    moved = parse_get_reply_untrusted(reply_of(roamed), expected=expected)
+    assert {p.config.endpoint for p in moved.peers} == {"203.0.113.9:4000"}
+    assert all(isinstance(p, PeerStatus) for p in moved.peers)
