@@ -26,7 +26,7 @@ overlay /48 through the interface. :class:`WireGuardMesh` owns the backend from 
   round runs when such a re-creation is due;
 * peers that were just created, or given a new endpoint, get one small UDP datagram to their
   overlay address (the discard port): it makes WireGuard start a handshake now rather than
-  at the first real packet.
+  at the first real packet (:mod:`meshd.daemon.wireguard_poke`).
 
 The first round runs from the store, before the gossip host exists: a restarted member has
 its tunnels back before it has reconnected to anyone.
@@ -37,7 +37,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
-import socket
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -47,6 +46,7 @@ from nacl.bindings import crypto_scalarmult_base
 
 from meshd.addressing import host_prefix
 from meshd.daemon.feed import Subscription
+from meshd.daemon.wireguard_poke import poke_peers, poke_targets, send_pokes
 from meshd.errors import BackendError
 from meshd.membership import Member
 from meshd.mesh.desired import DesiredMesh, Underlay, desired_peers, peer_members
@@ -73,7 +73,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_ERROR = 0.5  # seconds before a round that follows a failed one
-DISCARD_PORT = 9  # RFC 863; the datagram only has to leave through WireGuard
 # Operations per UAPI set: wireguard-go takes ~0.1-0.5 ms per new peer, so a round of
 # 10,000 peers in one set would outlast the UAPI client's deadline; in sets of this size the
 # first peers are in within a fraction of a second and each set is answered in time.
@@ -214,56 +213,63 @@ class WireGuardMesh:
     async def reconcile(self) -> bool:
         """One round: read, plan, apply. False (and logged) if the backend failed."""
         try:
-            actual = await self.backend.get()
-            self.handshakes = {
-                p.public_key: p.last_handshake for p in actual.peers if p.last_handshake
-            }
-            members = self._members
-            held = self._hold_down(members, actual)
-            desired = desired_peers(
-                members,
-                own_node_key=self.own_node_key,
-                own_wg_key=self.own_wg_key,
-                underlay=self.underlay,
-                keepalive=self.keepalive,
-                extra_prefixes=self._extra,
-                held=held,
-                previous=self._desired.peers,
-            )
-            desired = with_paths(desired, self.paths, actual, time.time())
-            # What the device reads back as desired is then these objects, not copies.
-            self.backend.expect(desired.peers)
-            self._held = held
-            self._report(desired, members)
-            ops = self._first.ops(
-                plan(desired.peers, actual, self._desired.peers),
-                desired.peers,
-                actual,
-                trio.current_time(),
-            )
-            deferred = self.rounds == 0 and self.keepalive is not None
-            if deferred:
-                ops = _keepalives_later(ops, actual)
-            for chunk in set_chunks(ops):
-                await self.backend.set(chunk)
+            targets = await self._round()
         except BackendError as exc:
             self.errors += 1
             self.last_error = str(exc)
             log.warning("WireGuard %s: %s (reading the device again)", self.ifname, exc)
             return False
+        if targets:
+            await send_pokes(targets)
+        return True
+
+    async def _round(self) -> list[ipaddress.IPv6Address]:
+        """Read, plan and apply; the overlay addresses of the peers to poke. What only the
+        round needed (the device read, its operations: at a start, a list of ~2 operations a
+        member) is let go when it returns, not held while the datagrams go out."""
+        actual = await self.backend.get()
+        self.handshakes = {p.public_key: p.last_handshake for p in actual.peers if p.last_handshake}
+        members = self._members
+        held = self._hold_down(members, actual)
+        desired = desired_peers(
+            members,
+            own_node_key=self.own_node_key,
+            own_wg_key=self.own_wg_key,
+            underlay=self.underlay,
+            keepalive=self.keepalive,
+            extra_prefixes=self._extra,
+            held=held,
+            previous=self._desired.peers,
+        )
+        desired = with_paths(desired, self.paths, actual, time.time())
+        # What the device reads back as desired is then these objects, not copies.
+        self.backend.expect(desired.peers)
+        self._held = held
+        self._report(desired, members)
+        ops = self._first.ops(
+            plan(desired.peers, actual, self._desired.peers),
+            desired.peers,
+            actual,
+            trio.current_time(),
+        )
+        deferred = self.rounds == 0 and self.keepalive is not None
+        if deferred:
+            ops = _keepalives_later(ops, actual)
+        for chunk in set_chunks(ops):
+            await self.backend.set(chunk)
         self.rounds += 1
         self.last_round_ops = len(ops)
         self._desired = desired  # its peers: the endpoints we asked for, for the next plan
-        if ops:
-            log.info("WireGuard %s: %s", self.ifname, _described(ops))
-            if deferred:
-                self.kick()  # the keepalives next, at once: they start the handshakes
-            elif self._poke:
-                updates = [
-                    op for op in ops if isinstance(op, UpdatePeer) and op.endpoint is not None
-                ]
-                await poke_peers(desired, self.overlay_prefix, updates)
-        return True
+        if not ops:
+            return []
+        log.info("WireGuard %s: %s", self.ifname, _described(ops))
+        if deferred:
+            self.kick()  # the keepalives next, at once: they start the handshakes
+            return []
+        if not self._poke:
+            return []
+        updates = (op for op in ops if isinstance(op, UpdatePeer) and op.endpoint is not None)
+        return poke_targets(desired, self.overlay_prefix, updates)
 
     def _hold_down(self, members: Sequence[Member], actual: DeviceState) -> frozenset[WgKey]:
         """The peers held on their own overlay /128 this round (none before Babel runs);
@@ -371,37 +377,3 @@ def _described(ops: Sequence[Operation]) -> str:
         f"{shown}; and {len(ops) - LOGGED_OPS} more ({len(ops)} operations: "
         f"{sum(isinstance(op, UpdatePeer) for op in ops)} peers set, {removed} removed)"
     )
-
-
-async def poke_peers(
-    desired: DesiredMesh, overlay_prefix: ipaddress.IPv6Network, updates: Sequence[UpdatePeer]
-) -> None:
-    """Send one datagram to each peer's overlay address, so that WireGuard shakes hands."""
-    targets = [
-        t
-        for op in updates
-        if (t := overlay_of(desired, overlay_prefix, WgKey(op.public_key))) is not None
-    ]
-    if not targets:
-        return
-    with trio.socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-        for target in targets:
-            with contextlib.suppress(OSError):
-                await sock.sendto(b"", (str(target), DISCARD_PORT))
-
-
-def overlay_of(
-    desired: DesiredMesh, overlay_prefix: ipaddress.IPv6Network, wg_key: WgKey
-) -> ipaddress.IPv6Address | None:
-    """The overlay /128 that ``desired`` gives the peer ``wg_key``, if any."""
-    config = desired.peers.get(wg_key)
-    if config is None:
-        return None
-    for net in config.allowed_ips:
-        if (
-            isinstance(net, ipaddress.IPv6Network)
-            and net.prefixlen == 128
-            and net.network_address in overlay_prefix
-        ):
-            return net.network_address
-    return None
