@@ -64,12 +64,21 @@ class Shadowed:
 
 @dataclass(frozen=True, slots=True)
 class DesiredMesh:
-    """The peers to program, keyed by WireGuard key, and what was left out and why."""
+    """The peers to program, keyed by WireGuard key, and what was left out and why.
+
+    ``programmed`` is the members the peers stand for, in WireGuard key order: the members
+    themselves, not a table made of them each round (:attr:`members` is one, made when
+    asked)."""
 
     peers: Mapping[WgKey, PeerConfig] = field(default_factory=dict)
-    members: Mapping[WgKey, NodeKey] = field(default_factory=dict)  # WireGuard key -> node key
+    programmed: tuple[Member, ...] = ()
     shadowed: tuple[Shadowed, ...] = ()
     refused_prefixes: tuple[tuple[WgKey, IPNetwork], ...] = ()  # (WireGuard key, prefix)
+
+    @property
+    def members(self) -> dict[WgKey, NodeKey]:
+        """WireGuard key -> node key of each member programmed."""
+        return {m.wg_key: m.node_key for m in self.programmed}
 
 
 def _usable(address: IPAddress) -> bool:
@@ -219,9 +228,11 @@ def desired_peers(
     if keepalive is not None and not 0 < keepalive <= MAX_KEEPALIVE:
         raise ValueError("persistent_keepalive is 1..65535 seconds, or None for off")
     peers: dict[WgKey, PeerConfig] = {}
+    programmed: list[Member] = []
     before = previous or {}
     for wg_key in sorted(chosen):
         member = chosen[wg_key]
+        programmed.append(member)
         announced = member.announcement.endpoints if member.announcement is not None else ()
         endpoint = choose_endpoint(announced, underlay)
         nets = _canonical(allowed[wg_key], wg_key in extras)
@@ -240,7 +251,7 @@ def desired_peers(
     shadowed.sort(key=lambda s: (s.member.wg_key, s.member.node_key))
     return DesiredMesh(
         peers=peers,
-        members={k: m.node_key for k, m in sorted(chosen.items())},
+        programmed=tuple(programmed),
         shadowed=tuple(shadowed),
         refused_prefixes=tuple(refused),
     )

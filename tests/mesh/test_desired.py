@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from meshd.membership import Member, MemberState
 from meshd.mesh.desired import (
     DEFAULT_KEEPALIVE,
+    DesiredMesh,
     Underlay,
     base_allowed_ips,
     choose_endpoint,
@@ -48,6 +49,20 @@ def test_admitted_members_become_peers_with_their_two_addresses() -> None:
         ipaddress.ip_network(f"{a.overlay}/128"),
     }
     assert result.members == {a.wg_key: a.node_key}
+
+
+def test_the_programmed_members_are_the_members_themselves_not_a_table() -> None:
+    """A round keeps its members as they are (one pointer each, in WireGuard key order),
+    where it kept a dict of WireGuard key -> node key (~37 bytes a member, every round)."""
+    members = [member(n) for n in range(1, 20)]
+    result = desired_peers(members, own_node_key=ME, own_wg_key=MY_WG)
+    assert "members" not in DesiredMesh.__slots__
+    by_key = sorted(members, key=lambda m: m.wg_key)
+    assert len(result.programmed) == len(by_key)
+    assert all(a is b for a, b in zip(result.programmed, by_key, strict=True))
+    assert list(result.programmed) == by_key
+    assert result.members == {m.wg_key: m.node_key for m in members}
+    assert list(result.members) == list(result.peers)
 
 
 def test_self_revoked_and_expired_members_are_not_peers() -> None:
