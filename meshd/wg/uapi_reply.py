@@ -115,26 +115,39 @@ class GetReplyParser:
         self._size += len(data)
         if self._size > MAX_REPLY_BYTES:
             raise UapiDecodeError(f"UAPI reply of over {MAX_REPLY_BYTES} bytes is too large")
-        buffer = self._tail + data if self._tail else data
-        end = buffer.rfind(b"\n")
-        self._tail = buffer[end + 1 :]
+        end = data.rfind(b"\n")
+        if end < 0:  # the unfinished line goes on
+            self._tail += data
+            if len(self._tail) > MAX_LINE:
+                raise UapiDecodeError(f"UAPI reply line {self._number + 1} is too long")
+            return self._complete
+        tail, self._tail = self._tail, data[end + 1 :]
         if len(self._tail) > MAX_LINE:
             raise UapiDecodeError(f"UAPI reply line {self._number + 1} is too long")
         start = 0
+        if tail:  # the line the last piece left unfinished, ended here
+            start = data.find(b"\n") + 1
+            self._decoded(tail + data[: start - 1])
+        # The piece itself is read where it is (no copy of it joined to the last one's tail:
+        # 64 KiB more while it was parsed), a window of whole lines at a time: a 64 KiB piece
+        # split at once held ~230 KB of text and line strings while it was parsed.
+        view = memoryview(data)
         while start <= end:
-            # A window of whole lines at a time: a 64 KiB piece split at once held ~230 KB of
-            # text and line strings while it was parsed.
-            stop = buffer.rfind(b"\n", start, start + _WINDOW) if end - start > _WINDOW else end
+            stop = data.rfind(b"\n", start, start + _WINDOW) if end - start > _WINDOW else end
             if stop < 0:  # a line longer than a window, longer than any line may be
                 stop = end  # (refused when read)
-            try:
-                text = buffer[start:stop].decode("ascii")
-            except UnicodeDecodeError:
-                raise UapiDecodeError("UAPI reply is not ASCII") from None
-            for line in text.split("\n"):
-                self._line(line)
+            self._decoded(view[start:stop])
             start = stop + 1
         return self._complete
+
+    def _decoded(self, lines: bytes | memoryview) -> None:
+        """Read ``lines`` (the newline that ends the last one left out)."""
+        try:
+            text = str(lines, "ascii")
+        except UnicodeDecodeError:
+            raise UapiDecodeError("UAPI reply is not ASCII") from None
+        for line in text.split("\n"):
+            self._line(line)
 
     def finish(self) -> DeviceState:
         """The device the reply describes. Raises :class:`UapiErrnoError` for a non-zero

@@ -1,8 +1,10 @@
 """What a device read holds on to: no piece of a reply already parsed while the next one is
-awaited, and for a peer read otherwise than expected, what it shares with the expected one."""
+awaited, no copy of the piece it parses, and for a peer read otherwise than expected, what
+it shares with the expected one."""
 
 from __future__ import annotations
 
+import tracemalloc
 import types
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +15,7 @@ import trio
 from meshd.trust.keys import WgKey
 from meshd.wg.model import DeviceState, PeerStatus
 from meshd.wg.uapi import UapiClient
-from meshd.wg.uapi_reply import parse_get_reply_untrusted
+from meshd.wg.uapi_reply import GetReplyParser, parse_get_reply_untrusted
 from tests.wg.test_uapi_expected import peers, reply_of
 
 
@@ -98,3 +100,24 @@ def test_a_peer_whose_keepalive_alone_differs_shares_the_expected_texts(
     moved = parse_get_reply_untrusted(reply_of(roamed), expected=expected)
     assert {p.config.endpoint for p in moved.peers} == {"203.0.113.9:4000"}
     assert all(isinstance(p, PeerStatus) for p in moved.peers)
+
+
+def test_a_piece_of_a_reply_is_read_where_it_is_not_copied() -> None:
+    """A piece that ends the line the last one left unfinished is read in place: it was
+    copied whole (64 KiB more) to join the two while it was parsed."""
+    expected = peers(300)
+    reply = reply_of(expected)
+    for first in (0, 1000):  # a piece that starts the reply, or one after a cut line
+        parser = GetReplyParser(expected=expected)
+        parser.receive_untrusted(reply[:first])
+        piece = reply[first : first + 65536]
+        tracemalloc.start()
+        try:
+            parser.receive_untrusted(piece)
+            kept, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak - kept < len(piece)
+    rest = parser.receive_untrusted(reply[first + 65536 :])
+    assert rest
+    assert parser.finish() == parse_get_reply_untrusted(reply)
