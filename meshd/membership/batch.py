@@ -89,11 +89,13 @@ def merge_announcements(
     """Merge a batch's announcements into ``state``, adding to ``merged``. ``checked``: their
     signatures were checked by the caller; ``emit=False``: no events (a store's load)."""
     fresh: list[tuple[Announcement, RecordId]] = []
+    members = state._members
     for ann in announcements:
         rid = record_id(ann.raw)
         if rid in state._set:
             continue
-        if not_newer(ann, rid, state._announcements.get(ann.node_key)):
+        entry = members.get(ann.node_key)
+        if entry is not None and not_newer(ann, rid, entry.announcement):
             merged.reasons.append("stale-announcement")
             continue
         fresh.append((ann, rid))
@@ -121,5 +123,5 @@ def merge_announcements(
         if refreshed[1] and emit:
             updated[ann.node_key] = refreshed[0]
     for node, credential in updated.items():
-        if state._status.get(node) is MemberState.ADMITTED:
+        if members[node].state is MemberState.ADMITTED:
             merged.events.append(Updated(state._member(node, MemberState.ADMITTED, "", credential)))

@@ -181,7 +181,7 @@ class Merger:
         origin = t._origin.get(new)
         if origin is None or (handover.issued_at, rid) < origin[:2]:
             t._origin[new] = (handover.issued_at, rid, old)
-            t._identity.clear()
+            t._forget_overlays()
         change.touched |= t._standing.add_handover(old, handover.issued_at, rid, handover.sponsored)
         self._add_credential(credential, rid, Kind.HANDOVER, handover.raw, now, change)
         return False
@@ -212,9 +212,10 @@ class Merger:
         """
         t = self._t
         node = ann.node_key
-        if ann.prefixes or t._status.get(node) is not MemberState.ADMITTED:
+        entry = t._members.get(node)
+        if ann.prefixes or entry is None or entry.state is not MemberState.ADMITTED:
             return None
-        current = t._announcements.get(node)
+        current = entry.announcement
         if not_newer(ann, rid, current):
             return None
         if ann.network_id != t.anchor.network_id:
@@ -230,14 +231,15 @@ class Merger:
             t._set.add(rid, ann.raw)
         else:
             t._set.replace(record_id(current.raw), rid, ann.raw)
-        t._announcements[node] = ann
+        entry.announcement = ann
         t._silence.announced(node, ann.issued_at, now, t.clock_skew)
         return credential, current is None or says_more(current, ann)
 
     def _announcement(self, ann: Announcement, rid: bytes, now: int, change: Change) -> bool:
         t = self._t
         node = ann.node_key
-        current = t._announcements.get(node)
+        entry = t._members.get(node)
+        current = None if entry is None else entry.announcement
         if not_newer(ann, rid, current):
             raise VerifyError(
                 "stale-announcement", "a newer announcement from this member is already known"
@@ -253,12 +255,12 @@ class Merger:
             t._pending.park(node, rid, ann.raw, own=True, source=change.source)
             return True
         if ann.prefixes:
-            own = t._identity_of(node)[2][0]
+            own = t._own(node)[0]
             check_announced_prefixes(ann, credential.prefixes, own)
         if current is not None:
             # The store replaces a member's announcement by node; no separate delete is needed.
             t._remove(record_id(current.raw), change, superseded=True)
-        t._announcements[node] = ann
+        t._entry(node).announcement = ann
         t._silence.announced(node, ann.issued_at, now, t.clock_skew)
         t._add(rid, Kind.ANNOUNCEMENT, ann.raw, node, change)
         change.touched.add(node)

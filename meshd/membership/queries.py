@@ -34,7 +34,7 @@ class MemberQueries(MembershipTables):
         credential = self._standing.standing(node_key)
         if credential is None:
             return ()
-        own = self._identity_of(node_key)[2]
+        own = self._own(node_key)
         return (*own, *credential.prefixes) if credential.prefixes else own
 
     def credentials_end(self, node_key: bytes) -> int:

@@ -26,8 +26,9 @@ def settle(t: MembershipTables, change: Change, now: int, merge_waiting: MergeWa
     change.touched = t._standing.with_sponsored(change.touched)
     for node in sorted(change.touched):
         if t._standing.standing(node) is None:
-            if node in t._announcements:
-                ann = t._announcements.pop(node)
+            entry = t._members.get(node)
+            if entry is not None and entry.announcement is not None:
+                ann, entry.announcement = entry.announcement, None
                 rid = record_id(ann.raw)
                 t._remove(rid, change)
                 if t._standing.unsponsored(node):
@@ -65,8 +66,8 @@ def reevaluate(
         if not t._standing.knows(node):
             continue
         state, reason, credential = t._judge(node, now)
-        before = t._status.get(node)
-        t._status[node] = state
+        entry = t._entry(node)
+        before, entry.state = entry.state, state
         if not emit:
             continue
         if state is before:

@@ -20,6 +20,23 @@ member's silence.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+
+class Heard:
+    """When a member was last heard from (None: not yet): the first slot of its entry in the
+    membership tables (meshd.membership.tables.MemberEntry), which keeps what else is known
+    of the member in the same object, so one table by node key holds it all."""
+
+    __slots__ = ("last_seen",)
+
+    def __init__(self) -> None:
+        self.last_seen: int | None = None
+
+
+E = TypeVar("E", bound=Heard)
+
 
 def heard_at(issued_at: int, arrival: int, clock_skew: int) -> int:
     """When a record dated ``issued_at`` by its member, received at ``arrival``, says the
@@ -27,11 +44,15 @@ def heard_at(issued_at: int, arrival: int, clock_skew: int) -> int:
     return min(arrival, issued_at + clock_skew)
 
 
-class Silence:
-    """Last-heard times by member key, and since when this node is cut off (if it is)."""
+class Silence(Generic[E]):
+    """Last-heard times by member key, and since when this node is cut off (if it is).
 
-    def __init__(self) -> None:
-        self._last_seen: dict[bytes, int] = {}
+    The times are kept in the members' entries (``entries``, shared with the tables that own
+    it); ``new`` makes the entry of a member heard from for the first time."""
+
+    def __init__(self, entries: dict[bytes, E], new: Callable[[], E]) -> None:
+        self._entries = entries
+        self._new = new
         # Since when no member reaches us (cut_off): silence stops counting until we are back.
         self._cut_off_since: int | None = None
 
@@ -48,17 +69,22 @@ class Silence:
 
     def heard(self, node: bytes, at: int) -> None:
         """``node`` was heard from at ``at`` (a later time is never moved back)."""
-        last = self._last_seen.get(node)
+        entry = self._entries.get(node)
+        if entry is None:
+            entry = self._entries[node] = self._new()
+        last = entry.last_seen
         if last is None or at > last:
-            self._last_seen[node] = at
+            entry.last_seen = at
 
     def last(self, node: bytes) -> int | None:
         """When ``node`` was last heard from, as shown in its view."""
-        return self._last_seen.get(node)
+        entry = self._entries.get(node)
+        return None if entry is None else entry.last_seen
 
     def for_judging(self, node: bytes, now: int) -> int | None:
         """When ``node`` was last heard from, with the time we are cut off left out."""
-        last = self._last_seen.get(node)
+        entry = self._entries.get(node)
+        last = None if entry is None else entry.last_seen
         if last is not None and self._cut_off_since is not None:
             last += max(0, now - self._cut_off_since)  # our silence is not theirs
         return last
@@ -75,5 +101,6 @@ class Silence:
         if since is None:
             return
         gap = max(0, now - since)
-        for node, last in self._last_seen.items():
-            self._last_seen[node] = min(now, last + gap)
+        for entry in self._entries.values():
+            if entry.last_seen is not None:
+                entry.last_seen = min(now, entry.last_seen + gap)

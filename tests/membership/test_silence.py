@@ -12,7 +12,7 @@ import pytest
 
 from meshd.errors import VerifyError
 from meshd.membership import Event, Expired, Member, Membership, MemberState
-from meshd.membership.silence import Silence, heard_at
+from meshd.membership.silence import Heard, Silence, heard_at
 from meshd.records import Record
 from tests.factory import T0, Net, Node
 
@@ -119,7 +119,7 @@ def test_heard_at_is_the_date_with_the_skew_never_after_arrival() -> None:
     assert heard_at(1000, 5000, 300) == 1300
     assert heard_at(4900, 5000, 300) == 5000
     assert heard_at(6000, 5000, 300) == 5000
-    silence = Silence()
+    silence = Silence({}, Heard)  # the last-heard times, in entries of their own
     silence.announced(b"n", 1000, 5000, 300)
     silence.credential(b"n", 900, 5000, 300)  # an earlier date never moves it back
     assert silence.last(b"n") == 1300
