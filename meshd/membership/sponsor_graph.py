@@ -60,8 +60,10 @@ class SponsorGraph:
     """The indexes of one membership state, and who is sponsored (candidates, distances)."""
 
     def __init__(self) -> None:
-        # Member -> its credentials by (admitted_at, record id); a tuple, as most hold one.
-        self._credentials: dict[bytes, tuple[Credential, ...]] = {}
+        # Member -> its credentials by (admitted_at, record id): a tuple of them, or the one
+        # credential itself when it holds one, as most do (no 48-byte 1-tuple a member);
+        # read through _held.
+        self._credentials: dict[bytes, Credential | tuple[Credential, ...]] = {}
         self._by_rid: dict[bytes, Credential] = {}
         # invite key -> member -> admission record id -> (rank time, enrollment id)
         self._ranked: dict[bytes, dict[bytes, dict[bytes, tuple[int, bytes]]]] = {}
@@ -99,14 +101,19 @@ class SponsorGraph:
         self.admins = AdminHandovers()  # admin keys handed over (meshd.membership.admins)
         self._heirs: dict[bytes, bytes] | None = None  # successors of revoked admin keys
 
+    def _held(self, node: bytes) -> tuple[Credential, ...]:
+        """The member's credentials, earliest first (none when it is unknown)."""
+        held = self._credentials.get(node, ())
+        return held if isinstance(held, tuple) else (held,)
+
     # --- changes ------------------------------------------------------------------------
 
     def add_credential(self, credential: Credential, rid: bytes) -> set[bytes]:
         """Index a verified credential; returns the members whose standing may change."""
         node = credential.node_key
-        entries = self._credentials.get(node)
+        entries = self._held(node)
         self._credentials[node] = (
-            tuple(sorted((*entries, credential), key=_order)) if entries else (credential,)
+            tuple(sorted((*entries, credential), key=_order)) if entries else credential
         )
         self._by_rid[rid] = credential
         for key in credential.depends_on:
@@ -151,7 +158,8 @@ class SponsorGraph:
         countersigned by the same sponsor, hence sponsored exactly as it was. So what it led
         to keeps its distance, and the whole is not recomputed (a member re-dating its own
         copies cannot make every node recompute the set)."""
-        self._credentials[node] = tuple(c for c in self._credentials[node] if c.record_id != rid)
+        kept = tuple(c for c in self._held(node) if c.record_id != rid)
+        self._credentials[node] = kept[0] if len(kept) == 1 else kept
         dropped = self._by_rid.pop(rid)
         touched = {node}
         if dropped.invite is not None:
@@ -314,7 +322,7 @@ class SponsorGraph:
             if uses and not self._within_uses(credential):
                 continue
             best = None
-            for sponsor in self._credentials.get(credential.sponsor, ()):
+            for sponsor in self._held(credential.sponsor):
                 steps = 0 if sponsor.sponsor is None else distance.get(sponsor.record_id)
                 if (
                     steps is not None

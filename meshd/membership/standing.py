@@ -30,7 +30,7 @@ class Standing(SponsorGraph):
         if node in self._standing_cache:
             return self._standing_cache[node]
         found = None
-        for credential in self._credentials.get(node, ()):
+        for credential in self._held(node):
             if (
                 self.sponsored(credential)
                 and self._revoked_by(credential) is None
@@ -46,7 +46,7 @@ class Standing(SponsorGraph):
         self, node: bytes, now: int, last_seen: int | None, announce_ttl: int | None
     ) -> tuple[MemberState, str, Credential]:
         """The member's state at ``now``, why, and the credential that decides it."""
-        entries = self._credentials[node]
+        entries = self._held(node)
         reason = ""
         expired: Credential | None = None
         retired: Credential | None = None
@@ -137,7 +137,7 @@ class Standing(SponsorGraph):
         """The record id of ``key``'s credential of the membership enrolled as ``origin``
         (one handed to it, else the enrolled one); b"" when none is known."""
         found = b""
-        for credential in self._credentials.get(key, ()):
+        for credential in self._held(key):
             rid = credential.record_id
             if credential.origin == origin:
                 if rid in self._handed_from:
@@ -174,7 +174,7 @@ class Standing(SponsorGraph):
         or a revocation's list that arrives later can still make it stand."""
         return any(
             self._exclusion(node, credential) == "sponsor-not-member"
-            for credential in self._credentials.get(node, ())
+            for credential in self._held(node)
         )
 
     def _revoked_by(self, credential: Credential) -> bytes | None:
@@ -201,7 +201,7 @@ class Standing(SponsorGraph):
 
     def credentials_end(self, node: bytes) -> int:
         """When the last of a member's known credentials ends (0 when none is known)."""
-        entries = self._credentials.get(node, ())
+        entries = self._held(node)
         # A credential under a root that was rolled over ends with the overlap at the latest,
         # unless a renewal signed under a newer root carries it further.
         return max((self.end(c) for c in entries), default=0)
@@ -209,7 +209,7 @@ class Standing(SponsorGraph):
     def root_bound(self, node: bytes) -> bool:
         """Whether the member's end is its root's: all it holds would last longer but for
         the overlap of the (retiring) root it is anchored to."""
-        entries = self._credentials.get(node, ())
+        entries = self._held(node)
         end = max((self.end(c) for c in entries), default=0)
         return end < max(
             (self.renewals.end(c, subjects=self.lineage(c)) for c in entries), default=0
@@ -225,7 +225,7 @@ class Standing(SponsorGraph):
     def revocation_of(self, node: bytes) -> Revocation | None:
         """The revocation that excludes a credential of the member (of its key, or of the
         invite or admin key it depends on); None when none does."""
-        for credential in self._credentials.get(node, ()):
+        for credential in self._held(node):
             key = self._revoked_by(credential)
             key = self._revoked_heirs().get(key, key) if key is not None else None
             if key is not None and key in self._revocations:  # not a key handed over

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from meshd.membership import Membership, MemberState
 from meshd.membership.tables import MemberEntry
-from tests.factory import T0, Net, Node
+from meshd.records import Certificate, Role, make_certificate
+from tests.factory import DAY, T0, Net, Node
 
 NOW = T0 + 100
 
@@ -71,3 +73,62 @@ def test_entries_keep_silence_and_a_revoked_member_loses_its_announcement() -> N
     assert member is not None
     assert member.state is MemberState.REVOKED
     assert member.announcement is None
+
+
+def test_a_member_with_one_credential_holds_it_without_a_tuple() -> None:
+    net, nodes, state = _admitted(2)
+    node = nodes[0]
+    key = node.key.public
+    held = state._standing._credentials[key]
+    assert not isinstance(held, tuple)
+    assert held.node_key == key
+    assert state._standing._held(key) == (held,)
+    assert state._standing.standing(key) is held
+    # Certified again: both kept, earliest first, and the earliest still decides.
+    cert = node.credential
+    assert isinstance(cert, Certificate)
+    again = make_certificate(
+        net.root,
+        network_id=net.anchor.network_id,
+        subject=key,
+        role=Role.MEMBER,
+        serial=os.urandom(16),
+        not_before=T0 + 1,
+        not_after=cert.not_after + DAY,
+        name="again",
+        wg_key=node.wg.public,
+    )
+    assert state.ingest(again, NOW).new
+    both = state._standing._credentials[key]
+    assert isinstance(both, tuple)
+    assert [c.admitted_at for c in both] == [T0, T0 + 1]
+    assert both[0] is held
+    assert state._standing.standing(key) is held
+    member = state.member(key, NOW)
+    assert member is not None
+    assert member.name == "m0"
+    assert member.state is MemberState.ADMITTED
+    assert state._standing.credentials_end(key) == cert.not_after + DAY
+
+
+def test_a_kept_announcement_holds_the_credentials_node_key_not_a_copy() -> None:
+    net, nodes, state = _admitted(2)
+    for view in state.members(NOW):
+        assert view.announcement is not None
+        credential = state._standing.standing(view.node_key)
+        assert credential is not None
+        # The hot path's refresh (a batch) shares it ...
+        assert view.announcement.node_key is credential.node_key
+        assert view.node_key is credential.node_key
+    # ... and so does the general path (one record, with a prefix of its own).
+    node = nodes[0]
+    own = state.grants(node.key.public)[0]
+    ann = node.announce(net, NOW + 1, prefixes=[own])
+    assert ann.node_key is not node.key.public
+    outcome = state.ingest(ann, NOW + 1)
+    assert outcome.new
+    credential = state._standing.standing(node.key.public)
+    assert credential is not None
+    assert ann.node_key is credential.node_key
+    assert ann.node_key == node.key.public
+    assert state._members[node.key.public].announcement is ann
