@@ -116,9 +116,8 @@ class SponsorGraph:
             tuple(sorted((*entries, credential), key=_order)) if entries else credential
         )
         self._by_rid[rid] = credential
-        for key in credential.depends_on:
-            if key != node:
-                self._dependents.setdefault(key, set()).add(node)
+        for key in credential.issuers:  # never its own key
+            self._dependents.setdefault(key, set()).add(node)
         if credential.sponsor is not None:
             self._sponsored.setdefault(credential.sponsor, set()).add(rid)
             self._sponsored_nodes.setdefault(credential.sponsor, set()).add(node)
@@ -292,11 +291,10 @@ class SponsorGraph:
         if self.admins and self.admins.late(sponsor):
             return False  # under an admin key's certificate dated after its hand-over
         heirs = self._revoked_heirs()
-        if self._revocations.keys().isdisjoint(sponsor.depends_on) and heirs.keys().isdisjoint(
-            sponsor.depends_on
-        ):
+        depends = sponsor.depends_on
+        if self._revocations.keys().isdisjoint(depends) and heirs.keys().isdisjoint(depends):
             return True
-        for key in sponsor.depends_on:
+        for key in depends:
             if key not in self._revocations:
                 if key not in heirs:
                     continue

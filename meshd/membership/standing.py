@@ -179,6 +179,8 @@ class Standing(SponsorGraph):
 
     def _revoked_by(self, credential: Credential) -> bytes | None:
         heirs = self._revoked_heirs()
+        if not heirs and not self._revocations:  # nothing revoked: no tuple to build
+            return credential.node_key if credential.node_key in self.handovers else None
         depends = credential.depends_on
         if heirs and not heirs.keys().isdisjoint(depends):
             return min((self._revocations.keys() | heirs.keys()).intersection(depends))

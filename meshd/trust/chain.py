@@ -52,11 +52,6 @@ def check_signature(record: Record) -> None:
     verify(record.signer, CONTEXTS[kind_of(record)], signed_body(record), record.signature)
 
 
-def _distinct(keys: tuple[bytes, ...]) -> tuple[bytes, ...]:
-    """``keys`` without repeats, in their order (a credential's ``depends_on``)."""
-    return keys if len(keys) == 1 else tuple(dict.fromkeys(keys))
-
-
 @dataclass(frozen=True, slots=True)
 class Anchor:
     """A verified network definition: the root key and what derives from it."""
@@ -88,9 +83,12 @@ class Credential:
     admitted_at: int
     not_after: int
     prefixes: tuple[Prefix, ...]
-    # Keys whose revocation excludes this member: its own (first), its invite's, its admin's;
-    # no repeats. A tuple: 1 to 3 keys, where a frozenset of one key alone takes 216 bytes.
-    depends_on: tuple[bytes, ...]
+    # Keys besides its own whose revocation excludes this member: its invite's, its admin's;
+    # no repeats, never its own key (``depends_on`` adds it). A tuple: 0 to 2 keys, where a
+    # frozenset of one key alone takes 216 bytes; () for a member the root certified (one
+    # shared empty tuple), and one tuple shared by the members of an invite
+    # (Verifier._shared_issuers), whose first key is the very ``invite`` they hold.
+    issuers: tuple[bytes, ...]
     # For members who came with an invite: the invite key and its use limit.
     invite: bytes | None
     max_uses: int
@@ -114,6 +112,19 @@ class Credential:
     admin: bytes = b""
     admin_at: int = 0
 
+    @property
+    def depends_on(self) -> tuple[bytes, ...]:
+        """Keys whose revocation excludes this member: its own (first), then ``issuers``."""
+        return (self.node_key, *self.issuers)
+
+
+def _issuers(node_key: bytes, keys: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    """``keys`` (a credential's issuers' keys) without repeats or the member's own key, in
+    their order: the credential's ``issuers``."""
+    if not keys:
+        return ()
+    return tuple(k for k in dict.fromkeys(keys) if k != node_key)
+
 
 class UnknownRoot(VerifyError):
     """The record's chain ends at a key that is no root known here (yet): it may be a root
@@ -130,6 +141,9 @@ class Verifier:
     def __init__(self, anchor: Anchor) -> None:
         self.anchor = anchor
         self._good_certs: dict[bytes, None] = {}
+        # One copy of each credential's ``issuers`` tuple (the keys of an invite and its
+        # admin), shared by every member admitted under that invite; bounded as the cache.
+        self._issuers: dict[tuple[bytes, ...], tuple[bytes, ...]] = {}
         # The network's first root, and every key a verified rollover handed over to (only
         # grows; which of them stand, and until when, is meshd.membership.roots' judgement).
         self.roots: set[bytes] = {anchor.root_key}
@@ -150,6 +164,17 @@ class Verifier:
         if not chain:
             raise UnknownRoot(issuer)
         return False
+
+    def _shared_issuers(self, issuers: tuple[bytes, ...]) -> tuple[bytes, ...]:
+        """The one kept tuple equal to ``issuers`` (a member certified directly has none)."""
+        if not issuers:
+            return ()
+        found = self._issuers.get(issuers)
+        if found is None:
+            if len(self._issuers) >= MAX_CACHE:
+                self._issuers.clear()
+            self._issuers[issuers] = found = issuers
+        return found
 
     def _network(self, network_id: bytes) -> None:
         if network_id != self.anchor.network_id:
@@ -216,7 +241,7 @@ class Verifier:
         if cert.role is not Role.MEMBER:
             raise VerifyError("bad-role", "a member credential must be a member certificate")
         self.certificate(cert)
-        depends = _distinct((cert.subject, *(c.subject for c in cert.chain)))
+        issuers = _issuers(cert.subject, tuple(c.subject for c in cert.chain))
         return Credential(
             cert.subject,
             cert.wg_key,
@@ -224,7 +249,7 @@ class Verifier:
             cert.not_before,
             cert.not_after,
             cert.prefixes,
-            depends,
+            self._shared_issuers(issuers),
             None,
             0,
             record_id(cert.raw),
@@ -256,7 +281,9 @@ class Verifier:
             )
         self._signature(admission)
         chain = tuple(c.subject for c in invite.chain)
-        depends = _distinct((enrollment.node_key, invite.subject, *chain))
+        issuers = self._shared_issuers(_issuers(enrollment.node_key, (invite.subject, *chain)))
+        # The invite's key as the shared tuple holds it: one object for all its members.
+        invite_key = issuers[0] if issuers and issuers[0] == invite.subject else invite.subject
         # Counted from the enrollment, which every copy of it shares: a member countersigning
         # a copy dated later cannot lengthen the membership, nor one dated earlier shorten it.
         not_after = enrollment.created_at + invite.member_ttl
@@ -268,8 +295,8 @@ class Verifier:
             admission.admitted_at,
             not_after,
             invite.prefixes,
-            depends,
-            invite.subject,
+            issuers,
+            invite_key,
             invite.max_uses,
             record_id(admission.raw),
             admission.sponsor,
@@ -362,9 +389,7 @@ class Verifier:
             credential.admitted_at,
             credential.not_after,
             credential.prefixes,
-            _distinct(
-                (new, *(k for k in credential.depends_on if k not in (old, credential.node_key)))
-            ),
+            self._shared_issuers(_issuers(new, tuple(k for k in credential.issuers if k != old))),
             None,
             0,
             rid,

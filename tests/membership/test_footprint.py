@@ -132,3 +132,40 @@ def test_a_kept_announcement_holds_the_credentials_node_key_not_a_copy() -> None
     assert ann.node_key is credential.node_key
     assert ann.node_key == node.key.public
     assert state._members[node.key.public].announcement is ann
+
+
+def test_members_of_one_invite_share_its_key_and_their_issuers() -> None:
+    net = Net()
+    founder = net.founder()
+    state = net.state()
+    state.ingest(founder.credential, NOW)
+    admin = net.admin()
+    invite = net.invite(uses=3, issuer=admin)
+    joined = [net.join(state, founder, invite, f"j{i}") for i in range(3)]
+    for node in joined:
+        assert state.ingest(node.credential, NOW).new
+    credentials = [state._standing.standing(node.key.public) for node in joined]
+    first = credentials[0]
+    assert first is not None
+    assert first.issuers == (invite.certificate.subject, admin.key.public)
+    assert first.invite == invite.certificate.subject
+    assert first.issuers[0] is first.invite
+    for credential in credentials:
+        assert credential is not None
+        assert credential.issuers is first.issuers
+        assert credential.invite is first.invite
+        assert credential.depends_on == (credential.node_key, *first.issuers)
+    # A member the root certified depends on its own key alone, with no tuple of its own.
+    own = state._standing.standing(founder.key.public)
+    assert own is not None
+    assert own.issuers == ()
+    assert own.depends_on == (founder.key.public,)
+    # The judgements are the keys': revoking the invite excludes its members only.
+    assert state.ingest(net.revoke(invite.certificate.subject, Role.INVITE), NOW).new
+    for node in joined:
+        member = state.member(node.key.public, NOW)
+        assert member is not None
+        assert (member.state, member.reason) == (MemberState.REVOKED, "issuer-revoked")
+    member = state.member(founder.key.public, NOW)
+    assert member is not None
+    assert member.state is MemberState.ADMITTED
