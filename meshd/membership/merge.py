@@ -142,17 +142,16 @@ class Merger:
         # countersigned by other keys are kept beside it: each can add a way for the member to
         # stand, none can take one away (meshd.membership.standing), and together they take
         # one of the invite's uses. So each key adds at most one admission per enrollment.
-        slot = (credential.enrollment, admission.sponsor)
-        kept = t._admission_slots.get(slot)
+        node = credential.node_key
+        kept = t._standing.admission_of(node, credential.enrollment, admission.sponsor)
         if kept is not None:
-            if kept <= (admission.admitted_at, rid):
+            if (kept.admitted_at, kept.record_id) <= (admission.admitted_at, rid):
                 raise VerifyError(
                     "superseded-admission", "an earlier admission of this member is already known"
                 )
-            change.touched |= t._standing.drop_credential(credential.node_key, kept[1])
-            t._remove(kept[1], change)
+            change.touched |= t._standing.drop_credential(node, kept.record_id)
+            t._remove(kept.record_id, change)
             t._judgements_changed(change)
-        t._admission_slots[slot] = (admission.admitted_at, rid)
         # Whether the sponsor stood when it countersigned is judged from the whole set (see
         # meshd.membership.standing), so the outcome does not depend on arrival order.
         invite = admission.enrollment.invite

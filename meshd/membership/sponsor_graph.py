@@ -40,7 +40,7 @@ stand, never take one away.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from meshd.membership.admins import AdminHandovers
 from meshd.membership.lifecycle import Departures, Renewals
@@ -65,8 +65,9 @@ class SponsorGraph:
         # read through _held.
         self._credentials: dict[bytes, Credential | tuple[Credential, ...]] = {}
         self._by_rid: dict[bytes, Credential] = {}
-        # invite key -> member -> admission record id -> (rank time, enrollment id)
-        self._ranked: dict[bytes, dict[bytes, dict[bytes, tuple[int, bytes]]]] = {}
+        # invite key -> the members holding an admission under it (their admissions, each
+        # ranked by (rank time, enrollment id), are among their credentials: _under)
+        self._ranked: dict[bytes, set[bytes]] = {}
         self._invite_uses: dict[bytes, int] = {}
         self._within: dict[bytes, frozenset[bytes]] = {}
         # Key -> the other members whose credentials depend on it (its revocation excludes
@@ -106,6 +107,10 @@ class SponsorGraph:
         held = self._credentials.get(node, ())
         return held if isinstance(held, tuple) else (held,)
 
+    def _under(self, invite: bytes, node: bytes) -> Iterator[Credential]:
+        """The member's admissions under ``invite`` (what ranks it among its members)."""
+        return (c for c in self._held(node) if c.invite == invite)
+
     # --- changes ------------------------------------------------------------------------
 
     def add_credential(self, credential: Credential, rid: bytes) -> set[bytes]:
@@ -125,8 +130,8 @@ class SponsorGraph:
         touched = {node}
         if credential.invite is not None:
             invite = credential.invite
-            members = self._ranked.setdefault(invite, {})
-            members.setdefault(node, {})[rid] = (credential.rank, credential.enrollment)
+            members = self._ranked.setdefault(invite, set())
+            members.add(node)
             uses = self._invite_uses.get(invite)
             limit = credential.max_uses if uses is None else min(uses, credential.max_uses)
             self._invite_uses[invite] = limit
@@ -144,7 +149,7 @@ class SponsorGraph:
             if not within <= after:
                 return touched | set(self._ranked[invite]) | self._recompute()
             for member in after - within:
-                entered += self._ranked[invite][member]
+                entered += (c.record_id for c in self._under(invite, member))
         starts = self._starts(
             [r for r in (*grown, *entered) if r not in self._distance], self._distance, uses=True
         )
@@ -163,9 +168,8 @@ class SponsorGraph:
         touched = {node}
         if dropped.invite is not None:
             members = self._ranked[dropped.invite]
-            members[node].pop(rid, None)
-            if not members[node]:
-                del members[node]
+            if next(self._under(dropped.invite, node), None) is None:
+                members.discard(node)
             self._within.pop(dropped.invite, None)
             touched.update(members)
         if dropped.sponsor is not None:
@@ -421,11 +425,17 @@ class SponsorGraph:
         within = self._within.get(invite)
         if within is None:
             candidate = self._candidate
-            ranking = sorted(
-                (min(key for rid, key in keys.items() if rid in candidate), node)
-                for node, keys in self._ranked.get(invite, {}).items()
-                if not candidate.keys().isdisjoint(keys)
-            )
+            ranking: list[tuple[tuple[int, bytes], bytes]] = []
+            for node in self._ranked.get(invite, ()):
+                # A member ranks by its best admission that is a candidate, if it has one.
+                ranks = [
+                    (c.rank, c.enrollment)
+                    for c in self._under(invite, node)
+                    if c.record_id in candidate
+                ]
+                if ranks:
+                    ranking.append((min(ranks), node))
+            ranking.sort()
             within = frozenset(node for _, node in ranking[: self._invite_uses.get(invite, 0)])
             self._within[invite] = within
         return within

@@ -194,6 +194,15 @@ class Standing(SponsorGraph):
     def knows(self, node: bytes) -> bool:
         return node in self._credentials
 
+    def admission_of(self, node: bytes, enrollment: bytes, sponsor: bytes) -> Credential | None:
+        """The member's admission of ``enrollment`` countersigned by ``sponsor``, if one is
+        in the set: one is kept per enrollment and sponsor, the earliest by (time, id), so
+        its credentials tell (no table of them is kept)."""
+        for credential in self._held(node):
+            if credential.enrollment == enrollment and credential.sponsor == sponsor:
+                return credential
+        return None
+
     def credential_by_id(self, rid: bytes) -> Credential | None:
         """The verified credential of record id ``rid``, if it is in the set."""
         return self._by_rid.get(rid)
@@ -239,8 +248,8 @@ class Standing(SponsorGraph):
         sponsor is sponsored, uses not counted (a revoked key's unlisted ones take none)."""
         candidate = self._candidate
         return sum(
-            not candidate.keys().isdisjoint(keys)
-            for keys in self._ranked.get(invite_key, {}).values()
+            any(c.record_id in candidate for c in self._under(invite_key, node))
+            for node in self._ranked.get(invite_key, ())
         )
 
     def only_legacy_revocations(self, key: bytes) -> bool:

@@ -86,7 +86,6 @@ class MembershipTables:
         # announcements, and admissions it countersigned.
         self._pending = PendingPool(max_pending)
         self._issuing: dict[bytes, Certificate] = {}
-        self._admission_slots: dict[tuple[bytes, bytes], tuple[int, bytes]] = {}
         self._wg = WgKeys()
         self._roots = RootChain(anchor.root_key)
         # New node key -> (issued_at, record id, old key) of its earliest hand-over: the

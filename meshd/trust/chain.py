@@ -240,6 +240,9 @@ class Verifier:
     def member_certificate(self, cert: Certificate) -> Credential:
         if cert.role is not Role.MEMBER:
             raise VerifyError("bad-role", "a member credential must be a member certificate")
+        # Its id first: the one the caller just worked out (record_id keeps the last), not a
+        # copy made after checking the admin's certificate (49 bytes each, kept twice).
+        rid = record_id(cert.raw)
         self.certificate(cert)
         issuers = _issuers(cert.subject, tuple(c.subject for c in cert.chain))
         return Credential(
@@ -252,9 +255,9 @@ class Verifier:
             self._shared_issuers(issuers),
             None,
             0,
-            record_id(cert.raw),
+            rid,
             root=cert.chain[0].issuer if cert.chain else cert.issuer,
-            origin=record_id(cert.raw),
+            origin=rid,
             admin=cert.issuer if cert.chain else b"",
             admin_at=cert.not_before,
         )
@@ -271,6 +274,7 @@ class Verifier:
 
     def admission(self, admission: Admission) -> Credential:
         """Check an admission, its enrollment and the invite's chain. Not the sponsor's status."""
+        rid = record_id(admission.raw)  # first: the caller's (see member_certificate)
         self._network(admission.network_id)
         enrollment = admission.enrollment
         invite = enrollment.invite
@@ -298,12 +302,12 @@ class Verifier:
             issuers,
             invite_key,
             invite.max_uses,
-            record_id(admission.raw),
+            rid,
             admission.sponsor,
             record_id(enrollment.raw),
             max(admission.admitted_at, enrollment.created_at),
             invite.chain[0].issuer if invite.chain else invite.issuer,
-            record_id(admission.raw),
+            rid,
             invite.issuer if invite.chain else b"",
             invite.not_before,
         )
@@ -363,6 +367,7 @@ class Verifier:
         old key's signature and the new key's acceptance. Returns the new key's credential:
         the old one's name, grants, validity and chain, sponsored by the old key (so it stands
         while a credential of the old key would, and takes no invite use)."""
+        rid = record_id(handover.raw)  # first: the caller's (see member_certificate)
         self._network(handover.network_id)
         old, new = handover.old_key, handover.new_key
         if new == old or new in self.roots:
@@ -381,7 +386,6 @@ class Verifier:
         self._signature(handover)
         accepted = handover_acceptance(handover.network_id, old, new)
         verify(new, HANDOVER_ACCEPT_CONTEXT, accepted, handover.new_signature)
-        rid = record_id(handover.raw)
         return Credential(
             new,
             handover.wg_key,

@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import sys
 
+import pytest
+
+from meshd.errors import VerifyError
 from meshd.membership import Membership, MemberState
 from meshd.membership.tables import MemberEntry
-from meshd.records import Certificate, Role, make_certificate
+from meshd.records import Admission, Certificate, Role, make_admission, make_certificate, record_id
 from tests.factory import DAY, T0, Net, Node
 
 NOW = T0 + 100
@@ -169,3 +172,47 @@ def test_members_of_one_invite_share_its_key_and_their_issuers() -> None:
     member = state.member(founder.key.public, NOW)
     assert member is not None
     assert member.state is MemberState.ADMITTED
+
+
+def test_admissions_keep_no_tables_of_their_own_and_one_record_id_each() -> None:
+    net = Net()
+    founder = net.founder()
+    state = net.state()
+    state.ingest(founder.credential, NOW)
+    invite = net.invite(uses=2)
+    joined = [net.join(state, founder, invite, f"j{i}", at=T0 + 10 + i) for i in range(3)]
+    for node in joined:
+        assert state.ingest(node.credential, NOW).new
+    invite_key = invite.certificate.subject
+    # Which admission each (enrollment, sponsor) keeps, and how members rank under an
+    # invite, are read from their credentials: the invite keeps only who holds one.
+    assert not hasattr(state, "_admission_slots")
+    keys = {node.key.public for node in joined}
+    assert state._standing._ranked[invite_key] == keys
+    assert state.invite_uses(invite_key) == 3  # candidates: uses not counted
+    judged = [state.member(node.key.public, NOW) for node in joined]
+    assert [(m.state, m.reason) for m in judged if m is not None] == [
+        (MemberState.ADMITTED, ""),
+        (MemberState.ADMITTED, ""),
+        (MemberState.REVOKED, "invite-used-up"),
+    ]
+    for node in joined:
+        (credential,) = state._standing._held(node.key.public)
+        # The id the set is keyed by, the credential's and its origin: one object.
+        in_set = next(rid for rid in state._set._raw if rid == credential.record_id)
+        assert credential.record_id is in_set
+        assert credential.origin is in_set
+    # A copy countersigned earlier by the same sponsor replaces the kept one.
+    last = joined[2]
+    admission = last.credential
+    assert isinstance(admission, Admission)
+    earlier = make_admission(founder.key, enrollment=admission.enrollment, admitted_at=T0 + 11)
+    outcome = state.ingest(earlier, NOW)
+    assert outcome.new
+    assert record_id(admission.raw) in outcome.dropped
+    (credential,) = state._standing._held(last.key.public)
+    assert credential.record_id == record_id(earlier.raw)
+    assert state._standing._ranked[invite_key] == keys
+    with pytest.raises(VerifyError) as info:
+        state.ingest(admission, NOW)
+    assert info.value.reason == "superseded-admission"
