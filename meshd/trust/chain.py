@@ -6,7 +6,8 @@ member`` for members certified directly (the founder). Only the root certifies a
 chain is at most one admin deep. Each link must have been valid when the next one was made.
 
 Whether a key has been revoked, and whether something is valid *now*, depends on the
-membership state and the time; meshd.membership decides that.
+membership state and the time; meshd.membership decides that. What a verified credential
+says is meshd.trust.credential (``Credential`` is importable from here too).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from meshd.records import (
     record_id,
     signed_body,
 )
+from meshd.trust.credential import Credential as Credential
+from meshd.trust.credential import SharedIssuers, issuers_of
 from meshd.trust.keys import SigningKey, fingerprint_bytes, verify
 
 MAX_CACHE = 65536
@@ -73,59 +76,6 @@ class Anchor:
         return overlay_prefix(self.network.root_key)
 
 
-@dataclass(frozen=True, slots=True)
-class Credential:
-    """What a verified membership credential says, whatever its form."""
-
-    node_key: bytes
-    wg_key: bytes
-    name: str
-    admitted_at: int
-    not_after: int
-    prefixes: tuple[Prefix, ...]
-    # Keys besides its own whose revocation excludes this member: its invite's, its admin's;
-    # no repeats, never its own key (``depends_on`` adds it). A tuple: 0 to 2 keys, where a
-    # frozenset of one key alone takes 216 bytes; () for a member the root certified (one
-    # shared empty tuple), and one tuple shared by the members of an invite
-    # (Verifier._shared_issuers), whose first key is the very ``invite`` they hold.
-    issuers: tuple[bytes, ...]
-    # For members who came with an invite: the invite key and its use limit.
-    invite: bytes | None
-    max_uses: int
-    record_id: bytes
-    # For admissions: the member that countersigned it (None for certificates), the record id
-    # of the enrollment it countersigned, and the time by which it ranks among its invite's
-    # admissions: the later of the sponsor's time and the enrollment's, so that a copy of the
-    # enrollment countersigned again and dated earlier cannot rank before the enrollment.
-    sponsor: bytes | None = None
-    enrollment: bytes = b""
-    rank: int = 0
-    # The root key the credential's chain ends at (the network's first root, or one it was
-    # rolled over to): judged against the roots' overlap windows (meshd.membership.roots).
-    root: bytes = b""
-    # The record id of the credential the member enrolled with (a certificate or an
-    # admission): the same for every key a chain of hand-overs passes the membership to.
-    origin: bytes = b""
-    # The admin key whose certificate (or invite) the credential was issued under, and the
-    # date that admin signed it (the certificate's or the invite's not_before): an admin key
-    # handed over (meshd.membership.standing) issues nothing dated after its cut-off.
-    admin: bytes = b""
-    admin_at: int = 0
-
-    @property
-    def depends_on(self) -> tuple[bytes, ...]:
-        """Keys whose revocation excludes this member: its own (first), then ``issuers``."""
-        return (self.node_key, *self.issuers)
-
-
-def _issuers(node_key: bytes, keys: tuple[bytes, ...]) -> tuple[bytes, ...]:
-    """``keys`` (a credential's issuers' keys) without repeats or the member's own key, in
-    their order: the credential's ``issuers``."""
-    if not keys:
-        return ()
-    return tuple(k for k in dict.fromkeys(keys) if k != node_key)
-
-
 class UnknownRoot(VerifyError):
     """The record's chain ends at a key that is no root known here (yet): it may be a root
     a rollover not yet received hands over to, so the record waits for one."""
@@ -141,9 +91,7 @@ class Verifier:
     def __init__(self, anchor: Anchor) -> None:
         self.anchor = anchor
         self._good_certs: dict[bytes, None] = {}
-        # One copy of each credential's ``issuers`` tuple (the keys of an invite and its
-        # admin), shared by every member admitted under that invite; bounded as the cache.
-        self._issuers: dict[tuple[bytes, ...], tuple[bytes, ...]] = {}
+        self._issuers = SharedIssuers(MAX_CACHE)  # one tuple for the members of an invite
         # The network's first root, and every key a verified rollover handed over to (only
         # grows; which of them stand, and until when, is meshd.membership.roots' judgement).
         self.roots: set[bytes] = {anchor.root_key}
@@ -164,17 +112,6 @@ class Verifier:
         if not chain:
             raise UnknownRoot(issuer)
         return False
-
-    def _shared_issuers(self, issuers: tuple[bytes, ...]) -> tuple[bytes, ...]:
-        """The one kept tuple equal to ``issuers`` (a member certified directly has none)."""
-        if not issuers:
-            return ()
-        found = self._issuers.get(issuers)
-        if found is None:
-            if len(self._issuers) >= MAX_CACHE:
-                self._issuers.clear()
-            self._issuers[issuers] = found = issuers
-        return found
 
     def _network(self, network_id: bytes) -> None:
         if network_id != self.anchor.network_id:
@@ -244,7 +181,7 @@ class Verifier:
         # copy made after checking the admin's certificate (49 bytes each, kept twice).
         rid = record_id(cert.raw)
         self.certificate(cert)
-        issuers = _issuers(cert.subject, tuple(c.subject for c in cert.chain))
+        issuers = issuers_of(cert.subject, tuple(c.subject for c in cert.chain))
         return Credential(
             cert.subject,
             cert.wg_key,
@@ -252,7 +189,7 @@ class Verifier:
             cert.not_before,
             cert.not_after,
             cert.prefixes,
-            self._shared_issuers(issuers),
+            self._issuers.share(issuers),
             None,
             0,
             rid,
@@ -285,7 +222,7 @@ class Verifier:
             )
         self._signature(admission)
         chain = tuple(c.subject for c in invite.chain)
-        issuers = self._shared_issuers(_issuers(enrollment.node_key, (invite.subject, *chain)))
+        issuers = self._issuers.share(issuers_of(enrollment.node_key, (invite.subject, *chain)))
         # The invite's key as the shared tuple holds it: one object for all its members.
         invite_key = issuers[0] if issuers and issuers[0] == invite.subject else invite.subject
         # Counted from the enrollment, which every copy of it shares: a member countersigning
@@ -393,7 +330,7 @@ class Verifier:
             credential.admitted_at,
             credential.not_after,
             credential.prefixes,
-            self._shared_issuers(_issuers(new, tuple(k for k in credential.issuers if k != old))),
+            self._issuers.share(issuers_of(new, tuple(k for k in credential.issuers if k != old))),
             None,
             0,
             rid,
