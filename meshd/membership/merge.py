@@ -44,13 +44,11 @@ from meshd.trust.chain import (
 _Merge = Callable[[Any, bytes, int, Change], bool]
 
 
-def _share_node_key(ann: Announcement, credential: Credential) -> None:
-    """Make a member's announcement, as it is kept, hold the very node key its credential
-    (and every table) holds rather than the equal copy decoded from its own bytes (65 bytes
-    a member). The value is the same, so the field is set in place, as a frozen dataclass's
-    own __init__ does, at no cost to the hot path."""
-    if ann.node_key is not credential.node_key:
-        object.__setattr__(ann, "node_key", credential.node_key)
+# A member's announcement, as it is kept, holds the very node key its credential (and every
+# table) holds rather than the equal copy decoded from its own bytes (65 bytes a member).
+# The value is the same, so the field is set in place, as a frozen dataclass's own __init__
+# does (inline on the hot path: a call of its own would cost more than the set).
+_set_field = object.__setattr__
 
 
 def _never_parked(merge: Callable[[Any, bytes, int, Change], None]) -> _Merge:
@@ -235,7 +233,8 @@ class Merger:
         credential = t._standing.standing(node)
         if credential is None or credential.not_after < now:
             return None
-        _share_node_key(ann, credential)
+        if ann.node_key is not credential.node_key:
+            _set_field(ann, "node_key", credential.node_key)
         if current is None:
             t._set.add(rid, ann.raw)
         else:
@@ -269,7 +268,8 @@ class Merger:
         if current is not None:
             # The store replaces a member's announcement by node; no separate delete is needed.
             t._remove(record_id(current.raw), change, superseded=True)
-        _share_node_key(ann, credential)
+        if ann.node_key is not credential.node_key:
+            _set_field(ann, "node_key", credential.node_key)
         t._entry(node).announcement = ann
         t._silence.announced(node, ann.issued_at, now, t.clock_skew)
         t._add(rid, Kind.ANNOUNCEMENT, ann.raw, node, change)

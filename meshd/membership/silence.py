@@ -64,8 +64,18 @@ class Silence(Generic[E]):
         self.heard(node, heard_at(admitted_at, now, clock_skew))
 
     def announced(self, node: bytes, issued_at: int, now: int, clock_skew: int) -> None:
-        """An announcement of ``node`` dated ``issued_at`` arrived at ``now``."""
-        self.heard(node, heard_at(issued_at, now, clock_skew))
+        """An announcement of ``node`` dated ``issued_at`` arrived at ``now``: heard from
+        then (:func:`heard_at`, and :meth:`heard`, inline: this runs once per announcement
+        on the ingest hot path)."""
+        at = issued_at + clock_skew
+        if at > now:
+            at = now
+        entry = self._entries.get(node)
+        if entry is None:
+            entry = self._entries[node] = self._new()
+        last = entry.last_seen
+        if last is None or at > last:
+            entry.last_seen = at
 
     def heard(self, node: bytes, at: int) -> None:
         """``node`` was heard from at ``at`` (a later time is never moved back)."""

@@ -27,9 +27,9 @@ class Standing(SponsorGraph):
 
     def standing(self, node: bytes) -> Credential | None:
         """The member's earliest credential that stands, if any."""
-        if node in self._standing_cache:
-            return self._standing_cache[node]
-        found = None
+        found = self._standing_cache.get(node)
+        if found is not None or node in self._standing_cache:  # one lookup if it stands
+            return found
         for credential in self._held(node):
             if (
                 self.sponsored(credential)
