@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Container
 
 from meshd.records import AdminHandover
-from meshd.trust.chain import Credential
+from meshd.trust.credential import Credential
 
 
 class AdminHandovers:

@@ -30,7 +30,8 @@ from meshd.records import (
     Rollover,
     record_id,
 )
-from meshd.trust.chain import Credential, check_announcement_signatures
+from meshd.trust.chain import check_announcement_signatures
+from meshd.trust.credential import Credential
 
 if TYPE_CHECKING:
     from meshd.membership.state import Membership

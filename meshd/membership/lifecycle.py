@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 
 from meshd.addressing import Prefix, prefix_within
 from meshd.records import Leave, Renewal, Revocation
-from meshd.trust.chain import Credential
+from meshd.trust.credential import Credential
 
 # Until when records signed under a root key are accepted (meshd.membership.roots); b"": the
 # network's first root.

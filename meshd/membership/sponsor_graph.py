@@ -46,7 +46,7 @@ from meshd.membership.admins import AdminHandovers
 from meshd.membership.lifecycle import Departures, Renewals
 from meshd.membership.roots import RootChain
 from meshd.records import AdminHandover, Revocation
-from meshd.trust.chain import Credential
+from meshd.trust.credential import Credential
 
 MAX_SPONSOR_DEPTH = 256  # an admission further than this from a certificate does not stand
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from meshd.membership.sponsor_graph import MAX_SPONSOR_DEPTH, SponsorGraph
 from meshd.membership.views import MemberState
 from meshd.records import U64, Revocation
-from meshd.trust.chain import Credential
+from meshd.trust.credential import Credential
 
 
 class Standing(SponsorGraph):

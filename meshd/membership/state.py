@@ -34,7 +34,8 @@ from meshd.records import (
     make_admission,
     record_id,
 )
-from meshd.trust.chain import Anchor, Credential
+from meshd.trust.chain import Anchor
+from meshd.trust.credential import Credential
 from meshd.trust.keys import SigningKey
 
 

@@ -24,7 +24,8 @@ from meshd.membership.standing import Standing
 from meshd.membership.views import Member, MemberState, Stored
 from meshd.membership.wgkeys import WgKeys
 from meshd.records import U64, Announcement, Certificate, Kind, record_id
-from meshd.trust.chain import Anchor, Credential, Verifier
+from meshd.trust.chain import Anchor, Verifier
+from meshd.trust.credential import Credential
 from meshd.trust.keys import NodeKey, WgKey, fingerprint
 
 

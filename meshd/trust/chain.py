@@ -7,7 +7,7 @@ chain is at most one admin deep. Each link must have been valid when the next on
 
 Whether a key has been revoked, and whether something is valid *now*, depends on the
 membership state and the time; meshd.membership decides that. What a verified credential
-says is meshd.trust.credential (``Credential`` is importable from here too).
+says is meshd.trust.credential.
 """
 
 from __future__ import annotations
@@ -42,8 +42,7 @@ from meshd.records import (
     record_id,
     signed_body,
 )
-from meshd.trust.credential import Credential as Credential
-from meshd.trust.credential import SharedIssuers, issuers_of
+from meshd.trust.credential import Credential, SharedIssuers, issuers_of
 from meshd.trust.keys import SigningKey, fingerprint_bytes, verify
 
 MAX_CACHE = 65536
