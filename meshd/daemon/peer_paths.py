@@ -1,7 +1,8 @@
 """The punching service's per-peer state: each programmed member's direct path, by node key.
 
-:class:`PeerPaths` holds one ``_Peer`` per member programmed as a WireGuard peer: its
-:class:`meshd.mesh.punch.DirectPath` (pure) over its announced candidates
+:class:`PeerPaths` holds one ``_Peer`` per member programmed as a WireGuard peer, one object
+a member: its :class:`meshd.mesh.punch.DirectPath` (pure; the peer is one, with what is
+known of our side shared by all, a :class:`meshd.mesh.punch.Side`) over its announced candidates
 (:mod:`meshd.mesh.announced`, checked by :func:`meshd.mesh.candidates.parse_announced`,
 refusals counted), and what the device last showed of it. The path loop
 (:class:`meshd.daemon.punching.Punching`) creates and updates them at each step
@@ -23,8 +24,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from ipaddress import IPv4Network, IPv6Network
 from typing import TYPE_CHECKING
 
 import trio
@@ -37,7 +38,7 @@ from meshd.mesh.candidates import Candidate, counts, parse_announced
 from meshd.mesh.desired import peer_members
 from meshd.mesh.kicks import recreate
 from meshd.mesh.liveness_probe import PROBE_BUDGET, Liveness
-from meshd.mesh.punch import KEEPALIVE, PUNCH_INTERVAL, Action, DirectPath, summary
+from meshd.mesh.punch import KEEPALIVE, PUNCH_INTERVAL, Action, DirectPath, Side, summary
 from meshd.mesh.remembered import Kept
 from meshd.trust.keys import WgKey
 from meshd.wg.model import PeerStatus, RemovePeer, UpdatePeer
@@ -47,47 +48,83 @@ if TYPE_CHECKING:
     from meshd.daemon.wireguard import WireGuardMesh
 
 
-@dataclass(slots=True)
-class _Peer:
-    wg_key: bytes
-    name: str
-    announced: tuple[str, ...]
-    path: DirectPath
-    handshake: float | None = None  # Unix time
-    rx_bytes: int = 0
-    rx_at: float = 0.0
-    heard_at: float = 0.0  # when the peer's received bytes last grew (never reset)
-    requested_at: float = -math.inf
-    request_due: bool = False
-    trying_since: float = 0.0  # Unix time the current candidate began to be tried
-    # The endpoint this service last put on the device for the peer, and the Unix time from
-    # which it was there: a handshake no newer did not answer it (it is not kept).
-    put_endpoint: str | None = None
-    put_at: float = -math.inf
-    # The endpoint we last reported to the peer (a NAT report), and when: fields, not a
-    # tuple a peer.
-    reported_endpoint: str = ""
-    reported_at: float = -math.inf
-    # The endpoint a start programs from the announcement and underlay it was worked out
-    # for: worked out again only when either changes (meshd.mesh.desired.choose_endpoint
-    # parses every candidate).
-    chosen_for: object = None
-    chosen_under: object = None
-    chosen: str | None = None
-    # While direct without Babel's Hellos on the path: whether it still works.
-    liveness: Liveness | None = None
+class _Peer(DirectPath):
+    """A programmed member: its direct path (this object itself, one per member rather than
+    two: ``path`` is the peer) and what the device last showed of it."""
+
+    __slots__ = (
+        "announced", "chosen", "chosen_for", "chosen_under", "handshake", "heard_at",
+        "liveness", "name", "put_at", "put_endpoint", "reported_at", "reported_endpoint",
+        "request_due", "requested_at", "rx_at", "rx_bytes", "trying_since", "wg_key",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        wg_key: bytes,
+        name: str,
+        announced: tuple[str, ...],
+        candidates: Iterable[Candidate],
+        now: float,
+        *,
+        families: frozenset[int] = frozenset({4, 6}),
+        networks: Sequence[IPv4Network | IPv6Network] = (),
+        overlay: IPv6Network | None = None,
+        kept: str | None = None,
+        side: Side | None = None,
+        rx_at: float = 0.0,
+        heard_at: float = 0.0,
+    ) -> None:
+        """The path as :class:`DirectPath` makes it (over ``candidates`` at ``now``)."""
+        super().__init__(
+            candidates, now, families=families, networks=networks, overlay=overlay, kept=kept,
+            side=side,
+        )  # fmt: skip
+        self.wg_key = wg_key
+        self.name = name
+        self.announced = announced
+        self.handshake: float | None = None  # Unix time
+        self.rx_bytes = 0
+        self.rx_at = rx_at
+        self.heard_at = heard_at  # when the peer's received bytes last grew (never reset)
+        self.requested_at = -math.inf
+        self.request_due = False
+        self.trying_since = 0.0  # Unix time the current candidate began to be tried
+        # The endpoint this service last put on the device for the peer, and the Unix time
+        # from which it was there: a handshake no newer did not answer it (it is not kept).
+        self.put_endpoint: str | None = None
+        self.put_at = -math.inf
+        # The endpoint we last reported to the peer (a NAT report), and when: fields, not a
+        # tuple a peer.
+        self.reported_endpoint = ""
+        self.reported_at = -math.inf
+        # The endpoint a start programs from the announcement and underlay it was worked out
+        # for: worked out again only when either changes (meshd.mesh.desired.choose_endpoint
+        # parses every candidate).
+        self.chosen_for: object = None
+        self.chosen_under: object = None
+        self.chosen: str | None = None
+        # While direct without Babel's Hellos on the path: whether it still works.
+        self.liveness: Liveness | None = None
+
+    def __repr__(self) -> str:
+        return f"_Peer({self.name!r}, {self.acted or self.state})"
+
+    @property
+    def path(self) -> DirectPath:
+        """The peer's direct path: the peer itself."""
+        return self
 
     @property
     def action(self) -> Action | None:
         """What the path last decided (:meth:`DirectPath.last_action`: kept there as plain
         values, not as an Action a peer)."""
-        return self.path.last_action()
+        return self.last_action()
 
     def works(self, now: float, silent_after: float) -> bool:
         """Whether the direct path is up and not in doubt: something came within
         ``silent_after`` (where Hellos flow), or, without Hellos on it, its judge has not
         declared it lost (silence alone means little there: :mod:`meshd.mesh.liveness_probe`)."""
-        if self.path.state != "direct":
+        if self.state != "direct":
             return False
         return self.liveness is not None or now - self.rx_at <= silent_after
 
@@ -109,6 +146,8 @@ class PeerPaths:
         self.silent_after = silent_after
         self.step = step  # the loop's step while anything moves: the device's age at most
         self.peers: dict[bytes, _Peer] = {}  # by node key
+        # What is known of our side, for every path (set once a step, not on each path).
+        self.side = Side()
         self.events: list[tuple[str, str]] = []  # this step's per-peer lines (summary)
         self.moved_at = -math.inf  # when a path last went direct or a member connected
         self.due: list[_Peer] = []  # this step's peers due a probe (probes)
@@ -137,18 +176,23 @@ class PeerPaths:
         if peer is not None and peer.wg_key == wg_key:
             if peer.announced != announced:
                 peer.announced = announced
-                peer.path.set_candidates(self.candidates(announced), now)
+                peer.set_candidates(self.candidates(announced), now)
             return peer
         underlay = self.mesh.underlay
-        path = DirectPath(
+        peer = _Peer(
+            wg_key,
+            member.name,
+            announced,
             self.candidates(announced),
             now,
             families=underlay.families,
             networks=underlay.networks,
             overlay=self.mesh.overlay_prefix,
             kept=self.kept.kept.get(wg_key),
+            side=self.side,
+            rx_at=now,
+            heard_at=now,
         )
-        peer = _Peer(wg_key, member.name, announced, path, rx_at=now, heard_at=now)
         self.peers[member.node_key] = peer
         return peer
 
@@ -188,7 +232,7 @@ class PeerPaths:
             if status.rx_bytes > peer.rx_bytes:
                 peer.rx_at = peer.heard_at = now
             peer.rx_bytes = status.rx_bytes  # lower: the peer was created anew
-        path = peer.path
+        path = peer  # its path
         path.watched = not hellos  # a stale handshake alone does not lose it then
         if not hellos or peer.liveness is not None:
             self._judge(peer, status, handshake, now, hellos)
@@ -243,7 +287,7 @@ class PeerPaths:
     ) -> None:
         """A direct path without Hellos: judged by its :class:`Liveness`, lost once a probe
         went unanswered (a peer whose Hellos came back starts the Hello rule afresh)."""
-        path = peer.path
+        path = peer  # its path
         if hellos or path.state != "direct" or status is None:
             if hellos:
                 peer.liveness = None
@@ -314,7 +358,7 @@ class PeerPaths:
             action = peer.action
             path = action.path if action is not None else "none"
             if action is not None and action.endpoint is None and path != "direct":
-                path = "none" if not peer.path.candidates else path
+                path = "none" if not peer.candidates else path
             views.append(
                 PeerPathView(
                     node_key=key,

@@ -178,7 +178,7 @@ class Punching:
         """Seconds to the next step (see the module documentation)."""
         due = now + self.idle_step
         for peer in self.peers.values():
-            path = peer.path
+            path = peer  # its path
             acted = path.acted
             if acted is None or acted == "trying":
                 return STEP
@@ -225,13 +225,13 @@ class Punching:
         kicked: list[_Peer] = []
         present: set[bytes] = set()
         hellos = self.hellos
+        side = self.peer_paths.side  # what every path knows of our side, set once
+        side.behind_nat, side.symmetric, side.public = behind, symmetric, public
         for n, (wg_key, member) in enumerate(members.items()):
             if n and n % CHUNK == 0:
                 await trio.lowlevel.checkpoint()
             present.add(member.node_key)
             peer = self.peer_paths.peer(member, wg_key, now)
-            peer.path.behind_nat = behind
-            peer.path.symmetric, peer.path.public = symmetric, public
             action = self._update(
                 peer, member.node_key, stats.get(wg_key), now, wall, hellos(wg_key)
             )
@@ -282,7 +282,7 @@ class Punching:
         await self._reannounce(now)
         self.peer_paths.log_events(log)
         self._next_step = self._cadence(now)
-        direct = frozenset(WgKey(p.wg_key) for p in self.peers.values() if p.path.acted == "direct")
+        direct = frozenset(WgKey(p.wg_key) for p in self.peers.values() if p.acted == "direct")
         if direct != self._direct:
             self._direct = direct
             if self.on_direct_change is not None:

@@ -112,16 +112,42 @@ class _Settings:
 _shared_settings = functools.lru_cache(maxsize=8)(_Settings)
 
 
+@dataclass(slots=True)
+class Side:
+    """What is known of our side, the same for a service's paths (set once a step): a NAT
+    maps us, it is symmetric, we hold a public address or a configured endpoint."""
+
+    behind_nat: bool = False
+    symmetric: bool = False
+    public: bool = False
+
+
+def _on_side(name: str) -> property:
+    """A flag of a path's :class:`Side`, read and set through the path."""
+
+    def get(path: DirectPath) -> bool:
+        return bool(getattr(path._side, name))
+
+    def put(path: DirectPath, value: bool) -> None:
+        setattr(path._side, name, value)
+
+    return property(get, put)
+
+
+#: A path's punch when none came: (when, its hints).
+_NO_PUNCH: tuple[float, tuple[Candidate, ...]] = (_NEVER, ())
+
+
 class DirectPath:
     """One peer's direct path; see the module documentation."""
 
     # A service holds one per peer (10,000 of them): no __dict__, what every path is made
-    # with shared (_Settings), the round the announced candidates when it adds nothing.
+    # with shared (_Settings), and what is known of our side (Side), the round the announced
+    # candidates when it adds nothing, the last punch a shared default until one comes.
     __slots__ = (
-        "_attempt_started", "_failed_rounds", "_hints", "_hopeless", "_hopeless_for", "_index",
-        "_keepalive", "_last_handshake", "_last_punch", "_lost_at", "_next_round_at", "_ranked",
-        "_relay", "_round", "_settings", "_shown", "_state", "acted", "behind_nat",
-        "next_check", "public", "symmetric", "watched",
+        "_attempt_started", "_failed_rounds", "_hopeless", "_index", "_last_handshake",
+        "_lost_at", "_next_round_at", "_punched", "_ranked", "_round", "_settings", "_shown",
+        "_shown_how", "_side", "_state", "acted", "next_check", "watched",
     )  # fmt: skip
 
     def __init__(
@@ -139,7 +165,10 @@ class DirectPath:
         retry_max: float = RETRY_MAX,
         punch_interval: float = PUNCH_INTERVAL,
         kept: str | None = None,
+        side: Side | None = None,
     ) -> None:
+        """``side``: what is known of our side, shared with other paths (set there); else
+        the path's own (``behind_nat`` its start)."""
         if attempt <= 0 or stale_after <= 0 or retry_base <= 0 or retry_max < retry_base:
             raise ValueError("attempt, stale_after and retry times must be positive")
         self._settings = _shared_settings(
@@ -152,19 +181,15 @@ class DirectPath:
             retry_max,
             punch_interval,
         )
-        self.behind_nat = behind_nat
-        #: What the caller knows of our side, for :func:`direct_hopeless`.
-        self.symmetric = False
-        self.public = False
+        self._side = side if side is not None else Side(behind_nat)
         #: The caller judges whether the direct path works (no Babel Hellos on it:
         #: :mod:`meshd.mesh.liveness_probe`), and calls :meth:`lost`: an idle session that
         #: WireGuard let expire (nothing to send, no keepalive) does not lose it.
         self.watched = False
         self._ranked = self._rank(candidates)
-        # Whether the path is hopeless, and for which of our sides (symmetric, public: 0-3;
-        # -1 not worked out since the candidates changed).
-        self._hopeless_for = -1
-        self._hopeless = False
+        # Whether the path is hopeless (bit 0), and for which of our sides (symmetric,
+        # public: 0-3, the bits above); -1 not worked out since the candidates changed.
+        self._hopeless = -1
         self._round: tuple[Candidate, ...] = ()
         self._index = 0
         self._attempt_started = now
@@ -173,12 +198,12 @@ class DirectPath:
         self._next_round_at = now
         self._lost_at = _NEVER
         self._last_handshake: float | None = None
-        self._last_punch = _NEVER
-        self._hints: tuple[Candidate, ...] = ()
-        # What the last action said (last_action), as plain values, not the Action kept.
-        self._shown: str | None = None  # its endpoint
-        self._keepalive = 0
-        self._relay = False
+        # The last punch request (when, and its hints, kept for its round): shared until one.
+        self._punched = _NO_PUNCH
+        # What the last action said (last_action), as plain values, not the Action kept: its
+        # endpoint, and its keepalive and relay as one small int (2 * keepalive + relay).
+        self._shown: str | None = None
+        self._shown_how = 0
         #: Read only: the path the last :meth:`update` decided (None before the first), and
         #: when to call it again (its action's ``path`` and ``next_check``).
         self.acted: Path | None = None
@@ -211,28 +236,36 @@ class DirectPath:
     def state(self) -> Path:
         return self._state
 
+    #: What the caller knows of our side (for :func:`direct_hopeless` and
+    #: :func:`keepalive_for`), held in the path's :class:`Side` (shared where one was given).
+    behind_nat = _on_side("behind_nat")
+    symmetric = _on_side("symmetric")
+    public = _on_side("public")
+
     @property
     def hopeless(self) -> bool:
         """Whether punching cannot bring the direct path up (:func:`direct_hopeless`),
         worked out again only when the candidates or what we know of our side change (it
         parses every candidate's address: at 10,000 peers, a quarter of a step)."""
-        key = 2 * self.symmetric + self.public
-        if self._hopeless_for != key:
-            self._hopeless = direct_hopeless(
+        side = self._side
+        key = 2 * side.symmetric + side.public
+        if self._hopeless >> 1 != key:
+            hopeless = direct_hopeless(
                 self._ranked,
-                symmetric=self.symmetric,
-                public=self.public,
+                symmetric=side.symmetric,
+                public=side.public,
                 networks=self._settings.networks,
             )
-            self._hopeless_for = key
-        return self._hopeless
+            self._hopeless = 2 * key + hopeless
+        return bool(self._hopeless & 1)
 
     def last_action(self) -> Action | None:
         """What the last :meth:`update` returned (``kick`` False: it was acted on), None
         before the first."""
         if self.acted is None:
             return None
-        return Action(self.acted, self._shown, False, self._keepalive, self._relay, self.next_check)
+        how = self._shown_how
+        return Action(self.acted, self._shown, False, how >> 1, bool(how & 1), self.next_check)
 
     @property
     def settled(self) -> str | None:
@@ -247,18 +280,18 @@ class DirectPath:
         if ranked == self._ranked:
             return
         self._ranked = ranked
-        self._hopeless_for = -1
+        self._hopeless = -1
         if self._state != "direct":
             self._failed_rounds = 0
             # A punch's hints stay for its round: the peer is sending to us now.
-            punched = now - self._last_punch < self._settings.punch_interval
-            self._start_round(now, self._hints if punched else ())
+            at, hints = self._punched
+            self._start_round(now, hints if now - at < self._settings.punch_interval else ())
 
     def punch(self, now: float, hints: Iterable[object] = ()) -> Reason | Literal["busy"] | None:
         """A punch request: the peer is sending to us now. Start a round (with up to
         ``MAX_HINTS`` valid hints) unless one started less than ``punch_interval`` ago or a
         direct handshake is fresh. None if started, else why not (for counting)."""
-        if now - self._last_punch < self._settings.punch_interval:
+        if now - self._punched[0] < self._settings.punch_interval:
             return "busy"
         hs = self._last_handshake
         if self._state == "direct" and hs is not None and 0 <= now - hs <= PUNCH_FRESH:
@@ -274,7 +307,7 @@ class DirectPath:
                 refused = checked
                 continue
             taken.append(Candidate("hint", *checked))
-        self._last_punch = now
+        self._punched = (now, self._punched[1])
         self._failed_rounds = 0
         self._start_round(now, taken)
         return refused
@@ -291,7 +324,8 @@ class DirectPath:
     def _start_round(
         self, now: float, hints: Sequence[Candidate], kept: Candidate | None = None
     ) -> None:
-        self._hints = tuple(hints)
+        if hints or self._punched[1]:  # the hints of this round (none: no new tuple)
+            self._punched = (self._punched[0], tuple(hints))
         announced = {(c.address, c.port) for c in self._ranked} if hints else set()
         extra = {(h.address, h.port): h for h in hints if (h.address, h.port) not in announced}
         # Hints go after the peer's own configured and reflexive candidates, and before its
@@ -358,10 +392,11 @@ class DirectPath:
     def _action(self, endpoint: str | None, now: float, next_check: float) -> Action:
         kick = endpoint is not None and endpoint != self._shown
         self._shown = endpoint
+        side = self._side
         keepalive = keepalive_for(
             self._state,
-            public=self.public,
-            behind_nat=self.behind_nat,
+            public=side.public,
+            behind_nat=side.behind_nat,
             endpoint=endpoint,
             candidates=self._ranked,
             networks=self._settings.networks,
@@ -370,6 +405,6 @@ class DirectPath:
             self._state == "trying" and (self._index >= 1 or self.hopeless)
         )
         next_check = max(next_check, now)
-        self.acted, self._keepalive, self._relay = self._state, keepalive, relay
+        self.acted, self._shown_how = self._state, 2 * keepalive + relay
         self.next_check = next_check
         return Action(self._state, endpoint, kick, keepalive, relay, next_check)

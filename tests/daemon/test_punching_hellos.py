@@ -179,14 +179,13 @@ def test_without_keepalives_an_idle_path_stays_direct_and_only_traffic_is_judged
 
 def test_probes_of_one_step_are_bounded_quiet_longest_first() -> None:
     from meshd.daemon.peer_paths import PeerPaths, _Peer
-    from meshd.mesh.punch import DirectPath
 
     paths = PeerPaths(SimpleNamespace(), SimpleNamespace(), SimpleNamespace(), 15.0, 1.0)  # type: ignore[arg-type]
     stats = {}
     n = 3 * PROBE_BUDGET
     for i in range(n):
         key = i.to_bytes(2, "big") * 16
-        peer = _Peer(key, f"m{i}", (), DirectPath([], 0.0))
+        peer = _Peer(key, f"m{i}", (), [], 0.0)
         peer.liveness = Liveness(float(n - i), 0, 0, 25)  # the last ones quiet longest
         paths.due.append(peer)
         stats[key] = PeerStatus(PeerConfig(key, "198.51.100.1:51820", (), 25), 1.0)

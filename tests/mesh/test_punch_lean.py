@@ -1,0 +1,74 @@
+"""What a direct path holds per peer (a service holds 10,000): no ``__dict__``, what is
+known of our side in one object shared by the paths given it, no punch of its own until one
+comes; and that those shared parts decide as the path's own did."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from meshd.mesh import punch
+from meshd.mesh.candidates import Candidate
+from meshd.mesh.punch import DirectPath, Side
+
+LAN = Candidate("local", ipaddress.ip_address("192.168.1.7"), 51820)
+PUBLIC = Candidate("local", ipaddress.ip_address("93.184.216.34"), 51820)
+
+
+def test_a_path_has_no_dict_and_few_slots() -> None:
+    p = DirectPath([LAN], 0.0)
+    assert not hasattr(p, "__dict__")
+    assert len(DirectPath.__slots__) <= 18  # was 23: our side shared, small values packed
+
+
+def test_paths_given_one_side_share_it_and_see_what_is_set_on_it() -> None:
+    side = Side()
+    a, b = DirectPath([LAN], 0.0, side=side), DirectPath([LAN], 0.0, side=side)
+    assert a._side is b._side is side
+    side.symmetric, side.public, side.behind_nat = True, True, True
+    assert (a.symmetric, a.public, a.behind_nat) == (True, True, True)
+    assert (b.symmetric, b.public, b.behind_nat) == (True, True, True)
+
+
+def test_a_path_without_a_side_has_its_own_and_its_setters_change_only_it() -> None:
+    a, b = DirectPath([LAN], 0.0, behind_nat=True), DirectPath([LAN], 0.0)
+    assert a._side is not b._side
+    assert (a.behind_nat, b.behind_nat) == (True, False)
+    b.public = True
+    assert (a.public, b.public) == (False, True)
+
+
+def test_a_path_holds_the_shared_no_punch_until_a_punch_comes() -> None:
+    p = DirectPath([LAN], 0.0)
+    p.update(0.0, None, None)
+    p.lost(1.0)
+    assert p._punched is punch._NO_PUNCH  # no tuple of its own a path
+    assert p.punch(1.0, ["198.51.100.7:4000"]) is None
+    assert p._punched[0] == 1.0
+    assert [c.endpoint for c in p._punched[1]] == ["198.51.100.7:4000"]
+
+
+def test_the_last_action_keeps_its_keepalive_and_relay() -> None:
+    p = DirectPath([LAN, PUBLIC], 0.0)
+    a = p.update(0.0, None, None)
+    assert p.last_action() == punch.Action(
+        a.path, a.endpoint, False, a.keepalive, a.relay, a.next_check
+    )
+    a = p.update(6.0, None, None)  # the first failed: relayed while the next is tried
+    assert (a.keepalive, a.relay) == (punch.KEEPALIVE, True)
+    assert p.last_action() == punch.Action(
+        "trying", a.endpoint, False, punch.KEEPALIVE, True, a.next_check
+    )
+    p.public = True  # a public machine of ours, the peer at its own public address
+    a = p.update(7.0, 6.5, PUBLIC.endpoint)
+    assert (a.path, a.keepalive, a.relay) == ("direct", 0, False)
+    assert p.last_action() == punch.Action("direct", a.endpoint, False, 0, False, a.next_check)
+
+
+def test_hopeless_is_worked_out_again_when_our_side_changes() -> None:
+    side = Side()
+    p = DirectPath([LAN], 0.0, side=side)
+    assert p.hopeless  # a private address elsewhere, nothing public on our side
+    side.public = True
+    assert not p.hopeless
+    side.public = False
+    assert p.hopeless
