@@ -48,6 +48,9 @@ if TYPE_CHECKING:
     from meshd.daemon.wireguard import WireGuardMesh
 
 
+_NEVER = -math.inf  # one object for every peer's "not yet" (``-math.inf`` makes a new one)
+
+
 class _Peer(DirectPath):
     """A programmed member: its direct path (this object itself, one per member rather than
     two: ``path`` is the peer) and what the device last showed of it."""
@@ -86,17 +89,17 @@ class _Peer(DirectPath):
         self.rx_bytes = 0
         self.rx_at = rx_at
         self.heard_at = heard_at  # when the peer's received bytes last grew (never reset)
-        self.requested_at = -math.inf
+        self.requested_at = _NEVER
         self.request_due = False
         self.trying_since = 0.0  # Unix time the current candidate began to be tried
         # The endpoint this service last put on the device for the peer, and the Unix time
         # from which it was there: a handshake no newer did not answer it (it is not kept).
         self.put_endpoint: str | None = None
-        self.put_at = -math.inf
+        self.put_at = _NEVER
         # The endpoint we last reported to the peer (a NAT report), and when: fields, not a
         # tuple a peer.
         self.reported_endpoint = ""
-        self.reported_at = -math.inf
+        self.reported_at = _NEVER
         # The endpoint a start programs from the announcement and underlay it was worked out
         # for: worked out again only when either changes (meshd.mesh.desired.choose_endpoint
         # parses every candidate).

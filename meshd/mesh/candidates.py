@@ -338,6 +338,9 @@ def behind_nat(candidates: Sequence[Candidate]) -> bool:
     return any(c.kind == "reflexive" and c.address not in locals_ for c in candidates)
 
 
+_PORTS: dict[int, int] = {}  # the ports announced candidates share (the first 256 seen)
+
+
 def parse_announced(
     items: Iterable[tuple[object, object]], overlay: ipaddress.IPv6Network | None
 ) -> tuple[list[Candidate], list[Refused]]:
@@ -369,7 +372,9 @@ def parse_announced(
             refused.append(Refused(shown, "oversized"))
             continue
         taken.add(checked)
-        kept.append(Candidate(known, *checked, endpoint=str(text)))
+        address, port = checked  # one int object a port (a parsed one is new above 256)
+        port = _PORTS.setdefault(port, port) if len(_PORTS) < 256 else _PORTS.get(port, port)
+        kept.append(Candidate(known, address, port, endpoint=str(text)))
     return kept, refused
 
 

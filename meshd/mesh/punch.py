@@ -37,12 +37,12 @@ used for that one round only, ranked after the peer's own configured and reflexi
 candidates and before its private addresses elsewhere. A path made when this node starts
 may be given the endpoint our WireGuard last saw the peer at before the restart
 (``kept``, :mod:`meshd.mesh.remembered`): its first round tries that one first. Time is
-passed in. See docs/nat.md.
+passed in. What every path shares, and how a path holds its candidates (one as itself):
+:mod:`meshd.mesh.punch_parts`. See docs/nat.md.
 """
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import math
 from collections.abc import Iterable, Sequence
@@ -50,6 +50,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from meshd.mesh.candidates import Candidate, Reason, check_endpoint, rank_for_us
+from meshd.mesh.punch_parts import NO_PUNCH, Ranked, held, listed, on_side, shared_settings
+from meshd.mesh.punch_parts import Side as Side
 
 # The rules a path follows, and its log lines: re-exported, where callers find them.
 from meshd.mesh.reach import KEEPALIVE as KEEPALIVE
@@ -94,50 +96,6 @@ class Action:
     next_check: float
 
 
-@dataclass(frozen=True, slots=True)
-class _Settings:
-    """What a path is made with and never changes: one object for the paths made alike."""
-
-    families: frozenset[int]
-    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-    overlay: ipaddress.IPv6Network | None
-    attempt: float
-    stale_after: float
-    retry_base: float
-    retry_max: float
-    punch_interval: float
-
-
-#: Equal settings give the same object (a service makes all its paths alike).
-_shared_settings = functools.lru_cache(maxsize=8)(_Settings)
-
-
-@dataclass(slots=True)
-class Side:
-    """What is known of our side, the same for a service's paths (set once a step): a NAT
-    maps us, it is symmetric, we hold a public address or a configured endpoint."""
-
-    behind_nat: bool = False
-    symmetric: bool = False
-    public: bool = False
-
-
-def _on_side(name: str) -> property:
-    """A flag of a path's :class:`Side`, read and set through the path."""
-
-    def get(path: DirectPath) -> bool:
-        return bool(getattr(path._side, name))
-
-    def put(path: DirectPath, value: bool) -> None:
-        setattr(path._side, name, value)
-
-    return property(get, put)
-
-
-#: A path's punch when none came: (when, its hints).
-_NO_PUNCH: tuple[float, tuple[Candidate, ...]] = (_NEVER, ())
-
-
 class DirectPath:
     """One peer's direct path; see the module documentation."""
 
@@ -171,7 +129,7 @@ class DirectPath:
         the path's own (``behind_nat`` its start)."""
         if attempt <= 0 or stale_after <= 0 or retry_base <= 0 or retry_max < retry_base:
             raise ValueError("attempt, stale_after and retry times must be positive")
-        self._settings = _shared_settings(
+        self._settings = shared_settings(
             frozenset(families),
             tuple(networks),
             overlay,
@@ -190,7 +148,7 @@ class DirectPath:
         # Whether the path is hopeless (bit 0), and for which of our sides (symmetric,
         # public: 0-3, the bits above); -1 not worked out since the candidates changed.
         self._hopeless = -1
-        self._round: tuple[Candidate, ...] = ()
+        self._round: Ranked = ()
         self._index = 0
         self._attempt_started = now
         self._state: Path = "trying"
@@ -199,7 +157,7 @@ class DirectPath:
         self._lost_at = _NEVER
         self._last_handshake: float | None = None
         # The last punch request (when, and its hints, kept for its round): shared until one.
-        self._punched = _NO_PUNCH
+        self._punched = NO_PUNCH
         # What the last action said (last_action), as plain values, not the Action kept: its
         # endpoint, and its keepalive and relay as one small int (2 * keepalive + relay).
         self._shown: str | None = None
@@ -217,20 +175,20 @@ class DirectPath:
 
     # -- inputs ---------------------------------------------------------------------------
 
-    def _rank(self, candidates: Iterable[Candidate]) -> tuple[Candidate, ...]:
+    def _rank(self, candidates: Iterable[Candidate]) -> Ranked:
         unique = {(c.address, c.port): c for c in candidates if c.kind != "hint"}
         return self._ordered(unique.values())
 
-    def _ordered(self, candidates: Iterable[Candidate]) -> tuple[Candidate, ...]:
+    def _ordered(self, candidates: Iterable[Candidate]) -> Ranked:
         settings = self._settings
-        return tuple(
-            rank_for_us(candidates, families=settings.families, networks=settings.networks)
+        return held(
+            tuple(rank_for_us(candidates, families=settings.families, networks=settings.networks))
         )
 
     @property
     def candidates(self) -> list[Candidate]:
         """The peer's announced candidates, in the order we try them."""
-        return list(self._ranked)
+        return list(listed(self._ranked))
 
     @property
     def state(self) -> Path:
@@ -238,9 +196,9 @@ class DirectPath:
 
     #: What the caller knows of our side (for :func:`direct_hopeless` and
     #: :func:`keepalive_for`), held in the path's :class:`Side` (shared where one was given).
-    behind_nat = _on_side("behind_nat")
-    symmetric = _on_side("symmetric")
-    public = _on_side("public")
+    behind_nat = on_side("behind_nat")
+    symmetric = on_side("symmetric")
+    public = on_side("public")
 
     @property
     def hopeless(self) -> bool:
@@ -251,7 +209,7 @@ class DirectPath:
         key = 2 * side.symmetric + side.public
         if self._hopeless >> 1 != key:
             hopeless = direct_hopeless(
-                self._ranked,
+                listed(self._ranked),
                 symmetric=side.symmetric,
                 public=side.public,
                 networks=self._settings.networks,
@@ -326,14 +284,15 @@ class DirectPath:
     ) -> None:
         if hints or self._punched[1]:  # the hints of this round (none: no new tuple)
             self._punched = (self._punched[0], tuple(hints))
-        announced = {(c.address, c.port) for c in self._ranked} if hints else set()
+        ranked = listed(self._ranked)
+        announced = {(c.address, c.port) for c in ranked} if hints else set()
         extra = {(h.address, h.port): h for h in hints if (h.address, h.port) not in announced}
         # Hints go after the peer's own configured and reflexive candidates, and before its
         # private addresses elsewhere (rank_for_us), which seldom answer. Without a hint it
         # does not announce, the round is the announced candidates (the same tuple, no copy).
-        round_ = self._ordered([*self._ranked, *extra.values()]) if extra else self._ranked
+        round_ = self._ordered([*ranked, *extra.values()]) if extra else self._ranked
         if kept is not None:
-            round_ = (kept, *(c for c in round_ if c.endpoint != kept.endpoint))
+            round_ = held((kept, *(c for c in listed(round_) if c.endpoint != kept.endpoint)))
         self._round = round_
         self._index = 0
         self._attempt_started = now
@@ -374,32 +333,46 @@ class DirectPath:
         if self._state == "trying" and now - self._attempt_started >= settings.attempt:
             self._index += 1
             self._attempt_started = now
-            if self._index >= len(self._round):
+            if self._index >= len(listed(self._round)):
                 self._state = "relay"
                 self._failed_rounds += 1
                 backoff = settings.retry_base * 2 ** min(self._failed_rounds - 1, 16)
                 self._next_round_at = now + min(backoff, settings.retry_max)
         if self._state == "trying":
             return self._action(self._current(), now, self._attempt_started + settings.attempt)
-        best = self._ranked[0].endpoint if self._ranked else None
+        ranked = self._ranked
+        if type(ranked) is tuple:
+            best = ranked[0].endpoint if ranked else None
+        else:
+            best = ranked.endpoint  # type: ignore[union-attr]
         return self._action(best, now, self._next_round_at)
 
     def _current(self) -> str | None:
-        if self._state == "trying" and self._index < len(self._round):
-            return self._round[self._index].endpoint
-        return None
+        if self._state != "trying":
+            return None
+        round_, index = self._round, self._index
+        if type(round_) is tuple:
+            return round_[index].endpoint if index < len(round_) else None
+        return round_.endpoint if index == 0 else None  # type: ignore[union-attr]
 
     def _action(self, endpoint: str | None, now: float, next_check: float) -> Action:
         kick = endpoint is not None and endpoint != self._shown
         self._shown = endpoint
-        side = self._side
-        keepalive = keepalive_for(
-            self._state,
-            public=side.public,
-            behind_nat=side.behind_nat,
-            endpoint=endpoint,
-            candidates=self._ranked,
-            networks=self._settings.networks,
+        state, side, ranked = self._state, self._side, self._ranked
+        # keepalive_for's rules; trying and relay need no call (10,000 paths a step).
+        keepalive = (
+            KEEPALIVE
+            if state == "trying"
+            else 0
+            if state == "relay"
+            else keepalive_for(
+                state,
+                public=side.public,
+                behind_nat=side.behind_nat,
+                endpoint=endpoint,
+                candidates=ranked if type(ranked) is tuple else (ranked,),  # type: ignore[arg-type]
+                networks=self._settings.networks,
+            )
         )
         relay = self._state == "relay" or (
             self._state == "trying" and (self._index >= 1 or self.hopeless)

@@ -42,3 +42,10 @@ def test_every_peer_shares_the_service_side_set_once_a_step() -> None:
     assert all(p._side is side for p in punching.peers.values())
     assert side.behind_nat
     assert all(p.path.behind_nat for p in punching.peers.values())
+
+
+def test_peers_share_one_not_yet() -> None:
+    a = _Peer(bytes(32), "a", (), [LAN], 0.0)
+    b = _Peer(bytes([1]) * 32, "b", (), [LAN], 0.0)
+    assert a.requested_at == a.put_at == a.reported_at == float("-inf")
+    assert a.requested_at is b.requested_at is b.put_at is b.reported_at

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from meshd.mesh import punch
+from meshd.mesh import punch, punch_parts
 from meshd.mesh.candidates import Candidate
 from meshd.mesh.punch import DirectPath, Side
 
@@ -41,7 +41,7 @@ def test_a_path_holds_the_shared_no_punch_until_a_punch_comes() -> None:
     p = DirectPath([LAN], 0.0)
     p.update(0.0, None, None)
     p.lost(1.0)
-    assert p._punched is punch._NO_PUNCH  # no tuple of its own a path
+    assert p._punched is punch_parts.NO_PUNCH  # no tuple of its own a path
     assert p.punch(1.0, ["198.51.100.7:4000"]) is None
     assert p._punched[0] == 1.0
     assert [c.endpoint for c in p._punched[1]] == ["198.51.100.7:4000"]
@@ -72,3 +72,45 @@ def test_hopeless_is_worked_out_again_when_our_side_changes() -> None:
     assert not p.hopeless
     side.public = False
     assert p.hopeless
+
+
+def held(p: DirectPath) -> object:
+    return p._ranked
+
+
+def test_one_candidate_is_held_without_a_tuple_and_decides_as_a_tuple_of_one_did() -> None:
+    p = DirectPath([LAN], 0.0)
+    assert p._ranked is LAN
+    assert p._round is LAN  # the round is the announced candidate: no copy
+    assert p.candidates == [LAN]
+    assert p.update(0.0, None, None).endpoint == LAN.endpoint
+    a = p.update(6.0, None, None)  # it failed: on the relay, showing it
+    assert (a.path, a.endpoint) == ("relay", LAN.endpoint)
+    p.set_candidates([Candidate("local", ipaddress.ip_address("192.168.1.7"), 51820)], 7.0)
+    assert p.state == "relay"  # equal candidates: nothing new to try
+    p.set_candidates([LAN, PUBLIC], 8.0)
+    assert held(p) == (PUBLIC, LAN)
+    assert p.update(8.0, None, None).endpoint == PUBLIC.endpoint
+    p.set_candidates([PUBLIC], 9.0)
+    assert held(p) is PUBLIC
+    assert p.update(9.0, None, None).endpoint == PUBLIC.endpoint
+
+
+def test_a_single_candidate_with_hints_or_a_kept_endpoint_makes_a_round_of_them() -> None:
+    p = DirectPath([LAN], 0.0, kept="198.51.100.9:4000")
+    assert [c.endpoint for c in punch_parts.listed(p._round)] == ["198.51.100.9:4000", LAN.endpoint]
+    assert p.update(0.0, None, None).endpoint == "198.51.100.9:4000"
+    assert p.update(6.0, None, None).endpoint == LAN.endpoint
+    p.update(12.0, None, None)
+    assert p.punch(12.0, ["198.51.100.7:4000"]) is None
+    assert p.update(12.0, None, None).endpoint == "198.51.100.7:4000"
+
+
+def test_an_announced_port_is_one_int_object_for_every_member() -> None:
+    from meshd.mesh.candidates import parse_announced
+
+    port = int("51820")  # a new object, as a parsed one is
+    a, _ = parse_announced([("local", "198.18.0.1:51820")], None)
+    b, _ = parse_announced([("local", "198.18.0.2:" + str(port))], None)
+    assert a[0].port == b[0].port == 51820
+    assert a[0].port is b[0].port

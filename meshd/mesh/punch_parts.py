@@ -1,0 +1,79 @@
+"""What a :class:`meshd.mesh.punch.DirectPath` shares with the others, and how it holds its
+candidates (pure): a service holds one path per peer (10,000 of them), so what is the same
+for all of them is one object: the settings a path is made with (``_Settings``, one for the
+paths made alike), what is known of our side (:class:`Side`, set once a step), the punch a
+path has had none of (``NO_PUNCH``); and a path's one candidate is held as itself, not in a
+tuple of one (``Ranked``: most members announce one endpoint).
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from meshd.mesh.candidates import Candidate
+
+if TYPE_CHECKING:
+    from meshd.mesh.punch import DirectPath
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    """What a path is made with and never changes: one object for the paths made alike."""
+
+    families: frozenset[int]
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    overlay: ipaddress.IPv6Network | None
+    attempt: float
+    stale_after: float
+    retry_base: float
+    retry_max: float
+    punch_interval: float
+
+
+#: Equal settings give the same object (a service makes all its paths alike).
+shared_settings = functools.lru_cache(maxsize=8)(_Settings)
+
+
+@dataclass(slots=True)
+class Side:
+    """What is known of our side, the same for a service's paths (set once a step): a NAT
+    maps us, it is symmetric, we hold a public address or a configured endpoint."""
+
+    behind_nat: bool = False
+    symmetric: bool = False
+    public: bool = False
+
+
+def on_side(name: str) -> property:
+    """A flag of a path's :class:`Side`, read and set through the path."""
+
+    def get(path: DirectPath) -> bool:
+        return bool(getattr(path._side, name))
+
+    def put(path: DirectPath, value: bool) -> None:
+        setattr(path._side, name, value)
+
+    return property(get, put)
+
+
+#: A path's candidates in rank order: one is held as itself, not in a tuple of one (most
+#: members announce one endpoint).
+Ranked = tuple[Candidate, ...] | Candidate
+
+
+def listed(ranked: Ranked) -> tuple[Candidate, ...]:
+    """A path's candidates as a tuple."""
+    return (ranked,) if isinstance(ranked, Candidate) else ranked
+
+
+def held(ranked: tuple[Candidate, ...]) -> Ranked:
+    """Candidates as a path holds them: one as itself."""
+    return ranked[0] if len(ranked) == 1 else ranked
+
+
+#: A path's punch when none came: (when, its hints).
+NO_PUNCH: tuple[float, tuple[Candidate, ...]] = (-math.inf, ())
