@@ -74,6 +74,17 @@ PUNCH_FRESH = 15.0
 MAX_HINTS = 2
 
 _NEVER = -math.inf  # one object for every path's "not yet" (``-math.inf`` makes a new one)
+#: The last time a path chose to be looked at again (or to start its next round): a path
+#: that chooses an equal one holds this object, not a float of its own (the paths that
+#: start or fail a round at one step share one).
+_LAST = [math.nan]
+
+
+def _shared(value: float) -> float:
+    if value == _LAST[0]:
+        return _LAST[0]
+    _LAST[0] = value
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,7 +348,7 @@ class DirectPath:
                 self._state = "relay"
                 self._failed_rounds += 1
                 backoff = settings.retry_base * 2 ** min(self._failed_rounds - 1, 16)
-                self._next_round_at = now + min(backoff, settings.retry_max)
+                self._next_round_at = _shared(now + min(backoff, settings.retry_max))
         if self._state == "trying":
             return self._action(self._current(), now, self._attempt_started + settings.attempt)
         ranked = self._ranked
@@ -378,6 +389,11 @@ class DirectPath:
             self._state == "trying" and (self._index >= 1 or self.hopeless)
         )
         next_check = max(next_check, now)
+        last = _LAST  # an equal time the last path chose: its object (see _LAST)
+        if next_check == last[0]:
+            next_check = last[0]
+        else:
+            last[0] = next_check
         self.acted, self._shown_how = self._state, 2 * keepalive + relay
         self.next_check = next_check
         return Action(self._state, endpoint, kick, keepalive, relay, next_check)

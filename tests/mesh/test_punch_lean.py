@@ -114,3 +114,16 @@ def test_an_announced_port_is_one_int_object_for_every_member() -> None:
     b, _ = parse_announced([("local", "198.18.0.2:" + str(port))], None)
     assert a[0].port == b[0].port == 51820
     assert a[0].port is b[0].port
+
+
+def test_paths_that_start_and_fail_at_one_time_share_their_times() -> None:
+    paths = [DirectPath([Candidate("local", LAN.address, 1000 + i)], 0.0) for i in range(3)]
+    first = [p.update(0.5, None, None) for p in paths]
+    assert {a.next_check for a in first} == {0.0 + punch.ATTEMPT}
+    assert paths[0].next_check is paths[1].next_check is paths[2].next_check
+    failed = [p.update(6.0, None, None) for p in paths]
+    assert {(a.path, a.next_check) for a in failed} == {("relay", 6.0 + punch.RETRY_BASE)}
+    assert paths[0]._next_round_at is paths[1]._next_round_at is paths[2]._next_round_at
+    assert paths[0].next_check is paths[2]._next_round_at
+    other = DirectPath([LAN], 1.0)
+    assert other.update(1.0, None, None).next_check == 1.0 + punch.ATTEMPT  # values unchanged
