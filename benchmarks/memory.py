@@ -110,14 +110,18 @@ BUILD = """
 import json, sys
 from pathlib import Path
 from benchmarks.memory import build_store
-print(json.dumps(build_store(Path(sys.argv[1]), int(sys.argv[2]))))
+extra = {} if sys.argv[3] == "certified" else {"joined": sys.argv[3]}
+print(json.dumps(build_store(Path(sys.argv[1]), int(sys.argv[2]), **extra)))
 """
 
 
-def build_store_in(root: Path, state_dir: Path, members: int) -> dict[str, float]:
-    """:func:`build_store`, run by the tree at ``root``."""
+def build_store_in(
+    root: Path, state_dir: Path, members: int, joined: str = "certified"
+) -> dict[str, float]:
+    """:func:`build_store`, run by the tree at ``root`` (a tree from before ``--joined``
+    builds certified members only)."""
     done = subprocess.run(
-        [PYTHON, "-c", BUILD, str(state_dir), str(members)],
+        [PYTHON, "-c", BUILD, str(state_dir), str(members), joined],
         cwd=root,
         check=True,
         capture_output=True,
@@ -134,11 +138,20 @@ def commit_of(root: Path) -> str:
     return done.stdout.strip() or "?"
 
 
-def build_store(state_dir: Path, members: int) -> dict[str, float]:
-    """A founder's state dir holding ``members`` members in all (the founder included)."""
+INVITE_USES = 100
+"""With ``--joined invited``: the members of one invite (a team's)."""
+
+
+def build_store(state_dir: Path, members: int, joined: str = "certified") -> dict[str, float]:
+    """A founder's state dir holding ``members`` members in all (the founder included):
+    each certified by the root (``certified``), or joined under an invite of
+    :data:`INVITE_USES` uses, admitted by the founder (``invited``: an enrollment signed
+    with the invite's key, countersigned by the founder, as ``meshd join`` and the sponsor
+    do)."""
     from meshd.membership import Membership
     from meshd.node.statedir import init_network
-    from meshd.records import Role, make_announcement, make_certificate
+    from meshd.records import Role, make_admission, make_announcement, make_certificate
+    from meshd.trust.invites import Issuer, create_invite, enroll
     from meshd.trust.keyfiles import read_secret
     from meshd.trust.keys import SigningKey, WireGuardKey
 
@@ -148,23 +161,35 @@ def build_store(state_dir: Path, members: int) -> dict[str, float]:
         state_dir, network_name="memory", node_name="n0", root_key_path=None, at=now - 3600
     )
     root = SigningKey(read_secret(node.paths.root_key))
+    founder = SigningKey(read_secret(node.paths.node_key))
     network_id = node.anchor.network_id
     raws: list[bytes] = []
+    invite = None
     for i in range(1, members):
         key = SigningKey(i.to_bytes(4, "big") * 8)
-        raws.append(
-            make_certificate(
-                root,
-                network_id=network_id,
-                subject=key.public,
-                role=Role.MEMBER,
-                serial=os.urandom(16),
-                not_before=now - 3600,
-                not_after=now + 365 * 86400,
-                name=f"m{i}",
-                wg_key=WireGuardKey.generate().public,
-            ).raw
-        )
+        wg_key = WireGuardKey.generate().public
+        if joined == "invited":
+            if (i - 1) % INVITE_USES == 0:
+                invite = create_invite(
+                    Issuer(root), node.anchor, now=now - 3600, lifetime=86400, uses=INVITE_USES
+                )
+            assert invite is not None
+            enrollment = enroll(invite, node_key=key.public, wg_key=wg_key, name=f"m{i}", now=now)
+            raws.append(make_admission(founder, enrollment=enrollment, admitted_at=now).raw)
+        else:
+            raws.append(
+                make_certificate(
+                    root,
+                    network_id=network_id,
+                    subject=key.public,
+                    role=Role.MEMBER,
+                    serial=os.urandom(16),
+                    not_before=now - 3600,
+                    not_after=now + 365 * 86400,
+                    name=f"m{i}",
+                    wg_key=wg_key,
+                ).raw
+            )
         host = f"198.18.{i >> 8 & 255}.{i & 255}"
         raws.append(
             make_announcement(
@@ -412,10 +437,11 @@ def measure_size(
     timeout: float,
     trace: bool = False,
     trim: bool = False,
+    joined: str = "certified",
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="meshd-memory-") as tmp:
         state_dir = Path(tmp) / f"n{members}"
-        build = build_store_in(root, state_dir, members)
+        build = build_store_in(root, state_dir, members, joined)
         ifname = f"mm{tag}{members % 100000}"[:15]
         netns = None
         with contextlib.ExitStack() as stack:
@@ -560,6 +586,13 @@ def main() -> int:
         "--trim", action="store_true", help="then malloc_trim(0) in the daemon, RSS again"
     )
     parser.add_argument(
+        "--joined",
+        choices=["certified", "invited"],
+        default="certified",
+        help="members certified by the root, or joined under invites and admitted (a real "
+        "network's members; a tree from before this option builds certified ones only)",
+    )
+    parser.add_argument(
         "--reference",
         type=Path,
         default=None,
@@ -577,6 +610,7 @@ def main() -> int:
         "backend": backend,
         "commit": commit_of(ROOT),
         "settle_s": args.settle,
+        "joined": args.joined,
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "targets": TARGETS,
         "baselines": baselines(),
@@ -587,7 +621,15 @@ def main() -> int:
     for members in [1, *args.sizes]:
         for root in trees:
             row = measure_size(
-                root, members, backend, args.settle, tag, args.timeout, args.trace, args.trim
+                root,
+                members,
+                backend,
+                args.settle,
+                tag,
+                args.timeout,
+                args.trace,
+                args.trim,
+                args.joined,
             )
             rows[root].append(row)
             shown = {k: v for k, v in row.items() if k != "heap"}
