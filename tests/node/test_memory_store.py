@@ -3,6 +3,8 @@ stand, certified by the root or joined under invites, and the daemon's load sees
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import time
 from pathlib import Path
 
@@ -28,3 +30,29 @@ def test_a_synthetic_store_holds_that_many_standing_members(tmp_path: Path, join
         assert admissions == (members - 1 if joined == "invited" else 0)
     finally:
         node.store.close()
+
+
+def _sqlite_memory_used() -> int:
+    """What SQLite has allocated in this process (its own counter; every connection's page
+    cache is in it)."""
+    lib = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
+    lib.sqlite3_memory_used.restype = ctypes.c_int64
+    return int(lib.sqlite3_memory_used())
+
+
+def test_loading_a_store_leaves_no_copy_of_it_in_sqlite_memory(tmp_path: Path) -> None:
+    # The daemon holds every record decoded: SQLite's page cache filled by the load at
+    # start-up (up to 2 MB by default, ~0.8 KiB a member at 1,000) was a second copy in RSS.
+    build_store(tmp_path / "n", 2000)
+    size = sum(p.stat().st_size for p in (tmp_path / "n").rglob("*.db*"))
+    assert size > 1024 * 1024  # the default cache would have held more than a MiB of it
+    before = _sqlite_memory_used()
+    node = NodeDir.open(tmp_path / "n")
+    try:
+        state = Membership(node.anchor)
+        node.store.load_into(state, int(time.time()))
+        assert len(state.members(int(time.time()))) == 2000
+        held = _sqlite_memory_used() - before
+    finally:
+        node.store.close()
+    assert held < 512 * 1024, f"SQLite holds {held} bytes after the load"
