@@ -96,6 +96,9 @@ def run_daemon(config: DaemonConfig) -> None:
     it as interrupted. Raises the start-up checks' errors (one line each, as ``up`` did)."""
     import signal
 
+    from meshd.daemon.heap import keep_heap_lean
+
+    keep_heap_lean()
     import_trio()
     import trio
 
