@@ -42,7 +42,7 @@ from meshd.records import (
     record_id,
     signed_body,
 )
-from meshd.trust.credential import Credential, SharedIssuers, issuers_of
+from meshd.trust.credential import Credential, SharedIssuers, Sponsored, issuers_of
 from meshd.trust.keys import SigningKey, fingerprint_bytes, verify
 
 MAX_CACHE = 65536
@@ -181,6 +181,7 @@ class Verifier:
         rid = record_id(cert.raw)
         self.certificate(cert)
         issuers = issuers_of(cert.subject, tuple(c.subject for c in cert.chain))
+        # Its origin is its own id and its admin signed it at not_before (Credential's).
         return Credential(
             cert.subject,
             cert.wg_key,
@@ -189,13 +190,9 @@ class Verifier:
             cert.not_after,
             cert.prefixes,
             self._issuers.share(issuers),
-            None,
-            0,
             rid,
             root=cert.chain[0].issuer if cert.chain else cert.issuer,
-            origin=rid,
             admin=cert.issuer if cert.chain else b"",
-            admin_at=cert.not_before,
         )
 
     def enrollment(self, enrollment: Enrollment) -> None:
@@ -227,7 +224,7 @@ class Verifier:
         # Counted from the enrollment, which every copy of it shares: a member countersigning
         # a copy dated later cannot lengthen the membership, nor one dated earlier shorten it.
         not_after = enrollment.created_at + invite.member_ttl
-        return Credential(
+        return Sponsored(
             enrollment.node_key,
             enrollment.wg_key,
             # An invite made for a named member names the member; otherwise the joiner does.
@@ -236,15 +233,15 @@ class Verifier:
             not_after,
             invite.prefixes,
             issuers,
+            rid,
+            invite.chain[0].issuer if invite.chain else invite.issuer,
+            invite.issuer if invite.chain else b"",
             invite_key,
             invite.max_uses,
-            rid,
             admission.sponsor,
             record_id(enrollment.raw),
             max(admission.admitted_at, enrollment.created_at),
-            invite.chain[0].issuer if invite.chain else invite.issuer,
             rid,
-            invite.issuer if invite.chain else b"",
             invite.not_before,
         )
 
@@ -322,7 +319,7 @@ class Verifier:
         self._signature(handover)
         accepted = handover_acceptance(handover.network_id, old, new)
         verify(new, HANDOVER_ACCEPT_CONTEXT, accepted, handover.new_signature)
-        return Credential(
+        return Sponsored(
             new,
             handover.wg_key,
             credential.name,
@@ -330,8 +327,6 @@ class Verifier:
             credential.not_after,
             credential.prefixes,
             self._issuers.share(issuers_of(new, tuple(k for k in credential.issuers if k != old))),
-            None,
-            0,
             rid,
             sponsor=old,
             enrollment=rid,

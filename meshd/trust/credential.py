@@ -15,7 +15,10 @@ from meshd.addressing import Prefix
 
 @dataclass(frozen=True, slots=True)
 class Credential:
-    """What a verified membership credential says, whatever its form."""
+    """What a verified membership credential says, whatever its form: a member certificate's
+    as it is (its sponsor, invite and admission fields are the defaults, read from the class
+    rather than kept: 112 bytes where 17 slots took 168); an admission's or a hand-over's is
+    a :class:`Sponsored`, which keeps them."""
 
     node_key: bytes
     wg_key: bytes
@@ -29,33 +32,75 @@ class Credential:
     # shared empty tuple), and one tuple shared by the members of an invite
     # (:class:`SharedIssuers`), whose first key is the very ``invite`` they hold.
     issuers: tuple[bytes, ...]
-    # For members who came with an invite: the invite key and its use limit.
-    invite: bytes | None
-    max_uses: int
     record_id: bytes
-    # For admissions: the member that countersigned it (None for certificates), the record id
-    # of the enrollment it countersigned, and the time by which it ranks among its invite's
-    # admissions: the later of the sponsor's time and the enrollment's, so that a copy of the
-    # enrollment countersigned again and dated earlier cannot rank before the enrollment.
-    sponsor: bytes | None = None
-    enrollment: bytes = b""
-    rank: int = 0
     # The root key the credential's chain ends at (the network's first root, or one it was
     # rolled over to): judged against the roots' overlap windows (meshd.membership.roots).
     root: bytes = b""
-    # The record id of the credential the member enrolled with (a certificate or an
-    # admission): the same for every key a chain of hand-overs passes the membership to.
-    origin: bytes = b""
-    # The admin key whose certificate (or invite) the credential was issued under, and the
-    # date that admin signed it (the certificate's or the invite's not_before): an admin key
-    # handed over (meshd.membership.standing) issues nothing dated after its cut-off.
+    # The admin key whose certificate (or invite) the credential was issued under (b"": the
+    # root's own): an admin key handed over (meshd.membership.standing) issues nothing dated
+    # after its cut-off (``admin_at``).
     admin: bytes = b""
-    admin_at: int = 0
+
+    @property
+    def invite(self) -> bytes | None:
+        """For members who came with an invite: the invite key (None: certified)."""
+        return None
+
+    @property
+    def max_uses(self) -> int:
+        """The invite's use limit (0 without an invite)."""
+        return 0
+
+    @property
+    def sponsor(self) -> bytes | None:
+        """For admissions: the member that countersigned it (None for certificates)."""
+        return None
+
+    @property
+    def enrollment(self) -> bytes:
+        """For admissions: the record id of the enrollment countersigned (b"" otherwise)."""
+        return b""
+
+    @property
+    def rank(self) -> int:
+        """For admissions: the time by which it ranks among its invite's admissions."""
+        return 0
+
+    @property
+    def origin(self) -> bytes:
+        """The record id of the credential the member enrolled with (a certificate or an
+        admission): the same for every key a chain of hand-overs passes the membership to.
+        A certificate's is its own."""
+        return self.record_id
+
+    @property
+    def admin_at(self) -> int:
+        """The date ``admin`` signed the credential: a certificate's not_before."""
+        return self.admitted_at
 
     @property
     def depends_on(self) -> tuple[bytes, ...]:
         """Keys whose revocation excludes this member: its own (first), then ``issuers``."""
         return (self.node_key, *self.issuers)
+
+
+@dataclass(frozen=True, slots=True)
+class Sponsored(Credential):
+    """An admission's credential or a hand-over's: countersigned by a sponsor."""
+
+    # For members who came with an invite: the invite key and its use limit.
+    invite: bytes | None = None
+    max_uses: int = 0
+    # The member that countersigned it, the record id of the enrollment it countersigned (a
+    # hand-over's: its own), and the time by which it ranks among its invite's admissions:
+    # the later of the sponsor's time and the enrollment's, so that a copy of the enrollment
+    # countersigned again and dated earlier cannot rank before the enrollment.
+    sponsor: bytes | None = None
+    enrollment: bytes = b""
+    rank: int = 0
+    # See Credential.origin and Credential.admin.
+    origin: bytes = b""
+    admin_at: int = 0
 
 
 def issuers_of(node_key: bytes, keys: tuple[bytes, ...]) -> tuple[bytes, ...]:

@@ -12,6 +12,7 @@ from meshd.errors import VerifyError
 from meshd.membership import Membership, MemberState
 from meshd.membership.tables import MemberEntry
 from meshd.records import Admission, Certificate, Role, make_admission, make_certificate, record_id
+from meshd.trust.credential import Credential, Sponsored
 from tests.factory import DAY, T0, Net, Node
 
 NOW = T0 + 100
@@ -216,3 +217,26 @@ def test_admissions_keep_no_tables_of_their_own_and_one_record_id_each() -> None
     with pytest.raises(VerifyError) as info:
         state.ingest(admission, NOW)
     assert info.value.reason == "superseded-admission"
+
+
+def test_a_certified_members_credential_keeps_no_admission_fields() -> None:
+    net, nodes, state = _admitted(2)
+    credential = state._standing.standing(nodes[0].key.public)
+    assert credential is not None
+    assert type(credential) is Credential
+    # The defaults a certificate's credential reads from its class: 112 bytes, not 168.
+    assert sys.getsizeof(credential) <= 112
+    assert (credential.invite, credential.max_uses, credential.sponsor) == (None, 0, None)
+    assert (credential.enrollment, credential.rank) == (b"", 0)
+    assert credential.origin is credential.record_id
+    assert credential.admin_at == credential.admitted_at == T0
+    # An admitted member's keeps them.
+    invite = net.invite(uses=2)
+    joined = net.join(state, nodes[0], invite, "j0")
+    assert state.ingest(joined.credential, NOW).new
+    admitted = state._standing.standing(joined.key.public)
+    assert isinstance(admitted, Sponsored)
+    assert admitted.invite == invite.certificate.subject
+    assert admitted.sponsor == nodes[0].key.public
+    assert admitted.origin == admitted.record_id
+    assert admitted.admin_at == invite.certificate.not_before
