@@ -15,13 +15,29 @@ from meshd.membership.views import Member
 from meshd.records import AdminHandover, Certificate, Leave, Renewal, Revocation, WgRotation
 
 
+def _name(member: Member) -> str:
+    return member.name
+
+
+def _node_id(member: Member) -> str:
+    return member.node_id
+
+
 class MemberQueries(MembershipTables):
     """Members and keys, as this node judges them."""
 
     def members(self, now: int) -> list[Member]:
         """Every member this node has a credential for, sorted by name then node id."""
         views = [self._view(node, now) for node in self._standing.nodes()]
-        return sorted(views, key=lambda m: (m.name, m.node_id))
+        views.sort(key=_name)
+        # Members of one name by node id, derived for them alone (the views keep none).
+        start = 0
+        for end in range(1, len(views) + 1):
+            if end == len(views) or views[end].name != views[start].name:
+                if end - start > 1:
+                    views[start:end] = sorted(views[start:end], key=_node_id)
+                start = end
+        return views
 
     def member(self, node_key: bytes, now: int) -> Member | None:
         if not self._standing.knows(node_key):

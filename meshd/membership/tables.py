@@ -26,7 +26,7 @@ from meshd.membership.wgkeys import WgKeys
 from meshd.records import U64, Announcement, Certificate, Kind, record_id
 from meshd.trust.chain import Anchor, Verifier
 from meshd.trust.credential import Credential
-from meshd.trust.keys import NodeKey, WgKey, fingerprint
+from meshd.trust.keys import NodeKey, WgKey
 
 
 @dataclass(slots=True)
@@ -46,17 +46,16 @@ class MemberEntry(Heard):
     """What the tables keep of one member beside its credentials (meshd.membership.standing):
     when it was last heard from (meshd.membership.silence), its announcement in the set (its
     record id: record_id of its raw bytes, worked out when needed rather than kept), its
-    node id and its /128 in a tuple (derived once: the tuple is shared by every grants()
-    made; the overlay address is the /128's), and its state as last judged (None: not yet).
-    One slotted object in one table by node key: 72 bytes where four tables' entries and an
-    identity tuple took 212."""
+    /128 in a tuple (derived once: the tuple is shared by every grants() made; the overlay
+    address is the /128's), and its state as last judged (None: not yet); its node id is
+    derived from its key when asked (:class:`Member`). One slotted object in one table by
+    node key: 64 bytes where four tables' entries and an identity tuple took 212."""
 
-    __slots__ = ("announcement", "node_id", "own", "state")
+    __slots__ = ("announcement", "own", "state")
 
     def __init__(self) -> None:
         self.last_seen = None
         self.announcement: Announcement | None = None
-        self.node_id: str | None = None
         self.own: tuple[ipaddress.IPv6Network] | None = None
         self.state: MemberState | None = None
 
@@ -158,16 +157,13 @@ class MembershipTables:
         self, node: bytes, state: MemberState, reason: str, credential: Credential
     ) -> Member:
         entry = self._entry(node)
-        node_id = entry.node_id
-        if node_id is None:
-            node_id = entry.node_id = fingerprint(node)
         # The address the interned /128 holds, not a second equal object (92 bytes).
         overlay = (entry.own or self._own(node))[0].network_address
         wg_key, wg_counter, wg_since = self._wg.key_of(node, credential.wg_key)
         # Positional: this runs once per announcement on the ingest hot path.
         return Member(
             NodeKey(node),
-            node_id,
+            None,  # its node id, derived from its key when asked
             credential.name,
             WgKey(wg_key),
             overlay,

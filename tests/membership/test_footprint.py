@@ -13,6 +13,7 @@ from meshd.membership import Membership, MemberState
 from meshd.membership.tables import MemberEntry
 from meshd.records import Admission, Certificate, Role, make_admission, make_certificate, record_id
 from meshd.trust.credential import Credential, Sponsored
+from meshd.trust.keys import fingerprint
 from tests.factory import DAY, T0, Net, Node
 
 NOW = T0 + 100
@@ -53,8 +54,12 @@ def test_a_member_is_one_slotted_entry_in_one_table() -> None:
         grants = state.grants(key)
         assert grants is state.grants(key) is entry.own
         assert view.overlay is grants[0].network_address
-        assert view.node_id is entry.node_id
-    assert sys.getsizeof(state._members[nodes[0].key.public]) <= 72  # GC header included
+        # The node id is derived from the key when asked: neither the entry nor the view
+        # keeps one (75 bytes a member).
+        assert view.node_id == fingerprint(key)
+        assert not hasattr(entry, "node_id")
+        assert view._node_id is None  # type: ignore[attr-defined]
+    assert sys.getsizeof(state._members[nodes[0].key.public]) <= 64  # GC header included
 
 
 def test_entries_keep_silence_and_a_revoked_member_loses_its_announcement() -> None:
@@ -240,3 +245,15 @@ def test_a_certified_members_credential_keeps_no_admission_fields() -> None:
     assert admitted.sponsor == nodes[0].key.public
     assert admitted.origin == admitted.record_id
     assert admitted.admin_at == invite.certificate.not_before
+
+
+def test_members_sharing_a_name_are_ordered_by_node_id() -> None:
+    net = Net()
+    names = ("b", "a", "b", "c", "b", "a")
+    nodes = [net.founder(name) for name in names]
+    state = net.state()
+    state.ingest_batch([n.credential.raw for n in nodes], NOW)
+    views = state.members(NOW)
+    assert [(m.name, m.node_id) for m in views] == sorted(
+        (name, fingerprint(n.key.public)) for name, n in zip(names, nodes, strict=True)
+    )
