@@ -40,11 +40,13 @@ stand, never take one away.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
 
 from meshd.membership.admins import AdminHandovers
 from meshd.membership.lifecycle import Departures, Renewals
 from meshd.membership.roots import RootChain
+from meshd.membership.silence import Heard
 from meshd.records import AdminHandover, Revocation
 from meshd.trust.credential import Credential
 
@@ -56,14 +58,42 @@ def _order(credential: Credential) -> tuple[int, bytes]:
     return credential.admitted_at, credential.record_id
 
 
+class Held(Heard):
+    """What the graph keeps of one member, in its entry of the membership tables
+    (meshd.membership.tables.MemberEntry: one slotted object by node key holds all that is
+    kept of a member, where a table each took ~37 bytes an entry):
+
+    - ``credentials``: its credentials by (admitted_at, record id), a tuple of them, or the
+      one credential itself when it holds one, as most do (no 48-byte 1-tuple a member);
+      None while it holds none (read through SponsorGraph._held);
+    - ``standing``: its earliest credential that stands (None: none does), as judged while
+      the graph was at ``judged`` (SponsorGraph.invalidate starts a new one)."""
+
+    __slots__ = ("credentials", "judged", "standing")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.credentials: Credential | tuple[Credential, ...] | None = None
+        self.judged: object = None
+        self.standing: Credential | None = None
+
+
+class Entries(Protocol):
+    """The members' entries by node key, as the graph reads them (a dict)."""
+
+    def get(self, node: bytes, /) -> Held | None: ...
+
+    def items(self) -> Iterable[tuple[bytes, Held]]: ...
+
+
 class SponsorGraph:
     """The indexes of one membership state, and who is sponsored (candidates, distances)."""
 
-    def __init__(self) -> None:
-        # Member -> its credentials by (admitted_at, record id): a tuple of them, or the one
-        # credential itself when it holds one, as most do (no 48-byte 1-tuple a member);
-        # read through _held.
-        self._credentials: dict[bytes, Credential | tuple[Credential, ...]] = {}
+    def __init__(self, entries: Entries, entry: Callable[[bytes], Held]) -> None:
+        # The members' entries (Held), kept by the membership tables; ``entry`` makes one.
+        self._entries = entries
+        self._entry = entry
+        self._judging = object()  # what the standing judged in an entry is valid for
         self._by_rid: dict[bytes, Credential] = {}
         # invite key -> the members holding an admission under it (their admissions, each
         # ranked by (rank time, enrollment id), are among their credentials: _under)
@@ -88,7 +118,6 @@ class SponsorGraph:
         # both, always, so it is not stored (see :meth:`sponsored`).
         self._candidate: dict[bytes, int] = {}
         self._distance: dict[bytes, int] = {}
-        self._standing_cache: dict[bytes, Credential | None] = {}
         self.renewals = Renewals()
         self.departures = Departures()
         self.roots: RootChain | None = None  # the root rollovers; None: the first root only
@@ -104,8 +133,20 @@ class SponsorGraph:
 
     def _held(self, node: bytes) -> tuple[Credential, ...]:
         """The member's credentials, earliest first (none when it is unknown)."""
-        held = self._credentials.get(node, ())
+        entry = self._entries.get(node)
+        held = None if entry is None else entry.credentials
+        if held is None:
+            return ()
         return held if isinstance(held, tuple) else (held,)
+
+    def knows(self, node: bytes) -> bool:
+        """Whether the member holds a credential (or held one, about to be replaced)."""
+        entry = self._entries.get(node)
+        return entry is not None and entry.credentials is not None
+
+    def nodes(self) -> Iterator[bytes]:
+        """Every member that holds a credential, in the order they got their first."""
+        return (node for node, entry in self._entries.items() if entry.credentials is not None)
 
     def _under(self, invite: bytes, node: bytes) -> Iterator[Credential]:
         """The member's admissions under ``invite`` (what ranks it among its members)."""
@@ -117,7 +158,7 @@ class SponsorGraph:
         """Index a verified credential; returns the members whose standing may change."""
         node = credential.node_key
         entries = self._held(node)
-        self._credentials[node] = (
+        self._entry(node).credentials = (
             tuple(sorted((*entries, credential), key=_order)) if entries else credential
         )
         self._by_rid[rid] = credential
@@ -163,7 +204,7 @@ class SponsorGraph:
         to keeps its distance, and the whole is not recomputed (a member re-dating its own
         copies cannot make every node recompute the set)."""
         kept = tuple(c for c in self._held(node) if c.record_id != rid)
-        self._credentials[node] = kept[0] if len(kept) == 1 else kept
+        self._entry(node).credentials = kept[0] if len(kept) == 1 else kept
         dropped = self._by_rid.pop(rid)
         touched = {node}
         if dropped.invite is not None:
@@ -228,7 +269,7 @@ class SponsorGraph:
         return {old} | self._recompute()
 
     def invalidate(self) -> None:
-        self._standing_cache.clear()
+        self._judging = object()  # every entry's judged standing is stale
         self._heirs = None
 
     def add_admin_handover(self, handover: AdminHandover, rid: bytes) -> set[bytes]:
@@ -399,7 +440,7 @@ class SponsorGraph:
     def _dependents_of(self, key: bytes) -> set[bytes]:
         """The members whose credentials depend on ``key``: under it, or its own."""
         found = set(self._dependents.get(key, ()))
-        if key in self._credentials:
+        if self.knows(key):
             found.add(key)
         return found
 

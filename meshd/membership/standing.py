@@ -12,8 +12,6 @@ and, when asked, its silence.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from meshd.membership.sponsor_graph import MAX_SPONSOR_DEPTH, SponsorGraph
 from meshd.membership.views import MemberState
 from meshd.records import U64, Revocation
@@ -27,9 +25,12 @@ class Standing(SponsorGraph):
 
     def standing(self, node: bytes) -> Credential | None:
         """The member's earliest credential that stands, if any."""
-        found = self._standing_cache.get(node)
-        if found is not None or node in self._standing_cache:  # one lookup if it stands
-            return found
+        entry = self._entries.get(node)
+        if entry is None:
+            return None  # no credential
+        if entry.judged is self._judging:
+            return entry.standing
+        found = None
         for credential in self._held(node):
             if (
                 self.sponsored(credential)
@@ -39,7 +40,7 @@ class Standing(SponsorGraph):
             ):
                 found = None if self._left(credential) else self.extend(credential)
                 break
-        self._standing_cache[node] = found
+        entry.standing, entry.judged = found, self._judging
         return found
 
     def judge(
@@ -191,9 +192,6 @@ class Standing(SponsorGraph):
 
     # --- queries ------------------------------------------------------------------------
 
-    def knows(self, node: bytes) -> bool:
-        return node in self._credentials
-
     def admission_of(self, node: bytes, enrollment: bytes, sponsor: bytes) -> Credential | None:
         """The member's admission of ``enrollment`` countersigned by ``sponsor``, if one is
         in the set: one is kept per enrollment and sponsor, the earliest by (time, id), so
@@ -206,9 +204,6 @@ class Standing(SponsorGraph):
     def credential_by_id(self, rid: bytes) -> Credential | None:
         """The verified credential of record id ``rid``, if it is in the set."""
         return self._by_rid.get(rid)
-
-    def nodes(self) -> Iterator[bytes]:
-        return iter(self._credentials)
 
     def credentials_end(self, node: bytes) -> int:
         """When the last of a member's known credentials ends (0 when none is known)."""

@@ -36,6 +36,9 @@ def test_a_member_is_one_slotted_entry_in_one_table() -> None:
     for table in ("_announcements", "_identity", "_status", "_last_seen"):
         assert not hasattr(state, table)
         assert not hasattr(state._silence, table)
+    # Nor does the sponsorship graph keep tables of credentials or standings by member.
+    for table in ("_credentials", "_standing_cache"):
+        assert not hasattr(state._standing, table)
     assert len(state._members) == len(nodes)
     for node in nodes:
         key = node.key.public
@@ -54,12 +57,15 @@ def test_a_member_is_one_slotted_entry_in_one_table() -> None:
         grants = state.grants(key)
         assert grants is state.grants(key) is entry.own
         assert view.overlay is grants[0].network_address
+        # Its credential and the one that stands are the entry's.
+        assert entry.credentials is entry.standing is state._standing.standing(key)
+        assert entry.judged is state._standing._judging
         # The node id is derived from the key when asked: neither the entry nor the view
         # keeps one (75 bytes a member).
         assert view.node_id == fingerprint(key)
         assert not hasattr(entry, "node_id")
         assert view._node_id is None  # type: ignore[attr-defined]
-    assert sys.getsizeof(state._members[nodes[0].key.public]) <= 64  # GC header included
+    assert sys.getsizeof(state._members[nodes[0].key.public]) <= 88  # GC header included
 
 
 def test_entries_keep_silence_and_a_revoked_member_loses_its_announcement() -> None:
@@ -88,7 +94,8 @@ def test_a_member_with_one_credential_holds_it_without_a_tuple() -> None:
     net, nodes, state = _admitted(2)
     node = nodes[0]
     key = node.key.public
-    held = state._standing._credentials[key]
+    held = state._members[key].credentials
+    assert held is not None
     assert not isinstance(held, tuple)
     assert held.node_key == key
     assert state._standing._held(key) == (held,)
@@ -108,7 +115,7 @@ def test_a_member_with_one_credential_holds_it_without_a_tuple() -> None:
         wg_key=node.wg.public,
     )
     assert state.ingest(again, NOW).new
-    both = state._standing._credentials[key]
+    both = state._members[key].credentials
     assert isinstance(both, tuple)
     assert [c.admitted_at for c in both] == [T0, T0 + 1]
     assert both[0] is held
