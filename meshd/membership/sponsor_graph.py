@@ -41,14 +41,16 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from meshd.membership.admins import AdminHandovers
 from meshd.membership.lifecycle import Departures, Renewals
 from meshd.membership.roots import RootChain
-from meshd.membership.silence import Heard
 from meshd.records import AdminHandover, Revocation
 from meshd.trust.credential import Credential
+
+if TYPE_CHECKING:
+    from meshd.membership.tables import MemberEntry
 
 MAX_SPONSOR_DEPTH = 256  # an admission further than this from a certificate does not stand
 
@@ -58,39 +60,13 @@ def _order(credential: Credential) -> tuple[int, bytes]:
     return credential.admitted_at, credential.record_id
 
 
-class Held(Heard):
-    """What the graph keeps of one member, in its entry of the membership tables
-    (meshd.membership.tables.MemberEntry: one slotted object by node key holds all that is
-    kept of a member, where a table each took ~37 bytes an entry):
-
-    - ``credentials``: its credentials by (admitted_at, record id), a tuple of them, or the
-      one credential itself when it holds one, as most do (no 48-byte 1-tuple a member);
-      None while it holds none (read through SponsorGraph._held);
-    - ``standing``: its earliest credential that stands (None: none does), as judged while
-      the graph was at ``judged`` (SponsorGraph.invalidate starts a new one)."""
-
-    __slots__ = ("credentials", "judged", "standing")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.credentials: Credential | tuple[Credential, ...] | None = None
-        self.judged: object = None
-        self.standing: Credential | None = None
-
-
-class Entries(Protocol):
-    """The members' entries by node key, as the graph reads them (a dict)."""
-
-    def get(self, node: bytes, /) -> Held | None: ...
-
-    def items(self) -> Iterable[tuple[bytes, Held]]: ...
-
-
 class SponsorGraph:
     """The indexes of one membership state, and who is sponsored (candidates, distances)."""
 
-    def __init__(self, entries: Entries, entry: Callable[[bytes], Held]) -> None:
-        # The members' entries (Held), kept by the membership tables; ``entry`` makes one.
+    def __init__(
+        self, entries: dict[bytes, MemberEntry], entry: Callable[[bytes], MemberEntry]
+    ) -> None:
+        # The members' entries, kept by the tables (``entry`` makes one): their credentials.
         self._entries = entries
         self._entry = entry
         self._judging = object()  # what the standing judged in an entry is valid for
@@ -134,19 +110,8 @@ class SponsorGraph:
     def _held(self, node: bytes) -> tuple[Credential, ...]:
         """The member's credentials, earliest first (none when it is unknown)."""
         entry = self._entries.get(node)
-        held = None if entry is None else entry.credentials
-        if held is None:
-            return ()
+        held = () if entry is None or entry.credentials is None else entry.credentials
         return held if isinstance(held, tuple) else (held,)
-
-    def knows(self, node: bytes) -> bool:
-        """Whether the member holds a credential (or held one, about to be replaced)."""
-        entry = self._entries.get(node)
-        return entry is not None and entry.credentials is not None
-
-    def nodes(self) -> Iterator[bytes]:
-        """Every member that holds a credential, in the order they got their first."""
-        return (node for node, entry in self._entries.items() if entry.credentials is not None)
 
     def _under(self, invite: bytes, node: bytes) -> Iterator[Credential]:
         """The member's admissions under ``invite`` (what ranks it among its members)."""
@@ -440,7 +405,8 @@ class SponsorGraph:
     def _dependents_of(self, key: bytes) -> set[bytes]:
         """The members whose credentials depend on ``key``: under it, or its own."""
         found = set(self._dependents.get(key, ()))
-        if self.knows(key):
+        entry = self._entries.get(key)
+        if entry is not None and entry.credentials is not None:
             found.add(key)
         return found
 

@@ -12,6 +12,8 @@ and, when asked, its silence.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from meshd.membership.sponsor_graph import MAX_SPONSOR_DEPTH, SponsorGraph
 from meshd.membership.views import MemberState
 from meshd.records import U64, Revocation
@@ -200,6 +202,15 @@ class Standing(SponsorGraph):
             if credential.enrollment == enrollment and credential.sponsor == sponsor:
                 return credential
         return None
+
+    def knows(self, node: bytes) -> bool:
+        """Whether the member holds a credential (or held one, about to be replaced)."""
+        entry = self._entries.get(node)
+        return entry is not None and entry.credentials is not None
+
+    def nodes(self) -> Iterator[bytes]:
+        """Every member that holds a credential, in the order they got their first."""
+        return (node for node, entry in self._entries.items() if entry.credentials is not None)
 
     def credential_by_id(self, rid: bytes) -> Credential | None:
         """The verified credential of record id ``rid``, if it is in the set."""

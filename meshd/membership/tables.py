@@ -19,8 +19,7 @@ from meshd.errors import VerifyError
 from meshd.membership.pending import LOCAL, PendingPool
 from meshd.membership.recordset import RecordSet
 from meshd.membership.roots import RootChain
-from meshd.membership.silence import Silence
-from meshd.membership.sponsor_graph import Held
+from meshd.membership.silence import Heard, Silence
 from meshd.membership.standing import Standing
 from meshd.membership.views import Member, MemberState, Stored
 from meshd.membership.wgkeys import WgKeys
@@ -43,20 +42,26 @@ class Change:
     source: str = LOCAL  # the peer that delivered the records (the pending pool's quota key)
 
 
-class MemberEntry(Held):
-    """What the tables keep of one member: its credentials and the one that stands
-    (meshd.membership.sponsor_graph.Held), when it was last heard from
-    (meshd.membership.silence), its announcement in the set (its record id: record_id of its
-    raw bytes, worked out when needed rather than kept), its /128 in a tuple (derived once:
-    the tuple is shared by every grants() made; the overlay address is the /128's), and its
-    state as last judged (None: not yet); its node id is derived from its key when asked
-    (:class:`Member`). One slotted object in one table by node key: 88 bytes where six
-    tables' entries and an identity tuple took 286."""
+class MemberEntry(Heard):
+    """What the tables keep of one member: when it was last heard from
+    (meshd.membership.silence); its credentials (``credentials``: a tuple of them by
+    (admitted_at, record id), or the one credential itself when it holds one, as most do;
+    None while it holds none) and its earliest that stands (``standing``, None: none does)
+    as judged while the sponsorship graph was at ``judged`` (meshd.membership.sponsor_graph);
+    its announcement in the set (its record id: record_id of its raw bytes, worked out when
+    needed rather than kept); its /128 in a tuple (derived once: the tuple is shared by every
+    grants() made; the overlay address is the /128's); its state as last judged (None: not
+    yet). Its node id is derived from its key when asked (:class:`Member`). One slotted
+    object in one table by node key: 88 bytes where six tables' entries and an identity
+    tuple took 286."""
 
-    __slots__ = ("announcement", "own", "state")
+    __slots__ = ("announcement", "credentials", "judged", "own", "standing", "state")
 
     def __init__(self) -> None:
         super().__init__()
+        self.credentials: Credential | tuple[Credential, ...] | None = None
+        self.judged: object = None
+        self.standing: Credential | None = None
         self.announcement: Announcement | None = None
         self.own: tuple[ipaddress.IPv6Network] | None = None
         self.state: MemberState | None = None
