@@ -55,8 +55,10 @@ def _announcement(f: _Fields, raw: bytes, depth: int) -> Announcement:
     prefixes = f.array("prefixes", MAX_PREFIXES, _prefix_untrusted)
     relays = f.relays_and_extensions()  # 9 items: not a relay
     f.end()
+    # Checked, and read from the bytes again when asked (Announcement.addrs).
+    kept = None if addrs else ()
     return Announcement(
-        network_id, NodeKey(node_key), seq, issued_at, endpoints, addrs, prefixes, raw, relays
+        network_id, NodeKey(node_key), seq, issued_at, endpoints, kept, prefixes, raw, relays
     )
 
 
@@ -88,13 +90,16 @@ def _announcement_fast(items: list[Any], raw: bytes) -> Announcement:
         raise DecodeError("announcement: too many endpoints or addresses")
     if len(prefixes) > MAX_PREFIXES:
         raise DecodeError("announcement: too many prefixes")
+    endpoints = tuple(map(_ENDPOINT_ITEM, endpoints)) if endpoints else ()
+    for addr in addrs:  # checked, and read from the bytes again when asked
+        _ADDR_ITEM(addr)
     return Announcement(
         _share(network_id),
         NodeKey(node_key),
         seq,
         issued_at,
-        tuple(map(_ENDPOINT_ITEM, endpoints)) if endpoints else (),
-        tuple(map(_ADDR_ITEM, addrs)) if addrs else (),
+        endpoints,
+        None if addrs else (),
         tuple(map(_prefix_untrusted, prefixes)) if prefixes else (),
         raw,
         relays,

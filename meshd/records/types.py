@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 from typing import Any, NewType
 
+import msgpack
+
 from meshd.addressing import Prefix
 from meshd.errors import DecodeError
 from meshd.trust.keys import SIG_LEN, NodeKey, WgKey
@@ -192,7 +194,7 @@ class Announcement(_Signed):
     seq: int
     issued_at: int
     endpoints: tuple[str, ...]
-    addrs: tuple[str, ...]
+    _addrs: tuple[str, ...] | None  # None: read from ``raw`` when asked (``addrs``)
     prefixes: tuple[Prefix, ...]
     raw: bytes
     relays: bool = False
@@ -200,6 +202,15 @@ class Announcement(_Signed):
     @property
     def signer(self) -> bytes:
         return self.node_key
+
+    @property
+    def addrs(self) -> tuple[str, ...]:
+        """Its libp2p addresses: a decoded announcement's are read from its bytes (checked as
+        it was decoded) when asked; rarely read, they took ~120 bytes a member or more."""
+        if self._addrs is not None:
+            return self._addrs
+        raw = self.raw  # its body, cut as split_envelope_untrusted does
+        return tuple(msgpack.unpackb(raw[3 if raw[1] == 0xC4 else 4 : -2 - SIG_LEN])[7])
 
 
 @dataclass(frozen=True, slots=True)

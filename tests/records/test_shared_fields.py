@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from meshd.records import (
+    Announcement,
     Certificate,
     Role,
     decode_untrusted,
@@ -67,3 +68,27 @@ def test_a_records_signature_is_read_from_its_bytes_not_kept_twice() -> None:
         # No field holds it a second time (97 bytes a record, two a member).
         held = [getattr(record, name) for name in type(record).__slots__]
         assert not any(type(value) is bytes and value == signature for value in held)
+
+
+def test_an_announcements_addresses_are_read_from_its_bytes_not_kept() -> None:
+    key = SigningKey(bytes([6]) * 32)
+    one = ("/ip4/192.0.2.1/tcp/7100",)
+    # Enough addresses for a body of 256 bytes and more (its envelope's other form).
+    many = tuple(f"/ip6/2001:db8::{i}/tcp/7100/p2p/{'x' * 40}" for i in range(8))
+    for addrs in ((), one, many):
+        for relays in (False, True):
+            ann = make_announcement(
+                key,
+                network_id=NETWORK_ID,
+                seq=1,
+                issued_at=1000,
+                endpoints=("192.0.2.1:51820",),
+                addrs=addrs,
+                relays=relays,
+            )
+            assert ann.addrs == addrs
+            assert type(ann.addrs) is tuple
+            assert ann == decode_untrusted(ann.raw, Announcement)
+            # Kept only when there are none (the one shared empty tuple).
+            assert ann._addrs is (None if addrs else ())
+    assert len(split_envelope_untrusted(ann.raw)[0]) >= 256
