@@ -42,7 +42,7 @@ from meshd.records import (
     record_id,
     signed_body,
 )
-from meshd.trust.credential import Credential, SharedIssuers, Sponsored, issuers_of
+from meshd.trust.credential import Credential, Shared, Sponsored, Terms, issuers_of
 from meshd.trust.keys import SigningKey, fingerprint_bytes, verify
 
 MAX_CACHE = 65536
@@ -90,7 +90,9 @@ class Verifier:
     def __init__(self, anchor: Anchor) -> None:
         self.anchor = anchor
         self._good_certs: dict[bytes, None] = {}
-        self._issuers = SharedIssuers(MAX_CACHE)  # one tuple for the members of an invite
+        # One issuers' tuple, and one Terms, for the members of an invite (or of a root).
+        self._issuers: Shared[tuple[bytes, ...]] = Shared(MAX_CACHE)
+        self._terms: Shared[Terms] = Shared(MAX_CACHE)
         # The network's first root, and every key a verified rollover handed over to (only
         # grows; which of them stand, and until when, is meshd.membership.roots' judgement).
         self.roots: set[bytes] = {anchor.root_key}
@@ -181,18 +183,18 @@ class Verifier:
         rid = record_id(cert.raw)
         self.certificate(cert)
         issuers = issuers_of(cert.subject, tuple(c.subject for c in cert.chain))
+        root = cert.chain[0].issuer if cert.chain else cert.issuer
+        admin = cert.issuer if cert.chain else b""
         # Its origin is its own id and its admin signed it at not_before (Credential's).
+        terms = Terms(cert.prefixes, self._issuers.share(issuers), root, admin)
         return Credential(
             cert.subject,
             cert.wg_key,
             cert.name,
             cert.not_before,
             cert.not_after,
-            cert.prefixes,
-            self._issuers.share(issuers),
             rid,
-            root=cert.chain[0].issuer if cert.chain else cert.issuer,
-            admin=cert.issuer if cert.chain else b"",
+            self._terms.share(terms),
         )
 
     def enrollment(self, enrollment: Enrollment) -> None:
@@ -224,6 +226,15 @@ class Verifier:
         # Counted from the enrollment, which every copy of it shares: a member countersigning
         # a copy dated later cannot lengthen the membership, nor one dated earlier shorten it.
         not_after = enrollment.created_at + invite.member_ttl
+        terms = Terms(
+            invite.prefixes,
+            issuers,
+            invite.chain[0].issuer if invite.chain else invite.issuer,
+            invite.issuer if invite.chain else b"",
+            invite.not_before,
+            invite_key,
+            invite.max_uses,
+        )
         return Sponsored(
             enrollment.node_key,
             enrollment.wg_key,
@@ -231,18 +242,12 @@ class Verifier:
             invite.name or enrollment.name,
             admission.admitted_at,
             not_after,
-            invite.prefixes,
-            issuers,
             rid,
-            invite.chain[0].issuer if invite.chain else invite.issuer,
-            invite.issuer if invite.chain else b"",
-            invite_key,
-            invite.max_uses,
+            self._terms.share(terms),
             admission.sponsor,
             record_id(enrollment.raw),
             max(admission.admitted_at, enrollment.created_at),
             rid,
-            invite.not_before,
         )
 
     def announcement(self, announcement: Announcement, *, signature_checked: bool = False) -> None:
@@ -319,22 +324,25 @@ class Verifier:
         self._signature(handover)
         accepted = handover_acceptance(handover.network_id, old, new)
         verify(new, HANDOVER_ACCEPT_CONTEXT, accepted, handover.new_signature)
+        terms = Terms(
+            credential.prefixes,
+            self._issuers.share(issuers_of(new, tuple(k for k in credential.issuers if k != old))),
+            credential.root,
+            credential.admin,
+            credential.admin_at,
+        )
         return Sponsored(
             new,
             handover.wg_key,
             credential.name,
             credential.admitted_at,
             credential.not_after,
-            credential.prefixes,
-            self._issuers.share(issuers_of(new, tuple(k for k in credential.issuers if k != old))),
             rid,
+            self._terms.share(terms),
             sponsor=old,
             enrollment=rid,
             rank=handover.issued_at,
-            root=credential.root,
             origin=credential.origin,
-            admin=credential.admin,
-            admin_at=credential.admin_at,
         )
 
     def admin_handover(self, handover: AdminHandover) -> None:

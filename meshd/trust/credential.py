@@ -9,47 +9,82 @@ many members share (their invite's and admin's keys) is one object they refer to
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from meshd.addressing import Prefix
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """What a credential says that many share: the members of one invite (one object for all
+    of them, :class:`Shared`), the members one root certified directly."""
+
+    prefixes: tuple[Prefix, ...]
+    # Keys besides its own whose revocation excludes the member: its invite's, its admin's;
+    # no repeats, never its own key (``depends_on`` adds it). A tuple: 0 to 2 keys, where a
+    # frozenset of one key alone takes 216 bytes; () for a member the root certified (one
+    # shared empty tuple), and one tuple shared by the members of an invite, whose first
+    # key is the very ``invite`` they hold.
+    issuers: tuple[bytes, ...]
+    # The root key the credential's chain ends at (the network's first root, or one it was
+    # rolled over to): judged against the roots' overlap windows (meshd.membership.roots).
+    root: bytes = b""
+    # The admin key whose certificate (or invite) the credential was issued under (b"": the
+    # root's own), and the date that admin signed it (the invite's not_before; None: the
+    # credential's admitted_at, a certificate's not_before): an admin key handed over
+    # (meshd.membership.standing) issues nothing dated after its cut-off.
+    admin: bytes = b""
+    admin_at: int | None = None
+    # For members who came with an invite: the invite key and its use limit.
+    invite: bytes | None = None
+    max_uses: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Credential:
     """What a verified membership credential says, whatever its form: a member certificate's
-    as it is (its sponsor, invite and admission fields are the defaults, read from the class
-    rather than kept: 112 bytes where 17 slots took 168); an admission's or a hand-over's is
-    a :class:`Sponsored`, which keeps them."""
+    as it is, what it shares with others in its ``terms`` and its sponsor's fields the
+    defaults, read from the class rather than kept (88 bytes where 17 slots took 168); an
+    admission's or a hand-over's is a :class:`Sponsored`, which keeps them."""
 
     node_key: bytes
     wg_key: bytes
     name: str
     admitted_at: int
     not_after: int
-    prefixes: tuple[Prefix, ...]
-    # Keys besides its own whose revocation excludes this member: its invite's, its admin's;
-    # no repeats, never its own key (``depends_on`` adds it). A tuple: 0 to 2 keys, where a
-    # frozenset of one key alone takes 216 bytes; () for a member the root certified (one
-    # shared empty tuple), and one tuple shared by the members of an invite
-    # (:class:`SharedIssuers`), whose first key is the very ``invite`` they hold.
-    issuers: tuple[bytes, ...]
     record_id: bytes
-    # The root key the credential's chain ends at (the network's first root, or one it was
-    # rolled over to): judged against the roots' overlap windows (meshd.membership.roots).
-    root: bytes = b""
-    # The admin key whose certificate (or invite) the credential was issued under (b"": the
-    # root's own): an admin key handed over (meshd.membership.standing) issues nothing dated
-    # after its cut-off (``admin_at``).
-    admin: bytes = b""
+    terms: Terms
+
+    @property
+    def prefixes(self) -> tuple[Prefix, ...]:
+        return self.terms.prefixes
+
+    @property
+    def issuers(self) -> tuple[bytes, ...]:
+        return self.terms.issuers
+
+    @property
+    def root(self) -> bytes:
+        return self.terms.root
+
+    @property
+    def admin(self) -> bytes:
+        return self.terms.admin
+
+    @property
+    def admin_at(self) -> int:
+        at = self.terms.admin_at
+        return self.admitted_at if at is None else at
 
     @property
     def invite(self) -> bytes | None:
-        """For members who came with an invite: the invite key (None: certified)."""
-        return None
+        return self.terms.invite
 
     @property
     def max_uses(self) -> int:
-        """The invite's use limit (0 without an invite)."""
-        return 0
+        return self.terms.max_uses
 
     @property
     def sponsor(self) -> bytes | None:
@@ -74,23 +109,15 @@ class Credential:
         return self.record_id
 
     @property
-    def admin_at(self) -> int:
-        """The date ``admin`` signed the credential: a certificate's not_before."""
-        return self.admitted_at
-
-    @property
     def depends_on(self) -> tuple[bytes, ...]:
         """Keys whose revocation excludes this member: its own (first), then ``issuers``."""
-        return (self.node_key, *self.issuers)
+        return (self.node_key, *self.terms.issuers)
 
 
 @dataclass(frozen=True, slots=True)
 class Sponsored(Credential):
     """An admission's credential or a hand-over's: countersigned by a sponsor."""
 
-    # For members who came with an invite: the invite key and its use limit.
-    invite: bytes | None = None
-    max_uses: int = 0
     # The member that countersigned it, the record id of the enrollment it countersigned (a
     # hand-over's: its own), and the time by which it ranks among its invite's admissions:
     # the later of the sponsor's time and the enrollment's, so that a copy of the enrollment
@@ -98,9 +125,7 @@ class Sponsored(Credential):
     sponsor: bytes | None = None
     enrollment: bytes = b""
     rank: int = 0
-    # See Credential.origin and Credential.admin.
-    origin: bytes = b""
-    admin_at: int = 0
+    origin: bytes = b""  # see Credential.origin
 
 
 def issuers_of(node_key: bytes, keys: tuple[bytes, ...]) -> tuple[bytes, ...]:
@@ -111,24 +136,22 @@ def issuers_of(node_key: bytes, keys: tuple[bytes, ...]) -> tuple[bytes, ...]:
     return tuple(k for k in dict.fromkeys(keys) if k != node_key)
 
 
-class SharedIssuers:
-    """One copy of each credential's ``issuers`` tuple (the keys of an invite and its
-    admin), shared by every member admitted under that invite. Bounded: when full it starts
-    again (later members then share a new copy)."""
+class Shared(Generic[T]):
+    """One copy of each value that credentials hold, shared by every credential that holds
+    an equal one (the issuers' keys and the terms of an invite's members). Bounded: when
+    full it starts again (later credentials then share a new copy)."""
 
     __slots__ = ("_kept", "_limit")
 
     def __init__(self, limit: int) -> None:
-        self._kept: dict[tuple[bytes, ...], tuple[bytes, ...]] = {}
+        self._kept: dict[T, T] = {}
         self._limit = limit
 
-    def share(self, issuers: tuple[bytes, ...]) -> tuple[bytes, ...]:
-        """The one kept tuple equal to ``issuers`` (a member certified directly has none)."""
-        if not issuers:
-            return ()
-        found = self._kept.get(issuers)
+    def share(self, value: T) -> T:
+        """The one kept value equal to ``value``."""
+        found = self._kept.get(value)
         if found is None:
             if len(self._kept) >= self._limit:
                 self._kept.clear()
-            self._kept[issuers] = found = issuers
+            self._kept[value] = found = value
         return found

@@ -236,8 +236,14 @@ def test_a_certified_members_credential_keeps_no_admission_fields() -> None:
     credential = state._standing.standing(nodes[0].key.public)
     assert credential is not None
     assert type(credential) is Credential
-    # The defaults a certificate's credential reads from its class: 112 bytes, not 168.
-    assert sys.getsizeof(credential) <= 112
+    # The defaults a certificate's credential reads from its class, and what it shares
+    # with the other members the root certified in one Terms: 88 bytes, not 168.
+    assert sys.getsizeof(credential) <= 88
+    other = state._standing.standing(nodes[1].key.public)
+    assert other is not None
+    assert other.terms is credential.terms
+    assert (credential.prefixes, credential.issuers, credential.admin) == ((), (), b"")
+    assert credential.root == net.anchor.root_key
     assert (credential.invite, credential.max_uses, credential.sponsor) == (None, 0, None)
     assert (credential.enrollment, credential.rank) == (b"", 0)
     assert credential.origin is credential.record_id
@@ -252,6 +258,13 @@ def test_a_certified_members_credential_keeps_no_admission_fields() -> None:
     assert admitted.sponsor == nodes[0].key.public
     assert admitted.origin == admitted.record_id
     assert admitted.admin_at == invite.certificate.not_before
+    # The members of one invite share its terms: 120 bytes a credential, not 168.
+    again = net.join(state, nodes[0], invite, "j1")
+    assert state.ingest(again.credential, NOW).new
+    second = state._standing.standing(again.key.public)
+    assert isinstance(second, Sponsored)
+    assert second.terms is admitted.terms
+    assert sys.getsizeof(second) <= 120
 
 
 def test_members_sharing_a_name_are_ordered_by_node_id() -> None:
