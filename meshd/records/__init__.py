@@ -7,6 +7,7 @@ of the issuing certificates, decoded (and checked) recursively. docs/wire-format
 every field.
 
 - ``types``: kinds, roles, capabilities, limits and the dataclasses;
+- ``ids``: a record's id (``record_id``);
 - ``decode``: untrusted bytes to records (structure only): the entry points, the envelope and
   the records that nest records, over ``fields`` (the field cursor and the item parsers)
   and ``flat`` (the records that nest none, the announcement's hot path among them);
@@ -34,6 +35,7 @@ from meshd.records.build import (
     seal_unsigned,
 )
 from meshd.records.decode import decode_record_untrusted, decode_untrusted
+from meshd.records.ids import RecordId, record_id
 from meshd.records.types import (
     ALL_CAPS,
     CONTEXTS,
@@ -63,7 +65,6 @@ from meshd.records.types import (
     Leave,
     Network,
     Record,
-    RecordId,
     Renewal,
     Revocation,
     Role,
@@ -72,7 +73,6 @@ from meshd.records.types import (
     WgRotation,
     handover_acceptance,
     kind_of,
-    record_id,
     signed_body,
     split_envelope_untrusted,
 )

@@ -9,6 +9,7 @@ from typing import Any
 from meshd.addressing import Prefix
 from meshd.encoding import pack
 from meshd.records.decode import decode_untrusted
+from meshd.records.ids import record_id
 from meshd.records.types import (
     CONTEXTS,
     HANDOVER_ACCEPT_CONTEXT,
@@ -30,7 +31,6 @@ from meshd.records.types import (
     Rollover,
     WgRotation,
     handover_acceptance,
-    record_id,
 )
 from meshd.trust.keys import SigningKey
 
