@@ -224,7 +224,8 @@ class Merger:
             return None  # the general path says why
         if not signature_checked:
             check_announcement_signature(ann)
-        if ann.issued_at > now + t.clock_skew:
+        issued_at = ann.issued_at  # read from its bytes: once
+        if issued_at > now + t.clock_skew:
             raise VerifyError("not-yet-valid", "the announcement is dated in the future")
         credential = t._standing.standing(node)
         if credential is None or credential.not_after < now:
@@ -236,7 +237,7 @@ class Merger:
         else:
             t._set.replace(record_id(current.raw), rid, ann.raw)
         entry.announcement = ann
-        t._silence.announced(node, ann.issued_at, now, t.clock_skew)
+        t._silence.announced(node, issued_at, now, t.clock_skew)
         return credential, current is None or says_more(current, ann)
 
     def _announcement(self, ann: Announcement, rid: bytes, now: int, change: Change) -> bool:
@@ -250,7 +251,8 @@ class Merger:
             )
         t.verifier.announcement(ann, signature_checked=change.signature_checked)
         change.signature_checked = False  # it covered this announcement, nothing adopted later
-        t._not_future(ann.issued_at, now, "announcement")
+        issued_at = ann.issued_at  # read from its bytes: once
+        t._not_future(issued_at, now, "announcement")
         credential = t._standing.standing(node)
         if credential is None:
             if t._standing.knows(node) and not t._standing.unsponsored(node):
@@ -267,7 +269,7 @@ class Merger:
         if ann.node_key is not credential.node_key:
             _set_field(ann, "node_key", credential.node_key)
         t._entry(node).announcement = ann
-        t._silence.announced(node, ann.issued_at, now, t.clock_skew)
+        t._silence.announced(node, issued_at, now, t.clock_skew)
         t._add(rid, Kind.ANNOUNCEMENT, ann.raw, node, change)
         change.touched.add(node)
         if current is None or says_more(current, ann):

@@ -49,16 +49,16 @@ def _announcement(f: _Fields, raw: bytes, depth: int) -> Announcement:
     network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
     node_key = f.blob("node_key", KEY_LEN)
     seq = f.uint("seq")
-    issued_at = f.uint("issued_at")
+    f.uint("issued_at")  # checked: read from the bytes when asked
     endpoints = f.array("endpoints", MAX_ENDPOINTS, _text_item(MAX_ENDPOINT_LEN))
     addrs = f.array("addrs", MAX_ENDPOINTS, _text_item(MAX_ADDR_LEN))
     prefixes = f.array("prefixes", MAX_PREFIXES, _prefix_untrusted)
     relays = f.relays_and_extensions()  # 9 items: not a relay
     f.end()
-    # Checked, and read from the bytes again when asked (Announcement.addrs).
+    # issued_at and addrs checked, and read from the bytes again when asked (Announcement).
     kept = None if addrs else ()
     return Announcement(
-        network_id, NodeKey(node_key), seq, issued_at, endpoints, kept, prefixes, raw, relays
+        network_id, NodeKey(node_key), seq, None, endpoints, kept, prefixes, raw, relays
     )
 
 
@@ -97,7 +97,7 @@ def _announcement_fast(items: list[Any], raw: bytes) -> Announcement:
         _share(network_id),
         NodeKey(node_key),
         seq,
-        issued_at,
+        None,  # issued_at, checked: read from the bytes when asked
         endpoints,
         None if addrs else (),
         tuple(map(_prefix_untrusted, prefixes)) if prefixes else (),

@@ -168,9 +168,9 @@ class Announcement(_Signed):
     network_id: bytes
     node_key: NodeKey
     seq: int
-    issued_at: int
+    _issued_at: int | None  # None (a decoded one's): read from ``raw`` when asked
     endpoints: tuple[str, ...]
-    _addrs: tuple[str, ...] | None  # None: read from ``raw`` when asked (``addrs``)
+    _addrs: tuple[str, ...] | None  # None (a decoded one's, unless empty): the same
     prefixes: tuple[Prefix, ...]
     raw: bytes
     relays: bool = False
@@ -180,13 +180,20 @@ class Announcement(_Signed):
         return self.node_key
 
     @property
+    def issued_at(self) -> int:
+        """When its member signed it: read only as it is merged (32 bytes a member kept)."""
+        return self._body(5) if self._issued_at is None else self._issued_at
+
+    @property
     def addrs(self) -> tuple[str, ...]:
-        """Its libp2p addresses: a decoded announcement's are read from its bytes (checked as
-        it was decoded) when asked; rarely read, they took ~120 bytes a member or more."""
-        if self._addrs is not None:
-            return self._addrs
+        """Its libp2p addresses: rarely read, they took ~120 bytes a member or more kept."""
+        return tuple(self._body(7)) if self._addrs is None else self._addrs
+
+    def _body(self, index: int) -> Any:
+        """An item of a decoded announcement's body, read from its bytes (checked as it was
+        decoded): fields rarely read are not kept decoded."""
         raw = self.raw  # its body, cut as split_envelope_untrusted does
-        return tuple(msgpack.unpackb(raw[3 if raw[1] == 0xC4 else 4 : -2 - SIG_LEN])[7])
+        return msgpack.unpackb(raw[3 if raw[1] == 0xC4 else 4 : -2 - SIG_LEN])[index]
 
 
 @dataclass(frozen=True, slots=True)

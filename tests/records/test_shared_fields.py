@@ -70,7 +70,7 @@ def test_a_records_signature_is_read_from_its_bytes_not_kept_twice() -> None:
         assert not any(type(value) is bytes and value == signature for value in held)
 
 
-def test_an_announcements_addresses_are_read_from_its_bytes_not_kept() -> None:
+def test_an_announcements_addresses_and_date_are_read_from_its_bytes_not_kept() -> None:
     key = SigningKey(bytes([6]) * 32)
     one = ("/ip4/192.0.2.1/tcp/7100",)
     # Enough addresses for a body of 256 bytes and more (its envelope's other form).
@@ -88,7 +88,10 @@ def test_an_announcements_addresses_are_read_from_its_bytes_not_kept() -> None:
             )
             assert ann.addrs == addrs
             assert type(ann.addrs) is tuple
+            assert ann.issued_at == 1000
             assert ann == decode_untrusted(ann.raw, Announcement)
-            # Kept only when there are none (the one shared empty tuple).
+            # Kept only when there are none (the one shared empty tuple); its date, read
+            # once as it is merged, is not kept either.
             assert ann._addrs is (None if addrs else ())
+            assert ann._issued_at is None
     assert len(split_envelope_untrusted(ann.raw)[0]) >= 256
