@@ -69,6 +69,10 @@ class PunchMessages:
         self.requests: dict[bytes, deque[float]] = {}  # punch requests taken, by member
         self.sent = {"report": 0, "request": 0, "notice": 0}
         self._peer_ids: dict[bytes, str] = {}
+        # The device's peers with a fresh session as of the last step (:meth:`seen`), for
+        # the hints of the punch requests forwarded between steps: not the whole device read
+        # (a status and its counters a peer, ~165 bytes a member at 1,000, kept for these).
+        self.sessions: dict[bytes, PeerStatus] = {}
         self.nursery: trio.Nursery | None = None  # set by the punching service's loop
 
     def peer_id(self, node_key: bytes) -> str:
@@ -121,16 +125,27 @@ class PunchMessages:
             self.send(relay, protocol.PunchRequest(target))
         return bool(chosen)
 
+    def seen(self, stats: Mapping[bytes, PeerStatus], wall: float) -> None:
+        """The device as this step read it (at Unix time ``wall`` or later): its peers with
+        a fresh session and an endpoint are kept (:attr:`sessions`) until the next step."""
+        self.sessions = {
+            key: status
+            for key, status in stats.items()
+            if status.config.endpoint is not None
+            and status.last_handshake
+            and wall - status.last_handshake <= FRESH
+        }
+
     def report(self, device: DeviceState | None, now: float) -> None:
-        """Tell each peer with a fresh session where we see its WireGuard."""
+        """Tell each peer with a fresh session (:meth:`seen`) where we see its WireGuard."""
         if device is None:
             return
-        stats = device.peers_by_key()
+        sessions = self.sessions
         connected = set(self.host.connected_peers())
         wall = time.time()
         for key, peer in self.paths.peers.items():
-            status = stats.get(peer.wg_key)
-            if status is None or not status.last_handshake or status.config.endpoint is None:
+            status = sessions.get(peer.wg_key)
+            if status is None or status.config.endpoint is None or not status.last_handshake:
                 continue
             if wall - status.last_handshake > FRESH or self.peer_id(key) not in connected:
                 continue
@@ -199,7 +214,7 @@ class PunchMessages:
     def _hints(self, node_key: bytes) -> tuple[str, ...]:
         """Where our WireGuard sees the member now (a fresh session's endpoint), if anywhere."""
         peer = self.paths.peers.get(node_key)
-        status = self.paths.stats.get(peer.wg_key) if peer is not None else None
+        status = self.sessions.get(peer.wg_key) if peer is not None else None
         if status is None or status.config.endpoint is None or not status.last_handshake:
             return ()
         if time.time() - status.last_handshake > FRESH:

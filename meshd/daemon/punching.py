@@ -114,7 +114,6 @@ class Punching:
         self._wake = trio.Event()
         self._next_step = STEP  # seconds from one step to the next (_cadence)
         self._seen: tuple[object, ...] = ()  # _outside() as the last step began
-        self.stats: dict[bytes, PeerStatus] = {}  # the device's peers at the last step
         self._relays: list[tuple[float, str, bytes]] = []  # this step's (_relay_pool)
         # What is kept for the next start, and the watch over reconnected members.
         self.restarts = Restarts(host, mesh, keepalive, hello_interval, state_dir)
@@ -207,7 +206,7 @@ class Punching:
         now, wall = trio.current_time(), time.time()
         device = await wireguard_views.device(self.mesh)
         stats = device.peers_by_key() if device is not None else {}
-        self.stats = stats
+        self.messages.seen(stats, wall)  # its fresh sessions kept, not the whole read
         members = self.peer_paths.members(self.state.feed.current.members)
         behind = self.endpoints.behind_nat(now)
         symmetric = self.endpoints.nat_kind(now) == "symmetric"
