@@ -49,7 +49,13 @@ from meshd.daemon.feed import Subscription
 from meshd.daemon.wireguard_poke import poke_peers, poke_targets, send_pokes
 from meshd.errors import BackendError
 from meshd.membership import Member
-from meshd.mesh.desired import DesiredMesh, Underlay, desired_peers, peer_members
+from meshd.mesh.desired import (
+    DesiredMesh,
+    ExtraPrefixes,
+    Underlay,
+    desired_peers,
+    peer_members,
+)
 from meshd.mesh.handshake import FirstHandshakes
 from meshd.mesh.holddown import HoldDown, hold_down_period, routed_directly
 from meshd.mesh.paths import Path, with_paths
@@ -119,7 +125,7 @@ class WireGuardMesh:
         self.last_round_ops = 0
         self._poke = poke
         self._members: Sequence[Member] = ()
-        self._extra: dict[WgKey, tuple[IPNetwork, ...]] = {}
+        self._extra = ExtraPrefixes()
         self._hold: HoldDown | None = None
         self._first = FirstHandshakes(own_wg_key)
         self._held: frozenset[WgKey] = frozenset()
@@ -161,7 +167,7 @@ class WireGuardMesh:
     def set_extra_prefixes(self, extra: Mapping[WgKey, Sequence[IPNetwork]]) -> None:
         """Route these prefixes through these peers (by WireGuard key) from now on: Babel's
         selected routes. A round runs at once if the mapping changed."""
-        mapping = {key: tuple(nets) for key, nets in extra.items() if nets}
+        mapping = ExtraPrefixes(extra)
         if mapping != self._extra:
             self._extra = mapping
             self.kick()

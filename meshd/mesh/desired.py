@@ -22,7 +22,7 @@ Rules (docs/mesh.md):
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from meshd.addressing import host_prefix
@@ -79,6 +79,47 @@ class DesiredMesh:
     def members(self) -> dict[WgKey, NodeKey]:
         """WireGuard key -> node key of each member programmed."""
         return {m.wg_key: m.node_key for m in self.programmed}
+
+
+class ExtraPrefixes(Mapping[WgKey, tuple[IPNetwork, ...]]):
+    """Prefixes routed through peers (Babel's choices), by WireGuard key, as the mesh keeps
+    them between rounds. A peer's one prefix (the rule: a member routed directly, its own
+    overlay /128) is held by itself, not in a tuple of one (48 bytes a member); read, it is
+    that tuple. Peers without a prefix are left out."""
+
+    __slots__ = ("_by_key",)
+
+    def __init__(self, extra: Mapping[WgKey, Sequence[IPNetwork]] | None = None) -> None:
+        by_key: dict[WgKey, IPNetwork | tuple[IPNetwork, ...]] = {}
+        for key, nets in (extra or {}).items():
+            if len(nets) == 1:
+                by_key[key] = nets[0]
+            elif nets:
+                by_key[key] = tuple(nets)
+        self._by_key = by_key
+
+    def __getitem__(self, key: WgKey) -> tuple[IPNetwork, ...]:
+        found = self._by_key[key]
+        return found if type(found) is tuple else (found,)  # type: ignore[return-value]
+
+    def __iter__(self) -> Iterator[WgKey]:
+        return iter(self._by_key)
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._by_key
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ExtraPrefixes):
+            return self._by_key == other._by_key
+        return Mapping.__eq__(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ExtraPrefixes({dict(self.items())!r})"
 
 
 def _usable(address: IPAddress) -> bool:
@@ -150,13 +191,27 @@ def peer_members(
 def _choose(
     members: Iterable[Member], own_node_key: NodeKey, own_wg_key: WgKey
 ) -> tuple[dict[WgKey, Member], list[Shadowed]]:
-    standing: dict[WgKey, list[Member]] = {}
+    # A key one member holds (the rule) stands for that member itself, not a list of one:
+    # a list a member made on each pass, ~125 bytes a member while it ran.
+    standing: dict[WgKey, Member | list[Member]] = {}
     for member in members:
         if member.state is MemberState.ADMITTED and member.node_key != own_node_key:
-            standing.setdefault(member.wg_key, []).append(member)
+            found = standing.get(member.wg_key)
+            if found is None:
+                standing[member.wg_key] = member
+            elif isinstance(found, list):
+                found.append(member)
+            else:
+                standing[member.wg_key] = [found, member]
     shadowed: list[Shadowed] = []
     chosen: dict[WgKey, Member] = {}
     for wg_key, holders in standing.items():
+        if not isinstance(holders, list):
+            if wg_key == own_wg_key:
+                shadowed.append(Shadowed(holders, own_node_key))
+            else:
+                chosen[wg_key] = holders
+            continue
         # A key a member enrolled with goes before one it rotated to (a rotation cannot take
         # another member's key), then the earliest claim, then the node key.
         holders.sort(

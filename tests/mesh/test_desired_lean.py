@@ -1,0 +1,72 @@
+"""What the WireGuard side keeps a member, held to its bounds at 1,000 members: choosing the
+peers makes no list a member, and Babel's routes are kept without a tuple a member."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+from meshd.addressing import host_prefix
+from meshd.mesh.desired import ExtraPrefixes, desired_peers, peer_members
+from meshd.trust.keys import NodeKey, WgKey
+from meshd.wg.backend_none import NullBackend
+from tests.mesh.shell_support import make_mesh, run
+from tests.mesh.support import key, member
+
+N = 1000
+ME = NodeKey(key("me"))
+MY_WG = WgKey(key("me", "wg"))
+
+
+def test_choosing_the_peers_makes_no_list_a_member() -> None:
+    """A WireGuard key one member holds stands for that member, not a list of one: a pass
+    over 1,000 members made ~140 bytes a member beyond the table it returns, ~55 now."""
+    members = [member(i) for i in range(N)]
+    tracemalloc.start()
+    try:
+        chosen = peer_members(members, own_node_key=ME, own_wg_key=MY_WG)
+        kept, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert chosen == {m.wg_key: m for m in members}
+    assert (peak - kept) / N < 80
+
+
+def test_a_key_held_twice_is_still_given_to_the_first_claim() -> None:
+    first, second = member(1, wg=7, admitted_at=10), member(2, wg=7, admitted_at=20)
+    mesh = desired_peers([second, member(3), first], own_node_key=ME, own_wg_key=MY_WG)
+    assert mesh.members == {first.wg_key: first.node_key, member(3).wg_key: member(3).node_key}
+    assert [s.member for s in mesh.shadowed] == [second]
+
+
+def test_babels_direct_routes_are_kept_without_a_tuple_a_member() -> None:
+    """Babel routes every member it reaches directly through its own peer: one /128 a peer.
+    The mesh keeps it as the /128 itself (85 bytes a member with a tuple of one, ~37 now),
+    reads it as the same tuples, and plans the same peers from it."""
+    members = [member(i) for i in range(N)]
+    mesh, _backend = make_mesh(NullBackend, members, "wglean0")
+    extra = {m.wg_key: [host_prefix(m.overlay)] for m in members}
+    relay = members[0].wg_key
+    extra[relay] = [*extra[relay], host_prefix(members[1].overlay)]  # one via a relay
+    del extra[members[1].wg_key]
+    tracemalloc.start()
+    try:
+        mesh.set_extra_prefixes(extra)
+        kept, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert kept / N < 48
+    as_tuples = {k: tuple(v) for k, v in extra.items()}
+    assert mesh._extra == as_tuples
+    assert dict(mesh._extra.items()) == as_tuples
+    assert mesh._extra == ExtraPrefixes(extra)
+    assert ExtraPrefixes({relay: []}) == {}
+
+    async def round_() -> None:
+        assert await mesh.reconcile()
+
+    run(round_)
+    want = desired_peers(
+        members, own_node_key=ME, own_wg_key=mesh.own_wg_key, extra_prefixes=as_tuples
+    )
+    assert mesh._desired.peers == want.peers
+    assert host_prefix(members[1].overlay) in mesh._desired.peers[relay].allowed_ips
