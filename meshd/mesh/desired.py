@@ -21,8 +21,19 @@ Rules (docs/mesh.md):
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+import itertools
+import operator
+from collections.abc import (
+    Collection,
+    ItemsView,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+    ValuesView,
+)
 from dataclasses import dataclass, field
 
 from meshd.addressing import host_prefix
@@ -62,6 +73,91 @@ class Shadowed:
     holder: NodeKey  # node key of the member programmed with that key (or this node's own)
 
 
+_KEY = operator.attrgetter("public_key")
+
+
+class PeersByKey(Mapping[WgKey, PeerConfig]):
+    """Peers by public key, held as one tuple of the peers in key order and looked up by
+    bisection: 8 bytes a peer, where a table of them cost ~37 (the desired peers of every
+    round, kept to the next). Iterated in key order, as the tables were made."""
+
+    __slots__ = ("_peers",)
+
+    def __init__(self, peers: Iterable[PeerConfig] = ()) -> None:
+        ordered = tuple(sorted(peers, key=_KEY))
+        for left, right in itertools.pairwise(ordered):
+            if left.public_key == right.public_key:
+                raise ValueError("a peer appears twice")
+        self._peers = ordered
+
+    @classmethod
+    def ordered(cls, peers: tuple[PeerConfig, ...]) -> PeersByKey:
+        """Peers already in strictly increasing key order (not checked again)."""
+        made = cls.__new__(cls)
+        made._peers = peers
+        return made
+
+    def _find(self, key: object) -> PeerConfig | None:
+        peers = self._peers
+        if type(key) is not bytes:
+            if not isinstance(key, bytes):
+                return None
+            key = bytes(key)
+        i = bisect.bisect_left(peers, key, key=_KEY)
+        if i < len(peers) and peers[i].public_key == key:
+            return peers[i]
+        return None
+
+    def __getitem__(self, key: WgKey) -> PeerConfig:
+        found = self._find(key)
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def get(self, key: WgKey, default: PeerConfig | None = None) -> PeerConfig | None:  # type: ignore[override]
+        found = self._find(key)
+        return default if found is None else found
+
+    def __contains__(self, key: object) -> bool:
+        return self._find(key) is not None
+
+    def __iter__(self) -> Iterator[WgKey]:
+        return map(_KEY, self._peers)
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def values(self) -> ValuesView[PeerConfig]:
+        return _Values(self)
+
+    def items(self) -> ItemsView[WgKey, PeerConfig]:
+        return _Items(self)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PeersByKey):
+            return self._peers == other._peers
+        return Mapping.__eq__(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"PeersByKey({list(self._peers)!r})"
+
+
+class _Values(ValuesView[PeerConfig]):
+    _mapping: PeersByKey
+
+    def __iter__(self) -> Iterator[PeerConfig]:
+        return iter(self._mapping._peers)
+
+
+class _Items(ItemsView[WgKey, PeerConfig]):
+    _mapping: PeersByKey
+
+    def __iter__(self) -> Iterator[tuple[WgKey, PeerConfig]]:
+        return ((peer.public_key, peer) for peer in self._mapping._peers)  # type: ignore[misc]
+
+
 @dataclass(frozen=True, slots=True)
 class DesiredMesh:
     """The peers to program, keyed by WireGuard key, and what was left out and why.
@@ -70,7 +166,7 @@ class DesiredMesh:
     themselves, not a table made of them each round (:attr:`members` is one, made when
     asked)."""
 
-    peers: Mapping[WgKey, PeerConfig] = field(default_factory=dict)
+    peers: Mapping[WgKey, PeerConfig] = field(default_factory=PeersByKey)
     programmed: tuple[Member, ...] = ()
     shadowed: tuple[Shadowed, ...] = ()
     refused_prefixes: tuple[tuple[WgKey, IPNetwork], ...] = ()  # (WireGuard key, prefix)
@@ -282,7 +378,7 @@ def desired_peers(
 
     if keepalive is not None and not 0 < keepalive <= MAX_KEEPALIVE:
         raise ValueError("persistent_keepalive is 1..65535 seconds, or None for off")
-    peers: dict[WgKey, PeerConfig] = {}
+    peers: list[PeerConfig] = []  # in key order
     programmed: list[Member] = []
     before = previous or {}
     for wg_key in sorted(chosen):
@@ -294,18 +390,16 @@ def desired_peers(
         old = before.get(wg_key)
         if old is not None and _same(old.allowed_ips, nets):
             if old.endpoint == endpoint and old.persistent_keepalive == keepalive:
-                peers[wg_key] = old
+                peers.append(old)
                 continue
             nets = old.allowed_ips
         # Made without checking again (PeerConfig.derived): the endpoint is one
         # choose_endpoint parsed and wrote canonically, the allowed-ips are put in their
         # canonical order here. The key is checked (a certificate may carry none).
-        peers[wg_key] = PeerConfig.derived(
-            check_key(wg_key, "public key"), endpoint, nets, keepalive
-        )
+        peers.append(PeerConfig.derived(check_key(wg_key, "public key"), endpoint, nets, keepalive))
     shadowed.sort(key=lambda s: (s.member.wg_key, s.member.node_key))
     return DesiredMesh(
-        peers=peers,
+        peers=PeersByKey.ordered(tuple(peers)),
         programmed=tuple(programmed),
         shadowed=tuple(shadowed),
         refused_prefixes=tuple(refused),

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from meshd.mesh.desired import DesiredMesh
-from meshd.wg.model import DeviceState
+from meshd.mesh.desired import DesiredMesh, PeersByKey
+from meshd.wg.model import DeviceState, PeerConfig
 
 #: (endpoint, persistent keepalive or None for off, Unix time the path began trying this
 #: endpoint or None when it is not trying)
@@ -40,7 +40,7 @@ def with_paths(
     if not paths:
         return desired
     device = actual.peers_by_key() if actual is not None else {}
-    peers = dict(desired.peers)
+    peers: list[PeerConfig] = []  # in key order, as desired.peers
     for key, peer in desired.peers.items():
         endpoint, keepalive, trying_since = paths.get(key, (None, peer.persistent_keepalive, None))
         status = device.get(key)
@@ -55,6 +55,7 @@ def with_paths(
             endpoint = status.config.endpoint  # a session: leave the roamed endpoint
         endpoint = endpoint if endpoint is not None else peer.endpoint
         if endpoint == peer.endpoint and keepalive == peer.persistent_keepalive:
-            continue  # the peer as it is: not made (and checked) again each round
-        peers[key] = replace(peer, endpoint=endpoint, persistent_keepalive=keepalive)
-    return replace(desired, peers=peers)
+            peers.append(peer)  # the peer as it is: not made (and checked) again each round
+            continue
+        peers.append(replace(peer, endpoint=endpoint, persistent_keepalive=keepalive))
+    return replace(desired, peers=PeersByKey(peers))
