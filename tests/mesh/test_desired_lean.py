@@ -4,8 +4,10 @@ desired peers without a table."""
 
 from __future__ import annotations
 
+import ipaddress
 import tracemalloc
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -17,6 +19,7 @@ from meshd.mesh.desired import (
     desired_peers,
     peer_members,
 )
+from meshd.mesh.holddown import routed_directly
 from meshd.trust.keys import NodeKey, WgKey
 from meshd.wg.backend_none import NullBackend
 from meshd.wg.model import PeerConfig
@@ -124,3 +127,23 @@ def test_peers_by_key_is_a_mapping_in_key_order() -> None:
         PeersByKey([*peers, replace(peers[3], endpoint="192.0.2.1:51820")])
     assert PeersByKey() == {}
     assert len(PeersByKey.ordered(tuple(table.values()))) == 50
+
+
+def test_which_members_babel_routes_directly_is_found_without_a_network_a_member(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    members = [member(i) for i in range(N)]
+    peers = {m.wg_key: m for m in members}
+    extra = {m.wg_key: (host_prefix(m.overlay),) for m in members[::2]}
+    extra[members[1].wg_key] = (host_prefix(members[3].overlay),)  # via a relay: not direct
+    made = []
+    standard = ipaddress.IPv6Network.__init__
+
+    def counted(self: ipaddress.IPv6Network, *args: Any, **kwargs: Any) -> None:
+        made.append(args)
+        standard(self, *args, **kwargs)
+
+    monkeypatch.setattr(ipaddress.IPv6Network, "__init__", counted)
+    assert routed_directly(peers, extra) == {m.wg_key for m in members[::2]}
+    assert routed_directly(peers, ExtraPrefixes(extra)) == {m.wg_key for m in members[::2]}
+    assert made == []
