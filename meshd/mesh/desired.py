@@ -254,16 +254,18 @@ def choose_endpoint(announced: Iterable[str], underlay: Underlay) -> str | None:
     return min(ranked)[1] if ranked else None
 
 
-def _canonical(nets: list[IPNetwork], extra: bool) -> tuple[IPNetwork, ...]:
-    """A peer's allowed-ips in canonical order (:func:`meshd.wg.model.canonical_networks`).
-    Without extra prefixes they are the member's own /128s, interned and distinct (its
-    link-local in fe80::/64, its overlay address in the network's fd00::/8 /48): ordered by
-    address without the general sort. Babel's prefixes go through the general one."""
-    if extra or len(nets) > 2:
-        return canonical_networks(nets)
-    if len(nets) == 2 and int(nets[1].network_address) < int(nets[0].network_address):
-        return (nets[1], nets[0])
-    return tuple(nets)
+def _canonical(own: list[IPNetwork], extra: list[IPNetwork] | None) -> tuple[IPNetwork, ...]:
+    """A peer's allowed-ips in canonical order (:func:`meshd.wg.model.canonical_networks`):
+    ``own`` its link-local and, if on this peer, its overlay /128; ``extra`` the prefixes
+    Babel gives it, if any. Without those they are the member's own /128s, interned and
+    distinct (its link-local in fe80::/64, its overlay address in the network's fd00::/8
+    /48): ordered by address without the general sort. Babel's prefixes go through the
+    general one."""
+    if extra is not None:
+        return canonical_networks(own + extra)
+    if len(own) == 2 and int(own[1].network_address) < int(own[0].network_address):
+        return (own[1], own[0])
+    return tuple(own)
 
 
 def _same(have: tuple[IPNetwork, ...], nets: tuple[IPNetwork, ...]) -> bool:
@@ -349,44 +351,47 @@ def desired_peers(
     and one whose allowed-ips are the same holds that tuple, not a copy made each round.
     """
     chosen, shadowed = _choose(members, own_node_key, own_wg_key)
+    order = sorted(chosen)
+    # Who holds each prefix: the first claim wins (dict.setdefault), in the order above. A
+    # peer's allowed-ips follow from it: its link-local, its overlay /128 if it holds it, and
+    # the extra prefixes it holds (``claimed``); no list of them a member while the pass
+    # runs, nor a table of overlays (~160 bytes a member, work in flight).
     owner: dict[IPNetwork, WgKey] = {}
-    allowed: dict[WgKey, list[IPNetwork]] = {}
-    overlays: dict[WgKey, IPNetwork] = {}
-    for wg_key in sorted(chosen):
-        link_local, overlay = base_allowed_ips(chosen[wg_key])
-        allowed[wg_key] = [link_local]
-        owner.setdefault(link_local, wg_key)
-        overlays[wg_key] = overlay
+    for wg_key in order:
+        owner.setdefault(link_local_prefix(wg_key), wg_key)
     for wg_key in sorted(chosen.keys() & set(held)):
-        if owner.setdefault(overlays[wg_key], wg_key) == wg_key:
-            allowed[wg_key].append(overlays[wg_key])
+        owner.setdefault(host_prefix(chosen[wg_key].overlay), wg_key)
     refused: list[tuple[WgKey, IPNetwork]] = []
+    claimed: dict[WgKey, list[IPNetwork]] = {}
     extras = extra_prefixes or {}
     for wg_key in sorted(extras):
         if wg_key not in chosen:
             continue
+        mine = claimed[wg_key] = []
         for net in extras[wg_key]:
-            holder = owner.setdefault(net, wg_key)
-            if holder != wg_key:
+            if owner.setdefault(net, wg_key) != wg_key:
                 refused.append((wg_key, net))
-            elif net not in allowed[wg_key]:
-                allowed[wg_key].append(net)
-    for wg_key, address in overlays.items():
+            else:
+                mine.append(net)
+    for wg_key in order:
         # Unless routed through a relay, a member's overlay address is on its own peer.
-        if owner.setdefault(address, wg_key) == wg_key and address not in allowed[wg_key]:
-            allowed[wg_key].insert(1, address)
+        owner.setdefault(host_prefix(chosen[wg_key].overlay), wg_key)
 
     if keepalive is not None and not 0 < keepalive <= MAX_KEEPALIVE:
         raise ValueError("persistent_keepalive is 1..65535 seconds, or None for off")
     peers: list[PeerConfig] = []  # in key order
     programmed: list[Member] = []
     before = previous or {}
-    for wg_key in sorted(chosen):
+    for wg_key in order:
         member = chosen[wg_key]
         programmed.append(member)
         announced = member.announcement.endpoints if member.announcement is not None else ()
         endpoint = choose_endpoint(announced, underlay)
-        nets = _canonical(allowed[wg_key], wg_key in extras)
+        link_local, overlay = base_allowed_ips(member)
+        nets = _canonical(
+            [link_local, overlay] if owner[overlay] == wg_key else [link_local],
+            claimed.get(wg_key),
+        )
         old = before.get(wg_key)
         if old is not None and _same(old.allowed_ips, nets):
             if old.endpoint == endpoint and old.persistent_keepalive == keepalive:
