@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from meshd.daemon.laid_paths import UNLAID, LaidPaths, LaidRelays
 from meshd.daemon.nat_view import NatSnapshot, PeerPathView
 from meshd.errors import DecodeError
 from meshd.membership import Member
@@ -57,8 +58,9 @@ class _Peer(DirectPath):
 
     __slots__ = (
         "announced", "chosen", "chosen_for", "chosen_under", "handshake", "heard_at",
-        "liveness", "name", "put_at", "put_endpoint", "reported_at", "reported_endpoint",
-        "request_due", "requested_at", "rx_at", "rx_bytes", "trying_since", "wg_key",
+        "laid_endpoint", "laid_how", "laid_since", "liveness", "name", "put_at",
+        "put_endpoint", "reported_at", "reported_endpoint", "request_due", "requested_at",
+        "rx_at", "rx_bytes", "trying_since", "wg_key",
     )  # fmt: skip
 
     def __init__(
@@ -108,6 +110,11 @@ class _Peer(DirectPath):
         self.chosen: str | None = None
         # While direct without Babel's Hellos on the path: whether it still works.
         self.liveness: Liveness | None = None
+        # What the last step laid over the desired peers (meshd.daemon.laid_paths): its
+        # endpoint, 2 * keepalive + relay (UNLAID before any), when its round began.
+        self.laid_endpoint: str | None = None
+        self.laid_how = UNLAID
+        self.laid_since: float | None = None
 
     def __repr__(self) -> str:
         return f"_Peer({self.name!r}, {self.acted or self.state})"
@@ -122,6 +129,16 @@ class _Peer(DirectPath):
         """What the path last decided (:meth:`DirectPath.last_action`: kept there as plain
         values, not as an Action a peer)."""
         return self.last_action()
+
+    def lay(self) -> bool:
+        """Lay the path as the last update left it (:mod:`meshd.daemon.laid_paths`); whether
+        that changed what was laid."""
+        endpoint, how = self._shown, self._shown_how
+        since = self.trying_since if self.acted == "trying" else None
+        if endpoint == self.laid_endpoint and how == self.laid_how and since == self.laid_since:
+            return False
+        self.laid_endpoint, self.laid_how, self.laid_since = endpoint, how, since
+        return True
 
     def works(self, now: float, silent_after: float) -> bool:
         """Whether the direct path is up and not in doubt: something came within
@@ -149,6 +166,9 @@ class PeerPaths:
         self.silent_after = silent_after
         self.step = step  # the loop's step while anything moves: the device's age at most
         self.peers: dict[bytes, _Peer] = {}  # by node key
+        # What the last step laid over the desired peers, read from the peers themselves.
+        self.laid = LaidPaths(self.peers)
+        self.relays = LaidRelays(self.laid)
         # What is known of our side, for every path (set once a step, not on each path).
         self.side = Side()
         self.events: list[tuple[str, str]] = []  # this step's per-peer lines (summary)

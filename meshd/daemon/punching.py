@@ -4,9 +4,9 @@ Each member programmed as a WireGuard peer gets a direct path (:mod:`meshd.daemo
 a :class:`meshd.mesh.punch.DirectPath` over its announced candidates). At each step this
 shell reads the device (each peer's latest handshake, endpoint and received bytes), updates
 each path on the daemon's clock, and lays the chosen endpoint and keepalive over the desired
-peers (:attr:`WireGuardMesh.paths`, :func:`meshd.mesh.paths.with_paths`). A new endpoint to
-try is set together with the keepalive, turned off and on in one UAPI call, so that
-WireGuard sends an initiation now (:mod:`meshd.mesh.kicks`).
+peers (:attr:`WireGuardMesh.paths`, :func:`meshd.mesh.paths.with_paths`), all at once at
+the end of a step. A new endpoint to try is set together with the keepalive, turned off and
+on in one UAPI call, so that WireGuard sends an initiation now (:mod:`meshd.mesh.kicks`).
 
 Steps come every ``STEP`` seconds while anything moves: a path being tried, a punch request
 due, a path gone direct or a member connected within ``QUIET`` seconds. Otherwise every
@@ -27,10 +27,12 @@ by :mod:`meshd.mesh.liveness_probe` instead: quiet for longer than its keepalive
 traffic allow, it is probed (the peer re-created, at most ``PROBE_BUDGET`` a step), and lost
 only when the probe goes unanswered. :meth:`Punching.direct_keys` are the peers whose path
 is direct now; ``on_direct_change`` is called at the end of a step that changed them. The
-service is four modules, this loop and what it calls at each step:
+service is five modules, this loop and what it calls at each step:
 
 * :mod:`meshd.daemon.peer_paths`: each peer's state and direct path, updated from the
   device, and the snapshot ``meshd peers`` and ``meshd netcheck`` read;
+* :mod:`meshd.daemon.laid_paths`: what a step lays over the desired peers, read from the
+  peers (no table made at each step);
 * :mod:`meshd.daemon.punch_restarts`: what is kept across our restarts (where our
   WireGuard sees each peer) and a reconnected member's silent peer created anew;
 * :mod:`meshd.daemon.nat_messages`: the messages (reports of what we see, the relay pool
@@ -63,7 +65,6 @@ from meshd.gossip import nat as protocol
 from meshd.membership import Member
 from meshd.mesh.candidates import is_public
 from meshd.mesh.kicks import kick
-from meshd.mesh.paths import Path
 from meshd.mesh.punch import PUNCH_INTERVAL, Action
 from meshd.mesh.reconnect import WINDOW
 from meshd.trust.keys import WgKey
@@ -218,8 +219,6 @@ class Punching:
         # start from a 10,000-member store every peer asks, and a look over every member for
         # each held the event loop for ~30 s).
         self._relays = self._relay_pool(members, stats, wall)
-        relay_now: set[bytes] = set()
-        paths: dict[bytes, Path] = {}
         kicks: list[RemovePeer | UpdatePeer] = []
         kicked: list[_Peer] = []
         present: set[bytes] = set()
@@ -234,11 +233,7 @@ class Punching:
             action = self._update(
                 peer, member.node_key, stats.get(wg_key), now, wall, hellos(wg_key)
             )
-            if action.relay and action.path != "direct":
-                relay_now.add(wg_key)
             keepalive = action.keepalive or None  # only where a NAT is kept open
-            since = peer.trying_since if action.path == "trying" else None
-            paths[wg_key] = (action.endpoint, keepalive, since)
             status = stats.get(wg_key)
             if (
                 action.kick
@@ -272,10 +267,7 @@ class Punching:
             # A peer created anew gets the allowed-ips it had when the device was read; if
             # Babel moved a prefix since, the next round puts it back where Babel says.
             self.mesh.kick()
-        if paths != self.mesh.paths or relay_now != self.mesh.relay_now:
-            self.mesh.paths = paths
-            self.mesh.relay_now = frozenset(relay_now)
-            self.mesh.kick()
+        self._lay(members)
         self.messages.report(device, now)
         self._keep(stats, members.keys(), now, wall)
         await self._reannounce(now)
@@ -286,6 +278,18 @@ class Punching:
             self._direct = direct
             if self.on_direct_change is not None:
                 self.on_direct_change()
+
+    def _lay(self, members: Mapping[WgKey, Member]) -> None:
+        """Lay this step's paths over the desired peers (:mod:`meshd.daemon.laid_paths`: read
+        from the peers, no table), and ask for a round if they changed."""
+        paths, relays = self.peer_paths.laid, self.peer_paths.relays
+        changed = paths.lay(members)
+        mesh = self.mesh
+        if mesh.paths is not paths:  # the kept endpoints of a start (first_paths), or none
+            changed = dict(paths) != mesh.paths or set(relays) != mesh.relay_now
+            mesh.paths, mesh.relay_now = paths, relays
+        if changed:
+            mesh.kick()
 
     def _keep(
         self, stats: dict[bytes, PeerStatus], present: Collection[bytes], now: float, wall: float

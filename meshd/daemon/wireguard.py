@@ -39,6 +39,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
 import trio
@@ -134,13 +135,14 @@ class WireGuardMesh:
         self._reported: set[tuple[bytes, bytes]] = set()
         self._kick_send, self._kick_receive = trio.open_memory_channel[None](1)
         # Per peer (WireGuard key): the endpoint and keepalive its direct path chose
-        # (meshd.daemon.punching); they win over the announcement's.
+        # (meshd.daemon.punching, read from its peers: meshd.daemon.laid_paths); they win
+        # over the announcement's.
         self.paths: Mapping[bytes, Path] = {}
         # The device's latest handshake by peer (Unix time), as of the last round: a member
         # that handshakes is alive (meshd.daemon.liveness).
         self.handshakes: dict[bytes, float] = {}
         # Peers whose direct path is hopeless (meshd.mesh.punch.direct_hopeless): not held.
-        self.relay_now: frozenset[bytes] = frozenset()
+        self.relay_now: AbstractSet[bytes] = frozenset()
 
     @property
     def ifname(self) -> str:
