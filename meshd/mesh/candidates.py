@@ -97,25 +97,36 @@ Reason = Literal[
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Candidate:
     """One endpoint a member may be reached at; ``observers`` counts for reflexive ones.
 
-    ``endpoint`` is its ``ip:port`` text, written the canonical way
-    (:func:`meshd.wg.model.format_endpoint`) once, when it is made: the text given if it is
-    that (an announced one: the announcement's own string, not a copy per peer), else
-    formatted. It is not compared (the address and port say it all)."""
+    Made from its address and port; held as its ``ip:port`` text alone, written the
+    canonical way (:func:`meshd.wg.model.format_endpoint`) once, when it is made: the text
+    given if it is that (an announced one: the announcement's own string, not a copy per
+    peer), else formatted. Its ``address`` and ``port`` are read from that text when asked
+    for (a parsed address held by each of 10,000 peers' candidates cost ~80 bytes a peer);
+    canonical, the text compares as the address and port did."""
 
     kind: Kind
-    address: IPAddress
-    port: int
-    observers: int = 0
-    endpoint: str = field(default="", compare=False, repr=False)
+    endpoint: str
+    observers: int
 
-    def __post_init__(self) -> None:
-        text = format_endpoint(self.address, self.port)
-        if text != self.endpoint:
-            object.__setattr__(self, "endpoint", text)
+    def __init__(
+        self, kind: Kind, address: IPAddress, port: int, observers: int = 0, endpoint: str = ""
+    ) -> None:
+        text = format_endpoint(address, port)
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "endpoint", endpoint if endpoint == text else text)
+        object.__setattr__(self, "observers", observers)
+
+    @property
+    def address(self) -> IPAddress:
+        return parse_endpoint(self.endpoint)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.endpoint.rpartition(":")[2])
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,9 +334,9 @@ def own_candidates(
     """What to announce, ranked: configured, reflexive, then local; each endpoint once (at
     its best kind), at most ``MAX_CANDIDATES``."""
     out: list[Candidate] = []
-    taken: set[tuple[IPAddress, int]] = set()
+    taken: set[str] = set()
     for candidate in [*configured, *reflexive, *local]:
-        key = (candidate.address, candidate.port)
+        key = candidate.endpoint  # canonical: the address and port
         if key not in taken:
             taken.add(key)
             out.append(candidate)
@@ -336,9 +347,6 @@ def behind_nat(candidates: Sequence[Candidate]) -> bool:
     """Whether others see us at an address none of our interfaces holds (a NAT maps us)."""
     locals_ = {c.address for c in candidates if c.kind == "local"}
     return any(c.kind == "reflexive" and c.address not in locals_ for c in candidates)
-
-
-_PORTS: dict[int, int] = {}  # the ports announced candidates share (the first 256 seen)
 
 
 def parse_announced(
@@ -372,9 +380,7 @@ def parse_announced(
             refused.append(Refused(shown, "oversized"))
             continue
         taken.add(checked)
-        address, port = checked  # one int object a port (a parsed one is new above 256)
-        port = _PORTS.setdefault(port, port) if len(_PORTS) < 256 else _PORTS.get(port, port)
-        kept.append(Candidate(known, address, port, endpoint=str(text)))
+        kept.append(Candidate(known, *checked, endpoint=str(text)))
     return kept, refused
 
 
@@ -395,23 +401,18 @@ def rank_for_us(
     Within each, a family we hold an address in first, then IPv4, then address and port.
     """
 
-    def tier(c: Candidate) -> int:
-        if c.kind == "local":
-            if any(c.address in net for net in networks if net.version == c.address.version):
-                return 0
-            return 1 if is_public(c.address) else 4
-        return {"configured": 1, "reflexive": 2, "hint": 3}[c.kind]
+    def key(c: Candidate) -> tuple[int, ...]:
+        address = c.address  # read from its text once
+        if c.kind != "local":
+            tier = {"configured": 1, "reflexive": 2, "hint": 3}[c.kind]
+        elif any(address in net for net in networks if net.version == address.version):
+            tier = 0
+        else:
+            tier = 1 if is_public(address) else 4
+        order = _order(address, c.port)
+        return (tier, address.version not in families, -c.observers, *order, KINDS.index(c.kind))
 
-    return sorted(
-        candidates,
-        key=lambda c: (
-            tier(c),
-            c.address.version not in families,
-            -c.observers,
-            *_order(c.address, c.port),
-            KINDS.index(c.kind),
-        ),
-    )
+    return sorted(candidates, key=key)
 
 
 def counts(refused: Iterable[Refused]) -> Mapping[Reason, int]:

@@ -187,7 +187,7 @@ class DirectPath:
     # -- inputs ---------------------------------------------------------------------------
 
     def _rank(self, candidates: Iterable[Candidate]) -> Ranked:
-        unique = {(c.address, c.port): c for c in candidates if c.kind != "hint"}
+        unique = {c.endpoint: c for c in candidates if c.kind != "hint"}  # canonical
         return self._ordered(unique.values())
 
     def _ordered(self, candidates: Iterable[Candidate]) -> Ranked:
@@ -296,8 +296,8 @@ class DirectPath:
         if hints or self._punched[1]:  # the hints of this round (none: no new tuple)
             self._punched = (self._punched[0], tuple(hints))
         ranked = listed(self._ranked)
-        announced = {(c.address, c.port) for c in ranked} if hints else set()
-        extra = {(h.address, h.port): h for h in hints if (h.address, h.port) not in announced}
+        announced = {c.endpoint for c in ranked} if hints else set()  # canonical
+        extra = {h.endpoint: h for h in hints if h.endpoint not in announced}
         # Hints go after the peer's own configured and reflexive candidates, and before its
         # private addresses elsewhere (rank_for_us), which seldom answer. Without a hint it
         # does not announce, the round is the announced candidates (the same tuple, no copy).

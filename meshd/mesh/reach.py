@@ -40,6 +40,17 @@ def summary(events: Sequence[tuple[str, str]], named: int = NAMED) -> tuple[list
     return [*(line for _, line in events[:named]), more], [line for _, line in rest]
 
 
+def _answers(
+    c: Candidate, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> bool:
+    """Whether a peer's own address answers a first initiation: public, or on one of our
+    ``networks`` (its address read from its text once)."""
+    address = c.address
+    return is_public(address) or any(
+        address in net for net in networks if net.version == address.version
+    )
+
+
 def direct_hopeless(
     candidates: Iterable[Candidate],
     *,
@@ -68,10 +79,7 @@ def direct_hopeless(
             return False
         if c.kind == "reflexive" and not symmetric:
             return False
-        if c.kind == "local" and (
-            is_public(c.address)
-            or any(c.address in net for net in networks if net.version == c.address.version)
-        ):
+        if c.kind == "local" and _answers(c, networks):
             return False
     return True
 
@@ -111,10 +119,6 @@ def keepalive_for(
     for c in candidates:
         if c.kind == "reflexive":
             return KEEPALIVE
-        if c.endpoint == endpoint and (
-            c.kind == "configured"
-            or is_public(c.address)
-            or any(c.address in net for net in networks if net.version == c.address.version)
-        ):
+        if c.endpoint == endpoint and (c.kind == "configured" or _answers(c, networks)):
             own = True
     return 0 if own else KEEPALIVE
