@@ -50,7 +50,18 @@ from dataclasses import dataclass
 from typing import Literal
 
 from meshd.mesh.candidates import Candidate, Reason, check_endpoint, rank_for_us
-from meshd.mesh.punch_parts import NO_PUNCH, Ranked, held, listed, on_side, shared_settings
+from meshd.mesh.punch_parts import (
+    NO_PUNCH,
+    Ranked,
+    Rounds,
+    Trying,
+    Waiting,
+    held,
+    listed,
+    on_side,
+    shared_settings,
+    waiting,
+)
 from meshd.mesh.punch_parts import Side as Side
 
 # The rules a path follows, and its log lines: re-exported, where callers find them.
@@ -80,13 +91,6 @@ _NEVER = -math.inf  # one object for every path's "not yet" (``-math.inf`` makes
 _LAST = [math.nan]
 
 
-def _shared(value: float) -> float:
-    if value == _LAST[0]:
-        return _LAST[0]
-    _LAST[0] = value
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class Action:
     """What to do for the peer now.
@@ -112,11 +116,11 @@ class DirectPath:
 
     # A service holds one per peer (10,000 of them): no __dict__, what every path is made
     # with shared (_Settings), and what is known of our side (Side), the round the announced
-    # candidates when it adds nothing, the last punch a shared default until one comes.
+    # candidates when it adds nothing, the last punch a shared default until one comes, and
+    # where it stands in its rounds one object that is its state too (punch_parts.Rounds).
     __slots__ = (
-        "_attempt_started", "_failed_rounds", "_hopeless", "_index", "_last_handshake",
-        "_lost_at", "_next_round_at", "_punched", "_ranked", "_round", "_settings", "_shown",
-        "_shown_how", "_side", "_state", "acted", "next_check", "watched",
+        "_hopeless", "_last_handshake", "_lost_at", "_punched", "_ranked", "_rounds",
+        "_settings", "_shown", "_shown_how", "_side", "acted", "next_check", "watched",
     )  # fmt: skip
 
     def __init__(
@@ -159,12 +163,7 @@ class DirectPath:
         # Whether the path is hopeless (bit 0), and for which of our sides (symmetric,
         # public: 0-3, the bits above); -1 not worked out since the candidates changed.
         self._hopeless = -1
-        self._round: Ranked = ()
-        self._index = 0
-        self._attempt_started = now
-        self._state: Path = "trying"
-        self._failed_rounds = 0
-        self._next_round_at = now
+        self._rounds: Rounds = Trying((), now, 0)  # trying, none failed (its round below)
         self._lost_at = _NEVER
         self._last_handshake: float | None = None
         # The last punch request (when, and its hints, kept for its round): shared until one.
@@ -203,7 +202,8 @@ class DirectPath:
 
     @property
     def state(self) -> Path:
-        return self._state
+        rounds = self._rounds
+        return "direct" if rounds is None else "trying" if type(rounds) is Trying else "relay"
 
     #: What the caller knows of our side (for :func:`direct_hopeless` and
     #: :func:`keepalive_for`), held in the path's :class:`Side` (shared where one was given).
@@ -240,7 +240,7 @@ class DirectPath:
     def settled(self) -> str | None:
         """The endpoint of the working direct path, when there is one (while direct, every
         action shows it: :meth:`update`)."""
-        return self._shown if self._state == "direct" else None
+        return self._shown if self._rounds is None else None
 
     def set_candidates(self, candidates: Iterable[Candidate], now: float) -> None:
         """The peer announced (possibly) new candidates: without a direct path, try them now
@@ -250,11 +250,11 @@ class DirectPath:
             return
         self._ranked = ranked
         self._hopeless = -1
-        if self._state != "direct":
-            self._failed_rounds = 0
+        if self._rounds is not None:  # not direct: its rounds start again, none failed
             # A punch's hints stay for its round: the peer is sending to us now.
             at, hints = self._punched
-            self._start_round(now, hints if now - at < self._settings.punch_interval else ())
+            punched = now - at < self._settings.punch_interval
+            self._start_round(now, hints if punched else (), failed=0)
 
     def punch(self, now: float, hints: Iterable[object] = ()) -> Reason | Literal["busy"] | None:
         """A punch request: the peer is sending to us now. Start a round (with up to
@@ -263,7 +263,7 @@ class DirectPath:
         if now - self._punched[0] < self._settings.punch_interval:
             return "busy"
         hs = self._last_handshake
-        if self._state == "direct" and hs is not None and 0 <= now - hs <= PUNCH_FRESH:
+        if self._rounds is None and hs is not None and 0 <= now - hs <= PUNCH_FRESH:
             return "busy"
         taken: list[Candidate] = []
         refused: Reason | None = None
@@ -277,22 +277,28 @@ class DirectPath:
                 continue
             taken.append(Candidate("hint", *checked))
         self._punched = (now, self._punched[1])
-        self._failed_rounds = 0
-        self._start_round(now, taken)
+        self._start_round(now, taken, failed=0)
         return refused
 
     def lost(self, now: float) -> bool:
         """The caller saw a direct path fall silent (no packet from the peer for longer
         than its keepalives allow, while WireGuard's handshake is not stale yet: a NAT
         mapping changed). Start a round now; False if the path is not direct."""
-        if self._state != "direct":
+        if self._rounds is not None:
             return False
         self._start_round(now, ())
         return True
 
     def _start_round(
-        self, now: float, hints: Sequence[Candidate], kept: Candidate | None = None
+        self,
+        now: float,
+        hints: Sequence[Candidate],
+        kept: Candidate | None = None,
+        failed: int | None = None,
     ) -> None:
+        """A round from ``now`` (its candidates: the announced ones, ``hints``, ``kept``
+        first), or relay if it has none; ``failed``: the rounds failed before it (None: as
+        they stand, none while direct)."""
         if hints or self._punched[1]:  # the hints of this round (none: no new tuple)
             self._punched = (self._punched[0], tuple(hints))
         ranked = listed(self._ranked)
@@ -304,14 +310,17 @@ class DirectPath:
         round_ = self._ordered([*ranked, *extra.values()]) if extra else self._ranked
         if kept is not None:
             round_ = held((kept, *(c for c in listed(round_) if c.endpoint != kept.endpoint)))
-        self._round = round_
-        self._index = 0
-        self._attempt_started = now
-        if self._state == "direct":
+        rounds = self._rounds
+        if rounds is None:  # direct: lost now
             self._lost_at = now
-        self._state = "trying" if self._round else "relay"
-        if not self._round:
-            self._next_round_at = math.inf
+        if failed is None:
+            failed = 0 if rounds is None else rounds.failed
+        if not round_:
+            self._rounds = waiting(failed, math.inf)
+        elif type(rounds) is Trying:  # a round under way gives way to this one
+            rounds.round, rounds.index, rounds.started, rounds.failed = round_, 0, now, failed
+        else:
+            self._rounds = Trying(round_, now, failed)
 
     # -- the decision ---------------------------------------------------------------------
 
@@ -321,47 +330,50 @@ class DirectPath:
         if last_handshake is not None and last_handshake <= now:
             self._last_handshake = last_handshake
         hs = self._last_handshake
-        kept = self.watched and self._state == "direct"
+        kept = self.watched and self._rounds is None
         settings = self._settings
         stale_after = settings.stale_after
         fresh = hs is not None and hs > self._lost_at and (kept or now - hs <= stale_after)
         if fresh:
             # Where it settles: the candidate that answered, or where WireGuard shows the
             # peer; once direct, what the last action showed (every one shows it).
-            settled = self._shown if self._state == "direct" else self._current() or wg_endpoint
-            self._state = "direct"
-            self._failed_rounds = 0
+            settled = self._shown if self._rounds is None else self._current() or wg_endpoint
+            self._rounds = None  # direct: no round, none failed
             shown = check_endpoint(wg_endpoint, settings.overlay, allow_loopback=True)
             if wg_endpoint is not None and not isinstance(shown, str):
                 settled = wg_endpoint
             assert hs is not None
             return self._action(settled, now, math.inf if kept else hs + stale_after)
-        if self._state == "direct":
+        if self._rounds is None:
             self._lost_at = now
             self._start_round(now, ())
-        if self._state == "relay" and now >= self._next_round_at:
+        rounds = self._rounds
+        if type(rounds) is Waiting and now >= rounds.next_at:
             self._start_round(now, ())
-        if self._state == "trying" and now - self._attempt_started >= settings.attempt:
-            self._index += 1
-            self._attempt_started = now
-            if self._index >= len(listed(self._round)):
-                self._state = "relay"
-                self._failed_rounds += 1
-                backoff = settings.retry_base * 2 ** min(self._failed_rounds - 1, 16)
-                self._next_round_at = _shared(now + min(backoff, settings.retry_max))
-        if self._state == "trying":
-            return self._action(self._current(), now, self._attempt_started + settings.attempt)
+            rounds = self._rounds
+        if type(rounds) is Trying and now - rounds.started >= settings.attempt:
+            rounds.index += 1
+            rounds.started = now
+            if rounds.index >= len(listed(rounds.round)):
+                failed = rounds.failed + 1
+                backoff = min(settings.retry_base * 2 ** min(failed - 1, 16), settings.retry_max)
+                rounds = self._rounds = waiting(failed, now + backoff)
+                _LAST[0] = rounds.next_at  # its time, one object: its action's next_check
+        if type(rounds) is Trying:
+            return self._action(self._current(), now, rounds.started + settings.attempt)
+        assert type(rounds) is Waiting
         ranked = self._ranked
         if type(ranked) is tuple:
             best = ranked[0].endpoint if ranked else None
         else:
             best = ranked.endpoint  # type: ignore[union-attr]
-        return self._action(best, now, self._next_round_at)
+        return self._action(best, now, rounds.next_at)
 
     def _current(self) -> str | None:
-        if self._state != "trying":
+        rounds = self._rounds
+        if type(rounds) is not Trying:
             return None
-        round_, index = self._round, self._index
+        round_, index = rounds.round, rounds.index
         if type(round_) is tuple:
             return round_[index].endpoint if index < len(round_) else None
         return round_.endpoint if index == 0 else None  # type: ignore[union-attr]
@@ -369,7 +381,8 @@ class DirectPath:
     def _action(self, endpoint: str | None, now: float, next_check: float) -> Action:
         kick = endpoint is not None and endpoint != self._shown
         self._shown = endpoint
-        state, side, ranked = self._state, self._side, self._ranked
+        rounds, side, ranked = self._rounds, self._side, self._ranked
+        state = self.state
         # keepalive_for's rules; trying and relay need no call (10,000 paths a step).
         keepalive = (
             KEEPALIVE
@@ -385,8 +398,8 @@ class DirectPath:
                 networks=self._settings.networks,
             )
         )
-        relay = self._state == "relay" or (
-            self._state == "trying" and (self._index >= 1 or self.hopeless)
+        relay = state == "relay" or (
+            type(rounds) is Trying and (rounds.index >= 1 or self.hopeless)
         )
         next_check = max(next_check, now)
         last = _LAST  # an equal time the last path chose: its object (see _LAST)
@@ -394,6 +407,6 @@ class DirectPath:
             next_check = last[0]
         else:
             last[0] = next_check
-        self.acted, self._shown_how = self._state, 2 * keepalive + relay
+        self.acted, self._shown_how = state, 2 * keepalive + relay
         self.next_check = next_check
-        return Action(self._state, endpoint, kick, keepalive, relay, next_check)
+        return Action(state, endpoint, kick, keepalive, relay, next_check)

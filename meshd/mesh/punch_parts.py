@@ -2,8 +2,10 @@
 candidates (pure): a service holds one path per peer (10,000 of them), so what is the same
 for all of them is one object: the settings a path is made with (``_Settings``, one for the
 paths made alike), what is known of our side (:class:`Side`, set once a step), the punch a
-path has had none of (``NO_PUNCH``); and a path's one candidate is held as itself, not in a
-tuple of one (``Ranked``: most members announce one endpoint).
+path has had none of (``NO_PUNCH``); a path's one candidate is held as itself, not in a
+tuple of one (``Ranked``: most members announce one endpoint); and where a path stands in
+its rounds is one object that says its state too (:data:`Rounds`: none while direct, a
+round of its own while trying, one shared by the paths that wait alike in relay).
 """
 
 from __future__ import annotations
@@ -77,3 +79,44 @@ def held(ranked: tuple[Candidate, ...]) -> Ranked:
 
 #: A path's punch when none came: (when, its hints).
 NO_PUNCH: tuple[float, tuple[Candidate, ...]] = (-math.inf, ())
+
+
+class Trying:
+    """A round under way (the path is trying): its candidates, the index of the one tried,
+    since when (the daemon's clock), and the rounds that failed before it."""
+
+    __slots__ = ("failed", "index", "round", "started")
+
+    def __init__(self, round_: Ranked, started: float, failed: int) -> None:
+        self.round = round_
+        self.index = 0
+        self.started = started
+        self.failed = failed
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A path in relay: the rounds that failed, and when the next one starts. Paths that
+    wait alike hold one object (:func:`waiting`)."""
+
+    failed: int
+    next_at: float
+
+
+#: Where a path stands in its rounds, and so its state: direct (None: no round, none
+#: failed), trying (:class:`Trying`, its own) or relay (:class:`Waiting`, shared).
+Rounds = Trying | Waiting | None
+
+_WAITING: dict[tuple[int, float], Waiting] = {}
+
+
+def waiting(failed: int, next_at: float) -> Waiting:
+    """The relay of paths with ``failed`` rounds failed and the next at ``next_at``: one
+    object for the paths that fail at one time (a few kept, the last made)."""
+    key = (failed, next_at)
+    found = _WAITING.get(key)
+    if found is None:
+        if len(_WAITING) >= 16:
+            _WAITING.clear()
+        found = _WAITING[key] = Waiting(failed, next_at)
+    return found

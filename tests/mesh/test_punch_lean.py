@@ -17,7 +17,9 @@ PUBLIC = Candidate("local", ipaddress.ip_address("93.184.216.34"), 51820)
 def test_a_path_has_no_dict_and_few_slots() -> None:
     p = DirectPath([LAN], 0.0)
     assert not hasattr(p, "__dict__")
-    assert len(DirectPath.__slots__) <= 18  # was 23: our side shared, small values packed
+    # was 23: our side shared, small values packed; then 18: where it stands in its rounds
+    # one object that says its state (none while direct, one shared while in relay)
+    assert len(DirectPath.__slots__) <= 13
 
 
 def test_paths_given_one_side_share_it_and_see_what_is_set_on_it() -> None:
@@ -78,10 +80,16 @@ def held(p: DirectPath) -> object:
     return p._ranked
 
 
+def round_of(p: DirectPath) -> punch_parts.Ranked:
+    rounds = p._rounds
+    assert isinstance(rounds, punch_parts.Trying)
+    return rounds.round
+
+
 def test_one_candidate_is_held_without_a_tuple_and_decides_as_a_tuple_of_one_did() -> None:
     p = DirectPath([LAN], 0.0)
     assert p._ranked is LAN
-    assert p._round is LAN  # the round is the announced candidate: no copy
+    assert round_of(p) is LAN  # the round is the announced candidate: no copy
     assert p.candidates == [LAN]
     assert p.update(0.0, None, None).endpoint == LAN.endpoint
     a = p.update(6.0, None, None)  # it failed: on the relay, showing it
@@ -98,7 +106,8 @@ def test_one_candidate_is_held_without_a_tuple_and_decides_as_a_tuple_of_one_did
 
 def test_a_single_candidate_with_hints_or_a_kept_endpoint_makes_a_round_of_them() -> None:
     p = DirectPath([LAN], 0.0, kept="198.51.100.9:4000")
-    assert [c.endpoint for c in punch_parts.listed(p._round)] == ["198.51.100.9:4000", LAN.endpoint]
+    tried = [c.endpoint for c in punch_parts.listed(round_of(p))]
+    assert tried == ["198.51.100.9:4000", LAN.endpoint]
     assert p.update(0.0, None, None).endpoint == "198.51.100.9:4000"
     assert p.update(6.0, None, None).endpoint == LAN.endpoint
     p.update(12.0, None, None)
@@ -129,7 +138,9 @@ def test_paths_that_start_and_fail_at_one_time_share_their_times() -> None:
     assert paths[0].next_check is paths[1].next_check is paths[2].next_check
     failed = [p.update(6.0, None, None) for p in paths]
     assert {(a.path, a.next_check) for a in failed} == {("relay", 6.0 + punch.RETRY_BASE)}
-    assert paths[0]._next_round_at is paths[1]._next_round_at is paths[2]._next_round_at
-    assert paths[0].next_check is paths[2]._next_round_at
+    waiting = paths[0]._rounds  # failed rounds and the next round's time: one object
+    assert isinstance(waiting, punch_parts.Waiting)
+    assert waiting is paths[1]._rounds is paths[2]._rounds
+    assert paths[0].next_check is waiting.next_at
     other = DirectPath([LAN], 1.0)
     assert other.update(1.0, None, None).next_check == 1.0 + punch.ATTEMPT  # values unchanged
