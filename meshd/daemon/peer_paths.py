@@ -40,6 +40,7 @@ from meshd.mesh.desired import peer_members
 from meshd.mesh.kicks import recreate
 from meshd.mesh.liveness_probe import PROBE_BUDGET, Liveness
 from meshd.mesh.punch import KEEPALIVE, PUNCH_INTERVAL, Action, DirectPath, Side, summary
+from meshd.mesh.punch_parts import NEVER, Rare, RareField
 from meshd.mesh.remembered import Kept
 from meshd.trust.keys import WgKey
 from meshd.wg.model import PeerStatus, RemovePeer, UpdatePeer
@@ -49,7 +50,27 @@ if TYPE_CHECKING:
     from meshd.daemon.wireguard import WireGuardMesh
 
 
-_NEVER = -math.inf  # one object for every peer's "not yet" (``-math.inf`` makes a new one)
+UNCHOSEN = ""  # a peer's chosen endpoint not worked out yet (no endpoint is empty)
+
+
+class _PeerRare(Rare):
+    """A peer's fields that most peers hold at their default (:class:`Rare`)."""
+
+    __slots__ = (
+        "liveness", "put_at", "put_endpoint", "reported_at", "reported_endpoint", "requested_at",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.put_endpoint: str | None = None
+        self.put_at = NEVER
+        self.reported_endpoint = ""
+        self.reported_at = NEVER
+        self.requested_at = NEVER
+        self.liveness: Liveness | None = None
+
+
+_PeerRare.DEFAULT = _PeerRare()
 
 
 class _Peer(DirectPath):
@@ -57,11 +78,22 @@ class _Peer(DirectPath):
     two: ``path`` is the peer) and what the device last showed of it."""
 
     __slots__ = (
-        "announced", "chosen", "chosen_for", "chosen_under", "handshake", "heard_at",
-        "laid_endpoint", "laid_how", "laid_since", "liveness", "name", "put_at",
-        "put_endpoint", "reported_at", "reported_endpoint", "request_due", "requested_at",
-        "rx_at", "rx_bytes", "trying_since", "wg_key",
+        "announced", "chosen", "handshake", "heard_at", "laid_endpoint", "laid_how",
+        "laid_since", "name", "request_due", "rx_at", "rx_bytes", "trying_since", "wg_key",
     )  # fmt: skip
+    # What most peers hold at its default (no punch requested, no endpoint put or reported,
+    # Hellos on the path): one shared object until set (_PeerRare).
+    _RARE = _PeerRare.DEFAULT
+    #: The endpoint this service last put on the device for the peer, and the Unix time
+    #: from which it was there: a handshake no newer did not answer it (it is not kept).
+    put_endpoint: RareField[str | None] = RareField()
+    put_at: RareField[float] = RareField()
+    #: The endpoint we last reported to the peer (a NAT report), and when.
+    reported_endpoint: RareField[str] = RareField()
+    reported_at: RareField[float] = RareField()
+    requested_at: RareField[float] = RareField()  # when we last asked for a punch
+    #: While direct without Babel's Hellos on the path: whether it still works.
+    liveness: RareField[Liveness | None] = RareField()
 
     def __init__(
         self,
@@ -91,25 +123,12 @@ class _Peer(DirectPath):
         self.rx_bytes = 0
         self.rx_at = rx_at
         self.heard_at = heard_at  # when the peer's received bytes last grew (never reset)
-        self.requested_at = _NEVER
         self.request_due = False
         self.trying_since = 0.0  # Unix time the current candidate began to be tried
-        # The endpoint this service last put on the device for the peer, and the Unix time
-        # from which it was there: a handshake no newer did not answer it (it is not kept).
-        self.put_endpoint: str | None = None
-        self.put_at = _NEVER
-        # The endpoint we last reported to the peer (a NAT report), and when: fields, not a
-        # tuple a peer.
-        self.reported_endpoint = ""
-        self.reported_at = _NEVER
-        # The endpoint a start programs from the announcement and underlay it was worked out
-        # for: worked out again only when either changes (meshd.mesh.desired.choose_endpoint
-        # parses every candidate).
-        self.chosen_for: object = None
-        self.chosen_under: object = None
-        self.chosen: str | None = None
-        # While direct without Babel's Hellos on the path: whether it still works.
-        self.liveness: Liveness | None = None
+        # The endpoint a start programs from the announcement (under the underlay of
+        # meshd.daemon.punch_restarts), UNCHOSEN until worked out, and again once either
+        # changes (meshd.mesh.desired.choose_endpoint parses every candidate).
+        self.chosen: str | None = UNCHOSEN
         # What the last step laid over the desired peers (meshd.daemon.laid_paths): its
         # endpoint, 2 * keepalive + relay (UNLAID before any), when its round began.
         self.laid_endpoint: str | None = None
@@ -198,7 +217,7 @@ class PeerPaths:
         peer = self.peers.get(member.node_key)
         if peer is not None and peer.wg_key == wg_key:
             if peer.announced != announced:
-                peer.announced = announced
+                peer.announced, peer.chosen = announced, UNCHOSEN
                 peer.set_candidates(self.candidates(announced), now)
             return peer
         underlay = self.mesh.underlay

@@ -27,6 +27,7 @@ import trio
 
 from meshd.daemon import last_endpoints
 from meshd.daemon.nat_messages import FRESH
+from meshd.daemon.peer_paths import UNCHOSEN
 from meshd.daemon.transport import Transport, key_of
 from meshd.mesh.desired import choose_endpoint
 from meshd.mesh.kicks import recreate
@@ -58,6 +59,7 @@ class Restarts:
         self.state_dir = state_dir
         loaded = last_endpoints.load(state_dir, mesh.overlay_prefix) if state_dir else {}
         self.kept = Kept(loaded)
+        self._chosen_under: object = None  # the underlay the peers' chosen endpoints are for
 
     def forget(self, node_key: bytes) -> None:
         """``node_key`` is no peer of ours any more."""
@@ -89,6 +91,10 @@ class Restarts:
         endpoint before it, and the peer keeps what it had."""
         seen: dict[bytes, tuple[str, bool]] = {}
         underlay = self.mesh.underlay
+        if underlay is not self._chosen_under:  # each peer's chosen endpoint, anew
+            self._chosen_under = underlay
+            for peer in peers.values():
+                peer.chosen = UNCHOSEN
         for peer in peers.values():
             status = stats.get(peer.wg_key)
             if status is None or not status.last_handshake or status.config.endpoint is None:
@@ -97,9 +103,8 @@ class Restarts:
                 continue
             if status.config.endpoint == peer.put_endpoint and status.last_handshake <= peer.put_at:
                 continue  # set by a round, answered by no handshake yet
-            if peer.chosen_for is not peer.announced or peer.chosen_under is not underlay:
+            if peer.chosen == UNCHOSEN:
                 peer.chosen = choose_endpoint(peer.announced, underlay)
-                peer.chosen_for, peer.chosen_under = peer.announced, underlay
             endpoint = status.config.endpoint
             seen[peer.wg_key] = (endpoint, endpoint == peer.chosen)
         data = self.kept.update(now, seen, present)

@@ -47,12 +47,14 @@ import ipaddress
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from meshd.mesh.candidates import Candidate, Reason, check_endpoint, rank_for_us
 from meshd.mesh.punch_parts import (
-    NO_PUNCH,
+    NEVER,
     Ranked,
+    Rare,
+    RareField,
     Rounds,
     Trying,
     Waiting,
@@ -84,7 +86,7 @@ PUNCH_INTERVAL = 10.0
 PUNCH_FRESH = 15.0
 MAX_HINTS = 2
 
-_NEVER = -math.inf  # one object for every path's "not yet" (``-math.inf`` makes a new one)
+_NEVER = NEVER  # one object for every path's "not yet" (``-math.inf`` makes a new one)
 #: The last time a path chose to be looked at again (or to start its next round): a path
 #: that chooses an equal one holds this object, not a float of its own (the paths that
 #: start or fail a round at one step share one).
@@ -119,9 +121,16 @@ class DirectPath:
     # candidates when it adds nothing, the last punch a shared default until one comes, and
     # where it stands in its rounds one object that is its state too (punch_parts.Rounds).
     __slots__ = (
-        "_hopeless", "_last_handshake", "_lost_at", "_punched", "_ranked", "_rounds",
-        "_settings", "_shown", "_shown_how", "_side", "acted", "next_check", "watched",
+        "_hopeless", "_last_handshake", "_ranked", "_rare", "_rounds", "_settings",
+        "_shown", "_shown_how", "_side", "acted", "next_check", "watched",
     )  # fmt: skip
+    #: What most paths hold at its default, in one shared object until set (punch_parts.Rare):
+    #: when the direct path was last lost, and the last punch request (when, and its hints,
+    #: kept for its round).
+    _RARE: ClassVar[Rare] = Rare.DEFAULT
+    _rare: Rare
+    _lost_at: RareField[float] = RareField()
+    _punched: RareField[tuple[float, tuple[Candidate, ...]]] = RareField()
 
     def __init__(
         self,
@@ -164,10 +173,8 @@ class DirectPath:
         # public: 0-3, the bits above); -1 not worked out since the candidates changed.
         self._hopeless = -1
         self._rounds: Rounds = Trying((), now, 0)  # trying, none failed (its round below)
-        self._lost_at = _NEVER
+        self._rare = self._RARE  # never lost, no punch yet
         self._last_handshake: float | None = None
-        # The last punch request (when, and its hints, kept for its round): shared until one.
-        self._punched = NO_PUNCH
         # What the last action said (last_action), as plain values, not the Action kept: its
         # endpoint, and its keepalive and relay as one small int (2 * keepalive + relay).
         self._shown: str | None = None

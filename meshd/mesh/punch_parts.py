@@ -1,11 +1,13 @@
 """What a :class:`meshd.mesh.punch.DirectPath` shares with the others, and how it holds its
 candidates (pure): a service holds one path per peer (10,000 of them), so what is the same
 for all of them is one object: the settings a path is made with (``_Settings``, one for the
-paths made alike), what is known of our side (:class:`Side`, set once a step), the punch a
-path has had none of (``NO_PUNCH``); a path's one candidate is held as itself, not in a
-tuple of one (``Ranked``: most members announce one endpoint); and where a path stands in
-its rounds is one object that says its state too (:data:`Rounds`: none while direct, a
-round of its own while trying, one shared by the paths that wait alike in relay).
+paths made alike), what is known of our side (:class:`Side`, set once a step), what a path
+holds at its default until it sets it (:class:`Rare`: its last punch, when it was last
+lost; one shared object, a path's own from its first change); a path's one candidate is
+held as itself, not in a tuple of one (``Ranked``: most members announce one endpoint); and
+where a path stands in its rounds is one object that says its state too (:data:`Rounds`:
+none while direct, a round of its own while trying, one shared by the paths that wait alike
+in relay).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import functools
 import ipaddress
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from meshd.mesh.candidates import Candidate
 
@@ -77,8 +79,9 @@ def held(ranked: tuple[Candidate, ...]) -> Ranked:
     return ranked[0] if len(ranked) == 1 else ranked
 
 
+NEVER = -math.inf  # one object for every path's "not yet" (``-math.inf`` makes a new one)
 #: A path's punch when none came: (when, its hints).
-NO_PUNCH: tuple[float, tuple[Candidate, ...]] = (-math.inf, ())
+NO_PUNCH: tuple[float, tuple[Candidate, ...]] = (NEVER, ())
 
 
 class Trying:
@@ -120,3 +123,42 @@ def waiting(failed: int, next_at: float) -> Waiting:
             _WAITING.clear()
         found = _WAITING[key] = Waiting(failed, next_at)
     return found
+
+
+T = TypeVar("T")
+
+
+class Rare:
+    """What most paths hold at its default (a path's ``_rare``): the class's ``DEFAULT``,
+    shared, until a path sets one of these; then an object of its own. A subclass adds the
+    fields of a subclass of the path (set its own ``DEFAULT``)."""
+
+    __slots__ = ("lost_at", "punched")
+    DEFAULT: Rare
+
+    def __init__(self) -> None:
+        self.lost_at = NEVER  # when the direct path was last lost
+        self.punched = NO_PUNCH  # the last punch request: when, and its hints
+
+
+Rare.DEFAULT = Rare()
+
+
+class RareField(Generic[T]):
+    """A path's field held in its :class:`Rare` (``_rare``): read there; set there, in an
+    object of the path's own, made from the default the first time a value other than the
+    default is set."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name.lstrip("_")
+
+    def __get__(self, path: Any, owner: type | None = None) -> T:
+        return getattr(path._rare, self.name)  # type: ignore[no-any-return]
+
+    def __set__(self, path: Any, value: T) -> None:
+        rare = path._rare
+        if rare is type(rare).DEFAULT:
+            if value == getattr(rare, self.name):
+                return  # the default: still shared
+            rare = path._rare = type(rare)()
+        setattr(rare, self.name, value)

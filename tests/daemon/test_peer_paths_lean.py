@@ -4,14 +4,20 @@ of it), and every path of the service shares one record of our side, set once a 
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
+from meshd.daemon import punch_restarts
 from meshd.daemon.peer_paths import _Peer
 from meshd.mesh.candidates import Candidate
+from meshd.mesh.desired import Underlay, choose_endpoint
 from meshd.mesh.punch import DirectPath
+from meshd.wg.model import PeerConfig, PeerStatus
 from tests.daemon.test_punching_scale import service
 
 LAN = Candidate("local", ipaddress.ip_address("192.168.1.7"), 51820)
@@ -49,3 +55,66 @@ def test_peers_share_one_not_yet() -> None:
     b = _Peer(bytes([1]) * 32, "b", (), [LAN], 0.0)
     assert a.requested_at == a.put_at == a.reported_at == float("-inf")
     assert a.requested_at is b.requested_at is b.put_at is b.reported_at
+
+
+def test_what_most_peers_hold_at_its_default_is_one_shared_object_until_set() -> None:
+    a = _Peer(bytes(32), "a", (), [LAN], 0.0)
+    b = _Peer(bytes([1]) * 32, "b", (), [LAN], 0.0)
+    assert a._rare is b._rare  # none of its own
+    a.liveness, a.requested_at, a.put_endpoint = None, float("-inf"), None  # the defaults
+    assert a._rare is b._rare
+    a.put_endpoint, a.put_at = "192.168.1.7:51820", 5.0
+    assert a._rare is not b._rare
+    assert (a.put_endpoint, a.put_at, a.requested_at) == ("192.168.1.7:51820", 5.0, b.put_at)
+    assert (b.put_endpoint, b.put_at) == (None, float("-inf"))
+    assert a.punch(1.0) is None  # the path's own rare fields live there too
+    assert b._rare is _Peer._RARE
+
+
+def test_a_peer_is_a_few_slots_and_a_quiet_or_waiting_one_holds_nothing_else() -> None:
+    # 36 slots at 1649f91 (320 bytes a peer in a trace): where a path stands in its rounds
+    # one object, the rarely set fields one shared object, a chosen endpoint one field
+    slots = {s for cls in _Peer.__mro__ for s in getattr(cls, "__slots__", ())}
+    assert len(slots) <= 26
+    peer = _Peer(bytes(32), "b", (), [LAN], 0.0)
+    peer.update(0.0, None, None)
+    assert peer.update(6.0, None, None).path == "relay"
+    assert peer._rare is _Peer._RARE
+    assert peer.update(7.0, 6.5, "192.168.1.7:51820").path == "direct"
+    assert peer._rounds is None
+    assert peer._rare is _Peer._RARE
+
+
+def test_a_chosen_endpoint_is_worked_out_once_an_announcement_and_underlay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    punching, backend = service(3)
+    calls: list[object] = []
+    real = choose_endpoint
+
+    def counted(announced: Any, underlay: Any) -> Any:
+        calls.append(announced)
+        return real(announced, underlay)
+
+    monkeypatch.setattr(punch_restarts, "choose_endpoint", counted)
+    wall = 1.0e12
+    for key in backend.peers:  # a fresh session on each, where no announcement says
+        backend.peers[key] = PeerStatus(PeerConfig(key, "203.0.113.9:4000", (), 25), wall)
+
+    async def run() -> None:
+        await punching.step()
+
+    trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert len(calls) == 3
+    keep, peers, stats = punching.restarts.keep, punching.peers, backend.peers
+    keep(peers, stats, list(peers), 1.0, wall)
+    assert len(calls) == 3  # not again
+    first = punching.state.feed.current.members[0]
+    announcement: Any = SimpleNamespace(endpoints=("198.51.100.1:51820",))
+    punching.peer_paths.peer(replace(first, announcement=announcement), first.wg_key, 2.0)
+    keep(peers, stats, list(peers), 2.0, wall)
+    assert calls[3:] == [("198.51.100.1:51820",)]  # its new announcement's
+    assert peers[first.node_key].chosen == "198.51.100.1:51820"
+    punching.mesh.underlay = Underlay(frozenset({4}), ())  # an equal one, not the same
+    keep(peers, stats, list(peers), 3.0, wall)
+    assert len(calls) == 7  # each peer's again, under the new underlay
