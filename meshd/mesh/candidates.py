@@ -120,6 +120,15 @@ class Candidate:
         object.__setattr__(self, "endpoint", endpoint if endpoint == text else text)
         object.__setattr__(self, "observers", observers)
 
+    @classmethod
+    def canonical(cls, kind: Kind, endpoint: str, observers: int = 0) -> Candidate:
+        """A candidate from the text of one (its ``endpoint``: canonical, not checked)."""
+        made = object.__new__(cls)
+        object.__setattr__(made, "kind", kind)
+        object.__setattr__(made, "endpoint", endpoint)
+        object.__setattr__(made, "observers", observers)
+        return made
+
     @property
     def address(self) -> IPAddress:
         return parse_endpoint(self.endpoint)[0]

@@ -58,6 +58,7 @@ from meshd.mesh.punch_parts import (
     Rounds,
     Trying,
     Waiting,
+    endpoint_at,
     held,
     listed,
     on_side,
@@ -361,7 +362,7 @@ class DirectPath:
         if type(rounds) is Trying and now - rounds.started >= settings.attempt:
             rounds.index += 1
             rounds.started = now
-            if rounds.index >= len(listed(rounds.round)):
+            if endpoint_at(rounds.round, rounds.index) is None:  # the last one failed
                 failed = rounds.failed + 1
                 backoff = min(settings.retry_base * 2 ** min(failed - 1, 16), settings.retry_max)
                 rounds = self._rounds = waiting(failed, now + backoff)
@@ -369,21 +370,14 @@ class DirectPath:
         if type(rounds) is Trying:
             return self._action(self._current(), now, rounds.started + settings.attempt)
         assert type(rounds) is Waiting
-        ranked = self._ranked
-        if type(ranked) is tuple:
-            best = ranked[0].endpoint if ranked else None
-        else:
-            best = ranked.endpoint  # type: ignore[union-attr]
+        best = endpoint_at(self._ranked, 0)
         return self._action(best, now, rounds.next_at)
 
     def _current(self) -> str | None:
         rounds = self._rounds
         if type(rounds) is not Trying:
             return None
-        round_, index = rounds.round, rounds.index
-        if type(round_) is tuple:
-            return round_[index].endpoint if index < len(round_) else None
-        return round_.endpoint if index == 0 else None  # type: ignore[union-attr]
+        return endpoint_at(rounds.round, rounds.index)
 
     def _action(self, endpoint: str | None, now: float, next_check: float) -> Action:
         kick = endpoint is not None and endpoint != self._shown
@@ -401,7 +395,7 @@ class DirectPath:
                 public=side.public,
                 behind_nat=side.behind_nat,
                 endpoint=endpoint,
-                candidates=ranked if type(ranked) is tuple else (ranked,),  # type: ignore[arg-type]
+                candidates=listed(ranked),
                 networks=self._settings.networks,
             )
         )

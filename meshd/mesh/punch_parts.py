@@ -64,19 +64,33 @@ def on_side(name: str) -> property:
     return property(get, put)
 
 
-#: A path's candidates in rank order: one is held as itself, not in a tuple of one (most
-#: members announce one endpoint).
-Ranked = tuple[Candidate, ...] | Candidate
+#: A path's candidates in rank order: one is held as itself, not in a tuple of one, and one
+#: announced local address (most members announce one, and no kinds) as its text alone.
+Ranked = tuple[Candidate, ...] | Candidate | str
 
 
 def listed(ranked: Ranked) -> tuple[Candidate, ...]:
     """A path's candidates as a tuple."""
-    return (ranked,) if isinstance(ranked, Candidate) else ranked
+    if type(ranked) is str:
+        return (Candidate.canonical("local", ranked),)
+    return (ranked,) if isinstance(ranked, Candidate) else ranked  # type: ignore[return-value]
 
 
 def held(ranked: tuple[Candidate, ...]) -> Ranked:
-    """Candidates as a path holds them: one as itself."""
-    return ranked[0] if len(ranked) == 1 else ranked
+    """Candidates as a path holds them: one as itself, or its text (a local address)."""
+    if len(ranked) != 1:
+        return ranked
+    one = ranked[0]
+    return one.endpoint if one.kind == "local" and not one.observers else one
+
+
+def endpoint_at(ranked: Ranked, index: int) -> str | None:
+    """The endpoint of a path's ``index``-th candidate, None past the last."""
+    if type(ranked) is tuple:
+        return ranked[index].endpoint if index < len(ranked) else None
+    if index:
+        return None
+    return ranked if type(ranked) is str else ranked.endpoint  # type: ignore[union-attr]
 
 
 NEVER = -math.inf  # one object for every path's "not yet" (``-math.inf`` makes a new one)

@@ -88,8 +88,9 @@ def round_of(p: DirectPath) -> punch_parts.Ranked:
 
 def test_one_candidate_is_held_without_a_tuple_and_decides_as_a_tuple_of_one_did() -> None:
     p = DirectPath([LAN], 0.0)
-    assert p._ranked is LAN
-    assert round_of(p) is LAN  # the round is the announced candidate: no copy
+    # One announced local address: its text alone (the announcement's own string).
+    assert p._ranked is LAN.endpoint
+    assert round_of(p) is LAN.endpoint  # the round is the announced candidate: no copy
     assert p.candidates == [LAN]
     assert p.update(0.0, None, None).endpoint == LAN.endpoint
     a = p.update(6.0, None, None)  # it failed: on the relay, showing it
@@ -100,8 +101,13 @@ def test_one_candidate_is_held_without_a_tuple_and_decides_as_a_tuple_of_one_did
     assert held(p) == (PUBLIC, LAN)
     assert p.update(8.0, None, None).endpoint == PUBLIC.endpoint
     p.set_candidates([PUBLIC], 9.0)
-    assert held(p) is PUBLIC
+    assert held(p) is PUBLIC.endpoint
     assert p.update(9.0, None, None).endpoint == PUBLIC.endpoint
+    seen = Candidate("reflexive", PUBLIC.address, 4000, 2)
+    p.set_candidates([seen], 10.0)
+    assert held(p) is seen  # another kind: the candidate itself
+    assert p.candidates == [seen]
+    assert p.update(10.0, None, None).endpoint == seen.endpoint
 
 
 def test_a_single_candidate_with_hints_or_a_kept_endpoint_makes_a_round_of_them() -> None:
