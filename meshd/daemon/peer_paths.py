@@ -40,7 +40,7 @@ from meshd.mesh.desired import peer_members
 from meshd.mesh.kicks import recreate
 from meshd.mesh.liveness_probe import PROBE_BUDGET, Liveness
 from meshd.mesh.punch import KEEPALIVE, PUNCH_INTERVAL, Action, DirectPath, Side, summary
-from meshd.mesh.punch_parts import NEVER, Rare, RareField
+from meshd.mesh.punch_parts import NEVER, Bits, Rare, RareField
 from meshd.mesh.remembered import Kept
 from meshd.trust.keys import WgKey
 from meshd.wg.model import PeerStatus, RemovePeer, UpdatePeer
@@ -79,7 +79,7 @@ class _Peer(DirectPath):
 
     __slots__ = (
         "announced", "chosen", "handshake", "heard_at", "laid_endpoint", "laid_how",
-        "laid_since", "name", "request_due", "rx_at", "rx_bytes", "trying_since", "wg_key",
+        "laid_since", "name", "rx_at", "rx_bytes", "trying_since", "wg_key",
     )  # fmt: skip
     # What most peers hold at its default (no punch requested, no endpoint put or reported,
     # Hellos on the path): one shared object until set (_PeerRare).
@@ -94,6 +94,7 @@ class _Peer(DirectPath):
     requested_at: RareField[float] = RareField()  # when we last asked for a punch
     #: While direct without Babel's Hellos on the path: whether it still works.
     liveness: RareField[Liveness | None] = RareField()
+    request_due = Bits(5, 1)  # a round started: a punch is to be asked for (in _bits)
 
     def __init__(
         self,
@@ -123,7 +124,6 @@ class _Peer(DirectPath):
         self.rx_bytes = 0
         self.rx_at = rx_at
         self.heard_at = heard_at  # when the peer's received bytes last grew (never reset)
-        self.request_due = False
         self.trying_since = 0.0  # Unix time the current candidate began to be tried
         # The endpoint a start programs from the announcement (under the underlay of
         # meshd.daemon.punch_restarts), UNCHOSEN until worked out, and again once either

@@ -52,12 +52,15 @@ from typing import ClassVar, Literal
 from meshd.mesh.candidates import Candidate, Reason, check_endpoint, rank_for_us
 from meshd.mesh.punch_parts import (
     NEVER,
+    Bits,
     Ranked,
     Rare,
     RareField,
     Rounds,
+    Settings,
     Trying,
     Waiting,
+    common,
     endpoint_at,
     held,
     listed,
@@ -118,12 +121,13 @@ class DirectPath:
     """One peer's direct path; see the module documentation."""
 
     # A service holds one per peer (10,000 of them): no __dict__, what every path is made
-    # with shared (_Settings), and what is known of our side (Side), the round the announced
-    # candidates when it adds nothing, the last punch a shared default until one comes, and
-    # where it stands in its rounds one object that is its state too (punch_parts.Rounds).
+    # with and what is known of our side one shared object (Common), its small flags one
+    # small int (Bits), the round the announced candidates when it adds nothing, what it
+    # seldom sets a shared default until set (Rare), and where it stands in its rounds one
+    # object that is its state too (punch_parts.Rounds).
     __slots__ = (
-        "_hopeless", "_last_handshake", "_ranked", "_rare", "_rounds", "_settings",
-        "_shown", "_shown_how", "_side", "acted", "next_check", "watched",
+        "_bits", "_common", "_last_handshake", "_ranked", "_rare", "_rounds", "_shown",
+        "_shown_how", "acted", "next_check",
     )  # fmt: skip
     #: What most paths hold at its default, in one shared object until set (punch_parts.Rare):
     #: when the direct path was last lost, and the last punch request (when, and its hints,
@@ -132,6 +136,21 @@ class DirectPath:
     _rare: Rare
     _lost_at: RareField[float] = RareField()
     _punched: RareField[tuple[float, tuple[Candidate, ...]]] = RareField()
+    #: Whether the path is hopeless (bit 0), and for which of our sides (symmetric,
+    #: public: 0-3, the bits above); -1 not worked out since the candidates changed.
+    _hopeless = Bits(0, 4, offset=1)
+    #: The caller judges whether the direct path works (no Babel Hellos on it:
+    #: :mod:`meshd.mesh.liveness_probe`), and calls :meth:`lost`: an idle session that
+    #: WireGuard let expire (nothing to send, no keepalive) does not lose it.
+    watched = Bits(4, 1)
+
+    @property
+    def _settings(self) -> Settings:
+        return self._common.settings
+
+    @property
+    def _side(self) -> Side:
+        return self._common.side
 
     def __init__(
         self,
@@ -154,7 +173,7 @@ class DirectPath:
         the path's own (``behind_nat`` its start)."""
         if attempt <= 0 or stale_after <= 0 or retry_base <= 0 or retry_max < retry_base:
             raise ValueError("attempt, stale_after and retry times must be positive")
-        self._settings = shared_settings(
+        settings = shared_settings(
             frozenset(families),
             tuple(networks),
             overlay,
@@ -164,15 +183,11 @@ class DirectPath:
             retry_max,
             punch_interval,
         )
-        self._side = side if side is not None else Side(behind_nat)
-        #: The caller judges whether the direct path works (no Babel Hellos on it:
-        #: :mod:`meshd.mesh.liveness_probe`), and calls :meth:`lost`: an idle session that
-        #: WireGuard let expire (nothing to send, no keepalive) does not lose it.
-        self.watched = False
+        # What it is made with and what is known of our side: one object for paths alike.
+        self._common = common(settings, side if side is not None else Side(behind_nat))
+        # Small flags in one small int (punch_parts.Bits): not watched, hopeless not known.
+        self._bits = 0
         self._ranked = self._rank(candidates)
-        # Whether the path is hopeless (bit 0), and for which of our sides (symmetric,
-        # public: 0-3, the bits above); -1 not worked out since the candidates changed.
-        self._hopeless = -1
         self._rounds: Rounds = Trying((), now, 0)  # trying, none failed (its round below)
         self._rare = self._RARE  # never lost, no punch yet
         self._last_handshake: float | None = None

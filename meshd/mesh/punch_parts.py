@@ -1,6 +1,6 @@
 """What a :class:`meshd.mesh.punch.DirectPath` shares with the others, and how it holds its
 candidates (pure): a service holds one path per peer (10,000 of them), so what is the same
-for all of them is one object: the settings a path is made with (``_Settings``, one for the
+for all of them is one object: the settings a path is made with (:class:`Settings`, one for the
 paths made alike), what is known of our side (:class:`Side`, set once a step), what a path
 holds at its default until it sets it (:class:`Rare`: its last punch, when it was last
 lost; one shared object, a path's own from its first change); a path's one candidate is
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True)
-class _Settings:
+class Settings:
     """What a path is made with and never changes: one object for the paths made alike."""
 
     families: frozenset[int]
@@ -39,7 +39,7 @@ class _Settings:
 
 
 #: Equal settings give the same object (a service makes all its paths alike).
-shared_settings = functools.lru_cache(maxsize=8)(_Settings)
+shared_settings = functools.lru_cache(maxsize=8)(Settings)
 
 
 @dataclass(slots=True)
@@ -50,6 +50,47 @@ class Side:
     behind_nat: bool = False
     symmetric: bool = False
     public: bool = False
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Common:
+    """A path's settings and what it knows of our side: one object for the paths made
+    alike over one :class:`Side` (:func:`common`)."""
+
+    settings: Settings
+    side: Side
+
+
+_COMMON: dict[tuple[Settings, int], Common] = {}
+
+
+def common(settings: Settings, side: Side) -> Common:
+    """The :class:`Common` of ``settings`` and ``side``: the same object for equal settings
+    and the same side (a few kept, the last made)."""
+    key = (settings, id(side))
+    found = _COMMON.get(key)
+    if found is None or found.side is not side:
+        if len(_COMMON) >= 8:
+            _COMMON.clear()
+        found = _COMMON[key] = Common(settings, side)
+    return found
+
+
+class Bits:
+    """A small field of a path held in bits of its ``_bits`` (a small int: one object for
+    every path that holds it): ``width`` bits from ``shift``, stored plus ``offset``; a
+    one-bit field reads as a bool."""
+
+    def __init__(self, shift: int, width: int, offset: int = 0) -> None:
+        self.shift, self.mask, self.offset = shift, (1 << width) - 1, offset
+
+    def __get__(self, path: Any, owner: type | None = None) -> Any:
+        value = (path._bits >> self.shift & self.mask) - self.offset
+        return bool(value) if self.mask == 1 else value
+
+    def __set__(self, path: Any, value: int) -> None:
+        cleared = path._bits & ~(self.mask << self.shift)
+        path._bits = cleared | (value + self.offset & self.mask) << self.shift
 
 
 def on_side(name: str) -> property:

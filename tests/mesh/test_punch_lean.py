@@ -18,8 +18,18 @@ def test_a_path_has_no_dict_and_few_slots() -> None:
     p = DirectPath([LAN], 0.0)
     assert not hasattr(p, "__dict__")
     # was 23: our side shared, small values packed; then 18: where it stands in its rounds
-    # one object that says its state (none while direct, one shared while in relay)
-    assert len(DirectPath.__slots__) <= 13
+    # one object that says its state (none while direct, one shared while in relay), what
+    # it seldom sets one shared default, its settings and our side one, its flags one int
+    assert len(DirectPath.__slots__) <= 10
+    side = Side()
+    a, b = DirectPath([LAN], 0.0, side=side), DirectPath([PUBLIC], 0.0, side=side)
+    assert a._rare is b._rare is punch_parts.Rare.DEFAULT
+    assert a._common is b._common  # its settings and our side: one object
+    a.watched = True
+    assert (a.watched, b.watched, a._bits, b._bits) == (True, False, 16, 0)
+    assert (a.hopeless, a._hopeless, a._bits) == (True, 1, 18)  # worked out: bits too
+    a.watched = False
+    assert (a.watched, a.hopeless, a._bits) == (False, True, 2)
 
 
 def test_paths_given_one_side_share_it_and_see_what_is_set_on_it() -> None:
