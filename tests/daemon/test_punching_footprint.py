@@ -1,0 +1,64 @@
+"""What the punching service keeps a member, at 1,000 members, traced: its peers (each its
+direct path), their candidates and what a step lays over the desired peers."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+import trio
+import trio.testing
+
+from meshd.wg.model import PeerConfig, PeerStatus
+from tests.daemon.test_punching_scale import service
+
+N = 1_000
+#: The files of the service and of the paths it keeps (an allocation counts in the innermost
+#: of meshd's frames that made it).
+SERVICE = (
+    "meshd/daemon/punching.py",
+    "meshd/daemon/peer_paths.py",
+    "meshd/daemon/laid_paths.py",
+    "meshd/mesh/punch.py",
+    "meshd/mesh/punch_parts.py",
+    "meshd/mesh/candidates.py",
+    "meshd/mesh/reach.py",
+)
+
+
+def kept_a_member(steps: int) -> float:
+    punching, backend = service(N)
+    for key in list(backend.peers):  # programmed where the members announce
+        n = int.from_bytes(key[:4], "big")
+        endpoint = f"198.18.{n >> 8 & 255}.{n & 255}:51820"
+        backend.peers[key] = PeerStatus(PeerConfig(key, endpoint, (), None))
+
+    async def run() -> None:
+        for _ in range(steps):
+            await punching.step()
+            await trio.sleep(6.0)
+
+    gc.collect()
+    tracemalloc.start(16)
+    try:
+        trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+        gc.collect()
+        snapshot = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    kept = 0
+    for stat in snapshot.statistics("traceback"):
+        ours = [f.filename for f in stat.traceback if "/meshd/" in f.filename]
+        parsed = any(f.endswith("meshd/mesh/candidates.py") for f in ours)  # an address
+        if ours and (ours[-1].endswith(SERVICE) or parsed):
+            kept += stat.size
+    assert len(punching.peers) == N
+    assert {p.acted for p in punching.peers.values()} == {"relay"}
+    return kept / N
+
+
+def test_a_member_costs_the_punching_service_under_330_bytes() -> None:
+    # 689 bytes a member at 1649f91: each peer 36 slots (320 bytes), the table a step laid
+    # (~135), each candidate and its parsed address (~150); of what is left, ~45 are the
+    # addresses ipaddress keeps in its cache of is_global (128 of them, whatever the size)
+    assert kept_a_member(steps=3) < 330
