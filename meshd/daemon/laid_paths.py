@@ -70,6 +70,9 @@ class LaidPaths(Mapping[bytes, Path]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
+    def __bool__(self) -> bool:  # at the first laid peer, not a count of all
+        return any(True for _ in self)
+
 
 class LaidRelays(Set[bytes]):
     """The peers (WireGuard keys) a relay may carry now, as the last step laid them (the

@@ -37,7 +37,8 @@ used for that one round only, ranked after the peer's own configured and reflexi
 candidates and before its private addresses elsewhere. A path made when this node starts
 may be given the endpoint our WireGuard last saw the peer at before the restart
 (``kept``, :mod:`meshd.mesh.remembered`): its first round tries that one first. Time is
-passed in. What every path shares, and how a path holds its candidates (one as itself):
+passed in. What every path shares, how a path holds its candidates (one as itself, one
+announced local address as its text), what it seldom sets and where it stands in its rounds:
 :mod:`meshd.mesh.punch_parts`. See docs/nat.md.
 """
 

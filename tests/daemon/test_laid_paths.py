@@ -46,6 +46,7 @@ def test_the_paths_are_read_from_the_peers_as_the_table_had_them() -> None:
         assert isinstance(mesh.relay_now, LaidRelays)
         assert (dict(mesh.paths), set(mesh.relay_now)) == expected(punching)
         assert len(mesh.paths) == 50
+        assert mesh.paths
         assert mesh.paths.get(bytes(32)) is None
         assert laid_kicks() == 1
         await trio.sleep(1.0)
@@ -80,5 +81,7 @@ def test_a_step_under_way_is_not_seen_before_it_ends() -> None:
         assert dict(punching.mesh.paths) == before
         assert punching.peer_paths.laid.lay(punching.peer_paths.members(()))  # gone: changed
         assert dict(punching.mesh.paths) == {}
+        assert not punching.mesh.paths
+        assert not punching.mesh.relay_now
 
     trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
