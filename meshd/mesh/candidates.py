@@ -421,7 +421,8 @@ def rank_for_us(
         order = _order(address, c.port)
         return (tier, address.version not in families, -c.observers, *order, KINDS.index(c.kind))
 
-    return sorted(candidates, key=key)
+    listed = list(candidates)
+    return sorted(listed, key=key) if len(listed) > 1 else listed  # one: no address read
 
 
 def counts(refused: Iterable[Refused]) -> Mapping[Reason, int]:

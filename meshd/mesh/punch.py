@@ -400,12 +400,15 @@ class DirectPath:
         self._shown = endpoint
         rounds, side, ranked = self._rounds, self._side, self._ranked
         state = self.state
-        # keepalive_for's rules; trying and relay need no call (10,000 paths a step).
+        # keepalive_for's rules; trying, relay and a NAT on our side need no call (10,000
+        # paths a step), nor the candidates listed.
         keepalive = (
             KEEPALIVE
             if state == "trying"
             else 0
             if state == "relay"
+            else KEEPALIVE
+            if side.behind_nat or not side.public
             else keepalive_for(
                 state,
                 public=side.public,
