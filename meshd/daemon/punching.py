@@ -221,14 +221,12 @@ class Punching:
         self._relays = self._relay_pool(members, stats, wall)
         kicks: list[RemovePeer | UpdatePeer] = []
         kicked: list[_Peer] = []
-        present: set[bytes] = set()
         hellos = self.hellos
         side = self.peer_paths.side  # what every path knows of our side, set once
         side.behind_nat, side.symmetric, side.public = behind, symmetric, public
         for n, (wg_key, member) in enumerate(members.items()):
             if n and n % CHUNK == 0:
                 await trio.lowlevel.checkpoint()
-            present.add(member.node_key)
             peer = self.peer_paths.peer(member, wg_key, now)
             action = self._update(
                 peer, member.node_key, stats.get(wg_key), now, wall, hellos(wg_key)
@@ -245,7 +243,14 @@ class Punching:
                 if status is not None:
                     kicks += kick(status, action.endpoint, keepalive or 0)
                     kicked.append(peer)
-        for gone in set(self.peers) - present:
+        # The peers of members gone: each other peer is its member's (made anew above for a
+        # member whose WireGuard key changed), found by its key (no set of node keys a step).
+        gone_ones = [
+            key
+            for key, peer in self.peers.items()
+            if (owner := members.get(WgKey(peer.wg_key))) is None or owner.node_key != key
+        ]
+        for gone in gone_ones:
             del self.peers[gone]
             self.messages.forget(gone)
             self.endpoints.forget(gone)

@@ -5,12 +5,14 @@ and what a step is in the middle of not seen before it ends."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import trio
 import trio.testing
 
 from meshd.daemon.laid_paths import LaidPaths, LaidRelays
+from meshd.trust.keys import WgKey
 from meshd.wg.model import PeerConfig, PeerStatus
 from tests.daemon.test_punching_scale import service, wg_key
 
@@ -83,5 +85,26 @@ def test_a_step_under_way_is_not_seen_before_it_ends() -> None:
         assert dict(punching.mesh.paths) == {}
         assert not punching.mesh.paths
         assert not punching.mesh.relay_now
+
+    trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_a_member_gone_is_forgotten_and_one_with_a_new_key_is_laid_under_it() -> None:
+    punching, _ = service(5)
+    feed: Any = punching.state.feed
+    members = feed.current.members
+    forgotten: list[bytes] = []
+    punching.restarts.forget = forgotten.append  # type: ignore[method-assign,assignment]
+    new_key = WgKey(bytes([9]) * 32)
+
+    async def run() -> None:
+        await punching.step()
+        gone, moved = members[0], members[1]
+        feed.current.members = (replace(moved, wg_key=new_key), *members[2:])
+        await punching.step()
+        assert forgotten == [gone.node_key]
+        assert set(punching.peers) == {m.node_key for m in members[1:]}
+        assert punching.peers[moved.node_key].wg_key == new_key
+        assert set(punching.mesh.paths) == {new_key, *(m.wg_key for m in members[2:])}
 
     trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
