@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 from typing import Any
 
-import msgpack
-
 from meshd.addressing import Prefix
 from meshd.errors import DecodeError
+from meshd.records.body import body_item, issued_at_of
 from meshd.trust.keys import SIG_LEN, NodeKey, WgKey
 
 VERSION = 1
@@ -182,18 +181,12 @@ class Announcement(_Signed):
     @property
     def issued_at(self) -> int:
         """When its member signed it: read only as it is merged (32 bytes a member kept)."""
-        return self._body(5) if self._issued_at is None else self._issued_at
+        return issued_at_of(self.raw) if self._issued_at is None else self._issued_at
 
     @property
     def addrs(self) -> tuple[str, ...]:
         """Its libp2p addresses: rarely read, they took ~120 bytes a member or more kept."""
-        return tuple(self._body(7)) if self._addrs is None else self._addrs
-
-    def _body(self, index: int) -> Any:
-        """An item of a decoded announcement's body, read from its bytes (checked as it was
-        decoded): fields rarely read are not kept decoded."""
-        raw = self.raw  # its body, cut as split_envelope_untrusted does
-        return msgpack.unpackb(raw[3 if raw[1] == 0xC4 else 4 : -2 - SIG_LEN])[index]
+        return tuple(body_item(self.raw, 7)) if self._addrs is None else self._addrs
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from meshd.records import (
     Announcement,
     Certificate,
@@ -11,11 +14,12 @@ from meshd.records import (
     make_certificate,
     record_id,
 )
+from meshd.records.body import body_item
 from meshd.records.types import split_envelope_untrusted
-from meshd.trust.keys import SigningKey, WgKey
+from meshd.trust.keys import FINGERPRINT_LEN, SigningKey, WgKey
 
 ROOT = SigningKey(bytes([7]) * 32)
-NETWORK_ID = bytes(range(16))
+NETWORK_ID = bytes(range(FINGERPRINT_LEN))
 
 
 def certificate(i: int) -> bytes:
@@ -95,3 +99,30 @@ def test_an_announcements_addresses_and_date_are_read_from_its_bytes_not_kept() 
             assert ann._addrs is (None if addrs else ())
             assert ann._issued_at is None
     assert len(split_envelope_untrusted(ann.raw)[0]) >= 256
+
+
+U64 = 2**64 - 1
+_EDGES = st.sampled_from([0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, U64])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seq=st.one_of(_EDGES, st.integers(0, U64)),
+    issued_at=st.one_of(_EDGES, st.integers(0, U64)),
+    many=st.booleans(),
+)
+def test_an_announcements_date_read_from_its_bytes_is_the_one_it_was_made_with(
+    seq: int, issued_at: int, many: bool
+) -> None:
+    # Every width of msgpack uint for both, and both forms of the envelope (bin 8, bin 16).
+    addrs = tuple(f"/ip4/192.0.2.{i}/tcp/7100/p2p/{'x' * 40}" for i in range(8 if many else 1))
+    ann = make_announcement(
+        SigningKey(bytes([9]) * 32),
+        network_id=NETWORK_ID,
+        seq=seq,
+        issued_at=issued_at,
+        endpoints=("192.0.2.1:51820",),
+        addrs=addrs,
+    )
+    decoded = decode_untrusted(ann.raw, Announcement)
+    assert decoded.issued_at == issued_at == body_item(ann.raw, 5)
