@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -21,10 +22,28 @@ ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--wg-backend", "none", "--announce-interval", "60s", "--announce-ttl", "10m"]
 
 
+# Ports for daemons to listen on, below the kernel's ephemeral range (32768-60999 on Linux):
+# a port the kernel picked for a probe is free only until the daemon binds it, and every
+# outgoing connection on the machine (the daemons' own dials, the other test worker's) takes
+# its source port from that range, so one took a daemon's port before it started listening.
+# Each test process walks the range from its own random place, never handing a port out
+# twice; a port something listens on is skipped.
+_PORTS_FROM, _PORTS_TO = 20000, 32000
+_next_port = [random.randrange(_PORTS_FROM, _PORTS_TO)]
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A loopback TCP port nothing listens on, outside the ephemeral range."""
+    for _ in range(_PORTS_TO - _PORTS_FROM):
+        port = _next_port[0]
+        _next_port[0] = _PORTS_FROM + (port + 1 - _PORTS_FROM) % (_PORTS_TO - _PORTS_FROM)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port in {_PORTS_FROM}-{_PORTS_TO}")
 
 
 def meshd(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
