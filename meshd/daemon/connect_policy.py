@@ -123,14 +123,15 @@ class ConnectionPolicy:
             if key == own_key or member.state is not MemberState.ADMITTED:
                 continue
             announcement = member.announcement
-            if announcement is None or not announcement.addrs:
+            addrs = () if announcement is None else announcement.addrs  # read from its bytes
+            if not addrs:
                 continue
             if key in self._dialling or self.peer_id(key) in connected:
                 continue
             # Due again after its backoff, or at once when its addresses changed.
-            if not self.backoff.due(key, announcement.addrs, now):
+            if not self.backoff.due(key, addrs, now):
                 continue
-            candidates.append((key, tuple(announcement.addrs)))
+            candidates.append((key, addrs))
         return self.random.sample(candidates, min(wanted, len(candidates)))
 
     def dialled(self, key: bytes, addrs: tuple[str, ...], ok: bool, now: float) -> float:

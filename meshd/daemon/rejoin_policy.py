@@ -86,8 +86,9 @@ class Rejoin:
                 revoked.add(member.node_key)
                 continue
             announcement = member.announcement
-            if announcement is not None and announcement.addrs:
-                addrs[member.node_key] = list(announcement.addrs)
+            announced = () if announcement is None else announcement.addrs  # from its bytes
+            if announced:
+                addrs[member.node_key] = list(announced)
         for key, extra in self.bootstrap.items():
             known = addrs.setdefault(key, [])
             known.extend(a for a in extra if a not in known)

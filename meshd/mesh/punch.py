@@ -91,7 +91,6 @@ PUNCH_INTERVAL = 10.0
 PUNCH_FRESH = 15.0
 MAX_HINTS = 2
 
-_NEVER = NEVER  # one object for every path's "not yet" (``-math.inf`` makes a new one)
 #: The last time a path chose to be looked at again (or to start its next round): a path
 #: that chooses an equal one holds this object, not a float of its own (the paths that
 #: start or fail a round at one step share one).
@@ -199,7 +198,7 @@ class DirectPath:
         #: Read only: the path the last :meth:`update` decided (None before the first), and
         #: when to call it again (its action's ``path`` and ``next_check``).
         self.acted: Path | None = None
-        self.next_check = _NEVER
+        self.next_check = NEVER  # one object for every path's "not yet"
         # Where our WireGuard last saw the peer before this node restarted (meshd.mesh.
         # remembered): tried first, in the first round only (this one).
         checked = check_endpoint(kept, overlay, allow_loopback=True) if kept else "malformed"
