@@ -88,6 +88,8 @@ DEFERRED: Final[dict[str, str]] = {
     "libp2p.crypto.rsa": "RSA keys (pycryptodome, cryptography's RSA): meshd's peers have "
     "Ed25519 keys; a peer's RSA key would load it when deserialised",
     "libp2p.crypto.secp256k1": "secp256k1 keys (coincurve): Ed25519 only, as RSA",
+    "cryptography.x509": "X.509 certificates (1.6 MiB): py-libp2p's BasicHost reads them only "
+    "for AutoTLS certificates; Noise needs none",
     "libp2p.security.pnet": "private networks (a pre-shared key, pycryptodome's Salsa20 with "
     "cffi and pycparser): Swarm wraps a connection only when given a psk, which meshd is not",
 }
