@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -41,7 +41,7 @@ class Snapshot:
     version: int
     at: int
     members: tuple[Member, ...] = ()
-    grants: dict[NodeKey, tuple[Prefix, ...]] = field(default_factory=dict)
+    grants: Mapping[NodeKey, tuple[Prefix, ...]] = field(default_factory=dict)
     revocations: int = 0
     """Revocations applied since the start: a subscriber that sees it grow revalidates."""
 

@@ -53,6 +53,7 @@ from meshd.membership import (
     Outcome,
 )
 from meshd.membership.pending import LOCAL
+from meshd.membership.views import GrantTable
 from meshd.metrics.snapshot import Traffic
 from meshd.node.statedir import NodeDir
 from meshd.records import Admission, Enrollment, Record, record_id
@@ -137,11 +138,12 @@ class NodeState:
     def _snapshot(self, version: int, revocations: int) -> Snapshot:
         at = self.clock()
         members = tuple(self.membership.members(at))
-        grants = {
-            m.node_key: self.membership.grants(m.node_key)
+        # The admitted members' grants, each /128 alone where it is all they are granted.
+        grants = GrantTable(
+            (m.node_key, self.membership.grants(m.node_key))
             for m in members
             if m.state is MemberState.ADMITTED
-        }
+        )
         return Snapshot(version, at, members, grants, revocations)
 
     def _persist(self, outcomes: Sequence[Outcome]) -> None:

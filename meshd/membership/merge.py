@@ -261,7 +261,7 @@ class Merger:
             t._pending.park(node, rid, ann.raw, own=True, source=change.source)
             return True
         if ann.prefixes:
-            own = t._own(node)[0]
+            own = t._own(node)
             check_announced_prefixes(ann, credential.prefixes, own)
         if current is not None:
             # The store replaces a member's announcement by node; no separate delete is needed.

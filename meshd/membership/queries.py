@@ -51,7 +51,7 @@ class MemberQueries(MembershipTables):
         if credential is None:
             return ()
         own = self._own(node_key)
-        return (*own, *credential.prefixes) if credential.prefixes else own
+        return (own, *credential.prefixes) if credential.prefixes else (own,)
 
     def credentials_end(self, node_key: bytes) -> int:
         """When the last of a member's known credentials ends (0 when none is known)."""

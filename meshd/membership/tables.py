@@ -21,12 +21,11 @@ from meshd.membership.recordset import RecordSet
 from meshd.membership.roots import RootChain
 from meshd.membership.silence import Heard, Silence
 from meshd.membership.standing import Standing
-from meshd.membership.views import Member, MemberState, Stored
+from meshd.membership.views import Member, MemberState, Stored, view
 from meshd.membership.wgkeys import WgKeys
 from meshd.records import U64, Announcement, Certificate, Kind, record_id
 from meshd.trust.chain import Anchor, Verifier
 from meshd.trust.credential import Credential
-from meshd.trust.keys import NodeKey, WgKey
 
 
 @dataclass(slots=True)
@@ -49,8 +48,8 @@ class MemberEntry(Heard):
     None while it holds none) and its earliest that stands (``standing``, None: none does)
     as judged while the sponsorship graph was at ``judged`` (meshd.membership.sponsor_graph);
     its announcement in the set (its record id: record_id of its raw bytes, worked out when
-    needed rather than kept); its /128 in a tuple (derived once: the tuple is shared by every
-    grants() made; the overlay address is the /128's); its state as last judged (None: not
+    needed rather than kept); its /128 (derived once, the interned object: a grants() made
+    holds it; the overlay address is the /128's); its state as last judged (None: not
     yet). Its node id is derived from its key when asked (:class:`Member`). One slotted
     object in one table by node key: 88 bytes where six tables' entries and an identity
     tuple took 286."""
@@ -63,7 +62,7 @@ class MemberEntry(Heard):
         self.judged: object = None
         self.standing: Credential | None = None
         self.announcement: Announcement | None = None
-        self.own: tuple[ipaddress.IPv6Network] | None = None
+        self.own: ipaddress.IPv6Network | None = None
         self.state: MemberState | None = None
 
 
@@ -139,13 +138,14 @@ class MembershipTables:
             entry = self._members[node] = MemberEntry()
         return entry
 
-    def _own(self, node: bytes) -> tuple[ipaddress.IPv6Network]:
-        """The member's /128, in a tuple (derived once, kept in its entry)."""
+    def _own(self, node: bytes) -> ipaddress.IPv6Network:
+        """The member's /128 (derived once, kept in its entry)."""
         entry = self._entry(node)
         own = entry.own
         if own is None:
-            prefix = host_prefix(overlay_address(self.anchor.root_key, self.first_key(node)))
-            own = entry.own = (prefix,)
+            own = entry.own = host_prefix(
+                overlay_address(self.anchor.root_key, self.first_key(node))
+            )
         return own
 
     def _forget_overlays(self) -> None:
@@ -166,23 +166,20 @@ class MembershipTables:
     ) -> Member:
         entry = self._entry(node)
         # The address the interned /128 holds, not a second equal object (92 bytes).
-        overlay = (entry.own or self._own(node))[0].network_address
-        wg_key, wg_counter, wg_since = self._wg.key_of(node, credential.wg_key)
-        # Positional: this runs once per announcement on the ingest hot path.
-        return Member(
-            NodeKey(node),
-            None,  # its node id, derived from its key when asked
-            credential.name,
-            WgKey(wg_key),
+        overlay = (entry.own or self._own(node)).network_address
+        # The view reads its credential's fields from the one the entry keeps, not from an
+        # equal copy judging made (a renewed credential's end is moved in a copy).
+        held = entry.standing
+        if held is not credential and held != credential:
+            held = credential
+        return view(
+            held,
+            self._wg.current(node),
             overlay,
             state,
             reason,
-            credential.admitted_at,
-            credential.not_after,
             entry.announcement,
             entry.last_seen,
-            wg_counter,
-            wg_since,
         )
 
 

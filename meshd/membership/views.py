@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
+from meshd.addressing import Prefix
 from meshd.records import Announcement, Kind, Record
 from meshd.trust.keys import NodeKey, WgKey, fingerprint
 
@@ -17,29 +19,111 @@ class MemberState(StrEnum):
     REVOKED = "revoked"
 
 
+class Held(Protocol):
+    """What a member's view reads from the credential that decides its state (a
+    :class:`~meshd.trust.credential.Credential`: the tables' own, shared)."""
+
+    @property
+    def node_key(self) -> bytes: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def admitted_at(self) -> int: ...
+
+    @property
+    def not_after(self) -> int: ...
+
+    @property
+    def wg_key(self) -> bytes: ...
+
+
+class Rotated(Protocol):
+    """What a member's view reads from its newest WireGuard key rotation (a
+    :class:`~meshd.records.WgRotation`: the one the tables keep, shared)."""
+
+    @property
+    def wg_key(self) -> bytes: ...
+
+    @property
+    def counter(self) -> int: ...
+
+    @property
+    def issued_at(self) -> int: ...
+
+
+class _Given:
+    """The fields of a view made by its constructor (tests, ``dataclasses.replace``) that
+    the membership's views read from a credential and a rotation."""
+
+    __slots__ = (
+        "admitted_at",
+        "counter",
+        "issued_at",
+        "name",
+        "node_id",
+        "node_key",
+        "not_after",
+        "wg_key",
+    )
+
+    def __init__(
+        self,
+        node_key: bytes,
+        node_id: str | None,
+        name: str,
+        admitted_at: int,
+        not_after: int,
+        wg_key: bytes,
+        counter: int,
+        issued_at: int,
+    ) -> None:
+        self.node_key = node_key
+        self.node_id = node_id
+        self.name = name
+        self.admitted_at = admitted_at
+        self.not_after = not_after
+        self.wg_key = wg_key
+        self.counter = counter
+        self.issued_at = issued_at
+
+
+# (state, reason) pairs, one object each, shared by every view that says it; the reasons
+# are a handful of constants (meshd.membership.standing), the table bounded all the same.
+_STATUSES: dict[tuple[MemberState, str], tuple[MemberState, str]] = {}
+_MAX_STATUSES = 64
+
+
+def status(state: MemberState, reason: str) -> tuple[MemberState, str]:
+    """The shared (state, reason) pair."""
+    pair = (state, reason)
+    found = _STATUSES.get(pair)
+    if found is None:
+        if len(_STATUSES) >= _MAX_STATUSES:
+            return pair
+        found = _STATUSES[pair] = pair
+    return found
+
+
+_ADMITTED = status(MemberState.ADMITTED, "")
+
+
 @dataclass(frozen=True, init=False)
 class Member:
     """What this node knows of one member, at one instant.
 
-    Its node id (the text form of its key's fingerprint) is derived from its key when asked,
-    unless one was given: the membership's views hold none (75 bytes a member). Slotted by
-    hand: the field ``node_id`` is kept in the slot ``_node_id`` (None: derived)."""
+    Slotted by hand, six slots for thirteen fields (80 bytes a view, not 136): what its
+    credential says (``node_key``, ``name``, ``admitted_at``, ``not_after``, the enrolled
+    ``wg_key``) is read from the credential that decides its state, which the tables keep
+    (slot ``_held``: its end moved by renewals, as judged); its
+    rotated WireGuard key, counter and date from the rotation they keep (``_rotated``, None:
+    the enrolled key, counter 0, date 0); ``state`` and ``reason`` from one pair shared by
+    every view that says it (``_status``). Its node id (the text form of its key's
+    fingerprint) is derived from its key when asked, unless one was given: the
+    membership's views hold none."""
 
-    __slots__ = (
-        "_node_id",
-        "admitted_at",
-        "announcement",
-        "last_seen",
-        "name",
-        "node_key",
-        "not_after",
-        "overlay",
-        "reason",
-        "state",
-        "wg_counter",
-        "wg_key",
-        "wg_since",
-    )
+    __slots__ = ("_held", "_rotated", "_status", "announcement", "last_seen", "overlay")
 
     node_key: NodeKey
     node_id: str = field(compare=False)  # a function of node_key, unless given
@@ -73,30 +157,192 @@ class Member:
         wg_counter: int = 0,
         wg_since: int = 0,
     ) -> None:
+        given = _Given(
+            node_key, node_id, name, admitted_at, not_after, wg_key, wg_counter, wg_since
+        )
         put = object.__setattr__
-        put(self, "node_key", node_key)
-        put(self, "_node_id", node_id)
-        put(self, "name", name)
-        put(self, "wg_key", wg_key)
+        put(self, "_held", given)
+        put(self, "_rotated", None if wg_counter == wg_since == 0 else given)
+        put(self, "_status", status(state, reason))
         put(self, "overlay", overlay)
-        put(self, "state", state)
-        put(self, "reason", reason)
-        put(self, "admitted_at", admitted_at)
-        put(self, "not_after", not_after)
         put(self, "announcement", announcement)
         put(self, "last_seen", last_seen)
-        put(self, "wg_counter", wg_counter)
-        put(self, "wg_since", wg_since)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Member:
+            return NotImplemented
+        # Every field but node_id, as a dataclass compares them; what the slots hold first,
+        # the shared objects found by identity (the feed compares each member with its last
+        # view at every change, and most are the same).
+        return self._slots() == other._slots() or self._fields() == other._fields()
+
+    def _slots(self) -> tuple[object, ...]:
+        return (
+            self._held,  # type: ignore[attr-defined]
+            self._rotated,  # type: ignore[attr-defined]
+            self._status,  # type: ignore[attr-defined]
+            self.overlay,
+            self.announcement,
+            self.last_seen,
+        )
+
+    def _fields(self) -> tuple[object, ...]:
+        return (
+            self.node_key,
+            self.name,
+            self.wg_key,
+            self.overlay,
+            self.state,
+            self.reason,
+            self.admitted_at,
+            self.not_after,
+            self.announcement,
+            self.last_seen,
+            self.wg_counter,
+            self.wg_since,
+        )
 
 
-def _member_node_id(member: Member) -> str:
+def view(
+    held: Held,
+    rotated: Rotated | None,
+    overlay: ipaddress.IPv6Address,
+    state: MemberState,
+    reason: str,
+    announcement: Announcement | None,
+    last_seen: int | None,
+) -> Member:
+    """The membership's view of a member: what it reads from ``held`` (its credential) and
+    ``rotated`` (its newest WireGuard key rotation, None: none) shared with the tables."""
+    member = _new(Member)
+    put = object.__setattr__
+    put(member, "_held", held)
+    put(member, "_rotated", rotated)
+    put(
+        member,
+        "_status",
+        _ADMITTED if state is _ADMITTED[0] and not reason else status(state, reason),
+    )
+    put(member, "overlay", overlay)
+    put(member, "announcement", announcement)
+    put(member, "last_seen", last_seen)
+    return member
+
+
+_new = object.__new__
+
+
+def _node_id(member: Member) -> str:
     """The member's node id: the text form of its key's fingerprint (unless one was given)."""
-    given: str | None = member._node_id  # type: ignore[attr-defined]
-    return fingerprint(member.node_key) if given is None else given
+    held = member._held  # type: ignore[attr-defined]
+    given: str | None = held.node_id if held.__class__ is _Given else None
+    return fingerprint(held.node_key) if given is None else given
+
+
+def _node_key(member: Member) -> NodeKey:
+    key: NodeKey = member._held.node_key  # type: ignore[attr-defined]
+    return key
+
+
+def _name(member: Member) -> str:
+    name: str = member._held.name  # type: ignore[attr-defined]
+    return name
+
+
+def _admitted_at(member: Member) -> int:
+    at: int = member._held.admitted_at  # type: ignore[attr-defined]
+    return at
+
+
+def _not_after(member: Member) -> int:
+    at: int = member._held.not_after  # type: ignore[attr-defined]
+    return at
+
+
+def _wg_key(member: Member) -> WgKey:
+    rotated = member._rotated  # type: ignore[attr-defined]
+    key: WgKey = (member._held if rotated is None else rotated).wg_key  # type: ignore[attr-defined]
+    return key
+
+
+def _wg_counter(member: Member) -> int:
+    rotated = member._rotated  # type: ignore[attr-defined]
+    counter: int = 0 if rotated is None else rotated.counter
+    return counter
+
+
+def _wg_since(member: Member) -> int:
+    rotated = member._rotated  # type: ignore[attr-defined]
+    since: int = 0 if rotated is None else rotated.issued_at
+    return since
+
+
+def _state(member: Member) -> MemberState:
+    state: MemberState = member._status[0]  # type: ignore[attr-defined]
+    return state
+
+
+def _reason(member: Member) -> str:
+    reason: str = member._status[1]  # type: ignore[attr-defined]
+    return reason
 
 
 # After the dataclass is made: a property in the class body would be taken for the default.
-setattr(Member, "node_id", property(_member_node_id))  # noqa: B010
+for _field, _read in (
+    ("node_id", _node_id),
+    ("node_key", _node_key),
+    ("name", _name),
+    ("admitted_at", _admitted_at),
+    ("not_after", _not_after),
+    ("wg_key", _wg_key),
+    ("wg_counter", _wg_counter),
+    ("wg_since", _wg_since),
+    ("state", _state),
+    ("reason", _reason),
+):
+    setattr(Member, _field, property(_read))
+
+
+class GrantTable(Mapping[NodeKey, tuple[Prefix, ...]]):
+    """Node key -> the prefixes the member may route (``Membership.grants``), for the
+    members of one snapshot: a member granted its /128 alone (most) keeps the interned /128
+    itself, and its tuple of one is made when asked, not kept a member (48 bytes)."""
+
+    __slots__ = ("_table",)
+
+    def __init__(self, grants: Iterable[tuple[NodeKey, tuple[Prefix, ...]]] = ()) -> None:
+        self._table: dict[NodeKey, Prefix | tuple[Prefix, ...]] = {
+            key: prefixes[0] if len(prefixes) == 1 else prefixes for key, prefixes in grants
+        }
+
+    def __getitem__(self, key: NodeKey) -> tuple[Prefix, ...]:
+        found = self._table[key]
+        return found if found.__class__ is tuple else (found,)  # type: ignore[return-value]
+
+    def get(self, key: NodeKey, default: object = None) -> Any:
+        found = self._table.get(key)
+        if found is None:
+            return default
+        return found if found.__class__ is tuple else (found,)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._table
+
+    def __iter__(self) -> Iterator[NodeKey]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, GrantTable):
+            return self._table == other._table
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"GrantTable({dict(self)!r})"
 
 
 @dataclass(frozen=True, slots=True)

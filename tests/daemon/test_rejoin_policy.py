@@ -9,6 +9,7 @@ member is connected the ordinary policy (``degree``, 60 s cap) is back.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from meshd.gossip.backoff import DialBackoff
 from meshd.gossip.enroll import GracePolicy
 from meshd.gossip.peers import peer_id_of
 from meshd.membership import MemberState
+from meshd.trust.keys import NodeKey
 from tests.daemon.test_policies import OWN, _Ann, _member
 
 KEY = bytes(range(32))
@@ -100,11 +102,10 @@ def test_bootstrap_addresses_are_dialled_while_isolated_merged_with_what_the_mem
     assert targets == {KEY: (boot,)}  # no peer id, a malformed one, a duplicate: left out
     rejoin = Rejoin(bootstrap=targets)
     assert rejoin.targets(0.0, [], OWN) == [(KEY, (boot,))]  # a member we never heard of
-    known = _member(5)
-    object.__setattr__(known, "node_key", KEY)
+    known = dataclasses.replace(_member(5), node_key=NodeKey(KEY))
     object.__setattr__(known, "announcement", _Ann(("/ip4/10.0.0.5/tcp/7100/p2p/x",)))
     assert rejoin.targets(0.0, [known], OWN) == [(KEY, ("/ip4/10.0.0.5/tcp/7100/p2p/x", boot))]
-    object.__setattr__(known, "state", MemberState.REVOKED)
+    known = dataclasses.replace(known, state=MemberState.REVOKED)
     assert rejoin.targets(0.0, [known], OWN) == []  # revoked since: not even its bootstrap
     assert rejoin.targets(0.0, [], KEY) == []  # our own address
     assert rejoin.targets(0.0, [], OWN, skip=[KEY]) == []  # being dialled

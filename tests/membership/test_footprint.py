@@ -52,10 +52,11 @@ def test_a_member_is_one_slotted_entry_in_one_table() -> None:
         assert entry.announcement is view.announcement
         assert view.announcement is not None
         assert entry.last_seen == view.last_seen == NOW
-        # The /128 is derived once: grants() hands out the entry's tuple, and the view's
-        # overlay address is the one that /128 holds, not an equal copy.
+        # The /128 is derived once: grants() hands out the entry's interned /128 (in a tuple
+        # made when asked), and the view's overlay address is the one it holds, not a copy.
         grants = state.grants(key)
-        assert grants is state.grants(key) is entry.own
+        assert grants == (entry.own,)
+        assert grants[0] is state.grants(key)[0] is entry.own
         assert view.overlay is grants[0].network_address
         # Its credential and the one that stands are the entry's.
         assert entry.credentials is entry.standing is state._standing.standing(key)
@@ -64,7 +65,7 @@ def test_a_member_is_one_slotted_entry_in_one_table() -> None:
         # keeps one (75 bytes a member).
         assert view.node_id == fingerprint(key)
         assert not hasattr(entry, "node_id")
-        assert view._node_id is None  # type: ignore[attr-defined]
+        assert not hasattr(view, "_node_id")
     assert sys.getsizeof(state._members[nodes[0].key.public]) <= 88  # GC header included
 
 
