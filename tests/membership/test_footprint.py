@@ -212,10 +212,9 @@ def test_admissions_keep_no_tables_of_their_own_and_one_record_id_each() -> None
     ]
     for node in joined:
         (credential,) = state._standing._held(node.key.public)
-        # The id the set is keyed by, the credential's and its origin: one object.
-        in_set = next(rid for rid in state._set._raw if rid == credential.record_id)
-        assert credential.record_id is in_set
-        assert credential.origin is in_set
+        # The credential's id and its origin: one object (the set keeps its ids packed).
+        assert credential.record_id in state._set
+        assert credential.origin is credential.record_id
     # A copy countersigned earlier by the same sponsor replaces the kept one.
     last = joined[2]
     admission = last.credential
