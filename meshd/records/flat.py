@@ -33,6 +33,7 @@ from meshd.records.types import (
     Network,
     Rollover,
     WgRotation,
+    decoded_announcement,
 )
 from meshd.trust.keys import FINGERPRINT_LEN, KEY_LEN, NodeKey, WgKey
 
@@ -46,29 +47,22 @@ def _network(f: _Fields, raw: bytes, depth: int) -> Network:
 
 
 def _announcement(f: _Fields, raw: bytes, depth: int) -> Announcement:
-    network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
+    f.blob("network_id", FINGERPRINT_LEN)  # checked: read from the bytes when asked
     node_key = f.blob("node_key", KEY_LEN)
-    seq = f.uint("seq")
-    f.uint("issued_at")  # checked: read from the bytes when asked
+    f.uint("seq")  # checked, as are issued_at, addrs and relays: the same
+    f.uint("issued_at")
     endpoints = f.array("endpoints", MAX_ENDPOINTS, _text_item(MAX_ENDPOINT_LEN))
-    addrs = f.array("addrs", MAX_ENDPOINTS, _text_item(MAX_ADDR_LEN))
+    f.array("addrs", MAX_ENDPOINTS, _text_item(MAX_ADDR_LEN))
     prefixes = f.array("prefixes", MAX_PREFIXES, _prefix_untrusted)
-    relays = f.relays_and_extensions()  # 9 items: not a relay
+    f.relays_and_extensions()  # 9 items: not a relay
     f.end()
-    # issued_at and addrs checked, and read from the bytes again when asked (Announcement).
-    kept = None if addrs else ()
-    return Announcement(
-        network_id, NodeKey(node_key), seq, None, endpoints, kept, prefixes, raw, relays
-    )
+    return decoded_announcement(NodeKey(node_key), endpoints, prefixes, raw)
 
 
 def _announcement_fast(items: list[Any], raw: bytes) -> Announcement:
     """The hot path of ingest: the same checks as _announcement, without the cursor."""
-    if len(items) == 9:
-        _, _, network_id, node_key, seq, issued_at, endpoints, addrs, prefixes = items
-        relays = False
-    elif len(items) == 10 and items[9] is True:  # a relay's
-        _, _, network_id, node_key, seq, issued_at, endpoints, addrs, prefixes, relays = items
+    if len(items) == 9 or (len(items) == 10 and items[9] is True):  # 10: a relay's
+        _, _, network_id, node_key, seq, issued_at, endpoints, addrs, prefixes = items[:9]
     else:
         return _announcement(_Fields(items[2:], Kind.ANNOUNCEMENT), raw, 0)
     if (
@@ -93,16 +87,12 @@ def _announcement_fast(items: list[Any], raw: bytes) -> Announcement:
     endpoints = tuple(map(_ENDPOINT_ITEM, endpoints)) if endpoints else ()
     for addr in addrs:  # checked, and read from the bytes again when asked
         _ADDR_ITEM(addr)
-    return Announcement(
-        _share(network_id),
+    # network_id, seq, issued_at, addrs and relays: checked, read from the bytes when asked.
+    return decoded_announcement(
         NodeKey(node_key),
-        seq,
-        None,  # issued_at, checked: read from the bytes when asked
         endpoints,
-        None if addrs else (),
         tuple(map(_prefix_untrusted, prefixes)) if prefixes else (),
         raw,
-        relays,
     )
 
 

@@ -94,10 +94,18 @@ def test_an_announcements_addresses_and_date_are_read_from_its_bytes_not_kept() 
             assert type(ann.addrs) is tuple
             assert ann.issued_at == 1000
             assert ann == decode_untrusted(ann.raw, Announcement)
-            # Kept only when there are none (the one shared empty tuple); its date, read
-            # once as it is merged, is not kept either.
-            assert ann._addrs is (None if addrs else ())
-            assert ann._issued_at is None
+            assert ann.relays is relays
+            assert ann.network_id == NETWORK_ID
+            # None of them is kept: a decoded one holds its node key, endpoints, prefixes
+            # and bytes, and reads the rest from its bytes.
+            assert ann._given is None  # type: ignore[attr-defined]
+            assert set(type(ann).__slots__) == {
+                "_given",
+                "endpoints",
+                "node_key",
+                "prefixes",
+                "raw",
+            }
     assert len(split_envelope_untrusted(ann.raw)[0]) >= 256
 
 
@@ -126,3 +134,5 @@ def test_an_announcements_date_read_from_its_bytes_is_the_one_it_was_made_with(
     )
     decoded = decode_untrusted(ann.raw, Announcement)
     assert decoded.issued_at == issued_at == body_item(ann.raw, 5)
+    assert decoded.seq == seq == body_item(ann.raw, 4)
+    assert decoded.network_id == NETWORK_ID
