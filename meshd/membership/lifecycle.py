@@ -181,7 +181,7 @@ class Renewals:
         end = self.end(credential, root_end, subjects)
         if end == credential.not_after:
             return credential
-        return dataclasses.replace(credential, not_after=end)
+        return credential.renewed(end)
 
 
 def _slot(renewal: Renewal) -> bytes:

@@ -1,5 +1,6 @@
 """A decoded record's fields read again from its bytes (checked as it was decoded), for the
-fields that are not kept decoded (meshd.records.types.Announcement).
+fields that are not kept decoded (meshd.records.types.Announcement; the dates of a
+meshd.trust.credential.Credential, from its certificate or admission).
 
 A record's bytes are ``[body, signature]`` in their one canonical form
 (:func:`meshd.records.types.split_envelope_untrusted`): the body starts 3 bytes in (bin 8)
@@ -7,7 +8,9 @@ or 4 (bin 16) and ends 2 + 64 bytes before the end. These read bytes that decode
 checked already: not untrusted input. An announcement's body is ``[kind, version,
 network_id, node_key, seq, issued_at, endpoints, addrs, prefixes, relays?, ...]``: its
 network id and node key have fixed lengths, so its sequence number and date lie at known
-offsets, each the shortest msgpack form of an unsigned integer.
+offsets, each the shortest msgpack form of an unsigned integer; so do a certificate's
+dates (after its network id, issuer, subject, role and serial) and an admission's date
+(after its network id and sponsor).
 """
 
 from __future__ import annotations
@@ -28,9 +31,13 @@ _UINT: dict[int, tuple[Callable[[bytes, int], tuple[int]], int]] = {
     0xCE: (struct.Struct(">I").unpack_from, 4),
     0xCF: (struct.Struct(">Q").unpack_from, 8),
 }
-# An announcement's sequence number, from the first byte of its body's items (after the
-# kind, the version, its network id and its node key, each bin 8).
-_SEQ_OFFSET = 1 + 1 + 2 + FINGERPRINT_LEN + 2 + KEY_LEN
+_U32 = struct.Struct(">I").unpack_from
+# An announcement's sequence number (an admission's admitted_at), from the first byte of its
+# body's items: after the kind, the version, its network id and a key, each bin 8.
+_KEYED_UINT_OFFSET = 1 + 1 + 2 + FINGERPRINT_LEN + 2 + KEY_LEN
+# A certificate's not_before, the same way (after the kind, the version, its network id,
+# issuer and subject, its role, a positive fixint, and its serial of 16 bytes).
+_NOT_BEFORE_OFFSET = 1 + 1 + 2 + FINGERPRINT_LEN + 2 + KEY_LEN + 2 + KEY_LEN + 1 + 2 + 16
 
 
 def _body_start(raw: bytes) -> int:
@@ -43,8 +50,8 @@ def body_item(raw: bytes, index: int) -> Any:
 
 
 def _items_start(raw: bytes) -> int:
-    """Where an announcement's body items start: after the array's header, a fixarray (up
-    to 15 items) or an array 16."""
+    """Where a record's body items start: after the array's header, a fixarray (up to 15
+    items: an announcement's) or an array 16 (a certificate's 16)."""
     start = 3 if raw[1] == 0xC4 else 4
     return start + 3 if raw[start] == 0xDC else start + 1
 
@@ -66,24 +73,52 @@ def network_id_of(raw: bytes) -> bytes:
 _last_network_id = b""
 
 
-def seq_of(raw: bytes) -> int:
-    """An announcement's sequence number (its body's item 4), read where it lies."""
-    pos = _items_start(raw) + _SEQ_OFFSET
+def _uint_at(raw: bytes, pos: int) -> int:
+    """The unsigned integer at ``pos``."""
     head = raw[pos]
     if head < 0x80:
         return head
     return _UINT[head][0](raw, pos + 1)[0]
+
+
+def _second_uint(raw: bytes, pos: int) -> int:
+    """The unsigned integer after the one at ``pos``."""
+    head = raw[pos]
+    return _uint_at(raw, pos + (1 if head < 0x80 else 1 + _UINT[head][1]))
+
+
+def seq_of(raw: bytes) -> int:
+    """An announcement's sequence number (its body's item 4), read where it lies."""
+    return _uint_at(raw, _items_start(raw) + _KEYED_UINT_OFFSET)
 
 
 def issued_at_of(raw: bytes) -> int:
     """An announcement's ``issued_at`` (its body's item 5), read where it lies."""
-    pos = _items_start(raw) + _SEQ_OFFSET
-    head = raw[pos]
-    pos += 1 if head < 0x80 else 1 + _UINT[head][1]
-    head = raw[pos]
-    if head < 0x80:
-        return head
-    return _UINT[head][0](raw, pos + 1)[0]
+    return _second_uint(raw, _items_start(raw) + _KEYED_UINT_OFFSET)
+
+
+def admitted_at_of(raw: bytes) -> int:
+    """An admission's ``admitted_at`` (its body's item 4: after its network id and its
+    sponsor's key, where an announcement's sequence number lies)."""
+    return _uint_at(raw, _items_start(raw) + _KEYED_UINT_OFFSET)
+
+
+def not_before_of(raw: bytes) -> int:
+    """A certificate's ``not_before`` (its body's item 7), read where it lies."""
+    start = 3 if raw[1] == 0xC4 else 4
+    pos = start + (3 if raw[start] == 0xDC else 1) + _NOT_BEFORE_OFFSET
+    if raw[pos] == 0xCE:  # the usual: a date before 2106 and after 1970's first 18 hours
+        return _U32(raw, pos + 1)[0]  # type: ignore[no-any-return]
+    return _uint_at(raw, pos)
+
+
+def not_after_of(raw: bytes) -> int:
+    """A certificate's ``not_after`` (its body's item 8), read where it lies."""
+    start = 3 if raw[1] == 0xC4 else 4
+    pos = start + (3 if raw[start] == 0xDC else 1) + _NOT_BEFORE_OFFSET
+    if raw[pos] == 0xCE and raw[pos + 5] == 0xCE:  # the usual: two such dates
+        return _U32(raw, pos + 6)[0]  # type: ignore[no-any-return]
+    return _second_uint(raw, pos)
 
 
 def relays_of(raw: bytes) -> bool:

@@ -42,7 +42,7 @@ from meshd.records import (
     record_id,
     signed_body,
 )
-from meshd.trust.credential import Credential, Shared, Sponsored, Terms, issuers_of
+from meshd.trust.credential import Credential, HandedOver, Shared, Sponsored, Terms, issuers_of
 from meshd.trust.keys import SigningKey, fingerprint_bytes, verify
 
 MAX_CACHE = 65536
@@ -185,16 +185,11 @@ class Verifier:
         issuers = issuers_of(cert.subject, tuple(c.subject for c in cert.chain))
         root = cert.chain[0].issuer if cert.chain else cert.issuer
         admin = cert.issuer if cert.chain else b""
-        # Its origin is its own id and its admin signed it at not_before (Credential's).
+        # Its origin is its own id and its admin signed it at not_before (Credential's);
+        # its dates are read from its bytes, the record set's.
         terms = Terms(cert.prefixes, self._issuers.share(issuers), root, admin)
         return Credential(
-            cert.subject,
-            cert.wg_key,
-            cert.name,
-            cert.not_before,
-            cert.not_after,
-            rid,
-            self._terms.share(terms),
+            cert.subject, cert.wg_key, cert.name, cert.raw, rid, self._terms.share(terms)
         )
 
     def enrollment(self, enrollment: Enrollment) -> None:
@@ -240,10 +235,10 @@ class Verifier:
             enrollment.wg_key,
             # An invite made for a named member names the member; otherwise the joiner does.
             invite.name or enrollment.name,
-            admission.admitted_at,
-            not_after,
+            admission.raw,  # its date is read from them
             rid,
             self._terms.share(terms),
+            not_after,
             admission.sponsor,
             record_id(enrollment.raw),
             max(admission.admitted_at, enrollment.created_at),
@@ -331,18 +326,19 @@ class Verifier:
             credential.admin,
             credential.admin_at,
         )
-        return Sponsored(
+        return HandedOver(
             new,
             handover.wg_key,
             credential.name,
-            credential.admitted_at,
-            credential.not_after,
+            handover.raw,
             rid,
             self._terms.share(terms),
+            credential.not_after,
             sponsor=old,
             enrollment=rid,
             rank=handover.issued_at,
             origin=credential.origin,
+            admitted_at=credential.admitted_at,
         )
 
     def admin_handover(self, handover: AdminHandover) -> None:

@@ -8,10 +8,11 @@ many members share (their invite's and admin's keys) is one object they refer to
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from meshd.addressing import Prefix
+from meshd.records.body import admitted_at_of, not_after_of, not_before_of
 
 T = TypeVar("T")
 
@@ -46,16 +47,26 @@ class Terms:
 class Credential:
     """What a verified membership credential says, whatever its form: a member certificate's
     as it is, what it shares with others in its ``terms`` and its sponsor's fields the
-    defaults, read from the class rather than kept (88 bytes where 17 slots took 168); an
-    admission's or a hand-over's is a :class:`Sponsored`, which keeps them."""
+    defaults, read from the class rather than kept; its dates (``admitted_at``: the
+    certificate's not_before, ``not_after``) read from the certificate's bytes ``raw`` (the
+    record set's one copy) when asked: 80 bytes, where 17 slots took 168 and then 7 slots
+    and two ints 152. Its end moved by renewals, it is a :class:`Renewed`. An admission's or
+    a hand-over's is a :class:`Sponsored`."""
 
     node_key: bytes
     wg_key: bytes
     name: str
-    admitted_at: int
-    not_after: int
+    raw: bytes  # the certificate's bytes (a Sponsored's: its admission's or hand-over's)
     record_id: bytes
     terms: Terms
+
+    if TYPE_CHECKING:  # properties set after the class is made (below)
+
+        @property
+        def admitted_at(self) -> int: ...
+
+        @property
+        def not_after(self) -> int: ...
 
     @property
     def prefixes(self) -> tuple[Prefix, ...]:
@@ -113,11 +124,24 @@ class Credential:
         """Keys whose revocation excludes this member: its own (first), then ``issuers``."""
         return (self.node_key, *self.terms.issuers)
 
+    def renewed(self, not_after: int) -> Credential:
+        """This credential with its end moved to ``not_after`` (by renewals: a certificate's
+        is then a :class:`Renewed`, which keeps its end)."""
+        if isinstance(self, Sponsored | Renewed):
+            return replace(self, not_after=not_after)
+        return Renewed(
+            self.node_key, self.wg_key, self.name, self.raw, self.record_id, self.terms, not_after
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Sponsored(Credential):
-    """An admission's credential or a hand-over's: countersigned by a sponsor."""
+    """An admission's credential (``raw``: the admission's bytes, the record set's) or a
+    hand-over's (:class:`HandedOver`): countersigned by a sponsor."""
 
+    # When it ends: kept (the enrollment's date and the invite's member_ttl); when it was
+    # admitted is read from the admission's bytes ``raw`` (a hand-over's: HandedOver's).
+    not_after: int = 0
     # The member that countersigned it, the record id of the enrollment it countersigned (a
     # hand-over's: its own), and the time by which it ranks among its invite's admissions:
     # the later of the sponsor's time and the enrollment's, so that a copy of the enrollment
@@ -126,6 +150,44 @@ class Sponsored(Credential):
     enrollment: bytes = b""
     rank: int = 0
     origin: bytes = b""  # see Credential.origin
+
+
+@dataclass(frozen=True, slots=True)
+class Renewed(Credential):
+    """A certificate's credential with its end moved by renewals (meshd.membership.lifecycle):
+    its end kept, its admission still read from its certificate's bytes."""
+
+    not_after: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HandedOver(Sponsored):
+    """A hand-over's credential (``raw``: the hand-over's bytes): the old key's admission
+    date, kept."""
+
+    admitted_at: int = 0
+
+
+def _admitted_at(credential: Credential) -> int:
+    """When the member was admitted: its certificate's not_before."""
+    return not_before_of(credential.raw)
+
+
+def _sponsored_at(credential: Sponsored) -> int:
+    """When the member was admitted: its admission's admitted_at."""
+    return admitted_at_of(credential.raw)
+
+
+def _not_after(credential: Credential) -> int:
+    """When its membership ends, unless renewed (meshd.membership.lifecycle)."""
+    return not_after_of(credential.raw)
+
+
+# After the dataclass is made: a property in the class body would be taken for a default.
+# The slots of a subclass that keeps one (Sponsored, Renewed, HandedOver) are found first.
+setattr(Credential, "admitted_at", property(_admitted_at))  # noqa: B010
+setattr(Credential, "not_after", property(_not_after))  # noqa: B010
+setattr(Sponsored, "admitted_at", property(_sponsored_at))  # noqa: B010
 
 
 def issuers_of(node_key: bytes, keys: tuple[bytes, ...]) -> tuple[bytes, ...]:

@@ -1,0 +1,116 @@
+"""What a member's credential keeps: its dates are read from the bytes of the record it came
+from (the record set's one copy), not kept as two ints; the values are the same."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tracemalloc
+
+from meshd.records import Admission, Certificate, Role, decode_untrusted, make_certificate
+from meshd.records.build import make_renewal
+from meshd.trust.chain import Verifier
+from meshd.trust.credential import Credential, HandedOver, Renewed, Sponsored
+from meshd.trust.keys import SigningKey, WireGuardKey
+from tests.factory import DAY, T0, Net
+
+NOW = T0 + 100
+N = 1000
+
+
+def test_a_certificates_credential_reads_its_dates_from_the_certificates_bytes() -> None:
+    """1,000 credentials made from their certificates as the daemon does (decoded, checked,
+    the decoded certificate let go): ~321 bytes each beside the certificates' bytes (the
+    object 80, its node key, WireGuard key, name and record id, the list's place), where
+    the object was 88 and its dates two ints of 32 more (~393)."""
+    net = Net()
+    verifier = Verifier(net.anchor)
+    raws = [
+        make_certificate(
+            net.root,
+            network_id=net.anchor.network_id,
+            subject=SigningKey(i.to_bytes(4, "big") * 8).public,
+            role=Role.MEMBER,
+            serial=os.urandom(16),
+            not_before=T0 + i,
+            not_after=T0 + 365 * DAY + i,
+            name=f"m{i}",
+            wg_key=WireGuardKey.generate().public,
+        ).raw
+        for i in range(N)
+    ]
+    verifier.signatures_trusted = True  # what is measured is what is kept, not the check
+    tracemalloc.start()
+    try:
+        credentials = [
+            verifier.member_certificate(decode_untrusted(raw, Certificate)) for raw in raws
+        ]
+        kept, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    per_member = kept / N
+    assert per_member < 350, per_member
+    assert sys.getsizeof(credentials[0]) <= 80  # GC header included
+    for i, credential in enumerate(credentials):
+        assert type(credential) is Credential
+        assert credential.raw is raws[i]
+        assert credential.admitted_at == credential.admin_at == T0 + i
+        assert credential.not_after == T0 + 365 * DAY + i
+        assert credential.name == f"m{i}"
+
+
+def test_a_members_credential_holds_the_record_sets_bytes_and_its_dates() -> None:
+    net = Net()
+    founder = net.founder()
+    state = net.state()
+    assert state.ingest(founder.credential, NOW).new
+    held = state._standing.standing(founder.key.public)
+    assert held is not None
+    assert type(held) is Credential
+    assert held.raw is state._set.get(held.record_id)
+    assert held.raw is founder.credential.raw
+    cert = founder.credential
+    assert isinstance(cert, Certificate)
+    assert (held.admitted_at, held.not_after) == (cert.not_before, cert.not_after)
+    # An admission's: its date read from the admission's bytes, its end kept.
+    invite = net.invite(uses=1, member_ttl=30 * DAY)
+    joined = net.join(state, founder, invite, "j0", at=T0 + 10)
+    admission = joined.credential
+    assert isinstance(admission, Admission)
+    assert state.ingest(admission, NOW).new
+    sponsored = state._standing.standing(joined.key.public)
+    assert type(sponsored) is Sponsored
+    assert sponsored.raw is state._set.get(sponsored.record_id)
+    assert sponsored.admitted_at == admission.admitted_at == T0 + 10
+    assert sponsored.not_after == admission.enrollment.created_at + 30 * DAY
+    assert sys.getsizeof(sponsored) <= 120
+    # A renewal moves a certificate's end: a Renewed keeps it, its date still read.
+    renewal = make_renewal(
+        net.root,
+        network_id=net.anchor.network_id,
+        subject=founder.key.public,
+        issued_at=NOW,
+        not_after=cert.not_after + DAY,
+    )
+    assert state.ingest(renewal, NOW).new
+    member = state.member(founder.key.public, NOW)
+    assert member is not None
+    assert member.not_after == cert.not_after + DAY
+    renewed = held.renewed(cert.not_after + DAY)
+    assert type(renewed) is Renewed
+    assert (renewed.admitted_at, renewed.not_after) == (cert.not_before, cert.not_after + DAY)
+    assert renewed.raw is held.raw
+    again = sponsored.renewed(NOW + DAY)
+    assert type(again) is Sponsored
+    assert (again.admitted_at, again.not_after) == (T0 + 10, NOW + DAY)
+
+
+def test_a_handed_over_credential_keeps_the_old_keys_date() -> None:
+    net = Net()
+    founder = net.founder()
+    old = Verifier(net.anchor).member_certificate(founder.credential)  # type: ignore[arg-type]
+    handed = HandedOver(
+        b"k" * 32, b"w" * 32, "n", b"", b"r" * 16, old.terms, old.not_after, admitted_at=T0 + 5
+    )
+    assert (handed.admitted_at, handed.not_after) == (T0 + 5, old.not_after)
+    assert handed.renewed(old.not_after + 1).admitted_at == T0 + 5
