@@ -7,10 +7,21 @@ import os
 import sys
 import tracemalloc
 
-from meshd.records import Admission, Certificate, Role, decode_untrusted, make_certificate
+import pytest
+
+from meshd.records import (
+    Admission,
+    Certificate,
+    Role,
+    decode_untrusted,
+    make_admission,
+    make_certificate,
+)
+from meshd.records.body import admitted_at_of, not_after_of, not_before_of
 from meshd.records.build import make_renewal
 from meshd.trust.chain import Verifier
 from meshd.trust.credential import Credential, HandedOver, Renewed, Sponsored
+from meshd.trust.invites import enroll
 from meshd.trust.keys import SigningKey, WireGuardKey
 from tests.factory import DAY, T0, Net
 
@@ -114,3 +125,38 @@ def test_a_handed_over_credential_keeps_the_old_keys_date() -> None:
     )
     assert (handed.admitted_at, handed.not_after) == (T0 + 5, old.not_after)
     assert handed.renewed(old.not_after + 1).admitted_at == T0 + 5
+
+
+_WIDTHS = [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1]
+
+
+@pytest.mark.parametrize("admin", [False, True])
+def test_dates_read_from_the_bytes_are_the_ones_they_were_made_with(admin: bool) -> None:
+    # Every width of msgpack uint, and both forms of the envelope (an admin's certificate
+    # in the chain: bin 16).
+    net = Net()
+    issuer = net.admin() if admin else net.issuer
+    founder = net.founder(issuer=issuer)
+    for not_before in _WIDTHS:
+        for not_after in _WIDTHS:
+            raw = make_certificate(
+                issuer.key,
+                network_id=net.anchor.network_id,
+                subject=founder.key.public,
+                role=Role.MEMBER,
+                serial=os.urandom(16),
+                not_before=not_before,
+                not_after=not_after,
+                name="m",
+                wg_key=founder.wg.public,
+                chain=issuer.chain,
+            ).raw
+            assert (len(raw) > 255 + 69) is admin
+            assert (not_before_of(raw), not_after_of(raw)) == (not_before, not_after)
+    invite = net.invite(uses=1)
+    enrollment = enroll(
+        invite, node_key=SigningKey.generate().public, wg_key=founder.wg.public, name="j", now=T0
+    )
+    for admitted_at in _WIDTHS:
+        admission = make_admission(founder.key, enrollment=enrollment, admitted_at=admitted_at)
+        assert admitted_at_of(admission.raw) == admitted_at
