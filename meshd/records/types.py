@@ -205,6 +205,14 @@ class Announcement(_Signed):
     def signer(self) -> bytes:
         return self.node_key
 
+    # Copies and pickles: what the slots hold (a frozen dataclass's own are the fields').
+    def __getstate__(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in Announcement.__slots__)
+
+    def __setstate__(self, state: tuple[object, ...]) -> None:
+        for name, value in zip(Announcement.__slots__, state, strict=True):
+            _put(self, name, value)
+
 
 _put = object.__setattr__
 _new = object.__new__

@@ -3,6 +3,8 @@ the values are the ones it was made with."""
 
 from __future__ import annotations
 
+import copy
+import pickle
 import sys
 import time
 import tracemalloc
@@ -81,3 +83,8 @@ def test_an_announcement_made_by_its_constructor_keeps_what_it_was_given() -> No
     assert (made.seq, made.relays) == (5, False)
     assert newer != made
     assert replace(made) == made
+    # Copies and pickles keep what it holds, decoded or given.
+    for one in (ann, made, newer):
+        for again in (copy.copy(one), copy.deepcopy(one), pickle.loads(pickle.dumps(one))):
+            assert again == one
+            assert again.raw == one.raw
