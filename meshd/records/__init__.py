@@ -17,6 +17,7 @@ This package only parses and builds. Whether a record is to be trusted (signatur
 validity, revocation) is decided by meshd.trust.chain and meshd.membership.
 """
 
+from meshd.records.announcement import Announcement
 from meshd.records.build import (
     encode_prefix,
     make_admin_handover,
@@ -55,7 +56,6 @@ from meshd.records.types import (
     VERSION,
     AdminHandover,
     Admission,
-    Announcement,
     Cap,
     Certificate,
     Enrollment,

@@ -1,5 +1,5 @@
 """A decoded record's fields read again from its bytes (checked as it was decoded), for the
-fields that are not kept decoded (meshd.records.types.Announcement; the dates of a
+fields that are not kept decoded (meshd.records.announcement.Announcement; the dates of a
 meshd.trust.credential.Credential, from its certificate or admission).
 
 A record's bytes are ``[body, signature]`` in their one canonical form
@@ -130,3 +130,17 @@ def relays_of(raw: bytes) -> bool:
     if head == 0x9A:
         return True
     return body_item(raw, 9) is True
+
+
+class Signed:
+    """What every record has (the base of meshd.records.types' dataclasses): its canonical
+    bytes ``raw``, whose last 64 bytes are its signature (the envelope has one form:
+    :func:`meshd.records.types.split_envelope_untrusted`). The signature is read from
+    there, not kept a second time (97 bytes a record, two a member)."""
+
+    __slots__ = ()
+    raw: bytes
+
+    @property
+    def signature(self) -> bytes:
+        return self.raw[-SIG_LEN:]

@@ -8,6 +8,7 @@ from typing import Any
 
 from meshd.addressing import Prefix
 from meshd.encoding import pack
+from meshd.records.announcement import Announcement
 from meshd.records.decode import decode_untrusted
 from meshd.records.ids import record_id
 from meshd.records.types import (
@@ -16,7 +17,6 @@ from meshd.records.types import (
     VERSION,
     AdminHandover,
     Admission,
-    Announcement,
     Cap,
     Certificate,
     Enrollment,

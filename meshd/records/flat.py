@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from meshd.errors import DecodeError
+from meshd.records.announcement import Announcement, decoded_announcement
 from meshd.records.fields import (
     _ADDR_ITEM,
     _ENDPOINT_ITEM,
@@ -27,13 +28,11 @@ from meshd.records.types import (
     MAX_PREFIXES,
     MAX_REASON,
     U64,
-    Announcement,
     Kind,
     Leave,
     Network,
     Rollover,
     WgRotation,
-    decoded_announcement,
 )
 from meshd.trust.keys import FINGERPRINT_LEN, KEY_LEN, NodeKey, WgKey
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from meshd.addressing import Prefix
 from meshd.errors import DecodeError
-from meshd.records.body import body_item, issued_at_of, network_id_of, relays_of, seq_of
+from meshd.records.announcement import Announcement
+from meshd.records.body import Signed
 from meshd.trust.keys import SIG_LEN, NodeKey, WgKey
 
 VERSION = 1
@@ -74,21 +75,8 @@ RECORD_ID_LEN = 16
 # --- the records --------------------------------------------------------------------------
 
 
-class _Signed:
-    """What every record has: its canonical bytes ``raw``, whose last 64 bytes are its
-    signature (the envelope has one form: :func:`split_envelope_untrusted`). The signature
-    is read from there, not kept a second time (97 bytes a record, two a member)."""
-
-    __slots__ = ()
-    raw: bytes
-
-    @property
-    def signature(self) -> bytes:
-        return self.raw[-SIG_LEN:]
-
-
 @dataclass(frozen=True, slots=True)
-class Network(_Signed):
+class Network(Signed):
     """The network's definition, signed by its root key: the anchor every member holds."""
 
     root_key: bytes
@@ -102,7 +90,7 @@ class Network(_Signed):
 
 
 @dataclass(frozen=True, slots=True)
-class Certificate(_Signed):
+class Certificate(Signed):
     """A key certified by the root or an admin: an admin, an invite, or a member."""
 
     network_id: bytes
@@ -127,7 +115,7 @@ class Certificate(_Signed):
 
 
 @dataclass(frozen=True, slots=True)
-class Enrollment(_Signed):
+class Enrollment(Signed):
     """A joiner's request, signed with the invite's secret key."""
 
     network_id: bytes
@@ -144,7 +132,7 @@ class Enrollment(_Signed):
 
 
 @dataclass(frozen=True, slots=True)
-class Admission(_Signed):
+class Admission(Signed):
     """A member's countersignature of an enrollment, with the time on the sponsor's clock."""
 
     network_id: bytes
@@ -158,124 +146,8 @@ class Admission(_Signed):
         return self.sponsor
 
 
-@dataclass(frozen=True, init=False)
-class Announcement(_Signed):
-    """A member's signed statement of where it is: endpoints, libp2p addresses, prefixes,
-    and whether it relays for other members (``relays``: a 10th body item, exactly true;
-    a member that does not relay writes the 9 items of before).
-
-    A decoded one (:func:`decoded_announcement`) keeps its node key, endpoints, prefixes
-    and bytes; its network id, sequence number, date, libp2p addresses and ``relays`` are
-    read from its bytes when asked (meshd.records.body): 72 bytes, not 104 and the
-    sequence number's int (a daemon's is the time in ns: 36 bytes more). One made by its
-    constructor (tests, ``dataclasses.replace``) keeps what it was given (slot ``_given``).
-    Slotted by hand: these fields are properties, set after the dataclass is made."""
-
-    __slots__ = ("_given", "endpoints", "node_key", "prefixes", "raw")
-
-    network_id: bytes
-    node_key: NodeKey
-    seq: int
-    issued_at: int
-    endpoints: tuple[str, ...]
-    addrs: tuple[str, ...]
-    prefixes: tuple[Prefix, ...]
-    raw: bytes
-    relays: bool
-
-    def __init__(
-        self,
-        network_id: bytes,
-        node_key: NodeKey,
-        seq: int,
-        issued_at: int,
-        endpoints: tuple[str, ...],
-        addrs: tuple[str, ...],
-        prefixes: tuple[Prefix, ...],
-        raw: bytes,
-        relays: bool = False,
-    ) -> None:
-        _put(self, "node_key", node_key)
-        _put(self, "endpoints", endpoints)
-        _put(self, "prefixes", prefixes)
-        _put(self, "raw", raw)
-        _put(self, "_given", (network_id, seq, issued_at, addrs, relays))
-
-    @property
-    def signer(self) -> bytes:
-        return self.node_key
-
-    # Copies and pickles: what the slots hold (a frozen dataclass's own are the fields').
-    def __getstate__(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in Announcement.__slots__)
-
-    def __setstate__(self, state: tuple[object, ...]) -> None:
-        for name, value in zip(Announcement.__slots__, state, strict=True):
-            _put(self, name, value)
-
-
-_put = object.__setattr__
-_new = object.__new__
-
-
-def decoded_announcement(
-    node_key: NodeKey, endpoints: tuple[str, ...], prefixes: tuple[Prefix, ...], raw: bytes
-) -> Announcement:
-    """An announcement decoded from ``raw`` (checked): its other fields are read from it."""
-    ann: Announcement = _new(Announcement)
-    _put(ann, "node_key", node_key)
-    _put(ann, "endpoints", endpoints)
-    _put(ann, "prefixes", prefixes)
-    _put(ann, "raw", raw)
-    _put(ann, "_given", None)
-    return ann
-
-
-# Each reads the value a constructor was given (``_given``: network id, seq, date, libp2p
-# addresses, relays), else reads the bytes.
-
-
-def _network_id(ann: Announcement) -> bytes:
-    given = ann._given  # type: ignore[attr-defined]
-    return network_id_of(ann.raw) if given is None else given[0]
-
-
-def _seq(ann: Announcement) -> int:
-    given = ann._given  # type: ignore[attr-defined]
-    return seq_of(ann.raw) if given is None else given[1]
-
-
-def _issued_at(ann: Announcement) -> int:
-    """When its member signed it: read as it is merged."""
-    given = ann._given  # type: ignore[attr-defined]
-    return issued_at_of(ann.raw) if given is None else given[2]
-
-
-def _addrs(ann: Announcement) -> tuple[str, ...]:
-    """Its libp2p addresses: rarely read, they took ~120 bytes a member or more kept."""
-    given = ann._given  # type: ignore[attr-defined]
-    return tuple(body_item(ann.raw, 7)) if given is None else given[3]
-
-
-def _relays(ann: Announcement) -> bool:
-    given = ann._given  # type: ignore[attr-defined]
-    return relays_of(ann.raw) if given is None else given[4]
-
-
-# After the dataclass is made: a property in the class body would be taken for a default.
-for _name, _read in (
-    ("network_id", _network_id),
-    ("seq", _seq),
-    ("issued_at", _issued_at),
-    ("addrs", _addrs),
-    ("relays", _relays),
-):
-    setattr(Announcement, _name, property(_read))
-del _name, _read
-
-
 @dataclass(frozen=True, slots=True)
-class Revocation(_Signed):
+class Revocation(Signed):
     """The permanent exclusion of a member, invite or admin key, signed by root or an admin."""
 
     network_id: bytes
@@ -306,7 +178,7 @@ class Revocation(_Signed):
 
 
 @dataclass(frozen=True, slots=True)
-class Invite(_Signed):
+class Invite(Signed):
     """The payload of an invite token: everything a joiner needs, signed by the invite key."""
 
     network: Network
@@ -321,7 +193,7 @@ class Invite(_Signed):
 
 
 @dataclass(frozen=True, slots=True)
-class WgRotation(_Signed):
+class WgRotation(Signed):
     """A member's new WireGuard key, signed by its node key; the highest ``counter`` wins."""
 
     network_id: bytes
@@ -337,7 +209,7 @@ class WgRotation(_Signed):
 
 
 @dataclass(frozen=True, slots=True)
-class Renewal(_Signed):
+class Renewal(Signed):
     """A member's standing extended to ``not_after``, signed by the root or an admin with the
     invite capability; no new enrollment."""
 
@@ -356,7 +228,7 @@ class Renewal(_Signed):
 
 
 @dataclass(frozen=True, slots=True)
-class Leave(_Signed):
+class Leave(Signed):
     """A member's own departure, signed by its node key: its membership ends for good."""
 
     network_id: bytes
@@ -371,7 +243,7 @@ class Leave(_Signed):
 
 
 @dataclass(frozen=True, slots=True)
-class Rollover(_Signed):
+class Rollover(Signed):
     """The root hands the network over to a new root key: certificates under either are
     accepted until ``overlap_until``, afterwards only those under the new one."""
 
@@ -388,7 +260,7 @@ class Rollover(_Signed):
 
 
 @dataclass(frozen=True, slots=True)
-class Handover(_Signed):
+class Handover(Signed):
     """A member's node key hands its membership over to a new node key (``meshd rotate
     node``): signed by the old key, accepted by the new one (``new_signature``)."""
 
@@ -427,7 +299,7 @@ def handover_acceptance(network_id: bytes, old_key: bytes, new_key: bytes) -> by
 
 
 @dataclass(frozen=True, slots=True)
-class AdminHandover(_Signed):
+class AdminHandover(Signed):
     """The root replaces an admin key (``meshd admin rotate``): ``new_cert`` certifies the
     successor with the old key's grants; what the old key signed up to ``issued_at`` keeps
     standing, nothing it signs dated later counts."""
