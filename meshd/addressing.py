@@ -152,13 +152,19 @@ def host_prefix_of(value: int) -> ipaddress.IPv6Network:
     """The /128 of the IPv6 address whose value is ``value``, interned."""
     global _filled
     hosts = _hosts
-    slot = _slot(hosts, value)
-    found = hosts[slot]
-    if found is None:
-        found = hosts[slot] = _host(value)
-        _filled += 1
-        if 4 * _filled >= 3 * len(hosts):
-            sweep()
+    # The probe of _slot, written here again: a call is a third of a lookup's time.
+    mask = len(hosts) - 1
+    slot = value & mask
+    perturb = value & _ALL_ONES
+    while (found := hosts[slot]) is not None:
+        if found.network_address._ip == value:  # type: ignore[attr-defined]
+            return found
+        perturb >>= 5
+        slot = (5 * slot + 1 + perturb) & mask
+    found = hosts[slot] = _host(value)
+    _filled += 1
+    if 4 * _filled >= 3 * len(hosts):
+        sweep()
     return found
 
 
