@@ -91,14 +91,15 @@ def _host(value: int) -> HostPrefix:
 # Interned prefixes. IPv6 /128s (two a member: its overlay and link-local addresses) in a
 # table of their own, open-addressed: a list of the prefixes, each in the slot its address
 # picks (the address's low bits, then the probe sequence of CPython's dict), found by the
-# address it holds. 8 bytes a slot, 11 to 16 a prefix at 1,000 to 10,000 members, where a
-# dict's entry (hash, key and value, at most two-thirds of them used) cost 30 to 37. Held
-# strongly: a /128 nobody else holds leaves the table when it is next rebuilt (sweep), once
-# three-quarters full; rebuilt at least twice the size of what is held, so amortised O(1) a
-# prefix and the table at most 1.5 times what is held. Any other prefix (a few a network,
-# not a member) by packed network address and prefix length (5 or 17 bytes, so the two
-# families never share a key), weakly: it leaves the table as soon as nobody holds it.
-_SMALLEST = 2048
+# address it holds. 8 bytes a slot, 11 to 32 a prefix (16 at 1,000 members, 13 at
+# 10,000), where a dict's entry (hash, key and value, at most two-thirds of them used) cost
+# 37 and 30. Held strongly: a /128 nobody else holds leaves the table when it is next
+# rebuilt (sweep), once three-quarters full; rebuilt at least twice the size of what is
+# held, so amortised O(1) a prefix and the table at most 1.5 times what is held. Any other
+# prefix (a few a network, not a member) by packed network address and prefix length (5 or
+# 17 bytes, so the two families never share a key), weakly: it leaves the table as soon as
+# nobody holds it.
+_SMALLEST = 256  # 2 KiB idle
 _hosts: list[HostPrefix | None] = [None] * _SMALLEST
 _filled = 0  # prefixes in _hosts
 _OTHERS: weakref.WeakValueDictionary[bytes, Prefix] = weakref.WeakValueDictionary()
