@@ -67,6 +67,7 @@ from meshd.mesh.punch_parts import (
     listed,
     on_side,
     shared_settings,
+    trying,
     waiting,
 )
 from meshd.mesh.punch_parts import Side as Side
@@ -188,7 +189,7 @@ class DirectPath:
         # Small flags in one small int (punch_parts.Bits): not watched, hopeless not known.
         self._bits = 0
         self._ranked = self._rank(candidates)
-        self._rounds: Rounds = Trying((), now, 0)  # trying, none failed (its round below)
+        self._rounds: Rounds = trying(None, 0, now, 0)  # trying, none failed (round below)
         self._rare = self._RARE  # never lost, no punch yet
         self._last_handshake: float | None = None
         # What the last action said (last_action), as plain values, not the Action kept: its
@@ -329,21 +330,21 @@ class DirectPath:
         extra = {h.endpoint: h for h in hints if h.endpoint not in announced}
         # Hints go after the peer's own configured and reflexive candidates, and before its
         # private addresses elsewhere (rank_for_us), which seldom answer. Without a hint it
-        # does not announce, the round is the announced candidates (the same tuple, no copy).
-        round_ = self._ordered([*ranked, *extra.values()]) if extra else self._ranked
+        # does not announce, the round is the announced candidates (None: no copy, and a
+        # Trying shared with the paths that start one at the same time).
+        round_ = self._ordered([*ranked, *extra.values()]) if extra else None
         if kept is not None:
-            round_ = held((kept, *(c for c in listed(round_) if c.endpoint != kept.endpoint)))
+            tried = listed(round_ if round_ is not None else self._ranked)
+            round_ = held((kept, *(c for c in tried if c.endpoint != kept.endpoint)))
         rounds = self._rounds
         if rounds is None:  # direct: lost now
             self._lost_at = now
         if failed is None:
             failed = 0 if rounds is None else rounds.failed
-        if not round_:
+        if not (round_ if round_ is not None else self._ranked):
             self._rounds = waiting(failed, math.inf)
-        elif type(rounds) is Trying:  # a round under way gives way to this one
-            rounds.round, rounds.index, rounds.started, rounds.failed = round_, 0, now, failed
-        else:
-            self._rounds = Trying(round_, now, failed)
+        else:  # a round under way gives way to this one
+            self._rounds = trying(round_, 0, now, failed)
 
     # -- the decision ---------------------------------------------------------------------
 
@@ -375,9 +376,8 @@ class DirectPath:
             self._start_round(now, ())
             rounds = self._rounds
         if type(rounds) is Trying and now - rounds.started >= settings.attempt:
-            rounds.index += 1
-            rounds.started = now
-            if endpoint_at(rounds.round, rounds.index) is None:  # the last one failed
+            rounds = self._rounds = trying(rounds.round, rounds.index + 1, now, rounds.failed)
+            if self._current() is None:  # the last one failed
                 failed = rounds.failed + 1
                 backoff = min(settings.retry_base * 2 ** min(failed - 1, 16), settings.retry_max)
                 rounds = self._rounds = waiting(failed, now + backoff)
@@ -388,11 +388,18 @@ class DirectPath:
         best = endpoint_at(self._ranked, 0)
         return self._action(best, now, rounds.next_at)
 
+    def _round(self) -> Ranked | None:
+        """The candidates of the round under way (None if not trying)."""
+        rounds = self._rounds
+        if type(rounds) is not Trying:
+            return None
+        return rounds.round if rounds.round is not None else self._ranked
+
     def _current(self) -> str | None:
         rounds = self._rounds
         if type(rounds) is not Trying:
             return None
-        return endpoint_at(rounds.round, rounds.index)
+        return endpoint_at(rounds.round if rounds.round is not None else self._ranked, rounds.index)
 
     def _action(self, endpoint: str | None, now: float, next_check: float) -> Action:
         kick = endpoint is not None and endpoint != self._shown

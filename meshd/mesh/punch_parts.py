@@ -6,8 +6,9 @@ holds at its default until it sets it (:class:`Rare`: its last punch, when it wa
 lost; one shared object, a path's own from its first change); a path's one candidate is
 held as itself, not in a tuple of one (``Ranked``: most members announce one endpoint); and
 where a path stands in its rounds is one object that says its state too (:data:`Rounds`:
-none while direct, a round of its own while trying, one shared by the paths that wait alike
-in relay).
+none while direct; while trying, one shared by the paths that try their announced
+candidates alike, a round of its own with hints; one shared by the paths that wait alike in
+relay).
 """
 
 from __future__ import annotations
@@ -139,17 +140,17 @@ NEVER = -math.inf  # one object for every path's "not yet" (``-math.inf`` makes 
 NO_PUNCH: tuple[float, tuple[Candidate, ...]] = (NEVER, ())
 
 
+@dataclass(frozen=True, slots=True)
 class Trying:
-    """A round under way (the path is trying): its candidates, the index of the one tried,
-    since when (the daemon's clock), and the rounds that failed before it."""
+    """A round under way (the path is trying): its candidates (None: the path's announced
+    ones, its ``_ranked``), the index of the one tried, since when (the daemon's clock), and
+    the rounds that failed before it. Never changed: a path moves on to a new one, and the
+    paths that try their announced candidates alike hold one object (:func:`trying`)."""
 
-    __slots__ = ("failed", "index", "round", "started")
-
-    def __init__(self, round_: Ranked, started: float, failed: int) -> None:
-        self.round = round_
-        self.index = 0
-        self.started = started
-        self.failed = failed
+    round: Ranked | None
+    index: int
+    started: float
+    failed: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +163,28 @@ class Waiting:
 
 
 #: Where a path stands in its rounds, and so its state: direct (None: no round, none
-#: failed), trying (:class:`Trying`, its own) or relay (:class:`Waiting`, shared).
+#: failed), trying (:class:`Trying`, shared while it tries its announced candidates) or
+#: relay (:class:`Waiting`, shared).
 Rounds = Trying | Waiting | None
+
+_TRYING: dict[tuple[int, float, int], Trying] = {}
+
+
+def trying(round_: Ranked | None, index: int, started: float, failed: int) -> Trying:
+    """The round of paths at candidate ``index`` since ``started`` with ``failed`` rounds
+    failed before it: over the announced candidates (``round_`` None), one object for the
+    paths that start or move on at one time (a few kept, the last made); a round of its own
+    (hints, a kept endpoint) its own object."""
+    if round_ is not None:
+        return Trying(round_, index, started, failed)
+    key = (index, started, failed)
+    found = _TRYING.get(key)
+    if found is None:
+        if len(_TRYING) >= 16:
+            _TRYING.clear()
+        found = _TRYING[key] = Trying(None, index, started, failed)
+    return found
+
 
 _WAITING: dict[tuple[int, float], Waiting] = {}
 

@@ -91,9 +91,9 @@ def held(p: DirectPath) -> object:
 
 
 def round_of(p: DirectPath) -> punch_parts.Ranked:
-    rounds = p._rounds
-    assert isinstance(rounds, punch_parts.Trying)
-    return rounds.round
+    tried = p._round()
+    assert tried is not None
+    return tried
 
 
 def test_one_candidate_is_held_without_a_tuple_and_decides_as_a_tuple_of_one_did() -> None:
@@ -160,3 +160,23 @@ def test_paths_that_start_and_fail_at_one_time_share_their_times() -> None:
     assert paths[0].next_check is waiting.next_at
     other = DirectPath([LAN], 1.0)
     assert other.update(1.0, None, None).next_check == 1.0 + punch.ATTEMPT  # values unchanged
+
+
+def test_paths_that_try_their_announced_candidates_alike_share_one_round() -> None:
+    # A round was an object a path (64 bytes in a trace: every path of a start trying)
+    two = [LAN, Candidate("local", ipaddress.ip_address("192.168.1.9"), 51820)]
+    paths = [DirectPath(two if i else [LAN], 0.0) for i in range(3)]
+    assert all(isinstance(p._rounds, punch_parts.Trying) for p in paths)
+    assert paths[0]._rounds is paths[1]._rounds is paths[2]._rounds
+    [p.update(6.0, None, None) for p in paths]  # the first candidate failed: the next one
+    assert paths[1]._rounds is paths[2]._rounds
+    assert isinstance(paths[1]._rounds, punch_parts.Trying)
+    assert paths[1].update(6.0, None, None).endpoint == "192.168.1.9:51820"
+    assert paths[0].state == "relay"
+    hinted = DirectPath([LAN], 0.0)
+    assert hinted.punch(1.0, ["203.0.113.5:4000"]) is None  # a round of its own
+    assert hinted._rounds is not paths[1]._rounds
+    assert [c.endpoint for c in punch_parts.listed(round_of(hinted))] == [
+        "203.0.113.5:4000",
+        LAN.endpoint,
+    ]
