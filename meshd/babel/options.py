@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, KeysView, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
@@ -26,9 +28,12 @@ Origin = tuple[IPNetwork, IPNetwork | None]
 """A prefix we announce, with its RFC 9079 source prefix (None: an ordinary route)."""
 
 
+ROUTER_ID_LEN = 8
+
+
 def router_id_of(node_key: bytes) -> bytes:
     """A member's Babel router-id: the first 8 bytes of SHA-256 over its node key."""
-    return hashlib.sha256(node_key).digest()[:8]
+    return hashlib.sha256(node_key).digest()[:ROUTER_ID_LEN]
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +208,84 @@ def babel_config(
     )
 
 
+class RouterIds(Mapping[bytes, bytes]):
+    """Node keys by router-id, held as two columns in router-id order: the router-ids as
+    8-byte integers in one array, the node keys in a tuple beside it (16 bytes a member;
+    a table of router-ids as bytes was ~80: an 8-byte bytes object and a dict entry). A
+    router-id is looked up by bisection."""
+
+    __slots__ = ("_ids", "_keys")
+
+    def __init__(self, router_ids: Iterable[bytes], node_keys: Iterable[bytes]) -> None:
+        """The ``node_keys`` by their ``router_ids`` (in the same order); of a router-id
+        given twice, the last one's."""
+        values, keys = array("Q"), list[bytes]()
+        for rid, key in zip(router_ids, node_keys, strict=True):
+            if len(rid) == ROUTER_ID_LEN:
+                values.append(int.from_bytes(rid, "big"))
+                keys.append(key)
+        order = sorted(range(len(values)), key=values.__getitem__)  # stable: the last last
+        ids, kept = array("Q"), list[bytes]()
+        for i in order:
+            if ids and ids[-1] == values[i]:
+                kept[-1] = keys[i]  # the later one, as a table would keep it
+            else:
+                ids.append(values[i])
+                kept.append(keys[i])
+        self._ids, self._keys = ids, tuple(kept)
+
+    def get(self, router_id: bytes, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
+        if type(router_id) is not bytes or len(router_id) != ROUTER_ID_LEN:
+            return default
+        value = int.from_bytes(router_id, "big")
+        ids = self._ids
+        i = bisect_left(ids, value)
+        return self._keys[i] if i < len(ids) and ids[i] == value else default
+
+    def __getitem__(self, router_id: bytes) -> bytes:
+        found = self.get(router_id)
+        if found is None:
+            raise KeyError(router_id)
+        return found
+
+    def __contains__(self, router_id: object) -> bool:
+        return isinstance(router_id, bytes) and self.get(router_id) is not None
+
+    def __iter__(self) -> Iterator[bytes]:
+        return (value.to_bytes(ROUTER_ID_LEN, "big") for value in self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def keys(self) -> RouterIdSet:
+        return RouterIdSet(self)
+
+    def by_node(self) -> dict[bytes, bytes]:
+        """Node key -> router-id (made on demand, not kept)."""
+        size = ROUTER_ID_LEN
+        return {k: v.to_bytes(size, "big") for k, v in zip(self._keys, self._ids, strict=True)}
+
+    def same_ids(self, other: RouterIds) -> bool:
+        """Whether ``other`` holds the same router-ids (compared as arrays)."""
+        return self._ids == other._ids
+
+
+class RouterIdSet(KeysView[bytes]):
+    """The router-ids of a :class:`RouterIds` (a view, not a copy); two of them compare as
+    their arrays."""
+
+    __slots__ = ()
+    _mapping: RouterIds
+
+    def __contains__(self, router_id: object) -> bool:
+        return router_id in self._mapping
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RouterIdSet):
+            return self._mapping.same_ids(other._mapping)
+        return super().__eq__(other)
+
+
 class MemberOrigins:
     """Route origin validation on the mesh: which router-id may announce which prefix.
 
@@ -210,8 +293,8 @@ class MemberOrigins:
     /128 and what its certificate grants); it is held as given (the membership snapshot's
     own table, not a copy). Built again whenever the membership changes; :meth:`accept` is
     the core's acceptance hook. The members' router-ids are kept here only, each with its
-    member's node key: whoever tells a member by its router-id asks this table
-    (:meth:`node_of`, :attr:`nodes`).
+    member's node key (:class:`RouterIds`): whoever tells a member by its router-id asks this
+    table (:meth:`node_of`, :attr:`nodes`).
     """
 
     def __init__(
@@ -222,15 +305,14 @@ class MemberOrigins:
         members: Iterable[bytes] | None = None,
     ) -> None:
         """``router_ids``: node key -> router-id for the members whose router-ids the
-        caller holds already (the same objects then, not a copy a member); the others'
-        are derived. ``members``: the node keys of the members (by default those of
-        ``allowed``)."""
+        caller holds already (not derived again); the others' are derived. ``members``: the
+        node keys of the members (by default those of ``allowed``)."""
         known = router_ids or {}
         self._allowed = allowed
-        self._node_of: dict[bytes, bytes] = {
-            known.get(node_key) or router_id_of(node_key): node_key
-            for node_key in (allowed if members is None else members)
-        }
+        keys = list(allowed if members is None else members)
+        self._node_of = RouterIds(
+            (known.get(node_key) or router_id_of(node_key) for node_key in keys), keys
+        )
 
     @property
     def nodes(self) -> Mapping[bytes, bytes]:
@@ -248,7 +330,7 @@ class MemberOrigins:
 
     def held(self) -> dict[bytes, bytes]:
         """Node key -> router-id, for the next table to reuse (made on demand, not kept)."""
-        return {node_key: router_id for router_id, node_key in self._node_of.items()}
+        return self._node_of.by_node()
 
     def accept(self, router_id: bytes, prefix: IPNetwork, source: IPNetwork | None) -> bool:
         node_key = self._node_of.get(router_id)

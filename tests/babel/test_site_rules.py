@@ -288,5 +288,8 @@ def test_member_origins_take_router_ids_the_caller_holds_and_judge_the_same() ->
         for prefix in (*GRANTS[key], OVERLAY, GRANTS[N_KEY][0]):
             rid = router_id_of(key)
             assert given.accept(rid, prefix, None) == derived.accept(rid, prefix, None)
-    assert any(rid is held[M_KEY] for rid in given.router_ids)
+    assert held[M_KEY] in given.router_ids
+    taken = MemberOrigins(GRANTS, {M_KEY: b"\x07" * 8})  # as given, not derived again
+    assert taken.node_of(b"\x07" * 8) == M_KEY
+    assert taken.node_of(router_id_of(M_KEY)) is None
     assert not given.accept(router_id_of(b"x" * 32), GRANTS[M_KEY][0], None)
