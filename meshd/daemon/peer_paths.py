@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from ipaddress import IPv4Network, IPv6Network
 from typing import TYPE_CHECKING
@@ -75,11 +76,13 @@ _PeerRare.DEFAULT = _PeerRare()
 
 class _Peer(DirectPath):
     """A programmed member: its direct path (this object itself, one per member rather than
-    two: ``path`` is the peer) and what the device last showed of it."""
+    two: ``path`` is the peer) and what the device last showed of it. Its WireGuard key,
+    name and announced endpoints are read from its member (held, not copied: the view the
+    last step went over), its last handshake from its path."""
 
     __slots__ = (
-        "announced", "chosen", "handshake", "heard_at", "laid_endpoint", "laid_how",
-        "laid_since", "name", "rx_at", "rx_bytes", "trying_since", "wg_key",
+        "chosen", "heard_at", "laid_endpoint", "laid_how", "laid_since", "member", "rx_at",
+        "rx_bytes", "trying_since",
     )  # fmt: skip
     # What most peers hold at its default (no punch requested, no endpoint put or reported,
     # Hellos on the path): one shared object until set (_PeerRare).
@@ -98,9 +101,7 @@ class _Peer(DirectPath):
 
     def __init__(
         self,
-        wg_key: bytes,
-        name: str,
-        announced: tuple[str, ...],
+        member: Member,
         candidates: Iterable[Candidate],
         now: float,
         *,
@@ -117,10 +118,7 @@ class _Peer(DirectPath):
             candidates, now, families=families, networks=networks, overlay=overlay, kept=kept,
             side=side,
         )  # fmt: skip
-        self.wg_key = wg_key
-        self.name = name
-        self.announced = announced
-        self.handshake: float | None = None  # Unix time
+        self.member = member  # its WireGuard key the peer's own (a new key: a new peer)
         self.rx_bytes = 0
         self.rx_at = rx_at
         self.heard_at = heard_at  # when the peer's received bytes last grew (never reset)
@@ -137,6 +135,20 @@ class _Peer(DirectPath):
 
     def __repr__(self) -> str:
         return f"_Peer({self.name!r}, {self.acted or self.state})"
+
+    @property
+    def wg_key(self) -> bytes:
+        return self.member.wg_key
+
+    @property
+    def name(self) -> str:
+        return self.member.name
+
+    @property
+    def announced(self) -> tuple[str, ...]:
+        """The endpoints its member announces (none without an announcement)."""
+        ann = self.member.announcement
+        return ann.endpoints if ann is not None else ()
 
     @property
     def path(self) -> DirectPath:
@@ -212,19 +224,20 @@ class PeerPaths:
         return cached[1]
 
     def peer(self, member: Member, wg_key: bytes, now: float) -> _Peer:
-        ann = member.announcement
-        announced = ann.endpoints if ann is not None else ()
         peer = self.peers.get(member.node_key)
         if peer is not None and peer.wg_key == wg_key:
-            if peer.announced != announced:
-                peer.announced, peer.chosen = announced, UNCHOSEN
-                peer.set_candidates(self.candidates(announced), now)
+            if peer.member is not member:
+                was, peer.member = peer.announced, member
+                announced = peer.announced
+                if announced != was:
+                    peer.chosen = UNCHOSEN
+                    peer.set_candidates(self.candidates(announced), now)
             return peer
+        ann = member.announcement
+        announced = ann.endpoints if ann is not None else ()
         underlay = self.mesh.underlay
         peer = _Peer(
-            wg_key,
-            member.name,
-            announced,
+            member,
             self.candidates(announced),
             now,
             families=underlay.families,
@@ -268,7 +281,6 @@ class PeerPaths:
         endpoint: str | None = None
         if status is not None:
             endpoint = status.config.endpoint
-            peer.handshake = status.last_handshake
             if status.last_handshake:
                 handshake = now - (wall - status.last_handshake)
             if status.rx_bytes > peer.rx_bytes:
@@ -393,7 +405,7 @@ class PeerPaths:
                 log.debug("%s", line)
 
     def snapshot(self) -> NatSnapshot:
-        now = trio.current_time()
+        now, wall = trio.current_time(), time.time()
         endpoints = self.endpoints
         views = []
         for key, peer in sorted(self.peers.items(), key=lambda kv: (kv[1].name, kv[0])):
@@ -407,7 +419,7 @@ class PeerPaths:
                     name=peer.name,
                     path=path,
                     endpoint=action.endpoint if action is not None else None,
-                    last_handshake=peer.handshake or None,
+                    last_handshake=self._wall_time(peer, now, wall),
                     keepalive=action.keepalive if action else 0,
                 )
             )
@@ -419,3 +431,10 @@ class PeerPaths:
             peers=tuple(views),
             refused=dict(endpoints.refused),
         )
+
+    @staticmethod
+    def _wall_time(peer: _Peer, now: float, wall: float) -> float | None:
+        """The Unix time of the peer's last handshake (its path keeps it on the daemon's
+        clock, ``now``: the device's reading moved there by :meth:`update`)."""
+        hs = peer._last_handshake
+        return None if hs is None else wall - (now - hs)

@@ -25,3 +25,11 @@ def fake_mesh(
         relay_now=frozenset(),
         kick=lambda: None,
     )
+
+
+def who(wg_key: bytes, name: str, announced: tuple[str, ...] = ()) -> Any:
+    """A member as a peer of the punching service reads it: its WireGuard key, name and
+    announced endpoints."""
+    return SimpleNamespace(
+        wg_key=wg_key, name=name, announcement=SimpleNamespace(endpoints=announced)
+    )

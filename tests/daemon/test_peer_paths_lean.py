@@ -18,13 +18,14 @@ from meshd.mesh.candidates import Candidate
 from meshd.mesh.desired import Underlay, choose_endpoint
 from meshd.mesh.punch import DirectPath
 from meshd.wg.model import PeerConfig, PeerStatus
+from tests.daemon.punching_support import who
 from tests.daemon.test_punching_scale import service
 
 LAN = Candidate("local", ipaddress.ip_address("192.168.1.7"), 51820)
 
 
 def test_a_peer_is_its_own_path_without_a_dict() -> None:
-    peer = _Peer(bytes(32), "b", (), [LAN], 0.0, rx_at=3.0)
+    peer = _Peer(who(bytes(32), "b"), [LAN], 0.0, rx_at=3.0)
     assert isinstance(peer, DirectPath)
     assert peer.path is peer
     assert not hasattr(peer, "__dict__")
@@ -51,15 +52,15 @@ def test_every_peer_shares_the_service_side_set_once_a_step() -> None:
 
 
 def test_peers_share_one_not_yet() -> None:
-    a = _Peer(bytes(32), "a", (), [LAN], 0.0)
-    b = _Peer(bytes([1]) * 32, "b", (), [LAN], 0.0)
+    a = _Peer(who(bytes(32), "a"), [LAN], 0.0)
+    b = _Peer(who(bytes([1]) * 32, "b"), [LAN], 0.0)
     assert a.requested_at == a.put_at == a.reported_at == float("-inf")
     assert a.requested_at is b.requested_at is b.put_at is b.reported_at
 
 
 def test_what_most_peers_hold_at_its_default_is_one_shared_object_until_set() -> None:
-    a = _Peer(bytes(32), "a", (), [LAN], 0.0)
-    b = _Peer(bytes([1]) * 32, "b", (), [LAN], 0.0)
+    a = _Peer(who(bytes(32), "a"), [LAN], 0.0)
+    b = _Peer(who(bytes([1]) * 32, "b"), [LAN], 0.0)
     assert a._rare is b._rare  # none of its own
     a.liveness, a.requested_at, a.put_endpoint = None, float("-inf"), None  # the defaults
     assert a._rare is b._rare
@@ -74,9 +75,12 @@ def test_what_most_peers_hold_at_its_default_is_one_shared_object_until_set() ->
 def test_a_peer_is_a_few_slots_and_a_quiet_or_waiting_one_holds_nothing_else() -> None:
     # 36 slots at 1649f91 (320 bytes a peer in a trace): where a path stands in its rounds
     # one object, the rarely set fields one shared object, a chosen endpoint one field
+    # then 22; its key, name and announced endpoints read from its member, its last
+    # handshake from its path (19)
     slots = {s for cls in _Peer.__mro__ for s in getattr(cls, "__slots__", ())}
-    assert len(slots) <= 22
-    peer = _Peer(bytes(32), "b", (), [LAN], 0.0)
+    assert len(slots) <= 19
+    assert {"wg_key", "name", "announced", "handshake"}.isdisjoint(slots)
+    peer = _Peer(who(bytes(32), "b"), [LAN], 0.0)
     peer.update(0.0, None, None)
     assert peer.update(6.0, None, None).path == "relay"
     assert peer._rare is _Peer._RARE

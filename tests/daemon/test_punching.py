@@ -21,7 +21,7 @@ from meshd.gossip import nat
 from meshd.gossip.peers import peer_id_of
 from meshd.mesh.candidates import Candidate
 from meshd.mesh.liveness_probe import Liveness
-from tests.daemon.punching_support import fake_mesh
+from tests.daemon.punching_support import fake_mesh, who
 
 KEYS = [bytes(SigningKey.generate().verify_key) for _ in range(4)]
 A, B, C, STRANGER = KEYS
@@ -108,14 +108,14 @@ def test_a_notice_leaves_a_working_direct_path_alone_and_starts_a_round_otherwis
     the peer keep coming, whatever the age of the handshake."""
     punching, _ = service({A, B})
     private = Candidate("local", ipaddress.ip_address("192.168.1.7"), 51820)
-    working = _Peer(bytes(32), "b", (), [private], 0.0, rx_at=99.0)  # the peer: its path
+    working = _Peer(who(bytes(32), "b"), [private], 0.0, rx_at=99.0)  # the peer: its path
     working.update(0.5, 0.5, "93.184.216.34:51820")
     punching.peers[B] = working
     serve(punching, A, nat.PunchNotice(B, ("198.51.100.77:51820",)), 100.0)
     action = working.update(100.0, 0.5, "93.184.216.34:51820")
     assert (action.path, action.endpoint) == ("direct", "93.184.216.34:51820")
     assert punching.endpoints.refused == {"punchnotice:direct": 1}
-    failed = _Peer(bytes([1]) * 32, "c", (), [private], 0.0)
+    failed = _Peer(who(bytes([1]) * 32, "c"), [private], 0.0)
     failed.update(6.0, None, None)  # every candidate failed: on the relay
     punching.peers[C] = failed
     serve(punching, A, nat.PunchNotice(C, ("198.51.100.77:51820",)), 100.0)
@@ -131,12 +131,12 @@ def test_a_notice_for_a_path_that_does_not_work_says_the_peer_is_online() -> Non
     punching, _ = service({A, B})
     heard: list[bytes] = []
     punching.on_member_heard = heard.append
-    working = _Peer(bytes([2]) * 32, "b", (), [], 0.0, rx_at=99.0)
+    working = _Peer(who(bytes([2]) * 32, "b"), [], 0.0, rx_at=99.0)
     working.update(0.5, 0.5, "93.184.216.34:51820")
     punching.peers[B] = working
     serve(punching, A, nat.PunchNotice(B, ()), 100.0)
     assert heard == []
-    failed = _Peer(bytes([3]) * 32, "c", (), [], 0.0)
+    failed = _Peer(who(bytes([3]) * 32, "c"), [], 0.0)
     failed.update(6.0, None, None)
     punching.peers[C] = failed
     serve(punching, A, nat.PunchNotice(C, ()), 100.0)
@@ -153,7 +153,7 @@ def test_a_member_connected_again_with_a_silent_session_is_re_created_and_report
     connected: set[bytes] = {B}
     punching, _ = service(connected)
     wg_b = bytes([2]) * 32
-    punching.peers[B] = path = _Peer(wg_b, "b", (), [], 0.0, rx_at=10.0, heard_at=10.0)
+    punching.peers[B] = path = _Peer(who(wg_b, "b"), [], 0.0, rx_at=10.0, heard_at=10.0)
     path.reported_endpoint, path.reported_at = "x:1", 9.0
     net = ipaddress.ip_network("fd00::b/128")
     status = PeerStatus(PeerConfig(wg_b, "203.0.113.6:51820", (net,), 25), 1000.0, 5, 5)
@@ -194,8 +194,8 @@ def test_where_wireguard_sees_a_natted_peer_is_kept_for_the_next_start(tmp_path:
     announcer: Any = SimpleNamespace()
     punching = Punching(host, state, mesh, endpoints, announcer, 25, None, tmp_path)
     wg_b, wg_c = bytes([2]) * 32, bytes([3]) * 32
-    punching.peers[B] = _Peer(wg_b, "b", ("192.168.5.2:51820",), [], 0.0)
-    punching.peers[C] = _Peer(wg_c, "c", ("203.0.113.7:51820",), [], 0.0)
+    punching.peers[B] = _Peer(who(wg_b, "b", ("192.168.5.2:51820",)), [], 0.0)
+    punching.peers[C] = _Peer(who(wg_c, "c", ("203.0.113.7:51820",)), [], 0.0)
     net = ipaddress.ip_network("fd00::b/128")
     stats = {
         wg_b: PeerStatus(PeerConfig(wg_b, "198.51.100.5:40211", (net,), 25), 1000.0, 5, 5),
@@ -209,7 +209,7 @@ def test_where_wireguard_sees_a_natted_peer_is_kept_for_the_next_start(tmp_path:
     # A second NATed peer's session begins a second later: the write waits (at most one
     # every few seconds), and the daemon stops before it: the stop writes it.
     wg_d = bytes([4]) * 32
-    punching.peers[bytes([9]) * 32] = _Peer(wg_d, "d", ("192.168.6.2:51820",), [], 0.0)
+    punching.peers[bytes([9]) * 32] = _Peer(who(wg_d, "d", ("192.168.6.2:51820",)), [], 0.0)
     stats[wg_d] = PeerStatus(PeerConfig(wg_d, "198.51.100.6:3301", (net,), 25), 1011.0, 5, 5)
     punching._keep(stats, {wg_b, wg_c, wg_d}, 11.0, 1011.0)
     assert wg_d not in last_endpoints.load(tmp_path, None)
@@ -308,13 +308,13 @@ def test_a_punch_request_goes_to_the_freshest_connected_members_other_than_its_t
     members: Any = {wg[k]: SimpleNamespace(name=f"m{i}", node_key=k) for i, k in enumerate(wg)}
     stats = {wg[k]: PeerStatus(PeerConfig(wg[k], None, (), None), wall - ages[k]) for k in wg}
     punching._relays = punching._relay_pool(members, stats, wall)
-    peer = _Peer(wg[A], "m0", (), [], 0.0)
+    peer = _Peer(who(wg[A], "m0"), [], 0.0)
     assert RELAYS == 2
     assert punching._request(peer, A)
     assert [key for key, _ in sent] == [B, C]  # freshest first, A itself left out
     assert all(message == nat.PunchRequest(A) for _, message in sent)
     sent.clear()
-    assert punching._request(_Peer(wg[B], "m1", (), [], 0.0), B)
+    assert punching._request(_Peer(who(wg[B], "m1"), [], 0.0), B)
     assert [key for key, _ in sent] == [A, C]
     sent.clear()
     punching._relays = punching._relay_pool(members, stats, wall + 3600)  # nobody fresh
@@ -329,7 +329,7 @@ def test_a_notice_leaves_an_idle_direct_path_without_hellos_alone() -> None:
     path's own judge (a probe gone unanswered) declares it lost."""
     punching, _ = service({A, B})
     private = Candidate("local", ipaddress.ip_address("192.168.1.7"), 51820)
-    idle = working = _Peer(bytes(32), "b", (), [private], 0.0, rx_at=40.0)
+    idle = working = _Peer(who(bytes(32), "b"), [private], 0.0, rx_at=40.0)
     working.update(0.5, 0.5, "93.184.216.34:51820")
     idle.liveness = Liveness(40.0, 0, 0, 25)  # judged without Hellos, not lost
     punching.peers[B] = idle

@@ -21,7 +21,7 @@ from meshd.mesh.candidates import Candidate
 from meshd.mesh.liveness_probe import PROBE_BUDGET, Liveness
 from meshd.trust.keys import WgKey
 from meshd.wg.model import DeviceState, PeerConfig, PeerStatus, RemovePeer, UpdatePeer
-from tests.daemon.punching_support import fake_mesh
+from tests.daemon.punching_support import fake_mesh, who
 from tests.mesh.support import member
 
 PUBLIC = Candidate("configured", ipaddress.ip_address("198.51.100.1"), 51820)
@@ -185,7 +185,7 @@ def test_probes_of_one_step_are_bounded_quiet_longest_first() -> None:
     n = 3 * PROBE_BUDGET
     for i in range(n):
         key = i.to_bytes(2, "big") * 16
-        peer = _Peer(key, f"m{i}", (), [], 0.0)
+        peer = _Peer(who(key, f"m{i}"), [], 0.0)
         peer.liveness = Liveness(float(n - i), 0, 0, 25)  # the last ones quiet longest
         paths.due.append(peer)
         stats[key] = PeerStatus(PeerConfig(key, "198.51.100.1:51820", (), 25), 1.0)
