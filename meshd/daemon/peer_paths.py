@@ -41,7 +41,7 @@ from meshd.mesh.desired import peer_members
 from meshd.mesh.kicks import recreate
 from meshd.mesh.liveness_probe import PROBE_BUDGET, Liveness
 from meshd.mesh.punch import KEEPALIVE, PUNCH_INTERVAL, Action, DirectPath, Side, summary
-from meshd.mesh.punch_parts import NEVER, Bits, Rare, RareField
+from meshd.mesh.punch_parts import HOW_BITS, NEVER, PATH_CODE, Bits, Rare, RareField, how_of
 from meshd.mesh.remembered import Kept
 from meshd.trust.keys import WgKey
 from meshd.wg.model import PeerStatus, RemovePeer, UpdatePeer
@@ -81,8 +81,8 @@ class _Peer(DirectPath):
     last step went over), its last handshake from its path."""
 
     __slots__ = (
-        "chosen", "heard_at", "laid_endpoint", "laid_how", "laid_since", "member", "rx_at",
-        "rx_bytes", "trying_since",
+        "chosen", "heard_at", "laid_endpoint", "laid_since", "member", "rx_at", "rx_bytes",
+        "trying_since",
     )  # fmt: skip
     # What most peers hold at its default (no punch requested, no endpoint put or reported,
     # Hellos on the path): one shared object until set (_PeerRare).
@@ -130,11 +130,17 @@ class _Peer(DirectPath):
         # What the last step laid over the desired peers (meshd.daemon.laid_paths): its
         # endpoint, 2 * keepalive + relay (UNLAID before any), when its round began.
         self.laid_endpoint: str | None = None
-        self.laid_how = UNLAID
-        self.laid_since: float | None = None
+        self.laid_since: float | None = None  # and laid_how, UNLAID: in the path's _how
 
     def __repr__(self) -> str:
         return f"_Peer({self.name!r}, {self.acted or self.state})"
+
+    @property
+    def laid_how(self) -> int:
+        """What the last step laid of the path's keepalive and relay (2 * keepalive +
+        relay), UNLAID before any: a code in bits 4-6 of the path's ``_how``."""
+        code = self._how >> HOW_BITS
+        return UNLAID if not code else how_of(code - 1)
 
     @property
     def wg_key(self) -> bytes:
@@ -164,11 +170,13 @@ class _Peer(DirectPath):
     def lay(self) -> bool:
         """Lay the path as the last update left it (:mod:`meshd.daemon.laid_paths`); whether
         that changed what was laid."""
-        endpoint, how = self._shown, self._shown_how
-        since = self.trying_since if self.acted == "trying" else None
-        if endpoint == self.laid_endpoint and how == self.laid_how and since == self.laid_since:
+        endpoint, how = self._shown, self._how
+        shown = 1 + (how >> 2 & 3)  # the laid code of the last action's keepalive and relay
+        since = self.trying_since if how & 3 == PATH_CODE["trying"] else None
+        if endpoint == self.laid_endpoint and how >> HOW_BITS == shown and since == self.laid_since:
             return False
-        self.laid_endpoint, self.laid_how, self.laid_since = endpoint, how, since
+        self.laid_endpoint, self.laid_since = endpoint, since
+        self._how = how & (1 << HOW_BITS) - 1 | shown << HOW_BITS
         return True
 
     def works(self, now: float, silent_after: float) -> bool:

@@ -52,7 +52,10 @@ from typing import ClassVar, Literal
 
 from meshd.mesh.candidates import Candidate, Reason, check_endpoint, rank_for_us
 from meshd.mesh.punch_parts import (
+    HOW_BITS,
     NEVER,
+    PATH_CODE,
+    PATHS,
     Bits,
     Ranked,
     Rare,
@@ -64,6 +67,8 @@ from meshd.mesh.punch_parts import (
     common,
     endpoint_at,
     held,
+    how_code,
+    how_of,
     listed,
     on_side,
     shared_settings,
@@ -127,8 +132,8 @@ class DirectPath:
     # seldom sets a shared default until set (Rare), and where it stands in its rounds one
     # object that is its state too (punch_parts.Rounds).
     __slots__ = (
-        "_bits", "_common", "_last_handshake", "_ranked", "_rare", "_rounds", "_shown",
-        "_shown_how", "acted", "next_check",
+        "_bits", "_common", "_how", "_last_handshake", "_ranked", "_rare", "_rounds", "_shown",
+        "next_check",
     )  # fmt: skip
     #: What most paths hold at its default, in one shared object until set (punch_parts.Rare):
     #: when the direct path was last lost, and the last punch request (when, and its hints,
@@ -193,12 +198,11 @@ class DirectPath:
         self._rare = self._RARE  # never lost, no punch yet
         self._last_handshake: float | None = None
         # What the last action said (last_action), as plain values, not the Action kept: its
-        # endpoint, and its keepalive and relay as one small int (2 * keepalive + relay).
+        # endpoint; its path, keepalive and relay as codes in one small int (_how: acted,
+        # _shown_how), none before the first.
         self._shown: str | None = None
-        self._shown_how = 0
-        #: Read only: the path the last :meth:`update` decided (None before the first), and
-        #: when to call it again (its action's ``path`` and ``next_check``).
-        self.acted: Path | None = None
+        self._how = 0
+        #: Read only: when to call :meth:`update` again (its last action's ``next_check``).
         self.next_check = NEVER  # one object for every path's "not yet"
         # Where our WireGuard last saw the peer before this node restarted (meshd.mesh.
         # remembered): tried first, in the first round only (this one).
@@ -252,13 +256,25 @@ class DirectPath:
             self._hopeless = 2 * key + hopeless
         return bool(self._hopeless & 1)
 
+    @property
+    def acted(self) -> Path | None:
+        """The path the last :meth:`update` decided (its action's ``path``), None before the
+        first."""
+        return PATHS[self._how & 3]
+
+    @property
+    def _shown_how(self) -> int:
+        """The last action's keepalive and relay: 2 * keepalive + relay."""
+        return how_of(self._how >> 2 & 3)
+
     def last_action(self) -> Action | None:
         """What the last :meth:`update` returned (``kick`` False: it was acted on), None
         before the first."""
-        if self.acted is None:
+        acted = self.acted
+        if acted is None:
             return None
         how = self._shown_how
-        return Action(self.acted, self._shown, False, how >> 1, bool(how & 1), self.next_check)
+        return Action(acted, self._shown, False, how >> 1, bool(how & 1), self.next_check)
 
     @property
     def settled(self) -> str | None:
@@ -433,6 +449,7 @@ class DirectPath:
             next_check = last[0]
         else:
             last[0] = next_check
-        self.acted, self._shown_how = state, 2 * keepalive + relay
+        code = PATH_CODE[state] | how_code(keepalive, relay) << 2
+        self._how = self._how >> HOW_BITS << HOW_BITS | code  # a subclass's bits kept
         self.next_check = next_check
         return Action(state, endpoint, kick, keepalive, relay, next_check)

@@ -13,10 +13,11 @@ import trio
 import trio.testing
 
 from meshd.daemon import punch_restarts
+from meshd.daemon.laid_paths import UNLAID
 from meshd.daemon.peer_paths import _Peer
 from meshd.mesh.candidates import Candidate
 from meshd.mesh.desired import Underlay, choose_endpoint
-from meshd.mesh.punch import DirectPath
+from meshd.mesh.punch import KEEPALIVE, DirectPath
 from meshd.wg.model import PeerConfig, PeerStatus
 from tests.daemon.punching_support import who
 from tests.daemon.test_punching_scale import service
@@ -76,10 +77,11 @@ def test_a_peer_is_a_few_slots_and_a_quiet_or_waiting_one_holds_nothing_else() -
     # 36 slots at 1649f91 (320 bytes a peer in a trace): where a path stands in its rounds
     # one object, the rarely set fields one shared object, a chosen endpoint one field
     # then 22; its key, name and announced endpoints read from its member, its last
-    # handshake from its path (19)
+    # handshake from its path, its path and what it and the last step laid of its keepalive
+    # and relay codes in one small int (17)
     slots = {s for cls in _Peer.__mro__ for s in getattr(cls, "__slots__", ())}
-    assert len(slots) <= 19
-    assert {"wg_key", "name", "announced", "handshake"}.isdisjoint(slots)
+    assert len(slots) <= 17
+    assert {"wg_key", "name", "announced", "handshake", "acted", "laid_how"}.isdisjoint(slots)
     peer = _Peer(who(bytes(32), "b"), [LAN], 0.0)
     peer.update(0.0, None, None)
     assert peer.update(6.0, None, None).path == "relay"
@@ -122,3 +124,21 @@ def test_a_chosen_endpoint_is_worked_out_once_an_announcement_and_underlay(
     punching.mesh.underlay = Underlay(frozenset({4}), ())  # an equal one, not the same
     keep(peers, stats, list(peers), 3.0, wall)
     assert len(calls) == 7  # each peer's again, under the new underlay
+
+
+def test_a_peer_s_path_and_what_it_laid_are_codes_in_one_small_int() -> None:
+    peer = _Peer(who(bytes(32), "b"), [LAN], 0.0)
+    assert (peer.acted, peer._shown_how, peer.laid_how) == (None, 0, UNLAID)
+    assert peer.lay()
+    assert (peer.laid_endpoint, peer.laid_how, peer.laid_since) == (None, 0, None)
+    peer.update(0.0, None, None)  # trying, a keepalive, the relay (hopeless: a LAN elsewhere)
+    assert (peer.acted, peer._shown_how, peer.laid_how) == ("trying", 2 * KEEPALIVE + 1, 0)
+    peer.trying_since = 5.0
+    assert peer.lay()
+    assert not peer.lay()
+    assert (peer.laid_endpoint, peer.laid_how, peer.laid_since) == (LAN.endpoint, 51, 5.0)
+    peer.update(6.0, None, None)  # failed: on the relay, no keepalive
+    assert (peer.acted, peer._shown_how, peer.laid_how) == ("relay", 1, 2 * KEEPALIVE + 1)
+    assert peer.lay()
+    assert (peer.laid_how, peer.laid_since) == (1, None)
+    assert peer._how < 256  # one object for every peer that holds it

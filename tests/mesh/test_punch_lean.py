@@ -20,7 +20,8 @@ def test_a_path_has_no_dict_and_few_slots() -> None:
     # was 23: our side shared, small values packed; then 18: where it stands in its rounds
     # one object that says its state (none while direct, one shared while in relay), what
     # it seldom sets one shared default, its settings and our side one, its flags one int
-    assert len(DirectPath.__slots__) <= 10
+    # then 10; its path and its last action's keepalive and relay codes in one small int (9)
+    assert len(DirectPath.__slots__) <= 9
     side = Side()
     a, b = DirectPath([LAN], 0.0, side=side), DirectPath([PUBLIC], 0.0, side=side)
     assert a._rare is b._rare is punch_parts.Rare.DEFAULT
