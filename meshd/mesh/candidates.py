@@ -32,7 +32,7 @@ See docs/nat.md and docs/threat-model.md ("Endpoint hints").
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -73,10 +73,28 @@ DOCUMENTATION: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
 )
 
 
+#: Shared address space (RFC 6598): neither private nor global.
+_SHARED = ipaddress.IPv4Network("100.64.0.0/10")
+#: ``is_private`` as the standard library works it out, without its cache.
+_PRIVATE: dict[int, Callable[[IPAddress], bool]] = {
+    4: ipaddress.IPv4Address.is_private.fget.__wrapped__,  # type: ignore[attr-defined]
+    6: ipaddress.IPv6Address.is_private.fget.__wrapped__,  # type: ignore[attr-defined]
+}
+
+
+def is_global(address: IPAddress) -> bool:
+    """``address.is_global`` as the standard library works it out, without its caches: they
+    keep the last 128 addresses asked about alive, and this asks about every candidate
+    (~46 KB, ~46 bytes a member at 1,000)."""
+    if address.version == 4 and address in _SHARED:
+        return False
+    return not _PRIVATE[address.version](address)
+
+
 def is_public(address: IPAddress) -> bool:
     """Whether an address is a public one: global (``is_global``), or in a documentation
     range (:data:`DOCUMENTATION`)."""
-    if address.is_global:
+    if is_global(address):
         return True
     return any(address in net for net in DOCUMENTATION if net.version == address.version)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -376,3 +377,41 @@ def test_rank_for_us_does_not_depend_on_the_order_it_is_given(
     assert [(c.kind, c.endpoint, c.observers) for c in first] == [
         (c.kind, c.endpoint, c.observers) for c in again
     ]
+
+
+def _edges() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Addresses at and beside the edges of every special network the standard library
+    knows, v4 and v6 (and v4-mapped)."""
+    found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for cls in (ipaddress.IPv4Address, ipaddress.IPv6Address):
+        constants: Any = getattr(cls, "_constants")  # noqa: B009
+        nets = [*constants._private_networks, getattr(constants, "_public_network", None)]
+        for net in nets:
+            if net is None:
+                continue
+            first, last = int(net.network_address), int(net.broadcast_address)
+            top = 2**32 - 1 if cls is ipaddress.IPv4Address else 2**128 - 1
+            for n in (first - 1, first, last, last + 1):
+                if 0 <= n <= top:
+                    found.append(cls(n))
+    found += [ipaddress.IPv6Address(f"::ffff:{a}") for a in found if a.version == 4]
+    return found
+
+
+@given(st.ip_addresses())
+def test_is_global_is_the_standard_library_s(address: ipaddress.IPv4Address) -> None:
+    assert cand.is_global(address) == address.is_global
+
+
+def test_is_global_at_every_special_network_s_edges_and_without_a_cache() -> None:
+    for address in _edges():
+        assert cand.is_global(address) == address.is_global, address
+    private = ipaddress.IPv4Address.is_private.fget  # type: ignore[attr-defined]
+    glob = ipaddress.IPv4Address.is_global.fget  # type: ignore[attr-defined]
+    private.cache_clear()
+    glob.cache_clear()
+    for n in range(300):  # each candidate's address parsed anew, as a step does
+        assert cand.is_public(ipaddress.IPv4Address(f"198.18.{n >> 8}.{n & 255}")) is False
+        assert cand.is_public(ipaddress.IPv4Address(f"93.184.{n >> 8}.{n & 255}")) is True
+    # The standard library's caches kept the last 128 addresses each (~46 KB) when asked
+    assert private.cache_info().currsize == glob.cache_info().currsize == 0
