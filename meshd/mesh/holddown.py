@@ -77,8 +77,12 @@ class HoldDown:
             raise ValueError(f"hold-down period {period} or attempt {attempt} is negative")
         self.period = period
         self.attempt = min(attempt, period)
+        # The peers of the last round (the members' own keys: 8 bytes a peer), and when
+        # each appeared while its hold can still be in force: one whose hold is over for good
+        # (Babel routed it directly, or ``period`` passed) is only present, not a table
+        # entry and a set's (~70 bytes a peer where every path works).
+        self._present: tuple[WgKey, ...] = ()
         self._appeared: dict[WgKey, float] = {}
-        self._confirmed: set[WgKey] = set()
         self._held: frozenset[WgKey] = frozenset()
         self._waiting: frozenset[WgKey] = frozenset()  # held, no handshake yet
 
@@ -94,22 +98,26 @@ class HoldDown:
         (``answered``) those with a handshake on the device and (``released``) those whose
         direct path is hopeless; return the held ones. A peer missing from ``peers`` is
         forgotten."""
-        for gone in self._appeared.keys() - set(peers):
-            del self._appeared[gone]
-            self._confirmed.discard(gone)
+        before = set(self._present)
+        appearing = self._appeared
+        for gone in appearing.keys() - set(peers):
+            del appearing[gone]
         held: set[WgKey] = set()
         for key in peers:
-            appeared = self._appeared.setdefault(key, now)
-            if key in direct:
-                self._confirmed.add(key)
-            elif key in self._confirmed or now >= appeared + self.period:
-                continue
+            appeared = appearing.get(key)
+            if appeared is None:
+                if key in before:
+                    continue  # its hold is over for good
+                appeared = appearing[key] = now
+            if key in direct or now >= appeared + self.period:
+                del appearing[key]  # over for good (Babel routes it directly, or it ended)
             elif key in released and (answered is None or key not in answered):
                 continue  # hopeless: the relay at once
             elif answered is not None and key not in answered and now >= appeared + self.attempt:
                 continue  # the direct attempt failed: the relay now
             else:
                 held.add(key)
+        self._present = tuple(peers)
         self._held = frozenset(held)
         self._waiting = frozenset(held - set(answered)) if answered is not None else frozenset()
         return self._held

@@ -176,3 +176,78 @@ def test_a_held_overlay_is_on_its_own_peer_whatever_babel_says(data: st.DataObje
         owner = next(k for k, p in result.peers.items() if overlay in p.allowed_ips)
         routed = [k for k, nets in extra.items() if overlay in nets]
         assert owner == (m.wg_key if m.wg_key in held or not routed else routed[0])
+
+
+class _TableHoldDown:
+    """The hold-down as it was kept before: a table of every peer's appearance and a set of
+    the peers Babel routed directly (the rule, for comparison)."""
+
+    def __init__(self, period: float, attempt: float) -> None:
+        self.period, self.attempt = period, min(attempt, period)
+        self.appeared: dict[WgKey, float] = {}
+        self.confirmed: set[WgKey] = set()
+
+    def update(
+        self,
+        now: float,
+        peers: Collection[WgKey],
+        direct: Collection[WgKey],
+        answered: Collection[WgKey] | None,
+        released: Collection[WgKey],
+    ) -> frozenset[WgKey]:
+        for gone in self.appeared.keys() - set(peers):
+            del self.appeared[gone]
+            self.confirmed.discard(gone)
+        held: set[WgKey] = set()
+        for k in peers:
+            appeared = self.appeared.setdefault(k, now)
+            if k in direct:
+                self.confirmed.add(k)
+            elif k in self.confirmed or now >= appeared + self.period:
+                continue  # over
+            elif k in released and (answered is None or k not in answered):
+                continue  # hopeless
+            elif answered is not None and k not in answered and now >= appeared + self.attempt:
+                continue  # the attempt failed
+            else:
+                held.add(k)
+        return frozenset(held)
+
+
+ROUND = st.tuples(
+    st.floats(0.0, 4.0),  # seconds since the last round
+    st.sets(st.integers(0, 5)),  # peers
+    st.sets(st.integers(0, 5)),  # routed directly
+    st.none() | st.sets(st.integers(0, 5)),  # answered
+    st.sets(st.integers(0, 5)),  # released
+)
+
+
+@given(st.lists(ROUND, max_size=12))
+def test_keeping_only_the_holds_in_force_decides_as_the_table_of_every_peer_did(
+    rounds: list[tuple[float, set[int], set[int], set[int] | None, set[int]]],
+) -> None:
+    keys = [WgKey(bytes([i]) * 32) for i in range(6)]
+    hold, table = HoldDown(5.0, 2.0), _TableHoldDown(5.0, 2.0)
+    now = 0.0
+    for step, peers, direct, answered, released in rounds:
+        now += step
+        args = (
+            [keys[i] for i in sorted(peers)],
+            {keys[i] for i in direct},
+            None if answered is None else {keys[i] for i in answered},
+            {keys[i] for i in released},
+        )
+        assert hold.update(now, *args) == table.update(now, *args)
+
+
+def test_a_peer_whose_hold_is_over_is_only_present() -> None:
+    # ~37 bytes a peer in a trace of 1,000 at cdf0d50 (a table of appearances), and a set's
+    # entry more once Babel routed it directly
+    keys = [WgKey(i.to_bytes(4, "big") * 8) for i in range(1_000)]
+    hold = HoldDown(5.0)
+    hold.update(0.0, keys, set(keys[:500]))
+    hold.update(10.0, keys, set())  # the others' hold ended
+    assert hold._appeared == {}
+    assert len(hold._present) == len(keys)
+    assert hold.update(11.0, [*keys, WgKey(b"\xff" * 32)], set()) == {WgKey(b"\xff" * 32)}
