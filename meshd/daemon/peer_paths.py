@@ -57,14 +57,10 @@ UNCHOSEN = ""  # a peer's chosen endpoint not worked out yet (no endpoint is emp
 class _PeerRare(Rare):
     """A peer's fields that most peers hold at their default (:class:`Rare`)."""
 
-    __slots__ = (
-        "liveness", "put_at", "put_endpoint", "reported_at", "reported_endpoint", "requested_at",
-    )  # fmt: skip
+    __slots__ = ("liveness", "reported_at", "reported_endpoint", "requested_at")
 
     def __init__(self) -> None:
         super().__init__()
-        self.put_endpoint: str | None = None
-        self.put_at = NEVER
         self.reported_endpoint = ""
         self.reported_at = NEVER
         self.requested_at = NEVER
@@ -81,16 +77,13 @@ class _Peer(DirectPath):
     last step went over), its last handshake from its path."""
 
     __slots__ = (
-        "chosen", "heard_at", "laid_endpoint", "laid_since", "member", "rx_at", "rx_bytes",
-        "trying_since",
+        "chosen", "heard_at", "laid_endpoint", "laid_since", "member", "put_at", "put_endpoint",
+        "rx_at", "rx_bytes", "trying_since",
     )  # fmt: skip
-    # What most peers hold at its default (no punch requested, no endpoint put or reported,
-    # Hellos on the path): one shared object until set (_PeerRare).
+    # What most peers hold at its default (no punch requested, no endpoint reported, Hellos
+    # on the path): one shared object until set (_PeerRare). The endpoint put on the device
+    # is not among them: every peer's is put at a start (an object of its own a peer).
     _RARE = _PeerRare.DEFAULT
-    #: The endpoint this service last put on the device for the peer, and the Unix time
-    #: from which it was there: a handshake no newer did not answer it (it is not kept).
-    put_endpoint: RareField[str | None] = RareField()
-    put_at: RareField[float] = RareField()
     #: The endpoint we last reported to the peer (a NAT report), and when.
     reported_endpoint: RareField[str] = RareField()
     reported_at: RareField[float] = RareField()
@@ -119,6 +112,10 @@ class _Peer(DirectPath):
             side=side,
         )  # fmt: skip
         self.member = member  # its WireGuard key the peer's own (a new key: a new peer)
+        # The endpoint this service last put on the device for the peer, and the Unix time
+        # from which it was there: a handshake no newer did not answer it (it is not kept).
+        self.put_endpoint: str | None = None
+        self.put_at = NEVER
         self.rx_bytes = 0
         self.rx_at = rx_at
         self.heard_at = heard_at  # when the peer's received bytes last grew (never reset)

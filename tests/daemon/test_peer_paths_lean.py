@@ -63,12 +63,18 @@ def test_what_most_peers_hold_at_its_default_is_one_shared_object_until_set() ->
     a = _Peer(who(bytes(32), "a"), [LAN], 0.0)
     b = _Peer(who(bytes([1]) * 32, "b"), [LAN], 0.0)
     assert a._rare is b._rare  # none of its own
-    a.liveness, a.requested_at, a.put_endpoint = None, float("-inf"), None  # the defaults
+    a.liveness, a.requested_at, a.reported_endpoint = None, float("-inf"), ""  # the defaults
     assert a._rare is b._rare
-    a.put_endpoint, a.put_at = "192.168.1.7:51820", 5.0
+    a.put_endpoint, a.put_at = "192.168.1.7:51820", 5.0  # every peer's at a start: its own
+    assert a._rare is b._rare
+    a.reported_endpoint, a.reported_at = "192.168.1.7:51820", 5.0
     assert a._rare is not b._rare
-    assert (a.put_endpoint, a.put_at, a.requested_at) == ("192.168.1.7:51820", 5.0, b.put_at)
-    assert (b.put_endpoint, b.put_at) == (None, float("-inf"))
+    assert (a.reported_endpoint, a.reported_at, a.requested_at) == (
+        "192.168.1.7:51820",
+        5.0,
+        b.reported_at,
+    )
+    assert (b.reported_endpoint, b.reported_at) == ("", float("-inf"))
     assert a.punch(1.0) is None  # the path's own rare fields live there too
     assert b._rare is _Peer._RARE
 
@@ -80,7 +86,9 @@ def test_a_peer_is_a_few_slots_and_a_quiet_or_waiting_one_holds_nothing_else() -
     # handshake from its path, its path and what it and the last step laid of its keepalive
     # and relay codes in one small int (17)
     slots = {s for cls in _Peer.__mro__ for s in getattr(cls, "__slots__", ())}
-    assert len(slots) <= 17
+    # then the endpoint put on the device its own two fields, not in an object of its own
+    # (96 bytes: every peer's is put at a start) (19)
+    assert len(slots) <= 19
     assert {"wg_key", "name", "announced", "handshake", "acted", "laid_how"}.isdisjoint(slots)
     peer = _Peer(who(bytes(32), "b"), [LAN], 0.0)
     peer.update(0.0, None, None)
