@@ -16,7 +16,7 @@ import trio
 
 from meshd.trust.keys import WgKey
 from meshd.wg.errors import UapiConnectionError, UapiDecodeError, UapiErrnoError, UapiError
-from meshd.wg.model import DeviceState, PeerConfig, UpdatePeer
+from meshd.wg.model import DeviceState, PeerConfig, PeerStatus, UpdatePeer
 from meshd.wg.reconcile import apply_operations, plan
 from meshd.wg.uapi import UapiClient
 from meshd.wg.uapi_reply import encode_errno_reply, encode_get_reply
@@ -220,3 +220,35 @@ def test_a_reply_that_came_while_this_process_was_busy_is_taken(tmp_path: Path) 
     finally:
         thread.join(5)
         listener.close()
+
+
+def test_a_reply_is_read_in_pieces_of_at_most_16_kib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 64 KiB at 9cc260b: a piece read waits for the event loop, in hand, while other work
+    # runs (two reads at a time held ~130 bytes a member at 1,000)
+    peers = [PeerStatus(PeerConfig(bytes([n % 251 + 1, n // 251]) * 16)) for n in range(600)]
+    reply = encode_get_reply(DeviceState(peers=tuple(peers)))
+    assert len(reply) > 4 * 16384
+    asked: list[int | None] = []
+    real = trio.SocketStream.receive_some
+
+    async def receive_some(self: trio.SocketStream, max_bytes: int | None = None) -> bytes:
+        if not self.socket.getsockname():  # the client's end (the server's is bound)
+            asked.append(max_bytes)
+        return await real(self, max_bytes)
+
+    async def handler(request: bytes) -> bytes:
+        return reply
+
+    read: list[DeviceState] = []
+
+    async def client() -> None:
+        monkeypatch.setattr(trio.SocketStream, "receive_some", receive_some)
+        read.append(await UapiClient(str(tmp_path / "wg.sock")).get())
+        monkeypatch.undo()
+
+    run_against(tmp_path / "wg.sock", handler, client)
+    assert len(read[0].peers) == len(peers)
+    assert asked
+    assert max(n or 0 for n in asked) <= 16384
