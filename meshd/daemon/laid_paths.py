@@ -44,7 +44,7 @@ class LaidPaths(Mapping[bytes, Path]):
         if member is None:
             return None
         peer = self._peers.get(member.node_key)
-        if peer is None or peer.wg_key != key or peer.laid_how == UNLAID:
+        if peer is None or peer.member.wg_key != key or peer.laid_how == UNLAID:
             return None
         return peer
 

@@ -41,7 +41,7 @@ from meshd.mesh.desired import peer_members
 from meshd.mesh.kicks import recreate
 from meshd.mesh.liveness_probe import PROBE_BUDGET, Liveness
 from meshd.mesh.punch import KEEPALIVE, PUNCH_INTERVAL, Action, DirectPath, Side, summary
-from meshd.mesh.punch_parts import HOW_BITS, NEVER, PATH_CODE, Bits, Rare, RareField, how_of
+from meshd.mesh.punch_parts import HOW_BITS, HOWS, NEVER, PATH_CODE, Bits, Rare, RareField
 from meshd.mesh.remembered import Kept
 from meshd.trust.keys import WgKey
 from meshd.wg.model import PeerStatus, RemovePeer, UpdatePeer
@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 
 
 UNCHOSEN = ""  # a peer's chosen endpoint not worked out yet (no endpoint is empty)
+#: ``laid_how`` by its code in a peer's ``_how`` (0: UNLAID, else 1 + the code of HOWS).
+_LAID_HOWS = (UNLAID, *HOWS)
 
 
 class _PeerRare(Rare):
@@ -136,8 +138,7 @@ class _Peer(DirectPath):
     def laid_how(self) -> int:
         """What the last step laid of the path's keepalive and relay (2 * keepalive +
         relay), UNLAID before any: a code in bits 4-6 of the path's ``_how``."""
-        code = self._how >> HOW_BITS
-        return UNLAID if not code else how_of(code - 1)
+        return _LAID_HOWS[self._how >> HOW_BITS]
 
     @property
     def wg_key(self) -> bytes:

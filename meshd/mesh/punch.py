@@ -53,6 +53,7 @@ from typing import ClassVar, Literal
 from meshd.mesh.candidates import Candidate, Reason, check_endpoint, rank_for_us
 from meshd.mesh.punch_parts import (
     HOW_BITS,
+    HOWS,
     NEVER,
     PATH_CODE,
     PATHS,
@@ -68,7 +69,6 @@ from meshd.mesh.punch_parts import (
     endpoint_at,
     held,
     how_code,
-    how_of,
     listed,
     on_side,
     shared_settings,
@@ -265,7 +265,7 @@ class DirectPath:
     @property
     def _shown_how(self) -> int:
         """The last action's keepalive and relay: 2 * keepalive + relay."""
-        return how_of(self._how >> 2 & 3)
+        return HOWS[self._how >> 2 & 3]
 
     def last_action(self) -> Action | None:
         """What the last :meth:`update` returned (``kick`` False: it was acted on), None

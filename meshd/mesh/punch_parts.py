@@ -97,7 +97,7 @@ class Bits:
 
 #: The path a path's last action decided, by its code in bits 0-1 of the path's ``_how``
 #: (a small int: one object for every path that holds it); its keepalive and relay are
-#: bits 2-3 (:func:`how_code`), and a subclass keeps more above (``HOW_BITS``).
+#: bits 2-3 (:func:`how_code`, :data:`HOWS`), and a subclass keeps more above (``HOW_BITS``).
 PATHS: tuple[Path | None, ...] = (None, "direct", "trying", "relay")
 PATH_CODE: dict[Path, int] = {"direct": 1, "trying": 2, "relay": 3}
 HOW_BITS = 4
@@ -105,14 +105,13 @@ HOW_BITS = 4
 
 def how_code(keepalive: int, relay: bool) -> int:
     """An action's keepalive and relay in 2 bits: a path keeps ``KEEPALIVE`` or none."""
-    if keepalive not in (0, KEEPALIVE):
+    if keepalive and keepalive != KEEPALIVE:
         raise ValueError(f"a path keeps a keepalive of {KEEPALIVE} s or none, not {keepalive}")
     return (keepalive != 0) << 1 | relay
 
 
-def how_of(code: int) -> int:
-    """2 * keepalive + relay of a :func:`how_code`."""
-    return 2 * KEEPALIVE * (code >> 1) + (code & 1)
+#: 2 * keepalive + relay of each :func:`how_code` (read from it by index, not worked out).
+HOWS = tuple(2 * KEEPALIVE * (code >> 1) + (code & 1) for code in range(4))
 
 
 def on_side(name: str) -> property:
