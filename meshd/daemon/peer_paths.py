@@ -93,6 +93,7 @@ class _Peer(DirectPath):
     #: While direct without Babel's Hellos on the path: whether it still works.
     liveness: RareField[Liveness | None] = RareField()
     request_due = Bits(5, 1)  # a round started: a punch is to be asked for (in _bits)
+    shaken = Bits(6, 1)  # the device showed a handshake at the last read of the peer
 
     def __init__(
         self,
@@ -287,6 +288,7 @@ class PeerPaths:
         endpoint: str | None = None
         if status is not None:
             endpoint = status.config.endpoint
+            peer.shaken = bool(status.last_handshake)
             if status.last_handshake:
                 handshake = now - (wall - status.last_handshake)
             if status.rx_bytes > peer.rx_bytes:
@@ -440,7 +442,8 @@ class PeerPaths:
 
     @staticmethod
     def _wall_time(peer: _Peer, now: float, wall: float) -> float | None:
-        """The Unix time of the peer's last handshake (its path keeps it on the daemon's
-        clock, ``now``: the device's reading moved there by :meth:`update`)."""
+        """The Unix time of the peer's last handshake, None where the device showed none at
+        its last read (its path keeps it on the daemon's clock, ``now``: the device's reading
+        moved there by :meth:`update`)."""
         hs = peer._last_handshake
-        return None if hs is None else wall - (now - hs)
+        return None if hs is None or not peer.shaken else wall - (now - hs)

@@ -4,6 +4,7 @@ of it), and every path of the service shares one record of our side, set once a 
 from __future__ import annotations
 
 import ipaddress
+import time
 from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
@@ -150,3 +151,33 @@ def test_a_peer_s_path_and_what_it_laid_are_codes_in_one_small_int() -> None:
     assert peer.lay()
     assert (peer.laid_how, peer.laid_since) == (1, None)
     assert peer._how < 256  # one object for every peer that holds it
+
+
+def test_what_peers_show_of_a_handshake_is_read_from_the_path_and_none_once_gone() -> None:
+    punching, backend = service(2)
+    key = next(iter(backend.peers))
+    shown: list[float | None] = []
+
+    async def run() -> None:
+        wall = time.time()
+        backend.peers[key] = PeerStatus(PeerConfig(key, "203.0.113.9:4000", (), 25), wall - 30)
+        await punching.step()
+        shown.append(_shown(punching, key))
+        await trio.sleep(1.0)
+        backend.peers[key] = PeerStatus(PeerConfig(key, "203.0.113.9:4000", (), 25))  # anew
+        await punching.step()
+        shown.append(_shown(punching, key))
+        shown.append(wall - 30)
+
+    trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+    first, again, device = shown
+    assert first is not None
+    assert device is not None
+    assert abs(first - device) < 0.5
+    assert again is None
+
+
+def _shown(punching: Any, key: bytes) -> float | None:
+    views = punching.peer_paths.snapshot().peers
+    (view,) = [v for v in views if punching.peers[v.node_key].wg_key == key]
+    return view.last_handshake  # type: ignore[no-any-return]
