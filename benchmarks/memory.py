@@ -21,6 +21,7 @@ start-up figure). Every process is stopped by PID and every namespace deleted at
 
     .venv/bin/python -m benchmarks.memory [--sizes 1000 10000] [--settle 5] [--uapi 1000]
     .venv/bin/python -m benchmarks.memory --sizes 1000 --uapi 0 --trace   # where it goes
+    .venv/bin/python -m benchmarks.memory --sizes 10000 --uapi 0 --allocators   # and beyond
     .venv/bin/python -m benchmarks.memory --reference /tmp/ref   # beside another commit
 
 (d) ``--trace``: the daemons run with tracemalloc on (8 frames; RSS figures then include
@@ -33,6 +34,12 @@ start-up figure). Every process is stopped by PID and every namespace deleted at
 (e) ``--reference DIR``: the same daemons run from another checkout too (a clone of an
     earlier commit, its ``.venv`` linked), in the same run, each size right after this
     tree's; its store is built by its own code. Both tables are printed and saved.
+
+(f) ``--allocators``: after ``--settle`` s each daemon is sent SIGUSR1 and writes its
+    allocators' own counts (``sys._debugmallocstats``: bytes in Python's blocks handed out,
+    free blocks in its pools in use, unused pools in its arenas; ``mallinfo2``: the C heap
+    in use, in mmapped chunks, free; its anonymous RSS); the run prints their growth a
+    member over the idle daemon: where RSS goes beyond the traced heap.
 
 Results: printed, and saved to benchmarks/results/memory.json.
 """
@@ -241,7 +248,7 @@ def log_time(line: str) -> float:
 # Loaded by the daemon's interpreters (and the one its ``exec`` starts) when tracing: on
 # SIGUSR1, a snapshot of the Python heap goes to the file named in MESHD_MEMORY_TRACE; with
 # ``--trim``, on SIGUSR2 the C heap gives back to the system what is free (malloc_trim).
-SITECUSTOMIZE = """
+SITECUSTOMIZE = r"""
 import os, signal, tracemalloc
 def _dump(signum, frame):
     import gc
@@ -252,8 +259,47 @@ def _trim(signum, frame):
     import ctypes, gc
     gc.collect()
     ctypes.CDLL("libc.so.6").malloc_trim(0)
+def _allocators(signum, frame):
+    import ctypes, json, re, sys, tempfile
+    with tempfile.TemporaryFile("w+") as text:
+        saved = os.dup(2)
+        os.dup2(text.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        text.seek(0)
+        stats = text.read()
+    def number(label):
+        found = re.search(re.escape(label) + r"\s*=\s*([\d,]+)", stats)
+        return int(found.group(1).replace(",", "")) if found else 0
+    pools = re.search(r"(\d+) unused pools \* (\d+) bytes", stats)
+    class Info(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in (
+            "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split())]
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = Info
+    info = libc.mallinfo2()
+    status = open("/proc/self/status").read()
+    found = {
+        "arenas": number("# arenas allocated current"),
+        "allocated_blocks": number("# bytes in allocated blocks"),
+        "available_blocks": number("# bytes in available blocks"),
+        "unused_pools": int(pools.group(1)) * int(pools.group(2)) if pools else 0,
+        "malloc_in_use": info.uordblks,
+        "malloc_mmapped": info.hblkhd,
+        "malloc_free": info.fordblks,
+        "rss_anon": 1024 * int(re.search(r"RssAnon:\s+(\d+)", status).group(1)),
+    }
+    path = os.environ["MESHD_MEMORY_ALLOCATORS"]
+    with open(path + ".part", "w") as out:
+        json.dump(found, out)
+    os.rename(path + ".part", path)
 if tracemalloc.is_tracing() and "MESHD_MEMORY_TRACE" in os.environ:
     signal.signal(signal.SIGUSR1, _dump)
+elif "MESHD_MEMORY_ALLOCATORS" in os.environ:
+    signal.signal(signal.SIGUSR1, _allocators)
 if "MESHD_MEMORY_TRIM" in os.environ:
     signal.signal(signal.SIGUSR2, _trim)
 """
@@ -269,6 +315,21 @@ def heap_snapshot(pid: int, state_dir: Path) -> Path:
             raise RuntimeError(f"no heap snapshot from {pid} in 120 s")
         time.sleep(0.2)
     return path
+
+
+def allocator_counts(pid: int, state_dir: Path) -> dict[str, int]:
+    """The daemon's allocators' own counts (SIGUSR1 with ``--allocators``): Python's object
+    allocator (bytes in blocks handed out, free blocks in pools in use, pools unused in its
+    arenas), the C heap (mallinfo2: in use, in mmapped chunks, free) and its anonymous RSS."""
+    path = state_dir.parent / f"{state_dir.name}.allocators"
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no allocator counts from {pid} in 60 s")
+        time.sleep(0.1)
+    counts: dict[str, int] = json.loads(path.read_text())
+    return counts
 
 
 def heap_by_place(path: Path) -> dict[str, dict[str, int]]:
@@ -319,12 +380,13 @@ def run_daemon(
     timeout: float,
     trace: bool = False,
     trim: bool = False,
+    allocators: bool = False,
 ) -> dict[str, Any]:
     """Start ``meshd up``, wait until it is up plus ``settle`` s, read its RSS, stop it."""
     command = up_command(PYTHON, netns, state_dir, backend, ifname, 40000 + os.getpid() % 20000)
     log_path = state_dir.parent / f"{state_dir.name}.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    if trace or trim:
+    if trace or trim or allocators:
         site = state_dir.parent / "site"
         site.mkdir(exist_ok=True)
         (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
@@ -334,6 +396,8 @@ def run_daemon(
         env["MESHD_MEMORY_TRACE"] = str(state_dir.parent / f"{state_dir.name}.trace")
     if trim:
         env["MESHD_MEMORY_TRIM"] = "1"
+    if allocators:
+        env["MESHD_MEMORY_ALLOCATORS"] = str(state_dir.parent / f"{state_dir.name}.allocators")
     with open(log_path, "wb") as log_file:
         spawned = time.time()
         process = subprocess.Popen(
@@ -376,6 +440,8 @@ def run_daemon(
             result["rss_trimmed_mib"] = rss_of(pid)["rss_mib"]
         if trace:
             result["heap"] = heap_by_place(heap_snapshot(pid, state_dir))
+        if allocators:
+            result["allocators"] = allocator_counts(pid, state_dir)
         return result
     finally:
         helpers = wireguard_go_pids(ifname)
@@ -438,6 +504,7 @@ def measure_size(
     trace: bool = False,
     trim: bool = False,
     joined: str = "certified",
+    allocators: bool = False,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="meshd-memory-") as tmp:
         state_dir = Path(tmp) / f"n{members}"
@@ -447,7 +514,9 @@ def measure_size(
         with contextlib.ExitStack() as stack:
             if backend == "userspace":
                 netns = stack.enter_context(namespace(f"meshd-mem-{tag}-{members}"))
-            run = run_daemon(root, state_dir, backend, netns, ifname, settle, timeout, trace, trim)
+            run = run_daemon(
+                root, state_dir, backend, netns, ifname, settle, timeout, trace, trim, allocators
+            )
         return {"members": members, "store": build, **run}
 
 
@@ -556,6 +625,13 @@ def per_member(sizes: list[dict[str, Any]]) -> None:
             row["per_member_trimmed_kib"] = round(gained * 1024 / (row["members"] - 1), 2)
 
 
+def allocators_per_member(idle: dict[str, Any], row: dict[str, Any]) -> dict[str, int]:
+    """Each allocator count's growth over the idle daemon's, in bytes a member."""
+    n = row["members"] - 1
+    before, after = idle["allocators"], row["allocators"]
+    return {key: round((after[key] - before[key]) / n) for key in after if key != "arenas"}
+
+
 def print_table(title: str, sizes: list[dict[str, Any]]) -> None:
     print(title)
     print("members   RSS MiB  peak MiB  KiB/member  up s  loaded s  programmed s  trimmed")
@@ -586,6 +662,12 @@ def main() -> int:
         "--trim", action="store_true", help="then malloc_trim(0) in the daemon, RSS again"
     )
     parser.add_argument(
+        "--allocators",
+        action="store_true",
+        help="the daemons' allocators' counts (Python's, the C heap's, RSS) per member: "
+        "where RSS goes beyond the heap (not with --trace, whose own allocations would count)",
+    )
+    parser.add_argument(
         "--joined",
         choices=["certified", "invited"],
         default="certified",
@@ -599,6 +681,8 @@ def main() -> int:
         help="another checkout whose daemons run too, each size right after this tree's",
     )
     args = parser.parse_args()
+    if args.allocators and args.trace:
+        parser.error("--allocators and --trace measure different daemons: choose one")
     backend = args.backend or ("userspace" if have_userspace() else "none")
     tag = f"{os.getpid() % 10000}"
 
@@ -630,6 +714,7 @@ def main() -> int:
                 args.trace,
                 args.trim,
                 args.joined,
+                args.allocators,
             )
             rows[root].append(row)
             shown = {k: v for k, v in row.items() if k != "heap"}
@@ -640,6 +725,10 @@ def main() -> int:
     results["daemon"] = sizes
     if args.trace:
         results["heap_per_member"] = [heap_per_member(sizes[0], row) for row in sizes[1:]]
+    for tree_rows in rows.values():
+        if args.allocators:
+            for row in tree_rows[1:]:
+                row["allocators_per_member"] = allocators_per_member(tree_rows[0], row)
     if args.reference is not None:
         reference = rows[trees[1]]
         results["reference"] = {
@@ -671,6 +760,11 @@ def main() -> int:
             f"{u['one_change_ops']} operation, {u['one_change_request_bytes']} bytes, "
             f"{u['one_change_s']:.4f} s"
         )
+    for root, tree_rows in rows.items():
+        for row in tree_rows[1:]:
+            if "allocators_per_member" in row:
+                parts = ", ".join(f"{k} {v}" for k, v in row["allocators_per_member"].items())
+                print(f"allocators at {row['members']} ({root.name}), bytes a member: {parts}")
     heaps = [("", h) for h in results.get("heap_per_member", [])]
     heaps += [(" (reference)", h) for h in results.get("reference", {}).get("heap_per_member", [])]
     for which, heap in heaps:
