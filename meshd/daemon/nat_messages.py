@@ -70,9 +70,11 @@ class PunchMessages:
         self.sent = {"report": 0, "request": 0, "notice": 0}
         self._peer_ids: dict[bytes, str] = {}
         # The device's peers with a fresh session as of the last step (:meth:`seen`), for
-        # the hints of the punch requests forwarded between steps: not the whole device read
-        # (a status and its counters a peer, ~165 bytes a member at 1,000, kept for these).
-        self.sessions: dict[bytes, PeerStatus] = {}
+        # the reports and the hints of the punch requests forwarded between steps: each
+        # one's endpoint and last handshake, not the whole device read (a status and its
+        # counters a peer, ~165 bytes a member at 1,000) nor a fresh peer's status (its
+        # configuration, allowed IPs and counters: ~100 bytes more than the pair).
+        self.sessions: dict[bytes, tuple[str, float]] = {}
         self.nursery: trio.Nursery | None = None  # set by the punching service's loop
 
     def peer_id(self, node_key: bytes) -> str:
@@ -129,7 +131,7 @@ class PunchMessages:
         """The device as this step read it (at Unix time ``wall`` or later): its peers with
         a fresh session and an endpoint are kept (:attr:`sessions`) until the next step."""
         self.sessions = {
-            key: status
+            key: (status.config.endpoint, status.last_handshake)
             for key, status in stats.items()
             if status.config.endpoint is not None
             and status.last_handshake
@@ -144,12 +146,12 @@ class PunchMessages:
         connected = set(self.host.connected_peers())
         wall = time.time()
         for key, peer in self.paths.peers.items():
-            status = sessions.get(peer.wg_key)
-            if status is None or status.config.endpoint is None or not status.last_handshake:
+            session = sessions.get(peer.wg_key)
+            if session is None:
                 continue
-            if wall - status.last_handshake > FRESH or self.peer_id(key) not in connected:
+            endpoint, last_handshake = session
+            if wall - last_handshake > FRESH or self.peer_id(key) not in connected:
                 continue
-            endpoint = status.config.endpoint
             if endpoint == peer.reported_endpoint and now - peer.reported_at < REPORT_EVERY:
                 continue
             peer.reported_endpoint, peer.reported_at = endpoint, now
@@ -214,12 +216,10 @@ class PunchMessages:
     def _hints(self, node_key: bytes) -> tuple[str, ...]:
         """Where our WireGuard sees the member now (a fresh session's endpoint), if anywhere."""
         peer = self.paths.peers.get(node_key)
-        status = self.sessions.get(peer.wg_key) if peer is not None else None
-        if status is None or status.config.endpoint is None or not status.last_handshake:
+        session = self.sessions.get(peer.wg_key) if peer is not None else None
+        if session is None or time.time() - session[1] > FRESH:
             return ()
-        if time.time() - status.last_handshake > FRESH:
-            return ()
-        return (status.config.endpoint,)
+        return (session[0],)
 
     def _noticed(self, notice: protocol.PunchNotice, now: float) -> None:
         peer = self.paths.peers.get(notice.peer)

@@ -232,20 +232,22 @@ def test_a_member_that_joins_during_a_step_brings_the_next_one_within_a_second()
 
 def test_between_steps_only_the_peers_with_a_fresh_session_are_kept_of_the_device_read() -> None:
     """The device read of a step is not kept until the next one (a status and its counters a
-    member): only the statuses of peers with a fresh session, which the hints of a forwarded
-    punch request name."""
+    member): only the endpoint and last handshake of peers with a fresh session, which the
+    reports and the hints of a forwarded punch request name; not even their statuses."""
     punching, backend = service(1000)
     fresh = PeerStatus(PeerConfig(wg_key(7), "203.0.113.7:51820", (), 25), time.time(), 148, 92)
     backend.peers[wg_key(7)] = fresh
     stale = backend.peers[wg_key(8)]
     held = sys.getrefcount(stale)  # the device's (the backend) and this test's
+    held_fresh = sys.getrefcount(fresh)
 
     async def run() -> None:
         await punching.step()
 
     trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
-    assert punching.messages.sessions == {wg_key(7): fresh}
+    assert punching.messages.sessions == {wg_key(7): ("203.0.113.7:51820", fresh.last_handshake)}
     assert sys.getrefcount(stale) == held  # nothing of the service holds it
+    assert sys.getrefcount(fresh) == held_fresh  # nor the fresh one's status
     node_key = member(7).node_key
     assert punching.messages._hints(node_key) == ("203.0.113.7:51820",)
     assert punching.messages._hints(member(8).node_key) == ()
