@@ -249,7 +249,7 @@ class WireGuardMesh:
             held=held,
             previous=self._desired.peers,
         )
-        desired = with_paths(desired, self.paths, actual, time.time())
+        desired = with_paths(desired, self.paths, actual, time.time(), self._desired.peers)
         # What the device reads back as desired is then these objects, not copies.
         self.backend.expect(desired.peers)
         self._held = held

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from meshd.mesh.desired import DesiredMesh, PeersByKey
+from meshd.trust.keys import WgKey
 from meshd.wg.model import DeviceState, PeerConfig
 
 #: (endpoint, persistent keepalive or None for off, Unix time the path began trying this
@@ -34,12 +35,18 @@ def with_paths(
     paths: Mapping[bytes, Path],
     actual: DeviceState | None = None,
     now: float = 0.0,
+    previous: Mapping[WgKey, PeerConfig] | None = None,
 ) -> DesiredMesh:
     """``desired`` with each peer named in ``paths`` given that endpoint and keepalive, and
-    every peer with a fresh session on ``actual`` (at Unix time ``now``) left where it is."""
+    every peer with a fresh session on ``actual`` (at Unix time ``now``) left where it is.
+
+    ``previous``: the last round's peers (as this returned them). A peer whose path gives it
+    what it had then is that object again, not a copy made each round (a peer a member whose
+    path moved it off its announced endpoint, every round)."""
     if not paths:
         return desired
     device = actual.peers_by_key() if actual is not None else {}
+    before = previous if previous is not None else {}
     peers: list[PeerConfig] = []  # in key order, as desired.peers
     for key, peer in desired.peers.items():
         endpoint, keepalive, trying_since = paths.get(key, (None, peer.persistent_keepalive, None))
@@ -56,6 +63,15 @@ def with_paths(
         endpoint = endpoint if endpoint is not None else peer.endpoint
         if endpoint == peer.endpoint and keepalive == peer.persistent_keepalive:
             peers.append(peer)  # the peer as it is: not made (and checked) again each round
+            continue
+        old = before.get(key)
+        if (
+            old is not None
+            and old.endpoint == endpoint
+            and old.persistent_keepalive == keepalive
+            and old.allowed_ips == peer.allowed_ips
+        ):
+            peers.append(old)  # as the last round laid it
             continue
         peers.append(replace(peer, endpoint=endpoint, persistent_keepalive=keepalive))
     return replace(desired, peers=PeersByKey(peers))

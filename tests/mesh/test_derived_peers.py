@@ -212,3 +212,40 @@ def test_a_peer_its_path_leaves_as_it_is_is_not_made_again() -> None:
     assert after.peers[same] is desired.peers[same]
     assert after.peers[moved].endpoint == "203.0.113.9:4500"
     assert after.peers[moved].persistent_keepalive == 25
+
+
+def test_a_peer_its_path_moved_is_the_last_rounds_object_while_nothing_changes() -> None:
+    members, extra = every_kind()
+    moved = members[2].wg_key
+    paths: dict[bytes, Path] = {moved: ("203.0.113.9:4500", 25, None)}
+    rounds = []
+    previous = None
+    for _ in range(3):
+        desired = desired_peers(
+            members,
+            own_node_key=ME,
+            own_wg_key=MY_WG,
+            underlay=LAN,
+            extra_prefixes=extra,
+            previous=previous,
+        )
+        after = with_paths(desired, paths, DeviceState(), 0.0, previous)
+        rounds.append(after.peers[moved])
+        previous = after.peers
+    assert rounds[0].endpoint == "203.0.113.9:4500"
+    assert rounds[1] is rounds[0]
+    assert rounds[2] is rounds[0]
+    # The path moves on: a new peer, with the same allowed-ips.
+    paths[moved] = ("203.0.113.9:4501", 25, None)
+    desired = desired_peers(
+        members,
+        own_node_key=ME,
+        own_wg_key=MY_WG,
+        underlay=LAN,
+        extra_prefixes=extra,
+        previous=previous,
+    )
+    again = with_paths(desired, paths, DeviceState(), 0.0, previous).peers[moved]
+    assert again.endpoint == "203.0.113.9:4501"
+    assert again is not rounds[0]
+    assert again.allowed_ips == rounds[0].allowed_ips
