@@ -17,14 +17,15 @@ class Announcement(Signed):
     and whether it relays for other members (``relays``: a 10th body item, exactly true;
     a member that does not relay writes the 9 items of before).
 
-    A decoded one (:func:`decoded_announcement`) keeps its node key, endpoints, prefixes
-    and bytes; its network id, sequence number, date, libp2p addresses and ``relays`` are
-    read from its bytes when asked (meshd.records.body): 72 bytes, not 104 and the
-    sequence number's int (a daemon's is the time in ns: 36 bytes more). One made by its
+    A decoded one (:func:`decoded_announcement`) keeps its node key, endpoints (the one
+    most announce without a tuple), prefixes and bytes; its network id, sequence number,
+    date, libp2p addresses and ``relays`` are read from its bytes when asked
+    (meshd.records.body): 72 bytes, not 104 and the sequence number's int (a daemon's is
+    the time in ns: 36 bytes more). One made by its
     constructor (tests, ``dataclasses.replace``) keeps what it was given (slot ``_given``).
     Slotted by hand: these fields are properties, set after the dataclass is made."""
 
-    __slots__ = ("_given", "endpoints", "node_key", "prefixes", "raw")
+    __slots__ = ("_endpoints", "_given", "node_key", "prefixes", "raw")
 
     network_id: bytes
     node_key: NodeKey
@@ -49,7 +50,7 @@ class Announcement(Signed):
         relays: bool = False,
     ) -> None:
         _put(self, "node_key", node_key)
-        _put(self, "endpoints", endpoints)
+        _put(self, "_endpoints", _one_or_all(endpoints))
         _put(self, "prefixes", prefixes)
         _put(self, "raw", raw)
         _put(self, "_given", (network_id, seq, issued_at, addrs, relays))
@@ -77,11 +78,23 @@ def decoded_announcement(
     """An announcement decoded from ``raw`` (checked): its other fields are read from it."""
     ann: Announcement = _new(Announcement)
     _put(ann, "node_key", node_key)
-    _put(ann, "endpoints", endpoints)
+    _put(ann, "_endpoints", _one_or_all(endpoints))
     _put(ann, "prefixes", prefixes)
     _put(ann, "raw", raw)
     _put(ann, "_given", None)
     return ann
+
+
+def _one_or_all(endpoints: tuple[str, ...]) -> str | tuple[str, ...]:
+    """What an announcement keeps of its endpoints: the one most announce, without a tuple
+    of one (48 bytes a member), else the tuple."""
+    return endpoints[0] if len(endpoints) == 1 else tuple(endpoints)
+
+
+def _endpoints(ann: Announcement) -> tuple[str, ...]:
+    """Its WireGuard endpoints (a tuple of one made when asked for the one most announce)."""
+    kept = ann._endpoints  # type: ignore[attr-defined]
+    return (kept,) if kept.__class__ is str else kept
 
 
 # Each reads the value a constructor was given (``_given``: network id, seq, date, libp2p
@@ -117,6 +130,7 @@ def _relays(ann: Announcement) -> bool:
 
 # After the dataclass is made: a property in the class body would be taken for a default.
 for _name, _read in (
+    ("endpoints", _endpoints),
     ("network_id", _network_id),
     ("seq", _seq),
     ("issued_at", _issued_at),

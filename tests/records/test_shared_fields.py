@@ -101,7 +101,7 @@ def test_an_announcements_addresses_and_date_are_read_from_its_bytes_not_kept() 
             assert ann._given is None  # type: ignore[attr-defined]
             assert set(type(ann).__slots__) == {
                 "_given",
-                "endpoints",
+                "_endpoints",
                 "node_key",
                 "prefixes",
                 "raw",
