@@ -305,16 +305,20 @@ if "MESHD_MEMORY_TRIM" in os.environ:
 """
 
 
-def heap_snapshot(pid: int, state_dir: Path) -> Path:
-    """Ask a traced daemon for its heap snapshot (SIGUSR1) and wait for the file."""
-    path = state_dir.parent / f"{state_dir.name}.trace"
+def signalled_file(pid: int, path: Path, what: str, timeout: float) -> Path:
+    """Send the daemon SIGUSR1 and wait until it has written ``path`` (its ``what``)."""
     os.kill(pid, signal.SIGUSR1)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + timeout
     while not path.exists():
         if time.monotonic() > deadline:
-            raise RuntimeError(f"no heap snapshot from {pid} in 120 s")
-        time.sleep(0.2)
+            raise RuntimeError(f"no {what} from {pid} in {timeout:.0f} s")
+        time.sleep(0.1)
     return path
+
+
+def heap_snapshot(pid: int, state_dir: Path) -> Path:
+    """Ask a traced daemon for its heap snapshot (SIGUSR1) and wait for the file."""
+    return signalled_file(pid, state_dir.parent / f"{state_dir.name}.trace", "heap snapshot", 120)
 
 
 def allocator_counts(pid: int, state_dir: Path) -> dict[str, int]:
@@ -322,13 +326,9 @@ def allocator_counts(pid: int, state_dir: Path) -> dict[str, int]:
     allocator (bytes in blocks handed out, free blocks in pools in use, pools unused in its
     arenas), the C heap (mallinfo2: in use, in mmapped chunks, free) and its anonymous RSS."""
     path = state_dir.parent / f"{state_dir.name}.allocators"
-    os.kill(pid, signal.SIGUSR1)
-    deadline = time.monotonic() + 60
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"no allocator counts from {pid} in 60 s")
-        time.sleep(0.1)
-    counts: dict[str, int] = json.loads(path.read_text())
+    counts: dict[str, int] = json.loads(
+        signalled_file(pid, path, "allocator counts", 60).read_text()
+    )
     return counts
 
 

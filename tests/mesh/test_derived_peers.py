@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+from collections.abc import Mapping
 
 import pytest
 
@@ -218,9 +219,11 @@ def test_a_peer_its_path_moved_is_the_last_rounds_object_while_nothing_changes()
     members, extra = every_kind()
     moved = members[2].wg_key
     paths: dict[bytes, Path] = {moved: ("203.0.113.9:4500", 25, None)}
-    rounds = []
-    previous = None
-    for _ in range(3):
+    previous: Mapping[WgKey, PeerConfig] | None = None
+
+    def next_round() -> PeerConfig:
+        """A reconcile round's peers (as meshd.daemon.wireguard makes them); the moved one."""
+        nonlocal previous
         desired = desired_peers(
             members,
             own_node_key=ME,
@@ -229,23 +232,16 @@ def test_a_peer_its_path_moved_is_the_last_rounds_object_while_nothing_changes()
             extra_prefixes=extra,
             previous=previous,
         )
-        after = with_paths(desired, paths, DeviceState(), 0.0, previous)
-        rounds.append(after.peers[moved])
-        previous = after.peers
+        previous = with_paths(desired, paths, DeviceState(), 0.0, previous).peers
+        return previous[moved]
+
+    rounds = [next_round() for _ in range(3)]
     assert rounds[0].endpoint == "203.0.113.9:4500"
     assert rounds[1] is rounds[0]
     assert rounds[2] is rounds[0]
     # The path moves on: a new peer, with the same allowed-ips.
     paths[moved] = ("203.0.113.9:4501", 25, None)
-    desired = desired_peers(
-        members,
-        own_node_key=ME,
-        own_wg_key=MY_WG,
-        underlay=LAN,
-        extra_prefixes=extra,
-        previous=previous,
-    )
-    again = with_paths(desired, paths, DeviceState(), 0.0, previous).peers[moved]
+    again = next_round()
     assert again.endpoint == "203.0.113.9:4501"
     assert again is not rounds[0]
     assert again.allowed_ips == rounds[0].allowed_ips
