@@ -14,10 +14,11 @@ member's /128 (the membership's grants, the desired WireGuard peers, the device 
 Babel's routes) holds the same object. An ``ipaddress`` /128 network costs 400 to 540 bytes
 (its ``__dict__``, its address, and a closure for ``hosts`` holding what it was made from),
 and a member's two /128s were made afresh by each of them, every round. The interned ones
-are :class:`HostPrefix`, an ``IPv6Network`` that keeps its address and nothing else (its
-netmask and length are its class's, and it has no ``hosts`` of its own): 80 bytes and its
-address's 56 beside its value, against 97 and 56 when it kept the three attributes a
-standard network keeps.
+are :class:`HostPrefix`, an ``IPv6Network`` that keeps its address's int and nothing else
+(its address is made when asked, its netmask and length are its class's, and it has no
+``hosts`` of its own): 83 bytes (an object and its attribute storage) beside its int's 44,
+against 97 and an address object of 56 when it kept the three attributes a standard network
+keeps.
 
 The /128s' table holds them strongly and is swept as it grows (:func:`sweep`): an entry of a
 weak table costs ~125 bytes more (its weak reference and callback), 250 a member.
@@ -42,17 +43,22 @@ _HOSTMASK_128 = ipaddress.IPv6Network("::/128").hostmask
 
 class HostPrefix(ipaddress.IPv6Network):
     """An IPv6 /128, made from its address as an int: an ``IPv6Network`` in every respect
-    (equal to, hashed and ordered as the standard one, which it reprs as). It keeps its
-    address in a slot and nothing else: its netmask and length are the class's, its
-    broadcast address and hostmask (cached in each standard network's ``__dict__``) are
-    read through the class, and ``hosts`` is a method of the class, not the closure the
-    standard /128 makes for each instance. Made by :func:`host_prefix_of` (interned);
-    anything else given to the class (what the standard methods make through it, such as
-    ``supernet``) is a standard ``IPv6Network``."""
+    (equal to, hashed and ordered as the standard one, which it reprs as). It keeps the int
+    and nothing else: its address (``network_address``, and ``broadcast_address``, the same)
+    is made when asked, its netmask and length are the class's, its hostmask (cached in each
+    standard network's ``__dict__``) is read through the class, and ``hosts`` is a method of
+    the class, not the closure the standard /128 makes for each instance. Made by
+    :func:`host_prefix_of` (interned); anything else given to the class (what the standard
+    methods make through it, such as ``supernet``) is a standard ``IPv6Network``.
 
-    __slots__ = ("network_address",)
+    The int is an attribute of the instance, not a slot: ``IPv6Network`` has no
+    ``__slots__``, so every instance of a subclass has the storage of a ``__dict__`` (made
+    with it on CPython 3.11) where the int goes; a slot would be 8 bytes more."""
+
+    __slots__ = ()
     netmask = _NETMASK_128
     _prefixlen = 128
+    _value: int
 
     def __new__(cls, address: object, strict: bool = True) -> Any:
         if type(address) is not int:
@@ -63,28 +69,66 @@ class HostPrefix(ipaddress.IPv6Network):
         """Made by :meth:`__new__`."""
 
     @property
+    def network_address(self) -> ipaddress.IPv6Address:  # type: ignore[override]
+        return address_of(self._value)
+
+    @property
     def broadcast_address(self) -> ipaddress.IPv6Address:
-        return self.network_address
+        return address_of(self._value)
 
     @property
     def hostmask(self) -> ipaddress.IPv6Address:
         return _HOSTMASK_128
 
     def hosts(self) -> Iterator[ipaddress.IPv6Address]:
-        return iter((self.network_address,))
+        return iter((address_of(self._value),))
+
+    def __hash__(self) -> int:
+        # The standard network's: its address's int xor its netmask's (all ones for a /128).
+        return hash(self._value ^ _ALL_ONES)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is HostPrefix:
+            return self._value == other._value
+        return super().__eq__(other)
+
+    def __lt__(self, other: object) -> bool:
+        if other.__class__ is HostPrefix:
+            return self._value < other._value
+        return super().__lt__(other)  # type: ignore[operator]
 
     def __repr__(self) -> str:
         return f"IPv6Network('{self}')"
 
     def __reduce__(self) -> tuple[Callable[[int], ipaddress.IPv6Network], tuple[int]]:
-        return host_prefix_of, (int(self.network_address),)
+        return host_prefix_of, (self._value,)
+
+
+_ALL_ONES = (1 << 128) - 1
+_new = object.__new__
+
+
+def address_of(value: int) -> ipaddress.IPv6Address:
+    """The ``IPv6Address`` of ``value`` (0 <= value < 2**128), made without the checks of
+    its ``__init__`` (~110 ns, ~330 through it)."""
+    address: ipaddress.IPv6Address = _new(ipaddress.IPv6Address)
+    address._ip = value  # type: ignore[attr-defined]
+    address._scope_id = None  # type: ignore[attr-defined]
+    return address
+
+
+def host_int(prefix: ipaddress.IPv6Network) -> int:
+    """The address of a /128 as an int: an interned one's own (no address made)."""
+    if prefix.__class__ is HostPrefix:
+        return prefix._value
+    return int(prefix.network_address)
 
 
 def _host(value: int) -> HostPrefix:
     """A new :class:`HostPrefix` of ``value``, made without the calls to its ``__new__`` and
-    ``__init__`` (~330 ns, ~370 before it kept only its address)."""
-    prefix: HostPrefix = object.__new__(HostPrefix)
-    prefix.network_address = ipaddress.IPv6Address(value)
+    ``__init__``."""
+    prefix: HostPrefix = _new(HostPrefix)
+    prefix._value = value
     return prefix
 
 
@@ -103,7 +147,6 @@ _SMALLEST = 256  # 2 KiB idle
 _hosts: list[HostPrefix | None] = [None] * _SMALLEST
 _filled = 0  # prefixes in _hosts
 _OTHERS: weakref.WeakValueDictionary[bytes, Prefix] = weakref.WeakValueDictionary()
-_ALL_ONES = (1 << 128) - 1
 
 
 def interned(prefix: Prefix) -> Prefix:
@@ -158,7 +201,7 @@ def host_prefix_of(value: int) -> ipaddress.IPv6Network:
     slot = value & mask
     perturb = value & _ALL_ONES
     while (found := hosts[slot]) is not None:
-        if found.network_address._ip == value:  # type: ignore[attr-defined]
+        if found._value == value:
             return found
         perturb >>= 5
         slot = (5 * slot + 1 + perturb) & mask
@@ -176,9 +219,7 @@ def _slot(hosts: list[HostPrefix | None], value: int) -> int:
     slot = value & mask
     perturb = value & _ALL_ONES  # an invalid value (negative) probes too, then fails
     while (found := hosts[slot]) is not None:
-        # The int an IPv6Address holds (``ipaddress``'s own, not in its stubs): int() of
-        # the address is a call of a Python method, twice the lookup's time.
-        if found.network_address._ip == value:  # type: ignore[attr-defined]
+        if found._value == value:
             return slot
         perturb >>= 5
         slot = (5 * slot + 1 + perturb) & mask
@@ -198,7 +239,7 @@ def sweep() -> int:
     hosts: list[HostPrefix | None] = [None] * size
     for prefix in kept:
         assert prefix is not None
-        hosts[_slot(hosts, int(prefix.network_address))] = prefix
+        hosts[_slot(hosts, prefix._value)] = prefix
     _hosts, _filled = hosts, len(kept)
     return len(old) - old.count(None) - len(kept)
 

@@ -44,7 +44,6 @@ from typing import TYPE_CHECKING, cast
 
 import trio
 
-from meshd.addressing import host_prefix
 from meshd.babel.auth import LinkAuth
 from meshd.babel.config import accept_all
 from meshd.babel.core import BabelCore, CoreConfig
@@ -394,7 +393,7 @@ class BabelService:
         member = view.peers.get(link_local_from_wg_key(wg_key))
         if member is None:
             return
-        if on_mesh.wants.renewed([host_prefix(member.overlay)]) and self._shell is not None:
+        if on_mesh.wants.renewed([member.overlay_prefix]) and self._shell is not None:
             on_mesh.ask_soon(self._shell)
 
     def _at_rest(self, interface: str, address: IPAddress) -> bool:
@@ -415,7 +414,7 @@ class BabelService:
     def _grants_of(self, member: Member) -> Sequence[IPNetwork]:
         if self._grants is not None:
             return self._grants(member.node_key)  # the snapshot's own tuple, not a copy
-        return (host_prefix(member.overlay),)
+        return (member.overlay_prefix,)
 
     def _redistribute(self, interface: str, prefix: IPNetwork, source: IPNetwork | None) -> bool:
         shell = self._shell

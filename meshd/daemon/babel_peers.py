@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence, ValuesView
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
-from meshd.addressing import host_prefix
+from meshd.addressing import address_of, host_int
 from meshd.babel.options import MemberOrigins
 from meshd.membership import Member
 from meshd.trust.keys import WgKey
@@ -72,7 +72,7 @@ def active_relays(members: Iterable[Member], count: int = ACTIVE_RELAYS) -> froz
 
 def is_gateway(member: Member, grants: Grants) -> bool:
     """Whether the member's certificate grants it any prefix beyond its overlay /128."""
-    own = host_prefix(member.overlay)  # interned: the grants' own, found, not made
+    own = member.overlay_prefix  # interned: the grants' own, found, not made
     return any(prefix is not own and prefix != own for prefix in grants(member.node_key))
 
 
@@ -95,6 +95,41 @@ def babel_neighbours(
 
 def _speaks(member: Member, grants: Grants, relays: Collection[bytes]) -> bool:
     return member.node_key in relays or is_gateway(member, grants)
+
+
+class ByLinkLocal(Mapping[ipaddress.IPv6Address, Member]):
+    """Members by their link-local address, kept by the int their interned link-local /128
+    holds: no address object a member (56 bytes), the addresses made when iterated."""
+
+    __slots__ = ("_members",)
+
+    def __init__(self) -> None:
+        self._members: dict[int, Member] = {}
+
+    def add(self, member: Member) -> None:
+        self._members[host_int(link_local_prefix(member.wg_key))] = member
+
+    def __getitem__(self, address: ipaddress.IPv6Address) -> Member:
+        if address.__class__ is not ipaddress.IPv6Address:
+            raise KeyError(address)
+        return self._members[address._ip]  # type: ignore[attr-defined]
+
+    def get(self, address: object, default: object = None) -> Any:
+        if address.__class__ is not ipaddress.IPv6Address:
+            return default
+        return self._members.get(address._ip, default)  # type: ignore[attr-defined]
+
+    def __contains__(self, address: object) -> bool:
+        return address.__class__ is ipaddress.IPv6Address and address._ip in self._members  # type: ignore[attr-defined]
+
+    def __iter__(self) -> Iterator[ipaddress.IPv6Address]:
+        return map(address_of, self._members)
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def values(self) -> ValuesView[Member]:
+        return self._members.values()
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,15 +190,13 @@ def mesh_members(
     members = list(members)
     if allowed is None:
         allowed = {m.node_key: grants(m) for m in members}
-    peers: dict[ipaddress.IPv6Address, Member] = {}
+    peers = ByLinkLocal()
     own: Member | None = None
     for member in members:
         if member.node_key == node_key:
             own = member
         else:
-            # The address the interned link-local /128 holds (the WireGuard peer's too), not
-            # one more object a member.
-            peers[link_local_prefix(member.wg_key).network_address] = member
+            peers.add(member)
     relays = active_relays(members)
     table = allowed
 
@@ -173,7 +206,7 @@ def mesh_members(
     neighbours = babel_neighbours(own, peers, granted, relays)
     return MeshMembers(
         peers=peers,
-        member_of_overlay={host_prefix(m.overlay): m for m in peers.values()},
+        member_of_overlay={m.overlay_prefix: m for m in peers.values()},
         origins=MemberOrigins(
             allowed,
             known.held() if known is not None else None,

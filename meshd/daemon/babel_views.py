@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import TYPE_CHECKING, Any
 
 from meshd.babel.options import router_id_of
@@ -69,7 +68,7 @@ def peer_route(self: BabelService, member: Member) -> dict[str, Any]:
     shell = self._shell
     if shell is None or self.mesh is None or member.node_key == self.node_key:
         return {}
-    prefix = ipaddress.IPv6Network((member.overlay, 128))
+    prefix = member.overlay_prefix
     if self._on_mesh is not None and self._on_mesh.covers(prefix):
         return {"route": "direct", "metric": None}  # no Babel between us: a direct path
     view = shell.core.route(prefix)

@@ -45,7 +45,6 @@ from typing import TYPE_CHECKING
 import trio
 from nacl.bindings import crypto_scalarmult_base
 
-from meshd.addressing import host_prefix
 from meshd.daemon.feed import Subscription
 from meshd.daemon.wireguard_poke import poke_peers, poke_targets, send_pokes
 from meshd.errors import BackendError
@@ -313,7 +312,7 @@ class WireGuardMesh:
             return  # nothing held off a relay now or at the last round: nothing to say
         names: dict[WgKey, str] = {m.wg_key: m.name for m in members}
         # The interned /128s (the peers' own): no network made per member and round.
-        owner: dict[IPNetwork, WgKey] = {host_prefix(m.overlay): m.wg_key for m in members}
+        owner: dict[IPNetwork, WgKey] = {m.overlay_prefix: m.wg_key for m in members}
         kept = {
             (owner[p], relay)
             for relay, p in desired.refused_prefixes

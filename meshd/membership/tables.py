@@ -165,8 +165,8 @@ class MembershipTables:
         self, node: bytes, state: MemberState, reason: str, credential: Credential
     ) -> Member:
         entry = self._entry(node)
-        # The address the interned /128 holds, not a second equal object (92 bytes).
-        overlay = (entry.own or self._own(node)).network_address
+        # The interned /128 itself: the view reads its address from it when asked.
+        own = entry.own or self._own(node)
         # The view reads its credential's fields from the one the entry keeps, not from an
         # equal copy judging made (a renewed credential's end is moved in a copy).
         held = entry.standing
@@ -175,7 +175,7 @@ class MembershipTables:
         return view(
             held,
             self._wg.current(node),
-            overlay,
+            own,
             state,
             reason,
             entry.announcement,

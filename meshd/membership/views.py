@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
-from meshd.addressing import Prefix
+from meshd.addressing import Prefix, host_prefix
 from meshd.records import Announcement, Kind, Record
 from meshd.trust.keys import NodeKey, WgKey, fingerprint
 
@@ -121,9 +121,10 @@ class Member:
     the enrolled key, counter 0, date 0); ``state`` and ``reason`` from one pair shared by
     every view that says it (``_status``). Its node id (the text form of its key's
     fingerprint) is derived from its key when asked, unless one was given: the
-    membership's views hold none."""
+    membership's views hold none. Its overlay address is read from its interned /128
+    (slot ``_own``, :attr:`overlay_prefix`), which keeps the address's int alone."""
 
-    __slots__ = ("_held", "_rotated", "_status", "announcement", "last_seen", "overlay")
+    __slots__ = ("_held", "_own", "_rotated", "_status", "announcement", "last_seen")
 
     node_key: NodeKey
     node_id: str = field(compare=False)  # a function of node_key, unless given
@@ -164,9 +165,15 @@ class Member:
         put(self, "_held", given)
         put(self, "_rotated", None if wg_counter == wg_since == 0 else given)
         put(self, "_status", status(state, reason))
-        put(self, "overlay", overlay)
+        put(self, "_own", host_prefix(overlay))
         put(self, "announcement", announcement)
         put(self, "last_seen", last_seen)
+
+    @property
+    def overlay_prefix(self) -> ipaddress.IPv6Network:
+        """The /128 of ``overlay``: the interned one the view holds (its address is made
+        when ``overlay`` is read)."""
+        return self._own  # type: ignore[attr-defined,no-any-return]
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not Member:
@@ -181,7 +188,7 @@ class Member:
             self._held,  # type: ignore[attr-defined]
             self._rotated,  # type: ignore[attr-defined]
             self._status,  # type: ignore[attr-defined]
-            self.overlay,
+            self._own,  # type: ignore[attr-defined]
             self.announcement,
             self.last_seen,
         )
@@ -206,14 +213,15 @@ class Member:
 def view(
     held: Held,
     rotated: Rotated | None,
-    overlay: ipaddress.IPv6Address,
+    own: ipaddress.IPv6Network,
     state: MemberState,
     reason: str,
     announcement: Announcement | None,
     last_seen: int | None,
 ) -> Member:
     """The membership's view of a member: what it reads from ``held`` (its credential) and
-    ``rotated`` (its newest WireGuard key rotation, None: none) shared with the tables."""
+    ``rotated`` (its newest WireGuard key rotation, None: none) shared with the tables, and
+    ``own``, its overlay address's interned /128."""
     member = _new(Member)
     put = object.__setattr__
     put(member, "_held", held)
@@ -223,7 +231,7 @@ def view(
         "_status",
         _ADMITTED if state is _ADMITTED[0] and not reason else status(state, reason),
     )
-    put(member, "overlay", overlay)
+    put(member, "_own", own)
     put(member, "announcement", announcement)
     put(member, "last_seen", last_seen)
     return member
@@ -277,6 +285,10 @@ def _wg_since(member: Member) -> int:
     return since
 
 
+def _overlay(member: Member) -> ipaddress.IPv6Address:
+    return member._own.network_address  # type: ignore[attr-defined,no-any-return]
+
+
 def _state(member: Member) -> MemberState:
     state: MemberState = member._status[0]  # type: ignore[attr-defined]
     return state
@@ -297,6 +309,7 @@ for _field, _read in (
     ("wg_key", _wg_key),
     ("wg_counter", _wg_counter),
     ("wg_since", _wg_since),
+    ("overlay", _overlay),
     ("state", _state),
     ("reason", _reason),
 ):

@@ -36,7 +36,6 @@ from collections.abc import (
 )
 from dataclasses import dataclass, field
 
-from meshd.addressing import host_prefix
 from meshd.membership import Member, MemberState
 from meshd.trust.keys import NodeKey, WgKey
 from meshd.wg.addresses import link_local_prefix
@@ -263,7 +262,7 @@ def _canonical(own: list[IPNetwork], extra: list[IPNetwork] | None) -> tuple[IPN
     general one."""
     if extra is not None:
         return canonical_networks(own + extra)
-    if len(own) == 2 and int(own[1].network_address) < int(own[0].network_address):
+    if len(own) == 2 and own[1] < own[0]:  # type: ignore[operator]  # interned /128s: by int
         return (own[1], own[0])
     return tuple(own)
 
@@ -276,7 +275,7 @@ def _same(have: tuple[IPNetwork, ...], nets: tuple[IPNetwork, ...]) -> bool:
 def base_allowed_ips(member: Member) -> tuple[ipaddress.IPv6Network, ipaddress.IPv6Network]:
     """A member's own addresses: its key-derived link-local and its overlay address (both
     interned: the same objects every round, and the ones the membership and Babel hold)."""
-    return (link_local_prefix(member.wg_key), host_prefix(member.overlay))
+    return (link_local_prefix(member.wg_key), member.overlay_prefix)
 
 
 def peer_members(
@@ -360,7 +359,7 @@ def desired_peers(
     for wg_key in order:
         owner.setdefault(link_local_prefix(wg_key), wg_key)
     for wg_key in sorted(chosen.keys() & set(held)):
-        owner.setdefault(host_prefix(chosen[wg_key].overlay), wg_key)
+        owner.setdefault(chosen[wg_key].overlay_prefix, wg_key)
     refused: list[tuple[WgKey, IPNetwork]] = []
     claimed: dict[WgKey, list[IPNetwork]] = {}
     extras = extra_prefixes or {}
@@ -375,7 +374,7 @@ def desired_peers(
                 mine.append(net)
     for wg_key in order:
         # Unless routed through a relay, a member's overlay address is on its own peer.
-        owner.setdefault(host_prefix(chosen[wg_key].overlay), wg_key)
+        owner.setdefault(chosen[wg_key].overlay_prefix, wg_key)
 
     if keepalive is not None and not 0 < keepalive <= MAX_KEEPALIVE:
         raise ValueError("persistent_keepalive is 1..65535 seconds, or None for off")

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 
-from meshd.addressing import host_prefix
 from meshd.membership import Member
 from meshd.trust.keys import WgKey
 from meshd.wg.model import IPNetwork
@@ -65,7 +64,7 @@ def routed_directly(
     return {
         wg_key
         for wg_key, member in peers.items()
-        if wg_key in extra and host_prefix(member.overlay) in extra[wg_key]
+        if wg_key in extra and member.overlay_prefix in extra[wg_key]
     }
 
 

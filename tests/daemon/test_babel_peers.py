@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 import ipaddress
+import tracemalloc
 from collections.abc import Collection, Mapping
 from types import SimpleNamespace
 
+import pytest
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshd.daemon.babel_peers import (
     ACTIVE_RELAYS,
+    ByLinkLocal,
     Grants,
     active_relays,
     babel_neighbours,
@@ -20,7 +24,7 @@ from meshd.daemon.babel_peers import (
 )
 from meshd.membership import Member
 from meshd.trust.keys import WgKey
-from meshd.wg.addresses import link_local_from_wg_key
+from meshd.wg.addresses import link_local_from_wg_key, link_local_prefix
 from meshd.wg.model import IPAddress, IPNetwork
 from tests.daemon.babel_support import mesh_babel
 from tests.mesh.support import member, relay
@@ -231,3 +235,42 @@ def test_a_backed_off_member_is_asked_for_again_when_a_member_says_it_tries_to_r
     assert wants.unrouted == {of_b: 3, of_c: 3}
     service.member_back(b.wg_key)
     assert wants.unrouted == {of_c: 3}
+
+
+def test_members_by_link_local_are_a_mapping_that_keeps_no_address_a_member() -> None:
+    """Babel's table of the other members by link-local address answers as a dict keyed by
+    the addresses would, and holds each member under the int its interned link-local /128
+    keeps: no address object a member (56 bytes; the /128s keep none either). In the daemon
+    the WireGuard peers' allowed-ips hold those /128s; here ``held`` does."""
+    members = [member(i) for i in range(1_000)]
+    held = [link_local_prefix(m.wg_key) for m in members]
+    plain = {link_local_from_wg_key(m.wg_key): m for m in members}
+    table = ByLinkLocal()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for m in members:
+            table.add(m)
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert (after - before) / len(members) < 56  # the dict's entries alone (~37 bytes)
+    assert list(table._members) == [p._value for p in held]  # type: ignore[attr-defined]
+    assert all(k is p._value for k, p in zip(table._members, held, strict=True))  # type: ignore[attr-defined]
+    assert len(table) == len(plain)
+    assert set(table) == set(plain)
+    assert dict(table.items()) == plain
+    assert list(table.values()) == list(plain.values())
+    for address, found in plain.items():
+        assert table[address] is found
+        assert table.get(address) is found
+        assert address in table
+    stranger = ipaddress.IPv6Address("fe80::1")
+    assert table.get(stranger) is None
+    assert stranger not in table
+    assert table.get("fe80::1") is None
+    assert "fe80::1" not in table
+    assert table.get(ipaddress.IPv4Address("10.0.0.1"), "none") == "none"
+    with pytest.raises(KeyError):
+        table[stranger]

@@ -53,11 +53,12 @@ def test_a_member_is_one_slotted_entry_in_one_table() -> None:
         assert view.announcement is not None
         assert entry.last_seen == view.last_seen == NOW
         # The /128 is derived once: grants() hands out the entry's interned /128 (in a tuple
-        # made when asked), and the view's overlay address is the one it holds, not a copy.
+        # made when asked), and the view holds that /128, not a copy (nor an address).
         grants = state.grants(key)
         assert grants == (entry.own,)
         assert grants[0] is state.grants(key)[0] is entry.own
-        assert view.overlay is grants[0].network_address
+        assert view.overlay_prefix is grants[0]
+        assert view.overlay == grants[0].network_address
         # Its credential and the one that stands are the entry's.
         assert entry.credentials is entry.standing is state._standing.standing(key)
         assert entry.judged is state._standing._judging

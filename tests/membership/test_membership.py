@@ -907,8 +907,9 @@ def test_grants_are_the_own_address_and_the_invites_prefixes() -> None:
         ipaddress.ip_network(f"{member.overlay}/128"),
         ipaddress.ip_network("10.20.0.0/24"),
     )
-    # One object: the member's overlay address is the one its interned /128 holds.
-    assert member.overlay is state.grants(node.key.public)[0].network_address
+    # One object: the member's view holds its interned /128 (whose address it reads).
+    assert member.overlay_prefix is state.grants(node.key.public)[0]
+    assert member.overlay == member.overlay_prefix.network_address
     state.ingest(net.revoke(node.key.public), NOW)
     assert state.grants(node.key.public) == ()
 

@@ -67,10 +67,12 @@ def test_link_local_prefix_is_the_interned_128() -> None:
     assert link_local_prefix(bytes(key)) is prefix  # one object while anything holds it
 
 
-def test_link_local_address_is_the_interned_128s_own() -> None:
-    """Every module asking for a member's link-local gets the one address object its /128
-    holds (Babel keys its peers by it), not one more address and int each time."""
+def test_link_local_address_is_made_from_the_interned_128s_own_int() -> None:
+    """A member's link-local address is made when asked from the int its interned /128
+    keeps (the /128 keeps no address object), not from a new int each time."""
     key = key_from_base64("buxfBfaNZI8UFT0cB1aj9YanhbLfxlTfd/hH3DrGaFA=")
     prefix = link_local_prefix(key)
-    assert link_local_from_wg_key(bytes(key)) is prefix.network_address
-    assert link_local_from_wg_key(key) is link_local_from_wg_key(bytes(key))
+    address = link_local_from_wg_key(bytes(key))
+    assert address == prefix.network_address
+    assert address._ip is prefix._value  # type: ignore[attr-defined]
+    assert link_local_from_wg_key(key) == address
