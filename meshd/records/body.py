@@ -121,6 +121,24 @@ def not_after_of(raw: bytes) -> int:
     return _second_uint(raw, pos)
 
 
+def name_of(raw: bytes) -> str:
+    """A certificate's ``name`` (its body's item 10), read where it lies: after its dates
+    and its capabilities (three unsigned integers)."""
+    start = 3 if raw[1] == 0xC4 else 4
+    pos = start + (3 if raw[start] == 0xDC else 1) + _NOT_BEFORE_OFFSET
+    for _ in range(3):
+        head = raw[pos]
+        pos += 1 if head < 0x80 else 1 + _UINT[head][1]
+    head = raw[pos]
+    if 0xA0 <= head <= 0xBF:  # fixstr: the usual, up to 31 bytes
+        size, pos = head & 0x1F, pos + 1
+    elif head == 0xD9:  # str 8
+        size, pos = raw[pos + 1], pos + 2
+    else:
+        return body_item(raw, 10)  # type: ignore[no-any-return]
+    return raw[pos : pos + size].decode()
+
+
 def relays_of(raw: bytes) -> bool:
     """Whether an announcement says its member relays (a 10th body item, exactly true): 9
     items say no, 10 say yes (``false`` is written only where later items follow)."""

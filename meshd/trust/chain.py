@@ -188,9 +188,7 @@ class Verifier:
         # Its origin is its own id and its admin signed it at not_before (Credential's);
         # its dates are read from its bytes, the record set's.
         terms = Terms(cert.prefixes, self._issuers.share(issuers), root, admin)
-        return Credential(
-            cert.subject, cert.wg_key, cert.name, cert.raw, rid, self._terms.share(terms)
-        )
+        return Credential(cert.subject, cert.wg_key, cert.raw, rid, self._terms.share(terms))
 
     def enrollment(self, enrollment: Enrollment) -> None:
         invite = enrollment.invite
@@ -233,8 +231,6 @@ class Verifier:
         return Sponsored(
             enrollment.node_key,
             enrollment.wg_key,
-            # An invite made for a named member names the member; otherwise the joiner does.
-            invite.name or enrollment.name,
             admission.raw,  # its date is read from them
             rid,
             self._terms.share(terms),
@@ -243,6 +239,8 @@ class Verifier:
             record_id(enrollment.raw),
             max(admission.admitted_at, enrollment.created_at),
             rid,
+            # An invite made for a named member names the member; otherwise the joiner does.
+            name=invite.name or enrollment.name,
         )
 
     def announcement(self, announcement: Announcement, *, signature_checked: bool = False) -> None:
@@ -329,7 +327,6 @@ class Verifier:
         return HandedOver(
             new,
             handover.wg_key,
-            credential.name,
             handover.raw,
             rid,
             self._terms.share(terms),
@@ -338,6 +335,7 @@ class Verifier:
             enrollment=rid,
             rank=handover.issued_at,
             origin=credential.origin,
+            name=credential.name,
             admitted_at=credential.admitted_at,
         )
 

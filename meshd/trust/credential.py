@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from meshd.addressing import Prefix
-from meshd.records.body import admitted_at_of, not_after_of, not_before_of
+from meshd.records.body import admitted_at_of, name_of, not_after_of, not_before_of
 
 T = TypeVar("T")
 
@@ -48,19 +48,22 @@ class Credential:
     """What a verified membership credential says, whatever its form: a member certificate's
     as it is, what it shares with others in its ``terms`` and its sponsor's fields the
     defaults, read from the class rather than kept; its dates (``admitted_at``: the
-    certificate's not_before, ``not_after``) read from the certificate's bytes ``raw`` (the
-    record set's one copy) when asked: 80 bytes, where 17 slots took 168 and then 7 slots
-    and two ints 152. Its end moved by renewals, it is a :class:`Renewed`. An admission's or
-    a hand-over's is a :class:`Sponsored`."""
+    certificate's not_before, ``not_after``) and its ``name`` read from the certificate's
+    bytes ``raw`` (the record set's one copy) when asked: 72 bytes and no name, where 17
+    slots took 168, then 7 slots and two ints 152, then 6 slots 80 and its name ~56. Its
+    end moved by renewals, it is a :class:`Renewed`. An admission's or a hand-over's is a
+    :class:`Sponsored` (which keeps its member's name: not in the admission's bytes)."""
 
     node_key: bytes
     wg_key: bytes
-    name: str
     raw: bytes  # the certificate's bytes (a Sponsored's: its admission's or hand-over's)
     record_id: bytes
     terms: Terms
 
     if TYPE_CHECKING:  # properties set after the class is made (below)
+
+        @property
+        def name(self) -> str: ...
 
         @property
         def admitted_at(self) -> int: ...
@@ -129,9 +132,7 @@ class Credential:
         is then a :class:`Renewed`, which keeps its end)."""
         if isinstance(self, Sponsored | Renewed):
             return replace(self, not_after=not_after)
-        return Renewed(
-            self.node_key, self.wg_key, self.name, self.raw, self.record_id, self.terms, not_after
-        )
+        return Renewed(self.node_key, self.wg_key, self.raw, self.record_id, self.terms, not_after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +151,8 @@ class Sponsored(Credential):
     enrollment: bytes = b""
     rank: int = 0
     origin: bytes = b""  # see Credential.origin
+    # The member's name: the invite's or the enrollment's (not in the admission's bytes).
+    name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +181,11 @@ def _sponsored_at(credential: Sponsored) -> int:
     return admitted_at_of(credential.raw)
 
 
+def _name(credential: Credential) -> str:
+    """The member's name: its certificate's."""
+    return name_of(credential.raw)
+
+
 def _not_after(credential: Credential) -> int:
     """When its membership ends, unless renewed (meshd.membership.lifecycle)."""
     return not_after_of(credential.raw)
@@ -187,6 +195,7 @@ def _not_after(credential: Credential) -> int:
 # The slots of a subclass that keeps one (Sponsored, Renewed, HandedOver) are found first.
 setattr(Credential, "admitted_at", property(_admitted_at))  # noqa: B010
 setattr(Credential, "not_after", property(_not_after))  # noqa: B010
+setattr(Credential, "name", property(_name))  # noqa: B010
 setattr(Sponsored, "admitted_at", property(_sponsored_at))  # noqa: B010
 
 

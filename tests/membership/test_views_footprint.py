@@ -48,7 +48,7 @@ def test_a_view_reads_its_credential_from_the_tables_and_keeps_six_slots() -> No
         # What the credential says is the credential's own objects, read through it.
         assert view._held is credential  # type: ignore[attr-defined]
         assert view.node_key is credential.node_key
-        assert view.name is credential.name
+        assert view.name == credential.name  # read from its certificate's bytes when asked
         assert view.wg_key is credential.wg_key
         assert (view.admitted_at, view.not_after) == (credential.admitted_at, credential.not_after)
         assert (view.wg_counter, view.wg_since) == (0, 0)

@@ -10,14 +10,17 @@ import tracemalloc
 import pytest
 
 from meshd.records import (
+    ALL_CAPS,
+    MAX_NAME,
     Admission,
+    Cap,
     Certificate,
     Role,
     decode_untrusted,
     make_admission,
     make_certificate,
 )
-from meshd.records.body import admitted_at_of, not_after_of, not_before_of
+from meshd.records.body import admitted_at_of, name_of, not_after_of, not_before_of
 from meshd.records.build import make_renewal
 from meshd.trust.chain import Verifier
 from meshd.trust.credential import Credential, HandedOver, Renewed, Sponsored
@@ -31,9 +34,10 @@ N = 1000
 
 def test_a_certificates_credential_reads_its_dates_from_the_certificates_bytes() -> None:
     """1,000 credentials made from their certificates as the daemon does (decoded, checked,
-    the decoded certificate let go): ~321 bytes each beside the certificates' bytes (the
-    object 80, its node key, WireGuard key, name and record id, the list's place), where
-    the object was 88 and its dates two ints of 32 more (~393)."""
+    the decoded certificate let go): ~258 bytes each beside the certificates' bytes (the
+    object 72, its node key, WireGuard key and record id, the list's place), where the
+    object was 80 and its name ~56 more (~321), and before that the object 88 and its dates
+    two ints of 32 more (~393)."""
     net = Net()
     verifier = Verifier(net.anchor)
     raws = [
@@ -60,8 +64,8 @@ def test_a_certificates_credential_reads_its_dates_from_the_certificates_bytes()
     finally:
         tracemalloc.stop()
     per_member = kept / N
-    assert per_member < 350, per_member
-    assert sys.getsizeof(credentials[0]) <= 80  # GC header included
+    assert per_member < 280, per_member
+    assert sys.getsizeof(credentials[0]) <= 72  # GC header included
     for i, credential in enumerate(credentials):
         assert type(credential) is Credential
         assert credential.raw is raws[i]
@@ -121,9 +125,10 @@ def test_a_handed_over_credential_keeps_the_old_keys_date() -> None:
     founder = net.founder()
     old = Verifier(net.anchor).member_certificate(founder.credential)  # type: ignore[arg-type]
     handed = HandedOver(
-        b"k" * 32, b"w" * 32, "n", b"", b"r" * 16, old.terms, old.not_after, admitted_at=T0 + 5
+        b"k" * 32, b"w" * 32, b"", b"r" * 16, old.terms, old.not_after, name="n", admitted_at=T0 + 5
     )
     assert (handed.admitted_at, handed.not_after) == (T0 + 5, old.not_after)
+    assert handed.name == handed.renewed(old.not_after + 1).name == "n"
     assert handed.renewed(old.not_after + 1).admitted_at == T0 + 5
 
 
@@ -153,6 +158,7 @@ def test_dates_read_from_the_bytes_are_the_ones_they_were_made_with(admin: bool)
             ).raw
             assert (len(raw) > 255 + 69) is admin
             assert (not_before_of(raw), not_after_of(raw)) == (not_before, not_after)
+            assert name_of(raw) == "m"
     invite = net.invite(uses=1)
     enrollment = enroll(
         invite, node_key=SigningKey.generate().public, wg_key=founder.wg.public, name="j", now=T0
@@ -160,3 +166,26 @@ def test_dates_read_from_the_bytes_are_the_ones_they_were_made_with(admin: bool)
     for admitted_at in _WIDTHS:
         admission = make_admission(founder.key, enrollment=enrollment, admitted_at=admitted_at)
         assert admitted_at_of(admission.raw) == admitted_at
+
+
+@pytest.mark.parametrize("caps", [Cap.NONE, Cap.INVITE, ALL_CAPS])
+def test_a_name_read_from_the_bytes_is_the_one_it_was_made_with(caps: Cap) -> None:
+    """Every length of msgpack str a name may have (fixstr up to 31 bytes, str 8 beyond),
+    with UTF-8 of more than a byte a character, a member's certificate and an admin's."""
+    net = Net()
+    founder = net.founder()
+    for name in ["", "m", "a" * 31, "a" * 32, "é" * 16, "名" * 20, "z" * MAX_NAME]:
+        cert = make_certificate(
+            net.root,
+            network_id=net.anchor.network_id,
+            subject=founder.key.public,
+            role=Role.MEMBER if caps is Cap.NONE else Role.ADMIN,
+            serial=os.urandom(16),
+            not_before=T0,
+            not_after=T0 + DAY,
+            caps=caps,
+            name=name,
+            wg_key=founder.wg.public if caps is Cap.NONE else b"",
+        )
+        assert cert.name == name
+        assert name_of(cert.raw) == name
