@@ -129,16 +129,24 @@ class Renewals:
         credential: Credential,
         root_end: RootEnd | None = None,
         subjects: Sequence[bytes] = (),
+        own: int | None = None,
     ) -> int:
         """When ``credential`` ends, renewals included; with ``root_end``, each end (its own,
         each renewal's) capped at the end of the root it was signed under. ``subjects``: the
         keys whose renewals apply (the credential's own key, and those its membership was
-        handed over from); its node key alone by default."""
-        end = credential.not_after
+        handed over from); its node key alone by default. ``own``: the credential's own
+        ``not_after`` when the caller has read it (it is read from the credential's bytes)."""
+        end = credential.not_after if own is None else own
         if root_end is not None:
             end = min(end, root_end(credential.root))
+        by_subject = self._by_subject
+        if not by_subject:  # no renewal at all: nothing to look up
+            return end
         for subject in subjects or (credential.node_key,):
-            for kept in self._by_subject.get(subject, {}).values():
+            slots = by_subject.get(subject)
+            if not slots:
+                continue
+            for kept in slots.values():
                 until = kept.not_after
                 if root_end is not None:
                     until = min(until, root_end(kept.root))
@@ -178,10 +186,9 @@ class Renewals:
     ) -> Credential:
         """``credential`` with its end moved to the latest renewal that applies to it (capped
         at the roots' ends with ``root_end``; ``subjects`` as for :meth:`end`)."""
-        end = self.end(credential, root_end, subjects)
-        if end == credential.not_after:
-            return credential
-        return credential.renewed(end)
+        own = credential.not_after  # read from its bytes: once
+        end = self.end(credential, root_end, subjects, own)
+        return credential if end == own else credential.renewed(end)
 
 
 def _slot(renewal: Renewal) -> bytes:

@@ -58,15 +58,20 @@ class Standing(SponsorGraph):
             if excluded:
                 reason = reason or excluded
                 continue
-            if self.end(credential) < now:
-                keys = self.lineage(credential)
-                if self.renewals.end(credential, subjects=keys) >= now:
+            # Its end (self.end) worked out once, its own end read once from its bytes, and
+            # the credential extended to that end (self.extend) without working it out again.
+            keys = self.lineage(credential)
+            own = credential.not_after
+            end = self.renewals.end(credential, self.root_end, keys, own)
+            if end < now:
+                if self.renewals.end(credential, subjects=keys, own=own) >= now:
                     # Valid but for its root(s): rolled over, and the overlap has ended.
                     retired = retired or self.renewals.extend(credential, subjects=keys)
                 else:
                     expired = expired or self.renewals.extend(credential, subjects=keys)
                 continue
-            credential = self.extend(credential)
+            if end != own:
+                credential = credential.renewed(end)
             if announce_ttl is not None:
                 last = credential.admitted_at if last_seen is None else last_seen
                 if last + announce_ttl < now:
