@@ -143,6 +143,9 @@ class SponsorGraph:
             self._invite_uses[invite] = limit
             if uses is not None and limit < uses:
                 return touched | set(members) | self._recompute()
+        elif credential.sponsor is None and not self._sponsored.get(node):
+            # A certificate (at 0) of a member that countersigned nothing: spreading finds it alone.
+            return touched
         # What this credential makes a candidate can take uses of invites over their limit;
         # a member pushed out of one is only handled by recomputing.
         before: dict[bytes, frozenset[bytes]] = {}
