@@ -233,7 +233,9 @@ class Merger:
         if ann.node_key is not credential.node_key:
             _set_field(ann, "node_key", credential.node_key)
         if current is None:
-            t._set.add(rid, ann.raw)
+            # Not in the set (its callers looked), nor can it have joined since: a member's
+            # announcement is in the set only as its entry's.
+            t._set.add_new(rid, ann.raw)
         else:
             t._set.replace(record_id(current.raw), rid, ann.raw)
         entry.announcement = ann

@@ -65,6 +65,10 @@ class RecordSet:
             return
         self._put(rid, raw)
 
+    def add_new(self, rid: bytes, raw: bytes) -> None:
+        """Add ``rid``, known not to be in the set (not looked for again)."""
+        self._put(rid, raw)
+
     def _put(self, rid: bytes, raw: bytes) -> None:
         bucket = rid[0]
         self._ids[bucket] += rid
