@@ -115,12 +115,15 @@ class Merger:
     def _certificate(self, cert: Certificate, rid: bytes, now: int, change: Change) -> None:
         t = self._t
         credential = t.verifier.member_certificate(cert)
+        # Its dates from the certificate decoded, not read again from its bytes.
         t._not_future(cert.not_before, now, "certificate")
-        if t._standing.renewals.end(credential) < now:
+        if t._standing.renewals.end(credential, own=cert.not_after) < now:
             raise VerifyError("expired", "the member certificate has expired")
         for admin in cert.chain:
             t._issuing.setdefault(record_id(admin.raw), admin)
-        self._add_credential(credential, rid, Kind.CERTIFICATE, cert.raw, now, change)
+        self._add_credential(
+            credential, rid, Kind.CERTIFICATE, cert.raw, now, change, cert.not_before
+        )
 
     def _admission(self, admission: Admission, rid: bytes, now: int, change: Change) -> bool:
         t = self._t
@@ -189,12 +192,22 @@ class Merger:
         return False
 
     def _add_credential(
-        self, credential: Credential, rid: bytes, kind: Kind, raw: bytes, now: int, change: Change
+        self,
+        credential: Credential,
+        rid: bytes,
+        kind: Kind,
+        raw: bytes,
+        now: int,
+        change: Change,
+        admitted_at: int | None = None,
     ) -> None:
+        """Index and store a verified credential; ``admitted_at``: its date when the caller
+        has it decoded (else read from its bytes)."""
         t = self._t
         node = credential.node_key
         change.touched |= t._standing.add_credential(credential, rid)
-        t._silence.credential(node, credential.admitted_at, now, t.clock_skew)
+        at = credential.admitted_at if admitted_at is None else admitted_at
+        t._silence.credential(node, at, now, t.clock_skew)
         t._add(rid, kind, raw, None, change)
         t._judgements_changed(change)
         # Records that waited for this member can now be merged.
