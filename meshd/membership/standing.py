@@ -50,6 +50,10 @@ class Standing(SponsorGraph):
     ) -> tuple[MemberState, str, Credential]:
         """The member's state at ``now``, why, and the credential that decides it."""
         entries = self._held(node)
+        entry = self._entries.get(node)
+        # What standing() found, extended, for the judgements as they are (None: not judged
+        # since they changed): its end is the one worked out here, so it is not again.
+        held = entry.standing if entry is not None and entry.judged is self._judging else None
         reason = ""
         expired: Credential | None = None
         retired: Credential | None = None
@@ -58,20 +62,16 @@ class Standing(SponsorGraph):
             if excluded:
                 reason = reason or excluded
                 continue
-            # Its end (self.end) worked out once, its own end read once from its bytes, and
-            # the credential extended to that end (self.extend) without working it out again.
-            keys = self.lineage(credential)
-            own = credential.not_after
-            end = self.renewals.end(credential, self.root_end, keys, own)
+            end, extended = self._ended(credential, held)
             if end < now:
-                if self.renewals.end(credential, subjects=keys, own=own) >= now:
+                keys = self.lineage(credential)
+                if self.renewals.end(credential, subjects=keys) >= now:
                     # Valid but for its root(s): rolled over, and the overlap has ended.
                     retired = retired or self.renewals.extend(credential, subjects=keys)
                 else:
                     expired = expired or self.renewals.extend(credential, subjects=keys)
                 continue
-            if end != own:
-                credential = credential.renewed(end)
+            credential = extended
             if announce_ttl is not None:
                 last = credential.admitted_at if last_seen is None else last_seen
                 if last + announce_ttl < now:
@@ -98,6 +98,17 @@ class Standing(SponsorGraph):
 
     def extend(self, credential: Credential) -> Credential:
         return self.renewals.extend(credential, self.root_end, self.lineage(credential))
+
+    def _ended(self, credential: Credential, held: Credential | None) -> tuple[int, Credential]:
+        """The credential's :meth:`end` and the credential :meth:`extend` makes, worked out
+        once (its own end read once from its bytes); ``held``: what :meth:`standing` found and
+        extended, for the judgements as they are: when it is this credential, its end is
+        the one to work out."""
+        if held is not None and held.record_id == credential.record_id:
+            return held.not_after, held
+        own = credential.not_after
+        end = self.renewals.end(credential, self.root_end, self.lineage(credential), own)
+        return end, credential if end == own else credential.renewed(end)
 
     def lineage(self, credential: Credential) -> tuple[bytes, ...]:
         """The credential's node key, then the keys its membership was handed over from
