@@ -186,9 +186,12 @@ class MembershipTables:
 def not_newer(ann: Announcement, rid: bytes, current: Announcement | None) -> bool:
     """Whether ``ann`` (record id ``rid``) is no newer than the member's ``current`` one:
     the higher (seq, record id) wins."""
-    if current is None or current.seq < ann.seq:
+    if current is None:
         return False
-    return current.seq > ann.seq or record_id(current.raw) >= rid
+    seq, held = ann.seq, current.seq  # each read from its bytes: once
+    if held != seq:
+        return held > seq
+    return record_id(current.raw) >= rid
 
 
 def says_more(current: Announcement, newer: Announcement) -> bool:
