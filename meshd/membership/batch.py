@@ -89,25 +89,27 @@ def merge_announcements(
 ) -> None:
     """Merge a batch's announcements into ``state``, adding to ``merged``. ``checked``: their
     signatures were checked by the caller; ``emit=False``: no events (a store's load)."""
-    fresh: list[tuple[Announcement, RecordId]] = []
+    # Each with the member's announcement it was found newer than (None: none was held).
+    fresh: list[tuple[Announcement, RecordId, Announcement | None]] = []
     members = state._members
     for ann in announcements:
         rid = record_id(ann.raw)
         if rid in state._set:
             continue
         entry = members.get(ann.node_key)
-        if entry is not None and not_newer(ann, rid, entry.announcement):
+        current = None if entry is None else entry.announcement
+        if not_newer(ann, rid, current):
             merged.reasons.append("stale-announcement")
             continue
-        fresh.append((ann, rid))
+        fresh.append((ann, rid, current))
     if not checked:
-        results = check_announcement_signatures([ann for ann, _ in fresh])
+        results = check_announcement_signatures([ann for ann, _, _ in fresh])
         merged.reasons += [error.reason for error in results if error is not None]
         fresh = [item for item, error in zip(fresh, results, strict=True) if error is None]
     updated: dict[bytes, Credential] = {}
-    for ann, rid in fresh:
+    for ann, rid, current in fresh:
         try:
-            refreshed = merger.refresh(ann, rid, now, True)
+            refreshed = merger.refresh(ann, rid, now, True, newer_than=current)
             if refreshed is None:
                 outcome = state.ingest(ann, now, signature_checked=True, source=source)
                 merged.new += outcome.new

@@ -46,6 +46,9 @@ _Merge = Callable[[Any, bytes, int, Change], bool]
 # does (inline on the hot path: a call of its own would cost more than the set).
 _set_field = object.__setattr__
 
+# Merger.refresh's ``newer_than`` when the caller compared nothing.
+_UNCOMPARED = object()
+
 
 def _never_parked(merge: Callable[[Any, bytes, int, Change], None]) -> _Merge:
     """A merge that never parks its record, as a merge that says so."""
@@ -216,14 +219,21 @@ class Merger:
     # --- announcements and key rotations -----------------------------------------------
 
     def refresh(
-        self, ann: Announcement, rid: bytes, now: int, signature_checked: bool
+        self,
+        ann: Announcement,
+        rid: bytes,
+        now: int,
+        signature_checked: bool,
+        newer_than: object = _UNCOMPARED,
     ) -> tuple[Credential, bool] | None:
         """The common case on the hot path: an announcement without prefixes from an admitted
         member, its first or a newer one.
 
         Same rules as the general path, fewer steps. Returns None when it does not apply
         (the caller takes the general path); else, merged, the member's credential and whether
-        the announcement says anything new (endpoints, addresses, prefixes).
+        the announcement says anything new (endpoints, addresses, prefixes). ``newer_than``:
+        the member's announcement the caller found ``ann`` newer than (None: it held none),
+        not compared again (sequence numbers read from both) while it is still the member's.
         """
         t = self._t
         node = ann.node_key
@@ -231,7 +241,7 @@ class Merger:
         if ann.prefixes or entry is None or entry.state is not MemberState.ADMITTED:
             return None
         current = entry.announcement
-        if not_newer(ann, rid, current):
+        if current is not newer_than and not_newer(ann, rid, current):
             return None
         if ann.network_id != t.anchor.network_id:
             return None  # the general path says why
