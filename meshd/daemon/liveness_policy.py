@@ -40,20 +40,36 @@ def heard(
     ``now``) for members with a handshake within ``fresh`` seconds (``handshakes``: Unix time of
     the latest handshake by WireGuard public key, as the device reports it). Revoked members
     and this node are left out."""
-    standing: dict[bytes, Member] = {
-        m.node_key: m for m in members if m.state is not MemberState.REVOKED
-    }
-    standing.pop(own_key, None)
-    holders: dict[bytes, list[bytes]] = {}
-    for member in standing.values():
-        holders.setdefault(member.wg_key, []).append(member.node_key)
+    # Only what the handshakes and connections name is looked for among the members: no
+    # table of every member a call (~150 bytes a member while it ran, at every pass).
+    recent = {wg: at for wg, at in handshakes.items() if at and now - at <= fresh}
+    connected = list(connected)
+    wanted = set(connected)
     out: dict[bytes, int] = {}
-    for wg_key, at in handshakes.items():
-        owners = holders.get(wg_key, [])
-        if len(owners) != 1 or not at or now - at > fresh:
+    if not recent and not wanted:
+        return out
+    owner: dict[bytes, bytes] = {}  # b"": claimed by more than one member
+    found: set[bytes] = set()
+    for member in members:
+        if member.state is MemberState.REVOKED:
             continue
-        out[owners[0]] = min(now, int(at))
+        node = member.node_key
+        if node == own_key:
+            continue
+        if node in wanted:
+            found.add(node)
+        wg_key = member.wg_key
+        if wg_key in recent:
+            held = owner.get(wg_key)
+            if held is None:
+                owner[wg_key] = node
+            elif held != node:
+                owner[wg_key] = b""
+    for shaken, at in recent.items():
+        holder = owner.get(shaken, b"")
+        if holder:
+            out[holder] = min(now, int(at))
     for key in connected:
-        if key in standing:
+        if key in found:
             out[key] = now
     return out
