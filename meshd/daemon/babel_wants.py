@@ -182,7 +182,9 @@ class Wants:
         whose direct path works (no Babel route is direct for them)."""
         of_prefix, at = members.member_of_overlay, members.peers
         node_of = members.origins.nodes
-        direct: set[IPNetwork] = set(covered)
+        # Direct: ``covered`` (not copied: every member, in a mesh of working direct paths)
+        # and the /128s a direct Babel route says so of.
+        direct: set[IPNetwork] = set()
         routed: set[IPNetwork] = set()
         for view in routes:
             hop = view.neighbour
@@ -208,14 +210,24 @@ class Wants:
         wanted = [
             prefix
             for prefix, member in of_prefix.items()
-            if prefix not in direct and (id(member) in odd) is not new_ok
+            if prefix not in direct and prefix not in covered and (id(member) in odd) is not new_ok
         ]
+
+        def kept(prefix: IPNetwork) -> bool:
+            """Whether ``prefix`` is in ``wanted`` (asked of it: no set of them made)."""
+            member = of_prefix.get(prefix)
+            return (
+                member is not None
+                and prefix not in direct
+                and prefix not in covered
+                and (id(member) in odd) is not new_ok
+            )
+
         up = set(two_way)
         relays = [(relay, at.get(relay)) for relay in sorted(self.relays & up)]  # type: ignore[arg-type]
-        keep = set(wanted)
-        self.asked = {k: t for k, t in self.asked.items() if k[1] in keep and k[0] in up}
+        self.asked = {k: t for k, t in self.asked.items() if k[0] in up and kept(k[1])}
         unrouted = self.unrouted = {
-            p: level for p, level in self.unrouted.items() if p in keep and p not in routed
+            p: level for p, level in self.unrouted.items() if p not in routed and kept(p)
         }
         self.active = any(prefix not in unrouted for prefix in wanted)
         plan: dict[IPAddress, list[IPNetwork]] = {}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
+import tracemalloc
 from ipaddress import IPv6Address, IPv6Network
 
 from meshd.babel.neighbours import IPAddress
@@ -237,3 +239,26 @@ def test_a_member_that_announces_anew_is_asked_for_at_once() -> None:
     assert HOST[B] not in w.unrouted
     w.renewed([HOST[C]])  # not backed off: nothing changes
     assert w.plan(last + 3.0, VIEW, routes, HOST) == {}
+
+
+def test_a_round_at_2000_members_makes_no_set_of_the_wanted() -> None:
+    """A round's peak: its list of the wanted /128s (8 bytes each) and little more, not a
+    set of them beside it nor a copy of ``covered`` (~52 bytes a member each, at 10,000)."""
+    n = 2_000
+    hosts = {
+        IPv6Address(0xFE80 << 112 | i + 1): IPv6Network((0xFD00 << 112 | i + 1, 128))
+        for i in range(n)
+    }
+    view = members_of({p: a for a, p in hosts.items()}, {a: a.packed for a in hosts})
+    covered = set(list(hosts.values())[: n // 2])
+    w = Wants("wg0", hold=0.0, period=16.0, rediscover=64.0)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        plan = w.plan(5.0, view, [], [], covered)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert plan == {}
+    assert w.active
+    assert peak / n < 24, peak / n
