@@ -24,6 +24,7 @@ from meshd.membership.standing import Standing
 from meshd.membership.views import Member, MemberState, Stored, view
 from meshd.membership.wgkeys import WgKeys
 from meshd.records import U64, Announcement, Certificate, Kind, record_id
+from meshd.records.body import said_of
 from meshd.trust.chain import Anchor, Verifier
 from meshd.trust.credential import Credential
 
@@ -195,7 +196,11 @@ def not_newer(ann: Announcement, rid: bytes, current: Announcement | None) -> bo
 
 
 def says_more(current: Announcement, newer: Announcement) -> bool:
-    """Whether ``newer`` tells others anything ``current`` did not (beyond being newer)."""
+    """Whether ``newer`` tells others anything ``current`` did not (beyond being newer).
+    Most say the same (a refresh): their bytes after the date are compared first, without
+    decoding their addresses."""
+    if current.raw and newer.raw and said_of(current.raw) == said_of(newer.raw):
+        return False
     return (
         newer.endpoints != current.endpoints
         or newer.addrs != current.addrs

@@ -97,6 +97,17 @@ def issued_at_of(raw: bytes) -> int:
     return _second_uint(raw, _items_start(raw) + _KEYED_UINT_OFFSET)
 
 
+def said_of(raw: bytes) -> bytes:
+    """What an announcement says beyond its seq and date, as its bytes: its body's items
+    after ``issued_at`` (endpoints, addrs, prefixes, and ``relays`` if written). Two
+    announcements whose said bytes are equal say the same (their items decode alike)."""
+    pos = _items_start(raw) + _KEYED_UINT_OFFSET
+    for _ in range(2):  # seq, issued_at
+        head = raw[pos]
+        pos += 1 if head < 0x80 else 1 + _UINT[head][1]
+    return raw[pos : len(raw) - 2 - SIG_LEN]
+
+
 def admitted_at_of(raw: bytes) -> int:
     """An admission's ``admitted_at`` (its body's item 4: after its network id and its
     sponsor's key, where an announcement's sequence number lies)."""
