@@ -20,7 +20,8 @@ connected the ordinary policy (:class:`~meshd.daemon.connect_policy.ConnectionPo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import heapq
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -77,32 +78,72 @@ class Rejoin:
         skip: Iterable[bytes] = (),
     ) -> list[tuple[bytes, tuple[str, ...]]]:
         """The (member key, addresses) to dial now; ``skip``: keys being dialled already
-        (they count against ``limit``)."""
+        (they count against ``limit``).
+
+        The least tried first, then by key; a member's announced addresses, then its
+        bootstrap ones. Addresses are read (from an announcement's bytes) only for the
+        members chosen: the ``budget`` least tried due, again twice as many while some
+        chosen have none; nothing is kept of the others (keys are unique in ``members``)."""
         skipped = set(skip)
-        addrs: dict[bytes, list[str]] = {}
-        revoked: set[bytes] = set()
-        for member in members:
-            if member.state is MemberState.REVOKED:
-                revoked.add(member.node_key)
-                continue
-            announcement = member.announcement
-            announced = () if announcement is None else announcement.addrs  # from its bytes
-            if announced:
-                addrs[member.node_key] = list(announced)
-        for key, extra in self.bootstrap.items():
-            known = addrs.setdefault(key, [])
-            known.extend(a for a in extra if a not in known)
-        due: list[tuple[int, bytes, tuple[str, ...]]] = []
-        for key, found in addrs.items():
-            if key == own_key or key in revoked or key in skipped or not found:
-                continue
-            failures = self._failures.get(key)
-            if failures is not None and now < failures.next_try:
-                continue
-            due.append((failures.count if failures else 0, key, tuple(found)))
-        due.sort(key=lambda d: (d[0], d[1]))  # the least tried first
         budget = max(0, self.limit - len(skipped))  # dials in flight count against it
-        return [(key, found) for _, key, found in due[:budget]]
+        chosen: list[tuple[bytes, tuple[str, ...]]] = []
+        read, wanted = 0, budget
+        while len(chosen) < budget:
+            picked = heapq.nsmallest(wanted, self._due(now, members, own_key, skipped))
+            for _, key, index in picked[read:]:  # the first ``read`` were read already
+                found = self._addrs(key, None if index < 0 else members[index])
+                if found:
+                    chosen.append((key, found))
+                    if len(chosen) == budget:
+                        break
+            if len(picked) < wanted:
+                break  # every one due was read
+            read, wanted = wanted, wanted * 2
+        return chosen
+
+    def _due(
+        self, now: float, members: Sequence[Member], own_key: bytes, skipped: set[bytes]
+    ) -> Iterator[tuple[int, bytes, int]]:
+        """(failures, key, index in ``members``, -1 for a bootstrap key no member has) of
+        every target due now that may have addresses, its addresses unread."""
+        failures = self._failures
+        bootstrap = self.bootstrap
+        members_booted: set[bytes] = set()  # bootstrap keys of members (revoked ones too)
+        for index, member in enumerate(members):
+            key = member.node_key
+            if key in bootstrap:
+                members_booted.add(key)
+            elif member.announcement is None:
+                continue  # no address to dial
+            if member.state is MemberState.REVOKED or key == own_key or key in skipped:
+                continue
+            failed = failures.get(key)
+            if failed is None:
+                yield 0, key, index
+            elif now >= failed.next_try:
+                yield failed.count, key, index
+        for booted in bootstrap:
+            if booted in members_booted or booted == own_key or booted in skipped:
+                continue
+            failed = failures.get(booted)
+            if failed is None:
+                yield 0, booted, -1
+            elif now >= failed.next_try:
+                yield failed.count, booted, -1
+
+    def _addrs(self, key: bytes, member: Member | None) -> tuple[str, ...]:
+        """What ``key`` is dialled at: its announced addresses (read from the bytes), then
+        its bootstrap ones not among them."""
+        announcement = None if member is None else member.announcement
+        announced = () if announcement is None else announcement.addrs
+        extra = self.bootstrap.get(key)
+        if not extra:
+            return tuple(announced)
+        found = list(announced)
+        for addr in extra:
+            if addr not in found:
+                found.append(addr)
+        return tuple(found)
 
     def failed(self, key: bytes, now: float, jitter: float) -> float:
         """A dial of ``key`` failed: the delay before the next one."""
