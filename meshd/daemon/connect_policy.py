@@ -16,6 +16,7 @@ and on every connection pass, and does what it answers:
 from __future__ import annotations
 
 import enum
+import heapq
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -117,22 +118,53 @@ class ConnectionPolicy:
         connected: set[str],
         now: float,
     ) -> list[tuple[bytes, tuple[str, ...]]]:
-        candidates = []
-        for member in members:
+        """``wanted`` members to dial: a uniform random sample, in random order, of those
+        that can be dialled now (``random.sample`` of them), their addresses read (from an
+        announcement's bytes) only for a few dozen members a pass, not every one.
+
+        The first ``wanted`` that can be dialled are kept; from the next one on, each
+        candidate draws a random priority (the kept ones too) and the ``wanted`` lowest are
+        kept: a member's peer id, addresses and backoff are looked at only when its
+        priority would be kept. When no more than ``wanted`` can be dialled, they are
+        sampled as before (the same draws)."""
+        if wanted < 1:
+            return []
+        first: list[tuple[bytes, tuple[str, ...]]] = []
+        kept: list[tuple[float, int, bytes, tuple[str, ...]]] = []  # a heap: -priority, ...
+        draw = self.random.random
+        for index, member in enumerate(members):
             key = member.node_key
-            if key == own_key or member.state is not MemberState.ADMITTED:
-                continue
             announcement = member.announcement
-            addrs = () if announcement is None else announcement.addrs  # read from its bytes
-            if not addrs:
+            if (
+                announcement is None
+                or member.state is not MemberState.ADMITTED
+                or key == own_key
+                or key in self._dialling
+            ):
                 continue
-            if key in self._dialling or self.peer_id(key) in connected:
+            priority = -draw() if kept else 0.0
+            if kept and priority <= kept[0][0]:
+                continue  # it could not be kept, whatever it is
+            if self.peer_id(key) in connected:
                 continue
+            addrs = announcement.addrs  # read from its bytes
             # Due again after its backoff, or at once when its addresses changed.
-            if not self.backoff.due(key, addrs, now):
+            if not addrs or not self.backoff.due(key, addrs, now):
                 continue
-            candidates.append((key, addrs))
-        return self.random.sample(candidates, min(wanted, len(candidates)))
+            if kept:
+                heapq.heapreplace(kept, (priority, index, key, addrs))
+            elif len(first) < wanted:
+                first.append((key, addrs))
+            else:  # one more than wanted: priorities from here on
+                kept = [(-draw(), i, k, a) for i, (k, a) in enumerate(first)]
+                heapq.heapify(kept)
+                priority = -draw()
+                if priority > kept[0][0]:
+                    heapq.heapreplace(kept, (priority, len(first), key, addrs))
+        if not kept:
+            return self.random.sample(first, min(wanted, len(first)))
+        kept.sort(reverse=True)  # the lowest priority first
+        return [(key, addrs) for _, _, key, addrs in kept]
 
     def dialled(self, key: bytes, addrs: tuple[str, ...], ok: bool, now: float) -> float:
         """A dial ended; the delay before the next one (0 when it connected)."""

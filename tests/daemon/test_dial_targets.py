@@ -1,21 +1,28 @@
 """Whom a pass dials, without reading every member's addresses each pass.
 
 An announcement's libp2p addresses are read from its bytes (a msgpack decode) when asked.
-A node with no member connected asks :class:`Rejoin` every second: at 10,000 members,
-reading everyone's addresses made ~380 bytes a member of transient heap and a body decode
-each, every pass. It reads the addresses of the few members it chooses, and the answer is
-the one of before (the old algorithm is the oracle here).
+A node with no member connected asks :class:`Rejoin` every second, and a node short of its
+``degree`` asks :class:`ConnectionPolicy`: at 10,000 members, reading everyone's addresses
+made ~380 bytes a member of transient heap and a body decode each, every pass. Both read the
+addresses of the few members they choose, and the answer is the one of before: ``Rejoin``'s
+the same (the old algorithm is the oracle here), the policy's sample as uniform.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import itertools
+import random
 from collections.abc import Iterable, Sequence
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from meshd.daemon.connect_policy import ConnectionPolicy, Peer, Standing
 from meshd.daemon.rejoin_policy import Rejoin
+from meshd.gossip.backoff import DialBackoff
+from meshd.gossip.enroll import GracePolicy
 from meshd.membership import Member, MemberState
 from meshd.trust.keys import NodeKey
 from tests.daemon.test_policies import OWN, _member
@@ -136,3 +143,56 @@ def test_a_pass_of_rejoin_reads_the_addresses_of_the_members_it_dials_only() -> 
     second = rejoin.targets(0.5, members, OWN, skip=[members[-1].node_key])
     assert [k for k, _ in second] == [m.node_key for m in members[16:31]]  # 15: one in flight
     assert _Counted.reads == 15
+
+
+def _dialler(degree: int, seed: int = 1) -> ConnectionPolicy:
+    return ConnectionPolicy(
+        GracePolicy(connect=10.0, enroll=30.0, attempts=3, cooldown=300.0),
+        DialBackoff(cap=60.0),
+        degree,
+        lambda key: f"peer{key[-1]}",
+        random.Random(seed),
+    )
+
+
+def test_a_pass_short_of_its_degree_reads_the_addresses_of_a_few_members_only() -> None:
+    members = _many(2000, MemberState.ADMITTED)
+    connected = [Peer("peer1", Standing.MEMBER, members[0].node_key)]
+    reads = []
+    for seed in range(20):
+        _Counted.reads = 0
+        dial = _dialler(7, seed).sweep(0.0, connected, members, OWN).dial
+        assert len(dial) == 6
+        assert members[0].node_key not in {k for k, _ in dial}
+        reads.append(_Counted.reads)
+    # Expected about 6 + 6 ln(2000 / 6): 41; the old pass read all 2,000.
+    assert max(reads) < 120, reads
+
+
+def test_whom_a_pass_short_of_its_degree_dials_is_uniform_over_those_it_can_dial() -> None:
+    members = [_member(i) for i in range(1, 13)]
+    members[2] = _member(3, addrs=False)  # nothing to dial
+    members[3] = _member(4, state=MemberState.EXPIRED)
+    connected = [Peer("peer1", Standing.MEMBER, members[0].node_key)]
+    dialable = {m.node_key for m in members} - {members[i].node_key for i in (0, 2, 3)}
+    backed_off = members[4].node_key  # failed a moment ago
+    dialable.discard(backed_off)
+    policy = _dialler(4)
+    pairs: collections.Counter[tuple[bytes, ...]] = collections.Counter()
+    firsts: collections.Counter[bytes] = collections.Counter()
+    runs = 6000
+    for run in range(runs):
+        policy.backoff.failed(backed_off, members[4].announcement.addrs, float(run), 1.0)  # type: ignore[union-attr]
+        dial = policy.sweep(float(run), connected, members, OWN).dial
+        keys = [key for key, _ in dial]
+        assert len(keys) == 3
+        assert set(keys) <= dialable
+        pairs.update(itertools.combinations(sorted(keys), 2))
+        firsts[keys[0]] += 1
+        for key, addrs in dial:
+            policy.dialled(key, addrs, True, float(run))
+    assert set(firsts) == dialable  # 8 of them: each first 750 times, and in each pair
+    assert all(abs(n - runs / 8) < 120 for n in firsts.values()), firsts
+    expected = runs * 3 * 2 / (8 * 7)  # 3 pairs a run, over the 28 pairs
+    assert len(pairs) == 28
+    assert all(abs(n - expected) < 110 for n in pairs.values()), pairs
