@@ -124,7 +124,7 @@ class ConnectionPolicy:
 
         The first ``wanted`` that can be dialled are kept; from the next one on, each
         candidate draws a random priority (the kept ones too) and the ``wanted`` lowest are
-        kept: a member's peer id, addresses and backoff are looked at only when its
+        kept: a member's addresses, backoff and peer id are looked at only when its
         priority would be kept. When no more than ``wanted`` can be dialled, they are
         sampled as before (the same draws)."""
         if wanted < 1:
@@ -145,11 +145,13 @@ class ConnectionPolicy:
             priority = -draw() if kept else 0.0
             if kept and priority <= kept[0][0]:
                 continue  # it could not be kept, whatever it is
-            if self.peer_id(key) in connected:
-                continue
             addrs = announcement.addrs  # read from its bytes
-            # Due again after its backoff, or at once when its addresses changed.
+            # Due again after its backoff, or at once when its addresses changed (a
+            # connected member has no backoff: the sweep forgot it). Its peer id, dearer
+            # to make than its addresses to read, last.
             if not addrs or not self.backoff.due(key, addrs, now):
+                continue
+            if self.peer_id(key) in connected:
                 continue
             if kept:
                 heapq.heapreplace(kept, (priority, index, key, addrs))
