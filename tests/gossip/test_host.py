@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
 import time
+import tracemalloc
 
 import pytest
 import trio
@@ -531,3 +533,25 @@ def test_dial_backoff_doubles_is_capped_and_restarts_when_the_addresses_change()
     assert backoff.failed(peer, moved, 1.0, 1.0) == 2.0
     backoff.forget(peer)
     assert len(backoff) == 0
+
+
+def test_dial_backoff_keeps_no_addresses_of_the_peers_that_failed() -> None:
+    """A node that tried every member (isolated, or members nobody can dial) keeps each
+    one's failures and next try, not its decoded addresses: under 170 bytes a peer at
+    1,000, where the addresses' tuple and strings took ~280."""
+    backoff = DialBackoff(cap=60.0)
+    peers = [i.to_bytes(4, "big") * 8 for i in range(1_000)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for i, peer in enumerate(peers):
+            # Decoded afresh for each call, as an announcement's addresses are.
+            addrs = (f"/ip4/198.18.{i >> 8}.{i & 255}/tcp/7100",)
+            backoff.failed(peer, addrs, 0.0, 1.0)
+        kept, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(backoff) == len(peers)
+    assert kept / len(peers) < 170, kept / len(peers)
+    assert not backoff.due(peers[7], ("/ip4/198.18.0.7/tcp/7100",), 1.0)
+    assert backoff.due(peers[7], ("/ip4/198.18.0.8/tcp/7100",), 1.0)
