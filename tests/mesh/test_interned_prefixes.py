@@ -27,6 +27,7 @@ from meshd.addressing import (
     host_prefix,
     host_prefix_of,
     interned,
+    ipv6_text,
     sweep,
 )
 from meshd.babel.prefix import AE_IPV6, to_network
@@ -348,3 +349,29 @@ def test_interned_host_prefixes_with_their_table_take_under_110_bytes() -> None:
     list_size = 8 * len(values) * 9 // 8
     assert (after - before - list_size) / len(values) < 110
     assert all(host_prefix_of(v) is p for p, v in zip(made, values, strict=True))
+
+
+def _with_zero_hextets(value: int, zeros: int) -> int:
+    for i in range(8):
+        if zeros >> i & 1:
+            value &= ~(0xFFFF << 16 * i)
+    return value
+
+
+SPECIAL = [0, 1, 0xFFFF << 32 | 0x0102_0304, 1 << 112, 0x0001_0000_0000_0001_0000_0000_0000_0001]
+
+
+@settings(max_examples=2_000, deadline=None)
+@given(
+    st.one_of(
+        st.sampled_from(SPECIAL),
+        st.builds(_with_zero_hextets, st.integers(0, 2**128 - 1), st.integers(0, 255)),
+    )
+)
+def test_an_address_is_written_as_the_standard_library_writes_it(value: int) -> None:
+    """Runs of zero hextets (the first longest one as ``::``, a lone one kept), IPv4-mapped
+    and compatible addresses, the unspecified and the loopback address."""
+    assert ipv6_text(value) == str(ipaddress.IPv6Address(value))
+    prefix = host_prefix_of(value)
+    assert str(prefix) == str(ipaddress.IPv6Network((value, 128)))
+    assert repr(prefix) == repr(ipaddress.IPv6Network((value, 128)))
