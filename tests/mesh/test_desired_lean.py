@@ -162,3 +162,32 @@ def test_which_members_babel_routes_directly_is_found_without_a_network_a_member
     assert routed_directly(peers, extra) == {m.wg_key for m in members[::2]}
     assert routed_directly(peers, ExtraPrefixes(extra)) == {m.wg_key for m in members[::2]}
     assert made == []
+
+
+def test_a_round_parses_no_endpoint_a_member_announced_alone_and_was_given_last_round(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each member's one announced endpoint, the very string chosen last round, is not
+    parsed again (~9 us a member a round); the peers are the same as a round without the
+    last one's, and an endpoint announced anew is chosen afresh."""
+    from meshd.mesh import desired as module
+
+    members = [member(i) for i in range(200)]
+    first = desired_peers(members, own_node_key=ME, own_wg_key=MY_WG)
+    chosen = 0
+    real = module.choose_endpoint
+
+    def counted(announced: Any, underlay: Any) -> str | None:
+        nonlocal chosen
+        chosen += 1
+        return real(announced, underlay)
+
+    monkeypatch.setattr(module, "choose_endpoint", counted)
+    again = desired_peers(members, own_node_key=ME, own_wg_key=MY_WG, previous=first.peers)
+    assert chosen == 0
+    assert again.peers == first.peers
+    assert all(a is b for a, b in zip(again.peers.values(), first.peers.values(), strict=True))
+    moved = [*members[:-1], member(199, endpoints=("192.0.2.99:51820",))]
+    third = desired_peers(moved, own_node_key=ME, own_wg_key=MY_WG, previous=again.peers)
+    assert chosen == 1
+    assert third.peers[moved[-1].wg_key].endpoint == "192.0.2.99:51820"
