@@ -23,6 +23,7 @@ start-up figure). Every process is stopped by PID and every namespace deleted at
     .venv/bin/python -m benchmarks.memory --sizes 1000 --uapi 0 --trace   # where it goes
     .venv/bin/python -m benchmarks.memory --sizes 10000 --uapi 0 --allocators   # and beyond
     .venv/bin/python -m benchmarks.memory --reference /tmp/ref   # beside another commit
+    .venv/bin/python -m benchmarks.memory --repeat 3 --reference /tmp/ref   # median of 3 runs
 
 (d) ``--trace``: the daemons run with tracemalloc on (8 frames; RSS figures then include
     tracemalloc's own overhead, so they are not comparable with a run without it). After
@@ -615,6 +616,16 @@ def heap_per_member(idle: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]
 # --- main ---------------------------------------------------------------------------------------
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of one size's runs (``--repeat``), the one of median RSS (the lower of the two middle
+    ones), with every run's RSS beside it: the idle daemon's RSS moves ~0.3 MiB from run to
+    run, ~0.3 KiB a member at 1,000."""
+    chosen = dict(sorted(runs, key=lambda row: row["rss_mib"])[(len(runs) - 1) // 2])
+    if len(runs) > 1:
+        chosen["rss_runs_mib"] = [row["rss_mib"] for row in runs]
+    return chosen
+
+
 def per_member(sizes: list[dict[str, Any]]) -> None:
     """Each size's RSS over the idle daemon's (the first row), per member beyond the first."""
     idle = sizes[0]["rss_mib"]
@@ -656,6 +667,12 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="s until meshd is up")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="daemons run at each size and tree, alternated; the run of median RSS is kept",
+    )
+    parser.add_argument(
         "--trace", action="store_true", help="tracemalloc in the daemons: the heap per member"
     )
     parser.add_argument(
@@ -694,6 +711,7 @@ def main() -> int:
         "backend": backend,
         "commit": commit_of(ROOT),
         "settle_s": args.settle,
+        "repeat": args.repeat,
         "joined": args.joined,
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "targets": TARGETS,
@@ -702,23 +720,29 @@ def main() -> int:
     print(json.dumps(results["baselines"]))
     trees = [ROOT] if args.reference is None else [ROOT, args.reference.resolve()]
     rows: dict[Path, list[dict[str, Any]]] = {root: [] for root in trees}
+    if args.repeat < 1:
+        parser.error("--repeat is at least 1")
     for members in [1, *args.sizes]:
+        runs: dict[Path, list[dict[str, Any]]] = {root: [] for root in trees}
+        for _ in range(args.repeat):
+            for root in trees:
+                row = measure_size(
+                    root,
+                    members,
+                    backend,
+                    args.settle,
+                    tag,
+                    args.timeout,
+                    args.trace,
+                    args.trim,
+                    args.joined,
+                    args.allocators,
+                )
+                runs[root].append(row)
+                shown = {k: v for k, v in row.items() if k != "heap"}
+                print(json.dumps({"tree": str(root), **shown}))
         for root in trees:
-            row = measure_size(
-                root,
-                members,
-                backend,
-                args.settle,
-                tag,
-                args.timeout,
-                args.trace,
-                args.trim,
-                args.joined,
-                args.allocators,
-            )
-            rows[root].append(row)
-            shown = {k: v for k, v in row.items() if k != "heap"}
-            print(json.dumps({"tree": str(root), **shown}))
+            rows[root].append(median_run(runs[root]))
     for sizes in rows.values():
         per_member(sizes)
     sizes = rows[ROOT]
