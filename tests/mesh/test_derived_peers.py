@@ -64,17 +64,28 @@ def every_kind() -> tuple[list[Member], dict[WgKey, tuple[IPNetwork, ...]]]:
     return members, extra
 
 
-def start_round(
-    members: list[Member], extra: dict[WgKey, tuple[IPNetwork, ...]], held: set[WgKey]
+def round_peers(
+    members: list[Member],
+    extra: dict[WgKey, tuple[IPNetwork, ...]],
+    held: set[WgKey],
+    previous: Mapping[WgKey, PeerConfig] | None = None,
 ) -> DesiredMesh:
-    desired = desired_peers(
+    """The desired peers of one round on the LAN, as meshd.daemon.wireguard asks for them."""
+    return desired_peers(
         members,
         own_node_key=ME,
         own_wg_key=MY_WG,
         underlay=LAN,
         extra_prefixes=extra,
         held=held,
+        previous=previous,
     )
+
+
+def start_round(
+    members: list[Member], extra: dict[WgKey, tuple[IPNetwork, ...]], held: set[WgKey]
+) -> DesiredMesh:
+    desired = round_peers(members, extra, held)
     kept: dict[bytes, Path] = {
         members[3].wg_key: ("203.0.113.9:4500", 25, None)
     }  # an endpoint kept from before
@@ -224,14 +235,7 @@ def test_a_peer_its_path_moved_is_the_last_rounds_object_while_nothing_changes()
     def next_round() -> PeerConfig:
         """A reconcile round's peers (as meshd.daemon.wireguard makes them); the moved one."""
         nonlocal previous
-        desired = desired_peers(
-            members,
-            own_node_key=ME,
-            own_wg_key=MY_WG,
-            underlay=LAN,
-            extra_prefixes=extra,
-            previous=previous,
-        )
+        desired = round_peers(members, extra, set(), previous)
         previous = with_paths(desired, paths, DeviceState(), 0.0, previous).peers
         return previous[moved]
 
