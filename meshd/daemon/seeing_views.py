@@ -41,10 +41,11 @@ def add_paths(
     node key: ``trying``, ``direct``, ``relay`` or ``none``)."""
     members = state.members()
     names: dict[bytes, str] = {m.wg_key: _label(m) for m in members if m.node_key != state.key}
+    owners = seeing.Owners(device.values())  # once for every member's path
     for member, row in zip(members, rows, strict=True):
         if member.node_key == state.key:
             continue
-        path = seeing.path_of(member.wg_key, member.overlay, device, now)
+        path = seeing.path_of(member.wg_key, member.overlay, device, now, owners)
         row["path"] = path.kind
         if path.endpoint is not None:
             row["path_endpoint"] = path.endpoint
@@ -71,8 +72,9 @@ def netcheck_view(
         m for m in state.members() if m.node_key != state.key and m.state is MemberState.ADMITTED
     ]
     reach = []
+    owners = seeing.Owners(device.values())
     for member in others:
-        path = seeing.path_of(member.wg_key, member.overlay, device, now)
+        path = seeing.path_of(member.wg_key, member.overlay, device, now, owners)
         peer = device.get(member.wg_key)
         if path.kind == "direct" and peer is not None and peer.last_handshake:
             reach.append(

@@ -34,6 +34,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from meshd.addressing import HostPrefix, host_int
 from meshd.wg.model import IPAddress, PeerStatus, format_endpoint, parse_endpoint
 
 #: Seconds a handshake counts as fresh: WireGuard rejects a session older than 180 s
@@ -63,27 +64,73 @@ def fresh(last_handshake: float | None, now: float) -> bool:
     return -SKEW <= now - last_handshake < FRESH
 
 
+class Owners:
+    """Which peer WireGuard sends an address to (:meth:`owner`): every allowed-ip of the
+    device's ``peers``, in one table per address family and prefix length, by network.
+    Made once for a view of every member: a look-up is one probe per prefix length held
+    (two for most devices: the /128s and Babel's prefixes), where going over every peer's
+    allowed-ips for each member made ``meshd peers`` quadratic (~9 ms a member at 10,000
+    peers: ~90 s; docs/nat.md)."""
+
+    __slots__ = ("_tables",)
+
+    def __init__(self, peers: Iterable[PeerStatus]) -> None:
+        tables: dict[tuple[int, int], dict[int, bytes]] = {}
+        for peer in peers:
+            key = peer.public_key
+            for network in peer.config.allowed_ips:
+                table = tables.get((network.version, network.prefixlen))
+                if table is None:
+                    table = tables[network.version, network.prefixlen] = {}
+                # The first peer that holds a prefix keeps it (as a pass over them did).
+                value = (
+                    host_int(network)  # an interned /128: its int, no address made
+                    if isinstance(network, HostPrefix)
+                    else int(network.network_address)
+                )
+                table.setdefault(value, key)
+        # Longest first, each with the mask of its length.
+        self._tables = [
+            (version, _mask(version, length), tables[version, length])
+            for version, length in sorted(tables, key=lambda vl: -vl[1])
+        ]
+
+    def owner(self, address: IPAddress) -> bytes | None:
+        """The key of the peer whose longest allowed-ip holds ``address`` (WireGuard's own
+        rule), None if no peer's does."""
+        version, value = address.version, int(address)
+        for family, mask, table in self._tables:
+            if family == version:
+                found = table.get(value & mask)
+                if found is not None:
+                    return found
+        return None
+
+
+def _mask(version: int, length: int) -> int:
+    bits = 32 if version == 4 else 128
+    return ((1 << length) - 1) << (bits - length)
+
+
 def owner_of(address: IPAddress, peers: Iterable[PeerStatus]) -> bytes | None:
-    """The key of the peer WireGuard sends ``address`` to: the longest allowed-ip holding
-    it (WireGuard's own rule), None if no peer's does."""
-    best: tuple[int, bytes] | None = None
-    for peer in peers:
-        for network in peer.config.allowed_ips:
-            if (
-                network.version == address.version
-                and address in network
-                and (best is None or network.prefixlen > best[0])
-            ):
-                best = (network.prefixlen, peer.public_key)
-    return best[1] if best is not None else None
+    """The key of the peer WireGuard sends ``address`` to (:class:`Owners`, for one
+    address)."""
+    return Owners(peers).owner(address)
 
 
 def path_of(
-    wg_key: bytes, overlay: IPAddress, device: Mapping[bytes, PeerStatus], now: float
+    wg_key: bytes,
+    overlay: IPAddress,
+    device: Mapping[bytes, PeerStatus],
+    now: float,
+    owners: Owners | None = None,
 ) -> PeerPath:
     """The path to the member with WireGuard key ``wg_key`` and overlay address ``overlay``,
-    given the device's peers by key."""
-    owner = owner_of(overlay, device.values())
+    given the device's peers by key (``owners``: their :class:`Owners`, made once for a
+    view of many members; made here if not given)."""
+    if owners is None:
+        owners = Owners(device.values())
+    owner = owners.owner(overlay)
     if owner is None:
         return PeerPath("none")
     peer = device[owner]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meshd.mesh.seeing import FRESH, PeerPath, fresh, nat_of, owner_of, path_of
+from meshd.mesh.seeing import FRESH, Owners, PeerPath, fresh, nat_of, owner_of, path_of
 from meshd.wg.model import PeerConfig, PeerStatus
 
 NOW = 1_800_000_000.0
@@ -149,3 +149,100 @@ def test_nat_kind_agrees_with_its_mappings(seen: list[tuple[bytes, str, int]]) -
             assert report.kind == "cone"
         else:
             assert report.kind == "unknown"
+
+
+def linear_owner(address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+                 peers: list[PeerStatus]) -> bytes | None:  # fmt: skip
+    """WireGuard's rule written plainly: the first peer holding the longest allowed-ip."""
+    best: tuple[int, bytes] | None = None
+    for p in peers:
+        for network in p.config.allowed_ips:
+            if (
+                network.version == address.version
+                and address in network
+                and (best is None or network.prefixlen > best[0])
+            ):
+                best = (network.prefixlen, p.public_key)
+    return best[1] if best is not None else None
+
+
+_V6 = st.integers(0, 2**128 - 1)
+_V4 = st.integers(0, 2**32 - 1)
+
+
+@st.composite
+def networks(draw: st.DrawFn) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if draw(st.booleans()):
+        length = draw(st.sampled_from([0, 8, 48, 64, 127, 128]))
+        return ipaddress.IPv6Network((draw(_V6) >> (128 - length) << (128 - length) if length
+                                      else 0, length))  # fmt: skip
+    length = draw(st.sampled_from([0, 8, 24, 31, 32]))
+    return ipaddress.IPv4Network((draw(_V4) >> (32 - length) << (32 - length) if length else 0,
+                                  length))  # fmt: skip
+
+
+@given(
+    st.lists(st.lists(networks(), max_size=4), min_size=1, max_size=6),
+    st.lists(st.integers(0, 5), max_size=6),
+    st.lists(_V6, max_size=3),
+)
+def test_the_owner_table_agrees_with_wireguards_rule(
+    nets: list[list[ipaddress.IPv4Network | ipaddress.IPv6Network]],
+    picks: list[int],
+    others: list[int],
+) -> None:
+    peers = [
+        PeerStatus(PeerConfig(bytes([n + 1]) * 32, None, tuple(held)), None)
+        for n, held in enumerate(nets)
+    ]
+    owners = Owners(peers)
+    # Addresses inside what the peers hold (the first and last of each network, and one a
+    # pick names), and elsewhere.
+    addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [
+        ipaddress.IPv6Address(v) for v in others
+    ]
+    for held in nets:
+        for net in held:
+            addresses += [net.network_address, net.broadcast_address]
+    for pick in picks:
+        if nets[pick % len(nets)]:
+            net = nets[pick % len(nets)][0]
+            addresses.append(net.network_address + (pick % net.num_addresses))
+    for address in addresses:
+        assert owners.owner(address) == linear_owner(address, peers), address
+        assert owner_of(address, peers) == linear_owner(address, peers)
+
+
+class _Counted(dict[bytes, PeerStatus]):
+    """A device's peers that count how often all of them are gone over."""
+
+    reads = 0
+
+    def values(self):  # type: ignore[no-untyped-def]
+        self.reads += 1
+        return super().values()
+
+
+def test_a_view_of_every_members_path_goes_over_the_devices_peers_once() -> None:
+    # ``meshd peers`` and ``netcheck`` at 1,000 members: one table of the device's
+    # allowed-ips, not a pass over every peer's for each member (quadratic: ~90 s of the
+    # event loop at 10,000 members).
+    from types import SimpleNamespace
+
+    from meshd.daemon.seeing_views import add_paths
+
+    members, device = [], _Counted()
+    for n in range(1, 1001):
+        key = n.to_bytes(32, "big")
+        address = ipaddress.IPv6Address(f"fd00::{n:x}")
+        device[key] = PeerStatus(
+            PeerConfig(key, ENDPOINT[A], (ipaddress.ip_network(f"{address}/128"),)), NOW - 5
+        )
+        members.append(SimpleNamespace(node_key=key, wg_key=key, overlay=address, name=f"m{n}"))
+    own = SimpleNamespace(node_key=b"own", wg_key=b"own", overlay=None, name="own")
+    state = SimpleNamespace(key=b"own", members=lambda: [own, *members])
+    rows: list[dict[str, object]] = [{} for _ in range(1001)]
+    add_paths(state, rows, device, NOW)  # type: ignore[arg-type]
+    assert device.reads == 1
+    assert [r["path"] for r in rows[1:]] == ["direct"] * 1000
+    assert rows[0] == {}
