@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, Union
 
 from meshd.control.commands import LISTS, REQUESTS, PeerRow, Request
@@ -78,70 +78,143 @@ def decode_answer(cls: type[A], value: Any) -> A:
     return typing.cast(A, _build(cls, value, strict=False))
 
 
+Check = Callable[[Any, str, bool], Any]
+"""A hint's check, made once (:func:`_checker`): ``check(value, name, strict)`` returns the
+value as the field holds it, or raises DecodeError."""
+
+_CHECKS: dict[Any, Check] = {}
+_BUILDERS: dict[type[Any], Callable[[Any, bool], Any]] = {}
+
+
 def _build(cls: type[Any], value: Any, *, strict: bool) -> Any:
-    if not isinstance(value, Mapping):
-        raise DecodeError(f"{cls.__name__}: expected an object")
-    hints = _hints(cls)
-    known = {f.name: f for f in fields(cls) if not f.metadata.get("local")}
-    if strict:
-        unknown = sorted(set(value) - set(known))
-        if unknown:
-            raise DecodeError(f"unknown argument {str(unknown[0])[:40]!r}")
-    kwargs: dict[str, Any] = {}
-    for name, f in known.items():
-        if name not in value:
-            if f.default is MISSING:
-                raise DecodeError(f"{cls.__name__}: {name} is missing")
-            continue
-        kwargs[name] = _check(hints[name], value[name], name, strict=strict)
-    if cls is PeerRow and ("route" in value or "metric" in value):
-        kwargs["routed"] = True
-    return cls(**kwargs)
+    builder = _BUILDERS.get(cls)
+    if builder is None:
+        builder = _BUILDERS[cls] = _builder(cls)
+    return builder(value, strict)
 
 
-_HINTS: dict[type[Any], dict[str, Any]] = {}
+def _builder(cls: type[Any]) -> Callable[[Any, bool], Any]:
+    """How a value of the Wire type ``cls`` is read: its fields' checks made once, not
+    worked out from their hints for every value (10,000 rows of ``meshd peers``: ~0.45 s,
+    both in the daemon, which checks the answers it builds, and in the command line)."""
+    hints = typing.get_type_hints(cls)
+    known = [f for f in fields(cls) if not f.metadata.get("local")]
+    names = {f.name for f in known}
+    checks = [(f.name, f.default is MISSING, _checker(hints[f.name])) for f in known]
+    peer_row = cls is PeerRow
+    title = cls.__name__
+
+    def build(value: Any, strict: bool) -> Any:
+        if not isinstance(value, Mapping):
+            raise DecodeError(f"{title}: expected an object")
+        if strict:
+            unknown = sorted(set(value) - names)
+            if unknown:
+                raise DecodeError(f"unknown argument {str(unknown[0])[:40]!r}")
+        kwargs: dict[str, Any] = {}
+        for name, required, check in checks:
+            if name not in value:
+                if required:
+                    raise DecodeError(f"{title}: {name} is missing")
+                continue
+            kwargs[name] = check(value[name], name, strict)
+        if peer_row and ("route" in value or "metric" in value):
+            kwargs["routed"] = True
+        return cls(**kwargs)
+
+    return build
 
 
-def _hints(cls: type[Any]) -> dict[str, Any]:
-    found = _HINTS.get(cls)
+def _checker(hint: Any) -> Check:
+    found = _CHECKS.get(hint)
     if found is None:
-        found = _HINTS[cls] = typing.get_type_hints(cls)
+        found = _CHECKS[hint] = _compile(hint)
     return found
 
 
-def _check(hint: Any, value: Any, name: str, *, strict: bool) -> Any:
+def _compile(hint: Any) -> Check:
+    """The check of one hint (see :data:`Check`)."""
     origin = typing.get_origin(hint)
     if hint is Any:
-        return value
+        return lambda value, name, strict: value
     if origin in (Union, types.UnionType):
-        for option in typing.get_args(hint):
-            try:
-                return _check(option, value, name, strict=strict)
-            except DecodeError:
-                continue
-        raise DecodeError(f"{name}: {type(value).__name__} is not {hint}")
+        options = [_checker(option) for option in typing.get_args(hint)]
+        nullable = type(None) in typing.get_args(hint)
+
+        def either(value: Any, name: str, strict: bool) -> Any:
+            if value is None and nullable:
+                return None  # what trying the options in order gives: only null takes None
+            for option in options:
+                try:
+                    return option(value, name, strict)
+                except DecodeError:
+                    continue
+            raise DecodeError(f"{name}: {type(value).__name__} is not {hint}")
+
+        return either
     if hint is type(None):
-        if value is None:
-            return None
-        raise DecodeError(f"{name}: expected null")
+
+        def null(value: Any, name: str, strict: bool) -> Any:
+            if value is None:
+                return None
+            raise DecodeError(f"{name}: expected null")
+
+        return null
     if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise DecodeError(f"{name}: expected a list")
-        (item, _) = typing.get_args(hint)
-        return tuple(_check(item, v, name, strict=strict) for v in value)
+        (item_hint, _) = typing.get_args(hint)
+        item = _checker(item_hint)
+
+        def items(value: Any, name: str, strict: bool) -> Any:
+            if not isinstance(value, list | tuple):
+                raise DecodeError(f"{name}: expected a list")
+            return tuple(item(v, name, strict) for v in value)
+
+        return items
     if origin is dict:
-        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-            raise DecodeError(f"{name}: expected an object")
-        _, item = typing.get_args(hint)
-        return {k: _check(item, v, name, strict=strict) for k, v in value.items()}
+        _, value_hint = typing.get_args(hint)
+        entry = _checker(value_hint)
+
+        def mapping(value: Any, name: str, strict: bool) -> Any:
+            if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+                raise DecodeError(f"{name}: expected an object")
+            return {k: entry(v, name, strict) for k, v in value.items()}
+
+        return mapping
     if is_wire(hint):
-        return _build(typing.cast(type[Any], hint), value, strict=strict)
+        cls = typing.cast(type[Any], hint)
+        return lambda value, name, strict: _build(cls, value, strict=strict)
+    expected = getattr(hint, "__name__", hint)
+
+    def wrong(value: Any, name: str) -> DecodeError:
+        return DecodeError(f"{name}: {type(value).__name__} is not {expected}")
+
     if hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif isinstance(hint, type) and isinstance(value, hint):
-        return value
-    raise DecodeError(f"{name}: {type(value).__name__} is not {getattr(hint, '__name__', hint)}")
+
+        def number(value: Any, name: str, strict: bool) -> Any:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return value
+            raise wrong(value, name)
+
+        return number
+    if hint is int:
+
+        def integer(value: Any, name: str, strict: bool) -> Any:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            raise wrong(value, name)
+
+        return integer
+    if isinstance(hint, type):
+        kind = hint
+
+        def instance(value: Any, name: str, strict: bool) -> Any:
+            if isinstance(value, kind):
+                return value
+            raise wrong(value, name)
+
+        return instance
+
+    def never(value: Any, name: str, strict: bool) -> Any:
+        raise wrong(value, name)
+
+    return never

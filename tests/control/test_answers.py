@@ -12,7 +12,7 @@ from meshd.cli import asking, main
 from meshd.control.client import request
 from meshd.control.commands import PeersAnswer
 from meshd.control.typed_json import decode_answer
-from meshd.errors import ControlError
+from meshd.errors import ControlError, DecodeError
 from tests.control.serving import with_server
 
 ROW: dict[str, Any] = {
@@ -96,3 +96,32 @@ def test_peers_says_why_a_member_is_out_without_repeating_its_state(
     assert "revoked (" not in lines["eve"]
     assert "revoked (lost laptop)" in lines["mallory"]
     assert "revoked (issuer-revoked)" in lines["trent"]
+
+
+def test_reading_many_rows_works_out_each_fields_check_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # ``meshd peers`` at 10,000 members: the daemon checks the rows it answers with, and the
+    # command line reads them back; each field's hint is read once, not once a row.
+    import typing
+
+    from meshd.control import typed_json
+
+    calls = 0
+    get_origin = typing.get_origin
+
+    def counted(hint: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return get_origin(hint)
+
+    monkeypatch.setattr(typing, "get_origin", counted)
+    monkeypatch.setattr(typed_json, "_CHECKS", {}, raising=False)
+    monkeypatch.setattr(typed_json, "_BUILDERS", {}, raising=False)
+    rows = [dict(ROW, name=f"m{n}", endpoints=["192.0.2.1:51820"]) for n in range(2000)]
+    answer = decode_answer(PeersAnswer, rows)
+    assert [row.name for row in answer.rows] == [f"m{n}" for n in range(2000)]
+    assert answer.rows[7].endpoints == ("192.0.2.1:51820",)
+    assert calls < 100  # the distinct hints of a row (~50 000 at one a field and row)
+    with pytest.raises(DecodeError, match="rx_bytes: str is not int"):
+        decode_answer(PeersAnswer, [*rows, dict(ROW, rx_bytes="0")])
