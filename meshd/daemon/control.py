@@ -137,11 +137,14 @@ class Control:
         d = self.daemon
         connected = {k for p in d.host.connected_peers() if (k := key_of(p))}
         device = await wireguard_views.peer_stats(d.mesh)
-        rows = state_views.peers_view(d.state, connected, device)
+        members = d.state.members()  # one view of each member for every column
+        rows = state_views.peers_view(d.state, connected, device, members)
         if d.babel is not None:
-            for member, row in zip(d.state.members(), rows, strict=True):
+            for member, row in zip(members, rows, strict=True):
                 row.update(babel_views.peer_route(d.babel, member))
-        seeing_views.add_paths(d.state, rows, device, time.time(), seeing_views.attempts(d))
+        seeing_views.add_paths(
+            d.state, rows, device, time.time(), seeing_views.attempts(d), members
+        )
         add_expiry(rows)
         return PeersAnswer(tuple(_typed(PeerRow, row) for row in rows))
 

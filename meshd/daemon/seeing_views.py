@@ -34,12 +34,15 @@ def add_paths(
     device: Mapping[bytes, PeerStatus],
     now: float,
     attempts: Mapping[bytes, str] | None = None,
+    members: Sequence[Member] | None = None,
 ) -> None:
     """Fill ``path``, ``path_endpoint`` and ``path_via`` of each member's row (the rows of
-    :func:`meshd.daemon.state_views.peers_view`, in ``state.members()`` order), and
-    ``path_state``: what the punching service is doing for the member (``attempts``, by
-    node key: ``trying``, ``direct``, ``relay`` or ``none``)."""
-    members = state.members()
+    :func:`meshd.daemon.state_views.peers_view`, in the order of ``members``:
+    ``state.members()`` if not given), and ``path_state``: what the punching service is
+    doing for the member (``attempts``, by node key: ``trying``, ``direct``, ``relay`` or
+    ``none``)."""
+    if members is None:
+        members = state.members()
     names: dict[bytes, str] = {m.wg_key: _label(m) for m in members if m.node_key != state.key}
     owners = seeing.Owners(device.values())  # once for every member's path
     for member, row in zip(members, rows, strict=True):

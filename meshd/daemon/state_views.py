@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from meshd.daemon.lifecycle import revocation_text
@@ -20,14 +20,17 @@ if TYPE_CHECKING:
 
 
 def peers_view(
-    state: NodeState, connected: set[bytes], wireguard: Mapping[bytes, PeerStatus] | None = None
+    state: NodeState,
+    connected: set[bytes],
+    wireguard: Mapping[bytes, PeerStatus] | None = None,
+    members: Sequence[Member] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per member; ``wireguard`` (the device's peers by key) fills the
-    ``wg_peer``, ``wg_endpoint``, ``last_handshake``, ``rx_bytes`` and ``tx_bytes``
-    columns."""
+    """One row per member (``members``: ``state.members()`` if not given); ``wireguard``
+    (the device's peers by key) fills the ``wg_peer``, ``wg_endpoint``,
+    ``last_handshake``, ``rx_bytes`` and ``tx_bytes`` columns."""
     rows = []
     device = wireguard or {}
-    for m in state.members():
+    for m in state.members() if members is None else members:
         ann = m.announcement
         peer = device.get(m.wg_key) if m.node_key != state.key else None
         rows.append(
