@@ -63,16 +63,77 @@ def test_large_buffers_freed_leave_nothing_in_rss() -> None:
     _, plain = probe("plain")
     assert plain > 8 * 1024  # glibc's own threshold, raised by the first large buffer
     names, lean = probe("lean")
-    assert names == ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"]
+    assert names == ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX"]
     assert lean < 1024, f"{lean} KiB stayed behind"
 
 
 def test_an_operators_own_setting_wins() -> None:
     names, left = probe("lean", MALLOC_MMAP_THRESHOLD_="33554432")
-    assert names == ["MALLOC_TRIM_THRESHOLD_"]
+    assert names == ["MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX"]
     assert left > 8 * 1024  # their threshold, not ours
     names, _ = probe("lean", GLIBC_TUNABLES="glibc.malloc.trim_threshold=1048576")
-    assert names == ["MALLOC_MMAP_THRESHOLD_"]
+    assert names == ["MALLOC_MMAP_THRESHOLD_", "MALLOC_ARENA_MAX"]
+    names, arenas = arenas_probe("lean", MALLOC_ARENA_MAX="4")
+    assert "MALLOC_ARENA_MAX" not in names
+    assert arenas > 1
+
+
+# Threads that allocate (the daemon's workers): how many malloc arenas (heaps) glibc made.
+ARENAS = textwrap.dedent(
+    """
+    import ctypes, os, sys, tempfile, threading
+
+    if sys.argv[1] == "lean":
+        from meshd.daemon.heap import keep_heap_lean
+
+        print(",".join(keep_heap_lean()))
+    else:
+        print("")
+    held = []
+    barrier = threading.Barrier(4)
+
+    def work():
+        barrier.wait()
+        held.append([bytearray(4096) for _ in range(64)])
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    libc = ctypes.CDLL(None)
+    libc.fopen.restype = ctypes.c_void_p
+    libc.fopen.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
+    libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    libc.fclose.argtypes = (ctypes.c_void_p,)
+    path = os.path.join(tempfile.mkdtemp(), "info.xml")
+    stream = libc.fopen(path.encode(), b"w")
+    libc.malloc_info(0, stream)
+    libc.fclose(stream)
+    print(open(path).read().count("<heap nr="))
+    """
+)
+
+
+def arenas_probe(mode: str, **env: str) -> tuple[list[str], int]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_"))}
+    out = subprocess.run(
+        [sys.executable, "-c", ARENAS, mode],
+        env={**environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split("\n")
+    return [name for name in out[0].split(",") if name], int(out[1])
+
+
+def test_worker_threads_allocate_in_the_one_heap() -> None:
+    _, plain = arenas_probe("plain")
+    assert plain > 1  # an arena for each thread that allocated
+    names, lean = arenas_probe("lean")
+    assert "MALLOC_ARENA_MAX" in names
+    assert lean == 1
 
 
 class _Stop(Exception):
