@@ -15,7 +15,7 @@ buffer that comes and goes. It also keeps every thread's allocations in the one 
 arena): glibc gives each thread that allocates an arena of its own, whose free memory stays
 with it, and the daemon's few worker threads (the rest of the daemon imported in one at
 start, the store's fsync, signature checks of a gossip batch, a metrics page) allocate
-little and rarely at once: ~1 MiB of RSS less idle (61.6 against 62.6 MiB, docs/footprint.md).
+little and rarely at once: ~0.7 MiB of RSS less idle (61.8 against 62.5 MiB, docs/footprint.md).
 An operator's own ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or
 ``MALLOC_ARENA_MAX`` (glibc's environment tunables) wins; on another C library nothing is
 done.
