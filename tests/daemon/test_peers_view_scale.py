@@ -10,7 +10,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from benchmarks.memory import build_store
+from benchmarks.synthetic_store import build_store
 from meshd.control.commands import PeersAnswer
 from meshd.control.typed_json import decode_answer
 from meshd.daemon.control import ROWS_AT_ONCE
@@ -49,7 +49,7 @@ def test_a_view_of_thousands_of_members_lets_the_event_loop_run(tmp_path: Path) 
             assert len(rows) == MEMBERS
             assert {r.state for r in rows} == {"self", "admitted"}
             # Another task ran between the columns and between each ROWS_AT_ONCE rows.
-            assert turns - before >= 5, (turns - before, spent)
+            assert turns - before >= 3, (turns - before, spent)
 
     try:
         run_on_fake_clock(main)
