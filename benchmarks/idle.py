@@ -14,7 +14,7 @@ on the PATH (or ``--py-spy PATH``), one member is also sampled for that long aft
 window, and its top functions (py-spy ``--format raw``, collapsed stacks) are saved beside.
 
 ``--store MEMBERS`` measures one daemon with a large store instead (root and wireguard-go):
-a store of that many members (:func:`benchmarks.memory.build_store`: every member announces
+a store of that many members (:func:`benchmarks.synthetic_store.build_store`: every member announces
 an unreachable endpoint, so every path is tried, fails and waits for its next round), and a
 real ``meshd up`` on a copy of it in a network namespace of its own with the userspace
 backend, every member a WireGuard peer; from this tree and, with ``--reference DIR``, from
@@ -137,7 +137,7 @@ def store_start(
 ) -> dict[str, Any]:
     """One ``meshd up`` from ``tree`` on a copy of ``store``: log lines, CPU over the window
     (``idle``) or none, and the time SIGTERM takes to stop it."""
-    from benchmarks.memory import daemon_pid, namespace, up_command, wireguard_go_pids
+    from benchmarks.measured_daemon import daemon_pid, namespace, up_command, wireguard_go_pids
 
     state_dir = workdir / f"state-{tag}"
     shutil.copytree(store, state_dir)
@@ -202,7 +202,8 @@ def store_start(
 
 
 def store_main(args: argparse.Namespace) -> None:
-    from benchmarks.memory import build_store, commit_of, have_userspace
+    from benchmarks.measured_daemon import have_userspace
+    from benchmarks.synthetic_store import build_store, commit_of
 
     if not have_userspace():
         raise SystemExit("--store needs root and wireguard-go")

@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.memory import commit_of, stop
+from benchmarks.measured_daemon import stop
+from benchmarks.synthetic_store import commit_of
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--wg-backend", "none", "--announce-interval", "60s", "--announce-ttl", "10m"]

@@ -19,7 +19,7 @@ import time
 import trio
 from nacl.bindings import crypto_scalarmult_base
 
-from benchmarks.memory import have_userspace, namespace
+from benchmarks.measured_daemon import have_userspace, namespace
 from meshd.wg.backend import InterfaceConfig
 from meshd.wg.backend_userspace import UserspaceBackend
 from meshd.wg.model import UpdatePeer, clamp_private_key

@@ -1,6 +1,6 @@
 """Start-up of a real ``meshd up`` from a large store, beside a reference tree, in one run.
 
-One synthetic store of ``--members`` members (``benchmarks.memory.build_store``: the root
+One synthetic store of ``--members`` members (``benchmarks.synthetic_store.build_store``: the root
 certifies every member, each member announces, merged by the membership core and written by
 the store as a running daemon writes it, so its rows are sealed) is started from, in turns:
 
@@ -46,8 +46,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.memory import (
-    build_store,
+from benchmarks.measured_daemon import (
     have_userspace,
     log_time,
     namespace,
@@ -55,6 +54,7 @@ from benchmarks.memory import (
     up_command,
     wireguard_go_pids,
 )
+from benchmarks.synthetic_store import build_store
 
 RESULTS = Path(__file__).parent / "results" / "startup.json"
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,6 +1,6 @@
 """Start-up's steps timed in one process (CPU), this tree beside a reference tree, alternated.
 
-From one synthetic store (``benchmarks.memory.build_store``), each tree in turn, in a fresh
+From one synthetic store (``benchmarks.synthetic_store.build_store``), each tree in turn, in a fresh
 interpreter of its own (``PYTHONPATH`` = the tree): the daemon's imports, then the steps of a
 start up to WireGuard programmed, without wireguard-go nor the command line: the store loaded
 into the membership with the first tick and the first snapshot (``NodeState``), the desired
@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.memory import build_store
+from benchmarks.synthetic_store import build_store
 
 ROOT = Path(__file__).resolve().parent.parent
 

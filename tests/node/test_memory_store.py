@@ -1,4 +1,4 @@
-"""The memory benchmark's synthetic stores (benchmarks/memory.py): the members it builds all
+"""The memory benchmark's synthetic stores (benchmarks/synthetic_store.py): the members it builds all
 stand, certified by the root or joined under invites, and the daemon's load sees them."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.memory import INVITE_USES, build_store, median_run, per_member
+from benchmarks.memory import median_run, per_member
+from benchmarks.synthetic_store import INVITE_USES, build_store
 from meshd.membership import Membership
 from meshd.node.statedir import NodeDir
 from meshd.records import Kind

@@ -1,0 +1,336 @@
+"""A real ``meshd up`` on a synthetic store (:mod:`benchmarks.synthetic_store`), started and
+measured: in a network namespace of its own with wireguard-go (the userspace backend), its RSS
+read from /proc once it is up and has settled, the times of its log lines (store loaded,
+WireGuard programmed), and on request what its Python heap holds (a tracemalloc snapshot on
+SIGUSR1), its allocators' own counts, or its RSS after ``malloc_trim`` (:func:`run_daemon`,
+:func:`measure_size`). Every process it starts is stopped by PID, every namespace deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from benchmarks.synthetic_store import build_store_in
+
+PYTHON = sys.executable
+READY = "meshd up: node"
+PROGRAMMED = "programmed from the store"
+LOADED = "loaded "
+
+
+def rss_of(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM of ``pid``, MiB."""
+    found: dict[str, float] = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                found[key] = int(value.split()[0]) / 1024
+    return {"rss_mib": round(found["VmRSS"], 1), "peak_mib": round(found["VmHWM"], 1)}
+
+
+def have_userspace() -> bool:
+    return os.geteuid() == 0 and shutil.which("wireguard-go") is not None
+
+
+@contextlib.contextmanager
+def namespace(name: str) -> Iterator[str]:
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def log_time(line: str) -> float:
+    stamp = line.split(" ", 1)[0].rstrip("Z")
+    return dt.datetime.fromisoformat(stamp).replace(tzinfo=dt.UTC).timestamp()
+
+
+# Loaded by the daemon's interpreters (and the one its ``exec`` starts) when tracing: on
+# SIGUSR1, a snapshot of the Python heap goes to the file named in MESHD_MEMORY_TRACE; with
+# ``--trim``, on SIGUSR2 the C heap gives back to the system what is free (malloc_trim).
+SITECUSTOMIZE = r"""
+import os, signal, tracemalloc
+def _dump(signum, frame):
+    import gc
+    gc.collect()
+    tracemalloc.take_snapshot().dump(os.environ["MESHD_MEMORY_TRACE"] + ".part")
+    os.rename(os.environ["MESHD_MEMORY_TRACE"] + ".part", os.environ["MESHD_MEMORY_TRACE"])
+def _trim(signum, frame):
+    import ctypes, gc
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+def _allocators(signum, frame):
+    import ctypes, json, re, sys, tempfile
+    with tempfile.TemporaryFile("w+") as text:
+        saved = os.dup(2)
+        os.dup2(text.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        text.seek(0)
+        stats = text.read()
+    def number(label):
+        found = re.search(re.escape(label) + r"\s*=\s*([\d,]+)", stats)
+        return int(found.group(1).replace(",", "")) if found else 0
+    pools = re.search(r"(\d+) unused pools \* (\d+) bytes", stats)
+    class Info(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in (
+            "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split())]
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = Info
+    info = libc.mallinfo2()
+    status = open("/proc/self/status").read()
+    found = {
+        "arenas": number("# arenas allocated current"),
+        "allocated_blocks": number("# bytes in allocated blocks"),
+        "available_blocks": number("# bytes in available blocks"),
+        "unused_pools": int(pools.group(1)) * int(pools.group(2)) if pools else 0,
+        "malloc_in_use": info.uordblks,
+        "malloc_mmapped": info.hblkhd,
+        "malloc_free": info.fordblks,
+        "rss_anon": 1024 * int(re.search(r"RssAnon:\s+(\d+)", status).group(1)),
+    }
+    path = os.environ["MESHD_MEMORY_ALLOCATORS"]
+    with open(path + ".part", "w") as out:
+        json.dump(found, out)
+    os.rename(path + ".part", path)
+if tracemalloc.is_tracing() and "MESHD_MEMORY_TRACE" in os.environ:
+    signal.signal(signal.SIGUSR1, _dump)
+elif "MESHD_MEMORY_ALLOCATORS" in os.environ:
+    signal.signal(signal.SIGUSR1, _allocators)
+if "MESHD_MEMORY_TRIM" in os.environ:
+    signal.signal(signal.SIGUSR2, _trim)
+"""
+
+
+def signalled_file(pid: int, path: Path, what: str, timeout: float) -> Path:
+    """Send the daemon SIGUSR1 and wait until it has written ``path`` (its ``what``)."""
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no {what} from {pid} in {timeout:.0f} s")
+        time.sleep(0.1)
+    return path
+
+
+def heap_snapshot(pid: int, state_dir: Path) -> Path:
+    """Ask a traced daemon for its heap snapshot (SIGUSR1) and wait for the file."""
+    return signalled_file(pid, state_dir.parent / f"{state_dir.name}.trace", "heap snapshot", 120)
+
+
+def allocator_counts(pid: int, state_dir: Path) -> dict[str, int]:
+    """The daemon's allocators' own counts (SIGUSR1 with ``--allocators``): Python's object
+    allocator (bytes in blocks handed out, free blocks in pools in use, pools unused in its
+    arenas), the C heap (mallinfo2: in use, in mmapped chunks, free) and its anonymous RSS."""
+    path = state_dir.parent / f"{state_dir.name}.allocators"
+    counts: dict[str, int] = json.loads(
+        signalled_file(pid, path, "allocator counts", 60).read_text()
+    )
+    return counts
+
+
+def heap_by_place(path: Path) -> dict[str, dict[str, int]]:
+    """Bytes held, by module (innermost meshd frame, else innermost file) and by type."""
+    import tracemalloc
+
+    snapshot = tracemalloc.Snapshot.load(str(path))
+    places: dict[str, int] = {}
+    lines: dict[str, int] = {}
+    for trace in snapshot.traces:
+        frames = list(reversed(trace.traceback))  # the innermost frame first
+        ours = next((f for f in frames if "/meshd/" in f.filename), None)
+        if ours is None:  # nothing of meshd's on the stack (8 frames deep)
+            place = line = Path(frames[0].filename).name
+        else:
+            place = ours.filename.split("/meshd/", 1)[-1]
+            line = f"{place}:{ours.lineno}"
+            if ours is not frames[0]:
+                library = f" <- {Path(frames[0].filename).name}"
+                place, line = place + library, line + library
+        places[place] = places.get(place, 0) + trace.size
+        lines[line] = lines.get(line, 0) + trace.size
+    return {"by_place": places, "by_line": lines, "total": {"bytes": sum(places.values())}}
+
+
+def up_command(
+    python: Path | str, netns: str | None, state_dir: Path, backend: str, ifname: str, port: int
+) -> list[str]:
+    """``meshd up`` on a synthetic store, as the benchmarks start it (in ``netns`` if given)."""
+    command = [
+        str(python), "-m", "meshd", "up",
+        "--state-dir", str(state_dir),
+        "--wg-backend", backend,
+        "--interface", ifname,
+        "--listen", "/ip4/127.0.0.1/tcp/0",
+        "--listen-port", str(port),
+    ]  # fmt: skip
+    return ["ip", "netns", "exec", netns, *command] if netns is not None else command
+
+
+def run_daemon(
+    root: Path,
+    state_dir: Path,
+    backend: str,
+    netns: str | None,
+    ifname: str,
+    settle: float,
+    timeout: float,
+    trace: bool = False,
+    trim: bool = False,
+    allocators: bool = False,
+) -> dict[str, Any]:
+    """Start ``meshd up``, wait until it is up plus ``settle`` s, read its RSS, stop it."""
+    command = up_command(PYTHON, netns, state_dir, backend, ifname, 40000 + os.getpid() % 20000)
+    log_path = state_dir.parent / f"{state_dir.name}.log"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if trace or trim or allocators:
+        site = state_dir.parent / "site"
+        site.mkdir(exist_ok=True)
+        (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+        env["PYTHONPATH"] = os.pathsep.join([str(site), str(root)])
+    if trace:
+        env["PYTHONTRACEMALLOC"] = "8"
+        env["MESHD_MEMORY_TRACE"] = str(state_dir.parent / f"{state_dir.name}.trace")
+    if trim:
+        env["MESHD_MEMORY_TRIM"] = "1"
+    if allocators:
+        env["MESHD_MEMORY_ALLOCATORS"] = str(state_dir.parent / f"{state_dir.name}.allocators")
+    with open(log_path, "wb") as log_file:
+        spawned = time.time()
+        process = subprocess.Popen(
+            command, cwd=root, stdout=log_file, stderr=subprocess.STDOUT, env=env
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        up = None
+        while up is None:
+            if process.poll() is not None:
+                raise RuntimeError(f"meshd up exited: {log_path.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"meshd up not ready in {timeout} s: {log_path}")
+            up = next((ln for ln in log_path.read_text().splitlines() if READY in ln), None)
+            time.sleep(0.05)
+        ready = time.monotonic()
+        time.sleep(settle)
+        pid = daemon_pid(process.pid)
+        samples = []
+        for _ in range(3):
+            samples.append(rss_of(pid))
+            time.sleep(1.0)
+        lines = log_path.read_text().splitlines()
+        result: dict[str, Any] = {
+            "rss_mib": statistics.median(s["rss_mib"] for s in samples),
+            "peak_mib": samples[-1]["peak_mib"],
+            "up_s": round(log_time(up) - spawned, 3),
+            "ready_after_spawn_s": round(ready - (deadline - timeout), 3),
+        }
+        for label, marker in (("loaded_s", LOADED), ("programmed_s", PROGRAMMED)):
+            line = next((ln for ln in lines if marker in ln), None)
+            if line is not None:
+                result[label] = round(log_time(line) - spawned, 3)
+        children = child_rss(pid)
+        if children:
+            result["wireguard_go_rss_mib"] = children
+        if trim:
+            os.kill(pid, signal.SIGUSR2)
+            time.sleep(2.0)
+            result["rss_trimmed_mib"] = rss_of(pid)["rss_mib"]
+        if trace:
+            result["heap"] = heap_by_place(heap_snapshot(pid, state_dir))
+        if allocators:
+            result["allocators"] = allocator_counts(pid, state_dir)
+        return result
+    finally:
+        helpers = wireguard_go_pids(ifname)
+        stop(process)
+        # A daemon killed before it stopped its wireguard-go (a slow shutdown at 10,000
+        # peers) leaves it running outside the namespace's life: stop it here.
+        for helper in helpers & wireguard_go_pids(ifname):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(helper, signal.SIGTERM)
+
+
+def daemon_pid(pid: int) -> int:
+    """The python process of ``meshd up`` (``ip netns exec`` execs it, so usually ``pid``)."""
+    exe = os.readlink(f"/proc/{pid}/exe")
+    if "python" in Path(exe).name:
+        return pid
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        return daemon_pid(int(child))
+    raise RuntimeError(f"no python process under {pid}")
+
+
+def wireguard_go_pids(ifname: str) -> set[int]:
+    """The wireguard-go processes running ``ifname``."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+                if Path(argv[0].decode()).name == "wireguard-go" and argv[1:2] == [ifname.encode()]:
+                    found.add(int(entry.name))
+    return found
+
+
+def child_rss(pid: int) -> float | None:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for child in children:
+        with contextlib.suppress(OSError):
+            if "wireguard-go" in Path(f"/proc/{child}/cmdline").read_text():
+                return rss_of(int(child))["rss_mib"]
+    return None
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def measure_size(
+    root: Path,
+    members: int,
+    backend: str,
+    settle: float,
+    tag: str,
+    timeout: float,
+    trace: bool = False,
+    trim: bool = False,
+    joined: str = "certified",
+    allocators: bool = False,
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="meshd-memory-") as tmp:
+        state_dir = Path(tmp) / f"n{members}"
+        build = build_store_in(root, state_dir, members, joined)
+        ifname = f"mm{tag}{members % 100000}"[:15]
+        netns = None
+        with contextlib.ExitStack() as stack:
+            if backend == "userspace":
+                netns = stack.enter_context(namespace(f"meshd-mem-{tag}-{members}"))
+            run = run_daemon(
+                root, state_dir, backend, netns, ifname, settle, timeout, trace, trim, allocators
+            )
+        return {"members": members, "store": build, **run}
