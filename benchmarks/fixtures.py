@@ -1,5 +1,5 @@
 """What the benchmarks share: the records they build their networks from, their common
-options, and how a result is stamped and written."""
+options, how a result is stamped and written, and how a sample is summed up."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +106,23 @@ def save_figure(fig: Any, name: str) -> None:
     fig.tight_layout()
     fig.savefig(IMG / name, dpi=110)
     plt.close(fig)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear interpolation between order statistics (numpy's default)."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    pos = (len(ordered) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "median": statistics.median(values),
+        "p90": percentile(values, 0.9),
+        "min": min(values),
+        "max": max(values),
+    }

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.fixtures import RESULTS, commit, daemon_options, stamp, write_result
-from benchmarks.revocation import (
+from benchmarks.loopback_mesh import (
     Processes,
     all_admitted,
     cpu_shares,

@@ -47,6 +47,7 @@ from benchmarks.fixtures import (
     save_figure,
     simulator_options,
     stamp,
+    summary,
     write_result,
 )
 from meshd.gossip.sync import (
@@ -73,23 +74,6 @@ DOCS_CPU_PER_MESSAGE = 0.027  # docs/gossip.md: all 16 hosts together, per publi
 OLD_LOAD = Load(30.0)
 CHANGES = 0.01 / 60.0
 NEW_LOAD = Load(Gossip().announce_interval, CHANGES)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear interpolation between order statistics (numpy's default)."""
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = math.floor(k), math.ceil(k)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def summary(values: Sequence[float]) -> dict[str, float]:
-    return {
-        "median": statistics.median(values),
-        "p90": percentile(values, 0.9),
-        "min": min(values),
-        "max": max(values),
-    }
 
 
 # --- 1. costs ---------------------------------------------------------------------------------

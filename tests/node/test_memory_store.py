@@ -1,5 +1,5 @@
-"""The memory benchmark's synthetic stores (benchmarks/synthetic_store.py): the members it builds all
-stand, certified by the root or joined under invites, and the daemon's load sees them."""
+"""The benchmarks' synthetic stores (benchmarks/synthetic_store.py): the members it builds
+all stand, certified by the root or joined under invites, and the daemon's load sees them."""
 
 from __future__ import annotations
 
