@@ -43,10 +43,11 @@ def run(
 
 
 def steady(answer: tuple[int, str, str]) -> tuple[int, str, str]:
-    """An answer with the daemon's uptime and the seen column's ages blanked: they move
-    between two calls (the typer way imports for up to a second on a loaded machine)."""
+    """An answer with the daemon's uptime, its task count and the seen column's ages
+    blanked: they move between two calls (the typer way imports for up to a second on a
+    loaded machine; the last call's connection may still be closing)."""
     code, out, err = answer
-    out = re.sub(r'"uptime": [0-9.]+', '"uptime": _', out)
+    out = re.sub(r'"(uptime|tasks)": [0-9.]+', r'"\1": _', out)
     return code, re.sub(r"\b[0-9]+[smhd] ago\b", "_ ago", out), err
 
 
