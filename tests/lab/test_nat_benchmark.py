@@ -1,10 +1,10 @@
-"""The pure parts of benchmarks/nat.py: which pairs of its lab the NATs let be direct, the
-share of those that are, and the summary's targets (the benchmark itself runs by hand, as
-root)."""
+"""The pure parts of benchmarks/nat.py (benchmarks/nat_layout.py): which pairs of its lab
+the NATs let be direct, the share of those that are, and the summary's targets (the
+benchmark itself runs by hand, as root)."""
 
 from __future__ import annotations
 
-from benchmarks.nat import (
+from benchmarks.nat_layout import (
     LAYOUT,
     NATS,
     Site,
