@@ -41,7 +41,16 @@ from meshd.mesh.desired import peer_members
 from meshd.mesh.kicks import recreate
 from meshd.mesh.liveness_probe import PROBE_BUDGET, Liveness
 from meshd.mesh.punch import KEEPALIVE, PUNCH_INTERVAL, Action, DirectPath, Side, summary
-from meshd.mesh.punch_parts import HOW_BITS, HOWS, NEVER, PATH_CODE, Bits, Rare, RareField
+from meshd.mesh.punch_parts import (
+    HOW_BITS,
+    HOWS,
+    NEVER,
+    PATH_CODE,
+    Bits,
+    Ranked,
+    Rare,
+    RareField,
+)
 from meshd.mesh.remembered import Kept
 from meshd.trust.keys import WgKey
 from meshd.wg.model import PeerStatus, RemovePeer, UpdatePeer
@@ -110,11 +119,11 @@ class _Peer(DirectPath):
         heard_at: float = 0.0,
     ) -> None:
         """The path as :class:`DirectPath` makes it (over ``candidates`` at ``now``)."""
+        self.member = member  # its WireGuard key the peer's own (a new key: a new peer)
         super().__init__(
             candidates, now, families=families, networks=networks, overlay=overlay, kept=kept,
             side=side,
         )  # fmt: skip
-        self.member = member  # its WireGuard key the peer's own (a new key: a new peer)
         # The endpoint this service last put on the device for the peer, and the Unix time
         # from which it was there: a handshake no newer did not answer it (it is not kept).
         self.put_endpoint: str | None = None
@@ -154,6 +163,24 @@ class _Peer(DirectPath):
         """The endpoints its member announces (none without an announcement)."""
         ann = self.member.announcement
         return ann.endpoints if ann is not None else ()
+
+    def _rank(self, candidates: Iterable[Candidate]) -> Ranked:
+        """The candidates ranked as :class:`DirectPath` holds them; where that is its
+        member's announced endpoints as they are (texts and kinds, in its order), the
+        announcement's own tuple: nothing of the peer's own."""
+        ranked = super()._rank(candidates)
+        if type(ranked) is tuple and ranked and type(ranked[-1]) is str:
+            announced = self.announced
+            if ranked == announced:
+                return announced
+        return ranked
+
+    def hold_announced(self) -> None:
+        """Its member's new announcement says the same endpoints: hold its tuple, not the
+        old announcement's (an equal one, else kept alive by the peer alone)."""
+        ranked, announced = self._ranked, self.announced
+        if type(ranked) is tuple and ranked is not announced and ranked == announced:
+            self._ranked = announced
 
     @property
     def path(self) -> DirectPath:
@@ -239,6 +266,8 @@ class PeerPaths:
                 if announced != was:
                     peer.chosen = UNCHOSEN
                     peer.set_candidates(self.candidates(announced), now)
+                else:
+                    peer.hold_announced()
             return peer
         ann = member.announcement
         announced = ann.endpoints if ann is not None else ()

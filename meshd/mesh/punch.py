@@ -38,8 +38,9 @@ candidates and before its private addresses elsewhere. A path made when this nod
 may be given the endpoint our WireGuard last saw the peer at before the restart
 (``kept``, :mod:`meshd.mesh.remembered`): its first round tries that one first. Time is
 passed in. What every path shares, how a path holds its candidates (one as itself, one
-announced local address as its text), what it seldom sets and where it stands in its rounds:
-:mod:`meshd.mesh.punch_parts`. See docs/nat.md.
+announced local address as its text, announced ones as their texts and kinds), what it
+seldom sets and where it stands in its rounds: :mod:`meshd.mesh.punch_parts`. See
+docs/nat.md.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ from meshd.mesh.punch_parts import (
     Trying,
     Waiting,
     common,
+    each,
     endpoint_at,
     held,
     how_code,
@@ -248,7 +250,7 @@ class DirectPath:
         key = 2 * side.symmetric + side.public
         if self._hopeless >> 1 != key:
             hopeless = direct_hopeless(
-                listed(self._ranked),
+                each(self._ranked),
                 symmetric=side.symmetric,
                 public=side.public,
                 networks=self._settings.networks,
@@ -341,14 +343,15 @@ class DirectPath:
         they stand, none while direct)."""
         if hints or self._punched[1]:  # the hints of this round (none: no new tuple)
             self._punched = (self._punched[0], tuple(hints))
-        ranked = listed(self._ranked)
-        announced = {c.endpoint for c in ranked} if hints else set()  # canonical
-        extra = {h.endpoint: h for h in hints if h.endpoint not in announced}
+        extra: dict[str, Candidate] = {}
+        if hints:  # the announced candidates listed only then (made from their texts)
+            announced = {c.endpoint for c in listed(self._ranked)}  # canonical
+            extra = {h.endpoint: h for h in hints if h.endpoint not in announced}
         # Hints go after the peer's own configured and reflexive candidates, and before its
         # private addresses elsewhere (rank_for_us), which seldom answer. Without a hint it
         # does not announce, the round is the announced candidates (None: no copy, and a
         # Trying shared with the paths that start one at the same time).
-        round_ = self._ordered([*ranked, *extra.values()]) if extra else None
+        round_ = self._ordered([*listed(self._ranked), *extra.values()]) if extra else None
         if kept is not None:
             tried = listed(round_ if round_ is not None else self._ranked)
             round_ = held((kept, *(c for c in tried if c.endpoint != kept.endpoint)))
@@ -436,7 +439,7 @@ class DirectPath:
                 public=side.public,
                 behind_nat=side.behind_nat,
                 endpoint=endpoint,
-                candidates=listed(ranked),
+                candidates=each(ranked),
                 networks=self._settings.networks,
             )
         )

@@ -4,7 +4,9 @@ for all of them is one object: the settings a path is made with (:class:`Setting
 paths made alike), what is known of our side (:class:`Side`, set once a step), what a path
 holds at its default until it sets it (:class:`Rare`: its last punch, when it was last
 lost; one shared object, a path's own from its first change); a path's one candidate is
-held as itself, not in a tuple of one (``Ranked``: most members announce one endpoint); and
+held as itself, not in a tuple of one, and announced ones as their texts with one entry
+naming their kinds, as the announcement carries them (``Ranked``: most members announce one
+endpoint, and none a parsed candidate of its own a peer); and
 where a path stands in its rounds is one object that says its state too (:data:`Rounds`:
 none while direct; while trying, one shared by the paths that try their announced
 candidates alike, a round of its own with hints; one shared by the paths that wait alike in
@@ -16,10 +18,11 @@ from __future__ import annotations
 import functools
 import ipaddress
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from meshd.mesh.candidates import Candidate
+from meshd.mesh.candidates import Candidate, Kind
 from meshd.mesh.reach import KEEPALIVE, Path
 
 if TYPE_CHECKING:
@@ -127,29 +130,75 @@ def on_side(name: str) -> property:
 
 
 #: A path's candidates in rank order: one is held as itself, not in a tuple of one, and one
-#: announced local address (most members announce one, and no kinds) as its text alone.
-Ranked = tuple[Candidate, ...] | Candidate | str
+#: announced local address (most members announce one, and no kinds) as its text alone;
+#: announced candidates (configured, reflexive, local; no observers counted) as their texts
+#: and a last entry naming their kinds (``kinds=`` and a letter each, interned), the way
+#: an announcement's ``endpoints`` carry them (:mod:`meshd.mesh.announced`): no candidate
+#: object of its own a peer (~56 bytes each), and where the ranked ones are what the
+#: member announces, in its order, a path may hold the announcement's own tuple.
+Ranked = tuple[Candidate, ...] | Candidate | str | tuple[str, ...]
+
+#: The kind of each letter of a kinds entry (meshd.mesh.announced's), and the letter of each.
+_KIND_OF: dict[str, Kind] = {"c": "configured", "r": "reflexive", "l": "local"}
+_LETTER_OF: dict[str, str] = {kind: letter for letter, kind in _KIND_OF.items()}
+_TAG = "kinds="
+_TAGGED = len(_TAG)
 
 
 def listed(ranked: Ranked) -> tuple[Candidate, ...]:
-    """A path's candidates as a tuple."""
+    """A path's candidates as a tuple (made from their texts where held so)."""
+    if type(ranked) is tuple and not (ranked and type(ranked[-1]) is str):
+        return ranked  # type: ignore[return-value]
+    return tuple(each(ranked))
+
+
+def each(ranked: Ranked) -> Iterator[Candidate]:
+    """A path's candidates one by one, each made from its text (where held so) only when
+    reached: a caller that stops at the first that decides makes no more."""
     if type(ranked) is str:
-        return (Candidate.canonical("local", ranked),)
-    return (ranked,) if isinstance(ranked, Candidate) else ranked  # type: ignore[return-value]
+        yield Candidate.canonical("local", ranked)
+    elif type(ranked) is not tuple:
+        yield ranked  # type: ignore[misc]
+    elif ranked and type(ranked[-1]) is str:  # texts, and their kinds last
+        canonical, of = Candidate.canonical, _KIND_OF
+        for letter, text in zip(ranked[-1][_TAGGED:], ranked, strict=False):
+            yield canonical(of[letter], text)
+    else:
+        yield from ranked  # type: ignore[misc]
+
+
+#: The kinds entry of each string of letters (one object for the paths whose candidates
+#: are of those kinds: at most 3 ** MAX_CANDIDATES strings, a few in practice).
+_KINDS: dict[str, str] = {}
 
 
 def held(ranked: tuple[Candidate, ...]) -> Ranked:
-    """Candidates as a path holds them: one as itself, or its text (a local address)."""
-    if len(ranked) != 1:
+    """Candidates as a path holds them: one local address as its text, announced ones as
+    their texts and kinds, others as themselves (one without a tuple)."""
+    if len(ranked) == 1:
+        one = ranked[0]
+        if one.kind == "local" and not one.observers:
+            return one.endpoint
+    letters, of = "", _LETTER_OF
+    for c in ranked:
+        letter = of.get(c.kind)
+        if letter is None or c.observers:
+            return ranked[0] if len(ranked) == 1 else ranked
+        letters += letter
+    if not letters:
         return ranked
-    one = ranked[0]
-    return one.endpoint if one.kind == "local" and not one.observers else one
+    kinds = _KINDS.get(letters)
+    if kinds is None:
+        kinds = _KINDS[letters] = _TAG + letters
+    return (*[c.endpoint for c in ranked], kinds)
 
 
 def endpoint_at(ranked: Ranked, index: int) -> str | None:
     """The endpoint of a path's ``index``-th candidate, None past the last."""
     if type(ranked) is tuple:
-        return ranked[index].endpoint if index < len(ranked) else None
+        if ranked and type(ranked[-1]) is str:  # texts, and their kinds last
+            return ranked[index] if index < len(ranked) - 1 else None
+        return ranked[index].endpoint if index < len(ranked) else None  # type: ignore[union-attr]
     if index:
         return None
     return ranked if type(ranked) is str else ranked.endpoint  # type: ignore[union-attr]

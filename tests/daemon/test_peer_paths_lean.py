@@ -181,3 +181,35 @@ def _shown(punching: Any, key: bytes) -> float | None:
     views = punching.peer_paths.snapshot().peers
     (view,) = [v for v in views if punching.peers[v.node_key].wg_key == key]
     return view.last_handshake  # type: ignore[no-any-return]
+
+
+def test_a_peer_holds_its_member_s_announced_candidates_as_announced() -> None:
+    """Announced candidates ranked as announced: the announcement's own tuple, no candidate
+    of the peer's own (two cost 168 bytes a peer at abf6d2c), and a new announcement that
+    says the same: its tuple, not the old one's."""
+    punching, _ = service(2)
+    paths = punching.peer_paths
+    first = punching.state.feed.current.members[0]
+    endpoints = ("203.0.113.7:40000", "192.168.1.7:51820", "kinds=rl")
+    announcement: Any = SimpleNamespace(endpoints=endpoints)
+    member = replace(first, announcement=announcement)
+    peer = paths.peer(member, member.wg_key, 0.0)
+    assert peer._ranked is endpoints
+    assert [(c.kind, c.endpoint) for c in peer.candidates] == [
+        ("reflexive", "203.0.113.7:40000"),
+        ("local", "192.168.1.7:51820"),
+    ]
+    assert peer.update(0.0, None, None).endpoint == "203.0.113.7:40000"
+    again: Any = SimpleNamespace(endpoints=tuple(e for e in endpoints))  # equal, not the same
+    assert again.endpoints is not endpoints
+    assert paths.peer(replace(member, announcement=again), member.wg_key, 1.0) is peer
+    assert peer._ranked is again.endpoints
+    assert peer.state == "trying"  # the same candidates: its round goes on
+    assert peer.update(6.0, None, None).endpoint == "192.168.1.7:51820"
+    # Ranked otherwise than announced (the LAN address first: one of our networks), its
+    # texts and kinds in a tuple of its own
+    punching.mesh.underlay = Underlay(frozenset({4}), (ipaddress.ip_network("192.168.1.0/24"),))
+    other = punching.state.feed.current.members[1]
+    lan_first = paths.peer(replace(other, announcement=announcement), other.wg_key, 7.0)
+    assert lan_first._ranked == ("192.168.1.7:51820", "203.0.113.7:40000", "kinds=lr")
+    assert lan_first.update(7.0, None, None).endpoint == "192.168.1.7:51820"

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import ipaddress
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from meshd.mesh import punch, punch_parts
-from meshd.mesh.candidates import Candidate
+from meshd.mesh.candidates import Candidate, Kind
 from meshd.mesh.punch import DirectPath, Side
 
 LAN = Candidate("local", ipaddress.ip_address("192.168.1.7"), 51820)
@@ -109,7 +112,8 @@ def test_one_candidate_is_held_without_a_tuple_and_decides_as_a_tuple_of_one_did
     p.set_candidates([Candidate("local", ipaddress.ip_address("192.168.1.7"), 51820)], 7.0)
     assert p.state == "relay"  # equal candidates: nothing new to try
     p.set_candidates([LAN, PUBLIC], 8.0)
-    assert held(p) == (PUBLIC, LAN)
+    assert held(p) == (PUBLIC.endpoint, LAN.endpoint, "kinds=ll")  # texts and kinds
+    assert p.candidates == [PUBLIC, LAN]
     assert p.update(8.0, None, None).endpoint == PUBLIC.endpoint
     p.set_candidates([PUBLIC], 9.0)
     assert held(p) is PUBLIC.endpoint
@@ -181,3 +185,35 @@ def test_paths_that_try_their_announced_candidates_alike_share_one_round() -> No
         "203.0.113.5:4000",
         LAN.endpoint,
     ]
+
+
+_KINDS: tuple[Kind, ...] = ("configured", "reflexive", "local", "hint")
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(_KINDS), st.integers(1, 40), st.integers(0, 2)),
+        max_size=6,
+        unique_by=lambda t: t[1],
+    )
+)
+@settings(max_examples=300)
+def test_candidates_as_a_path_holds_them_read_back_as_they_were(
+    made: list[tuple[Kind, int, int]],
+) -> None:
+    """Held as a text, texts and kinds, one candidate or a tuple, they list and give each
+    endpoint as the tuple they were made from did."""
+    ranked = tuple(
+        Candidate(kind, ipaddress.ip_address(f"198.51.100.{n}"), 4000 + n, observers)
+        for kind, n, observers in made
+    )
+    held = punch_parts.held(ranked)
+    assert punch_parts.listed(held) == ranked
+    assert list(punch_parts.each(held)) == list(ranked)
+    for index in range(len(ranked) + 2):
+        expected = ranked[index].endpoint if index < len(ranked) else None
+        assert punch_parts.endpoint_at(held, index) == expected
+    announced = all(c.kind != "hint" and not c.observers for c in ranked)
+    if announced and ranked:  # texts and kinds, or one local address's text
+        assert isinstance(held, str | tuple)
+        assert not any(isinstance(c, Candidate) for c in held)
