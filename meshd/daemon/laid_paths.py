@@ -5,7 +5,7 @@ The reconcile loop (:meth:`meshd.daemon.wireguard.WireGuardMesh`) reads each pee
 a relay may carry now (``relay_now``). A step of :class:`meshd.daemon.punching.Punching`
 used to build both as a table keyed by WireGuard key (~130 bytes a member, made anew at
 each step); here each peer keeps what the last step laid in three fields of its own
-(``laid_*``, on :class:`meshd.daemon.peer_paths._Peer`), written all at once at the end of
+(``laid_*``, on :class:`meshd.daemon.punch_peer._Peer`), written all at once at the end of
 a step (no await in between: the reconcile loop never sees half a step), and these views
 read them by WireGuard key through the members the step went over.
 """
@@ -19,7 +19,7 @@ from meshd.mesh.paths import Path
 from meshd.trust.keys import WgKey
 
 if TYPE_CHECKING:
-    from meshd.daemon.peer_paths import _Peer
+    from meshd.daemon.punch_peer import _Peer
     from meshd.membership import Member
 
 #: ``laid_how`` of a peer no step has laid yet (else its keepalive and whether a relay may

@@ -42,7 +42,7 @@ from meshd.trust.keys import WgKey
 
 if TYPE_CHECKING:
     from meshd.daemon.endpoints import Endpoints
-    from meshd.daemon.peer_paths import _Peer
+    from meshd.daemon.punch_peer import _Peer
     from meshd.daemon.punching import Punching
     from meshd.membership import Member
     from meshd.wg.model import DeviceState, PeerStatus

@@ -1,8 +1,9 @@
 """The punching service's per-peer state: each programmed member's direct path, by node key.
 
 :class:`PeerPaths` holds one ``_Peer`` per member programmed as a WireGuard peer, one object
-a member: its :class:`meshd.mesh.punch.DirectPath` (pure; the peer is one, with what is
-known of our side shared by all, a :class:`meshd.mesh.punch.Side`) over its announced candidates
+a member (:mod:`meshd.daemon.punch_peer`): its :class:`meshd.mesh.punch.DirectPath` (pure;
+the peer is one, with what is known of our side shared by all, a
+:class:`meshd.mesh.punch.Side`) over its announced candidates
 (:mod:`meshd.mesh.announced`, checked by :func:`meshd.mesh.candidates.parse_announced`,
 refusals counted), and what the device last showed of it. The path loop
 (:class:`meshd.daemon.punching.Punching`) creates and updates them at each step
@@ -25,14 +26,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from ipaddress import IPv4Network, IPv6Network
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import trio
 
-from meshd.daemon.laid_paths import UNLAID, LaidPaths, LaidRelays
+from meshd.daemon.laid_paths import LaidPaths, LaidRelays
 from meshd.daemon.nat_view import NatSnapshot, PeerPathView
+from meshd.daemon.punch_peer import UNCHOSEN, _Peer
 from meshd.errors import DecodeError
 from meshd.membership import Member
 from meshd.mesh.announced import decode_candidates_untrusted
@@ -40,17 +41,7 @@ from meshd.mesh.candidates import Candidate, counts, parse_announced
 from meshd.mesh.desired import peer_members
 from meshd.mesh.kicks import recreate
 from meshd.mesh.liveness_probe import PROBE_BUDGET, Liveness
-from meshd.mesh.punch import KEEPALIVE, PUNCH_INTERVAL, Action, DirectPath, Side, summary
-from meshd.mesh.punch_parts import (
-    HOW_BITS,
-    HOWS,
-    NEVER,
-    PATH_CODE,
-    Bits,
-    Ranked,
-    Rare,
-    RareField,
-)
+from meshd.mesh.punch import KEEPALIVE, PUNCH_INTERVAL, Action, Side, summary
 from meshd.mesh.remembered import Kept
 from meshd.trust.keys import WgKey
 from meshd.wg.model import PeerStatus, RemovePeer, UpdatePeer
@@ -58,160 +49,6 @@ from meshd.wg.model import PeerStatus, RemovePeer, UpdatePeer
 if TYPE_CHECKING:
     from meshd.daemon.endpoints import Endpoints
     from meshd.daemon.wireguard import WireGuardMesh
-
-
-UNCHOSEN = ""  # a peer's chosen endpoint not worked out yet (no endpoint is empty)
-#: ``laid_how`` by its code in a peer's ``_how`` (0: UNLAID, else 1 + the code of HOWS).
-_LAID_HOWS = (UNLAID, *HOWS)
-
-
-class _PeerRare(Rare):
-    """A peer's fields that most peers hold at their default (:class:`Rare`)."""
-
-    __slots__ = ("liveness", "reported_at", "reported_endpoint", "requested_at")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reported_endpoint = ""
-        self.reported_at = NEVER
-        self.requested_at = NEVER
-        self.liveness: Liveness | None = None
-
-
-_PeerRare.DEFAULT = _PeerRare()
-
-
-class _Peer(DirectPath):
-    """A programmed member: its direct path (this object itself, one per member rather than
-    two: ``path`` is the peer) and what the device last showed of it. Its WireGuard key,
-    name and announced endpoints are read from its member (held, not copied: the view the
-    last step went over), its last handshake from its path."""
-
-    __slots__ = (
-        "chosen", "heard_at", "laid_endpoint", "laid_since", "member", "put_at", "put_endpoint",
-        "rx_at", "rx_bytes", "trying_since",
-    )  # fmt: skip
-    # What most peers hold at its default (no punch requested, no endpoint reported, Hellos
-    # on the path): one shared object until set (_PeerRare). The endpoint put on the device
-    # is not among them: every peer's is put at a start (an object of its own a peer).
-    _RARE = _PeerRare.DEFAULT
-    #: The endpoint we last reported to the peer (a NAT report), and when.
-    reported_endpoint: RareField[str] = RareField()
-    reported_at: RareField[float] = RareField()
-    requested_at: RareField[float] = RareField()  # when we last asked for a punch
-    #: While direct without Babel's Hellos on the path: whether it still works.
-    liveness: RareField[Liveness | None] = RareField()
-    request_due = Bits(5, 1)  # a round started: a punch is to be asked for (in _bits)
-    shaken = Bits(6, 1)  # the device showed a handshake at the last read of the peer
-
-    def __init__(
-        self,
-        member: Member,
-        candidates: Iterable[Candidate],
-        now: float,
-        *,
-        families: frozenset[int] = frozenset({4, 6}),
-        networks: Sequence[IPv4Network | IPv6Network] = (),
-        overlay: IPv6Network | None = None,
-        kept: str | None = None,
-        side: Side | None = None,
-        rx_at: float = 0.0,
-        heard_at: float = 0.0,
-    ) -> None:
-        """The path as :class:`DirectPath` makes it (over ``candidates`` at ``now``)."""
-        self.member = member  # its WireGuard key the peer's own (a new key: a new peer)
-        super().__init__(
-            candidates, now, families=families, networks=networks, overlay=overlay, kept=kept,
-            side=side,
-        )  # fmt: skip
-        # The endpoint this service last put on the device for the peer, and the Unix time
-        # from which it was there: a handshake no newer did not answer it (it is not kept).
-        self.put_endpoint: str | None = None
-        self.put_at = NEVER
-        self.rx_bytes = 0
-        self.rx_at = rx_at
-        self.heard_at = heard_at  # when the peer's received bytes last grew (never reset)
-        self.trying_since = 0.0  # Unix time the current candidate began to be tried
-        # The endpoint a start programs from the announcement (under the underlay of
-        # meshd.daemon.punch_restarts), UNCHOSEN until worked out, and again once either
-        # changes (meshd.mesh.desired.choose_endpoint parses every candidate).
-        self.chosen: str | None = UNCHOSEN
-        # What the last step laid over the desired peers (meshd.daemon.laid_paths): its
-        # endpoint, 2 * keepalive + relay (UNLAID before any), when its round began.
-        self.laid_endpoint: str | None = None
-        self.laid_since: float | None = None  # and laid_how, UNLAID: in the path's _how
-
-    def __repr__(self) -> str:
-        return f"_Peer({self.name!r}, {self.acted or self.state})"
-
-    @property
-    def laid_how(self) -> int:
-        """What the last step laid of the path's keepalive and relay (2 * keepalive +
-        relay), UNLAID before any: a code in bits 4-6 of the path's ``_how``."""
-        return _LAID_HOWS[self._how >> HOW_BITS]
-
-    @property
-    def wg_key(self) -> bytes:
-        return self.member.wg_key
-
-    @property
-    def name(self) -> str:
-        return self.member.name
-
-    @property
-    def announced(self) -> tuple[str, ...]:
-        """The endpoints its member announces (none without an announcement)."""
-        ann = self.member.announcement
-        return ann.endpoints if ann is not None else ()
-
-    def _rank(self, candidates: Iterable[Candidate]) -> Ranked:
-        """The candidates ranked as :class:`DirectPath` holds them; where that is its
-        member's announced endpoints as they are (texts and kinds, in its order), the
-        announcement's own tuple: nothing of the peer's own."""
-        ranked = super()._rank(candidates)
-        if type(ranked) is tuple and ranked and type(ranked[-1]) is str:
-            announced = self.announced
-            if ranked == announced:
-                return announced
-        return ranked
-
-    def hold_announced(self) -> None:
-        """Its member's new announcement says the same endpoints: hold its tuple, not the
-        old announcement's (an equal one, else kept alive by the peer alone)."""
-        ranked, announced = self._ranked, self.announced
-        if type(ranked) is tuple and ranked is not announced and ranked == announced:
-            self._ranked = announced
-
-    @property
-    def path(self) -> DirectPath:
-        """The peer's direct path: the peer itself."""
-        return self
-
-    @property
-    def action(self) -> Action | None:
-        """What the path last decided (:meth:`DirectPath.last_action`: kept there as plain
-        values, not as an Action a peer)."""
-        return self.last_action()
-
-    def lay(self) -> bool:
-        """Lay the path as the last update left it (:mod:`meshd.daemon.laid_paths`); whether
-        that changed what was laid."""
-        endpoint, how = self._shown, self._how
-        shown = 1 + (how >> 2 & 3)  # the laid code of the last action's keepalive and relay
-        since = self.trying_since if how & 3 == PATH_CODE["trying"] else None
-        if endpoint == self.laid_endpoint and how >> HOW_BITS == shown and since == self.laid_since:
-            return False
-        self.laid_endpoint, self.laid_since = endpoint, since
-        self._how = how & (1 << HOW_BITS) - 1 | shown << HOW_BITS
-        return True
-
-    def works(self, now: float, silent_after: float) -> bool:
-        """Whether the direct path is up and not in doubt: something came within
-        ``silent_after`` (where Hellos flow), or, without Hellos on it, its judge has not
-        declared it lost (silence alone means little there: :mod:`meshd.mesh.liveness_probe`)."""
-        if self.state != "direct":
-            return False
-        return self.liveness is not None or now - self.rx_at <= silent_after
 
 
 class PeerPaths:
@@ -321,7 +158,7 @@ class PeerPaths:
             if status.last_handshake:
                 handshake = now - (wall - status.last_handshake)
             if status.rx_bytes > peer.rx_bytes:
-                peer.rx_at = peer.heard_at = now
+                peer.heard(now)
             peer.rx_bytes = status.rx_bytes  # lower: the peer was created anew
         path = peer  # its path
         path.watched = not hellos  # a stale handshake alone does not lose it then

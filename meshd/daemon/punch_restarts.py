@@ -27,7 +27,7 @@ import trio
 
 from meshd.daemon import last_endpoints
 from meshd.daemon.nat_messages import FRESH
-from meshd.daemon.peer_paths import UNCHOSEN
+from meshd.daemon.punch_peer import UNCHOSEN
 from meshd.daemon.transport import Transport, key_of
 from meshd.mesh.desired import choose_endpoint
 from meshd.mesh.kicks import recreate
@@ -36,7 +36,8 @@ from meshd.mesh.remembered import Kept
 from meshd.wg.model import PeerStatus, RemovePeer, UpdatePeer
 
 if TYPE_CHECKING:
-    from meshd.daemon.peer_paths import PeerPaths, _Peer
+    from meshd.daemon.peer_paths import PeerPaths
+    from meshd.daemon.punch_peer import _Peer
     from meshd.daemon.wireguard import WireGuardMesh
 
 

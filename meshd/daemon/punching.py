@@ -27,10 +27,12 @@ by :mod:`meshd.mesh.liveness_probe` instead: quiet for longer than its keepalive
 traffic allow, it is probed (the peer re-created, at most ``PROBE_BUDGET`` a step), and lost
 only when the probe goes unanswered. :meth:`Punching.direct_keys` are the peers whose path
 is direct now; ``on_direct_change`` is called at the end of a step that changed them. The
-service is five modules, this loop and what it calls at each step:
+service is six modules, this loop and what it calls at each step:
 
-* :mod:`meshd.daemon.peer_paths`: each peer's state and direct path, updated from the
-  device, and the snapshot ``meshd peers`` and ``meshd netcheck`` read;
+* :mod:`meshd.daemon.peer_paths`: the peers, each updated from the device, and the
+  snapshot ``meshd peers`` and ``meshd netcheck`` read;
+* :mod:`meshd.daemon.punch_peer`: a peer's one record, its direct path and what the device
+  showed of it;
 * :mod:`meshd.daemon.laid_paths`: what a step lays over the desired peers, read from the
   peers (no table made at each step);
 * :mod:`meshd.daemon.punch_restarts`: what is kept across our restarts (where our
@@ -56,7 +58,8 @@ from meshd.daemon import wireguard_views
 from meshd.daemon.endpoints import REANNOUNCE, Endpoints
 from meshd.daemon.nat_messages import PunchMessages
 from meshd.daemon.nat_view import NatSnapshot
-from meshd.daemon.peer_paths import PeerPaths, _Peer
+from meshd.daemon.peer_paths import PeerPaths
+from meshd.daemon.punch_peer import _Peer
 from meshd.daemon.punch_restarts import Restarts
 from meshd.daemon.state import NodeState
 from meshd.daemon.transport import Transport

@@ -15,7 +15,7 @@ import trio.testing
 
 from meshd.daemon import punch_restarts
 from meshd.daemon.laid_paths import UNLAID
-from meshd.daemon.peer_paths import _Peer
+from meshd.daemon.punch_peer import _Peer
 from meshd.mesh.candidates import Candidate
 from meshd.mesh.desired import Underlay, choose_endpoint
 from meshd.mesh.punch import KEEPALIVE, DirectPath
@@ -88,9 +88,12 @@ def test_a_peer_is_a_few_slots_and_a_quiet_or_waiting_one_holds_nothing_else() -
     # and relay codes in one small int (17)
     slots = {s for cls in _Peer.__mro__ for s in getattr(cls, "__slots__", ())}
     # then the endpoint put on the device its own two fields, not in an object of its own
-    # (96 bytes: every peer's is put at a start) (19)
-    assert len(slots) <= 19
-    assert {"wg_key", "name", "announced", "handshake", "acted", "laid_how"}.isdisjoint(slots)
+    # (96 bytes: every peer's is put at a start) (19); when it last heard the peer read from
+    # when its silence counts from, but where a lost path set that anew (18: 184 -> 176 bytes)
+    assert len(slots) <= 18
+    assert {"wg_key", "name", "announced", "handshake", "acted", "laid_how", "heard_at"}.isdisjoint(
+        slots
+    )
     peer = _Peer(who(bytes(32), "b"), [LAN], 0.0)
     peer.update(0.0, None, None)
     assert peer.update(6.0, None, None).path == "relay"
@@ -213,3 +216,19 @@ def test_a_peer_holds_its_member_s_announced_candidates_as_announced() -> None:
     lan_first = paths.peer(replace(other, announcement=announcement), other.wg_key, 7.0)
     assert lan_first._ranked == ("192.168.1.7:51820", "203.0.113.7:40000", "kinds=lr")
     assert lan_first.update(7.0, None, None).endpoint == "192.168.1.7:51820"
+
+
+def test_when_a_peer_last_heard_is_its_silence_s_start_until_a_lost_path_sets_that_anew() -> None:
+    peer = _Peer(who(bytes(32), "b"), [LAN], 0.0, rx_at=3.0, heard_at=3.0)
+    assert (peer.rx_at, peer.heard_at) == (3.0, 3.0)
+    assert peer._rare is _Peer._RARE  # nothing of its own
+    peer.heard(5.0)  # its received bytes grew
+    assert (peer.rx_at, peer.heard_at, peer._rare is _Peer._RARE) == (5.0, 5.0, True)
+    peer.rx_at = 9.0  # a lost path: its silence counts afresh, when it last heard is kept
+    assert (peer.rx_at, peer.heard_at) == (9.0, 5.0)
+    peer.rx_at = 12.0
+    assert (peer.rx_at, peer.heard_at) == (12.0, 5.0)
+    peer.heard(13.0)
+    assert (peer.rx_at, peer.heard_at) == (13.0, 13.0)
+    other = _Peer(who(bytes([1]) * 32, "c"), [LAN], 0.0, rx_at=3.0)  # heard at 0.0
+    assert (other.rx_at, other.heard_at) == (3.0, 0.0)

@@ -15,7 +15,7 @@ from nacl.signing import SigningKey
 
 from meshd.daemon.endpoints import Endpoints
 from meshd.daemon.nat_messages import REQUEST_WINDOW, REQUESTS_PER_MEMBER
-from meshd.daemon.peer_paths import _Peer
+from meshd.daemon.punch_peer import _Peer
 from meshd.daemon.punching import Punching
 from meshd.gossip import nat
 from meshd.gossip.peers import peer_id_of

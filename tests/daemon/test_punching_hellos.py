@@ -178,7 +178,8 @@ def test_without_keepalives_an_idle_path_stays_direct_and_only_traffic_is_judged
 
 
 def test_probes_of_one_step_are_bounded_quiet_longest_first() -> None:
-    from meshd.daemon.peer_paths import PeerPaths, _Peer
+    from meshd.daemon.peer_paths import PeerPaths
+    from meshd.daemon.punch_peer import _Peer
 
     paths = PeerPaths(SimpleNamespace(), SimpleNamespace(), SimpleNamespace(), 15.0, 1.0)  # type: ignore[arg-type]
     stats = {}
