@@ -32,10 +32,11 @@ from meshd.mesh.punch_parts import (
     Ranked,
     Rare,
     RareField,
+    shared,
 )
 
 UNCHOSEN = ""  # a peer's chosen endpoint not worked out yet (no endpoint is empty)
-#: ``laid_how`` by its code in a peer's ``_how`` (0: UNLAID, else 1 + the code of HOWS).
+#: ``laid_how`` by its code in a peer's ``_bits`` (0: UNLAID, else 1 + the code of HOWS).
 _LAID_HOWS = (UNLAID, *HOWS)
 
 
@@ -79,8 +80,9 @@ class _Peer(DirectPath):
     #: When the peer's received bytes last grew, where a lost path set ``rx_at`` anew since
     #: (None: ``rx_at`` says it: a path is lost seldom, and holds its own rare fields then).
     _heard_at: RareField[float | None] = RareField()
-    request_due = Bits(5, 1)  # a round started: a punch is to be asked for (in _bits)
-    shaken = Bits(6, 1)  # the device showed a handshake at the last read of the peer
+    # Above the path's bits (HOW_BITS): the laid code (3 bits), then these.
+    request_due = Bits(HOW_BITS + 3, 1)  # a round started: a punch is to be asked for
+    shaken = Bits(HOW_BITS + 4, 1)  # the device showed a handshake at the last read of it
 
     def __init__(
         self,
@@ -117,7 +119,7 @@ class _Peer(DirectPath):
         # What the last step laid over the desired peers (meshd.daemon.laid_paths): its
         # endpoint, 2 * keepalive + relay (UNLAID before any), when its round began.
         self.laid_endpoint: str | None = None
-        self.laid_since: float | None = None  # and laid_how, UNLAID: in the path's _how
+        self.laid_since: float | None = None  # and laid_how, UNLAID: in the path's _bits
 
     def __repr__(self) -> str:
         return f"_Peer({self.name!r}, {self.acted or self.state})"
@@ -152,8 +154,9 @@ class _Peer(DirectPath):
     @property
     def laid_how(self) -> int:
         """What the last step laid of the path's keepalive and relay (2 * keepalive +
-        relay), UNLAID before any: a code in bits 4-6 of the path's ``_how``."""
-        return _LAID_HOWS[self._how >> HOW_BITS]
+        relay), UNLAID before any: a code in 3 bits of the path's ``_bits`` (from
+        ``HOW_BITS``)."""
+        return _LAID_HOWS[self._bits >> HOW_BITS & 7]
 
     @property
     def wg_key(self) -> bytes:
@@ -201,13 +204,14 @@ class _Peer(DirectPath):
     def lay(self) -> bool:
         """Lay the path as the last update left it (:mod:`meshd.daemon.laid_paths`); whether
         that changed what was laid."""
-        endpoint, how = self._shown, self._how
+        endpoint, how = self._shown, self._bits
         shown = 1 + (how >> 2 & 3)  # the laid code of the last action's keepalive and relay
         since = self.trying_since if how & 3 == PATH_CODE["trying"] else None
-        if endpoint == self.laid_endpoint and how >> HOW_BITS == shown and since == self.laid_since:
+        laid = how >> HOW_BITS & 7
+        if endpoint == self.laid_endpoint and laid == shown and since == self.laid_since:
             return False
         self.laid_endpoint, self.laid_since = endpoint, since
-        self._how = how & (1 << HOW_BITS) - 1 | shown << HOW_BITS
+        self._bits = shared(how & ~(7 << HOW_BITS) | shown << HOW_BITS)
         return True
 
     def works(self, now: float, silent_after: float) -> bool:

@@ -53,7 +53,6 @@ from typing import ClassVar, Literal
 
 from meshd.mesh.candidates import Candidate, Reason, check_endpoint, rank_for_us
 from meshd.mesh.punch_parts import (
-    HOW_BITS,
     HOWS,
     NEVER,
     PATH_CODE,
@@ -73,6 +72,7 @@ from meshd.mesh.punch_parts import (
     how_code,
     listed,
     on_side,
+    shared,
     shared_settings,
     trying,
     waiting,
@@ -129,12 +129,13 @@ class DirectPath:
     """One peer's direct path; see the module documentation."""
 
     # A service holds one per peer (10,000 of them): no __dict__, what every path is made
-    # with and what is known of our side one shared object (Common), its small flags one
-    # small int (Bits), the round the announced candidates when it adds nothing, what it
-    # seldom sets a shared default until set (Rare), and where it stands in its rounds one
-    # object that is its state too (punch_parts.Rounds).
+    # with and what is known of our side one shared object (Common), its small flags and
+    # codes one int shared by the paths that hold its value (Bits), the round the announced
+    # candidates when it adds nothing, what it seldom sets a shared default until set
+    # (Rare), and where it stands in its rounds one object that is its state too
+    # (punch_parts.Rounds).
     __slots__ = (
-        "_bits", "_common", "_how", "_last_handshake", "_ranked", "_rare", "_rounds", "_shown",
+        "_bits", "_common", "_last_handshake", "_ranked", "_rare", "_rounds", "_shown",
         "next_check",
     )  # fmt: skip
     #: What most paths hold at its default, in one shared object until set (punch_parts.Rare):
@@ -146,11 +147,11 @@ class DirectPath:
     _punched: RareField[tuple[float, tuple[Candidate, ...]]] = RareField()
     #: Whether the path is hopeless (bit 0), and for which of our sides (symmetric,
     #: public: 0-3, the bits above); -1 not worked out since the candidates changed.
-    _hopeless = Bits(0, 4, offset=1)
+    _hopeless = Bits(4, 4, offset=1)
     #: The caller judges whether the direct path works (no Babel Hellos on it:
     #: :mod:`meshd.mesh.liveness_probe`), and calls :meth:`lost`: an idle session that
     #: WireGuard let expire (nothing to send, no keepalive) does not lose it.
-    watched = Bits(4, 1)
+    watched = Bits(8, 1)
 
     @property
     def _settings(self) -> Settings:
@@ -193,17 +194,17 @@ class DirectPath:
         )
         # What it is made with and what is known of our side: one object for paths alike.
         self._common = common(settings, side if side is not None else Side(behind_nat))
-        # Small flags in one small int (punch_parts.Bits): not watched, hopeless not known.
+        # Small flags and codes in one int (punch_parts.Bits): not watched, hopeless not
+        # known, no action yet.
         self._bits = 0
         self._ranked = self._rank(candidates)
         self._rounds: Rounds = trying(None, 0, now, 0)  # trying, none failed (round below)
         self._rare = self._RARE  # never lost, no punch yet
         self._last_handshake: float | None = None
         # What the last action said (last_action), as plain values, not the Action kept: its
-        # endpoint; its path, keepalive and relay as codes in one small int (_how: acted,
+        # endpoint; its path, keepalive and relay as codes in bits 0-3 of _bits (acted,
         # _shown_how), none before the first.
         self._shown: str | None = None
-        self._how = 0
         #: Read only: when to call :meth:`update` again (its last action's ``next_check``).
         self.next_check = NEVER  # one object for every path's "not yet"
         # Where our WireGuard last saw the peer before this node restarted (meshd.mesh.
@@ -262,12 +263,12 @@ class DirectPath:
     def acted(self) -> Path | None:
         """The path the last :meth:`update` decided (its action's ``path``), None before the
         first."""
-        return PATHS[self._how & 3]
+        return PATHS[self._bits & 3]
 
     @property
     def _shown_how(self) -> int:
         """The last action's keepalive and relay: 2 * keepalive + relay."""
-        return HOWS[self._how >> 2 & 3]
+        return HOWS[self._bits >> 2 & 3]
 
     def last_action(self) -> Action | None:
         """What the last :meth:`update` returned (``kick`` False: it was acted on), None
@@ -453,6 +454,6 @@ class DirectPath:
         else:
             last[0] = next_check
         code = PATH_CODE[state] | how_code(keepalive, relay) << 2
-        self._how = self._how >> HOW_BITS << HOW_BITS | code  # a subclass's bits kept
+        self._bits = shared(self._bits & ~15 | code)  # its flags and a subclass's kept
         self.next_check = next_check
         return Action(state, endpoint, kick, keepalive, relay, next_check)

@@ -81,10 +81,20 @@ def common(settings: Settings, side: Side) -> Common:
     return found
 
 
+#: Each value a path's ``_bits`` took, itself: one object for every path that holds it (an
+#: int past 256 is an object of its own each time it is worked out; at most 2 ** 14 values).
+_SHARED: dict[int, int] = {}
+
+
+def shared(bits: int) -> int:
+    """``bits`` as the one object every path that holds that value shares."""
+    return _SHARED.setdefault(bits, bits)
+
+
 class Bits:
-    """A small field of a path held in bits of its ``_bits`` (a small int: one object for
-    every path that holds it): ``width`` bits from ``shift``, stored plus ``offset``; a
-    one-bit field reads as a bool."""
+    """A small field of a path held in bits of its ``_bits`` (an int shared by every path
+    that holds it: :func:`shared`): ``width`` bits from ``shift``, stored plus ``offset``;
+    a one-bit field reads as a bool."""
 
     def __init__(self, shift: int, width: int, offset: int = 0) -> None:
         self.shift, self.mask, self.offset = shift, (1 << width) - 1, offset
@@ -95,15 +105,15 @@ class Bits:
 
     def __set__(self, path: Any, value: int) -> None:
         cleared = path._bits & ~(self.mask << self.shift)
-        path._bits = cleared | (value + self.offset & self.mask) << self.shift
+        path._bits = shared(cleared | (value + self.offset & self.mask) << self.shift)
 
 
-#: The path a path's last action decided, by its code in bits 0-1 of the path's ``_how``
-#: (a small int: one object for every path that holds it); its keepalive and relay are
-#: bits 2-3 (:func:`how_code`, :data:`HOWS`), and a subclass keeps more above (``HOW_BITS``).
+#: The path a path's last action decided, by its code in bits 0-1 of the path's ``_bits``
+#: (one int with its flags: :class:`Bits`, from bit 4); its keepalive and relay are bits 2-3
+#: (:func:`how_code`, :data:`HOWS`), and a subclass keeps more above ``HOW_BITS``.
 PATHS: tuple[Path | None, ...] = (None, "direct", "trying", "relay")
 PATH_CODE: dict[Path, int] = {"direct": 1, "trying": 2, "relay": 3}
-HOW_BITS = 4
+HOW_BITS = 9
 
 
 def how_code(keepalive: int, relay: bool) -> int:

@@ -24,16 +24,21 @@ def test_a_path_has_no_dict_and_few_slots() -> None:
     # one object that says its state (none while direct, one shared while in relay), what
     # it seldom sets one shared default, its settings and our side one, its flags one int
     # then 10; its path and its last action's keepalive and relay codes in one small int (9)
-    assert len(DirectPath.__slots__) <= 9
+    # then in the int of its flags, one object for the paths that hold its value (8)
+    assert len(DirectPath.__slots__) <= 8
     side = Side()
     a, b = DirectPath([LAN], 0.0, side=side), DirectPath([PUBLIC], 0.0, side=side)
     assert a._rare is b._rare is punch_parts.Rare.DEFAULT
     assert a._common is b._common  # its settings and our side: one object
     a.watched = True
-    assert (a.watched, b.watched, a._bits, b._bits) == (True, False, 16, 0)
-    assert (a.hopeless, a._hopeless, a._bits) == (True, 1, 18)  # worked out: bits too
+    assert (a.watched, b.watched, a._bits, b._bits) == (True, False, 256, 0)
+    assert (a.hopeless, a._hopeless, a._bits) == (True, 1, 288)  # worked out: bits too
+    c = DirectPath([LAN], 0.0, side=side)
+    c.watched = True
+    assert c.hopeless
+    assert c._bits is a._bits  # past 256: one object all the same
     a.watched = False
-    assert (a.watched, a.hopeless, a._bits) == (False, True, 2)
+    assert (a.watched, a.hopeless, a._bits) == (False, True, 32)
 
 
 def test_paths_given_one_side_share_it_and_see_what_is_set_on_it() -> None:
