@@ -99,11 +99,6 @@ PUNCH_INTERVAL = 10.0
 PUNCH_FRESH = 15.0
 MAX_HINTS = 2
 
-#: The last time a path chose to be looked at again (or to start its next round): a path
-#: that chooses an equal one holds this object, not a float of its own (the paths that
-#: start or fail a round at one step share one).
-_LAST = [math.nan]
-
 
 @dataclass(frozen=True, slots=True)
 class Action:
@@ -136,7 +131,6 @@ class DirectPath:
     # (punch_parts.Rounds).
     __slots__ = (
         "_bits", "_common", "_last_handshake", "_ranked", "_rare", "_rounds", "_shown",
-        "next_check",
     )  # fmt: skip
     #: What most paths hold at its default, in one shared object until set (punch_parts.Rare):
     #: when the direct path was last lost, and the last punch request (when, and its hints,
@@ -152,6 +146,9 @@ class DirectPath:
     #: :mod:`meshd.mesh.liveness_probe`), and calls :meth:`lost`: an idle session that
     #: WireGuard let expire (nothing to send, no keepalive) does not lose it.
     watched = Bits(8, 1)
+    #: Direct, and kept while the caller judges it (``watched`` at its last update): no
+    #: handshake going stale is checked for (``next_check``).
+    _kept = Bits(9, 1)
 
     @property
     def _settings(self) -> Settings:
@@ -205,8 +202,6 @@ class DirectPath:
         # endpoint; its path, keepalive and relay as codes in bits 0-3 of _bits (acted,
         # _shown_how), none before the first.
         self._shown: str | None = None
-        #: Read only: when to call :meth:`update` again (its last action's ``next_check``).
-        self.next_check = NEVER  # one object for every path's "not yet"
         # Where our WireGuard last saw the peer before this node restarted (meshd.mesh.
         # remembered): tried first, in the first round only (this one).
         checked = check_endpoint(kept, overlay, allow_loopback=True) if kept else "malformed"
@@ -278,6 +273,23 @@ class DirectPath:
             return None
         how = self._shown_how
         return Action(acted, self._shown, False, how >> 1, bool(how & 1), self.next_check)
+
+    @property
+    def next_check(self) -> float:
+        """When to call :meth:`update` again: its last action's ``next_check``, ``NEVER``
+        before the first; read from where the path stands (its round's next candidate, its
+        next round, its handshake going stale), not kept (a float a path)."""
+        if not self._bits & 3:
+            return NEVER
+        rounds, settings = self._rounds, self._settings
+        if rounds is None:
+            if self._kept:
+                return math.inf
+            assert self._last_handshake is not None  # direct: a fresh one
+            return self._last_handshake + settings.stale_after
+        if type(rounds) is Trying:
+            return rounds.started + settings.attempt
+        return rounds.next_at  # type: ignore[union-attr]
 
     @property
     def settled(self) -> str | None:
@@ -387,6 +399,7 @@ class DirectPath:
             if wg_endpoint is not None and not isinstance(shown, str):
                 settled = wg_endpoint
             assert hs is not None
+            self._kept = kept
             return self._action(settled, now, math.inf if kept else hs + stale_after)
         if self._rounds is None:
             self._lost_at = now
@@ -401,7 +414,6 @@ class DirectPath:
                 failed = rounds.failed + 1
                 backoff = min(settings.retry_base * 2 ** min(failed - 1, 16), settings.retry_max)
                 rounds = self._rounds = waiting(failed, now + backoff)
-                _LAST[0] = rounds.next_at  # its time, one object: its action's next_check
         if type(rounds) is Trying:
             return self._action(self._current(), now, rounds.started + settings.attempt)
         assert type(rounds) is Waiting
@@ -447,13 +459,9 @@ class DirectPath:
         relay = state == "relay" or (
             type(rounds) is Trying and (rounds.index >= 1 or self.hopeless)
         )
-        next_check = max(next_check, now)
-        last = _LAST  # an equal time the last path chose: its object (see _LAST)
-        if next_check == last[0]:
-            next_check = last[0]
-        else:
-            last[0] = next_check
+        next_check = max(next_check, now)  # as next_check reads it (never in the past)
         code = PATH_CODE[state] | how_code(keepalive, relay) << 2
-        self._bits = shared(self._bits & ~15 | code)  # its flags and a subclass's kept
-        self.next_check = next_check
+        bits = self._bits
+        if bits & 15 != code:  # its flags and a subclass's kept
+            self._bits = shared(bits & ~15 | code)
         return Action(state, endpoint, kick, keepalive, relay, next_check)

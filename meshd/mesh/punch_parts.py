@@ -104,8 +104,10 @@ class Bits:
         return bool(value) if self.mask == 1 else value
 
     def __set__(self, path: Any, value: int) -> None:
-        cleared = path._bits & ~(self.mask << self.shift)
-        path._bits = shared(cleared | (value + self.offset & self.mask) << self.shift)
+        bits = path._bits
+        new = bits & ~(self.mask << self.shift) | (value + self.offset & self.mask) << self.shift
+        if new != bits:  # most sets at a step leave it as it was
+            path._bits = shared(new)
 
 
 #: The path a path's last action decided, by its code in bits 0-1 of the path's ``_bits``
@@ -113,7 +115,7 @@ class Bits:
 #: (:func:`how_code`, :data:`HOWS`), and a subclass keeps more above ``HOW_BITS``.
 PATHS: tuple[Path | None, ...] = (None, "direct", "trying", "relay")
 PATH_CODE: dict[Path, int] = {"direct": 1, "trying": 2, "relay": 3}
-HOW_BITS = 9
+HOW_BITS = 10
 
 
 def how_code(keepalive: int, relay: bool) -> int:

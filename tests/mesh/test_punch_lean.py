@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from meshd.mesh import punch, punch_parts
 from meshd.mesh.candidates import Candidate, Kind
 from meshd.mesh.punch import DirectPath, Side
+from tests.mesh.test_punch import events, path
 
 LAN = Candidate("local", ipaddress.ip_address("192.168.1.7"), 51820)
 PUBLIC = Candidate("local", ipaddress.ip_address("93.184.216.34"), 51820)
@@ -24,8 +25,9 @@ def test_a_path_has_no_dict_and_few_slots() -> None:
     # one object that says its state (none while direct, one shared while in relay), what
     # it seldom sets one shared default, its settings and our side one, its flags one int
     # then 10; its path and its last action's keepalive and relay codes in one small int (9)
-    # then in the int of its flags, one object for the paths that hold its value (8)
-    assert len(DirectPath.__slots__) <= 8
+    # then in the int of its flags, one object for the paths that hold its value (8); when
+    # to look at it again read from where it stands in its rounds (7)
+    assert len(DirectPath.__slots__) <= 7
     side = Side()
     a, b = DirectPath([LAN], 0.0, side=side), DirectPath([PUBLIC], 0.0, side=side)
     assert a._rare is b._rare is punch_parts.Rare.DEFAULT
@@ -161,7 +163,9 @@ def test_paths_that_start_and_fail_at_one_time_share_their_times() -> None:
     paths = [DirectPath([Candidate("local", LAN.address, 1000 + i)], 0.0) for i in range(3)]
     first = [p.update(0.5, None, None) for p in paths]
     assert {a.next_check for a in first} == {0.0 + punch.ATTEMPT}
-    assert paths[0].next_check is paths[1].next_check is paths[2].next_check
+    # read from the round they share: no float of a path's own
+    assert paths[0].next_check == paths[1].next_check == paths[2].next_check == punch.ATTEMPT
+    assert "next_check" not in DirectPath.__slots__
     failed = [p.update(6.0, None, None) for p in paths]
     assert {(a.path, a.next_check) for a in failed} == {("relay", 6.0 + punch.RETRY_BASE)}
     waiting = paths[0]._rounds  # failed rounds and the next round's time: one object
@@ -222,3 +226,30 @@ def test_candidates_as_a_path_holds_them_read_back_as_they_were(
     if announced and ranked:  # texts and kinds, or one local address's text
         assert isinstance(held, str | tuple)
         assert not any(isinstance(c, Candidate) for c in held)
+
+
+@given(events, st.lists(st.booleans(), max_size=60))
+def test_when_to_look_again_read_from_the_path_is_what_its_last_action_said(
+    script: list[tuple[str, float, object, object]], watched: list[bool]
+) -> None:
+    """``next_check`` is not kept: read from the round, the relay's next round or the
+    handshake going stale, it is what the last update returned, watched or not."""
+    p = path(LAN, PUBLIC)
+    assert p.next_check == float("-inf")
+    now = 0.0
+    for n, (kind, step, arg, extra) in enumerate(script):
+        now += step
+        if kind == "update":
+            p.watched = watched[n] if n < len(watched) else False
+            hs = arg if isinstance(arg, float) else None
+            a = p.update(now, hs, extra if isinstance(extra, str) or extra is None else None)
+            assert p.next_check == a.next_check
+            assert p.last_action() == punch.Action(
+                a.path, a.endpoint, False, a.keepalive, a.relay, a.next_check
+            )
+        elif kind == "punch":
+            assert isinstance(arg, list)
+            p.punch(now, arg)
+        else:
+            assert isinstance(arg, list)
+            p.set_candidates(arg, now)
