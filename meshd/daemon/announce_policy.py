@@ -42,9 +42,21 @@ class AnnouncePolicy:
     _clocks: tuple[float, float] | None = None
 
     def due(self, now: float, addresses: Addresses, relays: bool = False) -> bool:
-        if self._last is None or addresses != self._addresses or relays != self._relays:
-            return True
-        return self._renew or now - self._last >= self.interval
+        return self.why(now, addresses, relays) is not None
+
+    def why(self, now: float, addresses: Addresses, relays: bool = False) -> str | None:
+        """Why an announcement is due now (the daemon's log says it), or None."""
+        if self._last is None:
+            return "start"
+        if addresses != self._addresses:
+            return "addresses changed"
+        if relays != self._relays:
+            return "relay decision changed"
+        if self._renew:
+            return "back after an outage"
+        if now - self._last >= self.interval:
+            return "refresh"
+        return None
 
     def announced(self, now: float, addresses: Addresses, relays: bool = False) -> None:
         self._last = now

@@ -13,6 +13,10 @@ relaying service wakes the announcer (:meth:`Announcer.wake`) and the change goe
 once, not at the next look. So does one after an outage (:meth:`Announcer.renew`, and the
 policy's own look at the clocks): members that found no route to us meanwhile ask for one
 again when they hear it.
+
+Each announcement is logged at INFO with why it went out (the policy's reason: start,
+addresses changed, relay decision changed, back after an outage, refresh), so that a digest
+that moves on the members can be traced to the member that announced and why.
 """
 
 from __future__ import annotations
@@ -133,8 +137,17 @@ class Announcer:
         relays = self.relaying()
         now = trio.current_time()
         self.policy.looked(time.monotonic(), time.time())
-        if not self.policy.due(now, addresses, relays):
+        why = self.policy.why(now, addresses, relays)
+        if why is None:
             return
+        endpoints, addrs = addresses
+        log.info(
+            "announcing (%s): endpoints %s; addresses %s; relays %s",
+            why,
+            ", ".join(endpoints) or "none",
+            ", ".join(addrs) or "none",
+            "yes" if relays else "no",
+        )
         await self.announce(addresses, relays)
         self.policy.announced(now, addresses, relays)
 

@@ -181,6 +181,22 @@ def test_announcements_at_start_on_address_changes_and_every_interval() -> None:
     assert policy.wait(28.0) == pytest.approx(2.0)
 
 
+def test_an_announcement_due_says_why() -> None:
+    policy = AnnouncePolicy(interval=30.0, check=5.0)
+    here = (("192.0.2.1:51820",), ("/ip4/192.0.2.1/tcp/7100",))
+    moved = (("192.0.2.9:51820",), here[1])
+    assert policy.why(0.0, here) == "start"
+    policy.announced(0.0, here)
+    assert policy.why(10.0, here) is None
+    assert policy.why(10.0, moved) == "addresses changed"
+    assert policy.why(10.0, here, relays=True) == "relay decision changed"
+    policy.renew()
+    assert policy.why(10.0, here) == "back after an outage"
+    policy.announced(10.0, here)
+    assert policy.why(39.9, here) is None
+    assert policy.why(40.0, here) == "refresh"
+
+
 def test_announcement_type_is_what_members_carry() -> None:
     # the fakes above stand for Announcement's addrs; keep them honest
     # (a decoded announcement reads them from its bytes when asked: a property)
