@@ -16,7 +16,10 @@ RSS and fds of its wireguard-go. At the end the churn stops, every stopped membe
 and the run waits (``--settle-timeout``) until every running daemon shows the same membership
 digest, admits exactly the running members, and has a WireGuard interface whose peers are
 exactly the other running members (keys known to this harness, not taken from the daemons):
-a peer that is not a standing member, or a standing member that is no peer, is *stuck*.
+a peer that is not a standing member, or a standing member that is no peer, is *stuck*. That
+agreement must hold: it is read again once every daemon has made its second announcement
+after its start (``STARTED``; a read that catches a refresh in flight, again until they agree,
+for ``IN_FLIGHT`` seconds at most).
 
 Per daemon process and metric: the least-squares slope per minute over its samples after
 ``--warmup`` seconds of its life (processes sampled for less than a minute after warm-up are
@@ -45,6 +48,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from meshd.daemon.announce_policy import ADDRESS_CHECK
 from meshd.errors import MeshdError
 from meshd.lab import Lab
 from meshd.lab.demo import LabMesh, MeshTimeout, missing_requirements, wait_for
@@ -54,6 +58,19 @@ FOUNDER = "h1"
 STABLE = ("h1", "h2")
 METRICS = ("rss_mib", "fds", "threads", "tasks", "wg_rss_mib", "wg_fds")
 MIB = 1024 * 1024
+# Once the daemons agree after the churn, only an announcement moves a digest (the announcer
+# logs each, with why), and in this lab only two kinds come then:
+# - a daemon's second announcement after its start: what members observed of it by then (its
+#   reflexive candidate, its ``--relay auto`` decision) goes out at the relay decision's next
+#   look (5 s) or the announcer's (ADDRESS_CHECK, 10 s); measured 5.0 s after every start, so
+#   the last member to come back announces again seconds after an agreement on its first;
+# - a refresh, every ``announce_interval`` (the lab's 30 s: 7 members refresh about every 4 s).
+# So the final read waits until every running daemon has been up ``STARTED`` seconds, and a
+# read that catches a refresh in flight (the digests differ for the ~0.1 s it floods) is made
+# again until the daemons agree, for ``IN_FLIGHT`` seconds at most: a divergence that lasts
+# is a failure.
+STARTED = ADDRESS_CHECK + 2.0
+IN_FLIGHT = 5.0
 
 
 # --- /proc -----------------------------------------------------------------------------------
@@ -168,6 +185,16 @@ class Soak:
     def running_hosts(self) -> list[str]:
         return self.mesh.running()
 
+    def youngest(self) -> float:
+        """When the most recently started running daemon started (seconds since the run's
+        start)."""
+        started = [0.0]
+        for host in self.running_hosts():
+            process = self.mesh.node(host).process
+            if process is not None and process.pid in self.processes:
+                started.append(self.processes[process.pid].started)
+        return max(started)
+
     def check_exits(self) -> None:
         """A daemon that exited on its own is a finding: record it; its slot counts as stopped."""
         for host, node in self.mesh.nodes.items():
@@ -279,14 +306,22 @@ class Soak:
         keys = {h: self.mesh.node(h).me()["wg_public_key"] for h in running}
         return {h: {k for o, k in keys.items() if o != h} for h in running}
 
+    def digests(self, hosts: list[str]) -> dict[str, str]:
+        """The daemons' digests, read back to back (a few ms each) before anything slower: an
+        announcement flooding meanwhile splits them only while it floods (~0.1 s), not for as
+        long as reading every WireGuard interface takes."""
+        return {host: self.mesh.node(host).ask("status")["digest"] for host in hosts}
+
     def differences(self) -> dict[str, Any]:
         """Per running host: digest, stuck and missing WireGuard peers, admitted mismatch."""
         out: dict[str, Any] = {}
-        for host, expected in self.expected_peers().items():
+        expected_peers = self.expected_peers()
+        digests = self.digests(list(expected_peers))
+        for host, expected in expected_peers.items():
             peers = set(self.mesh.wg_peers(host))
             admitted = self.mesh.admitted_keys(host)
             out[host] = {
-                "digest": self.mesh.node(host).ask("status")["digest"],
+                "digest": digests[host],
                 "stuck": sorted(peers - expected),
                 "missing": sorted(expected - peers),
                 "admitted_not_running": sorted(admitted - expected),
@@ -430,15 +465,18 @@ def run_soak(
                 )
             except MeshTimeout:
                 settled = None
+            if settled is not None:  # past every daemon's second announcement (STARTED)
+                time.sleep(max(0.0, soak.youngest() + STARTED - soak.now()))
             soak.sample()
             final = soak.differences()
             in_flight = settled is not None and not Soak.same_and_clean(final)
+            first_read = {h: d["digest"] for h, d in final.items()} if in_flight else None
             if in_flight:
-                # A read after the agreement may catch an announcement in flight (a daemon
-                # that re-announced since, the others ~0.1 s behind): they must agree again
-                # within a few seconds, not at that very instant.
+                # A refresh in flight (STARTED, IN_FLIGHT): they must agree again.
                 try:
-                    wait_for(soak.agreed, 5.0, "agreement again after the churn", interval=0.2)
+                    wait_for(
+                        soak.agreed, IN_FLIGHT, "agreement again after the churn", interval=0.2
+                    )
                     final = soak.agreement or final
                 except MeshTimeout:
                     final = soak.differences()
@@ -476,8 +514,10 @@ def run_soak(
         "digests_identical": len(set(digests.values())) == 1,
         "digests": digests,
         # Whether the read after the agreement differed (a record in flight) and the
-        # daemons were then waited for to agree again.
+        # daemons were then waited for to agree again; the digests that read showed.
         "read_again": in_flight,
+        "first_read_digests": first_read,
+        "logs": None if keep_logs is None else str(keep_logs),
         "stuck": stuck,
         "daemons": [fit(p, warmup, min_span) for p in soak.processes.values()],
         "steps": soak.log,
