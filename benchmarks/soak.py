@@ -42,7 +42,10 @@ import random
 import shutil
 import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -376,6 +379,25 @@ def fit(process: Process, warmup: float, min_span: float = 60.0) -> dict[str, An
     return row
 
 
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # unwinds through the lab's teardown
+
+
+@contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """While the soak runs, SIGTERM (a CI job's time limit, ``timeout``) unwinds like Ctrl-C
+    through the lab's teardown: without it the lab's daemons, their wireguard-go and its
+    namespaces outlived a terminated pytest (they run in sessions of their own)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers are the main thread's
+        return
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_soak(
     *,
     minutes: float,
@@ -398,7 +420,7 @@ def run_soak(
     if hosts < len(STABLE) + 1:
         raise ValueError(f"a soak needs at least {len(STABLE) + 1} hosts")
     names = [f"h{i}" for i in range(1, hosts + 1)]
-    with Lab(hosts) as lab:
+    with sigterm_unwinds(), Lab(hosts) as lab:
         mesh = LabMesh(lab, network="soak")
         try:
             begin = time.monotonic()
@@ -571,10 +593,6 @@ def main() -> int:
         print(f"benchmarks.soak needs root, ip, wireguard-go, wg and ping ({why})")
         return 1
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt  # unwinds through the lab's teardown
-
-    signal.signal(signal.SIGTERM, stop)
     result = run_soak(
         minutes=args.minutes,
         hosts=args.hosts,
