@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import shutil
 import signal
@@ -51,6 +49,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from benchmarks.soak_figures import (
+    STABLE,
+    Process,
+    fit,
+    machine,
+    print_table,
+    progress,
+    read_process,
+)
 from meshd.daemon.announce_policy import ADDRESS_CHECK
 from meshd.errors import MeshdError
 from meshd.lab import Lab
@@ -58,9 +65,6 @@ from meshd.lab.demo import LabMesh, MeshTimeout, missing_requirements, wait_for
 
 RESULTS = Path(__file__).parent / "results" / "soak.json"
 FOUNDER = "h1"
-STABLE = ("h1", "h2")
-METRICS = ("rss_mib", "fds", "threads", "tasks", "wg_rss_mib", "wg_fds")
-MIB = 1024 * 1024
 # Once the daemons agree after the churn, only an announcement moves a digest (the announcer
 # logs each, with why), and in this lab only two kinds come then:
 # - a daemon's second announcement after its start: what members observed of it by then (its
@@ -76,56 +80,6 @@ STARTED = ADDRESS_CHECK + 2.0
 IN_FLIGHT = 5.0
 
 
-# --- /proc -----------------------------------------------------------------------------------
-
-
-def proc_status(pid: int) -> dict[str, str]:
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        fields[key] = value.strip()
-    return fields
-
-
-def rss_mib(status: dict[str, str]) -> float:
-    return int(status["VmRSS"].split()[0]) * 1024 / MIB  # "VmRSS:  12345 kB"
-
-
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def wireguard_go_of(pid: int) -> int | None:
-    """The PID of the wireguard-go that a meshd daemon started, if it runs."""
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            children = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
-        except FileNotFoundError:
-            continue
-        for child in children:
-            try:
-                if Path(f"/proc/{child}/comm").read_text().strip() == "wireguard-go":
-                    return int(child)
-            except FileNotFoundError:
-                continue
-    return None
-
-
-# --- fitting ---------------------------------------------------------------------------------
-
-
-def slope_per_minute(points: list[tuple[float, float]]) -> float:
-    """Least-squares slope of (seconds, value) points, in value per minute."""
-    n = len(points)
-    mean_t = sum(t for t, _ in points) / n
-    mean_v = sum(v for _, v in points) / n
-    var = sum((t - mean_t) ** 2 for t, _ in points)
-    if var == 0:
-        return 0.0
-    cov = sum((t - mean_t) * (v - mean_v) for t, v in points)
-    return cov / var * 60.0
-
-
 # --- the churn ---------------------------------------------------------------------------------
 
 
@@ -137,17 +91,6 @@ class Slot:
     name: str = ""  # the member's name; "" when the slot is empty
     running: bool = False
     members: int = 0  # how many members this slot has had
-
-
-@dataclass
-class Process:
-    """One daemon process: what it is and what was sampled from it."""
-
-    host: str
-    name: str
-    pid: int
-    started: float  # seconds since the run's start
-    samples: list[dict[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -286,18 +229,8 @@ class Soak:
                 continue
             pid = node.process.pid
             try:
-                status = proc_status(pid)
-                row: dict[str, float] = {
-                    "t": round(t, 2),
-                    "rss_mib": round(rss_mib(status), 2),
-                    "fds": open_fds(pid),
-                    "threads": int(status["Threads"]),
-                    "tasks": int(node.ask("status")["tasks"]),
-                }
-                wg = wireguard_go_of(pid)
-                if wg is not None:
-                    row["wg_rss_mib"] = round(rss_mib(proc_status(wg)), 2)
-                    row["wg_fds"] = open_fds(wg)
+                tasks = int(node.ask("status")["tasks"])
+                row = {"t": round(t, 2), **read_process(pid, tasks)}
             except (OSError, MeshdError, KeyError, ValueError):
                 continue  # it is stopping; the next sample will tell
             self.processes[pid].samples.append(row)
@@ -350,33 +283,6 @@ class Soak:
             return False
         self.agreement = diff
         return True
-
-
-def fit(process: Process, warmup: float, min_span: float = 60.0) -> dict[str, Any]:
-    """Slopes (per minute) of one process's metrics after its warm-up, and its figures."""
-    after = [s for s in process.samples if s["t"] >= process.started + warmup]
-    row: dict[str, Any] = {
-        "host": process.host,
-        "name": process.name,
-        "pid": process.pid,
-        "started_s": round(process.started, 1),
-        "samples": len(process.samples),
-        "samples_after_warmup": len(after),
-    }
-    if process.samples:
-        row["first"] = process.samples[0]
-        row["last"] = process.samples[-1]
-    if after:
-        row["after_warmup"] = after[0]
-    span = after[-1]["t"] - after[0]["t"] if len(after) >= 2 else 0.0
-    row["fitted_span_s"] = round(span, 1)
-    if len(after) >= 3 and span >= min_span:
-        row["slope_per_min"] = {
-            m: round(slope_per_minute([(s["t"], s[m]) for s in after if m in s]), 4)
-            for m in METRICS
-            if sum(m in s for s in after) >= 3
-        }
-    return row
 
 
 def _terminated(signum: int, frame: FrameType | None) -> None:
@@ -460,17 +366,8 @@ def run_soak(
                     next_step = soak.now() + interval
                 if soak.now() >= next_report:
                     next_report += 60.0
-                    stable = [p for p in soak.processes.values() if p.host in STABLE]
-                    figures = ", ".join(
-                        f"{p.host} rss {p.samples[-1]['rss_mib']:.1f} MiB fds "
-                        f"{p.samples[-1]['fds']:.0f} tasks {p.samples[-1]['tasks']:.0f}"
-                        for p in stable
-                        if p.samples
-                    )
-                    say(
-                        f"  {soak.now() / 60:.1f} min: {sum(soak.actions.values())} changes; "
-                        f"{figures}"
-                    )
+                    changes, figures = sum(soak.actions.values()), progress(soak.processes)
+                    say(f"  {soak.now() / 60:.1f} min: {changes} changes; {figures}")
                 time.sleep(max(0.0, min(next_sample, next_step) - soak.now()))
             # The end: every stopped member comes back; then all must agree.
             for slot in soak.slots.values():
@@ -513,11 +410,7 @@ def run_soak(
     return {
         "benchmark": "soak",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-        },
+        "machine": machine(),
         "setup": {
             "lab_hosts": hosts,
             "backend": "userspace (wireguard-go), in network namespaces",
@@ -545,35 +438,6 @@ def run_soak(
         "steps": soak.log,
         "raw": {str(p.pid): p.samples for p in soak.processes.values()},
     }
-
-
-def print_table(result: dict[str, Any]) -> None:
-    print(f"\nchanges: {result['actions']}; failed steps: {len(result['failures'])}")
-    print(
-        f"settled after the churn: {result['settled_s']} s; digests identical: "
-        f"{result['digests_identical']}; stuck WireGuard peers: {result['stuck'] or 'none'}"
-    )
-    span = result["setup"]["min_fitted_span_s"]
-    print(f"\nslopes per minute after warm-up (daemons sampled for {span:g} s or more):")
-    head = f"{'daemon':<12} {'span':>6} " + " ".join(f"{m:>11}" for m in METRICS)
-    print(head)
-    for row in result["daemons"]:
-        slopes = row.get("slope_per_min")
-        if not slopes:
-            continue
-        cells = " ".join(f"{slopes.get(m, float('nan')):>+11.3f}" for m in METRICS)
-        print(f"{row['host'] + ':' + row['name']:<12} {row['fitted_span_s']:>5.0f}s {cells}")
-    print("\nfirst and last sample of each long-lived daemon (rss MiB, fds, threads, tasks):")
-    for row in result["daemons"]:
-        if row["host"] in STABLE and "first" in row:
-            a, b = row.get("after_warmup", row["first"]), row["last"]
-            print(
-                f"  {row['host']}: after warm-up {a['rss_mib']:.1f} {a['fds']:.0f} "
-                f"{a['threads']:.0f} {a['tasks']:.0f}; end {b['rss_mib']:.1f} {b['fds']:.0f} "
-                f"{b['threads']:.0f} {b['tasks']:.0f}"
-            )
-    others = [r for r in result["daemons"] if not r.get("slope_per_min")]
-    print(f"{len(others)} shorter-lived daemon processes were sampled but not fitted")
 
 
 def main() -> int:

@@ -32,7 +32,8 @@ from typing import Any
 
 import pytest
 
-from benchmarks.soak import STABLE, run_soak
+from benchmarks.soak import run_soak
+from benchmarks.soak_figures import STABLE
 
 pytestmark = pytest.mark.root
 
