@@ -230,3 +230,46 @@ def test_a_relay_forwards_from_its_start_and_the_service_takes_it_over(
             assert value() == "0"
 
     trio.run(main)
+
+
+def test_a_first_report_of_where_members_see_us_decides_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A relay on a LAN (private addresses only) starts undecided by members: not relaying.
+    # The first member to say it sees our WireGuard at our own address makes it relay within
+    # a poll, not at the next 5 s decision; nothing changing leaves the reads to that pace.
+    import trio.testing
+
+    from meshd.daemon import relaying
+    from meshd.daemon.config import DaemonConfig
+    from meshd.daemon.relaying import RECHECK, SEEN_POLL, Relaying
+    from meshd.mesh.underlay import LocalAddress
+
+    reads: list[float] = []
+
+    async def local() -> list[LocalAddress]:
+        reads.append(trio.current_time())
+        return [LocalAddress("eth0", ipaddress.ip_interface(str(a))) for a in PRIVATE]
+
+    monkeypatch.setattr(relaying, "local_addresses", local)
+    seen: list[str | None] = [None]
+    babel = FakeBabel()
+    service = Relaying(
+        DaemonConfig(state_dir=tmp_path, relay="auto"),
+        babel,
+        lambda: seen[0],
+        forwarding=Forwarding(sysctls(tmp_path, "0")),
+    )
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            assert babel.told == [False]
+            await trio.sleep(2 * RECHECK + 0.1)
+            assert len(reads) == 3  # at the start, then once every RECHECK
+            seen[0] = OWN_ADDRESS
+            await trio.sleep(SEEN_POLL + 0.01)
+            assert babel.told == [False, True]
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
