@@ -10,8 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import sys
+import threading
 from collections.abc import Iterator
+from types import FrameType
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -63,6 +66,21 @@ def root_prerequisites_missing() -> str:
     if not os.path.exists("/dev/net/tun"):
         return "no /dev/net/tun"
     return ""
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # unwinds through every ``with Lab`` and fixture teardown
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM (``timeout``, a CI job's limit) ends a run as Ctrl-C does: the test's own
+    ``with`` blocks unwind and pytest runs every fixture's teardown at the session's end,
+    so a lab's daemons, their wireguard-go and its namespaces (each in a session of its
+    own, not in pytest's process group) do not outlive the run."""
+    if threading.current_thread() is threading.main_thread() and (
+        signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)
+    ):
+        signal.signal(signal.SIGTERM, _terminated)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
