@@ -228,9 +228,32 @@ def _certificate_fast(items: list[Any], raw: bytes, depth: int) -> Certificate:
     )
 
 
+# The invites that enrollments nest, decoded: the members of one invite (up to its uses, a
+# hundred in a team's) each nest its same bytes, so one decoded certificate serves them all,
+# at the depth it was decoded at (its chain's depth depends on it). Bounded: when full it
+# starts again.
+_INVITES: dict[tuple[bytes, int], Certificate] = {}
+MAX_INVITES = 256
+
+
+def _invite_of(value: Any, depth: int) -> Certificate:
+    """An enrollment's invite, decoded once for every enrollment that nests the same bytes
+    (the same checks: a refused one is not kept, and is refused again)."""
+    if type(value) is not bytes:
+        return _nested(value, Certificate, depth)
+    key = (value, depth)
+    invite = _INVITES.get(key)
+    if invite is None:
+        invite = _nested(value, Certificate, depth)
+        if len(_INVITES) >= MAX_INVITES:
+            _INVITES.clear()
+        _INVITES[key] = invite
+    return invite
+
+
 def _enrollment(f: _Fields, raw: bytes, depth: int) -> Enrollment:
     network_id = _share(f.blob("network_id", FINGERPRINT_LEN))
-    invite = _nested(f.blob("invite"), Certificate, depth)
+    invite = _invite_of(f.blob("invite"), depth)
     node_key = f.blob("node_key", KEY_LEN)
     wg_key = f.blob("wg_key", KEY_LEN)
     name = f.text("name", MAX_NAME)
