@@ -10,7 +10,10 @@ peers, which must be the same for both trees. Light enough to run beside other w
 1 s of CPU per start at 10,000 members); no root needed.
 
     .venv/bin/python -m benchmarks.startup_steps --reference /tmp/clone-ref [--members 10000]
-        [--rounds 3]
+        [--rounds 3] [--joined invited]
+
+``--joined invited``: the members joined under invites, each admitted by a sponsor (as
+``benchmarks.memory --joined invited`` builds them), not certified by the root.
 """
 
 from __future__ import annotations
@@ -92,13 +95,14 @@ def main() -> int:
     parser.add_argument("--reference", type=Path, required=True, help="the tree to compare to")
     parser.add_argument("--members", type=int, default=10000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--joined", choices=["certified", "invited"], default="certified")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     trees = {"reference": args.reference.resolve(), "this": ROOT}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
     with tempfile.TemporaryDirectory(prefix="meshd-steps-") as tmp:
         store = Path(tmp) / "store"
-        build_store(store, args.members)
+        build_store(store, args.members, args.joined)
         for _ in range(args.rounds):
             for name, tree in trees.items():
                 row = run_steps(tree, store)
@@ -110,14 +114,14 @@ def main() -> int:
         name: {step: statistics.median(r["steps"][step] for r in rows) for step in rows[0]["steps"]}
         for name, rows in runs.items()
     }
-    print(f"\n{args.members} members, CPU s, median of {args.rounds} (same UAPI text and peers:")
-    print(f"{len(digests) == 1})")
+    print(f"\n{args.members} members ({args.joined}), CPU s, median of {args.rounds}")
+    print(f"(same UAPI text and peers: {len(digests) == 1})")
     for step in median["this"]:
         print(f"{step:20s} {median['reference'][step]:6.3f} -> {median['this'][step]:6.3f}")
     if args.output is not None:
         args.output.write_text(
             json.dumps(
-                {"members": args.members, "runs": runs, "median": median,
+                {"members": args.members, "joined": args.joined, "runs": runs, "median": median,
                  "same_output": len(digests) == 1},
                 indent=2,
             )
