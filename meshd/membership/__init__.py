@@ -43,7 +43,7 @@ a credential past its end, or a member whose announcements stopped for longer th
 """
 
 from meshd.membership.recordset import BUCKETS
-from meshd.membership.sponsor_graph import MAX_SPONSOR_DEPTH
+from meshd.membership.spreading import MAX_SPONSOR_DEPTH
 from meshd.membership.state import Membership, decode_batch_untrusted
 from meshd.membership.views import (
     Admitted,

@@ -30,29 +30,29 @@ admission replaced by an earlier copy (``drop_credential``) is then carried when
 it replaces was.
 
 Both are reachability from the certificates through countersignatures (at most
-:data:`MAX_SPONSOR_DEPTH` steps). Adding a credential only ever adds to them, so they are
-extended in place, unless a new candidate pushes a member out of its invite's uses; that, a
-revocation or a lower use limit recomputes them. Every member keeps every admission it has
+``MAX_SPONSOR_DEPTH`` steps), worked out by meshd.membership.spreading. Adding a credential
+only ever adds to them, so they are extended in place (for a new admission whose member
+countersigned no one, under an invite with uses left, in one step: ``spreading.place``),
+unless a new candidate pushes a member out of its invite's uses; that, a revocation or a
+lower use limit recomputes them. Every member keeps every admission it has
 (one per enrollment and sponsor), so a record countersigned by someone else can add a way to
 stand, never take one away.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from meshd.membership.admins import AdminHandovers
 from meshd.membership.lifecycle import Departures, Renewals
 from meshd.membership.roots import RootChain
+from meshd.membership.spreading import place, spread, starts
 from meshd.records import AdminHandover, Revocation
 from meshd.trust.credential import Credential
 
 if TYPE_CHECKING:
     from meshd.membership.tables import MemberEntry
-
-MAX_SPONSOR_DEPTH = 256  # an admission further than this from a certificate does not stand
 
 Keys = dict[bytes, None]
 """Keys (node keys, record ids) kept as a dict's keys, an ordered set: ~43 bytes a key in
@@ -148,6 +148,15 @@ class SponsorGraph:
             self._invite_uses[invite] = limit
             if uses is not None and limit < uses:
                 return touched | set(members) | self._recompute()
+            if (
+                credential.sponsor is not None
+                and not self._sponsored.get(node)
+                and len(members) <= limit
+                and rid not in self._candidate
+            ):
+                # It leads nowhere yet and pushes no one out: what spreading would do.
+                place(self, credential, credential.sponsor, rid)
+                return touched
         elif credential.sponsor is None and not self._sponsored.get(node):
             # A certificate (at 0) of a member that countersigned nothing: spreading finds it alone.
             return touched
@@ -328,27 +337,7 @@ class SponsorGraph:
     def _starts(
         self, rids: list[bytes], distance: dict[bytes, int], *, uses: bool
     ) -> list[tuple[bytes, int]]:
-        """Where ``rids`` stand in ``distance`` from what their sponsors' credentials hold."""
-        starts: list[tuple[bytes, int]] = []
-        for rid in rids:
-            credential = self._by_rid[rid]
-            if credential.sponsor is None:
-                starts.append((rid, 0))
-                continue
-            if uses and not self._within_uses(credential):
-                continue
-            best = None
-            for sponsor in self._held(credential.sponsor):
-                steps = 0 if sponsor.sponsor is None else distance.get(sponsor.record_id)
-                if (
-                    steps is not None
-                    and (best is None or steps < best)
-                    and self._edge(sponsor, credential)
-                ):
-                    best = steps
-            if best is not None and best < MAX_SPONSOR_DEPTH:
-                starts.append((rid, best + 1))
-        return starts
+        return starts(self, rids, distance, uses=uses)
 
     def _spread(
         self,
@@ -357,51 +346,7 @@ class SponsorGraph:
         uses: bool,
         before: dict[bytes, frozenset[bytes]] | None = None,
     ) -> list[bytes]:
-        """Lower distances from ``starts`` on, through countersignatures; returns the record
-        ids that were not reached before.
-
-        ``uses``: the valid distances (admissions within their invite's uses); otherwise the
-        candidates, where uses are not counted. A new candidate changes its invite's ranking:
-        ``before`` then gets the invite's members within its uses as they were, when the
-        invite has more members than uses (otherwise nobody can be pushed out)."""
-        distance = self._distance if uses else self._candidate
-        new: list[bytes] = []
-        queue: deque[bytes] = deque()
-
-        def reached(rid: bytes, steps: int) -> None:
-            if self._by_rid[rid].sponsor is None:  # a certificate, started (at 0) as it comes
-                new.append(rid)
-                queue.append(rid)
-                return
-            old = distance.get(rid)
-            if old is not None and old <= steps:
-                return
-            if old is None:
-                new.append(rid)
-                invite = self._by_rid[rid].invite
-                if not uses and invite is not None:
-                    if before is not None and invite not in before and self._crowded(invite):
-                        before[invite] = self._within_set(invite)
-                    self._within.pop(invite, None)
-            distance[rid] = steps
-            queue.append(rid)
-
-        for rid, steps in starts:
-            reached(rid, steps)
-        while queue:
-            rid = queue.popleft()
-            sponsor = self._by_rid[rid]
-            steps = (0 if sponsor.sponsor is None else distance[rid]) + 1
-            if steps > MAX_SPONSOR_DEPTH:
-                continue
-            for rid in self._sponsored.get(sponsor.node_key, ()):
-                old = distance.get(rid)
-                if old is not None and old <= steps:
-                    continue
-                admission = self._by_rid[rid]
-                if (not uses or self._within_uses(admission)) and self._edge(sponsor, admission):
-                    reached(rid, steps)
-        return new
+        return spread(self, starts, uses=uses, before=before)
 
     def sponsored(self, credential: Credential, *, uses: bool = True) -> bool:
         """Whether the credential is sponsored (``uses``: within its invite's uses; else a

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from meshd.membership.sponsor_graph import MAX_SPONSOR_DEPTH, SponsorGraph
+from meshd.membership.sponsor_graph import SponsorGraph
+from meshd.membership.spreading import MAX_SPONSOR_DEPTH
 from meshd.membership.views import MemberState
 from meshd.records import U64, Revocation
 from meshd.trust.credential import Credential

@@ -109,3 +109,41 @@ def test_a_batch_compares_each_newer_announcement_with_the_members_once(
     again = state.merge_batch(newer, NOW + 6, announcements_checked=True)
     assert again.new == 0
     assert reads[0] == 0
+
+
+def _invited(members: int) -> tuple[Net, list[Record]]:
+    """A founder's store of ``members`` members admitted under invites of ten uses, each
+    countersigned by the founder or a member admitted before it (chains of sponsors)."""
+    net = Net()
+    state = net.state()
+    founder = net.founder()
+    state.ingest(founder.credential, T0 + 5)
+    nodes = [founder]
+    invite = net.invite(uses=10)
+    for i in range(members):
+        if i and i % 10 == 0:
+            invite = net.invite(uses=10)
+        node = net.join(state, nodes[i // 2], invite, f"m{i}")
+        state.ingest(node.credential, T0 + 10)
+        nodes.append(node)
+    return net, [decode_record_untrusted(n.credential.raw) for n in nodes]
+
+
+def test_a_load_of_members_admitted_under_invites_spreads_from_none_of_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    net, records = _invited(60)
+    spreads = [0]
+    monkeypatch.setattr(SponsorGraph, "_spread", _counted(spreads, SponsorGraph._spread))
+    state = _loaded(net, records)
+    # Each admission leads nowhere as it comes and its invite has uses left: placed one step
+    # past its sponsor in one pass, not spread (it was spread twice: candidates, then uses).
+    assert spreads[0] == 0
+    assert len(state.members(NOW)) == 61
+    # What spreading from the certificates finds.
+    graph = state._standing
+    candidate, distance = dict(graph._candidate), dict(graph._distance)
+    assert len(distance) == 60
+    assert max(distance.values()) == 5  # a tree of sponsors
+    graph._recompute()
+    assert (graph._candidate, graph._distance) == (candidate, distance)
