@@ -50,7 +50,8 @@ from meshd.records import (
     make_network,
     signed_body,
 )
-from meshd.trust.chain import Anchor, drop_bad_announcement_signatures
+from meshd.trust.announced import drop_bad_announcement_signatures
+from meshd.trust.chain import Anchor
 from meshd.trust.keys import SigningKey
 
 RESULTS = Path(__file__).parent / "results"

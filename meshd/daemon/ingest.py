@@ -19,7 +19,7 @@ import trio
 
 from meshd.membership import decode_batch_untrusted
 from meshd.records import Announcement, Record
-from meshd.trust.chain import drop_bad_announcement_signatures
+from meshd.trust.announced import drop_bad_announcement_signatures
 
 THREAD_MIN: Final = 16
 """Fewer announcements than this are checked in line by the core: a thread hop costs more."""

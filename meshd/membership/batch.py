@@ -30,7 +30,7 @@ from meshd.records import (
     Rollover,
     record_id,
 )
-from meshd.trust.chain import check_announcement_signatures
+from meshd.trust.announced import check_announcement_signatures
 from meshd.trust.credential import Credential
 
 if TYPE_CHECKING:

@@ -34,7 +34,8 @@ from meshd.records import (
     decode_record_untrusted,
     record_id,
 )
-from meshd.trust.chain import UnknownRoot, check_announced_prefixes, check_announcement_signature
+from meshd.trust.announced import check_announced_prefixes, check_announcement_signature
+from meshd.trust.chain import UnknownRoot
 from meshd.trust.credential import Credential
 
 _Merge = Callable[[Any, bytes, int, Change], bool]

@@ -12,7 +12,6 @@ says is meshd.trust.credential.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from meshd.addressing import Prefix, overlay_prefix, prefix_within
@@ -28,7 +27,6 @@ from meshd.records import (
     Enrollment,
     Handover,
     Invite,
-    Kind,
     Leave,
     Network,
     Record,
@@ -42,11 +40,11 @@ from meshd.records import (
     record_id,
     signed_body,
 )
+from meshd.trust.announced import check_announcement_signature
 from meshd.trust.credential import Credential, HandedOver, Shared, Sponsored, Terms, issuers_of
 from meshd.trust.keys import SigningKey, fingerprint_bytes, verify
 
 MAX_CACHE = 65536
-_ANNOUNCEMENT_CONTEXT = CONTEXTS[Kind.ANNOUNCEMENT]
 
 
 def check_signature(record: Record) -> None:
@@ -385,59 +383,3 @@ class Verifier:
         self._signature(invite)
         if SigningKey(invite.secret).public != cert.subject:
             raise VerifyError("bad-secret", "the invite secret does not match its certificate")
-
-
-def check_announcement_signature(announcement: Announcement) -> None:
-    """Raise VerifyError unless the announcement is signed by the member it names."""
-    # A decoded record's envelope is already known to be canonical: its body is the bytes
-    # between the bin header (2 bytes, or 3 for bodies over 255) and the signature.
-    raw = announcement.raw
-    body = raw[3:-66] if raw[1] == 0xC4 else raw[4:-66]
-    verify(announcement.node_key, _ANNOUNCEMENT_CONTEXT, body, announcement.signature)
-
-
-def check_announcement_signatures(
-    announcements: Sequence[Announcement],
-) -> list[VerifyError | None]:
-    """Check a batch of announcement signatures; one result per announcement.
-
-    Pure and free of shared state, so a shell may run it in a worker thread (libsodium releases
-    the GIL) while the membership core merges the previous batch, then pass
-    ``signature_checked=True`` to :meth:`Membership.ingest` for those that passed.
-    """
-    results: list[VerifyError | None] = []
-    for announcement in announcements:
-        try:
-            check_announcement_signature(announcement)
-        except VerifyError as exc:
-            results.append(exc)
-        else:
-            results.append(None)
-    return results
-
-
-def drop_bad_announcement_signatures(
-    records: Sequence[Record],
-) -> tuple[list[Record], list[str]]:
-    """``records`` without the announcements whose signature does not verify, and the
-    reason for each one left out. Pure: a shell may run it in a worker thread."""
-    announcements = [r for r in records if isinstance(r, Announcement)]
-    results = check_announcement_signatures(announcements)
-    refused = {id(a) for a, error in zip(announcements, results, strict=True) if error}
-    if not refused:
-        return list(records), []
-    reasons = [error.reason for error in results if error]
-    return [r for r in records if id(r) not in refused], reasons
-
-
-def check_announced_prefixes(
-    announcement: Announcement, allowed: tuple[Prefix, ...], own: Prefix
-) -> None:
-    """Raise unless every announced prefix is the member's own /128 or inside its grants."""
-    for prefix in announcement.prefixes:
-        if prefix == own:
-            continue
-        if not any(prefix_within(prefix, grant) for grant in allowed):
-            raise VerifyError(
-                "prefix-not-allowed", f"{prefix} is outside what the member's certificate allows"
-            )

@@ -11,7 +11,7 @@ import trio
 from meshd.daemon import ingest
 from meshd.daemon.ingest import THREAD_MIN, check_sync_records
 from meshd.records import Record
-from meshd.trust import chain as trust
+from meshd.trust import announced as trust
 from tests.factory import T0, Net, Node
 
 NOW = T0 + 100

@@ -19,7 +19,7 @@ from meshd.records.build import seal_unsigned
 from meshd.records.fields import _Fields
 from meshd.records.flat import _announcement, _announcement_fast
 from meshd.records.types import CONTEXTS, MAX_EXTENSIONS, split_envelope_untrusted
-from meshd.trust.chain import check_announcement_signature
+from meshd.trust.announced import check_announcement_signature
 from meshd.trust.keys import SigningKey
 
 NODE = SigningKey(bytes(range(32)))
