@@ -45,6 +45,7 @@ from meshd.trust.credential import Credential, HandedOver, Shared, Sponsored, Te
 from meshd.trust.keys import SigningKey, fingerprint_bytes, verify
 
 MAX_CACHE = 65536
+MAX_INVITES = 4096  # invites kept checked, with their members' terms
 
 
 def check_signature(record: Record) -> None:
@@ -91,6 +92,11 @@ class Verifier:
         # One issuers' tuple, and one Terms, for the members of an invite (or of a root).
         self._issuers: Shared[tuple[bytes, ...]] = Shared(MAX_CACHE)
         self._terms: Shared[Terms] = Shared(MAX_CACHE)
+        # The invites admissions came under, by their bytes (one object for all of an
+        # invite's members, meshd.records.decode: its hash is kept), checked, with their
+        # members' Terms once one was made for a member whose key is none of the invite's:
+        # the next member of that invite needs neither worked out again.
+        self._invites: dict[bytes, Terms | None] = {}
         # The network's first root, and every key a verified rollover handed over to (only
         # grows; which of them stand, and until when, is meshd.membership.roots' judgement).
         self.roots: set[bytes] = {anchor.root_key}
@@ -195,7 +201,11 @@ class Verifier:
             raise VerifyError("bad-role", "an enrollment must be signed under an invite")
         if enrollment.node_key == self.anchor.root_key:
             raise VerifyError("bad-target", "the root key cannot be enrolled as a member")
-        self.certificate(invite)
+        if invite.raw not in self._invites:
+            self.certificate(invite)  # a certificate checked once stays good: roots only grow
+            if len(self._invites) >= MAX_INVITES:
+                self._invites.clear()
+            self._invites[invite.raw] = None
         self._signature(enrollment)
 
     def admission(self, admission: Admission) -> Credential:
@@ -210,28 +220,15 @@ class Verifier:
                 "invite-expired", "the admission was not made while the invite was valid"
             )
         self._signature(admission)
-        chain = tuple(c.subject for c in invite.chain)
-        issuers = self._issuers.share(issuers_of(enrollment.node_key, (invite.subject, *chain)))
-        # The invite's key as the shared tuple holds it: one object for all its members.
-        invite_key = issuers[0] if issuers and issuers[0] == invite.subject else invite.subject
         # Counted from the enrollment, which every copy of it shares: a member countersigning
         # a copy dated later cannot lengthen the membership, nor one dated earlier shorten it.
         not_after = enrollment.created_at + invite.member_ttl
-        terms = Terms(
-            invite.prefixes,
-            issuers,
-            invite.chain[0].issuer if invite.chain else invite.issuer,
-            invite.issuer if invite.chain else b"",
-            invite.not_before,
-            invite_key,
-            invite.max_uses,
-        )
         return Sponsored(
             enrollment.node_key,
             enrollment.wg_key,
             admission.raw,  # its date is read from them
             rid,
-            self._terms.share(terms),
+            self._invite_terms(invite, enrollment.node_key),
             not_after,
             admission.sponsor,
             record_id(enrollment.raw),
@@ -240,6 +237,31 @@ class Verifier:
             # An invite made for a named member names the member; otherwise the joiner does.
             name=invite.name or enrollment.name,
         )
+
+    def _invite_terms(self, invite: Certificate, node_key: bytes) -> Terms:
+        """What the members of ``invite`` share (one object for all of them); ``invite``
+        is the one :meth:`enrollment` just checked."""
+        kept = self._invites.get(invite.raw)
+        if kept is not None and node_key not in kept.issuers:
+            return kept  # its issuers are the invite's keys, as they are for this member
+        keys = (invite.subject, *(c.subject for c in invite.chain))
+        issuers = self._issuers.share(issuers_of(node_key, keys))
+        # The invite's key as the shared tuple holds it: one object for all its members.
+        invite_key = issuers[0] if issuers and issuers[0] == invite.subject else invite.subject
+        terms = self._terms.share(
+            Terms(
+                invite.prefixes,
+                issuers,
+                invite.chain[0].issuer if invite.chain else invite.issuer,
+                invite.issuer if invite.chain else b"",
+                invite.not_before,
+                invite_key,
+                invite.max_uses,
+            )
+        )
+        if node_key not in keys:
+            self._invites[invite.raw] = terms
+        return terms
 
     def announcement(self, announcement: Announcement, *, signature_checked: bool = False) -> None:
         """Check an announcement's network and signature (unless the caller already checked it
