@@ -7,11 +7,15 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from meshd.records import Role, make_certificate
@@ -126,3 +130,26 @@ def summary(values: Sequence[float]) -> dict[str, float]:
         "min": min(values),
         "max": max(values),
     }
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # unwinds through the lab's teardown
+
+
+@contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """While a benchmark holds what it made (a lab, a namespace, daemons), SIGTERM (a job's
+    time limit, ``timeout``) unwinds like Ctrl-C through its teardown: without it the
+    daemons, their wireguard-go and the namespaces outlived a terminated run (they run in
+    sessions of their own). Only where nothing else handles SIGTERM."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers are the main thread's
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield  # someone handles it already (an outer benchmark, the test run)
+        return
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from benchmarks.fixtures import sigterm_unwinds
 from benchmarks.synthetic_store import build_store_in
 
 PYTHON = sys.executable
@@ -48,6 +49,12 @@ def have_userspace() -> bool:
 
 @contextlib.contextmanager
 def namespace(name: str) -> Iterator[str]:
+    """A network namespace of this run's, deleted at exit (also on SIGTERM: sigterm_unwinds)."""
+    with sigterm_unwinds():
+        yield from _namespace(name)
+
+
+def _namespace(name: str) -> Iterator[str]:
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)

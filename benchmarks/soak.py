@@ -38,17 +38,13 @@ import argparse
 import json
 import random
 import shutil
-import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
+from benchmarks.fixtures import sigterm_unwinds
 from benchmarks.soak_figures import (
     STABLE,
     Process,
@@ -283,25 +279,6 @@ class Soak:
             return False
         self.agreement = diff
         return True
-
-
-def _terminated(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwinds through the lab's teardown
-
-
-@contextmanager
-def sigterm_unwinds() -> Iterator[None]:
-    """While the soak runs, SIGTERM (a CI job's time limit, ``timeout``) unwinds like Ctrl-C
-    through the lab's teardown: without it the lab's daemons, their wireguard-go and its
-    namespaces outlived a terminated pytest (they run in sessions of their own)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers are the main thread's
-        return
-    previous = signal.signal(signal.SIGTERM, _terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def run_soak(

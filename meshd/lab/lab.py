@@ -27,8 +27,10 @@ import atexit
 import json
 import logging
 import os
+import signal
+import threading
 import time
-from types import TracebackType
+from types import FrameType, TracebackType
 
 from meshd.lab import naming, plumbing
 from meshd.lab.commands import LabError, list_netns
@@ -49,6 +51,8 @@ class Lab(LabTopology, LabProcesses, LabFaults):
     are :class:`meshd.lab.state.LabState`'s.
     """
 
+    _sigterm_installed = False  # whether this lab put in the SIGTERM handler it removes
+
     # -- building -----------------------------------------------------------------------
 
     def build(self) -> Lab:
@@ -57,6 +61,7 @@ class Lab(LabTopology, LabProcesses, LabFaults):
             raise LabError("a lab is built once")
         self._state = "built"
         atexit.register(self.close)
+        self._unwind_on_sigterm()
         try:
             self._reserve()
             self._add_router()
@@ -120,6 +125,28 @@ class Lab(LabTopology, LabProcesses, LabFaults):
         """
         self._state = "closed"
         atexit.unregister(self.close)
+        self._sigterm_as_before()
+
+    def _unwind_on_sigterm(self) -> None:
+        """While the lab stands, SIGTERM (``timeout``, a job's time limit, ``kill``) unwinds
+        like Ctrl-C through ``with Lab`` and close(), where by default it ended the process
+        at once and left the namespaces, the spawned daemons (in sessions of their own) and
+        their wireguard-go behind: ``meshd demo``, the tests and the benchmarks alike. Only
+        where nothing else handles SIGTERM, and only in the main thread (its handlers')."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _terminated)
+            self._sigterm_installed = True
+
+    def _sigterm_as_before(self) -> None:
+        installed, self._sigterm_installed = self._sigterm_installed, False
+        if (
+            installed
+            and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is _terminated
+        ):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     def close(self) -> list[str]:
         """Remove everything the lab made; never raises. Returns what could not be removed.
@@ -132,6 +159,7 @@ class Lab(LabTopology, LabProcesses, LabFaults):
             return []
         self._state = "closed"
         atexit.unregister(self.close)
+        self._sigterm_as_before()
         try:
             stop_children(self._processes, self.stop_timeout)
         except Exception:  # teardown goes on whatever happens
@@ -139,3 +167,7 @@ class Lab(LabTopology, LabProcesses, LabFaults):
         if not self.run_id:
             return []
         return destroy_run(self.run_id, extra_wg_names=self._wg_names)
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # unwinds through ``with Lab`` and close(), as Ctrl-C does

@@ -342,3 +342,34 @@ def test_down_is_harmless_for_an_unknown_run() -> None:
     down = run_cli("down", "000000")
     assert down.returncode == 0
     assert down.stdout == "000000: removed\n"
+
+
+def test_sigterm_to_a_process_holding_a_lab_tears_the_lab_down() -> None:
+    # ``timeout 60 meshd demo``, a job's time limit, a plain kill: the lab (namespaces,
+    # spawned processes in sessions of their own) goes with the process, as on Ctrl-C.
+    script = (
+        "import time\n"
+        "from meshd.lab import Lab\n"
+        "with Lab(2) as lab:\n"
+        "    sleeper = lab.spawn('h1', ['sleep', '600'])\n"
+        "    print(lab.run_id, sleeper.pid, flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    try:
+        assert holder.stdout is not None
+        run_id, pid = holder.stdout.readline().split()
+        assert traces(run_id.decode())
+        holder.send_signal(signal.SIGTERM)
+        holder.wait(30)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+    assert traces(run_id.decode()) == []
+    assert not alive(int(pid))
+    assert holder.returncode != 0

@@ -14,7 +14,8 @@ from typing import Any, cast
 
 import pytest
 
-from benchmarks.soak import STARTED, Soak, sigterm_unwinds
+from benchmarks.fixtures import sigterm_unwinds
+from benchmarks.soak import STARTED, Soak
 from benchmarks.soak_figures import Process
 from meshd.daemon.announce_policy import ADDRESS_CHECK
 from meshd.lab.demo import LabMesh
