@@ -267,13 +267,18 @@ def run_daemon(
             result["allocators"] = allocator_counts(pid, state_dir)
         return result
     finally:
-        helpers = wireguard_go_pids(ifname)
-        stop(process)
-        # A daemon killed before it stopped its wireguard-go (a slow shutdown at 10,000
-        # peers) leaves it running outside the namespace's life: stop it here.
-        for helper in helpers & wireguard_go_pids(ifname):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(helper, signal.SIGTERM)
+        stop_with_wireguard(process, ifname)
+
+
+def stop_with_wireguard(process: subprocess.Popen[bytes], ifname: str) -> None:
+    """Stop ``meshd up`` (:func:`stop`) and the wireguard-go it ran for ``ifname``: a daemon
+    killed before it stopped its wireguard-go (a slow shutdown at 10,000 peers) leaves it
+    running outside the namespace's life."""
+    helpers = wireguard_go_pids(ifname)
+    stop(process)
+    for helper in helpers & wireguard_go_pids(ifname):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(helper, signal.SIGTERM)
 
 
 def daemon_pid(pid: int) -> int:

@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -50,9 +49,8 @@ from benchmarks.measured_daemon import (
     have_userspace,
     log_time,
     namespace,
-    stop,
+    stop_with_wireguard,
     up_command,
-    wireguard_go_pids,
 )
 from benchmarks.synthetic_store import build_store
 
@@ -141,11 +139,7 @@ def start_once(
                 result["next_round_s"] = round(log_time(after[0]) - spawned, 3)
             return result
         finally:
-            helpers = wireguard_go_pids(ifname)
-            stop(process)
-            for helper in helpers & wireguard_go_pids(ifname):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(helper, signal.SIGTERM)
+            stop_with_wireguard(process, ifname)
 
 
 def steps(row: dict[str, float]) -> dict[str, float]:

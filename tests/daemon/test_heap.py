@@ -46,10 +46,12 @@ PROBE = textwrap.dedent(
 )
 
 
-def probe(mode: str, **env: str) -> tuple[list[str], int]:
+def probe(mode: str, script: str = PROBE, **env: str) -> tuple[list[str], int]:
+    """Run ``script`` (``lean``: after keep_heap_lean) without the caller's malloc settings:
+    the names keep_heap_lean set, and the number the script printed."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_"))}
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, mode],
+        [sys.executable, "-c", script, mode],
         env={**environ, **env},
         capture_output=True,
         text=True,
@@ -73,7 +75,7 @@ def test_an_operators_own_setting_wins() -> None:
     assert left > 8 * 1024  # their threshold, not ours
     names, _ = probe("lean", GLIBC_TUNABLES="glibc.malloc.trim_threshold=1048576")
     assert names == ["MALLOC_MMAP_THRESHOLD_", "MALLOC_ARENA_MAX"]
-    names, arenas = arenas_probe("lean", MALLOC_ARENA_MAX="4")
+    names, arenas = probe("lean", ARENAS, MALLOC_ARENA_MAX="4")
     assert "MALLOC_ARENA_MAX" not in names
     assert arenas > 1
 
@@ -115,23 +117,10 @@ ARENAS = textwrap.dedent(
 )
 
 
-def arenas_probe(mode: str, **env: str) -> tuple[list[str], int]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_"))}
-    out = subprocess.run(
-        [sys.executable, "-c", ARENAS, mode],
-        env={**environ, **env},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout.split("\n")
-    return [name for name in out[0].split(",") if name], int(out[1])
-
-
 def test_worker_threads_allocate_in_the_one_heap() -> None:
-    _, plain = arenas_probe("plain")
+    _, plain = probe("plain", ARENAS)
     assert plain > 1  # an arena for each thread that allocated
-    names, lean = arenas_probe("lean")
+    names, lean = probe("lean", ARENAS)
     assert "MALLOC_ARENA_MAX" in names
     assert lean == 1
 
