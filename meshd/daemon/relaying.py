@@ -19,8 +19,7 @@ once at WARNING with what changed, and put back at shutdown.
   links, which forwards between the mesh and the site by definition) and restores what it
   changed;
 * :class:`Relaying`, the service: decides at start and again every ``interval`` (``auto``
-  follows our addresses and what members observe: a change in what they observe decides at
-  once), and tells Babel, the kernel and the
+  follows our addresses and what members observe), and tells Babel, the kernel and the
   announcer (every member learns from our signed announcement whether we relay: a change
   wakes :class:`meshd.daemon.announcer.Announcer`, so it goes out at once);
 * :func:`early_forwarding`: the first decision's forwarding, taken as soon as WireGuard is
@@ -56,10 +55,6 @@ FORWARDING: Final = (
     ("net.ipv4.conf.all.forwarding", "/proc/sys/net/ipv4/conf/all/forwarding"),
 )
 RECHECK: Final = 5.0  # seconds between two decisions of --relay auto
-#: Seconds between two looks at what members observe of us, between two decisions: a change
-#: (the first member to say where it sees us, after a start) decides at once, not at the
-#: next RECHECK (a relay on a LAN said for 5 s after each start that it did not relay).
-SEEN_POLL: Final = 0.25
 
 
 #: What members' observations of our WireGuard say (meshd.daemon.endpoints): seen at an
@@ -243,22 +238,12 @@ class Relaying:
             return "undecided"
         return f"{'yes' if self.relaying else 'no'} ({self.why})"
 
-    async def _until_due(self) -> None:
-        """Until the next decision: ``interval`` seconds, or less as soon as what members
-        observe of us changes (looked at every :data:`SEEN_POLL` seconds: a cheap read of
-        what is held, where the decision reads the host's addresses)."""
-        seen = self.seen()
-        with trio.move_on_after(self.interval):
-            # Looked at, not waited on: observations also change by expiring, with no event.
-            while self.seen() == seen:  # noqa: ASYNC110
-                await trio.sleep(SEEN_POLL)
-
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
             await self.decide()
             task_status.started()
             while self.config.relay == "auto":
-                await self._until_due()
+                await trio.sleep(self.interval)
                 await self.decide()
             await trio.sleep_forever()
         finally:
