@@ -8,6 +8,8 @@ from meshd.babel.options import router_id_of
 from meshd.membership import Member
 
 if TYPE_CHECKING:
+    from meshd.babel.shell import BabelShell
+    from meshd.babel.views import RouteView
     from meshd.daemon.babel import BabelService
 
 
@@ -37,8 +39,7 @@ def routes_view(self: BabelService) -> dict[str, Any]:
                 "origin": origins.get(view.router_id),
                 "selected": view.selected,
                 "feasible": view.feasible,
-                "installed": view.neighbour is None
-                or (view.selected and shell.installed(view.prefix, view.source)),
+                "installed": _installed(shell, view),
                 "rtt_ms": round(rtt * 1000, 1) if rtt is not None else None,
             }
         )
@@ -62,6 +63,27 @@ def routes_view(self: BabelService) -> dict[str, Any]:
         "neighbours": neighbours,
         "counters": shell.counters.as_dict() | core.counters(),
     }
+
+
+def route_figures(self: BabelService) -> dict[str, Any]:
+    """What the metrics read of :func:`routes_view`: whether each route is selected and
+    installed, and the neighbours (counted), without the rest of each row."""
+    shell = self._shell
+    if shell is None:
+        return {"routes": [], "neighbours": []}
+    core = shell.core
+    return {
+        "routes": [
+            {"selected": view.selected, "installed": _installed(shell, view)}
+            for view in core.routes()
+        ],
+        "neighbours": [{} for _ in core.neighbours()],
+    }
+
+
+def _installed(shell: BabelShell, view: RouteView) -> bool:
+    """A route of ours (no neighbour), or selected and in the kernel's table."""
+    return view.neighbour is None or (view.selected and shell.installed(view.prefix, view.source))
 
 
 def peer_route(self: BabelService, member: Member) -> dict[str, Any]:

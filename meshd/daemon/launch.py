@@ -101,7 +101,7 @@ async def _run(
             daemon = await nursery.start(serve, config, state, mesh, forwarding)
             await nursery.start(inform_systemd, Notifier(), daemon._control)
             if metrics is not None:
-                await nursery.start(metrics.run, daemon._control, state)
+                await nursery.start(metrics.run, daemon)
             task_status.started(daemon)
 
 

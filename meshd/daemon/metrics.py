@@ -2,8 +2,9 @@
 before anything else starts.
 
 A scrape takes one :class:`~meshd.metrics.snapshot.Snapshot` of the daemon's views on the event
-loop (the same ``status``, ``peers`` and ``routes`` the control socket answers, and the
-:class:`~meshd.metrics.snapshot.Traffic` counters), then renders it in a worker thread, one
+loop (what the catalogue reads of the ``status``, ``peers`` and ``routes`` the control socket
+answers, meshd.daemon.metrics_views, and the :class:`~meshd.metrics.snapshot.Traffic`
+counters), then renders it in a worker thread, one
 at a time: prometheus_client is imported there, on the first scrape, never on the event loop
 and never by a daemon without ``--metrics``. Bounded: MAX_CLIENTS connections at once (more
 are closed at once), a request head of at most MAX_HEAD bytes within REQUEST_TIMEOUT.
@@ -22,16 +23,6 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from meshd.control.commands import (
-    Ask,
-    PeersAnswer,
-    PeersRequest,
-    RoutesAnswer,
-    RoutesRequest,
-    StatusAnswer,
-    StatusRequest,
-)
-from meshd.control.typed_json import to_json
 from meshd.errors import AddressUnavailable, MeshdError
 from meshd.metrics.http import (
     INDEX,
@@ -49,7 +40,7 @@ if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
     from meshd.daemon.config import DaemonConfig
-    from meshd.daemon.state import NodeState
+    from meshd.daemon.service import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -87,24 +78,16 @@ def bind(address: str) -> socket.socket:
     return sock
 
 
-async def gather(ask: Ask, state: NodeState, traffic: Traffic) -> Snapshot:
-    """The daemon's views now: its typed answers to ``status``, ``peers`` and ``routes``
-    (the same handlers as the control socket's), read by the collector as they go on the
-    wire (``to_json``, the keys docs/metrics.md names)."""
-    status = await ask(StatusRequest(), StatusAnswer)
-    peers = await ask(PeersRequest(), PeersAnswer)
-    try:
-        routes: RoutesAnswer | None = await ask(RoutesRequest(), RoutesAnswer)
-    except MeshdError:
-        routes = None  # Babel is not running
-    return Snapshot.of(
-        time.time(),
-        to_json(status),
-        to_json(peers),
-        None if routes is None else to_json(routes),
-        len(state.membership.revocations()),
-        traffic,
-    )
+async def gather(daemon: Daemon, traffic: Traffic) -> Snapshot:
+    """The daemon's views now: what the collector reads of ``status``, ``peers`` and
+    ``routes`` (the keys of their JSON answers, docs/metrics.md), taken for the metrics
+    alone (meshd.daemon.metrics_views)."""
+    # The daemon's own modules (loaded in a thread as it starts), not imported with this one.
+    from meshd.daemon.metrics_views import figures
+
+    status, peers, routes = await figures(daemon)
+    revocations = len(daemon.state.membership.revocations())
+    return Snapshot.of(time.time(), status, peers, routes, revocations, traffic)
 
 
 def render(snapshot: Snapshot) -> bytes:
@@ -150,14 +133,12 @@ class MetricsServer:
 
     async def run(
         self,
-        ask: Ask,
-        state: NodeState,
+        daemon: Daemon,
         *,
         task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve until cancelled, with snapshots of what ``ask`` (the control handler) and
-        ``state`` show."""
-        await self.serve(partial(gather, ask, state, state.traffic), task_status=task_status)
+        """Serve until cancelled, with snapshots of what ``daemon`` shows."""
+        await self.serve(partial(gather, daemon, daemon.state.traffic), task_status=task_status)
 
     async def serve(
         self, gather: Gather, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED

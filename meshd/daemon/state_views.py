@@ -38,7 +38,7 @@ def peers_view(
                 "name": m.name,
                 "node_id": m.node_id,
                 "node_key": base64.b64encode(m.node_key).decode("ascii"),
-                "state": _state_label(m, state.key),
+                "state": state_label(m, state.key),
                 "reason": m.reason,
                 "revocation_reason": revocation_text(state.membership, m),
                 "overlay_ip": str(m.overlay),
@@ -63,8 +63,16 @@ def peers_view(
 
 
 def status_view(state: NodeState) -> dict[str, Any]:
-    """The node's part of ``meshd status``: who it is, the membership it holds, what it refused."""
-    members = state.members()
+    """The node's part of ``meshd status``: who it is, the membership it holds, what it refused,
+    and its network's roots."""
+    view = node_view(state, state.members())
+    view["root"] = root_view(state.membership, state.node.anchor.network.created_at, state.clock())
+    return view
+
+
+def node_view(state: NodeState, members: Sequence[Member]) -> dict[str, Any]:
+    """:func:`status_view` but the roots (what a scrape of the metrics reads): ``members`` is
+    ``state.members()``."""
     states = Counter(m.state for m in members)
     anchor = state.node.anchor
     return {
@@ -81,7 +89,6 @@ def status_view(state: NodeState) -> dict[str, Any]:
         "digest": state.membership.digest().hex(),
         "accepted": state.accepted,
         "rejected": dict(state.reject_reasons),
-        "root": root_view(state.membership, anchor.network.created_at, state.clock()),
     }
 
 
@@ -91,7 +98,7 @@ def _retiring(state: NodeState, member: Member) -> bool | None:
     return True if bound else None
 
 
-def _state_label(member: Member, own_key: bytes) -> str:
+def state_label(member: Member, own_key: bytes) -> str:
     """``self`` for this node while it stands; its true state once it does not."""
     if member.node_key == own_key and member.state is MemberState.ADMITTED:
         return "self"

@@ -31,7 +31,11 @@ async def peer_stats(mesh: WireGuardMesh) -> dict[bytes, PeerStatus]:
 
 async def status_view(mesh: WireGuardMesh) -> dict[str, Any]:
     """The ``wireguard`` part of ``meshd status``."""
-    state = await device(mesh)
+    return status_of(mesh, await device(mesh))
+
+
+def status_of(mesh: WireGuardMesh, state: DeviceState | None) -> dict[str, Any]:
+    """:func:`status_view` from the device as read (``state``; None: it could not be)."""
     desired = mesh._desired
     return {
         "interface": mesh.ifname,

@@ -20,7 +20,7 @@ from tests.daemon.fakes import run_on_fake_clock, running
 
 async def _shed_in_metrics(daemon: Daemon) -> dict[str, float]:
     """``meshd_shed_total`` by ``what``, as the metrics endpoint renders it."""
-    text = render(await gather(daemon._control, daemon.state, daemon.state.traffic)).decode()
+    text = render(await gather(daemon, daemon.state.traffic)).decode()
     found = re.findall(r'^meshd_shed_total\{what="([^"]+)"\} (\S+)$', text, re.M)
     assert found, text
     return {what: float(n) for what, n in found}
