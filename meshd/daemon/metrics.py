@@ -125,6 +125,7 @@ class MetricsServer:
         self._gather: Gather | None = None
         self.scrapes = 0
         self.refused = 0  # connections closed at once: MAX_CLIENTS were being served
+        self.failed = 0  # scrapes answered 500: a bug, logged
 
     @property
     def address(self) -> tuple[str, int]:
@@ -202,9 +203,15 @@ class MetricsServer:
         assert self._gather is not None
         try:
             snapshot = await self._gather()
+            async with self._render:
+                body = await trio.to_thread.run_sync(render, snapshot)
         except MeshdError as exc:
             return response(503, f"{exc}\n".encode())
-        async with self._render:
-            body = await trio.to_thread.run_sync(render, snapshot)
+        except Exception:
+            # A bug of ours: told in full in the log and to the scraper, and the daemon (the
+            # mesh it keeps) goes on.
+            self.failed += 1
+            log.exception("metrics: a scrape failed: a bug in meshd, please report it")
+            return response(500, b"internal error: a bug in meshd, see its log\n")
         self.scrapes += 1
         return response(200, body, CONTENT_TYPE, head=request.method == "HEAD")
