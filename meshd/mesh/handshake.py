@@ -77,6 +77,9 @@ class FirstHandshakes:
         """``ops`` (a plan) with each endpoint change of a never-answered peer made a
         re-creation now, or held back until ``defer`` after it was first planned."""
         device = actual.peers_by_key()
+        # One deadline object for every peer held back this round, not a float each (24
+        # bytes a peer: at a start from the store, every member waits).
+        later = now + self.defer
         self._waiting = {
             key: due
             for key, due in self._waiting.items()
@@ -91,13 +94,13 @@ class FirstHandshakes:
                 if not self.goes_first(key):
                     # Ours may cross the other's first initiation (it may be creating or
                     # re-creating its peer for us now): check back, as for a held-back one.
-                    self._waiting.setdefault(key, now + self.defer)
+                    self._waiting.setdefault(key, later)
                 out.append(op)
                 continue
             if want is None or not _new_endpoint_unanswered(op, device.get(key)):
                 out.append(op)
                 continue
-            due = self._waiting.setdefault(key, now if self.goes_first(key) else now + self.defer)
+            due = self._waiting.setdefault(key, now if self.goes_first(key) else later)
             if due <= now:
                 out.extend(_recreation(want))
                 done.add(key)

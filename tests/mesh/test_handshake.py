@@ -186,3 +186,20 @@ def test_many_peers_due_together_are_each_recreated_once_in_one_pass() -> None:
     out = high_side.ops(keepalives, want, device, DEFER)
     assert out == [op for k in keys for op in recreation(want[k])]
     assert high_side.deadline() is None
+
+
+def test_peers_held_back_in_one_round_share_one_deadline_object() -> None:
+    # At a start from the store every member's peer waits: one deadline object for the
+    # round's peers, not a float each (24 bytes a member).
+    high_side = FirstHandshakes(HIGH)
+    keys = [WgKey(bytes([1, i // 256, i % 256]) + b"\x00" * 29) for i in range(1000)]
+    nets = {k: (ipaddress.ip_network(f"fd00::2:{i:x}/128"),) for i, k in enumerate(keys)}
+    want = {k: PeerConfig(k, f"192.0.2.2:{1000 + i}", nets[k], 25) for i, k in enumerate(keys)}
+    empty = DeviceState(peers=())
+    high_side.ops(plan(want, empty), want, empty, 0.5)
+    device = DeviceState(peers=tuple(PeerStatus(PeerConfig(k, None, nets[k], 25)) for k in keys))
+    high_side.ops([], want, device, 0.7)
+    due = high_side._waiting.values()
+    assert len(due) == len(keys)
+    assert len({id(at) for at in due}) == 1
+    assert high_side.deadline() == 0.5 + DEFER
