@@ -172,7 +172,7 @@ class Merger:
         if handover.previous:
             # Linked by id: the named hand-over must be a credential of the old key, of the
             # same enrolled membership; until it is here, this one waits for it.
-            link = t._standing.credential_by_id(handover.previous)
+            link = t._standing.credential_by_id(handover.previous, t._set.get(handover.previous))
             if link is None:
                 t._pending.park(old, rid, handover.raw, own=False, source=change.source)
                 return True

@@ -75,7 +75,12 @@ class SponsorGraph:
         self._entries = entries
         self._entry = entry
         self._judging = object()  # what the standing judged in an entry is valid for
+        # Record id -> the credential, for admissions and hand-overs (what spreading steps
+        # through): a certificate's, found from its member (its entry), is not kept here
+        # (its id and this table's entry: ~80 bytes a member certified by a root); while
+        # spreading starts from certificates, they are in ``_starting`` (:meth:`_credential`).
         self._by_rid: dict[bytes, Credential] = {}
+        self._starting: dict[bytes, Credential] = {}
         # invite key -> the members holding an admission under it (their admissions, each
         # ranked by (rank time, enrollment id), are among their credentials: _under)
         self._ranked: dict[bytes, Keys] = {}
@@ -131,7 +136,8 @@ class SponsorGraph:
         self._entry(node).credentials = (
             tuple(sorted((*entries, credential), key=_order)) if entries else credential
         )
-        self._by_rid[rid] = credential
+        if credential.sponsor is not None:
+            self._by_rid[rid] = credential
         for key in credential.issuers:  # never its own key
             self._dependents.setdefault(key, {})[node] = None
         if credential.sponsor is not None:
@@ -160,6 +166,16 @@ class SponsorGraph:
         elif credential.sponsor is None and not self._sponsored.get(node):
             # A certificate (at 0) of a member that countersigned nothing: spreading finds it alone.
             return touched
+        if credential.sponsor is not None:
+            return self._spread_from(credential, rid, touched)
+        self._starting = {rid: credential}  # a certificate spreading starts from
+        try:
+            return self._spread_from(credential, rid, touched)
+        finally:
+            self._starting = {}
+
+    def _spread_from(self, credential: Credential, rid: bytes, touched: set[bytes]) -> set[bytes]:
+        """What :meth:`add_credential` spreads from a new credential ``rid``."""
         # What this credential makes a candidate can take uses of invites over their limit;
         # a member pushed out of one is only handled by recomputing.
         before: dict[bytes, frozenset[bytes]] = {}
@@ -187,7 +203,7 @@ class SponsorGraph:
         copies cannot make every node recompute the set)."""
         kept = tuple(c for c in self._held(node) if c.record_id != rid)
         self._entry(node).credentials = kept[0] if len(kept) == 1 else kept
-        dropped = self._by_rid.pop(rid)
+        dropped = self._by_rid.pop(rid)  # an admission
         touched = {node}
         if dropped.invite is not None:
             members = self._ranked[dropped.invite]
@@ -363,8 +379,14 @@ class SponsorGraph:
             found.add(key)
         return found
 
+    def _credential(self, rid: bytes) -> Credential:
+        """The credential of record id ``rid``, which spreading reached: an admission's or a
+        hand-over's, or a certificate's it started from."""
+        found = self._by_rid.get(rid)
+        return self._starting[rid] if found is None else found
+
     def _nodes(self, rids: Iterable[bytes]) -> set[bytes]:
-        return {self._by_rid[rid].node_key for rid in rids}
+        return {self._credential(rid).node_key for rid in rids}
 
     def _recompute(self) -> set[bytes]:
         """Recompute candidates and who is sponsored from the certificates; returns the
@@ -373,10 +395,23 @@ class SponsorGraph:
         self._candidate = {}
         self._distance = {}
         self._within.clear()
-        roots = [(rid, 0) for rid, c in self._by_rid.items() if c.sponsor is None]
-        self._spread(roots, uses=False)
-        self._within.clear()
-        self._spread(roots, uses=True)
+        # From the certificates of the members that countersigned someone: from any other,
+        # spreading reaches no one.
+        certificates = {
+            c.record_id: c
+            for sponsor, admissions in self._sponsored.items()
+            if admissions
+            for c in self._held(sponsor)
+            if c.sponsor is None
+        }
+        roots = [(rid, 0) for rid in certificates]
+        starting, self._starting = self._starting, {**self._starting, **certificates}
+        try:
+            self._spread(roots, uses=False)
+            self._within.clear()
+            self._spread(roots, uses=True)
+        finally:
+            self._starting = starting
         self.invalidate()
         return self._nodes(r for r in before.keys() ^ self._distance.keys() if r in self._by_rid)
 

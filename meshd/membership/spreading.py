@@ -27,7 +27,7 @@ def starts(
     """Where ``rids`` stand in ``distance`` from what their sponsors' credentials hold."""
     found: list[tuple[bytes, int]] = []
     for rid in rids:
-        credential = graph._by_rid[rid]
+        credential = graph._credential(rid)
         if credential.sponsor is None:
             found.append((rid, 0))
             continue
@@ -67,7 +67,7 @@ def spread(
     queue: deque[bytes] = deque()
 
     def reached(rid: bytes, steps: int) -> None:
-        if by_rid[rid].sponsor is None:  # a certificate, started (at 0) as it comes
+        if rid not in by_rid:  # a certificate, started (at 0) as it comes
             new.append(rid)
             queue.append(rid)
             return
@@ -88,7 +88,7 @@ def spread(
         reached(rid, steps)
     while queue:
         rid = queue.popleft()
-        sponsor = by_rid[rid]
+        sponsor = graph._credential(rid)
         steps = (0 if sponsor.sponsor is None else distance[rid]) + 1
         if steps > MAX_SPONSOR_DEPTH:
             continue

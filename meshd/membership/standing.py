@@ -18,6 +18,7 @@ from meshd.membership.sponsor_graph import SponsorGraph
 from meshd.membership.spreading import MAX_SPONSOR_DEPTH
 from meshd.membership.views import MemberState
 from meshd.records import U64, Revocation
+from meshd.records.body import subject_of
 from meshd.trust.credential import Credential
 
 
@@ -105,7 +106,8 @@ class Standing(SponsorGraph):
         once (its own end read once from its bytes); ``held``: what :meth:`standing` found and
         extended, for the judgements as they are: when it is this credential, its end is
         the one to work out."""
-        if held is not None and held.record_id == credential.record_id:
+        # The same record: the same bytes (a certificate's id is worked out from them).
+        if held is not None and held.raw == credential.raw:
             return held.not_after, held
         own = credential.not_after
         end = self.renewals.end(credential, self.root_end, self.lineage(credential), own)
@@ -116,13 +118,16 @@ class Standing(SponsorGraph):
         (``meshd rotate node``), back to the key it enrolled with: the renewals of each apply
         to it, as they did to theirs (a hand-over keeps the remaining validity)."""
         keys = [credential.node_key]
+        if not self._handed_from:  # no hand-over in the set: no id to look up
+            return (credential.node_key,)
         rid = credential.record_id
         while len(keys) <= MAX_SPONSOR_DEPTH:
             old = self._handed_from.get(rid)
             if old is None or old in keys:
                 break
             keys.append(old)
-            rid = self._handed_credential(old, credential.origin)
+            held = self._handed(old, credential.origin)
+            rid = b"" if held is None else held.record_id
         return tuple(keys)
 
     def _left(self, credential: Credential) -> bool:
@@ -149,20 +154,18 @@ class Standing(SponsorGraph):
     def handed_lineage(self, old: bytes, origin: bytes) -> tuple[bytes, ...]:
         """The keys a hand-over from ``old`` of the membership enrolled as ``origin`` passes
         on: ``old`` and the keys before it (only ``old`` while its credential is not here)."""
-        rid = self._handed_credential(old, origin)
-        credential = self._by_rid.get(rid) if rid else None
+        credential = self._handed(old, origin)
         return (old,) if credential is None else self.lineage(credential)
 
-    def _handed_credential(self, key: bytes, origin: bytes) -> bytes:
-        """The record id of ``key``'s credential of the membership enrolled as ``origin``
-        (one handed to it, else the enrolled one); b"" when none is known."""
-        found = b""
+    def _handed(self, key: bytes, origin: bytes) -> Credential | None:
+        """``key``'s credential of the membership enrolled as ``origin`` (one handed to it,
+        else the enrolled one); None when none is known."""
+        found = None
         for credential in self._held(key):
-            rid = credential.record_id
             if credential.origin == origin:
-                if rid in self._handed_from:
-                    return rid
-                found = found or rid
+                if credential.record_id in self._handed_from:
+                    return credential
+                found = found or credential
         return found
 
     def _root_on_chain(self, credential: Credential) -> bool:
@@ -229,9 +232,15 @@ class Standing(SponsorGraph):
         """Every member that holds a credential, in the order they got their first."""
         return (node for node, entry in self._entries.items() if entry.credentials is not None)
 
-    def credential_by_id(self, rid: bytes) -> Credential | None:
-        """The verified credential of record id ``rid``, if it is in the set."""
-        return self._by_rid.get(rid)
+    def credential_by_id(self, rid: bytes, raw: bytes | None = None) -> Credential | None:
+        """The verified credential of record id ``rid``, if it is in the set: an admission's
+        or a hand-over's, or given its bytes ``raw`` (the set's), a certificate's."""
+        found = self._by_rid.get(rid)
+        if found is not None or raw is None:
+            return found
+        subject = subject_of(raw)
+        held = () if subject is None else self._held(subject)
+        return next((c for c in held if c.raw == raw), None)
 
     def credentials_end(self, node: bytes) -> int:
         """When the last of a member's known credentials ends (0 when none is known)."""

@@ -132,6 +132,22 @@ def not_after_of(raw: bytes) -> int:
     return _second_uint(raw, pos)
 
 
+def subject_of(raw: bytes) -> bytes | None:
+    """A certificate's ``subject`` (its body's item 4: after its network id and issuer),
+    read where it lies; None for a record of another kind."""
+    pos = _items_start(raw)
+    if raw[pos] != _CERTIFICATE:
+        return None
+    pos += _SUBJECT_OFFSET
+    return raw[pos : pos + KEY_LEN]
+
+
+_CERTIFICATE = 2  # meshd.records.types.Kind.CERTIFICATE (a positive fixint)
+# A certificate's subject, from the first byte of its body's items: after the kind, the
+# version, its network id and its issuer, each bin 8, and its own bin 8 header.
+_SUBJECT_OFFSET = 1 + 1 + 2 + FINGERPRINT_LEN + 2 + KEY_LEN + 2
+
+
 def name_of(raw: bytes) -> str:
     """A certificate's ``name`` (its body's item 10), read where it lies: after its dates
     and its capabilities (three unsigned integers)."""

@@ -182,9 +182,6 @@ class Verifier:
     def member_certificate(self, cert: Certificate) -> Credential:
         if cert.role is not Role.MEMBER:
             raise VerifyError("bad-role", "a member credential must be a member certificate")
-        # Its id first: the one the caller just worked out (record_id keeps the last), not a
-        # copy made after checking the admin's certificate (49 bytes each, kept twice).
-        rid = record_id(cert.raw)
         self.certificate(cert)
         issuers = issuers_of(cert.subject, tuple(c.subject for c in cert.chain))
         root = cert.chain[0].issuer if cert.chain else cert.issuer
@@ -192,7 +189,7 @@ class Verifier:
         # Its origin is its own id and its admin signed it at not_before (Credential's);
         # its dates are read from its bytes, the record set's.
         terms = Terms(cert.prefixes, self._issuers.share(issuers), root, admin)
-        return Credential(cert.subject, cert.wg_key, cert.raw, rid, self._terms.share(terms))
+        return Credential(cert.subject, cert.wg_key, cert.raw, self._terms.share(terms))
 
     def enrollment(self, enrollment: Enrollment) -> None:
         invite = enrollment.invite
@@ -210,7 +207,9 @@ class Verifier:
 
     def admission(self, admission: Admission) -> Credential:
         """Check an admission, its enrollment and the invite's chain. Not the sponsor's status."""
-        rid = record_id(admission.raw)  # first: the caller's (see member_certificate)
+        # Its id first: the one the caller just worked out (record_id keeps the last), not a
+        # copy made after checking its chain (49 bytes each, kept twice).
+        rid = record_id(admission.raw)
         self._network(admission.network_id)
         enrollment = admission.enrollment
         invite = enrollment.invite
@@ -227,7 +226,6 @@ class Verifier:
             enrollment.node_key,
             enrollment.wg_key,
             admission.raw,  # its date is read from them
-            rid,
             self._invite_terms(invite, enrollment.node_key),
             not_after,
             admission.sponsor,
@@ -236,6 +234,7 @@ class Verifier:
             rid,
             # An invite made for a named member names the member; otherwise the joiner does.
             name=invite.name or enrollment.name,
+            record_id=rid,
         )
 
     def _invite_terms(self, invite: Certificate, node_key: bytes) -> Terms:
@@ -318,7 +317,7 @@ class Verifier:
         old key's signature and the new key's acceptance. Returns the new key's credential:
         the old one's name, grants, validity and chain, sponsored by the old key (so it stands
         while a credential of the old key would, and takes no invite use)."""
-        rid = record_id(handover.raw)  # first: the caller's (see member_certificate)
+        rid = record_id(handover.raw)  # first: the caller's (see admission)
         self._network(handover.network_id)
         old, new = handover.old_key, handover.new_key
         if new == old or new in self.roots:
@@ -348,7 +347,6 @@ class Verifier:
             new,
             handover.wg_key,
             handover.raw,
-            rid,
             self._terms.share(terms),
             credential.not_after,
             sponsor=old,
@@ -357,6 +355,7 @@ class Verifier:
             origin=credential.origin,
             name=credential.name,
             admitted_at=credential.admitted_at,
+            record_id=rid,
         )
 
     def admin_handover(self, handover: AdminHandover) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from meshd.addressing import Prefix
 from meshd.records.body import admitted_at_of, name_of, not_after_of, not_before_of
+from meshd.records.ids import record_id
 
 T = TypeVar("T")
 
@@ -49,18 +50,22 @@ class Credential:
     as it is, what it shares with others in its ``terms`` and its sponsor's fields the
     defaults, read from the class rather than kept; its dates (``admitted_at``: the
     certificate's not_before, ``not_after``) and its ``name`` read from the certificate's
-    bytes ``raw`` (the record set's one copy) when asked: 72 bytes and no name, where 17
-    slots took 168, then 7 slots and two ints 152, then 6 slots 80 and its name ~56. Its
-    end moved by renewals, it is a :class:`Renewed`. An admission's or a hand-over's is a
-    :class:`Sponsored` (which keeps its member's name: not in the admission's bytes)."""
+    bytes ``raw`` (the record set's one copy) when asked, and its ``record_id`` worked out
+    from them: 64 bytes and neither a name nor an id kept (49 bytes), where 17 slots took
+    168, then 7 slots and two ints 152, then 6 slots 80 and its name ~56, then 5 slots 72
+    and its id. Its end moved by renewals, it is a :class:`Renewed`. An admission's or a
+    hand-over's is a :class:`Sponsored` (which keeps its member's name, not in the
+    admission's bytes, and its record id, which its origin or enrollment holds anyway)."""
 
     node_key: bytes
     wg_key: bytes
     raw: bytes  # the certificate's bytes (a Sponsored's: its admission's or hand-over's)
-    record_id: bytes
     terms: Terms
 
     if TYPE_CHECKING:  # properties set after the class is made (below)
+
+        @property
+        def record_id(self) -> bytes: ...
 
         @property
         def name(self) -> str: ...
@@ -119,7 +124,7 @@ class Credential:
     def origin(self) -> bytes:
         """The record id of the credential the member enrolled with (a certificate or an
         admission): the same for every key a chain of hand-overs passes the membership to.
-        A certificate's is its own."""
+        A certificate's is its own (worked out from its bytes)."""
         return self.record_id
 
     @property
@@ -132,7 +137,7 @@ class Credential:
         is then a :class:`Renewed`, which keeps its end)."""
         if isinstance(self, Sponsored | Renewed):
             return replace(self, not_after=not_after)
-        return Renewed(self.node_key, self.wg_key, self.raw, self.record_id, self.terms, not_after)
+        return Renewed(self.node_key, self.wg_key, self.raw, self.terms, not_after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +158,10 @@ class Sponsored(Credential):
     origin: bytes = b""  # see Credential.origin
     # The member's name: the invite's or the enrollment's (not in the admission's bytes).
     name: str = ""
+    # Its record id (the admission's or hand-over's): the object ``origin`` (an admission's)
+    # or ``enrollment`` (a hand-over's) holds too, kept as the sponsorship graph reads it
+    # at every step (meshd.membership.spreading).
+    record_id: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +178,12 @@ class HandedOver(Sponsored):
     date, kept."""
 
     admitted_at: int = 0
+
+
+def _record_id(credential: Credential) -> bytes:
+    """The record id of a certificate's credential: of its bytes (read where a credential
+    is judged, hence rarely: while a hand-over links it, or its member holds several)."""
+    return record_id(credential.raw)
 
 
 def _admitted_at(credential: Credential) -> int:
@@ -193,6 +208,7 @@ def _not_after(credential: Credential) -> int:
 
 # After the dataclass is made: a property in the class body would be taken for a default.
 # The slots of a subclass that keeps one (Sponsored, Renewed, HandedOver) are found first.
+setattr(Credential, "record_id", property(_record_id))  # noqa: B010
 setattr(Credential, "admitted_at", property(_admitted_at))  # noqa: B010
 setattr(Credential, "not_after", property(_not_after))  # noqa: B010
 setattr(Credential, "name", property(_name))  # noqa: B010

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tracemalloc
 
 import pytest
 
@@ -301,3 +302,44 @@ def test_the_sponsor_graphs_tables_of_keys_are_dicts_not_sets() -> None:
     assert held / joined < 180, held / joined
     assert all(type(keys) is dict for table in tables for keys in table.values())
     assert len(state.members(NOW)) == joined + 1
+
+
+def test_a_certified_members_record_id_is_worked_out_not_kept() -> None:
+    # ~1,000 members certified by the root: their credentials keep no record id (worked
+    # out from their bytes when asked) and the sponsorship graph no entry by id for them
+    # (each took 49 bytes of id and ~37 of table a member).
+    net = Net()
+    nodes = [net.founder(f"m{i}") for i in range(1000)]
+    state = net.state(announce_ttl=3600)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        state.ingest_batch([n.credential.raw for n in nodes], NOW)
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    kept = [
+        stat.size_diff
+        for stat in after.compare_to(before, "filename")
+        if stat.traceback[0].filename.endswith(
+            ("trust/chain.py", "records/ids.py", "membership/sponsor_graph.py")
+        )
+    ]
+    # The credential, 64 bytes, and the tokens its judgement holds (~16): ~175 before.
+    assert sum(kept) < 100 * len(nodes)
+    assert not state._standing._by_rid
+    for node in nodes[:10]:
+        credential = state._standing.standing(node.key.public)
+        assert type(credential) is Credential
+        assert sys.getsizeof(credential) <= 64
+        rid = record_id(node.credential.raw)
+        assert credential.record_id == rid
+        assert credential.origin == rid
+        # Found by its id given its bytes (the set's), as a hand-over naming it looks it up.
+        assert state._standing.credential_by_id(rid, state._set.get(rid)) is credential
+        assert state._standing.credential_by_id(rid) is None
+    announcement = nodes[0].announce(net, NOW, endpoints=["192.0.2.1:51820"])
+    assert state.ingest(announcement, NOW).new
+    rid = record_id(announcement.raw)
+    assert state._standing.credential_by_id(rid, state._set.get(rid)) is None
+    assert len(state.members(NOW)) == len(nodes)

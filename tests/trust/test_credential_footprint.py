@@ -20,7 +20,13 @@ from meshd.records import (
     make_admission,
     make_certificate,
 )
-from meshd.records.body import admitted_at_of, name_of, not_after_of, not_before_of
+from meshd.records.body import (
+    admitted_at_of,
+    name_of,
+    not_after_of,
+    not_before_of,
+    subject_of,
+)
 from meshd.records.build import make_renewal
 from meshd.trust.chain import Verifier
 from meshd.trust.credential import Credential, HandedOver, Renewed, Sponsored
@@ -125,7 +131,14 @@ def test_a_handed_over_credential_keeps_the_old_keys_date() -> None:
     founder = net.founder()
     old = Verifier(net.anchor).member_certificate(founder.credential)  # type: ignore[arg-type]
     handed = HandedOver(
-        b"k" * 32, b"w" * 32, b"", b"r" * 16, old.terms, old.not_after, name="n", admitted_at=T0 + 5
+        b"k" * 32,
+        b"w" * 32,
+        b"",
+        old.terms,
+        old.not_after,
+        name="n",
+        admitted_at=T0 + 5,
+        record_id=b"r" * 16,
     )
     assert (handed.admitted_at, handed.not_after) == (T0 + 5, old.not_after)
     assert handed.name == handed.renewed(old.not_after + 1).name == "n"
@@ -159,6 +172,7 @@ def test_dates_read_from_the_bytes_are_the_ones_they_were_made_with(admin: bool)
             assert (len(raw) > 255 + 69) is admin
             assert (not_before_of(raw), not_after_of(raw)) == (not_before, not_after)
             assert name_of(raw) == "m"
+            assert subject_of(raw) == founder.key.public
     invite = net.invite(uses=1)
     enrollment = enroll(
         invite, node_key=SigningKey.generate().public, wg_key=founder.wg.public, name="j", now=T0
@@ -166,6 +180,7 @@ def test_dates_read_from_the_bytes_are_the_ones_they_were_made_with(admin: bool)
     for admitted_at in _WIDTHS:
         admission = make_admission(founder.key, enrollment=enrollment, admitted_at=admitted_at)
         assert admitted_at_of(admission.raw) == admitted_at
+        assert subject_of(admission.raw) is None  # not a certificate
 
 
 @pytest.mark.parametrize("caps", [Cap.NONE, Cap.INVITE, ALL_CAPS])
