@@ -109,22 +109,38 @@ def status(state: MemberState, reason: str) -> tuple[MemberState, str]:
 _ADMITTED = status(MemberState.ADMITTED, "")
 
 
+class _More(NamedTuple):
+    """A rotated member's view's ``_more``: its (state, reason) pair, its newest rotation."""
+
+    status: tuple[MemberState, str]
+    rotated: Rotated
+
+
+def _more(status: tuple[MemberState, str], rotated: Rotated | None) -> object:
+    """A view's ``_more``: None (admitted, its enrolled key: most), else the shared (state,
+    reason) pair, or both it and the rotation in a :class:`_More`."""
+    if rotated is not None:
+        return _More(status, rotated)
+    return None if status is _ADMITTED else status
+
+
 @dataclass(frozen=True, init=False)
 class Member:
     """What this node knows of one member, at one instant.
 
-    Slotted by hand, six slots for thirteen fields (80 bytes a view, not 136): what its
+    Slotted by hand, five slots for thirteen fields (72 bytes a view, not 136): what its
     credential says (``node_key``, ``name``, ``admitted_at``, ``not_after``, the enrolled
     ``wg_key``) is read from the credential that decides its state, which the tables keep
-    (slot ``_held``: its end moved by renewals, as judged); its
-    rotated WireGuard key, counter and date from the rotation they keep (``_rotated``, None:
-    the enrolled key, counter 0, date 0); ``state`` and ``reason`` from one pair shared by
-    every view that says it (``_status``). Its node id (the text form of its key's
+    (slot ``_held``: its end moved by renewals, as judged); ``state`` and ``reason``, and
+    its rotated WireGuard key, counter and date, from slot ``_more``: None for an admitted
+    member with its enrolled key (counter 0, date 0: most), else the (state, reason) pair
+    shared by every view that says it, or that pair and the rotation the tables keep in a
+    :class:`_More`. Its node id (the text form of its key's
     fingerprint) is derived from its key when asked, unless one was given: the
     membership's views hold none. Its overlay address is read from its interned /128
     (slot ``_own``, :attr:`overlay_prefix`), which keeps the address's int alone."""
 
-    __slots__ = ("_held", "_own", "_rotated", "_status", "announcement", "last_seen")
+    __slots__ = ("_held", "_more", "_own", "announcement", "last_seen")
 
     node_key: NodeKey
     node_id: str = field(compare=False)  # a function of node_key, unless given
@@ -163,8 +179,8 @@ class Member:
         )
         put = object.__setattr__
         put(self, "_held", given)
-        put(self, "_rotated", None if wg_counter == wg_since == 0 else given)
-        put(self, "_status", status(state, reason))
+        rotated = None if wg_counter == wg_since == 0 else given
+        put(self, "_more", _more(status(state, reason), rotated))
         put(self, "_own", host_prefix(overlay))
         put(self, "announcement", announcement)
         put(self, "last_seen", last_seen)
@@ -186,8 +202,7 @@ class Member:
     def _slots(self) -> tuple[object, ...]:
         return (
             self._held,  # type: ignore[attr-defined]
-            self._rotated,  # type: ignore[attr-defined]
-            self._status,  # type: ignore[attr-defined]
+            self._more,  # type: ignore[attr-defined]
             self._own,  # type: ignore[attr-defined]
             self.announcement,
             self.last_seen,
@@ -225,12 +240,10 @@ def view(
     member = _new(Member)
     put = object.__setattr__
     put(member, "_held", held)
-    put(member, "_rotated", rotated)
-    put(
-        member,
-        "_status",
-        _ADMITTED if state is _ADMITTED[0] and not reason else status(state, reason),
-    )
+    if rotated is None and state is _ADMITTED[0] and not reason:
+        put(member, "_more", None)
+    else:
+        put(member, "_more", _more(status(state, reason), rotated))
     put(member, "_own", own)
     put(member, "announcement", announcement)
     put(member, "last_seen", last_seen)
@@ -267,36 +280,45 @@ def _not_after(member: Member) -> int:
     return at
 
 
+def _rotated(member: Member) -> Rotated | None:
+    more: object = member._more  # type: ignore[attr-defined]
+    return more.rotated if type(more) is _More else None
+
+
 def _wg_key(member: Member) -> WgKey:
-    rotated = member._rotated  # type: ignore[attr-defined]
-    key: WgKey = (member._held if rotated is None else rotated).wg_key  # type: ignore[attr-defined]
+    more: object = member._more  # type: ignore[attr-defined]
+    held = more.rotated if type(more) is _More else member._held  # type: ignore[attr-defined]
+    key: WgKey = held.wg_key  # type: ignore[assignment]
     return key
 
 
 def _wg_counter(member: Member) -> int:
-    rotated = member._rotated  # type: ignore[attr-defined]
-    counter: int = 0 if rotated is None else rotated.counter
-    return counter
+    return 0 if (rotated := _rotated(member)) is None else rotated.counter
 
 
 def _wg_since(member: Member) -> int:
-    rotated = member._rotated  # type: ignore[attr-defined]
-    since: int = 0 if rotated is None else rotated.issued_at
-    return since
+    return 0 if (rotated := _rotated(member)) is None else rotated.issued_at
 
 
 def _overlay(member: Member) -> ipaddress.IPv6Address:
     return member._own.network_address  # type: ignore[attr-defined,no-any-return]
 
 
+def _status(member: Member) -> tuple[MemberState, str]:
+    more: object = member._more  # type: ignore[attr-defined]
+    if more is None:
+        return _ADMITTED
+    return more.status if type(more) is _More else more  # type: ignore[return-value]
+
+
 def _state(member: Member) -> MemberState:
-    state: MemberState = member._status[0]  # type: ignore[attr-defined]
-    return state
+    more: object = member._more  # type: ignore[attr-defined]
+    return _ADMITTED[0] if more is None else _status(member)[0]
 
 
 def _reason(member: Member) -> str:
-    reason: str = member._status[1]  # type: ignore[attr-defined]
-    return reason
+    more: object = member._more  # type: ignore[attr-defined]
+    return "" if more is None else _status(member)[1]
 
 
 # After the dataclass is made: a property in the class body would be taken for the default.

@@ -38,7 +38,7 @@ def _members(count: int) -> tuple[Net, list[bytes], Membership]:
     return net, [n.key.public for n in nodes], state
 
 
-def test_a_view_reads_its_credential_from_the_tables_and_keeps_six_slots() -> None:
+def test_a_view_reads_its_credential_from_the_tables_and_keeps_five_slots() -> None:
     _net, keys, state = _members(3)
     for key in keys:
         view = state.member(key, NOW)
@@ -52,14 +52,12 @@ def test_a_view_reads_its_credential_from_the_tables_and_keeps_six_slots() -> No
         assert view.wg_key is credential.wg_key
         assert (view.admitted_at, view.not_after) == (credential.admitted_at, credential.not_after)
         assert (view.wg_counter, view.wg_since) == (0, 0)
-        assert view._rotated is None  # type: ignore[attr-defined]
-        # One (state, reason) pair shared by every admitted view.
-        other = state.member(keys[0], NOW)
-        assert other is not None
-        assert view._status is other._status  # type: ignore[attr-defined]
+        # Admitted with its enrolled key: nothing more kept (a shared pair of state and
+        # reason, and the rotation, only for the others).
+        assert view._more is None  # type: ignore[attr-defined]
         assert (view.state, view.reason) == (MemberState.ADMITTED, "")
         assert not hasattr(view, "__dict__")
-        assert sys.getsizeof(view) <= 80  # 13 slots took 136
+        assert sys.getsizeof(view) <= 72  # 13 slots took 136, 6 slots 80
 
 
 def test_a_view_made_by_hand_says_what_it_was_given_and_compares_by_field() -> None:
