@@ -5,6 +5,7 @@ read from its bytes when asked: meshd.records.body)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from meshd.addressing import Prefix
 from meshd.records.body import Signed, body_item, issued_at_of, network_id_of, relays_of, seq_of
@@ -20,12 +21,13 @@ class Announcement(Signed):
     A decoded one (:func:`decoded_announcement`) keeps its node key, endpoints (the one
     most announce without a tuple), prefixes and bytes; its network id, sequence number,
     date, libp2p addresses and ``relays`` are read from its bytes when asked
-    (meshd.records.body): 72 bytes, not 104 and the sequence number's int (a daemon's is
-    the time in ns: 36 bytes more). One made by its
-    constructor (tests, ``dataclasses.replace``) keeps what it was given (slot ``_given``).
-    Slotted by hand: these fields are properties, set after the dataclass is made."""
+    (meshd.records.body): 64 bytes, not 104 and the sequence number's int (a daemon's is
+    the time in ns: 36 bytes more), then 72 with a slot for what a constructor is given.
+    One made by its constructor (tests, ``dataclasses.replace``) keeps what it was given
+    in its endpoints' slot (a :class:`_Given`). Slotted by hand: these fields are
+    properties, set after the dataclass is made."""
 
-    __slots__ = ("_endpoints", "_given", "node_key", "prefixes", "raw")
+    __slots__ = ("_endpoints", "node_key", "prefixes", "raw")
 
     network_id: bytes
     node_key: NodeKey
@@ -50,10 +52,10 @@ class Announcement(Signed):
         relays: bool = False,
     ) -> None:
         _put(self, "node_key", node_key)
-        _put(self, "_endpoints", _one_or_all(endpoints))
+        given = _Given(_one_or_all(endpoints), network_id, seq, issued_at, addrs, relays)
+        _put(self, "_endpoints", given)
         _put(self, "prefixes", prefixes)
         _put(self, "raw", raw)
-        _put(self, "_given", (network_id, seq, issued_at, addrs, relays))
 
     @property
     def signer(self) -> bytes:
@@ -72,6 +74,18 @@ _put = object.__setattr__
 _new = object.__new__
 
 
+class _Given(NamedTuple):
+    """What an announcement made by its constructor was given, beside its node key,
+    prefixes and bytes (a decoded one reads these from its bytes)."""
+
+    endpoints: str | tuple[str, ...]  # as :func:`_one_or_all` keeps them
+    network_id: bytes
+    seq: int
+    issued_at: int
+    addrs: tuple[str, ...]
+    relays: bool
+
+
 def decoded_announcement(
     node_key: NodeKey, endpoints: tuple[str, ...], prefixes: tuple[Prefix, ...], raw: bytes
 ) -> Announcement:
@@ -81,7 +95,6 @@ def decoded_announcement(
     _put(ann, "_endpoints", _one_or_all(endpoints))
     _put(ann, "prefixes", prefixes)
     _put(ann, "raw", raw)
-    _put(ann, "_given", None)
     return ann
 
 
@@ -94,38 +107,46 @@ def _one_or_all(endpoints: tuple[str, ...]) -> str | tuple[str, ...]:
 def _endpoints(ann: Announcement) -> tuple[str, ...]:
     """Its WireGuard endpoints (a tuple of one made when asked for the one most announce)."""
     kept = ann._endpoints  # type: ignore[attr-defined]
+    if kept.__class__ is _Given:
+        kept = kept.endpoints
     return (kept,) if kept.__class__ is str else kept
 
 
-# Each reads the value a constructor was given (``_given``: network id, seq, date, libp2p
-# addresses, relays), else reads the bytes.
+# Each reads what a constructor was given (a _Given in the endpoints' slot), else the bytes.
+
+
+def _given(ann: Announcement) -> _Given | None:
+    kept = ann._endpoints  # type: ignore[attr-defined]
+    return kept if kept.__class__ is _Given else None
 
 
 def _network_id(ann: Announcement) -> bytes:
-    given = ann._given  # type: ignore[attr-defined]
-    return network_id_of(ann.raw) if given is None else given[0]
+    given = _given(ann)
+    return network_id_of(ann.raw) if given is None else given.network_id
 
 
 def _seq(ann: Announcement) -> int:
-    given = ann._given  # type: ignore[attr-defined]
-    return seq_of(ann.raw) if given is None else given[1]
+    kept = ann._endpoints  # type: ignore[attr-defined]
+    return seq_of(ann.raw) if kept.__class__ is not _Given else kept.seq
 
 
 def _issued_at(ann: Announcement) -> int:
     """When its member signed it: read as it is merged."""
-    given = ann._given  # type: ignore[attr-defined]
-    return issued_at_of(ann.raw) if given is None else given[2]
+    kept = ann._endpoints  # type: ignore[attr-defined]
+    if kept.__class__ is not _Given:
+        return issued_at_of(ann.raw)
+    return kept.issued_at
 
 
 def _addrs(ann: Announcement) -> tuple[str, ...]:
     """Its libp2p addresses: rarely read, they took ~120 bytes a member or more kept."""
-    given = ann._given  # type: ignore[attr-defined]
-    return tuple(body_item(ann.raw, 7)) if given is None else given[3]
+    given = _given(ann)
+    return tuple(body_item(ann.raw, 7)) if given is None else given.addrs
 
 
 def _relays(ann: Announcement) -> bool:
-    given = ann._given  # type: ignore[attr-defined]
-    return relays_of(ann.raw) if given is None else given[4]
+    given = _given(ann)
+    return relays_of(ann.raw) if given is None else given.relays
 
 
 # After the dataclass is made: a property in the class body would be taken for a default.
