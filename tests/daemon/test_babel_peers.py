@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from meshd.daemon.babel_peers import (
     ACTIVE_RELAYS,
     ByLinkLocal,
+    ByOverlay,
     Grants,
     active_relays,
     babel_neighbours,
@@ -240,28 +241,30 @@ def test_a_backed_off_member_is_asked_for_again_when_a_member_says_it_tries_to_r
 def test_members_by_link_local_are_a_mapping_that_keeps_no_address_a_member() -> None:
     """Babel's table of the other members by link-local address answers as a dict keyed by
     the addresses would, and holds each member under the int its interned link-local /128
-    keeps: no address object a member (56 bytes; the /128s keep none either). In the daemon
-    the WireGuard peers' allowed-ips hold those /128s; here ``held`` does."""
+    keeps: no address object a member (56 bytes; the /128s keep none either), and no table
+    entry (a dict's ~37 bytes a member at 1,000): two tuples in the ints' order, 16 bytes a
+    member. In the daemon the WireGuard peers' allowed-ips hold those /128s; here ``held``
+    does."""
     members = [member(i) for i in range(1_000)]
     held = [link_local_prefix(m.wg_key) for m in members]
     plain = {link_local_from_wg_key(m.wg_key): m for m in members}
-    table = ByLinkLocal()
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        for m in members:
-            table.add(m)
+        table = ByLinkLocal(members)
         after = tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
-    assert (after - before) / len(members) < 56  # the dict's entries alone (~37 bytes)
-    assert list(table._members) == [p._value for p in held]  # type: ignore[attr-defined]
-    assert all(k is p._value for k, p in zip(table._members, held, strict=True))  # type: ignore[attr-defined]
+    assert (after - before) / len(members) < 20
+    ints = {p._value: p._value for p in held}  # type: ignore[attr-defined]
+    assert list(table._keys) == sorted(ints)
+    assert all(k is ints[k] for k in table._keys)  # the /128s' own ints, not copies
     assert len(table) == len(plain)
     assert set(table) == set(plain)
     assert dict(table.items()) == plain
-    assert list(table.values()) == list(plain.values())
+    assert sorted(map(id, table.values())) == sorted(map(id, plain.values()))
+    assert table == plain
     for address, found in plain.items():
         assert table[address] is found
         assert table.get(address) is found
@@ -274,3 +277,38 @@ def test_members_by_link_local_are_a_mapping_that_keeps_no_address_a_member() ->
     assert table.get(ipaddress.IPv4Address("10.0.0.1"), "none") == "none"
     with pytest.raises(KeyError):
         table[stranger]
+
+
+def test_members_by_overlay_are_a_mapping_with_no_table_entry_a_member() -> None:
+    """The other members by overlay /128 answer as the dict of them did, kept as two tuples
+    in the order of the /128s' ints (16 bytes a member, the dict's entries ~37 at 1,000);
+    a /128 made anew (not the interned one) finds its member too."""
+    members = [member(i) for i in range(1_000)]
+    plain = {m.overlay_prefix: m for m in members}
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        table = ByOverlay(members)
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert (after - before) / len(members) < 20
+    assert len(table) == len(plain)
+    assert all(a is b for a, b in zip(sorted(table), sorted(plain), strict=True))
+    assert dict(table.items()) == plain
+    assert table == plain
+    for prefix, found in plain.items():
+        assert table[prefix] is found
+        assert table.get(ipaddress.IPv6Network(str(prefix))) is found
+        assert prefix in table
+    stranger = ipaddress.IPv6Network("fd00::1/128")
+    assert table.get(stranger) is None
+    assert stranger not in table
+    assert table.get(ipaddress.IPv6Network("fd00::/64")) is None
+    assert table.get(ipaddress.IPv4Network("10.0.0.1/32"), "none") == "none"
+    with pytest.raises(KeyError):
+        table[stranger]
+    # Two members of one /128: the last one stands, as in the dict.
+    twin = members[0]
+    assert ByOverlay([twin, members[1], twin])[twin.overlay_prefix] is twin
