@@ -35,6 +35,7 @@ from collections.abc import (
     ValuesView,
 )
 from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self, TypeVar, cast
 
 from meshd.membership import Member, MemberState
 from meshd.trust.keys import NodeKey, WgKey
@@ -72,48 +73,51 @@ class Shadowed:
     holder: NodeKey  # node key of the member programmed with that key (or this node's own)
 
 
-_KEY = operator.attrgetter("public_key")
+_V = TypeVar("_V", PeerConfig, Member)
 
 
-class PeersByKey(Mapping[WgKey, PeerConfig]):
-    """Peers by public key, held as one tuple of the peers in key order and looked up by
-    bisection: 8 bytes a peer, where a table of them cost ~37 (the desired peers of every
-    round, kept to the next). Iterated in key order, as the tables were made."""
+class _ByKey(Mapping[WgKey, _V]):
+    """Values by WireGuard key, held as one tuple of them in key order (each value carries
+    its key: :attr:`_key` reads it) and looked up by bisection: 8 bytes a value, where a
+    table of them cost ~30 (its entry and its share of the index). Iterated in key order."""
 
-    __slots__ = ("_peers",)
+    __slots__ = ("_values",)
+    _key: ClassVar[operator.attrgetter[Any]]  # an attrgetter: called, not bound
 
-    def __init__(self, peers: Iterable[PeerConfig] = ()) -> None:
-        ordered = tuple(sorted(peers, key=_KEY))
+    def __init__(self, values: Iterable[_V] = ()) -> None:
+        key = self._key
+        ordered = tuple(sorted(values, key=key))
         for left, right in itertools.pairwise(ordered):
-            if left.public_key == right.public_key:
-                raise ValueError("a peer appears twice")
-        self._peers = ordered
+            if key(left) == key(right):
+                raise ValueError("a key appears twice")
+        self._values: tuple[_V, ...] = ordered
 
     @classmethod
-    def ordered(cls, peers: tuple[PeerConfig, ...]) -> PeersByKey:
-        """Peers already in strictly increasing key order (not checked again)."""
+    def ordered(cls, values: tuple[_V, ...]) -> Self:
+        """Values already in strictly increasing key order (not checked again)."""
         made = cls.__new__(cls)
-        made._peers = peers
+        made._values = values
         return made
 
-    def _find(self, key: object) -> PeerConfig | None:
-        peers = self._peers
+    def _find(self, key: object) -> _V | None:
+        values = self._values
         if type(key) is not bytes:
             if not isinstance(key, bytes):
                 return None
             key = bytes(key)
-        i = bisect.bisect_left(peers, key, key=_KEY)
-        if i < len(peers) and peers[i].public_key == key:
-            return peers[i]
+        i = bisect.bisect_left(values, key, key=self._key)
+        if i < len(values) and self._key(values[i]) == key:
+            found: _V = values[i]
+            return found
         return None
 
-    def __getitem__(self, key: WgKey) -> PeerConfig:
+    def __getitem__(self, key: WgKey) -> _V:
         found = self._find(key)
         if found is None:
             raise KeyError(key)
         return found
 
-    def get(self, key: WgKey, default: PeerConfig | None = None) -> PeerConfig | None:  # type: ignore[override]
+    def get(self, key: WgKey, default: _V | None = None) -> _V | None:  # type: ignore[override]
         found = self._find(key)
         return default if found is None else found
 
@@ -121,40 +125,57 @@ class PeersByKey(Mapping[WgKey, PeerConfig]):
         return self._find(key) is not None
 
     def __iter__(self) -> Iterator[WgKey]:
-        return map(_KEY, self._peers)
+        return map(self._key, self._values)
 
     def __len__(self) -> int:
-        return len(self._peers)
+        return len(self._values)
 
-    def values(self) -> ValuesView[PeerConfig]:
+    def values(self) -> ValuesView[_V]:
         return _Values(self)
 
-    def items(self) -> ItemsView[WgKey, PeerConfig]:
+    def items(self) -> ItemsView[WgKey, _V]:
         return _Items(self)
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, PeersByKey):
-            return self._peers == other._peers
+        if other.__class__ is self.__class__:
+            return self._values == other._values
         return Mapping.__eq__(self, other)
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"PeersByKey({list(self._peers)!r})"
+        return f"{self.__class__.__name__}({list(self._values)!r})"
 
 
-class _Values(ValuesView[PeerConfig]):
-    _mapping: PeersByKey
+class PeersByKey(_ByKey[PeerConfig]):
+    """Peers by public key (:class:`_ByKey`): the desired peers of every round, kept to the
+    next."""
 
-    def __iter__(self) -> Iterator[PeerConfig]:
-        return iter(self._mapping._peers)
+    __slots__ = ()
+    _key = operator.attrgetter("public_key")
 
 
-class _Items(ItemsView[WgKey, PeerConfig]):
-    _mapping: PeersByKey
+class MembersByKey(_ByKey[Member]):
+    """Members by WireGuard key (:class:`_ByKey`): the members programmed as peers
+    (:func:`peer_members`), which the punching service keeps from snapshot to snapshot."""
 
-    def __iter__(self) -> Iterator[tuple[WgKey, PeerConfig]]:
-        return ((peer.public_key, peer) for peer in self._mapping._peers)  # type: ignore[misc]
+    __slots__ = ()
+    _key = operator.attrgetter("wg_key")
+
+
+class _Values(ValuesView[_V]):
+    _mapping: _ByKey[_V]
+
+    def __iter__(self) -> Iterator[_V]:
+        return iter(self._mapping._values)
+
+
+class _Items(ItemsView[WgKey, _V]):
+    _mapping: _ByKey[_V]
+
+    def __iter__(self) -> Iterator[tuple[WgKey, _V]]:
+        mapping = self._mapping
+        return zip(iter(mapping), mapping._values, strict=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,9 +301,10 @@ def base_allowed_ips(member: Member) -> tuple[ipaddress.IPv6Network, ipaddress.I
 
 def peer_members(
     members: Iterable[Member], *, own_node_key: NodeKey, own_wg_key: WgKey
-) -> dict[WgKey, Member]:
+) -> MembersByKey:
     """The members programmed as peers, by WireGuard key (what :func:`desired_peers` uses)."""
-    return _choose(members, own_node_key, own_wg_key)[0]
+    chosen = _choose(members, own_node_key, own_wg_key)[0]
+    return MembersByKey.ordered(tuple(map(chosen.__getitem__, sorted(chosen))))
 
 
 def _choose(
@@ -300,14 +322,13 @@ def _choose(
                 found.append(member)
             else:
                 standing[member.wg_key] = [found, member]
+    # The table becomes the chosen members' own, in place: no second table a member.
     shadowed: list[Shadowed] = []
-    chosen: dict[WgKey, Member] = {}
+    chosen = cast("dict[WgKey, Member]", standing)
     for wg_key, holders in standing.items():
         if not isinstance(holders, list):
             if wg_key == own_wg_key:
                 shadowed.append(Shadowed(holders, own_node_key))
-            else:
-                chosen[wg_key] = holders
             continue
         # A key a member enrolled with goes before one it rotated to (a rotation cannot take
         # another member's key), then the earliest claim, then the node key.
@@ -323,6 +344,7 @@ def _choose(
             continue
         chosen[wg_key] = holders[0]
         shadowed.extend(Shadowed(m, holders[0].node_key) for m in holders[1:])
+    chosen.pop(own_wg_key, None)
     return chosen, shadowed
 
 
