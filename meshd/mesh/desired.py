@@ -369,7 +369,7 @@ def desired_peers(
     it to another. An extra prefix already claimed is refused and reported.
 
     ``previous`` is the last round's peers: a peer that is the same again is that object,
-    and one whose allowed-ips are the same holds that tuple, not a copy made each round.
+    and one whose allowed-ips are the same holds those networks (interned: the same objects).
     """
     chosen, shadowed = _choose(members, own_node_key, own_wg_key)
     order = sorted(chosen)
@@ -421,11 +421,14 @@ def desired_peers(
             [link_local, overlay] if owner[overlay] == wg_key else [link_local],
             claimed.get(wg_key),
         )
-        if old is not None and _same(old.allowed_ips, nets):
-            if old.endpoint == endpoint and old.persistent_keepalive == keepalive:
-                peers.append(old)
-                continue
-            nets = old.allowed_ips
+        if (
+            old is not None
+            and old.endpoint == endpoint
+            and old.persistent_keepalive == keepalive
+            and _same(old.allowed_ips, nets)
+        ):
+            peers.append(old)
+            continue
         # Made without checking again (PeerConfig.derived): the endpoint is one
         # choose_endpoint parsed and wrote canonically, the allowed-ips are put in their
         # canonical order here. The key is checked (a certificate may carry none).

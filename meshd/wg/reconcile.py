@@ -87,6 +87,8 @@ def plan(
                 )
             )
             continue
+        if current is want:
+            continue  # the device reads as we asked (the very object: nothing to compare)
         update = _update_existing(want, current, previous.get(key))
         if update is not None:
             ops.append(update)

@@ -245,7 +245,7 @@ class GetReplyParser:
 
 
 def _new_config(peer: _PeerBuilder, *others: PeerConfig | None) -> PeerConfig:
-    """The configuration ``peer`` reads as, checked; its allowed-ips the tuple one of
+    """The configuration ``peer`` reads as, checked; its allowed-ips the networks one of
     ``others`` holds if they are the same (a peer whose endpoint alone moved shares them),
     and its endpoint the string one of them holds if it reads the same (one whose keepalive
     alone differs, as every peer of a first round does until its keepalive is set: not ~60

@@ -137,7 +137,7 @@ def test_the_device_read_back_and_babel_share_the_desired_prefixes() -> None:
 
 def test_desired_peers_made_again_from_the_last_round_are_those_objects() -> None:
     """A round's peers are the last round's objects where nothing changed, and hold the last
-    round's allowed-ips tuple where only the endpoint did: not a copy each round."""
+    round's allowed-ips (the same networks) where only the endpoint did: not copies each round."""
     members = [member(i) for i in range(4)]
     one = desired_peers(members, own_node_key=ME, own_wg_key=MY_WG).peers
     moved = [member(0, endpoints=("198.51.100.7:4000",)), *members[1:]]
@@ -145,20 +145,20 @@ def test_desired_peers_made_again_from_the_last_round_are_those_objects() -> Non
     assert two == desired_peers(moved, own_node_key=ME, own_wg_key=MY_WG).peers
     first = members[0].wg_key
     assert two[first].endpoint == "198.51.100.7:4000"
-    assert two[first].allowed_ips is one[first].allowed_ips
+    assert two[first].same_nets(one[first])
     assert all(two[m.wg_key] is one[m.wg_key] for m in members[1:])
 
 
 def test_a_peer_remade_from_another_shares_its_allowed_ips() -> None:
     """A path's endpoint laid over a desired peer remakes it (``with_paths``): the new peer
-    holds the same allowed-ips tuple, not a copy; one given them in another order or as
+    holds the same allowed-ips, not copies; one given them in another order or as
     other (equal) objects holds them the canonical way."""
     m = member(1)
     desired = desired_peers([m], own_node_key=ME, own_wg_key=MY_WG)
     one = desired.peers[m.wg_key]
     path = with_paths(desired, {m.wg_key: ("203.0.113.9:4000", None, None)})
     assert path.peers[m.wg_key].endpoint == "203.0.113.9:4000"
-    assert path.peers[m.wg_key].allowed_ips is one.allowed_ips
+    assert path.peers[m.wg_key].same_nets(one)
     swapped = PeerConfig(m.wg_key, None, one.allowed_ips[::-1])
     assert swapped.allowed_ips == one.allowed_ips
     assert all(a is b for a, b in zip(swapped.allowed_ips, one.allowed_ips, strict=True))
@@ -375,3 +375,33 @@ def test_an_address_is_written_as_the_standard_library_writes_it(value: int) -> 
     prefix = host_prefix_of(value)
     assert str(prefix) == str(ipaddress.IPv6Network((value, 128)))
     assert repr(prefix) == repr(ipaddress.IPv6Network((value, 128)))
+
+
+def test_a_desired_peer_keeps_its_networks_without_a_tuple() -> None:
+    """A member's peer holds its two /128s (or its one) in its own slots, not in a tuple of
+    them: the desired peers of 1,000 members keep ~88 bytes a member beside the /128s (the
+    peer and its place in two tuples), where the peer and its tuple kept ~136. Read, the
+    allowed-ips are the tuple they were, of the same networks, and pickle as they were."""
+    members = [member(i) for i in range(1_000)]
+    held = [base_allowed_ips(m) for m in members]  # the /128s: the membership's, Babel's
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        mesh = desired_peers(members, own_node_key=ME, own_wg_key=MY_WG)
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept / len(members) < 100
+    for m, (link_local, overlay) in zip(members, held, strict=True):
+        peer = mesh.peers[m.wg_key]
+        assert peer.allowed_ips == (overlay, link_local)
+        assert peer.allowed_ips[0] is overlay
+        assert peer.allowed_ips[1] is link_local
+        assert pickle.loads(pickle.dumps(peer)) == peer
+    one = PeerConfig(members[0].wg_key, None, (held[0][0],))
+    assert one.allowed_ips == (held[0][0],)
+    assert one != PeerConfig(members[0].wg_key, None, held[0])
+    assert PeerConfig(members[0].wg_key).allowed_ips == ()
+    three = (*held[0], ipaddress.IPv6Network("2001:db8::/64"))
+    assert len(PeerConfig(members[0].wg_key, None, three).allowed_ips) == 3
