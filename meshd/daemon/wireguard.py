@@ -41,6 +41,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import trio
@@ -273,7 +274,9 @@ class WireGuardMesh:
             await self.backend.set(chunk)
         self.rounds += 1
         self.last_round_ops = len(ops)
-        self._desired = desired  # its peers: the endpoints we asked for, for the next plan
+        # Its peers (the endpoints we asked for, for the next plan) and what was left out;
+        # not the members the peers stand for, which nothing reads again (8 bytes a member).
+        self._desired = replace(desired, programmed=())
         if not ops:
             return []
         log.info("WireGuard %s: %s", self.ifname, _described(ops))

@@ -215,3 +215,20 @@ def test_the_members_programmed_are_kept_without_a_table_entry_a_member() -> Non
     assert dict(chosen.items()) == plain
     assert chosen.get(WgKey(bytes(32))) is None
     assert bytes(32) not in chosen
+
+
+def test_the_mesh_keeps_the_peers_of_a_round_not_the_members_they_stand_for() -> None:
+    """Between rounds the WireGuard mesh keeps the desired peers and what was left out, not
+    the tuple of the members programmed (8 bytes a member, which nothing reads again)."""
+    members = [member(i) for i in range(N)]
+    mesh, _backend = make_mesh(NullBackend, members, "wglean1")
+
+    async def round_() -> None:
+        assert await mesh.reconcile()
+
+    run(round_)
+    want = desired_peers(members, own_node_key=ME, own_wg_key=mesh.own_wg_key)
+    assert mesh._desired.peers == want.peers
+    assert mesh._desired.shadowed == want.shadowed
+    assert len(want.programmed) == N
+    assert mesh._desired.programmed == ()
