@@ -106,10 +106,8 @@ class _ByKey(Mapping[WgKey, _V]):
                 return None
             key = bytes(key)
         i = bisect.bisect_left(values, key, key=self._key)
-        if i < len(values) and self._key(values[i]) == key:
-            found: _V = values[i]
-            return found
-        return None
+        found: _V | None = values[i] if i < len(values) else None
+        return found if found is not None and self._key(found) == key else None
 
     def __getitem__(self, key: WgKey) -> _V:
         found = self._find(key)
@@ -118,8 +116,7 @@ class _ByKey(Mapping[WgKey, _V]):
         return found
 
     def get(self, key: WgKey, default: _V | None = None) -> _V | None:  # type: ignore[override]
-        found = self._find(key)
-        return default if found is None else found
+        return default if (found := self._find(key)) is None else found
 
     def __contains__(self, key: object) -> bool:
         return self._find(key) is not None
@@ -148,16 +145,14 @@ class _ByKey(Mapping[WgKey, _V]):
 
 
 class PeersByKey(_ByKey[PeerConfig]):
-    """Peers by public key (:class:`_ByKey`): the desired peers of every round, kept to the
-    next."""
+    """Peers by public key (:class:`_ByKey`): a round's desired peers, kept to the next."""
 
     __slots__ = ()
     _key = operator.attrgetter("public_key")
 
 
 class MembersByKey(_ByKey[Member]):
-    """Members by WireGuard key (:class:`_ByKey`): the members programmed as peers
-    (:func:`peer_members`), which the punching service keeps from snapshot to snapshot."""
+    """Members by WireGuard key (:class:`_ByKey`): :func:`peer_members`, kept by punching."""
 
     __slots__ = ()
     _key = operator.attrgetter("wg_key")
@@ -293,6 +288,21 @@ def _same(have: tuple[IPNetwork, ...], nets: tuple[IPNetwork, ...]) -> bool:
     return len(have) == len(nets) and all(a is b for a, b in zip(have, nets, strict=True))
 
 
+def _in_order(
+    previous: Mapping[WgKey, PeerConfig], keys: list[WgKey]
+) -> Iterator[PeerConfig | None]:
+    """``previous.get(key)`` for each of ``keys`` (increasing): for a :class:`PeersByKey`
+    one walk along both, not a bisection a peer (~1 us each, 10 ms a round at 10,000)."""
+    if not isinstance(previous, PeersByKey):
+        yield from map(previous.get, keys)
+        return
+    values, i, count = previous._values, 0, len(previous)
+    for key in keys:
+        while i < count and values[i].public_key < key:
+            i += 1
+        yield values[i] if i < count and values[i].public_key == key else None
+
+
 def base_allowed_ips(member: Member) -> tuple[ipaddress.IPv6Network, ipaddress.IPv6Network]:
     """A member's own addresses: its key-derived link-local and its overlay address (both
     interned: the same objects every round, and the ones the membership and Babel hold)."""
@@ -404,12 +414,11 @@ def desired_peers(
         raise ValueError("persistent_keepalive is 1..65535 seconds, or None for off")
     peers: list[PeerConfig] = []  # in key order
     programmed: list[Member] = []
-    before = previous or {}
-    for wg_key, link_local in zip(order, link_locals, strict=True):
+    olds = _in_order(previous or {}, order)
+    for wg_key, link_local, old in zip(order, link_locals, olds, strict=True):
         member = chosen[wg_key]
         programmed.append(member)
         announced = member.announcement.endpoints if member.announcement is not None else ()
-        old = before.get(wg_key)
         if old is not None and len(announced) == 1 and old.endpoint is announced[0]:
             # The one endpoint it announced, the very string chosen last round (as it was
             # written: canonical and usable, whatever the underlay): not parsed again.

@@ -26,6 +26,7 @@ removes it from the other"). The in-memory backend and the tests use it.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
@@ -73,8 +74,9 @@ def plan(
     ops: list[RemovePeer | UpdatePeer] = [
         RemovePeer(key) for key in sorted(have) if key not in desired
     ]
-    for key in sorted(desired):
-        want = desired[key]
+    # In key order, each peer read along (desired peers kept in key order are not looked up
+    # one by one: ~1 us a bisection, 10 ms a round at 10,000).
+    for key, want in sorted(desired.items(), key=_first):
         current = have.get(key)
         if current is None:
             ops.append(
@@ -93,6 +95,9 @@ def plan(
         if update is not None:
             ops.append(update)
     return ops
+
+
+_first = operator.itemgetter(0)
 
 
 def _update_existing(
