@@ -245,6 +245,8 @@ def _nets_of(peer: PeerConfig) -> tuple[IPNetwork, ...]:
 
 
 def _store_nets(peer: PeerConfig, nets: tuple[IPNetwork, ...]) -> None:
+    if type(nets) is not tuple:  # any iterable, as the field took (canonical: a tuple)
+        nets = tuple(nets)
     count = len(nets)
     if count == 2:
         _set_first(peer, nets[0])

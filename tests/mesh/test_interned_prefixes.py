@@ -405,3 +405,4 @@ def test_a_desired_peer_keeps_its_networks_without_a_tuple() -> None:
     assert PeerConfig(members[0].wg_key).allowed_ips == ()
     three = (*held[0], ipaddress.IPv6Network("2001:db8::/64"))
     assert len(PeerConfig(members[0].wg_key, None, three).allowed_ips) == 3
+    assert PeerConfig(members[0].wg_key, None, iter(held[0])).allowed_ips == held[0][::-1]  # type: ignore[arg-type]
