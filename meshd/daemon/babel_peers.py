@@ -120,13 +120,6 @@ class _ByHost:
         self._keys: tuple[int, ...] = tuple(keys)
         self._members: tuple[Member, ...] = tuple(map(by_int.__getitem__, keys))
 
-    def _at(self, value: int) -> Member | None:
-        keys = self._keys
-        i = bisect.bisect_left(keys, value)
-        if i < len(keys) and keys[i] == value:
-            return self._members[i]
-        return None
-
     def __len__(self) -> int:
         return len(self._keys)
 
@@ -150,8 +143,9 @@ class ByLinkLocal(_ByHost, Mapping[ipaddress.IPv6Address, Member]):
     def get(self, address: object, default: object = None) -> Any:
         if address.__class__ is not ipaddress.IPv6Address:
             return default
-        found = self._at(address._ip)  # type: ignore[attr-defined]
-        return default if found is None else found
+        value, keys = address._ip, self._keys  # type: ignore[attr-defined]
+        i = bisect.bisect_left(keys, value)
+        return self._members[i] if i < len(keys) and keys[i] == value else default
 
     def __contains__(self, address: object) -> bool:
         return self.get(address) is not None
@@ -183,12 +177,14 @@ class ByOverlay(_ByHost, Mapping[IPNetwork, Member]):
 
     def get(self, prefix: object, default: object = None) -> Any:
         if prefix.__class__ is HostPrefix:
-            found = self._at(prefix._value)
+            value = prefix._value
         elif isinstance(prefix, ipaddress.IPv6Network) and prefix.prefixlen == 128:
-            found = self._at(int(prefix.network_address))
+            value = int(prefix.network_address)
         else:
             return default
-        return default if found is None else found
+        keys = self._keys
+        i = bisect.bisect_left(keys, value)
+        return self._members[i] if i < len(keys) and keys[i] == value else default
 
     def __contains__(self, prefix: object) -> bool:
         return self.get(prefix) is not None
