@@ -107,6 +107,12 @@ def _speaks(member: Member, grants: Grants, relays: Collection[bytes]) -> bool:
     return member.node_key in relays or is_gateway(member, grants)
 
 
+def link_local_table(members: Iterable[Member]) -> dict[int, Member]:
+    """``members`` by the int of their interned link-local /128 (the last of those with
+    one), in the order they came."""
+    return {host_int(link_local_prefix(m.wg_key)): m for m in members}
+
+
 class _ByHost:
     """Members by a /128 of each, kept as two tuples in the order of the /128s' ints: the
     ints (the ones the interned /128s hold, not copies) and the members. 16 bytes a member,
@@ -131,8 +137,11 @@ class ByLinkLocal(_ByHost, Mapping[ipaddress.IPv6Address, Member]):
 
     __slots__ = ()
 
-    def __init__(self, members: Iterable[Member] = ()) -> None:
-        super().__init__({host_int(link_local_prefix(m.wg_key)): m for m in members})
+    def __init__(
+        self, members: Iterable[Member] = (), *, table: Mapping[int, Member] | None = None
+    ) -> None:
+        """Of ``members``, or of ``table`` (:func:`link_local_table`) when given."""
+        super().__init__(link_local_table(members) if table is None else table)
 
     def __getitem__(self, address: ipaddress.IPv6Address) -> Member:
         found = self.get(address)
@@ -279,7 +288,8 @@ def mesh_members(
             own = member
         else:
             others.append(member)
-    peers = ByLinkLocal(others)
+    linked = link_local_table(others)
+    peers = ByLinkLocal(table=linked)
     relays = active_relays(members)
     table = allowed
 
@@ -289,7 +299,9 @@ def mesh_members(
     neighbours = babel_neighbours(own, peers, granted, relays)
     return MeshMembers(
         peers=peers,
-        member_of_overlay=ByOverlay(peers.values()),
+        # In the members' order, as the table by link-local made them: of two with one
+        # /128, the same one stands as in the dict by /128 made of that table.
+        member_of_overlay=ByOverlay(linked.values()),
         origins=MemberOrigins(
             allowed,
             known.held() if known is not None else None,

@@ -6,6 +6,7 @@ import gc
 import ipaddress
 import tracemalloc
 from collections.abc import Collection, Mapping
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -22,6 +23,7 @@ from meshd.daemon.babel_peers import (
     babel_neighbours,
     can_relay,
     is_gateway,
+    mesh_members,
 )
 from meshd.membership import Member
 from meshd.trust.keys import WgKey
@@ -312,3 +314,17 @@ def test_members_by_overlay_are_a_mapping_with_no_table_entry_a_member() -> None
     # Two members of one /128: the last one stands, as in the dict.
     twin = members[0]
     assert ByOverlay([twin, members[1], twin])[twin.overlay_prefix] is twin
+
+
+def test_of_two_members_with_one_overlay_the_later_one_stands_as_in_a_dict() -> None:
+    """Babel's members by overlay /128 are made in the members' order: of two admitted
+    members holding one /128 (a hand-over under way), the later one stands, whichever way
+    round they come, as in the dict by /128 they were before."""
+    a = member(1)
+    twin = replace(member(2), overlay=a.overlay)
+    others = [member(i) for i in range(3, 8)]
+    for first, last in ((a, twin), (twin, a)):
+        view = mesh_members([first, *others, last], lambda m: [m.overlay_prefix], bytes(32))
+        assert view.member_of_overlay[a.overlay_prefix] is last
+        assert len(view.member_of_overlay) == len(others) + 1
+        assert len(view.peers) == len(others) + 2
