@@ -12,7 +12,9 @@ Steps come every ``STEP`` seconds while anything moves: a path being tried, a pu
 due, a path gone direct or a member connected within ``QUIET`` seconds. Otherwise every
 ``IDLE_STEP`` seconds at most, or a third of the silence limit if less (a direct path that
 falls silent is seen at most that late): at 10,000 peers a read of the device and a pass
-over the peers are the daemon's largest steady cost. A step comes sooner when a path is due
+over the peers are the daemon's largest steady cost. With no direct path (nothing to see
+fall silent), further apart as a read of the device costs more (:mod:`meshd.daemon.cost_pace`:
+~12 s at 10,000 peers), but never past a path's due time. A step comes sooner when a path is due
 (a relay's next round, a session going stale or silent), and at once on a punch notice, a
 new membership snapshot, a new connection, or a change in how members see us (looked at
 every ``STEP`` seconds, without reading the device). A step yields to the event loop every
@@ -55,6 +57,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from meshd.daemon import wireguard_views
+from meshd.daemon.cost_pace import spaced
 from meshd.daemon.endpoints import REANNOUNCE, Endpoints
 from meshd.daemon.nat_messages import PunchMessages
 from meshd.daemon.nat_view import NatSnapshot
@@ -117,6 +120,7 @@ class Punching:
         self._announced_at = -math.inf
         self._wake = trio.Event()
         self._next_step = STEP  # seconds from one step to the next (_cadence)
+        self.read_cost = 0.0  # seconds the last step's read of the device took
         self._seen: tuple[object, ...] = ()  # _outside() as the last step began
         self._relays: list[tuple[float, str, bytes]] = []  # this step's (_relay_pool)
         # What is kept for the next start, and the watch over reconnected members.
@@ -179,7 +183,8 @@ class Punching:
 
     def _cadence(self, now: float) -> float:
         """Seconds to the next step (see the module documentation)."""
-        due = now + self.idle_step
+        due = math.inf
+        direct = False
         for peer in self.peers.values():
             path = peer  # its path
             acted = path.acted
@@ -190,6 +195,7 @@ class Punching:
             due = min(due, path.next_check)
             if acted != "direct":
                 continue
+            direct = True
             live = peer.liveness
             if live is not None:  # no Hellos: when it turns quiet, or a probe's answer is due
                 due = min(due, live.next_check())
@@ -197,7 +203,10 @@ class Punching:
                 due = min(due, peer.rx_at + self.silent_after)
         if now - self.peer_paths.moved_at < QUIET:
             return STEP
-        return min(self.idle_step, max(STEP, due - now))
+        idle = self.idle_step
+        if not direct:  # no direct path to see fall silent: what is due, and reads spaced
+            idle = spaced(idle, self.read_cost)
+        return min(idle, max(STEP, due - now))
 
     def save_kept(self) -> None:
         """Write what is kept for the next start now if it changed since the last write
@@ -209,6 +218,7 @@ class Punching:
         self._seen = self._outside()
         now, wall = trio.current_time(), time.time()
         device = await wireguard_views.device(self.mesh)
+        self.read_cost = trio.current_time() - now
         stats = device.peers_by_key() if device is not None else {}
         self.messages.seen(stats, wall)  # its fresh sessions kept, not the whole read
         members = self.peer_paths.members(self.state.feed.current.members)

@@ -153,6 +153,38 @@ def test_the_device_is_read_every_second_while_paths_are_tried_and_seldom_once_s
     assert {p.action.path for p in punching.peers.values() if p.action} == {"relay"}
 
 
+def test_with_no_direct_path_a_costly_device_is_read_further_apart_but_rounds_start_on_time() -> (
+    None
+):
+    """The same, each read of the device taking 0.25 s (~10,000 peers): once every path is on
+    the relay there is no direct path to see fall silent, so the reads are spaced by their
+    cost (meshd.daemon.cost_pace: ~12.5 s), and the next round still starts on time."""
+    punching, backend = service(50)
+    reads: list[float] = []
+    counted = backend.get
+
+    async def get() -> DeviceState:
+        reads.append(trio.current_time())
+        await trio.sleep(0.25)
+        return await counted()
+
+    backend.get = get  # type: ignore[method-assign]
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(punching.run)
+            await trio.sleep(60.0)
+            nursery.cancel_scope.cancel()
+
+    punching.host.set_stream_handler = lambda *args: None  # type: ignore[method-assign]
+    trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+    settled = [t for t in reads if 18.0 <= t < 35.0]  # QUIET after the paths last moved
+    assert len(settled) <= 2, settled  # every IDLE_STEP: 4
+    second = [t for t in reads if 35.0 <= t < 42.0]  # the next round, 30 s after the first
+    assert len(second) >= 5, second
+    assert {p.action.path for p in punching.peers.values() if p.action} == {"relay"}
+
+
 def test_a_stop_during_a_step_over_10000_peers_ends_it_within_a_few_chunks_of_peers() -> None:
     punching, backend = service(N)
     updated: list[bool] = []
