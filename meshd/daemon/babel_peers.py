@@ -49,6 +49,7 @@ from typing import Any, Final
 from meshd.addressing import HostPrefix, address_of, host_int
 from meshd.babel.options import MemberOrigins
 from meshd.membership import Member
+from meshd.mesh.column_views import ColumnItems, ColumnValues
 from meshd.trust.keys import WgKey
 from meshd.wg.addresses import link_local_prefix
 from meshd.wg.model import IPAddress, IPNetwork
@@ -119,12 +120,12 @@ class _ByHost:
     where a dict of them cost ~30 (its entry and its share of the index); looked up by
     bisection of the ints (~0.3 us at 10,000, a dict's ~0.06)."""
 
-    __slots__ = ("_keys", "_members")
+    __slots__ = ("_keys", "_values")
 
     def __init__(self, by_int: Mapping[int, Member]) -> None:
         keys = sorted(by_int)
         self._keys: tuple[int, ...] = tuple(keys)
-        self._members: tuple[Member, ...] = tuple(map(by_int.__getitem__, keys))
+        self._values: tuple[Member, ...] = tuple(map(by_int.__getitem__, keys))
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -154,7 +155,7 @@ class ByLinkLocal(_ByHost, Mapping[ipaddress.IPv6Address, Member]):
             return default
         value, keys = address._ip, self._keys  # type: ignore[attr-defined]
         i = bisect.bisect_left(keys, value)
-        return self._members[i] if i < len(keys) and keys[i] == value else default
+        return self._values[i] if i < len(keys) and keys[i] == value else default
 
     def __contains__(self, address: object) -> bool:
         return self.get(address) is not None
@@ -163,10 +164,10 @@ class ByLinkLocal(_ByHost, Mapping[ipaddress.IPv6Address, Member]):
         return map(address_of, self._keys)
 
     def values(self) -> ValuesView[Member]:
-        return _Values(self)
+        return ColumnValues(self)
 
     def items(self) -> ItemsView[ipaddress.IPv6Address, Member]:
-        return _Items(self)
+        return ColumnItems(self)
 
 
 class ByOverlay(_ByHost, Mapping[IPNetwork, Member]):
@@ -193,34 +194,19 @@ class ByOverlay(_ByHost, Mapping[IPNetwork, Member]):
             return default
         keys = self._keys
         i = bisect.bisect_left(keys, value)
-        return self._members[i] if i < len(keys) and keys[i] == value else default
+        return self._values[i] if i < len(keys) and keys[i] == value else default
 
     def __contains__(self, prefix: object) -> bool:
         return self.get(prefix) is not None
 
     def __iter__(self) -> Iterator[IPNetwork]:
-        return (m.overlay_prefix for m in self._members)
+        return (m.overlay_prefix for m in self._values)
 
     def values(self) -> ValuesView[Member]:
-        return _Values(self)
+        return ColumnValues(self)
 
     def items(self) -> ItemsView[IPNetwork, Member]:
-        return _Items(self)
-
-
-class _Values(ValuesView[Member]):
-    _mapping: ByLinkLocal | ByOverlay
-
-    def __iter__(self) -> Iterator[Member]:
-        return iter(self._mapping._members)
-
-
-class _Items(ItemsView[Any, Member]):
-    _mapping: ByLinkLocal | ByOverlay
-
-    def __iter__(self) -> Iterator[tuple[Any, Member]]:
-        mapping = self._mapping
-        return zip(iter(mapping), mapping._members, strict=True)
+        return ColumnItems(self)
 
 
 @dataclass(frozen=True, slots=True)

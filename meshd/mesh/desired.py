@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self, TypeVar, cast
 
 from meshd.membership import Member, MemberState
+from meshd.mesh.column_views import ColumnItems, ColumnValues
 from meshd.trust.keys import NodeKey, WgKey
 from meshd.wg.addresses import link_local_prefix
 from meshd.wg.model import (
@@ -128,10 +129,10 @@ class _ByKey(Mapping[WgKey, _V]):
         return len(self._values)
 
     def values(self) -> ValuesView[_V]:
-        return _Values(self)
+        return ColumnValues(self)
 
     def items(self) -> ItemsView[WgKey, _V]:
-        return _Items(self)
+        return ColumnItems(self)
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is self.__class__:
@@ -156,21 +157,6 @@ class MembersByKey(_ByKey[Member]):
 
     __slots__ = ()
     _key = operator.attrgetter("wg_key")
-
-
-class _Values(ValuesView[_V]):
-    _mapping: _ByKey[_V]
-
-    def __iter__(self) -> Iterator[_V]:
-        return iter(self._mapping._values)
-
-
-class _Items(ItemsView[WgKey, _V]):
-    _mapping: _ByKey[_V]
-
-    def __iter__(self) -> Iterator[tuple[WgKey, _V]]:
-        mapping = self._mapping
-        return zip(iter(mapping), mapping._values, strict=True)
 
 
 @dataclass(frozen=True, slots=True)

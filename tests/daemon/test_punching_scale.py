@@ -121,16 +121,16 @@ def test_a_step_that_changes_every_path_logs_a_few_lines_and_one_change_is_named
     trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
-def test_the_device_is_read_every_second_while_paths_are_tried_and_seldom_once_settled() -> None:
-    """Every path tries its one candidate for 5.5 s (a read a second), fails, and waits 30 s
-    for its next round: meanwhile the device is read every IDLE_STEP seconds at most, and
-    the next round starts on time."""
-    punching, backend = service(50)
+def read_for_a_minute(made: tuple[Punching, Backend], cost: float) -> tuple[Punching, list[float]]:
+    """Run the service of ``made`` for 60 s of a fake clock, each read of its device taking
+    ``cost`` seconds: when each read began."""
+    punching, backend = made
     reads: list[float] = []
     counted = backend.get
 
     async def get() -> DeviceState:
         reads.append(trio.current_time())
+        await trio.sleep(cost)
         return await counted()
 
     backend.get = get  # type: ignore[method-assign]
@@ -143,6 +143,14 @@ def test_the_device_is_read_every_second_while_paths_are_tried_and_seldom_once_s
 
     punching.host.set_stream_handler = lambda *args: None  # type: ignore[method-assign]
     trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+    return punching, reads
+
+
+def test_the_device_is_read_every_second_while_paths_are_tried_and_seldom_once_settled() -> None:
+    """Every path tries its one candidate for 5.5 s (a read a second), fails, and waits 30 s
+    for its next round: meanwhile the device is read every IDLE_STEP seconds at most, and
+    the next round starts on time."""
+    punching, reads = read_for_a_minute(service(50), cost=0.0)
     trying = [t for t in reads if t < 7.0]
     assert len(trying) >= 6  # every second while the first round runs
     settled = [t for t in reads if 7.0 <= t < 35.0]
@@ -159,25 +167,7 @@ def test_with_no_direct_path_a_costly_device_is_read_further_apart_but_rounds_st
     """The same, each read of the device taking 0.25 s (~10,000 peers): once every path is on
     the relay there is no direct path to see fall silent, so the reads are spaced by their
     cost (meshd.daemon.cost_pace: ~12.5 s), and the next round still starts on time."""
-    punching, backend = service(50)
-    reads: list[float] = []
-    counted = backend.get
-
-    async def get() -> DeviceState:
-        reads.append(trio.current_time())
-        await trio.sleep(0.25)
-        return await counted()
-
-    backend.get = get  # type: ignore[method-assign]
-
-    async def run() -> None:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(punching.run)
-            await trio.sleep(60.0)
-            nursery.cancel_scope.cancel()
-
-    punching.host.set_stream_handler = lambda *args: None  # type: ignore[method-assign]
-    trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+    punching, reads = read_for_a_minute(service(50), cost=0.25)
     settled = [t for t in reads if 18.0 <= t < 35.0]  # QUIET after the paths last moved
     assert len(settled) <= 2, settled  # every IDLE_STEP: 4
     second = [t for t in reads if 35.0 <= t < 42.0]  # the next round, 30 s after the first
