@@ -555,3 +555,27 @@ def test_dial_backoff_keeps_no_addresses_of_the_peers_that_failed() -> None:
     assert kept / len(peers) < 170, kept / len(peers)
     assert not backoff.due(peers[7], ("/ip4/198.18.0.7/tcp/7100",), 1.0)
     assert backoff.due(peers[7], ("/ip4/198.18.0.8/tcp/7100",), 1.0)
+
+
+def test_dial_backoff_keeps_one_int_a_peer_that_failed() -> None:
+    """Each peer's failures, next try and the hash of its addresses in one int: under 100
+    bytes a peer at 1,000 with the table's slot (an object, an int and a float: ~150)."""
+    backoff = DialBackoff(cap=60.0)
+    peers = [i.to_bytes(4, "big") * 8 for i in range(1_000)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for i, peer in enumerate(peers):
+            addrs = (f"/ip4/198.18.{i >> 8}.{i & 255}/tcp/7100",)
+            backoff.failed(peer, addrs, 12_345.678, 0.75)
+        kept, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert kept / len(peers) < 100, kept / len(peers)
+    # The next try is kept exactly (its float's bits), and the failures go on counting.
+    addrs = ("/ip4/198.18.0.7/tcp/7100",)
+    assert not backoff.due(peers[7], addrs, 12_345.678 + 1.5 - 1e-9)
+    assert backoff.due(peers[7], addrs, 12_345.678 + 1.5)
+    delays = [backoff.failed(peers[7], addrs, 0.0, 1.0) for _ in range(20)]
+    assert delays[:6] == [4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+    assert set(delays[6:]) == {60.0}
