@@ -15,7 +15,8 @@ flow on the path (two members that both do not relay), silence means little: the
 re-created, so that WireGuard initiates: :func:`meshd.mesh.kicks.recreate`) before it is
 declared lost; :meth:`PeerPaths.probes` asks for at most ``PROBE_BUDGET`` of them a step.
 The per-peer lines of a step are collected in ``events`` and logged, bounded
-(:meth:`PeerPaths.log_events`, :func:`meshd.mesh.punch.summary`). What is kept across restarts
+(:meth:`PeerPaths.log_events`, :func:`meshd.mesh.punch.summary`), without holding every line
+of a step that moves thousands of peers (:class:`StepLines`). What is kept across restarts
 (:mod:`meshd.daemon.punch_restarts`) and the punching messages
 (:mod:`meshd.daemon.nat_messages`) read and mark these peers; :meth:`PeerPaths.snapshot` is
 what ``meshd peers`` and ``meshd netcheck`` see of them (:mod:`meshd.daemon.nat_view`).
@@ -41,7 +42,7 @@ from meshd.mesh.candidates import Candidate, counts, parse_announced
 from meshd.mesh.desired import peer_members
 from meshd.mesh.kicks import recreate
 from meshd.mesh.liveness_probe import PROBE_BUDGET, Liveness
-from meshd.mesh.punch import KEEPALIVE, PUNCH_INTERVAL, Action, Side, summary
+from meshd.mesh.punch import KEEPALIVE, NAMED, PUNCH_INTERVAL, Action, Side, summary
 from meshd.mesh.remembered import Kept
 from meshd.trust.keys import WgKey
 from meshd.wg.model import PeerStatus, RemovePeer, UpdatePeer
@@ -49,6 +50,54 @@ from meshd.wg.model import PeerStatus, RemovePeer, UpdatePeer
 if TYPE_CHECKING:
     from meshd.daemon.endpoints import Endpoints
     from meshd.daemon.wireguard import WireGuardMesh
+
+# The punching service's lines (meshd.daemon.punching logs them).
+log = logging.getLogger("meshd.daemon.punching")
+
+
+class StepLines:
+    """A step's per-peer lines, ``(kind, line)`` in order, as :func:`summary` logs them
+    (:meth:`take`), without holding each one: the first ``named`` + 1, the others counted
+    by kind, their lines kept only while ``wanted()`` (DEBUG on: they are logged). A first
+    step at 10,000 members held 10,000 tuples and strings (~1.5 MB, freed at once, but
+    the heap stayed that much larger) to log three of them and a count."""
+
+    def __init__(self, wanted: Callable[[], bool], named: int = NAMED) -> None:
+        self.wanted = wanted
+        self.named = named
+        self._head: list[tuple[str, str]] = []
+        self._kinds: dict[str, int] = {}
+        self._rest: list[str] = []
+        self._count = 0
+
+    def append(self, event: tuple[str, str]) -> None:
+        if self._count <= self.named:
+            self._head.append(event)
+        if self._count >= self.named:
+            kind, line = event
+            self._kinds[kind] = self._kinds.get(kind, 0) + 1
+            if self.wanted():
+                self._rest.append(line)
+        self._count += 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    def take(self) -> tuple[list[str], list[str]]:
+        """The (info, debug) lines :func:`summary` makes of this step's events (the debug
+        ones those kept); then none are held."""
+        head, kinds, rest, count = self._head, self._kinds, self._rest, self._count
+        self._head, self._kinds, self._rest, self._count = [], {}, [], 0
+        if count <= self.named + 1:
+            return summary(head, self.named)
+        counted = ", ".join(
+            f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1])
+        )
+        more = (
+            f"{count - self.named} more members: {counted} "
+            "(each at DEBUG; every path in `meshd peers`)"
+        )
+        return [*(line for _, line in head[: self.named]), more], rest
 
 
 class PeerPaths:
@@ -73,7 +122,8 @@ class PeerPaths:
         self.relays = LaidRelays(self.laid)
         # What is known of our side, for every path (set once a step, not on each path).
         self.side = Side()
-        self.events: list[tuple[str, str]] = []  # this step's per-peer lines (summary)
+        # This step's per-peer lines (summary).
+        self.events = StepLines(lambda: log.isEnabledFor(logging.DEBUG))
         self.moved_at = -math.inf  # when a path last went direct or a member connected
         self.due: list[_Peer] = []  # this step's peers due a probe (probes)
         # The Unix time a round begun at this step's read counts from (the device was read up
@@ -270,8 +320,7 @@ class PeerPaths:
 
     def log_events(self, log: logging.Logger) -> None:
         """This step's per-peer lines, bounded at INFO (:func:`meshd.mesh.punch.summary`)."""
-        events, self.events = self.events, []
-        info, debug = summary(events)
+        info, debug = self.events.take()
         for line in info:
             log.info("%s", line)
         if log.isEnabledFor(logging.DEBUG):

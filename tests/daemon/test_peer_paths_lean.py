@@ -3,8 +3,10 @@ of it), and every path of the service shares one record of our side, set once a 
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import time
+import tracemalloc
 from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
@@ -240,3 +242,44 @@ def test_when_a_peer_last_heard_is_its_silence_s_start_until_a_lost_path_sets_th
     assert (peer.rx_at, peer.heard_at) == (13.0, 13.0)
     other = _Peer(who(bytes([1]) * 32, "c"), [LAN], 0.0, rx_at=3.0)  # heard at 0.0
     assert (other.rx_at, other.heard_at) == (3.0, 0.0)
+
+
+def test_a_step_of_thousands_of_lines_holds_a_few_and_counts_the_rest() -> None:
+    """A first step at 10,000 members: four lines held and the rest counted by kind while
+    DEBUG is off, not 10,000 tuples and strings (~1.5 MB) until the step logs."""
+    from meshd.daemon.peer_paths import PeerPaths
+
+    paths = PeerPaths(SimpleNamespace(), SimpleNamespace(), SimpleNamespace(), 15.0, 1.0)  # type: ignore[arg-type]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for i in range(10_000):
+            kind = "direct" if i % 7 == 0 else "trying"
+            paths.events.append((kind, f"m{i}: {kind} at 198.18.{i >> 8}.{i & 255}:51820"))
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 4_000, held
+    assert len(paths.events) == 10_000
+    info, debug = paths.events.take()
+    assert info == [
+        "m0: direct at 198.18.0.0:51820",
+        "m1: trying at 198.18.0.1:51820",
+        "m2: trying at 198.18.0.2:51820",
+        "9997 more members: 8569 trying, 1428 direct (each at DEBUG; every path in `meshd peers`)",
+    ]
+    assert debug == []
+    assert len(paths.events) == 0
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 4, 5, 40])
+def test_a_steps_lines_are_those_summary_makes_of_every_event(n: int) -> None:
+    from meshd.daemon.peer_paths import StepLines
+    from meshd.mesh.punch import summary
+
+    events = [(("trying", "relay", "direct")[i * i % 3], f"m{i}: line {i}") for i in range(n)]
+    lines = StepLines(lambda: True)
+    for event in events:
+        lines.append(event)
+    assert lines.take() == summary(events)
+    assert lines.take() == ([], [])
