@@ -6,7 +6,10 @@ shell reads the device (each peer's latest handshake, endpoint and received byte
 each path on the daemon's clock, and lays the chosen endpoint and keepalive over the desired
 peers (:attr:`WireGuardMesh.paths`, :func:`meshd.mesh.paths.with_paths`), all at once at
 the end of a step. A new endpoint to try is set together with the keepalive, turned off and
-on in one UAPI call, so that WireGuard sends an initiation now (:mod:`meshd.mesh.kicks`).
+on in one UAPI call, so that WireGuard sends an initiation now (:mod:`meshd.mesh.kicks`);
+a peer that never answered is created anew without a keepalive when its round fails, so
+that WireGuard stops retrying its initiations until the next round (:func:`meshd.mesh.kicks.
+hush`).
 
 Steps come every ``STEP`` seconds while anything moves: a path being tried, a punch request
 due, a path gone direct or a member connected within ``QUIET`` seconds. Otherwise every
@@ -70,7 +73,7 @@ from meshd.errors import BackendError, MeshdError
 from meshd.gossip import nat as protocol
 from meshd.membership import Member
 from meshd.mesh.candidates import is_public
-from meshd.mesh.kicks import kick
+from meshd.mesh.kicks import hush, kick
 from meshd.mesh.punch import PUNCH_INTERVAL, Action
 from meshd.mesh.reconnect import WINDOW
 from meshd.trust.keys import WgKey
@@ -241,11 +244,10 @@ class Punching:
             if n and n % CHUNK == 0:
                 await trio.lowlevel.checkpoint()
             peer = self.peer_paths.peer(member, wg_key, now)
-            action = self._update(
-                peer, member.node_key, stats.get(wg_key), now, wall, hellos(wg_key)
-            )
-            keepalive = action.keepalive or None  # only where a NAT is kept open
+            before = peer.acted
             status = stats.get(wg_key)
+            action = self._update(peer, member.node_key, status, now, wall, hellos(wg_key))
+            keepalive = action.keepalive or None  # only where a NAT is kept open
             if (
                 action.kick
                 and action.endpoint is not None
@@ -256,6 +258,8 @@ class Punching:
                 if status is not None:
                     kicks += kick(status, action.endpoint, keepalive or 0)
                     kicked.append(peer)
+            elif before == "trying" and action.path == "relay":  # the round failed
+                kicks += hush(before, action.path, status)  # WireGuard's retries stopped
         # The peers of members gone: each other peer is its member's (made anew above for a
         # member whose WireGuard key changed), found by its key (no set of node keys a step).
         gone_ones = [

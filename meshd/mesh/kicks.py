@@ -6,11 +6,14 @@ out), for the punching service (:mod:`meshd.daemon.punching`).
   with a member that restarted) goes, and WireGuard initiates at once. It is also how a
   quiet direct path without Babel's Hellos is asked whether it still works
   (:mod:`meshd.mesh.liveness_probe`): a live peer answers an initiation, while the keepalive
-  that :func:`kick`'s toggle sends on a live session is answered by nothing.
+  that :func:`kick`'s toggle sends on a live session is answered by nothing;
+* :func:`hush`: the opposite, once a round failed: a peer that never answered is created
+  anew without a keepalive, so that WireGuard stops initiating to it until the next round.
 """
 
 from __future__ import annotations
 
+from meshd.mesh.reach import Path
 from meshd.wg.model import PeerStatus, RemovePeer, UpdatePeer
 
 
@@ -43,3 +46,30 @@ def kick(status: PeerStatus, endpoint: str, keepalive: int) -> list[RemovePeer |
     if status.last_handshake:
         return [UpdatePeer(key, update_only=True, persistent_keepalive=0), set_it]
     return recreate(status, endpoint, keepalive)
+
+
+def hush(
+    before: Path | None, after: Path, status: PeerStatus | None
+) -> list[RemovePeer | UpdatePeer]:
+    """Operations that stop WireGuard initiating to a peer whose round just failed.
+
+    A packet queued for a peer without a session (the keepalive a round turns on is one)
+    makes WireGuard send an initiation and retry it every 5 s for 90 s, whatever the
+    keepalive is set to afterwards; a round needs two of them (:data:`meshd.mesh.punch.
+    ATTEMPT`), and rounds come again after 30 s, doubling to 5 min, so a peer that never
+    answers was sent an initiation every 5 s for as long as its path stayed on the relay
+    (at 10,000 such peers, 2,000 a second: most of wireguard-go's CPU beside an idle
+    daemon). When the path goes from ``trying`` to ``relay`` (``before``, ``after``) and
+    the peer never completed a handshake (no session to lose), it is removed and created
+    again as it was, without a keepalive: nothing queued, no retries, until the next round
+    turns the keepalive on again. The peer's own initiation is answered all the same (a
+    member that comes up later reaches us, and its path goes direct at our next look).
+    A peer that had a session keeps it, and what WireGuard does with it. No operations
+    otherwise.
+    """
+    if before != "trying" or after != "relay" or status is None:
+        return []
+    endpoint = status.config.endpoint
+    if status.last_handshake or endpoint is None:
+        return []
+    return recreate(status, endpoint, 0)
