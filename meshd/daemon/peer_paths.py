@@ -43,6 +43,7 @@ from meshd.mesh.desired import peer_members
 from meshd.mesh.kicks import recreate
 from meshd.mesh.liveness_probe import PROBE_BUDGET, Liveness
 from meshd.mesh.punch import KEEPALIVE, NAMED, PUNCH_INTERVAL, Action, Side, summary
+from meshd.mesh.reach import more_line
 from meshd.mesh.remembered import Kept
 from meshd.trust.keys import WgKey
 from meshd.wg.model import PeerStatus, RemovePeer, UpdatePeer
@@ -90,13 +91,7 @@ class StepLines:
         self._head, self._kinds, self._rest, self._count = [], {}, [], 0
         if count <= self.named + 1:
             return summary(head, self.named)
-        counted = ", ".join(
-            f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1])
-        )
-        more = (
-            f"{count - self.named} more members: {counted} "
-            "(each at DEBUG; every path in `meshd peers`)"
-        )
+        more = more_line(count - self.named, kinds)
         return [*(line for _, line in head[: self.named]), more], rest
 
 

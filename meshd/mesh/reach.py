@@ -35,9 +35,14 @@ def summary(events: Sequence[tuple[str, str]], named: int = NAMED) -> tuple[list
     kinds: dict[str, int] = {}
     for kind, _ in rest:
         kinds[kind] = kinds.get(kind, 0) + 1
-    counted = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
-    more = f"{len(rest)} more members: {counted} (each at DEBUG; every path in `meshd peers`)"
+    more = more_line(len(rest), kinds)
     return [*(line for _, line in events[:named]), more], [line for _, line in rest]
+
+
+def more_line(count: int, kinds: dict[str, int]) -> str:
+    """The INFO line that stands for ``count`` events past the named ones, by kind."""
+    counted = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    return f"{count} more members: {counted} (each at DEBUG; every path in `meshd peers`)"
 
 
 def _answers(
