@@ -27,6 +27,7 @@ from meshd.wg.model import (
     RemovePeer,
     UpdatePeer,
 )
+from meshd.wg.uapi_peers import ReadMemo
 from meshd.wg.uapi_reply import GetReplyParser, parse_errno_untrusted
 from meshd.wg.uapi_request import encode_get_request, encode_set_request
 from meshd.wg.uapi_syntax import MAX_REPLY_BYTES, Dialect
@@ -75,6 +76,8 @@ class UapiClient:
         self._expected: Mapping[WgKey, PeerConfig] = {}
         # The peers the last get read otherwise than expected, as it read them.
         self._known: dict[bytes, PeerStatus] = {}
+        # And the text of those it read as expected (meshd.wg.uapi_peers).
+        self._memo = ReadMemo()
 
     @classmethod
     def for_interface(
@@ -95,10 +98,15 @@ class UapiClient:
         """
         expected = self._expected
         parser = GetReplyParser(
-            dialect=self.dialect, now=self._clock(), known=self._known, expected=expected
+            dialect=self.dialect,
+            now=self._clock(),
+            known=self._known,
+            expected=expected,
+            memo=self._memo,
         )
         await self._exchange(encode_get_request(), "get", parser.receive_untrusted, self.timeout)
         state = parser.finish()
+        self._memo = parser.memo()
         self._known = {
             peer.public_key: peer
             for peer in state.peers

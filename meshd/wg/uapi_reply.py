@@ -14,21 +14,31 @@ in-process fake devices and tests.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from nacl.bindings import crypto_scalarmult_base
 
 from meshd.trust.keys import WgKey
 from meshd.wg.errors import UapiDecodeError, UapiErrnoError
-from meshd.wg.model import DeviceState, IPNetwork, PeerConfig, PeerStatus, key_to_hex
+from meshd.wg.model import DeviceState, PeerConfig, PeerStatus, key_to_hex
+from meshd.wg.uapi_peers import (
+    AFTER_PEER,
+    PeerBuilder,
+    ReadMemo,
+    counters,
+    fingerprint,
+    match_peer,
+    new_config,
+    peer_field,
+    same_config,
+)
 from meshd.wg.uapi_syntax import (
     MAX_LINE,
     MAX_REPLY_BYTES,
     Dialect,
     match_errno,
     match_line,
-    parse_endpoint,
     parse_hex_key,
     parse_network,
     parse_uint,
@@ -37,6 +47,7 @@ from meshd.wg.uapi_syntax import (
 
 _CHUNK = 65536  # a whole reply is parsed in pieces of this size, as the client reads it
 _WINDOW = 8192  # and each piece decoded and split into lines this much at a time
+_CARRY = 4096  # at most this much of a peer begun at the end of a piece kept for the next
 _U64_MAX = 2**64 - 1
 _NSEC_PER_SEC = 1_000_000_000
 
@@ -47,20 +58,6 @@ def parse_errno_untrusted(data: bytes) -> int:
     if pairs:
         raise UapiDecodeError(f"UAPI set reply has unexpected line {pairs[0][0]}=")
     return errno
-
-
-@dataclass(slots=True)
-class _PeerBuilder:
-    public_key: bytes
-    expected: PeerConfig | None  # what the caller expects of this peer, if anything
-    known: PeerStatus | None  # the peer as last read, if given
-    endpoint: str | None = None  # as the device wrote it: checked when the peer ends
-    allowed_ips: list[IPNetwork] = field(default_factory=list)
-    keepalive: int | None = None
-    handshake_sec: int | None = None
-    handshake_nsec: int = 0
-    rx_bytes: int = 0
-    tx_bytes: int = 0
 
 
 class GetReplyParser:
@@ -80,6 +77,11 @@ class GetReplyParser:
     ~0.6 KiB of objects a peer, every second, to be thrown away. Allowed-ips held anywhere
     in meshd (:func:`meshd.addressing.held`) are found from their text, not parsed into a
     new network first.
+
+    A wireguard-go peer is read whole where it can be (:mod:`meshd.wg.uapi_peers`), and
+    ``memo`` is what the last read kept (:meth:`memo`, the next read's): a peer whose
+    configuration's text is as it was then, with the same object expected, is that object,
+    its text not read again.
     """
 
     def __init__(
@@ -89,8 +91,13 @@ class GetReplyParser:
         now: float | None = None,
         known: Mapping[bytes, PeerStatus] | None = None,
         expected: Mapping[WgKey, PeerConfig] | None = None,
+        memo: ReadMemo | None = None,
     ) -> None:
         self._dialect = dialect
+        self._whole = dialect is Dialect.WIREGUARD_GO  # peers read whole where they can be
+        self._memo = memo if memo is not None else _NO_MEMO
+        self._memo_configs: list[PeerConfig] = []  # the next read's memo
+        self._memo_prints: list[int] = []
         self._now = now
         self._known: Mapping[bytes, PeerStatus] = known or {}
         self._expected: Mapping[WgKey, PeerConfig] = expected or {}
@@ -104,7 +111,7 @@ class GetReplyParser:
         self._listen_port: int | None = None
         self._fwmark: int | None = None
         self._peers: list[PeerStatus] = []
-        self._peer: _PeerBuilder | None = None
+        self._peer: PeerBuilder | None = None
 
     def receive_untrusted(self, data: bytes) -> bool:
         """Take the next bytes of the reply; True once its final empty line has been read."""
@@ -118,36 +125,100 @@ class GetReplyParser:
         end = data.rfind(b"\n")
         if end < 0:  # the unfinished line goes on
             self._tail += data
-            if len(self._tail) > MAX_LINE:
+            if len(self._tail) - self._tail.rfind(b"\n") - 1 > MAX_LINE:
                 raise UapiDecodeError(f"UAPI reply line {self._number + 1} is too long")
             return self._complete
-        tail, self._tail = self._tail, data[end + 1 :]
-        if len(self._tail) > MAX_LINE:
+        if len(data) - end - 1 > MAX_LINE:
             raise UapiDecodeError(f"UAPI reply line {self._number + 1} is too long")
+        tail = self._tail
+        if self._whole and not data.endswith(b"\n\n"):
+            # The last peer begun is kept for the next piece (a few lines), to be read whole.
+            cut = data.rfind(b"\npublic_key=", max(0, end - _CARRY), end + 1)
+            end = cut if cut >= 0 else end
+        self._tail = data[end + 1 :]
         start = 0
-        if tail:  # the line the last piece left unfinished, ended here
-            start = data.find(b"\n") + 1
-            self._decoded(tail + data[: start - 1])
+        if tail:  # the lines the last piece left unfinished, ended here
+            start = data.find(b"\npublic_key=", 0, _CARRY) if self._whole else -1
+            start = (data.find(b"\n") if start < 0 else start) + 1
+            self._decoded(tail + data[: start - 1], data.startswith(AFTER_PEER, start))
         # The piece itself is read where it is (no copy of it joined to the last one's tail:
         # 64 KiB more while it was parsed), a window of whole lines at a time: a 64 KiB piece
-        # split at once held ~230 KB of text and line strings while it was parsed.
+        # split at once held ~230 KB of text and line strings while it was parsed. A window
+        # ends before a peer where it can, so that its last peer is read whole too.
         view = memoryview(data)
         while start <= end:
-            stop = data.rfind(b"\n", start, start + _WINDOW) if end - start > _WINDOW else end
+            stop = end
+            if end - start > _WINDOW:
+                stop = data.rfind(b"\npublic_key=", start, start + _WINDOW)
+                if stop <= start:
+                    stop = data.rfind(b"\n", start, start + _WINDOW)
             if stop < 0:  # a line longer than a window, longer than any line may be
                 stop = end  # (refused when read)
-            self._decoded(view[start:stop])
+            self._decoded(view[start:stop], data.startswith(AFTER_PEER, stop + 1))
             start = stop + 1
         return self._complete
 
-    def _decoded(self, lines: bytes | memoryview) -> None:
-        """Read ``lines`` (the newline that ends the last one left out)."""
+    def _decoded(self, lines: bytes | memoryview, peer_next: bool) -> None:
+        """Read ``lines`` (the newline that ends the last one left out); ``peer_next``:
+        the line after them starts a peer or the errno."""
         try:
             text = str(lines, "ascii")
         except UnicodeDecodeError:
             raise UapiDecodeError("UAPI reply is not ASCII") from None
-        for line in text.split("\n"):
-            self._line(line)
+        if not self._whole:
+            for line in text.split("\n"):
+                self._line(line)
+            return
+        pos, size = 0, len(text)
+        while True:
+            if text.startswith("public_key=", pos) and self._errno is None:
+                match = match_peer(text, pos)
+                if match is not None and (peer_next or match.end() < size):
+                    self._number += text.count("\n", pos, match.end()) + 1
+                    self._whole_peer(match)
+                    pos = match.end() + 1
+                    if pos > size:
+                        return
+                    continue
+            stop = text.find("\n", pos)
+            if stop < 0:
+                self._line(text[pos:])
+                return
+            self._line(text[pos:stop])
+            pos = stop + 1
+
+    def _whole_peer(self, match: re.Match[str]) -> None:
+        """A wireguard-go peer matched whole (:data:`meshd.wg.uapi_peers.match_peer`):
+        read as :meth:`_line` reads its lines, its configuration's text only if the memo
+        does not know it."""
+        self._end_peer()
+        key_hex, endpoint, sec, nsec, tx, rx, keepalive, allowed = match.groups()
+        peer_key = bytes.fromhex(key_hex)
+        expected = self._expected.get(WgKey(peer_key))
+        known = self._known.get(peer_key)
+        handshake, rx_bytes, tx_bytes = counters(sec, nsec, tx, rx)
+        config = print_ = None
+        if expected is not None:
+            print_ = fingerprint(endpoint, keepalive, allowed, expected)
+            if self._memo.has(print_):  # read as it was, and as expected, at the last read
+                config = expected
+        if config is None:
+            if expected is not None:
+                peer_key = expected.public_key
+            elif known is not None:
+                peer_key = known.public_key
+            peer = PeerBuilder(peer_key, expected, known, endpoint)
+            peer.keepalive = parse_uint("persistent_keepalive_interval", keepalive, 65535) or None
+            peer.allowed_ips = [parse_network(a) for a in allowed.split("\nallowed_ip=")[1:]]
+            config = self._config(peer)
+        if config is expected and print_ is not None:
+            self._memo_configs.append(config)
+            self._memo_prints.append(print_)
+        self._append(config, known, handshake, rx_bytes, tx_bytes)
+
+    def memo(self) -> ReadMemo:
+        """What this read keeps for the next (its ``memo``), once finished."""
+        return ReadMemo.of(self._memo_configs, self._memo_prints)
 
     def finish(self) -> DeviceState:
         """The device the reply describes. Raises :class:`UapiErrnoError` for a non-zero
@@ -196,9 +267,9 @@ class GetReplyParser:
                 peer_key = expected.public_key
             elif known is not None:
                 peer_key = known.public_key
-            self._peer = _PeerBuilder(peer_key, expected, known)
+            self._peer = PeerBuilder(peer_key, expected, known)
         elif self._peer is not None:
-            _peer_field(self._peer, key, value)
+            peer_field(self._peer, key, value)
         elif key == "private_key":
             private = parse_hex_key(key, value)
             self._has_private_key = private != bytes(32)
@@ -214,8 +285,19 @@ class GetReplyParser:
 
     def _end_peer(self) -> None:
         peer, self._peer = self._peer, None
-        if peer is None:
-            return
+        if peer is not None:
+            self._status(peer, self._config(peer))
+
+    def _config(self, peer: PeerBuilder) -> PeerConfig:
+        expected, known = peer.expected, peer.known
+        if expected is not None and same_config(expected, peer):
+            return expected
+        if known is not None and same_config(known.config, peer):
+            return known.config
+        return new_config(peer, expected, known.config if known is not None else None)
+
+    def _status(self, peer: PeerBuilder, config: PeerConfig) -> None:
+        """The peer's status appended, its configuration ``config``."""
         last_handshake: float | None = None
         if peer.handshake_sec is not None:
             seconds = peer.handshake_sec + peer.handshake_nsec / _NSEC_PER_SEC
@@ -225,62 +307,25 @@ class GetReplyParser:
                 last_handshake = self._now - seconds
             elif seconds > 0:
                 last_handshake = seconds
-        expected, known = peer.expected, peer.known
-        if expected is not None and _same_config(expected, peer):
-            config = expected
-        elif known is not None and _same_config(known.config, peer):
-            config = known.config
-        else:
-            config = _new_config(peer, expected, known.config if known is not None else None)
+        self._append(config, peer.known, last_handshake, peer.rx_bytes, peer.tx_bytes)
+
+    def _append(
+        self,
+        config: PeerConfig,
+        known: PeerStatus | None,
+        last_handshake: float | None,
+        rx_bytes: int,
+        tx_bytes: int,
+    ) -> None:
         if known is not None and known.last_handshake == last_handshake:
-            if (
-                known.config is config
-                and known.rx_bytes == peer.rx_bytes
-                and known.tx_bytes == peer.tx_bytes
-            ):
+            if known.config is config and known.rx_bytes == rx_bytes and known.tx_bytes == tx_bytes:
                 self._peers.append(known)
                 return
             last_handshake = known.last_handshake  # the same float object
-        self._peers.append(PeerStatus(config, last_handshake, peer.rx_bytes, peer.tx_bytes))
+        self._peers.append(PeerStatus(config, last_handshake, rx_bytes, tx_bytes))
 
 
-def _new_config(peer: _PeerBuilder, *others: PeerConfig | None) -> PeerConfig:
-    """The configuration ``peer`` reads as, checked; its allowed-ips the networks one of
-    ``others`` holds if they are the same (a peer whose endpoint alone moved shares them),
-    and its endpoint the string one of them holds if it reads the same (one whose keepalive
-    alone differs, as every peer of a first round does until its keepalive is set: not ~60
-    bytes of text more a peer)."""
-    endpoint = peer.endpoint
-    if endpoint is not None:
-        endpoint = next(
-            (c.endpoint for c in others if c is not None and c.endpoint == endpoint), None
-        ) or parse_endpoint(endpoint)
-    allowed = next(
-        (
-            c.allowed_ips
-            for c in others
-            if c is not None and _same_networks(c.allowed_ips, peer.allowed_ips)
-        ),
-        None,
-    )
-    # One held already is canonical, and kept as it is (meshd.wg.model.canonical_networks).
-    allowed = tuple(peer.allowed_ips) if allowed is None else allowed
-    return PeerConfig(peer.public_key, endpoint, allowed, peer.keepalive)
-
-
-def _same_config(config: PeerConfig, peer: _PeerBuilder) -> bool:
-    """Whether ``peer`` as read says what ``config`` does (its endpoint written the
-    canonical way, the same allowed-ips in any order)."""
-    if config.endpoint != peer.endpoint or config.persistent_keepalive != peer.keepalive:
-        return False
-    return _same_networks(config.allowed_ips, peer.allowed_ips)
-
-
-def _same_networks(have: tuple[IPNetwork, ...], found: list[IPNetwork]) -> bool:
-    if len(found) != len(have):
-        return False
-    # Interned networks: the same objects, most often in the same order.
-    return all(a is b for a, b in zip(found, have, strict=True)) or set(found) == set(have)
+_NO_MEMO = ReadMemo()
 
 
 def parse_get_reply_untrusted(
@@ -302,31 +347,6 @@ def parse_get_reply_untrusted(
     for start in range(0, len(data), _CHUNK):
         parser.receive_untrusted(data[start : start + _CHUNK])
     return parser.finish()
-
-
-def _peer_field(peer: _PeerBuilder, key: str, value: str) -> None:
-    if key == "endpoint":
-        peer.endpoint = value
-    elif key == "allowed_ip":
-        peer.allowed_ips.append(parse_network(value))
-    elif key == "persistent_keepalive_interval":
-        peer.keepalive = parse_uint(key, value, 65535) or None
-    elif key == "last_handshake_time_sec":
-        peer.handshake_sec = parse_uint(key, value, _U64_MAX)
-    elif key == "last_handshake_time_nsec":
-        peer.handshake_nsec = parse_uint(key, value, _NSEC_PER_SEC - 1)
-    elif key == "rx_bytes":
-        peer.rx_bytes = parse_uint(key, value, _U64_MAX)
-    elif key == "tx_bytes":
-        peer.tx_bytes = parse_uint(key, value, _U64_MAX)
-    elif key == "preshared_key":
-        parse_hex_key(key, value)
-    elif key == "protocol_version":
-        if value != "1":
-            raise UapiDecodeError(f"UAPI peer has protocol_version={value[:16]}")
-    elif key in ("private_key", "own_public_key", "listen_port", "fwmark"):
-        raise UapiDecodeError(f"UAPI reply has device key {key}= inside a peer")
-    # Unknown peer keys are skipped.
 
 
 # -- what a device writes (fake devices, tests) --------------------------------------------
