@@ -61,6 +61,7 @@ import trio
 
 from meshd.daemon import wireguard_views
 from meshd.daemon.cost_pace import spaced
+from meshd.daemon.device_reads import read_cost
 from meshd.daemon.endpoints import REANNOUNCE, Endpoints
 from meshd.daemon.nat_messages import PunchMessages
 from meshd.daemon.nat_view import NatSnapshot
@@ -123,7 +124,7 @@ class Punching:
         self._announced_at = -math.inf
         self._wake = trio.Event()
         self._next_step = STEP  # seconds from one step to the next (_cadence)
-        self.read_cost = 0.0  # seconds the last step's read of the device took
+        self.read_cost = 0.0  # seconds the last read of the device took, as of the last step
         self._seen: tuple[object, ...] = ()  # _outside() as the last step began
         self._relays: list[tuple[float, str, bytes]] = []  # this step's (_relay_pool)
         # What is kept for the next start, and the watch over reconnected members.
@@ -221,7 +222,7 @@ class Punching:
         self._seen = self._outside()
         now, wall = trio.current_time(), time.time()
         device = await wireguard_views.device(self.mesh)
-        self.read_cost = trio.current_time() - now
+        self.read_cost = read_cost(self.mesh.backend, trio.current_time() - now)
         stats = device.peers_by_key() if device is not None else {}
         self.messages.seen(stats, wall)  # its fresh sessions kept, not the whole read
         members = self.peer_paths.members(self.state.feed.current.members)

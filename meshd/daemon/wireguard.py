@@ -48,6 +48,7 @@ import trio
 from nacl.bindings import crypto_scalarmult_base
 
 from meshd.daemon.cost_pace import spaced
+from meshd.daemon.device_reads import read_cost
 from meshd.daemon.feed import Subscription
 from meshd.daemon.wireguard_poke import poke_peers, poke_targets, send_pokes
 from meshd.errors import BackendError
@@ -126,7 +127,7 @@ class WireGuardMesh:
         self.errors = 0
         self.last_error = ""
         self.last_round_ops = 0
-        self.read_cost = 0.0  # seconds the last round's read of the device took
+        self.read_cost = 0.0  # seconds the last read of the device took, as of the last round
         self._poke = poke
         self._members: Sequence[Member] = ()
         self._extra = ExtraPrefixes()
@@ -242,7 +243,7 @@ class WireGuardMesh:
         member) is let go when it returns, not held while the datagrams go out."""
         started = trio.current_time()
         actual = await self.backend.get()
-        self.read_cost = trio.current_time() - started
+        self.read_cost = read_cost(self.backend, trio.current_time() - started)
         self.handshakes = {p.public_key: p.last_handshake for p in actual.peers if p.last_handshake}
         members = self._members
         held = self._hold_down(members, actual)

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from meshd.addressing import overlay_address
+from meshd.daemon.device_reads import SharedReads
 from meshd.daemon.startup import claim
 from meshd.daemon.wireguard import WireGuardMesh
 from meshd.errors import BackendError
@@ -67,7 +68,7 @@ async def open_mesh(config: DaemonConfig, node: NodeDir) -> AsyncIterator[WireGu
             overlay,
         )
         yield WireGuardMesh(
-            backend,
+            SharedReads(backend),  # one read for the round and the step of one moment
             kind=kind,
             own_node_key=NodeKey(node.node_key.public),
             own_wg_key=WgKey(node.wg_key.public),

@@ -1,0 +1,130 @@
+"""One read of the WireGuard device for the callers that want one at the same moment.
+
+The reconcile round (:mod:`meshd.daemon.wireguard`), the punching step
+(:mod:`meshd.daemon.punching`), ``meshd status``, ``meshd peers``, ``meshd netcheck`` and a
+metrics scrape each read the whole device: at 10,000 peers ~0.06 s of Python and
+wireguard-go's answer each time. They often want it at the same moment: a new membership
+snapshot wakes the round at once and the step within its next look (``STEP``, 1 s). The
+daemon's backend is wrapped in :class:`SharedReads` (by
+:func:`meshd.daemon.wireguard_open.open_mesh`): a read begun at most ``SHARED_WITHIN``
+before a caller asks, with nothing written to the device since it began, is handed to that
+caller (waited for, if still in flight) instead of a new one. Its writes (``set``,
+``rekey``) end every read begun before them, so no caller is handed a read from before a
+change of ours: the round that a step's kicks ask for reads the device anew. A read that
+failed (or was cancelled) is handed to no one: each caller waiting for it reads again. A
+read handed on cost its caller nothing, but the next one costs as much as ever: what paces
+the periodic reads (:mod:`meshd.daemon.cost_pace`) is the cost of the last read made
+(:func:`read_cost`).
+
+:func:`may_share` is the rule, pure; :class:`SharedReads` the thin shell that keeps the last
+read and counts the writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+import trio
+
+from meshd.trust.keys import WgKey
+from meshd.wg.backend import Backend
+from meshd.wg.model import DeviceState, IPNetwork, Operation, PeerConfig
+
+#: A read begun this long before at most is handed on: as if its caller had come that much
+#: sooner (the punching step looks every second while anything moves).
+SHARED_WITHIN = 1.0
+
+
+def may_share(started: float, writes_then: int, now: float, writes_now: int, fresh: float) -> bool:
+    """Whether a read begun at ``started`` (with ``writes_then`` writes counted) may serve a
+    caller asking at ``now`` (``writes_now`` counted) that takes a read begun ``fresh``
+    seconds before at most."""
+    return writes_then == writes_now and now - fresh <= started <= now
+
+
+class _Read:
+    __slots__ = ("done", "started", "state", "writes")
+
+    def __init__(self, started: float, writes: int) -> None:
+        self.started = started
+        self.writes = writes
+        self.state: DeviceState | None = None  # once read
+        self.done = trio.Event()
+
+
+class SharedReads:
+    """A :class:`~meshd.wg.backend.Backend` whose reads are shared (see the module); every
+    other call is the wrapped backend's."""
+
+    def __init__(self, backend: Backend, fresh: float = SHARED_WITHIN) -> None:
+        self.backend = backend
+        self.fresh = fresh
+        self._writes = 0
+        self._last: _Read | None = None
+        self.cost = 0.0  # seconds the last read of the device took (not one handed on)
+        self.reads = 0  # reads of the device made...
+        self.shared = 0  # ...and handed on besides
+
+    @property
+    def ifname(self) -> str:
+        return self.backend.ifname
+
+    async def get(self) -> DeviceState:
+        """The device as read at most ``fresh`` seconds before now, with nothing written
+        since. Raises what the backend raises."""
+        last = self._last
+        now = trio.current_time()
+        if last is not None and may_share(last.started, last.writes, now, self._writes, self.fresh):
+            await last.done.wait()
+            if last.state is not None:
+                self.shared += 1
+                return last.state
+            now = trio.current_time()  # it failed: read anew
+        read = _Read(now, self._writes)
+        self._last = read
+        try:
+            read.state = await self.backend.get()
+        finally:
+            read.done.set()
+            if read.state is None and self._last is read:
+                self._last = None
+        self.reads += 1
+        self.cost = trio.current_time() - now
+        return read.state
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Around a write: no read begun before its end is handed on after it."""
+        self._writes += 1
+        try:
+            yield
+        finally:
+            self._writes += 1
+
+    async def set(self, operations: Sequence[Operation]) -> None:
+        with self._writing():
+            await self.backend.set(operations)
+
+    async def rekey(self, private_key: bytes) -> None:
+        with self._writing():
+            await self.backend.rekey(private_key)
+
+    def expect(self, peers: Mapping[WgKey, PeerConfig]) -> None:
+        self.backend.expect(peers)
+
+    async def replace_routes(self, prefixes: Iterable[IPNetwork]) -> None:
+        await self.backend.replace_routes(prefixes)
+
+    async def delete_routes(self, prefixes: Iterable[IPNetwork]) -> None:
+        await self.backend.delete_routes(prefixes)
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+
+
+def read_cost(backend: Backend, took: float) -> float:
+    """What a read of ``backend`` costs, for the pacing of periodic reads: the last read it
+    made, if it shares its reads (one handed on took ``took``, next to nothing); else
+    ``took``."""
+    return backend.cost if isinstance(backend, SharedReads) else took

@@ -1,0 +1,197 @@
+"""One read of the device for the round and the step of one moment (meshd.daemon.device_reads),
+on a fake clock: never older than its caller takes, never from before a write of ours."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshd.daemon.device_reads import SHARED_WITHIN, SharedReads, may_share, read_cost
+from meshd.wg.errors import UapiConnectionError
+from meshd.wg.model import DeviceState, Operation
+
+COST = 0.25  # seconds a read of the fake device takes
+
+
+class Device:
+    """A fake backend: each read takes COST and says which it was (``listen_port``); each
+    write takes ``COST`` too. Every read's start and every write's end is noted."""
+
+    ifname = "wgshare0"
+
+    def __init__(self) -> None:
+        self.started: list[float] = []  # by read, its start
+        self.written: list[float] = []  # each write's end
+        self.fail = False
+
+    async def get(self) -> DeviceState:
+        self.started.append(trio.current_time())
+        await trio.sleep(COST)
+        if self.fail:
+            raise UapiConnectionError("no reply")
+        return DeviceState(listen_port=len(self.started))
+
+    async def set(self, operations: Sequence[Operation]) -> None:
+        await trio.sleep(COST)
+        self.written.append(trio.current_time())
+
+    async def rekey(self, private_key: bytes) -> None:
+        await self.set([])
+
+    def expect(self, peers: Any) -> None:
+        pass
+
+    async def replace_routes(self, prefixes: Any) -> None:
+        pass
+
+    async def delete_routes(self, prefixes: Any) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+def shared(device: Device) -> SharedReads:
+    return SharedReads(device)
+
+
+def run(test: Any) -> None:
+    trio.run(test, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_the_rule() -> None:
+    assert may_share(10.0, 4, 10.5, 4, 1.0)
+    assert may_share(10.0, 4, 11.0, 4, 1.0)
+    assert not may_share(10.0, 4, 11.01, 4, 1.0)  # older than its caller takes
+    assert not may_share(10.0, 4, 10.5, 6, 1.0)  # written to since it began
+    assert not may_share(10.0, 4, 10.5, 4, 0.0)  # a caller that takes none but its own
+    assert may_share(10.0, 4, 10.0, 4, 0.0)  # ...begun at its very moment
+
+
+def test_the_round_and_the_step_of_one_moment_read_once() -> None:
+    async def main() -> None:
+        device = Device()
+        reads = shared(device)
+        got: list[DeviceState] = []
+
+        async def ask(after: float) -> None:
+            await trio.sleep(after)
+            got.append(await reads.get())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask, 0.0)  # the round
+            nursery.start_soon(ask, 0.1)  # the step, while the round's read is in flight
+            nursery.start_soon(ask, 0.9)  # a view, after it
+        assert len(device.started) == 1
+        assert got[0] is got[1] is got[2]
+        assert (reads.reads, reads.shared) == (1, 2)
+        assert reads.cost == pytest.approx(COST)
+        await trio.sleep(SHARED_WITHIN)  # too old now
+        assert (await reads.get()).listen_port == 2
+
+    run(main)
+
+
+def test_no_read_from_before_a_write_is_handed_on() -> None:
+    async def main() -> None:
+        device = Device()
+        reads = shared(device)
+        first = await reads.get()
+        await reads.set([])  # the step's kicks...
+        assert await reads.get() is not first  # ...and the round they ask for reads anew
+        assert len(device.started) == 2
+        again = await reads.get()
+        await reads.rekey(bytes(32))
+        assert await reads.get() is not again
+        assert len(device.started) == 3
+
+    run(main)
+
+
+def test_a_read_in_flight_during_a_write_is_not_handed_on_after_it() -> None:
+    async def main() -> None:
+        device = Device()
+        reads = shared(device)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reads.get)
+            await trio.sleep(0.01)
+            await reads.set([])  # ends after the read
+            assert len(device.started) == 1
+            await reads.get()
+            assert len(device.started) == 2
+
+    run(main)
+
+
+def test_a_failed_read_is_handed_to_no_one_and_its_cost_paces_on() -> None:
+    async def main() -> None:
+        device = Device()
+        reads = shared(device)
+        await reads.get()
+        await trio.sleep(5.0)
+        device.fail = True
+        errors: list[Exception] = []
+
+        async def ask() -> None:
+            try:
+                await reads.get()
+            except UapiConnectionError as exc:
+                errors.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask)
+            nursery.start_soon(ask)
+        assert len(errors) == 2
+        assert len(device.started) == 3  # each asked the device itself
+        device.fail = False
+        await reads.get()
+        # A read handed on took its caller nothing, the cost is the last read's.
+        assert read_cost(reads, 0.0) == pytest.approx(COST)
+        assert read_cost(device, 0.01) == 0.01
+
+    run(main)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["get", "get", "get", "set"]), st.floats(0.0, 2.0)),
+        max_size=25,
+    )
+)
+def test_a_read_handed_on_is_never_older_than_its_caller_takes(
+    calls: list[tuple[str, float]],
+) -> None:
+    """Calls started at random moments, overlapping: each read returned began at most
+    SHARED_WITHIN before its caller asked, and after the end of every write that ended
+    before the caller asked."""
+
+    async def main() -> None:
+        device = Device()
+        reads = shared(device)
+        checked: list[tuple[float, float, list[float]]] = []
+
+        async def get() -> None:
+            asked, written = trio.current_time(), list(device.written)
+            state = await reads.get()
+            assert state.listen_port is not None
+            checked.append((asked, device.started[state.listen_port - 1], written))
+
+        async def write() -> None:
+            await reads.set([])
+
+        async with trio.open_nursery() as nursery:
+            for kind, pause in calls:
+                await trio.sleep(pause)
+                nursery.start_soon(get if kind == "get" else write)
+        for asked, began, written in checked:
+            assert asked - SHARED_WITHIN <= began
+            assert all(began >= end for end in written)
+
+    run(main)
