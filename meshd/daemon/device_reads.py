@@ -62,6 +62,7 @@ class SharedReads:
         self.fresh = fresh
         self._writes = 0
         self._last: _Read | None = None
+        self._begun = trio.Event()  # set when the next read of the device begins
         self.cost = 0.0  # seconds the last read of the device took (not one handed on)
         self.reads = 0  # reads of the device made...
         self.shared = 0  # ...and handed on besides
@@ -83,6 +84,8 @@ class SharedReads:
             now = trio.current_time()  # it failed: read anew
         read = _Read(now, self._writes)
         self._last = read
+        self._begun.set()
+        self._begun = trio.Event()
         try:
             read.state = await self.backend.get()
         finally:
@@ -92,6 +95,17 @@ class SharedReads:
         self.reads += 1
         self.cost = trio.current_time() - now
         return read.state
+
+    def would_share(self) -> bool:
+        """Whether a ``get`` now would be handed a read begun before."""
+        last, now = self._last, trio.current_time()
+        return last is not None and may_share(
+            last.started, last.writes, now, self._writes, self.fresh
+        )
+
+    async def next_read(self) -> None:
+        """Until the next read of the device begins (a ``get`` then shares it)."""
+        await self._begun.wait()
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:

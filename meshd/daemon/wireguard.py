@@ -13,7 +13,10 @@ overlay /48 through the interface. :class:`WireGuardMesh` owns the backend from 
   snapshots, :mod:`meshd.daemon.feed`); a round runs at once on every new snapshot (a revoked
   member is removed the moment the revocation is accepted), after an error within
   ``RETRY_AFTER_ERROR``, and every ``interval`` seconds otherwise, or further apart when a
-  read of the device costs more (:mod:`meshd.daemon.cost_pace`: ~12 s at 10,000 peers);
+  read of the device costs more (:mod:`meshd.daemon.cost_pace`); such a periodic round
+  reads the device with the punching step, which reads it as often: it takes the step's
+  read begun within the last second, or waits for its next one (as long again at most), and
+  shares it (:mod:`meshd.daemon.device_reads`);
 * ``previous`` (the desired state of the last successful round) is what lets the reconciler
   leave an endpoint WireGuard learnt by roaming alone;
 * Babel's selected routes come in through :meth:`WireGuardMesh.set_extra_prefixes`; once
@@ -48,7 +51,7 @@ import trio
 from nacl.bindings import crypto_scalarmult_base
 
 from meshd.daemon.cost_pace import spaced
-from meshd.daemon.device_reads import read_cost
+from meshd.daemon.device_reads import SharedReads, read_cost
 from meshd.daemon.feed import Subscription
 from meshd.daemon.wireguard_poke import poke_peers, poke_targets, send_pokes
 from meshd.errors import BackendError
@@ -215,14 +218,37 @@ class WireGuardMesh:
         while True:
             # The device read for itself at most every `interval`, further apart as it grows
             # (meshd.daemon.cost_pace): a new snapshot or a kick still runs a round at once.
-            wait = spaced(self.interval, self.read_cost) if ok else RETRY_AFTER_ERROR
+            paced = spaced(self.interval, self.read_cost) if ok else RETRY_AFTER_ERROR
+            wait = paced
             hold_ends = self._hold.deadline() if self._hold is not None else None
             for due in (hold_ends, self._first.deadline()):
                 if due is not None:
                     wait = max(0.0, min(wait, due - trio.current_time()))
+            kicked = False
             with trio.move_on_after(wait):
                 await self._kick_receive.receive()
+                kicked = True
+            if not kicked and ok and wait == paced:
+                await self._with_another_read(paced)
             ok = await self.reconcile()
+
+    async def _with_another_read(self, longest: float) -> None:
+        """A periodic round reads the device with another caller (the punching step, which
+        reads it as often): at once if a read just began, else at the next one, or a kick,
+        or ``longest`` seconds from now, whichever comes first (meshd.daemon.device_reads)."""
+        reads = self.backend
+        if not isinstance(reads, SharedReads) or reads.would_share():
+            return
+        with trio.move_on_after(longest) as waiting:
+            async with trio.open_nursery() as nursery:
+
+                async def kicked() -> None:
+                    await self._kick_receive.receive()
+                    waiting.cancel()
+
+                nursery.start_soon(kicked)
+                await reads.next_read()
+                waiting.cancel()
 
     async def reconcile(self) -> bool:
         """One round: read, plan, apply. False (and logged) if the backend failed."""

@@ -4,6 +4,7 @@ on a fake clock: never older than its caller takes, never from before a write of
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -13,8 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshd.daemon.device_reads import SHARED_WITHIN, SharedReads, may_share, read_cost
+from meshd.daemon.wireguard import WireGuardMesh
+from meshd.membership import Member, MemberState
+from meshd.trust.keys import NodeKey, WgKey
+from meshd.wg.backend import InterfaceConfig
+from meshd.wg.backend_none import NullBackend
 from meshd.wg.errors import UapiConnectionError
-from meshd.wg.model import DeviceState, Operation
+from meshd.wg.model import DeviceState, Operation, clamp_private_key
+from tests.mesh.support import OVERLAY, key, member
 
 COST = 0.25  # seconds a read of the fake device takes
 
@@ -195,3 +202,86 @@ def test_a_read_handed_on_is_never_older_than_its_caller_takes(
             assert all(began >= end for end in written)
 
     run(main)
+
+
+class SlowNull(NullBackend):
+    """An in-memory device whose reads take READ_COST of the (fake) clock, counted."""
+
+    reads = 0
+
+    async def get(self) -> DeviceState:
+        self.reads += 1
+        await trio.sleep(READ_COST)
+        return await super().get()
+
+
+READ_COST = 0.1
+
+
+def shared_mesh(members: list[Member]) -> tuple[WireGuardMesh, SlowNull]:
+    config = InterfaceConfig("mshare0", clamp_private_key(key("me", "wg-private")))
+    device = SlowNull(config)
+    mesh = WireGuardMesh(
+        SharedReads(device),
+        kind="none",
+        own_node_key=NodeKey(key("me")),
+        own_wg_key=WgKey(config.public_key),
+        overlay=OVERLAY.network_address + 1,
+        overlay_prefix=OVERLAY,
+        listen_port=51820,
+        poke=False,
+    )
+    mesh.set_members(members)
+    return mesh, device
+
+
+@pytest.mark.parametrize("phase", [0.3, 2.6, 4.9])
+def test_a_periodic_round_reads_the_device_with_the_step(phase: float) -> None:
+    """The round's periodic reads ride on another caller's (the punching step's, every 5 s
+    here, as at rest), whatever the phase between them: one read of the device a step, not
+    two; a membership change still runs a round at once."""
+
+    async def main() -> None:
+        members = [member("a"), member("b")]
+        mesh, device = shared_mesh(members)
+        steps = 0
+
+        async def step() -> None:
+            nonlocal steps
+            await trio.sleep(phase)
+            while True:
+                await mesh.backend.get()
+                steps += 1
+                await trio.sleep(5.0)
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mesh.run)
+            nursery.start_soon(step)
+            await trio.sleep(20.0)  # settled
+            device.reads, rounds, steps = 0, mesh.rounds, 0
+            await trio.sleep(100.0)
+            periodic, rounds = device.reads, mesh.rounds - rounds
+            members[1] = replace(members[1], state=MemberState.REVOKED)
+            mesh.set_members(members)
+            await trio.sleep(2 * READ_COST + 0.01)
+            assert {p.public_key for p in device.state.peers} == {members[0].wg_key}
+            nursery.cancel_scope.cancel()
+        assert periodic <= steps + 1, (periodic, steps)
+        assert rounds >= 100.0 / 5.0 - 2  # every ~5 s still
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_a_periodic_round_alone_reads_the_device_itself() -> None:
+    async def main() -> None:
+        mesh, device = shared_mesh([member("a"), member("b")])
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mesh.run)
+            await trio.sleep(10.0)
+            device.reads = 0
+            await trio.sleep(100.0)
+            nursery.cancel_scope.cancel()
+        # Waiting for a read of another's as long again at most: every ~10 s at worst.
+        assert 100.0 / 10.2 - 1 <= device.reads <= 100.0 / 5.0
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
