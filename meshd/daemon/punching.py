@@ -16,9 +16,10 @@ due, a path gone direct or a member connected within ``QUIET`` seconds. Otherwis
 ``IDLE_STEP`` seconds at most, or a third of the silence limit if less (a direct path that
 falls silent is seen at most that late): at 10,000 peers a read of the device and a pass
 over the peers are the daemon's largest steady cost. With no direct path (nothing to see
-fall silent), further apart as a read of the device costs more (:mod:`meshd.daemon.cost_pace`:
-~12 s at 10,000 peers), but never past a path's due time. A step comes sooner when a path is due
-(a relay's next round, a session going stale or silent), and at once on a punch notice, a
+fall silent), further apart as a step's pass (its read of the device and its look at each
+peer) costs more (:mod:`meshd.daemon.cost_pace`), but never past a path's due time. A step
+comes sooner when a path is due (a relay's next round, a session going stale or silent),
+and at once on a punch notice, a
 new membership snapshot, a new connection, or a change in how members see us (looked at
 every ``STEP`` seconds, without reading the device). A step yields to the event loop every
 ``CHUNK`` peers, so that a stop never waits for a pass over every peer. It logs at most a
@@ -124,7 +125,9 @@ class Punching:
         self._announced_at = -math.inf
         self._wake = trio.Event()
         self._next_step = STEP  # seconds from one step to the next (_cadence)
-        self.read_cost = 0.0  # seconds the last read of the device took, as of the last step
+        # Seconds the last step's pass over every peer took: its read of the device (the
+        # last one made, if it was handed on) and its look at each peer, without its writes.
+        self.pass_cost = 0.0
         self._seen: tuple[object, ...] = ()  # _outside() as the last step began
         self._relays: list[tuple[float, str, bytes]] = []  # this step's (_relay_pool)
         # What is kept for the next start, and the watch over reconnected members.
@@ -209,7 +212,7 @@ class Punching:
             return STEP
         idle = self.idle_step
         if not direct:  # no direct path to see fall silent: what is due, and reads spaced
-            idle = spaced(idle, self.read_cost)
+            idle = spaced(idle, self.pass_cost)
         return min(idle, max(STEP, due - now))
 
     def save_kept(self) -> None:
@@ -222,7 +225,8 @@ class Punching:
         self._seen = self._outside()
         now, wall = trio.current_time(), time.time()
         device = await wireguard_views.device(self.mesh)
-        self.read_cost = read_cost(self.mesh.backend, trio.current_time() - now)
+        read = trio.current_time()
+        read_took = read_cost(self.mesh.backend, read - now)
         stats = device.peers_by_key() if device is not None else {}
         self.messages.seen(stats, wall)  # its fresh sessions kept, not the whole read
         members = self.peer_paths.members(self.state.feed.current.members)
@@ -276,6 +280,7 @@ class Punching:
         kicks += self._reconnected(stats, now)
         probes, asked = self.peer_paths.probes(stats, now)
         kicks += probes
+        self.pass_cost = read_took + trio.current_time() - read
         if kicks:
             try:
                 await self.mesh.backend.set(kicks)

@@ -13,7 +13,8 @@ overlay /48 through the interface. :class:`WireGuardMesh` owns the backend from 
   snapshots, :mod:`meshd.daemon.feed`); a round runs at once on every new snapshot (a revoked
   member is removed the moment the revocation is accepted), after an error within
   ``RETRY_AFTER_ERROR``, and every ``interval`` seconds otherwise, or further apart when a
-  read of the device costs more (:mod:`meshd.daemon.cost_pace`); such a periodic round
+  round's pass (its read of the device and its plan) costs more
+  (:mod:`meshd.daemon.cost_pace`); such a periodic round
   reads the device with the punching step, which reads it as often: it takes the step's
   read begun within the last second, or waits for its next one (as long again at most), and
   shares it (:mod:`meshd.daemon.device_reads`);
@@ -130,7 +131,9 @@ class WireGuardMesh:
         self.errors = 0
         self.last_error = ""
         self.last_round_ops = 0
-        self.read_cost = 0.0  # seconds the last read of the device took, as of the last round
+        # Seconds the last round's pass over every member took: its read of the device (the
+        # last one made, if it was handed on) and its plan; what paces the periodic rounds.
+        self.pass_cost = 0.0
         self._poke = poke
         self._members: Sequence[Member] = ()
         self._extra = ExtraPrefixes()
@@ -218,7 +221,7 @@ class WireGuardMesh:
         while True:
             # The device read for itself at most every `interval`, further apart as it grows
             # (meshd.daemon.cost_pace): a new snapshot or a kick still runs a round at once.
-            paced = spaced(self.interval, self.read_cost) if ok else RETRY_AFTER_ERROR
+            paced = spaced(self.interval, self.pass_cost) if ok else RETRY_AFTER_ERROR
             wait = paced
             hold_ends = self._hold.deadline() if self._hold is not None else None
             for due in (hold_ends, self._first.deadline()):
@@ -269,7 +272,8 @@ class WireGuardMesh:
         member) is let go when it returns, not held while the datagrams go out."""
         started = trio.current_time()
         actual = await self.backend.get()
-        self.read_cost = read_cost(self.backend, trio.current_time() - started)
+        read = trio.current_time()
+        read_took = read_cost(self.backend, read - started)
         self.handshakes = {p.public_key: p.last_handshake for p in actual.peers if p.last_handshake}
         members = self._members
         held = self._hold_down(members, actual)
@@ -297,6 +301,7 @@ class WireGuardMesh:
         deferred = self.rounds == 0 and self.keepalive is not None
         if deferred:
             ops = _keepalives_later(ops, actual)
+        self.pass_cost = read_took + trio.current_time() - read
         for chunk in set_chunks(ops):
             await self.backend.set(chunk)
         self.rounds += 1
