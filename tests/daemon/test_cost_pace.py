@@ -17,6 +17,7 @@ from meshd.daemon.expiry import Expiry
 from meshd.membership import MemberState
 from meshd.wg.backend_none import NullBackend
 from meshd.wg.model import DeviceState
+from meshd.wg.reconcile import plan
 from tests.mesh import shell_support
 from tests.mesh.support import member
 
@@ -106,3 +107,34 @@ def test_the_expiry_ticks_less_often_when_a_tick_costs_more(
 
     trio.run(main, clock=clock)
     assert low <= owner.ticks <= high, owner.ticks
+
+
+def test_the_wireguard_round_is_paced_by_its_read_and_its_plan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cheap read with a costly plan (at 10,000 members the desired peers and the plan are
+    ~0.07 s): the round's whole pass takes at most its share, not its read alone."""
+    import meshd.daemon.wireguard as shell
+
+    clock = trio.testing.MockClock(autojump_threshold=0)
+
+    def costly_plan(*args: Any, **options: Any) -> Any:
+        clock.jump(0.19)  # the plan's CPU, on the fake clock
+        return plan(*args, **options)
+
+    monkeypatch.setattr(shell, "plan", costly_plan)
+
+    async def main() -> None:
+        mesh, backend = shell_support.make_mesh(
+            SlowReads, [member("a"), member("b")], "mpace1", interval=INTERVAL
+        )
+        backend.cost = 0.01
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mesh.run)
+            backend.reads = 0
+            await trio.sleep(100)
+            nursery.cancel_scope.cancel()
+        # (0.01 + 0.19) / SHARE: a round every 10 s, not every 5.
+        assert 100 / 10 - 2 <= backend.reads <= 100 / 10 + 1, backend.reads
+
+    trio.run(main, clock=clock)
