@@ -15,9 +15,9 @@ overlay /48 through the interface. :class:`WireGuardMesh` owns the backend from 
   ``RETRY_AFTER_ERROR``, and every ``interval`` seconds otherwise, or further apart when a
   round's pass (its read of the device and its plan) costs more
   (:mod:`meshd.daemon.cost_pace`); such a periodic round
-  reads the device with the punching step, which reads it as often: it takes the step's
-  read begun within the last second, or waits for its next one (as long again at most), and
-  shares it (:mod:`meshd.daemon.device_reads`);
+  reads the device with the punching step, which reads it about as often: half way through
+  its wait, it takes the step's read begun within the last second, or the step's next one
+  (within the whole wait again at most), and shares it (:mod:`meshd.daemon.device_reads`);
 * ``previous`` (the desired state of the last successful round) is what lets the reconciler
   leave an endpoint WireGuard learnt by roaming alone;
 * Babel's selected routes come in through :meth:`WireGuardMesh.set_extra_prefixes`; once
@@ -222,7 +222,10 @@ class WireGuardMesh:
             # The device read for itself at most every `interval`, further apart as it grows
             # (meshd.daemon.cost_pace): a new snapshot or a kick still runs a round at once.
             paced = spaced(self.interval, self.pass_cost) if ok else RETRY_AFTER_ERROR
-            wait = paced
+            # With reads shared, half of it, then the next read of another's (as long again
+            # at most): a periodic round reads the device with the punching step.
+            riding = ok and isinstance(self.backend, SharedReads)
+            wait = paced / 2 if riding else paced
             hold_ends = self._hold.deadline() if self._hold is not None else None
             for due in (hold_ends, self._first.deadline()):
                 if due is not None:
@@ -231,14 +234,15 @@ class WireGuardMesh:
             with trio.move_on_after(wait):
                 await self._kick_receive.receive()
                 kicked = True
-            if not kicked and ok and wait == paced:
+            if not kicked and riding and wait == paced / 2:
                 await self._with_another_read(paced)
             ok = await self.reconcile()
 
     async def _with_another_read(self, longest: float) -> None:
         """A periodic round reads the device with another caller (the punching step, which
-        reads it as often): at once if a read just began, else at the next one, or a kick,
-        or ``longest`` seconds from now, whichever comes first (meshd.daemon.device_reads)."""
+        reads it about as often): at once if a read just began (and is held), else at the
+        next one, or a kick, or ``longest`` seconds from now, whichever comes first
+        (meshd.daemon.device_reads)."""
         reads = self.backend
         if not isinstance(reads, SharedReads) or reads.would_share():
             return

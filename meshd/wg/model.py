@@ -281,7 +281,7 @@ class PeerStatus:
         return self.config.public_key
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class DeviceState:
     """One WireGuard interface as read back from its backend.
 

@@ -111,9 +111,11 @@ def test_no_read_from_before_a_write_is_handed_on() -> None:
         reads = shared(device)
         first = await reads.get()
         await reads.set([])  # the step's kicks...
-        assert await reads.get() is not first  # ...and the round they ask for reads anew
+        second = await reads.get()
+        assert second is not first  # ...and the round they ask for reads anew
         assert len(device.started) == 2
         again = await reads.get()
+        assert again is second
         await reads.rekey(bytes(32))
         assert await reads.get() is not again
         assert len(device.started) == 3
@@ -132,6 +134,22 @@ def test_a_read_in_flight_during_a_write_is_not_handed_on_after_it() -> None:
             assert len(device.started) == 1
             await reads.get()
             assert len(device.started) == 2
+
+    run(main)
+
+
+def test_a_read_no_one_holds_any_more_is_not_kept_for_the_next() -> None:
+    async def main() -> None:
+        device = Device()
+        reads = shared(device)
+        await reads.get()  # let go at once (a state of 10,000 peers is ~0.6 MB)
+        assert not reads.would_share()
+        await reads.get()
+        assert len(device.started) == 2
+        held = await reads.get()
+        assert reads.would_share()
+        assert await reads.get() is held
+        assert len(device.started) == 3
 
     run(main)
 
