@@ -11,8 +11,10 @@ before a caller asks, with nothing written to the device since it began, is hand
 caller (waited for, if still in flight) instead of a new one. Its writes (``set``,
 ``rekey``) end every read begun before them, so no caller is handed a read from before a
 change of ours: the round that a step's kicks ask for reads the device anew. A read that
-failed (or was cancelled) is handed to no one: each caller waiting for it reads again. A
-read handed on cost its caller nothing, but the next one costs as much as ever: what paces
+failed (or was cancelled) is handed to no one: each caller waiting for it reads again; nor
+is one that no caller holds any more (a :class:`~meshd.wg.model.DeviceState` of 10,000
+peers is ~0.6 MB: kept, it would stay from one read to the next, for nothing). A read
+handed on cost its caller nothing, but the next one costs as much as ever: what paces
 the periodic reads (:mod:`meshd.daemon.cost_pace`) is the cost of the last read made
 (:func:`read_cost`).
 
