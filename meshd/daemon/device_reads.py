@@ -13,7 +13,7 @@ caller (waited for, if still in flight) instead of a new one. Its writes (``set`
 change of ours: the round that a step's kicks ask for reads the device anew. A read that
 failed (or was cancelled) is handed to no one: each caller waiting for it reads again; nor
 is one that no caller holds any more (a :class:`~meshd.wg.model.DeviceState` of 10,000
-peers is ~0.6 MB: kept, it would stay from one read to the next, for nothing). A read
+peers is ~0.7 MB: kept, it would stay from one read to the next, for nothing). A read
 handed on cost its caller nothing, but the next one costs as much as ever: what paces
 the periodic reads (:mod:`meshd.daemon.cost_pace`) is the cost of the last read made
 (:func:`read_cost`).
@@ -53,7 +53,7 @@ class _Read:
         self.started = started
         self.writes = writes
         # Once read, the state while its callers hold it (not kept for the next caller
-        # alone: at 10,000 peers ~0.6 MB, from one read to the next).
+        # alone: at 10,000 peers ~0.7 MB, from one read to the next).
         self.state: weakref.ref[DeviceState] | None = None
         self.done = trio.Event()
 
