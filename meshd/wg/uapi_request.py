@@ -46,18 +46,24 @@ def encode_set_request(
 
     Device-wide operations must come before peer operations (the protocol has no way back
     from a peer section); ValueError otherwise. For boringtun ``update_only`` is left out.
+
+    Written into one buffer an operation at a time, not as a list of every line joined: a
+    request re-creating 10,000 peers (3 MB) held ~12 MB at its peak as 80,000 line strings,
+    their join and its encoding, and the daemon's RSS kept much of that peak.
     """
-    lines = ["set=1"]
+    out = bytearray(b"set=1\n")
     in_peers = False
     for op in operations:
         if isinstance(op, UpdatePeer | RemovePeer):
             in_peers = True
-            lines.extend(_peer_lines(op, dialect))
-            continue
-        if in_peers:
+            out += "\n".join(_peer_lines(op, dialect)).encode("ascii")
+        elif in_peers:
             raise ValueError(f"{op!r} must come before the peer operations")
-        lines.append(_device_line(op))
-    return ("\n".join(lines) + "\n\n").encode("ascii")
+        else:
+            out += _device_line(op).encode("ascii")
+        out += b"\n"
+    out += b"\n"
+    return bytes(out)
 
 
 def _device_line(op: SetPrivateKey | SetListenPort | SetFwmark | ReplacePeers) -> str:

@@ -338,3 +338,32 @@ def test_a_known_peer_does_not_hide_a_malformed_one() -> None:
     )
     with pytest.raises(UapiDecodeError, match="twice"):
         parse_get_reply_untrusted(twice, known=known)
+
+
+def test_a_large_set_request_is_written_without_a_line_for_each_field_held() -> None:
+    """A request re-creating 2,000 peers (what a failed punching round writes at 10,000
+    members, a fifth of it): at its peak the encoding holds the buffer and its copy, about
+    twice the request, not a string per line, their join and its encoding (~4 times)."""
+    import gc
+    import tracemalloc
+
+    ops: list[Operation] = []
+    for i in range(2000):
+        key = i.to_bytes(4, "big") * 8
+        nets = (
+            ipaddress.IPv6Network(f"fd00::{i:x}/128"),
+            ipaddress.IPv6Network(f"fe80::{i:x}/128"),
+        )
+        ops.append(RemovePeer(key))
+        ops.append(UpdatePeer(key, endpoint=f"198.18.{i >> 8}.{i & 255}:51820",
+                              persistent_keepalive=0, replace_allowed_ips=True,
+                              allowed_ips=nets))  # fmt: skip
+    gc.collect()
+    tracemalloc.start()
+    try:
+        request = encode_set_request(ops)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert request.count(b"remove=true\n") == 2000
+    assert peak < 2.6 * len(request), (peak, len(request))
