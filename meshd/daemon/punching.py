@@ -75,7 +75,7 @@ from meshd.errors import BackendError, MeshdError
 from meshd.gossip import nat as protocol
 from meshd.membership import Member
 from meshd.mesh.candidates import is_public
-from meshd.mesh.kicks import hush, kick
+from meshd.mesh.kicks import hush, in_batches, kick
 from meshd.mesh.punch import PUNCH_INTERVAL, Action
 from meshd.mesh.reconnect import WINDOW
 from meshd.trust.keys import WgKey
@@ -283,7 +283,8 @@ class Punching:
         self.pass_cost = read_took + trio.current_time() - read
         if kicks:
             try:
-                await self.mesh.backend.set(kicks)
+                for batch in in_batches(kicks):
+                    await self.mesh.backend.set(batch)
             except BackendError as exc:
                 log.warning("WireGuard %s: %s", self.mesh.ifname, exc)
                 for live in asked:  # not sent: asked again at the next step

@@ -8,10 +8,14 @@ out), for the punching service (:mod:`meshd.daemon.punching`).
   (:mod:`meshd.mesh.liveness_probe`): a live peer answers an initiation, while the keepalive
   that :func:`kick`'s toggle sends on a live session is answered by nothing;
 * :func:`hush`: the opposite, once a round failed: a peer that never answered is created
-  anew without a keepalive, so that WireGuard stops initiating to it until the next round.
+  anew without a keepalive, so that WireGuard stops initiating to it until the next round;
+* :func:`in_batches`: a step's operations cut into writes of a bounded size, a peer's
+  operations never split between two.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
 
 from meshd.mesh.reach import Path
 from meshd.wg.model import PeerStatus, RemovePeer, UpdatePeer
@@ -73,3 +77,24 @@ def hush(
     if status.last_handshake or endpoint is None:
         return []
     return recreate(status, endpoint, 0)
+
+
+#: Operations one write of a step's kicks carries at most (a peer's are never split).
+OPS_AT_ONCE = 1000
+
+
+def in_batches(
+    ops: Sequence[RemovePeer | UpdatePeer], size: int = OPS_AT_ONCE
+) -> Iterator[Sequence[RemovePeer | UpdatePeer]]:
+    """``ops`` in order, in batches of about ``size`` (more only to finish a peer's): a
+    step at 10,000 peers that re-creates them all wrote 20,000 operations at once, 3 MB of
+    request and twice that at its peak, kept by the daemon's RSS. A peer's operations
+    (consecutive, as :func:`kick`, :func:`recreate` and :func:`hush` make them) go in one
+    write: a peer is never left removed by one write and not yet created by the next."""
+    start = 0
+    while start < len(ops):
+        end = min(start + size, len(ops))
+        while end < len(ops) and ops[end].public_key == ops[end - 1].public_key:
+            end += 1
+        yield ops[start:end]
+        start = end
