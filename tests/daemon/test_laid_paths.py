@@ -14,7 +14,8 @@ import trio.testing
 from meshd.daemon.laid_paths import LaidPaths, LaidRelays
 from meshd.trust.keys import WgKey
 from meshd.wg.model import PeerConfig, PeerStatus
-from tests.daemon.test_punching_scale import service, wg_key
+from tests.daemon.punching_support import wg_key
+from tests.daemon.test_punching_scale import service
 
 
 def expected(punching: Any) -> tuple[dict[bytes, Any], set[bytes]]:

@@ -9,50 +9,21 @@ import ipaddress
 import math
 import time
 from dataclasses import dataclass, field, replace
-from types import SimpleNamespace
 from typing import Any
 
 import trio
 import trio.testing
 
-from meshd.daemon.endpoints import Endpoints
 from meshd.daemon.punching import Punching
-from meshd.membership.views import Member, MemberState
 from meshd.mesh.kicks import hush, recreate
 from meshd.mesh.punch import ATTEMPT, RETRY_BASE
 from meshd.wg.model import DeviceState, PeerConfig, PeerStatus, RemovePeer, UpdatePeer
-from tests.daemon.punching_support import fake_mesh
+from tests.daemon.punching_support import endpoint, member, service_over, wg_key
 
-OVERLAY = ipaddress.IPv6Network("fd00:1::/64")
 #: wireguard-go's REKEY_TIMEOUT and MaxTimerHandshakes (90 s / 5 s).
 REKEY_TIMEOUT = 5.0
 MAX_TIMER_HANDSHAKES = 18
 TICK = 0.25
-
-
-def wg_key(i: int) -> bytes:
-    return i.to_bytes(4, "big") * 8
-
-
-def endpoint(i: int) -> str:
-    return f"198.18.0.{i}:51820"
-
-
-def member(i: int) -> Member:
-    announcement: Any = SimpleNamespace(endpoints=(endpoint(i),))
-    return Member(
-        node_key=(i + 1_000_000).to_bytes(4, "big") * 8,  # type: ignore[arg-type]
-        node_id=f"id{i}",
-        name=f"m{i}",
-        wg_key=wg_key(i),  # type: ignore[arg-type]
-        overlay=OVERLAY[i + 1],
-        state=MemberState.ADMITTED,
-        reason="",
-        admitted_at=0,
-        not_after=2**40,
-        announcement=announcement,
-        last_seen=None,
-    )
 
 
 @dataclass
@@ -146,19 +117,7 @@ def service(n: int) -> tuple[Punching, WireGuardGo]:
     for i in range(1, n + 1):
         up = UpdatePeer(wg_key(i), endpoint=endpoint(i), persistent_keepalive=25)
         device.apply(up, 0.0)
-    members = tuple(member(i) for i in range(1, n + 1))
-    mesh: Any = fake_mesh(device, overlay=OVERLAY, ifname="wgtest")
-    state: Any = SimpleNamespace(
-        feed=SimpleNamespace(current=SimpleNamespace(members=members)),
-        is_member=lambda key: True,
-    )
-    host: Any = SimpleNamespace(connected_peers=list)
-    endpoints = Endpoints(
-        overlay=OVERLAY, listen_port=51820, configured=(), is_member=lambda key: True
-    )
-    announcer: Any = SimpleNamespace(announce_if_due=None)
-    punching = Punching(host, state, mesh, endpoints, announcer, 25)
-    punching._announced = endpoints.announced(0.0)  # nothing to announce anew
+    punching = service_over(device, [member(i) for i in range(1, n + 1)])
     return punching, device
 
 

@@ -4,7 +4,6 @@ ends a step."""
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import logging
 import sys
@@ -16,36 +15,12 @@ import pytest
 import trio
 import trio.testing
 
-from meshd.daemon.endpoints import Endpoints
 from meshd.daemon.punching import CHUNK, IDLE_STEP, Punching
-from meshd.membership.views import Member, MemberState
 from meshd.mesh.punch import NAMED
 from meshd.wg.model import DeviceState, PeerConfig, PeerStatus
-from tests.daemon.punching_support import fake_mesh
+from tests.daemon.punching_support import member, service_over, wg_key
 
 N = 10_000
-OVERLAY = ipaddress.IPv6Network("fd00:1::/64")
-
-
-def wg_key(i: int) -> bytes:
-    return i.to_bytes(4, "big") * 8
-
-
-def member(i: int) -> Member:
-    announcement: Any = SimpleNamespace(endpoints=(f"198.18.{i >> 8 & 255}.{i & 255}:51820",))
-    return Member(
-        node_key=(i + 1_000_000).to_bytes(4, "big") * 8,  # type: ignore[arg-type]
-        node_id=f"id{i}",
-        name=f"m{i}",
-        wg_key=wg_key(i),  # type: ignore[arg-type]
-        overlay=OVERLAY[i + 1],
-        state=MemberState.ADMITTED,
-        reason="",
-        admitted_at=0,
-        not_after=2**40,
-        announcement=announcement,
-        last_seen=None,
-    )
 
 
 class Backend:
@@ -68,20 +43,7 @@ class Backend:
 
 def service(n: int) -> tuple[Punching, Backend]:
     backend = Backend(n)
-    members = tuple(member(i) for i in range(1, n + 1))
-    mesh: Any = fake_mesh(backend, overlay=OVERLAY, ifname="wgtest")
-    state: Any = SimpleNamespace(
-        feed=SimpleNamespace(current=SimpleNamespace(members=members)),
-        is_member=lambda key: True,
-    )
-    host: Any = SimpleNamespace(connected_peers=list)
-    endpoints = Endpoints(
-        overlay=OVERLAY, listen_port=51820, configured=(), is_member=lambda key: True
-    )
-    announcer: Any = SimpleNamespace(announce_if_due=None)
-    punching = Punching(host, state, mesh, endpoints, announcer, 25)
-    punching._announced = endpoints.announced(0.0)  # nothing to announce anew
-    return punching, backend
+    return service_over(backend, [member(i) for i in range(1, n + 1)]), backend
 
 
 def punching_lines(caplog: pytest.LogCaptureFixture, level: int = logging.INFO) -> list[str]:
