@@ -535,11 +535,8 @@ def test_dial_backoff_doubles_is_capped_and_restarts_when_the_addresses_change()
     assert len(backoff) == 0
 
 
-def test_dial_backoff_keeps_no_addresses_of_the_peers_that_failed() -> None:
-    """A node that tried every member (isolated, or members nobody can dial) keeps each
-    one's failures and next try, not its decoded addresses: under 170 bytes a peer at
-    1,000, where the addresses' tuple and strings took ~280."""
-    backoff = DialBackoff(cap=60.0)
+def _failed_once_each(backoff: DialBackoff, now: float, jitter: float) -> tuple[list[bytes], float]:
+    """1,000 peers each failed once at ``now``: the peers, and the bytes kept a peer."""
     peers = [i.to_bytes(4, "big") * 8 for i in range(1_000)]
     gc.collect()
     tracemalloc.start()
@@ -547,12 +544,21 @@ def test_dial_backoff_keeps_no_addresses_of_the_peers_that_failed() -> None:
         for i, peer in enumerate(peers):
             # Decoded afresh for each call, as an announcement's addresses are.
             addrs = (f"/ip4/198.18.{i >> 8}.{i & 255}/tcp/7100",)
-            backoff.failed(peer, addrs, 0.0, 1.0)
+            backoff.failed(peer, addrs, now, jitter)
         kept, _ = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
+    return peers, kept / len(peers)
+
+
+def test_dial_backoff_keeps_no_addresses_of_the_peers_that_failed() -> None:
+    """A node that tried every member (isolated, or members nobody can dial) keeps each
+    one's failures and next try, not its decoded addresses: under 170 bytes a peer at
+    1,000, where the addresses' tuple and strings took ~280."""
+    backoff = DialBackoff(cap=60.0)
+    peers, per_peer = _failed_once_each(backoff, 0.0, 1.0)
     assert len(backoff) == len(peers)
-    assert kept / len(peers) < 170, kept / len(peers)
+    assert per_peer < 170, per_peer
     assert not backoff.due(peers[7], ("/ip4/198.18.0.7/tcp/7100",), 1.0)
     assert backoff.due(peers[7], ("/ip4/198.18.0.8/tcp/7100",), 1.0)
 
@@ -561,17 +567,8 @@ def test_dial_backoff_keeps_one_int_a_peer_that_failed() -> None:
     """Each peer's failures, next try and the hash of its addresses in one int: under 100
     bytes a peer at 1,000 with the table's slot (an object, an int and a float: ~150)."""
     backoff = DialBackoff(cap=60.0)
-    peers = [i.to_bytes(4, "big") * 8 for i in range(1_000)]
-    gc.collect()
-    tracemalloc.start()
-    try:
-        for i, peer in enumerate(peers):
-            addrs = (f"/ip4/198.18.{i >> 8}.{i & 255}/tcp/7100",)
-            backoff.failed(peer, addrs, 12_345.678, 0.75)
-        kept, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert kept / len(peers) < 100, kept / len(peers)
+    peers, per_peer = _failed_once_each(backoff, 12_345.678, 0.75)
+    assert per_peer < 100, per_peer
     # The next try is kept exactly (its float's bits), and the failures go on counting.
     addrs = ("/ip4/198.18.0.7/tcp/7100",)
     assert not backoff.due(peers[7], addrs, 12_345.678 + 1.5 - 1e-9)
