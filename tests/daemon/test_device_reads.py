@@ -16,12 +16,11 @@ from hypothesis import strategies as st
 from meshd.daemon.device_reads import SHARED_WITHIN, SharedReads, may_share, read_cost
 from meshd.daemon.wireguard import WireGuardMesh
 from meshd.membership import Member, MemberState
-from meshd.trust.keys import NodeKey, WgKey
-from meshd.wg.backend import InterfaceConfig
 from meshd.wg.backend_none import NullBackend
 from meshd.wg.errors import UapiConnectionError
-from meshd.wg.model import DeviceState, Operation, clamp_private_key
-from tests.mesh.support import OVERLAY, key, member
+from meshd.wg.model import DeviceState, Operation
+from tests.mesh.shell_support import make_mesh
+from tests.mesh.support import member
 
 COST = 0.25  # seconds a read of the fake device takes
 
@@ -237,20 +236,7 @@ READ_COST = 0.1
 
 
 def shared_mesh(members: list[Member]) -> tuple[WireGuardMesh, SlowNull]:
-    config = InterfaceConfig("mshare0", clamp_private_key(key("me", "wg-private")))
-    device = SlowNull(config)
-    mesh = WireGuardMesh(
-        SharedReads(device),
-        kind="none",
-        own_node_key=NodeKey(key("me")),
-        own_wg_key=WgKey(config.public_key),
-        overlay=OVERLAY.network_address + 1,
-        overlay_prefix=OVERLAY,
-        listen_port=51820,
-        poke=False,
-    )
-    mesh.set_members(members)
-    return mesh, device
+    return make_mesh(SlowNull, members, "mshare0", shared=True)
 
 
 @pytest.mark.parametrize("phase", [0.3, 2.6, 4.9])

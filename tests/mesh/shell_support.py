@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import trio
 import trio.testing
 
+from meshd.daemon.device_reads import SharedReads
 from meshd.daemon.wireguard import WireGuardMesh
 from meshd.membership import Member
 from meshd.trust.keys import NodeKey, WgKey
@@ -21,14 +22,20 @@ B = TypeVar("B", bound=NullBackend)
 
 
 def make_mesh(
-    backend_class: type[B], members: list[Member], ifname: str, **options: Any
+    backend_class: type[B],
+    members: list[Member],
+    ifname: str,
+    *,
+    shared: bool = False,
+    **options: Any,
 ) -> tuple[WireGuardMesh, B]:
-    """A mesh of ``members`` on a ``backend_class`` device named ``ifname``; ``options`` go
-    to WireGuardMesh (interval, keepalive, ...)."""
+    """A mesh of ``members`` on a ``backend_class`` device named ``ifname``, its reads
+    shared if ``shared`` (as the daemon's: :class:`SharedReads`); ``options`` go to
+    WireGuardMesh (interval, keepalive, ...)."""
     config = InterfaceConfig(ifname, clamp_private_key(key("me", "wg-private")))
     backend = backend_class(config)
     mesh = WireGuardMesh(
-        backend,
+        SharedReads(backend) if shared else backend,
         kind="none",
         own_node_key=NodeKey(key("me")),
         own_wg_key=WgKey(config.public_key),
