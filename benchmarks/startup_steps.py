@@ -22,13 +22,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.synthetic_store import build_store
+from benchmarks.synthetic_store import build_store, run_script_in
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,17 +76,7 @@ print(json.dumps({"steps": steps, "operations": len(ops), "uapi_sha256": text.he
 
 
 def run_steps(tree: Path, store: Path) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-c", STEPS, str(store)],
-        cwd=tree,
-        env=dict(os.environ, PYTHONPATH=str(tree)),
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return run_script_in(tree, STEPS, str(store))
 
 
 def main() -> int:

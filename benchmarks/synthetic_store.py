@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 PYTHON = sys.executable
 
@@ -48,6 +49,22 @@ def build_store_in(
     )
     built: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return built
+
+
+def run_script_in(tree: Path, script: str, *args: str, timeout: float = 600) -> dict[str, Any]:
+    """Run ``script`` (``python -c``) with ``args`` by the code of ``tree`` (its cwd and
+    import path): what its last line of output says, as JSON."""
+    done = subprocess.run(
+        [PYTHON, "-c", script, *args],
+        cwd=tree,
+        env=dict(os.environ, PYTHONPATH=str(tree)),
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def commit_of(root: Path) -> str:

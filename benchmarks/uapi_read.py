@@ -28,11 +28,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.synthetic_store import commit_of, run_script_in
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -111,24 +112,7 @@ print(json.dumps({"reads": {k: round(statistics.median(v), 4) for k, v in out.it
 
 
 def run_reads(tree: Path, peers: int, repeat: int) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-c", READS, str(peers), str(repeat)],
-        cwd=tree,
-        env=dict(os.environ, PYTHONPATH=str(tree)),
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
-
-def git_head(tree: Path) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    )
-    return done.stdout.strip() or "?"
+    return run_script_in(tree, READS, str(peers), str(repeat))
 
 
 def main() -> int:
@@ -152,7 +136,7 @@ def main() -> int:
         name: {kind: statistics.median(r["reads"][kind] for r in rows) for kind in rows[0]["reads"]}
         for name, rows in runs.items()
     }
-    heads = {name: git_head(tree) for name, tree in trees.items()}
+    heads = {name: commit_of(tree) for name, tree in trees.items()}
     print(f"\na get of {args.peers} peers, CPU s, median of {args.rounds} runs of {args.repeat}")
     print(f"(the same statuses read by both trees: {len(digests) == 1})")
     print(f"{'read':10s} {heads['reference']:>9s} {heads['this']:>9s}")
