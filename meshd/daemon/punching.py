@@ -263,8 +263,8 @@ class Punching:
                 if status is not None:
                     kicks += kick(status, action.endpoint, keepalive or 0)
                     kicked.append(peer)
-            elif before == "trying" and action.path == "relay":  # the round failed
-                kicks += hush(before, action.path, status)  # WireGuard's retries stopped
+            else:  # a round that failed: WireGuard's retries stopped
+                kicks += hush(before, action.path, status)
         # The peers of members gone: each other peer is its member's (made anew above for a
         # member whose WireGuard key changed), found by its key (no set of node keys a step).
         gone_ones = [
