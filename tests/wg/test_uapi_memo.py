@@ -9,12 +9,12 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from meshd.addressing import interned
 from meshd.trust.keys import WgKey
-from meshd.wg.errors import UapiDecodeError
+from meshd.wg.errors import UapiError
 from meshd.wg.model import DeviceState, PeerConfig, PeerStatus
 from meshd.wg.uapi_peers import ReadMemo
 from meshd.wg.uapi_reply import GetReplyParser, encode_get_reply
@@ -132,6 +132,7 @@ def test_reads_in_a_row_read_as_line_by_line(
 
 @settings(max_examples=300, deadline=None)
 @given(devices, st.integers(0, 10**6), st.binary(min_size=1, max_size=3), st.integers(1, 700))
+@example(DeviceState(bytes(32), True, 51820, None, ()), 11580, b"1", 1)  # errno=0 -> errno=1
 def test_a_damaged_text_reads_as_line_by_line(
     state: DeviceState, where: int, junk: bytes, piece: int
 ) -> None:
@@ -141,11 +142,11 @@ def test_a_damaged_text_reads_as_line_by_line(
     at = where % len(reply)
     damaged = reply[:at] + junk + reply[at + len(junk) :]
     try:
-        lines: DeviceState | None = read_lines(damaged, expected, {})
-    except UapiDecodeError:
-        lines = None
-    if lines is None:
-        with pytest.raises(UapiDecodeError):
+        lines: DeviceState | UapiError = read_lines(damaged, expected, {})
+    except UapiError as exc:  # malformed, or an errno the damage wrote (errno=1)
+        lines = exc
+    if isinstance(lines, UapiError):
+        with pytest.raises(type(lines)):
             read_whole(damaged, [piece], expected, {}, memo)
     else:
         whole, _ = read_whole(damaged, [piece], expected, {}, memo)
