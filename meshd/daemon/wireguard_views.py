@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from meshd.daemon.device_reads import SharedReads
 from meshd.errors import BackendError
 from meshd.wg.model import DeviceState, PeerStatus, key_to_base64
 
@@ -37,6 +38,10 @@ async def status_view(mesh: WireGuardMesh) -> dict[str, Any]:
 def status_of(mesh: WireGuardMesh, state: DeviceState | None) -> dict[str, Any]:
     """:func:`status_view` from the device as read (``state``; None: it could not be)."""
     desired = mesh._desired
+    reads = mesh.backend
+    # Reads of the whole device made and handed on (meshd.daemon.device_reads): what the
+    # daemon asks of the device, in the status view and as metrics.
+    made, shared = (reads.reads, reads.shared) if isinstance(reads, SharedReads) else (None, None)
     return {
         "interface": mesh.ifname,
         "backend": mesh.kind,
@@ -51,4 +56,6 @@ def status_of(mesh: WireGuardMesh, state: DeviceState | None) -> dict[str, Any]:
         "rounds": mesh.rounds,
         "errors": mesh.errors,
         "last_error": mesh.last_error,
+        "device_reads": made,
+        "device_reads_shared": shared,
     }

@@ -15,7 +15,10 @@ from hypothesis import strategies as st
 
 from meshd.daemon.device_reads import SHARED_WITHIN, SharedReads, may_share, read_cost
 from meshd.daemon.wireguard import WireGuardMesh
+from meshd.daemon.wireguard_views import status_view
 from meshd.membership import Member, MemberState
+from meshd.metrics.collector import SnapshotCollector
+from meshd.metrics.snapshot import Snapshot, Traffic
 from meshd.wg.backend_none import NullBackend
 from meshd.wg.errors import UapiConnectionError
 from meshd.wg.model import DeviceState, Operation
@@ -287,5 +290,48 @@ def test_a_periodic_round_alone_reads_the_device_itself() -> None:
             nursery.cancel_scope.cancel()
         # Waiting for a read of another's as long again at most: every ~10 s at worst.
         assert 100.0 / 10.2 - 1 <= device.reads <= 100.0 / 5.0
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_the_status_view_and_a_scrape_count_the_reads_made_and_handed_on() -> None:
+    """What the daemon asks of the device shows: reads made and handed on, in the
+    ``wireguard`` part of ``meshd status`` and as counters of a scrape."""
+
+    async def main() -> None:
+        mesh, device = shared_mesh([member("a"), member("b")])
+        first = await status_view(mesh)  # a read
+        second = await status_view(mesh)  # ...handed on: begun just before
+        await trio.sleep(SHARED_WITHIN + 0.5)
+        third = await status_view(mesh)  # too old: read anew
+        assert device.reads == 2
+        seen = [(s["device_reads"], s["device_reads_shared"]) for s in (first, second, third)]
+        assert seen == [(1, 0), (1, 1), (2, 1)]
+        # As a daemon's interface (this mesh's backend is "none", which a scrape leaves out).
+        status = {"wireguard": {**third, "backend": "userspace"}}
+        snapshot = Snapshot.of(0, status, [], {}, 0, Traffic())
+        scraped = {
+            sample.name: sample.value
+            for family in SnapshotCollector(snapshot).collect()
+            for sample in family.samples
+            if sample.name.startswith("meshd_wireguard_device_reads")
+        }
+        assert scraped == {
+            "meshd_wireguard_device_reads_total": 2.0,
+            "meshd_wireguard_device_reads_shared_total": 1.0,
+        }
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_a_device_read_alone_is_not_counted_as_shared() -> None:
+    """A backend that does not share its reads (the tests' own, a plain one) counts none:
+    no figure rather than a wrong one."""
+
+    async def main() -> None:
+        mesh, _device = make_mesh(SlowNull, [member("a")], "mplain0")
+        view = await status_view(mesh)
+        assert view["device_reads"] is None
+        assert view["device_reads_shared"] is None
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

@@ -32,7 +32,8 @@ def _status() -> dict[str, Any]:
         "uptime": 12.5,
         "tasks": 40,
         "wireguard": {"backend": "userspace", "peers": 2, "desired_peers": 3, "rounds": 9,
-                      "errors": 1, "interface": "meshd0"},
+                      "errors": 1, "interface": "meshd0", "device_reads": 40,
+                      "device_reads_shared": 12},
         "budgets": {"sync_sessions_open": 1, "sync_sessions_refused": 3, "grace_tracked": 2},
         "shed": {"handshakes": 8, "strangers_held": 5, "control": 0},
     }  # fmt: skip
@@ -134,6 +135,8 @@ def test_every_metric_from_the_views() -> None:
     assert m["meshd_wireguard_peers_desired"][one] == 3
     assert m["meshd_wireguard_reconcile_rounds_total"][one] == 9
     assert m["meshd_wireguard_errors_total"][one] == 1
+    assert m["meshd_wireguard_device_reads_total"][one] == 40
+    assert m["meshd_wireguard_device_reads_shared_total"][one] == 12
     n1 = (("node_id", "1" * 16), ("peer", "n1"))
     n2 = (("node_id", "2" * 16), ("peer", "n2"))
     assert m["meshd_wireguard_peer_handshake_age_seconds"] == {n1: 30.0}  # n2: none yet
