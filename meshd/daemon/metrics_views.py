@@ -43,6 +43,7 @@ async def figures(
     await trio.lowlevel.checkpoint()
     status = state_views.node_view(state, members)
     status["wireguard"] = wireguard_views.status_of(daemon.mesh, device)
+    status["wireguard"].update(wireguard_views.read_counts(daemon.mesh))
     status["connected"] = len(daemon.host.connected_peers())
     status["uptime"] = round(time.monotonic() - daemon.control.started, 1)
     status["tasks"] = trio_task_count()

@@ -38,10 +38,6 @@ async def status_view(mesh: WireGuardMesh) -> dict[str, Any]:
 def status_of(mesh: WireGuardMesh, state: DeviceState | None) -> dict[str, Any]:
     """:func:`status_view` from the device as read (``state``; None: it could not be)."""
     desired = mesh._desired
-    reads = mesh.backend
-    # Reads of the whole device made and handed on (meshd.daemon.device_reads): what the
-    # daemon asks of the device, in the status view and as metrics.
-    made, shared = (reads.reads, reads.shared) if isinstance(reads, SharedReads) else (None, None)
     return {
         "interface": mesh.ifname,
         "backend": mesh.kind,
@@ -56,6 +52,15 @@ def status_of(mesh: WireGuardMesh, state: DeviceState | None) -> dict[str, Any]:
         "rounds": mesh.rounds,
         "errors": mesh.errors,
         "last_error": mesh.last_error,
-        "device_reads": made,
-        "device_reads_shared": shared,
     }
+
+
+def read_counts(mesh: WireGuardMesh) -> dict[str, int | None]:
+    """How many reads of the whole device the daemon made and handed on to a second caller
+    (meshd.daemon.device_reads; None: its backend does not share reads). A scrape's figures,
+    not the status view's: a status read the device itself, so its own answer would move
+    them each time it is asked."""
+    reads = mesh.backend
+    if not isinstance(reads, SharedReads):
+        return {"device_reads": None, "device_reads_shared": None}
+    return {"device_reads": reads.reads, "device_reads_shared": reads.shared}
