@@ -6,9 +6,10 @@ WireGuard round reads the whole device (to catch what changed it besides us, and
 peers' handshakes) every 5 s, and the expiry service judges every member every second. At
 10,000 members a read of the device took ~0.25 s (our parse and wireguard-go's answer) and
 judging every member ~0.05 s: ~7 % and ~3 % of a core to stand still. Spaced by what their
-last pass cost, each takes at most ``SHARE`` of the time (a judging every ~2.5 s at
-10,000), and never waits longer than ``LONGEST``; at a thousand members and fewer their
-intervals win and nothing changes. A round's pass is its read of the device and its plan,
+last pass cost, each takes at most ``SHARE`` of the time, and never waits longer than
+``LONGEST``; at a thousand members and fewer their intervals win and nothing changes. (A
+tick now judges every member only when a member's end or silence limit has come:
+meshd.membership.settle, ``due_nodes``.) A round's pass is its read of the device and its plan,
 and the punching step's (spaced the same way while no path is direct) its read and its look
 at each peer: a read that got cheaper (~0.06 s of Python at 10,000 peers now) is not spent
 again on passes more often than their whole cost allows (meshd.daemon.device_reads: the

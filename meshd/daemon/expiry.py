@@ -1,8 +1,10 @@
 """The expiry service: every ``interval`` seconds the membership owner looks at the clock
 (:meth:`~meshd.daemon.state.NodeState.tick`), and members silent for longer than their
-announcement's TTL expire (:meth:`meshd.membership.Membership.tick`, pure, does the rule).
-A tick judges every member: further apart than ``interval`` when that costs more
-(:mod:`meshd.daemon.cost_pace`: every ~2.5 s at 10,000 members)."""
+announcement's TTL, or past their credential's end, expire
+(:meth:`meshd.membership.Membership.tick`, pure, does the rule). A tick judges every member
+only once the first moment one may expire has come, else only the members heard from while
+expired: at rest, next to nothing. A tick that judged everyone is followed by the next one
+further apart than ``interval`` when that pass cost more (:mod:`meshd.daemon.cost_pace`)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,9 @@
 that no longer stand lose their announcement and key rotation from the set, members that
 stand now take the records that waited for them, so the set is the same whatever order the
 records came in. :func:`reevaluate` judges members at ``now`` and turns what changed into
-events (meshd.membership.views).
+events (meshd.membership.views); it also notes, of each member it finds admitted, the first
+moment time alone can end that (``_next_due``: a credential's end, a silence limit), so that
+a tick judges everyone only once that moment comes (:func:`due_nodes`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterable
 from meshd.membership.authority import MergeWaiting
 from meshd.membership.tables import Change, MembershipTables
 from meshd.membership.views import Admitted, Event, Expired, MemberState, Revoked, Updated
-from meshd.records import record_id
+from meshd.records import U64, record_id
 
 
 def settle(t: MembershipTables, change: Change, now: int, merge_waiting: MergeWaiting) -> None:
@@ -38,6 +40,18 @@ def settle(t: MembershipTables, change: Change, now: int, merge_waiting: MergeWa
             _drop_wg_rotation(t, node, change)
             continue
         merge_waiting(node, now, change)
+
+
+def due_nodes(t: MembershipTables, now: int, every: bool = False) -> Iterable[bytes]:
+    """Whom a tick at ``now`` judges: every member once the earliest moment a member judged
+    admitted may stop being so has come (or with ``every``); before it, only those heard
+    from while not admitted. Every other change of state comes with a record, judged as it
+    is merged, or with our own link coming back (``reconnected``: every member, next)."""
+    recheck, t._recheck = t._recheck, set()
+    if every or now >= t._next_due:
+        t._next_due = U64  # worked out again by the judging that follows
+        return list(t._standing.nodes())
+    return recheck
 
 
 def _drop_wg_rotation(t: MembershipTables, node: bytes, change: Change) -> None:
@@ -68,6 +82,8 @@ def reevaluate(
         state, reason, credential = t._judge(node, now)
         entry = t._entry(node)
         before, entry.state = entry.state, state
+        if state is MemberState.ADMITTED and t._standing.due < t._next_due:
+            t._next_due = t._standing.due
         if not emit:
             continue
         if state is before:

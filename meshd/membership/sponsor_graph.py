@@ -48,7 +48,7 @@ from meshd.membership.admins import AdminHandovers
 from meshd.membership.lifecycle import Departures, Renewals
 from meshd.membership.roots import RootChain
 from meshd.membership.spreading import place, spread, starts
-from meshd.records import AdminHandover, Revocation
+from meshd.records import U64, AdminHandover, Revocation
 from meshd.trust.credential import Credential
 
 if TYPE_CHECKING:
@@ -75,6 +75,9 @@ class SponsorGraph:
         self._entries = entries
         self._entry = entry
         self._judging = object()  # what the standing judged in an entry is valid for
+        # Of the last member judged admitted (meshd.membership.standing, ``judge``): the
+        # first moment time alone ends that (its end, extended, or its silence limit).
+        self.due = U64
         # Record id -> the credential, for admissions and hand-overs (what spreading steps
         # through): a certificate's, found from its member (its entry), is not kept here
         # (its id and this table's entry: ~80 bytes a member certified by a root); while

@@ -78,6 +78,8 @@ class Standing(SponsorGraph):
                 last = credential.admitted_at if last_seen is None else last_seen
                 if last + announce_ttl < now:
                     return MemberState.EXPIRED, "silent", credential
+                end = min(end, last + announce_ttl)
+            self.due = end + 1  # admitted until then, unless a record or a sighting comes
             return MemberState.ADMITTED, "", credential
         if expired is not None:
             return MemberState.EXPIRED, "credential-expired", expired

@@ -20,7 +20,7 @@ from meshd.membership.loading import load_batch
 from meshd.membership.merge import Merger
 from meshd.membership.pending import LOCAL
 from meshd.membership.queries import MemberQueries, RecordQueries
-from meshd.membership.settle import reevaluate, settle
+from meshd.membership.settle import due_nodes, reevaluate, settle
 from meshd.membership.sponsoring import check_enrollment
 from meshd.membership.tables import Change
 from meshd.membership.views import Batch, Event, MemberState, Outcome, Stored, Updated
@@ -186,17 +186,21 @@ class Membership(MemberQueries, RecordQueries):
             rejected=rejected,
         )
 
-    def tick(self, now: int) -> tuple[Event, ...]:
-        """Re-judge every member at ``now``: emits Expired, and Admitted for returns. What a
-        root whose acceptance ended signed (revocations, renewals) leaves the set first (a
-        store forgets it on its next load, when it is refused; merging reports it dropped
-        when a record comes first)."""
+    def tick(self, now: int, *, every: bool = False) -> tuple[Event, ...]:
+        """Re-judge members at ``now``: emits Expired, and Admitted for returns. Every member
+        once the first moment one may stop being admitted by time alone has come (its
+        credential's end, its silence limit), else only those heard from while not admitted
+        (meshd.membership.settle, ``due_nodes``): the same events as judging every member
+        at each tick (``every``), without the pass over all of them at each. What a root
+        whose acceptance ended signed (revocations, renewals) leaves the set first (a store
+        forgets it on its next load, when it is refused; merging reports it dropped when a
+        record comes first)."""
         if now > self._retire_after:
             change = Change()
             self._merger.authority.retire(now, change)
             if change.judgements_changed:
                 settle(self, change, now, self._merger.merge_waiting)
-        return reevaluate(self, list(self._standing.nodes()), now)
+        return reevaluate(self, due_nodes(self, now, every), now)
 
     # --- our own reachability (meshd.membership.silence) --------------------------------
 
@@ -208,8 +212,11 @@ class Membership(MemberQueries, RecordQueries):
 
     def reconnected(self, now: int) -> None:
         """A member reaches us again: silence counts from here on, with the time we were cut
-        off left out of every member's."""
+        off left out of every member's. The next tick judges every member: no one's state
+        can change by it (their silence only moves later), but it is rare and the pass cheap
+        beside a wrong guess."""
         self._silence.reconnected(now)
+        self._next_due = 0
 
     def heard(self, node_key: bytes, at: int, now: int) -> None:
         """This node itself heard from member ``node_key`` at ``at`` (a libp2p connection
@@ -218,6 +225,9 @@ class Membership(MemberQueries, RecordQueries):
         nor taken from another node's word; a key that is no member's is ignored."""
         if self._standing.knows(node_key):
             self._silence.heard(node_key, min(at, now))
+            entry = self._members.get(node_key)
+            if entry is not None and entry.state is not MemberState.ADMITTED:
+                self._recheck.add(node_key)  # silent until now: it may be back
 
     # --- sponsoring ---------------------------------------------------------------------
 

@@ -103,6 +103,13 @@ class MembershipTables:
         # Revocations and renewals signed under a root leave the set once its acceptance ends
         # (meshd.membership.roots): the next moment that may happen.
         self._retire_after = U64
+        # The earliest moment a member judged admitted may stop being so by time alone (its
+        # credential's end, its silence): a tick judges every member only from then on
+        # (meshd.membership.settle, ``due_at``); before it, only the members in ``_recheck``
+        # (heard from while not admitted). One int for all, not one a member; 0: the first
+        # tick judges everyone.
+        self._next_due = 0
+        self._recheck: set[bytes] = set()
 
     # --- the record set -----------------------------------------------------------------
 

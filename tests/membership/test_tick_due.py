@@ -1,0 +1,172 @@
+"""A tick judges every member only once a member judged admitted may have stopped being so by
+time alone (its credential's end, its silence limit); before that moment only members heard
+from while not admitted (meshd.membership.settle, ``due_nodes``). The events are those of
+judging every member at every tick, whatever comes between ticks: announcements, sightings,
+renewals, revocations, our own link cut off and back."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshd.membership import Membership
+from meshd.membership.views import Event
+from meshd.records import Role, make_certificate, make_renewal
+from meshd.trust.keys import SigningKey, WireGuardKey
+from tests.factory import DAY, T0, Net, Node
+
+NOW = T0 + 100
+TTL = 600
+MEMBERS = 4
+
+
+def _member(net: Net, name: str, not_after: int) -> Node:
+    key, wg = SigningKey.generate(), WireGuardKey.generate()
+    cert = make_certificate(
+        net.root,
+        network_id=net.anchor.network_id,
+        subject=key.public,
+        role=Role.MEMBER,
+        serial=os.urandom(16),
+        not_before=T0,
+        not_after=not_after,
+        name=name,
+        wg_key=wg.public,
+    )
+    return Node(key, wg, name, cert)
+
+
+def _seen(events: tuple[Event, ...]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            type(e).__name__,
+            e.member.node_key,
+            e.member.state,
+            e.member.reason,
+            e.member.not_after,
+            e.member.last_seen,
+        )
+        for e in events
+    ]
+
+
+STEP = st.one_of(
+    st.tuples(st.just("wait"), st.integers(1, 900)),
+    st.tuples(st.just("announce"), st.integers(0, MEMBERS - 1)),
+    st.tuples(st.just("heard"), st.integers(0, MEMBERS - 1), st.integers(0, 300)),
+    st.tuples(st.just("renew"), st.integers(0, MEMBERS - 1), st.integers(1, 6000)),
+    st.tuples(st.just("revoke"), st.integers(0, MEMBERS - 1)),
+    st.tuples(st.just("cut_off")),
+    st.tuples(st.just("reconnected")),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.integers(200, 8000), min_size=MEMBERS, max_size=MEMBERS),
+    st.lists(STEP, max_size=40),
+)
+def test_a_tick_emits_what_judging_every_member_would(ends: list[int], steps: list[Any]) -> None:
+    net = Net()
+    nodes = [_member(net, f"m{i}", NOW + end) for i, end in enumerate(ends)]
+    every: Membership = net.state(announce_ttl=TTL)  # judges every member at each tick
+    due: Membership = net.state(announce_ttl=TTL)
+    states = (every, due)
+    now = NOW
+    for state in states:
+        for node in nodes:
+            state.ingest(node.credential, now)
+    ticks = 0
+    for step in [*steps, ("wait", 9000)]:
+        kind = step[0]
+        if kind == "wait":
+            # A tick every second or so of the wait, as the daemon's expiry service does,
+            # at most 30 of them (the last one at its end).
+            wait = step[1]
+            moments = sorted({now + wait * k // 30 for k in range(1, 31)})
+            for moment in moments:
+                now = moment
+                assert _seen(due.tick(now)) == _seen(every.tick(now, every=True)), now
+                ticks += 1
+            continue
+        if kind == "announce":
+            records = [nodes[step[1]].announce(net, now)]
+        elif kind == "renew":
+            subject = nodes[step[1]].key.public
+            records = [
+                make_renewal(
+                    net.root,
+                    network_id=net.anchor.network_id,
+                    subject=subject,
+                    issued_at=now,
+                    not_after=now + step[2],
+                )
+            ]
+        elif kind == "revoke":
+            records = [net.revoke(nodes[step[1]].key.public, at=now)]
+        for state in states:  # the same records and calls to both
+            if kind == "heard":
+                state.heard(nodes[step[1]].key.public, now - step[2], now)
+            elif kind == "cut_off":
+                state.cut_off(now)
+            elif kind == "reconnected":
+                state.reconnected(now)
+            else:
+                state.merge_batch(records, now)
+    assert ticks >= 30
+    assert [m.state for m in due.members(now)] == [m.state for m in every.members(now)]
+
+
+def test_at_rest_a_tick_judges_no_one_until_an_end_or_a_silence_limit_comes() -> None:
+    """The point of it: between the moments anything can change, a tick is no pass over
+    every member (each judged once at most by the ticks of an hour, here), and it still
+    expires a member on the second its silence limit passes."""
+    net = Net()
+    nodes = [_member(net, f"m{i}", NOW + 30 * DAY) for i in range(20)]
+    state = net.state(announce_ttl=3600)
+    for node in nodes:
+        state.ingest(node.credential, NOW)
+    judged = 0
+    judge = state._standing.judge
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal judged
+        judged += 1
+        return judge(*args, **kwargs)
+
+    state._standing.judge = counting  # type: ignore[method-assign]
+    state.tick(NOW)  # a first tick judges everyone, whatever was noted before
+    later = NOW + 1800
+    state.merge_batch([nodes[0].announce(net, later)], later)  # heard again: later limit
+    judged = 0
+    for moment in range(NOW + 1, NOW + 3600 + 101):  # the others' limit: NOW + 3600
+        events = state.tick(moment)
+        if moment <= NOW + 3600:
+            assert events == ()
+        elif moment == NOW + 3601:
+            assert len(events) == len(nodes) - 1  # all but the one heard at `later`
+    # One pass over everyone at the limit, nothing else: not 3,700 passes.
+    assert judged == len(nodes)
+    [expired] = state.tick(later + 3601)
+    assert expired.member.node_key == nodes[0].key.public
+
+
+def test_a_member_heard_from_after_its_silence_limit_is_back_at_the_next_tick() -> None:
+    """With every member silent past its limit no moment is due, yet a member we hear from
+    again (a WireGuard handshake, a connection: ``heard``) is admitted at the next tick."""
+    net = Net()
+    nodes = [_member(net, f"m{i}", NOW + 30 * DAY) for i in range(3)]
+    state = net.state(announce_ttl=TTL)
+    for node in nodes:
+        state.ingest(node.credential, NOW)
+    assert len(state.tick(NOW + TTL + 1)) == len(nodes)  # all silent
+    assert state.tick(NOW + TTL + 2) == ()
+    back = NOW + 5 * TTL
+    state.heard(nodes[1].key.public, back, back)
+    [event] = state.tick(back + 1)
+    assert (type(event).__name__, event.member.node_key) == ("Admitted", nodes[1].key.public)
+    [event] = state.tick(back + TTL + 1)  # and silent again on time
+    assert (type(event).__name__, event.member.reason) == ("Expired", "silent")
