@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
+import socket
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -41,8 +43,8 @@ def peers_view(
                 "state": state_label(m, state.key),
                 "reason": m.reason,
                 "revocation_reason": revocation_text(state.membership, m),
-                "overlay_ip": str(m.overlay),
-                "link_local": str(link_local_from_wg_key(m.wg_key)),
+                "overlay_ip": ipv6_text(m.overlay),
+                "link_local": ipv6_text(link_local_from_wg_key(m.wg_key)),
                 "wg_public_key": base64.b64encode(m.wg_key).decode("ascii"),
                 "endpoints": plain_endpoints(ann.endpoints) if ann else [],
                 "addrs": list(ann.addrs) if ann else [],
@@ -60,6 +62,17 @@ def peers_view(
             }
         )
     return rows
+
+
+def ipv6_text(address: ipaddress.IPv6Address) -> str:
+    """``str(address)``, written by the C library (a tenth of the time: two columns of
+    10,000 rows). The two differ only for an address whose first 16 bits are zero, where
+    the C library writes an IPv4 address embedded in it as one (``::ffff:192.0.2.1``): those
+    are written by ``str`` (members' overlay and link-local addresses are never such)."""
+    packed = address.packed
+    if packed[0] or packed[1]:
+        return socket.inet_ntop(socket.AF_INET6, packed)
+    return str(address)
 
 
 def status_view(state: NodeState) -> dict[str, Any]:
