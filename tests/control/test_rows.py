@@ -132,7 +132,7 @@ def test_each_types_encoder_writes_what_the_value_by_value_writer_wrote(rows: li
     nested = c.NetcheckAnswer(
         None, ("a",), True, (c.SeenRow("e", 2, False),), (), "cone", "", None, (), 3
     )
-    anything = {"rows": answer, "pairs": [(1, "x")], 7: {"z": None}}
+    anything: dict[Any, Any] = {"rows": answer, "pairs": [(1, "x")], 7: {"z": None}}
     routes = c.RoutesAnswer("r", ({"kept": answer},), (anything,), counters={"n": 1})
     for value in (nested, routes):
         assert to_json(value) == _value_by_value(value)
