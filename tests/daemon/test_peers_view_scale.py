@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import trio
@@ -14,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmarks.synthetic_store import build_store
-from meshd.control.commands import PeersAnswer
+from meshd.control import typed_json
+from meshd.control.commands import PeerRow, PeersAnswer
 from meshd.control.typed_json import decode_answer
 from meshd.daemon.control import ROWS_AT_ONCE
 from meshd.daemon.state_views import ipv6_text
@@ -46,9 +49,12 @@ def test_a_view_of_thousands_of_members_lets_the_event_loop_run(tmp_path: Path) 
                 await trio.lowlevel.checkpoint()
                 before = turns
                 started = time.process_time()
-                answer = await daemon.control.dispatch("peers", {})
+                with checked_a_row_at_a_time() as calls:
+                    answer = await daemon.control.dispatch("peers", {})
                 spent = time.process_time() - started
                 done = True
+            # The rows the daemon built were checked field by field, none on its own.
+            assert calls == [], len(calls)
             rows = decode_answer(PeersAnswer, answer).rows
             assert len(rows) == MEMBERS
             assert {r.state for r in rows} == {"self", "admitted"}
@@ -59,6 +65,23 @@ def test_a_view_of_thousands_of_members_lets_the_event_loop_run(tmp_path: Path) 
         run_on_fake_clock(main)
     finally:
         node.close()
+
+
+@contextmanager
+def checked_a_row_at_a_time() -> Iterator[list[object]]:
+    """The PeerRows read one at a time (the row-by-row reader) while inside."""
+    build = typed_json._BUILDERS.get(PeerRow) or typed_json._builder(PeerRow)
+    calls: list[object] = []
+
+    def counted(value: object, strict: bool) -> object:
+        calls.append(value)
+        return build(value, strict)
+
+    typed_json._BUILDERS[PeerRow] = counted
+    try:
+        yield calls
+    finally:
+        typed_json._BUILDERS[PeerRow] = build
 
 
 @settings(max_examples=2000, deadline=None)
