@@ -4,6 +4,7 @@ members that learn each other together, the lower WireGuard key does it first.""
 from __future__ import annotations
 
 import ipaddress
+import sys
 
 from meshd.mesh.handshake import DEFER, FirstHandshakes, recreate_unanswered
 from meshd.trust.keys import WgKey
@@ -203,3 +204,21 @@ def test_peers_held_back_in_one_round_share_one_deadline_object() -> None:
     assert len(due) == len(keys)
     assert len({id(at) for at in due}) == 1
     assert high_side.deadline() == 0.5 + DEFER
+
+
+def test_the_table_of_waiting_peers_is_made_again_once_they_are_recreated() -> None:
+    # At a start every peer held back waits in one table; once a round re-creates them, the
+    # table does not keep the size it had for all of them (~15-30 bytes a member at 10,000
+    # until the next round, which is ~10 s away there).
+    high_side = FirstHandshakes(HIGH)
+    keys = [WgKey(bytes([1, i // 256, i % 256]) + b"\x00" * 29) for i in range(1000)]
+    nets = {k: (ipaddress.ip_network(f"fd00::2:{i:x}/128"),) for i, k in enumerate(keys)}
+    want = {k: PeerConfig(k, f"192.0.2.2:{1000 + i}", nets[k], 25) for i, k in enumerate(keys)}
+    empty = DeviceState(peers=())
+    high_side.ops(plan(want, empty), want, empty, 0.0)
+    assert len(high_side._waiting) == len(keys)
+    device = DeviceState(peers=tuple(PeerStatus(want[k]) for k in keys))
+    out = high_side.ops([], want, device, DEFER)
+    assert out == [op for k in keys for op in recreation(want[k])]
+    assert high_side.deadline() is None
+    assert sys.getsizeof(high_side._waiting) < 100  # 36,952 bytes before (1,000 entries)
