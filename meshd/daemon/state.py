@@ -52,8 +52,8 @@ from meshd.membership import (
     MemberState,
     Outcome,
 )
+from meshd.membership.grants import GrantTable
 from meshd.membership.pending import LOCAL
-from meshd.membership.views import GrantTable
 from meshd.metrics.snapshot import Traffic
 from meshd.node.statedir import NodeDir
 from meshd.records import Admission, Enrollment, Record, record_id

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
-from meshd.addressing import Prefix, host_prefix
+from meshd.addressing import host_prefix
 from meshd.records import Announcement, Kind, Record
 from meshd.trust.keys import NodeKey, WgKey, fingerprint
 
@@ -336,48 +335,6 @@ for _field, _read in (
     ("reason", _reason),
 ):
     setattr(Member, _field, property(_read))
-
-
-class GrantTable(Mapping[NodeKey, tuple[Prefix, ...]]):
-    """Node key -> the prefixes the member may route (``Membership.grants``), for the
-    members of one snapshot: a member granted its /128 alone (most) keeps the interned /128
-    itself, and its tuple of one is made when asked, not kept a member (48 bytes)."""
-
-    __slots__ = ("_table",)
-
-    def __init__(self, grants: Iterable[tuple[NodeKey, tuple[Prefix, ...]]] = ()) -> None:
-        self._table: dict[NodeKey, Prefix | tuple[Prefix, ...]] = {
-            key: prefixes[0] if len(prefixes) == 1 else prefixes for key, prefixes in grants
-        }
-
-    def __getitem__(self, key: NodeKey) -> tuple[Prefix, ...]:
-        found = self._table[key]
-        return found if found.__class__ is tuple else (found,)  # type: ignore[return-value]
-
-    def get(self, key: NodeKey, default: object = None) -> Any:
-        found = self._table.get(key)
-        if found is None:
-            return default
-        return found if found.__class__ is tuple else (found,)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._table
-
-    def __iter__(self) -> Iterator[NodeKey]:
-        return iter(self._table)
-
-    def __len__(self) -> int:
-        return len(self._table)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, GrantTable):
-            return self._table == other._table
-        return super().__eq__(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"GrantTable({dict(self)!r})"
 
 
 @dataclass(frozen=True, slots=True)
