@@ -109,37 +109,42 @@ _ADMITTED = status(MemberState.ADMITTED, "")
 
 
 class _More(NamedTuple):
-    """A rotated member's view's ``_more``: its (state, reason) pair, its newest rotation."""
+    """The ``_more`` of a view of a member not admitted, or rotated: its (state, reason)
+    pair (shared), its newest rotation (None: none), its interned /128."""
 
     status: tuple[MemberState, str]
-    rotated: Rotated
+    rotated: Rotated | None
+    own: ipaddress.IPv6Network
 
 
-def _more(status: tuple[MemberState, str], rotated: Rotated | None) -> object:
-    """A view's ``_more``: None (admitted, its enrolled key: most), else the shared (state,
-    reason) pair, or both it and the rotation in a :class:`_More`."""
-    if rotated is not None:
-        return _More(status, rotated)
-    return None if status is _ADMITTED else status
+def _more(
+    status: tuple[MemberState, str], rotated: Rotated | None, own: ipaddress.IPv6Network
+) -> object:
+    """A view's ``_more``: its interned /128 itself (admitted, its enrolled key: most), else
+    a :class:`_More` of its own."""
+    if rotated is None and status is _ADMITTED:
+        return own
+    return _More(status, rotated, own)
 
 
 @dataclass(frozen=True, init=False)
 class Member:
     """What this node knows of one member, at one instant.
 
-    Slotted by hand, five slots for thirteen fields (72 bytes a view, not 136): what its
+    Slotted by hand, four slots for thirteen fields (64 bytes a view, not 136): what its
     credential says (``node_key``, ``name``, ``admitted_at``, ``not_after``, the enrolled
     ``wg_key``) is read from the credential that decides its state, which the tables keep
-    (slot ``_held``: its end moved by renewals, as judged); ``state`` and ``reason``, and
-    its rotated WireGuard key, counter and date, from slot ``_more``: None for an admitted
-    member with its enrolled key (counter 0, date 0: most), else the (state, reason) pair
-    shared by every view that says it, or that pair and the rotation the tables keep in a
-    :class:`_More`. Its node id (the text form of its key's
-    fingerprint) is derived from its key when asked, unless one was given: the
-    membership's views hold none. Its overlay address is read from its interned /128
-    (slot ``_own``, :attr:`overlay_prefix`), which keeps the address's int alone."""
+    (slot ``_held``: its end moved by renewals, as judged); its overlay address from its
+    interned /128 (:attr:`overlay_prefix`), which keeps the address's int alone; ``state``
+    and ``reason``, and its rotated WireGuard key, counter and date, from slot ``_more``,
+    which holds the /128 itself for an admitted member with its enrolled key (counter 0,
+    date 0: most), else a :class:`_More` of the view's own: the (state, reason) pair shared
+    by every view that says it, the rotation the tables keep, the /128 (64 bytes more for a
+    member not admitted, whose peer, path and routes are not kept either). Its node id (the
+    text form of its key's fingerprint) is derived from its key when asked, unless one was
+    given: the membership's views hold none."""
 
-    __slots__ = ("_held", "_more", "_own", "announcement", "last_seen")
+    __slots__ = ("_held", "_more", "announcement", "last_seen")
 
     node_key: NodeKey
     node_id: str = field(compare=False)  # a function of node_key, unless given
@@ -179,8 +184,7 @@ class Member:
         put = object.__setattr__
         put(self, "_held", given)
         rotated = None if wg_counter == wg_since == 0 else given
-        put(self, "_more", _more(status(state, reason), rotated))
-        put(self, "_own", host_prefix(overlay))
+        put(self, "_more", _more(status(state, reason), rotated, host_prefix(overlay)))
         put(self, "announcement", announcement)
         put(self, "last_seen", last_seen)
 
@@ -188,7 +192,8 @@ class Member:
     def overlay_prefix(self) -> ipaddress.IPv6Network:
         """The /128 of ``overlay``: the interned one the view holds (its address is made
         when ``overlay`` is read)."""
-        return self._own  # type: ignore[attr-defined,no-any-return]
+        more = self._more  # type: ignore[attr-defined]
+        return more.own if more.__class__ is _More else more
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not Member:
@@ -202,7 +207,6 @@ class Member:
         return (
             self._held,  # type: ignore[attr-defined]
             self._more,  # type: ignore[attr-defined]
-            self._own,  # type: ignore[attr-defined]
             self.announcement,
             self.last_seen,
         )
@@ -240,10 +244,9 @@ def view(
     put = object.__setattr__
     put(member, "_held", held)
     if rotated is None and state is _ADMITTED[0] and not reason:
-        put(member, "_more", None)
+        put(member, "_more", own)
     else:
-        put(member, "_more", _more(status(state, reason), rotated))
-    put(member, "_own", own)
+        put(member, "_more", _More(status(state, reason), rotated, own))
     put(member, "announcement", announcement)
     put(member, "last_seen", last_seen)
     return member
@@ -285,8 +288,9 @@ def _rotated(member: Member) -> Rotated | None:
 
 
 def _wg_key(member: Member) -> WgKey:
-    more: object = member._more  # type: ignore[attr-defined]
-    held = more.rotated if type(more) is _More else member._held  # type: ignore[attr-defined]
+    held = _rotated(member)
+    if held is None:
+        held = member._held  # type: ignore[attr-defined]
     key: WgKey = held.wg_key  # type: ignore[assignment]
     return key
 
@@ -300,24 +304,22 @@ def _wg_since(member: Member) -> int:
 
 
 def _overlay(member: Member) -> ipaddress.IPv6Address:
-    return member._own.network_address  # type: ignore[attr-defined,no-any-return]
+    return member.overlay_prefix.network_address
 
 
 def _status(member: Member) -> tuple[MemberState, str]:
     more: object = member._more  # type: ignore[attr-defined]
-    if more is None:
-        return _ADMITTED
-    return more.status if type(more) is _More else more  # type: ignore[return-value]
+    return more.status if type(more) is _More else _ADMITTED
 
 
 def _state(member: Member) -> MemberState:
     more: object = member._more  # type: ignore[attr-defined]
-    return _ADMITTED[0] if more is None else _status(member)[0]
+    return more.status[0] if type(more) is _More else _ADMITTED[0]
 
 
 def _reason(member: Member) -> str:
     more: object = member._more  # type: ignore[attr-defined]
-    return "" if more is None else _status(member)[1]
+    return more.status[1] if type(more) is _More else ""
 
 
 # After the dataclass is made: a property in the class body would be taken for the default.
