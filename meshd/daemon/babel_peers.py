@@ -33,6 +33,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import ipaddress
+from array import array
 from collections.abc import (
     Callable,
     Collection,
@@ -172,12 +173,36 @@ class ByLinkLocal(_ByHost, Mapping[ipaddress.IPv6Address, Member]):
 
 class ByOverlay(_ByHost, Mapping[IPNetwork, Member]):
     """Members by their overlay /128 (the last of those with one /128), kept by the int
-    their interned /128 holds (:class:`_ByHost`); iterated, the members' own /128s."""
+    their interned /128 holds (:class:`_ByHost`); iterated, the members' own /128s.
 
-    __slots__ = ()
+    Made of the members of a :class:`ByLinkLocal` (``within``), it keeps beside its ints
+    each member's place in that table's tuple (2 bytes a member below 65,536 members, 4
+    above), not a tuple of the members of its own (8 bytes a member)."""
 
-    def __init__(self, members: Iterable[Member] = ()) -> None:
-        super().__init__({host_int(m.overlay_prefix): m for m in members})
+    __slots__ = ("_places", "_within")
+
+    def __init__(
+        self, members: Iterable[Member] = (), *, within: ByLinkLocal | None = None
+    ) -> None:
+        by_int = {host_int(m.overlay_prefix): m for m in members}
+        self._within: tuple[Member, ...] = ()
+        self._places: array[int] | None = None
+        held = within._values if within is not None else ()
+        place = {id(m): i for i, m in enumerate(held)}
+        keys = sorted(by_int)
+        if within is None or any(id(by_int[k]) not in place for k in keys):
+            super().__init__(by_int)  # a tuple of the members of its own
+            return
+        self._keys = tuple(keys)
+        self._values = ()
+        self._places = array(
+            "H" if len(held) < 1 << 16 else "I", [place[id(by_int[k])] for k in keys]
+        )
+        self._within = held
+
+    def _member(self, i: int) -> Member:
+        places = self._places
+        return self._values[i] if places is None else self._within[places[i]]
 
     def __getitem__(self, prefix: IPNetwork) -> Member:
         found = self.get(prefix)
@@ -194,19 +219,38 @@ class ByOverlay(_ByHost, Mapping[IPNetwork, Member]):
             return default
         keys = self._keys
         i = bisect.bisect_left(keys, value)
-        return self._values[i] if i < len(keys) and keys[i] == value else default
+        return self._member(i) if i < len(keys) and keys[i] == value else default
 
     def __contains__(self, prefix: object) -> bool:
         return self.get(prefix) is not None
 
     def __iter__(self) -> Iterator[IPNetwork]:
-        return (m.overlay_prefix for m in self._values)
+        return (m.overlay_prefix for m in self._members())
+
+    def _members(self) -> Iterable[Member]:
+        places = self._places
+        return self._values if places is None else map(self._within.__getitem__, places)
 
     def values(self) -> ValuesView[Member]:
-        return ColumnValues(self)
+        return _OverlayValues(self)
 
     def items(self) -> ItemsView[IPNetwork, Member]:
-        return ColumnItems(self)
+        return _OverlayItems(self)
+
+
+class _OverlayValues(ValuesView[Member]):
+    _mapping: ByOverlay
+
+    def __iter__(self) -> Iterator[Member]:
+        return iter(self._mapping._members())
+
+
+class _OverlayItems(ItemsView[IPNetwork, Member]):
+    _mapping: ByOverlay
+
+    def __iter__(self) -> Iterator[tuple[IPNetwork, Member]]:
+        mapping = self._mapping
+        return zip(iter(mapping), mapping._members(), strict=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +331,7 @@ def mesh_members(
         peers=peers,
         # In the members' order, as the table by link-local made them: of two with one
         # /128, the same one stands as in the dict by /128 made of that table.
-        member_of_overlay=ByOverlay(linked.values()),
+        member_of_overlay=ByOverlay(linked.values(), within=peers),
         origins=MemberOrigins(
             allowed,
             known.held() if known is not None else None,
