@@ -14,11 +14,11 @@ member's /128 (the membership's grants, the desired WireGuard peers, the device 
 Babel's routes) holds the same object. An ``ipaddress`` /128 network costs 400 to 540 bytes
 (its ``__dict__``, its address, and a closure for ``hosts`` holding what it was made from),
 and a member's two /128s were made afresh by each of them, every round. The interned ones
-are :class:`HostPrefix`, an ``IPv6Network`` that keeps its address's int and nothing else
-(its address is made when asked, its netmask and length are its class's, and it has no
-``hosts`` of its own): 80 bytes (an object and its attribute storage) beside its int's 44,
-against 97 and an address object of 56 when it kept the three attributes a standard network
-keeps.
+are :class:`HostPrefix`, an ``IPv6Network`` that is its address's int (an ``int``
+subclass) and keeps nothing else (its address is made when asked, its netmask and length are
+its class's, and it has no ``hosts`` of its own): 68 bytes, against 80 and its int's 44 when
+it kept the int in its attribute storage, and 97 and an address object of 56 when it kept
+the three attributes a standard network keeps.
 
 The /128s' table holds them strongly and is swept as it grows (:func:`sweep`): an entry of a
 weak table costs ~125 bytes more (its weak reference and callback), 250 a member.
@@ -41,24 +41,31 @@ _NETMASK_128 = ipaddress.IPv6Network("::/128").netmask
 _HOSTMASK_128 = ipaddress.IPv6Network("::/128").hostmask
 
 
-class HostPrefix(ipaddress.IPv6Network):
-    """An IPv6 /128, made from its address as an int: an ``IPv6Network`` in every respect
-    (equal to, hashed and ordered as the standard one, which it reprs as). It keeps the int
-    and nothing else: its address (``network_address``, and ``broadcast_address``, the same)
-    is made when asked, its netmask and length are the class's, its hostmask (cached in each
-    standard network's ``__dict__``) is read through the class, and ``hosts`` is a method of
-    the class, not the closure the standard /128 makes for each instance. Made by
-    :func:`host_prefix_of` (interned); anything else given to the class (what the standard
-    methods make through it, such as ``supernet``) is a standard ``IPv6Network``.
+class HostPrefix(int, ipaddress.IPv6Network):
+    """An IPv6 /128 that is its address's int: an ``IPv6Network`` in every respect (equal
+    to, hashed and ordered as the standard one, which it reprs as), and an ``int`` subclass
+    whose value is its address, so that one object of 68 bytes stands for both, where the
+    network kept its int in its attribute storage (80 bytes beside the int's 44). Its
+    address (``network_address``, and ``broadcast_address``, the same) is made when asked,
+    its netmask and length are the class's, its hostmask (cached in each standard network's
+    ``__dict__``) is read through the class, and ``hosts`` is a method of the class, not the
+    closure the standard /128 makes for each instance. Made by :func:`host_prefix_of`
+    (interned); anything else given to the class (what the standard methods make through it,
+    such as ``supernet``) is a standard ``IPv6Network``.
 
-    The int is an attribute of the instance, not a slot: ``IPv6Network`` has no
-    ``__slots__``, so every instance of a subclass has the storage of a ``__dict__`` (made
-    with it on CPython 3.11) where the int goes; a slot would be 8 bytes more."""
+    ``int`` comes first among its bases: compared with another /128 (the membership's, the
+    desired peers' and Babel's sorted tables) or with an int (Babel's look-ups by an
+    address's int, :func:`host_int`) it compares as its address's int, in C; compared with
+    a standard network, the network's own comparison answers (``int``'s declines), so
+    equality and order with networks are the standard ones. What ``int`` would change of a
+    network is the network's again: its hash, its text, truth (``::/128`` is true),
+    ``format`` with a spec (refused), pickling (by value, interned again). A network is never
+    compared with an int, nor given to JSON or msgpack, by meshd (a standard network would
+    be refused there; this one would be written as its int)."""
 
     __slots__ = ()
     netmask = _NETMASK_128
     _prefixlen = 128
-    _value: int
 
     def __new__(cls, address: object, strict: bool = True) -> Any:
         if type(address) is not int:
@@ -69,54 +76,62 @@ class HostPrefix(ipaddress.IPv6Network):
         """Made by :meth:`__new__`."""
 
     @property
+    def _value(self) -> int:
+        """The address's int: the /128 itself (an int of that value), not a copy."""
+        return self
+
+    @property
     def network_address(self) -> ipaddress.IPv6Address:  # type: ignore[override]
-        return address_of(self._value)
+        return address_of(self)
 
     @property
     def broadcast_address(self) -> ipaddress.IPv6Address:
-        return address_of(self._value)
+        return address_of(self)
 
     @property
     def hostmask(self) -> ipaddress.IPv6Address:
         return _HOSTMASK_128
 
     def hosts(self) -> Iterator[ipaddress.IPv6Address]:
-        return iter((address_of(self._value),))
+        return iter((address_of(self),))
 
     def __hash__(self) -> int:
         # The standard network's: its address's int xor its netmask's (all ones for a /128).
-        return hash(self._value ^ _ALL_ONES)
+        return hash(self ^ _ALL_ONES)
 
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is HostPrefix:
-            return self._value == other._value
-        return super().__eq__(other)
+    def __bool__(self) -> bool:
+        # A network is true (it has no length), ::/128 included; the int 0 is false.
+        return True
 
-    def __lt__(self, other: object) -> bool:
-        if other.__class__ is HostPrefix:
-            return self._value < other._value
-        return super().__lt__(other)  # type: ignore[operator]
+    def __format__(self, spec: str) -> str:
+        # A network's: its text, and no format spec (an int's would write digits).
+        return object.__format__(self, spec)
 
     def __str__(self) -> str:
         # What the standard network writes, without making its address (UAPI text, logs).
-        return ipv6_text(self._value) + "/128"
+        return ipv6_text(self) + "/128"
 
     def __repr__(self) -> str:
         return f"IPv6Network('{self}')"
 
     def __reduce__(self) -> tuple[Callable[[int], ipaddress.IPv6Network], tuple[int]]:
-        return host_prefix_of, (self._value,)
+        return host_prefix_of, (_plain(self),)
 
 
 _ALL_ONES = (1 << 128) - 1
 _new = object.__new__
+_new_int = int.__new__
+
+
+_plain = int.__int__  # an int's value as an int: itself if it is one, a copy of a subclass's
 
 
 def address_of(value: int) -> ipaddress.IPv6Address:
     """The ``IPv6Address`` of ``value`` (0 <= value < 2**128), made without the checks of
-    its ``__init__`` (~110 ns, ~330 through it)."""
+    its ``__init__`` (~110 ns, ~330 through it). It holds a plain int (a /128's value is
+    copied: an address's int is what ``int(address)`` returns)."""
     address: ipaddress.IPv6Address = _new(ipaddress.IPv6Address)
-    address._ip = value  # type: ignore[attr-defined]
+    address._ip = _plain(value)  # type: ignore[attr-defined]
     address._scope_id = None  # type: ignore[attr-defined]
     return address
 
@@ -127,7 +142,7 @@ def ipv6_text(value: int) -> str:
     more zero hextets as ``::``): a /128's text in ~2.2 us where making its address and
     writing that took ~3.9 (two a peer in the UAPI text of a start-up: 10,000 peers' text
     93 -> 62 ms)."""
-    h = f"{value:032x}"
+    h = int.__format__(value, "032x")
     parts = [h[i : i + 4].lstrip("0") or "0" for i in range(0, 32, 4)]
     best, best_len, start = -1, 1, -1
     for i in range(8):
@@ -144,18 +159,18 @@ def ipv6_text(value: int) -> str:
 
 
 def host_int(prefix: ipaddress.IPv6Network) -> int:
-    """The address of a /128 as an int: an interned one's own (no address made)."""
+    """The address of a /128 as an int: an interned one is itself (no address made, no
+    copy), which compares as that int but hashes as the network: a key to sort or bisect
+    by, not one to find in a dict by a plain int (:func:`int` of it is a plain copy)."""
     if prefix.__class__ is HostPrefix:
-        return prefix._value
+        return prefix
     return int(prefix.network_address)
 
 
 def _host(value: int) -> HostPrefix:
     """A new :class:`HostPrefix` of ``value``, made without the calls to its ``__new__`` and
     ``__init__``."""
-    prefix: HostPrefix = _new(HostPrefix)
-    prefix._value = value
-    return prefix
+    return _new_int(HostPrefix, value)
 
 
 # Interned prefixes. IPv6 /128s (two a member: its overlay and link-local addresses) in a
@@ -227,7 +242,7 @@ def host_prefix_of(value: int) -> ipaddress.IPv6Network:
     slot = value & mask
     perturb = value & _ALL_ONES
     while (found := hosts[slot]) is not None:
-        if found._value == value:
+        if found == value:  # both ints: compared in C
             return found
         perturb >>= 5
         slot = (5 * slot + 1 + perturb) & mask
@@ -245,7 +260,7 @@ def _slot(hosts: list[HostPrefix | None], value: int) -> int:
     slot = value & mask
     perturb = value & _ALL_ONES  # an invalid value (negative) probes too, then fails
     while (found := hosts[slot]) is not None:
-        if found._value == value:
+        if found == value:
             return slot
         perturb >>= 5
         slot = (5 * slot + 1 + perturb) & mask
@@ -265,7 +280,7 @@ def sweep() -> int:
     hosts: list[HostPrefix | None] = [None] * size
     for prefix in kept:
         assert prefix is not None
-        hosts[_slot(hosts, prefix._value)] = prefix
+        hosts[_slot(hosts, prefix)] = prefix
     _hosts, _filled = hosts, len(kept)
     return len(old) - old.count(None) - len(kept)
 

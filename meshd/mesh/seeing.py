@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from meshd.addressing import HostPrefix, host_int
+from meshd.addressing import HostPrefix
 from meshd.wg.model import IPAddress, PeerStatus, format_endpoint, parse_endpoint
 
 #: Seconds a handshake counts as fresh: WireGuard rejects a session older than 180 s
@@ -84,7 +84,7 @@ class Owners:
                     table = tables[network.version, network.prefixlen] = {}
                 # The first peer that holds a prefix keeps it (as a pass over them did).
                 value = (
-                    host_int(network)  # an interned /128: its int, no address made
+                    int(network)  # an interned /128 is its int: a plain copy, no address made
                     if isinstance(network, HostPrefix)
                     else int(network.network_address)
                 )

@@ -68,11 +68,14 @@ def test_link_local_prefix_is_the_interned_128() -> None:
 
 
 def test_link_local_address_is_made_from_the_interned_128s_own_int() -> None:
-    """A member's link-local address is made when asked from the int its interned /128
-    keeps (the /128 keeps no address object), not from a new int each time."""
+    """A member's link-local address is made when asked from its interned /128, which is
+    that address's int (and keeps no address object); the address holds a plain int of the
+    same value, which ``int(address)`` returns as it is."""
     key = key_from_base64("buxfBfaNZI8UFT0cB1aj9YanhbLfxlTfd/hH3DrGaFA=")
     prefix = link_local_prefix(key)
     address = link_local_from_wg_key(bytes(key))
     assert address == prefix.network_address
-    assert address._ip is prefix._value  # type: ignore[attr-defined]
+    assert address._ip == prefix  # type: ignore[attr-defined]
+    assert type(address._ip) is int  # type: ignore[attr-defined]
+    assert int(address) is address._ip  # type: ignore[attr-defined]
     assert link_local_from_wg_key(key) == address
