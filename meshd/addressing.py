@@ -60,8 +60,9 @@ class HostPrefix(int, ipaddress.IPv6Network):
     equality and order with networks are the standard ones. What ``int`` would change of a
     network is the network's again: its hash, its text, truth (``::/128`` is true),
     ``format`` with a spec (refused), pickling (by value, interned again). A network is never
-    compared with an int, nor given to JSON or msgpack, by meshd (a standard network would
-    be refused there; this one would be written as its int)."""
+    compared with an int, nor given to msgpack, by meshd; the control socket's answers and
+    the JSON log lines write any address or network as its text (JSON itself would write
+    this one as its int)."""
 
     __slots__ = ()
     netmask = _NETMASK_128

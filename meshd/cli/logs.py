@@ -71,6 +71,9 @@ def summary(error: BaseException) -> str:
     return text if len(text) <= MAX_SUMMARY else text[: MAX_SUMMARY - 3] + "..."
 
 
+_JSON_TYPES: Final = frozenset({str, int, float, bool, type(None), list, tuple, dict})
+
+
 def fields(record: logging.LogRecord) -> dict[str, Any]:
     """What the record carries besides the standard attributes: its ``extra`` fields."""
     return {
@@ -111,7 +114,9 @@ class LineFormatter(logging.Formatter):
             "message": message,
         }
         for key, value in fields(record).items():
-            event.setdefault(key, value)
+            # A field of any other type is its text (``default``), an int's subclass too (an
+            # interned /128 is one: JSON would write its address as a number).
+            event.setdefault(key, value if type(value) in _JSON_TYPES else str(value))
         if error is not None:
             event["error"] = summary(error)
         if trace:

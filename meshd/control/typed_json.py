@@ -13,6 +13,7 @@ ignored; a missing key or a value of the wrong type is a DecodeError.
 
 from __future__ import annotations
 
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -40,7 +41,24 @@ def to_json(value: Any) -> Any:
         return [to_json(v) for v in value]
     if isinstance(value, dict):
         return {str(k): to_json(v) for k, v in value.items()}
+    if type(value) not in _PLAIN and _is_address(value):
+        # An address or network is its text on the wire, whatever it is besides: an interned
+        # /128 is also an int (meshd.addressing), which JSON would write as a number.
+        return str(value)
     return value
+
+
+def _is_address(value: Any) -> bool:
+    """Whether ``value`` is an IP address or network (none can be while ``ipaddress`` is not
+    imported: the command line's quick path does not import it for this)."""
+    ipaddress = sys.modules.get("ipaddress")
+    return ipaddress is not None and isinstance(
+        value,
+        ipaddress.IPv4Address
+        | ipaddress.IPv6Address
+        | ipaddress.IPv4Network
+        | ipaddress.IPv6Network,
+    )
 
 
 _PLAIN = frozenset({str, int, float, bool})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import logging
 import os
@@ -65,6 +66,21 @@ def test_json_is_one_object_per_line() -> None:
     assert events[0]["time"].endswith("Z")
     assert events[1]["error"] == "ValueError: bad thing | second line"
     assert "traceback" not in events[1]
+
+
+def test_json_writes_an_address_field_as_its_text_also_an_interned_one() -> None:
+    """An interned /128 is also an int (meshd.addressing): a field holding one is its text,
+    as a standard network's is, not a number."""
+    from meshd.addressing import host_prefix_of
+
+    out, _ = log_lines("info", "json")
+    value = int(ipaddress.IPv6Address("fd00::7"))
+    log = logging.getLogger("meshd.daemon.test")
+    extra = {"interned": host_prefix_of(value), "standard": ipaddress.ip_network("fd00::7/128")}
+    log.info("routes", extra={**extra, "pair": (1, 2), "n": 3})
+    [event] = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert event["interned"] == event["standard"] == "fd00::7/128"
+    assert (event["pair"], event["n"]) == ([1, 2], 3)
 
 
 def test_tracebacks_only_at_debug() -> None:

@@ -168,3 +168,30 @@ def test_wire_types_are_frozen_records_of_their_fields() -> None:
     assert row_fields[-1] == "routed"
     assert c.RoutesAnswer(router_id="r", routes=(), neighbours=()).seqno is None
     assert [f.name for f in fields(c.StatusRequest)] == []  # `command` is a class variable
+
+
+def test_an_address_is_its_text_on_the_wire_also_an_interned_one() -> None:
+    """An interned /128 is also an int (meshd.addressing): in an answer's free-form part (a
+    status's ``wireguard``) it goes on the wire as its text, as a standard network does,
+    never as a number."""
+    import ipaddress
+    import json
+
+    from meshd.addressing import host_prefix_of
+    from meshd.control.protocol import Response, encode_response
+
+    value = int(ipaddress.IPv6Address("fd00::7"))
+    answer = {
+        "interned": host_prefix_of(value),
+        "standard": ipaddress.ip_network("fd00::7/128"),
+        "address": ipaddress.ip_address("fd00::7"),
+        "count": 3,
+    }
+    line = encode_response(Response(result=to_json(answer)))
+    sent = json.loads(line)["result"]
+    assert sent == {
+        "interned": "fd00::7/128",
+        "standard": "fd00::7/128",
+        "address": "fd00::7",
+        "count": 3,
+    }
