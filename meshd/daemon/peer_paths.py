@@ -126,6 +126,7 @@ class PeerPaths:
         self._wall = math.nan
         self._since = math.nan
         self._members: tuple[tuple[object, ...], Mapping[WgKey, Member]] | None = None
+        self._underlay: object = None  # our underlay the paths rank their candidates under
 
     def members(self, members: Iterable[Member]) -> Mapping[WgKey, Member]:
         """The members programmed as peers (:func:`meshd.mesh.desired.peer_members`) of a
@@ -138,6 +139,18 @@ class PeerPaths:
             chosen = peer_members(members, own_node_key=source[1], own_wg_key=source[2])
             self._members = cached = (source, chosen)
         return cached[1]
+
+    def follow_underlay(self, now: float) -> None:
+        """Our underlay changed (another network, an address gained or lost): every path
+        ranks its candidates under the new one, as a path made now does (a laptop that
+        joined a LAN tries the members on it first), and one without a direct path tries
+        them again now."""
+        underlay = self.mesh.underlay
+        if underlay is self._underlay:
+            return
+        self._underlay = underlay
+        for peer in self.peers.values():
+            peer.set_underlay(underlay.families, underlay.networks, now)
 
     def peer(self, member: Member, wg_key: bytes, now: float) -> _Peer:
         peer = self.peers.get(member.node_key)

@@ -311,6 +311,36 @@ class DirectPath:
             punched = now - at < self._settings.punch_interval
             self._start_round(now, hints if punched else (), failed=0)
 
+    def set_underlay(
+        self,
+        families: frozenset[int],
+        networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
+        now: float,
+    ) -> None:
+        """Our own address families or attached networks changed (another network, an
+        address gained or lost): the candidates ranked under them (a peer on the network we
+        joined first), and without a direct path tried again now. A direct path stays: if
+        the change broke it, its silence says so."""
+        old = self._settings
+        families, networks = frozenset(families), tuple(networks)
+        if (old.families, old.networks) == (families, networks):
+            return
+        settings = shared_settings(
+            families,
+            networks,
+            old.overlay,
+            old.attempt,
+            old.stale_after,
+            old.retry_base,
+            old.retry_max,
+            old.punch_interval,
+        )
+        self._common = common(settings, self._side)
+        self._ranked = self._ordered(listed(self._ranked))
+        self._hopeless = -1
+        if self._rounds is not None:
+            self._start_round(now, (), failed=0)
+
     def punch(self, now: float, hints: Iterable[object] = ()) -> Reason | Literal["busy"] | None:
         """A punch request: the peer is sending to us now. Start a round (with up to
         ``MAX_HINTS`` valid hints) unless one started less than ``punch_interval`` ago or a

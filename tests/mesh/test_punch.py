@@ -333,3 +333,34 @@ def test_a_few_path_changes_are_each_named_and_many_are_counted_in_one_line() ->
         "412 more members: 402 direct, 10 trying (each at DEBUG; every path in `meshd peers`)",
     ]
     assert debug == [line for _, line in many[punch.NAMED :]]
+
+
+def test_a_new_underlay_ranks_the_candidates_again_and_a_round_starts_over() -> None:
+    """Our side moved to the peer's LAN (a laptop joined another network): its local
+    candidate on that network is tried first from now on, as a path made now tries it,
+    not last as a private address elsewhere."""
+    p = path(REFLEXIVE, LAN)
+    p.update(0.0, None, None)
+    assert p.update(5.5, None, None).endpoint == "192.168.1.7:51820"  # the first failed
+    p.update(11.0, None, None)  # both failed: relayed, the next round later
+    lan = ipaddress.ip_network("192.168.1.0/24")
+    p.set_underlay(frozenset({4}), [lan], 12.0)
+    made_now = path(REFLEXIVE, LAN, now=12.0, networks=[lan])
+    assert p.candidates == made_now.candidates
+    assert p.candidates[0] == LAN
+    a = p.update(12.0, None, None)
+    assert (a.path, a.endpoint, a.kick) == ("trying", "192.168.1.7:51820", True)
+    # The same underlay again changes nothing: the round goes on.
+    p.set_underlay(frozenset({4}), (lan,), 13.0)
+    assert p.update(13.0, None, None).kick is False
+
+
+def test_a_new_underlay_leaves_a_direct_path_as_it_is() -> None:
+    p = path(REFLEXIVE, LAN)
+    p.update(0.0, None, None)
+    a = p.update(1.5, 1.2, "93.184.216.99:40000")
+    assert a.path == "direct"
+    p.set_underlay(frozenset({4, 6}), [ipaddress.ip_network("192.168.1.0/24")], 2.0)
+    a = p.update(2.0, 1.2, "93.184.216.99:40000")
+    assert (a.path, a.endpoint, a.kick) == ("direct", "93.184.216.99:40000", False)
+    assert p.candidates[0] == LAN  # ranked for the next time it is lost
