@@ -319,8 +319,11 @@ class DirectPath:
     ) -> None:
         """Our own address families or attached networks changed (another network, an
         address gained or lost): the candidates ranked under them (a peer on the network we
-        joined first), and without a direct path tried again now. A direct path stays: if
-        the change broke it, its silence says so."""
+        joined first). Without a direct path, a round starts now only if the first to try
+        is now an address on a network we are attached to (the peer is on our LAN): a
+        flapping link restarts the rounds of the members on its LANs, not of every member,
+        whose rounds keep their spacing. A direct path stays: if the change broke it, its
+        silence says so."""
         old = self._settings
         families, networks = frozenset(families), tuple(networks)
         if (old.families, old.networks) == (families, networks):
@@ -336,9 +339,19 @@ class DirectPath:
             old.punch_interval,
         )
         self._common = common(settings, self._side)
-        self._ranked = self._ordered(listed(self._ranked))
+        before = self._ranked
+        self._ranked = ranked = self._ordered(listed(before))
         self._hopeless = -1
-        if self._rounds is not None:
+        first = next(iter(listed(ranked)), None)
+        if (
+            self._rounds is not None
+            and first is not None
+            and first != next(iter(listed(before)), None)
+            and first.kind == "local"
+            and any(
+                first.address in net for net in networks if net.version == first.address.version
+            )
+        ):
             self._start_round(now, (), failed=0)
 
     def punch(self, now: float, hints: Iterable[object] = ()) -> Reason | Literal["busy"] | None:

@@ -364,3 +364,18 @@ def test_a_new_underlay_leaves_a_direct_path_as_it_is() -> None:
     a = p.update(2.0, 1.2, "93.184.216.99:40000")
     assert (a.path, a.endpoint, a.kick) == ("direct", "93.184.216.99:40000", False)
     assert p.candidates[0] == LAN  # ranked for the next time it is lost
+
+
+def test_a_new_underlay_that_brings_no_lan_address_first_keeps_the_rounds_spacing() -> None:
+    """A link that flaps restarts no round of a member not on the LANs it brings: its
+    candidates are ranked anew, its next round comes when it was due."""
+    p = path(REFLEXIVE, LAN)
+    p.update(0.0, None, None)
+    p.update(5.5, None, None)
+    relayed = p.update(11.0, None, None)  # both failed: on the relay until its next round
+    assert relayed.path == "relay"
+    for n, nets in enumerate([[ipaddress.ip_network("10.9.0.0/16")], [], [], []]):
+        p.set_underlay(frozenset({4, 6}) if n % 2 else frozenset({4}), nets, 12.0 + n)
+        a = p.update(12.0 + n, None, None)
+        assert (a.path, a.kick) == ("relay", False)
+    assert a.next_check == relayed.next_check
