@@ -140,16 +140,18 @@ class PeerPaths:
             self._members = cached = (source, chosen)
         return cached[1]
 
-    def follow_underlay(self, now: float) -> None:
+    async def follow_underlay(self, now: float, chunk: int) -> None:
         """Our underlay changed (another network, an address gained or lost): every path
         ranks its candidates under the new one, as a path made now does (a laptop that
-        joined a LAN tries the members on it first), and one without a direct path tries
-        them again now."""
+        joined a LAN tries the members on it first; :meth:`DirectPath.set_underlay`), a
+        checkpoint every ``chunk`` paths (~0.2 s for 10,000)."""
         underlay = self.mesh.underlay
         if underlay is self._underlay:
             return
         self._underlay = underlay
-        for peer in self.peers.values():
+        for n, peer in enumerate(list(self.peers.values())):
+            if n and n % chunk == 0:
+                await trio.lowlevel.checkpoint()
             peer.set_underlay(underlay.families, underlay.networks, now)
 
     def peer(self, member: Member, wg_key: bytes, now: float) -> _Peer:

@@ -245,7 +245,7 @@ class Punching:
         hellos = self.hellos
         side = self.peer_paths.side  # what every path knows of our side, set once
         side.behind_nat, side.symmetric, side.public = behind, symmetric, public
-        self.peer_paths.follow_underlay(now)
+        await self.peer_paths.follow_underlay(now, CHUNK)
         for n, (wg_key, member) in enumerate(members.items()):
             if n and n % CHUNK == 0:
                 await trio.lowlevel.checkpoint()
