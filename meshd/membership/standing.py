@@ -253,7 +253,11 @@ class Standing(SponsorGraph):
 
     def root_bound(self, node: bytes) -> bool:
         """Whether the member's end is its root's: all it holds would last longer but for
-        the overlap of the (retiring) root it is anchored to."""
+        the overlap of the (retiring) root it is anchored to. None is before any rollover
+        (every credential chains to the first root, which never ends): not worked out then,
+        for each member of ``meshd peers``."""
+        if self.roots is None or not len(self.roots):
+            return False
         entries = self._held(node)
         end = max((self.end(c) for c in entries), default=0)
         return end < max(
