@@ -39,8 +39,9 @@ may be given the endpoint our WireGuard last saw the peer at before the restart
 (``kept``, :mod:`meshd.mesh.remembered`): its first round tries that one first. Time is
 passed in. What every path shares, how a path holds its candidates (one as itself, one
 announced local address as its text, announced ones as their texts and kinds), what it
-seldom sets and where it stands in its rounds: :mod:`meshd.mesh.punch_parts`. See
-docs/nat.md.
+seldom sets and where it stands in its rounds: :mod:`meshd.mesh.punch_parts`; what moves it
+from outside its clock (new candidates, our new underlay, a punch request, a silent direct
+path): :mod:`meshd.mesh.punch_inputs`. See docs/nat.md.
 """
 
 from __future__ import annotations
@@ -49,9 +50,10 @@ import ipaddress
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar
 
-from meshd.mesh.candidates import Candidate, Reason, check_endpoint, rank_for_us
+from meshd.mesh.candidates import Candidate, check_endpoint, rank_for_us
+from meshd.mesh.punch_inputs import PathInputs
 from meshd.mesh.punch_parts import (
     HOWS,
     NEVER,
@@ -94,10 +96,8 @@ STALE_AFTER = 195.0
 #: After a failed round, the next one after this, doubling per failed round, up to the cap.
 RETRY_BASE = 30.0
 RETRY_MAX = 300.0
-#: Punch requests start a round at most this often, and not while a handshake is this fresh.
+#: Punch requests start a round at most this often (meshd.mesh.punch_inputs).
 PUNCH_INTERVAL = 10.0
-PUNCH_FRESH = 15.0
-MAX_HINTS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +120,7 @@ class Action:
     next_check: float
 
 
-class DirectPath:
+class DirectPath(PathInputs):
     """One peer's direct path; see the module documentation."""
 
     # A service holds one per peer (10,000 of them): no __dict__, what every path is made
@@ -138,10 +138,6 @@ class DirectPath:
     _RARE: ClassVar[Rare] = Rare.DEFAULT
     _rare: Rare
     _lost_at: RareField[float] = RareField()
-    _punched: RareField[tuple[float, tuple[Candidate, ...]]] = RareField()
-    #: Whether the path is hopeless (bit 0), and for which of our sides (symmetric,
-    #: public: 0-3, the bits above); -1 not worked out since the candidates changed.
-    _hopeless = Bits(4, 4, offset=1)
     #: The caller judges whether the direct path works (no Babel Hellos on it:
     #: :mod:`meshd.mesh.liveness_probe`), and calls :meth:`lost`: an idle session that
     #: WireGuard let expire (nothing to send, no keepalive) does not lose it.
@@ -296,96 +292,6 @@ class DirectPath:
         """The endpoint of the working direct path, when there is one (while direct, every
         action shows it: :meth:`update`)."""
         return self._shown if self._rounds is None else None
-
-    def set_candidates(self, candidates: Iterable[Candidate], now: float) -> None:
-        """The peer announced (possibly) new candidates: without a direct path, try them now
-        (with the hints of a punch request less than ``punch_interval`` ago)."""
-        ranked = self._rank(candidates)
-        if ranked == self._ranked:
-            return
-        self._ranked = ranked
-        self._hopeless = -1
-        if self._rounds is not None:  # not direct: its rounds start again, none failed
-            # A punch's hints stay for its round: the peer is sending to us now.
-            at, hints = self._punched
-            punched = now - at < self._settings.punch_interval
-            self._start_round(now, hints if punched else (), failed=0)
-
-    def set_underlay(
-        self,
-        families: frozenset[int],
-        networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
-        now: float,
-    ) -> None:
-        """Our own address families or attached networks changed (another network, an
-        address gained or lost): the candidates ranked under them (a peer on the network we
-        joined first). Without a direct path, a round starts now only if the first to try
-        is now an address on a network we are attached to (the peer is on our LAN): a
-        flapping link restarts the rounds of the members on its LANs, not of every member,
-        whose rounds keep their spacing. A direct path stays: if the change broke it, its
-        silence says so."""
-        old = self._settings
-        families, networks = frozenset(families), tuple(networks)
-        if (old.families, old.networks) == (families, networks):
-            return
-        settings = shared_settings(
-            families,
-            networks,
-            old.overlay,
-            old.attempt,
-            old.stale_after,
-            old.retry_base,
-            old.retry_max,
-            old.punch_interval,
-        )
-        self._common = common(settings, self._side)
-        before = self._ranked
-        self._ranked = ranked = self._ordered(listed(before))
-        self._hopeless = -1
-        first = next(iter(listed(ranked)), None)
-        if (
-            self._rounds is not None
-            and first is not None
-            and first != next(iter(listed(before)), None)
-            and first.kind == "local"
-            and any(
-                first.address in net for net in networks if net.version == first.address.version
-            )
-        ):
-            self._start_round(now, (), failed=0)
-
-    def punch(self, now: float, hints: Iterable[object] = ()) -> Reason | Literal["busy"] | None:
-        """A punch request: the peer is sending to us now. Start a round (with up to
-        ``MAX_HINTS`` valid hints) unless one started less than ``punch_interval`` ago or a
-        direct handshake is fresh. None if started, else why not (for counting)."""
-        if now - self._punched[0] < self._settings.punch_interval:
-            return "busy"
-        hs = self._last_handshake
-        if self._rounds is None and hs is not None and 0 <= now - hs <= PUNCH_FRESH:
-            return "busy"
-        taken: list[Candidate] = []
-        refused: Reason | None = None
-        for n, text in enumerate(hints):
-            if n >= MAX_HINTS:
-                refused = "oversized"
-                break
-            checked = check_endpoint(text, self._settings.overlay)
-            if isinstance(checked, str):
-                refused = checked
-                continue
-            taken.append(Candidate("hint", *checked))
-        self._punched = (now, self._punched[1])
-        self._start_round(now, taken, failed=0)
-        return refused
-
-    def lost(self, now: float) -> bool:
-        """The caller saw a direct path fall silent (no packet from the peer for longer
-        than its keepalives allow, while WireGuard's handshake is not stale yet: a NAT
-        mapping changed). Start a round now; False if the path is not direct."""
-        if self._rounds is not None:
-            return False
-        self._start_round(now, ())
-        return True
 
     def _start_round(
         self,
