@@ -44,11 +44,14 @@ def settle(t: MembershipTables, change: Change, now: int, merge_waiting: MergeWa
 
 def due_nodes(t: MembershipTables, now: int, every: bool = False) -> Iterable[bytes]:
     """Whom a tick at ``now`` judges: every member once the earliest moment a member judged
-    admitted may stop being so has come (or with ``every``); before it, only those heard
-    from while not admitted. Every other change of state comes with a record, judged as it
-    is merged, or with our own link coming back (``reconnected``: every member, next)."""
+    admitted may stop being so has come (or with ``every``, or when the clock was set back
+    since the last tick: a member silent then may be within its limit now); before it, only
+    those heard from while not admitted. Every other change of state comes with a record,
+    judged as it is merged, or with our own link coming back (``reconnected``: every
+    member, next)."""
     recheck, t._recheck = t._recheck, set()
-    if every or now >= t._next_due:
+    stepped_back, t._ticked = now < t._ticked, now  # the clock set back: all judged again
+    if every or now >= t._next_due or stepped_back:
         t._next_due = U64  # worked out again by the judging that follows
         return list(t._standing.nodes())
     return recheck

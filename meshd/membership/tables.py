@@ -110,6 +110,7 @@ class MembershipTables:
         # tick judges everyone.
         self._next_due = 0
         self._recheck: set[bytes] = set()
+        self._ticked = 0  # the last tick's moment
 
     # --- the record set -----------------------------------------------------------------
 

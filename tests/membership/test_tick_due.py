@@ -170,3 +170,19 @@ def test_a_member_heard_from_after_its_silence_limit_is_back_at_the_next_tick() 
     assert (type(event).__name__, event.member.node_key) == ("Admitted", nodes[1].key.public)
     [event] = state.tick(back + TTL + 1)  # and silent again on time
     assert (type(event).__name__, event.member.reason) == ("Expired", "silent")
+
+
+def test_a_clock_set_back_judges_every_member_again() -> None:
+    """The wall clock stepped back (a correction): members expired by silence at the later
+    time may be within their limit at the earlier one, and a tick says so at once, as
+    judging everyone does."""
+    net = Net()
+    nodes = [_member(net, f"m{i}", NOW + 30 * DAY) for i in range(3)]
+    every, due = net.state(announce_ttl=TTL), net.state(announce_ttl=TTL)
+    for state in (every, due):
+        for node in nodes:
+            state.ingest(node.credential, NOW)
+    for moment in (NOW + 10, NOW + 2 * TTL, NOW + 20):  # the last: set back
+        assert _seen(due.tick(moment)) == _seen(every.tick(moment, every=True))
+    assert [m.state for m in due.members(NOW + 20)] == [m.state for m in every.members(NOW + 20)]
+    assert len(every.tick(NOW + 21, every=True)) == 0
