@@ -40,14 +40,7 @@ def build_store_in(
 ) -> dict[str, float]:
     """:func:`build_store`, run by the tree at ``root`` (a tree from before ``--joined``
     builds certified members only)."""
-    done = subprocess.run(
-        [PYTHON, "-c", BUILD, str(state_dir), str(members), joined],
-        cwd=root,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    built: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    built: dict[str, float] = run_script_in(root, BUILD, str(state_dir), str(members), joined)
     return built
 
 

@@ -88,7 +88,9 @@ class Net:
         )
         return Issuer(key, cert)
 
-    def founder(self, name: str = "founder", issuer: Issuer | None = None) -> Node:
+    def founder(
+        self, name: str = "founder", issuer: Issuer | None = None, not_after: int = T0 + 365 * DAY
+    ) -> Node:
         issuer = issuer or self.issuer
         key, wg = SigningKey.generate(), WireGuardKey.generate()
         cert = make_certificate(
@@ -98,7 +100,7 @@ class Net:
             role=Role.MEMBER,
             serial=os.urandom(16),
             not_before=T0,
-            not_after=T0 + 365 * DAY,
+            not_after=not_after,
             name=name,
             wg_key=wg.public,
             chain=issuer.chain,

@@ -6,7 +6,6 @@ renewals, revocations, our own link cut off and back."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from hypothesis import given, settings
@@ -14,8 +13,7 @@ from hypothesis import strategies as st
 
 from meshd.membership import Membership
 from meshd.membership.views import Event
-from meshd.records import Role, make_certificate, make_renewal
-from meshd.trust.keys import SigningKey, WireGuardKey
+from meshd.records import make_renewal
 from tests.factory import DAY, T0, Net, Node
 
 NOW = T0 + 100
@@ -24,19 +22,7 @@ MEMBERS = 4
 
 
 def _member(net: Net, name: str, not_after: int) -> Node:
-    key, wg = SigningKey.generate(), WireGuardKey.generate()
-    cert = make_certificate(
-        net.root,
-        network_id=net.anchor.network_id,
-        subject=key.public,
-        role=Role.MEMBER,
-        serial=os.urandom(16),
-        not_before=T0,
-        not_after=not_after,
-        name=name,
-        wg_key=wg.public,
-    )
-    return Node(key, wg, name, cert)
+    return net.founder(name, not_after=not_after)
 
 
 def _seen(events: tuple[Event, ...]) -> list[tuple[Any, ...]]:

@@ -189,13 +189,23 @@ def test_many_peers_due_together_are_each_recreated_once_in_one_pass() -> None:
     assert high_side.deadline() is None
 
 
+def _thousand_peers() -> tuple[
+    list[WgKey], dict[WgKey, tuple[ipaddress.IPv6Network, ...]], dict[WgKey, PeerConfig]
+]:
+    """A start's 1,000 peers (all on the high key's side): keys, /128s, desired configs."""
+    keys = [WgKey(bytes([1, i // 256, i % 256]) + b"\x00" * 29) for i in range(1000)]
+    nets: dict[WgKey, tuple[ipaddress.IPv6Network, ...]] = {
+        k: (ipaddress.IPv6Network(f"fd00::2:{i:x}/128"),) for i, k in enumerate(keys)
+    }
+    want = {k: PeerConfig(k, f"192.0.2.2:{1000 + i}", nets[k], 25) for i, k in enumerate(keys)}
+    return keys, nets, want
+
+
 def test_peers_held_back_in_one_round_share_one_deadline_object() -> None:
     # At a start from the store every member's peer waits: one deadline object for the
     # round's peers, not a float each (24 bytes a member).
     high_side = FirstHandshakes(HIGH)
-    keys = [WgKey(bytes([1, i // 256, i % 256]) + b"\x00" * 29) for i in range(1000)]
-    nets = {k: (ipaddress.ip_network(f"fd00::2:{i:x}/128"),) for i, k in enumerate(keys)}
-    want = {k: PeerConfig(k, f"192.0.2.2:{1000 + i}", nets[k], 25) for i, k in enumerate(keys)}
+    keys, nets, want = _thousand_peers()
     empty = DeviceState(peers=())
     high_side.ops(plan(want, empty), want, empty, 0.5)
     device = DeviceState(peers=tuple(PeerStatus(PeerConfig(k, None, nets[k], 25)) for k in keys))
@@ -211,9 +221,7 @@ def test_the_table_of_waiting_peers_is_made_again_once_they_are_recreated() -> N
     # table does not keep the size it had for all of them (~15-30 bytes a member at 10,000
     # until the next round, which is ~10 s away there).
     high_side = FirstHandshakes(HIGH)
-    keys = [WgKey(bytes([1, i // 256, i % 256]) + b"\x00" * 29) for i in range(1000)]
-    nets = {k: (ipaddress.ip_network(f"fd00::2:{i:x}/128"),) for i, k in enumerate(keys)}
-    want = {k: PeerConfig(k, f"192.0.2.2:{1000 + i}", nets[k], 25) for i, k in enumerate(keys)}
+    keys, _, want = _thousand_peers()
     empty = DeviceState(peers=())
     high_side.ops(plan(want, empty), want, empty, 0.0)
     assert len(high_side._waiting) == len(keys)
