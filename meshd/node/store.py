@@ -338,6 +338,9 @@ class Store:
                     [(self._seal(raw), node, rid) for rid, raw, node in kept if node is not None],
                 )
         loaded = sum(batch.new for batch in batches)
+        # The load read every row once: SQLite's cache gives those pages back (a write reads
+        # the few it needs again, from the system's file cache).
+        self._db.execute("PRAGMA shrink_memory")
         return LoadReport(loaded, len(gone), state.pending_count, len(unsealed))
 
     # --- what this node issued ------------------------------------------------------------

@@ -56,7 +56,9 @@ def test_loading_a_store_leaves_no_copy_of_it_in_sqlite_memory(tmp_path: Path) -
         held = _sqlite_memory_used() - before
     finally:
         node.store.close()
-    assert held < 512 * 1024, f"SQLite holds {held} bytes after the load"
+    # Nor the pages the load read into the 128 KiB it is left (~125 KiB of them, whatever
+    # the size): given back once the load is done.
+    assert held < 64 * 1024, f"SQLite holds {held} bytes after the load"
 
 
 def test_repeated_runs_keep_the_one_of_median_rss() -> None:
