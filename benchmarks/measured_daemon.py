@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -204,12 +204,14 @@ def run_daemon(
     trace: bool = False,
     trim: bool = False,
     allocators: bool = False,
+    timeline: Sequence[float] = (),
 ) -> dict[str, Any]:
-    """Start ``meshd up``, wait until it is up plus ``settle`` s, read its RSS, stop it."""
+    """Start ``meshd up``, wait until it is up plus ``settle`` s, read its RSS, stop it;
+    ``timeline``: also its RSS and allocators' counts that many seconds after it was up."""
     command = up_command(PYTHON, netns, state_dir, backend, ifname, 40000 + os.getpid() % 20000)
     log_path = state_dir.parent / f"{state_dir.name}.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    if trace or trim or allocators:
+    if trace or trim or allocators or timeline:
         site = state_dir.parent / "site"
         site.mkdir(exist_ok=True)
         (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
@@ -219,7 +221,7 @@ def run_daemon(
         env["MESHD_MEMORY_TRACE"] = str(state_dir.parent / f"{state_dir.name}.trace")
     if trim:
         env["MESHD_MEMORY_TRIM"] = "1"
-    if allocators:
+    if allocators or timeline:
         env["MESHD_MEMORY_ALLOCATORS"] = str(state_dir.parent / f"{state_dir.name}.allocators")
     with open(log_path, "wb") as log_file:
         spawned = time.time()
@@ -237,7 +239,15 @@ def run_daemon(
             up = next((ln for ln in log_path.read_text().splitlines() if READY in ln), None)
             time.sleep(0.05)
         ready = time.monotonic()
-        time.sleep(settle)
+        moments = []
+        for at in sorted(timeline):
+            time.sleep(max(0.0, ready + at - time.monotonic()))
+            pid = daemon_pid(process.pid)
+            rss = rss_of(pid)["rss_mib"]
+            (state_dir.parent / f"{state_dir.name}.allocators").unlink(missing_ok=True)
+            counts = allocator_counts(pid, state_dir)
+            moments.append({"at": at, "rss_mib": rss, "allocators": counts})
+        time.sleep(max(0.0, ready + settle - time.monotonic()))
         pid = daemon_pid(process.pid)
         samples = []
         for _ in range(3):
@@ -264,7 +274,10 @@ def run_daemon(
         if trace:
             result["heap"] = heap_by_place(heap_snapshot(pid, state_dir))
         if allocators:
+            (state_dir.parent / f"{state_dir.name}.allocators").unlink(missing_ok=True)
             result["allocators"] = allocator_counts(pid, state_dir)
+        if moments:
+            result["timeline"] = moments
         return result
     finally:
         stop_with_wireguard(process, ifname)
@@ -333,6 +346,7 @@ def measure_size(
     trim: bool = False,
     joined: str = "certified",
     allocators: bool = False,
+    timeline: Sequence[float] = (),
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="meshd-memory-") as tmp:
         state_dir = Path(tmp) / f"n{members}"
@@ -343,6 +357,16 @@ def measure_size(
             if backend == "userspace":
                 netns = stack.enter_context(namespace(f"meshd-mem-{tag}-{members}"))
             run = run_daemon(
-                root, state_dir, backend, netns, ifname, settle, timeout, trace, trim, allocators
+                root,
+                state_dir,
+                backend,
+                netns,
+                ifname,
+                settle,
+                timeout,
+                trace,
+                trim,
+                allocators,
+                timeline,
             )
         return {"members": members, "store": build, **run}

@@ -42,6 +42,10 @@ start-up figure). Every process is stopped by PID and every namespace deleted at
     in use, in mmapped chunks, free; its anonymous RSS); the run prints their growth a
     member over the idle daemon: where RSS goes beyond the traced heap.
 
+(g) ``--timeline 1 3 5 10 20``: each daemon's RSS and allocators' counts (as ``--allocators``)
+    also that many seconds after it logged ``meshd up``: what the start holds for a moment
+    (Python's blocks in use) and what it leaves behind once freed (free blocks, unused pools).
+
 Results: printed, and saved to benchmarks/results/memory.json.
 """
 
@@ -214,6 +218,18 @@ def allocators_per_member(idle: dict[str, Any], row: dict[str, Any]) -> dict[str
     return {key: round((after[key] - before[key]) / n) for key in after if key != "arenas"}
 
 
+def print_moment(tree: str, members: int, moment: dict[str, Any]) -> None:
+    """One moment of ``--timeline``: RSS, and where it is, in MiB."""
+    counts = moment["allocators"]
+    mib = {key: value / 2**20 for key, value in counts.items()}
+    print(
+        f"{members} members ({tree}), {moment['at']:g} s after up: RSS {moment['rss_mib']:.1f}, "
+        f"Python's blocks {mib['allocated_blocks']:.1f} + free {mib['available_blocks']:.1f} "
+        f"+ unused pools {mib['unused_pools']:.1f}, C heap {mib['malloc_in_use']:.1f} "
+        f"+ mmapped {mib['malloc_mmapped']:.1f} + free {mib['malloc_free']:.1f}"
+    )
+
+
 def print_table(title: str, sizes: list[dict[str, Any]]) -> None:
     print(title)
     print("members   RSS MiB  peak MiB  KiB/member  up s  loaded s  programmed s  trimmed")
@@ -250,6 +266,14 @@ def main() -> int:
         "--trim", action="store_true", help="then malloc_trim(0) in the daemon, RSS again"
     )
     parser.add_argument(
+        "--timeline",
+        type=float,
+        nargs="*",
+        default=[],
+        help="seconds after `meshd up` at which each daemon's RSS and allocators' counts are "
+        "also read (what the start holds for a moment and leaves behind)",
+    )
+    parser.add_argument(
         "--allocators",
         action="store_true",
         help="the daemons' allocators' counts (Python's, the C heap's, RSS) per member: "
@@ -269,7 +293,7 @@ def main() -> int:
         help="another checkout whose daemons run too, each size right after this tree's",
     )
     args = parser.parse_args()
-    if args.allocators and args.trace:
+    if (args.allocators or args.timeline) and args.trace:
         parser.error("--allocators and --trace measure different daemons: choose one")
     backend = args.backend or ("userspace" if have_userspace() else "none")
     tag = f"{os.getpid() % 10000}"
@@ -310,6 +334,7 @@ def main() -> int:
                     args.trim,
                     args.joined,
                     args.allocators,
+                    args.timeline,
                 )
                 runs[root].append(row)
                 shown = {k: v for k, v in row.items() if k != "heap"}
@@ -359,6 +384,8 @@ def main() -> int:
         )
     for root, tree_rows in rows.items():
         for row in tree_rows[1:]:
+            for moment in row.get("timeline", ()):
+                print_moment(root.name, row["members"], moment)
             if "allocators_per_member" in row:
                 parts = ", ".join(f"{k} {v}" for k, v in row["allocators_per_member"].items())
                 print(f"allocators at {row['members']} ({root.name}), bytes a member: {parts}")
