@@ -43,6 +43,7 @@ import contextlib
 import ipaddress
 import logging
 import time
+from array import array
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
@@ -139,6 +140,7 @@ class WireGuardMesh:
         self._extra = ExtraPrefixes()
         self._hold: HoldDown | None = None
         self._first = FirstHandshakes(own_wg_key)
+        self._later = Keepalives()  # what the first round left to set right after it
         self._held: frozenset[WgKey] = frozenset()
         self._kept: set[tuple[WgKey, WgKey]] = set()
         self._desired = DesiredMesh()
@@ -219,6 +221,8 @@ class WireGuardMesh:
         ok = await self.reconcile()
         task_status.started()
         while True:
+            if ok and self._later.keys:  # what the first round left: right after it
+                ok = await self._set_keepalives()
             # The device read for itself at most every `interval`, further apart as it grows
             # (meshd.daemon.cost_pace): a new snapshot or a kick still runs a round at once.
             paced = spaced(self.interval, self.pass_cost) if ok else RETRY_AFTER_ERROR
@@ -304,7 +308,8 @@ class WireGuardMesh:
         )
         deferred = self.rounds == 0 and self.keepalive is not None
         if deferred:
-            ops = _keepalives_later(ops, actual)
+            self._later = Keepalives()  # a first round that failed noted its own
+            ops = _keepalives_later(ops, actual, self._later)
         self.pass_cost = read_took + trio.current_time() - read
         for chunk in set_chunks(ops):
             await self.backend.set(chunk)
@@ -317,12 +322,38 @@ class WireGuardMesh:
             return []
         log.info("WireGuard %s: %s", self.ifname, _described(ops))
         if deferred:
-            self.kick()  # the keepalives next, at once: they start the handshakes
-            return []
+            return []  # the keepalives next, at once (run): they start the handshakes
         if not self._poke:
             return []
         updates = (op for op in ops if isinstance(op, UpdatePeer) and op.endpoint is not None)
         return poke_targets(desired, self.overlay_prefix, updates)
+
+    async def _set_keepalives(self) -> bool:
+        """The keepalives the first round left out, right after it, in sets of
+        KEEPALIVE_CHUNK, each set's operations made as it goes: not a plan of every peer held,
+        with the device read it came from, for the seconds 10,000 keepalives take (~2 MiB at
+        10,000 members, freed after the start and left as free blocks in RSS). A set that fails
+        ends it (False, counted and logged as a round's): the next round's plan sets what is
+        still missing. Done, it counts as a round (the one that set them before)."""
+        later, self._later = self._later, Keepalives()
+        keys, seconds = later.keys, later.seconds
+        size = min(SET_CHUNK, KEEPALIVE_CHUNK)  # as set_chunks would cut them
+        for start in range(0, len(keys), size):
+            end = start + size
+            chunk: list[PeerOperation] = [
+                UpdatePeer.derived(key, update_only=True, persistent_keepalive=value)
+                for key, value in zip(keys[start:end], seconds[start:end], strict=True)
+            ]
+            try:
+                await self.backend.set(chunk)
+            except BackendError as exc:
+                self.errors += 1
+                self.last_error = str(exc)
+                log.warning("WireGuard %s: %s (reading the device again)", self.ifname, exc)
+                return False
+        self.rounds += 1  # the first round's second half: counted as the round it was
+        log.info("WireGuard %s: keepalives set on %d peers", self.ifname, len(keys))
+        return True
 
     def _hold_down(self, members: Sequence[Member], actual: DeviceState) -> frozenset[WgKey]:
         """The peers held on their own overlay /128 this round (none before Babel runs);
@@ -387,17 +418,33 @@ class WireGuardMesh:
         self._kept = kept
 
 
-def _keepalives_later(ops: Sequence[PeerOperation], actual: DeviceState) -> list[PeerOperation]:
-    """The first round's peers created without their keepalive: wireguard-go starts a
-    handshake the moment a peer gets one (~0.2 ms each, at 10,000 members seconds before the
-    last peer is in); the next round sets the keepalives, and those handshakes, at once."""
+class Keepalives:
+    """Keepalives left for later: each peer's key and its seconds, a list and an array (not
+    an operation or a tuple each)."""
+
+    __slots__ = ("keys", "seconds")
+
+    def __init__(self) -> None:
+        self.keys: list[bytes] = []
+        self.seconds = array("H")
+
+
+def _keepalives_later(
+    ops: Sequence[PeerOperation], actual: DeviceState, later: Keepalives
+) -> list[PeerOperation]:
+    """The first round's peers created without their keepalive, noted in ``later``:
+    wireguard-go starts a handshake the moment a peer gets one (~0.2 ms each, at 10,000
+    members seconds before the last peer is in); they are set, and those handshakes started,
+    right after the round (``WireGuardMesh._set_keepalives``)."""
     existing = {p.public_key for p in actual.peers}
-    return [
-        op.without_keepalive()  # the plan's own values: not checked again
-        if isinstance(op, UpdatePeer) and op.persistent_keepalive and op.public_key not in existing
-        else op
-        for op in ops
-    ]
+    out: list[PeerOperation] = []
+    for op in ops:
+        if isinstance(op, UpdatePeer) and op.persistent_keepalive and op.public_key not in existing:
+            later.keys.append(op.public_key)
+            later.seconds.append(op.persistent_keepalive)
+            op = op.without_keepalive()  # the plan's own values: not checked again
+        out.append(op)
+    return out
 
 
 def set_chunks(ops: Sequence[PeerOperation]) -> list[list[PeerOperation]]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from meshd.daemon.wireguard import _keepalives_later, set_chunks
+from meshd.daemon.wireguard import Keepalives, _keepalives_later, set_chunks
 from meshd.membership import Member, MemberState
 from meshd.mesh.desired import DesiredMesh, Underlay, choose_endpoint, desired_peers
 from meshd.mesh.paths import Path, with_paths
@@ -152,13 +152,18 @@ def test_the_first_rounds_operations_are_what_the_checking_constructors_make() -
                 allowed_ips=op.allowed_ips,
             )
             assert same_fields(op, again), op
-    later = _keepalives_later(ops, device)
+    noted = Keepalives()
+    later = _keepalives_later(ops, device, noted)
+    left: list[tuple[bytes, int]] = []
     for before, after in zip(ops, later, strict=True):
         if isinstance(before, UpdatePeer) and before.public_key not in {gone, members[5].wg_key}:
             expected = dataclasses.replace(before, persistent_keepalive=None)
             assert same_fields(after, expected)
+            assert before.persistent_keepalive
+            left.append((before.public_key, before.persistent_keepalive))
         else:
             assert after is before
+    assert list(zip(noted.keys, noted.seconds, strict=True)) == left
     assert sum(map(len, set_chunks(later))) == len(ops)
 
 
@@ -175,7 +180,7 @@ def test_the_desired_peers_are_checked_once(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(model, "parse_endpoint", counting)
     members, extra = every_kind()
     desired = desired_peers(members, own_node_key=ME, own_wg_key=MY_WG, extra_prefixes=extra)
-    ops = _keepalives_later(plan(desired.peers, DeviceState()), DeviceState())
+    ops = _keepalives_later(plan(desired.peers, DeviceState()), DeviceState(), Keepalives())
     assert len(ops) == len(desired.peers) > 30
     assert parsed == []
 
