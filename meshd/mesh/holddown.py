@@ -82,6 +82,7 @@ class HoldDown:
         # entry and a set's (~70 bytes a peer where every path works).
         self._present: tuple[WgKey, ...] = ()
         self._appeared: dict[WgKey, float] = {}
+        self._most = 0  # the most entries it held since it was last made
         self._held: frozenset[WgKey] = frozenset()
         self._waiting: frozenset[WgKey] = frozenset()  # held, no handshake yet
 
@@ -116,6 +117,14 @@ class HoldDown:
                 continue  # the direct attempt failed: the relay now
             else:
                 held.add(key)
+        if self._most and len(appearing) <= self._most // 4:
+            # A table keeps its size when entries leave it: one that held every peer at a
+            # start (~37 bytes a member at 1,000) is made again for the holds still in force
+            # once they are a quarter of the most it held (not copied every round).
+            self._appeared = dict(appearing)
+            self._most = len(appearing)
+        else:
+            self._most = max(self._most, len(appearing))
         self._present = tuple(peers)
         self._held = frozenset(held)
         self._waiting = frozenset(held - set(answered)) if answered is not None else frozenset()

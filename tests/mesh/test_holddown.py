@@ -7,6 +7,7 @@ that heard ``new`` first, so Babel here routes ``new``'s overlay /128 through ``
 from __future__ import annotations
 
 import ipaddress
+import sys
 from collections.abc import Collection
 
 import pytest
@@ -249,5 +250,6 @@ def test_a_peer_whose_hold_is_over_is_only_present() -> None:
     hold.update(0.0, keys, set(keys[:500]))
     hold.update(10.0, keys, set())  # the others' hold ended
     assert hold._appeared == {}
+    assert sys.getsizeof(hold._appeared) < 100  # its table kept its size: 36,952 bytes
     assert len(hold._present) == len(keys)
     assert hold.update(11.0, [*keys, WgKey(b"\xff" * 32)], set()) == {WgKey(b"\xff" * 32)}
