@@ -69,6 +69,9 @@ class ConnectionPolicy:
     _told: set[str] = field(default_factory=set)
     _dialling: set[bytes] = field(default_factory=set)
 
+    def __post_init__(self) -> None:
+        self.rejoin.dials = self.backoff  # one table of failed dials for both policies
+
     def connected(self, peer: str, now: float) -> None:
         self._first_seen.setdefault(peer, now)
 
@@ -172,12 +175,9 @@ class ConnectionPolicy:
         """A dial ended; the delay before the next one (0 when it connected)."""
         self._dialling.discard(key)
         if ok:
-            self.backoff.forget(key)
-            self.rejoin.forget(key)
+            self.backoff.forget(key)  # the rejoin policy's too: they share it
             return 0.0
-        jitter = 0.5 + self.random.random()
-        self.rejoin.failed(key, now, jitter)
-        return self.backoff.failed(key, addrs, now, jitter)
+        return self.backoff.failed(key, addrs, now, 0.5 + self.random.random())
 
     @property
     def dialling(self) -> int:

@@ -11,7 +11,9 @@ wait for others to find it. :class:`Rejoin` says whom it dials while it is isola
   behind them by its peer id (``/p2p/ID``): a public member is usually among them;
 
 each target after its own capped backoff: doubling from 1 s up to ``cap`` (a few seconds),
-times the jitter the caller passes, for as long as the node runs. At most ``limit`` dials
+times the jitter the caller passes, for as long as the node runs (read from the connection
+policy's table of failed dials, :class:`~meshd.gossip.backoff.DialBackoff`, which it shares:
+a target whose addresses changed starts again from 1 s). At most ``limit`` dials
 in flight (a large membership is worked through, the least tried first). Once a member is
 connected the ordinary policy (:class:`~meshd.daemon.connect_policy.ConnectionPolicy`,
 ``degree`` members, 60 s cap) takes over again; a success forgets the target's failures.
@@ -25,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from meshd.gossip.backoff import DialBackoff
 from meshd.membership import Member, MemberState
 
 #: Seconds between two dials of one target while isolated, at most (before jitter).
@@ -58,10 +61,10 @@ class Rejoin:
     cap: float = ISOLATED_CAP
     limit: int = ISOLATED_LIMIT
     bootstrap: dict[bytes, tuple[str, ...]] = field(default_factory=dict)
-    # A target's failed dials in one complex number: when it is due again (the real part)
-    # and how many failed (the imaginary part), both exact: 32 bytes for every member an
-    # isolated node has failed to dial, not an object and a float (72 bytes).
-    _failures: dict[bytes, complex] = field(default_factory=dict)
+    # The failed dials, each target's in one int: the connection policy's own table
+    # (ConnectionPolicy makes it share it), read with this policy's shorter waits; not a
+    # second table (~70 bytes for every member an isolated node has failed to dial).
+    dials: DialBackoff = field(default_factory=lambda: DialBackoff(ISOLATED_CAP))
 
     def __post_init__(self) -> None:
         if not self.cap > 0 or self.limit < 1:
@@ -103,7 +106,7 @@ class Rejoin:
     ) -> Iterator[tuple[int, bytes, int]]:
         """(failures, key, index in ``members``, -1 for a bootstrap key no member has) of
         every target due now that may have addresses, its addresses unread."""
-        failures = self._failures
+        isolated, cap = self.dials.isolated, self.cap
         bootstrap = self.bootstrap
         members_booted: set[bytes] = set()  # bootstrap keys of members (revoked ones too)
         for index, member in enumerate(members):
@@ -114,19 +117,15 @@ class Rejoin:
                 continue  # no address to dial
             if member.state is MemberState.REVOKED or key == own_key or key in skipped:
                 continue
-            failed = failures.get(key)
-            if failed is None:
-                yield 0, key, index
-            elif now >= failed.real:
-                yield int(failed.imag), key, index
+            failed = isolated(key, now, cap)
+            if failed >= 0:
+                yield failed, key, index
         for booted in bootstrap:
             if booted in members_booted or booted == own_key or booted in skipped:
                 continue
-            failed = failures.get(booted)
-            if failed is None:
-                yield 0, booted, -1
-            elif now >= failed.real:
-                yield int(failed.imag), booted, -1
+            failed = isolated(booted, now, cap)
+            if failed >= 0:
+                yield failed, booted, -1
 
     def _addrs(self, key: bytes, member: Member | None) -> tuple[str, ...]:
         """What ``key`` is dialled at: its announced addresses (read from the bytes), then
@@ -142,16 +141,14 @@ class Rejoin:
                 found.append(addr)
         return tuple(found)
 
-    def failed(self, key: bytes, now: float, jitter: float) -> float:
-        """A dial of ``key`` failed: the delay before the next one."""
-        before = self._failures.get(key)
-        count = int(before.imag) + 1 if before is not None else 1
-        delay = min(self.cap, 2.0 ** min(count - 1, 16)) * jitter
-        self._failures[key] = complex(now + delay, count)
-        return delay
+    def failed(self, key: bytes, now: float, jitter: float, addrs: tuple[str, ...] = ()) -> float:
+        """A dial of ``key`` (at ``addrs``) failed: the delay before the next one while
+        isolated (the table's own, :meth:`DialBackoff.failed`, is the connected node's)."""
+        self.dials.failed(key, addrs, now, jitter)
+        return self.dials.isolated_wait(key, self.cap)
 
     def forget(self, key: bytes) -> None:
-        self._failures.pop(key, None)
+        self.dials.forget(key)
 
     def __len__(self) -> int:
-        return len(self._failures)
+        return len(self.dials)

@@ -50,10 +50,10 @@ def _old_targets(
     for key, found in addrs.items():
         if key == own_key or key in revoked or key in skipped or not found:
             continue
-        failures = rejoin._failures.get(key)  # (next_try, count) as a complex since
-        if failures is not None and now < failures.real:
+        failures = rejoin.dials.isolated(key, now, rejoin.cap)  # its own table, since
+        if failures < 0:
             continue
-        due.append((int(failures.imag) if failures else 0, key, tuple(found)))
+        due.append((failures, key, tuple(found)))
     due.sort(key=lambda d: (d[0], d[1]))
     budget = max(0, rejoin.limit - len(skipped))
     return [(key, found) for _, key, found in due[:budget]]

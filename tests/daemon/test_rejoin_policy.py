@@ -190,20 +190,43 @@ def test_peer_ids_round_trip(key: bytes) -> None:
 
 
 def test_what_an_isolated_node_keeps_of_a_member_it_failed_to_dial_is_one_number() -> None:
-    # Isolated long enough, it has failed to dial every member: ~109 bytes each at 1,000
-    # with an object and a float per member, 69 with one complex number (the table's entry
-    # is ~37 of them).
-    rejoin = Rejoin()
+    # Isolated long enough, it has failed to dial every member: the connection policy's
+    # backoff and the rejoin policy each kept a table of them, ~155 bytes a member at 1,000
+    # (~85 + ~69); one table for both now, its entry one int.
+    policy = _policy()
     keys = [i.to_bytes(32, "big") for i in range(1, 1001)]
+    addrs = ("/ip4/198.18.0.1/tcp/7100",)
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        for key in keys:
-            rejoin.failed(key, 0.0, 1.0)
-        for key in keys:  # a second failure replaces the first
-            rejoin.failed(key, 1.0, 1.0)
+        for at in (0.0, 1.0):  # a second failure replaces the first
+            for key in keys:
+                policy.dialled(key, addrs, False, at)
         held = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert held / len(keys) < 80
-    assert len(rejoin) == len(keys)
+    assert held / len(keys) < 100
+    assert len(policy.rejoin) == len(policy.backoff) == len(keys)
+    assert policy.rejoin.dials is policy.backoff
+
+
+def test_the_rejoin_policy_waits_its_own_shorter_backoff_on_the_shared_table() -> None:
+    # One table, two readers: a connected node's waits double from 2 s up to 60, an
+    # isolated node's from 1 s up to ISOLATED_CAP, each times the same jitter.
+    policy = _policy()
+    member = _member(1, state=MemberState.EXPIRED)
+    key, addrs = member.node_key, member.announcement.addrs  # type: ignore[union-attr]
+    delays = []
+    for failure in range(1, 6):
+        delays.append(policy.dialled(key, addrs, False, 100.0))
+        assert policy.rejoin.dials.isolated_wait(key, ISOLATED_CAP) == pytest.approx(
+            min(ISOLATED_CAP, 2.0 ** (failure - 1)) * delays[-1] / min(60.0, 2.0**failure)
+        )
+    wait = policy.rejoin.dials.isolated_wait(key, ISOLATED_CAP)
+    assert policy.rejoin.targets(100.0 + wait * 0.99, [member], OWN) == []
+    assert policy.rejoin.targets(100.0 + wait, [member], OWN) == [(key, addrs)]
+    assert not policy.backoff.due(key, addrs, 100.0 + wait)  # the connected node's: longer
+    # Its addresses changed: the connected node's backoff starts again (the isolated one
+    # keeps counting nothing new: the entry is gone once it is looked at with the new ones).
+    assert policy.backoff.due(key, ("/ip4/198.18.0.2/tcp/7100",), 100.0)
+    assert policy.rejoin.dials.isolated(key, 100.0, ISOLATED_CAP) == 0
