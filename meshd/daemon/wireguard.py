@@ -430,21 +430,21 @@ class Keepalives:
 
 
 def _keepalives_later(
-    ops: Sequence[PeerOperation], actual: DeviceState, later: Keepalives
+    ops: list[PeerOperation], actual: DeviceState, later: Keepalives
 ) -> list[PeerOperation]:
     """The first round's peers created without their keepalive, noted in ``later``:
     wireguard-go starts a handshake the moment a peer gets one (~0.2 ms each, at 10,000
     members seconds before the last peer is in); they are set, and those handshakes started,
-    right after the round (``WireGuardMesh._set_keepalives``)."""
+    right after the round (``WireGuardMesh._set_keepalives``). In place: each operation's
+    copy takes the place (and the memory) of the one it replaces, not a second list of
+    10,000 operations beside the first (~0.8 MiB more at the start's peak)."""
     existing = {p.public_key for p in actual.peers}
-    out: list[PeerOperation] = []
-    for op in ops:
+    for i, op in enumerate(ops):
         if isinstance(op, UpdatePeer) and op.persistent_keepalive and op.public_key not in existing:
             later.keys.append(op.public_key)
             later.seconds.append(op.persistent_keepalive)
-            op = op.without_keepalive()  # the plan's own values: not checked again
-        out.append(op)
-    return out
+            ops[i] = op = op.without_keepalive()  # the plan's own values: not checked again
+    return ops
 
 
 def set_chunks(ops: Sequence[PeerOperation]) -> list[list[PeerOperation]]:

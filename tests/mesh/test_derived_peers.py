@@ -153,7 +153,9 @@ def test_the_first_rounds_operations_are_what_the_checking_constructors_make() -
             )
             assert same_fields(op, again), op
     noted = Keepalives()
-    later = _keepalives_later(ops, device, noted)
+    given = list(ops)
+    later = _keepalives_later(given, device, noted)
+    assert later is given  # in place: each copy where the operation it replaces was
     left: list[tuple[bytes, int]] = []
     for before, after in zip(ops, later, strict=True):
         if isinstance(before, UpdatePeer) and before.public_key not in {gone, members[5].wg_key}:
