@@ -115,13 +115,25 @@ def test_damaged_rows_are_dropped_on_load(tmp_path: Path) -> None:
         "SELECT rid, raw FROM records WHERE kind = ?", (int(Kind.REVOCATION),)
     ).fetchone()
     db.execute("UPDATE records SET rid = ? WHERE rid = ?", (b"x" * 16, rid2))
+    # And one filed under an id of another length (the load packs the 16-byte ones).
+    rid3, raw3 = db.execute(
+        "SELECT rid, raw FROM records WHERE kind = ? AND rid != ?", (int(Kind.CERTIFICATE), rid2)
+    ).fetchone()
+    db.execute("UPDATE records SET rid = ? WHERE rid = ?", (b"short", rid3))
     db.commit()
     db.close()
     reloaded = net.state()
     report = store.load_into(reloaded, NOW + 2)
-    assert report.rejected == 2
+    assert report.rejected == 3
     assert reloaded.record(rid) is None
     assert reloaded.record(rid2) == raw2
+    assert reloaded.record(rid3) == raw3
+    db = sqlite3.connect(tmp_path / "meshd.db")
+    stored = {bytes(r) for (r,) in db.execute("SELECT rid FROM records")}
+    db.close()
+    assert b"x" * 16 not in stored
+    assert b"short" not in stored
+    assert {rid2, rid3} <= stored
     again = net.state()
     assert store.load_into(again, NOW + 2).rejected == 0
     assert again.digest() == reloaded.digest()
