@@ -36,7 +36,7 @@ from pathlib import Path
 
 from meshd.errors import DecodeError, StoreError
 from meshd.membership import Change, Membership, decode_batch_untrusted
-from meshd.records import Kind, Network, decode_untrusted
+from meshd.records import Kind, Network, Record, decode_untrusted
 from meshd.records.types import RECORD_ID_LEN
 
 log = logging.getLogger(__name__)
@@ -310,7 +310,8 @@ class Store:
         for raws, trusted in ((sealed, True), ([raw for raw, _ in unsealed.values()], False)):
             if raws:
                 records, rejected = decode_batch_untrusted(raws)
-                batch = state.load(records, now, signatures_trusted=trusted, rejected=rejected)
+                taken = _handed_over(records)  # held by the load alone (see there)
+                batch = state.load(taken, now, signatures_trusted=trusted, rejected=rejected)
                 batches.append(batch)
         rejected_reasons = [reason for batch in batches for reason in batch.rejected]
         if rejected_reasons:
@@ -372,3 +373,11 @@ class Store:
                 "SELECT raw FROM issued WHERE kind = ? ORDER BY created_at", (int(kind),)
             )
         ]
+
+
+def _handed_over(records: list[Record]) -> Iterator[Record]:
+    """``records`` in order, each taken out of the list as it is yielded: the load that takes
+    them holds each decoded record alone, and lets a certificate go once it is merged."""
+    records.reverse()
+    while records:
+        yield records.pop()
