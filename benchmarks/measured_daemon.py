@@ -119,6 +119,22 @@ def _allocators(signum, frame):
     with open(path + ".part", "w") as out:
         json.dump(found, out)
     os.rename(path + ".part", path)
+def _count_blocks(path, seconds):
+    # Python's blocks in use (sys.getallocatedblocks) every 5 ms from the interpreter's
+    # start: when the start's peak comes, and how far above what stays it goes.
+    import json, sys, threading, time
+    def run():
+        start, rows = time.time(), []
+        while time.time() - start < seconds:
+            rows.append((round(time.time(), 3), sys.getallocatedblocks()))
+            time.sleep(0.005)
+        with open(path + ".part", "w") as out:
+            json.dump(rows, out)
+        os.rename(path + ".part", path)
+    threading.Thread(target=run, daemon=True).start()
+if "MESHD_MEMORY_BLOCKS" in os.environ:
+    _where, _seconds = os.environ["MESHD_MEMORY_BLOCKS"].rsplit(",", 1)
+    _count_blocks(_where, float(_seconds))
 if tracemalloc.is_tracing() and "MESHD_MEMORY_TRACE" in os.environ:
     signal.signal(signal.SIGUSR1, _dump)
 elif "MESHD_MEMORY_ALLOCATORS" in os.environ:
@@ -205,13 +221,17 @@ def run_daemon(
     trim: bool = False,
     allocators: bool = False,
     timeline: Sequence[float] = (),
+    blocks: float = 0.0,
 ) -> dict[str, Any]:
     """Start ``meshd up``, wait until it is up plus ``settle`` s, read its RSS, stop it;
-    ``timeline``: also its RSS and allocators' counts that many seconds after it was up."""
+    ``timeline``: also its RSS and allocators' counts that many seconds after it was up;
+    ``blocks``: Python's blocks in use every 5 ms for that many seconds from its start
+    (:func:`blocks_summary`)."""
     command = up_command(PYTHON, netns, state_dir, backend, ifname, 40000 + os.getpid() % 20000)
     log_path = state_dir.parent / f"{state_dir.name}.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    if trace or trim or allocators or timeline:
+    blocks_path = state_dir.parent / f"{state_dir.name}.blocks"
+    if trace or trim or allocators or timeline or blocks:
         site = state_dir.parent / "site"
         site.mkdir(exist_ok=True)
         (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
@@ -223,6 +243,8 @@ def run_daemon(
         env["MESHD_MEMORY_TRIM"] = "1"
     if allocators or timeline:
         env["MESHD_MEMORY_ALLOCATORS"] = str(state_dir.parent / f"{state_dir.name}.allocators")
+    if blocks:
+        env["MESHD_MEMORY_BLOCKS"] = f"{blocks_path},{blocks}"
     with open(log_path, "wb") as log_file:
         spawned = time.time()
         process = subprocess.Popen(
@@ -278,9 +300,35 @@ def run_daemon(
             result["allocators"] = allocator_counts(pid, state_dir)
         if moments:
             result["timeline"] = moments
+        if blocks:
+            wait_until = time.monotonic() + blocks + 30
+            while not blocks_path.exists() and time.monotonic() < wait_until:
+                time.sleep(0.2)
+            rows = json.loads(blocks_path.read_text())
+            result["blocks"] = blocks_summary(rows, spawned, log_time(up))
         return result
     finally:
         stop_with_wireguard(process, ifname)
+
+
+def blocks_summary(rows: list[list[float]], spawned: float, up: float) -> dict[str, Any]:
+    """The peak of Python's blocks in use and when (seconds after spawning), the count at
+    ``meshd up`` and at the end, and the counts every 0.25 s."""
+    peak = max(rows, key=lambda row: row[1])
+    at_up = next((n for t, n in rows if t >= up), rows[-1][1])
+    series, next_at = [], 0.0
+    for t, n in rows:
+        if t - spawned >= next_at:
+            series.append((round(t - spawned, 2), int(n)))
+            next_at += 0.25
+    return {
+        "peak": int(peak[1]),
+        "peak_after_spawn_s": round(peak[0] - spawned, 2),
+        "at_up": int(at_up),
+        "last": int(rows[-1][1]),
+        "last_after_spawn_s": round(rows[-1][0] - spawned, 2),
+        "series": series,
+    }
 
 
 def stop_with_wireguard(process: subprocess.Popen[bytes], ifname: str) -> None:
@@ -347,6 +395,7 @@ def measure_size(
     joined: str = "certified",
     allocators: bool = False,
     timeline: Sequence[float] = (),
+    blocks: float = 0.0,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="meshd-memory-") as tmp:
         state_dir = Path(tmp) / f"n{members}"
@@ -368,5 +417,6 @@ def measure_size(
                 trim,
                 allocators,
                 timeline,
+                blocks,
             )
         return {"members": members, "store": build, **run}

@@ -46,6 +46,11 @@ start-up figure). Every process is stopped by PID and every namespace deleted at
     also that many seconds after it logged ``meshd up``: what the start holds for a moment
     (Python's blocks in use) and what it leaves behind once freed (free blocks, unused pools).
 
+(h) ``--blocks 25``: each daemon counts Python's blocks in use (``sys.getallocatedblocks``)
+    every 5 ms for 25 s from its start: the start's peak, when it comes (seconds after
+    spawning, beside the log's lines), the count at ``meshd up`` and at the end. A peak held
+    for a moment is left as free blocks and unused pools once it is freed.
+
 Results: printed, and saved to benchmarks/results/memory.json.
 """
 
@@ -287,6 +292,14 @@ def main() -> int:
         "network's members; a tree from before this option builds certified ones only)",
     )
     parser.add_argument(
+        "--blocks",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="Python's blocks in use in each daemon every 5 ms for that many seconds from its "
+        "start: the start's peak, when it comes, and how far above what stays",
+    )
+    parser.add_argument(
         "--reference",
         type=Path,
         default=None,
@@ -335,6 +348,7 @@ def main() -> int:
                     args.joined,
                     args.allocators,
                     args.timeline,
+                    args.blocks,
                 )
                 runs[root].append(row)
                 shown = {k: v for k, v in row.items() if k != "heap"}
@@ -386,6 +400,14 @@ def main() -> int:
         for row in tree_rows[1:]:
             for moment in row.get("timeline", ()):
                 print_moment(root.name, row["members"], moment)
+            if "blocks" in row:
+                b = row["blocks"]
+                print(
+                    f"{row['members']} members ({root.name}): Python's blocks in use: peak "
+                    f"{b['peak']:,} at {b['peak_after_spawn_s']:.2f} s after spawning, "
+                    f"{b['at_up']:,} at `meshd up`, "
+                    f"{b['last']:,} at {b['last_after_spawn_s']:.0f} s"
+                )
             if "allocators_per_member" in row:
                 parts = ", ".join(f"{k} {v}" for k, v in row["allocators_per_member"].items())
                 print(f"allocators at {row['members']} ({root.name}), bytes a member: {parts}")

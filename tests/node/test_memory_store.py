@@ -102,3 +102,16 @@ def test_a_load_holds_no_object_per_row_beside_the_records_it_makes(tmp_path: Pa
     finally:
         node.store.close()
     assert (peak - held) / 1000 < 700
+
+
+def test_the_blocks_summary_finds_the_starts_peak_and_when() -> None:
+    from benchmarks.measured_daemon import blocks_summary
+
+    spawned = 1000.0
+    rows = [[spawned + i * 0.005, 100 + (500 if 200 <= i < 300 else i // 100)] for i in range(600)]
+    summary = blocks_summary(rows, spawned, up=spawned + 0.5)
+    assert summary["peak"] == 600
+    assert summary["peak_after_spawn_s"] == 1.0
+    assert summary["at_up"] == 101  # the first count at or after `meshd up`
+    assert summary["last"] == 105
+    assert [t for t, _ in summary["series"]][:3] == [0.0, 0.25, 0.5]
