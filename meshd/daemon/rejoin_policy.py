@@ -141,10 +141,10 @@ class Rejoin:
                 found.append(addr)
         return tuple(found)
 
-    def failed(self, key: bytes, now: float, jitter: float, addrs: tuple[str, ...] = ()) -> float:
-        """A dial of ``key`` (at ``addrs``) failed: the delay before the next one while
-        isolated (the table's own, :meth:`DialBackoff.failed`, is the connected node's)."""
-        self.dials.failed(key, addrs, now, jitter)
+    def failed(self, key: bytes, now: float, jitter: float) -> float:
+        """A dial of ``key`` failed: the delay before the next one while isolated (the
+        table's own, :meth:`DialBackoff.failed`, is the connected node's)."""
+        self.dials.failed(key, (), now, jitter)
         return self.dials.isolated_wait(key, self.cap)
 
     def forget(self, key: bytes) -> None:
