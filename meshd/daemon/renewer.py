@@ -207,7 +207,12 @@ class ExpiryWarner:
     def step(self, now: int) -> int:
         """Warn about what ends within the window and was not warned about for a day: one
         line (the first MAX_NAMED named, earliest first); returns how many."""
-        found = endings(self.state.membership, now, own_certificates(self.state))
+        found = endings(
+            self.state.membership,
+            now,
+            own_certificates(self.state),
+            window=self.warnings.window,
+        )
         due = self.warnings.due(now, found)
         if due:
             named = [
@@ -295,7 +300,7 @@ def lifecycle_services(state: NodeState, config: DaemonConfig, flood: Flood) -> 
 def expiring_view(state: NodeState, now: int | None = None) -> list[dict[str, object]]:
     """What ends within the warning window (``meshd status``), earliest first."""
     at = wall_clock() if now is None else now
-    found = endings(state.membership, at, own_certificates(state))
+    found = endings(state.membership, at, own_certificates(state), window=WARN_WINDOW)
     soon = sorted((e for e in found if e.ends_at <= at + WARN_WINDOW), key=lambda e: e.ends_at)
     return [
         {
