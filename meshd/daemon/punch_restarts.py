@@ -77,7 +77,7 @@ class Restarts:
     def keep(
         self,
         peers: Mapping[bytes, _Peer],
-        stats: dict[bytes, PeerStatus],
+        stats: Mapping[bytes, PeerStatus],
         present: Collection[bytes],
         now: float,
         wall: float,
@@ -113,7 +113,7 @@ class Restarts:
             last_endpoints.save(self.state_dir, data)
 
     def reconnected(
-        self, paths: PeerPaths, stats: dict[bytes, PeerStatus], now: float
+        self, paths: PeerPaths, stats: Mapping[bytes, PeerStatus], now: float
     ) -> list[RemovePeer | UpdatePeer]:
         """Re-create the peers of members whose connection came back while our session with
         them stays silent (a restarted daemon: :mod:`meshd.mesh.reconnect`)."""

@@ -322,14 +322,14 @@ class Punching:
             mesh.kick()
 
     def _keep(
-        self, stats: dict[bytes, PeerStatus], present: Collection[bytes], now: float, wall: float
+        self, stats: Mapping[bytes, PeerStatus], present: Collection[bytes], now: float, wall: float
     ) -> None:
         """Keep where our WireGuard sees each peer for the next start
         (:meth:`meshd.daemon.punch_restarts.Restarts.keep`)."""
         self.restarts.keep(self.peers, stats, present, now, wall)
 
     def _reconnected(
-        self, stats: dict[bytes, PeerStatus], now: float
+        self, stats: Mapping[bytes, PeerStatus], now: float
     ) -> list[RemovePeer | UpdatePeer]:
         """Re-create the peers of members whose connection came back while our session with
         them stays silent (:meth:`meshd.daemon.punch_restarts.Restarts.reconnected`)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from meshd.daemon.device_reads import SharedReads
@@ -24,7 +25,7 @@ async def device(mesh: WireGuardMesh) -> DeviceState | None:
         return None
 
 
-async def peer_stats(mesh: WireGuardMesh) -> dict[bytes, PeerStatus]:
+async def peer_stats(mesh: WireGuardMesh) -> Mapping[bytes, PeerStatus]:
     """Each peer's handshake, transfer and endpoint as the device reports them."""
     state = await device(mesh)
     return state.peers_by_key() if state is not None else {}

@@ -137,7 +137,7 @@ def apply_operations(
     ``update_only=False`` models boringtun, which ignores the flag and creates the peer.
     Counters and handshakes of surviving peers are kept.
     """
-    peers: dict[bytes, PeerStatus] = state.peers_by_key()  # the device's keys
+    peers = dict(state.peers_by_key())  # the device's keys, changed below
     has_private_key = state.has_private_key
     public_key = state.public_key
     listen_port = state.listen_port
