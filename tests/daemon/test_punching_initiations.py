@@ -14,8 +14,8 @@ from typing import Any
 import trio
 import trio.testing
 
-from meshd.daemon.punching import Punching
-from meshd.mesh.kicks import hush, recreate
+from meshd.daemon.punching import CHUNK, Punching
+from meshd.mesh.kicks import OPS_AT_ONCE, hush, recreate
 from meshd.mesh.punch import ATTEMPT, RETRY_BASE
 from meshd.wg.model import DeviceState, PeerConfig, PeerStatus, RemovePeer, UpdatePeer
 from tests.daemon.punching_support import endpoint, member, service_over, wg_key
@@ -200,3 +200,25 @@ def test_only_a_failed_round_of_a_peer_that_never_answered_is_hushed() -> None:
     assert hush("trying", "trying", status(None)) == []
     assert hush("trying", "direct", status(None)) == []
     assert hush(None, "relay", status(None)) == []
+
+
+def test_a_step_that_hushes_every_peer_writes_its_operations_as_it_goes() -> None:
+    """Every peer's first round fails at once (an isolated node at a start): the step's
+    20,000 operations at 10,000 peers were held to the end of its pass (~1.4 MB), then
+    written. They are written at its checkpoints, ``OPS_AT_ONCE`` or so at a time."""
+    n = 5 * CHUNK
+    punching, device = service(n)
+    writes: list[tuple[int, int]] = []  # (operations, peers on the relay by then)
+    set_ops = device.set
+
+    async def counted(ops: Any) -> None:
+        relayed = sum(1 for p in punching.peers.values() if p.acted == "relay")
+        writes.append((len(ops), relayed))
+        await set_ops(ops)
+
+    device.set = counted  # type: ignore[method-assign]
+    run_for(punching, device, ATTEMPT + 2.0)
+    hushed = [w for w in writes if w[0] >= OPS_AT_ONCE]
+    assert sum(ops for ops, _ in hushed) == 2 * n  # each peer removed and created again
+    assert [relayed for _, relayed in hushed] == [CHUNK * (k + 1) for k in range(len(hushed))]
+    assert all(device.peers[wg_key(i)].config.persistent_keepalive is None for i in (1, n))
