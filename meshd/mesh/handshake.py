@@ -80,10 +80,15 @@ class FirstHandshakes:
         # One deadline object for every peer held back this round, not a float each (24
         # bytes a peer: at a start from the store, every member waits).
         later = now + self.defer
+        # A peer leaves the table once answered, gone, or left without an endpoint (its
+        # member announced none since: nothing to re-create it with, and its deadline, past,
+        # would wake the round loop at once, every time, while it stayed unanswered).
         self._waiting = {
             key: due
             for key, due in self._waiting.items()
-            if key in desired and _unanswered(device.get(key))
+            if (want := desired.get(key)) is not None
+            and want.endpoint is not None
+            and _unanswered(device.get(key))
         }
         out: list[Op] = []
         done: set[WgKey] = set()

@@ -169,6 +169,22 @@ def test_a_peer_created_with_an_endpoint_that_answers_is_left_alone() -> None:
     assert high_side.ops([], want, done, DEFER) == []
 
 
+def test_a_waiting_peer_whose_endpoint_went_is_no_longer_due() -> None:
+    # The member announced again without an endpoint before it answered: there is nothing to
+    # re-create it with, and a deadline left in the past woke the round loop at once, every
+    # time, for as long as the peer stayed unanswered (a round and a device read back to back).
+    high_side = FirstHandshakes(HIGH)
+    want = {LOW: PeerConfig(LOW, "192.0.2.1:1", LOW_NETS, 25)}
+    empty = DeviceState(peers=())
+    high_side.ops(plan(want, empty), want, empty, 0.0)
+    assert high_side.deadline() == DEFER
+    gone = {LOW: PeerConfig(LOW, None, LOW_NETS, 25)}
+    crossed = unanswered(LOW, LOW_NETS, endpoint="192.0.2.1:1")
+    assert high_side.ops([], gone, crossed, DEFER + 1.0) == []
+    assert high_side.deadline() is None
+    assert high_side.waiting() == frozenset()
+
+
 def test_many_peers_due_together_are_each_recreated_once_in_one_pass() -> None:
     # A start from a large store: every peer was created before any answered, and all come
     # due in the same round. Each is re-created exactly once, in key order, and nothing else
