@@ -121,12 +121,24 @@ def _allocators(signum, frame):
     os.rename(path + ".part", path)
 def _count_blocks(path, seconds):
     # Python's blocks in use (sys.getallocatedblocks) every 5 ms from the interpreter's
-    # start: when the start's peak comes, and how far above what stays it goes.
+    # start: when the start's peak comes, and how far above what stays it goes; and the
+    # main thread's innermost meshd frames at each count (what ran then).
     import json, sys, threading, time
+    seen = {}
+    def where(main):
+        frame, found = sys._current_frames().get(main), []
+        while frame is not None and len(found) < 3:
+            name = frame.f_code.co_filename
+            if "/meshd/" in name:
+                found.append(f"{name.rsplit('/meshd/', 1)[1]}:{frame.f_lineno}")
+            frame = frame.f_back
+        text = " < ".join(found)
+        return seen.setdefault(text, text)  # one string a place, not one a count
     def run():
+        main = threading.main_thread().ident
         start, rows = time.time(), []
         while time.time() - start < seconds:
-            rows.append((round(time.time(), 3), sys.getallocatedblocks()))
+            rows.append((round(time.time(), 3), sys.getallocatedblocks(), where(main)))
             time.sleep(0.005)
         with open(path + ".part", "w") as out:
             json.dump(rows, out)
@@ -311,16 +323,32 @@ def run_daemon(
         stop_with_wireguard(process, ifname)
 
 
-def blocks_summary(rows: list[list[float]], spawned: float, up: float) -> dict[str, Any]:
+def blocks_summary(
+    rows: Sequence[Sequence[Any]], spawned: float, up: float, tops: int = 5
+) -> dict[str, Any]:
     """The peak of Python's blocks in use and when (seconds after spawning), the count at
-    ``meshd up`` and at the end, and the counts every 0.25 s."""
+    ``meshd up`` and at the end, and the counts every 0.25 s; and once up, the ``tops``
+    highest quarter-seconds (none within 0.5 s of a higher one), each with its highest count
+    and what the daemon ran then (its innermost meshd frames, where the rows have them)."""
     peak = max(rows, key=lambda row: row[1])
-    at_up = next((n for t, n in rows if t >= up), rows[-1][1])
+    at_up = next((row[1] for row in rows if row[0] >= up), rows[-1][1])
     series, next_at = [], 0.0
-    for t, n in rows:
+    highest: dict[int, Sequence[Any]] = {}  # quarter-second -> its highest row, once up
+    for row in rows:
+        t, n = row[0], row[1]
         if t - spawned >= next_at:
             series.append((round(t - spawned, 2), int(n)))
             next_at += 0.25
+        if t >= up:
+            quarter = int((t - spawned) * 4)
+            if quarter not in highest or n > highest[quarter][1]:
+                highest[quarter] = row
+    chosen: list[int] = []
+    for quarter in sorted(highest, key=lambda q: -highest[q][1]):
+        if len(chosen) == tops:
+            break
+        if all(abs(quarter - other) > 2 for other in chosen):
+            chosen.append(quarter)
     return {
         "peak": int(peak[1]),
         "peak_after_spawn_s": round(peak[0] - spawned, 2),
@@ -328,6 +356,14 @@ def blocks_summary(rows: list[list[float]], spawned: float, up: float) -> dict[s
         "last": int(rows[-1][1]),
         "last_after_spawn_s": round(rows[-1][0] - spawned, 2),
         "series": series,
+        "tops_once_up": [
+            {
+                "after_spawn_s": round(highest[q][0] - spawned, 2),
+                "blocks": int(highest[q][1]),
+                "running": highest[q][2] if len(highest[q]) > 2 else "",
+            }
+            for q in sorted(chosen)
+        ],
     }
 
 

@@ -49,7 +49,9 @@ start-up figure). Every process is stopped by PID and every namespace deleted at
 (h) ``--blocks 25``: each daemon counts Python's blocks in use (``sys.getallocatedblocks``)
     every 5 ms for 25 s from its start: the start's peak, when it comes (seconds after
     spawning, beside the log's lines), the count at ``meshd up`` and at the end. A peak held
-    for a moment is left as free blocks and unused pools once it is freed.
+    for a moment is left as free blocks and unused pools once it is freed. Once up, the five
+    highest moments are printed with what the daemon ran then (the main thread's innermost
+    meshd frames at that count).
 
 Results: printed, and saved to benchmarks/results/memory.json.
 """
@@ -408,6 +410,11 @@ def main() -> int:
                     f"{b['at_up']:,} at `meshd up`, "
                     f"{b['last']:,} at {b['last_after_spawn_s']:.0f} s"
                 )
+                for top in b.get("tops_once_up", ()):
+                    print(
+                        f"    {top['blocks']:,} at {top['after_spawn_s']:.2f} s: "
+                        f"{top['running'] or 'waiting'}"
+                    )
             if "allocators_per_member" in row:
                 parts = ", ".join(f"{k} {v}" for k, v in row["allocators_per_member"].items())
                 print(f"allocators at {row['members']} ({root.name}), bytes a member: {parts}")

@@ -115,3 +115,22 @@ def test_the_blocks_summary_finds_the_starts_peak_and_when() -> None:
     assert summary["at_up"] == 101  # the first count at or after `meshd up`
     assert summary["last"] == 105
     assert [t for t, _ in summary["series"]][:3] == [0.0, 0.25, 0.5]
+    assert summary["tops_once_up"][0] == {"after_spawn_s": 1.0, "blocks": 600, "running": ""}
+
+
+def test_the_blocks_summary_names_what_ran_at_the_highest_moments_once_up() -> None:
+    from benchmarks.measured_daemon import blocks_summary
+
+    spawned = 1000.0
+    rows: list[list[object]] = []
+    for i in range(800):  # 4 s: up at 0.5 s; a read at 1.5 s, a round at 3 s (higher)
+        n = 100 + (300 if 300 <= i < 320 else 0) + (500 if 600 <= i < 610 else 0)
+        running = (
+            "wg/uapi.py:179" if 300 <= i < 320 else "daemon/wireguard.py:298" * (600 <= i < 610)
+        )
+        rows.append([spawned + i * 0.005, n, running])
+    tops = blocks_summary(rows, spawned, up=spawned + 0.5, tops=2)["tops_once_up"]
+    assert tops == [
+        {"after_spawn_s": 1.5, "blocks": 400, "running": "wg/uapi.py:179"},
+        {"after_spawn_s": 3.0, "blocks": 600, "running": "daemon/wireguard.py:298"},
+    ]
