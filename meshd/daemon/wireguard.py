@@ -88,6 +88,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_ERROR = 0.5  # seconds before a round that follows a failed one
+# Seconds before a round a deadline calls for when the round just run began after it and
+# left it due (a hold or a first handshake it could not settle): a deadline that stays due
+# does not run rounds back to back. One that came due while the round ran is due at once.
+DUE_AGAIN = 1.0
 # Operations per UAPI set: wireguard-go takes ~0.1-0.5 ms per new peer, so a round of
 # 10,000 peers in one set would outlast the UAPI client's deadline; in sets of this size the
 # first peers are in within a fraction of a second and each set is answered in time.
@@ -218,6 +222,7 @@ class WireGuardMesh:
         """Reconcile once (from whatever membership is attached), report started, then loop."""
         with contextlib.suppress(trio.WouldBlock):
             self._kick_receive.receive_nowait()  # kicks so far: the first round covers them
+        began = trio.current_time()
         ok = await self.reconcile()
         task_status.started()
         while True:
@@ -231,15 +236,17 @@ class WireGuardMesh:
             riding = ok and isinstance(self.backend, SharedReads)
             wait = paced / 2 if riding else paced
             hold_ends = self._hold.deadline() if self._hold is not None else None
+            now = trio.current_time()
             for due in (hold_ends, self._first.deadline()):
                 if due is not None:
-                    wait = max(0.0, min(wait, due - trio.current_time()))
+                    wait = min(wait, max(0.0, due - now) if due > began else DUE_AGAIN)
             kicked = False
             with trio.move_on_after(wait):
                 await self._kick_receive.receive()
                 kicked = True
             if not kicked and riding and wait == paced / 2:
                 await self._with_another_read(paced)
+            began = trio.current_time()
             ok = await self.reconcile()
 
     async def _with_another_read(self, longest: float) -> None:

@@ -138,3 +138,21 @@ def test_the_wireguard_round_is_paced_by_its_read_and_its_plan(
         assert 100 / 10 - 2 <= backend.reads <= 100 / 10 + 1, backend.reads
 
     trio.run(main, clock=clock)
+
+
+def test_a_deadline_a_round_leaves_in_the_past_does_not_run_rounds_back_to_back() -> None:
+    # A hold or a first handshake that a round could not settle leaves its deadline due: the
+    # loop waited max(0, due - now) = 0 and ran the next round at once, every time.
+    async def main() -> None:
+        members = [member("a"), member("b")]
+        mesh, backend = shell_support.make_mesh(SlowReads, members, "mpace1", interval=INTERVAL)
+        backend.cost = 0.01
+        mesh._first.deadline = lambda: 0.0  # type: ignore[method-assign]
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mesh.run)
+            backend.reads = 0
+            await trio.sleep(100)
+            nursery.cancel_scope.cancel()
+        assert 90 <= backend.reads <= 101, backend.reads  # a round a second (DUE_AGAIN)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
