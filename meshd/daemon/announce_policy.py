@@ -13,6 +13,11 @@ host asleep, seen as the wall clock running ahead of the monotonic one by ``SLEP
 between two looks): the members that found no route to us meanwhile stop asking the relays
 for one (meshd.daemon.babel_wants, *parked*), and a new announcement from us is what makes
 them ask again, at once. One announcement per outage, flooded as any other.
+
+An announcement that could not be made (the store refused the write: a full or read-only
+disk) is tried again after ``RETRY_FIRST`` seconds, doubling with each failure in a row up
+to ``RETRY_MOST`` (:meth:`AnnouncePolicy.failed`), not at once: a due announcement that
+failed stays due, and was tried again in a loop with no pause, a warning each time.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ Addresses = tuple[tuple[str, ...], tuple[str, ...]]  # (endpoints, libp2p addres
 ADDRESS_CHECK = 10.0  # seconds between looks at our addresses: a change goes out within this
 RENEW_AFTER = 30.0  # seconds cut off from every member after which we announce anew when back
 SLEPT = 30.0  # seconds the wall clock may run ahead of the monotonic one before we call it sleep
+RETRY_FIRST = 1.0  # seconds before trying again an announcement that failed...
+RETRY_MOST = 60.0  # ...doubling with each failure in a row, up to this
 
 
 def check_every(interval: float) -> float:
@@ -40,6 +47,8 @@ class AnnouncePolicy:
     _relays: bool = False
     _renew: bool = False
     _clocks: tuple[float, float] | None = None
+    _failures: int = 0  # announcements that failed in a row
+    _retry_at: float | None = None  # not looked again before then (after a failure)
 
     def due(self, now: float, addresses: Addresses, relays: bool = False) -> bool:
         return self.why(now, addresses, relays) is not None
@@ -59,6 +68,7 @@ class AnnouncePolicy:
         return None
 
     def announced(self, now: float, addresses: Addresses, relays: bool = False) -> None:
+        self._failures, self._retry_at = 0, None
         self._last = now
         self._addresses = addresses
         self._relays = relays
@@ -84,8 +94,16 @@ class AnnouncePolicy:
         them for ``meshd invite``)."""
         return addresses != self._addresses
 
+    def failed(self, now: float) -> None:
+        """The look at ``now`` could not announce: the next one waits ``RETRY_FIRST``
+        seconds, doubling with each failure in a row, ``RETRY_MOST`` at most."""
+        self._retry_at = now + min(RETRY_FIRST * 2.0**self._failures, RETRY_MOST)
+        self._failures += 1
+
     def wait(self, now: float) -> float:
         """Seconds until the next look at the addresses."""
+        if self._retry_at is not None and now < self._retry_at:
+            return self._retry_at - now
         if self._last is None:
             return 0.0
         return max(0.0, min(self.check, self._last + self.interval - now))

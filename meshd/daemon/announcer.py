@@ -91,6 +91,7 @@ class Announcer:
                 await self.announce_if_due()
             except MeshdError as exc:
                 log.warning("announce: %s", exc)
+                self.policy.failed(trio.current_time())  # again later, not at once
             with trio.move_on_after(self.policy.wait(trio.current_time())):
                 await self._wake.wait()
             self._wake = trio.Event()

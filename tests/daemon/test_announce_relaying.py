@@ -201,3 +201,57 @@ def test_the_daemon_decides_before_its_first_announcement(
             assert ours[0].relays is True
 
     run_on_fake_clock(main)
+
+
+def test_a_failed_announcement_waits_doubling_pauses_before_it_is_tried_again() -> None:
+    policy = AnnouncePolicy(interval=30.0, check=5.0)
+    here = (("192.0.2.1:51820",), ("/ip4/192.0.2.1/tcp/7100",))
+    assert policy.wait(0.0) == 0.0  # the first look: at once
+    waits = []
+    for at in (0.0, 1.0, 3.0, 7.0):
+        policy.failed(at)
+        waits.append(policy.wait(at))
+    assert waits == [1.0, 2.0, 4.0, 8.0]
+    for _ in range(10):
+        policy.failed(100.0)
+    assert policy.wait(100.0) == 60.0  # at most RETRY_MOST
+    policy.announced(200.0, here)
+    assert policy.wait(200.0) == 5.0  # back to the looks
+    policy.failed(201.0)
+    assert policy.wait(201.0) == 1.0  # a new run of failures starts again from 1 s
+
+
+def test_an_announcement_the_store_refuses_is_tried_again_later_not_in_a_loop(
+    node: NodeDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A due announcement that failed (here the store's write) stayed due, and the announcer
+    looked again at once: a loop with no pause, a warning a turn."""
+    from meshd.errors import StoreError
+
+    monkeypatch.setattr(announcer_module, "local_addresses", public_host)
+    base = now()
+    config = DaemonConfig(
+        state_dir=node.paths.root, wg_backend="none", announce_interval=60.0, announce_ttl=TTL
+    )
+    tries: list[float] = []
+
+    async def main() -> None:
+        state = NodeState(node, announce_ttl=TTL, clock=lambda: base + int(trio.current_time()))
+        mesh, _ = _mesh(node)
+        transport = FakeTransport(state.validate)
+        announcer = Announcer(transport, state, mesh, config, Flooder(transport, state))
+        async with trio.open_nursery() as nursery:
+
+            def refused(record: Any) -> Any:
+                tries.append(trio.current_time())
+                if len(tries) >= 50:  # the loop: stop it here
+                    nursery.cancel_scope.cancel()
+                raise StoreError("cannot write the store: No space left on device")
+
+            state.add_local = refused  # type: ignore[method-assign]
+            await nursery.start(announcer.run)
+            await trio.sleep(100.0)
+            nursery.cancel_scope.cancel()
+
+    run_on_fake_clock(main)
+    assert [round(t) for t in tries] == [0, 1, 3, 7, 15, 31, 63]
