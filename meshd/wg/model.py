@@ -296,7 +296,7 @@ class DeviceState:
     listen_port: int | None = None
     fwmark: int | None = None
     peers: tuple[PeerStatus, ...] = ()
-    _by_key: Mapping[bytes, PeerStatus] | None = field(
+    _by_key: dict[bytes, PeerStatus] | None = field(
         default=None, init=False, repr=False, compare=False
     )
 
@@ -315,9 +315,9 @@ class DeviceState:
         each made its own, ~0.3 MB)."""
         found = self._by_key
         if found is None:
-            found = MappingProxyType({peer.public_key: peer for peer in self.peers})
+            found = {peer.public_key: peer for peer in self.peers}
             object.__setattr__(self, "_by_key", found)
-        return found
+        return MappingProxyType(found)  # read-only for each (the state copies and pickles)
 
     def peer_configs(self) -> dict[bytes, PeerConfig]:
         return {peer.public_key: peer.config for peer in self.peers}

@@ -4,6 +4,8 @@ it shares with the expected one."""
 
 from __future__ import annotations
 
+import copy
+import pickle
 import tracemalloc
 import types
 from dataclasses import replace
@@ -129,13 +131,21 @@ def test_every_reader_of_a_state_shares_one_table_of_its_peers_by_key() -> None:
     # for its peers by key, and each got a table of its own (~0.3 MB at 10,000 peers).
     state = parse_get_reply_untrusted(reply_of(peers(50)))
     table = state.peers_by_key()
-    assert table is state.peers_by_key()
+    assert table == state.peers_by_key()
+    first = state.peers[0].public_key
+    assert table.get(first) is state.peers_by_key().get(first)
+    assert state._by_key is not None  # made once, kept with the state
+    kept = state._by_key
+    state.peers_by_key()
+    assert state._by_key is kept
     assert list(table) == [p.public_key for p in state.peers]
     assert all(table[p.public_key] is p for p in state.peers)
     with pytest.raises(TypeError):  # no reader changes the table every other reader shares
         table[b"\x00" * 32] = state.peers[0]  # type: ignore[index]
     assert state == replace(state)
     assert hash(state) == hash(replace(state))
+    assert copy.deepcopy(state) == state  # a value still: copied and pickled as one
+    assert pickle.loads(pickle.dumps(state)) == state
     assert replace(state, peers=state.peers[:1]).peers_by_key().keys() == {
         state.peers[0].public_key
     }
