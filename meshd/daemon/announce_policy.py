@@ -98,7 +98,7 @@ class AnnouncePolicy:
         """The look at ``now`` could not announce: the next one waits ``RETRY_FIRST``
         seconds, doubling with each failure in a row, ``RETRY_MOST`` at most."""
         self._retry_at = now + min(RETRY_FIRST * 2.0**self._failures, RETRY_MOST)
-        self._failures += 1
+        self._failures = min(self._failures + 1, 30)  # (2.0**1024 overflows: a disk full for days)
 
     def wait(self, now: float) -> float:
         """Seconds until the next look at the addresses."""

@@ -215,6 +215,9 @@ def test_a_failed_announcement_waits_doubling_pauses_before_it_is_tried_again() 
     for _ in range(10):
         policy.failed(100.0)
     assert policy.wait(100.0) == 60.0  # at most RETRY_MOST
+    for _ in range(2000):  # a disk full for days: still a minute, never an overflow
+        policy.failed(100.0)
+    assert policy.wait(100.0) == 60.0
     policy.announced(200.0, here)
     assert policy.wait(200.0) == 5.0  # back to the looks
     policy.failed(201.0)
