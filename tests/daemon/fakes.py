@@ -28,7 +28,10 @@ from meshd.records import (
 from meshd.trust.keys import NodeKey, SigningKey, WgKey, WireGuardKey
 
 if TYPE_CHECKING:  # the daemon's side is imported by the tests that run it (libp2p: ~2 s)
+    from meshd.daemon.announcer import Announcer
+    from meshd.daemon.config import DaemonConfig
     from meshd.daemon.service import Daemon
+    from meshd.daemon.state import NodeState
     from meshd.daemon.wireguard import WireGuardMesh
     from meshd.wg.backend_none import NullBackend
     from tests.daemon.fake_transport import FakeTransport
@@ -152,6 +155,22 @@ async def running(
             yield daemon, transport, backend
         finally:
             nursery.cancel_scope.cancel()
+
+
+def announcer_of(
+    node: NodeDir, base: int, config: DaemonConfig
+) -> tuple[NodeState, FakeTransport, Announcer]:
+    """The fake daemon's owner, transport and announcer alone (no other service), on a
+    clock of ``base`` plus trio's (fake) time."""
+    from meshd.daemon.announcer import Announcer
+    from meshd.daemon.flooding import Flooder
+    from meshd.daemon.state import NodeState
+    from tests.daemon.fake_transport import FakeTransport
+
+    state = NodeState(node, announce_ttl=TTL, clock=lambda: base + int(trio.current_time()))
+    mesh, _ = _mesh(node)
+    transport = FakeTransport(state.validate)
+    return state, transport, Announcer(transport, state, mesh, config, Flooder(transport, state))
 
 
 def run_on_fake_clock(test: Callable[[], Awaitable[None]]) -> None:

@@ -21,16 +21,13 @@ from meshd.daemon import announcer as announcer_module
 from meshd.daemon import relaying as relaying_module
 from meshd.daemon import wireguard_open
 from meshd.daemon.announce_policy import ADDRESS_CHECK, AnnouncePolicy
-from meshd.daemon.announcer import Announcer
 from meshd.daemon.config import DaemonConfig
-from meshd.daemon.flooding import Flooder
 from meshd.daemon.relaying import BEHIND_NAT, OWN_ADDRESS, RECHECK, Forwarding, Relaying
-from meshd.daemon.state import NodeState
 from meshd.mesh.underlay import LocalAddress
 from meshd.node.statedir import NodeDir, now
 from meshd.records import Announcement, decode_untrusted
 from tests.daemon.fake_transport import FakeTransport
-from tests.daemon.fakes import TTL, _mesh, run_on_fake_clock, running
+from tests.daemon.fakes import TTL, announcer_of, run_on_fake_clock, running
 
 
 class FakeBabel:
@@ -85,10 +82,7 @@ def test_a_changed_relay_decision_is_announced_at_once(
     assert RECHECK < ADDRESS_CHECK  # a change could wait for the announcer's next look
 
     async def main() -> None:
-        state = NodeState(node, announce_ttl=TTL, clock=lambda: base + int(trio.current_time()))
-        mesh, _ = _mesh(node)
-        transport = FakeTransport(state.validate)
-        announcer = Announcer(transport, state, mesh, config, Flooder(transport, state))
+        state, transport, announcer = announcer_of(node, base, config)
         relaying = Relaying(
             config, babel, lambda: seen[0], forwarding=Forwarding([("net.f", str(sysctl))])
         )
@@ -239,10 +233,7 @@ def test_an_announcement_the_store_refuses_is_tried_again_later_not_in_a_loop(
     tries: list[float] = []
 
     async def main() -> None:
-        state = NodeState(node, announce_ttl=TTL, clock=lambda: base + int(trio.current_time()))
-        mesh, _ = _mesh(node)
-        transport = FakeTransport(state.validate)
-        announcer = Announcer(transport, state, mesh, config, Flooder(transport, state))
+        state, _transport, announcer = announcer_of(node, base, config)
         async with trio.open_nursery() as nursery:
 
             def refused(record: Any) -> Any:

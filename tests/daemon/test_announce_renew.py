@@ -14,16 +14,20 @@ import trio.testing
 
 from meshd.daemon import announcer as announcer_module
 from meshd.daemon.announce_policy import RENEW_AFTER, SLEPT, AnnouncePolicy
-from meshd.daemon.announcer import Announcer
 from meshd.daemon.config import DaemonConfig
 from meshd.daemon.connect_policy import Peer, Standing
-from meshd.daemon.flooding import Flooder
-from meshd.daemon.state import NodeState
 from meshd.mesh.underlay import LocalAddress
 from meshd.node.statedir import NodeDir, now
 from meshd.records import Announcement, decode_untrusted
 from tests.daemon.fake_transport import FakeTransport
-from tests.daemon.fakes import TTL, _mesh, certify, fake_now, run_on_fake_clock, running
+from tests.daemon.fakes import (
+    TTL,
+    announcer_of,
+    certify,
+    fake_now,
+    run_on_fake_clock,
+    running,
+)
 
 HERE = (("192.0.2.1:51820",), ("/ip4/192.0.2.1/tcp/7100",))
 
@@ -75,10 +79,7 @@ def test_the_announcer_announces_anew_at_once_when_renewed(
     clock = trio.testing.MockClock()
 
     async def main() -> None:
-        state = NodeState(node, announce_ttl=TTL, clock=lambda: base + int(trio.current_time()))
-        mesh, _ = _mesh(node)
-        transport = FakeTransport(state.validate)
-        announcer = Announcer(transport, state, mesh, config, Flooder(transport, state))
+        state, transport, announcer = announcer_of(node, base, config)
         async with trio.open_nursery() as nursery:
             await nursery.start(state.feed.run)
             await nursery.start(announcer.run)
