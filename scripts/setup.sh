@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(python3 python3-venv python3-dev gcc libgmp-dev iproute2 iputils-ping
-              wireguard-go wireguard-tools babeld serf bc procps nftables iptables
+              wireguard-go wireguard-tools babeld bird2 serf bc procps nftables iptables
               systemd)  # systemd-analyze verifies the shipped units
 
 missing=()

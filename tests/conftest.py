@@ -53,7 +53,7 @@ def _restore_logging() -> Iterator[None]:
     ours.setLevel(levels[1])
 
 
-ROOT_TOOLS = ("ip", "wireguard-go", "wg", "babeld", "ping", "nft")
+ROOT_TOOLS = ("ip", "wireguard-go", "wg", "babeld", "bird", "birdc", "ping", "nft")
 
 
 def root_prerequisites_missing() -> str:

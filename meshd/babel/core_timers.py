@@ -4,7 +4,7 @@
 clock: :meth:`Timers.timer` says when there is work, :meth:`Timers.handle_timer` does it
 (neighbours' missed Hellos and lapsed IHUs, route expiry, resends, greetings, scheduled
 Hellos and full updates, garbage collection), and :meth:`Timers.datagrams_to_send` packs
-what waits into datagrams.
+what waits into datagrams; :meth:`Timers.farewell` is what goes as the speaker stops.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from meshd.babel.expand import route_request
 from meshd.babel.interfaces import MULTICAST_GROUP, SOON, Interface
 from meshd.babel.neighbours import IPAddress
 from meshd.babel.numbers import INFINITY
+from meshd.babel.outbox import pack
 
 
 class Timers(CoreState):
@@ -72,6 +73,24 @@ class Timers(CoreState):
         """The datagrams due by ``now``: ``(interface, destination, payload)``."""
         self._now = now
         return self._updates.datagrams(now, self.seqno)
+
+    def farewell(self, now: float) -> list[tuple[str, IPAddress, bytes]]:
+        """The datagrams to send as we stop, as babeld sends on exit: on every interface, to
+        the multicast group or each neighbour, a wildcard retraction and a Hello of 0.1 s
+        (:meth:`meshd.babel.interfaces.Interface.farewells`). Neighbours drop the routes
+        they hold from us at once, and us within a second or two, where they kept both
+        for their hold times (3.5 update intervals, 14 s after Hellos of 1 s; minutes for a
+        mesh neighbour at rest) and sent traffic into a router that had gone. Nothing else
+        waiting goes with it (an update after the retraction would announce a route again).
+        """
+        self._now = now
+        datagrams: list[tuple[str, IPAddress, bytes]] = []
+        for iface in self._interfaces.values():
+            config = iface.config
+            for destination, tlvs in iface.farewells(self.seqno, now):
+                for payload in pack(tlvs, [], mtu=config.mtu, ipv4_via_ipv6=config.ipv4 is None):
+                    datagrams.append((config.name, destination, payload))
+        return datagrams
 
     def _tick_neighbours(self, iface: Interface, now: float) -> None:
         """Count the missed Hellos and lapsed IHUs due by ``now``. On ``unicast-peers`` (a

@@ -31,7 +31,7 @@ from ipaddress import IPv6Address
 from typing import Final
 
 from meshd.babel.config import AtRestHook, InterfaceConfig
-from meshd.babel.expand import ihu
+from meshd.babel.expand import ihu, wildcard_retraction
 from meshd.babel.interest import Interest
 from meshd.babel.neighbours import IPAddress, Neighbour, timestamp
 from meshd.babel.numbers import HELLO_UNICAST
@@ -46,6 +46,10 @@ MULTICAST_GROUP: Final = IPv6Address("ff02::1:6")
 
 SOON: Final = float("-inf")
 """A deadline that is already due, whatever the time."""
+
+FAREWELL_HELLO: Final = 0.1
+"""The Hello interval (seconds) a farewell announces, as babeld's on exit: the neighbour
+expects our next Hello within it, and drops us after the few it misses."""
 
 
 def centiseconds(seconds: float) -> int:
@@ -166,6 +170,25 @@ class Interface:
             if neighbour.hello_due():
                 due.append((address, self.unicast_hello(neighbour, now)))
         return due
+
+    def farewells(self, seqno: int, now: float) -> list[tuple[IPAddress, list[Tlv]]]:
+        """What goes to every destination as we stop: a wildcard retraction (every route we
+        announced there is gone, RFC 8966 4.6.9) and a Hello of :data:`FAREWELL_HELLO`,
+        each Hello in its own sequence (the multicast one, or the neighbour's unicast one).
+        ``seqno``: our router seqno, which the retraction carries."""
+        config = self.config
+        if config.multicast:
+            self.hello_seqno = seqno_plus(self.hello_seqno)
+            hello = self._hello(self.hello_seqno, 0, FAREWELL_HELLO, now)
+            gone = wildcard_retraction(centiseconds(config.update_interval), seqno)
+            return [(MULTICAST_GROUP, [gone, hello])]
+        parting: list[tuple[IPAddress, list[Tlv]]] = []
+        for address, neighbour in self.neighbours.items():
+            neighbour.hello_seqno = seqno_plus(neighbour.hello_seqno)
+            hello = self._hello(neighbour.hello_seqno, HELLO_UNICAST, FAREWELL_HELLO, now)
+            gone = wildcard_retraction(self.update_interval(address), seqno)
+            parting.append((address, [gone, hello]))
+        return parting
 
     def _busy(self, neighbour: Neighbour, interest: Interest | None, now: float) -> bool:
         """A neighbour that asked us for a route lately is busy, unless it paces us at rest

@@ -14,6 +14,9 @@ inbox as the datagrams (:meth:`BabelShell.submit`).
   :class:`~meshd.babel.kernel_routes.KernelRoutes` (rtnetlink). A second task applies the
   difference between what the core wants and what is installed, so a burst of changes costs
   one pass.
+- As it stops it says goodbye on every interface (:meth:`BabelCore.farewell`: a wildcard
+  retraction and a short Hello, as babeld on exit), within :data:`FAREWELL_BUDGET`, then
+  removes its routes from the kernel.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_ERROR: Final = 1.0
+#: Seconds the farewell may take as the shell stops (a datagram a mesh neighbour: thousands).
+FAREWELL_BUDGET: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +136,8 @@ class BabelShell:
     # --- tasks ---------------------------------------------------------------------------
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Receive, drive the core, install routes; on cancellation remove our routes."""
+        """Receive, drive the core, install routes; on cancellation say goodbye to the
+        neighbours and remove our routes."""
         try:
             async with trio.open_nursery() as nursery:
                 for port in self.ports.values():
@@ -141,8 +147,11 @@ class BabelShell:
                 task_status.started()
                 await self._own_core()
         finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(5):
-                await self._remove_all()
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(FAREWELL_BUDGET):
+                    await self._send_all(self.core.farewell(self._clock()))
+                with trio.move_on_after(5):
+                    await self._remove_all()
             for port in self.ports.values():
                 port.close()
 
@@ -199,7 +208,10 @@ class BabelShell:
         self.core.receive(datagram.interface, datagram.ends.src, opened.packet, now)
 
     async def _send_due(self, now: float) -> None:
-        for interface, destination, payload in self.core.datagrams_to_send(now):
+        await self._send_all(self.core.datagrams_to_send(now))
+
+    async def _send_all(self, datagrams: Iterable[tuple[str, IPAddress, bytes]]) -> None:
+        for interface, destination, payload in datagrams:
             port = self.ports.get(interface)
             if port is None:
                 continue

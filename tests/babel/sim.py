@@ -112,6 +112,7 @@ class Sim:
         self.routers: list[BabelCore] = []
         self.events: list[list[Event]] = [[] for _ in range(n)]
         self.check: Callable[[Sim], None] | None = None
+        self.stopped: set[int] = set()
         self.steps = 0
         self.datagrams = 0
         self._queue: list[_Delivery] = []
@@ -193,9 +194,23 @@ class Sim:
 
     # --- running ----------------------------------------------------------------------------
 
+    def stop(self, i: int, *, farewell: bool = True) -> None:
+        """Router ``i`` stops: with its farewell (as the daemon's shell stops it), or
+        silently (a crash, a power cut). It hears and sends nothing after."""
+        if farewell:
+            self._send(i, self.routers[i].farewell(self.now))
+        self.stopped.add(i)
+        self._timers[i] = None
+
     def _flush(self, i: int) -> None:
         core = self.routers[i]
-        for interface, destination, payload in core.datagrams_to_send(self.now):
+        self._send(i, core.datagrams_to_send(self.now))
+        while (event := core.next_event()) is not None:
+            self.events[i].append(event)
+        self._timers[i] = None if i in self.stopped else core.timer()
+
+    def _send(self, i: int, datagrams: Iterable[tuple[str, IPAddress, bytes]]) -> None:
+        for interface, destination, payload in datagrams:
             self.datagrams += 1
             if self.kind == "unicast-peers":
                 key = frozenset((i, index_of(destination)))
@@ -220,9 +235,6 @@ class Sim:
                     self._queue,
                     _Delivery(when, next(self._order), to, remote, address(i), payload),
                 )
-        while (event := core.next_event()) is not None:
-            self.events[i].append(event)
-        self._timers[i] = core.timer()
 
     def step(self, until: float) -> bool:
         """Process the next event if it happens by ``until``; False if there is none."""
@@ -237,7 +249,7 @@ class Sim:
             delivery = heapq.heappop(self._queue)
             self.now = max(self.now, delivery.time)
             link = self.links.get(frozenset((delivery.to, index_of(delivery.source))))
-            if link is not None and link.up:
+            if link is not None and link.up and delivery.to not in self.stopped:
                 self.routers[delivery.to].receive(
                     delivery.interface, delivery.source, delivery.payload, self.now
                 )

@@ -133,6 +133,36 @@ async def _test_routes_are_removed_from_the_kernel_when_the_shell_stops() -> Non
     assert routes_b.table == {}
 
 
+def test_a_shell_that_stops_says_goodbye_and_its_routes_leave_the_neighbour() -> None:
+    trio.run(_test_a_shell_that_stops_says_goodbye_and_its_routes_leave_the_neighbour)
+
+
+async def _test_a_shell_that_stops_says_goodbye_and_its_routes_leave_the_neighbour() -> None:
+    """Hello 1 s (update 4 s: the neighbour would hold the route 14 s): once a stops, b
+    drops its route within half a second, MAC-sealed like every other datagram."""
+    key = (MacKey("k1", MacAlgorithm.HMAC_SHA256, b"\x42" * 32),)
+    port_a, port_b = await LoopbackPort.open("lo-test"), await LoopbackPort.open("lo-test")
+    port_a.peer_port, port_b.peer_port = port_b.port, port_a.port
+    routes_b = RecordedRoutes()
+    shells = []
+    for n, port, routes in ((1, port_a, RecordedRoutes()), (2, port_b, routes_b)):
+        core = BabelCore(bytes([0, 0, 0, 0, 0, 0, 0, n]), CoreConfig())
+        core.add_interface("lo-test", kind="wired", hello_interval=1.0)
+        shells.append(BabelShell(core, [port], routes=routes, auth={"lo-test": LinkAuth(key)}))
+    a, b = shells
+    async with trio.open_nursery() as nursery:
+        await nursery.start(b.run)
+        async with trio.open_nursery() as only_a:
+            await only_a.start(a.run)
+            a.submit(lambda core, now: core.originate(PREFIX))
+            assert await wait_for(lambda: (PREFIX, None) in routes_b.table, 10.0)
+            only_a.cancel_scope.cancel()
+        # a's task has ended: its farewell went as it did
+        assert await wait_for(lambda: (PREFIX, None) not in routes_b.table, 0.5)
+        assert b.counters.bad_mac == 0
+        nursery.cancel_scope.cancel()
+
+
 def test_malformed_datagrams_are_counted_and_survived() -> None:
     trio.run(_test_malformed_datagrams_are_counted_and_survived)
 

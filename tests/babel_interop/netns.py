@@ -1,4 +1,5 @@
-"""Two network namespaces on a veth pair: meshd on one side, babeld 1.12 on the other.
+"""Two network namespaces on a veth pair: meshd on one side, babeld 1.12 (or BIRD 2:
+:mod:`tests.babel_interop.bird`) on the other.
 
 Names carry the test process id, so concurrent runs do not collide; everything started is
 stopped by PID and the namespaces are deleted on the way out.
@@ -202,15 +203,20 @@ def _env() -> dict[str, str]:
 
 
 @contextmanager
-def meshd(pair: Pair, workdir: Path, extra: Sequence[str] = ()) -> Iterator[Meshd]:
+def meshd(
+    pair: Pair, workdir: Path, extra: Sequence[str] = (), *, hello: float | None = HELLO
+) -> Iterator[Meshd]:
+    """``meshd up`` in the pair's first namespace; ``hello``: its Hello interval (None: its
+    default, 4 s)."""
     state = workdir / "meshd"
+    hellos = () if hello is None else ("--babel-hello-interval", str(hello))
     sh("ip", "netns", "exec", pair.meshd_ns, *MESHD, "init", "--network", "interop",
        "--state-dir", str(state))  # fmt: skip
     log = (workdir / "meshd.log").open("wb")
     process = subprocess.Popen(
         ["ip", "netns", "exec", pair.meshd_ns, *MESHD, "up", "--wg-backend", "none",
          "--listen", "/ip4/127.0.0.1/tcp/4001", "--state-dir", str(state),
-         "--babel-interface", pair.veth, "--babel-hello-interval", str(HELLO),
+         "--babel-interface", pair.veth, *hellos,
          "--babel-originate", "10.254.0.1/32",
          "--babel-originate", "fd00:77::/64 from fd00:bb::/48", *extra],
         stdout=log,

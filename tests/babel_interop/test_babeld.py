@@ -9,6 +9,7 @@ their IPv6 link-local address (RFC 9229) and install ``via inet6``.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from tests.babel_interop.netns import (
     Babeld,
     Meshd,
+    _stop,
     babeld,
     meshd,
     veth_pair,
@@ -132,3 +134,35 @@ def test_mac_authentication(tmp_path: Path, theirs: str, accepted: bool) -> None
         counters = node.routes()["counters"]
         assert counters["bad_mac"] > 0
         assert node.routes()["neighbours"] == []
+
+
+# --- a meshd that stops -----------------------------------------------------------------------
+
+
+def _babeld_metric(run: Run, prefix: str) -> int | None:
+    """The metric of babeld's route for ``prefix``, if it holds one."""
+    for line in run.babeld.dump():
+        found = re.match(rf"add route .* prefix {re.escape(prefix)} .* metric (\d+) ", line)
+        if found:
+            return int(found.group(1))
+    return None
+
+
+def test_a_meshd_that_stops_is_left_at_once(tmp_path: Path) -> None:
+    """meshd at its default Hello interval (4 s: babeld kept its routes for ~14 s after it
+    went silent): stopped, it says goodbye (a wildcard retraction and a Hello of 0.1 s, as
+    babeld on exit). babeld's routes through it are retracted (metric 65535) within a
+    second, and it and they are gone within three."""
+    with (
+        veth_pair("q", ipv4=True) as pair,
+        babeld(pair, tmp_path) as router,
+        meshd(pair, tmp_path, hello=None) as node,
+    ):
+        run = Run(node, router)
+        assert wait_for(lambda: _babeld_installed(run, "10.254.0.1/32"), CONVERGE)
+        _stop(node.process)
+        stopped = time.monotonic()
+        assert wait_for(lambda: _babeld_metric(run, "10.254.0.1/32") in (65535, None), 20.0)
+        assert time.monotonic() - stopped < 1.0
+        assert wait_for(lambda: _babeld_metric(run, "10.254.0.1/32") is None, 20.0)
+        assert time.monotonic() - stopped < 3.0
