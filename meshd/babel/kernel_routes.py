@@ -9,11 +9,18 @@ ignores next hops. Its routes have protocol ``babel`` and their own priority
 (:data:`KERNEL_METRIC`): a route another protocol installed for the same prefix is never
 replaced nor deleted, and wins over ours. Which routes the kernel should hold, and when to
 try again, is :class:`~meshd.babel.shell.BabelShell`'s.
+
+The kernel also takes routes away by itself: an interface that goes down, even for a
+moment, or away loses every route through it, and an administrator may delete one.
+:meth:`KernelRoutes.held` reads which of ours it holds, and :meth:`KernelRoutes.watch`
+says when that may have changed (its notifications of links and of deleted routes), so
+that the shell installs them again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
@@ -23,10 +30,10 @@ import trio
 
 from meshd.babel.prefix import IPAddress
 from meshd.babel.sources import IPNetwork, RouteKey
-from meshd.errors import BackendError
+from meshd.errors import BackendError, DecodeError
 from meshd.wg import rtnetlink as rt
 from meshd.wg.rtnetlink import Route, RtnetlinkError
-from meshd.wg.rtnl_socket import RtnlSocket, prefix_route
+from meshd.wg.rtnl_socket import RtnlSocket, monitor_socket, prefix_route
 
 RTPROT_BABEL: Final = 42
 """The routing protocol number the kernel knows as ``babel`` (/etc/iproute2/rt_protos)."""
@@ -55,6 +62,15 @@ class RouteSink(Protocol):
     async def install(self, route: KernelRoute) -> None: ...
 
     async def remove(self, route: KernelRoute) -> None: ...
+
+    async def held(self) -> set[RouteKey]:
+        """The (prefix, source) of every route of ours the sink still holds."""
+        ...
+
+    async def watch(self, changed: Callable[[], None]) -> None:
+        """Call ``changed`` whenever routes of ours may have gone without our asking; run
+        until cancelled."""
+        ...
 
 
 class KernelRoutes:
@@ -124,6 +140,59 @@ class KernelRoutes:
 
         await self._run(f"removing {_describe(route)}", remove)
         self._ours.discard((route.prefix, route.source))
+
+    async def held(self) -> set[RouteKey]:
+        """The (prefix, source) of every route of protocol ``babel`` at our priority in the
+        main table (ours, or left by an earlier run)."""
+        found: list[Route] = []
+
+        def read(rtnl: RtnlSocket) -> None:
+            for family in (rt.AF_INET, rt.AF_INET6):
+                found.extend(rtnl.routes(family))
+
+        await self._run("reading the routes", read)
+        return {
+            _route_key(msg)
+            for msg in found
+            if msg.protocol == RTPROT_BABEL and (msg.priority or 0) == self.metric
+        }
+
+    async def watch(self, changed: Callable[[], None]) -> None:
+        """Call ``changed`` when the kernel says it deleted a route of protocol ``babel``
+        or an interface changed (:func:`meshd.wg.rtnetlink.routes_lost_untrusted`), or when
+        it said more than we could read; until cancelled."""
+        groups = rt.RTMGRP_LINK | rt.RTMGRP_IPV4_ROUTE | rt.RTMGRP_IPV6_ROUTE
+        try:
+            sock = await trio.to_thread.run_sync(monitor_socket, self.netns, groups)
+        except OSError as exc:
+            raise BackendError(f"netlink: watching the routes: {exc.strerror or exc}") from None
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(sock.fileno())
+                try:
+                    data = sock.recv(1 << 17)
+                except BlockingIOError:
+                    continue
+                except OSError:  # ENOBUFS: notifications were lost
+                    changed()
+                    continue
+                try:
+                    lost = rt.routes_lost_untrusted(data, RTPROT_BABEL)
+                except DecodeError:
+                    lost = True
+                if lost:
+                    changed()
+        finally:
+            sock.close()
+
+
+def _route_key(msg: Route) -> RouteKey:
+    """The (prefix, source) of a route the kernel holds, as the shell keys them."""
+    family = ipaddress.IPv4Network if msg.family == rt.AF_INET else ipaddress.IPv6Network
+    prefix = family((msg.dst or _any(msg.family), msg.dst_len))
+    if msg.src is None or not msg.src_len:
+        return (prefix, None)
+    return (prefix, family((msg.src, msg.src_len)))
 
 
 def _route_spec(route: KernelRoute, metric: int = KERNEL_METRIC, *, oif: int | None) -> Route:

@@ -13,7 +13,10 @@ inbox as the datagrams (:meth:`BabelShell.submit`).
 - The routes go to a :class:`~meshd.babel.kernel_routes.RouteSink`, in the daemon
   :class:`~meshd.babel.kernel_routes.KernelRoutes` (rtnetlink). A second task applies the
   difference between what the core wants and what is installed, so a burst of changes costs
-  one pass.
+  one pass. What the kernel took away by itself (an interface down for a moment loses
+  every route through it) is installed again: the sink says when that may have happened,
+  and every :data:`KERNEL_CHECK` seconds in any case the task reads which of its routes
+  the kernel still holds.
 - As it stops it says goodbye on every interface (:meth:`BabelCore.farewell`: a wildcard
   retraction and a short Hello, as babeld on exit), within :data:`FAREWELL_BUDGET`, then
   removes its routes from the kernel.
@@ -52,6 +55,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_ERROR: Final = 1.0
+#: Seconds between two reads of which of our routes the kernel still holds, whatever it
+#: said; after it said it may have dropped some, the read comes :data:`SETTLE` s later.
+KERNEL_CHECK: Final = 60.0
+SETTLE: Final = 0.2
 #: Seconds the farewell may take as the shell stops (a datagram a mesh neighbour: thousands).
 FAREWELL_BUDGET: Final = 1.0
 
@@ -118,6 +125,7 @@ class BabelShell:
         self._kernel = _Installer()
         self._inbox_send, self._inbox = trio.open_memory_channel[Datagram | Command](1024)
         self._kick_send, self._kick = trio.open_memory_channel[None](1)
+        self._verify = False  # the kernel may have dropped routes of ours: read them
 
     def add_listener(self, listener: EventListener) -> None:
         """Call ``listener`` with every event of the core, in the owner task, without await."""
@@ -144,6 +152,7 @@ class BabelShell:
                     nursery.start_soon(self._receive_from, port)
                 if self.routes is not None:
                     nursery.start_soon(self._install_loop)
+                    nursery.start_soon(self._watch_kernel, self.routes)
                 task_status.started()
                 await self._own_core()
         finally:
@@ -261,12 +270,53 @@ class BabelShell:
             with contextlib.suppress(trio.WouldBlock):
                 self._kick_send.send_nowait(None)
 
+    async def _watch_kernel(self, routes: RouteSink) -> None:
+        """Have the install task read what the kernel holds whenever the sink says routes
+        may have gone. A sink that cannot watch (no netlink) leaves the periodic read."""
+        try:
+            await routes.watch(self._kernel_changed)
+        except BackendError as exc:
+            log.warning("Babel: %s; the kernel's routes are checked every %d s", exc, KERNEL_CHECK)
+
+    def _kernel_changed(self) -> None:
+        self._verify = True
+        with contextlib.suppress(trio.WouldBlock):
+            self._kick_send.send_nowait(None)
+
     async def _install_loop(self) -> None:
         ok = True
+        next_check = self._clock() + KERNEL_CHECK
         while True:
-            with trio.move_on_after(math.inf if ok else RETRY_AFTER_ERROR):
+            wait = RETRY_AFTER_ERROR if not ok else max(0.0, next_check - self._clock())
+            with trio.move_on_after(wait):
                 await self._kick.receive()
+            if self._verify or self._clock() >= next_check:
+                if self._verify:
+                    await trio.sleep(SETTLE)  # the rest of what the kernel is taking away
+                self._verify = False
+                next_check = self._clock() + KERNEL_CHECK
+                await self._forget_lost()
             ok = await self._apply(dict(self._kernel.wanted))
+
+    async def _forget_lost(self) -> None:
+        """Take out of what is installed what the kernel no longer holds (it goes in again
+        at the next :meth:`_apply`)."""
+        assert self.routes is not None
+        try:
+            held = await self.routes.held()
+        except BackendError as exc:
+            log.warning("Babel: %s", exc)
+            return
+        installed = self._kernel.installed
+        lost = [key for key in installed if key not in held]
+        if lost:
+            log.info(
+                "Babel: the kernel dropped %d of our routes (%s, ...); installing them again",
+                len(lost),
+                lost[0][0],
+            )
+        for key in lost:
+            del installed[key]
 
     async def _apply(self, wanted: dict[RouteKey, KernelRoute]) -> bool:
         """Make the kernel hold ``wanted``; False if something failed (retried later)."""

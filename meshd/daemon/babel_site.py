@@ -48,6 +48,12 @@ class SiteRoutes:
         if (route.prefix, route.source) not in self._held:
             await self.inner.remove(route)
 
+    async def held(self) -> set[RouteKey]:
+        return await self.inner.held()
+
+    async def watch(self, changed: Callable[[], None]) -> None:
+        await self.inner.watch(changed)
+
     async def sync(self, core: BabelCore) -> None:
         """Install what is held; remove what no longer is, unless the core selects a learnt
         route for it again (then the shell owns it)."""

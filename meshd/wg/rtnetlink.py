@@ -392,6 +392,38 @@ def _route_untrusted(payload: bytes, seq: int) -> Route | Ignored:
     )
 
 
+#: Multicast groups (bits of ``nl_groups``) that tell of links and of routes changing.
+RTMGRP_LINK: Final = 0x1
+RTMGRP_IPV4_ROUTE: Final = 0x40
+RTMGRP_IPV6_ROUTE: Final = 0x400
+
+
+def routes_lost_untrusted(data: bytes, protocol: int) -> bool:
+    """Whether one datagram of kernel notifications may have taken routes of ``protocol``
+    away: a route of that protocol deleted (by hand, or with its interface going down or
+    away), or an interface changed (up again, nothing of ours routed through it is left).
+    Only the headers are read, not each route's attributes: a busy router's table changes
+    often, and most of what it says is about other protocols.
+
+    Raises DecodeError for a message that does not fit the datagram."""
+    at = 0
+    lost = False
+    while at < len(data):
+        if len(data) - at < _HEADER.size:
+            raise DecodeError(f"rtnetlink: {len(data) - at} bytes left, not a header")
+        length, kind, _, _, _ = _HEADER.unpack_from(data, at)
+        if length < _HEADER.size or at + length > len(data):
+            raise DecodeError(f"rtnetlink message of length {length} at {at}: truncated")
+        if kind in (RTM_NEWLINK, RTM_DELLINK):
+            lost = True
+        elif kind == RTM_DELROUTE:
+            if length < _HEADER.size + _RTMSG.size:
+                raise DecodeError("rtnetlink route message: truncated")
+            lost = lost or data[at + _HEADER.size + 5] == protocol  # rtm_protocol
+        at += (length + 3) & ~3
+    return lost
+
+
 def decode_messages_untrusted(data: bytes) -> list[Message]:
     """Every netlink message of one datagram from the kernel, in order.
 

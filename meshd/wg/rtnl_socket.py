@@ -102,6 +102,21 @@ def _socket_in(netns: str | None) -> socket.socket:
     return made[0]
 
 
+def monitor_socket(netns: str | None, groups: int) -> socket.socket:
+    """A non-blocking rtnetlink socket in ``netns`` that receives the kernel's notifications
+    of ``groups`` (``rt.RTMGRP_*``), with a receive buffer of 1 MiB (a flood of them
+    overruns it: then ``recv`` fails with ENOBUFS, and what was missed is unknown)."""
+    sock = _socket_in(netns)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind((0, groups))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class RtnlSocket:
     """One rtnetlink socket: blocking requests, one at a time (not shared between threads)."""
 

@@ -18,6 +18,7 @@ from meshd.babel.packet import Packet
 from meshd.babel.ports import Datagram
 from meshd.babel.prefix import IPAddress
 from meshd.babel.shell import BabelShell
+from meshd.babel.sources import RouteKey
 
 LOOPBACK = IPv6Address("::1")
 HELLO = 0.05
@@ -57,8 +58,9 @@ class RecordedRoutes:
     """A route sink that keeps what it was told."""
 
     def __init__(self) -> None:
-        self.table: dict[tuple[object, object], KernelRoute] = {}
+        self.table: dict[RouteKey, KernelRoute] = {}
         self.calls = 0
+        self.changed: Callable[[], None] = lambda: None
 
     async def install(self, route: KernelRoute) -> None:
         self.calls += 1
@@ -67,6 +69,19 @@ class RecordedRoutes:
     async def remove(self, route: KernelRoute) -> None:
         self.calls += 1
         self.table.pop((route.prefix, route.source), None)
+
+    async def held(self) -> set[RouteKey]:
+        return set(self.table)
+
+    async def watch(self, changed: Callable[[], None]) -> None:
+        self.changed = changed
+        await trio.sleep_forever()
+
+    def lose_all(self) -> None:
+        """What the kernel does when an interface goes down: every route through it gone,
+        and a notification."""
+        self.table.clear()
+        self.changed()
 
 
 def make_core(n: int) -> BabelCore:
@@ -161,6 +176,21 @@ async def _test_a_shell_that_stops_says_goodbye_and_its_routes_leave_the_neighbo
         assert await wait_for(lambda: (PREFIX, None) not in routes_b.table, 0.5)
         assert b.counters.bad_mac == 0
         nursery.cancel_scope.cancel()
+
+
+def test_routes_the_kernel_dropped_are_installed_again() -> None:
+    trio.run(_test_routes_the_kernel_dropped_are_installed_again)
+
+
+async def _test_routes_the_kernel_dropped_are_installed_again() -> None:
+    """An interface down for a moment: the kernel drops every route through it and says
+    so. The shell reads what it still holds and installs the rest again (before, it took
+    them for installed until the route next changed)."""
+    async with link() as (a, _, _, routes_b):
+        a.submit(lambda core, now: core.originate(PREFIX))
+        assert await wait_for(lambda: (PREFIX, None) in routes_b.table)
+        routes_b.lose_all()
+        assert await wait_for(lambda: (PREFIX, None) in routes_b.table, 1.0)
 
 
 def test_malformed_datagrams_are_counted_and_survived() -> None:

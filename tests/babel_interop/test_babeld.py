@@ -22,6 +22,7 @@ from tests.babel_interop.netns import (
     _stop,
     babeld,
     meshd,
+    sh,
     veth_pair,
     wait_for,
 )
@@ -166,3 +167,24 @@ def test_a_meshd_that_stops_is_left_at_once(tmp_path: Path) -> None:
         assert time.monotonic() - stopped < 1.0
         assert wait_for(lambda: _babeld_metric(run, "10.254.0.1/32") is None, 20.0)
         assert time.monotonic() - stopped < 3.0
+
+
+# --- the kernel takes routes away --------------------------------------------------------------
+
+
+def test_a_route_deleted_by_hand_is_installed_again(tmp_path: Path) -> None:
+    """The kernel takes a route of meshd's away (here an administrator's ``ip route del``;
+    an interface down for a moment takes every route through it): meshd installs it again
+    within a second (before, it took it for installed until the route next changed)."""
+    with (
+        veth_pair("f", ipv4=True) as pair,
+        babeld(pair, tmp_path),
+        meshd(pair, tmp_path) as node,
+    ):
+        assert wait_for(lambda: "fd00:255::2 via fe80:" in node.kernel("-6"), CONVERGE)
+        sh("ip", "-n", pair.meshd_ns, "-6", "route", "del", "fd00:255::2/128", "proto", "babel")
+        gone = time.monotonic()
+        assert wait_for(lambda: "fd00:255::2 via fe80:" in node.kernel("-6"), 10.0)
+        assert time.monotonic() - gone < 1.0
+        time.sleep(1.0)  # and it is not installed twice
+        assert node.kernel("-6").count("fd00:255::2") == 1

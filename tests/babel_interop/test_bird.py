@@ -84,6 +84,27 @@ def test_a_route_bird_withdraws_leaves_meshd(run: Run) -> None:
     assert time.monotonic() - gone < 3.0
 
 
+def test_routes_come_back_after_the_link_blinks(tmp_path: Path) -> None:
+    """meshd's interface down for 0.3 s: the kernel drops every route through it. meshd
+    installs them again at once (before, it took them for installed, and with BIRD on the
+    other side, which saw nothing change, they stayed gone)."""
+    with (
+        veth_pair("f", ipv4=True) as pair,
+        bird(pair, tmp_path),
+        meshd(pair, tmp_path) as node,
+    ):
+        assert wait_for(lambda: "fd00:255::2 via fe80:" in node.kernel("-6"), CONVERGE)
+        assert wait_for(lambda: "10.255.0.2 via" in node.kernel("-4"), CONVERGE)
+        sh("ip", "-n", pair.meshd_ns, "link", "set", pair.veth, "down")
+        assert "fd00:255::2" not in node.kernel("-6")  # the kernel's doing
+        time.sleep(0.3)
+        sh("ip", "-n", pair.meshd_ns, "link", "set", pair.veth, "up")
+        up = time.monotonic()
+        assert wait_for(lambda: "fd00:255::2 via fe80:" in node.kernel("-6"), 10.0)
+        assert wait_for(lambda: "10.255.0.2 via" in node.kernel("-4"), 10.0)
+        assert time.monotonic() - up < 2.0
+
+
 def test_source_specific_routes_flow_both_ways_with_a_sadr_channel(tmp_path: Path) -> None:
     with (
         veth_pair("s", ipv4=True) as pair,

@@ -408,7 +408,12 @@ def _rtnetlink_seeds() -> list[bytes]:
 
 def _rtnetlink_replies(world: World) -> Decoder:
     def run(data: bytes) -> object:
+        try:
+            lost: bool | None = rtnetlink.routes_lost_untrusted(data, 42)
+        except DecodeError:
+            lost = None
         messages = rtnetlink.decode_messages_untrusted(data)
+        _check(lost is not None, "the lost-routes scanner refused what decodes whole")
         known = [m for m in messages if not isinstance(m, rtnetlink.Ignored)]
         again = b"".join(rtnetlink.encode_message(m) for m in known)
         _check(rtnetlink.decode_messages_untrusted(again) == known, "decode(encode) differs")
@@ -781,7 +786,8 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         "rtnetlink-replies",
-        "wg.rtnetlink decode_messages_untrusted: the kernel's answers to meshd's requests",
+        "wg.rtnetlink decode_messages_untrusted and routes_lost_untrusted: the kernel's"
+        " answers to meshd's requests, its notifications",
         "bytes",
         ("meshd.wg.rtnetlink",),
         lambda world: _rtnetlink_seeds(),

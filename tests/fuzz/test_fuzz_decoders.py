@@ -129,6 +129,7 @@ REACHED = {
     "check_types_untrusted": ("records",),  # an announcement's extensions
     "b64url_decode_untrusted": ("invite-tokens",),
     "decode_messages_untrusted": ("rtnetlink-replies",),
+    "routes_lost_untrusted": ("rtnetlink-replies",),
     "_attrs_untrusted": ("rtnetlink-replies",),
     "_u32_untrusted": ("rtnetlink-replies",),
     "_ip_untrusted": ("rtnetlink-replies",),

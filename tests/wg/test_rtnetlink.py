@@ -106,6 +106,42 @@ def test_any_bytes_decode_or_raise_decode_error(data: bytes) -> None:
     assert all(m.seq >= 0 for m in decoded)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), u8)
+def test_any_bytes_tell_of_lost_routes_or_raise_decode_error(data: bytes, protocol: int) -> None:
+    try:
+        lost = rt.routes_lost_untrusted(data, protocol)
+    except DecodeError:
+        return
+    assert lost in (True, False)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(messages, st.booleans()), max_size=5), u8)
+def test_routes_are_lost_with_a_deletion_of_their_protocol_or_a_link_change(
+    found: list[tuple[rt.Message, bool]], protocol: int
+) -> None:
+    """A datagram of notifications: routes of ``protocol`` may be lost when one of its
+    routes was deleted or a link changed; not for added routes, other protocols' deletions,
+    addresses or acknowledgements. Whatever decodes whole is read by the scanner too."""
+    data = b"".join(
+        rt.encode_message(m, type=rt.RTM_DELROUTE if deleted and isinstance(m, Route) else None)
+        for m, deleted in found
+    )
+    expected = any(
+        isinstance(m, Link) or (isinstance(m, Route) and deleted and m.protocol == protocol)
+        for m, deleted in found
+    )
+    assert rt.routes_lost_untrusted(data, protocol) == expected
+
+
+def test_a_deleted_route_too_short_for_its_header_is_refused() -> None:
+    data = rt.encode_message(Route(rt.AF_INET6, protocol=42), type=rt.RTM_DELROUTE)
+    short = (20).to_bytes(4, "little") + data[4:20]
+    with pytest.raises(DecodeError):
+        rt.routes_lost_untrusted(short, 42)
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(messages, min_size=1, max_size=3), st.data())
 def test_damaged_messages_decode_or_raise_decode_error(
