@@ -40,7 +40,7 @@ import logging
 import random
 from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 import trio
 
@@ -61,6 +61,7 @@ from meshd.babel.ports import Port, UdpPort, interface_addresses
 from meshd.babel.routes import Event as BabelEvent
 from meshd.babel.shell import BabelShell
 from meshd.babel.sources import IPNetwork, RouteKey
+from meshd.daemon.babel_links import follow_site_links
 from meshd.daemon.babel_mesh import MeshRoutes, MeshSeam
 from meshd.daemon.babel_pace import at_rest, rest_pace
 from meshd.daemon.babel_peers import NO_MEMBERS, MeshMembers, mesh_members
@@ -72,6 +73,7 @@ from meshd.daemon.babel_site import (
 )
 from meshd.daemon.babel_wants import on_demand_route
 from meshd.daemon.feed import Subscription
+from meshd.errors import BackendError
 from meshd.membership import Member, MemberState
 from meshd.mesh.relay_pair import pair_rank
 from meshd.trust.keys import NodeKey, WgKey
@@ -82,6 +84,9 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two tries to start Babel again after one failed (see BabelService.run).
+RESTART_RETRY: Final = 2.0
 
 __all__ = ["BabelService", "SiteRoutes", "refuse_ungranted_origins", "ungranted_origins"]
 
@@ -179,12 +184,25 @@ class BabelService:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run until cancelled; :meth:`rekey` starts it again under a new WireGuard key."""
+        """Run until cancelled; :meth:`rekey` (a new WireGuard key) and a site interface made
+        anew start it again. A start that fails (an interface gone again, a socket refused)
+        is tried again every :data:`RESTART_RETRY` seconds, but the first: a daemon that
+        cannot start Babel at all says so and stops."""
+        first = True
         while True:
             with trio.CancelScope() as scope:
                 self._restart = scope
-                await self._run_once(task_status)
-                return
+                try:
+                    await self._run_once(task_status)
+                    return
+                except (BackendError, OSError) as exc:
+                    if first:
+                        raise
+                    log.warning(
+                        "Babel: cannot start again: %s; trying again in %.0f s", exc, RESTART_RETRY
+                    )
+                    await trio.sleep(RESTART_RETRY)
+            first = False
             task_status = trio.TASK_STATUS_IGNORED  # reported started the first time
 
     def rekey(self, own_wg_key: bytes) -> None:
@@ -203,9 +221,11 @@ class BabelService:
         core = BabelCore(router_id_of(self.node_key), self.core_config())
         ports: list[Port] = []
         auth: dict[str, LinkAuth] = {}
+        opened: dict[str, int] = {}  # each site interface's index, as its port has it
         try:
             for name in config.interfaces:
                 addresses = await interface_addresses(name)
+                opened[name] = addresses.index
                 core.add_interface(
                     name,
                     kind="wired",
@@ -272,15 +292,21 @@ class BabelService:
         self._sync_members()
         if self.mesh is not None:
             self.mesh.follow_babel(config.hello_interval)
-        if self._on_mesh is None:
-            await shell.run(task_status=task_status)
-            return
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._on_mesh.loop, shell)
-            if config.interfaces:
-                nursery.start_soon(gateway_loop, self, shell)
+            if opened:
+                nursery.start_soon(follow_site_links, opened, self._site_link_moved)
+            if self._on_mesh is not None:
+                nursery.start_soon(self._on_mesh.loop, shell)
+                if config.interfaces:
+                    nursery.start_soon(gateway_loop, self, shell)
             await shell.run(task_status=task_status)
             nursery.cancel_scope.cancel()
+
+    def _site_link_moved(self, name: str) -> None:
+        """A site interface was made anew (a new index): start again on it, as under a
+        new WireGuard key (meshd.daemon.babel_links)."""
+        if self._restart is not None:
+            self._restart.cancel()
 
     def set_relaying(self, on: bool) -> None:
         """Carry other members' routes on the mesh (relay) or not, from now on: a member

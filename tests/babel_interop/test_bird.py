@@ -105,6 +105,34 @@ def test_routes_come_back_after_the_link_blinks(tmp_path: Path) -> None:
         assert time.monotonic() - up < 2.0
 
 
+def test_babel_starts_again_on_an_interface_made_anew(tmp_path: Path) -> None:
+    """meshd's interface deleted and made again under its name (a new index): meshd's
+    socket was bound to the old one, and Babel on the link stayed dead until a restart.
+    It starts again on the new one: routes flow both ways again."""
+    with (
+        veth_pair("n", ipv4=True) as pair,
+        bird(pair, tmp_path) as router,
+        meshd(pair, tmp_path) as node,
+    ):
+        assert wait_for(lambda: "fd00:255::2 via fe80:" in node.kernel("-6"), CONVERGE)
+        assert wait_for(lambda: router.unicast("10.254.0.1/32"), CONVERGE)
+        m, b = pair.meshd_ns, pair.babeld_ns
+        sh("ip", "-n", m, "link", "del", pair.veth)  # its peer in b goes with it
+        sh("ip", "link", "add", pair.veth, "netns", m, "type", "veth",
+           "peer", "name", pair.veth, "netns", b)  # fmt: skip
+        for ns, address in ((m, "10.201.0.1/24"), (b, "10.201.0.2/24")):
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw",
+               f"net.ipv6.conf.{pair.veth}.accept_dad=0")  # fmt: skip
+            sh("ip", "-n", ns, "link", "set", pair.veth, "up")
+            sh("ip", "-n", ns, "addr", "add", address, "dev", pair.veth)
+        made = time.monotonic()
+        assert wait_for(lambda: router.unicast("10.254.0.1/32"), CONVERGE)
+        assert wait_for(lambda: "fd00:255::2 via fe80:" in node.kernel("-6"), CONVERGE)
+        assert wait_for(lambda: "10.255.0.2 via 10.201.0.2" in node.kernel("-4"), CONVERGE)
+        assert time.monotonic() - made < 10.0
+        assert node.process.poll() is None  # the daemon ran on throughout
+
+
 def test_source_specific_routes_flow_both_ways_with_a_sadr_channel(tmp_path: Path) -> None:
     with (
         veth_pair("s", ipv4=True) as pair,

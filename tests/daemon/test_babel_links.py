@@ -1,0 +1,112 @@
+"""A site interface made anew (a new index) starts Babel again on it; one that is gone
+or down waits (meshd.daemon.babel_links, on a fake clock)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from meshd.babel.options import babel_config
+from meshd.daemon.babel import RESTART_RETRY, BabelService
+from meshd.daemon.babel_links import EVERY, follow_site_links, moved
+from meshd.errors import BackendError
+
+
+def test_only_an_interface_back_under_another_index_has_moved() -> None:
+    opened = {"lan0": 2, "lan1": 3}
+    assert moved(opened, {"lan0": 2, "lan1": 3}) is None
+    assert moved(opened, {"lan0": None, "lan1": 3}) is None  # gone: it may come back
+    assert moved(opened, {"lan0": 2, "lan1": 7}) == "lan1"
+    assert moved(opened, {}) is None
+
+
+def test_babel_starts_again_once_the_interface_is_back_under_a_new_index() -> None:
+    """lan0 goes away for 10 s, comes back (down, then ready) under a new index: one
+    restart, when it is ready, not before; lan1 never moves."""
+    timeline = [(0.0, 2), (5.0, None), (15.0, None), (20.0, 9)]  # from then on, lan0's
+    restarts: list[tuple[float, str]] = []
+
+    async def index_of(name: str) -> int | None:
+        if name == "lan1":
+            return 3
+        now = trio.current_time()
+        return [index for at, index in timeline if at <= now][-1]
+
+    async def main() -> None:
+        with trio.move_on_after(60):
+            await follow_site_links(
+                {"lan0": 2, "lan1": 3},
+                lambda name: restarts.append((trio.current_time(), name)),
+                index_of=index_of,
+            )
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert len(restarts) == 1
+    at, name = restarts[0]
+    assert name == "lan0"
+    assert 20.0 <= at <= 20.0 + EVERY
+
+
+def test_an_interface_that_comes_back_as_it_was_changes_nothing() -> None:
+    async def index_of(name: str) -> int | None:
+        return None if 4.0 <= trio.current_time() < 8.0 else 2  # down for a while
+
+    restarts: list[str] = []
+
+    async def main() -> None:
+        with trio.move_on_after(30):
+            await follow_site_links({"lan0": 2}, restarts.append, index_of=index_of)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert restarts == []
+
+
+def _service() -> BabelService:
+    return BabelService(
+        babel_config(hello_interval=1.0),
+        node_key=bytes(32),
+        overlay=ipaddress.IPv6Address("fd00::1"),
+    )
+
+
+def test_a_start_again_that_fails_is_tried_again_not_the_end_of_babel() -> None:
+    """The interface made anew is gone again by the time Babel starts on it: the start
+    fails, and is tried again RESTART_RETRY s later (before, the service ended)."""
+    service = _service()
+    starts: list[float] = []
+
+    async def run_once(task_status: Any) -> None:
+        starts.append(trio.current_time())
+        if len(starts) == 2:
+            raise BackendError("network interface lan0 does not exist")
+        task_status.started()
+        await trio.sleep_forever()
+
+    service._run_once = run_once  # type: ignore[method-assign]
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            await trio.sleep(10)
+            service._site_link_moved("lan0")
+            await trio.sleep(10)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert len(starts) == 3
+    assert starts[2] - starts[1] == RESTART_RETRY
+
+
+def test_a_first_start_that_fails_says_so() -> None:
+    service = _service()
+
+    async def run_once(task_status: Any) -> None:
+        raise BackendError("network interface lan0 does not exist")
+
+    service._run_once = run_once  # type: ignore[method-assign]
+    with pytest.raises(BackendError):
+        trio.run(service.run)
