@@ -184,6 +184,31 @@ class BabelCore(Receiving, Timers, Queries):
         if neighbour is not None:
             self._drop_neighbour(neighbour, now)
 
+    def link_down(self, interface: str, now: float) -> None:
+        """A multicast interface lost its link (down, no carrier): its neighbours and every
+        route through them go at once (the kernel dropped those routes already), as babeld
+        does, rather than after their Hellos run out. It speaks again at :meth:`link_up`."""
+        self._now = now
+        iface = self._interface(interface)
+        if not iface.config.multicast:
+            raise ValueError(f"{interface} is unicast-peers: its neighbours are the caller's")
+        for neighbour in list(iface.neighbours.values()):
+            del iface.neighbours[neighbour.address]
+            iface.unproven.pop(neighbour.address, None)
+            self._drop_neighbour(neighbour, now)
+
+    def link_up(self, interface: str, now: float) -> None:
+        """A multicast interface has its link again: a Hello, a wildcard Route Request and
+        a full update go at once, as at the start (and as babeld does), so that neighbours
+        and routes come back within a Hello rather than at the neighbours' next full
+        update."""
+        self._now = now
+        iface = self._interface(interface)
+        if not iface.config.multicast:
+            raise ValueError(f"{interface} is unicast-peers: its neighbours are the caller's")
+        iface.started = False
+        iface.next_hello = iface.next_update = now
+
     def request_routes(
         self, interface: str, address: IPAddress, keys: Sequence[RouteKey], now: float
     ) -> None:

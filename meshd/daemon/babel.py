@@ -294,7 +294,15 @@ class BabelService:
             self.mesh.follow_babel(config.hello_interval)
         async with trio.open_nursery() as nursery:
             if opened:
-                nursery.start_soon(follow_site_links, opened, self._site_link_moved)
+                nursery.start_soon(
+                    partial(
+                        follow_site_links,
+                        opened,
+                        self._site_link_moved,
+                        down=lambda name: shell.submit(partial(_link_down, name)),
+                        up=lambda name: shell.submit(partial(_link_up, name)),
+                    )
+                )
             if self._on_mesh is not None:
                 nursery.start_soon(self._on_mesh.loop, shell)
                 if config.interfaces:
@@ -469,6 +477,14 @@ class BabelService:
         self.paths_changed()  # a neighbour up, a relay's route, a direct route lost
 
     # --- views -------------------------------------------------------------------------------
+
+
+def _link_down(name: str, core: BabelCore, now: float) -> None:
+    core.link_down(name, now)
+
+
+def _link_up(name: str, core: BabelCore, now: float) -> None:
+    core.link_up(name, now)
 
 
 def _granted(grants: Mapping[NodeKey, Sequence[IPNetwork]], key: bytes) -> Sequence[IPNetwork]:

@@ -1,4 +1,5 @@
-"""Site interfaces made anew: Babel started again on them (shell, and a pure rule).
+"""Site interfaces that lose their link, find it again, or are made anew (shell, and a
+pure rule).
 
 A Babel port is a socket bound to its interface's index. An interface deleted and made
 again under the same name (a VLAN or a bridge re-created by the network's manager, a USB
@@ -7,7 +8,11 @@ link stayed dead, neighbours and routes gone, until the daemon was restarted.
 :func:`follow_site_links` looks at the indexes every :data:`EVERY` seconds and calls
 ``restart`` once an interface is back under a new index (the daemon starts its Babel
 speaker again, as after a WireGuard key rotation: new ports, neighbours found again within
-a few Hellos). While one is gone nothing is done but a line in the log: it may come back.
+a few Hellos). One that loses its link (down, no carrier) or goes away has its neighbours
+and their routes dropped at once (``down``); when it has its link again under the same
+index, a Hello, a request and a full update go at once (``up``), as babeld does: routes
+came back at the neighbour's next full update otherwise, and installing them failed
+every second while the link was down.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from typing import Final
 
 import trio
 
-from meshd.babel.ports import interface_addresses
 from meshd.errors import BackendError
+from meshd.wg import rtnetlink as rt
+from meshd.wg.rtnl_socket import RtnlSocket
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +33,34 @@ log = logging.getLogger(__name__)
 EVERY: Final = 2.0
 
 
-async def ready_index(name: str) -> int | None:
-    """The interface's index once it can carry Babel again (it has a link-local address
-    that is no longer tentative), else None (gone, down, or not ready yet)."""
+#: ifinfomsg flags: administratively up, and with a carrier (RFC 2863 operational).
+IFF_UP: Final = rt.IFF_UP
+IFF_RUNNING: Final = 0x40
+_IFA_F_TENTATIVE: Final = 0x40
+
+
+def _ready(name: str, netns: str | None) -> int | None:
+    with RtnlSocket(netns) as rtnl:
+        link = next((link for link in rtnl.links() if link.name == name), None)
+        if link is None or link.flags & (IFF_UP | IFF_RUNNING) != IFF_UP | IFF_RUNNING:
+            return None
+        for address in rtnl.addresses(rt.AF_INET6, index=link.index):
+            if (
+                address.address is not None
+                and address.address.is_link_local
+                and not address.flags & _IFA_F_TENTATIVE
+            ):
+                return link.index
+    return None
+
+
+async def ready_index(name: str, netns: str | None = None) -> int | None:
+    """The interface's index while it can carry Babel (up, with a carrier, and a link-local
+    address that is no longer tentative), else None (gone, down, or not ready yet)."""
     try:
-        addresses = await interface_addresses(name, wait=0)
-    except BackendError:
+        return await trio.to_thread.run_sync(_ready, name, netns)
+    except (BackendError, OSError):
         return None
-    return addresses.index if addresses.link_local is not None else None
 
 
 def moved(opened: Mapping[str, int], now: Mapping[str, int | None]) -> str | None:
@@ -51,11 +77,14 @@ async def follow_site_links(
     opened: Mapping[str, int],
     restart: Callable[[str], None],
     *,
+    down: Callable[[str], None] = lambda name: None,
+    up: Callable[[str], None] = lambda name: None,
     every: float = EVERY,
     index_of: Callable[[str], Awaitable[int | None]] = ready_index,
 ) -> None:
     """Call ``restart(name)`` once an interface of ``opened`` (name -> the index its port
-    was opened on) is there under another index; log once when one goes and comes back.
+    was opened on) is there under another index; ``down(name)`` when one loses its link
+    or goes, ``up(name)`` when it has it again under its index (each logged once).
     Returns after ``restart``; runs until cancelled otherwise."""
     gone: set[str] = set()
     while True:
@@ -64,10 +93,12 @@ async def follow_site_links(
         for name, index in now.items():
             if index is None and name not in gone:
                 gone.add(name)
-                log.warning("Babel: interface %s is gone or down; waiting for it", name)
+                log.warning("Babel: interface %s is down or gone; its neighbours dropped", name)
+                down(name)
             elif index is not None and name in gone and index == opened[name]:
                 gone.discard(name)
-                log.info("Babel: interface %s is back", name)
+                log.info("Babel: interface %s is up again", name)
+                up(name)
         anew = moved(opened, now)
         if anew is not None:
             log.info(

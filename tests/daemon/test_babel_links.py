@@ -4,6 +4,10 @@ or down waits (meshd.daemon.babel_links, on a fake clock)."""
 from __future__ import annotations
 
 import ipaddress
+import os
+import subprocess
+import time
+from functools import partial
 from typing import Any
 
 import pytest
@@ -12,7 +16,7 @@ import trio.testing
 
 from meshd.babel.options import babel_config
 from meshd.daemon.babel import RESTART_RETRY, BabelService
-from meshd.daemon.babel_links import EVERY, follow_site_links, moved
+from meshd.daemon.babel_links import EVERY, follow_site_links, moved, ready_index
 from meshd.errors import BackendError
 
 
@@ -51,18 +55,31 @@ def test_babel_starts_again_once_the_interface_is_back_under_a_new_index() -> No
     assert 20.0 <= at <= 20.0 + EVERY
 
 
-def test_an_interface_that_comes_back_as_it_was_changes_nothing() -> None:
+def test_an_interface_that_loses_its_link_and_finds_it_again_is_told_once_each() -> None:
+    """Down (or without a carrier) from 4 to 8 s: the core hears of it once when it goes
+    and once when it comes back, within a look (EVERY); no start again."""
+
     async def index_of(name: str) -> int | None:
-        return None if 4.0 <= trio.current_time() < 8.0 else 2  # down for a while
+        return None if 4.0 <= trio.current_time() < 8.0 else 2
 
     restarts: list[str] = []
+    told: list[tuple[str, float]] = []
 
     async def main() -> None:
         with trio.move_on_after(30):
-            await follow_site_links({"lan0": 2}, restarts.append, index_of=index_of)
+            await follow_site_links(
+                {"lan0": 2},
+                restarts.append,
+                down=lambda name: told.append(("down", trio.current_time())),
+                up=lambda name: told.append(("up", trio.current_time())),
+                index_of=index_of,
+            )
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     assert restarts == []
+    assert [what for what, _ in told] == ["down", "up"]
+    assert 4.0 <= told[0][1] <= 4.0 + EVERY
+    assert 8.0 <= told[1][1] <= 8.0 + EVERY
 
 
 def _service() -> BabelService:
@@ -110,3 +127,36 @@ def test_a_first_start_that_fails_says_so() -> None:
     service._run_once = run_once  # type: ignore[method-assign]
     with pytest.raises(BackendError):
         trio.run(service.run)
+
+
+@pytest.mark.root
+def test_an_interface_is_ready_only_up_with_a_carrier_and_a_link_local_address() -> None:
+    """In a namespace: a veth pair up on both ends is ready; without a carrier (its peer
+    down), down, or gone, it is not."""
+    ns = f"bl{os.getpid() % 100000}"
+    run = partial(subprocess.run, check=True, capture_output=True)
+    try:
+        run(["ip", "netns", "add", ns])
+        run(["ip", "-n", ns, "link", "add", "bla", "type", "veth", "peer", "name", "blb"])
+        for name in ("bla", "blb"):
+            run(["ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{name}.accept_dad=0"])
+            run(["ip", "-n", ns, "link", "set", name, "up"])
+        shown = run(["ip", "-n", ns, "-o", "link", "show", "bla"], text=True).stdout
+        index = int(shown.split(":")[0])
+
+        def ready() -> int | None:
+            return trio.run(ready_index, "bla", ns)
+
+        deadline = time.monotonic() + 5
+        while ready() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ready() == index
+        run(["ip", "-n", ns, "link", "set", "blb", "down"])  # no carrier on bla
+        assert ready() is None
+        run(["ip", "-n", ns, "link", "set", "blb", "up"])
+        run(["ip", "-n", ns, "link", "set", "bla", "down"])
+        assert ready() is None
+        run(["ip", "-n", ns, "link", "del", "bla"])
+        assert ready() is None
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
