@@ -56,9 +56,11 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_ERROR: Final = 1.0
 #: Seconds between two reads of which of our routes the kernel still holds, whatever it
-#: said; after it said it may have dropped some, the read comes :data:`SETTLE` s later.
+#: said; after it said it may have dropped some, the read comes :data:`SETTLE` s later,
+#: and at most one every :data:`READ_GAP` s (our own removals are among what it says).
 KERNEL_CHECK: Final = 60.0
 SETTLE: Final = 0.2
+READ_GAP: Final = 2.0
 #: Seconds the farewell may take as the shell stops (a datagram a mesh neighbour: thousands).
 FAREWELL_BUDGET: Final = 1.0
 
@@ -125,7 +127,7 @@ class BabelShell:
         self._kernel = _Installer()
         self._inbox_send, self._inbox = trio.open_memory_channel[Datagram | Command](1024)
         self._kick_send, self._kick = trio.open_memory_channel[None](1)
-        self._verify = False  # the kernel may have dropped routes of ours: read them
+        self._verify_at: float | None = None  # when to read what the kernel holds again
 
     def add_listener(self, listener: EventListener) -> None:
         """Call ``listener`` with every event of the core, in the owner task, without await."""
@@ -279,22 +281,30 @@ class BabelShell:
             log.warning("Babel: %s; the kernel's routes are checked every %d s", exc, KERNEL_CHECK)
 
     def _kernel_changed(self) -> None:
-        self._verify = True
+        if self._verify_at is None:  # SETTLE: the rest of what the kernel is taking away
+            self._verify_at = self._clock() + SETTLE
         with contextlib.suppress(trio.WouldBlock):
             self._kick_send.send_nowait(None)
 
     async def _install_loop(self) -> None:
         ok = True
-        next_check = self._clock() + KERNEL_CHECK
+        next_read = self._clock() + KERNEL_CHECK
+        last_read = -math.inf
         while True:
-            wait = RETRY_AFTER_ERROR if not ok else max(0.0, next_check - self._clock())
-            with trio.move_on_after(wait):
+            due = next_read
+            if self._verify_at is not None:
+                due = min(due, max(self._verify_at, last_read + READ_GAP))
+            if not ok:
+                due = min(due, self._clock() + RETRY_AFTER_ERROR)
+            with trio.move_on_at(due):
                 await self._kick.receive()
-            if self._verify or self._clock() >= next_check:
-                if self._verify:
-                    await trio.sleep(SETTLE)  # the rest of what the kernel is taking away
-                self._verify = False
-                next_check = self._clock() + KERNEL_CHECK
+            now = self._clock()
+            asked = self._verify_at is not None and now >= max(
+                self._verify_at, last_read + READ_GAP
+            )
+            if asked or now >= next_read:
+                self._verify_at = None
+                last_read, next_read = now, now + KERNEL_CHECK
                 await self._forget_lost()
             ok = await self._apply(dict(self._kernel.wanted))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -9,6 +10,7 @@ from ipaddress import IPv4Address, IPv6Address, IPv6Network, ip_network
 
 import pytest
 import trio
+import trio.testing
 
 from meshd.babel.auth import LinkAuth
 from meshd.babel.core import BabelCore, CoreConfig
@@ -17,7 +19,7 @@ from meshd.babel.mac import Endpoints, MacAlgorithm, MacKey
 from meshd.babel.packet import Packet
 from meshd.babel.ports import Datagram
 from meshd.babel.prefix import IPAddress
-from meshd.babel.shell import BabelShell
+from meshd.babel.shell import KERNEL_CHECK, READ_GAP, SETTLE, BabelShell
 from meshd.babel.sources import RouteKey
 
 LOOPBACK = IPv6Address("::1")
@@ -191,6 +193,44 @@ async def _test_routes_the_kernel_dropped_are_installed_again() -> None:
         assert await wait_for(lambda: (PREFIX, None) in routes_b.table)
         routes_b.lose_all()
         assert await wait_for(lambda: (PREFIX, None) in routes_b.table, 1.0)
+
+
+class CountedReads(RecordedRoutes):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[float] = []
+
+    async def held(self) -> set[RouteKey]:
+        self.reads.append(trio.current_time())
+        return await super().held()
+
+
+def test_what_the_kernel_holds_is_read_soon_after_it_speaks_and_not_more_often() -> None:
+    """A notification: the kernel's routes are read SETTLE s later. A flood of them (our
+    own removals at a busy time, say): at most one read every READ_GAP s. None: one every
+    KERNEL_CHECK s."""
+    sink = CountedReads()
+
+    async def main() -> None:
+        shell = BabelShell(make_core(1), [], routes=sink)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(shell.run)
+            await trio.sleep(1.0)
+            sink.changed()
+            await trio.sleep(1.0)
+            assert sink.reads == [1.0 + SETTLE]
+            for _ in range(200):  # 20 s of notifications, every 0.1 s
+                sink.changed()
+                await trio.sleep(0.1)
+            reads = [t for t in sink.reads if t > 2.0]
+            assert len(reads) <= 20 / READ_GAP + 1
+            assert all(b - a >= READ_GAP - 1e-9 for a, b in itertools.pairwise(sink.reads))
+            before = len(sink.reads)
+            await trio.sleep(KERNEL_CHECK + 1)  # nothing said: the periodic read
+            assert len(sink.reads) == before + 1
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
 def test_malformed_datagrams_are_counted_and_survived() -> None:
