@@ -49,7 +49,12 @@ class SiteRoutes:
             await self.inner.remove(route)
 
     async def held(self) -> set[RouteKey]:
-        return await self.inner.held()
+        """What the kernel holds of ours; the site routes it no longer holds (a blink of
+        the site link) are taken for not installed, so :meth:`sync` puts them back."""
+        held = await self.inner.held()
+        for key in [key for key in self._installed if key not in held]:
+            del self._installed[key]
+        return held
 
     async def watch(self, changed: Callable[[], None]) -> None:
         await self.inner.watch(changed)
