@@ -10,8 +10,8 @@ what waits into datagrams; :meth:`Timers.farewell` is what goes as the speaker s
 from __future__ import annotations
 
 from meshd.babel.core_state import CoreState
-from meshd.babel.expand import route_request
-from meshd.babel.interfaces import MULTICAST_GROUP, SOON, Interface
+from meshd.babel.expand import route_request, wildcard_retraction
+from meshd.babel.interfaces import MULTICAST_GROUP, SOON, Interface, centiseconds
 from meshd.babel.neighbours import IPAddress
 from meshd.babel.numbers import INFINITY
 from meshd.babel.outbox import pack
@@ -57,7 +57,11 @@ class Timers(CoreState):
                 if not iface.started:
                     iface.started = True
                     if iface.config.multicast:
-                        self._outbox.queue(name, MULTICAST_GROUP, now, route_request(None))
+                        # As babeld at its start, "in case we were restarted recently": what
+                        # neighbours hold from an earlier run (a prefix no longer ours) goes
+                        # now, before the full update that follows, not at their hold time.
+                        gone = wildcard_retraction(centiseconds(iface.config.update_interval))
+                        self._outbox.queue(name, MULTICAST_GROUP, now, gone, route_request(None))
             if iface.next_update <= now:
                 self._updates.full(iface, None, now)
                 jitter = 0.75 + 0.25 * self.config.random()

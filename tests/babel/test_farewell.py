@@ -4,7 +4,7 @@ couple of seconds, not after their hold times."""
 
 from __future__ import annotations
 
-from ipaddress import IPv6Address
+from ipaddress import IPv6Address, IPv6Network
 
 import pytest
 
@@ -13,7 +13,7 @@ from meshd.babel.core import MULTICAST_GROUP, BabelCore, CoreConfig
 from meshd.babel.numbers import HELLO_UNICAST, INFINITY
 from meshd.babel.prefix import AE_WILDCARD
 from meshd.babel.tlv import Hello, Update
-from tests.babel.sim import Sim, address
+from tests.babel.sim import Sim, address, prefix, router_id
 
 CHAIN = [(0, 1), (1, 2)]
 
@@ -86,3 +86,27 @@ def test_the_farewell_is_a_retraction_and_a_short_hello_on_each_interface() -> N
         assert hello.interval == 10  # 0.1 s
         assert bool(hello.flags & HELLO_UNICAST) == (interface == "wg0")
     assert len(sent) == 3  # nothing else went with it
+
+
+def test_a_router_that_restarts_after_a_crash_takes_back_what_it_no_longer_announces() -> None:
+    """Router 2 announced an extra prefix, crashed (no farewell) and came back without it:
+    its first packet carries a wildcard retraction before its full update (as babeld at
+    its start), so its neighbour drops the extra prefix then, not at its hold time."""
+    extra = IPv6Network("2001:db8:99::/48")
+    sim = Sim(3, CHAIN)
+    sim.routers[2].originate(extra)
+    sim.run_until(Sim.converged, 20)
+    sim.run(5)
+    assert sim.routers[1].route(extra) is not None
+    sim.stop(2, farewell=False)
+    sim.run(0.2)
+    core = BabelCore(router_id(2), CoreConfig())
+    core.add_interface("to1", kind="wired", hello_interval=1.0, link_local=address(2))
+    core.originate(prefix(2))
+    sim.routers[2] = core
+    sim.stopped.discard(2)
+    sim._timers[2] = core.timer()
+    sim.run(5)  # the link up again (two Hellos), and its own prefix back everywhere
+    assert _has_route(sim, 0, 2)
+    view = sim.routers[1].route(extra)  # before: selected again until 20.8 s
+    assert view is None or view.metric == INFINITY
