@@ -20,7 +20,26 @@ if ((${#missing[@]})); then
   echo "meshd setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # Some of these packages would start a daemon of theirs and enable it at boot (BIRD,
+  # serf, babeld): the tests and the demo start their own, in namespaces, and stop them.
+  # Kept from starting while installed (policy-rc.d) and disabled after, for those this
+  # run installed only: a machine's own BIRD or babeld is left as it was.
+  policy=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  for p in "${missing[@]}"; do
+    case $p in
+      bird2) service=bird ;;
+      serf | babeld) service=$p ;;
+      *) continue ;;
+    esac
+    systemctl disable --quiet "$service.service" >/dev/null 2>&1 || true
+    update-rc.d "$service" disable >/dev/null 2>&1 || true
+  done
 fi
 
 PY=${PYTHON:-python3}
