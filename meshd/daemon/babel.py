@@ -44,7 +44,6 @@ from typing import TYPE_CHECKING, Final, cast
 
 import trio
 
-from meshd.babel.auth import LinkAuth
 from meshd.babel.config import accept_all
 from meshd.babel.core import BabelCore, CoreConfig
 from meshd.babel.kernel_routes import KernelRoutes
@@ -57,13 +56,12 @@ from meshd.babel.options import (
     crosses_allowed,
     router_id_of,
 )
-from meshd.babel.ports import Port, UdpPort, interface_addresses
 from meshd.babel.routes import Event as BabelEvent
 from meshd.babel.shell import BabelShell
 from meshd.babel.sources import IPNetwork, RouteKey
-from meshd.daemon.babel_links import follow_site_links
+from meshd.daemon.babel_links import follow_site_links, open_links
 from meshd.daemon.babel_mesh import MeshRoutes, MeshSeam
-from meshd.daemon.babel_pace import at_rest, rest_pace
+from meshd.daemon.babel_pace import at_rest
 from meshd.daemon.babel_peers import NO_MEMBERS, MeshMembers, mesh_members
 from meshd.daemon.babel_site import (
     SiteRoutes,
@@ -219,54 +217,15 @@ class BabelService:
         config = self.config
         mesh_if = self.mesh.ifname if self.mesh is not None else None
         core = BabelCore(router_id_of(self.node_key), self.core_config())
-        ports: list[Port] = []
-        auth: dict[str, LinkAuth] = {}
-        opened: dict[str, int] = {}  # each site interface's index, as its port has it
-        try:
-            for name in config.interfaces:
-                addresses = await interface_addresses(name)
-                opened[name] = addresses.index
-                core.add_interface(
-                    name,
-                    kind="wired",
-                    hello_interval=config.hello_interval,
-                    link_local=addresses.link_local,
-                    ipv4=addresses.ipv4,
-                    max_routes=config.max_routes_site,
-                )
-                ports.append(await UdpPort.open(name, addresses, multicast=True))
-                if config.keys:
-                    auth[name] = LinkAuth(config.keys)
-                log.info(
-                    "Babel on %s (link-local %s, IPv4 %s%s)",
-                    name,
-                    addresses.link_local,
-                    addresses.ipv4,
-                    ", MAC" if config.keys else "",
-                )
-            if mesh_if is not None:
-                assert self.own_wg_key is not None
-                addresses = await interface_addresses(mesh_if)
-                local = link_local_from_wg_key(self.own_wg_key)
-                core.add_interface(
-                    mesh_if,
-                    kind="unicast-peers",
-                    hello_interval=config.hello_interval,
-                    link_local=local,
-                    max_routes=config.max_routes_mesh,
-                    rest_pace=rest_pace(config.hello_interval),
-                )
-                ports.append(
-                    await UdpPort.open(
-                        mesh_if,
-                        type(addresses)(addresses.index, local, None),
-                        multicast=False,
-                    )
-                )
-        except BaseException:
-            for port in ports:
-                port.close()
-            raise
+        links = await open_links(
+            core,
+            config,
+            mesh_if=mesh_if,
+            own_link_local=(
+                link_local_from_wg_key(self.own_wg_key) if self.own_wg_key is not None else None
+            ),
+        )
+        ports, auth, opened = links.ports, links.auth, links.indexes
         core.originate(ipaddress.IPv6Network((self.overlay, 128)))
         self._own = {(ipaddress.IPv6Network((self.overlay, 128)), None)}
         own = self._grants(self.node_key) if self._grants is not None else None

@@ -1,4 +1,5 @@
-"""Site interfaces that lose their link, find it again, or are made anew (shell, and a
+"""The links the Babel service speaks on: their ports opened (:func:`open_links`), and
+the site interfaces that lose their link, find it again, or are made anew (shell, and a
 pure rule).
 
 A Babel port is a socket bound to its interface's index. An interface deleted and made
@@ -19,10 +20,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv6Address
 from typing import Final
 
 import trio
 
+from meshd.babel.auth import LinkAuth
+from meshd.babel.core import BabelCore
+from meshd.babel.options import BabelConfig
+from meshd.babel.ports import Port, UdpPort, interface_addresses
+from meshd.daemon.babel_pace import rest_pace
 from meshd.errors import BackendError
 from meshd.wg import rtnetlink as rt
 from meshd.wg.rtnl_socket import RtnlSocket
@@ -31,6 +39,74 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two looks at the site interfaces' indexes.
 EVERY: Final = 2.0
+
+
+@dataclass
+class Links:
+    """What :func:`open_links` opened: a port an interface, the MAC state of the keyed
+    ones, and each site interface's index as its port has it."""
+
+    ports: list[Port] = field(default_factory=list)
+    auth: dict[str, LinkAuth] = field(default_factory=dict)
+    indexes: dict[str, int] = field(default_factory=dict)
+
+
+async def open_links(
+    core: BabelCore,
+    config: BabelConfig,
+    *,
+    mesh_if: str | None,
+    own_link_local: IPv6Address | None,
+) -> Links:
+    """Add to ``core`` the site interfaces of ``config`` (multicast, MAC-keyed when it has
+    keys) and the mesh's (unicast-peers, from our WireGuard key's link-local address), and
+    open a port on each. If one fails, those opened are closed again."""
+    links = Links()
+    try:
+        for name in config.interfaces:
+            addresses = await interface_addresses(name)
+            links.indexes[name] = addresses.index
+            core.add_interface(
+                name,
+                kind="wired",
+                hello_interval=config.hello_interval,
+                link_local=addresses.link_local,
+                ipv4=addresses.ipv4,
+                max_routes=config.max_routes_site,
+            )
+            links.ports.append(await UdpPort.open(name, addresses, multicast=True))
+            if config.keys:
+                links.auth[name] = LinkAuth(config.keys)
+            log.info(
+                "Babel on %s (link-local %s, IPv4 %s%s)",
+                name,
+                addresses.link_local,
+                addresses.ipv4,
+                ", MAC" if config.keys else "",
+            )
+        if mesh_if is not None:
+            assert own_link_local is not None
+            addresses = await interface_addresses(mesh_if)
+            core.add_interface(
+                mesh_if,
+                kind="unicast-peers",
+                hello_interval=config.hello_interval,
+                link_local=own_link_local,
+                max_routes=config.max_routes_mesh,
+                rest_pace=rest_pace(config.hello_interval),
+            )
+            links.ports.append(
+                await UdpPort.open(
+                    mesh_if,
+                    type(addresses)(addresses.index, own_link_local, None),
+                    multicast=False,
+                )
+            )
+    except BaseException:
+        for port in links.ports:
+            port.close()
+        raise
+    return links
 
 
 #: ifinfomsg flags: administratively up, and with a carrier (RFC 2863 operational).
