@@ -62,6 +62,10 @@ class FirstHandshakes:
         self.own_key = own_key
         self.defer = defer
         self._waiting: dict[WgKey, float] = {}  # peer key -> when we re-create it ourselves
+        # Waiting peers whose member announced no usable endpoint since (nothing to
+        # re-create them with): kept, with their deadline, out of :meth:`deadline` (a past
+        # one would wake the round loop at once, every time), until an endpoint is back.
+        self._parked: dict[WgKey, float] = {}
 
     def goes_first(self, key: WgKey) -> bool:
         """Whether we, rather than the member with WireGuard key ``key``, initiate first."""
@@ -80,16 +84,19 @@ class FirstHandshakes:
         # One deadline object for every peer held back this round, not a float each (24
         # bytes a peer: at a start from the store, every member waits).
         later = now + self.defer
-        # A peer leaves the table once answered, gone, or left without an endpoint (its
-        # member announced none since: nothing to re-create it with, and its deadline, past,
-        # would wake the round loop at once, every time, while it stayed unanswered).
-        self._waiting = {
-            key: due
-            for key, due in self._waiting.items()
-            if (want := desired.get(key)) is not None
-            and want.endpoint is not None
-            and _unanswered(device.get(key))
-        }
+        # A peer leaves the tables once answered or gone; one left without an endpoint
+        # (its member announced none since) is parked until it has one again: dropped, a
+        # moment without one lost the tie-break for good, and the initiations that crossed
+        # waited for WireGuard's retry (5 s).
+        waiting: dict[WgKey, float] = {}
+        parked: dict[WgKey, float] = {}
+        for table in (self._parked, self._waiting):
+            for key, due in table.items():
+                want = desired.get(key)
+                if want is None or not _unanswered(device.get(key)):
+                    continue
+                (waiting if want.endpoint is not None else parked)[key] = due
+        self._waiting, self._parked = waiting, parked
         out: list[Op] = []
         done: set[WgKey] = set()
         for op in ops:
@@ -140,7 +147,8 @@ class FirstHandshakes:
         return min(self._waiting.values(), default=None)
 
     def waiting(self) -> frozenset[WgKey]:
-        return frozenset(self._waiting)
+        """The peers held back or checked back on, parked ones included."""
+        return frozenset(self._waiting) | frozenset(self._parked)
 
 
 def _unanswered(status: PeerStatus | None) -> bool:

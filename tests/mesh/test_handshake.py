@@ -182,6 +182,27 @@ def test_a_waiting_peer_whose_endpoint_went_is_no_longer_due() -> None:
     crossed = unanswered(LOW, LOW_NETS, endpoint="192.0.2.1:1")
     assert high_side.ops([], gone, crossed, DEFER + 1.0) == []
     assert high_side.deadline() is None
+
+
+def test_a_waiting_peer_whose_endpoint_comes_back_is_recreated_then() -> None:
+    # Without an endpoint for a moment (parked, out of the deadline): once it has one again
+    # and is still unanswered, the check back happens then. Dropped, as it was, the tie-break
+    # was lost for good and crossed initiations waited for WireGuard's retry (5 s).
+    high_side = FirstHandshakes(HIGH)
+    want = {LOW: PeerConfig(LOW, "192.0.2.1:1", LOW_NETS, 25)}
+    empty = DeviceState(peers=())
+    high_side.ops(plan(want, empty), want, empty, 0.0)
+    gone = {LOW: PeerConfig(LOW, None, LOW_NETS, 25)}
+    crossed = unanswered(LOW, LOW_NETS, endpoint="192.0.2.1:1")
+    assert high_side.ops([], gone, crossed, 0.5) == []
+    assert high_side.deadline() is None
+    assert high_side.waiting() == frozenset({LOW})
+    assert high_side.ops([], want, crossed, DEFER + 0.5) == recreation(want[LOW])
+    assert high_side.waiting() == frozenset()
+    # Answered while parked: it leaves the tables.
+    high_side.ops(plan(want, empty), want, empty, 10.0)
+    high_side.ops([], gone, crossed, 10.5)
+    high_side.ops([], gone, answered(LOW, LOW_NETS, "192.0.2.1:1"), 11.0)
     assert high_side.waiting() == frozenset()
 
 
