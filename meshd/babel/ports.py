@@ -174,7 +174,7 @@ async def interface_addresses(
             address = msg.address
             if address is None:
                 continue
-            tentative = msg.flags & _IFA_F_TENTATIVE
+            tentative = msg.flags & IFA_F_TENTATIVE
             if isinstance(address, IPv6Address):
                 if address.is_link_local and not tentative and link_local is None:
                     link_local = address
@@ -191,4 +191,5 @@ async def interface_addresses(
     return await trio.to_thread.run_sync(read)
 
 
-_IFA_F_TENTATIVE: Final = 0x40
+#: ifa_flags: an address still in duplicate address detection, not yet to be used.
+IFA_F_TENTATIVE: Final = 0x40

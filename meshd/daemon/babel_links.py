@@ -29,7 +29,7 @@ import trio
 from meshd.babel.auth import LinkAuth
 from meshd.babel.core import BabelCore
 from meshd.babel.options import BabelConfig
-from meshd.babel.ports import Port, UdpPort, interface_addresses
+from meshd.babel.ports import IFA_F_TENTATIVE, Port, UdpPort, interface_addresses
 from meshd.daemon.babel_pace import rest_pace
 from meshd.errors import BackendError
 from meshd.wg import rtnetlink as rt
@@ -112,7 +112,6 @@ async def open_links(
 #: ifinfomsg flags: administratively up, and with a carrier (RFC 2863 operational).
 IFF_UP: Final = rt.IFF_UP
 IFF_RUNNING: Final = 0x40
-_IFA_F_TENTATIVE: Final = 0x40
 
 
 def _ready(name: str, netns: str | None) -> int | None:
@@ -124,7 +123,7 @@ def _ready(name: str, netns: str | None) -> int | None:
             if (
                 address.address is not None
                 and address.address.is_link_local
-                and not address.flags & _IFA_F_TENTATIVE
+                and not address.flags & IFA_F_TENTATIVE
             ):
                 return link.index
     return None

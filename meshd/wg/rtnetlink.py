@@ -16,6 +16,7 @@ harness's round trip).
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Final
@@ -406,22 +407,29 @@ def routes_lost_untrusted(data: bytes, protocol: int) -> bool:
     often, and most of what it says is about other protocols.
 
     Raises DecodeError for a message that does not fit the datagram."""
-    at = 0
     lost = False
-    while at < len(data):
-        if len(data) - at < _HEADER.size:
-            raise DecodeError(f"rtnetlink: {len(data) - at} bytes left, not a header")
-        length, kind, _, _, _ = _HEADER.unpack_from(data, at)
-        if length < _HEADER.size or at + length > len(data):
-            raise DecodeError(f"rtnetlink message of length {length} at {at}: truncated")
+    for kind, _, start, end in _frames_untrusted(data):
         if kind in (RTM_NEWLINK, RTM_DELLINK):
             lost = True
         elif kind == RTM_DELROUTE:
-            if length < _HEADER.size + _RTMSG.size:
+            if end - start < _RTMSG.size:
                 raise DecodeError("rtnetlink route message: truncated")
-            lost = lost or data[at + _HEADER.size + 5] == protocol  # rtm_protocol
-        at += (length + 3) & ~3
+            lost = lost or data[start + 5] == protocol  # rtm_protocol
     return lost
+
+
+def _frames_untrusted(data: bytes) -> Iterator[tuple[int, int, int, int]]:
+    """Each netlink message of one datagram: its type, sequence number, and where its
+    payload starts and ends in ``data``. Raises DecodeError for one that does not fit."""
+    at = 0
+    while at < len(data):
+        if len(data) - at < _HEADER.size:
+            raise DecodeError(f"rtnetlink: {len(data) - at} bytes left, not a header")
+        length, kind, _, seq, _ = _HEADER.unpack_from(data, at)
+        if length < _HEADER.size or at + length > len(data):
+            raise DecodeError(f"rtnetlink message of length {length} at {at}: truncated")
+        yield kind, seq, at + _HEADER.size, at + length
+        at += (length + 3) & ~3
 
 
 def decode_messages_untrusted(data: bytes) -> list[Message]:
@@ -431,15 +439,8 @@ def decode_messages_untrusted(data: bytes) -> list[Message]:
     address of the wrong size, a prefix longer than its family's addresses.
     """
     messages: list[Message] = []
-    at = 0
-    while at < len(data):
-        if len(data) - at < _HEADER.size:
-            raise DecodeError(f"rtnetlink: {len(data) - at} bytes left, not a header")
-        length, kind, _, seq, _ = _HEADER.unpack_from(data, at)
-        if length < _HEADER.size or at + length > len(data):
-            raise DecodeError(f"rtnetlink message of length {length} at {at}: truncated")
-        payload = data[at + _HEADER.size : at + length]
-        at += (length + 3) & ~3
+    for kind, seq, start, end in _frames_untrusted(data):
+        payload = data[start:end]
         message: Message
         if kind in (NLMSG_ERROR, NLMSG_DONE):
             if len(payload) < _ERROR.size:
