@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 
 from meshd.babel.config import CoreConfig
-from meshd.babel.expand import route_request
+from meshd.babel.expand import route_request, wildcard_retraction
 from meshd.babel.interest import Interest
 from meshd.babel.interfaces import Interface
 from meshd.babel.neighbours import Neighbour
@@ -111,11 +111,22 @@ class CoreState:
         self._outbox.forget(nid.interface, nid.address)
         self._interest.forget(nid)
 
-    def _greet_neighbour(self, nid: NeighbourId, now: float, *, hello: bool) -> None:
-        """A new or returning neighbour: send it our table and ask for its own."""
+    def _greet_neighbour(
+        self, nid: NeighbourId, now: float, *, hello: bool, first: bool = False
+    ) -> None:
+        """A new or returning neighbour: send it our table and ask for its own.
+
+        ``first``: one just added on a unicast-peers interface (:meth:`add_neighbour`). Soon
+        after our start (:attr:`Interface.retract_until`) its greeting begins with a
+        wildcard retraction, as babeld's first packet: what it still holds from an earlier
+        run of ours (a prefix we no longer originate, a crash that said no goodbye) goes
+        then, before the full update that follows, not at its hold time."""
         iface = self._interfaces.get(nid.interface)
         if iface is None or nid.address not in iface.neighbours:
             return
+        if first and not iface.config.multicast and now < iface.retract_until:
+            gone = wildcard_retraction(iface.update_interval(nid.address))
+            self._outbox.queue(nid.interface, nid.address, now, gone)
         if hello and iface.started and not iface.config.multicast:
             tlvs = iface.unicast_hello(iface.neighbours[nid.address], now)
             self._outbox.queue(nid.interface, nid.address, now, *tlvs)

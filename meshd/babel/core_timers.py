@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from meshd.babel.core_state import CoreState
 from meshd.babel.expand import route_request, wildcard_retraction
+from meshd.babel.interest import HOLDS
 from meshd.babel.interfaces import MULTICAST_GROUP, SOON, Interface, centiseconds
 from meshd.babel.neighbours import IPAddress
 from meshd.babel.numbers import INFINITY
@@ -47,7 +48,7 @@ class Timers(CoreState):
         self._updates.resend(now)
         greet, self._greet = self._greet, []
         for neighbour in greet:
-            self._greet_neighbour(neighbour, now, hello=True)
+            self._greet_neighbour(neighbour, now, hello=True, first=True)
         for iface in self._interfaces.values():
             name = iface.config.name
             if iface.next_hello <= now:
@@ -62,6 +63,13 @@ class Timers(CoreState):
                         # now, before the full update that follows, not at their hold time.
                         gone = wildcard_retraction(centiseconds(iface.config.update_interval))
                         self._outbox.queue(name, MULTICAST_GROUP, now, gone, route_request(None))
+                    else:
+                        # The same on the mesh, to each neighbour as it is greeted, for as
+                        # long as one may hold routes of an earlier run (its hold time of
+                        # our longest interval); greetings at the start came before this.
+                        config = iface.config
+                        hold = HOLDS * config.update_interval * config.rest_pace
+                        iface.retract_until = now + hold
             if iface.next_update <= now:
                 self._updates.full(iface, None, now)
                 jitter = 0.75 + 0.25 * self.config.random()

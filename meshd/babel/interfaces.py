@@ -70,6 +70,11 @@ class Interface:
     next_hello: float = SOON
     next_update: float = SOON
     started: bool = False
+    retract_until: float = float("inf")
+    """On ``unicast-peers``: until when a neighbour we greet may still hold routes from an
+    earlier run of ours (the longest hold time we announce there, from our first Hello):
+    until then its greeting carries a wildcard retraction (:meth:`meshd.babel.core_state.
+    CoreState._greet_neighbour`)."""
     _due: list[tuple[float, int, IPAddress]] = field(default_factory=list)
     _order: Iterator[int] = field(default_factory=itertools.count)
 

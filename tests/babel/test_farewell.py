@@ -88,12 +88,16 @@ def test_the_farewell_is_a_retraction_and_a_short_hello_on_each_interface() -> N
     assert len(sent) == 3  # nothing else went with it
 
 
-def test_a_router_that_restarts_after_a_crash_takes_back_what_it_no_longer_announces() -> None:
+@pytest.mark.parametrize("kind", ["wired", "unicast-peers"])
+def test_a_router_that_restarts_after_a_crash_takes_back_what_it_no_longer_announces(
+    kind: str,
+) -> None:
     """Router 2 announced an extra prefix, crashed (no farewell) and came back without it:
-    its first packet carries a wildcard retraction before its full update (as babeld at
-    its start), so its neighbour drops the extra prefix then, not at its hold time."""
+    its first packet on a link (to the multicast group; on the mesh, to each neighbour it
+    greets) carries a wildcard retraction before its full update (as babeld at its start),
+    so its neighbour drops the extra prefix then, not at its hold time."""
     extra = IPv6Network("2001:db8:99::/48")
-    sim = Sim(3, CHAIN)
+    sim = Sim(3, CHAIN, kind=kind)  # type: ignore[arg-type]
     sim.routers[2].originate(extra)
     sim.run_until(Sim.converged, 20)
     sim.run(5)
@@ -101,12 +105,48 @@ def test_a_router_that_restarts_after_a_crash_takes_back_what_it_no_longer_annou
     sim.stop(2, farewell=False)
     sim.run(0.2)
     core = BabelCore(router_id(2), CoreConfig())
-    core.add_interface("to1", kind="wired", hello_interval=1.0, link_local=address(2))
+    if kind == "wired":
+        core.add_interface("to1", kind="wired", hello_interval=1.0, link_local=address(2))
+    else:
+        core.add_interface("wg0", kind="unicast-peers", hello_interval=1.0, link_local=address(2))
+        core.add_neighbour("wg0", address(1))
     core.originate(prefix(2))
     sim.routers[2] = core
     sim.stopped.discard(2)
     sim._timers[2] = core.timer()
     sim.run(5)  # the link up again (two Hellos), and its own prefix back everywhere
     assert _has_route(sim, 0, 2)
-    view = sim.routers[1].route(extra)  # before: selected again until 20.8 s
+    view = sim.routers[1].route(extra)  # before: selected again until its hold time
     assert view is None or view.metric == INFINITY
+
+
+def _greeting(core: BabelCore, peer: IPv6Address, at: float) -> list[object]:
+    """What a neighbour added at ``at`` is sent first (its greeting, at the next timer)."""
+    core.add_neighbour("wg0", peer)
+    core.handle_timer(at)
+    return [t for i, d, p in core.datagrams_to_send(at) if d == peer for t in _decoded(p)]
+
+
+def _is_wildcard_retraction(tlv: object) -> bool:
+    return isinstance(tlv, Update) and (tlv.ae, tlv.plen, tlv.metric) == (AE_WILDCARD, 0, INFINITY)
+
+
+def test_on_the_mesh_only_greetings_soon_after_the_start_carry_a_retraction() -> None:
+    """A mesh neighbour greeted while it may still hold routes of an earlier run of ours
+    (within the hold time of our longest interval after our first Hello: 3.5 x 16 s x a
+    rest pace of 4) is sent a wildcard retraction before our table; one that comes later
+    cannot hold any and gets our table alone (no moment without our routes)."""
+    core = BabelCore(bytes(7) + b"\x01", CoreConfig())
+    core.add_interface(
+        "wg0", kind="unicast-peers", hello_interval=4.0, link_local=address(0), rest_pace=4
+    )
+    core.originate(prefix(0))
+    early = _greeting(core, IPv6Address("fe80::a"), 0.0)  # at the start
+    assert _is_wildcard_retraction(early[0])
+    assert any(isinstance(t, Update) and t.metric < INFINITY for t in early)  # then the table
+    soon = _greeting(core, IPv6Address("fe80::b"), 3.5 * 16 * 4 - 1)
+    assert _is_wildcard_retraction(soon[0])
+    later = _greeting(core, IPv6Address("fe80::c"), 3.5 * 16 * 4 + 1)
+    assert later
+    assert not any(_is_wildcard_retraction(t) for t in later)
+    assert any(isinstance(t, Update) and t.metric < INFINITY for t in later)
