@@ -59,7 +59,7 @@ from meshd.babel.options import (
 from meshd.babel.routes import Event as BabelEvent
 from meshd.babel.shell import BabelShell
 from meshd.babel.sources import IPNetwork, RouteKey
-from meshd.daemon.babel_links import follow_site_links, open_links
+from meshd.daemon.babel_links import follow_site_links, open_links, watch_links
 from meshd.daemon.babel_mesh import MeshRoutes, MeshSeam
 from meshd.daemon.babel_pace import at_rest
 from meshd.daemon.babel_peers import NO_MEMBERS, MeshMembers, mesh_members
@@ -260,6 +260,7 @@ class BabelService:
                         self._site_link_moved,
                         down=lambda name: shell.submit(partial(_link_down, name)),
                         up=lambda name: shell.submit(partial(_link_up, name)),
+                        changes=watch_links,
                     )
                 )
             if self._on_mesh is not None:

@@ -6,7 +6,8 @@ A Babel port is a socket bound to its interface's index. An interface deleted an
 again under the same name (a VLAN or a bridge re-created by the network's manager, a USB
 adapter plugged back) has a new index: the old socket reaches nothing, and Babel on that
 link stayed dead, neighbours and routes gone, until the daemon was restarted.
-:func:`follow_site_links` looks at the indexes every :data:`EVERY` seconds and calls
+:func:`follow_site_links` looks at the indexes as the kernel tells of a link or an address
+changing (:func:`watch_links`), and every :data:`EVERY` seconds whatever it said, and calls
 ``restart`` once an interface is back under a new index (the daemon starts its Babel
 speaker again, as after a WireGuard key rotation: new ports, neighbours found again within
 a few Hellos). One that loses its link (down, no carrier) or goes away has its neighbours
@@ -33,12 +34,23 @@ from meshd.babel.ports import IFA_F_TENTATIVE, Port, UdpPort, interface_addresse
 from meshd.daemon.babel_pace import rest_pace
 from meshd.errors import BackendError
 from meshd.wg import rtnetlink as rt
-from meshd.wg.rtnl_socket import RtnlSocket
+from meshd.wg.rtnl_socket import RtnlSocket, monitor_socket
 
 log = logging.getLogger(__name__)
 
-#: Seconds between two looks at the site interfaces' indexes.
+#: Seconds between two looks at the site interfaces' indexes when nothing is heard.
 EVERY: Final = 2.0
+#: After the kernel tells of a link or an address changing: the look comes this much later
+#: (what one change brings, a link down and its addresses, seen together), and at most one
+#: look every ``LOOK_GAP`` s however much it says (a host making and deleting containers'
+#: interfaces all the time).
+SETTLE: Final = 0.05
+LOOK_GAP: Final = 0.25
+DRAIN: Final = 64  # datagrams read at most per wake-up of watch_links
+
+Watch = Callable[[Callable[[], None]], Awaitable[None]]
+"""Something that calls its argument when the interfaces may have changed, until cancelled
+(:func:`watch_links`)."""
 
 
 @dataclass
@@ -148,6 +160,38 @@ def moved(opened: Mapping[str, int], now: Mapping[str, int | None]) -> str | Non
     return None
 
 
+async def watch_links(changed: Callable[[], None], netns: str | None = None) -> None:
+    """Call ``changed`` whenever the kernel tells of a link or an IPv6 address changing
+    (or said more than could be read); until cancelled. What it says is not decoded: any
+    word is a reason to look (:func:`follow_site_links`). Where the notifications cannot
+    be had, it logs so and returns: the looks every :data:`EVERY` s go on."""
+    try:
+        sock = await trio.to_thread.run_sync(
+            monitor_socket, netns, rt.RTMGRP_LINK | rt.RTMGRP_IPV6_IFADDR
+        )
+    except OSError as exc:
+        log.warning(
+            "Babel: cannot hear of the interfaces' changes (%s): looking every %.0f s",
+            exc.strerror or exc,
+            EVERY,
+        )
+        return
+    try:
+        while True:
+            await trio.lowlevel.wait_readable(sock.fileno())
+            for _ in range(DRAIN):  # what waits (bounded): one look for the lot
+                try:
+                    if not sock.recv(1 << 16):
+                        break
+                except BlockingIOError:
+                    break
+                except OSError:  # ENOBUFS: some were lost, the look covers them
+                    break
+            changed()
+    finally:
+        sock.close()
+
+
 async def follow_site_links(
     opened: Mapping[str, int],
     restart: Callable[[str], None],
@@ -156,31 +200,49 @@ async def follow_site_links(
     up: Callable[[str], None] = lambda name: None,
     every: float = EVERY,
     index_of: Callable[[str], Awaitable[int | None]] = ready_index,
+    changes: Watch | None = None,
 ) -> None:
     """Call ``restart(name)`` once an interface of ``opened`` (name -> the index its port
     was opened on) is there under another index; ``down(name)`` when one loses its link
     or goes, ``up(name)`` when it has it again under its index (each logged once).
+    It looks every ``every`` s, and :data:`SETTLE` s after ``changes`` says the kernel
+    told of a change (:func:`watch_links`), at most once every :data:`LOOK_GAP` s.
     Returns after ``restart``; runs until cancelled otherwise."""
+    told = trio.Event()
+
+    def changed() -> None:
+        told.set()
+
     gone: set[str] = set()
-    while True:
-        await trio.sleep(every)
-        now = {name: await index_of(name) for name in opened}
-        for name, index in now.items():
-            if index is None and name not in gone:
-                gone.add(name)
-                log.warning("Babel: interface %s is down or gone; its neighbours dropped", name)
-                down(name)
-            elif index is not None and name in gone and index == opened[name]:
-                gone.discard(name)
-                log.info("Babel: interface %s is up again", name)
-                up(name)
-        anew = moved(opened, now)
-        if anew is not None:
-            log.info(
-                "Babel: interface %s was made anew (index %s, was %s): starting Babel again",
-                anew,
-                now[anew],
-                opened[anew],
-            )
-            restart(anew)
-            return
+    last = float("-inf")
+    async with trio.open_nursery() as nursery:
+        if changes is not None:
+            nursery.start_soon(changes, changed)
+        while True:
+            with trio.move_on_after(every):
+                await told.wait()
+            if told.is_set():
+                await trio.sleep(max(SETTLE, last + LOOK_GAP - trio.current_time()))
+                told = trio.Event()
+            last = trio.current_time()
+            now = {name: await index_of(name) for name in opened}
+            for name, index in now.items():
+                if index is None and name not in gone:
+                    gone.add(name)
+                    log.warning("Babel: interface %s is down or gone; its neighbours dropped", name)
+                    down(name)
+                elif index is not None and name in gone and index == opened[name]:
+                    gone.discard(name)
+                    log.info("Babel: interface %s is up again", name)
+                    up(name)
+            anew = moved(opened, now)
+            if anew is not None:
+                log.info(
+                    "Babel: interface %s was made anew (index %s, was %s): starting Babel again",
+                    anew,
+                    now[anew],
+                    opened[anew],
+                )
+                restart(anew)
+                nursery.cancel_scope.cancel()
+                return

@@ -393,8 +393,9 @@ def _route_untrusted(payload: bytes, seq: int) -> Route | Ignored:
     )
 
 
-#: Multicast groups (bits of ``nl_groups``) that tell of links and of routes changing.
+#: Multicast groups (bits of ``nl_groups``) that tell of links, addresses and routes changing.
 RTMGRP_LINK: Final = 0x1
+RTMGRP_IPV6_IFADDR: Final = 0x100
 RTMGRP_IPV4_ROUTE: Final = 0x40
 RTMGRP_IPV6_ROUTE: Final = 0x400
 

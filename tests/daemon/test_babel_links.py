@@ -16,7 +16,15 @@ import trio.testing
 
 from meshd.babel.options import babel_config
 from meshd.daemon.babel import RESTART_RETRY, BabelService
-from meshd.daemon.babel_links import EVERY, follow_site_links, moved, ready_index
+from meshd.daemon.babel_links import (
+    EVERY,
+    LOOK_GAP,
+    SETTLE,
+    follow_site_links,
+    moved,
+    ready_index,
+    watch_links,
+)
 from meshd.errors import BackendError
 
 
@@ -80,6 +88,67 @@ def test_an_interface_that_loses_its_link_and_finds_it_again_is_told_once_each()
     assert [what for what, _ in told] == ["down", "up"]
     assert 4.0 <= told[0][1] <= 4.0 + EVERY
     assert 8.0 <= told[1][1] <= 8.0 + EVERY
+
+
+def _told_at(*moments: float) -> Any:
+    """A fake ``changes``: the kernel says something changed at each of ``moments``."""
+
+    async def changes(changed: Any) -> None:
+        for at in moments:
+            await trio.sleep_until(at)
+            changed()
+        await trio.sleep_forever()
+
+    return changes
+
+
+def test_a_change_the_kernel_tells_of_is_looked_at_at_once_not_at_the_next_look() -> None:
+    """Down at 4.3 s and back at 8.7 s, each told by the kernel (:func:`watch_links`): the
+    core hears of both within SETTLE, where the looks every EVERY s took up to 2 s."""
+
+    async def index_of(name: str) -> int | None:
+        return None if 4.3 <= trio.current_time() < 8.7 else 2
+
+    told: list[tuple[str, float]] = []
+
+    async def main() -> None:
+        with trio.move_on_after(30):
+            await follow_site_links(
+                {"lan0": 2},
+                lambda name: None,
+                down=lambda name: told.append(("down", trio.current_time())),
+                up=lambda name: told.append(("up", trio.current_time())),
+                index_of=index_of,
+                changes=_told_at(4.3, 8.7),
+            )
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert [what for what, _ in told] == ["down", "up"]
+    assert told[0][1] == pytest.approx(4.3 + SETTLE)
+    assert told[1][1] == pytest.approx(8.7 + SETTLE)
+
+
+def test_however_much_the_kernel_says_the_looks_are_spaced() -> None:
+    """A change told every millisecond for 20 s (a host busy with containers' interfaces):
+    at most one look every LOOK_GAP s, not one a notification."""
+    looks = 0
+
+    async def index_of(name: str) -> int | None:
+        nonlocal looks
+        looks += 1
+        return 2
+
+    async def main() -> None:
+        with trio.move_on_after(20):
+            await follow_site_links(
+                {"lan0": 2},
+                lambda name: None,
+                index_of=index_of,
+                changes=_told_at(*(i / 1000 for i in range(20_000))),
+            )
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert 20 / EVERY <= looks <= 20 / LOOK_GAP + 1
 
 
 def _service() -> BabelService:
@@ -158,5 +227,62 @@ def test_an_interface_is_ready_only_up_with_a_carrier_and_a_link_local_address()
         assert ready() is None
         run(["ip", "-n", ns, "link", "del", "bla"])
         assert ready() is None
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
+@pytest.mark.root
+def test_a_real_link_going_down_and_up_is_heard_of_at_once() -> None:
+    """In a namespace, with the looks every EVERY s out of the way (one a minute): a veth
+    losing its carrier (its peer set down) and finding it again is told within a second,
+    by the kernel's notifications alone (:func:`watch_links`)."""
+    ns = f"bw{os.getpid() % 100000}"
+    run = partial(subprocess.run, check=True, capture_output=True)
+    try:
+        run(["ip", "netns", "add", ns])
+        run(["ip", "-n", ns, "link", "add", "bwa", "type", "veth", "peer", "name", "bwb"])
+        for name in ("bwa", "bwb"):
+            run(["ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{name}.accept_dad=0"])
+            run(["ip", "-n", ns, "link", "set", name, "up"])
+        told: list[tuple[str, float]] = []
+        heard = {"down": trio.Event(), "up": trio.Event()}
+
+        def tell(what: str) -> None:
+            told.append((what, time.monotonic()))
+            heard[what].set()
+
+        async def main() -> None:
+            index = None
+            with trio.move_on_after(5):
+                while index is None:
+                    index = await ready_index("bwa", ns)
+                    await trio.sleep(0.05)
+            assert index is not None
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    partial(
+                        follow_site_links,
+                        {"bwa": index},
+                        lambda name: None,
+                        down=lambda name: tell("down"),
+                        up=lambda name: tell("up"),
+                        every=60.0,
+                        index_of=partial(ready_index, netns=ns),
+                        changes=partial(watch_links, netns=ns),
+                    )
+                )
+                await trio.sleep(0.5)
+                for what in ("down", "up"):
+                    at = time.monotonic()
+                    await trio.to_thread.run_sync(run, ["ip", "-n", ns, "link", "set", "bwb", what])
+                    with trio.move_on_after(3):
+                        await heard[what].wait()
+                    assert heard[what].is_set(), f"{what}: not told"
+                    assert told[-1][0] == what
+                    assert told[-1][1] - at < 1.0
+                nursery.cancel_scope.cancel()
+
+        trio.run(main)
+        assert [what for what, _ in told] == ["down", "up"]
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
