@@ -46,6 +46,11 @@ EVERY: Final = 2.0
 #: interfaces all the time).
 SETTLE: Final = 0.05
 LOOK_GAP: Final = 0.25
+#: A link must stay down (or gone) this long before its neighbours and routes are dropped,
+#: as routers' carrier delay ("hold-time down"): a blink shorter than that keeps them (the
+#: kernel's routes it took are put back at once, meshd.babel.kernel_routes), where dropping
+#: them cost the few Hellos that find a neighbour again (~4 s against BIRD) once it is back.
+DOWN_HOLD: Final = 1.0
 DRAIN: Final = 64  # datagrams read at most per wake-up of watch_links
 
 Watch = Callable[[Callable[[], None]], Awaitable[None]]
@@ -206,7 +211,9 @@ async def follow_site_links(
     was opened on) is there under another index; ``down(name)`` when one loses its link
     or goes, ``up(name)`` when it has it again under its index (each logged once).
     It looks every ``every`` s, and :data:`SETTLE` s after ``changes`` says the kernel
-    told of a change (:func:`watch_links`), at most once every :data:`LOOK_GAP` s.
+    told of a change (:func:`watch_links`), at most once every :data:`LOOK_GAP` s; one not
+    ready is told ``down`` once it has been so for :data:`DOWN_HOLD` s (looked at again
+    then).
     Returns after ``restart``; runs until cancelled otherwise."""
     told = trio.Event()
 
@@ -214,12 +221,16 @@ async def follow_site_links(
         told.set()
 
     gone: set[str] = set()
+    missing: dict[str, float] = {}  # not ready, since when (not yet told: DOWN_HOLD)
     last = float("-inf")
     async with trio.open_nursery() as nursery:
         if changes is not None:
             nursery.start_soon(changes, changed)
         while True:
-            with trio.move_on_after(every):
+            wait = every
+            if missing:
+                wait = min(wait, min(missing.values()) + DOWN_HOLD - trio.current_time())
+            with trio.move_on_after(max(0.0, wait)):
                 await told.wait()
             if told.is_set():
                 await trio.sleep(max(SETTLE, last + LOOK_GAP - trio.current_time()))
@@ -227,14 +238,21 @@ async def follow_site_links(
             last = trio.current_time()
             now = {name: await index_of(name) for name in opened}
             for name, index in now.items():
-                if index is None and name not in gone:
-                    gone.add(name)
-                    log.warning("Babel: interface %s is down or gone; its neighbours dropped", name)
-                    down(name)
-                elif index is not None and name in gone and index == opened[name]:
-                    gone.discard(name)
-                    log.info("Babel: interface %s is up again", name)
-                    up(name)
+                if index is not None:
+                    missing.pop(name, None)
+                    if name in gone and index == opened[name]:
+                        gone.discard(name)
+                        log.info("Babel: interface %s is up again", name)
+                        up(name)
+                elif name not in gone:
+                    since = missing.setdefault(name, last)
+                    if last - since >= DOWN_HOLD:
+                        del missing[name]
+                        gone.add(name)
+                        log.warning(
+                            "Babel: interface %s is down or gone; its neighbours dropped", name
+                        )
+                        down(name)
             anew = moved(opened, now)
             if anew is not None:
                 log.info(

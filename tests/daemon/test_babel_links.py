@@ -17,6 +17,7 @@ import trio.testing
 from meshd.babel.options import babel_config
 from meshd.daemon.babel import RESTART_RETRY, BabelService
 from meshd.daemon.babel_links import (
+    DOWN_HOLD,
     EVERY,
     LOOK_GAP,
     SETTLE,
@@ -104,7 +105,8 @@ def _told_at(*moments: float) -> Any:
 
 def test_a_change_the_kernel_tells_of_is_looked_at_at_once_not_at_the_next_look() -> None:
     """Down at 4.3 s and back at 8.7 s, each told by the kernel (:func:`watch_links`): the
-    core hears of both within SETTLE, where the looks every EVERY s took up to 2 s."""
+    core hears of the return within SETTLE and of the loss once it has lasted DOWN_HOLD,
+    where the looks every EVERY s took up to 2 s more."""
 
     async def index_of(name: str) -> int | None:
         return None if 4.3 <= trio.current_time() < 8.7 else 2
@@ -124,8 +126,32 @@ def test_a_change_the_kernel_tells_of_is_looked_at_at_once_not_at_the_next_look(
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     assert [what for what, _ in told] == ["down", "up"]
-    assert told[0][1] == pytest.approx(4.3 + SETTLE)
+    assert told[0][1] == pytest.approx(4.3 + SETTLE + DOWN_HOLD)
     assert told[1][1] == pytest.approx(8.7 + SETTLE)
+
+
+def test_a_blink_shorter_than_the_down_hold_drops_nothing() -> None:
+    """Down for 0.5 s (told both ways): neither ``down`` nor ``up`` (the neighbours and
+    their routes stay; the kernel's routes it took are put back by the shell)."""
+
+    async def index_of(name: str) -> int | None:
+        return None if 4.3 <= trio.current_time() < 4.8 else 2
+
+    told: list[str] = []
+
+    async def main() -> None:
+        with trio.move_on_after(30):
+            await follow_site_links(
+                {"lan0": 2},
+                lambda name: None,
+                down=lambda name: told.append("down"),
+                up=lambda name: told.append("up"),
+                index_of=index_of,
+                changes=_told_at(4.3, 4.8),
+            )
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert told == []
 
 
 def test_however_much_the_kernel_says_the_looks_are_spaced() -> None:
@@ -234,8 +260,9 @@ def test_an_interface_is_ready_only_up_with_a_carrier_and_a_link_local_address()
 @pytest.mark.root
 def test_a_real_link_going_down_and_up_is_heard_of_at_once() -> None:
     """In a namespace, with the looks every EVERY s out of the way (one a minute): a veth
-    losing its carrier (its peer set down) and finding it again is told within a second,
-    by the kernel's notifications alone (:func:`watch_links`)."""
+    losing its carrier (its peer set down) is told once that has lasted DOWN_HOLD, and
+    finding it again within a second, by the kernel's notifications alone
+    (:func:`watch_links`)."""
     ns = f"bw{os.getpid() % 100000}"
     run = partial(subprocess.run, check=True, capture_output=True)
     try:
@@ -279,7 +306,7 @@ def test_a_real_link_going_down_and_up_is_heard_of_at_once() -> None:
                         await heard[what].wait()
                     assert heard[what].is_set(), f"{what}: not told"
                     assert told[-1][0] == what
-                    assert told[-1][1] - at < 1.0
+                    assert told[-1][1] - at < (DOWN_HOLD if what == "down" else 0) + 1.0
                 nursery.cancel_scope.cancel()
 
         trio.run(main)
