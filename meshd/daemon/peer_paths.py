@@ -214,8 +214,10 @@ class PeerPaths:
         endpoint: str | None = None
         if status is not None:
             endpoint = status.config.endpoint
-            peer.shaken = bool(status.last_handshake)
             if status.last_handshake:
+                # Kept when the peer is created anew (a hushed round, a dead session
+                # dropped): its last handshake stays what the path saw last.
+                peer.shaken = True
                 handshake = now - (wall - status.last_handshake)
             if status.rx_bytes > peer.rx_bytes:
                 peer.heard(now)
@@ -367,8 +369,8 @@ class PeerPaths:
 
     @staticmethod
     def _wall_time(peer: _Peer, now: float, wall: float) -> float | None:
-        """The Unix time of the peer's last handshake, None where the device showed none at
-        its last read (its path keeps it on the daemon's clock, ``now``: the device's reading
-        moved there by :meth:`update`)."""
+        """The Unix time of the peer's last handshake, None where the device never showed
+        one (its path keeps it on the daemon's clock, ``now``: the device's reading moved
+        there by :meth:`update`; a peer created anew since keeps the one it had)."""
         hs = peer._last_handshake
         return None if hs is None or not peer.shaken else wall - (now - hs)

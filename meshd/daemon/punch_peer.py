@@ -82,7 +82,7 @@ class _Peer(DirectPath):
     _heard_at: RareField[float | None] = RareField()
     # Above the path's bits (HOW_BITS): the laid code (3 bits), then these.
     request_due = Bits(HOW_BITS + 3, 1)  # a round started: a punch is to be asked for
-    shaken = Bits(HOW_BITS + 4, 1)  # the device showed a handshake at the last read of it
+    shaken = Bits(HOW_BITS + 4, 1)  # the device showed a handshake (since this peer was made)
 
     def __init__(
         self,

@@ -272,7 +272,7 @@ class Punching:
                     kicks += kick(status, action.endpoint, keepalive or 0)
                     kicked.append(peer)
             else:  # a round that failed: WireGuard's retries stopped
-                kicks += hush(before, action.path, status)
+                kicks += hush(before, action.path, status, wall)
         # The peers of members gone: each other peer is its member's (made anew above for a
         # member whose WireGuard key changed), found by its key (no set of node keys a step).
         gone_ones = [

@@ -106,9 +106,27 @@ def netcheck_view(
     }
 
 
-def attempts(daemon: Daemon) -> dict[bytes, str]:
-    """The punching service's state per member, by node key."""
-    return {p.node_key: p.path for p in daemon.punching.snapshot().peers}
+def paths_of(daemon: Daemon) -> tuple[dict[bytes, str], dict[bytes, float]]:
+    """The punching service's state per member, by node key, and the last handshake each
+    member's path saw (Unix time; those that saw one), from one snapshot of it."""
+    peers = daemon.punching.snapshot().peers
+    return (
+        {p.node_key: p.path for p in peers},
+        {p.node_key: p.last_handshake for p in peers if p.last_handshake is not None},
+    )
+
+
+def add_kept_handshakes(
+    rows: Sequence[dict[str, Any]], members: Sequence[Member], kept: Mapping[bytes, float]
+) -> None:
+    """Fill the ``last_handshake`` of each row whose device peer shows none with the one its
+    path saw (``kept``, by node key): a peer whose session had ended is created anew when
+    its round fails (meshd.mesh.kicks.hush), and the device then forgets its handshake."""
+    for member, row in zip(members, rows, strict=True):
+        if not row.get("last_handshake") and row.get("wg_peer"):
+            at = kept.get(member.node_key)
+            if at is not None:
+                row["last_handshake"] = at
 
 
 async def netcheck(daemon: Daemon) -> dict[str, Any]:

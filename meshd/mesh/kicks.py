@@ -7,8 +7,9 @@ out), for the punching service (:mod:`meshd.daemon.punching`).
   quiet direct path without Babel's Hellos is asked whether it still works
   (:mod:`meshd.mesh.liveness_probe`): a live peer answers an initiation, while the keepalive
   that :func:`kick`'s toggle sends on a live session is answered by nothing;
-* :func:`hush`: the opposite, once a round failed: a peer that never answered is created
-  anew without a keepalive, so that WireGuard stops initiating to it until the next round;
+* :func:`hush`: the opposite, once a round failed: a peer with no session (it never
+  answered, or not for longer than a session lives) is created anew without a keepalive,
+  so that WireGuard stops initiating to it until the next round;
 * :func:`in_batches`: a step's operations cut into writes of a bounded size, a peer's
   operations never split between two.
 """
@@ -16,6 +17,7 @@ out), for the punching service (:mod:`meshd.daemon.punching`).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Final
 
 from meshd.mesh.reach import Path
 from meshd.wg.model import PeerStatus, RemovePeer, UpdatePeer
@@ -52,8 +54,13 @@ def kick(status: PeerStatus, endpoint: str, keepalive: int) -> list[RemovePeer |
     return recreate(status, endpoint, keepalive)
 
 
+#: Seconds after its handshake that a WireGuard session's keys are refused (RejectAfterTime):
+#: a peer whose last handshake is older has no session left to lose.
+SESSION_LIFE: Final = 180.0
+
+
 def hush(
-    before: Path | None, after: Path, status: PeerStatus | None
+    before: Path | None, after: Path, status: PeerStatus | None, wall: float
 ) -> list[RemovePeer | UpdatePeer]:
     """Operations that stop WireGuard initiating to a peer whose round just failed.
 
@@ -64,17 +71,21 @@ def hush(
     answers was sent an initiation every 5 s for as long as its path stayed on the relay
     (at 10,000 such peers, 2,000 a second: most of wireguard-go's CPU beside an idle
     daemon). When the path goes from ``trying`` to ``relay`` (``before``, ``after``) and
-    the peer never completed a handshake (no session to lose), it is removed and created
-    again as it was, without a keepalive: nothing queued, no retries, until the next round
-    turns the keepalive on again. The peer's own initiation is answered all the same (a
-    member that comes up later reaches us, and its path goes direct at our next look).
-    A peer that had a session keeps it, and what WireGuard does with it. No operations
-    otherwise.
+    the peer has no session to lose (it never completed a handshake, or its last one is
+    :data:`SESSION_LIFE` s old or more at ``wall``, Unix seconds: a member that went
+    away), it is removed and created again as it was, without a keepalive: nothing queued,
+    no retries, until the next round turns the keepalive on again. The peer's own
+    initiation is answered all the same (a member that comes up later reaches us, and its
+    path goes direct at our next look). A peer with a live session keeps it, and what
+    WireGuard does with it. No operations otherwise.
     """
     if before != "trying" or after != "relay" or status is None:
         return []
     endpoint = status.config.endpoint
-    if status.last_handshake or endpoint is None:
+    if endpoint is None:
+        return []
+    shaken = status.last_handshake
+    if shaken and wall - shaken < SESSION_LIFE:
         return []
     return recreate(status, endpoint, 0)
 

@@ -14,8 +14,9 @@ from typing import Any
 import trio
 import trio.testing
 
+from meshd.daemon.peer_paths import PeerPaths
 from meshd.daemon.punching import CHUNK, Punching
-from meshd.mesh.kicks import OPS_AT_ONCE, hush, recreate
+from meshd.mesh.kicks import OPS_AT_ONCE, SESSION_LIFE, hush, recreate
 from meshd.mesh.punch import ATTEMPT, RETRY_BASE
 from meshd.wg.model import DeviceState, PeerConfig, PeerStatus, RemovePeer, UpdatePeer
 from tests.daemon.punching_support import endpoint, member, service_over, wg_key
@@ -165,6 +166,32 @@ def test_a_peer_that_never_answers_is_sent_two_initiations_a_round_on_its_schedu
     assert {p.acted for p in punching.peers.values()} == {"relay"}
 
 
+def test_a_peer_whose_session_ended_long_ago_is_hushed_too() -> None:
+    """A member that was connected once and went away (a laptop shut): its session's keys
+    died 180 s after its last handshake (WireGuard's RejectAfterTime), so a round's
+    keepalive starts 90 s of initiations all the same. Its failed rounds hush it as one
+    that never answered: two initiations a round, none between (before: one every 5 s,
+    every round's keepalive starting 90 s of them). What ``meshd peers`` shows of its last
+    handshake is the path's, which the re-created peer on the device no longer holds."""
+    punching, device = service(3)
+    long_ago = time.time() - 1000.0
+    for i in (1, 2, 3):
+        device.peers[wg_key(i)].handshake = long_ago
+    changes = run_for(punching, device, 600.0)
+    rounds = [t for t, path in changes if path == "trying"]
+    assert len(rounds) >= 4, changes
+    for i in (1, 2, 3):
+        sent = device.sent[wg_key(i)]
+        assert len(sent) <= 2 * len(rounds), sent
+        between = [t for t in sent if not any(s <= t < s + 7.0 for s in rounds)]
+        assert between == [], between
+        assert device.peers[wg_key(i)].handshake is None  # re-created
+    # What the snapshot shows (Unix time; the path keeps it on the fake clock, which ran
+    # 600 s in a moment of the wall's: only whether there is one can be said here).
+    peer = punching.peers[member(1).node_key]
+    assert PeerPaths._wall_time(peer, 600.0, time.time()) is not None
+
+
 def test_a_member_that_comes_up_later_reaches_us_and_its_path_goes_direct() -> None:
     """A peer on the relay with WireGuard's retries stopped: its own initiation (a member
     that came up) makes a session, and the next step takes the direct path."""
@@ -187,19 +214,27 @@ def status(handshake: float | None, at: str | None = "192.0.2.7:51820") -> PeerS
     return PeerStatus(PeerConfig(wg_key(7), at, (net,), 25), handshake)
 
 
-def test_only_a_failed_round_of_a_peer_that_never_answered_is_hushed() -> None:
+def test_only_a_failed_round_of_a_peer_without_a_session_is_hushed() -> None:
     """The peer re-created as it was without a keepalive, when its path goes from trying to
-    the relay and it never completed a handshake; nothing otherwise (a session to keep, no
-    endpoint, or another change of path)."""
-    assert hush("trying", "relay", status(None)) == recreate(status(None), "192.0.2.7:51820", 0)
-    assert hush("trying", "relay", status(0.0)) == recreate(status(0.0), "192.0.2.7:51820", 0)
-    assert hush("trying", "relay", status(1000.0)) == []
-    assert hush("trying", "relay", status(None, at=None)) == []
-    assert hush("trying", "relay", None) == []
-    assert hush("relay", "relay", status(None)) == []
-    assert hush("trying", "trying", status(None)) == []
-    assert hush("trying", "direct", status(None)) == []
-    assert hush(None, "relay", status(None)) == []
+    the relay and it has no session (it never completed a handshake, or its last is as old
+    as a session lives); nothing otherwise (a live session to keep, no endpoint, or another
+    change of path)."""
+    wall = 10_000.0
+    ended = wall - SESSION_LIFE
+    assert hush("trying", "relay", status(None), wall) == recreate(
+        status(None), "192.0.2.7:51820", 0
+    )
+    assert hush("trying", "relay", status(0.0), wall) == recreate(status(0.0), "192.0.2.7:51820", 0)
+    assert hush("trying", "relay", status(ended), wall) == recreate(
+        status(ended), "192.0.2.7:51820", 0
+    )
+    assert hush("trying", "relay", status(ended + 1.0), wall) == []  # a live session
+    assert hush("trying", "relay", status(None, at=None), wall) == []
+    assert hush("trying", "relay", None, wall) == []
+    assert hush("relay", "relay", status(None), wall) == []
+    assert hush("trying", "trying", status(None), wall) == []
+    assert hush("trying", "direct", status(None), wall) == []
+    assert hush(None, "relay", status(None), wall) == []
 
 
 def test_a_step_that_hushes_every_peer_writes_its_operations_as_it_goes() -> None:

@@ -246,3 +246,25 @@ def test_a_view_of_every_members_path_goes_over_the_devices_peers_once() -> None
     assert device.reads == 1
     assert [r["path"] for r in rows[1:]] == ["direct"] * 1000
     assert rows[0] == {}
+
+
+def test_a_peer_created_anew_shows_the_handshake_its_path_saw() -> None:
+    """``meshd peers``: a member whose peer the device shows without a handshake (created
+    anew when its round failed, its session long ended) shows the last one its path saw;
+    one the device shows keeps the device's; one that is no peer, or never shook hands,
+    shows none."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from meshd.daemon.seeing_views import add_kept_handshakes
+
+    members: list[Any] = [SimpleNamespace(node_key=bytes([i]) * 32) for i in range(4)]
+    rows: list[dict[str, Any]] = [
+        {"wg_peer": True, "last_handshake": None},  # created anew: the path's
+        {"wg_peer": True, "last_handshake": 1700.0},  # the device's
+        {"wg_peer": False, "last_handshake": None},  # no peer on the device
+        {"wg_peer": True, "last_handshake": None},  # never shook hands
+    ]
+    kept = {bytes([0]) * 32: 1000.0, bytes([1]) * 32: 1500.0, bytes([2]) * 32: 900.0}
+    add_kept_handshakes(rows, members, kept)
+    assert [r["last_handshake"] for r in rows] == [1000.0, 1700.0, None, None]
