@@ -39,6 +39,9 @@ class Up:
     log_level: str
     log_format: str
     config_file: Path | None
+    options: Mapping[str, Any] | None = None
+    """The settled values it was made from, which a SIGHUP compares a fresh read with
+    (meshd.daemon.reload)."""
 
 
 def prepare(values: Mapping[str, Any]) -> Up:
@@ -64,6 +67,7 @@ def prepare(values: Mapping[str, Any]) -> Up:
         log_level=values["log_level"],
         log_format=values["log_format"],
         config_file=values["config_file"],
+        options=dict(values),
     )
 
 
@@ -95,7 +99,10 @@ def run(up: Up) -> None:
     config = with_metrics(up.config, up.metrics)
     if reexec.started_as_up() and "pydantic" in sys.modules:
         reexec.replace_process(config, up.log_level, up.log_format)  # returns if it cannot
-    reexec.run_daemon(config)  # the state dir's checks, then the daemon
+        # Typer's parse: a command line the quick reader cannot read again at a SIGHUP.
+        reexec.run_daemon(config)
+        return
+    reexec.run_daemon(config, up.options)  # the state dir's checks, then the daemon
 
 
 @dataclass(frozen=True, slots=True)

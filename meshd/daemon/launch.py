@@ -27,7 +27,7 @@ from __future__ import annotations
 import gc
 import logging
 import signal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
@@ -38,6 +38,7 @@ from meshd.daemon.metrics import open_metrics
 from meshd.daemon.notify import Notifier, inform_systemd
 from meshd.daemon.rekey import finish_cut_short
 from meshd.daemon.relaying import early_forwarding
+from meshd.daemon.reload import Reloader, report
 from meshd.daemon.startup import lock_state_dir
 from meshd.daemon.state import NodeState
 from meshd.daemon.wireguard_open import current_underlay, open_mesh
@@ -105,26 +106,48 @@ async def _run(
             task_status.started(daemon)
 
 
-async def run_until_signalled(config: DaemonConfig, node: NodeDir) -> int | None:
+async def run_until_signalled(
+    config: DaemonConfig, node: NodeDir, reloader: Reloader | None = None
+) -> int | None:
     """Run in the foreground; SIGINT or SIGTERM (or `meshd down`) shuts down within the
-    configured deadline, and a revocation of this node ends it (NodeRevoked). Returns the
-    signal that stopped it, if one did."""
+    configured deadline, and a revocation of this node ends it (NodeRevoked). SIGHUP reads
+    the options again (``reloader``, meshd.daemon.reload); SIGUSR1 and SIGUSR2 are noted
+    and ignored, where nothing else handles them. Returns the signal that stopped it, if
+    one did."""
+    if reloader is None:
+        reloader = Reloader(None, {}, None, "this daemon was not started as `meshd up`")
     received: list[int] = []
     lock = lock_state_dir(node.paths.root)  # before the store is loaded: a second daemon
     try:  # for this state dir stops here, having changed nothing
-        await _run_until_signalled(config, node, received)
+        await _run_until_signalled(config, node, received, reloader)
     finally:
         lock.release()
     return received[0] if received else None
 
 
-async def _run_until_signalled(config: DaemonConfig, node: NodeDir, received: list[int]) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+#: Signals whose default would end the daemon at once, without its goodbye: taken, unless
+#: the program that runs the daemon handles them itself (a benchmark's heap dump).
+NOTED: Final = (signal.SIGUSR1, signal.SIGUSR2)
+
+
+async def _run_until_signalled(
+    config: DaemonConfig, node: NodeDir, received: list[int], reloader: Reloader
+) -> None:
+    noted = [s for s in NOTED if signal.getsignal(s) == signal.SIG_DFL]
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP, *noted) as signals:
         async with trio.open_nursery() as nursery:
 
             async def wait_for_signal() -> None:
                 async for signum in signals:
-                    log.info("%s: shutting down", signal.Signals(signum).name)
+                    name = signal.Signals(signum).name
+                    if signum == signal.SIGHUP:
+                        outcome = await trio.to_thread.run_sync(reloader.reload)
+                        report(outcome)
+                        continue
+                    if signum in noted:
+                        log.info("%s: not used by meshd, ignored", name)
+                        continue
+                    log.info("%s: shutting down", name)
                     received.append(signum)
                     nursery.cancel_scope.cancel()
                     return

@@ -34,9 +34,9 @@ import contextlib
 import os
 import pickle
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from meshd.daemon.config import DaemonConfig
@@ -91,9 +91,11 @@ def run_passed() -> None:
     run_daemon(config)
 
 
-def run_daemon(config: DaemonConfig) -> None:
+def run_daemon(config: DaemonConfig, options: Mapping[str, Any] | None = None) -> None:
     """Check ``config`` against its state dir and run the daemon until stopped; Ctrl-C ends
-    it as interrupted. Raises the start-up checks' errors (one line each, as ``up`` did)."""
+    it as interrupted. Raises the start-up checks' errors (one line each, as ``up`` did).
+    ``options``: the settled values ``config`` was made from, where a SIGHUP can read them
+    again (meshd.daemon.reload)."""
     import signal
 
     from meshd.daemon.heap import keep_heap_lean
@@ -104,6 +106,7 @@ def run_daemon(config: DaemonConfig) -> None:
 
     from meshd.daemon.babel_site import refuse_ungranted_origins
     from meshd.daemon.launch import run_until_signalled
+    from meshd.daemon.reload import Reloader
     from meshd.daemon.renewer import refuse_auto_renew_without_key
     from meshd.node.statedir import NodeDir
 
@@ -111,7 +114,8 @@ def run_daemon(config: DaemonConfig) -> None:
     try:
         refuse_ungranted_origins(config, node)
         refuse_auto_renew_without_key(config, node)
-        stopped_by = trio.run(run_until_signalled, config, node)
+        reloader = Reloader.of_this_process(options)
+        stopped_by = trio.run(run_until_signalled, config, node, reloader)
     finally:
         node.close()
     if stopped_by == signal.SIGINT:

@@ -52,7 +52,9 @@ def started(
         seen.append(("log", level, form, options))
 
     monkeypatch.setattr(logs, "configure", configure)
-    monkeypatch.setattr(reexec, "run_daemon", lambda config: seen.append(("daemon", config)))
+    monkeypatch.setattr(
+        reexec, "run_daemon", lambda config, options=None: seen.append(("daemon", config))
+    )
     main(["up", *args], quick=quick)
     return seen
 
@@ -419,7 +421,7 @@ def test_the_quick_keys_are_the_config_files_keys() -> None:
 _PROBE = """
 import sys
 from meshd.daemon import reexec
-def run_daemon(config):
+def run_daemon(config, options=None):
     heavy = ("typer", "click", "pydantic", "pydantic_core", "rich")
     print(repr(config), file=sys.stderr)
     print("loaded:", ",".join(m for m in heavy if m in sys.modules), file=sys.stderr)

@@ -1,0 +1,147 @@
+"""SIGHUP reads the options again (meshd.daemon.reload); it, SIGUSR1 and SIGUSR2 no longer
+end the daemon at once, without its goodbye."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meshd.daemon.reload import Reloaded, Reloader, changed_keys
+from tests.daemon.support import ROOT, free_port, meshd, wait_for
+
+BASE = 'wg_backend = "none"\nannounce_interval = "60s"\nannounce_ttl = "10m"\n'
+
+
+def test_changed_keys_are_the_options_whose_values_differ() -> None:
+    before = {"log_level": "info", "listen_port": 51820, "config_file": Path("/a")}
+    after = {"log_level": "debug", "listen_port": 51820, "config_file": Path("/b")}
+    assert changed_keys(before, after) == ["log_level"]
+    assert changed_keys(before, {**after, "babel_key": ["k"]}) == ["babel_key", "log_level"]
+    assert changed_keys(before, before) == []
+
+
+def _reloader(tmp_path: Path, text: str) -> tuple[Reloader, Path]:
+    from meshd.cli import starting
+    from meshd.cli.configfile.settling import settled
+    from meshd.cli.quick_up import file_keys, read
+
+    path = tmp_path / "meshd.toml"
+    path.write_text(text)
+    words = ["--state-dir", str(tmp_path / "n0"), "--config", str(path)]
+    values, given = read(words, {})
+    options = starting.prepare(settled("up", values, given, file_keys())).options
+    return Reloader(words, {}, options), path
+
+
+def test_a_reload_applies_the_log_and_names_what_waits_for_a_start(tmp_path: Path) -> None:
+    reloader, path = _reloader(tmp_path, BASE + 'log_level = "info"\n')
+    assert reloader.reload() == Reloaded()  # nothing changed
+    key = "k1:hmac-sha256:" + "00" * 32
+    path.write_text(BASE + f'log_level = "debug"\nlisten_port = 51999\nbabel_key = ["{key}"]\n')
+    assert reloader.reload() == Reloaded(("log_level",), ("babel_key", "listen_port"))
+    # Applied once; what waits for a start is named again at every SIGHUP until then.
+    assert reloader.reload() == Reloaded((), ("babel_key", "listen_port"))
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ('log_level = "debug\n', "TOML syntax"),
+        ('log_level = "loud"\n', "log_level 'loud'"),
+        ("listen_port = 99999\n", "listen_port"),
+        ("no_such_key = 1\n", "no_such_key"),
+    ],
+)
+def test_a_wrong_file_is_one_line_and_nothing_changes(tmp_path: Path, text: str, said: str) -> None:
+    reloader, path = _reloader(tmp_path, BASE)
+    path.write_text(BASE + text)
+    outcome = reloader.reload()
+    assert said in outcome.error
+    assert "\n" not in outcome.error
+    assert (outcome.applied, outcome.waiting) == ((), ())
+    path.write_text(BASE)
+    assert reloader.reload() == Reloaded()  # what it had stands
+
+
+def test_without_options_to_read_again_a_reload_says_why() -> None:
+    outcome = Reloader(None, {}, None, "this daemon was started by `meshd join`").reload()
+    assert outcome.error.startswith("this daemon was started by `meshd join`")
+    assert "restart" in outcome.error
+
+
+def test_hup_and_usr1_leave_the_daemon_running_and_sigterm_stops_it(tmp_path: Path) -> None:
+    """A real ``meshd up``: SIGHUP after the file changed applies its log level (info lines
+    stop at ``warning``) and names the option that waits; a broken file is one ERROR line;
+    SIGUSR1 and SIGUSR2 are noted. The daemon answers throughout and SIGTERM stops it as
+    ever (exit 0, its control socket gone). Before, SIGHUP ended it at once: no line, the
+    socket left behind."""
+    state_dir = tmp_path / "n0"
+    done = meshd("init", "--network", "hupnet", "--name", "n0", "--state-dir", str(state_dir))
+    assert done.returncode == 0, done.stderr
+    config = tmp_path / "meshd.toml"
+    config.write_text(BASE + 'log_level = "info"\n')
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for name in ("MESHD_LOG", "MESHD_LOG_LEVEL", "MESHD_CONFIG", "MESHD_STATE_DIR"):
+        env.pop(name, None)
+    log_path = tmp_path / "n0.log"
+    argv = [sys.executable, "-m", "meshd", "up", "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}",
+            "--config", str(config), "--state-dir", str(state_dir)]  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    sock = state_dir / "meshd.sock"
+
+    def logged(text: str) -> bool:
+        return text in log_path.read_text()
+
+    def answers() -> bool:
+        from meshd.control.client import request
+
+        assert process.poll() is None, log_path.read_text()[-2000:]
+        return request(sock, "status", {}, timeout=5.0)["members"] == 1  # type: ignore[no-any-return]
+
+    def after(sig: signal.Signals, then: str) -> None:
+        process.send_signal(sig)
+        wait_for(lambda: logged(then), 10, repr(then))
+
+    try:
+        wait_for(answers, 60, "the daemon to answer")
+        after(signal.SIGHUP, "INFO meshd.daemon.reload: SIGHUP: configuration read again")
+        after(signal.SIGUSR1, "SIGUSR1: not used by meshd, ignored")
+        config.write_text(BASE + 'log_level = "warning"\nlisten_port = 51999\n')
+        after(signal.SIGHUP, "SIGHUP: applied log_level = warning")
+        wait_for(lambda: logged("SIGHUP: listen_port changed; it takes effect when"), 10)
+        config.write_text('log_level = "warning\n')
+        after(signal.SIGHUP, "ERROR meshd.daemon.reload: SIGHUP: configuration not reloaded")
+        process.send_signal(signal.SIGUSR2)  # its INFO line is below the level now
+        time.sleep(0.5)
+        process.send_signal(signal.SIGHUP)  # taken after it: the two are handled in turn
+        wait_for(lambda: log_path.read_text().count("configuration not reloaded") == 2, 10)
+        assert not logged("SIGUSR2")
+        config.write_text(BASE + 'log_level = "info"\n')
+        after(signal.SIGHUP, "SIGHUP: applied log_level = info")
+        after(signal.SIGUSR2, "SIGUSR2: not used by meshd, ignored")
+        assert answers()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+        assert not sock.exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+
+
+def _settings(unit: str) -> dict[str, Any]:
+    text = (ROOT / "meshd" / "data" / "systemd" / unit).read_text()
+    return dict(line.split("=", 1) for line in text.splitlines() if line.startswith("Exec"))
+
+
+@pytest.mark.parametrize("unit", ["meshd.service", "meshd@.service"])
+def test_systemctl_reload_sends_sighup(unit: str) -> None:
+    assert _settings(unit)["ExecReload"] == "/bin/kill -HUP $MAINPID"
