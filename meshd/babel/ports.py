@@ -65,6 +65,7 @@ class InterfaceAddresses:
     index: int
     link_local: IPv6Address | None
     ipv4: IPv4Address | None
+    mtu: int | None = None  # the link's MTU, None: not known
 
 
 def _strip_scope(text: str) -> IPAddress:
@@ -160,9 +161,10 @@ async def interface_addresses(
     def read() -> InterfaceAddresses:
         try:
             with RtnlSocket(netns) as rtnl:
-                index = rtnl.link_index(name)
-                if index is None:
+                link = rtnl.link(name)
+                if link is None:
                     raise BackendError(f"network interface {name} does not exist")
+                index = link.index
                 found = rtnl.addresses(index=index)
         except RtnetlinkError as exc:
             raise BackendError(f"netlink: reading {name}: errno {exc.code}") from None
@@ -180,7 +182,7 @@ async def interface_addresses(
                     link_local = address
             elif ipv4 is None:
                 ipv4 = address
-        return InterfaceAddresses(index, link_local, ipv4)
+        return InterfaceAddresses(index, link_local, ipv4, link.mtu)
 
     with trio.move_on_after(wait):
         while True:
@@ -193,3 +195,16 @@ async def interface_addresses(
 
 #: ifa_flags: an address still in duplicate address detection, not yet to be used.
 IFA_F_TENTATIVE: Final = 0x40
+
+#: Babel's datagrams at most (its packet, UDP's payload), and IPv6's and UDP's headers.
+PACKET_SIZE: Final = 1400
+_IPV6_UDP: Final = 48
+
+
+def packet_size(mtu: int | None) -> int:
+    """The largest Babel datagram for a link of ``mtu`` (as babeld: the MTU less IPv6's and
+    UDP's headers, so the kernel never fragments one), at most :data:`PACKET_SIZE`; that
+    where the MTU is not known. A WireGuard interface of MTU 1280: 1232."""
+    if mtu is None:
+        return PACKET_SIZE
+    return max(512, min(PACKET_SIZE, mtu - _IPV6_UDP))

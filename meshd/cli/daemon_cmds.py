@@ -38,6 +38,16 @@ Interface = Annotated[
 ListenPort = Annotated[
     int, typer.Option("--listen-port", min=1, max=65535, help="WireGuard's UDP port.")
 ]
+Mtu = Annotated[
+    int,
+    typer.Option(
+        "--mtu",
+        min=1280,
+        max=65535,
+        help="The WireGuard interface's MTU: 1420 suits a 1500-byte underlay; less behind "
+        "PPPoE (1412), a cellular link or another tunnel (1280 fits everywhere).",
+    ),
+]
 Endpoint = Annotated[
     list[str] | None,
     typer.Option(
@@ -188,6 +198,7 @@ def up(
     wg_backend: WgBackend = "auto",
     interface: Interface = "meshd0",
     listen_port: ListenPort = 51820,
+    mtu: Mtu = 1420,
     endpoint: Endpoint = None,
     announce_interval: AnnounceInterval = "2h",
     announce_ttl: AnnounceTtl = "6h",
@@ -236,6 +247,7 @@ def join(
     wg_backend: WgBackend = "auto",
     interface: Interface = "meshd0",
     listen_port: ListenPort = 51820,
+    mtu: Mtu = 1420,
     endpoint: Endpoint = None,
     no_up: Annotated[
         bool, typer.Option("--no-up", help="Exit once admitted instead of running the daemon.")

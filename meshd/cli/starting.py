@@ -80,7 +80,7 @@ def _daemon_config(values: Mapping[str, Any], babel: BabelConfig) -> DaemonConfi
         values["announce_interval"],
         values["announce_ttl"],
         values["degree"],
-        (values["interface"], values["listen_port"], values["endpoint"]),
+        (values["interface"], values["listen_port"], values["endpoint"], values["mtu"]),
         babel,
     )
 
@@ -193,19 +193,20 @@ def daemon_config(
     announce_interval: str,
     announce_ttl: str,
     degree: int,
-    wireguard: tuple[str, int, list[str] | None],
+    wireguard: tuple[str, int, list[str] | None, int],
     babel: BabelConfig | None = None,
 ) -> DaemonConfig:
     from meshd.babel.options import BabelConfig
     from meshd.daemon.config import DEFAULT_LISTEN, DaemonConfig
 
-    interface, listen_port, endpoints = wireguard
+    interface, listen_port, endpoints, mtu = wireguard
     return DaemonConfig(
         state_dir=resolve(state_dir),
         listen=tuple(listen or DEFAULT_LISTEN),
         wg_backend=wg_backend,
         interface=interface,
         listen_port=listen_port,
+        mtu=mtu,
         endpoints=tuple(endpoints or ()),
         announce_interval=duration(announce_interval, option="--announce-interval"),
         announce_ttl=duration(announce_ttl, option="--announce-ttl"),

@@ -30,7 +30,13 @@ import trio
 from meshd.babel.auth import LinkAuth
 from meshd.babel.core import BabelCore
 from meshd.babel.options import BabelConfig
-from meshd.babel.ports import IFA_F_TENTATIVE, Port, UdpPort, interface_addresses
+from meshd.babel.ports import (
+    IFA_F_TENTATIVE,
+    Port,
+    UdpPort,
+    interface_addresses,
+    packet_size,
+)
 from meshd.daemon.babel_pace import rest_pace
 from meshd.errors import BackendError
 from meshd.wg import rtnetlink as rt
@@ -90,6 +96,7 @@ async def open_links(
                 link_local=addresses.link_local,
                 ipv4=addresses.ipv4,
                 max_routes=config.max_routes_site,
+                mtu=packet_size(addresses.mtu),
             )
             links.ports.append(await UdpPort.open(name, addresses, multicast=True))
             if config.keys:
@@ -111,6 +118,7 @@ async def open_links(
                 link_local=own_link_local,
                 max_routes=config.max_routes_mesh,
                 rest_pace=rest_pace(config.hello_interval),
+                mtu=packet_size(addresses.mtu),
             )
             links.ports.append(
                 await UdpPort.open(

@@ -18,6 +18,11 @@ DEFAULT_LISTEN: Final = ("/ip4/0.0.0.0/tcp/7100",)
 WG_BACKENDS: Final = ("none", "auto", "kernel", "userspace")
 DEFAULT_INTERFACE: Final = "meshd0"
 DEFAULT_LISTEN_PORT: Final = 51820
+#: The WireGuard interface's MTU, as wg-quick and the kernel's default: 1500 less WireGuard's
+#: 80 bytes over IPv6. The overlay is IPv6: 1280 at least.
+DEFAULT_MTU: Final = 1420
+MIN_MTU: Final = 1280
+MAX_MTU: Final = 65535
 RELAY_MODES: Final = ("auto", "on", "off")
 
 
@@ -30,6 +35,7 @@ class DaemonConfig:
     wg_backend: str = "none"
     interface: str = DEFAULT_INTERFACE
     listen_port: int = DEFAULT_LISTEN_PORT
+    mtu: int = DEFAULT_MTU
     endpoints: tuple[str, ...] = ()  # announced WireGuard endpoints; () = the underlay's
     reconcile_interval: float = 5.0
     keepalive: int = 25
@@ -75,6 +81,11 @@ class DaemonConfig:
             )
         if not 0 < self.listen_port < 65536:
             raise CommandLineError(f"--listen-port {self.listen_port} is out of range (1-65535)")
+        if not MIN_MTU <= self.mtu <= MAX_MTU:
+            raise CommandLineError(
+                f"--mtu {self.mtu} is out of range ({MIN_MTU}-{MAX_MTU})",
+                hint="the overlay is IPv6, which needs 1280; 1420 suits a 1500-byte underlay",
+            )
         for endpoint in self.endpoints:
             try:
                 parse_endpoint(endpoint)

@@ -55,16 +55,18 @@ async def open_mesh(config: DaemonConfig, node: NodeDir) -> AsyncIterator[WireGu
         private_key=node.wg_key.secret,
         listen_port=config.listen_port,
         overlay_address=overlay,
+        mtu=config.mtu,
     )
     async with claim(config, node), opener(interface) as backend:
         if kind != "none":
             await backend.replace_routes([prefix])
         log.info(
-            "WireGuard %s (%s): key %s, port %d, overlay %s",
+            "WireGuard %s (%s): key %s, port %d, MTU %d, overlay %s",
             interface.ifname,
             kind,
             key_to_base64(interface.public_key),
             config.listen_port,
+            config.mtu,
             overlay,
         )
         yield WireGuardMesh(

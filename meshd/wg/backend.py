@@ -40,6 +40,7 @@ class InterfaceConfig:
     overlay_address: ipaddress.IPv6Address | None = None
     fwmark: int | None = None
     netns: str | None = None
+    mtu: int | None = None  # the interface's MTU; None: what it is made with (1420)
 
     def __post_init__(self) -> None:
         name = self.ifname

@@ -115,7 +115,9 @@ class KernelBackend:
             if config.fwmark is not None:
                 ops.append(SetFwmark(config.fwmark))
             await backend.set(ops)
-            await netlink.prepare_link(config.ifname, config.link_local, config.overlay_address)
+            await netlink.prepare_link(
+                config.ifname, config.link_local, config.overlay_address, config.mtu
+            )
         except BaseException:
             with trio.CancelScope(shield=True):
                 await backend.aclose()
@@ -181,7 +183,9 @@ class KernelBackend:
         config = dataclasses.replace(self.config, private_key=private_key)
         await self.set([SetPrivateKey(private_key)])
         self.config = config
-        await self.netlink.prepare_link(config.ifname, config.link_local, config.overlay_address)
+        await self.netlink.prepare_link(
+            config.ifname, config.link_local, config.overlay_address, config.mtu
+        )
 
     async def delete_routes(self, prefixes: Iterable[IPNetwork]) -> None:
         await self.netlink.delete_routes(self.ifname, prefixes)

@@ -103,7 +103,7 @@ class UserspaceBackend:
                 ops.append(SetFwmark(config.fwmark))
             await backend.uapi.set(ops)
             await backend.netlink.prepare_link(
-                config.ifname, config.link_local, config.overlay_address
+                config.ifname, config.link_local, config.overlay_address, config.mtu
             )
         except BaseException:
             with trio.CancelScope(shield=True):
@@ -145,7 +145,9 @@ class UserspaceBackend:
         config = dataclasses.replace(self.config, private_key=private_key)
         await self.uapi.set([SetPrivateKey(private_key)])
         self.config = config
-        await self.netlink.prepare_link(config.ifname, config.link_local, config.overlay_address)
+        await self.netlink.prepare_link(
+            config.ifname, config.link_local, config.overlay_address, config.mtu
+        )
 
     async def delete_routes(self, prefixes: Iterable[IPNetwork]) -> None:
         await self.netlink.delete_routes(self.ifname, prefixes)

@@ -80,8 +80,9 @@ class Netlink:
         ifname: str,
         link_local: ipaddress.IPv6Interface,
         overlay: ipaddress.IPv6Address | None,
+        mtu: int | None = None,
     ) -> None:
-        """Give ``ifname`` exactly our addresses and bring it up.
+        """Give ``ifname`` exactly our addresses (and ``mtu``, if given) and bring it up.
 
         The kernel's own link-local address (random for a tun device) would become the source
         of our packets and the peers would drop them (it is in nobody's allowed-ips), so
@@ -92,7 +93,7 @@ class Netlink:
 
         def prepare(rtnl: RtnlSocket) -> None:
             index = rtnl.index(ifname)
-            rtnl.set_link(index, addr_gen_mode=ADDR_GEN_MODE_NONE)
+            rtnl.set_link(index, addr_gen_mode=ADDR_GEN_MODE_NONE, mtu=mtu)
             for found in rtnl.addresses(rt.AF_INET6, index):
                 address = found.address or found.local
                 if found.scope == RT_SCOPE_LINK and address != link_local.ip:

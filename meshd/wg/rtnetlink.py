@@ -55,6 +55,7 @@ NLM_F_CREATE: Final = 0x400
 
 # Attributes.
 IFLA_IFNAME: Final = 3
+IFLA_MTU: Final = 4
 IFLA_LINKINFO: Final = 18
 IFLA_INFO_KIND: Final = 1
 IFLA_AF_SPEC: Final = 26
@@ -118,6 +119,8 @@ class Link:
     addr_gen_mode: int | None = None
     """IFLA_INET6_ADDR_GEN_MODE inside IFLA_AF_SPEC (requests only)."""
     seq: int = 0
+    mtu: int | None = None
+    """IFLA_MTU (requests: the MTU to set)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +240,8 @@ def encode_message(message: Message, *, type: int | None = None, flags: int = 0)
         if message.addr_gen_mode is not None:
             mode = _attr(IFLA_INET6_ADDR_GEN_MODE, bytes([message.addr_gen_mode]))
             body += _attr(IFLA_AF_SPEC, _attr(AF_INET6, mode))
+        if message.mtu is not None:
+            body += _attr(IFLA_MTU, _U32.pack(message.mtu))
     elif isinstance(message, Address):
         default = RTM_NEWADDR
         body = _IFADDR.pack(
@@ -331,7 +336,8 @@ def _link_untrusted(payload: bytes, seq: int) -> Link:
     attrs = _attrs_untrusted(payload, _IFINFO.size)
     name = attrs.get(IFLA_IFNAME)
     text = None if name is None else name.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-    return Link(index, text, flags, change, seq=seq)
+    mtu = _u32_untrusted(attrs.get(IFLA_MTU), "IFLA_MTU")
+    return Link(index, text, flags, change, seq=seq, mtu=mtu)
 
 
 def _address_untrusted(payload: bytes, seq: int) -> Address | Ignored:

@@ -179,13 +179,18 @@ class RtnlSocket:
 
     def link_index(self, name: str) -> int | None:
         """The index of the link named ``name``, or None if there is none."""
+        link = self.link(name)
+        return None if link is None else link.index
+
+    def link(self, name: str) -> Link | None:
+        """The link named ``name`` (its index, flags and MTU), or None if there is none."""
         seq = next(self._seq)
         request = rt.encode_message(
             Link(0, name, seq=seq), type=rt.RTM_GETLINK, flags=rt.NLM_F_REQUEST
         )
         for reply in self._replies(request, seq):
             if isinstance(reply, Link):
-                return reply.index
+                return reply
             if isinstance(reply, Ack):
                 if reply.code in (_ENODEV, 0):
                     return None
@@ -213,11 +218,16 @@ class RtnlSocket:
         self._ack(Link(index), type=rt.RTM_DELLINK, flags=0, what=f"deleting link {index}")
 
     def set_link(
-        self, index: int, *, up: bool | None = None, addr_gen_mode: int | None = None
+        self,
+        index: int,
+        *,
+        up: bool | None = None,
+        addr_gen_mode: int | None = None,
+        mtu: int | None = None,
     ) -> None:
         flags = rt.IFF_UP if up else 0
         change = rt.IFF_UP if up is not None else 0
-        link = Link(index, flags=flags, change=change, addr_gen_mode=addr_gen_mode)
+        link = Link(index, flags=flags, change=change, addr_gen_mode=addr_gen_mode, mtu=mtu)
         self._ack(link, type=rt.RTM_NEWLINK, flags=0, what=f"changing link {index}")
 
     # --- addresses ------------------------------------------------------------------------

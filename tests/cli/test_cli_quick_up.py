@@ -99,6 +99,7 @@ LINES: list[list[str]] = [
     ["--log-level", "critical", "--log-format", "JSON"],
     ["--state-dir", "/tmp/meshd-quick-up", "--state-dir=/tmp/meshd-quick-up-2"],
     ["--listen-port", "1", "--degree", "64", "--listen-port=65535"],
+    ["--mtu", "1280", "--mtu=1412"],
 ]
 
 
@@ -122,6 +123,7 @@ def test_the_lines_mean_what_they_say(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.babel.interfaces == ("eth0", "eth1")
     assert len(config.babel.originate) == len(config.babel.redistribute) == 2
     assert config.babel.hello_interval == 0.5
+    assert same_both_ways(monkeypatch, LINES[-1]).mtu == 1412
 
 
 ENVIRONMENTS: list[tuple[dict[str, str], list[str]]] = [
@@ -241,6 +243,7 @@ REFUSED: list[tuple[dict[str, str], list[str]]] = [
     ({}, ["--degree", "+6"]),  # typer takes it; the quick path does not read it
     ({}, ["--degree", "6.0"]),  # and this
     ({}, ["--listen-port", "70000"]),
+    ({}, ["--mtu", "1000"]),  # under IPv6's 1280
     ({}, ["--babel-hello-interval", "1e3"]),
     ({}, ["--babel-hello-interval", "0.01"]),
     ({}, ["--babel-hello-interval", "nan"]),

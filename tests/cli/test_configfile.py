@@ -120,6 +120,7 @@ def test_a_wrong_type_is_named_on_its_line() -> None:
     assert problems("listen_port = 70000\n") == [
         (1, "listen_port 70000 is out of range (1 to 65535)")
     ]
+    assert problems("mtu = 1000\n") == [(1, "mtu 1000 is out of range (1280 to 65535)")]
 
 
 def test_a_bad_multiaddr_is_named_on_the_line_of_the_item() -> None:

@@ -15,6 +15,7 @@ import trio
 import trio.testing
 
 from meshd.babel.options import babel_config
+from meshd.babel.ports import interface_addresses, packet_size
 from meshd.daemon.babel import RESTART_RETRY, BabelService
 from meshd.daemon.babel_links import (
     DOWN_HOLD,
@@ -89,6 +90,17 @@ def test_an_interface_that_loses_its_link_and_finds_it_again_is_told_once_each()
     assert [what for what, _ in told] == ["down", "up"]
     assert 4.0 <= told[0][1] <= 4.0 + EVERY
     assert 8.0 <= told[1][1] <= 8.0 + EVERY
+
+
+def test_babel_datagrams_fit_the_links_mtu() -> None:
+    """As babeld: a link's MTU less IPv6's and UDP's headers, at most 1400 (and that where
+    the MTU is not known), never under Babel's 512."""
+    assert packet_size(None) == 1400
+    assert packet_size(1500) == 1400
+    assert packet_size(1420) == 1372  # meshd's WireGuard interface by default
+    assert packet_size(1280) == 1232
+    assert packet_size(576) == 528
+    assert packet_size(100) == 512
 
 
 def _told_at(*moments: float) -> Any:
@@ -246,6 +258,10 @@ def test_an_interface_is_ready_only_up_with_a_carrier_and_a_link_local_address()
         while ready() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert ready() == index
+        run(["ip", "-n", ns, "link", "set", "bla", "mtu", "1280"])
+        addresses = trio.run(partial(interface_addresses, "bla", netns=ns))
+        assert (addresses.index, addresses.mtu) == (index, 1280)
+        assert packet_size(addresses.mtu) == 1232  # no Babel datagram the kernel fragments
         run(["ip", "-n", ns, "link", "set", "blb", "down"])  # no carrier on bla
         assert ready() is None
         run(["ip", "-n", ns, "link", "set", "blb", "up"])

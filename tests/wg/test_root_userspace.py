@@ -66,8 +66,12 @@ async def scenario() -> None:
                 listen_port=51820,
                 overlay_address=OVERLAY[n + 1],
                 netns=ns,
+                mtu=1280 if n == 0 else None,  # b: wireguard-go's own, 1420
             )
             backends.append(await UserspaceBackend.start(config))
+        for backend, mtu in zip(backends, (1280, 1420), strict=True):
+            shown = await sh("ip", "-o", "link", "show", backend.ifname, netns=backend.config.netns)
+            assert f" mtu {mtu} " in shown.stdout.decode(), shown.stdout
 
         a, b = backends
         for me, other, other_ip in ((a, b, underlay[1]), (b, a, underlay[0])):
@@ -113,4 +117,6 @@ async def scenario() -> None:
 
 @pytest.mark.root
 def test_two_namespaces_over_wireguard_go() -> None:
+    """Pings over the key-derived link-local and the overlay, a revocation stops them; an
+    interface made with an MTU has it (the other wireguard-go's own, 1420)."""
     trio.run(scenario)

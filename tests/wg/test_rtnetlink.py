@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from pathlib import Path
 
 import pytest
 import trio
@@ -79,6 +80,7 @@ links = st.builds(
     flags=u32,
     change=u32,
     seq=u32,
+    mtu=st.none() | u32,
 )
 messages = (
     links
@@ -205,5 +207,9 @@ def test_the_socket_reads_this_machines_links_and_addresses() -> None:
         assert index is not None
         assert rtnl.link_index("no-such-link0") is None
         assert rtnl.names()[index] == "lo"
+        lo = rtnl.link("lo")
+        assert lo is not None
+        assert lo.index == index
+        assert lo.mtu == int(Path("/sys/class/net/lo/mtu").read_text())
     found = trio.run(Netlink().addresses)
     assert any(name == "lo" for name, _ in found)
