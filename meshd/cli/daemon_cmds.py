@@ -218,7 +218,10 @@ def up(
     renew_window: RenewWindow = "30d",
     renew_for: RenewFor = "365d",
 ) -> None:
-    """Run this node's daemon in the foreground (Ctrl-C or SIGTERM stops it)."""
+    """Run this node's daemon in the foreground (Ctrl-C or SIGTERM stops it).
+
+    SIGHUP (systemctl reload) reads the options again: the log's level and format change
+    at once, other changes are named and wait for a restart."""
     # What follows the parse is meshd.cli.starting's, which the quick path runs too
     # (meshd.cli.quick_up): the same DaemonConfig from the same values either way.
     from meshd.cli.starting import prepare, run
