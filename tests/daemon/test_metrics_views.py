@@ -76,10 +76,11 @@ def test_a_scrape_reads_the_same_figures_as_the_views_show(tmp_path: Path) -> No
             assert "overlay_ip" not in row
 
     try:
-        # The clock jumps only after 50 ms of real idleness, not whenever every task waits:
+        # The clock jumps only after 1 s of real idleness, not whenever every task waits:
         # a thread's real work at the start (the host's addresses, a store sync) let it jump
         # from deadline to deadline past the members' announcements' TTL before the device
-        # was read here (its peers removed as the members expired).
-        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0.05))
+        # was read here (its peers removed as the members expired). After 50 ms it still
+        # did once, in a CI run on a loaded machine; the test needs no jump at all.
+        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=1.0))
     finally:
         node.close()
