@@ -148,9 +148,10 @@ class Control:
             for member, row in zip(members, rows, strict=True):
                 row.update(babel_views.peer_route(d.babel, member))
             await checkpoint()
-        attempts, kept = seeing_views.paths_of(d)
-        seeing_views.add_paths(d.state, rows, device, time.time(), attempts, members)
-        seeing_views.add_kept_handshakes(rows, members, kept)
+        seeing_views.add_paths(
+            d.state, rows, device, time.time(), seeing_views.attempts(d), members
+        )
+        seeing_views.add_kept_handshakes(rows, members, d.punching.last_handshake)
         add_expiry(rows)
         typed: list[PeerRow] = []
         for start in range(0, len(rows), ROWS_AT_ONCE):

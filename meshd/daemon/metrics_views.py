@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from meshd.daemon import babel_views, state_views, wireguard_views
+from meshd.daemon import babel_views, seeing_views, state_views, wireguard_views
 from meshd.daemon.control import trio_task_count
 from meshd.membership import Member
 from meshd.wg.model import PeerStatus
@@ -54,6 +54,8 @@ async def figures(
     for n in range(0, len(members), ROWS_AT_ONCE):
         await trio.lowlevel.checkpoint()
         peers += peer_rows(state, members[n : n + ROWS_AT_ONCE], by_key, daemon.babel)
+    # As meshd peers: a peer created anew keeps the handshake its path saw.
+    seeing_views.add_kept_handshakes(peers, members, daemon.punching.last_handshake)
     routes = None if daemon.babel is None else babel_views.route_figures(daemon.babel)
     return status, peers, routes
 

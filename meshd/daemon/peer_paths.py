@@ -367,6 +367,14 @@ class PeerPaths:
             refused=dict(endpoints.refused),
         )
 
+    def last_handshake(self, node_key: bytes) -> float | None:
+        """The Unix time of the last handshake the member's path saw (None: none), which a
+        peer created anew since keeps where the device forgot it."""
+        peer = self.peers.get(node_key)
+        if peer is None:
+            return None
+        return self._wall_time(peer, trio.current_time(), time.time())
+
     @staticmethod
     def _wall_time(peer: _Peer, now: float, wall: float) -> float | None:
         """The Unix time of the peer's last handshake, None where the device never showed

@@ -393,6 +393,10 @@ class Punching:
     def snapshot(self) -> NatSnapshot:
         return self.peer_paths.snapshot()
 
+    def last_handshake(self, node_key: bytes) -> float | None:
+        """:meth:`meshd.daemon.peer_paths.PeerPaths.last_handshake`."""
+        return self.peer_paths.last_handshake(node_key)
+
     def direct_keys(self) -> frozenset[WgKey]:
         """The peers whose path is direct now (a working direct session), as of the last
         step; ``on_direct_change`` is called at the end of a step that changed them."""

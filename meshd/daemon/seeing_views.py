@@ -8,7 +8,7 @@ its WireGuard endpoint.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from meshd.daemon import wireguard_views
@@ -106,25 +106,24 @@ def netcheck_view(
     }
 
 
-def paths_of(daemon: Daemon) -> tuple[dict[bytes, str], dict[bytes, float]]:
-    """The punching service's state per member, by node key, and the last handshake each
-    member's path saw (Unix time; those that saw one), from one snapshot of it."""
-    peers = daemon.punching.snapshot().peers
-    return (
-        {p.node_key: p.path for p in peers},
-        {p.node_key: p.last_handshake for p in peers if p.last_handshake is not None},
-    )
+def attempts(daemon: Daemon) -> dict[bytes, str]:
+    """The punching service's state per member, by node key."""
+    return {p.node_key: p.path for p in daemon.punching.snapshot().peers}
 
 
 def add_kept_handshakes(
-    rows: Sequence[dict[str, Any]], members: Sequence[Member], kept: Mapping[bytes, float]
+    rows: Sequence[dict[str, Any]],
+    members: Sequence[Member],
+    kept: Callable[[bytes], float | None],
 ) -> None:
     """Fill the ``last_handshake`` of each row whose device peer shows none with the one its
-    path saw (``kept``, by node key): a peer whose session had ended is created anew when
-    its round fails (meshd.mesh.kicks.hush), and the device then forgets its handshake."""
+    path saw (``kept``: by node key, :meth:`meshd.daemon.punching.Punching.last_handshake`):
+    a peer whose session had ended is created anew when its round fails
+    (meshd.mesh.kicks.hush), and the device then forgets its handshake. Asked only for the
+    rows without one (most have one)."""
     for member, row in zip(members, rows, strict=True):
         if not row.get("last_handshake") and row.get("wg_peer"):
-            at = kept.get(member.node_key)
+            at = kept(member.node_key)
             if at is not None:
                 row["last_handshake"] = at
 

@@ -183,6 +183,10 @@ def test_what_peers_show_of_a_handshake_is_read_from_the_path_and_kept_once_crea
         backend.peers[key] = PeerStatus(PeerConfig(key, "203.0.113.9:4000", (), 25))  # anew
         await punching.step()
         shown.append(_shown(punching, key))
+        # What meshd peers and the metrics read of it, one member at a time: the same.
+        (node_key,) = [k for k, p in punching.peers.items() if p.wg_key == key]
+        assert punching.last_handshake(node_key) == pytest.approx(shown[-1], abs=0.1)
+        assert punching.last_handshake(bytes(32)) is None  # no such member
         shown.append(wall - 30)
 
     trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))

@@ -266,5 +266,5 @@ def test_a_peer_created_anew_shows_the_handshake_its_path_saw() -> None:
         {"wg_peer": True, "last_handshake": None},  # never shook hands
     ]
     kept = {bytes([0]) * 32: 1000.0, bytes([1]) * 32: 1500.0, bytes([2]) * 32: 900.0}
-    add_kept_handshakes(rows, members, kept)
+    add_kept_handshakes(rows, members, kept.get)
     assert [r["last_handshake"] for r in rows] == [1000.0, 1700.0, None, None]
