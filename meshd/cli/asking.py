@@ -164,7 +164,7 @@ def status(state_dir: Path | None = None, json: bool = False) -> None:
         return
     shown: dict[str, Any] = {k: to_json(getattr(info, k)) for k in _STATUS_FIELDS}
     wireguard = info.wireguard
-    for key in ("interface", "backend", "public_key", "listen_port", "overlay_ip", "peers"):
+    for key in ("interface", "backend", "public_key", "listen_port", "mtu", "overlay_ip", "peers"):
         shown[f"wg_{key}" if key not in ("interface",) else key] = wireguard.get(key)
     if wireguard.get("relay"):
         shown["wg_relay"] = wireguard["relay"]

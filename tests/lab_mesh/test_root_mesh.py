@@ -49,6 +49,10 @@ def test_every_pair_talks_over_the_overlay_and_peers_are_the_members(mesh: LabMe
     status = json.loads(mesh.run("h2", "status", "--json").stdout)
     assert status["wireguard"]["interface"] == mesh.node("h2").ifname
     assert status["wireguard"]["peers"] == len(HOSTS) - 1
+    ifname = mesh.node("h2").ifname
+    assert status["wireguard"]["mtu"] == 1420  # --mtu's default, set on the interface
+    shown = mesh.lab.exec("h2", ["ip", "-o", "link", "show", ifname], check=True, timeout=5)
+    assert " mtu 1420 " in shown.stdout
     # The wildcard listen address is announced as the host's concrete address.
     assert all("/0.0.0.0/" not in a for a in status["listen_addrs"])
     assert any(str(mesh.lab.address_of("h2")) in a for a in status["listen_addrs"])
