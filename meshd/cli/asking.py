@@ -171,8 +171,24 @@ def status(state_dir: Path | None = None, json: bool = False) -> None:
     if wireguard.get("last_error"):
         shown["wg_last_error"] = wireguard["last_error"]
     shown["expiring"] = [f"{e['kind']} {e['name']} {e['expires']}" for e in info.expiring]
+    shown.update(_config_fields(info.config))
     shown.update(_root_fields(info.root))
     emit_fields(shown)
+
+
+def _config_fields(config: dict[str, Any] | None) -> dict[str, Any]:
+    """What SIGHUPs did, once one came: how many read the options and how many could not,
+    the last one's error, and the options that wait for a restart."""
+    if not config or not (config.get("reloads") or config.get("failed")):
+        return {}
+    shown: dict[str, Any] = {
+        "config_reloads": f"{config.get('reloads', 0)} ok, {config.get('failed', 0)} failed"
+    }
+    if config.get("last_ok") is False:
+        shown["config_last_error"] = config.get("last_error", "")
+    if config.get("waiting"):
+        shown["config_restart_pending"] = list(config["waiting"])
+    return shown
 
 
 def _root_fields(root: dict[str, Any] | None) -> dict[str, Any]:

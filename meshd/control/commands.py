@@ -158,6 +158,8 @@ class StatusAnswer(Wire):
     expiring: Views = ()
     # The current root, since when, the roots being retired and who is anchored only to them.
     root: dict[str, Any] | None = None
+    # What SIGHUPs did (meshd.daemon.reload.Reloader.view); None: not a running daemon's.
+    config: dict[str, Any] | None = None
 
 
 class PeerRow(Wire):

@@ -122,6 +122,7 @@ class Control:
         view["endpoints"] = list(d.announcer.endpoints)
         view["wireguard"] = await wireguard_views.status_view(d.mesh)
         view["wireguard"]["mtu"] = d.config.mtu if d.mesh.kind != "none" else None
+        view["config"] = d.reloader.view() if d.reloader is not None else None
         if d.relaying is not None:  # --relay: whether we forward for others, and why
             view["wireguard"]["relay"] = d.relaying.view()
         view["peer_id"] = d.host.peer_id

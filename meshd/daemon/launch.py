@@ -27,6 +27,8 @@ from __future__ import annotations
 import gc
 import logging
 import signal
+import time
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
@@ -141,7 +143,8 @@ async def _run_until_signalled(
                 async for signum in signals:
                     name = signal.Signals(signum).name
                     if signum == signal.SIGHUP:
-                        outcome = await trio.to_thread.run_sync(reloader.reload)
+                        reload = partial(reloader.reload_now, time.time())
+                        outcome = await trio.to_thread.run_sync(reload)
                         report(outcome)
                         continue
                     if signum in noted:
@@ -155,4 +158,5 @@ async def _run_until_signalled(
             nursery.start_soon(wait_for_signal)
             nursery.start_soon(stop_on_down, node.paths.root, nursery.cancel_scope)
             daemon = await nursery.start(run, config, node)
+            daemon.reloader = reloader  # what SIGHUPs did, for meshd status and the metrics
             nursery.start_soon(stop_when_revoked, daemon.state.standing, node.paths.root)

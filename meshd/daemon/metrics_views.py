@@ -49,6 +49,7 @@ async def figures(
     status["tasks"] = trio_task_count()
     status["budgets"] = daemon.budgets_view()
     status["shed"] = daemon.shed_view()
+    status["config"] = daemon.reloader.view() if daemon.reloader is not None else None
     peers = []
     by_key = device.peers_by_key() if device is not None else {}
     for n in range(0, len(members), ROWS_AT_ONCE):

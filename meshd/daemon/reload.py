@@ -70,6 +70,37 @@ class Reloader:
         self.environ = dict(environ)
         self.current = None if options is None or words is None else dict(options)
         self.why_not = why_not or "this daemon's options cannot be read again"
+        # What the SIGHUPs did, for meshd status and the metrics (:meth:`view`).
+        self.succeeded = 0
+        self.failed = 0
+        self.last_at: float | None = None  # Unix time of the last SIGHUP
+        self.last: Reloaded | None = None
+        self.waiting: tuple[str, ...] = ()  # changed options a restart would take
+
+    def view(self) -> dict[str, Any]:
+        """What the SIGHUPs did so far (``meshd status``'s ``config``): how many read the
+        options (``reloads``) and how many could not (``failed``), the last one's time,
+        outcome and error, and the changed options waiting for a restart."""
+        last = self.last
+        return {
+            "reloads": self.succeeded,
+            "failed": self.failed,
+            "last_at": self.last_at,
+            "last_ok": None if last is None else not last.error,
+            "last_error": "" if last is None else last.error,
+            "waiting": list(self.waiting),
+        }
+
+    def reload_now(self, at: float) -> Reloaded:
+        """:meth:`reload`, noted as the SIGHUP of Unix time ``at`` (:meth:`view`)."""
+        outcome = self.reload()
+        self.last_at, self.last = at, outcome
+        if outcome.error:
+            self.failed += 1
+        else:
+            self.succeeded += 1
+            self.waiting = outcome.waiting
+        return outcome
 
     @classmethod
     def of_this_process(cls, options: Mapping[str, Any] | None) -> Reloader:

@@ -62,6 +62,8 @@ from meshd.trust.keys import NodeKey, WgKey, fingerprint
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
+    from meshd.daemon.reload import Reloader
+
 log = logging.getLogger(__name__)
 
 A = TypeVar("A")
@@ -90,6 +92,8 @@ class Daemon:
         self.state = state
         self.host = host
         self.mesh = mesh
+        # What SIGHUPs did (meshd.daemon.reload): set by meshd.daemon.launch once running.
+        self.reloader: Reloader | None = None
         rng = random.Random()  # noqa: S311 (peer choice, not secrets)
         self.grace = enroll.GracePolicy(
             connect=config.non_member_grace,

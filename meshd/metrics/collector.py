@@ -191,6 +191,30 @@ def _sync_records(s: Snapshot) -> Mapping[str, int]:
     return {"sent": 0, "received": 0} | {k: v for k, v in s.sync_records.items() if k != "new"}
 
 
+def _config(s: Snapshot) -> Mapping[str, Any] | None:
+    view = s.status.get("config")
+    return view if isinstance(view, Mapping) else None
+
+
+def _config_reloads(s: Snapshot) -> Iterator[Sample]:
+    view = _config(s)
+    if view is not None:
+        for outcome, key in (("ok", "reloads"), ("failed", "failed")):
+            yield from (((outcome,), n) for _, n in _one(view.get(key)))
+
+
+def _config_last_ok(s: Snapshot) -> Iterator[Sample]:
+    view = _config(s)
+    if view is not None:
+        yield (), 0.0 if view.get("last_ok") is False else 1.0
+
+
+def _config_waiting(s: Snapshot) -> Iterator[Sample]:
+    view = _config(s)
+    if view is not None and isinstance(view.get("waiting"), list):
+        yield (), float(len(view["waiting"]))
+
+
 PEER: Final = ("peer", "node_id")
 
 CATALOGUE: Final[tuple[Spec, ...]] = (
@@ -276,6 +300,15 @@ CATALOGUE: Final[tuple[Spec, ...]] = (
          _babel_neighbours),
     Spec("meshd_trio_tasks", "gauge", (), "Event-loop tasks alive in the daemon.",
          _status("tasks")),
+    Spec("meshd_config_reloads_total", "counter", ("outcome",),
+         "SIGHUPs (systemctl reload) that read the options again (ok) or could not (failed).",
+         _config_reloads),
+    Spec("meshd_config_last_reload_successful", "gauge", (),
+         "0 when the last SIGHUP could not read the options (a wrong file), else 1.",
+         _config_last_ok),
+    Spec("meshd_config_restart_pending", "gauge", (),
+         "Options changed since the start that take effect only when meshd starts again.",
+         _config_waiting),
 )  # fmt: skip
 
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,9 @@ def test_hup_and_usr1_leave_the_daemon_running_and_sigterm_stops_it(tmp_path: Pa
     done = meshd("init", "--network", "hupnet", "--name", "n0", "--state-dir", str(state_dir))
     assert done.returncode == 0, done.stderr
     config = tmp_path / "meshd.toml"
-    config.write_text(BASE + 'log_level = "info"\n')
+    metrics_port = free_port()
+    base = BASE + f'metrics = "127.0.0.1:{metrics_port}"\n'
+    config.write_text(base + 'log_level = "info"\n')
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for name in ("MESHD_LOG", "MESHD_LOG_LEVEL", "MESHD_CONFIG", "MESHD_STATE_DIR"):
         env.pop(name, None)
@@ -106,6 +109,22 @@ def test_hup_and_usr1_leave_the_daemon_running_and_sigterm_stops_it(tmp_path: Pa
         assert process.poll() is None, log_path.read_text()[-2000:]
         return request(sock, "status", {}, timeout=5.0)["members"] == 1  # type: ignore[no-any-return]
 
+    def status() -> dict[str, Any]:
+        from meshd.control.client import request
+
+        return request(sock, "status", {}, timeout=5.0)["config"]  # type: ignore[no-any-return]
+
+    def scraped() -> dict[str, float]:
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text = answer.read().decode()
+        return {
+            name: float(value)
+            for line in text.splitlines()
+            if line.startswith("meshd_config_")
+            for name, value in [line.rsplit(" ", 1)]
+        }
+
     def after(sig: signal.Signals, then: str) -> None:
         process.send_signal(sig)
         wait_for(lambda: logged(then), 10, repr(then))
@@ -114,7 +133,7 @@ def test_hup_and_usr1_leave_the_daemon_running_and_sigterm_stops_it(tmp_path: Pa
         wait_for(answers, 60, "the daemon to answer")
         after(signal.SIGHUP, "INFO meshd.daemon.reload: SIGHUP: configuration read again")
         after(signal.SIGUSR1, "SIGUSR1: not used by meshd, ignored")
-        config.write_text(BASE + 'log_level = "warning"\nlisten_port = 51999\n')
+        config.write_text(base + 'log_level = "warning"\nlisten_port = 51999\n')
         after(signal.SIGHUP, "SIGHUP: applied log_level = warning")
         wait_for(lambda: logged("SIGHUP: listen_port changed; it takes effect when"), 10)
         config.write_text('log_level = "warning\n')
@@ -124,8 +143,28 @@ def test_hup_and_usr1_leave_the_daemon_running_and_sigterm_stops_it(tmp_path: Pa
         process.send_signal(signal.SIGHUP)  # taken after it: the two are handled in turn
         wait_for(lambda: log_path.read_text().count("configuration not reloaded") == 2, 10)
         assert not logged("SIGUSR2")
-        config.write_text(BASE + 'log_level = "info"\n')
+        # What meshd status and the metrics say of it: two read, two failed, the last with
+        # its error; listen_port waits for a restart (as of the last read that worked).
+        seen = status()
+        assert (seen["reloads"], seen["failed"], seen["last_ok"]) == (2, 2, False)
+        assert "TOML syntax" in seen["last_error"]
+        assert seen["waiting"] == ["listen_port"]
+        assert scraped() == {
+            'meshd_config_reloads_total{outcome="ok"}': 2.0,
+            'meshd_config_reloads_total{outcome="failed"}': 2.0,
+            "meshd_config_last_reload_successful": 0.0,
+            "meshd_config_restart_pending": 1.0,
+        }
+        config.write_text(base + 'log_level = "info"\n')
         after(signal.SIGHUP, "SIGHUP: applied log_level = info")
+        seen = status()
+        assert (seen["reloads"], seen["failed"], seen["last_ok"], seen["waiting"]) == (
+            3,
+            2,
+            True,
+            [],  # listen_port as at the start again
+        )
+        assert scraped()["meshd_config_last_reload_successful"] == 1.0
         after(signal.SIGUSR2, "SIGUSR2: not used by meshd, ignored")
         assert answers()
         process.send_signal(signal.SIGTERM)
@@ -145,3 +184,32 @@ def _settings(unit: str) -> dict[str, Any]:
 @pytest.mark.parametrize("unit", ["meshd.service", "meshd@.service"])
 def test_systemctl_reload_sends_sighup(unit: str) -> None:
     assert _settings(unit)["ExecReload"] == "/bin/kill -HUP $MAINPID"
+
+
+def test_what_the_sighups_did_is_kept_for_status_and_metrics(tmp_path: Path) -> None:
+    from meshd.cli.asking import _config_fields
+
+    reloader, path = _reloader(tmp_path, BASE)
+    assert reloader.view() == {
+        "reloads": 0, "failed": 0, "last_at": None, "last_ok": None, "last_error": "",
+        "waiting": [],
+    }  # fmt: skip
+    assert _config_fields(reloader.view()) == {}  # nothing to say before a SIGHUP
+    path.write_text(BASE + "listen_port = 51999\n")
+    reloader.reload_now(1000.0)
+    path.write_text(BASE + "listen_port = 70000\n")
+    reloader.reload_now(1001.0)
+    view = reloader.view()
+    assert (view["reloads"], view["failed"], view["last_at"], view["last_ok"]) == (
+        1,
+        1,
+        1001.0,
+        False,
+    )
+    assert "listen_port 70000" in view["last_error"]
+    assert view["waiting"] == ["listen_port"]  # as the last read that worked left it
+    assert _config_fields(view) == {
+        "config_reloads": "1 ok, 1 failed",
+        "config_last_error": view["last_error"],
+        "config_restart_pending": ["listen_port"],
+    }
