@@ -7,6 +7,8 @@ import ipaddress
 import os
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -242,12 +244,7 @@ def test_an_interface_is_ready_only_up_with_a_carrier_and_a_link_local_address()
     down), down, or gone, it is not."""
     ns = f"bl{os.getpid() % 100000}"
     run = partial(subprocess.run, check=True, capture_output=True)
-    try:
-        run(["ip", "netns", "add", ns])
-        run(["ip", "-n", ns, "link", "add", "bla", "type", "veth", "peer", "name", "blb"])
-        for name in ("bla", "blb"):
-            run(["ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{name}.accept_dad=0"])
-            run(["ip", "-n", ns, "link", "set", name, "up"])
+    with _veth_pair(ns, "bla", "blb"):
         shown = run(["ip", "-n", ns, "-o", "link", "show", "bla"], text=True).stdout
         index = int(shown.split(":")[0])
 
@@ -269,8 +266,6 @@ def test_an_interface_is_ready_only_up_with_a_carrier_and_a_link_local_address()
         assert ready() is None
         run(["ip", "-n", ns, "link", "del", "bla"])
         assert ready() is None
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
 
 
 @pytest.mark.root
@@ -281,12 +276,7 @@ def test_a_real_link_going_down_and_up_is_heard_of_at_once() -> None:
     (:func:`watch_links`)."""
     ns = f"bw{os.getpid() % 100000}"
     run = partial(subprocess.run, check=True, capture_output=True)
-    try:
-        run(["ip", "netns", "add", ns])
-        run(["ip", "-n", ns, "link", "add", "bwa", "type", "veth", "peer", "name", "bwb"])
-        for name in ("bwa", "bwb"):
-            run(["ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{name}.accept_dad=0"])
-            run(["ip", "-n", ns, "link", "set", name, "up"])
+    with _veth_pair(ns, "bwa", "bwb"):
         told: list[tuple[str, float]] = []
         heard = {"down": trio.Event(), "up": trio.Event()}
 
@@ -327,5 +317,19 @@ def test_a_real_link_going_down_and_up_is_heard_of_at_once() -> None:
 
         trio.run(main)
         assert [what for what, _ in told] == ["down", "up"]
+
+
+@contextmanager
+def _veth_pair(ns: str, a: str, b: str) -> Iterator[None]:
+    """A namespace ``ns`` holding a veth pair ``a``-``b``, both up, without duplicate
+    address detection; deleted with all it holds on the way out."""
+    run = partial(subprocess.run, check=True, capture_output=True)
+    try:
+        run(["ip", "netns", "add", ns])
+        run(["ip", "-n", ns, "link", "add", a, "type", "veth", "peer", "name", b])
+        for name in (a, b):
+            run(["ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{name}.accept_dad=0"])
+            run(["ip", "-n", ns, "link", "set", name, "up"])
+        yield
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
