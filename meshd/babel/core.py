@@ -41,7 +41,7 @@ The protocol's rules live beside it:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address, IPv6Address
 
 from meshd.babel.config import (
@@ -245,6 +245,16 @@ class BabelCore(Receiving, Timers, Queries):
         if self._table.selected(key) is None:
             self._updates.mark_lost(key, self._now)
         self._updates.announce(key, self._now, urgent=True)
+
+    def refilter(self, interfaces: Iterable[str], now: float) -> None:
+        """The redistribute hook's rules changed: on each of ``interfaces`` every route we
+        have goes again at once, as an update where it may go now and as a retraction where
+        it may not (an interface not running is passed over)."""
+        self._now = now
+        for name in interfaces:
+            iface = self._interfaces.get(name)
+            if iface is not None:
+                self._updates.refilter(iface, now)
 
     def revalidate(self, now: float) -> None:
         """Ask the acceptance hook again about every route (a member was revoked)."""

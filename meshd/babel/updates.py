@@ -105,6 +105,19 @@ class Updates:
                     if key in demanded:
                         outgoing.routes.setdefault(key, key in self._lost)
 
+    def refilter(self, iface: Interface, now: float) -> None:
+        """Every route we have to each of ``iface``'s targets again, each as an update where
+        the redistribute hook lets it go now and a retraction where it no longer does (the
+        hook's rules changed): what went there before and may not now is withdrawn at
+        once, not left to the neighbours' hold time."""
+        name = iface.config.name
+        keys = list(self._local) + self._table.selected_keys()
+        deadline = now + self._config.urgent_jitter * self._config.random()
+        for target in iface.targets():
+            routes = self._outbox.to(name, target, deadline).routes
+            for key in keys:
+                routes[key] = True
+
     def announce(self, key: RouteKey, now: float, *, urgent: bool) -> None:
         """A triggered update of one key on every interface; urgent ones are sent twice.
 

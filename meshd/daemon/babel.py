@@ -67,6 +67,7 @@ from meshd.daemon.babel_site import (
     SiteRoutes,
     gateway_loop,
     refuse_ungranted_origins,
+    retake,
     ungranted_origins,
 )
 from meshd.daemon.babel_wants import on_demand_route
@@ -226,17 +227,9 @@ class BabelService:
             ),
         )
         ports, auth, opened = links.ports, links.auth, links.indexes
-        core.originate(ipaddress.IPv6Network((self.overlay, 128)))
-        self._own = {(ipaddress.IPv6Network((self.overlay, 128)), None)}
-        own = self._grants(self.node_key) if self._grants is not None else None
-        for prefix, source in config.originate:
-            if self.mesh is not None and own is not None and not covered(prefix, own):
-                log.error(
-                    "Babel: not announcing %s: this member's certificate does not allow it", prefix
-                )
-                continue
-            core.originate(prefix, source)
-            self._own.add((prefix, source))
+        self._own = self.own_origins(config)
+        for key in self._own:
+            core.originate(*key)
         shell = BabelShell(
             core,
             ports,
@@ -269,6 +262,36 @@ class BabelService:
                     nursery.start_soon(gateway_loop, self, shell)
             await shell.run(task_status=task_status)
             nursery.cancel_scope.cancel()
+
+    def ungranted(self, config: BabelConfig) -> list[IPNetwork]:
+        """The ``--babel-originate`` prefixes of ``config`` our certificate does not grant
+        (on the mesh; without one, any prefix is ours to announce)."""
+        grants = self._grants(self.node_key) if self._grants is not None else None
+        if self.mesh is None or grants is None:
+            return []
+        return [prefix for prefix, _ in config.originate if not covered(prefix, grants)]
+
+    def own_origins(self, config: BabelConfig) -> set[RouteKey]:
+        """What we originate: our overlay /128 and each ``--babel-originate`` prefix our
+        certificate allows (one ERROR line for each it does not)."""
+        own: set[RouteKey] = {(ipaddress.IPv6Network((self.overlay, 128)), None)}
+        refused = self.ungranted(config)
+        for prefix, source in config.originate:
+            if prefix in refused:
+                log.error(
+                    "Babel: not announcing %s: this member's certificate does not allow it", prefix
+                )
+                continue
+            own.add((prefix, source))
+        return own
+
+    def reconfigure(self, config: BabelConfig) -> None:
+        """New ``--babel-originate`` and ``--babel-redistribute`` (a SIGHUP: the caller
+        changed nothing else of ``config``), taken by the running core at once
+        (:func:`~meshd.daemon.babel_site.retake`); a start again reads them too."""
+        before, self.config = self.config, config
+        if self._shell is not None:
+            self._shell.submit(partial(retake, self, before))
 
     def _site_link_moved(self, name: str) -> None:
         """A site interface was made anew (a new index): start again on it, as under a

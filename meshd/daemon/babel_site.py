@@ -15,7 +15,7 @@ import trio
 from meshd.babel.core import BabelCore
 from meshd.babel.gateway import plan, site_origins
 from meshd.babel.kernel_routes import KernelRoute, RouteSink
-from meshd.babel.options import covered
+from meshd.babel.options import BabelConfig, covered
 from meshd.babel.shell import BabelShell
 from meshd.babel.sources import IPNetwork, RouteKey
 from meshd.errors import BackendError, UsageError
@@ -132,6 +132,38 @@ async def gateway_loop(service: BabelService, shell: BabelShell) -> None:
     finally:
         with trio.CancelScope(shield=True):
             await service._routes.release_all()
+
+
+def retake(service: BabelService, before: BabelConfig, core: BabelCore, now: float) -> None:
+    """``--babel-originate`` and ``--babel-redistribute`` as they are now (a SIGHUP), on the
+    running core: a prefix no longer ours withdrawn (a retraction goes at once), a new one
+    originated; under new rules, the site routes that cross again at once
+    (:func:`reoriginate`) and every route sent again on the site links, where it may go
+    now or retracted where it may not (:meth:`BabelCore.refilter`)."""
+    wanted = service.own_origins(service.config)
+    own = service._own
+    for key in sorted(own - wanted, key=str):
+        log.info("Babel: no longer originating %s", _text(key))
+        core.withdraw(*key)
+        own.discard(key)
+    for key in sorted(wanted - own, key=str):
+        log.info("Babel: originating %s", _text(key))
+        core.originate(*key)
+        own.add(key)
+    if service.config.redistribute != before.redistribute:
+        if service.mesh is not None:
+            reoriginate(service, core, now)
+        log.info(
+            "Babel: %d --babel-redistribute rules now; site routes and what goes to %s follow",
+            len(service.config.redistribute),
+            ", ".join(service.config.interfaces) or "the site links",
+        )
+        core.refilter(service.config.interfaces, now)
+
+
+def _text(key: RouteKey) -> str:
+    prefix, source = key
+    return str(prefix) if source is None else f"{prefix} from {source}"
 
 
 def reoriginate(service: BabelService, core: BabelCore, now: float) -> None:
