@@ -100,6 +100,13 @@ class Announcer:
         """Look now, not at the next look (whether we relay has changed)."""
         self._wake.set()
 
+    def reconfigure(self, config: DaemonConfig) -> None:
+        """New options (a SIGHUP: ``--endpoint`` among them): looked at now."""
+        self.config = config
+        if self.mesh.kind == "none":
+            self.endpoints = config.endpoints  # announced as configured, no candidates
+        self.wake()
+
     def follow_relaying(self, relaying: Relaying) -> None:
         """Announce ``relaying``'s decision, and a change of it at once."""
         self.relaying = relaying.relays

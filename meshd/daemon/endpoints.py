@@ -53,6 +53,11 @@ class Endpoints:
         self._last_report: dict[bytes, float] = {}
         self.reports = 0
 
+    def set_configured(self, configured: Sequence[str]) -> None:
+        """New ``--endpoint`` values (a SIGHUP): announced in their place from the next look."""
+        self.configured, refused = cand.configured_candidates(configured, self.overlay)
+        self._count("configured", refused)
+
     def _count(self, what: str, refused: Iterable[cand.Refused]) -> None:
         for reason, n in cand.counts(refused).items():
             self.refused[f"{what}:{reason}"] = self.refused.get(f"{what}:{reason}", 0) + n

@@ -159,4 +159,6 @@ async def _run_until_signalled(
             nursery.start_soon(stop_on_down, node.paths.root, nursery.cancel_scope)
             daemon = await nursery.start(run, config, node)
             daemon.reloader = reloader  # what SIGHUPs did, for meshd status and the metrics
+            # What the running services take of a SIGHUP's options, in this thread.
+            reloader.apply_live = partial(trio.from_thread.run_sync, daemon.reconfigure)
             nursery.start_soon(stop_when_revoked, daemon.state.standing, node.paths.root)

@@ -31,6 +31,7 @@ once at WARNING with what changed, and put back at shutdown.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final, Protocol
@@ -205,6 +206,7 @@ class Relaying:
         self.why = ""
         # Called when the decision changes (the announcer's wake-up: follow_relaying).
         self.on_change: Callable[[], None] | None = None
+        self._again = trio.Event()  # decide now (reconfigure), not at the next look
 
     def relays(self) -> bool:
         """Whether we relay now (False until the first decision)."""
@@ -238,13 +240,21 @@ class Relaying:
             return "undecided"
         return f"{'yes' if self.relaying else 'no'} ({self.why})"
 
+    def reconfigure(self, config: DaemonConfig) -> None:
+        """A new ``--relay`` or ``--endpoint`` (a SIGHUP): decided again at once."""
+        self.config = config
+        self._again.set()
+
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Decide, then again every :data:`RECHECK` s under ``auto`` (what the decision
+        reads may change), and whenever :meth:`reconfigure` is called."""
         try:
             await self.decide()
             task_status.started()
-            while self.config.relay == "auto":
-                await trio.sleep(self.interval)
+            while True:
+                with trio.move_on_after(self.interval if self.config.relay == "auto" else math.inf):
+                    await self._again.wait()
+                self._again = trio.Event()
                 await self.decide()
-            await trio.sleep_forever()
         finally:
             self.forwarding.release()

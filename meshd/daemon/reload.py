@@ -10,6 +10,9 @@ environment over the config file, :mod:`meshd.cli.quick_up`):
 * a file that cannot be read or holds a wrong value: one ERROR line saying why, and the
   daemon runs on with what it has;
 * ``log_level`` and ``log_format``: applied at once;
+* ``babel_originate``, ``babel_redistribute``, ``endpoint``, ``public_addr`` and ``relay``:
+  given to the running services (``apply_live``, :mod:`meshd.daemon.live_config`), which
+  may refuse a value as a start would (one ERROR line; nothing of that SIGHUP applied);
 * any other option changed: one WARNING line naming the keys (never their values: a Babel
   key is a secret), which take effect when meshd starts again (``systemctl restart``);
   each SIGHUP names them again until then.
@@ -25,9 +28,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+from meshd.daemon.live_config import LIVE
+
+if TYPE_CHECKING:
+    from meshd.daemon.config import DaemonConfig
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +84,9 @@ class Reloader:
         self.last_at: float | None = None  # Unix time of the last SIGHUP
         self.last: Reloaded | None = None
         self.waiting: tuple[str, ...] = ()  # changed options a restart would take
+        # The running services' taking of the LIVE options (the daemon's, once it runs:
+        # meshd.daemon.launch): the keys taken; raises, having changed nothing, on a refusal.
+        self.apply_live: Callable[[DaemonConfig, tuple[str, ...]], tuple[str, ...]] | None = None
 
     def view(self) -> dict[str, Any]:
         """What the SIGHUPs did so far (``meshd status``'s ``config``): how many read the
@@ -118,6 +129,10 @@ class Reloader:
 
     def read(self) -> dict[str, Any]:
         """The settled options, checked as ``meshd up`` checks them (its errors raised)."""
+        return self._read()[0]
+
+    def _read(self) -> tuple[dict[str, Any], DaemonConfig]:
+        """:meth:`read`, and the daemon's configuration made of them."""
         from meshd.cli import starting
         from meshd.cli.configfile.settling import settled
         from meshd.cli.quick_up import file_keys, read
@@ -127,17 +142,19 @@ class Reloader:
         out = settled("up", values, given, file_keys())
         up = starting.prepare(out)
         starting.with_metrics(up.config, up.metrics)
-        return out
+        return out, up.config
 
     def reload(self) -> Reloaded:
         """Read the options again; apply what can be; say what waits (see the module)."""
         if self.current is None or self.words is None:
             return Reloaded(error=f"{self.why_not} (restart meshd to apply a change)")
         try:
-            new = self.read()
+            new, config = self._read()
+            changed = changed_keys(self.current, new)
+            live = tuple(k for k in changed if k in LIVE)
+            taken = self.apply_live(config, live) if live and self.apply_live else ()
         except Exception as exc:  # noqa: BLE001 (a wrong file: one line, the daemon runs on)
             return Reloaded(error=_one_line(exc))
-        changed = changed_keys(self.current, new)
         applied = tuple(k for k in changed if k in APPLIED)
         if applied:
             from meshd.cli import logs
@@ -152,8 +169,12 @@ class Reloader:
                 log.info("%s", said)
             for key in applied:
                 self.current[key] = new[key]
-        waiting = tuple(k for k in changed if k not in APPLIED)
-        return Reloaded(applied, waiting)
+        if taken:
+            log.info("SIGHUP: the running daemon took %s", ", ".join(taken))
+            for key in taken:
+                self.current[key] = new[key]
+        waiting = tuple(k for k in changed if k not in APPLIED and k not in taken)
+        return Reloaded(tuple(k for k in changed if k in applied or k in taken), waiting)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 
 from meshd.control.commands import Request
+from meshd.daemon import live_config
 from meshd.daemon.announcer import Announcer
 from meshd.daemon.antientropy import AntiEntropy
 from meshd.daemon.babel import BabelService
@@ -198,6 +199,11 @@ class Daemon:
             # for systemd once this returns (READY=1).
             await nursery.start(self.control.run)
             task_status.started()
+
+    def reconfigure(self, new: DaemonConfig, keys: Collection[str]) -> tuple[str, ...]:
+        """A SIGHUP's new options that the running services take (meshd.daemon.live_config):
+        the keys taken; UsageError, with nothing changed, for a value refused."""
+        return live_config.take(self, new, keys)
 
     def listen_addrs(self) -> list[str]:
         return self.announcer.listen_addrs()

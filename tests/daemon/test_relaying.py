@@ -230,3 +230,41 @@ def test_a_relay_forwards_from_its_start_and_the_service_takes_it_over(
             assert value() == "0"
 
     trio.run(main)
+
+
+def test_a_running_service_decides_again_at_once_when_reconfigured(tmp_path: Path) -> None:
+    """A SIGHUP's ``--relay`` (meshd.daemon.live_config): ``on`` to ``off`` and back on a
+    running service, each decided at once (under ``on`` or ``off`` it never looks again by
+    itself), forwarding following."""
+    import dataclasses
+
+    from trio.testing import MockClock
+
+    from meshd.daemon.config import DaemonConfig
+    from meshd.daemon.relaying import Relaying
+
+    babel = FakeBabel()
+    files = sysctls(tmp_path, "0")
+    config = DaemonConfig(state_dir=tmp_path, relay="on")
+    service = Relaying(config, babel, lambda: None, forwarding=Forwarding(files))
+
+    def forwarding() -> str:
+        return Path(files[0][1]).read_text().strip()
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            assert (babel.told, forwarding()) == ([True], "1")
+            await trio.sleep(3600)
+            assert babel.told == [True]  # nothing to look at again under `on`
+            service.reconfigure(dataclasses.replace(config, relay="off"))
+            await trio.sleep(0.01)
+            assert (babel.told, forwarding()) == ([True, False], "0")
+            assert service.view() == "no (--relay off)"
+            service.reconfigure(dataclasses.replace(config, relay="on"))
+            await trio.sleep(0.01)
+            assert (babel.told, forwarding()) == ([True, False, True], "1")
+            nursery.cancel_scope.cancel()
+        assert forwarding() == "0"  # put back at exit
+
+    trio.run(main, clock=MockClock(autojump_threshold=0))

@@ -19,6 +19,7 @@ import base64
 import ipaddress
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -42,12 +43,10 @@ VETH = "gv0"
 HOSTILE_VETH = "ga0"
 REPO = Path(__file__).resolve().parents[2]
 SITE = ("10.55.0.0/24", "fd55::/64", "10.66.0.0/24")
-REDISTRIBUTE = (
-    *("--babel-redistribute", "10.0.0.0/8 le 24 allow"),
-    *("--babel-redistribute", "fd55::/16 allow"),
-)
+REDISTRIBUTE = ("10.0.0.0/8 le 24 allow", "fd55::/16 allow")
 """Site routes reach the mesh only by an explicit rule; 10.66.0.0/24 passes it but lies
-outside h2's grants."""
+outside h2's grants. In h2's config file (``babel_redistribute``), beside a rule for the
+overlay: a SIGHUP takes new ones."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +56,8 @@ class Gateway:
     h1_ns: str
     h2_ns: str
     hostile_ns: str
+    h2_config: Path
+    rules: tuple[str, ...]
 
 
 @contextmanager
@@ -149,16 +150,30 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             mesh.stop("h2")
             # A filter that lets the overlay /48 cross too: rule (c) holds even so.
             overlay = ipaddress.IPv6Network((mesh.node("h1").me()["overlay_ip"], 48), strict=False)
+            rules = (*REDISTRIBUTE, f"{overlay} ge 48 allow")
+            config = workdir / "h2.toml"
+            config.write_text(redistribute(rules))
             mesh.node("h2").extra += (
                 *("--babel-interface", VETH, "--babel-interface", HOSTILE_VETH),
-                *REDISTRIBUTE,
-                *("--babel-redistribute", f"{overlay} ge 48 allow"),
+                *("--config", str(config)),
             )
             mesh.up("h2")
-            yield Gateway(mesh, site_ns, lab.host("h1").netns, lab.host("h2").netns, hostile_ns)
+            yield Gateway(
+                mesh,
+                site_ns,
+                lab.host("h1").netns,
+                lab.host("h2").netns,
+                hostile_ns,
+                config,
+                rules,
+            )
         finally:
             mesh.close()
         assert not mesh.running()
+
+
+def redistribute(rules: tuple[str, ...]) -> str:
+    return "babel_redistribute = [" + ", ".join(f'"{rule}"' for rule in rules) + "]\n"
 
 
 def kernel(ns: str) -> str:
@@ -292,3 +307,39 @@ def test_a_site_speaker_cannot_take_a_members_address_or_the_overlay(gateway: Ga
         "2",
         h1["overlay_ip"],
     )
+
+
+def test_new_rules_at_a_sighup_take_effect_at_once_both_ways(gateway: Gateway) -> None:
+    """``systemctl reload`` after the gateway's rules changed (meshd.daemon.live_config):
+    without the rules for 10/8 and the overlay, h2's site route leaves the mesh and h1's
+    overlay /128 leaves babeld at once (babeld would have held it for 3.5 of h2's Update
+    intervals); the rules of before bring both back. The daemon runs on throughout."""
+    mesh = gateway.mesh
+    wg = mesh.node("h1").ifname
+    h1_host = f"{mesh.node('h1').me()['overlay_ip']}/128"
+
+    def at_site() -> bool:
+        # babeld holds a retracted route as unreachable for a while: not a route.
+        lines = routes_of(gateway.site_ns, h1_host)
+        return any("proto babel" in ln and not ln.startswith("unreachable") for ln in lines)
+
+    def both() -> tuple[bool, bool]:
+        return has_route(gateway.h1_ns, "10.55.0.0/24", wg), at_site()
+
+    wait_until(lambda: both() == (True, True), 30, "the site route at h1, h1's /128 at babeld")
+    process = mesh.node("h2").process
+    assert process is not None
+    try:
+        gateway.h2_config.write_text(redistribute(("fd55::/16 allow",)))
+        process.send_signal(signal.SIGHUP)
+        took = wait_until(lambda: both() == (False, False), 10, "both routes to leave")
+        print(f"new rules: both routes gone {took:.2f} s after the SIGHUP")
+        assert took < 3.0, "a route the rules refuse now was left to its hold time"
+    finally:
+        gateway.h2_config.write_text(redistribute(gateway.rules))
+        process.send_signal(signal.SIGHUP)
+    took = wait_until(lambda: both() == (True, True), 10, "both routes back")
+    print(f"rules of before: both routes back {took:.2f} s after the SIGHUP")
+    assert process.poll() is None
+    rows = json.loads(mesh.run("h2", "status", "--json").stdout)["config"]
+    assert (rows["reloads"], rows["failed"], rows["waiting"]) == (2, 0, [])

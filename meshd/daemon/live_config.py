@@ -1,0 +1,91 @@
+"""What a SIGHUP changes in the running services besides the log (meshd.daemon.reload).
+
+Options the daemon takes while it runs, each where a restart would cost a gateway its routes
+for seconds or drop every member's sessions:
+
+* ``babel_originate``: a prefix no longer listed is withdrawn at once (a retraction goes to
+  every neighbour), a new one originated; one our certificate does not grant refuses the
+  whole reload, as it refuses a start;
+* ``babel_redistribute``: the site routes that cross follow at once, and every route goes
+  again on the site links, as an update or a retraction (:meth:`BabelCore.refilter`);
+* ``endpoint``: announced in place of the old ones at once (and ``--relay auto`` decided
+  again: a configured endpoint is a public one);
+* ``relay``: decided again at once (IP forwarding follows);
+* ``public_addr``: what invites carry from now on.
+
+Both Babel options wait for a restart on a daemon without Babel (no WireGuard backend and no
+``--babel-interface``). Every other option waits for a restart (meshd.daemon.reload names
+them). :func:`taken` is pure; :func:`take` runs in the daemon's event loop thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Final
+
+from meshd.errors import UsageError
+
+if TYPE_CHECKING:
+    from meshd.daemon.config import DaemonConfig
+    from meshd.daemon.service import Daemon
+
+log = logging.getLogger(__name__)
+
+#: The options a running daemon takes on a SIGHUP (besides the log's, meshd.daemon.reload).
+LIVE: Final = ("babel_originate", "babel_redistribute", "endpoint", "public_addr", "relay")
+_BABEL: Final = frozenset({"babel_originate", "babel_redistribute"})
+
+
+def taken(old: DaemonConfig, new: DaemonConfig, keys: Collection[str]) -> DaemonConfig:
+    """``old`` with the options ``keys`` name as ``new`` has them, nothing else (pure)."""
+    babel = old.babel
+    if "babel_originate" in keys:
+        babel = dataclasses.replace(babel, originate=new.babel.originate)
+    if "babel_redistribute" in keys:
+        babel = dataclasses.replace(babel, redistribute=new.babel.redistribute)
+    fields: dict[str, object] = {"babel": babel}
+    if "endpoint" in keys:
+        fields["endpoints"] = new.endpoints
+    if "relay" in keys:
+        fields["relay"] = new.relay
+    if "public_addr" in keys:
+        fields["public_addrs"] = new.public_addrs
+    return dataclasses.replace(old, **fields)  # type: ignore[arg-type]
+
+
+def take(daemon: Daemon, new: DaemonConfig, keys: Collection[str]) -> tuple[str, ...]:
+    """Give the running services the options ``keys`` names (those of :data:`LIVE`) as
+    ``new`` has them; the keys taken. UsageError, before anything changes, for a value
+    the running daemon refuses (a prefix not ours to originate)."""
+    wanted = [k for k in LIVE if k in keys]
+    babel = daemon.babel
+    if babel is None:
+        wanted = [k for k in wanted if k not in _BABEL]  # Babel starts with the daemon
+    elif "babel_originate" in wanted:
+        refused = babel.ungranted(new.babel)
+        if refused:
+            raise UsageError(
+                "--babel-originate "
+                + ", ".join(str(p) for p in refused)
+                + ": this member's certificate does not allow "
+                + ("it" if len(refused) == 1 else "them"),
+                hint="ask an admin for a certificate that grants the prefix",
+            )
+    if not wanted:
+        return ()
+    config = taken(daemon.config, new, wanted)
+    daemon.config = config
+    if "endpoint" in wanted:
+        daemon.endpoints.set_configured(config.endpoints)
+    if daemon.relaying is not None and {"relay", "endpoint"} & set(wanted):
+        daemon.relaying.reconfigure(config)
+    if babel is not None and _BABEL & set(wanted):
+        babel.reconfigure(config.babel)
+    if "public_addr" in wanted and config.public_addrs:
+        # For `meshd invite` while the daemon is down too, as a start keeps it.
+        daemon.state.node.store.set_meta("public_addrs", "\n".join(config.public_addrs).encode())
+    # Last: the new endpoints announced now, not at the next look.
+    daemon.announcer.reconfigure(config)
+    return tuple(wanted)

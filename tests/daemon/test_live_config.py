@@ -1,0 +1,201 @@
+"""What a SIGHUP gives the running services besides the log (meshd.daemon.live_config):
+Babel's originated prefixes and filter, the announced endpoints, ``--relay``, and the
+addresses invites carry; every other option waits for a restart."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from meshd.babel.options import babel_config
+from meshd.daemon.config import DaemonConfig
+from meshd.daemon.live_config import LIVE, take, taken
+from meshd.daemon.reload import Reloaded
+from meshd.errors import UsageError
+from tests.daemon.support import ROOT, free_port, meshd, wait_for
+from tests.daemon.test_reload import BASE, _reloader
+
+STATE = Path("/nonexistent/meshd")
+
+
+def test_taken_changes_only_the_options_named() -> None:
+    old = DaemonConfig(STATE, endpoints=("192.0.2.1:51820",), relay="auto", listen_port=51820)
+    new = DaemonConfig(
+        STATE,
+        endpoints=("192.0.2.7:51820",),
+        relay="off",
+        listen_port=51999,
+        public_addrs=("198.51.100.1:7100",),
+        babel=babel_config(originate=["10.9.0.0/24"], redistribute=["10.0.0.0/8 allow"]),
+    )
+    got = taken(old, new, ["endpoint", "babel_redistribute"])
+    assert got.endpoints == ("192.0.2.7:51820",)
+    assert got.babel.redistribute == new.babel.redistribute
+    assert (got.relay, got.listen_port, got.public_addrs) == ("auto", 51820, ())
+    assert got.babel.originate == ()
+    everything = taken(old, new, LIVE)
+    assert everything.listen_port == 51820  # never a live option
+    assert (everything.relay, everything.public_addrs) == ("off", ("198.51.100.1:7100",))
+    assert everything.babel.originate == new.babel.originate
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args: self.calls.append((name, args))
+
+
+def fake_daemon(*, babel: bool, refused: tuple[str, ...] = ()) -> Any:
+    meta: dict[str, bytes] = {}
+    store = SimpleNamespace(set_meta=meta.__setitem__)
+    daemon = SimpleNamespace(
+        config=DaemonConfig(STATE),
+        announcer=Recorder(),
+        endpoints=Recorder(),
+        relaying=Recorder(),
+        babel=Recorder() if babel else None,
+        state=SimpleNamespace(node=SimpleNamespace(store=store)),
+        meta=meta,
+    )
+    if babel:
+        refused_nets = [ipaddress.ip_network(p) for p in refused]
+        daemon.babel.ungranted = lambda config: [
+            p for p, _ in config.originate if p in refused_nets
+        ]
+    return daemon
+
+
+NEW = DaemonConfig(
+    STATE,
+    endpoints=("192.0.2.7:51820",),
+    relay="off",
+    public_addrs=("198.51.100.1:7100",),
+    babel=babel_config(originate=["10.9.0.0/24"], redistribute=["10.0.0.0/8 allow"]),
+)
+
+
+def test_take_gives_each_service_its_options() -> None:
+    daemon = fake_daemon(babel=True)
+    assert take(daemon, NEW, ["relay", "endpoint", "babel_originate", "public_addr"]) == (
+        "babel_originate",
+        "endpoint",
+        "public_addr",
+        "relay",
+    )
+    assert daemon.config.endpoints == NEW.endpoints
+    assert daemon.config.babel.originate == NEW.babel.originate
+    assert daemon.config.babel.redistribute == ()  # not named: as it was
+    assert daemon.endpoints.calls == [("set_configured", (NEW.endpoints,))]
+    assert daemon.relaying.calls == [("reconfigure", (daemon.config,))]
+    assert daemon.babel.calls == [("reconfigure", (daemon.config.babel,))]
+    assert daemon.announcer.calls == [("reconfigure", (daemon.config,))]
+    assert daemon.meta == {"public_addrs": b"198.51.100.1:7100"}
+
+
+def test_babel_options_wait_for_a_start_where_babel_does_not_run() -> None:
+    daemon = fake_daemon(babel=False)
+    assert take(daemon, NEW, ["babel_originate", "babel_redistribute", "relay"]) == ("relay",)
+    assert daemon.config.babel == DaemonConfig(STATE).babel
+
+
+def test_a_prefix_not_ours_refuses_the_reload_and_changes_nothing() -> None:
+    daemon = fake_daemon(babel=True, refused=("10.9.0.0/24",))
+    before = daemon.config
+    with pytest.raises(UsageError, match=r"--babel-originate 10.9.0.0/24: this member's"):
+        take(daemon, NEW, ["babel_originate", "endpoint"])
+    assert daemon.config is before
+    assert daemon.endpoints.calls == daemon.babel.calls == daemon.announcer.calls == []
+
+
+def test_the_reloader_hands_the_live_options_over_and_names_the_rest(tmp_path: Path) -> None:
+    reloader, path = _reloader(tmp_path, BASE + 'endpoint = ["192.0.2.1:51820"]\n')
+    handed: list[tuple[DaemonConfig, tuple[str, ...]]] = []
+
+    def apply_live(config: DaemonConfig, keys: tuple[str, ...]) -> tuple[str, ...]:
+        handed.append((config, keys))
+        return tuple(k for k in keys if k != "babel_originate")  # as without Babel
+
+    reloader.apply_live = apply_live
+    path.write_text(
+        BASE + 'endpoint = ["192.0.2.7:51820"]\nrelay = "off"\nlisten_port = 51999\n'
+        'babel_originate = ["10.9.0.0/24"]\n'
+    )
+    assert reloader.reload() == Reloaded(("endpoint", "relay"), ("babel_originate", "listen_port"))
+    ((config, keys),) = handed
+    assert keys == ("babel_originate", "endpoint", "relay")
+    assert (config.endpoints, config.relay) == (("192.0.2.7:51820",), "off")
+    # Taken once: a SIGHUP with nothing new hands nothing over again.
+    assert reloader.reload() == Reloaded((), ("babel_originate", "listen_port"))
+    assert len(handed) == 2
+    assert handed[1][1] == ("babel_originate",)
+
+
+def test_a_refusal_by_the_services_is_the_reload_error(tmp_path: Path) -> None:
+    reloader, path = _reloader(tmp_path, BASE + 'log_level = "info"\n')
+
+    def apply_live(config: DaemonConfig, keys: tuple[str, ...]) -> tuple[str, ...]:
+        raise UsageError("--babel-originate 10.9.0.0/24: this member's certificate does not")
+
+    reloader.apply_live = apply_live
+    path.write_text(BASE + 'log_level = "debug"\nbabel_originate = ["10.9.0.0/24"]\n')
+    outcome = reloader.reload()
+    assert outcome.error.startswith("--babel-originate 10.9.0.0/24")
+    assert (outcome.applied, outcome.waiting) == ((), ())
+    assert reloader.current is not None
+    assert reloader.current["log_level"] == "info"  # nothing of that SIGHUP applied
+
+
+def test_a_running_daemon_announces_its_new_endpoint_at_a_sighup(tmp_path: Path) -> None:
+    """A real ``meshd up`` (no WireGuard, so no Babel): a new ``endpoint`` in the file is
+    announced at the SIGHUP; ``babel_originate``, which needs Babel, waits for a restart."""
+    from meshd.control.client import request
+
+    state_dir = tmp_path / "n0"
+    done = meshd("init", "--network", "livenet", "--name", "n0", "--state-dir", str(state_dir))
+    assert done.returncode == 0, done.stderr
+    config = tmp_path / "meshd.toml"
+    config.write_text(BASE + 'endpoint = ["192.0.2.1:51820"]\n')
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for name in ("MESHD_LOG", "MESHD_LOG_LEVEL", "MESHD_CONFIG", "MESHD_STATE_DIR"):
+        env.pop(name, None)
+    log_path = tmp_path / "n0.log"
+    argv = [sys.executable, "-m", "meshd", "up", "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}",
+            "--config", str(config), "--state-dir", str(state_dir)]  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    sock = state_dir / "meshd.sock"
+
+    def status() -> dict[str, Any]:
+        assert process.poll() is None, log_path.read_text()[-2000:]
+        return request(sock, "status", {}, timeout=5.0)  # type: ignore[no-any-return]
+
+    try:
+        wait_for(lambda: sock.exists() and status()["endpoints"] == ["192.0.2.1:51820"], 60)
+        announced = log_path.read_text().count("announcing (")
+        config.write_text(
+            BASE + 'endpoint = ["192.0.2.7:51820"]\nbabel_originate = ["10.9.0.0/24"]\n'
+        )
+        process.send_signal(signal.SIGHUP)
+        wait_for(lambda: status()["endpoints"] == ["192.0.2.7:51820"], 10, "the new endpoint")
+        wait_for(lambda: log_path.read_text().count("announcing (") > announced, 10)
+        text = log_path.read_text()
+        assert "SIGHUP: the running daemon took endpoint" in text
+        assert "SIGHUP: babel_originate changed; it takes effect when meshd starts again" in text
+        seen = status()["config"]
+        assert (seen["reloads"], seen["failed"], seen["waiting"]) == (1, 0, ["babel_originate"])
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
