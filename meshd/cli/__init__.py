@@ -22,6 +22,10 @@ def main(argv: list[str] | None = None, *, quick: bool = True) -> None:
     ``quick=False`` always takes the typer app (the tests and benchmarks compare both ways).
     """
     args = sys.argv[1:] if argv is None else list(argv)
+    if argv is None and (args[:1] == ["up"] or "MESHD_DAEMON_CONFIG_FD" in os.environ):
+        from meshd.daemon import early_signals  # a daemon to be: SIGHUP from now on is no end
+
+        early_signals.hold()
     try:
         if argv is None and "MESHD_DAEMON_CONFIG_FD" in os.environ:  # `up`, exec'd again
             from meshd.daemon.reexec import run_passed  # (meshd/daemon/reexec.py)

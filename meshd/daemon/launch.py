@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
+from meshd.daemon import early_signals
 from meshd.daemon.config import DaemonConfig
 from meshd.daemon.last_endpoints import first_paths
 from meshd.daemon.lifecycle import stop_on_down, stop_when_revoked
@@ -135,25 +136,28 @@ NOTED: Final = (signal.SIGUSR1, signal.SIGUSR2)
 async def _run_until_signalled(
     config: DaemonConfig, node: NodeDir, received: list[int], reloader: Reloader
 ) -> None:
-    noted = [s for s in NOTED if signal.getsignal(s) == signal.SIG_DFL]
+    noted = [s for s in NOTED if early_signals.unhandled(s)]
+    reloading = trio.Lock()  # one SIGHUP at a time, early ones among them
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP, *noted) as signals:
         async with trio.open_nursery() as nursery:
 
+            async def handle(signum: int) -> None:
+                name = signal.Signals(signum).name
+                if signum == signal.SIGHUP:
+                    async with reloading:
+                        reload = partial(reloader.reload_now, time.time())
+                        report(await trio.to_thread.run_sync(reload))
+                    return
+                if signum in noted:
+                    log.info("%s: not used by meshd, ignored", name)
+                    return
+                log.info("%s: shutting down", name)
+                received.append(signum)
+                nursery.cancel_scope.cancel()
+
             async def wait_for_signal() -> None:
                 async for signum in signals:
-                    name = signal.Signals(signum).name
-                    if signum == signal.SIGHUP:
-                        reload = partial(reloader.reload_now, time.time())
-                        outcome = await trio.to_thread.run_sync(reload)
-                        report(outcome)
-                        continue
-                    if signum in noted:
-                        log.info("%s: not used by meshd, ignored", name)
-                        continue
-                    log.info("%s: shutting down", name)
-                    received.append(signum)
-                    nursery.cancel_scope.cancel()
-                    return
+                    await handle(signum)
 
             nursery.start_soon(wait_for_signal)
             nursery.start_soon(stop_on_down, node.paths.root, nursery.cancel_scope)
@@ -161,4 +165,7 @@ async def _run_until_signalled(
             daemon.reloader = reloader  # what SIGHUPs did, for meshd status and the metrics
             # What the running services take of a SIGHUP's options, in this thread.
             reloader.apply_live = partial(trio.from_thread.run_sync, daemon.reconfigure)
+            for signum in early_signals.taken():  # came while it started: handled now
+                log.info("%s came during the start", signal.Signals(signum).name)
+                await handle(signum)
             nursery.start_soon(stop_when_revoked, daemon.state.standing, node.paths.root)

@@ -67,9 +67,13 @@ def replace_process(config: DaemonConfig, log_level: str, log_format: str) -> No
     os.environ[ENV] = str(read)
     sys.stdout.flush()
     sys.stderr.flush()
+    from meshd.daemon import early_signals
+
+    early_signals.ignore_across_exec()
     try:
         os.execv(sys.executable, sys.orig_argv)  # noqa: S606 (this program, as it was started)
     except OSError:
+        early_signals.hold()
         del os.environ[ENV]
         os.close(read)
 

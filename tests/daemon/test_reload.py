@@ -213,3 +213,67 @@ def test_what_the_sighups_did_is_kept_for_status_and_metrics(tmp_path: Path) -> 
         "config_last_error": view["last_error"],
         "config_restart_pending": ["listen_port"],
     }
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (its SigCgt mask)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(mask, 16) & (1 << (signum - 1)))
+
+
+def test_sighups_while_the_daemon_starts_are_handled_once_it_runs(tmp_path: Path) -> None:
+    """SIGHUPs (and a SIGUSR1) from the moment ``meshd up`` holds them until it answers:
+    before, the first one ended the start at once (Python's default), leaving its lock and
+    whatever it had made. Now each is noted and handled once the daemon runs."""
+    from meshd.control.client import request
+
+    state_dir = tmp_path / "n0"
+    done = meshd("init", "--network", "earlynet", "--name", "n0", "--state-dir", str(state_dir))
+    assert done.returncode == 0, done.stderr
+    config = tmp_path / "meshd.toml"
+    config.write_text(BASE)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for name in ("MESHD_LOG", "MESHD_LOG_LEVEL", "MESHD_CONFIG", "MESHD_STATE_DIR"):
+        env.pop(name, None)
+    log_path = tmp_path / "n0.log"
+    argv = [sys.executable, "-m", "meshd", "up", "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}",
+            "--config", str(config), "--state-dir", str(state_dir)]  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    sock = state_dir / "meshd.sock"
+
+    def answers() -> bool:
+        try:
+            return bool(request(sock, "status", {}, timeout=2.0)["members"] == 1)
+        except Exception:  # noqa: BLE001 (not up yet)
+            return False
+
+    try:
+        # Its first line (the config file read) comes within its first tenth of a second,
+        # long before it takes signals in its event loop.
+        wait_for(lambda: "options from the config file" in log_path.read_text(), 30)
+        assert _catches(process.pid, signal.SIGHUP)
+        sent = 0
+        deadline = time.monotonic() + 60
+        while not answers():
+            assert process.poll() is None, log_path.read_text()[-2000:]
+            assert time.monotonic() < deadline, "the daemon did not answer in 60 s"
+            process.send_signal(signal.SIGUSR1 if sent == 1 else signal.SIGHUP)
+            sent += 1
+            time.sleep(0.02)
+        assert sent >= 3, "the start was over before the signals came: nothing was shown"
+        text = log_path.read_text()
+        assert "SIGHUP came during the start" in text
+        assert "SIGUSR1: not used by meshd, ignored" in text
+        wait_for(lambda: request(sock, "status", {}, timeout=2.0)["config"]["reloads"] >= 1, 10)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+        assert not sock.exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
