@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from typing import TYPE_CHECKING, Final
@@ -51,6 +51,8 @@ from meshd.errors import BackendError, DecodeError, VerifyError
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
+
+    from meshd.babel.mac import MacKey
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +141,19 @@ class BabelShell:
             self._inbox_send.send_nowait(Command(action))
         except trio.WouldBlock:
             log.warning("Babel: command queue full, a command was dropped")
+
+    def set_keys(self, interface: str, keys: Sequence[MacKey]) -> None:
+        """The RFC 8967 keys of ``interface`` from now on: a key rollover keeps our counter
+        and what we know of each sender (no challenge again); none: the link goes
+        unauthenticated; the first: it is authenticated from the next datagram."""
+        if not keys:
+            self.auth.pop(interface, None)
+            return
+        auth = self.auth.get(interface)
+        if auth is None:
+            self.auth[interface] = LinkAuth(keys)
+        else:
+            auth.keys = tuple(keys)
 
     def installed(self, prefix: IPNetwork, source: IPNetwork | None) -> bool:
         return (prefix, source) in self._kernel.installed

@@ -286,12 +286,24 @@ class BabelService:
         return own
 
     def reconfigure(self, config: BabelConfig) -> None:
-        """New ``--babel-originate`` and ``--babel-redistribute`` (a SIGHUP: the caller
-        changed nothing else of ``config``), taken by the running core at once
-        (:func:`~meshd.daemon.babel_site.retake`); a start again reads them too."""
+        """New ``--babel-originate``, ``--babel-redistribute`` and ``--babel-key`` (a
+        SIGHUP: the caller changed nothing else of ``config``), taken by the running core
+        and shell at once (:func:`~meshd.daemon.babel_site.retake`; the keys of every
+        site link, as a key rollover: :meth:`BabelShell.set_keys`); a start again reads
+        them too."""
         before, self.config = self.config, config
-        if self._shell is not None:
-            self._shell.submit(partial(retake, self, before))
+        shell = self._shell
+        if shell is None:
+            return
+        if config.keys != before.keys:
+            for name in config.interfaces:
+                shell.set_keys(name, config.keys)
+            log.info(
+                "Babel: RFC 8967 keys on %s now: %s",
+                ", ".join(config.interfaces) or "no site link",
+                ", ".join(key.key_id for key in config.keys) or "none (unauthenticated)",
+            )
+        shell.submit(partial(retake, self, before))
 
     def _site_link_moved(self, name: str) -> None:
         """A site interface was made anew (a new index): start again on it, as under a

@@ -8,12 +8,14 @@ for seconds or drop every member's sessions:
   whole reload, as it refuses a start;
 * ``babel_redistribute``: the site routes that cross follow at once, and every route goes
   again on the site links, as an update or a retraction (:meth:`BabelCore.refilter`);
+* ``babel_key``: the site links' RFC 8967 keys, as a key rollover (the counters and what
+  is known of each neighbour kept: add the new key everywhere, then drop the old one);
 * ``endpoint``: announced in place of the old ones at once (and ``--relay auto`` decided
   again: a configured endpoint is a public one);
 * ``relay``: decided again at once (IP forwarding follows);
 * ``public_addr``: what invites carry from now on.
 
-Both Babel options wait for a restart on a daemon without Babel (no WireGuard backend and no
+The Babel options wait for a restart on a daemon without Babel (no WireGuard backend and no
 ``--babel-interface``). Every other option waits for a restart (meshd.daemon.reload names
 them). :func:`taken` is pure; :func:`take` runs in the daemon's event loop thread.
 """
@@ -34,8 +36,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: The options a running daemon takes on a SIGHUP (besides the log's, meshd.daemon.reload).
-LIVE: Final = ("babel_originate", "babel_redistribute", "endpoint", "public_addr", "relay")
-_BABEL: Final = frozenset({"babel_originate", "babel_redistribute"})
+LIVE: Final = (
+    "babel_key", "babel_originate", "babel_redistribute", "endpoint", "public_addr", "relay",
+)  # fmt: skip
+_BABEL: Final = frozenset({"babel_key", "babel_originate", "babel_redistribute"})
 
 
 def taken(old: DaemonConfig, new: DaemonConfig, keys: Collection[str]) -> DaemonConfig:
@@ -45,6 +49,8 @@ def taken(old: DaemonConfig, new: DaemonConfig, keys: Collection[str]) -> Daemon
         babel = dataclasses.replace(babel, originate=new.babel.originate)
     if "babel_redistribute" in keys:
         babel = dataclasses.replace(babel, redistribute=new.babel.redistribute)
+    if "babel_key" in keys:
+        babel = dataclasses.replace(babel, keys=new.babel.keys)
     fields: dict[str, object] = {"babel": babel}
     if "endpoint" in keys:
         fields["endpoints"] = new.endpoints

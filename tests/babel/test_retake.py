@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from ipaddress import ip_network
 
 import pytest
 
 from meshd.babel.core import BabelCore
+from meshd.babel.mac import MacKey
 from meshd.babel.numbers import INFINITY
 from meshd.babel.options import babel_config
 from meshd.babel.sources import IPNetwork
@@ -37,8 +38,13 @@ class CoreShell:
         self.net = net
         self.core = core
 
+        self.keys: list[tuple[str, tuple[str, ...]]] = []
+
     def submit(self, work: Callable[[BabelCore, float], None]) -> None:
         work(self.core, self.net.now)
+
+    def set_keys(self, interface: str, keys: Sequence[MacKey]) -> None:
+        self.keys.append((interface, tuple(k.key_id for k in keys)))
 
 
 def gateway(rules: tuple[str, ...] = RULES) -> tuple[Segments, BabelService]:
@@ -128,3 +134,17 @@ def test_before_the_core_runs_the_new_settings_are_what_its_start_reads() -> Non
         (ip_network(f"{service.overlay}/128"), None),
         (OWN_PART, None),
     }
+
+
+def test_new_keys_go_to_every_site_link_and_the_same_ones_nowhere() -> None:
+    _, service = gateway()
+    shell = service._shell
+    assert isinstance(shell, CoreShell)
+    old = service.config
+    keys = babel_config(keys=["k2:hmac-sha256:" + "22" * 32, "k1:blake2s128:" + "11" * 16]).keys
+    service.reconfigure(dataclasses.replace(old, keys=keys))
+    assert shell.keys == [("eth1", ("k2", "k1"))]
+    service.reconfigure(dataclasses.replace(service.config, redistribute=()))
+    assert len(shell.keys) == 1  # the keys as they were: not set again
+    service.reconfigure(dataclasses.replace(service.config, keys=()))
+    assert shell.keys[-1] == ("eth1", ())

@@ -366,3 +366,59 @@ def test_keys_parse(text: str) -> None:
     from meshd.babel.options import parse_key
 
     assert parse_key(text).key_id == "k"
+
+
+def test_a_key_rollover_on_both_ends_loses_nothing() -> None:
+    """RFC 8967 key rollover on a running link (a SIGHUP's new ``babel_key``,
+    :meth:`BabelShell.set_keys`): both ends add the new key, then drop the old one, one
+    end after the other; the neighbour and its route stay throughout, no datagram is
+    refused, and neither end is challenged again (its counter and index are kept)."""
+    trio.run(_test_a_key_rollover_on_both_ends_loses_nothing)
+
+
+async def _test_a_key_rollover_on_both_ends_loses_nothing() -> None:
+    async with link(keys=([KEY], [KEY])) as link_:
+        a, b, _, routes_b = link_
+        a.submit(lambda core, now: core.originate(PREFIX))
+        assert await wait_for(lambda: (PREFIX, None) in routes_b.table)
+        index = a.auth["lo-test"].index
+        for shell, keys in ((a, [KEY, OTHER]), (b, [KEY, OTHER]), (a, [OTHER]), (b, [OTHER])):
+            shell.set_keys("lo-test", keys)
+            for _ in range(4):
+                await trio.sleep(HELLO)
+                assert (PREFIX, None) in routes_b.table
+                assert len(b.core.neighbours()) == 1
+        assert a.counters.bad_mac == b.counters.bad_mac == 0
+        assert a.auth["lo-test"].index == index
+        assert a.auth["lo-test"].keys == b.auth["lo-test"].keys == (OTHER,)
+        # And a key the other end does not have: nothing of its is taken any more.
+        b.set_keys("lo-test", [KEY])
+        await trio.sleep(4 * HELLO)
+        assert b.counters.bad_mac > 0
+
+
+def test_keys_given_to_an_open_link_authenticate_it_and_none_open_it_again() -> None:
+    trio.run(_test_keys_given_to_an_open_link_authenticate_it_and_none_open_it_again)
+
+
+async def _test_keys_given_to_an_open_link_authenticate_it_and_none_open_it_again() -> None:
+    async with link() as link_:
+        a, b, _, routes_b = link_
+        a.submit(lambda core, now: core.originate(PREFIX))
+        assert await wait_for(lambda: (PREFIX, None) in routes_b.table)
+        b.set_keys("lo-test", [KEY])  # only b: a's datagrams carry no MAC, refused
+        await trio.sleep(4 * HELLO)
+        refused = b.counters.bad_mac
+        assert refused > 0
+        a.set_keys("lo-test", [KEY])  # both: taken again
+        await trio.sleep(2 * HELLO)
+        settled = b.counters.bad_mac
+        await trio.sleep(4 * HELLO)
+        assert b.counters.bad_mac == settled
+        assert (PREFIX, None) in routes_b.table
+        a.set_keys("lo-test", [])
+        b.set_keys("lo-test", [])
+        assert a.auth == b.auth == {}
+        await trio.sleep(4 * HELLO)
+        assert b.counters.bad_mac == settled
+        assert (PREFIX, None) in routes_b.table

@@ -24,6 +24,7 @@ from tests.daemon.support import ROOT, free_port, meshd, wait_for
 from tests.daemon.test_reload import BASE, _reloader
 
 STATE = Path("/nonexistent/meshd")
+KEY = "k1:hmac-sha256:" + "00" * 32
 
 
 def test_taken_changes_only_the_options_named() -> None:
@@ -34,17 +35,21 @@ def test_taken_changes_only_the_options_named() -> None:
         relay="off",
         listen_port=51999,
         public_addrs=("198.51.100.1:7100",),
-        babel=babel_config(originate=["10.9.0.0/24"], redistribute=["10.0.0.0/8 allow"]),
+        babel=babel_config(
+            originate=["10.9.0.0/24"], redistribute=["10.0.0.0/8 allow"], keys=[KEY]
+        ),
     )
     got = taken(old, new, ["endpoint", "babel_redistribute"])
     assert got.endpoints == ("192.0.2.7:51820",)
     assert got.babel.redistribute == new.babel.redistribute
     assert (got.relay, got.listen_port, got.public_addrs) == ("auto", 51820, ())
     assert got.babel.originate == ()
+    assert got.babel.keys == ()
     everything = taken(old, new, LIVE)
     assert everything.listen_port == 51820  # never a live option
     assert (everything.relay, everything.public_addrs) == ("off", ("198.51.100.1:7100",))
     assert everything.babel.originate == new.babel.originate
+    assert everything.babel.keys == new.babel.keys
 
 
 class Recorder:
@@ -80,7 +85,7 @@ NEW = DaemonConfig(
     endpoints=("192.0.2.7:51820",),
     relay="off",
     public_addrs=("198.51.100.1:7100",),
-    babel=babel_config(originate=["10.9.0.0/24"], redistribute=["10.0.0.0/8 allow"]),
+    babel=babel_config(originate=["10.9.0.0/24"], redistribute=["10.0.0.0/8 allow"], keys=[KEY]),
 )
 
 
@@ -104,7 +109,8 @@ def test_take_gives_each_service_its_options() -> None:
 
 def test_babel_options_wait_for_a_start_where_babel_does_not_run() -> None:
     daemon = fake_daemon(babel=False)
-    assert take(daemon, NEW, ["babel_originate", "babel_redistribute", "relay"]) == ("relay",)
+    wanted = ["babel_key", "babel_originate", "babel_redistribute", "relay"]
+    assert take(daemon, NEW, wanted) == ("relay",)
     assert daemon.config.babel == DaemonConfig(STATE).babel
 
 
