@@ -121,7 +121,7 @@ class Control:
         view["listen_addrs"] = d.announcer.listen_addrs()
         view["endpoints"] = list(d.announcer.endpoints)
         view["wireguard"] = await wireguard_views.status_view(d.mesh)
-        view["wireguard"]["mtu"] = d.config.mtu if d.mesh.kind != "none" else None
+        view["wireguard"]["mtu"] = await wireguard_views.link_mtu(d.mesh)
         view["config"] = d.reloader.view() if d.reloader is not None else None
         if d.relaying is not None:  # --relay: whether we forward for others, and why
             view["wireguard"]["relay"] = d.relaying.view()

@@ -6,6 +6,8 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import trio
+
 from meshd.daemon.device_reads import SharedReads
 from meshd.errors import BackendError
 from meshd.wg.model import DeviceState, PeerStatus, key_to_base64
@@ -34,6 +36,26 @@ async def peer_stats(mesh: WireGuardMesh) -> Mapping[bytes, PeerStatus]:
 async def status_view(mesh: WireGuardMesh) -> dict[str, Any]:
     """The ``wireguard`` part of ``meshd status``."""
     return status_of(mesh, await device(mesh))
+
+
+async def link_mtu(mesh: WireGuardMesh) -> int | None:
+    """The interface's MTU as the kernel has it now (``meshd status``): what ``--mtu`` set,
+    or what was set by hand since (``ip link set mtu``); None without WireGuard, or when
+    the interface cannot be read."""
+    if mesh.kind == "none":
+        return None
+
+    def read() -> int | None:
+        from meshd.wg.rtnl_socket import RtnlSocket
+
+        try:
+            with RtnlSocket() as rtnl:
+                link = rtnl.link(mesh.ifname)
+        except (OSError, BackendError):  # no answer: no figure
+            return None
+        return link.mtu if link is not None else None
+
+    return await trio.to_thread.run_sync(read)
 
 
 def status_of(mesh: WireGuardMesh, state: DeviceState | None) -> dict[str, Any]:

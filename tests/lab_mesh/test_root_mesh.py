@@ -53,6 +53,13 @@ def test_every_pair_talks_over_the_overlay_and_peers_are_the_members(mesh: LabMe
     assert status["wireguard"]["mtu"] == 1420  # --mtu's default, set on the interface
     shown = mesh.lab.exec("h2", ["ip", "-o", "link", "show", ifname], check=True, timeout=5)
     assert " mtu 1420 " in shown.stdout
+    # What the kernel has, not what meshd once set: an MTU changed by hand shows.
+    mesh.lab.exec("h2", ["ip", "link", "set", ifname, "mtu", "1380"], check=True, timeout=5)
+    try:
+        changed = json.loads(mesh.run("h2", "status", "--json").stdout)
+        assert changed["wireguard"]["mtu"] == 1380
+    finally:
+        mesh.lab.exec("h2", ["ip", "link", "set", ifname, "mtu", "1420"], check=True, timeout=5)
     # The wildcard listen address is announced as the host's concrete address.
     assert all("/0.0.0.0/" not in a for a in status["listen_addrs"])
     assert any(str(mesh.lab.address_of("h2")) in a for a in status["listen_addrs"])
