@@ -228,7 +228,10 @@ def _catches(pid: int, signum: int) -> bool:
 def test_sighups_while_the_daemon_starts_are_handled_once_it_runs(tmp_path: Path) -> None:
     """SIGHUPs (and a SIGUSR1) from the moment ``meshd up`` holds them until it answers:
     before, the first one ended the start at once (Python's default), leaving its lock and
-    whatever it had made. Now each is noted and handled once the daemon runs."""
+    whatever it had made. Now each is noted and handled once the daemon runs. The first
+    goes as soon as the process shows a handler for SIGHUP (its SigCgt), a few hundred ms
+    before its event loop takes signals; a start that a loaded machine ran past that
+    moment before the test could send is tried again (three times at most)."""
     from meshd.control.client import request
 
     state_dir = tmp_path / "n0"
@@ -239,11 +242,6 @@ def test_sighups_while_the_daemon_starts_are_handled_once_it_runs(tmp_path: Path
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for name in ("MESHD_LOG", "MESHD_LOG_LEVEL", "MESHD_CONFIG", "MESHD_STATE_DIR"):
         env.pop(name, None)
-    log_path = tmp_path / "n0.log"
-    argv = [sys.executable, "-m", "meshd", "up", "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}",
-            "--config", str(config), "--state-dir", str(state_dir)]  # fmt: skip
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     sock = state_dir / "meshd.sock"
 
     def answers() -> bool:
@@ -252,28 +250,48 @@ def test_sighups_while_the_daemon_starts_are_handled_once_it_runs(tmp_path: Path
         except Exception:  # noqa: BLE001 (not up yet)
             return False
 
-    try:
-        # Its first line (the config file read) comes within its first tenth of a second,
-        # long before it takes signals in its event loop.
-        wait_for(lambda: "options from the config file" in log_path.read_text(), 30)
-        assert _catches(process.pid, signal.SIGHUP)
-        sent = 0
-        deadline = time.monotonic() + 60
-        while not answers():
-            assert process.poll() is None, log_path.read_text()[-2000:]
-            assert time.monotonic() < deadline, "the daemon did not answer in 60 s"
-            process.send_signal(signal.SIGUSR1 if sent == 1 else signal.SIGHUP)
-            sent += 1
-            time.sleep(0.02)
-        assert sent >= 3, "the start was over before the signals came: nothing was shown"
-        text = log_path.read_text()
-        assert "SIGHUP came during the start" in text
-        assert "SIGUSR1: not used by meshd, ignored" in text
-        wait_for(lambda: request(sock, "status", {}, timeout=2.0)["config"]["reloads"] >= 1, 10)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(20) == 0
-        assert not sock.exists()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(5)
+    def start(attempt: int) -> tuple[subprocess.Popen[bytes], Path]:
+        log_path = tmp_path / f"n0-{attempt}.log"
+        argv = [sys.executable, "-m", "meshd", "up",
+                "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}",
+                "--config", str(config), "--state-dir", str(state_dir)]  # fmt: skip
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+            )
+        return process, log_path
+
+    for attempt in range(3):
+        process, log_path = start(attempt)
+        try:
+            deadline = time.monotonic() + 30
+            while not _catches(process.pid, signal.SIGHUP):
+                assert process.poll() is None, log_path.read_text()[-2000:]
+                assert time.monotonic() < deadline, "meshd up never held SIGHUP"
+                time.sleep(0.001)
+            sent = 0
+            deadline = time.monotonic() + 60
+            while not answers():
+                assert process.poll() is None, log_path.read_text()[-2000:]
+                assert time.monotonic() < deadline, "the daemon did not answer in 60 s"
+                process.send_signal(signal.SIGUSR1 if sent == 1 else signal.SIGHUP)
+                sent += 1
+                time.sleep(0.02)
+            text = log_path.read_text()
+            early = "SIGHUP came during the start" in text
+            if early:
+                assert "SIGUSR1: not used by meshd, ignored" in text
+                wait_for(
+                    lambda: request(sock, "status", {}, timeout=2.0)["config"]["reloads"] >= 1,
+                    10,
+                )
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(20) == 0
+            assert not sock.exists()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(5)
+        if early:
+            return
+    raise AssertionError("no SIGHUP came during any of three starts")
