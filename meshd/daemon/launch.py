@@ -37,7 +37,7 @@ from meshd.daemon import early_signals
 from meshd.daemon.config import DaemonConfig
 from meshd.daemon.last_endpoints import first_paths
 from meshd.daemon.lifecycle import stop_on_down, stop_when_revoked
-from meshd.daemon.metrics import open_metrics
+from meshd.daemon.metrics import MetricsSlot, open_metrics
 from meshd.daemon.notify import Notifier, inform_systemd
 from meshd.daemon.rekey import finish_cut_short
 from meshd.daemon.relaying import early_forwarding
@@ -104,8 +104,9 @@ async def _run(
             serve = await trio.to_thread.run_sync(_load_service)
             daemon = await nursery.start(serve, config, state, mesh, forwarding)
             await nursery.start(inform_systemd, Notifier(), daemon._control)
-            if metrics is not None:
-                await nursery.start(metrics.run, daemon)
+            # Served from here on, and moved, turned on or off by a SIGHUP (live_config).
+            daemon.metrics = MetricsSlot(metrics)
+            await nursery.start(daemon.metrics.run, daemon)
             task_status.started(daemon)
 
 
@@ -164,7 +165,7 @@ async def _run_until_signalled(
             daemon = await nursery.start(run, config, node)
             daemon.reloader = reloader  # what SIGHUPs did, for meshd status and the metrics
             # What the running services take of a SIGHUP's options, in this thread.
-            reloader.apply_live = partial(trio.from_thread.run_sync, daemon.reconfigure)
+            reloader.apply_live = partial(trio.from_thread.run, daemon.reconfigure)
             for signum in early_signals.taken():  # came while it started: handled now
                 log.info("%s came during the start", signal.Signals(signum).name)
                 await handle(signum)

@@ -13,7 +13,9 @@ for seconds or drop every member's sessions:
 * ``endpoint``: announced in place of the old ones at once (and ``--relay auto`` decided
   again: a configured endpoint is a public one);
 * ``relay``: decided again at once (IP forwarding follows);
-* ``public_addr``: what invites carry from now on.
+* ``public_addr``: what invites carry from now on;
+* ``metrics``: the endpoint turned on, moved or turned off; an address that cannot be
+  bound refuses the whole reload, the endpoint as it was.
 
 The Babel options wait for a restart on a daemon without Babel (no WireGuard backend and no
 ``--babel-interface``). Every other option waits for a restart (meshd.daemon.reload names
@@ -37,7 +39,8 @@ log = logging.getLogger(__name__)
 
 #: The options a running daemon takes on a SIGHUP (besides the log's, meshd.daemon.reload).
 LIVE: Final = (
-    "babel_key", "babel_originate", "babel_redistribute", "endpoint", "public_addr", "relay",
+    "babel_key", "babel_originate", "babel_redistribute", "endpoint", "metrics",
+    "public_addr", "relay",
 )  # fmt: skip
 _BABEL: Final = frozenset({"babel_key", "babel_originate", "babel_redistribute"})
 
@@ -58,15 +61,20 @@ def taken(old: DaemonConfig, new: DaemonConfig, keys: Collection[str]) -> Daemon
         fields["relay"] = new.relay
     if "public_addr" in keys:
         fields["public_addrs"] = new.public_addrs
+    if "metrics" in keys:
+        fields["metrics"] = new.metrics
     return dataclasses.replace(old, **fields)  # type: ignore[arg-type]
 
 
-def take(daemon: Daemon, new: DaemonConfig, keys: Collection[str]) -> tuple[str, ...]:
+async def take(daemon: Daemon, new: DaemonConfig, keys: Collection[str]) -> tuple[str, ...]:
     """Give the running services the options ``keys`` names (those of :data:`LIVE`) as
-    ``new`` has them; the keys taken. UsageError, before anything changes, for a value
-    the running daemon refuses (a prefix not ours to originate)."""
+    ``new`` has them; the keys taken. A one-line error, before anything changes, for a
+    value the running daemon refuses (a prefix not ours to originate, a metrics address
+    it cannot listen on)."""
     wanted = [k for k in LIVE if k in keys]
     babel = daemon.babel
+    if daemon.metrics is None:
+        wanted = [k for k in wanted if k != "metrics"]  # not running yet
     if babel is None:
         wanted = [k for k in wanted if k not in _BABEL]  # Babel starts with the daemon
     elif "babel_originate" in wanted:
@@ -81,6 +89,8 @@ def take(daemon: Daemon, new: DaemonConfig, keys: Collection[str]) -> tuple[str,
             )
     if not wanted:
         return ()
+    if "metrics" in wanted and daemon.metrics is not None:
+        await daemon.metrics.move(new.metrics)  # the last that may refuse: it undoes itself
     config = taken(daemon.config, new, wanted)
     daemon.config = config
     if "endpoint" in wanted:

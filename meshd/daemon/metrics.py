@@ -51,6 +51,10 @@ CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 Gather = Callable[[], Awaitable[Snapshot]]
 
 
+class PortInUse(AddressUnavailable):
+    """The port is taken (by another program, or by our own endpoint on another address)."""
+
+
 def bind(address: str) -> socket.socket:
     """A listening TCP socket on ``address`` (``HOST:PORT``); a one-line error if it does not
     bind. Called before the daemon changes anything, so a wrong address costs nothing."""
@@ -74,7 +78,8 @@ def bind(address: str) -> socket.socket:
             hint = "ports below 1024 need root or CAP_NET_BIND_SERVICE: choose a higher one"
         else:
             hint = "choose another address for --metrics"
-        raise AddressUnavailable(f"--metrics {address}: cannot listen: {why}", hint=hint) from None
+        kind = PortInUse if exc.errno == errno.EADDRINUSE else AddressUnavailable
+        raise kind(f"--metrics {address}: cannot listen: {why}", hint=hint) from None
     return sock
 
 
@@ -115,6 +120,87 @@ async def open_metrics(config: DaemonConfig) -> AsyncIterator[MetricsServer | No
         sock.close()
 
 
+class MetricsSlot:
+    """The running daemon's endpoint, which a SIGHUP may turn on, move or turn off
+    (meshd.daemon.live_config): one server at a time, each in a cancel scope of its own,
+    under :meth:`run`'s nursery."""
+
+    def __init__(self, server: MetricsServer | None) -> None:
+        self.server = server
+        self._nursery: trio.Nursery | None = None
+        self._daemon: Daemon | None = None
+        self._scope = trio.CancelScope()
+        self._done = trio.Event()
+
+    async def run(
+        self, daemon: Daemon, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve (if on) until cancelled; the server's socket closed on the way out."""
+        self._daemon = daemon
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                if self.server is not None:
+                    await nursery.start(self._serve, self.server, self._scope, self._done)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            if self.server is not None:
+                self.server.close()
+
+    async def _serve(
+        self,
+        server: MetricsServer,
+        scope: trio.CancelScope,
+        done: trio.Event,
+        *,
+        task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        assert self._daemon is not None
+        try:
+            with scope:
+                await server.run(self._daemon, task_status=task_status)
+        finally:
+            done.set()
+
+    async def move(self, address: str | None) -> None:
+        """Serve on ``address`` from now on (None: off). :class:`AddressUnavailable` if it
+        cannot be bound, the endpoint as it was (where the old endpoint held the port, as
+        127.0.0.1:9101 does for 0.0.0.0:9101, it is stopped first and bound again)."""
+        old = self.server
+        try:
+            sock = bind(address) if address is not None else None
+        except PortInUse:
+            if old is None or address is None or parse_address(address)[1] != old.address[1]:
+                raise
+            was = old.listening
+            await self._stop()
+            try:
+                sock = bind(address)
+            except AddressUnavailable:
+                self._start(MetricsServer(bind(was)))
+                raise
+        await self._stop()
+        if sock is not None:
+            self._start(MetricsServer(sock))
+        else:
+            log.info("metrics off")
+
+    async def _stop(self) -> None:
+        if self.server is None:
+            return
+        self._scope.cancel()
+        if self._nursery is not None:
+            await self._done.wait()
+        self.server.close()
+        self.server = None
+
+    def _start(self, server: MetricsServer) -> None:
+        assert self._nursery is not None
+        self.server, self._scope, self._done = server, trio.CancelScope(), trio.Event()
+        self._nursery.start_soon(self._serve, server, self._scope, self._done)
+
+
 class MetricsServer:
     """Serves scrapes on a bound socket (:func:`bind`)."""
 
@@ -132,6 +218,15 @@ class MetricsServer:
         host, port = self._sock.getsockname()[:2]
         return str(host), int(port)
 
+    @property
+    def listening(self) -> str:
+        """Where it listens, as ``--metrics`` takes it (``HOST:PORT``, ``[V6]:PORT``)."""
+        host, port = self.address
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def close(self) -> None:
+        self._sock.close()
+
     async def run(
         self,
         daemon: Daemon,
@@ -146,10 +241,7 @@ class MetricsServer:
     ) -> None:
         self._gather = gather
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(self._sock.dup()))
-        host, port = self.address
-        log.info(
-            "metrics on http://%s/metrics", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        )
+        log.info("metrics on http://%s/metrics", self.listening)
         async with listener, trio.open_nursery() as nursery:
             task_status.started()
             while True:

@@ -141,8 +141,7 @@ class Reloader:
         values, given = read(self.words, self.environ)
         out = settled("up", values, given, file_keys())
         up = starting.prepare(out)
-        starting.with_metrics(up.config, up.metrics)
-        return out, up.config
+        return out, starting.with_metrics(up.config, up.metrics)
 
     def reload(self) -> Reloaded:
         """Read the options again; apply what can be; say what waits (see the module)."""

@@ -63,6 +63,7 @@ from meshd.trust.keys import NodeKey, WgKey, fingerprint
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
+    from meshd.daemon.metrics import MetricsSlot
     from meshd.daemon.reload import Reloader
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,8 @@ class Daemon:
         self.mesh = mesh
         # What SIGHUPs did (meshd.daemon.reload): set by meshd.daemon.launch once running.
         self.reloader: Reloader | None = None
+        # The metrics endpoint (on or off), set by meshd.daemon.launch once running.
+        self.metrics: MetricsSlot | None = None
         rng = random.Random()  # noqa: S311 (peer choice, not secrets)
         self.grace = enroll.GracePolicy(
             connect=config.non_member_grace,
@@ -200,10 +203,10 @@ class Daemon:
             await nursery.start(self.control.run)
             task_status.started()
 
-    def reconfigure(self, new: DaemonConfig, keys: Collection[str]) -> tuple[str, ...]:
+    async def reconfigure(self, new: DaemonConfig, keys: Collection[str]) -> tuple[str, ...]:
         """A SIGHUP's new options that the running services take (meshd.daemon.live_config):
-        the keys taken; UsageError, with nothing changed, for a value refused."""
-        return live_config.take(self, new, keys)
+        the keys taken; a one-line error, with nothing changed, for a value refused."""
+        return await live_config.take(self, new, keys)
 
     def listen_addrs(self) -> list[str]:
         return self.announcer.listen_addrs()

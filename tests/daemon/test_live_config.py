@@ -4,22 +4,26 @@ addresses invites carry; every other option waits for a restart."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import trio
 
 from meshd.babel.options import babel_config
 from meshd.daemon.config import DaemonConfig
 from meshd.daemon.live_config import LIVE, take, taken
 from meshd.daemon.reload import Reloaded
-from meshd.errors import UsageError
+from meshd.errors import AddressUnavailable, UsageError
 from tests.daemon.support import ROOT, free_port, meshd, wait_for
 from tests.daemon.test_reload import BASE, _reloader
 
@@ -64,6 +68,7 @@ def fake_daemon(*, babel: bool, refused: tuple[str, ...] = ()) -> Any:
     meta: dict[str, bytes] = {}
     store = SimpleNamespace(set_meta=meta.__setitem__)
     daemon = SimpleNamespace(
+        metrics=None,
         config=DaemonConfig(STATE),
         announcer=Recorder(),
         endpoints=Recorder(),
@@ -91,7 +96,8 @@ NEW = DaemonConfig(
 
 def test_take_gives_each_service_its_options() -> None:
     daemon = fake_daemon(babel=True)
-    assert take(daemon, NEW, ["relay", "endpoint", "babel_originate", "public_addr"]) == (
+    wanted = ["relay", "endpoint", "babel_originate", "public_addr", "metrics"]
+    assert trio.run(take, daemon, NEW, wanted) == (  # metrics: none running here
         "babel_originate",
         "endpoint",
         "public_addr",
@@ -110,7 +116,7 @@ def test_take_gives_each_service_its_options() -> None:
 def test_babel_options_wait_for_a_start_where_babel_does_not_run() -> None:
     daemon = fake_daemon(babel=False)
     wanted = ["babel_key", "babel_originate", "babel_redistribute", "relay"]
-    assert take(daemon, NEW, wanted) == ("relay",)
+    assert trio.run(take, daemon, NEW, wanted) == ("relay",)
     assert daemon.config.babel == DaemonConfig(STATE).babel
 
 
@@ -118,7 +124,7 @@ def test_a_prefix_not_ours_refuses_the_reload_and_changes_nothing() -> None:
     daemon = fake_daemon(babel=True, refused=("10.9.0.0/24",))
     before = daemon.config
     with pytest.raises(UsageError, match=r"--babel-originate 10.9.0.0/24: this member's"):
-        take(daemon, NEW, ["babel_originate", "endpoint"])
+        trio.run(take, daemon, NEW, ["babel_originate", "endpoint"])
     assert daemon.config is before
     assert daemon.endpoints.calls == daemon.babel.calls == daemon.announcer.calls == []
 
@@ -161,9 +167,23 @@ def test_a_refusal_by_the_services_is_the_reload_error(tmp_path: Path) -> None:
     assert reloader.current["log_level"] == "info"  # nothing of that SIGHUP applied
 
 
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def scraped(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            return b"meshd_config_reloads_total" in answer.read()
+    except OSError:
+        return False
+
+
 def test_a_running_daemon_announces_its_new_endpoint_at_a_sighup(tmp_path: Path) -> None:
     """A real ``meshd up`` (no WireGuard, so no Babel): a new ``endpoint`` in the file is
-    announced at the SIGHUP; ``babel_originate``, which needs Babel, waits for a restart."""
+    announced at the SIGHUP; ``babel_originate``, which needs Babel, waits for a restart;
+    ``metrics`` turns the endpoint on, and off again."""
     from meshd.control.client import request
 
     state_dir = tmp_path / "n0"
@@ -199,9 +219,46 @@ def test_a_running_daemon_announces_its_new_endpoint_at_a_sighup(tmp_path: Path)
         assert "SIGHUP: babel_originate changed; it takes effect when meshd starts again" in text
         seen = status()["config"]
         assert (seen["reloads"], seen["failed"], seen["waiting"]) == (1, 0, ["babel_originate"])
+        # The metrics endpoint turned on, then off, without a restart.
+        port = free_port()
+        config.write_text(BASE + f'endpoint = ["192.0.2.7:51820"]\nmetrics = "127.0.0.1:{port}"\n')
+        process.send_signal(signal.SIGHUP)
+        wait_for(lambda: scraped(port), 10, "the metrics endpoint")
+        config.write_text(BASE + 'endpoint = ["192.0.2.7:51820"]\n')
+        process.send_signal(signal.SIGHUP)
+        wait_for(lambda: not listening(port), 10, "the metrics endpoint to close")
+        seen = status()["config"]
+        assert (seen["reloads"], seen["failed"], seen["waiting"]) == (3, 0, [])
         process.send_signal(signal.SIGTERM)
         assert process.wait(20) == 0
     finally:
         if process.poll() is None:
             process.kill()
             process.wait(5)
+
+
+class FakeSlot:
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.moved: list[str | None] = []
+
+    async def move(self, address: str | None) -> None:
+        if self.refuse:
+            raise AddressUnavailable(f"--metrics {address}: cannot listen: in use")
+        self.moved.append(address)
+
+
+def test_the_metrics_endpoint_moves_and_a_refusal_changes_nothing() -> None:
+    daemon = fake_daemon(babel=True)
+    daemon.metrics = FakeSlot()
+    new = dataclasses.replace(NEW, metrics="127.0.0.1:9101")
+    assert trio.run(take, daemon, new, ["metrics", "relay"]) == ("metrics", "relay")
+    assert daemon.metrics.moved == ["127.0.0.1:9101"]
+    assert daemon.config.metrics == "127.0.0.1:9101"
+    refusing = fake_daemon(babel=True)
+    refusing.metrics = FakeSlot(refuse=True)
+    before = refusing.config
+    with pytest.raises(AddressUnavailable):
+        trio.run(take, refusing, new, ["metrics", "relay"])
+    assert refusing.config is before
+    assert refusing.relaying.calls == refusing.announcer.calls == []
