@@ -8,9 +8,9 @@ calls :func:`hold` first (``meshd join``, which may wait long for its admission,
 them until its daemon runs, as a command in a closed terminal should): each such signal is
 noted, and the daemon, once running, handles what came as if it came then
 (:func:`taken`). A handler the embedding program installed (the memory benchmark's) is
-left alone. Across the ``exec`` of
-meshd.daemon.reexec they are ignored (:func:`ignore_across_exec`): what comes in that
-instant is dropped, not fatal, and the fresh interpreter holds them again.
+left alone. Across the ``exec`` of meshd.daemon.reexec they are ignored
+(:func:`ignore_across_exec`): what comes in that instant is dropped, not fatal, and the
+fresh interpreter holds them again.
 """
 
 from __future__ import annotations

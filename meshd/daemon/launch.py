@@ -166,7 +166,7 @@ async def _run_until_signalled(
             daemon.reloader = reloader  # what SIGHUPs did, for meshd status and the metrics
             # What the running services take of a SIGHUP's options, in this thread.
             reloader.apply_live = partial(trio.from_thread.run, daemon.reconfigure)
+            nursery.start_soon(stop_when_revoked, daemon.state.standing, node.paths.root)
             for signum in early_signals.taken():  # came while it started: handled now
                 log.info("%s came during the start", signal.Signals(signum).name)
                 await handle(signum)
-            nursery.start_soon(stop_when_revoked, daemon.state.standing, node.paths.root)
