@@ -15,7 +15,9 @@ for seconds or drop every member's sessions:
 * ``relay``: decided again at once (IP forwarding follows);
 * ``public_addr``: what invites carry from now on;
 * ``metrics``: the endpoint turned on, moved or turned off; an address that cannot be
-  bound refuses the whole reload, the endpoint as it was.
+  bound refuses the whole reload, the endpoint as it was;
+* ``degree``: how many members the connections service keeps connected, from its next
+  look (members over it are not dropped for it: they go as their connections end).
 
 The Babel options wait for a restart on a daemon without Babel (no WireGuard backend and no
 ``--babel-interface``). Every other option waits for a restart (meshd.daemon.reload names
@@ -39,7 +41,7 @@ log = logging.getLogger(__name__)
 
 #: The options a running daemon takes on a SIGHUP (besides the log's, meshd.daemon.reload).
 LIVE: Final = (
-    "babel_key", "babel_originate", "babel_redistribute", "endpoint", "metrics",
+    "babel_key", "babel_originate", "babel_redistribute", "degree", "endpoint", "metrics",
     "public_addr", "relay",
 )  # fmt: skip
 _BABEL: Final = frozenset({"babel_key", "babel_originate", "babel_redistribute"})
@@ -63,6 +65,8 @@ def taken(old: DaemonConfig, new: DaemonConfig, keys: Collection[str]) -> Daemon
         fields["public_addrs"] = new.public_addrs
     if "metrics" in keys:
         fields["metrics"] = new.metrics
+    if "degree" in keys:
+        fields["degree"] = new.degree
     return dataclasses.replace(old, **fields)  # type: ignore[arg-type]
 
 
@@ -95,6 +99,8 @@ async def take(daemon: Daemon, new: DaemonConfig, keys: Collection[str]) -> tupl
     daemon.config = config
     if "endpoint" in wanted:
         daemon.endpoints.set_configured(config.endpoints)
+    if "degree" in wanted:
+        daemon.connections.policy.degree = config.degree
     if daemon.relaying is not None and {"relay", "endpoint"} & set(wanted):
         daemon.relaying.reconfigure(config)
     if babel is not None and _BABEL & set(wanted):

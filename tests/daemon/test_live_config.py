@@ -69,6 +69,7 @@ def fake_daemon(*, babel: bool, refused: tuple[str, ...] = ()) -> Any:
     store = SimpleNamespace(set_meta=meta.__setitem__)
     daemon = SimpleNamespace(
         metrics=None,
+        connections=SimpleNamespace(policy=SimpleNamespace(degree=6)),
         config=DaemonConfig(STATE),
         announcer=Recorder(),
         endpoints=Recorder(),
@@ -91,14 +92,16 @@ NEW = DaemonConfig(
     relay="off",
     public_addrs=("198.51.100.1:7100",),
     babel=babel_config(originate=["10.9.0.0/24"], redistribute=["10.0.0.0/8 allow"], keys=[KEY]),
+    degree=9,
 )
 
 
 def test_take_gives_each_service_its_options() -> None:
     daemon = fake_daemon(babel=True)
-    wanted = ["relay", "endpoint", "babel_originate", "public_addr", "metrics"]
+    wanted = ["relay", "endpoint", "babel_originate", "public_addr", "metrics", "degree"]
     assert trio.run(take, daemon, NEW, wanted) == (  # metrics: none running here
         "babel_originate",
+        "degree",
         "endpoint",
         "public_addr",
         "relay",
@@ -107,6 +110,7 @@ def test_take_gives_each_service_its_options() -> None:
     assert daemon.config.babel.originate == NEW.babel.originate
     assert daemon.config.babel.redistribute == ()  # not named: as it was
     assert daemon.endpoints.calls == [("set_configured", (NEW.endpoints,))]
+    assert daemon.connections.policy.degree == daemon.config.degree == 9
     assert daemon.relaying.calls == [("reconfigure", (daemon.config,))]
     assert daemon.babel.calls == [("reconfigure", (daemon.config.babel,))]
     assert daemon.announcer.calls == [("reconfigure", (daemon.config,))]
