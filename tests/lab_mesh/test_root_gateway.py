@@ -11,6 +11,9 @@ h2 has a second site link, to a namespace where a hostile speaker appears (issue
 3): under h1's router-id, with a newer seqno and a claimed cost of 1, it announces h1's
 overlay /128 and the overlay /48, which h2's filter lets cross. h2 refuses both (rule (c)):
 its routes for them stay on WireGuard, during the attack and after it.
+
+Last, h2's rules (in its config file) change and h2 is sent SIGHUP: what they no longer let
+cross leaves h1 and babeld at once, and comes back with the rules of before.
 """
 
 from __future__ import annotations
