@@ -51,9 +51,14 @@ def test_a_pass_does_not_judge_every_member_again(
                 await daemon.connections._pass()
             monkeypatch.undo()
             assert judged == []  # none judged by the passes
-            assert state.members() == expected
+            # The same members (by key): what a member's view holds may move on between the
+            # snapshot read above and a pass (the fake clock jumps whenever every task waits,
+            # one on a worker thread among them), which made a comparison of whole views
+            # fail about once in 40 runs on a loaded machine.
+            keys = {m.node_key for m in expected}
+            assert {m.node_key for m in state.members()} == keys
             assert len(seen) == 3
-            assert all(given == expected for given in seen)
+            assert all({m.node_key for m in given} == keys for given in seen)
             assert {m.name for m in seen[-1]} >= {"founder", "a", "b", "c"}
 
     run_on_fake_clock(main)
