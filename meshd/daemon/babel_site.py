@@ -6,7 +6,7 @@ member's certificate grants. IP forwarding is :mod:`meshd.daemon.relaying`'s."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -106,7 +106,12 @@ def ungranted_origins(config: DaemonConfig, node: NodeDir) -> list[IPNetwork]:
 
 def refuse_ungranted_origins(config: DaemonConfig, node: NodeDir) -> None:
     """UsageError (one line) if a ``--babel-originate`` prefix is not ours to announce."""
-    refused = ungranted_origins(config, node)
+    refuse_ungranted(ungranted_origins(config, node))
+
+
+def refuse_ungranted(refused: Sequence[IPNetwork]) -> None:
+    """UsageError (one line) naming ``refused``, the ``--babel-originate`` prefixes this
+    member's certificate does not allow (at a start, and at a SIGHUP); nothing if none."""
     if refused:
         raise UsageError(
             "--babel-originate "

@@ -31,8 +31,6 @@ import logging
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Final
 
-from meshd.errors import UsageError
-
 if TYPE_CHECKING:
     from meshd.daemon.config import DaemonConfig
     from meshd.daemon.service import Daemon
@@ -82,15 +80,9 @@ async def take(daemon: Daemon, new: DaemonConfig, keys: Collection[str]) -> tupl
     if babel is None:
         wanted = [k for k in wanted if k not in _BABEL]  # Babel starts with the daemon
     elif "babel_originate" in wanted:
-        refused = babel.ungranted(new.babel)
-        if refused:
-            raise UsageError(
-                "--babel-originate "
-                + ", ".join(str(p) for p in refused)
-                + ": this member's certificate does not allow "
-                + ("it" if len(refused) == 1 else "them"),
-                hint="ask an admin for a certificate that grants the prefix",
-            )
+        from meshd.daemon.babel_site import refuse_ungranted
+
+        refuse_ungranted(babel.ungranted(new.babel))  # as a start refuses them
     if not wanted:
         return ()
     if "metrics" in wanted and daemon.metrics is not None:

@@ -59,6 +59,19 @@ def meshd(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]
     )
 
 
+def up_with_config(state_dir: Path, config: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """``meshd up --config CONFIG`` on 127.0.0.1 and a free port, its output in ``log_path``,
+    its settings from the command line and the file alone (none of the environment's
+    MESHD_LOG, MESHD_LOG_LEVEL, MESHD_CONFIG or MESHD_STATE_DIR): what a SIGHUP reads again."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for name in ("MESHD_LOG", "MESHD_LOG_LEVEL", "MESHD_CONFIG", "MESHD_STATE_DIR"):
+        env.pop(name, None)
+    argv = [sys.executable, "-m", "meshd", "up", "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}",
+            "--config", str(config), "--state-dir", str(state_dir)]  # fmt: skip
+    with log_path.open("wb") as log:
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT)

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import os
 import signal
 import socket
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,7 +21,7 @@ from meshd.daemon.config import DaemonConfig
 from meshd.daemon.live_config import LIVE, take, taken
 from meshd.daemon.reload import Reloaded
 from meshd.errors import AddressUnavailable, UsageError
-from tests.daemon.support import ROOT, free_port, meshd, wait_for
+from tests.daemon.support import free_port, meshd, up_with_config, wait_for
 from tests.daemon.test_reload import BASE, _reloader
 
 STATE = Path("/nonexistent/meshd")
@@ -195,14 +192,8 @@ def test_a_running_daemon_announces_its_new_endpoint_at_a_sighup(tmp_path: Path)
     assert done.returncode == 0, done.stderr
     config = tmp_path / "meshd.toml"
     config.write_text(BASE + 'endpoint = ["192.0.2.1:51820"]\n')
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    for name in ("MESHD_LOG", "MESHD_LOG_LEVEL", "MESHD_CONFIG", "MESHD_STATE_DIR"):
-        env.pop(name, None)
     log_path = tmp_path / "n0.log"
-    argv = [sys.executable, "-m", "meshd", "up", "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}",
-            "--config", str(config), "--state-dir", str(state_dir)]  # fmt: skip
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    process = up_with_config(state_dir, config, log_path)
     sock = state_dir / "meshd.sock"
 
     def status() -> dict[str, Any]:

@@ -3,10 +3,7 @@ end the daemon at once, without its goodbye."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -15,7 +12,7 @@ from typing import Any
 import pytest
 
 from meshd.daemon.reload import Reloaded, Reloader, changed_keys
-from tests.daemon.support import ROOT, free_port, meshd, wait_for
+from tests.daemon.support import ROOT, free_port, meshd, up_with_config, wait_for
 
 BASE = 'wg_backend = "none"\nannounce_interval = "60s"\nannounce_ttl = "10m"\n'
 
@@ -90,14 +87,8 @@ def test_hup_and_usr1_leave_the_daemon_running_and_sigterm_stops_it(tmp_path: Pa
     metrics_port = free_port()
     base = BASE + f'metrics = "127.0.0.1:{metrics_port}"\n'
     config.write_text(base + 'log_level = "info"\n')
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    for name in ("MESHD_LOG", "MESHD_LOG_LEVEL", "MESHD_CONFIG", "MESHD_STATE_DIR"):
-        env.pop(name, None)
     log_path = tmp_path / "n0.log"
-    argv = [sys.executable, "-m", "meshd", "up", "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}",
-            "--config", str(config), "--state-dir", str(state_dir)]  # fmt: skip
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    process = up_with_config(state_dir, config, log_path)
     sock = state_dir / "meshd.sock"
 
     def logged(text: str) -> bool:
@@ -239,9 +230,6 @@ def test_sighups_while_the_daemon_starts_are_handled_once_it_runs(tmp_path: Path
     assert done.returncode == 0, done.stderr
     config = tmp_path / "meshd.toml"
     config.write_text(BASE)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    for name in ("MESHD_LOG", "MESHD_LOG_LEVEL", "MESHD_CONFIG", "MESHD_STATE_DIR"):
-        env.pop(name, None)
     sock = state_dir / "meshd.sock"
 
     def answers() -> bool:
@@ -250,19 +238,9 @@ def test_sighups_while_the_daemon_starts_are_handled_once_it_runs(tmp_path: Path
         except Exception:  # noqa: BLE001 (not up yet)
             return False
 
-    def start(attempt: int) -> tuple[subprocess.Popen[bytes], Path]:
-        log_path = tmp_path / f"n0-{attempt}.log"
-        argv = [sys.executable, "-m", "meshd", "up",
-                "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}",
-                "--config", str(config), "--state-dir", str(state_dir)]  # fmt: skip
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
-            )
-        return process, log_path
-
     for attempt in range(3):
-        process, log_path = start(attempt)
+        log_path = tmp_path / f"n0-{attempt}.log"
+        process = up_with_config(state_dir, config, log_path)
         try:
             deadline = time.monotonic() + 30
             while not _catches(process.pid, signal.SIGHUP):
