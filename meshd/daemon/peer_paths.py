@@ -212,6 +212,7 @@ class PeerPaths:
         judged by :class:`meshd.mesh.liveness_probe.Liveness`)."""
         handshake: float | None = None
         endpoint: str | None = None
+        came_before = False
         if status is not None:
             endpoint = status.config.endpoint
             if status.last_handshake:
@@ -219,6 +220,13 @@ class PeerPaths:
                 # dropped): its last handshake stays what the path saw last.
                 peer.shaken = True
                 handshake = now - (wall - status.last_handshake)
+                # The endpoint shown is the one we put after this handshake came (it
+                # landed between a step's read and its write): not where it came from.
+                came_before = (
+                    endpoint is not None
+                    and endpoint == peer.put_endpoint
+                    and status.last_handshake <= peer.put_at
+                )
             if status.rx_bytes > peer.rx_bytes:
                 peer.heard(now)
             peer.rx_bytes = status.rx_bytes  # lower: the peer was created anew
@@ -242,7 +250,7 @@ class PeerPaths:
                 )
             )
         before = path.acted
-        action = path.update(now, handshake, endpoint)
+        action = path.update(now, handshake, endpoint, came_before=came_before)
         if action.path != before:
             if action.path == "direct":  # its session is new: reported to it, kept
                 self.moved_at = now

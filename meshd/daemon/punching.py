@@ -306,13 +306,15 @@ class Punching:
         self, kicks: list[RemovePeer | UpdatePeer], kicked: list[_Peer], asked: Iterable[Liveness]
     ) -> None:
         """Write a step's operations (:func:`meshd.mesh.kicks.in_batches`): the peers
-        ``kicked`` are then put (their ``put_at``); if the device refused them, what was
-        ``asked`` of a probe is asked again at the next step. A step writes them as they come
-        (``OPS_AT_ONCE`` at a time, at its checkpoints): at 10,000 peers whose first round
-        failed at once, the 20,000 operations that hush them were ~1.4 MB held to the end
-        of the pass."""
+        ``kicked`` are then put, from the moment the write began (their ``put_at``: a
+        handshake no newer did not answer it, but came through the endpoint before); if the
+        device refused them, what was ``asked`` of a probe is asked again at the next step. A
+        step writes them as they come (``OPS_AT_ONCE`` at a time, at its checkpoints): at
+        10,000 peers whose first round failed at once, the 20,000 operations that hush them
+        were ~1.4 MB held to the end of the pass."""
         if not kicks:
             return
+        began = time.time()  # a handshake answering them is newer than this
         try:
             for batch in in_batches(kicks):
                 await self.mesh.backend.set(batch)
@@ -321,9 +323,8 @@ class Punching:
             for live in asked:  # not sent: asked again at the next step
                 live.cancel()
         else:
-            done = time.time()  # a handshake answering them is newer than this
             for peer in kicked:
-                peer.put_at = done
+                peer.put_at = began
         # A peer created anew gets the allowed-ips it had when the device was read; if
         # Babel moved a prefix since, the next round puts it back where Babel says.
         self.mesh.kick()

@@ -329,9 +329,21 @@ class DirectPath(PathInputs):
 
     # -- the decision ---------------------------------------------------------------------
 
-    def update(self, now: float, last_handshake: float | None, wg_endpoint: str | None) -> Action:
+    def update(
+        self,
+        now: float,
+        last_handshake: float | None,
+        wg_endpoint: str | None,
+        *,
+        came_before: bool = False,
+    ) -> Action:
         """Decide, from WireGuard's latest handshake with the peer (time, or None) and the
-        endpoint it shows for the peer."""
+        endpoint it shows for the peer.
+
+        ``came_before``: the endpoint shown is one the caller put there after that handshake
+        came (the step that put it read the device just before the handshake landed), so
+        it is not where the handshake came from: a round then settles on its candidate
+        before that one (what the device had when it came), not on the one shown."""
         if last_handshake is not None and last_handshake <= now:
             self._last_handshake = last_handshake
         hs = self._last_handshake
@@ -342,10 +354,15 @@ class DirectPath(PathInputs):
         if fresh:
             # Where it settles: the candidate that answered, or where WireGuard shows the
             # peer; once direct, what the last action showed (every one shows it).
-            settled = self._shown if self._rounds is None else self._current() or wg_endpoint
+            if self._rounds is None:
+                settled = self._shown
+            elif came_before:
+                settled = self._answered() or wg_endpoint
+            else:
+                settled = self._current() or wg_endpoint
             self._rounds = None  # direct: no round, none failed
             shown = check_endpoint(wg_endpoint, settings.overlay, allow_loopback=True)
-            if wg_endpoint is not None and not isinstance(shown, str):
+            if wg_endpoint is not None and not came_before and not isinstance(shown, str):
                 settled = wg_endpoint
             assert hs is not None
             self._kept = kept
@@ -381,6 +398,16 @@ class DirectPath(PathInputs):
         if type(rounds) is not Trying:
             return None
         return endpoint_at(rounds.round if rounds.round is not None else self._ranked, rounds.index)
+
+    def _answered(self) -> str | None:
+        """Where a handshake that came before the round's current candidate was put came
+        through: the candidate before it (the round's first: the current one, nothing of
+        before it known)."""
+        rounds = self._rounds
+        if type(rounds) is not Trying:
+            return None
+        ranked = rounds.round if rounds.round is not None else self._ranked
+        return endpoint_at(ranked, max(rounds.index - 1, 0))
 
     def _action(self, endpoint: str | None, now: float, next_check: float) -> Action:
         kick = endpoint is not None and endpoint != self._shown

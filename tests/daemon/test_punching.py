@@ -291,6 +291,71 @@ def test_a_candidate_a_round_set_is_kept_only_once_a_newer_handshake_answers_it(
     assert dict(punching.kept.kept) == {wg_b: x}
 
 
+def test_a_handshake_landing_between_a_steps_read_and_its_write_is_not_hidden_by_the_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A round tries B's reflexive candidate X, then its LAN address L. The step that moves on
+    to L reads the device (no handshake yet), and a handshake through X lands before it
+    writes L: the device then shows L with a handshake older than L's setting. The next step
+    settles on X, where it answered, and puts X back; it did not settle on L (unreachable
+    from here) before."""
+    from meshd.daemon import punching as punching_module
+    from meshd.mesh.announced import encode_candidates
+    from meshd.wg.model import PeerConfig, PeerStatus
+    from tests.mesh.support import member
+
+    x, lan_endpoint = "203.0.113.9:40000", "192.168.5.2:51820"
+    lan = Candidate("local", ipaddress.ip_address("192.168.5.2"), 51820)
+    reflexive = Candidate("reflexive", ipaddress.ip_address("203.0.113.9"), 40000, 2)
+    b = member("b", endpoints=encode_candidates([reflexive, lan]))
+    wg_b = bytes(b.wg_key)
+    net = ipaddress.ip_network("fd00::b/128")
+    wall = [0.0]
+
+    class Racing(_Device):
+        """Reading takes 10 ms; the handshake, when armed, lands just before a write."""
+
+        armed = False
+
+        async def get(self) -> Any:
+            state = await super().get()
+            wall[0] += 0.01
+            return state
+
+        async def set(self, ops: list[Any]) -> None:
+            import dataclasses
+
+            if self.armed:
+                self.armed = False
+                self.status = dataclasses.replace(self.status, last_handshake=wall[0] - 0.001)
+            await super().set(ops)
+
+    device = Racing(PeerStatus(PeerConfig(wg_b, None, (net,), 25), 0.0, 0, 0))
+    mesh: Any = fake_mesh(device)
+    state: Any = SimpleNamespace(feed=SimpleNamespace(current=SimpleNamespace(members=[b])))
+    host: Any = SimpleNamespace(connected_peers=list)
+    endpoints = Endpoints(overlay=None, listen_port=51820, configured=(), is_member=bool)
+    punching = Punching(host, state, mesh, endpoints, SimpleNamespace(), 25, 1.0)  # type: ignore[arg-type]
+    monkeypatch.setattr(punching_module, "time", SimpleNamespace(time=lambda: wall[0]))
+
+    def step(now: float, at: float) -> None:
+        wall[0] = at
+        clock = trio.testing.MockClock()
+        clock.jump(now)
+        trio.run(punching.step, clock=clock)
+
+    step(0.0, 1000.0)
+    assert device.status.config.endpoint == x
+    device.armed = True
+    step(5.5, 1005.5)  # X failed at the read; the handshake through X lands before L's write
+    assert device.status.config.endpoint == lan_endpoint
+    assert 1005.5 < device.status.last_handshake < 1005.51
+    step(6.0, 1006.0)
+    peer = punching.peers[bytes(b.node_key)]
+    assert (peer.acted, peer.settled) == ("direct", x)
+    assert device.status.config.endpoint == x  # put back
+
+
 def test_a_punch_request_goes_to_the_freshest_connected_members_other_than_its_target() -> None:
     """The members that can carry a request are worked out once a step (_relay_pool): those
     connected with a fresh handshake, freshest first. A request for a peer goes to up to

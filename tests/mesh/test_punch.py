@@ -61,6 +61,40 @@ def test_wireguard_knows_best_where_the_peer_is() -> None:
     assert p.update(2.0, 0.9, "224.0.0.1:1").endpoint == "93.184.216.99:41234"
 
 
+def test_a_handshake_from_before_the_next_candidate_was_put_settles_where_it_answered() -> None:
+    """The step that moves on to the next candidate read the device just before a handshake
+    through the one before landed; writing the next one then hid where it answered. The
+    device shows the endpoint we put, but the handshake is older than our putting it there
+    (``came_before``): the path settles on the candidate that was on the device, and puts it
+    back. A handshake newer than the put is where the device says."""
+    p = path(REFLEXIVE, LAN)
+    p.update(0.0, None, None)
+    a = p.update(5.5, None, "93.184.216.99:40000")
+    assert (a.endpoint, a.kick) == ("192.168.1.7:51820", True)
+    a = p.update(6.0, 5.51, "192.168.1.7:51820", came_before=True)
+    assert (a.path, a.endpoint, a.kick) == ("direct", "93.184.216.99:40000", True)
+    assert p.settled == "93.184.216.99:40000"
+    # Once put back, the device shows it, the same old handshake: settled there, no kick.
+    a = p.update(6.5, 5.51, "93.184.216.99:40000", came_before=True)
+    assert (a.path, a.endpoint, a.kick) == ("direct", "93.184.216.99:40000", False)
+    # A newer handshake: WireGuard knows best again.
+    a = p.update(130.0, 129.0, "93.184.216.99:41000")
+    assert (a.path, a.endpoint) == ("direct", "93.184.216.99:41000")
+
+    # The first candidate of a round: nothing of the round before it to go back to.
+    q = path(REFLEXIVE, LAN)
+    q.update(0.0, None, None)
+    a = q.update(0.5, 0.4, "93.184.216.99:40000", came_before=True)
+    assert (a.path, a.endpoint) == ("direct", "93.184.216.99:40000")
+
+    # The handshake answered the candidate the device shows: it settles there, as before.
+    r = path(REFLEXIVE, LAN)
+    r.update(0.0, None, None)
+    r.update(5.5, None, "93.184.216.99:40000")
+    a = r.update(6.0, 5.9, "192.168.1.7:51820")
+    assert (a.path, a.endpoint, a.kick) == ("direct", "192.168.1.7:51820", False)
+
+
 def test_all_fail_relay_then_try_again_with_backoff() -> None:
     p = path(REFLEXIVE, LAN)
     p.update(0.0, None, None)
@@ -224,7 +258,7 @@ events = st.lists(
             st.just("update"),
             st.floats(0, 50),
             st.none() | st.floats(-100, 10_000, allow_nan=False),
-            texts,
+            st.tuples(texts, st.booleans()),  # the device's endpoint, came_before
         ),
         st.tuples(st.just("punch"), st.floats(0, 50), st.lists(texts, max_size=5), st.none()),
         st.tuples(
@@ -248,7 +282,10 @@ def test_no_sequence_of_events_crashes_and_actions_stay_sane(
         now += step
         if kind == "update":
             hs = arg if isinstance(arg, float) else None
-            a = p.update(now, hs, extra if isinstance(extra, str) or extra is None else None)
+            assert isinstance(extra, tuple)
+            shown, came_before = extra
+            endpoint = shown if isinstance(shown, str) else None
+            a = p.update(now, hs, endpoint, came_before=came_before)
             assert a.next_check >= now
             assert a.keepalive in (0, punch.KEEPALIVE)
             assert a.relay == (a.path != "direct") or a.path == "trying"
