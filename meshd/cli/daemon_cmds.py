@@ -39,13 +39,15 @@ ListenPort = Annotated[
     int, typer.Option("--listen-port", min=1, max=65535, help="WireGuard's UDP port.")
 ]
 Mtu = Annotated[
-    int,
+    int | None,
     typer.Option(
         "--mtu",
         min=1280,
         max=65535,
-        help="The WireGuard interface's MTU: 1420 suits a 1500-byte underlay; less behind "
-        "PPPoE (1412), a cellular link or another tunnel (1280 fits everywhere).",
+        help="The WireGuard interface's MTU (1280 fits every path) "
+        "[default: the smallest MTU of the default routes' interfaces less 80, "
+        "1280 to 1420: 1420 over a 1500-byte underlay, 1412 behind PPPoE].",
+        show_default=False,
     ),
 ]
 Endpoint = Annotated[
@@ -198,7 +200,7 @@ def up(
     wg_backend: WgBackend = "auto",
     interface: Interface = "meshd0",
     listen_port: ListenPort = 51820,
-    mtu: Mtu = 1420,
+    mtu: Mtu = None,
     endpoint: Endpoint = None,
     announce_interval: AnnounceInterval = "2h",
     announce_ttl: AnnounceTtl = "6h",
@@ -250,7 +252,7 @@ def join(
     wg_backend: WgBackend = "auto",
     interface: Interface = "meshd0",
     listen_port: ListenPort = 51820,
-    mtu: Mtu = 1420,
+    mtu: Mtu = None,
     endpoint: Endpoint = None,
     no_up: Annotated[
         bool, typer.Option("--no-up", help="Exit once admitted instead of running the daemon.")

@@ -70,7 +70,7 @@ OPTIONS: Final[Mapping[str, Option]] = {
     "wg_backend": Option("--wg-backend", default="auto"),
     "interface": Option("--interface", default="meshd0"),
     "listen_port": Option("--listen-port", int, 51820, minimum=1, maximum=65535),
-    "mtu": Option("--mtu", int, 1420, minimum=1280, maximum=65535),
+    "mtu": Option("--mtu", int, None, minimum=1280, maximum=65535),
     "endpoint": Option("--endpoint", many=True),
     "announce_interval": Option("--announce-interval", default="2h"),
     "announce_ttl": Option("--announce-ttl", default="6h"),

@@ -193,7 +193,7 @@ def daemon_config(
     announce_interval: str,
     announce_ttl: str,
     degree: int,
-    wireguard: tuple[str, int, list[str] | None, int],
+    wireguard: tuple[str, int, list[str] | None, int | None],
     babel: BabelConfig | None = None,
 ) -> DaemonConfig:
     from meshd.babel.options import BabelConfig

@@ -35,7 +35,7 @@ class DaemonConfig:
     wg_backend: str = "none"
     interface: str = DEFAULT_INTERFACE
     listen_port: int = DEFAULT_LISTEN_PORT
-    mtu: int = DEFAULT_MTU
+    mtu: int | None = None  # None: derived from the underlay at the start (meshd.mesh.mtu)
     endpoints: tuple[str, ...] = ()  # announced WireGuard endpoints; () = the underlay's
     reconcile_interval: float = 5.0
     keepalive: int = 25
@@ -81,7 +81,7 @@ class DaemonConfig:
             )
         if not 0 < self.listen_port < 65536:
             raise CommandLineError(f"--listen-port {self.listen_port} is out of range (1-65535)")
-        if not MIN_MTU <= self.mtu <= MAX_MTU:
+        if self.mtu is not None and not MIN_MTU <= self.mtu <= MAX_MTU:
             raise CommandLineError(
                 f"--mtu {self.mtu} is out of range ({MIN_MTU}-{MAX_MTU})",
                 hint="the overlay is IPv6, which needs 1280; 1420 suits a 1500-byte underlay",

@@ -13,7 +13,10 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+import trio
+
 from meshd.addressing import overlay_address
+from meshd.daemon.config import DEFAULT_MTU
 from meshd.daemon.device_reads import SharedReads
 from meshd.daemon.startup import claim
 from meshd.daemon.wireguard import WireGuardMesh
@@ -50,12 +53,15 @@ async def open_mesh(config: DaemonConfig, node: NodeDir) -> AsyncIterator[WireGu
     overlay = overlay_address(node.anchor.root_key, node.first_key)
     prefix = node.anchor.overlay
     assert isinstance(prefix, ipaddress.IPv6Network)
+    mtu = config.mtu
+    if mtu is None and kind != "none":
+        mtu = await derived_mtu(config.interface)
     interface = InterfaceConfig(
         ifname=config.interface,
         private_key=node.wg_key.secret,
         listen_port=config.listen_port,
         overlay_address=overlay,
-        mtu=config.mtu,
+        mtu=mtu if mtu is not None else DEFAULT_MTU,
     )
     async with claim(config, node), opener(interface) as backend:
         if kind != "none":
@@ -66,7 +72,7 @@ async def open_mesh(config: DaemonConfig, node: NodeDir) -> AsyncIterator[WireGu
             kind,
             key_to_base64(interface.public_key),
             config.listen_port,
-            config.mtu,
+            interface.mtu,
             overlay,
         )
         yield WireGuardMesh(
@@ -82,6 +88,53 @@ async def open_mesh(config: DaemonConfig, node: NodeDir) -> AsyncIterator[WireGu
             poke=kind != "none",
         )
         log.info("WireGuard %s: closing", interface.ifname)
+
+
+async def derived_mtu(ifname: str, netns: str | None = None) -> int:
+    """The MTU for our interface ``ifname`` when ``--mtu`` is not given, from this
+    namespace's (or ``netns``'s) default routes and interfaces
+    (:func:`meshd.mesh.mtu.derive_mtu`), logged with where it came from; 1420 if netlink
+    cannot be read."""
+    from meshd.mesh.mtu import derive_mtu
+    from meshd.wg import rtnetlink as rt
+    from meshd.wg.rtnl_socket import RtnlSocket
+
+    def read() -> tuple[dict[str, int], set[str], set[str]]:
+        with RtnlSocket(netns) as rtnl:
+            links = rtnl.links()
+            names = {link.index: link.name or "" for link in links}
+            mtus = {names[link.index]: link.mtu or 0 for link in links}
+            defaults = {
+                names.get(route.oif, "")
+                for family in (rt.AF_INET, rt.AF_INET6)
+                for route in rtnl.routes(family)
+                if route.dst_len == 0 and route.type == rt.RTN_UNICAST and route.oif is not None
+            }
+            global_ = {
+                names.get(a.index, "")
+                for a in rtnl.addresses()
+                if a.scope == rt.RT_SCOPE_UNIVERSE and a.address is not None
+            }
+        return mtus, defaults, global_
+
+    try:
+        mtus, defaults, global_ = await trio.to_thread.run_sync(read)
+    except (OSError, BackendError) as exc:
+        log.warning("cannot read the underlay's MTU (%s): MTU %d", exc, DEFAULT_MTU)
+        return DEFAULT_MTU
+    derived = derive_mtu(mtus, defaults, global_, exclude=(ifname, "lo"))
+    if derived.too_small:
+        log.warning(
+            "MTU %d (%s): the underlay carries less than that with WireGuard's overhead, "
+            "so large packets are fragmented outside the tunnel",
+            derived.mtu,
+            derived.why,
+        )
+    else:
+        log.info(
+            "MTU %d derived from the underlay: %s (set --mtu to choose)", derived.mtu, derived.why
+        )
+    return derived.mtu
 
 
 async def local_addresses() -> list[LocalAddress]:
