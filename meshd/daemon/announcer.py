@@ -101,8 +101,11 @@ class Announcer:
         self._wake.set()
 
     def reconfigure(self, config: DaemonConfig) -> None:
-        """New options (a SIGHUP: ``--endpoint`` among them): looked at now."""
+        """New options (a SIGHUP: ``--endpoint`` and ``--announce-interval`` among them):
+        looked at now."""
         self.config = config
+        self.policy.interval = config.announce_interval
+        self.policy.check = check_every(config.announce_interval)
         if self.mesh.kind == "none":
             self.endpoints = config.endpoints  # announced as configured, no candidates
         self.wake()

@@ -18,6 +18,14 @@ for seconds or drop every member's sessions:
   bound refuses the whole reload, the endpoint as it was;
 * ``degree``: how many members the connections service keeps connected, from its next
   look (members over it are not dropped for it: they go as their connections end).
+* ``announce_interval``: when our next refresh is due, from the last one (one already
+  overdue under a shorter interval goes at once);
+* ``announce_ttl``: the silence after which a member expires; every member is judged again
+  at once (a member silent for longer than a shorter limit expires, one within a longer
+  limit is admitted again);
+* ``auto_renew``, ``renew_window``, ``renew_for``: renewal turned on (it needs a key that
+  may renew here, or the whole reload is refused, as a start is) or off; new terms run the
+  day's renewal again at once (meshd.daemon.renew_slot).
 
 The Babel options wait for a restart on a daemon without Babel (no WireGuard backend and no
 ``--babel-interface``). Every other option waits for a restart (meshd.daemon.reload names
@@ -39,9 +47,11 @@ log = logging.getLogger(__name__)
 
 #: The options a running daemon takes on a SIGHUP (besides the log's, meshd.daemon.reload).
 LIVE: Final = (
-    "babel_key", "babel_originate", "babel_redistribute", "degree", "endpoint", "metrics",
-    "public_addr", "relay",
+    "announce_interval", "announce_ttl", "auto_renew", "babel_key", "babel_originate",
+    "babel_redistribute", "degree", "endpoint", "metrics", "public_addr", "relay",
+    "renew_for", "renew_window",
 )  # fmt: skip
+_RENEW: Final = frozenset({"auto_renew", "renew_for", "renew_window"})
 _BABEL: Final = frozenset({"babel_key", "babel_originate", "babel_redistribute"})
 
 
@@ -65,6 +75,9 @@ def taken(old: DaemonConfig, new: DaemonConfig, keys: Collection[str]) -> Daemon
         fields["metrics"] = new.metrics
     if "degree" in keys:
         fields["degree"] = new.degree
+    for key in ("announce_interval", "announce_ttl", "auto_renew", "renew_window", "renew_for"):
+        if key in keys:
+            fields[key] = getattr(new, key)
     return dataclasses.replace(old, **fields)  # type: ignore[arg-type]
 
 
@@ -83,6 +96,8 @@ async def take(daemon: Daemon, new: DaemonConfig, keys: Collection[str]) -> tupl
         from meshd.daemon.babel_site import refuse_ungranted
 
         refuse_ungranted(babel.ungranted(new.babel))  # as a start refuses them
+    if _RENEW & set(wanted):
+        daemon.renewal.check(new)  # as a start refuses it: no key that may renew here
     if not wanted:
         return ()
     if "metrics" in wanted and daemon.metrics is not None:
@@ -93,6 +108,11 @@ async def take(daemon: Daemon, new: DaemonConfig, keys: Collection[str]) -> tupl
         daemon.endpoints.set_configured(config.endpoints)
     if "degree" in wanted:
         daemon.connections.policy.degree = config.degree
+    if _RENEW & set(wanted):
+        daemon.renewal.reconfigure(config)
+    if "announce_ttl" in wanted:
+        daemon.state.membership.set_announce_ttl(config.announce_ttl)
+        daemon.state.tick()  # every member judged again now, not at the next tick
     if daemon.relaying is not None and {"relay", "endpoint"} & set(wanted):
         daemon.relaying.reconfigure(config)
     if babel is not None and _BABEL & set(wanted):

@@ -284,17 +284,11 @@ class Service(Protocol):
     async def run(self, task_status: TaskStatus[None] = ...) -> None: ...
 
 
-def lifecycle_services(state: NodeState, config: DaemonConfig, flood: Flood) -> list[Service]:
-    """The services of this module a daemon runs: the watcher of our own standing, warnings
-    and departure always, renewal with ``--auto-renew`` (UsageError now if this node holds no
-    key that may renew)."""
-    services: list[Service] = [state.standing, ExpiryWarner(state), Departure(state)]
-    if config.auto_renew:
-        issuer = auto_renew_issuer(state)
-        services.append(
-            AutoRenew(state, issuer, flood, window=config.renew_window, period=config.renew_for)
-        )
-    return services
+def lifecycle_services(state: NodeState) -> list[Service]:
+    """The services of this module a daemon runs always: the watcher of our own standing,
+    warnings and departure (renewal runs in :class:`meshd.daemon.renew_slot.AutoRenewSlot`,
+    which a SIGHUP turns on and off)."""
+    return [state.standing, ExpiryWarner(state), Departure(state)]
 
 
 def expiring_view(state: NodeState, now: int | None = None) -> list[dict[str, object]]:

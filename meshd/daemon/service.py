@@ -47,6 +47,7 @@ from meshd.daemon.liveness import LIVENESS_INTERVAL, Liveness
 from meshd.daemon.punching import Punching
 from meshd.daemon.rejoin_policy import bootstrap_targets
 from meshd.daemon.relaying import BEHIND_NAT, OWN_ADDRESS, Forwarding, Relaying
+from meshd.daemon.renew_slot import AutoRenewSlot
 from meshd.daemon.renewer import lifecycle_services
 from meshd.daemon.state import NodeState, SyncSessions
 from meshd.daemon.sync_policy import SyncPolicy
@@ -157,7 +158,9 @@ class Daemon:
         self.announcer.candidates = self._candidates
         self.expiry = Expiry(state, config.tick_interval)
         self.liveness = Liveness(host, state, lambda: mesh.handshakes, LIVENESS_INTERVAL)
-        self.lifecycle = lifecycle_services(state, config, self.flooder.flood)
+        # --auto-renew, taken again by a SIGHUP (UsageError now: no key that may renew here).
+        self.renewal = AutoRenewSlot(state, self.flooder.flood, config)
+        self.lifecycle = [*lifecycle_services(state), self.renewal]
         self.control = Control(self)
         self.babel = _babel_service(config, state, mesh, self.punching.direct_keys)
         if self.babel is not None and self.babel.mesh is not None:

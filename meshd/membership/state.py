@@ -186,6 +186,14 @@ class Membership(MemberQueries, RecordQueries):
             rejected=rejected,
         )
 
+    def set_announce_ttl(self, ttl: int | None) -> None:
+        """Judge silence by ``ttl`` from now on (a SIGHUP's ``announce_ttl``): the next
+        :meth:`tick` judges every member, so a member silent for longer than a shorter limit
+        expires then, and one within a longer limit is admitted again."""
+        if ttl != self.announce_ttl:
+            self.announce_ttl = ttl
+            self._next_due = 0
+
     def tick(self, now: int, *, every: bool = False) -> tuple[Event, ...]:
         """Re-judge members at ``now``: emits Expired, and Admitted for returns. Every member
         once the first moment one may stop being admitted by time alone has come (its

@@ -197,7 +197,7 @@ def test_departure_sees_this_nodes_own_leave(founder: Path) -> None:
 
 def test_auto_renew_needs_a_key_that_may_renew(founder: Path) -> None:
     from meshd.daemon.config import DaemonConfig
-    from meshd.daemon.renewer import lifecycle_services
+    from meshd.daemon.renew_slot import AutoRenewSlot
 
     (founder / "root.key").rename(founder.parent / "root.key")
     node = NodeDir.open(founder)
@@ -205,8 +205,73 @@ def test_auto_renew_needs_a_key_that_may_renew(founder: Path) -> None:
         state = NodeState(node, announce_ttl=None)
         config = DaemonConfig(state_dir=founder, auto_renew=True)
         with pytest.raises(UsageError, match="neither the root key nor an admin key"):
-            lifecycle_services(state, config, _no_flood)
-        assert len(lifecycle_services(state, DaemonConfig(state_dir=founder), _no_flood)) == 3
+            AutoRenewSlot(state, _no_flood, config)
+        slot = AutoRenewSlot(state, _no_flood, DaemonConfig(state_dir=founder))
+        assert slot.renew is None
+        # Turned on by a SIGHUP: refused alike, nothing changed.
+        with pytest.raises(UsageError, match="neither the root key nor an admin key"):
+            slot.check(config)
+        assert slot.renew is None
+    finally:
+        node.close()
+
+
+def test_a_sighup_turns_auto_renew_on_and_off_and_new_terms_renew_at_once(
+    founder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The slot a daemon runs: off, nothing renewed; turned on, the member ending within the
+    window is renewed at once; a wider window covers a second member, renewed at once (not
+    the next day); turned off, its task ends."""
+    import trio
+    import trio.testing
+
+    from meshd.daemon.config import DaemonConfig
+    from meshd.daemon.renew_slot import AutoRenewSlot
+
+    carol = _member(founder, capsys, "carol", "20d")
+    dave = _member(founder, capsys, "dave", "50d")
+    node = NodeDir.open(founder)
+    clock = Clock()
+    flooded: list[bytes] = []
+
+    async def flood(raw: bytes) -> None:
+        flooded.append(raw)
+
+    def ends(key: bytes) -> int:
+        return state.membership.credentials_end(key)
+
+    try:
+        state = NodeState(node, announce_ttl=None, clock=clock)
+        off = DaemonConfig(state_dir=founder)
+        slot = AutoRenewSlot(state, flood, off)
+        on = DaemonConfig(state_dir=founder, auto_renew=True, renew_window=30 * DAY)
+        wider = DaemonConfig(state_dir=founder, auto_renew=True, renew_window=60 * DAY)
+        carol_end, dave_end = ends(carol), ends(dave)
+
+        async def main() -> None:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(slot.run)
+                await trio.sleep(3600)
+                assert flooded == []  # off
+                slot.check(on)
+                slot.reconfigure(on)
+                await trio.sleep(1)
+                assert len(flooded) == 1
+                assert ends(carol) > carol_end
+                assert ends(dave) == dave_end  # 50 days left: outside 30
+                slot.reconfigure(on)  # the same terms: nothing again
+                await trio.sleep(1)
+                assert len(flooded) == 1
+                slot.reconfigure(wider)
+                await trio.sleep(1)
+                assert len(flooded) == 2  # the same day, under the new window
+                assert ends(dave) > dave_end
+                slot.reconfigure(off)
+                assert slot.renew is None
+                await trio.sleep(1)
+                nursery.cancel_scope.cancel()
+
+        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     finally:
         node.close()
 

@@ -48,6 +48,19 @@ def test_taken_changes_only_the_options_named() -> None:
     assert got.babel.keys == ()
     everything = taken(old, new, LIVE)
     assert everything.listen_port == 51820  # never a live option
+    lifecycle = DaemonConfig(
+        STATE,
+        announce_interval=60.0,
+        announce_ttl=9000,
+        auto_renew=True,
+        renew_window=86400,
+        renew_for=7 * 86400,
+    )
+    got = taken(old, lifecycle, ["announce_ttl", "renew_for"])
+    assert (got.announce_ttl, got.renew_for) == (9000, 7 * 86400)
+    assert (got.announce_interval, got.auto_renew) == (old.announce_interval, False)
+    every = taken(old, lifecycle, LIVE)
+    assert (every.announce_interval, every.auto_renew, every.renew_window) == (60.0, True, 86400)
     assert (everything.relay, everything.public_addrs) == ("off", ("198.51.100.1:7100",))
     assert everything.babel.originate == new.babel.originate
     assert everything.babel.keys == new.babel.keys
@@ -61,10 +74,23 @@ class Recorder:
         return lambda *args: self.calls.append((name, args))
 
 
-def fake_daemon(*, babel: bool, refused: tuple[str, ...] = ()) -> Any:
+class Renewal(Recorder):
+    """An AutoRenewSlot that may refuse (no key that may renew here)."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        super().__init__()
+        self.refuse = refuse
+
+    def check(self, config: DaemonConfig) -> None:
+        if self.refuse and config.auto_renew:
+            raise UsageError("auto-renew needs a key: this node holds neither the root key")
+
+
+def fake_daemon(*, babel: bool, refused: tuple[str, ...] = (), no_key: bool = False) -> Any:
     meta: dict[str, bytes] = {}
     store = SimpleNamespace(set_meta=meta.__setitem__)
     daemon = SimpleNamespace(
+        renewal=Renewal(no_key),
         metrics=None,
         connections=SimpleNamespace(policy=SimpleNamespace(degree=6)),
         config=DaemonConfig(STATE),
@@ -72,7 +98,7 @@ def fake_daemon(*, babel: bool, refused: tuple[str, ...] = ()) -> Any:
         endpoints=Recorder(),
         relaying=Recorder(),
         babel=Recorder() if babel else None,
-        state=SimpleNamespace(node=SimpleNamespace(store=store)),
+        state=SimpleNamespace(node=SimpleNamespace(store=store), membership=Recorder(), tick=None),
         meta=meta,
     )
     if babel:
@@ -112,6 +138,34 @@ def test_take_gives_each_service_its_options() -> None:
     assert daemon.babel.calls == [("reconfigure", (daemon.config.babel,))]
     assert daemon.announcer.calls == [("reconfigure", (daemon.config,))]
     assert daemon.meta == {"public_addrs": b"198.51.100.1:7100"}
+
+
+def test_the_lifecycle_options_go_to_the_membership_and_the_renewal() -> None:
+    daemon = fake_daemon(babel=False)
+    ticks: list[bool] = []
+    daemon.state.tick = lambda: ticks.append(True)
+    new = DaemonConfig(STATE, announce_interval=60.0, announce_ttl=600, auto_renew=True)
+    wanted = ["announce_ttl", "auto_renew", "announce_interval"]
+    assert trio.run(take, daemon, new, wanted) == (
+        "announce_interval",
+        "announce_ttl",
+        "auto_renew",
+    )
+    assert daemon.state.membership.calls == [("set_announce_ttl", (600,))]
+    assert ticks == [True]  # every member judged again now
+    assert daemon.renewal.calls == [("reconfigure", (daemon.config,))]
+    assert daemon.config.auto_renew is True
+    assert daemon.announcer.calls == [("reconfigure", (daemon.config,))]  # its interval
+
+
+def test_auto_renew_without_a_key_refuses_the_reload_and_changes_nothing() -> None:
+    daemon = fake_daemon(babel=True, no_key=True)
+    before = daemon.config
+    new = dataclasses.replace(NEW, auto_renew=True)
+    with pytest.raises(UsageError, match="auto-renew needs a key"):
+        trio.run(take, daemon, new, ["auto_renew", "endpoint", "babel_originate"])
+    assert daemon.config is before
+    assert daemon.endpoints.calls == daemon.babel.calls == daemon.renewal.calls == []
 
 
 def test_babel_options_wait_for_a_start_where_babel_does_not_run() -> None:
@@ -184,7 +238,8 @@ def scraped(port: int) -> bool:
 def test_a_running_daemon_announces_its_new_endpoint_at_a_sighup(tmp_path: Path) -> None:
     """A real ``meshd up`` (no WireGuard, so no Babel): a new ``endpoint`` in the file is
     announced at the SIGHUP; ``babel_originate``, which needs Babel, waits for a restart;
-    ``metrics`` turns the endpoint on, and off again."""
+    ``metrics`` turns the endpoint on, and off again; the announcements' terms and
+    ``auto_renew`` are taken."""
     from meshd.control.client import request
 
     state_dir = tmp_path / "n0"
@@ -224,6 +279,15 @@ def test_a_running_daemon_announces_its_new_endpoint_at_a_sighup(tmp_path: Path)
         wait_for(lambda: not listening(port), 10, "the metrics endpoint to close")
         seen = status()["config"]
         assert (seen["reloads"], seen["failed"], seen["waiting"]) == (3, 0, [])
+        # The announcements' terms and renewal (this founder holds the root key).
+        lifecycle = 'announce_interval = "2m"\nannounce_ttl = "20m"\nauto_renew = true\n'
+        config.write_text(BASE.replace('announce_interval = "60s"\nannounce_ttl = "10m"\n', "")
+                          + lifecycle + 'endpoint = ["192.0.2.7:51820"]\n')  # fmt: skip
+        process.send_signal(signal.SIGHUP)
+        took = "SIGHUP: the running daemon took announce_interval, announce_ttl, auto_renew"
+        wait_for(lambda: took in log_path.read_text(), 10, "the lifecycle options taken")
+        seen = status()["config"]
+        assert (seen["reloads"], seen["failed"], seen["waiting"]) == (4, 0, [])
         process.send_signal(signal.SIGTERM)
         assert process.wait(20) == 0
     finally:

@@ -172,3 +172,28 @@ def test_a_clock_set_back_judges_every_member_again() -> None:
         assert _seen(due.tick(moment)) == _seen(every.tick(moment, every=True))
     assert [m.state for m in due.members(NOW + 20)] == [m.state for m in every.members(NOW + 20)]
     assert len(every.tick(NOW + 21, every=True)) == 0
+
+
+def test_a_new_silence_limit_is_judged_at_the_next_tick_both_ways() -> None:
+    """``set_announce_ttl`` (a SIGHUP): shortened, the members silent for longer than the new
+    limit expire at the next tick, though no moment was due under the old one; lengthened,
+    the members it covers again are admitted at the next tick."""
+    net = Net()
+    nodes = [_member(net, f"m{i}", NOW + 30 * DAY) for i in range(3)]
+    state = net.state(announce_ttl=3600)
+    for node in nodes:
+        state.ingest(node.credential, NOW)
+    state.tick(NOW)
+    later = NOW + 1000
+    state.merge_batch([nodes[0].announce(net, later)], later)  # heard 600 s before the SIGHUP
+    assert state.tick(NOW + 1600) == ()  # nobody due under 3,600 s
+    state.set_announce_ttl(1200)
+    expired = state.tick(NOW + 1601)
+    assert sorted(e.member.node_key for e in expired) == sorted(n.key.public for n in nodes[1:])
+    assert {type(e).__name__ for e in expired} == {"Expired"}
+    state.set_announce_ttl(1200)  # the same: nothing to judge again
+    assert state.tick(NOW + 1602) == ()
+    state.set_announce_ttl(7200)
+    back = state.tick(NOW + 1603)
+    assert sorted(e.member.node_key for e in back) == sorted(n.key.public for n in nodes[1:])
+    assert {type(e).__name__ for e in back} == {"Admitted"}
