@@ -56,3 +56,65 @@ def test_without_mtu_it_is_derived_from_the_namespaces_default_routes() -> None:
         assert trio.run(derived_mtu, "wgx", ns) == 1412
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
+@pytest.mark.root
+def test_a_real_meshd_up_behind_pppoe_sets_1412(tmp_path: Path) -> None:
+    """A real ``meshd up`` with wireguard-go, in a namespace whose default route leaves by a
+    1492-byte link (PPPoE's), and no ``--mtu``: the interface comes up at 1412, as
+    ``meshd status`` and ``ip link`` show, and the log says where it came from."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from functools import partial
+
+    from tests.daemon.support import ROOT, meshd
+
+    ns, ifname = f"mtue{os.getpid() % 100000}", f"mtw{os.getpid() % 100000}"
+    state_dir, log_path = tmp_path / "n0", tmp_path / "n0.log"
+    run = partial(subprocess.run, check=True, capture_output=True)
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        run(["ip", "netns", "add", ns])
+        run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        run(["ip", "-n", ns, "link", "add", "up0", "type", "veth", "peer", "name", "up1"])
+        run(["ip", "-n", ns, "link", "set", "up0", "mtu", "1492", "up"])
+        run(["ip", "-n", ns, "link", "set", "up1", "up"])
+        run(["ip", "-n", ns, "addr", "add", "192.0.2.1/24", "dev", "up0"])
+        run(["ip", "-n", ns, "route", "add", "default", "dev", "up0"])
+        done = meshd("init", "--network", "mtunet", "--name", "n0", "--state-dir", str(state_dir))
+        assert done.returncode == 0, done.stderr
+        argv = ["ip", "netns", "exec", ns, sys.executable, "-m", "meshd", "up",
+                "--state-dir", str(state_dir), "--wg-backend", "userspace",
+                "--interface", ifname, "--listen", "/ip4/127.0.0.1/tcp/7100"]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        status: dict[str, object] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert process.poll() is None, log_path.read_text()[-2000:]
+            ask = ["ip", "netns", "exec", ns, sys.executable, "-m", "meshd", "status",
+                   "--state-dir", str(state_dir), "--json"]  # fmt: skip
+            asked = subprocess.run(ask, capture_output=True, text=True, env=env, check=False)
+            if asked.returncode == 0:
+                status = json.loads(asked.stdout)["wireguard"]
+                break
+            time.sleep(0.2)
+        assert status.get("mtu") == 1412, (status, log_path.read_text()[-2000:])
+        shown = run(["ip", "-n", ns, "-o", "link", "show", ifname], text=True).stdout
+        assert " mtu 1412 " in shown
+        text = log_path.read_text()
+        assert "MTU 1412 derived from the underlay: up0's 1492 (default route) less 80" in text
+    finally:
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
