@@ -107,8 +107,8 @@ async def derived_mtu(ifname: str, netns: str | None = None) -> int:
             defaults = {
                 names.get(route.oif, "")
                 for family in (rt.AF_INET, rt.AF_INET6)
-                for route in rtnl.routes(family)
-                if route.dst_len == 0 and route.type == rt.RTN_UNICAST and route.oif is not None
+                for route in rtnl.default_routes(family)
+                if route.type == rt.RTN_UNICAST and route.oif is not None
             }
             global_ = {
                 names.get(a.index, "")

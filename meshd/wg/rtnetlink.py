@@ -425,6 +425,34 @@ def routes_lost_untrusted(data: bytes, protocol: int) -> bool:
     return lost
 
 
+def default_routes_untrusted(data: bytes, seq: int) -> tuple[list[Route], Done | Ack | None]:
+    """Of one datagram of the replies to a route dump (``seq``): the main table's default
+    routes, decoded, and the dump's end if it is in this datagram. No other route is
+    decoded, only its header read: a host holding a full internet table (a million routes)
+    is looked over as the dump comes, nothing of it kept.
+
+    Raises DecodeError for a message that does not fit the datagram, or a default route or
+    an end that does not decode."""
+    found: list[Route] = []
+    for kind, at_seq, start, end in _frames_untrusted(data):
+        if at_seq != seq:
+            continue
+        if kind in (NLMSG_ERROR, NLMSG_DONE):
+            [ended] = decode_messages_untrusted(data[start - _HEADER.size : end])
+            assert isinstance(ended, Done | Ack)
+            return found, ended
+        if kind != RTM_NEWROUTE:
+            continue
+        if end - start < _RTMSG.size:
+            raise DecodeError("rtnetlink route message: truncated")
+        if data[start + 1] != 0:  # rtm_dst_len: not a default route
+            continue
+        route = _route_untrusted(data[start:end], at_seq)
+        if isinstance(route, Route) and route.table == RT_TABLE_MAIN:
+            found.append(route)
+    return found, None
+
+
 def _frames_untrusted(data: bytes) -> Iterator[tuple[int, int, int, int]]:
     """Each netlink message of one datagram: its type, sequence number, and where its
     payload starts and ends in ``data``. Raises DecodeError for one that does not fit."""

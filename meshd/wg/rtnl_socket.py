@@ -268,6 +268,24 @@ class RtnlSocket:
             if isinstance(m, Route) and m.table == table
         ]
 
+    def default_routes(self, family: int) -> list[Route]:
+        """The main table's default routes of ``family``, read as the dump comes
+        (:func:`~meshd.wg.rtnetlink.default_routes_untrusted`: a full table is not held)."""
+        seq = next(self._seq)
+        self._sock.send(rt.encode_dump(rt.RTM_GETROUTE, family, seq))
+        found: list[Route] = []
+        while True:
+            data = self._sock.recv(_RECEIVE)
+            try:
+                routes, ended = rt.default_routes_untrusted(data, seq)
+            except DecodeError as exc:
+                raise BackendError(f"unexpected rtnetlink reply: {exc}") from None
+            found += routes
+            if ended is not None:
+                if ended.code:
+                    raise RtnetlinkError(ended.code, f"dump: {strerror(ended.code)}")
+                return found
+
     def add_route(self, route: Route, *, replace: bool = False) -> None:
         """Add ``route`` (fails with EEXIST if the kernel holds one with its key), or
         replace the one with its key."""

@@ -48,6 +48,10 @@ def test_without_mtu_it_is_derived_from_the_namespaces_default_routes() -> None:
         assert trio.run(derived_mtu, "wgx", ns) == 1412  # no default route: up0's address
         run(["ip", "-n", ns, "route", "add", "default", "dev", "up0"])
         assert trio.run(derived_mtu, "wgx", ns) == 1412
+        # Among 5,000 other routes (a dump of many datagrams, only its defaults decoded).
+        batch = "".join(f"route add 10.{i >> 8}.{i & 255}.0/24 dev up1\n" for i in range(5000))
+        run(["ip", "-n", ns, "-batch", "-"], input=batch.encode())
+        assert trio.run(derived_mtu, "wgx", ns) == 1412
         run(["ip", "-n", ns, "-6", "route", "add", "default", "dev", "up1"])
         assert trio.run(derived_mtu, "wgx", ns) == 1320
         run(["ip", "-n", ns, "-6", "route", "del", "default", "dev", "up1"])

@@ -398,8 +398,12 @@ def _rtnetlink_seeds() -> list[bytes]:
     default = rt.Route(rt.AF_INET, 0, 0, None, None, 2, IPv4Address("192.0.2.1"), None, 0)
     multi = rt.NLM_F_MULTI
     dump = b"".join(rt.encode_message(m, flags=multi) for m in (link, v6, v4, route, via))
+    # A route dump (seq 3) with a default route among others, as derived_mtu reads it.
+    routes = (route, default, via, rt.Route(rt.AF_INET6, 0, 0, None, None, 9, None, None, 1024))
+    table = b"".join(rt.encode_message(dataclasses.replace(m, seq=3), flags=multi) for m in routes)
     return [
         dump + rt.encode_message(rt.Done(0, 3), flags=multi),
+        table + rt.encode_message(rt.Done(0, 3), flags=multi),
         rt.encode_message(default) + rt.encode_message(rt.Route(128, 0)),
         rt.encode_message(rt.Ack(0, 5)),
         rt.encode_message(rt.Ack(17, 6)),
@@ -412,8 +416,27 @@ def _rtnetlink_replies(world: World) -> Decoder:
             lost: bool | None = rtnetlink.routes_lost_untrusted(data, 42)
         except DecodeError:
             lost = None
+        try:
+            defaults: tuple[list[rtnetlink.Route], object] | None = (
+                rtnetlink.default_routes_untrusted(data, 3)
+            )
+        except DecodeError:
+            defaults = None
         messages = rtnetlink.decode_messages_untrusted(data)
         _check(lost is not None, "the lost-routes scanner refused what decodes whole")
+        _check(defaults is not None, "the default-route scanner refused what decodes whole")
+        assert defaults is not None
+        want: list[rtnetlink.Route] = []
+        for m in (m for m in messages if m.seq == 3):
+            if isinstance(m, rtnetlink.Done | rtnetlink.Ack):
+                break
+            if (
+                isinstance(m, rtnetlink.Route)
+                and m.dst_len == 0
+                and m.table == rtnetlink.RT_TABLE_MAIN
+            ):
+                want.append(m)
+        _check(defaults[0] == want, "the default-route scanner differs from the whole decode")
         known = [m for m in messages if not isinstance(m, rtnetlink.Ignored)]
         again = b"".join(rtnetlink.encode_message(m) for m in known)
         _check(rtnetlink.decode_messages_untrusted(again) == known, "decode(encode) differs")
@@ -786,7 +809,8 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         "rtnetlink-replies",
-        "wg.rtnetlink decode_messages_untrusted and routes_lost_untrusted: the kernel's"
+        "wg.rtnetlink decode_messages_untrusted, routes_lost_untrusted and "
+        "default_routes_untrusted: the kernel's"
         " answers to meshd's requests, its notifications",
         "bytes",
         ("meshd.wg.rtnetlink",),
