@@ -148,7 +148,7 @@ class KernelRoutes:
 
         def read(rtnl: RtnlSocket) -> None:
             for family in (rt.AF_INET, rt.AF_INET6):
-                found.extend(rtnl.routes(family))
+                found.extend(rtnl.routes(family, protocol=RTPROT_BABEL))
 
         await self._run("reading the routes", read)
         return {
@@ -214,7 +214,7 @@ def _protocol_at(rtnl: RtnlSocket, route: KernelRoute, metric: int) -> int | Non
     priority ``metric``, or None if there is none."""
     family = rt.AF_INET if isinstance(route.prefix, IPv4Network) else rt.AF_INET6
     wanted = (_key_of(route.prefix), _key_of(route.source), metric)
-    for msg in rtnl.routes(family):
+    for msg in rtnl.routes(family, dst_len=route.prefix.prefixlen):
         found = (
             (msg.dst or _any(family), msg.dst_len),
             (msg.src, msg.src_len) if msg.src is not None and msg.src_len else None,

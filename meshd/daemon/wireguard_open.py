@@ -107,7 +107,7 @@ async def derived_mtu(ifname: str, netns: str | None = None) -> int:
             defaults = {
                 names.get(route.oif, "")
                 for family in (rt.AF_INET, rt.AF_INET6)
-                for route in rtnl.default_routes(family)
+                for route in rtnl.routes(family, dst_len=0)
                 if route.type == rt.RTN_UNICAST and route.oif is not None
             }
             global_ = {

@@ -138,7 +138,11 @@ class Netlink:
             for net in nets:
                 ours = _ours(net, index)
                 key = rt.route_key(ours)
-                held = [r for r in rtnl.routes(ours.family) if rt.route_key(r) == key]
+                held = [
+                    r
+                    for r in rtnl.routes(ours.family, dst_len=net.prefixlen)
+                    if rt.route_key(r) == key
+                ]
                 other = next((r for r in held if r.protocol != RTPROT_MESHD), None)
                 if other is not None:
                     raise _in_the_way(net, other, rtnl.names())
@@ -152,7 +156,7 @@ class Netlink:
         def read(rtnl: RtnlSocket) -> list[str]:
             names = rtnl.names()
             found = []
-            for msg in rtnl.routes(family_of(prefix.version)):
+            for msg in rtnl.routes(family_of(prefix.version), dst_len=prefix.prefixlen):
                 if msg.dst_len != prefix.prefixlen or msg.dst is None or msg.oif is None:
                     continue
                 if msg.dst == prefix.network_address:

@@ -425,14 +425,17 @@ def routes_lost_untrusted(data: bytes, protocol: int) -> bool:
     return lost
 
 
-def default_routes_untrusted(data: bytes, seq: int) -> tuple[list[Route], Done | Ack | None]:
-    """Of one datagram of the replies to a route dump (``seq``): the main table's default
-    routes, decoded, and the dump's end if it is in this datagram. No other route is
-    decoded, only its header read: a host holding a full internet table (a million routes)
-    is looked over as the dump comes, nothing of it kept.
+def routes_untrusted(
+    data: bytes, seq: int, *, dst_len: int | None = None, protocol: int | None = None
+) -> tuple[list[Route], Done | Ack | None]:
+    """Of one datagram of the replies to a route dump (``seq``): its routes of prefix length
+    ``dst_len`` and of ``protocol`` (None: any), decoded, and the dump's end if it is in
+    this datagram. Any other route is not decoded, only its header read: a host holding a
+    full internet table (a million routes) is looked over as the dump comes, nothing of it
+    kept, when a caller wants its default routes, or the routes of one prefix, or Babel's.
 
-    Raises DecodeError for a message that does not fit the datagram, or a default route or
-    an end that does not decode."""
+    Raises DecodeError for a message that does not fit the datagram, or a route wanted or an
+    end that does not decode."""
     found: list[Route] = []
     for kind, at_seq, start, end in _frames_untrusted(data):
         if at_seq != seq:
@@ -445,10 +448,12 @@ def default_routes_untrusted(data: bytes, seq: int) -> tuple[list[Route], Done |
             continue
         if end - start < _RTMSG.size:
             raise DecodeError("rtnetlink route message: truncated")
-        if data[start + 1] != 0:  # rtm_dst_len: not a default route
+        if dst_len is not None and data[start + 1] != dst_len:  # rtm_dst_len
+            continue
+        if protocol is not None and data[start + 5] != protocol:  # rtm_protocol
             continue
         route = _route_untrusted(data[start:end], at_seq)
-        if isinstance(route, Route) and route.table == RT_TABLE_MAIN:
+        if isinstance(route, Route):
             found.append(route)
     return found, None
 

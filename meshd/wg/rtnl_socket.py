@@ -261,26 +261,27 @@ class RtnlSocket:
 
     # --- routes ---------------------------------------------------------------------------
 
-    def routes(self, family: int, table: int = rt.RT_TABLE_MAIN) -> list[Route]:
-        return [
-            m
-            for m in self._dump(rt.RTM_GETROUTE, family)
-            if isinstance(m, Route) and m.table == table
-        ]
-
-    def default_routes(self, family: int) -> list[Route]:
-        """The main table's default routes of ``family``, read as the dump comes
-        (:func:`~meshd.wg.rtnetlink.default_routes_untrusted`: a full table is not held)."""
+    def routes(
+        self,
+        family: int,
+        table: int = rt.RT_TABLE_MAIN,
+        *,
+        dst_len: int | None = None,
+        protocol: int | None = None,
+    ) -> list[Route]:
+        """The routes of ``family`` in ``table``, of prefix length ``dst_len`` and of
+        ``protocol`` (None: any), read as the dump comes: only those decoded
+        (:func:`~meshd.wg.rtnetlink.routes_untrusted`; a full internet table is not held)."""
         seq = next(self._seq)
         self._sock.send(rt.encode_dump(rt.RTM_GETROUTE, family, seq))
         found: list[Route] = []
         while True:
             data = self._sock.recv(_RECEIVE)
             try:
-                routes, ended = rt.default_routes_untrusted(data, seq)
+                routes, ended = rt.routes_untrusted(data, seq, dst_len=dst_len, protocol=protocol)
             except DecodeError as exc:
                 raise BackendError(f"unexpected rtnetlink reply: {exc}") from None
-            found += routes
+            found += (r for r in routes if r.table == table)
             if ended is not None:
                 if ended.code:
                     raise RtnetlinkError(ended.code, f"dump: {strerror(ended.code)}")

@@ -416,27 +416,30 @@ def _rtnetlink_replies(world: World) -> Decoder:
             lost: bool | None = rtnetlink.routes_lost_untrusted(data, 42)
         except DecodeError:
             lost = None
-        try:
-            defaults: tuple[list[rtnetlink.Route], object] | None = (
-                rtnetlink.default_routes_untrusted(data, 3)
-            )
-        except DecodeError:
-            defaults = None
+        filters: list[dict[str, int]] = [{}, {"dst_len": 0}, {"protocol": 42}]
+        scanned: list[list[rtnetlink.Route] | None] = []
+        for kept in filters:
+            try:
+                scanned.append(rtnetlink.routes_untrusted(data, 3, **kept)[0])
+            except DecodeError:
+                scanned.append(None)
         messages = rtnetlink.decode_messages_untrusted(data)
         _check(lost is not None, "the lost-routes scanner refused what decodes whole")
-        _check(defaults is not None, "the default-route scanner refused what decodes whole")
-        assert defaults is not None
-        want: list[rtnetlink.Route] = []
+        of_dump: list[rtnetlink.Route] = []  # the routes of the dump (seq 3) until its end
         for m in (m for m in messages if m.seq == 3):
             if isinstance(m, rtnetlink.Done | rtnetlink.Ack):
                 break
-            if (
-                isinstance(m, rtnetlink.Route)
-                and m.dst_len == 0
-                and m.table == rtnetlink.RT_TABLE_MAIN
-            ):
-                want.append(m)
-        _check(defaults[0] == want, "the default-route scanner differs from the whole decode")
+            if isinstance(m, rtnetlink.Route):
+                of_dump.append(m)
+        for kept, got in zip(filters, scanned, strict=True):
+            _check(got is not None, f"the route scanner ({kept}) refused what decodes whole")
+            want = [
+                r
+                for r in of_dump
+                if r.dst_len == kept.get("dst_len", r.dst_len)
+                and r.protocol == kept.get("protocol", r.protocol)
+            ]
+            _check(got == want, f"the route scanner ({kept}) differs from the whole decode")
         known = [m for m in messages if not isinstance(m, rtnetlink.Ignored)]
         again = b"".join(rtnetlink.encode_message(m) for m in known)
         _check(rtnetlink.decode_messages_untrusted(again) == known, "decode(encode) differs")
@@ -810,7 +813,7 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "rtnetlink-replies",
         "wg.rtnetlink decode_messages_untrusted, routes_lost_untrusted and "
-        "default_routes_untrusted: the kernel's"
+        "routes_untrusted: the kernel's"
         " answers to meshd's requests, its notifications",
         "bytes",
         ("meshd.wg.rtnetlink",),

@@ -130,7 +130,7 @@ REACHED = {
     "b64url_decode_untrusted": ("invite-tokens",),
     "decode_messages_untrusted": ("rtnetlink-replies",),
     "routes_lost_untrusted": ("rtnetlink-replies",),
-    "default_routes_untrusted": ("rtnetlink-replies",),
+    "routes_untrusted": ("rtnetlink-replies",),
     "_frames_untrusted": ("rtnetlink-replies",),
     "_attrs_untrusted": ("rtnetlink-replies",),
     "_u32_untrusted": ("rtnetlink-replies",),
