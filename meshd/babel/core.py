@@ -41,6 +41,7 @@ The protocol's rules live beside it:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address, IPv6Address
 
@@ -255,6 +256,15 @@ class BabelCore(Receiving, Timers, Queries):
             iface = self._interfaces.get(name)
             if iface is not None:
                 self._updates.refilter(iface, now)
+
+    def set_mtu(self, name: str, mtu: int) -> None:
+        """The largest datagram on interface ``name`` from now on (its link's MTU changed:
+        ``packet_size``); nothing for an interface not added."""
+        if mtu < 512:
+            raise ValueError(f"MTU {mtu} is too small for Babel")
+        iface = self._interfaces.get(name)
+        if iface is not None:
+            iface.config = dataclasses.replace(iface.config, mtu=mtu)
 
     def revalidate(self, now: float) -> None:
         """Ask the acceptance hook again about every route (a member was revoked)."""

@@ -56,6 +56,7 @@ from meshd.babel.options import (
     crosses_allowed,
     router_id_of,
 )
+from meshd.babel.ports import packet_size
 from meshd.babel.routes import Event as BabelEvent
 from meshd.babel.shell import BabelShell
 from meshd.babel.sources import IPNetwork, RouteKey
@@ -305,6 +306,14 @@ class BabelService:
             )
         shell.submit(partial(retake, self, before))
 
+    def set_mesh_mtu(self, mtu: int) -> None:
+        """The mesh interface's MTU changed (a SIGHUP's ``mtu``): Babel's datagrams there
+        take their size from it at once (a start again reads it from the interface)."""
+        shell = self._shell
+        if self.mesh is None or shell is None:
+            return
+        shell.submit(partial(_set_mtu, self.mesh.ifname, packet_size(mtu)))
+
     def _site_link_moved(self, name: str) -> None:
         """A site interface was made anew (a new index): start again on it, as under a
         new WireGuard key (meshd.daemon.babel_links)."""
@@ -472,6 +481,10 @@ class BabelService:
         self.paths_changed()  # a neighbour up, a relay's route, a direct route lost
 
     # --- views -------------------------------------------------------------------------------
+
+
+def _set_mtu(name: str, size: int, core: BabelCore, now: float) -> None:
+    core.set_mtu(name, size)
 
 
 def _link_down(name: str, core: BabelCore, now: float) -> None:

@@ -18,6 +18,9 @@ for seconds or drop every member's sessions:
   bound refuses the whole reload, the endpoint as it was;
 * ``degree``: how many members the connections service keeps connected, from its next
   look (members over it are not dropped for it: they go as their connections end).
+* ``mtu``: the WireGuard interface's MTU set at once, or derived from the underlay again
+  when the option is gone (sessions kept); Babel's datagrams on the mesh follow. The kernel
+  refusing it refuses the whole reload;
 * ``announce_interval``: when our next refresh is due, from the last one (one already
   overdue under a shorter interval goes at once);
 * ``announce_ttl``: the silence after which a member expires; every member is judged again
@@ -48,7 +51,7 @@ log = logging.getLogger(__name__)
 #: The options a running daemon takes on a SIGHUP (besides the log's, meshd.daemon.reload).
 LIVE: Final = (
     "announce_interval", "announce_ttl", "auto_renew", "babel_key", "babel_originate",
-    "babel_redistribute", "degree", "endpoint", "metrics", "public_addr", "relay",
+    "babel_redistribute", "degree", "endpoint", "metrics", "mtu", "public_addr", "relay",
     "renew_for", "renew_window",
 )  # fmt: skip
 _RENEW: Final = frozenset({"auto_renew", "renew_for", "renew_window"})
@@ -75,7 +78,8 @@ def taken(old: DaemonConfig, new: DaemonConfig, keys: Collection[str]) -> Daemon
         fields["metrics"] = new.metrics
     if "degree" in keys:
         fields["degree"] = new.degree
-    for key in ("announce_interval", "announce_ttl", "auto_renew", "renew_window", "renew_for"):
+    lifecycle = ("announce_interval", "announce_ttl", "auto_renew", "renew_window", "renew_for")
+    for key in (*lifecycle, "mtu"):
         if key in keys:
             fields[key] = getattr(new, key)
     return dataclasses.replace(old, **fields)  # type: ignore[arg-type]
@@ -98,10 +102,22 @@ async def take(daemon: Daemon, new: DaemonConfig, keys: Collection[str]) -> tupl
         refuse_ungranted(babel.ungranted(new.babel))  # as a start refuses them
     if _RENEW & set(wanted):
         daemon.renewal.check(new)  # as a start refuses it: no key that may renew here
+    if daemon.mesh.kind == "none":
+        wanted = [k for k in wanted if k != "mtu"]  # no interface: its next start's
     if not wanted:
         return ()
+    from meshd.daemon.wireguard_open import set_link_mtu
+
+    was_mtu = daemon.mesh.mtu
+    if "mtu" in wanted:  # refused by the kernel: nothing changed yet
+        daemon.mesh.mtu = await set_link_mtu(daemon.mesh.ifname, new.mtu)
     if "metrics" in wanted and daemon.metrics is not None:
-        await daemon.metrics.move(new.metrics)  # the last that may refuse: it undoes itself
+        try:
+            await daemon.metrics.move(new.metrics)  # the last that may refuse: it undoes itself
+        except BaseException:
+            if daemon.mesh.mtu != was_mtu:  # the MTU as it was, too
+                daemon.mesh.mtu = await set_link_mtu(daemon.mesh.ifname, was_mtu)
+            raise
     config = taken(daemon.config, new, wanted)
     daemon.config = config
     if "endpoint" in wanted:
@@ -117,6 +133,8 @@ async def take(daemon: Daemon, new: DaemonConfig, keys: Collection[str]) -> tupl
         daemon.relaying.reconfigure(config)
     if babel is not None and _BABEL & set(wanted):
         babel.reconfigure(config.babel)
+    if babel is not None and "mtu" in wanted:
+        babel.set_mesh_mtu(daemon.mesh.mtu)
     if "public_addr" in wanted and config.public_addrs:
         # For `meshd invite` while the daemon is down too, as a start keeps it.
         daemon.state.node.store.set_meta("public_addrs", "\n".join(config.public_addrs).encode())

@@ -11,10 +11,10 @@ environment over the config file, :mod:`meshd.cli.quick_up`):
   daemon runs on with what it has;
 * ``log_level`` and ``log_format``: applied at once;
 * the options of :data:`meshd.daemon.live_config.LIVE` (Babel's originated prefixes,
-  filter and keys, ``endpoint``, ``relay``, ``public_addr``, ``metrics``, ``degree``,
-  ``announce_interval``, ``announce_ttl``, ``auto_renew`` and its terms): given to the
-  running services (``apply_live``), which may refuse a value as a start would (one ERROR
-  line; nothing of that SIGHUP applied);
+  filter and keys, ``endpoint``, ``relay``, ``public_addr``, ``metrics``, ``mtu``,
+  ``degree``, ``announce_interval``, ``announce_ttl``, ``auto_renew`` and its terms):
+  given to the running services (``apply_live``), which may refuse a value as a start
+  would (one ERROR line; nothing of that SIGHUP applied);
 * any other option changed: one WARNING line naming the keys (never their values: a Babel
   key is a secret), which take effect when meshd starts again (``systemctl restart``);
   each SIGHUP names them again until then.

@@ -121,8 +121,10 @@ class WireGuardMesh:
         interval: float = 5.0,
         keepalive: int | None = 25,
         poke: bool = True,
+        mtu: int = 1420,
     ) -> None:
         self.backend = backend
+        self.mtu = mtu  # what the interface was given (at its start, or by a SIGHUP)
         self.kind = kind
         self.own_node_key = own_node_key
         self.own_wg_key = own_wg_key

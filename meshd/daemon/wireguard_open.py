@@ -63,6 +63,7 @@ async def open_mesh(config: DaemonConfig, node: NodeDir) -> AsyncIterator[WireGu
         overlay_address=overlay,
         mtu=mtu if mtu is not None else DEFAULT_MTU,
     )
+    link_mtu = interface.mtu if interface.mtu is not None else DEFAULT_MTU
     async with claim(config, node), opener(interface) as backend:
         if kind != "none":
             await backend.replace_routes([prefix])
@@ -86,6 +87,7 @@ async def open_mesh(config: DaemonConfig, node: NodeDir) -> AsyncIterator[WireGu
             interval=config.reconcile_interval,
             keepalive=config.keepalive or None,
             poke=kind != "none",
+            mtu=link_mtu,
         )
         log.info("WireGuard %s: closing", interface.ifname)
 
@@ -135,6 +137,16 @@ async def derived_mtu(ifname: str, netns: str | None = None) -> int:
             "MTU %d derived from the underlay: %s (set --mtu to choose)", derived.mtu, derived.why
         )
     return derived.mtu
+
+
+async def set_link_mtu(ifname: str, mtu: int | None) -> int:
+    """Give the running interface ``ifname`` the MTU ``mtu``, or the one derived from the
+    underlay now (:func:`derived_mtu`) for None (a SIGHUP's ``mtu``); the MTU set. The
+    sessions are kept: only the size of the packets the interface takes changes. A
+    BackendError if the kernel refuses."""
+    chosen = mtu if mtu is not None else await derived_mtu(ifname)
+    await Netlink().set_mtu(ifname, chosen)
+    return chosen
 
 
 async def local_addresses() -> list[LocalAddress]:

@@ -107,6 +107,14 @@ class Netlink:
 
         await self._run(f"configuring {ifname}", prepare)
 
+    async def set_mtu(self, ifname: str, mtu: int) -> None:
+        """Set the MTU of the interface ``ifname``."""
+
+        def set_mtu(rtnl: RtnlSocket) -> None:
+            rtnl.set_link(rtnl.index(ifname), mtu=mtu)
+
+        await self._run(f"setting the MTU of {ifname} to {mtu}", set_mtu)
+
     async def addresses(self) -> list[tuple[str, IPInterface]]:
         """Every address of every interface: (interface name, address with its prefix)."""
 

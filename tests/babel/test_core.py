@@ -483,3 +483,30 @@ def test_bad_arguments_are_refused() -> None:
         core.originate(IPv6Network("::/0"), IPv4Network("10.0.0.0/8"))
     with pytest.raises(ValueError, match="finite cost"):
         NeighbourUp(NeighbourId("eth0", PEER), INFINITY)
+
+
+def test_a_links_new_mtu_sizes_the_datagrams_from_then_on() -> None:
+    """``set_mtu`` (the mesh interface's MTU changed at a SIGHUP): a full update of 200
+    routes went in datagrams of up to 1,400 bytes; after, none is over the new 600."""
+    core = BabelCore(MY_ID)
+    core.add_interface("eth0", kind="wired", hello_interval=1.0, link_local=ME, mtu=1400)
+    for i in range(200):
+        core.originate(IPv6Network(f"2001:db8:{i:x}::/48"))
+    core.handle_timer(0.0)
+    before = [len(p) for _, _, p in core.datagrams_to_send(0.0)]
+    assert max(before) > 600
+    core.set_mtu("eth0", 600)
+    core.set_mtu("gone0", 600)  # an interface not added: nothing
+    peer = Peer(core, PEER)
+    peer.send(0.5, route_request(None), hello=False)
+    after = [p for _, _, p in core.datagrams_to_send(0.6)]
+    assert after and max(len(p) for p in after) <= 600
+    prefixes = {
+        m.prefix
+        for p in after
+        for m in expand(decode_packet_untrusted(p), ME)
+        if isinstance(m, Route)
+    }
+    assert len(prefixes) == 200  # all of them, in more datagrams
+    with pytest.raises(ValueError, match="too small"):
+        core.set_mtu("eth0", 500)

@@ -90,6 +90,7 @@ def fake_daemon(*, babel: bool, refused: tuple[str, ...] = (), no_key: bool = Fa
     meta: dict[str, bytes] = {}
     store = SimpleNamespace(set_meta=meta.__setitem__)
     daemon = SimpleNamespace(
+        mesh=SimpleNamespace(kind="userspace", ifname="wgtest", mtu=1420),
         renewal=Renewal(no_key),
         metrics=None,
         connections=SimpleNamespace(policy=SimpleNamespace(degree=6)),
@@ -156,6 +157,42 @@ def test_the_lifecycle_options_go_to_the_membership_and_the_renewal() -> None:
     assert daemon.renewal.calls == [("reconfigure", (daemon.config,))]
     assert daemon.config.auto_renew is True
     assert daemon.announcer.calls == [("reconfigure", (daemon.config,))]  # its interval
+
+
+def test_the_mtu_is_set_on_the_running_interface_and_babel_follows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``mtu``: set on the interface at once (derived again when the option is gone), Babel's
+    datagrams on the mesh follow; a metrics address refused after it puts it back."""
+    from meshd.daemon import wireguard_open
+
+    set_on: list[tuple[str, int | None]] = []
+
+    async def set_link_mtu(ifname: str, mtu: int | None) -> int:
+        set_on.append((ifname, mtu))
+        return mtu if mtu is not None else 1412  # derived: behind PPPoE
+
+    monkeypatch.setattr(wireguard_open, "set_link_mtu", set_link_mtu)
+    daemon = fake_daemon(babel=True)
+    assert trio.run(take, daemon, DaemonConfig(STATE, mtu=1300), ["mtu"]) == ("mtu",)
+    assert (set_on, daemon.mesh.mtu, daemon.config.mtu) == ([("wgtest", 1300)], 1300, 1300)
+    assert daemon.babel.calls == [("set_mesh_mtu", (1300,))]
+    assert trio.run(take, daemon, DaemonConfig(STATE), ["mtu"]) == ("mtu",)
+    assert (set_on[-1], daemon.mesh.mtu, daemon.config.mtu) == (("wgtest", None), 1412, None)
+    # Without WireGuard there is no interface: it waits for a start.
+    none = fake_daemon(babel=False)
+    none.mesh.kind = "none"
+    assert trio.run(take, none, DaemonConfig(STATE, mtu=1300), ["mtu"]) == ()
+    # A metrics address refused after the MTU was set: the MTU as it was, nothing taken.
+    refusing = fake_daemon(babel=True)
+    refusing.metrics = FakeSlot(refuse=True)
+    set_on.clear()
+    with pytest.raises(AddressUnavailable):
+        trio.run(take, refusing, DaemonConfig(STATE, mtu=1300, metrics="127.0.0.1:1"),
+                 ["mtu", "metrics"])  # fmt: skip
+    assert set_on == [("wgtest", 1300), ("wgtest", 1420)]
+    assert (refusing.mesh.mtu, refusing.config.mtu) == (1420, None)
+    assert refusing.babel.calls == []
 
 
 def test_auto_renew_without_a_key_refuses_the_reload_and_changes_nothing() -> None:

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.daemon.support import ROOT, meshd
 
 
 @pytest.mark.parametrize(("mtu", "ok"), [(1279, False), (1280, True), (1420, True), (65536, False)])
@@ -62,58 +72,76 @@ def test_without_mtu_it_is_derived_from_the_namespaces_default_routes() -> None:
         subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
 
 
-@pytest.mark.root
-def test_a_real_meshd_up_behind_pppoe_sets_1412(tmp_path: Path) -> None:
-    """A real ``meshd up`` with wireguard-go, in a namespace whose default route leaves by a
-    1492-byte link (PPPoE's), and no ``--mtu``: the interface comes up at 1412, as
-    ``meshd status`` and ``ip link`` show, and the log says where it came from."""
-    import json
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-    from functools import partial
+class BehindPppoe:
+    """A real ``meshd up`` with wireguard-go, in a namespace of its own whose default route
+    leaves by a 1492-byte link (PPPoE's), its options in a config file."""
 
-    from tests.daemon.support import ROOT, meshd
+    def __init__(self, tmp_path: Path, config_text: str) -> None:
+        pid = os.getpid() % 100000
+        self.ns, self.ifname = f"mtue{pid}", f"mtw{pid}"
+        self.state_dir, self.log_path = tmp_path / "n0", tmp_path / "n0.log"
+        self.config = tmp_path / "meshd.toml"
+        self.config.write_text(config_text)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        for name in ("MESHD_LOG", "MESHD_LOG_LEVEL", "MESHD_CONFIG", "MESHD_STATE_DIR"):
+            self.env.pop(name, None)
 
-    ns, ifname = f"mtue{os.getpid() % 100000}", f"mtw{os.getpid() % 100000}"
-    state_dir, log_path = tmp_path / "n0", tmp_path / "n0.log"
-    run = partial(subprocess.run, check=True, capture_output=True)
-    process: subprocess.Popen[bytes] | None = None
-    try:
-        run(["ip", "netns", "add", ns])
-        run(["ip", "-n", ns, "link", "set", "lo", "up"])
-        run(["ip", "-n", ns, "link", "add", "up0", "type", "veth", "peer", "name", "up1"])
-        run(["ip", "-n", ns, "link", "set", "up0", "mtu", "1492", "up"])
-        run(["ip", "-n", ns, "link", "set", "up1", "up"])
-        run(["ip", "-n", ns, "addr", "add", "192.0.2.1/24", "dev", "up0"])
-        run(["ip", "-n", ns, "route", "add", "default", "dev", "up0"])
-        done = meshd("init", "--network", "mtunet", "--name", "n0", "--state-dir", str(state_dir))
-        assert done.returncode == 0, done.stderr
-        argv = ["ip", "netns", "exec", ns, sys.executable, "-m", "meshd", "up",
-                "--state-dir", str(state_dir), "--wg-backend", "userspace",
-                "--interface", ifname, "--listen", "/ip4/127.0.0.1/tcp/7100"]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-        status: dict[str, object] = {}
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert process.poll() is None, log_path.read_text()[-2000:]
-            ask = ["ip", "netns", "exec", ns, sys.executable, "-m", "meshd", "status",
-                   "--state-dir", str(state_dir), "--json"]  # fmt: skip
-            asked = subprocess.run(ask, capture_output=True, text=True, env=env, check=False)
-            if asked.returncode == 0:
-                status = json.loads(asked.stdout)["wireguard"]
-                break
-            time.sleep(0.2)
-        assert status.get("mtu") == 1412, (status, log_path.read_text()[-2000:])
-        shown = run(["ip", "-n", ns, "-o", "link", "show", ifname], text=True).stdout
-        assert " mtu 1412 " in shown
-        text = log_path.read_text()
-        assert "MTU 1412 derived from the underlay: up0's 1492 (default route) less 80" in text
-    finally:
+    def __enter__(self) -> BehindPppoe:
+        run = partial(subprocess.run, check=True, capture_output=True)
+        ns = self.ns
+        try:
+            run(["ip", "netns", "add", ns])
+            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+            run(["ip", "-n", ns, "link", "add", "up0", "type", "veth", "peer", "name", "up1"])
+            run(["ip", "-n", ns, "link", "set", "up0", "mtu", "1492", "up"])
+            run(["ip", "-n", ns, "link", "set", "up1", "up"])
+            run(["ip", "-n", ns, "addr", "add", "192.0.2.1/24", "dev", "up0"])
+            run(["ip", "-n", ns, "route", "add", "default", "dev", "up0"])
+            done = meshd("init", "--network", "mtunet", "--name", "n0",
+                         "--state-dir", str(self.state_dir))  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            argv = ["ip", "netns", "exec", ns, sys.executable, "-m", "meshd", "up",
+                    "--state-dir", str(self.state_dir), "--wg-backend", "userspace",
+                    "--interface", self.ifname, "--listen", "/ip4/127.0.0.1/tcp/7100",
+                    "--config", str(self.config)]  # fmt: skip
+            with self.log_path.open("wb") as log:
+                self.process = subprocess.Popen(
+                    argv, stdout=log, stderr=subprocess.STDOUT, env=self.env
+                )
+            deadline = time.monotonic() + 60
+            while self.status() is None:
+                assert time.monotonic() < deadline, self.log_path.read_text()[-2000:]
+                time.sleep(0.2)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def status(self) -> dict[str, Any] | None:
+        """What ``meshd status --json`` says of WireGuard, None before it answers."""
+        assert self.process is not None
+        assert self.process.poll() is None, self.log()
+        ask = ["ip", "netns", "exec", self.ns, sys.executable, "-m", "meshd", "status",
+               "--state-dir", str(self.state_dir), "--json"]  # fmt: skip
+        asked = subprocess.run(ask, capture_output=True, text=True, env=self.env, check=False)
+        if asked.returncode != 0:
+            return None
+        wireguard: dict[str, Any] = json.loads(asked.stdout)["wireguard"]
+        return wireguard
+
+    def link_mtu(self) -> int:
+        shown = subprocess.run(
+            ["ip", "-n", self.ns, "-o", "link", "show", self.ifname],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        return int(shown.split(" mtu ")[1].split()[0])
+
+    def log(self) -> str:
+        return self.log_path.read_text()[-2000:]
+
+    def __exit__(self, *exc: object) -> None:
+        process = self.process
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
@@ -121,4 +149,45 @@ def test_a_real_meshd_up_behind_pppoe_sets_1412(tmp_path: Path) -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5)
-        subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.ns], check=False, capture_output=True)
+
+
+@pytest.mark.root
+def test_a_real_meshd_up_behind_pppoe_sets_1412(tmp_path: Path) -> None:
+    """No ``--mtu``: the interface comes up at 1412, as ``meshd status`` and ``ip link``
+    show, and the log says where it came from."""
+    with BehindPppoe(tmp_path, "") as node:
+        status = node.status()
+        assert status is not None
+        assert status["mtu"] == 1412, node.log()
+        assert node.link_mtu() == 1412
+        text = node.log_path.read_text()
+        assert "MTU 1412 derived from the underlay: up0's 1492 (default route) less 80" in text
+
+
+@pytest.mark.root
+def test_a_sighup_sets_the_mtu_on_the_running_interface_and_derives_it_again(
+    tmp_path: Path,
+) -> None:
+    """``mtu = 1300`` in the file and a SIGHUP: the running interface takes 1300 (no restart:
+    the same process); the key gone and a SIGHUP: derived again, 1412."""
+    with BehindPppoe(tmp_path, "mtu = 1380\n") as node:
+        assert node.link_mtu() == 1380
+        assert node.process is not None
+        node.config.write_text("mtu = 1300\n")
+        node.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while node.link_mtu() != 1300:
+            assert time.monotonic() < deadline, node.log()
+            time.sleep(0.1)
+        status = node.status()
+        assert status is not None
+        assert status["mtu"] == 1300
+        node.config.write_text("")
+        node.process.send_signal(signal.SIGHUP)
+        while node.link_mtu() != 1412:
+            assert time.monotonic() < deadline + 10, node.log()
+            time.sleep(0.1)
+        text = node.log_path.read_text()
+        assert text.count("SIGHUP: the running daemon took mtu") == 2, node.log()
+        assert node.process.poll() is None
