@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import trio
@@ -80,6 +80,10 @@ class Announcer:
         # Whether we relay for other members now (:meth:`follow_relaying`); never without a
         # relaying service (no Babel on the mesh).
         self.relaying: Callable[[], bool] = _not_relaying
+        # Called when our interface addresses changed since the last look (not at the first):
+        # the daemon derives the MTU again (meshd.daemon.wireguard_open.follow_underlay_mtu).
+        self.on_underlay: Callable[[], Awaitable[None]] | None = None
+        self._local: frozenset[tuple[str, object]] | None = None
         self._wake = trio.Event()
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -128,6 +132,10 @@ class Announcer:
         exclude = [config.interface, "lo"]
         local = await local_addresses()
         self.mesh.set_underlay(underlay_of(local, exclude=exclude))
+        seen = frozenset((a.ifname, a.interface) for a in local if a.ifname not in exclude)
+        if self._local is not None and seen != self._local and self.on_underlay is not None:
+            await self.on_underlay()
+        self._local = seen
         if config.endpoints:
             self._hosts = endpoint_hosts(config.endpoints)
         else:

@@ -156,6 +156,7 @@ class Daemon:
             state.node.paths.root,
         )
         self.announcer.candidates = self._candidates
+        self.announcer.on_underlay = self._underlay_changed
         self.expiry = Expiry(state, config.tick_interval)
         self.liveness = Liveness(host, state, lambda: mesh.handshakes, LIVENESS_INTERVAL)
         # --auto-renew, taken again by a SIGHUP (UsageError now: no key that may renew here).
@@ -205,6 +206,18 @@ class Daemon:
             # for systemd once this returns (READY=1).
             await nursery.start(self.control.run)
             task_status.started()
+
+    async def _underlay_changed(self) -> None:
+        """Our addresses changed (another network, another uplink): without ``--mtu`` the
+        WireGuard MTU is derived again and, if it moved, set (and Babel's datagrams on the
+        mesh follow)."""
+        if self.config.mtu is not None or self.mesh.kind == "none":
+            return
+        from meshd.daemon.wireguard_open import follow_underlay_mtu
+
+        mtu = await follow_underlay_mtu(self.mesh)
+        if mtu is not None and self.babel is not None:
+            self.babel.set_mesh_mtu(mtu)
 
     async def reconfigure(self, new: DaemonConfig, keys: Collection[str]) -> tuple[str, ...]:
         """A SIGHUP's new options that the running services take (meshd.daemon.live_config):

@@ -22,6 +22,7 @@ from meshd.daemon.startup import claim
 from meshd.daemon.wireguard import WireGuardMesh
 from meshd.errors import BackendError
 from meshd.mesh.desired import Underlay
+from meshd.mesh.mtu import Derived
 from meshd.mesh.underlay import LocalAddress, underlay_of
 from meshd.trust.keys import NodeKey, WgKey
 from meshd.wg.backend import InterfaceConfig
@@ -97,6 +98,39 @@ async def derived_mtu(ifname: str, netns: str | None = None) -> int:
     namespace's (or ``netns``'s) default routes and interfaces
     (:func:`meshd.mesh.mtu.derive_mtu`), logged with where it came from; 1420 if netlink
     cannot be read."""
+    try:
+        derived = await _derive(ifname, netns)
+    except (OSError, BackendError) as exc:
+        log.warning("cannot read the underlay's MTU (%s): MTU %d", exc, DEFAULT_MTU)
+        return DEFAULT_MTU
+    _say(
+        derived,
+        "MTU %d derived from the underlay: %s (set --mtu to choose)",
+        derived.mtu,
+        derived.why,
+    )
+    return derived.mtu
+
+
+async def follow_underlay_mtu(mesh: WireGuardMesh) -> int | None:
+    """Our addresses changed (another network, another uplink) and ``--mtu`` is not given:
+    derive the MTU again and set it on the interface if it moved (sessions are kept); the
+    new MTU, None if it stayed (or could not be read or set: a WARNING, it stays)."""
+    try:
+        derived = await _derive(mesh.ifname, None)
+        if derived.mtu == mesh.mtu:
+            return None
+        await Netlink().set_mtu(mesh.ifname, derived.mtu)
+    except (OSError, BackendError) as exc:
+        log.warning("the underlay changed; the MTU stays %d: %s", mesh.mtu, exc)
+        return None
+    was, mesh.mtu = mesh.mtu, derived.mtu
+    _say(derived, "the underlay changed: MTU %d, was %d (%s)", derived.mtu, was, derived.why)
+    return derived.mtu
+
+
+async def _derive(ifname: str, netns: str | None) -> Derived:
+    """:func:`meshd.mesh.mtu.derive_mtu` over what netlink says now."""
     from meshd.mesh.mtu import derive_mtu
     from meshd.wg import rtnetlink as rt
     from meshd.wg.rtnl_socket import RtnlSocket
@@ -119,12 +153,12 @@ async def derived_mtu(ifname: str, netns: str | None = None) -> int:
             }
         return mtus, defaults, global_
 
-    try:
-        mtus, defaults, global_ = await trio.to_thread.run_sync(read)
-    except (OSError, BackendError) as exc:
-        log.warning("cannot read the underlay's MTU (%s): MTU %d", exc, DEFAULT_MTU)
-        return DEFAULT_MTU
-    derived = derive_mtu(mtus, defaults, global_, exclude=(ifname, "lo"))
+    mtus, defaults, global_ = await trio.to_thread.run_sync(read)
+    return derive_mtu(mtus, defaults, global_, exclude=(ifname, "lo"))
+
+
+def _say(derived: Derived, line: str, *args: object) -> None:
+    """The INFO line of a derived MTU, a WARNING when the underlay is too small for it."""
     if derived.too_small:
         log.warning(
             "MTU %d (%s): the underlay carries less than that with WireGuard's overhead, "
@@ -133,10 +167,7 @@ async def derived_mtu(ifname: str, netns: str | None = None) -> int:
             derived.why,
         )
     else:
-        log.info(
-            "MTU %d derived from the underlay: %s (set --mtu to choose)", derived.mtu, derived.why
-        )
-    return derived.mtu
+        log.info(line, *args)
 
 
 async def set_link_mtu(ifname: str, mtu: int | None) -> int:

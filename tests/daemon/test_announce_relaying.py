@@ -249,3 +249,37 @@ def test_an_announcement_the_store_refuses_is_tried_again_later_not_in_a_loop(
 
     run_on_fake_clock(main)
     assert [round(t) for t in tries] == [0, 1, 3, 7, 15, 31, 63]
+
+
+def test_a_change_of_our_addresses_is_told_once_not_at_the_first_look(
+    node: NodeDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``on_underlay`` (the daemon derives the MTU again from it): called at the look that
+    sees our addresses change, once, not at the first look nor while they stay."""
+    here = [LocalAddress("eth0", ipaddress.ip_interface("192.0.2.10/24"))]
+
+    async def addresses() -> list[LocalAddress]:
+        return list(here)
+
+    monkeypatch.setattr(announcer_module, "local_addresses", addresses)
+    config = DaemonConfig(
+        state_dir=node.paths.root, wg_backend="none", announce_interval=60.0, announce_ttl=TTL
+    )
+    told: list[float] = []
+
+    async def main() -> None:
+        _, _, announcer = announcer_of(node, now(), config)
+
+        async def changed() -> None:
+            told.append(trio.current_time())
+
+        announcer.on_underlay = changed
+        await announcer.refresh_underlay()
+        await announcer.refresh_underlay()
+        assert told == []
+        here[0] = LocalAddress("wwan0", ipaddress.ip_interface("100.64.7.2/10"))
+        await announcer.refresh_underlay()
+        await announcer.refresh_underlay()
+        assert len(told) == 1
+
+    run_on_fake_clock(main)
