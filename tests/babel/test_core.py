@@ -500,7 +500,8 @@ def test_a_links_new_mtu_sizes_the_datagrams_from_then_on() -> None:
     peer = Peer(core, PEER)
     peer.send(0.5, route_request(None), hello=False)
     after = [p for _, _, p in core.datagrams_to_send(0.6)]
-    assert after and max(len(p) for p in after) <= 600
+    assert after
+    assert max(len(p) for p in after) <= 600
     prefixes = {
         m.prefix
         for p in after
