@@ -22,7 +22,7 @@ from meshd.daemon.startup import claim
 from meshd.daemon.wireguard import WireGuardMesh
 from meshd.errors import BackendError
 from meshd.mesh.desired import Underlay
-from meshd.mesh.mtu import Derived
+from meshd.mesh.mtu import Derived, derive_mtu
 from meshd.mesh.underlay import LocalAddress, underlay_of
 from meshd.trust.keys import NodeKey, WgKey
 from meshd.wg.backend import InterfaceConfig
@@ -131,7 +131,6 @@ async def follow_underlay_mtu(mesh: WireGuardMesh) -> int | None:
 
 async def _derive(ifname: str, netns: str | None) -> Derived:
     """:func:`meshd.mesh.mtu.derive_mtu` over what netlink says now."""
-    from meshd.mesh.mtu import derive_mtu
     from meshd.wg import rtnetlink as rt
     from meshd.wg.rtnl_socket import RtnlSocket
 
