@@ -4,6 +4,7 @@ collaborators: who may send what, how often, and what a notice may change."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -246,6 +247,29 @@ class _Device:
                 self.status = dataclasses.replace(self.status, config=config)
 
 
+def _one_member(
+    device: _Device, member: Any, wall: list[float], monkeypatch: pytest.MonkeyPatch
+) -> tuple[Punching, Callable[[float, float], None]]:
+    """The punching service over ``device`` with ``member`` alone, its wall clock
+    ``wall[0]``, and a step at (trio time, wall time)."""
+    from meshd.daemon import punching as punching_module
+
+    mesh: Any = fake_mesh(device)
+    state: Any = SimpleNamespace(feed=SimpleNamespace(current=SimpleNamespace(members=[member])))
+    host: Any = SimpleNamespace(connected_peers=list)
+    endpoints = Endpoints(overlay=None, listen_port=51820, configured=(), is_member=bool)
+    punching = Punching(host, state, mesh, endpoints, SimpleNamespace(), 25, 1.0)  # type: ignore[arg-type]
+    monkeypatch.setattr(punching_module, "time", SimpleNamespace(time=lambda: wall[0]))
+
+    def step(now: float, at: float) -> None:
+        wall[0] = at
+        clock = trio.testing.MockClock()
+        clock.jump(now)
+        trio.run(punching.step, clock=clock)
+
+    return punching, step
+
+
 def test_a_candidate_a_round_set_is_kept_only_once_a_newer_handshake_answers_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -253,7 +277,6 @@ def test_a_candidate_a_round_set_is_kept_only_once_a_newer_handshake_answers_it(
     candidate X at t, while the last handshake (at t-10 s, through M) is still a session.
     The device shows X, but nothing answered there: M stays kept. A handshake at t+1 (through
     X) makes X kept."""
-    from meshd.daemon import punching as punching_module
     from meshd.mesh.announced import encode_candidates
     from meshd.wg.model import PeerConfig, PeerStatus
     from tests.mesh.support import member
@@ -265,20 +288,7 @@ def test_a_candidate_a_round_set_is_kept_only_once_a_newer_handshake_answers_it(
     wg_b = bytes(b.wg_key)
     net = ipaddress.ip_network("fd00::b/128")
     device = _Device(PeerStatus(PeerConfig(wg_b, mapping, (net,), 25), 996.0, 5, 5))
-    mesh: Any = fake_mesh(device)
-    state: Any = SimpleNamespace(feed=SimpleNamespace(current=SimpleNamespace(members=[b])))
-    host: Any = SimpleNamespace(connected_peers=list)
-    endpoints = Endpoints(overlay=None, listen_port=51820, configured=(), is_member=bool)
-    punching = Punching(host, state, mesh, endpoints, SimpleNamespace(), 25, 1.0)  # type: ignore[arg-type]
-    wall = [0.0]
-    monkeypatch.setattr(punching_module, "time", SimpleNamespace(time=lambda: wall[0]))
-
-    def step(now: float, at: float) -> None:
-        wall[0] = at
-        clock = trio.testing.MockClock()
-        clock.jump(now)
-        trio.run(punching.step, clock=clock)
-
+    punching, step = _one_member(device, b, [0.0], monkeypatch)
     step(0.0, 1000.0)  # a session at the mapping
     assert dict(punching.kept.kept) == {wg_b: mapping}
     step(6.0, 1006.0)  # silent for longer than Hellos allow: a round sets X (t = 1006)
@@ -299,7 +309,6 @@ def test_a_handshake_landing_between_a_steps_read_and_its_write_is_not_hidden_by
     writes L: the device then shows L with a handshake older than L's setting. The next step
     settles on X, where it answered, and puts X back; it did not settle on L (unreachable
     from here) before."""
-    from meshd.daemon import punching as punching_module
     from meshd.mesh.announced import encode_candidates
     from meshd.wg.model import PeerConfig, PeerStatus
     from tests.mesh.support import member
@@ -331,19 +340,7 @@ def test_a_handshake_landing_between_a_steps_read_and_its_write_is_not_hidden_by
             await super().set(ops)
 
     device = Racing(PeerStatus(PeerConfig(wg_b, None, (net,), 25), 0.0, 0, 0))
-    mesh: Any = fake_mesh(device)
-    state: Any = SimpleNamespace(feed=SimpleNamespace(current=SimpleNamespace(members=[b])))
-    host: Any = SimpleNamespace(connected_peers=list)
-    endpoints = Endpoints(overlay=None, listen_port=51820, configured=(), is_member=bool)
-    punching = Punching(host, state, mesh, endpoints, SimpleNamespace(), 25, 1.0)  # type: ignore[arg-type]
-    monkeypatch.setattr(punching_module, "time", SimpleNamespace(time=lambda: wall[0]))
-
-    def step(now: float, at: float) -> None:
-        wall[0] = at
-        clock = trio.testing.MockClock()
-        clock.jump(now)
-        trio.run(punching.step, clock=clock)
-
+    punching, step = _one_member(device, b, wall, monkeypatch)
     step(0.0, 1000.0)
     assert device.status.config.endpoint == x
     device.armed = True
