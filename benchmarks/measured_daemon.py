@@ -105,6 +105,12 @@ def _allocators(signum, frame):
     libc.mallinfo2.restype = Info
     info = libc.mallinfo2()
     status = open("/proc/self/status").read()
+    try:  # SQLite's own count of what it holds (its page cache, its statements)
+        sqlite = ctypes.CDLL("libsqlite3.so.0")
+        sqlite.sqlite3_memory_used.restype = ctypes.c_int64
+        sqlite_used = sqlite.sqlite3_memory_used()
+    except (OSError, AttributeError):
+        sqlite_used = 0
     found = {
         "arenas": number("# arenas allocated current"),
         "allocated_blocks": number("# bytes in allocated blocks"),
@@ -113,6 +119,7 @@ def _allocators(signum, frame):
         "malloc_in_use": info.uordblks,
         "malloc_mmapped": info.hblkhd,
         "malloc_free": info.fordblks,
+        "sqlite_in_use": sqlite_used,
         "rss_anon": 1024 * int(re.search(r"RssAnon:\s+(\d+)", status).group(1)),
     }
     path = os.environ["MESHD_MEMORY_ALLOCATORS"]
