@@ -53,6 +53,7 @@ from meshd.daemon.state import NodeState, SyncSessions
 from meshd.daemon.sync_policy import SyncPolicy
 from meshd.daemon.transport import Transport, key_of
 from meshd.daemon.wireguard import WireGuardMesh
+from meshd.errors import BackendError
 from meshd.gossip import enroll
 from meshd.gossip.admission import StrangerBudget
 from meshd.gossip.backoff import DialBackoff
@@ -156,11 +157,12 @@ class Daemon:
             state.node.paths.root,
         )
         self.announcer.candidates = self._candidates
-        self.announcer.on_underlay = self._underlay_changed
+        self.announcer.on_look = self._underlay_looked
         self.expiry = Expiry(state, config.tick_interval)
         self.liveness = Liveness(host, state, lambda: mesh.handshakes, LIVENESS_INTERVAL)
         # --auto-renew, taken again by a SIGHUP (UsageError now: no key that may renew here).
         self.renewal = AutoRenewSlot(state, self.flooder.flood, config)
+        self._mtu_trouble: str | None = None  # the last failure to follow the MTU, said once
         self.lifecycle = [*lifecycle_services(state), self.renewal]
         self.control = Control(self)
         self.babel = _babel_service(config, state, mesh, self.punching.direct_keys)
@@ -207,15 +209,24 @@ class Daemon:
             await nursery.start(self.control.run)
             task_status.started()
 
-    async def _underlay_changed(self) -> None:
-        """Our addresses changed (another network, another uplink): without ``--mtu`` the
-        WireGuard MTU is derived again and, if it moved, set (and Babel's datagrams on the
-        mesh follow)."""
+    async def _underlay_looked(self) -> None:
+        """At each look at the underlay, without ``--mtu``: the WireGuard MTU derived again
+        (another network, the default route on another uplink, an uplink's MTU changed) and,
+        if it moved, set; Babel's datagrams on the mesh follow. A failure to read or set it
+        is a WARNING once, not at every look, until it changes or it works again."""
         if self.config.mtu is not None or self.mesh.kind == "none":
             return
         from meshd.daemon.wireguard_open import follow_underlay_mtu
 
-        mtu = await follow_underlay_mtu(self.mesh)
+        try:
+            mtu = await follow_underlay_mtu(self.mesh)
+        except (OSError, BackendError) as exc:
+            if str(exc) != self._mtu_trouble:
+                log.warning("the underlay's MTU could not be followed; it stays %d: %s",
+                            self.mesh.mtu, exc)  # fmt: skip
+            self._mtu_trouble = str(exc)
+            return
+        self._mtu_trouble = None
         if mtu is not None and self.babel is not None:
             self.babel.set_mesh_mtu(mtu)
 

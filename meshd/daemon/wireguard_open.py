@@ -113,17 +113,13 @@ async def derived_mtu(ifname: str, netns: str | None = None) -> int:
 
 
 async def follow_underlay_mtu(mesh: WireGuardMesh) -> int | None:
-    """Our addresses changed (another network, another uplink) and ``--mtu`` is not given:
-    derive the MTU again and set it on the interface if it moved (sessions are kept); the
-    new MTU, None if it stayed (or could not be read or set: a WARNING, it stays)."""
-    try:
-        derived = await _derive(mesh.ifname, None)
-        if derived.mtu == mesh.mtu:
-            return None
-        await Netlink().set_mtu(mesh.ifname, derived.mtu)
-    except (OSError, BackendError) as exc:
-        log.warning("the underlay changed; the MTU stays %d: %s", mesh.mtu, exc)
+    """``--mtu`` is not given: derive the MTU again from the underlay as it is now and set it
+    on the interface if it moved (sessions are kept); the new MTU, None if it stayed. Raises
+    OSError or BackendError if it could not be read or set (it stays)."""
+    derived = await _derive(mesh.ifname, None)
+    if derived.mtu == mesh.mtu:
         return None
+    await Netlink().set_mtu(mesh.ifname, derived.mtu)
     was, mesh.mtu = mesh.mtu, derived.mtu
     _say(derived, "the underlay changed: MTU %d, was %d (%s)", derived.mtu, was, derived.why)
     return derived.mtu

@@ -251,11 +251,13 @@ def test_an_announcement_the_store_refuses_is_tried_again_later_not_in_a_loop(
     assert [round(t) for t in tries] == [0, 1, 3, 7, 15, 31, 63]
 
 
-def test_a_change_of_our_addresses_is_told_once_not_at_the_first_look(
+def test_every_look_is_told_with_the_underlay_already_set(
     node: NodeDir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``on_underlay`` (the daemon derives the MTU again from it): called at the look that
-    sees our addresses change, once, not at the first look nor while they stay."""
+    """``on_look`` (the daemon derives the MTU again from it): called at every look, the
+    first included, whether our addresses changed or not (the default route may move to
+    another uplink, or an uplink's MTU change, with no address of ours changing), once the
+    mesh has the underlay as the look saw it."""
     here = [LocalAddress("eth0", ipaddress.ip_interface("192.0.2.10/24"))]
 
     async def addresses() -> list[LocalAddress]:
@@ -270,16 +272,15 @@ def test_a_change_of_our_addresses_is_told_once_not_at_the_first_look(
     async def main() -> None:
         _, _, announcer = announcer_of(node, now(), config)
 
-        async def changed() -> None:
-            told.append(trio.current_time())
+        async def looked() -> None:
+            told.append(announcer.mesh.underlay.networks)
 
-        announcer.on_underlay = changed
+        announcer.on_look = looked
         await announcer.refresh_underlay()
         await announcer.refresh_underlay()
-        assert told == []
         here[0] = LocalAddress("wwan0", ipaddress.ip_interface("100.64.7.2/10"))
         await announcer.refresh_underlay()
-        await announcer.refresh_underlay()
-        assert len(told) == 1
+        assert len(told) == 3
+        assert told[0] == told[1] != told[2]
 
     run_on_fake_clock(main)

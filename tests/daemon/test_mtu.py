@@ -197,14 +197,21 @@ def test_a_sighup_sets_the_mtu_on_the_running_interface_and_derives_it_again(
 
 @pytest.mark.root
 def test_without_mtu_it_follows_the_underlay_to_a_smaller_uplink(tmp_path: Path) -> None:
-    """The default route moves to a new uplink of 1400 bytes (a laptop on a phone's hotspot,
-    say): once the daemon sees its addresses change it derives the MTU again, 1320, and sets
-    it on the running interface (no restart: the same process)."""
+    """The uplink's MTU lowered, no address of ours changing (a PPPoE session renegotiated,
+    an operator's ``ip link set``): at its next look the daemon derives the MTU again, 1380,
+    and sets it on the running interface. Then the default route moves to a new uplink of
+    1400 bytes (a laptop on a phone's hotspot, say): 1320. The same process throughout."""
     config = 'announce_interval = "2s"\nannounce_ttl = "10s"\n'  # a look every 2 s
     with BehindPppoe(tmp_path, config) as node:
         assert node.link_mtu() == 1412
         run = partial(subprocess.run, check=True, capture_output=True)
         ns = node.ns
+        run(["ip", "-n", ns, "link", "set", "up0", "mtu", "1460"])
+        deadline = time.monotonic() + 20
+        while node.link_mtu() != 1380:
+            assert time.monotonic() < deadline, node.log()
+            time.sleep(0.2)
+        assert "the underlay changed: MTU 1380, was 1412" in node.log_path.read_text()
         run(["ip", "-n", ns, "link", "add", "up2", "type", "veth", "peer", "name", "up3"])
         run(["ip", "-n", ns, "link", "set", "up2", "mtu", "1400", "up"])
         run(["ip", "-n", ns, "link", "set", "up3", "up"])
@@ -215,6 +222,72 @@ def test_without_mtu_it_follows_the_underlay_to_a_smaller_uplink(tmp_path: Path)
         while node.link_mtu() != 1320:
             assert time.monotonic() < deadline, node.log()
             time.sleep(0.2)
-        assert "the underlay changed: MTU 1320, was 1412" in node.log_path.read_text()
+        assert "the underlay changed: MTU 1320, was 1380" in node.log_path.read_text()
         assert node.process is not None
         assert node.process.poll() is None
+
+
+def test_a_failure_to_follow_the_mtu_is_said_once_until_it_changes(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The daemon looks every 10 s: a netlink that keeps failing the same way is one
+    WARNING, not one a look; another failure is said again, and so is the first once it
+    worked in between. Babel's datagrams follow a new MTU."""
+    import logging
+    from types import SimpleNamespace
+
+    import trio
+
+    from meshd.daemon import wireguard_open
+    from meshd.daemon.service import Daemon
+
+    outcomes: list[object] = [
+        OSError("netlink: busy"), OSError("netlink: busy"), OSError("netlink: gone"),
+        1380, None, OSError("netlink: gone"),
+    ]  # fmt: skip
+    mtus: list[int] = []
+
+    async def follow(mesh: object) -> int | None:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, OSError):
+            raise outcome
+        assert outcome is None or isinstance(outcome, int)
+        return outcome
+
+    monkeypatch.setattr(wireguard_open, "follow_underlay_mtu", follow)
+    daemon = SimpleNamespace(
+        config=SimpleNamespace(mtu=None),
+        mesh=SimpleNamespace(kind="userspace", mtu=1412),
+        babel=SimpleNamespace(set_mesh_mtu=mtus.append),
+        _mtu_trouble=None,
+    )
+    with caplog.at_level(logging.WARNING, logger="meshd.daemon.service"):
+        for _ in range(6):
+            trio.run(Daemon._underlay_looked, daemon)
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [
+        "the underlay's MTU could not be followed; it stays 1412: netlink: busy",
+        "the underlay's MTU could not be followed; it stays 1412: netlink: gone",
+        "the underlay's MTU could not be followed; it stays 1412: netlink: gone",
+    ]
+    assert mtus == [1380]
+    assert outcomes == []
+
+
+def test_a_given_mtu_is_not_followed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--mtu`` (or ``mtu`` in the file) given: the looks leave it alone."""
+    from types import SimpleNamespace
+
+    import trio
+
+    from meshd.daemon import wireguard_open
+    from meshd.daemon.service import Daemon
+
+    async def follow(mesh: object) -> int | None:
+        raise AssertionError("followed a given MTU")
+
+    monkeypatch.setattr(wireguard_open, "follow_underlay_mtu", follow)
+    daemon = SimpleNamespace(
+        config=SimpleNamespace(mtu=1300), mesh=SimpleNamespace(kind="userspace", mtu=1300)
+    )
+    trio.run(Daemon._underlay_looked, daemon)
