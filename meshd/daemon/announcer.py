@@ -80,10 +80,11 @@ class Announcer:
         # Whether we relay for other members now (:meth:`follow_relaying`); never without a
         # relaying service (no Babel on the mesh).
         self.relaying: Callable[[], bool] = _not_relaying
-        # Called after every look at the underlay: the daemon derives the MTU again, which
-        # may have moved with no address of ours changing (the default route moved to another
-        # uplink, an uplink's MTU changed; meshd.daemon.wireguard_open.follow_underlay_mtu).
-        self.on_look: Callable[[], Awaitable[None]] | None = None
+        # Called after every look at the underlay, told whether our addresses changed since
+        # the last (not at the first): the daemon follows the MTU, which may move with no
+        # address of ours changing (meshd.daemon.underlay_mtu).
+        self.on_look: Callable[[bool], Awaitable[None]] | None = None
+        self._local: frozenset[tuple[str, object]] | None = None
         self._wake = trio.Event()
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -132,8 +133,10 @@ class Announcer:
         exclude = [config.interface, "lo"]
         local = await local_addresses()
         self.mesh.set_underlay(underlay_of(local, exclude=exclude))
+        seen = frozenset((a.ifname, a.interface) for a in local if a.ifname not in exclude)
+        changed, self._local = self._local is not None and seen != self._local, seen
         if self.on_look is not None:
-            await self.on_look()
+            await self.on_look(changed)
         if config.endpoints:
             self._hosts = endpoint_hosts(config.endpoints)
         else:

@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 
     from meshd.daemon.metrics import MetricsSlot
     from meshd.daemon.reload import Reloader
+    from meshd.daemon.underlay_mtu import UnderlayMtu
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,8 @@ class Daemon:
         self.liveness = Liveness(host, state, lambda: mesh.handshakes, LIVENESS_INTERVAL)
         # --auto-renew, taken again by a SIGHUP (UsageError now: no key that may renew here).
         self.renewal = AutoRenewSlot(state, self.flooder.flood, config)
-        self._mtu_trouble: str | None = None  # the last failure to follow the MTU, said once
+        self._mtu: UnderlayMtu | None = None  # follows the underlay's MTU, made at the first look
+        self._mtu_trouble: str | None = None  # the last failure to follow it, said once
         self.lifecycle = [*lifecycle_services(state), self.renewal]
         self.control = Control(self)
         self.babel = _babel_service(config, state, mesh, self.punching.direct_keys)
@@ -209,17 +211,20 @@ class Daemon:
             await nursery.start(self.control.run)
             task_status.started()
 
-    async def _underlay_looked(self) -> None:
+    async def _underlay_looked(self, addresses_changed: bool) -> None:
         """At each look at the underlay, without ``--mtu``: the WireGuard MTU derived again
         (another network, the default route on another uplink, an uplink's MTU changed) and,
-        if it moved, set; Babel's datagrams on the mesh follow. A failure to read or set it
-        is a WARNING once, not at every look, until it changes or it works again."""
+        if it moved, set (meshd.daemon.underlay_mtu); Babel's datagrams on the mesh follow.
+        A failure to read or set it is a WARNING once, not at every look, until it changes
+        or it works again."""
         if self.config.mtu is not None or self.mesh.kind == "none":
             return
-        from meshd.daemon.wireguard_open import follow_underlay_mtu
+        if self._mtu is None:
+            from meshd.daemon.underlay_mtu import UnderlayMtu
 
+            self._mtu = UnderlayMtu(self.mesh)
         try:
-            mtu = await follow_underlay_mtu(self.mesh)
+            mtu = await self._mtu.look(trio.current_time(), addresses_changed)
         except (OSError, BackendError) as exc:
             if str(exc) != self._mtu_trouble:
                 log.warning("the underlay's MTU could not be followed; it stays %d: %s",

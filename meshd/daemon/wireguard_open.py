@@ -13,16 +13,14 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-import trio
-
 from meshd.addressing import overlay_address
 from meshd.daemon.config import DEFAULT_MTU
 from meshd.daemon.device_reads import SharedReads
 from meshd.daemon.startup import claim
+from meshd.daemon.underlay_mtu import read_derived, say
 from meshd.daemon.wireguard import WireGuardMesh
 from meshd.errors import BackendError
 from meshd.mesh.desired import Underlay
-from meshd.mesh.mtu import Derived, derive_mtu
 from meshd.mesh.underlay import LocalAddress, underlay_of
 from meshd.trust.keys import NodeKey, WgKey
 from meshd.wg.backend import InterfaceConfig
@@ -99,70 +97,17 @@ async def derived_mtu(ifname: str, netns: str | None = None) -> int:
     (:func:`meshd.mesh.mtu.derive_mtu`), logged with where it came from; 1420 if netlink
     cannot be read."""
     try:
-        derived = await _derive(ifname, netns)
+        derived, _ = await read_derived(ifname, netns)
     except (OSError, BackendError) as exc:
         log.warning("cannot read the underlay's MTU (%s): MTU %d", exc, DEFAULT_MTU)
         return DEFAULT_MTU
-    _say(
+    say(
         derived,
         "MTU %d derived from the underlay: %s (set --mtu to choose)",
         derived.mtu,
         derived.why,
     )
     return derived.mtu
-
-
-async def follow_underlay_mtu(mesh: WireGuardMesh) -> int | None:
-    """``--mtu`` is not given: derive the MTU again from the underlay as it is now and set it
-    on the interface if it moved (sessions are kept); the new MTU, None if it stayed. Raises
-    OSError or BackendError if it could not be read or set (it stays)."""
-    derived = await _derive(mesh.ifname, None)
-    if derived.mtu == mesh.mtu:
-        return None
-    await Netlink().set_mtu(mesh.ifname, derived.mtu)
-    was, mesh.mtu = mesh.mtu, derived.mtu
-    _say(derived, "the underlay changed: MTU %d, was %d (%s)", derived.mtu, was, derived.why)
-    return derived.mtu
-
-
-async def _derive(ifname: str, netns: str | None) -> Derived:
-    """:func:`meshd.mesh.mtu.derive_mtu` over what netlink says now."""
-    from meshd.wg import rtnetlink as rt
-    from meshd.wg.rtnl_socket import RtnlSocket
-
-    def read() -> tuple[dict[str, int], set[str], set[str]]:
-        with RtnlSocket(netns) as rtnl:
-            links = rtnl.links()
-            names = {link.index: link.name or "" for link in links}
-            mtus = {names[link.index]: link.mtu or 0 for link in links}
-            defaults = {
-                names.get(route.oif, "")
-                for family in (rt.AF_INET, rt.AF_INET6)
-                for route in rtnl.routes(family, dst_len=0)
-                if route.type == rt.RTN_UNICAST and route.oif is not None
-            }
-            global_ = {
-                names.get(a.index, "")
-                for a in rtnl.addresses()
-                if a.scope == rt.RT_SCOPE_UNIVERSE and a.address is not None
-            }
-        return mtus, defaults, global_
-
-    mtus, defaults, global_ = await trio.to_thread.run_sync(read)
-    return derive_mtu(mtus, defaults, global_, exclude=(ifname, "lo"))
-
-
-def _say(derived: Derived, line: str, *args: object) -> None:
-    """The INFO line of a derived MTU, a WARNING when the underlay is too small for it."""
-    if derived.too_small:
-        log.warning(
-            "MTU %d (%s): the underlay carries less than that with WireGuard's overhead, "
-            "so large packets are fragmented outside the tunnel",
-            derived.mtu,
-            derived.why,
-        )
-    else:
-        log.info(line, *args)
 
 
 async def set_link_mtu(ifname: str, mtu: int | None) -> int:

@@ -184,9 +184,17 @@ class RtnlSocket:
 
     def link(self, name: str) -> Link | None:
         """The link named ``name`` (its index, flags and MTU), or None if there is none."""
+        return self._link(Link(0, name), name)
+
+    def link_at(self, index: int) -> Link | None:
+        """The link of index ``index`` (one request, not a dump of every link), or None if
+        there is none."""
+        return self._link(Link(index, None), f"link {index}")
+
+    def _link(self, which: Link, what: str) -> Link | None:
         seq = next(self._seq)
         request = rt.encode_message(
-            Link(0, name, seq=seq), type=rt.RTM_GETLINK, flags=rt.NLM_F_REQUEST
+            dataclasses.replace(which, seq=seq), type=rt.RTM_GETLINK, flags=rt.NLM_F_REQUEST
         )
         for reply in self._replies(request, seq):
             if isinstance(reply, Link):
@@ -194,7 +202,7 @@ class RtnlSocket:
             if isinstance(reply, Ack):
                 if reply.code in (_ENODEV, 0):
                     return None
-                raise RtnetlinkError(reply.code, f"looking up {name}: {strerror(reply.code)}")
+                raise RtnetlinkError(reply.code, f"looking up {what}: {strerror(reply.code)}")
         return None  # pragma: no cover
 
     def index(self, name: str) -> int:

@@ -254,10 +254,10 @@ def test_an_announcement_the_store_refuses_is_tried_again_later_not_in_a_loop(
 def test_every_look_is_told_with_the_underlay_already_set(
     node: NodeDir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``on_look`` (the daemon derives the MTU again from it): called at every look, the
-    first included, whether our addresses changed or not (the default route may move to
-    another uplink, or an uplink's MTU change, with no address of ours changing), once the
-    mesh has the underlay as the look saw it."""
+    """``on_look`` (the daemon follows the MTU from it): called at every look, the first
+    included, whether our addresses changed or not (the default route may move to another
+    uplink, or an uplink's MTU change, with no address of ours changing), once the mesh has
+    the underlay as the look saw it; told whether our addresses changed since the last."""
     here = [LocalAddress("eth0", ipaddress.ip_interface("192.0.2.10/24"))]
 
     async def addresses() -> list[LocalAddress]:
@@ -267,20 +267,21 @@ def test_every_look_is_told_with_the_underlay_already_set(
     config = DaemonConfig(
         state_dir=node.paths.root, wg_backend="none", announce_interval=60.0, announce_ttl=TTL
     )
-    told: list[float] = []
+    told: list[tuple[bool, object]] = []
 
     async def main() -> None:
         _, _, announcer = announcer_of(node, now(), config)
 
-        async def looked() -> None:
-            told.append(announcer.mesh.underlay.networks)
+        async def looked(changed: bool) -> None:
+            told.append((changed, announcer.mesh.underlay.networks))
 
         announcer.on_look = looked
         await announcer.refresh_underlay()
         await announcer.refresh_underlay()
         here[0] = LocalAddress("wwan0", ipaddress.ip_interface("100.64.7.2/10"))
         await announcer.refresh_underlay()
-        assert len(told) == 3
-        assert told[0] == told[1] != told[2]
+        await announcer.refresh_underlay()
+        assert [changed for changed, _ in told] == [False, False, True, False]
+        assert told[0][1] == told[1][1] != told[2][1] == told[3][1]
 
     run_on_fake_clock(main)

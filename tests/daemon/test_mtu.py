@@ -68,6 +68,16 @@ def test_without_mtu_it_is_derived_from_the_namespaces_default_routes() -> None:
         run(["ip", "-n", ns, "route", "del", "default", "dev", "up0"])
         run(["ip", "-n", ns, "route", "add", "default", "dev", "wgx"])  # ours: not counted
         assert trio.run(derived_mtu, "wgx", ns) == 1412
+        # The default routes' links are asked for one by one, by index.
+        from meshd.wg.rtnl_socket import RtnlSocket
+
+        with RtnlSocket(ns) as rtnl:
+            up0 = rtnl.link("up0")
+            assert up0 is not None
+            found = rtnl.link_at(up0.index)
+            assert found is not None
+            assert (found.name, found.mtu) == ("up0", 1492)
+            assert rtnl.link_at(2**31 - 1) is None
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
 
@@ -238,7 +248,6 @@ def test_a_failure_to_follow_the_mtu_is_said_once_until_it_changes(
 
     import trio
 
-    from meshd.daemon import wireguard_open
     from meshd.daemon.service import Daemon
 
     outcomes: list[object] = [
@@ -247,23 +256,23 @@ def test_a_failure_to_follow_the_mtu_is_said_once_until_it_changes(
     ]  # fmt: skip
     mtus: list[int] = []
 
-    async def follow(mesh: object) -> int | None:
+    async def look(now: float, addresses_changed: bool) -> int | None:
         outcome = outcomes.pop(0)
         if isinstance(outcome, OSError):
             raise outcome
         assert outcome is None or isinstance(outcome, int)
         return outcome
 
-    monkeypatch.setattr(wireguard_open, "follow_underlay_mtu", follow)
     daemon = SimpleNamespace(
         config=SimpleNamespace(mtu=None),
         mesh=SimpleNamespace(kind="userspace", mtu=1412),
         babel=SimpleNamespace(set_mesh_mtu=mtus.append),
+        _mtu=SimpleNamespace(look=look),
         _mtu_trouble=None,
     )
     with caplog.at_level(logging.WARNING, logger="meshd.daemon.service"):
         for _ in range(6):
-            trio.run(Daemon._underlay_looked, daemon)
+            trio.run(Daemon._underlay_looked, daemon, False)
     said = [r.getMessage() for r in caplog.records]
     assert said == [
         "the underlay's MTU could not be followed; it stays 1412: netlink: busy",
@@ -280,14 +289,67 @@ def test_a_given_mtu_is_not_followed(monkeypatch: pytest.MonkeyPatch) -> None:
 
     import trio
 
-    from meshd.daemon import wireguard_open
     from meshd.daemon.service import Daemon
 
-    async def follow(mesh: object) -> int | None:
+    async def look(now: float, addresses_changed: bool) -> int | None:
         raise AssertionError("followed a given MTU")
 
-    monkeypatch.setattr(wireguard_open, "follow_underlay_mtu", follow)
     daemon = SimpleNamespace(
-        config=SimpleNamespace(mtu=1300), mesh=SimpleNamespace(kind="userspace", mtu=1300)
+        config=SimpleNamespace(mtu=1300),
+        mesh=SimpleNamespace(kind="userspace", mtu=1300),
+        _mtu=SimpleNamespace(look=look),
     )
-    trio.run(Daemon._underlay_looked, daemon)
+    trio.run(Daemon._underlay_looked, daemon, True)
+
+
+def test_the_follower_reads_routes_at_a_change_of_addresses_or_once_a_minute(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between two reads of the routes the links last found are asked again (an uplink's MTU
+    changed is seen at the next look); the routes are read at the first look, when our
+    addresses changed, once ``ROUTES_EVERY`` has passed, and after a failure. A new MTU is
+    set on the interface and kept on the mesh; one that stays is not set again."""
+    from types import SimpleNamespace
+
+    import trio
+
+    from meshd.daemon import underlay_mtu
+    from meshd.mesh.mtu import derive_mtu
+
+    uplink = {"up0": 1492}
+    asked: list[object] = []
+    set_to: list[int] = []
+    broken: list[OSError] = []
+
+    async def read_derived(
+        ifname: str, netns: str | None, oifs: object = None
+    ) -> tuple[object, tuple[int, ...]]:
+        asked.append("routes" if oifs is None else oifs)
+        if broken:
+            raise broken.pop()
+        return derive_mtu(uplink, set(uplink), ()), (7,)
+
+    class FakeNetlink:
+        async def set_mtu(self, ifname: str, mtu: int) -> None:
+            set_to.append(mtu)
+
+    monkeypatch.setattr(underlay_mtu, "read_derived", read_derived)
+    monkeypatch.setattr(underlay_mtu, "Netlink", FakeNetlink)
+    mesh = SimpleNamespace(ifname="meshd0", mtu=1412)
+    follower = underlay_mtu.UnderlayMtu(mesh)  # type: ignore[arg-type]
+    look = partial(trio.run, follower.look)
+
+    assert look(0.0, False) is None  # first: the routes
+    assert look(10.0, False) is None  # the link found, asked again
+    uplink["up0"] = 1460
+    assert look(20.0, False) == 1380
+    assert mesh.mtu == 1380
+    assert look(30.0, True) is None  # our addresses changed: the routes
+    assert look(70.0, False) is None
+    assert look(90.0, False) is None  # a minute since the routes were read
+    broken.append(OSError("netlink: busy"))
+    with pytest.raises(OSError, match="busy"):
+        look(100.0, False)
+    assert look(110.0, False) is None  # after a failure: the routes
+    assert asked == ["routes", (7,), (7,), "routes", (7,), "routes", (7,), "routes"]
+    assert set_to == [1380]

@@ -1,0 +1,116 @@
+"""The underlay's MTU, read from netlink, and followed while the daemon runs (shell).
+
+:func:`read_derived` reads what :func:`meshd.mesh.mtu.derive_mtu` needs: the default routes'
+links (a dump of the routes, only the default ones decoded, then one request a link), or,
+with no default route but ours, every link and where global addresses are.
+
+:class:`UnderlayMtu` follows it for a running interface whose MTU was not given: called at
+each of the announcer's looks (every 10 s), it asks the links it last found again (one
+request each: an uplink's MTU changed) and reads the routes again when our addresses changed
+or :data:`ROUTES_EVERY` seconds have passed (a default route moved to another uplink): a
+router holding a full internet table pays for its route dump once a minute, not at every
+look. A new MTU is set on the interface, sessions kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from meshd.mesh.mtu import Derived, derive_mtu
+from meshd.wg.netlink import Netlink
+
+if TYPE_CHECKING:
+    from meshd.daemon.wireguard import WireGuardMesh
+
+log = logging.getLogger(__name__)
+
+ROUTES_EVERY: Final = 60.0
+"""Seconds between two reads of the routes while our addresses stay."""
+
+
+async def read_derived(
+    ifname: str, netns: str | None, oifs: Collection[int] | None = None
+) -> tuple[Derived, tuple[int, ...] | None]:
+    """:func:`meshd.mesh.mtu.derive_mtu` over what netlink says now, and the indexes of the
+    default routes' links it came from (None where it did not come from a default route).
+    With ``oifs``, those links are asked again and the routes not read."""
+    from meshd.wg import rtnetlink as rt
+    from meshd.wg.rtnl_socket import RtnlSocket
+
+    exclude = (ifname, "lo")
+
+    def read() -> tuple[dict[str, int], set[str], set[str], tuple[int, ...] | None]:
+        with RtnlSocket(netns) as rtnl:
+            indexes = oifs
+            if indexes is None:
+                indexes = {
+                    route.oif
+                    for family in (rt.AF_INET, rt.AF_INET6)
+                    for route in rtnl.routes(family, dst_len=0)
+                    if route.type == rt.RTN_UNICAST and route.oif is not None
+                }
+            # The default routes' links alone, one request each, not a dump of every link
+            # (a host of thousands of container interfaces).
+            found = [link for link in map(rtnl.link_at, sorted(indexes)) if link is not None]
+            mtus = {link.name or "": link.mtu or 0 for link in found}
+            if any(name not in exclude for name in mtus):
+                return mtus, set(mtus), set(), tuple(sorted(indexes))
+            # No default route but ours (or none): every link, and where global addresses are.
+            links = rtnl.links()
+            names = {link.index: link.name or "" for link in links}
+            mtus = {names[link.index]: link.mtu or 0 for link in links}
+            defaults = {names.get(index, "") for index in indexes}
+            global_ = {
+                names.get(a.index, "")
+                for a in rtnl.addresses()
+                if a.scope == rt.RT_SCOPE_UNIVERSE and a.address is not None
+            }
+        return mtus, defaults, global_, None
+
+    mtus, defaults, global_, via = await trio.to_thread.run_sync(read)
+    return derive_mtu(mtus, defaults, global_, exclude=exclude), via
+
+
+def say(derived: Derived, line: str, *args: object) -> None:
+    """The INFO line of a derived MTU, a WARNING when the underlay is too small for it."""
+    if derived.too_small:
+        log.warning(
+            "MTU %d (%s): the underlay carries less than that with WireGuard's overhead, "
+            "so large packets are fragmented outside the tunnel",
+            derived.mtu,
+            derived.why,
+        )
+    else:
+        log.info(line, *args)
+
+
+class UnderlayMtu:
+    """Follows the underlay's MTU for ``mesh``'s running interface (``--mtu`` not given)."""
+
+    def __init__(self, mesh: WireGuardMesh) -> None:
+        self.mesh = mesh
+        self._via: tuple[int, ...] | None = None  # the default routes' links last found
+        self._routes_at = -ROUTES_EVERY
+
+    async def look(self, now: float, addresses_changed: bool) -> int | None:
+        """Derive the MTU again and set it on the interface if it moved (sessions are
+        kept); the new MTU, None if it stayed. Raises OSError or BackendError if it could
+        not be read or set (it stays, and the routes are read at the next look)."""
+        mesh = self.mesh
+        routes = self._via is None or addresses_changed or now - self._routes_at >= ROUTES_EVERY
+        self._via, via = None, self._via  # read the routes again after a failure
+        derived, found = await read_derived(mesh.ifname, None, None if routes else via)
+        if routes:
+            self._routes_at = now
+        if derived.mtu != mesh.mtu:
+            await Netlink().set_mtu(mesh.ifname, derived.mtu)
+        self._via = found
+        if derived.mtu == mesh.mtu:
+            return None
+        was, mesh.mtu = mesh.mtu, derived.mtu
+        say(derived, "the underlay changed: MTU %d, was %d (%s)", derived.mtu, was, derived.why)
+        return derived.mtu
