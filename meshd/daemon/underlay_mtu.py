@@ -66,8 +66,8 @@ async def read_derived(
             defaults = {names.get(index, "") for index in indexes}
             global_ = {
                 names.get(a.index, "")
-                for a in rtnl.addresses()
-                if a.scope == rt.RT_SCOPE_UNIVERSE and a.address is not None
+                for a in rtnl.addresses(scopes=(rt.RT_SCOPE_UNIVERSE,))
+                if a.address is not None
             }
         return mtus, defaults, global_, None
 

@@ -23,6 +23,7 @@ from meshd.errors import BackendError
 from meshd.mesh.desired import Underlay
 from meshd.mesh.underlay import LocalAddress, underlay_of
 from meshd.trust.keys import NodeKey, WgKey
+from meshd.wg import rtnetlink as rt
 from meshd.wg.backend import InterfaceConfig
 from meshd.wg.backend_select import select_backend
 from meshd.wg.model import key_to_base64
@@ -121,9 +122,10 @@ async def set_link_mtu(ifname: str, mtu: int | None) -> int:
 
 
 async def local_addresses() -> list[LocalAddress]:
-    """This namespace's interface addresses (empty if netlink cannot be read)."""
+    """This namespace's interface addresses another machine could reach us at: of scope
+    global or site, not link-local nor the host's own (empty if netlink cannot be read)."""
     try:
-        found = await Netlink().addresses()
+        found = await Netlink().addresses(scopes=(rt.RT_SCOPE_UNIVERSE, rt.RT_SCOPE_SITE))
     except BackendError as exc:
         log.warning("cannot read the interface addresses: %s", exc)
         return []

@@ -12,7 +12,7 @@ priority), and only those are replaced or removed.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import TypeVar
 
 import trio
@@ -115,17 +115,25 @@ class Netlink:
 
         await self._run(f"setting the MTU of {ifname} to {mtu}", set_mtu)
 
-    async def addresses(self) -> list[tuple[str, IPInterface]]:
-        """Every address of every interface: (interface name, address with its prefix)."""
+    async def addresses(
+        self, scopes: Collection[int] | None = None
+    ) -> list[tuple[str, IPInterface]]:
+        """Every address of every interface, or those of one of ``scopes``: (interface name,
+        address with its prefix). Only the addresses kept are decoded, and only their links'
+        names asked for, one request a link: not every link of a host of thousands of
+        container interfaces."""
 
         def read(rtnl: RtnlSocket) -> list[tuple[str, IPInterface]]:
-            names = rtnl.names()
+            names: dict[int, str] = {}
             found: list[tuple[str, IPInterface]] = []
-            for msg in rtnl.addresses():
+            for msg in rtnl.addresses(scopes=scopes):
                 if msg.address is None:
                     continue
+                if msg.index not in names:
+                    link = rtnl.link_at(msg.index)
+                    names[msg.index] = "" if link is None else link.name or ""
                 interface = ipaddress.ip_interface(f"{msg.address}/{msg.prefixlen}")
-                found.append((names.get(msg.index, ""), interface))
+                found.append((names[msg.index], interface))
             return found
 
         return await self._run("reading addresses", read)

@@ -16,7 +16,7 @@ harness's round trip).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Final
@@ -75,7 +75,9 @@ IFF_UP: Final = 0x1
 IFA_F_NODAD: Final = 0x02
 IFA_F_TENTATIVE: Final = 0x40
 RT_SCOPE_UNIVERSE: Final = 0
+RT_SCOPE_SITE: Final = 200
 RT_SCOPE_LINK: Final = 253
+RT_SCOPE_HOST: Final = 254
 RT_SCOPE_NOWHERE: Final = 255
 RT_TABLE_COMPAT: Final = 252
 RT_TABLE_MAIN: Final = 254
@@ -455,6 +457,37 @@ def routes_untrusted(
         route = _route_untrusted(data[start:end], at_seq)
         if isinstance(route, Route):
             found.append(route)
+    return found, None
+
+
+def addresses_untrusted(
+    data: bytes, seq: int, *, scopes: Collection[int] | None = None
+) -> tuple[list[Address], Done | Ack | None]:
+    """Of one datagram of the replies to an address dump (``seq``): its addresses of one of
+    ``scopes`` (None: any), decoded, and the dump's end if it is in this datagram. Any other
+    address is not decoded, only its header read: a host of thousands of container
+    interfaces, each with its link-local address, is looked over for the few addresses
+    another machine could reach it at.
+
+    Raises DecodeError for a message that does not fit the datagram, or an address wanted
+    or an end that does not decode."""
+    found: list[Address] = []
+    for kind, at_seq, start, end in _frames_untrusted(data):
+        if at_seq != seq:
+            continue
+        if kind in (NLMSG_ERROR, NLMSG_DONE):
+            [ended] = decode_messages_untrusted(data[start - _HEADER.size : end])
+            assert isinstance(ended, Done | Ack)
+            return found, ended
+        if kind != RTM_NEWADDR:
+            continue
+        if end - start < _IFADDR.size:
+            raise DecodeError("rtnetlink address message: truncated header")
+        if scopes is not None and data[start + 3] not in scopes:  # ifa_scope
+            continue
+        address = _address_untrusted(data[start:end], at_seq)
+        if isinstance(address, Address):
+            found.append(address)
     return found, None
 
 

@@ -20,7 +20,7 @@ import ipaddress
 import itertools
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Final
 
 from meshd.errors import BackendError, DecodeError
@@ -240,12 +240,30 @@ class RtnlSocket:
 
     # --- addresses ------------------------------------------------------------------------
 
-    def addresses(self, family: int = rt.AF_UNSPEC, index: int | None = None) -> list[Address]:
-        return [
-            m
-            for m in self._dump(rt.RTM_GETADDR, family)
-            if isinstance(m, Address) and (index is None or m.index == index)
-        ]
+    def addresses(
+        self,
+        family: int = rt.AF_UNSPEC,
+        index: int | None = None,
+        *,
+        scopes: Collection[int] | None = None,
+    ) -> list[Address]:
+        """The addresses of ``family`` (on link ``index``; None: any), of one of ``scopes``
+        (None: any), read as the dump comes: only those decoded
+        (:func:`~meshd.wg.rtnetlink.addresses_untrusted`)."""
+        seq = next(self._seq)
+        self._sock.send(rt.encode_dump(rt.RTM_GETADDR, family, seq))
+        found: list[Address] = []
+        while True:
+            data = self._sock.recv(_RECEIVE)
+            try:
+                addresses, ended = rt.addresses_untrusted(data, seq, scopes=scopes)
+            except DecodeError as exc:
+                raise BackendError(f"unexpected rtnetlink reply: {exc}") from None
+            found += (a for a in addresses if index is None or a.index == index)
+            if ended is not None:
+                if ended.code:
+                    raise RtnetlinkError(ended.code, f"dump: {strerror(ended.code)}")
+                return found
 
     def add_address(self, index: int, interface: IPInterface, *, flags: int = 0) -> None:
         """Add ``interface`` to link ``index``, or replace it (its flags) if it is there."""

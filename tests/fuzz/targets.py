@@ -401,9 +401,14 @@ def _rtnetlink_seeds() -> list[bytes]:
     # A route dump (seq 3) with a default route among others, as derived_mtu reads it.
     routes = (route, default, via, rt.Route(rt.AF_INET6, 0, 0, None, None, 9, None, None, 1024))
     table = b"".join(rt.encode_message(dataclasses.replace(m, seq=3), flags=multi) for m in routes)
+    # An address dump (seq 3): a link-local, a global and the host's own, as a look reads it.
+    own = rt.Address(rt.AF_INET, 8, 1, IPv4Address("127.0.0.1"), None, 0, 254, 3)
+    kept = (dataclasses.replace(v6, seq=3), dataclasses.replace(v4, seq=3), own)
+    addrs = b"".join(rt.encode_message(m, flags=multi) for m in kept)
     return [
         dump + rt.encode_message(rt.Done(0, 3), flags=multi),
         table + rt.encode_message(rt.Done(0, 3), flags=multi),
+        addrs + rt.encode_message(rt.Done(0, 3), flags=multi),
         rt.encode_message(default) + rt.encode_message(rt.Route(128, 0)),
         rt.encode_message(rt.Ack(0, 5)),
         rt.encode_message(rt.Ack(17, 6)),
@@ -423,14 +428,29 @@ def _rtnetlink_replies(world: World) -> Decoder:
                 scanned.append(rtnetlink.routes_untrusted(data, 3, **kept)[0])
             except DecodeError:
                 scanned.append(None)
+        scopes_asked: list[tuple[int, ...] | None] = [None, (0, 200)]
+        scanned_addresses: list[list[rtnetlink.Address] | None] = []
+        for scopes in scopes_asked:
+            try:
+                scanned_addresses.append(rtnetlink.addresses_untrusted(data, 3, scopes=scopes)[0])
+            except DecodeError:
+                scanned_addresses.append(None)
         messages = rtnetlink.decode_messages_untrusted(data)
         _check(lost is not None, "the lost-routes scanner refused what decodes whole")
+        # Each message's type (one message a frame): a dump's replies are RTM_NEW*; a
+        # deletion among them is passed over by the scanners.
+        kinds = [kind for kind, _, _, _ in rtnetlink._frames_untrusted(data)]
         of_dump: list[rtnetlink.Route] = []  # the routes of the dump (seq 3) until its end
-        for m in (m for m in messages if m.seq == 3):
+        of_address_dump: list[rtnetlink.Address] = []  # and its addresses
+        for kind, m in zip(kinds, messages, strict=True):
+            if m.seq != 3:
+                continue
             if isinstance(m, rtnetlink.Done | rtnetlink.Ack):
                 break
-            if isinstance(m, rtnetlink.Route):
+            if isinstance(m, rtnetlink.Route) and kind == rtnetlink.RTM_NEWROUTE:
                 of_dump.append(m)
+            if isinstance(m, rtnetlink.Address) and kind == rtnetlink.RTM_NEWADDR:
+                of_address_dump.append(m)
         for kept, got in zip(filters, scanned, strict=True):
             _check(got is not None, f"the route scanner ({kept}) refused what decodes whole")
             want = [
@@ -440,6 +460,10 @@ def _rtnetlink_replies(world: World) -> Decoder:
                 and r.protocol == kept.get("protocol", r.protocol)
             ]
             _check(got == want, f"the route scanner ({kept}) differs from the whole decode")
+        for scopes, found in zip(scopes_asked, scanned_addresses, strict=True):
+            _check(found is not None, f"the address scanner ({scopes}) refused what decodes")
+            wanted = [a for a in of_address_dump if scopes is None or a.scope in scopes]
+            _check(found == wanted, f"the address scanner ({scopes}) differs from the decode")
         known = [m for m in messages if not isinstance(m, rtnetlink.Ignored)]
         again = b"".join(rtnetlink.encode_message(m) for m in known)
         _check(rtnetlink.decode_messages_untrusted(again) == known, "decode(encode) differs")

@@ -131,6 +131,7 @@ REACHED = {
     "decode_messages_untrusted": ("rtnetlink-replies",),
     "routes_lost_untrusted": ("rtnetlink-replies",),
     "routes_untrusted": ("rtnetlink-replies",),
+    "addresses_untrusted": ("rtnetlink-replies",),
     "_frames_untrusted": ("rtnetlink-replies",),
     "_attrs_untrusted": ("rtnetlink-replies",),
     "_u32_untrusted": ("rtnetlink-replies",),

@@ -12,7 +12,10 @@ the WireGuard interface.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import subprocess
+import time
 from collections.abc import Iterator
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any
@@ -24,6 +27,7 @@ from meshd.errors import AlreadyRunning
 from meshd.lab.commands import ip
 from meshd.lab.lab import Lab
 from meshd.lab.plumbing import Host
+from meshd.wg import rtnetlink as rt
 from meshd.wg.netlink import Netlink
 
 pytestmark = pytest.mark.root
@@ -106,3 +110,37 @@ def test_replacing_meshds_route_never_takes_another_programs_in_its_place(host: 
     assert routes(host, PREFIX6) == {("static", OTHER, 500), ("77", WG, 1024)}
     for prefix in (PREFIX6, PREFIX4):
         ip(f"-{prefix.version}", "route", "flush", "exact", str(prefix), netns=host.netns)
+
+
+def test_the_addresses_of_a_scope_come_with_their_links_names(host: Host) -> None:
+    """Among 50 more links with only their link-local addresses (a container host's), the
+    addresses of global scope are the lab's and one we add, each named by its own link; the
+    link-local ones are not among them, and every address is there when no scope is asked."""
+    extra = [f"ct{i}" for i in range(25)]
+    lines = [f"link add {name} type veth peer name {name}p" for name in extra]
+    lines += [f"link set {n} up" for name in extra for n in (name, f"{name}p")]
+    run = ["ip", "-n", host.netns, "-batch", "-"]
+    subprocess.run(run, input="\n".join(lines).encode(), check=True, capture_output=True)
+    try:
+        ip("addr", "add", "2001:db8:77::1/64", "dev", OTHER, "nodad", netns=host.netns)
+        netlink = Netlink(host.netns)
+        deadline = time.monotonic() + 10  # the link-local addresses come as links go up
+        while sum(name.startswith("ct") for name, _ in trio.run(netlink.addresses)) < 50:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        reachable = trio.run(netlink.addresses, (rt.RT_SCOPE_UNIVERSE, rt.RT_SCOPE_SITE))
+        assert (OTHER, ipaddress.ip_interface("2001:db8:77::1/64")) in reachable
+        assert all(not i.ip.is_link_local and not i.ip.is_loopback for _, i in reachable)
+        assert not any(name.startswith("ct") for name, _ in reachable)
+        shown = json.loads(ip("-j", "addr", "show", "scope", "global", netns=host.netns))
+        want = {
+            (link["ifname"], ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}"))
+            for link in shown
+            for a in link["addr_info"]
+            if "local" in a
+        }
+        assert set(reachable) == want
+    finally:
+        for name in extra:
+            subprocess.run(["ip", "-n", host.netns, "link", "del", name], check=False)
+        ip("addr", "del", "2001:db8:77::1/64", "dev", OTHER, netns=host.netns)

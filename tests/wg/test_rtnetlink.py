@@ -9,6 +9,8 @@ this machine's real links and addresses (dumps need no privilege).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import struct
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 
@@ -211,5 +213,60 @@ def test_the_socket_reads_this_machines_links_and_addresses() -> None:
         assert lo is not None
         assert lo.index == index
         assert lo.mtu == int(Path("/sys/class/net/lo/mtu").read_text())
+        assert rtnl.link_at(index) == dataclasses.replace(lo, seq=lo.seq + 1)
+        assert rtnl.link_at(2**31 - 1) is None
+        assert rtnl.addresses(scopes=(rt.RT_SCOPE_HOST,))  # lo's 127.0.0.1 (and ::1)
     found = trio.run(Netlink().addresses)
     assert any(name == "lo" for name, _ in found)
+    # lo's addresses are the host's own (scope host): not among those of global scope.
+    reachable = trio.run(Netlink().addresses, (rt.RT_SCOPE_UNIVERSE, rt.RT_SCOPE_SITE))
+    assert not any(name == "lo" for name, _ in reachable)
+
+
+def _address_dump(*found: Address, seq: int = 3) -> bytes:
+    multi = rt.NLM_F_MULTI
+    return b"".join(rt.encode_message(m, flags=multi) for m in found) + rt.encode_message(
+        Done(0, seq), flags=multi
+    )
+
+
+def test_the_address_scanner_decodes_only_the_scopes_asked_for() -> None:
+    """A dump's addresses of the scopes asked for, in order, and its end; other dumps'
+    messages passed over; with no scopes, every address of the dump."""
+    link_local = Address(rt.AF_INET6, 64, 5, IPv6Address("fe80::1"), None, 0, rt.RT_SCOPE_LINK, 3)
+    public = Address(rt.AF_INET, 24, 2, IPv4Address("192.0.2.7"), IPv4Address("192.0.2.7"),
+                     0, rt.RT_SCOPE_UNIVERSE, 3)  # fmt: skip
+    own = Address(rt.AF_INET, 8, 1, IPv4Address("127.0.0.1"), None, 0, rt.RT_SCOPE_HOST, 3)
+    elsewhere = Address(rt.AF_INET, 24, 2, IPv4Address("198.51.100.1"), None, 0, 0, 9)
+    data = _address_dump(link_local, public, elsewhere, own)
+    found, ended = rt.addresses_untrusted(data, 3, scopes=(rt.RT_SCOPE_UNIVERSE, rt.RT_SCOPE_SITE))
+    assert found == [public]
+    assert ended == Done(0, 3)
+    every, _ = rt.addresses_untrusted(data, 3)
+    assert every == [link_local, public, own]
+    assert rt.addresses_untrusted(data[: -len(rt.encode_message(Done(0, 3)))], 3)[1] is None
+
+
+def test_an_address_asked_for_must_decode_one_passed_over_is_not_decoded() -> None:
+    """An address of a scope not asked for is passed over on its header alone (its broken
+    prefix length is never looked at); asked for, it is a DecodeError. A header too short
+    to hold its scope is refused either way."""
+    broken = bytearray(rt.encode_message(
+        Address(rt.AF_INET6, 64, 5, IPv6Address("fe80::1"), None, 0, rt.RT_SCOPE_LINK, 3)
+    ))  # fmt: skip
+    broken[16 + 1] = 200  # ifa_prefixlen: over IPv6's 128
+    data = bytes(broken) + rt.encode_message(Done(0, 3))
+    assert rt.addresses_untrusted(data, 3, scopes=(rt.RT_SCOPE_UNIVERSE,)) == ([], Done(0, 3))
+    with pytest.raises(DecodeError, match="prefix length"):
+        rt.addresses_untrusted(data, 3)
+    short = struct.pack("=IHHII", 16 + 2, rt.RTM_NEWADDR, 0, 3, 0) + b"\n\x40\0\0"
+    with pytest.raises(DecodeError, match="truncated"):
+        rt.addresses_untrusted(short, 3, scopes=(rt.RT_SCOPE_UNIVERSE,))
+
+
+@given(st.binary(max_size=256), st.sampled_from([None, (0,), (0, 200), (253,)]))
+def test_any_bytes_scan_for_addresses_or_raise_decode_error(
+    data: bytes, scopes: tuple[int, ...] | None
+) -> None:
+    with contextlib.suppress(DecodeError):
+        rt.addresses_untrusted(data, 3, scopes=scopes)
