@@ -288,11 +288,27 @@ class BabelService:
 
     def reconfigure(self, config: BabelConfig) -> None:
         """New ``--babel-originate``, ``--babel-redistribute`` and ``--babel-key`` (a
-        SIGHUP: the caller changed nothing else of ``config``), taken by the running core
-        and shell at once (:func:`~meshd.daemon.babel_site.retake`; the keys of every
-        site link, as a key rollover: :meth:`BabelShell.set_keys`); a start again reads
-        them too."""
+        SIGHUP), taken by the running core and shell at once
+        (:func:`~meshd.daemon.babel_site.retake`; the keys of every site link, as a key
+        rollover: :meth:`BabelShell.set_keys`). New ``--babel-interface`` links or a new
+        Hello interval start Babel again with everything new, as a new WireGuard key does
+        (:meth:`rekey`): the neighbours are heard again within a Hello, the WireGuard
+        peers and the members' direct paths are untouched."""
         before, self.config = self.config, config
+        if (config.interfaces, config.hello_interval) != (
+            before.interfaces,
+            before.hello_interval,
+        ):
+            if self._on_mesh is not None:
+                self._on_mesh.set_hello_interval(config.hello_interval)
+            log.info(
+                "Babel: starting again: site links %s, Hello interval %g s",
+                ", ".join(config.interfaces) or "none",
+                config.hello_interval,
+            )
+            if self._restart is not None:
+                self._restart.cancel()
+            return
         shell = self._shell
         if shell is None:
             return

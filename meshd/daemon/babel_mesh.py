@@ -73,8 +73,14 @@ class MeshRoutes:
             rediscover=REDISCOVER * self.period,
         )
 
+    def set_hello_interval(self, hello_interval: float) -> None:
+        """Babel's Hello interval changed (a SIGHUP): the asks' pace follows it from the
+        next shell on (:meth:`restart`)."""
+        self.period = 4 * hello_interval
+
     def restart(self) -> None:
-        """A new shell (a new WireGuard key): nothing asked yet, no round queued."""
+        """A new shell (a new WireGuard key, new Babel options): nothing asked yet, no round
+        queued."""
         self.wants = self._new_wants()
         self._queued = False
 

@@ -50,12 +50,15 @@ log = logging.getLogger(__name__)
 
 #: The options a running daemon takes on a SIGHUP (besides the log's, meshd.daemon.reload).
 LIVE: Final = (
-    "announce_interval", "announce_ttl", "auto_renew", "babel_key", "babel_originate",
-    "babel_redistribute", "degree", "endpoint", "metrics", "mtu", "public_addr", "relay",
-    "renew_for", "renew_window",
+    "announce_interval", "announce_ttl", "auto_renew", "babel_hello_interval",
+    "babel_interface", "babel_key", "babel_originate", "babel_redistribute", "degree",
+    "endpoint", "metrics", "mtu", "public_addr", "relay", "renew_for", "renew_window",
 )  # fmt: skip
 _RENEW: Final = frozenset({"auto_renew", "renew_for", "renew_window"})
-_BABEL: Final = frozenset({"babel_key", "babel_originate", "babel_redistribute"})
+_BABEL: Final = frozenset({
+    "babel_hello_interval", "babel_interface", "babel_key", "babel_originate",
+    "babel_redistribute",
+})  # fmt: skip
 
 
 def taken(old: DaemonConfig, new: DaemonConfig, keys: Collection[str]) -> DaemonConfig:
@@ -67,6 +70,10 @@ def taken(old: DaemonConfig, new: DaemonConfig, keys: Collection[str]) -> Daemon
         babel = dataclasses.replace(babel, redistribute=new.babel.redistribute)
     if "babel_key" in keys:
         babel = dataclasses.replace(babel, keys=new.babel.keys)
+    if "babel_interface" in keys:
+        babel = dataclasses.replace(babel, interfaces=new.babel.interfaces)
+    if "babel_hello_interval" in keys:
+        babel = dataclasses.replace(babel, hello_interval=new.babel.hello_interval)
     fields: dict[str, object] = {"babel": babel}
     if "endpoint" in keys:
         fields["endpoints"] = new.endpoints
@@ -96,10 +103,13 @@ async def take(daemon: Daemon, new: DaemonConfig, keys: Collection[str]) -> tupl
         wanted = [k for k in wanted if k != "metrics"]  # not running yet
     if babel is None:
         wanted = [k for k in wanted if k not in _BABEL]  # Babel starts with the daemon
-    elif "babel_originate" in wanted:
-        from meshd.daemon.babel_site import refuse_ungranted
+    else:
+        if "babel_originate" in wanted:
+            from meshd.daemon.babel_site import refuse_ungranted
 
-        refuse_ungranted(babel.ungranted(new.babel))  # as a start refuses them
+            refuse_ungranted(babel.ungranted(new.babel))  # as a start refuses them
+        if "babel_interface" in wanted:
+            await refuse_missing_links(new.babel.interfaces)
     if _RENEW & set(wanted):
         daemon.renewal.check(new)  # as a start refuses it: no key that may renew here
     if daemon.mesh.kind == "none":
@@ -132,7 +142,9 @@ async def take(daemon: Daemon, new: DaemonConfig, keys: Collection[str]) -> tupl
     if daemon.relaying is not None and {"relay", "endpoint"} & set(wanted):
         daemon.relaying.reconfigure(config)
     if babel is not None and _BABEL & set(wanted):
-        babel.reconfigure(config.babel)
+        babel.reconfigure(config.babel)  # new links or Hellos: Babel starts again
+    if "babel_hello_interval" in wanted:
+        daemon.punching.set_hello_interval(config.babel.hello_interval)
     if babel is not None and "mtu" in wanted:
         babel.set_mesh_mtu(daemon.mesh.mtu)
     if "public_addr" in wanted and config.public_addrs:
@@ -141,3 +153,23 @@ async def take(daemon: Daemon, new: DaemonConfig, keys: Collection[str]) -> tupl
     # Last: the new endpoints announced now, not at the next look.
     daemon.announcer.reconfigure(config)
     return tuple(wanted)
+
+
+async def refuse_missing_links(names: Collection[str]) -> None:
+    """UsageError (one line) naming the ``babel_interface`` links this host does not have
+    (a SIGHUP's: Babel would start again without them); nothing if it has them all."""
+    import trio
+
+    from meshd.errors import UsageError
+    from meshd.wg.rtnl_socket import RtnlSocket
+
+    def missing() -> list[str]:
+        with RtnlSocket() as rtnl:
+            return [name for name in names if rtnl.link(name) is None]
+
+    gone = await trio.to_thread.run_sync(missing)
+    if gone:
+        raise UsageError(
+            f"babel_interface {', '.join(gone)}: no such network interface here",
+            hint="create it first, or take it out of the config file",
+        )

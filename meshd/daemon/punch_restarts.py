@@ -62,6 +62,11 @@ class Restarts:
         self.kept = Kept(loaded)
         self._chosen_under: object = None  # the underlay the peers' chosen endpoints are for
 
+    def set_hello_interval(self, hello_interval: float | None) -> None:
+        """The silence after which a reconnected member is shaken hands with anew follows
+        Babel's Hello interval (a SIGHUP)."""
+        self.reconnects.silence = silence_for(hello_interval)
+
     def forget(self, node_key: bytes) -> None:
         """``node_key`` is no peer of ours any more."""
         self.reconnects.forget(node_key)

@@ -116,11 +116,7 @@ class Punching:
         self.endpoints = endpoints
         self.announcer = announcer
         self.keepalive = keepalive
-        self.silent_after = SILENT_AFTER
-        if hello_interval is not None:  # Babel's Hellos reach every peer that works
-            self.silent_after = min(SILENT_AFTER, max(5.0, HELLOS_SILENT * hello_interval))
-        # A direct path gone silent is seen at most a third of the silence limit late.
-        self.idle_step = min(IDLE_STEP, max(STEP, self.silent_after / 3))
+        self._hear_hellos(hello_interval)
         self.messages = PunchMessages(host, state, endpoints, self)
         self._announced: tuple[str, ...] = ()
         self._announced_at = -math.inf
@@ -144,6 +140,20 @@ class Punching:
         # online (Babel asks for its /128 again if it had stopped, thinking it offline).
         self.on_member_heard: Callable[[WgKey], None] | None = None
         self._direct: frozenset[WgKey] = frozenset()
+
+    def _hear_hellos(self, hello_interval: float | None) -> None:
+        self.silent_after = SILENT_AFTER
+        if hello_interval is not None:  # Babel's Hellos reach every peer that works
+            self.silent_after = min(SILENT_AFTER, max(5.0, HELLOS_SILENT * hello_interval))
+        # A direct path gone silent is seen at most a third of the silence limit late.
+        self.idle_step = min(IDLE_STEP, max(STEP, self.silent_after / 3))
+
+    def set_hello_interval(self, hello_interval: float | None) -> None:
+        """Babel's Hello interval changed (a SIGHUP): the silence after which a direct path
+        is judged gone, and after which a member is shaken hands with anew, follow it."""
+        self._hear_hellos(hello_interval)
+        self.peer_paths.silent_after = self.silent_after
+        self.restarts.set_hello_interval(hello_interval)
 
     # -- the loop ---------------------------------------------------------------------------
 

@@ -10,9 +10,10 @@ environment over the config file, :mod:`meshd.cli.quick_up`):
 * a file that cannot be read or holds a wrong value: one ERROR line saying why, and the
   daemon runs on with what it has;
 * ``log_level`` and ``log_format``: applied at once;
-* the options of :data:`meshd.daemon.live_config.LIVE` (Babel's originated prefixes,
-  filter and keys, ``endpoint``, ``relay``, ``public_addr``, ``metrics``, ``mtu``,
-  ``degree``, ``announce_interval``, ``announce_ttl``, ``auto_renew`` and its terms):
+* the options of :data:`meshd.daemon.live_config.LIVE` (Babel's site links, Hello
+  interval, originated prefixes, filter and keys, ``endpoint``, ``relay``,
+  ``public_addr``, ``metrics``, ``mtu``, ``degree``, ``announce_interval``,
+  ``announce_ttl``, ``auto_renew`` and its terms):
   given to the running services (``apply_live``), which may refuse a value as a start
   would (one ERROR line; nothing of that SIGHUP applied);
 * any other option changed: one WARNING line naming the keys (never their values: a Babel

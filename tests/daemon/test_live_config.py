@@ -37,10 +37,15 @@ def test_taken_changes_only_the_options_named() -> None:
         listen_port=51999,
         public_addrs=("198.51.100.1:7100",),
         babel=babel_config(
-            originate=["10.9.0.0/24"], redistribute=["10.0.0.0/8 allow"], keys=[KEY]
+            originate=["10.9.0.0/24"],
+            redistribute=["10.0.0.0/8 allow"],
+            keys=[KEY],
+            interfaces=["eth9"],
+            hello_interval=1.5,
         ),
     )
     got = taken(old, new, ["endpoint", "babel_redistribute"])
+    assert (got.babel.interfaces, got.babel.hello_interval) == ((), 4.0)
     assert got.endpoints == ("192.0.2.7:51820",)
     assert got.babel.redistribute == new.babel.redistribute
     assert (got.relay, got.listen_port, got.public_addrs) == ("auto", 51820, ())
@@ -64,6 +69,7 @@ def test_taken_changes_only_the_options_named() -> None:
     assert (everything.relay, everything.public_addrs) == ("off", ("198.51.100.1:7100",))
     assert everything.babel.originate == new.babel.originate
     assert everything.babel.keys == new.babel.keys
+    assert (everything.babel.interfaces, everything.babel.hello_interval) == (("eth9",), 1.5)
 
 
 class Recorder:
@@ -210,6 +216,34 @@ def test_babel_options_wait_for_a_start_where_babel_does_not_run() -> None:
     wanted = ["babel_key", "babel_originate", "babel_redistribute", "relay"]
     assert trio.run(take, daemon, NEW, wanted) == ("relay",)
     assert daemon.config.babel == DaemonConfig(STATE).babel
+
+
+def test_new_babel_links_and_hellos_go_to_babel_and_the_punching_service() -> None:
+    """``babel_interface`` and ``babel_hello_interval``: Babel is given its new options (it
+    starts again with them) and the punching service the new Hello interval (its silence
+    limits follow it); a link this host does not have refuses the whole SIGHUP, nothing
+    changed."""
+    daemon = fake_daemon(babel=True)
+    daemon.punching = Recorder()
+    new = dataclasses.replace(NEW, babel=babel_config(interfaces=["lo"], hello_interval=1.0))
+    wanted = ["babel_interface", "babel_hello_interval"]
+    assert trio.run(take, daemon, new, wanted) == tuple(wanted[::-1])
+    assert daemon.config.babel.interfaces == ("lo",)
+    assert daemon.config.babel.hello_interval == 1.0
+    assert daemon.babel.calls == [("reconfigure", (daemon.config.babel,))]
+    assert daemon.punching.calls == [("set_hello_interval", (1.0,))]
+    before, gone = daemon.config, babel_config(interfaces=["lo", "nosuchlink9"])
+    with pytest.raises(UsageError, match="babel_interface nosuchlink9: no such network"):
+        trio.run(take, daemon, dataclasses.replace(NEW, babel=gone), ["babel_interface", "relay"])
+    assert daemon.config is before
+    assert len(daemon.babel.calls) == 1
+    assert daemon.relaying.calls == []
+    only_hellos = dataclasses.replace(NEW, babel=babel_config(hello_interval=2.0))
+    assert trio.run(take, daemon, only_hellos, ["babel_hello_interval"]) == (
+        "babel_hello_interval",
+    )
+    assert daemon.config.babel.interfaces == ("lo",)  # not named: as it was
+    assert daemon.punching.calls[-1] == ("set_hello_interval", (2.0,))
 
 
 def test_a_prefix_not_ours_refuses_the_reload_and_changes_nothing() -> None:

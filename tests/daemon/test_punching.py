@@ -407,3 +407,18 @@ def test_a_notice_leaves_an_idle_direct_path_without_hellos_alone() -> None:
     serve(punching, A, nat.PunchNotice(B, ("198.51.100.77:51820",)), 110.0)
     assert idle.liveness.next_check() >= 125.0  # one probe per keepalive interval, whatever
     assert punching.endpoints.refused == {"punchnotice:direct": 2}
+
+
+def test_a_new_hello_interval_moves_every_silence_limit() -> None:
+    """A SIGHUP's ``babel_hello_interval``: the silence after which a direct path is lost
+    (four Hellos, 5 to 15 s), how often an idle step looks (a third of it), the paths'
+    judge and the reconnect watch's silence all follow, as a start with it would have."""
+    punching, _ = service(set())
+    assert (punching.silent_after, punching.idle_step) == (15.0, 5.0)
+    punching.set_hello_interval(1.5)
+    assert (punching.silent_after, punching.idle_step) == (6.0, 2.0)
+    assert punching.peer_paths.silent_after == 6.0
+    assert punching.restarts.reconnects.silence == 2.5
+    punching.set_hello_interval(None)
+    assert (punching.silent_after, punching.peer_paths.silent_after) == (15.0, 15.0)
+    assert punching.restarts.reconnects.silence == 5.0
