@@ -124,16 +124,19 @@ class Netlink:
         container interfaces."""
 
         def read(rtnl: RtnlSocket) -> list[tuple[str, IPInterface]]:
-            names: dict[int, str] = {}
+            names: dict[int, str | None] = {}
             found: list[tuple[str, IPInterface]] = []
             for msg in rtnl.addresses(scopes=scopes):
                 if msg.address is None:
                     continue
                 if msg.index not in names:
                     link = rtnl.link_at(msg.index)
-                    names[msg.index] = "" if link is None else link.name or ""
+                    names[msg.index] = None if link is None else link.name or ""
+                name = names[msg.index]
+                if name is None:  # its link went meanwhile, and the address with it
+                    continue
                 interface = ipaddress.ip_interface(f"{msg.address}/{msg.prefixlen}")
-                found.append((names[msg.index], interface))
+                found.append((name, interface))
             return found
 
         return await self._run("reading addresses", read)
