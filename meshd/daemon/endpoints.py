@@ -53,6 +53,13 @@ class Endpoints:
         self._last_report: dict[bytes, float] = {}
         self.reports = 0
 
+    def set_listen_port(self, port: int) -> None:
+        """WireGuard moved to ``port`` (a SIGHUP): our local candidates carry it from the next
+        look, and what members saw of us is forgotten (their NATs mapped the old port)."""
+        self.listen_port = port
+        self.observations = cand.Observations(overlay=self.overlay, listen_port=port)
+        self._last_report.clear()
+
     def set_configured(self, configured: Sequence[str]) -> None:
         """New ``--endpoint`` values (a SIGHUP): announced in their place from the next look."""
         self.configured, refused = cand.configured_candidates(configured, self.overlay)

@@ -52,7 +52,8 @@ log = logging.getLogger(__name__)
 LIVE: Final = (
     "announce_interval", "announce_ttl", "auto_renew", "babel_hello_interval",
     "babel_interface", "babel_key", "babel_originate", "babel_redistribute", "degree",
-    "endpoint", "metrics", "mtu", "public_addr", "relay", "renew_for", "renew_window",
+    "endpoint", "listen_port", "metrics", "mtu", "public_addr", "relay", "renew_for",
+    "renew_window",
 )  # fmt: skip
 _RENEW: Final = frozenset({"auto_renew", "renew_for", "renew_window"})
 _BABEL: Final = frozenset({
@@ -86,7 +87,7 @@ def taken(old: DaemonConfig, new: DaemonConfig, keys: Collection[str]) -> Daemon
     if "degree" in keys:
         fields["degree"] = new.degree
     lifecycle = ("announce_interval", "announce_ttl", "auto_renew", "renew_window", "renew_for")
-    for key in (*lifecycle, "mtu"):
+    for key in (*lifecycle, "mtu", "listen_port"):
         if key in keys:
             fields[key] = getattr(new, key)
     return dataclasses.replace(old, **fields)  # type: ignore[arg-type]
@@ -112,26 +113,40 @@ async def take(daemon: Daemon, new: DaemonConfig, keys: Collection[str]) -> tupl
             await refuse_missing_links(new.babel.interfaces)
     if _RENEW & set(wanted):
         daemon.renewal.check(new)  # as a start refuses it: no key that may renew here
-    if daemon.mesh.kind == "none":
+    device = daemon.mesh.kind != "none"
+    if not device:
         wanted = [k for k in wanted if k != "mtu"]  # no interface: its next start's
     if not wanted:
         return ()
+    import trio
+
     from meshd.daemon.wireguard_open import set_link_mtu
 
-    was_mtu = daemon.mesh.mtu
+    was_mtu, was_port = daemon.mesh.mtu, daemon.mesh.listen_port
+    if "listen_port" in wanted and device:  # a port in use: nothing changed yet
+        from meshd.daemon.startup import check_udp_port
+
+        check_udp_port(new.listen_port)
     if "mtu" in wanted:  # refused by the kernel: nothing changed yet
         daemon.mesh.mtu = await set_link_mtu(daemon.mesh.ifname, new.mtu)
-    if "metrics" in wanted and daemon.metrics is not None:
-        try:
+    try:
+        if "listen_port" in wanted and device:
+            await daemon.mesh.set_listen_port(new.listen_port)
+        if "metrics" in wanted and daemon.metrics is not None:
             await daemon.metrics.move(new.metrics)  # the last that may refuse: it undoes itself
-        except BaseException:
-            if daemon.mesh.mtu != was_mtu:  # the MTU as it was, too
+    except BaseException:
+        with trio.CancelScope(shield=True):  # the port and the MTU as they were, too
+            if daemon.mesh.listen_port != was_port:
+                await daemon.mesh.set_listen_port(was_port)
+            if daemon.mesh.mtu != was_mtu:
                 daemon.mesh.mtu = await set_link_mtu(daemon.mesh.ifname, was_mtu)
-            raise
+        raise
     config = taken(daemon.config, new, wanted)
     daemon.config = config
     if "endpoint" in wanted:
         daemon.endpoints.set_configured(config.endpoints)
+    if "listen_port" in wanted:
+        daemon.endpoints.set_listen_port(config.listen_port)
     if "degree" in wanted:
         daemon.connections.policy.degree = config.degree
     if _RENEW & set(wanted):

@@ -12,7 +12,7 @@ environment over the config file, :mod:`meshd.cli.quick_up`):
 * ``log_level`` and ``log_format``: applied at once;
 * the options of :data:`meshd.daemon.live_config.LIVE` (Babel's site links, Hello
   interval, originated prefixes, filter and keys, ``endpoint``, ``relay``,
-  ``public_addr``, ``metrics``, ``mtu``, ``degree``, ``announce_interval``,
+  ``public_addr``, ``metrics``, ``mtu``, ``listen_port``, ``degree``, ``announce_interval``,
   ``announce_ttl``, ``auto_renew`` and its terms):
   given to the running services (``apply_live``), which may refuse a value as a start
   would (one ERROR line; nothing of that SIGHUP applied);

@@ -76,6 +76,7 @@ from meshd.wg.model import (
     Operation,
     PeerOperation,
     RemovePeer,
+    SetListenPort,
     UpdatePeer,
     key_to_base64,
 )
@@ -209,6 +210,18 @@ class WireGuardMesh:
         self._first = FirstHandshakes(self.own_wg_key)
         log.info("WireGuard %s: now under key %s", self.ifname, key_to_base64(self.own_wg_key))
         await self.reconcile()
+        if self._poke:
+            updates = [UpdatePeer(key) for key in self._desired.peers]
+            await poke_peers(self._desired, self.overlay_prefix, updates)
+
+    async def set_listen_port(self, port: int) -> None:
+        """Move WireGuard to UDP port ``port`` (a SIGHUP's ``listen_port``; a BackendError if
+        the device refuses it): the sessions are kept, and a datagram goes to every peer
+        from the new port, so that each peer's WireGuard follows us there at once, as it
+        follows any peer that roams (our announcement with the new port goes too)."""
+        await self.backend.set([SetListenPort(port)])
+        was, self.listen_port = self.listen_port, port
+        log.info("WireGuard %s: now on UDP port %d, was %d", self.ifname, port, was)
         if self._poke:
             updates = [UpdatePeer(key) for key in self._desired.peers]
             await poke_peers(self._desired, self.overlay_prefix, updates)

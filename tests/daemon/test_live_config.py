@@ -46,13 +46,14 @@ def test_taken_changes_only_the_options_named() -> None:
     )
     got = taken(old, new, ["endpoint", "babel_redistribute"])
     assert (got.babel.interfaces, got.babel.hello_interval) == ((), 4.0)
+    assert taken(old, new, ["listen_port"]).listen_port == 51999
     assert got.endpoints == ("192.0.2.7:51820",)
     assert got.babel.redistribute == new.babel.redistribute
     assert (got.relay, got.listen_port, got.public_addrs) == ("auto", 51820, ())
     assert got.babel.originate == ()
     assert got.babel.keys == ()
     everything = taken(old, new, LIVE)
-    assert everything.listen_port == 51820  # never a live option
+    assert everything.state_dir == old.state_dir  # never a live option
     lifecycle = DaemonConfig(
         STATE,
         announce_interval=60.0,
@@ -96,7 +97,7 @@ def fake_daemon(*, babel: bool, refused: tuple[str, ...] = (), no_key: bool = Fa
     meta: dict[str, bytes] = {}
     store = SimpleNamespace(set_meta=meta.__setitem__)
     daemon = SimpleNamespace(
-        mesh=SimpleNamespace(kind="userspace", ifname="wgtest", mtu=1420),
+        mesh=SimpleNamespace(kind="userspace", ifname="wgtest", mtu=1420, listen_port=51820),
         renewal=Renewal(no_key),
         metrics=None,
         connections=SimpleNamespace(policy=SimpleNamespace(degree=6)),
@@ -201,6 +202,56 @@ def test_the_mtu_is_set_on_the_running_interface_and_babel_follows(
     assert refusing.babel.calls == []
 
 
+class FakeMesh:
+    """A WireGuard device that records the ports it is moved to."""
+
+    def __init__(self) -> None:
+        self.kind, self.ifname, self.mtu, self.listen_port = "userspace", "wgtest", 1420, 51820
+        self.moved: list[int] = []
+
+    async def set_listen_port(self, port: int) -> None:
+        self.moved.append(port)
+        self.listen_port = port
+
+
+def test_the_listen_port_moves_the_device_and_what_is_announced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``listen_port``: the device moved (after the port was found free), our candidates
+    and observations given the new port, the announcer told; a metrics address refused
+    after it moves the device back; a port in use refuses before anything moves."""
+    from meshd.daemon import startup
+
+    checked: list[int] = []
+    monkeypatch.setattr(startup, "check_udp_port", checked.append)
+    daemon = fake_daemon(babel=False)
+    daemon.mesh = FakeMesh()
+    new = DaemonConfig(STATE, listen_port=51999)
+    assert trio.run(take, daemon, new, ["listen_port"]) == ("listen_port",)
+    assert (checked, daemon.mesh.moved, daemon.config.listen_port) == ([51999], [51999], 51999)
+    assert daemon.endpoints.calls == [("set_listen_port", (51999,))]
+    assert daemon.announcer.calls == [("reconfigure", (daemon.config,))]
+    refusing = fake_daemon(babel=False)
+    refusing.mesh, refusing.metrics = FakeMesh(), FakeSlot(refuse=True)
+    with pytest.raises(AddressUnavailable):
+        trio.run(take, refusing, DaemonConfig(STATE, listen_port=51999, metrics="127.0.0.1:1"),
+                 ["listen_port", "metrics"])  # fmt: skip
+    assert (refusing.mesh.moved, refusing.mesh.listen_port) == ([51999, 51820], 51820)
+    assert refusing.config.listen_port == 51820
+    assert refusing.endpoints.calls == refusing.announcer.calls == []
+
+    def in_use(port: int) -> None:
+        raise AddressUnavailable(f"WireGuard's UDP port {port} is already in use")
+
+    monkeypatch.setattr(startup, "check_udp_port", in_use)
+    held = fake_daemon(babel=False)
+    held.mesh = FakeMesh()
+    with pytest.raises(AddressUnavailable, match="52001 is already in use"):
+        trio.run(take, held, DaemonConfig(STATE, listen_port=52001), ["listen_port", "relay"])
+    assert held.mesh.moved == []
+    assert held.relaying.calls == []
+
+
 def test_auto_renew_without_a_key_refuses_the_reload_and_changes_nothing() -> None:
     daemon = fake_daemon(babel=True, no_key=True)
     before = daemon.config
@@ -265,15 +316,15 @@ def test_the_reloader_hands_the_live_options_over_and_names_the_rest(tmp_path: P
 
     reloader.apply_live = apply_live
     path.write_text(
-        BASE + 'endpoint = ["192.0.2.7:51820"]\nrelay = "off"\nlisten_port = 51999\n'
+        BASE + 'endpoint = ["192.0.2.7:51820"]\nrelay = "off"\ninterface = "mx9"\n'
         'babel_originate = ["10.9.0.0/24"]\n'
     )
-    assert reloader.reload() == Reloaded(("endpoint", "relay"), ("babel_originate", "listen_port"))
+    assert reloader.reload() == Reloaded(("endpoint", "relay"), ("babel_originate", "interface"))
     ((config, keys),) = handed
     assert keys == ("babel_originate", "endpoint", "relay")
     assert (config.endpoints, config.relay) == (("192.0.2.7:51820",), "off")
     # Taken once: a SIGHUP with nothing new hands nothing over again.
-    assert reloader.reload() == Reloaded((), ("babel_originate", "listen_port"))
+    assert reloader.reload() == Reloaded((), ("babel_originate", "interface"))
     assert len(handed) == 2
     assert handed[1][1] == ("babel_originate",)
 

@@ -42,10 +42,10 @@ def test_a_reload_applies_the_log_and_names_what_waits_for_a_start(tmp_path: Pat
     reloader, path = _reloader(tmp_path, BASE + 'log_level = "info"\n')
     assert reloader.reload() == Reloaded()  # nothing changed
     key = "k1:hmac-sha256:" + "00" * 32
-    path.write_text(BASE + f'log_level = "debug"\nlisten_port = 51999\nbabel_key = ["{key}"]\n')
-    assert reloader.reload() == Reloaded(("log_level",), ("babel_key", "listen_port"))
+    path.write_text(BASE + f'log_level = "debug"\ninterface = "mx9"\nbabel_key = ["{key}"]\n')
+    assert reloader.reload() == Reloaded(("log_level",), ("babel_key", "interface"))
     # Applied once; what waits for a start is named again at every SIGHUP until then.
-    assert reloader.reload() == Reloaded((), ("babel_key", "listen_port"))
+    assert reloader.reload() == Reloaded((), ("babel_key", "interface"))
 
 
 @pytest.mark.parametrize(
@@ -124,9 +124,9 @@ def test_hup_and_usr1_leave_the_daemon_running_and_sigterm_stops_it(tmp_path: Pa
         wait_for(answers, 60, "the daemon to answer")
         after(signal.SIGHUP, "INFO meshd.daemon.reload: SIGHUP: configuration read again")
         after(signal.SIGUSR1, "SIGUSR1: not used by meshd, ignored")
-        config.write_text(base + 'log_level = "warning"\nlisten_port = 51999\n')
+        config.write_text(base + 'log_level = "warning"\ninterface = "mx9"\n')
         after(signal.SIGHUP, "SIGHUP: applied log_level = warning")
-        wait_for(lambda: logged("SIGHUP: listen_port changed; it takes effect when"), 10)
+        wait_for(lambda: logged("SIGHUP: interface changed; it takes effect when"), 10)
         config.write_text('log_level = "warning\n')
         after(signal.SIGHUP, "ERROR meshd.daemon.reload: SIGHUP: configuration not reloaded")
         process.send_signal(signal.SIGUSR2)  # its INFO line is below the level now
@@ -135,11 +135,11 @@ def test_hup_and_usr1_leave_the_daemon_running_and_sigterm_stops_it(tmp_path: Pa
         wait_for(lambda: log_path.read_text().count("configuration not reloaded") == 2, 10)
         assert not logged("SIGUSR2")
         # What meshd status and the metrics say of it: two read, two failed, the last with
-        # its error; listen_port waits for a restart (as of the last read that worked).
+        # its error; interface waits for a restart (as of the last read that worked).
         seen = status()
         assert (seen["reloads"], seen["failed"], seen["last_ok"]) == (2, 2, False)
         assert "TOML syntax" in seen["last_error"]
-        assert seen["waiting"] == ["listen_port"]
+        assert seen["waiting"] == ["interface"]
         assert scraped() == {
             'meshd_config_reloads_total{outcome="ok"}': 2.0,
             'meshd_config_reloads_total{outcome="failed"}': 2.0,
@@ -153,7 +153,7 @@ def test_hup_and_usr1_leave_the_daemon_running_and_sigterm_stops_it(tmp_path: Pa
             3,
             2,
             True,
-            [],  # listen_port as at the start again
+            [],  # interface as at the start again
         )
         assert scraped()["meshd_config_last_reload_successful"] == 1.0
         after(signal.SIGUSR2, "SIGUSR2: not used by meshd, ignored")
@@ -186,7 +186,7 @@ def test_what_the_sighups_did_is_kept_for_status_and_metrics(tmp_path: Path) -> 
         "waiting": [],
     }  # fmt: skip
     assert _config_fields(reloader.view()) == {}  # nothing to say before a SIGHUP
-    path.write_text(BASE + "listen_port = 51999\n")
+    path.write_text(BASE + 'interface = "mx9"\n')
     reloader.reload_now(1000.0)
     path.write_text(BASE + "listen_port = 70000\n")
     reloader.reload_now(1001.0)
@@ -198,11 +198,11 @@ def test_what_the_sighups_did_is_kept_for_status_and_metrics(tmp_path: Path) -> 
         False,
     )
     assert "listen_port 70000" in view["last_error"]
-    assert view["waiting"] == ["listen_port"]  # as the last read that worked left it
+    assert view["waiting"] == ["interface"]  # as the last read that worked left it
     assert _config_fields(view) == {
         "config_reloads": "1 ok, 1 failed",
         "config_last_error": view["last_error"],
-        "config_restart_pending": ["listen_port"],
+        "config_restart_pending": ["interface"],
     }
 
 
