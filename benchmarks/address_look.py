@@ -6,7 +6,11 @@ In it, side by side in one process: the read as it was (every link's name dumped
 address decoded, then the usable ones kept) and ``local_addresses()`` as the daemon runs it
 now (the address dump scanned, only global and site scope decoded, the names of their links
 asked for one by one); both in a worker thread under trio, as the daemon reads. Both must
-find the same usable addresses. CPU time a look, median of ``--repeat``. Needs root; the
+find the same usable addresses. Then Babel's look at a site link (every 2 s, and at each
+link the kernel tells of: up, with a carrier and a usable link-local address?) as it was
+(every link dumped to find it by name, every IPv6 address decoded) and as it is
+(``meshd.daemon.babel_links._ready``: the link by name, its link-local addresses alone
+decoded), on the uplink. CPU time a look, median of ``--repeat``. Needs root; the
 namespace is deleted at the end.
 
     .venv/bin/python -m benchmarks.address_look [--pairs 1000] [--repeat 20] [--output FILE]
@@ -52,9 +56,28 @@ def before():  # in a worker thread under trio, as the daemon reads
 def now():
     return sorted((a.ifname, str(a.interface)) for a in trio.run(local_addresses))
 
+from meshd.daemon.babel_links import _ready
+from meshd.wg import rtnetlink as rt
+
+def site_before():  # the site link's look as it was
+    with RtnlSocket() as rtnl:
+        link = next((link for link in rtnl.links() if link.name == "up0"), None)
+        for address in rtnl.addresses(rt.AF_INET6):
+            if (
+                address.index == link.index
+                and address.address.is_link_local
+                and not address.flags & rt.IFA_F_TENTATIVE
+            ):
+                return link.index
+    return None
+
+def site_now():
+    return _ready("up0", None)
+
 repeat = int(sys.argv[1])
 out = {}
-for name, read in (("before", before), ("now", now)):
+for name, read in (("before", before), ("now", now), ("site_before", site_before),
+                   ("site_now", site_now)):
     times = []
     for _ in range(repeat):
         start = time.process_time()
@@ -86,7 +109,8 @@ def main() -> int:
         while True:
             shown = subprocess.run(["ip", "-n", ns, "-6", "-o", "addr", "show", "scope", "link"],
                                    capture_output=True, text=True, check=True).stdout  # fmt: skip
-            if shown.count("\n") >= 2 * args.pairs or time.monotonic() > deadline:
+            ready = "tentative" not in shown  # the uplink's among them
+            if (shown.count("\n") >= 2 * args.pairs and ready) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -97,7 +121,10 @@ def main() -> int:
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
     reads: dict[str, Any] = json.loads(done.stdout)
-    same = reads["before"]["found"] == reads["now"]["found"]
+    same = (
+        reads["before"]["found"] == reads["now"]["found"]
+        and reads["site_before"]["found"] == reads["site_now"]["found"] is not None
+    )
     usable_found = reads["now"]["found"]
     result = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -107,13 +134,19 @@ def main() -> int:
         "link_local_addresses": shown.count("\n"),
         "repeat": args.repeat,
         "cpu_ms_a_look": {"before": reads["before"]["cpu_ms"], "now": reads["now"]["cpu_ms"]},
+        "cpu_ms_a_site_link_look": {
+            "before": reads["site_before"]["cpu_ms"],
+            "now": reads["site_now"]["cpu_ms"],
+        },
         "usable_found": usable_found,
         "same_addresses": same,
     }
     print(f"{result['interfaces']} interfaces, {result['link_local_addresses']} link-local "
           f"addresses; a look, CPU median of {args.repeat}: before "
-          f"{reads['before']['cpu_ms']:.1f} ms, now {reads['now']['cpu_ms']:.1f} ms; "
-          f"the same addresses found: {same} ({usable_found})")  # fmt: skip
+          f"{reads['before']['cpu_ms']:.2f} ms, now {reads['now']['cpu_ms']:.2f} ms; "
+          f"the same addresses found: {same} ({usable_found}); a site link's look: "
+          f"before {reads['site_before']['cpu_ms']:.2f} ms, "
+          f"now {reads['site_now']['cpu_ms']:.2f} ms")  # fmt: skip
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"saved {args.output}")

@@ -140,11 +140,14 @@ IFF_RUNNING: Final = 0x40
 
 
 def _ready(name: str, netns: str | None) -> int | None:
+    # The link by its name and its link-local addresses alone (this runs every 2 s and at
+    # each link the kernel tells of): a host of thousands of container interfaces is not
+    # read whole, only looked over (meshd.wg.rtnetlink.addresses_untrusted).
     with RtnlSocket(netns) as rtnl:
-        link = next((link for link in rtnl.links() if link.name == name), None)
+        link = rtnl.link(name)
         if link is None or link.flags & (IFF_UP | IFF_RUNNING) != IFF_UP | IFF_RUNNING:
             return None
-        for address in rtnl.addresses(rt.AF_INET6, index=link.index):
+        for address in rtnl.addresses(rt.AF_INET6, index=link.index, scopes=(rt.RT_SCOPE_LINK,)):
             if (
                 address.address is not None
                 and address.address.is_link_local

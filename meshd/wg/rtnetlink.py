@@ -461,13 +461,17 @@ def routes_untrusted(
 
 
 def addresses_untrusted(
-    data: bytes, seq: int, *, scopes: Collection[int] | None = None
+    data: bytes,
+    seq: int,
+    *,
+    scopes: Collection[int] | None = None,
+    index: int | None = None,
 ) -> tuple[list[Address], Done | Ack | None]:
     """Of one datagram of the replies to an address dump (``seq``): its addresses of one of
-    ``scopes`` (None: any), decoded, and the dump's end if it is in this datagram. Any other
-    address is not decoded, only its header read: a host of thousands of container
-    interfaces, each with its link-local address, is looked over for the few addresses
-    another machine could reach it at.
+    ``scopes`` and on link ``index`` (None: any), decoded, and the dump's end if it is in
+    this datagram. Any other address is not decoded, only its header read: a host of
+    thousands of container interfaces, each with its link-local address, is looked over
+    for the few addresses another machine could reach it at, or for one link's.
 
     Raises DecodeError for a message that does not fit the datagram, or an address wanted
     or an end that does not decode."""
@@ -484,6 +488,8 @@ def addresses_untrusted(
         if end - start < _IFADDR.size:
             raise DecodeError("rtnetlink address message: truncated header")
         if scopes is not None and data[start + 3] not in scopes:  # ifa_scope
+            continue
+        if index is not None and _U32.unpack_from(data, start + 4)[0] != index:  # ifa_index
             continue
         address = _address_untrusted(data[start:end], at_seq)
         if isinstance(address, Address):

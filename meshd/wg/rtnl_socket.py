@@ -247,8 +247,8 @@ class RtnlSocket:
         *,
         scopes: Collection[int] | None = None,
     ) -> list[Address]:
-        """The addresses of ``family`` (on link ``index``; None: any), of one of ``scopes``
-        (None: any), read as the dump comes: only those decoded
+        """The addresses of ``family`` on link ``index`` and of one of ``scopes`` (None: any),
+        read as the dump comes: only those decoded
         (:func:`~meshd.wg.rtnetlink.addresses_untrusted`)."""
         seq = next(self._seq)
         self._sock.send(rt.encode_dump(rt.RTM_GETADDR, family, seq))
@@ -256,10 +256,10 @@ class RtnlSocket:
         while True:
             data = self._sock.recv(_RECEIVE)
             try:
-                addresses, ended = rt.addresses_untrusted(data, seq, scopes=scopes)
+                addresses, ended = rt.addresses_untrusted(data, seq, scopes=scopes, index=index)
             except DecodeError as exc:
                 raise BackendError(f"unexpected rtnetlink reply: {exc}") from None
-            found += (a for a in addresses if index is None or a.index == index)
+            found += addresses
             if ended is not None:
                 if ended.code:
                     raise RtnetlinkError(ended.code, f"dump: {strerror(ended.code)}")

@@ -428,11 +428,17 @@ def _rtnetlink_replies(world: World) -> Decoder:
                 scanned.append(rtnetlink.routes_untrusted(data, 3, **kept)[0])
             except DecodeError:
                 scanned.append(None)
-        scopes_asked: list[tuple[int, ...] | None] = [None, (0, 200)]
+        # (scopes, link index) asked for: any; the reachable ones; one link's link-local.
+        asked: list[tuple[tuple[int, ...] | None, int | None]] = [
+            (None, None),
+            ((0, 200), None),
+            ((253,), 7),
+        ]
         scanned_addresses: list[list[rtnetlink.Address] | None] = []
-        for scopes in scopes_asked:
+        for scopes, index in asked:
             try:
-                scanned_addresses.append(rtnetlink.addresses_untrusted(data, 3, scopes=scopes)[0])
+                found = rtnetlink.addresses_untrusted(data, 3, scopes=scopes, index=index)[0]
+                scanned_addresses.append(found)
             except DecodeError:
                 scanned_addresses.append(None)
         messages = rtnetlink.decode_messages_untrusted(data)
@@ -460,10 +466,15 @@ def _rtnetlink_replies(world: World) -> Decoder:
                 and r.protocol == kept.get("protocol", r.protocol)
             ]
             _check(got == want, f"the route scanner ({kept}) differs from the whole decode")
-        for scopes, found in zip(scopes_asked, scanned_addresses, strict=True):
-            _check(found is not None, f"the address scanner ({scopes}) refused what decodes")
-            wanted = [a for a in of_address_dump if scopes is None or a.scope in scopes]
-            _check(found == wanted, f"the address scanner ({scopes}) differs from the decode")
+        for (scopes, index), got_addresses in zip(asked, scanned_addresses, strict=True):
+            what = f"the address scanner ({scopes}, {index})"
+            _check(got_addresses is not None, f"{what} refused what decodes whole")
+            wanted = [
+                a
+                for a in of_address_dump
+                if (scopes is None or a.scope in scopes) and (index is None or a.index == index)
+            ]
+            _check(got_addresses == wanted, f"{what} differs from the whole decode")
         known = [m for m in messages if not isinstance(m, rtnetlink.Ignored)]
         again = b"".join(rtnetlink.encode_message(m) for m in known)
         _check(rtnetlink.decode_messages_untrusted(again) == known, "decode(encode) differs")

@@ -244,6 +244,10 @@ def test_the_address_scanner_decodes_only_the_scopes_asked_for() -> None:
     assert ended == Done(0, 3)
     every, _ = rt.addresses_untrusted(data, 3)
     assert every == [link_local, public, own]
+    # One link's: its index read from the header, the others' not decoded.
+    assert rt.addresses_untrusted(data, 3, index=2)[0] == [public]
+    assert rt.addresses_untrusted(data, 3, scopes=(rt.RT_SCOPE_LINK,), index=5)[0] == [link_local]
+    assert rt.addresses_untrusted(data, 3, scopes=(rt.RT_SCOPE_LINK,), index=2)[0] == []
     assert rt.addresses_untrusted(data[: -len(rt.encode_message(Done(0, 3)))], 3)[1] is None
 
 
