@@ -16,10 +16,10 @@ harness's round trip).
 from __future__ import annotations
 
 import struct
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
-from typing import Final
+from typing import Final, TypeVar
 
 from meshd.errors import BackendError, DecodeError
 
@@ -438,26 +438,16 @@ def routes_untrusted(
 
     Raises DecodeError for a message that does not fit the datagram, or a route wanted or an
     end that does not decode."""
-    found: list[Route] = []
-    for kind, at_seq, start, end in _frames_untrusted(data):
-        if at_seq != seq:
-            continue
-        if kind in (NLMSG_ERROR, NLMSG_DONE):
-            [ended] = decode_messages_untrusted(data[start - _HEADER.size : end])
-            assert isinstance(ended, Done | Ack)
-            return found, ended
-        if kind != RTM_NEWROUTE:
-            continue
-        if end - start < _RTMSG.size:
-            raise DecodeError("rtnetlink route message: truncated")
-        if dst_len is not None and data[start + 1] != dst_len:  # rtm_dst_len
-            continue
-        if protocol is not None and data[start + 5] != protocol:  # rtm_protocol
-            continue
-        route = _route_untrusted(data[start:end], at_seq)
-        if isinstance(route, Route):
-            found.append(route)
-    return found, None
+
+    def wanted(at: int) -> bool:
+        return (dst_len is None or data[at + 1] == dst_len) and (  # rtm_dst_len
+            protocol is None or data[at + 5] == protocol  # rtm_protocol
+        )
+
+    return _scanned(
+        data, seq, RTM_NEWROUTE, _RTMSG.size, "route message: truncated", wanted, Route,
+        _route_untrusted,
+    )  # fmt: skip
 
 
 def addresses_untrusted(
@@ -475,7 +465,36 @@ def addresses_untrusted(
 
     Raises DecodeError for a message that does not fit the datagram, or an address wanted
     or an end that does not decode."""
-    found: list[Address] = []
+
+    def wanted(at: int) -> bool:
+        return (scopes is None or data[at + 3] in scopes) and (  # ifa_scope
+            index is None or _U32.unpack_from(data, at + 4)[0] == index  # ifa_index
+        )
+
+    return _scanned(
+        data, seq, RTM_NEWADDR, _IFADDR.size, "address message: truncated header", wanted,
+        Address, _address_untrusted,
+    )  # fmt: skip
+
+
+_M = TypeVar("_M", Route, Address)
+
+
+def _scanned(
+    data: bytes,
+    seq: int,
+    kind_wanted: int,
+    header: int,
+    truncated: str,
+    wanted: Callable[[int], bool],
+    cls: type[_M],
+    decode: Callable[[bytes, int], _M | Ignored],
+) -> tuple[list[_M], Done | Ack | None]:
+    """The scan :func:`routes_untrusted` and :func:`addresses_untrusted` share: of the
+    messages of dump ``seq`` in ``data``, those of type ``kind_wanted`` whose fixed header
+    (``header`` bytes, read where the payload starts) ``wanted`` keeps, decoded; and the
+    dump's end if it is in this datagram."""
+    found: list[_M] = []
     for kind, at_seq, start, end in _frames_untrusted(data):
         if at_seq != seq:
             continue
@@ -483,17 +502,15 @@ def addresses_untrusted(
             [ended] = decode_messages_untrusted(data[start - _HEADER.size : end])
             assert isinstance(ended, Done | Ack)
             return found, ended
-        if kind != RTM_NEWADDR:
+        if kind != kind_wanted:
             continue
-        if end - start < _IFADDR.size:
-            raise DecodeError("rtnetlink address message: truncated header")
-        if scopes is not None and data[start + 3] not in scopes:  # ifa_scope
+        if end - start < header:
+            raise DecodeError(f"rtnetlink {truncated}")
+        if not wanted(start):
             continue
-        if index is not None and _U32.unpack_from(data, start + 4)[0] != index:  # ifa_index
-            continue
-        address = _address_untrusted(data[start:end], at_seq)
-        if isinstance(address, Address):
-            found.append(address)
+        message = decode(data[start:end], at_seq)
+        if isinstance(message, cls):
+            found.append(message)
     return found, None
 
 

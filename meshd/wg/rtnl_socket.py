@@ -20,8 +20,8 @@ import ipaddress
 import itertools
 import os
 import socket
-from collections.abc import Collection, Iterable
-from typing import Final
+from collections.abc import Callable, Collection, Iterable
+from typing import Final, TypeVar
 
 from meshd.errors import BackendError, DecodeError
 from meshd.wg import rtnetlink as rt
@@ -35,6 +35,8 @@ from meshd.wg.rtnetlink import (
     Route,
     RtnetlinkError,
 )
+
+_M = TypeVar("_M", Route, Address)
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
@@ -175,6 +177,29 @@ class RtnlSocket:
             found.append(reply)
         return found  # pragma: no cover (the loop ends at Done)
 
+    def _scanned_dump(
+        self,
+        type: int,
+        family: int,
+        scan: Callable[[bytes, int], tuple[list[_M], Done | Ack | None]],
+    ) -> list[_M]:
+        """A dump read as it comes, each datagram through ``scan`` (one of rtnetlink's
+        header scans: only what the caller asks for decoded) until the dump's end."""
+        seq = next(self._seq)
+        self._sock.send(rt.encode_dump(type, family, seq))
+        found: list[_M] = []
+        while True:
+            data = self._sock.recv(_RECEIVE)
+            try:
+                kept, ended = scan(data, seq)
+            except DecodeError as exc:
+                raise BackendError(f"unexpected rtnetlink reply: {exc}") from None
+            found += kept
+            if ended is not None:
+                if ended.code:
+                    raise RtnetlinkError(ended.code, f"dump: {strerror(ended.code)}")
+                return found
+
     # --- links ----------------------------------------------------------------------------
 
     def link_index(self, name: str) -> int | None:
@@ -250,20 +275,11 @@ class RtnlSocket:
         """The addresses of ``family`` on link ``index`` and of one of ``scopes`` (None: any),
         read as the dump comes: only those decoded
         (:func:`~meshd.wg.rtnetlink.addresses_untrusted`)."""
-        seq = next(self._seq)
-        self._sock.send(rt.encode_dump(rt.RTM_GETADDR, family, seq))
-        found: list[Address] = []
-        while True:
-            data = self._sock.recv(_RECEIVE)
-            try:
-                addresses, ended = rt.addresses_untrusted(data, seq, scopes=scopes, index=index)
-            except DecodeError as exc:
-                raise BackendError(f"unexpected rtnetlink reply: {exc}") from None
-            found += addresses
-            if ended is not None:
-                if ended.code:
-                    raise RtnetlinkError(ended.code, f"dump: {strerror(ended.code)}")
-                return found
+        return self._scanned_dump(
+            rt.RTM_GETADDR,
+            family,
+            lambda data, seq: rt.addresses_untrusted(data, seq, scopes=scopes, index=index),
+        )
 
     def add_address(self, index: int, interface: IPInterface, *, flags: int = 0) -> None:
         """Add ``interface`` to link ``index``, or replace it (its flags) if it is there."""
@@ -298,20 +314,12 @@ class RtnlSocket:
         """The routes of ``family`` in ``table``, of prefix length ``dst_len`` and of
         ``protocol`` (None: any), read as the dump comes: only those decoded
         (:func:`~meshd.wg.rtnetlink.routes_untrusted`; a full internet table is not held)."""
-        seq = next(self._seq)
-        self._sock.send(rt.encode_dump(rt.RTM_GETROUTE, family, seq))
-        found: list[Route] = []
-        while True:
-            data = self._sock.recv(_RECEIVE)
-            try:
-                routes, ended = rt.routes_untrusted(data, seq, dst_len=dst_len, protocol=protocol)
-            except DecodeError as exc:
-                raise BackendError(f"unexpected rtnetlink reply: {exc}") from None
-            found += (r for r in routes if r.table == table)
-            if ended is not None:
-                if ended.code:
-                    raise RtnetlinkError(ended.code, f"dump: {strerror(ended.code)}")
-                return found
+        routes = self._scanned_dump(
+            rt.RTM_GETROUTE,
+            family,
+            lambda data, seq: rt.routes_untrusted(data, seq, dst_len=dst_len, protocol=protocol),
+        )
+        return [r for r in routes if r.table == table]
 
     def add_route(self, route: Route, *, replace: bool = False) -> None:
         """Add ``route`` (fails with EEXIST if the kernel holds one with its key), or

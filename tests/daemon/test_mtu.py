@@ -150,6 +150,13 @@ class BehindPppoe:
     def log(self) -> str:
         return self.log_path.read_text()[-2000:]
 
+    def wait_link_mtu(self, mtu: int, seconds: float = 20) -> None:
+        """Until the interface has ``mtu`` (the log's tail if it does not within ``seconds``)."""
+        deadline = time.monotonic() + seconds
+        while self.link_mtu() != mtu:
+            assert time.monotonic() < deadline, self.log()
+            time.sleep(0.2)
+
     def __exit__(self, *exc: object) -> None:
         process = self.process
         if process is not None and process.poll() is None:
@@ -217,10 +224,7 @@ def test_without_mtu_it_follows_the_underlay_to_a_smaller_uplink(tmp_path: Path)
         run = partial(subprocess.run, check=True, capture_output=True)
         ns = node.ns
         run(["ip", "-n", ns, "link", "set", "up0", "mtu", "1460"])
-        deadline = time.monotonic() + 20
-        while node.link_mtu() != 1380:
-            assert time.monotonic() < deadline, node.log()
-            time.sleep(0.2)
+        node.wait_link_mtu(1380)
         assert "the underlay changed: MTU 1380, was 1412" in node.log_path.read_text()
         run(["ip", "-n", ns, "link", "add", "up2", "type", "veth", "peer", "name", "up3"])
         run(["ip", "-n", ns, "link", "set", "up2", "mtu", "1400", "up"])
@@ -228,10 +232,7 @@ def test_without_mtu_it_follows_the_underlay_to_a_smaller_uplink(tmp_path: Path)
         run(["ip", "-n", ns, "addr", "add", "198.51.100.1/24", "dev", "up2"])
         run(["ip", "-n", ns, "route", "del", "default", "dev", "up0"])
         run(["ip", "-n", ns, "route", "add", "default", "dev", "up2"])
-        deadline = time.monotonic() + 20
-        while node.link_mtu() != 1320:
-            assert time.monotonic() < deadline, node.log()
-            time.sleep(0.2)
+        node.wait_link_mtu(1320)
         assert "the underlay changed: MTU 1320, was 1380" in node.log_path.read_text()
         assert node.process is not None
         assert node.process.poll() is None
