@@ -254,6 +254,10 @@ class BabelService:
                         self._site_link_moved,
                         down=lambda name: shell.submit(partial(_link_down, name)),
                         up=lambda name: shell.submit(partial(_link_up, name)),
+                        mtu=lambda name, mtu: shell.submit(
+                            partial(_set_mtu, name, packet_size(mtu))
+                        ),
+                        mtus=links.mtus,
                         changes=watch_links,
                     )
                 )

@@ -14,7 +14,10 @@ a few Hellos). One that loses its link (down, no carrier) or goes away has its n
 and their routes dropped at once (``down``); when it has its link again under the same
 index, a Hello, a request and a full update go at once (``up``), as babeld does: routes
 came back at the neighbour's next full update otherwise, and installing them failed
-every second while the link was down.
+every second while the link was down. A link whose MTU changes (``ip link set mtu``, a
+VLAN moved under a smaller one, a PPPoE session renegotiated) has Babel's datagrams there
+sized from the new MTU at once (``mtu``): read only when Babel started on it, a lowered
+MTU had the kernel fragment or drop its full updates until a restart.
 """
 
 from __future__ import annotations
@@ -64,14 +67,24 @@ Watch = Callable[[Callable[[], None]], Awaitable[None]]
 (:func:`watch_links`)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Look:
+    """A site interface ready to carry Babel, as one look found it: its index and its
+    link's MTU (None: not said)."""
+
+    index: int
+    mtu: int | None = None
+
+
 @dataclass
 class Links:
     """What :func:`open_links` opened: a port an interface, the MAC state of the keyed
-    ones, and each site interface's index as its port has it."""
+    ones, and each site interface's index and MTU as its port was opened with them."""
 
     ports: list[Port] = field(default_factory=list)
     auth: dict[str, LinkAuth] = field(default_factory=dict)
     indexes: dict[str, int] = field(default_factory=dict)
+    mtus: dict[str, int | None] = field(default_factory=dict)
 
 
 async def open_links(
@@ -89,6 +102,7 @@ async def open_links(
         for name in config.interfaces:
             addresses = await interface_addresses(name)
             links.indexes[name] = addresses.index
+            links.mtus[name] = addresses.mtu
             core.add_interface(
                 name,
                 kind="wired",
@@ -139,7 +153,7 @@ IFF_UP: Final = rt.IFF_UP
 IFF_RUNNING: Final = 0x40
 
 
-def _ready(name: str, netns: str | None) -> int | None:
+def _ready(name: str, netns: str | None) -> Look | None:
     # The link by its name and its link-local addresses alone (this runs every 2 s and at
     # each link the kernel tells of): a host of thousands of container interfaces is not
     # read whole, only looked over (meshd.wg.rtnetlink.addresses_untrusted).
@@ -153,27 +167,44 @@ def _ready(name: str, netns: str | None) -> int | None:
                 and address.address.is_link_local
                 and not address.flags & IFA_F_TENTATIVE
             ):
-                return link.index
+                return Look(link.index, link.mtu)
     return None
 
 
-async def ready_index(name: str, netns: str | None = None) -> int | None:
-    """The interface's index while it can carry Babel (up, with a carrier, and a link-local
-    address that is no longer tentative), else None (gone, down, or not ready yet)."""
+async def ready_index(name: str, netns: str | None = None) -> Look | None:
+    """The interface's index and MTU while it can carry Babel (up, with a carrier, and a
+    link-local address that is no longer tentative), else None (gone, down, or not ready
+    yet)."""
     try:
         return await trio.to_thread.run_sync(_ready, name, netns)
     except (BackendError, OSError):
         return None
 
 
-def moved(opened: Mapping[str, int], now: Mapping[str, int | None]) -> str | None:
+def moved(opened: Mapping[str, int], now: Mapping[str, Look | None]) -> str | None:
     """The first interface that is back under another index than the one its port was
     opened on (pure); None if none is (one that is gone is not: it may come back)."""
     for name, index in opened.items():
         found = now.get(name)
-        if found is not None and found != index:
+        if found is not None and found.index != index:
             return name
     return None
+
+
+def resized(
+    opened: Mapping[str, int], mtus: Mapping[str, int | None], now: Mapping[str, Look | None]
+) -> dict[str, int]:
+    """The interfaces found under the index their port was opened on with another MTU than
+    ``mtus`` has for them (pure): name -> the new MTU. One not ready, or whose MTU the
+    look did not say, is not."""
+    return {
+        name: look.mtu
+        for name, look in now.items()
+        if look is not None
+        and look.index == opened.get(name)
+        and look.mtu is not None
+        and look.mtu != mtus.get(name)
+    }
 
 
 async def watch_links(changed: Callable[[], None], netns: str | None = None) -> None:
@@ -214,13 +245,17 @@ async def follow_site_links(
     *,
     down: Callable[[str], None] = lambda name: None,
     up: Callable[[str], None] = lambda name: None,
+    mtu: Callable[[str, int], None] = lambda name, mtu: None,
+    mtus: Mapping[str, int | None] | None = None,
     every: float = EVERY,
-    index_of: Callable[[str], Awaitable[int | None]] = ready_index,
+    index_of: Callable[[str], Awaitable[Look | None]] = ready_index,
     changes: Watch | None = None,
 ) -> None:
     """Call ``restart(name)`` once an interface of ``opened`` (name -> the index its port
     was opened on) is there under another index; ``down(name)`` when one loses its link
-    or goes, ``up(name)`` when it has it again under its index (each logged once).
+    or goes, ``up(name)`` when it has it again under its index (each logged once);
+    ``mtu(name, mtu)`` when its link's MTU is no longer the one it had (``mtus``: as its
+    port was opened; without them, as the first look finds it).
     It looks every ``every`` s, and :data:`SETTLE` s after ``changes`` says the kernel
     told of a change (:func:`watch_links`), at most once every :data:`LOOK_GAP` s; one not
     ready is told ``down`` once it has been so for :data:`DOWN_HOLD` s (looked at again
@@ -232,6 +267,7 @@ async def follow_site_links(
         told.set()
 
     gone: set[str] = set()
+    sizes: dict[str, int | None] | None = None if mtus is None else dict(mtus)
     missing: dict[str, float] = {}  # not ready, since when (not yet told: DOWN_HOLD)
     last = float("-inf")
     async with trio.open_nursery() as nursery:
@@ -248,10 +284,23 @@ async def follow_site_links(
                 told = trio.Event()
             last = trio.current_time()
             now = {name: await index_of(name) for name in opened}
-            for name, index in now.items():
-                if index is not None:
+            if sizes is None:
+                sizes = {name: look.mtu for name, look in now.items() if look is not None}
+            for name, size in resized(opened, sizes, now).items():
+                log.info(
+                    "Babel: interface %s's MTU is now %d (was %s): datagrams of at most %d"
+                    " bytes there",
+                    name,
+                    size,
+                    sizes.get(name, "unknown"),
+                    packet_size(size),
+                )
+                sizes[name] = size
+                mtu(name, size)
+            for name, look in now.items():
+                if look is not None:
                     missing.pop(name, None)
-                    if name in gone and index == opened[name]:
+                    if name in gone and look.index == opened[name]:
                         gone.discard(name)
                         log.info("Babel: interface %s is up again", name)
                         up(name)
@@ -266,10 +315,12 @@ async def follow_site_links(
                         down(name)
             anew = moved(opened, now)
             if anew is not None:
+                found = now[anew]
+                assert found is not None  # moved: found under another index
                 log.info(
                     "Babel: interface %s was made anew (index %s, was %s): starting Babel again",
                     anew,
-                    now[anew],
+                    found.index,
                     opened[anew],
                 )
                 restart(anew)

@@ -24,9 +24,11 @@ from meshd.daemon.babel_links import (
     EVERY,
     LOOK_GAP,
     SETTLE,
+    Look,
     follow_site_links,
     moved,
     ready_index,
+    resized,
     watch_links,
 )
 from meshd.errors import BackendError
@@ -34,10 +36,52 @@ from meshd.errors import BackendError
 
 def test_only_an_interface_back_under_another_index_has_moved() -> None:
     opened = {"lan0": 2, "lan1": 3}
-    assert moved(opened, {"lan0": 2, "lan1": 3}) is None
-    assert moved(opened, {"lan0": None, "lan1": 3}) is None  # gone: it may come back
-    assert moved(opened, {"lan0": 2, "lan1": 7}) == "lan1"
+    assert moved(opened, {"lan0": Look(2), "lan1": Look(3)}) is None
+    assert moved(opened, {"lan0": None, "lan1": Look(3)}) is None  # gone: it may come back
+    assert moved(opened, {"lan0": Look(2), "lan1": Look(7)}) == "lan1"
     assert moved(opened, {}) is None
+
+
+def test_only_a_link_under_its_index_with_another_mtu_is_resized() -> None:
+    opened = {"lan0": 2, "lan1": 3}
+    mtus = {"lan0": 1500, "lan1": None}
+    assert resized(opened, mtus, {"lan0": Look(2, 1500), "lan1": Look(3, None)}) == {}
+    assert resized(opened, mtus, {"lan0": Look(2, 1400), "lan1": Look(3, 1500)}) == {
+        "lan0": 1400,
+        "lan1": 1500,  # not known when opened: known now
+    }
+    assert resized(opened, mtus, {"lan0": Look(9, 1400)}) == {}  # made anew: a restart
+    assert resized(opened, mtus, {"lan0": None, "lan1": Look(3)}) == {}  # gone, not said
+
+
+def test_a_links_new_mtu_sizes_babels_datagrams_there_once() -> None:
+    """lan0 opened at 1500, lowered to 1400 at 5 s (told by the kernel) and raised to 9000
+    at 12 s (seen at the next look): ``mtu`` once each, within SETTLE and EVERY; lan1's
+    never changes."""
+
+    async def index_of(name: str) -> Look | None:
+        now = trio.current_time()
+        if name == "lan1":
+            return Look(3, 1500)
+        return Look(2, 1500 if now < 5.0 else 1400 if now < 12.0 else 9000)
+
+    told: list[tuple[float, str, int]] = []
+
+    async def main() -> None:
+        with trio.move_on_after(30):
+            await follow_site_links(
+                {"lan0": 2, "lan1": 3},
+                lambda name: None,
+                mtu=lambda name, mtu: told.append((trio.current_time(), name, mtu)),
+                mtus={"lan0": 1500, "lan1": 1500},
+                index_of=index_of,
+                changes=_told_at(5.0),
+            )
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert [(name, mtu) for _, name, mtu in told] == [("lan0", 1400), ("lan0", 9000)]
+    assert told[0][0] == pytest.approx(5.0 + SETTLE)
+    assert 12.0 <= told[1][0] <= 12.0 + EVERY
 
 
 def test_babel_starts_again_once_the_interface_is_back_under_a_new_index() -> None:
@@ -46,11 +90,12 @@ def test_babel_starts_again_once_the_interface_is_back_under_a_new_index() -> No
     timeline = [(0.0, 2), (5.0, None), (15.0, None), (20.0, 9)]  # from then on, lan0's
     restarts: list[tuple[float, str]] = []
 
-    async def index_of(name: str) -> int | None:
+    async def index_of(name: str) -> Look | None:
         if name == "lan1":
-            return 3
+            return Look(3)
         now = trio.current_time()
-        return [index for at, index in timeline if at <= now][-1]
+        index = [index for at, index in timeline if at <= now][-1]
+        return None if index is None else Look(index)
 
     async def main() -> None:
         with trio.move_on_after(60):
@@ -71,8 +116,8 @@ def test_an_interface_that_loses_its_link_and_finds_it_again_is_told_once_each()
     """Down (or without a carrier) from 4 to 8 s: the core hears of it once when it goes
     and once when it comes back, within a look (EVERY); no start again."""
 
-    async def index_of(name: str) -> int | None:
-        return None if 4.0 <= trio.current_time() < 8.0 else 2
+    async def index_of(name: str) -> Look | None:
+        return None if 4.0 <= trio.current_time() < 8.0 else Look(2)
 
     restarts: list[str] = []
     told: list[tuple[str, float]] = []
@@ -122,8 +167,8 @@ def test_a_change_the_kernel_tells_of_is_looked_at_at_once_not_at_the_next_look(
     core hears of the return within SETTLE and of the loss once it has lasted DOWN_HOLD,
     where the looks every EVERY s took up to 2 s more."""
 
-    async def index_of(name: str) -> int | None:
-        return None if 4.3 <= trio.current_time() < 8.7 else 2
+    async def index_of(name: str) -> Look | None:
+        return None if 4.3 <= trio.current_time() < 8.7 else Look(2)
 
     told: list[tuple[str, float]] = []
 
@@ -148,8 +193,8 @@ def test_a_blink_shorter_than_the_down_hold_drops_nothing() -> None:
     """Down for 0.5 s (told both ways): neither ``down`` nor ``up`` (the neighbours and
     their routes stay; the kernel's routes it took are put back by the shell)."""
 
-    async def index_of(name: str) -> int | None:
-        return None if 4.3 <= trio.current_time() < 4.8 else 2
+    async def index_of(name: str) -> Look | None:
+        return None if 4.3 <= trio.current_time() < 4.8 else Look(2)
 
     told: list[str] = []
 
@@ -173,10 +218,10 @@ def test_however_much_the_kernel_says_the_looks_are_spaced() -> None:
     at most one look every LOOK_GAP s, not one a notification."""
     looks = 0
 
-    async def index_of(name: str) -> int | None:
+    async def index_of(name: str) -> Look | None:
         nonlocal looks
         looks += 1
-        return 2
+        return Look(2)
 
     async def main() -> None:
         with trio.move_on_after(20):
@@ -249,13 +294,15 @@ def test_an_interface_is_ready_only_up_with_a_carrier_and_a_link_local_address()
         index = int(shown.split(":")[0])
 
         def ready() -> int | None:
-            return trio.run(ready_index, "bla", ns)
+            look = trio.run(ready_index, "bla", ns)
+            return None if look is None else look.index
 
         deadline = time.monotonic() + 5
         while ready() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert ready() == index
         run(["ip", "-n", ns, "link", "set", "bla", "mtu", "1280"])
+        assert trio.run(ready_index, "bla", ns) == Look(index, 1280)
         addresses = trio.run(partial(interface_addresses, "bla", netns=ns))
         assert (addresses.index, addresses.mtu) == (index, 1280)
         assert packet_size(addresses.mtu) == 1232  # no Babel datagram the kernel fragments
@@ -273,41 +320,48 @@ def test_a_real_link_going_down_and_up_is_heard_of_at_once() -> None:
     """In a namespace, with the looks every EVERY s out of the way (one a minute): a veth
     losing its carrier (its peer set down) is told once that has lasted DOWN_HOLD, and
     finding it again within a second, by the kernel's notifications alone
-    (:func:`watch_links`)."""
+    (:func:`watch_links`); its MTU lowered is told within a second too."""
     ns = f"bw{os.getpid() % 100000}"
     run = partial(subprocess.run, check=True, capture_output=True)
     with _veth_pair(ns, "bwa", "bwb"):
         told: list[tuple[str, float]] = []
-        heard = {"down": trio.Event(), "up": trio.Event()}
+        heard = {"down": trio.Event(), "up": trio.Event(), "mtu 1300": trio.Event()}
 
         def tell(what: str) -> None:
             told.append((what, time.monotonic()))
             heard[what].set()
 
         async def main() -> None:
-            index = None
+            look = None
             with trio.move_on_after(5):
-                while index is None:
-                    index = await ready_index("bwa", ns)
+                while look is None:
+                    look = await ready_index("bwa", ns)
                     await trio.sleep(0.05)
-            assert index is not None
+            assert look is not None
+            assert look.mtu == 1500
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(
                     partial(
                         follow_site_links,
-                        {"bwa": index},
+                        {"bwa": look.index},
                         lambda name: None,
                         down=lambda name: tell("down"),
                         up=lambda name: tell("up"),
+                        mtu=lambda name, mtu: tell(f"mtu {mtu}"),
+                        mtus={"bwa": look.mtu},
                         every=60.0,
                         index_of=partial(ready_index, netns=ns),
                         changes=partial(watch_links, netns=ns),
                     )
                 )
                 await trio.sleep(0.5)
-                for what in ("down", "up"):
+                for what, change in (
+                    ("down", ["bwb", "down"]),
+                    ("up", ["bwb", "up"]),
+                    ("mtu 1300", ["bwa", "mtu", "1300"]),
+                ):
                     at = time.monotonic()
-                    await trio.to_thread.run_sync(run, ["ip", "-n", ns, "link", "set", "bwb", what])
+                    await trio.to_thread.run_sync(run, ["ip", "-n", ns, "link", "set", *change])
                     with trio.move_on_after(3):
                         await heard[what].wait()
                     assert heard[what].is_set(), f"{what}: not told"
@@ -316,7 +370,7 @@ def test_a_real_link_going_down_and_up_is_heard_of_at_once() -> None:
                 nursery.cancel_scope.cancel()
 
         trio.run(main)
-        assert [what for what, _ in told] == ["down", "up"]
+        assert [what for what, _ in told] == ["down", "up", "mtu 1300"]
 
 
 @contextmanager

@@ -3,8 +3,9 @@
 A real ``meshd up`` (wireguard-go, in a namespace of its own) is given a site link by a
 SIGHUP: Babel starts again on it, and a router on the link's other end (a socket in a
 second namespace, joined to Babel's multicast group) hears its Hellos at the new interval.
-A link the host does not have refuses the whole SIGHUP: the daemon runs on as it was, still
-heard on its link. The same process throughout.
+Its MTU lowered, Babel's datagrams there follow without a restart. A link the host does not
+have refuses the whole SIGHUP: the daemon runs on as it was, still heard on its link. The
+same process throughout.
 """
 
 from __future__ import annotations
@@ -86,6 +87,15 @@ def test_a_sighup_gives_babel_a_new_site_link_and_hello_interval(tmp_path: Path)
             text = node.log_path.read_text()
             assert "Babel: starting again: site links site0, Hello interval 0.5 s" in text
             assert "SIGHUP: the running daemon took babel_hello_interval, babel_interface" in text
+
+            # The site link's MTU lowered: Babel's datagrams there follow, no restart.
+            run(["ip", "-n", node.ns, "link", "set", "site0", "mtu", "1280"])
+            said = "Babel: interface site0's MTU is now 1280 (was 1500): datagrams of at most 1232"
+            deadline = time.monotonic() + 10
+            while said not in node.log_path.read_text():
+                assert time.monotonic() < deadline, node.log()
+                time.sleep(0.1)
+            assert node.log_path.read_text().count("Babel: starting again") == 1
 
             node.config.write_text('babel_interface = ["site0", "nosuch9"]\n')
             node.process.send_signal(signal.SIGHUP)
