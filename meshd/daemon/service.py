@@ -196,6 +196,7 @@ class Daemon:
             await nursery.start(self.connections.run)
             if self.mesh.kind != "none":
                 await nursery.start(self.punching.run)
+                nursery.start_soon(self._watch_default_routes)
             if self.babel is not None:
                 await nursery.start(self.babel.run)
                 nursery.start_soon(self.babel.follow, self.state.feed.subscribe())
@@ -210,6 +211,20 @@ class Daemon:
             # for systemd once this returns (READY=1).
             await nursery.start(self.control.run)
             task_status.started()
+
+    async def _watch_default_routes(self) -> None:
+        """A default route added, changed or deleted (an uplink replaced, a failover): the
+        announcer looks at once (our endpoints, the MTU derived again), not at its next
+        look; lost notifications have the next look read the routes."""
+        from meshd.daemon.underlay_mtu import watch_default_routes
+
+        def changed(now: bool) -> None:
+            if self._mtu is not None:
+                self._mtu.routes_changed()
+            if now:
+                self.announcer.wake()
+
+        await watch_default_routes(changed)
 
     async def _underlay_looked(self, addresses_changed: bool) -> None:
         """At each look at the underlay, without ``--mtu``: the WireGuard MTU derived again

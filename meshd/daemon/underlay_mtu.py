@@ -6,20 +6,22 @@ with no default route but ours, every link and where global addresses are.
 
 :class:`UnderlayMtu` follows it for a running interface whose MTU was not given: called at
 each of the announcer's looks (every 10 s), it asks the links it last found again (one
-request each: an uplink's MTU changed) and reads the routes again when our addresses changed
-or :data:`ROUTES_EVERY` seconds have passed (a default route moved to another uplink): a
-router holding a full internet table pays for its route dump once a minute, not at every
-look. A new MTU is set on the interface, sessions kept.
+request each: an uplink's MTU changed) and reads the routes again when our addresses changed,
+when the kernel told of a default route changing (:func:`watch_default_routes`, which also
+has the announcer look at once), or :data:`ROUTES_EVERY` seconds have passed: a router
+holding a full internet table pays for its route dump once a minute, not at every look.
+A new MTU is set on the interface, sessions kept.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Final
 
 import trio
 
+from meshd.errors import DecodeError
 from meshd.mesh.mtu import Derived, derive_mtu
 from meshd.wg.netlink import Netlink
 
@@ -29,7 +31,64 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROUTES_EVERY: Final = 60.0
-"""Seconds between two reads of the routes while our addresses stay."""
+"""Seconds between two reads of the routes while our addresses stay and the kernel tells of
+no default route changing."""
+GAP: Final = 2.0
+"""After the kernel told of a default route changing: seconds before it is heard again (a
+route that flaps has the daemon look at most once every ``GAP`` s)."""
+DRAIN: Final = 64  # notifications read at most per wake-up; a full batch rests REST s
+REST: Final = 0.1
+
+
+async def watch_default_routes(changed: Callable[[bool], None], netns: str | None = None) -> None:
+    """Call ``changed(True)`` when the kernel tells of a default route added, changed or
+    deleted (a laptop's uplink replaced, a router's failover), ``changed(False)`` when it
+    said more than could be read (what was lost is unknown: worth a read of the routes at
+    the next look, not one now); until cancelled. Only the messages' headers are read
+    (:func:`meshd.wg.rtnetlink.default_routes_changed_untrusted`), at most :data:`DRAIN`
+    datagrams a wake-up, and a full batch rests :data:`REST` s: a router's full table
+    churning costs a header scan a route, or the kernel drops what we do not read. Where the
+    notifications cannot be had, it logs so and returns: the routes are read once a
+    minute."""
+    from meshd.wg import rtnetlink as rt
+    from meshd.wg.rtnl_socket import monitor_socket
+
+    groups = rt.RTMGRP_IPV4_ROUTE | rt.RTMGRP_IPV6_ROUTE
+    try:
+        sock = await trio.to_thread.run_sync(monitor_socket, netns, groups)
+    except OSError as exc:
+        log.warning(
+            "cannot hear of the default routes' changes (%s): they are read once a minute",
+            exc.strerror or exc,
+        )
+        return
+    try:
+        while True:
+            await trio.lowlevel.wait_readable(sock.fileno())
+            told = lost = full = False
+            for _ in range(DRAIN):
+                try:
+                    data = sock.recv(1 << 17)
+                except BlockingIOError:
+                    break
+                except OSError:  # ENOBUFS: some were lost
+                    lost = True
+                    break
+                try:
+                    told = rt.default_routes_changed_untrusted(data) or told
+                except DecodeError:
+                    lost = True
+            else:
+                full = True
+            if told:
+                changed(True)
+                await trio.sleep(GAP)
+            elif lost:
+                changed(False)
+            if full:
+                await trio.sleep(REST)
+    finally:
+        sock.close()
 
 
 async def read_derived(
@@ -95,13 +154,25 @@ class UnderlayMtu:
         self.mesh = mesh
         self._via: tuple[int, ...] | None = None  # the default routes' links last found
         self._routes_at = -ROUTES_EVERY
+        self._stale = False  # the kernel told of a default route changing since the read
+
+    def routes_changed(self) -> None:
+        """The default routes may have changed: read them at the next look."""
+        self._stale = True
 
     async def look(self, now: float, addresses_changed: bool) -> int | None:
         """Derive the MTU again and set it on the interface if it moved (sessions are
         kept); the new MTU, None if it stayed. Raises OSError or BackendError if it could
         not be read or set (it stays, and the routes are read at the next look)."""
         mesh = self.mesh
-        routes = self._via is None or addresses_changed or now - self._routes_at >= ROUTES_EVERY
+        routes = (
+            self._via is None
+            or self._stale
+            or addresses_changed
+            or now - self._routes_at >= ROUTES_EVERY
+        )
+        if routes:
+            self._stale = False  # told again while they are read: read again next time
         self._via, via = None, self._via  # read the routes again after a failure
         derived, found = await read_derived(mesh.ifname, None, None if routes else via)
         if routes:

@@ -427,6 +427,22 @@ def routes_lost_untrusted(data: bytes, protocol: int) -> bool:
     return lost
 
 
+def default_routes_changed_untrusted(data: bytes) -> bool:
+    """Whether one datagram of kernel notifications tells of a default route (prefix length
+    0, in any table) added, changed or deleted. Only the headers are read: a router whose
+    full table churns says mostly other things.
+
+    Raises DecodeError for a message that does not fit the datagram, or a route message
+    shorter than its header."""
+    changed = False
+    for kind, _, start, end in _frames_untrusted(data):
+        if kind in (RTM_NEWROUTE, RTM_DELROUTE):
+            if end - start < _RTMSG.size:
+                raise DecodeError("rtnetlink route message: truncated")
+            changed = changed or data[start + 1] == 0  # rtm_dst_len
+    return changed
+
+
 def routes_untrusted(
     data: bytes, seq: int, *, dst_len: int | None = None, protocol: int | None = None
 ) -> tuple[list[Route], Done | Ack | None]:

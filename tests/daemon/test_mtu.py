@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
+from meshd.daemon.underlay_mtu import GAP
 from tests.daemon.support import ROOT, meshd
 
 
@@ -217,7 +219,8 @@ def test_without_mtu_it_follows_the_underlay_to_a_smaller_uplink(tmp_path: Path)
     """The uplink's MTU lowered, no address of ours changing (a PPPoE session renegotiated,
     an operator's ``ip link set``): at its next look the daemon derives the MTU again, 1380,
     and sets it on the running interface. Then the default route moves to a new uplink of
-    1400 bytes (a laptop on a phone's hotspot, say): 1320. The same process throughout."""
+    1400 bytes (a laptop on a phone's hotspot, say), with no address of ours changing as it
+    moves: 1320 within seconds, told by the kernel. The same process throughout."""
     config = 'announce_interval = "2s"\nannounce_ttl = "10s"\n'  # a look every 2 s
     with BehindPppoe(tmp_path, config) as node:
         assert node.link_mtu() == 1412
@@ -230,9 +233,16 @@ def test_without_mtu_it_follows_the_underlay_to_a_smaller_uplink(tmp_path: Path)
         run(["ip", "-n", ns, "link", "set", "up2", "mtu", "1400", "up"])
         run(["ip", "-n", ns, "link", "set", "up3", "up"])
         run(["ip", "-n", ns, "addr", "add", "198.51.100.1/24", "dev", "up2"])
+        # The new address seen (and the routes read with it) before the route moves: the
+        # move alone, no address changing, is heard of from the kernel, not a minute later.
+        deadline = time.monotonic() + 20
+        while "198.51.100.1:" not in node.log_path.read_text():
+            assert time.monotonic() < deadline, node.log()
+            time.sleep(0.1)
+        time.sleep(0.5)
         run(["ip", "-n", ns, "route", "del", "default", "dev", "up0"])
         run(["ip", "-n", ns, "route", "add", "default", "dev", "up2"])
-        node.wait_link_mtu(1320)
+        node.wait_link_mtu(1320, seconds=GAP + 3)
         assert "the underlay changed: MTU 1320, was 1380" in node.log_path.read_text()
         assert node.process is not None
         assert node.process.poll() is None
@@ -308,7 +318,8 @@ def test_the_follower_reads_routes_at_a_change_of_addresses_or_once_a_minute(
 ) -> None:
     """Between two reads of the routes the links last found are asked again (an uplink's MTU
     changed is seen at the next look); the routes are read at the first look, when our
-    addresses changed, once ``ROUTES_EVERY`` has passed, and after a failure. A new MTU is
+    addresses changed, once ``ROUTES_EVERY`` has passed, after a failure, and after the
+    kernel told of a default route changing. A new MTU is
     set on the interface and kept on the mesh; one that stays is not set again."""
     from types import SimpleNamespace
 
@@ -352,5 +363,70 @@ def test_the_follower_reads_routes_at_a_change_of_addresses_or_once_a_minute(
     with pytest.raises(OSError, match="busy"):
         look(100.0, False)
     assert look(110.0, False) is None  # after a failure: the routes
-    assert asked == ["routes", (7,), (7,), "routes", (7,), "routes", (7,), "routes"]
+    follower.routes_changed()  # the kernel told of a default route changing
+    assert look(120.0, False) is None  # the routes
+    assert look(130.0, False) is None
+    assert asked == [
+        "routes", (7,), (7,), "routes", (7,), "routes", (7,), "routes", "routes", (7,),
+    ]  # fmt: skip
     assert set_to == [1380]
+
+
+@pytest.mark.root
+def test_the_kernel_tells_of_a_default_route_changing_and_of_no_other_route() -> None:
+    """In a namespace: 50 routes of other prefixes added tell nothing; a default route
+    added, replaced, then deleted is told each time (``changed(True)``) within a second."""
+
+    from meshd.daemon.underlay_mtu import watch_default_routes
+
+    ns = f"dr{os.getpid() % 100000}"
+    run = partial(subprocess.run, check=True, capture_output=True)
+    told: list[tuple[bool, float]] = []
+    heard = [trio.Event()]
+
+    def changed(now: bool) -> None:
+        told.append((now, time.monotonic()))
+        heard[0].set()
+
+    try:
+        run(["ip", "netns", "add", ns])
+        run(["ip", "-n", ns, "link", "add", "dr0", "type", "veth", "peer", "name", "dr1"])
+        for name in ("dr0", "dr1"):
+            run(["ip", "-n", ns, "link", "set", name, "up"])
+        run(["ip", "-n", ns, "addr", "add", "192.0.2.1/24", "dev", "dr0"])
+
+        async def main() -> None:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch_default_routes, changed, ns)
+                await trio.sleep(0.3)
+
+                def ip(*args: str) -> None:
+                    run(["ip", "-n", ns, *args])
+
+                batch = "".join(f"route add 10.{n}.0.0/16 dev dr0\n" for n in range(50))
+                await trio.to_thread.run_sync(
+                    partial(run, ["ip", "-n", ns, "-batch", "-"], input=batch.encode())
+                )
+                await trio.sleep(1.0)
+                assert told == []
+                for change in (
+                    ("route", "add", "default", "via", "192.0.2.2"),
+                    ("route", "replace", "default", "via", "192.0.2.3"),
+                    ("route", "del", "default"),
+                ):
+                    at = time.monotonic()
+                    count = len(told)
+                    heard[0] = trio.Event()
+                    await trio.to_thread.run_sync(partial(ip, *change))
+                    with trio.move_on_after(GAP + 3):
+                        await heard[0].wait()
+                    assert len(told) == count + 1, change
+                    now, when = told[-1]
+                    assert now
+                    # Heard at once; the next is heard once GAP has passed.
+                    assert when - at < 1.0 + (GAP if count else 0), change
+                nursery.cancel_scope.cancel()
+
+        trio.run(main)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)

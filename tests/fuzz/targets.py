@@ -421,6 +421,10 @@ def _rtnetlink_replies(world: World) -> Decoder:
             lost: bool | None = rtnetlink.routes_lost_untrusted(data, 42)
         except DecodeError:
             lost = None
+        try:
+            default_changed: bool | None = rtnetlink.default_routes_changed_untrusted(data)
+        except DecodeError:
+            default_changed = None
         filters: list[dict[str, int]] = [{}, {"dst_len": 0}, {"protocol": 42}]
         scanned: list[list[rtnetlink.Route] | None] = []
         for kept in filters:
@@ -443,9 +447,19 @@ def _rtnetlink_replies(world: World) -> Decoder:
                 scanned_addresses.append(None)
         messages = rtnetlink.decode_messages_untrusted(data)
         _check(lost is not None, "the lost-routes scanner refused what decodes whole")
+        _check(default_changed is not None, "the default-route scanner refused what decodes")
         # Each message's type (one message a frame): a dump's replies are RTM_NEW*; a
         # deletion among them is passed over by the scanners.
         kinds = [kind for kind, _, _, _ in rtnetlink._frames_untrusted(data)]
+        told = any(
+            isinstance(m, rtnetlink.Route)
+            and kind in (rtnetlink.RTM_NEWROUTE, rtnetlink.RTM_DELROUTE)
+            and m.dst_len == 0
+            for kind, m in zip(kinds, messages, strict=True)
+        )
+        # A default route decoded is told of (the scanner may also tell of one whose family
+        # the whole decode passes over: a look too many, never one too few).
+        _check(default_changed or not told, "a default route changing was not told of")
         of_dump: list[rtnetlink.Route] = []  # the routes of the dump (seq 3) until its end
         of_address_dump: list[rtnetlink.Address] = []  # and its addresses
         for kind, m in zip(kinds, messages, strict=True):
@@ -847,8 +861,8 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         "rtnetlink-replies",
-        "wg.rtnetlink decode_messages_untrusted, routes_lost_untrusted and "
-        "routes_untrusted: the kernel's"
+        "wg.rtnetlink decode_messages_untrusted, routes_lost_untrusted, "
+        "default_routes_changed_untrusted and routes_untrusted: the kernel's"
         " answers to meshd's requests, its notifications",
         "bytes",
         ("meshd.wg.rtnetlink",),

@@ -130,6 +130,7 @@ REACHED = {
     "b64url_decode_untrusted": ("invite-tokens",),
     "decode_messages_untrusted": ("rtnetlink-replies",),
     "routes_lost_untrusted": ("rtnetlink-replies",),
+    "default_routes_changed_untrusted": ("rtnetlink-replies",),
     "routes_untrusted": ("rtnetlink-replies",),
     "addresses_untrusted": ("rtnetlink-replies",),
     "_frames_untrusted": ("rtnetlink-replies",),

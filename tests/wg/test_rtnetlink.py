@@ -139,6 +139,44 @@ def test_routes_are_lost_with_a_deletion_of_their_protocol_or_a_link_change(
     assert rt.routes_lost_untrusted(data, protocol) == expected
 
 
+@given(st.binary(max_size=300))
+def test_any_bytes_tell_of_a_default_route_or_raise_decode_error(data: bytes) -> None:
+    try:
+        changed = rt.default_routes_changed_untrusted(data)
+    except DecodeError:
+        return
+    assert changed in (True, False)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(messages, st.booleans()), max_size=5))
+def test_a_default_route_added_or_deleted_is_told_and_nothing_else(
+    found: list[tuple[rt.Message, bool]],
+) -> None:
+    """A datagram of notifications tells of a default route changing when a route of prefix
+    length 0 was added or deleted (in any table); not for other routes, links, addresses or
+    acknowledgements."""
+    data = b"".join(
+        rt.encode_message(m, type=rt.RTM_DELROUTE if deleted and isinstance(m, Route) else None)
+        for m, deleted in found
+    )
+    expected = any(isinstance(m, Route) and m.dst_len == 0 for m, _ in found)
+    assert rt.default_routes_changed_untrusted(data) == expected
+
+
+def test_default_routes_told_by_their_prefix_length() -> None:
+    default = Route(rt.AF_INET, 0, gateway=IPv4Address("192.0.2.1"), oif=2)
+    other = Route(rt.AF_INET6, 64, dst=IPv6Address("2001:db8::"), oif=2)
+    told = rt.default_routes_changed_untrusted
+    assert told(rt.encode_message(default))
+    assert told(rt.encode_message(other) + rt.encode_message(default, type=rt.RTM_DELROUTE))
+    assert not told(rt.encode_message(other) + rt.encode_message(Link(2, "eth0")))
+    assert not told(b"")
+    short = (20).to_bytes(4, "little") + rt.encode_message(default)[4:20]
+    with pytest.raises(DecodeError):
+        told(short)
+
+
 def test_a_deleted_route_too_short_for_its_header_is_refused() -> None:
     data = rt.encode_message(Route(rt.AF_INET6, protocol=42), type=rt.RTM_DELROUTE)
     short = (20).to_bytes(4, "little") + data[4:20]
