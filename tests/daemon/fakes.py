@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -155,6 +156,24 @@ async def running(
             yield daemon, transport, backend
         finally:
             nursery.cancel_scope.cancel()
+
+
+async def first_announced(daemon: Daemon) -> None:
+    """Until ``daemon`` (of :func:`running`) has made its first announcement, this node
+    admitted, on a clock that never jumps (``MockClock(autojump_threshold=math.inf)``). Its
+    look at the host's addresses before it runs in a thread, which ``wait_all_tasks_blocked``
+    counts as blocked: on a busy machine a test read its views before it, this node still
+    expired. Waited for in real time, at most 10 s."""
+    from meshd.membership import MemberState
+
+    me = daemon.state.key
+    for _ in range(1000):
+        await trio.testing.wait_all_tasks_blocked()
+        own = daemon.state.member(me)
+        if own is not None and own.state is MemberState.ADMITTED:
+            return
+        await trio.to_thread.run_sync(time.sleep, 0.01)
+    raise AssertionError("the daemon made no announcement within 10 s")
 
 
 def announcer_of(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,12 +21,10 @@ from meshd.control.commands import (
 )
 from meshd.control.typed_json import to_json
 from meshd.daemon.metrics import gather
-from meshd.daemon.service import Daemon
-from meshd.membership import MemberState
 from meshd.metrics.collector import SnapshotCollector
 from meshd.metrics.snapshot import Snapshot
 from meshd.node.statedir import NodeDir, now
-from tests.daemon.fakes import running
+from tests.daemon.fakes import first_announced, running
 
 MEMBERS = 60
 CHANGING = ("meshd_uptime_seconds", "meshd_tasks")  # move between two reads
@@ -41,23 +38,6 @@ def _samples(snapshot: Snapshot) -> Iterator[tuple[str, tuple[tuple[str, str], .
             yield s.name, tuple(sorted(s.labels.items())), s.value
 
 
-async def _announced(daemon: Daemon) -> None:
-    """Until the daemon has made its first announcement (this node admitted, as every member
-    of the store). Its look at the host's addresses before it runs in a thread, which
-    ``wait_all_tasks_blocked`` counts as blocked: on a busy machine the test read the views
-    before it, this node still expired (59 admitted). Waited for in real time, the clock
-    never moving, at most 10 s."""
-    me = daemon.state.key
-    for _ in range(1000):
-        await trio.testing.wait_all_tasks_blocked()
-        if any(
-            m.node_key == me and m.state is MemberState.ADMITTED for m in daemon.state.members()
-        ):
-            return
-        await trio.to_thread.run_sync(time.sleep, 0.01)
-    raise AssertionError("the daemon made no announcement within 10 s")
-
-
 def test_a_scrape_reads_the_same_figures_as_the_views_show(tmp_path: Path) -> None:
     build_store(tmp_path / "n", MEMBERS)
     node = NodeDir.open(tmp_path / "n")
@@ -65,7 +45,7 @@ def test_a_scrape_reads_the_same_figures_as_the_views_show(tmp_path: Path) -> No
 
     async def main() -> None:
         async with running(node, base) as (daemon, _transport, backend):
-            await _announced(daemon)
+            await first_announced(daemon)
             # The device's peers with handshakes and counters, some never heard from.
             state = backend.state
             assert len(state.peers) == MEMBERS - 1
