@@ -19,16 +19,20 @@ commits with a synchronous fsync and delivers events at once, as it always did.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import trio
 
+from meshd.errors import StoreError
 from meshd.membership import Event
 from meshd.node.store import Store
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
+
+log = logging.getLogger(__name__)
 
 
 class DiskSync:
@@ -45,6 +49,7 @@ class DiskSync:
         self._synced = 0  # commits on disk
         self._progress = trio.Event()
         self._wake_send, self._wake_receive = trio.open_memory_channel[None](1)
+        self._failed = ""  # the last failure to sync, said once
 
     @property
     def idle(self) -> bool:
@@ -73,14 +78,26 @@ class DiskSync:
         finally:
             self.running = False
             if not self.idle:  # on the way out (cancelled): nothing committed stays unsynced
-                self.store.sync_to_disk()
+                with contextlib.suppress(StoreError):  # said already, if it fails
+                    self.store.sync_to_disk()
                 self._mark(self._written, [])
 
     async def _sync_once(self) -> None:
         target = self._written
         events, self._events = self._events, []
-        await trio.to_thread.run_sync(self.store.sync_to_disk)
-        self.syncs += 1
+        try:
+            await trio.to_thread.run_sync(self.store.sync_to_disk)
+        except StoreError as exc:
+            # Committed, not known to be on disk (fsync failed: a full or failing disk). The
+            # daemon acts on what it holds all the same, and tries again at the next commit.
+            if str(exc) != self._failed:
+                log.error("%s; what was committed since is acted on, and synced later", exc)
+                self._failed = str(exc)
+        else:
+            if self._failed:
+                log.info("the store is synced to disk again")
+                self._failed = ""
+            self.syncs += 1
         self._mark(target, events)
 
     def _mark(self, target: int, events: list[Event]) -> None:

@@ -40,7 +40,7 @@ from meshd.daemon.disksync import DiskSync
 from meshd.daemon.feed import MembershipFeed, Snapshot
 from meshd.daemon.gate import PeerGate
 from meshd.daemon.standing import OwnStanding
-from meshd.errors import DecodeError, VerifyError
+from meshd.errors import DecodeError, StoreError, VerifyError
 from meshd.gossip import enroll
 from meshd.gossip.sync import net_change
 from meshd.membership import (
@@ -56,9 +56,13 @@ from meshd.membership.grants import GrantTable
 from meshd.membership.pending import LOCAL
 from meshd.metrics.snapshot import Traffic
 from meshd.node.statedir import NodeDir
+from meshd.node.store import NetEffect
 from meshd.records import Admission, Enrollment, Record, record_id
 
 log = logging.getLogger(__name__)
+
+UNWRITTEN_RETRY = 10.0
+"""Seconds between two tries to write what the store could not take (a full disk)."""
 
 __all__ = [  # the budgets live in meshd/daemon/budgets.py; these names stay importable here
     "FORWARDER_BURST",
@@ -125,6 +129,10 @@ class NodeState:
         self.traffic = Traffic()  # gossip and sync counters, for the metrics
         self.feed = MembershipFeed(self._snapshot)
         self.disk = DiskSync(node.store, self.feed.changed)  # started by meshd.daemon.launch
+        # What the store could not take (a full disk): kept, written first at the next try.
+        self._unwritten: NetEffect | None = None
+        self._unwritten_at = 0
+        self._unwritten_said = ""  # the failure last logged: one ERROR line for each
         # Whether our own standing ended (revoked, left, handed over): one watcher, run with
         # the lifecycle services (meshd.daemon.renewer); the daemon's stop waits for it.
         self.standing = OwnStanding(self)
@@ -146,24 +154,78 @@ class NodeState:
         )
         return Snapshot(version, at, members, grants, revocations)
 
-    def _persist(self, outcomes: Sequence[Outcome]) -> None:
+    def _persist(self, outcomes: Sequence[Outcome], *, received: bool = False) -> None:
         change = net_change(self.membership, outcomes)
         if change is not None:
-            self._commit([change], change.events)
+            self._commit([change], change.events, received=received)
 
-    def _commit(self, changes: Sequence[Change], events: Sequence[Event]) -> None:
+    def _commit(
+        self, changes: Sequence[Change], events: Sequence[Event], *, received: bool = False
+    ) -> None:
         """Commit ``changes`` now; hand ``events`` to the feed once they are on disk (at once
-        when the disk-sync service does not run: then the commit itself waits for the disk)."""
+        when the disk-sync service does not run: then the commit itself waits for the disk).
+
+        A store that cannot be written (its disk full, say) holds back neither the feed nor
+        the record: the membership in memory is what the daemon acts on (a revocation takes
+        its peer out at once) and what it forwards; what was not written is kept (its net
+        effect, bounded by the records it names) and written first, before anything later,
+        at the next commit or :meth:`write_unwritten`. One ERROR line until it is written.
+        A record made here (``received`` False: ours, or a command's) fails with the
+        StoreError as well, so that whoever made it hears of it."""
         if not self.disk.running:
             if changes:
                 self.node.store.apply(changes)
             self.feed.changed(events)
             return
-        needs_disk = bool(changes) and self.node.store.apply(changes, fsync=False)
+        effect = self._unwritten if self._unwritten is not None else NetEffect()
+        for change in changes:
+            effect.add(change)
+        try:
+            needs_disk = self.node.store.write(effect, fsync=False)
+        except StoreError as exc:
+            self._not_written(effect, exc)
+            self.feed.changed(events)
+            if not received:
+                raise
+            return
+        self._written_again(effect)
         if needs_disk or (events and not self.disk.idle):
             self.disk.after_sync(events)  # after what waits already, in order
         else:
             self.feed.changed(events)
+
+    def _not_written(self, effect: NetEffect, exc: StoreError) -> None:
+        self._unwritten, self._unwritten_at = effect, self.clock()
+        if str(exc) != self._unwritten_said:
+            log.error(
+                "%s; the records it could not take (%d rows so far) are kept in memory, acted "
+                "on and forwarded, and written once it can be: free space in %s",
+                exc,
+                len(effect),
+                self.node.paths.root,
+            )
+            self._unwritten_said = str(exc)
+
+    def _written_again(self, effect: NetEffect) -> None:
+        if self._unwritten is None:
+            return
+        log.info("the store is written again: the %d rows kept meanwhile are stored", len(effect))
+        self._unwritten, self._unwritten_said = None, ""
+
+    def write_unwritten(self) -> None:
+        """Write what the store could not take earlier, if anything, at most every
+        :data:`UNWRITTEN_RETRY` s (the disk full: each try costs a failed transaction)."""
+        effect = self._unwritten
+        if effect is None or 0 <= self.clock() - self._unwritten_at < UNWRITTEN_RETRY:
+            return  # (a clock set back tries at once)
+        try:
+            needs_disk = self.node.store.write(effect, fsync=not self.disk.running)
+        except StoreError as exc:
+            self._not_written(effect, exc)
+            return
+        self._written_again(effect)
+        if needs_disk and self.disk.running:
+            self.disk.after_sync([])
 
     # --- what arrives ------------------------------------------------------------------------
 
@@ -186,7 +248,7 @@ class NodeState:
             self.gate.reject(forwarder, exc.reason if isinstance(exc, VerifyError) else "decode")
             return False
         if outcome.stored or outcome.dropped:
-            self._persist([outcome])
+            self._persist([outcome], received=True)
         if not outcome.new:
             return False  # known already, or waiting for its credential: not forwarded
         self.accepted += 1
@@ -216,7 +278,7 @@ class NodeState:
             rejected=rejected,
             source=source,
         )
-        self._commit([batch] if batch.stored or batch.dropped else [], batch.events)
+        self._commit([batch] if batch.stored or batch.dropped else [], batch.events, received=True)
         for reason in batch.rejected:
             self.reject_reasons[reason] += 1
         return batch
@@ -236,6 +298,7 @@ class NodeState:
         return admission
 
     def tick(self) -> None:
+        self.write_unwritten()
         self.feed.changed(self.membership.tick(self.clock()))
 
     # --- who is who ----------------------------------------------------------------------

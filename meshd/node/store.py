@@ -96,6 +96,58 @@ class LoadReport:
     checked: int = 0  # rows whose signatures were checked (no valid seal)
 
 
+class NetEffect:
+    """The net effect on the store's tables of changes taken in order (:meth:`add`): a record
+    stored and then dropped among them is never written, a member's last announcement is the
+    one written. Its size is bounded by the records it names, however many changes it took:
+    what a daemon whose store cannot be written (a full disk) keeps for later."""
+
+    __slots__ = ("announcement_of", "announcements", "dropped", "dropped_nodes", "records")
+
+    def __init__(self) -> None:
+        self.records: dict[bytes, tuple[bytes, int, bytes]] = {}
+        self.announcements: dict[bytes, tuple[bytes, bytes, bytes]] = {}
+        self.announcement_of: dict[bytes, bytes] = {}
+        self.dropped: dict[bytes, None] = {}  # record ids to delete, in order
+        self.dropped_nodes: dict[bytes, None] = {}  # members whose announcement goes
+
+    def add(self, change: Change) -> None:
+        for rid, kind, raw, node in change.stored:
+            if node is not None:
+                self.announcements[node] = (node, rid, raw)  # the last one wins
+                self.announcement_of[rid] = node
+            else:
+                self.records[rid] = (rid, int(kind), raw)
+        for rid in change.dropped:
+            if self.records.pop(rid, None) is not None:
+                continue
+            node = self.announcement_of.pop(rid, None)
+            if node is not None:
+                # Its row on disk, if any, holds an older announcement of the same member.
+                if self.announcements.get(node, (b"", b""))[1] == rid:
+                    del self.announcements[node]
+                self.dropped_nodes[node] = None
+            else:
+                self.dropped[rid] = None
+
+    @property
+    def needs_disk(self) -> bool:
+        """Whether it holds credentials or revocations (or drops): what must reach the disk."""
+        return bool(self.records or self.dropped or self.dropped_nodes)
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.announcements or self.dropped or self.dropped_nodes)
+
+    def __len__(self) -> int:
+        """The rows it writes or deletes."""
+        return (
+            len(self.records)
+            + len(self.announcements)
+            + len(self.dropped)
+            + len(self.dropped_nodes)
+        )
+
+
 class Store:
     """One node's SQLite database. Not shared across threads; one writer at a time."""
 
@@ -176,57 +228,43 @@ class Store:
 
         ``fsync=False``: committed (atomic, safe against meshd being killed) without waiting
         for the disk; :meth:`sync_to_disk` then makes it durable (meshd.daemon.disksync)."""
-        # The net effect of the changes, in order: a record stored and then dropped within
-        # them is never written.
-        records: dict[bytes, tuple[bytes, int, bytes]] = {}
-        announcements: dict[bytes, tuple[bytes, bytes, bytes]] = {}
-        announcement_of: dict[bytes, bytes] = {}
-        dropped: list[tuple[bytes]] = []
-        dropped_nodes: list[tuple[bytes]] = []
+        effect = NetEffect()
         for change in changes:
-            for rid, kind, raw, node in change.stored:
-                if node is not None:
-                    announcements[node] = (node, rid, raw)  # the last one wins
-                    announcement_of[rid] = node
-                else:
-                    records[rid] = (rid, int(kind), raw)
-            for rid in change.dropped:
-                if records.pop(rid, None) is not None:
-                    continue
-                node = announcement_of.pop(rid, None)
-                if node is not None:
-                    # Its row on disk, if any, holds an older announcement of the same member.
-                    if announcements.get(node, (b"", b""))[1] == rid:
-                        del announcements[node]
-                    dropped_nodes.append((node,))
-                else:
-                    dropped.append((rid,))
-        if not records and not announcements and not dropped and not dropped_nodes:
+            effect.add(change)
+        return self.write(effect, fsync=fsync)
+
+    def write(self, effect: NetEffect, *, fsync: bool = True) -> bool:
+        """:meth:`apply` for changes already gathered (a :class:`NetEffect`): all of it in
+        one transaction, or nothing (a StoreError: the disk full, say; ``effect`` is kept
+        whole, to be written again with what comes after it)."""
+        if not effect:
             return False
         # Credentials and revocations are synced to disk before this returns. Announcements
         # alone are soft state, refreshed by their members all the time: their batches are
         # safe against a crash of meshd (kill -9) but skip the fsync.
-        needs_disk = bool(records or dropped or dropped_nodes)
+        needs_disk = effect.needs_disk
         hard = needs_disk and fsync
         if hard != self._hard:
             self._db.execute(f"PRAGMA synchronous={'FULL' if hard else 'NORMAL'}")
             self._hard = hard
         with self.transaction() as db:
-            if dropped:
-                db.executemany("DELETE FROM records WHERE rid = ?", dropped)
-                db.executemany("DELETE FROM announcements WHERE rid = ?", dropped)
-            if dropped_nodes:
-                db.executemany("DELETE FROM announcements WHERE node = ?", dropped_nodes)
-            if records:
+            if effect.dropped:
+                rows = [(rid,) for rid in effect.dropped]
+                db.executemany("DELETE FROM records WHERE rid = ?", rows)
+                db.executemany("DELETE FROM announcements WHERE rid = ?", rows)
+            if effect.dropped_nodes:
+                nodes = [(node,) for node in effect.dropped_nodes]
+                db.executemany("DELETE FROM announcements WHERE node = ?", nodes)
+            if effect.records:
                 db.executemany(
                     "INSERT OR REPLACE INTO records(rid, kind, raw, seal) VALUES (?, ?, ?, ?)",
-                    [(*row, self._seal(row[2])) for row in records.values()],
+                    [(*row, self._seal(row[2])) for row in effect.records.values()],
                 )
-            if announcements:
+            if effect.announcements:
                 db.executemany(
                     "INSERT OR REPLACE INTO announcements(node, rid, raw, seal) "
                     "VALUES (?, ?, ?, ?)",
-                    [(*row, self._seal(row[2])) for row in announcements.values()],
+                    [(*row, self._seal(row[2])) for row in effect.announcements.values()],
                 )
         return needs_disk
 

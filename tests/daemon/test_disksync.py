@@ -8,6 +8,7 @@ purpose, to see each step apart.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from pathlib import Path
@@ -94,3 +95,52 @@ def test_sync_to_disk_with_and_without_a_log(tmp_path: Path) -> None:
         store.close()
     assert not (tmp_path / "s.db-wal").exists()  # checkpointed and removed on close
     Store.sync_to_disk(store)  # no log: nothing to sync, no error
+
+
+def test_a_failed_fsync_holds_back_no_revocation_and_is_said_once(
+    node: NodeDir, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """fsync failing (a full or failing disk): the events go to those who act on them all
+    the same, the service runs on, one ERROR line for as long as it fails, and a later sync
+    that works is said once."""
+    from meshd.errors import StoreError
+
+    base = now()
+    certs = [certify(node, base, f"m{i}").cert for i in range(3)]
+    revocation = revoke(node, certs[0].subject, base + 1)
+    state = NodeState(node, announce_ttl=600)
+    failing = True
+    real_sync = node.store.sync_to_disk
+
+    def sync() -> None:
+        if failing:
+            raise StoreError(f"cannot sync the store {node.paths.db}: No space left on device")
+        real_sync()
+
+    monkeypatch.setattr(node.store, "sync_to_disk", sync)
+
+    async def main() -> None:
+        nonlocal failing
+        events = state.feed.events()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(state.feed.run)
+            await nursery.start(state.disk.run)
+            for raw in (*(c.raw for c in certs[:2]), revocation.raw):
+                assert state.validate(raw, "author", "neighbour")
+                await state.disk.synced()
+            got = [events.receive_nowait() for _ in range(3)]
+            assert [type(e) for e in got] == [Admitted, Admitted, Revoked]
+            assert state.disk.syncs == 0
+            failing = False
+            assert state.validate(certs[2].raw, "author", "neighbour")
+            await state.disk.synced()
+            assert isinstance(events.receive_nowait(), Admitted)
+            assert state.disk.syncs == 1
+            nursery.cancel_scope.cancel()
+
+    caplog.set_level(logging.INFO, logger="meshd.daemon.disksync")
+    trio.run(main)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert "No space left on device" in errors[0]
+    assert "synced to disk again" in caplog.text

@@ -18,7 +18,7 @@ import pytest
 from meshd.encoding import pack
 from meshd.errors import StoreError
 from meshd.membership import Membership
-from meshd.node.store import Store
+from meshd.node.store import NetEffect, Store
 from meshd.records import CONTEXTS, VERSION, Kind, Role, record_id
 from tests.factory import DAY, T0, Net
 from tests.node.stores import NOW, populate
@@ -287,6 +287,39 @@ def test_batch_effects_apply_in_order(tmp_path: Path) -> None:
         ]
     )
     assert store.count() == len(state) == 3
+    reloaded = net.state()
+    assert store.load_into(reloaded, NOW + 2).rejected == 0
+    assert reloaded.digest() == state.digest()
+
+
+def test_a_full_disk_writes_nothing_and_what_it_refused_is_written_whole_later(
+    tmp_path: Path,
+) -> None:
+    """SQLite out of room (its page limit reached, as a full disk): the write is a
+    StoreError and leaves the store as it was; the changes kept (a NetEffect), with what
+    came after them, are written whole once there is room, to the same state a store that
+    never filled holds."""
+    net = Net()
+    state = net.state()
+    store = Store(tmp_path / "meshd.db")
+    founder = net.founder()
+    store.apply([state.ingest(founder.credential, NOW)])
+    before = store.count()
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count={pages}")
+    effect = NetEffect()
+    nodes = [net.join(state, founder, net.invite(), f"m{i}", at=T0 + 10) for i in range(40)]
+    for n in nodes:
+        effect.add(state.ingest(n.credential, NOW))
+        effect.add(state.ingest(n.announce(net, NOW), NOW))
+    with pytest.raises(StoreError, match="full"):
+        store.write(effect)
+    assert store.count() == before  # rolled back whole
+    dropped = nodes[0]
+    effect.add(state.ingest(net.revoke(dropped.key.public, at=T0 + 50), NOW + 1))
+    store._db.execute("PRAGMA max_page_count=1073741823")
+    assert store.write(effect)
+    assert store.count() == len(state)
     reloaded = net.state()
     assert store.load_into(reloaded, NOW + 2).rejected == 0
     assert reloaded.digest() == state.digest()
