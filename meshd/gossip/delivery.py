@@ -10,6 +10,7 @@ neither builds nor starts anything.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 
+from meshd.gossip.bug_log import BugLog
 from meshd.gossip.config import HostConfig, Validator
 from meshd.gossip.libp2p_workarounds.router import wait_for_queue_room
 from meshd.gossip.streams import LIBP2P_ERRORS, MessageTooLarge, TransportError
@@ -60,14 +62,15 @@ class TopicDelivery:
         """Validated messages dropped because :attr:`receive` was full."""
         self.rejected = 0
         """Messages refused for their size or by the validator (ours included)."""
+        self._bugs = BugLog(logger, "the gossip validator", clock=time.monotonic)
 
     def accepts(self, data: bytes, author: str, forwarder: str) -> bool:
         if len(data) > self._config.max_message_size:
             return False
         try:
             return bool(self.validator(data, author, forwarder))
-        except Exception:  # a validator bug rejects the message instead of killing the host
-            logger.exception("gossip validator raised; message rejected")
+        except Exception as exc:  # noqa: BLE001 (a validator bug rejects the message; the host runs on)
+            self._bugs.report(exc, "(message rejected)")
             return False
 
     def libp2p_validator(self, forwarder: ID, message: rpc_pb2.Message) -> bool:

@@ -9,6 +9,7 @@ operation. The exceptions libp2p raises are turned into :class:`TransportError` 
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -24,6 +25,7 @@ from libp2p.exceptions import BaseLibp2pError
 from libp2p.network.stream.exceptions import StreamEOF
 
 from meshd.errors import DecodeError, MeshdError
+from meshd.gossip.bug_log import BugLog
 from meshd.gossip.framing import FrameDecoder, encode_frame
 
 __all__ = [
@@ -162,6 +164,8 @@ def serve_framed(
     from the handler is logged, never propagated into libp2p.
     """
 
+    bugs = BugLog(logger, f"the {protocol_id} handler", clock=time.monotonic)
+
     async def serve(stream: INetStream) -> None:
         framed = FramedStream(stream, max_frame_size=max_frame_size, timeout=timeout)
         try:
@@ -169,8 +173,8 @@ def serve_framed(
         except MeshdError as exc:
             logger.info("%s stream from %s failed: %s", protocol_id, framed.remote_peer_id, exc)
             await framed.reset()
-        except Exception:
-            logger.exception("%s handler raised", protocol_id)
+        except Exception as exc:  # noqa: BLE001 (a handler's bug resets its stream alone)
+            bugs.report(exc, f"(stream from {framed.remote_peer_id} reset)")
             await framed.reset()
         else:
             await framed.close()
