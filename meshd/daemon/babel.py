@@ -38,6 +38,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import random
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Final, cast
@@ -74,6 +75,7 @@ from meshd.daemon.babel_site import (
 from meshd.daemon.babel_wants import on_demand_route
 from meshd.daemon.feed import Subscription
 from meshd.errors import BackendError
+from meshd.gossip.bug_log import BugLog
 from meshd.membership import Member, MemberState
 from meshd.mesh.relay_pair import pair_rank
 from meshd.trust.keys import NodeKey, WgKey
@@ -87,6 +89,20 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two tries to start Babel again after one failed (see BabelService.run).
 RESTART_RETRY: Final = 2.0
+
+
+class _Started:
+    """A task status that notes whether it was told the task started (Babel running, not
+    failing to start)."""
+
+    def __init__(self, inner: TaskStatus[None]) -> None:
+        self.inner = inner
+        self.up = False
+
+    def started(self, value: None = None) -> None:
+        self.up = True
+        self.inner.started(value)
+
 
 __all__ = ["BabelService", "SiteRoutes", "refuse_ungranted_origins", "ungranted_origins"]
 
@@ -128,6 +144,7 @@ class BabelService:
         self._site: dict[RouteKey, int] = {}
         self._routes = SiteRoutes(KernelRoutes())
         self._restart: trio.CancelScope | None = None
+        self._bugs = BugLog(log, "Babel", clock=time.monotonic)
         self._on_mesh: MeshRoutes | None = None
         if self.mesh is not None:
             self._on_mesh = MeshRoutes(
@@ -187,20 +204,33 @@ class BabelService:
         """Run until cancelled; :meth:`rekey` (a new WireGuard key) and a site interface made
         anew start it again. A start that fails (an interface gone again, a socket refused)
         is tried again every :data:`RESTART_RETRY` seconds, but the first: a daemon that
-        cannot start Babel at all says so and stops."""
+        cannot start Babel at all says so and stops. Once running, whatever ends it (a
+        socket's error, a bug a neighbour's datagram set off in the core) has it start again
+        :data:`RESTART_RETRY` seconds later, a fresh core as after a new WireGuard key:
+        WireGuard, the membership and the direct paths run on (a bug's traceback is logged
+        once a kind, then counted: meshd.gossip.bug_log)."""
         first = True
         while True:
+            status = _Started(task_status)
             with trio.CancelScope() as scope:
                 self._restart = scope
                 try:
-                    await self._run_once(task_status)
+                    await self._run_once(status)
                     return
                 except (BackendError, OSError) as exc:
-                    if first:
+                    if first and not status.up:
                         raise
                     log.warning(
-                        "Babel: cannot start again: %s; trying again in %.0f s", exc, RESTART_RETRY
+                        "Babel: %s: %s; trying again in %.0f s",
+                        "stopped" if status.up else "cannot start again",
+                        exc,
+                        RESTART_RETRY,
                     )
+                    await trio.sleep(RESTART_RETRY)
+                except Exception as exc:  # a bug: Babel starts again, not the daemon's end
+                    if not status.up:
+                        raise
+                    self._bugs.report(exc, f"(starting again in {RESTART_RETRY:.0f} s)")
                     await trio.sleep(RESTART_RETRY)
             first = False
             task_status = trio.TASK_STATUS_IGNORED  # reported started the first time

@@ -4,6 +4,7 @@ or down waits (meshd.daemon.babel_links, on a fake clock)."""
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import os
 import subprocess
 import time
@@ -387,3 +388,51 @@ def _veth_pair(ns: str, a: str, b: str) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
+def test_a_bug_a_neighbour_sets_off_starts_babel_again_not_the_daemon_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Once running, Babel ending on an exception nobody expected (a bug in its core that a
+    neighbour's datagram set off, again and again) starts again RESTART_RETRY s later: the
+    service, hence the daemon, runs on; the traceback is logged once, then counted."""
+    import logging
+
+    service = _service()
+    starts: list[float] = []
+
+    async def run_once(task_status: Any) -> None:
+        starts.append(trio.current_time())
+        task_status.started()
+        if len(starts) <= 5:
+            await trio.sleep(1)
+            raise KeyError("a core bug")
+        await trio.sleep_forever()
+
+    service._run_once = run_once  # type: ignore[method-assign]
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            await trio.sleep(60)
+            nursery.cancel_scope.cancel()
+
+    caplog.set_level(logging.INFO, logger="meshd.daemon.babel")
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert len(starts) == 6
+    assert [b - a for a, b in itertools.pairwise(starts)] == [1 + RESTART_RETRY] * 5
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert errors[0].exc_info is not None
+    assert "Babel (starting again in 2 s) raised KeyError" in errors[0].getMessage()
+
+
+def test_a_bug_before_babel_runs_is_the_start_failing() -> None:
+    service = _service()
+
+    async def run_once(task_status: Any) -> None:
+        raise KeyError("a bug at the start")
+
+    service._run_once = run_once  # type: ignore[method-assign]
+    with pytest.raises(KeyError):
+        trio.run(service.run)
