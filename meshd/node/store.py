@@ -24,6 +24,7 @@ SQLite's journal recovers on the next open.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -189,16 +190,27 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed when the body returns, rolled back if it or the
+        commit fails. Whatever SQLite said is the StoreError's message: a write that fails
+        (a full disk) may have rolled the transaction back already, and the rollback's own
+        complaint hid it ("cannot rollback - no transaction is active"); a commit that
+        fails is rolled back, so that no transaction is left open to refuse every write
+        after it."""
+        db = self._db
         try:
-            self._db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
+                yield db
+                db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.DatabaseError):
+                        db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot write the store {self.path}: {exc}") from None
+            raise StoreError(
+                f"cannot write the store {self.path}: {exc}", hint=_write_hint(exc, self.path)
+            ) from None
 
     # --- meta -----------------------------------------------------------------------------
 
@@ -411,6 +423,18 @@ class Store:
                 "SELECT raw FROM issued WHERE kind = ? ORDER BY created_at", (int(kind),)
             )
         ]
+
+
+def _write_hint(exc: sqlite3.DatabaseError, path: Path) -> str:
+    """What to do about a write the database refused."""
+    text = str(exc).lower()
+    if "full" in text:
+        return f"free space on the file system of {path.parent}"
+    if "readonly" in text or "read-only" in text:
+        return f"make {path.parent} writable (its file system may be mounted read-only)"
+    if "locked" in text or "busy" in text:
+        return "another program holds the store: stop it, or wait and try again"
+    return "check the state dir's disk and permissions"
 
 
 def _handed_over(records: list[Record]) -> Iterator[Record]:

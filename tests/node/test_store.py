@@ -312,9 +312,12 @@ def test_a_full_disk_writes_nothing_and_what_it_refused_is_written_whole_later(
     for n in nodes:
         effect.add(state.ingest(n.credential, NOW))
         effect.add(state.ingest(n.announce(net, NOW), NOW))
-    with pytest.raises(StoreError, match="full"):
+    with pytest.raises(StoreError, match="database or disk is full") as refused:
         store.write(effect)
+    assert refused.value.hint == f"free space on the file system of {tmp_path}"
     assert store.count() == before  # rolled back whole
+    assert not store._db.in_transaction  # nothing left open to refuse what comes next
+    store.set_meta("k", b"v")  # a small write that fits still goes
     dropped = nodes[0]
     effect.add(state.ingest(net.revoke(dropped.key.public, at=T0 + 50), NOW + 1))
     store._db.execute("PRAGMA max_page_count=1073741823")
