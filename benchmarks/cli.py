@@ -63,7 +63,7 @@ from meshd.errors import MeshdError
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 COMMANDS: tuple[tuple[str, ...], ...] = (("peers", "--json"), ("status", "--json"))
-MEMBERS_COMMANDS: tuple[tuple[str, ...], ...] = (("peers", "--json"), ("peers",))
+MEMBERS_COMMANDS: tuple[tuple[str, ...], ...] = (("peers", "--json"), ("peers",), ("peers", "m77"))
 TARGET_S = 0.08
 
 Way = tuple[list[str], Path, Path]

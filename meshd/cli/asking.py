@@ -31,8 +31,8 @@ from meshd.errors import DaemonNotRunning
 from meshd.node.layout import Paths, resolve
 
 
-def peers(state_dir: Path | None = None, json: bool = False) -> None:
-    answer = ask_typed(_socket(state_dir), PeersRequest(), PeersAnswer)
+def peers(member: str | None = None, state_dir: Path | None = None, json: bool = False) -> None:
+    answer = ask_typed(_socket(state_dir), PeersRequest(member=member or ""), PeersAnswer)
     if json:
         emit_json(to_json(answer))
         return

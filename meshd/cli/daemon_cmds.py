@@ -292,9 +292,20 @@ def down(
 
 
 @app.command()
-def peers(state_dir: StateDir = None, json: Json = False) -> None:
+def peers(
+    member: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="MEMBER",
+            help="Only this member: a name, a node id (or its first characters), a WireGuard"
+            " key, or an overlay or link-local address.",
+        ),
+    ] = None,
+    state_dir: StateDir = None,
+    json: Json = False,
+) -> None:
     """List the members this node knows, with their state and addresses."""
-    asking.peers(state_dir, json)
+    asking.peers(member, state_dir, json)
 
 
 @app.command()

@@ -84,7 +84,7 @@ _JSON = {"--json": "json"}
 _STATE_DIR = {"--state-dir": ("state_dir", _path)}
 
 COMMANDS: Mapping[str, Quick] = {
-    "peers": Quick("meshd.cli.asking:peers", _JSON, _STATE_DIR),
+    "peers": Quick("meshd.cli.asking:peers", _JSON, _STATE_DIR, arguments=("member",)),
     "status": Quick("meshd.cli.asking:status", _JSON, _STATE_DIR),
     "routes": Quick("meshd.cli.asking:routes", _JSON, _STATE_DIR),
     "netcheck": Quick("meshd.cli.netcheck:netcheck", _JSON, _STATE_DIR),

@@ -62,6 +62,7 @@ class StatusRequest(Query):
 
 class PeersRequest(Query):
     command: ClassVar[str] = "peers"
+    member: str = ""  # only the members it names (meshd.daemon.state_views.select_members)
 
 
 class RoutesRequest(Query):

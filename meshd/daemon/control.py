@@ -140,6 +140,8 @@ class Control:
         connected = {k for p in d.host.connected_peers() if (k := key_of(p))}
         device = await wireguard_views.peer_stats(d.mesh)
         members = d.state.members()  # one view of each member for every column
+        if request.member:
+            members = state_views.select_members(members, request.member)
         # Each column in turn, letting the event loop run between them: at 10,000 members
         # each takes ~0.1-0.2 s (a scrape of the metrics takes this view too).
         checkpoint = trio.lowlevel.checkpoint

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from meshd.daemon.lifecycle import revocation_text
 from meshd.daemon.root_view import root_view
+from meshd.errors import UsageError
 from meshd.membership import Member, MemberState
 from meshd.mesh.announced import plain_endpoints
 from meshd.trust.keys import fingerprint
@@ -62,6 +63,51 @@ def peers_view(
             }
         )
     return rows
+
+
+def select_members(members: Sequence[Member], ref: str) -> list[Member]:
+    """The members ``ref`` names (``meshd peers MEMBER``), as ``tailscale whois`` finds one:
+    an overlay or link-local address (``fd..``, ``fe80::..``), a WireGuard or node key
+    (base64), a name (every member of that name), else a node id or its first characters
+    (at least 4). A UsageError if it names none."""
+    text = ref.strip()
+    found: list[Member] = []
+    try:
+        address = ipaddress.IPv6Address(text.split("%")[0])
+    except ValueError:
+        address = None
+    if address is not None:
+        found = [
+            m
+            for m in members
+            if m.overlay == address or link_local_from_wg_key(m.wg_key) == address
+        ]
+    else:
+        key = _key_of(text)
+        if key is not None:
+            found = [m for m in members if key in (m.wg_key, m.node_key)]
+        found = found or [m for m in members if m.name == text]
+        if not found and len(text) >= 4:
+            prefix = text.lower()
+            found = [m for m in members if m.node_id.startswith(prefix)]
+    if not found:
+        raise UsageError(
+            f"no member matches {ref!r}",
+            hint="give a name, a node id (or its first characters), a WireGuard key, or an"
+            " overlay or link-local address; `meshd peers` lists them all",
+        )
+    return found
+
+
+def _key_of(text: str) -> bytes | None:
+    """The 32 bytes of a base64 key, or None if ``text`` is not one."""
+    if len(text) != 44:
+        return None
+    try:
+        key = base64.b64decode(text, validate=True)
+    except ValueError:
+        return None
+    return key if len(key) == 32 else None
 
 
 def ipv6_text(address: ipaddress.IPv6Address) -> str:

@@ -148,7 +148,7 @@ def test_lines_the_quick_path_takes(args: list[str], expected: dict[str, Any]) -
         ["PEERS"],
         ["up", "--help"],
         ["peers", "--jso"],
-        ["peers", "extra"],
+        ["peers", "one", "two"],
         ["peers", "--state-dir"],
         ["peers", "--state-dir", ""],
         ["peers", "--state-dir", "--json"],
@@ -215,6 +215,8 @@ def test_the_quick_table_says_what_the_typer_app_says() -> None:
 LINES = [
     ["peers"],
     ["peers", "--json"],
+    ["peers", "erin"],
+    ["peers", "erin", "--json"],
     ["status"],
     ["status", "--json"],
     ["routes"],
@@ -240,6 +242,39 @@ def test_same_answer_both_ways_with_a_daemon(
     assert steady(quick) == steady(full)
     if args[0] in ("peers", "status", "netcheck"):
         assert quick[0] == 0, quick[2]
+
+
+def test_peers_of_one_member_by_any_of_its_names(
+    daemon: Daemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``meshd peers MEMBER``: the member named by its name, node id (or its first
+    characters, any case), overlay or link-local address (with a zone), WireGuard or node
+    key; one that names nobody is a one-line error, exit 1 (as ``meshd revoke nobody``),
+    nothing printed, the same both ways."""
+    where = ["--state-dir", str(daemon.state_dir)]
+    code, out, err = run(capsys, ["peers", "--json", *where], quick=True)
+    assert code == 0, err
+    erin = next(r for r in json.loads(out) if r["name"] == "erin")
+    refs = [
+        "erin",
+        erin["node_id"][:8],
+        erin["node_id"][:12].upper(),
+        erin["overlay_ip"],
+        f"{erin['link_local']}%meshd0",
+        erin["wg_public_key"],
+        erin["node_key"],
+    ]
+    for ref in refs:
+        code, out, err = run(capsys, ["peers", ref, "--json", *where], quick=True)
+        assert code == 0, (ref, err)
+        assert [r["node_id"] for r in json.loads(out)] == [erin["node_id"]], ref
+    for ref in ("nobody", "fd00::dead", "abc"):
+        (code, out, err), full = both_ways(capsys, ["peers", ref, *where])
+        assert (code, out, err) == full
+        assert code == 1, (ref, err)
+        assert out == ""
+        assert f"no member matches {ref!r}" in err
+        assert len(err.strip().splitlines()) == 1, err
 
 
 def test_state_dir_from_the_environment_both_ways(
