@@ -170,6 +170,10 @@ def status(state_dir: Path | None = None, json: bool = False) -> None:
         shown["wg_relay"] = wireguard["relay"]
     if wireguard.get("last_error"):
         shown["wg_last_error"] = wireguard["last_error"]
+    if info.store_unwritten:
+        shown["store_unwritten"] = (
+            f"{info.store_unwritten} rows kept in memory: the store cannot be written (see the log)"
+        )
     shown["expiring"] = [f"{e['kind']} {e['name']} {e['expires']}" for e in info.expiring]
     shown.update(_config_fields(info.config))
     shown.update(_root_fields(info.root))

@@ -157,6 +157,8 @@ class StatusAnswer(Wire):
     tasks: int
     shed: dict[str, int]
     expiring: Views = ()
+    # Rows the store could not take (its disk full), kept in memory until it can.
+    store_unwritten: int = 0
     # The current root, since when, the roots being retired and who is anchored only to them.
     root: dict[str, Any] | None = None
     # What SIGHUPs did (meshd.daemon.reload.Reloader.view); None: not a running daemon's.

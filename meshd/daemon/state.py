@@ -212,6 +212,11 @@ class NodeState:
         log.info("the store is written again: the %d rows kept meanwhile are stored", len(effect))
         self._unwritten, self._unwritten_said = None, ""
 
+    @property
+    def unwritten_rows(self) -> int:
+        """The rows the store could not take, kept in memory until it can (0: none)."""
+        return 0 if self._unwritten is None else len(self._unwritten)
+
     def write_unwritten(self) -> None:
         """Write what the store could not take earlier, if anything, at most every
         :data:`UNWRITTEN_RETRY` s (the disk full: each try costs a failed transaction)."""

@@ -145,6 +145,7 @@ def node_view(state: NodeState, members: Sequence[Member]) -> dict[str, Any]:
         "records": len(state.membership),
         "pending": state.membership.pending_count,
         "pending_evicted": state.membership.pending_evicted,
+        "store_unwritten": state.unwritten_rows,
         "digest": state.membership.digest().hex(),
         "accepted": state.accepted,
         "rejected": dict(state.reject_reasons),

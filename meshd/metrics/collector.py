@@ -239,6 +239,9 @@ CATALOGUE: Final[tuple[Spec, ...]] = (
          _status("pending")),
     Spec("meshd_pending_evicted_total", "counter", (),
          "Records evicted from the full pending pool.", _status("pending_evicted")),
+    Spec("meshd_store_unwritten_rows", "gauge", (),
+         "Rows the store could not take (its disk full), kept in memory until it can: "
+         "alert above 0.", _status("store_unwritten")),
     Spec("meshd_credential_expiry_timestamp_seconds", "gauge", (),
          "When this node's membership credentials end (Unix time): renew before.",
          _own_expiry),

@@ -69,6 +69,8 @@ def test_a_full_disk_holds_back_no_revocation_and_what_it_refused_is_stored_late
                 assert len(errors) == 1, [r.getMessage() for r in errors]
                 assert "database or disk is full" in errors[0].getMessage()
                 assert "kept in memory" in errors[0].getMessage()
+                status = await daemon.control.dispatch("status", {})
+                assert status["store_unwritten"] == 2  # the revocation, carol's certificate
 
                 full = False  # room again: written at the next try, with nothing asked
                 await trio.sleep(UNWRITTEN_RETRY + 1)
