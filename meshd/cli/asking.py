@@ -36,6 +36,12 @@ def peers(member: str | None = None, state_dir: Path | None = None, json: bool =
     if json:
         emit_json(to_json(answer))
         return
+    if member:  # one member asked for (or the few of one name): everything about each
+        for n, row in enumerate(answer.rows):
+            if n:
+                print()
+            emit_fields(_member_fields(row))
+        return
     emit_table(
         ["name", "node_id", "state", "overlay_ip", "path", "handshake", "rx/tx", "conn", "seen"],
         [
@@ -53,6 +59,32 @@ def peers(member: str | None = None, state_dir: Path | None = None, json: bool =
             for r in answer.rows
         ],
     )
+
+
+def _member_fields(r: PeerRow) -> dict[str, Any]:
+    """``meshd peers MEMBER``: a member's row, every column, one line each."""
+    fields: dict[str, Any] = {
+        "name": r.name or "-",
+        "node_id": r.node_id,
+        "state": r.state + _why(r) + (f", {r.expires}" if r.expires else "") + _retiring(r),
+        "overlay_ip": r.overlay_ip,
+        "link_local": r.link_local,
+        "node_key": r.node_key,
+        "wg_public_key": r.wg_public_key,
+        "endpoints": list(r.endpoints),
+        "addrs": list(r.addrs),
+        "path": _path(r),
+        "wg_endpoint": r.wg_endpoint or "-",
+        "handshake": _handshake(r),
+        "rx/tx": _traffic(r),
+        "connected": "yes" if r.connected else "no",
+        "seen": _seen(r),
+        "admitted": _day(r.admitted_at),
+        "ends": _day(r.credentials_end),
+    }
+    if r.routed:
+        fields["route"] = f"{r.route or '-'} (metric {r.metric})"
+    return fields
 
 
 def _socket(state_dir: Path | None) -> Path:

@@ -268,6 +268,13 @@ def test_peers_of_one_member_by_any_of_its_names(
         code, out, err = run(capsys, ["peers", ref, "--json", *where], quick=True)
         assert code == 0, (ref, err)
         assert [r["node_id"] for r in json.loads(out)] == [erin["node_id"]], ref
+    code, out, err = run(capsys, ["peers", erin["node_id"][:8], *where], quick=True)
+    assert code == 0, err
+    shown = dict(line.split(None, 1) for line in out.splitlines())
+    assert shown["name"] == "erin"
+    assert shown["wg_public_key"] == erin["wg_public_key"]
+    assert shown["link_local"] == erin["link_local"]
+    assert shown["node_id"] == erin["node_id"]
     for ref in ("nobody", "fd00::dead", "abc"):
         (code, out, err), full = both_ways(capsys, ["peers", ref, *where])
         assert (code, out, err) == full
