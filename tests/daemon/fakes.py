@@ -158,22 +158,30 @@ async def running(
             nursery.cancel_scope.cancel()
 
 
-async def first_announced(daemon: Daemon) -> None:
-    """Until ``daemon`` (of :func:`running`) has made its first announcement, this node
-    admitted, on a clock that never jumps (``MockClock(autojump_threshold=math.inf)``). Its
-    look at the host's addresses before it runs in a thread, which ``wait_all_tasks_blocked``
-    counts as blocked: on a busy machine a test read its views before it, this node still
-    expired. Waited for in real time, at most 10 s."""
-    from meshd.membership import MemberState
-
-    me = daemon.state.key
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Until ``condition`` holds, on a clock that never jumps
+    (``MockClock(autojump_threshold=math.inf)``): waited for in real time, at most 10 s, as
+    worker threads finish (which ``wait_all_tasks_blocked`` counts as blocked)."""
     for _ in range(1000):
         await trio.testing.wait_all_tasks_blocked()
-        own = daemon.state.member(me)
-        if own is not None and own.state is MemberState.ADMITTED:
+        if condition():
             return
         await trio.to_thread.run_sync(time.sleep, 0.01)
-    raise AssertionError("the daemon made no announcement within 10 s")
+    raise AssertionError(f"not within 10 s: {what}")
+
+
+async def first_announced(daemon: Daemon) -> None:
+    """Until ``daemon`` (of :func:`running`) has made its first announcement, this node
+    admitted, on a clock that never jumps. Its look at the host's addresses before it runs
+    in a thread: on a busy machine a test read its views before it, this node still
+    expired."""
+    from meshd.membership import MemberState
+
+    def admitted() -> bool:
+        own = daemon.state.member(daemon.state.key)
+        return own is not None and own.state is MemberState.ADMITTED
+
+    await until(admitted, "the daemon's first announcement")
 
 
 def announcer_of(
