@@ -47,8 +47,8 @@ def init(
         list[str] | None,
         typer.Option(
             "--public-addr",
-            help="ADDRESS[:PORT] where members outside this network reach this node's libp2p "
-            "port (repeatable); invites carry it first.",
+            help="ADDRESS[:PORT] or NAME[:PORT] where members outside this network reach this "
+            "node's libp2p port (repeatable); invites carry it first.",
             show_default=False,
         ),
     ] = None,

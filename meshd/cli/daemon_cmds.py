@@ -159,8 +159,8 @@ PublicAddr = Annotated[
     list[str] | None,
     typer.Option(
         "--public-addr",
-        help="ADDRESS[:PORT] where members outside this network reach our libp2p port "
-        "(repeatable; the port defaults to --listen's); invites carry it first.",
+        help="ADDRESS[:PORT] or NAME[:PORT] where members outside this network reach our "
+        "libp2p port (repeatable; the port defaults to --listen's); invites carry it first.",
         show_default=False,
     ),
 ]
@@ -168,8 +168,9 @@ Bootstrap = Annotated[
     list[str] | None,
     typer.Option(
         "--bootstrap",
-        help="A member's /ip4|ip6/ADDRESS/tcp/PORT/p2p/PEER_ID to dial besides the invite's "
-        "(repeatable); kept, and dialled again whenever no member is connected.",
+        help="A member's /ip4|ip6/ADDRESS/tcp/PORT/p2p/PEER_ID (or /dns/NAME/..., looked up "
+        "at each dial) to dial besides the invite's (repeatable); kept, and dialled again "
+        "whenever no member is connected.",
         show_default=False,
     ),
 ]

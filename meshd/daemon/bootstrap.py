@@ -2,11 +2,14 @@
 
 * :func:`check_bootstrap`: ``meshd join --bootstrap MULTIADDR`` takes
   ``/ip4|ip6/ADDRESS/tcp/PORT/p2p/PEER_ID`` (the peer id names the member that must answer,
-  as ``meshd status`` prints its addresses); anything else is a one-line CommandLineError;
+  as ``meshd status`` prints its addresses) or ``/dns|dns4|dns6/NAME/tcp/PORT/p2p/PEER_ID``
+  (the name looked up at each dial: :mod:`meshd.gossip.names`); anything else is a one-line
+  CommandLineError;
 * :func:`check_public_addr` and :func:`public_multiaddrs`: ``--public-addr`` (``ADDRESS``,
-  ``ADDRESS:PORT``, ``[IPv6]:PORT`` or a ``/ip4|ip6/../tcp/PORT`` multiaddr) is where members
-  outside this node's network reach its libp2p port (a port forward on a NAT, a cloud
-  machine's public IP); the port defaults to the first TCP listen port;
+  ``NAME``, either with ``:PORT``, ``[IPv6]:PORT``, or a ``/ip4|ip6|dns|dns4|dns6/../tcp/PORT``
+  multiaddr) is where members outside this node's network reach its libp2p port (a port
+  forward on a NAT, a cloud machine's public IP, a name that follows a changing address);
+  the port defaults to the first TCP listen port;
 * :func:`invite_bootstrap`: what an invite carries: the public addresses first, then the
   listen addresses, each once. A joiner dials them all and keeps those that answer.
 
@@ -22,13 +25,17 @@ from collections.abc import Iterable, Sequence
 from typing import Final, Protocol
 
 from meshd.errors import CommandLineError
+from meshd.gossip.names import check_host_name, is_named, named_addr
 
 MAX_ADDRS: Final = 16  # --bootstrap and --public-addr values kept, each
 MAX_MULTIADDR: Final = 200  # characters
 BOOTSTRAP_HINT: Final = (
-    "write /ip4/ADDRESS/tcp/PORT/p2p/PEER_ID (or /ip6/...), as `meshd status` on a member shows"
+    "write /ip4/ADDRESS/tcp/PORT/p2p/PEER_ID (or /ip6/...), as `meshd status` on a member "
+    "shows, or /dns/NAME/tcp/PORT/p2p/PEER_ID"
 )
-PUBLIC_HINT: Final = "write ADDRESS, ADDRESS:PORT, [IPv6]:PORT or /ip4/ADDRESS/tcp/PORT"
+PUBLIC_HINT: Final = (
+    "write ADDRESS, NAME, ADDRESS:PORT, NAME:PORT, [IPv6]:PORT or /ip4/ADDRESS/tcp/PORT"
+)
 
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 #: An Ed25519 peer id: identity multihash (0x00, length 36) of the protobuf public key
@@ -75,7 +82,10 @@ def check_bootstrap(text: str, option: str = "--bootstrap") -> str:
     try:
         if len(text) > MAX_MULTIADDR:
             raise ValueError(f"longer than {MAX_MULTIADDR} characters")
-        _ip_tcp(parts)
+        if is_named(text.strip()):
+            named_addr(text.strip())
+        else:
+            _ip_tcp(parts)
         if len(parts) != 7 or parts[5] != "p2p":
             raise ValueError("it must end in /p2p/PEER_ID")
         if peer_key(parts[6]) is None:
@@ -86,7 +96,8 @@ def check_bootstrap(text: str, option: str = "--bootstrap") -> str:
 
 
 def check_public_addr(text: str, default_port: int) -> tuple[str, int]:
-    """(address, TCP port) of a ``--public-addr`` value; a CommandLineError if unusable."""
+    """(address or host name, TCP port) of a ``--public-addr`` value; a CommandLineError if
+    unusable."""
     value = text.strip()
     try:
         if len(value) > MAX_MULTIADDR:
@@ -94,7 +105,10 @@ def check_public_addr(text: str, default_port: int) -> tuple[str, int]:
         if value.startswith("/"):
             parts = value.split("/")
             if len(parts) != 5:
-                raise ValueError("a multiaddr here is /ip4|ip6/ADDRESS/tcp/PORT, nothing after")
+                raise ValueError("a multiaddr here is /ip4|ip6|dns/ADDRESS/tcp/PORT, nothing after")
+            named = named_addr(value)
+            if named is not None:
+                return named.name, named.port
             address, port = _ip_tcp(parts)
         else:
             host, port = value, default_port
@@ -107,7 +121,12 @@ def check_public_addr(text: str, default_port: int) -> tuple[str, int]:
             elif value.count(":") == 1:
                 host, _, port_text = value.partition(":")
                 port = _port(port_text)
-            address = ipaddress.ip_address(host)
+            try:
+                address = ipaddress.ip_address(host)
+            except ValueError:
+                if ":" in host or value.startswith("["):
+                    raise
+                return check_host_name(host), port  # a name: looked up by whoever dials it
             if address.is_unspecified or address.is_multicast or address.is_loopback:
                 raise ValueError(f"{address} is not an address others can reach")
     except ValueError as exc:
@@ -122,11 +141,15 @@ def _port(text: str) -> int:
 
 
 def public_multiaddrs(public: Iterable[tuple[str, int]], peer_id: str) -> list[str]:
-    """``/ip4|ip6/ADDRESS/tcp/PORT/p2p/PEER_ID`` for each checked public address."""
+    """``/ip4|ip6/ADDRESS/tcp/PORT/p2p/PEER_ID`` for each checked public address, and
+    ``/dns/NAME/tcp/PORT/p2p/PEER_ID`` for each host name (either IP version)."""
     out: list[str] = []
     for address, port in public:
-        family = ipaddress.ip_address(address).version
-        addr = f"/ip{family}/{address}/tcp/{port}/p2p/{peer_id}"
+        try:
+            protocol = f"ip{ipaddress.ip_address(address).version}"
+        except ValueError:
+            protocol = "dns"
+        addr = f"/{protocol}/{address}/tcp/{port}/p2p/{peer_id}"
         if addr not in out:
             out.append(addr)
     return out

@@ -6,11 +6,15 @@ libp2p host: read a dial target from a multiaddr (:func:`dial_target`), dial it
 (:func:`disconnect`), say where a peer's connection comes from (:func:`source_of_peer`,
 :func:`remote_address_of`), and open a framed stream to it (:func:`open_framed`), telling a
 protocol the peer refused (:class:`ProtocolNotSupported`) from a connection that failed.
+A multiaddr that names its host (``/dns/NAME/..``, :mod:`meshd.gossip.names`) is looked
+up first (:func:`resolve`), by the host's resolver, each time it is dialled.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import trio
 
@@ -26,6 +30,7 @@ from libp2p.protocol_muxer.exceptions import MultiselectClientError
 
 from meshd.gossip.config import parse_multiaddr
 from meshd.gossip.libp2p_workarounds.connections import forget_failed_dial
+from meshd.gossip.names import NamedAddr, resolved_multiaddrs
 from meshd.gossip.peers import ConnectResult, parse_peer_id
 from meshd.gossip.strangers import inbound_source
 from meshd.gossip.streams import (
@@ -45,8 +50,14 @@ __all__ = [
     "open_framed",
     "refused_protocol",
     "remote_address_of",
+    "resolve",
     "source_of_peer",
 ]
+
+#: What a name is looked up with: the host's resolver (``/etc/hosts``, then its name
+#: servers), as every program on it; trio runs it in a worker thread.
+GetAddrInfo = Callable[..., Awaitable[list[tuple[Any, ...]]]]
+_FAMILIES: dict[tuple[int, ...], int] = {(4,): socket.AF_INET, (6,): socket.AF_INET6}
 
 
 class ProtocolNotSupported(TransportError):
@@ -82,6 +93,34 @@ async def dial(host: IHost, info: PeerInfo, addr: str, dial_timeout: float) -> s
     if scope.cancelled_caught:
         raise TransportError(f"dialling {addr} took longer than {dial_timeout} s")
     return info.peer_id.to_base58()
+
+
+async def resolve(
+    named: NamedAddr, within: float, getaddrinfo: GetAddrInfo | None = None
+) -> list[str]:
+    """The ``/ip4``/``/ip6`` multiaddrs ``named`` stands for now (its name looked up, at most
+    :data:`meshd.gossip.names.MAX_RESOLVED`). Raises :class:`TransportError` if the name
+    resolves to no usable address, the lookup fails, or it takes longer than ``within``
+    seconds."""
+    lookup = trio.socket.getaddrinfo if getaddrinfo is None else getaddrinfo
+    family = _FAMILIES.get(named.versions, socket.AF_UNSPEC)
+    with trio.move_on_after(within):
+        try:
+            infos = await lookup(named.name, named.port, family=family, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError
+            why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise TransportError(f"looking up {named.name} failed: {why}") from None
+        found = [
+            (4 if info[0] == socket.AF_INET else 6, str(info[4][0]))
+            for info in infos
+            if info[0] in (socket.AF_INET, socket.AF_INET6)
+        ]
+        addrs = resolved_multiaddrs(named, found)
+        if not addrs:
+            versions = " or ".join(f"IPv{v}" for v in named.versions)
+            raise TransportError(f"{named.name} has no {versions} address to dial")
+        return addrs
+    raise TransportError(f"looking up {named.name} took longer than {within} s")
 
 
 async def dial_all(

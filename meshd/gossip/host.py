@@ -55,6 +55,7 @@ from meshd.gossip.libp2p_workarounds.connections import (
 from meshd.gossip.libp2p_workarounds.inbound import HandshakeBudget
 from meshd.gossip.libp2p_workarounds.logs import FORWARDED_LOGGER, LIBP2P_LOGGER, Libp2pLogBridge
 from meshd.gossip.libp2p_workarounds.shutdown import close_host, drop_nursery_closed, leaves
+from meshd.gossip.names import NamedAddr, named_addr
 from meshd.gossip.peers import (
     ConnectResult,
     DialBackoff,
@@ -133,6 +134,8 @@ class GossipHost:
         self.handshakes = HandshakeBudget(config.handshakes_per_source, config.handshakes_total)
         """Inbound connections in their handshake; ``handshakes.shed`` counts refusals."""
         self._strangers = StrangerGate(config.dial_timeout)
+        # How the names of /dns multiaddrs are looked up (None: the host's resolver).
+        self._getaddrinfo: dialling.GetAddrInfo | None = None
 
     # -- identity and state -----------------------------------------------------------------
 
@@ -345,8 +348,27 @@ class GossipHost:
         several. A dial is never refused because an earlier one failed: when to try again
         is the caller's policy, not libp2p's 60 s negative cache.
         """
+        try:
+            named = named_addr(addr)
+        except ValueError as exc:
+            raise UndialableAddress(f"not a dialable multiaddr: {addr[:200]!r} ({exc})") from None
+        if named is not None:
+            return await self._connect_named(named)
         info = dialling.dial_target(addr, self._peer_id)
         return await dialling.dial(self._require_host(), info, addr, self._config.dial_timeout)
+
+    async def _connect_named(self, named: NamedAddr) -> str:
+        """Dial what ``named``'s name resolves to now (looked up within ``dial_timeout``,
+        then every address it gave at once, each within ``dial_timeout``); the peer id of
+        the first that answered."""
+        timeout = self._config.dial_timeout
+        addrs = await dialling.resolve(named, timeout, self._getaddrinfo)
+        results = await dialling.dial_all(self.connect, addrs)
+        for result in results:
+            if result.ok and result.peer_id:
+                return result.peer_id
+        errors = "; ".join(str(r.error) for r in results)
+        raise TransportError(f"{named.name} resolved to {len(addrs)} address(es): {errors}")
 
     async def connect_any(self, addrs: Sequence[str]) -> list[ConnectResult]:
         """Dial all ``addrs`` concurrently; one result per address, in the same order."""

@@ -19,6 +19,7 @@ def test_invites_carry_the_public_address_first_even_with_the_daemon_down(
     code, _, err = run(
         capsys, "init", "--network", "n", "--name", "a", "--state-dir", state,
         "--public-addr", "203.0.113.5", "--public-addr", "[2001:db8::5]:7200",
+        "--public-addr", "mesh.example.org:7300", "--public-addr", "home.example.net",
     )  # fmt: skip
     assert code == 0, err
     node = NodeDir.open(Path(state))
@@ -33,6 +34,10 @@ def test_invites_carry_the_public_address_first_even_with_the_daemon_down(
     assert list(invite.bootstrap) == [
         f"/ip4/203.0.113.5/tcp/7100/p2p/{peer}",
         f"/ip6/2001:db8::5/tcp/7200/p2p/{peer}",
+        # A name is carried as written, looked up by the joiner when it dials (either IP
+        # version): the way in that follows an address its provider changes.
+        f"/dns/mesh.example.org/tcp/7300/p2p/{peer}",
+        f"/dns/home.example.net/tcp/7100/p2p/{peer}",
         "/ip4/192.168.1.10/tcp/7100/p2p/x",  # a joiner on the same LAN still finds it
     ]
 
@@ -40,12 +45,17 @@ def test_invites_carry_the_public_address_first_even_with_the_daemon_down(
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
-        (["init", "--network", "n", "--public-addr", "example.org"], "--public-addr"),
+        (["init", "--network", "n", "--public-addr", "exa_mple.org"], "not a host name"),
+        (["init", "--network", "n", "--public-addr", "10.0.0"], "neither an IP address"),
+        (["init", "--network", "n", "--public-addr", "[example.org]:7100"], "--public-addr"),
         (["init", "--network", "n", "--public-addr", "10.0.0.1:0"], "--public-addr"),
         (["up", "--relay", "always"], "--relay"),
         (["up", "--public-addr", "0.0.0.0"], "--public-addr"),
         (["join", "--invite", "meshd1x", "--bootstrap", "/ip4/1.2.3.4/tcp/7100"], "/p2p/"),
         (["join", "--invite", "meshd1x", "--bootstrap", "1.2.3.4:7100"], "--bootstrap"),
+        (["join", "--invite", "meshd1x", "--bootstrap", "/dns4/a..b/tcp/7100/p2p/x"], "1-63"),
+        (["join", "--invite", "meshd1x", "--bootstrap", "/dns/example.org/udp/1"], "/tcp/"),
+        (["join", "--invite", "meshd1x", "--bootstrap", "/dns6/example.org/tcp/7100"], "/p2p/"),
     ],
 )
 def test_bad_reachability_options_are_one_line_errors_with_exit_2(
@@ -64,7 +74,7 @@ def test_the_config_file_checks_relay_public_addr_and_bootstrap(
 ) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(
-        'relay = "sometimes"\npublic_addr = ["example.org"]\nbootstrap = ["/ip4/1.2.3.4/tcp/1"]\n'
+        'relay = "sometimes"\npublic_addr = ["example..org"]\nbootstrap = ["/ip4/1.2.3.4/tcp/1"]\n'
     )
     code, out, err = run(capsys, "config", "check", str(bad))
     assert code == 78
@@ -74,8 +84,9 @@ def test_the_config_file_checks_relay_public_addr_and_bootstrap(
     good = tmp_path / "good.toml"
     peer = peer_id_text(bytes(32))
     good.write_text(
-        'relay = "off"\npublic_addr = ["203.0.113.5:7100"]\n'
-        f'bootstrap = ["/ip4/203.0.113.5/tcp/7100/p2p/{peer}"]\n'
+        'relay = "off"\npublic_addr = ["203.0.113.5:7100", "mesh.example.org"]\n'
+        f'bootstrap = ["/ip4/203.0.113.5/tcp/7100/p2p/{peer}", '
+        f'"/dns4/mesh.example.org/tcp/7100/p2p/{peer}"]\n'
     )
     code, out, err = run(capsys, "config", "check", str(good))
     assert code == 0, err

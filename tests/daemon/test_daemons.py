@@ -253,3 +253,29 @@ def test_the_daemon_answers_what_a_revocation_lists_as_the_store_does(tmp_path: 
                 assert [r.hex() for r in state.sponsored_by(key)] == answers[name]["sponsored"]
         finally:
             node.close()
+
+
+def test_a_joiner_finds_the_network_by_a_host_name(tmp_path: Path) -> None:
+    # The way in an admin hands out is a name (a member whose address its provider
+    # changes): the joiner looks it up when it dials, and keeps the name for its redials.
+    with daemons(tmp_path, "founder", "j") as (founder, joiner):
+        founder.init()
+        founder.up()
+        peer = founder.ask("status")["peer_id"]
+        named = f"/dns4/localhost/tcp/{founder.port}/p2p/{peer}"
+        joiner.join(founder.invite("--name", "j", "--bootstrap", named))
+        wait_for(lambda: _all_admitted([founder, joiner], ["founder", "j"]), 20, "admitted")
+        joiner.stop()
+        node = NodeDir.open(joiner.state_dir)
+        try:
+            assert node.store.get_meta("bootstrap") == named.encode()
+        finally:
+            node.close()
+        # A name nobody can look up: the join's one line says so.
+        nowhere = f"/dns4/nothing.invalid/tcp/{founder.port}/p2p/{peer}"
+        token = founder.invite("--name", "x", "--bootstrap", nowhere)
+        result = meshd("join", "--invite", token, "--no-up", "--state-dir", str(tmp_path / "x"))
+        assert result.returncode == 1
+        last = result.stderr.strip().splitlines()[-1]
+        assert "no bootstrap address is reachable" in last
+        assert "looking up nothing.invalid failed" in last

@@ -160,19 +160,24 @@ def test_public_addrs_and_what_invites_carry() -> None:
     assert check_public_addr("[2001:db8::1]:7200", 7100) == ("2001:db8::1", 7200)
     assert check_public_addr("2001:db8::1", 7100) == ("2001:db8::1", 7100)
     assert check_public_addr("/ip4/203.0.113.5/tcp/7300", 7100) == ("203.0.113.5", 7300)
-    for bad in ["example.org", "203.0.113.5:0", "127.0.0.1", "0.0.0.0", "[2001:db8::1",
+    assert check_public_addr("mesh.example.org", 7100) == ("mesh.example.org", 7100)
+    assert check_public_addr("/dns6/h.example/tcp/7300", 7100) == ("h.example", 7300)
+    for bad in ["exa_mple.org", "10.0.0", "[h.example]:7100", "203.0.113.5:0", "127.0.0.1", "0.0.0.0", "[2001:db8::1",
                 "/ip4/203.0.113.5/udp/1", "203.0.113.5:x", "224.0.0.1"]:  # fmt: skip
         with pytest.raises(CommandLineError):
             check_public_addr(bad, 7100)
-    public = public_multiaddrs([("203.0.113.5", 7100), ("2001:db8::1", 7100)], PEER)
+    public = public_multiaddrs(
+        [("203.0.113.5", 7100), ("2001:db8::1", 7100), ("h.example", 7100)], PEER
+    )
     assert public == [
         f"/ip4/203.0.113.5/tcp/7100/p2p/{PEER}",
         f"/ip6/2001:db8::1/tcp/7100/p2p/{PEER}",
+        f"/dns/h.example/tcp/7100/p2p/{PEER}",
     ]
     listen = [f"/ip4/192.168.1.10/tcp/7100/p2p/{PEER}", f"/ip4/0.0.0.0/tcp/7100/p2p/{PEER}"]
     carried = invite_bootstrap(public, listen)
-    assert carried[:2] == public  # the public ones first: never only a private address
-    assert carried[2:] == listen[:1]
+    assert carried[:3] == public  # the public ones first: never only a private address
+    assert carried[3:] == listen[:1]
     with pytest.raises(CommandLineError, match="relay"):
         DaemonConfig(state_dir=Path("/x"), relay="sometimes")
 

@@ -1,0 +1,108 @@
+"""Dialling a multiaddr that names its host: looked up at each dial, then dialled (loopback)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from typing import Any
+
+import pytest
+import trio
+
+from meshd.gossip.host import GossipHost, TransportError, UndialableAddress, peer_id_of
+from tests.gossip.support import config, run_trio, running_hosts
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _port_of(host: GossipHost) -> int:
+    return int(host.listen_addrs()[0].split("/")[4])
+
+
+class Resolver:
+    """A resolver whose answers the test sets: name -> IPv4 addresses (or an exception)."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, list[str] | BaseException] = {}
+        self.asked: list[tuple[str, int]] = []
+
+    async def __call__(self, name: str, port: int, **kwargs: Any) -> list[tuple[Any, ...]]:
+        self.asked.append((name, kwargs["family"]))
+        answer = self.answers.get(name, socket.gaierror(socket.EAI_NONAME, "Name unknown"))
+        if isinstance(answer, BaseException):
+            raise answer
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port)) for address in answer]
+
+
+def test_a_named_address_is_looked_up_by_the_hosts_resolver_and_dialled() -> None:
+    async def body() -> None:
+        async with running_hosts(config(), config()) as (ours, member):
+            port = _port_of(member)
+            # localhost: /etc/hosts; /dns also gives ::1, where nothing listens (tried too).
+            for protocol in ("dns4", "dns"):
+                addr = f"/{protocol}/localhost/tcp/{port}/p2p/{member.peer_id}"
+                assert await ours.connect(addr) == member.peer_id
+                await ours.disconnect(member.peer_id)
+            results = await ours.connect_any([f"/dns4/localhost/tcp/{port}/p2p/{member.peer_id}"])
+            assert [r.ok for r in results] == [True]
+
+    run_trio(body)
+
+
+def test_the_name_is_looked_up_at_each_dial_so_a_moved_member_is_found() -> None:
+    # The name still points at the member's old address (nothing answers there) at the
+    # first dial; once its record follows the member, the next dial finds it.
+    async def body() -> None:
+        async with running_hosts(config(), config()) as (ours, member):
+            resolver = Resolver()
+            ours._getaddrinfo = resolver
+            addr = f"/dns4/mesh.example.org/tcp/{_port_of(member)}/p2p/{member.peer_id}"
+            resolver.answers["mesh.example.org"] = ["127.0.0.2"]
+            with pytest.raises(
+                TransportError, match=re.escape("mesh.example.org resolved to 1 address")
+            ):
+                await ours.connect(addr)
+            # Moved: one dead address and the live one, both dialled at once.
+            resolver.answers["mesh.example.org"] = ["127.0.0.2", "127.0.0.1"]
+            assert await ours.connect(addr) == member.peer_id
+            assert resolver.asked == [("mesh.example.org", socket.AF_INET)] * 2
+
+    run_trio(body)
+
+
+def test_a_name_that_cannot_be_looked_up_fails_the_dial_saying_so_within_its_time() -> None:
+    async def body() -> None:
+        async with running_hosts(config(dial_timeout=1.0)) as (ours,):
+            resolver = Resolver()
+            ours._getaddrinfo = resolver
+            peer = peer_id_of(bytes(32))
+            with pytest.raises(
+                TransportError, match=re.escape("looking up gone.example failed: Name unknown")
+            ):
+                await ours.connect(f"/dns/gone.example/tcp/7100/p2p/{peer}")
+            assert resolver.asked == [("gone.example", socket.AF_UNSPEC)]
+            resolver.answers["v4.example"] = ["192.0.2.1"]
+            with pytest.raises(TransportError, match=re.escape("v4.example has no IPv6 address")):
+                await ours.connect(f"/dns6/v4.example/tcp/7100/p2p/{peer}")
+
+            async def never(*args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+                await trio.sleep_forever()
+                raise AssertionError
+
+            ours._getaddrinfo = never
+            started = time.monotonic()
+            with pytest.raises(TransportError, match=re.escape("took longer than 1.0 s")):
+                await ours.connect(f"/dns4/slow.example/tcp/7100/p2p/{peer}")
+            assert time.monotonic() - started < 3.0
+            with pytest.raises(UndialableAddress, match="not a host name"):
+                await ours.connect(f"/dns4/bad_name/tcp/7100/p2p/{peer}")
+            results = await ours.connect_any([f"/dns4/slow.example/tcp/{_free_port()}/p2p/{peer}"])
+            assert not results[0].ok
+            assert "took longer" in str(results[0].error)
+
+    run_trio(body)
