@@ -54,8 +54,9 @@ Endpoint = Annotated[
     list[str] | None,
     typer.Option(
         "--endpoint",
-        help="HOST:PORT where members reach our WireGuard (repeatable) "
-        "[default: every underlay address, with --listen-port].",
+        help="ADDRESS:PORT where members reach our WireGuard (repeatable; an address, not a "
+        "name: members are told addresses) [default: every underlay address, with "
+        "--listen-port].",
         show_default=False,
     ),
 ]

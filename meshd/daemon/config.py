@@ -10,6 +10,7 @@ from meshd.babel.options import BabelConfig
 from meshd.daemon.bootstrap import check_bootstrap, check_public_addr, first_tcp_port
 from meshd.daemon.startup import listen_endpoint
 from meshd.errors import CommandLineError
+from meshd.gossip.names import check_host_name
 from meshd.metrics.http import parse_address
 from meshd.wg.backend import MAX_IFNAME
 from meshd.wg.model import parse_endpoint
@@ -24,6 +25,34 @@ DEFAULT_MTU: Final = 1420
 MIN_MTU: Final = 1280
 MAX_MTU: Final = 65535
 RELAY_MODES: Final = ("auto", "on", "off")
+
+
+ENDPOINT_HINT = "write ADDRESS:PORT, [ADDRESS]:PORT for IPv6"
+
+
+def check_endpoint(text: str) -> None:
+    """An ``--endpoint`` value is an IP address and a port; else a one-line CommandLineError
+    (:func:`refuse_host_name` for a name)."""
+    try:
+        parse_endpoint(text)
+    except ValueError as exc:
+        refuse_host_name(text)
+        raise CommandLineError(f"--endpoint {text!r}: {exc}", hint=ENDPOINT_HINT) from None
+
+
+def refuse_host_name(text: str) -> None:
+    """A CommandLineError saying why if ``text`` (an endpoint that is not an address) names a
+    host: members program WireGuard with what we announce, and no member looks up a name
+    another announces (meshd.gossip.names)."""
+    try:
+        check_host_name(text.rpartition(":")[0])
+    except ValueError:
+        return
+    raise CommandLineError(
+        f"--endpoint {text!r}: a host name; members are told addresses, never names",
+        hint="give the address, or no --endpoint: members tell this node where they see it "
+        "(meshd netcheck), a changed address included",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +116,7 @@ class DaemonConfig:
                 hint="the overlay is IPv6, which needs 1280; 1420 suits a 1500-byte underlay",
             )
         for endpoint in self.endpoints:
-            try:
-                parse_endpoint(endpoint)
-            except ValueError as exc:
-                raise CommandLineError(
-                    f"--endpoint {endpoint!r}: {exc}",
-                    hint="write HOST:PORT with an IP address, [ADDRESS]:PORT for IPv6",
-                ) from None
+            check_endpoint(endpoint)
         if not self.listen:
             raise CommandLineError("give at least one --listen address")
         for addr in self.listen:

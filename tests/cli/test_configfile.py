@@ -137,6 +137,7 @@ def test_bad_values_are_named_with_what_to_write() -> None:
         'wg_backend = "wireguard"': "wg_backend 'wireguard' is not one of none, auto, kernel",
         'interface = "a very long interface name"': "interface 'a very long interface name' is not",
         'endpoint = ["nowhere"]': "endpoint: endpoint 'nowhere' has no port",
+        'endpoint = ["mesh.example.org:51820"]': "endpoint 'mesh.example.org:51820': a host name",
         'announce_interval = "soon"': "announce_interval 'soon' is not a duration",
         'babel_originate = ["10.0.0.0/33"]': "babel_originate '10.0.0.0/33'",
         'babel_key = ["k1:md5:00"]': "babel_key",

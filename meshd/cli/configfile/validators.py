@@ -31,9 +31,14 @@ def _listen(text: str) -> None:
 
 
 def _endpoint(text: str) -> None:
+    from meshd.daemon.config import refuse_host_name
     from meshd.wg.model import parse_endpoint
 
-    parse_endpoint(text)
+    try:
+        parse_endpoint(text)
+    except ValueError:
+        refuse_host_name(text)  # a name: said why, as on the command line
+        raise
 
 
 def _choice(flag: str, choices: Callable[[], Iterable[str]]) -> Callable[[str], None]:
