@@ -42,6 +42,7 @@ from meshd.gossip.streams import (
 )
 
 __all__ = [
+    "Lookups",
     "ProtocolNotSupported",
     "dial",
     "dial_all",
@@ -54,9 +55,14 @@ __all__ = [
     "source_of_peer",
 ]
 
-#: What a name is looked up with: the host's resolver (``/etc/hosts``, then its name
-#: servers), as every program on it; trio runs it in a worker thread.
-GetAddrInfo = Callable[..., Awaitable[list[tuple[Any, ...]]]]
+#: What a name is looked up with (run in a worker thread): the host's resolver (``/etc/hosts``,
+#: then its name servers), as every program on it.
+Lookup = Callable[..., list[tuple[Any, ...]]]
+#: Lookups under way at most, each in a worker thread of their own (a host's
+#: :class:`Lookups`): a resolver that never answers holds its thread until its own timeout,
+#: even once the dial gave up, and those threads are not the daemon's others (the store's
+#: fsync, the address look), which share trio's default limit of 40.
+MAX_LOOKUPS = 4
 _FAMILIES: dict[tuple[int, ...], int] = {(4,): socket.AF_INET, (6,): socket.AF_INET6}
 
 
@@ -95,18 +101,43 @@ async def dial(host: IHost, info: PeerInfo, addr: str, dial_timeout: float) -> s
     return info.peer_id.to_base58()
 
 
-async def resolve(
-    named: NamedAddr, within: float, getaddrinfo: GetAddrInfo | None = None
-) -> list[str]:
+class Lookups:
+    """A host's name lookups: at most :data:`MAX_LOOKUPS` worker threads under way, a lookup
+    that finds them all busy waiting for one (within its dial's time)."""
+
+    def __init__(self, lookup: Lookup = socket.getaddrinfo, most: int = MAX_LOOKUPS) -> None:
+        self.lookup = lookup
+        self.most = most
+        self._limiter: trio.CapacityLimiter | None = None
+
+    async def __call__(self, name: str, port: int, family: int) -> list[tuple[Any, ...]]:
+        if self._limiter is None:  # made in the run that uses it
+            self._limiter = trio.CapacityLimiter(self.most)
+        lookup = self.lookup
+
+        def look() -> list[tuple[Any, ...]]:
+            return lookup(name, port, family=family, type=socket.SOCK_STREAM)
+
+        # trio_typing's stubs (which py-libp2p brings) still know it as ``cancellable``.
+        return await trio.to_thread.run_sync(  # type: ignore[call-arg]
+            look, limiter=self._limiter, abandon_on_cancel=True
+        )
+
+    @property
+    def under_way(self) -> int:
+        """Worker threads looking a name up now (an abandoned one until its resolver ends)."""
+        return 0 if self._limiter is None else self._limiter.borrowed_tokens
+
+
+async def resolve(named: NamedAddr, within: float, lookups: Lookups) -> list[str]:
     """The ``/ip4``/``/ip6`` multiaddrs ``named`` stands for now (its name looked up, at most
     :data:`meshd.gossip.names.MAX_RESOLVED`). Raises :class:`TransportError` if the name
     resolves to no usable address, the lookup fails, or it takes longer than ``within``
     seconds."""
-    lookup = trio.socket.getaddrinfo if getaddrinfo is None else getaddrinfo
     family = _FAMILIES.get(named.versions, socket.AF_UNSPEC)
     with trio.move_on_after(within):
         try:
-            infos = await lookup(named.name, named.port, family=family, type=socket.SOCK_STREAM)
+            infos = await lookups(named.name, named.port, family)
         except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError
             why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise TransportError(f"looking up {named.name} failed: {why}") from None

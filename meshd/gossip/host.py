@@ -134,8 +134,8 @@ class GossipHost:
         self.handshakes = HandshakeBudget(config.handshakes_per_source, config.handshakes_total)
         """Inbound connections in their handshake; ``handshakes.shed`` counts refusals."""
         self._strangers = StrangerGate(config.dial_timeout)
-        # How the names of /dns multiaddrs are looked up (None: the host's resolver).
-        self._getaddrinfo: dialling.GetAddrInfo | None = None
+        # How the names of /dns multiaddrs are looked up (the host's resolver, bounded).
+        self.lookups = dialling.Lookups()
 
     # -- identity and state -----------------------------------------------------------------
 
@@ -362,7 +362,7 @@ class GossipHost:
         then every address it gave at once, each within ``dial_timeout``); the peer id of
         the first that answered."""
         timeout = self._config.dial_timeout
-        addrs = await dialling.resolve(named, timeout, self._getaddrinfo)
+        addrs = await dialling.resolve(named, timeout, self.lookups)
         results = await dialling.dial_all(self.connect, addrs)
         for result in results:
             if result.ok and result.peer_id:

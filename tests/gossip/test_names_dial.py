@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
 import time
 from typing import Any
 
 import pytest
 import trio
 
+from meshd.gossip.dialling import MAX_LOOKUPS
 from meshd.gossip.host import GossipHost, TransportError, UndialableAddress, peer_id_of
-from tests.gossip.support import config, run_trio, running_hosts
+from tests.gossip.support import config, run_trio, running_hosts, wait_until
 
 
 def _free_port() -> int:
@@ -25,13 +27,14 @@ def _port_of(host: GossipHost) -> int:
 
 
 class Resolver:
-    """A resolver whose answers the test sets: name -> IPv4 addresses (or an exception)."""
+    """A resolver whose answers the test sets (name -> IPv4 addresses, or an exception), run
+    in the worker threads of the host's lookups as the host's resolver is."""
 
     def __init__(self) -> None:
         self.answers: dict[str, list[str] | BaseException] = {}
         self.asked: list[tuple[str, int]] = []
 
-    async def __call__(self, name: str, port: int, **kwargs: Any) -> list[tuple[Any, ...]]:
+    def __call__(self, name: str, port: int, **kwargs: Any) -> list[tuple[Any, ...]]:
         self.asked.append((name, kwargs["family"]))
         answer = self.answers.get(name, socket.gaierror(socket.EAI_NONAME, "Name unknown"))
         if isinstance(answer, BaseException):
@@ -60,7 +63,7 @@ def test_the_name_is_looked_up_at_each_dial_so_a_moved_member_is_found() -> None
     async def body() -> None:
         async with running_hosts(config(), config()) as (ours, member):
             resolver = Resolver()
-            ours._getaddrinfo = resolver
+            ours.lookups.lookup = resolver
             addr = f"/dns4/mesh.example.org/tcp/{_port_of(member)}/p2p/{member.peer_id}"
             resolver.answers["mesh.example.org"] = ["127.0.0.2"]
             with pytest.raises(
@@ -79,7 +82,7 @@ def test_a_name_that_cannot_be_looked_up_fails_the_dial_saying_so_within_its_tim
     async def body() -> None:
         async with running_hosts(config(dial_timeout=1.0)) as (ours,):
             resolver = Resolver()
-            ours._getaddrinfo = resolver
+            ours.lookups.lookup = resolver
             peer = peer_id_of(bytes(32))
             with pytest.raises(
                 TransportError, match=re.escape("looking up gone.example failed: Name unknown")
@@ -90,19 +93,54 @@ def test_a_name_that_cannot_be_looked_up_fails_the_dial_saying_so_within_its_tim
             with pytest.raises(TransportError, match=re.escape("v4.example has no IPv6 address")):
                 await ours.connect(f"/dns6/v4.example/tcp/7100/p2p/{peer}")
 
-            async def never(*args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
-                await trio.sleep_forever()
-                raise AssertionError
+            hung = threading.Event()
 
-            ours._getaddrinfo = never
+            def never(*args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+                hung.wait(10)
+                return []
+
+            ours.lookups.lookup = never
             started = time.monotonic()
             with pytest.raises(TransportError, match=re.escape("took longer than 1.0 s")):
                 await ours.connect(f"/dns4/slow.example/tcp/7100/p2p/{peer}")
             assert time.monotonic() - started < 3.0
+            hung.set()
             with pytest.raises(UndialableAddress, match="not a host name"):
                 await ours.connect(f"/dns4/bad_name/tcp/7100/p2p/{peer}")
-            results = await ours.connect_any([f"/dns4/slow.example/tcp/{_free_port()}/p2p/{peer}"])
-            assert not results[0].ok
-            assert "took longer" in str(results[0].error)
 
     run_trio(body)
+
+
+def test_lookups_that_never_end_hold_a_few_threads_not_the_daemons_others() -> None:
+    # A resolver that never answers keeps each lookup's thread until its own timeout, also
+    # after the dial gave up; a node that dials 16 named bootstrap addresses every few
+    # seconds held trio's default worker threads (40), which the store's fsync waits for.
+    hung = threading.Event()
+    entered: list[str] = []
+
+    def never(name: str, port: int, **kwargs: Any) -> list[tuple[Any, ...]]:
+        entered.append(name)
+        hung.wait(20)
+        return []
+
+    async def body() -> None:
+        async with running_hosts(config(dial_timeout=0.5)) as (ours,):
+            ours.lookups.lookup = never
+            peer = peer_id_of(bytes(32))
+            named = [f"/dns4/h{i}.example/tcp/7100/p2p/{peer}" for i in range(3 * MAX_LOOKUPS)]
+            for _ in range(4):  # four rounds of redials, each given up
+                results = await ours.connect_any(named)
+                assert not any(r.ok for r in results)
+                assert {"took longer" in str(r.error) for r in results} == {True}
+            assert ours.lookups.under_way == MAX_LOOKUPS  # abandoned, still looking
+            assert len(entered) == MAX_LOOKUPS
+            # The daemon's own worker threads are there at once.
+            with trio.fail_after(1.0):
+                assert await trio.to_thread.run_sync(lambda: "fsynced") == "fsynced"
+            hung.set()
+            await wait_until(lambda: ours.lookups.under_way == 0)
+
+    try:
+        run_trio(body)
+    finally:
+        hung.set()
