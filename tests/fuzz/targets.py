@@ -571,6 +571,9 @@ CANDIDATE_SEEDS: tuple[list[str], ...] = (
     ["192.168.1.10:51820"],
     ["198.51.100.1:51820", "203.0.113.9:40000", "10.0.0.2:51820", "kinds=crl"],
     ["[2001:db8::7]:51820", "127.0.0.1:51820", "kinds=rc"],
+    # Written otherwise than canonically (a member's own text, signed): read canonically,
+    # and an endpoint written twice so is one candidate.
+    ["[0021:db8::7]:51820", "[21:db8::7]:51820", "127.0.0.1:51", "kinds=rrc"],
 )
 
 
@@ -590,8 +593,15 @@ def _announced_candidates(world: World) -> Decoder:
             raise DecodeError("endpoints: not a list")
         pairs = announced.decode_candidates_untrusted(entries)
         kept, refused = parse_announced(pairs, None)
-        if not refused and len(pairs) == len(kept) and pairs and entries[-1:] != [pairs[-1][1]]:
-            _check(list(announced.encode_candidates(kept)) == entries, "candidates differ")
+        encoded = list(announced.encode_candidates(kept))
+        # What is kept is told again as it was read (canonical endpoints, each once).
+        again = parse_announced(announced.decode_candidates_untrusted(encoded), None)
+        _check(again == (kept, []), "parse(encode(kept)) differs")
+        canonical = len(pairs) == len(kept) and all(
+            c.endpoint == endpoint for c, (_, endpoint) in zip(kept, pairs, strict=True)
+        )
+        if not refused and canonical and pairs and entries[-1:] != [pairs[-1][1]]:
+            _check(encoded == entries, "candidates differ")  # canonical text: the same entries
         return kept
 
     return run
