@@ -170,8 +170,8 @@ Bootstrap = Annotated[
     typer.Option(
         "--bootstrap",
         help="A member's /ip4|ip6/ADDRESS/tcp/PORT/p2p/PEER_ID (or /dns/NAME/..., looked up "
-        "at each dial) to dial besides the invite's (repeatable); kept, and dialled again "
-        "whenever no member is connected.",
+        "at each dial), dialled whenever no member is connected, with those join kept "
+        "(repeatable); join dials it besides the invite's, and keeps it.",
         show_default=False,
     ),
 ]
@@ -221,6 +221,7 @@ def up(
     auto_renew: AutoRenew = False,
     renew_window: RenewWindow = "30d",
     renew_for: RenewFor = "365d",
+    bootstrap: Bootstrap = None,
 ) -> None:
     """Run this node's daemon in the foreground (Ctrl-C or SIGTERM stops it).
 

@@ -89,10 +89,10 @@ OPTIONS: Final[Mapping[str, Option]] = {
     "auto_renew": Option("--auto-renew", bool, False, commands=_UP),
     "renew_window": Option("--renew-window", default="30d", commands=_UP),
     "renew_for": Option("--renew-for", default="365d", commands=_UP),
+    "bootstrap": Option("--bootstrap", many=True),
     "invite": Option("--invite", default="", commands=_JOIN),
     "name": Option("--name", default="", commands=_JOIN),
     "no_up": Option("--no-up", bool, False, commands=_JOIN),
-    "bootstrap": Option("--bootstrap", many=True, commands=_JOIN),
 }
 """Every option of ``up`` and ``join`` by parameter name, in the order they declare them."""
 

@@ -60,7 +60,7 @@ def prepare(values: Mapping[str, Any]) -> Up:
         ),
     )
     config = renewing(config, values["auto_renew"], values["renew_window"], values["renew_for"])
-    config = reaching(config, values["relay"], values["public_addr"])
+    config = reaching(config, values["relay"], values["public_addr"], values["bootstrap"])
     return Up(
         config=config,
         metrics=values["metrics"],

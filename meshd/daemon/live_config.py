@@ -14,6 +14,7 @@ for seconds or drop every member's sessions:
   again: a configured endpoint is a public one);
 * ``relay``: decided again at once (IP forwarding follows);
 * ``public_addr``: what invites carry from now on;
+* ``bootstrap``: what a node that lost every member dials, from its next dial;
 * ``metrics``: the endpoint turned on, moved or turned off; an address that cannot be
   bound refuses the whole reload, the endpoint as it was;
 * ``degree``: how many members the connections service keeps connected, from its next
@@ -52,8 +53,8 @@ log = logging.getLogger(__name__)
 LIVE: Final = (
     "announce_interval", "announce_ttl", "auto_renew", "babel_hello_interval",
     "babel_interface", "babel_key", "babel_originate", "babel_redistribute", "degree",
-    "endpoint", "listen_port", "metrics", "mtu", "public_addr", "relay", "renew_for",
-    "renew_window",
+    "bootstrap", "endpoint", "listen_port", "metrics", "mtu", "public_addr", "relay",
+    "renew_for", "renew_window",
 )  # fmt: skip
 _RENEW: Final = frozenset({"auto_renew", "renew_for", "renew_window"})
 _BABEL: Final = frozenset({
@@ -82,6 +83,8 @@ def taken(old: DaemonConfig, new: DaemonConfig, keys: Collection[str]) -> Daemon
         fields["relay"] = new.relay
     if "public_addr" in keys:
         fields["public_addrs"] = new.public_addrs
+    if "bootstrap" in keys:
+        fields["bootstrap"] = new.bootstrap
     if "metrics" in keys:
         fields["metrics"] = new.metrics
     if "degree" in keys:
@@ -149,6 +152,8 @@ async def take(daemon: Daemon, new: DaemonConfig, keys: Collection[str]) -> tupl
         daemon.endpoints.set_listen_port(config.listen_port)
     if "degree" in wanted:
         daemon.connections.policy.degree = config.degree
+    if "bootstrap" in wanted:
+        daemon.connections.policy.rejoin.bootstrap = daemon.bootstrap_targets(config)
     if _RENEW & set(wanted):
         daemon.renewal.reconfigure(config)
     if "announce_ttl" in wanted:

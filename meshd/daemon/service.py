@@ -123,7 +123,7 @@ class Daemon:
         policy = ConnectionPolicy(
             self.grace, DialBackoff(config.max_backoff), config.degree, peer_id_of, rng
         )
-        policy.rejoin.bootstrap = bootstrap_targets(stored_bootstrap(state.node), key_of)
+        policy.rejoin.bootstrap = self.bootstrap_targets(config)
         if config.public_addrs:  # for `meshd invite` while the daemon is down
             state.node.store.set_meta("public_addrs", "\n".join(config.public_addrs).encode())
         self.connections = Connections(
@@ -257,6 +257,15 @@ class Daemon:
 
     def listen_addrs(self) -> list[str]:
         return self.announcer.listen_addrs()
+
+    def bootstrap_targets(self, config: DaemonConfig) -> dict[bytes, tuple[str, ...]]:
+        """What a node that lost every member dials besides their last addresses
+        (meshd.daemon.rejoin_policy): the ``bootstrap`` option's (``--bootstrap`` of ``up``
+        or the config file: a way in that outlives the addresses join kept, a name), then
+        those ``meshd join`` kept, by the member each names."""
+        kept = stored_bootstrap(self.state.node)
+        addrs = [*config.bootstrap, *(a for a in kept if a not in config.bootstrap)]
+        return bootstrap_targets(addrs, self.state.peer_key)
 
     def invite_addrs(self) -> list[str]:
         """What invites carry: ``--public-addr`` (or what ``init`` kept) first, then our

@@ -12,7 +12,7 @@ from meshd.node.statedir import NodeDir
 from meshd.records import make_invite
 from meshd.trust.invites import decode_token_untrusted, encode_token
 from meshd.trust.keys import SigningKey
-from tests.daemon.support import Daemon, daemons, meshd, wait_for
+from tests.daemon.support import Daemon, daemons, free_port, meshd, wait_for
 
 OTHERS = ("node1", "node2", "node3", "node4")
 
@@ -279,3 +279,25 @@ def test_a_joiner_finds_the_network_by_a_host_name(tmp_path: Path) -> None:
         last = result.stderr.strip().splitlines()[-1]
         assert "no bootstrap address is reachable" in last
         assert "looking up nothing.invalid failed" in last
+
+
+def test_a_member_whose_kept_addresses_went_stale_finds_the_network_by_its_bootstrap_option(
+    tmp_path: Path,
+) -> None:
+    # Years on, every address a node joined with or last heard of has changed: the way in
+    # given to `meshd up` (here a name; a config file's `bootstrap` the same) is dialled
+    # with those join kept, while no member is connected.
+    with daemons(tmp_path, "founder", "j") as (founder, joiner):
+        founder.init()
+        founder.up()
+        joiner.join(founder.invite("--name", "j"))
+        wait_for(lambda: _all_admitted([founder, joiner], ["founder", "j"]), 20, "admitted")
+        peer = founder.ask("status")["peer_id"]
+        joiner.stop()
+        founder.stop()
+        founder.port = free_port()  # the founder moved
+        founder.up()
+        named = f"/dns4/localhost/tcp/{founder.port}/p2p/{peer}"
+        joiner.up("--bootstrap", named)
+        took = wait_for(lambda: joiner.peers()["founder"]["connected"], 30, "reconnected")
+        print(f"found the moved founder by its name {took:.2f} s after the start")

@@ -17,9 +17,11 @@ import pytest
 import trio
 
 from meshd.babel.options import babel_config
+from meshd.daemon.bootstrap import peer_id_text, peer_key
 from meshd.daemon.config import DaemonConfig
 from meshd.daemon.live_config import LIVE, take, taken
 from meshd.daemon.reload import Reloaded
+from meshd.daemon.service import Daemon
 from meshd.errors import AddressUnavailable, UsageError
 from tests.daemon.support import free_port, meshd, up_with_config, wait_for
 from tests.daemon.test_reload import BASE, _reloader
@@ -443,3 +445,20 @@ def test_the_metrics_endpoint_moves_and_a_refusal_changes_nothing() -> None:
         trio.run(take, refusing, new, ["metrics", "relay"])
     assert refusing.config is before
     assert refusing.relaying.calls == refusing.announcer.calls == []
+
+
+def test_a_new_bootstrap_option_is_what_an_isolated_node_dials_next() -> None:
+    peer = peer_id_text(bytes(32))
+    kept = f"/ip4/192.0.2.1/tcp/7100/p2p/{peer}".encode()
+    daemon = fake_daemon(babel=False)
+    daemon.state.node.store.get_meta = {"bootstrap": kept}.get
+    daemon.state.peer_key = peer_key
+    daemon.connections.policy.rejoin = SimpleNamespace(bootstrap={})
+    daemon.bootstrap_targets = lambda config: Daemon.bootstrap_targets(daemon, config)
+    named = f"/dns/mesh.example.org/tcp/7100/p2p/{peer}"
+    new = DaemonConfig(STATE, bootstrap=(named,))
+    assert taken(DaemonConfig(STATE), new, ["bootstrap"]).bootstrap == (named,)
+    assert trio.run(take, daemon, new, ["bootstrap"]) == ("bootstrap",)
+    # The option's first, then what join kept.
+    assert daemon.connections.policy.rejoin.bootstrap == {bytes(32): (named, kept.decode())}
+    assert daemon.config.bootstrap == (named,)

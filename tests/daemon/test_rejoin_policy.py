@@ -162,8 +162,9 @@ def test_public_addrs_and_what_invites_carry() -> None:
     assert check_public_addr("/ip4/203.0.113.5/tcp/7300", 7100) == ("203.0.113.5", 7300)
     assert check_public_addr("mesh.example.org", 7100) == ("mesh.example.org", 7100)
     assert check_public_addr("/dns6/h.example/tcp/7300", 7100) == ("h.example", 7300)
-    for bad in ["exa_mple.org", "10.0.0", "[h.example]:7100", "203.0.113.5:0", "127.0.0.1", "0.0.0.0", "[2001:db8::1",
-                "/ip4/203.0.113.5/udp/1", "203.0.113.5:x", "224.0.0.1"]:  # fmt: skip
+    for bad in ["exa_mple.org", "10.0.0", "[h.example]:7100", "203.0.113.5:0", "127.0.0.1",
+                "0.0.0.0", "[2001:db8::1", "/ip4/203.0.113.5/udp/1", "203.0.113.5:x",
+                "224.0.0.1"]:  # fmt: skip
         with pytest.raises(CommandLineError):
             check_public_addr(bad, 7100)
     public = public_multiaddrs(
