@@ -56,6 +56,7 @@ def test_invites_carry_the_public_address_first_even_with_the_daemon_down(
         (["join", "--invite", "meshd1x", "--bootstrap", "/dns4/a..b/tcp/7100/p2p/x"], "1-63"),
         (["join", "--invite", "meshd1x", "--bootstrap", "/dns/example.org/udp/1"], "/tcp/"),
         (["join", "--invite", "meshd1x", "--bootstrap", "/dns6/example.org/tcp/7100"], "/p2p/"),
+        (["up", "--bootstrap", "/dns4/exa_mple.org/tcp/7100/p2p/x"], "not a host name"),
         # A WireGuard endpoint is announced: a name would have every member look it up.
         (["up", "--endpoint", "mesh.example.org:51820"], "a host name; members are told"),
         (["up", "--endpoint", "1.2.3:51820"], "ADDRESS:PORT"),
