@@ -47,6 +47,11 @@ def check_host_name(name: str) -> str:
         raise ValueError("an empty host name")
     if len(text) > MAX_NAME:
         raise ValueError(f"a host name is at most {MAX_NAME} characters")
+    if not text.isascii():
+        raise ValueError(
+            f"{text[:80]!r}: write a name with letters of other scripts in its ASCII form "
+            "(IDNA: xn--...)"
+        )
     labels = text.split(".")
     for label in labels:
         if not 0 < len(label) <= MAX_LABEL:
