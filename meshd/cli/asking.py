@@ -202,6 +202,13 @@ def status(state_dir: Path | None = None, json: bool = False) -> None:
         shown["wg_relay"] = wireguard["relay"]
     if wireguard.get("last_error"):
         shown["wg_last_error"] = wireguard["last_error"]
+    if info.isolated_since is not None:
+        shown["isolated"] = (
+            f"no member connected for {_span(time.time() - info.isolated_since)} (since "
+            f"{_day(info.isolated_since)}): dialling the members' last addresses and "
+            f"{len(info.bootstrap)} bootstrap address(es)"
+        )
+    shown["bootstrap"] = list(info.bootstrap)
     if info.store_unwritten:
         shown["store_unwritten"] = (
             f"{info.store_unwritten} rows kept in memory: the store cannot be written (see the log)"
@@ -210,6 +217,19 @@ def status(state_dir: Path | None = None, json: bool = False) -> None:
     shown.update(_config_fields(info.config))
     shown.update(_root_fields(info.root))
     emit_fields(shown)
+
+
+def _span(seconds: float) -> str:
+    """``seconds`` as a person reads a while: 42 s, 7 min, 3 h 12 min, 5 d 2 h."""
+    whole = max(0, int(seconds))
+    if whole < 120:
+        return f"{whole} s"
+    minutes, hours, days = whole // 60, whole // 3600, whole // 86400
+    if whole < 3600:
+        return f"{minutes} min"
+    if whole < 86400:
+        return f"{hours} h {minutes % 60} min"
+    return f"{days} d {hours % 24} h"
 
 
 def _config_fields(config: dict[str, Any] | None) -> dict[str, Any]:

@@ -157,6 +157,11 @@ class StatusAnswer(Wire):
     tasks: int
     shed: dict[str, int]
     expiring: Views = ()
+    # Since when (Unix seconds) no member has been connected, others existing; None: one is.
+    isolated_since: int | None = None
+    # What a node with no member connected dials besides the members' last addresses: the
+    # bootstrap option's, then those join kept (meshd.daemon.service.bootstrap_targets).
+    bootstrap: tuple[str, ...] = ()
     # Rows the store could not take (its disk full), kept in memory until it can.
     store_unwritten: int = 0
     # The current root, since when, the roots being retired and who is anchored only to them.

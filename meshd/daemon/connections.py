@@ -56,6 +56,9 @@ class Connections:
         self._events = state.feed.events()
         self._nursery: trio.Nursery | None = None
         self._alone_since: float | None = None  # no member connected since (monotonic)
+        # The same moment in Unix seconds (``meshd status``: isolated since), None: a member
+        # is connected (or none other exists).
+        self.alone_since: int | None = None
         # Called when a member is connected again after RENEW_AFTER seconds alone.
         self.on_back: Callable[[], None] | None = None
         self._said_alone = False
@@ -116,6 +119,7 @@ class Connections:
             return
         if self._alone_since is None:
             self._alone_since = now
+            self.alone_since = int(time.time())
             self.state.membership.cut_off(self.state.clock())
         elif not self._said_alone and now - self._alone_since >= ISOLATION_NOTICE:
             self._said_alone = True
@@ -136,7 +140,7 @@ class Connections:
                 log.info("a member is connected again, after %.0f s", now - self._alone_since)
             if now - self._alone_since >= RENEW_AFTER and self.on_back is not None:
                 self.on_back()
-        self._alone_since, self._said_alone = None, False
+        self._alone_since, self._said_alone, self.alone_since = None, False, None
 
     async def _dial(self, key: bytes, addrs: tuple[str, ...]) -> None:
         expected = self.peer_id_of(key)

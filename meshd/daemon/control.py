@@ -127,6 +127,8 @@ class Control:
             view["wireguard"]["relay"] = d.relaying.view()
         view["peer_id"] = d.host.peer_id
         view["connected"] = len(d.host.connected_peers())
+        view["isolated_since"] = d.connections.alone_since
+        view["bootstrap"] = [a for addrs in d.bootstrap_targets(d.config).values() for a in addrs]
         view["syncs"] = d.antientropy.syncs
         view["budgets"] = d.budgets_view()
         view["uptime"] = round(time.monotonic() - self.started, 1)

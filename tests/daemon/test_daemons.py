@@ -295,9 +295,18 @@ def test_a_member_whose_kept_addresses_went_stale_finds_the_network_by_its_boots
         peer = founder.ask("status")["peer_id"]
         joiner.stop()
         founder.stop()
-        founder.port = free_port()  # the founder moved
-        founder.up()
+        kept = f"{founder.listen}/p2p/{peer}"  # what the invite carried, join kept
+        founder.port = free_port()  # the founder moved, and so did the joiner (so that only
+        joiner.port = free_port()  # the joiner's dial can bring them together)
         named = f"/dns4/localhost/tcp/{founder.port}/p2p/{peer}"
-        joiner.up("--bootstrap", named)
+        joiner.up("--bootstrap", named)  # the founder not back yet: alone
+        wait_for(lambda: joiner.ask("status")["isolated_since"] is not None, 15, "isolated")
+        assert joiner.ask("status")["bootstrap"] == [named, kept]  # the option's first
+        shown = meshd("status", "--state-dir", str(joiner.state_dir)).stdout
+        line = next(ln for ln in shown.splitlines() if ln.startswith("isolated"))
+        assert "no member connected for" in line
+        assert "and 2 bootstrap address(es)" in line
+        founder.up()
         took = wait_for(lambda: joiner.peers()["founder"]["connected"], 30, "reconnected")
-        print(f"found the moved founder by its name {took:.2f} s after the start")
+        print(f"found the moved founder by its name {took:.2f} s after it was back")
+        wait_for(lambda: joiner.ask("status")["isolated_since"] is None, 15, "no longer alone")
