@@ -45,6 +45,7 @@ async def figures(
     status["wireguard"] = wireguard_views.status_of(daemon.mesh, device)
     status["wireguard"].update(wireguard_views.read_counts(daemon.mesh))
     status["connected"] = len(daemon.host.connected_peers())
+    status["isolated_since"] = daemon.connections.alone_since or 0
     status["uptime"] = round(time.monotonic() - daemon.control.started, 1)
     status["tasks"] = trio_task_count()
     status["budgets"] = daemon.budgets_view()

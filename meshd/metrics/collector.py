@@ -250,6 +250,9 @@ CATALOGUE: Final[tuple[Spec, ...]] = (
          "time).", _earliest_expiry),
     Spec("meshd_connected_peers", "gauge", (), "libp2p peers connected now.",
          _status("connected")),
+    Spec("meshd_isolated_since_timestamp_seconds", "gauge", (),
+         "Since when no member has been connected while others exist (Unix time); 0 while "
+         "one is: alert when it is not 0 for long.", _status("isolated_since")),
     Spec("meshd_gossip_messages_received_total", "counter", ("result",),
          "Gossip messages validated: accepted (new, forwarded) or dropped (known, waiting, "
          "or refused: see meshd_records_refused_total).",

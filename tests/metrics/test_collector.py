@@ -29,6 +29,7 @@ def _status() -> dict[str, Any]:
         "accepted": 6,
         "rejected": {"bad-signature": 2, "rate-limited": 7},
         "connected": 2,
+        "isolated_since": 0,
         "uptime": 12.5,
         "tasks": 40,
         "wireguard": {"backend": "userspace", "peers": 2, "desired_peers": 3, "rounds": 9,
@@ -152,6 +153,9 @@ def test_every_metric_from_the_views() -> None:
     assert m["meshd_uptime_seconds"][one] == 12.5
     assert m["meshd_trio_tasks"][one] == 40
     assert m["meshd_connected_peers"][one] == 2
+    assert m["meshd_isolated_since_timestamp_seconds"][one] == 0  # a member is connected
+    alone = scrape(Snapshot(NOW, _status() | {"isolated_since": 1_800_000_000}, []))
+    assert alone["meshd_isolated_since_timestamp_seconds"][one] == 1_800_000_000
 
 
 def test_without_wireguard_or_babel_their_metrics_have_no_samples() -> None:
