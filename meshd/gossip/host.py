@@ -358,17 +358,32 @@ class GossipHost:
         return await dialling.dial(self._require_host(), info, addr, self._config.dial_timeout)
 
     async def _connect_named(self, named: NamedAddr) -> str:
-        """Dial what ``named``'s name resolves to now (looked up within ``dial_timeout``,
-        then every address it gave at once, each within ``dial_timeout``); the peer id of
-        the first that answered."""
+        """Dial what ``named``'s name resolves to now (looked up within ``dial_timeout``),
+        every address it gave at once, each within ``dial_timeout``: the peer id of the
+        first that answers, the others' dials given up then (an IPv6 address that no route
+        leads to does not hold up the IPv4 one that answered)."""
         timeout = self._config.dial_timeout
         addrs = await dialling.resolve(named, timeout, self.lookups)
-        results = await dialling.dial_all(self.connect, addrs)
-        for result in results:
-            if result.ok and result.peer_id:
-                return result.peer_id
-        errors = "; ".join(str(r.error) for r in results)
-        raise TransportError(f"{named.name} resolved to {len(addrs)} address(es): {errors}")
+        answered: list[str] = []
+        errors: list[str] = []
+
+        async def one(addr: str, done: trio.CancelScope) -> None:
+            try:
+                peer = await self.connect(addr)
+            except TransportError as exc:
+                errors.append(str(exc))
+                return
+            answered.append(peer)
+            done.cancel()
+
+        async with trio.open_nursery() as nursery:
+            for addr in addrs:
+                nursery.start_soon(one, addr, nursery.cancel_scope)
+        if answered:
+            return answered[0]
+        raise TransportError(
+            f"{named.name} resolved to {len(addrs)} address(es): " + "; ".join(errors)
+        )
 
     async def connect_any(self, addrs: Sequence[str]) -> list[ConnectResult]:
         """Dial all ``addrs`` concurrently; one result per address, in the same order."""

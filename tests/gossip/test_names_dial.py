@@ -78,6 +78,29 @@ def test_the_name_is_looked_up_at_each_dial_so_a_moved_member_is_found() -> None
     run_trio(body)
 
 
+def test_the_first_address_that_answers_is_the_connection_not_the_slowest() -> None:
+    # The name's first address takes the connection and never speaks (a firewall that lets
+    # the handshake in and nothing after, a peer that hangs): the member at its second is
+    # connected without waiting for the first's dial to time out.
+    async def body() -> None:
+        async with running_hosts(config(dial_timeout=3.0), config()) as (ours, member):
+            port = _port_of(member)
+            resolver = Resolver()
+            ours.lookups.lookup = resolver
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+                silent.bind(("127.0.0.3", port))  # the same port on another address
+                silent.listen(16)
+                resolver.answers["h.example"] = ["127.0.0.3", "127.0.0.1"]
+                started = time.monotonic()
+                addr = f"/dns4/h.example/tcp/{port}/p2p/{member.peer_id}"
+                assert await ours.connect(addr) == member.peer_id
+                took = time.monotonic() - started
+            print(f"connected at the second address in {took:.2f} s (dial timeout 3 s)")
+            assert took < 2.0
+
+    run_trio(body)
+
+
 def test_a_name_that_cannot_be_looked_up_fails_the_dial_saying_so_within_its_time() -> None:
     async def body() -> None:
         async with running_hosts(config(dial_timeout=1.0)) as (ours,):
