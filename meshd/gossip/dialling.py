@@ -157,20 +157,37 @@ async def resolve(named: NamedAddr, within: float, lookups: Lookups) -> list[str
 async def dial_all(
     connect: Callable[[str], Awaitable[str]], addrs: Sequence[str]
 ) -> list[ConnectResult]:
-    """``connect`` to all ``addrs`` concurrently; one result per address, in the same order."""
-    results: list[ConnectResult | None] = [None] * len(addrs)
+    """``connect`` to ``addrs``: the addresses of one peer (their ``/p2p/`` id) one after
+    another, in their order, until one answers; different peers at once. One result per
+    address, in the same order; an address left undialled because an earlier one of its
+    peer answered is ok, with that peer.
 
-    async def dial(index: int, addr: str) -> None:
-        try:
-            peer = await connect(addr)
-        except TransportError as exc:
-            results[index] = ConnectResult(addr, None, str(exc))
-        else:
-            results[index] = ConnectResult(addr, peer, None)
+    One peer's addresses are not dialled together: py-libp2p dials one address of a peer at
+    a time (``Swarm.dial_peer`` waits for the dial in flight), so dials begun together
+    shared the first one's fate, each within its own timeout: an address that never
+    answered (a port that drops, a public address the LAN cannot reach itself at) failed
+    the member's others too, though they worked."""
+    results: list[ConnectResult | None] = [None] * len(addrs)
+    peers: dict[str, list[int]] = {}
+    for index, addr in enumerate(addrs):
+        _, sep, peer = addr.rpartition("/p2p/")
+        peers.setdefault(peer if sep and peer else f"#{index}", []).append(index)
+
+    async def dial(indexes: list[int]) -> None:
+        for n, index in enumerate(indexes):
+            try:
+                peer = await connect(addrs[index])
+            except TransportError as exc:
+                results[index] = ConnectResult(addrs[index], None, str(exc))
+                continue
+            results[index] = ConnectResult(addrs[index], peer, None)
+            for later in indexes[n + 1 :]:  # reached already: not dialled
+                results[later] = ConnectResult(addrs[later], peer, None)
+            return
 
     async with trio.open_nursery() as nursery:
-        for index, addr in enumerate(addrs):
-            nursery.start_soon(dial, index, addr)
+        for indexes in peers.values():
+            nursery.start_soon(dial, indexes)
     return [r for r in results if r is not None]
 
 

@@ -358,35 +358,28 @@ class GossipHost:
         return await dialling.dial(self._require_host(), info, addr, self._config.dial_timeout)
 
     async def _connect_named(self, named: NamedAddr) -> str:
-        """Dial what ``named``'s name resolves to now (looked up within ``dial_timeout``),
-        every address it gave at once, each within ``dial_timeout``: the peer id of the
-        first that answers, the others' dials given up then (an IPv6 address that no route
-        leads to does not hold up the IPv4 one that answered)."""
+        """Dial what ``named``'s name resolves to now (looked up within ``dial_timeout``):
+        its addresses in the resolver's order, one after another, each within
+        ``dial_timeout``; the peer id of the first that answers. One at a time because
+        py-libp2p dials one address of a peer at a time: dials begun together wait for the
+        first, and an address that never answers held up the others for its whole timeout
+        (docs/nat.md)."""
         timeout = self._config.dial_timeout
         addrs = await dialling.resolve(named, timeout, self.lookups)
-        answered: list[str] = []
         errors: list[str] = []
-
-        async def one(addr: str, done: trio.CancelScope) -> None:
+        for addr in addrs:
             try:
-                peer = await self.connect(addr)
+                return await self.connect(addr)
             except TransportError as exc:
                 errors.append(str(exc))
-                return
-            answered.append(peer)
-            done.cancel()
-
-        async with trio.open_nursery() as nursery:
-            for addr in addrs:
-                nursery.start_soon(one, addr, nursery.cancel_scope)
-        if answered:
-            return answered[0]
         raise TransportError(
             f"{named.name} resolved to {len(addrs)} address(es): " + "; ".join(errors)
         )
 
     async def connect_any(self, addrs: Sequence[str]) -> list[ConnectResult]:
-        """Dial all ``addrs`` concurrently; one result per address, in the same order."""
+        """Dial ``addrs``: different peers at once, one peer's addresses one after another
+        until one answers (:func:`dialling.dial_all`); one result per address, in the same
+        order."""
         return await dialling.dial_all(self.connect, addrs)
 
     async def disconnect(self, peer_id: str) -> None:

@@ -78,12 +78,13 @@ def test_the_name_is_looked_up_at_each_dial_so_a_moved_member_is_found() -> None
     run_trio(body)
 
 
-def test_the_first_address_that_answers_is_the_connection_not_the_slowest() -> None:
+def test_a_name_whose_first_address_never_answers_connects_at_the_next() -> None:
     # The name's first address takes the connection and never speaks (a firewall that lets
-    # the handshake in and nothing after, a peer that hangs): the member at its second is
-    # connected without waiting for the first's dial to time out.
+    # the handshake in and nothing after, a peer that hangs): once its dial times out, the
+    # member at the second is connected. Dialled together, the second waited for the first
+    # (py-libp2p dials one address of a peer at a time) and both timed out.
     async def body() -> None:
-        async with running_hosts(config(dial_timeout=3.0), config()) as (ours, member):
+        async with running_hosts(config(dial_timeout=1.0), config()) as (ours, member):
             port = _port_of(member)
             resolver = Resolver()
             ours.lookups.lookup = resolver
@@ -95,8 +96,38 @@ def test_the_first_address_that_answers_is_the_connection_not_the_slowest() -> N
                 addr = f"/dns4/h.example/tcp/{port}/p2p/{member.peer_id}"
                 assert await ours.connect(addr) == member.peer_id
                 took = time.monotonic() - started
-            print(f"connected at the second address in {took:.2f} s (dial timeout 3 s)")
-            assert took < 2.0
+            print(f"connected at the second address in {took:.2f} s (dial timeout 1 s)")
+            assert 1.0 <= took < 4.0
+
+    run_trio(body)
+
+
+def test_one_address_of_a_member_that_never_answers_does_not_fail_its_others() -> None:
+    # A member's first address drops what it gets after the TCP handshake (or the public
+    # address of an inviter behind a NAT that does not hairpin): its dial times out, and
+    # the second is dialled then and connects. Dialled together, they usually both failed
+    # (py-libp2p dials one address of a peer at a time, each dial within its own timeout).
+    async def body() -> None:
+        async with running_hosts(config(dial_timeout=1.0), config(), config()) as hosts:
+            ours, member, other = hosts
+            port = _port_of(member)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+                silent.bind(("127.0.0.3", port))
+                silent.listen(16)
+                addrs = [
+                    f"/ip4/127.0.0.3/tcp/{port}/p2p/{member.peer_id}",
+                    f"/ip4/127.0.0.1/tcp/{port}/p2p/{member.peer_id}",
+                    f"/ip4/127.0.0.4/tcp/{port}/p2p/{member.peer_id}",  # not needed
+                    other.listen_addrs()[0],  # another peer: at once, beside them
+                ]
+                started = time.monotonic()
+                results = await ours.connect_any(addrs)
+                took = time.monotonic() - started
+            assert [r.ok for r in results] == [False, True, True, True]
+            assert "took longer than 1.0 s" in str(results[0].error)
+            assert [r.peer_id for r in results[1:]] == [member.peer_id] * 2 + [other.peer_id]
+            assert member.peer_id in ours.connected_peers()
+            assert 1.0 <= took < 4.0
 
     run_trio(body)
 
@@ -149,8 +180,10 @@ def test_lookups_that_never_end_hold_a_few_threads_not_the_daemons_others() -> N
     async def body() -> None:
         async with running_hosts(config(dial_timeout=0.5)) as (ours,):
             ours.lookups.lookup = never
-            peer = peer_id_of(bytes(32))
-            named = [f"/dns4/h{i}.example/tcp/7100/p2p/{peer}" for i in range(3 * MAX_LOOKUPS)]
+            named = [
+                f"/dns4/h{i}.example/tcp/7100/p2p/{peer_id_of(bytes([i]) * 32)}"
+                for i in range(3 * MAX_LOOKUPS)
+            ]  # twelve members, dialled at once
             for _ in range(4):  # four rounds of redials, each given up
                 results = await ours.connect_any(named)
                 assert not any(r.ok for r in results)
