@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from typing import Final, Protocol
 
 from meshd.errors import CommandLineError
-from meshd.gossip.names import check_host_name, is_named, named_addr
+from meshd.gossip.names import check_host_name, named_addr
 
 MAX_ADDRS: Final = 16  # --bootstrap and --public-addr values kept, each
 MAX_MULTIADDR: Final = 200  # characters
@@ -82,9 +82,7 @@ def check_bootstrap(text: str, option: str = "--bootstrap") -> str:
     try:
         if len(text) > MAX_MULTIADDR:
             raise ValueError(f"longer than {MAX_MULTIADDR} characters")
-        if is_named(text.strip()):
-            named_addr(text.strip())
-        else:
+        if named_addr(text.strip()) is None:
             _ip_tcp(parts)
         if len(parts) != 7 or parts[5] != "p2p":
             raise ValueError("it must end in /p2p/PEER_ID")

@@ -128,7 +128,9 @@ class Control:
         view["peer_id"] = d.host.peer_id
         view["connected"] = len(d.host.connected_peers())
         view["isolated_since"] = d.connections.alone_since
-        view["bootstrap"] = [a for addrs in d.bootstrap_targets(d.config).values() for a in addrs]
+        # What the rejoin dials, as the start and the last SIGHUP set it (no store read).
+        dialled = d.connections.policy.rejoin.bootstrap
+        view["bootstrap"] = [a for addrs in dialled.values() for a in addrs]
         view["syncs"] = d.antientropy.syncs
         view["budgets"] = d.budgets_view()
         view["uptime"] = round(time.monotonic() - self.started, 1)

@@ -185,6 +185,14 @@ def test_single_use_invite_redeemed_at_two_partitioned_sponsors(tmp_path: Path) 
         wait_for(lambda: _same_digest([s1, s2]), 15, "equal digests")
 
 
+def _failed_join(token: str, state_dir: Path) -> str:
+    """``meshd join --no-up`` with ``token`` that fails (exit status 1): its last line."""
+    result = meshd("join", "--invite", token, "--no-up", "--state-dir", str(state_dir))
+    assert result.returncode == 1
+    last: str = result.stderr.strip().splitlines()[-1]
+    return last
+
+
 def test_join_failures_say_which(tmp_path: Path) -> None:
     with daemons(tmp_path, "founder") as (founder,):
         founder.init()
@@ -193,9 +201,7 @@ def test_join_failures_say_which(tmp_path: Path) -> None:
         peer = "12D3KooWHwyUKko53tSAuiTN9K8NFR6MqVxENqwQzGWbmQSsD9R6"
         dead = f"/ip4/127.0.0.1/tcp/{founder.port}/p2p/{peer}"
         fresh = founder.invite("--name", "x", "--bootstrap", dead)
-        result = meshd("join", "--invite", fresh, "--no-up", "--state-dir", str(tmp_path / "j"))
-        assert result.returncode == 1
-        last = result.stderr.strip().splitlines()[-1]
+        last = _failed_join(fresh, tmp_path / "j")
         assert "no bootstrap address is reachable" in last
         assert dead in last
         assert token.startswith("meshd1")
@@ -274,9 +280,7 @@ def test_a_joiner_finds_the_network_by_a_host_name(tmp_path: Path) -> None:
         # A name nobody can look up: the join's one line says so.
         nowhere = f"/dns4/nothing.invalid/tcp/{founder.port}/p2p/{peer}"
         token = founder.invite("--name", "x", "--bootstrap", nowhere)
-        result = meshd("join", "--invite", token, "--no-up", "--state-dir", str(tmp_path / "x"))
-        assert result.returncode == 1
-        last = result.stderr.strip().splitlines()[-1]
+        last = _failed_join(token, tmp_path / "x")
         assert "no bootstrap address is reachable" in last
         assert "looking up nothing.invalid failed" in last
 
