@@ -23,6 +23,7 @@ from meshd.daemon.state import NodeState
 from meshd.daemon.transport import Transport, key_of
 from meshd.errors import MeshdError
 from meshd.gossip.admission import StrangerBudget
+from meshd.gossip.dial_order import IPNetwork
 from meshd.gossip.peers import PeerConnected
 from meshd.membership import Event, Member, MemberState, Revoked, Updated
 
@@ -61,6 +62,9 @@ class Connections:
         self.alone_since: int | None = None
         # Called when a member is connected again after RENEW_AFTER seconds alone.
         self.on_back: Callable[[], None] | None = None
+        # The networks our interface addresses are on now: a member's addresses on one of
+        # them are dialled first (meshd.gossip.dial_order).
+        self.on_link: Callable[[], Sequence[IPNetwork]] = tuple
         self._said_alone = False
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -147,7 +151,7 @@ class Connections:
         usable = [a for a in addrs if a.endswith("/p2p/" + expected)]
         ok = False
         try:
-            results = await self.host.connect_any(usable) if usable else []
+            results = await self.host.connect_any(usable, self.on_link()) if usable else []
             ok = any(r.ok for r in results)
         finally:
             delay = self.policy.dialled(key, addrs, ok, time.monotonic())

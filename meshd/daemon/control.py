@@ -199,7 +199,8 @@ class Control:
         return PublishAnswer(outcome.new, record_id(raw).hex(), excluded)
 
     async def connect(self, request: ConnectRequest) -> ConnectAnswer:
-        results = await self.daemon.host.connect_any(list(request.addrs[:16]))
+        d = self.daemon
+        results = await d.host.connect_any(list(request.addrs[:16]), d.mesh.underlay.networks)
         return ConnectAnswer(tuple(ConnectResultRow(r.addr, r.peer_id, r.error) for r in results))
 
     async def sponsored(self, request: SponsoredRequest) -> SponsoredAnswer:

@@ -16,11 +16,13 @@ import trio
 from meshd.daemon.config import DaemonConfig, topic_of
 from meshd.daemon.ingest import check_sync_records
 from meshd.daemon.streams import converse, request_admission
+from meshd.daemon.wireguard_open import local_addresses
 from meshd.errors import DecodeError, MeshdError, UsageError, VerifyError
 from meshd.gossip import enroll as enroll_protocol
 from meshd.gossip import sync as sync_protocol
 from meshd.gossip.host import GossipHost, HostConfig
 from meshd.membership import Change, Membership, MemberState
+from meshd.mesh.underlay import underlay_of
 from meshd.node.layout import Paths
 from meshd.node.statedir import NodeDir, create_identity, now
 from meshd.node.store import Store, seal_key_of
@@ -103,8 +105,11 @@ async def join(
         shutdown_timeout=config.shutdown_timeout,
     )
     progress(f"contacting {len(addrs)} bootstrap address(es)")
+    # Those on a network of ours first: from the inviter's own LAN its public address may
+    # never answer (a NAT that does not hairpin), its LAN address at once.
+    on_link = underlay_of(await local_addresses(), exclude=[config.interface, "lo"]).networks
     async with GossipHost(cfg, _reject_all) as host:
-        results = await host.connect_any(addrs)
+        results = await host.connect_any(addrs, on_link)
         reachable = [r for r in results if r.ok and r.peer_id]
         if not reachable:
             tried = "; ".join(f"{r.addr} ({r.error})" for r in results)

@@ -141,6 +141,7 @@ class Daemon:
         self.enrollment = Enrollment(host, state, self.grace, self.flooder, policy.told)
         self.announcer = Announcer(host, state, mesh, config, self.flooder)
         self.connections.on_back = self.announcer.renew
+        self.connections.on_link = lambda: mesh.underlay.networks
         self.endpoints = Endpoints(
             overlay=mesh.overlay_prefix,
             listen_port=config.listen_port,

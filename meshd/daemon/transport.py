@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from meshd.errors import DecodeError
+from meshd.gossip.dial_order import IPNetwork
 from meshd.gossip.peers import ConnectResult, PeerEvent, public_key_of
 from meshd.gossip.streams import FramedStream
 
@@ -42,7 +43,9 @@ class Transport(Protocol):
 
     async def disconnect(self, peer_id: str) -> None: ...
 
-    async def connect_any(self, addrs: Sequence[str]) -> list[ConnectResult]: ...
+    async def connect_any(
+        self, addrs: Sequence[str], on_link: Sequence[IPNetwork] = ()
+    ) -> list[ConnectResult]: ...
 
 
 @functools.lru_cache(maxsize=1024)

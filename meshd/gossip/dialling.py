@@ -29,6 +29,7 @@ from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.protocol_muxer.exceptions import MultiselectClientError
 
 from meshd.gossip.config import parse_multiaddr
+from meshd.gossip.dial_order import IPNetwork, dial_plan
 from meshd.gossip.libp2p_workarounds.connections import forget_failed_dial
 from meshd.gossip.names import NamedAddr, resolved_multiaddrs
 from meshd.gossip.peers import ConnectResult, parse_peer_id
@@ -155,12 +156,16 @@ async def resolve(named: NamedAddr, within: float, lookups: Lookups) -> list[str
 
 
 async def dial_all(
-    connect: Callable[[str], Awaitable[str]], addrs: Sequence[str]
+    connect: Callable[[str, float | None], Awaitable[str]],
+    addrs: Sequence[str],
+    on_link: Sequence[IPNetwork] = (),
 ) -> list[ConnectResult]:
-    """``connect`` to ``addrs``: the addresses of one peer (their ``/p2p/`` id) one after
-    another, in their order, until one answers; different peers at once. One result per
-    address, in the same order; an address left undialled because an earlier one of its
-    peer answered is ok, with that peer.
+    """``connect`` to ``addrs`` (each within the time given, None: the dial timeout): the
+    addresses of one peer (their ``/p2p/`` id) one after another until one answers, those on
+    a network of ours (``on_link``) first, briefly while others follow
+    (:func:`meshd.gossip.dial_order.dial_plan`); different peers at once. One result per
+    address, in the order given; an address left undialled because another of its peer
+    answered is ok, with that peer.
 
     One peer's addresses are not dialled together: py-libp2p dials one address of a peer at
     a time (``Swarm.dial_peer`` waits for the dial in flight), so dials begun together
@@ -174,15 +179,18 @@ async def dial_all(
         peers.setdefault(peer if sep and peer else f"#{index}", []).append(index)
 
     async def dial(indexes: list[int]) -> None:
-        for n, index in enumerate(indexes):
+        plan = dial_plan([addrs[i] for i in indexes], on_link)
+        for attempt in (*plan.first, *plan.again):
+            index = indexes[attempt.index]
             try:
-                peer = await connect(addrs[index])
+                peer = await connect(addrs[index], attempt.within)
             except TransportError as exc:
                 results[index] = ConnectResult(addrs[index], None, str(exc))
                 continue
             results[index] = ConnectResult(addrs[index], peer, None)
-            for later in indexes[n + 1 :]:  # reached already: not dialled
-                results[later] = ConnectResult(addrs[later], peer, None)
+            for other in indexes:  # reached already: not dialled
+                if results[other] is None:
+                    results[other] = ConnectResult(addrs[other], peer, None)
             return
 
     async with trio.open_nursery() as nursery:

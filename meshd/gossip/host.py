@@ -46,6 +46,7 @@ from meshd.gossip import dialling
 from meshd.gossip.admission import StrangerBudget
 from meshd.gossip.config import HostConfig, Validator, parse_multiaddr
 from meshd.gossip.delivery import GossipMessage, TopicDelivery
+from meshd.gossip.dial_order import IPNetwork
 from meshd.gossip.dialling import ProtocolNotSupported
 from meshd.gossip.libp2p_workarounds.connections import (
     stop_auto_connector,
@@ -339,11 +340,12 @@ class GossipHost:
 
     # -- connections ------------------------------------------------------------------------
 
-    async def connect(self, addr: str) -> str:
+    async def connect(self, addr: str, within: float | None = None) -> str:
         """Dial a full multiaddr (ending in ``/p2p/<peer id>``); return the peer id.
 
         Raises :class:`UndialableAddress` for an address that cannot be dialled as written and
-        :class:`TransportError` if the dial fails or takes longer than ``dial_timeout``.
+        :class:`TransportError` if the dial fails or takes longer than ``within`` seconds
+        (None: ``dial_timeout``; a name's addresses each within ``dial_timeout``).
         Every dial takes at least 250 ms in py-libp2p 0.8.1: use :meth:`connect_any` for
         several. A dial is never refused because an earlier one failed: when to try again
         is the caller's policy, not libp2p's 60 s negative cache.
@@ -355,7 +357,8 @@ class GossipHost:
         if named is not None:
             return await self._connect_named(named)
         info = dialling.dial_target(addr, self._peer_id)
-        return await dialling.dial(self._require_host(), info, addr, self._config.dial_timeout)
+        timeout = self._config.dial_timeout if within is None else within
+        return await dialling.dial(self._require_host(), info, addr, timeout)
 
     async def _connect_named(self, named: NamedAddr) -> str:
         """Dial what ``named``'s name resolves to now (looked up within ``dial_timeout``):
@@ -376,11 +379,14 @@ class GossipHost:
             f"{named.name} resolved to {len(addrs)} address(es): " + "; ".join(errors)
         )
 
-    async def connect_any(self, addrs: Sequence[str]) -> list[ConnectResult]:
+    async def connect_any(
+        self, addrs: Sequence[str], on_link: Sequence[IPNetwork] = ()
+    ) -> list[ConnectResult]:
         """Dial ``addrs``: different peers at once, one peer's addresses one after another
-        until one answers (:func:`dialling.dial_all`); one result per address, in the same
-        order."""
-        return await dialling.dial_all(self.connect, addrs)
+        until one answers, those on a network of ours (``on_link``: the networks our
+        interface addresses are on) first (:func:`dialling.dial_all`); one result per
+        address, in the same order."""
+        return await dialling.dial_all(self.connect, addrs, on_link)
 
     async def disconnect(self, peer_id: str) -> None:
         """Close every connection to ``peer_id``. Nothing re-dials it on our side."""

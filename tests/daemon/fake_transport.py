@@ -14,6 +14,7 @@ from typing import Any
 import trio
 
 from meshd.daemon.transport import StreamHandler
+from meshd.gossip.dial_order import IPNetwork
 from meshd.gossip.peers import ConnectResult, PeerConnected, PeerDisconnected, PeerEvent
 from meshd.gossip.streams import FramedStream, TransportError
 
@@ -79,7 +80,9 @@ class FakeTransport:
             self.connected.discard(peer_id)
             self._events_send.send_nowait(PeerDisconnected(peer_id))
 
-    async def connect_any(self, addrs: Sequence[str]) -> list[ConnectResult]:
+    async def connect_any(
+        self, addrs: Sequence[str], on_link: Sequence[IPNetwork] = ()
+    ) -> list[ConnectResult]:
         return [ConnectResult(a, None, "unreachable") for a in addrs]
 
     def connect(self, peer_id: str) -> None:

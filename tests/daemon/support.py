@@ -110,6 +110,7 @@ class Daemon:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     runs: int = 0
+    netns: str | None = None  # the network namespace its daemon runs in (root)
 
     @property
     def listen(self) -> str:
@@ -124,8 +125,9 @@ class Daemon:
         self.runs += 1
         with self.log.open("ab") as log:
             log.write(f"--- run {self.runs}: {' '.join(args[:1])}\n".encode())
+            inside = ["ip", "netns", "exec", self.netns] if self.netns else []
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "meshd", *args],
+                [*inside, sys.executable, "-m", "meshd", *args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=_env(),

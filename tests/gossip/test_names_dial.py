@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket
 import threading
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 import trio
 
+from meshd.gossip.dial_order import ON_LINK_TIMEOUT
 from meshd.gossip.dialling import MAX_LOOKUPS
 from meshd.gossip.host import GossipHost, TransportError, UndialableAddress, peer_id_of
 from tests.gossip.support import config, run_trio, running_hosts, wait_until
@@ -200,3 +202,53 @@ def test_lookups_that_never_end_hold_a_few_threads_not_the_daemons_others() -> N
         run_trio(body)
     finally:
         hung.set()
+
+
+def test_a_members_address_on_our_own_network_is_dialled_before_its_others() -> None:
+    # The inviter's public address first (here 127.0.0.3, which never answers: a NAT that
+    # does not hairpin), its LAN address second (127.0.0.1, on a network of ours): the LAN
+    # one is dialled first and the public one never, where before its whole timeout went.
+    async def body() -> None:
+        async with running_hosts(config(dial_timeout=3.0), config()) as (ours, member):
+            port = _port_of(member)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+                silent.bind(("127.0.0.3", port))
+                silent.listen(16)
+                silent.setblocking(False)
+                addrs = [
+                    f"/ip4/127.0.0.3/tcp/{port}/p2p/{member.peer_id}",
+                    f"/ip4/127.0.0.1/tcp/{port}/p2p/{member.peer_id}",
+                ]
+                started = time.monotonic()
+                results = await ours.connect_any(addrs, [ipaddress.ip_network("127.0.0.1/32")])
+                took = time.monotonic() - started
+                with pytest.raises(BlockingIOError):
+                    silent.accept()  # never dialled
+            print(f"connected in {took:.2f} s (dial timeout 3 s)")
+            assert [r.ok for r in results] == [True, True]
+            assert member.peer_id in ours.connected_peers()
+
+    run_trio(body)
+
+
+def test_an_address_on_our_network_that_never_answers_holds_the_others_up_briefly() -> None:
+    # The same private range at another site: the member's LAN address names nobody here.
+    async def body() -> None:
+        async with running_hosts(config(dial_timeout=4.0), config()) as (ours, member):
+            port = _port_of(member)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+                silent.bind(("127.0.0.3", port))
+                silent.listen(16)
+                addrs = [
+                    f"/ip4/127.0.0.1/tcp/{port}/p2p/{member.peer_id}",
+                    f"/ip4/127.0.0.3/tcp/{port}/p2p/{member.peer_id}",
+                ]
+                started = time.monotonic()
+                results = await ours.connect_any(addrs, [ipaddress.ip_network("127.0.0.3/32")])
+                took = time.monotonic() - started
+            print(f"connected in {took:.2f} s (on-link try {ON_LINK_TIMEOUT} s, dial timeout 4 s)")
+            assert [r.ok for r in results] == [True, False]
+            assert f"took longer than {ON_LINK_TIMEOUT} s" in str(results[1].error)
+            assert ON_LINK_TIMEOUT <= took < 4.0
+
+    run_trio(body)

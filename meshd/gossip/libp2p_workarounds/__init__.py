@@ -33,8 +33,9 @@ replaces is still there.
 Two more live with the host, being its own behaviour: libp2p's 32-slot subscription queue
 (``pubsub.SUBSCRIPTION_CHANNEL_SIZE``) is drained at once into a larger channel
 (:mod:`meshd.gossip.delivery`, ``TopicDelivery.drain``), and ``GossipHost.connect_any``
-dials addresses concurrently (:mod:`meshd.gossip.dialling`, ``dial_all``), since each dial
-waits out the 250 ms happy-eyeballs delay (``network/swarm.py``).
+dials different peers concurrently (:mod:`meshd.gossip.dialling`, ``dial_all``), since each
+dial waits out the 250 ms happy-eyeballs delay (``network/swarm.py``); one peer's addresses
+go one after another, as py-libp2p dials them anyway.
 """
 
 from __future__ import annotations
