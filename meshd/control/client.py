@@ -19,6 +19,7 @@ from meshd.control.protocol import (
     encode_request,
 )
 from meshd.control.typed_json import decode_answer, to_json
+from meshd.control.unix_path import reachable
 from meshd.errors import ControlError, DaemonNotRunning, DecodeError
 
 A = TypeVar("A")
@@ -74,7 +75,8 @@ def _connect(socket_path: Path, timeout: float) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
-            sock.connect(str(socket_path))
+            with reachable(socket_path) as address:
+                sock.connect(address)
         except BlockingIOError:
             sock.close()
             if time.monotonic() >= deadline:
@@ -87,6 +89,12 @@ def _connect(socket_path: Path, timeout: float) -> socket.socket:
         except (FileNotFoundError, ConnectionRefusedError):
             sock.close()
             raise _not_running(socket_path) from None
+        except NotADirectoryError:
+            sock.close()
+            raise DaemonNotRunning(
+                f"no meshd daemon is running for {socket_path.parent}: it is not a directory",
+                hint="pass the --state-dir the daemon runs with",
+            ) from None
         except PermissionError:
             sock.close()
             raise ControlError(

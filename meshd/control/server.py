@@ -37,6 +37,7 @@ from meshd.control.protocol import (
     decode_request_untrusted,
     encode_response,
 )
+from meshd.control.unix_path import reachable
 from meshd.errors import ControlError, MeshdError, UsageError
 
 if TYPE_CHECKING:
@@ -164,7 +165,8 @@ def _someone_listens(path: Path) -> bool:
     with stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM) as probe:
         probe.settimeout(1.0)
         try:
-            probe.connect(str(path))
+            with reachable(path) as address:
+                probe.connect(address)
         except OSError:
             return False
     return True
@@ -192,7 +194,8 @@ async def bind(path: Path) -> trio.SocketListener:
     try:
         old_umask = os.umask(0o117)
         try:
-            await sock.bind(str(path))
+            with reachable(path) as address:
+                await sock.bind(address)
         finally:
             os.umask(old_umask)
         os.chmod(path, SOCKET_MODE)

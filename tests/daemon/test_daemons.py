@@ -314,3 +314,22 @@ def test_a_member_whose_kept_addresses_went_stale_finds_the_network_by_its_boots
         took = wait_for(lambda: joiner.peers()["founder"]["connected"], 30, "reconnected")
         print(f"found the moved founder by its name {took:.2f} s after it was back")
         wait_for(lambda: joiner.ask("status")["isolated_since"] is None, 15, "no longer alone")
+
+
+def test_a_state_dir_deeper_than_a_socket_address_holds_runs_a_daemon(tmp_path: Path) -> None:
+    # A state dir in a container's overlay or a nested checkout: its meshd.sock has a path
+    # longer than the 107 bytes a socket address holds. Before, the daemon ended right after
+    # it started (`AF_UNIX path too long`) and nothing could ask it anything.
+    deep = tmp_path
+    while len(str(deep / "founder" / "meshd.sock")) <= 120:
+        deep = deep / ("d" * 40)
+    with daemons(deep, "founder", "j") as (founder, joiner):
+        founder.init()
+        founder.up()
+        joiner.join(founder.invite("--name", "j"))
+        wait_for(lambda: _all_admitted([founder, joiner], ["founder", "j"]), 20, "admitted")
+        shown = meshd("peers", "--state-dir", str(joiner.state_dir))
+        assert shown.returncode == 0, shown.stderr
+        assert "founder" in shown.stdout
+        assert founder.stop() < 8.0
+        assert not (founder.state_dir / "meshd.sock").exists()  # removed on the way out
