@@ -181,6 +181,15 @@ def test_bytes_that_are_not_utf8_are_named_on_their_line() -> None:
     ]
 
 
+def test_a_byte_order_mark_first_is_named_with_what_to_do() -> None:
+    # What some editors write first: before, "TOML syntax: Invalid statement" on line 1.
+    checked = check_bytes(b'\xef\xbb\xbfwg_backend = "none"\r\n', keys())
+    assert [(p.line, p.message) for p in checked.problems] == [
+        (1, "the file starts with a byte order mark; save it as UTF-8 without one")
+    ]
+    assert not check_bytes(b'wg_backend = "none"\r\n', keys()).problems  # CRLF is fine
+
+
 # -- properties: any content gives a config or line-numbered problems ---------------------------
 
 

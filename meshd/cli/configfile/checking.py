@@ -54,6 +54,12 @@ def check_bytes(data: bytes, known: Sequence[Key]) -> Checked:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         return Checked(problems=[Problem(line, "not UTF-8 text (TOML files are UTF-8)")])
+    if text.startswith("\ufeff"):  # what some editors write first; TOML has no place for it
+        return Checked(
+            problems=[
+                Problem(1, "the file starts with a byte order mark; save it as UTF-8 without one")
+            ]
+        )
     return check_text(text, known)
 
 
