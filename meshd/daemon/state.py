@@ -36,6 +36,7 @@ from meshd.daemon.budgets import (
     RateLimiter,
     SyncSessions,
 )
+from meshd.daemon.clock_notice import ClockNotices
 from meshd.daemon.disksync import DiskSync
 from meshd.daemon.feed import MembershipFeed, Snapshot
 from meshd.daemon.gate import PeerGate
@@ -123,6 +124,7 @@ class NodeState:
         self.gate = PeerGate(lambda peer: self.source_of(peer) == peer)
         self.rejects: Counter[str] = self.gate.rejects  # by peer id
         self.reject_reasons: Counter[str] = self.gate.reject_reasons
+        self.clock_notices = ClockNotices()  # records refused as dated ahead of our clock
         self.accepted = 0
         # Our own records being published: the validator lets them pass (meshd.daemon.flooding).
         self.outgoing: set[bytes] = set()
@@ -250,7 +252,10 @@ class NodeState:
                 data, self.clock(), source=self.source_of(forwarder)
             )
         except (DecodeError, VerifyError) as exc:
-            self.gate.reject(forwarder, exc.reason if isinstance(exc, VerifyError) else "decode")
+            reason = exc.reason if isinstance(exc, VerifyError) else "decode"
+            self.gate.reject(forwarder, reason)
+            if reason == "not-yet-valid":
+                self._dated_ahead(self.who(author), str(exc))
             return False
         if outcome.stored or outcome.dropped:
             self._persist([outcome], received=True)
@@ -286,7 +291,26 @@ class NodeState:
         self._commit([batch] if batch.stored or batch.dropped else [], batch.events, received=True)
         for reason in batch.rejected:
             self.reject_reasons[reason] += 1
+        ahead = batch.rejected.count("not-yet-valid")
+        if ahead and source != LOCAL:
+            why = (
+                f"dated more than {self.membership.clock_skew} s ahead of this node's clock: "
+                "their makers' clocks or this node's is wrong"
+            )
+            whose = "a sync with " + (self.who(source) if source != NON_MEMBERS else "a non-member")
+            self._dated_ahead(whose, why, ahead)
         return batch
+
+    def who(self, peer: str) -> str:
+        """A peer as the log names it: its member's name (and peer id), else its peer id."""
+        key = self.peer_key(peer)
+        member = self.member(key) if key is not None else None
+        return f"{member.name} ({peer})" if member is not None and member.name else peer
+
+    def _dated_ahead(self, whose: str, why: str, count: int = 1) -> None:
+        line = self.clock_notices.refused(whose, why, time.monotonic(), count)
+        if line is not None:
+            log.warning("%s", line)
 
     def add_local(self, record: Record) -> Outcome:
         """Merge a record made or handed in here (ours, or from the CLI) and store it."""

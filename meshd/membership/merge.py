@@ -16,7 +16,13 @@ from typing import Any
 
 from meshd.errors import VerifyError
 from meshd.membership.authority import AuthorityMerger
-from meshd.membership.tables import Change, MembershipTables, not_newer, says_more
+from meshd.membership.tables import (
+    Change,
+    MembershipTables,
+    ahead_message,
+    not_newer,
+    says_more,
+)
 from meshd.membership.views import MemberState
 from meshd.records import (
     AdminHandover,
@@ -250,7 +256,7 @@ class Merger:
             check_announcement_signature(ann)
         issued_at = ann.issued_at  # read from its bytes: once
         if issued_at > now + t.clock_skew:
-            raise VerifyError("not-yet-valid", "the announcement is dated in the future")
+            raise VerifyError("not-yet-valid", ahead_message("announcement", issued_at, now, t))
         credential = t._standing.standing(node)
         if credential is None or credential.not_after < now:
             return None

@@ -29,6 +29,15 @@ from meshd.trust.chain import Anchor, Verifier
 from meshd.trust.credential import Credential
 
 
+def ahead_message(what: str, at: int, now: int, tables: MembershipTables) -> str:
+    """Why a record dated ``at`` is refused at ``now``: how far ahead of our clock, and that
+    a clock is wrong (its maker's, or ours: a clock behind refuses everyone's records)."""
+    return (
+        f"the {what} is dated {at - now} s ahead of this node's clock, more than the "
+        f"{tables.clock_skew} s allowed: its maker's clock or this node's is wrong"
+    )
+
+
 @dataclass(slots=True)
 class Change:
     """What one merge did to the set, and whom it may concern."""
@@ -128,7 +137,7 @@ class MembershipTables:
 
     def _not_future(self, at: int, now: int, what: str) -> None:
         if at > now + self.clock_skew:
-            raise VerifyError("not-yet-valid", f"the {what} is dated in the future")
+            raise VerifyError("not-yet-valid", ahead_message(what, at, now, self))
 
     # --- members' views -----------------------------------------------------------------
 
