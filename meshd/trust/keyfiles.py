@@ -94,11 +94,21 @@ def read_secret(path: Path) -> bytes:
     return decode_secret(data, path)
 
 
+#: What to do about a key file that is damaged: a key cannot be made again under the same
+#: identity, so it comes back from a backup (or the node starts afresh).
+_DAMAGED = "restore it from a backup of the state dir (a key cannot be made again as it was)"
+
+
 def decode_secret(data: bytes, path: Path) -> bytes:
     try:
         secret = base64.b64decode(data.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise KeyFileError(f"the key file {path} does not hold a base64 key") from None
+        raise KeyFileError(
+            f"the key file {path} does not hold a base64 key", hint=_DAMAGED
+        ) from None
     if len(secret) != KEY_LEN:
-        raise KeyFileError(f"the key file {path} does not hold a 32-byte key")
+        held = "nothing" if not data.strip() else f"{len(secret)} bytes"
+        raise KeyFileError(
+            f"the key file {path} does not hold a 32-byte key (it holds {held})", hint=_DAMAGED
+        )
     return secret

@@ -46,8 +46,23 @@ def test_malformed_key_is_refused(tmp_path: Path, content: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     os.write(fd, content)
     os.close(fd)
-    with pytest.raises(KeyFileError):
+    with pytest.raises(KeyFileError) as info:
         read_secret(path)
+    line = info.value.one_line()
+    assert str(path) in line
+    assert "restore it from a backup of the state dir" in line  # and what to do
+
+
+def test_a_key_file_of_the_wrong_size_says_what_it_holds(tmp_path: Path) -> None:
+    path = tmp_path / "node.key"
+    for content, held in ((b"\n", "nothing"), (b"AAAA\n", "3 bytes")):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, content)
+        os.close(fd)
+        with pytest.raises(
+            KeyFileError, match=f"does not hold a 32-byte key \\(it holds {held}\\)"
+        ):
+            read_secret(path)
 
 
 def test_symlink_and_missing_are_refused(tmp_path: Path) -> None:
