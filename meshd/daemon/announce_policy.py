@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from meshd.records.types import U64
+
 Addresses = tuple[tuple[str, ...], tuple[str, ...]]  # (endpoints, libp2p addresses)
 
 ADDRESS_CHECK = 10.0  # seconds between looks at our addresses: a change goes out within this
@@ -31,6 +33,17 @@ RENEW_AFTER = 30.0  # seconds cut off from every member after which we announce 
 SLEPT = 30.0  # seconds the wall clock may run ahead of the monotonic one before we call it sleep
 RETRY_FIRST = 1.0  # seconds before trying again an announcement that failed...
 RETRY_MOST = 60.0  # ...doubling with each failure in a row, up to this
+
+
+def next_seq(now_ns: int, held: int | None) -> int:
+    """The sequence number of our next announcement: the wall clock in nanoseconds, or one
+    more than the one the members hold (``held``) if that is not lower. A clock set back (an
+    NTP step, a date fixed by hand, a board without a real-time clock) gave a lower number,
+    and the members kept the announcement they held, newer by its number, until the clock
+    passed it again: an hour set back, an hour during which our moves were not heard."""
+    if held is None or now_ns > held:
+        return now_ns
+    return min(held + 1, U64)
 
 
 def check_every(interval: float) -> float:

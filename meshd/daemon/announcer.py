@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from meshd.daemon.announce_policy import Addresses, AnnouncePolicy, check_every
+from meshd.daemon.announce_policy import Addresses, AnnouncePolicy, check_every, next_seq
 from meshd.daemon.config import DaemonConfig
 from meshd.daemon.flooding import Flooder
 from meshd.daemon.state import NodeState
@@ -174,10 +174,12 @@ class Announcer:
     async def announce(self, addresses: Addresses, relays: bool = False) -> None:
         state = self.state
         endpoints, addrs = addresses
+        own = state.member(state.key)
+        held = own.announcement if own is not None else None
         announcement = make_announcement(
             state.node.node_key,
             network_id=state.node.anchor.network_id,
-            seq=time.time_ns(),
+            seq=next_seq(time.time_ns(), held.seq if held is not None else None),
             issued_at=state.clock(),
             endpoints=endpoints,
             addrs=addrs,

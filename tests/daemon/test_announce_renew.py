@@ -13,7 +13,7 @@ import trio
 import trio.testing
 
 from meshd.daemon import announcer as announcer_module
-from meshd.daemon.announce_policy import RENEW_AFTER, SLEPT, AnnouncePolicy
+from meshd.daemon.announce_policy import RENEW_AFTER, SLEPT, AnnouncePolicy, next_seq
 from meshd.daemon.config import DaemonConfig
 from meshd.daemon.connect_policy import Peer, Standing
 from meshd.mesh.underlay import LocalAddress
@@ -140,3 +140,48 @@ def test_the_daemon_renews_through_its_announcer(node: NodeDir) -> None:
             assert daemon.connections.on_back == daemon.announcer.renew
 
     run_on_fake_clock(main)
+
+
+def test_the_sequence_number_follows_the_clock_and_never_goes_back() -> None:
+    assert next_seq(1_000, None) == 1_000
+    assert next_seq(1_000, 999) == 1_000
+    assert next_seq(1_000, 1_000) == 1_001  # the clock set back, or standing still
+    assert next_seq(1_000, 5_000) == 5_001
+    assert next_seq(1_000, 2**64 - 1) == 2**64 - 1  # at the field's end: held there
+
+
+def test_after_the_clock_is_set_back_an_announcement_is_still_new_and_flooded(
+    node: NodeDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The host's clock ran an hour ahead, then NTP set it right: our next announcement's
+    # number came from the clock, lower than the one the members held, and they kept
+    # theirs (and we ours) for an hour: what we announced meanwhile went unheard.
+    base = now()
+    config = DaemonConfig(
+        state_dir=node.paths.root, wg_backend="none", announce_interval=100.0, announce_ttl=TTL
+    )
+    hour = 3600 * 10**9
+    clock = trio.testing.MockClock()
+    monkeypatch.setattr(announcer_module, "local_addresses", _host)
+
+    async def main() -> None:
+        state, transport, announcer = announcer_of(node, base, config)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(state.feed.run)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(announcer_module.time, "time_ns", lambda: base * 10**9 + hour)
+                await nursery.start(announcer.run)
+                await transport.first_published()
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(announcer_module.time, "time_ns", lambda: base * 10**9)
+                announcer.renew()  # (back from an outage: any new announcement)
+                await trio.testing.wait_all_tasks_blocked()
+            first, again = sent(transport)
+            assert again.seq == first.seq + 1
+            own = state.member(state.key)
+            assert own is not None
+            assert own.announcement is not None
+            assert own.announcement.seq == again.seq  # ours too
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=clock)
