@@ -835,6 +835,23 @@ def _rejoin(w: World) -> object:
     return w.sponsor(w.enrollment(w.net.invite(), key=node.key.public))
 
 
+@case("revoked-member-readmitted-by-a-sponsor-that-skips-the-check", verify("revoked"))
+def _readmitted(w: World) -> object:
+    # A sponsor that does not check (or has not heard of the revocation: across a
+    # partition) countersigns a new enrollment of the revoked key: its admission depends on
+    # that key, and the member stays excluded wherever the revocation is known.
+    node = w.join(w.net.invite())
+    w.ingest(w.net.revoke(node.key.public))
+    unaware = w.elsewhere()  # knows the founder, not the revocation
+    enrollment = w.enrollment(w.net.invite(), at=T0 + 30, key=node.key.public)
+    admission = unaware.sponsor(w.founder.key, enrollment, T0 + 30)
+    w.ingest(admission)
+    member = w.state.member(node.key.public, NOW)
+    assert member is not None
+    assert member.state.value == "revoked"
+    return w.ingest(node.announce(w.net, NOW))
+
+
 # --- invite use ---------------------------------------------------------------------------
 
 
