@@ -260,6 +260,31 @@ def check_udp_port(port: int) -> None:
                 raise _bind_error(f"--listen-port {port}", f"UDP port {port}", exc) from None
 
 
+#: Link types (``/sys/class/net/IFNAME/type``, ARPHRD_*) a user may have named by mistake.
+_LINK_TYPES = {1: "an Ethernet interface (or a veth, a bridge)", 772: "the loopback interface"}
+ARPHRD_NONE = 65534  # no link-layer header: WireGuard's and every TUN device's
+
+
+def interface_taken(ifname: str, sys_net: Path = Path("/sys/class/net")) -> AlreadyRunning:
+    """The error for an interface ``ifname`` that exists already. Deleting it is suggested
+    only for a tunnel (what a crashed meshd leaves), never for a NIC or the loopback one."""
+    try:
+        kind = int((sys_net / ifname / "type").read_text())
+    except (OSError, ValueError):
+        kind = ARPHRD_NONE  # unknown: as before
+    if kind != ARPHRD_NONE:
+        what = _LINK_TYPES.get(kind, f"not a tunnel (link type {kind})")
+        return AlreadyRunning(
+            f"network interface {ifname} already exists: it is {what}, not one meshd made",
+            hint="choose another --interface for meshd's own (meshd0 by default)",
+        )
+    return AlreadyRunning(
+        f"network interface {ifname} already exists",
+        hint=f"choose another --interface, or delete it (`ip link del {ifname}`) if it is "
+        "left over from a meshd that crashed",
+    )
+
+
 async def check_links(ifname: str, overlay: ipaddress.IPv6Network | None) -> None:
     """No interface ``ifname`` exists yet, and no other interface carries the overlay route."""
     from meshd.wg.netlink import Netlink
@@ -274,11 +299,7 @@ async def check_links(ifname: str, overlay: ipaddress.IPv6Network | None) -> Non
             hint="run as root or with CAP_NET_ADMIN",
         ) from None
     if exists:
-        raise AlreadyRunning(
-            f"network interface {ifname} already exists",
-            hint=f"choose another --interface, or delete it (`ip link del {ifname}`) if it is "
-            "left over from a meshd that crashed",
-        )
+        raise interface_taken(ifname)
     others = [name for name in routed if name != ifname]
     if others:
         raise AlreadyRunning(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from meshd.daemon.startup import interface_taken
 from tests.daemon.support import FAST, ROOT, Daemon, _env, daemons, free_port, meshd, wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -331,3 +332,21 @@ def test_a_revoked_node_stops_with_one_line_and_status_says_why(tmp_path: Path) 
         assert row["revocation_reason"] == "laptop stolen"
         peers = meshd("peers", "--state-dir", str(root.state_dir))
         assert "revoked (laptop stolen)" in peers.stdout
+
+
+def test_an_interface_that_exists_is_refused_and_only_a_tunnel_is_offered_for_deletion(
+    tmp_path: Path,
+) -> None:
+    for name, kind in (("eth0", "1\n"), ("lo", "772\n"), ("ib0", "32\n"), ("meshd0", "65534\n")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "type").write_text(kind)
+    nic = interface_taken("eth0", tmp_path).one_line()
+    assert nic.startswith("network interface eth0 already exists: it is an Ethernet interface")
+    assert "ip link del" not in nic  # never offered for a NIC
+    assert "choose another --interface" in nic
+    assert "the loopback interface" in interface_taken("lo", tmp_path).one_line()
+    assert "not a tunnel (link type 32)" in interface_taken("ib0", tmp_path).one_line()
+    for leftover in ("meshd0", "unreadable"):  # a tunnel, or nothing known: as a leftover
+        line = interface_taken(leftover, tmp_path).one_line()
+        assert f"`ip link del {leftover}`" in line
+        assert "left over from a meshd that crashed" in line
