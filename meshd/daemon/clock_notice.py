@@ -10,6 +10,8 @@ naming whose record and how far ahead, with how many more were refused so since 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 #: Seconds between two notices at least (the refusals between them are counted).
 INTERVAL = 600.0
 
@@ -22,17 +24,21 @@ class ClockNotices:
         self._said_at: float | None = None
         self._unsaid = 0  # refused since the last notice, and not said
 
-    def refused(self, whose: str, why: str, now: float, count: int = 1) -> str | None:
-        """``count`` records of ``whose`` (a member's name, or where a sync came from)
-        refused at ``now`` (monotonic seconds) for ``why``: the line to log, or None while
-        the last notice is more recent than :attr:`interval` (the refusals counted)."""
+    def refused(
+        self, whose: str | Callable[[], str], why: str, now: float, count: int = 1
+    ) -> str | None:
+        """``count`` records of ``whose`` (a member's name, or where a sync came from; a
+        function giving it, asked only when a line is due) refused at ``now`` (monotonic
+        seconds) for ``why``: the line to log, or None while the last notice is more recent
+        than :attr:`interval` (the refusals counted)."""
         if self._said_at is not None and 0 <= now - self._said_at < self.interval:
             self._unsaid += count
             return None
         more, self._unsaid, self._said_at = self._unsaid, 0, now
         since = f"; {more} more refused so since the last notice" if more else ""
+        name = whose if isinstance(whose, str) else whose()
         return (
-            f"refused {_records(count)} from {whose}: {why} (check both clocks: timedatectl, "
+            f"refused {_records(count)} from {name}: {why} (check both clocks: timedatectl, "
             f"NTP){since}"
         )
 

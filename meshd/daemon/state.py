@@ -255,7 +255,7 @@ class NodeState:
             reason = exc.reason if isinstance(exc, VerifyError) else "decode"
             self.gate.reject(forwarder, reason)
             if reason == "not-yet-valid":
-                self._dated_ahead(self.who(author), str(exc))
+                self._dated_ahead(lambda: self.who(author), str(exc))
             return False
         if outcome.stored or outcome.dropped:
             self._persist([outcome], received=True)
@@ -297,7 +297,11 @@ class NodeState:
                 f"dated more than {self.membership.clock_skew} s ahead of this node's clock: "
                 "their makers' clocks or this node's is wrong"
             )
-            whose = "a sync with " + (self.who(source) if source != NON_MEMBERS else "a non-member")
+
+            def whose() -> str:
+                by = self.who(source) if source != NON_MEMBERS else "a non-member"
+                return "a sync with " + by
+
             self._dated_ahead(whose, why, ahead)
         return batch
 
@@ -307,7 +311,7 @@ class NodeState:
         member = self.member(key) if key is not None else None
         return f"{member.name} ({peer})" if member is not None and member.name else peer
 
-    def _dated_ahead(self, whose: str, why: str, count: int = 1) -> None:
+    def _dated_ahead(self, whose: Callable[[], str], why: str, count: int = 1) -> None:
         line = self.clock_notices.refused(whose, why, time.monotonic(), count)
         if line is not None:
             log.warning("%s", line)
