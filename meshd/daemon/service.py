@@ -206,7 +206,10 @@ class Daemon:
                 self.state.node.name,
                 fingerprint(self.state.key),
                 self.state.node.anchor.network.name,
-                ", ".join(self.listen_addrs()),
+                ", ".join(self.listen_addrs())
+                or ", ".join(self.host.listen_addrs())
+                + " (no address of this host to announce yet: members cannot dial us until one"
+                " appears)",
             )
             # The control socket last: a node that answers `meshd status` is up, as it is
             # for systemd once this returns (READY=1).
