@@ -169,11 +169,11 @@ def test_after_the_clock_is_set_back_an_announcement_is_still_new_and_flooded(
         async with trio.open_nursery() as nursery:
             await nursery.start(state.feed.run)
             with pytest.MonkeyPatch.context() as patch:
-                patch.setattr(announcer_module.time, "time_ns", lambda: base * 10**9 + hour)
+                patch.setattr("meshd.daemon.announcer.time.time_ns", lambda: base * 10**9 + hour)
                 await nursery.start(announcer.run)
                 await transport.first_published()
             with pytest.MonkeyPatch.context() as patch:
-                patch.setattr(announcer_module.time, "time_ns", lambda: base * 10**9)
+                patch.setattr("meshd.daemon.announcer.time.time_ns", lambda: base * 10**9)
                 announcer.renew()  # (back from an outage: any new announcement)
                 await trio.testing.wait_all_tasks_blocked()
             first, again = sent(transport)
