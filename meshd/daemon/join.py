@@ -182,6 +182,8 @@ async def join(
             raise refusal
         if admission is None:
             raise JoinError(f"no bootstrap node answered the enrollment: {last_error}")
+        # Our clock against the sponsor's, as it dated the admission a moment ago.
+        ahead = now() - admission.admitted_at
         progress(f"enrolled by {fingerprint(admission.sponsor)[:10]}; fetching the membership")
         if not fetched and not await fetch(sponsor_peer):
             raise JoinError("the sponsor admitted us but the membership could not be fetched")
@@ -189,6 +191,14 @@ async def join(
         changes.append(state.ingest(admission, now()))
     me = state.member(node_key.public, now())
     if me is None or me.state is not MemberState.ADMITTED:
+        if ahead < -state.clock_skew:
+            raise JoinError(
+                f"this machine's clock is {-ahead} s behind the sponsor's, more than the "
+                f"{state.clock_skew} s members allow: it refuses the admission, and would "
+                "refuse every member's records",
+                hint="set the clock right (`timedatectl set-ntp true`), then join again "
+                "(with a new invite if this one is used up)",
+            )
         reason = "not admitted" if me is None else me.reason
         if reason == "invite-used-up":
             raise VerifyError(
@@ -206,4 +216,32 @@ async def join(
     finally:
         store.close()
     progress(f"admitted as {name} ({me.node_id}), overlay {me.overlay}")
+    said = clock_warning(ahead, state.clock_skew)
+    if said:
+        progress(said)
     return NodeDir.open(paths.root)
+
+
+#: Seconds our clock may differ from a sponsor's before a join says so (a round trip and
+#: a second's rounding are well under it; NTP keeps clocks within milliseconds).
+CLOCK_WARN = 60
+
+
+def clock_warning(ahead: int, allowed: int) -> str | None:
+    """What to tell a joiner whose clock is ``ahead`` seconds ahead of its sponsor's
+    (behind: negative), when members refuse records dated more than ``allowed`` seconds
+    ahead of their own; None when the clocks agree well enough."""
+    if abs(ahead) <= CLOCK_WARN:
+        return None
+    way = "ahead of" if ahead > 0 else "behind"
+    if ahead > allowed:
+        then = (
+            f"members refuse records dated more than {allowed} s ahead of their clocks, so "
+            "they will refuse this node's (it will not be heard) until its clock is set right"
+        )
+    else:
+        then = f"members refuse records dated more than {allowed} s ahead of their clocks"
+    return (
+        f"warning: this machine's clock is {abs(ahead)} s {way} the sponsor's; {then}: "
+        "check both clocks (`timedatectl`, NTP)"
+    )

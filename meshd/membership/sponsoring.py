@@ -23,8 +23,10 @@ def check_enrollment(
     if enrollment.created_at > now + clock_skew:
         raise VerifyError(
             "not-yet-valid",
-            "the enrollment is dated in the future",
-            hint="check the joining machine's clock",
+            f"the enrollment is dated {enrollment.created_at - now} s ahead of the sponsor's "
+            f"clock, more than the {clock_skew} s allowed",
+            hint="set the joining machine's clock right (`timedatectl set-ntp true`), or the "
+            "sponsor's",
         )
     if now < invite.not_before:
         raise VerifyError("not-yet-valid", "the invite is not valid yet")
