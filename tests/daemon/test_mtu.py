@@ -159,6 +159,14 @@ class BehindPppoe:
             assert time.monotonic() < deadline, self.log()
             time.sleep(0.2)
 
+    def wait_logged(self, text: str, seconds: float = 5) -> None:
+        """Until the log holds ``text``: the daemon sets the MTU, then says so (a moment
+        later, after the kernel's answer), so a look at once could miss it."""
+        deadline = time.monotonic() + seconds
+        while text not in self.log_path.read_text():
+            assert time.monotonic() < deadline, self.log()
+            time.sleep(0.05)
+
     def __exit__(self, *exc: object) -> None:
         process = self.process
         if process is not None and process.poll() is None:
@@ -228,7 +236,7 @@ def test_without_mtu_it_follows_the_underlay_to_a_smaller_uplink(tmp_path: Path)
         ns = node.ns
         run(["ip", "-n", ns, "link", "set", "up0", "mtu", "1460"])
         node.wait_link_mtu(1380)
-        assert "the underlay changed: MTU 1380, was 1412" in node.log_path.read_text()
+        node.wait_logged("the underlay changed: MTU 1380, was 1412")
         run(["ip", "-n", ns, "link", "add", "up2", "type", "veth", "peer", "name", "up3"])
         run(["ip", "-n", ns, "link", "set", "up2", "mtu", "1400", "up"])
         run(["ip", "-n", ns, "link", "set", "up3", "up"])
@@ -243,7 +251,7 @@ def test_without_mtu_it_follows_the_underlay_to_a_smaller_uplink(tmp_path: Path)
         run(["ip", "-n", ns, "route", "del", "default", "dev", "up0"])
         run(["ip", "-n", ns, "route", "add", "default", "dev", "up2"])
         node.wait_link_mtu(1320, seconds=GAP + 3)
-        assert "the underlay changed: MTU 1320, was 1380" in node.log_path.read_text()
+        node.wait_logged("the underlay changed: MTU 1320, was 1380")
         assert node.process is not None
         assert node.process.poll() is None
 
