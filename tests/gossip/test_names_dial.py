@@ -7,6 +7,8 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -26,6 +28,18 @@ def _free_port() -> int:
 
 def _port_of(host: GossipHost) -> int:
     return int(host.listen_addrs()[0].split("/")[4])
+
+
+@contextmanager
+def silent_at(port: int) -> Iterator[socket.socket]:
+    """A listener on 127.0.0.3 and ``port`` (a member's port on another address) that never
+    accepts: the kernel completes the TCP handshake and nothing ever answers. Non-blocking,
+    so that a test can ask whether anyone dialled it (``accept`` raises if nobody did)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.3", port))
+        silent.listen(16)
+        silent.setblocking(False)
+        yield silent
 
 
 class Resolver:
@@ -90,9 +104,7 @@ def test_a_name_whose_first_address_never_answers_connects_at_the_next() -> None
             port = _port_of(member)
             resolver = Resolver()
             ours.lookups.lookup = resolver
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
-                silent.bind(("127.0.0.3", port))  # the same port on another address
-                silent.listen(16)
+            with silent_at(port):
                 resolver.answers["h.example"] = ["127.0.0.3", "127.0.0.1"]
                 started = time.monotonic()
                 addr = f"/dns4/h.example/tcp/{port}/p2p/{member.peer_id}"
@@ -113,9 +125,7 @@ def test_one_address_of_a_member_that_never_answers_does_not_fail_its_others() -
         async with running_hosts(config(dial_timeout=1.0), config(), config()) as hosts:
             ours, member, other = hosts
             port = _port_of(member)
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
-                silent.bind(("127.0.0.3", port))
-                silent.listen(16)
+            with silent_at(port):
                 addrs = [
                     f"/ip4/127.0.0.3/tcp/{port}/p2p/{member.peer_id}",
                     f"/ip4/127.0.0.1/tcp/{port}/p2p/{member.peer_id}",
@@ -211,10 +221,7 @@ def test_a_members_address_on_our_own_network_is_dialled_before_its_others() -> 
     async def body() -> None:
         async with running_hosts(config(dial_timeout=3.0), config()) as (ours, member):
             port = _port_of(member)
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
-                silent.bind(("127.0.0.3", port))
-                silent.listen(16)
-                silent.setblocking(False)
+            with silent_at(port) as silent:
                 addrs = [
                     f"/ip4/127.0.0.3/tcp/{port}/p2p/{member.peer_id}",
                     f"/ip4/127.0.0.1/tcp/{port}/p2p/{member.peer_id}",
@@ -236,9 +243,7 @@ def test_an_address_on_our_network_that_never_answers_holds_the_others_up_briefl
     async def body() -> None:
         async with running_hosts(config(dial_timeout=4.0), config()) as (ours, member):
             port = _port_of(member)
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
-                silent.bind(("127.0.0.3", port))
-                silent.listen(16)
+            with silent_at(port):
                 addrs = [
                     f"/ip4/127.0.0.1/tcp/{port}/p2p/{member.peer_id}",
                     f"/ip4/127.0.0.3/tcp/{port}/p2p/{member.peer_id}",
