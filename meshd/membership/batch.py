@@ -122,7 +122,7 @@ def merge_announcements(
             merged.reasons.append(exc.reason)
             continue
         merged.new += 1
-        merged.stored.append(Stored(rid, Kind.ANNOUNCEMENT, ann.raw, ann.node_key))
+        merged.stored.append(Stored(rid, Kind.ANNOUNCEMENT, ann, ann.node_key))
         if refreshed[1] and emit:
             updated[ann.node_key] = refreshed[0]
     for node, credential in updated.items():

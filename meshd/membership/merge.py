@@ -218,7 +218,8 @@ class Merger:
         change.touched |= t._standing.add_credential(credential, rid)
         at = credential.admitted_at if admitted_at is None else admitted_at
         t._silence.credential(node, at, now, t.clock_skew)
-        t._add(rid, kind, raw, None, change)
+        # A certificate's credential holds its bytes elided: the set keeps it in their place.
+        t._add(rid, kind, raw, None, change, None if credential.held is raw else credential)
         t._judgements_changed(change)
         # Records that waited for this member can now be merged.
         self.merge_waiting(node, now, change)
@@ -265,9 +266,9 @@ class Merger:
         if current is None:
             # Not in the set (its callers looked), nor can it have joined since: a member's
             # announcement is in the set only as its entry's.
-            t._set.add_new(rid, ann.raw)
+            t._set.add_new(rid, ann)  # it holds its bytes (elided): the set keeps it
         else:
-            t._set.replace(record_id(current.raw), rid, ann.raw)
+            t._set.replace(record_id(current.raw), rid, ann)
         entry.announcement = ann
         t._silence.announced(node, issued_at, now, t.clock_skew)
         return credential, current is None or says_more(current, ann)
@@ -302,7 +303,7 @@ class Merger:
             _set_field(ann, "node_key", credential.node_key)
         t._entry(node).announcement = ann
         t._silence.announced(node, issued_at, now, t.clock_skew)
-        t._add(rid, Kind.ANNOUNCEMENT, ann.raw, node, change)
+        t._add(rid, Kind.ANNOUNCEMENT, ann.raw, node, change, ann)
         change.touched.add(node)
         if current is None or says_more(current, ann):
             change.announced.add(node)

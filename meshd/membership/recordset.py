@@ -9,14 +9,31 @@ records joined in.
 from __future__ import annotations
 
 import hashlib
+from typing import Protocol
 
 from meshd.records.types import RECORD_ID_LEN
 
 BUCKETS = 256
 
 
+class HasRaw(Protocol):
+    """A record's holder that puts its bytes back together when asked (a credential, an
+    announcement: meshd.records.elide)."""
+
+    @property
+    def raw(self) -> bytes: ...
+
+
+KeptBytes = bytes | HasRaw
+"""What the set keeps of a record: its bytes, or the object that holds them elided (one copy,
+not a second one whole)."""
+
+
 class RecordSet:
     """Record id -> raw record bytes, with per-bucket digests kept up to date.
+
+    A record is added as its bytes or as the object that holds them (:data:`KeptBytes`): the
+    set then keeps that object and asks it for the bytes when they are wanted (a sync).
 
     Each bucket keeps its ids packed in one ``bytearray`` (16 bytes an id, in no order) and
     the raw records in a list in the same order, not a table of id objects: ~24 bytes a
@@ -29,7 +46,7 @@ class RecordSet:
 
     def __init__(self) -> None:
         self._ids = [bytearray() for _ in range(BUCKETS)]
-        self._raws: list[list[bytes]] = [[] for _ in range(BUCKETS)]
+        self._raws: list[list[KeptBytes]] = [[] for _ in range(BUCKETS)]
         self._acc = [0] * BUCKETS
         self._len = 0
 
@@ -58,18 +75,21 @@ class RecordSet:
 
     def get(self, rid: bytes) -> bytes | None:
         at = self._at(rid)
-        return None if at < 0 else self._raws[rid[0]][at // RECORD_ID_LEN]
+        if at < 0:
+            return None
+        held = self._raws[rid[0]][at // RECORD_ID_LEN]
+        return held if held.__class__ is bytes else held.raw  # type: ignore[union-attr]
 
-    def add(self, rid: bytes, raw: bytes) -> None:
+    def add(self, rid: bytes, raw: KeptBytes) -> None:
         if self._at(rid) >= 0:
             return
         self._put(rid, raw)
 
-    def add_new(self, rid: bytes, raw: bytes) -> None:
+    def add_new(self, rid: bytes, raw: KeptBytes) -> None:
         """Add ``rid``, known not to be in the set (not looked for again)."""
         self._put(rid, raw)
 
-    def _put(self, rid: bytes, raw: bytes) -> None:
+    def _put(self, rid: bytes, raw: KeptBytes) -> None:
         bucket = rid[0]
         self._ids[bucket] += rid
         self._raws[bucket].append(raw)
@@ -93,7 +113,7 @@ class RecordSet:
         self._len -= 1
         return True
 
-    def replace(self, old: bytes, rid: bytes, raw: bytes) -> None:
+    def replace(self, old: bytes, rid: bytes, raw: KeptBytes) -> None:
         """Swap ``old`` (in the set) for ``rid`` (not in it): a member's newer announcement."""
         self.remove(old)
         self._put(rid, raw)

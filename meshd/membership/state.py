@@ -109,7 +109,7 @@ class Membership(MemberQueries, RecordQueries):
         events: tuple[Event, ...] = ()
         if changed:
             events = (Updated(self._member(node, MemberState.ADMITTED, "", credential)),)
-        stored = (Stored(rid, Kind.ANNOUNCEMENT, ann.raw, node),)
+        stored = (Stored(rid, Kind.ANNOUNCEMENT, ann, node),)
         return Outcome(ann, True, False, stored, (), events)
 
     def ingest_batch(self, raws: Iterable[bytes], now: int, *, source: str = LOCAL) -> Batch:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from meshd.addressing import host_prefix, overlay_address
 from meshd.errors import VerifyError
 from meshd.membership.pending import LOCAL, PendingPool
-from meshd.membership.recordset import RecordSet
+from meshd.membership.recordset import HasRaw, RecordSet
 from meshd.membership.roots import RootChain
 from meshd.membership.silence import Heard, Silence
 from meshd.membership.standing import Standing
@@ -123,9 +123,20 @@ class MembershipTables:
 
     # --- the record set -----------------------------------------------------------------
 
-    def _add(self, rid: bytes, kind: Kind, raw: bytes, node: bytes | None, change: Change) -> None:
-        self._set.add(rid, raw)
-        change.stored.append(Stored(rid, kind, raw, node))
+    def _add(
+        self,
+        rid: bytes,
+        kind: Kind,
+        raw: bytes,
+        node: bytes | None,
+        change: Change,
+        held: HasRaw | None = None,
+    ) -> None:
+        """Add a record to the set (``held``: the object that holds its bytes elided, which
+        the set keeps in their place) and to what the change stores."""
+        kept = raw if held is None else held
+        self._set.add(rid, kept)
+        change.stored.append(Stored(rid, kind, kept, node))
 
     def _remove(self, rid: bytes, change: Change, *, superseded: bool = False) -> None:
         if self._set.remove(rid) and not superseded:

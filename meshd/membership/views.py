@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import NamedTuple, Protocol
 
 from meshd.addressing import host_prefix
+from meshd.membership.recordset import KeptBytes
 from meshd.records import Announcement, Kind, Record
 from meshd.trust.keys import NodeKey, WgKey, fingerprint
 
@@ -368,12 +369,21 @@ Event = Admitted | Updated | Expired | Revoked
 
 class Stored(NamedTuple):
     """A record that joined the set; the store persists it. (A named tuple rather than a
-    dataclass: one is made per record on the ingest hot path, at a third of the cost.)"""
+    dataclass: one is made per record on the ingest hot path, at a third of the cost.)
+
+    ``held``: its bytes, or what holds them elided (a credential, an announcement:
+    meshd.records.elide), asked for them by ``raw`` when they are written: a store's load
+    makes one per record, kept to its end, which held every row's bytes a second time."""
 
     rid: bytes
     kind: Kind
-    raw: bytes
+    held: KeptBytes
     node_key: bytes | None  # the member an announcement belongs to
+
+    @property
+    def raw(self) -> bytes:
+        held = self.held
+        return held if held.__class__ is bytes else held.raw  # type: ignore[union-attr]
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,12 +32,12 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from meshd.errors import DecodeError, StoreError
-from meshd.membership import Change, Membership, decode_batch_untrusted
-from meshd.records import Kind, Network, Record, decode_untrusted
+from meshd.membership import Batch, Change, Membership, decode_batch_untrusted
+from meshd.records import Kind, Network, Record, decode_record_untrusted, decode_untrusted
 from meshd.records.types import RECORD_ID_LEN
 
 log = logging.getLogger(__name__)
@@ -113,12 +113,13 @@ class NetEffect:
         self.dropped_nodes: dict[bytes, None] = {}  # members whose announcement goes
 
     def add(self, change: Change) -> None:
-        for rid, kind, raw, node in change.stored:
+        for stored in change.stored:
+            rid, node, raw = stored.rid, stored.node_key, stored.raw
             if node is not None:
                 self.announcements[node] = (node, rid, raw)  # the last one wins
                 self.announcement_of[rid] = node
             else:
-                self.records[rid] = (rid, int(kind), raw)
+                self.records[rid] = (rid, int(stored.kind), raw)
         for rid in change.dropped:
             if self.records.pop(rid, None) is not None:
                 continue
@@ -325,6 +326,26 @@ class Store:
                     None if node is None else bytes(node),
                 )
 
+    def _sealed_stream(
+        self,
+        rids: bytearray,
+        odd: list[bytes],
+        unsealed: dict[bytes, tuple[bytes, bytes | None]],
+    ) -> Iterator[bytes]:
+        """The bytes of every row whose seal holds, in the load's order, as they are read;
+        every row's id packed into ``rids`` (or ``odd``), the rows not sealed into
+        ``unsealed``."""
+        for rid, raw, seal, node in self._sealed_rows():
+            if len(rid) == RECORD_ID_LEN:
+                rids += rid
+            else:
+                odd.append(rid)
+            expected = self._seal(raw)
+            if expected is not None and seal is not None and hmac.compare_digest(seal, expected):
+                yield raw
+            else:
+                unsealed[rid] = (raw, node)
+
     def rows(self, kinds: Iterable[Kind] = LOAD_ORDER) -> Iterator[tuple[bytes, bytes]]:
         return ((rid, raw) for rid, raw, _, _ in self._sealed_rows(kinds))
 
@@ -339,30 +360,27 @@ class Store:
 
         Sealed rows are merged without checking their signatures again, the others with
         (and sealed once kept); every other check and judgement runs for all."""
-        sealed: list[bytes] = []
         unsealed: dict[bytes, tuple[bytes, bytes | None]] = {}  # rid -> (raw, node)
         # Every row's id, packed (not an object each, held for the whole load while the
         # records it reads are made: ~0.2 KiB a member left as holes once they go); an id of
         # another length (a damaged row) beside them.
         rids = bytearray()
         odd: list[bytes] = []
-        for rid, raw, seal, node in self._sealed_rows():
-            if len(rid) == RECORD_ID_LEN:
-                rids += rid
-            else:
-                odd.append(rid)
-            expected = self._seal(raw)
-            if expected is not None and seal is not None and hmac.compare_digest(seal, expected):
-                sealed.append(raw)
-            else:
-                unsealed[rid] = (raw, node)
-        batches = []
-        for raws, trusted in ((sealed, True), ([raw for raw, _ in unsealed.values()], False)):
-            if raws:
-                records, rejected = decode_batch_untrusted(raws)
-                taken = _handed_over(records)  # held by the load alone (see there)
-                batch = state.load(taken, now, signatures_trusted=trusted, rejected=rejected)
-                batches.append(batch)
+        refused: list[str] = []
+        # The sealed rows as they are read, each decoded as the load takes it: a row's bytes
+        # and its decoded record are let go once it is merged (what it keeps holds them
+        # elided: meshd.records.elide), so the load does not hold every row's bytes at once
+        # and leave them as holes in the allocator's pools when they go.
+        sealed = self._sealed_stream(rids, odd, unsealed)
+        batches = [
+            _with_refused(
+                state.load(_decoded(sealed, refused), now, signatures_trusted=True), refused
+            )
+        ]
+        if unsealed:
+            records, rejected = decode_batch_untrusted(raw for raw, _ in unsealed.values())
+            taken = _handed_over(records)  # held by the load alone (see there)
+            batches.append(state.load(taken, now, signatures_trusted=False, rejected=rejected))
         rejected_reasons = [reason for batch in batches for reason in batch.rejected]
         if rejected_reasons:
             # Records that merely ran out (expired) are routine housekeeping over the years; a
@@ -435,6 +453,27 @@ def _write_hint(exc: sqlite3.DatabaseError, path: Path) -> str:
     if "locked" in text or "busy" in text:
         return "another program holds the store: stop it, or wait and try again"
     return "check the state dir's disk and permissions"
+
+
+def _decoded(raws: Iterable[bytes], refused: list[str]) -> Iterator[Record]:
+    """Each of ``raws`` decoded as it is taken; a reason in ``refused`` for each that does not
+    decode."""
+    for raw in raws:
+        try:
+            record = decode_record_untrusted(raw)
+        except DecodeError:
+            refused.append("decode")
+            continue
+        yield record
+        del record  # held by the load alone
+
+
+def _with_refused(batch: Batch, refused: list[str]) -> Batch:
+    """``batch`` with the reasons of records refused as they were decoded, after it was
+    made (:func:`_decoded`), among its own."""
+    if not refused:
+        return batch
+    return replace(batch, rejected=(*refused, *batch.rejected))
 
 
 def _handed_over(records: list[Record]) -> Iterator[Record]:

@@ -11,7 +11,9 @@ every field.
 - ``decode``: untrusted bytes to records (structure only): the entry points, the envelope and
   the records that nest records, over ``fields`` (the field cursor and the item parsers)
   and ``flat`` (the records that nest none, the announcement's hot path among them);
-- ``build``: records this node makes and signs.
+- ``build``: records this node makes and signs;
+- ``elide``: a member's certificate and announcement held without the keys their holders
+  keep anyway (the membership core's two records a member), put back together when asked.
 
 This package only parses and builds. Whether a record is to be trusted (signatures, chains,
 validity, revocation) is decided by meshd.trust.chain and meshd.membership.

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 from meshd.addressing import Prefix
 from meshd.records.body import Signed, body_item, issued_at_of, network_id_of, relays_of, seq_of
+from meshd.records.elide import elide_announcement, restore_announcement
 from meshd.trust.keys import NodeKey
 
 
@@ -23,11 +24,13 @@ class Announcement(Signed):
     date, libp2p addresses and ``relays`` are read from its bytes when asked
     (meshd.records.body): 64 bytes, not 104 and the sequence number's int (a daemon's is
     the time in ns: 36 bytes more), then 72 with a slot for what a constructor is given.
+    Its bytes are held without its node key (:mod:`meshd.records.elide`: 184 bytes, not
+    216), put back together when ``raw`` is read.
     One made by its constructor (tests, ``dataclasses.replace``) keeps what it was given
     in its endpoints' slot (a :class:`_Given`). Slotted by hand: these fields are
     properties, set after the dataclass is made."""
 
-    __slots__ = ("_endpoints", "node_key", "prefixes", "raw")
+    __slots__ = ("_endpoints", "_raw", "node_key", "prefixes")
 
     network_id: bytes
     node_key: NodeKey
@@ -55,7 +58,7 @@ class Announcement(Signed):
         given = _Given(_one_or_all(endpoints), network_id, seq, issued_at, addrs, relays)
         _put(self, "_endpoints", given)
         _put(self, "prefixes", prefixes)
-        _put(self, "raw", raw)
+        _put(self, "_raw", raw)
 
     @property
     def signer(self) -> bytes:
@@ -94,7 +97,7 @@ def decoded_announcement(
     _put(ann, "node_key", node_key)
     _put(ann, "_endpoints", _one_or_all(endpoints))
     _put(ann, "prefixes", prefixes)
-    _put(ann, "raw", raw)
+    _put(ann, "_raw", elide_announcement(raw, node_key))
     return ann
 
 
@@ -149,8 +152,14 @@ def _relays(ann: Announcement) -> bool:
     return relays_of(ann.raw) if given is None else given.relays
 
 
+def _raw(ann: Announcement) -> bytes:
+    """Its bytes: a decoded one holds them without its node key (meshd.records.elide)."""
+    return restore_announcement(ann._raw, ann.node_key)  # type: ignore[attr-defined]
+
+
 # After the dataclass is made: a property in the class body would be taken for a default.
 for _name, _read in (
+    ("raw", _raw),
     ("endpoints", _endpoints),
     ("network_id", _network_id),
     ("seq", _seq),

@@ -13,7 +13,9 @@ RecordId = NewType("RecordId", bytes)
 
 # The last record's bytes and id: a merge asks for the id of one record several times in a
 # row (the record set, the certificate cache, the credential and its origin), and each id
-# it keeps is then one object, not 49 bytes each. One tuple, read and replaced whole, so a
+# it keeps is then one object, not 49 bytes each. Found by equal bytes, not only the same
+# object: a credential or an announcement puts its bytes back together (a new object) each
+# time they are asked for (meshd.records.elide). One tuple, read and replaced whole, so a
 # worker thread computing ids at the same time sees a pair that belongs together.
 _last_id: tuple[bytes, RecordId] = (b"", RecordId(b""))
 
@@ -22,7 +24,7 @@ def record_id(raw: bytes) -> RecordId:
     """A record's identity: the first 16 bytes of SHA-256 over its encoded bytes."""
     global _last_id
     last = _last_id
-    if last[0] is raw:
+    if last[0] is raw or last[0] == raw:
         return last[1]
     rid = RecordId(hashlib.sha256(raw).digest()[:RECORD_ID_LEN])
     if type(raw) is bytes:  # immutable: the same object always has the same id

@@ -40,6 +40,7 @@ from meshd.records import (
     record_id,
     signed_body,
 )
+from meshd.records.elide import elide_certificate
 from meshd.trust.announced import check_announcement_signature
 from meshd.trust.credential import Credential, HandedOver, Shared, Sponsored, Terms, issuers_of
 from meshd.trust.keys import SigningKey, fingerprint_bytes, verify
@@ -188,8 +189,14 @@ class Verifier:
         admin = cert.issuer if cert.chain else b""
         # Its origin is its own id and its admin signed it at not_before (Credential's);
         # its dates are read from its bytes, the record set's.
-        terms = Terms(cert.prefixes, self._issuers.share(issuers), root, admin)
-        return Credential(cert.subject, cert.wg_key, cert.raw, self._terms.share(terms))
+        terms = self._terms.share(
+            Terms(cert.prefixes, self._issuers.share(issuers), root, admin, network=cert.network_id)
+        )
+        # Held without what it is put back together with (meshd.records.elide).
+        held = elide_certificate(
+            cert.raw, terms.network, terms.admin or terms.root, cert.subject, cert.wg_key
+        )
+        return Credential(cert.subject, cert.wg_key, held, terms)
 
     def enrollment(self, enrollment: Enrollment) -> None:
         invite = enrollment.invite

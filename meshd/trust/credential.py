@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from meshd.addressing import Prefix
 from meshd.records.body import admitted_at_of, name_of, not_after_of, not_before_of
+from meshd.records.elide import ENVELOPE, restore_certificate
 from meshd.records.ids import record_id
 
 T = TypeVar("T")
@@ -42,6 +43,9 @@ class Terms:
     # For members who came with an invite: the invite key and its use limit.
     invite: bytes | None = None
     max_uses: int = 0
+    # The network's id, for a member certificate's credential: what its bytes are put back
+    # together with (meshd.records.elide; b"": its bytes are held whole).
+    network: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,19 +54,28 @@ class Credential:
     as it is, what it shares with others in its ``terms`` and its sponsor's fields the
     defaults, read from the class rather than kept; its dates (``admitted_at``: the
     certificate's not_before, ``not_after``) and its ``name`` read from the certificate's
-    bytes ``raw`` (the record set's one copy) when asked, and its ``record_id`` worked out
-    from them: 64 bytes and neither a name nor an id kept (49 bytes), where 17 slots took
-    168, then 7 slots and two ints 152, then 6 slots 80 and its name ~56, then 5 slots 72
-    and its id. Its end moved by renewals, it is a :class:`Renewed`. An admission's or a
-    hand-over's is a :class:`Sponsored` (which keeps its member's name, not in the
-    admission's bytes, and its record id, which its origin or enrollment holds anyway)."""
+    bytes ``raw`` when asked, and its ``record_id`` worked out from them. Those bytes are
+    held (``held``) without the network id and the three keys it keeps or shares anyway
+    (:mod:`meshd.records.elide`), and the record set keeps the credential in their place:
+    152 bytes where they took 272. The credential: 64 bytes and neither a name nor an id
+    kept (49 bytes), where 17 slots took 168, then 7 slots and two ints 152, then 6 slots 80
+    and its name ~56, then 5 slots 72 and its id. Its end moved by renewals, it is a
+    :class:`Renewed`. An admission's or a hand-over's is a :class:`Sponsored` (which keeps
+    its member's name, not in the admission's bytes, and its record id, which its origin or
+    enrollment holds anyway)."""
 
     node_key: bytes
     wg_key: bytes
-    raw: bytes  # the certificate's bytes (a Sponsored's: its admission's or hand-over's)
+    # The certificate's bytes without the network id, keys and issuer it is put back together
+    # with (meshd.records.elide: ``raw``), or whole; a Sponsored's: its admission's or
+    # hand-over's, whole.
+    held: bytes
     terms: Terms
 
     if TYPE_CHECKING:  # properties set after the class is made (below)
+
+        @property
+        def raw(self) -> bytes: ...
 
         @property
         def record_id(self) -> bytes: ...
@@ -137,7 +150,7 @@ class Credential:
         is then a :class:`Renewed`, which keeps its end)."""
         if isinstance(self, Sponsored | Renewed):
             return replace(self, not_after=not_after)
-        return Renewed(self.node_key, self.wg_key, self.raw, self.terms, not_after)
+        return Renewed(self.node_key, self.wg_key, self.held, self.terms, not_after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +193,17 @@ class HandedOver(Sponsored):
     admitted_at: int = 0
 
 
+def _raw(credential: Credential) -> bytes:
+    """Its certificate's (admission's, hand-over's) bytes, put back together if held elided."""
+    held = credential.held
+    if not held or held[0] == ENVELOPE:
+        return held
+    terms = credential.terms
+    return restore_certificate(
+        held, terms.network, terms.admin or terms.root, credential.node_key, credential.wg_key
+    )
+
+
 def _record_id(credential: Credential) -> bytes:
     """The record id of a certificate's credential: of its bytes (read where a credential
     is judged, hence rarely: while a hand-over links it, or its member holds several)."""
@@ -208,6 +232,7 @@ def _not_after(credential: Credential) -> int:
 
 # After the dataclass is made: a property in the class body would be taken for a default.
 # The slots of a subclass that keeps one (Sponsored, Renewed, HandedOver) are found first.
+setattr(Credential, "raw", property(_raw))  # noqa: B010
 setattr(Credential, "record_id", property(_record_id))  # noqa: B010
 setattr(Credential, "admitted_at", property(_admitted_at))  # noqa: B010
 setattr(Credential, "not_after", property(_not_after))  # noqa: B010

@@ -99,7 +99,7 @@ def test_an_announcements_addresses_and_date_are_read_from_its_bytes_not_kept() 
             # None of them is kept: a decoded one holds its node key, endpoints, prefixes
             # and bytes, and reads the rest from its bytes.
             assert type(ann._endpoints) is str  # type: ignore[attr-defined]
-            assert set(type(ann).__slots__) == {"_endpoints", "node_key", "prefixes", "raw"}
+            assert set(type(ann).__slots__) == {"_endpoints", "_raw", "node_key", "prefixes"}
     assert len(split_envelope_untrusted(ann.raw)[0]) >= 256
 
 
