@@ -16,6 +16,11 @@ putting them back gives exactly the bytes given (the keys not where the usual la
 them: a body over 255 bytes, a certificate with no WireGuard key, another form): held bytes
 that start with ``0x92`` are whole. Held bytes that do not are the holder's alone; they are
 never sent or stored.
+
+An admission (a member who joined under an invite) is held the same way by
+:func:`elide_pieces`: its network id, its sponsor's key, and in the enrollment it nests the
+network id again, the invite's bytes (which every member of the invite shares), the member's
+node key and WireGuard key: ~215 bytes where its 504 took ~560 of the C heap.
 """
 
 from __future__ import annotations
@@ -112,3 +117,43 @@ def restore_announcement(held: bytes, node_key: bytes) -> bytes:
     if not held or held[0] == ENVELOPE:
         return held
     return b"".join((b"\x92", held[: _A_NODE - 1], node_key, held[_A_NODE - 1 :]))
+
+
+# Records whose pieces lie at offsets that vary (an admission: its date, its enrollment's
+# length) are held with where each piece was cut: one byte a piece, the gap from the end of
+# the piece before (within 255 bytes), after this first byte.
+PIECES = 0x01
+
+
+def elide_pieces(raw: bytes, pieces: tuple[bytes, ...]) -> bytes:
+    """``raw`` without ``pieces``, each found after the one before and within 255 bytes of
+    it, with where each was cut; ``raw`` itself where one is empty or not found so."""
+    if not raw or raw[0] != ENVELOPE:
+        return raw
+    gaps = bytearray((PIECES,))
+    kept = []
+    at = 0
+    for piece in pieces:
+        found = raw.find(piece, at) if piece else -1
+        if found < 0 or found - at > 255:
+            return raw
+        gaps.append(found - at)
+        kept.append(raw[at:found])
+        at = found + len(piece)
+    kept.append(raw[at:])
+    return bytes(gaps) + b"".join(kept)
+
+
+def restore_pieces(held: bytes, pieces: tuple[bytes, ...]) -> bytes:
+    """The bytes from what :func:`elide_pieces` kept, given the same pieces (whole: as they
+    are)."""
+    if not held or held[0] == ENVELOPE:
+        return held
+    parts = []
+    at = 1 + len(pieces)
+    for gap, piece in zip(held[1 : 1 + len(pieces)], pieces, strict=True):
+        parts.append(held[at : at + gap])
+        parts.append(piece)
+        at += gap
+    parts.append(held[at:])
+    return b"".join(parts)

@@ -40,9 +40,17 @@ from meshd.records import (
     record_id,
     signed_body,
 )
-from meshd.records.elide import elide_certificate
+from meshd.records.elide import elide_certificate, elide_pieces
 from meshd.trust.announced import check_announcement_signature
-from meshd.trust.credential import Credential, HandedOver, Shared, Sponsored, Terms, issuers_of
+from meshd.trust.credential import (
+    Credential,
+    HandedOver,
+    Shared,
+    Sponsored,
+    Terms,
+    issuers_of,
+    sponsored_pieces,
+)
 from meshd.trust.keys import SigningKey, fingerprint_bytes, verify
 
 MAX_CACHE = 65536
@@ -229,11 +237,16 @@ class Verifier:
         # Counted from the enrollment, which every copy of it shares: a member countersigning
         # a copy dated later cannot lengthen the membership, nor one dated earlier shorten it.
         not_after = enrollment.created_at + invite.member_ttl
+        terms = self._invite_terms(invite, enrollment.node_key)
+        node_key, wg_key = enrollment.node_key, enrollment.wg_key
+        # Its date is read from its bytes, held without what they are put back together
+        # with (meshd.records.elide).
+        pieces = sponsored_pieces(terms, admission.sponsor, node_key, wg_key)
         return Sponsored(
-            enrollment.node_key,
-            enrollment.wg_key,
-            admission.raw,  # its date is read from them
-            self._invite_terms(invite, enrollment.node_key),
+            node_key,
+            wg_key,
+            elide_pieces(admission.raw, pieces),
+            terms,
             not_after,
             admission.sponsor,
             record_id(enrollment.raw),
@@ -263,6 +276,8 @@ class Verifier:
                 invite.not_before,
                 invite_key,
                 invite.max_uses,
+                network=invite.network_id,
+                invite_raw=invite.raw,
             )
         )
         if node_key not in keys:

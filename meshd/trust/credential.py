@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from meshd.addressing import Prefix
 from meshd.records.body import admitted_at_of, name_of, not_after_of, not_before_of
-from meshd.records.elide import ENVELOPE, restore_certificate
+from meshd.records.elide import ENVELOPE, restore_certificate, restore_pieces
 from meshd.records.ids import record_id
 
 T = TypeVar("T")
@@ -43,9 +43,10 @@ class Terms:
     # For members who came with an invite: the invite key and its use limit.
     invite: bytes | None = None
     max_uses: int = 0
-    # The network's id, for a member certificate's credential: what its bytes are put back
-    # together with (meshd.records.elide; b"": its bytes are held whole).
+    # The network's id, and the invite's bytes for its members: what a credential's bytes
+    # are put back together with (meshd.records.elide; b"": its bytes are held whole).
     network: bytes = b""
+    invite_raw: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +205,27 @@ def _raw(credential: Credential) -> bytes:
     )
 
 
+def sponsored_pieces(
+    terms: Terms, sponsor: bytes | None, node_key: bytes, wg_key: bytes
+) -> tuple[bytes, ...]:
+    """What an admission's bytes are held without (meshd.records.elide.elide_pieces), in the
+    order they come: its network id and sponsor, its enrollment's network id, invite, node
+    key and WireGuard key."""
+    network = terms.network
+    return (network, sponsor or b"", network, terms.invite_raw, node_key, wg_key)
+
+
+def _sponsored_raw(credential: Sponsored) -> bytes:
+    """Its admission's bytes (a hand-over's, held whole), put back together if held elided."""
+    held = credential.held
+    if not held or held[0] == ENVELOPE:
+        return held
+    pieces = sponsored_pieces(
+        credential.terms, credential.sponsor, credential.node_key, credential.wg_key
+    )
+    return restore_pieces(held, pieces)
+
+
 def _record_id(credential: Credential) -> bytes:
     """The record id of a certificate's credential: of its bytes (read where a credential
     is judged, hence rarely: while a hand-over links it, or its member holds several)."""
@@ -238,6 +260,7 @@ setattr(Credential, "admitted_at", property(_admitted_at))  # noqa: B010
 setattr(Credential, "not_after", property(_not_after))  # noqa: B010
 setattr(Credential, "name", property(_name))  # noqa: B010
 setattr(Sponsored, "admitted_at", property(_sponsored_at))  # noqa: B010
+setattr(Sponsored, "raw", property(_sponsored_raw))  # noqa: B010
 
 
 def issuers_of(node_key: bytes, keys: tuple[bytes, ...]) -> tuple[bytes, ...]:

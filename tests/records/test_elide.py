@@ -14,10 +14,13 @@ from meshd.addressing import Prefix
 from meshd.records import Role, make_announcement, make_certificate
 from meshd.records.elide import (
     ENVELOPE,
+    PIECES,
     elide_announcement,
     elide_certificate,
+    elide_pieces,
     restore_announcement,
     restore_certificate,
+    restore_pieces,
 )
 from meshd.trust.keys import SigningKey, WgKey
 
@@ -138,3 +141,39 @@ def test_an_announcement_put_back_together_is_the_bytes_given(
     else:
         assert held is raw
     assert elide_announcement(raw, bytes([8]) * 32) is raw  # not its node key
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    gaps=st.lists(st.binary(max_size=300), min_size=1, max_size=6),
+    pieces=st.lists(st.binary(min_size=1, max_size=240), min_size=6, max_size=6),
+    tail=st.binary(max_size=100),
+)
+def test_pieces_put_back_together_are_the_bytes_given(
+    gaps: list[bytes], pieces: list[bytes], tail: bytes
+) -> None:
+    """Whatever lies between them, bytes held without pieces found in order come back as
+    they were; where a piece is not found within 255 bytes of the one before (or at all),
+    they are held whole."""
+    used = tuple(pieces[: len(gaps)])
+    raw = b"\x92" + b"".join(gap + piece for gap, piece in zip(gaps, used, strict=True)) + tail
+    held = elide_pieces(raw, used)
+    assert restore_pieces(held, used) == raw
+    if held is raw:
+        return
+    assert held[0] == PIECES
+    assert len(held) == len(raw) - sum(map(len, used)) + 1 + len(used)
+
+
+def test_pieces_not_found_in_order_or_near_enough_leave_the_bytes_whole() -> None:
+    a, b = bytes([1]) * 32, bytes([2]) * 32
+    raw = b"\x92" + bytes(10) + a + bytes(10) + b + bytes(5)
+    held = elide_pieces(raw, (a, b))
+    assert held == bytes([PIECES, 11, 10]) + b"\x92" + bytes(10) + bytes(10) + bytes(5)
+    assert restore_pieces(held, (a, b)) == raw
+    assert elide_pieces(raw, (b, a)) is raw  # not in that order
+    assert elide_pieces(raw, (a, b"")) is raw  # a piece not known: whole
+    far = b"\x92" + bytes(256) + a
+    assert elide_pieces(far, (a,)) is far
+    assert elide_pieces(raw[1:], (a, b)) == raw[1:]  # not a record's bytes
+    assert restore_pieces(raw, (b, b)) is raw

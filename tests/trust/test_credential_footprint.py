@@ -109,7 +109,11 @@ def test_a_members_credential_holds_the_record_sets_bytes_and_its_dates() -> Non
     assert state.ingest(admission, NOW).new
     sponsored = state._standing.standing(joined.key.public)
     assert type(sponsored) is Sponsored
-    assert sponsored.raw is state._set.get(sponsored.record_id)
+    # Held without its network id, sponsor, invite and the member's keys (meshd.records.elide).
+    assert sponsored.raw == state._set.get(sponsored.record_id) == admission.raw
+    assert sponsored.held[0] != 0x92
+    invite_raw = admission.enrollment.invite.raw
+    assert len(sponsored.held) == len(admission.raw) - 2 * 16 - 3 * 32 - len(invite_raw) + 7
     assert sponsored.admitted_at == admission.admitted_at == T0 + 10
     assert sponsored.not_after == admission.enrollment.created_at + 30 * DAY
     assert sys.getsizeof(sponsored) <= 120
