@@ -301,7 +301,7 @@ class SyncSession:
             self._on_fingerprint(rng, fp)
         for rng, ids in message.ids:
             self._on_ids(rng, ids)
-        self._queue_pushes(rid for rid in message.wants if self._state.record(rid) is not None)
+        self._queue_pushes(rid for rid in message.wants if self._state.holds(rid))
         reply = self._build()
         if message.idle and reply.idle:
             self.done = True
@@ -336,7 +336,7 @@ class SyncSession:
             if len(wanted) >= self._max_wanted:
                 self.dropped += len(theirs) - n  # not looked at: the budget is spent
                 break
-            if rid not in mine_set and rid not in wanted and self._state.record(rid) is None:
+            if rid not in mine_set and rid not in wanted and not self._state.holds(rid):
                 wanted.add(rid)
                 self._out.wants.append(rid)
 
@@ -391,8 +391,8 @@ def net_change(state: Membership, outcomes: Sequence[Outcome]) -> Outcome | None
     """
     if not outcomes:
         return None
-    stored = {s.rid: s for o in outcomes for s in o.stored if state.record(s.rid) is not None}
-    dropped = {d for o in outcomes for d in o.dropped if state.record(d) is None}
+    stored = {s.rid: s for o in outcomes for s in o.stored if state.holds(s.rid)}
+    dropped = {d for o in outcomes for d in o.dropped if not state.holds(d)}
     events = tuple(e for o in outcomes for e in o.events)
     return Outcome(
         outcomes[0].record,

@@ -133,6 +133,10 @@ class RecordQueries(MembershipTables):
     def record(self, rid: bytes) -> bytes | None:
         return self._set.get(rid)
 
+    def holds(self, rid: bytes) -> bool:
+        """Whether the record is in the set (its bytes not put back together to say so)."""
+        return rid in self._set
+
     def __len__(self) -> int:
         return len(self._set)
 

@@ -109,7 +109,9 @@ class Standing(SponsorGraph):
         extended, for the judgements as they are: when it is this credential, its end is
         the one to work out."""
         # The same record: the same bytes (a certificate's id is worked out from them).
-        if held is not None and held.raw == credential.raw:
+        if held is not None and (
+            held is credential or held.held is credential.held or held.raw == credential.raw
+        ):
             return held.not_after, held
         own = credential.not_after
         end = self.renewals.end(credential, self.root_end, self.lineage(credential), own)

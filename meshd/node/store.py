@@ -394,12 +394,12 @@ class Store:
             )
         # Rows that merging did not keep (refused, superseded, or stored under an id that is
         # not the hash of their bytes) go; what it kept is written back under its true id.
-        keep = state.record  # kept: what the record set holds
+        keep = state.holds  # kept: what the record set holds
         gone = [(rid,) for rid in odd]
         gone += [
             (rid,)
             for at in range(0, len(rids), RECORD_ID_LEN)
-            if keep(rid := bytes(rids[at : at + RECORD_ID_LEN])) is None
+            if not keep(rid := bytes(rids[at : at + RECORD_ID_LEN]))
         ]
         if gone:
             with self.transaction() as db:
@@ -408,7 +408,7 @@ class Store:
             self.apply(batches)
         # Rows verified in full and kept are sealed now: the next load trusts them. Each row
         # by its primary key (an announcement's is its member's key).
-        kept = [(rid, raw, node) for rid, (raw, node) in unsealed.items() if keep(rid) is not None]
+        kept = [(rid, raw, node) for rid, (raw, node) in unsealed.items() if keep(rid)]
         if kept and self.seal_key is not None:
             with self.transaction() as db:
                 db.executemany(

@@ -8,8 +8,24 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from meshd.addressing import Prefix
-from meshd.records.body import Signed, body_item, issued_at_of, network_id_of, relays_of, seq_of
-from meshd.records.elide import elide_announcement, restore_announcement
+from meshd.records.body import (
+    Signed,
+    body_item,
+    issued_at_at,
+    issued_at_of,
+    network_id_at,
+    network_id_of,
+    relays_of,
+    seq_at,
+    seq_of,
+)
+from meshd.records.elide import (
+    ENVELOPE,
+    HELD_ANN_NETWORK,
+    HELD_ANN_SEQ,
+    elide_announcement,
+    restore_announcement,
+)
 from meshd.trust.keys import NodeKey
 
 
@@ -125,20 +141,31 @@ def _given(ann: Announcement) -> _Given | None:
 
 def _network_id(ann: Announcement) -> bytes:
     given = _given(ann)
-    return network_id_of(ann.raw) if given is None else given.network_id
+    if given is not None:
+        return given.network_id
+    held = ann._raw  # type: ignore[attr-defined]
+    return network_id_of(held) if held[0] == ENVELOPE else network_id_at(held, HELD_ANN_NETWORK)
+
+
+# Its sequence number and date are read from its bytes held elided where they lie there (a
+# merge reads them at every announcement), not from the whole put back together.
 
 
 def _seq(ann: Announcement) -> int:
     kept = ann._endpoints  # type: ignore[attr-defined]
-    return seq_of(ann.raw) if kept.__class__ is not _Given else kept.seq
+    if kept.__class__ is _Given:
+        return kept.seq
+    held = ann._raw  # type: ignore[attr-defined]
+    return seq_of(held) if held[0] == ENVELOPE else seq_at(held, HELD_ANN_SEQ)
 
 
 def _issued_at(ann: Announcement) -> int:
     """When its member signed it: read as it is merged."""
     kept = ann._endpoints  # type: ignore[attr-defined]
-    if kept.__class__ is not _Given:
-        return issued_at_of(ann.raw)
-    return kept.issued_at
+    if kept.__class__ is _Given:
+        return kept.issued_at
+    held = ann._raw  # type: ignore[attr-defined]
+    return issued_at_of(held) if held[0] == ENVELOPE else issued_at_at(held, HELD_ANN_SEQ)
 
 
 def _addrs(ann: Announcement) -> tuple[str, ...]:

@@ -58,8 +58,12 @@ def _items_start(raw: bytes) -> int:
 
 def network_id_of(raw: bytes) -> bytes:
     """An announcement's network id (its body's item 2)."""
+    return network_id_at(raw, _items_start(raw) + 4)  # the kind, the version, its header
+
+
+def network_id_at(raw: bytes, pos: int) -> bytes:
+    """:func:`network_id_of` where it lies at ``pos``."""
     global _last_network_id
-    pos = _items_start(raw) + 4  # the kind, the version, the bin 8 header
     value = raw[pos : pos + FINGERPRINT_LEN]
     last = _last_network_id
     if value == last:
@@ -97,11 +101,26 @@ def issued_at_of(raw: bytes) -> int:
     return _second_uint(raw, _items_start(raw) + _KEYED_UINT_OFFSET)
 
 
+def seq_at(raw: bytes, pos: int) -> int:
+    """:func:`seq_of` from bytes where it lies at ``pos`` (an announcement held elided:
+    meshd.records.elide)."""
+    return _uint_at(raw, pos)
+
+
+def issued_at_at(raw: bytes, pos: int) -> int:
+    """:func:`issued_at_of` where the sequence number before it lies at ``pos``."""
+    return _second_uint(raw, pos)
+
+
 def said_of(raw: bytes) -> bytes:
     """What an announcement says beyond its seq and date, as its bytes: its body's items
     after ``issued_at`` (endpoints, addrs, prefixes, and ``relays`` if written). Two
     announcements whose said bytes are equal say the same (their items decode alike)."""
-    pos = _items_start(raw) + _KEYED_UINT_OFFSET
+    return said_at(raw, _items_start(raw) + _KEYED_UINT_OFFSET)
+
+
+def said_at(raw: bytes, pos: int) -> bytes:
+    """:func:`said_of` where the sequence number lies at ``pos``."""
     for _ in range(2):  # seq, issued_at
         head = raw[pos]
         pos += 1 if head < 0x80 else 1 + _UINT[head][1]
@@ -114,10 +133,19 @@ def admitted_at_of(raw: bytes) -> int:
     return _uint_at(raw, _items_start(raw) + _KEYED_UINT_OFFSET)
 
 
+def _dates_of(raw: bytes) -> int:
+    """Where a certificate's ``not_before`` lies."""
+    start = 3 if raw[1] == 0xC4 else 4
+    return start + (3 if raw[start] == 0xDC else 1) + _NOT_BEFORE_OFFSET
+
+
 def not_before_of(raw: bytes) -> int:
     """A certificate's ``not_before`` (its body's item 7), read where it lies."""
-    start = 3 if raw[1] == 0xC4 else 4
-    pos = start + (3 if raw[start] == 0xDC else 1) + _NOT_BEFORE_OFFSET
+    return not_before_at(raw, _dates_of(raw))
+
+
+def not_before_at(raw: bytes, pos: int) -> int:
+    """:func:`not_before_of` where it lies at ``pos`` (a certificate held elided)."""
     if raw[pos] == 0xCE:  # the usual: a date before 2106 and after 1970's first 18 hours
         return _U32(raw, pos + 1)[0]  # type: ignore[no-any-return]
     return _uint_at(raw, pos)
@@ -125,8 +153,11 @@ def not_before_of(raw: bytes) -> int:
 
 def not_after_of(raw: bytes) -> int:
     """A certificate's ``not_after`` (its body's item 8), read where it lies."""
-    start = 3 if raw[1] == 0xC4 else 4
-    pos = start + (3 if raw[start] == 0xDC else 1) + _NOT_BEFORE_OFFSET
+    return not_after_at(raw, _dates_of(raw))
+
+
+def not_after_at(raw: bytes, pos: int) -> int:
+    """:func:`not_after_of` where ``not_before`` lies at ``pos``."""
     if raw[pos] == 0xCE and raw[pos + 5] == 0xCE:  # the usual: two such dates
         return _U32(raw, pos + 6)[0]  # type: ignore[no-any-return]
     return _second_uint(raw, pos)
@@ -151,8 +182,13 @@ _SUBJECT_OFFSET = 1 + 1 + 2 + FINGERPRINT_LEN + 2 + KEY_LEN + 2
 def name_of(raw: bytes) -> str:
     """A certificate's ``name`` (its body's item 10), read where it lies: after its dates
     and its capabilities (three unsigned integers)."""
-    start = 3 if raw[1] == 0xC4 else 4
-    pos = start + (3 if raw[start] == 0xDC else 1) + _NOT_BEFORE_OFFSET
+    name = name_at(raw, _dates_of(raw))
+    return body_item(raw, 10) if name is None else name
+
+
+def name_at(raw: bytes, pos: int) -> str | None:
+    """:func:`name_of` where ``not_before`` lies at ``pos``; None where it is not written as
+    names usually are (a fixstr or a str 8)."""
     for _ in range(3):
         head = raw[pos]
         pos += 1 if head < 0x80 else 1 + _UINT[head][1]
@@ -162,7 +198,7 @@ def name_of(raw: bytes) -> str:
     elif head == 0xD9:  # str 8
         size, pos = raw[pos + 1], pos + 2
     else:
-        return body_item(raw, 10)  # type: ignore[no-any-return]
+        return None
     return raw[pos : pos + size].decode()
 
 

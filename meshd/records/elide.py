@@ -52,6 +52,14 @@ _E_SUBJECT = _E_ISSUER + 2
 _A_NODE = 1 + 2 + 1 + 2 + 2 + FINGERPRINT_LEN + 2
 _A_END = _A_NODE + KEY_LEN
 
+# Where the fields read most lie in the elided bytes, so that they are read from them without
+# putting the whole back together (meshd.records.body's ``*_at`` readers): a certificate's
+# not_before (after its role and its serial, bin 8 of 16), an announcement's sequence number
+# (right after its node key) and its network id.
+HELD_CERT_DATES = _C_BODY + 1 + 2 + 16 - (1 + FINGERPRINT_LEN + 2 * KEY_LEN)
+HELD_ANN_SEQ = _A_END - 1 - KEY_LEN
+HELD_ANN_NETWORK = _A_NODE - 2 - FINGERPRINT_LEN - 1
+
 
 def elide_certificate(
     raw: bytes, network_id: bytes, issuer: bytes, subject: bytes, wg_key: bytes

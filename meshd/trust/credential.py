@@ -12,8 +12,16 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from meshd.addressing import Prefix
-from meshd.records.body import admitted_at_of, name_of, not_after_of, not_before_of
-from meshd.records.elide import ENVELOPE, restore_certificate, restore_pieces
+from meshd.records.body import (
+    admitted_at_of,
+    name_at,
+    name_of,
+    not_after_at,
+    not_after_of,
+    not_before_at,
+    not_before_of,
+)
+from meshd.records.elide import ENVELOPE, HELD_CERT_DATES, restore_certificate, restore_pieces
 from meshd.records.ids import record_id
 
 T = TypeVar("T")
@@ -232,9 +240,16 @@ def _record_id(credential: Credential) -> bytes:
     return record_id(credential.raw)
 
 
+# Its dates and name are read from its bytes held elided where they lie there, not from the
+# whole put back together (a judgement reads them at every member).
+
+
 def _admitted_at(credential: Credential) -> int:
     """When the member was admitted: its certificate's not_before."""
-    return not_before_of(credential.raw)
+    held = credential.held
+    if held and held[0] != ENVELOPE:
+        return not_before_at(held, HELD_CERT_DATES)
+    return not_before_of(held)
 
 
 def _sponsored_at(credential: Sponsored) -> int:
@@ -244,12 +259,20 @@ def _sponsored_at(credential: Sponsored) -> int:
 
 def _name(credential: Credential) -> str:
     """The member's name: its certificate's."""
+    held = credential.held
+    if held and held[0] != ENVELOPE:
+        name = name_at(held, HELD_CERT_DATES)
+        if name is not None:
+            return name
     return name_of(credential.raw)
 
 
 def _not_after(credential: Credential) -> int:
     """When its membership ends, unless renewed (meshd.membership.lifecycle)."""
-    return not_after_of(credential.raw)
+    held = credential.held
+    if held and held[0] != ENVELOPE:
+        return not_after_at(held, HELD_CERT_DATES)
+    return not_after_of(held)
 
 
 # After the dataclass is made: a property in the class body would be taken for a default.

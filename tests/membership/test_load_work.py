@@ -16,7 +16,7 @@ from meshd.membership import Membership, MemberState
 from meshd.membership.lifecycle import Renewals
 from meshd.membership.sponsor_graph import SponsorGraph
 from meshd.records import Record, decode_record_untrusted
-from meshd.records.body import not_after_of, seq_of
+from meshd.records.body import not_after_at, not_after_of, seq_at, seq_of
 from tests.factory import T0, Net, Node
 
 NOW = T0 + 100
@@ -56,6 +56,8 @@ def test_a_load_works_out_each_members_end_once(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(Renewals, "end", _counted(ends, Renewals.end))
     monkeypatch.setattr(SponsorGraph, "_spread", _counted(spreads, SponsorGraph._spread))
     monkeypatch.setattr(credential_module, "not_after_of", _counted(reads, not_after_of))
+    # Read where it lies in its bytes held elided (meshd.records.elide): counted the same.
+    monkeypatch.setattr(credential_module, "not_after_at", _counted(reads, not_after_at))
     state = _loaded(net, records)
     # Its end once a member as its certificate is merged (its date as decoded, not read
     # again), once as the set is settled (standing), and judging takes that one: it was
@@ -96,6 +98,7 @@ def test_a_batch_compares_each_newer_announcement_with_the_members_once(
     ]
     reads = [0]
     monkeypatch.setattr(announcement_module, "seq_of", _counted(reads, seq_of))
+    monkeypatch.setattr(announcement_module, "seq_at", _counted(reads, seq_at))
     batch = state.merge_batch(newer, NOW + 5, announcements_checked=True)
     assert batch.new == MEMBERS
     assert not batch.rejected

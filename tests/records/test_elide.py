@@ -12,8 +12,24 @@ from hypothesis import strategies as st
 
 from meshd.addressing import Prefix
 from meshd.records import Role, make_announcement, make_certificate
+from meshd.records.body import (
+    issued_at_at,
+    issued_at_of,
+    name_at,
+    name_of,
+    network_id_at,
+    not_after_at,
+    not_after_of,
+    not_before_at,
+    not_before_of,
+    seq_at,
+    seq_of,
+)
 from meshd.records.elide import (
     ENVELOPE,
+    HELD_ANN_NETWORK,
+    HELD_ANN_SEQ,
+    HELD_CERT_DATES,
     PIECES,
     elide_announcement,
     elide_certificate,
@@ -80,6 +96,11 @@ def test_a_certificate_put_back_together_is_the_bytes_given(
     else:
         assert held[0] != ENVELOPE
         assert len(held) == len(raw) - 1 - 16 - 3 * 32
+        # What a credential reads often is read from the held bytes where it lies there.
+        assert not_before_at(held, HELD_CERT_DATES) == not_before_of(raw) == not_before
+        assert not_after_at(held, HELD_CERT_DATES) == not_after_of(raw) == not_after
+        assert name_at(held, HELD_CERT_DATES) in (None, name_of(raw))
+        assert name_of(raw) == name
 
 
 def test_the_usual_member_certificate_is_held_in_152_bytes() -> None:
@@ -138,6 +159,9 @@ def test_an_announcement_put_back_together_is_the_bytes_given(
     if raw[1] == 0xC4:  # a body under 256 bytes: held without the node key
         assert held[0] != ENVELOPE
         assert len(held) == len(raw) - 33
+        assert seq_at(held, HELD_ANN_SEQ) == seq_of(raw) == seq
+        assert issued_at_at(held, HELD_ANN_SEQ) == issued_at_of(raw) == issued_at
+        assert network_id_at(held, HELD_ANN_NETWORK) == NETWORK_ID
     else:
         assert held is raw
     assert elide_announcement(raw, bytes([8]) * 32) is raw  # not its node key
