@@ -36,7 +36,7 @@ from meshd.daemon.budgets import (
     RateLimiter,
     SyncSessions,
 )
-from meshd.daemon.clock_notice import ClockNotices
+from meshd.daemon.clock_notice import AheadOfMembers, ClockNotices
 from meshd.daemon.disksync import DiskSync
 from meshd.daemon.feed import MembershipFeed, Snapshot
 from meshd.daemon.gate import PeerGate
@@ -58,7 +58,7 @@ from meshd.membership.pending import LOCAL
 from meshd.metrics.snapshot import Traffic
 from meshd.node.statedir import NodeDir
 from meshd.node.store import NetEffect
-from meshd.records import Admission, Enrollment, Record, record_id
+from meshd.records import Admission, Announcement, Enrollment, Record, record_id
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,7 @@ class NodeState:
         self.rejects: Counter[str] = self.gate.rejects  # by peer id
         self.reject_reasons: Counter[str] = self.gate.reject_reasons
         self.clock_notices = ClockNotices()  # records refused as dated ahead of our clock
+        self.clock_ahead = AheadOfMembers(self.membership.clock_skew)  # ours ahead of theirs
         self.accepted = 0
         # Our own records being published: the validator lets them pass (meshd.daemon.flooding).
         self.outgoing: set[bytes] = set()
@@ -262,6 +263,12 @@ class NodeState:
         if not outcome.new:
             return False  # known already, or waiting for its credential: not forwarded
         self.accepted += 1
+        record = outcome.record
+        if type(record) is Announcement:  # a fresh one, flooded as it was made
+            lag = self.clock() - record.issued_at
+            line = self.clock_ahead.heard(record.node_key, lag, time.monotonic())
+            if line is not None:
+                log.warning("%s", line)
         return True
 
     def source_of(self, peer: str) -> str:
