@@ -36,7 +36,7 @@ import gc, hashlib, json, shutil, sys, tempfile, time
 from pathlib import Path
 t = [time.process_time()]
 from meshd.daemon.state import NodeState
-from meshd.daemon.wireguard import _keepalives_later, set_chunks
+from meshd.daemon.wireguard import Keepalives, _keepalives_later, set_chunks
 from meshd.mesh.desired import desired_peers
 from meshd.node.statedir import NodeDir
 from meshd.trust.keys import NodeKey, WgKey
@@ -59,7 +59,7 @@ with tempfile.TemporaryDirectory() as tmp:
     t.append(time.process_time())
     ops = plan(desired.peers, DeviceState())
     t.append(time.process_time())
-    ops = _keepalives_later(ops, DeviceState())
+    ops = _keepalives_later(ops, DeviceState(), Keepalives())
     t.append(time.process_time())
     text = hashlib.sha256()
     for chunk in set_chunks(ops):
