@@ -135,3 +135,16 @@ def test_the_blocks_summary_names_what_ran_at_the_highest_moments_once_up() -> N
         {"after_spawn_s": 1.5, "blocks": 400, "running": "wg/uapi.py:179"},
         {"after_spawn_s": 3.0, "blocks": 600, "running": "daemon/wireguard.py:298"},
     ]
+
+
+def test_the_start_up_steps_benchmark_runs_on_this_tree(tmp_path: Path) -> None:
+    """benchmarks.startup_steps runs its script in a fresh interpreter of each tree: it
+    failed on every tree once a function it calls took one more argument, and nothing ran it.
+    Twenty members, this tree alone: the steps it times, the operations it plans."""
+    from benchmarks.startup_steps import ROOT, run_steps
+
+    build_store(tmp_path / "store", 20)
+    row = run_steps(ROOT, tmp_path / "store")
+    assert row["operations"] == 19  # every member but this node: one peer each
+    assert set(row["steps"]) >= {"load_tick_snapshot", "desired", "plan", "uapi_text", "total"}
+    assert all(seconds >= 0 for seconds in row["steps"].values())
