@@ -24,6 +24,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from meshd.errors import MeshdError
 from meshd.lab import Lab
 from meshd.lab.demo import LabMesh, wait_for
 from tests.lab.test_root_lab import traces
@@ -64,6 +65,28 @@ def endpoint(mesh: LabMesh, host: str, peer: str) -> str | None:
     key = mesh.node(peer).me()["wg_public_key"]
     found = mesh.wg_peers(host).get(key)
     return found.endpoint if found is not None else None
+
+
+def traffic_flows(mesh: LabMesh, pairs: list[tuple[str, str]], count: int) -> bool:
+    """Whether pings over the overlay get through for every pair (one lost is no failure);
+    where they do not, what each side's WireGuard and routes show is printed first (an
+    intermittent loss in CI left nothing to read but the endpoint)."""
+    results = mesh.ping_pairs(pairs, count=count)
+    if all(results.values()):
+        return True
+    for host in sorted({h for pair in pairs for h in pair}):
+        print(f"--- {host}: pings {results}")
+        for argv in (
+            ["wg", "show", mesh.lab.wg_ifname(host), "dump"],
+            ["ip", "-6", "route", "show", "table", "all"],
+        ):
+            done = mesh.lab.exec(host, argv, check=False)
+            print("$ " + " ".join(argv) + "\n" + done.stdout + done.stderr)
+        try:
+            print(mesh.node(host).ask("peers"))
+        except MeshdError as exc:  # the daemon may be down: say so, keep the rest
+            print(f"peers: {exc}")
+    return False
 
 
 def test_cone_nated_members_get_a_direct_session(mesh: LabMesh) -> None:
@@ -143,7 +166,7 @@ def test_a_hostile_members_hints_do_not_move_a_third_partys_traffic(mesh: LabMes
     assert hostile.wait(20) == 0
     assert EVIL not in seen, seen
     assert endpoint(mesh, "h2", "h4") == wanted
-    assert all(mesh.ping_pairs([("h2", "h4")], count=3).values())  # one lost is no failure
+    assert traffic_flows(mesh, [("h2", "h4")], count=3)  # one lost is no failure
     announced = {r["name"]: r for r in mesh.node("h1").peers()}["h2"]["endpoints"]
     assert EVIL not in announced
     shed = mesh.node("h2").ask("status")["shed"]  # refused, and counted by reason
@@ -169,4 +192,4 @@ def test_a_member_whose_nat_remaps_is_found_again(mesh: LabMesh) -> None:
 
     wait_for(moved, 60, "h2 at h4's new mapping")
     print(f"found again {time.monotonic() - started:.1f} s after the remap")
-    assert all(mesh.ping_pairs([("h2", "h4"), ("h4", "h2")], count=2).values())
+    assert traffic_flows(mesh, [("h2", "h4"), ("h4", "h2")], count=2)
