@@ -139,6 +139,11 @@ def _dates_of(raw: bytes) -> int:
     return start + (3 if raw[start] == 0xDC else 1) + _NOT_BEFORE_OFFSET
 
 
+def admitted_at_at(raw: bytes, pos: int) -> int:
+    """:func:`admitted_at_of` where it lies at ``pos`` (an admission held elided)."""
+    return _uint_at(raw, pos)
+
+
 def not_before_of(raw: bytes) -> int:
     """A certificate's ``not_before`` (its body's item 7), read where it lies."""
     return not_before_at(raw, _dates_of(raw))

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from meshd.addressing import Prefix
 from meshd.records.body import (
+    admitted_at_at,
     admitted_at_of,
     name_at,
     name_of,
@@ -21,7 +22,13 @@ from meshd.records.body import (
     not_before_at,
     not_before_of,
 )
-from meshd.records.elide import ENVELOPE, HELD_CERT_DATES, restore_certificate, restore_pieces
+from meshd.records.elide import (
+    ENVELOPE,
+    HELD_CERT_DATES,
+    PIECES,
+    restore_certificate,
+    restore_pieces,
+)
 from meshd.records.ids import record_id
 
 T = TypeVar("T")
@@ -253,8 +260,16 @@ def _admitted_at(credential: Credential) -> int:
 
 
 def _sponsored_at(credential: Sponsored) -> int:
-    """When the member was admitted: its admission's admitted_at."""
+    """When the member was admitted: its admission's admitted_at, read where it lies in the
+    bytes held elided (right after the sponsor's key, the second piece cut: after the gaps'
+    bytes and the two gaps before it), else from the whole."""
+    held = credential.held
+    if held and held[0] == PIECES:
+        return admitted_at_at(held, 1 + _SPONSORED_PIECES + held[1] + held[2])
     return admitted_at_of(credential.raw)
+
+
+_SPONSORED_PIECES = 6  # sponsored_pieces' count
 
 
 def _name(credential: Credential) -> str:

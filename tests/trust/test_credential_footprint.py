@@ -9,6 +9,7 @@ import tracemalloc
 
 import pytest
 
+import meshd.trust.credential as credential_module
 from meshd.records import (
     ALL_CAPS,
     MAX_NAME,
@@ -28,8 +29,9 @@ from meshd.records.body import (
     subject_of,
 )
 from meshd.records.build import make_renewal
+from meshd.records.elide import PIECES
 from meshd.trust.chain import Verifier
-from meshd.trust.credential import Credential, HandedOver, Renewed, Sponsored
+from meshd.trust.credential import Credential, HandedOver, Renewed, Sponsored, sponsored_pieces
 from meshd.trust.invites import enroll
 from meshd.trust.keys import SigningKey, WireGuardKey
 from tests.factory import DAY, T0, Net
@@ -216,3 +218,25 @@ def test_a_name_read_from_the_bytes_is_the_one_it_was_made_with(caps: Cap) -> No
         )
         assert cert.name == name
         assert name_of(cert.raw) == name
+
+
+def test_an_admitted_members_date_is_read_from_its_admission_held_elided() -> None:
+    """Read where it lies in the held bytes (after the sponsor's key, the second piece cut),
+    it is the admission's date, whatever the lengths before it; the pieces are as many as
+    the reader counts."""
+    net = Net()
+    founder = net.founder()
+    state = net.state()
+    assert state.ingest(founder.credential, NOW).new
+    invite = net.invite(uses=3, lifetime=30 * DAY)
+    for at in (T0 + 10, T0 + 1000, T0 + 20 * DAY):
+        joined = net.join(state, founder, invite, f"j{at}", at=at)
+        admission = joined.credential
+        assert isinstance(admission, Admission)
+        assert state.ingest(admission, at + 1).new
+        held = state._standing.standing(joined.key.public)
+        assert type(held) is Sponsored
+        assert held.held[0] == PIECES
+        assert held.admitted_at == admitted_at_of(admission.raw) == at
+        pieces = sponsored_pieces(held.terms, held.sponsor, held.node_key, held.wg_key)
+        assert len(pieces) == credential_module._SPONSORED_PIECES
