@@ -44,7 +44,7 @@ a credential past its end, or a member whose announcements stopped for longer th
 
 from meshd.membership.recordset import BUCKETS
 from meshd.membership.spreading import MAX_SPONSOR_DEPTH
-from meshd.membership.state import Membership, decode_batch_untrusted
+from meshd.membership.state import Membership, decode_batch_untrusted, decode_each_untrusted
 from meshd.membership.views import (
     Admitted,
     Batch,
@@ -75,4 +75,5 @@ __all__ = [
     "Stored",
     "Updated",
     "decode_batch_untrusted",
+    "decode_each_untrusted",
 ]

@@ -29,6 +29,11 @@ KeptBytes = bytes | HasRaw
 not a second one whole)."""
 
 
+def raw_of(kept: KeptBytes) -> bytes:
+    """A record's bytes from what was kept of it."""
+    return kept if kept.__class__ is bytes else kept.raw  # type: ignore[union-attr]
+
+
 class RecordSet:
     """Record id -> raw record bytes, with per-bucket digests kept up to date.
 
@@ -77,8 +82,7 @@ class RecordSet:
         at = self._at(rid)
         if at < 0:
             return None
-        held = self._raws[rid[0]][at // RECORD_ID_LEN]
-        return held if held.__class__ is bytes else held.raw  # type: ignore[union-attr]
+        return raw_of(self._raws[rid[0]][at // RECORD_ID_LEN])
 
     def add(self, rid: bytes, raw: KeptBytes) -> None:
         if self._at(rid) >= 0:

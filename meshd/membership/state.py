@@ -12,7 +12,7 @@ emits is meshd.membership.views.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from meshd.errors import DecodeError, VerifyError
 from meshd.membership.batch import Merged, in_ingest_order, merge_announcements
@@ -255,11 +255,18 @@ class Membership(MemberQueries, RecordQueries):
 
 def decode_batch_untrusted(raws: Iterable[bytes]) -> tuple[list[Record], list[str]]:
     """Decode records that arrived together: those that decode, and a reason per refusal."""
-    records: list[Record] = []
     rejected: list[str] = []
+    return list(decode_each_untrusted(raws, rejected)), rejected
+
+
+def decode_each_untrusted(raws: Iterable[bytes], rejected: list[str]) -> Iterator[Record]:
+    """Each of ``raws`` decoded as it is taken (a store's load: no list of them all); a
+    reason in ``rejected`` for each that does not decode."""
     for raw in raws:
         try:
-            records.append(decode_record_untrusted(raw))
+            record = decode_record_untrusted(raw)
         except DecodeError:
             rejected.append("decode")
-    return records, rejected
+            continue
+        yield record
+        del record  # held by the taker alone

@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import NamedTuple, Protocol
 
 from meshd.addressing import host_prefix
-from meshd.membership.recordset import KeptBytes
+from meshd.membership.recordset import KeptBytes, raw_of
 from meshd.records import Announcement, Kind, Record
 from meshd.trust.keys import NodeKey, WgKey, fingerprint
 
@@ -382,8 +382,7 @@ class Stored(NamedTuple):
 
     @property
     def raw(self) -> bytes:
-        held = self.held
-        return held if held.__class__ is bytes else held.raw  # type: ignore[union-attr]
+        return raw_of(self.held)
 
 
 @dataclass(frozen=True, slots=True)

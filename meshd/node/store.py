@@ -36,8 +36,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from meshd.errors import DecodeError, StoreError
-from meshd.membership import Batch, Change, Membership, decode_batch_untrusted
-from meshd.records import Kind, Network, Record, decode_record_untrusted, decode_untrusted
+from meshd.membership import (
+    Batch,
+    Change,
+    Membership,
+    decode_batch_untrusted,
+    decode_each_untrusted,
+)
+from meshd.records import Kind, Network, Record, decode_untrusted
 from meshd.records.types import RECORD_ID_LEN
 
 log = logging.getLogger(__name__)
@@ -372,14 +378,11 @@ class Store:
         # elided: meshd.records.elide), so the load does not hold every row's bytes at once
         # and leave them as holes in the allocator's pools when they go.
         sealed = self._sealed_stream(rids, odd, unsealed)
-        batches = [
-            _with_refused(
-                state.load(_decoded(sealed, refused), now, signatures_trusted=True), refused
-            )
-        ]
+        taken = decode_each_untrusted(sealed, refused)
+        batches = [_with_refused(state.load(taken, now, signatures_trusted=True), refused)]
         if unsealed:
-            records, rejected = decode_batch_untrusted(raw for raw, _ in unsealed.values())
-            taken = _handed_over(records)  # held by the load alone (see there)
+            decoded, rejected = decode_batch_untrusted(raw for raw, _ in unsealed.values())
+            taken = _handed_over(decoded)  # held by the load alone (see there)
             batches.append(state.load(taken, now, signatures_trusted=False, rejected=rejected))
         rejected_reasons = [reason for batch in batches for reason in batch.rejected]
         if rejected_reasons:
@@ -455,22 +458,9 @@ def _write_hint(exc: sqlite3.DatabaseError, path: Path) -> str:
     return "check the state dir's disk and permissions"
 
 
-def _decoded(raws: Iterable[bytes], refused: list[str]) -> Iterator[Record]:
-    """Each of ``raws`` decoded as it is taken; a reason in ``refused`` for each that does not
-    decode."""
-    for raw in raws:
-        try:
-            record = decode_record_untrusted(raw)
-        except DecodeError:
-            refused.append("decode")
-            continue
-        yield record
-        del record  # held by the load alone
-
-
 def _with_refused(batch: Batch, refused: list[str]) -> Batch:
     """``batch`` with the reasons of records refused as they were decoded, after it was
-    made (:func:`_decoded`), among its own."""
+    made (:func:`~meshd.membership.state.decode_each_untrusted`), among its own."""
     if not refused:
         return batch
     return replace(batch, rejected=(*refused, *batch.rejected))

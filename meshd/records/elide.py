@@ -152,6 +152,12 @@ def elide_pieces(raw: bytes, pieces: tuple[bytes, ...]) -> bytes:
     return bytes(gaps) + b"".join(kept)
 
 
+def after_piece(held: bytes, count: int, index: int) -> int:
+    """Where the bytes that followed piece ``index`` (of ``count`` cut) lie in ``held``: a
+    field read there without putting the whole back together."""
+    return 1 + count + sum(held[1 : 2 + index])
+
+
 def restore_pieces(held: bytes, pieces: tuple[bytes, ...]) -> bytes:
     """The bytes from what :func:`elide_pieces` kept, given the same pieces (whole: as they
     are)."""

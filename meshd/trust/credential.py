@@ -26,6 +26,7 @@ from meshd.records.elide import (
     ENVELOPE,
     HELD_CERT_DATES,
     PIECES,
+    after_piece,
     restore_certificate,
     restore_pieces,
 )
@@ -261,11 +262,11 @@ def _admitted_at(credential: Credential) -> int:
 
 def _sponsored_at(credential: Sponsored) -> int:
     """When the member was admitted: its admission's admitted_at, read where it lies in the
-    bytes held elided (right after the sponsor's key, the second piece cut: after the gaps'
-    bytes and the two gaps before it), else from the whole."""
+    bytes held elided (right after the sponsor's key, the second piece cut), else from the
+    whole."""
     held = credential.held
     if held and held[0] == PIECES:
-        return admitted_at_at(held, 1 + _SPONSORED_PIECES + held[1] + held[2])
+        return admitted_at_at(held, after_piece(held, _SPONSORED_PIECES, 1))
     return admitted_at_of(credential.raw)
 
 
