@@ -48,6 +48,7 @@ from meshd.gossip import enroll as enroll_protocol
 from meshd.gossip import nat as nat_protocol
 from meshd.gossip.framing import FrameDecoder, encode_frame
 from meshd.gossip.sync import MAX_MESSAGE, SyncSession, decode_message_untrusted, encode_message
+from meshd.membership import decode_batch_untrusted
 from meshd.mesh import announced, remembered
 from meshd.mesh.candidates import parse_announced
 from meshd.metrics.http import decode_scrape_untrusted, encode_scrape
@@ -251,6 +252,9 @@ def _ingest(world: World) -> Decoder:
     state = corpus.membership_of(world)
 
     def run(data: bytes) -> object:
+        # As a batch too (a sync's, a store's load: decode_each_untrusted), which takes what
+        # does not decode as a refusal, never as an error.
+        decode_batch_untrusted([data, data])
         return state.ingest_untrusted(data, NOW)
 
     return run

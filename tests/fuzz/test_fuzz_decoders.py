@@ -108,6 +108,7 @@ REACHED = {
     "decode_token_untrusted": ("invite-tokens",),
     "ingest_untrusted": ("membership-ingest",),
     "decode_batch_untrusted": ("membership-ingest",),
+    "decode_each_untrusted": ("membership-ingest",),
     "parse_set_request_untrusted": ("uapi-set-requests",),
     "split_reply_untrusted": ("uapi-errno", "uapi-set-requests"),
     "parse_errno_untrusted": ("uapi-errno",),
