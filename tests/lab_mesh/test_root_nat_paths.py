@@ -67,6 +67,14 @@ def endpoint(mesh: LabMesh, host: str, peer: str) -> str | None:
     return found.endpoint if found is not None else None
 
 
+def path_state(mesh: LabMesh, host: str, peer: str) -> str | None:
+    """What ``host``'s punching service holds of its path to ``peer`` (``meshd peers``'
+    ``path_state``: trying, direct, relay or none; None if not shown)."""
+    row = {r["name"]: r for r in mesh.node(host).peers()}.get(peer, {})
+    state = row.get("path_state")
+    return state if isinstance(state, str) else None
+
+
 def traffic_flows(mesh: LabMesh, pairs: list[tuple[str, str]], count: int) -> bool:
     """Whether pings over the overlay get through for every pair (one lost is no failure);
     where they do not, what each side's WireGuard and routes show is printed first (an
@@ -141,6 +149,9 @@ def test_symmetric_nated_members_talk_through_a_relay(mesh: LabMesh) -> None:
 def test_a_hostile_members_hints_do_not_move_a_third_partys_traffic(mesh: LabMesh) -> None:
     wanted = f"{mesh.lab.public_address_of('h4')}:{PORT}"
     wait_for(lambda: endpoint(mesh, "h2", "h4") == wanted, 40, "h2 direct to h4")
+    # The endpoint is laid while a round still tries it: the notices below are refused as
+    # disturbing a working path once h2's punching service holds the path direct.
+    wait_for(lambda: path_state(mesh, "h2", "h4") == "direct", 20, "h2's path to h4 direct")
     status = mesh.node("h2").ask("status")
     victim = next(a for a in status["listen_addrs"] if a.startswith("/ip4/192.168."))
     third = base64.b64decode(mesh.node("h4").me()["node_key"]).hex()
@@ -159,9 +170,11 @@ def test_a_hostile_members_hints_do_not_move_a_third_partys_traffic(mesh: LabMes
         ],
     )
     seen: set[str | None] = set()
+    states: list[str | None] = []  # what h2's punching service held of the path meanwhile
     deadline = time.monotonic() + 6
     while time.monotonic() < deadline:
         seen.add(endpoint(mesh, "h2", "h4"))
+        states.append(path_state(mesh, "h2", "h4"))
         time.sleep(0.2)
     assert hostile.wait(20) == 0
     assert EVIL not in seen, seen
@@ -170,8 +183,8 @@ def test_a_hostile_members_hints_do_not_move_a_third_partys_traffic(mesh: LabMes
     announced = {r["name"]: r for r in mesh.node("h1").peers()}["h2"]["endpoints"]
     assert EVIL not in announced
     shed = mesh.node("h2").ask("status")["shed"]  # refused, and counted by reason
-    assert shed["nat_punchnotice:direct"] > 0
-    assert shed["nat_report:rate"] > 0
+    assert shed.get("nat_punchnotice:direct", 0) > 0, (shed, states)
+    assert shed.get("nat_report:rate", 0) > 0, (shed, states)
 
 
 def test_a_member_whose_nat_remaps_is_found_again(mesh: LabMesh) -> None:
