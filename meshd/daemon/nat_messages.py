@@ -226,7 +226,10 @@ class PunchMessages:
         if peer is None:
             self.endpoints.refuse("punchnotice", "unknown-peer")
             return
-        if peer.works(now, self.paths.silent_after):
+        # Whether it works is known as of the device's last look: a look that comes late
+        # (the event loop busy, a flood of notices among its work) is no silence.
+        looked = self.paths.peer_paths.looked_at
+        if peer.works(now if looked is None else min(now, looked), self.paths.silent_after):
             # A working direct path is never disturbed: whoever sends the notice, its
             # hints would only move the peer's traffic off a path that works (an idle one
             # without Hellos too, until its own probe goes unanswered).

@@ -120,6 +120,9 @@ class PeerPaths:
         # This step's per-peer lines (summary).
         self.events = StepLines(lambda: log.isEnabledFor(logging.DEBUG))
         self.moved_at = -math.inf  # when a path last went direct or a member connected
+        # When the last step that read the device began (None: none yet): what each path
+        # received is known up to then (its ``rx_at``), not beyond.
+        self.looked_at: float | None = None
         self.due: list[_Peer] = []  # this step's peers due a probe (probes)
         # The Unix time a round begun at this step's read counts from (the device was read up
         # to a step before ``wall``): one float for every peer that starts one, not one each.

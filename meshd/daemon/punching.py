@@ -239,6 +239,8 @@ class Punching:
         read = trio.current_time()
         read_took = read_cost(self.mesh.backend, read - now)
         stats = device.peers_by_key() if device is not None else {}
+        if device is not None:
+            self.peer_paths.looked_at = now
         self.messages.seen(stats, wall)  # its fresh sessions kept, not the whole read
         members = self.peer_paths.members(self.state.feed.current.members)
         behind = self.endpoints.behind_nat(now)

@@ -125,6 +125,30 @@ def test_a_notice_leaves_a_working_direct_path_alone_and_starts_a_round_otherwis
     assert punching.endpoints.refused["punchnotice:unknown-peer"] == 1
 
 
+def test_a_late_look_is_no_silence_a_notice_can_use() -> None:
+    """Whether a path with Hellos on it works is known as of the device's last look: a
+    busy event loop (a hostile member's flood of notices among its work) can put the next
+    look seconds late, and the peer's packets that kept coming meanwhile are not seen yet.
+    A notice in that gap leaves the path alone, as one right after the look does; silence
+    seen by a look (nothing received for ``silent_after`` up to it) does not."""
+    punching, _ = service({A, B})
+    private = Candidate("local", ipaddress.ip_address("192.168.1.7"), 51820)
+    working = _Peer(who(bytes(32), "b"), [private], 0.0, rx_at=99.0)  # heard at the look
+    working.update(0.5, 0.5, "93.184.216.34:51820")
+    punching.peers[B] = working
+    punching.peer_paths.looked_at = 99.0
+    silent_after = punching.silent_after
+    late = 99.0 + silent_after + 3  # the next look is this late
+    serve(punching, A, nat.PunchNotice(B, ("198.51.100.77:51820",)), late)
+    action = working.update(late, 0.5, "93.184.216.34:51820")
+    assert (action.path, action.endpoint) == ("direct", "93.184.216.34:51820")
+    assert punching.endpoints.refused == {"punchnotice:direct": 1}
+    # A look that found nothing received for longer than silent_after: the path is in doubt.
+    punching.peer_paths.looked_at = late
+    serve(punching, A, nat.PunchNotice(B, ("198.51.100.77:51820",)), late)
+    assert punching.endpoints.refused == {"punchnotice:direct": 1}  # not refused this time
+
+
 def test_a_notice_for_a_path_that_does_not_work_says_the_peer_is_online() -> None:
     """Babel stops asking the relays for a member no relay routed (offline, it seemed) but
     now and then: a member's notice that the peer tries to reach us is told to it, so that
