@@ -26,12 +26,20 @@ from meshd.control.commands import (
     StatusAnswer,
     StatusRequest,
 )
+from meshd.control.paused import collector_paused
 from meshd.control.typed_json import to_json
 from meshd.errors import DaemonNotRunning
 from meshd.node.layout import Paths, resolve
 
 
 def peers(member: str | None = None, state_dir: Path | None = None, json: bool = False) -> None:
+    # The answer read, typed and printed whole (10,000 rows at 10,000 members): not a
+    # cyclic collection among its values (meshd.control.paused).
+    with collector_paused():
+        _peers(member, state_dir, json)
+
+
+def _peers(member: str | None, state_dir: Path | None, json: bool) -> None:
     answer = ask_typed(_socket(state_dir), PeersRequest(member=member or ""), PeersAnswer)
     if json:
         emit_json(to_json(answer))

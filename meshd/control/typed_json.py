@@ -16,7 +16,10 @@ from __future__ import annotations
 import sys
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import chain, compress, repeat
+from operator import and_, is_, not_
 from typing import Any, TypeVar, Union
 
 from meshd.control.commands import LISTS, REQUESTS, PeerRow, Request
@@ -38,6 +41,10 @@ def to_json(value: Any) -> Any:
             encode = _ENCODERS[type(value)] = _encoder(type(value))
         return encode(value)
     if isinstance(value, tuple | list):
+        if len(value) > 1 and isinstance(value[0], Wire):
+            kinds = set(map(type, value))
+            if len(kinds) == 1:
+                return _rows_to_json(kinds.pop(), value)
         return [to_json(v) for v in value]
     if isinstance(value, dict):
         return {str(k): to_json(v) for k, v in value.items()}
@@ -94,9 +101,61 @@ def _encoder(cls: type[Any]) -> Callable[[Any], Any]:
     return encode
 
 
+def _rows_to_json(cls: type[Any], rows: Sequence[Any]) -> list[Any]:
+    """``[to_json(row) for row in rows]``, all of type ``cls``, a field at a time: each row's
+    fields copied at once (its ``__dict__``: :class:`~meshd.control.wire.Wire` fills it with
+    every field, in their order, and nothing else), then each field's column checked by
+    loops that run in C (the values that are not plain written by :func:`to_json`), and the
+    fields kept off the wire, and the Nones left out (``omit_if_none``, unless
+    :func:`_shown`), taken out of the rows that have them; not a call for each field of
+    each row (10,000 rows of ``meshd peers``, in the daemon and in the command line)."""
+    every = [f.name for f in fields(cls)]
+    first = getattr(rows[0], "__dict__", None)
+    if cls in LISTS or not every or first is None or list(first) != every:
+        return [to_json(row) for row in rows]
+    count = len(rows)
+    out: list[dict[str, Any]] = [dict(values) for values in map(vars, rows)]
+    if set(map(len, out)) != {len(every)}:
+        return [to_json(row) for row in rows]
+    shown: list[bool] | None = None
+    for f in fields(cls):
+        name = f.name
+        if f.metadata.get("local"):
+            _drop(out, name)
+            continue
+        column = list(map(dict.__getitem__, out, repeat(name, count)))
+        kinds = set(map(type, column))
+        if not kinds <= _PLAIN_OR_NONE:
+            plain = kinds <= _SEQUENCES
+            if plain and set(map(type, chain.from_iterable(column))) <= _PLAIN_OR_NONE:
+                column = list(map(list, column))  # what to_json makes of each
+            else:
+                column = list(map(to_json, column))
+            deque(map(dict.__setitem__, out, repeat(name, count), column), maxlen=0)
+        if f.metadata.get("omit_if_none"):
+            gone: Iterable[bool] = map(is_, column, repeat(None, count))
+            if name in _SHOWN:
+                if shown is None:
+                    shown = list(map(bool, map(getattr, rows, repeat("routed"), repeat(False))))
+                gone = map(and_, gone, map(not_, shown))
+            _drop(compress(out, gone), name)
+    return out
+
+
+def _drop(rows: Iterable[dict[str, Any]], name: str) -> None:
+    """Take ``name`` out of each of ``rows`` (a loop that runs in C)."""
+    deque(map(dict.__delitem__, rows, repeat(name)), maxlen=0)
+
+
+_PLAIN_OR_NONE = _PLAIN | {type(None)}
+_SEQUENCES = frozenset({tuple, list})
+_SHOWN = frozenset({"route", "metric"})
+"""What :func:`_shown` shows when None."""
+
+
 def _shown(value: Any, name: str) -> bool:
     """``route`` and ``metric`` are on the wire whenever Babel filled them, None or not."""
-    return name in ("route", "metric") and bool(getattr(value, "routed", False))
+    return name in _SHOWN and bool(getattr(value, "routed", False))
 
 
 # --- decoding -------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from meshd.control.commands import (
     SyncAnswer,
     SyncRequest,
 )
+from meshd.control.paused import collector_paused
 from meshd.control.server import ControlStats
 from meshd.control.server import serve as serve_control
 from meshd.control.typed_json import decode_answer, decode_request, to_json
@@ -100,7 +101,9 @@ class Control:
     async def dispatch(self, cmd: str, args: dict[str, Any]) -> Any:
         """The JSON answer to one request (the control server's handler)."""
         request = decode_request(cmd, args)
-        return to_json(await self.ask(request, ANSWERS[type(request)]))
+        answer = await self.ask(request, ANSWERS[type(request)])
+        with collector_paused():
+            return to_json(answer)
 
     async def ask(self, request: Request, answer: type[A]) -> A:
         """One command's typed answer, asked inside the daemon (:class:`Ask`) or through the
@@ -143,28 +146,34 @@ class Control:
         d = self.daemon
         connected = {k for p in d.host.connected_peers() if (k := key_of(p))}
         device = await wireguard_views.peer_stats(d.mesh)
-        members = d.state.members()  # one view of each member for every column
-        if request.member:
-            members = state_views.select_members(members, request.member)
+        with collector_paused():
+            members = d.state.members()  # one view of each member for every column
+            if request.member:
+                members = state_views.select_members(members, request.member)
         # Each column in turn, letting the event loop run between them: at 10,000 members
-        # each takes ~0.1-0.2 s (a scrape of the metrics takes this view too).
+        # each takes ~0.1-0.2 s (a scrape of the metrics takes this view too). Each step
+        # only builds the rows: the collector waits for its end (meshd.control.paused).
         checkpoint = trio.lowlevel.checkpoint
         await checkpoint()
-        rows = state_views.peers_view(d.state, connected, device, members)
+        with collector_paused():
+            rows = state_views.peers_view(d.state, connected, device, members)
         await checkpoint()
         if d.babel is not None:
-            for member, row in zip(members, rows, strict=True):
-                row.update(babel_views.peer_route(d.babel, member))
+            with collector_paused():
+                for member, row in zip(members, rows, strict=True):
+                    row.update(babel_views.peer_route(d.babel, member))
             await checkpoint()
-        seeing_views.add_paths(
-            d.state, rows, device, time.time(), seeing_views.attempts(d), members
-        )
-        seeing_views.add_kept_handshakes(rows, members, d.punching.last_handshake)
-        add_expiry(rows)
+        with collector_paused():
+            seeing_views.add_paths(
+                d.state, rows, device, time.time(), seeing_views.attempts(d), members
+            )
+            seeing_views.add_kept_handshakes(rows, members, d.punching.last_handshake)
+            add_expiry(rows)
         typed: list[PeerRow] = []
         for start in range(0, len(rows), ROWS_AT_ONCE):
             await checkpoint()
-            typed.extend(_typed_rows(rows[start : start + ROWS_AT_ONCE]))
+            with collector_paused():
+                typed.extend(_typed_rows(rows[start : start + ROWS_AT_ONCE]))
         return PeersAnswer(tuple(typed))
 
     async def netcheck(self, request: NetcheckRequest) -> NetcheckAnswer:
