@@ -11,6 +11,7 @@ the canonical encoding of what it decodes to is rejected.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgpack
@@ -120,3 +121,52 @@ _B64URL_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 def b32(data: bytes) -> str:
     """Lower-case base32 without padding: the text form of fingerprints."""
     return base64.b32encode(data).rstrip(b"=").decode("ascii").lower()
+
+
+def b32_each(items: Sequence[bytes]) -> list[str]:
+    """``[b32(item) for item in items]``, the items all of one length, written together.
+
+    ``base64.b32encode`` runs in Python, a loop over each 5 bytes (~3 us a fingerprint:
+    30 ms for the 10,000 node ids of ``meshd peers``). Here every item is padded with zero
+    bytes to a multiple of 5 (what base32 pads it with), and each of the 8 characters of
+    every 5 bytes is taken from the bytes at its offset at once: their bits moved by
+    ``bytes.translate`` tables and put together by ``|`` on the ints they make, then
+    laid into their place with a slice, all loops that run in C."""
+    if not items:
+        return []
+    size = len(items[0])
+    if any(len(item) != size for item in items):
+        raise ValueError("b32_each: the items differ in length")
+    if not size:
+        return [""] * len(items)
+    width = -(-size // 5) * 5  # bytes an item takes, padded
+    data = b"".join(items) if width == size else b"".join(i + bytes(width - size) for i in items)
+    chunks = len(data) // 5
+    offsets = [data[k::5] for k in range(5)]
+    out = bytearray(8 * chunks)
+    for place, parts in enumerate(_B32_BITS):
+        column = 0
+        for offset, table in parts:
+            column |= int.from_bytes(offsets[offset].translate(table), "big")
+        out[place::8] = column.to_bytes(chunks, "big")
+    text = out.translate(_B32_LETTERS).decode("ascii")
+    step, length = width * 8 // 5, -(-size * 8 // 5)
+    return [text[start : start + length] for start in range(0, len(text), step)]
+
+
+def _moved(move: Callable[[int], int]) -> bytes:
+    return bytes(move(b) & 31 for b in range(256))
+
+
+# Each of a 5-byte chunk's 8 characters (5 bits): the bits it takes from each of its bytes.
+_B32_BITS: tuple[tuple[tuple[int, bytes], ...], ...] = (
+    ((0, _moved(lambda b: b >> 3)),),
+    ((0, _moved(lambda b: b << 2)), (1, _moved(lambda b: b >> 6))),
+    ((1, _moved(lambda b: b >> 1)),),
+    ((1, _moved(lambda b: b << 4)), (2, _moved(lambda b: b >> 4))),
+    ((2, _moved(lambda b: b << 1)), (3, _moved(lambda b: b >> 7))),
+    ((3, _moved(lambda b: b >> 2)),),
+    ((3, _moved(lambda b: b << 3)), (4, _moved(lambda b: b >> 5))),
+    ((4, _moved(lambda b: b)),),
+)
+_B32_LETTERS = b"abcdefghijklmnopqrstuvwxyz234567".ljust(256, b"?")

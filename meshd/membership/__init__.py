@@ -57,6 +57,7 @@ from meshd.membership.views import (
     Revoked,
     Stored,
     Updated,
+    node_ids,
 )
 
 __all__ = [
@@ -76,4 +77,5 @@ __all__ = [
     "Updated",
     "decode_batch_untrusted",
     "decode_each_untrusted",
+    "node_ids",
 ]
