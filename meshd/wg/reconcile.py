@@ -10,7 +10,9 @@ reads again and plans again. Rules:
 * an endpoint is written only when *our* desired endpoint changed since the last one we
   asked for (``previous``), or when the device has none. WireGuard moves a peer's endpoint
   to wherever authenticated packets come from (roaming); writing back a stale address would
-  cut off a peer that just moved, so a device endpoint that differs from ours is left alone;
+  cut off a peer that just moved, so a device endpoint that differs from ours is left alone.
+  Our first endpoint for a peer that had none is no change of ours: a device endpoint there
+  came from the peer's packets (a member reached us before its announcement came) and stands;
 * it never clears an endpoint (the protocol cannot), never touches the device's key, port or
   fwmark, and never uses ``replace_peers`` (a crash half way would empty the device);
 * updates of existing peers use ``update_only``, so a peer removed meanwhile by someone else
@@ -110,7 +112,11 @@ def _update_existing(
 ) -> UpdatePeer | None:
     endpoint: str | None = None
     if want.endpoint is not None and want.endpoint != current.endpoint:
-        we_changed_it = before is not None and before.endpoint != want.endpoint
+        # Ours changed: not where we had none (the device's then came from the peer's own
+        # packets, or from before this run, and says where the peer is better than ours).
+        we_changed_it = (
+            before is not None and before.endpoint is not None and before.endpoint != want.endpoint
+        )
         if current.endpoint is None or we_changed_it:
             endpoint = want.endpoint
     keepalive: int | None = None

@@ -83,6 +83,24 @@ def test_roamed_endpoints_are_left_alone(
     assert plan(desired, device(roamed), previous=desired) == []
 
 
+def test_an_endpoint_first_desired_leaves_one_the_peer_roamed_to_alone() -> None:
+    """A member's peer made before any endpoint of it was known (its announcement not in yet),
+    reached since from where it is: WireGuard shows the address its packets came from (a
+    NAT's mapping). The endpoint its announcement then gives (an address on its own LAN,
+    say) is ours for the first time, not one we changed: written over the roamed one, it
+    cut the peer off until its next packet, and told others where it is not."""
+    a = KEYS[0]
+    net = PREFIXES[0]
+    actual = device({a: PeerConfig(a, "203.0.113.5:40001", (net,), 25)})
+    previous = {a: PeerConfig(a, None, (net,), 25)}
+    desired = {a: PeerConfig(a, "192.168.1.2:51820", (net,), 25)}
+    assert plan(desired, actual, previous) == []
+    # A peer the device has no endpoint for gets ours, and one we change later is written.
+    assert plan(desired, device({a: PeerConfig(a, None, (net,), 25)}), previous) != []
+    moved = {a: PeerConfig(a, "192.168.1.9:51820", (net,), 25)}
+    assert plan(moved, actual, desired) != []
+
+
 def test_small_plan() -> None:
     a, b, c = KEYS[:3]
     net_a, net_b = PREFIXES[:2]
