@@ -56,6 +56,11 @@ REQUEST_WINDOW: Final = 10.0  # ...per this many seconds
 SEND_DEADLINE: Final = 5.0  # seconds to open a stream and send one message
 REPORT_EVERY = 60.0  # an unchanged observation is reported again this often
 RELAYS = 2  # members a punch request goes to
+# A notice we forward names a member our WireGuard has no fresh session with yet (members
+# that joined together: the request came before the session did), so it would carry no
+# hint: it waits for one, looked for at each step, this long at most, then goes without.
+HINT_WAIT: Final = 3.0
+WAITING_MAX: Final = 1024  # notices waiting at once; beyond, they go without a hint
 
 
 class PunchMessages:
@@ -75,6 +80,8 @@ class PunchMessages:
         # counters a peer, ~165 bytes a member at 1,000) nor a fresh peer's status (its
         # configuration, allowed IPs and counters: ~100 bytes more than the pair).
         self.sessions: dict[bytes, tuple[str, float]] = {}
+        # Notices waiting for a hint (HINT_WAIT): (to whom, about whom) -> until when.
+        self.waiting: dict[tuple[bytes, bytes], float] = {}
         self.nursery: trio.Nursery | None = None  # set by the punching service's loop
 
     def peer_id(self, node_key: bytes) -> str:
@@ -127,9 +134,11 @@ class PunchMessages:
             self.send(relay, protocol.PunchRequest(target))
         return bool(chosen)
 
-    def seen(self, stats: Mapping[bytes, PeerStatus], wall: float) -> None:
-        """The device as this step read it (at Unix time ``wall`` or later): its peers with
-        a fresh session and an endpoint are kept (:attr:`sessions`) until the next step."""
+    def seen(self, stats: Mapping[bytes, PeerStatus], wall: float, now: float) -> None:
+        """The device as this step read it (at Unix time ``wall`` or later, ``now`` on the
+        event loop's clock): its peers with a fresh session and an endpoint are kept
+        (:attr:`sessions`) until the next step, and the notices waiting for a hint that
+        now has one, or that waited long enough, go."""
         self.sessions = {
             key: (status.config.endpoint, status.last_handshake)
             for key, status in stats.items()
@@ -137,6 +146,16 @@ class PunchMessages:
             and status.last_handshake
             and wall - status.last_handshake <= FRESH
         }
+        if self.waiting:
+            self._send_waiting(now)
+
+    def _send_waiting(self, now: float) -> None:
+        for (to, about), until in list(self.waiting.items()):
+            hints = self._hints(about)
+            if hints or now >= until:
+                del self.waiting[(to, about)]
+                if self.state.is_member(to) and self.state.is_member(about):
+                    self.send(to, protocol.PunchNotice(about, hints))
 
     def report(self, device: DeviceState | None, now: float) -> None:
         """Tell each peer with a fresh session (:meth:`seen`) where we see its WireGuard."""
@@ -210,8 +229,18 @@ class PunchMessages:
         taken.append(now)
         log.debug("forwarding a punch request between %s and %s", requester.hex()[:8],
                   target.hex()[:8])  # fmt: skip
-        self.send(target, protocol.PunchNotice(requester, self._hints(requester)))
-        self.send(requester, protocol.PunchNotice(target, self._hints(target)))
+        self._notify(target, requester, now)
+        self._notify(requester, target, now)
+
+    def _notify(self, to: bytes, about: bytes, now: float) -> None:
+        """Tell ``to`` that ``about`` is trying to reach it now, with where our WireGuard
+        sees ``about``; without a fresh session with it, once one comes (at a step within
+        HINT_WAIT), else without a hint. A pair already waiting waits on, not longer."""
+        hints = self._hints(about)
+        if hints or len(self.waiting) >= WAITING_MAX:
+            self.send(to, protocol.PunchNotice(about, hints))
+        else:
+            self.waiting.setdefault((to, about), now + HINT_WAIT)
 
     def _hints(self, node_key: bytes) -> tuple[str, ...]:
         """Where our WireGuard sees the member now (a fresh session's endpoint), if anywhere."""

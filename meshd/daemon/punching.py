@@ -241,7 +241,7 @@ class Punching:
         stats = device.peers_by_key() if device is not None else {}
         if device is not None:
             self.peer_paths.looked_at = now
-        self.messages.seen(stats, wall)  # its fresh sessions kept, not the whole read
+        self.messages.seen(stats, wall, now)  # its fresh sessions kept, not the whole read
         members = self.peer_paths.members(self.state.feed.current.members)
         behind = self.endpoints.behind_nat(now)
         symmetric = self.endpoints.nat_kind(now) == "symmetric"

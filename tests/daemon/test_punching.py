@@ -4,6 +4,7 @@ collaborators: who may send what, how often, and what a notice may change."""
 from __future__ import annotations
 
 import ipaddress
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,13 +16,14 @@ import trio.testing
 from nacl.signing import SigningKey
 
 from meshd.daemon.endpoints import Endpoints
-from meshd.daemon.nat_messages import REQUEST_WINDOW, REQUESTS_PER_MEMBER
+from meshd.daemon.nat_messages import HINT_WAIT, REQUEST_WINDOW, REQUESTS_PER_MEMBER
 from meshd.daemon.punch_peer import _Peer
 from meshd.daemon.punching import Punching
 from meshd.gossip import nat
 from meshd.gossip.peers import peer_id_of
 from meshd.mesh.candidates import Candidate
 from meshd.mesh.liveness_probe import Liveness
+from meshd.wg.model import PeerConfig, PeerStatus
 from tests.daemon.punching_support import fake_mesh, who
 
 KEYS = [bytes(SigningKey.generate().verify_key) for _ in range(4)]
@@ -76,8 +78,26 @@ def test_messages_from_non_members_and_malformed_ones_are_dropped_and_counted() 
     }
 
 
+def seen_at(punching: Punching, endpoints: dict[bytes, str], at: float) -> None:
+    """The relay's WireGuard has a fresh session with each of these members (by node key:
+    its peer made if none), at the endpoint given, as its step at ``at`` read it."""
+    for key in endpoints:
+        if key not in punching.peers:
+            n = KEYS.index(key)
+            punching.peers[key] = _Peer(who(bytes([200 + n]) * 32, f"m{n}"), [], 0.0)
+    wall = time.time()
+    stats = {
+        punching.peers[key].wg_key: PeerStatus(
+            PeerConfig(punching.peers[key].wg_key, endpoint, (), None), wall - 1, 1, 1
+        )
+        for key, endpoint in endpoints.items()
+    }
+    punching.messages.seen(stats, wall, at)
+
+
 def test_a_members_punch_requests_are_forwarded_to_both_sides_at_a_bounded_rate() -> None:
     punching, sent = service({A, B})
+    seen_at(punching, {A: "203.0.113.1:51820", B: "203.0.113.2:51820"}, 1.0)
     for n in range(REQUESTS_PER_MEMBER + 3):
         serve(punching, A, nat.PunchRequest(B), 1.0 + n * 0.1)
     assert len(sent) == 2 * REQUESTS_PER_MEMBER
@@ -89,6 +109,33 @@ def test_a_members_punch_requests_are_forwarded_to_both_sides_at_a_bounded_rate(
     assert punching.endpoints.refused == {"punchrequest:rate": 3}
     serve(punching, A, nat.PunchRequest(B), 1.0 + REQUEST_WINDOW + 1)
     assert len(sent) == 2 * REQUESTS_PER_MEMBER + 2
+
+
+def test_a_notice_naming_a_member_we_have_no_session_with_waits_for_one() -> None:
+    """Members that joined together: A asks us for a punch with B before our WireGuard has a
+    session with B. B is told at once (where we see A); A's notice waits for where we see B,
+    and goes at the step that finds it, hint and all (sent at once, it carried none, and
+    its round missed: the pair met a punch interval later). Without a session within
+    HINT_WAIT it goes without a hint; a pair asked for again waits on, not longer."""
+    punching, sent = service({A, B, C})
+    seen_at(punching, {A: "203.0.113.1:51820"}, 1.0)
+    serve(punching, A, nat.PunchRequest(B), 1.0)
+    assert sent == [(B, nat.PunchNotice(A, ("203.0.113.1:51820",)))]
+    serve(punching, A, nat.PunchRequest(B), 1.5)  # asked again: still one waiting
+    assert len(punching.messages.waiting) == 1
+    sent.clear()
+    seen_at(punching, {A: "203.0.113.1:51820"}, 2.0)  # a step: no session with B yet
+    assert sent == []
+    seen_at(punching, {A: "203.0.113.1:51820", B: "203.0.113.2:51820"}, 2.5)
+    assert sent == [(A, nat.PunchNotice(B, ("203.0.113.2:51820",)))]
+    assert punching.messages.waiting == {}
+    # C's session never comes: its notice goes without a hint once HINT_WAIT has passed.
+    sent.clear()
+    serve(punching, A, nat.PunchRequest(C), 10.0)
+    seen_at(punching, {A: "203.0.113.1:51820"}, 10.0 + HINT_WAIT - 0.5)
+    assert [k for k, _ in sent] == [C]
+    seen_at(punching, {A: "203.0.113.1:51820"}, 10.0 + HINT_WAIT)
+    assert sent[1:] == [(A, nat.PunchNotice(C, ()))]
 
 
 def test_requests_for_a_member_not_connected_or_itself_go_nowhere() -> None:
