@@ -207,6 +207,36 @@ def name_at(raw: bytes, pos: int) -> str | None:
     return raw[pos : pos + size].decode()
 
 
+def enrolled_name_at(raw: bytes, pos: int) -> str | None:
+    """An enrollment's ``name`` where it lies at ``pos`` (right after its WireGuard key, in
+    an admission held elided); None where it is not written as names usually are (a fixstr
+    or a str 8)."""
+    head = raw[pos]
+    if 0xA0 <= head <= 0xBF:
+        size, pos = head & 0x1F, pos + 1
+    elif head == 0xD9:
+        size, pos = raw[pos + 1], pos + 2
+    else:
+        return None
+    return raw[pos : pos + size].decode()
+
+
+def enrolled_at_at(raw: bytes, pos: int) -> int | None:
+    """An enrollment's ``created_at``, after its name at ``pos`` (as
+    :func:`enrolled_name_at`); None where the name is not written as usual."""
+    head = raw[pos]
+    if 0xA0 <= head <= 0xBF:
+        pos += 1 + (head & 0x1F)
+    elif head == 0xD9:
+        pos += 2 + raw[pos + 1]
+    else:
+        return None
+    head = raw[pos]
+    if head >= 0x80 and head not in _UINT:
+        return None
+    return _uint_at(raw, pos)
+
+
 def relays_of(raw: bytes) -> bool:
     """Whether an announcement says its member relays (a 10th body item, exactly true): 9
     items say no, 10 say yes (``false`` is written only where later items follow)."""

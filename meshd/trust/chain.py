@@ -48,6 +48,7 @@ from meshd.trust.credential import (
     Shared,
     Sponsored,
     Terms,
+    held_fields,
     issuers_of,
     sponsored_pieces,
 )
@@ -242,18 +243,28 @@ class Verifier:
         # Its date is read from its bytes, held without what they are put back together
         # with (meshd.records.elide).
         pieces = sponsored_pieces(terms, admission.sponsor, node_key, wg_key)
+        held = elide_pieces(admission.raw, pieces)
+        # Its end, rank and name are read from those bytes and its terms when asked (where
+        # they read back as they are here), not kept (meshd.trust.credential.held_fields).
+        kept_not_after, rank, name = held_fields(
+            held,
+            terms,
+            not_after,
+            max(admission.admitted_at, enrollment.created_at),
+            # An invite made for a named member names the member; otherwise the joiner does.
+            invite.name or enrollment.name,
+        )
         return Sponsored(
             node_key,
             wg_key,
-            elide_pieces(admission.raw, pieces),
+            held,
             terms,
-            not_after,
+            kept_not_after,
             admission.sponsor,
             record_id(enrollment.raw),
-            max(admission.admitted_at, enrollment.created_at),
+            rank,
             rid,
-            # An invite made for a named member names the member; otherwise the joiner does.
-            name=invite.name or enrollment.name,
+            _name=name,
             record_id=rid,
         )
 
@@ -278,6 +289,8 @@ class Verifier:
                 invite.max_uses,
                 network=invite.network_id,
                 invite_raw=invite.raw,
+                invite_name=invite.name,
+                member_ttl=invite.member_ttl,
             )
         )
         if node_key not in keys:
@@ -373,9 +386,9 @@ class Verifier:
             credential.not_after,
             sponsor=old,
             enrollment=rid,
-            rank=handover.issued_at,
+            _rank=handover.issued_at,
             origin=credential.origin,
-            name=credential.name,
+            _name=credential.name,
             admitted_at=credential.admitted_at,
             record_id=rid,
         )

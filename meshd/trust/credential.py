@@ -15,6 +15,8 @@ from meshd.addressing import Prefix
 from meshd.records.body import (
     admitted_at_at,
     admitted_at_of,
+    enrolled_at_at,
+    enrolled_name_at,
     name_at,
     name_of,
     not_after_at,
@@ -63,6 +65,11 @@ class Terms:
     # are put back together with (meshd.records.elide; b"": its bytes are held whole).
     network: bytes = b""
     invite_raw: bytes = b""
+    # The invite's name for the member it was made for ("": the joiner names itself) and how
+    # long its members' memberships last: what an admission's name and end are worked out
+    # with, from its bytes (Sponsored).
+    invite_name: str = ""
+    member_ttl: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +172,9 @@ class Credential:
     def renewed(self, not_after: int) -> Credential:
         """This credential with its end moved to ``not_after`` (by renewals: a certificate's
         is then a :class:`Renewed`, which keeps its end)."""
-        if isinstance(self, Sponsored | Renewed):
+        if isinstance(self, Sponsored):
+            return replace(self, _not_after=not_after)
+        if isinstance(self, Renewed):
             return replace(self, not_after=not_after)
         return Renewed(self.node_key, self.wg_key, self.held, self.terms, not_after)
 
@@ -175,19 +184,23 @@ class Sponsored(Credential):
     """An admission's credential (``raw``: the admission's bytes, the record set's) or a
     hand-over's (:class:`HandedOver`): countersigned by a sponsor."""
 
-    # When it ends: kept (the enrollment's date and the invite's member_ttl); when it was
-    # admitted is read from the admission's bytes ``raw`` (a hand-over's: HandedOver's).
-    not_after: int = 0
+    # When it ends (``not_after``: the enrollment's date and the invite's member_ttl, or as
+    # renewals moved it); when it was admitted is read from the admission's bytes ``raw`` (a
+    # hand-over's: HandedOver's). FROM_HELD: worked out from the admission's bytes held
+    # elided and its terms when asked (checked as the credential was made), not kept.
+    _not_after: int = 0
     # The member that countersigned it, the record id of the enrollment it countersigned (a
-    # hand-over's: its own), and the time by which it ranks among its invite's admissions:
-    # the later of the sponsor's time and the enrollment's, so that a copy of the enrollment
-    # countersigned again and dated earlier cannot rank before the enrollment.
+    # hand-over's: its own), and the time by which it ranks among its invite's admissions
+    # (``rank``, FROM_HELD as above): the later of the sponsor's time and the enrollment's,
+    # so that a copy of the enrollment countersigned again and dated earlier cannot rank
+    # before the enrollment.
     sponsor: bytes | None = None
     enrollment: bytes = b""
-    rank: int = 0
+    _rank: int = 0
     origin: bytes = b""  # see Credential.origin
-    # The member's name: the invite's or the enrollment's (not in the admission's bytes).
-    name: str = ""
+    # The member's name (``name``): the invite's or the enrollment's; None: read where the
+    # enrollment's lies in the admission's bytes held elided, or the terms' invite name.
+    _name: str | None = ""
     # Its record id (the admission's or hand-over's): the object ``origin`` (an admission's)
     # or ``enrollment`` (a hand-over's) holds too, kept as the sponsorship graph reads it
     # at every step (meshd.membership.spreading).
@@ -271,6 +284,66 @@ def _sponsored_at(credential: Sponsored) -> int:
 
 
 _SPONSORED_PIECES = 6  # sponsored_pieces' count
+FROM_HELD = -1
+"""A Sponsored's end or rank worked out from its admission's bytes held elided (no date is
+negative)."""
+
+
+def _enrolled(held: bytes) -> int:
+    """Where the enrollment's name lies in an admission held elided: right after the
+    member's WireGuard key, the last piece cut."""
+    return after_piece(held, _SPONSORED_PIECES, _SPONSORED_PIECES - 1)
+
+
+def _sponsored_not_after(credential: Sponsored) -> int:
+    kept = credential._not_after
+    if kept != FROM_HELD:
+        return kept
+    created = enrolled_at_at(credential.held, _enrolled(credential.held))
+    assert created is not None  # checked as the credential was made (held_fields)
+    return created + credential.terms.member_ttl
+
+
+def _sponsored_rank(credential: Sponsored) -> int:
+    kept = credential._rank
+    if kept != FROM_HELD:
+        return kept
+    created = enrolled_at_at(credential.held, _enrolled(credential.held))
+    assert created is not None
+    return max(_sponsored_at(credential), created)
+
+
+def _sponsored_name(credential: Sponsored) -> str:
+    kept = credential._name
+    if kept is not None:
+        return kept
+    named = credential.terms.invite_name or enrolled_name_at(
+        credential.held, _enrolled(credential.held)
+    )
+    assert named is not None
+    return named
+
+
+def held_fields(
+    held: bytes, terms: Terms, not_after: int, rank: int, name: str
+) -> tuple[int, int, str | None]:
+    """An admission's end, rank and name as its Sponsored keeps them: FROM_HELD (None for
+    the name) where they are read back from its bytes held elided (``held``, of
+    :func:`sponsored_pieces`' pieces) and ``terms`` as they are, else as given (bytes held
+    whole, or written otherwise than usual)."""
+    if not held or held[0] != PIECES:
+        return not_after, rank, name
+    at = _enrolled(held)
+    created = enrolled_at_at(held, at)
+    enrolled_name = enrolled_name_at(held, at)
+    if created is None or enrolled_name is None:
+        return not_after, rank, name
+    admitted = admitted_at_at(held, after_piece(held, _SPONSORED_PIECES, 1))
+    return (
+        FROM_HELD if created + terms.member_ttl == not_after else not_after,
+        FROM_HELD if max(admitted, created) == rank else rank,
+        None if (terms.invite_name or enrolled_name) == name else name,
+    )
 
 
 def _name(credential: Credential) -> str:
@@ -300,6 +373,9 @@ setattr(Credential, "not_after", property(_not_after))  # noqa: B010
 setattr(Credential, "name", property(_name))  # noqa: B010
 setattr(Sponsored, "admitted_at", property(_sponsored_at))  # noqa: B010
 setattr(Sponsored, "raw", property(_sponsored_raw))  # noqa: B010
+setattr(Sponsored, "not_after", property(_sponsored_not_after))  # noqa: B010
+setattr(Sponsored, "rank", property(_sponsored_rank))  # noqa: B010
+setattr(Sponsored, "name", property(_sponsored_name))  # noqa: B010
 
 
 def issuers_of(node_key: bytes, keys: tuple[bytes, ...]) -> tuple[bytes, ...]:

@@ -150,7 +150,7 @@ def test_a_handed_over_credential_keeps_the_old_keys_date() -> None:
         b"",
         old.terms,
         old.not_after,
-        name="n",
+        _name="n",
         admitted_at=T0 + 5,
         record_id=b"r" * 16,
     )
@@ -240,3 +240,45 @@ def test_an_admitted_members_date_is_read_from_its_admission_held_elided() -> No
         assert held.admitted_at == admitted_at_of(admission.raw) == at
         pieces = sponsored_pieces(held.terms, held.sponsor, held.node_key, held.wg_key)
         assert len(pieces) == credential_module._SPONSORED_PIECES
+
+
+@pytest.mark.parametrize("named", ["", "laptop-of-a-named-member"])
+def test_an_admitted_members_end_rank_and_name_are_read_from_its_admission(named: str) -> None:
+    """Not kept (an int, an int and a str a member: ~120 bytes): read where they lie in the
+    admission held elided (the enrollment's name and date right after the member's
+    WireGuard key, the last piece cut) with its terms (the invite's name and member_ttl),
+    the same as they were made with, for names and dates of every usual width; a renewal's
+    end is kept."""
+    net = Net()
+    founder = net.founder()
+    state = net.state()
+    assert state.ingest(founder.credential, NOW).new
+    invite = net.invite(uses=40, lifetime=30 * DAY, name=named, member_ttl=7 * DAY)
+    for n, (joiner_name, at) in enumerate(
+        [("a", T0 + 10), ("b" * 31, T0 + 1000), ("c" * 32, T0 + 5), ("d" * 63, T0 + 20 * DAY)]
+    ):
+        key, wg = SigningKey.generate(), WireGuardKey.generate()
+        enrollment = enroll(invite, node_key=key.public, wg_key=wg.public, name=joiner_name,
+                            now=at)  # fmt: skip
+        # The sponsor's time before the enrollment's in one of them: the rank is the later.
+        admission = state.sponsor(founder.key, enrollment, at + (n % 2) * 50 - 3)
+        assert state.ingest(admission, at + 100).new
+        held = state._standing.standing(key.public)
+        assert type(held) is Sponsored
+        assert held.held[0] == PIECES
+        assert (held._not_after, held._rank, held._name) == (
+            credential_module.FROM_HELD,
+            credential_module.FROM_HELD,
+            None,
+        )
+        assert held.not_after == at + 7 * DAY
+        assert held.rank == max(admission.admitted_at, at)
+        assert held.name == (named or joiner_name)
+        renewed = held.renewed(at + 9 * DAY)
+        assert (renewed.not_after, renewed.rank, renewed.name) == (
+            at + 9 * DAY,
+            held.rank,
+            held.name,
+        )
+        assert isinstance(renewed, Sponsored)
+        assert renewed._not_after == at + 9 * DAY
