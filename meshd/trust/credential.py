@@ -8,6 +8,7 @@ many members share (their invite's and admin's keys) is one object they refer to
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -334,8 +335,11 @@ def held_fields(
     if not held or held[0] != PIECES:
         return not_after, rank, name
     at = _enrolled(held)
-    created = enrolled_at_at(held, at)
-    enrolled_name = enrolled_name_at(held, at)
+    try:
+        created = enrolled_at_at(held, at)
+        enrolled_name = enrolled_name_at(held, at)
+    except (IndexError, KeyError, UnicodeDecodeError, struct.error):
+        return not_after, rank, name  # not the usual layout: kept as given
     if created is None or enrolled_name is None:
         return not_after, rank, name
     admitted = admitted_at_at(held, after_piece(held, _SPONSORED_PIECES, 1))

@@ -282,3 +282,26 @@ def test_an_admitted_members_end_rank_and_name_are_read_from_its_admission(named
         )
         assert isinstance(renewed, Sponsored)
         assert renewed._not_after == at + 9 * DAY
+
+
+def test_an_admissions_fields_not_read_back_as_made_are_kept() -> None:
+    """Bytes held whole, or whose bytes after the last piece cut are not a name and a date
+    as usual (or read back otherwise than given), keep what they were made with."""
+    net = Net()
+    founder = net.founder()
+    state = net.state()
+    assert state.ingest(founder.credential, NOW).new
+    invite = net.invite(uses=2, member_ttl=7 * DAY)
+    joined = net.join(state, founder, invite, "j", at=T0 + 10)
+    assert state.ingest(joined.credential, NOW).new
+    held = state._standing.standing(joined.key.public)
+    assert isinstance(held, Sponsored)
+    terms, made = held.terms, (held.not_after, held.rank, held.name)
+    assert credential_module.held_fields(held.held, terms, *made) == (-1, -1, None)
+    assert credential_module.held_fields(held.raw, terms, *made) == made  # whole
+    other = (made[0] + 1, made[1] + 1, "other")
+    assert credential_module.held_fields(held.held, terms, *other) == other
+    at = credential_module._enrolled(held.held)
+    for tail in (b"", b"\xc0", b"\xa3ab", b"\xa1\xff\xc1", b"\xa1a\xc1"):
+        broken = held.held[:at] + tail
+        assert credential_module.held_fields(broken, terms, *made) == made, tail
