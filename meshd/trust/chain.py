@@ -244,12 +244,11 @@ class Verifier:
         # with (meshd.records.elide).
         pieces = sponsored_pieces(terms, admission.sponsor, node_key, wg_key)
         held = elide_pieces(admission.raw, pieces)
-        # Its end, rank and name are read from those bytes and its terms when asked (where
-        # they read back as they are here), not kept (meshd.trust.credential.held_fields).
-        kept_not_after, rank, name = held_fields(
+        # Its rank and name are read from those bytes and its terms when asked (where they
+        # read back as they are here), not kept (meshd.trust.credential.held_fields).
+        rank, name = held_fields(
             held,
             terms,
-            not_after,
             max(admission.admitted_at, enrollment.created_at),
             # An invite made for a named member names the member; otherwise the joiner does.
             invite.name or enrollment.name,
@@ -259,7 +258,7 @@ class Verifier:
             wg_key,
             held,
             terms,
-            kept_not_after,
+            not_after,
             admission.sponsor,
             record_id(enrollment.raw),
             rank,
@@ -290,7 +289,6 @@ class Verifier:
                 network=invite.network_id,
                 invite_raw=invite.raw,
                 invite_name=invite.name,
-                member_ttl=invite.member_ttl,
             )
         )
         if node_key not in keys:

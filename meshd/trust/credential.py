@@ -66,11 +66,9 @@ class Terms:
     # are put back together with (meshd.records.elide; b"": its bytes are held whole).
     network: bytes = b""
     invite_raw: bytes = b""
-    # The invite's name for the member it was made for ("": the joiner names itself) and how
-    # long its members' memberships last: what an admission's name and end are worked out
-    # with, from its bytes (Sponsored).
+    # The invite's name for the member it was made for ("": the joiner names itself): what
+    # an admission's name is, else its enrollment's, read from its bytes (Sponsored).
     invite_name: str = ""
-    member_ttl: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,9 +171,7 @@ class Credential:
     def renewed(self, not_after: int) -> Credential:
         """This credential with its end moved to ``not_after`` (by renewals: a certificate's
         is then a :class:`Renewed`, which keeps its end)."""
-        if isinstance(self, Sponsored):
-            return replace(self, _not_after=not_after)
-        if isinstance(self, Renewed):
+        if isinstance(self, Sponsored | Renewed):
             return replace(self, not_after=not_after)
         return Renewed(self.node_key, self.wg_key, self.held, self.terms, not_after)
 
@@ -185,16 +181,16 @@ class Sponsored(Credential):
     """An admission's credential (``raw``: the admission's bytes, the record set's) or a
     hand-over's (:class:`HandedOver`): countersigned by a sponsor."""
 
-    # When it ends (``not_after``: the enrollment's date and the invite's member_ttl, or as
-    # renewals moved it); when it was admitted is read from the admission's bytes ``raw`` (a
-    # hand-over's: HandedOver's). FROM_HELD: worked out from the admission's bytes held
-    # elided and its terms when asked (checked as the credential was made), not kept.
-    _not_after: int = 0
+    # When it ends: kept (the enrollment's date and the invite's member_ttl; read at every
+    # judgement, six times a member in a load); when it was admitted is read from the
+    # admission's bytes ``raw`` (a hand-over's: HandedOver's).
+    not_after: int = 0
     # The member that countersigned it, the record id of the enrollment it countersigned (a
     # hand-over's: its own), and the time by which it ranks among its invite's admissions
-    # (``rank``, FROM_HELD as above): the later of the sponsor's time and the enrollment's,
-    # so that a copy of the enrollment countersigned again and dated earlier cannot rank
-    # before the enrollment.
+    # (``rank``; FROM_HELD: worked out from the admission's bytes held elided when asked,
+    # checked as the credential was made, not kept): the later of the sponsor's time and
+    # the enrollment's, so that a copy of the enrollment countersigned again and dated
+    # earlier cannot rank before the enrollment.
     sponsor: bytes | None = None
     enrollment: bytes = b""
     _rank: int = 0
@@ -286,7 +282,7 @@ def _sponsored_at(credential: Sponsored) -> int:
 
 _SPONSORED_PIECES = 6  # sponsored_pieces' count
 FROM_HELD = -1
-"""A Sponsored's end or rank worked out from its admission's bytes held elided (no date is
+"""A Sponsored's rank worked out from its admission's bytes held elided (no date is
 negative)."""
 
 
@@ -296,21 +292,12 @@ def _enrolled(held: bytes) -> int:
     return after_piece(held, _SPONSORED_PIECES, _SPONSORED_PIECES - 1)
 
 
-def _sponsored_not_after(credential: Sponsored) -> int:
-    kept = credential._not_after
-    if kept != FROM_HELD:
-        return kept
-    created = enrolled_at_at(credential.held, _enrolled(credential.held))
-    assert created is not None  # checked as the credential was made (held_fields)
-    return created + credential.terms.member_ttl
-
-
 def _sponsored_rank(credential: Sponsored) -> int:
     kept = credential._rank
     if kept != FROM_HELD:
         return kept
     created = enrolled_at_at(credential.held, _enrolled(credential.held))
-    assert created is not None
+    assert created is not None  # checked as the credential was made (held_fields)
     return max(_sponsored_at(credential), created)
 
 
@@ -325,26 +312,23 @@ def _sponsored_name(credential: Sponsored) -> str:
     return named
 
 
-def held_fields(
-    held: bytes, terms: Terms, not_after: int, rank: int, name: str
-) -> tuple[int, int, str | None]:
-    """An admission's end, rank and name as its Sponsored keeps them: FROM_HELD (None for
-    the name) where they are read back from its bytes held elided (``held``, of
+def held_fields(held: bytes, terms: Terms, rank: int, name: str) -> tuple[int, str | None]:
+    """An admission's rank and name as its Sponsored keeps them: FROM_HELD (None for the
+    name) where they are read back from its bytes held elided (``held``, of
     :func:`sponsored_pieces`' pieces) and ``terms`` as they are, else as given (bytes held
     whole, or written otherwise than usual)."""
     if not held or held[0] != PIECES:
-        return not_after, rank, name
+        return rank, name
     at = _enrolled(held)
     try:
         created = enrolled_at_at(held, at)
         enrolled_name = enrolled_name_at(held, at)
     except (IndexError, KeyError, UnicodeDecodeError, struct.error):
-        return not_after, rank, name  # not the usual layout: kept as given
+        return rank, name  # not the usual layout: kept as given
     if created is None or enrolled_name is None:
-        return not_after, rank, name
+        return rank, name
     admitted = admitted_at_at(held, after_piece(held, _SPONSORED_PIECES, 1))
     return (
-        FROM_HELD if created + terms.member_ttl == not_after else not_after,
         FROM_HELD if max(admitted, created) == rank else rank,
         None if (terms.invite_name or enrolled_name) == name else name,
     )
@@ -377,7 +361,6 @@ setattr(Credential, "not_after", property(_not_after))  # noqa: B010
 setattr(Credential, "name", property(_name))  # noqa: B010
 setattr(Sponsored, "admitted_at", property(_sponsored_at))  # noqa: B010
 setattr(Sponsored, "raw", property(_sponsored_raw))  # noqa: B010
-setattr(Sponsored, "not_after", property(_sponsored_not_after))  # noqa: B010
 setattr(Sponsored, "rank", property(_sponsored_rank))  # noqa: B010
 setattr(Sponsored, "name", property(_sponsored_name))  # noqa: B010
 

@@ -243,12 +243,12 @@ def test_an_admitted_members_date_is_read_from_its_admission_held_elided() -> No
 
 
 @pytest.mark.parametrize("named", ["", "laptop-of-a-named-member"])
-def test_an_admitted_members_end_rank_and_name_are_read_from_its_admission(named: str) -> None:
-    """Not kept (an int, an int and a str a member: ~120 bytes): read where they lie in the
+def test_an_admitted_members_rank_and_name_are_read_from_its_admission(named: str) -> None:
+    """Not kept (an int and a str a member: ~90 bytes): read where they lie in the
     admission held elided (the enrollment's name and date right after the member's
-    WireGuard key, the last piece cut) with its terms (the invite's name and member_ttl),
-    the same as they were made with, for names and dates of every usual width; a renewal's
-    end is kept."""
+    WireGuard key, the last piece cut) with its terms (the invite's name), the same as they
+    were made with, for names and dates of every usual width. Its end is kept (read at
+    every judgement), and a renewal's."""
     net = Net()
     founder = net.founder()
     state = net.state()
@@ -266,11 +266,7 @@ def test_an_admitted_members_end_rank_and_name_are_read_from_its_admission(named
         held = state._standing.standing(key.public)
         assert type(held) is Sponsored
         assert held.held[0] == PIECES
-        assert (held._not_after, held._rank, held._name) == (
-            credential_module.FROM_HELD,
-            credential_module.FROM_HELD,
-            None,
-        )
+        assert (held._rank, held._name) == (credential_module.FROM_HELD, None)
         assert held.not_after == at + 7 * DAY
         assert held.rank == max(admission.admitted_at, at)
         assert held.name == (named or joiner_name)
@@ -281,12 +277,12 @@ def test_an_admitted_members_end_rank_and_name_are_read_from_its_admission(named
             held.name,
         )
         assert isinstance(renewed, Sponsored)
-        assert renewed._not_after == at + 9 * DAY
+        assert renewed._rank == credential_module.FROM_HELD
 
 
 def test_an_admissions_fields_not_read_back_as_made_are_kept() -> None:
     """Bytes held whole, or whose bytes after the last piece cut are not a name and a date
-    as usual (or read back otherwise than given), keep what they were made with."""
+    as usual (or read back otherwise than given), keep the rank and name made with."""
     net = Net()
     founder = net.founder()
     state = net.state()
@@ -296,10 +292,10 @@ def test_an_admissions_fields_not_read_back_as_made_are_kept() -> None:
     assert state.ingest(joined.credential, NOW).new
     held = state._standing.standing(joined.key.public)
     assert isinstance(held, Sponsored)
-    terms, made = held.terms, (held.not_after, held.rank, held.name)
-    assert credential_module.held_fields(held.held, terms, *made) == (-1, -1, None)
+    terms, made = held.terms, (held.rank, held.name)
+    assert credential_module.held_fields(held.held, terms, *made) == (-1, None)
     assert credential_module.held_fields(held.raw, terms, *made) == made  # whole
-    other = (made[0] + 1, made[1] + 1, "other")
+    other = (made[0] + 1, "other")
     assert credential_module.held_fields(held.held, terms, *other) == other
     at = credential_module._enrolled(held.held)
     for tail in (b"", b"\xc0", b"\xa3ab", b"\xa1\xff\xc1", b"\xa1a\xc1"):
