@@ -84,8 +84,8 @@ class Credential:
     kept (49 bytes), where 17 slots took 168, then 7 slots and two ints 152, then 6 slots 80
     and its name ~56, then 5 slots 72 and its id. Its end moved by renewals, it is a
     :class:`Renewed`. An admission's or a hand-over's is a :class:`Sponsored` (which keeps
-    its member's name, not in the admission's bytes, and its record id, which its origin or
-    enrollment holds anyway)."""
+    its end, and its record id, which its origin or enrollment holds anyway; an admission's
+    rank and name are read from its bytes and its invite's terms, a hand-over's kept)."""
 
     node_key: bytes
     wg_key: bytes
