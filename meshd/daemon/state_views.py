@@ -55,7 +55,7 @@ def peers_view(
                 "name": m.name,
                 "node_id": node_id,
                 "node_key": _b64(key),
-                "state": "self" if admitted and key == own else status.value,
+                "state": _label(key, status, own),
                 "reason": m.reason,
                 "revocation_reason": (
                     revocation_text(membership, m) if status is _REVOKED else None
@@ -181,6 +181,9 @@ def node_view(state: NodeState, members: Sequence[Member]) -> dict[str, Any]:
 
 def state_label(member: Member, own_key: bytes) -> str:
     """``self`` for this node while it stands; its true state once it does not."""
-    if member.node_key == own_key and member.state is MemberState.ADMITTED:
-        return "self"
-    return member.state.value
+    return _label(member.node_key, member.state, own_key)
+
+
+def _label(key: bytes, state: MemberState, own_key: bytes) -> str:
+    """:func:`state_label` of the member with this key and state (read once for its row)."""
+    return "self" if key == own_key and state is _ADMITTED else state.value

@@ -197,44 +197,37 @@ def name_at(raw: bytes, pos: int) -> str | None:
     for _ in range(3):
         head = raw[pos]
         pos += 1 if head < 0x80 else 1 + _UINT[head][1]
+    return enrolled_name_at(raw, pos)
+
+
+def _str_at(raw: bytes, pos: int) -> tuple[int, int] | None:
+    """Where the text of the str at ``pos`` starts and ends; None where it is not written
+    as names usually are (a fixstr, up to 31 bytes, or a str 8)."""
     head = raw[pos]
-    if 0xA0 <= head <= 0xBF:  # fixstr: the usual, up to 31 bytes
-        size, pos = head & 0x1F, pos + 1
-    elif head == 0xD9:  # str 8
-        size, pos = raw[pos + 1], pos + 2
-    else:
-        return None
-    return raw[pos : pos + size].decode()
+    if 0xA0 <= head <= 0xBF:
+        return pos + 1, pos + 1 + (head & 0x1F)
+    if head == 0xD9:
+        return pos + 2, pos + 2 + raw[pos + 1]
+    return None
 
 
 def enrolled_name_at(raw: bytes, pos: int) -> str | None:
     """An enrollment's ``name`` where it lies at ``pos`` (right after its WireGuard key, in
-    an admission held elided); None where it is not written as names usually are (a fixstr
-    or a str 8)."""
-    head = raw[pos]
-    if 0xA0 <= head <= 0xBF:
-        size, pos = head & 0x1F, pos + 1
-    elif head == 0xD9:
-        size, pos = raw[pos + 1], pos + 2
-    else:
-        return None
-    return raw[pos : pos + size].decode()
+    an admission held elided), or any name written as usual there (:func:`_str_at`)."""
+    text = _str_at(raw, pos)
+    return None if text is None else raw[text[0] : text[1]].decode()
 
 
 def enrolled_at_at(raw: bytes, pos: int) -> int | None:
     """An enrollment's ``created_at``, after its name at ``pos`` (as
     :func:`enrolled_name_at`); None where the name is not written as usual."""
-    head = raw[pos]
-    if 0xA0 <= head <= 0xBF:
-        pos += 1 + (head & 0x1F)
-    elif head == 0xD9:
-        pos += 2 + raw[pos + 1]
-    else:
+    text = _str_at(raw, pos)
+    if text is None:
         return None
-    head = raw[pos]
+    head = raw[text[1]]
     if head >= 0x80 and head not in _UINT:
         return None
-    return _uint_at(raw, pos)
+    return _uint_at(raw, text[1])
 
 
 def relays_of(raw: bytes) -> bool:
