@@ -9,7 +9,12 @@ member's (its silent peer created anew).
 * a member whose libp2p connection comes back while our WireGuard session with it stays
   silent (a restarted daemon: :mod:`meshd.mesh.reconnect`) has its peer removed and created
   again as it was, so that WireGuard shakes hands anew (:func:`meshd.mesh.kicks.recreate`),
-  and is reported to again at once (it lost every observation).
+  and is reported to again at once (it lost every observation). Silence is that sign only
+  where Babel's Hellos flow on the session; on a direct path without them (two members
+  that do not relay: idle for minutes) a member connected *again* (seen connected at an
+  earlier step) has its path's liveness doubted instead, so its judge asks WireGuard
+  (:meth:`meshd.mesh.liveness_probe.Liveness.doubt`, within its one probe an interval); a
+  member's first connection doubts nothing.
 
 :class:`Restarts` holds the kept endpoints and the watch over reconnections; the path loop
 (:class:`meshd.daemon.punching.Punching`) calls it at each step with the device it read and
@@ -55,6 +60,9 @@ class Restarts:
         self.keepalive = keepalive
         self.reconnects: Reconnects[bytes] = Reconnects(silence_for(hello_interval))
         self._connected: set[bytes] = set()  # members connected at the last step
+        self._looked = False  # whether a step looked at the connections before
+        # Members seen connected at a step (a later connection of theirs is one again).
+        self._known: set[bytes] = set()
         # Where our WireGuard last saw peers that announce no such endpoint (a NAT's mapping
         # for us): kept in the state dir for the next start (meshd.mesh.remembered).
         self.state_dir = state_dir
@@ -70,6 +78,7 @@ class Restarts:
     def forget(self, node_key: bytes) -> None:
         """``node_key`` is no peer of ours any more."""
         self.reconnects.forget(node_key)
+        self._known.discard(node_key)
 
     def save(self) -> None:
         """Write what is kept for the next start now if it changed since the last write
@@ -121,20 +130,29 @@ class Restarts:
         self, paths: PeerPaths, stats: Mapping[bytes, PeerStatus], now: float
     ) -> list[RemovePeer | UpdatePeer]:
         """Re-create the peers of members whose connection came back while our session with
-        them stays silent (a restarted daemon: :mod:`meshd.mesh.reconnect`)."""
+        them stays silent (a restarted daemon: :mod:`meshd.mesh.reconnect`), where Babel's
+        Hellos flow on it; elsewhere doubt the path of a member connected again."""
         peers = paths.peers
         # From the connected peers' ids (a few), not each peer's id (base58 for 10,000).
         found = (key_of(peer_id) for peer_id in self.host.connected_peers())
         connected = sorted({k for k in found if k is not None and k in peers})
         for key in set(connected) - self._connected:
             # A new connection (a restarted member lost what we reported): report again now.
-            peers[key].reported_endpoint, peers[key].reported_at = "", -math.inf
+            peer = peers[key]
+            peer.reported_endpoint, peer.reported_at = "", -math.inf
             paths.moved_at = now  # it is watched (meshd.mesh.reconnect) for WINDOW s
+            live = peer.liveness
+            if self._looked and key in self._known and peer.watched and live is not None:
+                # No Hellos: silence says nothing of a restart. Its judge asks WireGuard.
+                live.doubt(now)
         self._connected = set(connected)
+        self._known.update(connected)
+        self._looked = True
         heard: dict[bytes, float | None] = {}
         for key, peer in peers.items():
             status = stats.get(peer.wg_key)
-            has_session = status is not None and status.last_handshake
+            # A session without Hellos is silent when idle: its silence is no sign.
+            has_session = status is not None and status.last_handshake and not peer.watched
             heard[key] = peer.heard_at if has_session else None
         ops: list[RemovePeer | UpdatePeer] = []
         for key in self.reconnects.update(now, connected, heard):

@@ -249,6 +249,60 @@ def test_a_member_connected_again_with_a_silent_session_is_re_created_and_report
     assert punching._reconnected(stats, 16.5) == []  # once
 
 
+def _quiet_path_without_hellos(punching: Punching, wg_b: bytes) -> tuple[_Peer, Liveness]:
+    """B's direct path as two members that do not relay hold it: no Hellos on it (watched),
+    judged by its liveness; the session's last packet came at 10.0."""
+    path = _Peer(who(wg_b, "b"), [], 0.0, rx_at=10.0, heard_at=10.0)
+    path.update(0.5, 0.5, "203.0.113.6:51820")
+    path.watched = True
+    live = path.liveness = Liveness(10.0, 5, 5, 25)
+    punching.peers[B] = path
+    return path, live
+
+
+def test_a_first_connection_on_a_path_without_hellos_is_no_restart() -> None:
+    """A member that joined: its session with us came up before (or as) its libp2p
+    connection did, and with no Hellos between two members that do not relay, the session
+    is silent once the handshake is done. Its first connection says nothing of a restart:
+    no peer re-created, no "restarted?" line, its path not doubted."""
+    connected: set[bytes] = set()
+    punching, _ = service(connected)
+    wg_b = bytes([2]) * 32
+    _, live = _quiet_path_without_hellos(punching, wg_b)
+    net = ipaddress.ip_network("fd00::b/128")
+    stats = {wg_b: PeerStatus(PeerConfig(wg_b, "203.0.113.6:51820", (net,), 25), 1000.0, 5, 5)}
+    assert punching._reconnected(stats, 10.0) == []  # the first look: B not connected yet
+    connected.add(B)  # B's first connection
+    due = live.next_check()
+    for at in (11.0, 13.0, 15.5, 19.0):  # silent 9 s, within the watch's window
+        assert punching._reconnected(stats, at) == []
+    assert live.next_check() == due  # not doubted
+    assert punching.peer_paths.events.take() == ([], [])  # no line
+
+
+def test_a_member_connected_again_without_hellos_has_its_path_asked_not_re_created() -> None:
+    """B was connected, went away and is back, on a direct path without Hellos: its
+    silence is no sign of a restart (idle paths are silent), so the reconnect watch does not
+    re-create it on silence; its path's judge is told to ask WireGuard (a probe at its next
+    judgement, within its own budget), which a restarted member's dead session fails."""
+    connected: set[bytes] = {B}
+    punching, _ = service(connected)
+    wg_b = bytes([2]) * 32
+    _, live = _quiet_path_without_hellos(punching, wg_b)
+    net = ipaddress.ip_network("fd00::b/128")
+    stats = {wg_b: PeerStatus(PeerConfig(wg_b, "203.0.113.6:51820", (net,), 25), 1000.0, 5, 5)}
+    assert punching._reconnected(stats, 10.0) == []
+    connected.clear()
+    assert punching._reconnected(stats, 12.0) == []
+    assert live.next_check() > 13.0  # quiet 3 s: nothing due yet
+    connected.add(B)  # connected again
+    assert punching._reconnected(stats, 13.0) == []
+    assert live.next_check() <= 13.0  # doubted: a probe at the next judgement
+    assert live.judge(13.5, 5, 5, None, 25) == "probe"
+    for at in (15.5, 19.0):  # silent 9 s: still no re-creation by the watch
+        assert punching._reconnected(stats, at) == []
+
+
 def test_where_wireguard_sees_a_natted_peer_is_kept_for_the_next_start(tmp_path: Path) -> None:
     """B sits behind a symmetric NAT: it announces a private address only, and our
     WireGuard sees it at that NAT's mapping. That is kept in the state dir (and read back as
