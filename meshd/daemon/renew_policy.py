@@ -204,7 +204,8 @@ def endings(
         if m.state is not MemberState.REVOKED
     ]
     latest: dict[bytes, tuple[int, Certificate]] = {}
-    for cert in (*membership.issuing_certificates(), *certificates):
+    issuing = membership.issuing_certificates(lasting_over=WARN_WINDOW)  # others: no warning
+    for cert in (*issuing, *certificates):
         if membership.is_revoked(cert.subject) or membership.admin_cutoff(cert.subject) is not None:
             continue
         end = min(cert.not_after, membership.roots.end(_root_of(cert)))

@@ -99,7 +99,7 @@ class Merger:
         try:
             return self._merge_kind(record, rid, now, change)
         except UnknownRoot as exc:
-            if t._standing.knows(exc.key) or any(c.subject == exc.key for c in t._issuing.values()):
+            if t._standing.knows(exc.key) or any(s == exc.key for s in t._issuing.values()):
                 # A member's, an invite's or an admin's key: no root.
                 raise VerifyError("bad-chain", "the chain ends at a key that is no root") from None
             # Signed under a key that may be a root a rollover not yet here hands over to.
@@ -130,7 +130,7 @@ class Merger:
         if t._standing.renewals.end(credential, own=cert.not_after) < now:
             raise VerifyError("expired", "the member certificate has expired")
         for admin in cert.chain:
-            t._issuing.setdefault(record_id(admin.raw), admin)
+            t._issuing.setdefault(admin.raw, admin.subject)
         self._add_credential(
             credential, rid, Kind.CERTIFICATE, cert.raw, now, change, cert.not_before
         )
@@ -162,8 +162,13 @@ class Merger:
         # Whether the sponsor stood when it countersigned is judged from the whole set (see
         # meshd.membership.standing), so the outcome does not depend on arrival order.
         invite = admission.enrollment.invite
-        for cert in (invite, *invite.chain):
-            t._issuing.setdefault(record_id(cert.raw), cert)
+        terms = credential.terms
+        # The invite's bytes and key as its members' terms hold them: one object each.
+        raw = terms.invite_raw if terms.invite_raw == invite.raw else invite.raw
+        key = terms.invite if terms.invite == invite.subject else invite.subject
+        t._issuing.setdefault(raw, key)
+        for admin in invite.chain:
+            t._issuing.setdefault(admin.raw, admin.subject)
         self._add_credential(credential, rid, Kind.ADMISSION, admission.raw, now, change)
         return False
 

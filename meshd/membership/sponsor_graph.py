@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from meshd.membership.admins import AdminHandovers
+from meshd.membership.key_sets import KeySets
 from meshd.membership.lifecycle import Departures, Renewals
 from meshd.membership.roots import RootChain
 from meshd.membership.spreading import place, spread, starts
@@ -53,11 +54,6 @@ from meshd.trust.credential import Credential
 
 if TYPE_CHECKING:
     from meshd.membership.tables import MemberEntry
-
-Keys = dict[bytes, None]
-"""Keys (node keys, record ids) kept as a dict's keys, an ordered set: ~43 bytes a key in
-the sets of a hundred a key holds here (an invite's members, a key's dependents), where a
-set takes ~82 (it grows fourfold), and ~29 where one holds 10,000 (a set ~52)."""
 
 
 def _order(credential: Credential) -> tuple[int, bytes]:
@@ -86,20 +82,20 @@ class SponsorGraph:
         self._starting: dict[bytes, Credential] = {}
         # invite key -> the members holding an admission under it (their admissions, each
         # ranked by (rank time, enrollment id), are among their credentials: _under)
-        self._ranked: dict[bytes, Keys] = {}
+        self._ranked = KeySets()
         self._invite_uses: dict[bytes, int] = {}
         self._within: dict[bytes, frozenset[bytes]] = {}
         # Key -> the other members whose credentials depend on it (its revocation excludes
         # them); a member depends on its own key too, which is not stored (_dependents_of).
-        self._dependents: dict[bytes, Keys] = {}
+        self._dependents = KeySets()
         self._revocations: dict[bytes, list[Revocation]] = {}
         # Revoked key -> enrollment ids still standing; a key is here once one of its
         # revocations has a list (then its legacy revocations no longer count).
         self._listed: dict[bytes, set[bytes]] = {}
         # Revoked key -> the earliest issued_at among its legacy revocations.
         self._legacy_from: dict[bytes, int] = {}
-        self._sponsored: dict[bytes, Keys] = {}  # sponsor -> admission record ids
-        self._sponsored_nodes: dict[bytes, Keys] = {}  # sponsor -> members
+        self._sponsored = KeySets()  # sponsor -> admission record ids
+        self._sponsored_nodes = KeySets()  # sponsor -> members
         # Steps from a certificate through countersignatures: of every credential whose
         # sponsor chain holds when invite uses are not counted (the candidates, which take
         # their invite's uses), and of those that also hold within uses (they stand, if
@@ -142,16 +138,16 @@ class SponsorGraph:
         if credential.sponsor is not None:
             self._by_rid[rid] = credential
         for key in credential.issuers:  # never its own key
-            self._dependents.setdefault(key, {})[node] = None
+            self._dependents.add(key, node)
         if credential.sponsor is not None:
-            self._sponsored.setdefault(credential.sponsor, {})[rid] = None
-            self._sponsored_nodes.setdefault(credential.sponsor, {})[node] = None
+            self._sponsored.add(credential.sponsor, rid)
+            self._sponsored_nodes.add(credential.sponsor, node)
         self.invalidate()
         touched = {node}
         if credential.invite is not None:
             invite = credential.invite
-            members = self._ranked.setdefault(invite, {})
-            members[node] = None
+            self._ranked.add(invite, node)
+            members = self._ranked.get(invite)
             uses = self._invite_uses.get(invite)
             limit = credential.max_uses if uses is None else min(uses, credential.max_uses)
             self._invite_uses[invite] = limit
@@ -159,14 +155,14 @@ class SponsorGraph:
                 return touched | set(members) | self._recompute()
             if (
                 credential.sponsor is not None
-                and not self._sponsored.get(node)
+                and node not in self._sponsored
                 and len(members) <= limit
                 and rid not in self._candidate
             ):
                 # It leads nowhere yet and pushes no one out: what spreading would do.
                 place(self, credential, credential.sponsor, rid)
                 return touched
-        elif credential.sponsor is None and not self._sponsored.get(node):
+        elif credential.sponsor is None and node not in self._sponsored:
             # A certificate (at 0) of a member that countersigned nothing: spreading finds it alone.
             return touched
         if credential.sponsor is not None:
@@ -189,7 +185,7 @@ class SponsorGraph:
         for invite, within in before.items():
             after = self._within_set(invite)
             if not within <= after:
-                return touched | set(self._ranked[invite]) | self._recompute()
+                return touched | set(self._ranked.get(invite)) | self._recompute()
             for member in after - within:
                 entered += (c.record_id for c in self._under(invite, member))
         starts = self._starts(
@@ -209,13 +205,12 @@ class SponsorGraph:
         dropped = self._by_rid.pop(rid)  # an admission
         touched = {node}
         if dropped.invite is not None:
-            members = self._ranked[dropped.invite]
             if next(self._under(dropped.invite, node), None) is None:
-                members.pop(node, None)
+                self._ranked.discard(dropped.invite, node)
             self._within.pop(dropped.invite, None)
-            touched.update(members)
+            touched.update(self._ranked.get(dropped.invite))
         if dropped.sponsor is not None:
-            self._sponsored.get(dropped.sponsor, {}).pop(rid, None)
+            self._sponsored.discard(dropped.sponsor, rid)
         self._candidate.pop(rid, None)
         self._distance.pop(rid, None)
         self.invalidate()
@@ -227,7 +222,7 @@ class SponsorGraph:
         self._index_revocation(revocation)
         self.invalidate()
         dependents = self._dependents_of(target)
-        if any(self._sponsored.get(node) for node in dependents):
+        if any(node in self._sponsored for node in dependents):
             return dependents | self._recompute()
         return dependents
 
@@ -313,7 +308,7 @@ class SponsorGraph:
         queue = list(nodes)
         seen = set(queue)
         while queue:
-            for sponsored in self._sponsored_nodes.get(queue.pop(), ()):
+            for sponsored in self._sponsored_nodes.get(queue.pop()):
                 if sponsored not in seen:
                     seen.add(sponsored)
                     queue.append(sponsored)
@@ -376,7 +371,7 @@ class SponsorGraph:
 
     def _dependents_of(self, key: bytes) -> set[bytes]:
         """The members whose credentials depend on ``key``: under it, or its own."""
-        found = set(self._dependents.get(key, ()))
+        found = set(self._dependents.get(key))
         entry = self._entries.get(key)
         if entry is not None and entry.credentials is not None:
             found.add(key)
@@ -402,8 +397,7 @@ class SponsorGraph:
         # spreading reaches no one.
         certificates = {
             c.record_id: c
-            for sponsor, admissions in self._sponsored.items()
-            if admissions
+            for sponsor in self._sponsored
             for c in self._held(sponsor)
             if c.sponsor is None
         }
@@ -424,7 +418,7 @@ class SponsorGraph:
         if within is None:
             candidate = self._candidate
             ranking: list[tuple[tuple[int, bytes], bytes]] = []
-            for node in self._ranked.get(invite, ()):
+            for node in self._ranked.get(invite):
                 # A member ranks by its best admission that is a candidate, if it has one.
                 ranks = [
                     (c.rank, c.enrollment)
@@ -440,7 +434,7 @@ class SponsorGraph:
 
     def _crowded(self, invite: bytes) -> bool:
         """Whether more members hold admissions under the invite than it has uses."""
-        return len(self._ranked.get(invite, ())) > self._invite_uses.get(invite, 0)
+        return self._ranked.count(invite) > self._invite_uses.get(invite, 0)
 
     def _within_uses(self, credential: Credential) -> bool:
         invite = credential.invite

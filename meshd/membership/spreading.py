@@ -92,7 +92,7 @@ def spread(
         steps = (0 if sponsor.sponsor is None else distance[rid]) + 1
         if steps > MAX_SPONSOR_DEPTH:
             continue
-        for rid in graph._sponsored.get(sponsor.node_key, ()):
+        for rid in graph._sponsored.get(sponsor.node_key):
             old = distance.get(rid)
             if old is not None and old <= steps:
                 continue

@@ -289,7 +289,7 @@ class Standing(SponsorGraph):
         candidate = self._candidate
         return sum(
             any(c.record_id in candidate for c in self._under(invite_key, node))
-            for node in self._ranked.get(invite_key, ())
+            for node in self._ranked.get(invite_key)
         )
 
     def only_legacy_revocations(self, key: bytes) -> bool:
@@ -306,7 +306,7 @@ class Standing(SponsorGraph):
         admissions = (
             self._by_rid[rid]
             for node in self._dependents_of(key)
-            for rid in self._sponsored.get(node, ())
+            for rid in self._sponsored.get(node)
         )
         found = {a.enrollment for a in admissions if until is None or a.admitted_at < until}
         return sorted(found)

@@ -23,7 +23,7 @@ from meshd.membership.silence import Heard, Silence
 from meshd.membership.standing import Standing
 from meshd.membership.views import Member, MemberState, Stored, view
 from meshd.membership.wgkeys import WgKeys
-from meshd.records import U64, Announcement, Certificate, Kind, record_id
+from meshd.records import U64, Announcement, Kind, record_id
 from meshd.records.body import said_of
 from meshd.trust.chain import Anchor, Verifier
 from meshd.trust.credential import Credential
@@ -102,7 +102,12 @@ class MembershipTables:
         # Records waiting for a member's first credential, by that member's key: its own
         # announcements, and admissions it countersigned.
         self._pending = PendingPool(max_pending)
-        self._issuing: dict[bytes, Certificate] = {}
+        # The invite and admin certificates members' credentials were issued under, each
+        # once: its bytes (an invite's the very object its members' terms hold) -> its
+        # subject; decoded when asked (``issuing_certificates``), not held decoded: ~450
+        # bytes an invite with its id, a member each where invites admit one member, as
+        # ``meshd invite`` makes them.
+        self._issuing: dict[bytes, bytes] = {}
         self._wg = WgKeys()
         self._roots = RootChain(anchor.root_key)
         # New node key -> (issued_at, record id, old key) of its earliest hand-over: the

@@ -184,6 +184,12 @@ _CERTIFICATE = 2  # meshd.records.types.Kind.CERTIFICATE (a positive fixint)
 _SUBJECT_OFFSET = 1 + 1 + 2 + FINGERPRINT_LEN + 2 + KEY_LEN + 2
 
 
+def role_of(raw: bytes) -> int:
+    """A certificate's ``role`` (its body's item 5: right after its subject, a positive
+    fixint), read where it lies in a certificate decoded before."""
+    return raw[_items_start(raw) + _SUBJECT_OFFSET + KEY_LEN]
+
+
 def name_of(raw: bytes) -> str:
     """A certificate's ``name`` (its body's item 10), read where it lies: after its dates
     and its capabilities (three unsigned integers)."""

@@ -165,8 +165,11 @@ class Verifier:
         if cert.role is Role.MEMBER and len(cert.wg_key) != 32:
             raise VerifyError("bad-certificate", "a member certificate names a WireGuard key")
         self._signature(cert)
-        if cert.role is Role.MEMBER:
-            return  # checked once, as it joins the set: only issuers' are checked again
+        if cert.role is not Role.ADMIN:
+            # A member's is checked once, as it joins the set; an invite's is kept checked
+            # with its members' terms (``_invites``): an id here too was ~80 bytes a member
+            # where each has an invite of its own. Only admins' are checked again and again.
+            return
         if len(self._good_certs) >= MAX_CACHE:
             self._good_certs.clear()
         self._good_certs[cid] = None

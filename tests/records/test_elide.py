@@ -22,6 +22,7 @@ from meshd.records.body import (
     not_after_of,
     not_before_at,
     not_before_of,
+    role_of,
     seq_at,
     seq_of,
 )
@@ -101,6 +102,36 @@ def test_a_certificate_put_back_together_is_the_bytes_given(
         assert not_after_at(held, HELD_CERT_DATES) == not_after_of(raw) == not_after
         assert name_at(held, HELD_CERT_DATES) in (None, name_of(raw))
         assert name_of(raw) == name
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    role=st.sampled_from(list(Role)),
+    not_before=_INTS,
+    not_after=_INTS,
+    name=st.text(_TEXT, max_size=64).filter(lambda s: len(s.encode()) <= 64),
+    uses=st.integers(0, 1_000_000),
+    prefixes=st.lists(st.sampled_from(["10.0.0.0/8", "fd00::/64"]), max_size=2, unique=True),
+)
+def test_a_certificates_role_and_dates_are_read_where_they_lie(
+    role: Role, not_before: int, not_after: int, name: str, uses: int, prefixes: list[str]
+) -> None:
+    """What chooses the invite and admin certificates a look at what ends soon decodes
+    (``Membership.issuing_certificates``), read from their bytes: whatever the fields."""
+    raw = make_certificate(
+        ROOT,
+        network_id=NETWORK_ID,
+        subject=SigningKey(bytes([3]) * 32).public,
+        role=role,
+        serial=bytes([9]) * 16,
+        not_before=not_before,
+        not_after=not_after,
+        name=name,
+        prefixes=tuple(ipaddress.ip_network(p) for p in prefixes),
+        max_uses=uses,
+    ).raw
+    assert role_of(raw) == role
+    assert (not_before_of(raw), not_after_of(raw)) == (not_before, not_after)
 
 
 def test_the_usual_member_certificate_is_held_in_152_bytes() -> None:
