@@ -288,10 +288,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--joined",
-        choices=["certified", "invited"],
+        choices=["certified", "invited", "single-use"],
         default="certified",
         help="members certified by the root, or joined under invites and admitted (a real "
-        "network's members; a tree from before this option builds certified ones only)",
+        "network's members): 100 to an invite (invited), or one each (single-use, as `meshd "
+        "invite` makes them; a tree from before builds them by its invites' uses set to 1); "
+        "a tree from before this option builds certified ones only",
     )
     parser.add_argument(
         "--blocks",

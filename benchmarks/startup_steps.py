@@ -13,7 +13,8 @@ peers, which must be the same for both trees. Light enough to run beside other w
         [--rounds 3] [--joined invited]
 
 ``--joined invited``: the members joined under invites, each admitted by a sponsor (as
-``benchmarks.memory --joined invited`` builds them), not certified by the root.
+``benchmarks.memory --joined invited`` builds them), not certified by the root;
+``--joined single-use``: the same, each under an invite of its own.
 """
 
 from __future__ import annotations
@@ -84,7 +85,9 @@ def main() -> int:
     parser.add_argument("--reference", type=Path, required=True, help="the tree to compare to")
     parser.add_argument("--members", type=int, default=10000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--joined", choices=["certified", "invited"], default="certified")
+    parser.add_argument(
+        "--joined", choices=["certified", "invited", "single-use"], default="certified"
+    )
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     trees = {"reference": args.reference.resolve(), "this": ROOT}

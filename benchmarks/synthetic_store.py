@@ -30,7 +30,12 @@ try:
     from benchmarks.synthetic_store import build_store
 except ImportError:  # a tree from before the split
     from benchmarks.memory import build_store
-extra = {} if sys.argv[3] == "certified" else {"joined": sys.argv[3]}
+joined = sys.argv[3]
+if joined == "single-use":
+    import benchmarks.synthetic_store as built
+    if not hasattr(built, "SINGLE_USE"):  # a tree from before it: its invites given one use
+        built.INVITE_USES, joined = 1, "invited"
+extra = {} if joined == "certified" else {"joined": joined}
 print(json.dumps(build_store(Path(sys.argv[1]), int(sys.argv[2]), **extra)))
 """
 
@@ -69,6 +74,9 @@ def commit_of(root: Path) -> str:
 
 INVITE_USES = 100
 """With ``--joined invited``: the members of one invite (a team's)."""
+SINGLE_USE = "single-use"
+"""``--joined single-use``: each member under an invite of its own, of one use (what
+``meshd invite`` makes unless told ``--uses``)."""
 
 
 def build_store(state_dir: Path, members: int, joined: str = "certified") -> dict[str, float]:
@@ -76,7 +84,7 @@ def build_store(state_dir: Path, members: int, joined: str = "certified") -> dic
     each certified by the root (``certified``), or joined under an invite of
     :data:`INVITE_USES` uses, admitted by the founder (``invited``: an enrollment signed
     with the invite's key, countersigned by the founder, as ``meshd join`` and the sponsor
-    do)."""
+    do), or the same under an invite of one use each (``single-use``)."""
     from meshd.membership import Membership
     from meshd.node.statedir import init_network
     from meshd.records import Role, make_admission, make_announcement, make_certificate
@@ -97,10 +105,11 @@ def build_store(state_dir: Path, members: int, joined: str = "certified") -> dic
     for i in range(1, members):
         key = SigningKey(i.to_bytes(4, "big") * 8)
         wg_key = WireGuardKey.generate().public
-        if joined == "invited":
-            if (i - 1) % INVITE_USES == 0:
+        if joined in ("invited", SINGLE_USE):
+            uses = 1 if joined == SINGLE_USE else INVITE_USES
+            if (i - 1) % uses == 0:
                 invite = create_invite(
-                    Issuer(root), node.anchor, now=now - 3600, lifetime=86400, uses=INVITE_USES
+                    Issuer(root), node.anchor, now=now - 3600, lifetime=86400, uses=uses
                 )
             assert invite is not None
             enrollment = enroll(invite, node_key=key.public, wg_key=wg_key, name=f"m{i}", now=now)
