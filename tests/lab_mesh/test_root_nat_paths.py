@@ -28,6 +28,7 @@ from meshd.errors import MeshdError
 from meshd.lab import Lab
 from meshd.lab.demo import LabMesh, wait_for
 from tests.lab.test_root_lab import traces
+from tests.lab_mesh.test_root_nat_rejoin import log_of
 
 pytestmark = pytest.mark.root
 
@@ -35,6 +36,9 @@ HOSTS = ["h1", "h2", "h3", "h4", "h5", "h6"]
 EXTRA = ("--babel-hello-interval", "1")
 EVIL = "198.51.100.77:51820"
 PORT = 51820
+# A member connected again is watched this long for a silent session (meshd.mesh.reconnect).
+WATCHED = 12.0
+FORMED: list[float] = []  # when every member had joined
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +57,7 @@ def mesh() -> Iterator[LabMesh]:
             mesh.init("h1")
             mesh.up("h1")
             mesh.join_all("h1", HOSTS[1:])
+            FORMED[:] = [time.monotonic()]
             yield mesh
         finally:
             mesh.close()
@@ -144,6 +149,16 @@ def test_symmetric_nated_members_talk_through_a_relay(mesh: LabMesh) -> None:
     )
     rows = {r["name"]: r for r in mesh.node("h5").peers()}
     assert rows["h6"].get("route") == "via h1"
+
+
+def test_members_that_joined_are_not_taken_for_restarted_ones(mesh: LabMesh) -> None:
+    """No daemon restarted here. Between members that do not relay no Babel Hellos flow,
+    so a session is silent once its handshake is done: a member's first connection, after
+    its session came up, is no sign of a restart, and no member says one restarted (a
+    joining member was re-created and logged as "restarted?" by the members it reached)."""
+    time.sleep(max(0.0, WATCHED - (time.monotonic() - FORMED[0])))
+    said = {h: log_of(mesh, h).count("(restarted?)") for h in HOSTS}
+    assert said == dict.fromkeys(HOSTS, 0)
 
 
 def test_a_hostile_members_hints_do_not_move_a_third_partys_traffic(mesh: LabMesh) -> None:
