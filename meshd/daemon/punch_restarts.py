@@ -9,12 +9,15 @@ member's (its silent peer created anew).
 * a member whose libp2p connection comes back while our WireGuard session with it stays
   silent (a restarted daemon: :mod:`meshd.mesh.reconnect`) has its peer removed and created
   again as it was, so that WireGuard shakes hands anew (:func:`meshd.mesh.kicks.recreate`),
-  and is reported to again at once (it lost every observation). Silence is that sign only
-  where Babel's Hellos flow on the session; on a direct path without them (two members
-  that do not relay: idle for minutes) a member connected *again* (seen connected at an
-  earlier step) has its path's liveness doubted instead, so its judge asks WireGuard
-  (:meth:`meshd.mesh.liveness_probe.Liveness.doubt`, within its one probe an interval); a
-  member's first connection doubts nothing.
+  and is reported to again at once (it lost every observation). Only a member connected
+  *again* is doubted: seen connected at an earlier step, then gone, with our session older
+  than the last look that saw it connected (a session begun since is a new one: a member
+  that restarted and reached us, a joiner whose enrollment's connection went before its
+  daemon's came; a member's first connection doubts nothing). Silence is the sign only where
+  Babel's Hellos flow on the session; on a direct path without them (two members that do
+  not relay: idle for minutes) the path's liveness is doubted instead, so its judge asks
+  WireGuard (:meth:`meshd.mesh.liveness_probe.Liveness.doubt`, within its one probe an
+  interval).
 
 :class:`Restarts` holds the kept endpoints and the watch over reconnections; the path loop
 (:class:`meshd.daemon.punching.Punching`) calls it at each step with the device it read and
@@ -36,7 +39,7 @@ from meshd.daemon.punch_peer import UNCHOSEN
 from meshd.daemon.transport import Transport, key_of
 from meshd.mesh.desired import choose_endpoint
 from meshd.mesh.kicks import recreate
-from meshd.mesh.reconnect import Reconnects, silence_for
+from meshd.mesh.reconnect import WINDOW, Reconnects, silence_for
 from meshd.mesh.remembered import Kept
 from meshd.wg.model import PeerStatus, RemovePeer, UpdatePeer
 
@@ -61,8 +64,11 @@ class Restarts:
         self.reconnects: Reconnects[bytes] = Reconnects(silence_for(hello_interval))
         self._connected: set[bytes] = set()  # members connected at the last step
         self._looked = False  # whether a step looked at the connections before
-        # Members seen connected at a step (a later connection of theirs is one again).
-        self._known: set[bytes] = set()
+        # Members seen connected at a step and gone at a later one: the last look (wall
+        # clock) that saw them connected. Their next connection is one again.
+        self._gone_at: dict[bytes, float] = {}
+        self._looked_at = 0.0  # the last look, wall clock
+        self._doubted: dict[bytes, float] = {}  # connected again with an older session: when
         # Where our WireGuard last saw peers that announce no such endpoint (a NAT's mapping
         # for us): kept in the state dir for the next start (meshd.mesh.remembered).
         self.state_dir = state_dir
@@ -78,7 +84,7 @@ class Restarts:
     def forget(self, node_key: bytes) -> None:
         """``node_key`` is no peer of ours any more."""
         self.reconnects.forget(node_key)
-        self._known.discard(node_key)
+        self._gone_at.pop(node_key, None)
 
     def save(self) -> None:
         """Write what is kept for the next start now if it changed since the last write
@@ -127,35 +133,52 @@ class Restarts:
             last_endpoints.save(self.state_dir, data)
 
     def reconnected(
-        self, paths: PeerPaths, stats: Mapping[bytes, PeerStatus], now: float
+        self, paths: PeerPaths, stats: Mapping[bytes, PeerStatus], now: float, wall: float
     ) -> list[RemovePeer | UpdatePeer]:
-        """Re-create the peers of members whose connection came back while our session with
-        them stays silent (a restarted daemon: :mod:`meshd.mesh.reconnect`), where Babel's
-        Hellos flow on it; elsewhere doubt the path of a member connected again."""
+        """Re-create the peers of members connected again whose session, older than the
+        last look that saw them connected, stays silent (a restarted daemon:
+        :mod:`meshd.mesh.reconnect`), where Babel's Hellos flow on it; elsewhere doubt their
+        path. ``wall``: the device's read, in Unix
+        seconds (its handshakes')."""
         peers = paths.peers
         # From the connected peers' ids (a few), not each peer's id (base58 for 10,000).
         found = (key_of(peer_id) for peer_id in self.host.connected_peers())
-        connected = sorted({k for k in found if k is not None and k in peers})
-        for key in set(connected) - self._connected:
+        connected = {k for k in found if k is not None and k in peers}
+        if self._looked:
+            for key in self._connected - connected:
+                self._gone_at.setdefault(key, self._looked_at)
+        doubted = self._doubted
+        for key in connected - self._connected:
             # A new connection (a restarted member lost what we reported): report again now.
             peer = peers[key]
             peer.reported_endpoint, peer.reported_at = "", -math.inf
-            paths.moved_at = now  # it is watched (meshd.mesh.reconnect) for WINDOW s
+            paths.moved_at = now  # steps come sooner while it may be watched
+            gone = self._gone_at.pop(key, None)
+            status = stats.get(peer.wg_key)
+            shaken = status.last_handshake if status is not None else 0
+            if gone is None or not shaken or shaken >= gone:
+                continue  # a first connection, or a session begun since: no doubt
+            # Its session is older than its going: dead if it restarted. Watched
+            # (meshd.mesh.reconnect) for WINDOW s where Hellos flow; without them, silence
+            # says nothing and its judge asks WireGuard.
+            doubted[key] = now
             live = peer.liveness
-            if self._looked and key in self._known and peer.watched and live is not None:
-                # No Hellos: silence says nothing of a restart. Its judge asks WireGuard.
+            if peer.watched and live is not None:
                 live.doubt(now)
-        self._connected = set(connected)
-        self._known.update(connected)
-        self._looked = True
+        for key in [k for k, at in doubted.items() if now - at > WINDOW or k not in peers]:
+            del doubted[key]
+        self._connected = connected
+        self._looked, self._looked_at = True, wall
         heard: dict[bytes, float | None] = {}
         for key, peer in peers.items():
             status = stats.get(peer.wg_key)
-            # A session without Hellos is silent when idle: its silence is no sign.
-            has_session = status is not None and status.last_handshake and not peer.watched
-            heard[key] = peer.heard_at if has_session else None
+            has_session = status is not None and status.last_handshake
+            # Only a member connected again is watched; a session without Hellos is silent
+            # when idle: its silence is no sign.
+            doubt = has_session and key in doubted and not peer.watched
+            heard[key] = peer.heard_at if doubt else None
         ops: list[RemovePeer | UpdatePeer] = []
-        for key in self.reconnects.update(now, connected, heard):
+        for key in self.reconnects.update(now, sorted(connected), heard):
             peer = peers[key]
             status = stats.get(peer.wg_key)
             if status is None or status.config.endpoint is None:

@@ -297,7 +297,7 @@ class Punching:
             self.messages.forget(gone)
             self.endpoints.forget(gone)
             self.restarts.forget(gone)
-        kicks += self._reconnected(stats, now)
+        kicks += self._reconnected(stats, now, wall)
         probes, asked = self.peer_paths.probes(stats, now)
         kicks += probes
         self.pass_cost = read_took + trio.current_time() - read - writing
@@ -361,11 +361,11 @@ class Punching:
         self.restarts.keep(self.peers, stats, present, now, wall)
 
     def _reconnected(
-        self, stats: Mapping[bytes, PeerStatus], now: float
+        self, stats: Mapping[bytes, PeerStatus], now: float, wall: float
     ) -> list[RemovePeer | UpdatePeer]:
         """Re-create the peers of members whose connection came back while our session with
         them stays silent (:meth:`meshd.daemon.punch_restarts.Restarts.reconnected`)."""
-        return self.restarts.reconnected(self.peer_paths, stats, now)
+        return self.restarts.reconnected(self.peer_paths, stats, now, wall)
 
     # -- messages out -----------------------------------------------------------------------
 

@@ -230,15 +230,15 @@ def test_a_member_connected_again_with_a_silent_session_is_re_created_and_report
     net = ipaddress.ip_network("fd00::b/128")
     status = PeerStatus(PeerConfig(wg_b, "203.0.113.6:51820", (net,), 25), 1000.0, 5, 5)
     stats = {wg_b: status}
-    assert punching._reconnected(stats, 10.0) == []  # the first look: nobody doubted
+    assert punching._reconnected(stats, 10.0, 2010.0) == []  # the first look: nobody doubted
     connected.clear()  # B stops; nothing heard from it since 10.0
-    assert punching._reconnected(stats, 12.0) == []
+    assert punching._reconnected(stats, 12.0, 2012.0) == []
     connected.add(B)  # ...and is back (its connection is new)
     punching.peers[B].rx_at = 13.0  # the silent direct path was declared lost: a new round
-    assert punching._reconnected(stats, 13.0) == []  # silent 3 s: a Hello may be due
+    assert punching._reconnected(stats, 13.0, 2013.0) == []  # silent 3 s: a Hello may be due
     peer = punching.peers[B]
     assert (peer.reported_endpoint, peer.reported_at) == ("", float("-inf"))  # again at once
-    ops = punching._reconnected(stats, 15.5)  # silent 5.5 s (Hello 4 s + 1)
+    ops = punching._reconnected(stats, 15.5, 2015.5)  # silent 5.5 s (Hello 4 s + 1)
     assert ops[0] == RemovePeer(wg_b)
     assert isinstance(ops[1], UpdatePeer)
     assert (ops[1].endpoint, ops[1].persistent_keepalive, ops[1].allowed_ips) == (
@@ -246,7 +246,7 @@ def test_a_member_connected_again_with_a_silent_session_is_re_created_and_report
         25,
         (net,),
     )
-    assert punching._reconnected(stats, 16.5) == []  # once
+    assert punching._reconnected(stats, 16.5, 2016.5) == []  # once
 
 
 def _quiet_path_without_hellos(punching: Punching, wg_b: bytes) -> tuple[_Peer, Liveness]:
@@ -271,13 +271,52 @@ def test_a_first_connection_on_a_path_without_hellos_is_no_restart() -> None:
     _, live = _quiet_path_without_hellos(punching, wg_b)
     net = ipaddress.ip_network("fd00::b/128")
     stats = {wg_b: PeerStatus(PeerConfig(wg_b, "203.0.113.6:51820", (net,), 25), 1000.0, 5, 5)}
-    assert punching._reconnected(stats, 10.0) == []  # the first look: B not connected yet
+    assert punching._reconnected(stats, 10.0, 2010.0) == []  # the first look: B not connected yet
     connected.add(B)  # B's first connection
     due = live.next_check()
     for at in (11.0, 13.0, 15.5, 19.0):  # silent 9 s, within the watch's window
-        assert punching._reconnected(stats, at) == []
+        assert punching._reconnected(stats, at, 2000 + at) == []
     assert live.next_check() == due  # not doubted
     assert punching.peer_paths.events.take() == ([], [])  # no line
+
+
+def test_a_first_connection_where_hellos_flow_is_no_restart_either() -> None:
+    """A member joins through a relay: its session with the relay comes up first (its
+    WireGuard is programmed before its gossip starts), then its connection, and its Babel
+    sends Hellos only once its daemon is all up, seconds later on a slow machine. The
+    relay has never seen it connected: its first connection is no sign of a restart,
+    however long the session stays silent (the relay logged it as "restarted?" and made
+    it shake hands again)."""
+    connected: set[bytes] = set()
+    punching, _ = service(connected)
+    wg_b = bytes([2]) * 32
+    punching.peers[B] = _Peer(who(wg_b, "b"), [], 0.0, rx_at=10.0, heard_at=10.0)
+    net = ipaddress.ip_network("fd00::b/128")
+    stats = {wg_b: PeerStatus(PeerConfig(wg_b, "203.0.113.6:51820", (net,), 25), 2009.0, 5, 5)}
+    assert punching._reconnected(stats, 10.0, 2010.0) == []
+    connected.add(B)
+    for at in (11.0, 13.0, 15.5, 19.0):  # silent 9 s, within the watch's window
+        assert punching._reconnected(stats, at, 2000 + at) == []
+
+
+def test_a_member_back_with_a_session_newer_than_its_going_is_not_doubted() -> None:
+    """B went away and came back, and our session with it is newer than its going: it
+    restarted and its WireGuard reached ours (or only its connection dropped while the
+    session went on). Nothing to shake anew, whether Hellos flow or not."""
+    connected: set[bytes] = {B}
+    punching, _ = service(connected)
+    wg_b = bytes([2]) * 32
+    punching.peers[B] = _Peer(who(wg_b, "b"), [], 0.0, rx_at=10.0, heard_at=10.0)
+    net = ipaddress.ip_network("fd00::b/128")
+    config = PeerConfig(wg_b, "203.0.113.6:51820", (net,), 25)
+    stats = {wg_b: PeerStatus(config, 1000.0, 5, 5)}
+    assert punching._reconnected(stats, 10.0, 2010.0) == []
+    connected.clear()
+    assert punching._reconnected(stats, 12.0, 2012.0) == []  # gone (seen connected at 2010)
+    connected.add(B)
+    stats = {wg_b: PeerStatus(config, 2010.5, 5, 5)}  # a session begun since reached us
+    for at in (13.0, 15.5, 19.0):
+        assert punching._reconnected(stats, at, 2000 + at) == []
 
 
 def test_a_member_connected_again_without_hellos_has_its_path_asked_not_re_created() -> None:
@@ -291,16 +330,16 @@ def test_a_member_connected_again_without_hellos_has_its_path_asked_not_re_creat
     _, live = _quiet_path_without_hellos(punching, wg_b)
     net = ipaddress.ip_network("fd00::b/128")
     stats = {wg_b: PeerStatus(PeerConfig(wg_b, "203.0.113.6:51820", (net,), 25), 1000.0, 5, 5)}
-    assert punching._reconnected(stats, 10.0) == []
+    assert punching._reconnected(stats, 10.0, 2010.0) == []
     connected.clear()
-    assert punching._reconnected(stats, 12.0) == []
+    assert punching._reconnected(stats, 12.0, 2012.0) == []
     assert live.next_check() > 13.0  # quiet 3 s: nothing due yet
     connected.add(B)  # connected again
-    assert punching._reconnected(stats, 13.0) == []
+    assert punching._reconnected(stats, 13.0, 2013.0) == []
     assert live.next_check() <= 13.0  # doubted: a probe at the next judgement
     assert live.judge(13.5, 5, 5, None, 25) == "probe"
     for at in (15.5, 19.0):  # silent 9 s: still no re-creation by the watch
-        assert punching._reconnected(stats, at) == []
+        assert punching._reconnected(stats, at, 2000 + at) == []
 
 
 def test_where_wireguard_sees_a_natted_peer_is_kept_for_the_next_start(tmp_path: Path) -> None:
