@@ -300,9 +300,9 @@ def test_a_first_connection_where_hellos_flow_is_no_restart_either() -> None:
 
 
 def test_a_member_back_with_a_session_newer_than_its_going_is_not_doubted() -> None:
-    """B went away and came back, and our session with it is newer than its going: it
-    restarted and its WireGuard reached ours (or only its connection dropped while the
-    session went on). Nothing to shake anew, whether Hellos flow or not."""
+    """B went away and came back, and our session with it began after the last look that
+    saw it connected: it restarted and its WireGuard reached ours (or the session was
+    renewed meanwhile). Nothing to shake anew, whether Hellos flow or not."""
     connected: set[bytes] = {B}
     punching, _ = service(connected)
     wg_b = bytes([2]) * 32
