@@ -9,9 +9,13 @@ every destination to its own port: only that member's own initiation gets throug
 
 The sign is cheap to see: the member's libp2p connection comes back (a daemon that
 restarted is dialled, or dials, again) while our WireGuard has received nothing from it for
-longer than a working session allows (Babel's Hellos reach every peer every Hello interval).
-Then the peer is re-created, which drops the dead session and, with its persistent
-keepalive, makes WireGuard initiate at once. :class:`Reconnects` decides:
+longer than a working session allows (Babel's Hellos reach a peer we speak Babel with every
+Hello interval). Then the peer is re-created, which drops the dead session and, with its
+persistent keepalive, makes WireGuard initiate at once. The caller
+(:mod:`meshd.daemon.punch_restarts`) gives a session's silence only for a member connected
+*again* whose session is older than the last look that saw it connected, and only where
+Hellos flow on it (elsewhere silence is no sign: an idle session is silent).
+:class:`Reconnects` decides:
 
 * a member whose connection is new (not connected at the last look) is watched for
   ``window`` seconds;
