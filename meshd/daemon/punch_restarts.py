@@ -39,7 +39,7 @@ from meshd.daemon.punch_peer import UNCHOSEN
 from meshd.daemon.transport import Transport, key_of
 from meshd.mesh.desired import choose_endpoint
 from meshd.mesh.kicks import recreate
-from meshd.mesh.reconnect import WINDOW, Reconnects, silence_for
+from meshd.mesh.reconnect import Reconnects, silence_for
 from meshd.mesh.remembered import Kept
 from meshd.wg.model import PeerStatus, RemovePeer, UpdatePeer
 
@@ -68,7 +68,6 @@ class Restarts:
         # clock) that saw them connected. Their next connection is one again.
         self._gone_at: dict[bytes, float] = {}
         self._looked_at = 0.0  # the last look, wall clock
-        self._doubted: dict[bytes, float] = {}  # connected again with an older session: when
         # Where our WireGuard last saw peers that announce no such endpoint (a NAT's mapping
         # for us): kept in the state dir for the next start (meshd.mesh.remembered).
         self.state_dir = state_dir
@@ -147,7 +146,7 @@ class Restarts:
         if self._looked:
             for key in self._connected - connected:
                 self._gone_at.setdefault(key, self._looked_at)
-        doubted = self._doubted
+        doubted: set[bytes] = set()  # connected again now, with a session from before
         for key in connected - self._connected:
             # A new connection (a restarted member lost what we reported): report again now.
             peer = peers[key]
@@ -161,24 +160,20 @@ class Restarts:
             # Its session is older than its going: dead if it restarted. Watched
             # (meshd.mesh.reconnect) for WINDOW s where Hellos flow; without them, silence
             # says nothing and its judge asks WireGuard.
-            doubted[key] = now
+            doubted.add(key)
             live = peer.liveness
             if peer.watched and live is not None:
                 live.doubt(now)
-        for key in [k for k, at in doubted.items() if now - at > WINDOW or k not in peers]:
-            del doubted[key]
         self._connected = connected
         self._looked, self._looked_at = True, wall
         heard: dict[bytes, float | None] = {}
         for key, peer in peers.items():
             status = stats.get(peer.wg_key)
-            has_session = status is not None and status.last_handshake
-            # Only a member connected again is watched; a session without Hellos is silent
-            # when idle: its silence is no sign.
-            doubt = has_session and key in doubted and not peer.watched
-            heard[key] = peer.heard_at if doubt else None
+            # A session without Hellos is silent when idle: its silence is no sign.
+            has_session = status is not None and status.last_handshake and not peer.watched
+            heard[key] = peer.heard_at if has_session else None
         ops: list[RemovePeer | UpdatePeer] = []
-        for key in self.reconnects.update(now, sorted(connected), heard):
+        for key in self.reconnects.update(now, connected, heard, doubted):
             peer = peers[key]
             status = stats.get(peer.wg_key)
             if status is None or status.config.endpoint is None:

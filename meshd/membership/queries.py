@@ -164,12 +164,12 @@ class RecordQueries(MembershipTables):
 
         Decoded again (each was, and checked, as it came): not held decoded. The role and
         dates that choose them are read where they lie in their bytes."""
-        if lasting_over is None:
-            return [decode_untrusted(raw, Certificate) for raw in self._issuing]
         return [
             decode_untrusted(raw, Certificate)
             for raw in self._issuing
-            if role_of(raw) != Role.INVITE or not_after_of(raw) - not_before_of(raw) > lasting_over
+            if lasting_over is None
+            or role_of(raw) != Role.INVITE
+            or not_after_of(raw) - not_before_of(raw) > lasting_over
         ]
 
     @property

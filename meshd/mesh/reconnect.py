@@ -12,9 +12,10 @@ restarted is dialled, or dials, again) while our WireGuard has received nothing 
 longer than a working session allows (Babel's Hellos reach a peer we speak Babel with every
 Hello interval). Then the peer is re-created, which drops the dead session and, with its
 persistent keepalive, makes WireGuard initiate at once. The caller
-(:mod:`meshd.daemon.punch_restarts`) gives a session's silence only for a member connected
-*again* whose session is older than the last look that saw it connected, and only where
-Hellos flow on it (elsewhere silence is no sign: an idle session is silent).
+(:mod:`meshd.daemon.punch_restarts`) has watched only a member connected *again* whose
+session is older than the last look that saw it connected (``doubted``), and gives its
+session's silence only where Hellos flow on it (elsewhere silence is no sign: an idle
+session is silent).
 :class:`Reconnects` decides:
 
 * a member whose connection is new (not connected at the last look) is watched for
@@ -65,10 +66,15 @@ class Reconnects(Generic[K]):
         self._done: dict[K, float] = {}  # member -> when it was last due
 
     def update(
-        self, now: float, connected: Collection[K], heard: Mapping[K, float | None]
+        self,
+        now: float,
+        connected: Collection[K],
+        heard: Mapping[K, float | None],
+        doubted: Collection[K] | None = None,
     ) -> list[K]:
         """Take the members connected now and, per member, when our WireGuard last heard
-        from it (None: no session); return the members due now.
+        from it (None: no session); return the members due now. ``doubted``: of the members
+        whose connection is new, those to watch (None: every one).
 
         At the first call every connected member is taken as connected before: a daemon
         that starts has no session to doubt.
@@ -76,7 +82,8 @@ class Reconnects(Generic[K]):
         now_connected = set(connected)
         if self._connected is not None:
             for member in now_connected - self._connected:
-                self._watched[member] = now
+                if doubted is None or member in doubted:
+                    self._watched[member] = now
         self._connected = now_connected
         due: list[K] = []
         for member, since in list(self._watched.items()):
