@@ -31,6 +31,15 @@ def test_a_restarted_member_is_due_once_its_session_has_been_silent_long_enough(
     assert r.update(7.0, {"h1", "h2"}, {"h1": 1.0, "h2": 7.0}) == []  # once
 
 
+def test_only_the_members_the_caller_doubts_are_watched() -> None:
+    """The caller names, of the members whose connection is new, those connected again
+    with a session from before (``doubted``): another's silence is no sign (a joiner's)."""
+    r: Reconnects[str] = Reconnects(SILENCE)
+    assert r.update(0.0, set(), {}, set()) == []
+    assert r.update(1.0, {"h1", "h2"}, {"h1": 0.0, "h2": 0.0}, {"h2"}) == []
+    assert r.update(6.0, {"h1", "h2"}, {"h1": 0.0, "h2": 0.0}, set()) == ["h2"]
+
+
 def test_a_working_session_is_left_alone_when_its_connection_comes_back() -> None:
     r: Reconnects[str] = Reconnects(SILENCE)
     r.update(0.0, set(), {})
