@@ -84,9 +84,12 @@ def test_a_sighup_gives_babel_a_new_site_link_and_hello_interval(tmp_path: Path)
             node.config.write_text('babel_interface = ["site0"]\nbabel_hello_interval = 0.5\n')
             node.process.send_signal(signal.SIGHUP)
             assert heard_interval(router, 10.0) == 50, node.log()
-            text = node.log_path.read_text()
-            assert "Babel: starting again: site links site0, Hello interval 0.5 s" in text
-            assert "SIGHUP: the running daemon took babel_hello_interval, babel_interface" in text
+            # The reload's report follows Babel's start again (logged once the daemon took
+            # the options): awaited, not read the instant the Hellos are heard.
+            deadline = time.monotonic() + 10
+            while not _reported(node.log_path.read_text()):
+                assert time.monotonic() < deadline, node.log()
+                time.sleep(0.05)
 
             # The site link's MTU lowered: Babel's datagrams there follow, no restart.
             run(["ip", "-n", node.ns, "link", "set", "site0", "mtu", "1280"])
@@ -107,3 +110,10 @@ def test_a_sighup_gives_babel_a_new_site_link_and_hello_interval(tmp_path: Path)
             assert node.process.poll() is None
         finally:
             subprocess.run(["ip", "netns", "del", router], check=False, capture_output=True)
+
+
+def _reported(text: str) -> bool:
+    return (
+        "Babel: starting again: site links site0, Hello interval 0.5 s" in text
+        and "SIGHUP: the running daemon took babel_hello_interval, babel_interface" in text
+    )

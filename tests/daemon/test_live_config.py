@@ -388,9 +388,9 @@ def test_a_running_daemon_announces_its_new_endpoint_at_a_sighup(tmp_path: Path)
         process.send_signal(signal.SIGHUP)
         wait_for(lambda: status()["endpoints"] == ["192.0.2.7:51820"], 10, "the new endpoint")
         wait_for(lambda: log_path.read_text().count("announcing (") > announced, 10)
-        text = log_path.read_text()
-        assert "SIGHUP: the running daemon took endpoint" in text
-        assert "SIGHUP: babel_originate changed; it takes effect when meshd starts again" in text
+        # The reload's report is logged once the running daemon took the options, which the
+        # announcement may precede.
+        wait_for(lambda: _reported(log_path.read_text()), 10, "the reload's report")
         seen = status()["config"]
         assert (seen["reloads"], seen["failed"], seen["waiting"]) == (1, 0, ["babel_originate"])
         # The metrics endpoint turned on, then off, without a restart.
@@ -462,3 +462,10 @@ def test_a_new_bootstrap_option_is_what_an_isolated_node_dials_next() -> None:
     # The option's first, then what join kept.
     assert daemon.connections.policy.rejoin.bootstrap == {bytes(32): (named, kept.decode())}
     assert daemon.config.bootstrap == (named,)
+
+
+def _reported(text: str) -> bool:
+    return (
+        "SIGHUP: the running daemon took endpoint" in text
+        and "SIGHUP: babel_originate changed; it takes effect when meshd starts again" in text
+    )
