@@ -6,7 +6,9 @@
    a second daemon for the same state dir stops here, whatever its other options, having
    touched nothing;
 2. the listen addresses: each must be a TCP multiaddr whose address this host has and whose
-   port is free (bound once, exclusively, and closed again);
+   port is free (bound once, exclusively, and closed again; port 0 too, for its address); a
+   start whose every address is ``/ip6/::`` on a host with IPv6 turned off goes on, warned
+   that no member can dial it;
 3. WireGuard, unless ``--wg-backend none``: the backend is there (the kernel module, or
    ``wireguard-go``), we may create interfaces (root or CAP_NET_ADMIN), no other process
    serves the interface (its UAPI socket answers) and no interface of that name exists, the
@@ -146,21 +148,59 @@ def listen_endpoint(text: str) -> tuple[socket.AddressFamily, str, int]:
     return family, str(address), port
 
 
-def check_listen(listen: Sequence[str]) -> None:
-    """Each listen address parses and binds now (exclusively, then released)."""
+#: Linux's switch for IPv6 on every interface (sysctl net.ipv6.conf.all.disable_ipv6).
+IPV6_OFF: Final = Path("/proc/sys/net/ipv6/conf/all/disable_ipv6")
+
+
+def check_listen(listen: Sequence[str], ipv6_off: Path = IPV6_OFF) -> str | None:
+    """Each listen address parses and binds now (exclusively, then released; port 0 too:
+    its address must be this host's). Returns a warning where the start may go on but no
+    member can dial it (:func:`unreachable_listen`; ``ipv6_off``: the sysctl to read)."""
     for text in listen:
         family, address, port = listen_endpoint(text)
-        if port == 0:
-            continue
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 probe.bind((address, port))
-            except OSError as exc:
-                raise _bind_error(f"--listen {text}", f"TCP port {port}", exc) from None
+        except OSError as exc:
+            raise _bind_error(f"--listen {text}", f"TCP port {port}", exc) from None
+    return unreachable_listen(listen, _is_on(ipv6_off))
+
+
+def _is_on(switch: Path) -> bool:
+    try:
+        return switch.read_text().strip() == "1"
+    except OSError:  # no such switch: no IPv6 in this kernel, which the bind said already
+        return False
+
+
+def unreachable_listen(listen: Sequence[str], ipv6_off: bool) -> str | None:
+    """Why no member can dial us at ``listen`` (bound, as :func:`check_listen` found),
+    if none can: every address IPv6's unspecified one while IPv6 is off (``ipv6_off``),
+    which no address of this host will ever stand for. None otherwise."""
+    if not ipv6_off or not listen:
+        return None
+    ports = []
+    for text in listen:
+        family, address, port = listen_endpoint(text)
+        if family != socket.AF_INET6 or not ipaddress.ip_address(address).is_unspecified:
+            return None
+        ports.append(port)
+    return (
+        f"listening on {', '.join(listen)} alone, and IPv6 is turned off on this host "
+        "(net.ipv6.conf.all.disable_ipv6 = 1): this node has no address to announce, so no "
+        f"member can dial it; listen on IPv4 too (--listen /ip4/0.0.0.0/tcp/{ports[0]}), or "
+        "turn IPv6 on"
+    )
 
 
 def _bind_error(what: str, port: str, exc: OSError) -> Exception:
+    if exc.errno == errno.EAFNOSUPPORT:
+        family = "IPv6" if "/ip6/" in what else "IPv4"
+        return AddressUnavailable(
+            f"{what}: this host has no {family} (its kernel offers none)",
+            hint="listen on an address of a family it has (`ip addr`)",
+        )
     if exc.errno == errno.EADDRINUSE:
         return AddressUnavailable(
             f"{what}: {port} is already in use",
@@ -328,7 +368,9 @@ async def claim(config: DaemonConfig, node: NodeDir) -> AsyncIterator[StateDirLo
 
     lock = lock_state_dir(node.paths.root)
     try:
-        check_listen(config.listen)
+        warning = check_listen(config.listen)
+        if warning is not None:
+            log.warning("%s", warning)
         overlay = node.anchor.overlay
         assert isinstance(overlay, ipaddress.IPv6Network)
         kind = backend_kind(config.wg_backend)
@@ -343,7 +385,7 @@ async def preflight(config: DaemonConfig) -> None:
     spends a use of the invite on a node whose daemon could not start."""
     from meshd.daemon.wireguard_open import backend_kind
 
-    check_listen(config.listen)
+    check_listen(config.listen)  # its warning is said by the daemon join starts (claim)
     check_metrics(config.metrics)
     await check_wireguard(
         backend_kind(config.wg_backend), config.interface, config.listen_port, None

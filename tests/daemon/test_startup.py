@@ -84,10 +84,14 @@ def test_the_listen_port_is_not_shared(running: Daemon) -> None:
         assert refused.value.errno == errno.EADDRINUSE
 
 
-def test_an_address_this_host_lacks_is_a_start_up_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("any_port", [False, True], ids=["a-port", "port-0"])
+def test_an_address_this_host_lacks_is_a_start_up_error(tmp_path: Path, any_port: bool) -> None:
+    """Port 0 as well: before, its address was not tried until libp2p listened, after the
+    WireGuard interface was set up, and libp2p's own error line came first."""
     node = Daemon("gamma", tmp_path / "gamma")
     node.init()
-    listen = f"/ip4/192.0.2.1/tcp/{node.port}"  # TEST-NET-1: on no interface here
+    port = 0 if any_port else node.port
+    listen = f"/ip4/192.0.2.1/tcp/{port}"  # TEST-NET-1: on no interface here
     done = meshd("up", "--listen", listen, *FAST, "--state-dir", str(node.state_dir))
     assert done.returncode == 6
     assert the_line(done.stderr) == (
@@ -95,6 +99,8 @@ def test_an_address_this_host_lacks_is_a_start_up_error(tmp_path: Path) -> None:
         "(`ip addr`), or 0.0.0.0 for all"
     )
     assert "listening on" not in done.stderr
+    assert "WireGuard" not in done.stderr  # checked before anything was set up
+    assert "libp2p" not in done.stderr
 
 
 def test_the_kernel_backend_without_its_module(tmp_path: Path) -> None:
