@@ -605,7 +605,8 @@ def _announced_candidates(world: World) -> Decoder:
             c.endpoint == endpoint for c, (_, endpoint) in zip(kept, pairs, strict=True)
         )
         if not refused and canonical and pairs and entries[-1:] != [pairs[-1][1]]:
-            _check(encoded == entries, "candidates differ")  # canonical text: the same entries
+            # Canonical text: the same entries (what differed said in full, to replay it).
+            _check(encoded == entries, f"candidates differ: {entries!r} told as {encoded!r}")
         return kept
 
     return run
