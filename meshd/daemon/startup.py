@@ -152,19 +152,27 @@ def listen_endpoint(text: str) -> tuple[socket.AddressFamily, str, int]:
 IPV6_OFF: Final = Path("/proc/sys/net/ipv6/conf/all/disable_ipv6")
 
 
-def check_listen(listen: Sequence[str], ipv6_off: Path = IPV6_OFF) -> str | None:
+def check_listen(listen: Sequence[str], ipv6_switch: Path = IPV6_OFF) -> str | None:
     """Each listen address parses and binds now (exclusively, then released; port 0 too:
     its address must be this host's). Returns a warning where the start may go on but no
-    member can dial it (:func:`unreachable_listen`; ``ipv6_off``: the sysctl to read)."""
+    member can dial it (:func:`unreachable_listen`; ``ipv6_switch``: the sysctl to read)."""
     for text in listen:
         family, address, port = listen_endpoint(text)
         try:
-            with socket.socket(family, socket.SOCK_STREAM) as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:  # EAFNOSUPPORT: a kernel without IPv6 (ipv6.disable=1)
+            name = "IPv6" if family == socket.AF_INET6 else "IPv4"
+            raise AddressUnavailable(
+                f"--listen {text}: this host has no {name} (its kernel offers none)",
+                hint="listen on an address of a family it has (`ip addr`)",
+            ) from None
+        with probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
                 probe.bind((address, port))
-        except OSError as exc:
-            raise _bind_error(f"--listen {text}", f"TCP port {port}", exc) from None
-    return unreachable_listen(listen, _is_on(ipv6_off))
+            except OSError as exc:
+                raise _bind_error(f"--listen {text}", f"TCP port {port}", exc) from None
+    return unreachable_listen(listen, _is_on(ipv6_switch))
 
 
 def _is_on(switch: Path) -> bool:
@@ -195,12 +203,6 @@ def unreachable_listen(listen: Sequence[str], ipv6_off: bool) -> str | None:
 
 
 def _bind_error(what: str, port: str, exc: OSError) -> Exception:
-    if exc.errno == errno.EAFNOSUPPORT:
-        family = "IPv6" if "/ip6/" in what else "IPv4"
-        return AddressUnavailable(
-            f"{what}: this host has no {family} (its kernel offers none)",
-            hint="listen on an address of a family it has (`ip addr`)",
-        )
     if exc.errno == errno.EADDRINUSE:
         return AddressUnavailable(
             f"{what}: {port} is already in use",
