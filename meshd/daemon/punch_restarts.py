@@ -137,8 +137,7 @@ class Restarts:
         """Re-create the peers of members connected again whose session, older than the
         last look that saw them connected, stays silent (a restarted daemon:
         :mod:`meshd.mesh.reconnect`), where Babel's Hellos flow on it; elsewhere doubt their
-        path. ``wall``: the device's read, in Unix
-        seconds (its handshakes')."""
+        path. ``wall``: the device's read, in Unix seconds (its handshakes')."""
         peers = paths.peers
         # From the connected peers' ids (a few), not each peer's id (base58 for 10,000).
         found = (key_of(peer_id) for peer_id in self.host.connected_peers())

@@ -188,16 +188,15 @@ def unreachable_listen(listen: Sequence[str], ipv6_off: bool) -> str | None:
     which no address of this host will ever stand for. None otherwise."""
     if not ipv6_off or not listen:
         return None
-    ports = []
     for text in listen:
-        family, address, port = listen_endpoint(text)
+        family, address, _ = listen_endpoint(text)
         if family != socket.AF_INET6 or not ipaddress.ip_address(address).is_unspecified:
             return None
-        ports.append(port)
+    port = listen_endpoint(listen[0])[2]
     return (
         f"listening on {', '.join(listen)} alone, and IPv6 is turned off on this host "
         "(net.ipv6.conf.all.disable_ipv6 = 1): this node has no address to announce, so no "
-        f"member can dial it; listen on IPv4 too (--listen /ip4/0.0.0.0/tcp/{ports[0]}), or "
+        f"member can dial it; listen on IPv4 too (--listen /ip4/0.0.0.0/tcp/{port}), or "
         "turn IPv6 on"
     )
 
