@@ -21,7 +21,7 @@ the daemon's ``meshd up: node ...`` line: every service started, the control soc
 Needs root and wireguard-go. Every process is stopped by PID and every namespace deleted.
 
     .venv/bin/python -m benchmarks.startup --reference /tmp/clone-ref [--members 10000]
-        [--rounds 2]
+        [--rounds 2] [--joined certified|invited|single-use]
 
 Results: printed, and saved to benchmarks/results/startup.json.
 """
@@ -162,6 +162,12 @@ def main() -> int:
     parser.add_argument(
         "--no-unsealed", action="store_true", help="skip the start from an unsealed store"
     )
+    parser.add_argument(
+        "--joined",
+        choices=("certified", "invited", "single-use"),
+        default="certified",
+        help="how the store's members joined (benchmarks.synthetic_store)",
+    )
     args = parser.parse_args()
     if not have_userspace():
         print("needs root and wireguard-go", file=sys.stderr)
@@ -174,9 +180,9 @@ def main() -> int:
         "commits": {name: commit_of(tree) for name, tree in trees.items()},
         "runs": [],
     }
-    variants = [("reference", False), ("this", False), ("this, unsealed", True)]
-    if args.no_unsealed:
-        variants.pop()
+    variants = [("reference", False), ("this", False)]
+    if not args.no_unsealed:
+        variants.append(("this, unsealed", True))
     for tree in trees.values():  # no run pays for compiling the bytecode
         subprocess.run(
             [str(tree / ".venv" / "bin" / "python"), "-m", "compileall", "-q", "meshd"],
@@ -185,7 +191,8 @@ def main() -> int:
         )
     with tempfile.TemporaryDirectory(prefix="meshd-startup-") as tmp:
         store = Path(tmp) / "store"
-        results["store"] = build_store(store, args.members)
+        results["store"] = build_store(store, args.members, args.joined)
+        results["joined"] = args.joined
         print(json.dumps({"commits": results["commits"], "store": results["store"]}))
         for round_ in range(args.rounds):
             for name, unsealed in variants:
@@ -205,7 +212,13 @@ def main() -> int:
         rows = [r for r in results["runs"] if r["variant"] == name]
         summary[name] = {
             key: statistics.median(r[key] for r in rows)
-            for key in ("loaded_s", "opened_s", "programmed_s", "serving_s", "next_round_s")
+            for key in (
+                "loaded_s",
+                "opened_s",
+                "programmed_s",
+                "serving_s",
+                "next_round_s",
+            )
             if all(key in r for r in rows)
         }
     results["median"] = summary
