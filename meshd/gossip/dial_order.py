@@ -15,6 +15,24 @@ its dial waited the whole dial timeout (5 s) before the LAN address was tried. S
 - an on-link address cut short is dialled again, within the whole dial timeout, once all
   the others failed: a slow member on our own LAN is still reached.
 
+The same wait came from any silent address listed before one that works, off our LAN too: a
+stale public address, a public IPv4 address whose port is not forwarded before the member's
+IPv6 one. So when a peer has two or more such addresses (*far*, ``/ip4`` or ``/ip6`` with a
+TCP port), once its on-link addresses (if any) failed, each far one is asked for a bare TCP
+connection, all at once (the shell's probe, :mod:`meshd.gossip.dialling`), until one accepts
+or :data:`PROBE_WINDOW` passes; then:
+
+- those that accepted are dialled first, in the listed order, within the dial timeout;
+- the far addresses not probed (a name, another transport) follow, as listed;
+- those silent in the probe follow for at most :data:`ON_LINK_TIMEOUT` each (a slow path
+  may still answer), and are dialled again within the whole dial timeout once all the
+  others failed, as an on-link address cut short is;
+- when none accepted, the far addresses are dialled as listed, each within the dial timeout:
+  the probe said nothing (a refused port fails its dial at once anyway).
+
+A probe costs one TCP handshake per address, and its answer at most one round trip before
+the first dial; a peer with fewer than two far addresses is not probed.
+
 A name (``/dns/..``) is not on link (its addresses are known only once it is looked up).
 Nothing here needs the addresses to be valid: one that does not parse keeps its place.
 """
@@ -22,7 +40,7 @@ Nothing here needs the addresses to be valid: one that does not parse keeps its 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -32,6 +50,8 @@ IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: A dial over a LAN takes 0.25-0.5 s in py-libp2p (a TCP, Noise and Yamux handshake);
 #: three times that leaves a loaded machine room.
 ON_LINK_TIMEOUT = 1.5
+#: Seconds the probe of a peer's far addresses waits for the first to accept a connection.
+PROBE_WINDOW = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,16 +89,55 @@ def on_link(addr: str, networks: Sequence[IPNetwork]) -> bool:
     return host is not None and any(host in net for net in networks if net.version == host.version)
 
 
+def tcp_target(addr: str) -> tuple[str, int] | None:
+    """The IP address and TCP port an ``/ip4/A/tcp/P/..`` or ``/ip6/A/tcp/P/..`` multiaddr
+    dials; None for any other (a name, another transport, one that does not parse)."""
+    host = host_of(addr)
+    parts = addr.split("/", 6)
+    if host is None or len(parts) < 5 or parts[3] != "tcp" or not parts[4].isdigit():
+        return None
+    port = int(parts[4])
+    return (str(host), port) if 0 < port < 65536 else None
+
+
+def probe_targets(
+    addrs: Sequence[str], networks: Sequence[IPNetwork]
+) -> dict[int, tuple[str, int]]:
+    """The far addresses of one peer to probe (see the module's text), by their place in
+    ``addrs``: empty unless there are two or more."""
+    targets = {
+        i: target
+        for i, addr in enumerate(addrs)
+        if not on_link(addr, networks) and (target := tcp_target(addr)) is not None
+    }
+    return targets if len(targets) >= 2 else {}
+
+
 def dial_plan(
-    addrs: Sequence[str], networks: Sequence[IPNetwork], quick: float = ON_LINK_TIMEOUT
+    addrs: Sequence[str],
+    networks: Sequence[IPNetwork],
+    quick: float = ON_LINK_TIMEOUT,
+    *,
+    probed: Collection[int] = (),
+    answered: Collection[int] = (),
 ) -> DialPlan:
     """How to dial ``addrs``, the addresses of one peer in their listed order, from a node
-    whose own addresses are on ``networks`` (see the module's text)."""
+    whose own addresses are on ``networks``, ``probed`` of them asked for a connection and
+    ``answered`` of those accepting one (see the module's text)."""
     near = [i for i, addr in enumerate(addrs) if on_link(addr, networks)]
     far = [i for i in range(len(addrs)) if i not in near]
-    if not near or not far:
-        return DialPlan(tuple(Attempt(i) for i in (*near, *far)))
+    silent: list[int] = []
+    if answered:
+        first = [i for i in far if i in answered]
+        rest = [i for i in far if i not in probed]
+        silent = [i for i in far if i in probed and i not in answered]
+        far = [*first, *rest]
+    if near and far:
+        near_first = tuple(Attempt(i, quick) for i in near)
+    else:
+        near_first = tuple(Attempt(i) for i in near)
+    cut_short = near if near and far else []
     return DialPlan(
-        (*(Attempt(i, quick) for i in near), *(Attempt(i) for i in far)),
-        tuple(Attempt(i) for i in near),
+        (*near_first, *(Attempt(i) for i in far), *(Attempt(i, quick) for i in silent)),
+        tuple(Attempt(i) for i in (*cut_short, *silent)),
     )

@@ -12,8 +12,9 @@ up first (:func:`resolve`), by the host's resolver, each time it is dialled.
 
 from __future__ import annotations
 
+import logging
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import trio
@@ -29,7 +30,8 @@ from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.protocol_muxer.exceptions import MultiselectClientError
 
 from meshd.gossip.config import parse_multiaddr
-from meshd.gossip.dial_order import IPNetwork, dial_plan
+from meshd.gossip.dial_order import PROBE_WINDOW, Attempt, IPNetwork, dial_plan, probe_targets
+from meshd.gossip.dial_order import on_link as is_on_link
 from meshd.gossip.libp2p_workarounds.connections import forget_failed_dial
 from meshd.gossip.names import NamedAddr, resolved_multiaddrs
 from meshd.gossip.peers import ConnectResult, parse_peer_id
@@ -44,6 +46,7 @@ from meshd.gossip.streams import (
 
 __all__ = [
     "Lookups",
+    "Probe",
     "ProtocolNotSupported",
     "dial",
     "dial_all",
@@ -54,7 +57,10 @@ __all__ = [
     "remote_address_of",
     "resolve",
     "source_of_peer",
+    "tcp_probe",
 ]
+
+log = logging.getLogger(__name__)
 
 #: What a name is looked up with (run in a worker thread): the host's resolver (``/etc/hosts``,
 #: then its name servers), as every program on it.
@@ -155,14 +161,53 @@ async def resolve(named: NamedAddr, within: float, lookups: Lookups) -> list[str
     raise TransportError(f"looking up {named.name} took longer than {within} s")
 
 
+#: Asks addresses (by their place in a peer's list: IP address and TCP port) for a bare TCP
+#: connection, for at most the seconds given; the places of those that accepted one.
+Probe = Callable[[Mapping[int, tuple[str, int]], float], Awaitable[frozenset[int]]]
+
+
+async def tcp_probe(targets: Mapping[int, tuple[str, int]], window: float) -> frozenset[int]:
+    """:data:`Probe` over TCP: each target asked at once, each connection closed as soon as
+    it is made; returns once one accepted (with any that accepted at the same moment), all
+    failed, or ``window`` seconds passed."""
+    answered: set[int] = set()
+    done = trio.Event()
+    left = len(targets)
+
+    async def ask(place: int, host: str, port: int) -> None:
+        nonlocal left
+        try:
+            stream = await trio.open_tcp_stream(host, port)
+        except OSError:
+            pass
+        else:
+            await stream.aclose()
+            answered.add(place)
+            done.set()
+        finally:
+            left -= 1
+            if not left:
+                done.set()
+
+    with trio.move_on_after(window):
+        async with trio.open_nursery() as nursery:
+            for place, (host, port) in targets.items():
+                nursery.start_soon(ask, place, host, port)
+            await done.wait()
+            nursery.cancel_scope.cancel()
+    return frozenset(answered)
+
+
 async def dial_all(
     connect: Callable[[str, float | None], Awaitable[str]],
     addrs: Sequence[str],
     on_link: Sequence[IPNetwork] = (),
+    probe: Probe | None = None,
 ) -> list[ConnectResult]:
     """``connect`` to ``addrs`` (each within the time given, None: the dial timeout): the
     addresses of one peer (their ``/p2p/`` id) one after another until one answers, those on
-    a network of ours (``on_link``) first, briefly while others follow
+    a network of ours (``on_link``) first, briefly while others follow, and with ``probe``,
+    of two or more others those that accept a TCP connection before those silent
     (:func:`meshd.gossip.dial_order.dial_plan`); different peers at once. One result per
     address, in the order given; an address left undialled because another of its peer
     answered is ok, with that peer.
@@ -179,19 +224,37 @@ async def dial_all(
         peers.setdefault(peer if sep and peer else f"#{index}", []).append(index)
 
     async def dial(indexes: list[int]) -> None:
-        plan = dial_plan([addrs[i] for i in indexes], on_link)
-        for attempt in (*plan.first, *plan.again):
-            index = indexes[attempt.index]
-            try:
-                peer = await connect(addrs[index], attempt.within)
-            except TransportError as exc:
-                results[index] = ConnectResult(addrs[index], None, str(exc))
-                continue
-            results[index] = ConnectResult(addrs[index], peer, None)
-            for other in indexes:  # reached already: not dialled
-                if results[other] is None:
-                    results[other] = ConnectResult(addrs[other], peer, None)
-            return
+        mine = [addrs[i] for i in indexes]
+        plan = dial_plan(mine, on_link)
+        # The addresses on a network of ours lead, the same with a probe or without: tried
+        # before the others are asked anything (a member on our LAN costs its public
+        # address no packet).
+        near = sum(1 for a in plan.first if is_on_link(mine[a.index], on_link))
+        for attempt in plan.first[:near]:
+            if await tried(indexes, attempt):
+                return
+        targets = probe_targets(mine, on_link) if probe is not None else {}
+        if probe is not None and targets:
+            answered = await probe(targets, PROBE_WINDOW)
+            log.debug("probed %s: %s answered", mine, sorted(answered) or "none")
+            plan = dial_plan(mine, on_link, probed=targets.keys(), answered=answered)
+        for attempt in (*plan.first[near:], *plan.again):
+            if await tried(indexes, attempt):
+                return
+
+    async def tried(indexes: list[int], attempt: Attempt) -> bool:
+        """Dial one address of a peer as ``attempt`` says; whether the peer answered."""
+        index = indexes[attempt.index]
+        try:
+            peer = await connect(addrs[index], attempt.within)
+        except TransportError as exc:
+            results[index] = ConnectResult(addrs[index], None, str(exc))
+            return False
+        results[index] = ConnectResult(addrs[index], peer, None)
+        for other in indexes:  # reached already: not dialled
+            if results[other] is None:
+                results[other] = ConnectResult(addrs[other], peer, None)
+        return True
 
     async with trio.open_nursery() as nursery:
         for indexes in peers.values():

@@ -384,9 +384,10 @@ class GossipHost:
     ) -> list[ConnectResult]:
         """Dial ``addrs``: different peers at once, one peer's addresses one after another
         until one answers, those on a network of ours (``on_link``: the networks our
-        interface addresses are on) first (:func:`dialling.dial_all`); one result per
-        address, in the same order."""
-        return await dialling.dial_all(self.connect, addrs, on_link)
+        interface addresses are on) first, and of a peer's others, those that accept a TCP
+        connection before those silent (:func:`dialling.dial_all`); one result per address,
+        in the same order."""
+        return await dialling.dial_all(self.connect, addrs, on_link, dialling.tcp_probe)
 
     async def disconnect(self, peer_id: str) -> None:
         """Close every connection to ``peer_id``. Nothing re-dials it on our side."""

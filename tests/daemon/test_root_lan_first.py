@@ -11,6 +11,7 @@ timeout (5 s), then the LAN address was dialled.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -57,10 +58,12 @@ def sent_to_public(ns: str) -> int:
 
 
 @contextmanager
-def site() -> Iterator[str]:
-    """A namespace with a LAN (10.77.0.0/24 on a veth) and a route for the public address
-    onto it, where nobody answers; packets to it counted."""
-    ns = f"lanfirst{os.getpid() % 100000}"
+def counted(name: str, *, drop: bool = False) -> Iterator[str]:
+    """A namespace (``name`` and this process's id) with a LAN (10.77.0.0/24 on a veth)
+    and a route for the public address onto it, where nobody answers; packets to it
+    counted (and dropped, with ``drop``: never even a neighbour solicitation)."""
+    ns = f"{name}{os.getpid() % 100000}"
+    verdict = " drop" if drop else ""
     try:
         ip("netns", "add", ns)
         ip("-n", ns, "link", "set", "lo", "up")
@@ -73,13 +76,17 @@ def site() -> Iterator[str]:
             ns,
             "table inet lanfirst {\n"
             "  chain out { type filter hook output priority 0; policy accept;\n"
-            f"    ip daddr {PUBLIC} counter\n"
+            f"    ip daddr {PUBLIC} counter{verdict}\n"
             "  }\n"
             "}\n",
         )
         yield ns
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
+def site() -> contextlib.AbstractContextManager[str]:
+    return counted("lanfirst")
 
 
 def test_a_joiner_on_the_inviters_lan_dials_its_lan_address_not_its_public_one(
