@@ -22,11 +22,11 @@ Target: ``meshd peers --json`` under 0.08 s (median) on the quick path.
 
 With ``--members N`` the daemon runs on a synthetic store of N members
 (:mod:`benchmarks.synthetic_store`; as root, in a network namespace of its own, so that its
-dials to the members fail at once) and the benchmark times ``meshd peers --json`` and the
-plain table ``meshd peers``: the quick path, and with ``--reference DIR`` the daemon and the
-command line of the tree at DIR on a copy of the same store, beside it in each round. The
-answers of both trees to ``peers --json`` are compared (``same_answer``). Results in
-``cli-<N>-<this>-beside-<reference>.json``::
+dials to the members fail at once) and the benchmark times ``meshd peers --json``, the
+plain table ``meshd peers``, one member's row and ``meshd status --json``: the quick path,
+and with ``--reference DIR`` the daemon and the command line of the tree at DIR on a copy
+of the same store, beside it in each round. The answers of both trees to ``peers --json``
+are compared (``same_answer``). Results in ``cli-<N>-<this>-beside-<reference>.json``::
 
     .venv/bin/python -m benchmarks.cli --members 10000 --reference DIR [--rounds 10]
 
@@ -63,7 +63,12 @@ from meshd.errors import MeshdError
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 COMMANDS: tuple[tuple[str, ...], ...] = (("peers", "--json"), ("status", "--json"))
-MEMBERS_COMMANDS: tuple[tuple[str, ...], ...] = (("peers", "--json"), ("peers",), ("peers", "m77"))
+MEMBERS_COMMANDS: tuple[tuple[str, ...], ...] = (
+    ("peers", "--json"),
+    ("peers",),
+    ("peers", "m77"),
+    ("status", "--json"),
+)
 TARGET_S = 0.08
 
 Way = tuple[list[str], Path, Path]

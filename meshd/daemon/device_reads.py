@@ -1,9 +1,10 @@
 """One read of the WireGuard device for the callers that want one at the same moment.
 
 The reconcile round (:mod:`meshd.daemon.wireguard`), the punching step
-(:mod:`meshd.daemon.punching`), ``meshd status``, ``meshd peers``, ``meshd netcheck`` and a
-metrics scrape each read the whole device: at 10,000 peers ~0.06 s of Python and
-wireguard-go's answer each time. They often want it at the same moment: a new membership
+(:mod:`meshd.daemon.punching`), ``meshd peers``, ``meshd netcheck`` and a metrics scrape each
+read the whole device: at 10,000 peers ~0.06 s of Python and wireguard-go's answer each
+time (``meshd status``, which shows two numbers of it, takes them from the last read while
+nothing was written since: :meth:`SharedReads.counted`). They often want it at the same moment: a new membership
 snapshot wakes the round at once and the step within its next look (``STEP``, 1 s). The
 daemon's backend is wrapped in :class:`SharedReads` (by
 :func:`meshd.daemon.wireguard_open.open_mesh`): a read begun at most ``SHARED_WITHIN``
@@ -47,11 +48,14 @@ def may_share(started: float, writes_then: int, now: float, writes_now: int, fre
 
 
 class _Read:
-    __slots__ = ("done", "started", "state", "writes")
+    __slots__ = ("done", "listen_port", "peers", "started", "state", "writes")
 
     def __init__(self, started: float, writes: int) -> None:
         self.started = started
         self.writes = writes
+        # What it counted, once read (kept: two numbers, for meshd status).
+        self.peers: int | None = None
+        self.listen_port: int | None = None
         # Once read, the state while its callers hold it (not kept for the next caller
         # alone: at 10,000 peers ~0.7 MB, from one read to the next).
         self.state: weakref.ref[DeviceState] | None = None
@@ -98,6 +102,7 @@ class SharedReads:
         try:
             state = await self.backend.get()
             read.state = weakref.ref(state)
+            read.peers, read.listen_port = len(state.peers), state.listen_port
         finally:
             read.done.set()
             if read.state is None and self._last is read:
@@ -105,6 +110,18 @@ class SharedReads:
         self.reads += 1
         self.cost = trio.current_time() - now
         return state
+
+    def counted(self, within: float) -> tuple[int, int | None] | None:
+        """How many peers the last read found, and the listen port, if it ended well,
+        began at most ``within`` seconds ago and nothing was written since (so the device
+        holds what it read, bar a change made by hand); else None. ``meshd status`` shows
+        these rather than read 10,000 peers for two numbers."""
+        last = self._last
+        if last is None or last.peers is None or last.writes != self._writes:
+            return None
+        if trio.current_time() - last.started > within:
+            return None
+        return last.peers, last.listen_port
 
     def would_share(self) -> bool:
         """Whether a ``get`` now would be handed a read begun before."""

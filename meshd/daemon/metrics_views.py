@@ -41,7 +41,7 @@ async def figures(
     device = await wireguard_views.device(daemon.mesh)
     members = state.members()
     await trio.lowlevel.checkpoint()
-    status = state_views.node_view(state, members)
+    status = state_views.node_view(state)
     status["wireguard"] = wireguard_views.status_of(daemon.mesh, device)
     status["wireguard"].update(wireguard_views.read_counts(daemon.mesh))
     status["connected"] = len(daemon.host.connected_peers())

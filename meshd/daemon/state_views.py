@@ -6,7 +6,6 @@ import base64
 import binascii
 import ipaddress
 import socket
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -151,15 +150,15 @@ def ipv6_text(address: ipaddress.IPv6Address) -> str:
 def status_view(state: NodeState) -> dict[str, Any]:
     """The node's part of ``meshd status``: who it is, the membership it holds, what it refused,
     and its network's roots."""
-    view = node_view(state, state.members())
+    view = node_view(state)
     view["root"] = root_view(state.membership, state.node.anchor.network.created_at, state.clock())
     return view
 
 
-def node_view(state: NodeState, members: Sequence[Member]) -> dict[str, Any]:
-    """:func:`status_view` but the roots (what a scrape of the metrics reads): ``members`` is
-    ``state.members()``."""
-    states = Counter(m.state for m in members)
+def node_view(state: NodeState) -> dict[str, Any]:
+    """:func:`status_view` but the roots (what a scrape of the metrics reads). The members
+    are counted by state, not each viewed (Membership.state_counts: ~2 ms at 10,000)."""
+    states = state.membership.state_counts(state.clock())
     anchor = state.node.anchor
     return {
         "node_id": fingerprint(state.key),

@@ -8,12 +8,13 @@ Both read the tables of meshd.membership.tables and change nothing; ``Membership
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 
 from meshd.addressing import Prefix
 from meshd.membership.roots import RootChain
 from meshd.membership.tables import MembershipTables
-from meshd.membership.views import Member
+from meshd.membership.views import Member, MemberState
 from meshd.records import (
     AdminHandover,
     Certificate,
@@ -37,6 +38,26 @@ def _node_id(member: Member) -> str:
 
 class MemberQueries(MembershipTables):
     """Members and keys, as this node judges them."""
+
+    def state_counts(self, now: int) -> Counter[MemberState]:
+        """How many members :meth:`members` would say are in each state at ``now``, without a
+        view of each (what ``meshd status`` and the metrics count: ~2 ms at 10,000 members,
+        not ~80). Each member's state as the merges and ticks last judged it, while nothing
+        can have changed it since: before the first moment one judged admitted may stop
+        being so by time alone (``_next_due``), no root's acceptance ending, the clock not
+        set back; a member heard from while not admitted, or any member past such a moment,
+        is judged again here."""
+        recorded = self._ticked <= now < self._next_due and now <= self._retire_after
+        recheck = self._recheck
+        entries = self._members
+        counts: Counter[MemberState] = Counter()
+        for node in self._standing.nodes():
+            entry = entries.get(node)
+            state = entry.state if entry is not None and recorded else None
+            if state is None or node in recheck:
+                state = self._judge(node, now)[0]
+            counts[state] += 1
+        return counts
 
     def members(self, now: int, *, ending_by: int | None = None) -> list[Member]:
         """Every member this node has a credential for, sorted by name then node id; with

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+from collections import Counter
 from collections.abc import Sequence
 
 import pytest
@@ -102,6 +103,8 @@ def test_after_the_overlap_only_the_new_root() -> None:
     merge(state, w.records())
     assert state_of(w.net, w.old_member, state, AFTER) == (MemberState.EXPIRED, "root-retired")
     assert state_of(w.net, w.new_member, state, AFTER) == (MemberState.ADMITTED, "")
+    for moment in (NOW, AFTER):  # what `meshd status` counts, as the views say
+        assert state.state_counts(moment) == Counter(m.state for m in state.members(moment))
 
 
 def test_a_member_recertified_by_the_new_root_during_the_overlap_stays() -> None:

@@ -6,12 +6,13 @@ renewals, revocations, our own link cut off and back."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshd.membership import Membership
+from meshd.membership import Membership, MemberState
 from meshd.membership.views import Event
 from meshd.records import make_renewal
 from tests.factory import DAY, T0, Net, Node
@@ -104,6 +105,58 @@ def test_a_tick_emits_what_judging_every_member_would(ends: list[int], steps: li
                 state.merge_batch(records, now)
     assert ticks >= 30
     assert [m.state for m in due.members(now)] == [m.state for m in every.members(now)]
+
+
+def _counted(state: Membership, now: int) -> Counter[MemberState]:
+    return Counter(m.state for m in state.members(now))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.integers(200, 8000), min_size=MEMBERS, max_size=MEMBERS),
+    st.lists(STEP, max_size=40),
+    st.lists(st.integers(0, 1200), min_size=1, max_size=5),
+)
+def test_state_counts_are_what_the_members_views_say_at_any_moment(
+    ends: list[int], steps: list[Any], looks: list[int]
+) -> None:
+    """``state_counts`` (``meshd status``) reads the states the ticks recorded: at any
+    moment, a tick just run or not, the same counts as every member's view at that moment,
+    whatever came between (ends, silences, sightings, renewals, revocations, a clock set
+    back, our own link cut off and back)."""
+    net = Net()
+    nodes = [_member(net, f"m{i}", NOW + end) for i, end in enumerate(ends)]
+    state: Membership = net.state(announce_ttl=TTL)
+    now = NOW
+    for node in nodes:
+        state.ingest(node.credential, now)
+    for i, step in enumerate([*steps, ("wait", 9000)]):
+        look = now + looks[i % len(looks)] - 300  # before, at or after now, no tick between
+        assert state.state_counts(look) == _counted(state, look), look
+        kind = step[0]
+        if kind == "wait":
+            now += step[1]
+            state.tick(now)
+        elif kind == "announce":
+            state.merge_batch([nodes[step[1]].announce(net, now)], now)
+        elif kind == "heard":
+            state.heard(nodes[step[1]].key.public, now - step[2], now)
+        elif kind == "renew":
+            renewal = make_renewal(
+                net.root,
+                network_id=net.anchor.network_id,
+                subject=nodes[step[1]].key.public,
+                issued_at=now,
+                not_after=now + step[2],
+            )
+            state.merge_batch([renewal], now)
+        elif kind == "revoke":
+            state.merge_batch([net.revoke(nodes[step[1]].key.public, at=now)], now)
+        elif kind == "cut_off":
+            state.cut_off(now)
+        else:
+            state.reconnected(now)
+        assert state.state_counts(now) == _counted(state, now), (now, step)
 
 
 def test_at_rest_a_tick_judges_no_one_until_an_end_or_a_silence_limit_comes() -> None:
