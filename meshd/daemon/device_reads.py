@@ -4,9 +4,9 @@ The reconcile round (:mod:`meshd.daemon.wireguard`), the punching step
 (:mod:`meshd.daemon.punching`), ``meshd peers``, ``meshd netcheck`` and a metrics scrape each
 read the whole device: at 10,000 peers ~0.06 s of Python and wireguard-go's answer each
 time (``meshd status``, which shows two numbers of it, takes them from the last read while
-nothing was written since: :meth:`SharedReads.counted`). They often want it at the same moment: a new membership
-snapshot wakes the round at once and the step within its next look (``STEP``, 1 s). The
-daemon's backend is wrapped in :class:`SharedReads` (by
+nothing was written since: :meth:`SharedReads.counted`). They often want it at the same
+moment: a new membership snapshot wakes the round at once and the step within its next look
+(``STEP``, 1 s). The daemon's backend is wrapped in :class:`SharedReads` (by
 :func:`meshd.daemon.wireguard_open.open_mesh`): a read begun at most ``SHARED_WITHIN``
 before a caller asks, with nothing written to the device since it began, is handed to that
 caller (waited for, if still in flight) instead of a new one. Its writes (``set``,
