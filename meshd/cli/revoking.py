@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from meshd.cli.output import b64, emit_json, note, when
 from meshd.control.client import ask
@@ -338,6 +338,50 @@ def _known_certificates(node: NodeDir, state: Membership) -> list[Certificate]:
 
     issued = [decode_untrusted(raw, Certificate) for raw in node.store.issued(Kind.CERTIFICATE)]
     return issued + state.issuing_certificates()
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def wg_key(self) -> bytes: ...
+
+    @property
+    def node_id(self) -> str: ...
+
+
+_N = TypeVar("_N", bound=_Named)
+
+
+def matching(members: Sequence[_N], ref: str) -> list[_N]:
+    """The members :func:`resolve_member` would pick ``ref`` from (those of that name, else
+    of that WireGuard key, else whose node id starts with it), each field read only when its
+    turn comes: at 10,000 members a candidate made of each first (its node id, its key's
+    base64) took ~0.1 s, where names alone take ~1 ms."""
+    found = [m for m in members if m.name == ref]
+    if found:
+        return found
+    key = _canonical_key(ref)
+    if key is not None:
+        found = [m for m in members if m.wg_key == key]
+        if found:
+            return found
+    if len(ref) < 4:
+        return []
+    prefix = ref.lower()
+    return [m for m in members if m.node_id.startswith(prefix)]
+
+
+def _canonical_key(text: str) -> bytes | None:
+    """The 32 bytes ``text`` is the base64 of, as `wg` prints it; None for anything else."""
+    if len(text) != 44:
+        return None
+    try:
+        key = base64.b64decode(text, validate=True)
+    except ValueError:
+        return None
+    return key if len(key) == 32 and b64(key) == text else None
 
 
 def resolve_member(members: list[_Candidate], ref: str) -> _Candidate:

@@ -18,6 +18,7 @@ from pathlib import Path
 from meshd.cli.revoking import (
     _candidate_from_member,
     build_revocations,
+    matching,
     resolve_member,
     revocation_info,
 )
@@ -61,8 +62,12 @@ async def revoke(state: NodeState, flood: Flood, request: RevokeRequest) -> Revo
     issuer.require(Cap.REVOKE)
     at = state.clock()
     membership = state.membership
-    candidates = [_candidate_from_member(m, membership) for m in membership.members(at)]
-    member = resolve_member(candidates, node_ref)
+    # From the latest snapshot's views (made at the last change), else the membership now
+    # (a member admitted since): none of the other members' fields worked out.
+    found = matching(state.feed.current.members, node_ref) or matching(
+        membership.members(at), node_ref
+    )
+    member = resolve_member([_candidate_from_member(m, membership) for m in found], node_ref)
     if member.node_key == state.key:
         raise UsageError(
             "this node cannot revoke itself",
