@@ -60,13 +60,14 @@ from meshd.daemon.rekey import rotate_wg
 from meshd.daemon.renewer import add_expiry, expiring_view
 from meshd.daemon.transport import key_of
 from meshd.errors import UsageError
-from meshd.membership import Revoked
+from meshd.membership import Member, Revoked
 from meshd.records import decode_record_untrusted, record_id
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
     from meshd.daemon.service import Daemon
+    from meshd.daemon.state import NodeState
 
 Handler = Callable[[Any], Awaitable[Any]]
 A = TypeVar("A")
@@ -147,9 +148,8 @@ class Control:
         connected = {k for p in d.host.connected_peers() if (k := key_of(p))}
         device = await wireguard_views.peer_stats(d.mesh)
         with collector_paused():
-            members = d.state.members()  # one view of each member for every column
-            if request.member:
-                members = state_views.select_members(members, request.member)
+            # One view of each member for every column (or of those named alone).
+            members = _named(d.state, request.member) if request.member else d.state.members()
         # Each column in turn, letting the event loop run between them: at 10,000 members
         # each takes ~0.1-0.2 s (a scrape of the metrics takes this view too). Each step
         # only builds the rows: the collector waits for its end (meshd.control.paused).
@@ -238,6 +238,18 @@ class Control:
 
 ROWS_AT_ONCE = 1000
 """Rows of ``meshd peers`` checked between two turns of the event loop (~4 ms)."""
+
+
+def _named(state: NodeState, ref: str) -> list[Member]:
+    """``meshd peers MEMBER``: the members ``ref`` names, found among the latest snapshot's
+    views (made at the last change; else among all members now: one admitted since), each
+    then viewed now; not a view of every member (~80 ms at 10,000)."""
+    try:
+        found = state_views.select_members(state.feed.current.members, ref)
+    except UsageError:
+        return state_views.select_members(state.members(), ref)
+    now = state.clock()
+    return [m for f in found if (m := state.membership.member(f.node_key, now)) is not None]
 
 
 def _typed(cls: type[A], view: dict[str, Any]) -> A:
