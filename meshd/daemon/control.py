@@ -247,9 +247,10 @@ def _named(state: NodeState, ref: str) -> list[Member]:
     try:
         found = state_views.select_members(state.feed.current.members, ref)
     except UsageError:
-        return state_views.select_members(state.members(), ref)
+        found = []
     now = state.clock()
-    return [m for f in found if (m := state.membership.member(f.node_key, now)) is not None]
+    fresh = [m for f in found if (m := state.membership.member(f.node_key, now)) is not None]
+    return fresh or state_views.select_members(state.members(), ref)
 
 
 def _typed(cls: type[A], view: dict[str, Any]) -> A:

@@ -173,6 +173,8 @@ async def tcp_probe(targets: Mapping[int, tuple[str, int]], window: float) -> fr
     answered: set[int] = set()
     done = trio.Event()
     left = len(targets)
+    if not left:
+        return frozenset()
 
     async def ask(place: int, host: str, port: int) -> None:
         nonlocal left

@@ -306,6 +306,7 @@ def test_the_tcp_probe_says_which_loopback_ports_accept_and_does_not_wait_for_re
         assert both == {1}
         assert refused == frozenset()
         assert took < 1.0  # refused: no wait for the window
+        assert trio.run(tcp_probe, {}, 5) == frozenset()  # nothing to ask: at once
     finally:
         listening.close()
         closed.close()
