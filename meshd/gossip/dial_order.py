@@ -31,7 +31,11 @@ or :data:`PROBE_WINDOW` passes; then:
   the probe said nothing (a refused port fails its dial at once anyway).
 
 A probe costs one TCP handshake per address, and its answer at most one round trip before
-the first dial; a peer with fewer than two far addresses is not probed.
+the first dial; a peer with fewer than two far addresses is not probed, and of more than
+:data:`MOST_PROBED` only the first that many are (the rest dialled after them, as listed):
+a member's own announcement decides what is asked, and a member that listed twenty
+addresses of a third party's would otherwise have every member send that party twenty SYNs
+at each of its dials, where a dial sends one at a time.
 
 A name (``/dns/..``) is not on link (its addresses are known only once it is looked up).
 Nothing here needs the addresses to be valid: one that does not parse keeps its place.
@@ -52,6 +56,9 @@ IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 ON_LINK_TIMEOUT = 1.5
 #: Seconds the probe of a peer's far addresses waits for the first to accept a connection.
 PROBE_WINDOW = 1.0
+#: Far addresses of one peer probed at most (a member's own: a public IPv4 and IPv6 address,
+#: where a peer saw it, a NAT's mapping).
+MOST_PROBED = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +111,13 @@ def probe_targets(
     addrs: Sequence[str], networks: Sequence[IPNetwork]
 ) -> dict[int, tuple[str, int]]:
     """The far addresses of one peer to probe (see the module's text), by their place in
-    ``addrs``: empty unless there are two or more."""
-    targets = {
-        i: target
-        for i, addr in enumerate(addrs)
-        if not on_link(addr, networks) and (target := tcp_target(addr)) is not None
-    }
+    ``addrs``: the first :data:`MOST_PROBED`, none unless there are two or more."""
+    targets: dict[int, tuple[str, int]] = {}
+    for i, addr in enumerate(addrs):
+        if len(targets) == MOST_PROBED:
+            break
+        if not on_link(addr, networks) and (target := tcp_target(addr)) is not None:
+            targets[i] = target
     return targets if len(targets) >= 2 else {}
 
 

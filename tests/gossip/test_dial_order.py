@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meshd.gossip.dial_order import (
+    MOST_PROBED,
     ON_LINK_TIMEOUT,
     PROBE_WINDOW,
     Attempt,
@@ -132,6 +133,9 @@ def test_only_two_or_more_far_ip_addresses_with_a_tcp_port_are_probed() -> None:
         1: ("198.51.100.9", 7100),
     }
     assert probe_targets([PUBLIC, HOME, NAMED], LAN) == {}  # one far IP address: no probe
+    # A member's announcement decides what is asked: at most MOST_PROBED of its addresses.
+    many = [f"/ip4/203.0.113.{i}/tcp/22/p2p/{PEER}" for i in range(20)]
+    assert list(probe_targets([HOME, *many], LAN)) == list(range(1, 1 + MOST_PROBED))
     assert probe_targets([HOME, HOME6], LAN) == {}
 
 
