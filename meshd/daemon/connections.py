@@ -23,7 +23,7 @@ from meshd.daemon.state import NodeState
 from meshd.daemon.transport import Transport, key_of
 from meshd.errors import MeshdError
 from meshd.gossip.admission import StrangerBudget
-from meshd.gossip.dial_order import IPNetwork
+from meshd.gossip.dial_order import IPNetwork, dialable
 from meshd.gossip.peers import PeerConnected
 from meshd.membership import Event, Member, MemberState, Revoked, Updated
 
@@ -65,6 +65,9 @@ class Connections:
         # The networks our interface addresses are on now: a member's addresses on one of
         # them are dialled first (meshd.gossip.dial_order).
         self.on_link: Callable[[], Sequence[IPNetwork]] = tuple
+        # Whether this node listens on a loopback address itself: only then is a member's
+        # loopback address dialled (meshd.gossip.dial_order.dialable).
+        self.loopback = True
         self._said_alone = False
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -148,7 +151,8 @@ class Connections:
 
     async def _dial(self, key: bytes, addrs: tuple[str, ...]) -> None:
         expected = self.peer_id_of(key)
-        usable = [a for a in addrs if a.endswith("/p2p/" + expected)]
+        loopback = self.loopback
+        usable = [a for a in addrs if a.endswith("/p2p/" + expected) and dialable(a, loopback)]
         ok = False
         try:
             results = await self.host.connect_any(usable, self.on_link()) if usable else []

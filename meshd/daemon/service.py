@@ -57,6 +57,7 @@ from meshd.errors import BackendError
 from meshd.gossip import enroll
 from meshd.gossip.admission import StrangerBudget
 from meshd.gossip.backoff import DialBackoff
+from meshd.gossip.dial_order import listens_on_loopback
 from meshd.gossip.host import GossipHost, HostConfig, peer_id_of
 from meshd.mesh.underlay import LocalAddress
 from meshd.node.statedir import NodeDir
@@ -142,6 +143,7 @@ class Daemon:
         self.announcer = Announcer(host, state, mesh, config, self.flooder)
         self.connections.on_back = self.announcer.renew
         self.connections.on_link = lambda: mesh.underlay.networks
+        self.connections.loopback = listens_on_loopback(config.listen)
         self.endpoints = Endpoints(
             overlay=mesh.overlay_prefix,
             listen_port=config.listen_port,

@@ -96,6 +96,30 @@ def on_link(addr: str, networks: Sequence[IPNetwork]) -> bool:
     return host is not None and any(host in net for net in networks if net.version == host.version)
 
 
+def dialable(addr: str, loopback: bool) -> bool:
+    """Whether a member's announced address may be dialled: never the unspecified address
+    (``0.0.0.0``, ``::``), a multicast or the broadcast address; a loopback address only when
+    this node listens on one itself (``loopback``: daemons side by side on one machine).
+    Elsewhere a member's loopback address names *our* host: a member that announced
+    ``/ip4/127.0.0.1/tcp/6379`` had every other member connect to its own local port 6379
+    (and speak libp2p's first bytes to whatever listens there). A name, or an address that
+    does not parse, is left to the dial."""
+    host = host_of(addr)
+    if host is None:
+        return True
+    if host.is_unspecified or host.is_multicast or host == _BROADCAST:
+        return False
+    return loopback or not host.is_loopback
+
+
+def listens_on_loopback(listen: Sequence[str]) -> bool:
+    """Whether one of these listen addresses is a loopback address (not the wildcard)."""
+    return any((host := host_of(addr)) is not None and host.is_loopback for addr in listen)
+
+
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
 def tcp_target(addr: str) -> tuple[str, int] | None:
     """The IP address and TCP port an ``/ip4/A/tcp/P/..`` or ``/ip6/A/tcp/P/..`` multiaddr
     dials; None for any other (a name, another transport, one that does not parse)."""
