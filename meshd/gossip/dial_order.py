@@ -107,6 +107,8 @@ def dialable(addr: str, loopback: bool) -> bool:
     host = host_of(addr)
     if host is None:
         return True
+    if isinstance(host, ipaddress.IPv6Address) and host.ipv4_mapped is not None:
+        host = host.ipv4_mapped  # ::ffff:127.0.0.1 reaches 127.0.0.1
     if host.is_unspecified or host.is_multicast or host == _BROADCAST:
         return False
     return loopback or not host.is_loopback

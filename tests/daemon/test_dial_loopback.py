@@ -20,7 +20,8 @@ from tests.daemon.fakes import certify, fake_now, run_on_fake_clock, running
 
 def test_the_rule() -> None:
     peer = "/p2p/12D3KooWPeer"
-    for addr in ("/ip4/127.0.0.1/tcp/6379", "/ip4/127.8.0.1/tcp/1", "/ip6/::1/tcp/6379"):
+    loopbacks = ("/ip4/127.0.0.1/tcp/6379", "/ip4/127.8.0.1/tcp/1", "/ip6/::1/tcp/6379")
+    for addr in (*loopbacks, "/ip6/::ffff:127.0.0.1/tcp/6379"):
         assert not dialable(addr + peer, loopback=False), addr
         assert dialable(addr + peer, loopback=True), addr
     for addr in (
@@ -29,6 +30,8 @@ def test_the_rule() -> None:
         "/ip4/224.0.0.1/tcp/7100",
         "/ip6/ff02::1/tcp/7100",
         "/ip4/255.255.255.255/tcp/7100",
+        "/ip6/::ffff:0.0.0.0/tcp/7100",
+        "/ip6/::ffff:255.255.255.255/tcp/7100",
     ):
         assert not dialable(addr + peer, loopback=True), addr
     for addr in ("/ip4/198.51.100.7/tcp/7100", "/ip6/2001:db8::7/tcp/7100", "/dns4/x/tcp/7100"):
