@@ -374,14 +374,15 @@ def matching(members: Sequence[_N], ref: str) -> list[_N]:
 
 
 def _canonical_key(text: str) -> bytes | None:
-    """The 32 bytes ``text`` is the base64 of, as `wg` prints it; None for anything else."""
-    if len(text) != 44:
-        return None
+    """The 32 bytes ``text`` is the base64 of, exactly as `wg` prints it; None for anything
+    else (what resolve_member's comparison of texts would say)."""
+    from meshd.wg.model import key_from_base64  # the daemon's side alone: no dataclasses here
+
     try:
-        key = base64.b64decode(text, validate=True)
+        key = key_from_base64(text)
     except ValueError:
         return None
-    return key if len(key) == 32 and b64(key) == text else None
+    return key if b64(key) == text else None
 
 
 def resolve_member(members: list[_Candidate], ref: str) -> _Candidate:

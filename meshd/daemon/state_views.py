@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import ipaddress
 import socket
@@ -16,7 +15,7 @@ from meshd.membership import Member, MemberState, node_ids
 from meshd.mesh.announced import plain_endpoints
 from meshd.trust.keys import fingerprint
 from meshd.wg.addresses import link_local_from_wg_key, link_local_packed
-from meshd.wg.model import PeerStatus
+from meshd.wg.model import PeerStatus, key_from_base64
 
 if TYPE_CHECKING:
     from meshd.daemon.state import NodeState
@@ -127,13 +126,10 @@ def select_members(members: Sequence[Member], ref: str) -> list[Member]:
 
 def _key_of(text: str) -> bytes | None:
     """The 32 bytes of a base64 key, or None if ``text`` is not one."""
-    if len(text) != 44:
-        return None
     try:
-        key = base64.b64decode(text, validate=True)
+        return key_from_base64(text)
     except ValueError:
         return None
-    return key if len(key) == 32 else None
 
 
 def ipv6_text(address: ipaddress.IPv6Address) -> str:
