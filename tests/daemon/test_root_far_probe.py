@@ -14,7 +14,6 @@ when it first dials the founder).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,9 +21,8 @@ from pathlib import Path
 import pytest
 
 from meshd.daemon.config import DaemonConfig
-from meshd.trust.invites import decode_token_untrusted
-from tests.daemon.support import daemons, wait_for
-from tests.daemon.test_root_lan_first import PUBLIC, counted, ip, sent_to_public
+from tests.daemon.support import daemons
+from tests.daemon.test_root_lan_first import counted, ip, join_public_first, sent_to_public
 
 pytestmark = pytest.mark.root
 
@@ -42,19 +40,8 @@ def far_site() -> Iterator[str]:
 
 
 def test_a_silent_public_address_listed_first_does_not_hold_up_the_join(tmp_path: Path) -> None:
-    with far_site() as ns, daemons(tmp_path, "founder", "j") as (founder, joiner):
-        founder.netns = joiner.netns = ns
-        founder.init()
-        founder.up("--listen", f"/ip4/{FAR}/tcp/{founder.port}", "--public-addr",
-                   f"{PUBLIC}:{founder.port}")  # fmt: skip
-        token = founder.invite("--name", "j")
-        carried = decode_token_untrusted(token).bootstrap
-        hosts = [a.split("/")[2] for a in carried]
-        assert hosts.index(PUBLIC) < hosts.index(FAR), carried  # the public address first
-        started = time.monotonic()
-        joiner.join(token)
-        wait_for(lambda: joiner.states().get("founder") == "admitted", 20, "admitted")
-        took = time.monotonic() - started
+    with far_site() as ns, daemons(tmp_path, "founder", "j") as nodes:
+        took = join_public_first(ns, nodes, FAR)
         sent = sent_to_public(ns)
         print(f"joined in {took:.2f} s, {sent} packets to the public address")
         # Dialled first, the public address held the join up for its whole dial timeout
@@ -63,5 +50,5 @@ def test_a_silent_public_address_listed_first_does_not_hold_up_the_join(tmp_path
         # member and as the bootstrap address: 2 at most); never dialled.
         assert took < DIAL_TIMEOUT
         assert sent <= 3
-        for node in (founder, joiner):
+        for node in nodes:
             node.stop()

@@ -16,7 +16,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -92,22 +92,30 @@ def site() -> contextlib.AbstractContextManager[str]:
 def test_a_joiner_on_the_inviters_lan_dials_its_lan_address_not_its_public_one(
     tmp_path: Path,
 ) -> None:
-    with site() as ns, daemons(tmp_path, "founder", "j") as (founder, joiner):
-        founder.netns = joiner.netns = ns
-        founder.init()
-        founder.up("--listen", f"/ip4/{LAN}/tcp/{founder.port}", "--public-addr",
-                   f"{PUBLIC}:{founder.port}")  # fmt: skip
-        token = founder.invite("--name", "j")
-        carried = decode_token_untrusted(token).bootstrap
-        hosts = [a.split("/")[2] for a in carried]
-        assert hosts.index(PUBLIC) < hosts.index(LAN), carried  # the public address first
-        started = time.monotonic()
-        joiner.join(token)
-        wait_for(lambda: joiner.states().get("founder") == "admitted", 20, "admitted")
-        took = time.monotonic() - started
+    with site() as ns, daemons(tmp_path, "founder", "j") as nodes:
+        took = join_public_first(ns, nodes, LAN)
         print(f"joined in {took:.2f} s (dial timeout 5 s)")
         assert sent_to_public(ns) == 0
-        _stop_all(founder, joiner)
+        _stop_all(*nodes)
+
+
+def join_public_first(ns: str, nodes: Sequence[Daemon], listen: str) -> float:
+    """In ``ns``: the first of ``nodes`` founds a network, listens on ``listen`` with
+    ``--public-addr`` the public address (its invite carries that first), and the second
+    joins with its invite; the seconds from the join's start until it is admitted."""
+    founder, joiner = nodes
+    founder.netns = joiner.netns = ns
+    founder.init()
+    founder.up("--listen", f"/ip4/{listen}/tcp/{founder.port}", "--public-addr",
+               f"{PUBLIC}:{founder.port}")  # fmt: skip
+    token = founder.invite("--name", "j")
+    carried = decode_token_untrusted(token).bootstrap
+    hosts = [a.split("/")[2] for a in carried]
+    assert hosts.index(PUBLIC) < hosts.index(listen), carried  # the public address first
+    started = time.monotonic()
+    joiner.join(token)
+    wait_for(lambda: joiner.states().get("founder") == "admitted", 20, "admitted")
+    return time.monotonic() - started
 
 
 def _stop_all(*nodes: Daemon) -> None:
