@@ -61,6 +61,18 @@ CREATE TABLE IF NOT EXISTS announcements (
 CREATE TABLE IF NOT EXISTS issued (
     rid BLOB PRIMARY KEY, kind INTEGER NOT NULL, raw BLOB NOT NULL, created_at INTEGER NOT NULL
 );
+-- The peers a stopping daemon had (meshd.mesh.kept_peers): gone with any change of the
+-- record set, whoever makes it (an offline `meshd revoke`, another release), so that a list
+-- is never older than the records it came from.
+CREATE TABLE IF NOT EXISTS kept_peers (
+    one INTEGER PRIMARY KEY CHECK (one = 1), data BLOB NOT NULL, seal BLOB NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS kept_peers_stale_on_insert AFTER INSERT ON records
+BEGIN DELETE FROM kept_peers; END;
+CREATE TRIGGER IF NOT EXISTS kept_peers_stale_on_update AFTER UPDATE ON records
+BEGIN DELETE FROM kept_peers; END;
+CREATE TRIGGER IF NOT EXISTS kept_peers_stale_on_delete AFTER DELETE ON records
+BEGIN DELETE FROM kept_peers; END;
 """
 # Records are loaded in this order so that most have what they depend on already.
 LOAD_ORDER = (
@@ -85,6 +97,7 @@ CACHE_KIB = 128
 
 SEAL_BYTES = 16
 _SEAL_KEY_CONTEXT = b"meshd store seal 1"
+_KEPT_PEERS_SEAL = b"meshd kept peers"  # (BLAKE2b's personalisation: 16 bytes)
 # The tables of the record set; a store written before seals gets the column (NULL: unsealed).
 # Releases without seals read such a store as before and write rows without a seal.
 _SEALED_TABLES = ("records", "announcements")
@@ -427,6 +440,44 @@ class Store:
         # the few it needs again, from the system's file cache).
         self._db.execute("PRAGMA shrink_memory")
         return LoadReport(loaded, len(gone), state.pending_count, len(unsealed))
+
+    # --- the peers a stopping daemon had (meshd.mesh.kept_peers) ---------------------------
+
+    def keep_peers(self, data: bytes) -> bool:
+        """Keep ``data`` (an encoded list of peers) for the next start, sealed, in place of
+        any before; False (nothing kept) without a seal key. Any later change of the
+        record set deletes it (the schema's triggers)."""
+        seal = self._kept_seal(data)
+        if seal is None:
+            return False
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO kept_peers(one, data, seal) VALUES (1, ?, ?)", (data, seal)
+            )
+        return True
+
+    def kept_peers(self) -> bytes | None:
+        """The list kept by :meth:`keep_peers` if no record changed since and its seal is
+        this node's; else None."""
+        try:
+            row = self._db.execute("SELECT data, seal FROM kept_peers WHERE one = 1").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the kept peers in {self.path}: {exc}") from None
+        if row is None:
+            return None
+        data, seal = bytes(row[0]), bytes(row[1])
+        expected = self._kept_seal(data)
+        if expected is None or not hmac.compare_digest(expected, seal):
+            log.info("the kept peers in %s are not sealed by this node's key: not used", self.path)
+            return None
+        return data
+
+    def _kept_seal(self, data: bytes) -> bytes | None:
+        if self.seal_key is None:
+            return None
+        return hashlib.blake2b(
+            data, key=self.seal_key, digest_size=SEAL_BYTES, person=_KEPT_PEERS_SEAL
+        ).digest()
 
     # --- what this node issued ------------------------------------------------------------
 

@@ -49,7 +49,7 @@ from meshd.gossip import nat as nat_protocol
 from meshd.gossip.framing import FrameDecoder, encode_frame
 from meshd.gossip.sync import MAX_MESSAGE, SyncSession, decode_message_untrusted, encode_message
 from meshd.membership import decode_batch_untrusted
-from meshd.mesh import announced, remembered
+from meshd.mesh import announced, kept_peers, remembered
 from meshd.mesh.candidates import parse_announced
 from meshd.metrics.http import decode_scrape_untrusted, encode_scrape
 from meshd.records import Announcement, Record, decode_record_untrusted, kind_of, seal_unsigned
@@ -639,6 +639,39 @@ def _kept_endpoints(world: World) -> Decoder:
     return run
 
 
+# --- the peers a stopping daemon kept (the store's kept_peers row) --------------------------
+
+KEPT_PEERS_OVERLAY = ipaddress.IPv6Network("fd4d:6573:6865::/48")
+_FIRST = int(KEPT_PEERS_OVERLAY.network_address)
+KEPT_PEERS_SEEDS = (
+    kept_peers.KeptPeers(KEPT_PEERS_OVERLAY, NOW + 600, NOW, ()),
+    kept_peers.KeptPeers(
+        KEPT_PEERS_OVERLAY,
+        NOW + 600,
+        NOW - 5,
+        (
+            kept_peers.KeptPeer(bytes(32), NOW + 60, _FIRST + 1, "203.0.113.7:51820"),
+            kept_peers.KeptPeer(bytes([7] * 32), NOW + 99, _FIRST + 2, "[2001:db8::7]:40000"),
+            kept_peers.KeptPeer(bytes([9] * 32), NOW, _FIRST + 3, None),
+        ),
+    ),
+)
+
+
+def _kept_peers(world: World) -> Decoder:
+    def run(data: bytes) -> object:
+        kept = kept_peers.decode_kept_peers_untrusted(data)
+        _check(len(kept.peers) <= kept_peers.MAX_PEERS, "more peers than MAX_PEERS")
+        keys = [p.wg_key for p in kept.peers]
+        _check(keys == sorted(set(keys)), "peers not in key order, each once")
+        _check(kept_peers.encode_kept_peers(kept) == data, "what reads is not what it writes")
+        configs = [p.config() for p in kept.usable(NOW, kept.overlay)]
+        _check(all(c.persistent_keepalive is None for c in configs), "a keepalive kept")
+        return kept
+
+    return run
+
+
 TARGETS: tuple[Target, ...] = (
     Target(
         "records",
@@ -901,6 +934,14 @@ TARGETS: tuple[Target, ...] = (
         lambda world: [remembered.encode_kept(k) for k in KEPT_SEEDS] + list(KEPT_DAMAGED),
         _kept_endpoints,
         max_len=remembered.MAX_FILE + 64,
+    ),
+    Target(
+        "kept-peers",
+        "mesh.kept_peers decode_kept_peers_untrusted: the peers a stopping daemon kept",
+        "msgpack",
+        ("meshd.mesh.kept_peers", "meshd.mesh.candidates"),
+        lambda world: [kept_peers.encode_kept_peers(k) for k in KEPT_PEERS_SEEDS],
+        _kept_peers,
     ),
 )
 

@@ -29,6 +29,7 @@ from meshd.babel.subtlv import decode_sub_tlvs, split_untrusted
 from meshd.babel.tlv import Hello, Ihu
 from meshd.control.protocol import decode_request_untrusted, decode_response_untrusted
 from meshd.errors import ControlError, DecodeError
+from meshd.mesh.kept_peers import decode_kept_peers_untrusted
 from meshd.wg.uapi_reply import parse_errno_untrusted, parse_get_reply_untrusted
 from meshd.wg.uapi_request import parse_set_request_untrusted
 from tests.fuzz import corpus, targets
@@ -121,6 +122,7 @@ REACHED = {
     "decode_nat_message_untrusted": ("nat-messages",),
     "decode_candidates_untrusted": ("announced-candidates",),
     "decode_kept_untrusted": ("kept-endpoints",),
+    "decode_kept_peers_untrusted": ("kept-peers",),
     "feed_untrusted": ("stream-frames",),
     "end_untrusted": ("stream-frames",),
     "decode_message_untrusted": ("sync-messages", "sync-session"),
@@ -157,6 +159,13 @@ def test_every_untrusted_function_has_a_target() -> None:
 
 
 # --- regressions: one per finding of benchmarks/fuzz.py ----------------------------------
+
+
+def test_kept_peers_of_version_true_raise_decode_error() -> None:
+    # msgpack's true compared equal to the version 1: read, and written back as 1.
+    data = bytes.fromhex("96c3c410fd4d657368650000000000000000000030ce6b49d4bcce6b49d26490")
+    with pytest.raises(DecodeError):
+        decode_kept_peers_untrusted(data)
 
 
 @pytest.mark.parametrize(
