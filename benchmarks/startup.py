@@ -7,16 +7,20 @@ the store as a running daemon writes it, so its rows are sealed) is started from
 * ``reference``: the tree given by ``--reference`` (a clone of the commit before a change);
 * ``this``: this tree;
 * ``this, unsealed``: this tree on the same store with every seal removed (a store written
-  by a release before seals, or before a node key rotation: verified in full, then sealed).
+  by a release before seals, or before a node key rotation: verified in full, then sealed);
+* ``this, restarted``: this tree on a copy of the store it has run on once and stopped
+  cleanly (SIGTERM): a restart, which sets the peers that stop kept while the store loads
+  (docs/wireguard.md, "A restart sets the peers it had"); ``--no-restarted`` skips it.
 
 Each start is a fresh copy of the state dir and a fresh network namespace, with the
 userspace backend (wireguard-go), so every member is a WireGuard peer. Times are from
 spawning ``python -m meshd up`` to its log lines: the store loaded, the WireGuard interface
-opened, WireGuard programmed from the store (every member a peer), and for this tree the
-next round that sets peers (the keepalives). The steps between them are printed too:
-spawn to loaded (the interpreters, their imports, reading and merging the store), loaded to
-opened (the first snapshot's member views, wireguard-go started, the interface's
-addresses), opened to programmed (the desired peers, the plan and the UAPI sets). Serving is
+opened, the kept peers set (a restart), WireGuard programmed from the store (every member a
+peer: the first round from the judged store, after the kept peers where there are), and for
+this tree the next round that sets peers (the keepalives). The steps between them are
+printed too, in the order they came: the interface is opened first, then the store is
+loaded (the interpreters, their imports, reading and merging the store; the kept peers set
+meanwhile), then the first round (the desired peers, the plan and the UAPI sets). Serving is
 the daemon's ``meshd up: node ...`` line: every service started, the control socket answers.
 Needs root and wireguard-go. Every process is stopped by PID and every namespace deleted.
 
@@ -59,6 +63,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LOADED = "loaded "
 OPENED = "(userspace): key "
 PROGRAMMED = "programmed from the store"
+KEPT = "peers set as the last stop kept them"
+STEPS = ("loaded_s", "opened_s", "programmed_s")
 SERVING = "meshd up: node "  # every service started: the control socket answers
 NEXT_ROUND_WAIT = 120.0  # s after WireGuard is programmed, for the round after it
 
@@ -131,6 +137,9 @@ def start_once(
             opened = next((ln for ln in lines if OPENED in ln), None)
             if opened is not None:
                 result["opened_s"] = round(log_time(opened) - spawned, 3)
+            kept = next((ln for ln in lines if KEPT in ln), None)
+            if kept is not None:
+                result["kept_s"] = round(log_time(kept) - spawned, 3)
             assert programmed is not None
             result["programmed_s"] = round(log_time(lines[programmed]) - spawned, 3)
             up = next(ln for ln in lines if SERVING in ln)
@@ -143,12 +152,9 @@ def start_once(
 
 
 def steps(row: dict[str, float]) -> dict[str, float]:
-    """The intervals between a start's log lines (those it has)."""
-    marks = [("spawn", 0.0)] + [
-        (key.removesuffix("_s"), row[key])
-        for key in ("loaded_s", "opened_s", "programmed_s")
-        if key in row
-    ]
+    """The intervals between a start's log lines (those it has), in the order they came."""
+    found = [(key.removesuffix("_s"), row[key]) for key in STEPS if key in row]
+    marks = [("spawn", 0.0), *sorted(found, key=lambda mark: mark[1])]
     return {f"{a}>{b}": round(tb - ta, 3) for (a, ta), (b, tb) in itertools.pairwise(marks)}
 
 
@@ -161,6 +167,9 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument(
         "--no-unsealed", action="store_true", help="skip the start from an unsealed store"
+    )
+    parser.add_argument(
+        "--no-restarted", action="store_true", help="skip the restart after a clean stop"
     )
     parser.add_argument(
         "--joined",
@@ -183,6 +192,8 @@ def main() -> int:
     variants = [("reference", False), ("this", False)]
     if not args.no_unsealed:
         variants.append(("this, unsealed", True))
+    if not args.no_restarted:
+        variants.append(("this, restarted", False))
     for tree in trees.values():  # no run pays for compiling the bytecode
         subprocess.run(
             [str(tree / ".venv" / "bin" / "python"), "-m", "compileall", "-q", "meshd"],
@@ -202,6 +213,8 @@ def main() -> int:
                 if unsealed:
                     unseal(state_dir)
                 tag = f"{os.getpid() % 1000}{len(results['runs'])}"
+                if name.endswith("restarted"):  # a first start, stopped cleanly, unmeasured
+                    start_once(tree, state_dir, f"{tag}f", args.timeout, False)
                 run = start_once(tree, state_dir, tag, args.timeout, name != "reference")
                 row = {"variant": name, "round": round_, **run}
                 results["runs"].append(row)
@@ -215,6 +228,7 @@ def main() -> int:
             for key in (
                 "loaded_s",
                 "opened_s",
+                "kept_s",
                 "programmed_s",
                 "serving_s",
                 "next_round_s",
@@ -224,19 +238,20 @@ def main() -> int:
     results["median"] = summary
     print()
     print(f"{args.members} members, median of {args.rounds} rounds (s from spawning meshd up)")
-    print("variant            loaded  opened  programmed  serving  next round")
+    print("variant            loaded  opened    kept  programmed  serving  next round")
     for name, row in summary.items():
         print(
             f"{name:17s}  {row.get('loaded_s', float('nan')):6.2f}  "
             f"{row.get('opened_s', float('nan')):6.2f}  "
+            f"{row.get('kept_s', float('nan')):6.2f}  "
             f"{row.get('programmed_s', float('nan')):10.2f}  "
             f"{row.get('serving_s', float('nan')):7.2f}  "
             f"{row.get('next_round_s', float('nan')):10.2f}"
         )
     results["steps"] = {name: steps(row) for name, row in summary.items()}
-    print("steps (s, of the medians): spawn>loaded  loaded>opened  opened>programmed")
+    print("steps (s, of the medians)")
     for name, row in results["steps"].items():
-        print(f"{name:17s}  " + "  ".join(f"{value:6.2f}" for value in row.values()))
+        print(f"{name:17s}  " + "  ".join(f"{step} {value:.2f}" for step, value in row.items()))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"saved {args.output}")

@@ -1,9 +1,12 @@
 """Starting a node in the order that gets its tunnels up first.
 
-1. load the membership from the store (:class:`~meshd.daemon.state.NodeState`);
-2. open WireGuard (:func:`~meshd.daemon.wireguard_open.open_mesh`) and reconcile once from the
-   stored membership: every member we knew is a peer again, and the new peers' first packets
-   are already on their way;
+1. open WireGuard (:func:`~meshd.daemon.wireguard_open.open_mesh`); if the last clean stop
+   kept its peers (:mod:`meshd.daemon.kept_peers`) and the backend is ``wireguard-go``'s
+   UAPI, a worker thread sets them while this thread loads the membership from the store
+   (:class:`~meshd.daemon.state.NodeState`): both take about a second at 10,000 members;
+2. reconcile once from the stored membership: every member we knew is a peer again (what
+   the kept peers got wrong is corrected), and the new peers' first packets are already on
+   their way;
 3. only then load and start the gossip side (:mod:`meshd.daemon.service`), whose import
    alone (libp2p) takes about a second. It is imported in a worker thread, so the reconcile
    loop keeps running meanwhile;
@@ -16,8 +19,8 @@ on, and each collection walked those made so far (a quarter of the CPU time of t
 docs/footprint.md). Little of it is cyclic garbage; what is, is collected once the
 collector runs again.
 
-Shutdown runs the other way: systemd hears STOPPING=1, the gossip host closes, then the
-interface is removed and ``wireguard-go`` stopped.
+Shutdown runs the other way: systemd hears STOPPING=1, the gossip host closes, the peers are
+kept for the next start, then the interface is removed and ``wireguard-go`` stopped.
 
 This module imports neither libp2p nor the gossip host.
 """
@@ -33,17 +36,18 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
-from meshd.daemon import early_signals
+from meshd.daemon import early_signals, kept_peers
 from meshd.daemon.config import DaemonConfig
 from meshd.daemon.last_endpoints import first_paths
 from meshd.daemon.lifecycle import stop_on_down, stop_when_revoked
-from meshd.daemon.metrics import MetricsSlot, open_metrics
+from meshd.daemon.metrics import MetricsServer, MetricsSlot, open_metrics
 from meshd.daemon.notify import Notifier, inform_systemd
 from meshd.daemon.rekey import finish_cut_short
 from meshd.daemon.relaying import early_forwarding
 from meshd.daemon.reload import Reloader, report
 from meshd.daemon.startup import lock_state_dir
 from meshd.daemon.state import NodeState
+from meshd.daemon.wireguard import WireGuardMesh
 from meshd.daemon.wireguard_open import current_underlay, open_mesh
 from meshd.node.statedir import NodeDir
 
@@ -78,18 +82,67 @@ async def run(
 async def _run(
     config: DaemonConfig, node: NodeDir, collecting: bool, task_status: TaskStatus[Any]
 ) -> None:
-    state = NodeState(node, announce_ttl=config.announce_ttl)
-    finish_cut_short(state)
-    async with (
-        open_metrics(config) as metrics,
-        open_mesh(config, node) as mesh,
-        early_forwarding(config, relays=mesh.kind != "none") as forwarding,
-    ):
+    kept = kept_peers.read(node)  # before the load, which may write the store
+    async with open_metrics(config) as metrics, open_mesh(config, node) as mesh:
+        # Where our WireGuard last saw peers behind NATs: initiate back through their mappings.
+        mesh.paths = first_paths(node.paths.root, mesh.overlay_prefix, config.keepalive or 25)
+        state = await _load(config, node, mesh, kept)
+        finish_cut_short(state)
+        try:
+            await _serve(config, node, state, mesh, metrics, collecting, task_status)
+        finally:  # a stop (SIGTERM, `meshd down`, an error): for the next start
+            if kept_peers.threaded(mesh) is not None and mesh.kind != "none":
+                _keep_peers(node, state, mesh)
+
+
+async def _load(
+    config: DaemonConfig, node: NodeDir, mesh: WireGuardMesh, kept: bytes | None
+) -> NodeState:
+    """The store loaded (in this thread: CPU) while the peers ``kept`` at the last stop are
+    set from a worker thread, if the backend can (meshd.daemon.kept_peers)."""
+    writing = None
+    if kept is not None and mesh.kind != "none":
+        peers = kept_peers.usable(kept, int(time.time()), mesh.overlay_prefix)
+        writing = kept_peers.KeptWrite.start(mesh, kept_peers.along(peers, mesh.paths))
+    try:
+        return NodeState(node, announce_ttl=config.announce_ttl)
+    finally:
+        if writing is not None:
+            await writing.finish()
+
+
+def _keep_peers(node: NodeDir, state: NodeState, mesh: WireGuardMesh) -> None:
+    """What :func:`kept_peers.keep` keeps; a bug there is logged, never raised over what
+    stopped the daemon."""
+    try:
+        kept = kept_peers.keep(
+            node,
+            state.membership,
+            own_node_key=mesh.own_node_key,
+            own_wg_key=mesh.own_wg_key,
+            underlay=mesh.underlay,
+            now=int(time.time()),
+        )
+    except Exception:
+        log.exception("keeping the peers for the next start failed (a bug in meshd)")
+        return
+    if kept is not None:
+        log.info("WireGuard %s: %d peers kept for the next start", mesh.ifname, kept)
+
+
+async def _serve(
+    config: DaemonConfig,
+    node: NodeDir,
+    state: NodeState,
+    mesh: WireGuardMesh,
+    metrics: MetricsServer | None,
+    collecting: bool,
+    task_status: TaskStatus[Any],
+) -> None:
+    async with early_forwarding(config, relays=mesh.kind != "none") as forwarding:
         mesh.set_underlay(await current_underlay([config.interface, "lo"]))
         members = state.feed.subscribe()
         mesh.set_members(members.latest.members)
-        # Where our WireGuard last saw peers behind NATs: initiate back through their mappings.
-        mesh.paths = first_paths(node.paths.root, mesh.overlay_prefix, config.keepalive or 25)
         async with trio.open_nursery() as nursery:
             await nursery.start(state.feed.run)
             await nursery.start(state.disk.run)  # fsyncs the store off the event loop

@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import operator
 import time
 from array import array
 from collections.abc import Mapping, Sequence
@@ -61,6 +62,7 @@ from meshd.membership import Member
 from meshd.mesh.desired import (
     DesiredMesh,
     ExtraPrefixes,
+    PeersByKey,
     Underlay,
     desired_peers,
     peer_members,
@@ -74,7 +76,9 @@ from meshd.wg.model import (
     DeviceState,
     IPNetwork,
     Operation,
+    PeerConfig,
     PeerOperation,
+    PeerStatus,
     RemovePeer,
     SetListenPort,
     UpdatePeer,
@@ -148,6 +152,10 @@ class WireGuardMesh:
         self._hold: HoldDown | None = None
         self._first = FirstHandshakes(own_wg_key)
         self._later = Keepalives()  # what the first round left to set right after it
+        # The device as a start set it from the peers the last stop kept, before the first
+        # round (meshd.daemon.kept_peers): that round plans from it, not from a read.
+        self._assumed: DeviceState | None = None
+        self._created_early: list[WgKey] = []  # those of them created with an endpoint
         self._held: frozenset[WgKey] = frozenset()
         self._kept: set[tuple[WgKey, WgKey]] = set()
         self._desired = DesiredMesh()
@@ -231,6 +239,24 @@ class WireGuardMesh:
         with contextlib.suppress(trio.WouldBlock):
             self._kick_send.send_nowait(None)
 
+    def assume_programmed(self, peers: Sequence[PeerConfig]) -> None:
+        """Before the first round: the device holds ``peers`` (as the last stop kept them)
+        and nothing else, set by :mod:`meshd.daemon.kept_peers` while the store loaded. The
+        first round plans from them as from its read of the device, with them as the last
+        round's desired peers: a peer no longer admitted is removed, an endpoint that moved
+        since is set, the keepalives come right after it. A peer created with its endpoint
+        is checked back on as the first round's own creations are
+        (:class:`meshd.mesh.handshake.FirstHandshakes`)."""
+        kept = PeersByKey.ordered(tuple(sorted(peers, key=_public_key)))
+        self._desired = DesiredMesh(peers=kept)
+        self._assumed = DeviceState(
+            public_key=self.own_wg_key,
+            has_private_key=True,
+            peers=tuple(PeerStatus(peer) for peer in kept.values()),
+        )
+        self.backend.expect(kept)
+        self._created_early = [WgKey(p.public_key) for p in kept.values() if p.endpoint]
+
     # --- the loop ------------------------------------------------------------------------------
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -301,7 +327,10 @@ class WireGuardMesh:
         round needed (the device read, its operations: at a start, a list of ~2 operations a
         member) is let go when it returns, not held while the datagrams go out."""
         started = trio.current_time()
-        actual = await self.backend.get()
+        if self._assumed is not None:  # set from the kept peers just now: not read back
+            actual, self._assumed = self._assumed, None
+        else:
+            actual = await self.backend.get()
         read = trio.current_time()
         read_took = read_cost(self.backend, read - started)
         self.handshakes = {p.public_key: p.last_handshake for p in actual.peers if p.last_handshake}
@@ -322,6 +351,9 @@ class WireGuardMesh:
         self.backend.expect(desired.peers)
         self._held = held
         self._report(desired, members)
+        if self._created_early:
+            self._first.created(self._created_early, trio.current_time())
+            self._created_early = []
         ops = self._first.ops(
             plan(desired.peers, actual, self._desired.peers),
             desired.peers,
@@ -459,14 +491,39 @@ def _keepalives_later(
     members seconds before the last peer is in); they are set, and those handshakes started,
     right after the round (``WireGuardMesh._set_keepalives``). In place: each operation's
     copy takes the place (and the memory) of the one it replaces, not a second list of
-    10,000 operations beside the first (~0.8 MiB more at the start's peak)."""
-    existing = {p.public_key for p in actual.peers}
+    10,000 operations beside the first (~0.8 MiB more at the start's peak).
+
+    So are the keepalives of peers the device holds without one: those a start set before
+    the round, as the last stop kept them (:mod:`meshd.daemon.kept_peers`). An update left
+    with nothing else to do is dropped."""
+    with_keepalive = {p.public_key for p in actual.peers if p.config.persistent_keepalive}
+    emptied = False
     for i, op in enumerate(ops):
-        if isinstance(op, UpdatePeer) and op.persistent_keepalive and op.public_key not in existing:
+        if (
+            isinstance(op, UpdatePeer)
+            and op.persistent_keepalive
+            and op.public_key not in with_keepalive
+        ):
             later.keys.append(op.public_key)
             later.seconds.append(op.persistent_keepalive)
             ops[i] = op = op.without_keepalive()  # the plan's own values: not checked again
+            emptied = emptied or _does_nothing(op)
+    if emptied:
+        ops[:] = [op for op in ops if not _does_nothing(op)]
     return ops
+
+
+def _does_nothing(op: PeerOperation) -> bool:
+    return (
+        isinstance(op, UpdatePeer)
+        and op.update_only
+        and op.endpoint is None
+        and op.persistent_keepalive is None
+        and not op.replace_allowed_ips
+    )
+
+
+_public_key = operator.attrgetter("public_key")
 
 
 def set_chunks(ops: Sequence[PeerOperation]) -> list[list[PeerOperation]]:

@@ -59,6 +59,14 @@ class MemberQueries(MembershipTables):
             counts[state] += 1
         return counts
 
+    def judged_window(self) -> tuple[int, int]:
+        """Since when and until when the states the merges and ticks recorded hold by time
+        alone: from the last tick to the first moment one judged admitted may stop being so
+        by time (``_next_due``) or a root's acceptance ends (what :meth:`state_counts`
+        relies on). Past it, or before it (a clock set back), members must be judged again.
+        """
+        return self._ticked, min(self._next_due, self._retire_after)
+
     def members(self, now: int, *, ending_by: int | None = None) -> list[Member]:
         """Every member this node has a credential for, sorted by name then node id; with
         ``ending_by``, only those whose credentials end then at the latest

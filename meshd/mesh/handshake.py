@@ -142,6 +142,15 @@ class FirstHandshakes:
             self._waiting = dict(self._waiting)
         return out
 
+    def created(self, keys: Sequence[WgKey], now: float) -> None:
+        """Peers created with their endpoint outside a plan (those a start set as the last
+        stop kept them, before its first round): the higher key checks back on each as on a
+        plan's creations, ``defer`` seconds from ``now``."""
+        later = now + self.defer
+        for key in keys:
+            if not self.goes_first(key):
+                self._waiting.setdefault(key, later)
+
     def deadline(self) -> float | None:
         """When a held-back re-creation is due (a round should run then), if any."""
         return min(self._waiting.values(), default=None)

@@ -18,7 +18,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Protocol, TypeAlias
+from typing import Protocol, TypeAlias, runtime_checkable
 
 from nacl.bindings import crypto_scalarmult_base
 
@@ -58,6 +58,18 @@ class InterfaceConfig:
     def link_local(self) -> ipaddress.IPv6Interface:
         """The key-derived link-local address with its /64."""
         return link_local_interface(self.public_key)
+
+
+@runtime_checkable
+class ThreadedSet(Protocol):
+    """A backend that can also apply operations from a worker thread, while the event loop's
+    own thread is busy: the UAPI backend at a start (:mod:`meshd.daemon.kept_peers`)."""
+
+    def prepared_set(self, operations: Sequence[Operation]) -> Callable[[], None]:
+        """:meth:`Backend.set` made ready now (its request encoded), done when the function
+        returned is called, blocking, from a thread other than the event loop's; that call
+        raises a BackendError subclass as ``set`` would."""
+        ...
 
 
 class Backend(Protocol):

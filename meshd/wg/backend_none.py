@@ -7,7 +7,7 @@ For simulations and daemon tests on machines without WireGuard: peers change exa
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 from meshd.trust.keys import WgKey
@@ -36,6 +36,15 @@ class NullBackend:
 
     async def set(self, operations: Sequence[Operation]) -> None:
         self.state = apply_operations(self.state, operations)
+
+    def prepared_set(self, operations: Sequence[Operation]) -> Callable[[], None]:
+        """:class:`meshd.wg.backend.ThreadedSet`: applied when called."""
+        ops = list(operations)
+
+        def apply() -> None:
+            self.state = apply_operations(self.state, ops)
+
+        return apply
 
     def expect(self, peers: Mapping[WgKey, PeerConfig]) -> None:
         """Nothing to do: the in-memory device holds the values it was set to."""

@@ -15,7 +15,7 @@ import dataclasses
 import os
 import shutil
 import signal
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 import trio
@@ -134,6 +134,10 @@ class UserspaceBackend:
 
     async def set(self, operations: Sequence[Operation]) -> None:
         await self.uapi.set(operations)
+
+    def prepared_set(self, operations: Sequence[Operation]) -> Callable[[], None]:
+        """:class:`meshd.wg.backend.ThreadedSet`: the UAPI request encoded now."""
+        return self.uapi.prepared_set(operations)
 
     def expect(self, peers: Mapping[WgKey, PeerConfig]) -> None:
         self.uapi.expect(peers)

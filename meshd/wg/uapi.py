@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -130,6 +131,48 @@ class UapiClient:
         timeout = self.timeout + self.set_timeout_per_peer * peers
         request = encode_set_request(operations, self.dialect)
         await self._exchange(request, "set", reply.feed, timeout)
+        code = parse_errno_untrusted(bytes(reply.data))
+        if code:
+            raise UapiErrnoError(code, "set")
+
+    def prepared_set(self, operations: Sequence[Operation]) -> Callable[[], None]:
+        """:meth:`set`, its request encoded now, sent when the function returned is called:
+        from a worker thread, over a blocking socket (which lets other threads run while it
+        waits). The one use is a start, where the event loop's own thread loads the store
+        meanwhile (:mod:`meshd.daemon.kept_peers`): nothing of the request is left to make
+        there, where it would wait for that thread at each step."""
+        peers = sum(isinstance(op, UpdatePeer | RemovePeer) for op in operations)
+        request = encode_set_request(operations, self.dialect) if operations else b""
+        timeout = self.timeout + self.set_timeout_per_peer * peers
+        return lambda: self._set_blocking(request, timeout) if request else None
+
+    def _set_blocking(self, request: bytes, timeout: float) -> None:
+        reply = _Reply()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            try:
+                sock.connect(self.path)
+            except OSError as exc:
+                raise UapiConnectionError(
+                    f"cannot connect to WireGuard UAPI socket {self.path}: {exc.strerror or exc}"
+                ) from None
+            try:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    sock.sendall(request)
+                while not reply.feed(chunk := sock.recv(PIECE)) and chunk:
+                    pass
+            except TimeoutError:
+                raise UapiConnectionError(
+                    f"WireGuard UAPI set on {self.path} got no reply in time"
+                ) from None
+            except OSError as exc:
+                raise UapiConnectionError(
+                    f"WireGuard UAPI set on {self.path}: {exc.strerror or exc}"
+                ) from None
+        if not reply.data:
+            raise UapiConnectionError(
+                f"WireGuard UAPI socket {self.path} closed without answering set"
+            )
         code = parse_errno_untrusted(bytes(reply.data))
         if code:
             raise UapiErrnoError(code, "set")
