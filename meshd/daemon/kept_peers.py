@@ -100,7 +100,7 @@ class KeptWrite:
         self.mesh = mesh
         self.peers = peers
         self._send = send
-        self._error: BackendError | None = None
+        self._error: Exception | None = None
         self._thread = threading.Thread(target=self._write, name="meshd-kept-peers", daemon=True)
 
     @classmethod
@@ -128,7 +128,7 @@ class KeptWrite:
     def _write(self) -> None:
         try:
             self._send()
-        except BackendError as exc:
+        except Exception as exc:  # noqa: BLE001 (a refusal, or a bug: the first round reads it)
             self._error = exc
 
     async def finish(self) -> bool:
@@ -137,10 +137,20 @@ class KeptWrite:
         device and plans from what it holds."""
         await trio.to_thread.run_sync(self._thread.join)  # not abandoned if cancelled
         mesh = self.mesh
-        if self._error is not None:
+        error = self._error
+        if error is not None:
             mesh.errors += 1
-            mesh.last_error = str(self._error)
-            log.warning("WireGuard %s: %s (the first round programs it)", mesh.ifname, self._error)
+            mesh.last_error = str(error)
+            if isinstance(error, BackendError):
+                log.warning("WireGuard %s: %s (the first round programs it)", mesh.ifname, error)
+            else:
+                log.error(
+                    "WireGuard %s: setting the kept peers raised %s (a bug in meshd; the first "
+                    "round programs it)",
+                    mesh.ifname,
+                    type(error).__name__,
+                    exc_info=error,
+                )
             return False
         mesh.assume_programmed(self.peers)
         log.info(

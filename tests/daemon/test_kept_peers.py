@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 import trio
 
 from meshd.daemon.kept_peers import KeptWrite, along, keep
@@ -32,11 +33,19 @@ def kept_config(seed: str, endpoint: str | None) -> PeerConfig:
 class Refusing(NullBackend):
     """A device that refuses the set a worker thread makes."""
 
+    error: Exception = UapiErrnoError(22, "set")
+
     def prepared_set(self, operations: Sequence[Operation]) -> Callable[[], None]:
         def refuse() -> None:
-            raise UapiErrnoError(22, "set")
+            raise self.error
 
         return refuse
+
+
+class Buggy(Refusing):
+    """A set from a thread that raises what no device says: a bug of ours."""
+
+    error = RuntimeError("a bug")
 
 
 class Recording(NullBackend):
@@ -97,15 +106,18 @@ def test_kept_peers_are_set_and_the_first_round_corrects_them_without_reading_ba
     run(main)
 
 
-def test_a_device_that_refuses_the_kept_peers_is_programmed_by_the_first_round() -> None:
+@pytest.mark.parametrize(("device", "said"), [(Refusing, "errno 22"), (Buggy, "a bug")])
+def test_a_device_that_refuses_the_kept_peers_is_programmed_by_the_first_round(
+    device: type[Refusing], said: str
+) -> None:
     async def main() -> None:
         members = [member("m1"), member("m2")]
-        mesh, backend = make_mesh(Refusing, members, "kp1", shared=True, keepalive=None)
+        mesh, backend = make_mesh(device, members, "kp1", shared=True, keepalive=None)
         writing = KeptWrite.start(mesh, [kept_config("m1", None)])
         assert writing is not None
         assert not await writing.finish()
         assert mesh.errors == 1
-        assert "errno 22" in mesh.last_error.lower()
+        assert said in mesh.last_error.lower()
         assert await mesh.reconcile()  # reads the device, as without a list
         assert {p.public_key for p in backend.state.peers} == {m.wg_key for m in members}
 
