@@ -401,6 +401,8 @@ def test_a_running_daemon_announces_its_new_endpoint_at_a_sighup(tmp_path: Path)
         config.write_text(BASE + 'endpoint = ["192.0.2.7:51820"]\n')
         process.send_signal(signal.SIGHUP)
         wait_for(lambda: not listening(port), 10, "the metrics endpoint to close")
+        # The endpoint closes while the SIGHUP is applied, before the reload is counted.
+        wait_for(lambda: status()["config"]["reloads"] == 3, 10, "the third reload counted")
         seen = status()["config"]
         assert (seen["reloads"], seen["failed"], seen["waiting"]) == (3, 0, [])
         # The announcements' terms and renewal (this founder holds the root key).
