@@ -252,3 +252,61 @@ def test_a_reply_is_read_in_pieces_of_at_most_16_kib(
     assert len(read[0].peers) == len(peers)
     assert asked
     assert max(n or 0 for n in asked) <= 16384
+
+
+# --- a set prepared here and sent from a worker thread (meshd.daemon.kept_peers) -----------
+
+
+def _from_a_thread(send: Callable[[], None]) -> Awaitable[None]:
+    return trio.to_thread.run_sync(send)
+
+
+def test_a_prepared_set_sent_from_a_thread_applies_the_request(tmp_path: Path) -> None:
+    device = FakeDevice()
+    ops = [UpdatePeer(key, endpoint="192.0.2.1:51820") for key in KEYS]
+
+    async def client_side() -> None:
+        send = UapiClient(str(tmp_path / "p")).prepared_set(ops)
+        await _from_a_thread(send)
+        assert {p.public_key for p in device.state.peers} == set(KEYS)
+        await _from_a_thread(UapiClient(str(tmp_path / "p")).prepared_set([]))  # sends nothing
+
+    run_against(tmp_path / "p", device, client_side)
+    assert device.sets == 1
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        (b"errno=-22\n\n", UapiErrnoError),
+        (b"\x00\xffgarbage\n\n", UapiDecodeError),
+        (None, UapiConnectionError),  # closed with no reply
+    ],
+)
+def test_a_prepared_sets_errors_are_the_clients_own(
+    tmp_path: Path, reply: bytes | None, error: type[UapiError]
+) -> None:
+    async def handler(request: bytes) -> bytes | None:
+        return reply
+
+    async def client_side() -> None:
+        send = UapiClient(str(tmp_path / "e")).prepared_set([UpdatePeer(KEYS[0])])
+        with pytest.raises(error):
+            await _from_a_thread(send)
+
+    run_against(tmp_path / "e", handler, client_side)
+
+
+def test_a_prepared_set_without_a_reply_in_time_or_without_a_socket(tmp_path: Path) -> None:
+    async def silent(request: bytes) -> None:
+        await trio.sleep_forever()
+
+    async def client_side() -> None:
+        client = UapiClient(str(tmp_path / "q"), timeout=0.05, set_timeout_per_peer=0.0)
+        with pytest.raises(UapiConnectionError, match="no reply in time"):
+            await _from_a_thread(client.prepared_set([UpdatePeer(KEYS[0])]))
+        absent = UapiClient(str(tmp_path / "absent")).prepared_set([UpdatePeer(KEYS[0])])
+        with pytest.raises(UapiConnectionError, match="cannot connect"):
+            await _from_a_thread(absent)
+
+    run_against(tmp_path / "q", silent, client_side)
