@@ -59,7 +59,7 @@ class KeptPeer:
     """One member's peer as the stopping daemon had it."""
 
     wg_key: bytes
-    until: int  # the end of the member's standing (Unix seconds)
+    until: int  # the end of the member's credential (Unix seconds)
     overlay: int  # its overlay address, as an int
     endpoint: str | None
 
@@ -75,6 +75,8 @@ class KeptPeer:
 
 @dataclass(frozen=True, slots=True)
 class KeptPeers:
+    """A stopping daemon's peers, with the window in which a start may set them."""
+
     overlay: ipaddress.IPv6Network  # the network's overlay prefix
     valid_until: int  # our standing's end, or when the judgements could change by time
     written_at: int
