@@ -26,9 +26,19 @@ FAST = ["--wg-backend", "none", "--announce-interval", "60s", "--announce-ttl", 
 # a port the kernel picked for a probe is free only until the daemon binds it, and every
 # outgoing connection on the machine (the daemons' own dials, the other test worker's) takes
 # its source port from that range, so one took a daemon's port before it started listening.
-# Each test process walks the range from its own random place, never handing a port out
-# twice; a port something listens on is skipped.
-_PORTS_FROM, _PORTS_TO = 20000, 32000
+# Each test process walks its own part of the range (pytest-xdist's workers split it: two
+# walks from random places in one range met, and a worker handed out a port the other's
+# daemon had been given but did not listen on yet), from a random place in it, never handing
+# a port out twice; a port something listens on is skipped.
+def _ports_of_this_worker(first: int, last: int) -> tuple[int, int]:
+    workers = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), 1)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) % workers if worker.isdigit() else 0
+    share = (last - first) // workers
+    return first + index * share, first + (index + 1) * share
+
+
+_PORTS_FROM, _PORTS_TO = _ports_of_this_worker(20000, 32000)
 _next_port = [random.randrange(_PORTS_FROM, _PORTS_TO)]
 
 
