@@ -13,6 +13,12 @@ The set, the pending pool and every judgement come out as merging the same recor
 one would make them (the merge is order-independent). No events are made, and no member's
 view is built: what loads is read from the state afterwards (``members``).
 
+A first load (into a membership never ticked) judges every member at its ``now`` and so
+counts as the first tick (``_ticked``, and ``_next_due`` worked out by that judging): the
+tick a start makes right after it judges only what is due by then (meshd.membership.settle,
+``due_nodes``), not every member a second time (~0.14 s at 10,000 members), and the states
+it recorded can be read at once (``judged_window``, ``admitted_wg_keys``).
+
 Records are merged in INGEST_ORDER (meshd.membership.batch). Those that come in it (a
 store's rows come by kind: the roots' and admins' hand-overs, renewals, then the
 certificates) are merged as they come, each let go once merged, not all decoded and held
@@ -36,7 +42,7 @@ from meshd.membership.pending import LOCAL
 from meshd.membership.settle import reevaluate, settle
 from meshd.membership.tables import Change
 from meshd.membership.views import Batch
-from meshd.records import Announcement, Record, record_id
+from meshd.records import U64, Announcement, Record, record_id
 
 if TYPE_CHECKING:
     from meshd.membership.state import Membership
@@ -54,6 +60,9 @@ def load_batch(
     """Merge a store's records into ``state`` (see the module's docstring). No events: the
     caller reads the state that results."""
     merged = Merged(reasons=list(rejected))
+    first = state._ticked == 0  # never ticked: judging every member below is a tick's
+    if first:
+        state._next_due = U64  # lowered by each member judged admitted (reevaluate)
     verifier = state.verifier
     verifier.signatures_trusted = signatures_trusted
     try:
@@ -69,7 +78,7 @@ def load_batch(
             _merge_one(state, merger, others.pop(), now, change, merged)
         if change.judgements_changed:
             settle(state, change, now, merger.merge_waiting)
-        reevaluate(state, change.touched, now, emit=False)
+        reevaluate(state, state._standing.nodes() if first else change.touched, now, emit=False)
         merged.stored += change.stored
         merged.dropped += change.dropped
         merge_announcements(
@@ -82,8 +91,12 @@ def load_batch(
             source=LOCAL,
             emit=False,
         )
+        if first:
+            state._ticked = now
     finally:
         verifier.signatures_trusted = False
+        if first and not state._ticked:  # cut short: the first tick judges every member
+            state._next_due = 0
     in_set = state._set
     return Batch(
         stored=tuple(s for s in merged.stored if s.rid in in_set),

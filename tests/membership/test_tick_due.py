@@ -250,3 +250,46 @@ def test_a_new_silence_limit_is_judged_at_the_next_tick_both_ways() -> None:
     back = state.tick(NOW + 1603)
     assert sorted(e.member.node_key for e in back) == sorted(n.key.public for n in nodes[1:])
     assert {type(e).__name__ for e in back} == {"Admitted"}
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.integers(-300, 8000), min_size=MEMBERS, max_size=MEMBERS),
+    st.lists(st.one_of(st.none(), st.integers(0, 1500)), min_size=MEMBERS, max_size=MEMBERS),
+    st.lists(st.booleans(), min_size=MEMBERS, max_size=MEMBERS),
+    st.lists(st.integers(0, 1500), min_size=1, max_size=8),
+)
+def test_a_first_load_counts_as_a_tick_and_the_ticks_after_it_emit_what_judging_all_would(
+    ends: list[int], announced: list[int | None], revoked: list[bool], waits: list[int]
+) -> None:
+    # A start loads its store (judging every member at its moment) and ticks at once: that
+    # tick, and every one after, judges only what is due, with the events and states of
+    # judging every member each time (meshd.membership.loading).
+    net = Net()
+    nodes = [_member(net, f"m{i}", NOW + end) for i, end in enumerate(ends)]
+    loaded_at = NOW + 1000
+    records: list[Any] = [node.credential for node in nodes]
+    records += [
+        node.announce(net, loaded_at - ago)
+        for node, ago in zip(nodes, announced, strict=True)
+        if ago is not None
+    ]
+    records += [
+        net.revoke(node.key.public, at=NOW + 5)
+        for node, gone in zip(nodes, revoked, strict=True)
+        if gone
+    ]
+    every: Membership = net.state(announce_ttl=TTL)
+    due: Membership = net.state(announce_ttl=TTL)
+    for state in (every, due):
+        state.load(records, loaded_at)
+    assert due.judged_window()[0] == loaded_at
+    keys = due.admitted_wg_keys(loaded_at)
+    assert keys is not None
+    views = every.members(loaded_at)
+    assert sorted(keys) == sorted(m.wg_key for m in views if m.state is MemberState.ADMITTED)
+    now = loaded_at
+    for wait in [0, *waits]:
+        now += wait
+        assert _seen(due.tick(now)) == _seen(every.tick(now, every=True)), now
+        assert [m.state for m in due.members(now)] == [m.state for m in every.members(now)]
