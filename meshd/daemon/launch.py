@@ -4,6 +4,8 @@
    kept its peers (:mod:`meshd.daemon.kept_peers`) and the backend is ``wireguard-go``'s
    UAPI, a worker thread sets them while this thread loads the membership from the store
    (:class:`~meshd.daemon.state.NodeState`): both take about a second at 10,000 members;
+   without them, a worker thread sets the keys of the members the store judged admitted
+   while this thread plans the first round (:mod:`meshd.daemon.early_keys`);
 2. reconcile once from the stored membership: every member we knew is a peer again (what
    the kept peers got wrong is corrected), and the new peers' first packets are already on
    their way;
@@ -38,6 +40,7 @@ import trio
 
 from meshd.daemon import early_signals, kept_peers
 from meshd.daemon.config import DaemonConfig
+from meshd.daemon.early_keys import EarlyKeys
 from meshd.daemon.last_endpoints import first_paths
 from meshd.daemon.lifecycle import stop_on_down, stop_when_revoked
 from meshd.daemon.metrics import MetricsServer, MetricsSlot, open_metrics
@@ -99,13 +102,20 @@ async def _load(
     config: DaemonConfig, node: NodeDir, mesh: WireGuardMesh, kept: bytes | None
 ) -> NodeState:
     """The store loaded (in this thread: CPU) while the peers ``kept`` at the last stop are
-    set from a worker thread, if the backend can (meshd.daemon.kept_peers)."""
+    set from a worker thread, if the backend can (meshd.daemon.kept_peers); without them,
+    the keys of the members it judged admitted are set from a worker thread once it is
+    loaded, while the first round is planned (meshd.daemon.early_keys)."""
     writing = None
     if kept is not None and mesh.kind != "none":
         peers = kept_peers.usable(kept, int(time.time()), mesh.overlay_prefix)
         writing = kept_peers.KeptWrite.start(mesh, kept_peers.along(peers, mesh.paths))
+    # Without kept peers (with them, one that failed leaves the first round to read the
+    # device): the admitted members' keys, as soon as the store is judged.
+    early = None
+    if writing is None and mesh.kind != "none":
+        early = partial(EarlyKeys.start, mesh)
     try:
-        return NodeState(node, announce_ttl=config.announce_ttl)
+        return NodeState(node, announce_ttl=config.announce_ttl, judged=early)
     finally:
         if writing is not None:
             await writing.finish()

@@ -105,7 +105,11 @@ class NodeState:
         *,
         announce_ttl: int | None,
         clock: Callable[[], int] = wall_clock,
+        judged: Callable[[Membership, int], object] | None = None,
     ) -> None:
+        """Load the store and judge it; ``judged`` is called with the membership and the
+        moment, once judged, before the first snapshot of it is made (a start's early
+        WireGuard keys: meshd.daemon.early_keys)."""
         self.node = node
         self.clock = clock
         self.membership = Membership(node.anchor, announce_ttl=announce_ttl)
@@ -119,7 +123,10 @@ class NodeState:
             report.checked,
             node.paths.db,
         )
-        self.membership.tick(clock())
+        now = clock()
+        self.membership.tick(now)
+        if judged is not None:
+            judged(self.membership, now)
         # Who may make us do what (rate limits of gossip and sync), and what was refused.
         self.gate = PeerGate(lambda peer: self.source_of(peer) == peer)
         self.rejects: Counter[str] = self.gate.rejects  # by peer id

@@ -45,7 +45,7 @@ import logging
 import operator
 import time
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -156,6 +156,13 @@ class WireGuardMesh:
         # round (meshd.daemon.kept_peers): that round plans from it, not from a read.
         self._assumed: DeviceState | None = None
         self._created_early: list[WgKey] = []  # those of them created with an endpoint
+        # Or, at a start without them, the keys of the members the store judged admitted,
+        # being set from a worker thread while the first round is planned
+        # (meshd.daemon.early_keys): peers with nothing else, which that round creates as
+        # if they were not there (their endpoints, allowed-ips and keepalives), after the
+        # set has ended (``_early``); those it does not want it removes.
+        self._unconfigured: frozenset[bytes] = frozenset()
+        self._early: Callable[[], Awaitable[bool]] | None = None
         self._held: frozenset[WgKey] = frozenset()
         self._kept: set[tuple[WgKey, WgKey]] = set()
         self._desired = DesiredMesh()
@@ -257,6 +264,21 @@ class WireGuardMesh:
         self.backend.expect(kept)
         self._created_early = [WgKey(p.public_key) for p in kept.values() if p.endpoint]
 
+    def assume_created(
+        self, keys: AbstractSet[bytes], finished: Callable[[], Awaitable[bool]]
+    ) -> None:
+        """Before the first round: ``keys`` are being set on the device, each a peer with
+        nothing but its key (no endpoint, no allowed-ips: it carries no packet), by
+        :mod:`meshd.daemon.early_keys` until ``finished`` returns. The first round plans as
+        for the empty device it opened, so each peer it wants is made whole as a creation
+        (the UAPI takes it as an update of the peer there: the costly part of a new peer,
+        WireGuard's precomputation from its key, is done), removes those of ``keys`` it
+        does not want, and sends nothing before ``finished`` has returned, whether the set
+        succeeded or not: its operations are right for the device either way."""
+        self._assumed = DeviceState(public_key=self.own_wg_key, has_private_key=True)
+        self._unconfigured = frozenset(keys)
+        self._early = finished
+
     # --- the loop ------------------------------------------------------------------------------
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -354,17 +376,24 @@ class WireGuardMesh:
         if self._created_early:
             self._first.created(self._created_early, trio.current_time())
             self._created_early = []
-        ops = self._first.ops(
-            plan(desired.peers, actual, self._desired.peers),
-            desired.peers,
-            actual,
-            trio.current_time(),
-        )
+        planned = plan(desired.peers, actual, self._desired.peers)
+        if self._unconfigured:  # set before this round, wanted or not (assume_created)
+            wanted = desired.peers
+            gone: list[RemovePeer | UpdatePeer] = [
+                RemovePeer(key) for key in sorted(self._unconfigured) if key not in wanted
+            ]
+            planned = gone + planned  # removals first, as a plan has them
+            self._unconfigured = frozenset()
+        ops = self._first.ops(planned, desired.peers, actual, trio.current_time())
+        del planned
         deferred = self.rounds == 0 and self.keepalive is not None
         if deferred:
             self._later = Keepalives()  # a first round that failed noted its own
             ops = _keepalives_later(ops, actual, self._later)
         self.pass_cost = read_took + trio.current_time() - read
+        if self._early is not None:  # the keys set meanwhile: after them, not beside them
+            early, self._early = self._early, None
+            await early()
         for chunk in set_chunks(ops):
             await self.backend.set(chunk)
         self.rounds += 1

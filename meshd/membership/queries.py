@@ -67,6 +67,31 @@ class MemberQueries(MembershipTables):
         """
         return self._ticked, min(self._next_due, self._retire_after)
 
+    def admitted_wg_keys(self, now: int) -> list[bytes] | None:
+        """The WireGuard keys of the members judged admitted, read from the states the
+        merges and ticks recorded, without a view of each (~10 ms at 10,000 members, not the
+        ~0.1 s of :meth:`members`); None when those states do not hold at ``now`` (outside
+        :meth:`judged_window`). A member heard from while not admitted, to be judged again,
+        is left out. What a start sets on WireGuard while its first round is planned
+        (meshd.daemon.early_keys): that round, from the views, decides."""
+        since, until = self.judged_window()
+        if not since <= now < until:
+            return None
+        recheck = self._recheck
+        entries = self._members
+        standing = self._standing
+        wg = self._wg
+        keys: list[bytes] = []
+        for node in standing.nodes():
+            entry = entries.get(node)
+            if entry is None or entry.state is not MemberState.ADMITTED or node in recheck:
+                continue
+            rotated = wg.current(node)
+            held = rotated if rotated is not None else standing.standing(node)
+            if held is not None:
+                keys.append(held.wg_key)
+        return keys
+
     def members(self, now: int, *, ending_by: int | None = None) -> list[Member]:
         """Every member this node has a credential for, sorted by name then node id; with
         ``ending_by``, only those whose credentials end then at the latest

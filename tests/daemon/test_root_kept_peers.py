@@ -1,6 +1,9 @@
 """A real restart with wireguard-go: the peers a clean stop kept are set while the store
 loads, and a revocation stored while the daemon was down (``meshd revoke`` offline) deletes
-them, so that the revoked member is never set at the next start."""
+them, so that the revoked member is never set at the next start. A start without them sets
+the keys of the members the store judged admitted while its first round is planned
+(meshd.daemon.early_keys): the revoked member's is not among them, and every peer is whole
+once WireGuard is programmed."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ pytestmark = pytest.mark.root
 
 MEMBERS = 12
 KEPT = "peers set as the last stop kept them"
+EARLY = "admitted members' keys set while the first round was planned"
 PROGRAMMED = "programmed from the store"
 UP = "meshd up: node "
 
@@ -54,12 +58,16 @@ def start(netns: str, state_dir: Path, ifname: str, log: Path) -> list[str]:
         keys = trio.run(_keys, f"/var/run/wireguard/{ifname}.sock")
     finally:
         stop_with_wireguard(process, ifname)
-    return [*log.read_text(errors="replace").splitlines(), *(f"KEY {k}" for k in keys)]
+    return [*log.read_text(errors="replace").splitlines(), *keys]
 
 
 async def _keys(path: str) -> list[str]:
+    """A line for each peer on the device: ``KEY`` and its key, and ``BARE`` and its key
+    for one without allowed-ips or endpoint (a key set early that no round made whole)."""
     state = await UapiClient(path).get()
-    return sorted(p.public_key.hex() for p in state.peers)
+    lines = [f"KEY {p.public_key.hex()}" for p in state.peers]
+    bare = [p for p in state.peers if not p.config.allowed_ips or p.config.endpoint is None]
+    return sorted(lines) + [f"BARE {p.public_key.hex()}" for p in bare]
 
 
 def keys_of(lines: list[str]) -> set[str]:
@@ -73,6 +81,8 @@ def test_a_restart_sets_the_kept_peers_and_an_offline_revocation_deletes_them(
     ifname = f"mkp{os.getpid() % 100000}"
     first = start(netns, state_dir, ifname, tmp_path / "first.log")
     assert not any(KEPT in line for line in first)  # a store never run: nothing kept
+    assert any(f"{MEMBERS - 1} {EARLY}" in line for line in first), first[-20:]
+    assert not any(line.startswith("BARE ") for line in first), first[-20:]
     assert any("peers kept for the next start" in line for line in first), first[-20:]
     everyone = keys_of(first)
     assert len(everyone) == MEMBERS - 1
@@ -80,6 +90,7 @@ def test_a_restart_sets_the_kept_peers_and_an_offline_revocation_deletes_them(
     second = start(netns, state_dir, ifname, tmp_path / "second.log")
     assert any(f"{MEMBERS - 1} {KEPT}" in line for line in second), second[-20:]
     assert keys_of(second) == everyone
+    assert not any(EARLY in line for line in second)  # the kept peers instead
     kept_at = next(i for i, line in enumerate(second) if KEPT in line)
     programmed_at = next(i for i, line in enumerate(second) if PROGRAMMED in line)
     assert kept_at < programmed_at
@@ -109,4 +120,6 @@ def test_a_restart_sets_the_kept_peers_and_an_offline_revocation_deletes_them(
 
     third = start(netns, state_dir, ifname, tmp_path / "third.log")
     assert not any(KEPT in line for line in third), "a stale list was used"
+    assert any(f"{MEMBERS - 2} {EARLY}" in line for line in third), third[-20:]
     assert keys_of(third) == everyone - {victim.wg_key.hex()}
+    assert not any(line.startswith("BARE ") for line in third), third[-20:]
