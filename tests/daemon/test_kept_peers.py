@@ -155,17 +155,22 @@ def _network() -> tuple[Net, Any, list[Any]]:
     return net, state, [founder, *nodes]
 
 
+def _keep(net: Net, stored: dict[str, bytes], state: Any, node: Any, now: int) -> int | None:
+    """:func:`keep` at ``now`` for ``node`` (a stopping member), into ``stored``."""
+    return keep(
+        _node(net, stored),
+        state,
+        own_node_key=NodeKey(node.key.public),
+        own_wg_key=WgKey(node.wg.public),
+        underlay=Underlay(),
+        now=now,
+    )
+
+
 def test_a_stop_keeps_the_peers_the_membership_gives_until_it_could_judge_otherwise() -> None:
     net, state, (founder, *nodes) = _network()
     stored: dict[str, bytes] = {}
-    count = keep(
-        _node(net, stored),
-        state,
-        own_node_key=NodeKey(founder.key.public),
-        own_wg_key=WgKey(founder.wg.public),
-        underlay=Underlay(),
-        now=NOW,
-    )
+    count = _keep(net, stored, state, founder, NOW)
     assert count == 3
     listed = decode_kept_peers_untrusted(stored["kept"])
     assert {p.wg_key for p in listed.peers} == {n.wg.public for n in nodes}
@@ -183,31 +188,13 @@ def test_a_stop_keeps_the_peers_the_membership_gives_until_it_could_judge_otherw
 def test_nothing_is_kept_for_a_node_not_admitted_or_with_judgements_out_of_date() -> None:
     net, state, (founder, *_) = _network()
     stored: dict[str, bytes] = {}
-    stranger = NodeKey(bytes(32))
-    assert (
-        keep(
-            _node(net, stored),
-            state,
-            own_node_key=stranger,
-            own_wg_key=WgKey(bytes(32)),
-            underlay=Underlay(),
-            now=NOW,
-        )
-        is None
+    stranger = SimpleNamespace(
+        key=SimpleNamespace(public=bytes(32)), wg=SimpleNamespace(public=bytes(32))
     )
+    assert _keep(net, stored, state, stranger, NOW) is None
     _, until = state.judged_window()
     for now in (NOW - 1, until, NOW + 400 * DAY):  # before the last tick; past the window
-        assert (
-            keep(
-                _node(net, stored),
-                state,
-                own_node_key=NodeKey(founder.key.public),
-                own_wg_key=WgKey(founder.wg.public),
-                underlay=Underlay(),
-                now=now,
-            )
-            is None
-        )
+        assert _keep(net, stored, state, founder, now) is None
     assert not stored
 
 
