@@ -37,7 +37,11 @@ import gc, hashlib, json, shutil, sys, tempfile, time
 from pathlib import Path
 t = [time.process_time()]
 from meshd.daemon.state import NodeState
-from meshd.daemon.wireguard import Keepalives, _keepalives_later, set_chunks
+try:  # a tree from before meshd.daemon.wireguard_sets (a reference) has them here
+    from meshd.daemon.wireguard_sets import Keepalives, keepalives_later, set_chunks
+except ImportError:
+    from meshd.daemon.wireguard import Keepalives, set_chunks
+    from meshd.daemon.wireguard import _keepalives_later as keepalives_later
 from meshd.mesh.desired import desired_peers
 from meshd.node.statedir import NodeDir
 from meshd.trust.keys import NodeKey, WgKey
@@ -60,7 +64,7 @@ with tempfile.TemporaryDirectory() as tmp:
     t.append(time.process_time())
     ops = plan(desired.peers, DeviceState())
     t.append(time.process_time())
-    ops = _keepalives_later(ops, DeviceState(), Keepalives())
+    ops = keepalives_later(ops, DeviceState(), Keepalives())
     t.append(time.process_time())
     text = hashlib.sha256()
     for chunk in set_chunks(ops):

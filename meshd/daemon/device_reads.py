@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 import trio
 
 from meshd.trust.keys import WgKey
-from meshd.wg.backend import Backend
+from meshd.wg.backend import Backend, ThreadedSet
 from meshd.wg.model import DeviceState, IPNetwork, Operation, PeerConfig
 
 #: A read begun this long before at most is handed on: as if its caller had come that much
@@ -137,8 +137,9 @@ class SharedReads:
         await self._begun.wait()
 
     @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        """Around a write: no read begun before its end is handed on after it."""
+    def writing(self) -> Iterator[None]:
+        """Around a write (this class's own, or one sent from a worker thread): no read begun
+        before its end is handed on after it."""
         self._writes += 1
         try:
             yield
@@ -146,11 +147,11 @@ class SharedReads:
             self._writes += 1
 
     async def set(self, operations: Sequence[Operation]) -> None:
-        with self._writing():
+        with self.writing():
             await self.backend.set(operations)
 
     async def rekey(self, private_key: bytes) -> None:
-        with self._writing():
+        with self.writing():
             await self.backend.rekey(private_key)
 
     def expect(self, peers: Mapping[WgKey, PeerConfig]) -> None:
@@ -164,6 +165,19 @@ class SharedReads:
 
     async def aclose(self) -> None:
         await self.backend.aclose()
+
+
+def threaded_sets(backend: Backend) -> ThreadedSet | None:
+    """``backend`` (itself, or the one a :class:`SharedReads` wraps) if it can set from a
+    worker thread (the UAPI backend, and the in-memory one); None otherwise."""
+    inner = backend.backend if isinstance(backend, SharedReads) else backend
+    return inner if isinstance(inner, ThreadedSet) else None
+
+
+def writes_counted(backend: Backend) -> contextlib.AbstractContextManager[None]:
+    """Around a write sent from a worker thread: counted by ``backend`` if it shares its
+    reads (:meth:`SharedReads.writing`)."""
+    return backend.writing() if isinstance(backend, SharedReads) else contextlib.nullcontext()
 
 
 def read_cost(backend: Backend, took: float) -> float:

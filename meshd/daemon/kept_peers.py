@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from meshd.daemon.device_reads import SharedReads
+from meshd.daemon.device_reads import threaded_sets
 from meshd.errors import BackendError, DecodeError, StoreError
 from meshd.membership import MemberState
 from meshd.mesh.candidates import check_endpoint
@@ -87,8 +87,7 @@ def along(peers: list[PeerConfig], paths: Mapping[bytes, Path]) -> list[PeerConf
 def threaded(mesh: WireGuardMesh) -> ThreadedSet | None:
     """The mesh's backend, if it can set from a worker thread (the UAPI backend, and the
     in-memory one)."""
-    backend = mesh.backend.backend if isinstance(mesh.backend, SharedReads) else mesh.backend
-    return backend if isinstance(backend, ThreadedSet) else None
+    return threaded_sets(mesh.backend)
 
 
 class KeptWrite:

@@ -44,7 +44,6 @@ import ipaddress
 import logging
 import operator
 import time
-from array import array
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
@@ -53,10 +52,17 @@ from typing import TYPE_CHECKING
 import trio
 from nacl.bindings import crypto_scalarmult_base
 
+from meshd.daemon import wireguard_sets
 from meshd.daemon.cost_pace import spaced
-from meshd.daemon.device_reads import SharedReads, read_cost
+from meshd.daemon.device_reads import SharedReads, read_cost, threaded_sets, writes_counted
 from meshd.daemon.feed import Subscription
 from meshd.daemon.wireguard_poke import poke_peers, poke_targets, send_pokes
+from meshd.daemon.wireguard_sets import (
+    Keepalives,
+    described,
+    keepalives_later,
+    set_chunks,
+)
 from meshd.errors import BackendError
 from meshd.membership import Member
 from meshd.mesh.desired import (
@@ -75,7 +81,6 @@ from meshd.wg.backend import Backend
 from meshd.wg.model import (
     DeviceState,
     IPNetwork,
-    Operation,
     PeerConfig,
     PeerOperation,
     PeerStatus,
@@ -97,17 +102,6 @@ RETRY_AFTER_ERROR = 0.5  # seconds before a round that follows a failed one
 # left it due (a hold or a first handshake it could not settle): a deadline that stays due
 # does not run rounds back to back. One that came due while the round ran is due at once.
 DUE_AGAIN = 1.0
-# Operations per UAPI set: wireguard-go takes ~0.1-0.5 ms per new peer, so a round of
-# 10,000 peers in one set would outlast the UAPI client's deadline; in sets of this size the
-# first peers are in within a fraction of a second and each set is answered in time.
-SET_CHUNK = 1000
-# Of those, operations that give a peer a persistent keepalive: wireguard-go sends the
-# keepalive at once, and a peer without a session first makes a handshake initiation, in the
-# UAPI goroutine. At 10,000 unanswered peers, sets of 1,000 keepalives took 0.4-1.4 s, and
-# 6.9 s (past the UAPI deadline) once the first handshakes' retries competed with it; sets of
-# 200 took 0.04-0.46 s, all 10,000 keepalives 4.1 s (docs/footprint.md).
-KEEPALIVE_CHUNK = 200
-LOGGED_OPS = 20  # a round's operations logged one by one; past that, counted
 
 
 class WireGuardMesh:
@@ -389,13 +383,14 @@ class WireGuardMesh:
         deferred = self.rounds == 0 and self.keepalive is not None
         if deferred:
             self._later = Keepalives()  # a first round that failed noted its own
-            ops = _keepalives_later(ops, actual, self._later)
+            ops = keepalives_later(ops, actual, self._later)
         self.pass_cost = read_took + trio.current_time() - read
         if self._early is not None:  # the keys set meanwhile: after them, not beside them
             early, self._early = self._early, None
-            await early()
-        for chunk in set_chunks(ops):
-            await self.backend.set(chunk)
+            await self._set_after(early, ops)
+        else:
+            for chunk in set_chunks(ops):
+                await self.backend.set(chunk)
         self.rounds += 1
         self.last_round_ops = len(ops)
         # Its peers (the endpoints we asked for, for the next plan) and what was left out;
@@ -403,13 +398,32 @@ class WireGuardMesh:
         self._desired = replace(desired, programmed=())
         if not ops:
             return []
-        log.info("WireGuard %s: %s", self.ifname, _described(ops))
+        log.info("WireGuard %s: %s", self.ifname, described(ops))
         if deferred:
             return []  # the keepalives next, at once (run): they start the handshakes
         if not self._poke:
             return []
         updates = (op for op in ops if isinstance(op, UpdatePeer) and op.endpoint is not None)
         return poke_targets(desired, self.overlay_prefix, updates)
+
+    async def _set_after(
+        self, early: Callable[[], Awaitable[bool]], ops: Sequence[PeerOperation]
+    ) -> None:
+        """The first round's sets once the keys set early are in (``early``): each request
+        made now, while ``wireguard-go`` still takes the keys, and sent from a worker thread
+        one after another once they are in (at 10,000 members ~0.04 s after them, not the
+        ~0.1 s of making each request once the one before was answered)."""
+        backend = threaded_sets(self.backend)
+        if backend is None:
+            await early()
+            for chunk in set_chunks(ops):
+                await self.backend.set(chunk)
+            return
+        sends = [backend.prepared_set(chunk) for chunk in set_chunks(ops)]
+        await early()
+        with writes_counted(self.backend):
+            for send in sends:
+                await trio.to_thread.run_sync(send)  # a refusal raises here, as a set's would
 
     async def _set_keepalives(self) -> bool:
         """The keepalives the first round left out, right after it, in sets of
@@ -420,7 +434,7 @@ class WireGuardMesh:
         still missing. Done, it counts as a round (the one that set them before)."""
         later, self._later = self._later, Keepalives()
         keys, seconds = later.keys, later.seconds
-        size = min(SET_CHUNK, KEEPALIVE_CHUNK)  # as set_chunks would cut them
+        size = min(wireguard_sets.SET_CHUNK, wireguard_sets.KEEPALIVE_CHUNK)  # as set_chunks cuts
         for start in range(0, len(keys), size):
             end = start + size
             chunk: list[PeerOperation] = [
@@ -501,87 +515,4 @@ class WireGuardMesh:
         self._kept = kept
 
 
-class Keepalives:
-    """Keepalives left for later: each peer's key and its seconds, a list and an array (not
-    an operation or a tuple each)."""
-
-    __slots__ = ("keys", "seconds")
-
-    def __init__(self) -> None:
-        self.keys: list[bytes] = []
-        self.seconds = array("H")
-
-
-def _keepalives_later(
-    ops: list[PeerOperation], actual: DeviceState, later: Keepalives
-) -> list[PeerOperation]:
-    """The first round's peers created without their keepalive, noted in ``later``:
-    wireguard-go starts a handshake the moment a peer gets one (~0.2 ms each, at 10,000
-    members seconds before the last peer is in); they are set, and those handshakes started,
-    right after the round (``WireGuardMesh._set_keepalives``). In place: each operation's
-    copy takes the place (and the memory) of the one it replaces, not a second list of
-    10,000 operations beside the first (~0.8 MiB more at the start's peak).
-
-    So are the keepalives of peers the device holds without one: those a start set before
-    the round, as the last stop kept them (:mod:`meshd.daemon.kept_peers`). An update left
-    with nothing else to do is dropped."""
-    with_keepalive = {p.public_key for p in actual.peers if p.config.persistent_keepalive}
-    emptied = False
-    for i, op in enumerate(ops):
-        if (
-            isinstance(op, UpdatePeer)
-            and op.persistent_keepalive
-            and op.public_key not in with_keepalive
-        ):
-            later.keys.append(op.public_key)
-            later.seconds.append(op.persistent_keepalive)
-            ops[i] = op = op.without_keepalive()  # the plan's own values: not checked again
-            emptied = emptied or _does_nothing(op)
-    if emptied:
-        ops[:] = [op for op in ops if not _does_nothing(op)]
-    return ops
-
-
-def _does_nothing(op: PeerOperation) -> bool:
-    return (
-        isinstance(op, UpdatePeer)
-        and op.update_only
-        and op.endpoint is None
-        and op.persistent_keepalive is None
-        and not op.replace_allowed_ips
-    )
-
-
 _public_key = operator.attrgetter("public_key")
-
-
-def set_chunks(ops: Sequence[PeerOperation]) -> list[list[PeerOperation]]:
-    """``ops`` in order, in sets of at most SET_CHUNK operations of which at most
-    KEEPALIVE_CHUNK give a keepalive (each may start a handshake inside the ``set``): every
-    set is answered well within the UAPI deadline. A set that fails leaves the ones before it
-    applied; the next round reads the device and plans only what is still missing."""
-    chunks: list[list[PeerOperation]] = []
-    current: list[PeerOperation] = []
-    keepalives = 0
-    for op in ops:
-        starts = isinstance(op, UpdatePeer) and bool(op.persistent_keepalive)
-        if len(current) >= SET_CHUNK or (starts and keepalives >= KEEPALIVE_CHUNK):
-            chunks.append(current)
-            current, keepalives = [], 0
-        current.append(op)
-        keepalives += starts
-    if current:
-        chunks.append(current)
-    return chunks
-
-
-def _described(ops: Sequence[Operation]) -> str:
-    """A round's operations for the log: each one, or a count past LOGGED_OPS of them."""
-    if len(ops) <= LOGGED_OPS:
-        return "; ".join(repr(op) for op in ops)
-    shown = "; ".join(repr(op) for op in ops[:LOGGED_OPS])
-    removed = sum(isinstance(op, RemovePeer) for op in ops)
-    return (
-        f"{shown}; and {len(ops) - LOGGED_OPS} more ({len(ops)} operations: "
-        f"{sum(isinstance(op, UpdatePeer) for op in ops)} peers set, {removed} removed)"
-    )

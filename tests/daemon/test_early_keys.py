@@ -15,8 +15,9 @@ from meshd.daemon.early_keys import EarlyKeys
 from meshd.mesh.handshake import FirstHandshakes
 from meshd.trust.keys import WgKey
 from meshd.wg.backend_none import NullBackend
+from meshd.wg.errors import UapiErrnoError
 from meshd.wg.model import Operation, RemovePeer, UpdatePeer
-from tests.daemon.test_kept_peers import Buggy, Recording, Refusing
+from tests.daemon.test_kept_peers import Recording
 from tests.factory import T0, Net
 from tests.mesh.shell_support import make_mesh, run
 from tests.mesh.support import member
@@ -29,9 +30,49 @@ def judged(*keys: bytes) -> Any:
     return SimpleNamespace(admitted_wg_keys=lambda now: list(keys))
 
 
-class Held(Recording):
-    """A device whose set from a thread waits until the test lets it go, noting the order
-    in which sets reach it."""
+class Threaded(Recording):
+    """An in-memory device that notes every set, those made to be sent from a thread too
+    (the keys' request first, then the first round's sets)."""
+
+    def prepared_set(self, operations: Sequence[Operation]) -> Callable[[], None]:
+        apply = super().prepared_set(operations)
+        ops = list(operations)
+
+        def sent() -> None:
+            self.sets.append(ops)
+            apply()
+
+        return sent
+
+
+class Refusing(Threaded):
+    """A device that refuses the keys' request (the first set made for a thread)."""
+
+    error: Exception = UapiErrnoError(22, "set")
+    keys_asked = False
+
+    def prepared_set(self, operations: Sequence[Operation]) -> Callable[[], None]:
+        if self.keys_asked:
+            return super().prepared_set(operations)
+        self.keys_asked = True
+
+        def refuse() -> None:
+            raise self.error
+
+        return refuse
+
+
+class Buggy(Refusing):
+    """The keys' request raises what no device says: a bug of ours."""
+
+    error = RuntimeError("a bug")
+
+
+class Held(Threaded):
+    """A device whose keys' request waits until the test lets it go, noting the order in
+    which requests are made ("made": the round's) and reach it ("keys", "round")."""
+
+    keys_made = False
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -40,13 +81,21 @@ class Held(Recording):
         self.token = trio.lowlevel.current_trio_token()
 
     def prepared_set(self, operations: Sequence[Operation]) -> Callable[[], None]:
-        apply = super().prepared_set(operations)
+        send = super().prepared_set(operations)
+        if self.keys_made:  # one of the round's
+            self.order.append("made")
+
+            def sent() -> None:
+                self.order.append("round")
+                send()
+
+            return sent
+        self.keys_made = True
 
         def held() -> None:
-            trio.from_thread.run_sync(lambda: None, trio_token=self.token)
             trio.from_thread.run(self.release.wait, trio_token=self.token)
             self.order.append("keys")
-            apply()
+            send()
 
         return held
 
@@ -60,7 +109,7 @@ def test_the_first_round_makes_the_early_keys_whole_and_removes_the_unwanted() -
         # m1 and m2 are members the round wants; m3 was judged admitted when the keys were
         # taken and is not wanted by the round's own view (revoked since, say).
         members = [member("m1"), member("m2", endpoints=("198.51.100.2:51820",))]
-        mesh, backend = make_mesh(Recording, members, "ek0", shared=True, keepalive=25)
+        mesh, backend = make_mesh(Threaded, members, "ek0", shared=True, keepalive=25)
         m3 = member("m3").wg_key
         early = EarlyKeys.start(mesh, judged(members[0].wg_key, members[1].wg_key, m3), NOW)
         assert early is not None
@@ -79,7 +128,10 @@ def test_the_first_round_makes_the_early_keys_whole_and_removes_the_unwanted() -
         assert on_device[members[0].wg_key].endpoint == "192.0.2.1:51820"
         assert on_device[members[1].wg_key].endpoint == "198.51.100.2:51820"
         assert all(config.allowed_ips for config in on_device.values())
-        (first,) = backend.sets
+        keys, first = backend.sets  # the keys' request, then the round's one set
+        set_keys = {op.public_key for op in keys if isinstance(op, UpdatePeer)}
+        assert set_keys == {members[0].wg_key, members[1].wg_key, m3}
+        assert len(keys) == 3
         assert RemovePeer(m3) in first
         # Each wanted peer made whole once, as a creation: never removed and made again
         # (the first-handshake rule for a peer given an endpoint it never answered from).
@@ -94,7 +146,7 @@ def test_the_first_round_makes_the_early_keys_whole_and_removes_the_unwanted() -
 def test_the_first_round_checks_back_on_early_peers_as_on_its_own_creations() -> None:
     async def main() -> None:
         members = [member(f"m{i}") for i in range(6)]
-        mesh, _ = make_mesh(Recording, members, "ek1", shared=True, keepalive=25)
+        mesh, _ = make_mesh(Threaded, members, "ek1", shared=True, keepalive=25)
         EarlyKeys.start(mesh, judged(*(m.wg_key for m in members)), NOW)
         assert await mesh.reconcile()
         # The higher key checks back on each peer it created with an endpoint, a second on.
@@ -106,17 +158,17 @@ def test_the_first_round_checks_back_on_early_peers_as_on_its_own_creations() ->
     run(main)
 
 
-def test_the_first_round_sends_nothing_before_the_early_keys_are_set() -> None:
+def test_the_first_round_makes_its_request_while_the_keys_go_in_and_sends_it_after() -> None:
     async def main() -> None:
         members = [member("m1"), member("m2")]
         mesh, backend = make_mesh(Held, members, "ek2", shared=True, keepalive=None)
         EarlyKeys.start(mesh, judged(*(m.wg_key for m in members)), NOW)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(mesh.reconcile)
-            await trio.sleep(5)  # the round is planned and waits for the keys
-            assert backend.order == []
+            await trio.sleep(5)  # the round is planned, its request made: it waits for the keys
+            assert backend.order == ["made"]
             backend.release.set()
-        assert backend.order == ["keys", "round"]
+        assert backend.order == ["made", "keys", "round"]
         assert {p.public_key for p in backend.state.peers} == {m.wg_key for m in members}
         assert all(p.config.allowed_ips for p in backend.state.peers)
 
@@ -154,7 +206,7 @@ def test_nothing_is_set_early_without_admitted_members_or_judgements_that_hold()
 def test_our_own_key_is_never_set_as_a_peer() -> None:
     async def main() -> None:
         members = [member("m1")]
-        mesh, backend = make_mesh(Recording, members, "ek5", shared=True, keepalive=None)
+        mesh, backend = make_mesh(Threaded, members, "ek5", shared=True, keepalive=None)
         EarlyKeys.start(mesh, judged(members[0].wg_key, mesh.own_wg_key), NOW)
         assert await mesh.reconcile()
         assert {p.public_key for p in backend.state.peers} == {members[0].wg_key}

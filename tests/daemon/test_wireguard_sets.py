@@ -15,8 +15,8 @@ import pytest
 import trio
 import trio.testing
 
-from meshd.daemon import wireguard
-from meshd.daemon.wireguard import KEEPALIVE_CHUNK, SET_CHUNK, set_chunks
+from meshd.daemon import wireguard, wireguard_sets
+from meshd.daemon.wireguard_sets import KEEPALIVE_CHUNK, SET_CHUNK, set_chunks
 from meshd.membership import Member
 from meshd.wg.backend import InterfaceConfig
 from meshd.wg.backend_none import NullBackend
@@ -96,8 +96,8 @@ def keepalives_set(backend: FlakyBackend) -> int:
 def test_the_keepalive_round_goes_in_small_sets_and_a_failed_set_loses_only_itself(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(wireguard, "SET_CHUNK", 10)
-    monkeypatch.setattr(wireguard, "KEEPALIVE_CHUNK", 3)
+    monkeypatch.setattr(wireguard_sets, "SET_CHUNK", 10)
+    monkeypatch.setattr(wireguard_sets, "KEEPALIVE_CHUNK", 3)
     members: list[Member] = [member(i) for i in range(11)]
 
     async def main() -> None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from meshd.daemon.wireguard import Keepalives, _keepalives_later, set_chunks
+from meshd.daemon.wireguard_sets import Keepalives, keepalives_later, set_chunks
 from meshd.membership import Member, MemberState
 from meshd.mesh.desired import DesiredMesh, Underlay, choose_endpoint, desired_peers
 from meshd.mesh.paths import Path, with_paths
@@ -154,7 +154,7 @@ def test_the_first_rounds_operations_are_what_the_checking_constructors_make() -
             assert same_fields(op, again), op
     noted = Keepalives()
     given = list(ops)
-    later = _keepalives_later(given, device, noted)
+    later = keepalives_later(given, device, noted)
     assert later is given  # in place: each copy where the operation it replaces was
     left: list[tuple[bytes, int]] = []
     for before, after in zip(ops, later, strict=True):
@@ -184,7 +184,7 @@ def test_the_desired_peers_are_checked_once(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(model, "parse_endpoint", counting)
     members, extra = every_kind()
     desired = desired_peers(members, own_node_key=ME, own_wg_key=MY_WG, extra_prefixes=extra)
-    ops = _keepalives_later(plan(desired.peers, DeviceState()), DeviceState(), Keepalives())
+    ops = keepalives_later(plan(desired.peers, DeviceState()), DeviceState(), Keepalives())
     assert len(ops) == len(desired.peers) > 30
     assert parsed == []
 

@@ -15,7 +15,7 @@ import pytest
 import trio
 import trio.testing
 
-from meshd.daemon import wireguard
+from meshd.daemon import wireguard_sets
 from meshd.daemon.wireguard import WireGuardMesh
 from meshd.membership import Member
 from meshd.wg.backend import InterfaceConfig
@@ -84,8 +84,8 @@ def test_a_large_round_goes_in_sets_of_set_chunk_and_is_counted_in_the_log(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     chunk, logged = 4, 3  # SET_CHUNK and LOGGED_OPS, scaled down
-    monkeypatch.setattr(wireguard, "SET_CHUNK", chunk)
-    monkeypatch.setattr(wireguard, "LOGGED_OPS", logged)
+    monkeypatch.setattr(wireguard_sets, "SET_CHUNK", chunk)
+    monkeypatch.setattr(wireguard_sets, "LOGGED_OPS", logged)
     count = 2 * chunk + 3
 
     async def main() -> None:

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 import pytest
 import trio
 
-from meshd.daemon.wireguard import KEEPALIVE_CHUNK, WireGuardMesh
+from meshd.daemon.wireguard import WireGuardMesh
+from meshd.daemon.wireguard_sets import KEEPALIVE_CHUNK
 from meshd.trust.keys import NodeKey, WgKey
 from meshd.wg.backend import InterfaceConfig
 from meshd.wg.backend_userspace import UserspaceBackend
