@@ -27,14 +27,10 @@ peer is slow); the kernel's are quick.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import trio
-
-from meshd.daemon.kept_peers import threaded
-from meshd.errors import BackendError
+from meshd.daemon.kept_peers import SetInThread, threaded
 from meshd.wg.model import UpdatePeer
 
 if TYPE_CHECKING:
@@ -44,16 +40,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class EarlyKeys:
+class EarlyKeys(SetInThread):
     """Admitted members' keys being set from a worker thread (:meth:`start`), until the
     first round awaits :meth:`finish`."""
 
+    what = "the admitted members' keys"
+    otherwise = "the first round sets every peer"
+
     def __init__(self, mesh: WireGuardMesh, count: int, send: Callable[[], None]) -> None:
-        self.mesh = mesh
+        super().__init__(mesh, send, "meshd-early-keys")
         self.count = count
-        self._send = send
-        self._error: Exception | None = None
-        self._thread = threading.Thread(target=self._write, name="meshd-early-keys", daemon=True)
 
     @classmethod
     def start(cls, mesh: WireGuardMesh, membership: MemberQueries, now: int) -> EarlyKeys | None:
@@ -77,7 +73,7 @@ class EarlyKeys:
             ops = [UpdatePeer.derived(key) for key in sorted(wanted)]
             writing = cls(mesh, len(ops), backend.prepared_set(ops))
             del ops  # the request holds what is sent
-            writing._thread.start()
+            writing.begin()
         except Exception:  # an optimisation's bug must not stop the start: the round sets all
             log.exception(
                 "WireGuard %s: the admitted members' keys were not set early "
@@ -88,35 +84,14 @@ class EarlyKeys:
         mesh.assume_created(wanted, writing.finish)
         return writing
 
-    def _write(self) -> None:
-        try:
-            self._send()
-        except Exception as exc:  # noqa: BLE001 (a refusal, or a bug: the round is right anyway)
-            self._error = exc
-
     async def finish(self) -> bool:
         """Wait for the thread (the first round, before its own sets); False (logged) if
         the device did not take every key."""
-        await trio.to_thread.run_sync(self._thread.join)  # not abandoned if cancelled
-        mesh = self.mesh
-        error = self._error
-        if error is None:
-            log.info(
-                "WireGuard %s: %d admitted members' keys set while the first round was planned",
-                mesh.ifname,
-                self.count,
-            )
-            return True
-        mesh.errors += 1
-        mesh.last_error = str(error)
-        if isinstance(error, BackendError):
-            log.warning("WireGuard %s: %s (the first round sets every peer)", mesh.ifname, error)
-        else:
-            log.error(
-                "WireGuard %s: setting the admitted members' keys raised %s (a bug in meshd; "
-                "the first round sets every peer)",
-                mesh.ifname,
-                type(error).__name__,
-                exc_info=error,
-            )
-        return False
+        if not await self.joined():
+            return False
+        log.info(
+            "WireGuard %s: %d admitted members' keys set while the first round was planned",
+            self.mesh.ifname,
+            self.count,
+        )
+        return True

@@ -90,17 +90,65 @@ def threaded(mesh: WireGuardMesh) -> ThreadedSet | None:
     return threaded_sets(mesh.backend)
 
 
-class KeptWrite:
+class SetInThread:
+    """One prepared set sent from a worker thread (:meth:`begin`) while the event loop's
+    thread goes on, until :meth:`joined`: the kept peers (:class:`KeptWrite`) and the
+    admitted members' keys (:class:`meshd.daemon.early_keys.EarlyKeys`). ``what`` names
+    what it sets and ``otherwise`` what the first round does if it failed, for the log."""
+
+    what = ""
+    otherwise = ""
+
+    def __init__(self, mesh: WireGuardMesh, send: Callable[[], None], name: str) -> None:
+        self.mesh = mesh
+        self._send = send
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._write, name=name, daemon=True)
+
+    def begin(self) -> None:
+        self._thread.start()
+
+    def _write(self) -> None:
+        try:
+            self._send()
+        except Exception as exc:  # noqa: BLE001 (a refusal, or a bug: the first round programs it)
+            self._error = exc
+
+    async def joined(self) -> bool:
+        """Wait for the thread; False if the device did not take the whole set (counted as
+        the mesh's error; a refusal logged at WARNING, anything else as a bug at ERROR)."""
+        await trio.to_thread.run_sync(self._thread.join)  # not abandoned if cancelled
+        error = self._error
+        if error is None:
+            return True
+        mesh = self.mesh
+        mesh.errors += 1
+        mesh.last_error = str(error)
+        if isinstance(error, BackendError):
+            log.warning("WireGuard %s: %s (%s)", mesh.ifname, error, self.otherwise)
+        else:
+            log.error(
+                "WireGuard %s: setting %s raised %s (a bug in meshd; %s)",
+                mesh.ifname,
+                self.what,
+                type(error).__name__,
+                self.otherwise,
+                exc_info=error,
+            )
+        return False
+
+
+class KeptWrite(SetInThread):
     """Kept peers being set from a worker thread (:meth:`start`), until :meth:`finish`."""
+
+    what = "the kept peers"
+    otherwise = "the first round programs it"
 
     def __init__(
         self, mesh: WireGuardMesh, peers: Sequence[PeerConfig], send: Callable[[], None]
     ) -> None:
-        self.mesh = mesh
+        super().__init__(mesh, send, "meshd-kept-peers")
         self.peers = peers
-        self._send = send
-        self._error: Exception | None = None
-        self._thread = threading.Thread(target=self._write, name="meshd-kept-peers", daemon=True)
 
     @classmethod
     def start(cls, mesh: WireGuardMesh, peers: Sequence[PeerConfig]) -> KeptWrite | None:
@@ -121,36 +169,16 @@ class KeptWrite:
         ]
         writing = cls(mesh, peers, backend.prepared_set(ops))
         del ops  # the request holds what is sent
-        writing._thread.start()
+        writing.begin()
         return writing
-
-    def _write(self) -> None:
-        try:
-            self._send()
-        except Exception as exc:  # noqa: BLE001 (a refusal, or a bug: the first round reads it)
-            self._error = exc
 
     async def finish(self) -> bool:
         """Wait for the thread; then, if the device took every peer, the mesh's first round
         plans from these peers. False (logged) if it did not: the first round reads the
         device and plans from what it holds."""
-        await trio.to_thread.run_sync(self._thread.join)  # not abandoned if cancelled
-        mesh = self.mesh
-        error = self._error
-        if error is not None:
-            mesh.errors += 1
-            mesh.last_error = str(error)
-            if isinstance(error, BackendError):
-                log.warning("WireGuard %s: %s (the first round programs it)", mesh.ifname, error)
-            else:
-                log.error(
-                    "WireGuard %s: setting the kept peers raised %s (a bug in meshd; the first "
-                    "round programs it)",
-                    mesh.ifname,
-                    type(error).__name__,
-                    exc_info=error,
-                )
+        if not await self.joined():
             return False
+        mesh = self.mesh
         mesh.assume_programmed(self.peers)
         log.info(
             "WireGuard %s: %d peers set as the last stop kept them, while the store loaded "

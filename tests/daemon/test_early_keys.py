@@ -15,9 +15,8 @@ from meshd.daemon.early_keys import EarlyKeys
 from meshd.mesh.handshake import FirstHandshakes
 from meshd.trust.keys import WgKey
 from meshd.wg.backend_none import NullBackend
-from meshd.wg.errors import UapiErrnoError
 from meshd.wg.model import Operation, RemovePeer, UpdatePeer
-from tests.daemon.test_kept_peers import Recording
+from tests.daemon.test_kept_peers import Buggy, Refusing, Threaded, counted_reads
 from tests.factory import T0, Net
 from tests.mesh.shell_support import make_mesh, run
 from tests.mesh.support import member
@@ -28,44 +27,6 @@ NOW = T0 + 100
 def judged(*keys: bytes) -> Any:
     """A membership whose recorded judgements admit the members of ``keys``."""
     return SimpleNamespace(admitted_wg_keys=lambda now: list(keys))
-
-
-class Threaded(Recording):
-    """An in-memory device that notes every set, those made to be sent from a thread too
-    (the keys' request first, then the first round's sets)."""
-
-    def prepared_set(self, operations: Sequence[Operation]) -> Callable[[], None]:
-        apply = super().prepared_set(operations)
-        ops = list(operations)
-
-        def sent() -> None:
-            self.sets.append(ops)
-            apply()
-
-        return sent
-
-
-class Refusing(Threaded):
-    """A device that refuses the keys' request (the first set made for a thread)."""
-
-    error: Exception = UapiErrnoError(22, "set")
-    keys_asked = False
-
-    def prepared_set(self, operations: Sequence[Operation]) -> Callable[[], None]:
-        if self.keys_asked:
-            return super().prepared_set(operations)
-        self.keys_asked = True
-
-        def refuse() -> None:
-            raise self.error
-
-        return refuse
-
-
-class Buggy(Refusing):
-    """The keys' request raises what no device says: a bug of ours."""
-
-    error = RuntimeError("a bug")
 
 
 class Held(Threaded):
@@ -113,14 +74,7 @@ def test_the_first_round_makes_the_early_keys_whole_and_removes_the_unwanted() -
         m3 = member("m3").wg_key
         early = EarlyKeys.start(mesh, judged(members[0].wg_key, members[1].wg_key, m3), NOW)
         assert early is not None
-        reads = []
-        real_get = backend.get
-
-        async def get() -> Any:
-            reads.append(1)
-            return await real_get()
-
-        backend.get = get  # type: ignore[method-assign]
+        reads = counted_reads(backend)
         assert await mesh.reconcile()
         assert not reads  # planned as for the empty device it opened
         on_device = {p.public_key: p.config for p in backend.state.peers}
@@ -251,21 +205,14 @@ def test_a_bug_in_taking_the_keys_leaves_the_start_to_the_first_round(
 ) -> None:
     async def main() -> None:
         members = [member("m1")]
-        mesh, backend = make_mesh(Recording, members, "ek6", shared=True, keepalive=None)
+        mesh, backend = make_mesh(Threaded, members, "ek6", shared=True, keepalive=None)
 
         def broken(now: int) -> list[bytes]:
             raise RuntimeError("a bug")
 
         buggy: Any = SimpleNamespace(admitted_wg_keys=broken)
         assert EarlyKeys.start(mesh, buggy, NOW) is None
-        reads = []
-        real_get = backend.get
-
-        async def get() -> Any:
-            reads.append(1)
-            return await real_get()
-
-        backend.get = get  # type: ignore[method-assign]
+        reads = counted_reads(backend)
         assert await mesh.reconcile()
         assert reads  # nothing assumed: the device was read
         assert {p.public_key for p in backend.state.peers} == {members[0].wg_key}

@@ -30,12 +30,44 @@ def kept_config(seed: str, endpoint: str | None) -> PeerConfig:
     return KeptPeer(m.wg_key, 2 * 10**9, int(m.overlay), endpoint).config()
 
 
-class Refusing(NullBackend):
-    """A device that refuses the set a worker thread makes."""
+class Recording(NullBackend):
+    """An in-memory device that notes every set the rounds make."""
 
-    error: Exception = UapiErrnoError(22, "set")
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.sets: list[list[Operation]] = []
+
+    async def set(self, operations: Sequence[Operation]) -> None:
+        self.sets.append(list(operations))
+        await super().set(operations)
+
+
+class Threaded(Recording):
+    """An in-memory device that notes every set, those made to be sent from a thread too."""
 
     def prepared_set(self, operations: Sequence[Operation]) -> Callable[[], None]:
+        apply = super().prepared_set(operations)
+        ops = list(operations)
+
+        def sent() -> None:
+            self.sets.append(ops)
+            apply()
+
+        return sent
+
+
+class Refusing(Threaded):
+    """A device that refuses the first set made to be sent from a thread (the kept peers, or
+    the admitted members' keys); the first round's own go in."""
+
+    error: Exception = UapiErrnoError(22, "set")
+    refused = False
+
+    def prepared_set(self, operations: Sequence[Operation]) -> Callable[[], None]:
+        if self.refused:
+            return super().prepared_set(operations)
+        self.refused = True
+
         def refuse() -> None:
             raise self.error
 
@@ -48,16 +80,17 @@ class Buggy(Refusing):
     error = RuntimeError("a bug")
 
 
-class Recording(NullBackend):
-    """An in-memory device that notes every set the rounds make."""
+def counted_reads(backend: NullBackend) -> list[int]:
+    """The device's reads from now on, one entry each."""
+    reads: list[int] = []
+    real_get = backend.get
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.sets: list[list[Operation]] = []
+    async def get() -> Any:
+        reads.append(1)
+        return await real_get()
 
-    async def set(self, operations: Sequence[Operation]) -> None:
-        self.sets.append(list(operations))
-        await super().set(operations)
+    backend.get = get  # type: ignore[method-assign]
+    return reads
 
 
 def test_kept_peers_are_set_and_the_first_round_corrects_them_without_reading_back() -> None:
@@ -74,14 +107,7 @@ def test_kept_peers_are_set_and_the_first_round_corrects_them_without_reading_ba
         assert writing is not None
         assert await writing.finish()
         assert {p.public_key for p in backend.state.peers} == {p.public_key for p in kept}
-        reads = []
-        real_get = backend.get
-
-        async def get() -> Any:
-            reads.append(1)
-            return await real_get()
-
-        backend.get = get  # type: ignore[method-assign]
+        reads = counted_reads(backend)
         assert await mesh.reconcile()
         assert not reads  # the first round planned from the peers it set
         on_device = {p.public_key: p.config for p in backend.state.peers}
