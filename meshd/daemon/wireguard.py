@@ -155,7 +155,7 @@ class WireGuardMesh:
         # (meshd.daemon.early_keys): peers with nothing else, which that round creates as
         # if they were not there (their endpoints, allowed-ips and keepalives), after the
         # set has ended (``_early``); those it does not want it removes.
-        self._unconfigured: frozenset[bytes] = frozenset()
+        self._unconfigured: AbstractSet[bytes] = frozenset()
         self._early: Callable[[], Awaitable[bool]] | None = None
         self._held: frozenset[WgKey] = frozenset()
         self._kept: set[tuple[WgKey, WgKey]] = set()
@@ -270,7 +270,7 @@ class WireGuardMesh:
         does not want, and sends nothing before ``finished`` has returned, whether the set
         succeeded or not: its operations are right for the device either way."""
         self._assumed = DeviceState(public_key=self.own_wg_key, has_private_key=True)
-        self._unconfigured = frozenset(keys)
+        self._unconfigured = keys
         self._early = finished
 
     # --- the loop ------------------------------------------------------------------------------
@@ -374,7 +374,7 @@ class WireGuardMesh:
         if self._unconfigured:  # set before this round, wanted or not (assume_created)
             wanted = desired.peers
             gone: list[RemovePeer | UpdatePeer] = [
-                RemovePeer(key) for key in sorted(self._unconfigured) if key not in wanted
+                RemovePeer(key) for key in sorted(k for k in self._unconfigured if k not in wanted)
             ]
             planned = gone + planned  # removals first, as a plan has them
             self._unconfigured = frozenset()
@@ -414,11 +414,7 @@ class WireGuardMesh:
         one after another once they are in (at 10,000 members ~0.04 s after them, not the
         ~0.1 s of making each request once the one before was answered)."""
         backend = threaded_sets(self.backend)
-        if backend is None:
-            await early()
-            for chunk in set_chunks(ops):
-                await self.backend.set(chunk)
-            return
+        assert backend is not None  # the keys were set early through it (early_keys)
         sends = [backend.prepared_set(chunk) for chunk in set_chunks(ops)]
         await early()
         with writes_counted(self.backend):
