@@ -126,12 +126,15 @@ def _allocators(signum, frame):
     with open(path + ".part", "w") as out:
         json.dump(found, out)
     os.rename(path + ".part", path)
-def _count_blocks(path, seconds):
-    # Python's blocks in use (sys.getallocatedblocks) every 5 ms from the interpreter's
+def _count_blocks(path, seconds, every):
+    # Python's blocks in use (sys.getallocatedblocks) every `every` s from the interpreter's
     # start: when the start's peak comes, and how far above what stays it goes; and the
-    # main thread's innermost meshd frames at each count (what ran then).
+    # main thread's innermost meshd frames at each count (what ran then). The counts go
+    # into arrays (no object a count: a list of rows grew the count it measured by three
+    # blocks a sample, ~600 a second at 5 ms), each place's text made once.
     import json, sys, threading, time
-    seen = {}
+    from array import array
+    places = {}
     def where(main):
         frame, found = sys._current_frames().get(main), []
         while frame is not None and len(found) < 3:
@@ -140,20 +143,25 @@ def _count_blocks(path, seconds):
                 found.append(f"{name.rsplit('/meshd/', 1)[1]}:{frame.f_lineno}")
             frame = frame.f_back
         text = " < ".join(found)
-        return seen.setdefault(text, text)  # one string a place, not one a count
+        return places.setdefault(text, len(places))
     def run():
         main = threading.main_thread().ident
-        start, rows = time.time(), []
+        stamps, counts, at = array("d"), array("q"), array("l")
+        start = time.time()
         while time.time() - start < seconds:
-            rows.append((round(time.time(), 3), sys.getallocatedblocks(), where(main)))
-            time.sleep(0.005)
+            stamps.append(time.time())
+            counts.append(sys.getallocatedblocks())
+            at.append(where(main))
+            time.sleep(every)
+        names = sorted(places, key=places.__getitem__)
+        rows = [(round(t, 4), n, names[i]) for t, n, i in zip(stamps, counts, at)]
         with open(path + ".part", "w") as out:
             json.dump(rows, out)
         os.rename(path + ".part", path)
     threading.Thread(target=run, daemon=True).start()
 if "MESHD_MEMORY_BLOCKS" in os.environ:
-    _where, _seconds = os.environ["MESHD_MEMORY_BLOCKS"].rsplit(",", 1)
-    _count_blocks(_where, float(_seconds))
+    _where, _seconds, _every = os.environ["MESHD_MEMORY_BLOCKS"].rsplit(",", 2)
+    _count_blocks(_where, float(_seconds), float(_every))
 if tracemalloc.is_tracing() and "MESHD_MEMORY_TRACE" in os.environ:
     signal.signal(signal.SIGUSR1, _dump)
 elif "MESHD_MEMORY_ALLOCATORS" in os.environ:
@@ -241,11 +249,12 @@ def run_daemon(
     allocators: bool = False,
     timeline: Sequence[float] = (),
     blocks: float = 0.0,
+    blocks_every: float = 0.005,
 ) -> dict[str, Any]:
     """Start ``meshd up``, wait until it is up plus ``settle`` s, read its RSS, stop it;
     ``timeline``: also its RSS and allocators' counts that many seconds after it was up;
-    ``blocks``: Python's blocks in use every 5 ms for that many seconds from its start
-    (:func:`blocks_summary`)."""
+    ``blocks``: Python's blocks in use every ``blocks_every`` s for that many seconds from
+    its start (:func:`blocks_summary`)."""
     command = up_command(PYTHON, netns, state_dir, backend, ifname, 40000 + os.getpid() % 20000)
     log_path = state_dir.parent / f"{state_dir.name}.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -263,7 +272,7 @@ def run_daemon(
     if allocators or timeline:
         env["MESHD_MEMORY_ALLOCATORS"] = str(state_dir.parent / f"{state_dir.name}.allocators")
     if blocks:
-        env["MESHD_MEMORY_BLOCKS"] = f"{blocks_path},{blocks}"
+        env["MESHD_MEMORY_BLOCKS"] = f"{blocks_path},{blocks},{blocks_every}"
     with open(log_path, "wb") as log_file:
         spawned = time.time()
         process = subprocess.Popen(
@@ -334,10 +343,13 @@ def blocks_summary(
     rows: Sequence[Sequence[Any]], spawned: float, up: float, tops: int = 5
 ) -> dict[str, Any]:
     """The peak of Python's blocks in use and when (seconds after spawning), the count at
-    ``meshd up`` and at the end, and the counts every 0.25 s; and once up, the ``tops``
-    highest quarter-seconds (none within 0.5 s of a higher one), each with its highest count
-    and what the daemon ran then (its innermost meshd frames, where the rows have them)."""
+    ``meshd up`` and at the end, and the counts every 0.25 s; and once up, the median count
+    (``steady``) and the ``tops`` highest quarter-seconds (none within 0.5 s of a higher
+    one), each with its highest count, how far above the median, and what the daemon ran
+    then (its innermost meshd frames, where the rows have them)."""
     peak = max(rows, key=lambda row: row[1])
+    once_up = [row[1] for row in rows if row[0] >= up] or [rows[-1][1]]
+    steady = int(statistics.median(once_up))
     at_up = next((row[1] for row in rows if row[0] >= up), rows[-1][1])
     series, next_at = [], 0.0
     highest: dict[int, Sequence[Any]] = {}  # quarter-second -> its highest row, once up
@@ -363,10 +375,12 @@ def blocks_summary(
         "last": int(rows[-1][1]),
         "last_after_spawn_s": round(rows[-1][0] - spawned, 2),
         "series": series,
+        "steady": steady,
         "tops_once_up": [
             {
                 "after_spawn_s": round(highest[q][0] - spawned, 2),
                 "blocks": int(highest[q][1]),
+                "above_steady": int(highest[q][1]) - steady,
                 "running": highest[q][2] if len(highest[q]) > 2 else "",
             }
             for q in sorted(chosen)
@@ -439,6 +453,7 @@ def measure_size(
     allocators: bool = False,
     timeline: Sequence[float] = (),
     blocks: float = 0.0,
+    blocks_every: float = 0.005,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="meshd-memory-") as tmp:
         state_dir = Path(tmp) / f"n{members}"
@@ -461,5 +476,6 @@ def measure_size(
                 allocators,
                 timeline,
                 blocks,
+                blocks_every,
             )
         return {"members": members, "store": build, **run}
