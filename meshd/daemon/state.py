@@ -209,10 +209,10 @@ class NodeState:
         if str(exc) != self._unwritten_said:
             log.error(
                 "%s; the records it could not take (%d rows so far) are kept in memory, acted "
-                "on and forwarded, and written once it can be: free space in %s",
+                "on and forwarded, and written once it can be: %s",
                 exc,
                 len(effect),
-                self.node.paths.root,
+                exc.hint or f"check the disk of {self.node.paths.root}",
             )
             self._unwritten_said = str(exc)
 

@@ -54,6 +54,11 @@ def state_dir_error(root: Path, exc: OSError) -> NotPermitted:
             f"the state dir {root} is on a read-only file system",
             hint="use a --state-dir on a writable file system",
         )
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return NotPermitted(
+            f"the file system of the state dir {root} is full",
+            hint="free space there, or use a --state-dir on another file system",
+        )
     if exc.errno in (errno.EACCES, errno.EPERM):
         return NotPermitted(
             f"no permission to write in the state dir {root}",

@@ -43,6 +43,7 @@ from meshd.membership import (
     decode_batch_untrusted,
     decode_each_untrusted,
 )
+from meshd.node.store_trouble import disk_of, store_hint
 from meshd.records import Kind, Network, Record, decode_untrusted
 from meshd.records.types import RECORD_ID_LEN
 
@@ -202,7 +203,7 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"cannot open the store {path}: {exc}",
-                hint="check the state dir's permissions, or move the damaged file away",
+                hint=store_hint(str(exc), path.parent, disk_of(path.parent), opening=True),
             ) from None
 
     def close(self) -> None:
@@ -229,7 +230,8 @@ class Store:
                 raise
         except sqlite3.DatabaseError as exc:
             raise StoreError(
-                f"cannot write the store {self.path}: {exc}", hint=_write_hint(exc, self.path)
+                f"cannot write the store {self.path}: {exc}",
+                hint=store_hint(str(exc), self.path.parent, disk_of(self.path.parent), False),
             ) from None
 
     # --- meta -----------------------------------------------------------------------------
@@ -495,18 +497,6 @@ class Store:
                 "SELECT raw FROM issued WHERE kind = ? ORDER BY created_at", (int(kind),)
             )
         ]
-
-
-def _write_hint(exc: sqlite3.DatabaseError, path: Path) -> str:
-    """What to do about a write the database refused."""
-    text = str(exc).lower()
-    if "full" in text:
-        return f"free space on the file system of {path.parent}"
-    if "readonly" in text or "read-only" in text:
-        return f"make {path.parent} writable (its file system may be mounted read-only)"
-    if "locked" in text or "busy" in text:
-        return "another program holds the store: stop it, or wait and try again"
-    return "check the state dir's disk and permissions"
 
 
 def _with_refused(batch: Batch, refused: list[str]) -> Batch:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,9 +39,9 @@ def _on(disk: Disk, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
 
     @contextmanager
     def transaction() -> Iterator[Any]:
-        if disk.full:
-            raise StoreError(f"cannot write the store {store.path}: database or disk is full")
         with real() as db:
+            if disk.full:  # what SQLite raises: the store's own transaction says it
+                raise sqlite3.OperationalError("database or disk is full")
             yield db
 
     monkeypatch.setattr(store, "transaction", transaction)
@@ -85,6 +86,14 @@ def test_a_full_disk_holds_back_no_revocation_and_what_it_refused_is_stored_late
             assert len(errors) == 1, [r.getMessage() for r in errors]
             assert "database or disk is full" in errors[0].getMessage()
             assert "kept in memory" in errors[0].getMessage()
+            # What to do: the store's own hint (its file system looked at), not a guess.
+            assert (
+                errors[0]
+                .getMessage()
+                .endswith(
+                    f"free space on the file system of {node.paths.root}; the store is not damaged"
+                )
+            )
             status = await daemon.control.dispatch("status", {})
             assert status["store_unwritten"] == 2  # the revocation, carol's certificate
 

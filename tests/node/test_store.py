@@ -314,7 +314,9 @@ def test_a_full_disk_writes_nothing_and_what_it_refused_is_written_whole_later(
         effect.add(state.ingest(n.announce(net, NOW), NOW))
     with pytest.raises(StoreError, match="database or disk is full") as refused:
         store.write(effect)
-    assert refused.value.hint == f"free space on the file system of {tmp_path}"
+    assert refused.value.hint == (
+        f"free space on the file system of {tmp_path}; the store is not damaged"
+    )
     assert store.count() == before  # rolled back whole
     assert not store._db.in_transaction  # nothing left open to refuse what comes next
     store.set_meta("k", b"v")  # a small write that fits still goes

@@ -1,0 +1,188 @@
+"""A store SQLite refuses: the hint follows the file system, not SQLite's words alone.
+
+On a full disk a store does not open with "disk is full" but with "disk I/O error", and the
+hint was to check permissions "or move the damaged file away": a user would have set a sound
+store aside. The rule is pure (:func:`store_hint`); the tests as root fill a real file system
+(a tmpfs of their own, unmounted at the end) and run the commands a user would."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from meshd.errors import StoreError
+from meshd.node.store import Store
+from meshd.node.store_trouble import FULL_BELOW, Disk, disk_of, store_hint
+from tests.daemon.support import meshd
+
+ROOMY = Disk(free_bytes=10 * 2**30, free_inodes=100_000, read_only=False, writable=True)
+HERE = Path("/srv/meshd")
+
+
+@pytest.mark.parametrize(
+    ("said", "disk", "opening", "hint"),
+    [
+        # A full disk: SQLite says "disk I/O error" at the open; the file system says why.
+        (
+            "disk I/O error",
+            ROOMY._replace(free_bytes=0),
+            True,
+            "free space on the file system of /srv/meshd (0 KiB free); the store is not damaged",
+        ),
+        (
+            "disk I/O error",
+            ROOMY._replace(free_inodes=0),
+            True,
+            "free space on the file system of /srv/meshd (no inode free); the store is not damaged",
+        ),
+        (
+            "database or disk is full",
+            ROOMY._replace(free_bytes=FULL_BELOW - 1),
+            False,
+            "free space on the file system of /srv/meshd (63 KiB free); the store is not damaged",
+        ),
+        # SQLite full while the disk is not (its own page limit): no figure that misleads.
+        (
+            "database or disk is full",
+            ROOMY,
+            False,
+            "free space on the file system of /srv/meshd; the store is not damaged",
+        ),
+        (
+            "database or disk is full",
+            None,
+            False,
+            "free space on the file system of /srv/meshd; the store is not damaged",
+        ),
+        (
+            "unable to open database file",
+            ROOMY._replace(read_only=True),
+            True,
+            "make /srv/meshd writable (its file system may be mounted read-only)",
+        ),
+        (
+            "attempt to write a readonly database",
+            ROOMY,
+            False,
+            "make /srv/meshd writable (its file system may be mounted read-only)",
+        ),
+        (
+            "unable to open database file",
+            ROOMY._replace(writable=False),
+            True,
+            "let the user meshd runs as write in /srv/meshd (or run meshd as its owner)",
+        ),
+        ("file is not a database", ROOMY, True, "the store file is damaged: move it away"),
+        (
+            "database disk image is malformed",
+            ROOMY,
+            True,
+            "the store file is damaged: move it away",
+        ),
+        (
+            "database is locked",
+            ROOMY._replace(free_bytes=0),
+            False,
+            "another program holds the store: stop it, or wait and try again",
+        ),
+        (
+            "disk I/O error",
+            ROOMY,
+            True,
+            "check the disk of /srv/meshd (the kernel's log says more) and its permissions",
+        ),
+        ("disk I/O error", None, False, "check the state dir's disk and permissions"),
+    ],
+)
+def test_the_hint_follows_the_file_system(
+    said: str, disk: Disk | None, opening: bool, hint: str
+) -> None:
+    assert store_hint(said, HERE, disk, opening) == hint
+
+
+def test_a_sound_store_is_never_called_damaged_unless_sqlite_says_so() -> None:
+    for said in ("disk I/O error", "unable to open database file", "database or disk is full"):
+        for disk in (None, ROOMY, ROOMY._replace(free_bytes=0), ROOMY._replace(writable=False)):
+            for opening in (True, False):
+                assert "damaged:" not in store_hint(said, HERE, disk, opening)
+
+
+def test_the_file_system_is_read_as_it_is(tmp_path: Path) -> None:
+    disk = disk_of(tmp_path)
+    assert disk is not None
+    assert disk.writable
+    assert not disk.read_only
+    assert disk.free_bytes > 0
+    assert disk_of(tmp_path / "gone") is None
+
+
+# --- a real full file system (root: a tmpfs of its own) ---------------------------------------
+
+
+@contextlib.contextmanager
+def small_file_system(where: Path, size: str = "2m") -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.fail("needs root to mount a tmpfs (CI runs as root)")
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+def fill(mount: Path) -> None:
+    with open(mount / "filler", "wb") as out, contextlib.suppress(OSError):
+        while True:
+            out.write(b"\0" * 65536)
+            out.flush()
+
+
+def the_line(err: str) -> str:
+    """The one line a user reads (``meshd up``'s log lines before it aside)."""
+    lines = [line for line in err.splitlines() if line.strip() and not line[:4].isdigit()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.root
+def test_a_store_on_a_full_disk_is_said_to_be_on_a_full_disk(tmp_path: Path) -> None:
+    with small_file_system(tmp_path / "fs") as mount:
+        state = mount / "n"
+        state.mkdir()
+        Store(state / "meshd.db").close()
+        fill(mount)
+        with pytest.raises(StoreError) as refused:
+            Store(state / "meshd.db")
+        assert refused.value.hint.startswith(f"free space on the file system of {state} (")
+        assert "damaged:" not in refused.value.hint
+
+
+@pytest.mark.root
+def test_the_commands_on_a_full_disk_say_it_in_one_line(tmp_path: Path) -> None:
+    with small_file_system(tmp_path / "fs") as mount:
+        node = mount / "n"
+        assert meshd("init", "--network", "full", "--state-dir", str(node)).returncode == 0
+        fill(mount)
+        for argv in (
+            ["up", "--wg-backend", "none", "--listen", "/ip4/127.0.0.1/tcp/0"],
+            ["invite", "--name", "x"],
+        ):
+            done = meshd(*argv, "--state-dir", str(node))
+            assert done.returncode == 1, done.stderr
+            line = the_line(done.stderr)
+            assert line.startswith(f"meshd: cannot open the store {node / 'meshd.db'}: "), line
+            assert f"free space on the file system of {node} (" in line, line
+            assert "damaged:" not in line
+        done = meshd("init", "--network", "other", "--state-dir", str(mount / "m"))
+        assert done.returncode == 5
+        assert the_line(done.stderr) == (
+            f"meshd: the file system of the state dir {mount / 'm'} is full; free space there, "
+            "or use a --state-dir on another file system"
+        )
