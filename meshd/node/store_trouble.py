@@ -63,7 +63,10 @@ def store_hint(said: str, directory: Path, disk: Disk | None, opening: bool) -> 
     if disk is not None and not disk.writable:
         return f"let the user meshd runs as write in {directory} (or run meshd as its owner)"
     if opening and any(word in words for word in _DAMAGED):
-        return "the store file is damaged: move it away"
+        return (
+            "the store file is damaged: keep a copy of it, then restore the state dir from a "
+            "backup, or make this machine a node again in a new state dir (`meshd join`)"
+        )
     if opening:
         return f"check the disk of {directory} (the kernel's log says more) and its permissions"
     return "check the state dir's disk and permissions"

@@ -22,6 +22,10 @@ from tests.daemon.support import meshd
 
 ROOMY = Disk(free_bytes=10 * 2**30, free_inodes=100_000, read_only=False, writable=True)
 HERE = Path("/srv/meshd")
+DAMAGED = (
+    "the store file is damaged: keep a copy of it, then restore the state dir from a backup, "
+    "or make this machine a node again in a new state dir (`meshd join`)"
+)
 
 
 @pytest.mark.parametrize(
@@ -77,12 +81,12 @@ HERE = Path("/srv/meshd")
             True,
             "let the user meshd runs as write in /srv/meshd (or run meshd as its owner)",
         ),
-        ("file is not a database", ROOMY, True, "the store file is damaged: move it away"),
+        ("file is not a database", ROOMY, True, DAMAGED),
         (
             "database disk image is malformed",
             ROOMY,
             True,
-            "the store file is damaged: move it away",
+            DAMAGED,
         ),
         (
             "database is locked",
@@ -186,3 +190,14 @@ def test_the_commands_on_a_full_disk_say_it_in_one_line(tmp_path: Path) -> None:
             f"meshd: the file system of the state dir {mount / 'm'} is full; free space there, "
             "or use a --state-dir on another file system"
         )
+
+
+def test_a_damaged_store_is_said_damaged_with_what_to_do(tmp_path: Path) -> None:
+    node = tmp_path / "n"
+    assert meshd("init", "--network", "damaged", "--state-dir", str(node)).returncode == 0
+    (node / "meshd.db").write_bytes(b"not a database, whatever it was" * 200)
+    done = meshd("invite", "--name", "x", "--state-dir", str(node))
+    assert done.returncode == 1
+    assert the_line(done.stderr) == (
+        f"meshd: cannot open the store {node / 'meshd.db'}: file is not a database; {DAMAGED}"
+    )
