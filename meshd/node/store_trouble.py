@@ -27,7 +27,7 @@ _HELD: Final = ("locked", "busy")
 class Disk(NamedTuple):
     """What the file system holding a directory allows now."""
 
-    free_bytes: int  # for an unprivileged user (statvfs's f_bavail)
+    free_bytes: int  # for the user meshd runs as
     free_inodes: int
     read_only: bool
     writable: bool  # by the user meshd runs as
@@ -40,9 +40,18 @@ def disk_of(directory: Path) -> Disk | None:
         writable = os.access(directory, os.W_OK)
     except OSError:
         return None
+    return disk_from(info, writable=writable, privileged=os.geteuid() == 0)
+
+
+def disk_from(info: os.statvfs_result, *, writable: bool, privileged: bool) -> Disk:
+    """What ``info`` (statvfs) leaves to a user that may (``privileged``: root, as meshd
+    runs under systemd) or may not write into the blocks and inodes a file system keeps for
+    root (ext4 keeps 5 %): a disk full for users is not full for root, and SQLite refusing
+    root there is not for want of space."""
+    blocks, inodes = (info.f_bfree, info.f_ffree) if privileged else (info.f_bavail, info.f_favail)
     return Disk(
-        free_bytes=info.f_bavail * info.f_frsize,
-        free_inodes=info.f_favail,
+        free_bytes=blocks * info.f_frsize,
+        free_inodes=inodes,
         read_only=bool(info.f_flag & os.ST_RDONLY),
         writable=writable,
     )

@@ -17,7 +17,7 @@ import pytest
 
 from meshd.errors import StoreError
 from meshd.node.store import Store
-from meshd.node.store_trouble import FULL_BELOW, Disk, disk_of, store_hint
+from meshd.node.store_trouble import FULL_BELOW, Disk, disk_from, disk_of, store_hint
 from tests.daemon.support import meshd
 
 ROOMY = Disk(free_bytes=10 * 2**30, free_inodes=100_000, read_only=False, writable=True)
@@ -114,6 +114,21 @@ def test_a_sound_store_is_never_called_damaged_unless_sqlite_says_so() -> None:
         for disk in (None, ROOMY, ROOMY._replace(free_bytes=0), ROOMY._replace(writable=False)):
             for opening in (True, False):
                 assert "damaged:" not in store_hint(said, HERE, disk, opening)
+
+
+def test_root_counts_the_room_a_file_system_keeps_for_root() -> None:
+    # (f_bsize, f_frsize, f_blocks, f_bfree, f_bavail, f_files, f_ffree, f_favail, f_flag,
+    # f_namemax): 5 % of the blocks kept for root, all of them left.
+    info = os.statvfs_result((4096, 4096, 1000, 50, 0, 100, 10, 0, 0, 255))
+    user = disk_from(info, writable=True, privileged=False)
+    root = disk_from(info, writable=True, privileged=True)
+    assert (user.free_bytes, user.free_inodes) == (0, 0)
+    assert (root.free_bytes, root.free_inodes) == (50 * 4096, 10)
+    said = "disk I/O error"
+    assert store_hint(said, HERE, user, True).startswith("free space on the file system")
+    assert store_hint(said, HERE, root, True).startswith("check the disk of /srv/meshd")
+    mounted_ro = os.statvfs_result((4096, 4096, 1000, 50, 0, 100, 10, 0, os.ST_RDONLY, 255))
+    assert disk_from(mounted_ro, writable=False, privileged=True).read_only
 
 
 def test_the_file_system_is_read_as_it_is(tmp_path: Path) -> None:
