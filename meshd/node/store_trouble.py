@@ -67,7 +67,7 @@ def store_hint(said: str, directory: Path, disk: Disk | None, opening: bool) -> 
         return f"make {directory} writable (its file system may be mounted read-only)"
     full = disk is not None and (disk.free_bytes < FULL_BELOW or disk.free_inodes == 0)
     if full or "full" in words:
-        free = f" ({_kib(disk)} free)" if full and disk is not None else ""
+        free = f" ({_free_text(disk)} free)" if full and disk is not None else ""
         return f"free space on the file system of {directory}{free}; the store is not damaged"
     if disk is not None and not disk.writable:
         return f"let the user meshd runs as write in {directory} (or run meshd as its owner)"
@@ -81,7 +81,7 @@ def store_hint(said: str, directory: Path, disk: Disk | None, opening: bool) -> 
     return "check the state dir's disk and permissions"
 
 
-def _kib(disk: Disk) -> str:
+def _free_text(disk: Disk) -> str:
     if disk.free_inodes == 0 and disk.free_bytes >= FULL_BELOW:
         return "no inode"
     return f"{disk.free_bytes // 1024} KiB"

@@ -16,7 +16,7 @@ from meshd.mesh.handshake import FirstHandshakes
 from meshd.trust.keys import WgKey
 from meshd.wg.backend_none import NullBackend
 from meshd.wg.model import Operation, RemovePeer, UpdatePeer
-from tests.daemon.test_kept_peers import Buggy, Refusing, Threaded, counted_reads
+from tests.daemon.test_kept_peers import Buggy, Refusing, Threaded, counted_reads, joined
 from tests.factory import T0, Net
 from tests.mesh.shell_support import make_mesh, run
 from tests.mesh.support import member
@@ -171,13 +171,7 @@ def test_our_own_key_is_never_set_as_a_peer() -> None:
 def test_a_membership_gives_the_keys_of_the_members_it_judged_admitted() -> None:
     net = Net()
     state = net.state(announce_ttl=60)
-    founder = net.founder()
-    state.ingest(founder.credential, NOW)
-    nodes = []
-    for i in range(4):
-        node = net.join(state, founder, net.invite(), f"m{i}", at=T0 + 10 + i)
-        state.ingest(node.credential, NOW)
-        nodes.append(node)
+    founder, *nodes = joined(net, state, 4)
     later = NOW + 100
     for announcing in (founder, nodes[0], nodes[1]):
         state.ingest(announcing.announce(net, later), later)

@@ -166,19 +166,27 @@ def _node(net: Net, store: dict[str, bytes]) -> Any:
     )
 
 
+def joined(net: Net, state: Any, count: int) -> list[Any]:
+    """A founder's membership ``state`` with ``count`` members joined under invites of
+    their own (at ``NOW``): the founder first, then each member."""
+    founder = net.founder()
+    state.ingest(founder.credential, NOW)
+    nodes = [founder]
+    for i in range(count):
+        node = net.join(state, founder, net.invite(), f"m{i}", at=T0 + 10 + i)
+        state.ingest(node.credential, NOW)
+        nodes.append(node)
+    return nodes
+
+
 def _network() -> tuple[Net, Any, list[Any]]:
     net = Net()
     state = net.state()
-    founder = net.founder()
-    state.ingest(founder.credential, NOW)
-    nodes = []
-    for i in range(3):
-        node = net.join(state, founder, net.invite(), f"m{i}", at=T0 + 10 + i)
-        state.ingest(node.credential, NOW)
+    nodes = joined(net, state, 3)
+    for i, node in enumerate(nodes[1:]):
         state.ingest(node.announce(net, NOW, endpoints=(f"192.0.2.{i + 1}:51820",)), NOW)
-        nodes.append(node)
     state.tick(NOW)
-    return net, state, [founder, *nodes]
+    return net, state, nodes
 
 
 def _keep(net: Net, stored: dict[str, bytes], state: Any, node: Any, now: int) -> int | None:
