@@ -26,7 +26,12 @@ until sorted: a member's decoded certificate and its bytes live for its own merg
 what they took is taken again by the next (held to the end of the load, they were left as
 unused pools in the allocator's arenas: ~0.1 KiB a member of RSS at 10,000 once the records
 were held elided, docs/footprint.md). From the first that does not, the rest are sorted and
-merged as before.
+merged as before. A store's announcements (one a member) come apart, after the rest is
+judged, and with sealed rows each is merged as it is read (all of them decoded and held
+until the judging was ~0.45 KiB a member at the load's peak); a store's own rows, under
+their own ids, hand nothing back to be stored (``stored_already``: a :class:`Stored` and
+the id it names, a record, held to the end of the load). The load's peak above what it
+keeps: ~0.1 KiB a member, from ~0.5.
 """
 
 from __future__ import annotations
@@ -36,7 +41,14 @@ from itertools import chain
 from typing import TYPE_CHECKING
 
 from meshd.errors import VerifyError
-from meshd.membership.batch import INGEST_ORDER, Merged, in_ingest_order, merge_announcements
+from meshd.membership.batch import (
+    INGEST_ORDER,
+    Merged,
+    NotKept,
+    in_ingest_order,
+    merge_announcements,
+    merge_each_announcement,
+)
 from meshd.membership.merge import Merger
 from meshd.membership.pending import LOCAL
 from meshd.membership.settle import reevaluate, settle
@@ -56,41 +68,36 @@ def load_batch(
     *,
     signatures_trusted: bool,
     rejected: Iterable[str],
+    announcements: Iterable[Record] = (),
+    stored_already: bool = False,
 ) -> Batch:
     """Merge a store's records into ``state`` (see the module's docstring). No events: the
-    caller reads the state that results."""
+    caller reads the state that results. ``announcements``: a store's announcements (at
+    most one a member), merged after ``records`` are judged; with ``signatures_trusted``
+    each as it comes, not all held until then. ``stored_already``: no record is handed
+    back to be stored (:class:`~meshd.membership.batch.NotKept`)."""
     merged = Merged(reasons=list(rejected))
+    if stored_already:
+        merged.stored = NotKept()
     first = state._ticked == 0  # never ticked: judging every member below is a tick's
     if first:
         state._next_due = U64  # lowered by each member judged admitted (reevaluate)
     verifier = state.verifier
     verifier.signatures_trusted = signatures_trusted
     try:
-        change = Change(source=LOCAL)
+        change = Change(source=LOCAL, stored=merged.stored)
         if now > state._retire_after:
             merger.authority.retire(now, change)
         rest = _merge_while_in_order(state, merger, records, now, change, merged)
-        announcements, others = in_ingest_order(rest)
-        # Taken from the list as merged: a decoded certificate is let go once its credential
-        # is made (all of them held to the end was ~0.3 KiB a member at the load's peak).
-        others.reverse()
-        while others:
-            _merge_one(state, merger, others.pop(), now, change, merged)
-        if change.judgements_changed:
-            settle(state, change, now, merger.merge_waiting)
-        reevaluate(state, state._standing.nodes() if first else change.touched, now, emit=False)
-        merged.stored += change.stored
-        merged.dropped += change.dropped
-        merge_announcements(
-            state,
-            merger,
-            announcements,
-            now,
-            merged,
-            checked=signatures_trusted,
-            source=LOCAL,
-            emit=False,
-        )
+        if not signatures_trusted:  # their signatures checked together (merge_announcements)
+            rest = chain(rest, announcements)
+            announcements = ()
+        _merge_rest(state, merger, rest, now, change, merged, signatures_trusted, first)
+        # What is not an announcement among them (a damaged store's): merged after, judged.
+        stray = merge_each_announcement(state, merger, announcements, now, merged, source=LOCAL)
+        if stray:
+            change = Change(source=LOCAL, stored=merged.stored)
+            _merge_rest(state, merger, stray, now, change, merged, signatures_trusted, False)
         if first:
             state._ticked = now
     finally:
@@ -104,6 +111,35 @@ def load_batch(
         events=(),
         new=merged.new,
         rejected=tuple(merged.reasons),
+    )
+
+
+def _merge_rest(
+    state: Membership,
+    merger: Merger,
+    rest: Iterable[Record],
+    now: int,
+    change: Change,
+    merged: Merged,
+    checked: bool,
+    first: bool,
+) -> None:
+    """Merge ``rest`` in INGEST_ORDER, judge what ``change`` touched (every member on a
+    ``first`` load), then merge its announcements."""
+    announcements, others = in_ingest_order(rest)
+    # Taken from the list as merged: a decoded certificate is let go once its credential
+    # is made (all of them held to the end was ~0.3 KiB a member at the load's peak).
+    others.reverse()
+    while others:
+        _merge_one(state, merger, others.pop(), now, change, merged)
+    if change.judgements_changed:
+        settle(state, change, now, merger.merge_waiting)
+    reevaluate(state, state._standing.nodes() if first else change.touched, now, emit=False)
+    if change.stored is not merged.stored:
+        merged.stored += change.stored
+    merged.dropped += change.dropped
+    merge_announcements(
+        state, merger, announcements, now, merged, checked=checked, source=LOCAL, emit=False
     )
 
 

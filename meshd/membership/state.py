@@ -173,10 +173,15 @@ class Membership(MemberQueries, RecordQueries):
         *,
         signatures_trusted: bool = False,
         rejected: Iterable[str] = (),
+        announcements: Iterable[Record] = (),
+        stored_already: bool = False,
     ) -> Batch:
         """Merge this node's own store at start, judged once at the end; with
         ``signatures_trusted`` (rows sealed by this node, meshd.node.store) no signature is
-        checked again, every other check is (meshd.membership.loading)."""
+        checked again, every other check is (meshd.membership.loading). ``announcements``:
+        the store's announcements, merged once the rest is judged, each as it comes.
+        ``stored_already``: the records are the store's own rows under their own ids, so
+        the batch hands back none of them to be written (its ``stored`` is empty)."""
         return load_batch(
             self,
             self._merger,
@@ -184,6 +189,8 @@ class Membership(MemberQueries, RecordQueries):
             now,
             signatures_trusted=signatures_trusted,
             rejected=rejected,
+            announcements=announcements,
+            stored_already=stored_already,
         )
 
     def set_announce_ttl(self, ttl: int | None) -> None:

@@ -44,7 +44,7 @@ from meshd.membership import (
     decode_each_untrusted,
 )
 from meshd.node.store_trouble import disk_of, store_hint
-from meshd.records import Kind, Network, Record, decode_untrusted
+from meshd.records import Kind, Network, Record, decode_untrusted, record_id
 from meshd.records.types import RECORD_ID_LEN
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,8 @@ LOAD_ORDER = (
     Kind.ANNOUNCEMENT,
     Kind.WG_ROTATION,
 )
+#: What a load merges and judges before the announcements (each merged as it is read).
+_BEFORE_ANNOUNCEMENTS = tuple(kind for kind in LOAD_ORDER if kind is not Kind.ANNOUNCEMENT)
 
 
 # SQLite's page cache, in KiB. Its default (2,000 KiB) filled with every page the load at
@@ -352,17 +354,24 @@ class Store:
         rids: bytearray,
         odd: list[bytes],
         unsealed: dict[bytes, tuple[bytes, bytes | None]],
+        kinds: Iterable[Kind] = LOAD_ORDER,
     ) -> Iterator[bytes]:
-        """The bytes of every row whose seal holds, in the load's order, as they are read;
-        every row's id packed into ``rids`` (or ``odd``), the rows not sealed into
-        ``unsealed``."""
-        for rid, raw, seal, node in self._sealed_rows():
+        """The bytes of every row of ``kinds`` whose seal holds and whose id is its bytes',
+        in the load's order, as they are read; every row's id packed into ``rids`` (or
+        ``odd``), the other rows into ``unsealed`` (verified in full, and written again
+        under their own id: the seal covers the bytes, not the id)."""
+        for rid, raw, seal, node in self._sealed_rows(kinds):
             if len(rid) == RECORD_ID_LEN:
                 rids += rid
             else:
                 odd.append(rid)
             expected = self._seal(raw)
-            if expected is not None and seal is not None and hmac.compare_digest(seal, expected):
+            if (
+                expected is not None
+                and seal is not None
+                and hmac.compare_digest(seal, expected)
+                and record_id(raw) == rid  # asked again by the merge: the last id is kept
+            ):
                 yield raw
             else:
                 unsealed[rid] = (raw, node)
@@ -392,9 +401,19 @@ class Store:
         # and its decoded record are let go once it is merged (what it keeps holds them
         # elided: meshd.records.elide), so the load does not hold every row's bytes at once
         # and leave them as holes in the allocator's pools when they go.
-        sealed = self._sealed_stream(rids, odd, unsealed)
+        # The announcements after the rest is judged, each merged as it is read (all of them
+        # decoded and held until then was ~0.3 KiB a member at the load's peak).
+        sealed = self._sealed_stream(rids, odd, unsealed, _BEFORE_ANNOUNCEMENTS)
+        announced = self._sealed_stream(rids, odd, unsealed, (Kind.ANNOUNCEMENT,))
         taken = decode_each_untrusted(sealed, refused)
-        batches = [_with_refused(state.load(taken, now, signatures_trusted=True), refused)]
+        later = decode_each_untrusted(announced, refused)
+        # What merging these keeps is in the store already, under the same ids: it is not
+        # handed back to be written (one object a record, held to the end of the load).
+        batch = state.load(
+            taken, now, signatures_trusted=True, announcements=later, stored_already=True
+        )
+        batches = [_with_refused(batch, refused)]
+        del batch
         if unsealed:
             decoded, rejected = decode_batch_untrusted(raw for raw, _ in unsealed.values())
             taken = _handed_over(decoded)  # held by the load alone (see there)

@@ -12,7 +12,7 @@ import pytest
 from meshd.errors import VerifyError
 from meshd.membership import Membership
 from meshd.node.store import Store, seal_key_of
-from meshd.records import Kind, make_announcement
+from meshd.records import Kind, decode_record_untrusted, make_announcement
 from meshd.trust import chain
 from meshd.trust.keys import SigningKey, verify
 from tests.factory import DAY, T0, Net
@@ -197,3 +197,55 @@ def test_records_from_the_network_are_verified_after_a_sealed_load(
         loaded.ingest_untrusted(bytes(cert), NOW + 3)
     assert refused.value.reason == "bad-signature"
     assert signature_checks
+
+
+@pytest.mark.parametrize("table", ["announcements", "records"])
+def test_a_sealed_row_under_another_id_is_verified_and_filed_under_its_own(
+    tmp_path: Path, table: str, signature_checks: list[bytes]
+) -> None:
+    """A seal covers a row's bytes, not its id: a sealed row whose id is not its bytes' is
+    verified in full, kept, and written again under its own id (a sealed load hands back
+    nothing to be written, so such a row could not be mended from what it merged)."""
+    path = tmp_path / "meshd.db"
+    net, state = populated(path, KEY)
+    db = sqlite3.connect(path)
+    where = "" if table == "announcements" else f"WHERE kind = {int(Kind.REVOCATION)}"
+    rid, seal = db.execute(f"SELECT rid, seal FROM {table} {where} LIMIT 1").fetchone()
+    db.execute(f"UPDATE {table} SET rid = ? WHERE rid = ?", (b"x" * 16, rid))
+    db.commit()
+    db.close()
+    assert seal is not None
+    signature_checks.clear()
+    loaded, rejected = load(path, net, KEY)
+    assert rejected == 1  # the row under the other id, gone
+    if table == "records":  # its signature checked (an announcement's is not by chain.verify)
+        assert signature_checks
+    assert loaded.digest() == state.digest()
+    db = sqlite3.connect(path)
+    ids = {bytes(r) for (r,) in db.execute(f"SELECT rid FROM {table}")}
+    db.close()
+    assert bytes(rid) in ids
+    assert b"x" * 16 not in ids
+    # Sealed again under its own id: the next load checks no signature.
+    signature_checks.clear()
+    again, _ = load(path, net, KEY)
+    assert signature_checks == []
+    assert again.digest() == state.digest()
+
+
+def test_a_sealed_load_hands_back_nothing_to_store(tmp_path: Path) -> None:
+    """What a load of sealed rows merged is the store's already: its batch stores nothing,
+    and the same records and judgements come out as a load that hands them back."""
+    path = tmp_path / "meshd.db"
+    net, state = populated(path, KEY)
+    store = Store(path, seal_key=KEY)
+    try:
+        raws = [raw for _, raw in store.rows()]
+    finally:
+        store.close()
+    records = [decode_record_untrusted(raw) for raw in raws]
+    kept = net.state().load(records, NOW + 2, signatures_trusted=True, stored_already=True)
+    handed = net.state().load(records, NOW + 2, signatures_trusted=True)
+    assert kept.stored == ()
+    assert len(handed.stored) == len(state)
+    assert kept.new == handed.new == len(state)
