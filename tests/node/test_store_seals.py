@@ -249,3 +249,28 @@ def test_a_sealed_load_hands_back_nothing_to_store(tmp_path: Path) -> None:
     assert kept.stored == ()
     assert len(handed.stored) == len(state)
     assert kept.new == handed.new == len(state)
+
+
+def test_a_record_filed_among_the_announcements_is_still_merged_and_judged(
+    tmp_path: Path,
+) -> None:
+    """The announcements are read apart, after the rest is judged: a record of another kind
+    found among them (a damaged store's) is merged after them, and judged, as in any
+    order (here the revocation: its member is revoked all the same)."""
+    path = tmp_path / "meshd.db"
+    net, state = populated(path, KEY)
+    db = sqlite3.connect(path)
+    rid, raw, seal = db.execute(
+        "SELECT rid, raw, seal FROM records WHERE kind = ?", (int(Kind.REVOCATION),)
+    ).fetchone()
+    db.execute("DELETE FROM records WHERE rid = ?", (rid,))
+    db.execute(
+        "INSERT INTO announcements(node, rid, raw, seal) VALUES (?, ?, ?, ?)",
+        (b"r" * 32, rid, raw, seal),
+    )
+    db.commit()
+    db.close()
+    loaded, _ = load(path, net, KEY)
+    assert loaded.digest() == state.digest()
+    assert snapshot(loaded) == snapshot(state)
+    assert ("m2", "revoked", "revoked") in snapshot(loaded)
