@@ -55,6 +55,7 @@ from meshd.membership.settle import reevaluate, settle
 from meshd.membership.tables import Change
 from meshd.membership.views import Batch
 from meshd.records import U64, Announcement, Record, record_id
+from meshd.records.decode import forget_invites
 
 if TYPE_CHECKING:
     from meshd.membership.state import Membership
@@ -104,6 +105,10 @@ def load_batch(
         verifier.signatures_trusted = False
         if first and not state._ticked:  # cut short: the first tick judges every member
             state._next_due = 0
+        # What the load shared between the members of an invite is let go: of invites of
+        # one use, an entry a member in each table, held for nothing.
+        verifier.forget_shared()
+        forget_invites()
     in_set = state._set
     return Batch(
         stored=tuple(s for s in merged.stored if s.rid in in_set),

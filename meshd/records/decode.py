@@ -236,6 +236,12 @@ _INVITES: dict[tuple[bytes, int], Certificate] = {}
 MAX_INVITES = 256
 
 
+def forget_invites() -> None:
+    """Let go of the invites decoded so far (:func:`_invite_of`): a batch that shared them
+    ended (a store's load, where members of invites of one use each left one here)."""
+    _INVITES.clear()
+
+
 def _invite_of(value: Any, depth: int) -> Certificate:
     """An enrollment's invite, decoded once for every enrollment that nests the same bytes
     (the same checks: a refused one is not kept, and is refused again)."""

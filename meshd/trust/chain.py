@@ -174,6 +174,17 @@ class Verifier:
             self._good_certs.clear()
         self._good_certs[cid] = None
 
+    def forget_shared(self) -> None:
+        """Let go of what was kept to share between the members of an invite, or of a root
+        (their issuers' tuple and terms, the invites checked): a batch that shared them
+        ended. What the credentials made hold stays theirs; the next member of an invite
+        checks the invite again and shares new copies with those after it. After a store's
+        load, where members of invites of one use (what ``meshd invite`` makes) each left an
+        entry in every table (~0.1 KiB a member, and held until the tables filled)."""
+        self._invites.clear()
+        self._issuers.clear()
+        self._terms.clear()
+
     def _issued_by_admin(
         self, record: Record, chain: tuple[Certificate, ...], cap: Cap, at: int
     ) -> None:

@@ -392,3 +392,7 @@ class Shared(Generic[T]):
                 self._kept.clear()
             self._kept[value] = found = value
         return found
+
+    def clear(self) -> None:
+        """Keep no copy: credentials made from now on share new ones."""
+        self._kept.clear()
