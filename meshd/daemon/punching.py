@@ -140,6 +140,7 @@ class Punching:
         # online (Babel asks for its /128 again if it had stopped, thinking it offline).
         self.on_member_heard: Callable[[WgKey], None] | None = None
         self._direct: frozenset[WgKey] = frozenset()
+        self._wrote = False  # this step wrote to the device: a round is asked for at its end
 
     def _hear_hellos(self, hello_interval: float | None) -> None:
         self.silent_after = SILENT_AFTER
@@ -300,11 +301,17 @@ class Punching:
         kicks += self._reconnected(stats, now, wall)
         probes, asked = self.peer_paths.probes(stats, now)
         kicks += probes
-        self.pass_cost = read_took + trio.current_time() - read - writing
-        await self._write(kicks, kicked, asked)
-        self._lay(members)
         self.messages.report(device, now)
         self._keep(stats, members.keys(), now, wall)
+        # The read is let go before the last write: not held beside the round's next one.
+        del device, stats
+        self.pass_cost = read_took + trio.current_time() - read - writing
+        await self._write(kicks, kicked, asked)
+        del kicks, kicked
+        if self._wrote:  # one round after the step's writes, not one a write
+            self._wrote = False
+            self.mesh.kick()
+        self._lay(members)
         await self._reannounce(now)
         self.peer_paths.log_events(log)
         self._next_step = self._cadence(now)
@@ -338,8 +345,10 @@ class Punching:
             for peer in kicked:
                 peer.put_at = began
         # A peer created anew gets the allowed-ips it had when the device was read; if
-        # Babel moved a prefix since, the next round puts it back where Babel says.
-        self.mesh.kick()
+        # Babel moved a prefix since, the round the step asks for at its end puts it back
+        # where Babel says (one round after all of a step's writes: a round kicked by each
+        # of them read the device while the step went on, and held that read beside its own).
+        self._wrote = True
 
     def _lay(self, members: Mapping[WgKey, Member]) -> None:
         """Lay this step's paths over the desired peers (:mod:`meshd.daemon.laid_paths`: read

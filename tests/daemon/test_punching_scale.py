@@ -4,10 +4,12 @@ ends a step."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import sys
 import time
+import weakref
 from types import SimpleNamespace
 from typing import Any
 
@@ -235,3 +237,52 @@ def test_between_steps_only_the_peers_with_a_fresh_session_are_kept_of_the_devic
     node_key = member(7).node_key
     assert punching.messages._hints(node_key) == ("203.0.113.7:51820",)
     assert punching.messages._hints(member(8).node_key) == ()
+
+
+def test_a_step_that_writes_in_several_batches_asks_for_one_round_after_the_last(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A step that gives up on every peer writes as it goes (OPS_AT_ONCE at a time); the
+    WireGuard round it asks for comes once, after its last write and once it let go of its
+    device read: a round asked for at each write read the device while the step went on,
+    and both reads were held at once (the daemon's busiest moment at 1,000 members)."""
+    import meshd.daemon.punching as punching_module
+    from meshd.wg.model import RemovePeer
+
+    def hushing(before: Any, path: Any, status: Any, wall: float) -> list[Any]:
+        key = status.config.public_key if status is not None else bytes(32)
+        return [RemovePeer(key), RemovePeer(key)]  # as a hush: a removal and a creation
+
+    monkeypatch.setattr(punching_module, "hush", hushing)
+    punching, backend = service(3000)
+    events: list[str] = []
+    punching.mesh.kick = lambda: events.append("kick")  # type: ignore[method-assign]
+    recorded, read = backend.set, backend.get
+    reads: list[weakref.ref[DeviceState]] = []
+    read_held: list[bool] = []  # at each write: whether the step's read is still held
+
+    async def getting() -> DeviceState:
+        state = await read()
+        reads.append(weakref.ref(state))
+        return state
+
+    async def setting(ops: Any) -> None:
+        gc.collect()
+        read_held.append(reads[-1]() is not None)
+        events.append("set")
+        await recorded(ops)
+
+    backend.get = getting  # type: ignore[method-assign]
+    backend.set = setting  # type: ignore[method-assign]
+
+    async def run() -> None:
+        await punching.step()
+
+    trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert events.count("set") >= 3  # written as it went
+    assert sum(len(ops) for ops in backend.sets) == 6000
+    last_set = len(events) - 1 - events[::-1].index("set")
+    assert "kick" not in events[:last_set]  # none while the step writes (was one a write)
+    assert "kick" in events[last_set:]  # and one after it (another may lay its paths)
+    assert read_held[0]  # held while the pass goes on...
+    assert not read_held[-1]  # ...and let go before the last write
