@@ -169,6 +169,7 @@ class Punching:
                         await self.step()
                     except MeshdError as exc:
                         log.warning("punching: %s", exc)
+                        self._round_after_writes()  # what it wrote before it failed
                     await self._pause(self._next_step)
         finally:
             self.save_kept()
@@ -308,9 +309,7 @@ class Punching:
         self.pass_cost = read_took + trio.current_time() - read - writing
         await self._write(kicks, kicked, asked)
         del kicks, kicked
-        if self._wrote:  # one round after the step's writes, not one a write
-            self._wrote = False
-            self.mesh.kick()
+        self._round_after_writes()
         self._lay(members)
         await self._reannounce(now)
         self.peer_paths.log_events(log)
@@ -349,6 +348,13 @@ class Punching:
         # where Babel says (one round after all of a step's writes: a round kicked by each
         # of them read the device while the step went on, and held that read beside its own).
         self._wrote = True
+
+    def _round_after_writes(self) -> None:
+        """Ask for a WireGuard round if the step wrote to the device: one after all of its
+        writes, not one a write (see :meth:`_write`)."""
+        if self._wrote:
+            self._wrote = False
+            self.mesh.kick()
 
     def _lay(self, members: Mapping[WgKey, Member]) -> None:
         """Lay this step's paths over the desired peers (:mod:`meshd.daemon.laid_paths`: read

@@ -286,3 +286,35 @@ def test_a_step_that_writes_in_several_batches_asks_for_one_round_after_the_last
     assert "kick" in events[last_set:]  # and one after it (another may lay its paths)
     assert read_held[0]  # held while the pass goes on...
     assert not read_held[-1]  # ...and let go before the last write
+
+
+def test_a_step_that_fails_after_writing_still_asks_for_the_round(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a step wrote before it failed (a look after its writes failing, say) is put right by the
+    round it asks for, at once, not at the end of the next step that succeeds."""
+    import meshd.daemon.punching as punching_module
+    from meshd.errors import BackendError
+    from meshd.wg.model import RemovePeer
+
+    def hushing(before: Any, path: Any, status: Any, wall: float) -> list[Any]:
+        return [RemovePeer(status.config.public_key)] * 2
+
+    monkeypatch.setattr(punching_module, "hush", hushing)
+    punching, backend = service(3000)
+    events: list[str] = []
+    punching.mesh.kick = lambda: events.append("kick")  # type: ignore[method-assign]
+
+    def failing(*args: Any) -> Any:  # after the pass's writes, before its last one
+        raise BackendError("the device went away")
+
+    monkeypatch.setattr(punching, "_reconnected", failing)
+    monkeypatch.setattr(punching.host, "set_stream_handler", lambda *args: None, raising=False)
+
+    async def run() -> None:
+        with trio.move_on_after(0.5):
+            await punching.run()
+
+    trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert backend.sets  # it wrote...
+    assert "kick" in events  # ...and asked for the round though the step failed
