@@ -639,6 +639,19 @@ def test_a_store_loaded_in_one_pass_gives_the_same_state(
     assert again.rejected == ()
     assert snapshot(trusted) == snapshot(reference)
     assert not trusted.verifier.signatures_trusted
+    # As a sealed store loads: the announcements apart, each merged as it comes once the
+    # rest is judged, and nothing handed back to be stored.
+    apart = pool().net.state()
+    split = apart.load(
+        [r for r in stored if not isinstance(r, Announcement)],
+        NOW,
+        signatures_trusted=True,
+        announcements=(r for r in stored if isinstance(r, Announcement)),
+        stored_already=True,
+    )
+    assert split.rejected == ()
+    assert split.stored == ()
+    assert snapshot(apart) == snapshot(reference)
 
 
 @given(sequences())
