@@ -55,7 +55,6 @@ from meshd.membership.settle import reevaluate, settle
 from meshd.membership.tables import Change
 from meshd.membership.views import Batch
 from meshd.records import U64, Announcement, Record, record_id
-from meshd.records.decode import forget_invites
 
 if TYPE_CHECKING:
     from meshd.membership.state import Membership
@@ -108,7 +107,6 @@ def load_batch(
         # What the load shared between the members of an invite is let go: of invites of
         # one use, an entry a member in each table, held for nothing.
         verifier.forget_shared()
-        forget_invites()
     in_set = state._set
     return Batch(
         stored=tuple(s for s in merged.stored if s.rid in in_set),
@@ -140,9 +138,7 @@ def _merge_rest(
     if change.judgements_changed:
         settle(state, change, now, merger.merge_waiting)
     reevaluate(state, state._standing.nodes() if first else change.touched, now, emit=False)
-    if change.stored is not merged.stored:
-        merged.stored += change.stored
-    merged.dropped += change.dropped
+    merged.dropped += change.dropped  # what it stored is in merged's own list (load_batch)
     merge_announcements(
         state, merger, announcements, now, merged, checked=checked, source=LOCAL, emit=False
     )

@@ -45,6 +45,7 @@ from meshd.membership import (
 )
 from meshd.node.store_trouble import disk_of, store_hint
 from meshd.records import Kind, Network, Record, decode_untrusted, record_id
+from meshd.records.decode import forget_invites
 from meshd.records.types import RECORD_ID_LEN
 
 log = logging.getLogger(__name__)
@@ -418,6 +419,9 @@ class Store:
             decoded, rejected = decode_batch_untrusted(raw for raw, _ in unsealed.values())
             taken = _handed_over(decoded)  # held by the load alone (see there)
             batches.append(state.load(taken, now, signatures_trusted=False, rejected=rejected))
+        # The invites its decoding shared between their members are let go (of invites of one
+        # use, one a member, held for nothing; meshd.records.decode).
+        forget_invites()
         rejected_reasons = [reason for batch in batches for reason in batch.rejected]
         if rejected_reasons:
             # Records that merely ran out (expired) are routine housekeeping over the years; a
