@@ -111,6 +111,25 @@ def _allocators(signum, frame):
         sqlite_used = sqlite.sqlite3_memory_used()
     except (OSError, AttributeError):
         sqlite_used = 0
+    kinds = {}
+    kind = None
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split()
+            if "-" in head[0] and not head[0].endswith(":"):
+                start, end = (int(x, 16) for x in head[0].split("-"))
+                size = end - start
+                name = head[5] if len(head) > 5 else ""
+                if name in ("[heap]", "[stack]"):
+                    kind = name.strip("[]")
+                elif name:
+                    kind = "files"
+                elif size == 8 << 20:  # a thread's stack (its guard page a mapping apart)
+                    kind = "thread_stacks"
+                else:  # Python's arenas (1 MiB each, side by side merged), mmapped blocks
+                    kind = "mappings"
+            elif head[0] == "Anonymous:":
+                kinds[kind] = kinds.get(kind, 0) + 1024 * int(head[1])
     found = {
         "arenas": number("# arenas allocated current"),
         "allocated_blocks": number("# bytes in allocated blocks"),
@@ -122,7 +141,20 @@ def _allocators(signum, frame):
         "sqlite_in_use": sqlite_used,
         "rss_anon": 1024 * int(re.search(r"RssAnon:\s+(\d+)", status).group(1)),
     }
+    found.update({"anon_" + k: v for k, v in sorted(kinds.items())})
     path = os.environ["MESHD_MEMORY_ALLOCATORS"]
+    if os.path.exists(path + ".collect"):  # the last read (not a timeline's: it would change
+        # what comes after): what a full collection finds unreachable (cyclic garbage holds
+        # its blocks until the oldest generation is collected), the blocks it frees (CPython's
+        # free lists too), and the anonymous RSS after it
+        import gc
+        blocks = sys.getallocatedblocks()
+        found["garbage_objects"] = gc.collect()
+        found["garbage_blocks"] = blocks - sys.getallocatedblocks()
+        status = open("/proc/self/status").read()
+        found["rss_anon_collected"] = 1024 * int(
+            re.search(r"RssAnon:\s+(\d+)", status).group(1)
+        )
     with open(path + ".part", "w") as out:
         json.dump(found, out)
     os.rename(path + ".part", path)
@@ -324,7 +356,9 @@ def run_daemon(
         if trace:
             result["heap"] = heap_by_place(heap_snapshot(pid, state_dir))
         if allocators:
-            (state_dir.parent / f"{state_dir.name}.allocators").unlink(missing_ok=True)
+            counts_path = state_dir.parent / f"{state_dir.name}.allocators"
+            counts_path.unlink(missing_ok=True)
+            Path(f"{counts_path}.collect").touch()  # RSS is read: the daemon may collect now
             result["allocators"] = allocator_counts(pid, state_dir)
         if moments:
             result["timeline"] = moments

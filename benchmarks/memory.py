@@ -39,8 +39,12 @@ start-up figure). Every process is stopped by PID and every namespace deleted at
 (f) ``--allocators``: after ``--settle`` s each daemon is sent SIGUSR1 and writes its
     allocators' own counts (``sys._debugmallocstats``: bytes in Python's blocks handed out,
     free blocks in its pools in use, unused pools in its arenas; ``mallinfo2``: the C heap
-    in use, in mmapped chunks, free; its anonymous RSS); the run prints their growth a
-    member over the idle daemon: where RSS goes beyond the traced heap.
+    in use, in mmapped chunks, free; its anonymous RSS, and that RSS by mapping from
+    ``/proc/self/smaps``: ``anon_heap`` the C heap, ``anon_mappings`` Python's arenas and
+    mmapped blocks, ``anon_thread_stacks``, ``anon_stack``, ``anon_files`` written pages of
+    mapped files); the run prints their growth a member over the idle daemon: where RSS goes
+    beyond the traced heap. Then (RSS read) a full collection: the cyclic garbage it finds,
+    the blocks it frees (CPython's free lists with it) and the anonymous RSS after it.
 
 (g) ``--timeline 1 3 5 10 20``: each daemon's RSS and allocators' counts (as ``--allocators``)
     also that many seconds after it logged ``meshd up``: what the start holds for a moment
@@ -224,7 +228,11 @@ def allocators_per_member(idle: dict[str, Any], row: dict[str, Any]) -> dict[str
     """Each allocator count's growth over the idle daemon's, in bytes a member."""
     n = row["members"] - 1
     before, after = idle["allocators"], row["allocators"]
-    return {key: round((after[key] - before[key]) / n) for key in after if key != "arenas"}
+    return {
+        key: round((after[key] - before.get(key, 0)) / n)
+        for key in after
+        if key not in ("arenas", "garbage_objects", "garbage_blocks", "rss_anon_collected")
+    }
 
 
 def print_moment(tree: str, members: int, moment: dict[str, Any]) -> None:
@@ -433,6 +441,14 @@ def main() -> int:
             if "allocators_per_member" in row:
                 parts = ", ".join(f"{k} {v}" for k, v in row["allocators_per_member"].items())
                 print(f"allocators at {row['members']} ({root.name}), bytes a member: {parts}")
+            if "garbage_objects" in row.get("allocators", {}):
+                counts = row["allocators"]
+                print(
+                    f"cyclic garbage at {row['members']} ({root.name}): "
+                    f"{counts['garbage_objects']:,} objects, {counts['garbage_blocks']:,} blocks "
+                    f"freed with the free lists; anonymous RSS {counts['rss_anon'] / 2**20:.2f} "
+                    f"-> {counts['rss_anon_collected'] / 2**20:.2f} MiB"
+                )
     heaps = [("", h) for h in results.get("heap_per_member", [])]
     heaps += [(" (reference)", h) for h in results.get("reference", {}).get("heap_per_member", [])]
     for which, heap in heaps:
