@@ -90,10 +90,15 @@ def run_app(args: list[str]) -> int:
             # `meshd` (or `meshd admin`) alone: the help, as --help prints it, as a usage error.
             print(exc.format_message(), file=sys.stderr)
             return 2
-        # Bad arguments: one line, and where to read how to call the command.
+        # Bad arguments: one line, and where to read how to call the command (never an
+        # invite token given in the wrong place: its text is a secret).
+        from meshd.cli.failures import redact
+
         message = " ".join(exc.format_message().split()).rstrip(".")
         where = " (see `meshd --help`)" if message.endswith("?") else "; see `meshd --help`"
-        print(f"meshd: {message}{where}", file=sys.stderr)
+        if redact(message) != message and args[:1] == ["join"]:
+            where = "; give the token as `meshd join --invite TOKEN` (or --invite @FILE, or -)"
+        print(f"meshd: {redact(message)}{where}", file=sys.stderr)
         return 2
     if status == 130:
         # Typer turns Ctrl-C in a command into exit 130 without a word.

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 from typing import Final
 
@@ -64,6 +65,20 @@ EXIT_STATUSES: Final = (
     (CONFIG, "the config file is wrong: `meshd config check FILE` says where"),
     (INTERRUPTED, "interrupted (Ctrl-C)"),
 )
+
+
+# What a line a user sees must not carry: an invite token (its text holds the invite's
+# secret key), whole or cut, under any spelling of its prefix, and any other long opaque run
+# of base64 text (a token pasted where something else was expected). Keys (44 characters),
+# record ids (64 hex digits) and peer ids (52) stay readable: they are no secrets.
+_TOKENISH: Final = re.compile(r"[A-Za-z0-9]*meshd\d[A-Za-z0-9_-]{8,}", re.IGNORECASE)
+_OPAQUE: Final = re.compile(r"[A-Za-z0-9_-]{100,}")
+
+
+def redact(line: str) -> str:
+    """``line`` without any invite token or long opaque run of base64 text it holds."""
+    line = _TOKENISH.sub("<an invite token, not shown>", line)
+    return _OPAQUE.sub(lambda m: f"<{len(m.group())} characters, not shown>", line)
 
 
 def leaves(error: BaseException) -> list[BaseException]:
@@ -120,5 +135,5 @@ def report(error: BaseException) -> int:
             "rerun with MESHD_DEBUG=1 for details and report it"
         )
         status = INTERNAL
-    print(f"meshd: {' '.join(line.split())}", file=sys.stderr)
+    print(f"meshd: {redact(' '.join(line.split()))}", file=sys.stderr)
     return status

@@ -1,0 +1,106 @@
+"""A user's mistakes, each met with one line that says what to do and a documented exit
+status: never a secret in that line, never "internal error", nothing of anyone else's taken
+over, nothing half made left behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from meshd.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run meshd in-process; return (exit status, stdout, stderr)."""
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def the_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err, err
+    assert "internal error" not in err, err
+    assert lines[0].startswith("meshd: "), err
+    return lines[0]
+
+
+@pytest.fixture
+def founder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    state = tmp_path / "a"
+    code, _, err = run(
+        capsys, "init", "--network", "barnet", "--name", "alpha", "--state-dir", str(state)
+    )
+    assert code == 0, err
+    return state
+
+
+@pytest.fixture
+def token(founder: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    code, out, err = run(capsys, "invite", "--name", "bob", "--state-dir", str(founder))
+    assert code == 0, err
+    return out.strip()
+
+
+# --- secrets --------------------------------------------------------------------------------
+
+
+def _secret_part(token: str) -> str:
+    return token[len("meshd1") :][20:80]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["join", "{token}", "--no-up", "--wg-backend", "none"],  # --invite forgotten
+        ["join", "--no-up", "{token}"],
+        ["inspect", '"{token}"'],  # pasted with its quotes
+        ["inspect", "x{token}"],
+        ["inspect", "MESHD1{rest}"],
+        ["inspect", "meshd2{rest}"],
+        ["inspect", "{rest}"],
+        ["peers", "{token}"],
+    ],
+)
+def test_no_error_line_shows_an_invite_token(
+    token: str, founder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    rest = token[len("meshd1") :]
+    args = [a.format(token=token, rest=rest) for a in argv]
+    if args[0] == "join":
+        args += ["--state-dir", str(tmp_path / "j")]
+    else:
+        args += ["--state-dir", str(founder)]
+    code, out, err = run(capsys, *args)
+    assert code != 0
+    line = the_line(err)
+    assert _secret_part(token) not in err + out, line
+    assert "not shown" in line or "is running" in line, line
+
+
+def test_join_given_the_token_without_invite_says_how(
+    token: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "join", token, "--no-up", "--state-dir", str(tmp_path / "j"))
+    assert code == 2
+    assert "--invite" in the_line(err)
+    assert not (tmp_path / "j").exists()
+
+
+def test_redact_keeps_what_is_no_secret() -> None:
+    from meshd.cli.failures import redact
+
+    key = "tUPvC7qmojrVTgx9UuP33NQMGYjzOHzltSeyaZtt9jI="
+    rid = "ab" * 32
+    peer = "12D3KooWDpJ7As7BWAwRMfu1VU2WGqdpBQ6tGRmFg5NKxE8Vb9tQ"
+    line = f"member {key} record {rid} at /ip4/1.2.3.4/tcp/7100/p2p/{peer} in /var/lib/meshd"
+    assert redact(line) == line
+    assert redact("x" * 99) == "x" * 99
+    assert redact("a " + "B" * 120 + " z") == "a <120 characters, not shown> z"
+    assert "meshd1abcdefgh" not in redact("bad token meshd1abcdefghij")
