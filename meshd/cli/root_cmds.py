@@ -235,6 +235,12 @@ def admin_renew(
         issuer = node.issuer(root_key)
         if issuer.certificate is not None:
             raise UsageError("only the root key can certify admins", hint="pass --root-key")
+        if old.network_id != node.anchor.network_id:
+            where = cert or folder / "admin.cert"
+            raise UsageError(
+                f"{where} belongs to another network than {root}'s",
+                hint="renew it with the --state-dir (or --root-key) of the network that made it",
+            )
         state = node.membership(at)
         if state.is_revoked(old.subject):
             raise UsageError("this admin key is revoked", hint="create a new admin instead")

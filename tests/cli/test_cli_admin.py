@@ -143,6 +143,27 @@ def test_admin_renew_installs_where_the_admin_key_is_and_says_so_in_one_line(
     assert "--out" in err
 
 
+def test_admin_renew_refuses_an_admin_of_another_network(
+    founder: Path, admin_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Renewed with another network's root, an admin's folder got a certificate of that
+    network in place of its own (and that network an admin it never created)."""
+    other = tmp_path / "other"
+    code, _, err = run(capsys, "init", "--network", "elsewhere", "--state-dir", str(other))
+    assert code == 0, err
+    before = (admin_dir / "admin.cert").read_bytes()
+    code, _, err = run(
+        capsys, "admin", "renew", "--admin-dir", str(admin_dir), "--state-dir", str(other)
+    )
+    one_line_error(code, err)
+    assert "belongs to another network" in err
+    assert (admin_dir / "admin.cert").read_bytes() == before
+    assert sorted(p.name for p in admin_dir.iterdir()) == ["admin.cert", "admin.key"]
+    code, out, err = run(capsys, "admins", "--json", "--state-dir", str(other))
+    assert code == 0, err
+    assert fingerprint(admin_files(admin_dir)[0]) not in out
+
+
 def test_inspect_checks_an_admin_hand_over(
     founder: Path, admin_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
