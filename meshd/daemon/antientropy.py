@@ -2,8 +2,9 @@
 
 When and with whom is :class:`~meshd.daemon.sync_policy.SyncPolicy`'s (pure); this shell runs
 the conversations (:func:`meshd.daemon.streams.converse`), as initiator and as server, hands
-what they bring to the membership owner, and bounds what it serves
-(:class:`~meshd.daemon.state.SyncSessions`).
+what they bring to the membership owner, and bounds the sessions both ways
+(:class:`~meshd.daemon.state.SyncSessions`: a session we start with a peer that is no member
+takes one of the non-members' few, as one it opens to us does).
 
 A peer is synced with as soon as it connects, and a member that is enrolling connects before
 its daemon serves sync: its host answers that it does not speak the protocol. That is no
@@ -103,7 +104,21 @@ class AntiEntropy:
             self.policy.done(peer)
 
     async def sync_once(self, peer: str) -> SyncResult | None:
-        """One sync conversation with ``peer``, as initiator; None if it failed."""
+        """One sync conversation with ``peer``, as initiator; None if it failed, or if the
+        sessions' budget has no room for it (a peer that is no member shares the
+        non-members' few with those that open sessions to us)."""
+        key = key_of(peer)
+        member = key is not None and self.state.is_member(key)  # a revoked one is told why
+        why = self.sessions.open(peer, member=member, now=time.monotonic(), ours=True)
+        if why is not None:
+            log.debug("no sync with %s now: %s", peer, why)
+            return None
+        try:
+            return await self._sync_once(peer)
+        finally:
+            self.sessions.close(peer, member=member)
+
+    async def _sync_once(self, peer: str) -> SyncResult | None:
         try:
             stream = await self.host.open_stream(peer, sync_protocol.PROTOCOL_ID)
         except ProtocolNotSupported as exc:

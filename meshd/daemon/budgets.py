@@ -85,7 +85,8 @@ SYNC_STARTS_BURST: Final = 8.0
 
 @dataclass(slots=True)
 class SyncSessions:
-    """The sync sessions we serve, bounded per peer and in total (pure: ``now`` is given).
+    """The sync sessions with peers, served or ours, bounded per peer and in total (pure:
+    ``now`` is given).
 
     A peer may have MAX_SYNC_PER_PEER sessions open at once and open SYNC_STARTS_RATE a
     second (bursts of SYNC_STARTS_BURST); all peers together MAX_SYNC_SESSIONS, of which
@@ -102,15 +103,18 @@ class SyncSessions:
         default_factory=lambda: RateLimiter(SYNC_STARTS_RATE, SYNC_STARTS_BURST)
     )
 
-    def open(self, peer: str, *, member: bool, now: float) -> str | None:
-        """Count a session ``peer`` opens; None if it may, else why not."""
+    def open(self, peer: str, *, member: bool, now: float, ours: bool = False) -> str | None:
+        """Count a session with ``peer``, one it opens or one we open (``ours``: a start is
+        ours to pace, not counted against its rate); None if it may be, else why not. A
+        session of ours with a peer that is no member counts against the same budget as
+        theirs: each holds a snapshot of our ids and reads what that peer sends."""
         if self._by_peer[peer] >= MAX_SYNC_PER_PEER:
             why: str | None = "sessions-per-peer"
         elif self.open_count >= MAX_SYNC_SESSIONS:
             why = "sessions"
         elif not member and self._strangers >= MAX_STRANGER_SESSIONS:
             why = "sessions-of-non-members"
-        elif not self._starts.allow(peer, now):
+        elif not ours and not self._starts.allow(peer, now):
             why = "session-rate"
         else:
             self._by_peer[peer] += 1

@@ -31,6 +31,15 @@ waiting to be sent (:data:`MAX_QUEUED`), and the records queued to push (only re
 side holds, each once). Work beyond a budget is dropped and counted in ``dropped``; the
 session goes on with what it kept, and a later sync picks up the rest.
 
+So is the work it can make a session do. The ranges a side has still to answer never overlap
+(each is a range of the last message, or a child of one), so the ranges of one message do
+not either: a message whose ranges overlap is refused as it is decoded (the same range sent
+16,384 times made a side go over its whole snapshot for each). And a session goes over at
+most :data:`WORK_FACTOR` times its snapshot's ids (and :data:`WORK_FLOOR` more) in all, as
+its answers read them: a real conversation reads each id once a level of ranges it differs
+in (a few levels: 16 ids to a leaf, 16 children to a range); past that the session ends,
+refused (DecodeError).
+
 Each session works on a snapshot of its side's ids taken when it starts; records received
 are handed to the owner, which ingests them into the membership core (they may be refused
 there: a stale announcement, say, and the other side then adopts the newer one).
@@ -39,6 +48,7 @@ there: a stale announcement, say, and the other side then adopts the newer one).
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +92,8 @@ MAX_ITEMS: Final = 16384
 MAX_ROUNDS: Final = 256
 MAX_WANTED: Final = 8192  # ids one session may ask for, in all (128 KiB of ids)
 MAX_QUEUED: Final = 16384  # range items (fingerprints, id lists) waiting to be sent
+WORK_FACTOR: Final = 16  # times the snapshot's ids a session may read in all (see above)
+WORK_FLOOR: Final = 65536
 # Generous: the encoder stays within the budgets above, whatever the state size.
 _ITEM_OVERHEAD: Final = 16
 
@@ -192,10 +204,19 @@ def decode_message_untrusted(data: bytes) -> Message:
             if min(ids) < low or (high is not None and max(ids) >= high):
                 raise DecodeError("sync: an id lies outside the range it is listed under")
         id_lists.append((rng, ids))
+    _check_apart([r for r, _ in fingerprints] + [r for r, _ in id_lists])
     wants = _split_ids(wants_raw, "wants")
     if not all(isinstance(r, bytes) and 0 < len(r) <= MAX_RECORD for r in records_raw):
         raise DecodeError(f"sync: a record must be 1 to {MAX_RECORD} bytes")
     return Message(tuple(fingerprints), tuple(id_lists), wants, tuple(records_raw))
+
+
+def _check_apart(ranges: list[Range]) -> None:
+    """Refuse ranges that overlap (the same one twice, or one within another)."""
+    spans = sorted((r.low, r.high) for r in ranges)
+    for (_, high), (low, _) in itertools.pairwise(spans):
+        if low < high:
+            raise DecodeError("sync: the ranges of a message overlap")
 
 
 def _fold(ids: Sequence[int]) -> bytes:
@@ -249,12 +270,17 @@ class SyncSession:
         self.records_sent = 0
         self.records_received = 0
         self.dropped = 0  # ids and range items left out because a budget was spent
+        # Ids the peer's messages may still make this session read (see the module's text).
+        self._work = WORK_FACTOR * len(self._ids) + WORK_FLOOR
 
     # --- the snapshot ---------------------------------------------------------------------
 
     def _slice(self, rng: Range) -> list[int]:
         lo = bisect.bisect_left(self._ids, rng.low)
-        hi = bisect.bisect_left(self._ids, rng.high)
+        hi = bisect.bisect_left(self._ids, rng.high, lo)
+        self._work -= hi - lo
+        if self._work < 0:
+            raise DecodeError("sync: the peer asked for more work than a sync needs")
         return self._ids[lo:hi]
 
     def _fingerprint(self, rng: Range) -> bytes:

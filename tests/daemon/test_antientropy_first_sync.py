@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 from meshd.daemon.antientropy import NOT_READY_RETRY, NOT_READY_TRIES, AntiEntropy
-from meshd.daemon.state import NodeState
+from meshd.daemon.state import NodeState, SyncSessions
 from meshd.daemon.sync_policy import SyncPolicy
 from meshd.gossip.enroll import GracePolicy
 from meshd.gossip.host import ProtocolNotSupported
@@ -54,7 +54,7 @@ def _run(host: _Host, seconds: float) -> None:
             cast(NodeState, _State()),
             SyncPolicy(3600.0),
             GracePolicy(connect=60.0, enroll=60.0),
-            cast(Any, None),
+            SyncSessions(),
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run)

@@ -370,3 +370,51 @@ def test_sync_pushes_are_budgeted_per_peer_and_for_all_strangers(tmp_path: Path)
         assert state.source_of("s0") == NON_MEMBERS
     finally:
         node.close()
+
+
+def test_the_syncs_we_start_with_non_members_share_their_few_sessions() -> None:
+    """Every peer that connects is synced with, strangers too (one may be a member we have
+    not heard of). Those sessions were not counted: 128 stranger connections had 128
+    sessions, each holding a snapshot of our ids and reading what the stranger sent. Now a
+    session we start counts against the same budget as one a peer opens to us."""
+    from meshd.daemon.antientropy import AntiEntropy
+    from meshd.daemon.sync_policy import SyncPolicy
+    from meshd.gossip.enroll import GracePolicy
+    from meshd.gossip.peers import peer_id_of
+
+    strangers = [peer_id_of(SigningKey.generate().public) for _ in range(10)]
+    opened: list[str] = []
+
+    class Host:
+        def set_stream_handler(self, *args: Any) -> None:
+            pass
+
+        def connected_peers(self) -> list[str]:
+            return list(strangers)
+
+        async def open_stream(self, peer: str, protocol: str) -> Any:
+            opened.append(peer)
+            await trio.sleep_forever()  # the stranger holds its session open
+
+    class State:
+        def is_member(self, key: bytes) -> bool:
+            return False
+
+    sessions = SyncSessions()
+    service = AntiEntropy(
+        Host(), State(), SyncPolicy(interval=3600.0), GracePolicy(connect=10, enroll=30),  # type: ignore[arg-type]
+        sessions,
+    )  # fmt: skip
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            for peer in strangers:  # what the connections service asks of each
+                service.request(peer)
+            await trio.sleep(0.5)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert len(opened) == MAX_STRANGER_SESSIONS, opened
+    assert sessions.open_count == 0  # all closed again as they ended
+    assert sessions.refused == len(strangers) - MAX_STRANGER_SESSIONS
