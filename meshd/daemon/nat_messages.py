@@ -195,15 +195,17 @@ class PunchMessages:
     # -- in ---------------------------------------------------------------------------------
 
     async def serve(self, stream: FramedStream) -> None:
+        # Who sends is known before a byte is read: a non-member's stream is not read, a
+        # member's no further than one message can be (not the host's frame limit, 1 MiB).
+        sender = key_of(stream.remote_peer_id)
+        if sender is None or not self.state.is_member(sender):
+            self.endpoints.refuse("message", "not-member")
+            return
         try:
-            message = protocol.decode_nat_message_untrusted(await stream.receive_frame())
+            data = await stream.receive_frame(max_size=protocol.MAX_MESSAGE)
+            message = protocol.decode_nat_message_untrusted(data)
         except DecodeError:
             self.endpoints.refuse("message", "malformed")
-            return
-        sender = key_of(stream.remote_peer_id)
-        what = type(message).__name__.lower()
-        if sender is None or not self.state.is_member(sender):
-            self.endpoints.refuse(what, "not-member")
             return
         now = trio.current_time()
         if isinstance(message, protocol.Report):

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from meshd.errors import DecodeError
 from meshd.gossip import enroll
 from meshd.gossip.host import FramedStream
-from meshd.gossip.sync import SyncSession, decode_message_untrusted, encode_message
-from meshd.records import Admission, Enrollment
+from meshd.gossip.sync import MAX_MESSAGE, SyncSession, decode_message_untrusted, encode_message
+from meshd.records import MAX_RECORD, Admission, Enrollment
 
 Ingest = Callable[[Sequence[bytes]], Awaitable[int]]
 """Merge records a peer pushed; return how many were new."""
@@ -39,7 +39,7 @@ async def converse(
         await stream.send_frame(first)
         sent, messages = len(first), 1
     while True:
-        data = await stream.receive_frame()
+        data = await stream.receive_frame(max_size=MAX_MESSAGE)
         received += len(data)
         messages += 1
         step = session.receive(decode_message_untrusted(data))
@@ -59,12 +59,12 @@ async def converse(
 async def request_admission(stream: FramedStream, enrollment: Enrollment) -> Admission:
     """The joiner's side: send the enrollment, return the admission or raise the refusal."""
     await stream.send_frame(enroll.encode_request(enrollment))
-    reply = await stream.receive_frame()
+    reply = await stream.receive_frame(max_size=enroll.MAX_REPLY)
     return enroll.decode_reply_untrusted(reply, enrollment)
 
 
 async def read_enrollment(stream: FramedStream) -> Enrollment:
-    data = await stream.receive_frame()
+    data = await stream.receive_frame(max_size=MAX_RECORD)  # an enrollment is one record
     try:
         return enroll.decode_request_untrusted(data)
     except DecodeError:

@@ -77,6 +77,12 @@ class FrameDecoder:
         """Largest payload this decoder accepts."""
         return self._max_frame_size
 
+    def lower_limit(self, max_frame_size: int) -> None:
+        """Accept no payload over ``max_frame_size`` from the next header read on (a limit
+        is only ever lowered)."""
+        _check_max_frame_size(max_frame_size)
+        self._max_frame_size = min(self._max_frame_size, max_frame_size)
+
     @property
     def buffered(self) -> int:
         """Bytes received that do not yet make a complete frame."""

@@ -102,14 +102,18 @@ class FramedStream:
         if scope.cancelled_caught:
             raise FrameTimeout(f"sending a frame took longer than {self._timeout} s")
 
-    async def receive_frame(self) -> bytes:
+    async def receive_frame(self, max_size: int | None = None) -> bytes:
         """Receive one frame.
 
-        Raises :class:`DecodeError` for an oversized or truncated frame (the stream is then
-        reset), :class:`StreamEnded` if the remote closed between frames,
-        :class:`FrameTimeout` if no whole frame arrives within the timeout and
-        :class:`TransportError` if the stream fails.
+        ``max_size``: this frame and any after it are at most that large (a protocol whose
+        messages are small reads no more of a peer than one: the host's frame limit is for
+        its largest protocol, sync). Raises :class:`DecodeError` for an oversized or
+        truncated frame (the stream is then reset), :class:`StreamEnded` if the remote
+        closed between frames, :class:`FrameTimeout` if no whole frame arrives within the
+        timeout and :class:`TransportError` if the stream fails.
         """
+        if max_size is not None:
+            self._decoder.lower_limit(max_size)
         with trio.move_on_after(self._timeout):
             return await self._receive_frame()
         raise FrameTimeout(f"no frame within {self._timeout} s")

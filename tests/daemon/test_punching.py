@@ -19,6 +19,7 @@ from meshd.daemon.endpoints import Endpoints
 from meshd.daemon.nat_messages import HINT_WAIT, REQUEST_WINDOW, REQUESTS_PER_MEMBER
 from meshd.daemon.punch_peer import _Peer
 from meshd.daemon.punching import Punching
+from meshd.errors import DecodeError
 from meshd.gossip import nat
 from meshd.gossip.peers import peer_id_of
 from meshd.mesh.candidates import Candidate
@@ -35,8 +36,12 @@ class Stream:
     def __init__(self, sender: bytes, data: bytes) -> None:
         self.remote_peer_id = peer_id_of(sender)
         self._data = data
+        self.read: list[int | None] = []  # each read's size limit
 
-    async def receive_frame(self) -> bytes:
+    async def receive_frame(self, max_size: int | None = None) -> bytes:
+        self.read.append(max_size)
+        if max_size is not None and len(self._data) > max_size:
+            raise DecodeError(f"frame of {len(self._data)} bytes exceeds the limit")
         return self._data
 
 
@@ -69,13 +74,25 @@ def test_messages_from_non_members_and_malformed_ones_are_dropped_and_counted() 
     serve(punching, STRANGER, nat.Report("203.0.113.9:51820", ""), 1.0)
     serve(punching, STRANGER, nat.PunchNotice(B, ("203.0.113.9:51820",)), 1.0)
     serve(punching, A, b"\x93\x09\x00\x00", 1.0)
+    serve(punching, A, b"\x00" * 4096, 1.0)  # more than a message can be
     assert sent == []
-    assert punching.endpoints.refused == {
-        "punchrequest:not-member": 1,
-        "report:not-member": 1,
-        "punchnotice:not-member": 1,
-        "message:malformed": 1,
-    }
+    assert punching.endpoints.refused == {"message:not-member": 3, "message:malformed": 2}
+
+
+def test_a_non_members_stream_is_not_read_and_a_members_no_further_than_one_message() -> None:
+    """A NAT stream was read up to the host's frame limit (1 MiB) before its sender was
+    looked at: 64 streams from one stranger held 72 MiB for their 10 s."""
+    punching, _ = service({A, B, STRANGER})
+
+    async def run(stream: Stream) -> None:
+        await punching.messages.serve(stream)  # type: ignore[arg-type]
+
+    stranger = Stream(STRANGER, nat.encode_message(nat.PunchRequest(B)))
+    trio.run(run, stranger)
+    assert stranger.read == []
+    member = Stream(A, nat.encode_message(nat.Report("203.0.113.9:51820", "")))
+    trio.run(run, member)
+    assert member.read == [nat.MAX_MESSAGE]
 
 
 def seen_at(punching: Punching, endpoints: dict[bytes, str], at: float) -> None:

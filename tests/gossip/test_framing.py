@@ -84,3 +84,13 @@ def test_encoding_an_oversize_payload_is_a_caller_bug() -> None:
         encode_frame(b"x" * 5, max_frame_size=4)
     with pytest.raises(ValueError, match="max_frame_size"):
         FrameDecoder(-1)
+
+
+def test_a_lowered_limit_refuses_a_header_over_it_and_is_never_raised() -> None:
+    decoder = FrameDecoder(1 << 20)
+    decoder.lower_limit(256)
+    decoder.lower_limit(4096)  # not raised again
+    assert decoder.max_frame_size == 256
+    assert decoder.feed_untrusted(encode_frame(b"x" * 256)) == [b"x" * 256]
+    with pytest.raises(DecodeError, match="exceeds the limit of 256"):
+        decoder.feed_untrusted(encode_frame(b"x" * 257)[:4])  # the header alone
