@@ -104,6 +104,11 @@ class ConnectionPolicy:
                     self.backoff.forget(peer.key)
             elif self.grace.expired(peer.peer_id, now):
                 drop.append((peer.peer_id, "not a member"))
+        # What a disconnection event would have forgotten, had it not been dropped (the
+        # peer events' channel sheds when full): peers no longer connected leave the tables.
+        if len(self._first_seen) > len(connected_ids):
+            for gone in [p for p in self._first_seen if p not in connected_ids]:
+                self.disconnected(gone)
         wanted = self.degree - connected_members - len(self._dialling)
         if connected_members == 0:  # isolated: never give up (meshd.daemon.rejoin_policy)
             dial = self.rejoin.targets(now, members, own_key, self._dialling)

@@ -201,3 +201,17 @@ def test_announcement_type_is_what_members_carry() -> None:
     # the fakes above stand for Announcement's addrs; keep them honest
     # (a decoded announcement reads them from its bytes when asked: a property)
     assert isinstance(vars(Announcement).get("addrs"), property)
+
+
+def test_peers_whose_disconnection_was_never_heard_leave_the_tables_at_a_pass() -> None:
+    """The peer events' channel sheds when full (a busy loop): a dropped disconnection left
+    its peer's first-seen time and told mark behind for good (20,000 connections made and
+    ended: over a thousand left)."""
+    policy = _policy()
+    for n in range(5000):
+        policy.connected(f"gone{n}", float(n))
+        policy.told(f"gone{n}")
+    policy.connected("here", 1.0)
+    policy.sweep(6000.0, [Peer("here", Standing.STRANGER)], [], b"\x00" * 32)
+    assert set(policy._first_seen) == {"here"}
+    assert policy._told == set()
