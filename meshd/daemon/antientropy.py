@@ -30,6 +30,7 @@ from meshd.daemon.sync_policy import SyncPolicy
 from meshd.daemon.transport import Transport, key_of
 from meshd.errors import MeshdError
 from meshd.gossip import sync as sync_protocol
+from meshd.gossip.bug_log import QuietLog
 from meshd.gossip.enroll import GracePolicy
 from meshd.gossip.host import ProtocolNotSupported
 from meshd.gossip.streams import FramedStream
@@ -63,6 +64,7 @@ class AntiEntropy:
         self.syncs = 0
         self._send, self._receive = trio.open_memory_channel[str](REQUESTS)
         self._not_ready: dict[str, int] = {}  # peer -> retries scheduled since it said "na"
+        self._quiet = QuietLog(log, clock=time.monotonic)  # refusals: counted, said seldom
         self._nursery: trio.Nursery | None = None
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -196,7 +198,7 @@ class AntiEntropy:
         peer = stream.remote_peer_id
         key = key_of(peer)
         if key is None or self.state.is_revoked(key):
-            log.info("refused sync from revoked %s", peer)
+            self._quiet.log(logging.INFO, "refused sync from revoked %s", peer)
             await stream.reset()
             return
         member = self.state.is_member(key)
@@ -206,7 +208,7 @@ class AntiEntropy:
         else:
             why = self.sessions.open(peer, member=member, now=now)
         if why is not None:
-            log.info("refused sync from %s: %s", peer, why)
+            self._quiet.log(logging.INFO, "refused sync from %s: %s", peer, why)
             await stream.reset()
             return
         session = sync_protocol.SyncSession(self.state.membership)

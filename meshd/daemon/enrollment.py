@@ -17,6 +17,7 @@ from meshd.daemon.streams import read_enrollment
 from meshd.daemon.transport import Transport, key_of
 from meshd.errors import DecodeError, VerifyError
 from meshd.gossip import enroll
+from meshd.gossip.bug_log import QuietLog
 from meshd.gossip.streams import FramedStream
 from meshd.trust.keys import fingerprint
 
@@ -40,6 +41,7 @@ class Enrollment:
         self.grace = grace
         self.flooder = flooder
         self.refused = refused  # a revoked peer that tried: the connections service drops it
+        self._quiet = QuietLog(log, clock=time.monotonic)  # refusals: counted, said seldom
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.host.set_stream_handler(enroll.PROTOCOL_ID, self.serve)
@@ -53,7 +55,7 @@ class Enrollment:
             and not self.state.is_member(key)
             and not self.grace.enrolling(peer, time.monotonic())
         ):
-            log.info("refused enrollment from %s: attempts spent", peer)
+            self._quiet.log(logging.INFO, "refused enrollment from %s: attempts spent", peer)
             await stream.reset()
             return
         try:
@@ -63,7 +65,7 @@ class Enrollment:
             admission = self.state.sponsor(enrollment, key)
         except (DecodeError, VerifyError) as exc:
             error = exc if isinstance(exc, VerifyError) else VerifyError("malformed", str(exc))
-            log.info("refused enrollment from %s: %s", peer, error.reason)
+            self._quiet.log(logging.INFO, "refused enrollment from %s: %s", peer, error.reason)
             await stream.send_frame(enroll.encode_refusal(error))
             if error.reason == "revoked":
                 self.refused(peer)

@@ -80,3 +80,40 @@ def _where(exc: BaseException) -> str:
     while tb.tb_next is not None:
         tb = tb.tb_next
     return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+
+
+class QuietLog:
+    """Lines a peer's input sets off (a refused stream, a failed one), each kind said once
+    every ``every`` s at most, the rest counted and said with the next: the log grows with
+    time, not with what peers send (threat model §3.12: refusals are counted, not logged
+    one by one). A kind is the line's format; ``kinds`` are remembered at most."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        clock: Callable[[], float],
+        every: float = EVERY,
+        kinds: int = KINDS,
+    ) -> None:
+        self.logger = logger
+        self.clock = clock
+        self.every = every
+        self.kinds = kinds
+        self._seen: dict[str, list[float]] = {}  # format -> [when last said, how many since]
+
+    def log(self, level: int, fmt: str, *args: object) -> None:
+        """Say ``fmt % args`` at ``level``, or count it if its kind was said within
+        ``every`` s (the count comes with the next line of that kind said)."""
+        now = self.clock()
+        seen = self._seen.get(fmt)
+        if seen is not None and now - seen[0] < self.every:
+            seen[1] += 1
+            return
+        more = int(seen[1]) if seen is not None else 0
+        if seen is None and len(self._seen) >= self.kinds:
+            del self._seen[next(iter(self._seen))]
+        self._seen[fmt] = [now, 0]
+        if more:
+            fmt += f" (and {more} more like it since the last such line)"
+        self.logger.log(level, fmt, *args)

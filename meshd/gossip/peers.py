@@ -10,6 +10,7 @@ and one :class:`PeerDisconnected` per peer, on a bounded trio channel. :class:`D
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Final
 
@@ -26,6 +27,7 @@ from libp2p.peer.id import ID
 
 from meshd.errors import DecodeError
 from meshd.gossip.backoff import DialBackoff
+from meshd.gossip.bug_log import QuietLog
 
 __all__ = [
     "ConnectResult",
@@ -142,6 +144,7 @@ class PeerEvents(ConnectionNotifee):
         self._send, self.receive = trio.open_memory_channel[PeerEvent](buffer)
         self._connected: set[str] = set()
         self.dropped = 0
+        self._quiet = QuietLog(logger, clock=time.monotonic)
 
     def close(self) -> None:
         """No more events; readers of :attr:`receive` see the end of the channel."""
@@ -152,7 +155,7 @@ class PeerEvents(ConnectionNotifee):
             self._send.send_nowait(event)
         except trio.WouldBlock:
             self.dropped += 1
-            logger.warning("peer event buffer full; dropped %s", event)
+            self._quiet.log(logging.WARNING, "peer event buffer full; dropped %s", event)
         except trio.ClosedResourceError:
             pass  # shutting down
 

@@ -25,7 +25,7 @@ from libp2p.exceptions import BaseLibp2pError
 from libp2p.network.stream.exceptions import StreamEOF
 
 from meshd.errors import DecodeError, MeshdError
-from meshd.gossip.bug_log import BugLog
+from meshd.gossip.bug_log import BugLog, QuietLog
 from meshd.gossip.framing import FrameDecoder, encode_frame
 
 __all__ = [
@@ -169,13 +169,17 @@ def serve_framed(
     """
 
     bugs = BugLog(logger, f"the {protocol_id} handler", clock=time.monotonic)
+    failed = QuietLog(logger, clock=time.monotonic)  # any peer may open streams that fail
 
     async def serve(stream: INetStream) -> None:
         framed = FramedStream(stream, max_frame_size=max_frame_size, timeout=timeout)
         try:
             await handler(framed)
         except MeshdError as exc:
-            logger.info("%s stream from %s failed: %s", protocol_id, framed.remote_peer_id, exc)
+            failed.log(
+                logging.INFO, "%s stream from %s failed: %s", protocol_id,
+                framed.remote_peer_id, exc,
+            )  # fmt: skip
             await framed.reset()
         except Exception as exc:  # noqa: BLE001 (a handler's bug resets its stream alone)
             bugs.report(exc, f"(stream from {framed.remote_peer_id} reset)")
