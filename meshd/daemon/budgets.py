@@ -11,6 +11,10 @@ RATE_PER_SECOND: Final = 20.0  # gossip, per author
 RATE_BURST: Final = 100.0
 FORWARDER_RATE: Final = 100.0  # gossip, per neighbour that delivered the message
 FORWARDER_BURST: Final = 500.0
+# and for all forwarders that are not members together (their peer ids cost nothing: 128
+# stranger connections at a forwarder's rate each were 12,800 checks a second)
+GOSSIP_STRANGERS_RATE: Final = 50.0
+GOSSIP_STRANGERS_BURST: Final = 500.0
 SYNC_MEMBER_RATE: Final = 1000.0  # records a member's sync sessions may push us, per second
 SYNC_MEMBER_BURST: Final = 20000.0
 SYNC_STRANGER_RATE: Final = 10.0  # the same for one peer that is not a member

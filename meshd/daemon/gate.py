@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from meshd.daemon.budgets import (
     FORWARDER_BURST,
     FORWARDER_RATE,
+    GOSSIP_STRANGERS_BURST,
+    GOSSIP_STRANGERS_RATE,
     MAX_TRACKED_PEERS,
     NON_MEMBERS,
     SYNC_MEMBER_BURST,
@@ -38,13 +40,20 @@ class PeerGate:
         self.reject_reasons: Counter[str] = Counter()
         self._authors = RateLimiter()
         self._forwarders = RateLimiter(FORWARDER_RATE, FORWARDER_BURST)
+        self._gossip_strangers = RateLimiter(GOSSIP_STRANGERS_RATE, GOSSIP_STRANGERS_BURST)
         self._sync_members = RateLimiter(SYNC_MEMBER_RATE, SYNC_MEMBER_BURST)
         self._sync_strangers = RateLimiter(SYNC_STRANGER_RATE, SYNC_STRANGER_BURST)
         self._sync_all_strangers = RateLimiter(SYNC_STRANGERS_RATE, SYNC_STRANGERS_BURST)
 
     def allow_gossip(self, author: str, forwarder: str, now: float) -> bool:
-        """Whether a gossip message of ``author`` delivered by ``forwarder`` may be checked."""
-        if self._forwarders.allow(forwarder, now) and self._authors.allow(author, now):
+        """Whether a gossip message of ``author`` delivered by ``forwarder`` may be checked:
+        within the forwarder's rate and the author's, and a forwarder that is not a member
+        within the one rate all of them share too."""
+        if (
+            self._forwarders.allow(forwarder, now)
+            and self._authors.allow(author, now)
+            and (self.is_member_peer(forwarder) or self._gossip_strangers.allow(NON_MEMBERS, now))
+        ):
             return True
         self.reject(forwarder, "rate-limited")
         return False

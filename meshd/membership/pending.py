@@ -38,7 +38,9 @@ _Slot = tuple[bytes, bytes]  # (waiting_for, rid)
 class PendingPool:
     """Raw records by the key they wait for, in the order they came, with a quota per source."""
 
-    __slots__ = ("_by_key", "_by_source", "_order", "_seq", "evicted", "limit", "share")
+    __slots__ = (
+        "_by_key", "_by_source", "_order", "_rids", "_seq", "evicted", "limit", "share",
+    )  # fmt: skip
 
     def __init__(self, limit: int, *, share: int | None = None) -> None:
         self.limit = limit
@@ -48,6 +50,11 @@ class PendingPool:
         self._order: dict[_Slot, tuple[str, int]] = {}  # slot -> (source, arrival), oldest first
         self._by_source: dict[str, dict[_Slot, int]] = {}  # source -> its slots, oldest first
         self._seq = count()
+        self._rids: dict[bytes, int] = {}  # rid -> the slots it holds (one a key it waits for)
+
+    def holds(self, rid: bytes) -> bool:
+        """Whether ``rid`` waits here (under any key)."""
+        return rid in self._rids
 
     def __len__(self) -> int:
         return len(self._order)
@@ -77,6 +84,7 @@ class PendingPool:
         self._by_key.setdefault(waiting_for, {})[rid] = (raw, own)
         self._order[slot] = (source, seq)
         self._by_source.setdefault(source, {})[slot] = seq
+        self._rids[rid] = self._rids.get(rid, 0) + 1
 
     def take(self, key: bytes) -> list[tuple[bytes, bytes]]:
         """Remove and return, by record id, everything that waited for ``key``."""
@@ -103,6 +111,11 @@ class PendingPool:
         return min(firsts, key=lambda item: item[1])[0]
 
     def _forget(self, slot: _Slot) -> None:
+        rid = slot[1]
+        if self._rids[rid] <= 1:
+            del self._rids[rid]
+        else:
+            self._rids[rid] -= 1
         source, _ = self._order.pop(slot)
         slots = self._by_source[source]
         del slots[slot]

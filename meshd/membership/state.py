@@ -75,6 +75,10 @@ class Membership(MemberQueries, RecordQueries):
         rid = record_id(record.raw)
         if rid in self._set:
             return Outcome(record, new=False)
+        if self._pending.holds(rid):
+            # Waiting already: not checked again (a record parked in the pending pool, sent
+            # again and again, cost its signatures every time).
+            return Outcome(record, new=False, pending=True)
         retiring = None
         if now > self._retire_after:
             retiring = Change(source=source)

@@ -116,3 +116,38 @@ def test_one_source_flooding_parked_records_leaves_honest_ones_in_place() -> Non
     assert pool.held_by("honest-0") == pool.held_by("honest-1") == 60
     for ann in honest:
         assert record_id(ann.raw) in pool._by_key[ann.node_key]
+
+
+def test_a_parked_record_sent_again_is_not_checked_again(monkeypatch: Any) -> None:
+    """A record that waits (an admission whose sponsor is not known yet) was verified again
+    each time it came, and gossip's own duplicate check keys on a number the sender picks:
+    a stranger could re-send one parked record for its signature checks each time."""
+    import meshd.trust.chain as chain
+
+    net = Net()
+    founder = net.founder()
+    elsewhere = net.state()
+    elsewhere.ingest(founder.credential, T0 + 100)
+    node = net.join(elsewhere, founder, net.invite(), "joiner")
+    state = net.state()
+    checks: list[bytes] = []
+    real = chain.verify  # type: ignore[attr-defined]
+
+    def counted(public_key: bytes, context: bytes, message: bytes, signature: bytes) -> None:
+        checks.append(public_key)
+        real(public_key, context, message, signature)
+
+    monkeypatch.setattr(chain, "verify", counted)
+    assert state.ingest(node.credential, T0 + 100).pending
+    first = len(checks)
+    assert first > 0
+    for _ in range(100):
+        outcome = state.ingest(node.credential, T0 + 100)
+        assert outcome.pending
+        assert not outcome.new
+    assert len(checks) == first
+    assert state.pending_count == 1
+    # Once its sponsor is known, it is merged as before.
+    assert state.ingest(founder.credential, T0 + 100).new
+    assert state.pending_count == 0
+    assert state.member(node.key.public, T0 + 100) is not None
