@@ -14,7 +14,9 @@ import logging
 import libp2p.pubsub.gossipsub as libp2p_gossipsub
 import libp2p.pubsub.pubsub as libp2p_pubsub
 import pytest
+import trio
 from libp2p.network.swarm import Swarm
+from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.stream_muxer.yamux.yamux import YamuxStream
 
@@ -172,3 +174,75 @@ def test_our_own_messages_go_to_every_peer_of_the_topic_and_forwards_to_the_mesh
     assert set(gossipsub._get_peers_to_send([topic], me, me)) == {b, c, d}
     # Forwarded for someone else: the mesh only, not back to the forwarder.
     assert set(gossipsub._get_peers_to_send([topic], b, author)) == {c}
+
+
+class _Registering:
+    """What ``Pubsub._handle_new_peer`` uses of its pubsub: a stream opens after a wait."""
+
+    def __init__(self) -> None:
+        self.peers: dict[object, object] = {}
+        self.peer_queues: dict[object, object] = {}
+        self._peer_added_events: dict[object, object] = {}
+        self.streams = 0
+        self.senders: list[object] = []
+        self.router = self
+        self.host = self
+        self.manager = self
+
+    def is_peer_blacklisted(self, peer: object) -> bool:
+        return False
+
+    async def new_stream(self, peer: object, protocols: object) -> object:
+        self.streams += 1
+        await trio.sleep(0.01)  # the protocol's negotiation: another registration runs
+
+        class Stream:
+            def get_protocol(self) -> str:
+                return "/meshsub/1.1.0"
+
+            async def write(self, data: bytes) -> None:
+                pass
+
+        return Stream()
+
+    protocols = ("/meshsub/1.1.0",)
+
+    def get_hello_packet(self) -> object:
+        return rpc_pb2.RPC()
+
+    def add_peer(self, peer: object, protocol: object) -> None:
+        pass
+
+    async def flush_pending_messages(self, peer: object) -> None:
+        pass
+
+    def run_task(self, task: object, *args: object) -> None:
+        self.senders.append(args[2])  # the queue the sending task would wait on
+
+    async def handle_sending_messages(self, *args: object) -> None:
+        pass  # not run: run_task keeps its queue
+
+    async def _send_recent_messages_to_new_peer(self, peer: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("patched", [True, False])
+def test_two_registrations_of_one_peer_at_once_make_one_sender(patched: bool) -> None:
+    """libp2p registers a peer for each connection it reports; two at once (members dialling
+    each other) each opened a stream and started a sending task, the second's queue replacing
+    the first's, whose task then waited for good. Patched: one stream, one sender."""
+    register = Pubsub._handle_new_peer if patched else Pubsub._handle_new_peer.__wrapped__  # type: ignore[attr-defined]
+    pubsub = _Registering()
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(register, pubsub, "peer")
+            nursery.start_soon(register, pubsub, "peer")
+
+    trio.run(main)
+    if patched:
+        assert (pubsub.streams, len(pubsub.senders)) == (1, 1)
+        assert pubsub.peer_queues["peer"] is pubsub.senders[0]
+    else:  # py-libp2p 0.8.1 as it is: the race the patch closes
+        assert (pubsub.streams, len(pubsub.senders)) == (2, 2)
+        assert pubsub.peer_queues["peer"] is not pubsub.senders[0]  # the first: orphaned

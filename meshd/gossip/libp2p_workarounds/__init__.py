@@ -6,7 +6,8 @@ globals, a method replaced on a class), so it is tied to that version's source.
 docs/gossip.md, "py-libp2p 0.8.1 pitfalls", gives the measured reason for each item.
 
 **Importing this package (any of its modules) patches py-libp2p for the whole process**
-(the last lines below): signed peer records are verified once per change, Yamux returns
+(the last lines below): signed peer records are verified once per change, pubsub registers
+a peer once at a time (a task and a stream leaked each time two registrations raced), Yamux returns
 receive-window credit at half the window, TCP listen ports are not shared (no
 SO_REUSEPORT), and libp2p's and trio's noisiest log lines are held to what says something
 (filters from :mod:`.logs`). Every other workaround is a function that the host
@@ -70,7 +71,10 @@ from meshd.gossip.libp2p_workarounds.logs import (
     TCP_LOG_FILTER,
     TCP_LOGGER,
 )
-from meshd.gossip.libp2p_workarounds.router import _consume_signed_record_once
+from meshd.gossip.libp2p_workarounds.router import (
+    _consume_signed_record_once,
+    _register_peer_once,
+)
 
 __all__ = ["LIBP2P_VERSION"]
 
@@ -84,6 +88,10 @@ LIBP2P_VERSION: Final = "0.8.1"
 libp2p_pubsub.maybe_consume_signed_record = _consume_signed_record_once  # type: ignore[attr-defined]
 libp2p_gossipsub.maybe_consume_signed_record = _consume_signed_record_once  # type: ignore[attr-defined]
 YamuxStream._auto_tune_and_send_window_update = _release_window_at_half  # type: ignore[method-assign]
+if not hasattr(libp2p_pubsub.Pubsub._handle_new_peer, "__wrapped__"):
+    libp2p_pubsub.Pubsub._handle_new_peer = _register_peer_once(  # type: ignore[method-assign]
+        libp2p_pubsub.Pubsub._handle_new_peer
+    )
 libp2p_tcp._open_reuseport_listeners = _open_exclusive_listeners
 logging.getLogger(ACCEPT_LOGGER).addFilter(ACCEPT_LOG_FILTER)
 logging.getLogger(GOSSIPSUB_LOGGER).addFilter(GOSSIPSUB_LOG_FILTER)

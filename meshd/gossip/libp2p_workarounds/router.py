@@ -13,6 +13,14 @@ What is here, and why:
 * ``_consume_signed_record_once``: the signed peer record riding on every gossip RPC is
   verified once per change, not twice per RPC. :mod:`meshd.gossip.libp2p_workarounds`
   puts it in place of libp2p's when the package is imported.
+* ``_register_peer_once``: pubsub registers a peer once at a time. libp2p starts a
+  registration for every connection it reports (two at once when two members dial each
+  other, as members that start together or come back do); each checks that the peer is not
+  registered, opens a stream (and waits), then registers it with a new outbound queue and a
+  task that sends from it. The second overwrote the first's queue, whose task then waited
+  on it for good, holding its stream: a task and a stream a time, for the daemon's life
+  (the churn soak saw its tasks grow by ~2 a minute). Put in place of
+  ``Pubsub._handle_new_peer`` when the package is imported.
 
 To re-check on an upgrade of py-libp2p (the tests are in tests/gossip/test_host.py):
 
@@ -26,6 +34,9 @@ To re-check on an upgrade of py-libp2p (the tests are in tests/gossip/test_host.
   ``Pubsub.counter``, ``int(time.time())`` in 0.8.1. Test: test_restarted_host_is_heard_again.
 - Publish pacing (:func:`wait_for_queue_room`). ``Pubsub.peer_queues`` and
   ``rpc_queue.OutBoundQueueSize`` (32). Test: test_a_burst_of_publishes_is_paced_not_dropped.
+- One registration of a peer at a time (patch; a task and a stream leaked a time).
+  ``Pubsub._handle_new_peer``: its check of ``self.peers`` before ``new_stream``, and
+  ``self.peer_queues[peer_id] = queue`` after. Test: tests/gossip/test_workarounds.py.
 """
 
 from __future__ import annotations
@@ -187,3 +198,28 @@ def _consume_signed_record_once(msg: rpc_pb2.RPC, host: IHost, peer_id: ID) -> b
         seen.clear()
     seen[peer] = (bytes(record), now + _SIGNED_RECORD_RECHECK)
     return True
+
+
+# Pubsub -> peer -> the lock its registrations take in turn (:func:`_register_peer_once`).
+_registering: weakref.WeakKeyDictionary[Pubsub, dict[ID, trio.Lock]] = weakref.WeakKeyDictionary()
+
+
+def _register_peer_once(register: Any) -> Any:
+    """libp2p's ``Pubsub._handle_new_peer`` run for one peer at a time: a registration that
+    waited finds the peer registered by the one before it, and does nothing (see the
+    module's text)."""
+
+    async def _handle_new_peer(self: Pubsub, peer_id: ID) -> None:
+        locks = _registering.setdefault(self, {})
+        lock = locks.get(peer_id)
+        if lock is None:
+            lock = locks[peer_id] = trio.Lock()
+        try:
+            async with lock:
+                await register(self, peer_id)
+        finally:
+            if not lock.locked() and not lock.statistics().tasks_waiting:
+                locks.pop(peer_id, None)  # the last one out: nothing kept per peer
+
+    _handle_new_peer.__wrapped__ = register  # type: ignore[attr-defined]
+    return _handle_new_peer
