@@ -119,6 +119,13 @@ class StoreError(MeshdError):
     """The on-disk store cannot be opened, read or written."""
 
 
+class StoreNotWritable(StoreError, NotPermitted):
+    """The store's file system is full or read-only, or not ours to write: exit status 5,
+    as for a state dir that cannot be written."""
+
+    exit_status = 5
+
+
 class BackendError(MeshdError):
     """A WireGuard or routing backend failed or answered something we cannot use."""
 

@@ -45,6 +45,7 @@ from meshd.errors import (
     CommandLineError,
     NotPermitted,
 )
+from meshd.node.layout import STORE_FILES
 from meshd.node.permissions import state_dir_error
 from meshd.wg.errors import BackendUnavailable
 
@@ -408,7 +409,8 @@ def check_metrics(address: str | None) -> None:
 
 @contextlib.contextmanager
 def rollback(
-    root: Path, created: Sequence[str] = ("node.key", "wg.key", LOCK_NAME)
+    root: Path,
+    created: Sequence[str] = ("node.key", "wg.key", LOCK_NAME, *STORE_FILES),
 ) -> Iterator[None]:
     """Leave ``root`` as it was if the body fails: the files of ``created`` that did not exist
     are removed, and ``root`` itself if it did not exist (and holds nothing else)."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 DEFAULT_STATE_DIR = Path("/var/lib/meshd")
+STORE_FILES = ("meshd.db", "meshd.db-wal", "meshd.db-shm")  # the store and SQLite's WAL files
 STATE_DIR_ENV = "MESHD_STATE_DIR"
 
 

@@ -16,14 +16,17 @@ The directory itself is created 0700.
 from __future__ import annotations
 
 import os
+import stat
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshd.errors import DecodeError, KeyFileError, UsageError, VerifyError
+from meshd.errors import DecodeError, KeyFileError, UnsafePermissions, UsageError, VerifyError
 from meshd.membership import Membership
-from meshd.node.layout import Paths
-from meshd.node.permissions import check_private_dir
+from meshd.node.layout import STORE_FILES, Paths
+from meshd.node.permissions import UNSAFE_DIR_BITS, check_owner, check_private_dir
 from meshd.node.rekey import finish_node_rotation
 from meshd.node.store import Store, seal_key_of
 from meshd.records import Certificate, Role, decode_untrusted, make_certificate, make_network
@@ -40,8 +43,53 @@ def now() -> int:
 
 
 def make_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
+    """Create ``path`` 0700; or take a directory that exists, if it is ours and either private
+    already or empty (made for meshd, as systemd's ``StateDirectory=`` makes one). One that
+    holds anything while others may enter it (``/tmp``, a home directory) is refused, not
+    made private: its mode is not ours to change; one of another user's likewise."""
+    try:
+        path.mkdir(parents=True, mode=0o700)
+    except FileExistsError:
+        pass
+    else:
+        os.chmod(path, 0o700)  # whatever the umask
+        return
+    info = os.stat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        raise UsageError(f"{path} exists and is not a directory", hint="give a directory's path")
+    check_owner(path, info, "the directory")
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & UNSAFE_DIR_BITS and mode != 0o750:
+        if any(path.iterdir()):
+            raise UnsafePermissions(
+                f"{path} holds files already and is open to others (mode {mode:04o}): meshd "
+                "does not take over a directory in use",
+                hint="give a new directory (meshd creates it), or an empty one",
+            )
+        os.chmod(path, 0o700)
+
+
+@contextmanager
+def undone_on_failure(root: Path, names: Sequence[str]) -> Iterator[None]:
+    """Leave ``root`` as it was if the body fails (a full disk, Ctrl-C): the files of
+    ``names`` that did not exist are removed, with any temporary key file left, and ``root``
+    itself if it did not exist (and holds nothing else)."""
+    existed = root.exists()
+    before = {name for name in names if (root / name).exists()}
+    try:
+        yield
+    except BaseException:
+        for name in names:
+            if name not in before:
+                with suppress(OSError):
+                    (root / name).unlink()
+        with suppress(OSError):
+            for tmp in root.glob(f".*.{os.getpid()}.tmp"):
+                tmp.unlink()
+        if not existed:
+            with suppress(OSError):
+                root.rmdir()  # only if empty: nothing of anyone else's goes
+        raise
 
 
 def create_identity(paths: Paths) -> tuple[SigningKey, WireGuardKey]:
@@ -167,31 +215,38 @@ def init_network(
             f"{state_dir} already holds a meshd node",
             hint="use another --state-dir, or remove that one if you mean to start over",
         )
-    root_path = root_key_path or paths.root_key
-    if root_path.exists():
-        root = SigningKey(read_secret(root_path))
-    else:
-        root = SigningKey.generate()
-        if root_key_path is None:
-            make_dir(paths.root)
-        write_secret(root_path, root.seed)
-    node, wg = create_identity(paths)
-    network = make_network(root, network_name, at)
-    anchor = Anchor.from_network(network)
-    founder = make_certificate(
-        root,
-        network_id=anchor.network_id,
-        subject=node.public,
-        role=Role.MEMBER,
-        serial=os.urandom(16),
-        not_before=at,
-        not_after=at + FOUNDER_TTL,
-        name=node_name,
-        wg_key=wg.public,
-    )
-    store = Store(paths.db, seal_key=seal_key_of(node.seed))
-    store.set_meta("network", network.raw)
-    store.set_meta("name", node_name.encode())
-    state = Membership(anchor)
-    store.apply([state.ingest(founder, at)])
-    return NodeDir(paths, store, anchor, node, wg)
+    # A full disk or Ctrl-C part way leaves nothing behind: a state dir with keys and no
+    # network was one that neither `init` nor `join` would take again.
+    made = ("node.key", "wg.key", *STORE_FILES) + (("root.key",) if root_key_path is None else ())
+    with undone_on_failure(state_dir, made):
+        root_path = root_key_path or paths.root_key
+        if root_path.exists():
+            root = SigningKey(read_secret(root_path))
+        else:
+            root = SigningKey.generate()
+            if root_key_path is None:
+                make_dir(paths.root)
+            write_secret(root_path, root.seed)
+        node, wg = create_identity(paths)
+        network = make_network(root, network_name, at)
+        anchor = Anchor.from_network(network)
+        founder = make_certificate(
+            root,
+            network_id=anchor.network_id,
+            subject=node.public,
+            role=Role.MEMBER,
+            serial=os.urandom(16),
+            not_before=at,
+            not_after=at + FOUNDER_TTL,
+            name=node_name,
+            wg_key=wg.public,
+        )
+        store = Store(paths.db, seal_key=seal_key_of(node.seed))
+        try:
+            store.set_meta("network", network.raw)
+            store.set_meta("name", node_name.encode())
+            store.apply([Membership(anchor).ingest(founder, at)])
+        except BaseException:
+            store.close()
+            raise
+        return NodeDir(paths, store, anchor, node, wg)

@@ -43,7 +43,7 @@ from meshd.membership import (
     decode_batch_untrusted,
     decode_each_untrusted,
 )
-from meshd.node.store_trouble import disk_of, store_hint
+from meshd.node.store_trouble import disk_of, store_error
 from meshd.records import Kind, Network, Record, decode_untrusted, record_id
 from meshd.records.decode import forget_invites
 from meshd.records.types import RECORD_ID_LEN
@@ -204,10 +204,11 @@ class Store:
                     hint="use the meshd version that wrote it",
                 )
         except sqlite3.DatabaseError as exc:
-            raise StoreError(
-                f"cannot open the store {path}: {exc}",
-                hint=store_hint(str(exc), path.parent, disk_of(path.parent), opening=True),
-            ) from None
+            said = str(exc)
+            raise store_error(
+                f"cannot open the store {path}: {said}", said, path.parent, disk_of(path.parent),
+                opening=True,
+            ) from None  # fmt: skip
 
     def close(self) -> None:
         self._db.close()
@@ -232,10 +233,11 @@ class Store:
                         db.execute("ROLLBACK")
                 raise
         except sqlite3.DatabaseError as exc:
-            raise StoreError(
-                f"cannot write the store {self.path}: {exc}",
-                hint=store_hint(str(exc), self.path.parent, disk_of(self.path.parent), False),
-            ) from None
+            said, where = str(exc), self.path.parent
+            raise store_error(
+                f"cannot write the store {self.path}: {said}", said, where, disk_of(where),
+                opening=False,
+            ) from None  # fmt: skip
 
     # --- meta -----------------------------------------------------------------------------
 

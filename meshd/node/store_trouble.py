@@ -16,11 +16,14 @@ import os
 from pathlib import Path
 from typing import Final, NamedTuple
 
+from meshd.errors import StoreError, StoreNotWritable
+
 FULL_BELOW: Final = 64 * 1024
 """Bytes free under which the file system counts as full: SQLite needs its WAL's 32 KiB
 shared-memory file and a page or more of log to open and write."""
 
 _DAMAGED: Final = ("not a database", "malformed", "corrupt")
+_NOT_WRITABLE: Final = ("make ", "free space", "let the user")  # the hints that say so
 _HELD: Final = ("locked", "busy")
 
 
@@ -55,6 +58,16 @@ def disk_from(info: os.statvfs_result, *, writable: bool, privileged: bool) -> D
         read_only=bool(info.f_flag & os.ST_RDONLY),
         writable=writable,
     )
+
+
+def store_error(
+    message: str, said: str, directory: Path, disk: Disk | None, opening: bool
+) -> StoreError:
+    """The error for a store SQLite refused (:func:`store_hint`): a :class:`StoreNotWritable`
+    (exit status 5) where its file system is full or read-only or not ours to write."""
+    hint = store_hint(said, directory, disk, opening)
+    cls = StoreNotWritable if hint.startswith(_NOT_WRITABLE) else StoreError
+    return cls(message, hint=hint)
 
 
 def store_hint(said: str, directory: Path, disk: Disk | None, opening: bool) -> str:

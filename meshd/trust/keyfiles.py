@@ -29,8 +29,11 @@ def write_secret(path: Path, secret: bytes) -> None:
         os.fchmod(fd, 0o600)
         os.write(fd, base64.b64encode(secret) + b"\n")
         os.fsync(fd)
-    finally:
+    except BaseException:  # a full disk, Ctrl-C: no half-written file left behind
         os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
     try:
         os.link(tmp, path)  # fails if the key exists: a key is never silently replaced
     except FileExistsError:

@@ -4,6 +4,8 @@ over, nothing half made left behind."""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -104,3 +106,76 @@ def test_redact_keeps_what_is_no_secret() -> None:
     assert redact("x" * 99) == "x" * 99
     assert redact("a " + "B" * 120 + " z") == "a <120 characters, not shown> z"
     assert "meshd1abcdefgh" not in redact("bad token meshd1abcdefghij")
+
+
+# --- nothing of anyone else's taken over, nothing half made left --------------------------
+
+
+def test_init_does_not_take_over_a_shared_directory_in_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`init --state-dir /tmp` (or `--state-dir ""` in a home directory) made the directory
+    0700 and wrote keys into it: a directory shared with others, taken from them."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    (shared / "someone-elses").write_text("x")
+    code, _, err = run(capsys, "init", "--network", "n", "--state-dir", str(shared))
+    assert code == 5
+    assert "does not take over" in the_line(err)
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert sorted(p.name for p in shared.iterdir()) == ["someone-elses"]
+    out = tmp_path / "adm"
+    out.mkdir()
+    os.chmod(out, 0o755)
+    (out / "notes").write_text("x")
+    founder = tmp_path / "f"
+    code, _, err = run(capsys, "init", "--network", "n", "--state-dir", str(founder))
+    assert code == 0, err
+    code, _, err = run(
+        capsys, "admin", "create", "--name", "ops", "--out", str(out), "--state-dir", str(founder)
+    )
+    assert code == 5, err
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    assert sorted(p.name for p in out.iterdir()) == ["notes"]
+
+
+def test_init_takes_an_empty_directory_made_for_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    made = tmp_path / "state"  # as systemd's StateDirectory= makes one: empty, 0755
+    made.mkdir()
+    os.chmod(made, 0o755)
+    code, _, err = run(capsys, "init", "--network", "n", "--state-dir", str(made))
+    assert code == 0, err
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("failure", ["disk-full", "interrupted"])
+def test_an_init_that_fails_part_way_leaves_nothing_behind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    failure: str,
+) -> None:  # fmt: skip
+    """A full disk (SQLite: "disk I/O error") or Ctrl-C part way through `init` left the keys
+    and an empty store: a state dir that `init` and `join` both refused ("already holds")
+    and every other command called "a store but no network"."""
+    from meshd.errors import StoreNotWritable
+    from meshd.node import statedir
+
+    real = statedir.Store  # type: ignore[attr-defined]
+
+    class Failing(real):  # type: ignore[misc,valid-type]
+        def set_meta(self, key: str, value: bytes) -> None:
+            if failure == "interrupted":
+                raise KeyboardInterrupt
+            raise StoreNotWritable("cannot write the store: disk I/O error", hint="free space")
+
+    monkeypatch.setattr(statedir, "Store", Failing)
+    state = tmp_path / "n"
+    code, _, err = run(capsys, "init", "--network", "n", "--state-dir", str(state))
+    assert code == (130 if failure == "interrupted" else 5)
+    the_line(err)
+    assert not state.exists()
+    monkeypatch.setattr(statedir, "Store", real)
+    code, _, err = run(capsys, "init", "--network", "n", "--state-dir", str(state))
+    assert code == 0, err
