@@ -22,6 +22,11 @@ def main(argv: list[str] | None = None, *, quick: bool = True) -> None:
     ``quick=False`` always takes the typer app (the tests and benchmarks compare both ways).
     """
     args = sys.argv[1:] if argv is None else list(argv)
+    if argv is None:  # a terminal that cannot show a character gets it escaped, not a crash
+        for stream in (sys.stdout, sys.stderr):
+            reconfigure = getattr(stream, "reconfigure", None)
+            if reconfigure is not None:
+                reconfigure(errors="backslashreplace")
     if argv is None and (args[:1] == ["up"] or "MESHD_DAEMON_CONFIG_FD" in os.environ):
         from meshd.daemon import early_signals  # a daemon to be: SIGHUP from now on is no end
 

@@ -126,6 +126,11 @@ def report(error: BaseException) -> int:
         line, status = leaf.one_line(), leaf.exit_status
     elif isinstance(leaf, OSError):
         line, status = from_os_error(leaf)
+    elif isinstance(leaf, UnicodeEncodeError) and "surrogate" in leaf.reason:
+        # Bytes that are no UTF-8 in an argument (a name, a reason, an address), which
+        # Python hands over as surrogates: a user's input, not our bug.
+        line = "an argument holds bytes that are not UTF-8 text; give names and other text in UTF-8"
+        status = COMMAND_LINE
     else:
         # A bug, not a user error: still one line, unless asked for the whole story.
         if os.environ.get("MESHD_DEBUG"):

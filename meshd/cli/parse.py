@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import sys
-from pathlib import Path
 
 from meshd.addressing import Prefix
 from meshd.errors import CommandLineError, UsageError
@@ -39,17 +38,30 @@ def prefix(text: str) -> Prefix:
         ) from None
 
 
+MAX_SECRET_TEXT = 64 * 1024  # a token is at most 12,000 characters
+
+
 def read_secret_argument(value: str, option: str) -> str:
-    """A secret given as itself, as ``-`` (read stdin) or as ``@FILE`` (read that file)."""
+    """A secret given as itself, as ``-`` (read stdin) or as ``@FILE`` (read that file); at
+    most :data:`MAX_SECRET_TEXT` read of either (``@/dev/zero`` read until memory ran out)."""
     if value == "-":
-        text = sys.stdin.readline()
+        text = sys.stdin.readline(MAX_SECRET_TEXT + 1)
     elif value.startswith("@"):
         try:
-            text = Path(value[1:]).read_text(encoding="utf-8", errors="replace")
+            with open(value[1:], "rb") as source:
+                text = source.read(MAX_SECRET_TEXT + 1).decode("utf-8", errors="replace")
         except OSError as exc:
-            raise UsageError(f"cannot read {option} from {value[1:]}: {exc.strerror}") from None
+            raise UsageError(
+                f"cannot read {option} from {value[1:]}: {exc.strerror}",
+                hint="give the path of a file that holds the token, or '-' to read stdin",
+            ) from None
     else:
         return value.strip()
+    if len(text) > MAX_SECRET_TEXT:
+        raise CommandLineError(
+            f"{option}: more than {MAX_SECRET_TEXT} bytes to read: that is no token",
+            hint="give the token as `meshd invite` printed it",
+        )
     text = text.strip()
     if not text:
         raise CommandLineError(f"{option}: nothing to read", hint="give the token, '-' or '@FILE'")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -179,3 +181,47 @@ def test_an_init_that_fails_part_way_leaves_nothing_behind(
     monkeypatch.setattr(statedir, "Store", real)
     code, _, err = run(capsys, "init", "--network", "n", "--state-dir", str(state))
     assert code == 0, err
+
+
+# --- a user's input, never "internal error" -------------------------------------------------
+
+
+def test_an_argument_that_is_not_utf8_is_a_command_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = os.fsdecode(b"caf\xe9")  # what Python makes of a Latin-1 argument
+    code, _, err = run(capsys, "init", "--network", name, "--state-dir", str(tmp_path / "n"))
+    assert code == 2
+    assert "not UTF-8" in the_line(err)
+    assert not (tmp_path / "n").exists()
+
+
+def test_a_terminal_that_cannot_show_a_name_gets_it_escaped(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONIOENCODING="latin-1")
+    done = subprocess.run(
+        [sys.executable, "-m", "meshd", "init", "--network", "日本", "--name", "x",
+         "--state-dir", str(tmp_path / "n")],
+        capture_output=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert b"internal error" not in done.stderr
+
+
+def test_an_integer_too_long_to_read_in_the_config_file_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "meshd.toml"
+    config.write_text("degree = " + "9" * 5000 + "\n")
+    code, _, err = run(capsys, "config", "check", str(config))
+    assert code == 78, err
+    assert "internal error" not in err
+
+
+def test_an_invite_read_from_an_endless_file_stops_at_a_token_s_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(
+        capsys, "join", "--invite", "@/dev/zero", "--no-up", "--state-dir", str(tmp_path / "j")
+    )
+    assert code == 2
+    assert "that is no token" in the_line(err)

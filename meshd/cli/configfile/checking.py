@@ -76,6 +76,9 @@ def check_text(text: str, known: Sequence[Key]) -> Checked:
     except RecursionError:
         checked.problems.append(Problem(_deepest_line(text), "values nested too deeply"))
         return checked
+    except ValueError as exc:  # an integer of more digits than Python converts (4,300)
+        checked.problems.append(Problem(1, f"a value is out of any range: {exc}"))
+        return checked
     by_name = {key.name: key for key in known}
     seen: dict[str, str] = {}
     for written, value in document.items():
