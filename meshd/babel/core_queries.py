@@ -68,6 +68,7 @@ class Queries(CoreState):
             "routes_over_budget": self._selection.over_budget,
             "route_dumps_refused": self.dumps_refused,
             "quick_hellos_refused": self.quick_hellos_refused,
+            "seqno_requests_refused": self.seqno_requests_refused,
             "neighbours_evicted": self.neighbours_evicted,
             "neighbours_refused": self.neighbours_refused,
             "unknown_peer_packets": self.dropped,

@@ -52,6 +52,11 @@ class CoreState:
         self.quick_hellos_refused = 0
         """Hellos that would have been answered out of schedule past ``QUICK_HELLOS``
         (:mod:`meshd.babel.core_receive`): not answered."""
+        self.seqno_requests_refused = 0
+        """Seqno Requests more than ``SEQNO_AHEAD`` ahead of the seqno they ask past (what
+        babeld calls hopelessly out of date), or asking for a rise of our seqno within
+        ``SEQNO_RISE_INTERVAL`` of the last: not acted on (:mod:`meshd.babel.core_receive`)."""
+        self._seqno_raised_at: float | None = None  # when a request last raised our seqno
         self._interfaces: dict[str, Interface] = {}
         self._local: dict[RouteKey, int] = {}
         self._table = RouteTable()
