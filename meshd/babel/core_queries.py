@@ -72,6 +72,7 @@ class Queries(CoreState):
             "neighbours_evicted": self.neighbours_evicted,
             "neighbours_refused": self.neighbours_refused,
             "unknown_peer_packets": self.dropped,
+            "not_link_local_packets": self.not_link_local,
             "route_interests": len(self._interest),
             "route_interests_refused": self._interest.refused,
             "neighbours_at_rest": sum(

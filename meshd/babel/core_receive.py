@@ -55,6 +55,13 @@ class Receiving(CoreState):
         """
         self._now = now
         iface = self._interface(interface)
+        if source.version == 6 and not (source.is_link_local or source.is_loopback):
+            # RFC 8966 4: Babel speaks from link-local addresses; one from elsewhere is no
+            # router on this link (babeld drops it too), and would become a neighbour whose
+            # routes we install (a default route through a next hop of its choosing). The
+            # loopback address can only be this host (a speaker beside us, in tests).
+            self.not_link_local += 1
+            return
         if not isinstance(packet, Packet):
             try:
                 packet = decode_packet_untrusted(bytes(packet))

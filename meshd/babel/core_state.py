@@ -41,6 +41,8 @@ class CoreState:
         """Datagrams that did not parse."""
         self.dropped = 0
         """Packets from addresses that are not neighbours on a unicast-peers interface."""
+        self.not_link_local = 0
+        """Packets from an IPv6 source that is not link-local: dropped."""
         self.neighbours_evicted = 0
         """Neighbours without a two-way link displaced by a newcomer (a full interface)."""
         self.neighbours_refused = 0

@@ -89,6 +89,7 @@ class UdpPort:
         port: int = BABEL_PORT,
     ) -> None:
         self.name = name
+        self.foreign = 0  # datagrams from another port than Babel's: dropped
         self.index = index
         self.local = local
         self.port = port
@@ -139,6 +140,9 @@ class UdpPort:
             source = _strip_scope(address[0])
             if source == self.local:
                 continue  # our own multicast, looped back by a bridge
+            if int(address[1]) != self.port:
+                self.foreign += 1  # Babel speaks from its port (RFC 8966 4); this is no router
+                continue
             ends = Endpoints(source, int(address[1]), destination, self.port)
             return Datagram(self.name, data, ends)
 

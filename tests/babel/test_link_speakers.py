@@ -1,0 +1,57 @@
+"""Who may be a Babel neighbour at all: a speaker on the link (a link-local source), from
+Babel's port (RFC 8966 4), as babeld requires."""
+
+from __future__ import annotations
+
+import hashlib
+from ipaddress import IPv6Address
+
+from meshd.babel.codec import encode_packet
+from meshd.babel.core import BabelCore, CoreConfig
+from meshd.babel.packet import Packet
+from meshd.babel.tlv import Hello
+
+ROUTER_ID = hashlib.sha256(b"gateway").digest()[:8]
+
+
+def test_a_speaker_that_is_not_on_the_link_is_no_neighbour() -> None:
+    """A packet from an IPv6 address that is not link-local (a host off the link that can
+    reach a gateway's site interface) made its sender a neighbour, whose routes (a default
+    route through a next hop of its choosing) were installed. babeld drops it."""
+    core = BabelCore(ROUTER_ID, CoreConfig(random=lambda: 0.5))
+    core.add_interface("eth0", kind="wired", hello_interval=4.0)
+    far = IPv6Address("2001:db8:dead::666")
+    hello = encode_packet(Packet((Hello(1, 400, 0),)))
+    core.receive("eth0", far, hello, 1.0)
+    assert core.neighbours() == []
+    assert core.counters()["not_link_local_packets"] == 1
+    core.receive("eth0", IPv6Address("fe80::2"), hello, 1.0)
+    assert len(core.neighbours()) == 1
+
+
+def test_a_datagram_from_another_port_than_babel_s_is_dropped() -> None:
+    import socket
+
+    import trio
+
+    from meshd.babel.ports import UdpPort
+
+    async def main() -> None:
+        with (
+            trio.socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as ours,
+            trio.socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as speaker,
+            trio.socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as stranger,
+        ):
+            await ours.bind(("::1", 0))
+            await speaker.bind(("::1", 0))
+            await stranger.bind(("::1", 0))
+            babel_port = speaker.getsockname()[1]  # the speakers' port, as 6696 is
+            port = UdpPort("lo", ours, index=0, local=None, port=babel_port)
+            await stranger.sendto(b"from elsewhere", ours.getsockname())
+            await speaker.sendto(b"from babel", ours.getsockname())
+            with trio.fail_after(5):
+                datagram = await port.receive()
+            assert datagram.payload == b"from babel"
+            assert port.foreign == 1
+
+    trio.run(main)
