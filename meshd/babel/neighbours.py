@@ -29,6 +29,11 @@ from meshd.babel.sources import seqno_diff, seqno_plus
 IPAddress = IPv4Address | IPv6Address
 
 TIMESTAMP_MODULUS: Final = 1 << 32
+SILENT_FOR: Final = 300.0
+"""Seconds without a packet from a neighbour after which its link is down whatever it
+announced, as babeld flushes a neighbour silent for 300 s."""
+IHU_HOLD_UNTIMED: Final = 180.0
+"""How long the cost of an IHU that announced no interval (0) holds, as babeld's 180 s."""
 _MAX_RTT: Final = 10.0
 """Round-trip samples above this many seconds are taken for clock trouble and dropped."""
 
@@ -138,6 +143,9 @@ class Neighbour:
     down_at: float = float("-inf")
     """When its link last went down (its cost became infinite)."""
     heard_since: float | None = None
+    last_heard: float | None = None
+    """When a packet from it last arrived: past :data:`SILENT_FOR` its link is down, whatever
+    intervals it announced (one of 0 promised nothing, and kept it forever)."""
     """When we first heard from it since its link last went down (or ever): only our Hellos
     sent since then measure its RTT (:meth:`rtt_sample`)."""
     last_dump: float | None = None
@@ -200,15 +208,30 @@ class Neighbour:
 
     def deadline(self) -> float | None:
         """When :meth:`tick` has something to do next."""
+        silent = self._silent_at()
         times = [
             t
-            for t in (self.multicast.deadline, self.unicast.deadline, self.ihu_deadline)
+            for t in (self.multicast.deadline, self.unicast.deadline, self.ihu_deadline, silent)
             if t is not None
         ]
         return min(times) if times else None
 
+    def _silent_at(self) -> float | None:
+        """When it will have been silent too long, if anything of it is still held."""
+        if self.last_heard is None:
+            return None
+        held = self.multicast.bits or self.unicast.bits or self.txcost < INFINITY
+        return self.last_heard + SILENT_FOR if held else None
+
     def tick(self, now: float) -> None:
-        """Count missed Hellos and forget a txcost no IHU has refreshed."""
+        """Count missed Hellos and forget a txcost no IHU has refreshed; past
+        :data:`SILENT_FOR` without a packet, forget its Hellos and its txcost."""
+        silent = self._silent_at()
+        if silent is not None and silent <= now:
+            for history in (self.multicast, self.unicast):
+                history.bits, history.deadline = 0, None
+            self.txcost = INFINITY
+            self.ihu_deadline = None
         self.multicast.tick(now)
         self.unicast.tick(now)
         if self.ihu_deadline is not None and self.ihu_deadline <= now:
@@ -217,6 +240,7 @@ class Neighbour:
 
     def heard(self, now: float) -> None:
         """A packet from it arrives (before what it says is taken in)."""
+        self.last_heard = now
         since = self.heard_since
         if self.cost >= INFINITY and (since is None or since < self.down_at):
             self.heard_since = now
@@ -224,7 +248,7 @@ class Neighbour:
     def receive_ihu(self, rxcost: int, interval: float, now: float) -> None:
         """Take the cost it reports for hearing us; it holds for 3.5 IHU intervals."""
         self.txcost = rxcost
-        self.ihu_deadline = now + 3.5 * interval if interval > 0 else None
+        self.ihu_deadline = now + (3.5 * interval if interval > 0 else IHU_HOLD_UNTIMED)
 
     def receive_hello_timestamp(self, transmit: int, now: float) -> None:
         """Remember a Hello's transmit timestamp and when it came, to echo in an IHU."""

@@ -55,3 +55,30 @@ def test_a_datagram_from_another_port_than_babel_s_is_dropped() -> None:
             assert port.foreign == 1
 
     trio.run(main)
+
+
+def test_speakers_that_announce_no_interval_and_fall_silent_do_not_hold_the_link() -> None:
+    """Hellos and IHUs with interval 0 armed no timer: 64 forged speakers holding every
+    neighbour slot of a site link with a two-way link kept it for good, and every new
+    router was refused. Silent for 300 s, a neighbour's link is down (as babeld's)."""
+    from meshd.babel.expand import ihu
+
+    us = IPv6Address("fe80::1")
+    core = BabelCore(ROUTER_ID, CoreConfig())
+    core.add_interface("eth1", kind="wired", hello_interval=4.0, link_local=us)
+    core.handle_timer(0.0)
+    core.datagrams_to_send(0.0)
+    for i in range(64):
+        forged = IPv6Address(f"fe80::{0x1000 + i:x}")
+        core.receive("eth1", forged, encode_packet(Packet((Hello(1, 0, 0),))), 0.1)
+        core.receive("eth1", forged, encode_packet(Packet((Hello(2, 0, 0), ihu(96, 0, us)))), 0.1)
+    assert sum(n.cost < 0xFFFF for n in core.neighbours()) == 64
+    now = 0.1
+    while now < 400.0:
+        now = max(now + 0.5, core.timer() or 0.0)
+        core.handle_timer(now)
+        core.datagrams_to_send(now)
+    assert core.neighbours() == []
+    babeld = IPv6Address("fe80::beef")
+    core.receive("eth1", babeld, encode_packet(Packet((Hello(1, 400, 0),))), now)
+    assert [n.neighbour.address for n in core.neighbours()] == [babeld]
