@@ -18,6 +18,7 @@ from meshd.babel.sources import IPNetwork
 
 InterfaceKind = Literal["wired", "tunnel", "unicast-peers"]
 AcceptHook = Callable[[bytes, IPNetwork, IPNetwork | None], bool]
+CarriesHook = Callable[[bytes, str, IPAddress], bool]
 """``accept(router_id, prefix, source)``: may this originator announce this route?"""
 RedistributeHook = Callable[[str, IPNetwork, IPNetwork | None], bool]
 """``redistribute(interface, prefix, source)``: may we announce this route there?"""
@@ -88,6 +89,11 @@ class CoreConfig:
     accept_site: AcceptHook = accept_all
     """``accept`` for the interfaces outside ``accept_on``: on a gateway, nothing that claims
     the mesh's addresses or a member's router-id (:class:`meshd.babel.options.SiteOrigins`)."""
+    carries: CarriesHook | None = None
+    """Where set, whether a neighbour (interface, address) may bring routes of a router-id at
+    all: on the mesh, a member its own, and only a relay or a gateway another member's
+    (``accept`` says what a router-id may originate, not who may carry it: any member could
+    announce another's /128 under its router-id and take its traffic at a relay)."""
     redistribute: RedistributeHook = redistribute_all
     on_demand: OnDemandHook | None = None
     """Where set, a learnt route it names goes out on that interface only to a neighbour that

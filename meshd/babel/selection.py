@@ -86,7 +86,10 @@ class RouteSelection:
         if route.retraction or route.router_id is None or route.next_hop is None:
             self.retract(key, nid, now)
             return
-        if not self.accepts(interface.name, route.router_id, key):
+        carries = self._config.carries
+        if not self.accepts(interface.name, route.router_id, key) or (
+            carries is not None and not carries(route.router_id, interface.name, nid.address)
+        ):
             self.refused += 1
             self.retract(key, nid, now)
             return

@@ -179,8 +179,24 @@ class BabelService:
             on_demand=self._on_demand if mesh_if is not None else None,
             at_rest=self._at_rest if mesh_if is not None else None,
             relay_rank=self._relay_rank if mesh_if is not None else None,
+            carries=self._carries if mesh_if is not None else None,
             random=random.Random().random,  # noqa: S311 (jitter, not secrets)
         )
+
+    def _carries(self, router_id: bytes, interface: str, neighbour: IPAddress) -> bool:
+        """Whether a neighbour on the mesh may bring routes of ``router_id``: its own, or
+        another member's if it is one of the mesh's relays or a gateway (those carry routes
+        between members); a member that is neither brings its own routes alone. Off the mesh
+        (a site link) ``accept_site`` judges."""
+        if self.mesh is None or interface != self.mesh.ifname:
+            return True
+        view = self.members_view
+        member = view.peers.get(neighbour)  # type: ignore[arg-type]
+        if member is None:
+            return False
+        if neighbour in view.relays or neighbour in view.gateways:
+            return True
+        return view.origins.node_of(router_id) == member.node_key
 
     def _relay_rank(
         self, prefix: IPNetwork, source: IPNetwork | None, interface: str, neighbour: IPAddress

@@ -32,6 +32,7 @@ from meshd.daemon.babel import BabelService
 from meshd.daemon.babel_site import reoriginate
 from meshd.membership import Member, MemberState
 from meshd.trust.keys import NodeKey, WgKey
+from meshd.wg.addresses import link_local_from_wg_key
 from tests.babel.segments import Segments
 
 HELLO = 1.0
@@ -42,11 +43,9 @@ OVERLAY_OF = {
     M_KEY: IPv6Address("fd5a:0:1::b"),
     N_KEY: IPv6Address("fd5a:0:1::c"),
 }
-MESH_LL = {
-    G_KEY: IPv6Address("fe80::a"),
-    M_KEY: IPv6Address("fe80::b"),
-    N_KEY: IPv6Address("fe80::c"),
-}
+# Each member's link-local on the mesh, derived from its WireGuard key as the daemon's is
+# (the gateway knows a neighbour by it: whose routes it may bring).
+MESH_LL = {key: link_local_from_wg_key(key) for key in (G_KEY, M_KEY, N_KEY)}
 M_PREFIX = ip_network("10.77.0.0/24")
 """Granted to M, originated by M."""
 SITE = ip_network("10.55.0.0/24")
@@ -293,3 +292,41 @@ def test_member_origins_take_router_ids_the_caller_holds_and_judge_the_same() ->
     assert taken.node_of(b"\x07" * 8) == M_KEY
     assert taken.node_of(router_id_of(M_KEY)) is None
     assert not given.accept(router_id_of(b"x" * 32), GRANTS[M_KEY][0], None)
+
+
+def test_a_member_cannot_bring_another_members_routes_to_a_gateway() -> None:
+    """A member that is neither a relay nor a gateway announced another member's prefixes
+    under that member's router-id, with a seqno far ahead and a link cost of 1: the gateway
+    took its route over the victim's own direct one, and the victim's traffic went to the
+    attacker (its address moved to the attacker's WireGuard peer). On the mesh a member
+    brings its own routes alone; only the mesh's relays and gateways carry others'."""
+    net = Segments()
+    _service, g = gateway(())
+    net.add("g", g)
+    net.attach("g", "wg0", "mesh", MESH_LL[G_KEY])
+    net.attach("g", "eth1", "lan", LAN["g"])
+    net.add("m", mesh_member(M_KEY))
+    net.attach("m", "wg0", "mesh", MESH_LL[M_KEY])
+    forger = BabelCore(router_id_of(M_KEY), CoreConfig())  # N, speaking as M
+    forger.add_interface(
+        "wg0", kind="unicast-peers", hello_interval=HELLO, link_local=MESH_LL[N_KEY], rxcost=1
+    )
+    forger.add_neighbour("wg0", MESH_LL[G_KEY])
+    for prefix in GRANTS[M_KEY]:
+        forger.originate(prefix)
+    forger.seqno = 30000
+    net.add("n", forger)
+    net.attach("n", "wg0", "mesh", MESH_LL[N_KEY])
+    run_plain(net, 20)
+    for prefix in GRANTS[M_KEY]:
+        view = g.route(prefix)
+        assert view is not None
+        assert view.neighbour is not None
+        assert view.neighbour.address == MESH_LL[M_KEY], (prefix, view)
+        assert view.seqno < 30000
+    assert g.counters()["refused_routes"] > 0
+
+
+def run_plain(net: Segments, seconds: int) -> None:
+    for _ in range(seconds):
+        net.run(1.0)
