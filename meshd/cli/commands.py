@@ -130,6 +130,7 @@ def invite(
     state_dir: StateDir = None,
 ) -> None:
     """Print a one-line invite token (a secret: hand it over privately)."""
+    from meshd.daemon.bootstrap import check_bootstrap
     from meshd.node.statedir import NodeDir, now
     from meshd.records import Kind, record_id
     from meshd.trust.invites import create_invite, encode_token
@@ -143,7 +144,7 @@ def invite(
     node = NodeDir.open(resolve(state_dir))
     try:
         issuer = node.issuer(root_key)
-        addrs = list(bootstrap or []) or _bootstrap_addrs(node)
+        addrs = [check_bootstrap(a) for a in bootstrap or []] or _bootstrap_addrs(node)
         at = now()
         inv = create_invite(
             issuer,

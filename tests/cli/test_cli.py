@@ -99,7 +99,7 @@ def test_invite_prints_one_verifiable_line(
         "--prefix",
         "10.9.0.0/24",
         "--bootstrap",
-        "/ip4/127.0.0.1/tcp/4001",
+        "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WGqdpBQ6tGRmFg5NKxE8Vb9tQ",
         "--state-dir",
         str(founder),
     )
@@ -112,7 +112,9 @@ def test_invite_prints_one_verifiable_line(
     invite = decode_token_untrusted(token)
     assert invite.certificate.max_uses == 3
     assert invite.certificate.not_after - invite.certificate.not_before == 7200
-    assert invite.bootstrap == ("/ip4/127.0.0.1/tcp/4001",)
+    assert invite.bootstrap == (
+        "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WGqdpBQ6tGRmFg5NKxE8Vb9tQ",
+    )
     code, out, _ = run(capsys, "inspect", token, "--json", "--state-dir", str(founder))
     assert code == 0
     info = json.loads(out)

@@ -225,3 +225,41 @@ def test_an_invite_read_from_an_endless_file_stops_at_a_token_s_size(
     )
     assert code == 2
     assert "that is no token" in the_line(err)
+
+
+@pytest.mark.parametrize("addr", ["notamultiaddr", "/ip4/1.2.3.4/tcp/1", "/ip4/0.0.0.0/tcp/7100"])
+def test_an_invite_bootstrap_address_no_joiner_can_dial_is_refused(
+    founder: Path, capsys: pytest.CaptureFixture[str], addr: str
+) -> None:
+    """`invite --bootstrap` took any text and made a token that `join` then refused ("not a
+    dialable /p2p multiaddr"): the mistake showed at the joiner's, later and elsewhere."""
+    code, out, err = run(capsys, "invite", "--bootstrap", addr, "--state-dir", str(founder))
+    assert code == 2
+    assert "--bootstrap" in the_line(err)
+    assert out == ""
+
+
+def test_config_show_shows_no_babel_key_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+    config = tmp_path / "meshd.toml"
+    config.write_text(f'babel_key = ["k1:hmac-sha256:{secret}"]\n')
+    for json_flag in ((), ("--json",)):
+        code, out, err = run(capsys, "config", "show", str(config), *json_flag)
+        assert code == 0, err
+        assert secret not in out + err
+        assert "k1:hmac-sha256" in out
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_config_check_refuses_a_number_that_is_no_number(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    """`babel_hello_interval = nan` passed the check (nan compares false with any bound),
+    then `up` refused it naming an option that was not on its command line."""
+    config = tmp_path / "meshd.toml"
+    config.write_text(f"babel_hello_interval = {value}\n")
+    code, out, err = run(capsys, "config", "check", str(config))
+    assert code == 78
+    assert "finite" in out + err

@@ -232,6 +232,11 @@ def _convert_one(key: Key, value: Any, line: int, problems: list[Problem]) -> An
         return None
     if key.kind is float:
         value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):  # nan, inf: TOML has them
+            problems.append(
+                Problem(line, f"{key.name} must be a finite number, not {value}", key.name)
+            )
+            return None
     low, high = key.minimum, key.maximum
     number = isinstance(value, int | float) and not isinstance(value, bool)
     if number and ((low is not None and value < low) or (high is not None and value > high)):

@@ -95,12 +95,20 @@ def effective(path: Path | None, known: Sequence[Key], env: Mapping[str, str]) -
 
 SECRETS: Final = frozenset({"invite"})
 """Keys whose value is a secret unless it names where to read it (``-``, ``@FILE``)."""
+KEYS: Final = frozenset({"babel_key"})
+"""Keys whose values are ``ID:ALGORITHM:SECRET``: shown without their secret part."""
 
 
 def _masked(item: Effective) -> Effective:
     value = item.value
     if item.key.name in SECRETS and isinstance(value, str) and value[:1] not in ("@", "-"):
         return dataclasses.replace(item, value="(secret)")
+    if item.key.name in KEYS and value is not None:
+        values = value if isinstance(value, list | tuple) else [value]
+        shown = [":".join([*str(v).split(":")[:2], "(secret)"]) for v in values]
+        return dataclasses.replace(
+            item, value=shown if isinstance(value, list | tuple) else shown[0]
+        )
     return item
 
 
