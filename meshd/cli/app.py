@@ -31,6 +31,7 @@ StateDir = Annotated[
         envvar="MESHD_STATE_DIR",
         help="Where this node keeps its keys and store [default: /var/lib/meshd].",
         show_default=False,
+        readable=False,  # one we may not read is a permission error (5), said by the command
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]

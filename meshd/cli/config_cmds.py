@@ -27,6 +27,7 @@ def check(
         typer.Argument(
             help="The file [default: $MESHD_CONFIG, else /etc/meshd/meshd.toml].",
             show_default=False,
+            readable=False,
         ),
     ] = None,
     json: Json = False,
@@ -76,6 +77,7 @@ def show(
         typer.Argument(
             help="The file [default: $MESHD_CONFIG, else /etc/meshd/meshd.toml if it exists].",
             show_default=False,
+            readable=False,
         ),
     ] = None,
     json: Json = False,

@@ -117,6 +117,7 @@ ConfigFile = Annotated[
         help="The TOML config file [default: /etc/meshd/meshd.toml if it exists]; "
         "options and MESHD_* variables override it (docs/config.md).",
         show_default=False,
+        readable=False,  # one we may not read is a config error (78), said where it is read
     ),
 ]
 LogLevel = Annotated[

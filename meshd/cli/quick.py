@@ -18,7 +18,6 @@ come from the environment and the config file), and run their daemon in this int
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -44,9 +43,6 @@ def _seconds(value: str) -> float:
 
 
 def _path(value: str) -> Path:
-    # Typer refuses an existing path it cannot read; leave that error to it.
-    if os.path.exists(value) and not os.access(value, os.R_OK):
-        raise _NotUnderstood(value)
     return Path(value)
 
 

@@ -20,7 +20,7 @@ from meshd.control.protocol import (
 )
 from meshd.control.typed_json import decode_answer, to_json
 from meshd.control.unix_path import reachable
-from meshd.errors import ControlError, DaemonNotRunning, DecodeError
+from meshd.errors import ControlError, DaemonNotRunning, DecodeError, NotPermitted
 
 A = TypeVar("A")
 
@@ -97,7 +97,7 @@ def _connect(socket_path: Path, timeout: float) -> socket.socket:
             ) from None
         except PermissionError:
             sock.close()
-            raise ControlError(
+            raise NotPermitted(
                 f"no permission to use {socket_path}",
                 hint="run as root or as a member of the group that owns the state dir",
             ) from None

@@ -77,7 +77,15 @@ def read_secret(path: Path) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
-        raise KeyFileError(f"the key file {path} does not exist") from None
+        raise KeyFileError(
+            f"the key file {path} does not exist",
+            hint="check the --state-dir (or the path given), or restore the file from a backup",
+        ) from None
+    except PermissionError:
+        raise UnsafePermissions(
+            f"no permission to read the key file {path}",
+            hint=f"run meshd as its owner (or root), or: chmod 600 {path}",
+        ) from None
     except OSError as exc:
         raise KeyFileError(f"cannot open the key file {path}: {exc.strerror}") from None
     try:

@@ -263,3 +263,47 @@ def test_config_check_refuses_a_number_that_is_no_number(
     code, out, err = run(capsys, "config", "check", str(config))
     assert code == 78
     assert "finite" in out + err
+
+
+# --- permissions: status 5, with what to do -----------------------------------------------
+
+
+def test_a_socket_we_may_not_use_is_a_permission_error(
+    founder: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket as socket_module
+
+    import meshd.control.client as client
+
+    class Refused(socket_module.socket):
+        def connect(self, address: object) -> None:
+            raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(socket_module, "socket", Refused)
+    assert client.socket is socket_module  # type: ignore[attr-defined]
+    (founder / "meshd.sock").touch()
+    code, _, err = run(capsys, "status", "--state-dir", str(founder))
+    assert code == 5
+    assert "no permission" in the_line(err)
+
+
+def test_a_key_file_we_may_not_read_is_a_permission_error(
+    founder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os as os_module
+
+    import meshd.trust.keyfiles as keyfiles
+    from meshd.errors import MeshdError
+
+    real = os_module.open
+
+    def refused(path: str, flags: int, mode: int = 0o777) -> int:
+        if str(path).endswith("node.key"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, flags, mode)
+
+    monkeypatch.setattr(os_module, "open", refused)
+    with pytest.raises(MeshdError) as caught:
+        keyfiles.read_secret(founder / "node.key")
+    assert caught.value.exit_status == 5
+    assert "chmod 600" in caught.value.one_line()
