@@ -36,7 +36,7 @@ from meshd.babel.interest import Interest
 from meshd.babel.neighbours import IPAddress, Neighbour, timestamp
 from meshd.babel.numbers import HELLO_UNICAST
 from meshd.babel.packet import Tlv
-from meshd.babel.routes import NeighbourId
+from meshd.babel.routes import HEAP_FLOOR, HEAP_SLACK, NeighbourId
 from meshd.babel.sources import seqno_plus
 from meshd.babel.subtlv_types import HelloTimestamp, IhuTimestamp
 from meshd.babel.tlv import Hello, Ihu
@@ -121,6 +121,15 @@ class Interface:
         if deadline is not None and deadline != neighbour.noted:
             neighbour.noted = deadline
             heapq.heappush(self._due, (deadline, next(self._order), neighbour.address))
+            if len(self._due) > HEAP_SLACK * max(HEAP_FLOOR, len(self.neighbours)):
+                # Obsolete entries of neighbours whose deadline moved often (a Hello and
+                # IHU a datagram, each moving it): rebuilt from what each one noted.
+                self._due = [
+                    (n.noted, next(self._order), a)
+                    for a, n in self.neighbours.items()
+                    if n.noted is not None
+                ]
+                heapq.heapify(self._due)
 
     def take_due(self, now: float) -> list[Neighbour]:
         """The neighbours whose deadline is ``now`` or earlier, out of the heap (the core

@@ -27,6 +27,12 @@ from meshd.babel.sources import IPNetwork, RouteKey
 IPAddress = IPv4Address | IPv6Address
 
 
+HEAP_SLACK = 4
+"""A deadline heap is rebuilt from what it times once it holds this many entries a timed
+one (the obsolete ones otherwise leave only as they surface)."""
+HEAP_FLOOR = 64
+
+
 @dataclass(frozen=True, slots=True)
 class NeighbourId:
     """A neighbour: an address seen (or configured) on one of our interfaces."""
@@ -186,10 +192,15 @@ class RouteTable:
     """Keys per neighbour, in insertion order (a dict, not a set: a key's hash holds
     ``hash(None)``, which differs between processes, and the order sets what follows)."""
     _expiry: list[tuple[float, int, RouteKey, NeighbourId]] = field(default_factory=list)
+    """Expiries in order; one an update, an entry's old ones dropped as they surface, and the
+    whole rebuilt from the entries once it holds :data:`HEAP_SLACK` times as many (a
+    neighbour repeating one Update 5,000 times a datagram, each with a long interval, left
+    200,000 of them behind its 2 routes)."""
     _counter: Iterator[int] = field(default_factory=itertools.count)
+    _count: int = 0
 
     def __len__(self) -> int:
-        return sum(len(entries) for entries in self._routes.values())
+        return self._count
 
     def keys(self) -> list[RouteKey]:
         return list(self._routes)
@@ -214,15 +225,23 @@ class RouteTable:
     def put(self, entry: RouteEntry) -> None:
         """Insert or replace an entry and (re)arm its expiry."""
         key = entry.key
-        self._routes.setdefault(key, {})[entry.neighbour] = entry
+        entries = self._routes.setdefault(key, {})
+        self._count += entry.neighbour not in entries
+        entries[entry.neighbour] = entry
         self._by_neighbour.setdefault(entry.neighbour, {})[key] = None
         heapq.heappush(self._expiry, (entry.expires, next(self._counter), key, entry.neighbour))
+        if len(self._expiry) > HEAP_SLACK * max(HEAP_FLOOR, self._count):
+            self._expiry = [
+                (e.expires, next(self._counter), e.key, e.neighbour) for e in self.all_entries()
+            ]
+            heapq.heapify(self._expiry)
 
     def remove(self, key: RouteKey, neighbour: NeighbourId) -> RouteEntry | None:
         entries = self._routes.get(key)
         if entries is None or neighbour not in entries:
             return None
         entry = entries.pop(neighbour)
+        self._count -= 1
         if not entries:
             del self._routes[key]
         keys = self._by_neighbour.get(neighbour)

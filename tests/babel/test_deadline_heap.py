@@ -61,3 +61,47 @@ def test_the_heap_names_the_earliest_deadline_of_all(
     view = next(n for n in sim.routers[0].neighbours() if n.neighbour.address == address(cut + 1))
     assert view.cost == 0xFFFF
     assert checked > 100
+
+
+def test_a_neighbour_repeating_one_update_leaves_a_bounded_expiry_heap() -> None:
+    """Each Update pushed an expiry, the entry's old ones leaving only as they surfaced: one
+    datagram of 5,002 Updates for one prefix, each with a 655 s interval, left 5,002 behind
+    its one route for up to 38 minutes (200,000 after 40 datagrams, ~22 MiB a second)."""
+    from ipaddress import IPv6Address, IPv6Network
+
+    from meshd.babel.routes import HEAP_FLOOR, HEAP_SLACK, NeighbourId, RouteEntry, RouteTable
+
+    table = RouteTable()
+    nid = NeighbourId("eth0", IPv6Address("fe80::66"))
+    for n in range(100_000):
+        table.put(
+            RouteEntry(
+                prefix=IPv6Network("2001:db8::/32"), source=None, neighbour=nid,
+                router_id=b"\x01" * 8, seqno=n % 65536, refmetric=0,
+                next_hop=IPv6Address("fe80::66"), interval=655.35, expires=2293.0 + n,
+                cost=96,
+            )
+        )  # fmt: skip
+    assert len(table) == 1
+    assert len(table._expiry) <= HEAP_SLACK * HEAP_FLOOR + 1
+    assert table.next_expiry() == 2293.0 + 99_999
+
+
+def test_a_neighbour_whose_deadline_moves_every_datagram_leaves_a_bounded_heap() -> None:
+    from ipaddress import IPv6Address
+
+    from meshd.babel.core import BabelCore
+    from meshd.babel.neighbours import Neighbour
+    from meshd.babel.routes import HEAP_FLOOR, HEAP_SLACK
+
+    core = BabelCore(b"\x02" * 8)
+    core.add_interface("eth0", kind="wired", hello_interval=4.0)
+    iface = core._interfaces["eth0"]
+    address = IPv6Address("fe80::66")
+    neighbour = Neighbour("eth0", address)
+    iface.neighbours[address] = neighbour
+    for n in range(50_000):
+        neighbour.ihu_deadline = 1000.0 + n  # each datagram's IHU moves it
+        iface.note(neighbour)
+    assert len(iface._due) <= HEAP_SLACK * HEAP_FLOOR + 1
+    assert iface.take_due(1000.0 + 49_999) == [neighbour]
