@@ -104,7 +104,7 @@ def _check_name(value: str, option: str) -> None:
     if not value or len(value.encode()) > 64 or not value.isprintable() or value != value.strip():
         raise CommandLineError(
             f"{option} {value!r} is not a usable name",
-            hint="use up to 64 printable characters, no leading or trailing spaces",
+            hint="use up to 64 bytes of printable UTF-8 text, no leading or trailing spaces",
         )
 
 
@@ -288,6 +288,11 @@ def admin_create(
                 f"unknown capability {item!r}", hint="use invite, revoke or both"
             )
         wanted |= Cap.INVITE if item == "invite" else Cap.REVOKE
+    if wanted == Cap.NONE:
+        raise CommandLineError(
+            "--caps names no capability: such an admin could do nothing",
+            hint="use invite, revoke or both",
+        )
     lifetime = duration(expires, option="--expires")
     node = NodeDir.open(resolve(state_dir))
     try:

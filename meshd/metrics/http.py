@@ -13,7 +13,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Final
 
-from meshd.errors import DecodeError, UsageError
+from meshd.errors import CommandLineError, DecodeError
 
 MAX_HEAD: Final = 8192
 METHODS: Final = ("GET", "HEAD")
@@ -39,18 +39,18 @@ def parse_address(text: str, *, option: str = "--metrics") -> tuple[str, int]:
     hint = "write HOST:PORT, [IPV6]:PORT or :PORT, e.g. 127.0.0.1:9101"
     host, sep, port_text = text.rpartition(":")
     if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise UsageError(f"{option} {text!r} is not an address with a port", hint=hint)
+        raise CommandLineError(f"{option} {text!r} is not an address with a port", hint=hint)
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
         if ":" not in host:
-            raise UsageError(f"{option} {text!r}: brackets are for IPv6 addresses", hint=hint)
+            raise CommandLineError(f"{option} {text!r}: brackets are for IPv6 addresses", hint=hint)
     elif ":" in host:
-        raise UsageError(f"{option} {text!r}: an IPv6 address goes in brackets", hint=hint)
+        raise CommandLineError(f"{option} {text!r}: an IPv6 address goes in brackets", hint=hint)
     if host not in ("", "localhost"):
         try:
             ipaddress.ip_address(host)
         except ValueError:
-            raise UsageError(
+            raise CommandLineError(
                 f"{option} {text!r}: {host!r} is not an IP address", hint=hint
             ) from None
     return host, int(port_text)

@@ -307,3 +307,24 @@ def test_a_key_file_we_may_not_read_is_a_permission_error(
         keyfiles.read_secret(founder / "node.key")
     assert caught.value.exit_status == 5
     assert "chmod 600" in caught.value.one_line()
+
+
+def test_an_admin_of_no_capability_is_refused(
+    founder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(
+        capsys, "admin", "create", "--name", "ops", "--caps", "", "--out", str(tmp_path / "adm"),
+        "--state-dir", str(founder),
+    )  # fmt: skip
+    assert code == 2
+    assert "no capability" in the_line(err)
+    assert not (tmp_path / "adm").exists()
+
+
+def test_a_metrics_port_out_of_range_is_a_command_line_error() -> None:
+    from meshd.errors import MeshdError
+    from meshd.metrics.http import parse_address
+
+    with pytest.raises(MeshdError) as caught:
+        parse_address("127.0.0.1:99999")
+    assert caught.value.exit_status == 2
