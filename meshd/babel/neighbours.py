@@ -144,8 +144,8 @@ class Neighbour:
     """When its link last went down (its cost became infinite)."""
     heard_since: float | None = None
     last_heard: float | None = None
-    """When a packet from it last arrived: past :data:`SILENT_FOR` its link is down, whatever
-    intervals it announced (one of 0 promised nothing, and kept it forever)."""
+    """When a packet from it last arrived: past :data:`SILENT_FOR`, with no Hello schedule
+    running, its link is down (Hellos of interval 0 promised nothing, and kept it forever)."""
     """When we first heard from it since its link last went down (or ever): only our Hellos
     sent since then measure its RTT (:meth:`rtt_sample`)."""
     last_dump: float | None = None
@@ -217,8 +217,12 @@ class Neighbour:
         return min(times) if times else None
 
     def _silent_at(self) -> float | None:
-        """When it will have been silent too long, if anything of it is still held."""
+        """When it will have been silent too long, if anything of it is still held and no
+        Hello schedule it announced times it out by itself (one of interval 0 arms none;
+        a long one, up to 655 s, is its own limit)."""
         if self.last_heard is None:
+            return None
+        if self.multicast.deadline is not None or self.unicast.deadline is not None:
             return None
         held = self.multicast.bits or self.unicast.bits or self.txcost < INFINITY
         return self.last_heard + SILENT_FOR if held else None

@@ -82,3 +82,27 @@ def test_speakers_that_announce_no_interval_and_fall_silent_do_not_hold_the_link
     babeld = IPv6Address("fe80::beef")
     core.receive("eth1", babeld, encode_packet(Packet((Hello(1, 400, 0),))), now)
     assert [n.neighbour.address for n in core.neighbours()] == [babeld]
+
+
+def test_a_neighbour_with_a_long_hello_interval_stays_up_between_its_hellos() -> None:
+    """The silence limit is for speakers that announce no schedule: one that says it sends a
+    Hello every 600 s (Babel allows up to 655.35 s) is not down after 300 s."""
+    from meshd.babel.expand import ihu
+
+    us = IPv6Address("fe80::1")
+    core = BabelCore(ROUTER_ID, CoreConfig())
+    core.add_interface("eth1", kind="wired", hello_interval=4.0, link_local=us)
+    slow = IPv6Address("fe80::5")
+    now = 0.0
+    for seqno in range(1, 4):
+        now += 600.0
+        tlvs = (Hello(seqno, 60000, 0), ihu(96, 60000, us))
+        core.receive("eth1", slow, encode_packet(Packet(tlvs)), now)
+        core.handle_timer(now)
+    end = now + 500.0
+    while now < end:
+        now = min(end, max(now + 0.5, core.timer() or 0.0))
+        core.handle_timer(now)
+        core.datagrams_to_send(now)
+    [view] = core.neighbours()
+    assert view.cost < 0xFFFF, view
