@@ -30,8 +30,8 @@ IPAddress = IPv4Address | IPv6Address
 
 TIMESTAMP_MODULUS: Final = 1 << 32
 SILENT_FOR: Final = 300.0
-"""Seconds without a packet from a neighbour after which its link is down whatever it
-announced, as babeld flushes a neighbour silent for 300 s."""
+"""Seconds without a packet from a neighbour, where no Hello schedule it announced runs,
+after which its link is down (babeld flushes a neighbour silent for 300 s)."""
 IHU_HOLD_UNTIMED: Final = 180.0
 """How long the cost of an IHU that announced no interval (0) holds, as babeld's 180 s."""
 _MAX_RTT: Final = 10.0
@@ -143,11 +143,11 @@ class Neighbour:
     down_at: float = float("-inf")
     """When its link last went down (its cost became infinite)."""
     heard_since: float | None = None
+    """When we first heard from it since its link last went down (or ever): only our Hellos
+    sent since then measure its RTT (:meth:`rtt_sample`)."""
     last_heard: float | None = None
     """When a packet from it last arrived: past :data:`SILENT_FOR`, with no Hello schedule
     running, its link is down (Hellos of interval 0 promised nothing, and kept it forever)."""
-    """When we first heard from it since its link last went down (or ever): only our Hellos
-    sent since then measure its RTT (:meth:`rtt_sample`)."""
     last_dump: float | None = None
     """When we last answered its wildcard Route Request with a full dump."""
     quick_hellos: int = 0
