@@ -71,7 +71,7 @@ EXIT_STATUSES: Final = (
 # secret key), whole or cut, under any spelling of its prefix, and any other long opaque run
 # of base64 text (a token pasted where something else was expected). Keys (44 characters),
 # record ids (64 hex digits) and peer ids (52) stay readable: they are no secrets.
-_TOKENISH: Final = re.compile(r"[A-Za-z0-9]*meshd\d[A-Za-z0-9_-]{8,}", re.IGNORECASE)
+_TOKENISH: Final = re.compile(r"[A-Za-z0-9]*meshd\d[A-Za-z0-9_-]{40,}", re.IGNORECASE)
 _OPAQUE: Final = re.compile(r"[A-Za-z0-9_-]{100,}")
 
 

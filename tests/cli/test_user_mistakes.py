@@ -107,7 +107,10 @@ def test_redact_keeps_what_is_no_secret() -> None:
     assert redact(line) == line
     assert redact("x" * 99) == "x" * 99
     assert redact("a " + "B" * 120 + " z") == "a <120 characters, not shown> z"
-    assert "meshd1abcdefgh" not in redact("bad token meshd1abcdefghij")
+    cut = "meshd1" + "AbCdEfGhIj" * 5  # a token cut short: still no part of it shown
+    assert "AbCdEfGhIj" not in redact(f"bad token {cut}")
+    path = "cannot open /srv/meshd1-production/meshd.db"  # a name like a prefix, no token
+    assert redact(path) == path
 
 
 # --- nothing of anyone else's taken over, nothing half made left --------------------------
