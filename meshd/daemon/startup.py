@@ -412,21 +412,12 @@ def rollback(
     root: Path,
     created: Sequence[str] = ("node.key", "wg.key", LOCK_NAME, *STORE_FILES),
 ) -> Iterator[None]:
-    """Leave ``root`` as it was if the body fails: the files of ``created`` that did not exist
-    are removed, and ``root`` itself if it did not exist (and holds nothing else)."""
-    existed = root.exists()
-    before = {name for name in created if (root / name).exists()}
-    try:
+    """Leave ``root`` as it was if the join fails: what ``init`` does too
+    (:func:`meshd.node.statedir.undone_on_failure`), for the files a join makes."""
+    from meshd.node.statedir import undone_on_failure  # the daemon's imports, not up's early ones
+
+    with undone_on_failure(root, created):
         yield
-    except BaseException:
-        for name in created:
-            if name not in before:
-                with contextlib.suppress(FileNotFoundError):
-                    (root / name).unlink()
-        if not existed:
-            with contextlib.suppress(OSError):
-                root.rmdir()  # only if empty: nothing of anyone else's goes
-        raise
 
 
 @contextlib.contextmanager

@@ -12,18 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from meshd.cli import main
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run meshd in-process; return (exit status, stdout, stderr)."""
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.cli.test_failures import run
 
 
 def the_line(err: str) -> str:
