@@ -7,6 +7,7 @@ what :meth:`meshd.babel.core.BabelCore.add_interface` settles from its arguments
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
@@ -18,8 +19,24 @@ from meshd.babel.sources import IPNetwork
 
 InterfaceKind = Literal["wired", "tunnel", "unicast-peers"]
 AcceptHook = Callable[[bytes, IPNetwork, IPNetwork | None], bool]
-CarriesHook = Callable[[bytes, str, IPAddress], bool]
 """``accept(router_id, prefix, source)``: may this originator announce this route?"""
+
+
+class Carrier(enum.IntEnum):
+    """What a neighbour is to a router-id's routes (the ``carries`` hook's answer)."""
+
+    NONE = 0
+    """It may not bring them: its Updates for that router-id are refused."""
+    CARRIED = 1
+    """It may carry them, from their originator elsewhere (a relay, a gateway)."""
+    OWN = 2
+    """It is their originator itself, vouched for by the link (on the mesh, WireGuard's
+    keys): its route is always feasible and, while finite, chosen over every carried one."""
+
+
+CarriesHook = Callable[[bytes, str, IPAddress], Carrier]
+"""``carries(router_id, interface, neighbour)``: what that neighbour is to the router-id's
+routes (:class:`Carrier`)."""
 RedistributeHook = Callable[[str, IPNetwork, IPNetwork | None], bool]
 """``redistribute(interface, prefix, source)``: may we announce this route there?"""
 OnDemandHook = Callable[[str, IPNetwork, IPNetwork | None], bool]
@@ -90,10 +107,13 @@ class CoreConfig:
     """``accept`` for the interfaces outside ``accept_on``: on a gateway, nothing that claims
     the mesh's addresses or a member's router-id (:class:`meshd.babel.options.SiteOrigins`)."""
     carries: CarriesHook | None = None
-    """Where set, whether a neighbour (interface, address) may bring routes of a router-id at
-    all: on the mesh, a member its own, and only a relay or a gateway another member's
-    (``accept`` says what a router-id may originate, not who may carry it: any member could
-    announce another's /128 under its router-id and take its traffic at a relay)."""
+    """Where set, what a neighbour (interface, address) is to a router-id's routes: on the
+    mesh a member brings its own (``Carrier.OWN``), only a relay or a gateway brings another
+    member's (``CARRIED``), and nobody else (``NONE``). ``accept`` says what a router-id may
+    originate, not who may carry it: any member could announce another's /128 under its
+    router-id and take its traffic at a relay. And the originator's own route, heard from
+    it directly, wins over every carried one while its link is up, whatever seqno or metric
+    a carrier claims (:func:`meshd.babel.routes.choose`). None: every neighbour carries."""
     redistribute: RedistributeHook = redistribute_all
     on_demand: OnDemandHook | None = None
     """Where set, a learnt route it names goes out on that interface only to a neighbour that

@@ -141,7 +141,9 @@ class SeqnoRequests:
         self._forwarded = {k: t for k, t in self._forwarded.items() if t > now}
 
     def _feasible(self, entry: RouteEntry) -> bool:
-        return self._sources.feasible(entry.key, entry.router_id, entry.seqno, entry.refmetric)
+        return entry.own or self._sources.feasible(
+            entry.key, entry.router_id, entry.seqno, entry.refmetric
+        )
 
     def _request(
         self,

@@ -10,7 +10,8 @@ against our source table. Among those it takes the smallest metric, but keeps th
 route unless another one is better by more than ``hysteresis``: small fluctuations of
 RTT-based costs then do not make routes flap. An exact tie goes to the lowest neighbour
 (interface, then address), even over the selected route, so that the choice does not depend
-on which announcement came first.
+on which announcement came first. A route heard from its originator itself (where the
+``carries`` hook vouches for it: on the mesh) comes before all of them while it is finite.
 """
 
 from __future__ import annotations
@@ -135,6 +136,9 @@ class RouteEntry:
     expires: float
     cost: int
     """The cost of the link to :attr:`neighbour` when last computed."""
+    own: bool = False
+    """Heard from its originator itself (``Carrier.OWN``): always feasible, and chosen over
+    every carried route while its metric is finite."""
 
     @property
     def key(self) -> RouteKey:
@@ -166,8 +170,17 @@ def choose(
     selected. Both ends of a pair rank the relays alike, so they use the same one, which
     WireGuard's receive filter needs; metrics and hysteresis, which differ per end, would
     let each end keep its own. Any feasible route keeps Babel loop-free (RFC 8966 3.5.1).
+
+    Before all that, a finite route heard from its originator itself (``own``) is chosen
+    over every carried one: a carrier can claim any seqno and metric, and took a member's
+    traffic from its own direct path with them. Such a route cannot loop (its next hop is
+    the destination), so it needs no feasibility.
     """
-    candidates = [entry for entry in entries if entry.metric < INFINITY and is_feasible(entry)]
+    finite = [entry for entry in entries if entry.metric < INFINITY]
+    own = [entry for entry in finite if entry.own]
+    if own:
+        return min(own, key=_order)
+    candidates = [entry for entry in finite if is_feasible(entry)]
     if not candidates:
         return None
     best = min(candidates, key=_order)

@@ -3,12 +3,15 @@
 :class:`RouteSelection` takes what the neighbours say of routes (Updates, retractions,
 expired hold times, link costs that change) and keeps the table and the selection right:
 an Update for a martian prefix (:mod:`meshd.babel.martians`) is dropped and counted; one
-refused by route origin validation counts as a retraction (and is counted); one for a new
+refused by route origin validation, or from a neighbour that may not bring that router-id's
+routes (the ``carries`` hook), counts as a retraction (and is counted); one for a new
 prefix from a neighbour that holds its route budget (``max_routes`` of its interface) is
 dropped and counted; an unfeasible update
 of the selected route from the same originator is ignored (3.5.4) and a newer seqno asked
-for. After every change the key's route is chosen again (:func:`meshd.babel.routes.choose`,
-feasible routes only, with hysteresis; our own prefixes always win), and what the change
+for. A route heard from its originator itself (``Carrier.OWN``) is always feasible. After
+every change the key's route is chosen again (:func:`meshd.babel.routes.choose`, feasible
+routes only, with hysteresis, the originator's own first; our own prefixes always win), and
+what the change
 sets off follows: the events, triggered and urgent updates, and Seqno Requests when the
 key starves or an unfeasible route would be better.
 """
@@ -18,10 +21,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 
-from meshd.babel.config import CoreConfig, InterfaceConfig
+from meshd.babel.config import Carrier, CoreConfig, InterfaceConfig
 from meshd.babel.expand import Route
 from meshd.babel.martians import martian
-from meshd.babel.neighbours import Neighbour
+from meshd.babel.neighbours import IPAddress, Neighbour
 from meshd.babel.requests import SeqnoRequests
 from meshd.babel.routes import (
     Event,
@@ -66,7 +69,8 @@ class RouteSelection:
         self.martians = 0
         """Updates dropped on receipt because their prefix or source prefix is martian."""
         self.refused = 0
-        """Updates refused by route origin validation (``accept`` or ``accept_site``)."""
+        """Updates refused by route origin validation (``accept`` or ``accept_site``) or
+        from a neighbour that may not bring them (``carries``)."""
         self.over_budget = 0
         """Updates for a new prefix from a neighbour already holding its route budget."""
 
@@ -86,16 +90,15 @@ class RouteSelection:
         if route.retraction or route.router_id is None or route.next_hop is None:
             self.retract(key, nid, now)
             return
-        carries = self._config.carries
-        if not self.accepts(interface.name, route.router_id, key) or (
-            carries is not None and not carries(route.router_id, interface.name, nid.address)
-        ):
+        carrier = self.carrier(interface.name, route.router_id, nid.address)
+        if not carrier or not self.accepts(interface.name, route.router_id, key):
             self.refused += 1
             self.retract(key, nid, now)
             return
+        own = carrier is Carrier.OWN
         interval = route.interval / 100 or interface.update_interval
         expires = now + 3.5 * interval
-        feasible = self._sources.feasible(key, route.router_id, route.seqno, route.metric)
+        feasible = own or self._sources.feasible(key, route.router_id, route.seqno, route.metric)
         entry = self._table.entry(key, nid)
         if entry is None and self._table.count_via(nid) >= interface.max_routes:
             # The neighbour's route budget is spent: a new prefix from it is dropped. Its
@@ -122,10 +125,19 @@ class RouteSelection:
             interval=interval,
             expires=expires,
             cost=neighbour.cost,
+            own=own,
         )
         if entry is not None and self._table.selected(key) is entry:
             # Update in place so that the selection keeps pointing at it.
-            for name in ("router_id", "seqno", "refmetric", "next_hop", "interval", "expires"):
+            for name in (
+                "router_id",
+                "seqno",
+                "refmetric",
+                "next_hop",
+                "interval",
+                "expires",
+                "own",
+            ):
                 setattr(entry, name, getattr(fresh, name))
             entry.cost = neighbour.cost
             self._table.put(entry)
@@ -140,6 +152,12 @@ class RouteSelection:
         before = self.current(key)
         if self._table.remove(key, nid) is not None:
             self.reselect(key, before, now)
+
+    def carrier(self, interface: str, router_id: bytes, address: IPAddress) -> Carrier:
+        """What a neighbour is to a router-id's routes (the ``carries`` hook; without one,
+        every neighbour carries)."""
+        carries = self._config.carries
+        return Carrier.CARRIED if carries is None else carries(router_id, interface, address)
 
     def accepts(self, interface: str, router_id: bytes, key: RouteKey) -> bool:
         """Route origin validation: ``accept`` on the interfaces of ``accept_on``,
@@ -170,12 +188,20 @@ class RouteSelection:
             self.retract(entry.key, entry.neighbour, now)
 
     def revalidate(self, now: float) -> None:
-        """Ask the acceptance hook again about every route (a member was revoked)."""
+        """Ask the hooks again about every route (a member was revoked, or stopped relaying)."""
         for entry in list(self._table.all_entries()):
-            if not self.accepts(entry.neighbour.interface, entry.router_id, entry.key):
-                before = self.current(entry.key)
-                self._table.remove(entry.key, entry.neighbour)
-                self.reselect(entry.key, before, now)
+            where = entry.neighbour
+            carrier = self.carrier(where.interface, entry.router_id, where.address)
+            if carrier and self.accepts(where.interface, entry.router_id, entry.key):
+                own = carrier is Carrier.OWN
+                if entry.own != own:
+                    before = self.current(entry.key)
+                    entry.own = own
+                    self.reselect(entry.key, before, now)
+                continue
+            before = self.current(entry.key)
+            self._table.remove(entry.key, where)
+            self.reselect(entry.key, before, now)
 
     # --- selection --------------------------------------------------------------------------
 
@@ -187,7 +213,9 @@ class RouteSelection:
         return hook(prefix, source, entry.neighbour.interface, entry.neighbour.address)
 
     def feasible(self, entry: RouteEntry) -> bool:
-        return self._sources.feasible(entry.key, entry.router_id, entry.seqno, entry.refmetric)
+        return entry.own or self._sources.feasible(
+            entry.key, entry.router_id, entry.seqno, entry.refmetric
+        )
 
     def current(self, key: RouteKey) -> Selection | None:
         """What the selected route of a key is now, to compare after a change."""

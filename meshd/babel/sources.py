@@ -101,6 +101,14 @@ class SourceTable:
             entry.distance = Distance(seqno, metric)
         entry.refreshed = now
 
+    def reset(self, key: RouteKey, router_id: bytes, seqno: int, metric: int, now: float) -> None:
+        """Set the distance to ``(seqno, metric)`` whatever it was: for a route we hear from
+        its originator itself, whose seqno is the truth (a carrier may have claimed one far
+        ahead), and which cannot loop through us."""
+        if metric >= INFINITY:
+            return
+        self._entries[(key, router_id)] = _Entry(Distance(seqno, metric), now)
+
     def expire(self, now: float) -> None:
         """Forget the distances not announced for ``gc_time`` seconds."""
         limit = now - self._gc_time

@@ -255,5 +255,10 @@ class Updates:
             if not config.multicast and same_link and entry.neighbour.address == destination:
                 return retraction if poison else None  # split horizon per peer
             router_id, seqno, metric = entry.router_id, entry.seqno, entry.metric
+            if entry.own:
+                # Its originator's own route: what a carrier claimed before (a seqno far
+                # ahead) no longer bounds what we announce (a next hop that is the
+                # destination cannot loop).
+                self._sources.reset(key, router_id, seqno, metric, now)
         self._sources.announced(key, router_id, seqno, metric, now)
         return Route(prefix, seqno, metric, interval, router_id, next_hop, source)

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Final, cast
 
 import trio
 
-from meshd.babel.config import accept_all
+from meshd.babel.config import Carrier, accept_all
 from meshd.babel.core import BabelCore, CoreConfig
 from meshd.babel.kernel_routes import KernelRoutes
 from meshd.babel.neighbours import IPAddress
@@ -183,20 +183,23 @@ class BabelService:
             random=random.Random().random,  # noqa: S311 (jitter, not secrets)
         )
 
-    def _carries(self, router_id: bytes, interface: str, neighbour: IPAddress) -> bool:
-        """Whether a neighbour on the mesh may bring routes of ``router_id``: its own, or
-        another member's if it is one of the mesh's relays or a gateway (those carry routes
-        between members); a member that is neither brings its own routes alone. Off the mesh
-        (a site link) ``accept_site`` judges."""
+    def _carries(self, router_id: bytes, interface: str, neighbour: IPAddress) -> Carrier:
+        """What a neighbour on the mesh is to the routes of ``router_id``: their originator
+        (``OWN``: its link-local is its WireGuard key's, so WireGuard vouches for who speaks),
+        or, for another member's, a carrier if it is one of the mesh's relays or a gateway
+        (those carry routes between members); a member that is neither brings its own routes
+        alone. Off the mesh (a site link) any neighbour carries, and ``accept_site`` judges."""
         if self.mesh is None or interface != self.mesh.ifname:
-            return True
+            return Carrier.CARRIED
         view = self.members_view
         member = view.peers.get(neighbour)  # type: ignore[arg-type]
         if member is None:
-            return False
+            return Carrier.NONE
+        if view.origins.node_of(router_id) == member.node_key:
+            return Carrier.OWN
         if neighbour in view.relays or neighbour in view.gateways:
-            return True
-        return view.origins.node_of(router_id) == member.node_key
+            return Carrier.CARRIED
+        return Carrier.NONE
 
     def _relay_rank(
         self, prefix: IPNetwork, source: IPNetwork | None, interface: str, neighbour: IPAddress

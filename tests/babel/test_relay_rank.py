@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ipaddress import IPv6Address
 
-from meshd.babel.config import RelayRank
+from meshd.babel.config import Carrier, RelayRank
 from meshd.babel.core import BabelCore, CoreConfig
 from meshd.babel.sources import IPNetwork
 from tests.babel.test_core import NET, Peer, route
@@ -67,3 +67,31 @@ def test_a_relay_whose_route_is_gone_is_replaced_by_the_next() -> None:
     core = core_hearing(R1, R2, ranked)
     Peer(core, R2).announce(2.5, route(0xFFFF), hello=False)  # R2 retracts
     assert selected_via(core) == R1
+
+
+def own_of_b(router_id: bytes, interface: str, neighbour: object) -> Carrier:
+    """B is the originator of ``FAR_ID``'s routes; R1 and R2 carry them."""
+    return Carrier.OWN if neighbour == B else Carrier.CARRIED
+
+
+def test_the_originators_own_route_wins_over_every_carried_claim() -> None:
+    """A carrier claims B's route with a seqno far ahead and a metric of 0; B's own route,
+    worse by metric and older by seqno, is still the one chosen while its link is up, and
+    the carried ones again once it is gone."""
+    core = BabelCore(
+        bytes.fromhex("0000000000000001"), CoreConfig(relay_rank=ranked, carries=own_of_b)
+    )
+    core.add_interface("eth0", kind="wired", hello_interval=1.0, link_local=IPv6Address("fe80::1"))
+    core.handle_timer(0.0)
+    core.datagrams_to_send(0.0)
+    direct, relay = Peer(core, B), Peer(core, R2)
+    now = max(direct.up(0.0), relay.up(0.0))
+    direct.announce(now, route(400, seqno=5))
+    relay.announce(now + 0.1, route(0, seqno=30000))
+    assert selected_via(core) == B
+    view = core.route(NET)
+    assert view is not None
+    assert view.seqno == 5
+    assert view.feasible
+    direct.announce(now + 0.5, route(0xFFFF, seqno=5), hello=False)  # B retracts
+    assert selected_via(core) == R2

@@ -23,6 +23,8 @@ import dataclasses
 from collections.abc import Sequence
 from ipaddress import IPv6Address, IPv6Network, ip_network
 
+import pytest
+
 from meshd.babel.config import CoreConfig, no_jitter
 from meshd.babel.core import BabelCore
 from meshd.babel.options import BabelConfig, MemberOrigins, babel_config, router_id_of
@@ -93,14 +95,16 @@ class FakeMesh:
         pass
 
 
-def gateway(rules: Sequence[str]) -> tuple[BabelService, BabelCore]:
+def gateway(
+    rules: Sequence[str], grants: dict[bytes, list[IPNetwork]] = GRANTS
+) -> tuple[BabelService, BabelCore]:
     service = BabelService(
         babel_config(interfaces=["eth1"], hello_interval=HELLO, redistribute=rules),
         node_key=G_KEY,
         overlay=OVERLAY_OF[G_KEY],
         own_wg_key=G_KEY,
         members=lambda: MEMBERS,
-        grants=lambda key: GRANTS.get(key, []),
+        grants=lambda key: grants.get(key, []),
         mesh=FakeMesh(),
     )
     service._sync_members()
@@ -325,6 +329,63 @@ def test_a_member_cannot_bring_another_members_routes_to_a_gateway() -> None:
         assert view.neighbour.address == MESH_LL[M_KEY], (prefix, view)
         assert view.seqno < 30000
     assert g.counters()["refused_routes"] > 0
+
+
+@pytest.mark.parametrize("forger_first", [False, True], ids=["together", "forger-first"])
+def test_a_carrier_cannot_take_a_members_routes_from_its_own_direct_route(
+    forger_first: bool,
+) -> None:
+    """A member that is one of the carriers (here a gateway: its certificate grants it a
+    site prefix) announced another member's prefixes under that member's router-id, with a
+    seqno far ahead and a link cost of 1: G took its route over the victim's own direct one
+    (a newer seqno is feasible, a lower metric wins). A route heard from its originator
+    itself is chosen while its link is up, whatever a carrier claims; and where the forged
+    one came first (the victim not up yet), the victim's own takes over when it comes, and
+    what G announces of it is the victim's real seqno again."""
+    grants = {**GRANTS, N_KEY: [*GRANTS[N_KEY], ip_network("10.88.0.0/24")]}
+    net = Segments()
+    _service, g = gateway((), grants)
+    net.add("g", g)
+    net.attach("g", "wg0", "mesh", MESH_LL[G_KEY])
+    net.attach("g", "eth1", "lan", LAN["g"])
+    forger = BabelCore(router_id_of(M_KEY), CoreConfig())  # N, speaking as M
+    forger.add_interface(
+        "wg0", kind="unicast-peers", hello_interval=HELLO, link_local=MESH_LL[N_KEY], rxcost=1
+    )
+    forger.add_neighbour("wg0", MESH_LL[G_KEY])
+    for prefix in GRANTS[M_KEY]:
+        forger.originate(prefix)
+    forger.seqno = 30000
+    net.add("n", forger)
+    net.attach("n", "wg0", "mesh", MESH_LL[N_KEY])
+    # A site router on G's LAN hears what G announces of M's prefix (G learns M's routes on
+    # the mesh; the gateway re-originates only its site routes, so this is Babel's own view).
+    lan_speaker(net, "site", bytes.fromhex("5151515151515151"), [], rxcost=96)
+    if forger_first:
+        run_plain(net, 10)
+        assert g.route(M_PREFIX) is not None  # the carrier's route: M is not up yet
+    net.add("m", mesh_member(M_KEY))
+    net.attach("m", "wg0", "mesh", MESH_LL[M_KEY])
+    run_plain(net, 20)
+    m = net.cores["m"]
+    for prefix in GRANTS[M_KEY]:
+        view = g.route(prefix)
+        assert view is not None
+        assert view.neighbour is not None
+        assert view.neighbour.address == MESH_LL[M_KEY], (prefix, view)
+        assert view.seqno == m.seqno < 30000
+        # What bounds G's choice when M's link fails is M's real seqno again, not the
+        # forged one: a seqno M raises on request makes an honest relay's route feasible.
+        distance = g._sources.distance((prefix, None), router_id_of(M_KEY))
+        assert distance is not None
+        assert distance.seqno == m.seqno
+    # And once M goes away, the carrier's route is taken again: it still carries.
+    net.remove("m")
+    run_plain(net, 30)
+    view = g.route(M_PREFIX)
+    assert view is not None
+    assert view.neighbour is not None
+    assert view.neighbour.address == MESH_LL[N_KEY]
 
 
 def run_plain(net: Segments, seconds: int) -> None:
