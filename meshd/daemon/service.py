@@ -314,10 +314,12 @@ class Daemon:
         control = self.control.stats
         host: Any = self.host
         handshakes = getattr(host, "handshakes", None)
+        streams = getattr(host, "streams", None)
         return {
             "handshakes": handshakes.shed if handshakes is not None else 0,
             "handshakes_pending": handshakes.pending if handshakes is not None else 0,
             "handshakes_evicted": handshakes.evicted if handshakes is not None else 0,
+            "streams": streams.refused if streams is not None else 0,
             "control": control.shed,
             "control_idle": control.idle,
             "control_accept_errors": control.accept_errors,

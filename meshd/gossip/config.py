@@ -33,7 +33,8 @@ class HostConfig:
     identity. The gossipsub degrees are those of the gossipsub spec (D, D_lo, D_hi).
     Inbound connections that have not finished the Noise and Yamux handshakes are bounded
     per source (an IPv4 address or an IPv6 /64) and in total, and are closed after
-    ``handshake_timeout``.
+    ``handshake_timeout``; an inbound stream that has not named its protocol by then is
+    reset, and a connection holds at most 64 streams its remote opened.
     """
 
     identity_seed: bytes

@@ -56,6 +56,7 @@ from meshd.gossip.libp2p_workarounds.connections import (
 from meshd.gossip.libp2p_workarounds.inbound import HandshakeBudget
 from meshd.gossip.libp2p_workarounds.logs import FORWARDED_LOGGER, LIBP2P_LOGGER, Libp2pLogBridge
 from meshd.gossip.libp2p_workarounds.shutdown import close_host, drop_nursery_closed, leaves
+from meshd.gossip.libp2p_workarounds.stream_cap import StreamCap
 from meshd.gossip.names import NamedAddr, named_addr
 from meshd.gossip.peers import (
     ConnectResult,
@@ -134,6 +135,8 @@ class GossipHost:
         self.shutdown_timed_out = False
         self.handshakes = HandshakeBudget(config.handshakes_per_source, config.handshakes_total)
         """Inbound connections in their handshake; ``handshakes.shed`` counts refusals."""
+        self.streams = StreamCap()
+        """Streams a remote holds open on one connection; ``streams.refused`` counts resets."""
         self._strangers = StrangerGate(config.dial_timeout)
         # How the names of /dns multiaddrs are looked up (the host's resolver, bounded).
         self.lookups = dialling.Lookups()
@@ -262,6 +265,7 @@ class GossipHost:
             self._delivery.libp2p_validator,
             self._peer_events,
             self.handshakes,
+            self.streams,
         )
         host.get_network().register_notifee(self._strangers)
         self._host, self._pubsub = host, pubsub

@@ -11,6 +11,9 @@
 * Inbound connections in their security handshake are bounded per source and in total,
   and closed after ``handshake_timeout``
   (:func:`~meshd.gossip.libp2p_workarounds.inbound.gate_inbound_handshakes`).
+* Each connection holds at most 64 streams its remote opened, and an inbound stream names
+  its protocol within ``handshake_timeout``
+  (:mod:`~meshd.gossip.libp2p_workarounds.stream_cap`).
 * No connection minimum: the auto-connector is stopped once the host runs (see
   :mod:`meshd.gossip.libp2p_workarounds.connections`), and the membership layer chooses
   the peers.
@@ -43,6 +46,7 @@ from libp2p.transport.tcp.tcp import TCP
 from meshd.gossip.config import HostConfig, parse_multiaddr
 from meshd.gossip.libp2p_workarounds.inbound import HandshakeBudget, gate_inbound_handshakes
 from meshd.gossip.libp2p_workarounds.router import gossipsub_router, seed_sequence_number
+from meshd.gossip.libp2p_workarounds.stream_cap import StreamCap, cap_inbound_streams
 
 __all__ = ["TopicValidator", "build_stack"]
 
@@ -56,12 +60,14 @@ def build_stack(
     validator: TopicValidator,
     notifee: INotifee,
     handshakes: HandshakeBudget,
+    streams: StreamCap,
 ) -> tuple[IHost, GossipSub, Pubsub]:
     """Build (not start) the libp2p host, its gossipsub router and pubsub on ``config.topic``.
 
     ``validator`` becomes the topic's only validator, synchronous (py-libp2p's async
     validators crash its message cache, issue 1118); ``notifee`` hears of connections;
-    ``handshakes`` bounds the inbound connections still in their handshake.
+    ``handshakes`` bounds the inbound connections still in their handshake, ``streams``
+    the streams a remote holds open on one connection.
     """
     noise = NoiseTransport(key_pair, noise_privkey=x25519_key_pair().private_key)
     host = new_host(
@@ -75,9 +81,11 @@ def build_stack(
             low_watermark=0,
             dial_timeout=config.dial_timeout,
             inbound_upgrade_timeout=config.handshake_timeout,
+            inbound_stream_protocol_negotiation_timeout=config.handshake_timeout,
         ),
     )
     gate_inbound_handshakes(host, handshakes)
+    cap_inbound_streams(host, streams)
     gossipsub = gossipsub_router(config)
     pubsub = Pubsub(
         host,

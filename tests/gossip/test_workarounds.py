@@ -21,7 +21,7 @@ from libp2p.pubsub.pubsub import Pubsub
 from libp2p.stream_muxer.yamux.yamux import YamuxStream
 
 from meshd.gossip import libp2p_workarounds as workarounds
-from meshd.gossip.libp2p_workarounds import connections, inbound, logs, router
+from meshd.gossip.libp2p_workarounds import connections, inbound, logs, router, stream_cap
 
 
 def test_the_installed_libp2p_is_the_one_the_workarounds_were_written_for() -> None:
@@ -246,3 +246,20 @@ def test_two_registrations_of_one_peer_at_once_make_one_sender(patched: bool) ->
     else:  # py-libp2p 0.8.1 as it is: the race the patch closes
         assert (pubsub.streams, len(pubsub.senders)) == (2, 2)
         assert pubsub.peer_queues["peer"] is not pubsub.senders[0]  # the first: orphaned
+
+
+def test_what_the_stream_cap_reaches_into_is_there() -> None:
+    from libp2p.network.connection.swarm_connection import SwarmConn
+    from libp2p.stream_muxer.muxer_multistream import MuxerMultistream
+    from libp2p.stream_muxer.yamux.yamux import Yamux
+    from libp2p.transport.upgrader import TransportUpgrader
+
+    assert "self.muxer_multistream.new_conn(" in inspect.getsource(TransportUpgrader)
+    assert "Yamux(" in inspect.getsource(MuxerMultistream.new_conn)
+    assert "self.muxed_conn.accept_stream()" in inspect.getsource(SwarmConn)
+    yamux = inspect.getsource(Yamux)
+    for name in ("streams", "stream_buffers", "stream_events", "streams_lock"):
+        assert f"self.{name}" in yamux, name
+    assert "def _finalize_stream_locked(" in yamux
+    assert "self.is_initiator" in inspect.getsource(YamuxStream)
+    assert YamuxStream.reset is stream_cap._reset_and_forget

@@ -7,9 +7,10 @@ docs/gossip.md, "py-libp2p 0.8.1 pitfalls", gives the measured reason for each i
 
 **Importing this package (any of its modules) patches py-libp2p for the whole process**
 (the last lines below): signed peer records are verified once per change, pubsub registers
-a peer once at a time (a task and a stream leaked each time two registrations raced), Yamux returns
-receive-window credit at half the window, TCP listen ports are not shared (no
-SO_REUSEPORT), and libp2p's and trio's noisiest log lines are held to what says something
+a peer once at a time (a task and a stream leaked each time two registrations raced), Yamux
+returns receive-window credit at half the window and forgets a reset stream at once, TCP
+listen ports are not shared (no SO_REUSEPORT), and libp2p's and trio's noisiest log lines
+are held to what says something
 (filters from :mod:`.logs`). Every other workaround is a function that the host
 (:mod:`meshd.gossip.host`, :mod:`meshd.gossip.stack`) calls. By module:
 
@@ -19,6 +20,8 @@ SO_REUSEPORT), and libp2p's and trio's noisiest log lines are held to what says 
   the handlers of closed inbound connections.
 * :mod:`.connections`: the auto-connector stopped, the listen queue widened, exclusive
   listen ports, dials to a new address; the Yamux credit patch.
+* :mod:`.stream_cap`: the streams a remote may hold open on one connection; the reset
+  stream forgotten.
 * :mod:`.shutdown`: closing the host with libp2p's shutdown race contained, and flattening
   what is left of libp2p's exception groups.
 * :mod:`.logs`: the bridge from libp2p's loggers to ours, and the filters on them.
@@ -75,6 +78,7 @@ from meshd.gossip.libp2p_workarounds.router import (
     _consume_signed_record_once,
     _register_peer_once,
 )
+from meshd.gossip.libp2p_workarounds.stream_cap import _reset_and_forget
 
 __all__ = ["LIBP2P_VERSION"]
 
@@ -88,6 +92,7 @@ LIBP2P_VERSION: Final = "0.8.1"
 libp2p_pubsub.maybe_consume_signed_record = _consume_signed_record_once  # type: ignore[attr-defined]
 libp2p_gossipsub.maybe_consume_signed_record = _consume_signed_record_once  # type: ignore[attr-defined]
 YamuxStream._auto_tune_and_send_window_update = _release_window_at_half  # type: ignore[method-assign]
+YamuxStream.reset = _reset_and_forget  # type: ignore[method-assign]
 if not hasattr(libp2p_pubsub.Pubsub._handle_new_peer, "__wrapped__"):
     libp2p_pubsub.Pubsub._handle_new_peer = _register_peer_once(  # type: ignore[method-assign]
         libp2p_pubsub.Pubsub._handle_new_peer
