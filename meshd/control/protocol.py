@@ -24,7 +24,14 @@ import re
 from itertools import chain, compress
 from typing import Any, Final
 
-from meshd.errors import ControlDecodeError, ControlError, DecodeError, MeshdError, VerifyError
+from meshd.errors import (
+    CommandLineError,
+    ControlDecodeError,
+    ControlError,
+    DecodeError,
+    MeshdError,
+    VerifyError,
+)
 
 VERSION: Final = 1
 MAX_REQUEST: Final = 64 * 1024
@@ -146,6 +153,15 @@ def _line(value: dict[str, Any], limit: int, what: str) -> bytes:
         data = json.dumps(
             value, separators=(",", ":"), ensure_ascii=False, sort_keys=True, allow_nan=False
         ).encode()
+    except UnicodeEncodeError as exc:
+        if what == "request" and "surrogate" in exc.reason:
+            # Bytes that are no UTF-8 in an argument (a member's name), which Python hands
+            # over as surrogates: the user's input, whether or not a daemon runs.
+            raise CommandLineError(
+                "an argument holds bytes that are not UTF-8 text",
+                hint="give names and other text in UTF-8",
+            ) from None
+        raise ControlError(f"the {what} is not JSON: {exc}") from None
     except (TypeError, ValueError, RecursionError) as exc:  # the decoder would refuse it
         raise ControlError(f"the {what} is not JSON: {exc}") from None
     if len(data) + 1 > limit:
