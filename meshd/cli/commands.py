@@ -157,9 +157,19 @@ def invite(
             member_ttl=ttl,
             bootstrap=addrs,
         )
-        node.store.add_issued(
-            record_id(inv.certificate.raw), Kind.CERTIFICATE, inv.certificate.raw, at
-        )
+        rid = record_id(inv.certificate.raw)
+        node.store.add_issued(rid, Kind.CERTIFICATE, inv.certificate.raw, at)
+        try:
+            print(encode_token(inv), flush=True)
+        except OSError as exc:
+            # The token reached no one (a full disk, a closed pipe): the invite is not
+            # kept as issued, and nobody can use it.
+            node.store.remove_issued(rid)
+            raise UsageError(
+                f"the invite token could not be written ({exc.strerror or exc}); "
+                "no invite was issued",
+                hint="run `meshd invite` again with its output going somewhere that takes it",
+            ) from None
     finally:
         node.close()
     note(
@@ -173,7 +183,6 @@ def invite(
             "MULTIADDR` of a running member"
         )
     )
-    print(encode_token(inv))
 
 
 def _bootstrap_addrs(node: NodeDir) -> list[str]:

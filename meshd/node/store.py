@@ -206,8 +206,8 @@ class Store:
         except sqlite3.DatabaseError as exc:
             said = str(exc)
             raise store_error(
-                f"cannot open the store {path}: {said}", said, path.parent, disk_of(path.parent),
-                opening=True,
+                f"cannot open the store {path}: {said}", said, path.parent,
+                disk_of(path.parent, path), opening=True,
             ) from None  # fmt: skip
 
     def close(self) -> None:
@@ -235,8 +235,8 @@ class Store:
         except sqlite3.DatabaseError as exc:
             said, where = str(exc), self.path.parent
             raise store_error(
-                f"cannot write the store {self.path}: {said}", said, where, disk_of(where),
-                opening=False,
+                f"cannot write the store {self.path}: {said}", said, where,
+                disk_of(where, self.path), opening=False,
             ) from None  # fmt: skip
 
     # --- meta -----------------------------------------------------------------------------
@@ -514,6 +514,11 @@ class Store:
                 "INSERT OR REPLACE INTO issued(rid, kind, raw, created_at) VALUES (?, ?, ?, ?)",
                 (rid, int(kind), raw, created_at),
             )
+
+    def remove_issued(self, rid: bytes) -> None:
+        """Forget an issued record that never left this machine (its token was not written)."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM issued WHERE rid = ?", (rid,))
 
     def issued(self, kind: Kind) -> list[bytes]:
         return [
