@@ -34,16 +34,30 @@ class Disk(NamedTuple):
     free_inodes: int
     read_only: bool
     writable: bool  # by the user meshd runs as
+    unwritable_file: Path | None = None
+    """A file of the store (the database, its WAL or shared-memory file) that is there and
+    that the user meshd runs as may not write, in a directory it may write."""
 
 
-def disk_of(directory: Path) -> Disk | None:
-    """The file system holding ``directory`` as it is now, or None if it cannot be looked at."""
+STORE_SIDE_FILES: Final = ("-wal", "-shm")
+"""What SQLite keeps beside a store in WAL mode: the store's name with these after it."""
+
+
+def disk_of(directory: Path, store: Path | None = None) -> Disk | None:
+    """The file system holding ``directory`` as it is now, or None if it cannot be looked at;
+    with ``store``, the first of its files that is there and not writable by us."""
     try:
         info = os.statvfs(directory)
         writable = os.access(directory, os.W_OK)
     except OSError:
         return None
-    return disk_from(info, writable=writable, privileged=os.geteuid() == 0)
+    disk = disk_from(info, writable=writable, privileged=os.geteuid() == 0)
+    if store is None:
+        return disk
+    for path in (store, *(store.with_name(store.name + end) for end in STORE_SIDE_FILES)):
+        if path.exists() and not os.access(path, os.W_OK):
+            return disk._replace(unwritable_file=path)
+    return disk
 
 
 def disk_from(info: os.statvfs_result, *, writable: bool, privileged: bool) -> Disk:
@@ -76,6 +90,11 @@ def store_hint(said: str, directory: Path, disk: Disk | None, opening: bool) -> 
     words = said.lower()
     if any(word in words for word in _HELD):
         return "another program holds the store: stop it, or wait and try again"
+    if disk is not None and not disk.read_only and disk.unwritable_file is not None:
+        return (
+            f"let the user meshd runs as write {disk.unwritable_file} "
+            "(`chmod u+w`, or run meshd as its owner)"
+        )
     if (disk is not None and disk.read_only) or "readonly" in words or "read-only" in words:
         return f"make {directory} writable (its file system may be mounted read-only)"
     full = disk is not None and (disk.free_bytes < FULL_BELOW or disk.free_inodes == 0)

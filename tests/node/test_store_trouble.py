@@ -81,6 +81,21 @@ DAMAGED = (
             True,
             "let the user meshd runs as write in /srv/meshd (or run meshd as its owner)",
         ),
+        # The store file read-only in a directory we may write: the file, not the directory
+        # (the hint was "make /srv/meshd writable", which it was).
+        (
+            "attempt to write a readonly database",
+            ROOMY._replace(unwritable_file=HERE / "meshd.db"),
+            False,
+            "let the user meshd runs as write /srv/meshd/meshd.db (`chmod u+w`, or run meshd "
+            "as its owner)",
+        ),
+        (
+            "attempt to write a readonly database",
+            ROOMY._replace(read_only=True, unwritable_file=HERE / "meshd.db"),
+            False,
+            "make /srv/meshd writable (its file system may be mounted read-only)",
+        ),
         ("file is not a database", ROOMY, True, DAMAGED),
         (
             "database disk image is malformed",
@@ -216,3 +231,29 @@ def test_a_damaged_store_is_said_damaged_with_what_to_do(tmp_path: Path) -> None
     assert the_line(done.stderr) == (
         f"meshd: cannot open the store {node / 'meshd.db'}: file is not a database; {DAMAGED}"
     )
+
+
+def test_a_store_file_we_may_not_write_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As root every mode bit gives way, so the look at the files is made to say no for the
+    shared-memory file alone: that file is named, the others pass."""
+    store = tmp_path / "meshd.db"
+    for name in ("meshd.db", "meshd.db-wal", "meshd.db-shm"):
+        (tmp_path / name).write_bytes(b"")
+    real = os.access
+
+    def access(path: object, mode: int) -> bool:
+        return not str(path).endswith("-shm") and real(path, mode)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "access", access)
+    disk = disk_of(tmp_path, store)
+    assert disk is not None
+    assert disk.unwritable_file == tmp_path / "meshd.db-shm"
+    without = disk_of(tmp_path)  # the directory alone: no file looked at
+    assert without is not None
+    assert without.unwritable_file is None
+    (tmp_path / "meshd.db-shm").unlink()
+    disk = disk_of(tmp_path, store)
+    assert disk is not None
+    assert disk.unwritable_file is None
