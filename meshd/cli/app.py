@@ -7,6 +7,7 @@ vendored click and pydantic), which is why the commands that only ask the daemon
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -95,6 +96,13 @@ def run_app(args: list[str]) -> int:
         # invite token given in the wrong place: its text is a secret).
         from meshd.cli.failures import redact
 
+        variable = _from_environment(exc)
+        if variable is not None:
+            # The value came from the environment, not from the option the message names.
+            detail = " ".join(str(getattr(exc, "message", exc)).split()).rstrip(".")
+            given = f"{variable}={os.environ[variable]!r} in the environment"
+            print(f"meshd: {redact(given)}: {redact(detail)}; fix or unset it", file=sys.stderr)
+            return 2
         message = " ".join(exc.format_message().split()).rstrip(".")
         where = " (see `meshd --help`)" if message.endswith("?") else "; see `meshd --help`"
         if redact(message) != message and args[:1] == ["join"]:
@@ -105,3 +113,21 @@ def run_app(args: list[str]) -> int:
         # Typer turns Ctrl-C in a command into exit 130 without a word.
         print("meshd: interrupted", file=sys.stderr)
     return status if isinstance(status, int) else 0
+
+
+def _from_environment(exc: Exception) -> str | None:
+    """The variable a bad value came from (``MESHD_DEGREE``), if it came from the
+    environment; None if it was given on the command line (or is no parameter's)."""
+    ctx, param = getattr(exc, "ctx", None), getattr(exc, "param", None)
+    if not isinstance(exc, typer.BadParameter) or ctx is None or param is None:
+        return None
+    name = param.name
+    source = ctx.get_parameter_source(name) if name is not None else None
+    if source is None or source.name != "ENVIRONMENT":
+        return None
+    envvar = param.envvar
+    names = [envvar] if isinstance(envvar, str) else list(envvar or ())
+    if ctx.auto_envvar_prefix is not None:
+        names.append(f"{ctx.auto_envvar_prefix}_{name.upper()}")
+    set_ones = [n for n in names if os.environ.get(n)]
+    return set_ones[0] if set_ones else None

@@ -188,6 +188,18 @@ def test_an_argument_that_is_not_utf8_is_a_command_line_error(
     assert not (tmp_path / "n").exists()
 
 
+@pytest.mark.parametrize("command", ["peers", "revoke"])
+def test_a_member_name_that_is_not_utf8_is_a_command_line_error_daemon_or_not(
+    founder: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """No daemon runs here: the name is wrong all the same (it said "the request is not
+    JSON", exit 1)."""
+    name = os.fsdecode(b"caf\xe9")
+    code, _, err = run(capsys, command, name, "--state-dir", str(founder))
+    assert code == 2
+    assert "not UTF-8" in the_line(err)
+
+
 def test_a_terminal_that_cannot_show_a_name_gets_it_escaped(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONIOENCODING="latin-1")
     done = subprocess.run(
@@ -197,6 +209,58 @@ def test_a_terminal_that_cannot_show_a_name_gets_it_escaped(tmp_path: Path) -> N
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert b"internal error" not in done.stderr
+
+
+def test_an_invite_whose_token_cannot_be_written_is_not_issued(
+    founder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``meshd invite > /dev/full``: the token reached no one, and the invite was kept as
+    issued and open all the same (and the line said only "No space left on device")."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "meshd", "invite", "--name", "lost",
+             "--state-dir", str(founder)],
+            stdout=full, stderr=subprocess.PIPE, timeout=60, check=False,
+        )  # fmt: skip
+    err = done.stderr.decode()
+    assert done.returncode == 1, err
+    line = [x for x in err.splitlines() if x.startswith("meshd: ")]
+    assert len(line) == 1, err
+    assert "could not be written" in line[0]
+    assert "no invite was issued" in line[0]
+    assert "Traceback" not in err
+    code, out, err = run(capsys, "invites", "--state-dir", str(founder))
+    assert code == 0, err
+    assert "lost" not in out
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "command"),
+    [
+        ("MESHD_DEGREE", "abc", "up"),
+        ("MESHD_DEGREE", "0", "up"),
+        ("MESHD_LISTEN_PORT", "port", "join"),
+    ],
+)
+def test_a_bad_value_from_the_environment_names_its_variable(
+    founder: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    command: str,
+) -> None:
+    """It blamed the option (``Invalid value for '--degree'``), which was not given."""
+    monkeypatch.setenv(variable, value)
+    argv = ["--state-dir", str(founder / command), "--wg-backend", "none"]
+    if command == "join":
+        argv += ["--invite", "meshd1x", "--no-up"]
+    code, _, err = run(capsys, command, *argv)
+    assert code == 2, err
+    line = the_line(err)
+    assert line.startswith(f"meshd: {variable}={value!r} in the environment: "), line
+    assert line.endswith("; fix or unset it"), line
+    assert "--" not in line
 
 
 def test_an_integer_too_long_to_read_in_the_config_file_is_a_config_error(
