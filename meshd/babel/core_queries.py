@@ -69,6 +69,8 @@ class Queries(CoreState):
             "route_dumps_refused": self.dumps_refused,
             "quick_hellos_refused": self.quick_hellos_refused,
             "seqno_requests_refused": self.seqno_requests_refused,
+            "updates_over_budget": self.updates_over_budget,
+            "updates_superseded": self.updates_superseded,
             "neighbours_evicted": self.neighbours_evicted,
             "neighbours_refused": self.neighbours_refused,
             "unknown_peer_packets": self.dropped,

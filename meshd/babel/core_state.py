@@ -58,6 +58,10 @@ class CoreState:
         """Seqno Requests more than ``SEQNO_AHEAD`` ahead of the seqno they ask past (what
         babeld calls hopelessly out of date), or asking for a rise of our seqno within
         ``SEQNO_RISE_INTERVAL`` of the last: not acted on (:mod:`meshd.babel.core_receive`)."""
+        self.updates_over_budget = 0
+        """Updates dropped: their neighbour's budget was spent (``UPDATE_TABLES``)."""
+        self.updates_superseded = 0
+        """Updates not taken in: a later one in the same datagram replaced them."""
         self._seqno_raised_at: float | None = None  # when a request last raised our seqno
         self._interfaces: dict[str, Interface] = {}
         self._local: dict[RouteKey, int] = {}

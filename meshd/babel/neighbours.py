@@ -152,6 +152,11 @@ class Neighbour:
     """When we last answered its wildcard Route Request with a full dump."""
     quick_hellos: int = 0
     """Unicast Hellos sent to it out of schedule since our last scheduled one."""
+    update_tokens: float = -1.0
+    """The Updates it may still send us now (:meth:`take_updates`); negative: a full budget
+    not yet counted from."""
+    tokens_at: float = 0.0
+    """When :attr:`update_tokens` was last counted."""
     pace: int = 1
     """Our pace towards it: 1, or the interface's rest pace while it is at rest. Our Hello,
     IHU and Update intervals to it are this many times the interface's."""
@@ -248,6 +253,16 @@ class Neighbour:
         since = self.heard_since
         if self.cost >= INFINITY and (since is None or since < self.down_at):
             self.heard_since = now
+
+    def take_updates(self, wanted: int, capacity: float, rate: float, now: float) -> int:
+        """How many of ``wanted`` Updates it may send now: a budget of ``capacity`` that
+        refills at ``rate`` a second (:data:`meshd.babel.core_receive.UPDATE_TABLES`)."""
+        tokens = self.update_tokens
+        refilled = tokens + (now - self.tokens_at) * rate
+        tokens = capacity if tokens < 0 else min(capacity, refilled)
+        taken = min(wanted, int(tokens))
+        self.update_tokens, self.tokens_at = tokens - taken, now
+        return taken
 
     def receive_ihu(self, rxcost: int, interval: float, now: float) -> None:
         """Take the cost it reports for hearing us; it holds for 3.5 IHU intervals."""
