@@ -3,7 +3,9 @@
 :class:`Standing` judges on top of the sponsorship graph (meshd.membership.sponsor_graph: the
 indexes of the set, and which credentials are sponsored within their invites' uses). A
 credential stands when it is sponsored, no revocation names a key it depends on (its own, its
-invite's, its admin's, or an admin key its admin's descends from by hand-over), it was not
+invite's, its admin's, or an admin key its admin's descends from by hand-over) nor any key of
+its membership (every key a chain of hand-overs passed it to or from: a revoked membership
+does not live on in a key its old key hands it to), it was not
 issued by an admin key after that key's hand-over, its root is on the chain of roots, and its
 member neither left nor handed its key over. A member's state at ``now`` adds time: its
 credential's end (renewals included, each capped at its root's end: meshd.membership.lifecycle)
@@ -12,7 +14,7 @@ and, when asked, its silence.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from meshd.membership.sponsor_graph import SponsorGraph
 from meshd.membership.spreading import MAX_SPONSOR_DEPTH
@@ -24,6 +26,61 @@ from meshd.trust.credential import Credential
 
 class Standing(SponsorGraph):
     """The judgement indexes of one membership state."""
+
+    _revoked_memberships: tuple[object, dict[bytes, bytes]] | None = None
+
+    # --- a revocation reaches the whole membership --------------------------------------
+
+    def add_revocation(self, revocation: Revocation) -> set[bytes]:
+        touched = super().add_revocation(revocation)
+        return touched | self._membership_touched({revocation.target})
+
+    def drop_revocations(self, revocations: Iterable[Revocation]) -> set[bytes]:
+        dropped = list(revocations)
+        touched = super().drop_revocations(dropped)
+        return touched | self._membership_touched({r.target for r in dropped})
+
+    def _membership_touched(self, keys: set[bytes]) -> set[bytes]:
+        """The other keys of the memberships of ``keys`` (hand-overs to and from them), and
+        what depends on those: their standing follows a revocation of any one."""
+        if not self._handed_from:
+            return set()
+        mates = {m for key in keys for m in self._membership_keys(key)} - keys
+        if not mates:
+            return set()
+        touched = set(mates)
+        for mate in mates:
+            touched |= self._dependents_of(mate)
+        if any(node in self._sponsored for node in touched):
+            touched |= self._recompute()
+        return touched
+
+    def _membership_keys(self, key: bytes) -> set[bytes]:
+        """Every key of the memberships ``key`` holds a credential of: the keys before it
+        (its lineage), and every key any of them handed over to."""
+        found: set[bytes] = set()
+        for credential in self._held(key):
+            for old in self.lineage(credential):
+                found.add(old)
+                found |= self.handed_to(old)
+        return found
+
+    def _revoked_membership(self, credential: Credential) -> bytes | None:
+        """A revoked key of the credential's membership (the same enrolled credential,
+        ``origin``, through hand-overs), if any: a membership revoked under one of its keys
+        is revoked under all of them. Before, a member revoked under its current key
+        signed, with the key it had handed over from, a second hand-over dated earlier
+        than the first, and stood again under a third key."""
+        if not self._handed_from or not self._revocations:
+            return None  # no hand-over: a membership is one key, judged as such
+        cached = self._revoked_memberships
+        if cached is None or cached[0] is not self._judging:
+            origins: dict[bytes, bytes] = {}
+            for key in sorted(self._revocations):
+                for held in self._held(key):
+                    origins.setdefault(held.origin, key)
+            cached = self._revoked_memberships = (self._judging, origins)
+        return cached[1].get(credential.origin)
 
     # --- judgements ---------------------------------------------------------------------
 
@@ -39,6 +96,7 @@ class Standing(SponsorGraph):
             if (
                 self.sponsored(credential)
                 and self._revoked_by(credential) is None
+                and self._revoked_membership(credential) is None
                 and not (self.admins and self.admins.late(credential))
                 and self._root_on_chain(credential)
             ):
@@ -184,6 +242,8 @@ class Standing(SponsorGraph):
             if revoked_key == node and node in self.handovers and node not in self._revocations:
                 return "handed-over"
             return "revoked" if revoked_key == node else "issuer-revoked"
+        if self._revoked_membership(credential) is not None:
+            return "revoked"
         if self.admins and self.admins.late(credential):
             return "admin-handed-over"
         if not self._root_on_chain(credential):
@@ -277,7 +337,7 @@ class Standing(SponsorGraph):
         """The revocation that excludes a credential of the member (of its key, or of the
         invite or admin key it depends on); None when none does."""
         for credential in self._held(node):
-            key = self._revoked_by(credential)
+            key = self._revoked_by(credential) or self._revoked_membership(credential)
             key = self._revoked_heirs().get(key, key) if key is not None else None
             if key is not None and key in self._revocations:  # not a key handed over
                 return self._revocations[key][0]

@@ -208,6 +208,53 @@ def test_hostile_hand_over_racing_a_revocation() -> None:
         assert len(digests) == 1
 
 
+def test_hostile_a_membership_revoked_under_its_new_key_does_not_live_on_in_a_fork() -> None:
+    """A member rotated its key (X -> Y) and kept X; it is revoked as `meshd revoke` does
+    it, under its current key Y. With X it signs a second hand-over, X -> Z, dated before
+    X -> Y (the earliest hand-over of a key wins). Z stood, with X's name and address, in
+    every order; a revocation of any key of a membership now reaches every key of it."""
+    w = World()
+    member = w.join(w.net.invite())
+    y, z = SigningKey.generate(), SigningKey.generate()
+    to_y = handover(w, member, y, at=NOW - 50)
+    revocation = w.net.revoke(y.public, at=NOW - 5)
+    fork = handover(w, member, z, at=NOW - 60)
+    digests = set()
+    records: list[Record] = [to_y, revocation, fork]
+    for order in itertools.permutations(records):
+        state = w.elsewhere(member)
+        merge(state, order)
+        assert view(state, z.public) == (MemberState.REVOKED, "revoked"), order
+        assert view(state, y.public)[0] is MemberState.REVOKED
+        assert state.revocation_of(z.public) is not None
+        digests.add(state.digest())
+    assert len(digests) == 1
+    # As it happens on a node that runs: Z's arrival is its revocation, and its
+    # announcement is refused.
+    w.ingest(to_y)
+    w.ingest(revocation)
+    outcome = w.ingest(fork)
+    assert [type(e).__name__ for e in outcome.events] == ["Revoked"]
+    heir = Node(z, member.wg, member.name, member.credential)
+    mine = w.state.member(z.public, NOW)
+    assert mine is not None
+    with pytest.raises(VerifyError) as caught:
+        w.ingest(heir.announce(w.net, NOW, prefixes=(host_prefix(mine.overlay),)))
+    assert caught.value.reason == "revoked"
+
+
+def test_a_revocation_of_the_old_key_still_reaches_the_new_one_and_no_further() -> None:
+    """The rule the other way round, as before: revoking the old key X after X -> Y
+    excludes Y; another member stays admitted."""
+    w = World()
+    member, other = w.join(w.net.invite()), w.join(w.net.invite())
+    y = SigningKey.generate()
+    w.ingest(handover(w, member, y))
+    w.ingest(w.net.revoke(member.key.public, at=NOW - 5))
+    assert view(w.state, y.public)[0] is MemberState.REVOKED
+    assert view(w.state, other.key.public) == (MemberState.ADMITTED, "")
+
+
 def test_hostile_replayed_hand_over_is_ignored() -> None:
     w = World()
     member = w.join(w.net.invite())
