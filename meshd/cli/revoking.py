@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, TypeVar
 
 from meshd.cli.output import b64, emit_json, note, when
 from meshd.control.client import ask
@@ -41,6 +41,15 @@ if TYPE_CHECKING:
     from meshd.node.statedir import NodeDir
     from meshd.records import Certificate, Revocation, Role
     from meshd.trust.invites import Issuer
+
+
+KEPT_FOR_GOOD: Final = 2**64 - 1
+"""The ``expires_at`` of every revocation ``meshd revoke`` makes: never pruned. A member's
+end known to the revoker was not its last: renewals made elsewhere, or of a key its
+membership was handed over from, carried it further, and an invite's members can be
+renewed for years; a revocation that expired before them let them stand again where it was
+pruned (a restart, a node that joined later). An ended member is revoked all the same (its
+end was in the past: the revocation was refused as expired)."""
 
 
 def revoke(
@@ -221,7 +230,6 @@ class _Candidate(NamedTuple):
     node_id: str
     name: str
     wg_key: str  # base64, as `wg` prints it
-    credentials_end: int
 
 
 def _candidate_from_member(member: Member, state: Membership) -> _Candidate:
@@ -230,7 +238,6 @@ def _candidate_from_member(member: Member, state: Membership) -> _Candidate:
         member.node_id,
         member.name,
         b64(member.wg_key),
-        state.credentials_end(member.node_key),
     )
 
 
@@ -240,7 +247,6 @@ def _candidate_from_row(row: PeerRow) -> _Candidate:
         row.node_id,
         row.name,
         row.wg_public_key,
-        row.credentials_end,
     )
 
 
@@ -289,7 +295,7 @@ def _revocation_target(
     admin_id: str | None,
     at: int,
 ) -> tuple[bytes, Role, int, str]:
-    from meshd.records import U64, Role
+    from meshd.records import Role
     from meshd.trust.keys import fingerprint
 
     if node_ref is not None:
@@ -299,11 +305,11 @@ def _revocation_target(
                 "this node cannot revoke itself",
                 hint="revoke it from another node that holds the root or an admin key",
             )
-        # Kept until the last of the member's credentials ends, renewals included.
+        # Kept for good (KEPT_FOR_GOOD): a membership can outlive any end known here.
         return (
             member.node_key,
             Role.MEMBER,
-            member.credentials_end,
+            KEPT_FOR_GOOD,
             f"{member.name} ({member.node_id})",
         )
     if state is None:
@@ -323,13 +329,12 @@ def _revocation_target(
     if len(matches) > 1:
         raise UsageError(f"{ref!r} matches {len(matches)} {kind}s", hint="give more of the id")
     cert = next(iter(matches.values()))
-    expires = cert.not_after + cert.member_ttl if wanted is Role.INVITE else U64
     label = f"{kind} {fingerprint(cert.subject)}"
     cutoff = state.admin_cutoff(cert.subject) if wanted is Role.ADMIN else None
     if cutoff is not None:
         # A revocation of a key handed over wins over the hand-over (wire-format §6.13).
         label += f" (replaced {when(cutoff)}: its successor is revoked with it)"
-    return cert.subject, wanted, min(expires, U64), label
+    return cert.subject, wanted, KEPT_FOR_GOOD, label
 
 
 def _known_certificates(node: NodeDir, state: Membership) -> list[Certificate]:

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from meshd.cli.revoking import (
+    KEPT_FOR_GOOD,
     _candidate_from_member,
     build_revocations,
     matching,
@@ -82,7 +83,7 @@ async def revoke(state: NodeState, flood: Flood, request: RevokeRequest) -> Revo
         target,
         Role.MEMBER,
         at,
-        member.credentials_end,  # kept until the last of its credentials ends
+        KEPT_FOR_GOOD,  # never pruned (meshd.cli.revoking.KEPT_FOR_GOOD)
         reason,
         sponsored,
     )

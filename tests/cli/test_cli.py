@@ -286,6 +286,17 @@ def test_revoke_unused_invite(founder: Path, capsys: pytest.CaptureFixture[str])
     )
     assert code == 0
     assert json.loads(out)["target_role"] == "invite"
+    # Kept for good: the invite's members can be renewed past any end known here
+    # (tests/membership/test_revocations_kept.py).
+    from meshd.node.store import Store
+    from meshd.records import U64, Kind, Revocation, decode_untrusted
+
+    store = Store(founder / "meshd.db")
+    try:
+        raws = [raw for _, raw in store.rows([Kind.REVOCATION])]
+    finally:
+        store.close()
+    assert [decode_untrusted(raw, Revocation).expires_at for raw in raws] == [U64]
 
 
 def test_admin_delegation(

@@ -65,7 +65,7 @@ def test_matching_picks_what_resolving_every_member_picks(
     members = _members(picks, asked)
 
     def candidate(m: Seen) -> _Candidate:
-        return _Candidate(m.node_key, m.node_id_text, m.name, b64(m.wg_key), 0)
+        return _Candidate(m.node_key, m.node_id_text, m.name, b64(m.wg_key))
 
     every = _outcome([candidate(m) for m in members], ref)
     assert _outcome([candidate(m) for m in matching(members, ref)], ref) == every
