@@ -128,7 +128,7 @@ class Merger:
         # Its dates from the certificate decoded, not read again from its bytes.
         t._not_future(cert.not_before, now, "certificate")
         if t._standing.renewals.end(credential, own=cert.not_after) < now:
-            raise VerifyError("expired", "the member certificate has expired")
+            self._ended(credential.node_key, rid, cert.raw, change, "member certificate")
         for admin in cert.chain:
             t._issuing.setdefault(admin.raw, admin.subject)
         self._add_credential(
@@ -141,9 +141,10 @@ class Merger:
         t._not_future(admission.admitted_at, now, "admission")
         t._not_future(admission.enrollment.created_at, admission.admitted_at, "enrollment")
         if t._standing.renewals.end(credential) < now:
-            raise VerifyError("expired", "the membership has expired")
+            self._ended(credential.node_key, rid, admission.raw, change, "membership")
         if not t._standing.knows(admission.sponsor):
             t._pending.park(admission.sponsor, rid, admission.raw, own=False, source=change.source)
+            self._wake_ended(admission.sponsor, now, change)
             return True
         # One admission per enrollment and sponsor is kept: the earliest by (time, id). Copies
         # countersigned by other keys are kept beside it: each can add a way for the member to
@@ -191,13 +192,14 @@ class Merger:
                 raise VerifyError("bad-chain", "the hand-over it names did not go to the old key")
         if not t._standing.knows(old):
             t._pending.park(old, rid, handover.raw, own=False, source=change.source)
+            self._wake_ended(old, now, change)
             return True
         # The membership as renewed: renewals of the old key and of the keys before it carry
         # over (meshd.membership.standing.Standing.lineage). Judged once the old key's
         # credential is here, so that the keys before it are known whatever the order.
         carried = (new, *t._standing.handed_lineage(old, credential.origin))
         if t._standing.renewals.end(credential, subjects=carried) < now:
-            raise VerifyError("expired", "the membership handed over has ended")
+            self._ended(new, rid, handover.raw, change, "membership handed over")
         origin = t._origin.get(new)
         if origin is None or (handover.issued_at, rid) < origin[:2]:
             t._origin[new] = (handover.issued_at, rid, old)
@@ -205,6 +207,36 @@ class Merger:
         change.touched |= t._standing.add_handover(old, handover.issued_at, rid, handover.sponsored)
         self._add_credential(credential, rid, Kind.HANDOVER, handover.raw, now, change)
         return False
+
+    def _ended(self, node: bytes, rid: bytes, raw: bytes, change: Change, what: str) -> None:
+        """A credential that has ended (its renewals too) is merged only while a record of
+        another member waits here for its key: an admission it countersigned, whose member
+        stands on it (sponsorship is judged without dates), or a hand-over from it. Else it
+        is refused (``expired``) and kept aside in the pending pool under its own key, for
+        such a record that comes later (:meth:`_wake_ended`). Before, it was refused either
+        way, and a load or a sync that read it before what it sponsored (a store's order)
+        lost both: a member admitted by one that left, was revoked or ran out vanished from
+        every node that restarted or joined, while running nodes held it admitted."""
+        t = self._t
+        if t._pending.waited_for(node):
+            return
+        t._pending.park(node, rid, raw, own=True, source=change.source)
+        raise VerifyError("expired", f"the {what} has expired")
+
+    def _wake_ended(self, key: bytes, now: int, change: Change) -> None:
+        """A record waits for ``key`` now: the ended credentials of ``key`` kept aside
+        (:meth:`_ended`) are merged, and with them what waits for ``key``; its other own
+        records wait on."""
+        t = self._t
+        for rid, raw in t._pending.take_own(key):
+            record = decode_record_untrusted(raw)
+            if not isinstance(record, Certificate | Admission | Handover):
+                t._pending.park(key, rid, raw, own=True)
+                continue
+            try:
+                self.merge(record, rid, now, change)
+            except VerifyError:
+                continue
 
     def _add_credential(
         self,
