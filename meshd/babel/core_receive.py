@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from meshd.babel.codec import decode_packet_untrusted
 from meshd.babel.core_state import CoreState
 from meshd.babel.expand import (
+    Message,
     RequestAllRoutes,
     RequestRoute,
     RequestSeqno,
@@ -156,8 +157,8 @@ class Receiving(CoreState):
         self._updates.full(iface, neighbour.address, now)
 
     def _within_budget(
-        self, iface: Interface, neighbour: Neighbour, messages: list[object], now: float
-    ) -> list[object]:
+        self, iface: Interface, neighbour: Neighbour, messages: list[Message], now: float
+    ) -> list[Message]:
         """A datagram's messages as they are taken in: of its Updates for one route, only
         the last (each replaces the one before, and a wildcard retraction all before it:
         the end is the same, without the selections in between), and of those only as many
