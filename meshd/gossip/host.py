@@ -55,6 +55,7 @@ from meshd.gossip.libp2p_workarounds.connections import (
 )
 from meshd.gossip.libp2p_workarounds.inbound import HandshakeBudget
 from meshd.gossip.libp2p_workarounds.logs import FORWARDED_LOGGER, LIBP2P_LOGGER, Libp2pLogBridge
+from meshd.gossip.libp2p_workarounds.peerstore import FORGET_INTERVAL, forget_gone_peers
 from meshd.gossip.libp2p_workarounds.shutdown import close_host, drop_nursery_closed, leaves
 from meshd.gossip.libp2p_workarounds.stream_cap import StreamCap
 from meshd.gossip.names import NamedAddr, named_addr
@@ -217,6 +218,14 @@ class GossipHost:
         """
         self._strangers.bound(budget, is_member)
 
+    async def _forget_gone_peers(self, host: IHost, router: object) -> None:
+        """Every :data:`FORGET_INTERVAL` s, once strangers are bounded: what libp2p keeps of
+        the peers that are gone and no members, forgotten (``forget_gone_peers``)."""
+        while True:
+            await trio.sleep(FORGET_INTERVAL)
+            if self._strangers.budget is not None:
+                forget_gone_peers(host, self._strangers.is_member, router)
+
     def source_of_peer(self, peer_id: str) -> str | None:
         """The source (IPv4 address or IPv6 /64) of ``peer_id``'s inbound connection;
         None if we hold none (we dialled it, or it is gone)."""
@@ -293,6 +302,7 @@ class GossipHost:
                         async with trio.open_nursery() as nursery:
                             nursery.start_soon(self._delivery.drain, subscription)
                             nursery.start_soon(self._strangers.close_shed)
+                            nursery.start_soon(self._forget_gone_peers, host, gossipsub)
                             try:
                                 yield
                             except BaseException as exc:

@@ -14,6 +14,8 @@
 * Each connection holds at most 64 streams its remote opened, and an inbound stream names
   its protocol within ``handshake_timeout``
   (:mod:`~meshd.gossip.libp2p_workarounds.stream_cap`).
+* The peerstore never evicts the host's own entry; the peers that are gone are forgotten
+  (:mod:`~meshd.gossip.libp2p_workarounds.peerstore`).
 * No connection minimum: the auto-connector is stopped once the host runs (see
   :mod:`meshd.gossip.libp2p_workarounds.connections`), and the membership layer chooses
   the peers.
@@ -45,6 +47,7 @@ from libp2p.transport.tcp.tcp import TCP
 
 from meshd.gossip.config import HostConfig, parse_multiaddr
 from meshd.gossip.libp2p_workarounds.inbound import HandshakeBudget, gate_inbound_handshakes
+from meshd.gossip.libp2p_workarounds.peerstore import lift_peer_cap
 from meshd.gossip.libp2p_workarounds.router import gossipsub_router, seed_sequence_number
 from meshd.gossip.libp2p_workarounds.stream_cap import StreamCap, cap_inbound_streams
 
@@ -86,6 +89,7 @@ def build_stack(
     )
     gate_inbound_handshakes(host, handshakes)
     cap_inbound_streams(host, streams)
+    lift_peer_cap(host)
     gossipsub = gossipsub_router(config)
     pubsub = Pubsub(
         host,

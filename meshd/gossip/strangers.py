@@ -71,6 +71,11 @@ class StrangerGate(ConnectionNotifee):
         self.budget = budget
         self._is_member = is_member
 
+    def is_member(self, peer: str) -> bool:
+        """Whether ``peer`` (base58) is a standing member, as the owner said (False for
+        every peer until bounded)."""
+        return self._is_member(peer)
+
     async def connected(self, network: INetwork, conn: INetConn) -> None:
         self._stranger_connected(conn)
         await trio.lowlevel.checkpoint()

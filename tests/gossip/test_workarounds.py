@@ -263,3 +263,16 @@ def test_what_the_stream_cap_reaches_into_is_there() -> None:
     assert "def _finalize_stream_locked(" in yamux
     assert "self.is_initiator" in inspect.getsource(YamuxStream)
     assert YamuxStream.reset is stream_cap._reset_and_forget
+
+
+def test_what_the_peerstore_sweep_reaches_into_is_there() -> None:
+    from libp2p.network.auto_connector import AutoConnector
+    from libp2p.peer.peerstore import PeerStore
+    from libp2p.pubsub.gossipsub import GossipSub
+
+    store = inspect.getsource(PeerStore)
+    assert "self.max_peers" in store
+    assert "def _enforce_peer_limit(" in store
+    assert "def clear_peerdata(" in store
+    assert "self._recent_disconnects" in inspect.getsource(AutoConnector)
+    assert "self.recent_message_deliveries" in inspect.getsource(GossipSub)

@@ -22,6 +22,8 @@ are held to what says something
   listen ports, dials to a new address; the Yamux credit patch.
 * :mod:`.stream_cap`: the streams a remote may hold open on one connection; the reset
   stream forgotten.
+* :mod:`.peerstore`: the host's own peerstore entry never evicted; the peers that are gone
+  forgotten.
 * :mod:`.shutdown`: closing the host with libp2p's shutdown race contained, and flattening
   what is left of libp2p's exception groups.
 * :mod:`.logs`: the bridge from libp2p's loggers to ours, and the filters on them.
