@@ -12,7 +12,7 @@ in meshd.membership.authority. Re-judging afterwards is meshd.membership.settle.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from meshd.errors import VerifyError
 from meshd.membership.authority import AuthorityMerger
@@ -45,6 +45,10 @@ from meshd.trust.chain import UnknownRoot
 from meshd.trust.credential import Credential
 
 _Merge = Callable[[Any, bytes, int, Change], bool]
+
+ENDED: Final = b"ended:"
+"""The pending pool files an ended credential under this and its member's key
+(:meth:`Merger._ended`)."""
 
 
 # A member's announcement, as it is kept, holds the very node key its credential (and every
@@ -220,21 +224,17 @@ class Merger:
         t = self._t
         if t._pending.waited_for(node):
             return
-        t._pending.park(node, rid, raw, own=True, source=change.source)
+        # Under a key of its own: a revocation of the member drops what waits for it as its
+        # own (its announcements), and a revoked sponsor's members it lists need this.
+        t._pending.park(ENDED + node, rid, raw, own=True, source=change.source)
         raise VerifyError("expired", f"the {what} has expired")
 
     def _wake_ended(self, key: bytes, now: int, change: Change) -> None:
         """A record waits for ``key`` now: the ended credentials of ``key`` kept aside
-        (:meth:`_ended`) are merged, and with them what waits for ``key``; its other own
-        records wait on."""
-        t = self._t
-        for rid, raw in t._pending.take_own(key):
-            record = decode_record_untrusted(raw)
-            if not isinstance(record, Certificate | Admission | Handover):
-                t._pending.park(key, rid, raw, own=True)
-                continue
+        (:meth:`_ended`) are merged, and with them what waits for ``key``."""
+        for rid, raw in self._t._pending.take(ENDED + key):
             try:
-                self.merge(record, rid, now, change)
+                self.merge(decode_record_untrusted(raw), rid, now, change)
             except VerifyError:
                 continue
 

@@ -99,19 +99,6 @@ class PendingPool:
         bucket = self._by_key.get(key)
         return bucket is not None and not all(own for _, own in bucket.values())
 
-    def take_own(self, key: bytes) -> list[tuple[bytes, bytes]]:
-        """Remove and return, by record id, ``key``'s own records that wait here."""
-        bucket = self._by_key.get(key)
-        if not bucket:
-            return []
-        mine = sorted((rid, raw) for rid, (raw, own) in bucket.items() if own)
-        for rid, _ in mine:
-            del bucket[rid]
-            self._forget((key, rid))
-        if not bucket:
-            del self._by_key[key]
-        return mine
-
     def drop_own(self, key: bytes) -> None:
         """Forget ``key``'s own records (it was revoked: they can never be merged). Records
         that others made and that wait for ``key`` (admissions it countersigned) stay."""
