@@ -101,11 +101,16 @@ class SourceTable:
             entry.distance = Distance(seqno, metric)
         entry.refreshed = now
 
-    def reset(self, key: RouteKey, router_id: bytes, seqno: int, metric: int, now: float) -> None:
-        """Set the distance to ``(seqno, metric)`` whatever it was: for a route we hear from
-        its originator itself, whose seqno is the truth (a carrier may have claimed one far
-        ahead), and which cannot loop through us."""
-        if metric >= INFINITY:
+    def reset_if_ahead(
+        self, key: RouteKey, router_id: bytes, seqno: int, metric: int, now: float
+    ) -> None:
+        """Set the distance back to ``(seqno, metric)`` if it holds a seqno ahead of
+        ``seqno``: for a route we hear from its originator itself, whose seqno is the truth
+        (a carrier may have claimed one far ahead), and which cannot loop through us. A
+        distance at that seqno or older is left to :meth:`announced`, which only improves
+        it."""
+        entry = self._entries.get((key, router_id))
+        if metric >= INFINITY or entry is None or seqno_diff(entry.distance.seqno, seqno) <= 0:
             return
         self._entries[(key, router_id)] = _Entry(Distance(seqno, metric), now)
 

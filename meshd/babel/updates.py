@@ -256,9 +256,9 @@ class Updates:
                 return retraction if poison else None  # split horizon per peer
             router_id, seqno, metric = entry.router_id, entry.seqno, entry.metric
             if entry.own:
-                # Its originator's own route: what a carrier claimed before (a seqno far
-                # ahead) no longer bounds what we announce (a next hop that is the
-                # destination cannot loop).
-                self._sources.reset(key, router_id, seqno, metric, now)
+                # Its originator's own route: what a carrier claimed before (a seqno ahead of
+                # the originator's) no longer bounds what we accept after it (a next hop that
+                # is the destination cannot loop). Otherwise the distance only improves.
+                self._sources.reset_if_ahead(key, router_id, seqno, metric, now)
         self._sources.announced(key, router_id, seqno, metric, now)
         return Route(prefix, seqno, metric, interval, router_id, next_hop, source)
