@@ -35,7 +35,7 @@ import pytest
 
 from meshd.babel.options import router_id_of
 from meshd.lab import Lab
-from meshd.lab.demo import LabMesh
+from meshd.lab.demo import LabMesh, MeshTimeout
 from meshd.lab.demo import wait_for as wait_until
 from tests.babel_interop.netns import Babeld, _stop, sh, wait_for
 
@@ -335,7 +335,12 @@ def test_new_rules_at_a_sighup_take_effect_at_once_both_ways(gateway: Gateway) -
     try:
         gateway.h2_config.write_text(redistribute(("fd55::/16 allow",)))
         process.send_signal(signal.SIGHUP)
-        took = wait_until(lambda: both() == (False, False), 10, "both routes to leave")
+        try:
+            took = wait_until(lambda: both() == (False, False), 10, "both routes to leave")
+        except MeshTimeout:
+            # Which one stayed (the site route at h1, h1's /128 at babeld), and what h2 says.
+            status = mesh.run("h2", "status", "--json").stdout
+            raise AssertionError(f"still there: {both()}; h2's config: {status[:2000]}") from None
         print(f"new rules: both routes gone {took:.2f} s after the SIGHUP")
         assert took < 3.0, "a route the rules refuse now was left to its hold time"
     finally:
