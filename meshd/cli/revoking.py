@@ -91,7 +91,7 @@ def revoke(
             candidates = [_candidate_from_row(r) for r in rows]
         else:
             state = node.membership(at)
-            candidates = [_candidate_from_member(m, state) for m in state.members(at)]
+            candidates = [_candidate_from_member(m) for m in state.members(at)]
         target, role, expires_at, label = _revocation_target(
             node, state, candidates, node_ref, invite_id, admin_id, at
         )
@@ -232,7 +232,7 @@ class _Candidate(NamedTuple):
     wg_key: str  # base64, as `wg` prints it
 
 
-def _candidate_from_member(member: Member, state: Membership) -> _Candidate:
+def _candidate_from_member(member: Member) -> _Candidate:
     return _Candidate(
         member.node_key,
         member.node_id,

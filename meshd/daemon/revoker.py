@@ -68,7 +68,7 @@ async def revoke(state: NodeState, flood: Flood, request: RevokeRequest) -> Revo
     found = matching(state.feed.current.members, node_ref) or matching(
         membership.members(at), node_ref
     )
-    member = resolve_member([_candidate_from_member(m, membership) for m in found], node_ref)
+    member = resolve_member([_candidate_from_member(m) for m in found], node_ref)
     if member.node_key == state.key:
         raise UsageError(
             "this node cannot revoke itself",

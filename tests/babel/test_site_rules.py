@@ -298,6 +298,21 @@ def test_member_origins_take_router_ids_the_caller_holds_and_judge_the_same() ->
     assert not given.accept(router_id_of(b"x" * 32), GRANTS[M_KEY][0], None)
 
 
+def add_forger(net: Segments) -> None:
+    """N on the mesh, speaking to G as M: M's prefixes under M's router-id, a seqno 30,000
+    ahead and a claimed link cost of 1."""
+    forger = BabelCore(router_id_of(M_KEY), CoreConfig())
+    forger.add_interface(
+        "wg0", kind="unicast-peers", hello_interval=HELLO, link_local=MESH_LL[N_KEY], rxcost=1
+    )
+    forger.add_neighbour("wg0", MESH_LL[G_KEY])
+    for prefix in GRANTS[M_KEY]:
+        forger.originate(prefix)
+    forger.seqno = 30000
+    net.add("n", forger)
+    net.attach("n", "wg0", "mesh", MESH_LL[N_KEY])
+
+
 def test_a_member_cannot_bring_another_members_routes_to_a_gateway() -> None:
     """A member that is neither a relay nor a gateway announced another member's prefixes
     under that member's router-id, with a seqno far ahead and a link cost of 1: the gateway
@@ -311,16 +326,7 @@ def test_a_member_cannot_bring_another_members_routes_to_a_gateway() -> None:
     net.attach("g", "eth1", "lan", LAN["g"])
     net.add("m", mesh_member(M_KEY))
     net.attach("m", "wg0", "mesh", MESH_LL[M_KEY])
-    forger = BabelCore(router_id_of(M_KEY), CoreConfig())  # N, speaking as M
-    forger.add_interface(
-        "wg0", kind="unicast-peers", hello_interval=HELLO, link_local=MESH_LL[N_KEY], rxcost=1
-    )
-    forger.add_neighbour("wg0", MESH_LL[G_KEY])
-    for prefix in GRANTS[M_KEY]:
-        forger.originate(prefix)
-    forger.seqno = 30000
-    net.add("n", forger)
-    net.attach("n", "wg0", "mesh", MESH_LL[N_KEY])
+    add_forger(net)
     run_plain(net, 20)
     for prefix in GRANTS[M_KEY]:
         view = g.route(prefix)
@@ -348,16 +354,7 @@ def test_a_carrier_cannot_take_a_members_routes_from_its_own_direct_route(
     net.add("g", g)
     net.attach("g", "wg0", "mesh", MESH_LL[G_KEY])
     net.attach("g", "eth1", "lan", LAN["g"])
-    forger = BabelCore(router_id_of(M_KEY), CoreConfig())  # N, speaking as M
-    forger.add_interface(
-        "wg0", kind="unicast-peers", hello_interval=HELLO, link_local=MESH_LL[N_KEY], rxcost=1
-    )
-    forger.add_neighbour("wg0", MESH_LL[G_KEY])
-    for prefix in GRANTS[M_KEY]:
-        forger.originate(prefix)
-    forger.seqno = 30000
-    net.add("n", forger)
-    net.attach("n", "wg0", "mesh", MESH_LL[N_KEY])
+    add_forger(net)
     # A site router on G's LAN hears what G announces of M's prefix (G learns M's routes on
     # the mesh; the gateway re-originates only its site routes, so this is Babel's own view).
     lan_speaker(net, "site", bytes.fromhex("5151515151515151"), [], rxcost=96)
