@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from meshd.daemon.feed import Subscription
     from meshd.daemon.state import NodeState
 
+FORKED: Final = "a key of its membership was handed over twice"
+"""The reason a node revoked that way stops with (no revocation names it)."""
+
 POLL: Final = 1.0
 """Seconds between looks while the membership does not change (a belt to the feed's braces)."""
 
@@ -54,6 +57,8 @@ def own_ending(membership: Membership, key: bytes, now: int) -> Ending | None:
             return Ending(Ended.HANDED_OVER)
         if me.reason != Ended.LEFT:
             found = membership.revocation_of(key)
+            if found is None and me.reason == "forked":
+                return Ending(Ended.REVOKED, FORKED)
             return Ending(Ended.REVOKED, "" if found is None else found.reason)
     if membership.leave_of(key) is not None:
         return Ending(Ended.LEFT)

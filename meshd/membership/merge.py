@@ -46,6 +46,10 @@ from meshd.trust.credential import Credential
 
 _Merge = Callable[[Any, bytes, int, Change], bool]
 
+KEPT_HANDOVERS: Final = 2
+"""How many hand-overs of one key the set keeps: its earliest (its membership's next key)
+and, if it signed another, the earliest other, which shows that it handed over twice."""
+
 ENDED: Final = b"ended:"
 """The pending pool files an ended credential under this and its member's key
 (:meth:`Merger._ended`)."""
@@ -182,9 +186,17 @@ class Merger:
         gets the old one's credential, sponsored by the old key (meshd.membership.standing),
         and the old key stops standing; its earliest hand-over wins."""
         t = self._t
+        old, new = handover.old_key, handover.new_key
+        # A key that hands over twice forfeits its membership (meshd.membership.standing), so
+        # its two earliest hand-overs say all there is: a later one is refused before its
+        # signatures are checked; an earlier one takes the place of the later kept (below).
+        kept = [entry[:2] for entry in t._standing.handovers.get(old, ())]
+        if len(kept) >= KEPT_HANDOVERS and kept[KEPT_HANDOVERS - 1] <= (handover.issued_at, rid):
+            raise VerifyError(
+                "superseded-handover", "two earlier hand-overs of this key are already known"
+            )
         credential = t.verifier.handover(handover)
         t._not_future(handover.issued_at, now, "hand-over")
-        old, new = handover.old_key, handover.new_key
         if handover.previous:
             # Linked by id: the named hand-over must be a credential of the old key, of the
             # same enrolled membership; until it is here, this one waits for it.
@@ -204,6 +216,9 @@ class Merger:
         carried = (new, *t._standing.handed_lineage(old, credential.origin))
         if t._standing.renewals.end(credential, subjects=carried) < now:
             self._ended(new, rid, handover.raw, change, "membership handed over")
+        beyond = sorted([*kept, (handover.issued_at, rid)])[KEPT_HANDOVERS:]
+        if beyond:
+            self._leave_set([kept_rid for _, kept_rid in beyond], change)
         origin = t._origin.get(new)
         if origin is None or (handover.issued_at, rid) < origin[:2]:
             t._origin[new] = (handover.issued_at, rid, old)
@@ -211,6 +226,48 @@ class Merger:
         change.touched |= t._standing.add_handover(old, handover.issued_at, rid, handover.sponsored)
         self._add_credential(credential, rid, Kind.HANDOVER, handover.raw, now, change)
         return False
+
+    def _leave_set(self, rids: list[bytes], change: Change) -> None:
+        """Hand-overs that earlier ones of their key replace leave the set, and with them
+        what was merged only because their new keys held a credential (each such key holds
+        none now): the credentials it countersigned or handed over (and, in turn, what hung
+        on theirs), its leave, its announcement and key rotation (meshd.membership.settle).
+        Each waits for that key in the pending pool, where it would be had the key never held
+        a credential: the set is the same in any order. Before, every hand-over of a key was
+        kept: a member (or one revoked since) could add one record to every node's set, and
+        make each recompute who stands, per hand-over it signed, without end."""
+        t = self._t
+        standing = t._standing
+        todo: list[tuple[bytes, bytes | None]] = [(rid, None) for rid in rids]
+        while todo:
+            rid, waits_for = todo.pop()
+            credential = standing.credential_by_id(rid)
+            if credential is None:
+                continue  # gone already
+            node = credential.node_key
+            change.touched |= standing.forget_credentials([credential])
+            t._remove(rid, change)
+            if waits_for is not None:
+                t._pending.park(waits_for, rid, credential.raw, own=False, source=change.source)
+            origin = t._origin.get(node)
+            if origin is not None and origin[1] == rid:
+                found = standing.origin_of(node)
+                if found is None:
+                    del t._origin[node]
+                else:
+                    t._origin[node] = found
+                t._forget_overlays()
+            if standing.knows(node):
+                continue
+            todo += [(c.record_id, node) for c in standing.countersigned(node)]
+            leave = standing.departures.get(node)
+            if leave is not None:
+                dropped = standing.departures.drop(node)
+                assert dropped is not None
+                t._remove(dropped, change)
+                t._pending.park(node, dropped, leave.raw, own=True, source=change.source)
+        change.touched |= standing.after_forgetting()
+        t._judgements_changed(change)
 
     def _ended(self, node: bytes, rid: bytes, raw: bytes, change: Change, what: str) -> None:
         """A credential that has ended (its renewals too) is merged only while a record of

@@ -33,7 +33,7 @@ def settle(t: MembershipTables, change: Change, now: int, merge_waiting: MergeWa
                 ann, entry.announcement = entry.announcement, None
                 rid = record_id(ann.raw)
                 t._remove(rid, change)
-                if t._standing.unsponsored(node):
+                if _may_stand(t, node):
                     # It may stand again (another admission of it may still arrive): its
                     # announcement waits for that, outside the set.
                     t._pending.park(node, rid, ann.raw, own=True, source=change.source)
@@ -63,8 +63,16 @@ def _drop_wg_rotation(t: MembershipTables, node: bytes, change: Change) -> None:
     dropped = t._wg.pop(node)
     if dropped is not None:
         t._remove(dropped[0], change)
-        if t._standing.unsponsored(node):
+        if _may_stand(t, node):
             t._pending.park(node, dropped[0], dropped[1].raw, own=True, source=change.source)
+
+
+def _may_stand(t: MembershipTables, node: bytes) -> bool:
+    """Whether a member that no longer stands may stand again: it fails only for want of a
+    sponsor, or it holds no credential now (the hand-over that gave it one was replaced by
+    an earlier one of its key): its own records wait for that outside the set, as they
+    would have had it never held one."""
+    return t._standing.unsponsored(node) or not t._standing.knows(node)
 
 
 def reevaluate(

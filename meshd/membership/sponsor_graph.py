@@ -216,6 +216,63 @@ class SponsorGraph:
         self.invalidate()
         return touched
 
+    def forget_credentials(self, credentials: Iterable[Credential]) -> set[bytes]:
+        """Forget credentials that leave the set: a hand-over an earlier one of its key
+        replaces, and what was merged only while a key that no longer holds a credential
+        held one (meshd.membership.merge). Returns the members whose standing may change;
+        who is sponsored is not worked out again (:meth:`after_forgetting`)."""
+        touched: set[bytes] = set()
+        for credential in credentials:
+            node, rid, sponsor = credential.node_key, credential.record_id, credential.sponsor
+            kept = tuple(c for c in self._held(node) if c.record_id != rid)
+            self._entry(node).credentials = (kept[0] if len(kept) == 1 else kept) or None
+            self._by_rid.pop(rid, None)
+            for key in credential.issuers:
+                if not any(key in c.issuers for c in kept):
+                    self._dependents.discard(key, node)
+            if sponsor is not None:
+                self._sponsored.discard(sponsor, rid)
+                if not any(c.sponsor == sponsor for c in kept):
+                    self._sponsored_nodes.discard(sponsor, node)
+            invite = credential.invite
+            if invite is not None:
+                if next(self._under(invite, node), None) is None:
+                    self._ranked.discard(invite, node)
+                self._within.pop(invite, None)
+                touched.update(self._ranked.get(invite))
+            old = self._handed_from.pop(rid, None)
+            if old is not None:
+                left = [e for e in self.handovers.get(old, ()) if e[1] != rid]
+                if left:
+                    self.handovers[old] = left
+                else:
+                    self.handovers.pop(old, None)
+                touched.add(old)
+            touched.add(node)
+        self.invalidate()
+        return touched
+
+    def after_forgetting(self) -> set[bytes]:
+        """Work out who is sponsored again after :meth:`forget_credentials`; returns the
+        members whose credentials changed."""
+        return self._recompute()
+
+    def countersigned(self, key: bytes) -> list[Credential]:
+        """The credentials ``key`` sponsors: admissions it countersigned, hand-overs from it."""
+        return [self._by_rid[rid] for rid in self._sponsored.get(key)]
+
+    def origin_of(self, node: bytes) -> tuple[int, bytes, bytes] | None:
+        """(issued_at, record id, old key) of the earliest hand-over to ``node`` in the set."""
+        found = None
+        for credential in self._held(node):
+            old = self._handed_from.get(credential.record_id)
+            if old is None:
+                continue
+            for at, rid, _ in self.handovers.get(old, ()):
+                if rid == credential.record_id and (found is None or (at, rid) < found[:2]):
+                    found = (at, rid, old)
+        return found
+
     def add_revocation(self, revocation: Revocation) -> set[bytes]:
         """Index a verified revocation; returns the members whose standing may change."""
         target = revocation.target

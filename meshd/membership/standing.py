@@ -14,7 +14,8 @@ and, when asked, its silence.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from meshd.membership.sponsor_graph import SponsorGraph
 from meshd.membership.spreading import MAX_SPONSOR_DEPTH
@@ -23,11 +24,21 @@ from meshd.records import U64, Revocation
 from meshd.records.body import subject_of
 from meshd.trust.credential import Credential
 
+if TYPE_CHECKING:
+    from meshd.membership.tables import MemberEntry
+
 
 class Standing(SponsorGraph):
     """The judgement indexes of one membership state."""
 
     _revoked_memberships: tuple[object, dict[bytes, bytes]] | None = None
+    _forked_memberships: tuple[object, frozenset[bytes]] | None = None
+
+    def __init__(
+        self, entries: dict[bytes, MemberEntry], entry: Callable[[bytes], MemberEntry]
+    ) -> None:
+        super().__init__(entries, entry)
+        self._twice: set[bytes] = set()  # keys that handed over twice (then kept: few)
 
     # --- a revocation reaches the whole membership --------------------------------------
 
@@ -82,6 +93,39 @@ class Standing(SponsorGraph):
             cached = self._revoked_memberships = (self._judging, origins)
         return cached[1].get(credential.origin)
 
+    # --- a key that hands over twice forfeits its membership -----------------------------
+
+    def add_handover(
+        self, old: bytes, issued_at: int, rid: bytes, kept: Iterable[bytes]
+    ) -> set[bytes]:
+        touched = super().add_handover(old, issued_at, rid, kept)
+        if len(self.handovers[old]) > 1:
+            self._twice.add(old)
+            touched |= self._membership_touched({old}) | {old}
+        return touched
+
+    def _forked(self, credential: Credential) -> bool:
+        """Whether a key of the credential's membership (the same enrolled credential,
+        ``origin``) handed over twice. Only its holder signs a hand-over, and an honest one
+        hands over once (``meshd rotate node``): a second shows a copy of the key in other
+        hands, and no key of the membership stands from then on, whichever hand-over is
+        dated first. Before, the earliest won: a thief of a key the member had rotated away
+        from took the membership with a hand-over dated before the member's."""
+        if not self._twice:
+            return False
+        cached = self._forked_memberships
+        if cached is None or cached[0] is not self._judging:
+            origins: set[bytes] = set()
+            for old in self._twice:
+                entries = self.handovers.get(old, ())
+                if len(entries) > 1:  # (one may have left the set with a key forgotten)
+                    for _, rid, _ in entries:
+                        handed = self._by_rid.get(rid)
+                        if handed is not None:
+                            origins.add(handed.origin)
+            cached = self._forked_memberships = (self._judging, frozenset(origins))
+        return bool(cached[1]) and credential.origin in cached[1]
+
     # --- judgements ---------------------------------------------------------------------
 
     def standing(self, node: bytes) -> Credential | None:
@@ -97,6 +141,7 @@ class Standing(SponsorGraph):
                 self.sponsored(credential)
                 and self._revoked_by(credential) is None
                 and self._revoked_membership(credential) is None
+                and not self._forked(credential)
                 and not (self.admins and self.admins.late(credential))
                 and self._root_on_chain(credential)
             ):
@@ -244,6 +289,8 @@ class Standing(SponsorGraph):
             return "revoked" if revoked_key == node else "issuer-revoked"
         if self._revoked_membership(credential) is not None:
             return "revoked"
+        if self._forked(credential):
+            return "forked"
         if self.admins and self.admins.late(credential):
             return "admin-handed-over"
         if not self._root_on_chain(credential):

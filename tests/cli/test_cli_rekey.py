@@ -183,6 +183,24 @@ def test_rotate_node_offline_keeps_name_and_address(
     assert json.loads(out)["overlay_ip"] == str(before.overlay)
 
 
+def test_rotate_node_from_a_key_already_handed_over_is_refused(
+    founder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A state directory put back from a copy taken before a rotation holds the old node key:
+    a second hand-over of it would end the membership on every node (a key that hands over
+    twice forfeits it): the key stands no more, so `rotate node` refuses in one line (exit 1)
+    and writes no key."""
+    kept = (founder / "node.key").read_bytes()
+    code, _, err = run(capsys, "rotate", "node", "--state-dir", str(founder))
+    assert code == 0, err
+    (founder / "node.key").write_bytes(kept)
+    code, _, err = run(capsys, "rotate", "node", "--state-dir", str(founder))
+    one_line_error(code, err)
+    assert code == 1, err
+    assert "not a standing member" in err
+    assert not (founder / "node.key.next").exists()
+
+
 def test_a_rotation_cut_short_is_finished_on_open(
     founder: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

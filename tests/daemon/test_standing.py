@@ -8,11 +8,12 @@ import trio
 import trio.testing
 
 from meshd.daemon.lifecycle import REVOKED_NOTE, stop_when_revoked
-from meshd.daemon.standing import Ended, Ending, own_ending
+from meshd.daemon.standing import FORKED, Ended, Ending, own_ending
 from meshd.daemon.state import NodeState
 from meshd.errors import NodeRevoked
 from meshd.node.statedir import NodeDir, now
-from meshd.records import make_leave
+from meshd.records import make_handover, make_leave
+from meshd.trust.keys import SigningKey
 from tests.daemon.fakes import certify, revoke, run_on_fake_clock
 
 
@@ -27,6 +28,28 @@ def test_own_ending_revoked_left_or_none(node: NodeDir) -> None:
     assert own_ending(state.membership, state.key, at) is None  # another's revocation
     state.add_local(make_leave(node.node_key, network_id=node.anchor.network_id, issued_at=at))
     assert own_ending(state.membership, state.key, at) == Ending(Ended.LEFT)
+
+
+def test_own_ending_of_a_membership_whose_key_handed_over_twice_says_so(node: NodeDir) -> None:
+    """No revocation names it: the daemon's line says why it stopped."""
+    at = now()
+    state = NodeState(node, announce_ttl=None)
+    member = certify(node, at)
+    state.add_local(member.cert)
+    ours, theirs = SigningKey.generate(), SigningKey.generate()
+    for new, dated in ((ours, at), (theirs, at - 1)):
+        state.add_local(
+            make_handover(
+                member.key,
+                new,
+                network_id=node.anchor.network_id,
+                issued_at=dated,
+                wg_key=member.wg,
+                credential=member.cert,
+            )
+        )
+    assert own_ending(state.membership, ours.public, at) == Ending(Ended.REVOKED, FORKED)
+    assert own_ending(state.membership, state.key, at) is None
 
 
 def test_the_ending_is_published_at_the_change_not_at_the_next_look(node: NodeDir) -> None:

@@ -17,6 +17,7 @@ from meshd.records import (
     Record,
     make_admission,
     make_handover,
+    make_leave,
     record_id,
 )
 from meshd.trust.keys import SigningKey
@@ -169,21 +170,31 @@ def test_hostile_hand_over_of_another_members_credential() -> None:
 
 
 def test_hostile_two_hand_overs_from_one_key() -> None:
-    """The old key (or its thief) hands over twice: the earliest by (issued_at, record id)
-    wins on every node, in every order; the other new key does not stand."""
+    """The member rotated its key (X -> Y); a thief of X hands over to its own key, dated
+    before the member's hand-over. The earliest hand-over won: the thief took the
+    membership (name, address, grants). A key that hands over twice forfeits its membership:
+    neither new key stands, on every node, in every order."""
     w = World()
     member = w.join(w.net.invite())
-    first, second = SigningKey.generate(), SigningKey.generate()
-    h1 = handover(w, member, first, at=NOW - 20)
-    h2 = handover(w, member, second, at=NOW - 10)
+    honest, thief = SigningKey.generate(), SigningKey.generate()
+    h1 = handover(w, member, honest, at=NOW - 10)
+    h2 = handover(w, member, thief, at=NOW - 20)
     digests = set()
     for order in ((h1, h2), (h2, h1)):
         state = w.elsewhere(member)
         assert merge(state, order) == []
-        assert view(state, first.public) == (MemberState.ADMITTED, "")
-        assert view(state, second.public)[0] is MemberState.REVOKED
+        assert view(state, honest.public) == (MemberState.REVOKED, "forked")
+        assert view(state, thief.public) == (MemberState.REVOKED, "forked")
+        assert view(state, member.key.public)[0] is MemberState.REVOKED
         digests.add(state.digest())
     assert len(digests) == 1
+    # Each step alone, as a running node sees it: the honest key stands until the thief's
+    # hand-over comes, then neither does.
+    w.ingest(h1)
+    assert view(w.state, honest.public) == (MemberState.ADMITTED, "")
+    outcome = w.ingest(h2)
+    assert {type(e).__name__ for e in outcome.events} == {"Revoked"}
+    assert view(w.state, honest.public) == (MemberState.REVOKED, "forked")
 
 
 def test_hostile_hand_over_racing_a_revocation() -> None:
@@ -290,3 +301,65 @@ def test_the_old_key_has_no_revocation_record_to_show() -> None:
     w.ingest(handover(w, member, SigningKey.generate()))
     assert w.state.revocation_of(member.key.public) is None
     assert not w.state.is_revoked(member.key.public)
+
+
+# --- one hand-over a key: what a key's other hand-overs cost (wire-format §6.12) -----------
+
+
+@pytest.mark.parametrize("revoked", [False, True], ids=["member", "revoked-member"])
+def test_hostile_a_key_that_signs_hand_overs_without_end_adds_two_records(revoked: bool) -> None:
+    """A member, or one revoked since, signs hand-overs of its key to fresh keys: dated
+    after its first two, and dated earlier each time. Every one was kept in the set,
+    flooded to every node and made each recompute who stands (300 kept; 1.5 ms each at 300
+    members). A key that hands over twice forfeits its membership, so its two earliest
+    hand-overs are all the set keeps: a later one is refused (``superseded-handover``), an
+    earlier one takes the place of the later kept."""
+    w = World()
+    member = w.join(w.net.invite())
+    if revoked:
+        w.ingest(w.net.revoke(member.key.public, at=NOW - 5))
+    before = len(w.state.record_ids())
+    first = SigningKey.generate()
+    w.ingest(handover(w, member, first, at=NOW - 100))
+    later = [handover(w, member, SigningKey.generate(), at=NOW - 99 + i) for i in range(60)]
+    assert merge(w.state, later) == ["superseded-handover"] * 59
+    assert len(w.state.record_ids()) == before + 2
+    earliest = []
+    for i in range(60):
+        earliest.append(SigningKey.generate())
+        assert merge(w.state, [handover(w, member, earliest[-1], at=NOW - 101 - i)]) == []
+    assert len(w.state.record_ids()) == before + 2
+    reason = "revoked" if revoked else "forked"
+    for key in earliest[-2:]:
+        assert view(w.state, key.public) == (MemberState.REVOKED, reason)
+    for key in (first, *earliest[:-2]):
+        assert w.state.member(key.public, NOW) is None  # no credential of it is kept
+
+
+def test_what_hung_on_a_hand_over_that_earlier_ones_replace_leaves_the_set() -> None:
+    """X -> Y, and from Y: a hand-over onward (Y -> W, named by id), an admission it
+    countersigned, its leave. X also hands over twice, dated earlier: X -> Y leaves the set.
+    Every node ends with the same set in every order, as if X -> Y had never come: what Y
+    signed waits for Y outside the set (it was kept in the set where it came first)."""
+    w = World()
+    member = w.join(w.net.invite())
+    y, wk, z1, z2 = (SigningKey.generate() for _ in range(4))
+    to_y = handover(w, member, y, at=NOW - 10)
+    onward = make_handover(
+        y, wk, network_id=w.nid, issued_at=NOW - 8, wg_key=member.wg.public, credential=to_y
+    )
+    joiner = w.enrollment(w.net.invite(), key=SigningKey.generate().public)
+    admitted = make_admission(y, enrollment=joiner, admitted_at=NOW - 9)
+    gone = make_leave(y, network_id=w.nid, issued_at=NOW - 7)
+    earlier = [handover(w, member, z1, at=NOW - 20), handover(w, member, z2, at=NOW - 30)]
+    snapshots = set()
+    records: list[Record] = [to_y, onward, admitted, gone, *earlier]
+    for order in itertools.permutations(records):
+        state = w.elsewhere(member)
+        merge(state, order)
+        for key in (z1.public, z2.public):
+            assert view(state, key) == (MemberState.REVOKED, "forked"), order
+        for key in (y.public, wk.public, joiner.node_key):
+            assert state.member(key, NOW) is None, order
+        snapshots.add((state.digest(), tuple(state.record_ids())))
+    assert len(snapshots) == 1

@@ -76,6 +76,7 @@ EXPECTED_REFUSALS = (
     "stale-announcement",
     "revoked",
     "superseded-admission",
+    "superseded-handover",
     "stale-rotation",
     "superseded-renewal",
     "issuer-revoked",
@@ -131,10 +132,12 @@ def pool() -> Pool:
     junior = net.join(side(founder, elder), elder, net.invite(), "junior", at=T0 + 30)
     # A member that leaves, and whose key (a copy of it) then hands its membership over.
     quitter = net.join(side(founder), founder, net.invite(), "quitter", at=T0 + 14)
+    # A member whose key hands over three times (it forfeits its membership).
+    twice = net.join(side(founder), founder, net.invite(), "twice", at=T0 + 16)
 
     members = (
         *(founder, second, delegated, left, right, first, guest, third, late, elder, junior),
-        quitter,
+        *(quitter, twice),
     )
     records: list[Record] = [node.credential for node in members]
     # The founder's certificate, renewed.
@@ -244,11 +247,12 @@ def pool() -> Pool:
     leaves = ((first, NOW - 5), (first, NOW - 9), (third, NOW), (late, NOW), (elder, NOW))
     for node, at in (*leaves, (quitter, NOW - 2)):
         records.append(make_leave(node.key, network_id=net.anchor.network_id, issued_at=at))
-    # Node key hand-overs: two from one key (the earlier wins), two onward from the winner
-    # (each naming its predecessor by id), one in the legacy layout nesting the loser's, one
-    # by a member revoked since (the revocation wins), and one by a member that leaves (the
-    # leave wins); renewals of the first and a middle key of the chain (they carry over).
-    k1, k2, k3, k4, k5, k6, k7 = (SigningKey.generate() for _ in range(7))
+    # Node key hand-overs: a chain of three (each naming its predecessor by id); three from
+    # one key (it forfeits its membership: the two earliest are kept, the latest leaves the
+    # set with the one onward from it, in the legacy layout nesting it); one by a member
+    # revoked since (the revocation wins), and one by a member that leaves (the leave wins);
+    # renewals of the first and a middle key of the chain (they carry over).
+    k1, k2, k3, k4, k5, k6, k7, k8, k9 = (SigningKey.generate() for _ in range(9))
     to_k1 = make_handover(
         junior.key,
         k1,
@@ -258,12 +262,12 @@ def pool() -> Pool:
         credential=junior.credential,
     )
     to_k2 = make_handover(
-        junior.key,
+        twice.key,
         k2,
         network_id=net.anchor.network_id,
         issued_at=T0 + 61,
-        wg_key=junior.wg.public,
-        credential=junior.credential,
+        wg_key=twice.wg.public,
+        credential=twice.credential,
         legacy=True,
     )
     to_k3 = make_handover(
@@ -291,9 +295,20 @@ def pool() -> Pool:
             k6,
             network_id=net.anchor.network_id,
             issued_at=T0 + 65,
-            wg_key=junior.wg.public,
+            wg_key=twice.wg.public,
             credential=to_k2,
             legacy=True,
+        ),
+        *(
+            make_handover(
+                twice.key,
+                key,
+                network_id=net.anchor.network_id,
+                issued_at=at,
+                wg_key=twice.wg.public,
+                credential=twice.credential,
+            )
+            for key, at in ((k8, T0 + 59), (k9, T0 + 58))
         ),
         make_renewal(  # of a key in the middle of the chain: carried to its end too
             net.issuer.key,
