@@ -158,7 +158,15 @@ class MembershipTables:
     # --- members' views -----------------------------------------------------------------
 
     def first_key(self, node: bytes) -> bytes:
-        """The node key a member enrolled with, following its hand-overs back."""
+        """The node key a member enrolled with, following its hand-overs back: those of the
+        credential it stands on. A key that was handed a membership and also joined with an
+        invite of its own, and stands on that (the hand-over's old key is revoked, say),
+        keeps its own address: before, it took the old key's /128, revoked or not, and every
+        route and rule written for that address reached it."""
+        if node in self._origin:
+            credential = self._standing.standing(node)
+            if credential is not None:
+                return self._standing.lineage(credential)[-1]
         seen = {node}
         while (origin := self._origin.get(node)) is not None and origin[2] not in seen:
             node = origin[2]
@@ -173,13 +181,14 @@ class MembershipTables:
         return entry
 
     def _own(self, node: bytes) -> ipaddress.IPv6Network:
-        """The member's /128 (derived once, kept in its entry)."""
+        """The member's /128 (derived once, kept in its entry; for a key handed a membership,
+        whose address hangs on what it stands on, derived each time)."""
         entry = self._entry(node)
         own = entry.own
         if own is None:
-            own = entry.own = host_prefix(
-                overlay_address(self.anchor.root_key, self.first_key(node))
-            )
+            own = host_prefix(overlay_address(self.anchor.root_key, self.first_key(node)))
+            if node not in self._origin:
+                entry.own = own
         return own
 
     def _forget_overlays(self) -> None:

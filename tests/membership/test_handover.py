@@ -363,3 +363,34 @@ def test_what_hung_on_a_hand_over_that_earlier_ones_replace_leaves_the_set() -> 
             assert state.member(key, NOW) is None, order
         snapshots.add((state.digest(), tuple(state.record_ids())))
     assert len(snapshots) == 1
+
+
+def test_hostile_a_key_a_revoked_member_hands_over_to_joins_at_its_own_address() -> None:
+    """Revoked X hands its membership over to a fresh key Q, and Q joins with an invite of
+    its own. Q stands on its own admission, not on the hand-over (X is revoked), yet it got
+    X's /128: the address followed the hand-over back to X, whatever Q stood on, and every
+    route and rule written for X's address reached Q. Now the address follows the hand-overs
+    of the credential a member stands on, in every order."""
+    w = World()
+    team = w.net.invite(uses=3)
+    x = w.join(team)
+    q = SigningKey.generate()
+    revocation = w.net.revoke(x.key.public, at=NOW - 10)
+    to_q = handover(w, x, q, at=NOW - 5)
+    enrollment = w.enrollment(team, key=q.public)
+    admission = w.sponsor(enrollment)
+    own = overlay_address(w.net.anchor.root_key, q.public)
+    records: list[Record] = [revocation, to_q, admission]
+    for order in itertools.permutations(records):
+        state = w.elsewhere(x)
+        merge(state, order)
+        member = state.member(q.public, NOW)
+        assert member is not None
+        assert (member.state, member.overlay) == (MemberState.ADMITTED, own), order
+        assert state.grants(q.public)[0] == host_prefix(own)
+    # While X stands, Q stands on the hand-over (its earliest credential): X's address.
+    state = w.elsewhere(x)
+    merge(state, [to_q, admission])
+    member = state.member(q.public, NOW)
+    assert member is not None
+    assert member.overlay == overlay_address(w.net.anchor.root_key, x.key.public)
