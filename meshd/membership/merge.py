@@ -160,11 +160,19 @@ class Merger:
         # one of the invite's uses. So each key adds at most one admission per enrollment.
         node = credential.node_key
         kept = t._standing.admission_of(node, credential.enrollment, admission.sponsor)
-        if kept is not None:
-            if (kept.admitted_at, kept.record_id) <= (admission.admitted_at, rid):
-                raise VerifyError(
-                    "superseded-admission", "an earlier admission of this member is already known"
-                )
+        if kept is not None and (kept.admitted_at, kept.record_id) <= (admission.admitted_at, rid):
+            raise VerifyError(
+                "superseded-admission", "an earlier admission of this member is already known"
+            )
+        pushed = t._standing.pushed_out(credential)
+        if pushed is None:
+            raise VerifyError(
+                "sponsor-over-uses",
+                "its sponsor countersigned as many other members under this invite as it has uses",
+            )
+        if pushed:
+            self._leave_set([c.record_id for c in pushed], change)
+        if kept is not None and t._standing.credential_by_id(kept.record_id) is not None:
             change.touched |= t._standing.drop_credential(node, kept.record_id)
             t._remove(kept.record_id, change)
             t._judgements_changed(change)
@@ -228,8 +236,9 @@ class Merger:
         return False
 
     def _leave_set(self, rids: list[bytes], change: Change) -> None:
-        """Hand-overs that earlier ones of their key replace leave the set, and with them
-        what was merged only because their new keys held a credential (each such key holds
+        """Credentials leave the set (hand-overs that earlier ones of their key replace,
+        admissions pushed out of their sponsor's budget under an invite), and with them
+        what was merged only because their members held a credential (each such key holds
         none now): the credentials it countersigned or handed over (and, in turn, what hung
         on theirs), its leave, its announcement and key rotation (meshd.membership.settle).
         Each waits for that key in the pending pool, where it would be had the key never held

@@ -77,6 +77,7 @@ EXPECTED_REFUSALS = (
     "revoked",
     "superseded-admission",
     "superseded-handover",
+    "sponsor-over-uses",
     "stale-rotation",
     "superseded-renewal",
     "issuer-revoked",
