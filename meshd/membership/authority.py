@@ -10,6 +10,7 @@ change the judgement of many members, so each marks the change for re-judging
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from meshd.errors import VerifyError
 from meshd.membership.lifecycle import root_of
@@ -27,6 +28,10 @@ from meshd.records import (
 
 MergeWaiting = Callable[[bytes, int, Change], None]
 """Merges the records that waited for a key (meshd.membership.merge.Merger.merge_waiting)."""
+
+OVER_BUDGET: Final = b"over-budget:"
+"""The pending pool files an admission pushed out of its sponsor's budget under this and the
+sponsor's key: a revocation of the sponsor that lists it brings it back (it ranks first)."""
 
 
 class AuthorityMerger:
@@ -50,6 +55,8 @@ class AuthorityMerger:
         t._pending.drop_own(rev.target)
         self._drop_lifecycle(rev.target, change)
         t._judgements_changed(change)
+        if rev.sponsored:
+            self._merge_waiting(OVER_BUDGET + rev.target, now, change)
 
     def renewal(self, renewal: Renewal, rid: bytes, now: int, change: Change) -> None:
         """A member's standing extended (meshd.membership.lifecycle): the greatest

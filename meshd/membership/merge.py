@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from meshd.errors import VerifyError
-from meshd.membership.authority import AuthorityMerger
+from meshd.membership.authority import OVER_BUDGET, AuthorityMerger
 from meshd.membership.tables import (
     Change,
     MembershipTables,
@@ -166,12 +166,17 @@ class Merger:
             )
         pushed = t._standing.pushed_out(credential)
         if pushed is None:
+            # Kept aside as those it would push out are: a revocation of the sponsor that
+            # lists it brings it back, whichever came first.
+            aside = OVER_BUDGET + admission.sponsor
+            t._pending.park(aside, rid, admission.raw, own=False, source=change.source)
             raise VerifyError(
                 "sponsor-over-uses",
                 "its sponsor countersigned as many other members under this invite as it has uses",
             )
         if pushed:
-            self._leave_set([c.record_id for c in pushed], change)
+            # Kept aside: a revocation of the sponsor that lists one brings it back.
+            self._leave_set([c.record_id for c in pushed], change, OVER_BUDGET + admission.sponsor)
         if kept is not None and t._standing.credential_by_id(kept.record_id) is not None:
             change.touched |= t._standing.drop_credential(node, kept.record_id)
             t._remove(kept.record_id, change)
@@ -235,7 +240,7 @@ class Merger:
         self._add_credential(credential, rid, Kind.HANDOVER, handover.raw, now, change)
         return False
 
-    def _leave_set(self, rids: list[bytes], change: Change) -> None:
+    def _leave_set(self, rids: list[bytes], change: Change, aside: bytes | None = None) -> None:
         """Credentials leave the set (hand-overs that earlier ones of their key replace,
         admissions pushed out of their sponsor's budget under an invite), and with them
         what was merged only because their members held a credential (each such key holds
@@ -244,10 +249,11 @@ class Merger:
         Each waits for that key in the pending pool, where it would be had the key never held
         a credential: the set is the same in any order. Before, every hand-over of a key was
         kept: a member (or one revoked since) could add one record to every node's set, and
-        make each recompute who stands, per hand-over it signed, without end."""
+        make each recompute who stands, per hand-over it signed, without end. ``aside``: the
+        key the credentials in ``rids`` themselves wait under (None: they are not kept)."""
         t = self._t
         standing = t._standing
-        todo: list[tuple[bytes, bytes | None]] = [(rid, None) for rid in rids]
+        todo: list[tuple[bytes, bytes | None]] = [(rid, aside) for rid in rids]
         while todo:
             rid, waits_for = todo.pop()
             credential = standing.credential_by_id(rid)

@@ -273,12 +273,15 @@ class SponsorGraph:
             return []  # fewer members under the invite than uses: the sponsor's fit
         # Its admissions under the invite, read from the smaller table: the sponsor's (a
         # member minting has few), or the invite's (a founder countersigned most of all).
+        # Admissions only: a hand-over from the sponsor's key (its own membership, moved)
+        # takes none of its budget.
+        handed = self._handed_from
         if self._sponsored.count(sponsor) <= self._ranked.count(invite):
             found = (self._by_rid[rid] for rid in self._sponsored.get(sponsor))
-            mine = [c for c in found if c.invite == invite]
+            mine = [c for c in found if c.invite == invite and c.record_id not in handed]
         else:
             under = (c for member in self._ranked.get(invite) for c in self._under(invite, member))
-            mine = [c for c in under if c.sponsor == sponsor]
+            mine = [c for c in under if c.sponsor == sponsor and c.record_id not in handed]
         best: dict[bytes, tuple[bool, int, bytes]] = {}
         for held in mine:
             key = self._budget_key(held, sponsor)
