@@ -210,23 +210,38 @@ class Merger:
             )
         credential = t.verifier.handover(handover)
         t._not_future(handover.issued_at, now, "hand-over")
-        if handover.previous:
+        previous = handover.previous
+        if not previous and isinstance(handover.credential, Handover):
+            # The legacy layout nests the hand-over it names: it counts once that one is in
+            # the set, as a linked one's. Before, the nested one was only checked by its
+            # signatures: a thief of an old key handed its membership to a key of its own,
+            # sent only a legacy hand-over onward that nested it, and took the membership
+            # (the old key showed one hand-over in the set).
+            previous = record_id(handover.credential.raw)
+        if previous:
             # Linked by id: the named hand-over must be a credential of the old key, of the
             # same enrolled membership; until it is here, this one waits for it.
-            link = t._standing.credential_by_id(handover.previous, t._set.get(handover.previous))
+            link = t._standing.credential_by_id(previous, t._set.get(previous))
             if link is None:
                 t._pending.park(old, rid, handover.raw, own=False, source=change.source)
                 return True
             if link.node_key != old or link.origin != credential.origin:
                 raise VerifyError("bad-chain", "the hand-over it names did not go to the old key")
-        if not t._standing.knows(old):
+        if not t._standing.holds(old, credential.origin):
+            # The old key holds no credential of the membership it hands over (yet): this
+            # waits for it, as what leaves the set with it does (:meth:`_leave_set`).
             t._pending.park(old, rid, handover.raw, own=False, source=change.source)
             self._wake_ended(old, now, change)
             return True
         # The membership as renewed: renewals of the old key and of the keys before it carry
         # over (meshd.membership.standing.Standing.lineage). Judged once the old key's
         # credential is here, so that the keys before it are known whatever the order.
-        carried = (new, *t._standing.handed_lineage(old, credential.origin))
+        lineage = t._standing.handed_lineage(old, credential.origin)
+        if new in lineage:
+            # Back to a key the membership passed through: a cycle of hand-overs would hold
+            # itself in the set after the hand-over that started it left.
+            raise VerifyError("bad-chain", "the hand-over goes back to a key it came through")
+        carried = (new, *lineage)
         if t._standing.renewals.end(credential, subjects=carried) < now:
             self._ended(new, rid, handover.raw, change, "membership handed over")
         beyond = sorted([*kept, (handover.issued_at, rid)])[KEPT_HANDOVERS:]
@@ -273,6 +288,15 @@ class Merger:
                     t._origin[node] = found
                 t._forget_overlays()
             if standing.knows(node):
+                # It holds another credential: hand-overs from it of this one's membership
+                # leave if it holds that membership no more (it would not have let them in).
+                lost = credential.origin
+                if not standing.holds(node, lost):
+                    todo += [
+                        (c.record_id, node)
+                        for c in standing.countersigned(node)
+                        if c.origin == lost and standing.handed(c)
+                    ]
                 continue
             todo += [(c.record_id, node) for c in standing.countersigned(node)]
             leave = standing.departures.get(node)

@@ -309,6 +309,15 @@ class SponsorGraph:
         members whose credentials changed."""
         return self._recompute()
 
+    def holds(self, node: bytes, origin: bytes) -> bool:
+        """Whether ``node`` holds, in the set, a credential of the membership enrolled as
+        ``origin``: what a hand-over of that membership from ``node`` needs."""
+        return any(c.origin == origin for c in self._held(node))
+
+    def handed(self, credential: Credential) -> bool:
+        """Whether the credential is a hand-over's."""
+        return credential.record_id in self._handed_from
+
     def countersigned(self, key: bytes) -> list[Credential]:
         """The credentials ``key`` sponsors: admissions it countersigned, hand-overs from it."""
         return [self._by_rid[rid] for rid in self._sponsored.get(key)]
@@ -428,7 +437,12 @@ class SponsorGraph:
     def _edge(self, sponsor: Credential, admission: Credential) -> bool:
         """Whether ``sponsor``'s credential carries ``admission``: each revoked key it depends
         on has a revocation listing the admission's enrollment or, when all of that key's
-        revocations are legacy, the admission is dated before the earliest of them."""
+        revocations are legacy, the admission is dated before the earliest of them. A
+        hand-over is carried only by its old key's credential of the same membership (before,
+        any: a key that also stood on an admission of its own carried a membership handed
+        on from one that did not stand)."""
+        if admission.record_id in self._handed_from and sponsor.origin != admission.origin:
+            return False
         handed = self.handovers.get(sponsor.node_key)
         if handed is not None:
             # A key handed over carries what its winning hand-over lists (and its new key,

@@ -394,3 +394,162 @@ def test_hostile_a_key_a_revoked_member_hands_over_to_joins_at_its_own_address()
     member = state.member(q.public, NOW)
     assert member is not None
     assert member.overlay == overlay_address(w.net.anchor.root_key, x.key.public)
+
+
+# --- what hangs on a hand-over that leaves the set (found by a review of the rules above) ---
+
+
+def _records_in_orders(
+    w: World, members: Sequence[Node], records: list[Record], orders: int = 60
+) -> list[Membership]:
+    """States that took ``records`` in ``orders`` shuffles (seeded), and in the given order."""
+    import random
+
+    shuffler = random.Random(7)
+    states = []
+    for n in range(orders):
+        order = list(records)
+        if n:
+            shuffler.shuffle(order)
+        state = w.elsewhere(*members)
+        merge(state, order)
+        states.append(state)
+    return states
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["linked", "legacy"])
+def test_hostile_a_revoked_membership_handed_on_stands_nowhere_when_its_link_leaves(
+    legacy: bool,
+) -> None:
+    """R -> S; S countersigned W; W (revoked) handed its membership to X, which stands on an
+    admission of its own too; X handed W's membership on to Z. R then hands over twice,
+    earlier: R -> S leaves the set, and with it what hung on it. Z stood with W's revoked
+    membership (its name and grants): X kept its own credential, so X -> Z stayed while the
+    link it names (W -> X) left, and the revocation of W reached no key any more."""
+    w = World()
+    r = w.join(w.net.invite(), at=T0 + 10)
+    x = w.join(w.net.invite(), at=T0 + 11)
+    s, z = SigningKey.generate(), SigningKey.generate()
+    to_s = handover(w, r, s, at=NOW - 40)
+    wkey = SigningKey.generate()
+    joined = w.enrollment(w.net.invite(), key=wkey.public)
+    admitted = make_admission(s, enrollment=joined, admitted_at=NOW - 35)
+    w_to_x = make_handover(
+        wkey,
+        x.key,
+        network_id=w.nid,
+        issued_at=NOW - 30,
+        wg_key=joined.wg_key,
+        credential=admitted,
+        legacy=legacy,
+    )
+    x_to_z = make_handover(
+        x.key,
+        z,
+        network_id=w.nid,
+        issued_at=NOW - 25,
+        wg_key=joined.wg_key,
+        credential=w_to_x,
+        legacy=legacy,
+    )
+    forks = [
+        handover(w, r, SigningKey.generate(), at=NOW - 50),
+        handover(w, r, SigningKey.generate(), at=NOW - 60),
+    ]
+    records: list[Record] = [to_s, admitted, w_to_x, x_to_z, w.net.revoke(wkey.public), *forks]
+    states = _records_in_orders(w, [r, x], records)
+    for state in states:
+        member = state.member(z.public, NOW)
+        assert member is None or member.state is not MemberState.ADMITTED
+    assert len({(s.digest(), tuple(s.record_ids())) for s in states}) == 1
+
+
+def test_hostile_a_thief_of_an_old_key_cannot_nest_its_hand_over_in_a_legacy_one() -> None:
+    """The member rotated E0 -> E1. A thief of E0, a member X itself, signs E0 -> X and never
+    sends it; it sends a legacy X -> Z that nests it. E0 showed one hand-over in the set (no
+    fork), and Z stood with the member's name and grants beside E1. A nested hand-over now
+    counts only once it is in the set, as a linked one's: X -> Z waits for it."""
+    w = World()
+    member = w.join(w.net.invite())
+    x = w.join(w.net.invite())
+    e1, z = SigningKey.generate(), SigningKey.generate()
+    honest = handover(w, member, e1, at=NOW - 10)
+    stolen = make_handover(
+        member.key,
+        x.key,
+        network_id=w.nid,
+        issued_at=NOW - 20,
+        wg_key=member.wg.public,
+        credential=member.credential,
+        legacy=True,
+    )
+    onward = make_handover(
+        x.key,
+        z,
+        network_id=w.nid,
+        issued_at=NOW - 15,
+        wg_key=member.wg.public,
+        credential=stolen,
+        legacy=True,
+    )
+    for order in ((honest, onward), (onward, honest)):
+        state = w.elsewhere(member, x)
+        merge(state, order)
+        assert view(state, e1.public) == (MemberState.ADMITTED, "")
+        assert state.member(z.public, NOW) is None
+    # Sent after all, it is a second hand-over of E0: neither new key stands.
+    state = w.elsewhere(member, x)
+    merge(state, [honest, onward, stolen])
+    assert view(state, e1.public) == (MemberState.REVOKED, "forked")
+    assert view(state, z.public)[0] is MemberState.REVOKED
+
+
+def test_a_hand_over_back_to_a_key_the_membership_came_through_is_refused() -> None:
+    """E -> X, X -> Y, then Y -> X: a cycle held itself in the set after E -> X left it (E
+    forked), where it was merged first; elsewhere it waited. Now refused (bad-chain)."""
+    w = World()
+    e = w.join(w.net.invite())
+    x, y = SigningKey.generate(), SigningKey.generate()
+    e_to_x = handover(w, e, x, at=NOW - 30)
+    x_to_y = make_handover(
+        x, y, network_id=w.nid, issued_at=NOW - 25, wg_key=e.wg.public, credential=e_to_x
+    )
+    y_to_x = make_handover(
+        y, x, network_id=w.nid, issued_at=NOW - 20, wg_key=e.wg.public, credential=x_to_y
+    )
+    state = w.elsewhere(e)
+    assert merge(state, [e_to_x, x_to_y, y_to_x]) == ["bad-chain"]
+    forks = [
+        handover(w, e, SigningKey.generate(), at=NOW - 40),
+        handover(w, e, SigningKey.generate(), at=NOW - 50),
+    ]
+    states = _records_in_orders(w, [e], [e_to_x, x_to_y, y_to_x, *forks])
+    assert len({(s.digest(), tuple(s.record_ids())) for s in states}) == 1
+    assert all(s.member(x.public, NOW) is None for s in states)
+
+
+def test_a_hand_over_onward_leaves_with_the_link_it_names() -> None:
+    """X stands on its own admission and is handed W's membership too; it hands W's on to Z
+    (naming W -> X). W forks: W -> X leaves, and X -> Z with it, though X still holds its
+    own credential (before, it stayed where it came first and waited elsewhere)."""
+    w = World()
+    x = w.join(w.net.invite())
+    wm = w.join(w.net.invite())
+    z = SigningKey.generate()
+    w_to_x = handover(w, wm, x.key, at=NOW - 10)
+    x_to_z = make_handover(
+        x.key, z, network_id=w.nid, issued_at=NOW - 8, wg_key=wm.wg.public, credential=w_to_x
+    )
+    forks = [
+        handover(w, wm, SigningKey.generate(), at=NOW - 20),
+        handover(w, wm, SigningKey.generate(), at=NOW - 30),
+    ]
+    snapshots = set()
+    records: list[Record] = [w_to_x, x_to_z, *forks]
+    for order in itertools.permutations(records):
+        state = w.elsewhere(x, wm)
+        merge(state, order)
+        assert state.member(z.public, NOW) is None
+        assert view(state, x.key.public) == (MemberState.ADMITTED, "")
+        snapshots.add((state.digest(), tuple(state.record_ids())))
+    assert len(snapshots) == 1
