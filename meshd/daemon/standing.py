@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from meshd.daemon.state import NodeState
 
 FORKED: Final = "a key of its membership was handed over twice"
-"""The reason a node revoked that way stops with (no revocation names it)."""
+"""The reason a node revoked that way stops with (no revocation names it); also when its
+credential left the record set (the hand-over that gave it this key was replaced by two
+earlier ones of the key before)."""
 
 POLL: Final = 1.0
 """Seconds between looks while the membership does not change (a belt to the feed's braces)."""
@@ -73,12 +75,19 @@ class OwnStanding:
         self.poll = poll
         self.ended: Ending | None = None
         self._ended = trio.Event()
+        self._held = False  # whether this node held a credential in the set at a look
 
     def check(self) -> Ending | None:
-        """Look now; an ending found is kept (it is for good) and published."""
+        """Look now; an ending found is kept (it is for good) and published. A node that
+        held a credential and holds none now has ended too: its hand-over left the set,
+        replaced by two earlier ones of the key before (reason :data:`FORKED`)."""
         if self.ended is None:
             state = self._state
             ending = own_ending(state.membership, state.key, state.clock())
+            held = state.membership.member(state.key, state.clock()) is not None
+            if ending is None and self._held and not held:
+                ending = Ending(Ended.REVOKED, FORKED)
+            self._held = self._held or held
             if ending is not None:
                 self.ended = ending
                 self._ended.set()

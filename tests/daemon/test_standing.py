@@ -8,7 +8,7 @@ import trio
 import trio.testing
 
 from meshd.daemon.lifecycle import REVOKED_NOTE, stop_when_revoked
-from meshd.daemon.standing import FORKED, Ended, Ending, own_ending
+from meshd.daemon.standing import FORKED, Ended, Ending, OwnStanding, own_ending
 from meshd.daemon.state import NodeState
 from meshd.errors import NodeRevoked
 from meshd.node.statedir import NodeDir, now
@@ -50,6 +50,36 @@ def test_own_ending_of_a_membership_whose_key_handed_over_twice_says_so(node: No
         )
     assert own_ending(state.membership, ours.public, at) == Ending(Ended.REVOKED, FORKED)
     assert own_ending(state.membership, state.key, at) is None
+
+
+def test_a_node_whose_credential_leaves_the_set_has_ended() -> None:
+    """The hand-over that gave this node its key is replaced by two earlier ones of the key
+    before: its credential leaves the set. It held one and holds none now: it has ended, as
+    forked (before, it went on as if it stood: no view of it, so no ending)."""
+    from types import SimpleNamespace
+
+    from tests.membership.test_handover import NOW, handover
+    from tests.trust.test_hostile import World
+
+    w = World()
+    member = w.join(w.net.invite())
+    ours = SigningKey.generate()
+    w.ingest(handover(w, member, ours, at=NOW - 10))
+    state = SimpleNamespace(membership=w.state, key=ours.public, clock=lambda: NOW)
+    watcher = OwnStanding(state)  # type: ignore[arg-type]
+    assert watcher.check() is None
+    w.ingest(handover(w, member, SigningKey.generate(), at=NOW - 20))
+    assert watcher.check() == Ending(Ended.REVOKED, FORKED)  # forked, still in the set
+    w2 = World()
+    member = w2.join(w2.net.invite())
+    w2.ingest(handover(w2, member, ours, at=NOW - 10))
+    state = SimpleNamespace(membership=w2.state, key=ours.public, clock=lambda: NOW)
+    watcher = OwnStanding(state)  # type: ignore[arg-type]
+    assert watcher.check() is None
+    for at in (NOW - 20, NOW - 30):
+        w2.ingest(handover(w2, member, SigningKey.generate(), at=at))
+    assert w2.state.member(ours.public, NOW) is None
+    assert watcher.check() == Ending(Ended.REVOKED, FORKED)
 
 
 def test_the_ending_is_published_at_the_change_not_at_the_next_look(node: NodeDir) -> None:
