@@ -69,3 +69,37 @@ def test_a_query_is_answered_while_the_disk_is_busy_a_change_only_after() -> Non
         assert answers == [c.SyncAnswer(3)]
 
     trio.run(main)
+
+
+def test_views_of_every_member_are_made_one_at_a_time() -> None:
+    """At 10,000 members a `peers` view takes ~0.8 s of CPU and ~6 MB: 64 at once missed
+    every deadline, held the event loop 3 s behind and kept ~0.5 GB. They are made one at a
+    time; the others wait at no cost."""
+
+    async def flood(raw: bytes) -> None:
+        return None
+
+    daemon = SimpleNamespace(
+        state=SimpleNamespace(disk=HeldDisk()), flooder=SimpleNamespace(flood=flood)
+    )
+    ctl = Control(cast(Any, daemon))
+    running = most = 0
+
+    async def view(request: c.PeersRequest) -> c.PeersAnswer:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await trio.sleep(1)
+        running -= 1
+        return c.PeersAnswer(())
+
+    ctl._peers = view  # type: ignore[method-assign]
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            for _ in range(8):
+                nursery.start_soon(ctl.peers, c.PeersRequest())
+        assert trio.current_time() >= 8  # one after the other
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert most == 1
