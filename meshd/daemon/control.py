@@ -13,7 +13,8 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -59,7 +60,7 @@ from meshd.daemon.lifecycle import down_answer
 from meshd.daemon.rekey import rotate_wg
 from meshd.daemon.renewer import add_expiry, expiring_view
 from meshd.daemon.transport import key_of
-from meshd.errors import UsageError
+from meshd.errors import MeshdError, UsageError
 from meshd.membership import Member, Revoked
 from meshd.records import decode_record_untrusted, record_id
 
@@ -74,6 +75,27 @@ A = TypeVar("A")
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
+class Turns:
+    """Requests of one slow kind, ``at_once`` at a time; past ``waiting`` waiting, another is
+    answered at once that the daemon is busy."""
+
+    def __init__(self, what: str, *, at_once: int, waiting: int) -> None:
+        self.what = what
+        self.waiting = waiting
+        self._limiter = trio.CapacityLimiter(at_once)
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        waiting = self._limiter.statistics().tasks_waiting
+        if waiting >= self.waiting:
+            raise MeshdError(
+                f"the daemon is busy: {waiting} other {self.what} requests are waiting",
+                hint="try again in a few seconds",
+            )
+        async with self._limiter:
+            yield
+
+
 class Control:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
@@ -81,8 +103,13 @@ class Control:
         self.started = time.monotonic()
         # One view of every member at a time: at 10,000 members each takes ~0.8 s of CPU and
         # ~6 MB; 64 at once missed every deadline, held the event loop 3 s behind, and kept
-        # ~0.5 GB (an answer past its deadline waits here, cancelled, at no cost).
-        self._views = trio.CapacityLimiter(1)
+        # ~0.5 GB (an answer past its deadline waits here, cancelled, at no cost). Dials
+        # (`meshd connect`: up to 16 addresses, ~5 s each that does not answer) a few at a
+        # time. Past a few waiting, a request of either is answered "busy" at once, so that
+        # such requests do not hold the socket's 64 connections (every other command would
+        # find them full: 105 of 137 `status` calls were closed unanswered).
+        self._views = Turns("views of every member (peers)", at_once=1, waiting=4)
+        self._dials = Turns("dials (connect)", at_once=4, waiting=4)
         self.handlers: dict[type[Request], Handler] = {
             StatusRequest: self.status,
             PeersRequest: self.peers,
@@ -148,7 +175,7 @@ class Control:
         return _typed(StatusAnswer, view)
 
     async def peers(self, request: PeersRequest) -> PeersAnswer:
-        async with self._views:
+        async with self._views.turn():
             return await self._peers(request)
 
     async def _peers(self, request: PeersRequest) -> PeersAnswer:
@@ -217,7 +244,8 @@ class Control:
 
     async def connect(self, request: ConnectRequest) -> ConnectAnswer:
         d = self.daemon
-        results = await d.host.connect_any(list(request.addrs[:16]), d.mesh.underlay.networks)
+        async with self._dials.turn():
+            results = await d.host.connect_any(list(request.addrs[:16]), d.mesh.underlay.networks)
         return ConnectAnswer(tuple(ConnectResultRow(r.addr, r.peer_id, r.error) for r in results))
 
     async def sponsored(self, request: SponsoredRequest) -> SponsoredAnswer:
