@@ -29,9 +29,13 @@ if TYPE_CHECKING:
     from meshd.daemon.state import NodeState
 
 FORKED: Final = "a key of its membership was handed over twice"
-"""The reason a node revoked that way stops with (no revocation names it); also when its
-credential left the record set (the hand-over that gave it this key was replaced by two
-earlier ones of the key before)."""
+"""The reason a node revoked that way stops with (no revocation names it)."""
+
+LEFT_THE_SET: Final = (
+    "its credential left the record set (a key before it was revoked or handed over twice)"
+)
+"""The reason a node stops with whose credential is in the set no more: the hand-over that
+gave it its key left, as a key before it was revoked or handed over twice."""
 
 POLL: Final = 1.0
 """Seconds between looks while the membership does not change (a belt to the feed's braces)."""
@@ -79,14 +83,14 @@ class OwnStanding:
 
     def check(self) -> Ending | None:
         """Look now; an ending found is kept (it is for good) and published. A node that
-        held a credential and holds none now has ended too: its hand-over left the set,
-        replaced by two earlier ones of the key before (reason :data:`FORKED`)."""
+        held a credential and holds none now has ended too: its hand-over left the set
+        (reason :data:`LEFT_THE_SET`)."""
         if self.ended is None:
             state = self._state
             ending = own_ending(state.membership, state.key, state.clock())
             held = state.membership.member(state.key, state.clock()) is not None
             if ending is None and self._held and not held:
-                ending = Ending(Ended.REVOKED, FORKED)
+                ending = Ending(Ended.REVOKED, LEFT_THE_SET)
             self._held = self._held or held
             if ending is not None:
                 self.ended = ending

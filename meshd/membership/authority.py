@@ -29,6 +29,9 @@ from meshd.records import (
 MergeWaiting = Callable[[bytes, int, Change], None]
 """Merges the records that waited for a key (meshd.membership.merge.Merger.merge_waiting)."""
 
+LeaveSet = Callable[[list[bytes], Change], None]
+"""Takes credentials out of the set with what hangs on them (Merger._leave_set)."""
+
 OVER_BUDGET: Final = b"over-budget:"
 """The pending pool files an admission pushed out of its sponsor's budget under this and the
 sponsor's key: a revocation of the sponsor that lists it brings it back (it ranks first)."""
@@ -37,9 +40,12 @@ sponsor's key: a revocation of the sponsor that lists it brings it back (it rank
 class AuthorityMerger:
     """Merges revocations, renewals, leaves, admin hand-overs and rollovers into the tables."""
 
-    def __init__(self, tables: MembershipTables, merge_waiting: MergeWaiting) -> None:
+    def __init__(
+        self, tables: MembershipTables, merge_waiting: MergeWaiting, leave_set: LeaveSet
+    ) -> None:
         self._t = tables
         self._merge_waiting = merge_waiting
+        self._leave_set = leave_set
 
     def revocation(self, rev: Revocation, rid: bytes, now: int, change: Change) -> None:
         t = self._t
@@ -55,6 +61,12 @@ class AuthorityMerger:
         t._pending.drop_own(rev.target)
         self._drop_lifecycle(rev.target, change)
         t._judgements_changed(change)
+        # A revoked key, and every key its membership was handed to after it, hands over
+        # nothing (meshd.membership.merge): their hand-overs leave the set.
+        standing = t._standing
+        after = standing.hand_overs_from({rev.target} | standing.handed_to(rev.target))
+        if after:
+            self._leave_set(after, change)
         if rev.sponsored:
             self._merge_waiting(OVER_BUDGET + rev.target, now, change)
 

@@ -80,7 +80,7 @@ class Merger:
 
     def __init__(self, tables: MembershipTables) -> None:
         self._t = tables
-        self._authority = AuthorityMerger(tables, self.merge_waiting)
+        self._authority = AuthorityMerger(tables, self.merge_waiting, self._leave_set)
         authority = self._authority
         # The merge of each kind of gossiped record, in the order of batch.INGEST_ORDER
         # (announcements last); each returns True when the record went to the pending pool.
@@ -236,6 +236,11 @@ class Merger:
         # The membership as renewed: renewals of the old key and of the keys before it carry
         # over (meshd.membership.standing.Standing.lineage). Judged once the old key's
         # credential is here, so that the keys before it are known whatever the order.
+        refused = t._standing.hands_over_nothing(old, credential.origin)
+        if refused:
+            raise VerifyError(
+                refused, f"a key of a {refused} membership, or one after it, hands over nothing"
+            )
         lineage = t._standing.handed_lineage(old, credential.origin)
         if new in lineage:
             # Back to a key the membership passed through: a cycle of hand-overs would hold
@@ -253,6 +258,12 @@ class Merger:
             t._forget_overlays()
         change.touched |= t._standing.add_handover(old, handover.issued_at, rid, handover.sponsored)
         self._add_credential(credential, rid, Kind.HANDOVER, handover.raw, now, change)
+        if len(t._standing.handovers.get(old, ())) > 1:
+            # Forked: the keys it handed over to hand over nothing (hands_over_nothing).
+            handed = t._standing.handed_to(old)
+            onward = t._standing.hand_overs_from(handed)
+            if onward:
+                self._leave_set(onward, change)
         return False
 
     def _leave_set(self, rids: list[bytes], change: Change, aside: bytes | None = None) -> None:

@@ -314,6 +314,10 @@ class SponsorGraph:
         ``origin``: what a hand-over of that membership from ``node`` needs."""
         return any(c.origin == origin for c in self._held(node))
 
+    def hand_overs_from(self, keys: set[bytes]) -> list[bytes]:
+        """The record ids of the hand-overs from ``keys`` in the set."""
+        return [rid for key in sorted(keys) for _, rid, _ in self.handovers.get(key, ())]
+
     def handed(self, credential: Credential) -> bool:
         """Whether the credential is a hand-over's."""
         return credential.record_id in self._handed_from

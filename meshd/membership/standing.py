@@ -104,6 +104,21 @@ class Standing(SponsorGraph):
             touched |= self._membership_touched({old}) | {old}
         return touched
 
+    def hands_over_nothing(self, old: bytes, origin: bytes) -> str:
+        """Why a hand-over from ``old`` of the membership enrolled as ``origin`` is refused,
+        or "": ``old`` is revoked, or a key before it in the membership's chain is revoked or
+        handed over twice. None of what such a hand-over passes on could stand; before, each
+        was kept, and a revoked or forked membership handed over to fresh keys without end
+        (a chain of 200 hand-overs, 200 records in every node's set; a tree, 254 at depth 7)."""
+        if old in self._revocations:
+            return "revoked"
+        for key in self.handed_lineage(old, origin)[1:]:
+            if key in self._revocations:
+                return "revoked"
+            if len(self.handovers.get(key, ())) > 1:
+                return "forked"
+        return ""
+
     def _forked(self, credential: Credential) -> bool:
         """Whether a key of the credential's membership (the same enrolled credential,
         ``origin``) handed over twice. Only its holder signs a hand-over, and an honest one

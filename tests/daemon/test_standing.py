@@ -8,7 +8,14 @@ import trio
 import trio.testing
 
 from meshd.daemon.lifecycle import REVOKED_NOTE, stop_when_revoked
-from meshd.daemon.standing import FORKED, Ended, Ending, OwnStanding, own_ending
+from meshd.daemon.standing import (
+    FORKED,
+    LEFT_THE_SET,
+    Ended,
+    Ending,
+    OwnStanding,
+    own_ending,
+)
 from meshd.daemon.state import NodeState
 from meshd.errors import NodeRevoked
 from meshd.node.statedir import NodeDir, now
@@ -79,7 +86,7 @@ def test_a_node_whose_credential_leaves_the_set_has_ended() -> None:
     for at in (NOW - 20, NOW - 30):
         w2.ingest(handover(w2, member, SigningKey.generate(), at=at))
     assert w2.state.member(ours.public, NOW) is None
-    assert watcher.check() == Ending(Ended.REVOKED, FORKED)
+    assert watcher.check() == Ending(Ended.REVOKED, LEFT_THE_SET)
 
 
 def test_the_ending_is_published_at_the_change_not_at_the_next_look(node: NodeDir) -> None:

@@ -78,6 +78,7 @@ EXPECTED_REFUSALS = (
     "superseded-admission",
     "superseded-handover",
     "sponsor-over-uses",
+    "forked",
     "stale-rotation",
     "superseded-renewal",
     "issuer-revoked",
