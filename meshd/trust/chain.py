@@ -267,6 +267,7 @@ class Verifier:
             # An invite made for a named member names the member; otherwise the joiner does.
             invite.name or enrollment.name,
         )
+        enrolled = record_id(enrollment.raw)
         return Sponsored(
             node_key,
             wg_key,
@@ -274,9 +275,12 @@ class Verifier:
             terms,
             not_after,
             admission.sponsor,
-            record_id(enrollment.raw),
+            enrolled,
             rank,
-            rid,
+            # Its membership is its enrollment's: copies of it countersigned again (one
+            # replaces another, dated earlier) are the same membership, which a hand-over
+            # carrying any of them passes on.
+            enrolled,
             _name=name,
             record_id=rid,
         )

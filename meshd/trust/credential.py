@@ -158,9 +158,10 @@ class Credential:
 
     @property
     def origin(self) -> bytes:
-        """The record id of the credential the member enrolled with (a certificate or an
-        admission): the same for every key a chain of hand-overs passes the membership to.
-        A certificate's is its own (worked out from its bytes)."""
+        """What the member enrolled with: a certificate's record id, or an admission's
+        enrollment's (copies of an enrollment countersigned again are one membership): the
+        same for every key a chain of hand-overs passes the membership to. A certificate's
+        is its own (worked out from its bytes)."""
         return self.record_id
 
     @property

@@ -219,9 +219,9 @@ def test_admissions_keep_no_tables_of_their_own_and_one_record_id_each() -> None
     ]
     for node in joined:
         (credential,) = state._standing._held(node.key.public)
-        # The credential's id and its origin: one object (the set keeps its ids packed).
+        # Its origin is its enrollment's id: one object (the set keeps its ids packed).
         assert credential.record_id in state._set
-        assert credential.origin is credential.record_id
+        assert credential.origin is credential.enrollment
     # A copy countersigned earlier by the same sponsor replaces the kept one.
     last = joined[2]
     admission = last.credential
@@ -263,7 +263,7 @@ def test_a_certified_members_credential_keeps_no_admission_fields() -> None:
     assert isinstance(admitted, Sponsored)
     assert admitted.invite == invite.certificate.subject
     assert admitted.sponsor == nodes[0].key.public
-    assert admitted.origin == admitted.record_id
+    assert admitted.origin is admitted.enrollment  # its membership: its enrollment
     assert admitted.admin_at == invite.certificate.not_before
     # The members of one invite share its terms: 120 bytes a credential, not 168.
     again = net.join(state, nodes[0], invite, "j1")

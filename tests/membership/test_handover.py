@@ -598,3 +598,33 @@ def test_hostile_a_revoked_or_forked_membership_hands_over_nothing_onward(end: s
         assert len(state.record_ids()) == before + kept, records.index(ending)
         digests.add(state.digest())
     assert len(digests) == 1
+
+
+def test_a_copy_of_the_enrollment_dated_earlier_keeps_the_hand_over() -> None:
+    """N rotated its key (N -> N2); its sponsor countersigns N's enrollment again, dated a
+    second earlier (the copy replaces N's admission). The hand-over still passes N's
+    membership on: a membership is its enrollment's, whichever copy carries it. Before, a
+    node that got the copy first had N2 hold nothing, and with N2 revoked the old key N
+    stood again."""
+    w = World()
+    member = w.join(w.net.invite())
+    admitted = member.credential
+    assert isinstance(admitted, Admission)
+    n2 = SigningKey.generate()
+    to_n2 = handover(w, member, n2)
+    copy = make_admission(
+        w.founder.key, enrollment=admitted.enrollment, admitted_at=admitted.admitted_at - 1
+    )
+    revoked = w.net.revoke(n2.public, at=NOW - 5)
+    digests = set()
+    orders: list[list[Record]] = [[admitted, to_n2, copy], [copy, admitted, to_n2]]
+    for order in orders:
+        state = w.net.state()
+        state.ingest(w.founder.credential, NOW)
+        merge(state, order)
+        assert view(state, n2.public) == (MemberState.ADMITTED, "")
+        digests.add(state.digest())
+        merge(state, [revoked])
+        assert view(state, member.key.public)[0] is MemberState.REVOKED
+        assert view(state, n2.public) == (MemberState.REVOKED, "revoked")
+    assert len(digests) == 1
