@@ -10,7 +10,6 @@ change the judgement of many members, so each marks the change for re-judging
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
 
 from meshd.errors import VerifyError
 from meshd.membership.lifecycle import root_of
@@ -31,10 +30,6 @@ MergeWaiting = Callable[[bytes, int, Change], None]
 
 LeaveSet = Callable[[list[bytes], Change], None]
 """Takes credentials out of the set with what hangs on them (Merger._leave_set)."""
-
-OVER_BUDGET: Final = b"over-budget:"
-"""The pending pool files an admission pushed out of its sponsor's budget under this and the
-sponsor's key: a revocation of the sponsor that lists it brings it back (it ranks first)."""
 
 
 class AuthorityMerger:
@@ -67,8 +62,6 @@ class AuthorityMerger:
         after = standing.hand_overs_from({rev.target} | standing.handed_to(rev.target))
         if after:
             self._leave_set(after, change)
-        if rev.sponsored:
-            self._merge_waiting(OVER_BUDGET + rev.target, now, change)
 
     def renewal(self, renewal: Renewal, rid: bytes, now: int, change: Change) -> None:
         """A member's standing extended (meshd.membership.lifecycle): the greatest

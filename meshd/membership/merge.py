@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from meshd.errors import VerifyError
-from meshd.membership.authority import OVER_BUDGET, AuthorityMerger
+from meshd.membership.authority import AuthorityMerger
 from meshd.membership.tables import (
     Change,
     MembershipTables,
@@ -164,20 +164,7 @@ class Merger:
             raise VerifyError(
                 "superseded-admission", "an earlier admission of this member is already known"
             )
-        pushed = t._standing.pushed_out(credential)
-        if pushed is None:
-            # Kept aside as those it would push out are: a revocation of the sponsor that
-            # lists it brings it back, whichever came first.
-            aside = OVER_BUDGET + admission.sponsor
-            t._pending.park(aside, rid, admission.raw, own=False, source=change.source)
-            raise VerifyError(
-                "sponsor-over-uses",
-                "its sponsor countersigned as many other members under this invite as it has uses",
-            )
-        if pushed:
-            # Kept aside: a revocation of the sponsor that lists one brings it back.
-            self._leave_set([c.record_id for c in pushed], change, OVER_BUDGET + admission.sponsor)
-        if kept is not None and t._standing.credential_by_id(kept.record_id) is not None:
+        if kept is not None:
             change.touched |= t._standing.drop_credential(node, kept.record_id)
             t._remove(kept.record_id, change)
             t._judgements_changed(change)
@@ -266,20 +253,20 @@ class Merger:
                 self._leave_set(onward, change)
         return False
 
-    def _leave_set(self, rids: list[bytes], change: Change, aside: bytes | None = None) -> None:
-        """Credentials leave the set (hand-overs that earlier ones of their key replace,
-        admissions pushed out of their sponsor's budget under an invite), and with them
+    def _leave_set(self, rids: list[bytes], change: Change) -> None:
+        """Credentials leave the set (hand-overs that earlier ones of their key replace, or
+        from a key revoked or after a forked one), and with them
         what was merged only because their members held a credential (each such key holds
         none now): the credentials it countersigned or handed over (and, in turn, what hung
         on theirs), its leave, its announcement and key rotation (meshd.membership.settle).
         Each waits for that key in the pending pool, where it would be had the key never held
         a credential: the set is the same in any order. Before, every hand-over of a key was
         kept: a member (or one revoked since) could add one record to every node's set, and
-        make each recompute who stands, per hand-over it signed, without end. ``aside``: the
-        key the credentials in ``rids`` themselves wait under (None: they are not kept)."""
+        make each recompute who stands, per hand-over it signed, without end. The credentials
+        in ``rids`` themselves are not kept."""
         t = self._t
         standing = t._standing
-        todo: list[tuple[bytes, bytes | None]] = [(rid, aside) for rid in rids]
+        todo: list[tuple[bytes, bytes | None]] = [(rid, None) for rid in rids]
         while todo:
             rid, waits_for = todo.pop()
             credential = standing.credential_by_id(rid)

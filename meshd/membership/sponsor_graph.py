@@ -252,58 +252,6 @@ class SponsorGraph:
         self.invalidate()
         return touched
 
-    def pushed_out(self, credential: Credential) -> list[Credential] | None:
-        """What a new admission pushes out of its sponsor's budget under its invite, or None
-        when it does not fit (it is refused).
-
-        An honest sponsor countersigns at most as many members under an invite as the invite
-        has uses (it refuses once it knows them used), so the set keeps, of each sponsor and
-        invite, that many members: those listed by a revocation of the sponsor first, then by
-        (rank, enrollment id). A member already kept takes nothing more (its copies are kept
-        one per enrollment, as before); one that ranks better than the last kept pushes that
-        one's admissions by this sponsor under the invite out. Before, every admission was
-        kept: a member holding an invite's secret (every joiner holds its own token) minted
-        enrollments and countersigned each, one record in every node's set each, at the
-        gossip rate allowed an author (20 a second), until its membership's end."""
-        invite, sponsor, node = credential.invite, credential.sponsor, credential.node_key
-        if invite is None or sponsor is None:
-            return []
-        limit = min(self._invite_uses.get(invite, credential.max_uses), credential.max_uses)
-        if self._ranked.count(invite) < limit:
-            return []  # fewer members under the invite than uses: the sponsor's fit
-        # Its admissions under the invite, read from the smaller table: the sponsor's (a
-        # member minting has few), or the invite's (a founder countersigned most of all).
-        # Admissions only: a hand-over from the sponsor's key (its own membership, moved)
-        # takes none of its budget.
-        handed = self._handed_from
-        if self._sponsored.count(sponsor) <= self._ranked.count(invite):
-            found = (self._by_rid[rid] for rid in self._sponsored.get(sponsor))
-            mine = [c for c in found if c.invite == invite and c.record_id not in handed]
-        else:
-            under = (c for member in self._ranked.get(invite) for c in self._under(invite, member))
-            mine = [c for c in under if c.sponsor == sponsor and c.record_id not in handed]
-        best: dict[bytes, tuple[bool, int, bytes]] = {}
-        for held in mine:
-            key = self._budget_key(held, sponsor)
-            member = held.node_key
-            if member not in best or key < best[member]:
-                best[member] = key
-        if node in best or len(best) < limit:
-            return []
-        ranked = sorted(best, key=best.__getitem__)
-        if limit <= 0 or best[ranked[limit - 1]] <= self._budget_key(credential, sponsor):
-            return None
-        out = set(ranked[limit - 1 :])
-        return [c for c in mine if c.node_key in out]
-
-    def _budget_key(self, credential: Credential, sponsor: bytes) -> tuple[bool, int, bytes]:
-        listed = self._listed.get(sponsor)
-        return (
-            listed is None or credential.enrollment not in listed,
-            credential.rank,
-            credential.enrollment,
-        )
-
     def after_forgetting(self) -> set[bytes]:
         """Work out who is sponsored again after :meth:`forget_credentials`; returns the
         members whose credentials changed."""

@@ -77,7 +77,6 @@ EXPECTED_REFUSALS = (
     "revoked",
     "superseded-admission",
     "superseded-handover",
-    "sponsor-over-uses",
     "forked",
     "stale-rotation",
     "superseded-renewal",

@@ -917,10 +917,8 @@ def _revoked_sponsor(w: World) -> object:
 @case("sponsor-that-lost-an-invite-race-admits", Excluded("sponsor-not-member"))
 def _loser_sponsor(w: World) -> object:
     invite = w.net.invite()
-    other = w.net.founder("other")
-    w.ingest(other.credential)
     winner = w.net.join(w.elsewhere(), w.founder, invite, "winner", at=T0 + 10)
-    loser = w.net.join(w.elsewhere(other), other, invite, "loser", at=T0 + 20)
+    loser = w.net.join(w.elsewhere(), w.founder, invite, "loser", at=T0 + 20)
     w.ingest(winner.credential)
     w.ingest(loser.credential)
     assert w.state.member(loser.key.public, NOW).reason == "invite-used-up"  # type: ignore[union-attr]
