@@ -223,11 +223,8 @@ class Merger:
         # The membership as renewed: renewals of the old key and of the keys before it carry
         # over (meshd.membership.standing.Standing.lineage). Judged once the old key's
         # credential is here, so that the keys before it are known whatever the order.
-        refused = t._standing.hands_over_nothing(old, credential.origin)
-        if refused:
-            raise VerifyError(
-                refused, f"a key of a {refused} membership, or one after it, hands over nothing"
-            )
+        if t._standing.hands_over_nothing(old, credential.origin):
+            raise VerifyError("revoked", "a revoked key, or one after it, hands over nothing")
         lineage = t._standing.handed_lineage(old, credential.origin)
         if new in lineage:
             # Back to a key the membership passed through: a cycle of hand-overs would hold
@@ -245,17 +242,11 @@ class Merger:
             t._forget_overlays()
         change.touched |= t._standing.add_handover(old, handover.issued_at, rid, handover.sponsored)
         self._add_credential(credential, rid, Kind.HANDOVER, handover.raw, now, change)
-        if len(t._standing.handovers.get(old, ())) > 1:
-            # Forked: the keys it handed over to hand over nothing (hands_over_nothing).
-            handed = t._standing.handed_to(old)
-            onward = t._standing.hand_overs_from(handed)
-            if onward:
-                self._leave_set(onward, change)
         return False
 
     def _leave_set(self, rids: list[bytes], change: Change) -> None:
         """Credentials leave the set (hand-overs that earlier ones of their key replace, or
-        from a key revoked or after a forked one), and with them
+        from a key revoked or after one), and with them
         what was merged only because their members held a credential (each such key holds
         none now): the credentials it countersigned or handed over (and, in turn, what hung
         on theirs), its leave, its announcement and key rotation (meshd.membership.settle).

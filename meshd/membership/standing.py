@@ -104,20 +104,16 @@ class Standing(SponsorGraph):
             touched |= self._membership_touched({old}) | {old}
         return touched
 
-    def hands_over_nothing(self, old: bytes, origin: bytes) -> str:
-        """Why a hand-over from ``old`` of the membership enrolled as ``origin`` is refused,
-        or "": ``old`` is revoked, or a key before it in the membership's chain is revoked or
-        handed over twice. None of what such a hand-over passes on could stand; before, each
-        was kept, and a revoked or forked membership handed over to fresh keys without end
-        (a chain of 200 hand-overs, 200 records in every node's set; a tree, 254 at depth 7)."""
+    def hands_over_nothing(self, old: bytes, origin: bytes) -> bool:
+        """Whether a hand-over from ``old`` of the membership enrolled as ``origin`` is
+        refused: ``old``, or a key before it in the membership's chain, is revoked. Nothing
+        after a revoked key is sponsored (its hand-over carries no new key: ``_edge``), so
+        nothing such a hand-over passes on could stand; before, each was kept, and a revoked
+        membership handed over to fresh keys without end (a chain of 200 hand-overs, 200
+        records in every node's set, none standing)."""
         if old in self._revocations:
-            return "revoked"
-        for key in self.handed_lineage(old, origin)[1:]:
-            if key in self._revocations:
-                return "revoked"
-            if len(self.handovers.get(key, ())) > 1:
-                return "forked"
-        return ""
+            return True
+        return any(key in self._revocations for key in self.handed_lineage(old, origin)[1:])
 
     def _forked(self, credential: Credential) -> bool:
         """Whether a key of the credential's membership (the same enrolled credential,

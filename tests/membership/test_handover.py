@@ -507,7 +507,7 @@ def test_hostile_a_thief_of_an_old_key_cannot_nest_its_hand_over_in_a_legacy_one
     state = w.elsewhere(member, x)
     merge(state, [honest, onward, stolen])
     assert view(state, e1.public) == (MemberState.REVOKED, "forked")
-    assert state.member(z.public, NOW) is None  # a key after a forked one hands over nothing
+    assert view(state, z.public)[0] is MemberState.REVOKED
 
 
 def test_a_hand_over_back_to_a_key_the_membership_came_through_is_refused() -> None:
@@ -561,20 +561,16 @@ def test_a_hand_over_onward_leaves_with_the_link_it_names() -> None:
     assert len(snapshots) == 1
 
 
-@pytest.mark.parametrize("end", ["revoked", "forked"])
-def test_hostile_a_revoked_or_forked_membership_hands_over_nothing_onward(end: str) -> None:
-    """The membership of X -> Y is revoked under X (or X hands over twice): Y, and each key
-    after it, hands over nothing. Before, Y handed over to fresh keys in a chain, each new
-    key a new author: 200 hand-overs, 200 records in every node's set (1.3 ms each at 300
-    members), none standing; a tree of keys each handing over twice, 254 at depth 7."""
+def test_hostile_a_revoked_membership_hands_over_nothing_onward() -> None:
+    """The membership of X -> Y is revoked under X: X, Y and each key after it hand over
+    nothing (nothing after a revoked key is sponsored). Before, Y handed over to fresh keys
+    in a chain, each new key a new author: 200 hand-overs, 200 records in every node's set
+    (1.3 ms each at 300 members), none standing."""
     w = World()
     member = w.join(w.net.invite())
     y = SigningKey.generate()
     to_y = handover(w, member, y, at=NOW - 50)
-    if end == "revoked":
-        ending: Record = w.net.revoke(member.key.public, at=NOW - 40)
-    else:
-        ending = handover(w, member, SigningKey.generate(), at=NOW - 45)
+    ending: Record = w.net.revoke(member.key.public, at=NOW - 40)
     chain: list[Record] = []
     old, held = y, to_y
     for n in range(20):
@@ -594,8 +590,7 @@ def test_hostile_a_revoked_or_forked_membership_hands_over_nothing_onward(end: s
         state = w.elsewhere(member)
         before = len(state.record_ids())
         merge(state, records)
-        kept = 1 if end == "revoked" else 2  # the revocation; or the two hand-overs of X
-        assert len(state.record_ids()) == before + kept, records.index(ending)
+        assert len(state.record_ids()) == before + 1, records.index(ending)  # the revocation
         digests.add(state.digest())
     assert len(digests) == 1
 

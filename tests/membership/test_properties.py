@@ -77,7 +77,6 @@ EXPECTED_REFUSALS = (
     "revoked",
     "superseded-admission",
     "superseded-handover",
-    "forked",
     "stale-rotation",
     "superseded-renewal",
     "issuer-revoked",
