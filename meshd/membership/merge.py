@@ -264,7 +264,7 @@ class Merger:
             if credential is None:
                 continue  # gone already
             node = credential.node_key
-            change.touched |= standing.forget_credentials([credential])
+            change.touched |= standing.forget_credential(credential)
             t._remove(rid, change)
             if waits_for is not None:
                 t._pending.park(waits_for, rid, credential.raw, own=False, source=change.source)

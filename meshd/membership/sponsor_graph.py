@@ -216,44 +216,43 @@ class SponsorGraph:
         self.invalidate()
         return touched
 
-    def forget_credentials(self, credentials: Iterable[Credential]) -> set[bytes]:
-        """Forget credentials that leave the set: a hand-over an earlier one of its key
-        replaces, and what was merged only while a key that no longer holds a credential
-        held one (meshd.membership.merge). Returns the members whose standing may change;
-        who is sponsored is not worked out again (:meth:`after_forgetting`)."""
-        touched: set[bytes] = set()
-        for credential in credentials:
-            node, rid, sponsor = credential.node_key, credential.record_id, credential.sponsor
-            kept = tuple(c for c in self._held(node) if c.record_id != rid)
-            self._entry(node).credentials = (kept[0] if len(kept) == 1 else kept) or None
-            self._by_rid.pop(rid, None)
-            for key in credential.issuers:
-                if not any(key in c.issuers for c in kept):
-                    self._dependents.discard(key, node)
-            if sponsor is not None:
-                self._sponsored.discard(sponsor, rid)
-                if not any(c.sponsor == sponsor for c in kept):
-                    self._sponsored_nodes.discard(sponsor, node)
-            invite = credential.invite
-            if invite is not None:
-                if next(self._under(invite, node), None) is None:
-                    self._ranked.discard(invite, node)
-                self._within.pop(invite, None)
-                touched.update(self._ranked.get(invite))
-            old = self._handed_from.pop(rid, None)
-            if old is not None:
-                left = [e for e in self.handovers.get(old, ()) if e[1] != rid]
-                if left:
-                    self.handovers[old] = left
-                else:
-                    self.handovers.pop(old, None)
-                touched.add(old)
-            touched.add(node)
+    def forget_credential(self, credential: Credential) -> set[bytes]:
+        """Forget a credential that leaves the set: a hand-over an earlier one of its key
+        replaces, or one from a revoked key, and what was merged only while a key that no
+        longer holds a credential held one (meshd.membership.merge). Returns the members
+        whose standing may change; who is sponsored is not worked out again
+        (:meth:`after_forgetting`)."""
+        node, rid, sponsor = credential.node_key, credential.record_id, credential.sponsor
+        kept = tuple(c for c in self._held(node) if c.record_id != rid)
+        self._entry(node).credentials = (kept[0] if len(kept) == 1 else kept) or None
+        self._by_rid.pop(rid, None)
+        for key in credential.issuers:
+            if not any(key in c.issuers for c in kept):
+                self._dependents.discard(key, node)
+        touched = {node}
+        if sponsor is not None:
+            self._sponsored.discard(sponsor, rid)
+            if not any(c.sponsor == sponsor for c in kept):
+                self._sponsored_nodes.discard(sponsor, node)
+        invite = credential.invite
+        if invite is not None:
+            if next(self._under(invite, node), None) is None:
+                self._ranked.discard(invite, node)
+            self._within.pop(invite, None)
+            touched.update(self._ranked.get(invite))
+        old = self._handed_from.pop(rid, None)
+        if old is not None:
+            left = [e for e in self.handovers.get(old, ()) if e[1] != rid]
+            if left:
+                self.handovers[old] = left
+            else:
+                self.handovers.pop(old, None)
+            touched.add(old)
         self.invalidate()
         return touched
 
     def after_forgetting(self) -> set[bytes]:
-        """Work out who is sponsored again after :meth:`forget_credentials`; returns the
+        """Work out who is sponsored again after :meth:`forget_credential`; returns the
         members whose credentials changed."""
         return self._recompute()
 

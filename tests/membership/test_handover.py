@@ -47,6 +47,33 @@ def handover(
     )
 
 
+def passed_on(
+    w: World,
+    old: SigningKey,
+    new: SigningKey,
+    *,
+    at: int,
+    wg_key: bytes,
+    credential: Certificate | Admission | Handover,
+    legacy: bool = False,
+) -> Handover:
+    """A hand-over from a key of no Node of the test (one handed a membership, or minted)."""
+    return make_handover(
+        old,
+        new,
+        network_id=w.nid,
+        issued_at=at,
+        wg_key=wg_key,
+        credential=credential,
+        legacy=legacy,
+    )
+
+
+def forks(w: World, node: Node, *dates: int) -> list[Record]:
+    """Hand-overs of ``node``'s key to fresh keys, one at each of ``dates``."""
+    return [handover(w, node, SigningKey.generate(), at=at) for at in dates]
+
+
 def merge(state: Membership, records: Sequence[Record]) -> list[str]:
     refused = []
     for record in records:
@@ -440,29 +467,14 @@ def test_hostile_a_revoked_membership_handed_on_stands_nowhere_when_its_link_lea
     wkey = SigningKey.generate()
     joined = w.enrollment(w.net.invite(), key=wkey.public)
     admitted = make_admission(s, enrollment=joined, admitted_at=NOW - 35)
-    w_to_x = make_handover(
-        wkey,
-        x.key,
-        network_id=w.nid,
-        issued_at=NOW - 30,
-        wg_key=joined.wg_key,
-        credential=admitted,
-        legacy=legacy,
+    w_to_x = passed_on(
+        w, wkey, x.key, at=NOW - 30, wg_key=joined.wg_key, credential=admitted, legacy=legacy
     )
-    x_to_z = make_handover(
-        x.key,
-        z,
-        network_id=w.nid,
-        issued_at=NOW - 25,
-        wg_key=joined.wg_key,
-        credential=w_to_x,
-        legacy=legacy,
+    x_to_z = passed_on(
+        w, x.key, z, at=NOW - 25, wg_key=joined.wg_key, credential=w_to_x, legacy=legacy
     )
-    forks = [
-        handover(w, r, SigningKey.generate(), at=NOW - 50),
-        handover(w, r, SigningKey.generate(), at=NOW - 60),
-    ]
-    records: list[Record] = [to_s, admitted, w_to_x, x_to_z, w.net.revoke(wkey.public), *forks]
+    forked = forks(w, r, NOW - 50, NOW - 60)
+    records: list[Record] = [to_s, admitted, w_to_x, x_to_z, w.net.revoke(wkey.public), *forked]
     states = _records_in_orders(w, [r, x], records)
     for state in states:
         member = state.member(z.public, NOW)
@@ -480,23 +492,17 @@ def test_hostile_a_thief_of_an_old_key_cannot_nest_its_hand_over_in_a_legacy_one
     x = w.join(w.net.invite())
     e1, z = SigningKey.generate(), SigningKey.generate()
     honest = handover(w, member, e1, at=NOW - 10)
-    stolen = make_handover(
+    stolen = passed_on(
+        w,
         member.key,
         x.key,
-        network_id=w.nid,
-        issued_at=NOW - 20,
+        at=NOW - 20,
         wg_key=member.wg.public,
         credential=member.credential,
         legacy=True,
     )
-    onward = make_handover(
-        x.key,
-        z,
-        network_id=w.nid,
-        issued_at=NOW - 15,
-        wg_key=member.wg.public,
-        credential=stolen,
-        legacy=True,
+    onward = passed_on(
+        w, x.key, z, at=NOW - 15, wg_key=member.wg.public, credential=stolen, legacy=True
     )
     for order in ((honest, onward), (onward, honest)):
         state = w.elsewhere(member, x)
@@ -517,19 +523,12 @@ def test_a_hand_over_back_to_a_key_the_membership_came_through_is_refused() -> N
     e = w.join(w.net.invite())
     x, y = SigningKey.generate(), SigningKey.generate()
     e_to_x = handover(w, e, x, at=NOW - 30)
-    x_to_y = make_handover(
-        x, y, network_id=w.nid, issued_at=NOW - 25, wg_key=e.wg.public, credential=e_to_x
-    )
-    y_to_x = make_handover(
-        y, x, network_id=w.nid, issued_at=NOW - 20, wg_key=e.wg.public, credential=x_to_y
-    )
+    x_to_y = passed_on(w, x, y, at=NOW - 25, wg_key=e.wg.public, credential=e_to_x)
+    y_to_x = passed_on(w, y, x, at=NOW - 20, wg_key=e.wg.public, credential=x_to_y)
     state = w.elsewhere(e)
     assert merge(state, [e_to_x, x_to_y, y_to_x]) == ["bad-chain"]
-    forks = [
-        handover(w, e, SigningKey.generate(), at=NOW - 40),
-        handover(w, e, SigningKey.generate(), at=NOW - 50),
-    ]
-    states = _records_in_orders(w, [e], [e_to_x, x_to_y, y_to_x, *forks])
+    forked = forks(w, e, NOW - 40, NOW - 50)
+    states = _records_in_orders(w, [e], [e_to_x, x_to_y, y_to_x, *forked])
     assert len({(s.digest(), tuple(s.record_ids())) for s in states}) == 1
     assert all(s.member(x.public, NOW) is None for s in states)
 
@@ -543,15 +542,10 @@ def test_a_hand_over_onward_leaves_with_the_link_it_names() -> None:
     wm = w.join(w.net.invite())
     z = SigningKey.generate()
     w_to_x = handover(w, wm, x.key, at=NOW - 10)
-    x_to_z = make_handover(
-        x.key, z, network_id=w.nid, issued_at=NOW - 8, wg_key=wm.wg.public, credential=w_to_x
-    )
-    forks = [
-        handover(w, wm, SigningKey.generate(), at=NOW - 20),
-        handover(w, wm, SigningKey.generate(), at=NOW - 30),
-    ]
+    x_to_z = passed_on(w, x.key, z, at=NOW - 8, wg_key=wm.wg.public, credential=w_to_x)
+    forked = forks(w, wm, NOW - 20, NOW - 30)
     snapshots = set()
-    records: list[Record] = [w_to_x, x_to_z, *forks]
+    records: list[Record] = [w_to_x, x_to_z, *forked]
     for order in itertools.permutations(records):
         state = w.elsewhere(x, wm)
         merge(state, order)
@@ -575,14 +569,7 @@ def test_hostile_a_revoked_membership_hands_over_nothing_onward() -> None:
     old, held = y, to_y
     for n in range(20):
         new = SigningKey.generate()
-        step = make_handover(
-            old,
-            new,
-            network_id=w.nid,
-            issued_at=NOW - 39 + n,
-            wg_key=member.wg.public,
-            credential=held,
-        )
+        step = passed_on(w, old, new, at=NOW - 39 + n, wg_key=member.wg.public, credential=held)
         chain.append(step)
         old, held = new, step
     digests = set()
